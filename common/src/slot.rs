@@ -1,0 +1,148 @@
+//! Key slots, exactly as Redis Cluster computes them.
+//!
+//! `slot(key) = CRC16-XMODEM(tag(key)) mod 16384`, where `tag(key)` is the text between the
+//! first `{` and the next `}` when that text is non-empty, else the whole key. Using Redis's
+//! function means cluster-aware Redis clients route keys exactly as CHKV does.
+
+use std::fmt;
+
+/// Number of slots in the key space (Redis Cluster's 16384).
+pub const SLOT_COUNT: usize = 16384;
+
+/// A slot number, always `< SLOT_COUNT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Slot(u16);
+
+impl Slot {
+    /// The slot `n`, or `None` when `n >= SLOT_COUNT`.
+    pub fn new(n: u16) -> Option<Slot> {
+        ((n as usize) < SLOT_COUNT).then_some(Slot(n))
+    }
+
+    /// The slot of `key`.
+    pub fn of(key: &[u8]) -> Slot {
+        Slot(key_slot(key))
+    }
+
+    /// The slot number.
+    pub fn get(self) -> u16 {
+        self.0
+    }
+
+    /// The slot number as an index.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// Every slot, in order.
+    pub fn all() -> impl Iterator<Item = Slot> {
+        (0..SLOT_COUNT as u16).map(Slot)
+    }
+}
+
+impl fmt::Display for Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// CRC16-XMODEM lookup table (polynomial 0x1021), built at compile time.
+const CRC16_TABLE: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u16) << 8;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+};
+
+/// CRC16-XMODEM (poly 0x1021, init 0, no reflection), the checksum Redis Cluster uses.
+pub fn crc16(data: &[u8]) -> u16 {
+    data.iter().fold(0u16, |crc, &b| {
+        (crc << 8) ^ CRC16_TABLE[((crc >> 8) as u8 ^ b) as usize]
+    })
+}
+
+/// The part of `key` that is hashed: the hash tag when there is a non-empty one.
+pub fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{') {
+        if let Some(len) = key[open + 1..].iter().position(|&b| b == b'}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
+}
+
+/// The slot number of `key` (`0..16384`).
+pub fn key_slot(key: &[u8]) -> u16 {
+    crc16(hash_tag(key)) & (SLOT_COUNT as u16 - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn crc16_test_vector() {
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(crc16(b""), 0);
+    }
+
+    #[test]
+    fn known_slots() {
+        assert_eq!(key_slot(b"foo"), 12182);
+        assert_eq!(key_slot(b"bar"), 5061);
+        assert_eq!(key_slot(b"{user1000}.a"), key_slot(b"user1000"));
+        assert_eq!(
+            key_slot(b"{user1000}.following"),
+            key_slot(b"{user1000}.followers")
+        );
+    }
+
+    #[test]
+    fn hash_tag_rules() {
+        // Empty tag: the whole key is hashed.
+        assert_eq!(hash_tag(b"foo{}{bar}"), b"foo{}{bar}");
+        // Only the first '{' and the next '}' count.
+        assert_eq!(hash_tag(b"foo{{bar}}zap"), b"{bar");
+        assert_eq!(hash_tag(b"foo{bar}{zap}"), b"bar");
+        // No closing brace.
+        assert_eq!(hash_tag(b"foo{bar"), b"foo{bar");
+        assert_eq!(hash_tag(b""), b"");
+    }
+
+    #[test]
+    fn slot_bounds() {
+        assert!(Slot::new(16383).is_some());
+        assert!(Slot::new(16384).is_none());
+        assert_eq!(Slot::all().count(), SLOT_COUNT);
+    }
+
+    proptest! {
+        #[test]
+        fn slot_always_in_range(key in proptest::collection::vec(any::<u8>(), 0..64)) {
+            prop_assert!((key_slot(&key) as usize) < SLOT_COUNT);
+        }
+
+        #[test]
+        fn tagged_keys_share_slot(tag in "[a-z0-9]{1,12}", a in "[a-z]{0,8}", b in "[a-z]{0,8}") {
+            let k1 = format!("{a}{{{tag}}}x");
+            let k2 = format!("{b}{{{tag}}}y");
+            prop_assert_eq!(key_slot(k1.as_bytes()), key_slot(k2.as_bytes()));
+        }
+    }
+}

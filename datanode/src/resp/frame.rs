@@ -1,0 +1,233 @@
+//! Replies and their encoding.
+//!
+//! Commands return a [`Frame`]; the connection encodes it for the protocol the client chose
+//! with `HELLO` (RESP2 by default). RESP3-only types degrade the way Redis degrades them for
+//! RESP2 clients: maps and sets become flat arrays, doubles become bulk strings, booleans
+//! become integers, and both nulls keep their RESP2 shapes (`$-1`, `*-1`).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use std::borrow::Cow;
+
+/// The protocol a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Resp2,
+    Resp3,
+}
+
+impl Protocol {
+    pub fn version(self) -> i64 {
+        match self {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        }
+    }
+}
+
+/// A reply.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Frame {
+    Simple(Cow<'static, str>),
+    /// An error; the text starts with its code (`ERR ...`, `WRONGTYPE ...`).
+    Error(Cow<'static, str>),
+    Integer(i64),
+    Bulk(Bytes),
+    /// A missing value: `$-1` in RESP2.
+    Null,
+    /// A missing aggregate: `*-1` in RESP2.
+    NullArray,
+    Array(Vec<Frame>),
+    Map(Vec<(Frame, Frame)>),
+    Set(Vec<Frame>),
+    Double(f64),
+    Boolean(bool),
+    /// Verbatim text (`=` in RESP3), e.g. INFO and CLIENT LIST; the format is `txt`.
+    Verbatim(Bytes),
+    Push(Vec<Frame>),
+}
+
+impl Frame {
+    pub const fn ok() -> Frame {
+        Frame::Simple(Cow::Borrowed("OK"))
+    }
+
+    pub const fn simple(s: &'static str) -> Frame {
+        Frame::Simple(Cow::Borrowed(s))
+    }
+
+    pub const fn err(s: &'static str) -> Frame {
+        Frame::Error(Cow::Borrowed(s))
+    }
+
+    pub fn error(s: String) -> Frame {
+        Frame::Error(Cow::Owned(s))
+    }
+
+    pub fn bulk(b: impl AsRef<[u8]>) -> Frame {
+        Frame::Bulk(Bytes::copy_from_slice(b.as_ref()))
+    }
+
+    pub fn bulk_static(b: &'static str) -> Frame {
+        Frame::Bulk(Bytes::from_static(b.as_bytes()))
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(self, Frame::Error(_))
+    }
+
+    /// Encodes this reply for `proto` at the end of `out`.
+    pub fn encode(&self, proto: Protocol, out: &mut BytesMut) {
+        let resp3 = proto == Protocol::Resp3;
+        match self {
+            Frame::Simple(s) => line(out, b'+', s.as_bytes()),
+            Frame::Error(s) => line(out, b'-', s.as_bytes()),
+            Frame::Integer(i) => {
+                let mut b = itoa::Buffer::new();
+                line(out, b':', b.format(*i).as_bytes());
+            }
+            Frame::Bulk(b) => bulk(out, b'$', b),
+            Frame::Null if resp3 => out.extend_from_slice(b"_\r\n"),
+            Frame::NullArray if resp3 => out.extend_from_slice(b"_\r\n"),
+            Frame::Null => out.extend_from_slice(b"$-1\r\n"),
+            Frame::NullArray => out.extend_from_slice(b"*-1\r\n"),
+            Frame::Array(items) => {
+                header(out, b'*', items.len());
+                items.iter().for_each(|f| f.encode(proto, out));
+            }
+            Frame::Set(items) => {
+                header(out, if resp3 { b'~' } else { b'*' }, items.len());
+                items.iter().for_each(|f| f.encode(proto, out));
+            }
+            Frame::Push(items) => {
+                header(out, if resp3 { b'>' } else { b'*' }, items.len());
+                items.iter().for_each(|f| f.encode(proto, out));
+            }
+            Frame::Map(pairs) => {
+                if resp3 {
+                    header(out, b'%', pairs.len());
+                } else {
+                    header(out, b'*', pairs.len() * 2);
+                }
+                for (k, v) in pairs {
+                    k.encode(proto, out);
+                    v.encode(proto, out);
+                }
+            }
+            Frame::Double(d) => {
+                let s = format_double(*d);
+                if resp3 {
+                    line(out, b',', s.as_bytes());
+                } else {
+                    bulk(out, b'$', s.as_bytes());
+                }
+            }
+            Frame::Boolean(b) => {
+                if resp3 {
+                    out.extend_from_slice(if *b { b"#t\r\n" } else { b"#f\r\n" });
+                } else {
+                    out.extend_from_slice(if *b { b":1\r\n" } else { b":0\r\n" });
+                }
+            }
+            Frame::Verbatim(text) => {
+                if resp3 {
+                    header(out, b'=', text.len() + 4);
+                    out.extend_from_slice(b"txt:");
+                    out.extend_from_slice(text);
+                    out.extend_from_slice(b"\r\n");
+                } else {
+                    bulk(out, b'$', text);
+                }
+            }
+        }
+    }
+}
+
+fn line(out: &mut BytesMut, prefix: u8, body: &[u8]) {
+    out.reserve(body.len() + 3);
+    out.put_u8(prefix);
+    out.extend_from_slice(body);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn header(out: &mut BytesMut, prefix: u8, n: usize) {
+    let mut b = itoa::Buffer::new();
+    line(out, prefix, b.format(n).as_bytes());
+}
+
+fn bulk(out: &mut BytesMut, prefix: u8, data: &[u8]) {
+    out.reserve(data.len() + 16);
+    header(out, prefix, data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Formats a double the way Redis replies with one: the shortest text that reads back as the
+/// same value, `inf`/`-inf` for infinities, and no exponent for integral values that fit.
+pub fn format_double(d: f64) -> String {
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if d.is_nan() {
+        return "nan".into();
+    }
+    if d == d.trunc() && d.abs() < 1e17 {
+        // Integral: print without a fractional part, as %.17g does.
+        return format!("{}", d as i64);
+    }
+    let mut b = ryu::Buffer::new();
+    let s = b.format_finite(d);
+    s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(f: &Frame, p: Protocol) -> String {
+        let mut out = BytesMut::new();
+        f.encode(p, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn resp2_shapes() {
+        use Protocol::Resp2 as P;
+        assert_eq!(enc(&Frame::ok(), P), "+OK\r\n");
+        assert_eq!(enc(&Frame::err("ERR x"), P), "-ERR x\r\n");
+        assert_eq!(enc(&Frame::Integer(-3), P), ":-3\r\n");
+        assert_eq!(enc(&Frame::bulk("ab"), P), "$2\r\nab\r\n");
+        assert_eq!(enc(&Frame::bulk(""), P), "$0\r\n\r\n");
+        assert_eq!(enc(&Frame::Null, P), "$-1\r\n");
+        assert_eq!(enc(&Frame::NullArray, P), "*-1\r\n");
+        let m = Frame::Map(vec![(Frame::bulk("a"), Frame::Integer(1))]);
+        assert_eq!(enc(&m, P), "*2\r\n$1\r\na\r\n:1\r\n");
+        assert_eq!(enc(&Frame::Double(1.5), P), "$3\r\n1.5\r\n");
+        assert_eq!(enc(&Frame::Boolean(true), P), ":1\r\n");
+        assert_eq!(enc(&Frame::Verbatim(Bytes::from_static(b"hi")), P), "$2\r\nhi\r\n");
+        assert_eq!(enc(&Frame::Set(vec![Frame::Integer(1)]), P), "*1\r\n:1\r\n");
+    }
+
+    #[test]
+    fn resp3_shapes() {
+        use Protocol::Resp3 as P;
+        assert_eq!(enc(&Frame::Null, P), "_\r\n");
+        assert_eq!(enc(&Frame::NullArray, P), "_\r\n");
+        let m = Frame::Map(vec![(Frame::bulk("a"), Frame::Integer(1))]);
+        assert_eq!(enc(&m, P), "%1\r\n$1\r\na\r\n:1\r\n");
+        assert_eq!(enc(&Frame::Double(1.5), P), ",1.5\r\n");
+        assert_eq!(enc(&Frame::Double(f64::INFINITY), P), ",inf\r\n");
+        assert_eq!(enc(&Frame::Boolean(false), P), "#f\r\n");
+        assert_eq!(enc(&Frame::Verbatim(Bytes::from_static(b"hi")), P), "=6\r\ntxt:hi\r\n");
+        assert_eq!(enc(&Frame::Set(vec![Frame::Integer(1)]), P), "~1\r\n:1\r\n");
+        assert_eq!(enc(&Frame::Push(vec![]), P), ">0\r\n");
+    }
+
+    #[test]
+    fn doubles() {
+        assert_eq!(format_double(3.0), "3");
+        assert_eq!(format_double(-0.25), "-0.25");
+        assert_eq!(format_double(0.1), "0.1");
+        assert_eq!(format_double(f64::NEG_INFINITY), "-inf");
+    }
+}

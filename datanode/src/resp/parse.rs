@@ -1,0 +1,594 @@
+//! Request parsing.
+//!
+//! A client sends either a RESP multibulk (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`) or an inline
+//! command (`GET k\r\n`, what `telnet` users type). [`Parser::next`] takes the connection's
+//! read buffer and returns the next complete [`Request`], `None` when more bytes are needed, or
+//! a [`ParseError`] carrying Redis's own text, after which the connection must be closed.
+//!
+//! The parser remembers how far it got in a partial multibulk so a large command arriving in
+//! many reads is scanned once, not once per read. Declared lengths are checked against the
+//! limits before anything is reserved, and buffer growth follows the bytes that really arrive.
+
+use bytes::{Bytes, BytesMut};
+use std::ops::Range;
+
+/// Longest inline command or length line without a newline (Redis's PROTO_INLINE_MAX_SIZE).
+pub const INLINE_MAX: usize = 64 * 1024;
+/// Redis's limits for connections that still have to authenticate.
+const UNAUTH_MAX_MULTIBULK: i64 = 10;
+const UNAUTH_MAX_BULK: i64 = 16 * 1024;
+
+/// Protocol limits, as Redis configures them.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// `proto-max-bulk-len`: the longest single argument (512 MB by default).
+    pub max_bulk_len: usize,
+    /// `client-query-buffer-limit`: the most one client may have buffered (1 GB by default).
+    pub max_query_buffer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_query_buffer: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// A malformed request. The text is what Redis sends after `-ERR `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Protocol error: {0}")]
+pub struct ParseError(pub String);
+
+fn perr(s: impl Into<String>) -> ParseError {
+    ParseError(s.into())
+}
+
+/// One command: its arguments, as ranges of one shared buffer.
+#[derive(Clone, Debug)]
+pub struct Request {
+    buf: Bytes,
+    args: Vec<Range<usize>>,
+}
+
+impl Request {
+    /// Builds a request from owned arguments (tests, inline commands, internal use).
+    pub fn from_args<I, A>(args: I) -> Request
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<[u8]>,
+    {
+        let mut buf = Vec::new();
+        let mut ranges = Vec::new();
+        for a in args {
+            let a = a.as_ref();
+            ranges.push(buf.len()..buf.len() + a.len());
+            buf.extend_from_slice(a);
+        }
+        Request {
+            buf: Bytes::from(buf),
+            args: ranges,
+        }
+    }
+
+    /// Number of arguments, the command name included.
+    pub fn len(&self) -> usize {
+        self.args.len()
+    }
+
+    /// Whether the request has no arguments at all.
+    pub fn is_empty(&self) -> bool {
+        self.args.is_empty()
+    }
+
+    /// Argument `i` (0 is the command name). Panics when out of range: callers check arity.
+    pub fn arg(&self, i: usize) -> &[u8] {
+        &self.buf[self.args[i].clone()]
+    }
+
+    /// Argument `i` as a cheap shared handle.
+    pub fn arg_bytes(&self, i: usize) -> Bytes {
+        self.buf.slice(self.args[i].clone())
+    }
+
+    /// Iterates over all arguments.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        self.args.iter().map(|r| &self.buf[r.clone()])
+    }
+
+    /// The request encoded as a RESP multibulk, for sending it to another node.
+    pub fn encode_into(&self, out: &mut BytesMut) {
+        out.extend_from_slice(b"*");
+        out.extend_from_slice(itoa::Buffer::new().format(self.args.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for a in self.iter() {
+            out.extend_from_slice(b"$");
+            out.extend_from_slice(itoa::Buffer::new().format(a.len()).as_bytes());
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(a);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// Progress through a multibulk that has not fully arrived yet.
+#[derive(Debug, Default)]
+struct Partial {
+    /// Arguments the multibulk declared.
+    count: usize,
+    /// Offset of the next unparsed byte.
+    pos: usize,
+    args: Vec<Range<usize>>,
+}
+
+/// A per-connection resumable parser.
+#[derive(Debug, Default)]
+pub struct Parser {
+    partial: Option<Partial>,
+    /// Bytes the current partial request needs before it can complete (a hint for reads).
+    wanted: usize,
+}
+
+impl Parser {
+    pub fn new() -> Parser {
+        Parser::default()
+    }
+
+    /// How many bytes the buffer should hold before parsing can make progress.
+    pub fn wanted(&self) -> usize {
+        self.wanted
+    }
+
+    /// Parses the next request from the front of `buf`, consuming its bytes.
+    ///
+    /// `authenticated` selects Redis's tighter limits for connections that must still AUTH.
+    pub fn next(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+        authenticated: bool,
+    ) -> Result<Option<Request>, ParseError> {
+        loop {
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            let parsed = if buf[0] == b'*' || self.partial.is_some() {
+                self.multibulk(buf, limits, authenticated)?
+            } else {
+                inline(buf)?
+            };
+            match parsed {
+                Step::Done(req) => return Ok(Some(req)),
+                Step::Empty => continue,
+                Step::More => {
+                    if buf.len() > limits.max_query_buffer {
+                        return Err(perr("query buffer limit exceeded"));
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    fn multibulk(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+        authenticated: bool,
+    ) -> Result<Step, ParseError> {
+        let mut st = match self.partial.take() {
+            Some(p) => p,
+            None => {
+                let Some(cr) = memchr::memchr(b'\r', buf) else {
+                    if buf.len() > INLINE_MAX {
+                        return Err(perr("too big mbulk count string"));
+                    }
+                    return Ok(Step::More);
+                };
+                if cr + 1 >= buf.len() {
+                    return Ok(Step::More);
+                }
+                let n = parse_int(&buf[1..cr]);
+                let n = match n {
+                    Some(n) if n <= i32::MAX as i64 => n,
+                    _ => return Err(perr("invalid multibulk length")),
+                };
+                if n > UNAUTH_MAX_MULTIBULK && !authenticated {
+                    return Err(perr("unauthenticated multibulk length"));
+                }
+                if n <= 0 {
+                    let _ = buf.split_to(cr + 2);
+                    return Ok(Step::Empty);
+                }
+                Partial {
+                    count: n as usize,
+                    pos: cr + 2,
+                    // Capacity follows what arrives, not what is declared.
+                    args: Vec::with_capacity((n as usize).min(64)),
+                }
+            }
+        };
+        while st.args.len() < st.count {
+            let rest = &buf[st.pos..];
+            let Some(cr) = memchr::memchr(b'\r', rest) else {
+                if rest.len() > INLINE_MAX {
+                    return Err(perr("too big bulk count string"));
+                }
+                self.wanted = buf.len() + 1;
+                self.partial = Some(st);
+                return Ok(Step::More);
+            };
+            if cr + 1 >= rest.len() {
+                self.wanted = buf.len() + 1;
+                self.partial = Some(st);
+                return Ok(Step::More);
+            }
+            if rest[0] != b'$' {
+                return Err(perr(format!(
+                    "expected '$', got '{}'",
+                    char::from(rest[0]).escape_default()
+                )));
+            }
+            let len = match parse_int(&rest[1..cr]) {
+                Some(l) if l >= 0 && l as u64 <= limits.max_bulk_len as u64 => l,
+                _ => return Err(perr("invalid bulk length")),
+            };
+            if len > UNAUTH_MAX_BULK && !authenticated {
+                return Err(perr("unauthenticated bulk length"));
+            }
+            let start = st.pos + cr + 2;
+            let end = start + len as usize;
+            if end + 2 > buf.len() {
+                self.wanted = end + 2;
+                self.partial = Some(st);
+                return Ok(Step::More);
+            }
+            st.args.push(start..end);
+            st.pos = end + 2;
+        }
+        self.wanted = 0;
+        let buf = buf.split_to(st.pos).freeze();
+        Ok(Step::Done(Request {
+            buf,
+            args: st.args,
+        }))
+    }
+}
+
+enum Step {
+    Done(Request),
+    /// A request with no arguments (an empty line, `*0`): skipped, as Redis does.
+    Empty,
+    More,
+}
+
+/// Parses a base-10 integer the way Redis's `string2ll` does: no spaces, no `+`, no leading
+/// zeros except `0` itself.
+fn parse_int(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.first()? {
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 19 || (digits[0] == b'0' && digits.len() > 1) {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add((d - b'0') as i64)?;
+    }
+    if neg {
+        if v == 0 {
+            return None;
+        }
+        Some(-v)
+    } else {
+        Some(v)
+    }
+}
+
+fn inline(buf: &mut BytesMut) -> Result<Step, ParseError> {
+    let Some(nl) = memchr::memchr(b'\n', buf) else {
+        if buf.len() > INLINE_MAX {
+            return Err(perr("too big inline request"));
+        }
+        return Ok(Step::More);
+    };
+    let line = buf.split_to(nl + 1);
+    let mut line = &line[..nl];
+    if line.last() == Some(&b'\r') {
+        line = &line[..line.len() - 1];
+    }
+    let args = split_args(line).ok_or_else(|| perr("unbalanced quotes in request"))?;
+    if args.is_empty() {
+        return Ok(Step::Empty);
+    }
+    Ok(Step::Done(Request::from_args(args)))
+}
+
+/// C's `isspace`, which Redis's splitter uses (Rust's ASCII whitespace lacks `\v`).
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Splits an inline command line into arguments with Redis's quoting rules: `"..."` with
+/// C-like escapes (`\n`, `\r`, `\t`, `\b`, `\a`, `\xHH`), `'...'` with only `\'`, and a
+/// closing quote that must be followed by a space or the end of the line.
+/// Returns `None` for unbalanced quotes.
+pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut args = Vec::new();
+    let mut i = 0;
+    let n = line.len();
+    loop {
+        while i < n && is_space(line[i]) {
+            i += 1;
+        }
+        if i >= n {
+            return Some(args);
+        }
+        let mut cur = Vec::new();
+        let mut in_dq = false;
+        let mut in_sq = false;
+        loop {
+            if in_dq {
+                if i >= n {
+                    return None;
+                }
+                let c = line[i];
+                if c == b'\\'
+                    && i + 3 < n
+                    && line[i + 1] == b'x'
+                    && hex_val(line[i + 2]).is_some()
+                    && hex_val(line[i + 3]).is_some()
+                {
+                    let hi = hex_val(line[i + 2]).unwrap_or(0);
+                    let lo = hex_val(line[i + 3]).unwrap_or(0);
+                    cur.push(hi * 16 + lo);
+                    i += 3;
+                } else if c == b'\\' && i + 1 < n {
+                    i += 1;
+                    cur.push(match line[i] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 8,
+                        b'a' => 7,
+                        other => other,
+                    });
+                } else if c == b'"' {
+                    if i + 1 < n && !is_space(line[i + 1]) {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    cur.push(c);
+                }
+            } else if in_sq {
+                if i >= n {
+                    return None;
+                }
+                let c = line[i];
+                if c == b'\\' && i + 1 < n && line[i + 1] == b'\'' {
+                    i += 1;
+                    cur.push(b'\'');
+                } else if c == b'\'' {
+                    if i + 1 < n && !is_space(line[i + 1]) {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    cur.push(c);
+                }
+            } else {
+                if i >= n {
+                    break;
+                }
+                match line[i] {
+                    c if is_space(c) => break,
+                    b'"' => in_dq = true,
+                    b'\'' => in_sq = true,
+                    c => cur.push(c),
+                }
+            }
+            i += 1;
+        }
+        args.push(cur);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse_all(input: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ParseError> {
+        let mut p = Parser::new();
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        while let Some(r) = p.next(&mut buf, &Limits::default(), true)? {
+            out.push(r.iter().map(|a| a.to_vec()).collect());
+        }
+        Ok(out)
+    }
+
+    fn args(v: &[&str]) -> Vec<Vec<u8>> {
+        v.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn multibulk_and_pipelining() {
+        let got = parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n").unwrap();
+        assert_eq!(got, vec![args(&["GET", "k"]), args(&["PING"])]);
+    }
+
+    #[test]
+    fn binary_and_empty_args() {
+        let got = parse_all(b"*3\r\n$3\r\nSET\r\n$0\r\n\r\n$4\r\n\r\n\x00\xff\r\n").unwrap();
+        assert_eq!(got, vec![vec![b"SET".to_vec(), vec![], b"\r\n\x00\xff".to_vec()]]);
+    }
+
+    #[test]
+    fn inline_commands() {
+        let got = parse_all(b"PING\r\nset a \"b c\\x41\\n\"\n\r\n  \r\nget 'it\\'s'\n").unwrap();
+        assert_eq!(
+            got,
+            vec![args(&["PING"]), args(&["set", "a", "b cA\n"]), args(&["get", "it's"])]
+        );
+    }
+
+    #[test]
+    fn nul_and_vertical_tab_in_inline() {
+        let got = parse_all(b"a\x00b c\x0bd\n").unwrap();
+        assert_eq!(got, vec![vec![b"a\x00b".to_vec(), b"c".to_vec(), b"d".to_vec()]]);
+    }
+
+    #[test]
+    fn empty_multibulk_is_skipped() {
+        let got = parse_all(b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n").unwrap();
+        assert_eq!(got, vec![args(&["PING"])]);
+    }
+
+    #[test]
+    fn redis_error_texts() {
+        let e = |b: &[u8]| parse_all(b).unwrap_err().to_string();
+        assert_eq!(e(b"*abc\r\n"), "Protocol error: invalid multibulk length");
+        assert_eq!(e(b"*3000000000\r\n"), "Protocol error: invalid multibulk length");
+        assert_eq!(e(b"*1\r\n+OK\r\n"), "Protocol error: expected '$', got '+'");
+        assert_eq!(e(b"*1\r\n$-3\r\n"), "Protocol error: invalid bulk length");
+        assert_eq!(e(b"*1\r\n$x\r\n"), "Protocol error: invalid bulk length");
+        assert_eq!(e(b"*1\r\n$4294967296\r\n"), "Protocol error: invalid bulk length");
+        assert_eq!(e(b"set a \"b\n"), "Protocol error: unbalanced quotes in request");
+        assert_eq!(e(b"set a \"b\"c\n"), "Protocol error: unbalanced quotes in request");
+        let long = vec![b'a'; INLINE_MAX + 1];
+        assert_eq!(e(&long), "Protocol error: too big inline request");
+        let mut mb = b"*".to_vec();
+        mb.extend(vec![b'1'; INLINE_MAX + 1]);
+        assert_eq!(e(&mb), "Protocol error: too big mbulk count string");
+    }
+
+    #[test]
+    fn unauthenticated_limits() {
+        let mut p = Parser::new();
+        let mut buf = BytesMut::from(&b"*11\r\n"[..]);
+        let err = p.next(&mut buf, &Limits::default(), false).unwrap_err();
+        assert_eq!(err.0, "unauthenticated multibulk length");
+        let mut p = Parser::new();
+        let mut buf = BytesMut::from(&b"*1\r\n$20000\r\n"[..]);
+        let err = p.next(&mut buf, &Limits::default(), false).unwrap_err();
+        assert_eq!(err.0, "unauthenticated bulk length");
+    }
+
+    #[test]
+    fn huge_declared_bulk_does_not_allocate() {
+        // 500 MB declared (within the limit) but only a few bytes sent: nothing is reserved and
+        // the parser asks for more.
+        let mut p = Parser::new();
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$524288000\r\nabc"[..]);
+        let cap = buf.capacity();
+        assert!(p.next(&mut buf, &Limits::default(), true).unwrap().is_none());
+        assert_eq!(buf.capacity(), cap);
+        let header = b"*2\r\n$3\r\nGET\r\n$524288000\r\n".len();
+        assert_eq!(p.wanted(), header + 524288000 + 2);
+    }
+
+    #[test]
+    fn resumes_across_reads() {
+        let full = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n";
+        let mut p = Parser::new();
+        let mut buf = BytesMut::new();
+        for (i, b) in full.iter().enumerate() {
+            buf.extend_from_slice(&[*b]);
+            let r = p.next(&mut buf, &Limits::default(), true).unwrap();
+            if i + 1 < full.len() {
+                assert!(r.is_none(), "complete too early at byte {i}");
+            } else {
+                let r = r.expect("complete");
+                assert_eq!(r.arg(2), b"value");
+            }
+        }
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn parse_int_matches_string2ll() {
+        assert_eq!(parse_int(b"0"), Some(0));
+        assert_eq!(parse_int(b"-5"), Some(-5));
+        assert_eq!(parse_int(b"007"), None);
+        assert_eq!(parse_int(b"+5"), None);
+        assert_eq!(parse_int(b"-0"), None);
+        assert_eq!(parse_int(b""), None);
+        assert_eq!(parse_int(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_int(b"9223372036854775808"), None);
+    }
+
+    fn encode(cmds: &[Vec<Vec<u8>>]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        for c in cmds {
+            Request::from_args(c).encode_into(&mut out);
+        }
+        out.to_vec()
+    }
+
+    proptest! {
+        /// Any sequence of commands, encoded and split into arbitrary chunks, parses back to
+        /// the same commands.
+        #[test]
+        fn roundtrip_any_chunking(
+            cmds in proptest::collection::vec(
+                proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..6),
+                1..8),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..10),
+        ) {
+            let bytes = encode(&cmds);
+            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+            points.push(bytes.len());
+            points.sort_unstable();
+            let mut p = Parser::new();
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut last = 0;
+            for pt in points {
+                buf.extend_from_slice(&bytes[last..pt]);
+                last = pt;
+                while let Some(r) = p.next(&mut buf, &Limits::default(), true).unwrap() {
+                    got.push(r.iter().map(|a| a.to_vec()).collect::<Vec<_>>());
+                }
+            }
+            prop_assert_eq!(got, cmds);
+        }
+
+        /// Arbitrary bytes never panic: they parse, ask for more, or give a protocol error.
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut p = Parser::new();
+            let mut buf = BytesMut::from(&data[..]);
+            for _ in 0..400 {
+                match p.next(&mut buf, &Limits::default(), true) {
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+
+        /// Garbage that starts like a multibulk never makes the parser reserve memory.
+        #[test]
+        fn mbulk_garbage_bounded(n in any::<u32>(), len in any::<u64>(), tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut data = format!("*{n}\r\n${len}\r\n").into_bytes();
+            data.extend(tail);
+            let mut p = Parser::new();
+            let mut buf = BytesMut::from(&data[..]);
+            let cap = buf.capacity();
+            let _ = p.next(&mut buf, &Limits::default(), true);
+            prop_assert!(buf.capacity() <= cap);
+        }
+    }
+}

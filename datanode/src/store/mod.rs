@@ -1,0 +1,738 @@
+//! The in-memory store.
+//!
+//! Keys are grouped by their Redis Cluster slot: the store is 16384 small tables, each behind
+//! its own lock. That one choice serves every later need of a cluster node:
+//! - concurrency: two commands contend only when their keys share a slot;
+//! - handoff: a slot's keys are found, counted and streamed without touching the others
+//!   (CLUSTER COUNTKEYSINSLOT is O(1));
+//! - SCAN: the cursor is (slot, position), so a key present for the whole scan is returned;
+//! - sampling: active expiry and eviction pick random keys in O(1) without a full scan.
+//!
+//! Each slot table is an insertion-ordered hash map (`IndexMap`) with a side list of the
+//! entries that carry a TTL, so expiry samples only keys that can expire, like Redis's
+//! `expires` dict. Removal is `swap_remove`, which keeps both O(1); SCAN walks each table from
+//! its end towards its start, the direction in which `swap_remove` never moves an unvisited
+//! entry into the visited part.
+//!
+//! Time is a parameter (`now`, milliseconds since the Unix epoch) everywhere, so tests drive
+//! expiry without sleeping.
+
+pub mod glob;
+
+use bytes::Bytes;
+use chkv_common::{key_slot, SLOT_COUNT};
+use indexmap::IndexMap;
+use parking_lot::{Mutex, MutexGuard};
+use rand::Rng;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+/// Hasher for the slot tables: fast and seeded per process.
+type Hasher = foldhash::fast::RandomState;
+
+/// Longest string value (Redis's `proto-max-bulk-len` default).
+pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
+
+/// Bytes an entry costs beyond its key and value bytes: the map bucket (hash, key and entry
+/// handles), the index table slot and the allocator's per-allocation rounding, averaged over the
+/// table's fill level. Used for `used_memory` accounting.
+pub const ENTRY_OVERHEAD: usize = 96;
+
+/// A stored value. Hashes, lists, sets and sorted sets become further variants; commands
+/// reach values through the typed accessors so that adding one is local.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Str(Box<[u8]>),
+}
+
+impl Value {
+    pub fn str(b: &[u8]) -> Value {
+        Value::Str(b.into())
+    }
+
+    /// The name TYPE reports.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "string",
+        }
+    }
+
+    /// The string bytes, or `None` for other types (the caller replies WRONGTYPE).
+    pub fn as_str(&self) -> Option<&[u8]> {
+        match self {
+            Value::Str(b) => Some(b),
+        }
+    }
+
+    /// Heap bytes the value holds.
+    pub fn heap_size(&self) -> usize {
+        match self {
+            Value::Str(b) => b.len(),
+        }
+    }
+}
+
+/// No TTL.
+pub const NO_EXPIRY: u64 = 0;
+const NOT_VOLATILE: u32 = u32::MAX;
+
+/// A stored entry: value, expiry and the access metadata eviction uses.
+#[derive(Debug)]
+pub struct Entry {
+    pub value: Value,
+    /// Unix time in ms at which the key expires, or [`NO_EXPIRY`].
+    expire_at: u64,
+    /// Position in the slot's volatile list, or `NOT_VOLATILE`.
+    vol_pos: u32,
+    /// Last access, in seconds of the store's clock (for OBJECT IDLETIME and LRU).
+    pub access: u32,
+}
+
+impl Entry {
+    pub fn expire_at(&self) -> Option<u64> {
+        (self.expire_at != NO_EXPIRY).then_some(self.expire_at)
+    }
+
+    fn expired(&self, now: u64) -> bool {
+        self.expire_at != NO_EXPIRY && self.expire_at <= now
+    }
+}
+
+fn entry_mem(key: &[u8], value: &Value) -> u64 {
+    (key.len() + value.heap_size() + ENTRY_OVERHEAD) as u64
+}
+
+/// The keys of one slot.
+#[derive(Default)]
+pub struct SlotTable {
+    map: IndexMap<Box<[u8]>, Entry, Hasher>,
+    /// Map indices of entries that have a TTL.
+    volatile: Vec<u32>,
+}
+
+impl SlotTable {
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn volatile_len(&self) -> usize {
+        self.volatile.len()
+    }
+
+    fn vol_add(&mut self, idx: usize) {
+        let pos = self.volatile.len() as u32;
+        self.volatile.push(idx as u32);
+        if let Some((_, e)) = self.map.get_index_mut(idx) {
+            e.vol_pos = pos;
+        }
+    }
+
+    fn vol_remove(&mut self, pos: u32) {
+        let pos = pos as usize;
+        self.volatile.swap_remove(pos);
+        if let Some(&moved) = self.volatile.get(pos) {
+            if let Some((_, e)) = self.map.get_index_mut(moved as usize) {
+                e.vol_pos = pos as u32;
+            }
+        }
+    }
+
+    /// Removes the entry at `idx`, keeping the volatile list consistent.
+    fn remove_index(&mut self, idx: usize) -> Option<(Box<[u8]>, Entry)> {
+        let vol_pos = self.map.get_index(idx)?.1.vol_pos;
+        if vol_pos != NOT_VOLATILE {
+            self.vol_remove(vol_pos);
+        }
+        let removed = self.map.swap_remove_index(idx)?;
+        // The former last entry now sits at `idx`: fix its volatile back-pointer.
+        if let Some((_, e)) = self.map.get_index(idx) {
+            if e.vol_pos != NOT_VOLATILE {
+                self.volatile[e.vol_pos as usize] = idx as u32;
+            }
+        }
+        Some(removed)
+    }
+
+    /// Sets the expiry of the entry at `idx` and keeps the volatile list in step.
+    fn set_expire_index(&mut self, idx: usize, at: u64) -> VolChange {
+        let Some((_, e)) = self.map.get_index_mut(idx) else {
+            return VolChange::None;
+        };
+        let was = e.expire_at != NO_EXPIRY;
+        let pos = e.vol_pos;
+        e.expire_at = at;
+        match (was, at != NO_EXPIRY) {
+            (false, true) => {
+                self.vol_add(idx);
+                VolChange::Added
+            }
+            (true, false) => {
+                self.vol_remove(pos);
+                if let Some((_, e)) = self.map.get_index_mut(idx) {
+                    e.vol_pos = NOT_VOLATILE;
+                }
+                VolChange::Removed
+            }
+            _ => VolChange::None,
+        }
+    }
+}
+
+/// How a TTL change moved an entry in or out of the volatile list.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum VolChange {
+    None,
+    Added,
+    Removed,
+}
+
+/// A fixed-size bitmap over slots, updated without locks.
+struct SlotBits([AtomicU64; SLOT_COUNT / 64]);
+
+impl SlotBits {
+    fn new() -> SlotBits {
+        SlotBits(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+    fn set(&self, slot: usize, on: bool) {
+        let bit = 1u64 << (slot % 64);
+        if on {
+            self.0[slot / 64].fetch_or(bit, Relaxed);
+        } else {
+            self.0[slot / 64].fetch_and(!bit, Relaxed);
+        }
+    }
+    /// The first set slot at or after `from`.
+    fn next(&self, from: usize) -> Option<usize> {
+        let mut word = from / 64;
+        if word >= self.0.len() {
+            return None;
+        }
+        let mut bits = self.0[word].load(Relaxed) & (!0u64 << (from % 64));
+        loop {
+            if bits != 0 {
+                return Some(word * 64 + bits.trailing_zeros() as usize);
+            }
+            word += 1;
+            if word >= self.0.len() {
+                return None;
+            }
+            bits = self.0[word].load(Relaxed);
+        }
+    }
+    /// The first set slot at or after `from`, wrapping around.
+    fn next_wrapping(&self, from: usize) -> Option<usize> {
+        self.next(from).or_else(|| self.next(0))
+    }
+}
+
+/// Store-wide counters, kept incrementally.
+#[derive(Default)]
+pub struct StoreStats {
+    pub keys: AtomicU64,
+    pub volatile: AtomicU64,
+    pub used_memory: AtomicU64,
+    pub expired_keys: AtomicU64,
+    pub keyspace_hits: AtomicU64,
+    pub keyspace_misses: AtomicU64,
+}
+
+/// The whole store: one [`SlotTable`] per slot.
+pub struct Db {
+    slots: Box<[Mutex<SlotTable>]>,
+    nonempty: SlotBits,
+    has_volatile: SlotBits,
+    pub stats: StoreStats,
+    expire_cursor: AtomicUsize,
+    /// Start of the store's coarse clock (for access times).
+    epoch_ms: u64,
+}
+
+impl Default for Db {
+    fn default() -> Self {
+        Db::new()
+    }
+}
+
+impl Db {
+    pub fn new() -> Db {
+        Db {
+            slots: (0..SLOT_COUNT)
+                .map(|_| Mutex::new(SlotTable::default()))
+                .collect(),
+            nonempty: SlotBits::new(),
+            has_volatile: SlotBits::new(),
+            stats: StoreStats::default(),
+            expire_cursor: AtomicUsize::new(0),
+            epoch_ms: now_ms(),
+        }
+    }
+
+    /// Number of keys (including expired keys not yet reclaimed, like Redis's DBSIZE).
+    pub fn len(&self) -> u64 {
+        self.stats.keys.load(Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keys with a TTL.
+    pub fn volatile_len(&self) -> u64 {
+        self.stats.volatile.load(Relaxed)
+    }
+
+    /// Bytes the store accounts for its keys and values.
+    pub fn used_memory(&self) -> u64 {
+        self.stats.used_memory.load(Relaxed)
+    }
+
+    /// Locks the slot `slot`.
+    pub fn lock(&self, slot: u16) -> SlotGuard<'_> {
+        SlotGuard {
+            db: self,
+            slot: slot as usize,
+            t: self.slots[slot as usize].lock(),
+        }
+    }
+
+    /// Locks the slot of `key`.
+    pub fn lock_key(&self, key: &[u8]) -> SlotGuard<'_> {
+        self.lock(key_slot(key))
+    }
+
+    /// Locks the slots of all `keys` at once, in ascending slot order (the one global lock
+    /// order, so multi-key commands never deadlock), for commands that must be atomic across
+    /// keys (MSET, RENAME, ...).
+    pub fn lock_keys<'a, I>(&self, keys: I) -> MultiGuard<'_>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        let mut slots: Vec<u16> = keys.into_iter().map(key_slot).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        MultiGuard {
+            guards: slots.into_iter().map(|s| self.lock(s)).collect(),
+        }
+    }
+
+    /// Number of keys in `slot`.
+    pub fn slot_len(&self, slot: u16) -> usize {
+        self.slots[slot as usize].lock().len()
+    }
+
+    /// Removes every key.
+    pub fn flush(&self) {
+        for s in 0..SLOT_COUNT {
+            let mut g = self.lock(s as u16);
+            g.clear();
+        }
+    }
+
+    /// Seconds on the store's coarse clock at `now` (for access times).
+    pub fn clock_secs(&self, now: u64) -> u32 {
+        (now.saturating_sub(self.epoch_ms) / 1000) as u32
+    }
+
+    /// One SCAN step from `cursor`: examines about `count` entries and returns the next cursor
+    /// (0 when done) and the keys that `filter` accepts. Expired keys are reclaimed, not returned.
+    ///
+    /// Cursor layout: slot in bits 32.., and in the low 32 bits `u32::MAX - c`, where `c` is the
+    /// number of the slot's entries still to visit (positions `0..c`); 0 means "slot start".
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        now: u64,
+        mut filter: impl FnMut(&[u8], &Value) -> bool,
+    ) -> (u64, Vec<Bytes>) {
+        let mut slot = (cursor >> 32) as usize;
+        let mut lo = cursor as u32;
+        let mut out = Vec::new();
+        let mut examined = 0;
+        let count = count.max(1);
+        loop {
+            if slot >= SLOT_COUNT {
+                return (0, out);
+            }
+            if lo == 0 {
+                match self.nonempty.next(slot) {
+                    Some(s) => slot = s,
+                    None => return (0, out),
+                }
+            }
+            let mut g = self.lock(slot as u16);
+            let mut c = if lo == 0 {
+                g.len()
+            } else {
+                ((u32::MAX - lo) as usize).min(g.len())
+            };
+            while c > 0 && examined < count {
+                c -= 1;
+                examined += 1;
+                let Some((k, e)) = g.t.map.get_index(c) else {
+                    break;
+                };
+                if e.expired(now) {
+                    g.remove_at(c, true);
+                    continue;
+                }
+                if filter(k, &e.value) {
+                    out.push(Bytes::copy_from_slice(k));
+                }
+            }
+            drop(g);
+            if c > 0 {
+                return (((slot as u64) << 32) | (u32::MAX - c as u32) as u64, out);
+            }
+            slot += 1;
+            lo = 0;
+            if slot >= SLOT_COUNT {
+                return (0, out);
+            }
+            if examined >= count {
+                return ((slot as u64) << 32, out);
+            }
+        }
+    }
+
+    /// Every live key that `filter` accepts (KEYS).
+    pub fn keys(&self, now: u64, mut filter: impl FnMut(&[u8]) -> bool) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let mut slot = 0;
+        while let Some(s) = self.nonempty.next(slot) {
+            let g = self.lock(s as u16);
+            for (k, e) in g.t.map.iter() {
+                if !e.expired(now) && filter(k) {
+                    out.push(Bytes::copy_from_slice(k));
+                }
+            }
+            slot = s + 1;
+        }
+        out
+    }
+
+    /// A random live key (RANDOMKEY), reclaiming expired keys it meets.
+    pub fn random_key(&self, now: u64, rng: &mut impl Rng) -> Option<Bytes> {
+        for _ in 0..100 {
+            let s = self.nonempty.next_wrapping(rng.random_range(0..SLOT_COUNT))?;
+            let mut g = self.lock(s as u16);
+            if g.is_empty() {
+                continue;
+            }
+            let idx = rng.random_range(0..g.len());
+            let (k, e) = g.t.map.get_index(idx)?;
+            if e.expired(now) {
+                g.remove_at(idx, true);
+                continue;
+            }
+            return Some(Bytes::copy_from_slice(k));
+        }
+        None
+    }
+
+    /// One round of active expiry: visits slots holding keys with a TTL, from where the last
+    /// round stopped, and checks up to `max_checks` of those keys, sampling at random in slots
+    /// with many of them. Returns (checked, expired).
+    pub fn active_expire(&self, now: u64, max_checks: usize, rng: &mut impl Rng) -> (usize, usize) {
+        const SAMPLE: usize = 20;
+        let (mut checked, mut expired) = (0, 0);
+        let start = self.expire_cursor.load(Relaxed) % SLOT_COUNT;
+        let mut slot = start;
+        let mut wrapped = false;
+        while checked < max_checks {
+            let Some(s) = self.has_volatile.next(slot) else {
+                if wrapped {
+                    break;
+                }
+                wrapped = true;
+                slot = 0;
+                continue;
+            };
+            if wrapped && s >= start {
+                break;
+            }
+            let mut g = self.lock(s as u16);
+            if g.t.volatile.len() <= SAMPLE {
+                // Few keys: check them all (backwards, so removals do not skip any).
+                let mut i = g.t.volatile.len();
+                while i > 0 {
+                    i -= 1;
+                    checked += 1;
+                    let idx = g.t.volatile[i] as usize;
+                    if g.t.map.get_index(idx).is_some_and(|(_, e)| e.expired(now)) {
+                        g.remove_at(idx, true);
+                        expired += 1;
+                    }
+                    i = i.min(g.t.volatile.len());
+                }
+            } else {
+                // Many keys: sample, and keep sampling while a quarter or more were expired.
+                loop {
+                    let mut found = 0;
+                    for _ in 0..SAMPLE {
+                        if g.t.volatile.is_empty() {
+                            break;
+                        }
+                        checked += 1;
+                        let pos = rng.random_range(0..g.t.volatile.len());
+                        let idx = g.t.volatile[pos] as usize;
+                        if g.t.map.get_index(idx).is_some_and(|(_, e)| e.expired(now)) {
+                            g.remove_at(idx, true);
+                            found += 1;
+                        }
+                    }
+                    expired += found;
+                    if found * 4 < SAMPLE || checked >= max_checks {
+                        break;
+                    }
+                }
+            }
+            drop(g);
+            slot = s + 1;
+            if slot >= SLOT_COUNT {
+                if wrapped {
+                    break;
+                }
+                wrapped = true;
+                slot = 0;
+            }
+        }
+        self.expire_cursor.store(slot, Relaxed);
+        (checked, expired)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A locked slot. Every change goes through it so the store's counters stay exact.
+pub struct SlotGuard<'a> {
+    db: &'a Db,
+    slot: usize,
+    t: MutexGuard<'a, SlotTable>,
+}
+
+impl SlotGuard<'_> {
+    pub fn slot(&self) -> u16 {
+        self.slot as u16
+    }
+
+    pub fn len(&self) -> usize {
+        self.t.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.t.is_empty()
+    }
+
+    /// Index of the live entry for `key`, reclaiming it first if it has expired.
+    fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
+        let idx = self.t.map.get_index_of(key)?;
+        if self.t.map[idx].expired(now) {
+            self.remove_at(idx, true);
+            return None;
+        }
+        Some(idx)
+    }
+
+    /// The live entry for `key`, touching its access time. Counts a hit or a miss.
+    pub fn get(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
+        let clock = self.db.clock_secs(now);
+        match self.live_index(key, now) {
+            Some(idx) => {
+                self.db.stats.keyspace_hits.fetch_add(1, Relaxed);
+                let e = &mut self.t.map[idx];
+                e.access = clock;
+                Some(e)
+            }
+            None => {
+                self.db.stats.keyspace_misses.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+
+    /// The live entry for `key` without counting a hit or miss or touching it (writes,
+    /// EXISTS, TTL, TYPE...).
+    pub fn peek(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
+        let idx = self.live_index(key, now)?;
+        Some(&self.t.map[idx])
+    }
+
+    /// Whether a live `key` exists.
+    pub fn contains(&mut self, key: &[u8], now: u64) -> bool {
+        self.live_index(key, now).is_some()
+    }
+
+    /// Stores `value` under `key` with expiry `expire_at` ([`NO_EXPIRY`] for none), replacing
+    /// any previous entry. Returns the previous live value.
+    pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64, now: u64) -> Option<Value> {
+        let clock = self.db.clock_secs(now);
+        let stats = &self.db.stats;
+        let new_mem = entry_mem(key, &value);
+        match self.live_index(key, now) {
+            Some(idx) => {
+                let e = &mut self.t.map[idx];
+                let old_mem = entry_mem(key, &e.value);
+                let old = std::mem::replace(&mut e.value, value);
+                e.access = clock;
+                self.adjust_mem(old_mem, new_mem);
+                let change = self.t.set_expire_index(idx, expire_at);
+                self.volatile_changed(change);
+                Some(old)
+            }
+            None => {
+                let (idx, _) = self.t.map.insert_full(
+                    key.into(),
+                    Entry {
+                        value,
+                        expire_at: NO_EXPIRY,
+                        vol_pos: NOT_VOLATILE,
+                        access: clock,
+                    },
+                );
+                stats.keys.fetch_add(1, Relaxed);
+                stats.used_memory.fetch_add(new_mem, Relaxed);
+                if self.t.map.len() == 1 {
+                    self.db.nonempty.set(self.slot, true);
+                }
+                let change = self.t.set_expire_index(idx, expire_at);
+                self.volatile_changed(change);
+                None
+            }
+        }
+    }
+
+    /// Replaces the value of an existing live key, keeping its TTL. Returns false when the key
+    /// does not exist.
+    pub fn replace_value(&mut self, key: &[u8], value: Value, now: u64) -> bool {
+        let Some(idx) = self.live_index(key, now) else {
+            return false;
+        };
+        let clock = self.db.clock_secs(now);
+        let e = &mut self.t.map[idx];
+        let old_mem = entry_mem(key, &e.value);
+        let new_mem = entry_mem(key, &value);
+        e.value = value;
+        e.access = clock;
+        self.adjust_mem(old_mem, new_mem);
+        true
+    }
+
+    /// Sets or clears (`NO_EXPIRY`) the TTL of a live key. Returns false when it does not exist.
+    pub fn set_expire(&mut self, key: &[u8], expire_at: u64, now: u64) -> bool {
+        let Some(idx) = self.live_index(key, now) else {
+            return false;
+        };
+        let change = self.t.set_expire_index(idx, expire_at);
+        self.volatile_changed(change);
+        true
+    }
+
+    /// Removes `key`. Returns its entry when it was live.
+    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Entry> {
+        let idx = self.live_index(key, now)?;
+        self.remove_at(idx, false).map(|(_, e)| e)
+    }
+
+    /// Removes every key of this slot.
+    pub fn clear(&mut self) {
+        let stats = &self.db.stats;
+        let mem: u64 = self.t.map.iter().map(|(k, e)| entry_mem(k, &e.value)).sum();
+        stats.keys.fetch_sub(self.t.map.len() as u64, Relaxed);
+        stats.volatile.fetch_sub(self.t.volatile.len() as u64, Relaxed);
+        stats.used_memory.fetch_sub(mem, Relaxed);
+        self.t.map = IndexMap::default();
+        self.t.volatile = Vec::new();
+        self.db.nonempty.set(self.slot, false);
+        self.db.has_volatile.set(self.slot, false);
+    }
+
+    /// Up to `count` live keys of this slot (CLUSTER GETKEYSINSLOT).
+    pub fn keys(&self, count: usize, now: u64) -> Vec<Bytes> {
+        self.t
+            .map
+            .iter()
+            .filter(|(_, e)| !e.expired(now))
+            .take(count)
+            .map(|(k, _)| Bytes::copy_from_slice(k))
+            .collect()
+    }
+
+    fn remove_at(&mut self, idx: usize, expired: bool) -> Option<(Box<[u8]>, Entry)> {
+        let had_ttl = self.t.map.get_index(idx)?.1.expire_at != NO_EXPIRY;
+        let (k, e) = self.t.remove_index(idx)?;
+        let stats = &self.db.stats;
+        stats.keys.fetch_sub(1, Relaxed);
+        stats.used_memory.fetch_sub(entry_mem(&k, &e.value), Relaxed);
+        if expired {
+            stats.expired_keys.fetch_add(1, Relaxed);
+        }
+        if had_ttl {
+            self.volatile_changed(VolChange::Removed);
+        }
+        if self.t.map.is_empty() {
+            self.db.nonempty.set(self.slot, false);
+            // Give back the table's memory once a slot empties.
+            self.t.map.shrink_to_fit();
+            self.t.volatile.shrink_to_fit();
+        }
+        Some((k, e))
+    }
+
+    fn adjust_mem(&self, old: u64, new: u64) {
+        let m = &self.db.stats.used_memory;
+        if new >= old {
+            m.fetch_add(new - old, Relaxed);
+        } else {
+            m.fetch_sub(old - new, Relaxed);
+        }
+    }
+
+    /// Keeps the store's volatile counter and the slot's bit in step with the list.
+    fn volatile_changed(&self, change: VolChange) {
+        match change {
+            VolChange::Added => {
+                self.db.stats.volatile.fetch_add(1, Relaxed);
+                if self.t.volatile.len() == 1 {
+                    self.db.has_volatile.set(self.slot, true);
+                }
+            }
+            VolChange::Removed => {
+                self.db.stats.volatile.fetch_sub(1, Relaxed);
+                if self.t.volatile.is_empty() {
+                    self.db.has_volatile.set(self.slot, false);
+                }
+            }
+            VolChange::None => {}
+        }
+    }
+}
+
+/// Several slots locked together, in slot order.
+pub struct MultiGuard<'a> {
+    guards: Vec<SlotGuard<'a>>,
+}
+
+impl<'a> MultiGuard<'a> {
+    /// The guard of `key`'s slot. Panics if that slot was not locked (a caller bug).
+    pub fn slot_of(&mut self, key: &[u8]) -> &mut SlotGuard<'a> {
+        let s = key_slot(key) as usize;
+        let i = self
+            .guards
+            .binary_search_by_key(&s, |g| g.slot)
+            .unwrap_or_else(|_| panic!("slot {s} not locked"));
+        &mut self.guards[i]
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,287 @@
+use super::*;
+use proptest::prelude::*;
+use rand::{rngs::SmallRng, SeedableRng};
+use std::collections::{HashMap, HashSet};
+
+const T0: u64 = 1_700_000_000_000;
+
+fn rng() -> SmallRng {
+    SmallRng::seed_from_u64(7)
+}
+
+/// Recomputes every counter from the tables and checks the incremental ones agree, and that
+/// each volatile list points exactly at the entries that have a TTL.
+fn check_invariants(db: &Db) {
+    let (mut keys, mut vol, mut mem) = (0u64, 0u64, 0u64);
+    for s in 0..SLOT_COUNT {
+        let t = db.slots[s].lock();
+        keys += t.map.len() as u64;
+        vol += t.volatile.len() as u64;
+        for (pos, &idx) in t.volatile.iter().enumerate() {
+            let (_, e) = t.map.get_index(idx as usize).expect("volatile index in range");
+            assert_eq!(e.vol_pos as usize, pos);
+            assert_ne!(e.expire_at, NO_EXPIRY);
+        }
+        for (k, e) in t.map.iter() {
+            mem += entry_mem(k, &e.value);
+            assert_eq!(e.expire_at == NO_EXPIRY, e.vol_pos == NOT_VOLATILE);
+            assert_eq!(key_slot(k) as usize, s);
+        }
+        assert_eq!(db.nonempty.next(s) == Some(s), !t.map.is_empty(), "nonempty bit {s}");
+        assert_eq!(
+            db.has_volatile.next(s) == Some(s),
+            !t.volatile.is_empty(),
+            "volatile bit {s}"
+        );
+    }
+    assert_eq!(db.len(), keys);
+    assert_eq!(db.volatile_len(), vol);
+    assert_eq!(db.used_memory(), mem);
+}
+
+#[test]
+fn set_get_remove() {
+    let db = Db::new();
+    let mut g = db.lock_key(b"a");
+    assert!(g.get(b"a", T0).is_none());
+    assert!(g.set(b"a", Value::str(b"1"), NO_EXPIRY, T0).is_none());
+    assert_eq!(g.get(b"a", T0).map(|e| e.value.clone()), Some(Value::str(b"1")));
+    assert_eq!(g.set(b"a", Value::str(b"2"), NO_EXPIRY, T0), Some(Value::str(b"1")));
+    assert!(g.remove(b"a", T0).is_some());
+    assert!(g.remove(b"a", T0).is_none());
+    drop(g);
+    check_invariants(&db);
+    assert_eq!(db.used_memory(), 0);
+}
+
+#[test]
+fn lazy_expiry() {
+    let db = Db::new();
+    let mut g = db.lock_key(b"k");
+    g.set(b"k", Value::str(b"v"), T0 + 100, T0);
+    assert!(g.get(b"k", T0 + 99).is_some());
+    assert!(g.get(b"k", T0 + 100).is_none());
+    drop(g);
+    assert_eq!(db.len(), 0);
+    assert_eq!(db.stats.expired_keys.load(Relaxed), 1);
+    check_invariants(&db);
+}
+
+#[test]
+fn active_expiry_reclaims_without_access() {
+    let db = Db::new();
+    for i in 0..5000u32 {
+        let k = format!("k{i}");
+        let exp = if i % 2 == 0 { T0 + 10 } else { NO_EXPIRY };
+        db.lock_key(k.as_bytes()).set(k.as_bytes(), Value::str(b"v"), exp, T0);
+    }
+    // A few keys with a far TTL must survive.
+    db.lock_key(b"far").set(b"far", Value::str(b"v"), T0 + 1_000_000, T0);
+    assert_eq!(db.volatile_len(), 2501);
+    let mut r = rng();
+    let mut rounds = 0;
+    while db.volatile_len() > 1 && rounds < 100 {
+        db.active_expire(T0 + 20, 1000, &mut r);
+        rounds += 1;
+    }
+    assert_eq!(db.volatile_len(), 1);
+    assert_eq!(db.len(), 2501);
+    assert_eq!(db.stats.expired_keys.load(Relaxed), 2500);
+    check_invariants(&db);
+}
+
+#[test]
+fn active_expiry_is_bounded_per_round() {
+    let db = Db::new();
+    for i in 0..10_000u32 {
+        let k = format!("k{i}");
+        db.lock_key(k.as_bytes()).set(k.as_bytes(), Value::str(b"v"), T0 + 1, T0);
+    }
+    let (checked, expired) = db.active_expire(T0 + 5, 500, &mut rng());
+    assert!(checked <= 500 + 20, "checked {checked}");
+    assert!(expired > 0 && expired <= checked);
+}
+
+#[test]
+fn scan_returns_everything_once_when_static() {
+    let db = Db::new();
+    let mut want = HashSet::new();
+    for i in 0..3000u32 {
+        let k = format!("key:{i}");
+        db.lock_key(k.as_bytes()).set(k.as_bytes(), Value::str(b"v"), NO_EXPIRY, T0);
+        want.insert(k.into_bytes());
+    }
+    let mut got = Vec::new();
+    let mut cursor = 0;
+    let mut calls = 0;
+    loop {
+        let (next, keys) = db.scan(cursor, 10, T0, |_, _| true);
+        got.extend(keys.into_iter().map(|b| b.to_vec()));
+        calls += 1;
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    assert!(calls > 100, "count should bound each call, got {calls} calls");
+    let set: HashSet<_> = got.iter().cloned().collect();
+    assert_eq!(set.len(), got.len(), "no duplicates without concurrent changes");
+    assert_eq!(set, want);
+}
+
+#[test]
+fn scan_on_empty_store() {
+    let db = Db::new();
+    assert_eq!(db.scan(0, 10, T0, |_, _| true), (0, vec![]));
+    // A cursor past the last slot ends the scan.
+    assert_eq!(db.scan(u64::MAX, 10, T0, |_, _| true).0, 0);
+}
+
+#[test]
+fn keys_and_random_key_skip_expired() {
+    let db = Db::new();
+    db.lock_key(b"live").set(b"live", Value::str(b"v"), NO_EXPIRY, T0);
+    db.lock_key(b"dead").set(b"dead", Value::str(b"v"), T0 + 1, T0);
+    let keys = db.keys(T0 + 2, |_| true);
+    assert_eq!(keys, vec![Bytes::from_static(b"live")]);
+    let mut r = rng();
+    for _ in 0..20 {
+        assert_eq!(db.random_key(T0 + 2, &mut r), Some(Bytes::from_static(b"live")));
+    }
+    db.flush();
+    assert_eq!(db.random_key(T0, &mut r), None);
+    check_invariants(&db);
+}
+
+#[test]
+fn flush_resets_accounting() {
+    let db = Db::new();
+    for i in 0..1000u32 {
+        let k = format!("k{i}");
+        let exp = if i % 3 == 0 { T0 + 1000 } else { NO_EXPIRY };
+        db.lock_key(k.as_bytes()).set(k.as_bytes(), Value::str(&[1; 50]), exp, T0);
+    }
+    assert!(db.used_memory() > 1000 * 50);
+    db.flush();
+    assert_eq!((db.len(), db.volatile_len(), db.used_memory()), (0, 0, 0));
+    check_invariants(&db);
+}
+
+#[test]
+fn lock_keys_orders_and_dedups() {
+    let db = Db::new();
+    let keys: Vec<&[u8]> = vec![b"foo", b"bar", b"{foo}x", b"baz"];
+    let mut g = db.lock_keys(keys.iter().copied());
+    for k in &keys {
+        g.slot_of(k).set(k, Value::str(b"v"), NO_EXPIRY, T0);
+    }
+    drop(g);
+    assert_eq!(db.len(), 4);
+    check_invariants(&db);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Set(u8, Option<u16>),
+    Expire(u8, Option<u16>),
+    Del(u8),
+    Get(u8),
+    Tick(u16),
+    ActiveExpire,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (any::<u8>(), proptest::option::of(1u16..500)).prop_map(|(k, t)| Op::Set(k, t)),
+        (any::<u8>(), proptest::option::of(1u16..500)).prop_map(|(k, t)| Op::Expire(k, t)),
+        any::<u8>().prop_map(Op::Del),
+        any::<u8>().prop_map(Op::Get),
+        (1u16..200).prop_map(Op::Tick),
+        Just(Op::ActiveExpire),
+    ]
+}
+
+proptest! {
+    /// The store behaves like a plain map with expiry, and its counters and volatile lists stay
+    /// exact, under any sequence of operations. Few distinct slots are used (keys share tags)
+    /// so swap_remove paths are exercised in busy tables.
+    #[test]
+    fn behaves_like_a_model(ops in proptest::collection::vec(op(), 1..300)) {
+        let db = Db::new();
+        let mut model: HashMap<Vec<u8>, (u8, u64)> = HashMap::new();
+        let mut now = T0;
+        let mut r = rng();
+        let key = |k: u8| format!("{{t{}}}k{}", k % 3, k).into_bytes();
+        for (i, o) in ops.iter().enumerate() {
+            model.retain(|_, (_, exp)| *exp == NO_EXPIRY || *exp > now);
+            match o {
+                Op::Set(k, ttl) => {
+                    let exp = ttl.map_or(NO_EXPIRY, |t| now + t as u64);
+                    let kb = key(*k);
+                    db.lock_key(&kb).set(&kb, Value::str(&[i as u8]), exp, now);
+                    model.insert(kb, (i as u8, exp));
+                }
+                Op::Expire(k, ttl) => {
+                    let exp = ttl.map_or(NO_EXPIRY, |t| now + t as u64);
+                    let kb = key(*k);
+                    let ok = db.lock_key(&kb).set_expire(&kb, exp, now);
+                    let m = model.get_mut(&kb);
+                    prop_assert_eq!(ok, m.is_some());
+                    if let Some(m) = m { m.1 = exp; }
+                }
+                Op::Del(k) => {
+                    let kb = key(*k);
+                    let got = db.lock_key(&kb).remove(&kb, now).is_some();
+                    prop_assert_eq!(got, model.remove(&kb).is_some());
+                }
+                Op::Get(k) => {
+                    let kb = key(*k);
+                    let got = db.lock_key(&kb).get(&kb, now).map(|e| e.value.clone());
+                    let want = model.get(&kb).map(|(v, _)| Value::str(&[*v]));
+                    prop_assert_eq!(got, want);
+                }
+                Op::Tick(ms) => now += *ms as u64,
+                Op::ActiveExpire => { db.active_expire(now, 50, &mut r); }
+            }
+        }
+        check_invariants(&db);
+        model.retain(|_, (_, exp)| *exp == NO_EXPIRY || *exp > now);
+        let live: HashSet<Vec<u8>> = db.keys(now, |_| true).into_iter().map(|b| b.to_vec()).collect();
+        let want: HashSet<Vec<u8>> = model.keys().cloned().collect();
+        prop_assert_eq!(live, want);
+    }
+
+    /// Redis's SCAN guarantee: a key present from the start to the end of a full scan is
+    /// returned at least once, whatever is added and removed between the calls.
+    #[test]
+    fn scan_guarantee_under_churn(
+        churn in proptest::collection::vec((any::<bool>(), 0u16..600), 0..400),
+        count in 1usize..20,
+    ) {
+        let db = Db::new();
+        // Stable keys live throughout; churn keys come and go. Tags force shared slots.
+        let stable: Vec<Vec<u8>> = (0..150).map(|i| format!("{{s{}}}stable{}", i % 5, i).into_bytes()).collect();
+        for k in &stable {
+            db.lock_key(k).set(k, Value::str(b"v"), NO_EXPIRY, T0);
+        }
+        let mut seen = HashSet::new();
+        let mut cursor = 0;
+        let mut churn = churn.into_iter();
+        loop {
+            let (next, keys) = db.scan(cursor, count, T0, |_, _| true);
+            seen.extend(keys.into_iter().map(|b| b.to_vec()));
+            for _ in 0..3 {
+                if let Some((add, n)) = churn.next() {
+                    let k = format!("{{s{}}}churn{}", n % 5, n).into_bytes();
+                    let mut g = db.lock_key(&k);
+                    if add { g.set(&k, Value::str(b"v"), NO_EXPIRY, T0); } else { g.remove(&k, T0); }
+                }
+            }
+            if next == 0 { break; }
+            cursor = next;
+        }
+        for k in &stable {
+            prop_assert!(seen.contains(k), "missed {:?}", String::from_utf8_lossy(k));
+        }
+    }
+}
