@@ -5,7 +5,18 @@
 //! # Layout
 //! - [`slot`]: Redis Cluster's key -> slot function (CRC16-XMODEM of the hash tag, mod 16384)
 //!   and the [`Slot`] type that cannot be out of range.
+//! - [`ring`]: the consistent-hash ring of DataNodes (virtual nodes at points every machine
+//!   computes alike) and the [`SlotTable`] of slot owners built from it, compact on the wire.
+//! - [`proto`]: the control-plane messages (one JSON object per line) between the NameNode,
+//!   the DataNodes and clients, one enum per direction.
 
+pub mod proto;
+pub mod ring;
 pub mod slot;
 
+pub use proto::{
+    decode_line, encode_line, ClientToNameNode, DataNodeToNameNode, NameNodeToClient,
+    NameNodeToDataNode, NodeInfo, ProtoError, PROTOCOL_VERSION,
+};
+pub use ring::{NodeId, Ring, SlotMove, SlotTable, SlotTableError, DEFAULT_VNODES};
 pub use slot::{key_slot, Slot, SLOT_COUNT};

@@ -1,0 +1,1207 @@
+//! The consistent-hash ring, and the slot table every router reads from it.
+//!
+//! Each DataNode places `V` virtual nodes on a 64-bit ring and slot `s` sits at point
+//! `s << 50` (= `s * 2^64 / 16384`), owned by the first virtual node clockwise. This is
+//! Dynamo's "equal-sized partitions, random tokens": a join or leave only moves the slots next
+//! to the changed virtual nodes, and because ownership is per slot it compresses into a
+//! [`SlotTable`] of a few thousand runs that fits in one control-plane message. Routers never
+//! walk the ring; they index the table, so a lookup is one array read.
+//!
+//! Virtual-node points are hashed with FNV-1a and a splitmix64 finalizer written out here,
+//! never with std's hashers, because NameNode, DataNodes and clients on different machines and
+//! Rust versions must agree on every point bit for bit.
+//!
+//! The ring itself is a [`hashring::HashRing`] keyed by our own points: its hasher is the
+//! identity on the single `u64` that a virtual node or a lookup writes, so its "first entry
+//! whose key is `>=` the lookup key, wrapping to the first" is exactly the clockwise rule above.
+//! `HashRing` finds entries by key alone (a removal takes whichever entry sits on the point), so
+//! the ring keeps at most one virtual node per point: on the astronomically rare tie the
+//! smallest node id holds the point and the others wait in `shadowed` until it leaves. That
+//! keeps ownership a pure function of the membership, whatever order nodes joined in.
+
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::num::NonZeroU32;
+use std::ops::RangeInclusive;
+
+use hashring::HashRing;
+use serde::{Deserialize, Serialize};
+
+use crate::slot::{Slot, SLOT_COUNT};
+
+/// Virtual nodes per DataNode unless configured otherwise: enough that the busiest node of a
+/// 3..10 node cluster stays within about 20% of its fair share.
+pub const DEFAULT_VNODES: NonZeroU32 = match NonZeroU32::new(256) {
+    Some(v) => v,
+    None => panic!("256 is not zero"),
+};
+
+const _: () = assert!(SLOT_COUNT.is_power_of_two() && SLOT_COUNT <= 1 << 16);
+
+/// Distance between two adjacent slot points: `2^64 / SLOT_COUNT` is `1 << SLOT_SHIFT`.
+const SLOT_SHIFT: u32 = 64 - SLOT_COUNT.trailing_zeros();
+
+/// The ring point of `slot`: `slot * 2^64 / 16384`, so slots are spread evenly around the ring.
+pub fn slot_point(slot: Slot) -> u64 {
+    u64::from(slot.get()) << SLOT_SHIFT
+}
+
+/// The ring point of virtual node `index` of `node`: identical on every machine, forever.
+///
+/// FNV-1a over the id's UTF-8 bytes followed by `index` as four little-endian bytes (a
+/// fixed-width suffix, so no two `(id, index)` pairs feed the same bytes), then the splitmix64
+/// finalizer, because FNV alone leaves nearby inputs on nearby points.
+pub fn vnode_point(node: &NodeId, index: u32) -> u64 {
+    let id = fnv1a(FNV_OFFSET, node.as_str().as_bytes());
+    mix64(fnv1a(id, &index.to_le_bytes()))
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv1a(state: u64, bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(state, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
+}
+
+/// splitmix64's output function: a bijection on `u64` in which every input bit flips about
+/// half of the output bits.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A DataNode's stable identity: the ring places its virtual nodes by this string, so keeping
+/// the id across restarts keeps the node's slots.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// The id `id`.
+    pub fn new(id: impl Into<String>) -> NodeId {
+        NodeId(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id's text, without copying it.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for NodeId {
+    fn from(id: String) -> NodeId {
+        NodeId(id)
+    }
+}
+
+impl From<&str> for NodeId {
+    fn from(id: &str) -> NodeId {
+        NodeId(id.to_owned())
+    }
+}
+
+impl AsRef<str> for NodeId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for NodeId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Makes `HashRing` key entries by the point they carry instead of hashing them again.
+#[derive(Clone, Copy, Debug, Default)]
+struct PointHash;
+
+impl BuildHasher for PointHash {
+    type Hasher = PointHasher;
+
+    fn build_hasher(&self) -> PointHasher {
+        PointHasher(0)
+    }
+}
+
+/// The identity on the one `u64` that [`VNode`] and [`Point`] write.
+struct PointHasher(u64);
+
+impl Hasher for PointHasher {
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    // Only `VNode` and `Point` are ever hashed and both go through `write_u64`; folding stray
+    // bytes keeps this total rather than panicking.
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = fnv1a(self.0, bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// One virtual node as `HashRing` stores it.
+#[derive(Clone, Debug)]
+struct VNode {
+    point: u64,
+    node: NodeId,
+}
+
+impl Hash for VNode {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.point);
+    }
+}
+
+/// A ring position to look up.
+struct Point(u64);
+
+impl Hash for Point {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0);
+    }
+}
+
+/// The consistent-hash ring: which DataNode should own each slot, given the membership.
+///
+/// The epoch grows by one at each change of membership, so a table built from the ring can be
+/// compared with what a node or client last saw.
+#[derive(Clone)]
+pub struct Ring {
+    vnodes_per_node: NonZeroU32,
+    nodes: BTreeSet<NodeId>,
+    ring: HashRing<VNode, PointHash>,
+    /// Points claimed by more than one node: every claimant except the holder (the smallest id).
+    shadowed: BTreeMap<u64, BTreeSet<NodeId>>,
+    epoch: u64,
+    /// [`vnode_point`] except in tests that need ties, which real hashes (almost) never make.
+    point_of: fn(&NodeId, u32) -> u64,
+}
+
+impl Default for Ring {
+    fn default() -> Ring {
+        Ring::new(DEFAULT_VNODES)
+    }
+}
+
+impl fmt::Debug for Ring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ring")
+            .field("vnodes_per_node", &self.vnodes_per_node)
+            .field("epoch", &self.epoch)
+            .field("nodes", &self.nodes)
+            .field("vnodes", &self.ring.len())
+            .field("shadowed", &self.shadowed)
+            .finish()
+    }
+}
+
+impl Ring {
+    /// An empty ring at epoch 0 whose nodes each place `vnodes_per_node` virtual nodes.
+    pub fn new(vnodes_per_node: NonZeroU32) -> Ring {
+        Ring {
+            vnodes_per_node,
+            nodes: BTreeSet::new(),
+            ring: HashRing::with_hasher(PointHash),
+            shadowed: BTreeMap::new(),
+            epoch: 0,
+            point_of: vnode_point,
+        }
+    }
+
+    #[cfg(test)]
+    fn with_point_fn(vnodes_per_node: NonZeroU32, point_of: fn(&NodeId, u32) -> u64) -> Ring {
+        Ring {
+            point_of,
+            ..Ring::new(vnodes_per_node)
+        }
+    }
+
+    /// Virtual nodes each DataNode places.
+    pub fn vnodes_per_node(&self) -> NonZeroU32 {
+        self.vnodes_per_node
+    }
+
+    /// The ring's epoch: 0 when new, plus one for every effective [`add`](Ring::add) or
+    /// [`remove`](Ring::remove).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Sets the epoch, e.g. to continue from the newest epoch DataNodes report after a NameNode
+    /// restart, so epochs never go backwards.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// The members, sorted by id.
+    pub fn nodes(&self) -> impl ExactSizeIterator<Item = &NodeId> + '_ {
+        self.nodes.iter()
+    }
+
+    /// Whether `node` is a member.
+    pub fn contains(&self, node: &NodeId) -> bool {
+        self.nodes.contains(node)
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the ring has no members (then no slot has an owner).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Adds `node` and bumps the epoch; `false` (and no change) when it is already a member.
+    pub fn add(&mut self, node: NodeId) -> bool {
+        if self.nodes.contains(&node) {
+            return false;
+        }
+        let mut placed = Vec::with_capacity(self.vnodes_per_node.get() as usize);
+        for point in self.points_of(&node) {
+            let newcomer = VNode {
+                point,
+                node: node.clone(),
+            };
+            match self.holder_of(point).map(|holder| node < *holder) {
+                None => placed.push(newcomer),
+                Some(true) => {
+                    // `HashRing::remove` takes the entry on the point, whoever it belongs to.
+                    if let Some(previous) = self.ring.remove(&newcomer) {
+                        self.shadowed
+                            .entry(point)
+                            .or_default()
+                            .insert(previous.node);
+                    }
+                    placed.push(newcomer);
+                }
+                Some(false) => {
+                    self.shadowed.entry(point).or_default().insert(node.clone());
+                }
+            }
+        }
+        // One sort for all the node's points; `HashRing::add` sorts after every insert.
+        self.ring.batch_add(placed);
+        self.nodes.insert(node);
+        self.epoch += 1;
+        true
+    }
+
+    /// Removes `node` and bumps the epoch; `false` (and no change) when it is not a member.
+    pub fn remove(&mut self, node: &NodeId) -> bool {
+        if !self.nodes.remove(node) {
+            return false;
+        }
+        for point in self.points_of(node) {
+            let Some(waiting) = self.shadowed.get_mut(&point) else {
+                self.ring.remove(&VNode {
+                    point,
+                    node: node.clone(),
+                });
+                continue;
+            };
+            if !waiting.remove(node) {
+                // `node` held the point: the smallest waiting id takes it over.
+                let heir = waiting.pop_first();
+                self.ring.remove(&VNode {
+                    point,
+                    node: node.clone(),
+                });
+                if let Some(heir) = heir {
+                    self.ring.add(VNode { point, node: heir });
+                }
+            }
+            if waiting.is_empty() {
+                self.shadowed.remove(&point);
+            }
+        }
+        self.epoch += 1;
+        true
+    }
+
+    /// The node that should own `slot`, or `None` when the ring is empty.
+    pub fn owner_of(&self, slot: Slot) -> Option<&NodeId> {
+        self.ring.get(&Point(slot_point(slot))).map(|v| &v.node)
+    }
+
+    /// Every slot's owner, at the ring's epoch.
+    pub fn slot_table(&self) -> SlotTable {
+        let mut nodes: Vec<NodeId> = Vec::new();
+        let mut owners = Vec::with_capacity(SLOT_COUNT);
+        let mut last: Option<(&NodeId, u16)> = None;
+        for slot in Slot::all() {
+            let index = match self.owner_of(slot) {
+                None => UNOWNED,
+                Some(owner) => match last {
+                    Some((id, index)) if id == owner => index,
+                    _ => {
+                        let index = match nodes.iter().position(|n| n == owner) {
+                            Some(i) => i as u16,
+                            None => {
+                                nodes.push(owner.clone());
+                                (nodes.len() - 1) as u16
+                            }
+                        };
+                        last = Some((owner, index));
+                        index
+                    }
+                },
+            };
+            owners.push(index);
+        }
+        SlotTable::from_parts(self.epoch, nodes, owners)
+    }
+
+    /// The distinct points of `node`'s virtual nodes, ascending.
+    fn points_of(&self, node: &NodeId) -> BTreeSet<u64> {
+        (0..self.vnodes_per_node.get())
+            .map(|i| (self.point_of)(node, i))
+            .collect()
+    }
+
+    /// The node whose virtual node sits exactly on `point`.
+    fn holder_of(&self, point: u64) -> Option<&NodeId> {
+        self.ring
+            .get(&Point(point))
+            .filter(|v| v.point == point)
+            .map(|v| &v.node)
+    }
+}
+
+/// `owners` entry of a slot without an owner.
+const UNOWNED: u16 = u16::MAX;
+
+/// The owner of every slot at one epoch: what the NameNode pushes and what routers index.
+///
+/// `nodes` lists exactly the nodes that own at least one slot, sorted by id, so two tables with
+/// the same owners compare equal. On the wire it is the runs of consecutive slots with the same
+/// owner (a few thousand, not 16384 entries); slots in no run have no owner:
+///
+/// ```json
+/// {"epoch":7,"nodes":["dn-a","dn-b"],"ranges":[[0,8191,0],[8192,16383,1]]}
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "WireTable")]
+pub struct SlotTable {
+    epoch: u64,
+    nodes: Vec<NodeId>,
+    /// One entry per slot: an index into `nodes`, or `UNOWNED`.
+    owners: Vec<u16>,
+}
+
+impl Default for SlotTable {
+    fn default() -> SlotTable {
+        SlotTable::empty(0)
+    }
+}
+
+impl fmt::Debug for SlotTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlotTable")
+            .field("epoch", &self.epoch)
+            .field("nodes", &self.nodes)
+            .field("runs", &self.ranges().len())
+            .field("assigned_slots", &self.assigned_slots())
+            .finish()
+    }
+}
+
+impl SlotTable {
+    /// A table at `epoch` in which no slot has an owner.
+    pub fn empty(epoch: u64) -> SlotTable {
+        SlotTable {
+            epoch,
+            nodes: Vec::new(),
+            owners: vec![UNOWNED; SLOT_COUNT],
+        }
+    }
+
+    /// Normalises `nodes` (drops unused ones, sorts by id) and remaps `owners` to match.
+    /// `nodes` must not repeat an id and `owners` must hold `SLOT_COUNT` valid entries.
+    fn from_parts(epoch: u64, nodes: Vec<NodeId>, mut owners: Vec<u16>) -> SlotTable {
+        debug_assert_eq!(owners.len(), SLOT_COUNT);
+        let mut used = vec![false; nodes.len()];
+        for &owner in &owners {
+            if owner != UNOWNED {
+                used[owner as usize] = true;
+            }
+        }
+        let mut keep: Vec<usize> = (0..nodes.len()).filter(|&i| used[i]).collect();
+        keep.sort_by(|&a, &b| nodes[a].cmp(&nodes[b]));
+        let mut remap = vec![UNOWNED; nodes.len()];
+        for (new, &old) in keep.iter().enumerate() {
+            remap[old] = new as u16;
+        }
+        for owner in &mut owners {
+            if *owner != UNOWNED {
+                *owner = remap[*owner as usize];
+            }
+        }
+        let mut nodes: Vec<Option<NodeId>> = nodes.into_iter().map(Some).collect();
+        let nodes = keep.iter().filter_map(|&i| nodes[i].take()).collect();
+        SlotTable {
+            epoch,
+            nodes,
+            owners,
+        }
+    }
+
+    /// The epoch this table belongs to.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Sets the epoch, e.g. when a handoff flips a few slots and publishes the result.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// The nodes owning at least one slot, sorted by id; [`ranges`](SlotTable::ranges) indexes
+    /// into this.
+    pub fn nodes(&self) -> &[NodeId] {
+        &self.nodes
+    }
+
+    /// The owner of `slot`, or `None` when nobody owns it.
+    pub fn owner(&self, slot: Slot) -> Option<&NodeId> {
+        self.nodes.get(self.owners[slot.index()] as usize)
+    }
+
+    /// Maximal runs of consecutive slots with the same owner, in slot order:
+    /// `(first slot, last slot, index into nodes())`. Unowned slots are in no run.
+    pub fn ranges(&self) -> Vec<(u16, u16, u16)> {
+        let mut runs: Vec<(u16, u16, u16)> = Vec::new();
+        for (slot, &owner) in self.owners.iter().enumerate() {
+            let slot = slot as u16;
+            match runs.last_mut() {
+                Some((_, end, index)) if *index == owner && *end + 1 == slot => *end = slot,
+                _ if owner == UNOWNED => {}
+                _ => runs.push((slot, slot, owner)),
+            }
+        }
+        runs
+    }
+
+    /// The runs of slots `node` owns, as inclusive `(first, last)` pairs in slot order.
+    pub fn ranges_of(&self, node: &NodeId) -> Vec<(u16, u16)> {
+        match self.index_of(node) {
+            Some(index) => self
+                .ranges()
+                .into_iter()
+                .filter(|&(_, _, owner)| owner == index)
+                .map(|(start, end, _)| (start, end))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// How many slots `node` owns.
+    pub fn slots_of(&self, node: &NodeId) -> usize {
+        self.index_of(node).map_or(0, |index| {
+            self.owners.iter().filter(|&&o| o == index).count()
+        })
+    }
+
+    /// How many slots have an owner (16384 for a table built from a non-empty ring).
+    pub fn assigned_slots(&self) -> usize {
+        self.owners.iter().filter(|&&o| o != UNOWNED).count()
+    }
+
+    /// Gives the slots `slots` to `owner` (or to nobody), e.g. when a handoff of those slots
+    /// completes or when the NameNode rebuilds a table from what DataNodes report.
+    pub fn assign(&mut self, slots: RangeInclusive<Slot>, owner: Option<&NodeId>) {
+        let (start, end) = (slots.start().index(), slots.end().index());
+        if start > end {
+            return;
+        }
+        let mut nodes = std::mem::take(&mut self.nodes);
+        let index = match owner {
+            None => UNOWNED,
+            Some(owner) => match nodes.binary_search(owner) {
+                Ok(i) => i as u16,
+                Err(_) => {
+                    // At most SLOT_COUNT nodes own a slot, so the index fits below UNOWNED.
+                    nodes.push(owner.clone());
+                    (nodes.len() - 1) as u16
+                }
+            },
+        };
+        let mut owners = std::mem::take(&mut self.owners);
+        owners[start..=end].fill(index);
+        *self = SlotTable::from_parts(self.epoch, nodes, owners);
+    }
+
+    /// The slots whose owner differs between `self` and `next`, as maximal runs of consecutive
+    /// slots with the same move, in slot order.
+    pub fn diff(&self, next: &SlotTable) -> Vec<SlotMove> {
+        let mut moves: Vec<SlotMove> = Vec::new();
+        for slot in Slot::all() {
+            let (from, to) = (self.owner(slot), next.owner(slot));
+            if from == to {
+                continue;
+            }
+            match moves.last_mut() {
+                Some(last)
+                    if last.end.get() + 1 == slot.get()
+                        && last.from.as_ref() == from
+                        && last.to.as_ref() == to =>
+                {
+                    last.end = slot;
+                }
+                _ => moves.push(SlotMove {
+                    start: slot,
+                    end: slot,
+                    from: from.cloned(),
+                    to: to.cloned(),
+                }),
+            }
+        }
+        moves
+    }
+
+    fn index_of(&self, node: &NodeId) -> Option<u16> {
+        self.nodes.binary_search(node).ok().map(|i| i as u16)
+    }
+}
+
+/// A run of consecutive slots changing owner between two tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotMove {
+    /// First slot of the run.
+    pub start: Slot,
+    /// Last slot of the run (inclusive).
+    pub end: Slot,
+    /// Owner in the older table (`None`: unowned).
+    pub from: Option<NodeId>,
+    /// Owner in the newer table (`None`: unowned).
+    pub to: Option<NodeId>,
+}
+
+impl SlotMove {
+    /// Number of slots in the run.
+    pub fn slot_count(&self) -> usize {
+        self.end.index() - self.start.index() + 1
+    }
+}
+
+/// Why a slot table received from the wire was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SlotTableError {
+    /// A run ends before it starts or past the last slot.
+    #[error("slot range {start}-{end} is reversed or past slot {}", SLOT_COUNT - 1)]
+    BadRange { start: u16, end: u16 },
+    /// Two runs cover the same slot.
+    #[error("slot {slot} is assigned twice")]
+    Overlap { slot: u16 },
+    /// A run names a node index past the end of `nodes`.
+    #[error("slot range {start}-{end} names node {index}, but only {count} nodes are listed")]
+    UnknownNode {
+        start: u16,
+        end: u16,
+        index: u16,
+        count: usize,
+    },
+    /// The same node id is listed twice.
+    #[error("node {0} is listed twice")]
+    DuplicateNode(NodeId),
+    /// More nodes than a `u16` index can name.
+    #[error("{0} nodes listed, at most {max} fit", max = UNOWNED)]
+    TooManyNodes(usize),
+}
+
+/// The serialized form of [`SlotTable`].
+#[derive(Deserialize)]
+struct WireTable {
+    epoch: u64,
+    nodes: Vec<NodeId>,
+    ranges: Vec<(u16, u16, u16)>,
+}
+
+#[derive(Serialize)]
+struct WireTableRef<'a> {
+    epoch: u64,
+    nodes: &'a [NodeId],
+    ranges: Vec<(u16, u16, u16)>,
+}
+
+impl Serialize for SlotTable {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WireTableRef {
+            epoch: self.epoch,
+            nodes: &self.nodes,
+            ranges: self.ranges(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl TryFrom<WireTable> for SlotTable {
+    type Error = SlotTableError;
+
+    fn try_from(wire: WireTable) -> Result<SlotTable, SlotTableError> {
+        if wire.nodes.len() > UNOWNED as usize {
+            return Err(SlotTableError::TooManyNodes(wire.nodes.len()));
+        }
+        let mut seen = BTreeSet::new();
+        for node in &wire.nodes {
+            if !seen.insert(node) {
+                return Err(SlotTableError::DuplicateNode(node.clone()));
+            }
+        }
+        let mut owners = vec![UNOWNED; SLOT_COUNT];
+        for &(start, end, index) in &wire.ranges {
+            if start > end || end as usize >= SLOT_COUNT {
+                return Err(SlotTableError::BadRange { start, end });
+            }
+            if index as usize >= wire.nodes.len() {
+                return Err(SlotTableError::UnknownNode {
+                    start,
+                    end,
+                    index,
+                    count: wire.nodes.len(),
+                });
+            }
+            for (slot, owner) in owners[start as usize..=end as usize].iter_mut().enumerate() {
+                if *owner != UNOWNED {
+                    return Err(SlotTableError::Overlap {
+                        slot: start + slot as u16,
+                    });
+                }
+                *owner = index;
+            }
+        }
+        Ok(SlotTable::from_parts(wire.epoch, wire.nodes, owners))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn vnodes(n: u32) -> NonZeroU32 {
+        NonZeroU32::new(n).expect("test vnode counts are positive")
+    }
+
+    fn id(s: &str) -> NodeId {
+        NodeId::from(s)
+    }
+
+    fn slot(n: u16) -> Slot {
+        Slot::new(n).expect("test slots are in range")
+    }
+
+    fn ring_of(v: u32, ids: &[&str]) -> Ring {
+        let mut ring = Ring::new(vnodes(v));
+        for &n in ids {
+            ring.add(id(n));
+        }
+        ring
+    }
+
+    /// The clockwise rule computed the slow, obvious way.
+    fn brute_owner(ring: &Ring, slot: Slot) -> Option<NodeId> {
+        let mut claims: Vec<(u64, NodeId)> = ring
+            .nodes()
+            .flat_map(|n| ring.points_of(n).into_iter().map(move |p| (p, n.clone())))
+            .collect();
+        // Smallest point first; on a tie the smallest id holds the point.
+        claims.sort();
+        let at = slot_point(slot);
+        claims
+            .iter()
+            .find(|(p, _)| *p >= at)
+            .or(claims.first())
+            .map(|(_, n)| n.clone())
+    }
+
+    #[test]
+    fn hash_primitives_match_published_vectors() {
+        // FNV-1a 64 of "" and "a", and splitmix64's first output from seed 0.
+        assert_eq!(fnv1a(FNV_OFFSET, b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(FNV_OFFSET, b"foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(mix64(0x9e37_79b9_7f4a_7c15), 0xe220_a839_7b1d_cdaf);
+    }
+
+    #[test]
+    fn slot_points_split_the_ring_evenly() {
+        assert_eq!(SLOT_SHIFT, 50);
+        assert_eq!(slot_point(slot(0)), 0);
+        assert_eq!(slot_point(slot(1)), 1 << 50);
+        assert_eq!(slot_point(slot(8192)), 1 << 63);
+        assert_eq!(slot_point(slot(16383)), u64::MAX - (1 << 50) + 1);
+    }
+
+    #[test]
+    fn hashring_lookup_is_clockwise_and_wraps() {
+        let mut ring: HashRing<VNode, PointHash> = HashRing::with_hasher(PointHash);
+        for (point, node) in [(300, "c"), (100, "a"), (200, "b")] {
+            ring.add(VNode {
+                point,
+                node: id(node),
+            });
+        }
+        fn at(ring: &HashRing<VNode, PointHash>, p: u64) -> Option<&str> {
+            ring.get(&Point(p)).map(|v| v.node.as_str())
+        }
+        assert_eq!(at(&ring, 0), Some("a"));
+        assert_eq!(
+            at(&ring, 100),
+            Some("a"),
+            "a point on a vnode belongs to that vnode"
+        );
+        assert_eq!(at(&ring, 101), Some("b"));
+        assert_eq!(at(&ring, 200), Some("b"));
+        assert_eq!(at(&ring, 250), Some("c"));
+        assert_eq!(
+            at(&ring, 301),
+            Some("a"),
+            "past the last vnode wraps to the first"
+        );
+        assert_eq!(at(&ring, u64::MAX), Some("a"));
+        // Removal finds the entry by point alone.
+        let removed = ring.remove(&VNode {
+            point: 200,
+            node: id("anything"),
+        });
+        assert_eq!(removed.map(|v| v.node), Some(id("b")));
+        assert_eq!(at(&ring, 150), Some("c"));
+    }
+
+    #[test]
+    fn point_hasher_is_the_identity() {
+        for p in [0, 1, 1 << 50, u64::MAX] {
+            assert_eq!(PointHash.hash_one(Point(p)), p);
+            assert_eq!(
+                PointHash.hash_one(VNode {
+                    point: p,
+                    node: id("x")
+                }),
+                p
+            );
+        }
+    }
+
+    /// Pins the hash and the clockwise rule to concrete numbers: if this fails, nodes built
+    /// from different versions of CHKV would disagree about who owns what.
+    #[test]
+    fn test_vectors() {
+        // Cross-checked against an independent implementation (Python, same definition).
+        assert_eq!(vnode_point(&id("dn-a"), 0), 0xba6c_78ba_48be_dce6);
+        assert_eq!(vnode_point(&id("dn-a"), 1), 0x7ce7_879c_25dd_4b5c);
+        assert_eq!(vnode_point(&id("dn-a"), 255), 0xf438_1b4c_6f94_e31e);
+        assert_eq!(vnode_point(&id("10.0.0.7:10100"), 0), 0x654c_c197_6db7_f1a5);
+        assert_eq!(vnode_point(&id(""), 0), 0xaca6_d6b5_4be3_ed05);
+
+        let ring = ring_of(256, &["dn-c", "dn-a", "dn-b"]);
+        let owners: Vec<&str> = [0, 1, 5061, 8192, 12182, 16383]
+            .into_iter()
+            .map(|s| ring.owner_of(slot(s)).map_or("", NodeId::as_str))
+            .collect();
+        assert_eq!(owners, ["dn-a", "dn-a", "dn-b", "dn-b", "dn-c", "dn-a"]);
+        let table = ring.slot_table();
+        assert_eq!(table.nodes(), [id("dn-a"), id("dn-b"), id("dn-c")]);
+        let counts: Vec<usize> = table.nodes().iter().map(|n| table.slots_of(n)).collect();
+        assert_eq!(counts, [5587, 5492, 5305]);
+        let ranges = table.ranges();
+        assert_eq!(ranges.len(), 510);
+        assert_eq!(ranges.first(), Some(&(0, 8, 0)));
+        assert_eq!(ranges.last(), Some(&(16365, 16383, 0)));
+    }
+
+    #[test]
+    fn empty_ring_owns_nothing() {
+        let ring = Ring::default();
+        assert!(ring.is_empty());
+        assert_eq!(ring.owner_of(slot(0)), None);
+        let table = ring.slot_table();
+        assert_eq!(table, SlotTable::empty(0));
+        assert!(table.nodes().is_empty());
+        assert!(table.ranges().is_empty());
+        assert_eq!(table.assigned_slots(), 0);
+        assert!(Slot::all().all(|s| table.owner(s).is_none()));
+    }
+
+    #[test]
+    fn single_node_owns_everything() {
+        let ring = ring_of(4, &["solo"]);
+        let table = ring.slot_table();
+        assert_eq!(table.nodes(), [id("solo")]);
+        assert_eq!(table.ranges(), [(0, 16383, 0)]);
+        assert_eq!(table.slots_of(&id("solo")), SLOT_COUNT);
+        assert_eq!(table.ranges_of(&id("solo")), [(0, 16383)]);
+        assert_eq!(table.ranges_of(&id("other")), []);
+    }
+
+    #[test]
+    fn epoch_moves_only_on_changes() {
+        let mut ring = Ring::new(vnodes(8));
+        assert_eq!(ring.epoch(), 0);
+        assert!(ring.add(id("a")));
+        assert!(!ring.add(id("a")));
+        assert_eq!(ring.epoch(), 1);
+        assert!(!ring.remove(&id("b")));
+        assert_eq!(ring.epoch(), 1);
+        assert!(ring.remove(&id("a")));
+        assert_eq!(ring.epoch(), 2);
+        ring.set_epoch(40);
+        ring.add(id("b"));
+        assert_eq!(ring.slot_table().epoch(), 41);
+    }
+
+    /// Every node's virtual nodes on the same 16 points: each point is a tie.
+    fn all_tied(_: &NodeId, i: u32) -> u64 {
+        u64::from(i % 16) << 60
+    }
+
+    #[test]
+    fn ties_go_to_the_smallest_id_in_any_order() {
+        let mut ring = Ring::with_point_fn(vnodes(32), all_tied);
+        for n in ["c", "a", "b"] {
+            ring.add(id(n));
+        }
+        let table = ring.slot_table();
+        assert_eq!(table.nodes(), [id("a")]);
+        assert_eq!(table.assigned_slots(), SLOT_COUNT);
+
+        ring.remove(&id("b"));
+        assert_eq!(ring.slot_table().nodes(), [id("a")]);
+        ring.remove(&id("a"));
+        assert_eq!(ring.slot_table().nodes(), [id("c")]);
+        ring.add(id("a"));
+        assert_eq!(ring.slot_table().nodes(), [id("a")]);
+        ring.remove(&id("a"));
+        ring.remove(&id("c"));
+        assert!(ring.shadowed.is_empty());
+        assert_eq!(ring.ring.len(), 0);
+        assert_eq!(ring.slot_table().assigned_slots(), 0);
+    }
+
+    #[test]
+    fn assign_moves_slots_and_keeps_tables_canonical() {
+        let ring = ring_of(16, &["a", "b"]);
+        let before = ring.slot_table();
+        let mut table = before.clone();
+        table.assign(slot(10)..=slot(20), Some(&id("z")));
+        assert_eq!(table.slots_of(&id("z")), 11);
+        assert_eq!(table.ranges_of(&id("z")), [(10, 20)]);
+        assert_eq!(table.nodes().last(), Some(&id("z")));
+        let moves = before.diff(&table);
+        assert_eq!(moves.iter().map(SlotMove::slot_count).sum::<usize>(), 11);
+        assert!(moves.iter().all(|m| m.to == Some(id("z"))));
+
+        table.assign(slot(0)..=slot(16383), None);
+        assert_eq!(table, SlotTable::empty(before.epoch()));
+        for (start, end, index) in before.ranges() {
+            let owner = before.nodes()[index as usize].clone();
+            table.assign(slot(start)..=slot(end), Some(&owner));
+        }
+        assert_eq!(table, before);
+    }
+
+    #[test]
+    fn diff_merges_runs() {
+        let mut a = SlotTable::empty(1);
+        a.assign(slot(0)..=slot(16383), Some(&id("x")));
+        let mut b = a.clone();
+        b.assign(slot(5)..=slot(9), Some(&id("y")));
+        b.assign(slot(10)..=slot(12), None);
+        assert_eq!(
+            a.diff(&b),
+            [
+                SlotMove {
+                    start: slot(5),
+                    end: slot(9),
+                    from: Some(id("x")),
+                    to: Some(id("y")),
+                },
+                SlotMove {
+                    start: slot(10),
+                    end: slot(12),
+                    from: Some(id("x")),
+                    to: None,
+                },
+            ]
+        );
+        assert!(a.diff(&a).is_empty());
+    }
+
+    #[test]
+    fn wire_form_is_ranges() {
+        let mut table = SlotTable::empty(7);
+        table.assign(slot(0)..=slot(8191), Some(&id("dn-a")));
+        table.assign(slot(8192)..=slot(16383), Some(&id("dn-b")));
+        let json = serde_json::to_string(&table).expect("tables serialize");
+        assert_eq!(
+            json,
+            r#"{"epoch":7,"nodes":["dn-a","dn-b"],"ranges":[[0,8191,0],[8192,16383,1]]}"#
+        );
+        let back: SlotTable = serde_json::from_str(&json).expect("own output parses");
+        assert_eq!(back, table);
+
+        let big = ring_of(256, &["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]).slot_table();
+        let json = serde_json::to_string(&big).expect("tables serialize");
+        assert!(json.len() < 64 * 1024, "{} bytes", json.len());
+    }
+
+    #[test]
+    fn wire_form_accepts_any_node_order() {
+        let json = r#"{"epoch":1,"nodes":["b","unused","a"],"ranges":[[100,199,2],[0,99,0]]}"#;
+        let table: SlotTable = serde_json::from_str(json).expect("valid table");
+        assert_eq!(table.nodes(), [id("a"), id("b")]);
+        assert_eq!(table.ranges(), [(0, 99, 1), (100, 199, 0)]);
+        assert_eq!(table.assigned_slots(), 200);
+    }
+
+    #[test]
+    fn wire_form_rejects_bad_tables() {
+        let bad = [
+            (
+                r#"{"epoch":1,"nodes":["a"],"ranges":[[5,4,0]]}"#,
+                "reversed",
+            ),
+            (
+                r#"{"epoch":1,"nodes":["a"],"ranges":[[0,16384,0]]}"#,
+                "past slot",
+            ),
+            (
+                r#"{"epoch":1,"nodes":["a"],"ranges":[[0,10,0],[10,12,0]]}"#,
+                "slot 10 is assigned twice",
+            ),
+            (
+                r#"{"epoch":1,"nodes":["a"],"ranges":[[0,10,1]]}"#,
+                "names node 1",
+            ),
+            (
+                r#"{"epoch":1,"nodes":["a","a"],"ranges":[]}"#,
+                "listed twice",
+            ),
+            (r#"{"epoch":1,"nodes":["a"]}"#, "missing field"),
+            (
+                r#"{"epoch":1,"nodes":["a"],"ranges":[[0,-1,0]]}"#,
+                "invalid value",
+            ),
+        ];
+        for (json, why) in bad {
+            let err = serde_json::from_str::<SlotTable>(json).expect_err(json);
+            assert!(err.to_string().contains(why), "{json}: {err}");
+        }
+    }
+
+    /// A small deterministic generator, so the measurement below is reproducible.
+    struct SplitMix(u64);
+
+    impl SplitMix {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            mix64(self.0)
+        }
+    }
+
+    fn percentile(sorted: &[f64], p: f64) -> f64 {
+        let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[rank]
+    }
+
+    /// How far the busiest node is above its fair share, over many random memberships.
+    #[test]
+    fn load_balance_at_default_vnodes() {
+        const TRIALS: usize = 200;
+        let mut rng = SplitMix(0x0c4b_5eed);
+        let mut all = Vec::new();
+        println!(
+            "max-load / fair-share at V = {DEFAULT_VNODES}, {TRIALS} random memberships per N"
+        );
+        println!(" N  median    p90    p99    max");
+        for n in 3..=10usize {
+            let mut ratios: Vec<f64> = (0..TRIALS)
+                .map(|_| {
+                    let mut ring = Ring::default();
+                    while ring.len() < n {
+                        // Mix id shapes: opaque hex ids and host:port ids.
+                        let r = rng.next();
+                        let name = if r & 1 == 0 {
+                            format!("dn-{r:016x}")
+                        } else {
+                            format!(
+                                "10.{}.{}.{}:{}",
+                                r >> 56,
+                                (r >> 48) as u8,
+                                (r >> 40) as u8,
+                                10100 + (r >> 20) % 100
+                            )
+                        };
+                        ring.add(NodeId::new(name));
+                    }
+                    let table = ring.slot_table();
+                    assert_eq!(table.assigned_slots(), SLOT_COUNT);
+                    let max = ring.nodes().map(|id| table.slots_of(id)).max().unwrap_or(0);
+                    max as f64 / (SLOT_COUNT as f64 / n as f64)
+                })
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let (median, p90, p99, max) = (
+                percentile(&ratios, 0.5),
+                percentile(&ratios, 0.9),
+                percentile(&ratios, 0.99),
+                ratios[TRIALS - 1],
+            );
+            println!("{n:2}  {median:.3}  {p90:.3}  {p99:.3}  {max:.3}");
+            assert!(p99 <= 1.2, "N = {n}: p99 max-load ratio {p99:.3} > 1.2");
+            all.extend(ratios);
+        }
+        all.sort_by(f64::total_cmp);
+        println!(
+            "all median {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
+            percentile(&all, 0.5),
+            percentile(&all, 0.9),
+            percentile(&all, 0.99),
+            all[all.len() - 1]
+        );
+        assert!(percentile(&all, 0.99) <= 1.2);
+    }
+
+    fn membership() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::btree_set("[a-z0-9]{1,6}", 1..7)
+            .prop_map(|ids| ids.into_iter().collect::<Vec<_>>())
+            .prop_shuffle()
+    }
+
+    /// Real hashes, or a coarse one that makes ties common.
+    fn point_fn() -> impl Strategy<Value = fn(&NodeId, u32) -> u64> {
+        prop_oneof![
+            Just(vnode_point as fn(&NodeId, u32) -> u64),
+            Just((|n: &NodeId, i: u32| vnode_point(n, i) & (0xf << 60)) as fn(&NodeId, u32) -> u64),
+        ]
+    }
+
+    fn build(v: u32, point_of: fn(&NodeId, u32) -> u64, ids: &[String]) -> Ring {
+        let mut ring = Ring::with_point_fn(vnodes(v), point_of);
+        for n in ids {
+            ring.add(NodeId::new(n.as_str()));
+        }
+        ring
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn every_slot_has_its_clockwise_owner(
+            ids in membership(), v in 1u32..48, point_of in point_fn(),
+        ) {
+            let ring = build(v, point_of, &ids);
+            let table = ring.slot_table();
+            prop_assert_eq!(table.assigned_slots(), SLOT_COUNT);
+            for s in Slot::all() {
+                let owner = table.owner(s).cloned();
+                prop_assert!(owner.as_ref().is_some_and(|o| ring.contains(o)));
+                prop_assert_eq!(ring.owner_of(s), owner.as_ref());
+                if s.get() % 61 == 0 {
+                    prop_assert_eq!(owner, brute_owner(&ring, s));
+                }
+            }
+            let total: usize = table.nodes().iter().map(|n| table.slots_of(n)).sum();
+            prop_assert_eq!(total, SLOT_COUNT);
+        }
+
+        #[test]
+        fn adding_moves_slots_only_to_the_newcomer(
+            ids in membership(), new in "[A-Z]{1,4}", v in 1u32..48, point_of in point_fn(),
+        ) {
+            let mut ring = build(v, point_of, &ids);
+            let before = ring.slot_table();
+            let new = NodeId::new(new);
+            ring.add(new.clone());
+            for m in before.diff(&ring.slot_table()) {
+                prop_assert_eq!(m.to.as_ref(), Some(&new));
+                prop_assert!(m.from.is_some());
+            }
+        }
+
+        #[test]
+        fn removing_moves_only_the_leavers_slots(
+            ids in membership(), pick in any::<prop::sample::Index>(),
+            v in 1u32..48, point_of in point_fn(),
+        ) {
+            let mut ring = build(v, point_of, &ids);
+            let before = ring.slot_table();
+            let gone = NodeId::new(pick.get(&ids).as_str());
+            ring.remove(&gone);
+            let after = ring.slot_table();
+            prop_assert_eq!(after.slots_of(&gone), 0);
+            for m in before.diff(&after) {
+                prop_assert_eq!(m.from.as_ref(), Some(&gone));
+                prop_assert_eq!(m.to.is_none(), ring.is_empty());
+            }
+        }
+
+        #[test]
+        fn membership_alone_decides_the_table(
+            ids in membership(), extra in prop::collection::btree_set("[A-Z]{1,4}", 0..4),
+            v in 1u32..48, point_of in point_fn(),
+        ) {
+            let mut sorted = ids.clone();
+            sorted.sort();
+            let mut expected = build(v, point_of, &sorted).slot_table();
+
+            // Same members reached another way: other order, with detours through extra nodes.
+            let mut ring = Ring::with_point_fn(vnodes(v), point_of);
+            for (i, n) in ids.iter().enumerate() {
+                if i == 1 {
+                    for e in &extra {
+                        ring.add(NodeId::new(e.as_str()));
+                    }
+                }
+                ring.add(NodeId::new(n.as_str()));
+            }
+            for e in &extra {
+                ring.remove(&NodeId::new(e.as_str()));
+            }
+            let table = ring.slot_table();
+            expected.set_epoch(table.epoch());
+            prop_assert_eq!(&table, &expected);
+            prop_assert_eq!(table.ranges(), expected.ranges());
+        }
+
+        #[test]
+        fn tables_round_trip_through_json(
+            ids in membership(), v in 1u32..48, epoch in any::<u64>(),
+            holes in prop::collection::vec((0u16..16384, 0u16..300), 0..4),
+        ) {
+            let mut ring = build(v, vnode_point, &ids);
+            ring.set_epoch(epoch);
+            let mut table = ring.slot_table();
+            for (start, len) in holes {
+                let end = start.saturating_add(len).min(16383);
+                table.assign(slot(start)..=slot(end), None);
+            }
+            let json = serde_json::to_vec(&table).expect("tables serialize");
+            let back: SlotTable = serde_json::from_slice(&json).expect("own output parses");
+            prop_assert_eq!(&back, &table);
+            prop_assert_eq!(back.ranges(), table.ranges());
+        }
+    }
+}
