@@ -1,10 +1,19 @@
 //! # CHKV DataNode
 //!
-//! A DataNode holds data in memory and speaks the Redis protocol (RESP2 and RESP3).
+//! A DataNode holds data in memory and speaks the Redis protocol (RESP2 and RESP3), so
+//! `redis-cli`, `redis-benchmark` and Redis client libraries work against it unchanged.
 //!
 //! # Layout
-//! - [`resp`]: request parsing and reply encoding.
-//! - [`store`]: the slot-partitioned in-memory store with expiry.
+//! - [`resp`]: request parsing and reply encoding, byte slices in and out.
+//! - [`store`]: the slot-partitioned in-memory store with lazy and active expiry.
+//! - [`cmd`]: the command table and every command's logic, as plain functions.
+//! - [`node`]: state shared by a node's connections (store, config, counters, clients).
+//! - [`config`]: runtime configuration and memory-size parsing.
+//! - [`server`]: the thin tokio layer: listener, connections, background tasks, shutdown.
 
+pub mod cmd;
+pub mod config;
+pub mod node;
 pub mod resp;
+pub mod server;
 pub mod store;

@@ -56,6 +56,10 @@ impl Frame {
         Frame::Simple(Cow::Borrowed(s))
     }
 
+    pub fn simple_owned(s: &str) -> Frame {
+        Frame::Simple(Cow::Owned(s.to_string()))
+    }
+
     pub const fn err(s: &'static str) -> Frame {
         Frame::Error(Cow::Borrowed(s))
     }
@@ -204,7 +208,10 @@ mod tests {
         assert_eq!(enc(&m, P), "*2\r\n$1\r\na\r\n:1\r\n");
         assert_eq!(enc(&Frame::Double(1.5), P), "$3\r\n1.5\r\n");
         assert_eq!(enc(&Frame::Boolean(true), P), ":1\r\n");
-        assert_eq!(enc(&Frame::Verbatim(Bytes::from_static(b"hi")), P), "$2\r\nhi\r\n");
+        assert_eq!(
+            enc(&Frame::Verbatim(Bytes::from_static(b"hi")), P),
+            "$2\r\nhi\r\n"
+        );
         assert_eq!(enc(&Frame::Set(vec![Frame::Integer(1)]), P), "*1\r\n:1\r\n");
     }
 
@@ -218,7 +225,10 @@ mod tests {
         assert_eq!(enc(&Frame::Double(1.5), P), ",1.5\r\n");
         assert_eq!(enc(&Frame::Double(f64::INFINITY), P), ",inf\r\n");
         assert_eq!(enc(&Frame::Boolean(false), P), "#f\r\n");
-        assert_eq!(enc(&Frame::Verbatim(Bytes::from_static(b"hi")), P), "=6\r\ntxt:hi\r\n");
+        assert_eq!(
+            enc(&Frame::Verbatim(Bytes::from_static(b"hi")), P),
+            "=6\r\ntxt:hi\r\n"
+        );
         assert_eq!(enc(&Frame::Set(vec![Frame::Integer(1)]), P), "~1\r\n:1\r\n");
         assert_eq!(enc(&Frame::Push(vec![]), P), ">0\r\n");
     }

@@ -249,10 +249,7 @@ impl Parser {
         }
         self.wanted = 0;
         let buf = buf.split_to(st.pos).freeze();
-        Ok(Step::Done(Request {
-            buf,
-            args: st.args,
-        }))
+        Ok(Step::Done(Request { buf, args: st.args }))
     }
 }
 
@@ -433,7 +430,10 @@ mod tests {
     #[test]
     fn binary_and_empty_args() {
         let got = parse_all(b"*3\r\n$3\r\nSET\r\n$0\r\n\r\n$4\r\n\r\n\x00\xff\r\n").unwrap();
-        assert_eq!(got, vec![vec![b"SET".to_vec(), vec![], b"\r\n\x00\xff".to_vec()]]);
+        assert_eq!(
+            got,
+            vec![vec![b"SET".to_vec(), vec![], b"\r\n\x00\xff".to_vec()]]
+        );
     }
 
     #[test]
@@ -441,14 +441,21 @@ mod tests {
         let got = parse_all(b"PING\r\nset a \"b c\\x41\\n\"\n\r\n  \r\nget 'it\\'s'\n").unwrap();
         assert_eq!(
             got,
-            vec![args(&["PING"]), args(&["set", "a", "b cA\n"]), args(&["get", "it's"])]
+            vec![
+                args(&["PING"]),
+                args(&["set", "a", "b cA\n"]),
+                args(&["get", "it's"])
+            ]
         );
     }
 
     #[test]
     fn nul_and_vertical_tab_in_inline() {
         let got = parse_all(b"a\x00b c\x0bd\n").unwrap();
-        assert_eq!(got, vec![vec![b"a\x00b".to_vec(), b"c".to_vec(), b"d".to_vec()]]);
+        assert_eq!(
+            got,
+            vec![vec![b"a\x00b".to_vec(), b"c".to_vec(), b"d".to_vec()]]
+        );
     }
 
     #[test]
@@ -461,13 +468,25 @@ mod tests {
     fn redis_error_texts() {
         let e = |b: &[u8]| parse_all(b).unwrap_err().to_string();
         assert_eq!(e(b"*abc\r\n"), "Protocol error: invalid multibulk length");
-        assert_eq!(e(b"*3000000000\r\n"), "Protocol error: invalid multibulk length");
+        assert_eq!(
+            e(b"*3000000000\r\n"),
+            "Protocol error: invalid multibulk length"
+        );
         assert_eq!(e(b"*1\r\n+OK\r\n"), "Protocol error: expected '$', got '+'");
         assert_eq!(e(b"*1\r\n$-3\r\n"), "Protocol error: invalid bulk length");
         assert_eq!(e(b"*1\r\n$x\r\n"), "Protocol error: invalid bulk length");
-        assert_eq!(e(b"*1\r\n$4294967296\r\n"), "Protocol error: invalid bulk length");
-        assert_eq!(e(b"set a \"b\n"), "Protocol error: unbalanced quotes in request");
-        assert_eq!(e(b"set a \"b\"c\n"), "Protocol error: unbalanced quotes in request");
+        assert_eq!(
+            e(b"*1\r\n$4294967296\r\n"),
+            "Protocol error: invalid bulk length"
+        );
+        assert_eq!(
+            e(b"set a \"b\n"),
+            "Protocol error: unbalanced quotes in request"
+        );
+        assert_eq!(
+            e(b"set a \"b\"c\n"),
+            "Protocol error: unbalanced quotes in request"
+        );
         let long = vec![b'a'; INLINE_MAX + 1];
         assert_eq!(e(&long), "Protocol error: too big inline request");
         let mut mb = b"*".to_vec();
@@ -494,7 +513,10 @@ mod tests {
         let mut p = Parser::new();
         let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$524288000\r\nabc"[..]);
         let cap = buf.capacity();
-        assert!(p.next(&mut buf, &Limits::default(), true).unwrap().is_none());
+        assert!(p
+            .next(&mut buf, &Limits::default(), true)
+            .unwrap()
+            .is_none());
         assert_eq!(buf.capacity(), cap);
         let header = b"*2\r\n$3\r\nGET\r\n$524288000\r\n".len();
         assert_eq!(p.wanted(), header + 524288000 + 2);

@@ -417,7 +417,9 @@ impl Db {
     /// A random live key (RANDOMKEY), reclaiming expired keys it meets.
     pub fn random_key(&self, now: u64, rng: &mut impl Rng) -> Option<Bytes> {
         for _ in 0..100 {
-            let s = self.nonempty.next_wrapping(rng.random_range(0..SLOT_COUNT))?;
+            let s = self
+                .nonempty
+                .next_wrapping(rng.random_range(0..SLOT_COUNT))?;
             let mut g = self.lock(s as u16);
             if g.is_empty() {
                 continue;
@@ -648,7 +650,9 @@ impl SlotGuard<'_> {
         let stats = &self.db.stats;
         let mem: u64 = self.t.map.iter().map(|(k, e)| entry_mem(k, &e.value)).sum();
         stats.keys.fetch_sub(self.t.map.len() as u64, Relaxed);
-        stats.volatile.fetch_sub(self.t.volatile.len() as u64, Relaxed);
+        stats
+            .volatile
+            .fetch_sub(self.t.volatile.len() as u64, Relaxed);
         stats.used_memory.fetch_sub(mem, Relaxed);
         self.t.map = IndexMap::default();
         self.t.volatile = Vec::new();
@@ -672,7 +676,9 @@ impl SlotGuard<'_> {
         let (k, e) = self.t.remove_index(idx)?;
         let stats = &self.db.stats;
         stats.keys.fetch_sub(1, Relaxed);
-        stats.used_memory.fetch_sub(entry_mem(&k, &e.value), Relaxed);
+        stats
+            .used_memory
+            .fetch_sub(entry_mem(&k, &e.value), Relaxed);
         if expired {
             stats.expired_keys.fetch_add(1, Relaxed);
         }

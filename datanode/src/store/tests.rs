@@ -18,7 +18,10 @@ fn check_invariants(db: &Db) {
         keys += t.map.len() as u64;
         vol += t.volatile.len() as u64;
         for (pos, &idx) in t.volatile.iter().enumerate() {
-            let (_, e) = t.map.get_index(idx as usize).expect("volatile index in range");
+            let (_, e) = t
+                .map
+                .get_index(idx as usize)
+                .expect("volatile index in range");
             assert_eq!(e.vol_pos as usize, pos);
             assert_ne!(e.expire_at, NO_EXPIRY);
         }
@@ -27,7 +30,11 @@ fn check_invariants(db: &Db) {
             assert_eq!(e.expire_at == NO_EXPIRY, e.vol_pos == NOT_VOLATILE);
             assert_eq!(key_slot(k) as usize, s);
         }
-        assert_eq!(db.nonempty.next(s) == Some(s), !t.map.is_empty(), "nonempty bit {s}");
+        assert_eq!(
+            db.nonempty.next(s) == Some(s),
+            !t.map.is_empty(),
+            "nonempty bit {s}"
+        );
         assert_eq!(
             db.has_volatile.next(s) == Some(s),
             !t.volatile.is_empty(),
@@ -45,8 +52,14 @@ fn set_get_remove() {
     let mut g = db.lock_key(b"a");
     assert!(g.get(b"a", T0).is_none());
     assert!(g.set(b"a", Value::str(b"1"), NO_EXPIRY, T0).is_none());
-    assert_eq!(g.get(b"a", T0).map(|e| e.value.clone()), Some(Value::str(b"1")));
-    assert_eq!(g.set(b"a", Value::str(b"2"), NO_EXPIRY, T0), Some(Value::str(b"1")));
+    assert_eq!(
+        g.get(b"a", T0).map(|e| e.value.clone()),
+        Some(Value::str(b"1"))
+    );
+    assert_eq!(
+        g.set(b"a", Value::str(b"2"), NO_EXPIRY, T0),
+        Some(Value::str(b"1"))
+    );
     assert!(g.remove(b"a", T0).is_some());
     assert!(g.remove(b"a", T0).is_none());
     drop(g);
@@ -73,10 +86,12 @@ fn active_expiry_reclaims_without_access() {
     for i in 0..5000u32 {
         let k = format!("k{i}");
         let exp = if i % 2 == 0 { T0 + 10 } else { NO_EXPIRY };
-        db.lock_key(k.as_bytes()).set(k.as_bytes(), Value::str(b"v"), exp, T0);
+        db.lock_key(k.as_bytes())
+            .set(k.as_bytes(), Value::str(b"v"), exp, T0);
     }
     // A few keys with a far TTL must survive.
-    db.lock_key(b"far").set(b"far", Value::str(b"v"), T0 + 1_000_000, T0);
+    db.lock_key(b"far")
+        .set(b"far", Value::str(b"v"), T0 + 1_000_000, T0);
     assert_eq!(db.volatile_len(), 2501);
     let mut r = rng();
     let mut rounds = 0;
@@ -95,7 +110,8 @@ fn active_expiry_is_bounded_per_round() {
     let db = Db::new();
     for i in 0..10_000u32 {
         let k = format!("k{i}");
-        db.lock_key(k.as_bytes()).set(k.as_bytes(), Value::str(b"v"), T0 + 1, T0);
+        db.lock_key(k.as_bytes())
+            .set(k.as_bytes(), Value::str(b"v"), T0 + 1, T0);
     }
     let (checked, expired) = db.active_expire(T0 + 5, 500, &mut rng());
     assert!(checked <= 500 + 20, "checked {checked}");
@@ -108,7 +124,8 @@ fn scan_returns_everything_once_when_static() {
     let mut want = HashSet::new();
     for i in 0..3000u32 {
         let k = format!("key:{i}");
-        db.lock_key(k.as_bytes()).set(k.as_bytes(), Value::str(b"v"), NO_EXPIRY, T0);
+        db.lock_key(k.as_bytes())
+            .set(k.as_bytes(), Value::str(b"v"), NO_EXPIRY, T0);
         want.insert(k.into_bytes());
     }
     let mut got = Vec::new();
@@ -123,9 +140,16 @@ fn scan_returns_everything_once_when_static() {
         }
         cursor = next;
     }
-    assert!(calls > 100, "count should bound each call, got {calls} calls");
+    assert!(
+        calls > 100,
+        "count should bound each call, got {calls} calls"
+    );
     let set: HashSet<_> = got.iter().cloned().collect();
-    assert_eq!(set.len(), got.len(), "no duplicates without concurrent changes");
+    assert_eq!(
+        set.len(),
+        got.len(),
+        "no duplicates without concurrent changes"
+    );
     assert_eq!(set, want);
 }
 
@@ -140,13 +164,18 @@ fn scan_on_empty_store() {
 #[test]
 fn keys_and_random_key_skip_expired() {
     let db = Db::new();
-    db.lock_key(b"live").set(b"live", Value::str(b"v"), NO_EXPIRY, T0);
-    db.lock_key(b"dead").set(b"dead", Value::str(b"v"), T0 + 1, T0);
+    db.lock_key(b"live")
+        .set(b"live", Value::str(b"v"), NO_EXPIRY, T0);
+    db.lock_key(b"dead")
+        .set(b"dead", Value::str(b"v"), T0 + 1, T0);
     let keys = db.keys(T0 + 2, |_| true);
     assert_eq!(keys, vec![Bytes::from_static(b"live")]);
     let mut r = rng();
     for _ in 0..20 {
-        assert_eq!(db.random_key(T0 + 2, &mut r), Some(Bytes::from_static(b"live")));
+        assert_eq!(
+            db.random_key(T0 + 2, &mut r),
+            Some(Bytes::from_static(b"live"))
+        );
     }
     db.flush();
     assert_eq!(db.random_key(T0, &mut r), None);
@@ -159,7 +188,8 @@ fn flush_resets_accounting() {
     for i in 0..1000u32 {
         let k = format!("k{i}");
         let exp = if i % 3 == 0 { T0 + 1000 } else { NO_EXPIRY };
-        db.lock_key(k.as_bytes()).set(k.as_bytes(), Value::str(&[1; 50]), exp, T0);
+        db.lock_key(k.as_bytes())
+            .set(k.as_bytes(), Value::str(&[1; 50]), exp, T0);
     }
     assert!(db.used_memory() > 1000 * 50);
     db.flush();

@@ -1,0 +1,464 @@
+//! Commands: one table, one dispatcher.
+//!
+//! Every command is a [`CommandSpec`]: its name, Redis's arity convention (exact `n`, or `-n`
+//! for "at least n"), flags, key positions, syntax and handler. The same table drives dispatch,
+//! arity errors, the AUTH gate, `COMMAND` output (which redis-cli reads for hints) and, in a
+//! cluster, key routing. Handlers are plain functions from a [`Ctx`] and the request to a reply,
+//! so they are unit-tested without sockets.
+//!
+//! - [`strings`]: GET, SET and the other string commands.
+//! - [`keys`]: DEL, EXPIRE, SCAN and the other keyspace commands.
+//! - [`server`]: connection and server commands (PING, HELLO, AUTH, CLIENT, INFO, CONFIG, ...).
+//! - [`docs`]: COMMAND and its subcommands, built from the table.
+
+pub mod docs;
+pub mod keys;
+pub mod server;
+pub mod strings;
+
+use crate::node::Node;
+use crate::resp::{Frame, Protocol, Request};
+use crate::store::NO_EXPIRY;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+/// A handler's result: `Err` carries an error reply, so argument checks can use `?`.
+pub type Reply = Result<Frame, Frame>;
+pub type Handler = fn(&mut Ctx<'_>, &Request) -> Reply;
+
+/// Command flags (Redis's names in COMMAND output).
+pub mod flags {
+    pub const WRITE: u32 = 1;
+    pub const READONLY: u32 = 1 << 1;
+    pub const DENYOOM: u32 = 1 << 2;
+    pub const ADMIN: u32 = 1 << 3;
+    pub const NOSCRIPT: u32 = 1 << 4;
+    pub const LOADING: u32 = 1 << 5;
+    pub const STALE: u32 = 1 << 6;
+    pub const FAST: u32 = 1 << 7;
+    pub const NO_AUTH: u32 = 1 << 8;
+    /// The command reads or writes the whole keyspace (KEYS, SCAN, FLUSHALL...): node-local.
+    pub const KEYSPACE: u32 = 1 << 9;
+
+    pub const NAMES: &[(u32, &str)] = &[
+        (WRITE, "write"),
+        (READONLY, "readonly"),
+        (DENYOOM, "denyoom"),
+        (ADMIN, "admin"),
+        (NOSCRIPT, "noscript"),
+        (LOADING, "loading"),
+        (STALE, "stale"),
+        (FAST, "fast"),
+        (NO_AUTH, "no_auth"),
+    ];
+}
+
+/// One command (or subcommand) in the table.
+pub struct CommandSpec {
+    /// Lower-case name (`get`, or `setname` for a subcommand).
+    pub name: &'static str,
+    /// Exact argument count including the name when positive; at least `-arity` when negative.
+    pub arity: i32,
+    pub flags: u32,
+    /// Position of the first key (0 = none), the last (-1 = the last argument) and the step.
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+    /// ACL-style group, as COMMAND DOCS reports it (`string`, `generic`, `connection`, `server`).
+    pub group: &'static str,
+    pub since: &'static str,
+    pub summary: &'static str,
+    /// Arguments after the name, in the Redis docs' syntax (`key value [NX | XX]`).
+    pub syntax: &'static str,
+    pub handler: Handler,
+    pub subcommands: &'static [CommandSpec],
+}
+
+impl CommandSpec {
+    pub fn arity_ok(&self, n: usize) -> bool {
+        let a = self.arity;
+        (a >= 0 && n == a as usize) || (a < 0 && n >= (-a) as usize)
+    }
+
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// The argument positions that are keys in `req`.
+    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let first = self.first_key.max(0) as usize;
+        let last = if self.last_key < 0 {
+            (argc as i32 + self.last_key).max(0) as usize
+        } else {
+            (self.last_key as usize).min(argc.saturating_sub(1))
+        };
+        let step = self.step.max(1) as usize;
+        let end = if first == 0 { 0 } else { last + 1 };
+        (first..end.max(first)).step_by(step)
+    }
+}
+
+/// Per-connection state that commands read and change.
+pub struct Session {
+    pub client: Arc<crate::node::ClientInfo>,
+    pub proto: Protocol,
+    pub authenticated: bool,
+    /// Set by QUIT: the connection closes after this reply.
+    pub quit: bool,
+}
+
+impl Session {
+    pub fn new(client: Arc<crate::node::ClientInfo>, authenticated: bool) -> Session {
+        Session {
+            client,
+            proto: Protocol::Resp2,
+            authenticated,
+            quit: false,
+        }
+    }
+}
+
+/// What a handler sees.
+pub struct Ctx<'a> {
+    pub node: &'a Node,
+    pub session: &'a mut Session,
+    /// Milliseconds since the Unix epoch, taken once per command.
+    pub now: u64,
+}
+
+/// Every top-level command, in the order COMMAND lists them.
+pub fn table() -> &'static [&'static CommandSpec] {
+    static TABLE: OnceLock<Vec<&'static CommandSpec>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut v: Vec<&'static CommandSpec> = Vec::new();
+        v.extend(strings::COMMANDS.iter());
+        v.extend(keys::COMMANDS.iter());
+        v.extend(server::COMMANDS.iter());
+        v.extend(docs::COMMANDS.iter());
+        v
+    })
+}
+
+fn index() -> &'static HashMap<&'static str, (u32, &'static CommandSpec)> {
+    static INDEX: OnceLock<HashMap<&'static str, (u32, &'static CommandSpec)>> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        table()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name, (i as u32, *c)))
+            .collect()
+    })
+}
+
+/// Looks a command up by name, case-insensitively, without allocating for common names.
+pub fn lookup(name: &[u8]) -> Option<(u32, &'static CommandSpec)> {
+    let mut buf = [0u8; 32];
+    if name.len() > buf.len() {
+        return None;
+    }
+    for (d, s) in buf.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    let lower = std::str::from_utf8(&buf[..name.len()]).ok()?;
+    index().get(lower).copied()
+}
+
+/// The name of the command at `idx` in the table (CLIENT LIST's `cmd=`).
+pub fn name_by_index(idx: u32) -> Option<&'static str> {
+    table().get(idx as usize).map(|c| c.name)
+}
+
+/// Finds a subcommand of `parent` by name.
+pub fn lookup_sub(parent: &CommandSpec, name: &[u8]) -> Option<&'static CommandSpec> {
+    parent
+        .subcommands
+        .iter()
+        .find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Redis's reply to an unknown command.
+pub fn unknown_command(req: &Request) -> Frame {
+    let mut args = String::new();
+    for a in req.iter().skip(1) {
+        let a = String::from_utf8_lossy(&a[..a.len().min(128)]).into_owned();
+        args.push_str(&format!("'{a}' "));
+    }
+    let name = String::from_utf8_lossy(&req.arg(0)[..req.arg(0).len().min(128)]).into_owned();
+    Frame::error(format!(
+        "ERR unknown command '{name}', with args beginning with: {args}"
+    ))
+}
+
+pub fn wrong_arity(name: &str) -> Frame {
+    Frame::error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+/// Runs one request and returns its reply.
+pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
+    let Some((idx, spec)) = lookup(req.arg(0)) else {
+        if !ctx.session.authenticated {
+            return Frame::err("NOAUTH Authentication required.");
+        }
+        return unknown_command(req);
+    };
+    if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) {
+        return Frame::err("NOAUTH Authentication required.");
+    }
+    ctx.session
+        .client
+        .last_cmd
+        .store(idx, std::sync::atomic::Ordering::Relaxed);
+    if !spec.arity_ok(req.len()) {
+        return wrong_arity(spec.name);
+    }
+    let spec = if spec.subcommands.is_empty() || req.len() < 2 {
+        spec
+    } else {
+        match lookup_sub(spec, req.arg(1)) {
+            Some(sub) => {
+                if !sub.arity_ok(req.len()) {
+                    return wrong_arity(&format!("{}|{}", spec.name, sub.name));
+                }
+                sub
+            }
+            None => {
+                return Frame::error(format!(
+                    "ERR unknown subcommand '{}'. Try {} HELP.",
+                    String::from_utf8_lossy(&req.arg(1)[..req.arg(1).len().min(128)]),
+                    spec.name.to_ascii_uppercase()
+                ))
+            }
+        }
+    };
+    match (spec.handler)(ctx, req) {
+        Ok(f) | Err(f) => f,
+    }
+}
+
+// ---- argument helpers shared by the command files ----
+
+pub const ERR_NOT_INT: Frame = Frame::err("ERR value is not an integer or out of range");
+pub const ERR_NOT_FLOAT: Frame = Frame::err("ERR value is not a valid float");
+pub const ERR_SYNTAX: Frame = Frame::err("ERR syntax error");
+pub const ERR_WRONGTYPE: Frame =
+    Frame::err("WRONGTYPE Operation against a key holding the wrong kind of value");
+
+/// Parses an integer argument with Redis's strict rules (no spaces, no `+`, no leading zeros).
+pub fn parse_i64(a: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(a).ok()?;
+    if s.is_empty()
+        || s.len() > 20
+        || s.starts_with('+')
+        || (s.len() > 1 && s.starts_with('0'))
+        || s.starts_with("-0")
+    {
+        return None;
+    }
+    s.parse().ok()
+}
+
+pub fn int_arg(a: &[u8]) -> Result<i64, Frame> {
+    parse_i64(a).ok_or(ERR_NOT_INT)
+}
+
+/// Parses a float argument as Redis's `strtold` check does: no spaces, no NaN.
+pub fn parse_f64(a: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(a).ok()?;
+    if s.is_empty() || s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
+        return None;
+    }
+    let v: f64 = s.parse().ok()?;
+    (!v.is_nan()).then_some(v)
+}
+
+pub fn float_arg(a: &[u8]) -> Result<f64, Frame> {
+    parse_f64(a).ok_or(ERR_NOT_FLOAT)
+}
+
+/// Case-insensitive comparison of an argument with an option name.
+pub fn is(a: &[u8], opt: &str) -> bool {
+    a.eq_ignore_ascii_case(opt.as_bytes())
+}
+
+/// Turns a relative TTL into an absolute expiry time, or Redis's "invalid expire time" error.
+pub fn expire_at_from(now: u64, amount: i64, unit_ms: i64, cmd: &str) -> Result<u64, Frame> {
+    let invalid = || Frame::error(format!("ERR invalid expire time in '{cmd}' command"));
+    let ms = amount.checked_mul(unit_ms).ok_or_else(invalid)?;
+    let at = (now as i64).checked_add(ms).ok_or_else(invalid)?;
+    Ok(at.max(1) as u64)
+}
+
+/// Builds an expiry for the absolute-time options (EXAT/PXAT), rejecting overflow.
+pub fn expire_at_abs(at: i64, unit_ms: i64, cmd: &str) -> Result<u64, Frame> {
+    let invalid = || Frame::error(format!("ERR invalid expire time in '{cmd}' command"));
+    let ms = at.checked_mul(unit_ms).ok_or_else(invalid)?;
+    Ok(ms.max(1) as u64)
+}
+
+/// Whether an absolute expiry is already in the past at `now`.
+pub fn already_expired(at: u64, now: u64) -> bool {
+    at != NO_EXPIRY && at <= now
+}
+
+/// Builds a spec with the common defaults; used by the per-file tables.
+#[allow(clippy::too_many_arguments)]
+pub const fn spec(
+    name: &'static str,
+    arity: i32,
+    flags: u32,
+    keys: (i32, i32, i32),
+    group: &'static str,
+    since: &'static str,
+    summary: &'static str,
+    syntax: &'static str,
+    handler: Handler,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+        group,
+        since,
+        summary,
+        syntax,
+        handler,
+        subcommands: &[],
+    }
+}
+
+/// Keys positions for commands without keys.
+pub const NO_KEYS: (i32, i32, i32) = (0, 0, 0);
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+    use crate::config::Config;
+
+    pub const NOW: u64 = 1_700_000_000_000;
+
+    /// A node and a session for driving commands directly.
+    pub struct Harness {
+        pub node: Node,
+        pub session: Session,
+        pub now: u64,
+    }
+
+    impl Harness {
+        pub fn new() -> Harness {
+            Harness::with_config(Config::default())
+        }
+
+        pub fn with_config(config: Config) -> Harness {
+            let node = Node::new(config);
+            let addr = "127.0.0.1:1".parse().expect("addr");
+            let client = node.register_client(addr, addr);
+            let authed = node.config.read().requirepass.is_none();
+            Harness {
+                node,
+                session: Session::new(client, authed),
+                now: NOW,
+            }
+        }
+
+        pub fn run(&mut self, args: &[&str]) -> Frame {
+            let req = Request::from_args(args.iter().map(|s| s.as_bytes()));
+            let mut ctx = Ctx {
+                node: &self.node,
+                session: &mut self.session,
+                now: self.now,
+            };
+            dispatch(&mut ctx, &req)
+        }
+    }
+
+    pub fn bulk(s: &str) -> Frame {
+        Frame::bulk(s)
+    }
+
+    pub fn int(i: i64) -> Frame {
+        Frame::Integer(i)
+    }
+
+    pub fn err(s: &str) -> Frame {
+        Frame::error(s.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn table_is_consistent() {
+        let mut seen = std::collections::HashSet::new();
+        for c in table() {
+            assert!(seen.insert(c.name), "duplicate {}", c.name);
+            assert_eq!(c.name, c.name.to_ascii_lowercase());
+            assert!(c.arity != 0, "{}", c.name);
+            assert!(
+                !(c.has(flags::WRITE) && c.has(flags::READONLY)),
+                "{} both write and readonly",
+                c.name
+            );
+            if c.first_key > 0 {
+                assert!(c.step >= 1, "{}", c.name);
+            }
+        }
+        assert!(lookup(b"GeT").is_some());
+        assert!(lookup(b"nope").is_none());
+        assert!(lookup(&[b'a'; 100]).is_none());
+    }
+
+    #[test]
+    fn key_positions() {
+        let (_, mset) = lookup(b"mset").expect("mset");
+        assert_eq!(mset.key_positions(5).collect::<Vec<_>>(), vec![1, 3]);
+        let (_, get) = lookup(b"get").expect("get");
+        assert_eq!(get.key_positions(2).collect::<Vec<_>>(), vec![1]);
+        let (_, ping) = lookup(b"ping").expect("ping");
+        assert_eq!(ping.key_positions(1).count(), 0);
+        let (_, del) = lookup(b"del").expect("del");
+        assert_eq!(del.key_positions(4).collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn unknown_and_arity_errors() {
+        let mut h = Harness::new();
+        assert_eq!(
+            h.run(&["foo", "a", "b"]),
+            err("ERR unknown command 'foo', with args beginning with: 'a' 'b' ")
+        );
+        assert_eq!(
+            h.run(&["GET"]),
+            err("ERR wrong number of arguments for 'get' command")
+        );
+        assert_eq!(
+            h.run(&["client", "setname"]),
+            err("ERR wrong number of arguments for 'client|setname' command")
+        );
+        assert_eq!(
+            h.run(&["client", "bogus"]),
+            err("ERR unknown subcommand 'bogus'. Try CLIENT HELP.")
+        );
+    }
+
+    #[test]
+    fn strict_integers() {
+        assert_eq!(parse_i64(b"10"), Some(10));
+        assert_eq!(parse_i64(b"-10"), Some(-10));
+        assert_eq!(parse_i64(b" 10"), None);
+        assert_eq!(parse_i64(b"010"), None);
+        assert_eq!(parse_i64(b"1e3"), None);
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        assert_eq!(parse_f64(b"1e3"), Some(1000.0));
+        assert_eq!(parse_f64(b"nan"), None);
+        assert_eq!(parse_f64(b" 1"), None);
+        assert_eq!(parse_f64(b"inf"), Some(f64::INFINITY));
+    }
+}

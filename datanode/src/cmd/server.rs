@@ -1,0 +1,1227 @@
+//! Connection and server commands.
+
+use super::flags::*;
+use super::*;
+use crate::config::bytes_to_human;
+use crate::resp::Protocol;
+use bytes::Bytes;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// The Redis version CHKV reports: the command set and semantics it follows.
+pub const REDIS_VERSION: &str = "7.2.4";
+
+const C: &str = "connection";
+const S: &str = "server";
+
+pub static COMMANDS: &[CommandSpec] = &[
+    spec(
+        "ping",
+        -1,
+        FAST | STALE,
+        NO_KEYS,
+        C,
+        "1.0.0",
+        "Returns the server's liveliness response.",
+        "[message]",
+        ping,
+    ),
+    spec(
+        "echo",
+        2,
+        FAST | STALE,
+        NO_KEYS,
+        C,
+        "1.0.0",
+        "Returns the given string.",
+        "message",
+        echo,
+    ),
+    spec(
+        "hello",
+        -1,
+        NO_AUTH | FAST | STALE | LOADING,
+        NO_KEYS,
+        C,
+        "6.0.0",
+        "Handshakes with the Redis server.",
+        "[protover [AUTH username password] [SETNAME clientname]]",
+        hello,
+    ),
+    spec(
+        "auth",
+        -2,
+        NO_AUTH | FAST | STALE | LOADING,
+        NO_KEYS,
+        C,
+        "1.0.0",
+        "Authenticates the connection.",
+        "[username] password",
+        auth,
+    ),
+    spec(
+        "quit",
+        -1,
+        NO_AUTH | FAST | STALE | LOADING,
+        NO_KEYS,
+        C,
+        "1.0.0",
+        "Closes the connection.",
+        "",
+        quit,
+    ),
+    spec(
+        "select",
+        2,
+        FAST | STALE | LOADING,
+        NO_KEYS,
+        C,
+        "1.0.0",
+        "Changes the selected database.",
+        "index",
+        select,
+    ),
+    CommandSpec {
+        subcommands: CLIENT_SUBCOMMANDS,
+        ..spec(
+            "client",
+            -2,
+            0,
+            NO_KEYS,
+            C,
+            "2.4.0",
+            "A container for client connection commands.",
+            "",
+            container,
+        )
+    },
+    spec(
+        "info",
+        -1,
+        STALE | LOADING,
+        NO_KEYS,
+        S,
+        "1.0.0",
+        "Returns information and statistics about the server.",
+        "[section [section ...]]",
+        info,
+    ),
+    spec(
+        "dbsize",
+        1,
+        READONLY | FAST | KEYSPACE,
+        NO_KEYS,
+        S,
+        "1.0.0",
+        "Returns the number of keys in the database.",
+        "",
+        dbsize,
+    ),
+    spec(
+        "flushdb",
+        -1,
+        WRITE | KEYSPACE,
+        NO_KEYS,
+        S,
+        "1.0.0",
+        "Removes all keys from the current database.",
+        "[ASYNC | SYNC]",
+        flush,
+    ),
+    spec(
+        "flushall",
+        -1,
+        WRITE | KEYSPACE,
+        NO_KEYS,
+        S,
+        "1.0.0",
+        "Removes all keys from all databases.",
+        "[ASYNC | SYNC]",
+        flush,
+    ),
+    spec(
+        "time",
+        1,
+        FAST | STALE | LOADING,
+        NO_KEYS,
+        S,
+        "2.6.0",
+        "Returns the server time.",
+        "",
+        time,
+    ),
+    CommandSpec {
+        subcommands: CONFIG_SUBCOMMANDS,
+        ..spec(
+            "config",
+            -2,
+            0,
+            NO_KEYS,
+            S,
+            "2.0.0",
+            "A container for server configuration commands.",
+            "",
+            container,
+        )
+    },
+];
+
+static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
+    spec(
+        "id",
+        2,
+        STALE | LOADING,
+        NO_KEYS,
+        C,
+        "5.0.0",
+        "Returns the unique client ID of the connection.",
+        "",
+        client_id,
+    ),
+    spec(
+        "setname",
+        3,
+        STALE | LOADING,
+        NO_KEYS,
+        C,
+        "2.6.9",
+        "Sets the connection name.",
+        "connection-name",
+        client_setname,
+    ),
+    spec(
+        "getname",
+        2,
+        STALE | LOADING,
+        NO_KEYS,
+        C,
+        "2.6.9",
+        "Returns the name of the connection.",
+        "",
+        client_getname,
+    ),
+    spec(
+        "list",
+        -2,
+        ADMIN | STALE | LOADING,
+        NO_KEYS,
+        C,
+        "2.4.0",
+        "Lists open connections.",
+        "[TYPE NORMAL | MASTER | REPLICA | PUBSUB] [ID client-id [client-id ...]]",
+        client_list,
+    ),
+    spec(
+        "info",
+        2,
+        STALE | LOADING,
+        NO_KEYS,
+        C,
+        "6.2.0",
+        "Returns information about the connection.",
+        "",
+        client_info,
+    ),
+    spec(
+        "setinfo",
+        4,
+        STALE | LOADING,
+        NO_KEYS,
+        C,
+        "7.2.0",
+        "Sets information specific to the client or connection.",
+        "LIB-NAME libname | LIB-VER libver",
+        client_setinfo,
+    ),
+    spec(
+        "help",
+        2,
+        STALE | LOADING,
+        NO_KEYS,
+        C,
+        "5.0.0",
+        "Returns helpful text about the different subcommands.",
+        "",
+        client_help,
+    ),
+];
+
+static CONFIG_SUBCOMMANDS: &[CommandSpec] = &[
+    spec(
+        "get",
+        -3,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        S,
+        "2.0.0",
+        "Returns the effective values of configuration parameters.",
+        "parameter [parameter ...]",
+        config_get,
+    ),
+    spec(
+        "set",
+        -4,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        S,
+        "2.0.0",
+        "Sets configuration parameters in-flight.",
+        "parameter value [parameter value ...]",
+        config_set,
+    ),
+    spec(
+        "resetstat",
+        2,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        S,
+        "2.0.0",
+        "Resets the server's statistics.",
+        "",
+        config_resetstat,
+    ),
+    spec(
+        "help",
+        2,
+        LOADING | STALE,
+        NO_KEYS,
+        S,
+        "5.0.0",
+        "Returns helpful text about the different subcommands.",
+        "",
+        config_help,
+    ),
+];
+
+/// Container commands are dispatched to their subcommands before a handler runs.
+fn container(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    Err(Frame::err("ERR missing subcommand"))
+}
+
+fn ping(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    match req.len() {
+        1 => Ok(Frame::simple("PONG")),
+        2 => Ok(Frame::Bulk(req.arg_bytes(1))),
+        _ => Err(wrong_arity("ping")),
+    }
+}
+
+fn echo(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    Ok(Frame::Bulk(req.arg_bytes(1)))
+}
+
+const ERR_WRONGPASS: Frame =
+    Frame::err("WRONGPASS invalid username-password pair or user is disabled.");
+
+/// Checks `user`/`pass` against the configuration (only the `default` user exists).
+fn check_password(ctx: &Ctx<'_>, user: &[u8], pass: &[u8]) -> bool {
+    if user != b"default" {
+        return false;
+    }
+    match &ctx.node.config.read().requirepass {
+        None => true,
+        Some(p) => constant_time_eq(p, pass),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn auth(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let (user, pass) = match req.len() {
+        2 => {
+            if ctx.node.config.read().requirepass.is_none() {
+                return Err(Frame::err(
+                    "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+                ));
+            }
+            (&b"default"[..], req.arg(1))
+        }
+        3 => (req.arg(1), req.arg(2)),
+        _ => return Err(ERR_SYNTAX),
+    };
+    if check_password(ctx, user, pass) {
+        ctx.session.authenticated = true;
+        Ok(Frame::ok())
+    } else {
+        Err(ERR_WRONGPASS)
+    }
+}
+
+/// Whether a client name is acceptable (Redis: printable ASCII without spaces).
+fn valid_name(name: &[u8]) -> bool {
+    name.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+fn hello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let mut proto = ctx.session.proto;
+    let mut i = 1;
+    if req.len() > 1 {
+        let v = parse_i64(req.arg(1)).ok_or(Frame::err(
+            "ERR Protocol version is not an integer or out of range",
+        ))?;
+        proto = match v {
+            2 => Protocol::Resp2,
+            3 => Protocol::Resp3,
+            _ => return Err(Frame::err("NOPROTO unsupported protocol version")),
+        };
+        i = 2;
+    }
+    let mut name: Option<Bytes> = None;
+    let mut authed = ctx.session.authenticated;
+    while i < req.len() {
+        let a = req.arg(i);
+        if is(a, "AUTH") && i + 2 < req.len() {
+            if !check_password(ctx, req.arg(i + 1), req.arg(i + 2)) {
+                return Err(ERR_WRONGPASS);
+            }
+            authed = true;
+            i += 3;
+        } else if is(a, "SETNAME") && i + 1 < req.len() {
+            let n = req.arg(i + 1);
+            if !valid_name(n) {
+                return Err(Frame::err(
+                    "ERR Client names cannot contain spaces, newlines or special characters.",
+                ));
+            }
+            name = Some(req.arg_bytes(i + 1));
+            i += 2;
+        } else {
+            return Err(Frame::error(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(a)
+            )));
+        }
+    }
+    if !authed {
+        return Err(Frame::err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"));
+    }
+    ctx.session.authenticated = true;
+    ctx.session.proto = proto;
+    ctx.session
+        .client
+        .resp
+        .store(proto.version() as u32, Relaxed);
+    if let Some(n) = name {
+        *ctx.session.client.name.lock() = Some(n);
+    }
+    let kv = |k: &'static str, v: Frame| (Frame::bulk_static(k), v);
+    Ok(Frame::Map(vec![
+        kv("server", Frame::bulk_static("redis")),
+        kv("version", Frame::bulk_static(REDIS_VERSION)),
+        kv("proto", Frame::Integer(proto.version())),
+        kv("id", Frame::Integer(ctx.session.client.id as i64)),
+        kv("mode", Frame::bulk_static("standalone")),
+        kv("role", Frame::bulk_static("master")),
+        kv("modules", Frame::Array(vec![])),
+    ]))
+}
+
+fn quit(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    ctx.session.quit = true;
+    Ok(Frame::ok())
+}
+
+fn select(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    match int_arg(req.arg(1))? {
+        0 => Ok(Frame::ok()),
+        _ => Err(Frame::err("ERR DB index is out of range")),
+    }
+}
+
+fn client_id(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    Ok(Frame::Integer(ctx.session.client.id as i64))
+}
+
+fn client_setname(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let n = req.arg(2);
+    if !valid_name(n) {
+        return Err(Frame::err(
+            "ERR Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    *ctx.session.client.name.lock() = (!n.is_empty()).then(|| req.arg_bytes(2));
+    Ok(Frame::ok())
+}
+
+fn client_getname(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    Ok(ctx
+        .session
+        .client
+        .name
+        .lock()
+        .clone()
+        .map_or(Frame::Null, Frame::Bulk))
+}
+
+fn client_list(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut i = 2;
+    while i < req.len() {
+        let a = req.arg(i);
+        if is(a, "TYPE") && i + 1 < req.len() {
+            let t = req.arg(i + 1);
+            if is(t, "normal") {
+            } else if is(t, "master") || is(t, "replica") || is(t, "pubsub") || is(t, "slave") {
+                ids = Some(vec![]);
+            } else {
+                return Err(Frame::error(format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(t)
+                )));
+            }
+            i += 2;
+        } else if is(a, "ID") && i + 1 < req.len() {
+            let mut v = Vec::new();
+            for a in req.iter().skip(i + 1) {
+                match parse_i64(a) {
+                    Some(n) if n > 0 => v.push(n as u64),
+                    _ => return Err(Frame::err("ERR Invalid client ID")),
+                }
+            }
+            ids = Some(v);
+            i = req.len();
+        } else {
+            return Err(ERR_SYNTAX);
+        }
+    }
+    let clients: Vec<_> = ctx.node.clients.lock().values().cloned().collect();
+    let mut out = String::new();
+    for c in clients {
+        if ids.as_ref().is_none_or(|v| v.contains(&c.id)) {
+            out.push_str(&c.describe());
+            out.push('\n');
+        }
+    }
+    Ok(Frame::Verbatim(Bytes::from(out)))
+}
+
+fn client_info(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    let mut s = ctx.session.client.describe();
+    s.push('\n');
+    Ok(Frame::Verbatim(Bytes::from(s)))
+}
+
+fn client_setinfo(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let (opt, val) = (req.arg(2), req.arg(3));
+    let slot = if is(opt, "LIB-NAME") {
+        &ctx.session.client.lib_name
+    } else if is(opt, "LIB-VER") {
+        &ctx.session.client.lib_ver
+    } else {
+        return Err(Frame::error(format!(
+            "ERR Unrecognized option '{}'",
+            String::from_utf8_lossy(opt)
+        )));
+    };
+    if !valid_name(val) {
+        return Err(Frame::error(format!(
+            "ERR {} cannot contain spaces, newlines or special characters.",
+            String::from_utf8_lossy(opt).to_ascii_lowercase()
+        )));
+    }
+    *slot.lock() = (!val.is_empty()).then(|| req.arg_bytes(3));
+    Ok(Frame::ok())
+}
+
+fn help_lines(lines: &[&'static str]) -> Reply {
+    Ok(Frame::Array(
+        lines.iter().map(|l| Frame::simple(l)).collect(),
+    ))
+}
+
+fn client_help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    help_lines(&[
+        "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "GETNAME",
+        "    Return the name of the current connection.",
+        "ID",
+        "    Return the ID of the current connection.",
+        "INFO",
+        "    Return information about the current client connection.",
+        "LIST [options ...]",
+        "    Return information about client connections. Options:",
+        "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+        "      Return clients of specified type.",
+        "    * ID <client-id> [<client-id> ...]",
+        "      Return clients of specified IDs only.",
+        "SETNAME <name>",
+        "    Assign the name <name> to the current connection.",
+        "SETINFO <option> <value>",
+        "    Set client meta attr. Options are:",
+        "    * LIB-NAME: the client lib name.",
+        "    * LIB-VER: the client lib version.",
+        "HELP",
+        "    Print this help.",
+    ])
+}
+
+fn dbsize(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    Ok(Frame::Integer(ctx.node.db.len() as i64))
+}
+
+fn flush(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    match req.len() {
+        1 => {}
+        2 if is(req.arg(1), "ASYNC") || is(req.arg(1), "SYNC") => {}
+        _ => return Err(ERR_SYNTAX),
+    }
+    ctx.node.db.flush();
+    Ok(Frame::ok())
+}
+
+fn time(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Ok(Frame::Array(vec![
+        Frame::bulk(d.as_secs().to_string()),
+        Frame::bulk(d.subsec_micros().to_string()),
+    ]))
+}
+
+// ---- INFO ----
+
+/// Resident set size of this process in bytes (0 where /proc is missing).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+const DEFAULT_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "stats",
+    "replication",
+    "cpu",
+    "cluster",
+    "keyspace",
+];
+
+fn info(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let mut wanted: Vec<String> = req
+        .iter()
+        .skip(1)
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
+    if wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| w == "default" || w == "all" || w == "everything")
+    {
+        wanted = DEFAULT_SECTIONS.iter().map(|s| s.to_string()).collect();
+    }
+    Ok(Frame::Verbatim(Bytes::from(info_text(ctx.node, &wanted))))
+}
+
+/// The INFO text for the given lower-case section names.
+pub fn info_text(node: &crate::node::Node, sections: &[String]) -> String {
+    let mut out = String::new();
+    for name in DEFAULT_SECTIONS {
+        if !sections.iter().any(|s| s == name) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        let _ = write!(
+            out,
+            "# {}{}\r\n",
+            name[..1].to_ascii_uppercase(),
+            &name[1..]
+        );
+        info_section(node, name, &mut out);
+    }
+    out
+}
+
+fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
+    let cfg = node.config.read().clone();
+    let st = &node.stats;
+    let db = &node.db;
+    let mut kv = |k: &str, v: &dyn std::fmt::Display| {
+        let _ = write!(out, "{k}:{v}\r\n");
+    };
+    match name {
+        "server" => {
+            let uptime = node.started.elapsed().as_secs();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            kv("redis_version", &REDIS_VERSION);
+            kv("chkv_version", &env!("CARGO_PKG_VERSION"));
+            kv("redis_git_sha1", &"00000000");
+            kv("redis_git_dirty", &0);
+            kv("redis_mode", &"standalone");
+            kv("os", &std::env::consts::OS);
+            kv("arch_bits", &(usize::BITS));
+            kv("multiplexing_api", &"epoll");
+            kv("process_id", &std::process::id());
+            kv("run_id", &node.run_id);
+            kv("tcp_port", &node.addr.lock().map_or(cfg.port, |a| a.port()));
+            kv("server_time_usec", &now.as_micros());
+            kv("uptime_in_seconds", &uptime);
+            kv("uptime_in_days", &(uptime / 86400));
+            kv("hz", &cfg.hz);
+            kv(
+                "executable",
+                &std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            );
+            kv("config_file", &"");
+        }
+        "clients" => {
+            kv("connected_clients", &node.connected_clients());
+            kv("cluster_connections", &0);
+            kv("maxclients", &cfg.maxclients);
+            kv("blocked_clients", &0);
+            kv("tracking_clients", &0);
+        }
+        "memory" => {
+            let used = db.used_memory();
+            let rss = rss_bytes();
+            kv("used_memory", &used);
+            kv("used_memory_human", &bytes_to_human(used));
+            kv("used_memory_rss", &rss);
+            kv("used_memory_rss_human", &bytes_to_human(rss));
+            kv("used_memory_dataset", &used);
+            kv("maxmemory", &0);
+            kv("maxmemory_human", &bytes_to_human(0));
+            kv("maxmemory_policy", &"noeviction");
+            let frag = if used > 0 {
+                rss as f64 / used as f64
+            } else {
+                1.0
+            };
+            kv("mem_fragmentation_ratio", &format!("{frag:.2}"));
+            kv("mem_allocator", &"mimalloc");
+        }
+        "stats" => {
+            kv(
+                "total_connections_received",
+                &st.total_connections.load(Relaxed),
+            );
+            kv("total_commands_processed", &st.total_commands.load(Relaxed));
+            kv(
+                "instantaneous_ops_per_sec",
+                &st.instantaneous_ops.load(Relaxed),
+            );
+            kv("total_net_input_bytes", &st.net_input_bytes.load(Relaxed));
+            kv("total_net_output_bytes", &st.net_output_bytes.load(Relaxed));
+            kv(
+                "rejected_connections",
+                &st.rejected_connections.load(Relaxed),
+            );
+            kv("expired_keys", &db.stats.expired_keys.load(Relaxed));
+            kv("evicted_keys", &0);
+            kv("keyspace_hits", &db.stats.keyspace_hits.load(Relaxed));
+            kv("keyspace_misses", &db.stats.keyspace_misses.load(Relaxed));
+        }
+        "replication" => {
+            kv("role", &"master");
+            kv("connected_slaves", &0);
+        }
+        "cpu" => {
+            let (user, sys) = cpu_times();
+            kv("used_cpu_sys", &format!("{sys:.6}"));
+            kv("used_cpu_user", &format!("{user:.6}"));
+        }
+        "cluster" => {
+            kv("cluster_enabled", &0);
+        }
+        "keyspace" => {
+            let keys = db.len();
+            if keys > 0 {
+                let _ = write!(
+                    out,
+                    "db0:keys={keys},expires={},avg_ttl=0\r\n",
+                    db.volatile_len()
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// User and system CPU seconds of this process, from /proc.
+fn cpu_times() -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return (0.0, 0.0);
+    };
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 100.0;
+    (ticks(11), ticks(12))
+}
+
+// ---- CONFIG ----
+
+/// Applies a new value to a config copy, or says why it is invalid.
+type Setter = fn(&mut crate::config::Config, &[u8]) -> Result<(), String>;
+
+/// One configuration parameter: its name, how to read it and, when it can change at run
+/// time, how to set it.
+struct Param {
+    name: &'static str,
+    get: fn(&crate::config::Config) -> String,
+    set: Option<Setter>,
+}
+
+fn parse_num<T: std::str::FromStr>(v: &[u8]) -> Result<T, String> {
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| "argument couldn't be parsed into an integer".to_string())
+}
+
+fn parse_mem(v: &[u8]) -> Result<u64, String> {
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(crate::config::parse_memory)
+        .ok_or_else(|| "argument must be a memory value".to_string())
+}
+
+static PARAMS: &[Param] = &[
+    Param {
+        name: "bind",
+        get: |c| c.bind.to_string(),
+        set: None,
+    },
+    Param {
+        name: "port",
+        get: |c| c.port.to_string(),
+        set: None,
+    },
+    Param {
+        name: "requirepass",
+        get: |c| {
+            c.requirepass
+                .as_ref()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default()
+        },
+        set: Some(|c, v| {
+            c.requirepass = (!v.is_empty()).then(|| v.to_vec());
+            Ok(())
+        }),
+    },
+    Param {
+        name: "maxclients",
+        get: |c| c.maxclients.to_string(),
+        set: Some(|c, v| {
+            let n: usize = parse_num(v)?;
+            if n == 0 {
+                return Err("argument must be between 1 and 4294967295 inclusive".into());
+            }
+            c.maxclients = n;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "proto-max-bulk-len",
+        get: |c| c.proto_max_bulk_len.to_string(),
+        set: Some(|c, v| {
+            let n = parse_mem(v)?;
+            if n < 1024 * 1024 {
+                return Err(
+                    "argument must be between 1048576 and 9223372036854775807 inclusive".into(),
+                );
+            }
+            c.proto_max_bulk_len = n as usize;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "client-query-buffer-limit",
+        get: |c| c.client_query_buffer_limit.to_string(),
+        set: Some(|c, v| {
+            let n = parse_mem(v)?;
+            if n < 1024 * 1024 {
+                return Err(
+                    "argument must be between 1048576 and 9223372036854775807 inclusive".into(),
+                );
+            }
+            c.client_query_buffer_limit = n as usize;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "hz",
+        get: |c| c.hz.to_string(),
+        set: Some(|c, v| {
+            let n: u32 = parse_num(v)?;
+            c.hz = n.clamp(1, 500);
+            Ok(())
+        }),
+    },
+    Param {
+        name: "maxmemory",
+        get: |_| "0".into(),
+        set: None,
+    },
+    Param {
+        name: "maxmemory-policy",
+        get: |_| "noeviction".into(),
+        set: None,
+    },
+    Param {
+        name: "databases",
+        get: |_| "1".into(),
+        set: None,
+    },
+    Param {
+        name: "save",
+        get: |_| String::new(),
+        set: Some(|_, v| {
+            if v.is_empty() {
+                Ok(())
+            } else {
+                Err("persistence is not supported by CHKV".into())
+            }
+        }),
+    },
+    Param {
+        name: "appendonly",
+        get: |_| "no".into(),
+        set: Some(|_, v| {
+            if v.eq_ignore_ascii_case(b"no") {
+                Ok(())
+            } else {
+                Err("persistence is not supported by CHKV".into())
+            }
+        }),
+    },
+    Param {
+        name: "timeout",
+        get: |_| "0".into(),
+        set: None,
+    },
+    Param {
+        name: "tcp-keepalive",
+        get: |_| "300".into(),
+        set: None,
+    },
+    Param {
+        name: "cluster-enabled",
+        get: |_| "no".into(),
+        set: None,
+    },
+];
+
+fn config_get(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let cfg = ctx.node.config.read().clone();
+    let mut out = Vec::new();
+    for p in PARAMS {
+        let hit = req
+            .iter()
+            .skip(2)
+            .any(|pat| crate::store::glob::glob_match_nocase(pat, p.name.as_bytes()));
+        if hit {
+            out.push((Frame::bulk_static(p.name), Frame::bulk((p.get)(&cfg))));
+        }
+    }
+    Ok(Frame::Map(out))
+}
+
+fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    if !req.len().is_multiple_of(2) {
+        return Err(wrong_arity("config|set"));
+    }
+    // All or nothing: apply to a copy, then publish it.
+    let mut cfg = ctx.node.config.read().clone();
+    for i in (2..req.len()).step_by(2) {
+        let name = req.arg(i);
+        let Some(p) = PARAMS
+            .iter()
+            .find(|p| p.name.as_bytes().eq_ignore_ascii_case(name))
+        else {
+            return Err(Frame::error(format!(
+                "ERR Unknown option or number of arguments for CONFIG SET - '{}'",
+                String::from_utf8_lossy(name)
+            )));
+        };
+        let Some(set) = p.set else {
+            return Err(Frame::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{}') - can't set immutable config",
+                p.name
+            )));
+        };
+        set(&mut cfg, req.arg(i + 1)).map_err(|why| {
+            Frame::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{}') - {why}",
+                p.name
+            ))
+        })?;
+    }
+    *ctx.node.config.write() = cfg;
+    Ok(Frame::ok())
+}
+
+fn config_resetstat(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    let st = &ctx.node.stats;
+    for c in [
+        &st.total_connections,
+        &st.rejected_connections,
+        &st.total_commands,
+        &st.net_input_bytes,
+        &st.net_output_bytes,
+    ] {
+        c.store(0, Relaxed);
+    }
+    let ds = &ctx.node.db.stats;
+    for c in [&ds.expired_keys, &ds.keyspace_hits, &ds.keyspace_misses] {
+        c.store(0, Relaxed);
+    }
+    Ok(Frame::ok())
+}
+
+fn config_help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    help_lines(&[
+        "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "GET <pattern>",
+        "    Return parameters matching the glob-like <pattern> and their values.",
+        "SET <directive> <value>",
+        "    Set the configuration <directive> to <value>.",
+        "RESETSTAT",
+        "    Reset statistics reported by the INFO command.",
+        "HELP",
+        "    Print this help.",
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use crate::config::Config;
+    use crate::resp::{Frame, Protocol};
+
+    #[test]
+    fn ping_echo_time_select() {
+        let mut h = Harness::new();
+        assert_eq!(h.run(&["PING"]), Frame::simple("PONG"));
+        assert_eq!(h.run(&["PING", "hi"]), bulk("hi"));
+        assert_eq!(
+            h.run(&["PING", "a", "b"]),
+            err("ERR wrong number of arguments for 'ping' command")
+        );
+        assert_eq!(h.run(&["ECHO", "x"]), bulk("x"));
+        let Frame::Array(t) = h.run(&["TIME"]) else {
+            panic!()
+        };
+        assert_eq!(t.len(), 2);
+        assert_eq!(h.run(&["SELECT", "0"]), Frame::ok());
+        assert_eq!(h.run(&["SELECT", "1"]), err("ERR DB index is out of range"));
+        assert_eq!(
+            h.run(&["SELECT", "x"]),
+            err("ERR value is not an integer or out of range")
+        );
+    }
+
+    #[test]
+    fn hello_switches_protocol() {
+        let mut h = Harness::new();
+        let Frame::Map(m) = h.run(&["HELLO", "3"]) else {
+            panic!()
+        };
+        assert!(m.contains(&(bulk("proto"), int(3))));
+        assert_eq!(h.session.proto, Protocol::Resp3);
+        let Frame::Map(m) = h.run(&["HELLO"]) else {
+            panic!()
+        };
+        assert!(m.contains(&(bulk("proto"), int(3))));
+        h.run(&["HELLO", "2", "SETNAME", "app"]);
+        assert_eq!(h.session.proto, Protocol::Resp2);
+        assert_eq!(h.run(&["CLIENT", "GETNAME"]), bulk("app"));
+        assert_eq!(
+            h.run(&["HELLO", "4"]),
+            err("NOPROTO unsupported protocol version")
+        );
+        assert_eq!(
+            h.run(&["HELLO", "x"]),
+            err("ERR Protocol version is not an integer or out of range")
+        );
+        assert_eq!(
+            h.run(&["HELLO", "3", "FOO"]),
+            err("ERR Syntax error in HELLO option 'FOO'")
+        );
+    }
+
+    #[test]
+    fn auth_flow() {
+        let mut h = Harness::with_config(Config {
+            requirepass: Some(b"secret".to_vec()),
+            ..Config::default()
+        });
+        assert_eq!(h.run(&["GET", "k"]), err("NOAUTH Authentication required."));
+        assert_eq!(h.run(&["NOPE"]), err("NOAUTH Authentication required."));
+        assert!(matches!(h.run(&["HELLO", "3"]), Frame::Error(e) if e.starts_with("NOAUTH HELLO")));
+        assert_eq!(
+            h.run(&["AUTH", "wrong"]),
+            err("WRONGPASS invalid username-password pair or user is disabled.")
+        );
+        assert_eq!(
+            h.run(&["AUTH", "bob", "secret"]),
+            err("WRONGPASS invalid username-password pair or user is disabled.")
+        );
+        assert_eq!(h.run(&["AUTH", "secret"]), Frame::ok());
+        assert_eq!(h.run(&["GET", "k"]), Frame::Null);
+        let mut h2 = Harness::with_config(Config {
+            requirepass: Some(b"secret".to_vec()),
+            ..Config::default()
+        });
+        assert!(matches!(
+            h2.run(&["HELLO", "3", "AUTH", "default", "secret"]),
+            Frame::Map(_)
+        ));
+        assert_eq!(h2.run(&["AUTH", "default", "secret"]), Frame::ok());
+        assert_eq!(h2.run(&["AUTH", "a", "b", "c"]), err("ERR syntax error"));
+
+        let mut open = Harness::new();
+        assert!(
+            matches!(open.run(&["AUTH", "x"]), Frame::Error(e) if e.contains("without any password configured"))
+        );
+    }
+
+    #[test]
+    fn client_commands() {
+        let mut h = Harness::new();
+        assert_eq!(h.run(&["CLIENT", "ID"]), int(h.session.client.id as i64));
+        assert_eq!(h.run(&["CLIENT", "GETNAME"]), Frame::Null);
+        assert_eq!(h.run(&["CLIENT", "SETNAME", "worker-1"]), Frame::ok());
+        assert_eq!(h.run(&["CLIENT", "GETNAME"]), bulk("worker-1"));
+        assert!(matches!(
+            h.run(&["CLIENT", "SETNAME", "a b"]),
+            Frame::Error(_)
+        ));
+        assert_eq!(
+            h.run(&["CLIENT", "SETINFO", "LIB-NAME", "redis-rs"]),
+            Frame::ok()
+        );
+        assert_eq!(h.run(&["CLIENT", "SETINFO", "lib-ver", "1.0"]), Frame::ok());
+        assert_eq!(
+            h.run(&["CLIENT", "SETINFO", "foo", "1"]),
+            err("ERR Unrecognized option 'foo'")
+        );
+        let Frame::Verbatim(list) = h.run(&["CLIENT", "LIST"]) else {
+            panic!()
+        };
+        let list = String::from_utf8_lossy(&list).into_owned();
+        assert!(list.contains("name=worker-1"), "{list}");
+        assert!(list.contains("lib-name=redis-rs lib-ver=1.0"), "{list}");
+        assert!(list.contains("cmd=client"), "{list}");
+        let Frame::Verbatim(info) = h.run(&["CLIENT", "INFO"]) else {
+            panic!()
+        };
+        assert!(String::from_utf8_lossy(&info).starts_with(&format!("id={} ", h.session.client.id)));
+        let Frame::Verbatim(none) = h.run(&["CLIENT", "LIST", "ID", "999"]) else {
+            panic!()
+        };
+        assert!(none.is_empty());
+        assert!(matches!(h.run(&["CLIENT", "HELP"]), Frame::Array(_)));
+    }
+
+    #[test]
+    fn info_sections_and_fields() {
+        let mut h = Harness::new();
+        h.run(&["SET", "a", "1", "EX", "100"]);
+        h.run(&["SET", "b", "1"]);
+        h.run(&["GET", "a"]);
+        h.run(&["GET", "zz"]);
+        let Frame::Verbatim(all) = h.run(&["INFO"]) else {
+            panic!()
+        };
+        let all = String::from_utf8_lossy(&all).into_owned();
+        for f in [
+            "# Server",
+            "redis_version:",
+            "# Clients",
+            "connected_clients:1",
+            "# Memory",
+            "used_memory:",
+            "used_memory_human:",
+            "maxmemory_policy:noeviction",
+            "# Stats",
+            "keyspace_hits:1",
+            "keyspace_misses:1",
+            "# Keyspace",
+            "db0:keys=2,expires=1,avg_ttl=0",
+        ] {
+            assert!(all.contains(f), "missing {f} in {all}");
+        }
+        let Frame::Verbatim(mem) = h.run(&["INFO", "memory"]) else {
+            panic!()
+        };
+        let mem = String::from_utf8_lossy(&mem).into_owned();
+        assert!(mem.starts_with("# Memory\r\n"));
+        assert!(!mem.contains("# Server"));
+    }
+
+    #[test]
+    fn dbsize_flush() {
+        let mut h = Harness::new();
+        h.run(&["MSET", "a", "1", "b", "2"]);
+        assert_eq!(h.run(&["DBSIZE"]), int(2));
+        assert_eq!(h.run(&["FLUSHDB", "FOO"]), err("ERR syntax error"));
+        assert_eq!(h.run(&["FLUSHALL", "ASYNC"]), Frame::ok());
+        assert_eq!(h.run(&["DBSIZE"]), int(0));
+        h.run(&["SET", "a", "1"]);
+        assert_eq!(h.run(&["FLUSHDB"]), Frame::ok());
+        assert_eq!(h.run(&["DBSIZE"]), int(0));
+    }
+
+    #[test]
+    fn config_get_set() {
+        let mut h = Harness::new();
+        assert_eq!(
+            h.run(&["CONFIG", "GET", "maxclients"]),
+            Frame::Map(vec![(bulk("maxclients"), bulk("10000"))])
+        );
+        let Frame::Map(m) = h.run(&["CONFIG", "GET", "save", "appendonly"]) else {
+            panic!()
+        };
+        assert_eq!(
+            m,
+            vec![(bulk("save"), bulk("")), (bulk("appendonly"), bulk("no"))]
+        );
+        let Frame::Map(m) = h.run(&["CONFIG", "GET", "max*"]) else {
+            panic!()
+        };
+        assert!(m.len() >= 3);
+        assert_eq!(h.run(&["CONFIG", "SET", "maxclients", "50"]), Frame::ok());
+        assert_eq!(h.node.config.read().maxclients, 50);
+        assert_eq!(
+            h.run(&["CONFIG", "SET", "maxclients", "x"]),
+            err("ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument couldn't be parsed into an integer")
+        );
+        assert_eq!(
+            h.run(&["CONFIG", "SET", "nope", "1"]),
+            err("ERR Unknown option or number of arguments for CONFIG SET - 'nope'")
+        );
+        assert_eq!(
+            h.run(&["CONFIG", "SET", "databases", "4"]),
+            err("ERR CONFIG SET failed (possibly related to argument 'databases') - can't set immutable config")
+        );
+        // Atomic: a failing pair leaves the earlier ones unapplied.
+        assert!(h
+            .run(&["CONFIG", "SET", "maxclients", "70", "port", "1"])
+            .is_error());
+        assert_eq!(h.node.config.read().maxclients, 50);
+        assert_eq!(h.run(&["CONFIG", "SET", "requirepass", "pw"]), Frame::ok());
+        assert_eq!(
+            h.node.config.read().requirepass.as_deref(),
+            Some(&b"pw"[..])
+        );
+        assert_eq!(h.run(&["CONFIG", "RESETSTAT"]), Frame::ok());
+    }
+}

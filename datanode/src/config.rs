@@ -1,0 +1,94 @@
+//! DataNode configuration: what the command line sets and CONFIG GET/SET reads and changes.
+
+use std::net::IpAddr;
+
+/// Runtime configuration of a DataNode.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bind: IpAddr,
+    /// RESP port; 0 picks a free one.
+    pub port: u16,
+    /// Password every connection must give (AUTH) before other commands, when set.
+    pub requirepass: Option<Vec<u8>>,
+    pub maxclients: usize,
+    /// Longest single argument a client may send (`proto-max-bulk-len`).
+    pub proto_max_bulk_len: usize,
+    /// Most bytes buffered from one client (`client-query-buffer-limit`).
+    pub client_query_buffer_limit: usize,
+    /// Active-expiry frequency, cycles per second (Redis's `hz`).
+    pub hz: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 10100,
+            requirepass: None,
+            maxclients: 10000,
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            client_query_buffer_limit: 1024 * 1024 * 1024,
+            hz: 10,
+        }
+    }
+}
+
+/// Parses a memory size the way redis.conf does: `100`, `1k` (1000), `1kb` (1024), `5mb`,
+/// `2gb`, case-insensitive.
+pub fn parse_memory(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+/// Formats bytes like Redis's `bytesToHuman` (`1.50M`).
+pub fn bytes_to_human(n: u64) -> String {
+    let f = n as f64;
+    const K: f64 = 1024.0;
+    if f < K {
+        format!("{n}B")
+    } else if f < K * K {
+        format!("{:.2}K", f / K)
+    } else if f < K * K * K {
+        format!("{:.2}M", f / (K * K))
+    } else if f < K * K * K * K {
+        format!("{:.2}G", f / (K * K * K))
+    } else {
+        format!("{:.2}T", f / (K * K * K * K))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("100"), Some(100));
+        assert_eq!(parse_memory("1k"), Some(1000));
+        assert_eq!(parse_memory("1KB"), Some(1024));
+        assert_eq!(parse_memory("100mb"), Some(100 << 20));
+        assert_eq!(parse_memory("2gb"), Some(2 << 30));
+        assert_eq!(parse_memory("2xb"), None);
+        assert_eq!(parse_memory("mb"), None);
+    }
+
+    #[test]
+    fn human() {
+        assert_eq!(bytes_to_human(100), "100B");
+        assert_eq!(bytes_to_human(1536), "1.50K");
+        assert_eq!(bytes_to_human(100 << 20), "100.00M");
+    }
+}

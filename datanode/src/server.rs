@@ -1,0 +1,253 @@
+//! The network edge: accept connections, feed bytes to the parser, run commands, write
+//! replies. Everything else is plain code in [`crate::cmd`] and [`crate::store`].
+//!
+//! Each connection parses every complete request in its buffer, runs them in order and writes
+//! all their replies with one write, so a pipeline of N commands costs one read and one write,
+//! not N. Replies are written before more input is read, so a client that does not read its
+//! replies is slowed down by TCP, not buffered without bound.
+
+use crate::cmd::{dispatch, Ctx, Session};
+use crate::config::Config;
+use crate::node::Node;
+use crate::resp::{Limits, Parser};
+use crate::store::now_ms;
+use bytes::BytesMut;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+/// Output is flushed mid-batch once this much is buffered.
+const OUT_FLUSH: usize = 64 * 1024;
+/// Read buffer growth step.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A running DataNode.
+pub struct ServerHandle {
+    pub node: Arc<Node>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// The address the RESP listener is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets in-flight replies finish, and waits for every connection to end.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.done.await;
+    }
+}
+
+/// Binds the listener and starts serving in the background.
+pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
+    let listener = TcpListener::bind((config.bind, config.port)).await?;
+    let addr = listener.local_addr()?;
+    let node = Arc::new(Node::new(config));
+    *node.addr.lock() = Some(addr);
+    info!(%addr, "listening for RESP clients");
+    let (stop, stop_rx) = watch::channel(false);
+    let done = tokio::spawn(serve(listener, node.clone(), stop_rx));
+    Ok(ServerHandle {
+        node,
+        addr,
+        stop,
+        done,
+    })
+}
+
+/// Runs a DataNode until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    let handle = start(config).await?;
+    shutdown.await;
+    info!("shutting down");
+    handle.shutdown().await;
+    Ok(())
+}
+
+async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    // Every connection task holds a sender; when all are dropped, all connections are done.
+    let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
+    let cron = tokio::spawn(cron(node.clone(), stop.clone()));
+    loop {
+        tokio::select! {
+            res = listener.accept() => match res {
+                Ok((sock, peer)) => accept(&node, sock, peer, &stop, &alive_tx),
+                Err(e) => {
+                    // Out of descriptors and similar: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    drop(alive_tx);
+    let _ = alive_rx.recv().await;
+    let _ = cron.await;
+}
+
+fn accept(
+    node: &Arc<Node>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    stop: &watch::Receiver<bool>,
+    alive: &mpsc::Sender<()>,
+) {
+    node.stats.total_connections.fetch_add(1, Relaxed);
+    let maxclients = node.config.read().maxclients;
+    if node.connected_clients() >= maxclients {
+        node.stats.rejected_connections.fetch_add(1, Relaxed);
+        tokio::spawn(async move {
+            let mut sock = sock;
+            let _ = sock
+                .write_all(b"-ERR max number of clients reached\r\n")
+                .await;
+        });
+        return;
+    }
+    let _ = sock.set_nodelay(true);
+    let laddr = sock.local_addr().unwrap_or(peer);
+    let info = node.register_client(peer, laddr);
+    let (node, stop, alive) = (node.clone(), stop.clone(), alive.clone());
+    tokio::spawn(async move {
+        let id = info.id;
+        if let Err(e) = connection(&node, sock, info, stop).await {
+            debug!(client = id, error = %e, "connection ended with an error");
+        }
+        node.unregister_client(id);
+        drop(alive);
+    });
+}
+
+async fn connection(
+    node: &Node,
+    mut sock: TcpStream,
+    info: Arc<crate::node::ClientInfo>,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let authed = node.config.read().requirepass.is_none();
+    let mut session = Session::new(info, authed);
+    let mut parser = Parser::new();
+    let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        let limits = {
+            let c = node.config.read();
+            Limits {
+                max_bulk_len: c.proto_max_bulk_len,
+                max_query_buffer: c.client_query_buffer_limit,
+            }
+        };
+        let mut commands = 0u64;
+        loop {
+            match parser.next(&mut inbuf, &limits, session.authenticated) {
+                Ok(Some(req)) => {
+                    commands += 1;
+                    let mut ctx = Ctx {
+                        node,
+                        session: &mut session,
+                        now: now_ms(),
+                    };
+                    let reply = dispatch(&mut ctx, &req);
+                    reply.encode(session.proto, &mut out);
+                    if session.quit {
+                        sock.write_all(&out).await?;
+                        return Ok(());
+                    }
+                    if out.len() >= OUT_FLUSH {
+                        sock.write_all(&out).await?;
+                        node.stats
+                            .net_output_bytes
+                            .fetch_add(out.len() as u64, Relaxed);
+                        out.clear();
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // Like Redis: answer what came before, report the error, close.
+                    out.extend_from_slice(b"-ERR ");
+                    out.extend_from_slice(e.to_string().as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                    debug!(client = session.client.id, error = %e, "protocol error");
+                    sock.write_all(&out).await?;
+                    return Ok(());
+                }
+            }
+        }
+        if commands > 0 {
+            node.stats.total_commands.fetch_add(commands, Relaxed);
+            session
+                .client
+                .last_active
+                .store(session.client.created.elapsed().as_secs(), Relaxed);
+        }
+        if !out.is_empty() {
+            sock.write_all(&out).await?;
+            node.stats
+                .net_output_bytes
+                .fetch_add(out.len() as u64, Relaxed);
+            out.clear();
+        }
+        if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
+            // Grow towards what a partial request needs, in bounded steps that follow the
+            // bytes that actually arrive.
+            let want = parser.wanted().saturating_sub(inbuf.len());
+            inbuf.reserve(want.clamp(READ_CHUNK, 1024 * 1024));
+        }
+        tokio::select! {
+            r = sock.read_buf(&mut inbuf) => {
+                let n = r?;
+                if n == 0 {
+                    return Ok(());
+                }
+                node.stats.net_input_bytes.fetch_add(n as u64, Relaxed);
+            }
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}
+
+/// Background work: active expiry `hz` times a second and the ops/sec sample.
+async fn cron(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let mut rng = {
+        use rand::SeedableRng;
+        rand::rngs::SmallRng::from_os_rng()
+    };
+    let mut last_sample = (std::time::Instant::now(), 0u64);
+    loop {
+        let hz = node.config.read().hz.max(1);
+        let period = Duration::from_millis(1000 / hz as u64);
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => return,
+        }
+        // Like Redis: keep going while a sizeable share of the sampled keys had expired, but
+        // never for more than a quarter of the period.
+        let started = std::time::Instant::now();
+        loop {
+            let (checked, expired) = node.db.active_expire(now_ms(), 2000, &mut rng);
+            if checked == 0 || expired * 10 < checked || started.elapsed() > period / 4 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        let elapsed = last_sample.0.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            let total = node.stats.total_commands.load(Relaxed);
+            let ops = (total.saturating_sub(last_sample.1)) as f64 / elapsed.as_secs_f64();
+            node.stats.instantaneous_ops.store(ops as u64, Relaxed);
+            last_sample = (std::time::Instant::now(), total);
+        }
+    }
+}
