@@ -84,7 +84,7 @@ fn type_(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let key = req.arg(1);
     let mut g = ctx.node.db.lock_key(key);
     Ok(Frame::simple(
-        g.peek(key, ctx.now).map_or("none", |e| e.value.type_name()),
+        g.peek(key, ctx.now).map_or("none", |e| e.type_name()),
     ))
 }
 
@@ -223,7 +223,7 @@ fn rename_generic(ctx: &mut Ctx<'_>, req: &Request, nx: bool) -> Reply {
     let Some(e) = g.slot_of(src).remove(src, ctx.now) else {
         return Err(Frame::err("ERR no such key"));
     };
-    g.slot_of(dst).set(dst, e.value, at, ctx.now);
+    g.slot_of(dst).set(dst, e.0, at, ctx.now);
     Ok(if nx { Frame::Integer(1) } else { Frame::ok() })
 }
 
@@ -263,7 +263,7 @@ fn copy(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let Some(e) = g.slot_of(src).peek(src, ctx.now) else {
         return Ok(Frame::Integer(0));
     };
-    let (value, at) = (e.value.clone(), e.expire_at().unwrap_or(NO_EXPIRY));
+    let (value, at) = (e.value(), e.expire_at().unwrap_or(NO_EXPIRY));
     if !replace && g.slot_of(dst).contains(dst, ctx.now) {
         return Ok(Frame::Integer(0));
     }
@@ -310,7 +310,7 @@ fn scan(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     }
     let (next, keys) = ctx.node.db.scan(cursor, count, ctx.now, |k, v| {
         pattern.is_none_or(|p| glob_match(p, k))
-            && type_filter.is_none_or(|t| t.eq_ignore_ascii_case(v.type_name().as_bytes()))
+            && type_filter.is_none_or(|t| t.eq_ignore_ascii_case(v.as_bytes()))
     });
     Ok(Frame::Array(vec![
         Frame::bulk(next.to_string()),

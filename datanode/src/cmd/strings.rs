@@ -70,7 +70,7 @@ fn read_str(ctx: &mut Ctx<'_>, key: &[u8]) -> Result<Option<Frame>, Frame> {
     let mut g = ctx.node.db.lock_key(key);
     match g.get(key, ctx.now) {
         None => Ok(None),
-        Some(e) => match e.value.as_str() {
+        Some(e) => match e.as_str() {
             Some(s) => Ok(Some(Frame::bulk(s))),
             None => Err(ERR_WRONGTYPE),
         },
@@ -158,7 +158,7 @@ fn set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let old = g.peek(key, ctx.now);
     let old_ttl = old.and_then(|e| e.expire_at()).unwrap_or(NO_EXPIRY);
     let old_val = match old {
-        Some(e) => match e.value.as_str() {
+        Some(e) => match e.as_str() {
             Some(s) => Some(Frame::bulk(s)),
             None if get_old => return Err(ERR_WRONGTYPE),
             None => None,
@@ -232,7 +232,7 @@ fn getset(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let key = req.arg(1);
     let mut g = ctx.node.db.lock_key(key);
     let old = match g.peek(key, ctx.now) {
-        Some(e) => Frame::bulk(e.value.as_str().ok_or(ERR_WRONGTYPE)?),
+        Some(e) => Frame::bulk(e.as_str().ok_or(ERR_WRONGTYPE)?),
         None => Frame::Null,
     };
     g.set(key, Value::str(req.arg(2)), NO_EXPIRY, ctx.now);
@@ -243,7 +243,7 @@ fn getdel(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let key = req.arg(1);
     let mut g = ctx.node.db.lock_key(key);
     let reply = match g.get(key, ctx.now) {
-        Some(e) => Frame::bulk(e.value.as_str().ok_or(ERR_WRONGTYPE)?),
+        Some(e) => Frame::bulk(e.as_str().ok_or(ERR_WRONGTYPE)?),
         None => return Ok(Frame::Null),
     };
     g.remove(key, ctx.now);
@@ -270,7 +270,7 @@ fn getex(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let key = req.arg(1);
     let mut g = ctx.node.db.lock_key(key);
     let reply = match g.get(key, ctx.now) {
-        Some(e) => Frame::bulk(e.value.as_str().ok_or(ERR_WRONGTYPE)?),
+        Some(e) => Frame::bulk(e.as_str().ok_or(ERR_WRONGTYPE)?),
         None => return Ok(Frame::Null),
     };
     match expiry {
@@ -293,7 +293,7 @@ fn mget(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let mut g = ctx.node.db.lock_keys(keys());
     let out = keys()
         .map(|k| match g.slot_of(k).get(k, ctx.now) {
-            Some(e) => e.value.as_str().map_or(Frame::Null, Frame::bulk),
+            Some(e) => e.as_str().map_or(Frame::Null, Frame::bulk),
             None => Frame::Null,
         })
         .collect();
@@ -346,7 +346,7 @@ fn append(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         g.set(key, Value::str(add), NO_EXPIRY, ctx.now);
         return Ok(Frame::Integer(add.len() as i64));
     };
-    let cur = e.value.as_str().ok_or(ERR_WRONGTYPE)?;
+    let cur = e.as_str().ok_or(ERR_WRONGTYPE)?;
     if cur.len() + add.len() > MAX_STRING_LEN {
         return Err(ERR_TOO_BIG);
     }
@@ -362,9 +362,7 @@ fn strlen(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let key = req.arg(1);
     let mut g = ctx.node.db.lock_key(key);
     match g.get(key, ctx.now) {
-        Some(e) => Ok(Frame::Integer(
-            e.value.as_str().ok_or(ERR_WRONGTYPE)?.len() as i64
-        )),
+        Some(e) => Ok(Frame::Integer(e.as_str().ok_or(ERR_WRONGTYPE)?.len() as i64)),
         None => Ok(Frame::Integer(0)),
     }
 }
@@ -377,7 +375,7 @@ fn getrange(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let Some(e) = g.get(key, ctx.now) else {
         return Ok(Frame::bulk(""));
     };
-    let s = e.value.as_str().ok_or(ERR_WRONGTYPE)?;
+    let s = e.as_str().ok_or(ERR_WRONGTYPE)?;
     let len = s.len() as i64;
     if start < 0 && end < 0 && start > end {
         return Ok(Frame::bulk(""));
@@ -405,7 +403,7 @@ fn setrange(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let key = req.arg(1);
     let mut g = ctx.node.db.lock_key(key);
     let cur: Option<Vec<u8>> = match g.peek(key, ctx.now) {
-        Some(e) => Some(e.value.as_str().ok_or(ERR_WRONGTYPE)?.to_vec()),
+        Some(e) => Some(e.as_str().ok_or(ERR_WRONGTYPE)?.to_vec()),
         None => None,
     };
     if val.is_empty() {
@@ -434,7 +432,7 @@ fn setrange(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 fn incr_by(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) -> Reply {
     let mut g = ctx.node.db.lock_key(key);
     let cur = match g.peek(key, ctx.now) {
-        Some(e) => Some(parse_i64(e.value.as_str().ok_or(ERR_WRONGTYPE)?).ok_or(ERR_NOT_INT)?),
+        Some(e) => Some(parse_i64(e.as_str().ok_or(ERR_WRONGTYPE)?).ok_or(ERR_NOT_INT)?),
         None => None,
     };
     let n = cur
@@ -476,7 +474,7 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let key = req.arg(1);
     let mut g = ctx.node.db.lock_key(key);
     let cur = match g.peek(key, ctx.now) {
-        Some(e) => Some(parse_f64(e.value.as_str().ok_or(ERR_WRONGTYPE)?).ok_or(ERR_NOT_FLOAT)?),
+        Some(e) => Some(parse_f64(e.as_str().ok_or(ERR_WRONGTYPE)?).ok_or(ERR_NOT_FLOAT)?),
         None => None,
     };
     let n = cur.unwrap_or(0.0) + delta;

@@ -35,10 +35,10 @@ pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
 /// Bytes an entry costs beyond its key and value bytes: the map bucket (hash, key and entry
 /// handles), the index table slot and the allocator's per-allocation rounding, averaged over the
 /// table's fill level. Used for `used_memory` accounting.
-pub const ENTRY_OVERHEAD: usize = 96;
+pub const ENTRY_OVERHEAD: usize = 80;
 
 /// A stored value. Hashes, lists, sets and sorted sets become further variants; commands
-/// reach values through the typed accessors so that adding one is local.
+/// reach values through [`EntryRef`] so that adding one is local.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Value {
     Str(Box<[u8]>),
@@ -75,38 +75,130 @@ impl Value {
 pub const NO_EXPIRY: u64 = 0;
 const NOT_VOLATILE: u32 = u32::MAX;
 
-/// A stored entry: value, expiry and the access metadata eviction uses.
-#[derive(Debug)]
-pub struct Entry {
-    pub value: Value,
-    /// Unix time in ms at which the key expires, or [`NO_EXPIRY`].
-    expire_at: u64,
-    /// Position in the slot's volatile list, or `NOT_VOLATILE`.
-    vol_pos: u32,
-    /// Last access, in seconds of the store's clock (for OBJECT IDLETIME and LRU).
-    pub access: u32,
+/// A key and its string value in one allocation: `[key length, LEB128][key][value]`.
+///
+/// One allocation instead of two, and a 16-byte handle in the table instead of two: for the
+/// small keys and values caches hold, this is most of the memory per key. The map is keyed
+/// by this type but looked up with the key bytes (`Borrow<[u8]>`), so hashing and equality
+/// only ever see the key part.
+struct Kv(Box<[u8]>);
+
+impl Kv {
+    fn new(key: &[u8], value: &[u8]) -> Kv {
+        let mut buf = Vec::with_capacity(5 + key.len() + value.len());
+        let mut n = key.len();
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                buf.push(byte);
+                break;
+            }
+            buf.push(byte | 0x80);
+        }
+        buf.extend_from_slice(key);
+        buf.extend_from_slice(value);
+        Kv(buf.into_boxed_slice())
+    }
+
+    /// (header length, key length).
+    fn split(&self) -> (usize, usize) {
+        let (mut n, mut shift, mut i) = (0usize, 0, 0);
+        while let Some(&b) = self.0.get(i) {
+            n |= ((b & 0x7f) as usize) << shift;
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        (i, n)
+    }
+
+    fn key(&self) -> &[u8] {
+        let (h, k) = self.split();
+        &self.0[h..h + k]
+    }
+
+    fn value(&self) -> &[u8] {
+        let (h, k) = self.split();
+        &self.0[h + k..]
+    }
 }
 
-impl Entry {
+impl std::borrow::Borrow<[u8]> for Kv {
+    fn borrow(&self) -> &[u8] {
+        self.key()
+    }
+}
+
+impl std::hash::Hash for Kv {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state)
+    }
+}
+
+impl PartialEq for Kv {
+    fn eq(&self, other: &Kv) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Kv {}
+
+/// Per-entry metadata.
+#[derive(Clone, Copy, Debug)]
+struct Meta {
+    /// Position in the slot's volatile list, or `NOT_VOLATILE`.
+    vol_pos: u32,
+    /// Last access, in seconds of the store's clock (OBJECT IDLETIME, LRU).
+    access: u32,
+}
+
+/// A read-only view of a live entry.
+#[derive(Clone, Copy)]
+pub struct EntryRef<'a> {
+    kv: &'a Kv,
+    expire_at: u64,
+    access: u32,
+}
+
+impl<'a> EntryRef<'a> {
+    /// The string value, or `None` when the value is of another type.
+    pub fn as_str(&self) -> Option<&'a [u8]> {
+        Some(self.kv.value())
+    }
+
+    /// The value, copied.
+    pub fn value(&self) -> Value {
+        Value::str(self.kv.value())
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        "string"
+    }
+
+    /// Absolute expiry in ms, if the key has a TTL.
     pub fn expire_at(&self) -> Option<u64> {
         (self.expire_at != NO_EXPIRY).then_some(self.expire_at)
     }
 
-    fn expired(&self, now: u64) -> bool {
-        self.expire_at != NO_EXPIRY && self.expire_at <= now
+    /// Last access on the store's clock, in seconds.
+    pub fn access(&self) -> u32 {
+        self.access
     }
 }
 
-fn entry_mem(key: &[u8], value: &Value) -> u64 {
-    (key.len() + value.heap_size() + ENTRY_OVERHEAD) as u64
+fn entry_mem(key: &[u8], value_len: usize) -> u64 {
+    (key.len() + value_len + ENTRY_OVERHEAD) as u64
 }
 
 /// The keys of one slot.
 #[derive(Default)]
 pub struct SlotTable {
-    map: IndexMap<Box<[u8]>, Entry, Hasher>,
-    /// Map indices of entries that have a TTL.
-    volatile: Vec<u32>,
+    map: IndexMap<Kv, Meta, Hasher>,
+    /// (map index, expiry) of the entries that have a TTL.
+    volatile: Vec<(u32, u64)>,
 }
 
 impl SlotTable {
@@ -122,61 +214,79 @@ impl SlotTable {
         self.volatile.len()
     }
 
-    fn vol_add(&mut self, idx: usize) {
-        let pos = self.volatile.len() as u32;
-        self.volatile.push(idx as u32);
-        if let Some((_, e)) = self.map.get_index_mut(idx) {
-            e.vol_pos = pos;
+    fn expire_of(&self, meta: Meta) -> u64 {
+        if meta.vol_pos == NOT_VOLATILE {
+            NO_EXPIRY
+        } else {
+            self.volatile[meta.vol_pos as usize].1
         }
+    }
+
+    fn expired_at(&self, idx: usize, now: u64) -> bool {
+        self.map.get_index(idx).is_some_and(|(_, m)| {
+            let at = self.expire_of(*m);
+            at != NO_EXPIRY && at <= now
+        })
+    }
+
+    fn entry(&self, idx: usize) -> Option<EntryRef<'_>> {
+        let (kv, m) = self.map.get_index(idx)?;
+        Some(EntryRef {
+            kv,
+            expire_at: self.expire_of(*m),
+            access: m.access,
+        })
     }
 
     fn vol_remove(&mut self, pos: u32) {
         let pos = pos as usize;
         self.volatile.swap_remove(pos);
-        if let Some(&moved) = self.volatile.get(pos) {
-            if let Some((_, e)) = self.map.get_index_mut(moved as usize) {
-                e.vol_pos = pos as u32;
+        if let Some(&(moved, _)) = self.volatile.get(pos) {
+            if let Some((_, m)) = self.map.get_index_mut(moved as usize) {
+                m.vol_pos = pos as u32;
             }
         }
     }
 
     /// Removes the entry at `idx`, keeping the volatile list consistent.
-    fn remove_index(&mut self, idx: usize) -> Option<(Box<[u8]>, Entry)> {
-        let vol_pos = self.map.get_index(idx)?.1.vol_pos;
-        if vol_pos != NOT_VOLATILE {
-            self.vol_remove(vol_pos);
+    fn remove_index(&mut self, idx: usize) -> Option<(Kv, u64)> {
+        let meta = *self.map.get_index(idx)?.1;
+        let at = self.expire_of(meta);
+        if meta.vol_pos != NOT_VOLATILE {
+            self.vol_remove(meta.vol_pos);
         }
-        let removed = self.map.swap_remove_index(idx)?;
+        let (kv, _) = self.map.swap_remove_index(idx)?;
         // The former last entry now sits at `idx`: fix its volatile back-pointer.
-        if let Some((_, e)) = self.map.get_index(idx) {
-            if e.vol_pos != NOT_VOLATILE {
-                self.volatile[e.vol_pos as usize] = idx as u32;
+        if let Some((_, m)) = self.map.get_index(idx) {
+            if m.vol_pos != NOT_VOLATILE {
+                self.volatile[m.vol_pos as usize].0 = idx as u32;
             }
         }
-        Some(removed)
+        Some((kv, at))
     }
 
     /// Sets the expiry of the entry at `idx` and keeps the volatile list in step.
     fn set_expire_index(&mut self, idx: usize, at: u64) -> VolChange {
-        let Some((_, e)) = self.map.get_index_mut(idx) else {
+        let Some((_, m)) = self.map.get_index_mut(idx) else {
             return VolChange::None;
         };
-        let was = e.expire_at != NO_EXPIRY;
-        let pos = e.vol_pos;
-        e.expire_at = at;
-        match (was, at != NO_EXPIRY) {
+        let pos = m.vol_pos;
+        match (pos != NOT_VOLATILE, at != NO_EXPIRY) {
             (false, true) => {
-                self.vol_add(idx);
+                m.vol_pos = self.volatile.len() as u32;
+                self.volatile.push((idx as u32, at));
                 VolChange::Added
             }
             (true, false) => {
+                m.vol_pos = NOT_VOLATILE;
                 self.vol_remove(pos);
-                if let Some((_, e)) = self.map.get_index_mut(idx) {
-                    e.vol_pos = NOT_VOLATILE;
-                }
                 VolChange::Removed
             }
-            _ => VolChange::None,
+            (true, true) => {
+                self.volatile[pos as usize].1 = at;
+                VolChange::None
+            }
+            (false, false) => VolChange::None,
         }
     }
 }
@@ -337,7 +447,8 @@ impl Db {
     }
 
     /// One SCAN step from `cursor`: examines about `count` entries and returns the next cursor
-    /// (0 when done) and the keys that `filter` accepts. Expired keys are reclaimed, not returned.
+    /// (0 when done) and the keys that `filter` (given key and type name) accepts. Expired
+    /// keys are reclaimed, not returned.
     ///
     /// Cursor layout: slot in bits 32.., and in the low 32 bits `u32::MAX - c`, where `c` is the
     /// number of the slot's entries still to visit (positions `0..c`); 0 means "slot start".
@@ -346,7 +457,7 @@ impl Db {
         cursor: u64,
         count: usize,
         now: u64,
-        mut filter: impl FnMut(&[u8], &Value) -> bool,
+        mut filter: impl FnMut(&[u8], &'static str) -> bool,
     ) -> (u64, Vec<Bytes>) {
         let mut slot = (cursor >> 32) as usize;
         let mut lo = cursor as u32;
@@ -372,15 +483,15 @@ impl Db {
             while c > 0 && examined < count {
                 c -= 1;
                 examined += 1;
-                let Some((k, e)) = g.t.map.get_index(c) else {
-                    break;
-                };
-                if e.expired(now) {
+                if g.t.expired_at(c, now) {
                     g.remove_at(c, true);
                     continue;
                 }
-                if filter(k, &e.value) {
-                    out.push(Bytes::copy_from_slice(k));
+                if let Some(e) = g.t.entry(c) {
+                    let key = e.kv.key();
+                    if filter(key, e.type_name()) {
+                        out.push(Bytes::copy_from_slice(key));
+                    }
                 }
             }
             drop(g);
@@ -404,9 +515,14 @@ impl Db {
         let mut slot = 0;
         while let Some(s) = self.nonempty.next(slot) {
             let g = self.lock(s as u16);
-            for (k, e) in g.t.map.iter() {
-                if !e.expired(now) && filter(k) {
-                    out.push(Bytes::copy_from_slice(k));
+            for idx in 0..g.len() {
+                if g.t.expired_at(idx, now) {
+                    continue;
+                }
+                if let Some((kv, _)) = g.t.map.get_index(idx) {
+                    if filter(kv.key()) {
+                        out.push(Bytes::copy_from_slice(kv.key()));
+                    }
                 }
             }
             slot = s + 1;
@@ -425,12 +541,15 @@ impl Db {
                 continue;
             }
             let idx = rng.random_range(0..g.len());
-            let (k, e) = g.t.map.get_index(idx)?;
-            if e.expired(now) {
+            if g.t.expired_at(idx, now) {
                 g.remove_at(idx, true);
                 continue;
             }
-            return Some(Bytes::copy_from_slice(k));
+            return g
+                .t
+                .map
+                .get_index(idx)
+                .map(|(kv, _)| Bytes::copy_from_slice(kv.key()));
         }
         None
     }
@@ -463,9 +582,9 @@ impl Db {
                 while i > 0 {
                     i -= 1;
                     checked += 1;
-                    let idx = g.t.volatile[i] as usize;
-                    if g.t.map.get_index(idx).is_some_and(|(_, e)| e.expired(now)) {
-                        g.remove_at(idx, true);
+                    let (idx, at) = g.t.volatile[i];
+                    if at <= now {
+                        g.remove_at(idx as usize, true);
                         expired += 1;
                     }
                     i = i.min(g.t.volatile.len());
@@ -480,9 +599,9 @@ impl Db {
                         }
                         checked += 1;
                         let pos = rng.random_range(0..g.t.volatile.len());
-                        let idx = g.t.volatile[pos] as usize;
-                        if g.t.map.get_index(idx).is_some_and(|(_, e)| e.expired(now)) {
-                            g.remove_at(idx, true);
+                        let (idx, at) = g.t.volatile[pos];
+                        if at <= now {
+                            g.remove_at(idx as usize, true);
                             found += 1;
                         }
                     }
@@ -538,7 +657,7 @@ impl SlotGuard<'_> {
     /// Index of the live entry for `key`, reclaiming it first if it has expired.
     fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
         let idx = self.t.map.get_index_of(key)?;
-        if self.t.map[idx].expired(now) {
+        if self.t.expired_at(idx, now) {
             self.remove_at(idx, true);
             return None;
         }
@@ -546,14 +665,15 @@ impl SlotGuard<'_> {
     }
 
     /// The live entry for `key`, touching its access time. Counts a hit or a miss.
-    pub fn get(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
+    pub fn get(&mut self, key: &[u8], now: u64) -> Option<EntryRef<'_>> {
         let clock = self.db.clock_secs(now);
         match self.live_index(key, now) {
             Some(idx) => {
                 self.db.stats.keyspace_hits.fetch_add(1, Relaxed);
-                let e = &mut self.t.map[idx];
-                e.access = clock;
-                Some(e)
+                if let Some((_, m)) = self.t.map.get_index_mut(idx) {
+                    m.access = clock;
+                }
+                self.t.entry(idx)
             }
             None => {
                 self.db.stats.keyspace_misses.fetch_add(1, Relaxed);
@@ -564,9 +684,9 @@ impl SlotGuard<'_> {
 
     /// The live entry for `key` without counting a hit or miss or touching it (writes,
     /// EXISTS, TTL, TYPE...).
-    pub fn peek(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
+    pub fn peek(&mut self, key: &[u8], now: u64) -> Option<EntryRef<'_>> {
         let idx = self.live_index(key, now)?;
-        Some(&self.t.map[idx])
+        self.t.entry(idx)
     }
 
     /// Whether a live `key` exists.
@@ -575,32 +695,35 @@ impl SlotGuard<'_> {
     }
 
     /// Stores `value` under `key` with expiry `expire_at` ([`NO_EXPIRY`] for none), replacing
-    /// any previous entry. Returns the previous live value.
-    pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64, now: u64) -> Option<Value> {
+    /// any previous entry. Returns whether a live entry was replaced.
+    pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64, now: u64) -> bool {
         let clock = self.db.clock_secs(now);
-        let stats = &self.db.stats;
-        let new_mem = entry_mem(key, &value);
-        match self.live_index(key, now) {
+        let Value::Str(bytes) = &value;
+        let new_mem = entry_mem(key, bytes.len());
+        let kv = Kv::new(key, bytes);
+        let replaced = match self.live_index(key, now) {
             Some(idx) => {
-                let e = &mut self.t.map[idx];
-                let old_mem = entry_mem(key, &e.value);
-                let old = std::mem::replace(&mut e.value, value);
-                e.access = clock;
+                use indexmap::map::MutableKeys;
+                let Some((k, m)) = self.t.map.get_index_mut2(idx) else {
+                    return false;
+                };
+                let old_mem = entry_mem(key, k.value().len());
+                *k = kv;
+                m.access = clock;
                 self.adjust_mem(old_mem, new_mem);
                 let change = self.t.set_expire_index(idx, expire_at);
                 self.volatile_changed(change);
-                Some(old)
+                true
             }
             None => {
                 let (idx, _) = self.t.map.insert_full(
-                    key.into(),
-                    Entry {
-                        value,
-                        expire_at: NO_EXPIRY,
+                    kv,
+                    Meta {
                         vol_pos: NOT_VOLATILE,
                         access: clock,
                     },
                 );
+                let stats = &self.db.stats;
                 stats.keys.fetch_add(1, Relaxed);
                 stats.used_memory.fetch_add(new_mem, Relaxed);
                 if self.t.map.len() == 1 {
@@ -608,9 +731,10 @@ impl SlotGuard<'_> {
                 }
                 let change = self.t.set_expire_index(idx, expire_at);
                 self.volatile_changed(change);
-                None
+                false
             }
-        }
+        };
+        replaced
     }
 
     /// Replaces the value of an existing live key, keeping its TTL. Returns false when the key
@@ -620,12 +744,15 @@ impl SlotGuard<'_> {
             return false;
         };
         let clock = self.db.clock_secs(now);
-        let e = &mut self.t.map[idx];
-        let old_mem = entry_mem(key, &e.value);
-        let new_mem = entry_mem(key, &value);
-        e.value = value;
-        e.access = clock;
-        self.adjust_mem(old_mem, new_mem);
+        let Value::Str(bytes) = &value;
+        use indexmap::map::MutableKeys;
+        let Some((k, m)) = self.t.map.get_index_mut2(idx) else {
+            return false;
+        };
+        let old_mem = entry_mem(key, k.value().len());
+        *k = Kv::new(key, bytes);
+        m.access = clock;
+        self.adjust_mem(old_mem, entry_mem(key, bytes.len()));
         true
     }
 
@@ -639,16 +766,22 @@ impl SlotGuard<'_> {
         true
     }
 
-    /// Removes `key`. Returns its entry when it was live.
-    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<Entry> {
+    /// Removes `key`. Returns its value and expiry ([`NO_EXPIRY`] for none) when it was live.
+    pub fn remove(&mut self, key: &[u8], now: u64) -> Option<(Value, u64)> {
         let idx = self.live_index(key, now)?;
-        self.remove_at(idx, false).map(|(_, e)| e)
+        self.remove_at(idx, false)
+            .map(|(kv, at)| (Value::str(kv.value()), at))
     }
 
     /// Removes every key of this slot.
     pub fn clear(&mut self) {
         let stats = &self.db.stats;
-        let mem: u64 = self.t.map.iter().map(|(k, e)| entry_mem(k, &e.value)).sum();
+        let mem: u64 = self
+            .t
+            .map
+            .keys()
+            .map(|kv| entry_mem(kv.key(), kv.value().len()))
+            .sum();
         stats.keys.fetch_sub(self.t.map.len() as u64, Relaxed);
         stats
             .volatile
@@ -662,27 +795,25 @@ impl SlotGuard<'_> {
 
     /// Up to `count` live keys of this slot (CLUSTER GETKEYSINSLOT).
     pub fn keys(&self, count: usize, now: u64) -> Vec<Bytes> {
-        self.t
-            .map
-            .iter()
-            .filter(|(_, e)| !e.expired(now))
+        (0..self.t.len())
+            .filter(|&i| !self.t.expired_at(i, now))
             .take(count)
-            .map(|(k, _)| Bytes::copy_from_slice(k))
+            .filter_map(|i| self.t.map.get_index(i))
+            .map(|(kv, _)| Bytes::copy_from_slice(kv.key()))
             .collect()
     }
 
-    fn remove_at(&mut self, idx: usize, expired: bool) -> Option<(Box<[u8]>, Entry)> {
-        let had_ttl = self.t.map.get_index(idx)?.1.expire_at != NO_EXPIRY;
-        let (k, e) = self.t.remove_index(idx)?;
+    fn remove_at(&mut self, idx: usize, expired: bool) -> Option<(Kv, u64)> {
+        let (kv, at) = self.t.remove_index(idx)?;
         let stats = &self.db.stats;
         stats.keys.fetch_sub(1, Relaxed);
         stats
             .used_memory
-            .fetch_sub(entry_mem(&k, &e.value), Relaxed);
+            .fetch_sub(entry_mem(kv.key(), kv.value().len()), Relaxed);
         if expired {
             stats.expired_keys.fetch_add(1, Relaxed);
         }
-        if had_ttl {
+        if at != NO_EXPIRY {
             self.volatile_changed(VolChange::Removed);
         }
         if self.t.map.is_empty() {
@@ -691,7 +822,7 @@ impl SlotGuard<'_> {
             self.t.map.shrink_to_fit();
             self.t.volatile.shrink_to_fit();
         }
-        Some((k, e))
+        Some((kv, at))
     }
 
     fn adjust_mem(&self, old: u64, new: u64) {

@@ -17,18 +17,20 @@ fn check_invariants(db: &Db) {
         let t = db.slots[s].lock();
         keys += t.map.len() as u64;
         vol += t.volatile.len() as u64;
-        for (pos, &idx) in t.volatile.iter().enumerate() {
-            let (_, e) = t
+        for (pos, &(idx, at)) in t.volatile.iter().enumerate() {
+            let (_, m) = t
                 .map
                 .get_index(idx as usize)
                 .expect("volatile index in range");
-            assert_eq!(e.vol_pos as usize, pos);
-            assert_ne!(e.expire_at, NO_EXPIRY);
+            assert_eq!(m.vol_pos as usize, pos);
+            assert_ne!(at, NO_EXPIRY);
         }
-        for (k, e) in t.map.iter() {
-            mem += entry_mem(k, &e.value);
-            assert_eq!(e.expire_at == NO_EXPIRY, e.vol_pos == NOT_VOLATILE);
-            assert_eq!(key_slot(k) as usize, s);
+        for (i, (kv, m)) in t.map.iter().enumerate() {
+            mem += entry_mem(kv.key(), kv.value().len());
+            if m.vol_pos != NOT_VOLATILE {
+                assert_eq!(t.volatile[m.vol_pos as usize].0 as usize, i);
+            }
+            assert_eq!(key_slot(kv.key()) as usize, s);
         }
         assert_eq!(
             db.nonempty.next(s) == Some(s),
@@ -51,20 +53,63 @@ fn set_get_remove() {
     let db = Db::new();
     let mut g = db.lock_key(b"a");
     assert!(g.get(b"a", T0).is_none());
-    assert!(g.set(b"a", Value::str(b"1"), NO_EXPIRY, T0).is_none());
-    assert_eq!(
-        g.get(b"a", T0).map(|e| e.value.clone()),
-        Some(Value::str(b"1"))
-    );
-    assert_eq!(
-        g.set(b"a", Value::str(b"2"), NO_EXPIRY, T0),
-        Some(Value::str(b"1"))
-    );
+    assert!(!g.set(b"a", Value::str(b"1"), NO_EXPIRY, T0));
+    assert_eq!(g.get(b"a", T0).map(|e| e.value()), Some(Value::str(b"1")));
+    assert!(g.set(b"a", Value::str(b"2"), NO_EXPIRY, T0));
+    assert_eq!(g.get(b"a", T0).map(|e| e.value()), Some(Value::str(b"2")));
     assert!(g.remove(b"a", T0).is_some());
     assert!(g.remove(b"a", T0).is_none());
     drop(g);
     check_invariants(&db);
     assert_eq!(db.used_memory(), 0);
+}
+
+#[test]
+fn kv_layout_roundtrips() {
+    for (k, v) in [
+        (&b""[..], &b""[..]),
+        (b"k", b"v"),
+        (&[7u8; 200][..], &[9u8; 3][..]),
+    ] {
+        let kv = Kv::new(k, v);
+        assert_eq!(kv.key(), k);
+        assert_eq!(kv.value(), v);
+    }
+    // A key longer than 127 bytes needs a two-byte length header.
+    let long = vec![b'x'; 300];
+    let kv = Kv::new(&long, b"val");
+    assert_eq!(kv.split(), (2, 300));
+    assert_eq!(kv.value(), b"val");
+}
+
+#[test]
+fn ttl_survives_value_replacement_and_index_moves() {
+    let db = Db::new();
+    let keys: Vec<String> = (0..50).map(|i| format!("{{t}}k{i}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        let exp = if i % 2 == 0 {
+            T0 + 1000 + i as u64
+        } else {
+            NO_EXPIRY
+        };
+        db.lock_key(k.as_bytes())
+            .set(k.as_bytes(), Value::str(b"v"), exp, T0);
+    }
+    // Removing from the front moves the last entries into the holes.
+    for k in keys.iter().take(10) {
+        db.lock_key(k.as_bytes()).remove(k.as_bytes(), T0);
+    }
+    for (i, k) in keys.iter().enumerate().skip(10) {
+        let mut g = db.lock_key(k.as_bytes());
+        g.replace_value(k.as_bytes(), Value::str(b"w"), T0);
+        let want = (i % 2 == 0).then_some(T0 + 1000 + i as u64);
+        assert_eq!(
+            g.peek(k.as_bytes(), T0).and_then(|e| e.expire_at()),
+            want,
+            "{k}"
+        );
+    }
+    check_invariants(&db);
 }
 
 #[test]
@@ -266,7 +311,7 @@ proptest! {
                 }
                 Op::Get(k) => {
                     let kb = key(*k);
-                    let got = db.lock_key(&kb).get(&kb, now).map(|e| e.value.clone());
+                    let got = db.lock_key(&kb).get(&kb, now).map(|e| e.value());
                     let want = model.get(&kb).map(|(v, _)| Value::str(&[*v]));
                     prop_assert_eq!(got, want);
                 }
