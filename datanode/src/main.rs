@@ -43,6 +43,7 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("invalid --log-level {:?}", args.log_level))?,
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let config = Config {
         bind: args.bind,

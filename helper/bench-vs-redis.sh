@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# helper/bench-vs-redis.sh: redis-benchmark against redis-server and a CHKV DataNode,
+# alternating between them, median of N rounds per cell, one comparison table.
+set -euo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+RUNS=3
+REQ_P1=200000
+REQ_P16=""
+CLIENTS=50
+KEYSPACE=1000000
+OUT=""
+PIPELINES=(1 16)
+SIZES=(32 1024)
+
+usage() {
+    cat <<EOF
+Usage: helper/bench-vs-redis.sh [options]
+
+Starts redis-server and a CHKV DataNode (\$CHKV_BIN, default
+\$ROOT/target/release/chkv-datanode, built with cargo when missing) on free 127.0.0.1 ports
+and runs identical redis-benchmark runs against each, alternating redis, chkv, redis, chkv,
+... for every cell, and prints the median of the rounds:
+
+  tests SET, GET, MSET (10 keys) with -d 32 and -d 1024, INCR (size "-": -d does not apply);
+  pipeline 1 and 16; -c $CLIENTS; -r $KEYSPACE (random keys); FLUSHALL after every run, so
+  each run starts from an empty server. GET runs right after SET in the same
+  redis-benchmark invocation, so it reads the keys SET just wrote (hits and misses mixed).
+
+Columns: chkv and redis requests/s, ratio = chkv/redis rps (>1: chkv faster), p50/p99
+latency in ms, p99 ratio = chkv p99 / redis p99 (<1: chkv better).
+
+Options:
+  --runs N            rounds per cell, median taken (default $RUNS)
+  --requests N        requests (-n) per test at pipeline 1 (default $REQ_P1)
+  --requests-p16 N    requests per test at pipeline 16 (default 1000000, or 5x --requests
+                      when only --requests is given)
+  --clients N         parallel connections, -c (default $CLIENTS)
+  --keyspace N        random key space, -r (default $KEYSPACE)
+  --out FILE          also write the table (with run parameters) as markdown to FILE
+  --help              this text
+
+Needs redis-server and redis-benchmark >= 7.0 (for --csv with latency percentiles).
+Note: the benchmark client shares the machine's cores with the server under test.
+EOF
+}
+
+posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
+
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --runs) posint "$1" "${2:-}"; RUNS=$2; shift 2 ;;
+        --requests) posint "$1" "${2:-}"; REQ_P1=$2; shift 2 ;;
+        --requests-p16) posint "$1" "${2:-}"; REQ_P16=$2; shift 2 ;;
+        --clients) posint "$1" "${2:-}"; CLIENTS=$2; shift 2 ;;
+        --keyspace) posint "$1" "${2:-}"; KEYSPACE=$2; shift 2 ;;
+        --out) [[ -n "${2:-}" ]] || die "--out needs a file name"; OUT=$2; shift 2 ;;
+        -h | --help) usage; exit 0 ;;
+        *) die "unknown argument '$1' (see --help)" ;;
+    esac
+done
+if [[ -z "$REQ_P16" ]]; then
+    if ((REQ_P1 == 200000)); then REQ_P16=1000000; else REQ_P16=$((REQ_P1 * 5)); fi
+fi
+
+need_cmd redis-server redis-server
+need_cmd redis-benchmark redis-tools
+need_cmd redis-cli redis-tools
+need_cmd timeout coreutils
+if [[ -n "$OUT" ]]; then
+    : >"$OUT" || die "cannot write --out file '$OUT'"
+fi
+chkv_init
+datanode_bin
+
+REDIS_PORT=$(free_port)
+start_redis "$REDIS_PORT"
+CHKV_PORT=$(free_port)
+start_datanode "$CHKV_PORT"
+for port in "$REDIS_PORT" "$CHKV_PORT"; do
+    [[ "$(rcli "$port" PING 2>&1)" == PONG ]] || die "127.0.0.1:$port does not answer PING"
+done
+
+RESULTS="$CHKV_TMP/results.csv" # server,pipeline,size,test,rps,p50_ms,p99_ms (one line per run)
+: >"$RESULTS"
+CSV_HEADER='"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"'
+
+# bench SERVER PORT PIPELINE SIZE TESTS N: one redis-benchmark invocation; appends one
+# results line per test, then FLUSHALL so the next run starts empty.
+bench() {
+    local server=$1 port=$2 pipeline=$3 size=$4 tests=$5 n=$6 out rc=0
+    local ntests
+    ntests=$(tr ',' '\n' <<<"$tests" | grep -c .)
+    local limit=$((60 + n * ntests / 2000)) # worst case 2000 req/s before we give up
+    local args=(-h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" -r "$KEYSPACE" -P "$pipeline" -t "$tests" --csv)
+    [[ "$size" != "-" ]] && args+=(-d "$size")
+    log "round $ROUND/$RUNS  $server  -P $pipeline  -d $size  -t $tests  -n $n"
+    out=$(timeout "$limit" redis-benchmark "${args[@]}" 2>>"$CHKV_TMP/redis-benchmark.stderr") || rc=$?
+    if ((rc == 124)); then
+        die "redis-benchmark against $server timed out after ${limit}s (redis-benchmark ${args[*]})"
+    elif ((rc != 0)); then
+        tail -n 5 "$CHKV_TMP/redis-benchmark.stderr" >&2
+        die "redis-benchmark against $server failed (exit $rc): redis-benchmark ${args[*]}"
+    fi
+    out=${out//$'\r'/}
+    [[ "$(head -n 1 <<<"$out")" == "$CSV_HEADER" ]] ||
+        die "unexpected redis-benchmark --csv output (need redis-benchmark >= 7.0): $(head -n 2 <<<"$out")"
+    local rows
+    rows=$(tail -n +2 <<<"$out" | awk -F'","' -v s="$server" -v p="$pipeline" -v d="$size" '
+        NF >= 8 {
+            gsub(/"/, "")
+            split($0, f, ",")
+            t = f[1]; sub(/ .*/, "", t)           # "MSET (10 keys)" -> MSET
+            print s "," p "," d "," t "," f[2] "," f[5] "," f[7]
+        }')
+    [[ "$(grep -c . <<<"$rows")" == "$ntests" ]] ||
+        die "expected $ntests result rows from redis-benchmark against $server, got: $out"
+    printf '%s\n' "$rows" >>"$RESULTS"
+    log "    $(awk -F, '{ printf "%s %.0f rps p99 %s ms   ", $4, $5, $7 }' <<<"$rows")"
+    local flushed
+    flushed=$(rcli "$port" FLUSHALL 2>&1) || true
+    [[ "$flushed" == OK ]] || die "FLUSHALL on $server returned '$flushed'"
+}
+
+log "redis-server on 127.0.0.1:$REDIS_PORT, chkv-datanode ($CHKV_BIN) on 127.0.0.1:$CHKV_PORT"
+log "runs=$RUNS clients=$CLIENTS keyspace=$KEYSPACE requests: P1=$REQ_P1 P16=$REQ_P16"
+START=$SECONDS
+for ((ROUND = 1; ROUND <= RUNS; ROUND++)); do
+    for pipeline in "${PIPELINES[@]}"; do
+        n=$REQ_P1
+        ((pipeline == 1)) || n=$REQ_P16
+        for size in "${SIZES[@]}"; do
+            bench redis "$REDIS_PORT" "$pipeline" "$size" set,get,mset "$n"
+            bench chkv "$CHKV_PORT" "$pipeline" "$size" set,get,mset "$n"
+        done
+        bench redis "$REDIS_PORT" "$pipeline" - incr "$n"
+        bench chkv "$CHKV_PORT" "$pipeline" - incr "$n"
+    done
+done
+log "benchmarks done in $((SECONDS - START))s"
+
+# Median per (server, pipeline, size, test) and metric, then one row per cell:
+# test pipeline size chkv_rps redis_rps ratio chkv_p50/p99 redis_p50/p99 p99_ratio
+TABLE="$CHKV_TMP/table.tsv"
+awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" '
+    function median(key,    n, i, j, v, a) {
+        n = split(vals[key], a, " ")
+        for (i = 2; i <= n; i++) {              # insertion sort, n is small
+            v = a[i] + 0
+            for (j = i - 1; j >= 1 && a[j] + 0 > v; j--) a[j + 1] = a[j]
+            a[j + 1] = v
+        }
+        if (n == 0) return ""
+        if (n % 2) return a[(n + 1) / 2] + 0
+        return (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    function ratio(x, y) { return (y + 0 > 0 && x != "") ? sprintf("%.2f", x / y) : "n/a" }
+    function num(x, fmt) { return x == "" ? "n/a" : sprintf(fmt, x) }
+    {
+        for (m = 5; m <= 7; m++) {
+            key = $1 SUBSEP $2 SUBSEP $3 SUBSEP $4 SUBSEP m
+            vals[key] = vals[key] " " $m
+        }
+    }
+    END {
+        print "test\tpipeline\tsize\tchkv rps\tredis rps\tratio\tchkv p50/p99 ms\tredis p50/p99 ms\tp99 ratio"
+        np = split(pipelines, P, " "); ns = split(sizes, S, " "); nt = split("SET GET INCR MSET", T, " ")
+        for (i = 1; i <= np; i++) for (k = 1; k <= nt; k++) {
+            if (T[k] == "INCR") { nd = 1; D[1] = "-" } else { nd = ns; for (x = 1; x <= ns; x++) D[x] = S[x] }
+            for (j = 1; j <= nd; j++) {
+                base = SUBSEP P[i] SUBSEP D[j] SUBSEP T[k] SUBSEP
+                crps = median("chkv" base 5); rrps = median("redis" base 5)
+                c50 = median("chkv" base 6); c99 = median("chkv" base 7)
+                r50 = median("redis" base 6); r99 = median("redis" base 7)
+                printf "%s\t%s\t%s\t%s\t%s\t%s\t%s/%s\t%s/%s\t%s\n", T[k], P[i], D[j],
+                    num(crps, "%.0f"), num(rrps, "%.0f"), ratio(crps, rrps),
+                    num(c50, "%.3f"), num(c99, "%.3f"), num(r50, "%.3f"), num(r99, "%.3f"), ratio(c99, r99)
+            }
+        }
+    }' "$RESULTS" >"$TABLE"
+
+params="redis-benchmark -c $CLIENTS -r $KEYSPACE, -n $REQ_P1 (P1) / $REQ_P16 (P16), median of $RUNS alternating rounds; $(nproc 2>/dev/null || echo '?') CPUs shared by client and servers"
+legend="ratio = chkv rps / redis rps (>1: chkv faster); p99 ratio = chkv p99 / redis p99 (<1: chkv better)"
+versions="chkv: $CHKV_BIN$(git -C "$CHKV_ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/ @ /' || true); redis: $(redis-server --version | awk '{print $3}')"
+
+echo
+echo "$params"
+echo "$versions"
+echo "$legend"
+awk -F'\t' '
+    { for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } nf = NF }
+    END {
+        for (r = 1; r <= NR; r++) {
+            line = ""
+            for (i = 1; i <= nf; i++) line = line sprintf(i <= 1 ? "%-" w[i] "s" : "  %" w[i] "s", cell[r, i])
+            print line
+            if (r == 1) { line = ""; for (i = 1; i <= nf; i++) { d = sprintf("%" w[i] "s", ""); gsub(/ /, "-", d); line = line (i > 1 ? "  " : "") d } print line }
+        }
+    }' "$TABLE"
+
+if [[ -n "$OUT" ]]; then
+    {
+        echo "# chkv-datanode vs redis-server ($(date -u +%Y-%m-%dT%H:%MZ))"
+        echo
+        echo "$params."
+        echo "$versions."
+        echo "$legend."
+        echo
+        awk -F'\t' '{ line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line
+                      if (NR == 1) { line = "|"; for (i = 1; i <= NF; i++) line = line (i <= 1 ? "---|" : "---:|"); print line } }' "$TABLE"
+    } >"$OUT"
+    log "markdown table written to $OUT"
+fi
