@@ -17,6 +17,18 @@ pub struct Config {
     pub client_query_buffer_limit: usize,
     /// Active-expiry frequency, cycles per second (Redis's `hz`).
     pub hz: u32,
+    /// Stable node id (40 hex characters); derived from the advertised address when unset.
+    pub node_id: Option<String>,
+    /// NameNode address (DataNode port); standalone when unset.
+    pub namenode: Option<std::net::SocketAddr>,
+    /// Address other nodes and clients use to reach this node, when it differs from the bound one.
+    pub advertise: Option<std::net::SocketAddr>,
+    /// Answer `-MOVED` to every connection instead of forwarding (Redis Cluster behaviour).
+    pub cluster_redirects: bool,
+    /// Heartbeat period towards the NameNode.
+    pub heartbeat_ms: u64,
+    /// Admin port address (`k` drains the node); loopback by default.
+    pub admin_addr: std::net::SocketAddr,
 }
 
 impl Default for Config {
@@ -29,6 +41,12 @@ impl Default for Config {
             proto_max_bulk_len: 512 * 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
             hz: 10,
+            node_id: None,
+            namenode: None,
+            advertise: None,
+            cluster_redirects: false,
+            heartbeat_ms: 1000,
+            admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),
         }
     }
 }

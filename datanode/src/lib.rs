@@ -8,12 +8,20 @@
 //! - [`store`]: the slot-partitioned in-memory store with lazy and active expiry.
 //! - [`cmd`]: the command table and every command's logic, as plain functions.
 //! - [`node`]: state shared by a node's connections (store, config, counters, clients).
+//! - [`cluster`]: the routing snapshot (slot owners) and the per-request routing decision.
+//! - [`peer`]: pipelined connections to other DataNodes for forwarding.
+//! - [`exec`]: running a request here, on its owner, or split over owners.
+//! - [`agent`]: registration, heartbeats and table updates with the NameNode.
 //! - [`config`]: runtime configuration and memory-size parsing.
 //! - [`server`]: the thin tokio layer: listener, connections, background tasks, shutdown.
 
+pub mod agent;
+pub mod cluster;
 pub mod cmd;
 pub mod config;
+pub mod exec;
 pub mod node;
+pub mod peer;
 pub mod resp;
 pub mod server;
 pub mod store;

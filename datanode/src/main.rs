@@ -27,6 +27,27 @@ struct Args {
     /// Active expiry cycles per second.
     #[arg(long, default_value_t = 10)]
     hz: u32,
+    /// NameNode address (its DataNode port) to join a cluster; standalone without it.
+    #[arg(long)]
+    namenode: Option<std::net::SocketAddr>,
+    /// Stable node id (40 hex characters); derived from the advertised address by default.
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Address other nodes and clients should use to reach this node.
+    #[arg(long)]
+    advertise: Option<std::net::SocketAddr>,
+    /// Answer -MOVED to every client like Redis Cluster, instead of forwarding.
+    #[arg(long)]
+    cluster_redirects: bool,
+    /// Heartbeat period towards the NameNode, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    heartbeat_ms: u64,
+    /// Address of the admin port (plain text; `k` drains the node).
+    #[arg(long, default_value = "127.0.0.1")]
+    admin_bind: IpAddr,
+    /// Admin port.
+    #[arg(long, default_value_t = 20000)]
+    admin_port: u16,
     /// Worker threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
@@ -51,6 +72,12 @@ fn main() -> anyhow::Result<()> {
         requirepass: args.requirepass.map(String::into_bytes),
         maxclients: args.maxclients,
         hz: args.hz.clamp(1, 500),
+        node_id: args.node_id,
+        namenode: args.namenode,
+        advertise: args.advertise,
+        cluster_redirects: args.cluster_redirects,
+        heartbeat_ms: args.heartbeat_ms,
+        admin_addr: std::net::SocketAddr::new(args.admin_bind, args.admin_port),
         ..Config::default()
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();

@@ -1,7 +1,9 @@
 //! The state one DataNode shares between its connections: the store, the runtime config,
 //! the server counters and the client registry. Plain Rust, no I/O: commands take a `&Node`.
 
+use crate::cluster::Routing;
 use crate::config::Config;
+use crate::peer::Peers;
 use crate::store::Db;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
@@ -95,12 +97,26 @@ pub struct Node {
     /// The address the RESP listener is bound to (known once bound).
     pub addr: Mutex<Option<SocketAddr>>,
     pub run_id: String,
+    /// This node's id in the cluster (40 hex characters).
+    pub node_id: String,
+    routing: RwLock<Arc<Routing>>,
+    pub peers: Peers,
 }
 
 impl Node {
     pub fn new(config: Config) -> Node {
+        let node_id = config.node_id.clone().unwrap_or_else(|| {
+            let addr = config
+                .advertise
+                .unwrap_or(SocketAddr::new(config.bind, config.port));
+            id_from_addr(&addr)
+        });
+        let peers = Peers::new(config.requirepass.clone());
         Node {
             db: Db::new(),
+            node_id,
+            routing: RwLock::new(Arc::new(Routing::standalone())),
+            peers,
             config: RwLock::new(config),
             stats: ServerStats::default(),
             clients: Mutex::new(BTreeMap::new()),
@@ -126,6 +142,54 @@ impl Node {
     pub fn connected_clients(&self) -> usize {
         self.clients.lock().len()
     }
+
+    /// The current routing snapshot.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.routing.read().clone()
+    }
+
+    /// Installs a new routing snapshot; older epochs are ignored. Returns whether it changed.
+    pub fn set_routing(&self, r: Routing) -> bool {
+        let mut cur = self.routing.write();
+        if !cur.standalone && r.epoch < cur.epoch {
+            return false;
+        }
+        let keep: Vec<SocketAddr> = r.nodes.iter().map(|n| n.client_addr).collect();
+        *cur = Arc::new(r);
+        drop(cur);
+        self.peers.retain(|a| keep.contains(a));
+        true
+    }
+
+    /// The address clients and peers use to reach this node.
+    pub fn advertised_addr(&self) -> SocketAddr {
+        let c = self.config.read();
+        c.advertise
+            .or(*self.addr.lock())
+            .unwrap_or(SocketAddr::new(c.bind, c.port))
+    }
+}
+
+/// A stable 40-hex-digit node id derived from an address (Redis Cluster ids are 40 hex digits).
+pub fn id_from_addr(addr: &SocketAddr) -> String {
+    let text = addr.to_string();
+    let mut out = String::with_capacity(40);
+    let mut seed: u64 = 0xcbf2_9ce4_8422_2325;
+    while out.len() < 40 {
+        let mut h = seed;
+        for b in text.bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        // splitmix64 finaliser, so ids of similar addresses look unrelated.
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+        out.push_str(&format!("{h:016x}"));
+        seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    }
+    out.truncate(40);
+    out
 }
 
 /// `n` random hex digits (run ids).

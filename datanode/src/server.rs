@@ -6,8 +6,9 @@
 //! not N. Replies are written before more input is read, so a client that does not read its
 //! replies is slowed down by TCP, not buffered without bound.
 
-use crate::cmd::{dispatch, Ctx, Session};
+use crate::cmd::{Redirects, Session};
 use crate::config::Config;
+use crate::exec::{plan, Planned, Replies};
 use crate::node::Node;
 use crate::resp::{Limits, Parser};
 use crate::store::now_ms;
@@ -49,13 +50,20 @@ impl ServerHandle {
 }
 
 /// Binds the listener and starts serving in the background.
-pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
+pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
     let listener = TcpListener::bind((config.bind, config.port)).await?;
     let addr = listener.local_addr()?;
+    // The node id derives from the address actually bound (port 0 picks one).
+    config.port = addr.port();
     let node = Arc::new(Node::new(config));
     *node.addr.lock() = Some(addr);
     info!(%addr, "listening for RESP clients");
     let (stop, stop_rx) = watch::channel(false);
+    let namenode = node.config.read().namenode;
+    if let Some(nn) = namenode {
+        let admin = node.config.read().admin_addr;
+        tokio::spawn(crate::agent::run(node.clone(), nn, admin, stop_rx.clone()));
+    }
     let done = tokio::spawn(serve(listener, node.clone(), stop_rx));
     Ok(ServerHandle {
         node,
@@ -131,13 +139,20 @@ fn accept(
 }
 
 async fn connection(
-    node: &Node,
+    node: &Arc<Node>,
     mut sock: TcpStream,
     info: Arc<crate::node::ClientInfo>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let authed = node.config.read().requirepass.is_none();
+    let (authed, redirects) = {
+        let c = node.config.read();
+        (c.requirepass.is_none(), c.cluster_redirects)
+    };
     let mut session = Session::new(info, authed);
+    if redirects {
+        session.redirects = Redirects::Redirect;
+    }
+    let mut replies = Replies::default();
     let mut parser = Parser::new();
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
@@ -150,22 +165,21 @@ async fn connection(
             }
         };
         let mut commands = 0u64;
+        let routing = node.routing();
         loop {
             match parser.next(&mut inbuf, &limits, session.authenticated) {
                 Ok(Some(req)) => {
                     commands += 1;
-                    let mut ctx = Ctx {
-                        node,
-                        session: &mut session,
-                        now: now_ms(),
-                    };
-                    let reply = dispatch(&mut ctx, &req);
-                    reply.encode(session.proto, &mut out);
+                    match plan(node, &mut session, &routing, &req) {
+                        Planned::Now(reply) => reply.encode(session.proto, &mut out),
+                        Planned::Later(p) => replies.push_pending(&mut out, p),
+                    }
                     if session.quit {
+                        replies.resolve_into(node, &mut session, &mut out).await;
                         sock.write_all(&out).await?;
                         return Ok(());
                     }
-                    if out.len() >= OUT_FLUSH {
+                    if out.len() >= OUT_FLUSH && replies.is_empty() {
                         sock.write_all(&out).await?;
                         node.stats
                             .net_output_bytes
@@ -176,6 +190,7 @@ async fn connection(
                 Ok(None) => break,
                 Err(e) => {
                     // Like Redis: answer what came before, report the error, close.
+                    replies.resolve_into(node, &mut session, &mut out).await;
                     out.extend_from_slice(b"-ERR ");
                     out.extend_from_slice(e.to_string().as_bytes());
                     out.extend_from_slice(b"\r\n");
@@ -184,6 +199,9 @@ async fn connection(
                     return Ok(());
                 }
             }
+        }
+        if !replies.is_empty() {
+            replies.resolve_into(node, &mut session, &mut out).await;
         }
         if commands > 0 {
             node.stats.total_commands.fetch_add(commands, Relaxed);

@@ -9,8 +9,10 @@
 //! - [`strings`]: GET, SET and the other string commands.
 //! - [`keys`]: DEL, EXPIRE, SCAN and the other keyspace commands.
 //! - [`server`]: connection and server commands (PING, HELLO, AUTH, CLIENT, INFO, CONFIG, ...).
+//! - [`cluster`]: CLUSTER, the slot table as Redis Cluster reports it.
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
 
+pub mod cluster;
 pub mod docs;
 pub mod keys;
 pub mod server;
@@ -105,6 +107,21 @@ pub struct Session {
     pub authenticated: bool,
     /// Set by QUIT: the connection closes after this reply.
     pub quit: bool,
+    /// How requests for other nodes' slots are handled on this connection.
+    pub redirects: Redirects,
+}
+
+/// What a connection gets for keys this node does not own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Redirects {
+    /// Plain clients: the node forwards (and splits multi-key commands) for them.
+    #[default]
+    Forward,
+    /// Cluster-aware clients: `-MOVED` and `-CROSSSLOT`, exactly like Redis Cluster.
+    Redirect,
+    /// Another DataNode forwarding to us: run if every key is local, else `-MOVED`, so
+    /// forwarding never takes more than one hop.
+    Internal,
 }
 
 impl Session {
@@ -114,6 +131,7 @@ impl Session {
             proto: Protocol::Resp2,
             authenticated,
             quit: false,
+            redirects: Redirects::Forward,
         }
     }
 }
@@ -134,6 +152,7 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(strings::COMMANDS.iter());
         v.extend(keys::COMMANDS.iter());
         v.extend(server::COMMANDS.iter());
+        v.extend(cluster::COMMANDS.iter());
         v.extend(docs::COMMANDS.iter());
         v
     })

@@ -294,7 +294,7 @@ static CONFIG_SUBCOMMANDS: &[CommandSpec] = &[
 ];
 
 /// Container commands are dispatched to their subcommands before a handler runs.
-fn container(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+pub(crate) fn container(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
     Err(Frame::err("ERR missing subcommand"))
 }
 

@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use std::borrow::Cow;
 
 /// The protocol a connection speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Protocol {
     #[default]
     Resp2,

@@ -7,6 +7,7 @@
 
 pub mod frame;
 pub mod parse;
+pub mod reply;
 
 pub use frame::{Frame, Protocol};
 pub use parse::{Limits, ParseError, Parser, Request};

@@ -1,0 +1,152 @@
+//! The DataNode's link to the NameNode.
+//!
+//! Registers (with the epoch and slots it last knew, so a restarted NameNode can rebuild its
+//! state from the DataNodes), heartbeats, applies every pushed table and answers probes. When
+//! the NameNode is away the node keeps serving with its last table and reconnects with
+//! backoff. Messages are newline-delimited JSON (see `chkv_common::proto`).
+
+use crate::cluster::Routing;
+use crate::node::Node;
+use chkv_common::proto::{
+    decode_line, encode_line, DataNodeToNameNode, NameNodeToDataNode, PROTOCOL_VERSION,
+};
+use chkv_common::ring::NodeId;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// Why a session with the NameNode ended.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("i/o with the NameNode: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad message from the NameNode: {0}")]
+    Proto(#[from] chkv_common::ProtoError),
+    #[error("the NameNode closed the connection")]
+    Closed,
+    #[error("the NameNode refused us: {0}")]
+    Refused(String),
+}
+
+/// Runs until `stop` fires: connect, register, serve the session, reconnect.
+pub async fn run(
+    node: Arc<Node>,
+    namenode: SocketAddr,
+    admin_addr: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let session = session(&node, namenode, admin_addr, &mut stop);
+        match session.await {
+            Ok(()) => return,
+            Err(e) => {
+                warn!(%namenode, error = %e, "NameNode session ended; serving with the last table");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// My slot runs in `routing`, for re-registration.
+fn owned_ranges(r: &Routing) -> Option<Vec<(u16, u16)>> {
+    if r.standalone {
+        return None;
+    }
+    let me = r.me?;
+    Some(
+        r.ranges()
+            .into_iter()
+            .filter(|(_, _, o)| *o == me)
+            .map(|(s, e, _)| (s, e))
+            .collect(),
+    )
+}
+
+async fn send(
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    msg: &DataNodeToNameNode,
+) -> Result<(), AgentError> {
+    let line = encode_line(msg)?;
+    w.write_all(&line).await?;
+    Ok(())
+}
+
+async fn session(
+    node: &Arc<Node>,
+    namenode: SocketAddr,
+    admin_addr: SocketAddr,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), AgentError> {
+    let sock = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(namenode))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = sock.set_nodelay(true);
+    let (rd, mut wr) = sock.into_split();
+    let mut lines = BufReader::new(rd).lines();
+    let node_id = NodeId::new(node.node_id.clone());
+    let routing = node.routing();
+    send(
+        &mut wr,
+        &DataNodeToNameNode::Register {
+            version: PROTOCOL_VERSION,
+            node_id: node_id.clone(),
+            client_addr: node.advertised_addr(),
+            admin_addr,
+            epoch_seen: if routing.standalone { 0 } else { routing.epoch },
+            owned_slots: owned_ranges(&routing),
+        },
+    )
+    .await?;
+    info!(%namenode, id = %node.node_id, "registered with the NameNode");
+    let period = Duration::from_millis(node.config.read().heartbeat_ms.max(10));
+    let mut beat = tokio::time::interval(period);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            line = lines.next_line() => {
+                let Some(line) = line? else { return Err(AgentError::Closed) };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match decode_line::<NameNodeToDataNode>(line.as_bytes())? {
+                    NameNodeToDataNode::Welcome { table, nodes, .. }
+                    | NameNodeToDataNode::Table { table, nodes, .. } => {
+                        let r = Routing::from_table(&table, &nodes, &node.node_id);
+                        let (epoch, mine) = (r.epoch, r.my_slot_count());
+                        if node.set_routing(r) {
+                            info!(epoch, slots = mine, "applied slot table");
+                        }
+                    }
+                    NameNodeToDataNode::Ping { nonce } => {
+                        send(&mut wr, &DataNodeToNameNode::Pong { node_id: node_id.clone(), nonce }).await?;
+                    }
+                    NameNodeToDataNode::Migrate { epoch, .. } => {
+                        debug!(epoch, "migration order ignored: handoff is not built yet");
+                    }
+                    NameNodeToDataNode::Error { message } => return Err(AgentError::Refused(message)),
+                }
+            }
+            _ = beat.tick() => {
+                let r = node.routing();
+                send(&mut wr, &DataNodeToNameNode::Heartbeat {
+                    node_id: node_id.clone(),
+                    epoch: if r.standalone { 0 } else { r.epoch },
+                    keys: node.db.len(),
+                    used_memory: node.db.used_memory(),
+                    ops: node.stats.total_commands.load(Relaxed),
+                }).await?;
+            }
+            _ = stop.changed() => return Ok(()),
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Cluster membership as one DataNode sees it, and where each request should run.
+//!
+//! A [`Routing`] is an immutable snapshot: the slot table the NameNode last pushed, the
+//! addresses of the nodes in it and which of them is this node. Connections read the current
+//! snapshot (an `Arc`) and decide with [`route`]; a new table replaces the snapshot whole.
+//! Without a NameNode the node is standalone and owns every slot.
+
+use crate::cmd::CommandSpec;
+use crate::resp::Request;
+use chkv_common::proto::NodeInfo;
+use chkv_common::ring::SlotTable;
+use chkv_common::{key_slot, Slot, SLOT_COUNT};
+use std::net::SocketAddr;
+
+/// Marks a slot no node owns.
+pub const UNOWNED: u16 = u16::MAX;
+
+/// An immutable view of the cluster.
+#[derive(Clone, Debug)]
+pub struct Routing {
+    pub epoch: u64,
+    /// True without a NameNode: every slot is local.
+    pub standalone: bool,
+    /// Nodes of the table; indexes in `owners` point here.
+    pub nodes: Vec<NodeInfo>,
+    /// This node's index in `nodes`, if it is there.
+    pub me: Option<u16>,
+    /// Owner index of every slot, or [`UNOWNED`].
+    pub owners: Vec<u16>,
+}
+
+/// Where a slot is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    Local,
+    Remote(u16),
+    Unassigned,
+}
+
+impl Routing {
+    /// A node without a cluster: it owns every slot.
+    pub fn standalone() -> Routing {
+        Routing {
+            epoch: 0,
+            standalone: true,
+            nodes: vec![],
+            me: None,
+            owners: vec![],
+        }
+    }
+
+    /// The routing for a table the NameNode pushed. `my_id` is this node's id.
+    pub fn from_table(table: &SlotTable, infos: &[NodeInfo], my_id: &str) -> Routing {
+        // Keep only nodes with an address; owners of unknown nodes are treated as unassigned.
+        let nodes: Vec<NodeInfo> = table
+            .nodes()
+            .iter()
+            .filter_map(|id| infos.iter().find(|n| &n.id == id).cloned())
+            .collect();
+        let index_of = |id: &chkv_common::ring::NodeId| {
+            nodes
+                .iter()
+                .position(|n| &n.id == id)
+                .map_or(UNOWNED, |i| i as u16)
+        };
+        let table_to_ours: Vec<u16> = table.nodes().iter().map(index_of).collect();
+        let mut owners = vec![UNOWNED; SLOT_COUNT];
+        for (start, end, idx) in table.ranges() {
+            let ours = table_to_ours.get(idx as usize).copied().unwrap_or(UNOWNED);
+            for o in &mut owners[start as usize..=end as usize] {
+                *o = ours;
+            }
+        }
+        let me = nodes
+            .iter()
+            .position(|n| n.id.as_str() == my_id)
+            .map(|i| i as u16);
+        Routing {
+            epoch: table.epoch(),
+            standalone: false,
+            nodes,
+            me,
+            owners,
+        }
+    }
+
+    /// Who serves `slot`.
+    pub fn owner(&self, slot: u16) -> Owner {
+        if self.standalone {
+            return Owner::Local;
+        }
+        match self.owners.get(slot as usize).copied() {
+            None | Some(UNOWNED) => Owner::Unassigned,
+            Some(o) if Some(o) == self.me => Owner::Local,
+            Some(o) => Owner::Remote(o),
+        }
+    }
+
+    /// The client address of node `idx`.
+    pub fn addr(&self, idx: u16) -> Option<SocketAddr> {
+        self.nodes.get(idx as usize).map(|n| n.client_addr)
+    }
+
+    /// Contiguous slot runs and their owner index: `(start, end, owner)`, unowned runs left out.
+    pub fn ranges(&self) -> Vec<(u16, u16, u16)> {
+        let mut out: Vec<(u16, u16, u16)> = Vec::new();
+        for (s, &o) in self.owners.iter().enumerate() {
+            if o == UNOWNED {
+                continue;
+            }
+            match out.last_mut() {
+                Some(last) if last.2 == o && last.1 as usize + 1 == s => last.1 = s as u16,
+                _ => out.push((s as u16, s as u16, o)),
+            }
+        }
+        out
+    }
+
+    /// Number of slots this node owns.
+    pub fn my_slot_count(&self) -> usize {
+        if self.standalone {
+            return SLOT_COUNT;
+        }
+        self.me
+            .map_or(0, |me| self.owners.iter().filter(|&&o| o == me).count())
+    }
+}
+
+/// What to do with a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// Run here.
+    Local,
+    /// Every key belongs to this other node: forward the whole request.
+    Remote(u16),
+    /// Keys belong to several nodes: split by owner and merge (plain connections only).
+    Split,
+    /// Redis Cluster's `-MOVED` for cluster-aware connections.
+    Moved { slot: u16, addr: SocketAddr },
+    /// Keys in different slots on a cluster-aware connection, or a command that cannot be
+    /// split spanning nodes.
+    CrossSlot,
+    /// The slot has no owner (`-CLUSTERDOWN`).
+    Down,
+}
+
+/// Commands a plain connection may have split across nodes (and how their answers merge).
+pub fn splittable(name: &str) -> bool {
+    matches!(
+        name,
+        "mget" | "mset" | "del" | "unlink" | "exists" | "touch"
+    )
+}
+
+/// Decides where `req` (a command described by `spec`) runs.
+pub fn route(routing: &Routing, spec: &CommandSpec, req: &Request, redirects: bool) -> Route {
+    if routing.standalone || spec.first_key <= 0 {
+        return Route::Local;
+    }
+    let mut positions = spec.key_positions(req.len());
+    let Some(first) = positions.next() else {
+        return Route::Local;
+    };
+    let first_slot = key_slot(req.arg(first));
+    let mut same_slot = true;
+    let mut owner = routing.owner(first_slot);
+    let mut same_owner = true;
+    for i in positions {
+        let s = key_slot(req.arg(i));
+        if s != first_slot {
+            same_slot = false;
+            if routing.owner(s) != owner {
+                same_owner = false;
+                if owner == Owner::Unassigned || routing.owner(s) == Owner::Unassigned {
+                    owner = Owner::Unassigned;
+                }
+            }
+        }
+    }
+    if redirects {
+        if !same_slot {
+            return Route::CrossSlot;
+        }
+        return match owner {
+            Owner::Local => Route::Local,
+            Owner::Remote(o) => routing.addr(o).map_or(Route::Down, |addr| Route::Moved {
+                slot: first_slot,
+                addr,
+            }),
+            Owner::Unassigned => Route::Down,
+        };
+    }
+    if owner == Owner::Unassigned {
+        return Route::Down;
+    }
+    if !same_owner {
+        return if splittable(spec.name) {
+            Route::Split
+        } else {
+            Route::CrossSlot
+        };
+    }
+    match owner {
+        Owner::Local => Route::Local,
+        Owner::Remote(o) => Route::Remote(o),
+        Owner::Unassigned => Route::Down,
+    }
+}
+
+/// Slot of a key, as a [`Slot`].
+pub fn slot_of(key: &[u8]) -> Slot {
+    Slot::of(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::lookup;
+    use chkv_common::ring::{NodeId, Ring};
+
+    fn three_nodes() -> (SlotTable, Vec<NodeInfo>) {
+        let mut ring = Ring::default();
+        let mut infos = vec![];
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            ring.add(NodeId::new(*id));
+            infos.push(NodeInfo {
+                id: NodeId::new(*id),
+                client_addr: format!("127.0.0.1:{}", 7000 + i).parse().expect("addr"),
+                admin_addr: format!("127.0.0.1:{}", 8000 + i).parse().expect("addr"),
+            });
+        }
+        (ring.slot_table(), infos)
+    }
+
+    fn req(args: &[&str]) -> Request {
+        Request::from_args(args.iter().map(|s| s.as_bytes()))
+    }
+
+    fn key_owned_by(r: &Routing, want: Owner) -> String {
+        (0..100_000)
+            .map(|i| format!("k{i}"))
+            .find(|k| r.owner(key_slot(k.as_bytes())) == want)
+            .expect("some key")
+    }
+
+    #[test]
+    fn table_to_routing() {
+        let (table, infos) = three_nodes();
+        let r = Routing::from_table(&table, &infos, "b");
+        assert_eq!(r.me, Some(1));
+        let total: usize = (0..3u16)
+            .map(|i| r.owners.iter().filter(|&&o| o == i).count())
+            .sum();
+        assert_eq!(total, SLOT_COUNT);
+        assert!(r.my_slot_count() > 4000);
+        let ranges = r.ranges();
+        assert_eq!(
+            ranges
+                .iter()
+                .map(|(s, e, _)| (e - s) as usize + 1)
+                .sum::<usize>(),
+            SLOT_COUNT
+        );
+        for s in 0..SLOT_COUNT as u16 {
+            let want = table.owner(Slot::new(s).expect("slot")).map(|n| n.as_str());
+            let got = match r.owner(s) {
+                Owner::Local => Some("b"),
+                Owner::Remote(i) => Some(r.nodes[i as usize].id.as_str()),
+                Owner::Unassigned => None,
+            };
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn routes() {
+        let (table, infos) = three_nodes();
+        let r = Routing::from_table(&table, &infos, "a");
+        let local = key_owned_by(&r, Owner::Local);
+        let remote = key_owned_by(&r, Owner::Remote(1));
+        let get = lookup(b"get").expect("get").1;
+        let mget = lookup(b"mget").expect("mget").1;
+        let msetnx = lookup(b"msetnx").expect("msetnx").1;
+        let ping = lookup(b"ping").expect("ping").1;
+        assert_eq!(route(&r, get, &req(&["GET", &local]), false), Route::Local);
+        assert_eq!(
+            route(&r, get, &req(&["GET", &remote]), false),
+            Route::Remote(1)
+        );
+        assert_eq!(route(&r, ping, &req(&["PING"]), false), Route::Local);
+        assert_eq!(
+            route(&r, mget, &req(&["MGET", &local, &remote]), false),
+            Route::Split
+        );
+        assert_eq!(
+            route(
+                &r,
+                msetnx,
+                &req(&["MSETNX", &local, "1", &remote, "2"]),
+                false
+            ),
+            Route::CrossSlot
+        );
+        // Cluster-aware connections get MOVED and CROSSSLOT like Redis Cluster.
+        let slot = key_slot(remote.as_bytes());
+        assert_eq!(
+            route(&r, get, &req(&["GET", &remote]), true),
+            Route::Moved {
+                slot,
+                addr: "127.0.0.1:7001".parse().expect("addr")
+            }
+        );
+        assert_eq!(
+            route(&r, mget, &req(&["MGET", "{t}a", "{t}b"]), true),
+            route(&r, get, &req(&["GET", "{t}a"]), true)
+        );
+        assert_eq!(
+            route(&r, mget, &req(&["MGET", &local, &remote]), true),
+            Route::CrossSlot
+        );
+        assert_eq!(
+            route(&Routing::standalone(), get, &req(&["GET", &remote]), true),
+            Route::Local
+        );
+    }
+
+    #[test]
+    fn empty_table_is_down() {
+        let r = Routing::from_table(&SlotTable::empty(1), &[], "a");
+        let get = lookup(b"get").expect("get").1;
+        assert_eq!(route(&r, get, &req(&["GET", "k"]), false), Route::Down);
+    }
+}

@@ -1,0 +1,327 @@
+//! CLUSTER: the slot table as Redis Cluster reports it, so cluster-aware clients can route.
+//!
+//! Asking for the topology (SLOTS, SHARDS, NODES) marks the connection cluster-aware: from
+//! then on it gets `-MOVED` and `-CROSSSLOT` like a Redis Cluster client expects, instead of
+//! having its requests forwarded. `CLUSTER REDIRECTS YES|NO` sets that choice explicitly.
+
+use super::flags::*;
+use super::*;
+use crate::cluster::Owner;
+use chkv_common::{key_slot, SLOT_COUNT};
+use std::fmt::Write as _;
+
+const G: &str = "cluster";
+
+pub static COMMANDS: &[CommandSpec] = &[CommandSpec {
+    subcommands: SUBCOMMANDS,
+    ..spec(
+        "cluster",
+        -2,
+        0,
+        NO_KEYS,
+        G,
+        "3.0.0",
+        "A container for Redis Cluster commands.",
+        "",
+        super::server::container,
+    )
+}];
+
+static SUBCOMMANDS: &[CommandSpec] = &[
+    spec("slots", 2, LOADING | STALE, NO_KEYS, G, "3.0.0",
+        "Returns the mapping of cluster slots to nodes.", "", slots),
+    spec("shards", 2, LOADING | STALE, NO_KEYS, G, "7.0.0",
+        "Returns the mapping of cluster slots to shards.", "", shards),
+    spec("nodes", 2, LOADING | STALE, NO_KEYS, G, "3.0.0",
+        "Returns the cluster configuration for a node.", "", nodes),
+    spec("keyslot", 3, STALE, NO_KEYS, G, "3.0.0",
+        "Returns the hash slot for a key.", "key", keyslot),
+    spec("info", 2, LOADING | STALE, NO_KEYS, G, "3.0.0",
+        "Returns information about the state of a node.", "", info),
+    spec("myid", 2, LOADING | STALE, NO_KEYS, G, "3.0.0",
+        "Returns the ID of a node.", "", myid),
+    spec("countkeysinslot", 3, STALE, NO_KEYS, G, "3.0.0",
+        "Returns the number of keys in a hash slot.", "slot", countkeysinslot),
+    spec("getkeysinslot", 4, STALE, NO_KEYS, G, "3.0.0",
+        "Returns the key names in a hash slot.", "slot count", getkeysinslot),
+    spec("redirects", 3, STALE | FAST, NO_KEYS, G, "7.2.4",
+        "CHKV: YES makes this connection receive MOVED/CROSSSLOT like a cluster client; NO has the node forward its requests.",
+        "YES | NO | INTERNAL", redirects),
+    spec("help", 2, LOADING | STALE, NO_KEYS, G, "5.0.0",
+        "Returns helpful text about the different subcommands.", "", help),
+];
+
+/// A node as CLUSTER reports it: id, address, whether it is this node, its slot runs.
+type NodeView = (String, std::net::SocketAddr, bool, Vec<(u16, u16)>);
+
+/// The nodes to report and the slot runs of each.
+fn topology(ctx: &Ctx<'_>) -> Vec<NodeView> {
+    let r = ctx.node.routing();
+    let my_addr = ctx.node.advertised_addr();
+    if r.standalone {
+        return vec![(
+            ctx.node.node_id.clone(),
+            my_addr,
+            true,
+            vec![(0, SLOT_COUNT as u16 - 1)],
+        )];
+    }
+    let mut out: Vec<_> = r
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            (
+                n.id.as_str().to_string(),
+                n.client_addr,
+                r.me == Some(i as u16),
+                vec![],
+            )
+        })
+        .collect();
+    for (s, e, o) in r.ranges() {
+        if let Some(n) = out.get_mut(o as usize) {
+            n.3.push((s, e));
+        }
+    }
+    out
+}
+
+fn slots(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    ctx.session.redirects = Redirects::Redirect;
+    let mut runs = vec![];
+    for (id, addr, _, ranges) in topology(ctx) {
+        for (s, e) in ranges {
+            runs.push((s, e, id.clone(), addr));
+        }
+    }
+    runs.sort_by_key(|r| r.0);
+    Ok(Frame::Array(
+        runs.into_iter()
+            .map(|(s, e, id, addr)| {
+                Frame::Array(vec![
+                    Frame::Integer(s as i64),
+                    Frame::Integer(e as i64),
+                    Frame::Array(vec![
+                        Frame::bulk(addr.ip().to_string()),
+                        Frame::Integer(addr.port() as i64),
+                        Frame::bulk(id),
+                        Frame::Array(vec![]),
+                    ]),
+                ])
+            })
+            .collect(),
+    ))
+}
+
+fn shards(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    ctx.session.redirects = Redirects::Redirect;
+    let kv = |k: &'static str, v: Frame| (Frame::bulk_static(k), v);
+    Ok(Frame::Array(
+        topology(ctx)
+            .into_iter()
+            .map(|(id, addr, _, ranges)| {
+                let slots = ranges
+                    .iter()
+                    .flat_map(|(s, e)| [Frame::Integer(*s as i64), Frame::Integer(*e as i64)])
+                    .collect();
+                Frame::Map(vec![
+                    kv("slots", Frame::Array(slots)),
+                    kv(
+                        "nodes",
+                        Frame::Array(vec![Frame::Map(vec![
+                            kv("id", Frame::bulk(id)),
+                            kv("port", Frame::Integer(addr.port() as i64)),
+                            kv("ip", Frame::bulk(addr.ip().to_string())),
+                            kv("endpoint", Frame::bulk(addr.ip().to_string())),
+                            kv("role", Frame::bulk_static("master")),
+                            kv("replication-offset", Frame::Integer(0)),
+                            kv("health", Frame::bulk_static("online")),
+                        ])]),
+                    ),
+                ])
+            })
+            .collect(),
+    ))
+}
+
+/// The CLUSTER NODES text.
+pub fn nodes_text(ctx: &Ctx<'_>) -> String {
+    let epoch = ctx.node.routing().epoch;
+    let mut out = String::new();
+    for (id, addr, me, ranges) in topology(ctx) {
+        let flags = if me { "myself,master" } else { "master" };
+        let _ = write!(
+            out,
+            "{id} {addr}@{} {flags} - 0 0 {epoch} connected",
+            addr.port() as u32 + 10000
+        );
+        for (s, e) in ranges {
+            if s == e {
+                let _ = write!(out, " {s}");
+            } else {
+                let _ = write!(out, " {s}-{e}");
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn nodes(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    ctx.session.redirects = Redirects::Redirect;
+    Ok(Frame::Verbatim(bytes::Bytes::from(nodes_text(ctx))))
+}
+
+fn keyslot(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    Ok(Frame::Integer(key_slot(req.arg(2)) as i64))
+}
+
+fn info(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    let r = ctx.node.routing();
+    let (assigned, known) = if r.standalone {
+        (SLOT_COUNT, 1)
+    } else {
+        (
+            r.owners
+                .iter()
+                .filter(|&&o| o != crate::cluster::UNOWNED)
+                .count(),
+            r.nodes.len(),
+        )
+    };
+    let state = if assigned == SLOT_COUNT { "ok" } else { "fail" };
+    let text = format!(
+        "cluster_enabled:1\r\ncluster_state:{state}\r\ncluster_slots_assigned:{assigned}\r\n\
+         cluster_slots_ok:{assigned}\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:0\r\n\
+         cluster_known_nodes:{known}\r\ncluster_size:{known}\r\ncluster_current_epoch:{e}\r\n\
+         cluster_my_epoch:{e}\r\ncluster_stats_messages_sent:0\r\ncluster_stats_messages_received:0\r\n",
+        e = r.epoch
+    );
+    Ok(Frame::Verbatim(bytes::Bytes::from(text)))
+}
+
+fn myid(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    Ok(Frame::bulk(&ctx.node.node_id))
+}
+
+fn slot_arg(a: &[u8]) -> Result<u16, Frame> {
+    match parse_i64(a) {
+        Some(s) if (0..SLOT_COUNT as i64).contains(&s) => Ok(s as u16),
+        _ => Err(Frame::err("ERR Invalid slot")),
+    }
+}
+
+fn countkeysinslot(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let s = slot_arg(req.arg(2))?;
+    Ok(Frame::Integer(ctx.node.db.slot_len(s) as i64))
+}
+
+fn getkeysinslot(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let s = slot_arg(req.arg(2))?;
+    let n = match parse_i64(req.arg(3)) {
+        Some(n) if n >= 0 => n as usize,
+        _ => return Err(Frame::err("ERR Invalid number of keys")),
+    };
+    let keys = ctx.node.db.lock(s).keys(n, ctx.now);
+    Ok(Frame::Array(keys.into_iter().map(Frame::Bulk).collect()))
+}
+
+fn redirects(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let a = req.arg(2);
+    ctx.session.redirects = if is(a, "YES") {
+        Redirects::Redirect
+    } else if is(a, "NO") {
+        Redirects::Forward
+    } else if is(a, "INTERNAL") {
+        Redirects::Internal
+    } else {
+        return Err(ERR_SYNTAX);
+    };
+    Ok(Frame::ok())
+}
+
+fn help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    Ok(Frame::Array(
+        [
+            "CLUSTER <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "COUNTKEYSINSLOT <slot>",
+            "GETKEYSINSLOT <slot> <count>",
+            "INFO",
+            "KEYSLOT <key>",
+            "MYID",
+            "NODES",
+            "REDIRECTS YES|NO|INTERNAL",
+            "    YES: answer MOVED/CROSSSLOT like Redis Cluster; NO: forward to the owner;",
+            "    INTERNAL: run only when every key is local, else MOVED (used between nodes).",
+            "SHARDS",
+            "SLOTS",
+            "HELP",
+        ]
+        .iter()
+        .map(|l| Frame::simple(l))
+        .collect(),
+    ))
+}
+
+/// Whether this node owns `slot` now.
+pub fn owns(ctx: &Ctx<'_>, slot: u16) -> bool {
+    ctx.node.routing().owner(slot) == Owner::Local
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use crate::resp::Frame;
+
+    #[test]
+    fn standalone_cluster_view() {
+        let mut h = Harness::new();
+        assert_eq!(h.run(&["CLUSTER", "KEYSLOT", "foo"]), int(12182));
+        assert_eq!(
+            h.run(&["CLUSTER", "KEYSLOT", "{user1000}.a"]),
+            int(chkv_common::key_slot(b"user1000") as i64)
+        );
+        let Frame::Array(slots) = h.run(&["CLUSTER", "SLOTS"]) else {
+            panic!()
+        };
+        assert_eq!(slots.len(), 1);
+        assert_eq!(h.session.redirects, super::Redirects::Redirect);
+        let Frame::Bulk(id) = h.run(&["CLUSTER", "MYID"]) else {
+            panic!()
+        };
+        assert_eq!(id.len(), 40);
+        let Frame::Verbatim(nodes) = h.run(&["CLUSTER", "NODES"]) else {
+            panic!()
+        };
+        let nodes = String::from_utf8_lossy(&nodes).into_owned();
+        assert!(
+            nodes.contains("myself,master") && nodes.trim_end().ends_with("0-16383"),
+            "{nodes}"
+        );
+        let Frame::Verbatim(info) = h.run(&["CLUSTER", "INFO"]) else {
+            panic!()
+        };
+        assert!(String::from_utf8_lossy(&info).contains("cluster_state:ok"));
+        h.run(&["SET", "foo", "1"]);
+        assert_eq!(h.run(&["CLUSTER", "COUNTKEYSINSLOT", "12182"]), int(1));
+        assert_eq!(
+            h.run(&["CLUSTER", "GETKEYSINSLOT", "12182", "10"]),
+            Frame::Array(vec![bulk("foo")])
+        );
+        assert_eq!(
+            h.run(&["CLUSTER", "COUNTKEYSINSLOT", "16384"]),
+            err("ERR Invalid slot")
+        );
+        assert_eq!(
+            h.run(&["CLUSTER", "GETKEYSINSLOT", "1", "-1"]),
+            err("ERR Invalid number of keys")
+        );
+        assert_eq!(h.run(&["CLUSTER", "REDIRECTS", "NO"]), Frame::ok());
+        assert_eq!(h.session.redirects, super::Redirects::Forward);
+        assert_eq!(
+            h.run(&["CLUSTER", "REDIRECTS", "MAYBE"]),
+            err("ERR syntax error")
+        );
+    }
+}

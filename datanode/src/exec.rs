@@ -1,0 +1,397 @@
+//! Running requests across the cluster: here, on the owner, or split over several owners.
+//!
+//! [`plan`] decides synchronously for each request. Local requests are answered at once;
+//! forwarded ones leave a [`Pending`] reply whose bytes arrive later. The connection keeps
+//! replies in request order by queueing encoded local replies and pendings in one list and
+//! resolving it in order ([`resolve`]) before writing. A pipeline of forwarded requests is
+//! therefore sent to each owner in one go and answered in order.
+//!
+//! When a forwarded request comes back `-MOVED` (the owner's table is newer or older than
+//! ours) or its connection fails, the request is planned again with the current table and
+//! retried a bounded number of times.
+
+use crate::cluster::{route, Owner, Route, Routing};
+use crate::cmd::{dispatch, lookup, Ctx, Redirects, Session};
+use crate::node::Node;
+use crate::peer::PeerReply;
+use crate::resp::reply::parse_reply;
+use crate::resp::{Frame, Protocol, Request};
+use crate::store::now_ms;
+use bytes::{Bytes, BytesMut};
+use chkv_common::key_slot;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Attempts for a forwarded request before giving up.
+const MAX_TRIES: usize = 8;
+
+/// A reply that is not known yet.
+pub enum Pending {
+    /// The whole request went to one owner; its raw reply is relayed.
+    Remote {
+        req: Request,
+        rx: oneshot::Receiver<PeerReply>,
+    },
+    /// A multi-key request split over owners.
+    Split { req: Request, parts: Vec<Part> },
+}
+
+/// One owner's share of a split request.
+pub enum Part {
+    Done {
+        positions: Vec<usize>,
+        reply: Frame,
+    },
+    Remote {
+        positions: Vec<usize>,
+        sub: Request,
+        rx: oneshot::Receiver<PeerReply>,
+    },
+}
+
+/// How a request is answered.
+pub enum Planned {
+    Now(Frame),
+    Later(Pending),
+}
+
+fn run_local(node: &Node, session: &mut Session, req: &Request) -> Frame {
+    let mut ctx = Ctx {
+        node,
+        session,
+        now: now_ms(),
+    };
+    dispatch(&mut ctx, req)
+}
+
+fn moved(slot: u16, addr: SocketAddr) -> Frame {
+    Frame::error(format!("MOVED {slot} {addr}"))
+}
+
+const CROSSSLOT: Frame = Frame::err("CROSSSLOT Keys in request don't hash to the same slot");
+const CLUSTERDOWN: Frame = Frame::err("CLUSTERDOWN Hash slot not served");
+
+/// Decides how to answer `req` under `routing`, starting any forwarding it needs.
+pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Planned {
+    if routing.standalone {
+        return Planned::Now(run_local(node, session, req));
+    }
+    let spec = match lookup(req.arg(0)) {
+        Some((_, spec))
+            if session.authenticated && spec.first_key > 0 && spec.arity_ok(req.len()) =>
+        {
+            spec
+        }
+        // Errors, keyless and node-local commands run here.
+        _ => return Planned::Now(run_local(node, session, req)),
+    };
+    let mode = session.redirects;
+    let r = route(routing, spec, req, mode == Redirects::Redirect);
+    match (r, mode) {
+        (Route::Local, _) => Planned::Now(run_local(node, session, req)),
+        (Route::Moved { slot, addr }, _) => Planned::Now(moved(slot, addr)),
+        (Route::Down, _) => Planned::Now(CLUSTERDOWN),
+        (_, Redirects::Internal) => {
+            // Send the forwarder to the owner of the first key that is not ours.
+            let target = spec
+                .key_positions(req.len())
+                .map(|i| key_slot(req.arg(i)))
+                .find_map(|s| match routing.owner(s) {
+                    Owner::Remote(o) => routing.addr(o).map(|a| (s, a)),
+                    _ => None,
+                });
+            Planned::Now(target.map_or(CLUSTERDOWN, |(s, a)| moved(s, a)))
+        }
+        (Route::CrossSlot, _) => Planned::Now(CROSSSLOT),
+        (Route::Remote(o), _) => match routing.addr(o) {
+            Some(addr) => Planned::Later(Pending::Remote {
+                req: req.clone(),
+                rx: node.peers.send_request(addr, session.proto, req),
+            }),
+            None => Planned::Now(CLUSTERDOWN),
+        },
+        (Route::Split, _) => Planned::Later(split(node, session, routing, req)),
+    }
+}
+
+/// Splits a multi-key request by owner: the local share runs now, the others are forwarded.
+fn split(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Pending {
+    let name = req.arg(0);
+    let pairs = name.eq_ignore_ascii_case(b"mset");
+    let step = if pairs { 2 } else { 1 };
+    // Group key positions by owner, keeping their order.
+    let mut groups: Vec<(Owner, Vec<usize>)> = Vec::new();
+    for i in (1..req.len()).step_by(step) {
+        let owner = routing.owner(key_slot(req.arg(i)));
+        match groups.iter_mut().find(|(o, _)| *o == owner) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((owner, vec![i])),
+        }
+    }
+    let parts = groups
+        .into_iter()
+        .map(|(owner, positions)| {
+            let mut args: Vec<&[u8]> = vec![name];
+            for &i in &positions {
+                args.push(req.arg(i));
+                if pairs {
+                    args.push(req.arg(i + 1));
+                }
+            }
+            let sub = Request::from_args(args);
+            match owner {
+                Owner::Local => Part::Done {
+                    reply: run_local(node, session, &sub),
+                    positions,
+                },
+                Owner::Remote(o) => match routing.addr(o) {
+                    Some(addr) => Part::Remote {
+                        rx: node.peers.send_request(addr, session.proto, &sub),
+                        sub,
+                        positions,
+                    },
+                    None => Part::Done {
+                        reply: CLUSTERDOWN,
+                        positions,
+                    },
+                },
+                Owner::Unassigned => Part::Done {
+                    reply: CLUSTERDOWN,
+                    positions,
+                },
+            }
+        })
+        .collect();
+    Pending::Split {
+        req: req.clone(),
+        parts,
+    }
+}
+
+/// The address in a `-MOVED slot addr` reply.
+fn moved_target(reply: &[u8]) -> Option<SocketAddr> {
+    let text = std::str::from_utf8(reply.strip_prefix(b"-MOVED ")?).ok()?;
+    text.trim_end().split(' ').nth(1)?.parse().ok()
+}
+
+fn encoded(frame: &Frame, proto: Protocol) -> Bytes {
+    let mut b = BytesMut::new();
+    frame.encode(proto, &mut b);
+    b.freeze()
+}
+
+/// Runs `req` to completion with retries: planned again under the current table after a
+/// `-MOVED` or a lost connection. Returns the encoded reply.
+fn run_with_retries<'a>(
+    node: &'a Arc<Node>,
+    session: &'a mut Session,
+    req: Request,
+    first: Option<oneshot::Receiver<PeerReply>>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send + 'a>> {
+    Box::pin(async move {
+        let proto = session.proto;
+        let mut rx = first;
+        let mut redirect: Option<SocketAddr> = None;
+        let mut last_err = String::new();
+        for attempt in 0..MAX_TRIES {
+            let waiting = match rx.take() {
+                Some(rx) => rx,
+                None => {
+                    if let Some(addr) = redirect.take() {
+                        node.peers.send_request(addr, proto, &req)
+                    } else {
+                        let routing = node.routing();
+                        match plan(node, session, &routing, &req) {
+                            Planned::Now(f) => return encoded(&f, proto),
+                            Planned::Later(Pending::Remote { rx, .. }) => rx,
+                            Planned::Later(p @ Pending::Split { .. }) => {
+                                return Box::pin(resolve_one(node, session, p)).await;
+                            }
+                        }
+                    }
+                }
+            };
+            match waiting.await {
+                Ok(Ok(bytes)) => match moved_target(&bytes) {
+                    // The owner's view differs from ours: try where it points, then
+                    // re-plan once our own table catches up.
+                    Some(addr) if attempt + 1 < MAX_TRIES => {
+                        if attempt % 2 == 0 {
+                            redirect = Some(addr);
+                        } else {
+                            tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
+                        }
+                        last_err = String::from_utf8_lossy(&bytes).trim().to_string();
+                    }
+                    _ => return bytes,
+                },
+                Ok(Err(e)) => {
+                    last_err = e.to_string();
+                    tokio::time::sleep(Duration::from_millis(25 * (attempt as u64 + 1))).await;
+                }
+                Err(_) => {
+                    last_err = "forwarding connection dropped".into();
+                }
+            }
+        }
+        encoded(
+            &Frame::error(format!(
+                "TRYAGAIN could not reach the slot owner: {last_err}"
+            )),
+            proto,
+        )
+    })
+}
+
+/// Merges the parts of a split request into one reply, in the order of the request's keys.
+fn merge(req: &Request, parts: Vec<(Vec<usize>, Frame)>) -> Frame {
+    let name = req.arg(0);
+    if let Some((_, err)) = parts.iter().find(|(_, f)| f.is_error()) {
+        return err.clone();
+    }
+    if name.eq_ignore_ascii_case(b"mget") {
+        let mut out = vec![Frame::Null; req.len() - 1];
+        for (positions, f) in parts {
+            if let Frame::Array(items) = f {
+                for (p, item) in positions.into_iter().zip(items) {
+                    out[p - 1] = item;
+                }
+            }
+        }
+        Frame::Array(out)
+    } else if name.eq_ignore_ascii_case(b"mset") {
+        Frame::ok()
+    } else {
+        Frame::Integer(
+            parts
+                .iter()
+                .map(|(_, f)| match f {
+                    Frame::Integer(n) => *n,
+                    _ => 0,
+                })
+                .sum(),
+        )
+    }
+}
+
+/// Waits for one pending reply and returns its encoded bytes.
+pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) -> Bytes {
+    let proto = session.proto;
+    match p {
+        Pending::Remote { req, rx } => run_with_retries(node, session, req, Some(rx)).await,
+        Pending::Split { req, parts } => {
+            let mut done = Vec::with_capacity(parts.len());
+            for part in parts {
+                match part {
+                    Part::Done { positions, reply } => done.push((positions, reply)),
+                    Part::Remote { positions, sub, rx } => {
+                        let bytes = run_with_retries(node, session, sub, Some(rx)).await;
+                        let frame = match parse_reply(&bytes) {
+                            Ok(Some((f, _))) => f,
+                            _ => Frame::err("ERR malformed reply from the slot owner"),
+                        };
+                        done.push((positions, frame));
+                    }
+                }
+            }
+            encoded(&merge(&req, done), proto)
+        }
+    }
+}
+
+/// Replies of a batch, in request order: encoded bytes and replies still on their way.
+#[derive(Default)]
+pub struct Replies {
+    items: Vec<Item>,
+}
+
+enum Item {
+    Ready(Bytes),
+    Waiting(Pending),
+}
+
+impl Replies {
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Queues what has been encoded so far (taking it out of `out`) and then a pending reply.
+    pub fn push_pending(&mut self, out: &mut BytesMut, p: Pending) {
+        if !out.is_empty() {
+            self.items.push(Item::Ready(out.split().freeze()));
+        }
+        self.items.push(Item::Waiting(p));
+    }
+
+    /// Resolves everything in order into `out`.
+    pub async fn resolve_into(
+        &mut self,
+        node: &Arc<Node>,
+        session: &mut Session,
+        out: &mut BytesMut,
+    ) {
+        let tail = out.split();
+        for item in self.items.drain(..) {
+            match item {
+                Item::Ready(b) => out.extend_from_slice(&b),
+                Item::Waiting(p) => {
+                    let b = resolve_one(node, session, p).await;
+                    out.extend_from_slice(&b);
+                }
+            }
+        }
+        out.extend_from_slice(&tail);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moved_parsing() {
+        assert_eq!(
+            moved_target(b"-MOVED 3999 127.0.0.1:6381\r\n"),
+            Some("127.0.0.1:6381".parse().expect("addr"))
+        );
+        assert_eq!(moved_target(b"-ERR x\r\n"), None);
+        assert_eq!(moved_target(b"+OK\r\n"), None);
+    }
+
+    #[test]
+    fn merges_in_key_order() {
+        let req = Request::from_args(["MGET", "a", "b", "c"]);
+        let m = merge(
+            &req,
+            vec![
+                (vec![2], Frame::Array(vec![Frame::bulk("B")])),
+                (
+                    vec![1, 3],
+                    Frame::Array(vec![Frame::bulk("A"), Frame::Null]),
+                ),
+            ],
+        );
+        assert_eq!(
+            m,
+            Frame::Array(vec![Frame::bulk("A"), Frame::bulk("B"), Frame::Null])
+        );
+        let del = Request::from_args(["DEL", "a", "b"]);
+        assert_eq!(
+            merge(
+                &del,
+                vec![(vec![1], Frame::Integer(1)), (vec![2], Frame::Integer(1))]
+            ),
+            Frame::Integer(2)
+        );
+        let mset = Request::from_args(["MSET", "a", "1", "b", "2"]);
+        assert_eq!(
+            merge(
+                &mset,
+                vec![(vec![1], Frame::ok()), (vec![3], Frame::err("ERR x"))]
+            ),
+            Frame::err("ERR x")
+        );
+    }
+}

@@ -1,0 +1,283 @@
+//! Connections from this DataNode to the others, for forwarding requests.
+//!
+//! One pipelined connection per (peer, protocol): requests from every client connection are
+//! queued on it and the replies come back in order. A writer task and a reader task share
+//! the queue of waiting callers, so a peer that is slow to read never blocks our reading of
+//! its replies. Peer connections ask for redirects (`CLUSTER REDIRECTS INTERNAL`), so a request
+//! that reaches a node which no longer owns its slot comes back as `-MOVED` instead of being
+//! forwarded again: forwarding is at most one hop, and the forwarding side retries.
+
+use crate::resp::reply::reply_len;
+use crate::resp::{Protocol, Request};
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+/// Why a forwarded request got no reply.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PeerError {
+    #[error("cannot connect to {0}: {1}")]
+    Connect(SocketAddr, String),
+    #[error("connection to {0} lost: {1}")]
+    Lost(SocketAddr, String),
+    #[error("peer {0} refused the handshake: {1}")]
+    Handshake(SocketAddr, String),
+}
+
+pub type PeerReply = Result<Bytes, PeerError>;
+
+struct Job {
+    data: Bytes,
+    reply: oneshot::Sender<PeerReply>,
+}
+
+/// Callers waiting for replies, in the order their requests were written.
+struct Waiting {
+    queue: VecDeque<oneshot::Sender<PeerReply>>,
+    closed: Option<PeerError>,
+}
+
+/// The pool of peer connections of one node.
+pub struct Peers {
+    conns: Mutex<HashMap<(SocketAddr, Protocol), mpsc::UnboundedSender<Job>>>,
+    password: Mutex<Option<Vec<u8>>>,
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Peers {
+    pub fn new(password: Option<Vec<u8>>) -> Peers {
+        Peers {
+            conns: Mutex::new(HashMap::new()),
+            password: Mutex::new(password),
+        }
+    }
+
+    /// Sets the password used to authenticate to peers (the cluster shares `requirepass`).
+    pub fn set_password(&self, password: Option<Vec<u8>>) {
+        *self.password.lock() = password;
+    }
+
+    /// Sends an encoded request to `addr` and returns where its raw reply will arrive.
+    pub fn send(
+        &self,
+        addr: SocketAddr,
+        proto: Protocol,
+        data: Bytes,
+    ) -> oneshot::Receiver<PeerReply> {
+        let (tx, rx) = oneshot::channel();
+        let mut job = Job { data, reply: tx };
+        let mut conns = self.conns.lock();
+        for _ in 0..2 {
+            let sender = conns
+                .entry((addr, proto))
+                .or_insert_with(|| spawn_conn(addr, proto, self.password.lock().clone()));
+            match sender.send(job) {
+                Ok(()) => return rx,
+                Err(mpsc::error::SendError(j)) => {
+                    // That connection has ended: replace it once.
+                    conns.remove(&(addr, proto));
+                    job = j;
+                }
+            }
+        }
+        let _ = job
+            .reply
+            .send(Err(PeerError::Lost(addr, "connection closed".into())));
+        rx
+    }
+
+    /// Sends `req`, encoded as RESP.
+    pub fn send_request(
+        &self,
+        addr: SocketAddr,
+        proto: Protocol,
+        req: &Request,
+    ) -> oneshot::Receiver<PeerReply> {
+        let mut buf = BytesMut::new();
+        req.encode_into(&mut buf);
+        self.send(addr, proto, buf.freeze())
+    }
+
+    /// Drops connections to peers that are no longer in the cluster.
+    pub fn retain(&self, keep: impl Fn(&SocketAddr) -> bool) {
+        self.conns.lock().retain(|(a, _), _| keep(a));
+    }
+}
+
+fn spawn_conn(
+    addr: SocketAddr,
+    proto: Protocol,
+    password: Option<Vec<u8>>,
+) -> mpsc::UnboundedSender<Job> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run_conn(addr, proto, password, rx));
+    tx
+}
+
+/// Connects and performs the handshake: AUTH, HELLO 3 for RESP3, CLUSTER REDIRECTS INTERNAL.
+async fn connect(
+    addr: SocketAddr,
+    proto: Protocol,
+    password: Option<Vec<u8>>,
+) -> Result<(TcpStream, BytesMut), PeerError> {
+    let mut sock = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| PeerError::Connect(addr, "timed out".into()))?
+        .map_err(|e| PeerError::Connect(addr, e.to_string()))?;
+    let _ = sock.set_nodelay(true);
+    let mut hello = BytesMut::new();
+    let mut expected = 0;
+    if let Some(pw) = &password {
+        Request::from_args([&b"AUTH"[..], pw]).encode_into(&mut hello);
+        expected += 1;
+    }
+    if proto == Protocol::Resp3 {
+        Request::from_args(["HELLO", "3"]).encode_into(&mut hello);
+        expected += 1;
+    }
+    Request::from_args(["CLUSTER", "REDIRECTS", "INTERNAL"]).encode_into(&mut hello);
+    expected += 1;
+    let lost = |e: std::io::Error| PeerError::Lost(addr, e.to_string());
+    sock.write_all(&hello).await.map_err(lost)?;
+    let mut buf = BytesMut::with_capacity(4096);
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    while expected > 0 {
+        match reply_len(&buf) {
+            Ok(Some(n)) => {
+                let r = buf.split_to(n);
+                if r.first() == Some(&b'-') {
+                    return Err(PeerError::Handshake(
+                        addr,
+                        String::from_utf8_lossy(&r).trim().to_string(),
+                    ));
+                }
+                expected -= 1;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => return Err(PeerError::Handshake(addr, e.to_string())),
+        }
+        let n = tokio::time::timeout_at(deadline, sock.read_buf(&mut buf))
+            .await
+            .map_err(|_| PeerError::Handshake(addr, "timed out".into()))?
+            .map_err(lost)?;
+        if n == 0 {
+            return Err(PeerError::Lost(addr, "closed during handshake".into()));
+        }
+    }
+    Ok((sock, buf))
+}
+
+async fn run_conn(
+    addr: SocketAddr,
+    proto: Protocol,
+    password: Option<Vec<u8>>,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) {
+    let (sock, mut rbuf) = match connect(addr, proto, password).await {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(%addr, error = %e, "peer connection failed");
+            rx.close();
+            while let Ok(job) = rx.try_recv() {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    let (mut rd, mut wr) = sock.into_split();
+    let waiting = Arc::new(Mutex::new(Waiting {
+        queue: VecDeque::new(),
+        closed: None,
+    }));
+    let fail_all = |w: &Mutex<Waiting>, e: PeerError| {
+        let mut w = w.lock();
+        w.closed.get_or_insert(e.clone());
+        for tx in w.queue.drain(..) {
+            let _ = tx.send(Err(e.clone()));
+        }
+    };
+    let reader_waiting = waiting.clone();
+    let reader = tokio::spawn(async move {
+        loop {
+            loop {
+                match reply_len(&rbuf) {
+                    Ok(Some(n)) => {
+                        let reply = rbuf.split_to(n).freeze();
+                        if let Some(tx) = reader_waiting.lock().queue.pop_front() {
+                            let _ = tx.send(Ok(reply));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        fail_all(&reader_waiting, PeerError::Lost(addr, e.to_string()));
+                        return;
+                    }
+                }
+            }
+            if rbuf.capacity() - rbuf.len() < 4096 {
+                rbuf.reserve(16 * 1024);
+            }
+            match rd.read_buf(&mut rbuf).await {
+                Ok(0) => {
+                    fail_all(
+                        &reader_waiting,
+                        PeerError::Lost(addr, "closed by peer".into()),
+                    );
+                    return;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    fail_all(&reader_waiting, PeerError::Lost(addr, e.to_string()));
+                    return;
+                }
+            }
+        }
+    });
+    let mut wbuf = BytesMut::with_capacity(16 * 1024);
+    'outer: while let Some(job) = rx.recv().await {
+        let mut jobs = vec![job];
+        while jobs.len() < 1024 {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        {
+            let mut w = waiting.lock();
+            for j in jobs {
+                if let Some(e) = &w.closed {
+                    let _ = j.reply.send(Err(e.clone()));
+                    continue;
+                }
+                wbuf.extend_from_slice(&j.data);
+                w.queue.push_back(j.reply);
+            }
+            if w.closed.is_some() {
+                break 'outer;
+            }
+        }
+        if let Err(e) = wr.write_all(&wbuf).await {
+            fail_all(&waiting, PeerError::Lost(addr, e.to_string()));
+            break;
+        }
+        wbuf.clear();
+    }
+    // No more callers (or the connection failed): stop reading and fail whatever is left.
+    rx.close();
+    reader.abort();
+    fail_all(&waiting, PeerError::Lost(addr, "connection closed".into()));
+    while let Ok(job) = rx.try_recv() {
+        let _ = job
+            .reply
+            .send(Err(PeerError::Lost(addr, "connection closed".into())));
+    }
+}
