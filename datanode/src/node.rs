@@ -67,7 +67,8 @@ impl ClientInfo {
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .unwrap_or_default()
         };
-        let cmd = crate::cmd::name_by_index(self.last_cmd.load(Relaxed)).unwrap_or("NULL");
+        let cmd = crate::cmd::name_by_index(self.last_cmd.load(Relaxed))
+            .unwrap_or_else(|| "NULL".to_string());
         format!(
             "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 \
              ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \

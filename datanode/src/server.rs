@@ -191,9 +191,11 @@ async fn connection(
                 Err(e) => {
                     // Like Redis: answer what came before, report the error, close.
                     replies.resolve_into(node, &mut session, &mut out).await;
-                    out.extend_from_slice(b"-ERR ");
-                    out.extend_from_slice(e.to_string().as_bytes());
-                    out.extend_from_slice(b"\r\n");
+                    if !e.is_silent() {
+                        out.extend_from_slice(b"-ERR ");
+                        out.extend_from_slice(e.to_string().as_bytes());
+                        out.extend_from_slice(b"\r\n");
+                    }
                     debug!(client = session.client.id, error = %e, "protocol error");
                     sock.write_all(&out).await?;
                     return Ok(());

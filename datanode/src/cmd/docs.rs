@@ -265,7 +265,7 @@ fn command_info(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     Ok(Frame::Array(
         req.iter()
             .skip(2)
-            .map(|n| find(n).map_or(Frame::NullArray, |(p, c)| info_entry(p, c)))
+            .map(|n| find(n).map_or(Frame::Null, |(p, c)| info_entry(p, c)))
             .collect(),
     ))
 }
@@ -582,7 +582,7 @@ mod tests {
         assert_eq!(get[0], bulk("get"));
         assert_eq!(get[1], int(2));
         assert!(matches!(&get[2], Frame::Set(f) if f.contains(&Frame::simple("readonly"))));
-        assert_eq!(info[1], Frame::NullArray);
+        assert_eq!(info[1], Frame::Null);
         let Frame::Array(cid) = &info[2] else {
             panic!()
         };

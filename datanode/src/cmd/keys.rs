@@ -279,9 +279,11 @@ fn keys(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 }
 
 fn scan(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let cursor: u64 = std::str::from_utf8(req.arg(1))
-        .ok()
-        .and_then(|s| s.parse().ok())
+    // Like strtoul: a negative cursor wraps around.
+    let text = std::str::from_utf8(req.arg(1)).ok();
+    let cursor: u64 = text
+        .and_then(|s| s.parse::<u64>().ok())
+        .or_else(|| text.and_then(|s| s.parse::<i64>().ok()).map(|n| n as u64))
         .ok_or(Frame::err("ERR invalid cursor"))?;
     let mut pattern: Option<&[u8]> = None;
     let mut count = 10usize;

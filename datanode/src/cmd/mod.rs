@@ -13,6 +13,7 @@
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
 
 pub mod cluster;
+pub mod decimal;
 pub mod docs;
 pub mod keys;
 pub mod server;
@@ -182,9 +183,17 @@ pub fn lookup(name: &[u8]) -> Option<(u32, &'static CommandSpec)> {
     index().get(lower).copied()
 }
 
-/// The name of the command at `idx` in the table (CLIENT LIST's `cmd=`).
-pub fn name_by_index(idx: u32) -> Option<&'static str> {
-    table().get(idx as usize).map(|c| c.name)
+/// The name CLIENT LIST shows (`cmd=`) for a command id: the table index in the low 16
+/// bits, and one more than the subcommand index above them (`client|info`).
+pub fn name_by_index(id: u32) -> Option<String> {
+    let top = table().get((id & 0xffff) as usize)?;
+    match (id >> 16).checked_sub(1) {
+        Some(sub) => top
+            .subcommands
+            .get(sub as usize)
+            .map(|s| format!("{}|{}", top.name, s.name)),
+        None => Some(top.name.to_string()),
+    }
 }
 
 /// Finds a subcommand of `parent` by name.
@@ -215,32 +224,30 @@ pub fn wrong_arity(name: &str) -> Frame {
 }
 
 /// Runs one request and returns its reply.
+///
+/// Checks come in Redis's order: unknown command, arity, unknown subcommand, then
+/// authentication.
 pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     let Some((idx, spec)) = lookup(req.arg(0)) else {
-        if !ctx.session.authenticated {
-            return Frame::err("NOAUTH Authentication required.");
-        }
         return unknown_command(req);
     };
-    if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) {
-        return Frame::err("NOAUTH Authentication required.");
-    }
-    ctx.session
-        .client
-        .last_cmd
-        .store(idx, std::sync::atomic::Ordering::Relaxed);
     if !spec.arity_ok(req.len()) {
         return wrong_arity(spec.name);
     }
-    let spec = if spec.subcommands.is_empty() || req.len() < 2 {
-        spec
+    let (spec, cmd_id) = if spec.subcommands.is_empty() || req.len() < 2 {
+        (spec, idx)
     } else {
-        match lookup_sub(spec, req.arg(1)) {
-            Some(sub) => {
+        match spec
+            .subcommands
+            .iter()
+            .position(|s| s.name.as_bytes().eq_ignore_ascii_case(req.arg(1)))
+        {
+            Some(i) => {
+                let sub = &spec.subcommands[i];
                 if !sub.arity_ok(req.len()) {
                     return wrong_arity(&format!("{}|{}", spec.name, sub.name));
                 }
-                sub
+                (sub, idx | ((i as u32 + 1) << 16))
             }
             None => {
                 return Frame::error(format!(
@@ -251,6 +258,13 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
             }
         }
     };
+    if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) {
+        return Frame::err("NOAUTH Authentication required.");
+    }
+    ctx.session
+        .client
+        .last_cmd
+        .store(cmd_id, std::sync::atomic::Ordering::Relaxed);
     match (spec.handler)(ctx, req) {
         Ok(f) | Err(f) => f,
     }

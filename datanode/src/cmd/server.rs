@@ -475,9 +475,10 @@ fn client_list(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         } else if is(a, "ID") && i + 1 < req.len() {
             let mut v = Vec::new();
             for a in req.iter().skip(i + 1) {
+                // Any integer is accepted; ids that are not positive simply match nobody.
                 match parse_i64(a) {
-                    Some(n) if n > 0 => v.push(n as u64),
-                    _ => return Err(Frame::err("ERR Invalid client ID")),
+                    Some(n) => v.extend(u64::try_from(n).ok()),
+                    None => return Err(Frame::err("ERR Invalid client ID")),
                 }
             }
             ids = Some(v);
@@ -596,10 +597,19 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The section title as Redis prints it.
+fn section_title(name: &str) -> String {
+    match name {
+        "cpu" => "CPU".to_string(),
+        _ => format!("{}{}", name[..1].to_ascii_uppercase(), &name[1..]),
+    }
+}
+
 const DEFAULT_SECTIONS: &[&str] = &[
     "server",
     "clients",
     "memory",
+    "persistence",
     "stats",
     "replication",
     "cpu",
@@ -633,12 +643,7 @@ pub fn info_text(node: &crate::node::Node, sections: &[String]) -> String {
         if !out.is_empty() {
             out.push_str("\r\n");
         }
-        let _ = write!(
-            out,
-            "# {}{}\r\n",
-            name[..1].to_ascii_uppercase(),
-            &name[1..]
-        );
+        let _ = write!(out, "# {}\r\n", section_title(name));
         info_section(node, name, &mut out);
     }
     out
@@ -726,6 +731,17 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("evicted_keys", &0);
             kv("keyspace_hits", &db.stats.keyspace_hits.load(Relaxed));
             kv("keyspace_misses", &db.stats.keyspace_misses.load(Relaxed));
+        }
+        "persistence" => {
+            // CHKV does not persist; these are the values of a Redis with persistence off,
+            // which readiness probes and clients read (`loading:0`).
+            kv("loading", &0);
+            kv("async_loading", &0);
+            kv("rdb_changes_since_last_save", &0);
+            kv("rdb_bgsave_in_progress", &0);
+            kv("rdb_last_bgsave_status", &"ok");
+            kv("aof_enabled", &0);
+            kv("aof_rewrite_in_progress", &0);
         }
         "replication" => {
             kv("role", &"master");
@@ -820,11 +836,11 @@ static PARAMS: &[Param] = &[
         name: "maxclients",
         get: |c| c.maxclients.to_string(),
         set: Some(|c, v| {
-            let n: usize = parse_num(v)?;
-            if n == 0 {
+            let n: i64 = parse_num(v)?;
+            if !(1..=4294967295).contains(&n) {
                 return Err("argument must be between 1 and 4294967295 inclusive".into());
             }
-            c.maxclients = n;
+            c.maxclients = n as usize;
             Ok(())
         }),
     },
@@ -923,12 +939,19 @@ fn config_get(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let cfg = ctx.node.config.read().clone();
     let mut out = Vec::new();
     for p in PARAMS {
+        // A plain name is echoed as asked (Redis does); a pattern reports the canonical name.
         let hit = req
             .iter()
             .skip(2)
-            .any(|pat| crate::store::glob::glob_match_nocase(pat, p.name.as_bytes()));
-        if hit {
-            out.push((Frame::bulk_static(p.name), Frame::bulk((p.get)(&cfg))));
+            .find(|pat| crate::store::glob::glob_match_nocase(pat, p.name.as_bytes()));
+        if let Some(pat) = hit {
+            let is_pattern = pat.iter().any(|c| matches!(c, b'*' | b'?' | b'['));
+            let name = if is_pattern {
+                Frame::bulk_static(p.name)
+            } else {
+                Frame::bulk(pat)
+            };
+            out.push((name, Frame::bulk((p.get)(&cfg))));
         }
     }
     Ok(Frame::Map(out))
@@ -936,12 +959,21 @@ fn config_get(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 
 fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     if !req.len().is_multiple_of(2) {
-        return Err(wrong_arity("config|set"));
+        return Err(ERR_SYNTAX);
     }
     // All or nothing: apply to a copy, then publish it.
     let mut cfg = ctx.node.config.read().clone();
     for i in (2..req.len()).step_by(2) {
         let name = req.arg(i);
+        if (2..i)
+            .step_by(2)
+            .any(|j| req.arg(j).eq_ignore_ascii_case(name))
+        {
+            return Err(Frame::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{}') - duplicate parameter",
+                String::from_utf8_lossy(name)
+            )));
+        }
         let Some(p) = PARAMS
             .iter()
             .find(|p| p.name.as_bytes().eq_ignore_ascii_case(name))
@@ -1064,7 +1096,10 @@ mod tests {
             ..Config::default()
         });
         assert_eq!(h.run(&["GET", "k"]), err("NOAUTH Authentication required."));
-        assert_eq!(h.run(&["NOPE"]), err("NOAUTH Authentication required."));
+        // Unknown commands are reported before authentication, as Redis does.
+        assert!(
+            matches!(h.run(&["NOPE"]), Frame::Error(e) if e.starts_with("ERR unknown command"))
+        );
         assert!(matches!(h.run(&["HELLO", "3"]), Frame::Error(e) if e.starts_with("NOAUTH HELLO")));
         assert_eq!(
             h.run(&["AUTH", "wrong"]),

@@ -96,16 +96,16 @@ fn parse_expiry(
     i: usize,
     now: u64,
     cmd: &str,
-) -> Result<Option<(u64, usize)>, Frame> {
+) -> Result<Option<(u64, usize, &'static str)>, Frame> {
     let a = req.arg(i);
-    let (unit, abs) = if is(a, "EX") {
-        (1000, false)
+    let (unit, abs, kind) = if is(a, "EX") {
+        (1000, false, "EX")
     } else if is(a, "PX") {
-        (1, false)
+        (1, false, "PX")
     } else if is(a, "EXAT") {
-        (1000, true)
+        (1000, true, "EXAT")
     } else if is(a, "PXAT") {
-        (1, true)
+        (1, true, "PXAT")
     } else {
         return Ok(None);
     };
@@ -123,20 +123,23 @@ fn parse_expiry(
     } else {
         expire_at_from(now, n, unit, cmd)?
     };
-    Ok(Some((at, i + 2)))
+    Ok(Some((at, i + 2, kind)))
 }
 
 fn set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let (mut nx, mut xx, mut get_old) = (false, false, false);
     let mut expiry = ExpiryOpt::None;
+    let mut expiry_kind: Option<&'static str> = None;
     let mut i = 3;
     while i < req.len() {
         let a = req.arg(i);
-        if let Some((at, next)) = parse_expiry(req, i, ctx.now, "set")? {
-            if expiry != ExpiryOpt::None {
+        if let Some((at, next, kind)) = parse_expiry(req, i, ctx.now, "set")? {
+            // The same option may repeat (the last wins); two different ones conflict.
+            if !matches!(expiry, ExpiryOpt::None) && expiry_kind != Some(kind) {
                 return Err(ERR_SYNTAX);
             }
             expiry = ExpiryOpt::At(at);
+            expiry_kind = Some(kind);
             i = next;
             continue;
         }
@@ -146,7 +149,7 @@ fn set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             xx = true;
         } else if is(a, "GET") {
             get_old = true;
-        } else if is(a, "KEEPTTL") && expiry == ExpiryOpt::None {
+        } else if is(a, "KEEPTTL") && matches!(expiry, ExpiryOpt::None | ExpiryOpt::KeepTtl) {
             expiry = ExpiryOpt::KeepTtl;
         } else {
             return Err(ERR_SYNTAX);
@@ -252,15 +255,19 @@ fn getdel(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 
 fn getex(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let mut expiry = ExpiryOpt::None;
+    let mut kind: Option<&'static str> = None;
     let mut i = 2;
     while i < req.len() {
-        if let Some((at, next)) = parse_expiry(req, i, ctx.now, "getex")? {
-            if expiry != ExpiryOpt::None {
+        if let Some((at, next, k)) = parse_expiry(req, i, ctx.now, "getex")? {
+            if !matches!(expiry, ExpiryOpt::None) && kind != Some(k) {
                 return Err(ERR_SYNTAX);
             }
             expiry = ExpiryOpt::At(at);
+            kind = Some(k);
             i = next;
-        } else if is(req.arg(i), "PERSIST") && expiry == ExpiryOpt::None {
+        } else if is(req.arg(i), "PERSIST")
+            && matches!(expiry, ExpiryOpt::None | ExpiryOpt::Persist)
+        {
             expiry = ExpiryOpt::Persist;
             i += 1;
         } else {
@@ -473,17 +480,20 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let delta = float_arg(req.arg(2))?;
     let key = req.arg(1);
     let mut g = ctx.node.db.lock_key(key);
-    let cur = match g.peek(key, ctx.now) {
-        Some(e) => Some(parse_f64(e.as_str().ok_or(ERR_WRONGTYPE)?).ok_or(ERR_NOT_FLOAT)?),
+    let cur: Option<String> = match g.peek(key, ctx.now) {
+        Some(e) => {
+            let s = e.as_str().ok_or(ERR_WRONGTYPE)?;
+            parse_f64(s).ok_or(ERR_NOT_FLOAT)?;
+            Some(String::from_utf8_lossy(s).into_owned())
+        }
         None => None,
     };
-    let n = cur.unwrap_or(0.0) + delta;
-    if !n.is_finite() {
+    if !delta.is_finite() {
         return Err(Frame::err("ERR increment would produce NaN or Infinity"));
     }
-    // Plain decimal notation, shortest digits that read back exactly (Redis prints without
-    // an exponent too).
-    let text = format!("{n}");
+    let delta_text = String::from_utf8_lossy(req.arg(2)).into_owned();
+    let text = super::decimal::add_text(cur.as_deref().unwrap_or("0"), &delta_text)
+        .ok_or(Frame::err("ERR increment would produce NaN or Infinity"))?;
     let value = Value::str(text.as_bytes());
     if cur.is_some() {
         g.replace_value(key, value, ctx.now);

@@ -41,6 +41,17 @@ impl Default for Limits {
 #[error("Protocol error: {0}")]
 pub struct ParseError(pub String);
 
+impl ParseError {
+    /// The client's buffered input passed `client-query-buffer-limit`. Redis closes such a
+    /// connection without a reply.
+    pub const QUERY_BUFFER_LIMIT: ParseError = ParseError(String::new());
+
+    /// Whether the connection should be closed without replying.
+    pub fn is_silent(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 fn perr(s: impl Into<String>) -> ParseError {
     ParseError(s.into())
 }
@@ -163,7 +174,7 @@ impl Parser {
                 Step::Empty => continue,
                 Step::More => {
                     if buf.len() > limits.max_query_buffer {
-                        return Err(perr("query buffer limit exceeded"));
+                        return Err(ParseError::QUERY_BUFFER_LIMIT);
                     }
                     return Ok(None);
                 }
@@ -298,6 +309,10 @@ fn inline(buf: &mut BytesMut) -> Result<Step, ParseError> {
     let mut line = &line[..nl];
     if line.last() == Some(&b'\r') {
         line = &line[..line.len() - 1];
+    }
+    // Redis splits inline commands as C strings: a NUL ends the command.
+    if let Some(nul) = memchr::memchr(0, line) {
+        line = &line[..nul];
     }
     let args = split_args(line).ok_or_else(|| perr("unbalanced quotes in request"))?;
     if args.is_empty() {
@@ -450,12 +465,10 @@ mod tests {
     }
 
     #[test]
-    fn nul_and_vertical_tab_in_inline() {
-        let got = parse_all(b"a\x00b c\x0bd\n").unwrap();
-        assert_eq!(
-            got,
-            vec![vec![b"a\x00b".to_vec(), b"c".to_vec(), b"d".to_vec()]]
-        );
+    fn nul_ends_inline_and_vertical_tab_separates() {
+        // Redis splits inline commands as C strings: a NUL ends the command.
+        let got = parse_all(b"a\x00b c\nc\x0bd\n\x00\x01\r\nPING\r\n").unwrap();
+        assert_eq!(got, vec![args(&["a"]), args(&["c", "d"]), args(&["PING"])]);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! expiry without sleeping.
 
 pub mod glob;
+pub mod handoff;
 
 use bytes::Bytes;
 use chkv_common::{key_slot, SLOT_COUNT};

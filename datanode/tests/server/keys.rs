@@ -13,8 +13,14 @@ async fn del_unlink_exists_touch_type() {
         // Repeated keys count every time.
         assert_eq!(val(c, &["EXISTS", "a", "a", "b", "nope"]).await, int(3));
         assert_eq!(val(c, &["TOUCH", "a", "c", "nope"]).await, int(2));
-        assert_eq!(val(c, &["TYPE", "a"]).await, redis::Value::SimpleString("string".into()));
-        assert_eq!(val(c, &["TYPE", "nope"]).await, redis::Value::SimpleString("none".into()));
+        assert_eq!(
+            val(c, &["TYPE", "a"]).await,
+            redis::Value::SimpleString("string".into())
+        );
+        assert_eq!(
+            val(c, &["TYPE", "nope"]).await,
+            redis::Value::SimpleString("none".into())
+        );
         assert_eq!(val(c, &["DEL", "a", "b", "nope"]).await, int(2));
         assert_eq!(val(c, &["DEL", "a"]).await, int(0));
         assert_eq!(val(c, &["UNLINK", "c", "c"]).await, int(1));
@@ -71,7 +77,11 @@ async fn expire_pexpire_ttl_pttl() {
                 "{args:?}"
             );
         }
-        for bad in [&["EXPIRE", "k", "x"][..], &["EXPIRE", "k", "1.5"], &["PEXPIRE", "k", ""]] {
+        for bad in [
+            &["EXPIRE", "k", "x"][..],
+            &["EXPIRE", "k", "1.5"],
+            &["PEXPIRE", "k", ""],
+        ] {
             assert_eq!(
                 q_err(c, bad).await,
                 "ERR value is not an integer or out of range",
@@ -244,7 +254,10 @@ async fn rename_renamenx_copy() {
             q_err(c, &["COPY", "c", "g", "BOGUS"]).await,
             "ERR syntax error"
         );
-        assert_eq!(q_err(c, &["COPY", "c", "g", "DB"]).await, "ERR syntax error");
+        assert_eq!(
+            q_err(c, &["COPY", "c", "g", "DB"]).await,
+            "ERR syntax error"
+        );
         assert_eq!(
             q_err(c, &["COPY", "c", "g", "DB", "x"]).await,
             "ERR value is not an integer or out of range"
@@ -335,7 +348,12 @@ async fn scan_visits_every_key() {
         assert_eq!(val(c, &mset).await, OK);
         assert_eq!(val(c, &["DBSIZE"]).await, int(5000));
 
-        for extra in [&[][..], &["COUNT", "100"], &["COUNT", "1"], &["COUNT", "100000"]] {
+        for extra in [
+            &[][..],
+            &["COUNT", "100"],
+            &["COUNT", "1"],
+            &["COUNT", "100000"],
+        ] {
             let seen = scan_all(c, extra).await;
             let unique: HashSet<String> = seen.iter().cloned().collect();
             assert_eq!(unique, all, "SCAN {extra:?} missed keys");
@@ -358,7 +376,9 @@ async fn scan_visits_every_key() {
             .into_iter()
             .collect();
         assert_eq!(seen, all);
-        assert!(scan_all(c, &["TYPE", "hash", "COUNT", "500"]).await.is_empty());
+        assert!(scan_all(c, &["TYPE", "hash", "COUNT", "500"])
+            .await
+            .is_empty());
         assert!(scan_all(c, &["MATCH", "nothing*"]).await.is_empty());
 
         // The client library's own iterator.

@@ -302,7 +302,7 @@ async fn append_strlen_getrange_substr_setrange() {
             ("-1", "-5", ""),
             ("100", "200", ""),
             ("-100", "2", "Hel"),
-            ("-100", "-50", ""),
+            ("-100", "-50", "H"),
             ("0", "9223372036854775807", "Hello World"),
         ] {
             assert_eq!(

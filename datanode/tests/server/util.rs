@@ -252,7 +252,11 @@ impl Raw {
 /// Asserts that a fresh connection to `addr` gets PONG.
 pub async fn assert_alive(addr: SocketAddr) {
     let mut c = Raw::connect(addr).await;
-    assert_eq!(c.cmd(&["PING"]).await, "+PONG\r\n", "server no longer answers");
+    assert_eq!(
+        c.cmd(&["PING"]).await,
+        "+PONG\r\n",
+        "server no longer answers"
+    );
 }
 
 /// One field of an INFO text (`used_memory_rss`), parsed.
