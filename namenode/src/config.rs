@@ -1,0 +1,233 @@
+//! NameNode settings: the command-line flags ([`Args`]) and the checked, typed form the
+//! library runs on ([`Config`]).
+//!
+//! Flags are milliseconds and plain counts because that is what an operator types; the library
+//! takes `Duration`s and non-zero counts so a zero interval cannot reach the timing code.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use chkv_common::DEFAULT_VNODES;
+use clap::Parser;
+
+use crate::Error;
+
+/// Longest gap between two probes of a silent DataNode, whatever the heartbeat interval: with
+/// three probes a node whose socket closed (kill -9, crash) is declared dead within a second.
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Probes sent to a silent DataNode before it is declared dead.
+pub const PROBE_ATTEMPTS: NonZeroU32 = match NonZeroU32::new(3) {
+    Some(n) => n,
+    None => panic!("3 is not zero"),
+};
+
+/// Missed heartbeats before a DataNode is probed, unless configured otherwise.
+pub const DEFAULT_TOLERANCE: NonZeroU32 = match NonZeroU32::new(3) {
+    Some(n) => n,
+    None => panic!("3 is not zero"),
+};
+
+/// Failure-detection timing, shared by the pure [`Membership`](crate::Membership) and the
+/// server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// How often DataNodes heartbeat.
+    pub heartbeat_interval: Duration,
+    /// Heartbeat intervals of silence before the NameNode starts probing a node.
+    pub heartbeat_tolerance: NonZeroU32,
+    /// Gap between two probes, and how long the last probe waits for its answer.
+    pub probe_interval: Duration,
+    /// Probes before a silent node is declared dead.
+    pub probe_attempts: NonZeroU32,
+    /// After startup, how long registrations are collected before the first table is published,
+    /// so that after a NameNode restart every surviving DataNode has re-registered and the
+    /// first table has the same owners as before instead of flapping.
+    pub startup_grace: Duration,
+}
+
+impl Timing {
+    /// The timing for `heartbeat_interval` and `tolerance`, with the derived defaults: probes
+    /// every `min(interval / 2, 300 ms)`, three of them, and a startup grace of two intervals.
+    pub fn new(heartbeat_interval: Duration, heartbeat_tolerance: NonZeroU32) -> Timing {
+        Timing {
+            heartbeat_interval,
+            heartbeat_tolerance,
+            probe_interval: (heartbeat_interval / 2).min(MAX_PROBE_INTERVAL),
+            probe_attempts: PROBE_ATTEMPTS,
+            startup_grace: heartbeat_interval * 2,
+        }
+    }
+
+    /// Silence after which a node is probed: `tolerance` missed heartbeats.
+    pub fn suspect_after(&self) -> Duration {
+        self.heartbeat_interval * self.heartbeat_tolerance.get()
+    }
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing::new(Duration::from_secs(1), DEFAULT_TOLERANCE)
+    }
+}
+
+/// Everything [`start`](crate::start) needs. Port 0 picks a free port (tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Address all three listeners bind to.
+    pub bind: IpAddr,
+    /// DataNodes register and heartbeat here.
+    pub datanode_port: u16,
+    /// Clients watch the ring here.
+    pub client_port: u16,
+    /// HTTP status, JSON cluster state and Prometheus metrics.
+    pub http_port: u16,
+    /// Virtual nodes per DataNode on the ring.
+    pub vnodes: NonZeroU32,
+    /// Heartbeats, probes and the startup grace.
+    pub timing: Timing,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            datanode_port: 10101,
+            client_port: 10102,
+            http_port: 10180,
+            vnodes: DEFAULT_VNODES,
+            timing: Timing::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loopback, every port 0, default timing: what in-process tests start from.
+    pub fn ephemeral() -> Config {
+        Config {
+            datanode_port: 0,
+            client_port: 0,
+            http_port: 0,
+            ..Config::default()
+        }
+    }
+}
+
+/// `chkv-namenode` command-line flags.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "chkv-namenode",
+    version,
+    about = "CHKV NameNode: membership, ring and ring pushes"
+)]
+pub struct Args {
+    /// Address to listen on (all three ports).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Port DataNodes register and heartbeat on (0 picks a free one).
+    #[arg(long, default_value_t = 10101)]
+    pub datanode_port: u16,
+    /// Port clients watch the ring on (0 picks a free one).
+    #[arg(long, default_value_t = 10102)]
+    pub client_port: u16,
+    /// HTTP status/metrics port (0 picks a free one).
+    #[arg(long, default_value_t = 10180)]
+    pub http_port: u16,
+    /// Expected DataNode heartbeat interval, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub heartbeat_interval_ms: u64,
+    /// Missed heartbeats before a DataNode is probed.
+    #[arg(long, default_value_t = 3)]
+    pub heartbeat_tolerance: u32,
+    /// Gap between probes of a silent DataNode, in milliseconds [default: min(interval/2, 300)].
+    #[arg(long)]
+    pub probe_interval_ms: Option<u64>,
+    /// Time to collect re-registrations after startup before publishing the first table, in
+    /// milliseconds [default: 2 x heartbeat interval].
+    #[arg(long)]
+    pub startup_grace_ms: Option<u64>,
+    /// Virtual nodes per DataNode.
+    #[arg(long, default_value_t = DEFAULT_VNODES.get())]
+    pub vnodes: u32,
+    /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive list.
+    #[arg(long, default_value = "info", env = "CHKV_LOG")]
+    pub log_level: String,
+}
+
+impl TryFrom<&Args> for Config {
+    type Error = Error;
+
+    fn try_from(args: &Args) -> Result<Config, Error> {
+        if args.heartbeat_interval_ms == 0 {
+            return Err(Error::Config("--heartbeat-interval-ms must be > 0".into()));
+        }
+        let tolerance = NonZeroU32::new(args.heartbeat_tolerance)
+            .ok_or_else(|| Error::Config("--heartbeat-tolerance must be > 0".into()))?;
+        let vnodes = NonZeroU32::new(args.vnodes)
+            .ok_or_else(|| Error::Config("--vnodes must be > 0".into()))?;
+        let mut timing = Timing::new(Duration::from_millis(args.heartbeat_interval_ms), tolerance);
+        if let Some(ms) = args.probe_interval_ms {
+            if ms == 0 {
+                return Err(Error::Config("--probe-interval-ms must be > 0".into()));
+            }
+            timing.probe_interval = Duration::from_millis(ms);
+        }
+        if let Some(ms) = args.startup_grace_ms {
+            timing.startup_grace = Duration::from_millis(ms);
+        }
+        Ok(Config {
+            bind: args.bind,
+            datanode_port: args.datanode_port,
+            client_port: args.client_port,
+            http_port: args.http_port,
+            vnodes,
+            timing,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str]) -> Result<Config, Error> {
+        let args =
+            Args::try_parse_from(std::iter::once("chkv-namenode").chain(argv.iter().copied()))
+                .map_err(|e| Error::Config(e.to_string()))?;
+        Config::try_from(&args)
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let config = parse(&[]).expect("defaults are valid");
+        assert_eq!(config, Config::default());
+        assert_eq!(config.timing.probe_interval, Duration::from_millis(300));
+        assert_eq!(config.timing.startup_grace, Duration::from_secs(2));
+        assert_eq!(config.timing.suspect_after(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn short_intervals_scale_the_probes() {
+        let config = parse(&["--heartbeat-interval-ms", "100", "--http-port", "0"]).expect("valid");
+        assert_eq!(config.timing.probe_interval, Duration::from_millis(50));
+        assert_eq!(config.timing.startup_grace, Duration::from_millis(200));
+        assert_eq!(config.http_port, 0);
+        let config =
+            parse(&["--probe-interval-ms", "20", "--startup-grace-ms", "0"]).expect("valid");
+        assert_eq!(config.timing.probe_interval, Duration::from_millis(20));
+        assert_eq!(config.timing.startup_grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn zeros_are_refused() {
+        for argv in [
+            &["--heartbeat-interval-ms", "0"][..],
+            &["--heartbeat-tolerance", "0"],
+            &["--vnodes", "0"],
+            &["--probe-interval-ms", "0"],
+        ] {
+            assert!(matches!(parse(argv), Err(Error::Config(_))), "{argv:?}");
+        }
+    }
+}

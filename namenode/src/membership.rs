@@ -1,0 +1,1407 @@
+//! Who is in the cluster, who is alive, and which slot table everyone has been told: the
+//! NameNode's whole brain, as a pure state machine.
+//!
+//! [`Membership::handle`] takes one [`Event`] (a DataNode message, a closed connection, the
+//! passing of time) and the current instant, and returns the [`Action`]s the server must carry
+//! out (send a line, close a connection, publish a table). It does no I/O, spawns nothing and
+//! never reads a clock, so the tests below drive whole failure scenarios in microseconds, and
+//! the server is a thin loop that feeds events in and executes actions out.
+//!
+//! # Failure detection
+//!
+//! Every registration, heartbeat, pong or leave proves a DataNode alive. A node silent for `tolerance` heartbeat
+//! intervals becomes *suspect* and is sent a `ping`; with no answer, more pings follow every
+//! probe interval, and after the last one has had its interval to be answered the node is
+//! declared dead: it leaves the ring, the epoch moves, everyone is told. A node whose
+//! connection closes is suspected at once rather than after the missed heartbeats, and since
+//! there is nothing to send its probes on they simply time out: a kill -9 costs
+//! `probe_attempts x probe_interval` (0.9 s by default) before the new table goes out, which
+//! leaves the node that long to reconnect and keep its slots after a blip.
+//!
+//! # Startup and NameNode restarts
+//!
+//! The NameNode keeps no state on disk: after a restart, DataNodes re-register and report the
+//! newest epoch they applied and the slots they own. Because the ring is a pure function of
+//! the membership, the same members give the same owners. For the first
+//! [`startup_grace`](crate::Timing::startup_grace) (two heartbeat intervals by default)
+//! registrations are only collected: no table is published, welcomes and watchers wait, so the
+//! first table already contains every surviving DataNode instead of flapping through partial
+//! memberships. The grace ends early as soon as the nodes that reported slots at the newest
+//! reported epoch cover all 16384 slots exactly once: the whole old membership is back. The
+//! first table then reuses that epoch when every member reports exactly the slots the rebuilt
+//! table gives it (nothing changed), and takes the next epoch otherwise. Epochs never go
+//! backwards: every later table is numbered above anything any DataNode has reported.
+//!
+//! # Ring and published table
+//!
+//! `ring` is the target ownership for the current membership; `published` is the table
+//! everyone was told. Today every ring change is published at once (`ring_changed`);
+//! the handoff protocol will sit between the two, moving slots before they flip.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chkv_common::proto::NameNodeToDataNode;
+use chkv_common::{NodeId, NodeInfo, Ring, Slot, SlotTable, SLOT_COUNT};
+use serde::Serialize;
+
+use crate::config::Timing;
+
+/// One DataNode connection, numbered by the server. A node that reconnects gets a new one,
+/// so a late close of its old connection is told apart from a close of the current one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+/// A slot table as published, with the addresses of the nodes it names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publication {
+    /// The table; its epoch is the publication's epoch.
+    pub table: SlotTable,
+    /// Every member, sorted by id.
+    pub nodes: Vec<NodeInfo>,
+}
+
+impl Publication {
+    /// The epoch of the table.
+    pub fn epoch(&self) -> u64 {
+        self.table.epoch()
+    }
+}
+
+/// Load figures a DataNode reports in each heartbeat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NodeStats {
+    /// Keys held.
+    pub keys: u64,
+    /// Bytes of memory the node accounts for its data.
+    pub used_memory: u64,
+    /// Operations reported in the last heartbeat.
+    pub ops: u64,
+}
+
+/// What happened: a DataNode message (already decoded and checked by the server), a closed
+/// connection, or time passing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// `register`: `info.id` joins on `conn`, or rejoins after either side restarted.
+    Registered {
+        conn: ConnId,
+        info: NodeInfo,
+        /// Newest epoch the node has applied.
+        epoch_seen: u64,
+        /// Slots the node believes it owns (checked ranges, any order).
+        owned_slots: Vec<RangeInclusive<Slot>>,
+    },
+    /// `heartbeat` from `node` on `conn`.
+    Heartbeat {
+        conn: ConnId,
+        node: NodeId,
+        /// Newest epoch the node has applied.
+        epoch: u64,
+        stats: NodeStats,
+    },
+    /// `pong` answering the probe `nonce`.
+    ProbeAnswered {
+        conn: ConnId,
+        node: NodeId,
+        nonce: u64,
+    },
+    /// `leave`: the node asks to leave the ring.
+    Left { conn: ConnId, node: NodeId },
+    /// The connection closed (EOF, reset, or the server dropped it).
+    Disconnected { conn: ConnId },
+    /// Time passed; due probes and deadlines fire. Feed one at [`Membership::next_deadline`].
+    Tick,
+}
+
+/// What the server must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Write `msg` on the DataNode connection `conn`.
+    SendTo {
+        conn: ConnId,
+        msg: NameNodeToDataNode,
+    },
+    /// Push `publication` as a `table` to the DataNode connections `to` and to every watching
+    /// client (a node just welcomed with the same table is left out of `to`).
+    Broadcast {
+        publication: Arc<Publication>,
+        to: Vec<ConnId>,
+    },
+    /// Probe `node` with `ping{nonce}` on `conn`; `None` when it has no connection, in which
+    /// case the probe can only time out.
+    Probe {
+        node: NodeId,
+        conn: Option<ConnId>,
+        nonce: u64,
+        /// 1 for the first probe of this suspicion.
+        attempt: u32,
+    },
+    /// Close `conn` (after writing what was queued before it).
+    Close { conn: ConnId, reason: CloseReason },
+    /// `node` stayed silent through every probe and left the ring.
+    DeclaredDead { node: NodeId, silent_for: Duration },
+    /// Something worth a log line; changes nothing by itself.
+    Notice(Notice),
+}
+
+/// Why a DataNode connection is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The node registered again on a newer connection.
+    Superseded,
+    /// The node was declared dead; if it is in fact alive it will reconnect and rejoin.
+    DeclaredDead,
+    /// The connection broke the protocol (an `error` line was sent first).
+    ProtocolError,
+}
+
+/// Membership changes, for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A node new to the ring registered.
+    Joined {
+        node: NodeId,
+        client_addr: SocketAddr,
+    },
+    /// A member registered again (reconnect, or either side restarted).
+    Rejoined { node: NodeId, conn: ConnId },
+    /// A member left on request.
+    Left { node: NodeId },
+    /// A member's connection closed; it is being probed.
+    ConnectionLost { node: NodeId },
+    /// A member went silent past the tolerance; it is being probed.
+    Suspected { node: NodeId, silent_for: Duration },
+    /// A suspect answered.
+    Recovered { node: NodeId },
+    /// The startup grace ended and the first table was published.
+    StartupDone {
+        epoch: u64,
+        members: usize,
+        reused_epoch: bool,
+    },
+}
+
+/// Where a member stands in failure detection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Health {
+    Alive,
+    /// Silent: `attempts` probes sent, the next due (or the verdict) at `next_at`.
+    Suspect {
+        attempts: u32,
+        next_at: Instant,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Member {
+    info: NodeInfo,
+    /// The connection the node last registered on, while it is open.
+    conn: Option<ConnId>,
+    health: Health,
+    /// Last message of any kind (registration included).
+    last_heard: Instant,
+    last_heartbeat: Option<Instant>,
+    /// Newest epoch the node reported applying.
+    epoch_seen: u64,
+    /// Slots the node reported owning when it registered, as sorted, merged runs.
+    reported: Vec<(u16, u16)>,
+    stats: NodeStats,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Collecting registrations until `until`; nothing published yet.
+    Starting {
+        until: Instant,
+    },
+    Running,
+}
+
+/// The NameNode's state: members, their health, the ring, and the published table.
+#[derive(Debug)]
+pub struct Membership {
+    timing: Timing,
+    /// Target ownership for the current membership.
+    ring: Ring,
+    members: BTreeMap<NodeId, Member>,
+    /// Open, registered connections and their node.
+    conns: HashMap<ConnId, NodeId>,
+    phase: Phase,
+    /// What everyone was last told; `None` until the startup grace ends.
+    published: Option<Arc<Publication>>,
+    published_at: Option<Instant>,
+    /// Newest epoch any DataNode has reported; later tables are numbered above it.
+    max_epoch_reported: u64,
+    next_nonce: u64,
+    declared_dead: u64,
+}
+
+impl Membership {
+    /// A NameNode that has just started at `now`, with no members, collecting registrations
+    /// for the startup grace.
+    pub fn new(vnodes: NonZeroU32, timing: Timing, now: Instant) -> Membership {
+        Membership {
+            timing,
+            ring: Ring::new(vnodes),
+            members: BTreeMap::new(),
+            conns: HashMap::new(),
+            phase: Phase::Starting {
+                until: now + timing.startup_grace,
+            },
+            published: None,
+            published_at: None,
+            max_epoch_reported: 0,
+            next_nonce: 1,
+            declared_dead: 0,
+        }
+    }
+
+    /// The table everyone was last told, or `None` during the startup grace.
+    pub fn published(&self) -> Option<&Arc<Publication>> {
+        self.published.as_ref()
+    }
+
+    /// Whether the startup grace is over.
+    pub fn is_running(&self) -> bool {
+        self.phase == Phase::Running
+    }
+
+    /// Number of members (registered and not declared dead or left).
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether there are no members.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// When the next [`Event::Tick`] is due: the end of the startup grace, a member's silence
+    /// limit, or a probe. `None` when nothing is pending.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let startup = match self.phase {
+            Phase::Starting { until } => Some(until),
+            Phase::Running => None,
+        };
+        let members = self.members.values().map(|m| match m.health {
+            Health::Alive => m.last_heard + self.timing.suspect_after(),
+            Health::Suspect { next_at, .. } => next_at,
+        });
+        startup.into_iter().chain(members).min()
+    }
+
+    /// Applies `event`, which happened at `now`, and returns what to do about it, in order.
+    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        match event {
+            Event::Registered {
+                conn,
+                info,
+                epoch_seen,
+                owned_slots,
+            } => self.on_register(conn, info, epoch_seen, &owned_slots, now, &mut out),
+            Event::Heartbeat {
+                conn,
+                node,
+                epoch,
+                stats,
+            } => self.on_heartbeat(conn, &node, epoch, stats, now, &mut out),
+            Event::ProbeAnswered { conn, node, .. } => {
+                if let Some(member) = self.member_on(conn, &node, now, &mut out) {
+                    if member.health != Health::Alive {
+                        member.health = Health::Alive;
+                        out.push(Action::Notice(Notice::Recovered { node }));
+                    }
+                }
+            }
+            Event::Left { conn, node } => self.on_leave(conn, node, now, &mut out),
+            Event::Disconnected { conn } => self.on_disconnect(conn, now, &mut out),
+            Event::Tick => self.on_tick(now, &mut out),
+        }
+        out
+    }
+
+    fn on_register(
+        &mut self,
+        conn: ConnId,
+        info: NodeInfo,
+        epoch_seen: u64,
+        owned: &[RangeInclusive<Slot>],
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(other) = self.conns.get(&conn) {
+            if *other != info.id {
+                let message = format!(
+                    "this connection is registered as {other}; open a new one for {}",
+                    info.id
+                );
+                self.refuse(conn, message, now, out);
+                return;
+            }
+        }
+        self.max_epoch_reported = self.max_epoch_reported.max(epoch_seen);
+        let id = info.id.clone();
+        let reported = merge_runs(owned);
+        match self.members.get_mut(&id) {
+            Some(member) => {
+                if let Some(old) = member.conn.replace(conn) {
+                    if old != conn {
+                        self.conns.remove(&old);
+                        out.push(Action::Close {
+                            conn: old,
+                            reason: CloseReason::Superseded,
+                        });
+                    }
+                }
+                // A new address is published by `ring_changed`, which compares node lists.
+                member.info = info;
+                member.health = Health::Alive;
+                member.last_heard = now;
+                member.epoch_seen = epoch_seen;
+                member.reported = reported;
+                out.push(Action::Notice(Notice::Rejoined {
+                    node: id.clone(),
+                    conn,
+                }));
+            }
+            None => {
+                out.push(Action::Notice(Notice::Joined {
+                    node: id.clone(),
+                    client_addr: info.client_addr,
+                }));
+                self.members.insert(
+                    id.clone(),
+                    Member {
+                        info,
+                        conn: Some(conn),
+                        health: Health::Alive,
+                        last_heard: now,
+                        last_heartbeat: None,
+                        epoch_seen,
+                        reported,
+                        stats: NodeStats::default(),
+                    },
+                );
+                self.ring.add(id.clone());
+            }
+        }
+        self.conns.insert(conn, id);
+
+        match self.phase {
+            Phase::Starting { .. } => {
+                // The welcome waits for the first table; the whole old membership being back
+                // is reason enough not to wait for the rest of the grace.
+                if self.old_membership_complete() {
+                    self.finish_startup(now, out);
+                }
+            }
+            Phase::Running => self.ring_changed(now, Some(conn), out),
+        }
+    }
+
+    fn on_heartbeat(
+        &mut self,
+        conn: ConnId,
+        node: &NodeId,
+        epoch: u64,
+        stats: NodeStats,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let resend_after = self.timing.heartbeat_interval;
+        let Some(member) = self.member_on(conn, node, now, out) else {
+            return;
+        };
+        member.last_heartbeat = Some(now);
+        member.epoch_seen = epoch;
+        member.stats = stats;
+        if member.health != Health::Alive {
+            member.health = Health::Alive;
+            out.push(Action::Notice(Notice::Recovered { node: node.clone() }));
+        }
+        self.max_epoch_reported = self.max_epoch_reported.max(epoch);
+
+        let (Some(published), Some(published_at)) = (&self.published, self.published_at) else {
+            return;
+        };
+        if epoch > published.epoch() {
+            // The node saw a table from an earlier NameNode life that we have not caught up
+            // with: renumber ours above it, or the node would ignore everything we send.
+            self.publish(now, None, out);
+        } else if epoch < published.epoch() && now.duration_since(published_at) >= resend_after {
+            // Still behind a whole interval after the push: it was lost (or is stuck in a
+            // queue); send the table again rather than leave the node routing on a stale one.
+            out.push(Action::SendTo {
+                conn,
+                msg: NameNodeToDataNode::table(published.table.clone(), published.nodes.clone()),
+            });
+        }
+    }
+
+    fn on_leave(&mut self, conn: ConnId, node: NodeId, now: Instant, out: &mut Vec<Action>) {
+        if self.member_on(conn, &node, now, out).is_none() {
+            return;
+        }
+        self.members.remove(&node);
+        self.conns.remove(&conn);
+        self.ring.remove(&node);
+        out.push(Action::Notice(Notice::Left { node }));
+        if self.is_running() {
+            self.ring_changed(now, None, out);
+            // The leaver is no longer a broadcast recipient; the table without it is its
+            // acknowledgement.
+            if let Some(published) = &self.published {
+                out.push(Action::SendTo {
+                    conn,
+                    msg: NameNodeToDataNode::table(
+                        published.table.clone(),
+                        published.nodes.clone(),
+                    ),
+                });
+            }
+        }
+    }
+
+    fn on_disconnect(&mut self, conn: ConnId, now: Instant, out: &mut Vec<Action>) {
+        let Some(id) = self.conns.remove(&conn) else {
+            return;
+        };
+        if let Some(member) = self.members.get_mut(&id) {
+            member.conn = None;
+            out.push(Action::Notice(Notice::ConnectionLost { node: id.clone() }));
+            // A closed socket usually means a dead process: probe now instead of waiting for
+            // the missed heartbeats. The probes cannot be sent, so they only time out.
+            if member.health == Health::Alive {
+                self.suspect(&id, now, out);
+            }
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        if let Phase::Starting { until } = self.phase {
+            if now >= until {
+                self.finish_startup(now, out);
+            }
+        }
+
+        let suspect_after = self.timing.suspect_after();
+        let mut to_suspect = Vec::new();
+        let mut to_probe = Vec::new();
+        let mut dead = Vec::new();
+        for (id, member) in &self.members {
+            match member.health {
+                Health::Alive if now >= member.last_heard + suspect_after => {
+                    to_suspect.push(id.clone());
+                }
+                Health::Suspect { attempts, next_at } if now >= next_at => {
+                    if attempts < self.timing.probe_attempts.get() {
+                        to_probe.push(id.clone());
+                    } else {
+                        dead.push(id.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        for id in to_suspect {
+            if let Some(member) = self.members.get(&id) {
+                out.push(Action::Notice(Notice::Suspected {
+                    node: id.clone(),
+                    silent_for: now.saturating_duration_since(member.last_heard),
+                }));
+            }
+            self.suspect(&id, now, out);
+        }
+        for id in to_probe {
+            self.probe(&id, now, out);
+        }
+        if dead.is_empty() {
+            return;
+        }
+        for id in dead {
+            let Some(member) = self.members.remove(&id) else {
+                continue;
+            };
+            self.ring.remove(&id);
+            self.declared_dead += 1;
+            if let Some(conn) = member.conn {
+                // Connected but mute (hung, partitioned): cut it, so if it wakes up it
+                // reconnects and registers again instead of talking into the void.
+                self.conns.remove(&conn);
+                out.push(Action::Close {
+                    conn,
+                    reason: CloseReason::DeclaredDead,
+                });
+            }
+            out.push(Action::DeclaredDead {
+                node: id,
+                silent_for: now.saturating_duration_since(member.last_heard),
+            });
+        }
+        if self.is_running() {
+            self.ring_changed(now, None, out);
+        }
+    }
+
+    /// Starts probing `id`: the first probe goes out now.
+    fn suspect(&mut self, id: &NodeId, now: Instant, out: &mut Vec<Action>) {
+        if let Some(member) = self.members.get_mut(id) {
+            member.health = Health::Suspect {
+                attempts: 0,
+                next_at: now,
+            };
+        }
+        self.probe(id, now, out);
+    }
+
+    /// Sends the next probe to a suspect and schedules the one after (or the verdict).
+    fn probe(&mut self, id: &NodeId, now: Instant, out: &mut Vec<Action>) {
+        let nonce = self.next_nonce;
+        let Some(member) = self.members.get_mut(id) else {
+            return;
+        };
+        let Health::Suspect { attempts, .. } = member.health else {
+            return;
+        };
+        self.next_nonce += 1;
+        member.health = Health::Suspect {
+            attempts: attempts + 1,
+            next_at: now + self.timing.probe_interval,
+        };
+        out.push(Action::Probe {
+            node: id.clone(),
+            conn: member.conn,
+            nonce,
+            attempt: attempts + 1,
+        });
+    }
+
+    /// The member registered on `conn` as `node`, now known to be alive; `None` (and the
+    /// connection refused) when `conn` is not registered, or registered as another node.
+    fn member_on(
+        &mut self,
+        conn: ConnId,
+        node: &NodeId,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> Option<&mut Member> {
+        match self.conns.get(&conn) {
+            Some(id) if id == node => {}
+            Some(id) => {
+                let message = format!("this connection is registered as {id}, not {node}");
+                self.refuse(conn, message, now, out);
+                return None;
+            }
+            None => {
+                let message =
+                    format!("{node} is not registered on this connection; register first");
+                self.refuse(conn, message, now, out);
+                return None;
+            }
+        }
+        let member = self.members.get_mut(node)?;
+        member.last_heard = now;
+        Some(member)
+    }
+
+    /// Sends `error{message}` and closes `conn`. A member whose connection is refused is
+    /// treated as disconnected.
+    fn refuse(&mut self, conn: ConnId, message: String, now: Instant, out: &mut Vec<Action>) {
+        out.push(Action::SendTo {
+            conn,
+            msg: NameNodeToDataNode::Error { message },
+        });
+        out.push(Action::Close {
+            conn,
+            reason: CloseReason::ProtocolError,
+        });
+        self.on_disconnect(conn, now, out);
+    }
+
+    /// Whether the members that reported owning slots at the newest reported epoch cover
+    /// every slot exactly once: then the membership of that epoch is back in full.
+    fn old_membership_complete(&self) -> bool {
+        let epoch = self.max_epoch_reported;
+        if epoch == 0 {
+            return false;
+        }
+        let mut covered = vec![false; SLOT_COUNT];
+        let mut count = 0;
+        for member in self.members.values() {
+            if member.reported.is_empty() {
+                continue;
+            }
+            if member.epoch_seen != epoch {
+                return false;
+            }
+            for &(start, end) in &member.reported {
+                for seen in &mut covered[start as usize..=end as usize] {
+                    if *seen {
+                        return false;
+                    }
+                    *seen = true;
+                    count += 1;
+                }
+            }
+        }
+        count == SLOT_COUNT
+    }
+
+    /// Ends the startup grace: publishes the first table and welcomes everyone registered.
+    fn finish_startup(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.phase = Phase::Running;
+        let epoch = self.max_epoch_reported;
+        let mut table = self.ring.slot_table();
+        table.set_epoch(epoch);
+        let unchanged = epoch > 0
+            && !self.members.is_empty()
+            && self
+                .members
+                .iter()
+                .all(|(id, m)| m.epoch_seen == epoch && m.reported == table.ranges_of(id));
+        let epoch = if unchanged { epoch } else { epoch + 1 };
+        table.set_epoch(epoch);
+        self.ring.set_epoch(epoch);
+        let publication = Arc::new(Publication {
+            table,
+            nodes: self.node_infos(),
+        });
+        self.published = Some(publication.clone());
+        self.published_at = Some(now);
+        out.push(Action::Notice(Notice::StartupDone {
+            epoch,
+            members: self.members.len(),
+            reused_epoch: unchanged,
+        }));
+        for conn in self.member_conns(None) {
+            out.push(Action::SendTo {
+                conn,
+                msg: NameNodeToDataNode::welcome(
+                    publication.table.clone(),
+                    publication.nodes.clone(),
+                ),
+            });
+        }
+        out.push(Action::Broadcast {
+            publication,
+            to: Vec::new(),
+        });
+    }
+
+    /// The ring or the member list changed. Today the new table is published at once; the
+    /// handoff will start slot moves here and publish as they complete.
+    fn ring_changed(&mut self, now: Instant, welcome: Option<ConnId>, out: &mut Vec<Action>) {
+        self.publish(now, welcome, out);
+    }
+
+    /// Publishes the ring's table when it (or the member list) differs from the published
+    /// one, or when a node has seen a newer epoch than ours; then welcomes `welcome` with the
+    /// current table.
+    fn publish(&mut self, now: Instant, welcome: Option<ConnId>, out: &mut Vec<Action>) {
+        let Some(current) = self.published.clone() else {
+            return;
+        };
+        let nodes = self.node_infos();
+        let mut table = self.ring.slot_table();
+        table.set_epoch(current.epoch());
+        let publication = if table != current.table
+            || nodes != current.nodes
+            || current.epoch() < self.max_epoch_reported
+        {
+            let epoch = current.epoch().max(self.max_epoch_reported) + 1;
+            table.set_epoch(epoch);
+            self.ring.set_epoch(epoch);
+            let publication = Arc::new(Publication { table, nodes });
+            self.published = Some(publication.clone());
+            self.published_at = Some(now);
+            Some(publication)
+        } else {
+            None
+        };
+        if let Some(conn) = welcome {
+            let current = self.published.as_ref().unwrap_or(&current);
+            out.push(Action::SendTo {
+                conn,
+                msg: NameNodeToDataNode::welcome(current.table.clone(), current.nodes.clone()),
+            });
+        }
+        if let Some(publication) = publication {
+            out.push(Action::Broadcast {
+                publication,
+                to: self.member_conns(welcome),
+            });
+        }
+    }
+
+    fn node_infos(&self) -> Vec<NodeInfo> {
+        self.members.values().map(|m| m.info.clone()).collect()
+    }
+
+    /// Open connections of members, in node order, except `skip`.
+    fn member_conns(&self, skip: Option<ConnId>) -> Vec<ConnId> {
+        self.members
+            .values()
+            .filter_map(|m| m.conn)
+            .filter(|&c| Some(c) != skip)
+            .collect()
+    }
+
+    /// A snapshot for the status page, `/cluster` and `/metrics`.
+    pub fn status(&self, now: Instant) -> ClusterStatus {
+        let table = self.published.as_ref().map(|p| &p.table);
+        let nodes = self
+            .members
+            .iter()
+            .map(|(id, m)| NodeStatus {
+                id: id.clone(),
+                client_addr: m.info.client_addr,
+                admin_addr: m.info.admin_addr,
+                state: match m.health {
+                    Health::Alive => "alive",
+                    Health::Suspect { .. } => "suspect",
+                },
+                connected: m.conn.is_some(),
+                last_heartbeat_ms_ago: m
+                    .last_heartbeat
+                    .map(|t| millis(now.saturating_duration_since(t))),
+                last_heard_ms_ago: millis(now.saturating_duration_since(m.last_heard)),
+                epoch_seen: m.epoch_seen,
+                slots: table.map_or(0, |t| t.slots_of(id)),
+                stats: m.stats,
+            })
+            .collect();
+        let ranges = table.map_or_else(Vec::new, |t| {
+            t.ranges()
+                .into_iter()
+                .filter_map(|(start, end, index)| {
+                    t.nodes()
+                        .get(index as usize)
+                        .map(|node| (start, end, node.clone()))
+                })
+                .collect()
+        });
+        ClusterStatus {
+            state: if self.is_running() {
+                "running"
+            } else {
+                "starting"
+            },
+            epoch: self
+                .published
+                .as_ref()
+                .map_or(self.max_epoch_reported, |p| p.epoch()),
+            nodes,
+            slots_assigned: table.map_or(0, SlotTable::assigned_slots),
+            ranges,
+            declared_dead_total: self.declared_dead,
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `ranges` sorted, with overlapping and adjacent runs merged: the form
+/// [`SlotTable::ranges_of`] returns, so the two compare directly.
+fn merge_runs(ranges: &[RangeInclusive<Slot>]) -> Vec<(u16, u16)> {
+    let mut runs: Vec<(u16, u16)> = ranges
+        .iter()
+        .map(|r| (r.start().get(), r.end().get()))
+        .filter(|(start, end)| start <= end)
+        .collect();
+    runs.sort_unstable();
+    let mut merged: Vec<(u16, u16)> = Vec::with_capacity(runs.len());
+    for (start, end) in runs {
+        match merged.last_mut() {
+            Some((_, last_end)) if u32::from(start) <= u32::from(*last_end) + 1 => {
+                *last_end = (*last_end).max(end);
+            }
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
+}
+
+/// The cluster as the HTTP endpoints show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterStatus {
+    /// `starting` during the startup grace, then `running`.
+    pub state: &'static str,
+    /// Epoch of the published table (during startup: the newest epoch reported).
+    pub epoch: u64,
+    /// Members, sorted by id.
+    pub nodes: Vec<NodeStatus>,
+    /// Slots with an owner in the published table.
+    pub slots_assigned: usize,
+    /// Runs of the published table: `[first, last, owner]`.
+    pub ranges: Vec<(u16, u16, NodeId)>,
+    /// Nodes declared dead since this NameNode started.
+    pub declared_dead_total: u64,
+}
+
+/// One member as the HTTP endpoints show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub client_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// `alive`, or `suspect` while being probed.
+    pub state: &'static str,
+    /// Whether its control connection is open.
+    pub connected: bool,
+    /// Milliseconds since its last heartbeat (`null`: none since it registered).
+    pub last_heartbeat_ms_ago: Option<u64>,
+    /// Milliseconds since any message from it.
+    pub last_heard_ms_ago: u64,
+    pub epoch_seen: u64,
+    /// Slots it owns in the published table.
+    pub slots: usize,
+    #[serde(flatten)]
+    pub stats: NodeStats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chkv_common::DEFAULT_VNODES;
+
+    const INTERVAL: Duration = Duration::from_millis(100);
+
+    fn timing() -> Timing {
+        Timing::new(INTERVAL, crate::config::DEFAULT_TOLERANCE)
+    }
+
+    fn info(id: &str, port: u16) -> NodeInfo {
+        NodeInfo {
+            id: NodeId::from(id),
+            client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 10000)),
+        }
+    }
+
+    fn register(conn: u64, id: &str, port: u16) -> Event {
+        Event::Registered {
+            conn: ConnId(conn),
+            info: info(id, port),
+            epoch_seen: 0,
+            owned_slots: Vec::new(),
+        }
+    }
+
+    fn heartbeat(conn: u64, id: &str, epoch: u64) -> Event {
+        Event::Heartbeat {
+            conn: ConnId(conn),
+            node: NodeId::from(id),
+            epoch,
+            stats: NodeStats {
+                keys: 7,
+                used_memory: 1024,
+                ops: 3,
+            },
+        }
+    }
+
+    fn broadcasts(actions: &[Action]) -> Vec<(Arc<Publication>, Vec<ConnId>)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Broadcast { publication, to } => Some((publication.clone(), to.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn welcomes(actions: &[Action]) -> Vec<(ConnId, SlotTable)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::SendTo {
+                    conn,
+                    msg: NameNodeToDataNode::Welcome { table, .. },
+                } => Some((*conn, table.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn probes(actions: &[Action]) -> Vec<(NodeId, Option<ConnId>, u32)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Probe {
+                    node,
+                    conn,
+                    attempt,
+                    ..
+                } => Some((node.clone(), *conn, *attempt)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn dead(actions: &[Action]) -> Vec<NodeId> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::DeclaredDead { node, .. } => Some(node.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Past the startup grace with an empty membership, then `ids` joined one by one.
+    fn running_with(ids: &[&str], t0: Instant) -> (Membership, Instant) {
+        let mut m = Membership::new(DEFAULT_VNODES, timing(), t0);
+        let now = t0 + timing().startup_grace;
+        let actions = m.handle(Event::Tick, now);
+        assert_eq!(broadcasts(&actions).len(), 1, "empty first table");
+        for (i, id) in ids.iter().enumerate() {
+            m.handle(register(i as u64 + 1, id, 7000 + i as u16), now);
+        }
+        (m, now)
+    }
+
+    fn assert_every_slot_owned_once(table: &SlotTable, members: &[&str]) {
+        assert_eq!(table.assigned_slots(), SLOT_COUNT);
+        let owners: Vec<&str> = table.nodes().iter().map(NodeId::as_str).collect();
+        assert_eq!(owners, members);
+        let total: usize = table.nodes().iter().map(|n| table.slots_of(n)).sum();
+        assert_eq!(total, SLOT_COUNT);
+    }
+
+    #[test]
+    fn joins_publish_and_welcome() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&[], t0);
+        assert_eq!(m.published().map(|p| p.epoch()), Some(1));
+
+        let a = m.handle(register(1, "dn-a", 7001), now);
+        let w = welcomes(&a);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].0, ConnId(1));
+        assert_eq!(w[0].1.epoch(), 2);
+        let b = broadcasts(&a);
+        assert_eq!(b.len(), 1);
+        assert!(
+            b[0].1.is_empty(),
+            "the newcomer gets a welcome, not a second copy"
+        );
+
+        let a = m.handle(register(2, "dn-b", 7002), now);
+        let b = broadcasts(&a);
+        assert_eq!(b[0].1, vec![ConnId(1)]);
+        assert_eq!(b[0].0.epoch(), 3);
+        assert_eq!(welcomes(&a)[0].0, ConnId(2));
+
+        let a = m.handle(register(3, "dn-c", 7003), now);
+        let b = broadcasts(&a);
+        assert_eq!(b[0].1, vec![ConnId(1), ConnId(2)]);
+        assert_eq!(b[0].0.epoch(), 4);
+        assert_every_slot_owned_once(&b[0].0.table, &["dn-a", "dn-b", "dn-c"]);
+        assert_eq!(b[0].0.nodes.len(), 3);
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn startup_grace_collects_then_publishes_once() {
+        let t0 = Instant::now();
+        let mut m = Membership::new(DEFAULT_VNODES, timing(), t0);
+        assert_eq!(m.next_deadline(), Some(t0 + timing().startup_grace));
+        for (i, id) in ["dn-a", "dn-b", "dn-c"].iter().enumerate() {
+            let a = m.handle(register(i as u64, id, 7000 + i as u16), t0);
+            assert!(
+                broadcasts(&a).is_empty() && welcomes(&a).is_empty(),
+                "{a:?}"
+            );
+        }
+        assert!(m.handle(Event::Tick, t0 + INTERVAL).is_empty());
+        assert!(m.published().is_none());
+
+        let a = m.handle(Event::Tick, t0 + timing().startup_grace);
+        assert_eq!(welcomes(&a).len(), 3);
+        let b = broadcasts(&a);
+        assert_eq!(b.len(), 1);
+        assert!(
+            b[0].1.is_empty(),
+            "datanodes get welcomes; only watchers get the push"
+        );
+        assert_eq!(b[0].0.epoch(), 1);
+        assert_every_slot_owned_once(&b[0].0.table, &["dn-a", "dn-b", "dn-c"]);
+        assert!(m.is_running());
+    }
+
+    /// What each node of `table` would report after a NameNode restart.
+    fn reregister(conn: u64, id: &str, port: u16, table: &SlotTable) -> Event {
+        let owned = table
+            .ranges_of(&NodeId::from(id))
+            .into_iter()
+            .filter_map(|(s, e)| Some(Slot::new(s)?..=Slot::new(e)?))
+            .collect();
+        Event::Registered {
+            conn: ConnId(conn),
+            info: info(id, port),
+            epoch_seen: table.epoch(),
+            owned_slots: owned,
+        }
+    }
+
+    #[test]
+    fn restart_with_everyone_back_keeps_owners_and_epoch_without_waiting() {
+        let t0 = Instant::now();
+        let (m, now) = running_with(&["dn-a", "dn-b", "dn-c"], t0);
+        let before = m.published().expect("running").table.clone();
+
+        let mut m = Membership::new(DEFAULT_VNODES, timing(), now);
+        let a = m.handle(reregister(10, "dn-c", 7002, &before), now);
+        assert!(welcomes(&a).is_empty());
+        m.handle(reregister(11, "dn-a", 7000, &before), now);
+        // The last owner is back: no need to wait out the grace.
+        let a = m.handle(reregister(12, "dn-b", 7001, &before), now);
+        assert_eq!(welcomes(&a).len(), 3);
+        let after = &broadcasts(&a)[0].0.table;
+        assert_eq!(after, &before, "same owners, same epoch");
+        assert!(a.contains(&Action::Notice(Notice::StartupDone {
+            epoch: before.epoch(),
+            members: 3,
+            reused_epoch: true,
+        })));
+    }
+
+    #[test]
+    fn restart_with_a_node_missing_waits_then_moves_the_epoch() {
+        let t0 = Instant::now();
+        let (m, now) = running_with(&["dn-a", "dn-b", "dn-c"], t0);
+        let before = m.published().expect("running").table.clone();
+
+        let mut m = Membership::new(DEFAULT_VNODES, timing(), now);
+        m.handle(reregister(10, "dn-a", 7000, &before), now);
+        let a = m.handle(reregister(11, "dn-b", 7001, &before), now);
+        assert!(
+            welcomes(&a).is_empty(),
+            "dn-c's slots are uncovered: keep waiting"
+        );
+        let a = m.handle(Event::Tick, now + timing().startup_grace);
+        let after = &broadcasts(&a)[0].0.table;
+        assert_eq!(after.epoch(), before.epoch() + 1);
+        assert_every_slot_owned_once(after, &["dn-a", "dn-b"]);
+        // Consistent hashing: only dn-c's slots moved.
+        for slot in Slot::all() {
+            if before.owner(slot) != Some(&NodeId::from("dn-c")) {
+                assert_eq!(before.owner(slot), after.owner(slot), "slot {slot}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_straggler_with_a_newer_epoch_moves_ours_above_it() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["dn-a"], t0);
+        assert_eq!(m.published().map(|p| p.epoch()), Some(2));
+        let a = m.handle(
+            Event::Registered {
+                conn: ConnId(9),
+                info: info("dn-b", 7009),
+                epoch_seen: 40,
+                owned_slots: Vec::new(),
+            },
+            now,
+        );
+        assert_eq!(broadcasts(&a)[0].0.epoch(), 41);
+        assert_eq!(welcomes(&a)[0].1.epoch(), 41);
+
+        // A heartbeat from a newer past, too.
+        let a = m.handle(heartbeat(1, "dn-a", 50), now);
+        assert_eq!(broadcasts(&a)[0].0.epoch(), 51);
+        assert_eq!(broadcasts(&a)[0].0.table.nodes().len(), 2);
+    }
+
+    #[test]
+    fn silence_is_probed_three_times_then_declared_dead() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["dn-a", "dn-b", "dn-c"], t0);
+        let epoch = m.published().map(|p| p.epoch()).unwrap_or_default();
+        let limit = now + timing().suspect_after();
+        // Heartbeats from a and b keep them alive; c goes silent after registering.
+        let mut t = now;
+        while t < limit {
+            t += INTERVAL / 2;
+            m.handle(heartbeat(1, "dn-a", epoch), t);
+            m.handle(heartbeat(2, "dn-b", epoch), t);
+        }
+        assert_eq!(m.next_deadline(), Some(limit));
+        let a = m.handle(Event::Tick, limit);
+        assert_eq!(probes(&a), vec![(NodeId::from("dn-c"), Some(ConnId(3)), 1)]);
+        let p = timing().probe_interval;
+        assert_eq!(m.next_deadline(), Some(limit + p));
+        assert!(m.handle(Event::Tick, limit + p / 2).is_empty());
+        assert_eq!(probes(&m.handle(Event::Tick, limit + p)).len(), 1);
+        assert_eq!(probes(&m.handle(Event::Tick, limit + p * 2))[0].2, 3);
+        assert_eq!(m.next_deadline(), Some(limit + p * 3));
+        let a = m.handle(Event::Tick, limit + p * 3);
+        assert_eq!(dead(&a), vec![NodeId::from("dn-c")]);
+        assert!(a.contains(&Action::Close {
+            conn: ConnId(3),
+            reason: CloseReason::DeclaredDead
+        }));
+        let b = broadcasts(&a);
+        assert_eq!(b[0].0.epoch(), epoch + 1);
+        assert_eq!(b[0].1, vec![ConnId(1), ConnId(2)]);
+        assert_every_slot_owned_once(&b[0].0.table, &["dn-a", "dn-b"]);
+        assert_eq!(m.status(limit + p * 3).declared_dead_total, 1);
+
+        // Its late heartbeat is refused, so it reconnects and registers again.
+        let a = m.handle(heartbeat(3, "dn-c", epoch), limit + p * 4);
+        assert!(matches!(
+            a.as_slice(),
+            [
+                Action::SendTo {
+                    msg: NameNodeToDataNode::Error { .. },
+                    ..
+                },
+                Action::Close {
+                    reason: CloseReason::ProtocolError,
+                    ..
+                }
+            ]
+        ));
+    }
+
+    #[test]
+    fn a_pong_clears_suspicion() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["dn-a"], t0);
+        let limit = now + timing().suspect_after();
+        let a = m.handle(Event::Tick, limit);
+        let Some(Action::Probe { nonce, .. }) = a
+            .iter()
+            .find(|x| matches!(x, Action::Probe { .. }))
+            .cloned()
+        else {
+            panic!("no probe in {a:?}");
+        };
+        let a = m.handle(
+            Event::ProbeAnswered {
+                conn: ConnId(1),
+                node: NodeId::from("dn-a"),
+                nonce,
+            },
+            limit + Duration::from_millis(1),
+        );
+        assert_eq!(
+            a,
+            vec![Action::Notice(Notice::Recovered {
+                node: NodeId::from("dn-a")
+            })]
+        );
+        assert_eq!(
+            m.next_deadline(),
+            Some(limit + Duration::from_millis(1) + timing().suspect_after())
+        );
+        assert!(dead(&m.handle(Event::Tick, limit + INTERVAL * 2)).is_empty());
+    }
+
+    #[test]
+    fn a_closed_connection_is_probed_at_once_and_dies_fast() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["dn-a", "dn-b"], t0);
+        let a = m.handle(Event::Disconnected { conn: ConnId(2) }, now);
+        assert_eq!(probes(&a), vec![(NodeId::from("dn-b"), None, 1)]);
+        let p = timing().probe_interval;
+        m.handle(Event::Tick, now + p);
+        m.handle(Event::Tick, now + p * 2);
+        let a = m.handle(Event::Tick, now + p * 3);
+        assert_eq!(dead(&a), vec![NodeId::from("dn-b")]);
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::Close { .. })),
+            "nothing left to close"
+        );
+        assert_eq!(broadcasts(&a)[0].1, vec![ConnId(1)]);
+        // Far sooner than the missed-heartbeat path.
+        assert!(p * 3 < timing().suspect_after());
+    }
+
+    #[test]
+    fn reconnecting_in_time_keeps_the_slots() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["dn-a", "dn-b"], t0);
+        let table = m.published().expect("running").table.clone();
+        m.handle(Event::Disconnected { conn: ConnId(2) }, now);
+        let a = m.handle(register(20, "dn-b", 7001), now + timing().probe_interval);
+        assert!(broadcasts(&a).is_empty(), "same members, same addresses");
+        assert_eq!(welcomes(&a), vec![(ConnId(20), table.clone())]);
+        let later = now + timing().probe_interval * 5;
+        assert!(dead(&m.handle(Event::Tick, later)).is_empty());
+        // The old connection's late close changes nothing.
+        assert!(m
+            .handle(Event::Disconnected { conn: ConnId(2) }, later)
+            .is_empty());
+        assert_eq!(m.published().map(|p| &p.table), Some(&table));
+    }
+
+    #[test]
+    fn reregistering_on_a_new_connection_closes_the_old_one() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["dn-a"], t0);
+        let a = m.handle(register(5, "dn-a", 7000), now);
+        assert_eq!(
+            a[0],
+            Action::Close {
+                conn: ConnId(1),
+                reason: CloseReason::Superseded
+            }
+        );
+        assert_eq!(welcomes(&a).len(), 1);
+        // Messages still queued on the old connection are refused.
+        let a = m.handle(heartbeat(1, "dn-a", 2), now);
+        assert!(a.iter().any(|x| matches!(
+            x,
+            Action::Close {
+                reason: CloseReason::ProtocolError,
+                ..
+            }
+        )));
+        assert!(probes(&a).is_empty(), "dn-a is fine on its new connection");
+    }
+
+    #[test]
+    fn a_new_address_is_published_under_a_new_epoch() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["dn-a", "dn-b"], t0);
+        let before = m.published().expect("running").clone();
+        let a = m.handle(register(9, "dn-b", 8001), now);
+        let b = broadcasts(&a);
+        assert_eq!(b[0].0.epoch(), before.epoch() + 1);
+        assert_eq!(
+            b[0].0.table.diff(&before.table),
+            vec![],
+            "owners are unchanged"
+        );
+        assert_eq!(b[0].0.nodes[1].client_addr.port(), 8001);
+        assert_eq!(b[0].1, vec![ConnId(1)]);
+    }
+
+    #[test]
+    fn leave_publishes_and_acknowledges() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["dn-a", "dn-b"], t0);
+        let a = m.handle(
+            Event::Left {
+                conn: ConnId(2),
+                node: NodeId::from("dn-b"),
+            },
+            now,
+        );
+        let b = broadcasts(&a);
+        assert_eq!(b[0].1, vec![ConnId(1)]);
+        assert_every_slot_owned_once(&b[0].0.table, &["dn-a"]);
+        assert!(a.iter().any(|x| matches!(
+            x,
+            Action::SendTo {
+                conn: ConnId(2),
+                msg: NameNodeToDataNode::Table { .. }
+            }
+        )));
+        // Its connection closing afterwards is nobody's business.
+        assert!(m
+            .handle(Event::Disconnected { conn: ConnId(2) }, now)
+            .is_empty());
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn unregistered_and_mismatched_connections_are_refused() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["dn-a"], t0);
+        let a = m.handle(heartbeat(42, "dn-x", 0), now);
+        assert_eq!(a.len(), 2, "{a:?}");
+        // A connection registered as dn-a cannot speak for dn-b...
+        let a = m.handle(
+            Event::ProbeAnswered {
+                conn: ConnId(1),
+                node: NodeId::from("dn-b"),
+                nonce: 1,
+            },
+            now,
+        );
+        assert!(a.iter().any(|x| matches!(x, Action::Close { .. })));
+        // ...which counts as dn-a losing its connection.
+        assert_eq!(probes(&a), vec![(NodeId::from("dn-a"), None, 1)]);
+        // Nor register a second id.
+        let mut m = running_with(&["dn-a"], t0).0;
+        let a = m.handle(register(1, "dn-b", 7100), now);
+        assert!(broadcasts(&a).is_empty());
+        assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn a_lagging_node_gets_the_table_again() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["dn-a", "dn-b"], t0);
+        let epoch = m.published().map(|p| p.epoch()).unwrap_or_default();
+        // Right after a push a stale heartbeat is expected: the push is in flight.
+        assert!(m.handle(heartbeat(1, "dn-a", epoch - 1), now).is_empty());
+        let a = m.handle(heartbeat(1, "dn-a", epoch - 1), now + INTERVAL);
+        assert!(matches!(
+            a.as_slice(),
+            [Action::SendTo {
+                conn: ConnId(1),
+                msg: NameNodeToDataNode::Table { .. }
+            }]
+        ));
+        assert!(m
+            .handle(heartbeat(1, "dn-a", epoch), now + INTERVAL)
+            .is_empty());
+    }
+
+    #[test]
+    fn status_reports_members_and_slots() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["dn-a", "dn-b"], t0);
+        m.handle(heartbeat(1, "dn-a", 3), now + INTERVAL);
+        let s = m.status(now + INTERVAL * 2);
+        assert_eq!(s.state, "running");
+        assert_eq!(s.epoch, 3);
+        assert_eq!(s.slots_assigned, SLOT_COUNT);
+        assert_eq!(s.nodes.len(), 2);
+        assert_eq!(s.nodes[0].stats.keys, 7);
+        assert_eq!(s.nodes[0].last_heartbeat_ms_ago, Some(100));
+        assert_eq!(s.nodes[1].last_heartbeat_ms_ago, None);
+        assert_eq!(s.nodes.iter().map(|n| n.slots).sum::<usize>(), SLOT_COUNT);
+        let covered: usize = s
+            .ranges
+            .iter()
+            .map(|(a, b, _)| usize::from(b - a) + 1)
+            .sum();
+        assert_eq!(covered, SLOT_COUNT);
+        let json = serde_json::to_value(&s).expect("serializes");
+        assert_eq!(json["nodes"][0]["used_memory"], 1024);
+    }
+
+    #[test]
+    fn merge_runs_normalises() {
+        let s = |n| Slot::new(n).expect("in range");
+        assert_eq!(
+            merge_runs(&[s(10)..=s(20), s(0)..=s(4), s(5)..=s(9), s(15)..=s(30)]),
+            vec![(0, 30)]
+        );
+        assert_eq!(
+            merge_runs(&[s(0)..=s(0), s(16383)..=s(16383)]),
+            vec![(0, 0), (16383, 16383)]
+        );
+        assert!(merge_runs(&[]).is_empty());
+    }
+}

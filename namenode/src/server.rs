@@ -1,0 +1,716 @@
+//! The NameNode's I/O: listeners, connection tasks, and the core task around [`Membership`].
+//!
+//! One core task owns the [`Membership`] and is the only place state changes, so there are no
+//! locks: connection tasks send it decoded events over a channel, it asks the state machine
+//! what to do and does it (queue a line for a connection, drop a connection, publish a table).
+//! It sleeps until [`Membership::next_deadline`] rather than ticking at a fixed rate, so probes
+//! go out on time and an idle NameNode does nothing.
+//!
+//! Each DataNode connection has a reader task (lines in -> events) and a writer task (a bounded
+//! queue -> socket). The core holds the only sender of that queue: dropping it closes the
+//! connection once what was queued is written. A node that stops reading fills its queue and is
+//! dropped rather than letting the NameNode buffer without bound, as Redis does with a client
+//! over its output limit; it will reconnect and be welcomed with the current table.
+//!
+//! Watchers do not go through the core: the newest table (encoded once) sits in a
+//! `tokio::sync::watch`, and each watcher task writes it whenever it changes. A watcher that
+//! reads slowly skips tables it had no time for, which is right for a routing table: only the
+//! newest one matters.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chkv_common::proto::{check_version, slot_ranges, MAX_LINE_BYTES};
+use chkv_common::{
+    decode_line, encode_line, ClientToNameNode, DataNodeToNameNode, NameNodeToClient,
+    NameNodeToDataNode, NodeInfo,
+};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, warn};
+
+use crate::membership::{Action, ClusterStatus, ConnId, Event, Membership, NodeStats, Notice};
+use crate::{http, Config, Error};
+
+/// Lines queued for one DataNode before it counts as not reading and is dropped.
+const DATANODE_QUEUE: usize = 64;
+/// Events queued for the core before connection tasks wait.
+const CORE_QUEUE: usize = 1024;
+/// A write that does not complete in this long means the peer stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A watcher must say `watch` this soon after connecting.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest line a watcher may send (the handshake is about 30 bytes).
+const MAX_WATCH_LINE: usize = 4096;
+
+/// A running NameNode. Dropping it stops every task abruptly; [`shutdown`] waits for them.
+///
+/// [`shutdown`]: NameNodeHandle::shutdown
+#[derive(Debug)]
+pub struct NameNodeHandle {
+    datanode_addr: SocketAddr,
+    client_addr: SocketAddr,
+    http_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl NameNodeHandle {
+    /// Where DataNodes register (the bound address, so port 0 is resolved).
+    pub fn datanode_addr(&self) -> SocketAddr {
+        self.datanode_addr
+    }
+
+    /// Where clients watch the ring.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// The HTTP status port.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Stops accepting, closes every connection and waits until all tasks have ended. The
+    /// ports are free again when this returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Binds the three ports and starts serving. Returns once the ports are bound.
+pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
+    let datanodes = bind(&config, config.datanode_port, "datanodes").await?;
+    let clients = bind(&config, config.client_port, "watchers").await?;
+    let web = bind(&config, config.http_port, "http").await?;
+    let local = |listener: &TcpListener, what| {
+        listener.local_addr().map_err(|source| Error::Bind {
+            what,
+            addr: SocketAddr::new(config.bind, 0),
+            source,
+        })
+    };
+    let datanode_addr = local(&datanodes, "datanodes")?;
+    let client_addr = local(&clients, "watchers")?;
+    let http_addr = local(&web, "http")?;
+
+    let (stop, stop_rx) = watch::channel(false);
+    let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE);
+    let (tables_tx, tables_rx) = watch::channel(None);
+    let watchers = Arc::new(AtomicUsize::new(0));
+
+    let core = Core {
+        membership: Membership::new(config.vnodes, config.timing, now()),
+        conns: HashMap::new(),
+        tables: tables_tx,
+        watchers: watchers.clone(),
+    };
+    let mut tasks = JoinSet::new();
+    tasks.spawn(core.run(core_rx, stop_rx.clone()));
+
+    let mut last_conn = 0;
+    let (tx, stop_dn) = (core_tx.clone(), stop_rx.clone());
+    tasks.spawn(accept_loop(
+        datanodes,
+        stop_rx.clone(),
+        "datanode",
+        move |stream, peer| {
+            last_conn += 1;
+            let conn = ConnId(last_conn);
+            serve_datanode(stream, peer, conn, tx.clone(), stop_dn.clone())
+        },
+    ));
+    let stop_w = stop_rx.clone();
+    tasks.spawn(accept_loop(
+        clients,
+        stop_rx.clone(),
+        "watcher",
+        move |stream, peer| {
+            serve_watcher(
+                stream,
+                peer,
+                tables_rx.clone(),
+                watchers.clone(),
+                stop_w.clone(),
+            )
+        },
+    ));
+    let status = StatusSource(core_tx);
+    tasks.spawn(accept_loop(web, stop_rx, "http", move |stream, _| {
+        http::serve(stream, status.clone())
+    }));
+
+    info!(%datanode_addr, %client_addr, %http_addr, "namenode listening");
+    Ok(NameNodeHandle {
+        datanode_addr,
+        client_addr,
+        http_addr,
+        stop,
+        tasks,
+    })
+}
+
+/// Starts a NameNode and serves until `shutdown` resolves (e.g. on SIGINT/SIGTERM), then stops
+/// it cleanly.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let handle = start(config).await?;
+    shutdown.await;
+    handle.shutdown().await;
+    info!("namenode stopped");
+    Ok(())
+}
+
+async fn bind(config: &Config, port: u16, what: &'static str) -> Result<TcpListener, Error> {
+    let addr = SocketAddr::new(config.bind, port);
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { what, addr, source })
+}
+
+/// The core's clock: tokio's, so tests that pause time pause the NameNode too.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Accepts connections until told to stop, then aborts the ones still open.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    what: &'static str,
+    mut serve: F,
+) where
+    F: FnMut(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn(serve(stream, peer));
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    warn!("accepting {what} connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    conns.shutdown().await;
+}
+
+/// What connection tasks and the HTTP server tell the core.
+enum CoreEvent {
+    /// A DataNode connection opened; `tx` feeds its writer.
+    Connected {
+        conn: ConnId,
+        tx: mpsc::Sender<Arc<[u8]>>,
+    },
+    /// Something for the state machine.
+    Membership(Event),
+    /// The connection sent something unacceptable: answer `error{message}` and close it.
+    Refused { conn: ConnId, message: String },
+    /// A snapshot for HTTP.
+    Status(oneshot::Sender<Snapshot>),
+}
+
+/// How HTTP handlers reach the core.
+#[derive(Clone)]
+pub(crate) struct StatusSource(mpsc::Sender<CoreEvent>);
+
+/// A [`ClusterStatus`] plus what only the server knows.
+pub(crate) struct Snapshot {
+    pub status: ClusterStatus,
+    pub watchers: usize,
+}
+
+impl StatusSource {
+    /// The current cluster state, or `None` when the NameNode is shutting down.
+    pub(crate) async fn snapshot(&self) -> Option<Snapshot> {
+        let (tx, rx) = oneshot::channel();
+        self.0.send(CoreEvent::Status(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// The newest table as watchers receive it, encoded once for all of them.
+struct TableLine {
+    epoch: u64,
+    line: Arc<[u8]>,
+}
+
+struct Core {
+    membership: Membership,
+    /// Writer queues of open DataNode connections.
+    conns: HashMap<ConnId, mpsc::Sender<Arc<[u8]>>>,
+    tables: watch::Sender<Option<Arc<TableLine>>>,
+    watchers: Arc<AtomicUsize>,
+}
+
+impl Core {
+    async fn run(mut self, mut events: mpsc::Receiver<CoreEvent>, mut stop: watch::Receiver<bool>) {
+        loop {
+            let deadline = self.membership.next_deadline();
+            let wake = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                event = events.recv() => match event {
+                    Some(event) => self.on_event(event),
+                    None => break,
+                },
+                () = wake => self.feed(Event::Tick),
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: CoreEvent) {
+        match event {
+            CoreEvent::Connected { conn, tx } => {
+                self.conns.insert(conn, tx);
+            }
+            CoreEvent::Membership(event) => self.feed(event),
+            CoreEvent::Refused { conn, message } => {
+                warn!(%conn, "refusing datanode connection: {message}");
+                let mut later = VecDeque::new();
+                self.send(conn, &NameNodeToDataNode::Error { message }, &mut later);
+                self.conns.remove(&conn);
+                later.push_back(Event::Disconnected { conn });
+                self.feed_all(later);
+            }
+            CoreEvent::Status(reply) => {
+                let _ = reply.send(Snapshot {
+                    status: self.membership.status(now()),
+                    watchers: self.watchers.load(Ordering::Relaxed),
+                });
+            }
+        }
+    }
+
+    fn feed(&mut self, event: Event) {
+        self.feed_all(VecDeque::from([event]));
+    }
+
+    /// Runs events through the state machine, and the events its actions cause (a dropped
+    /// connection is a disconnection), until there are none left.
+    fn feed_all(&mut self, mut events: VecDeque<Event>) {
+        while let Some(event) = events.pop_front() {
+            if let Event::Disconnected { conn } = event {
+                // Dropping the queue ends the writer, which closes the socket.
+                self.conns.remove(&conn);
+            }
+            for action in self.membership.handle(event, now()) {
+                self.execute(action, &mut events);
+            }
+        }
+    }
+
+    fn execute(&mut self, action: Action, later: &mut VecDeque<Event>) {
+        match action {
+            Action::SendTo { conn, msg } => self.send(conn, &msg, later),
+            Action::Broadcast { publication, to } => {
+                let table = &publication.table;
+                let nodes = &publication.nodes;
+                info!(
+                    epoch = table.epoch(),
+                    nodes = nodes.len(),
+                    slots = table.assigned_slots(),
+                    "publishing slot table"
+                );
+                if !to.is_empty() {
+                    if let Some(line) =
+                        encode(&NameNodeToDataNode::table(table.clone(), nodes.clone()))
+                    {
+                        for conn in to {
+                            self.push(conn, line.clone(), later);
+                        }
+                    }
+                }
+                if let Some(line) = encode(&NameNodeToClient::table(table.clone(), nodes.clone())) {
+                    self.tables.send_replace(Some(Arc::new(TableLine {
+                        epoch: table.epoch(),
+                        line,
+                    })));
+                }
+            }
+            Action::Probe {
+                node,
+                conn,
+                nonce,
+                attempt,
+            } => {
+                debug!(%node, attempt, nonce, connected = conn.is_some(), "probing");
+                if let Some(conn) = conn {
+                    self.send(conn, &NameNodeToDataNode::Ping { nonce }, later);
+                }
+            }
+            Action::Close { conn, reason } => {
+                debug!(%conn, ?reason, "closing datanode connection");
+                self.conns.remove(&conn);
+            }
+            Action::DeclaredDead { node, silent_for } => {
+                warn!(%node, silent_ms = silent_for.as_millis() as u64, "datanode declared dead");
+            }
+            Action::Notice(notice) => log_notice(&notice),
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, msg: &NameNodeToDataNode, later: &mut VecDeque<Event>) {
+        if let Some(line) = encode(msg) {
+            self.push(conn, line, later);
+        }
+    }
+
+    fn push(&mut self, conn: ConnId, line: Arc<[u8]>, later: &mut VecDeque<Event>) {
+        let Some(tx) = self.conns.get(&conn) else {
+            return;
+        };
+        if let Err(e) = tx.try_send(line) {
+            if matches!(e, mpsc::error::TrySendError::Full(_)) {
+                warn!(%conn, "datanode is not reading its control connection; dropping it");
+            }
+            self.conns.remove(&conn);
+            later.push_back(Event::Disconnected { conn });
+        }
+    }
+}
+
+fn encode<T: serde::Serialize>(msg: &T) -> Option<Arc<[u8]>> {
+    match encode_line(msg) {
+        Ok(line) => Some(line.into()),
+        Err(e) => {
+            error!("{e}");
+            None
+        }
+    }
+}
+
+fn log_notice(notice: &Notice) {
+    match notice {
+        Notice::Joined { node, client_addr } => info!(%node, %client_addr, "datanode joined"),
+        Notice::Rejoined { node, conn } => info!(%node, %conn, "datanode registered again"),
+        Notice::Left { node } => info!(%node, "datanode left"),
+        Notice::ConnectionLost { node } => info!(%node, "datanode connection lost; probing"),
+        Notice::Suspected { node, silent_for } => {
+            info!(%node, silent_ms = silent_for.as_millis() as u64, "datanode silent; probing");
+        }
+        Notice::Recovered { node } => info!(%node, "datanode answered"),
+        Notice::StartupDone {
+            epoch,
+            members,
+            reused_epoch,
+        } => info!(epoch, members, reused_epoch, "startup grace over"),
+    }
+}
+
+/// Reads one `\n`-terminated line (terminator included) into `buf`, refusing lines longer
+/// than `max`. `Ok(false)` at end of stream; a last line without `\n` still counts as a line.
+pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<bool> {
+    buf.clear();
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(!buf.is_empty());
+        }
+        let (take, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        if buf.len() + take > max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("line longer than {max} bytes"),
+            ));
+        }
+        buf.extend_from_slice(&available[..take]);
+        reader.consume(take);
+        if done {
+            return Ok(true);
+        }
+    }
+}
+
+/// One DataNode connection: the writer runs here, the reader in its own task.
+async fn serve_datanode(
+    stream: TcpStream,
+    peer: SocketAddr,
+    conn: ConnId,
+    core: mpsc::Sender<CoreEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
+    debug!(%conn, %peer, "datanode connected");
+    let (rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>(DATANODE_QUEUE);
+    if core.send(CoreEvent::Connected { conn, tx }).await.is_err() {
+        return;
+    }
+    let reader = tokio::spawn(read_datanode(rd, conn, core.clone()));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            line = rx.recv() => {
+                let Some(line) = line else { break };
+                match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&line)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        debug!(%conn, "write failed: {e}");
+                        break;
+                    }
+                    Err(_) => {
+                        warn!(%conn, "datanode stopped reading; closing");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    reader.abort();
+    let _ = wr.shutdown().await;
+    // Idempotent: the reader may have reported the close already.
+    let _ = core
+        .send(CoreEvent::Membership(Event::Disconnected { conn }))
+        .await;
+    debug!(%conn, %peer, "datanode connection closed");
+}
+
+/// Decodes a DataNode's lines into events until EOF, an error, or a refused message.
+async fn read_datanode(rd: OwnedReadHalf, conn: ConnId, core: mpsc::Sender<CoreEvent>) {
+    let mut rd = BufReader::new(rd);
+    let mut buf = Vec::new();
+    loop {
+        let (event, last) = match read_line(&mut rd, &mut buf, MAX_LINE_BYTES).await {
+            Ok(true) if buf.trim_ascii().is_empty() => continue,
+            Ok(true) => match datanode_event(conn, &buf) {
+                Ok(Some(event)) => (CoreEvent::Membership(event), false),
+                Ok(None) => continue,
+                Err(message) => (CoreEvent::Refused { conn, message }, true),
+            },
+            Ok(false) => (CoreEvent::Membership(Event::Disconnected { conn }), true),
+            Err(e) => {
+                let message = e.to_string();
+                (CoreEvent::Refused { conn, message }, true)
+            }
+        };
+        if core.send(event).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// The event a DataNode line stands for: `Ok(None)` for messages this NameNode does not act
+/// on yet, `Err` (the text of an `error` reply) for lines it refuses.
+fn datanode_event(conn: ConnId, line: &[u8]) -> Result<Option<Event>, String> {
+    let msg = decode_line::<DataNodeToNameNode>(line).map_err(|e| e.to_string())?;
+    Ok(Some(match msg {
+        DataNodeToNameNode::Register {
+            version,
+            node_id,
+            client_addr,
+            admin_addr,
+            epoch_seen,
+            owned_slots,
+        } => {
+            check_version(version).map_err(|e| e.to_string())?;
+            if node_id.as_str().is_empty() {
+                return Err("node_id must not be empty".into());
+            }
+            let owned_slots = slot_ranges(owned_slots.as_deref().unwrap_or_default())
+                .map_err(|e| e.to_string())?;
+            Event::Registered {
+                conn,
+                info: NodeInfo {
+                    id: node_id,
+                    client_addr,
+                    admin_addr,
+                },
+                epoch_seen,
+                owned_slots,
+            }
+        }
+        DataNodeToNameNode::Heartbeat {
+            node_id,
+            epoch,
+            keys,
+            used_memory,
+            ops,
+        } => Event::Heartbeat {
+            conn,
+            node: node_id,
+            epoch,
+            stats: NodeStats {
+                keys,
+                used_memory,
+                ops,
+            },
+        },
+        DataNodeToNameNode::Pong { node_id, nonce } => Event::ProbeAnswered {
+            conn,
+            node: node_id,
+            nonce,
+        },
+        DataNodeToNameNode::Leave { node_id } => Event::Left {
+            conn,
+            node: node_id,
+        },
+        DataNodeToNameNode::HandoffProgress { node_id, .. }
+        | DataNodeToNameNode::HandoffDone { node_id, .. } => {
+            debug!(%conn, node = %node_id, "handoff report ignored: no handoff is running");
+            return Ok(None);
+        }
+    }))
+}
+
+/// One watching client: the handshake, then every new table until either side stops.
+async fn serve_watcher(
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut tables: watch::Receiver<Option<Arc<TableLine>>>,
+    watchers: Arc<AtomicUsize>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    let mut buf = Vec::new();
+    let handshake = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        read_line(&mut rd, &mut buf, MAX_WATCH_LINE),
+    )
+    .await;
+    match handshake {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => return,
+        Ok(Err(e)) => return debug!(%peer, "watcher handshake: {e}"),
+        Err(_) => return debug!(%peer, "watcher sent no watch request in time"),
+    }
+    match decode_line::<ClientToNameNode>(&buf) {
+        Ok(ClientToNameNode::Watch { version }) => {
+            if let Err(e) = check_version(version) {
+                return warn!(%peer, "refusing watcher: {e}");
+            }
+        }
+        Err(e) => return warn!(%peer, "refusing watcher: {e}"),
+    }
+    let _count = Counted::new(&watchers);
+    debug!(%peer, "watcher connected");
+
+    // The current table at once (if the startup grace is over), then each new one.
+    let mut current = tables.borrow_and_update().clone();
+    let mut scratch = [0u8; 512];
+    loop {
+        if let Some(table) = current.take() {
+            match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&table.line)).await {
+                Ok(Ok(())) => debug!(%peer, epoch = table.epoch, "table sent to watcher"),
+                _ => break,
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            changed = tables.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                current = tables.borrow_and_update().clone();
+            }
+            // Nothing more is expected from a watcher: read only to notice it leaving.
+            read = rd.read(&mut scratch) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+        }
+    }
+    let _ = wr.shutdown().await;
+    debug!(%peer, "watcher gone");
+}
+
+/// Counts something for as long as it lives.
+struct Counted<'a>(&'a AtomicUsize);
+
+impl<'a> Counted<'a> {
+    fn new(counter: &'a AtomicUsize) -> Counted<'a> {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Counted(counter)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn read_line_frames_and_limits() {
+        let mut input: &[u8] = b"one\r\ntwo\nlast";
+        let mut buf = Vec::new();
+        assert!(read_line(&mut input, &mut buf, 16).await.expect("reads"));
+        assert_eq!(buf, b"one\r\n");
+        assert!(read_line(&mut input, &mut buf, 16).await.expect("reads"));
+        assert_eq!(buf, b"two\n");
+        assert!(read_line(&mut input, &mut buf, 16).await.expect("reads"));
+        assert_eq!(buf, b"last");
+        assert!(!read_line(&mut input, &mut buf, 16).await.expect("eof"));
+
+        let mut long: &[u8] = b"0123456789abcdefXYZ\n";
+        let err = read_line(&mut long, &mut buf, 16)
+            .await
+            .expect_err("too long");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn datanode_lines_become_events() {
+        let conn = ConnId(3);
+        let line = br#"{"type":"register","version":1,"node_id":"dn-a","client_addr":"127.0.0.1:1","admin_addr":"127.0.0.1:2","epoch_seen":4,"owned_slots":[[0,9]]}"#;
+        match datanode_event(conn, line) {
+            Ok(Some(Event::Registered {
+                epoch_seen,
+                owned_slots,
+                ..
+            })) => {
+                assert_eq!(epoch_seen, 4);
+                assert_eq!(owned_slots.len(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        let refused = |line: &[u8]| datanode_event(conn, line).expect_err("refused");
+        assert!(refused(br#"{"type":"register","version":2,"node_id":"a","client_addr":"127.0.0.1:1","admin_addr":"127.0.0.1:2","epoch_seen":0}"#)
+            .contains("unsupported protocol version 2"));
+        assert!(refused(br#"{"type":"register","version":1,"node_id":"a","client_addr":"127.0.0.1:1","admin_addr":"127.0.0.1:2","epoch_seen":0,"owned_slots":[[9,0]]}"#)
+            .contains("bad slot range"));
+        assert!(refused(br#"{"type":"register","version":1,"node_id":"","client_addr":"127.0.0.1:1","admin_addr":"127.0.0.1:2","epoch_seen":0}"#)
+            .contains("empty"));
+        assert!(refused(b"hello\n").contains("malformed"));
+        assert!(matches!(
+            datanode_event(
+                conn,
+                br#"{"type":"handoff_done","node_id":"a","epoch":1,"slots":[]}"#
+            ),
+            Ok(None)
+        ));
+    }
+}

@@ -1,0 +1,378 @@
+//! Test helpers: an in-process NameNode on free loopback ports, fake DataNodes and watchers
+//! speaking the JSON-lines control protocol, and a time bound for every test.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use chkv_common::{
+    decode_line, encode_line, ClientToNameNode, DataNodeToNameNode, NameNodeToClient,
+    NameNodeToDataNode, NodeId, NodeInfo, Slot, SlotTable, PROTOCOL_VERSION, SLOT_COUNT,
+};
+use chkv_namenode::config::DEFAULT_TOLERANCE;
+use chkv_namenode::{Config, NameNodeHandle, Timing};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Fails the test if `test` runs longer than `secs` seconds.
+pub async fn bounded<F: Future<Output = Result<()>>>(secs: u64, test: F) -> Result<()> {
+    tokio::time::timeout(Duration::from_secs(secs), test)
+        .await
+        .with_context(|| format!("test did not finish within {secs} s"))?
+}
+
+/// Waits at most `within` for `fut`.
+pub async fn within<T>(within: Duration, what: &str, fut: impl Future<Output = T>) -> Result<T> {
+    tokio::time::timeout(within, fut)
+        .await
+        .with_context(|| format!("timed out after {within:?} waiting for {what}"))
+}
+
+/// A config on free loopback ports with `interval` heartbeats, the default tolerance (3) and
+/// probe rule, and the given startup grace.
+pub fn config(interval: Duration, grace: Duration) -> Config {
+    let mut timing = Timing::new(interval, DEFAULT_TOLERANCE);
+    timing.startup_grace = grace;
+    Config {
+        timing,
+        ..Config::ephemeral()
+    }
+}
+
+pub async fn start(config: Config) -> Result<NameNodeHandle> {
+    Ok(chkv_namenode::start(config).await?)
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Asserts that every slot has exactly one owner and that the owners are `members`.
+pub fn assert_every_slot_owned_once(table: &SlotTable, members: &[&str]) {
+    assert_eq!(table.assigned_slots(), SLOT_COUNT, "unowned slots");
+    let owners: Vec<&str> = table.nodes().iter().map(NodeId::as_str).collect();
+    assert_eq!(owners, members);
+    let runs = table.ranges();
+    let mut next = 0u32;
+    for (start, end, _) in &runs {
+        assert_eq!(u32::from(*start), next, "runs must tile the slots");
+        next = u32::from(*end) + 1;
+    }
+    assert_eq!(next as usize, SLOT_COUNT);
+    let total: usize = table.nodes().iter().map(|n| table.slots_of(n)).sum();
+    assert_eq!(total, SLOT_COUNT);
+}
+
+/// Whether `a` and `b` give every slot the same owner (epochs aside).
+pub fn same_owners(a: &SlotTable, b: &SlotTable) -> bool {
+    Slot::all().all(|s| a.owner(s) == b.owner(s))
+}
+
+/// What a fake DataNode received.
+#[derive(Debug)]
+pub enum Received {
+    Welcome(SlotTable, Vec<NodeInfo>),
+    Table(SlotTable),
+    Error(String),
+    /// The NameNode closed the connection.
+    Closed,
+}
+
+/// A DataNode as far as the NameNode can tell: registers, heartbeats every interval with its
+/// newest epoch, answers pings, applies tables. Switches make it go quiet.
+pub struct FakeDataNode {
+    pub id: NodeId,
+    received: mpsc::UnboundedReceiver<Received>,
+    commands: mpsc::UnboundedSender<DataNodeToNameNode>,
+    heartbeats: Arc<AtomicBool>,
+    pongs: Arc<AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl FakeDataNode {
+    /// Connects to `namenode` and registers as `id`, reporting `epoch_seen` and the slots of
+    /// `id` in `owned` (a restarted NameNode rebuilds its state from this).
+    pub async fn register(
+        namenode: SocketAddr,
+        id: &str,
+        port: u16,
+        interval: Duration,
+        owned: Option<&SlotTable>,
+    ) -> Result<FakeDataNode> {
+        let stream = TcpStream::connect(namenode).await?;
+        let (rd, mut wr) = stream.into_split();
+        let node_id = NodeId::from(id);
+        let epoch_seen = owned.map_or(0, SlotTable::epoch);
+        let register = DataNodeToNameNode::Register {
+            version: PROTOCOL_VERSION,
+            node_id: node_id.clone(),
+            client_addr: addr(port),
+            admin_addr: addr(port + 10000),
+            epoch_seen,
+            owned_slots: owned.map(|t| t.ranges_of(&node_id)),
+        };
+        wr.write_all(&encode_line(&register)?).await?;
+
+        let (sent, received) = mpsc::unbounded_channel();
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let heartbeats = Arc::new(AtomicBool::new(true));
+        let pongs = Arc::new(AtomicBool::new(true));
+        let epoch = Arc::new(AtomicU64::new(epoch_seen));
+        let task = tokio::spawn(run_datanode(
+            node_id.clone(),
+            BufReader::new(rd).lines(),
+            wr,
+            interval,
+            sent,
+            command_rx,
+            heartbeats.clone(),
+            pongs.clone(),
+            epoch,
+        ));
+        Ok(FakeDataNode {
+            id: node_id,
+            received,
+            commands,
+            heartbeats,
+            pongs,
+            task,
+        })
+    }
+
+    /// Registers and waits for the welcome.
+    pub async fn join(
+        namenode: SocketAddr,
+        id: &str,
+        port: u16,
+        interval: Duration,
+    ) -> Result<(FakeDataNode, SlotTable)> {
+        let mut node = FakeDataNode::register(namenode, id, port, interval, None).await?;
+        let table = node.welcome(Duration::from_secs(5)).await?;
+        Ok((node, table))
+    }
+
+    /// The next message from the NameNode.
+    pub async fn next(&mut self, wait: Duration) -> Result<Received> {
+        within(wait, "a message from the namenode", self.received.recv())
+            .await?
+            .context("fake datanode task ended")
+    }
+
+    /// Waits for the welcome and returns its table.
+    pub async fn welcome(&mut self, wait: Duration) -> Result<SlotTable> {
+        match self.next(wait).await? {
+            Received::Welcome(table, nodes) => {
+                assert_eq!(
+                    table.nodes().len(),
+                    nodes.len(),
+                    "every member owns slots and is listed"
+                );
+                Ok(table)
+            }
+            other => bail!("expected a welcome, got {other:?}"),
+        }
+    }
+
+    /// Waits for the next pushed table.
+    pub async fn table(&mut self, wait: Duration) -> Result<SlotTable> {
+        match self.next(wait).await? {
+            Received::Table(table) => Ok(table),
+            other => bail!("expected a table, got {other:?}"),
+        }
+    }
+
+    /// Sends `msg` as this node.
+    pub fn send(&self, msg: DataNodeToNameNode) -> Result<()> {
+        self.commands
+            .send(msg)
+            .ok()
+            .context("fake datanode task ended")
+    }
+
+    pub fn leave(&self) -> Result<()> {
+        self.send(DataNodeToNameNode::Leave {
+            node_id: self.id.clone(),
+        })
+    }
+
+    /// Stops heartbeating; pings are still answered.
+    pub fn stop_heartbeats(&self) {
+        self.heartbeats.store(false, Ordering::SeqCst);
+    }
+
+    /// Hangs: no heartbeats, no pongs, connection left open (a stuck process).
+    pub fn hang(&self) {
+        self.stop_heartbeats();
+        self.pongs.store(false, Ordering::SeqCst);
+    }
+
+    /// Like kill -9: the process is gone, the kernel closes its socket.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for FakeDataNode {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_datanode(
+    id: NodeId,
+    mut lines: Lines<BufReader<OwnedReadHalf>>,
+    mut wr: OwnedWriteHalf,
+    interval: Duration,
+    sent: mpsc::UnboundedSender<Received>,
+    mut commands: mpsc::UnboundedReceiver<DataNodeToNameNode>,
+    heartbeats: Arc<AtomicBool>,
+    pongs: Arc<AtomicBool>,
+    epoch: Arc<AtomicU64>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let reply = tokio::select! {
+            _ = tick.tick() => {
+                if !heartbeats.load(Ordering::SeqCst) {
+                    continue;
+                }
+                DataNodeToNameNode::Heartbeat {
+                    node_id: id.clone(),
+                    epoch: epoch.load(Ordering::SeqCst),
+                    keys: 100,
+                    used_memory: 1 << 20,
+                    ops: 5,
+                }
+            }
+            command = commands.recv() => match command {
+                Some(msg) => msg,
+                None => return,
+            },
+            line = lines.next_line() => {
+                let line = match line {
+                    Ok(Some(line)) => line,
+                    Ok(None) | Err(_) => {
+                        let _ = sent.send(Received::Closed);
+                        return;
+                    }
+                };
+                match decode_line::<NameNodeToDataNode>(line.as_bytes()) {
+                    Ok(NameNodeToDataNode::Welcome { table, nodes, .. }) => {
+                        epoch.fetch_max(table.epoch(), Ordering::SeqCst);
+                        let _ = sent.send(Received::Welcome(table, nodes));
+                        continue;
+                    }
+                    Ok(NameNodeToDataNode::Table { table, nodes, .. }) => {
+                        epoch.fetch_max(table.epoch(), Ordering::SeqCst);
+                        assert_eq!(table.nodes().len(), nodes.len());
+                        let _ = sent.send(Received::Table(table));
+                        continue;
+                    }
+                    Ok(NameNodeToDataNode::Ping { nonce }) => {
+                        if !pongs.load(Ordering::SeqCst) {
+                            continue;
+                        }
+                        DataNodeToNameNode::Pong { node_id: id.clone(), nonce }
+                    }
+                    Ok(NameNodeToDataNode::Error { message }) => {
+                        let _ = sent.send(Received::Error(message));
+                        continue;
+                    }
+                    Ok(other) => panic!("unexpected {other:?}"),
+                    Err(e) => panic!("namenode sent a bad line {line:?}: {e}"),
+                }
+            }
+        };
+        let Ok(line) = encode_line(&reply) else {
+            return;
+        };
+        if wr.write_all(&line).await.is_err() {
+            let _ = sent.send(Received::Closed);
+            return;
+        }
+    }
+}
+
+/// A client watching the ring.
+pub struct Watcher {
+    lines: Lines<BufReader<OwnedReadHalf>>,
+    _wr: OwnedWriteHalf,
+}
+
+impl Watcher {
+    pub async fn connect(namenode: SocketAddr) -> Result<Watcher> {
+        let stream = TcpStream::connect(namenode).await?;
+        let (rd, mut wr) = stream.into_split();
+        let watch = ClientToNameNode::Watch {
+            version: PROTOCOL_VERSION,
+        };
+        wr.write_all(&encode_line(&watch)?).await?;
+        Ok(Watcher {
+            lines: BufReader::new(rd).lines(),
+            _wr: wr,
+        })
+    }
+
+    /// The next table pushed, with the node list.
+    pub async fn next(&mut self, wait: Duration) -> Result<(SlotTable, Vec<NodeInfo>)> {
+        let line = within(
+            wait,
+            "a table on the watch connection",
+            self.lines.next_line(),
+        )
+        .await??
+        .context("namenode closed the watch connection")?;
+        let NameNodeToClient::Table {
+            epoch,
+            table,
+            nodes,
+        } = decode_line(line.as_bytes())?;
+        assert_eq!(epoch, table.epoch());
+        Ok((table, nodes))
+    }
+
+    pub async fn table(&mut self, wait: Duration) -> Result<SlotTable> {
+        Ok(self.next(wait).await?.0)
+    }
+
+    /// Asserts nothing arrives for `quiet`.
+    pub async fn assert_quiet(&mut self, quiet: Duration) -> Result<()> {
+        if let Ok(line) = tokio::time::timeout(quiet, self.lines.next_line()).await {
+            bail!("expected no table, got {line:?}");
+        }
+        Ok(())
+    }
+}
+
+/// One HTTP GET; returns the status code and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut stream = TcpStream::connect(addr).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("no end of headers")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status")?
+        .parse()?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .context("no Content-Length")?
+        .parse()?;
+    assert_eq!(length, body.len(), "Content-Length matches the body");
+    Ok((status, body.to_owned()))
+}
