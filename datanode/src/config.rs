@@ -29,6 +29,9 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// Admin port address (`k` drains the node); loopback by default.
     pub admin_addr: std::net::SocketAddr,
+    /// `maxmemory`, `maxmemory-policy`, `maxmemory-samples`, `lfu-log-factor`,
+    /// `lfu-decay-time`.
+    pub eviction: crate::store::evict::EvictionConfig,
 }
 
 impl Default for Config {
@@ -47,6 +50,7 @@ impl Default for Config {
             cluster_redirects: false,
             heartbeat_ms: 1000,
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),
+            eviction: Default::default(),
         }
     }
 }

@@ -113,8 +113,10 @@ impl Node {
             id_from_addr(&addr)
         });
         let peers = Peers::new(config.requirepass.clone());
+        let db = Db::new();
+        db.configure_eviction(&config.eviction);
         Node {
-            db: Db::new(),
+            db,
             node_id,
             routing: RwLock::new(Arc::new(Routing::standalone())),
             peers,

@@ -262,6 +262,8 @@ async fn cron(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             }
             tokio::task::yield_now().await;
         }
+        // Finish evictions that writes left (their budget is short), or after maxmemory shrank.
+        node.db.evict_in_background(now_ms(), period / 4);
         let elapsed = last_sample.0.elapsed();
         if elapsed >= Duration::from_secs(1) {
             let total = node.stats.total_commands.load(Relaxed);

@@ -10,12 +10,14 @@
 //! - [`keys`]: DEL, EXPIRE, SCAN and the other keyspace commands.
 //! - [`server`]: connection and server commands (PING, HELLO, AUTH, CLIENT, INFO, CONFIG, ...).
 //! - [`cluster`]: CLUSTER, the slot table as Redis Cluster reports it.
+//! - [`object`]: OBJECT and MEMORY, what the store knows about one key.
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
 
 pub mod cluster;
 pub mod decimal;
 pub mod docs;
 pub mod keys;
+pub mod object;
 pub mod server;
 pub mod strings;
 
@@ -154,6 +156,7 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(keys::COMMANDS.iter());
         v.extend(server::COMMANDS.iter());
         v.extend(cluster::COMMANDS.iter());
+        v.extend(object::COMMANDS.iter());
         v.extend(docs::COMMANDS.iter());
         v
     })
@@ -265,6 +268,11 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         .client
         .last_cmd
         .store(cmd_id, std::sync::atomic::Ordering::Relaxed);
+    // Like Redis: evict before a command that may need memory, and refuse it when memory is
+    // over `maxmemory` and nothing can be evicted. Other commands (reads, DEL) always run.
+    if spec.has(flags::DENYOOM) && ctx.node.db.make_room(ctx.now).is_err() {
+        return ERR_OOM;
+    }
     match (spec.handler)(ctx, req) {
         Ok(f) | Err(f) => f,
     }
@@ -275,6 +283,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
 pub const ERR_NOT_INT: Frame = Frame::err("ERR value is not an integer or out of range");
 pub const ERR_NOT_FLOAT: Frame = Frame::err("ERR value is not a valid float");
 pub const ERR_SYNTAX: Frame = Frame::err("ERR syntax error");
+pub const ERR_OOM: Frame = Frame::err("OOM command not allowed when used memory > 'maxmemory'.");
 pub const ERR_WRONGTYPE: Frame =
     Frame::err("WRONGTYPE Operation against a key holding the wrong kind of value");
 

@@ -4,6 +4,7 @@ use super::flags::*;
 use super::*;
 use crate::config::bytes_to_human;
 use crate::resp::Protocol;
+use crate::store::evict::Policy;
 use bytes::Bytes;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
@@ -699,10 +700,14 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("used_memory_human", &bytes_to_human(used));
             kv("used_memory_rss", &rss);
             kv("used_memory_rss_human", &bytes_to_human(rss));
-            kv("used_memory_dataset", &used);
-            kv("maxmemory", &0);
-            kv("maxmemory_human", &bytes_to_human(0));
-            kv("maxmemory_policy", &"noeviction");
+            // Overhead: the slot tables' arrays; dataset: the entries (keys and values).
+            let tables = db.stats.table_memory.load(Relaxed);
+            kv("used_memory_overhead", &tables);
+            kv("used_memory_dataset", &used.saturating_sub(tables));
+            let ev = &cfg.eviction;
+            kv("maxmemory", &ev.maxmemory);
+            kv("maxmemory_human", &bytes_to_human(ev.maxmemory));
+            kv("maxmemory_policy", &ev.policy);
             let frag = if used > 0 {
                 rss as f64 / used as f64
             } else {
@@ -728,7 +733,7 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
                 &st.rejected_connections.load(Relaxed),
             );
             kv("expired_keys", &db.stats.expired_keys.load(Relaxed));
-            kv("evicted_keys", &0);
+            kv("evicted_keys", &db.stats.evicted_keys.load(Relaxed));
             kv("keyspace_hits", &db.stats.keyspace_hits.load(Relaxed));
             kv("keyspace_misses", &db.stats.keyspace_misses.load(Relaxed));
         }
@@ -808,6 +813,15 @@ fn parse_mem(v: &[u8]) -> Result<u64, String> {
         .ok_or_else(|| "argument must be a memory value".to_string())
 }
 
+/// `lfu-log-factor` and `lfu-decay-time`: Redis accepts 0..=INT_MAX.
+fn parse_lfu(v: &[u8]) -> Result<u32, String> {
+    let n: i64 = parse_num(v)?;
+    u32::try_from(n)
+        .ok()
+        .filter(|&n| n <= i32::MAX as u32)
+        .ok_or_else(|| "argument must be between 0 and 2147483647 inclusive".to_string())
+}
+
 static PARAMS: &[Param] = &[
     Param {
         name: "bind",
@@ -883,13 +897,51 @@ static PARAMS: &[Param] = &[
     },
     Param {
         name: "maxmemory",
-        get: |_| "0".into(),
-        set: None,
+        get: |c| c.eviction.maxmemory.to_string(),
+        set: Some(|c, v| {
+            c.eviction.maxmemory = parse_mem(v)?;
+            Ok(())
+        }),
     },
     Param {
         name: "maxmemory-policy",
-        get: |_| "noeviction".into(),
-        set: None,
+        get: |c| c.eviction.policy.to_string(),
+        set: Some(|c, v| {
+            c.eviction.policy = std::str::from_utf8(v)
+                .ok()
+                .and_then(Policy::parse)
+                .ok_or_else(Policy::choices_error)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "maxmemory-samples",
+        get: |c| c.eviction.samples.to_string(),
+        set: Some(|c, v| {
+            // Redis's range; the store samples at most MAX_SAMPLES keys per eviction.
+            let n: i64 = parse_num(v)?;
+            if !(1..=i32::MAX as i64).contains(&n) {
+                return Err("argument must be between 1 and 2147483647 inclusive".into());
+            }
+            c.eviction.samples = n as u32;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "lfu-log-factor",
+        get: |c| c.eviction.lfu_log_factor.to_string(),
+        set: Some(|c, v| {
+            c.eviction.lfu_log_factor = parse_lfu(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "lfu-decay-time",
+        get: |c| c.eviction.lfu_decay_time.to_string(),
+        set: Some(|c, v| {
+            c.eviction.lfu_decay_time = parse_lfu(v)?;
+            Ok(())
+        }),
     },
     Param {
         name: "databases",
@@ -996,7 +1048,11 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             ))
         })?;
     }
-    *ctx.node.config.write() = cfg;
+    let mut published = ctx.node.config.write();
+    // The store reads its eviction settings from atomics, not from the config lock; set
+    // them under the lock so that concurrent CONFIG SETs cannot leave the two different.
+    ctx.node.db.configure_eviction(&cfg.eviction);
+    *published = cfg;
     Ok(Frame::ok())
 }
 
@@ -1012,7 +1068,12 @@ fn config_resetstat(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
         c.store(0, Relaxed);
     }
     let ds = &ctx.node.db.stats;
-    for c in [&ds.expired_keys, &ds.keyspace_hits, &ds.keyspace_misses] {
+    for c in [
+        &ds.expired_keys,
+        &ds.evicted_keys,
+        &ds.keyspace_hits,
+        &ds.keyspace_misses,
+    ] {
         c.store(0, Relaxed);
     }
     Ok(Frame::ok())

@@ -17,8 +17,10 @@
 //! Time is a parameter (`now`, milliseconds since the Unix epoch) everywhere, so tests drive
 //! expiry without sleeping.
 
+pub mod evict;
 pub mod glob;
 pub mod handoff;
+pub mod mem;
 
 use bytes::Bytes;
 use chkv_common::{key_slot, SLOT_COUNT};
@@ -32,11 +34,6 @@ type Hasher = foldhash::fast::RandomState;
 
 /// Longest string value (Redis's `proto-max-bulk-len` default).
 pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
-
-/// Bytes an entry costs beyond its key and value bytes: the map bucket (hash, key and entry
-/// handles), the index table slot and the allocator's per-allocation rounding, averaged over the
-/// table's fill level. Used for `used_memory` accounting.
-pub const ENTRY_OVERHEAD: usize = 80;
 
 /// A stored value. Hashes, lists, sets and sorted sets become further variants; commands
 /// reach values through [`EntryRef`] so that adding one is local.
@@ -86,7 +83,8 @@ struct Kv(Box<[u8]>);
 
 impl Kv {
     fn new(key: &[u8], value: &[u8]) -> Kv {
-        let mut buf = Vec::with_capacity(5 + key.len() + value.len());
+        // Exactly sized: the block's size class is what `mem::entry_size` charges.
+        let mut buf = Vec::with_capacity(mem::leb_len(key.len()) + key.len() + value.len());
         let mut n = key.len();
         loop {
             let byte = (n & 0x7f) as u8;
@@ -152,7 +150,9 @@ impl Eq for Kv {}
 struct Meta {
     /// Position in the slot's volatile list, or `NOT_VOLATILE`.
     vol_pos: u32,
-    /// Last access, in seconds of the store's clock (OBJECT IDLETIME, LRU).
+    /// Last access. Under LRU (and non-LFU) policies: seconds on the store's clock (OBJECT
+    /// IDLETIME). Under LFU policies, Redis's layout: minutes (16 bits) of the last counter
+    /// update, then the 8-bit logarithmic counter (OBJECT FREQ). See [`evict`].
     access: u32,
 }
 
@@ -190,8 +190,10 @@ impl<'a> EntryRef<'a> {
     }
 }
 
+/// Bytes charged to `used_memory` for an entry's key and value (see [`mem`]); the slot
+/// tables' arrays are charged separately, by capacity.
 fn entry_mem(key: &[u8], value_len: usize) -> u64 {
-    (key.len() + value_len + ENTRY_OVERHEAD) as u64
+    mem::entry_size(key.len(), value_len) as u64
 }
 
 /// The keys of one slot.
@@ -200,6 +202,13 @@ pub struct SlotTable {
     map: IndexMap<Kv, Meta, Hasher>,
     /// (map index, expiry) of the entries that have a TTL.
     volatile: Vec<(u32, u64)>,
+    /// Access frequencies, kept only under LFU eviction (see [`evict`]).
+    sketch: evict::Sketch,
+    /// Capacity the map's arrays were last sized for. `IndexMap::capacity` is not it: it
+    /// drops as removals leave tombstones in the hash index while the allocation stays.
+    map_cap: usize,
+    /// Bytes charged to `used_memory` for this table's arrays (`mem::table_size`).
+    table_mem: usize,
 }
 
 impl SlotTable {
@@ -345,9 +354,13 @@ pub struct StoreStats {
     pub keys: AtomicU64,
     pub volatile: AtomicU64,
     pub used_memory: AtomicU64,
+    /// The part of `used_memory` taken by the slot tables' arrays (INFO's
+    /// `used_memory_overhead`); the rest is the entries.
+    pub table_memory: AtomicU64,
     pub expired_keys: AtomicU64,
     pub keyspace_hits: AtomicU64,
     pub keyspace_misses: AtomicU64,
+    pub evicted_keys: AtomicU64,
 }
 
 /// The whole store: one [`SlotTable`] per slot.
@@ -356,6 +369,8 @@ pub struct Db {
     nonempty: SlotBits,
     has_volatile: SlotBits,
     pub stats: StoreStats,
+    /// `maxmemory`, the eviction policy and its candidate pool.
+    pub evict: evict::Evictor,
     expire_cursor: AtomicUsize,
     /// Start of the store's coarse clock (for access times).
     epoch_ms: u64,
@@ -376,8 +391,9 @@ impl Db {
             nonempty: SlotBits::new(),
             has_volatile: SlotBits::new(),
             stats: StoreStats::default(),
+            evict: evict::Evictor::default(),
             expire_cursor: AtomicUsize::new(0),
-            epoch_ms: now_ms(),
+            epoch_ms: CLOCK_EPOCH_MS,
         }
     }
 
@@ -627,6 +643,11 @@ impl Db {
     }
 }
 
+/// Start of the store's access clock: 2020-01-01 UTC. A fixed point rather than the
+/// process start, so that time given as a parameter (tests) works the same; u32 seconds from
+/// it last until 2156.
+const CLOCK_EPOCH_MS: u64 = 1_577_836_800_000;
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -667,12 +688,14 @@ impl SlotGuard<'_> {
 
     /// The live entry for `key`, touching its access time. Counts a hit or a miss.
     pub fn get(&mut self, key: &[u8], now: u64) -> Option<EntryRef<'_>> {
-        let clock = self.db.clock_secs(now);
+        // Misses count too: LFU eviction remembers how popular absent keys are.
+        self.count_access(key);
+        let db = self.db;
         match self.live_index(key, now) {
             Some(idx) => {
-                self.db.stats.keyspace_hits.fetch_add(1, Relaxed);
+                db.stats.keyspace_hits.fetch_add(1, Relaxed);
                 if let Some((_, m)) = self.t.map.get_index_mut(idx) {
-                    m.access = clock;
+                    m.access = db.touched_access(m.access, now);
                 }
                 self.t.entry(idx)
             }
@@ -698,7 +721,8 @@ impl SlotGuard<'_> {
     /// Stores `value` under `key` with expiry `expire_at` ([`NO_EXPIRY`] for none), replacing
     /// any previous entry. Returns whether a live entry was replaced.
     pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64, now: u64) -> bool {
-        let clock = self.db.clock_secs(now);
+        self.count_access(key);
+        let db = self.db;
         let Value::Str(bytes) = &value;
         let new_mem = entry_mem(key, bytes.len());
         let kv = Kv::new(key, bytes);
@@ -710,10 +734,14 @@ impl SlotGuard<'_> {
                 };
                 let old_mem = entry_mem(key, k.value().len());
                 *k = kv;
-                m.access = clock;
+                // An overwrite is an access: under LFU the key keeps its counter, like Redis.
+                m.access = db.touched_access(m.access, now);
                 self.adjust_mem(old_mem, new_mem);
                 let change = self.t.set_expire_index(idx, expire_at);
                 self.volatile_changed(change);
+                if change == VolChange::Added {
+                    self.sync_table_mem();
+                }
                 true
             }
             None => {
@@ -721,7 +749,7 @@ impl SlotGuard<'_> {
                     kv,
                     Meta {
                         vol_pos: NOT_VOLATILE,
-                        access: clock,
+                        access: db.new_access(now),
                     },
                 );
                 let stats = &self.db.stats;
@@ -732,6 +760,8 @@ impl SlotGuard<'_> {
                 }
                 let change = self.t.set_expire_index(idx, expire_at);
                 self.volatile_changed(change);
+                self.sync_table_mem();
+                self.offer_new(idx, now);
                 false
             }
         };
@@ -744,7 +774,7 @@ impl SlotGuard<'_> {
         let Some(idx) = self.live_index(key, now) else {
             return false;
         };
-        let clock = self.db.clock_secs(now);
+        let db = self.db;
         let Value::Str(bytes) = &value;
         use indexmap::map::MutableKeys;
         let Some((k, m)) = self.t.map.get_index_mut2(idx) else {
@@ -752,7 +782,7 @@ impl SlotGuard<'_> {
         };
         let old_mem = entry_mem(key, k.value().len());
         *k = Kv::new(key, bytes);
-        m.access = clock;
+        m.access = db.touched_access(m.access, now);
         self.adjust_mem(old_mem, entry_mem(key, bytes.len()));
         true
     }
@@ -764,6 +794,9 @@ impl SlotGuard<'_> {
         };
         let change = self.t.set_expire_index(idx, expire_at);
         self.volatile_changed(change);
+        if change == VolChange::Added {
+            self.sync_table_mem();
+        }
         true
     }
 
@@ -787,9 +820,17 @@ impl SlotGuard<'_> {
         stats
             .volatile
             .fetch_sub(self.t.volatile.len() as u64, Relaxed);
-        stats.used_memory.fetch_sub(mem, Relaxed);
+        stats
+            .used_memory
+            .fetch_sub(mem + self.t.table_mem as u64, Relaxed);
+        stats
+            .table_memory
+            .fetch_sub(self.t.table_mem as u64, Relaxed);
         self.t.map = IndexMap::default();
         self.t.volatile = Vec::new();
+        self.t.sketch.clear();
+        self.t.map_cap = 0;
+        self.t.table_mem = 0;
         self.db.nonempty.set(self.slot, false);
         self.db.has_volatile.set(self.slot, false);
     }
@@ -822,8 +863,64 @@ impl SlotGuard<'_> {
             // Give back the table's memory once a slot empties.
             self.t.map.shrink_to_fit();
             self.t.volatile.shrink_to_fit();
+            self.t.sketch.clear();
+            self.t.map_cap = 0;
+            self.sync_table_mem();
+        } else {
+            self.shrink_if_sparse();
         }
         Some((kv, at))
+    }
+
+    /// Gives memory back once a table is down to half its capacity. A cache's tables wander
+    /// up and down under eviction; without this each would stay at the largest size it ever
+    /// reached (and drift up: hashbrown also grows a table whose deletions left tombstones),
+    /// so the keys a given `maxmemory` holds would fall over time (in
+    /// `helper/bench-hit-ratio.sh`, 100-byte values at about 6 keys per slot, a node holds
+    /// 5% more keys with this than without). The new size keeps one free entry, so a table does
+    /// not resize back and forth around a single key; the freed arrays are reused by tables
+    /// that grow. The volatile list shrinks at a third, to 1.5 times its length.
+    fn shrink_if_sparse(&mut self) {
+        let t = &mut self.t;
+        let mut shrunk = false;
+        let len = t.map.len();
+        if t.map_cap >= 14 && len * 2 <= t.map_cap {
+            t.map.shrink_to(len + 1);
+            t.map_cap = 0;
+            shrunk = true;
+        }
+        let vol = t.volatile.len();
+        if t.volatile.capacity() > 8 && vol * 3 <= t.volatile.capacity() {
+            t.volatile.shrink_to(vol + vol / 2);
+            shrunk = true;
+        }
+        if shrunk {
+            if t.sketch.words() > 0 {
+                let cap = t.map_cap.max(t.map.capacity());
+                t.sketch.fit(cap);
+            }
+            self.sync_table_mem();
+        }
+    }
+
+    /// Re-charges the table's arrays after a capacity may have changed.
+    fn sync_table_mem(&mut self) {
+        let t = &mut self.t;
+        // Growth and in-place rehashes leave no tombstones, so the largest capacity seen
+        // since the map was last emptied is the size of its arrays.
+        t.map_cap = t.map_cap.max(t.map.capacity());
+        let now = mem::table_size(t.map_cap, t.volatile.capacity(), t.sketch.words());
+        let old = std::mem::replace(&mut t.table_mem, now);
+        if now == old {
+            return;
+        }
+        self.adjust_mem(old as u64, now as u64);
+        let tables = &self.db.stats.table_memory;
+        if now >= old {
+            tables.fetch_add((now - old) as u64, Relaxed);
+        } else {
+            tables.fetch_sub((old - now) as u64, Relaxed);
+        }
     }
 
     fn adjust_mem(&self, old: u64, new: u64) {

@@ -12,11 +12,20 @@ fn rng() -> SmallRng {
 /// Recomputes every counter from the tables and checks the incremental ones agree, and that
 /// each volatile list points exactly at the entries that have a TTL.
 fn check_invariants(db: &Db) {
-    let (mut keys, mut vol, mut mem) = (0u64, 0u64, 0u64);
+    let (mut keys, mut vol, mut mem, mut tables) = (0u64, 0u64, 0u64, 0u64);
     for s in 0..SLOT_COUNT {
         let t = db.slots[s].lock();
         keys += t.map.len() as u64;
         vol += t.volatile.len() as u64;
+        assert!(t.map_cap >= t.map.capacity(), "map capacity of slot {s}");
+        assert!(
+            db.evict.admission() || t.sketch.words() == 0,
+            "sketch without LFU eviction in slot {s}"
+        );
+        let arrays = mem::table_size(t.map_cap, t.volatile.capacity(), t.sketch.words());
+        assert_eq!(t.table_mem, arrays, "table memory of slot {s}");
+        mem += arrays as u64;
+        tables += arrays as u64;
         for (pos, &(idx, at)) in t.volatile.iter().enumerate() {
             let (_, m) = t
                 .map
@@ -46,6 +55,7 @@ fn check_invariants(db: &Db) {
     assert_eq!(db.len(), keys);
     assert_eq!(db.volatile_len(), vol);
     assert_eq!(db.used_memory(), mem);
+    assert_eq!(db.stats.table_memory.load(Relaxed), tables);
 }
 
 #[test]
@@ -359,4 +369,121 @@ proptest! {
             prop_assert!(seen.contains(k), "missed {:?}", String::from_utf8_lossy(k));
         }
     }
+}
+
+/// Eviction under every policy keeps the counters and lists exact, keeps `used_memory` near
+/// the limit whenever something can be evicted, and a flush returns accounting to zero.
+#[test]
+fn eviction_keeps_invariants_under_every_policy() {
+    use evict::{EvictionConfig, Policy};
+    const LIMIT: u64 = 60_000;
+    for policy in Policy::ALL {
+        let db = Db::new();
+        db.configure_eviction(&EvictionConfig {
+            maxmemory: LIMIT,
+            policy,
+            ..EvictionConfig::default()
+        });
+        let mut now = T0;
+        let mut refused = 0;
+        for i in 0..4000u32 {
+            // Half the keys share a few slots (busy tables), half spread out.
+            let k = if i % 2 == 0 {
+                format!("{{t{}}}k{i}", i % 5)
+            } else {
+                format!("k{i}")
+            };
+            let exp = if i % 3 == 0 { now + 60_000 } else { NO_EXPIRY };
+            if db.make_room(now).is_err() {
+                refused += 1;
+                continue;
+            }
+            db.lock_key(k.as_bytes())
+                .set(k.as_bytes(), Value::str(&[7; 40]), exp, now);
+            if i % 4 == 0 {
+                let back = format!("k{}", (i / 2) | 1);
+                db.lock_key(back.as_bytes()).get(back.as_bytes(), now);
+            }
+            now += 7;
+        }
+        check_invariants(&db);
+        match policy {
+            Policy::NoEviction => assert!(refused > 0),
+            p if p.volatile_only() => assert!(refused > 0, "{p}: volatile keys run out"),
+            p => {
+                assert_eq!(refused, 0, "{p}");
+                assert!(
+                    db.used_memory() <= LIMIT + 1000,
+                    "{p}: {}",
+                    db.used_memory()
+                );
+                assert!(db.stats.evicted_keys.load(Relaxed) > 1000, "{p}");
+            }
+        }
+        db.flush();
+        check_invariants(&db);
+        assert_eq!(db.used_memory(), 0, "{policy}");
+    }
+}
+
+#[test]
+fn lfu_sketches_are_charged_and_released_with_the_policy() {
+    use evict::{EvictionConfig, Policy};
+    let db = Db::new();
+    let lfu = EvictionConfig {
+        maxmemory: 1 << 30,
+        policy: Policy::AllkeysLfu,
+        ..EvictionConfig::default()
+    };
+    db.configure_eviction(&lfu);
+    for i in 0..2000u32 {
+        let k = format!("k{i}");
+        db.lock_key(k.as_bytes())
+            .set(k.as_bytes(), Value::str(b"v"), NO_EXPIRY, T0);
+    }
+    check_invariants(&db);
+    let with_sketches = db.used_memory();
+    db.configure_eviction(&EvictionConfig {
+        policy: Policy::AllkeysLru,
+        ..lfu.clone()
+    });
+    check_invariants(&db);
+    assert!(db.used_memory() < with_sketches);
+    // Empty slots keep no sketch; a slot's sketch goes when its last key does.
+    db.configure_eviction(&lfu);
+    let before = db.used_memory();
+    db.lock_key(b"{x}absent").get(b"{x}absent", T0);
+    assert_eq!(db.used_memory(), before);
+    db.lock_key(b"{x}k")
+        .set(b"{x}k", Value::str(b"v"), NO_EXPIRY, T0);
+    db.lock_key(b"{x}k").get(b"{x}k", T0);
+    assert!(db.lock(key_slot(b"x")).t.sketch.words() > 0);
+    db.lock_key(b"{x}k").remove(b"{x}k", T0);
+    check_invariants(&db);
+    assert_eq!(db.used_memory(), before);
+}
+
+#[test]
+fn sparse_tables_give_memory_back() {
+    let db = Db::new();
+    let keys: Vec<String> = (0..200).map(|i| format!("{{s}}k{i}")).collect();
+    for (i, k) in keys.iter().enumerate() {
+        let exp = if i % 2 == 0 { T0 + 60_000 } else { NO_EXPIRY };
+        db.lock_key(k.as_bytes())
+            .set(k.as_bytes(), Value::str(b"v"), exp, T0);
+    }
+    let tables = db.stats.table_memory.load(Relaxed);
+    for k in &keys[..190] {
+        db.lock_key(k.as_bytes()).remove(k.as_bytes(), T0);
+    }
+    check_invariants(&db);
+    let after = db.stats.table_memory.load(Relaxed);
+    assert!(after * 8 < tables, "tables: {tables} -> {after}");
+    // Growing back works from the shrunk table.
+    for k in &keys[..190] {
+        db.lock_key(k.as_bytes())
+            .set(k.as_bytes(), Value::str(b"v"), NO_EXPIRY, T0);
+    }
+    check_invariants(&db);
+    assert_eq!(db.len(), 200);
 }
