@@ -1187,8 +1187,11 @@ mod tests {
             .collect()
     }
 
-    /// The migrate orders in `actions`: (connection, slot runs, target).
-    fn migrations(actions: &[Action]) -> Vec<(ConnId, Vec<(u16, u16)>, NodeId)> {
+    /// A migrate order: the connection it went to, its slot runs and its target.
+    type Order = (ConnId, Vec<(u16, u16)>, NodeId);
+
+    /// The migrate orders in `actions`.
+    fn migrations(actions: &[Action]) -> Vec<Order> {
         actions
             .iter()
             .filter_map(|a| match a {
