@@ -108,6 +108,19 @@ async fn session(
     )
     .await?;
     info!(%namenode, id = %node.node_id, "registered with the NameNode");
+    // Messages from the handoff worker (handoff_done) and the admin port (leave).
+    let (to_nn, mut from_node) = tokio::sync::mpsc::unbounded_channel();
+    node.handoff.set_namenode_channel(Some(to_nn));
+    if node.handoff.draining.load(Relaxed) {
+        // A drain that started before the NameNode went away: ask again.
+        send(
+            &mut wr,
+            &DataNodeToNameNode::Leave {
+                node_id: node_id.clone(),
+            },
+        )
+        .await?;
+    }
     let period = Duration::from_millis(node.config.read().heartbeat_ms.max(10));
     let mut beat = tokio::time::interval(period);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -121,17 +134,19 @@ async fn session(
                 match decode_line::<NameNodeToDataNode>(line.as_bytes())? {
                     NameNodeToDataNode::Welcome { table, nodes, .. }
                     | NameNodeToDataNode::Table { table, nodes, .. } => {
+                        let member = nodes.iter().any(|n| n.id.as_str() == node.node_id);
                         let r = Routing::from_table(&table, &nodes, &node.node_id);
-                        let (epoch, mine) = (r.epoch, r.my_slot_count());
+                        let epoch = r.epoch;
                         if node.set_routing(r) {
-                            info!(epoch, slots = mine, "applied slot table");
+                            debug!(epoch, slots = node.routing().my_slot_count(), "applied slot table");
                         }
+                        crate::handoff::check_drained(node, member);
                     }
                     NameNodeToDataNode::Ping { nonce } => {
                         send(&mut wr, &DataNodeToNameNode::Pong { node_id: node_id.clone(), nonce }).await?;
                     }
-                    NameNodeToDataNode::Migrate { epoch, .. } => {
-                        debug!(epoch, "migration order ignored: handoff is not built yet");
+                    NameNodeToDataNode::Migrate { epoch, slots, to, to_addr } => {
+                        crate::handoff::enqueue(node, crate::handoff::MigrateOrder { epoch, slots, to, to_addr });
                     }
                     NameNodeToDataNode::Error { message } => return Err(AgentError::Refused(message)),
                 }
@@ -146,6 +161,7 @@ async fn session(
                     ops: node.stats.total_commands.load(Relaxed),
                 }).await?;
             }
+            Some(msg) = from_node.recv() => send(&mut wr, &msg).await?,
             _ = stop.changed() => return Ok(()),
         }
     }

@@ -36,6 +36,8 @@ pub enum Pending {
     },
     /// A multi-key request split over owners.
     Split { req: Request, parts: Vec<Part> },
+    /// A request for slots being handed over: it waits for the flip, then is planned again.
+    Frozen { req: Request },
 }
 
 /// One owner's share of a split request.
@@ -89,6 +91,18 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
     };
     let mode = session.redirects;
     let r = route(routing, spec, req, mode == Redirects::Redirect);
+    // Local work runs under the handoff gate, so a slot cannot be frozen half-way through a
+    // command; a request touching a frozen slot of ours waits for the flip instead.
+    let _gate = node.handoff.gate.read();
+    if node.handoff.any_frozen()
+        && matches!(r, Route::Local | Route::Split)
+        && spec.key_positions(req.len()).any(|i| {
+            let s = key_slot(req.arg(i));
+            routing.owner(s) == Owner::Local && node.handoff.is_frozen(s)
+        })
+    {
+        return Planned::Later(Pending::Frozen { req: req.clone() });
+    }
     match (r, mode) {
         (Route::Local, _) => Planned::Now(run_local(node, session, req)),
         (Route::Moved { slot, addr }, _) => Planned::Now(moved(slot, addr)),
@@ -206,7 +220,9 @@ fn run_with_retries<'a>(
                         match plan(node, session, &routing, &req) {
                             Planned::Now(f) => return encoded(&f, proto),
                             Planned::Later(Pending::Remote { rx, .. }) => rx,
-                            Planned::Later(p @ Pending::Split { .. }) => {
+                            Planned::Later(
+                                p @ (Pending::Split { .. } | Pending::Frozen { .. }),
+                            ) => {
                                 return Box::pin(resolve_one(node, session, p)).await;
                             }
                         }
@@ -215,6 +231,10 @@ fn run_with_retries<'a>(
             };
             match waiting.await {
                 Ok(Ok(bytes)) => match moved_target(&bytes) {
+                    // Pointed back at ourselves: our table has changed since; plan again.
+                    Some(addr) if attempt + 1 < MAX_TRIES && addr == node.advertised_addr() => {
+                        last_err = String::from_utf8_lossy(&bytes).trim().to_string();
+                    }
                     // The owner's view differs from ours: try where it points, then
                     // re-plan once our own table catches up.
                     Some(addr) if attempt + 1 < MAX_TRIES => {
@@ -243,6 +263,27 @@ fn run_with_retries<'a>(
             proto,
         )
     })
+}
+
+/// Waits until none of `req`'s slots is frozen (bounded; the request is planned again
+/// afterwards either way).
+async fn wait_unfrozen(node: &Arc<Node>, req: &Request) {
+    let frozen = || {
+        lookup(req.arg(0)).is_some_and(|(_, spec)| {
+            spec.key_positions(req.len())
+                .any(|i| node.handoff.is_frozen(key_slot(req.arg(i))))
+        })
+    };
+    let mut changes = node.handoff.watch_unfrozen();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while frozen() {
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
 }
 
 /// Merges the parts of a split request into one reply, in the order of the request's keys.
@@ -281,6 +322,10 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
     let proto = session.proto;
     match p {
         Pending::Remote { req, rx } => run_with_retries(node, session, req, Some(rx)).await,
+        Pending::Frozen { req } => {
+            wait_unfrozen(node, &req).await;
+            run_with_retries(node, session, req, None).await
+        }
         Pending::Split { req, parts } => {
             let mut done = Vec::with_capacity(parts.len());
             for part in parts {
