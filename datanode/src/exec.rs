@@ -24,8 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// Attempts for a forwarded request before giving up.
-const MAX_TRIES: usize = 8;
+/// How long a forwarded request may keep retrying (redirects during a move, a lost peer)
+/// before the client gets `-TRYAGAIN`. Long enough to ride out a NameNode that is behind on
+/// publishing moves, and a dead node's removal (about a second by default).
+const RETRY_BUDGET: Duration = Duration::from_secs(5);
 
 /// A reply that is not known yet.
 pub enum Pending {
@@ -206,10 +208,13 @@ fn run_with_retries<'a>(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send + 'a>> {
     Box::pin(async move {
         let proto = session.proto;
+        let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
         let mut rx = first;
         let mut redirect: Option<SocketAddr> = None;
         let mut last_err = String::new();
-        for attempt in 0..MAX_TRIES {
+        let mut hops = 0u32;
+        let mut failures = 0u32;
+        while tokio::time::Instant::now() < deadline {
             let waiting = match rx.take() {
                 Some(rx) => rx,
                 None => {
@@ -231,28 +236,34 @@ fn run_with_retries<'a>(
             };
             match waiting.await {
                 Ok(Ok(bytes)) => match moved_target(&bytes) {
-                    // Pointed back at ourselves: our table has changed since; plan again.
-                    Some(addr) if attempt + 1 < MAX_TRIES && addr == node.advertised_addr() => {
+                    None => return bytes,
+                    Some(addr) => {
                         last_err = String::from_utf8_lossy(&bytes).trim().to_string();
-                    }
-                    // The owner's view differs from ours: try where it points, then
-                    // re-plan once our own table catches up.
-                    Some(addr) if attempt + 1 < MAX_TRIES => {
-                        if attempt % 2 == 0 {
-                            redirect = Some(addr);
+                        hops += 1;
+                        if addr == node.advertised_addr() {
+                            // Pointed back at us: our own view has moved on; plan again.
+                            tokio::time::sleep(Duration::from_millis(2)).await;
                         } else {
-                            tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
+                            // Follow it: a node that handed a slot over points at the node
+                            // it handed it to, so redirects lead forward even while our own
+                            // table from the NameNode lags behind. Pause now and then so
+                            // two nodes that disagree cannot spin.
+                            redirect = Some(addr);
+                            if hops % 4 == 0 {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
                         }
-                        last_err = String::from_utf8_lossy(&bytes).trim().to_string();
                     }
-                    _ => return bytes,
                 },
                 Ok(Err(e)) => {
                     last_err = e.to_string();
-                    tokio::time::sleep(Duration::from_millis(25 * (attempt as u64 + 1))).await;
+                    failures += 1;
+                    let backoff = 10u64 << failures.min(5);
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }
                 Err(_) => {
                     last_err = "forwarding connection dropped".into();
+                    failures += 1;
                 }
             }
         }
