@@ -1,6 +1,6 @@
 //! A NameNode restart changes no ownership: the DataNodes keep serving with their last table
 //! while it is down, reconnect, and the new NameNode rebuilds the same ring from what they
-//! report.
+//! report, under the same epoch.
 
 use crate::util::*;
 use std::net::SocketAddr;
@@ -46,6 +46,7 @@ async fn namenode_restart_changes_no_ownership_and_the_data_plane_keeps_serving(
             before.push(SlotMap::of(addr).await);
         }
         assert!(before.iter().all(|m| *m == before[0]), "one table before");
+        let epoch = cluster_info(&mut con).await.epoch;
 
         for round in 0..2 {
             cluster.stop_namenode().await;
@@ -53,7 +54,8 @@ async fn namenode_restart_changes_no_ownership_and_the_data_plane_keeps_serving(
             eprintln!("round {round}: {ops} requests served while the NameNode was down");
             cluster.start_namenode().await;
 
-            // Every DataNode re-registers and the new NameNode rebuilds the same ring.
+            // Every DataNode re-registers within the startup grace, so the first table is
+            // the old one under the old epoch: no table with other owners is ever published.
             let back = eventually(CONVERGE_LIMIT, || async {
                 let status = cluster.namenode_status().await;
                 let nodes = status["nodes"].as_array().expect("nodes");
@@ -65,8 +67,16 @@ async fn namenode_restart_changes_no_ownership_and_the_data_plane_keeps_serving(
             let status = cluster.namenode_status().await;
             assert!(back, "DataNodes did not re-register: {}", summary(&status));
             assert_eq!(status["slots_assigned"], SLOTS);
+            assert_eq!(
+                status["epoch"],
+                epoch,
+                "the restarted NameNode kept the epoch: {}",
+                summary(&status)
+            );
             wait_converged(&addrs, addrs.len()).await;
             for (addr, want) in addrs.iter().zip(&before) {
+                let info = cluster_info(&mut connect(*addr).await).await;
+                assert_eq!(info.epoch, epoch, "epoch at {addr} after restart {round}");
                 assert_eq!(&SlotMap::of(*addr).await, want, "CLUSTER SLOTS at {addr}");
             }
         }
