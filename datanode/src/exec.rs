@@ -88,6 +88,11 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
         _ => return Planned::Now(run_local(node, session, req)),
     };
     let mode = session.redirects;
+    if mode != Redirects::Redirect && spec.step == 2 && req.len().is_multiple_of(2) {
+        // MSET/MSETNX missing its last value: the command's own arity error, as a single
+        // node answers. Routed, it would be split with its last key paired with nothing.
+        return Planned::Now(run_local(node, session, req));
+    }
     let r = route(routing, spec, req, mode == Redirects::Redirect);
     match (r, mode) {
         (Route::Local, _) => Planned::Now(run_local(node, session, req)),

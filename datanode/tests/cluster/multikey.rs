@@ -83,3 +83,38 @@ async fn multi_key_commands_split_over_nodes_and_merge() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mset_missing_its_last_value_gets_the_arity_error_across_nodes() {
+    bounded(async {
+        let cluster = Cluster::start(3).await;
+        let addrs = cluster.addrs();
+        let map = SlotMap::of(addrs[0]).await;
+        let [a, b] = [0, 1].map(|i| map.keys_of(addrs[i], "odd:", 1).remove(0));
+        let mut plain = Raw::connect(addrs[0]).await;
+        // As a single node answers, whichever nodes own the keys; the connection stays open.
+        for cmd in ["MSET", "MSETNX"] {
+            for args in [[cmd, &a, "1", &b], [cmd, &b, "1", &a], [cmd, &b, "1", &b]] {
+                assert_eq!(
+                    plain.cmd(&args).await,
+                    format!(
+                        "-ERR wrong number of arguments for '{}' command\r\n",
+                        cmd.to_lowercase()
+                    )
+                    .as_str(),
+                    "{args:?}"
+                );
+            }
+        }
+        assert_eq!(plain.cmd(&["EXISTS", &a, &b]).await, ":0\r\n");
+        // A cluster-aware connection gets what Redis Cluster answers: keys first.
+        let mut aware = Raw::connect(addrs[0]).await;
+        assert_eq!(aware.cmd(&["CLUSTER", "REDIRECTS", "YES"]).await, "+OK\r\n");
+        assert_eq!(
+            aware.cmd(&["MSET", &a, "1", &b]).await,
+            "-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+        );
+        cluster.shutdown().await;
+    })
+    .await;
+}
