@@ -107,3 +107,58 @@ async fn a_killed_datanode_leaves_the_ring_and_its_keys_become_misses() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_datanode_that_comes_back_gets_its_slots_back_empty() {
+    bounded(async {
+        let mut cluster = Spec::new(3).processes().start().await;
+        let addrs = cluster.addrs();
+        let before = SlotMap::of(addrs[0]).await;
+        let victim_id = my_id(addrs[2]).await;
+        let theirs = before.keys_of(addrs[2], "back:", 20);
+        let mut con = connect(addrs[0]).await;
+        for k in &theirs {
+            let () = q(&mut con, &["SET", k, "old"]).await;
+        }
+
+        cluster.nodes.remove(2);
+        wait_converged(&addrs[..2], 2).await;
+        // The same node id again (a restart elsewhere: the port may be gone).
+        let nn = cluster.namenode_addr();
+        let back = Process::spawn(nn, FAST_HEARTBEAT, &["--node-id", &victim_id]).await;
+        let back_addr = back.addr;
+        cluster.nodes.push(DataNode::Process(back));
+        let addrs = cluster.addrs();
+        wait_converged(&addrs, 3).await;
+
+        // The ring is a function of the member ids: the same owners as before the kill.
+        let after = SlotMap::of(addrs[1]).await;
+        let owners = |m: &SlotMap| {
+            m.runs
+                .iter()
+                .map(|r| (r.start, r.end, r.id.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(owners(&after), owners(&before));
+        assert_eq!(after.owner(&theirs[0]), back_addr);
+        // It came back empty (a cache); its slots are served by it, through every node.
+        let n: usize = q(&mut connect(back_addr).await, &["DBSIZE"]).await;
+        assert_eq!(n, 0);
+        for &addr in &addrs {
+            let mut con = connect(addr).await;
+            for k in &theirs {
+                let got: Option<String> = q(&mut con, &["GET", k]).await;
+                assert_eq!(got, None, "{k} through {addr}");
+            }
+        }
+        let mut args = vec!["MSET".to_string()];
+        for k in &theirs {
+            args.extend([k.clone(), format!("new-{k}")]);
+        }
+        let () = q(&mut con, &args).await;
+        let n: usize = q(&mut connect(back_addr).await, &["DBSIZE"]).await;
+        assert_eq!(n, theirs.len());
+        cluster.shutdown().await;
+    })
+    .await;
+}

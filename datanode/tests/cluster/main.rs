@@ -6,7 +6,8 @@
 //! - [`spread`]: 10,000 keys through one node, read back through the others.
 //! - [`redirects`]: `-MOVED`/`-CROSSSLOT` for cluster-aware connections, `redis-cli -c`.
 //! - [`cluster_client`]: the `redis` crate's cluster client routing by `CLUSTER SLOTS`.
-//! - [`failure`]: a DataNode killed with SIGKILL leaves the ring; its keys become misses.
+//! - [`failure`]: a DataNode killed with SIGKILL leaves the ring, its keys become misses;
+//!   when it comes back it gets the same slots back.
 //! - [`restart`]: a NameNode restart changes no ownership; the data plane keeps serving.
 //! - [`resp3`]: forwarded and split replies in RESP3.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.

@@ -96,7 +96,12 @@ impl Spec {
                     DataNode::InProcess(start_in_process(nn, self.heartbeat, redirects).await)
                 }
                 Kind::Process => {
-                    DataNode::Process(Process::spawn(nn, self.heartbeat, redirects).await)
+                    let extra: &[&str] = if redirects {
+                        &["--cluster-redirects"]
+                    } else {
+                        &[]
+                    };
+                    DataNode::Process(Process::spawn(nn, self.heartbeat, extra).await)
                 }
             });
         }
@@ -168,6 +173,12 @@ impl Cluster {
         self.namenode.insert(namenode)
     }
 
+    /// Where DataNodes register.
+    pub fn namenode_addr(&self) -> SocketAddr {
+        let namenode = self.namenode.as_ref().expect("NameNode running");
+        namenode.datanode_addr()
+    }
+
     /// The NameNode's `/cluster` JSON.
     pub async fn namenode_status(&self) -> serde_json::Value {
         let addr = self
@@ -223,9 +234,9 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `chkv-datanode --port 0` joined to `namenode` and learns its address from the
-    /// `listening for RESP clients addr=...` log line.
-    pub async fn spawn(namenode: SocketAddr, heartbeat: Duration, redirects: bool) -> Process {
+    /// Starts `chkv-datanode --port 0` joined to `namenode`, with `extra` flags, and learns
+    /// its address from the `listening for RESP clients addr=...` log line.
+    pub async fn spawn(namenode: SocketAddr, heartbeat: Duration, extra: &[&str]) -> Process {
         let heartbeat_ms = heartbeat.as_millis().to_string();
         let namenode = namenode.to_string();
         let mut args = vec![
@@ -242,9 +253,7 @@ impl Process {
             "--log-level",
             "info",
         ];
-        if redirects {
-            args.push("--cluster-redirects");
-        }
+        args.extend_from_slice(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_chkv-datanode"))
             .args(&args)
             .stdin(Stdio::null())
