@@ -54,6 +54,34 @@ async fn ten_thousand_keys_through_one_node_read_through_the_others() {
             }
         }
 
+        // One write holding a pipeline of GETs for keys of all three owners: the local
+        // replies and the forwarded ones come back in request order.
+        let mut raw = Raw::connect(addrs[1]).await;
+        let mut pipeline = Vec::new();
+        for i in 0..BATCH {
+            pipeline.extend(resp(&["GET", &key(i)]));
+        }
+        raw.send(&pipeline).await;
+        for i in 0..BATCH {
+            let v = value(i);
+            let want = format!("${}\r\n{v}\r\n", v.len());
+            assert_eq!(show(&raw.reply().await), show(want.as_bytes()), "reply {i}");
+        }
+
+        // Values of any size cross the forwarding path intact, both ways.
+        let mut far = connect(addrs[2]).await;
+        for size in [0, 1, 100_000, 3_000_000] {
+            let v: String = (0..size).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+            for k in 0..3 {
+                let big = format!("big:{size}:{k}");
+                let () = q(&mut writer, &["SET", &big, &v]).await;
+                let got: String = q(&mut far, &["GET", &big]).await;
+                assert!(got == v, "{big}: {} bytes back", got.len());
+                let deleted: i64 = q(&mut far, &["DEL", &big]).await;
+                assert_eq!(deleted, 1);
+            }
+        }
+
         // Each key lives on exactly one node, and every node holds its share.
         let map = SlotMap::of(addrs[0]).await;
         let mut total = 0;
