@@ -33,28 +33,46 @@ pub enum AgentError {
     Refused(String),
 }
 
+/// First wait before reconnecting to the NameNode.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Runs until `stop` fires: connect, register, serve the session, reconnect.
+///
+/// The wait between attempts doubles but never exceeds one heartbeat interval, and starts
+/// over after a session that was welcomed: a restarted NameNode collects re-registrations
+/// for two intervals only, and a node that comes back later makes it publish a table with
+/// other owners (and then another one when the node rejoins).
 pub async fn run(
     node: Arc<Node>,
     namenode: SocketAddr,
     admin_addr: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let cap = heartbeat_period(&node);
+    let mut backoff = FIRST_BACKOFF.min(cap);
     loop {
-        let session = session(&node, namenode, admin_addr, &mut stop);
+        let mut welcomed = false;
+        let session = session(&node, namenode, admin_addr, &mut stop, &mut welcomed);
         match session.await {
             Ok(()) => return,
             Err(e) => {
                 warn!(%namenode, error = %e, "NameNode session ended; serving with the last table");
             }
         }
+        if welcomed {
+            backoff = FIRST_BACKOFF.min(cap);
+        }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        backoff = (backoff * 2).min(cap);
     }
+}
+
+/// How often this node heartbeats.
+fn heartbeat_period(node: &Node) -> Duration {
+    Duration::from_millis(node.config.read().heartbeat_ms.max(10))
 }
 
 /// My slot runs in `routing`, for re-registration.
@@ -86,6 +104,7 @@ async fn session(
     namenode: SocketAddr,
     admin_addr: SocketAddr,
     stop: &mut watch::Receiver<bool>,
+    welcomed: &mut bool,
 ) -> Result<(), AgentError> {
     let sock = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(namenode))
         .await
@@ -121,7 +140,7 @@ async fn session(
         )
         .await?;
     }
-    let period = Duration::from_millis(node.config.read().heartbeat_ms.max(10));
+    let period = heartbeat_period(node);
     let mut beat = tokio::time::interval(period);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -131,7 +150,11 @@ async fn session(
                 if line.trim().is_empty() {
                     continue;
                 }
-                match decode_line::<NameNodeToDataNode>(line.as_bytes())? {
+                let msg = decode_line::<NameNodeToDataNode>(line.as_bytes())?;
+                if matches!(msg, NameNodeToDataNode::Welcome { .. }) {
+                    *welcomed = true;
+                }
+                match msg {
                     NameNodeToDataNode::Welcome { table, nodes, .. }
                     | NameNodeToDataNode::Table { table, nodes, .. } => {
                         let member = nodes.iter().any(|n| n.id.as_str() == node.node_id);

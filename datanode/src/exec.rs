@@ -92,6 +92,11 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
         _ => return Planned::Now(run_local(node, session, req)),
     };
     let mode = session.redirects;
+    if mode != Redirects::Redirect && spec.step == 2 && req.len().is_multiple_of(2) {
+        // MSET/MSETNX missing its last value: the command's own arity error, as a single
+        // node answers. Routed, it would be split with its last key paired with nothing.
+        return Planned::Now(run_local(node, session, req));
+    }
     let r = route(routing, spec, req, mode == Redirects::Redirect);
     // Local work runs under the handoff gate, so a slot cannot be frozen half-way through a
     // command; a request touching a frozen slot of ours waits for the flip instead.
@@ -249,7 +254,7 @@ fn run_with_retries<'a>(
                             // table from the NameNode lags behind. Pause now and then so
                             // two nodes that disagree cannot spin.
                             redirect = Some(addr);
-                            if hops % 4 == 0 {
+                            if hops.is_multiple_of(4) {
                                 tokio::time::sleep(Duration::from_millis(10)).await;
                             }
                         }
