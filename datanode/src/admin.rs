@@ -68,8 +68,9 @@ pub fn status_line(node: &Node) -> String {
     } else {
         "serving"
     };
+    let p = &node.handoff.progress;
     format!(
-        "node {} addr {} epoch {} slots {} keys {} used_memory {} state {}{}",
+        "node {} addr {} epoch {} slots {} keys {} used_memory {} state {}{} handed_over_keys {} handed_over_bytes {}",
         node.node_id,
         node.advertised_addr(),
         r.epoch,
@@ -77,7 +78,9 @@ pub fn status_line(node: &Node) -> String {
         node.db.len(),
         node.db.used_memory(),
         state,
-        if r.standalone { " (standalone)" } else { "" }
+        if r.standalone { " (standalone)" } else { "" },
+        p.keys_moved.load(Relaxed),
+        p.bytes_moved.load(Relaxed),
     )
 }
 

@@ -164,6 +164,12 @@ async fn session(
                             debug!(epoch, slots = node.routing().my_slot_count(), "applied slot table");
                         }
                         crate::handoff::check_drained(node, member);
+                        if *node.handoff.drained.borrow() {
+                            // Deregistered: stay away. Registering again would put this node
+                            // back in the ring and have data handed to a process about to exit.
+                            info!("drained and deregistered; leaving the NameNode");
+                            return Ok(());
+                        }
                     }
                     NameNodeToDataNode::Ping { nonce } => {
                         send(&mut wr, &DataNodeToNameNode::Pong { node_id: node_id.clone(), nonce }).await?;

@@ -215,6 +215,22 @@ async fn writer(
     w
 }
 
+/// A plain HTTP/1.1 GET; the body.
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut sock = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("http connect");
+    sock.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("http send");
+    let mut body = String::new();
+    sock.read_to_string(&mut body).await.expect("http read");
+    body
+}
+
 /// Sends `k` to the admin port and reads until the summary; returns every line.
 async fn drain(admin: SocketAddr) -> Vec<String> {
     let sock = tokio::net::TcpStream::connect(admin)
@@ -290,6 +306,20 @@ async fn join_drain_join_under_traffic_loses_nothing() {
             .await
             .expect("drained");
         assert_eq!(n1.node.db.len(), 0, "the source frees what it handed over");
+        // A real process lingers a moment before it exits: it must not rejoin meanwhile (it
+        // would be handed slots it then takes down with it).
+        tokio::time::sleep(HEARTBEAT * 6).await;
+        assert_eq!(
+            n1.node.db.len(),
+            0,
+            "a drained node must not be handed data again"
+        );
+        assert_eq!(n1.node.routing().my_slot_count(), 0);
+        let cluster = http_get(nn.http_addr(), "/cluster").await;
+        assert!(
+            !cluster.contains(&n1.node.node_id),
+            "the drained node registered again: {cluster}"
+        );
         n1.shutdown().await;
         converge(&[&n0, &n2, &n3]).await;
         println!("drain: {summary} (converged after {:?})", t.elapsed());

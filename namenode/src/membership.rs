@@ -1017,6 +1017,8 @@ impl Membership {
                 .map_or(self.max_epoch_reported, |p| p.epoch()),
             nodes,
             slots_assigned: table.map_or(0, SlotTable::assigned_slots),
+            slots_moving: self.in_flight.len(),
+            draining: self.draining.iter().cloned().collect(),
             ranges,
             declared_dead_total: self.declared_dead,
         }
@@ -1075,6 +1077,10 @@ pub struct ClusterStatus {
     pub ranges: Vec<(u16, u16, NodeId)>,
     /// Nodes declared dead since this NameNode started.
     pub declared_dead_total: u64,
+    /// Slot moves ordered and not yet confirmed (0 when no join or drain is under way).
+    pub slots_moving: usize,
+    /// Members draining (leaving once their slots have moved).
+    pub draining: Vec<NodeId>,
 }
 
 /// One member as the HTTP endpoints show it.
