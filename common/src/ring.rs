@@ -552,6 +552,27 @@ impl SlotTable {
         *self = SlotTable::from_parts(self.epoch, nodes, owners);
     }
 
+    /// Gives each listed slot to its owner (or to nobody) in one pass: the table is
+    /// renormalised once, not once per slot as repeated [`assign`](SlotTable::assign) would.
+    pub fn assign_each<'a>(&mut self, moves: impl IntoIterator<Item = (Slot, Option<&'a NodeId>)>) {
+        let mut nodes = std::mem::take(&mut self.nodes);
+        let mut owners = std::mem::take(&mut self.owners);
+        for (slot, owner) in moves {
+            let index = match owner {
+                None => UNOWNED,
+                Some(owner) => match nodes.iter().position(|n| n == owner) {
+                    Some(i) => i as u16,
+                    None => {
+                        nodes.push(owner.clone());
+                        (nodes.len() - 1) as u16
+                    }
+                },
+            };
+            owners[slot.index()] = index;
+        }
+        *self = SlotTable::from_parts(self.epoch, nodes, owners);
+    }
+
     /// The slots whose owner differs between `self` and `next`, as maximal runs of consecutive
     /// slots with the same move, in slot order.
     pub fn diff(&self, next: &SlotTable) -> Vec<SlotMove> {
@@ -734,6 +755,28 @@ mod tests {
             .find(|(p, _)| *p >= at)
             .or(claims.first())
             .map(|(_, n)| n.clone())
+    }
+
+    #[test]
+    fn assign_each_matches_repeated_assign() {
+        let mut ring = Ring::default();
+        for id in ["a", "b", "c"] {
+            ring.add(NodeId::new(id));
+        }
+        let base = ring.slot_table();
+        let (b, d) = (NodeId::new("b"), NodeId::new("d"));
+        let moves: Vec<(Slot, Option<&NodeId>)> = Slot::all()
+            .filter(|s| s.get() % 7 == 0)
+            .map(|s| (s, if s.get() % 2 == 0 { Some(&d) } else { Some(&b) }))
+            .chain([(Slot::new(5).expect("slot"), None)])
+            .collect();
+        let mut one = base.clone();
+        for (s, o) in &moves {
+            one.assign(*s..=*s, *o);
+        }
+        let mut many = base;
+        many.assign_each(moves);
+        assert!(one == many);
     }
 
     #[test]

@@ -33,28 +33,46 @@ pub enum AgentError {
     Refused(String),
 }
 
+/// First wait before reconnecting to the NameNode.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Runs until `stop` fires: connect, register, serve the session, reconnect.
+///
+/// The wait between attempts doubles but never exceeds one heartbeat interval, and starts
+/// over after a session that was welcomed: a restarted NameNode collects re-registrations
+/// for two intervals only, and a node that comes back later makes it publish a table with
+/// other owners (and then another one when the node rejoins).
 pub async fn run(
     node: Arc<Node>,
     namenode: SocketAddr,
     admin_addr: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let cap = heartbeat_period(&node);
+    let mut backoff = FIRST_BACKOFF.min(cap);
     loop {
-        let session = session(&node, namenode, admin_addr, &mut stop);
+        let mut welcomed = false;
+        let session = session(&node, namenode, admin_addr, &mut stop, &mut welcomed);
         match session.await {
             Ok(()) => return,
             Err(e) => {
                 warn!(%namenode, error = %e, "NameNode session ended; serving with the last table");
             }
         }
+        if welcomed {
+            backoff = FIRST_BACKOFF.min(cap);
+        }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        backoff = (backoff * 2).min(cap);
     }
+}
+
+/// How often this node heartbeats.
+fn heartbeat_period(node: &Node) -> Duration {
+    Duration::from_millis(node.config.read().heartbeat_ms.max(10))
 }
 
 /// My slot runs in `routing`, for re-registration.
@@ -86,6 +104,7 @@ async fn session(
     namenode: SocketAddr,
     admin_addr: SocketAddr,
     stop: &mut watch::Receiver<bool>,
+    welcomed: &mut bool,
 ) -> Result<(), AgentError> {
     let sock = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(namenode))
         .await
@@ -108,7 +127,20 @@ async fn session(
     )
     .await?;
     info!(%namenode, id = %node.node_id, "registered with the NameNode");
-    let period = Duration::from_millis(node.config.read().heartbeat_ms.max(10));
+    // Messages from the handoff worker (handoff_done) and the admin port (leave).
+    let (to_nn, mut from_node) = tokio::sync::mpsc::unbounded_channel();
+    node.handoff.set_namenode_channel(Some(to_nn));
+    if node.handoff.draining.load(Relaxed) {
+        // A drain that started before the NameNode went away: ask again.
+        send(
+            &mut wr,
+            &DataNodeToNameNode::Leave {
+                node_id: node_id.clone(),
+            },
+        )
+        .await?;
+    }
+    let period = heartbeat_period(node);
     let mut beat = tokio::time::interval(period);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -118,20 +150,32 @@ async fn session(
                 if line.trim().is_empty() {
                     continue;
                 }
-                match decode_line::<NameNodeToDataNode>(line.as_bytes())? {
+                let msg = decode_line::<NameNodeToDataNode>(line.as_bytes())?;
+                if matches!(msg, NameNodeToDataNode::Welcome { .. }) {
+                    *welcomed = true;
+                }
+                match msg {
                     NameNodeToDataNode::Welcome { table, nodes, .. }
                     | NameNodeToDataNode::Table { table, nodes, .. } => {
+                        let member = nodes.iter().any(|n| n.id.as_str() == node.node_id);
                         let r = Routing::from_table(&table, &nodes, &node.node_id);
-                        let (epoch, mine) = (r.epoch, r.my_slot_count());
+                        let epoch = r.epoch;
                         if node.set_routing(r) {
-                            info!(epoch, slots = mine, "applied slot table");
+                            debug!(epoch, slots = node.routing().my_slot_count(), "applied slot table");
+                        }
+                        crate::handoff::check_drained(node, member);
+                        if *node.handoff.drained.borrow() {
+                            // Deregistered: stay away. Registering again would put this node
+                            // back in the ring and have data handed to a process about to exit.
+                            info!("drained and deregistered; leaving the NameNode");
+                            return Ok(());
                         }
                     }
                     NameNodeToDataNode::Ping { nonce } => {
                         send(&mut wr, &DataNodeToNameNode::Pong { node_id: node_id.clone(), nonce }).await?;
                     }
-                    NameNodeToDataNode::Migrate { epoch, .. } => {
-                        debug!(epoch, "migration order ignored: handoff is not built yet");
+                    NameNodeToDataNode::Migrate { epoch, slots, to, to_addr } => {
+                        crate::handoff::enqueue(node, crate::handoff::MigrateOrder { epoch, slots, to, to_addr });
                     }
                     NameNodeToDataNode::Error { message } => return Err(AgentError::Refused(message)),
                 }
@@ -146,6 +190,7 @@ async fn session(
                     ops: node.stats.total_commands.load(Relaxed),
                 }).await?;
             }
+            Some(msg) = from_node.recv() => send(&mut wr, &msg).await?,
             _ = stop.changed() => return Ok(()),
         }
     }

@@ -10,6 +10,7 @@ use crate::resp::Request;
 use chkv_common::proto::NodeInfo;
 use chkv_common::ring::SlotTable;
 use chkv_common::{key_slot, Slot, SLOT_COUNT};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 /// Marks a slot no node owns.
@@ -51,12 +52,9 @@ impl Routing {
 
     /// The routing for a table the NameNode pushed. `my_id` is this node's id.
     pub fn from_table(table: &SlotTable, infos: &[NodeInfo], my_id: &str) -> Routing {
-        // Keep only nodes with an address; owners of unknown nodes are treated as unassigned.
-        let nodes: Vec<NodeInfo> = table
-            .nodes()
-            .iter()
-            .filter_map(|id| infos.iter().find(|n| &n.id == id).cloned())
-            .collect();
+        // Every member with an address, owners or not (a node joining owns nothing until its
+        // slots are handed over); owners without an address count as unassigned.
+        let nodes: Vec<NodeInfo> = infos.to_vec();
         let index_of = |id: &chkv_common::ring::NodeId| {
             nodes
                 .iter()
@@ -81,6 +79,44 @@ impl Routing {
             nodes,
             me,
             owners,
+        }
+    }
+
+    /// This routing with `overrides` applied: slots flipped by a handoff before the
+    /// NameNode's table says so. `me` describes this node, for slots flipped to it.
+    pub fn with_overrides(&self, overrides: &HashMap<u16, Override>, me: &NodeInfo) -> Routing {
+        let mut r = self.clone();
+        if overrides.is_empty() || r.standalone {
+            return r;
+        }
+        let index_of = |info: &NodeInfo, r: &mut Routing| -> u16 {
+            match r.nodes.iter().position(|n| n.id == info.id) {
+                Some(i) => i as u16,
+                None => {
+                    r.nodes.push(info.clone());
+                    (r.nodes.len() - 1) as u16
+                }
+            }
+        };
+        let me_idx = index_of(me, &mut r);
+        r.me = Some(me_idx);
+        for (&slot, o) in overrides {
+            let idx = match &o.to {
+                None => me_idx,
+                Some(info) => index_of(info, &mut r),
+            };
+            if let Some(owner) = r.owners.get_mut(slot as usize) {
+                *owner = idx;
+            }
+        }
+        r
+    }
+
+    /// The id of the owner of `slot` in this routing, if any.
+    pub fn owner_id(&self, slot: u16) -> Option<&str> {
+        match self.owners.get(slot as usize).copied() {
+            None | Some(UNOWNED) => None,
+            Some(o) => self.nodes.get(o as usize).map(|n| n.id.as_str()),
         }
     }
 
@@ -123,6 +159,30 @@ impl Routing {
         }
         self.me
             .map_or(0, |me| self.owners.iter().filter(|&&o| o == me).count())
+    }
+}
+
+/// A slot flipped by a handoff before the NameNode has published it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Override {
+    /// The node that owned the slot before the handoff.
+    pub from: String,
+    /// The new owner: `None` for this node (we imported it), else the node we handed it to.
+    pub to: Option<NodeInfo>,
+}
+
+impl Override {
+    fn to_id<'a>(&'a self, my_id: &'a str) -> &'a str {
+        self.to.as_ref().map_or(my_id, |n| n.id.as_str())
+    }
+
+    /// Whether a new table from the NameNode makes this override unnecessary: it already
+    /// names the new owner, or it names a third node (the table then knows better).
+    pub fn settled_by(&self, table_owner: Option<&str>, my_id: &str) -> bool {
+        match table_owner {
+            Some(o) => o == self.to_id(my_id) || o != self.from,
+            None => true,
+        }
     }
 }
 

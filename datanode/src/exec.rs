@@ -24,8 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// Attempts for a forwarded request before giving up.
-const MAX_TRIES: usize = 8;
+/// How long a forwarded request may keep retrying (redirects during a move, a lost peer)
+/// before the client gets `-TRYAGAIN`. Long enough to ride out a NameNode that is behind on
+/// publishing moves, and a dead node's removal (about a second by default).
+const RETRY_BUDGET: Duration = Duration::from_secs(5);
 
 /// A reply that is not known yet.
 pub enum Pending {
@@ -36,6 +38,8 @@ pub enum Pending {
     },
     /// A multi-key request split over owners.
     Split { req: Request, parts: Vec<Part> },
+    /// A request for slots being handed over: it waits for the flip, then is planned again.
+    Frozen { req: Request },
 }
 
 /// One owner's share of a split request.
@@ -88,7 +92,24 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
         _ => return Planned::Now(run_local(node, session, req)),
     };
     let mode = session.redirects;
+    if mode != Redirects::Redirect && spec.step == 2 && req.len().is_multiple_of(2) {
+        // MSET/MSETNX missing its last value: the command's own arity error, as a single
+        // node answers. Routed, it would be split with its last key paired with nothing.
+        return Planned::Now(run_local(node, session, req));
+    }
     let r = route(routing, spec, req, mode == Redirects::Redirect);
+    // Local work runs under the handoff gate, so a slot cannot be frozen half-way through a
+    // command; a request touching a frozen slot of ours waits for the flip instead.
+    let _gate = node.handoff.gate.read();
+    if node.handoff.any_frozen()
+        && matches!(r, Route::Local | Route::Split)
+        && spec.key_positions(req.len()).any(|i| {
+            let s = key_slot(req.arg(i));
+            routing.owner(s) == Owner::Local && node.handoff.is_frozen(s)
+        })
+    {
+        return Planned::Later(Pending::Frozen { req: req.clone() });
+    }
     match (r, mode) {
         (Route::Local, _) => Planned::Now(run_local(node, session, req)),
         (Route::Moved { slot, addr }, _) => Planned::Now(moved(slot, addr)),
@@ -192,10 +213,13 @@ fn run_with_retries<'a>(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send + 'a>> {
     Box::pin(async move {
         let proto = session.proto;
+        let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
         let mut rx = first;
         let mut redirect: Option<SocketAddr> = None;
         let mut last_err = String::new();
-        for attempt in 0..MAX_TRIES {
+        let mut hops = 0u32;
+        let mut failures = 0u32;
+        while tokio::time::Instant::now() < deadline {
             let waiting = match rx.take() {
                 Some(rx) => rx,
                 None => {
@@ -206,7 +230,9 @@ fn run_with_retries<'a>(
                         match plan(node, session, &routing, &req) {
                             Planned::Now(f) => return encoded(&f, proto),
                             Planned::Later(Pending::Remote { rx, .. }) => rx,
-                            Planned::Later(p @ Pending::Split { .. }) => {
+                            Planned::Later(
+                                p @ (Pending::Split { .. } | Pending::Frozen { .. }),
+                            ) => {
                                 return Box::pin(resolve_one(node, session, p)).await;
                             }
                         }
@@ -215,24 +241,34 @@ fn run_with_retries<'a>(
             };
             match waiting.await {
                 Ok(Ok(bytes)) => match moved_target(&bytes) {
-                    // The owner's view differs from ours: try where it points, then
-                    // re-plan once our own table catches up.
-                    Some(addr) if attempt + 1 < MAX_TRIES => {
-                        if attempt % 2 == 0 {
-                            redirect = Some(addr);
-                        } else {
-                            tokio::time::sleep(Duration::from_millis(20 * attempt as u64)).await;
-                        }
+                    None => return bytes,
+                    Some(addr) => {
                         last_err = String::from_utf8_lossy(&bytes).trim().to_string();
+                        hops += 1;
+                        if addr == node.advertised_addr() {
+                            // Pointed back at us: our own view has moved on; plan again.
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        } else {
+                            // Follow it: a node that handed a slot over points at the node
+                            // it handed it to, so redirects lead forward even while our own
+                            // table from the NameNode lags behind. Pause now and then so
+                            // two nodes that disagree cannot spin.
+                            redirect = Some(addr);
+                            if hops.is_multiple_of(4) {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
                     }
-                    _ => return bytes,
                 },
                 Ok(Err(e)) => {
                     last_err = e.to_string();
-                    tokio::time::sleep(Duration::from_millis(25 * (attempt as u64 + 1))).await;
+                    failures += 1;
+                    let backoff = 10u64 << failures.min(5);
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }
                 Err(_) => {
                     last_err = "forwarding connection dropped".into();
+                    failures += 1;
                 }
             }
         }
@@ -243,6 +279,27 @@ fn run_with_retries<'a>(
             proto,
         )
     })
+}
+
+/// Waits until none of `req`'s slots is frozen (bounded; the request is planned again
+/// afterwards either way).
+async fn wait_unfrozen(node: &Arc<Node>, req: &Request) {
+    let frozen = || {
+        lookup(req.arg(0)).is_some_and(|(_, spec)| {
+            spec.key_positions(req.len())
+                .any(|i| node.handoff.is_frozen(key_slot(req.arg(i))))
+        })
+    };
+    let mut changes = node.handoff.watch_unfrozen();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while frozen() {
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
 }
 
 /// Merges the parts of a split request into one reply, in the order of the request's keys.
@@ -281,6 +338,10 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
     let proto = session.proto;
     match p {
         Pending::Remote { req, rx } => run_with_retries(node, session, req, Some(rx)).await,
+        Pending::Frozen { req } => {
+            wait_unfrozen(node, &req).await;
+            run_with_retries(node, session, req, None).await
+        }
         Pending::Split { req, parts } => {
             let mut done = Vec::with_capacity(parts.len());
             for part in parts {

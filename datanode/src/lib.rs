@@ -12,14 +12,18 @@
 //! - [`peer`]: pipelined connections to other DataNodes for forwarding.
 //! - [`exec`]: running a request here, on its owner, or split over owners.
 //! - [`agent`]: registration, heartbeats and table updates with the NameNode.
+//! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
+//! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
 //! - [`server`]: the thin tokio layer: listener, connections, background tasks, shutdown.
 
+pub mod admin;
 pub mod agent;
 pub mod cluster;
 pub mod cmd;
 pub mod config;
 pub mod exec;
+pub mod handoff;
 pub mod node;
 pub mod peer;
 pub mod resp;

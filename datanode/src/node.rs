@@ -102,6 +102,7 @@ pub struct Node {
     pub node_id: String,
     routing: RwLock<Arc<Routing>>,
     pub peers: Peers,
+    pub handoff: crate::handoff::Handoff,
 }
 
 impl Node {
@@ -120,6 +121,7 @@ impl Node {
             node_id,
             routing: RwLock::new(Arc::new(Routing::standalone())),
             peers,
+            handoff: crate::handoff::Handoff::default(),
             config: RwLock::new(config),
             stats: ServerStats::default(),
             clients: Mutex::new(BTreeMap::new()),
@@ -151,17 +153,17 @@ impl Node {
         self.routing.read().clone()
     }
 
-    /// Installs a new routing snapshot; older epochs are ignored. Returns whether it changed.
+    /// Applies a table from the NameNode (older epochs are ignored), keeping the handoff
+    /// overrides it has not caught up with. Returns whether it was applied.
     pub fn set_routing(&self, r: Routing) -> bool {
-        let mut cur = self.routing.write();
-        if !cur.standalone && r.epoch < cur.epoch {
-            return false;
-        }
+        crate::handoff::set_base(self, r)
+    }
+
+    /// Installs the effective routing snapshot (table plus overrides).
+    pub(crate) fn install_routing(&self, r: Routing) {
         let keep: Vec<SocketAddr> = r.nodes.iter().map(|n| n.client_addr).collect();
-        *cur = Arc::new(r);
-        drop(cur);
+        *self.routing.write() = Arc::new(r);
         self.peers.retain(|a| keep.contains(a));
-        true
     }
 
     /// The address clients and peers use to reach this node.

@@ -42,6 +42,17 @@ impl ServerHandle {
         self.addr
     }
 
+    /// The admin port's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.node.config.read().admin_addr
+    }
+
+    /// Completes when a drain has finished (the node should then exit).
+    pub async fn drained(&self) {
+        let mut rx = self.node.handoff.drained.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
     /// Stops accepting, lets in-flight replies finish, and waits for every connection to end.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -59,9 +70,20 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
     *node.addr.lock() = Some(addr);
     info!(%addr, "listening for RESP clients");
     let (stop, stop_rx) = watch::channel(false);
+    // The admin port. Failing to bind it leaves the node serving clients, with a warning:
+    // the data path matters more than the operator's shortcut.
+    let mut admin = node.config.read().admin_addr;
+    match TcpListener::bind(admin).await {
+        Ok(l) => {
+            admin = l.local_addr().unwrap_or(admin);
+            node.config.write().admin_addr = admin;
+            info!(%admin, "admin port listening");
+            tokio::spawn(crate::admin::serve(l, node.clone(), stop_rx.clone()));
+        }
+        Err(e) => warn!(%admin, error = %e, "admin port not available; `k` drains are disabled"),
+    }
     let namenode = node.config.read().namenode;
     if let Some(nn) = namenode {
-        let admin = node.config.read().admin_addr;
         tokio::spawn(crate::agent::run(node.clone(), nn, admin, stop_rx.clone()));
     }
     let done = tokio::spawn(serve(listener, node.clone(), stop_rx));
@@ -76,8 +98,14 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
 /// Runs a DataNode until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
     let handle = start(config).await?;
-    shutdown.await;
-    info!("shutting down");
+    tokio::select! {
+        _ = shutdown => info!("shutting down"),
+        _ = handle.drained() => {
+            // Give the admin connection a moment to deliver its summary.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            info!("drained; exiting");
+        }
+    }
     handle.shutdown().await;
     Ok(())
 }

@@ -257,6 +257,12 @@ fn metrics(snapshot: &Snapshot) -> String {
         &[(None, s.slots_assigned as u64)],
     );
     gauge(
+        "chkv_slots_moving",
+        "Slot moves ordered and not yet confirmed (joins and drains under way).",
+        "gauge",
+        &[(None, s.slots_moving as u64)],
+    );
+    gauge(
         "chkv_watchers",
         "Clients watching the ring.",
         "gauge",
@@ -352,6 +358,8 @@ mod tests {
                 slots_assigned: 16384,
                 ranges: vec![(0, 7999, NodeId::from("dn-a"))],
                 declared_dead_total: 1,
+                slots_moving: 12,
+                draining: vec![],
             },
             watchers: 2,
         }

@@ -38,7 +38,7 @@
 //! everyone was told. Today every ring change is published at once (`ring_changed`);
 //! the handoff protocol will sit between the two, moving slots before they flip.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -117,8 +117,14 @@ pub enum Event {
         node: NodeId,
         nonce: u64,
     },
-    /// `leave`: the node asks to leave the ring.
+    /// `leave`: the node asks to leave the ring (a drain: its slots move first).
     Left { conn: ConnId, node: NodeId },
+    /// `handoff_done`: `node` has handed these slots to the new owner it was ordered to.
+    HandoffDone {
+        conn: ConnId,
+        node: NodeId,
+        slots: Vec<RangeInclusive<Slot>>,
+    },
     /// The connection closed (EOF, reset, or the server dropped it).
     Disconnected { conn: ConnId },
     /// Time passed; due probes and deadlines fire. Feed one at [`Membership::next_deadline`].
@@ -179,6 +185,14 @@ pub enum Notice {
     Rejoined { node: NodeId, conn: ConnId },
     /// A member left on request.
     Left { node: NodeId },
+    /// `node` asked to leave; its slots are moving.
+    Draining { node: NodeId },
+    /// `from` was ordered to hand `slots` slots to `to`.
+    Migrating {
+        from: NodeId,
+        to: NodeId,
+        slots: usize,
+    },
     /// A member's connection closed; it is being probed.
     ConnectionLost { node: NodeId },
     /// A member went silent past the tolerance; it is being probed.
@@ -246,7 +260,22 @@ pub struct Membership {
     max_epoch_reported: u64,
     next_nonce: u64,
     declared_dead: u64,
+    /// Slot moves ordered and not yet confirmed, by slot.
+    in_flight: BTreeMap<u16, InFlight>,
+    /// Members that asked to leave: out of the ring, still serving until they own nothing.
+    draining: BTreeSet<NodeId>,
 }
+
+/// A slot move a DataNode was ordered to make.
+#[derive(Clone, Debug)]
+struct InFlight {
+    from: NodeId,
+    to: NodeId,
+    since: Instant,
+}
+
+/// How long an ordered move may go unconfirmed before it is ordered again.
+const MOVE_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Membership {
     /// A NameNode that has just started at `now`, with no members, collecting registrations
@@ -265,6 +294,8 @@ impl Membership {
             max_epoch_reported: 0,
             next_nonce: 1,
             declared_dead: 0,
+            in_flight: BTreeMap::new(),
+            draining: BTreeSet::new(),
         }
     }
 
@@ -299,7 +330,13 @@ impl Membership {
             Health::Alive => m.last_heard + self.timing.suspect_after(),
             Health::Suspect { next_at, .. } => next_at,
         });
-        startup.into_iter().chain(members).min()
+        let moves = self.in_flight.values().map(|f| f.since + MOVE_TIMEOUT);
+        startup.into_iter().chain(members).chain(moves).min()
+    }
+
+    /// Whether slot moves are under way.
+    pub fn moving(&self) -> usize {
+        self.in_flight.len()
     }
 
     /// Applies `event`, which happened at `now`, and returns what to do about it, in order.
@@ -327,6 +364,9 @@ impl Membership {
                 }
             }
             Event::Left { conn, node } => self.on_leave(conn, node, now, &mut out),
+            Event::HandoffDone { conn, node, slots } => {
+                self.on_handoff_done(conn, node, &slots, now, &mut out)
+            }
             Event::Disconnected { conn } => self.on_disconnect(conn, now, &mut out),
             Event::Tick => self.on_tick(now, &mut out),
         }
@@ -455,23 +495,39 @@ impl Membership {
         if self.member_on(conn, &node, now, out).is_none() {
             return;
         }
-        self.members.remove(&node);
-        self.conns.remove(&conn);
+        // A drain: the node leaves the ring at once, but stays a member (and keeps serving)
+        // until its slots have moved; the table without it is its acknowledgement.
         self.ring.remove(&node);
-        out.push(Action::Notice(Notice::Left { node }));
+        self.draining.insert(node.clone());
+        out.push(Action::Notice(Notice::Draining { node }));
         if self.is_running() {
             self.ring_changed(now, None, out);
-            // The leaver is no longer a broadcast recipient; the table without it is its
-            // acknowledgement.
-            if let Some(published) = &self.published {
-                out.push(Action::SendTo {
-                    conn,
-                    msg: NameNodeToDataNode::table(
-                        published.table.clone(),
-                        published.nodes.clone(),
-                    ),
-                });
+        }
+    }
+
+    fn on_handoff_done(
+        &mut self,
+        conn: ConnId,
+        node: NodeId,
+        slots: &[RangeInclusive<Slot>],
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        if self.member_on(conn, &node, now, out).is_none() {
+            return;
+        }
+        let mut done = Vec::new();
+        for range in slots {
+            for s in range.start().get()..=range.end().get() {
+                if self.in_flight.get(&s).is_some_and(|f| f.from == node) {
+                    if let Some(f) = self.in_flight.remove(&s) {
+                        done.push((s, f.to));
+                    }
+                }
             }
+        }
+        if !done.is_empty() && self.is_running() {
+            self.reconcile(now, None, &done, out);
         }
     }
 
@@ -528,7 +584,14 @@ impl Membership {
         for id in to_probe {
             self.probe(&id, now, out);
         }
+        // Moves nobody confirmed in time are ordered again.
+        let before = self.in_flight.len();
+        self.in_flight.retain(|_, f| now < f.since + MOVE_TIMEOUT);
+        let timed_out = self.in_flight.len() != before;
         if dead.is_empty() {
+            if timed_out && self.is_running() {
+                self.ring_changed(now, None, out);
+            }
             return;
         }
         for id in dead {
@@ -536,6 +599,7 @@ impl Membership {
                 continue;
             };
             self.ring.remove(&id);
+            self.draining.remove(&id);
             self.declared_dead += 1;
             if let Some(conn) = member.conn {
                 // Connected but mute (hung, partitioned): cut it, so if it wakes up it
@@ -664,7 +728,16 @@ impl Membership {
     fn finish_startup(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.phase = Phase::Running;
         let epoch = self.max_epoch_reported;
+        // Start from what the DataNodes say they own (a restart may fall in the middle of a
+        // move); slots nobody reports start at their ring owner, holding nothing.
         let mut table = self.ring.slot_table();
+        for (id, m) in &self.members {
+            for &(start, end) in &m.reported {
+                if let (Some(a), Some(b)) = (Slot::new(start), Slot::new(end)) {
+                    table.assign(a..=b, Some(id));
+                }
+            }
+        }
         table.set_epoch(epoch);
         let unchanged = epoch > 0
             && !self.members.is_empty()
@@ -699,25 +772,164 @@ impl Membership {
             publication,
             to: Vec::new(),
         });
+        // Whatever differs from the ring moves now.
+        self.reconcile(now, None, &[], out);
     }
 
-    /// The ring or the member list changed. Today the new table is published at once; the
-    /// handoff will start slot moves here and publish as they complete.
+    /// The ring or the member list changed: order the moves it needs.
     fn ring_changed(&mut self, now: Instant, welcome: Option<ConnId>, out: &mut Vec<Action>) {
-        self.publish(now, welcome, out);
+        self.reconcile(now, welcome, &[], out);
     }
 
-    /// Publishes the ring's table when it (or the member list) differs from the published
-    /// one, or when a node has seen a newer epoch than ours; then welcomes `welcome` with the
-    /// current table.
+    /// Brings the published table towards the ring.
+    ///
+    /// `done` are confirmed moves (slot, new owner) to publish first. Then every slot whose
+    /// owner differs from its ring owner is decided: when its owner is gone (dead, or never
+    /// assigned) it goes to the ring owner at once, as there is no data to move; when its
+    /// owner is alive, that owner is ordered to hand it over (`migrate`) unless a move is
+    /// already under way, and the table changes only when the move is confirmed. Draining
+    /// members that own nothing more are let go with the final table. Publishes a new epoch
+    /// when anything changed, and welcomes `welcome`.
+    fn reconcile(
+        &mut self,
+        now: Instant,
+        welcome: Option<ConnId>,
+        done: &[(u16, NodeId)],
+        out: &mut Vec<Action>,
+    ) {
+        let Some(current) = self.published.clone() else {
+            return;
+        };
+        let members = &self.members;
+        let live = |id: &NodeId| members.contains_key(id);
+        // Moves whose source or target is gone are re-decided below.
+        self.in_flight.retain(|_, f| live(&f.from) && live(&f.to));
+        let target = self.ring.slot_table();
+        let mut next = current.table.clone();
+        let confirmed: Vec<(Slot, Option<&NodeId>)> = done
+            .iter()
+            .filter_map(|(s, to)| Some((Slot::new(*s)?, to)))
+            .filter(|(slot, to)| live(to) && next.owner(*slot) != Some(*to))
+            .map(|(slot, to)| (slot, Some(to)))
+            .collect();
+        let mut changed = !confirmed.is_empty();
+        next.assign_each(confirmed);
+        let mut orders: BTreeMap<(NodeId, NodeId), Vec<u16>> = BTreeMap::new();
+        let mut direct: Vec<(Slot, Option<NodeId>)> = Vec::new();
+        for slot in Slot::all() {
+            let want = target.owner(slot);
+            let have = next.owner(slot);
+            if have == want {
+                continue;
+            }
+            match (have, want) {
+                (Some(h), Some(w)) if live(h) => {
+                    if !self.in_flight.contains_key(&slot.get()) {
+                        orders
+                            .entry((h.clone(), w.clone()))
+                            .or_default()
+                            .push(slot.get());
+                    }
+                }
+                // A live owner and an empty ring: nowhere to move to, keep serving.
+                (Some(h), None) if live(h) => {}
+                _ => direct.push((slot, want.cloned())),
+            }
+        }
+        if !direct.is_empty() {
+            changed = true;
+            next.assign_each(direct.iter().map(|(s, o)| (*s, o.as_ref())));
+        }
+        for ((from, to), slots) in orders {
+            let Some(to_info) = self.members.get(&to).map(|m| m.info.clone()) else {
+                continue;
+            };
+            for &s in &slots {
+                self.in_flight.insert(
+                    s,
+                    InFlight {
+                        from: from.clone(),
+                        to: to.clone(),
+                        since: now,
+                    },
+                );
+            }
+            let ranges = runs(&slots);
+            out.push(Action::Notice(Notice::Migrating {
+                from: from.clone(),
+                to: to.clone(),
+                slots: slots.len(),
+            }));
+            if let Some(conn) = self.members.get(&from).and_then(|m| m.conn) {
+                out.push(Action::SendTo {
+                    conn,
+                    msg: NameNodeToDataNode::Migrate {
+                        epoch: current.epoch(),
+                        slots: ranges,
+                        to,
+                        to_addr: to_info.client_addr,
+                    },
+                });
+            }
+        }
+        // Drained members: nothing owned, nothing leaving them.
+        let finished: Vec<NodeId> = self
+            .draining
+            .iter()
+            .filter(|id| next.slots_of(id) == 0 && !self.in_flight.values().any(|f| &f.from == *id))
+            .cloned()
+            .collect();
+        let mut farewells = Vec::new();
+        for id in finished {
+            self.draining.remove(&id);
+            if let Some(m) = self.members.remove(&id) {
+                if let Some(conn) = m.conn {
+                    self.conns.remove(&conn);
+                    farewells.push(conn);
+                }
+            }
+            out.push(Action::Notice(Notice::Left { node: id }));
+        }
+        self.publish_table(next, changed, now, welcome, out);
+        if let Some(published) = &self.published {
+            for conn in farewells {
+                out.push(Action::SendTo {
+                    conn,
+                    msg: NameNodeToDataNode::table(
+                        published.table.clone(),
+                        published.nodes.clone(),
+                    ),
+                });
+            }
+        }
+    }
+
+    /// Publishes again when a node has seen a newer epoch than ours (renumbering above it).
     fn publish(&mut self, now: Instant, welcome: Option<ConnId>, out: &mut Vec<Action>) {
         let Some(current) = self.published.clone() else {
             return;
         };
+        self.publish_table(current.table.clone(), false, now, welcome, out);
+    }
+
+    /// Publishes `table` under a new epoch when it, or the member list, differs from what
+    /// was published (`changed`), or when a node has seen a newer epoch than ours; then
+    /// welcomes `welcome` with the current table.
+    fn publish_table(
+        &mut self,
+        mut table: SlotTable,
+        changed: bool,
+        now: Instant,
+        welcome: Option<ConnId>,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(current) = self.published.clone() else {
+            return;
+        };
         let nodes = self.node_infos();
-        let mut table = self.ring.slot_table();
         table.set_epoch(current.epoch());
-        let publication = if table != current.table
+        let publication = if changed
+            || table != current.table
             || nodes != current.nodes
             || current.epoch() < self.max_epoch_reported
         {
@@ -805,6 +1017,8 @@ impl Membership {
                 .map_or(self.max_epoch_reported, |p| p.epoch()),
             nodes,
             slots_assigned: table.map_or(0, SlotTable::assigned_slots),
+            slots_moving: self.in_flight.len(),
+            draining: self.draining.iter().cloned().collect(),
             ranges,
             declared_dead_total: self.declared_dead,
         }
@@ -817,6 +1031,18 @@ fn millis(d: Duration) -> u64 {
 
 /// `ranges` sorted, with overlapping and adjacent runs merged: the form
 /// [`SlotTable::ranges_of`] returns, so the two compare directly.
+/// Sorted slot numbers as inclusive runs.
+fn runs(slots: &[u16]) -> Vec<(u16, u16)> {
+    let mut out: Vec<(u16, u16)> = Vec::new();
+    for &s in slots {
+        match out.last_mut() {
+            Some(last) if last.1 + 1 == s => last.1 = s,
+            _ => out.push((s, s)),
+        }
+    }
+    out
+}
+
 fn merge_runs(ranges: &[RangeInclusive<Slot>]) -> Vec<(u16, u16)> {
     let mut runs: Vec<(u16, u16)> = ranges
         .iter()
@@ -851,6 +1077,10 @@ pub struct ClusterStatus {
     pub ranges: Vec<(u16, u16, NodeId)>,
     /// Nodes declared dead since this NameNode started.
     pub declared_dead_total: u64,
+    /// Slot moves ordered and not yet confirmed (0 when no join or drain is under way).
+    pub slots_moving: usize,
+    /// Members draining (leaving once their slots have moved).
+    pub draining: Vec<NodeId>,
 }
 
 /// One member as the HTTP endpoints show it.
@@ -963,15 +1193,57 @@ mod tests {
             .collect()
     }
 
-    /// Past the startup grace with an empty membership, then `ids` joined one by one.
+    /// A migrate order: the connection it went to, its slot runs and its target.
+    type Order = (ConnId, Vec<(u16, u16)>, NodeId);
+
+    /// The migrate orders in `actions`.
+    fn migrations(actions: &[Action]) -> Vec<Order> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::SendTo {
+                    conn,
+                    msg: NameNodeToDataNode::Migrate { slots, to, .. },
+                } => Some((*conn, slots.clone(), to.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Plays DataNodes that carry out every migrate order at once, until none is left;
+    /// returns every action seen.
+    fn settle(m: &mut Membership, mut actions: Vec<Action>, now: Instant) -> Vec<Action> {
+        let mut all = Vec::new();
+        loop {
+            let orders = migrations(&actions);
+            all.extend(actions);
+            if orders.is_empty() {
+                return all;
+            }
+            actions = Vec::new();
+            for (conn, slots, _) in orders {
+                let node = m.conns.get(&conn).cloned().expect("order to a member");
+                let slots = slots
+                    .into_iter()
+                    .filter_map(|(a, b)| Some(Slot::new(a)?..=Slot::new(b)?))
+                    .collect();
+                actions.extend(m.handle(Event::HandoffDone { conn, node, slots }, now));
+            }
+        }
+    }
+
+    /// Past the startup grace with an empty membership, then `ids` joined one by one, each
+    /// join's slot moves completed.
     fn running_with(ids: &[&str], t0: Instant) -> (Membership, Instant) {
         let mut m = Membership::new(DEFAULT_VNODES, timing(), t0);
         let now = t0 + timing().startup_grace;
         let actions = m.handle(Event::Tick, now);
         assert_eq!(broadcasts(&actions).len(), 1, "empty first table");
         for (i, id) in ids.iter().enumerate() {
-            m.handle(register(i as u64 + 1, id, 7000 + i as u16), now);
+            let a = m.handle(register(i as u64 + 1, id, 7000 + i as u16), now);
+            settle(&mut m, a, now);
         }
+        assert_eq!(m.moving(), 0);
         (m, now)
     }
 
@@ -989,31 +1261,120 @@ mod tests {
         let (mut m, now) = running_with(&[], t0);
         assert_eq!(m.published().map(|p| p.epoch()), Some(1));
 
+        // The first node takes every slot at once: there is no data anywhere to move.
         let a = m.handle(register(1, "dn-a", 7001), now);
         let w = welcomes(&a);
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].0, ConnId(1));
         assert_eq!(w[0].1.epoch(), 2);
+        assert_every_slot_owned_once(&w[0].1, &["dn-a"]);
         let b = broadcasts(&a);
         assert_eq!(b.len(), 1);
         assert!(
             b[0].1.is_empty(),
             "the newcomer gets a welcome, not a second copy"
         );
+        assert!(migrations(&a).is_empty());
 
+        // A second node: it is announced at once, and dn-a is ordered to hand it its share;
+        // ownership changes only when dn-a confirms.
         let a = m.handle(register(2, "dn-b", 7002), now);
         let b = broadcasts(&a);
         assert_eq!(b[0].1, vec![ConnId(1)]);
         assert_eq!(b[0].0.epoch(), 3);
-        assert_eq!(welcomes(&a)[0].0, ConnId(2));
+        assert_eq!(b[0].0.nodes.len(), 2);
+        assert_every_slot_owned_once(&b[0].0.table, &["dn-a"]);
+        let orders = migrations(&a);
+        assert_eq!(orders.len(), 1);
+        assert_eq!(orders[0].0, ConnId(1));
+        assert_eq!(orders[0].2, NodeId::from("dn-b"));
+        let moved: usize = orders[0].1.iter().map(|(s, e)| (e - s + 1) as usize).sum();
+        assert_eq!(m.moving(), moved);
+        assert!(moved > 5000 && moved < 11000, "{moved}");
+
+        let a = settle(&mut m, a, now);
+        let last = broadcasts(&a).pop().expect("a table after the move");
+        assert_every_slot_owned_once(&last.0.table, &["dn-a", "dn-b"]);
+        assert_eq!(m.moving(), 0);
 
         let a = m.handle(register(3, "dn-c", 7003), now);
-        let b = broadcasts(&a);
-        assert_eq!(b[0].1, vec![ConnId(1), ConnId(2)]);
-        assert_eq!(b[0].0.epoch(), 4);
-        assert_every_slot_owned_once(&b[0].0.table, &["dn-a", "dn-b", "dn-c"]);
-        assert_eq!(b[0].0.nodes.len(), 3);
+        let a = settle(&mut m, a, now);
+        let last = broadcasts(&a).pop().expect("table");
+        assert_every_slot_owned_once(&last.0.table, &["dn-a", "dn-b", "dn-c"]);
+        assert_eq!(last.0.nodes.len(), 3);
         assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn a_drain_moves_everything_then_lets_the_node_go() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["dn-a", "dn-b", "dn-c"], t0);
+        let before = m.published().expect("running").table.clone();
+        let a = m.handle(
+            Event::Left {
+                conn: ConnId(2),
+                node: NodeId::from("dn-b"),
+            },
+            now,
+        );
+        let orders = migrations(&a);
+        assert!(orders.iter().all(|(c, _, _)| *c == ConnId(2)));
+        assert_eq!(
+            m.len(),
+            3,
+            "a draining node stays until its slots have moved"
+        );
+        // Until confirmed, dn-b still owns its slots.
+        assert_eq!(
+            m.published()
+                .expect("p")
+                .table
+                .slots_of(&NodeId::from("dn-b")),
+            before.slots_of(&NodeId::from("dn-b"))
+        );
+        let a = settle(&mut m, a, now);
+        assert_eq!(m.len(), 2);
+        // dn-b gets the final table, without itself, as its acknowledgement.
+        let farewell = a.iter().any(|x| {
+            matches!(x, Action::SendTo { conn: ConnId(2), msg: NameNodeToDataNode::Table { table, .. } }
+                if table.slots_of(&NodeId::from("dn-b")) == 0 && table.assigned_slots() == SLOT_COUNT)
+        });
+        assert!(farewell, "{a:?}");
+        let after = m.published().expect("p").table.clone();
+        assert_every_slot_owned_once(&after, &["dn-a", "dn-c"]);
+        // Only dn-b's slots moved.
+        for slot in Slot::all() {
+            if before.owner(slot) != Some(&NodeId::from("dn-b")) {
+                assert_eq!(before.owner(slot), after.owner(slot));
+            }
+        }
+    }
+
+    #[test]
+    fn a_join_during_a_drain_is_merged_and_a_dead_target_is_reordered() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["dn-a", "dn-b"], t0);
+        // dn-b drains; before it confirms anything, dn-c joins and dn-a... keeps serving.
+        let a1 = m.handle(
+            Event::Left {
+                conn: ConnId(2),
+                node: NodeId::from("dn-b"),
+            },
+            now,
+        );
+        assert!(!migrations(&a1).is_empty());
+        let a2 = m.handle(register(3, "dn-c", 7003), now);
+        // dn-c's share of dn-a's slots moves; dn-b's slots stay ordered to dn-a (in flight).
+        let mut all = a1;
+        all.extend(a2);
+        settle(&mut m, all, now);
+        // After the first round, what went to dn-a but belongs to dn-c moves on.
+        let a = m.handle(Event::Tick, now);
+        settle(&mut m, a, now);
+        let t = m.published().expect("p").table.clone();
+        assert_every_slot_owned_once(&t, &["dn-a", "dn-c"]);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m.moving(), 0);
     }
 
     #[test]
@@ -1074,6 +1435,7 @@ mod tests {
         assert_eq!(welcomes(&a).len(), 3);
         let after = &broadcasts(&a)[0].0.table;
         assert_eq!(after, &before, "same owners, same epoch");
+        assert!(migrations(&a).is_empty(), "nothing to move");
         assert!(a.contains(&Action::Notice(Notice::StartupDone {
             epoch: before.epoch(),
             members: 3,
@@ -1126,7 +1488,7 @@ mod tests {
         // A heartbeat from a newer past, too.
         let a = m.handle(heartbeat(1, "dn-a", 50), now);
         assert_eq!(broadcasts(&a)[0].0.epoch(), 51);
-        assert_eq!(broadcasts(&a)[0].0.table.nodes().len(), 2);
+        assert_eq!(broadcasts(&a)[0].0.nodes.len(), 2);
     }
 
     #[test]
@@ -1305,9 +1667,14 @@ mod tests {
             },
             now,
         );
+        // dn-b hands its slots to dn-a first; then the table without it is published and
+        // sent to it as the acknowledgement.
+        assert!(!migrations(&a).is_empty());
+        let a = settle(&mut m, a, now);
         let b = broadcasts(&a);
-        assert_eq!(b[0].1, vec![ConnId(1)]);
-        assert_every_slot_owned_once(&b[0].0.table, &["dn-a"]);
+        let last = b.last().expect("table");
+        assert_eq!(last.1, vec![ConnId(1)]);
+        assert_every_slot_owned_once(&last.0.table, &["dn-a"]);
         assert!(a.iter().any(|x| matches!(
             x,
             Action::SendTo {
@@ -1371,10 +1738,11 @@ mod tests {
     fn status_reports_members_and_slots() {
         let t0 = Instant::now();
         let (mut m, now) = running_with(&["dn-a", "dn-b"], t0);
-        m.handle(heartbeat(1, "dn-a", 3), now + INTERVAL);
+        let epoch = m.published().map(|p| p.epoch()).unwrap_or_default();
+        m.handle(heartbeat(1, "dn-a", epoch), now + INTERVAL);
         let s = m.status(now + INTERVAL * 2);
         assert_eq!(s.state, "running");
-        assert_eq!(s.epoch, 3);
+        assert_eq!(s.epoch, epoch);
         assert_eq!(s.slots_assigned, SLOT_COUNT);
         assert_eq!(s.nodes.len(), 2);
         assert_eq!(s.nodes[0].stats.keys, 7);

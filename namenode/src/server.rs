@@ -407,6 +407,10 @@ fn log_notice(notice: &Notice) {
         Notice::Joined { node, client_addr } => info!(%node, %client_addr, "datanode joined"),
         Notice::Rejoined { node, conn } => info!(%node, %conn, "datanode registered again"),
         Notice::Left { node } => info!(%node, "datanode left"),
+        Notice::Draining { node } => info!(%node, "datanode draining"),
+        Notice::Migrating { from, to, slots } => {
+            info!(%from, %to, slots, "ordered slot handoff")
+        }
         Notice::ConnectionLost { node } => info!(%node, "datanode connection lost; probing"),
         Notice::Suspected { node, silent_for } => {
             info!(%node, silent_ms = silent_for.as_millis() as u64, "datanode silent; probing");
@@ -573,9 +577,19 @@ fn datanode_event(conn: ConnId, line: &[u8]) -> Result<Option<Event>, String> {
             conn,
             node: node_id,
         },
-        DataNodeToNameNode::HandoffProgress { node_id, .. }
-        | DataNodeToNameNode::HandoffDone { node_id, .. } => {
-            debug!(%conn, node = %node_id, "handoff report ignored: no handoff is running");
+        DataNodeToNameNode::HandoffDone { node_id, slots, .. } => Event::HandoffDone {
+            conn,
+            node: node_id,
+            slots: slot_ranges(&slots).map_err(|e| e.to_string())?,
+        },
+        DataNodeToNameNode::HandoffProgress {
+            node_id,
+            slots_done,
+            slots_total,
+            keys_moved,
+            ..
+        } => {
+            debug!(%conn, node = %node_id, slots_done, slots_total, keys_moved, "handoff progress");
             return Ok(None);
         }
     }))
@@ -708,9 +722,9 @@ mod tests {
         assert!(matches!(
             datanode_event(
                 conn,
-                br#"{"type":"handoff_done","node_id":"a","epoch":1,"slots":[]}"#
+                br#"{"type":"handoff_done","node_id":"a","epoch":1,"slots":[[3,5]]}"#
             ),
-            Ok(None)
+            Ok(Some(Event::HandoffDone { slots, .. })) if slots.len() == 1
         ));
     }
 }

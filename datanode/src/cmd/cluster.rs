@@ -47,9 +47,32 @@ static SUBCOMMANDS: &[CommandSpec] = &[
     spec("redirects", 3, STALE | FAST, NO_KEYS, G, "7.2.4",
         "CHKV: YES makes this connection receive MOVED/CROSSSLOT like a cluster client; NO has the node forward its requests.",
         "YES | NO | INTERNAL", redirects),
+    spec("import", -5, WRITE | ADMIN, NO_KEYS, G, "7.2.4",
+        "CHKV, between nodes: stores entries handed over by another node (absolute expiry in ms, 0 for none).",
+        "key expire-at value [key expire-at value ...]", import),
+    spec("handoff", -4, WRITE | ADMIN, NO_KEYS, G, "7.2.4",
+        "CHKV, between nodes: the slots, whose entries were imported, now belong to this node.",
+        "from-node-id slot [slot ...]", handoff),
     spec("help", 2, LOADING | STALE, NO_KEYS, G, "5.0.0",
         "Returns helpful text about the different subcommands.", "", help),
 ];
+
+fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let entries = crate::handoff::decode_import(req)?;
+    let stored = ctx.node.db.import(&entries, ctx.now);
+    Ok(Frame::Integer(stored as i64))
+}
+
+fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let from = String::from_utf8_lossy(req.arg(2)).into_owned();
+    let slots = req
+        .iter()
+        .skip(3)
+        .map(slot_arg)
+        .collect::<Result<Vec<u16>, Frame>>()?;
+    crate::handoff::adopt(ctx.node, &from, &slots);
+    Ok(Frame::ok())
+}
 
 /// A node as CLUSTER reports it: id, address, whether it is this node, its slot runs.
 type NodeView = (String, std::net::SocketAddr, bool, Vec<(u16, u16)>);

@@ -21,6 +21,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Fails the test if `test` runs longer than `secs` seconds.
+/// Quiet time after which a join's handoff tables are taken to be over.
+pub const SETTLE: Duration = Duration::from_millis(300);
+
 pub async fn bounded<F: Future<Output = Result<()>>>(secs: u64, test: F) -> Result<()> {
     tokio::time::timeout(Duration::from_secs(secs), test)
         .await
@@ -145,7 +148,8 @@ impl FakeDataNode {
         })
     }
 
-    /// Registers and waits for the welcome.
+    /// Registers, waits for the welcome, then for the tables that follow as the slots this
+    /// node takes over are handed to it (fake nodes hand over at once), until they stop.
     pub async fn join(
         namenode: SocketAddr,
         id: &str,
@@ -153,7 +157,12 @@ impl FakeDataNode {
         interval: Duration,
     ) -> Result<(FakeDataNode, SlotTable)> {
         let mut node = FakeDataNode::register(namenode, id, port, interval, None).await?;
-        let table = node.welcome(Duration::from_secs(5)).await?;
+        let mut table = node.welcome(Duration::from_secs(5)).await?;
+        while let Ok(Some(Received::Table(t))) =
+            tokio::time::timeout(SETTLE, node.received.recv()).await
+        {
+            table = t;
+        }
         Ok((node, table))
     }
 
@@ -168,11 +177,8 @@ impl FakeDataNode {
     pub async fn welcome(&mut self, wait: Duration) -> Result<SlotTable> {
         match self.next(wait).await? {
             Received::Welcome(table, nodes) => {
-                assert_eq!(
-                    table.nodes().len(),
-                    nodes.len(),
-                    "every member owns slots and is listed"
-                );
+                // A newcomer is listed before its slots have been handed to it.
+                assert!(table.nodes().len() <= nodes.len(), "every owner is listed");
                 Ok(table)
             }
             other => bail!("expected a welcome, got {other:?}"),
@@ -185,6 +191,18 @@ impl FakeDataNode {
             Received::Table(table) => Ok(table),
             other => bail!("expected a table, got {other:?}"),
         }
+    }
+
+    /// Waits for a table, then takes the ones that follow until they stop (a membership
+    /// change publishes the new member first, then a table per completed handoff).
+    pub async fn settled(&mut self, wait: Duration) -> Result<SlotTable> {
+        let mut table = self.table(wait).await?;
+        while let Ok(Some(Received::Table(t))) =
+            tokio::time::timeout(SETTLE, self.received.recv()).await
+        {
+            table = t;
+        }
+        Ok(table)
     }
 
     /// Sends `msg` as this node.
@@ -272,7 +290,8 @@ async fn run_datanode(
                     }
                     Ok(NameNodeToDataNode::Table { table, nodes, .. }) => {
                         epoch.fetch_max(table.epoch(), Ordering::SeqCst);
-                        assert_eq!(table.nodes().len(), nodes.len());
+                        // Members that own nothing yet (a join in progress) are listed too.
+                        assert!(table.nodes().len() <= nodes.len());
                         let _ = sent.send(Received::Table(table));
                         continue;
                     }
@@ -286,7 +305,10 @@ async fn run_datanode(
                         let _ = sent.send(Received::Error(message));
                         continue;
                     }
-                    Ok(other) => panic!("unexpected {other:?}"),
+                    // A fake node holds no data: it hands slots over at once.
+                    Ok(NameNodeToDataNode::Migrate { epoch, slots, .. }) => {
+                        DataNodeToNameNode::HandoffDone { node_id: id.clone(), epoch, slots }
+                    }
                     Err(e) => panic!("namenode sent a bad line {line:?}: {e}"),
                 }
             }
@@ -341,6 +363,15 @@ impl Watcher {
 
     pub async fn table(&mut self, wait: Duration) -> Result<SlotTable> {
         Ok(self.next(wait).await?.0)
+    }
+
+    /// The first table within `wait`, then the ones that follow until they stop; the last.
+    pub async fn settled(&mut self, wait: Duration) -> Result<(SlotTable, Vec<NodeInfo>)> {
+        let mut last = self.next(wait).await?;
+        while let Ok(next) = self.next(SETTLE).await {
+            last = next;
+        }
+        Ok(last)
     }
 
     /// Asserts nothing arrives for `quiet`.

@@ -27,24 +27,26 @@ async fn watchers_get_the_table_at_once_and_every_change() -> Result<()> {
             FakeDataNode::join(nn.datanode_addr(), "dn-a", 7001, INTERVAL).await?;
         assert_every_slot_owned_once(&welcome_a, &["dn-a"]);
         assert_eq!(welcome_a.epoch(), first.epoch() + 1);
-        assert_eq!(watcher.table(WAIT).await?, welcome_a);
+        assert_eq!(watcher.settled(WAIT).await?.0, welcome_a);
 
+        // A join publishes the newcomer, then a table per completed handoff to it.
         let (mut b, welcome_b) =
             FakeDataNode::join(nn.datanode_addr(), "dn-b", 7002, INTERVAL).await?;
-        assert_eq!(welcome_b.epoch(), welcome_a.epoch() + 1);
+        assert_every_slot_owned_once(&welcome_b, &["dn-a", "dn-b"]);
+        assert!(welcome_b.epoch() > welcome_a.epoch());
         assert_eq!(
-            a.table(WAIT).await?,
+            a.settled(WAIT).await?,
             welcome_b,
             "members are told about the join"
         );
-        assert_eq!(watcher.table(WAIT).await?, welcome_b);
+        assert_eq!(watcher.settled(WAIT).await?.0, welcome_b);
 
         let (mut c, welcome_c) =
             FakeDataNode::join(nn.datanode_addr(), "dn-c", 7003, INTERVAL).await?;
         assert_every_slot_owned_once(&welcome_c, &["dn-a", "dn-b", "dn-c"]);
-        assert_eq!(a.table(WAIT).await?, welcome_c);
-        assert_eq!(b.table(WAIT).await?, welcome_c);
-        let (table, nodes) = watcher.next(WAIT).await?;
+        assert_eq!(a.settled(WAIT).await?, welcome_c);
+        assert_eq!(b.settled(WAIT).await?, welcome_c);
+        let (table, nodes) = watcher.settled(WAIT).await?;
         assert_eq!(table, welcome_c);
         let ids: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
         assert_eq!(ids, ["dn-a", "dn-b", "dn-c"]);
@@ -63,15 +65,16 @@ async fn watchers_get_the_table_at_once_and_every_change() -> Result<()> {
         // Heartbeats at the current epoch change nothing.
         watcher.assert_quiet(INTERVAL * 5).await?;
 
-        // A leave is published, and the leaver gets the table without itself.
+        // A leave (drain): the leaver hands its slots over, then the table without it is
+        // published, and the leaver gets it too.
         c.leave()?;
-        let after = watcher.table(WAIT).await?;
-        assert_eq!(after.epoch(), welcome_c.epoch() + 1);
+        let after = watcher.settled(WAIT).await?.0;
+        assert!(after.epoch() > welcome_c.epoch());
         assert_every_slot_owned_once(&after, &["dn-a", "dn-b"]);
-        assert_eq!(late.table(WAIT).await?, after);
-        assert_eq!(a.table(WAIT).await?, after);
-        assert_eq!(b.table(WAIT).await?, after);
-        assert_eq!(c.table(WAIT).await?, after);
+        assert_eq!(late.settled(WAIT).await?.0, after);
+        assert_eq!(a.settled(WAIT).await?, after);
+        assert_eq!(b.settled(WAIT).await?, after);
+        assert_eq!(c.settled(WAIT).await?, after);
         // Only the leaver's slots moved.
         for (old, new) in welcome_c.diff(&after).iter().map(|m| (&m.from, &m.to)) {
             assert_eq!(old.as_ref().map(NodeId::as_str), Some("dn-c"));

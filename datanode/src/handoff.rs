@@ -1,0 +1,566 @@
+//! Moving slots between DataNodes without losing or refusing a request.
+//!
+//! When the NameNode orders this node to hand slots to another (`migrate`, on a join or a
+//! drain), the slots move in small batches. For each batch:
+//!
+//! 1. **Freeze**: the batch's slots are marked frozen under the write side of a gate whose read
+//!    side every local command holds while it checks and runs, so no command is half-way
+//!    through a frozen slot and none starts on one. Requests for frozen slots are not
+//!    refused: they wait (asynchronously) for the flip.
+//! 2. **Copy**: every live entry of the batch (value and absolute expiry) is sent to the new
+//!    owner with `CLUSTER IMPORT`, pipelined; expired entries are not sent, and an entry that
+//!    expires on the way is not stored.
+//! 3. **Flip**: `CLUSTER HANDOFF` tells the new owner the slots are its own now; then this
+//!    node records the new owner locally. Both flips are local overrides of the NameNode's
+//!    table until its next table says the same, so requests route correctly at once.
+//! 4. **Release**: waiting requests are planned again (now forwarded to the new owner), the
+//!    batch's memory is freed here, and the NameNode is told (`handoff_done`).
+//!
+//! A batch whose copy fails (the target died) is unfrozen and stays here; the NameNode
+//! orders the move again, to a live node.
+
+use crate::cluster::{Override, Owner, Routing};
+use crate::node::Node;
+use crate::resp::{Frame, Protocol, Request};
+use crate::store::handoff::Exported;
+use crate::store::now_ms;
+use bytes::BytesMut;
+use chkv_common::proto::{DataNodeToNameNode, NodeInfo};
+use chkv_common::ring::NodeId;
+use chkv_common::SLOT_COUNT;
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+/// Keys per batch: small enough that a frozen slot waits a few milliseconds at most.
+const BATCH_KEYS: usize = 2000;
+/// Slots per batch at most.
+const BATCH_SLOTS: usize = 64;
+/// Entries per `CLUSTER IMPORT` command.
+const IMPORT_CHUNK: usize = 500;
+
+/// An order from the NameNode.
+#[derive(Clone, Debug)]
+pub struct MigrateOrder {
+    pub epoch: u64,
+    pub slots: Vec<(u16, u16)>,
+    pub to: NodeId,
+    pub to_addr: SocketAddr,
+}
+
+/// Progress of the moves this node makes.
+#[derive(Default)]
+pub struct Progress {
+    pub slots_total: AtomicU64,
+    pub slots_done: AtomicU64,
+    pub keys_moved: AtomicU64,
+    pub bytes_moved: AtomicU64,
+    pub started: Mutex<Option<Instant>>,
+}
+
+/// A node's handoff state.
+pub struct Handoff {
+    /// Read by every local command while it runs; written to freeze slots.
+    pub gate: RwLock<()>,
+    frozen: [AtomicU64; SLOT_COUNT / 64],
+    /// Bumped whenever slots are unfrozen; waiting requests watch it.
+    unfrozen: watch::Sender<u64>,
+    /// The NameNode's latest table, before overrides.
+    base: RwLock<Arc<Routing>>,
+    overrides: Mutex<HashMap<u16, Override>>,
+    pub draining: AtomicBool,
+    pub progress: Progress,
+    /// Messages for the NameNode (the agent forwards them).
+    to_namenode: Mutex<Option<mpsc::UnboundedSender<DataNodeToNameNode>>>,
+    orders: Mutex<Option<mpsc::UnboundedSender<MigrateOrder>>>,
+    /// Set once a drain has completed: the process should exit.
+    pub drained: watch::Sender<bool>,
+}
+
+impl Default for Handoff {
+    fn default() -> Self {
+        Handoff {
+            gate: RwLock::new(()),
+            frozen: std::array::from_fn(|_| AtomicU64::new(0)),
+            unfrozen: watch::channel(0).0,
+            base: RwLock::new(Arc::new(Routing::standalone())),
+            overrides: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+            progress: Progress::default(),
+            to_namenode: Mutex::new(None),
+            orders: Mutex::new(None),
+            drained: watch::channel(false).0,
+        }
+    }
+}
+
+impl Handoff {
+    /// Whether `slot` is frozen (being handed over).
+    pub fn is_frozen(&self, slot: u16) -> bool {
+        self.frozen[slot as usize / 64].load(SeqCst) & (1 << (slot % 64)) != 0
+    }
+
+    /// Whether any slot is frozen (a fast path for the common case).
+    pub fn any_frozen(&self) -> bool {
+        self.frozen.iter().any(|w| w.load(Relaxed) != 0)
+    }
+
+    fn set_frozen(&self, slots: &[u16], on: bool) {
+        // Under the gate's write side: no local command is running, and none starts before
+        // the bits are set.
+        let _w = self.gate.write();
+        for &s in slots {
+            let bit = 1u64 << (s % 64);
+            if on {
+                self.frozen[s as usize / 64].fetch_or(bit, SeqCst);
+            } else {
+                self.frozen[s as usize / 64].fetch_and(!bit, SeqCst);
+            }
+        }
+        drop(_w);
+        if !on {
+            self.unfrozen.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// A receiver that changes whenever slots are unfrozen.
+    pub fn watch_unfrozen(&self) -> watch::Receiver<u64> {
+        self.unfrozen.subscribe()
+    }
+
+    /// Where messages to the NameNode go (set by the agent).
+    pub fn set_namenode_channel(&self, tx: Option<mpsc::UnboundedSender<DataNodeToNameNode>>) {
+        *self.to_namenode.lock() = tx;
+    }
+
+    fn tell_namenode(&self, msg: DataNodeToNameNode) -> bool {
+        self.to_namenode
+            .lock()
+            .as_ref()
+            .is_some_and(|tx| tx.send(msg).is_ok())
+    }
+}
+
+/// Installs the NameNode's table `base` and recomputes the routing with the overrides that
+/// still matter. Returns whether the epoch was accepted.
+pub fn set_base(node: &Node, base: Routing) -> bool {
+    let h = &node.handoff;
+    {
+        let mut cur = h.base.write();
+        if !cur.standalone && base.epoch < cur.epoch {
+            return false;
+        }
+        *cur = Arc::new(base);
+    }
+    refresh(node);
+    true
+}
+
+/// Rebuilds the effective routing from the base table and the overrides, dropping overrides
+/// the table has caught up with.
+fn refresh(node: &Node) {
+    let h = &node.handoff;
+    let base = h.base.read().clone();
+    let me = my_info(node);
+    let effective = {
+        let mut ov = h.overrides.lock();
+        ov.retain(|&slot, o| !o.settled_by(base.owner_id(slot), &node.node_id));
+        base.with_overrides(&ov, &me)
+    };
+    node.install_routing(effective);
+}
+
+fn my_info(node: &Node) -> NodeInfo {
+    let addr = node.advertised_addr();
+    NodeInfo {
+        id: NodeId::new(node.node_id.clone()),
+        client_addr: addr,
+        admin_addr: node.config.read().admin_addr,
+    }
+}
+
+/// Records that `slots` now belong to this node (handed over by `from`).
+pub fn adopt(node: &Node, from: &str, slots: &[u16]) {
+    {
+        let mut ov = node.handoff.overrides.lock();
+        for &s in slots {
+            ov.insert(
+                s,
+                Override {
+                    from: from.to_string(),
+                    to: None,
+                },
+            );
+        }
+    }
+    refresh(node);
+}
+
+/// Records that `slots` now belong to `to`.
+fn release(node: &Node, to: NodeInfo, slots: &[u16]) {
+    {
+        let mut ov = node.handoff.overrides.lock();
+        for &s in slots {
+            ov.insert(
+                s,
+                Override {
+                    from: node.node_id.clone(),
+                    to: Some(to.clone()),
+                },
+            );
+        }
+    }
+    refresh(node);
+}
+
+/// Queues an order for the migration worker (started on first use).
+pub fn enqueue(node: &Arc<Node>, order: MigrateOrder) {
+    let mut guard = node.handoff.orders.lock();
+    let tx = guard.get_or_insert_with(|| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(worker(node.clone(), rx));
+        tx
+    });
+    let _ = tx.send(order);
+}
+
+async fn worker(node: Arc<Node>, mut orders: mpsc::UnboundedReceiver<MigrateOrder>) {
+    while let Some(order) = orders.recv().await {
+        let started = Instant::now();
+        match migrate(&node, &order).await {
+            Ok((slots, keys)) => info!(
+                to = %order.to, slots, keys, ms = started.elapsed().as_millis() as u64,
+                "handed slots over"
+            ),
+            Err(e) => {
+                warn!(to = %order.to, error = %e, "handoff stopped; the NameNode will order it again")
+            }
+        }
+    }
+}
+
+/// Why a batch could not be handed over.
+#[derive(Debug, thiserror::Error)]
+pub enum HandoffError {
+    #[error("the new owner refused the data: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Peer(#[from] crate::peer::PeerError),
+    #[error("the forwarding connection dropped")]
+    Dropped,
+}
+
+/// Carries out one order; returns (slots moved, keys moved).
+async fn migrate(node: &Arc<Node>, order: &MigrateOrder) -> Result<(usize, u64), HandoffError> {
+    let h = &node.handoff;
+    let to_info = NodeInfo {
+        id: order.to.clone(),
+        client_addr: order.to_addr,
+        admin_addr: order.to_addr,
+    };
+    let wanted: Vec<u16> = order
+        .slots
+        .iter()
+        .flat_map(|&(a, b)| a..=b)
+        .filter(|&s| (s as usize) < SLOT_COUNT)
+        .collect();
+    // Slots that are no longer ours (an order repeated after a timeout) are done already.
+    let routing = node.routing();
+    let (mine, not_mine): (Vec<u16>, Vec<u16>) = wanted
+        .into_iter()
+        .partition(|&s| routing.owner(s) == Owner::Local);
+    if !not_mine.is_empty() {
+        report_done(node, order.epoch, &not_mine);
+    }
+    h.progress.slots_total.fetch_add(mine.len() as u64, Relaxed);
+    h.progress.started.lock().get_or_insert_with(Instant::now);
+    let (mut slots_moved, mut keys_moved) = (0usize, 0u64);
+    let mut i = 0;
+    while i < mine.len() {
+        // A batch: whole slots, up to BATCH_KEYS keys (at least one slot).
+        let mut batch = vec![mine[i]];
+        let mut keys = node.db.slot_len(mine[i]);
+        i += 1;
+        while i < mine.len() && batch.len() < BATCH_SLOTS {
+            let n = node.db.slot_len(mine[i]);
+            if keys + n > BATCH_KEYS {
+                break;
+            }
+            keys += n;
+            batch.push(mine[i]);
+            i += 1;
+        }
+        let moved = move_batch(node, order, &to_info, &batch).await?;
+        slots_moved += batch.len();
+        keys_moved += moved;
+        report_done(node, order.epoch, &batch);
+    }
+    Ok((slots_moved, keys_moved))
+}
+
+fn report_done(node: &Node, epoch: u64, slots: &[u16]) {
+    let mut ranges: Vec<(u16, u16)> = Vec::new();
+    let mut sorted = slots.to_vec();
+    sorted.sort_unstable();
+    for s in sorted {
+        match ranges.last_mut() {
+            Some(r) if r.1 + 1 == s => r.1 = s,
+            _ => ranges.push((s, s)),
+        }
+    }
+    node.handoff.tell_namenode(DataNodeToNameNode::HandoffDone {
+        node_id: NodeId::new(node.node_id.clone()),
+        epoch,
+        slots: ranges,
+    });
+}
+
+/// Freeze, copy, flip, release one batch. Returns the keys moved.
+async fn move_batch(
+    node: &Arc<Node>,
+    order: &MigrateOrder,
+    to: &NodeInfo,
+    batch: &[u16],
+) -> Result<u64, HandoffError> {
+    let h = &node.handoff;
+    h.set_frozen(batch, true);
+    let result = copy_and_flip(node, order, batch).await;
+    match result {
+        Ok(keys) => {
+            release(node, to.clone(), batch);
+            h.set_frozen(batch, false);
+            for &s in batch {
+                node.db.drop_slot(s);
+            }
+            h.progress.slots_done.fetch_add(batch.len() as u64, Relaxed);
+            h.progress.keys_moved.fetch_add(keys, Relaxed);
+            Ok(keys)
+        }
+        Err(e) => {
+            h.set_frozen(batch, false);
+            Err(e)
+        }
+    }
+}
+
+async fn copy_and_flip(
+    node: &Arc<Node>,
+    order: &MigrateOrder,
+    batch: &[u16],
+) -> Result<u64, HandoffError> {
+    let now = now_ms();
+    let entries: Vec<Exported> = batch
+        .iter()
+        .flat_map(|&s| node.db.export_slot(s, now))
+        .collect();
+    let mut waits = Vec::new();
+    let mut bytes = 0u64;
+    for chunk in entries.chunks(IMPORT_CHUNK) {
+        let mut buf = BytesMut::new();
+        encode_import(chunk, &mut buf);
+        bytes += buf.len() as u64;
+        waits.push(
+            node.peers
+                .send(order.to_addr, Protocol::Resp2, buf.freeze()),
+        );
+    }
+    let mut args: Vec<Vec<u8>> = vec![
+        b"CLUSTER".to_vec(),
+        b"HANDOFF".to_vec(),
+        node.node_id.clone().into_bytes(),
+    ];
+    for &s in batch {
+        args.push(s.to_string().into_bytes());
+    }
+    waits.push(
+        node.peers
+            .send_request(order.to_addr, Protocol::Resp2, &Request::from_args(args)),
+    );
+    for w in waits {
+        let reply = w.await.map_err(|_| HandoffError::Dropped)??;
+        if reply.first() == Some(&b'-') {
+            return Err(HandoffError::Refused(
+                String::from_utf8_lossy(&reply).trim().to_string(),
+            ));
+        }
+    }
+    node.handoff.progress.bytes_moved.fetch_add(bytes, Relaxed);
+    Ok(entries.len() as u64)
+}
+
+/// `CLUSTER IMPORT key expire_at value [key expire_at value ...]`.
+fn encode_import(entries: &[Exported], out: &mut BytesMut) {
+    let header = |out: &mut BytesMut, prefix: u8, n: usize| {
+        out.extend_from_slice(&[prefix]);
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    };
+    let bulk = |out: &mut BytesMut, data: &[u8]| {
+        header(out, b'$', data.len());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    };
+    header(out, b'*', 2 + entries.len() * 3);
+    bulk(out, b"CLUSTER");
+    bulk(out, b"IMPORT");
+    for e in entries {
+        bulk(out, &e.key);
+        bulk(out, itoa::Buffer::new().format(e.expire_at).as_bytes());
+        bulk(out, &e.value);
+    }
+}
+
+/// Decodes `CLUSTER IMPORT`'s arguments (after the subcommand).
+pub fn decode_import(req: &Request) -> Result<Vec<Exported>, Frame> {
+    let n = req.len() - 2;
+    if !n.is_multiple_of(3) {
+        return Err(crate::cmd::wrong_arity("cluster|import"));
+    }
+    let mut out = Vec::with_capacity(n / 3);
+    for i in (2..req.len()).step_by(3) {
+        let at = crate::cmd::parse_i64(req.arg(i + 1))
+            .filter(|v| *v >= 0)
+            .ok_or(crate::cmd::ERR_NOT_INT)?;
+        out.push(Exported {
+            key: req.arg_bytes(i),
+            value: req.arg_bytes(i + 2),
+            expire_at: at as u64,
+        });
+    }
+    Ok(out)
+}
+
+/// Starts a drain: tells the NameNode we are leaving. Returns false when there is no
+/// NameNode to tell.
+pub fn start_drain(node: &Node) -> bool {
+    let h = &node.handoff;
+    if h.draining.swap(true, SeqCst) {
+        return true;
+    }
+    // The drain's report counts the drain only, not earlier moves (joins).
+    let p = &h.progress;
+    for c in [&p.slots_total, &p.slots_done, &p.keys_moved, &p.bytes_moved] {
+        c.store(0, SeqCst);
+    }
+    *p.started.lock() = Some(Instant::now());
+    let ok = h.tell_namenode(DataNodeToNameNode::Leave {
+        node_id: NodeId::new(node.node_id.clone()),
+    });
+    if !ok {
+        h.draining.store(false, SeqCst);
+    }
+    ok
+}
+
+/// Called with each table from the NameNode: a draining node that is no longer a member has
+/// finished.
+pub fn check_drained(node: &Node, still_member: bool) {
+    let h = &node.handoff;
+    if h.draining.load(SeqCst) && !still_member && node.routing().my_slot_count() == 0 {
+        h.drained.send_replace(true);
+    }
+}
+
+/// A one-line progress report.
+pub fn progress_line(node: &Node) -> String {
+    let p = &node.handoff.progress;
+    let elapsed = p
+        .started
+        .lock()
+        .map_or(Duration::ZERO, |t| t.elapsed())
+        .as_secs_f64()
+        .max(1e-3);
+    let keys = p.keys_moved.load(Relaxed);
+    let mb = p.bytes_moved.load(Relaxed) as f64 / (1024.0 * 1024.0);
+    format!(
+        "slots {}/{} moved, {} keys ({:.0} keys/s, {:.1} MB/s), {} slots still here",
+        p.slots_done.load(Relaxed),
+        p.slots_total.load(Relaxed),
+        keys,
+        keys as f64 / elapsed,
+        mb / elapsed,
+        node.routing().my_slot_count()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_apply_and_settle() {
+        use chkv_common::ring::{Ring, SlotTable};
+        let info = |id: &str, port: u16| NodeInfo {
+            id: NodeId::new(id),
+            client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+        };
+        let mut ring = Ring::default();
+        ring.add(NodeId::new("a"));
+        let table: SlotTable = ring.slot_table();
+        let infos = vec![info("a", 7000), info("b", 7100)];
+        // Node b joined: the table still gives a every slot.
+        let base = Routing::from_table(&table, &infos, "b");
+        assert_eq!(base.owner(5), Owner::Remote(0));
+        assert_eq!(base.my_slot_count(), 0);
+        // a handed slot 5 to b: b's override makes it local.
+        let mut ov = HashMap::new();
+        ov.insert(
+            5u16,
+            Override {
+                from: "a".into(),
+                to: None,
+            },
+        );
+        let r = base.with_overrides(&ov, &info("b", 7100));
+        assert_eq!(r.owner(5), Owner::Local);
+        assert_eq!(r.owner(6), Owner::Remote(0));
+        // The table still says a (not caught up): the override stays.
+        assert!(!ov[&5].settled_by(Some("a"), "b"));
+        // The table says b now: settled. A third owner also settles it (the table wins).
+        assert!(ov[&5].settled_by(Some("b"), "b"));
+        assert!(ov[&5].settled_by(Some("c"), "b"));
+        // On a: the slot was handed to b.
+        let on_a = Routing::from_table(&table, &infos, "a");
+        let mut ov = HashMap::new();
+        ov.insert(
+            5u16,
+            Override {
+                from: "a".into(),
+                to: Some(info("b", 7100)),
+            },
+        );
+        let r = on_a.with_overrides(&ov, &info("a", 7000));
+        assert_eq!(r.owner(5), Owner::Remote(1));
+        assert_eq!(r.addr(1), Some(SocketAddr::from(([127, 0, 0, 1], 7100))));
+    }
+
+    #[test]
+    fn import_roundtrip() {
+        let entries = vec![
+            Exported {
+                key: bytes::Bytes::from_static(b"k1"),
+                value: bytes::Bytes::from_static(b"v\r\n1"),
+                expire_at: 0,
+            },
+            Exported {
+                key: bytes::Bytes::from_static(b""),
+                value: bytes::Bytes::from_static(b""),
+                expire_at: 1_700_000_000_123,
+            },
+        ];
+        let mut buf = BytesMut::new();
+        encode_import(&entries, &mut buf);
+        let mut p = crate::resp::Parser::new();
+        let req = p
+            .next(&mut buf, &crate::resp::Limits::default(), true)
+            .expect("parses")
+            .expect("complete");
+        assert_eq!(decode_import(&req).expect("decodes"), entries);
+    }
+}

@@ -1,0 +1,116 @@
+//! A NameNode restart changes no ownership: the DataNodes keep serving with their last table
+//! while it is down, reconnect, and the new NameNode rebuilds the same ring from what they
+//! report, under the same epoch.
+
+use crate::util::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How long the NameNode stays down: five heartbeat intervals, long enough for every
+/// DataNode to notice and retry a few times.
+const OUTAGE: Duration = Duration::from_millis(1000);
+
+/// SETs and GETs through every DataNode, for keys of every node, until `until`; returns how
+/// many round trips were made. Every one must succeed.
+async fn serve_until(addrs: &[SocketAddr], round: usize, until: Instant) -> usize {
+    let mut cons = Vec::new();
+    for &addr in addrs {
+        cons.push(connect(addr).await);
+    }
+    let mut ops = 0;
+    let mut i = 0;
+    while Instant::now() < until {
+        for con in &mut cons {
+            let key = format!("outage:{round}:{i}");
+            let () = q(con, &["SET", &key, &key]).await;
+            let got: Option<String> = q(con, &["GET", &format!("before:{}", i % 300)]).await;
+            assert_eq!(got, Some(format!("b{}", i % 300)));
+            ops += 2;
+            i += 1;
+        }
+    }
+    ops
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namenode_restart_changes_no_ownership_and_the_data_plane_keeps_serving() {
+    bounded(async {
+        let mut cluster = Cluster::start(3).await;
+        let addrs = cluster.addrs();
+        let mut con = connect(addrs[0]).await;
+        for i in 0..300 {
+            let () = q(&mut con, &["SET", &format!("before:{i}"), &format!("b{i}")]).await;
+        }
+        let mut before = Vec::new();
+        for &addr in &addrs {
+            before.push(SlotMap::of(addr).await);
+        }
+        assert!(before.iter().all(|m| *m == before[0]), "one table before");
+        let epoch = cluster_info(&mut con).await.epoch;
+
+        for round in 0..2 {
+            cluster.stop_namenode().await;
+            let ops = serve_until(&addrs, round, Instant::now() + OUTAGE).await;
+            eprintln!("round {round}: {ops} requests served while the NameNode was down");
+            cluster.start_namenode().await;
+
+            // Every DataNode re-registers within the startup grace, so the first table is
+            // the old one under the old epoch: no table with other owners is ever published.
+            let back = eventually(CONVERGE_LIMIT, || async {
+                let status = cluster.namenode_status().await;
+                let nodes = status["nodes"].as_array().expect("nodes");
+                status["state"] == "running"
+                    && nodes.len() == addrs.len()
+                    && nodes.iter().all(|n| n["connected"] == true)
+            })
+            .await;
+            let status = cluster.namenode_status().await;
+            assert!(back, "DataNodes did not re-register: {}", summary(&status));
+            assert_eq!(status["slots_assigned"], SLOTS);
+            assert_eq!(
+                status["epoch"],
+                epoch,
+                "the restarted NameNode kept the epoch: {}",
+                summary(&status)
+            );
+            wait_converged(&addrs, addrs.len()).await;
+            for (addr, want) in addrs.iter().zip(&before) {
+                let info = cluster_info(&mut connect(*addr).await).await;
+                assert_eq!(info.epoch, epoch, "epoch at {addr} after restart {round}");
+                assert_eq!(&SlotMap::of(*addr).await, want, "CLUSTER SLOTS at {addr}");
+            }
+        }
+
+        // Everything written before and during the outages is still there, from any node.
+        let mut con = connect(addrs[2]).await;
+        for i in (0..300).step_by(7) {
+            let got: Option<String> = q(&mut con, &["GET", &format!("before:{i}")]).await;
+            assert_eq!(got, Some(format!("b{i}")));
+        }
+        for round in 0..2 {
+            let got: Option<String> = q(&mut con, &["GET", &format!("outage:{round}:0")]).await;
+            assert_eq!(got, Some(format!("outage:{round}:0")));
+        }
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// The NameNode's state, epoch and members, for failure messages.
+fn summary(status: &serde_json::Value) -> String {
+    let members: Vec<String> = status["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            format!(
+                "{} connected={} epoch_seen={}",
+                n["client_addr"], n["connected"], n["epoch_seen"]
+            )
+        })
+        .collect();
+    format!(
+        "{} at epoch {}: {members:?}",
+        status["state"], status["epoch"]
+    )
+}

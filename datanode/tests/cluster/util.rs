@@ -1,0 +1,477 @@
+//! Cluster helpers: an in-process NameNode with N DataNodes, either in-process
+//! (`server::start`) or as real `chkv-datanode` processes behind a guard that SIGKILLs and
+//! reaps them on drop; convergence polling on `CLUSTER INFO`; and the slot map as
+//! `CLUSTER SLOTS` reports it, to pick keys owned by a given node.
+
+pub use crate::server_util::*;
+
+use chkv_common::key_slot;
+use chkv_datanode::config::Config as DataNodeConfig;
+use chkv_datanode::server::{self, ServerHandle};
+use chkv_namenode::{NameNodeHandle, Timing};
+use redis::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Heartbeat interval of the fast clusters most tests use.
+pub const FAST_HEARTBEAT: Duration = Duration::from_millis(200);
+/// Missed heartbeats before the NameNode probes a node.
+pub const TOLERANCE: NonZeroU32 = match NonZeroU32::new(3) {
+    Some(n) => n,
+    None => panic!("3 is not zero"),
+};
+/// Longest wait for every DataNode to show the same complete table.
+pub const CONVERGE_LIMIT: Duration = Duration::from_secs(10);
+/// All the slots.
+pub const SLOTS: usize = chkv_common::SLOT_COUNT;
+
+/// How the DataNodes of a test cluster run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `server::start` in the test's runtime.
+    InProcess,
+    /// The real `chkv-datanode` binary, so it can be killed with SIGKILL.
+    Process,
+}
+
+/// What to start: a NameNode and `nodes` DataNodes heartbeating every `heartbeat`.
+pub struct Spec {
+    nodes: usize,
+    heartbeat: Duration,
+    kind: Kind,
+    /// Node 0 answers `-MOVED` to every connection (`--cluster-redirects`).
+    redirect_first: bool,
+}
+
+impl Spec {
+    /// `nodes` in-process DataNodes with the fast heartbeat.
+    pub fn new(nodes: usize) -> Spec {
+        Spec {
+            nodes,
+            heartbeat: FAST_HEARTBEAT,
+            kind: Kind::InProcess,
+            redirect_first: false,
+        }
+    }
+
+    pub fn heartbeat(mut self, interval: Duration) -> Spec {
+        self.heartbeat = interval;
+        self
+    }
+
+    pub fn processes(mut self) -> Spec {
+        self.kind = Kind::Process;
+        self
+    }
+
+    pub fn redirect_first(mut self) -> Spec {
+        self.redirect_first = true;
+        self
+    }
+
+    /// Starts the NameNode and the DataNodes and waits until every DataNode has the full
+    /// table.
+    pub async fn start(self) -> Cluster {
+        let nn_config = chkv_namenode::Config {
+            timing: Timing::new(self.heartbeat, TOLERANCE),
+            ..chkv_namenode::Config::ephemeral()
+        };
+        let namenode = step(
+            "starting the NameNode",
+            chkv_namenode::start(nn_config.clone()),
+        )
+        .await
+        .expect("NameNode starts");
+        let nn = namenode.datanode_addr();
+        let mut nodes = Vec::with_capacity(self.nodes);
+        for i in 0..self.nodes {
+            let redirects = self.redirect_first && i == 0;
+            nodes.push(match self.kind {
+                Kind::InProcess => {
+                    DataNode::InProcess(start_in_process(nn, self.heartbeat, redirects).await)
+                }
+                Kind::Process => {
+                    let extra: &[&str] = if redirects {
+                        &["--cluster-redirects"]
+                    } else {
+                        &[]
+                    };
+                    DataNode::Process(Process::spawn(nn, self.heartbeat, extra).await)
+                }
+            });
+        }
+        let cluster = Cluster {
+            namenode: Some(namenode),
+            nn_config,
+            nodes,
+        };
+        let took = wait_converged(&cluster.addrs(), self.nodes).await;
+        eprintln!(
+            "cluster of {} {:?} DataNodes (heartbeat {:?}) converged in {took:?}",
+            self.nodes, self.kind, self.heartbeat
+        );
+        cluster
+    }
+}
+
+async fn start_in_process(
+    namenode: SocketAddr,
+    heartbeat: Duration,
+    redirects: bool,
+) -> ServerHandle {
+    let config = DataNodeConfig {
+        port: 0,
+        namenode: Some(namenode),
+        heartbeat_ms: heartbeat.as_millis() as u64,
+        cluster_redirects: redirects,
+        admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..DataNodeConfig::default()
+    };
+    step("starting a DataNode", server::start(config))
+        .await
+        .expect("DataNode starts")
+}
+
+/// A NameNode and its DataNodes.
+pub struct Cluster {
+    namenode: Option<NameNodeHandle>,
+    nn_config: chkv_namenode::Config,
+    pub nodes: Vec<DataNode>,
+}
+
+impl Cluster {
+    /// `nodes` in-process DataNodes with the fast heartbeat, converged.
+    pub async fn start(nodes: usize) -> Cluster {
+        Spec::new(nodes).start().await
+    }
+
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(DataNode::addr).collect()
+    }
+
+    /// Shuts the NameNode down; the DataNodes keep serving with their last table.
+    pub async fn stop_namenode(&mut self) {
+        let namenode = self.namenode.take().expect("the NameNode is running");
+        self.nn_config.datanode_port = namenode.datanode_addr().port();
+        step("NameNode shutdown", namenode.shutdown()).await;
+    }
+
+    /// Starts a new NameNode on the DataNode port of the previous one.
+    pub async fn start_namenode(&mut self) -> &NameNodeHandle {
+        assert!(self.namenode.is_none(), "the NameNode is already running");
+        let namenode = step(
+            "restarting the NameNode",
+            chkv_namenode::start(self.nn_config.clone()),
+        )
+        .await
+        .expect("NameNode restarts on the same port");
+        self.namenode.insert(namenode)
+    }
+
+    /// Where DataNodes register.
+    pub fn namenode_addr(&self) -> SocketAddr {
+        let namenode = self.namenode.as_ref().expect("NameNode running");
+        namenode.datanode_addr()
+    }
+
+    /// The NameNode's `/cluster` JSON.
+    pub async fn namenode_status(&self) -> serde_json::Value {
+        let addr = self
+            .namenode
+            .as_ref()
+            .expect("NameNode running")
+            .http_addr();
+        let mut c = Raw::connect(addr).await;
+        c.send(b"GET /cluster HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let text = String::from_utf8(c.read_to_eof().await.to_vec()).expect("utf-8 response");
+        let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head and body");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        serde_json::from_str(body).expect("JSON body")
+    }
+
+    /// Stops every DataNode (in-process ones gracefully, processes with SIGKILL) and the
+    /// NameNode.
+    pub async fn shutdown(mut self) {
+        for node in self.nodes.drain(..) {
+            match node {
+                DataNode::InProcess(h) => step("DataNode shutdown", h.shutdown()).await,
+                DataNode::Process(p) => drop(p),
+            }
+        }
+        if let Some(nn) = self.namenode.take() {
+            step("NameNode shutdown", nn.shutdown()).await;
+        }
+    }
+}
+
+/// One DataNode of a test cluster.
+pub enum DataNode {
+    InProcess(ServerHandle),
+    Process(Process),
+}
+
+impl DataNode {
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            DataNode::InProcess(h) => h.addr(),
+            DataNode::Process(p) => p.addr,
+        }
+    }
+}
+
+/// A `chkv-datanode` process. Dropping it sends SIGKILL and reaps it, so a failing test
+/// leaves nothing running.
+pub struct Process {
+    child: Child,
+    pub addr: SocketAddr,
+    /// Its stderr so far, for failure messages.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Starts `chkv-datanode --port 0` joined to `namenode`, with `extra` flags, and learns
+    /// its address from the `listening for RESP clients addr=...` log line.
+    pub async fn spawn(namenode: SocketAddr, heartbeat: Duration, extra: &[&str]) -> Process {
+        let heartbeat_ms = heartbeat.as_millis().to_string();
+        let namenode = namenode.to_string();
+        let mut args = vec![
+            "--port",
+            "0",
+            "--namenode",
+            &namenode,
+            "--heartbeat-ms",
+            &heartbeat_ms,
+            "--admin-port",
+            "0",
+            "--threads",
+            "1",
+            "--log-level",
+            "info",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_chkv-datanode"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn chkv-datanode");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = oneshot::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("listening for RESP clients") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(listen_addr(&line));
+                    }
+                }
+                lines.lock().expect("log lock").push(line);
+            }
+        });
+        // The guard exists before the first await, so a timeout still kills the process.
+        let mut process = Process {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+        };
+        let addr = tokio::time::timeout(STEP_LIMIT, rx).await;
+        process.addr = match addr {
+            Ok(Ok(Some(addr))) => addr,
+            _ => panic!(
+                "chkv-datanode did not report its address: {:?}",
+                process.log()
+            ),
+        };
+        process
+    }
+
+    /// SIGKILL (`kill -9`), then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The address in `... listening for RESP clients addr=127.0.0.1:41234`.
+fn listen_addr(line: &str) -> Option<SocketAddr> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))?
+        .parse()
+        .ok()
+}
+
+/// What `CLUSTER INFO` says, in the fields the tests look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Info {
+    pub state_ok: bool,
+    pub assigned: usize,
+    pub known: usize,
+    pub epoch: u64,
+}
+
+pub fn parse_info(text: &str) -> Info {
+    Info {
+        state_ok: text.contains("cluster_state:ok"),
+        assigned: info_field(text, "cluster_slots_assigned"),
+        known: info_field(text, "cluster_known_nodes"),
+        epoch: info_field(text, "cluster_current_epoch"),
+    }
+}
+
+/// `CLUSTER INFO` of the node at `addr`.
+pub async fn cluster_info(con: &mut redis::aio::MultiplexedConnection) -> Info {
+    parse_info(&q::<String, _>(con, &["CLUSTER", "INFO"]).await)
+}
+
+/// Polls `CLUSTER INFO` on every node in `addrs` until all report state ok, `n` known nodes
+/// and the same epoch; returns how long that took. Fails after [`CONVERGE_LIMIT`].
+pub async fn wait_converged(addrs: &[SocketAddr], n: usize) -> Duration {
+    let started = Instant::now();
+    let mut cons = Vec::new();
+    for &addr in addrs {
+        cons.push(connect(addr).await);
+    }
+    let deadline = started + CONVERGE_LIMIT;
+    loop {
+        let mut infos = Vec::with_capacity(cons.len());
+        for con in &mut cons {
+            infos.push(cluster_info(con).await);
+        }
+        let epoch = infos[0].epoch;
+        if infos
+            .iter()
+            .all(|i| i.state_ok && i.assigned == SLOTS && i.known == n && i.epoch == epoch)
+        {
+            return started.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no convergence on {n} nodes within {CONVERGE_LIMIT:?}: {infos:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One run of `CLUSTER SLOTS`: first and last slot, owner id and address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub start: u16,
+    pub end: u16,
+    pub id: String,
+    pub addr: SocketAddr,
+}
+
+/// The slot table as one node reports it in `CLUSTER SLOTS`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotMap {
+    pub runs: Vec<Run>,
+}
+
+fn int_of(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        other => panic!("expected an integer, got {other:?}"),
+    }
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).expect("utf-8"),
+        Value::SimpleString(s) => s.clone(),
+        other => panic!("expected a string, got {other:?}"),
+    }
+}
+
+impl SlotMap {
+    /// `CLUSTER SLOTS` of the node at `addr`, on a connection of its own (asking for it
+    /// makes a connection cluster-aware).
+    pub async fn of(addr: SocketAddr) -> SlotMap {
+        let mut con = connect(addr).await;
+        let Value::Array(runs) = val(&mut con, &["CLUSTER", "SLOTS"]).await else {
+            panic!("CLUSTER SLOTS is not an array");
+        };
+        let runs = runs
+            .iter()
+            .map(|run| {
+                let Value::Array(fields) = run else {
+                    panic!("a CLUSTER SLOTS run is not an array: {run:?}")
+                };
+                let Value::Array(node) = &fields[2] else {
+                    panic!("no node in {fields:?}")
+                };
+                let ip: std::net::IpAddr = text_of(&node[0]).parse().expect("ip");
+                Run {
+                    start: int_of(&fields[0]) as u16,
+                    end: int_of(&fields[1]) as u16,
+                    addr: SocketAddr::new(ip, int_of(&node[1]) as u16),
+                    id: text_of(&node[2]),
+                }
+            })
+            .collect();
+        SlotMap { runs }
+    }
+
+    fn run_of(&self, slot: u16) -> &Run {
+        self.runs
+            .iter()
+            .find(|r| r.start <= slot && slot <= r.end)
+            .unwrap_or_else(|| panic!("slot {slot} has no owner"))
+    }
+
+    /// Address of the owner of `key`.
+    pub fn owner(&self, key: &str) -> SocketAddr {
+        self.run_of(key_slot(key.as_bytes())).addr
+    }
+
+    /// Slots covered by the runs, counting overlaps twice.
+    pub fn covered(&self) -> usize {
+        self.runs
+            .iter()
+            .map(|r| (r.end - r.start) as usize + 1)
+            .sum()
+    }
+
+    /// The distinct owner ids.
+    pub fn ids(&self) -> std::collections::BTreeSet<String> {
+        self.runs.iter().map(|r| r.id.clone()).collect()
+    }
+
+    /// `n` keys `{prefix}{i}` owned by the node at `owner`.
+    pub fn keys_of(&self, owner: SocketAddr, prefix: &str, n: usize) -> Vec<String> {
+        let keys: Vec<String> = (0..1_000_000)
+            .map(|i| format!("{prefix}{i}"))
+            .filter(|k| self.owner(k) == owner)
+            .take(n)
+            .collect();
+        assert_eq!(keys.len(), n, "not enough keys owned by {owner}");
+        keys
+    }
+}
+
+/// The node id of the DataNode at `addr` (`CLUSTER MYID`).
+pub async fn my_id(addr: SocketAddr) -> String {
+    q(&mut connect(addr).await, &["CLUSTER", "MYID"]).await
+}

@@ -1,0 +1,431 @@
+//! Lossless handoff under live traffic: writers and readers hammer random keys through the
+//! DataNodes' forwarding while a node joins, another drains with `k` on its admin port, and a
+//! third joins. Then every invariant of the design is checked: acknowledged writes present
+//! with their last value (counters exact), no stale read, no failed request, TTLs kept,
+//! expired keys not resurrected, no key held twice.
+
+use chkv_datanode::config::Config;
+use chkv_datanode::server::{self, ServerHandle};
+use chkv_namenode::NameNodeHandle;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use redis::aio::MultiplexedConnection;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const HEARTBEAT: Duration = Duration::from_millis(100);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn start_namenode() -> NameNodeHandle {
+    let mut config = chkv_namenode::Config::ephemeral();
+    config.timing = chkv_namenode::Timing::new(HEARTBEAT, NonZeroU32::new(5).expect("nonzero"));
+    chkv_namenode::start(config).await.expect("namenode starts")
+}
+
+async fn start_datanode(namenode: SocketAddr) -> ServerHandle {
+    server::start(Config {
+        port: 0,
+        admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        namenode: Some(namenode),
+        heartbeat_ms: HEARTBEAT.as_millis() as u64,
+        ..Config::default()
+    })
+    .await
+    .expect("datanode starts")
+}
+
+/// Waits until `nodes` agree on one epoch in which they own every slot between them.
+async fn converge(nodes: &[&ServerHandle]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let routings: Vec<_> = nodes.iter().map(|n| n.node.routing()).collect();
+        let total: usize = routings.iter().map(|r| r.my_slot_count()).sum();
+        let same_epoch = routings.windows(2).all(|w| w[0].epoch == w[1].epoch);
+        let all_own = routings.iter().all(|r| r.my_slot_count() > 0);
+        let members_match = routings.iter().all(|r| r.nodes.len() == nodes.len());
+        if total == 16384 && same_epoch && all_own && members_match {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no convergence: {total} slots owned, epochs {:?}",
+            routings.iter().map(|r| r.epoch).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn connect(addr: SocketAddr) -> MultiplexedConnection {
+    let client = redis::Client::open(format!("redis://{addr}/")).expect("url");
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
+}
+
+/// What a writer knows it was acknowledged.
+#[derive(Clone, Debug, PartialEq)]
+enum Expect {
+    Value(String, Option<u64>),
+    Counter(i64),
+    Gone,
+}
+
+struct Writer {
+    model: HashMap<String, Expect>,
+    /// Keys written with a short TTL that must be gone at the end.
+    short_lived: Vec<String>,
+    errors: Vec<String>,
+    ops: u64,
+}
+
+/// One writer: the only one writing its keys, so what it was last acknowledged is what must
+/// be there; it reads its keys back through another node.
+async fn writer(
+    id: usize,
+    addrs: Vec<SocketAddr>,
+    stop: Arc<AtomicBool>,
+    total_ops: Arc<AtomicU64>,
+) -> Writer {
+    let mut rng = SmallRng::seed_from_u64(id as u64);
+    let mut cons = Vec::new();
+    for a in &addrs {
+        cons.push(connect(*a).await);
+    }
+    let mut w = Writer {
+        model: HashMap::new(),
+        short_lived: Vec::new(),
+        errors: Vec::new(),
+        ops: 0,
+    };
+    for j in 0..20 {
+        let k = format!("w{id}:e{j}");
+        let r: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(&k)
+            .arg("short")
+            .arg("PX")
+            .arg(150)
+            .query_async(&mut cons[0])
+            .await;
+        match r {
+            Ok(()) => w.short_lived.push(k),
+            Err(e) => w.errors.push(format!("SET {k} PX: {e}")),
+        }
+    }
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        seq += 1;
+        w.ops += 1;
+        total_ops.fetch_add(1, Ordering::Relaxed);
+        let c = rng.random_range(0..cons.len());
+        let other = (c + 1) % cons.len();
+        let j = rng.random_range(0..150);
+        let roll = rng.random_range(0..100);
+        if roll < 40 {
+            let k = format!("w{id}:s{j}");
+            let v = format!("v{seq}");
+            let r: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(&k)
+                .arg(&v)
+                .query_async(&mut cons[c])
+                .await;
+            match r {
+                Ok(()) => {
+                    w.model.insert(k, Expect::Value(v, None));
+                }
+                Err(e) => w.errors.push(format!("SET {k}: {e}")),
+            }
+        } else if roll < 50 {
+            let k = format!("w{id}:t{j}");
+            let v = format!("v{seq}");
+            let at = now_ms() + 60_000;
+            let r: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(&k)
+                .arg(&v)
+                .arg("PXAT")
+                .arg(at)
+                .query_async(&mut cons[c])
+                .await;
+            match r {
+                Ok(()) => {
+                    w.model.insert(k, Expect::Value(v, Some(at)));
+                }
+                Err(e) => w.errors.push(format!("SET {k} PXAT: {e}")),
+            }
+        } else if roll < 75 {
+            let k = format!("w{id}:c{}", j % 40);
+            let r: redis::RedisResult<i64> =
+                redis::cmd("INCR").arg(&k).query_async(&mut cons[c]).await;
+            let before = match w.model.get(&k) {
+                Some(Expect::Counter(n)) => *n,
+                _ => 0,
+            };
+            match r {
+                Ok(n) if n == before + 1 => {
+                    w.model.insert(k, Expect::Counter(n));
+                }
+                Ok(n) => w
+                    .errors
+                    .push(format!("INCR {k}: {n}, expected {}", before + 1)),
+                Err(e) => w.errors.push(format!("INCR {k}: {e}")),
+            }
+        } else if roll < 85 {
+            let k = format!("w{id}:s{j}");
+            let existed = matches!(w.model.get(&k), Some(Expect::Value(..)));
+            let r: redis::RedisResult<i64> =
+                redis::cmd("DEL").arg(&k).query_async(&mut cons[c]).await;
+            match r {
+                Ok(n) if (n == 1) == existed => {
+                    w.model.insert(k, Expect::Gone);
+                }
+                Ok(n) => w.errors.push(format!("DEL {k}: {n}, existed {existed}")),
+                Err(e) => w.errors.push(format!("DEL {k}: {e}")),
+            }
+        } else {
+            // Read back through another node: never older than what was acknowledged.
+            let k = format!("w{id}:s{j}");
+            let r: redis::RedisResult<Option<String>> = redis::cmd("GET")
+                .arg(&k)
+                .query_async(&mut cons[other])
+                .await;
+            let want = match w.model.get(&k) {
+                Some(Expect::Value(v, _)) => Some(v.clone()),
+                _ => None,
+            };
+            match r {
+                Ok(got) if got == want => {}
+                Ok(got) => w
+                    .errors
+                    .push(format!("GET {k}: {got:?}, acknowledged {want:?}")),
+                Err(e) => w.errors.push(format!("GET {k}: {e}")),
+            }
+        }
+    }
+    w
+}
+
+/// A plain HTTP/1.1 GET; the body.
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut sock = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("http connect");
+    sock.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("http send");
+    let mut body = String::new();
+    sock.read_to_string(&mut body).await.expect("http read");
+    body
+}
+
+/// Sends `k` to the admin port and reads until the summary; returns every line.
+async fn drain(admin: SocketAddr) -> Vec<String> {
+    let sock = tokio::net::TcpStream::connect(admin)
+        .await
+        .expect("admin connect");
+    let (rd, mut wr) = sock.into_split();
+    wr.write_all(b"k\r\n").await.expect("send k");
+    let mut lines = BufReader::new(rd).lines();
+    let mut seen = Vec::new();
+    let deadline = Duration::from_secs(30);
+    loop {
+        let line = tokio::time::timeout(deadline, lines.next_line())
+            .await
+            .expect("drain finishes in time")
+            .expect("admin read");
+        let Some(line) = line else { break };
+        let done = line.starts_with("drained:");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn join_drain_join_under_traffic_loses_nothing() {
+    let test = async {
+        let nn = start_namenode().await;
+        let nn_addr = nn.datanode_addr();
+        let n0 = start_datanode(nn_addr).await;
+        let n1 = start_datanode(nn_addr).await;
+        let n2 = start_datanode(nn_addr).await;
+        converge(&[&n0, &n1, &n2]).await;
+
+        // Clients use nodes 0 and 2 (node 1 will be drained and exit); their requests are
+        // forwarded to whichever node owns each key at that moment.
+        let stop = Arc::new(AtomicBool::new(false));
+        let ops = Arc::new(AtomicU64::new(0));
+        let writers: Vec<_> = (0..4)
+            .map(|i| {
+                tokio::spawn(writer(
+                    i,
+                    vec![n0.addr(), n2.addr()],
+                    stop.clone(),
+                    ops.clone(),
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+
+        // Join a fourth node.
+        let t = Instant::now();
+        let n3 = start_datanode(nn_addr).await;
+        converge(&[&n0, &n1, &n2, &n3]).await;
+        println!(
+            "join: converged in {:?} ({} ops so far)",
+            t.elapsed(),
+            ops.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // Drain node 1 with `k` over TCP.
+        let t = Instant::now();
+        let lines = drain(n1.admin_addr()).await;
+        let summary = lines.last().cloned().unwrap_or_default();
+        assert!(summary.starts_with("drained:"), "{lines:?}");
+        assert!(
+            summary.contains(&format!("pid {}", std::process::id())),
+            "{summary}"
+        );
+        tokio::time::timeout(Duration::from_secs(10), n1.drained())
+            .await
+            .expect("drained");
+        assert_eq!(n1.node.db.len(), 0, "the source frees what it handed over");
+        // A real process lingers a moment before it exits: it must not rejoin meanwhile (it
+        // would be handed slots it then takes down with it).
+        tokio::time::sleep(HEARTBEAT * 6).await;
+        assert_eq!(
+            n1.node.db.len(),
+            0,
+            "a drained node must not be handed data again"
+        );
+        assert_eq!(n1.node.routing().my_slot_count(), 0);
+        let cluster = http_get(nn.http_addr(), "/cluster").await;
+        assert!(
+            !cluster.contains(&n1.node.node_id),
+            "the drained node registered again: {cluster}"
+        );
+        n1.shutdown().await;
+        converge(&[&n0, &n2, &n3]).await;
+        println!("drain: {summary} (converged after {:?})", t.elapsed());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // Join a fifth node.
+        let t = Instant::now();
+        let n4 = start_datanode(nn_addr).await;
+        converge(&[&n0, &n2, &n3, &n4]).await;
+        println!("second join: converged in {:?}", t.elapsed());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        stop.store(true, Ordering::Relaxed);
+        let mut results = Vec::new();
+        for w in writers {
+            results.push(w.await.expect("writer task"));
+        }
+        let total: u64 = results.iter().map(|w| w.ops).sum();
+        println!("{total} operations by 4 writers");
+        let errors: Vec<&String> = results.iter().flat_map(|w| &w.errors).collect();
+        assert!(
+            errors.is_empty(),
+            "{} failed or stale requests: {:?}",
+            errors.len(),
+            &errors[..errors.len().min(20)]
+        );
+
+        // Every acknowledged write is there with its last value and TTL.
+        let nodes = [&n0, &n2, &n3, &n4];
+        let mut check = connect(n3.addr()).await;
+        let now = now_ms();
+        let mut live: HashSet<String> = HashSet::new();
+        for w in &results {
+            for (k, e) in &w.model {
+                let got: Option<String> = redis::cmd("GET")
+                    .arg(k)
+                    .query_async(&mut check)
+                    .await
+                    .expect("GET");
+                match e {
+                    Expect::Value(v, ttl) => {
+                        assert_eq!(got.as_deref(), Some(v.as_str()), "{k}");
+                        let pttl: i64 = redis::cmd("PTTL")
+                            .arg(k)
+                            .query_async(&mut check)
+                            .await
+                            .expect("PTTL");
+                        match ttl {
+                            None => assert_eq!(pttl, -1, "{k} gained a TTL"),
+                            Some(at) => {
+                                let want = *at as i64 - now as i64;
+                                assert!(
+                                    (pttl - want).abs() <= 1000,
+                                    "{k}: PTTL {pttl}, expected about {want}"
+                                );
+                            }
+                        }
+                        live.insert(k.clone());
+                    }
+                    Expect::Counter(n) => {
+                        assert_eq!(got, Some(n.to_string()), "counter {k}");
+                        live.insert(k.clone());
+                    }
+                    Expect::Gone => assert_eq!(got, None, "{k} was deleted"),
+                }
+            }
+            for k in &w.short_lived {
+                let got: Option<String> = redis::cmd("GET")
+                    .arg(k)
+                    .query_async(&mut check)
+                    .await
+                    .expect("GET");
+                assert_eq!(got, None, "{k} expired and must stay gone");
+            }
+        }
+        // Nothing is held twice, nothing extra: KEYS on every node (expired keys are skipped).
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut count = 0;
+        for n in nodes {
+            let mut c = connect(n.addr()).await;
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("*")
+                .query_async(&mut c)
+                .await
+                .expect("KEYS");
+            count += keys.len();
+            seen.extend(keys);
+        }
+        assert_eq!(count, seen.len(), "a key is held by two nodes");
+        assert_eq!(
+            seen, live,
+            "the keys across nodes are exactly the acknowledged ones"
+        );
+        println!(
+            "{} keys checked, {} across {} nodes",
+            live.len(),
+            count,
+            nodes.len()
+        );
+
+        for n in [n0, n2, n3, n4] {
+            n.shutdown().await;
+        }
+        nn.shutdown().await;
+    };
+    tokio::time::timeout(Duration::from_secs(90), test)
+        .await
+        .expect("test finished in time");
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# helper/bench-cluster.sh: redis-benchmark SET/GET against redis-server, a standalone
+# DataNode, one DataNode of a 3-node cluster (plain client: 2/3 of the keys forwarded) and the
+# same cluster with redis-benchmark --cluster (the client routes by CLUSTER NODES); the four
+# targets alternate within each round, medians of the rounds in one table.
+set -euo pipefail
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+RUNS=3
+REQUESTS=200000
+CLIENTS=50
+KEYSPACE=1000000
+SIZE=32
+NODES=3
+PIPELINES=(1 16)
+
+usage() {
+    cat <<EOF
+Usage: helper/bench-cluster.sh [options]
+
+Starts, on free 127.0.0.1 ports: redis-server, a standalone chkv-datanode, and a
+chkv-namenode with $NODES chkv-datanodes (release builds, built when missing). Then, per round
+and per pipeline depth (-P 1 and -P 16), runs
+  redis-benchmark -t set,get -c $CLIENTS -n $REQUESTS -r $KEYSPACE -d $SIZE --csv -P <p>
+against: redis (redis-server), standalone (the single DataNode), cluster-node (the first
+DataNode of the cluster, plain client, so about 2/3 of the requests are forwarded) and
+cluster (the cluster with --cluster). FLUSHALL on every server after every run. Prints the
+median rps and p50/p99 latency of the rounds.
+
+Options:
+  --runs N       rounds (default $RUNS)
+  --requests N   requests per test, -n (default $REQUESTS)
+  --clients N    connections, -c (default $CLIENTS)
+  --out FILE     also write the table as markdown to FILE
+  -h, --help     this text
+EOF
+}
+
+OUT=""
+posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
+while (($#)); do
+    case $1 in
+    --runs) posint "$1" "${2:-}"; RUNS=$2; shift 2 ;;
+    --requests) posint "$1" "${2:-}"; REQUESTS=$2; shift 2 ;;
+    --clients) posint "$1" "${2:-}"; CLIENTS=$2; shift 2 ;;
+    --out) [[ -n "${2:-}" ]] || die "--out needs a file name"; OUT=$2; shift 2 ;;
+    -h | --help) usage; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+    esac
+done
+
+need_cmd redis-server redis-server
+need_cmd redis-benchmark redis-tools
+need_cmd redis-cli redis-tools
+need_cmd timeout coreutils
+need_cmd cargo "cargo (install Rust with rustup)"
+chkv_init
+
+target=${CARGO_TARGET_DIR:-$CHKV_ROOT/target}
+[[ "$target" == /* ]] || target="$CHKV_ROOT/$target"
+if [[ ! -x "$target/release/chkv-namenode" || ! -x "$target/release/chkv-datanode" ]]; then
+    log "building: cargo build --release -p chkv-namenode -p chkv-datanode"
+    (cd "$CHKV_ROOT" && cargo build --release -q -p chkv-namenode -p chkv-datanode) || die "build failed"
+fi
+NN_BIN="$target/release/chkv-namenode"
+CHKV_BIN="$target/release/chkv-datanode"
+export CHKV_BIN
+
+REDIS_PORT=$(free_port)
+start_redis "$REDIS_PORT"
+SOLO_PORT=$(free_port)
+start_datanode "$SOLO_PORT"
+
+NN_DN_PORT=$(free_port)
+start_bg "chkv-namenode" "$CHKV_TMP/namenode.log" "$NN_BIN" --bind 127.0.0.1 \
+    --datanode-port "$NN_DN_PORT" --client-port "$(free_port)" --http-port "$(free_port)"
+wait_for_port "$NN_DN_PORT" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/namenode.log"
+CLUSTER_PORTS=()
+for ((i = 0; i < NODES; i++)); do
+    port=$(free_port)
+    start_datanode "$port" --namenode "127.0.0.1:$NN_DN_PORT" --admin-port "$(free_port)"
+    CLUSTER_PORTS+=("$port")
+done
+deadline=$((SECONDS + 20))
+for port in "${CLUSTER_PORTS[@]}"; do
+    until rcli "$port" CLUSTER INFO | tr -d '\r' | grep -q "cluster_known_nodes:$NODES" &&
+        rcli "$port" CLUSTER INFO | tr -d '\r' | grep -q "cluster_state:ok"; do
+        ((SECONDS < deadline)) || die "DataNode $port did not get the full ring within 20 s"
+        sleep 0.2
+    done
+done
+NODE_PORT=${CLUSTER_PORTS[0]}
+log "redis $REDIS_PORT, standalone $SOLO_PORT, cluster ${CLUSTER_PORTS[*]} (NameNode $NN_DN_PORT)"
+
+RESULTS="$CHKV_TMP/results.csv" # target,pipeline,test,rps,p50,p99
+: >"$RESULTS"
+
+flush() {
+    local port
+    for port in "$@"; do
+        [[ "$(rcli "$port" FLUSHALL)" == OK ]] || die "FLUSHALL on $port failed"
+    done
+}
+
+# bench TARGET PIPELINE PORT [EXTRA...]
+bench() {
+    local name=$1 pipeline=$2 port=$3 out rows
+    shift 3
+    local args=(-h 127.0.0.1 -p "$port" -t "set,get" -c "$CLIENTS" -n "$REQUESTS" -r "$KEYSPACE"
+        -d "$SIZE" -P "$pipeline" --csv "$@")
+    out=$(timeout 300 redis-benchmark "${args[@]}" 2>>"$CHKV_TMP/redis-benchmark.stderr") ||
+        die "redis-benchmark against $name failed: redis-benchmark ${args[*]}"
+    # --cluster prints the masters it found before the CSV; keep the result rows only.
+    rows=$(tr -d '\r' <<<"$out" | grep -E '^"(SET|GET)",' | tr -d '"' |
+        awk -F, -v t="$name" -v p="$pipeline" 'NF >= 8 { print t "," p "," $1 "," $2 "," $5 "," $7 }')
+    [[ "$(grep -c . <<<"$rows")" == 2 ]] || die "unexpected output from $name: $out"
+    printf '%s\n' "$rows" >>"$RESULTS"
+    log "round $ROUND  -P $pipeline  $name: $(awk -F, '{ printf "%s %.0f rps p50 %s p99 %s   ", $3, $4, $5, $6 }' <<<"$rows")"
+}
+
+# redis-benchmark --cluster reads CLUSTER NODES and sends each node only keys it owns (with
+# a hash tag): check that it spread its writes over every node, without errors, before timing.
+errors=$(timeout 60 redis-benchmark -h 127.0.0.1 -p "$NODE_PORT" --cluster -t set -n 3000 -r "$KEYSPACE" -q 2>&1 |
+    grep -ci "error" || true)
+((errors == 0)) || die "redis-benchmark --cluster reported errors"
+for port in "${CLUSTER_PORTS[@]}"; do
+    keys=$(rcli "$port" DBSIZE)
+    ((keys > 0)) || die "redis-benchmark --cluster wrote no key to $port"
+    log "--cluster check: $keys keys on $port"
+done
+flush "${CLUSTER_PORTS[@]}"
+
+START=$SECONDS
+for ((ROUND = 1; ROUND <= RUNS; ROUND++)); do
+    for pipeline in "${PIPELINES[@]}"; do
+        bench redis "$pipeline" "$REDIS_PORT"
+        flush "$REDIS_PORT"
+        bench standalone "$pipeline" "$SOLO_PORT"
+        flush "$SOLO_PORT"
+        bench cluster-node "$pipeline" "$NODE_PORT"
+        flush "${CLUSTER_PORTS[@]}"
+        bench cluster "$pipeline" "$NODE_PORT" --cluster
+        flush "${CLUSTER_PORTS[@]}"
+    done
+done
+log "benchmarks done in $((SECONDS - START))s"
+
+TABLE=$(awk -F, '
+    function median(s,    n, a, i, j, v) {
+        n = split(s, a, " ")
+        for (i = 2; i <= n; i++) { v = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > v; j--) a[j + 1] = a[j]; a[j + 1] = v }
+        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    { k = $1 SUBSEP $2 SUBSEP $3; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6 }
+    END {
+        print "| pipeline | test | target | rps | p50 ms | p99 ms |"
+        print "|---:|---|---|---:|---:|---:|"
+        split("1 16", P, " "); split("SET GET", T, " "); split("redis standalone cluster-node cluster", G, " ")
+        for (i = 1; i <= 2; i++) for (t = 1; t <= 2; t++) for (g = 1; g <= 4; g++) {
+            k = G[g] SUBSEP P[i] SUBSEP T[t]
+            if (!(k in rps)) continue
+            printf "| %s | %s | %s | %.0f | %.3f | %.3f |\n", P[i], T[t], G[g], median(rps[k]), median(p50[k]), median(p99[k])
+        }
+    }' "$RESULTS")
+params="redis-benchmark -t set,get -c $CLIENTS -n $REQUESTS -r $KEYSPACE -d $SIZE, median of $RUNS alternating rounds; $(nproc) CPUs shared by the client and every server"
+echo
+echo "$params"
+echo "$TABLE"
+if [[ -n "$OUT" ]]; then
+    printf '%s\n\n%s\n' "$params." "$TABLE" >"$OUT"
+    log "table written to $OUT"
+fi

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# helper/bench-handoff.sh: how fast slots move, and what clients see while they do.
+#
+# Loads --keys keys (32-byte values) into a 3-node cluster, then joins a 4th DataNode and
+# later drains one (`k` on its admin port) while redis-benchmark runs against the cluster
+# (through one DataNode's forwarding). Prints keys/s and MB/s moved, the time per change,
+# and client p50/p99 before and during each move, with any client errors.
+#
+#   helper/bench-handoff.sh [--keys 1000000] [--requests 400000]
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+KEYS=1000000
+REQUESTS=400000
+while (($#)); do
+    case $1 in
+    --keys) KEYS=$2; shift 2 ;;
+    --requests) REQUESTS=$2; shift 2 ;;
+    -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $1 (see --help)" ;;
+    esac
+done
+need_cmd redis-cli redis-tools
+need_cmd redis-benchmark redis-tools
+need_cmd nc netcat-openbsd
+need_cmd python3 python3
+chkv_init
+
+target=${CARGO_TARGET_DIR:-$CHKV_ROOT/target}
+[[ "$target" == /* ]] || target="$CHKV_ROOT/$target"
+log "building release binaries"
+(cd "$CHKV_ROOT" && cargo build --release -q -p chkv-namenode -p chkv-datanode) || die "build failed"
+NN_BIN="$target/release/chkv-namenode"
+CHKV_BIN="$target/release/chkv-datanode"
+export CHKV_BIN
+
+NN_DN=$(free_port)
+NN_CL=$(free_port)
+NN_HTTP=$(free_port)
+start_bg "chkv-namenode" "$CHKV_TMP/namenode.log" "$NN_BIN" --bind 127.0.0.1 \
+    --datanode-port "$NN_DN" --client-port "$NN_CL" --http-port "$NN_HTTP"
+wait_for_port "$NN_DN" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/namenode.log"
+
+PORTS=()
+ADMINS=()
+PIDS_DN=()
+add_node() {
+    local port admin
+    port=$(free_port)
+    admin=$(free_port)
+    start_datanode "$port" --namenode "127.0.0.1:$NN_DN" --admin-port "$admin"
+    PORTS+=("$port")
+    ADMINS+=("$admin")
+    PIDS_DN+=("$STARTED_PID")
+}
+
+# cluster_json FIELD: a field of the NameNode's /cluster JSON.
+cluster_field() {
+    python3 - "$NN_HTTP" "$1" <<'PY'
+import json, sys, urllib.request
+port, field = sys.argv[1], sys.argv[2]
+with urllib.request.urlopen(f"http://127.0.0.1:{port}/cluster", timeout=5) as r:
+    d = json.load(r)
+if field == "owners":
+    print(sum(1 for n in d["nodes"] if n.get("slots", 0) > 0))
+else:
+    print(d[field])
+PY
+}
+
+# settled N: every change done (no slot moving) and N nodes own slots, all 16384 assigned.
+wait_settled() {
+    local want=$1 deadline=$((SECONDS + 120))
+    while :; do
+        if [[ $(cluster_field slots_moving) == 0 && $(cluster_field owners) == "$want" &&
+            $(cluster_field slots_assigned) == 16384 ]]; then
+            return 0
+        fi
+        ((SECONDS < deadline)) || die "the cluster did not settle with $want owners"
+        sleep 0.05
+    done
+}
+
+admin_field() { # admin_field ADMIN_PORT FIELD
+    printf 'status\r\nquit\r\n' | nc -q1 127.0.0.1 "$1" | tr -d '\r' |
+        awk -v f="$2" '{ for (i = 1; i < NF; i++) if ($i == f) { print $(i + 1); exit } }'
+}
+
+# bench OUT: redis-benchmark SET+GET against node 0; csv in OUT, errors in OUT.err.
+bench() {
+    redis-benchmark -h 127.0.0.1 -p "${PORTS[0]}" -t set,get -c 50 -n "$REQUESTS" \
+        -r "$KEYS" -d 32 --csv >"$1" 2>"$1.err" || true
+}
+
+# p50/p99 of a test (SET or GET) from a csv
+pcol() { awk -F'"' -v t="$2" -v c="$3" '$2 == t { split($0, a, "\",\""); print a[c]; exit }' "$1"; }
+
+for _ in 1 2 3; do add_node; done
+wait_settled 3
+
+log "loading $KEYS keys (32-byte values) through ${PORTS[0]}"
+t0=$(date +%s.%N)
+python3 -c "
+import sys
+out = sys.stdout.buffer
+v = b'x' * 32
+for i in range($KEYS):
+    k = b'key:%d' % i
+    out.write(b'*3\r\n\$3\r\nSET\r\n\$%d\r\n%s\r\n\$32\r\n%s\r\n' % (len(k), k, v))
+" | pipe_load "${PORTS[0]}"
+t1=$(date +%s.%N)
+total=0
+for p in "${PORTS[@]}"; do total=$((total + $(rcli "$p" DBSIZE))); done
+((total == KEYS)) || die "loaded $total keys, expected $KEYS"
+log "loaded in $(python3 -c "print(f'{$t1 - $t0:.1f}')") s"
+
+log "baseline: redis-benchmark against ${PORTS[0]}"
+bench "$CHKV_TMP/base.csv"
+
+# --- join
+log "join: a 4th DataNode while redis-benchmark runs"
+bench "$CHKV_TMP/join.csv" &
+bp=$!
+sleep 0.5
+j0=$(date +%s.%N)
+add_node
+wait_settled 4
+j1=$(date +%s.%N)
+wait "$bp"
+joined=$(rcli "${PORTS[3]}" DBSIZE)
+jbytes=0
+for a in "${ADMINS[@]:0:3}"; do jbytes=$((jbytes + $(admin_field "$a" handed_over_bytes))); done
+
+# --- drain node 1
+log "drain: k on node 1's admin port while redis-benchmark runs"
+bench "$CHKV_TMP/drain.csv" &
+bp=$!
+sleep 0.5
+summary=$(python3 - "${ADMINS[1]}" <<'PY' | tee "$CHKV_TMP/drain.txt" | grep -m1 '^drained:' || true
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=120)
+s.sendall(b"k\r\n")
+buf = b""
+while b"drained:" not in buf:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    buf += chunk
+print(buf.decode(errors="replace").replace("\r", ""))
+PY
+)
+wait "$bp"
+[[ -n "$summary" ]] || die "no drain summary; see $CHKV_TMP/drain.txt"
+wait_settled 3
+# Every loaded key must still be there (redis-benchmark's own keys are key:000000NNNNNN,
+# so they never collide with key:N): EXISTS in batches of 1000 through node 0.
+total=$(python3 -c "
+for s in range(0, $KEYS, 1000):
+    print('EXISTS ' + ' '.join('key:%d' % i for i in range(s, min(s + 1000, $KEYS))))
+" | redis-cli -h 127.0.0.1 -p "${PORTS[0]}" | awk '{ s += $1 } END { print s + 0 }')
+
+python3 - "$j0" "$j1" "$joined" "$jbytes" "$summary" "$total" "$KEYS" <<'PY' >"$CHKV_TMP/moves.txt"
+import re, sys
+j0, j1, joined, jbytes, summary, total, keys = sys.argv[1:8]
+jt = float(j1) - float(j0)
+m = re.search(r"moved (\d+) slots and (\d+) keys in ([\d.]+) s \(([\d.]+) keys/s, ([\d.]+) MB/s\)", summary)
+print(f"join   {jt:6.2f} s  {int(joined):>9} keys  {int(joined)/jt:>10.0f} keys/s  {int(jbytes)/jt/1048576:6.1f} MB/s")
+if m:
+    print(f"drain  {float(m[3]):6.2f} s  {int(m[2]):>9} keys  {float(m[4]):>10.0f} keys/s  {float(m[5]):6.1f} MB/s  ({m[1]} slots)")
+print(f"loaded keys present after both changes: {total} of {keys}")
+PY
+
+echo
+echo "Handoff with $KEYS keys (32-byte values), 3 DataNodes; time from the change to the NameNode"
+echo "having published every move (join), or the drained node's own summary (drain):"
+cat "$CHKV_TMP/moves.txt"
+echo
+printf '%-10s %-4s %12s %10s %10s %8s\n' phase test rps p50_ms p99_ms errors
+for phase in base join drain; do
+    f="$CHKV_TMP/$phase.csv"
+    errs=$(grep -ci error "$f.err" || true)
+    if ((errs > 0)); then
+        echo "--- $phase: redis-benchmark reported errors:"
+        head -5 "$f.err"
+        cp -r "$CHKV_TMP" /tmp/bench-handoff-failed 2>/dev/null || true
+    fi
+    for t in SET GET; do
+        printf '%-10s %-4s %12s %10s %10s %8s\n' "$phase" "$t" "$(pcol "$f" "$t" 2)" \
+            "$(pcol "$f" "$t" 5)" "$(pcol "$f" "$t" 7)" "$errs"
+    done
+done
+echo "(p99 'during' covers the whole benchmark run, the move included)"
