@@ -1,6 +1,14 @@
 //! # CHKV client
 //!
-//! The embedded async (tokio) client library will watch the NameNode's ring, keep pipelined
-//! connections to each DataNode and route every key to its owner by slot, retrying on ring
-//! changes. It is built by the client-library issue; until then this crate only holds its place
-//! in the workspace. Any Redis client can already talk to a DataNode directly.
+//! The embedded async client library (work in progress): so far its RESP2/RESP3 reply
+//! decoder, reply values and error type.
+
+// The pieces are wired into a client in the next commit.
+#![allow(dead_code)]
+
+mod error;
+mod resp;
+mod value;
+
+pub use error::{Error, Result};
+pub use value::{FromValue, ServerError, ServerErrorKind, Value};
