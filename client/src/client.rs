@@ -93,8 +93,9 @@ impl Builder {
         self
     }
 
-    /// Longest wait for a reply (default 2 s). A timed-out request is not retried (it may
-    /// have run) and reports [`Error::Timeout`].
+    /// Longest wait for a reply (default 2 s). Replies come in order, so an overdue one
+    /// means the connection (or the node) is stuck: every request waiting on it fails with
+    /// [`Error::Timeout`], not retried (they may have run), and the connection is replaced.
     pub fn response_timeout(mut self, timeout: Duration) -> Builder {
         self.response_timeout = Some(timeout);
         self
@@ -284,7 +285,6 @@ pub(crate) struct Shared {
     pub watch_error: std::sync::Mutex<Option<String>>,
     conn_config: Arc<ConnConfig>,
     pool_size: usize,
-    pub response_timeout: Option<Duration>,
     pub retry: RetryBudget,
 }
 
@@ -300,9 +300,9 @@ impl Shared {
                 password: b.password.clone(),
                 resp3: b.resp3,
                 cluster,
+                response_timeout: b.response_timeout,
             }),
             pool_size: b.pool_size,
-            response_timeout: b.response_timeout,
             retry: b.retry,
         }
     }
@@ -407,16 +407,21 @@ impl Shared {
     }
 
     /// Runs one command routed to `target`, retrying within the budget.
+    ///
+    /// The time budget counts from the first failure (the first attempt is bounded by the
+    /// response timeout), which keeps the clock off the path of requests that succeed.
     pub async fn run(&self, target: Target, args: &[&[u8]]) -> Result<Value> {
-        let started = Instant::now();
         let first = match self.send(target, resp::command(args)) {
-            Ok(pending) => pending.wait(self.response_timeout).await,
+            Ok(pending) => pending.wait().await,
             Err(e) => Err(e),
         };
         match first {
-            Ok(Value::Error(e)) => self.retry(target, args, Error::Server(e), started).await,
+            Ok(Value::Error(e)) => {
+                self.retry(target, args, Error::Server(e), Instant::now())
+                    .await
+            }
             Ok(v) => Ok(v),
-            Err(e) => self.retry(target, args, e, started).await,
+            Err(e) => self.retry(target, args, e, Instant::now()).await,
         }
     }
 
@@ -432,15 +437,17 @@ impl Shared {
         let mut waits = 0u32;
         let mut hops = 0u32;
         loop {
+            debug!(?target, attempts, error = %error, "retrying");
             let direct = match error.retry() {
                 Retry::No => return Err(error),
                 Retry::Moved { slot, addr } => {
                     self.apply_moved(slot, addr);
                     hops += 1;
-                    // Redirects lead forward during a handoff; two nodes that disagree for a
-                    // moment must not make us spin.
-                    if hops.is_multiple_of(4) {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    // A redirect leads forward during a handoff: follow it at once. More than
+                    // two in a row mean nodes that disagree for the moment (one has not applied
+                    // the newest table): wait for the cluster to settle rather than bounce.
+                    if hops > 2 {
+                        self.wait_for_table(hops - 2, started).await;
                     }
                     Some((addr, false))
                 }
@@ -468,7 +475,7 @@ impl Shared {
                         resp::encode_command(&["ASKING"], &mut data);
                         resp::encode_command(args, &mut data);
                         match pool.send_many(data.freeze(), 2) {
-                            Ok(p) => match p.wait(self.response_timeout).await {
+                            Ok(p) => match p.wait().await {
                                 Ok(mut replies) => replies.pop().ok_or_else(|| Error::Protocol {
                                     addr,
                                     message: "missing reply after ASKING".into(),
@@ -479,13 +486,13 @@ impl Shared {
                         }
                     } else {
                         match pool.send(resp::command(args)) {
-                            Ok(p) => p.wait(self.response_timeout).await,
+                            Ok(p) => p.wait().await,
                             Err(e) => Err(e),
                         }
                     }
                 }
                 None => match self.send(target, resp::command(args)) {
-                    Ok(p) => p.wait(self.response_timeout).await,
+                    Ok(p) => p.wait().await,
                     Err(e) => Err(e),
                 },
             };
@@ -497,10 +504,10 @@ impl Shared {
         }
     }
 
-    /// Waits for a new table, or a backoff (10 ms doubling to 250 ms), whichever comes
+    /// Waits for a new table, or a backoff (5 ms doubling to 250 ms), whichever comes
     /// first, never past the time budget.
     async fn wait_for_table(&self, waits: u32, started: Instant) {
-        let backoff = Duration::from_millis((5u64 << waits.min(6)).min(250));
+        let backoff = Duration::from_millis((5u64 << waits.saturating_sub(1).min(6)).min(250));
         let left = self.retry.time.saturating_sub(started.elapsed());
         let mut tables = self.tables.subscribe();
         let _ = tokio::time::timeout(backoff.min(left), tables.changed()).await;
@@ -545,7 +552,7 @@ impl Shared {
         }
         for (members, addr, pending) in sent {
             let replies = match pending {
-                Ok(p) => p.wait(self.response_timeout).await,
+                Ok(p) => p.wait().await,
                 Err(e) => Err(e),
             };
             match replies {
@@ -684,7 +691,7 @@ fn merge(
             for reply in replies {
                 reply?;
             }
-            Ok(Value::Simple("OK".into()))
+            Ok(Value::Okay)
         }
         Split::Sum => {
             let mut total = 0i64;
@@ -795,11 +802,7 @@ impl Client {
     pub(crate) async fn run_on(&self, node: SocketAddr, args: &[&[u8]]) -> Result<Value> {
         let shared = self.shared();
         let pool = shared.pool_in(&shared.routes(), node);
-        match pool
-            .send(resp::command(args))?
-            .wait(shared.response_timeout)
-            .await?
-        {
+        match pool.send(resp::command(args))?.wait().await? {
             Value::Error(e) => Err(Error::Server(e)),
             v => Ok(v),
         }

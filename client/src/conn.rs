@@ -16,6 +16,13 @@
 //! When the connection dies every queued slot gets an error (or is dropped, which callers read
 //! as the same); nothing waits forever. Dropping every handle lets the writer finish what was
 //! sent, and the reader exits once the last reply is in.
+//!
+//! The response timeout is the connection's, not each request's: the writer stamps each
+//! batch once, and the reader, on a coarse tick, checks the oldest outstanding request. A
+//! reply that is overdue means the connection (or the node) is stuck, and since replies come
+//! in order everything behind it is stuck too: all outstanding requests fail with
+//! [`Error::Timeout`] and the connection is closed; the next request opens a new one. This
+//! costs one clock read per batch instead of a timer per request.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -23,9 +30,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use bytes::{Buf, Bytes, BytesMut};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
@@ -36,6 +44,10 @@ use crate::value::Value;
 
 /// Write in one go up to this much; bigger requests are written from their own buffer.
 const WRITE_BATCH: usize = 64 * 1024;
+/// Replies up to this size are copied out of the read buffer; bigger ones share it.
+const SHARE_ABOVE: usize = 4096;
+/// Overdue replies are looked for every timeout / 4, but not more often than this.
+const TICK_MIN: Duration = Duration::from_millis(10);
 /// Grow the read buffer by at least this much.
 const READ_CHUNK: usize = 16 * 1024;
 /// After a failed connect, fail fast for this long instead of dialing a dead node on every
@@ -51,6 +63,8 @@ pub(crate) struct ConnConfig {
     /// Send `CLUSTER REDIRECTS YES`: the node answers `-MOVED` for slots it does not own
     /// instead of forwarding (false for a standalone server, which may not know the command).
     pub cluster: bool,
+    /// Longest wait for a reply before the connection counts as stuck.
+    pub response_timeout: Option<Duration>,
 }
 
 /// Where a reply (or replies) go.
@@ -147,27 +161,20 @@ impl Conn {
 /// A reply on its way.
 pub(crate) struct Pending<T> {
     rx: oneshot::Receiver<Result<T>>,
-    conn: Conn,
+    addr: SocketAddr,
 }
 
 impl<T> Pending<T> {
-    /// Waits for the reply, at most `timeout`.
-    pub async fn wait(self, timeout: Option<Duration>) -> Result<T> {
-        let Pending { rx, conn } = self;
-        let got = match timeout {
-            None => rx.await,
-            Some(after) => match tokio::time::timeout(after, rx).await {
-                Ok(got) => got,
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        addr: conn.addr,
-                        after,
-                    })
-                }
-            },
-        };
+    /// Waits for the reply (the connection enforces the response timeout).
+    pub async fn wait(self) -> Result<T> {
+        let Pending { rx, addr } = self;
         // A dropped slot means the connection ended before this reply.
-        got.unwrap_or_else(|_| Err(conn.closed_error()))
+        rx.await.unwrap_or_else(|_| {
+            Err(Error::Connection {
+                addr,
+                message: "connection closed before the reply".into(),
+            })
+        })
     }
 }
 
@@ -196,17 +203,20 @@ impl NodePool {
     /// Sends one request; its reply comes back through the returned [`Pending`].
     pub fn send(&self, data: Bytes) -> Result<Pending<Value>> {
         let (tx, rx) = oneshot::channel();
-        let conn = self.push(Job {
+        self.push(Job {
             data,
             waiter: Waiter::One(tx),
         })?;
-        Ok(Pending { rx, conn })
+        Ok(Pending {
+            rx,
+            addr: self.addr,
+        })
     }
 
     /// Sends `count` pipelined requests; their replies come back together, in order.
     pub fn send_many(&self, data: Bytes, count: usize) -> Result<Pending<Vec<Value>>> {
         let (tx, rx) = oneshot::channel();
-        let conn = self.push(Job {
+        self.push(Job {
             data,
             waiter: Waiter::Many {
                 want: count,
@@ -214,10 +224,13 @@ impl NodePool {
                 tx,
             },
         })?;
-        Ok(Pending { rx, conn })
+        Ok(Pending {
+            rx,
+            addr: self.addr,
+        })
     }
 
-    fn push(&self, job: Job) -> Result<Conn> {
+    fn push(&self, job: Job) -> Result<()> {
         let i = if self.conns.len() == 1 {
             0
         } else {
@@ -229,7 +242,7 @@ impl NodePool {
             let guard = cell.read().unwrap_or_else(|p| p.into_inner());
             match guard.as_ref() {
                 Some(conn) if !conn.is_closed() => match conn.push(job) {
-                    Ok(()) => return Ok(conn.clone()),
+                    Ok(()) => return Ok(()),
                     Err(job) => job,
                 },
                 _ => job,
@@ -240,7 +253,7 @@ impl NodePool {
             if !conn.is_closed() {
                 // Another caller replaced it meanwhile.
                 match conn.push(job) {
-                    Ok(()) => return Ok(conn.clone()),
+                    Ok(()) => return Ok(()),
                     Err(j) => job = j,
                 }
             } else if !conn.connected() && recently(&conn.state) {
@@ -249,13 +262,10 @@ impl NodePool {
             }
         }
         let conn = Conn::spawn(self.addr, self.config.clone());
-        match conn.push(job) {
-            Ok(()) => {
-                *guard = Some(conn.clone());
-                Ok(conn)
-            }
-            Err(_) => Err(conn.closed_error()),
-        }
+        let pushed = conn.push(job);
+        let error = conn.closed_error();
+        *guard = Some(conn);
+        pushed.map_err(|_| error)
     }
 }
 
@@ -268,7 +278,7 @@ fn recently(state: &State) -> bool {
         .is_some_and(|at| at.elapsed() < FAIL_FAST)
 }
 
-/// The connection's life: connect and greet, then the writer here and the reader beside it.
+/// The connection's life: connect and greet, then drive the socket until it ends.
 async fn run(
     addr: SocketAddr,
     config: Arc<ConnConfig>,
@@ -277,219 +287,306 @@ async fn run(
 ) {
     let (stream, leftover) = match handshake(addr, &config).await {
         Ok(ok) => ok,
-        Err(e) => {
-            debug!(%addr, error = %e, "cannot connect");
-            state.close(e.clone());
-            jobs.close();
-            while let Ok(job) = jobs.try_recv() {
-                job.waiter.fail(e.clone());
-            }
-            return;
-        }
+        Err(e) => return fail_queued(&state, &mut jobs, e),
     };
     state.connected.store(true, Ordering::Release);
-    let (rd, wr) = stream.into_split();
-    let (waiters_tx, waiters_rx) = mpsc::unbounded_channel();
-    let reader = tokio::spawn(read_loop(addr, rd, leftover, waiters_rx, state.clone()));
-    let failed = write_loop(addr, wr, &mut jobs, waiters_tx).await;
-    if let Err(e) = failed {
-        // The socket is broken: stop the reader too, which drops its slots (their callers
-        // see the connection error recorded here).
-        state.close(e);
-        reader.abort();
-    } else {
-        // Every handle is gone: the reader finishes the replies already asked for.
-        let _ = reader.await;
+    let mut driver = Driver::new(addr, stream, leftover, config.response_timeout);
+    match std::future::poll_fn(|cx| driver.poll(cx, &mut jobs)).await {
+        Ok(()) => debug!(%addr, "connection closed: no handle left"),
+        Err(e) => {
+            debug!(%addr, error = %e, "connection ended");
+            driver.pending.fail_all(&e);
+            fail_queued(&state, &mut jobs, e);
+        }
     }
+}
+
+/// Records why the connection ended and fails every request still queued with it.
+fn fail_queued(state: &State, jobs: &mut mpsc::UnboundedReceiver<Job>, e: Error) {
+    state.close(e.clone());
     jobs.close();
+    while let Ok(job) = jobs.try_recv() {
+        job.waiter.fail(e.clone());
+    }
 }
 
-/// Writes requests until every handle is dropped (`Ok`) or the socket fails (`Err`).
-async fn write_loop(
+/// Requests taken from the channel but not written yet, at most (beyond this, requests wait
+/// in the channel until the socket drains: memory follows what the node accepts).
+const MAX_UNWRITTEN: usize = 1024 * 1024;
+/// Rounds of work in one poll before yielding to the other tasks of the thread.
+const MAX_ROUNDS: usize = 32;
+
+/// The state of a live connection, driven by one task: take requests, write, read replies,
+/// fill slots. Reading is polled whether or not a write is pending, so a node that stops
+/// reading while it writes cannot deadlock us.
+struct Driver {
     addr: SocketAddr,
-    mut wr: OwnedWriteHalf,
-    jobs: &mut mpsc::UnboundedReceiver<Job>,
-    waiters: mpsc::UnboundedSender<Waiter>,
-) -> Result<()> {
-    let mut out = BytesMut::with_capacity(READ_CHUNK);
-    let lost = |e: std::io::Error| Error::Connection {
-        addr,
-        message: e.to_string(),
-    };
-    loop {
-        let first = tokio::select! {
-            biased;
-            job = jobs.recv() => match job {
-                Some(job) => job,
-                None => break,
-            },
-            // The reader ended (and recorded why): stop taking requests now, so the pool
-            // sees this connection closed before the next request is lost on it.
-            () = waiters.closed() => {
-                return Err(Error::Connection {
-                    addr,
-                    message: "connection closed".into(),
-                })
-            }
-        };
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            if waiters.send(job.waiter).is_err() {
-                // The reader has ended (and recorded why); the slot was dropped with the send.
-                return Err(Error::Connection {
-                    addr,
-                    message: "connection closed".into(),
-                });
-            }
-            if job.data.len() >= WRITE_BATCH {
-                if !out.is_empty() {
-                    wr.write_all(&out).await.map_err(lost)?;
-                    out.clear();
-                }
-                wr.write_all(&job.data).await.map_err(lost)?;
-            } else {
-                out.extend_from_slice(&job.data);
-            }
-            if out.len() < WRITE_BATCH {
-                next = jobs.try_recv().ok();
-            }
-        }
-        if !out.is_empty() {
-            wr.write_all(&out).await.map_err(lost)?;
-            out.clear();
+    stream: TcpStream,
+    /// Chunks to write before `out`: big requests are written from their own buffer.
+    queued: VecDeque<Bytes>,
+    /// Small requests gathered for the next write.
+    out: BytesMut,
+    read: BytesMut,
+    scanner: Scanner,
+    pending: Outstanding,
+    jobs_done: bool,
+    timeout: Option<Duration>,
+    tick: tokio::time::Interval,
+}
+
+impl Driver {
+    fn new(
+        addr: SocketAddr,
+        stream: TcpStream,
+        leftover: BytesMut,
+        timeout: Option<Duration>,
+    ) -> Driver {
+        // Overdue replies are looked for a few times per timeout.
+        let period = timeout.map_or(Duration::from_secs(3600), |t| (t / 4).max(TICK_MIN));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Driver {
+            addr,
+            stream,
+            queued: VecDeque::new(),
+            out: BytesMut::with_capacity(READ_CHUNK),
+            read: leftover,
+            scanner: Scanner::new(),
+            pending: Outstanding::default(),
+            jobs_done: false,
+            timeout,
+            tick,
         }
     }
-    let _ = wr.shutdown().await;
-    Ok(())
-}
 
-/// Reads replies and fills slots in order, until the connection ends or the writer is gone
-/// and every slot is filled.
-async fn read_loop(
-    addr: SocketAddr,
-    mut rd: OwnedReadHalf,
-    mut buf: BytesMut,
-    mut waiters: mpsc::UnboundedReceiver<Waiter>,
-    state: Arc<State>,
-) {
-    let mut scanner = Scanner::new();
-    let mut pending: VecDeque<Waiter> = VecDeque::new();
-    let mut writer_done = false;
-    let error = loop {
-        // Every complete reply in the buffer.
-        let mut broken = None;
-        loop {
-            match scanner.scan(&buf) {
-                Ok(Some(len)) => {
-                    let frame = buf.split_to(len).freeze();
-                    let value = match resp::parse(&frame) {
-                        Ok(v) => v,
-                        Err(e) => {
-                            broken = Some(protocol(addr, e));
-                            break;
-                        }
-                    };
-                    if let Value::Push(_) = value {
-                        continue; // out-of-band, answers no request
+    fn unwritten(&self) -> usize {
+        self.out.len() + self.queued.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    fn lost(&self, e: std::io::Error) -> Error {
+        Error::Connection {
+            addr: self.addr,
+            message: e.to_string(),
+        }
+    }
+
+    /// `Ready(Ok)` once every handle is gone and every reply is in; `Ready(Err)` when the
+    /// connection fails.
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        jobs: &mut mpsc::UnboundedReceiver<Job>,
+    ) -> Poll<Result<()>> {
+        for _ in 0..MAX_ROUNDS {
+            let mut progress = self.take_jobs(cx, jobs);
+            progress |= self.write(cx)?;
+            progress |= self.read(cx)?;
+            if self.jobs_done && self.pending.is_empty() && self.unwritten() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            // Ticks that pass while nothing is outstanding are consumed by the next check.
+            if let (Some(after), false) = (self.timeout, self.pending.is_empty()) {
+                while self.tick.poll_tick(cx).is_ready() {
+                    if self.pending.oldest().is_some_and(|t| t.elapsed() >= after) {
+                        return Poll::Ready(Err(Error::Timeout {
+                            addr: self.addr,
+                            after,
+                        }));
                     }
-                    if pending.is_empty() {
-                        // Its slot is queued before the request is written, so it is there
-                        // or coming; none coming means a reply nobody asked for.
-                        match waiters.recv().await {
-                            Some(w) => pending.push_back(w),
-                            None => {
-                                broken = Some(protocol(
-                                    addr,
-                                    resp::ProtocolError("reply without a request".into()),
-                                ));
-                                break;
+                }
+            }
+            if !progress {
+                return Poll::Pending;
+            }
+        }
+        // Still busy: let the thread's other tasks run, and come back.
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Takes queued requests: their slots go to `pending` (stamped once per batch), their
+    /// bytes to the write buffers.
+    fn take_jobs(&mut self, cx: &mut Context<'_>, jobs: &mut mpsc::UnboundedReceiver<Job>) -> bool {
+        let mut stamp = None;
+        while !self.jobs_done && self.unwritten() < MAX_UNWRITTEN {
+            match jobs.poll_recv(cx) {
+                Poll::Ready(Some(job)) => {
+                    let now = *stamp.get_or_insert_with(Instant::now);
+                    self.pending.push(job.waiter, now);
+                    if job.data.len() >= WRITE_BATCH {
+                        if !self.out.is_empty() {
+                            self.queued.push_back(self.out.split().freeze());
+                        }
+                        self.queued.push_back(job.data);
+                    } else {
+                        self.out.extend_from_slice(&job.data);
+                    }
+                }
+                Poll::Ready(None) => self.jobs_done = true,
+                Poll::Pending => break,
+            }
+        }
+        stamp.is_some()
+    }
+
+    /// Writes what it can without waiting.
+    fn write(&mut self, cx: &mut Context<'_>) -> Result<bool> {
+        let mut progress = false;
+        loop {
+            let chunk: &[u8] = match self.queued.front() {
+                Some(front) => front,
+                None if !self.out.is_empty() => &self.out,
+                None => return Ok(progress),
+            };
+            match Pin::new(&mut self.stream).poll_write(cx, chunk) {
+                Poll::Ready(Ok(0)) => {
+                    return Err(Error::Connection {
+                        addr: self.addr,
+                        message: "connection closed while writing".into(),
+                    })
+                }
+                Poll::Ready(Ok(n)) => {
+                    progress = true;
+                    match self.queued.front_mut() {
+                        Some(front) => {
+                            front.advance(n);
+                            if front.is_empty() {
+                                self.queued.pop_front();
                             }
                         }
+                        None => self.out.advance(n),
                     }
-                    deliver(&mut pending, value);
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    broken = Some(protocol(addr, e));
-                    break;
-                }
+                Poll::Ready(Err(e)) => return Err(self.lost(e)),
+                Poll::Pending => return Ok(progress),
             }
         }
-        if let Some(e) = broken {
-            break e;
+    }
+
+    /// Reads what has arrived and fills the slots of every complete reply.
+    fn read(&mut self, cx: &mut Context<'_>) -> Result<bool> {
+        let mut progress = false;
+        loop {
+            match self.stream.poll_read_ready(cx) {
+                Poll::Pending => return Ok(progress),
+                Poll::Ready(Err(e)) => return Err(self.lost(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
+                self.read.reserve(READ_CHUNK);
+            }
+            match self.stream.try_read_buf(&mut self.read) {
+                Ok(0) => {
+                    return Err(Error::Connection {
+                        addr: self.addr,
+                        message: "connection closed by the server".into(),
+                    })
+                }
+                Ok(_) => {
+                    progress = true;
+                    self.replies()?;
+                }
+                // Readiness was stale; `poll_read_ready` registers us for the next bytes.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(self.lost(e)),
+            }
         }
-        while let Ok(w) = waiters.try_recv() {
-            pending.push_back(w);
+    }
+
+    /// Cuts every complete reply out of the read buffer and gives it to its slot.
+    fn replies(&mut self) -> Result<()> {
+        let addr = self.addr;
+        while let Some(len) = self
+            .scanner
+            .scan(&self.read)
+            .map_err(|e| protocol(addr, e))?
+        {
+            let value = if len <= SHARE_ABOVE {
+                let parsed = resp::parse(&self.read[..len]);
+                self.read.advance(len);
+                parsed
+            } else {
+                resp::parse_shared(&self.read.split_to(len).freeze())
+            }
+            .map_err(|e| protocol(addr, e))?;
+            if let Value::Push(_) = value {
+                continue; // out-of-band, answers no request
+            }
+            if self.pending.is_empty() {
+                return Err(protocol(
+                    addr,
+                    resp::ProtocolError("reply without a request".into()),
+                ));
+            }
+            self.pending.deliver(value);
         }
-        if pending.is_empty() && writer_done {
+        Ok(())
+    }
+}
+
+/// The reply slots, in write order, with the time their batch was taken.
+#[derive(Default)]
+struct Outstanding {
+    slots: VecDeque<Waiter>,
+    /// (slots of a batch still outstanding, when the batch was taken), oldest first.
+    batches: VecDeque<(usize, Instant)>,
+}
+
+impl Outstanding {
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn push(&mut self, waiter: Waiter, at: Instant) {
+        match self.batches.back_mut() {
+            Some((count, t)) if *t == at => *count += 1,
+            _ => self.batches.push_back((1, at)),
+        }
+        self.slots.push_back(waiter);
+    }
+
+    /// When the oldest outstanding request was taken.
+    fn oldest(&self) -> Option<Instant> {
+        self.batches.front().map(|b| b.1)
+    }
+
+    /// Gives `value` to the first slot (a pipeline slot takes several).
+    fn deliver(&mut self, value: Value) {
+        let mut value = Some(value);
+        let done = match self.slots.front_mut() {
+            None => return,
+            Some(Waiter::One(_)) => true,
+            Some(Waiter::Many { want, got, .. }) => {
+                got.extend(value.take());
+                got.len() >= *want
+            }
+        };
+        if !done {
             return;
         }
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
+        match (self.slots.pop_front(), value) {
+            (Some(Waiter::One(tx)), Some(value)) => drop(tx.send(Ok(value))),
+            (Some(Waiter::Many { got, tx, .. }), _) => drop(tx.send(Ok(got))),
+            _ => {}
         }
-        let read = if pending.is_empty() && !writer_done {
-            // Idle: wait for a request to be sent (or the writer to finish) as well.
-            tokio::select! {
-                w = waiters.recv() => {
-                    match w {
-                        Some(w) => pending.push_back(w),
-                        None => writer_done = true,
-                    }
-                    continue;
-                }
-                r = rd.read_buf(&mut buf) => r,
-            }
-        } else {
-            rd.read_buf(&mut buf).await
-        };
-        match read {
-            Ok(0) => {
-                break Error::Connection {
-                    addr,
-                    message: "connection closed by the server".into(),
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                break Error::Connection {
-                    addr,
-                    message: e.to_string(),
-                }
+        if let Some(front) = self.batches.front_mut() {
+            front.0 -= 1;
+            if front.0 == 0 {
+                self.batches.pop_front();
             }
         }
-    };
-    debug!(%addr, error = %error, "connection ended");
-    state.close(error.clone());
-    waiters.close();
-    while let Ok(w) = waiters.try_recv() {
-        pending.push_back(w);
     }
-    for w in pending {
-        w.fail(error.clone());
+
+    fn fail_all(&mut self, error: &Error) {
+        self.batches.clear();
+        for w in self.slots.drain(..) {
+            w.fail(error.clone());
+        }
     }
 }
 
 fn protocol(addr: SocketAddr, e: resp::ProtocolError) -> Error {
     Error::Protocol { addr, message: e.0 }
-}
-
-fn deliver(pending: &mut VecDeque<Waiter>, value: Value) {
-    let mut value = Some(value);
-    let done = match pending.front_mut() {
-        None => return,
-        Some(Waiter::One(_)) => true,
-        Some(Waiter::Many { want, got, .. }) => {
-            got.extend(value.take());
-            got.len() >= *want
-        }
-    };
-    if done {
-        match (pending.pop_front(), value) {
-            (Some(Waiter::One(tx)), Some(value)) => drop(tx.send(Ok(value))),
-            (Some(Waiter::Many { got, tx, .. }), _) => drop(tx.send(Ok(got))),
-            _ => {}
-        }
-    }
 }
 
 /// Connects and greets: AUTH or HELLO, then `CLUSTER REDIRECTS YES`, pipelined. Returns the

@@ -253,12 +253,45 @@ fn blob_len(len: i64) -> Result<usize, ProtocolError> {
 // Parsing
 // ---------------------------------------------------------------------------------------------
 
-/// Parses one complete reply, as delimited by [`Scanner::scan`]. Bulk strings share `frame`'s
-/// memory instead of being copied.
-pub fn parse(frame: &Bytes) -> Result<Value, ProtocolError> {
+/// A complete reply, and how its bulk strings are taken out of it.
+enum Source<'a> {
+    /// Copied: for small replies, cheaper than sharing (no reference count that the reader
+    /// and the callers' threads would both write).
+    Copy(&'a [u8]),
+    /// Shared with the frame: for large replies, no copy.
+    Share(&'a Bytes),
+}
+
+impl Source<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Source::Copy(b) => b,
+            Source::Share(b) => b,
+        }
+    }
+
+    fn take(&self, range: std::ops::Range<usize>) -> Bytes {
+        match self {
+            Source::Copy(b) => Bytes::copy_from_slice(&b[range]),
+            Source::Share(b) => b.slice(range),
+        }
+    }
+}
+
+/// Parses one complete reply, as delimited by [`Scanner::scan`], copying its strings.
+pub fn parse(frame: &[u8]) -> Result<Value, ProtocolError> {
+    parse_source(&Source::Copy(frame))
+}
+
+/// Parses one complete reply; bulk strings share `frame`'s memory instead of being copied.
+pub fn parse_shared(frame: &Bytes) -> Result<Value, ProtocolError> {
+    parse_source(&Source::Share(frame))
+}
+
+fn parse_source(frame: &Source<'_>) -> Result<Value, ProtocolError> {
     let mut pos = 0;
     let value = parse_at(frame, &mut pos, 0)?;
-    if pos != frame.len() {
+    if pos != frame.bytes().len() {
         return Err(bad("trailing bytes after reply"));
     }
     Ok(value)
@@ -271,8 +304,11 @@ pub fn parse_one(buf: &[u8]) -> Result<Option<(Value, usize)>, ProtocolError> {
     match Scanner::new().scan(buf)? {
         None => Ok(None),
         Some(len) => {
-            let frame = Bytes::copy_from_slice(&buf[..len]);
-            Ok(Some((parse(&frame)?, len)))
+            // Both ways of taking strings out must agree.
+            let copied = parse(&buf[..len])?;
+            let shared = parse_shared(&Bytes::copy_from_slice(&buf[..len]))?;
+            debug_assert_eq!(format!("{copied:?}"), format!("{shared:?}"));
+            Ok(Some((copied, len)))
         }
     }
 }
@@ -281,16 +317,18 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn parse_at(frame: &Bytes, pos: &mut usize, depth: usize) -> Result<Value, ProtocolError> {
+fn parse_at(source: &Source<'_>, pos: &mut usize, depth: usize) -> Result<Value, ProtocolError> {
     if depth > MAX_DEPTH {
         return Err(bad("reply nested too deeply"));
     }
+    let frame = source.bytes();
     let start = *pos;
     let line_end = find_crlf(frame, start)?.ok_or_else(|| bad("truncated reply"))?;
     let kind = frame[start];
     let line = &frame[start + 1..line_end];
     *pos = line_end + 2;
     Ok(match kind {
+        b'+' if line == b"OK" => Value::Okay,
         b'+' => Value::Simple(text(line)),
         b'-' => Value::Error(ServerError::parse(line)),
         b':' => Value::Int(parse_int(line)?),
@@ -321,10 +359,10 @@ fn parse_at(frame: &Bytes, pos: &mut usize, depth: usize) -> Result<Value, Proto
                 return Err(bad("truncated bulk string"));
             }
             *pos = body_end + 2;
-            let body = frame.slice(body_start..body_end);
+            let body = &frame[body_start..body_end];
             match kind {
-                b'$' => Value::Bulk(body),
-                b'!' => Value::Error(ServerError::parse(&body)),
+                b'$' => Value::Bulk(source.take(body_start..body_end)),
+                b'!' => Value::Error(ServerError::parse(body)),
                 _ => {
                     // Verbatim: three bytes of format, ':', the text.
                     if body.len() < 4 || body[3] != b':' {
@@ -332,7 +370,7 @@ fn parse_at(frame: &Bytes, pos: &mut usize, depth: usize) -> Result<Value, Proto
                     }
                     Value::Verbatim {
                         format: text(&body[..3]),
-                        text: body.slice(4..),
+                        text: source.take(body_start + 4..body_end),
                     }
                 }
             }
@@ -354,21 +392,21 @@ fn parse_at(frame: &Bytes, pos: &mut usize, depth: usize) -> Result<Value, Proto
                 b'%' | b'|' => {
                     let mut pairs = Vec::with_capacity(n);
                     for _ in 0..n {
-                        let k = parse_at(frame, pos, depth + 1)?;
-                        let v = parse_at(frame, pos, depth + 1)?;
+                        let k = parse_at(source, pos, depth + 1)?;
+                        let v = parse_at(source, pos, depth + 1)?;
                         pairs.push((k, v));
                     }
                     if kind == b'|' {
                         // Attributes annotate the next value; CHKV sends none, and callers
                         // only want the value.
-                        return parse_at(frame, pos, depth + 1);
+                        return parse_at(source, pos, depth + 1);
                     }
                     Value::Map(pairs)
                 }
                 _ => {
                     let mut items = Vec::with_capacity(n);
                     for _ in 0..n {
-                        items.push(parse_at(frame, pos, depth + 1)?);
+                        items.push(parse_at(source, pos, depth + 1)?);
                     }
                     match kind {
                         b'~' => Value::Set(items),
@@ -432,7 +470,8 @@ mod tests {
 
     #[test]
     fn resp2_replies() {
-        assert_eq!(one(b"+OK\r\n"), Value::Simple("OK".into()));
+        assert_eq!(one(b"+OK\r\n"), Value::Okay);
+        assert_eq!(one(b"+PONG\r\n"), Value::Simple("PONG".into()));
         assert_eq!(one(b":-42\r\n"), Value::Int(-42));
         assert_eq!(one(b"$-1\r\n"), Value::Nil);
         assert_eq!(one(b"*-1\r\n"), Value::Nil);
@@ -516,8 +555,7 @@ mod tests {
         for &b in stream {
             buf.push(b);
             while let Some(len) = scanner.scan(&buf).expect("valid") {
-                let frame = Bytes::copy_from_slice(&buf[..len]);
-                got.push(parse(&frame).expect("parses"));
+                got.push(parse(&buf[..len]).expect("parses"));
                 buf.drain(..len);
             }
         }
@@ -525,7 +563,7 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                Value::Simple("OK".into()),
+                Value::Okay,
                 Value::Array(vec![Value::Int(1), bulk("abc"), Value::Array(vec![])]),
                 Value::Nil
             ]
@@ -583,7 +621,11 @@ mod tests {
             Just(Value::Nil),
             any::<i64>().prop_map(Value::Int),
             proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| Value::Bulk(b.into())),
-            "[a-zA-Z0-9 ]{0,20}".prop_map(Value::Simple),
+            "[a-zA-Z0-9 ]{0,20}".prop_map(|s| if s == "OK" {
+                Value::Okay
+            } else {
+                Value::Simple(s)
+            }),
             any::<bool>().prop_map(Value::Boolean),
         ];
         leaf.prop_recursive(4, 64, 8, |inner| {
@@ -606,6 +648,7 @@ mod tests {
                 out.extend_from_slice(b"\r\n");
             }
             Value::Simple(s) => out.extend_from_slice(format!("+{s}\r\n").as_bytes()),
+            Value::Okay => out.extend_from_slice(b"+OK\r\n"),
             Value::Boolean(b) => out.extend_from_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
             Value::Array(items) | Value::Set(items) => {
                 let tag = if matches!(v, Value::Set(_)) { '~' } else { '*' };

@@ -349,6 +349,7 @@ mod tests {
             password: None,
             resp3: false,
             cluster: true,
+            response_timeout: None,
         });
         move |a| Arc::new(NodePool::new(a, config.clone(), 1))
     }

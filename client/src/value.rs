@@ -17,7 +17,9 @@ pub enum Value {
     Int(i64),
     /// `$len`: binary-safe bytes.
     Bulk(Bytes),
-    /// `+text`, e.g. `OK` or `PONG`.
+    /// `+OK`, the most common reply, without an allocation.
+    Okay,
+    /// `+text` other than `OK`, e.g. `PONG`.
     Simple(String),
     /// An error reply inside an aggregate (a top-level error reply becomes
     /// [`Error::Server`]).
@@ -50,6 +52,7 @@ impl Value {
     pub fn as_bytes(&self) -> Option<&[u8]> {
         match self {
             Value::Bulk(b) => Some(b),
+            Value::Okay => Some(b"OK"),
             Value::Simple(s) => Some(s.as_bytes()),
             Value::Verbatim { text, .. } => Some(text),
             _ => None,
@@ -75,7 +78,7 @@ impl Value {
             Value::Nil => "nil",
             Value::Int(_) => "integer",
             Value::Bulk(_) => "bulk string",
-            Value::Simple(_) => "simple string",
+            Value::Okay | Value::Simple(_) => "simple string",
             Value::Error(_) => "error",
             Value::Array(_) => "array",
             Value::Double(_) => "double",
@@ -220,6 +223,7 @@ impl FromValue for Bytes {
     fn from_value(v: Value) -> Result<Bytes, Error> {
         match v {
             Value::Bulk(b) => Ok(b),
+            Value::Okay => Ok(Bytes::from_static(b"OK")),
             Value::Simple(s) => Ok(Bytes::from(s)),
             Value::Verbatim { text, .. } => Ok(text),
             Value::Error(e) => Err(Error::Server(e)),
@@ -238,6 +242,7 @@ impl FromValue for String {
     fn from_value(v: Value) -> Result<String, Error> {
         match v {
             Value::Simple(s) => Ok(s),
+            Value::Okay => Ok("OK".to_string()),
             other => {
                 let b = Bytes::from_value(other)?;
                 String::from_utf8(b.to_vec()).map_err(|_| Error::Type("expected UTF-8 text".into()))
@@ -287,7 +292,7 @@ impl FromValue for bool {
         match v {
             Value::Int(n) => Ok(n != 0),
             Value::Boolean(b) => Ok(b),
-            Value::Simple(_) => Ok(true),
+            Value::Okay | Value::Simple(_) => Ok(true),
             Value::Nil => Ok(false),
             Value::Error(e) => Err(Error::Server(e)),
             other => unexpected("an integer or boolean", &other),
@@ -359,7 +364,8 @@ mod tests {
         assert_eq!(Value::Nil.convert::<Option<Bytes>>().expect("ok"), None);
         assert_eq!(bulk().convert::<i64>().expect("ok"), 12);
         assert_eq!(bulk().convert::<f64>().expect("ok"), 12.0);
-        assert!(Value::Simple("OK".into()).convert::<bool>().expect("ok"));
+        assert!(Value::Okay.convert::<bool>().expect("ok"));
+        assert_eq!(Value::Okay.convert::<String>().expect("ok"), "OK");
         assert!(!Value::Nil.convert::<bool>().expect("ok"));
         assert!(!Value::Int(0).convert::<bool>().expect("ok"));
         assert!(matches!(

@@ -73,7 +73,7 @@ async fn pipelines_answer_in_order() {
         let replies = p.execute_each().await;
         assert_eq!(replies.len(), 603);
         for r in &replies[..200] {
-            assert_eq!(r.as_ref().expect("set"), &Value::Simple("OK".into()));
+            assert_eq!(r.as_ref().expect("set"), &Value::Okay);
         }
         for (i, r) in replies[200..400].iter().enumerate() {
             assert_eq!(r.as_ref().expect("incr"), &Value::Int(i as i64 + 1));

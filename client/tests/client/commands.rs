@@ -285,7 +285,7 @@ async fn node_wide_commands_and_scan() {
             c.cmd(["SET", "g:k", "v", "PX", "100000"])
                 .await
                 .expect("cmd"),
-            Value::Simple("OK".into())
+            Value::Okay
         );
         assert_eq!(text(&c.cmd(["GET", "g:k"]).await.expect("cmd")), "v");
         let info = c.cmd(["CLUSTER", "INFO"]).await.expect("cluster info");
