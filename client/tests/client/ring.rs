@@ -38,6 +38,13 @@ enum Expect {
     Gone,
 }
 
+/// When the test started, to date errors against the phases it prints.
+static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+fn at() -> String {
+    format!("{:?}", START.get_or_init(Instant::now).elapsed())
+}
+
 /// Keys the killed node held, published just before the kill.
 type Lost = Arc<Mutex<Option<Arc<HashSet<String>>>>>;
 
@@ -91,7 +98,7 @@ async fn load(
                     Ok(n) => out
                         .errors
                         .push(format!("INCR {key}: {n}, expected {}", before + 1)),
-                    Err(e) => out.errors.push(format!("INCR {key}: {e}")),
+                    Err(e) => out.errors.push(at() + " " + &format!("INCR {key}: {e}")),
                 }
             } else {
                 check_get(&client, key, &mut out, &lost).await;
@@ -105,7 +112,7 @@ async fn load(
                     Ok(()) => {
                         out.model.insert(key.clone(), Expect::Value(v));
                     }
-                    Err(e) => out.errors.push(format!("SET {key}: {e}")),
+                    Err(e) => out.errors.push(at() + " " + &format!("SET {key}: {e}")),
                 }
             }
             35..=44 => {
@@ -115,7 +122,7 @@ async fn load(
                     Ok(_) => {
                         out.model.insert(key.clone(), Expect::Value(v));
                     }
-                    Err(e) => out.errors.push(format!("SET PX {key}: {e}")),
+                    Err(e) => out.errors.push(at() + " " + &format!("SET PX {key}: {e}")),
                 }
             }
             45..=54 => {
@@ -127,7 +134,7 @@ async fn load(
                     Ok(n) => out
                         .errors
                         .push(format!("DEL {key}: {n}, existed {existed}")),
-                    Err(e) => out.errors.push(format!("DEL {key}: {e}")),
+                    Err(e) => out.errors.push(at() + " " + &format!("DEL {key}: {e}")),
                 }
             }
             55..=69 => {
@@ -141,7 +148,7 @@ async fn load(
                             compare(k, v, &mut out, &lost);
                         }
                     }
-                    Err(e) => out.errors.push(format!("MGET: {e}")),
+                    Err(e) => out.errors.push(at() + " " + &format!("MGET: {e}")),
                 }
             }
             _ => check_get(&client, key, &mut out, &lost).await,
@@ -151,9 +158,30 @@ async fn load(
 }
 
 async fn check_get(client: &Client, key: &str, out: &mut Outcome, lost: &Lost) {
+    let owner = client.node_for_key(key);
+    let epoch = client.ring().epoch;
     match client.get(key).await {
-        Ok(v) => compare(key, v, out, lost),
-        Err(e) => out.errors.push(format!("GET {key}: {e}")),
+        Ok(v) => {
+            let errors = out.errors.len();
+            compare(key, v, out, lost);
+            if out.errors.len() > errors {
+                // Where is the key? Ask every node directly.
+                let mut seen = Vec::new();
+                for node in client.ring().nodes.iter().map(|n| n.client_addr) {
+                    let r = client.cmd_on(node, ["GET", key]).await;
+                    seen.push(format!("{node}: {r:?}"));
+                }
+                let after = client.node_for_key(key);
+                if let Some(e) = out.errors.last_mut() {
+                    e.push_str(&format!(
+                        " [routed to {owner:?} at epoch {epoch}, now {after:?} at epoch {}; nodes: {}]",
+                        client.ring().epoch,
+                        seen.join(", ")
+                    ));
+                }
+            }
+        }
+        Err(e) => out.errors.push(at() + " " + &format!("GET {key}: {e}")),
     }
 }
 
@@ -174,7 +202,7 @@ fn compare(key: &str, got: Option<Bytes>, out: &mut Outcome, lost: &Lost) {
         return;
     }
     out.errors
-        .push(format!("read {key}: {got:?}, acknowledged {want:?}"));
+        .push(at() + " " + &format!("read {key}: {got:?}, acknowledged {want:?}"));
 }
 
 fn start_load(
@@ -237,6 +265,11 @@ async fn check_final(client: &Client, outcomes: &[Outcome], lost: &Lost) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn join_drain_and_kill_under_load() {
     bounded(Duration::from_secs(120), async {
+        at();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let namenode = start_namenode(namenode_config()).await;
         let nn = namenode.datanode_addr();
         let a = start_datanode(Some(nn)).await;
@@ -246,6 +279,12 @@ async fn join_drain_and_kill_under_load() {
             .await
             .expect("client connects");
         converge(&client, 3).await;
+        println!(
+            "nodes: a {} b {} c (process) {}",
+            a.addr(),
+            b.addr(),
+            c.addr
+        );
         let mut ring = client.watch_ring();
         let epochs = Arc::new(Mutex::new(vec![(
             ring.borrow().epoch,
@@ -265,9 +304,10 @@ async fn join_drain_and_kill_under_load() {
         let tasks = start_load(&client, &stop, &total, &lost);
         tokio::time::sleep(Duration::from_millis(500)).await;
 
-        println!("--- a fourth DataNode joins");
+        println!("{} --- a fourth DataNode joins", at());
         let t = Instant::now();
         let d = start_datanode(Some(nn)).await;
+        println!("node d {}", d.addr());
         converge(&client, 4).await;
         println!(
             "joined in {:?}, {} ops so far",
@@ -276,7 +316,10 @@ async fn join_drain_and_kill_under_load() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
 
-        println!("--- draining the second DataNode with `k` on its admin port");
+        println!(
+            "{} --- draining the second DataNode with `k` on its admin port",
+            at()
+        );
         let t = Instant::now();
         let lines = drain(b.admin_addr()).await;
         assert!(
@@ -293,7 +336,7 @@ async fn join_drain_and_kill_under_load() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
 
-        println!("--- SIGKILL to the DataNode process");
+        println!("{} --- SIGKILL to the DataNode process", at());
         let victim: SocketAddr = c.addr;
         let held: HashSet<String> = (0..TASKS)
             .flat_map(key_names)
@@ -367,7 +410,7 @@ async fn namenode_restart_under_load() {
         let tasks = start_load(&client, &stop, &total, &lost);
         tokio::time::sleep(Duration::from_millis(300)).await;
 
-        println!("--- NameNode down");
+        println!("{} --- NameNode down", at());
         let mut ring = client.watch_ring();
         ring.borrow_and_update();
         namenode.shutdown().await;
@@ -377,7 +420,7 @@ async fn namenode_restart_under_load() {
         println!("{during} operations while the NameNode was down");
         assert!(during > 100, "the data plane kept serving");
 
-        println!("--- NameNode back");
+        println!("{} --- NameNode back", at());
         let namenode = start_namenode(config).await;
         step("the client watches the new NameNode", ring.changed())
             .await

@@ -179,7 +179,12 @@ impl ChildDataNode {
             .env(CHILD_ENV, namenode.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // Its logs, when asked for (RUST_LOG), go where ours go.
+            .stderr(if std::env::var_os("RUST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("spawn the DataNode child");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -232,6 +237,10 @@ fn datanode_child() {
         return;
     };
     let namenode: SocketAddr = namenode.parse().expect("NameNode address");
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
