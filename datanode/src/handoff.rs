@@ -169,7 +169,12 @@ fn refresh(node: &Node) {
     let me = my_info(node);
     let effective = {
         let mut ov = h.overrides.lock();
-        ov.retain(|&slot, o| !o.settled_by(base.owner_id(slot), &node.node_id));
+        // Before the first table (a joining node can be handed slots before the NameNode's
+        // welcome reaches it) there is nothing to settle against: every slot would look
+        // unowned and every adoption would be dropped.
+        if !base.standalone {
+            ov.retain(|&slot, o| !o.settled_by(base.owner_id(slot), &node.node_id));
+        }
         base.with_overrides(&ov, &me)
     };
     node.install_routing(effective);
@@ -538,6 +543,40 @@ mod tests {
         let r = on_a.with_overrides(&ov, &info("a", 7000));
         assert_eq!(r.owner(5), Owner::Remote(1));
         assert_eq!(r.addr(1), Some(SocketAddr::from(([127, 0, 0, 1], 7100))));
+    }
+
+    /// A joining node can be handed slots before the NameNode's welcome reaches it (the
+    /// migrate order and the welcome travel on different connections). Those adoptions must
+    /// survive until the first table: dropped, the node sent clients back to the source, which
+    /// sent them back here, until the NameNode published the move.
+    #[test]
+    fn slots_adopted_before_the_first_table_are_kept() {
+        use chkv_common::ring::Ring;
+        let info = |id: &str, port: u16| NodeInfo {
+            id: NodeId::new(id),
+            client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+        };
+        let node = Node::new(crate::config::Config {
+            node_id: Some("b".into()),
+            port: 7100,
+            ..crate::config::Config::default()
+        });
+        assert!(node.routing().standalone, "no table yet");
+        adopt(&node, "a", &[5, 6, 7]);
+        let mut ring = Ring::default();
+        ring.add(NodeId::new("a"));
+        let mut table = ring.slot_table();
+        table.set_epoch(2);
+        // The welcome: every slot still a's, as the NameNode has not heard of the move.
+        let infos = vec![info("a", 7000), info("b", 7100)];
+        assert!(set_base(&node, Routing::from_table(&table, &infos, "b")));
+        let r = node.routing();
+        for s in [5, 6, 7] {
+            assert_eq!(r.owner(s), Owner::Local, "slot {s}");
+        }
+        assert_eq!(r.owner(8), Owner::Remote(0));
+        assert_eq!(r.my_slot_count(), 3);
     }
 
     #[test]
