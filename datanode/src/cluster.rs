@@ -28,6 +28,9 @@ pub struct Routing {
     pub me: Option<u16>,
     /// Owner index of every slot, or [`UNOWNED`].
     pub owners: Vec<u16>,
+    /// Set when the node installs this routing, one more than the previous one's, so a
+    /// request can tell that the snapshot it was planned with is no longer current.
+    pub generation: u64,
 }
 
 /// Where a slot is served.
@@ -47,6 +50,7 @@ impl Routing {
             nodes: vec![],
             me: None,
             owners: vec![],
+            generation: 0,
         }
     }
 
@@ -79,6 +83,7 @@ impl Routing {
             nodes,
             me,
             owners,
+            generation: 0,
         }
     }
 

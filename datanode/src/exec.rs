@@ -101,6 +101,20 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
     // Local work runs under the handoff gate, so a slot cannot be frozen half-way through a
     // command; a request touching a frozen slot of ours waits for the flip instead.
     let _gate = node.handoff.gate.read();
+    // `routing` is the connection's snapshot from when the request's bytes arrived. A flip
+    // installs the new routing before it unfreezes (under the gate), so if the snapshot is
+    // no longer current, work it calls local may belong to a slot handed over since, whose
+    // data is gone: decide again with the routing of now.
+    let current;
+    let (routing, r) = if matches!(r, Route::Local | Route::Split)
+        && routing.generation != node.routing_generation()
+    {
+        current = node.routing();
+        let r = route(&current, spec, req, mode == Redirects::Redirect);
+        (&*current, r)
+    } else {
+        (routing, r)
+    };
     if node.handoff.any_frozen()
         && matches!(r, Route::Local | Route::Split)
         && spec.key_positions(req.len()).any(|i| {
@@ -410,6 +424,53 @@ impl Replies {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A connection plans a whole read's worth of requests with the routing it took when the
+    /// bytes arrived. If the node hands a slot over meanwhile (flip, unfreeze, drop the data),
+    /// a later request of that batch must not run locally on the dropped slot: it would read
+    /// nothing and its writes would be lost. It gets the new owner instead.
+    #[test]
+    fn a_stale_routing_snapshot_never_runs_a_request_locally() {
+        use crate::cmd::testutil::Harness;
+        use chkv_common::proto::NodeInfo;
+        use chkv_common::ring::{NodeId, Ring};
+        let info = |id: &str, port: u16| NodeInfo {
+            id: NodeId::new(id),
+            client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+        };
+        let mut h = Harness::with_config(crate::config::Config {
+            node_id: Some("b".into()),
+            port: 7100,
+            ..crate::config::Config::default()
+        });
+        h.session.redirects = Redirects::Redirect;
+        let infos = vec![info("a", 7000), info("b", 7100)];
+        let table = |owner: &str, epoch: u64| {
+            let mut ring = Ring::default();
+            ring.add(NodeId::new(owner));
+            let mut t = ring.slot_table();
+            t.set_epoch(epoch);
+            crate::cluster::Routing::from_table(&t, &infos, "b")
+        };
+        assert!(h.node.set_routing(table("b", 1)));
+        let snapshot = h.node.routing();
+        let get = Request::from_args(["GET", "k"]);
+        assert!(matches!(
+            plan(&h.node, &mut h.session, &snapshot, &get),
+            Planned::Now(Frame::Null)
+        ));
+        // The slot of "k" now belongs to a (a flip, or a new table); the batch goes on with
+        // its old snapshot.
+        assert!(h.node.set_routing(table("a", 2)));
+        match plan(&h.node, &mut h.session, &snapshot, &get) {
+            Planned::Now(f) => assert_eq!(
+                f,
+                Frame::error(format!("MOVED {} 127.0.0.1:7000", key_slot(b"k")))
+            ),
+            Planned::Later(_) => panic!("expected an immediate MOVED"),
+        }
+    }
 
     #[test]
     fn moved_parsing() {

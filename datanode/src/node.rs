@@ -9,7 +9,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -101,6 +101,8 @@ pub struct Node {
     /// This node's id in the cluster (40 hex characters).
     pub node_id: String,
     routing: RwLock<Arc<Routing>>,
+    /// The generation of the installed routing (see [`Routing::generation`]).
+    routing_generation: AtomicU64,
     pub peers: Peers,
     pub handoff: crate::handoff::Handoff,
 }
@@ -118,6 +120,7 @@ impl Node {
             db: Db::new(),
             node_id,
             routing: RwLock::new(Arc::new(Routing::standalone())),
+            routing_generation: AtomicU64::new(0),
             peers,
             handoff: crate::handoff::Handoff::default(),
             config: RwLock::new(config),
@@ -158,10 +161,22 @@ impl Node {
     }
 
     /// Installs the effective routing snapshot (table plus overrides).
-    pub(crate) fn install_routing(&self, r: Routing) {
+    pub(crate) fn install_routing(&self, mut r: Routing) {
         let keep: Vec<SocketAddr> = r.nodes.iter().map(|n| n.client_addr).collect();
-        *self.routing.write() = Arc::new(r);
+        {
+            let mut current = self.routing.write();
+            r.generation = current.generation + 1;
+            // Published before the lock is released, so whoever sees the new routing's
+            // effects (an unfrozen slot) also sees that older snapshots are stale.
+            self.routing_generation.store(r.generation, SeqCst);
+            *current = Arc::new(r);
+        }
         self.peers.retain(|a| keep.contains(a));
+    }
+
+    /// The generation of the routing installed now.
+    pub fn routing_generation(&self) -> u64 {
+        self.routing_generation.load(SeqCst)
     }
 
     /// The address clients and peers use to reach this node.
