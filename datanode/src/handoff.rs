@@ -165,10 +165,14 @@ pub fn set_base(node: &Node, base: Routing) -> bool {
 /// the table has caught up with.
 fn refresh(node: &Node) {
     let h = &node.handoff;
-    let base = h.base.read().clone();
     let me = my_info(node);
+    // One refresh at a time, from reading the base to installing the result: a table from
+    // the NameNode (the agent) and a flip (a peer connection) refresh concurrently, and a
+    // routing computed before the other's change but installed after it would undo that
+    // change until the next refresh.
+    let mut ov = h.overrides.lock();
+    let base = h.base.read().clone();
     let effective = {
-        let mut ov = h.overrides.lock();
         // Before the first table (a joining node can be handed slots before the NameNode's
         // welcome reaches it) there is nothing to settle against: every slot would look
         // unowned and every adoption would be dropped.
@@ -178,6 +182,7 @@ fn refresh(node: &Node) {
         base.with_overrides(&ov, &me)
     };
     node.install_routing(effective);
+    drop(ov);
 }
 
 fn my_info(node: &Node) -> NodeInfo {
@@ -543,6 +548,65 @@ mod tests {
         let r = on_a.with_overrides(&ov, &info("a", 7000));
         assert_eq!(r.owner(5), Owner::Remote(1));
         assert_eq!(r.addr(1), Some(SocketAddr::from(([127, 0, 0, 1], 7100))));
+    }
+
+    /// A table from the NameNode (the agent task) and a handoff flip (a peer connection)
+    /// refresh the routing at the same time: whatever the interleaving, the routing installed
+    /// last must include every override. (A stress test: the window it guards, between
+    /// computing a routing and installing it, is too narrow to hit on every run.)
+    #[test]
+    fn concurrent_refreshes_keep_every_override() {
+        use chkv_common::ring::Ring;
+        let info = |id: &str, port: u16| NodeInfo {
+            id: NodeId::new(id),
+            client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+        };
+        let mut ring = Ring::default();
+        ring.add(NodeId::new("a"));
+        let node = Arc::new(Node::new(crate::config::Config {
+            node_id: Some("b".into()),
+            port: 7100,
+            ..crate::config::Config::default()
+        }));
+        let infos = vec![info("a", 7000), info("b", 7100)];
+        let table_at = |epoch: u64| {
+            let mut t = ring.slot_table();
+            t.set_epoch(epoch);
+            Routing::from_table(&t, &infos, "b")
+        };
+        set_base(&node, table_at(1));
+        // Each round races tables from more threads than cores (so some are preempted between
+        // computing and installing) against one flip.
+        let mut epoch = 1;
+        for slot in 0..100u16 {
+            let start = Arc::new(std::sync::Barrier::new(5));
+            let mut threads = Vec::new();
+            for _ in 0..4 {
+                epoch += 1;
+                let base = table_at(epoch);
+                let (node, start) = (node.clone(), start.clone());
+                threads.push(std::thread::spawn(move || {
+                    start.wait();
+                    set_base(&node, base);
+                }));
+            }
+            let (n, st) = (node.clone(), start.clone());
+            threads.push(std::thread::spawn(move || {
+                st.wait();
+                adopt(&n, "a", &[slot]);
+            }));
+            for t in threads {
+                t.join().expect("thread");
+            }
+            let r = node.routing();
+            assert_eq!(
+                r.owner(slot),
+                Owner::Local,
+                "adopted slot {slot} routed away"
+            );
+            assert_eq!(r.epoch, epoch, "an older table installed last");
+        }
     }
 
     /// A joining node can be handed slots before the NameNode's welcome reaches it (the
