@@ -31,9 +31,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
@@ -99,6 +98,8 @@ struct State {
     /// Why the connection ended, for the errors of requests that find it closed.
     error: Mutex<Option<Error>>,
     closed_at: Mutex<Option<Instant>>,
+    /// Requests handed to the reader and not answered yet: a hint for batching writes.
+    in_flight: AtomicUsize,
 }
 
 impl State {
@@ -278,7 +279,7 @@ fn recently(state: &State) -> bool {
         .is_some_and(|at| at.elapsed() < FAIL_FAST)
 }
 
-/// The connection's life: connect and greet, then drive the socket until it ends.
+/// The connection's life: connect and greet, then the writer here and the reader beside it.
 async fn run(
     addr: SocketAddr,
     config: Arc<ConnConfig>,
@@ -290,15 +291,44 @@ async fn run(
         Err(e) => return fail_queued(&state, &mut jobs, e),
     };
     state.connected.store(true, Ordering::Release);
-    let mut driver = Driver::new(addr, stream, leftover, config.response_timeout);
-    match std::future::poll_fn(|cx| driver.poll(cx, &mut jobs)).await {
-        Ok(()) => debug!(%addr, "connection closed: no handle left"),
-        Err(e) => {
-            debug!(%addr, error = %e, "connection ended");
-            driver.pending.fail_all(&e);
-            fail_queued(&state, &mut jobs, e);
+    let (rd, wr) = stream.into_split();
+    let (batches_tx, batches_rx) = mpsc::unbounded_channel();
+    let mut reader = tokio::spawn(read_loop(
+        addr,
+        rd,
+        leftover,
+        batches_rx,
+        config.response_timeout,
+        state.clone(),
+    ));
+    let written = tokio::select! {
+        written = write_loop(addr, wr, &mut jobs, batches_tx, &state.in_flight) => Some(written),
+        // The reader ended (and recorded why): stop the writer, even in the middle of a
+        // write to a node that stopped reading.
+        _ = &mut reader => None,
+    };
+    match written {
+        Some(Err(e)) => {
+            // The socket is broken: stop the reader too, which drops its slots (their callers
+            // see a connection error).
+            state.close(e);
+            reader.abort();
         }
+        // Every handle is gone: the reader finishes the replies already asked for.
+        Some(Ok(())) => drop(reader.await),
+        None => {}
     }
+    // Requests still queued were never written: they fail with why the connection ended,
+    // and their callers retry them elsewhere.
+    let error = state.error.lock().ok().and_then(|e| e.clone());
+    fail_queued(
+        &state,
+        &mut jobs,
+        error.unwrap_or_else(|| Error::Connection {
+            addr,
+            message: "connection closed".into(),
+        }),
+    );
 }
 
 /// Records why the connection ended and fails every request still queued with it.
@@ -310,218 +340,211 @@ fn fail_queued(state: &State, jobs: &mut mpsc::UnboundedReceiver<Job>, e: Error)
     }
 }
 
-/// Requests taken from the channel but not written yet, at most (beyond this, requests wait
-/// in the channel until the socket drains: memory follows what the node accepts).
-const MAX_UNWRITTEN: usize = 1024 * 1024;
-/// Rounds of work in one poll before yielding to the other tasks of the thread.
-const MAX_ROUNDS: usize = 32;
-
-/// The state of a live connection, driven by one task: take requests, write, read replies,
-/// fill slots. Reading is polled whether or not a write is pending, so a node that stops
-/// reading while it writes cannot deadlock us.
-struct Driver {
-    addr: SocketAddr,
-    stream: TcpStream,
-    /// Chunks to write before `out`: big requests are written from their own buffer.
-    queued: VecDeque<Bytes>,
-    /// Small requests gathered for the next write.
-    out: BytesMut,
-    read: BytesMut,
-    scanner: Scanner,
-    pending: Outstanding,
-    jobs_done: bool,
-    timeout: Option<Duration>,
-    tick: tokio::time::Interval,
+/// The reply slots of one write, and when its requests were taken.
+struct Batch {
+    sent: Instant,
+    waiters: Vec<Waiter>,
 }
 
-impl Driver {
-    fn new(
-        addr: SocketAddr,
-        stream: TcpStream,
-        leftover: BytesMut,
-        timeout: Option<Duration>,
-    ) -> Driver {
-        // Overdue replies are looked for a few times per timeout.
-        let period = timeout.map_or(Duration::from_secs(3600), |t| (t / 4).max(TICK_MIN));
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Driver {
-            addr,
-            stream,
-            queued: VecDeque::new(),
-            out: BytesMut::with_capacity(READ_CHUNK),
-            read: leftover,
-            scanner: Scanner::new(),
-            pending: Outstanding::default(),
-            jobs_done: false,
-            timeout,
-            tick,
+/// Writes requests until every handle is dropped (`Ok`) or the socket fails (`Err`).
+///
+/// The reply slots of a batch go to the reader in one message, stamped once, before any byte
+/// of their requests is written.
+async fn write_loop(
+    addr: SocketAddr,
+    mut wr: OwnedWriteHalf,
+    jobs: &mut mpsc::UnboundedReceiver<Job>,
+    batches: mpsc::UnboundedSender<Batch>,
+    in_flight: &AtomicUsize,
+) -> Result<()> {
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let lost = |e: std::io::Error| Error::Connection {
+        addr,
+        message: e.to_string(),
+    };
+    let closed = || Error::Connection {
+        addr,
+        message: "connection closed".into(),
+    };
+    // Requests in the previous write: more than one means concurrent callers.
+    let mut last_batch = 0usize;
+    while let Some(first) = jobs.recv().await {
+        if last_batch > 1 || in_flight.load(Ordering::Relaxed) > 0 {
+            // Concurrent callers: let those that are ready to run queue their requests before
+            // we write, so the node reads many requests per read (its cost is per read, not
+            // per request) instead of the one or two that woke us. Measured with 50 callers:
+            // the node spends half the CPU per request and throughput goes up by half. A
+            // lone caller (nothing else in flight) skips it: the yield costs a poll of the
+            // I/O driver.
+            tokio::task::yield_now().await;
         }
-    }
-
-    fn unwritten(&self) -> usize {
-        self.out.len() + self.queued.iter().map(Bytes::len).sum::<usize>()
-    }
-
-    fn lost(&self, e: std::io::Error) -> Error {
-        Error::Connection {
-            addr: self.addr,
-            message: e.to_string(),
-        }
-    }
-
-    /// `Ready(Ok)` once every handle is gone and every reply is in; `Ready(Err)` when the
-    /// connection fails.
-    fn poll(
-        &mut self,
-        cx: &mut Context<'_>,
-        jobs: &mut mpsc::UnboundedReceiver<Job>,
-    ) -> Poll<Result<()>> {
-        for _ in 0..MAX_ROUNDS {
-            let mut progress = self.take_jobs(cx, jobs);
-            progress |= self.write(cx)?;
-            progress |= self.read(cx)?;
-            if self.jobs_done && self.pending.is_empty() && self.unwritten() == 0 {
-                return Poll::Ready(Ok(()));
-            }
-            // Ticks that pass while nothing is outstanding are consumed by the next check.
-            if let (Some(after), false) = (self.timeout, self.pending.is_empty()) {
-                while self.tick.poll_tick(cx).is_ready() {
-                    if self.pending.oldest().is_some_and(|t| t.elapsed() >= after) {
-                        return Poll::Ready(Err(Error::Timeout {
-                            addr: self.addr,
-                            after,
-                        }));
-                    }
-                }
-            }
-            if !progress {
-                return Poll::Pending;
-            }
-        }
-        // Still busy: let the thread's other tasks run, and come back.
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-
-    /// Takes queued requests: their slots go to `pending` (stamped once per batch), their
-    /// bytes to the write buffers.
-    fn take_jobs(&mut self, cx: &mut Context<'_>, jobs: &mut mpsc::UnboundedReceiver<Job>) -> bool {
-        let mut stamp = None;
-        while !self.jobs_done && self.unwritten() < MAX_UNWRITTEN {
-            match jobs.poll_recv(cx) {
-                Poll::Ready(Some(job)) => {
-                    let now = *stamp.get_or_insert_with(Instant::now);
-                    self.pending.push(job.waiter, now);
-                    if job.data.len() >= WRITE_BATCH {
-                        if !self.out.is_empty() {
-                            self.queued.push_back(self.out.split().freeze());
-                        }
-                        self.queued.push_back(job.data);
-                    } else {
-                        self.out.extend_from_slice(&job.data);
-                    }
-                }
-                Poll::Ready(None) => self.jobs_done = true,
-                Poll::Pending => break,
-            }
-        }
-        stamp.is_some()
-    }
-
-    /// Writes what it can without waiting.
-    fn write(&mut self, cx: &mut Context<'_>) -> Result<bool> {
-        let mut progress = false;
-        loop {
-            let chunk: &[u8] = match self.queued.front() {
-                Some(front) => front,
-                None if !self.out.is_empty() => &self.out,
-                None => return Ok(progress),
-            };
-            match Pin::new(&mut self.stream).poll_write(cx, chunk) {
-                Poll::Ready(Ok(0)) => {
-                    return Err(Error::Connection {
-                        addr: self.addr,
-                        message: "connection closed while writing".into(),
+        last_batch = 0;
+        let sent = Instant::now();
+        let mut waiters = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            last_batch += 1;
+            waiters.push(job.waiter);
+            if job.data.len() >= WRITE_BATCH {
+                // Big: hand over the slots so far, then write from the request's own buffer.
+                let slots = std::mem::take(&mut waiters);
+                in_flight.fetch_add(slots.len(), Ordering::Relaxed);
+                batches
+                    .send(Batch {
+                        sent,
+                        waiters: slots,
                     })
+                    .map_err(|_| closed())?;
+                if !out.is_empty() {
+                    wr.write_all(&out).await.map_err(lost)?;
+                    out.clear();
                 }
-                Poll::Ready(Ok(n)) => {
-                    progress = true;
-                    match self.queued.front_mut() {
-                        Some(front) => {
-                            front.advance(n);
-                            if front.is_empty() {
-                                self.queued.pop_front();
-                            }
-                        }
-                        None => self.out.advance(n),
-                    }
-                }
-                Poll::Ready(Err(e)) => return Err(self.lost(e)),
-                Poll::Pending => return Ok(progress),
-            }
-        }
-    }
-
-    /// Reads what has arrived and fills the slots of every complete reply.
-    fn read(&mut self, cx: &mut Context<'_>) -> Result<bool> {
-        let mut progress = false;
-        loop {
-            match self.stream.poll_read_ready(cx) {
-                Poll::Pending => return Ok(progress),
-                Poll::Ready(Err(e)) => return Err(self.lost(e)),
-                Poll::Ready(Ok(())) => {}
-            }
-            if self.read.capacity() - self.read.len() < READ_CHUNK / 4 {
-                self.read.reserve(READ_CHUNK);
-            }
-            match self.stream.try_read_buf(&mut self.read) {
-                Ok(0) => {
-                    return Err(Error::Connection {
-                        addr: self.addr,
-                        message: "connection closed by the server".into(),
-                    })
-                }
-                Ok(_) => {
-                    progress = true;
-                    self.replies()?;
-                }
-                // Readiness was stale; `poll_read_ready` registers us for the next bytes.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(self.lost(e)),
-            }
-        }
-    }
-
-    /// Cuts every complete reply out of the read buffer and gives it to its slot.
-    fn replies(&mut self) -> Result<()> {
-        let addr = self.addr;
-        while let Some(len) = self
-            .scanner
-            .scan(&self.read)
-            .map_err(|e| protocol(addr, e))?
-        {
-            let value = if len <= SHARE_ABOVE {
-                let parsed = resp::parse(&self.read[..len]);
-                self.read.advance(len);
-                parsed
+                wr.write_all(&job.data).await.map_err(lost)?;
             } else {
-                resp::parse_shared(&self.read.split_to(len).freeze())
+                out.extend_from_slice(&job.data);
             }
-            .map_err(|e| protocol(addr, e))?;
-            if let Value::Push(_) = value {
-                continue; // out-of-band, answers no request
+            if out.len() < WRITE_BATCH {
+                next = jobs.try_recv().ok();
             }
-            if self.pending.is_empty() {
-                return Err(protocol(
-                    addr,
-                    resp::ProtocolError("reply without a request".into()),
-                ));
-            }
-            self.pending.deliver(value);
         }
-        Ok(())
+        if !waiters.is_empty() {
+            in_flight.fetch_add(waiters.len(), Ordering::Relaxed);
+            batches
+                .send(Batch { sent, waiters })
+                .map_err(|_| closed())?;
+        }
+        if !out.is_empty() {
+            wr.write_all(&out).await.map_err(lost)?;
+            out.clear();
+        }
     }
+    let _ = wr.shutdown().await;
+    Ok(())
+}
+
+/// Reads replies and fills slots in order, until the connection ends, a reply is overdue,
+/// or the writer is gone and every slot is filled.
+async fn read_loop(
+    addr: SocketAddr,
+    mut rd: OwnedReadHalf,
+    mut buf: BytesMut,
+    mut batches: mpsc::UnboundedReceiver<Batch>,
+    timeout: Option<Duration>,
+    state: Arc<State>,
+) {
+    let in_flight = &state.in_flight;
+    let mut scanner = Scanner::new();
+    let mut pending = Outstanding::default();
+    let mut writer_done = false;
+    // Overdue replies are looked for a few times per timeout.
+    let period = timeout.map_or(Duration::from_secs(3600), |t| (t / 4).max(TICK_MIN));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let error = loop {
+        match replies(addr, &mut scanner, &mut buf, &mut pending, &mut batches).await {
+            Ok(0) => {}
+            // Counted in before the batch was handed over, so this never goes below zero.
+            Ok(n) => drop(in_flight.fetch_sub(n, Ordering::Relaxed)),
+            Err(e) => break e,
+        }
+        while let Ok(batch) = batches.try_recv() {
+            pending.push(batch);
+        }
+        if pending.is_empty() && writer_done {
+            return;
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let read = if pending.is_empty() {
+            // Idle: wait for requests to be written (or the writer to finish) as well.
+            tokio::select! {
+                batch = batches.recv() => {
+                    match batch {
+                        Some(batch) => pending.push(batch),
+                        None => writer_done = true,
+                    }
+                    continue;
+                }
+                r = rd.read_buf(&mut buf) => r,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                r = rd.read_buf(&mut buf) => r,
+                // Ticks that pass while nothing is outstanding are consumed here, harmlessly.
+                _ = tick.tick(), if timeout.is_some() => {
+                    if let (Some(after), Some(oldest)) = (timeout, pending.oldest()) {
+                        if oldest.elapsed() >= after {
+                            break Error::Timeout { addr, after };
+                        }
+                    }
+                    continue;
+                }
+            }
+        };
+        match read {
+            Ok(0) => {
+                break Error::Connection {
+                    addr,
+                    message: "connection closed by the server".into(),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                break Error::Connection {
+                    addr,
+                    message: e.to_string(),
+                }
+            }
+        }
+    };
+    debug!(%addr, error = %error, "connection ended");
+    state.close(error.clone());
+    batches.close();
+    while let Ok(batch) = batches.try_recv() {
+        pending.push(batch);
+    }
+    pending.fail_all(&error);
+}
+
+/// Cuts every complete reply out of `buf` and gives it to its slot.
+async fn replies(
+    addr: SocketAddr,
+    scanner: &mut Scanner,
+    buf: &mut BytesMut,
+    pending: &mut Outstanding,
+    batches: &mut mpsc::UnboundedReceiver<Batch>,
+) -> Result<usize> {
+    let mut answered = 0;
+    while let Some(len) = scanner.scan(buf).map_err(|e| protocol(addr, e))? {
+        let value = if len <= SHARE_ABOVE {
+            let parsed = resp::parse(&buf[..len]);
+            buf.advance(len);
+            parsed
+        } else {
+            resp::parse_shared(&buf.split_to(len).freeze())
+        }
+        .map_err(|e| protocol(addr, e))?;
+        if let Value::Push(_) = value {
+            continue; // out-of-band, answers no request
+        }
+        if pending.is_empty() {
+            // Slots are handed over before their requests are written, so this reply's slot
+            // is here or on its way; none coming means a reply nobody asked for.
+            match batches.recv().await {
+                Some(batch) => pending.push(batch),
+                None => {
+                    return Err(protocol(
+                        addr,
+                        resp::ProtocolError("reply without a request".into()),
+                    ))
+                }
+            }
+        }
+        answered += usize::from(pending.deliver(value));
+    }
+    Ok(answered)
 }
 
 /// The reply slots, in write order, with the time their batch was taken.
@@ -537,12 +560,11 @@ impl Outstanding {
         self.slots.is_empty()
     }
 
-    fn push(&mut self, waiter: Waiter, at: Instant) {
-        match self.batches.back_mut() {
-            Some((count, t)) if *t == at => *count += 1,
-            _ => self.batches.push_back((1, at)),
+    fn push(&mut self, batch: Batch) {
+        if !batch.waiters.is_empty() {
+            self.batches.push_back((batch.waiters.len(), batch.sent));
+            self.slots.extend(batch.waiters);
         }
-        self.slots.push_back(waiter);
     }
 
     /// When the oldest outstanding request was taken.
@@ -550,11 +572,12 @@ impl Outstanding {
         self.batches.front().map(|b| b.1)
     }
 
-    /// Gives `value` to the first slot (a pipeline slot takes several).
-    fn deliver(&mut self, value: Value) {
+    /// Gives `value` to the first slot (a pipeline slot takes several); whether that
+    /// answered a whole request.
+    fn deliver(&mut self, value: Value) -> bool {
         let mut value = Some(value);
         let done = match self.slots.front_mut() {
-            None => return,
+            None => return false,
             Some(Waiter::One(_)) => true,
             Some(Waiter::Many { want, got, .. }) => {
                 got.extend(value.take());
@@ -562,7 +585,7 @@ impl Outstanding {
             }
         };
         if !done {
-            return;
+            return false;
         }
         match (self.slots.pop_front(), value) {
             (Some(Waiter::One(tx)), Some(value)) => drop(tx.send(Ok(value))),
@@ -575,6 +598,7 @@ impl Outstanding {
                 self.batches.pop_front();
             }
         }
+        true
     }
 
     fn fail_all(&mut self, error: &Error) {
@@ -663,4 +687,186 @@ async fn handshake(addr: SocketAddr, config: &ConnConfig) -> Result<(TcpStream, 
             ))
         })??;
     Ok((stream, buf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    fn config(timeout: Option<Duration>) -> Arc<ConnConfig> {
+        Arc::new(ConnConfig {
+            connect_timeout: Duration::from_secs(1),
+            password: None,
+            resp3: false,
+            cluster: false,
+            response_timeout: timeout,
+        })
+    }
+
+    /// A fake server: each connection gets `serve(connection number, socket)`.
+    async fn server<F, Fut>(serve: F) -> SocketAddr
+    where
+        F: Fn(usize, TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut n = 0;
+            while let Ok((sock, _)) = listener.accept().await {
+                tokio::spawn(serve(n, sock));
+                n += 1;
+            }
+        });
+        addr
+    }
+
+    /// Answers every `GET key` with the key itself, in order, in random-sized writes.
+    async fn echo_keys(mut sock: TcpStream) {
+        let mut buf = BytesMut::new();
+        let mut scanner = Scanner::new();
+        loop {
+            while let Ok(Some(len)) = scanner.scan(&buf) {
+                let frame = buf.split_to(len);
+                let reply = match resp::parse(&frame) {
+                    Ok(Value::Array(args)) if args.len() == 2 => {
+                        let key = args[1].as_bytes().unwrap_or_default().to_vec();
+                        let mut out = format!("${}\r\n", key.len()).into_bytes();
+                        out.extend_from_slice(&key);
+                        out.extend_from_slice(b"\r\n");
+                        out
+                    }
+                    _ => b"-ERR unexpected\r\n".to_vec(),
+                };
+                // Split the reply to exercise the scanner across reads.
+                let (a, b) = reply.split_at(reply.len() / 2);
+                if sock.write_all(a).await.is_err() || sock.write_all(b).await.is_err() {
+                    return;
+                }
+            }
+            match sock.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_callers_get_their_own_replies() {
+        let addr = server(|_, sock| echo_keys(sock)).await;
+        let pool = Arc::new(NodePool::new(addr, config(None), 1));
+        let mut tasks = Vec::new();
+        for t in 0..20 {
+            let pool = pool.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..200 {
+                    let key = format!("k{t}-{i}");
+                    let reply = pool
+                        .send(resp::command(&["GET", &key]))
+                        .expect("sent")
+                        .wait()
+                        .await
+                        .expect("reply");
+                    assert_eq!(reply.as_bytes(), Some(key.as_bytes()));
+                }
+                // A pipeline of three comes back as three replies, in order.
+                let mut data = BytesMut::new();
+                for k in ["a", "b", "c"] {
+                    resp::encode_command(&["GET", k], &mut data);
+                }
+                let replies = pool
+                    .send_many(data.freeze(), 3)
+                    .expect("sent")
+                    .wait()
+                    .await
+                    .expect("replies");
+                let got: Vec<&[u8]> = replies.iter().filter_map(Value::as_bytes).collect();
+                assert_eq!(got, [&b"a"[..], b"b", b"c"]);
+            }));
+        }
+        for t in tasks {
+            t.await.expect("caller");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_overdue_reply_fails_what_waits_and_the_next_request_reconnects() {
+        // The first connection reads and never answers; later ones answer.
+        let addr = server(|n, mut sock| async move {
+            if n == 0 {
+                let mut sink = vec![0u8; 1024];
+                while matches!(sock.read(&mut sink).await, Ok(k) if k > 0) {}
+            } else {
+                echo_keys(sock).await;
+            }
+        })
+        .await;
+        let pool = NodePool::new(addr, config(Some(Duration::from_millis(200))), 1);
+        let started = Instant::now();
+        let first = pool.send(resp::command(&["GET", "x"])).expect("sent");
+        let second = pool.send(resp::command(&["GET", "y"])).expect("sent");
+        for pending in [first, second] {
+            match pending.wait().await {
+                Err(Error::Timeout { after, .. }) => assert_eq!(after, Duration::from_millis(200)),
+                other => panic!("expected a timeout, got {other:?}"),
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let reply = pool
+            .send(resp::command(&["GET", "z"]))
+            .expect("sent")
+            .wait()
+            .await
+            .expect("a new connection answers");
+        assert_eq!(reply.as_bytes(), Some(&b"z"[..]));
+    }
+
+    #[tokio::test]
+    async fn garbage_and_hangups_are_errors_not_panics() {
+        let garbage = server(|_, mut sock| async move {
+            let mut sink = [0u8; 64];
+            let _ = sock.read(&mut sink).await;
+            let _ = sock.write_all(b"?what\r\n").await;
+            let _ = sock.read(&mut sink).await;
+        })
+        .await;
+        let pool = NodePool::new(garbage, config(None), 1);
+        let err = pool
+            .send(resp::command(&["PING"]))
+            .expect("sent")
+            .wait()
+            .await
+            .expect_err("not RESP");
+        assert!(matches!(err, Error::Protocol { .. }), "{err}");
+
+        let hangup = server(|_, mut sock| async move {
+            let mut sink = [0u8; 64];
+            let _ = sock.read(&mut sink).await;
+        })
+        .await;
+        let pool = NodePool::new(hangup, config(None), 1);
+        let err = pool
+            .send(resp::command(&["PING"]))
+            .expect("sent")
+            .wait()
+            .await
+            .expect_err("closed");
+        assert!(matches!(err, Error::Connection { .. }), "{err}");
+
+        // Nobody listens: the connect error, then fail-fast without dialing again.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let nobody = listener.local_addr().expect("addr");
+        drop(listener);
+        let pool = NodePool::new(nobody, config(None), 1);
+        let err = pool
+            .send(resp::command(&["PING"]))
+            .expect("queued while connecting")
+            .wait()
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, Error::Connection { .. }), "{err}");
+        let again = pool.send(resp::command(&["PING"]));
+        assert!(matches!(again, Err(Error::Connection { .. })), "fails fast");
+    }
 }
