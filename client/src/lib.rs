@@ -77,3 +77,8 @@ pub use value::{FromValue, ServerError, ServerErrorKind, Value};
 
 pub use bytes::Bytes;
 pub use chkv_common::NodeInfo;
+
+/// The README's Rust example, compiled with the doctests so it keeps up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
