@@ -387,3 +387,67 @@ async fn connect_errors() {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_over_resp2_and_resp3() {
+    bounded(Duration::from_secs(30), async {
+        let mut config = crate::util::datanode_config(None);
+        config.requirepass = Some(b"s3cret".to_vec());
+        let node = chkv_datanode::server::start(config)
+            .await
+            .expect("DataNode starts");
+        for resp3 in [false, true] {
+            let c = Client::builder()
+                .password("s3cret")
+                .resp3(resp3)
+                .connect_standalone(node.addr())
+                .await
+                .expect("authenticated connect");
+            c.set("k", "v").await.expect("set");
+            assert_eq!(c.get("k").await.expect("get"), b("v"));
+            let err = Client::builder()
+                .password("wrong")
+                .resp3(resp3)
+                .connect_standalone(node.addr())
+                .await
+                .expect_err("wrong password");
+            assert_eq!(err.code(), Some("WRONGPASS"), "{err}");
+        }
+        let err = Client::builder()
+            .connect_standalone(node.addr())
+            .await
+            .expect_err("no password");
+        assert_eq!(err.code(), Some("NOAUTH"), "{err}");
+        node.shutdown().await;
+    })
+    .await
+}
+
+/// The blocking wrapper, from a thread without a runtime; the DataNode runs on its own.
+#[test]
+fn blocking_client() {
+    let server = tokio::runtime::Runtime::new().expect("runtime");
+    let node = server.block_on(crate::util::start_datanode(None));
+    let c = chkv_client::blocking::Client::connect_standalone(Client::builder(), node.addr())
+        .expect("blocking connect");
+    c.set("a", "1").expect("set");
+    assert_eq!(c.get("a").expect("get"), b("1"));
+    assert_eq!(c.incrby("n", 5).expect("incrby"), 5);
+    c.mset([("x", "1"), ("y", "2")]).expect("mset");
+    assert_eq!(
+        c.mget(["x", "y", "z"]).expect("mget"),
+        vec![b("1"), b("2"), None]
+    );
+    assert_eq!(c.exists(["x", "y", "z"]).expect("exists"), 2);
+    assert!(c.expire("x", 100).expect("expire"));
+    assert!(c.ttl("x").expect("ttl").duration().is_some());
+    assert_eq!(c.dbsize().expect("dbsize"), 4);
+    assert_eq!(c.del(["x", "y"]).expect("del"), 2);
+    let len: i64 = c
+        .run(|c| async move { c.strlen("a").await })
+        .expect("strlen");
+    assert_eq!(len, 1);
+    assert_eq!(c.cmd(["PING"]).expect("ping"), Value::Simple("PONG".into()));
+    drop(c);
+    server.block_on(node.shutdown());
+}
