@@ -374,19 +374,6 @@ impl Shared {
         }
     }
 
-    /// The pool a request for `target` goes to now.
-    fn pool_for(&self, target: Target) -> Result<Arc<NodePool>> {
-        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
-        let pool = match target {
-            Target::Slot(slot) => routes.owner(slot),
-            Target::Any => routes.any(),
-        };
-        pool.cloned().ok_or_else(|| match target {
-            Target::Slot(slot) => Error::NoCluster(format!("no DataNode owns slot {slot}")),
-            Target::Any => Error::NoCluster("no DataNode in the slot table".into()),
-        })
-    }
-
     /// Sends one request to the owner of `target`, under the routes lock (no pool clone).
     fn send(&self, target: Target, data: Bytes) -> Result<Pending<Value>> {
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
@@ -394,15 +381,12 @@ impl Shared {
             Target::Slot(slot) => routes.owner(slot),
             Target::Any => routes.any(),
         };
-        match pool {
-            Some(pool) => pool.send(data),
-            None => {
-                drop(routes);
-                Err(self
-                    .pool_for(target)
-                    .err()
-                    .unwrap_or_else(|| Error::NoCluster("no DataNode in the slot table".into())))
+        match (pool, target) {
+            (Some(pool), _) => pool.send(data),
+            (None, Target::Slot(slot)) => {
+                Err(Error::NoCluster(format!("no DataNode owns slot {slot}")))
             }
+            (None, Target::Any) => Err(Error::NoCluster("no DataNode in the slot table".into())),
         }
     }
 

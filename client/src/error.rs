@@ -7,6 +7,7 @@ use crate::value::{ServerError, ServerErrorKind};
 
 /// Everything a call can fail with. Each variant says whether the library already retried.
 #[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A DataNode could not be reached, or its connection dropped before the reply arrived.
     /// Routed commands retry this within the retry budget (the ring may have changed), so a
@@ -42,9 +43,6 @@ pub enum Error {
     /// Redis would refuse.
     #[error("invalid request: {0}")]
     Invalid(String),
-    /// The client was shut down.
-    #[error("client closed")]
-    Closed,
 }
 
 impl Error {
