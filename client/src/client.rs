@@ -427,9 +427,9 @@ impl Shared {
                 Retry::Moved { slot, addr } => {
                     self.apply_moved(slot, addr);
                     hops += 1;
-                    // A redirect leads forward during a handoff: follow it at once. More than
-                    // two in a row mean nodes that disagree for the moment (one has not applied
-                    // the newest table): wait for the cluster to settle rather than bounce.
+                    // A redirect leads forward during a handoff: follow it at once. Beyond the
+                    // second for one request, nodes disagree for the moment (one has not
+                    // applied the newest table): wait for the cluster to settle, not bounce.
                     if hops > 2 {
                         self.wait_for_table(hops - 2, started).await;
                     }
