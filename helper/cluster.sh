@@ -126,8 +126,23 @@ fi
 
 echo "Press Ctrl-C to stop the cluster."
 while :; do
-    for pid in "${CHKV_PIDS[@]}"; do
-        pid_alive "$pid" || die "${CHKV_PID_NAME[$pid]:-pid $pid} exited; see $CHKV_TMP"
+    for i in "${!CHKV_PIDS[@]}"; do
+        pid=${CHKV_PIDS[i]}
+        if [[ -z "$pid" ]] || pid_alive "$pid"; then
+            continue
+        fi
+        name=${CHKV_PID_NAME[$pid]:-pid $pid}
+        status=0
+        wait "$pid" 2>/dev/null || status=$?
+        # A DataNode drained with `k` on its admin port hands its slots over and exits 0;
+        # the cluster goes on without it. Any other exit is a failure.
+        if [[ $name == chkv-datanode:* && $status == 0 ]]; then
+            log "$name drained and exited; the cluster goes on without it"
+            CHKV_PIDS[i]=""
+            unset "CHKV_PID_NAME[$pid]"
+        else
+            die "$name exited (status $status); see $CHKV_TMP"
+        fi
     done
     sleep 1
 done

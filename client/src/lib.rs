@@ -1,6 +1,84 @@
 //! # CHKV client
 //!
-//! The embedded async (tokio) client library will watch the NameNode's ring, keep pipelined
-//! connections to each DataNode and route every key to its owner by slot, retrying on ring
-//! changes. It is built by the client-library issue; until then this crate only holds its place
-//! in the workspace. Any Redis client can already talk to a DataNode directly.
+//! An embedded async (tokio) client for CHKV that routes every key to its DataNode by itself.
+//!
+//! [`Client::connect`] asks the NameNode for the slot table and keeps watching it; each
+//! request goes straight to the DataNode owning its key's slot, over a pipelined connection
+//! that many tasks share. When the ring changes (a node joins, drains or dies) the client
+//! follows: a node that handed a slot over answers `-MOVED` and the client goes to the new
+//! owner; a dropped connection or a cluster between tables is retried within a bounded
+//! budget. Planned joins and drains are invisible to callers.
+//!
+//! ```no_run
+//! use chkv_client::{Client, SetOptions};
+//!
+//! # async fn demo() -> chkv_client::Result<()> {
+//! let client = Client::connect("127.0.0.1:10102").await?; // the NameNode's watch port
+//! client.set("greeting", "hello").await?;
+//! assert_eq!(client.get("greeting").await?.as_deref(), Some(&b"hello"[..]));
+//! client.set_with("session", "s3cr3t", SetOptions::new().nx().ex(60)).await?;
+//! let values = client.mget(["greeting", "session", "missing"]).await?; // across nodes
+//! assert_eq!(values.len(), 3);
+//! client.del(["greeting", "session"]).await?;
+//!
+//! // Anything else, as raw arguments:
+//! let info = client.cmd(["CLUSTER", "INFO"]).await?;
+//!
+//! // Many commands in one round trip per node:
+//! let replies = client.pipeline().set("a", "1").incr("n").get("a").execute().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`client`](Client): the builder, the routing state and the retry loop (one `match` on
+//!   what a failure means: [`Error`] variants say whether they were retried).
+//! - `conn`: one multiplexed connection per DataNode (a small pool of them): a background
+//!   writer and reader own the socket; callers queue requests and await their replies,
+//!   matched in order.
+//! - `routing`: the slot map (table plus what `-MOVED` taught since) and the command table
+//!   of key positions.
+//! - `watcher`: the long-lived watch on the NameNode, with reconnects and backoff.
+//! - [`Value`]/[`FromValue`] and `resp`: replies and a compact RESP2/RESP3 decoder that
+//!   never trusts the network.
+//! - The typed API ([`Client::get`], [`Client::set_with`], ...), [`Pipeline`],
+//!   [`Client::scan_all`], and [`blocking::Client`] for code without an async runtime.
+//!
+//! # Semantics worth knowing
+//! - Connections say `CLUSTER REDIRECTS YES`, so a DataNode never forwards our requests: one
+//!   hop, and `-MOVED` when the ring has moved on.
+//! - Multi-key commands follow Redis Cluster: MGET, MSET, DEL, UNLINK, EXISTS and TOUCH are
+//!   split per slot by the client; MSETNX, RENAME, RENAMENX and COPY need their keys in one
+//!   slot (hash tags: `{user42}.a`, `{user42}.b`).
+//! - Node-local commands (DBSIZE, KEYS, SCAN, FLUSHALL) have cluster-wide methods
+//!   ([`Client::dbsize`], [`Client::keys`], [`Client::scan_all`], [`Client::flushall`]) and
+//!   per-node ones ([`Client::keys_on`], [`Client::scan_on`], [`Client::cmd_on`]).
+//! - A request whose connection drops after it was written is retried: a write may then be
+//!   applied twice (at-least-once), as with other cluster clients. A timeout is not retried.
+
+pub mod blocking;
+mod client;
+mod commands;
+mod conn;
+mod error;
+mod pipeline;
+mod resp;
+mod routing;
+mod value;
+mod watcher;
+
+pub use client::{Builder, Client, NameNodes, RetryBudget, RingInfo};
+pub use commands::{
+    ExpireCondition, ExpireTime, GetExpiry, ScanAll, ScanOptions, SetCondition, SetExpiry,
+    SetOptions, SetReply, Ttl,
+};
+pub use error::{Error, Result};
+pub use pipeline::Pipeline;
+pub use value::{FromValue, ServerError, ServerErrorKind, Value};
+
+pub use bytes::Bytes;
+pub use chkv_common::NodeInfo;
+
+/// The README's Rust example, compiled with the doctests so it keeps up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,794 @@
+//! The client: its builder, the routing state it shares with the NameNode watcher, and the
+//! retry loop every routed request goes through.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use chkv_common::{NodeInfo, SlotTable};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info};
+
+use crate::conn::{ConnConfig, NodePool, Pending};
+use crate::error::{Error, Result, Retry};
+use crate::resp;
+use crate::routing::{key_spec, slot_of, Routes, Split, Target};
+use crate::value::Value;
+use crate::watcher;
+
+/// The cluster as the client last heard of it from the NameNode (see
+/// [`Client::watch_ring`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RingInfo {
+    /// The table's epoch; it grows by one at every ring change.
+    pub epoch: u64,
+    /// The DataNodes of the table (members, including any that own no slot yet).
+    pub nodes: Vec<NodeInfo>,
+    /// Slots with an owner (16384 when the cluster is whole).
+    pub assigned_slots: usize,
+}
+
+impl RingInfo {
+    /// How many DataNodes the table lists.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+/// How many times and for how long a routed request is retried after a redirect, a dropped
+/// connection or a cluster that is between tables, before
+/// [`Error::RetriesExhausted`]. Both bounds apply; the first reached ends the retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryBudget {
+    /// Attempts in all, the first one included.
+    pub attempts: u32,
+    /// Time from the call to the last attempt.
+    pub time: Duration,
+}
+
+impl Default for RetryBudget {
+    /// 32 attempts within 5 s: enough to ride out a handoff's redirects and a killed node's
+    /// removal from the ring (about a second with the NameNode's defaults, up to 4 s when the
+    /// node goes silent without closing its connections).
+    fn default() -> RetryBudget {
+        RetryBudget {
+            attempts: 32,
+            time: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Options for a [`Client`]; [`Client::builder`] starts one.
+#[derive(Clone, Debug)]
+pub struct Builder {
+    connect_timeout: Duration,
+    response_timeout: Option<Duration>,
+    table_timeout: Duration,
+    pool_size: usize,
+    retry: RetryBudget,
+    password: Option<Bytes>,
+    resp3: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Some(Duration::from_secs(2)),
+            table_timeout: Duration::from_secs(10),
+            pool_size: 1,
+            retry: RetryBudget::default(),
+            password: None,
+            resp3: false,
+        }
+    }
+}
+
+impl Builder {
+    /// Longest wait for a TCP connection and its handshake (default 1 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Builder {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Longest wait for a reply (default 2 s). Replies come in order, so an overdue one
+    /// means the connection (or the node) is stuck: every request waiting on it fails with
+    /// [`Error::Timeout`], not retried (they may have run), and the connection is replaced.
+    pub fn response_timeout(mut self, timeout: Duration) -> Builder {
+        self.response_timeout = Some(timeout);
+        self
+    }
+
+    /// Wait for replies as long as it takes.
+    pub fn no_response_timeout(mut self) -> Builder {
+        self.response_timeout = None;
+        self
+    }
+
+    /// Longest wait in [`connect`](Builder::connect) for the first slot table (default 10 s;
+    /// a NameNode that just started sends none during its startup grace, two heartbeats).
+    pub fn table_timeout(mut self, timeout: Duration) -> Builder {
+        self.table_timeout = timeout;
+        self
+    }
+
+    /// Connections per DataNode (default 1). Each carries any number of requests at once;
+    /// more spread the parsing of replies over more tasks.
+    pub fn pool_size(mut self, connections: usize) -> Builder {
+        self.pool_size = connections.max(1);
+        self
+    }
+
+    /// The retry budget of routed requests.
+    pub fn retry_budget(mut self, budget: RetryBudget) -> Builder {
+        self.retry = RetryBudget {
+            attempts: budget.attempts.max(1),
+            time: budget.time,
+        };
+        self
+    }
+
+    /// Password for the DataNodes (`requirepass`), sent with AUTH on every new connection.
+    pub fn password(mut self, password: impl AsRef<[u8]>) -> Builder {
+        self.password = Some(Bytes::copy_from_slice(password.as_ref()));
+        self
+    }
+
+    /// Speak RESP3 (`HELLO 3`) instead of RESP2. The typed API returns the same either way;
+    /// [`Client::cmd`] then returns RESP3 types (maps, doubles, ...).
+    pub fn resp3(mut self, on: bool) -> Builder {
+        self.resp3 = on;
+        self
+    }
+
+    /// Connects through the NameNode(s) at `namenodes` (their client/watch port, 10102 by
+    /// default): waits for the current slot table, then keeps watching for new ones in the
+    /// background, rotating through the addresses with backoff when the connection drops.
+    pub async fn connect(self, namenodes: impl NameNodes) -> Result<Client> {
+        let addrs = namenodes.into_addrs();
+        if addrs.is_empty() {
+            return Err(Error::Invalid("no NameNode address given".into()));
+        }
+        let shared = Arc::new(Shared::new(&self, true));
+        let mut tables = shared.tables.subscribe();
+        let watcher = tokio::spawn(watcher::run(shared.clone(), addrs.clone()));
+        let client = Client {
+            inner: Arc::new(Inner {
+                shared,
+                watcher: Some(watcher),
+            }),
+        };
+        let first = tokio::time::timeout(self.table_timeout, tables.wait_for(|n| *n > 0))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        match first {
+            true => Ok(client),
+            false => Err(Error::NoCluster(format!(
+                "no slot table from the NameNode at {} within {:?}{}",
+                addrs.join(", "),
+                self.table_timeout,
+                client
+                    .inner
+                    .shared
+                    .watch_error()
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// Connects to one DataNode (or any Redis server) without a NameNode: it owns every slot.
+    /// The connection is opened and checked with PING now.
+    pub async fn connect_standalone(self, addr: SocketAddr) -> Result<Client> {
+        let shared = Arc::new(Shared::new(&self, false));
+        let pool = shared.new_pool(addr);
+        *shared.routes.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Routes::standalone(pool));
+        shared.ring.send_replace(RingInfo {
+            epoch: 0,
+            nodes: Vec::new(),
+            assigned_slots: chkv_common::SLOT_COUNT,
+        });
+        let client = Client {
+            inner: Arc::new(Inner {
+                shared,
+                watcher: None,
+            }),
+        };
+        client.cmd_on(addr, ["PING"]).await?;
+        Ok(client)
+    }
+}
+
+/// One or more NameNode addresses (`"host:port"` strings or socket addresses).
+pub trait NameNodes {
+    fn into_addrs(self) -> Vec<String>;
+}
+
+impl NameNodes for &str {
+    fn into_addrs(self) -> Vec<String> {
+        vec![self.to_string()]
+    }
+}
+
+impl NameNodes for String {
+    fn into_addrs(self) -> Vec<String> {
+        vec![self]
+    }
+}
+
+impl NameNodes for SocketAddr {
+    fn into_addrs(self) -> Vec<String> {
+        vec![self.to_string()]
+    }
+}
+
+impl<T: ToString> NameNodes for Vec<T> {
+    fn into_addrs(self) -> Vec<String> {
+        self.iter().map(ToString::to_string).collect()
+    }
+}
+
+impl<T: ToString> NameNodes for &[T] {
+    fn into_addrs(self) -> Vec<String> {
+        self.iter().map(ToString::to_string).collect()
+    }
+}
+
+impl<T: ToString, const N: usize> NameNodes for [T; N] {
+    fn into_addrs(self) -> Vec<String> {
+        self.iter().map(ToString::to_string).collect()
+    }
+}
+
+/// A CHKV client: routes each key to the DataNode that owns its slot, over pipelined
+/// connections, and follows the ring as it changes. Cheap to clone; clones share
+/// connections. The background work stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) shared: Arc<Shared>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let routes = self.inner.shared.routes();
+        f.debug_struct("Client")
+            .field("epoch", &routes.epoch)
+            .field("nodes", &routes.nodes.len())
+            .finish()
+    }
+}
+
+/// What the client and its watcher share.
+pub(crate) struct Shared {
+    pub routes: RwLock<Arc<Routes>>,
+    /// The public view of the latest table.
+    pub ring: watch::Sender<RingInfo>,
+    /// Tables installed so far: retries wait on it for the next one.
+    pub tables: watch::Sender<u64>,
+    /// Why the last NameNode connection attempt failed (for connect's error).
+    pub watch_error: std::sync::Mutex<Option<String>>,
+    conn_config: Arc<ConnConfig>,
+    pool_size: usize,
+    pub retry: RetryBudget,
+}
+
+impl Shared {
+    fn new(b: &Builder, cluster: bool) -> Shared {
+        Shared {
+            routes: RwLock::new(Arc::new(Routes::empty())),
+            ring: watch::channel(RingInfo::default()).0,
+            tables: watch::channel(0).0,
+            watch_error: std::sync::Mutex::new(None),
+            conn_config: Arc::new(ConnConfig {
+                connect_timeout: b.connect_timeout,
+                password: b.password.clone(),
+                resp3: b.resp3,
+                cluster,
+                response_timeout: b.response_timeout,
+            }),
+            pool_size: b.pool_size,
+            retry: b.retry,
+        }
+    }
+
+    pub fn routes(&self) -> Arc<Routes> {
+        self.routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn new_pool(&self, addr: SocketAddr) -> Arc<NodePool> {
+        Arc::new(NodePool::new(
+            addr,
+            self.conn_config.clone(),
+            self.pool_size,
+        ))
+    }
+
+    /// The pool of `addr` in `routes`, or a new one.
+    fn pool_in(&self, routes: &Routes, addr: SocketAddr) -> Arc<NodePool> {
+        routes
+            .nodes
+            .iter()
+            .find(|p| p.addr() == addr)
+            .cloned()
+            .unwrap_or_else(|| self.new_pool(addr))
+    }
+
+    fn watch_error(&self) -> Option<String> {
+        self.watch_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Installs a table from the NameNode. Pools of nodes that stay are reused; those of
+    /// nodes that left are dropped with the old routes, which closes their connections once
+    /// their last replies are in.
+    pub fn install_table(&self, table: &SlotTable, nodes: Vec<NodeInfo>) {
+        let info = {
+            let mut guard = self.routes.write().unwrap_or_else(|p| p.into_inner());
+            let previous = guard.clone();
+            let routes = Routes::from_table(table, nodes, &previous, &mut |addr| {
+                self.pool_in(&previous, addr)
+            });
+            let info = RingInfo {
+                epoch: routes.epoch,
+                nodes: routes.infos.clone(),
+                assigned_slots: routes.assigned(),
+            };
+            *guard = Arc::new(routes);
+            info
+        };
+        info!(
+            epoch = info.epoch,
+            nodes = info.nodes.len(),
+            slots = info.assigned_slots,
+            "slot table installed"
+        );
+        self.ring.send_replace(info);
+        self.tables.send_modify(|n| *n += 1);
+    }
+
+    /// Records that `slot` is served by `addr` now (a `-MOVED`).
+    fn apply_moved(&self, slot: u16, addr: SocketAddr) {
+        let mut guard = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        let current = guard.clone();
+        if let Some(next) = current.with_moved(slot, addr, &mut |a| self.pool_in(&current, a)) {
+            debug!(slot, %addr, "slot moved");
+            *guard = Arc::new(next);
+        }
+    }
+
+    /// Sends one request to the owner of `target`, under the routes lock (no pool clone).
+    fn send(&self, target: Target, data: Bytes) -> Result<Pending<Value>> {
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        let pool = match target {
+            Target::Slot(slot) => routes.owner(slot),
+            Target::Any => routes.any(),
+        };
+        match (pool, target) {
+            (Some(pool), _) => pool.send(data),
+            (None, Target::Slot(slot)) => {
+                Err(Error::NoCluster(format!("no DataNode owns slot {slot}")))
+            }
+            (None, Target::Any) => Err(Error::NoCluster("no DataNode in the slot table".into())),
+        }
+    }
+
+    /// Runs one command routed to `target`, retrying within the budget.
+    ///
+    /// The time budget counts from the first failure (the first attempt is bounded by the
+    /// response timeout), which keeps the clock off the path of requests that succeed.
+    pub async fn run(&self, target: Target, args: &[&[u8]]) -> Result<Value> {
+        let first = match self.send(target, resp::command(args)) {
+            Ok(pending) => pending.wait().await,
+            Err(e) => Err(e),
+        };
+        match first {
+            Ok(Value::Error(e)) => {
+                self.retry(target, args, Error::Server(e), Instant::now())
+                    .await
+            }
+            Ok(v) => Ok(v),
+            Err(e) => self.retry(target, args, e, Instant::now()).await,
+        }
+    }
+
+    /// The retry loop: one `match` on what the last failure means.
+    async fn retry(
+        &self,
+        target: Target,
+        args: &[&[u8]],
+        mut error: Error,
+        started: Instant,
+    ) -> Result<Value> {
+        let mut attempts = 1u32;
+        let mut waits = 0u32;
+        let mut hops = 0u32;
+        loop {
+            debug!(?target, attempts, error = %error, "retrying");
+            let direct = match error.retry() {
+                Retry::No => return Err(error),
+                Retry::Moved { slot, addr } => {
+                    self.apply_moved(slot, addr);
+                    hops += 1;
+                    // A redirect leads forward during a handoff: follow it at once. Beyond the
+                    // second for one request, nodes disagree for the moment (one has not
+                    // applied the newest table): wait for the cluster to settle, not bounce.
+                    if hops > 2 {
+                        self.wait_for_table(hops - 2, started).await;
+                    }
+                    Some((addr, false))
+                }
+                Retry::Ask { addr } => Some((addr, true)),
+                Retry::Later => {
+                    waits += 1;
+                    self.wait_for_table(waits, started).await;
+                    None
+                }
+            };
+            if attempts >= self.retry.attempts || started.elapsed() >= self.retry.time {
+                debug!(attempts, error = %error, "retry budget exhausted");
+                return Err(Error::RetriesExhausted {
+                    attempts,
+                    elapsed: started.elapsed(),
+                    last: Box::new(error),
+                });
+            }
+            attempts += 1;
+            let sent = match direct {
+                Some((addr, asking)) => {
+                    let pool = self.pool_in(&self.routes(), addr);
+                    if asking {
+                        let mut data = BytesMut::new();
+                        resp::encode_command(&["ASKING"], &mut data);
+                        resp::encode_command(args, &mut data);
+                        match pool.send_many(data.freeze(), 2) {
+                            Ok(p) => match p.wait().await {
+                                Ok(mut replies) => replies.pop().ok_or_else(|| Error::Protocol {
+                                    addr,
+                                    message: "missing reply after ASKING".into(),
+                                }),
+                                Err(e) => Err(e),
+                            },
+                            Err(e) => Err(e),
+                        }
+                    } else {
+                        match pool.send(resp::command(args)) {
+                            Ok(p) => p.wait().await,
+                            Err(e) => Err(e),
+                        }
+                    }
+                }
+                None => match self.send(target, resp::command(args)) {
+                    Ok(p) => p.wait().await,
+                    Err(e) => Err(e),
+                },
+            };
+            error = match sent {
+                Ok(Value::Error(e)) => Error::Server(e),
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+        }
+    }
+
+    /// Waits for a new table, or a backoff (5 ms doubling to 250 ms), whichever comes
+    /// first, never past the time budget.
+    async fn wait_for_table(&self, waits: u32, started: Instant) {
+        let backoff = Duration::from_millis((5u64 << waits.saturating_sub(1).min(6)).min(250));
+        let left = self.retry.time.saturating_sub(started.elapsed());
+        let mut tables = self.tables.subscribe();
+        let _ = tokio::time::timeout(backoff.min(left), tables.changed()).await;
+    }
+
+    /// Runs several commands, each routed by its target: grouped per node, one pipelined
+    /// write per node, all nodes at once; replies come back in the commands' order. Commands
+    /// that need a retry are retried one by one afterwards, in order.
+    pub async fn run_many(&self, parts: &[(Target, Vec<&[u8]>)]) -> Vec<Result<Value>> {
+        let started = Instant::now();
+        let mut results: Vec<Option<Result<Value>>> = vec![None; parts.len()];
+        // Retry candidates: (part index, first error).
+        let mut again: Vec<(usize, Error)> = Vec::new();
+        let mut sent: Vec<Sent> = Vec::new();
+        {
+            let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+            let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+            for (i, (target, _)) in parts.iter().enumerate() {
+                let node = match target {
+                    Target::Slot(slot) => routes.owner_index(*slot),
+                    Target::Any => routes
+                        .any()
+                        .and_then(|p| routes.nodes.iter().position(|n| Arc::ptr_eq(n, p))),
+                };
+                match node {
+                    Some(n) => match groups.iter_mut().find(|(g, _)| *g == n) {
+                        Some((_, members)) => members.push(i),
+                        None => groups.push((n, vec![i])),
+                    },
+                    None => again.push((i, Error::NoCluster("no DataNode owns the slot".into()))),
+                }
+            }
+            for (node, members) in groups {
+                let pool = &routes.nodes[node];
+                let mut data = BytesMut::new();
+                for &i in &members {
+                    resp::encode_command(&parts[i].1, &mut data);
+                }
+                let count = members.len();
+                sent.push((members, pool.addr(), pool.send_many(data.freeze(), count)));
+            }
+        }
+        for (members, addr, pending) in sent {
+            let replies = match pending {
+                Ok(p) => p.wait().await,
+                Err(e) => Err(e),
+            };
+            match replies {
+                Ok(values) if values.len() == members.len() => {
+                    for (i, value) in members.into_iter().zip(values) {
+                        match value {
+                            Value::Error(e) => {
+                                let e = Error::Server(e);
+                                match e.retry() {
+                                    Retry::No => results[i] = Some(Err(e)),
+                                    _ => again.push((i, e)),
+                                }
+                            }
+                            v => results[i] = Some(Ok(v)),
+                        }
+                    }
+                }
+                Ok(_) => {
+                    for i in members {
+                        results[i] = Some(Err(Error::Protocol {
+                            addr,
+                            message: "wrong number of replies to a pipeline".into(),
+                        }));
+                    }
+                }
+                Err(e) => match e.retry() {
+                    Retry::No => {
+                        for i in members {
+                            results[i] = Some(Err(e.clone()));
+                        }
+                    }
+                    _ => again.extend(members.into_iter().map(|i| (i, e.clone()))),
+                },
+            }
+        }
+        again.sort_by_key(|(i, _)| *i);
+        for (i, error) in again {
+            let (target, args) = &parts[i];
+            results[i] = Some(self.retry(*target, args, error, started).await);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Invalid("command not sent".into()))))
+            .collect()
+    }
+
+    /// Runs a command whose keys may live in several slots: split by slot (`split` says how
+    /// to merge), sent to every owner at once, answered in key order.
+    pub async fn run_split(&self, args: &[&[u8]]) -> Result<Value> {
+        let Some(name) = args.first() else {
+            return Err(Error::Invalid("empty command".into()));
+        };
+        let spec = key_spec(name);
+        let positions: Vec<usize> = spec.positions(args.len()).collect();
+        if spec.split == Split::No || positions.is_empty() {
+            return self.run(target_of(args), args).await;
+        }
+        if spec.split == Split::Mset && args.len().is_multiple_of(2) {
+            // A key without its value: the server's own arity error, from any node.
+            return self.run(Target::Any, args).await;
+        }
+        // Keys grouped by slot, in order of first appearance.
+        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+        for &p in &positions {
+            let slot = slot_of(args[p]);
+            match groups.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, members)) => members.push(p),
+                None => groups.push((slot, vec![p])),
+            }
+        }
+        if groups.len() == 1 {
+            return self.run(Target::Slot(groups[0].0), args).await;
+        }
+        let parts: Vec<(Target, Vec<&[u8]>)> = groups
+            .iter()
+            .map(|(slot, members)| {
+                let mut sub: Vec<&[u8]> = Vec::with_capacity(1 + members.len() * spec.step);
+                sub.push(name);
+                for &p in members {
+                    sub.extend_from_slice(&args[p..p + spec.step]);
+                }
+                (Target::Slot(*slot), sub)
+            })
+            .collect();
+        let replies = self.run_many(&parts).await;
+        merge(spec.split, positions.len(), &groups, &positions, replies)
+    }
+}
+
+/// One node's share of [`Shared::run_many`]: the commands' indexes, the node, the replies.
+type Sent = (Vec<usize>, SocketAddr, Result<Pending<Vec<Value>>>);
+
+/// Where a single command goes: the slot its keys share, or any node when it has none.
+/// Keys in different slots go to the first key's slot, whose node answers `-CROSSSLOT`
+/// (Redis Cluster's rule).
+pub(crate) fn target_of(args: &[&[u8]]) -> Target {
+    let Some(name) = args.first() else {
+        return Target::Any;
+    };
+    let spec = key_spec(name);
+    let mut keys = spec.positions(args.len()).map(|i| args[i]);
+    match keys.next() {
+        Some(first) => Target::Slot(slot_of(first)),
+        None => Target::Any,
+    }
+}
+
+/// Merges the per-slot replies of a split command into the reply the whole would get.
+fn merge(
+    split: Split,
+    keys: usize,
+    groups: &[(u16, Vec<usize>)],
+    positions: &[usize],
+    replies: Vec<Result<Value>>,
+) -> Result<Value> {
+    match split {
+        Split::Mget => {
+            // Argument position -> index in the reply.
+            let mut out = vec![Value::Nil; keys];
+            for ((_, members), reply) in groups.iter().zip(replies) {
+                let Value::Array(values) = reply? else {
+                    return Err(Error::Type("MGET did not return an array".into()));
+                };
+                if values.len() != members.len() {
+                    return Err(Error::Type("MGET returned a wrong number of values".into()));
+                }
+                for (&p, v) in members.iter().zip(values) {
+                    if let Some(i) = positions.iter().position(|&q| q == p) {
+                        out[i] = v;
+                    }
+                }
+            }
+            Ok(Value::Array(out))
+        }
+        Split::Mset => {
+            for reply in replies {
+                reply?;
+            }
+            Ok(Value::Okay)
+        }
+        Split::Sum => {
+            let mut total = 0i64;
+            for reply in replies {
+                match reply? {
+                    Value::Int(n) => total += n,
+                    other => {
+                        return Err(Error::Type(format!(
+                            "expected an integer, got {}",
+                            other.kind()
+                        )))
+                    }
+                }
+            }
+            Ok(Value::Int(total))
+        }
+        Split::No => Err(Error::Invalid("command cannot be split".into())),
+    }
+}
+
+impl Client {
+    /// Connects through the NameNode(s) at `namenodes` with the default options; see
+    /// [`Builder::connect`].
+    pub async fn connect(namenodes: impl NameNodes) -> Result<Client> {
+        Builder::default().connect(namenodes).await
+    }
+
+    /// Options: timeouts, connections per node, retry budget, password, RESP3.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// The latest table's epoch and nodes, updated at every ring change. `changed().await`
+    /// on the receiver waits for the next one.
+    pub fn watch_ring(&self) -> watch::Receiver<RingInfo> {
+        self.shared().ring.subscribe()
+    }
+
+    /// The latest table's epoch and nodes.
+    pub fn ring(&self) -> RingInfo {
+        self.shared().ring.borrow().clone()
+    }
+
+    /// The address of the DataNode `key` is sent to now.
+    pub fn node_for_key(&self, key: impl AsRef<[u8]>) -> Option<SocketAddr> {
+        self.shared().routes().owner_addr(slot_of(key.as_ref()))
+    }
+
+    /// The DataNodes that own slots now: where node-wide commands ([`dbsize`],
+    /// [`flushall`], [`keys`], [`scan_all`]) go.
+    ///
+    /// [`dbsize`]: Client::dbsize
+    /// [`flushall`]: Client::flushall
+    /// [`keys`]: Client::keys
+    /// [`scan_all`]: Client::scan_all
+    pub fn nodes(&self) -> Vec<SocketAddr> {
+        self.shared()
+            .routes()
+            .owning_nodes()
+            .iter()
+            .map(|p| p.addr())
+            .collect()
+    }
+
+    /// Sends any command and returns the raw reply. Routed by its keys when the command is
+    /// one CHKV serves (the first key's slot; MGET, MSET, DEL, UNLINK, EXISTS and TOUCH are
+    /// split per slot and merged like a single node would answer), else to any node, whose
+    /// `-MOVED` is then followed. Error replies are [`Error::Server`].
+    ///
+    /// ```no_run
+    /// # async fn demo(client: chkv_client::Client) -> chkv_client::Result<()> {
+    /// let reply = client.cmd(["SET", "greeting", "hello", "EX", "60"]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn cmd<I, A>(&self, args: I) -> Result<Value>
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<[u8]>,
+    {
+        let owned: Vec<A> = args.into_iter().collect();
+        let args: Vec<&[u8]> = owned.iter().map(AsRef::as_ref).collect();
+        if args.is_empty() {
+            return Err(Error::Invalid("empty command".into()));
+        }
+        self.shared().run_split(&args).await
+    }
+
+    /// Sends a command to one DataNode, unrouted and without retries: for node-local
+    /// commands (INFO, DBSIZE, KEYS, SCAN, CONFIG, ...). A key the node does not own gets
+    /// `-MOVED` as the reply.
+    pub async fn cmd_on<I, A>(&self, node: SocketAddr, args: I) -> Result<Value>
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<[u8]>,
+    {
+        let owned: Vec<A> = args.into_iter().collect();
+        let args: Vec<&[u8]> = owned.iter().map(AsRef::as_ref).collect();
+        if args.is_empty() {
+            return Err(Error::Invalid("empty command".into()));
+        }
+        self.run_on(node, &args).await
+    }
+
+    pub(crate) async fn run_on(&self, node: SocketAddr, args: &[&[u8]]) -> Result<Value> {
+        let shared = self.shared();
+        let pool = shared.pool_in(&shared.routes(), node);
+        match pool.send(resp::command(args))?.wait().await? {
+            Value::Error(e) => Err(Error::Server(e)),
+            v => Ok(v),
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Where requests go: the slot map built from the NameNode's table (plus what `-MOVED`
+//! replies taught us since), and the command table that says which arguments are keys.
+//!
+//! As in redis-rs's `slot_map.rs`, the map is a lookup structure: a slot indexes an owner,
+//! the owner indexes a node. It holds the nodes' connection pools so that a lookup is all a
+//! request needs, but it opens nothing itself.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chkv_common::{NodeInfo, Slot, SlotTable, SLOT_COUNT};
+
+use crate::conn::NodePool;
+
+/// `owners` entry of a slot nobody owns.
+const UNOWNED: u16 = u16::MAX;
+
+/// A slot moved by a handoff that the NameNode's table does not show yet: learned from a
+/// `-MOVED` while the table said `from`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Override {
+    pub from: Option<SocketAddr>,
+    pub to: SocketAddr,
+}
+
+/// One immutable routing snapshot. Replaced whole, never changed in place.
+pub(crate) struct Routes {
+    /// Epoch of the NameNode table this came from (0 for a standalone node).
+    pub epoch: u64,
+    /// Owner of each slot: an index into `nodes`, or [`UNOWNED`].
+    owners: Box<[u16]>,
+    /// Every node of the table (owners or not, e.g. a node still joining) and every node a
+    /// `-MOVED` pointed to.
+    pub nodes: Vec<Arc<NodePool>>,
+    /// The table's node list, as the NameNode sent it.
+    pub infos: Vec<NodeInfo>,
+    pub overrides: HashMap<u16, Override>,
+}
+
+impl Routes {
+    /// Routes with no node at all (before the first table).
+    pub fn empty() -> Routes {
+        Routes {
+            epoch: 0,
+            owners: vec![UNOWNED; SLOT_COUNT].into_boxed_slice(),
+            nodes: Vec::new(),
+            infos: Vec::new(),
+            overrides: HashMap::new(),
+        }
+    }
+
+    /// One node that owns every slot.
+    pub fn standalone(pool: Arc<NodePool>) -> Routes {
+        Routes {
+            epoch: 0,
+            owners: vec![0; SLOT_COUNT].into_boxed_slice(),
+            nodes: vec![pool],
+            infos: Vec::new(),
+            overrides: HashMap::new(),
+        }
+    }
+
+    /// The routes for a NameNode table. `pool` gives the (shared, reused) pool of an address;
+    /// overrides of `previous` survive while the table still names the node they moved from.
+    pub fn from_table(
+        table: &SlotTable,
+        infos: Vec<NodeInfo>,
+        previous: &Routes,
+        pool: &mut dyn FnMut(SocketAddr) -> Arc<NodePool>,
+    ) -> Routes {
+        let mut nodes: Vec<Arc<NodePool>> = Vec::with_capacity(infos.len());
+        let mut index_of_addr: HashMap<SocketAddr, u16> = HashMap::new();
+        for info in &infos {
+            if let std::collections::hash_map::Entry::Vacant(e) =
+                index_of_addr.entry(info.client_addr)
+            {
+                e.insert(nodes.len() as u16);
+                nodes.push(pool(info.client_addr));
+            }
+        }
+        // Table node index -> our node index (an owner without an address is unowned).
+        let table_to_ours: Vec<u16> = table
+            .nodes()
+            .iter()
+            .map(|id| {
+                infos
+                    .iter()
+                    .find(|i| &i.id == id)
+                    .and_then(|i| index_of_addr.get(&i.client_addr).copied())
+                    .unwrap_or(UNOWNED)
+            })
+            .collect();
+        let mut owners = vec![UNOWNED; SLOT_COUNT].into_boxed_slice();
+        for (start, end, index) in table.ranges() {
+            let ours = table_to_ours
+                .get(index as usize)
+                .copied()
+                .unwrap_or(UNOWNED);
+            owners[start as usize..=end as usize].fill(ours);
+        }
+        let mut routes = Routes {
+            epoch: table.epoch(),
+            owners,
+            nodes,
+            infos,
+            overrides: HashMap::new(),
+        };
+        for (&slot, ov) in &previous.overrides {
+            // Still the node it moved from: the NameNode has not published the move yet.
+            if routes.owner_addr(slot) == ov.from && routes.is_member(ov.to) {
+                routes.set_owner(slot, ov.to, ov.from, pool);
+            }
+        }
+        routes
+    }
+
+    /// A copy with `slot` owned by `to` (from a `-MOVED`); `None` when nothing changes.
+    ///
+    /// Only members of the table are recorded: a DataNode that has not applied the newest
+    /// table yet may point at a node that has left (or died), and such an override would
+    /// outlive the table that already knows better. A `-MOVED` back to the table's own owner
+    /// removes the override.
+    pub fn with_moved(
+        &self,
+        slot: u16,
+        to: SocketAddr,
+        pool: &mut dyn FnMut(SocketAddr) -> Arc<NodePool>,
+    ) -> Option<Routes> {
+        let current = self.owner_addr(slot);
+        if current == Some(to) || slot as usize >= SLOT_COUNT || !self.is_member(to) {
+            return None;
+        }
+        let mut next = Routes {
+            epoch: self.epoch,
+            owners: self.owners.clone(),
+            nodes: self.nodes.clone(),
+            infos: self.infos.clone(),
+            overrides: self.overrides.clone(),
+        };
+        // The table's owner, across several hops.
+        let from = self.overrides.get(&slot).map_or(current, |o| o.from);
+        next.set_owner(slot, to, from, pool);
+        if from == Some(to) {
+            next.overrides.remove(&slot);
+        }
+        Some(next)
+    }
+
+    /// Whether `addr` is a DataNode of the table.
+    fn is_member(&self, addr: SocketAddr) -> bool {
+        self.infos.iter().any(|i| i.client_addr == addr)
+    }
+
+    fn set_owner(
+        &mut self,
+        slot: u16,
+        to: SocketAddr,
+        from: Option<SocketAddr>,
+        pool: &mut dyn FnMut(SocketAddr) -> Arc<NodePool>,
+    ) {
+        let index = match self.nodes.iter().position(|n| n.addr() == to) {
+            Some(i) => i as u16,
+            None => {
+                self.nodes.push(pool(to));
+                (self.nodes.len() - 1) as u16
+            }
+        };
+        self.owners[slot as usize] = index;
+        self.overrides.insert(slot, Override { from, to });
+    }
+
+    /// The pool of the node owning `slot`.
+    pub fn owner(&self, slot: u16) -> Option<&Arc<NodePool>> {
+        let index = *self.owners.get(slot as usize)?;
+        self.nodes.get(index as usize)
+    }
+
+    pub fn owner_addr(&self, slot: u16) -> Option<SocketAddr> {
+        self.owner(slot).map(|p| p.addr())
+    }
+
+    /// Index of the owner of `slot` in `nodes`.
+    pub fn owner_index(&self, slot: u16) -> Option<usize> {
+        let index = *self.owners.get(slot as usize)?;
+        ((index as usize) < self.nodes.len()).then_some(index as usize)
+    }
+
+    /// Nodes owning at least one slot, in `nodes` order: where node-wide commands go.
+    pub fn owning_nodes(&self) -> Vec<Arc<NodePool>> {
+        let mut owns = vec![false; self.nodes.len()];
+        for &o in self.owners.iter() {
+            if let Some(flag) = owns.get_mut(o as usize) {
+                *flag = true;
+            }
+        }
+        self.nodes
+            .iter()
+            .zip(owns)
+            .filter(|(_, owns)| *owns)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Some node to send a keyless command to: the first owner.
+    pub fn any(&self) -> Option<&Arc<NodePool>> {
+        self.owners
+            .iter()
+            .find(|&&o| o != UNOWNED)
+            .and_then(|&o| self.nodes.get(o as usize))
+            .or_else(|| self.nodes.first())
+    }
+
+    /// How many slots have an owner.
+    pub fn assigned(&self) -> usize {
+        self.owners.iter().filter(|&&o| o != UNOWNED).count()
+    }
+}
+
+/// Where a command goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The owner of this slot.
+    Slot(u16),
+    /// Any node (keyless or node-local commands).
+    Any,
+}
+
+/// How a multi-key command whose keys live in several slots is split and merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Split {
+    /// Not splittable: all keys must share a slot (`-CROSSSLOT` otherwise, like Redis Cluster).
+    No,
+    /// MGET: one MGET per slot, values put back in key order.
+    Mget,
+    /// MSET: one MSET per slot, OK when all are.
+    Mset,
+    /// DEL, UNLINK, EXISTS, TOUCH: one per slot, counts added.
+    Sum,
+}
+
+/// Which arguments of a command are keys: positions `first..=last` (a negative `last` counts
+/// from the end, -1 the last argument) every `step`. `first == 0` means no keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct KeySpec {
+    pub first: usize,
+    pub last: isize,
+    pub step: usize,
+    pub split: Split,
+}
+
+const NONE: KeySpec = KeySpec {
+    first: 0,
+    last: 0,
+    step: 1,
+    split: Split::No,
+};
+const ONE: KeySpec = KeySpec {
+    first: 1,
+    last: 1,
+    step: 1,
+    split: Split::No,
+};
+const TWO: KeySpec = KeySpec {
+    first: 1,
+    last: 2,
+    step: 1,
+    split: Split::No,
+};
+
+/// The key positions of the commands CHKV serves (the facts COMMAND reports). Unknown commands
+/// get [`NONE`] and go to any node; a node that owns the key's slot elsewhere answers
+/// `-MOVED`, which the client follows, so they still work, one hop later.
+pub(crate) fn key_spec(name: &[u8]) -> KeySpec {
+    let mut lower = [0u8; 16];
+    if name.len() > lower.len() {
+        return NONE;
+    }
+    for (l, b) in lower.iter_mut().zip(name) {
+        *l = b.to_ascii_lowercase();
+    }
+    let all = |step, split| KeySpec {
+        first: 1,
+        last: -1,
+        step,
+        split,
+    };
+    match &lower[..name.len()] {
+        b"get" | b"set" | b"setnx" | b"setex" | b"psetex" | b"getset" | b"getdel" | b"getex"
+        | b"append" | b"strlen" | b"getrange" | b"substr" | b"setrange" | b"incr" | b"decr"
+        | b"incrby" | b"decrby" | b"incrbyfloat" | b"type" | b"expire" | b"pexpire"
+        | b"expireat" | b"pexpireat" | b"ttl" | b"pttl" | b"expiretime" | b"pexpiretime"
+        | b"persist" | b"dump" | b"restore" => ONE,
+        b"rename" | b"renamenx" | b"copy" => TWO,
+        b"mget" => all(1, Split::Mget),
+        b"del" | b"unlink" | b"exists" | b"touch" => all(1, Split::Sum),
+        b"mset" => all(2, Split::Mset),
+        b"msetnx" => all(2, Split::No),
+        _ => NONE,
+    }
+}
+
+impl KeySpec {
+    /// Positions of the keys in a command of `argc` arguments (empty when it has none, or
+    /// too few arguments, which the server will answer with its arity error).
+    pub fn positions(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let last = if self.last < 0 {
+            argc as isize + self.last
+        } else {
+            self.last
+        };
+        let (first, last) = if self.first == 0 || last < self.first as isize {
+            (1, 0)
+        } else {
+            (self.first, (last as usize).min(argc.saturating_sub(1)))
+        };
+        (first..=last).step_by(self.step.max(1))
+    }
+}
+
+/// The slot of `key`, checked (every `key_slot` result is in range).
+pub(crate) fn slot_of(key: &[u8]) -> u16 {
+    Slot::of(key).get()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::ConnConfig;
+    use chkv_common::{NodeId, Ring};
+    use std::time::Duration;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn info(id: &str, port: u16) -> NodeInfo {
+        NodeInfo {
+            id: NodeId::from(id),
+            client_addr: addr(port),
+            admin_addr: addr(port + 1000),
+        }
+    }
+
+    /// A pool factory (pools open nothing until used).
+    fn pools() -> impl FnMut(SocketAddr) -> Arc<NodePool> {
+        let config = Arc::new(ConnConfig {
+            connect_timeout: Duration::from_secs(1),
+            password: None,
+            resp3: false,
+            cluster: true,
+            response_timeout: None,
+        });
+        move |a| Arc::new(NodePool::new(a, config.clone(), 1))
+    }
+
+    fn table(ids: &[&str], epoch: u64) -> SlotTable {
+        let mut ring = Ring::default();
+        for id in ids {
+            ring.add(NodeId::from(*id));
+        }
+        ring.set_epoch(epoch);
+        ring.slot_table()
+    }
+
+    #[test]
+    fn table_to_routes() {
+        let mut pool = pools();
+        let infos = vec![info("a", 7000), info("b", 7001), info("c", 7002)];
+        let t = table(&["a", "b"], 3);
+        let r = Routes::from_table(&t, infos, &Routes::empty(), &mut pool);
+        assert_eq!(r.epoch, 3);
+        assert_eq!(r.assigned(), SLOT_COUNT);
+        // "c" is a member that owns nothing yet (joining).
+        assert_eq!(r.nodes.len(), 3);
+        assert_eq!(r.owning_nodes().len(), 2);
+        for slot in 0..SLOT_COUNT as u16 {
+            let want = match t.owner(Slot::new(slot).expect("slot")).map(NodeId::as_str) {
+                Some("a") => Some(addr(7000)),
+                Some("b") => Some(addr(7001)),
+                _ => None,
+            };
+            assert_eq!(r.owner_addr(slot), want);
+        }
+        // An owner without an address is unowned rather than misrouted.
+        let r = Routes::from_table(&t, vec![info("a", 7000)], &Routes::empty(), &mut pool);
+        assert!(r.assigned() < SLOT_COUNT && r.assigned() > 0);
+    }
+
+    #[test]
+    fn moved_overrides_follow_the_table() {
+        let mut pool = pools();
+        let infos = vec![info("a", 7000), info("b", 7001), info("c", 7002)];
+        let t = table(&["a", "b"], 3);
+        let r = Routes::from_table(&t, infos.clone(), &Routes::empty(), &mut pool);
+        let slot = (0..SLOT_COUNT as u16)
+            .find(|&s| r.owner_addr(s) == Some(addr(7000)))
+            .expect("a slot of a");
+
+        // A handoff moved it to c before the NameNode said so.
+        let moved = r.with_moved(slot, addr(7002), &mut pool).expect("changes");
+        assert_eq!(moved.owner_addr(slot), Some(addr(7002)));
+        assert!(moved.with_moved(slot, addr(7002), &mut pool).is_none());
+        // A node outside the table (left, or dead) is never recorded.
+        assert!(moved.with_moved(slot, addr(9999), &mut pool).is_none());
+
+        // A table that still says `a` keeps the override; one that says c or b drops it.
+        let same = Routes::from_table(&t, infos.clone(), &moved, &mut pool);
+        assert_eq!(same.owner_addr(slot), Some(addr(7002)));
+        let mut caught_up = t.clone();
+        caught_up.assign(
+            Slot::new(slot).expect("slot")..=Slot::new(slot).expect("slot"),
+            Some(&NodeId::from("c")),
+        );
+        let settled = Routes::from_table(&caught_up, infos.clone(), &moved, &mut pool);
+        assert_eq!(settled.owner_addr(slot), Some(addr(7002)));
+        assert!(settled.overrides.is_empty());
+        // Without c in the members, the override goes (c left).
+        let gone = Routes::from_table(&t, infos[..2].to_vec(), &moved, &mut pool);
+        assert_eq!(gone.owner_addr(slot), Some(addr(7000)));
+
+        // A redirect back to the table's owner removes the override.
+        let back = moved
+            .with_moved(slot, addr(7000), &mut pool)
+            .expect("changes");
+        assert_eq!(back.owner_addr(slot), Some(addr(7000)));
+        assert!(back.overrides.is_empty());
+    }
+
+    fn positions(name: &str, argc: usize) -> Vec<usize> {
+        key_spec(name.as_bytes()).positions(argc).collect()
+    }
+
+    #[test]
+    fn key_positions() {
+        assert_eq!(positions("GET", 2), vec![1]);
+        assert_eq!(positions("get", 1), Vec::<usize>::new());
+        assert_eq!(positions("SET", 5), vec![1]);
+        assert_eq!(positions("MGET", 4), vec![1, 2, 3]);
+        assert_eq!(positions("MSET", 5), vec![1, 3]);
+        assert_eq!(positions("MSET", 4), vec![1, 3]);
+        assert_eq!(positions("COPY", 5), vec![1, 2]);
+        assert_eq!(positions("PING", 1), Vec::<usize>::new());
+        assert_eq!(positions("KEYS", 2), Vec::<usize>::new());
+        assert_eq!(
+            positions("NOSUCHCOMMANDWITHALONGNAME", 3),
+            Vec::<usize>::new()
+        );
+        assert_eq!(key_spec(b"DeL").split, Split::Sum);
+        assert_eq!(key_spec(b"msetnx").split, Split::No);
+    }
+}

@@ -1,0 +1,149 @@
+//! The long-lived watch on the NameNode: `{"type":"watch","version":1}`, then one `table` line
+//! now and one at every ring change.
+//!
+//! When the connection drops (a NameNode restart, a network blip) the watcher reconnects with
+//! backoff, trying the given addresses in turn. Meanwhile requests keep being routed with the
+//! last table: the DataNodes keep serving, and `-MOVED` replies keep the client right about
+//! slots that move while the NameNode is away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chkv_common::proto::MAX_LINE_BYTES;
+use chkv_common::{decode_line, encode_line, ClientToNameNode, NameNodeToClient, PROTOCOL_VERSION};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use crate::client::Shared;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Watches until the task is aborted (when the client is dropped).
+pub(crate) async fn run(shared: Arc<Shared>, addrs: Vec<String>) {
+    let mut backoff = BACKOFF_MIN;
+    for addr in addrs.iter().cycle() {
+        match watch(&shared, addr).await {
+            Ok(tables) => {
+                info!(namenode = %addr, tables, "NameNode watch connection closed; reconnecting");
+                if tables > 0 {
+                    backoff = BACKOFF_MIN;
+                }
+            }
+            Err(e) => {
+                debug!(namenode = %addr, error = %e, "NameNode watch failed");
+                if let Ok(mut last) = shared.watch_error.lock() {
+                    *last = Some(format!("{addr}: {e}"));
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One watch connection; returns how many tables it delivered once the NameNode closes it.
+async fn watch(shared: &Shared, addr: &str) -> std::io::Result<u64> {
+    let connect_timeout = Duration::from_secs(2);
+    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let hello = encode_line(&ClientToNameNode::Watch {
+        version: PROTOCOL_VERSION,
+    })
+    .map_err(std::io::Error::other)?;
+    wr.write_all(&hello).await?;
+    let mut rd = BufReader::new(rd);
+    let mut line = Vec::new();
+    let mut tables = 0u64;
+    while read_line(&mut rd, &mut line).await? {
+        let msg = match decode_line::<NameNodeToClient>(&line) {
+            Ok(msg) => msg,
+            Err(e) => {
+                // Framing is intact (one line per message); a message we cannot read may be
+                // from a newer NameNode. Skip it rather than drop a working watch.
+                warn!(namenode = %addr, error = %e, "ignoring a control line");
+                continue;
+            }
+        };
+        let NameNodeToClient::Table {
+            epoch,
+            table,
+            nodes,
+        } = msg;
+        let current = shared.routes().epoch;
+        if epoch < current && tables > 0 {
+            debug!(epoch, current, "ignoring an older table");
+            continue;
+        }
+        if epoch < current {
+            // The first table of a connection is the NameNode's current view, even when its
+            // epoch went back (a NameNode that lost all state): it is the authority.
+            warn!(
+                epoch,
+                current, "the NameNode's epoch went backwards; following it"
+            );
+        }
+        shared.install_table(&table, nodes);
+        tables += 1;
+    }
+    Ok(tables)
+}
+
+/// Reads one line (without its `\n`) into `line`; `false` at end of stream. Lines longer
+/// than the control plane's limit are an error, so a broken peer cannot make us buffer
+/// without bound.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    rd: &mut R,
+    line: &mut Vec<u8>,
+) -> std::io::Result<bool> {
+    line.clear();
+    loop {
+        let available = rd.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(false);
+        }
+        match available.iter().position(|&b| b == b'\n') {
+            Some(nl) => {
+                line.extend_from_slice(&available[..nl]);
+                rd.consume(nl + 1);
+                return Ok(true);
+            }
+            None => {
+                let n = available.len();
+                line.extend_from_slice(available);
+                rd.consume(n);
+            }
+        }
+        if line.len() > MAX_LINE_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "control line too long",
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_bounded() {
+        let data = b"one\ntwo\n".to_vec();
+        let mut rd = BufReader::new(&data[..]);
+        let mut line = Vec::new();
+        assert!(read_line(&mut rd, &mut line).await.expect("ok"));
+        assert_eq!(line, b"one");
+        assert!(read_line(&mut rd, &mut line).await.expect("ok"));
+        assert_eq!(line, b"two");
+        assert!(!read_line(&mut rd, &mut line).await.expect("ok"));
+
+        let long = vec![b'x'; MAX_LINE_BYTES + 10];
+        let mut rd = BufReader::new(&long[..]);
+        assert!(read_line(&mut rd, &mut line).await.is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! Client-library tests against real NameNodes and DataNodes on free loopback ports: in
+//! process, and as child processes that can be SIGKILLed. Each test starts its own cluster.
+//!
+//! - [`util`]: cluster helpers, the child-process DataNode, convergence, draining.
+//! - [`commands`]: every typed command's reply; standalone mode, RESP3, connect errors.
+//! - [`batches`]: MGET/MSET/DEL/EXISTS and pipelines across nodes, in the caller's order.
+//! - [`ring`]: joins, drains and a SIGKILL under load; a NameNode restart under load.
+
+mod batches;
+mod commands;
+mod ring;
+mod util;

@@ -1,0 +1,257 @@
+//! Test clusters: an in-process NameNode with fast heartbeats, DataNodes in-process or in a
+//! child process (this test binary re-run as a DataNode, so it can be SIGKILLed like a real
+//! one), convergence polling, and draining over the admin port.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chkv_client::{Client, Value};
+use chkv_datanode::config::Config as DataNodeConfig;
+use chkv_datanode::server::{self, ServerHandle};
+use chkv_namenode::{NameNodeHandle, Timing};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+/// Heartbeat of the test clusters: a killed node is out of the ring within about a second.
+pub const HEARTBEAT: Duration = Duration::from_millis(100);
+/// Upper bound for one step (start, converge, drain).
+pub const STEP_LIMIT: Duration = Duration::from_secs(20);
+
+/// Runs `body`, failing instead of hanging after `limit`.
+pub async fn bounded<T>(limit: Duration, body: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, body)
+        .await
+        .expect("test did not finish within its time limit")
+}
+
+/// Runs one step, failing with `what` after [`STEP_LIMIT`].
+pub async fn step<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(STEP_LIMIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+pub fn namenode_config() -> chkv_namenode::Config {
+    chkv_namenode::Config {
+        timing: Timing::new(HEARTBEAT, NonZeroU32::new(5).expect("nonzero")),
+        ..chkv_namenode::Config::ephemeral()
+    }
+}
+
+pub async fn start_namenode(config: chkv_namenode::Config) -> NameNodeHandle {
+    step("starting the NameNode", chkv_namenode::start(config))
+        .await
+        .expect("NameNode starts")
+}
+
+pub fn datanode_config(namenode: Option<SocketAddr>) -> DataNodeConfig {
+    DataNodeConfig {
+        port: 0,
+        admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        namenode,
+        heartbeat_ms: HEARTBEAT.as_millis() as u64,
+        ..DataNodeConfig::default()
+    }
+}
+
+pub async fn start_datanode(namenode: Option<SocketAddr>) -> ServerHandle {
+    step(
+        "starting a DataNode",
+        server::start(datanode_config(namenode)),
+    )
+    .await
+    .expect("DataNode starts")
+}
+
+/// A NameNode and in-process DataNodes, converged, and a client connected to it.
+pub struct Cluster {
+    pub namenode: NameNodeHandle,
+    pub nodes: Vec<ServerHandle>,
+    pub client: Client,
+}
+
+impl Cluster {
+    pub async fn start(n: usize) -> Cluster {
+        let namenode = start_namenode(namenode_config()).await;
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(start_datanode(Some(namenode.datanode_addr())).await);
+        }
+        let client = step("client connect", Client::connect(namenode.client_addr()))
+            .await
+            .expect("client connects");
+        converge(&client, n).await;
+        Cluster {
+            namenode,
+            nodes,
+            client,
+        }
+    }
+
+    pub async fn shutdown(self) {
+        for n in self.nodes {
+            n.shutdown().await;
+        }
+        self.namenode.shutdown().await;
+    }
+}
+
+/// `cluster_current_epoch` of `CLUSTER INFO` at `node`.
+async fn node_epoch(client: &Client, node: SocketAddr) -> Option<u64> {
+    let info = client.cmd_on(node, ["CLUSTER", "INFO"]).await.ok()?;
+    let text = String::from_utf8(info.as_bytes()?.to_vec()).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("cluster_current_epoch:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits until the client's table has `n` nodes that all own slots, every slot is owned, and
+/// every node reports the table's epoch (so no handoff is still running).
+pub async fn converge(client: &Client, n: usize) -> Duration {
+    let started = Instant::now();
+    loop {
+        let ring = client.ring();
+        let owners = client.nodes();
+        if ring.node_count() == n && owners.len() == n && ring.assigned_slots == 16384 {
+            let mut all = true;
+            for &node in &owners {
+                all &= node_epoch(client, node).await == Some(ring.epoch);
+            }
+            if all {
+                return started.elapsed();
+            }
+        }
+        assert!(
+            started.elapsed() < STEP_LIMIT,
+            "no convergence on {n} nodes: ring {ring:?}, owners {owners:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends `k` to a DataNode's admin port and reads until the `drained:` summary.
+pub async fn drain(admin: SocketAddr) -> Vec<String> {
+    let sock = step("admin connect", tokio::net::TcpStream::connect(admin))
+        .await
+        .expect("admin connects");
+    let (rd, mut wr) = sock.into_split();
+    wr.write_all(b"k\r\n").await.expect("send k");
+    let mut lines = tokio::io::BufReader::new(rd).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = step("drain progress", lines.next_line())
+            .await
+            .expect("admin read");
+        let Some(line) = line else { break };
+        let done = line.starts_with("drained:");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    seen
+}
+
+/// The text of a string reply.
+pub fn text(v: &Value) -> String {
+    String::from_utf8_lossy(v.as_bytes().unwrap_or_default()).into_owned()
+}
+
+const CHILD_ENV: &str = "CHKV_CLIENT_TEST_CHILD_NAMENODE";
+const CHILD_TEST: &str = "util::datanode_child";
+
+/// A DataNode in a child process: this test binary, re-run with only [`datanode_child`]
+/// selected. Dropping it sends SIGKILL and reaps it.
+pub struct ChildDataNode {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl ChildDataNode {
+    pub async fn spawn(namenode: SocketAddr) -> ChildDataNode {
+        let exe = std::env::current_exe().expect("test binary path");
+        let mut child = Command::new(exe)
+            .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, namenode.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            // Its logs, when asked for (RUST_LOG), go where ours go.
+            .stderr(if std::env::var_os("RUST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("spawn the DataNode child");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // libtest prints `test util::datanode_child ... ` before it on the same line.
+                if let Some((_, rest)) = line.split_once("CHKV_CHILD ") {
+                    let addrs: Vec<SocketAddr> =
+                        rest.split(' ').filter_map(|a| a.parse().ok()).collect();
+                    if let (Some(tx), [addr, admin]) = (tx.take(), addrs.as_slice()) {
+                        let _ = tx.send((*addr, *admin));
+                    }
+                }
+            }
+        });
+        // The guard exists before the first await, so a timeout still kills the child.
+        let mut node = ChildDataNode {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let (addr, admin) = step("the DataNode child reports its address", rx)
+            .await
+            .expect("the child reports its address");
+        node.addr = addr;
+        node.admin = admin;
+        node
+    }
+
+    /// SIGKILL (`kill -9`), then reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildDataNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Not a test: the body of [`ChildDataNode`]. Returns at once unless run as a child.
+#[test]
+fn datanode_child() {
+    let Ok(namenode) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let namenode: SocketAddr = namenode.parse().expect("NameNode address");
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let handle = runtime
+        .block_on(server::start(datanode_config(Some(namenode))))
+        .expect("DataNode starts");
+    println!("CHKV_CHILD {} {}", handle.addr(), handle.admin_addr());
+    // Serve until killed; exit when the parent goes away (its end of stdin closes).
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    std::process::exit(0);
+}
