@@ -9,7 +9,7 @@ use crate::cmd::CommandSpec;
 use crate::resp::Request;
 use chkv_common::proto::NodeInfo;
 use chkv_common::ring::SlotTable;
-use chkv_common::{key_slot, Slot, SLOT_COUNT};
+use chkv_common::{key_slot, SLOT_COUNT};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -272,16 +272,12 @@ pub fn route(routing: &Routing, spec: &CommandSpec, req: &Request, redirects: bo
     }
 }
 
-/// Slot of a key, as a [`Slot`].
-pub fn slot_of(key: &[u8]) -> Slot {
-    Slot::of(key)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cmd::lookup;
     use chkv_common::ring::{NodeId, Ring};
+    use chkv_common::Slot;
 
     fn three_nodes() -> (SlotTable, Vec<NodeInfo>) {
         let mut ring = Ring::default();

@@ -502,14 +502,18 @@ pub fn progress_line(node: &Node) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn overrides_apply_and_settle() {
-        use chkv_common::ring::{Ring, SlotTable};
-        let info = |id: &str, port: u16| NodeInfo {
+    /// A node on loopback: client port `port`, admin port `port + 1`.
+    fn info(id: &str, port: u16) -> NodeInfo {
+        NodeInfo {
             id: NodeId::new(id),
             client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
-        };
+        }
+    }
+
+    #[test]
+    fn overrides_apply_and_settle() {
+        use chkv_common::ring::{Ring, SlotTable};
         let mut ring = Ring::default();
         ring.add(NodeId::new("a"));
         let table: SlotTable = ring.slot_table();
@@ -557,11 +561,6 @@ mod tests {
     #[test]
     fn concurrent_refreshes_keep_every_override() {
         use chkv_common::ring::Ring;
-        let info = |id: &str, port: u16| NodeInfo {
-            id: NodeId::new(id),
-            client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
-        };
         let mut ring = Ring::default();
         ring.add(NodeId::new("a"));
         let node = Arc::new(Node::new(crate::config::Config {
@@ -616,11 +615,6 @@ mod tests {
     #[test]
     fn slots_adopted_before_the_first_table_are_kept() {
         use chkv_common::ring::Ring;
-        let info = |id: &str, port: u16| NodeInfo {
-            id: NodeId::new(id),
-            client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
-        };
         let node = Node::new(crate::config::Config {
             node_id: Some("b".into()),
             port: 7100,

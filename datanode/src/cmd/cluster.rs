@@ -6,7 +6,6 @@
 
 use super::flags::*;
 use super::*;
-use crate::cluster::Owner;
 use chkv_common::{key_slot, SLOT_COUNT};
 use std::fmt::Write as _;
 
@@ -285,11 +284,6 @@ fn help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
         .map(|l| Frame::simple(l))
         .collect(),
     ))
-}
-
-/// Whether this node owns `slot` now.
-pub fn owns(ctx: &Ctx<'_>, slot: u16) -> bool {
-    ctx.node.routing().owner(slot) == Owner::Local
 }
 
 #[cfg(test)]
