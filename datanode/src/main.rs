@@ -119,8 +119,17 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Keeps mimalloc from reclaiming a page on a free from another thread (its
-/// `page_reclaim_on_free` option, set to -1).
+/// Turns transparent huge pages off for this process and keeps mimalloc from reclaiming a
+/// page on a free from another thread (its `page_reclaim_on_free` option, set to -1).
+///
+/// THP, like Redis's `disable-thp yes`: mimalloc asks for huge pages (`MADV_HUGEPAGE`), and
+/// where the kernel honours that (`enabled` or `defrag` set to `madvise`, the Debian default)
+/// the first write to each 2 MiB of fresh memory stalls while the kernel zeroes (and may
+/// compact for) a whole huge page. While the keyspace grows, those stalls landed in the
+/// replies: 200,000 `SET`s of 1 KiB values on a fresh node had p99 1.31-1.38 ms with THP and
+/// 0.24 ms without (redis-server 7.0: 0.25-0.51 ms), at the same throughput and with 3% less
+/// RSS. The flag (`PR_SET_THP_DISABLE`) is checked at every fault, so it also covers the
+/// memory mimalloc mapped before `main`.
 ///
 /// A cache at `maxmemory` frees a key on whichever worker runs the write that evicts it, not
 /// on the one that allocated it. With the default, 2,000,000 SETs of 1 KiB values under
@@ -137,6 +146,14 @@ fn tune_allocator() {
     /// `mi_option_page_reclaim_on_free` in mimalloc 3.3's `mi_option_t`; the enum is only
     /// trusted for that version.
     const PAGE_RECLAIM_ON_FREE: c_int = 35;
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with an integer option and integer arguments touches no memory of ours.
+    unsafe {
+        if libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) != 0 {
+            // Only an old kernel (before 3.15) says no; the node works either way.
+            eprintln!("chkv-datanode: could not disable transparent huge pages; continuing");
+        }
+    }
     // SAFETY: plain calls into the linked allocator (the global allocator above), made before
     // any other thread exists (mi_option_set is not thread-safe).
     unsafe {
