@@ -187,7 +187,7 @@ async fn session(
                     epoch: if r.standalone { 0 } else { r.epoch },
                     keys: node.db.len(),
                     used_memory: node.db.used_memory(),
-                    ops: node.stats.total_commands.load(Relaxed),
+                    ops: node.stats.total_commands.get(),
                 }).await?;
             }
             Some(msg) = from_node.recv() => send(&mut wr, &msg).await?,

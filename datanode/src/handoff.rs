@@ -66,7 +66,7 @@ pub struct Progress {
 /// A node's handoff state.
 pub struct Handoff {
     /// Read by every local command while it runs; written to freeze slots.
-    pub gate: RwLock<()>,
+    pub gate: crate::striped::StripedRwLock,
     frozen: [AtomicU64; SLOT_COUNT / 64],
     /// Bumped whenever slots are unfrozen; waiting requests watch it.
     unfrozen: watch::Sender<u64>,
@@ -85,7 +85,7 @@ pub struct Handoff {
 impl Default for Handoff {
     fn default() -> Self {
         Handoff {
-            gate: RwLock::new(()),
+            gate: Default::default(),
             frozen: std::array::from_fn(|_| AtomicU64::new(0)),
             unfrozen: watch::channel(0).0,
             base: RwLock::new(Arc::new(Routing::standalone())),

@@ -29,3 +29,4 @@ pub mod peer;
 pub mod resp;
 pub mod server;
 pub mod store;
+pub mod striped;

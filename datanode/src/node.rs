@@ -5,6 +5,7 @@ use crate::cluster::Routing;
 use crate::config::Config;
 use crate::peer::Peers;
 use crate::store::Db;
+use crate::striped::Counter;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
@@ -16,13 +17,13 @@ use std::time::Instant;
 /// Server-wide counters reported by INFO.
 #[derive(Default)]
 pub struct ServerStats {
-    pub total_connections: AtomicU64,
-    pub rejected_connections: AtomicU64,
-    pub total_commands: AtomicU64,
+    pub total_connections: Counter,
+    pub rejected_connections: Counter,
+    pub total_commands: Counter,
     /// Commands per second over the last sampling period (updated by the server's cron).
     pub instantaneous_ops: AtomicU64,
-    pub net_input_bytes: AtomicU64,
-    pub net_output_bytes: AtomicU64,
+    pub net_input_bytes: Counter,
+    pub net_output_bytes: Counter,
 }
 
 /// What CLIENT LIST/INFO shows about one connection, shared with its task.
@@ -91,6 +92,9 @@ impl ClientInfo {
 pub struct Node {
     pub db: Db,
     pub config: RwLock<Config>,
+    /// Bumped after every change to `config` that connections must notice (CONFIG SET), so
+    /// they can keep a copy of their limits instead of taking the lock per request.
+    pub config_generation: AtomicU64,
     pub stats: ServerStats,
     pub clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
     next_client_id: AtomicU64,
@@ -126,6 +130,7 @@ impl Node {
             peers,
             handoff: crate::handoff::Handoff::default(),
             config: RwLock::new(config),
+            config_generation: AtomicU64::new(0),
             stats: ServerStats::default(),
             clients: Mutex::new(BTreeMap::new()),
             next_client_id: AtomicU64::new(1),

@@ -15,7 +15,7 @@ use crate::store::now_ms;
 use bytes::BytesMut;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -140,10 +140,10 @@ fn accept(
     stop: &watch::Receiver<bool>,
     alive: &mpsc::Sender<()>,
 ) {
-    node.stats.total_connections.fetch_add(1, Relaxed);
+    node.stats.total_connections.add(1);
     let maxclients = node.config.read().maxclients;
     if node.connected_clients() >= maxclients {
-        node.stats.rejected_connections.fetch_add(1, Relaxed);
+        node.stats.rejected_connections.add(1);
         tokio::spawn(async move {
             let mut sock = sock;
             let _ = sock
@@ -184,16 +184,28 @@ async fn connection(
     let mut parser = Parser::new();
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
+    // Copies of the limits and the routing, refreshed when their generation moves: no shared
+    // lock or reference count is written per request.
+    let mut limits_seen = None;
+    let mut limits = Limits {
+        max_bulk_len: 0,
+        max_query_buffer: 0,
+    };
+    let mut routing = node.routing();
     loop {
-        let limits = {
+        let generation = node.config_generation.load(Acquire);
+        if limits_seen != Some(generation) {
             let c = node.config.read();
-            Limits {
+            limits = Limits {
                 max_bulk_len: c.proto_max_bulk_len,
                 max_query_buffer: c.client_query_buffer_limit,
-            }
-        };
+            };
+            limits_seen = Some(generation);
+        }
+        if routing.generation != node.routing_generation() {
+            routing = node.routing();
+        }
         let mut commands = 0u64;
-        let routing = node.routing();
         loop {
             match parser.next(&mut inbuf, &limits, session.authenticated) {
                 Ok(Some(req)) => {
@@ -209,9 +221,7 @@ async fn connection(
                     }
                     if out.len() >= OUT_FLUSH && replies.is_empty() {
                         sock.write_all(&out).await?;
-                        node.stats
-                            .net_output_bytes
-                            .fetch_add(out.len() as u64, Relaxed);
+                        node.stats.net_output_bytes.add(out.len() as u64);
                         out.clear();
                     }
                 }
@@ -234,7 +244,7 @@ async fn connection(
             replies.resolve_into(node, &mut session, &mut out).await;
         }
         if commands > 0 {
-            node.stats.total_commands.fetch_add(commands, Relaxed);
+            node.stats.total_commands.add(commands);
             session
                 .client
                 .last_active
@@ -242,9 +252,7 @@ async fn connection(
         }
         if !out.is_empty() {
             sock.write_all(&out).await?;
-            node.stats
-                .net_output_bytes
-                .fetch_add(out.len() as u64, Relaxed);
+            node.stats.net_output_bytes.add(out.len() as u64);
             out.clear();
         }
         if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
@@ -259,7 +267,7 @@ async fn connection(
                 if n == 0 {
                     return Ok(());
                 }
-                node.stats.net_input_bytes.fetch_add(n as u64, Relaxed);
+                node.stats.net_input_bytes.add(n as u64);
             }
             _ = stop.changed() => return Ok(()),
         }
@@ -294,7 +302,7 @@ async fn cron(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         node.db.evict_in_background(now_ms(), period / 4);
         let elapsed = last_sample.0.elapsed();
         if elapsed >= Duration::from_secs(1) {
-            let total = node.stats.total_commands.load(Relaxed);
+            let total = node.stats.total_commands.get();
             let ops = (total.saturating_sub(last_sample.1)) as f64 / elapsed.as_secs_f64();
             node.stats.instantaneous_ops.store(ops as u64, Relaxed);
             last_sample = (std::time::Instant::now(), total);

@@ -701,7 +701,7 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("used_memory_rss", &rss);
             kv("used_memory_rss_human", &bytes_to_human(rss));
             // Overhead: the slot tables' arrays; dataset: the entries (keys and values).
-            let tables = db.stats.table_memory.load(Relaxed);
+            let tables = db.stats.table_memory.get();
             kv("used_memory_overhead", &tables);
             kv("used_memory_dataset", &used.saturating_sub(tables));
             let ev = &cfg.eviction;
@@ -717,25 +717,19 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("mem_allocator", &"mimalloc");
         }
         "stats" => {
-            kv(
-                "total_connections_received",
-                &st.total_connections.load(Relaxed),
-            );
-            kv("total_commands_processed", &st.total_commands.load(Relaxed));
+            kv("total_connections_received", &st.total_connections.get());
+            kv("total_commands_processed", &st.total_commands.get());
             kv(
                 "instantaneous_ops_per_sec",
                 &st.instantaneous_ops.load(Relaxed),
             );
-            kv("total_net_input_bytes", &st.net_input_bytes.load(Relaxed));
-            kv("total_net_output_bytes", &st.net_output_bytes.load(Relaxed));
-            kv(
-                "rejected_connections",
-                &st.rejected_connections.load(Relaxed),
-            );
-            kv("expired_keys", &db.stats.expired_keys.load(Relaxed));
-            kv("evicted_keys", &db.stats.evicted_keys.load(Relaxed));
-            kv("keyspace_hits", &db.stats.keyspace_hits.load(Relaxed));
-            kv("keyspace_misses", &db.stats.keyspace_misses.load(Relaxed));
+            kv("total_net_input_bytes", &st.net_input_bytes.get());
+            kv("total_net_output_bytes", &st.net_output_bytes.get());
+            kv("rejected_connections", &st.rejected_connections.get());
+            kv("expired_keys", &db.stats.expired_keys.get());
+            kv("evicted_keys", &db.stats.evicted_keys.get());
+            kv("keyspace_hits", &db.stats.keyspace_hits.get());
+            kv("keyspace_misses", &db.stats.keyspace_misses.get());
         }
         "persistence" => {
             // CHKV does not persist; these are the values of a Redis with persistence off,
@@ -1053,6 +1047,9 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     // them under the lock so that concurrent CONFIG SETs cannot leave the two different.
     ctx.node.db.configure_eviction(&cfg.eviction);
     *published = cfg;
+    ctx.node
+        .config_generation
+        .fetch_add(1, std::sync::atomic::Ordering::Release);
     Ok(Frame::ok())
 }
 
@@ -1065,7 +1062,7 @@ fn config_resetstat(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
         &st.net_input_bytes,
         &st.net_output_bytes,
     ] {
-        c.store(0, Relaxed);
+        c.reset();
     }
     let ds = &ctx.node.db.stats;
     for c in [
@@ -1074,7 +1071,7 @@ fn config_resetstat(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
         &ds.keyspace_hits,
         &ds.keyspace_misses,
     ] {
-        c.store(0, Relaxed);
+        c.reset();
     }
     Ok(Frame::ok())
 }

@@ -158,26 +158,21 @@ fn set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     }
     let key = req.arg(1);
     let mut g = ctx.node.db.lock_key(key);
-    let old = g.peek(key, ctx.now);
-    let old_ttl = old.and_then(|e| e.expire_at()).unwrap_or(NO_EXPIRY);
-    let old_val = match old {
-        Some(e) => match e.as_str() {
-            Some(s) => Some(Frame::bulk(s)),
-            None if get_old => return Err(ERR_WRONGTYPE),
-            None => None,
-        },
-        None => None,
-    };
-    let exists = old.is_some();
-    let reply_skip = || {
-        if get_old {
-            old_val.clone().unwrap_or(Frame::Null)
-        } else {
-            Frame::Null
+    // A plain SET, the common case, needs nothing from the old entry.
+    let needs_old = nx || xx || get_old || matches!(expiry, ExpiryOpt::KeepTtl);
+    let (exists, old_ttl, old_val) = match needs_old.then(|| g.peek(key, ctx.now)).flatten() {
+        None => (false, NO_EXPIRY, None),
+        Some(e) => {
+            let old_val = match (get_old, e.as_str()) {
+                (false, _) => None,
+                (true, Some(s)) => Some(Frame::bulk(s)),
+                (true, None) => return Err(ERR_WRONGTYPE),
+            };
+            (true, e.expire_at().unwrap_or(NO_EXPIRY), old_val)
         }
     };
     if (nx && exists) || (xx && !exists) {
-        return Ok(reply_skip());
+        return Ok(old_val.unwrap_or(Frame::Null));
     }
     let at = match expiry {
         ExpiryOpt::At(at) => at,
@@ -188,7 +183,7 @@ fn set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         // A time in the past: the key ends up deleted, as in Redis.
         g.remove(key, ctx.now);
     } else {
-        g.set(key, Value::str(req.arg(2)), at, ctx.now);
+        g.set_str(key, req.arg(2), at, ctx.now);
     }
     Ok(if get_old {
         old_val.unwrap_or(Frame::Null)
@@ -203,7 +198,7 @@ fn setnx(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     if g.contains(key, ctx.now) {
         return Ok(Frame::Integer(0));
     }
-    g.set(key, Value::str(req.arg(2)), NO_EXPIRY, ctx.now);
+    g.set_str(key, req.arg(2), NO_EXPIRY, ctx.now);
     Ok(Frame::Integer(1))
 }
 
@@ -219,7 +214,7 @@ fn setex_generic(ctx: &mut Ctx<'_>, req: &Request, unit: i64, cmd: &str) -> Repl
     ctx.node
         .db
         .lock_key(key)
-        .set(key, Value::str(req.arg(3)), at, ctx.now);
+        .set_str(key, req.arg(3), at, ctx.now);
     Ok(Frame::ok())
 }
 
@@ -238,7 +233,7 @@ fn getset(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         Some(e) => Frame::bulk(e.as_str().ok_or(ERR_WRONGTYPE)?),
         None => Frame::Null,
     };
-    g.set(key, Value::str(req.arg(2)), NO_EXPIRY, ctx.now);
+    g.set_str(key, req.arg(2), NO_EXPIRY, ctx.now);
     Ok(old)
 }
 
@@ -319,8 +314,7 @@ fn mset(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let mut g = ctx.node.db.lock_keys(req.iter().skip(1).step_by(2));
     for i in (1..req.len()).step_by(2) {
         let k = req.arg(i);
-        g.slot_of(k)
-            .set(k, Value::str(req.arg(i + 1)), NO_EXPIRY, ctx.now);
+        g.slot_of(k).set_str(k, req.arg(i + 1), NO_EXPIRY, ctx.now);
     }
     Ok(Frame::ok())
 }
@@ -336,8 +330,7 @@ fn msetnx(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     }
     for i in (1..req.len()).step_by(2) {
         let k = req.arg(i);
-        g.slot_of(k)
-            .set(k, Value::str(req.arg(i + 1)), NO_EXPIRY, ctx.now);
+        g.slot_of(k).set_str(k, req.arg(i + 1), NO_EXPIRY, ctx.now);
     }
     Ok(Frame::Integer(1))
 }
@@ -350,7 +343,7 @@ fn append(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let add = req.arg(2);
     let mut g = ctx.node.db.lock_key(key);
     let Some(e) = g.peek(key, ctx.now) else {
-        g.set(key, Value::str(add), NO_EXPIRY, ctx.now);
+        g.set_str(key, add, NO_EXPIRY, ctx.now);
         return Ok(Frame::Integer(add.len() as i64));
     };
     let cur = e.as_str().ok_or(ERR_WRONGTYPE)?;

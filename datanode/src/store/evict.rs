@@ -574,7 +574,7 @@ impl Db {
                         .is_some_and(|s| s >= c.score);
                 if valid {
                     g.remove_at(idx, false);
-                    self.stats.evicted_keys.fetch_add(1, Relaxed);
+                    self.stats.evicted_keys.add(1);
                     return true;
                 }
             }
@@ -600,7 +600,7 @@ impl Db {
             let expired = g.t.expired_at(idx, now);
             g.remove_at(idx, expired);
             if !expired {
-                self.stats.evicted_keys.fetch_add(1, Relaxed);
+                self.stats.evicted_keys.add(1);
             }
             return true;
         }

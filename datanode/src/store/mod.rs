@@ -22,6 +22,7 @@ pub mod glob;
 pub mod handoff;
 pub mod mem;
 
+use crate::striped::Counter;
 use bytes::Bytes;
 use chkv_common::{key_slot, SLOT_COUNT};
 use indexmap::IndexMap;
@@ -351,16 +352,16 @@ impl SlotBits {
 /// Store-wide counters, kept incrementally.
 #[derive(Default)]
 pub struct StoreStats {
-    pub keys: AtomicU64,
-    pub volatile: AtomicU64,
-    pub used_memory: AtomicU64,
+    pub keys: Counter,
+    pub volatile: Counter,
+    pub used_memory: Counter,
     /// The part of `used_memory` taken by the slot tables' arrays (INFO's
     /// `used_memory_overhead`); the rest is the entries.
-    pub table_memory: AtomicU64,
-    pub expired_keys: AtomicU64,
-    pub keyspace_hits: AtomicU64,
-    pub keyspace_misses: AtomicU64,
-    pub evicted_keys: AtomicU64,
+    pub table_memory: Counter,
+    pub expired_keys: Counter,
+    pub keyspace_hits: Counter,
+    pub keyspace_misses: Counter,
+    pub evicted_keys: Counter,
 }
 
 /// The whole store: one [`SlotTable`] per slot.
@@ -399,7 +400,7 @@ impl Db {
 
     /// Number of keys (including expired keys not yet reclaimed, like Redis's DBSIZE).
     pub fn len(&self) -> u64 {
-        self.stats.keys.load(Relaxed)
+        self.stats.keys.get()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -408,12 +409,12 @@ impl Db {
 
     /// Keys with a TTL.
     pub fn volatile_len(&self) -> u64 {
-        self.stats.volatile.load(Relaxed)
+        self.stats.volatile.get()
     }
 
     /// Bytes the store accounts for its keys and values.
     pub fn used_memory(&self) -> u64 {
-        self.stats.used_memory.load(Relaxed)
+        self.stats.used_memory.get()
     }
 
     /// Locks the slot `slot`.
@@ -693,14 +694,14 @@ impl SlotGuard<'_> {
         let db = self.db;
         match self.live_index(key, now) {
             Some(idx) => {
-                db.stats.keyspace_hits.fetch_add(1, Relaxed);
+                db.stats.keyspace_hits.add(1);
                 if let Some((_, m)) = self.t.map.get_index_mut(idx) {
                     m.access = db.touched_access(m.access, now);
                 }
                 self.t.entry(idx)
             }
             None => {
-                self.db.stats.keyspace_misses.fetch_add(1, Relaxed);
+                self.db.stats.keyspace_misses.add(1);
                 None
             }
         }
@@ -721,9 +722,15 @@ impl SlotGuard<'_> {
     /// Stores `value` under `key` with expiry `expire_at` ([`NO_EXPIRY`] for none), replacing
     /// any previous entry. Returns whether a live entry was replaced.
     pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64, now: u64) -> bool {
+        let Value::Str(bytes) = &value;
+        self.set_str(key, bytes, expire_at, now)
+    }
+
+    /// [`SlotGuard::set`] of a string value, straight from the request's bytes (the key and
+    /// the value are copied once, into the entry).
+    pub fn set_str(&mut self, key: &[u8], bytes: &[u8], expire_at: u64, now: u64) -> bool {
         self.count_access(key);
         let db = self.db;
-        let Value::Str(bytes) = &value;
         let new_mem = entry_mem(key, bytes.len());
         let kv = Kv::new(key, bytes);
         let replaced = match self.live_index(key, now) {
@@ -753,8 +760,8 @@ impl SlotGuard<'_> {
                     },
                 );
                 let stats = &self.db.stats;
-                stats.keys.fetch_add(1, Relaxed);
-                stats.used_memory.fetch_add(new_mem, Relaxed);
+                stats.keys.add(1);
+                stats.used_memory.add(new_mem);
                 if self.t.map.len() == 1 {
                     self.db.nonempty.set(self.slot, true);
                 }
@@ -816,16 +823,10 @@ impl SlotGuard<'_> {
             .keys()
             .map(|kv| entry_mem(kv.key(), kv.value().len()))
             .sum();
-        stats.keys.fetch_sub(self.t.map.len() as u64, Relaxed);
-        stats
-            .volatile
-            .fetch_sub(self.t.volatile.len() as u64, Relaxed);
-        stats
-            .used_memory
-            .fetch_sub(mem + self.t.table_mem as u64, Relaxed);
-        stats
-            .table_memory
-            .fetch_sub(self.t.table_mem as u64, Relaxed);
+        stats.keys.sub(self.t.map.len() as u64);
+        stats.volatile.sub(self.t.volatile.len() as u64);
+        stats.used_memory.sub(mem + self.t.table_mem as u64);
+        stats.table_memory.sub(self.t.table_mem as u64);
         self.t.map = IndexMap::default();
         self.t.volatile = Vec::new();
         self.t.sketch.clear();
@@ -848,12 +849,10 @@ impl SlotGuard<'_> {
     fn remove_at(&mut self, idx: usize, expired: bool) -> Option<(Kv, u64)> {
         let (kv, at) = self.t.remove_index(idx)?;
         let stats = &self.db.stats;
-        stats.keys.fetch_sub(1, Relaxed);
-        stats
-            .used_memory
-            .fetch_sub(entry_mem(kv.key(), kv.value().len()), Relaxed);
+        stats.keys.sub(1);
+        stats.used_memory.sub(entry_mem(kv.key(), kv.value().len()));
         if expired {
-            stats.expired_keys.fetch_add(1, Relaxed);
+            stats.expired_keys.add(1);
         }
         if at != NO_EXPIRY {
             self.volatile_changed(VolChange::Removed);
@@ -917,18 +916,18 @@ impl SlotGuard<'_> {
         self.adjust_mem(old as u64, now as u64);
         let tables = &self.db.stats.table_memory;
         if now >= old {
-            tables.fetch_add((now - old) as u64, Relaxed);
+            tables.add((now - old) as u64);
         } else {
-            tables.fetch_sub((old - now) as u64, Relaxed);
+            tables.sub((old - now) as u64);
         }
     }
 
     fn adjust_mem(&self, old: u64, new: u64) {
         let m = &self.db.stats.used_memory;
         if new >= old {
-            m.fetch_add(new - old, Relaxed);
+            m.add(new - old);
         } else {
-            m.fetch_sub(old - new, Relaxed);
+            m.sub(old - new);
         }
     }
 
@@ -936,13 +935,13 @@ impl SlotGuard<'_> {
     fn volatile_changed(&self, change: VolChange) {
         match change {
             VolChange::Added => {
-                self.db.stats.volatile.fetch_add(1, Relaxed);
+                self.db.stats.volatile.add(1);
                 if self.t.volatile.len() == 1 {
                     self.db.has_volatile.set(self.slot, true);
                 }
             }
             VolChange::Removed => {
-                self.db.stats.volatile.fetch_sub(1, Relaxed);
+                self.db.stats.volatile.sub(1);
                 if self.t.volatile.is_empty() {
                     self.db.has_volatile.set(self.slot, false);
                 }

@@ -55,7 +55,7 @@ fn check_invariants(db: &Db) {
     assert_eq!(db.len(), keys);
     assert_eq!(db.volatile_len(), vol);
     assert_eq!(db.used_memory(), mem);
-    assert_eq!(db.stats.table_memory.load(Relaxed), tables);
+    assert_eq!(db.stats.table_memory.get(), tables);
 }
 
 #[test]
@@ -131,7 +131,7 @@ fn lazy_expiry() {
     assert!(g.get(b"k", T0 + 100).is_none());
     drop(g);
     assert_eq!(db.len(), 0);
-    assert_eq!(db.stats.expired_keys.load(Relaxed), 1);
+    assert_eq!(db.stats.expired_keys.get(), 1);
     check_invariants(&db);
 }
 
@@ -156,7 +156,7 @@ fn active_expiry_reclaims_without_access() {
     }
     assert_eq!(db.volatile_len(), 1);
     assert_eq!(db.len(), 2501);
-    assert_eq!(db.stats.expired_keys.load(Relaxed), 2500);
+    assert_eq!(db.stats.expired_keys.get(), 2500);
     check_invariants(&db);
 }
 
@@ -417,7 +417,7 @@ fn eviction_keeps_invariants_under_every_policy() {
                     "{p}: {}",
                     db.used_memory()
                 );
-                assert!(db.stats.evicted_keys.load(Relaxed) > 1000, "{p}");
+                assert!(db.stats.evicted_keys.get() > 1000, "{p}");
             }
         }
         db.flush();
@@ -472,12 +472,12 @@ fn sparse_tables_give_memory_back() {
         db.lock_key(k.as_bytes())
             .set(k.as_bytes(), Value::str(b"v"), exp, T0);
     }
-    let tables = db.stats.table_memory.load(Relaxed);
+    let tables = db.stats.table_memory.get();
     for k in &keys[..190] {
         db.lock_key(k.as_bytes()).remove(k.as_bytes(), T0);
     }
     check_invariants(&db);
-    let after = db.stats.table_memory.load(Relaxed);
+    let after = db.stats.table_memory.get();
     assert!(after * 8 < tables, "tables: {tables} -> {after}");
     // Growing back works from the shrunk table.
     for k in &keys[..190] {

@@ -350,3 +350,29 @@ async fn query_buffer_limit_closes_the_connection() {
     })
     .await
 }
+
+#[tokio::test]
+async fn a_limit_lowered_by_config_set_applies_to_connections_already_open() {
+    bounded(async {
+        let s = start().await;
+        // Opened, and used, before the limit changes: connections keep a copy of their
+        // limits and must notice the change.
+        let mut c = Raw::connect(s.addr()).await;
+        assert_eq!(c.cmd(&["PING"]).await, "+PONG\r\n");
+        let mut admin = Raw::connect(s.addr()).await;
+        assert_eq!(
+            admin
+                .cmd(&["CONFIG", "SET", "proto-max-bulk-len", "1mb"])
+                .await,
+            "+OK\r\n"
+        );
+        let value = "v".repeat(2 << 20);
+        let mut req = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n".to_vec();
+        req.extend_from_slice(format!("${}\r\n{value}\r\n", value.len()).as_bytes());
+        send_lossy(&mut c, &req).await;
+        let got = c.read_to_eof().await;
+        assert_eq!(show(&got), "-ERR Protocol error: invalid bulk length\\r\\n");
+        assert_eq!(admin.cmd(&["EXISTS", "k"]).await, ":0\r\n");
+    })
+    .await
+}

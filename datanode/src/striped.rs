@@ -1,0 +1,185 @@
+//! Shared state that every request touches, split so that threads do not write the same
+//! cache line.
+//!
+//! A counter bumped by every command (commands processed, bytes in and out, keys, used
+//! memory) or a lock taken by every command (the handoff gate) is one cache line that each
+//! worker thread writes in turn. Each write takes the line away from the other cores, and on
+//! a busy node that transfer costs more than the command itself. Here each thread writes its
+//! own stripe (one cache line each), and the rare reader (INFO, CONFIG RESETSTAT, a handoff
+//! freeze) visits them all.
+
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+
+/// Stripes per counter or lock. Threads beyond this many share stripes, which costs speed,
+/// never correctness.
+const STRIPES: usize = 16;
+
+/// This thread's stripe: threads take stripes in the order they first ask.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Relaxed) % STRIPES;
+    }
+    STRIPE.with(|s| *s)
+}
+
+/// One value per cache line (128 bytes: adjacent-line prefetch pairs 64-byte lines).
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded<T>(T);
+
+/// A counter that many threads change and few read: [`Counter::get`] sums the stripes.
+///
+/// The sum is not a snapshot: read while other threads add and subtract, it can be off by
+/// the changes in flight (a key counted in by one thread and out by another may be seen
+/// leaving first). It never goes below zero, and once the writers are done it is exact.
+#[derive(Default)]
+pub struct Counter {
+    cells: [Padded<AtomicU64>; STRIPES],
+}
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.cells[stripe()].0.fetch_add(n, Relaxed);
+    }
+
+    /// Subtracts `n`; the stripe may wrap (another stripe holds the matching add).
+    pub fn sub(&self, n: u64) {
+        self.cells[stripe()].0.fetch_sub(n, Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        let sum = self
+            .cells
+            .iter()
+            .fold(0u64, |acc, c| acc.wrapping_add(c.0.load(Relaxed)));
+        // A sum that wrapped below zero (a subtraction seen before its addition) reads 0.
+        if sum > i64::MAX as u64 {
+            0
+        } else {
+            sum
+        }
+    }
+
+    /// Sets the counter to zero (CONFIG RESETSTAT); changes racing with it may survive.
+    pub fn reset(&self) {
+        for c in &self.cells {
+            c.0.store(0, Relaxed);
+        }
+    }
+}
+
+/// A reader-writer lock for many frequent readers and a rare writer: a reader locks only its
+/// thread's stripe, a writer locks every stripe (always in the same order).
+pub struct StripedRwLock {
+    stripes: [Padded<RwLock<()>>; STRIPES],
+}
+
+impl Default for StripedRwLock {
+    fn default() -> Self {
+        StripedRwLock {
+            stripes: std::array::from_fn(|_| Padded(RwLock::new(()))),
+        }
+    }
+}
+
+/// Holds every stripe of a [`StripedRwLock`] for writing.
+pub struct StripedWriteGuard<'a> {
+    _guards: [RwLockWriteGuard<'a, ()>; STRIPES],
+}
+
+impl StripedRwLock {
+    /// Shared access; excludes writers only.
+    pub fn read(&self) -> RwLockReadGuard<'_, ()> {
+        self.stripes[stripe()].0.read()
+    }
+
+    /// Exclusive access: waits for every reader of every stripe.
+    pub fn write(&self) -> StripedWriteGuard<'_> {
+        StripedWriteGuard {
+            _guards: std::array::from_fn(|i| self.stripes[i].0.write()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    #[test]
+    fn counter_sums_every_threads_changes() {
+        let c = Arc::new(Counter::default());
+        let threads: Vec<_> = (0..2 * STRIPES as u64)
+            .map(|t| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        c.add(t + 2);
+                        c.sub(1);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("counter thread");
+        }
+        let want: u64 = (0..2 * STRIPES as u64).map(|t| (t + 1) * 1000).sum();
+        assert_eq!(c.get(), want);
+        c.reset();
+        assert_eq!(c.get(), 0);
+    }
+
+    #[test]
+    fn counter_never_reads_below_zero() {
+        let c = Counter::default();
+        // A subtraction on this thread's stripe whose addition landed on another stripe
+        // that has not been counted: the sum wraps, and reads as zero.
+        c.sub(5);
+        assert_eq!(c.get(), 0);
+        c.add(7);
+        assert_eq!(c.get(), 2);
+    }
+
+    #[test]
+    fn writer_excludes_readers_on_every_thread() {
+        let lock = Arc::new(StripedRwLock::default());
+        let inside = Arc::new(AtomicU64::new(0));
+        let writing = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let readers: Vec<_> = (0..4)
+            .map(|_| {
+                let (lock, inside, writing, stop) =
+                    (lock.clone(), inside.clone(), writing.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut seen = 0u64;
+                    while !stop.load(Relaxed) {
+                        let _r = lock.read();
+                        inside.fetch_add(1, Relaxed);
+                        assert!(!writing.load(Relaxed), "a reader ran during a write");
+                        inside.fetch_sub(1, Relaxed);
+                        seen += 1;
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for _ in 0..200 {
+            let _w = lock.write();
+            writing.store(true, Relaxed);
+            assert_eq!(
+                inside.load(Relaxed),
+                0,
+                "a reader was inside during a write"
+            );
+            std::thread::yield_now();
+            writing.store(false, Relaxed);
+        }
+        stop.store(true, Relaxed);
+        for r in readers {
+            assert!(r.join().expect("reader thread") > 0);
+        }
+    }
+}
