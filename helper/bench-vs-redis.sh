@@ -5,7 +5,7 @@ set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-RUNS=3
+RUNS=5
 REQ_P1=200000
 REQ_P16=""
 CLIENTS=50
@@ -20,8 +20,8 @@ Usage: helper/bench-vs-redis.sh [options]
 
 Starts redis-server and a CHKV DataNode (\$CHKV_BIN, default
 \$ROOT/target/release/chkv-datanode, built with cargo when missing) on free 127.0.0.1 ports
-and runs identical redis-benchmark runs against each, alternating redis, chkv, redis, chkv,
-... for every cell, and prints the median of the rounds:
+and runs identical redis-benchmark runs against each, alternating for every cell (redis
+first in odd rounds, chkv first in even ones), and prints the median of the rounds:
 
   tests SET, GET, MSET (10 keys) with -d 32 and -d 1024, INCR (size "-": -d does not apply);
   pipeline 1 and 16; -c $CLIENTS; -r $KEYSPACE (random keys); FLUSHALL after every run, so
@@ -123,6 +123,18 @@ bench() {
     [[ "$flushed" == OK ]] || die "FLUSHALL on $server returned '$flushed'"
 }
 
+# pair PIPELINE SIZE TESTS N: the same run against both servers, redis first in odd rounds
+# and chkv first in even ones, so neither always runs in the other's wake.
+pair() {
+    if ((ROUND % 2)); then
+        bench redis "$REDIS_PORT" "$@"
+        bench chkv "$CHKV_PORT" "$@"
+    else
+        bench chkv "$CHKV_PORT" "$@"
+        bench redis "$REDIS_PORT" "$@"
+    fi
+}
+
 log "redis-server on 127.0.0.1:$REDIS_PORT, chkv-datanode ($CHKV_BIN) on 127.0.0.1:$CHKV_PORT"
 log "runs=$RUNS clients=$CLIENTS keyspace=$KEYSPACE requests: P1=$REQ_P1 P16=$REQ_P16"
 START=$SECONDS
@@ -131,11 +143,9 @@ for ((ROUND = 1; ROUND <= RUNS; ROUND++)); do
         n=$REQ_P1
         ((pipeline == 1)) || n=$REQ_P16
         for size in "${SIZES[@]}"; do
-            bench redis "$REDIS_PORT" "$pipeline" "$size" set,get,mset "$n"
-            bench chkv "$CHKV_PORT" "$pipeline" "$size" set,get,mset "$n"
+            pair "$pipeline" "$size" set,get,mset "$n"
         done
-        bench redis "$REDIS_PORT" "$pipeline" - incr "$n"
-        bench chkv "$CHKV_PORT" "$pipeline" - incr "$n"
+        pair "$pipeline" - incr "$n"
     done
 done
 log "benchmarks done in $((SECONDS - START))s"
