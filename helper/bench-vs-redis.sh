@@ -28,8 +28,10 @@ first in odd rounds, chkv first in even ones), and prints the median of the roun
   each run starts from an empty server. GET runs right after SET in the same
   redis-benchmark invocation, so it reads the keys SET just wrote (hits and misses mixed).
 
-Columns: chkv and redis requests/s, ratio = chkv/redis rps (>1: chkv faster), p50/p99
-latency in ms, p99 ratio = chkv p99 / redis p99 (<1: chkv better).
+Columns: chkv and redis requests/s (medians), ratio = chkv/redis rps (>1: chkv faster),
+best ratio = the same for each server's fastest round (interference from other processes
+only ever slows a run down, so on a shared machine the fastest round is the least
+disturbed), p50/p99 latency in ms, p99 ratio = chkv p99 / redis p99 (<1: chkv better).
 
 Options:
   --runs N            rounds per cell, median taken (default $RUNS)
@@ -38,6 +40,8 @@ Options:
                       when only --requests is given)
   --clients N         parallel connections, -c (default $CLIENTS)
   --keyspace N        random key space, -r (default $KEYSPACE)
+  --pipelines "P ..."  pipeline depths to run (default "${PIPELINES[*]}")
+  --sizes "D ..."      value sizes to run (default "${SIZES[*]}")
   --out FILE          also write the table (with run parameters) as markdown to FILE
   --help              this text
 
@@ -55,6 +59,12 @@ while [[ $# -gt 0 ]]; do
         --requests-p16) posint "$1" "${2:-}"; REQ_P16=$2; shift 2 ;;
         --clients) posint "$1" "${2:-}"; CLIENTS=$2; shift 2 ;;
         --keyspace) posint "$1" "${2:-}"; KEYSPACE=$2; shift 2 ;;
+        --pipelines | --sizes)
+            read -r -a list <<<"${2:-}"
+            ((${#list[@]} > 0)) || die "$1 needs a list of positive integers"
+            for x in "${list[@]}"; do posint "$1" "$x"; done
+            if [[ $1 == --sizes ]]; then SIZES=("${list[@]}"); else PIPELINES=("${list[@]}"); fi
+            shift 2 ;;
         --out) [[ -n "${2:-}" ]] || die "--out needs a file name"; OUT=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
@@ -165,6 +175,12 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" '
         if (n % 2) return a[(n + 1) / 2] + 0
         return (a[n / 2] + a[n / 2 + 1]) / 2
     }
+    function best(key,    n, i, a, m) {
+        n = split(vals[key], a, " ")
+        m = ""
+        for (i = 1; i <= n; i++) if (m == "" || a[i] + 0 > m) m = a[i] + 0
+        return m
+    }
     function ratio(x, y) { return (y + 0 > 0 && x != "") ? sprintf("%.2f", x / y) : "n/a" }
     function num(x, fmt) { return x == "" ? "n/a" : sprintf(fmt, x) }
     {
@@ -174,7 +190,7 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" '
         }
     }
     END {
-        print "test\tpipeline\tsize\tchkv rps\tredis rps\tratio\tchkv p50/p99 ms\tredis p50/p99 ms\tp99 ratio"
+        print "test\tpipeline\tsize\tchkv rps\tredis rps\tratio\tbest ratio\tchkv p50/p99 ms\tredis p50/p99 ms\tp99 ratio"
         np = split(pipelines, P, " "); ns = split(sizes, S, " "); nt = split("SET GET INCR MSET", T, " ")
         for (i = 1; i <= np; i++) for (k = 1; k <= nt; k++) {
             if (T[k] == "INCR") { nd = 1; D[1] = "-" } else { nd = ns; for (x = 1; x <= ns; x++) D[x] = S[x] }
@@ -183,15 +199,16 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" '
                 crps = median("chkv" base 5); rrps = median("redis" base 5)
                 c50 = median("chkv" base 6); c99 = median("chkv" base 7)
                 r50 = median("redis" base 6); r99 = median("redis" base 7)
-                printf "%s\t%s\t%s\t%s\t%s\t%s\t%s/%s\t%s/%s\t%s\n", T[k], P[i], D[j],
+                printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s/%s\t%s/%s\t%s\n", T[k], P[i], D[j],
                     num(crps, "%.0f"), num(rrps, "%.0f"), ratio(crps, rrps),
+                    ratio(best("chkv" base 5), best("redis" base 5)),
                     num(c50, "%.3f"), num(c99, "%.3f"), num(r50, "%.3f"), num(r99, "%.3f"), ratio(c99, r99)
             }
         }
     }' "$RESULTS" >"$TABLE"
 
 params="redis-benchmark -c $CLIENTS -r $KEYSPACE, -n $REQ_P1 (P1) / $REQ_P16 (P16), median of $RUNS alternating rounds; $(nproc 2>/dev/null || echo '?') CPUs shared by client and servers"
-legend="ratio = chkv rps / redis rps (>1: chkv faster); p99 ratio = chkv p99 / redis p99 (<1: chkv better)"
+legend="ratio = chkv rps / redis rps (>1: chkv faster); best ratio = the same for each server's best round (noise only slows a run down, so the best round is the least disturbed); p99 ratio = chkv p99 / redis p99 (<1: chkv better)"
 versions="chkv: $CHKV_BIN$(git -C "$CHKV_ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/ @ /' || true); redis: $(redis-server --version | awk '{print $3}')"
 
 echo
