@@ -25,13 +25,15 @@ first in odd rounds, chkv first in even ones), and prints the median of the roun
 
   tests SET, GET, MSET (10 keys) with -d 32 and -d 1024, INCR (size "-": -d does not apply);
   pipeline 1 and 16; -c $CLIENTS; -r $KEYSPACE (random keys); FLUSHALL after every run, so
-  each run starts from an empty server. GET runs right after SET in the same
-  redis-benchmark invocation, so it reads the keys SET just wrote (hits and misses mixed).
+  each run starts from an empty server. GET runs right after SET, before the
+  FLUSHALL, so it reads the keys SET just wrote (hits and misses mixed).
 
 Columns: chkv and redis requests/s (medians), ratio = chkv/redis rps (>1: chkv faster),
 best ratio = the same for each server's fastest round (interference from other processes
 only ever slows a run down, so on a shared machine the fastest round is the least
-disturbed), p50/p99 latency in ms, p99 ratio = chkv p99 / redis p99 (<1: chkv better).
+disturbed), p50/p99 latency in ms, p99 ratio = chkv p99 / redis p99 (<1: chkv better),
+server CPU time (user + system, from /proc) per request and its ratio chkv / redis (<1:
+chkv does the same work with less CPU; steadier than requests/s on a noisy machine).
 
 Options:
   --runs N            rounds per cell, median taken (default $RUNS)
@@ -86,48 +88,65 @@ datanode_bin
 
 REDIS_PORT=$(free_port)
 start_redis "$REDIS_PORT"
+REDIS_PID=$STARTED_PID
 CHKV_PORT=$(free_port)
 start_datanode "$CHKV_PORT"
+CHKV_PID=$STARTED_PID
 for port in "$REDIS_PORT" "$CHKV_PORT"; do
     [[ "$(rcli "$port" PING 2>&1)" == PONG ]] || die "127.0.0.1:$port does not answer PING"
 done
 
-RESULTS="$CHKV_TMP/results.csv" # server,pipeline,size,test,rps,p50_ms,p99_ms (one line per run)
+RESULTS="$CHKV_TMP/results.csv" # server,pipeline,size,test,rps,p50_ms,p99_ms,cpu_us_per_req (one line per run)
 : >"$RESULTS"
 CSV_HEADER='"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"'
 
-# bench SERVER PORT PIPELINE SIZE TESTS N: one redis-benchmark invocation; appends one
-# results line per test, then FLUSHALL so the next run starts empty.
+# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+TICKS_PER_SEC=$(getconf CLK_TCK)
+
+# bench SERVER PORT PIPELINE SIZE TESTS N: one redis-benchmark invocation per test (so the
+# server's CPU time can be charged to each), in order, then FLUSHALL so the next group
+# starts empty. Appends one results line per test.
 bench() {
-    local server=$1 port=$2 pipeline=$3 size=$4 tests=$5 n=$6 out rc=0
-    local ntests
-    ntests=$(tr ',' '\n' <<<"$tests" | grep -c .)
-    local limit=$((60 + n * ntests / 2000)) # worst case 2000 req/s before we give up
-    local args=(-h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" -r "$KEYSPACE" -P "$pipeline" -t "$tests" --csv)
-    [[ "$size" != "-" ]] && args+=(-d "$size")
+    local server=$1 port=$2 pipeline=$3 size=$4 tests=$5 n=$6 test pid
+    pid=$REDIS_PID
+    [[ $server == chkv ]] && pid=$CHKV_PID
     log "round $ROUND/$RUNS  $server  -P $pipeline  -d $size  -t $tests  -n $n"
-    out=$(timeout "$limit" redis-benchmark "${args[@]}" 2>>"$CHKV_TMP/redis-benchmark.stderr") || rc=$?
-    if ((rc == 124)); then
-        die "redis-benchmark against $server timed out after ${limit}s (redis-benchmark ${args[*]})"
-    elif ((rc != 0)); then
-        tail -n 5 "$CHKV_TMP/redis-benchmark.stderr" >&2
-        die "redis-benchmark against $server failed (exit $rc): redis-benchmark ${args[*]}"
-    fi
-    out=${out//$'\r'/}
-    [[ "$(head -n 1 <<<"$out")" == "$CSV_HEADER" ]] ||
-        die "unexpected redis-benchmark --csv output (need redis-benchmark >= 7.0): $(head -n 2 <<<"$out")"
-    local rows
-    rows=$(tail -n +2 <<<"$out" | awk -F'","' -v s="$server" -v p="$pipeline" -v d="$size" '
-        NF >= 8 {
-            gsub(/"/, "")
-            split($0, f, ",")
-            t = f[1]; sub(/ .*/, "", t)           # "MSET (10 keys)" -> MSET
-            print s "," p "," d "," t "," f[2] "," f[5] "," f[7]
-        }')
-    [[ "$(grep -c . <<<"$rows")" == "$ntests" ]] ||
-        die "expected $ntests result rows from redis-benchmark against $server, got: $out"
-    printf '%s\n' "$rows" >>"$RESULTS"
-    log "    $(awk -F, '{ printf "%s %.0f rps p99 %s ms   ", $4, $5, $7 }' <<<"$rows")"
+    local summary=""
+    for test in ${tests//,/ }; do
+        local out rc=0 limit=$((60 + n / 2000)) # worst case 2000 req/s before we give up
+        local args=(-h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" -r "$KEYSPACE" -P "$pipeline" -t "$test" --csv)
+        [[ "$size" != "-" ]] && args+=(-d "$size")
+        local t0 t1
+        t0=$(cpu_ticks "$pid")
+        out=$(timeout "$limit" redis-benchmark "${args[@]}" 2>>"$CHKV_TMP/redis-benchmark.stderr") || rc=$?
+        t1=$(cpu_ticks "$pid")
+        if ((rc == 124)); then
+            die "redis-benchmark against $server timed out after ${limit}s (redis-benchmark ${args[*]})"
+        elif ((rc != 0)); then
+            tail -n 5 "$CHKV_TMP/redis-benchmark.stderr" >&2
+            die "redis-benchmark against $server failed (exit $rc): redis-benchmark ${args[*]}"
+        fi
+        out=${out//$'\r'/}
+        [[ "$(head -n 1 <<<"$out")" == "$CSV_HEADER" ]] ||
+            die "unexpected redis-benchmark --csv output (need redis-benchmark >= 7.0): $(head -n 2 <<<"$out")"
+        local row
+        row=$(tail -n +2 <<<"$out" | awk -F'","' -v s="$server" -v p="$pipeline" -v d="$size" \
+            -v ticks=$((t1 - t0)) -v hz="$TICKS_PER_SEC" -v n="$n" '
+            NF >= 8 {
+                gsub(/"/, "")
+                split($0, f, ",")
+                t = f[1]; sub(/ .*/, "", t)           # "MSET (10 keys)" -> MSET
+                print s "," p "," d "," t "," f[2] "," f[5] "," f[7] "," ticks * 1e6 / hz / n
+            }')
+        [[ "$(grep -c . <<<"$row")" == 1 ]] ||
+            die "expected one result row from redis-benchmark against $server, got: $out"
+        printf '%s\n' "$row" >>"$RESULTS"
+        summary+=$(awk -F, '{ printf "%s %.0f rps p99 %s ms cpu %.2f us/req   ", $4, $5, $7, $8 }' <<<"$row")
+    done
+    log "    $summary"
     local flushed
     flushed=$(rcli "$port" FLUSHALL 2>&1) || true
     [[ "$flushed" == OK ]] || die "FLUSHALL on $server returned '$flushed'"
@@ -184,13 +203,13 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" '
     function ratio(x, y) { return (y + 0 > 0 && x != "") ? sprintf("%.2f", x / y) : "n/a" }
     function num(x, fmt) { return x == "" ? "n/a" : sprintf(fmt, x) }
     {
-        for (m = 5; m <= 7; m++) {
+        for (m = 5; m <= 8; m++) {
             key = $1 SUBSEP $2 SUBSEP $3 SUBSEP $4 SUBSEP m
             vals[key] = vals[key] " " $m
         }
     }
     END {
-        print "test\tpipeline\tsize\tchkv rps\tredis rps\tratio\tbest ratio\tchkv p50/p99 ms\tredis p50/p99 ms\tp99 ratio"
+        print "test\tpipeline\tsize\tchkv rps\tredis rps\tratio\tbest ratio\tchkv p50/p99 ms\tredis p50/p99 ms\tp99 ratio\tchkv/redis cpu us/req\tcpu ratio"
         np = split(pipelines, P, " "); ns = split(sizes, S, " "); nt = split("SET GET INCR MSET", T, " ")
         for (i = 1; i <= np; i++) for (k = 1; k <= nt; k++) {
             if (T[k] == "INCR") { nd = 1; D[1] = "-" } else { nd = ns; for (x = 1; x <= ns; x++) D[x] = S[x] }
@@ -199,16 +218,18 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" '
                 crps = median("chkv" base 5); rrps = median("redis" base 5)
                 c50 = median("chkv" base 6); c99 = median("chkv" base 7)
                 r50 = median("redis" base 6); r99 = median("redis" base 7)
-                printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s/%s\t%s/%s\t%s\n", T[k], P[i], D[j],
+                ccpu = median("chkv" base 8); rcpu = median("redis" base 8)
+                printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s/%s\t%s/%s\t%s\t%s/%s\t%s\n", T[k], P[i], D[j],
                     num(crps, "%.0f"), num(rrps, "%.0f"), ratio(crps, rrps),
                     ratio(best("chkv" base 5), best("redis" base 5)),
-                    num(c50, "%.3f"), num(c99, "%.3f"), num(r50, "%.3f"), num(r99, "%.3f"), ratio(c99, r99)
+                    num(c50, "%.3f"), num(c99, "%.3f"), num(r50, "%.3f"), num(r99, "%.3f"), ratio(c99, r99),
+                    num(ccpu, "%.2f"), num(rcpu, "%.2f"), ratio(ccpu, rcpu)
             }
         }
     }' "$RESULTS" >"$TABLE"
 
 params="redis-benchmark -c $CLIENTS -r $KEYSPACE, -n $REQ_P1 (P1) / $REQ_P16 (P16), median of $RUNS alternating rounds; $(nproc 2>/dev/null || echo '?') CPUs shared by client and servers"
-legend="ratio = chkv rps / redis rps (>1: chkv faster); best ratio = the same for each server's best round (noise only slows a run down, so the best round is the least disturbed); p99 ratio = chkv p99 / redis p99 (<1: chkv better)"
+legend="ratio = chkv rps / redis rps (>1: chkv faster); best ratio = the same for each server's best round (noise only slows a run down, so the best round is the least disturbed); p99 ratio = chkv p99 / redis p99 (<1: chkv better); cpu = server CPU time (user + system) per request, cpu ratio = chkv / redis (<1: chkv cheaper)"
 versions="chkv: $CHKV_BIN$(git -C "$CHKV_ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/ @ /' || true); redis: $(redis-server --version | awk '{print $3}')"
 
 echo
