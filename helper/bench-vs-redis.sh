@@ -24,7 +24,7 @@ and runs identical redis-benchmark runs against each, alternating for every cell
 first in odd rounds, chkv first in even ones), and prints the median of the rounds:
 
   tests SET, GET, MSET (10 keys) with -d 32 and -d 1024, INCR (size "-": -d does not apply);
-  pipeline 1 and 16; -c $CLIENTS; -r $KEYSPACE (random keys); FLUSHALL after every run, so
+  pipeline 1 and 16; -c $CLIENTS; -r $KEYSPACE (random keys); FLUSHALL after each group, so
   each run starts from an empty server. GET runs right after SET, before the
   FLUSHALL, so it reads the keys SET just wrote (hits and misses mixed).
 
