@@ -11,6 +11,7 @@ REQ_P16=""
 CLIENTS=50
 KEYSPACE=1000000
 OUT=""
+CHKV_ARGS=""
 PIPELINES=(1 16)
 SIZES=(32 1024)
 
@@ -44,6 +45,7 @@ Options:
   --keyspace N        random key space, -r (default $KEYSPACE)
   --pipelines "P ..."  pipeline depths to run (default "${PIPELINES[*]}")
   --sizes "D ..."      value sizes to run (default "${SIZES[*]}")
+  --chkv-args "ARGS"  extra chkv-datanode flags, e.g. "--threads 1"
   --out FILE          also write the table (with run parameters) as markdown to FILE
   --help              this text
 
@@ -67,6 +69,7 @@ while [[ $# -gt 0 ]]; do
             for x in "${list[@]}"; do posint "$1" "$x"; done
             if [[ $1 == --sizes ]]; then SIZES=("${list[@]}"); else PIPELINES=("${list[@]}"); fi
             shift 2 ;;
+        --chkv-args) CHKV_ARGS=${2:-}; shift 2 ;;
         --out) [[ -n "${2:-}" ]] || die "--out needs a file name"; OUT=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
@@ -90,7 +93,8 @@ REDIS_PORT=$(free_port)
 start_redis "$REDIS_PORT"
 REDIS_PID=$STARTED_PID
 CHKV_PORT=$(free_port)
-start_datanode "$CHKV_PORT"
+read -r -a chkv_args <<<"$CHKV_ARGS"
+start_datanode "$CHKV_PORT" "${chkv_args[@]}"
 CHKV_PID=$STARTED_PID
 for port in "$REDIS_PORT" "$CHKV_PORT"; do
     [[ "$(rcli "$port" PING 2>&1)" == PONG ]] || die "127.0.0.1:$port does not answer PING"
@@ -230,7 +234,7 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" '
 
 params="redis-benchmark -c $CLIENTS -r $KEYSPACE, -n $REQ_P1 (P1) / $REQ_P16 (P16), median of $RUNS alternating rounds; $(nproc 2>/dev/null || echo '?') CPUs shared by client and servers"
 legend="ratio = chkv rps / redis rps (>1: chkv faster); best ratio = the same for each server's best round (noise only slows a run down, so the best round is the least disturbed); p99 ratio = chkv p99 / redis p99 (<1: chkv better); cpu = server CPU time (user + system) per request, cpu ratio = chkv / redis (<1: chkv cheaper)"
-versions="chkv: $CHKV_BIN$(git -C "$CHKV_ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/ @ /' || true); redis: $(redis-server --version | awk '{print $3}')"
+versions="chkv: $CHKV_BIN${CHKV_ARGS:+ $CHKV_ARGS}$(git -C "$CHKV_ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/ @ /' || true); redis: $(redis-server --version | awk '{print $3}')"
 
 echo
 echo "$params"
