@@ -49,6 +49,12 @@ impl Counter {
         self.cells[stripe()].0.fetch_sub(n, Relaxed);
     }
 
+    /// Moves the counter from `old` to `new` (a size that changed), up or down.
+    pub fn change(&self, old: u64, new: u64) {
+        // Stripes wrap, so a decrease is the wrapped difference added.
+        self.add(new.wrapping_sub(old));
+    }
+
     pub fn get(&self) -> u64 {
         let sum = self
             .cells
@@ -130,6 +136,9 @@ mod tests {
         assert_eq!(c.get(), want);
         c.reset();
         assert_eq!(c.get(), 0);
+        c.change(0, 10);
+        c.change(10, 4);
+        assert_eq!(c.get(), 4);
     }
 
     #[test]

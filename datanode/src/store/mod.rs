@@ -914,21 +914,11 @@ impl SlotGuard<'_> {
             return;
         }
         self.adjust_mem(old as u64, now as u64);
-        let tables = &self.db.stats.table_memory;
-        if now >= old {
-            tables.add((now - old) as u64);
-        } else {
-            tables.sub((old - now) as u64);
-        }
+        self.db.stats.table_memory.change(old as u64, now as u64);
     }
 
     fn adjust_mem(&self, old: u64, new: u64) {
-        let m = &self.db.stats.used_memory;
-        if new >= old {
-            m.add(new - old);
-        } else {
-            m.sub(old - new);
-        }
+        self.db.stats.used_memory.change(old, new);
     }
 
     /// Keeps the store's volatile counter and the slot's bit in step with the list.
