@@ -72,7 +72,7 @@ pub async fn run(
 
 /// How often this node heartbeats.
 fn heartbeat_period(node: &Node) -> Duration {
-    Duration::from_millis(node.config.read().heartbeat_ms.max(10))
+    Duration::from_millis(node.config().heartbeat_ms.max(10))
 }
 
 /// My slot runs in `routing`, for re-registration.

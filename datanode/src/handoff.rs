@@ -190,7 +190,7 @@ fn my_info(node: &Node) -> NodeInfo {
     NodeInfo {
         id: NodeId::new(node.node_id.clone()),
         client_addr: addr,
-        admin_addr: node.config.read().admin_addr,
+        admin_addr: node.config().admin_addr,
     }
 }
 

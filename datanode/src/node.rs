@@ -10,7 +10,10 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicU32, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release, SeqCst},
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -91,10 +94,11 @@ impl ClientInfo {
 /// One DataNode's shared state.
 pub struct Node {
     pub db: Db,
-    pub config: RwLock<Config>,
-    /// Bumped after every change to `config` that connections must notice (CONFIG SET), so
-    /// they can keep a copy of their limits instead of taking the lock per request.
-    pub config_generation: AtomicU64,
+    /// Read with [`Node::config`], changed only with [`Node::update_config`].
+    config: RwLock<Config>,
+    /// Bumped after every change to `config`, so that connections can keep a copy of their
+    /// limits instead of taking the lock per request.
+    config_generation: AtomicU64,
     pub stats: ServerStats,
     pub clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
     next_client_id: AtomicU64,
@@ -156,6 +160,25 @@ impl Node {
         self.clients.lock().len()
     }
 
+    /// The runtime config (CONFIG GET, limits, addresses...).
+    pub fn config(&self) -> parking_lot::RwLockReadGuard<'_, Config> {
+        self.config.read()
+    }
+
+    /// Changes the runtime config under its lock, then bumps [`Node::config_generation`].
+    pub fn update_config<R>(&self, change: impl FnOnce(&mut Config) -> R) -> R {
+        let mut c = self.config.write();
+        let r = change(&mut c);
+        self.config_generation.fetch_add(1, Release);
+        r
+    }
+
+    /// Moves on every [`Node::update_config`]; a copy of the config taken after reading a
+    /// generation is current until the generation moves.
+    pub fn config_generation(&self) -> u64 {
+        self.config_generation.load(Acquire)
+    }
+
     /// The current routing snapshot.
     pub fn routing(&self) -> Arc<Routing> {
         self.routing.read().clone()
@@ -188,7 +211,7 @@ impl Node {
 
     /// The address clients and peers use to reach this node.
     pub fn advertised_addr(&self) -> SocketAddr {
-        let c = self.config.read();
+        let c = self.config();
         c.advertise
             .or(*self.addr.lock())
             .unwrap_or(SocketAddr::new(c.bind, c.port))

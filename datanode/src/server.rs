@@ -15,7 +15,7 @@ use crate::store::now_ms;
 use bytes::BytesMut;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,7 +44,7 @@ impl ServerHandle {
 
     /// The admin port's address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.node.config.read().admin_addr
+        self.node.config().admin_addr
     }
 
     /// Completes when a drain has finished (the node should then exit).
@@ -72,17 +72,17 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
     let (stop, stop_rx) = watch::channel(false);
     // The admin port. Failing to bind it leaves the node serving clients, with a warning:
     // the data path matters more than the operator's shortcut.
-    let mut admin = node.config.read().admin_addr;
+    let mut admin = node.config().admin_addr;
     match TcpListener::bind(admin).await {
         Ok(l) => {
             admin = l.local_addr().unwrap_or(admin);
-            node.config.write().admin_addr = admin;
+            node.update_config(|c| c.admin_addr = admin);
             info!(%admin, "admin port listening");
             tokio::spawn(crate::admin::serve(l, node.clone(), stop_rx.clone()));
         }
         Err(e) => warn!(%admin, error = %e, "admin port not available; `k` drains are disabled"),
     }
-    let namenode = node.config.read().namenode;
+    let namenode = node.config().namenode;
     if let Some(nn) = namenode {
         tokio::spawn(crate::agent::run(node.clone(), nn, admin, stop_rx.clone()));
     }
@@ -141,7 +141,7 @@ fn accept(
     alive: &mpsc::Sender<()>,
 ) {
     node.stats.total_connections.add(1);
-    let maxclients = node.config.read().maxclients;
+    let maxclients = node.config().maxclients;
     if node.connected_clients() >= maxclients {
         node.stats.rejected_connections.add(1);
         tokio::spawn(async move {
@@ -173,7 +173,7 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let (authed, redirects) = {
-        let c = node.config.read();
+        let c = node.config();
         (c.requirepass.is_none(), c.cluster_redirects)
     };
     let mut session = Session::new(info, authed);
@@ -186,21 +186,11 @@ async fn connection(
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     // Copies of the limits and the routing, refreshed when their generation moves: no shared
     // lock or reference count is written per request.
-    let mut limits_seen = None;
-    let mut limits = Limits {
-        max_bulk_len: 0,
-        max_query_buffer: 0,
-    };
+    let (mut limits_generation, mut limits) = current_limits(node);
     let mut routing = node.routing();
     loop {
-        let generation = node.config_generation.load(Acquire);
-        if limits_seen != Some(generation) {
-            let c = node.config.read();
-            limits = Limits {
-                max_bulk_len: c.proto_max_bulk_len,
-                max_query_buffer: c.client_query_buffer_limit,
-            };
-            limits_seen = Some(generation);
+        if node.config_generation() != limits_generation {
+            (limits_generation, limits) = current_limits(node);
         }
         if routing.generation != node.routing_generation() {
             routing = node.routing();
@@ -274,6 +264,17 @@ async fn connection(
     }
 }
 
+/// The parser's limits from the config, with the config generation they belong to.
+fn current_limits(node: &Node) -> (u64, Limits) {
+    let generation = node.config_generation();
+    let c = node.config();
+    let limits = Limits {
+        max_bulk_len: c.proto_max_bulk_len,
+        max_query_buffer: c.client_query_buffer_limit,
+    };
+    (generation, limits)
+}
+
 /// Background work: active expiry `hz` times a second and the ops/sec sample.
 async fn cron(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let mut rng = {
@@ -282,7 +283,7 @@ async fn cron(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     };
     let mut last_sample = (std::time::Instant::now(), 0u64);
     loop {
-        let hz = node.config.read().hz.max(1);
+        let hz = node.config().hz.max(1);
         let period = Duration::from_millis(1000 / hz as u64);
         tokio::select! {
             _ = tokio::time::sleep(period) => {}

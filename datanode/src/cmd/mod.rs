@@ -399,7 +399,7 @@ pub(crate) mod testutil {
             let node = Node::new(config);
             let addr = "127.0.0.1:1".parse().expect("addr");
             let client = node.register_client(addr, addr);
-            let authed = node.config.read().requirepass.is_none();
+            let authed = node.config().requirepass.is_none();
             Harness {
                 node,
                 session: Session::new(client, authed),

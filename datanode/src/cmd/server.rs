@@ -319,7 +319,7 @@ fn check_password(ctx: &Ctx<'_>, user: &[u8], pass: &[u8]) -> bool {
     if user != b"default" {
         return false;
     }
-    match &ctx.node.config.read().requirepass {
+    match &ctx.node.config().requirepass {
         None => true,
         Some(p) => constant_time_eq(p, pass),
     }
@@ -332,7 +332,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 fn auth(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let (user, pass) = match req.len() {
         2 => {
-            if ctx.node.config.read().requirepass.is_none() {
+            if ctx.node.config().requirepass.is_none() {
                 return Err(Frame::err(
                     "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
                 ));
@@ -651,7 +651,7 @@ pub fn info_text(node: &crate::node::Node, sections: &[String]) -> String {
 }
 
 fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
-    let cfg = node.config.read().clone();
+    let cfg = node.config().clone();
     let st = &node.stats;
     let db = &node.db;
     let mut kv = |k: &str, v: &dyn std::fmt::Display| {
@@ -982,7 +982,7 @@ static PARAMS: &[Param] = &[
 ];
 
 fn config_get(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let cfg = ctx.node.config.read().clone();
+    let cfg = ctx.node.config().clone();
     let mut out = Vec::new();
     for p in PARAMS {
         // A plain name is echoed as asked (Redis does); a pattern reports the canonical name.
@@ -1008,7 +1008,7 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         return Err(ERR_SYNTAX);
     }
     // All or nothing: apply to a copy, then publish it.
-    let mut cfg = ctx.node.config.read().clone();
+    let mut cfg = ctx.node.config().clone();
     for i in (2..req.len()).step_by(2) {
         let name = req.arg(i);
         if (2..i)
@@ -1042,14 +1042,13 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             ))
         })?;
     }
-    let mut published = ctx.node.config.write();
-    // The store reads its eviction settings from atomics, not from the config lock; set
-    // them under the lock so that concurrent CONFIG SETs cannot leave the two different.
-    ctx.node.db.configure_eviction(&cfg.eviction);
-    *published = cfg;
-    ctx.node
-        .config_generation
-        .fetch_add(1, std::sync::atomic::Ordering::Release);
+    let db = &ctx.node.db;
+    ctx.node.update_config(|published| {
+        // The store reads its eviction settings from atomics, not from the config lock; set
+        // them under the lock so that concurrent CONFIG SETs cannot leave the two different.
+        db.configure_eviction(&cfg.eviction);
+        *published = cfg;
+    });
     Ok(Frame::ok())
 }
 
@@ -1292,7 +1291,7 @@ mod tests {
         };
         assert!(m.len() >= 3);
         assert_eq!(h.run(&["CONFIG", "SET", "maxclients", "50"]), Frame::ok());
-        assert_eq!(h.node.config.read().maxclients, 50);
+        assert_eq!(h.node.config().maxclients, 50);
         assert_eq!(
             h.run(&["CONFIG", "SET", "maxclients", "x"]),
             err("ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument couldn't be parsed into an integer")
@@ -1309,12 +1308,9 @@ mod tests {
         assert!(h
             .run(&["CONFIG", "SET", "maxclients", "70", "port", "1"])
             .is_error());
-        assert_eq!(h.node.config.read().maxclients, 50);
+        assert_eq!(h.node.config().maxclients, 50);
         assert_eq!(h.run(&["CONFIG", "SET", "requirepass", "pw"]), Frame::ok());
-        assert_eq!(
-            h.node.config.read().requirepass.as_deref(),
-            Some(&b"pw"[..])
-        );
+        assert_eq!(h.node.config().requirepass.as_deref(), Some(&b"pw"[..]));
         assert_eq!(h.run(&["CONFIG", "RESETSTAT"]), Frame::ok());
     }
 }

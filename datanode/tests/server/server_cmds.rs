@@ -633,20 +633,20 @@ async fn config_get_and_set() {
         );
 
         assert_eq!(val(c, &["CONFIG", "SET", "maxclients", "50"]).await, OK);
-        assert_eq!(s.node.config.read().maxclients, 50);
+        assert_eq!(s.node.config().maxclients, 50);
         let mc: HashMap<String, String> = q(c, &["CONFIG", "GET", "maxclients"]).await;
         assert_eq!(mc["maxclients"], "50");
         assert_eq!(
             val(c, &["CONFIG", "SET", "hz", "20", "maxclients", "60"]).await,
             OK
         );
-        assert_eq!(s.node.config.read().hz, 20);
-        assert_eq!(s.node.config.read().maxclients, 60);
+        assert_eq!(s.node.config().hz, 20);
+        assert_eq!(s.node.config().maxclients, 60);
         assert_eq!(
             val(c, &["CONFIG", "SET", "client-query-buffer-limit", "2mb"]).await,
             OK
         );
-        assert_eq!(s.node.config.read().client_query_buffer_limit, 2 << 20);
+        assert_eq!(s.node.config().client_query_buffer_limit, 2 << 20);
         let qb: HashMap<String, String> =
             q(c, &["CONFIG", "GET", "client-query-buffer-limit"]).await;
         assert_eq!(qb["client-query-buffer-limit"], (2 << 20).to_string());
@@ -684,7 +684,7 @@ async fn config_get_and_set() {
         // All or nothing: one bad pair leaves the others unapplied.
         let bad = q_err(c, &["CONFIG", "SET", "maxclients", "70", "port", "1"]).await;
         assert!(bad.starts_with("ERR CONFIG SET failed"), "{bad}");
-        assert_eq!(s.node.config.read().maxclients, 60);
+        assert_eq!(s.node.config().maxclients, 60);
 
         assert_eq!(val(c, &["CONFIG", "RESETSTAT"]).await, OK);
         let stats: String = q(c, &["INFO", "stats"]).await;
