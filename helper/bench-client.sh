@@ -33,7 +33,6 @@ EOF
 }
 
 OUT=""
-posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
 while (($#)); do
     case $1 in
     --seconds) posint "$1" "${2:-}"; SECONDS_PER_RUN=$2; shift 2 ;;
@@ -49,39 +48,25 @@ need_cmd redis-cli redis-tools
 need_cmd cargo "cargo (install Rust with rustup)"
 chkv_init
 
-target=${CARGO_TARGET_DIR:-$CHKV_ROOT/target}
-[[ "$target" == /* ]] || target="$CHKV_ROOT/$target"
-# Two builds: with --example, cargo builds only that target of every package named.
-log "building: cargo build --release -p chkv-namenode -p chkv-datanode, and the bench example"
-(cd "$CHKV_ROOT" && cargo build --release -q -p chkv-namenode -p chkv-datanode &&
-    cargo build --release -q -p chkv-client --example bench) || die "build failed"
-NN_BIN="$target/release/chkv-namenode"
-CHKV_BIN="$target/release/chkv-datanode"
-BENCH_BIN="$target/release/examples/bench"
-export CHKV_BIN
+cluster_bins
+# A separate build: with --example, cargo builds only that target of every package named.
+log "building: cargo build --release -p chkv-client --example bench"
+(cd "$CHKV_ROOT" && cargo build --release -q -p chkv-client --example bench) || die "build failed"
+BENCH_BIN="$(cargo_target)/release/examples/bench"
 
 SOLO_PORT=$(free_port)
 start_datanode "$SOLO_PORT" --admin-port "$(free_port)"
 
 NN_DN_PORT=$(free_port)
 NN_CLIENT_PORT=$(free_port)
-start_bg "chkv-namenode" "$CHKV_TMP/namenode.log" "$NN_BIN" --bind 127.0.0.1 \
-    --datanode-port "$NN_DN_PORT" --client-port "$NN_CLIENT_PORT" --http-port "$(free_port)"
-wait_for_port "$NN_CLIENT_PORT" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/namenode.log"
+start_namenode "$NN_DN_PORT" "$NN_CLIENT_PORT" "$(free_port)"
 CLUSTER_PORTS=()
 for ((i = 0; i < NODES; i++)); do
     port=$(free_port)
     start_datanode "$port" --namenode "127.0.0.1:$NN_DN_PORT" --admin-port "$(free_port)"
     CLUSTER_PORTS+=("$port")
 done
-deadline=$((SECONDS + 20))
-for port in "${CLUSTER_PORTS[@]}"; do
-    until rcli "$port" CLUSTER INFO | tr -d '\r' | grep -q "cluster_known_nodes:$NODES" &&
-        rcli "$port" CLUSTER INFO | tr -d '\r' | grep -q "cluster_state:ok"; do
-        ((SECONDS < deadline)) || die "DataNode $port did not get the full ring within 20 s"
-        sleep 0.2
-    done
-done
+wait_full_ring "$NODES" "${CLUSTER_PORTS[@]}"
 log "standalone $SOLO_PORT; cluster ${CLUSTER_PORTS[*]} (NameNode watch port $NN_CLIENT_PORT)"
 
 args=(--tasks "$TASKS" --seconds "$SECONDS_PER_RUN" --rounds "$ROUNDS")

@@ -38,7 +38,6 @@ EOF
 }
 
 OUT=""
-posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
 while (($#)); do
     case $1 in
     --runs) posint "$1" "${2:-}"; RUNS=$2; shift 2 ;;
@@ -57,15 +56,7 @@ need_cmd timeout coreutils
 need_cmd cargo "cargo (install Rust with rustup)"
 chkv_init
 
-target=${CARGO_TARGET_DIR:-$CHKV_ROOT/target}
-[[ "$target" == /* ]] || target="$CHKV_ROOT/$target"
-if [[ ! -x "$target/release/chkv-namenode" || ! -x "$target/release/chkv-datanode" ]]; then
-    log "building: cargo build --release -p chkv-namenode -p chkv-datanode"
-    (cd "$CHKV_ROOT" && cargo build --release -q -p chkv-namenode -p chkv-datanode) || die "build failed"
-fi
-NN_BIN="$target/release/chkv-namenode"
-CHKV_BIN="$target/release/chkv-datanode"
-export CHKV_BIN
+cluster_bins
 
 REDIS_PORT=$(free_port)
 start_redis "$REDIS_PORT"
@@ -73,23 +64,14 @@ SOLO_PORT=$(free_port)
 start_datanode "$SOLO_PORT"
 
 NN_DN_PORT=$(free_port)
-start_bg "chkv-namenode" "$CHKV_TMP/namenode.log" "$NN_BIN" --bind 127.0.0.1 \
-    --datanode-port "$NN_DN_PORT" --client-port "$(free_port)" --http-port "$(free_port)"
-wait_for_port "$NN_DN_PORT" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/namenode.log"
+start_namenode "$NN_DN_PORT" "$(free_port)" "$(free_port)"
 CLUSTER_PORTS=()
 for ((i = 0; i < NODES; i++)); do
     port=$(free_port)
     start_datanode "$port" --namenode "127.0.0.1:$NN_DN_PORT" --admin-port "$(free_port)"
     CLUSTER_PORTS+=("$port")
 done
-deadline=$((SECONDS + 20))
-for port in "${CLUSTER_PORTS[@]}"; do
-    until rcli "$port" CLUSTER INFO | tr -d '\r' | grep -q "cluster_known_nodes:$NODES" &&
-        rcli "$port" CLUSTER INFO | tr -d '\r' | grep -q "cluster_state:ok"; do
-        ((SECONDS < deadline)) || die "DataNode $port did not get the full ring within 20 s"
-        sleep 0.2
-    done
-done
+wait_full_ring "$NODES" "${CLUSTER_PORTS[@]}"
 NODE_PORT=${CLUSTER_PORTS[0]}
 log "redis $REDIS_PORT, standalone $SOLO_PORT, cluster ${CLUSTER_PORTS[*]} (NameNode $NN_DN_PORT)"
 

@@ -25,21 +25,12 @@ need_cmd redis-benchmark redis-tools
 need_cmd nc netcat-openbsd
 need_cmd python3 python3
 chkv_init
-
-target=${CARGO_TARGET_DIR:-$CHKV_ROOT/target}
-[[ "$target" == /* ]] || target="$CHKV_ROOT/$target"
-log "building release binaries"
-(cd "$CHKV_ROOT" && cargo build --release -q -p chkv-namenode -p chkv-datanode) || die "build failed"
-NN_BIN="$target/release/chkv-namenode"
-CHKV_BIN="$target/release/chkv-datanode"
-export CHKV_BIN
+cluster_bins
 
 NN_DN=$(free_port)
 NN_CL=$(free_port)
 NN_HTTP=$(free_port)
-start_bg "chkv-namenode" "$CHKV_TMP/namenode.log" "$NN_BIN" --bind 127.0.0.1 \
-    --datanode-port "$NN_DN" --client-port "$NN_CL" --http-port "$NN_HTTP"
-wait_for_port "$NN_DN" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/namenode.log"
+start_namenode "$NN_DN" "$NN_CL" "$NN_HTTP"
 
 PORTS=()
 ADMINS=()

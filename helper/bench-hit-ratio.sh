@@ -49,7 +49,6 @@ Options:
 EOF
 }
 
-posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
 
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -82,9 +81,7 @@ zipf_bin() {
         [[ -x "$ZIPF_BIN" ]] || die "ZIPF_BIN=$ZIPF_BIN is not executable"
         return
     fi
-    local target=${CARGO_TARGET_DIR:-$CHKV_ROOT/target}
-    [[ "$target" == /* ]] || target="$CHKV_ROOT/$target"
-    ZIPF_BIN="$target/release/examples/zipf_load"
+    ZIPF_BIN="$(cargo_target)/release/examples/zipf_load"
     if [[ ! -x "$ZIPF_BIN" ]]; then
         need_cmd cargo "cargo (or install Rust with rustup)"
         log "building the load generator: cargo build --release -p chkv-datanode --example zipf_load"

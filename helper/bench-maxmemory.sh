@@ -45,7 +45,6 @@ Options:
 EOF
 }
 
-posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
 DO_RSS=1
 DO_TPUT=1
 while [[ $# -gt 0 ]]; do

@@ -54,7 +54,6 @@ Note: the benchmark client shares the machine's cores with the server under test
 EOF
 }
 
-posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
 
 while [[ $# -gt 0 ]]; do
     case $1 in

@@ -44,16 +44,8 @@ while (($#)); do
 done
 [[ "$NODES" =~ ^[1-9][0-9]*$ ]] || die "--nodes takes a positive number"
 
-need_cmd cargo "cargo (install Rust with rustup)"
 chkv_init
-
-target=${CARGO_TARGET_DIR:-$CHKV_ROOT/target}
-[[ "$target" == /* ]] || target="$CHKV_ROOT/$target"
-log "building: cargo build --release -p chkv-namenode -p chkv-datanode"
-(cd "$CHKV_ROOT" && cargo build --release -q -p chkv-namenode -p chkv-datanode) || die "build failed"
-NN_BIN="$target/release/chkv-namenode"
-CHKV_BIN="$target/release/chkv-datanode"
-export CHKV_BIN
+cluster_bins
 
 if ((FREE_PORTS)); then
     NN_DN_PORT=$(free_port)
@@ -61,9 +53,7 @@ if ((FREE_PORTS)); then
     NN_HTTP_PORT=$(free_port)
 fi
 
-start_bg "chkv-namenode" "$CHKV_TMP/namenode.log" "$NN_BIN" --bind 127.0.0.1 \
-    --datanode-port "$NN_DN_PORT" --client-port "$NN_CLIENT_PORT" --http-port "$NN_HTTP_PORT"
-wait_for_port "$NN_DN_PORT" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/namenode.log"
+start_namenode "$NN_DN_PORT" "$NN_CLIENT_PORT" "$NN_HTTP_PORT"
 
 DN_PORTS=()
 for ((i = 0; i < NODES; i++)); do
@@ -78,18 +68,7 @@ for ((i = 0; i < NODES; i++)); do
     DN_PORTS+=("$port")
 done
 
-# Wait until every DataNode reports the full ring (all slots assigned, N nodes known).
-deadline=$((SECONDS + 20))
-for port in "${DN_PORTS[@]}"; do
-    while :; do
-        info=$(redis-cli -p "$port" CLUSTER INFO 2>/dev/null | tr -d '\r' || true)
-        if grep -q "cluster_state:ok" <<<"$info" && grep -q "cluster_known_nodes:$NODES" <<<"$info"; then
-            break
-        fi
-        ((SECONDS < deadline)) || die "DataNode $port did not receive the full ring within 20 s"
-        sleep 0.2
-    done
-done
+wait_full_ring "$NODES" "${DN_PORTS[@]}"
 
 cat <<INFO
 

@@ -6,6 +6,8 @@
 #   port=$(free_port)
 #   start_redis "$port"            # sets STARTED_PID, waits until the port listens
 #   start_datanode "$port" --requirepass secret
+#   cluster_bins; start_namenode "$dn_port" "$client_port" "$http_port"
+#   wait_full_ring 3 "${datanode_ports[@]}"
 #
 # Every process started here is recorded in CHKV_PIDS; on exit the trap stops exactly
 # those pids (SIGTERM, up to 10 s, then SIGKILL) and reaps them. Nothing else is touched.
@@ -41,6 +43,9 @@ need_cmd() {
     command -v "$cmd" >/dev/null 2>&1 ||
         die "'$cmd' not found on PATH; install it, e.g.: apt-get install -y $pkg"
 }
+
+# posint FLAG VALUE: die unless VALUE is a positive integer (option checking).
+posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got '$2'"; }
 
 # chkv_init: create the temp dir and install the cleanup trap. Call once, from the main
 # shell (not inside $(...)), before starting anything.
@@ -229,6 +234,53 @@ start_redis() {
     log "redis-server listening on 127.0.0.1:$port (pid $STARTED_PID)"
 }
 
+# cargo_target: the workspace's cargo target directory, absolute.
+cargo_target() {
+    local target=${CARGO_TARGET_DIR:-$CHKV_ROOT/target}
+    [[ "$target" == /* ]] || target="$CHKV_ROOT/$target"
+    printf '%s\n' "$target"
+}
+
+# cluster_bins: build the release NameNode and DataNode (cargo does nothing when they are
+# fresh); sets NN_BIN and CHKV_BIN (exported).
+cluster_bins() {
+    need_cmd cargo "cargo (install Rust with rustup)"
+    local target
+    target=$(cargo_target)
+    log "building: cargo build --release -p chkv-namenode -p chkv-datanode"
+    (cd "$CHKV_ROOT" && cargo build --release -q -p chkv-namenode -p chkv-datanode) ||
+        die "build failed"
+    NN_BIN="$target/release/chkv-namenode"
+    CHKV_BIN="$target/release/chkv-datanode"
+    export CHKV_BIN
+}
+
+# start_namenode DN_PORT CLIENT_PORT HTTP_PORT: run $NN_BIN (cluster_bins) on 127.0.0.1;
+# waits until its DataNode and watcher ports listen. Sets STARTED_PID.
+start_namenode() {
+    start_bg "chkv-namenode" "$CHKV_TMP/namenode.log" "$NN_BIN" --bind 127.0.0.1 \
+        --datanode-port "$1" --client-port "$2" --http-port "$3"
+    wait_for_port "$1" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/namenode.log"
+    wait_for_port "$2" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/namenode.log"
+}
+
+# wait_full_ring NODES PORT...: wait (up to 20 s) until every DataNode at PORT reports
+# cluster_state:ok with NODES known nodes, i.e. it has the whole ring.
+wait_full_ring() {
+    local nodes=$1 port info deadline=$((SECONDS + 20))
+    shift
+    for port in "$@"; do
+        while :; do
+            info=$(rcli "$port" CLUSTER INFO 2>/dev/null | tr -d '\r' || true)
+            if grep -q "cluster_state:ok" <<<"$info" && grep -q "cluster_known_nodes:$nodes" <<<"$info"; then
+                break
+            fi
+            ((SECONDS < deadline)) || die "DataNode $port did not receive the full ring within 20 s"
+            sleep 0.2
+        done
+    done
+}
+
 # datanode_bin: resolve CHKV_BIN (env override) or the release binary of the workspace,
 # building it with cargo when it is missing.
 datanode_bin() {
@@ -238,9 +290,7 @@ datanode_bin() {
         fi
         [[ -x "$CHKV_BIN" && -f "$CHKV_BIN" ]] || die "CHKV_BIN=$CHKV_BIN is not an executable file"
     else
-        local target=${CARGO_TARGET_DIR:-$CHKV_ROOT/target}
-        [[ "$target" == /* ]] || target="$CHKV_ROOT/$target"
-        CHKV_BIN="$target/release/chkv-datanode"
+        CHKV_BIN="$(cargo_target)/release/chkv-datanode"
         if [[ ! -x "$CHKV_BIN" ]]; then
             need_cmd cargo "cargo (or install Rust with rustup)"
             log "$CHKV_BIN missing; building: cargo build --release -p chkv-datanode"
