@@ -27,11 +27,10 @@
 //! `volatile-*` policies only evict keys with a TTL; when none is left the write gets `-OOM`,
 //! like Redis.
 
-use super::{Db, SlotGuard, SlotTable, NOT_VOLATILE, NO_EXPIRY};
+use super::{Bucket, Db, Kv, SlotGuard, SlotTable, NOT_VOLATILE, NO_EXPIRY};
 use chkv_common::SLOT_COUNT;
 use parking_lot::Mutex;
 use std::cell::Cell;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -566,7 +565,7 @@ impl Db {
                 let Some(c) = best else { break };
                 let mut g = self.lock(c.slot);
                 let idx = c.idx as usize;
-                let same = g.t.map.get_index(idx).map(|(kv, _)| kv.0.as_ptr() as usize);
+                let same = g.t.map.get_at(idx).map(Kv::addr);
                 // Still the same entry, still eligible, and not used since it was scored.
                 let valid = same == Some(c.ptr)
                     && self
@@ -627,12 +626,12 @@ impl Db {
             g.remove_at(idx, true);
             return Sample::Freed;
         }
-        match (self.score(&g.t, idx, policy, now), g.t.map.get_index(idx)) {
-            (Some(score), Some((kv, _))) => Sample::Candidate(Candidate {
+        match (self.score(&g.t, idx, policy, now), g.t.map.get_at(idx)) {
+            (Some(score), Some(kv)) => Sample::Candidate(Candidate {
                 score,
                 slot: s as u16,
                 idx: idx as u32,
-                ptr: kv.0.as_ptr() as usize,
+                ptr: kv.addr(),
             }),
             _ => Sample::Missed,
         }
@@ -641,8 +640,9 @@ impl Db {
     /// How good a victim the entry at `idx` is under `policy` (higher is better), or `None`
     /// when the policy may not evict it.
     fn score(&self, t: &SlotTable, idx: usize, policy: Policy, now: u64) -> Option<u64> {
-        let (kv, m) = t.map.get_index(idx)?;
-        let expire_at = t.expire_of(*m);
+        let kv = t.map.get_at(idx)?;
+        let m = kv.meta();
+        let expire_at = t.expire_of(m);
         if policy.volatile_only() && expire_at == NO_EXPIRY {
             return None;
         }
@@ -652,7 +652,7 @@ impl Db {
             }
             Policy::AllkeysLfu | Policy::VolatileLfu => {
                 let counter = lfu_decayed(m.access, now, self.evict.lfu_decay_time.load(Relaxed));
-                let freq = t.sketch.estimate(t.map.hasher().hash_one(kv.key()));
+                let freq = t.sketch.estimate(t.map.hash(kv.key()));
                 (((15 - freq) as u64) << 8) | (255 - counter) as u64
             }
             Policy::VolatileTtl => u64::MAX - expire_at,
@@ -727,36 +727,37 @@ impl SlotGuard<'_> {
         if !self.db.evict.admission() || self.t.map.is_empty() {
             return;
         }
-        let cap = self.t.map_cap.max(self.t.map.capacity());
+        let cap = self.t.map.capacity();
         if self.t.sketch.fit(cap) {
             self.sync_table_mem();
         }
-        let h = self.t.map.hasher().hash_one(key);
+        let h = self.t.map.hash(key);
         self.t.sketch.increment(h);
     }
 
-    /// A key was just created at `idx` while memory is full: under an LFU policy it competes
+    /// A key was just created in bucket `b` while memory is full: under an LFU policy it competes
     /// with the eviction candidates right away (TinyLFU admission). If it is colder than
     /// them it is the next key evicted, unless it is used before; the write itself always
     /// succeeds.
-    pub(super) fn offer_new(&mut self, idx: usize, now: u64) {
+    pub(super) fn offer_new(&mut self, b: Bucket, now: u64) {
         let db = self.db;
         if !db.evict.admission() || !db.over_maxmemory() {
             return;
         }
         let policy = db.evict.policy();
+        let Some(kv) = self.t.map.get(b) else {
+            return;
+        };
+        let (idx, ptr, meta) = (kv.pos(), kv.addr(), kv.meta());
         let Some(score) = db.score(&self.t, idx, policy, now) else {
             return;
         };
-        let Some((kv, m)) = self.t.map.get_index(idx) else {
-            return;
-        };
-        debug_assert!(!policy.volatile_only() || m.vol_pos != NOT_VOLATILE);
+        debug_assert!(!policy.volatile_only() || meta.vol_pos != NOT_VOLATILE);
         let c = Candidate {
             score,
             slot: self.slot as u16,
             idx: idx as u32,
-            ptr: kv.0.as_ptr() as usize,
+            ptr,
         };
         db.evict.pool.lock().offer(c);
     }

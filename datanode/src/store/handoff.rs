@@ -24,8 +24,8 @@ impl Db {
         (0..t.len())
             .filter(|&i| !t.expired_at(i, now))
             .filter_map(|i| {
-                let (kv, m) = t.map.get_index(i)?;
-                Some(export_one(kv, t.expire_of(*m)))
+                let kv = t.map.get_at(i)?;
+                Some(export_one(kv, t.expire_of(kv.meta())))
             })
             .collect()
     }

@@ -6,7 +6,7 @@
 //!
 //! - the allocator rounds each request up to a size class: a key and a 1 KiB value
 //!   (1041 bytes) take a 1280-byte block under mimalloc;
-//! - the slot tables' arrays (the map's entry vector, its hash index, the volatile list)
+//! - the slot tables' arrays (the hash table, the positions array, the volatile list)
 //!   grow by doubling and are shared by a slot's keys, so their cost per key depends on how
 //!   full each table is.
 //!
@@ -72,40 +72,30 @@ pub fn leb_len(n: usize) -> usize {
 
 /// Bytes one entry is charged for its key and string value: its `Kv` block and slack.
 pub fn entry_size(key_len: usize, value_len: usize) -> usize {
-    alloc_size(leb_len(key_len) + key_len + value_len) + ENTRY_SLACK
+    alloc_size(super::table::KV_HEADER + leb_len(key_len) + key_len + value_len) + ENTRY_SLACK
 }
 
-/// Size of one element of a slot table's entry vector: IndexMap's bucket is the cached hash
-/// (8 bytes), the key (`Kv`, a 16-byte boxed slice) and the value (`Meta`, 8 bytes).
-pub const MAP_BUCKET: usize = 8 + 16 + 8;
+/// Size of one hash-table bucket: the entry's handle (`Kv`, a 16-byte boxed slice).
+pub const TABLE_BUCKET: usize = 16;
+
+/// Size of one element of the positions array: a key's hash.
+pub const POSITION: usize = 8;
 
 /// Size of one volatile-list element, `(u32, u64)`.
 pub const VOL_ELEM: usize = size_of::<(u32, u64)>();
 
-/// Hash-index buckets hashbrown allocates for a table of capacity `cap` (7/8 load above 8
-/// buckets, one empty bucket below).
-fn index_buckets(cap: usize) -> usize {
-    if cap == 0 {
-        0
-    } else if cap < 8 {
-        (cap + 1).next_power_of_two()
-    } else {
-        (cap.div_ceil(7) * 8).next_power_of_two()
-    }
-}
-
-/// Bytes a slot table's arrays take: the entry vector (`cap` buckets), the hash index that
-/// goes with it (8-byte index plus 1 control byte per bucket and one 16-byte control group),
-/// the volatile list (`vol_cap` elements) and the frequency sketch (`sketch_words` u64s).
-pub fn table_size(cap: usize, vol_cap: usize, sketch_words: usize) -> usize {
-    let buckets = index_buckets(cap);
+/// Bytes a slot table's arrays take: the hash table (`buckets` buckets of a handle and a
+/// control byte, plus one 16-byte control group), the positions array (`pos_cap`
+/// elements), the volatile list (`vol_cap` elements) and the frequency sketch
+/// (`sketch_words` u64s).
+pub fn table_size(buckets: usize, pos_cap: usize, vol_cap: usize, sketch_words: usize) -> usize {
     let index = if buckets == 0 {
         0
     } else {
-        (buckets * 8).next_multiple_of(16) + buckets + 16
+        buckets * TABLE_BUCKET + buckets + 16
     };
-    alloc_size(cap * MAP_BUCKET)
-        + alloc_size(index)
+    alloc_size(index)
+        + alloc_size(pos_cap * POSITION)
         + alloc_size(vol_cap * VOL_ELEM)
         + alloc_size(sketch_words * 8)
 }
@@ -114,8 +104,8 @@ impl super::SlotGuard<'_> {
     /// MEMORY USAGE: the bytes charged for `key`: its entry, plus its share of the slot
     /// table's arrays.
     pub fn memory_usage(&mut self, key: &[u8], now: u64) -> Option<u64> {
-        let idx = self.live_index(key, now)?;
-        let (kv, _) = self.t.map.get_index(idx)?;
+        let b = self.live(key, now)?;
+        let kv = self.t.map.get(b)?;
         let own = super::entry_mem(kv.key(), kv.value().len());
         let share = self.t.table_mem.div_ceil(self.t.map.len().max(1));
         Some(own + share as u64)
@@ -157,12 +147,12 @@ mod tests {
 
     #[test]
     fn table_sizes() {
-        assert_eq!(table_size(0, 0, 0), 0);
-        // 3 entries: 96 B of buckets, 4 index buckets (32 + 4 + 16 = 52 -> 56).
-        assert_eq!(table_size(3, 0, 0), 96 + 56);
-        // 112 entries (128 index buckets): 3584 + (1024 + 128 + 16 = 1168 -> 1280).
-        assert_eq!(table_size(112, 0, 0), 3584 + 1280);
-        assert_eq!(table_size(0, 4, 0), 64);
-        assert_eq!(table_size(0, 0, 4), 32);
+        assert_eq!(table_size(0, 0, 0, 0), 0);
+        // 4 buckets: 64 + 4 + 16 = 84 -> 96; 3 positions: 24.
+        assert_eq!(table_size(4, 3, 0, 0), 96 + 24);
+        // 128 buckets: 2048 + 128 + 16 = 2192 -> 2560; 112 positions: 896.
+        assert_eq!(table_size(128, 112, 0, 0), 2560 + 896);
+        assert_eq!(table_size(0, 0, 4, 0), 64);
+        assert_eq!(table_size(0, 0, 0, 4), 32);
     }
 }

@@ -8,11 +8,11 @@
 //! - SCAN: the cursor is (slot, position), so a key present for the whole scan is returned;
 //! - sampling: active expiry and eviction pick random keys in O(1) without a full scan.
 //!
-//! Each slot table is an insertion-ordered hash map (`IndexMap`) with a side list of the
-//! entries that carry a TTL, so expiry samples only keys that can expire, like Redis's
-//! `expires` dict. Removal is `swap_remove`, which keeps both O(1); SCAN walks each table from
-//! its end towards its start, the direction in which `swap_remove` never moves an unvisited
-//! entry into the visited part.
+//! Each slot table ([`table`]) is a hash table whose entries also have dense positions, with
+//! a side list of the entries that carry a TTL, so expiry samples only keys that can expire,
+//! like Redis's `expires` dict. Removal is `swap_remove` on positions, which keeps both O(1);
+//! SCAN walks each table's positions from its end towards its start, the direction in which
+//! `swap_remove` never moves an unvisited entry into the visited part.
 //!
 //! Time is a parameter (`now`, milliseconds since the Unix epoch) everywhere, so tests drive
 //! expiry without sleeping.
@@ -21,17 +21,15 @@ pub mod evict;
 pub mod glob;
 pub mod handoff;
 pub mod mem;
+mod table;
 
 use crate::striped::Counter;
 use bytes::Bytes;
 use chkv_common::{key_slot, SLOT_COUNT};
-use indexmap::IndexMap;
 use parking_lot::{Mutex, MutexGuard};
 use rand::Rng;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-
-/// Hasher for the slot tables: fast and seeded per process.
-type Hasher = foldhash::fast::RandomState;
+use table::{Bucket, KeyTable, Kv, Meta};
 
 /// Longest string value (Redis's `proto-max-bulk-len` default).
 pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
@@ -73,89 +71,6 @@ impl Value {
 /// No TTL.
 pub const NO_EXPIRY: u64 = 0;
 const NOT_VOLATILE: u32 = u32::MAX;
-
-/// A key and its string value in one allocation: `[key length, LEB128][key][value]`.
-///
-/// One allocation instead of two, and a 16-byte handle in the table instead of two: for the
-/// small keys and values caches hold, this is most of the memory per key. The map is keyed
-/// by this type but looked up with the key bytes (`Borrow<[u8]>`), so hashing and equality
-/// only ever see the key part.
-struct Kv(Box<[u8]>);
-
-impl Kv {
-    fn new(key: &[u8], value: &[u8]) -> Kv {
-        // Exactly sized: the block's size class is what `mem::entry_size` charges.
-        let mut buf = Vec::with_capacity(mem::leb_len(key.len()) + key.len() + value.len());
-        let mut n = key.len();
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                buf.push(byte);
-                break;
-            }
-            buf.push(byte | 0x80);
-        }
-        buf.extend_from_slice(key);
-        buf.extend_from_slice(value);
-        Kv(buf.into_boxed_slice())
-    }
-
-    /// (header length, key length).
-    fn split(&self) -> (usize, usize) {
-        let (mut n, mut shift, mut i) = (0usize, 0, 0);
-        while let Some(&b) = self.0.get(i) {
-            n |= ((b & 0x7f) as usize) << shift;
-            i += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-        }
-        (i, n)
-    }
-
-    fn key(&self) -> &[u8] {
-        let (h, k) = self.split();
-        &self.0[h..h + k]
-    }
-
-    fn value(&self) -> &[u8] {
-        let (h, k) = self.split();
-        &self.0[h + k..]
-    }
-}
-
-impl std::borrow::Borrow<[u8]> for Kv {
-    fn borrow(&self) -> &[u8] {
-        self.key()
-    }
-}
-
-impl std::hash::Hash for Kv {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.key().hash(state)
-    }
-}
-
-impl PartialEq for Kv {
-    fn eq(&self, other: &Kv) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for Kv {}
-
-/// Per-entry metadata.
-#[derive(Clone, Copy, Debug)]
-struct Meta {
-    /// Position in the slot's volatile list, or `NOT_VOLATILE`.
-    vol_pos: u32,
-    /// Last access. Under LRU (and non-LFU) policies: seconds on the store's clock (OBJECT
-    /// IDLETIME). Under LFU policies, Redis's layout: minutes (16 bits) of the last counter
-    /// update, then the 8-bit logarithmic counter (OBJECT FREQ). See [`evict`].
-    access: u32,
-}
 
 /// A read-only view of a live entry.
 #[derive(Clone, Copy)]
@@ -200,14 +115,11 @@ fn entry_mem(key: &[u8], value_len: usize) -> u64 {
 /// The keys of one slot.
 #[derive(Default)]
 pub struct SlotTable {
-    map: IndexMap<Kv, Meta, Hasher>,
-    /// (map index, expiry) of the entries that have a TTL.
+    map: KeyTable,
+    /// (position, expiry) of the entries that have a TTL.
     volatile: Vec<(u32, u64)>,
     /// Access frequencies, kept only under LFU eviction (see [`evict`]).
     sketch: evict::Sketch,
-    /// Capacity the map's arrays were last sized for. `IndexMap::capacity` is not it: it
-    /// drops as removals leave tombstones in the hash index while the allocation stays.
-    map_cap: usize,
     /// Bytes charged to `used_memory` for this table's arrays (`mem::table_size`).
     table_mem: usize,
 }
@@ -233,68 +145,78 @@ impl SlotTable {
         }
     }
 
-    fn expired_at(&self, idx: usize, now: u64) -> bool {
-        self.map.get_index(idx).is_some_and(|(_, m)| {
-            let at = self.expire_of(*m);
-            at != NO_EXPIRY && at <= now
-        })
+    fn kv_expired(&self, kv: &Kv, now: u64) -> bool {
+        let at = self.expire_of(kv.meta());
+        at != NO_EXPIRY && at <= now
     }
 
-    fn entry(&self, idx: usize) -> Option<EntryRef<'_>> {
-        let (kv, m) = self.map.get_index(idx)?;
+    /// Whether the entry at position `pos` has expired.
+    fn expired_at(&self, pos: usize, now: u64) -> bool {
+        self.map
+            .get_at(pos)
+            .is_some_and(|kv| self.kv_expired(kv, now))
+    }
+
+    fn entry(&self, b: Bucket) -> Option<EntryRef<'_>> {
+        let kv = self.map.get(b)?;
+        let m = kv.meta();
         Some(EntryRef {
             kv,
-            expire_at: self.expire_of(*m),
+            expire_at: self.expire_of(m),
             access: m.access,
         })
     }
 
-    fn vol_remove(&mut self, pos: u32) {
-        let pos = pos as usize;
-        self.volatile.swap_remove(pos);
-        if let Some(&(moved, _)) = self.volatile.get(pos) {
-            if let Some((_, m)) = self.map.get_index_mut(moved as usize) {
-                m.vol_pos = pos as u32;
+    /// The entry at position `pos`.
+    fn entry_at(&self, pos: usize) -> Option<EntryRef<'_>> {
+        self.entry(self.map.at(pos)?)
+    }
+
+    fn vol_remove(&mut self, vol_pos: u32) {
+        let vp = vol_pos as usize;
+        self.volatile.swap_remove(vp);
+        if let Some(&(moved, _)) = self.volatile.get(vp) {
+            if let Some(kv) = self.map.get_at_mut(moved as usize) {
+                kv.set_vol_pos(vol_pos);
             }
         }
     }
 
-    /// Removes the entry at `idx`, keeping the volatile list consistent.
-    fn remove_index(&mut self, idx: usize) -> Option<(Kv, u64)> {
-        let meta = *self.map.get_index(idx)?.1;
+    /// Removes the entry in bucket `b`, keeping the volatile list consistent.
+    fn remove_bucket(&mut self, b: Bucket) -> Option<(Kv, u64)> {
+        let meta = self.map.get(b)?.meta();
         let at = self.expire_of(meta);
         if meta.vol_pos != NOT_VOLATILE {
             self.vol_remove(meta.vol_pos);
         }
-        let (kv, _) = self.map.swap_remove_index(idx)?;
-        // The former last entry now sits at `idx`: fix its volatile back-pointer.
-        if let Some((_, m)) = self.map.get_index(idx) {
-            if m.vol_pos != NOT_VOLATILE {
-                self.volatile[m.vol_pos as usize].0 = idx as u32;
-            }
+        let (kv, moved_vol) = self.map.remove(b)?;
+        // The former last entry now sits at the removed entry's position.
+        if let Some(vp) = moved_vol {
+            self.volatile[vp as usize].0 = kv.pos() as u32;
         }
         Some((kv, at))
     }
 
-    /// Sets the expiry of the entry at `idx` and keeps the volatile list in step.
-    fn set_expire_index(&mut self, idx: usize, at: u64) -> VolChange {
-        let Some((_, m)) = self.map.get_index_mut(idx) else {
+    /// Sets the expiry of the entry in bucket `b` and keeps the volatile list in step.
+    fn set_expire_bucket(&mut self, b: Bucket, at: u64) -> VolChange {
+        let Some(kv) = self.map.get_mut(b) else {
             return VolChange::None;
         };
-        let pos = m.vol_pos;
-        match (pos != NOT_VOLATILE, at != NO_EXPIRY) {
+        let vp = kv.meta().vol_pos;
+        match (vp != NOT_VOLATILE, at != NO_EXPIRY) {
             (false, true) => {
-                m.vol_pos = self.volatile.len() as u32;
-                self.volatile.push((idx as u32, at));
+                kv.set_vol_pos(self.volatile.len() as u32);
+                let pos = kv.pos() as u32;
+                self.volatile.push((pos, at));
                 VolChange::Added
             }
             (true, false) => {
-                m.vol_pos = NOT_VOLATILE;
-                self.vol_remove(pos);
+                kv.set_vol_pos(NOT_VOLATILE);
+                self.vol_remove(vp);
                 VolChange::Removed
             }
             (true, true) => {
-                self.volatile[pos as usize].1 = at;
+                self.volatile[vp as usize].1 = at;
                 VolChange::None
             }
             (false, false) => VolChange::None,
@@ -505,7 +427,7 @@ impl Db {
                     g.remove_at(c, true);
                     continue;
                 }
-                if let Some(e) = g.t.entry(c) {
+                if let Some(e) = g.t.entry_at(c) {
                     let key = e.kv.key();
                     if filter(key, e.type_name()) {
                         out.push(Bytes::copy_from_slice(key));
@@ -537,7 +459,7 @@ impl Db {
                 if g.t.expired_at(idx, now) {
                     continue;
                 }
-                if let Some((kv, _)) = g.t.map.get_index(idx) {
+                if let Some(kv) = g.t.map.get_at(idx) {
                     if filter(kv.key()) {
                         out.push(Bytes::copy_from_slice(kv.key()));
                     }
@@ -566,8 +488,8 @@ impl Db {
             return g
                 .t
                 .map
-                .get_index(idx)
-                .map(|(kv, _)| Bytes::copy_from_slice(kv.key()));
+                .get_at(idx)
+                .map(|kv| Bytes::copy_from_slice(kv.key()));
         }
         None
     }
@@ -677,14 +599,19 @@ impl SlotGuard<'_> {
         self.t.is_empty()
     }
 
-    /// Index of the live entry for `key`, reclaiming it first if it has expired.
-    fn live_index(&mut self, key: &[u8], now: u64) -> Option<usize> {
-        let idx = self.t.map.get_index_of(key)?;
-        if self.t.expired_at(idx, now) {
-            self.remove_at(idx, true);
+    /// Bucket of the live entry for `key`, reclaiming it first if it has expired.
+    fn live(&mut self, key: &[u8], now: u64) -> Option<Bucket> {
+        let b = self.t.map.find(key)?;
+        if self
+            .t
+            .map
+            .get(b)
+            .is_some_and(|kv| self.t.kv_expired(kv, now))
+        {
+            self.remove_bucket(b, true);
             return None;
         }
-        Some(idx)
+        Some(b)
     }
 
     /// The live entry for `key`, touching its access time. Counts a hit or a miss.
@@ -692,13 +619,13 @@ impl SlotGuard<'_> {
         // Misses count too: LFU eviction remembers how popular absent keys are.
         self.count_access(key);
         let db = self.db;
-        match self.live_index(key, now) {
-            Some(idx) => {
+        match self.live(key, now) {
+            Some(b) => {
                 db.stats.keyspace_hits.add(1);
-                if let Some((_, m)) = self.t.map.get_index_mut(idx) {
-                    m.access = db.touched_access(m.access, now);
+                if let Some(kv) = self.t.map.get_mut(b) {
+                    kv.set_access(db.touched_access(kv.meta().access, now));
                 }
-                self.t.entry(idx)
+                self.t.entry(b)
             }
             None => {
                 self.db.stats.keyspace_misses.add(1);
@@ -710,13 +637,13 @@ impl SlotGuard<'_> {
     /// The live entry for `key` without counting a hit or miss or touching it (writes,
     /// EXISTS, TTL, TYPE...).
     pub fn peek(&mut self, key: &[u8], now: u64) -> Option<EntryRef<'_>> {
-        let idx = self.live_index(key, now)?;
-        self.t.entry(idx)
+        let b = self.live(key, now)?;
+        self.t.entry(b)
     }
 
     /// Whether a live `key` exists.
     pub fn contains(&mut self, key: &[u8], now: u64) -> bool {
-        self.live_index(key, now).is_some()
+        self.live(key, now).is_some()
     }
 
     /// Stores `value` under `key` with expiry `expire_at` ([`NO_EXPIRY`] for none), replacing
@@ -732,19 +659,13 @@ impl SlotGuard<'_> {
         self.count_access(key);
         let db = self.db;
         let new_mem = entry_mem(key, bytes.len());
-        let kv = Kv::new(key, bytes);
-        let replaced = match self.live_index(key, now) {
-            Some(idx) => {
-                use indexmap::map::MutableKeys;
-                let Some((k, m)) = self.t.map.get_index_mut2(idx) else {
-                    return false;
-                };
-                let old_mem = entry_mem(key, k.value().len());
-                *k = kv;
+        match self.live(key, now) {
+            Some(b) => {
                 // An overwrite is an access: under LFU the key keeps its counter, like Redis.
-                m.access = db.touched_access(m.access, now);
-                self.adjust_mem(old_mem, new_mem);
-                let change = self.t.set_expire_index(idx, expire_at);
+                if !self.replace_in(b, bytes, now) {
+                    return false;
+                }
+                let change = self.t.set_expire_bucket(b, expire_at);
                 self.volatile_changed(change);
                 if change == VolChange::Added {
                     self.sync_table_mem();
@@ -752,54 +673,58 @@ impl SlotGuard<'_> {
                 true
             }
             None => {
-                let (idx, _) = self.t.map.insert_full(
-                    kv,
-                    Meta {
-                        vol_pos: NOT_VOLATILE,
-                        access: db.new_access(now),
-                    },
-                );
+                let meta = Meta {
+                    vol_pos: NOT_VOLATILE,
+                    access: db.new_access(now),
+                };
+                let b = self.t.map.insert_new(Kv::new(key, bytes, meta));
                 let stats = &self.db.stats;
                 stats.keys.add(1);
                 stats.used_memory.add(new_mem);
                 if self.t.map.len() == 1 {
                     self.db.nonempty.set(self.slot, true);
                 }
-                let change = self.t.set_expire_index(idx, expire_at);
+                let change = self.t.set_expire_bucket(b, expire_at);
                 self.volatile_changed(change);
                 self.sync_table_mem();
-                self.offer_new(idx, now);
+                self.offer_new(b, now);
                 false
             }
+        }
+    }
+
+    /// Puts `bytes` in place of the value in bucket `b`, keeping the key, its position and
+    /// TTL, and counting an access. Returns false when the bucket is empty.
+    fn replace_in(&mut self, b: Bucket, bytes: &[u8], now: u64) -> bool {
+        let db = self.db;
+        let Some(kv) = self.t.map.get_mut(b) else {
+            return false;
         };
-        replaced
+        let old_mem = entry_mem(kv.key(), kv.value().len());
+        let new_mem = entry_mem(kv.key(), bytes.len());
+        let access = db.touched_access(kv.meta().access, now);
+        *kv = kv.with_value(bytes);
+        kv.set_access(access);
+        self.adjust_mem(old_mem, new_mem);
+        true
     }
 
     /// Replaces the value of an existing live key, keeping its TTL. Returns false when the key
     /// does not exist.
     pub fn replace_value(&mut self, key: &[u8], value: Value, now: u64) -> bool {
-        let Some(idx) = self.live_index(key, now) else {
+        let Some(b) = self.live(key, now) else {
             return false;
         };
-        let db = self.db;
         let Value::Str(bytes) = &value;
-        use indexmap::map::MutableKeys;
-        let Some((k, m)) = self.t.map.get_index_mut2(idx) else {
-            return false;
-        };
-        let old_mem = entry_mem(key, k.value().len());
-        *k = Kv::new(key, bytes);
-        m.access = db.touched_access(m.access, now);
-        self.adjust_mem(old_mem, entry_mem(key, bytes.len()));
-        true
+        self.replace_in(b, bytes, now)
     }
 
     /// Sets or clears (`NO_EXPIRY`) the TTL of a live key. Returns false when it does not exist.
     pub fn set_expire(&mut self, key: &[u8], expire_at: u64, now: u64) -> bool {
-        let Some(idx) = self.live_index(key, now) else {
+        let Some(b) = self.live(key, now) else {
             return false;
         };
-        let change = self.t.set_expire_index(idx, expire_at);
+        let change = self.t.set_expire_bucket(b, expire_at);
         self.volatile_changed(change);
         if change == VolChange::Added {
             self.sync_table_mem();
@@ -809,8 +734,8 @@ impl SlotGuard<'_> {
 
     /// Removes `key`. Returns its value and expiry ([`NO_EXPIRY`] for none) when it was live.
     pub fn remove(&mut self, key: &[u8], now: u64) -> Option<(Value, u64)> {
-        let idx = self.live_index(key, now)?;
-        self.remove_at(idx, false)
+        let b = self.live(key, now)?;
+        self.remove_bucket(b, false)
             .map(|(kv, at)| (Value::str(kv.value()), at))
     }
 
@@ -820,17 +745,16 @@ impl SlotGuard<'_> {
         let mem: u64 = self
             .t
             .map
-            .keys()
+            .entries()
             .map(|kv| entry_mem(kv.key(), kv.value().len()))
             .sum();
         stats.keys.sub(self.t.map.len() as u64);
         stats.volatile.sub(self.t.volatile.len() as u64);
         stats.used_memory.sub(mem + self.t.table_mem as u64);
         stats.table_memory.sub(self.t.table_mem as u64);
-        self.t.map = IndexMap::default();
+        self.t.map = KeyTable::default();
         self.t.volatile = Vec::new();
         self.t.sketch.clear();
-        self.t.map_cap = 0;
         self.t.table_mem = 0;
         self.db.nonempty.set(self.slot, false);
         self.db.has_volatile.set(self.slot, false);
@@ -838,16 +762,23 @@ impl SlotGuard<'_> {
 
     /// Up to `count` live keys of this slot (CLUSTER GETKEYSINSLOT).
     pub fn keys(&self, count: usize, now: u64) -> Vec<Bytes> {
-        (0..self.t.len())
-            .filter(|&i| !self.t.expired_at(i, now))
+        self.t
+            .map
+            .iter()
+            .filter(|kv| !self.t.kv_expired(kv, now))
             .take(count)
-            .filter_map(|i| self.t.map.get_index(i))
-            .map(|(kv, _)| Bytes::copy_from_slice(kv.key()))
+            .map(|kv| Bytes::copy_from_slice(kv.key()))
             .collect()
     }
 
-    fn remove_at(&mut self, idx: usize, expired: bool) -> Option<(Kv, u64)> {
-        let (kv, at) = self.t.remove_index(idx)?;
+    /// Removes the entry at position `pos`.
+    fn remove_at(&mut self, pos: usize, expired: bool) -> Option<(Kv, u64)> {
+        let b = self.t.map.at(pos)?;
+        self.remove_bucket(b, expired)
+    }
+
+    fn remove_bucket(&mut self, b: Bucket, expired: bool) -> Option<(Kv, u64)> {
+        let (kv, at) = self.t.remove_bucket(b)?;
         let stats = &self.db.stats;
         stats.keys.sub(1);
         stats.used_memory.sub(entry_mem(kv.key(), kv.value().len()));
@@ -860,10 +791,9 @@ impl SlotGuard<'_> {
         if self.t.map.is_empty() {
             self.db.nonempty.set(self.slot, false);
             // Give back the table's memory once a slot empties.
-            self.t.map.shrink_to_fit();
+            self.t.map.shrink_to(0);
             self.t.volatile.shrink_to_fit();
             self.t.sketch.clear();
-            self.t.map_cap = 0;
             self.sync_table_mem();
         } else {
             self.shrink_if_sparse();
@@ -873,8 +803,7 @@ impl SlotGuard<'_> {
 
     /// Gives memory back once a table is down to half its capacity. A cache's tables wander
     /// up and down under eviction; without this each would stay at the largest size it ever
-    /// reached (and drift up: hashbrown also grows a table whose deletions left tombstones),
-    /// so the keys a given `maxmemory` holds would fall over time (in
+    /// reached, so the keys a given `maxmemory` holds would fall over time (in
     /// `helper/bench-hit-ratio.sh`, 100-byte values at about 6 keys per slot, a node holds
     /// 5% more keys with this than without). The new size keeps one free entry, so a table does
     /// not resize back and forth around a single key; the freed arrays are reused by tables
@@ -883,9 +812,8 @@ impl SlotGuard<'_> {
         let t = &mut self.t;
         let mut shrunk = false;
         let len = t.map.len();
-        if t.map_cap >= 14 && len * 2 <= t.map_cap {
+        if t.map.capacity() >= 14 && len * 2 <= t.map.capacity() {
             t.map.shrink_to(len + 1);
-            t.map_cap = 0;
             shrunk = true;
         }
         let vol = t.volatile.len();
@@ -895,7 +823,7 @@ impl SlotGuard<'_> {
         }
         if shrunk {
             if t.sketch.words() > 0 {
-                let cap = t.map_cap.max(t.map.capacity());
+                let cap = t.map.capacity();
                 t.sketch.fit(cap);
             }
             self.sync_table_mem();
@@ -905,10 +833,12 @@ impl SlotGuard<'_> {
     /// Re-charges the table's arrays after a capacity may have changed.
     fn sync_table_mem(&mut self) {
         let t = &mut self.t;
-        // Growth and in-place rehashes leave no tombstones, so the largest capacity seen
-        // since the map was last emptied is the size of its arrays.
-        t.map_cap = t.map_cap.max(t.map.capacity());
-        let now = mem::table_size(t.map_cap, t.volatile.capacity(), t.sketch.words());
+        let now = mem::table_size(
+            t.map.buckets(),
+            t.map.positions_capacity(),
+            t.volatile.capacity(),
+            t.sketch.words(),
+        );
         let old = std::mem::replace(&mut t.table_mem, now);
         if now == old {
             return;

@@ -17,25 +17,32 @@ fn check_invariants(db: &Db) {
         let t = db.slots[s].lock();
         keys += t.map.len() as u64;
         vol += t.volatile.len() as u64;
-        assert!(t.map_cap >= t.map.capacity(), "map capacity of slot {s}");
         assert!(
             db.evict.admission() || t.sketch.words() == 0,
             "sketch without LFU eviction in slot {s}"
         );
-        let arrays = mem::table_size(t.map_cap, t.volatile.capacity(), t.sketch.words());
+        let arrays = mem::table_size(
+            t.map.buckets(),
+            t.map.positions_capacity(),
+            t.volatile.capacity(),
+            t.sketch.words(),
+        );
         assert_eq!(t.table_mem, arrays, "table memory of slot {s}");
         mem += arrays as u64;
         tables += arrays as u64;
         for (pos, &(idx, at)) in t.volatile.iter().enumerate() {
-            let (_, m) = t
+            let kv = t
                 .map
-                .get_index(idx as usize)
-                .expect("volatile index in range");
-            assert_eq!(m.vol_pos as usize, pos);
+                .get_at(idx as usize)
+                .expect("volatile position in range");
+            assert_eq!(kv.meta().vol_pos as usize, pos);
             assert_ne!(at, NO_EXPIRY);
         }
-        for (i, (kv, m)) in t.map.iter().enumerate() {
+        assert_eq!(t.map.entries().count(), t.map.len());
+        for (i, kv) in t.map.iter().enumerate() {
+            assert_eq!(kv.pos(), i, "position of an entry of slot {s}");
             mem += entry_mem(kv.key(), kv.value().len());
+            let m = kv.meta();
             if m.vol_pos != NOT_VOLATILE {
                 assert_eq!(t.volatile[m.vol_pos as usize].0 as usize, i);
             }
@@ -72,24 +79,6 @@ fn set_get_remove() {
     drop(g);
     check_invariants(&db);
     assert_eq!(db.used_memory(), 0);
-}
-
-#[test]
-fn kv_layout_roundtrips() {
-    for (k, v) in [
-        (&b""[..], &b""[..]),
-        (b"k", b"v"),
-        (&[7u8; 200][..], &[9u8; 3][..]),
-    ] {
-        let kv = Kv::new(k, v);
-        assert_eq!(kv.key(), k);
-        assert_eq!(kv.value(), v);
-    }
-    // A key longer than 127 bytes needs a two-byte length header.
-    let long = vec![b'x'; 300];
-    let kv = Kv::new(&long, b"val");
-    assert_eq!(kv.split(), (2, 300));
-    assert_eq!(kv.value(), b"val");
 }
 
 #[test]

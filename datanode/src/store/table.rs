@@ -1,0 +1,384 @@
+//! One slot's keys: a hash table of entries, plus a dense array of positions.
+//!
+//! A lookup has to touch memory that is, for a large keyspace, not in any cache: every
+//! dependent load on the way is a trip to DRAM, and those trips are most of a GET's cost
+//! once the protocol work is pipelined. An insertion-ordered map (`IndexMap`) costs four:
+//! control bytes, the index slot, the entry in the dense vector, the key's heap block. Here
+//! the hash table holds each entry's handle itself (`HashTable<Kv>`), and everything the
+//! hot path needs (position, TTL link, access time) lives in the entry's own block, next to
+//! the key it has to read anyway: three trips, the last of which also serves the value.
+//!
+//! Positions, which SCAN, sampling and the volatile list need, stay dense and stable across
+//! rehashes: the `hashes` array holds the hash of the entry at each position, so position
+//! `p` is found by probing for `hashes[p]` and the entry that says it is at `p`. Removal is
+//! `swap_remove`, like IndexMap's.
+
+use super::mem;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
+
+/// Hasher for the slot tables: fast and seeded per process.
+type Hasher = foldhash::fast::RandomState;
+
+/// Per-entry metadata, kept in the entry's block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Meta {
+    /// Position in the slot's volatile list, or `NOT_VOLATILE`.
+    pub vol_pos: u32,
+    /// Last access. Under LRU (and non-LFU) policies: seconds on the store's clock (OBJECT
+    /// IDLETIME). Under LFU policies, Redis's layout: minutes (16 bits) of the last counter
+    /// update, then the 8-bit logarithmic counter (OBJECT FREQ). See `evict`.
+    pub access: u32,
+}
+
+/// Bytes of an entry block before its key: position, volatile position, access (u32 each).
+pub(super) const KV_HEADER: usize = 12;
+
+/// An entry in one allocation: `[position][volatile position][access][key length,
+/// LEB128][key][value]`, the three numbers as little-endian u32s.
+///
+/// One block per key, and a 16-byte handle in the table: for the small keys and values
+/// caches hold, this is most of the memory per key. The header sits in the first cache line,
+/// with the key, so reading or updating it on a lookup costs no extra memory access.
+pub(super) struct Kv(Box<[u8]>);
+
+impl Kv {
+    pub fn new(key: &[u8], value: &[u8], meta: Meta) -> Kv {
+        // Exactly sized: the block's size class is what `mem::entry_size` charges.
+        let mut buf =
+            Vec::with_capacity(KV_HEADER + mem::leb_len(key.len()) + key.len() + value.len());
+        buf.extend_from_slice(&0u32.to_le_bytes());
+        buf.extend_from_slice(&meta.vol_pos.to_le_bytes());
+        buf.extend_from_slice(&meta.access.to_le_bytes());
+        let mut n = key.len();
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                buf.push(byte);
+                break;
+            }
+            buf.push(byte | 0x80);
+        }
+        buf.extend_from_slice(key);
+        buf.extend_from_slice(value);
+        Kv(buf.into_boxed_slice())
+    }
+
+    fn u32_at(&self, at: usize) -> u32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.0[at..at + 4]);
+        u32::from_le_bytes(b)
+    }
+
+    fn set_u32_at(&mut self, at: usize, v: u32) {
+        self.0[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// Position in the table's dense order.
+    pub fn pos(&self) -> usize {
+        self.u32_at(0) as usize
+    }
+
+    fn set_pos(&mut self, pos: usize) {
+        self.set_u32_at(0, pos as u32);
+    }
+
+    pub fn meta(&self) -> Meta {
+        Meta {
+            vol_pos: self.u32_at(4),
+            access: self.u32_at(8),
+        }
+    }
+
+    pub fn set_vol_pos(&mut self, vol_pos: u32) {
+        self.set_u32_at(4, vol_pos);
+    }
+
+    pub fn set_access(&mut self, access: u32) {
+        self.set_u32_at(8, access);
+    }
+
+    /// (offset of the key, key length).
+    fn split(&self) -> (usize, usize) {
+        let (mut n, mut shift, mut i) = (0usize, 0, KV_HEADER);
+        while let Some(&b) = self.0.get(i) {
+            n |= ((b & 0x7f) as usize) << shift;
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+        }
+        (i, n)
+    }
+
+    pub fn key(&self) -> &[u8] {
+        let (h, k) = self.split();
+        &self.0[h..h + k]
+    }
+
+    pub fn value(&self) -> &[u8] {
+        let (h, k) = self.split();
+        &self.0[h + k..]
+    }
+
+    /// The same entry (header and key) with `value` instead of its value.
+    pub fn with_value(&self, value: &[u8]) -> Kv {
+        let (h, k) = self.split();
+        let mut buf = Vec::with_capacity(h + k + value.len());
+        buf.extend_from_slice(&self.0[..h + k]);
+        buf.extend_from_slice(value);
+        Kv(buf.into_boxed_slice())
+    }
+
+    /// Address of the block: tells whether a remembered position still holds this entry.
+    pub fn addr(&self) -> usize {
+        self.0.as_ptr() as usize
+    }
+}
+
+/// A bucket of the hash table (see the module docs).
+pub(super) type Bucket = usize;
+
+/// The keys of one slot.
+#[derive(Default)]
+pub(super) struct KeyTable {
+    index: HashTable<Kv>,
+    /// `hashes[p]`: the hash of the key at position `p`.
+    hashes: Vec<u64>,
+    hasher: Hasher,
+}
+
+impl KeyTable {
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The bucket holding `key`.
+    pub fn find(&self, key: &[u8]) -> Option<Bucket> {
+        if self.is_empty() {
+            return None;
+        }
+        self.index
+            .find_bucket_index(self.hash(key), |kv| kv.key() == key)
+    }
+
+    /// The bucket holding the entry at position `pos`.
+    pub fn at(&self, pos: usize) -> Option<Bucket> {
+        let &h = self.hashes.get(pos)?;
+        self.index.find_bucket_index(h, |kv| kv.pos() == pos)
+    }
+
+    pub fn get(&self, b: Bucket) -> Option<&Kv> {
+        self.index.get_bucket(b)
+    }
+
+    pub fn get_mut(&mut self, b: Bucket) -> Option<&mut Kv> {
+        self.index.get_bucket_mut(b)
+    }
+
+    /// The entry at position `pos`.
+    pub fn get_at(&self, pos: usize) -> Option<&Kv> {
+        self.get(self.at(pos)?)
+    }
+
+    pub fn get_at_mut(&mut self, pos: usize) -> Option<&mut Kv> {
+        let b = self.at(pos)?;
+        self.get_mut(b)
+    }
+
+    /// Adds `kv`, whose key must not be in the table yet, at the last position. Returns its
+    /// bucket. Any other bucket number held across this call is stale (the table may grow).
+    pub fn insert_new(&mut self, mut kv: Kv) -> Bucket {
+        let h = self.hash(kv.key());
+        kv.set_pos(self.hashes.len());
+        self.hashes.push(h);
+        let hashes = &self.hashes;
+        self.index
+            .insert_unique(h, kv, |kv| hashes[kv.pos()])
+            .bucket_index()
+    }
+
+    /// Removes the entry in bucket `b`; the last entry moves into its position. Returns the
+    /// entry, and the volatile position of the moved entry when one moved and has a TTL
+    /// (the caller points that volatile element at the entry's new position).
+    pub fn remove(&mut self, b: Bucket) -> Option<(Kv, Option<u32>)> {
+        let (kv, _) = self.index.get_bucket_entry(b).ok()?.remove();
+        let pos = kv.pos();
+        let last = self.hashes.len() - 1;
+        self.hashes.swap_remove(pos);
+        let mut moved_vol = None;
+        if pos < last {
+            let h = self.hashes[pos];
+            if let Some(m) = self.index.find_mut(h, |k| k.pos() == last) {
+                m.set_pos(pos);
+                let vp = m.meta().vol_pos;
+                moved_vol = (vp != super::NOT_VOLATILE).then_some(vp);
+            }
+        }
+        Some((kv, moved_vol))
+    }
+
+    /// Entries in position order.
+    pub fn iter(&self) -> impl Iterator<Item = &Kv> + '_ {
+        (0..self.len()).filter_map(|p| self.get_at(p))
+    }
+
+    /// Entries in no particular order (cheaper than [`KeyTable::iter`]).
+    pub fn entries(&self) -> impl Iterator<Item = &Kv> + '_ {
+        self.index.iter()
+    }
+
+    /// Hash-table buckets allocated (the true size of the table's arrays: unlike the
+    /// capacity, removals do not lower it).
+    pub fn buckets(&self) -> usize {
+        // An empty table's bucket count is 1, a shared static one: nothing allocated.
+        if self.index.allocation_size() == 0 {
+            0
+        } else {
+            self.index.num_buckets()
+        }
+    }
+
+    /// Entries the table holds without growing, once its deletions are swept.
+    pub fn capacity(&self) -> usize {
+        bucket_capacity(self.buckets())
+    }
+
+    /// Capacity of the positions array.
+    pub fn positions_capacity(&self) -> usize {
+        self.hashes.capacity()
+    }
+
+    /// Shrinks the arrays to hold at least `n` entries.
+    pub fn shrink_to(&mut self, n: usize) {
+        let hashes = &self.hashes;
+        self.index.shrink_to(n, |kv| hashes[kv.pos()]);
+        self.hashes.shrink_to(n);
+    }
+}
+
+/// Entries a hashbrown table of `buckets` buckets holds (7/8 load from 8 buckets, one
+/// bucket always free below).
+pub(super) fn bucket_capacity(buckets: usize) -> usize {
+    if buckets < 8 {
+        buckets.saturating_sub(1)
+    } else {
+        buckets / 8 * 7
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: Meta = Meta {
+        vol_pos: super::super::NOT_VOLATILE,
+        access: 9,
+    };
+
+    fn key(i: usize) -> Vec<u8> {
+        format!("key:{i}").into_bytes()
+    }
+
+    /// Every position holds the entry that says it is there, and every entry is found by key.
+    fn check(t: &KeyTable) {
+        for p in 0..t.len() {
+            let kv = t.get_at(p).expect("entry at position");
+            assert_eq!(kv.pos(), p);
+            assert_eq!(
+                t.find(kv.key()).and_then(|b| t.get(b)).map(Kv::pos),
+                Some(p)
+            );
+        }
+        assert_eq!(t.index.len(), t.len());
+    }
+
+    #[test]
+    fn header_fields_round_trip() {
+        let mut kv = Kv::new(b"k", b"value", M);
+        assert_eq!(
+            (kv.key(), kv.value(), kv.meta()),
+            (&b"k"[..], &b"value"[..], M)
+        );
+        kv.set_access(77);
+        kv.set_vol_pos(3);
+        kv.set_pos(1 << 20);
+        assert_eq!(
+            kv.meta(),
+            Meta {
+                vol_pos: 3,
+                access: 77
+            }
+        );
+        assert_eq!(
+            (kv.pos(), kv.key(), kv.value()),
+            (1 << 20, &b"k"[..], &b"value"[..])
+        );
+        let kv = Kv::new(b"", b"", M);
+        assert_eq!((kv.key(), kv.value(), kv.meta()), (&b""[..], &b""[..], M));
+        // A key longer than 127 bytes needs a two-byte length header.
+        let long = vec![b'x'; 300];
+        let kv = Kv::new(&long, b"val", M);
+        assert_eq!(kv.split(), (KV_HEADER + 2, 300));
+        assert_eq!((kv.key(), kv.value()), (&long[..], &b"val"[..]));
+        let kv = kv.with_value(b"");
+        assert_eq!((kv.key(), kv.value(), kv.meta()), (&long[..], &b""[..], M));
+    }
+
+    #[test]
+    fn positions_survive_growth_removal_and_shrinking() {
+        let mut t = KeyTable::default();
+        for i in 0..1000 {
+            let b = t.insert_new(Kv::new(&key(i), b"v", M));
+            assert_eq!(t.get(b).map(Kv::key), Some(&key(i)[..]));
+        }
+        check(&t);
+        assert!(t.capacity() >= 1000 && t.buckets() >= 1024);
+        // Remove three keys in four, from the front: each removal moves the last entry.
+        for i in (0..1000).filter(|i| i % 4 != 3) {
+            let b = t.find(&key(i)).expect("present");
+            let (kv, moved) = t.remove(b).expect("removed");
+            assert_eq!(kv.key(), &key(i)[..]);
+            assert_eq!(moved, None, "no entry has a TTL");
+        }
+        assert_eq!(t.len(), 250);
+        check(&t);
+        for i in 0..1000 {
+            assert_eq!(t.find(&key(i)).is_some(), i % 4 == 3, "key {i}");
+        }
+        t.shrink_to(251);
+        assert_eq!(t.buckets(), 512);
+        check(&t);
+        assert_eq!(t.at(250), None);
+        t.shrink_to(0);
+        assert_eq!((t.buckets(), t.capacity()), (512, 448), "holds 250 keys");
+    }
+
+    #[test]
+    fn removal_reports_the_moved_entrys_ttl_link() {
+        let mut t = KeyTable::default();
+        t.insert_new(Kv::new(b"a", b"1", M));
+        let b = t.insert_new(Kv::new(b"b", b"2", M));
+        if let Some(kv) = t.get_mut(b) {
+            kv.set_vol_pos(0);
+        }
+        let a = t.find(b"a").expect("a");
+        let (_, moved) = t.remove(a).expect("removed");
+        assert_eq!(moved, Some(0));
+        check(&t);
+        // Removing the last entry moves nothing.
+        let b = t.find(b"b").expect("b");
+        assert_eq!(t.remove(b).map(|(_, m)| m), Some(None));
+        assert!(t.is_empty());
+    }
+}
