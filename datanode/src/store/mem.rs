@@ -29,18 +29,18 @@ use std::mem::size_of;
 ///
 /// | keys      | value  | RSS B/key | classes B/key | unexplained |
 /// |-----------|--------|-----------|---------------|-------------|
-/// | 300,000   | 32 B   | 153       | 117           | 36          |
-/// | 1,000,000 | 32 B   | 146       | 123           | 23          |
-/// | 100,000   | 100 B  | 210       | 189           | 21          |
-/// | 1,000,000 | 100 B  | 207       | 195           | 12          |
-/// | 100,000   | 1 KiB  | 1363      | 1341          | 22          |
-/// | 200,000   | 1 KiB  | 1363      | 1340          | 23          |
+/// | 300,000   | 32 B   | 127       | 107           | 20          |
+/// | 1,000,000 | 32 B   | 122       | 111           | 11          |
+/// | 100,000   | 100 B  | 219       | 203           | 16          |
+/// | 1,000,000 | 100 B  | 218       | 207           | 11          |
+/// | 100,000   | 1 KiB  | 1348      | 1323          | 25          |
+/// | 200,000   | 1 KiB  | 1343      | 1322          | 21          |
 ///
-/// With 24 bytes, `used_memory` is within 5% of the RSS growth for all of these but the
-/// smallest load (9% under), instead of 6% to 24% under. Under eviction churn (writes to a
-/// full node, `helper/bench-maxmemory.sh`) RSS grows to 1.1 to 1.2 times `used_memory`:
-/// freed blocks scattered over the allocator's pages, which no per-entry constant models.
-pub const ENTRY_SLACK: usize = 24;
+/// With 16 bytes, `used_memory` is within 4% of the RSS growth for all of these, instead of
+/// 5% to 13% under with none. Under eviction churn (writes to a full node,
+/// `helper/bench-maxmemory.sh`) RSS grows to 1.1 to 1.2 times `used_memory`: freed blocks
+/// scattered over the allocator's pages, which no per-entry constant models.
+pub const ENTRY_SLACK: usize = 16;
 
 /// Bytes mimalloc (v3, the binary's global allocator) hands out for a request of `size`
 /// bytes: multiples of 8 up to 64 bytes, then four classes per power of two (at most 12.5%
