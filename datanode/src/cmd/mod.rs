@@ -162,8 +162,13 @@ pub fn table() -> &'static [&'static CommandSpec] {
     })
 }
 
-fn index() -> &'static HashMap<&'static str, (u32, &'static CommandSpec)> {
-    static INDEX: OnceLock<HashMap<&'static str, (u32, &'static CommandSpec)>> = OnceLock::new();
+/// Command name -> (table index, spec). Looked up once per request, so hashed with foldhash
+/// rather than the default SipHash, which is built to resist flooding (the names here are
+/// fixed) and costs several times more for a short key.
+type CommandIndex = HashMap<&'static str, (u32, &'static CommandSpec), foldhash::fast::FixedState>;
+
+fn index() -> &'static CommandIndex {
+    static INDEX: OnceLock<CommandIndex> = OnceLock::new();
     INDEX.get_or_init(|| {
         table()
             .iter()
