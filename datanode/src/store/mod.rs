@@ -703,7 +703,7 @@ impl SlotGuard<'_> {
         let old_mem = entry_mem(kv.key(), kv.value().len());
         let new_mem = entry_mem(kv.key(), bytes.len());
         let access = db.touched_access(kv.meta().access, now);
-        *kv = kv.with_value(bytes);
+        kv.set_value(bytes);
         kv.set_access(access);
         self.adjust_mem(old_mem, new_mem);
         true

@@ -124,12 +124,24 @@ impl Kv {
     }
 
     /// The same entry (header and key) with `value` instead of its value.
-    pub fn with_value(&self, value: &[u8]) -> Kv {
+    fn with_value(&self, value: &[u8]) -> Kv {
         let (h, k) = self.split();
         let mut buf = Vec::with_capacity(h + k + value.len());
         buf.extend_from_slice(&self.0[..h + k]);
         buf.extend_from_slice(value);
         Kv(buf.into_boxed_slice())
+    }
+
+    /// Replaces the value, keeping header and key. A value of the same length is written
+    /// over the old one: no allocation and no free, the common case of a cache overwriting
+    /// fixed-size records or a counter. Otherwise the entry moves to a new block.
+    pub fn set_value(&mut self, value: &[u8]) {
+        let (h, k) = self.split();
+        if self.0.len() == h + k + value.len() {
+            self.0[h + k..].copy_from_slice(value);
+        } else {
+            *self = self.with_value(value);
+        }
     }
 
     /// Address of the block: tells whether a remembered position still holds this entry.
@@ -333,6 +345,24 @@ mod tests {
         assert_eq!((kv.key(), kv.value()), (&long[..], &b"val"[..]));
         let kv = kv.with_value(b"");
         assert_eq!((kv.key(), kv.value(), kv.meta()), (&long[..], &b""[..], M));
+    }
+
+    #[test]
+    fn same_length_values_are_written_in_place() {
+        let mut kv = Kv::new(b"key", b"abc", M);
+        let addr = kv.addr();
+        kv.set_value(b"xyz");
+        assert_eq!(
+            (kv.addr(), kv.key(), kv.value()),
+            (addr, &b"key"[..], &b"xyz"[..])
+        );
+        kv.set_value(b"longer");
+        assert_eq!(
+            (kv.key(), kv.value(), kv.meta()),
+            (&b"key"[..], &b"longer"[..], M)
+        );
+        kv.set_value(b"");
+        assert_eq!((kv.key(), kv.value()), (&b"key"[..], &b""[..]));
     }
 
     #[test]
