@@ -209,6 +209,7 @@ async fn connection(
                         sock.write_all(&out).await?;
                         return Ok(());
                     }
+                    parser.recycle(req);
                     if out.len() >= OUT_FLUSH && replies.is_empty() {
                         sock.write_all(&out).await?;
                         node.stats.net_output_bytes.add(out.len() as u64);

@@ -9,7 +9,7 @@
 //! many reads is scanned once, not once per read. Declared lengths are checked against the
 //! limits before anything is reserved, and buffer growth follows the bytes that really arrive.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf as _, Bytes, BytesMut};
 use std::ops::Range;
 
 /// Longest inline command or length line without a newline (Redis's PROTO_INLINE_MAX_SIZE).
@@ -56,11 +56,36 @@ fn perr(s: impl Into<String>) -> ParseError {
     ParseError(s.into())
 }
 
-/// One command: its arguments, as ranges of one shared buffer.
+/// Requests up to this size are copied out of the read buffer into a buffer the parser
+/// reuses; larger ones are split off it, without a copy. A split costs two atomic
+/// reference-count changes (`Bytes`), which on a pipelined GET cost more than copying its
+/// few dozen bytes; a copy costs more than the atomics only for kilobytes.
+const COPY_MAX: usize = 4096;
+
+/// One command: its arguments, as ranges of one buffer.
 #[derive(Clone, Debug)]
 pub struct Request {
-    buf: Bytes,
+    buf: ReqBuf,
     args: Vec<Range<usize>>,
+}
+
+/// A request's bytes: its own (small requests, inline commands) or a part of the read
+/// buffer (large ones).
+#[derive(Clone, Debug)]
+enum ReqBuf {
+    Owned(Vec<u8>),
+    Shared(Bytes),
+}
+
+impl std::ops::Deref for ReqBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            ReqBuf::Owned(v) => v,
+            ReqBuf::Shared(b) => b,
+        }
+    }
 }
 
 impl Request {
@@ -78,7 +103,7 @@ impl Request {
             buf.extend_from_slice(a);
         }
         Request {
-            buf: Bytes::from(buf),
+            buf: ReqBuf::Owned(buf),
             args: ranges,
         }
     }
@@ -98,9 +123,13 @@ impl Request {
         &self.buf[self.args[i].clone()]
     }
 
-    /// Argument `i` as a cheap shared handle.
+    /// Argument `i` as a shared handle (a copy when the request owns its bytes).
     pub fn arg_bytes(&self, i: usize) -> Bytes {
-        self.buf.slice(self.args[i].clone())
+        let r = self.args[i].clone();
+        match &self.buf {
+            ReqBuf::Owned(v) => Bytes::copy_from_slice(&v[r]),
+            ReqBuf::Shared(b) => b.slice(r),
+        }
     }
 
     /// Iterates over all arguments.
@@ -139,11 +168,29 @@ pub struct Parser {
     partial: Option<Partial>,
     /// Bytes the current partial request needs before it can complete (a hint for reads).
     wanted: usize,
+    /// Buffers of a finished request, for the next one (see [`Parser::recycle`]).
+    spare_buf: Vec<u8>,
+    spare_args: Vec<Range<usize>>,
 }
 
 impl Parser {
     pub fn new() -> Parser {
         Parser::default()
+    }
+
+    /// Takes back a handled request's buffers, so the next request allocates nothing.
+    pub fn recycle(&mut self, req: Request) {
+        let Request { buf, mut args } = req;
+        if let ReqBuf::Owned(mut v) = buf {
+            if v.capacity() <= COPY_MAX {
+                v.clear();
+                self.spare_buf = v;
+            }
+        }
+        if args.capacity() <= 64 {
+            args.clear();
+            self.spare_args = args;
+        }
     }
 
     /// How many bytes the buffer should hold before parsing can make progress.
@@ -212,11 +259,13 @@ impl Parser {
                     let _ = buf.split_to(cr + 2);
                     return Ok(Step::Empty);
                 }
+                let mut args = std::mem::take(&mut self.spare_args);
+                // Capacity follows what arrives, not what is declared.
+                args.reserve((n as usize).min(64));
                 Partial {
                     count: n as usize,
                     pos: cr + 2,
-                    // Capacity follows what arrives, not what is declared.
-                    args: Vec::with_capacity((n as usize).min(64)),
+                    args,
                 }
             }
         };
@@ -259,7 +308,14 @@ impl Parser {
             st.pos = end + 2;
         }
         self.wanted = 0;
-        let buf = buf.split_to(st.pos).freeze();
+        let buf = if st.pos <= COPY_MAX {
+            let mut v = std::mem::take(&mut self.spare_buf);
+            v.extend_from_slice(&buf[..st.pos]);
+            buf.advance(st.pos);
+            ReqBuf::Owned(v)
+        } else {
+            ReqBuf::Shared(buf.split_to(st.pos).freeze())
+        };
         Ok(Step::Done(Request { buf, args: st.args }))
     }
 }
@@ -430,6 +486,45 @@ mod tests {
             out.push(r.iter().map(|a| a.to_vec()).collect());
         }
         Ok(out)
+    }
+
+    #[test]
+    fn small_requests_are_copied_into_recycled_buffers_large_ones_shared() {
+        let big = vec![b'v'; COPY_MAX];
+        let mut input = BytesMut::new();
+        input.extend_from_slice(b"*2\r\n$3\r\nGET\r\n$2\r\nk1\r\n");
+        input.extend_from_slice(
+            format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n", big.len()).as_bytes(),
+        );
+        input.extend_from_slice(&big);
+        input.extend_from_slice(b"\r\n*2\r\n$3\r\nGET\r\n$2\r\nk2\r\n");
+        let mut p = Parser::new();
+        let lim = Limits::default();
+        let first = p.next(&mut input, &lim, true).ok().flatten().expect("GET");
+        assert!(matches!(first.buf, ReqBuf::Owned(_)));
+        assert_eq!(first.arg_bytes(1), Bytes::from_static(b"k1"));
+        let addr = first.buf.as_ptr();
+        p.recycle(first);
+        let set = p.next(&mut input, &lim, true).ok().flatten().expect("SET");
+        assert!(matches!(set.buf, ReqBuf::Shared(_)), "too big to copy");
+        assert_eq!((set.arg(0), set.arg(2)), (&b"SET"[..], &big[..]));
+        assert_eq!(set.arg_bytes(2).len(), COPY_MAX);
+        p.recycle(set);
+        let last = p
+            .next(&mut input, &lim, true)
+            .ok()
+            .flatten()
+            .expect("GET k2");
+        assert_eq!(
+            last.buf.as_ptr(),
+            addr,
+            "the first request's buffer is reused"
+        );
+        assert_eq!(last.iter().collect::<Vec<_>>(), [&b"GET"[..], b"k2"]);
+        assert!(input.is_empty());
+        let copy = last.clone();
+        p.recycle(last);
+        assert_eq!(copy.arg(1), b"k2", "a clone keeps its own bytes");
     }
 
     fn args(v: &[&str]) -> Vec<Vec<u8>> {
