@@ -45,7 +45,7 @@ Options:
   --keyspace N        random key space, -r (default $KEYSPACE)
   --pipelines "P ..."  pipeline depths to run (default "${PIPELINES[*]}")
   --sizes "D ..."      value sizes to run (default "${SIZES[*]}")
-  --chkv-args "ARGS"  extra chkv-datanode flags, e.g. "--threads 1"
+  --chkv-args "ARGS"  extra chkv-datanode flags, e.g. "--threads 2"
   --out FILE          also write the table (with run parameters) as markdown to FILE
   --help              this text
 
