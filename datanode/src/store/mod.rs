@@ -113,7 +113,12 @@ fn entry_mem(key: &[u8], value_len: usize) -> u64 {
 }
 
 /// The keys of one slot.
+///
+/// `repr(C)` with the key table first: a GET reads the slot's lock, the table and its hasher,
+/// all in the slot's first cache line (the slots are 128-byte aligned, see [`Db`]); the
+/// volatile list, the sketch and the accounting sit in the second.
 #[derive(Default)]
+#[repr(C)]
 pub struct SlotTable {
     map: KeyTable,
     /// (position, expiry) of the entries that have a TTL.
@@ -286,9 +291,14 @@ pub struct StoreStats {
     pub evicted_keys: Counter,
 }
 
+/// One slot's lock and table, aligned to their two cache lines.
+#[repr(align(128))]
+#[derive(Default)]
+struct SlotCell(Mutex<SlotTable>);
+
 /// The whole store: one [`SlotTable`] per slot.
 pub struct Db {
-    slots: Box<[Mutex<SlotTable>]>,
+    slots: Box<[SlotCell]>,
     nonempty: SlotBits,
     has_volatile: SlotBits,
     pub stats: StoreStats,
@@ -308,9 +318,7 @@ impl Default for Db {
 impl Db {
     pub fn new() -> Db {
         Db {
-            slots: (0..SLOT_COUNT)
-                .map(|_| Mutex::new(SlotTable::default()))
-                .collect(),
+            slots: (0..SLOT_COUNT).map(|_| SlotCell::default()).collect(),
             nonempty: SlotBits::new(),
             has_volatile: SlotBits::new(),
             stats: StoreStats::default(),
@@ -344,7 +352,7 @@ impl Db {
         SlotGuard {
             db: self,
             slot: slot as usize,
-            t: self.slots[slot as usize].lock(),
+            t: self.slots[slot as usize].0.lock(),
         }
     }
 
@@ -370,7 +378,7 @@ impl Db {
 
     /// Number of keys in `slot`.
     pub fn slot_len(&self, slot: u16) -> usize {
-        self.slots[slot as usize].lock().len()
+        self.slots[slot as usize].0.lock().len()
     }
 
     /// Removes every key.

@@ -154,21 +154,29 @@ impl Kv {
 pub(super) type Bucket = usize;
 
 /// The keys of one slot.
+///
+/// `repr(C)`, in this order: a lookup reads the table and the hasher, which then share the
+/// slot's first cache line with its lock (see `SlotTable`); the positions come after.
 #[derive(Default)]
+#[repr(C)]
 pub(super) struct KeyTable {
     index: HashTable<Kv>,
+    hasher: Hasher,
     /// `hashes[p]`: the hash of the key at position `p`.
     hashes: Vec<u64>,
-    hasher: Hasher,
 }
 
 impl KeyTable {
+    /// Bytes at the start of the table that a lookup reads (the table and the hasher).
+    #[cfg(test)]
+    pub const HOT_BYTES: usize = std::mem::offset_of!(KeyTable, hashes);
+
     pub fn len(&self) -> usize {
-        self.hashes.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
+        self.index.is_empty()
     }
 
     pub fn hash(&self, key: &[u8]) -> u64 {

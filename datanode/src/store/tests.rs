@@ -14,7 +14,7 @@ fn rng() -> SmallRng {
 fn check_invariants(db: &Db) {
     let (mut keys, mut vol, mut mem, mut tables) = (0u64, 0u64, 0u64, 0u64);
     for s in 0..SLOT_COUNT {
-        let t = db.slots[s].lock();
+        let t = db.slots[s].0.lock();
         keys += t.map.len() as u64;
         vol += t.volatile.len() as u64;
         assert!(
@@ -475,4 +475,22 @@ fn sparse_tables_give_memory_back() {
     }
     check_invariants(&db);
     assert_eq!(db.len(), 200);
+}
+
+#[test]
+fn a_lookup_reads_one_cache_line_of_its_slot() {
+    // The lock, the hash table and its hasher: what a GET reads before the entry itself.
+    let cell = SlotCell::default();
+    let base = &cell as *const SlotCell as usize;
+    assert_eq!(base % 128, 0);
+    assert_eq!(std::mem::size_of::<SlotCell>(), 128);
+    let table = &*cell.0.lock() as *const SlotTable as usize - base;
+    let hot = std::mem::offset_of!(SlotTable, map) + table::KeyTable::HOT_BYTES;
+    let lock_first = table > 0;
+    assert!(lock_first, "the lock sits before the table");
+    assert!(
+        table + hot <= 64,
+        "lock and table header span {} bytes",
+        table + hot
+    );
 }
