@@ -242,6 +242,13 @@ async fn connection(
                 .store(session.client.created.elapsed().as_secs(), Relaxed);
         }
         if !out.is_empty() {
+            // Let every other connection with a request ready run first, so the replies of
+            // one round of readiness go out together, as Redis writes them all at the end
+            // of its event loop iteration. A client waiting on many connections then wakes
+            // once for many replies instead of once per reply: against a client that
+            // replies were trickling to, redis-benchmark spent 4.9 instead of 3.4 us of CPU
+            // per request at pipeline 1, and was the bottleneck.
+            tokio::task::yield_now().await;
             sock.write_all(&out).await?;
             node.stats.net_output_bytes.add(out.len() as u64);
             out.clear();
