@@ -127,12 +127,13 @@ fn main() -> anyhow::Result<()> {
 /// machines. On this project's 2-core test machines, with `redis-benchmark` on the same
 /// machine:
 /// - at pipeline 1, two workers and the client want three cores: the workers' wake-ups
-///   preempt the client, and SET and GET ran at 0.71-1.04 times redis-server's throughput
-///   (medians of 5 rounds, three runs);
-/// - one worker ran them at 0.99-1.11 times redis-server's (four runs), at the same CPU
-///   cost per request.
+///   preempt the client, and SET and GET ran at 0.79-1.02 times redis-server's throughput
+///   (`helper/bench-vs-redis.sh`, medians of 5 rounds), p99 up to 1.46 times;
+/// - one worker ran them at 1.02-1.11 times redis-server's, p99 at most 1.0 times.
 ///
-/// Pipelined loads that leave a core idle run faster with a worker per core (`--threads`).
+/// Pipelined loads that leave a core idle run faster with a worker per core (`--threads`):
+/// at pipeline 16 two workers ran SET and GET at 1.36-1.64 times redis-server's, one at
+/// 1.18-1.42.
 fn default_threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
