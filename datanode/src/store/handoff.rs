@@ -21,12 +21,10 @@ impl Db {
     pub fn export_slot(&self, slot: u16, now: u64) -> Vec<Exported> {
         let g = self.lock(slot);
         let t = &g.t;
-        (0..t.len())
-            .filter(|&i| !t.expired_at(i, now))
-            .filter_map(|i| {
-                let kv = t.map.get_at(i)?;
-                Some(export_one(kv, t.expire_of(kv.meta())))
-            })
+        t.map
+            .iter()
+            .filter(|kv| !t.kv_expired(kv, now))
+            .map(|kv| export_one(kv, t.expire_of(kv.meta())))
             .collect()
     }
 

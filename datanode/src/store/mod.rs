@@ -463,14 +463,9 @@ impl Db {
         let mut slot = 0;
         while let Some(s) = self.nonempty.next(slot) {
             let g = self.lock(s as u16);
-            for idx in 0..g.len() {
-                if g.t.expired_at(idx, now) {
-                    continue;
-                }
-                if let Some(kv) = g.t.map.get_at(idx) {
-                    if filter(kv.key()) {
-                        out.push(Bytes::copy_from_slice(kv.key()));
-                    }
+            for kv in g.t.map.iter() {
+                if !g.t.kv_expired(kv, now) && filter(kv.key()) {
+                    out.push(Bytes::copy_from_slice(kv.key()));
                 }
             }
             slot = s + 1;
