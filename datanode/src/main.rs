@@ -69,6 +69,10 @@ struct Args {
     /// Worker threads (default: one per core less one, at least one).
     #[arg(long)]
     threads: Option<usize>,
+    /// Seconds a node in a cluster may take, on SIGTERM or SIGINT, to hand its slots over
+    /// before it exits anyway (a second signal exits at once).
+    #[arg(long, default_value_t = 30)]
+    shutdown_timeout: u64,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -112,9 +116,22 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("building the tokio runtime")?;
-    rt.block_on(chkv_datanode::server::run(config, shutdown_signal()))
+    let shutdown_timeout = std::time::Duration::from_secs(args.shutdown_timeout);
+    let exit = rt
+        .block_on(async {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            tokio::spawn(forward_signals(tx));
+            chkv_datanode::server::run(config, rx, shutdown_timeout).await
+        })
         .context("serving")?;
-    Ok(())
+    // Tasks still blocked on a client that does not read are dropped, not waited for.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
+    match exit {
+        chkv_datanode::server::Exit::Clean => Ok(()),
+        chkv_datanode::server::Exit::DrainIncomplete | chkv_datanode::server::Exit::Forced => {
+            std::process::exit(1)
+        }
+    }
 }
 
 /// Worker threads when `--threads` is not given: one per core, less one core, and at least
@@ -195,24 +212,32 @@ fn parse_policy(s: &str) -> Result<Policy, String> {
     Policy::parse(s).ok_or_else(Policy::choices_error)
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Sends one message on `tx` per SIGINT or SIGTERM.
+async fn forward_signals(tx: tokio::sync::mpsc::Sender<()>) {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            eprintln!("chkv-datanode: cannot listen for SIGTERM/SIGINT");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-            Err(_) => std::future::pending::<()>().await,
+            if tx.send(()).await.is_err() {
+                return;
+            }
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    loop {
+        if tokio::signal::ctrl_c().await.is_err() || tx.send(()).await.is_err() {
+            return;
+        }
     }
 }

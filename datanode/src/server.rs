@@ -14,7 +14,6 @@ use crate::resp::{Limits, Parser};
 use crate::store::now_ms;
 use bytes::BytesMut;
 use std::cell::Cell;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -96,19 +95,75 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
     })
 }
 
-/// Runs a DataNode until `shutdown` completes.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+/// How [`run`] ended, for the process's exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Stopped by a signal: a standalone node, or a cluster node whose drain finished, or a
+    /// drain `k` on the admin port finished.
+    Clean,
+    /// A cluster node's drain did not finish within the shutdown timeout (or could not start,
+    /// the NameNode being away): the slots still here were lost with the process.
+    DrainIncomplete,
+    /// A second signal: stopped at once, whatever was under way.
+    Forced,
+}
+
+/// Longest wait, after the node stops accepting, for its connections to finish writing; a
+/// client that does not read its replies must not keep the process alive.
+const CLOSE_LIMIT: Duration = Duration::from_secs(2);
+
+/// Runs a DataNode until a stop signal, or until a drain (`k`) has finished.
+///
+/// Each message on `signals` is one SIGTERM or SIGINT. The first one stops a standalone node
+/// at once; a node in a cluster drains first, like `k`, for at most `shutdown_timeout`, so
+/// an orchestrator's stop loses no data. A second signal stops at once. Closing the
+/// connections is bounded too ([`CLOSE_LIMIT`]).
+pub async fn run(
+    config: Config,
+    mut signals: mpsc::Receiver<()>,
+    shutdown_timeout: Duration,
+) -> std::io::Result<Exit> {
     let handle = start(config).await?;
+    let clustered = handle.node.config().namenode.is_some();
+    let mut exit = Exit::Clean;
     tokio::select! {
-        _ = shutdown => info!("shutting down"),
+        _ = signals.recv() => {
+            if !clustered {
+                info!("shutting down");
+            } else if !crate::handoff::start_drain(&handle.node) {
+                warn!("stop signal: the NameNode is not reachable, so the slots here cannot be handed over; shutting down");
+                exit = Exit::DrainIncomplete;
+            } else {
+                info!(timeout = ?shutdown_timeout, "stop signal: draining before exit (a second signal stops at once)");
+                tokio::select! {
+                    _ = handle.drained() => info!("drained; exiting"),
+                    _ = tokio::time::sleep(shutdown_timeout) => {
+                        warn!(slots = handle.node.routing().my_slot_count(), keys = handle.node.db.len(),
+                            "the drain did not finish within the shutdown timeout; exiting with what is left");
+                        exit = Exit::DrainIncomplete;
+                    }
+                    _ = signals.recv() => {
+                        warn!("second stop signal: exiting at once");
+                        return Ok(Exit::Forced);
+                    }
+                }
+            }
+        }
         _ = handle.drained() => {
             // Give the admin connection a moment to deliver its summary.
             tokio::time::sleep(Duration::from_millis(200)).await;
             info!("drained; exiting");
         }
     }
-    handle.shutdown().await;
-    Ok(())
+    tokio::select! {
+        r = tokio::time::timeout(CLOSE_LIMIT, handle.shutdown()) => {
+            if r.is_err() {
+                warn!("connections still writing after {CLOSE_LIMIT:?} (clients not reading); exiting anyway");
+            }
+        }
+        _ = signals.recv() => return Ok(Exit::Forced),
+    }
+    Ok(exit)
 }
 
 async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watch::Receiver<bool>) {

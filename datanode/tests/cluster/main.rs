@@ -11,6 +11,8 @@
 //! - [`restart`]: a NameNode restart changes no ownership; the data plane keeps serving.
 //! - [`resp3`]: forwarded and split replies in RESP3.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
+//! - [`stop`]: SIGTERM drains a cluster node (bounded by `--shutdown-timeout`), a second
+//!   signal exits at once, a client that does not read cannot hold the exit up.
 
 mod cluster_client;
 mod failure;
@@ -19,6 +21,7 @@ mod redirects;
 mod resp3;
 mod restart;
 mod spread;
+mod stop;
 mod util;
 
 #[allow(dead_code)]
