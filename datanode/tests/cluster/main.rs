@@ -11,11 +11,14 @@
 //! - [`restart`]: a NameNode restart changes no ownership; the data plane keeps serving.
 //! - [`resp3`]: forwarded and split replies in RESP3.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
+//! - [`flap`]: a node paused past its dead-declaration resumes without bringing back deleted
+//!   or older values.
 //! - [`stop`]: SIGTERM drains a cluster node (bounded by `--shutdown-timeout`), a second
 //!   signal exits at once, a client that does not read cannot hold the exit up.
 
 mod cluster_client;
 mod failure;
+mod flap;
 mod multikey;
 mod redirects;
 mod resp3;
