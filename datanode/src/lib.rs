@@ -15,7 +15,8 @@
 //! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
-//! - [`server`]: the thin tokio layer: listener, connections, background tasks, shutdown.
+//! - [`server`]: the thin tokio layer: listeners, connections, background tasks, shutdown.
+//! - [`tls`]: TLS on the client port (rustls): settings, certificate loading and reload.
 
 pub mod admin;
 pub mod agent;
@@ -30,3 +31,4 @@ pub mod resp;
 pub mod server;
 pub mod store;
 pub mod striped;
+pub mod tls;

@@ -113,6 +113,8 @@ pub struct Node {
     routing_generation: AtomicU64,
     pub peers: Peers,
     pub handoff: crate::handoff::Handoff,
+    /// The TLS configuration new TLS connections get (none when TLS is off).
+    pub tls: crate::tls::TlsSlot,
 }
 
 impl Node {
@@ -133,6 +135,7 @@ impl Node {
             routing_generation: AtomicU64::new(0),
             peers,
             handoff: crate::handoff::Handoff::default(),
+            tls: Default::default(),
             config: RwLock::new(config),
             config_generation: AtomicU64::new(0),
             stats: ServerStats::default(),

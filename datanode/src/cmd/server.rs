@@ -975,11 +975,56 @@ static PARAMS: &[Param] = &[
         set: None,
     },
     Param {
+        name: "tls-port",
+        get: |c| c.tls.port.unwrap_or(0).to_string(),
+        set: None,
+    },
+    Param {
+        name: "tls-cert-file",
+        get: |c| path_param(&c.tls.cert_file),
+        set: Some(|c, v| set_path(&mut c.tls.cert_file, v)),
+    },
+    Param {
+        name: "tls-key-file",
+        get: |c| path_param(&c.tls.key_file),
+        set: Some(|c, v| set_path(&mut c.tls.key_file, v)),
+    },
+    Param {
+        name: "tls-ca-cert-file",
+        get: |c| path_param(&c.tls.ca_cert_file),
+        set: Some(|c, v| set_path(&mut c.tls.ca_cert_file, v)),
+    },
+    Param {
+        name: "tls-auth-clients",
+        get: |c| c.tls.auth_clients.name().into(),
+        set: Some(|c, v| {
+            c.tls.auth_clients = std::str::from_utf8(v)
+                .ok()
+                .and_then(crate::tls::AuthClients::parse)
+                .ok_or_else(|| {
+                    "argument(s) must be one of the following: yes, no, optional".to_string()
+                })?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "cluster-enabled",
         get: |_| "no".into(),
         set: None,
     },
 ];
+
+fn path_param(p: &Option<std::path::PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+fn set_path(p: &mut Option<std::path::PathBuf>, v: &[u8]) -> Result<(), String> {
+    let s = std::str::from_utf8(v).map_err(|_| "argument must be a valid path".to_string())?;
+    *p = (!s.is_empty()).then(|| s.into());
+    Ok(())
+}
 
 fn config_get(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let cfg = ctx.node.config().clone();
@@ -1041,6 +1086,17 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
                 p.name
             ))
         })?;
+    }
+    // Like Redis: a change of TLS files or client checks loads the new material at once, and
+    // a failure leaves everything as it was. New TLS connections get it; open ones keep theirs.
+    let tls_changed = !ctx.node.config().tls.same_material(&cfg.tls);
+    if tls_changed && cfg.tls.enabled() {
+        let tls = crate::tls::server_config(&cfg.tls).map_err(|e| {
+            Frame::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument 'tls-cert-file') - Unable to update TLS configuration: {e}"
+            ))
+        })?;
+        ctx.node.tls.install(tls);
     }
     let db = &ctx.node.db;
     ctx.node.update_config(|published| {
