@@ -34,6 +34,8 @@ pub struct Config {
     pub eviction: crate::store::evict::EvictionConfig,
     /// `tls-port`, `tls-cert-file`, `tls-key-file`, `tls-ca-cert-file`, `tls-auth-clients`.
     pub tls: crate::tls::TlsSettings,
+    /// `aclfile`: where ACL SAVE writes and ACL LOAD reads users; loaded at start.
+    pub aclfile: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -54,6 +56,7 @@ impl Default for Config {
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),
             eviction: Default::default(),
             tls: Default::default(),
+            aclfile: None,
         }
     }
 }

@@ -82,6 +82,9 @@ struct Args {
     /// Client certificates on the TLS port: yes (required), no, or optional.
     #[arg(long, default_value = "yes", value_parser = parse_auth_clients)]
     tls_auth_clients: chkv_datanode::tls::AuthClients,
+    /// ACL file: users loaded at start, written by ACL SAVE, read again by ACL LOAD.
+    #[arg(long)]
+    aclfile: Option<std::path::PathBuf>,
     /// Worker threads (default: one per core less one, at least one).
     #[arg(long)]
     threads: Option<usize>,
@@ -127,6 +130,7 @@ fn main() -> anyhow::Result<()> {
             ca_cert_file: args.tls_ca_cert_file,
             auth_clients: args.tls_auth_clients,
         },
+        aclfile: args.aclfile,
         ..Config::default()
     };
     let threads = args.threads.unwrap_or_else(default_threads).max(1);

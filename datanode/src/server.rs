@@ -84,7 +84,17 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
     } else {
         None
     };
+    let users = match &config.aclfile {
+        Some(path) => Some(
+            crate::cmd::acl::load_aclfile(path)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        ),
+        None => None,
+    };
     let node = Arc::new(Node::new(config));
+    if let Some(users) = users {
+        node.acl.replace_all(users);
+    }
     *node.addr.lock() = Some(addr);
     info!(%addr, "listening for RESP clients");
     let tls_addr = match tls {
@@ -279,7 +289,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     let (authed, redirects) = {
         let c = node.config();
-        (c.requirepass.is_none(), c.cluster_redirects)
+        (node.default_user_open(), c.cluster_redirects)
     };
     let mut session = Session::new(info, authed);
     if redirects {
