@@ -11,7 +11,9 @@
 //! - [`restart`]: a NameNode restart changes no ownership; the data plane keeps serving.
 //! - [`resp3`]: forwarded and split replies in RESP3.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
+//! - [`acl`]: a restricted ACL user through every node, for keys every node owns.
 
+mod acl;
 mod cluster_client;
 mod failure;
 mod multikey;
