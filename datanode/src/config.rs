@@ -32,6 +32,10 @@ pub struct Config {
     /// `maxmemory`, `maxmemory-policy`, `maxmemory-samples`, `lfu-log-factor`,
     /// `lfu-decay-time`.
     pub eviction: crate::store::evict::EvictionConfig,
+    /// `tls-port`, `tls-cert-file`, `tls-key-file`, `tls-ca-cert-file`, `tls-auth-clients`.
+    pub tls: crate::tls::TlsSettings,
+    /// `aclfile`: where ACL SAVE writes and ACL LOAD reads users; loaded at start.
+    pub aclfile: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -51,6 +55,8 @@ impl Default for Config {
             heartbeat_ms: 1000,
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),
             eviction: Default::default(),
+            tls: Default::default(),
+            aclfile: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! `redis-cli`, `redis-benchmark` and Redis client libraries work against it unchanged.
 //!
 //! # Layout
+//! - [`acl`]: ACL users: rules, categories, selectors, the permission check, ACL LOG.
 //! - [`resp`]: request parsing and reply encoding, byte slices in and out.
 //! - [`store`]: the slot-partitioned in-memory store with lazy and active expiry.
 //! - [`cmd`]: the command table and every command's logic, as plain functions.
@@ -15,8 +16,11 @@
 //! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
-//! - [`server`]: the thin tokio layer: listener, connections, background tasks, shutdown.
+//! - [`server`]: the thin tokio layer: listeners, connections, background tasks, shutdown.
+//! - [`striped`]: per-thread counters, summed when read (no shared line written per request).
+//! - [`tls`]: TLS on the client port (rustls): settings, certificate loading and reload.
 
+pub mod acl;
 pub mod admin;
 pub mod agent;
 pub mod cluster;
@@ -30,3 +34,4 @@ pub mod resp;
 pub mod server;
 pub mod store;
 pub mod striped;
+pub mod tls;

@@ -66,6 +66,25 @@ struct Args {
     /// LFU: minutes for the frequency counter to decay by one (0: never).
     #[arg(long, default_value_t = 1)]
     lfu_decay_time: u32,
+    /// TLS port for clients (0: no TLS). Needs --tls-cert-file and --tls-key-file, and
+    /// --tls-ca-cert-file unless --tls-auth-clients no.
+    #[arg(long, default_value_t = 0)]
+    tls_port: u16,
+    /// PEM certificate chain the TLS port presents.
+    #[arg(long)]
+    tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long)]
+    tls_key_file: Option<std::path::PathBuf>,
+    /// PEM CA bundle that client certificates must chain to.
+    #[arg(long)]
+    tls_ca_cert_file: Option<std::path::PathBuf>,
+    /// Client certificates on the TLS port: yes (required), no, or optional.
+    #[arg(long, default_value = "yes", value_parser = parse_auth_clients)]
+    tls_auth_clients: chkv_datanode::tls::AuthClients,
+    /// ACL file: users loaded at start, written by ACL SAVE, read again by ACL LOAD.
+    #[arg(long)]
+    aclfile: Option<std::path::PathBuf>,
     /// Worker threads (default: one per core less one, at least one).
     #[arg(long)]
     threads: Option<usize>,
@@ -108,6 +127,14 @@ fn main() -> anyhow::Result<()> {
             lfu_log_factor: args.lfu_log_factor,
             lfu_decay_time: args.lfu_decay_time,
         },
+        tls: chkv_datanode::tls::TlsSettings {
+            port: (args.tls_port != 0).then_some(args.tls_port),
+            cert_file: args.tls_cert_file,
+            key_file: args.tls_key_file,
+            ca_cert_file: args.tls_ca_cert_file,
+            auth_clients: args.tls_auth_clients,
+        },
+        aclfile: args.aclfile,
         ..Config::default()
     };
     let threads = args.threads.unwrap_or_else(default_threads).max(1);
@@ -206,6 +233,11 @@ fn tune_allocator() {
 fn parse_maxmemory(s: &str) -> Result<u64, String> {
     chkv_datanode::config::parse_memory(s)
         .ok_or_else(|| format!("'{s}' is not a memory size (e.g. 100mb, 2gb, 1048576)"))
+}
+
+fn parse_auth_clients(s: &str) -> Result<chkv_datanode::tls::AuthClients, String> {
+    chkv_datanode::tls::AuthClients::parse(s)
+        .ok_or_else(|| format!("'{s}' is not one of yes, no, optional"))
 }
 
 fn parse_policy(s: &str) -> Result<Policy, String> {

@@ -15,7 +15,9 @@
 //!   or older values.
 //! - [`stop`]: SIGTERM drains a cluster node (bounded by `--shutdown-timeout`), a second
 //!   signal exits at once, a client that does not read cannot hold the exit up.
+//! - [`acl`]: a restricted ACL user through every node, for keys every node owns.
 
+mod acl;
 mod cluster_client;
 mod failure;
 mod flap;

@@ -9,6 +9,7 @@
 //! - [`limits`]: malformed input, declared sizes, client and buffer limits.
 //! - [`fuzz`]: random bytes at a live server.
 //! - [`shutdown`]: graceful shutdown with clients connected.
+//! - [`tls`]: the TLS port: rustls clients, mutual TLS, plaintext refused, reload, redis-cli.
 //! - [`redis_cli`]: the real `redis-cli`.
 //! - [`compat`]: differences from Redis 7, ignored until fixed.
 
@@ -23,4 +24,5 @@ mod redis_cli;
 mod server_cmds;
 mod shutdown;
 mod strings;
+mod tls;
 mod util;
