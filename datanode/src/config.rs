@@ -32,6 +32,8 @@ pub struct Config {
     /// `maxmemory`, `maxmemory-policy`, `maxmemory-samples`, `lfu-log-factor`,
     /// `lfu-decay-time`.
     pub eviction: crate::store::evict::EvictionConfig,
+    /// Collection encoding thresholds (`hash-max-listpack-entries`...).
+    pub encodings: crate::store::Limits,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             heartbeat_ms: 1000,
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),
             eviction: Default::default(),
+            encodings: Default::default(),
         }
     }
 }

@@ -126,6 +126,7 @@ impl Node {
         let peers = Peers::new(config.requirepass.clone());
         let db = Db::new();
         db.configure_eviction(&config.eviction);
+        db.limits.store(&config.encodings);
         Node {
             db,
             node_id,
