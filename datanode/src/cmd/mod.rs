@@ -12,13 +12,17 @@
 //! - [`cluster`]: CLUSTER, the slot table as Redis Cluster reports it.
 //! - [`object`]: OBJECT and MEMORY, what the store knows about one key.
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
+//! - [`hash`]: HSET, HGET and the other hash commands.
+//! - [`set`]: SADD, SINTER and the other set commands.
 
 pub mod cluster;
 pub mod decimal;
 pub mod docs;
+pub mod hash;
 pub mod keys;
 pub mod object;
 pub mod server;
+pub mod set;
 pub mod strings;
 
 use crate::node::Node;
@@ -158,6 +162,8 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(cluster::COMMANDS.iter());
         v.extend(object::COMMANDS.iter());
         v.extend(docs::COMMANDS.iter());
+        v.extend(hash::COMMANDS.iter());
+        v.extend(set::COMMANDS.iter());
         v
     })
 }
