@@ -36,6 +36,8 @@ pub struct Config {
     pub tls: crate::tls::TlsSettings,
     /// `aclfile`: where ACL SAVE writes and ACL LOAD reads users; loaded at start.
     pub aclfile: Option<std::path::PathBuf>,
+    /// Collection encoding thresholds (`hash-max-listpack-entries`...).
+    pub encodings: crate::store::Limits,
 }
 
 impl Default for Config {
@@ -57,6 +59,7 @@ impl Default for Config {
             eviction: Default::default(),
             tls: Default::default(),
             aclfile: None,
+            encodings: Default::default(),
         }
     }
 }

@@ -136,6 +136,7 @@ impl Node {
         db.configure_eviction(&config.eviction);
         let acl = crate::acl::Acl::default();
         acl.set_requirepass(config.requirepass.as_deref());
+        db.limits.store(&config.encodings);
         Node {
             db,
             node_id,

@@ -75,7 +75,11 @@ fn importing(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let entries = crate::handoff::decode_import(req)?;
     crate::handoff::check_import(ctx.node, &entries)?;
-    let stored = ctx.node.db.import(&entries, ctx.now);
+    let stored = ctx
+        .node
+        .db
+        .import(&entries, ctx.now)
+        .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORT: {e}")))?;
     Ok(Frame::Integer(stored as i64))
 }
 

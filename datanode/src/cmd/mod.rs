@@ -13,14 +13,18 @@
 //! - [`object`]: OBJECT and MEMORY, what the store knows about one key.
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
 //! - [`acl`]: ACL and its subcommands (the rules are in [`crate::acl`]).
+//! - [`hash`]: HSET, HGET and the other hash commands.
+//! - [`set`]: SADD, SINTER and the other set commands.
 
 pub mod acl;
 pub mod cluster;
 pub mod decimal;
 pub mod docs;
+pub mod hash;
 pub mod keys;
 pub mod object;
 pub mod server;
+pub mod set;
 pub mod strings;
 
 use crate::node::Node;
@@ -172,6 +176,8 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(object::COMMANDS.iter());
         v.extend(docs::COMMANDS.iter());
         v.extend(acl::COMMANDS.iter());
+        v.extend(hash::COMMANDS.iter());
+        v.extend(set::COMMANDS.iter());
         v
     })
 }

@@ -1020,6 +1020,41 @@ static PARAMS: &[Param] = &[
         get: |_| "no".into(),
         set: None,
     },
+    Param {
+        name: "hash-max-listpack-entries",
+        get: |c| c.encodings.hash_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.hash_max_listpack_entries, v)),
+    },
+    Param {
+        name: "hash-max-ziplist-entries",
+        get: |c| c.encodings.hash_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.hash_max_listpack_entries, v)),
+    },
+    Param {
+        name: "hash-max-listpack-value",
+        get: |c| c.encodings.hash_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.hash_max_listpack_value, v)),
+    },
+    Param {
+        name: "hash-max-ziplist-value",
+        get: |c| c.encodings.hash_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.hash_max_listpack_value, v)),
+    },
+    Param {
+        name: "set-max-intset-entries",
+        get: |c| c.encodings.set_max_intset_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.set_max_intset_entries, v)),
+    },
+    Param {
+        name: "set-max-listpack-entries",
+        get: |c| c.encodings.set_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.set_max_listpack_entries, v)),
+    },
+    Param {
+        name: "set-max-listpack-value",
+        get: |c| c.encodings.set_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.set_max_listpack_value, v)),
+    },
 ];
 
 fn path_param(p: &Option<std::path::PathBuf>) -> String {
@@ -1031,6 +1066,15 @@ fn path_param(p: &Option<std::path::PathBuf>) -> String {
 fn set_path(p: &mut Option<std::path::PathBuf>, v: &[u8]) -> Result<(), String> {
     let s = std::str::from_utf8(v).map_err(|_| "argument must be a valid path".to_string())?;
     *p = (!s.is_empty()).then(|| s.into());
+    Ok(())
+}
+
+/// A collection encoding threshold: Redis accepts 0..=LONG_MAX; anything above what
+/// memory could hold behaves the same, so the value is kept as a usize.
+fn set_limit(to: &mut usize, v: &[u8]) -> Result<(), String> {
+    let n: i64 = parse_num(v)?;
+    *to = usize::try_from(n)
+        .map_err(|_| "argument must be between 0 and 9223372036854775807 inclusive".to_string())?;
     Ok(())
 }
 
@@ -1115,6 +1159,7 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         // The store reads its eviction settings from atomics, not from the config lock; set
         // them under the lock so that concurrent CONFIG SETs cannot leave the two different.
         db.configure_eviction(&cfg.eviction);
+        db.limits.store(&cfg.encodings);
         *published = cfg;
     });
     Ok(Frame::ok())
