@@ -15,6 +15,7 @@
 //! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
+//! - [`hll`]: HyperLogLog in Redis's byte format (sparse and dense), as plain functions.
 //! - [`server`]: the thin tokio layer: listener, connections, background tasks, shutdown.
 
 pub mod admin;
@@ -24,6 +25,7 @@ pub mod cmd;
 pub mod config;
 pub mod exec;
 pub mod handoff;
+pub mod hll;
 pub mod node;
 pub mod peer;
 pub mod resp;

@@ -13,11 +13,13 @@
 //! - [`object`]: OBJECT and MEMORY, what the store knows about one key.
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
 //! - [`bits`]: bitmaps (SETBIT, BITCOUNT, BITFIELD, ...) and LCS, on string values.
+//! - [`hll`]: HyperLogLog (PFADD, PFCOUNT, PFMERGE, PFDEBUG, PFSELFTEST).
 
 pub mod bits;
 pub mod cluster;
 pub mod decimal;
 pub mod docs;
+pub mod hll;
 pub mod keys;
 pub mod object;
 pub mod server;
@@ -161,6 +163,7 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(object::COMMANDS.iter());
         v.extend(docs::COMMANDS.iter());
         v.extend(bits::COMMANDS.iter());
+        v.extend(hll::COMMANDS.iter());
         v
     })
 }
