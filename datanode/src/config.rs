@@ -38,6 +38,8 @@ pub struct Config {
     pub aclfile: Option<std::path::PathBuf>,
     /// Collection encoding thresholds (`hash-max-listpack-entries`...).
     pub encodings: crate::store::Limits,
+    /// Longest sparse HyperLogLog before it turns dense (`hll-sparse-max-bytes`).
+    pub hll_sparse_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             tls: Default::default(),
             aclfile: None,
             encodings: Default::default(),
+            hll_sparse_max_bytes: crate::hll::SPARSE_MAX_BYTES_DEFAULT,
         }
     }
 }

@@ -19,6 +19,7 @@
 //! - [`server`]: the thin tokio layer: listeners, connections, background tasks, shutdown.
 //! - [`striped`]: per-thread counters, summed when read (no shared line written per request).
 //! - [`tls`]: TLS on the client port (rustls): settings, certificate loading and reload.
+//! - [`hll`]: HyperLogLog in Redis's byte format (sparse and dense), as plain functions.
 
 pub mod acl;
 pub mod admin;
@@ -28,6 +29,7 @@ pub mod cmd;
 pub mod config;
 pub mod exec;
 pub mod handoff;
+pub mod hll;
 pub mod node;
 pub mod peer;
 pub mod resp;

@@ -15,12 +15,16 @@
 //! - [`acl`]: ACL and its subcommands (the rules are in [`crate::acl`]).
 //! - [`hash`]: HSET, HGET and the other hash commands.
 //! - [`set`]: SADD, SINTER and the other set commands.
+//! - [`bits`]: bitmaps (SETBIT, BITCOUNT, BITFIELD, ...) and LCS, on string values.
+//! - [`hll`]: HyperLogLog (PFADD, PFCOUNT, PFMERGE, PFDEBUG, PFSELFTEST).
 
 pub mod acl;
+pub mod bits;
 pub mod cluster;
 pub mod decimal;
 pub mod docs;
 pub mod hash;
+pub mod hll;
 pub mod keys;
 pub mod object;
 pub mod server;
@@ -178,6 +182,8 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(acl::COMMANDS.iter());
         v.extend(hash::COMMANDS.iter());
         v.extend(set::COMMANDS.iter());
+        v.extend(bits::COMMANDS.iter());
+        v.extend(hll::COMMANDS.iter());
         v
     })
 }

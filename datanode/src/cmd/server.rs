@@ -941,6 +941,18 @@ static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "hll-sparse-max-bytes",
+        get: |c| c.hll_sparse_max_bytes.to_string(),
+        set: Some(|c, v| {
+            let n = parse_mem(v)?;
+            if n > i64::MAX as u64 {
+                return Err("argument must be between 0 and 9223372036854775807 inclusive".into());
+            }
+            c.hll_sparse_max_bytes = n as usize;
+            Ok(())
+        }),
+    },
+    Param {
         name: "databases",
         get: |_| "1".into(),
         set: None,
