@@ -12,11 +12,13 @@
 //! - [`cluster`]: CLUSTER, the slot table as Redis Cluster reports it.
 //! - [`object`]: OBJECT and MEMORY, what the store knows about one key.
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
+//! - [`migrate`]: DUMP, RESTORE and MIGRATE, in Redis's serialized format.
 
 pub mod cluster;
 pub mod decimal;
 pub mod docs;
 pub mod keys;
+pub mod migrate;
 pub mod object;
 pub mod server;
 pub mod strings;
@@ -112,7 +114,17 @@ pub struct Session {
     pub quit: bool,
     /// How requests for other nodes' slots are handled on this connection.
     pub redirects: Redirects,
+    /// Work a handler left to finish off the connection's thread of control (MIGRATE's
+    /// round trips to another server): the connection awaits it and sends its reply in
+    /// place of the handler's.
+    pub deferred: Option<Deferred>,
 }
+
+/// An asynchronous rest of a command, given the node; it yields the command's reply.
+pub type Deferred = Box<
+    dyn FnOnce(Arc<Node>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Frame> + Send>>
+        + Send,
+>;
 
 /// What a connection gets for keys this node does not own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -135,6 +147,7 @@ impl Session {
             authenticated,
             quit: false,
             redirects: Redirects::Forward,
+            deferred: None,
         }
     }
 }
@@ -158,6 +171,7 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(cluster::COMMANDS.iter());
         v.extend(object::COMMANDS.iter());
         v.extend(docs::COMMANDS.iter());
+        v.extend(migrate::COMMANDS.iter());
         v
     })
 }

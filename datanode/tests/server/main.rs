@@ -10,6 +10,7 @@
 //! - [`fuzz`]: random bytes at a live server.
 //! - [`shutdown`]: graceful shutdown with clients connected.
 //! - [`redis_cli`]: the real `redis-cli`.
+//! - [`migrate`]: DUMP, RESTORE and MIGRATE both ways with a real redis-server.
 //! - [`compat`]: differences from Redis 7, ignored until fixed.
 
 mod auth;
@@ -18,6 +19,7 @@ mod expiry;
 mod fuzz;
 mod keys;
 mod limits;
+mod migrate;
 mod raw;
 mod redis_cli;
 mod server_cmds;
