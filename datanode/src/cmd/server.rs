@@ -9,8 +9,25 @@ use bytes::Bytes;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
-/// The Redis version CHKV reports: the command set and semantics it follows.
-pub const REDIS_VERSION: &str = "7.2.4";
+/// The Redis version CHKV reports: the command set and semantics it follows. 7.0.15 is the
+/// reference server CHKV is tested against, whose commands (of the types CHKV serves) and
+/// DUMP format (RDB 10) it implements; a client that saw 7.2 would use 7.2-only commands.
+pub const REDIS_VERSION: &str = "7.0.15";
+
+/// `cluster` when the node is part of a cluster (has a NameNode), else `standalone`: what
+/// INFO's `redis_mode` and HELLO's `mode` say, and tools such as `redis-cli --cluster` read.
+fn redis_mode(node: &crate::node::Node) -> &'static str {
+    if in_cluster(node) {
+        "cluster"
+    } else {
+        "standalone"
+    }
+}
+
+/// Whether the node has a NameNode (even before its first table arrives) or a table.
+fn in_cluster(node: &crate::node::Node) -> bool {
+    node.config().namenode.is_some() || !node.routing().standalone
+}
 
 const C: &str = "connection";
 const S: &str = "server";
@@ -413,7 +430,7 @@ fn hello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         kv("version", Frame::bulk_static(REDIS_VERSION)),
         kv("proto", Frame::Integer(proto.version())),
         kv("id", Frame::Integer(ctx.session.client.id as i64)),
-        kv("mode", Frame::bulk_static("standalone")),
+        kv("mode", Frame::bulk_static(redis_mode(ctx.node))),
         kv("role", Frame::bulk_static("master")),
         kv("modules", Frame::Array(vec![])),
     ]))
@@ -667,7 +684,7 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("chkv_version", &env!("CARGO_PKG_VERSION"));
             kv("redis_git_sha1", &"00000000");
             kv("redis_git_dirty", &0);
-            kv("redis_mode", &"standalone");
+            kv("redis_mode", &redis_mode(node));
             kv("os", &std::env::consts::OS);
             kv("arch_bits", &(usize::BITS));
             kv("multiplexing_api", &"epoll");
@@ -752,7 +769,7 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("used_cpu_user", &format!("{user:.6}"));
         }
         "cluster" => {
-            kv("cluster_enabled", &0);
+            kv("cluster_enabled", &u8::from(in_cluster(node)));
         }
         "keyspace" => {
             let keys = db.len();
