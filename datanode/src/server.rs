@@ -63,6 +63,8 @@ impl ServerHandle {
 
 /// Binds the listener and starts serving in the background.
 pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
+    // Record the empty process's memory before any data arrives (INFO's fragmentation).
+    crate::cmd::server::startup_rss();
     let listener = TcpListener::bind((config.bind, config.port))
         .await
         .map_err(|e| {

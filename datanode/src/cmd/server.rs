@@ -615,6 +615,22 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The process's RSS when the node started (the first call records it; `server::start` makes
+/// that call): the memory of an empty node, which Redis counts in `used_memory` as
+/// `used_memory_startup` and CHKV's data accounting leaves out.
+pub fn startup_rss() -> u64 {
+    static STARTUP: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *STARTUP.get_or_init(rss_bytes)
+}
+
+/// RSS over the memory the process needs (the data plus an empty node's), as Redis's
+/// `mem_fragmentation_ratio` is RSS over everything allocated: about 1 on an empty node and
+/// on a healthy full one, above 1.5 when freed memory is not given back.
+pub fn fragmentation_ratio(rss: u64, used: u64, startup: u64) -> f64 {
+    let needed = used.saturating_add(startup).max(1);
+    rss as f64 / needed as f64
+}
+
 /// The section title as Redis prints it.
 fn section_title(name: &str) -> String {
     match name {
@@ -725,12 +741,14 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("maxmemory", &ev.maxmemory);
             kv("maxmemory_human", &bytes_to_human(ev.maxmemory));
             kv("maxmemory_policy", &ev.policy);
-            let frag = if used > 0 {
-                rss as f64 / used as f64
-            } else {
-                1.0
-            };
+            let startup = startup_rss();
+            let frag = fragmentation_ratio(rss, used, startup);
             kv("mem_fragmentation_ratio", &format!("{frag:.2}"));
+            kv(
+                "mem_fragmentation_bytes",
+                &(rss as i64 - used.saturating_add(startup) as i64),
+            );
+            kv("used_memory_startup", &startup);
             kv("mem_allocator", &"mimalloc");
         }
         "stats" => {
@@ -1111,6 +1129,35 @@ mod tests {
     use super::super::testutil::*;
     use crate::config::Config;
     use crate::resp::{Frame, Protocol};
+
+    /// An empty node with one small key once reported RSS / data bytes (24,760); the ratio
+    /// counts an empty node's memory as needed, as Redis's `used_memory` does.
+    #[test]
+    fn fragmentation_ratio_is_about_one_when_memory_is_used_well() {
+        let mb = 1024 * 1024;
+        assert_eq!(super::fragmentation_ratio(10 * mb, 0, 10 * mb), 1.0);
+        let r = super::fragmentation_ratio(19 * mb, 100, 19 * mb);
+        assert!((0.99..=1.0).contains(&r), "{r}");
+        let r = super::fragmentation_ratio(300 * mb, 100 * mb, 10 * mb);
+        assert!((2.7..2.8).contains(&r), "{r}");
+        assert_eq!(super::fragmentation_ratio(0, 0, 0), 0.0);
+        let mut h = Harness::new();
+        h.run(&["SET", "k", "v"]);
+        let Frame::Bulk(info) = h.run(&["INFO", "memory"]) else {
+            panic!("INFO is a bulk string in RESP2")
+        };
+        check_ratio(&String::from_utf8_lossy(&info));
+    }
+
+    fn check_ratio(info: &str) {
+        let ratio: f64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("mem_fragmentation_ratio:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("mem_fragmentation_ratio");
+        assert!((0.5..3.0).contains(&ratio), "{ratio} in {info}");
+        assert!(info.contains("used_memory_startup:"), "{info}");
+    }
 
     #[test]
     fn ping_echo_time_select() {
