@@ -1143,8 +1143,8 @@ mod tests {
         assert_eq!(super::fragmentation_ratio(0, 0, 0), 0.0);
         let mut h = Harness::new();
         h.run(&["SET", "k", "v"]);
-        let Frame::Bulk(info) = h.run(&["INFO", "memory"]) else {
-            panic!("INFO is a bulk string in RESP2")
+        let Frame::Verbatim(info) = h.run(&["INFO", "memory"]) else {
+            panic!("INFO is verbatim text")
         };
         check_ratio(&String::from_utf8_lossy(&info));
     }
