@@ -19,10 +19,13 @@ pub struct Config {
     pub hz: u32,
     /// Stable node id (40 hex characters); derived from the advertised address when unset.
     pub node_id: Option<String>,
-    /// NameNode address (DataNode port); standalone when unset.
-    pub namenode: Option<std::net::SocketAddr>,
+    /// NameNode address (DataNode port); standalone when unset. A host name is looked up at
+    /// every connect.
+    pub namenode: Option<chkv_common::HostPort>,
     /// Address other nodes and clients use to reach this node, when it differs from the bound one.
     pub advertise: Option<std::net::SocketAddr>,
+    /// The name `advertise` was resolved from, looked up again at every registration.
+    pub advertise_host: Option<chkv_common::HostPort>,
     /// Answer `-MOVED` to every connection instead of forwarding (Redis Cluster behaviour).
     pub cluster_redirects: bool,
     /// Heartbeat period towards the NameNode.
@@ -55,6 +58,7 @@ impl Default for Config {
             node_id: None,
             namenode: None,
             advertise: None,
+            advertise_host: None,
             cluster_redirects: false,
             heartbeat_ms: 1000,
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),

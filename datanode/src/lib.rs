@@ -13,6 +13,7 @@
 //! - [`peer`]: pipelined connections to other DataNodes for forwarding.
 //! - [`exec`]: running a request here, on its owner, or split over owners.
 //! - [`agent`]: registration, heartbeats and table updates with the NameNode.
+//! - [`rdb`]: Redis's serialized value format (DUMP, RESTORE, MIGRATE payloads).
 //! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
@@ -32,6 +33,7 @@ pub mod handoff;
 pub mod hll;
 pub mod node;
 pub mod peer;
+pub mod rdb;
 pub mod resp;
 pub mod server;
 pub mod store;

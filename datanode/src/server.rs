@@ -70,7 +70,18 @@ impl ServerHandle {
 
 /// Binds the listener and starts serving in the background.
 pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
-    let listener = TcpListener::bind((config.bind, config.port)).await?;
+    // Record the empty process's memory before any data arrives (INFO's fragmentation).
+    crate::cmd::server::startup_rss();
+    let listener = TcpListener::bind((config.bind, config.port))
+        .await
+        .map_err(|e| {
+            bind_error(
+                e,
+                "RESP clients",
+                SocketAddr::new(config.bind, config.port),
+                "--port",
+            )
+        })?;
     let addr = listener.local_addr()?;
     // The node id derives from the address actually bound (port 0 picks one).
     config.port = addr.port();
@@ -109,7 +120,18 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
     // The admin port. Failing to bind it leaves the node serving clients, with a warning:
     // the data path matters more than the operator's shortcut.
     let mut admin = node.config().admin_addr;
-    match TcpListener::bind(admin).await {
+    let mut bound = TcpListener::bind(admin).await;
+    if matches!(&bound, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse) && admin.port() != 0 {
+        // Another node on this host has it (20000 is everyone's default): take a free port
+        // rather than share the operator's `k` with the other node, and say which.
+        let taken = admin;
+        bound = TcpListener::bind(SocketAddr::new(admin.ip(), 0)).await;
+        if let Ok(l) = &bound {
+            warn!(%taken, admin = %l.local_addr().unwrap_or(taken),
+                "admin port in use (another DataNode on this host?); using a free one instead (--admin-port to choose)");
+        }
+    }
+    match bound {
         Ok(l) => {
             admin = l.local_addr().unwrap_or(admin);
             node.update_config(|c| c.admin_addr = admin);
@@ -118,7 +140,7 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
         }
         Err(e) => warn!(%admin, error = %e, "admin port not available; `k` drains are disabled"),
     }
-    let namenode = node.config().namenode;
+    let namenode = node.config().namenode.clone();
     if let Some(nn) = namenode {
         tokio::spawn(crate::agent::run(node.clone(), nn, admin, stop_rx.clone()));
     }
@@ -152,6 +174,25 @@ pub enum Exit {
 /// Longest wait, after the node stops accepting, for its connections to finish writing; a
 /// client that does not read its replies must not keep the process alive.
 const CLOSE_LIMIT: Duration = Duration::from_secs(2);
+
+/// A bind failure as an operator reads it: which listener, which address, and for a port in
+/// use, which flag picks another.
+pub fn bind_error(e: std::io::Error, what: &str, addr: SocketAddr, flag: &str) -> std::io::Error {
+    let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+        format!(
+            " (port {} is taken, perhaps by another node on this host; choose another with {flag})",
+            addr.port()
+        )
+    } else {
+        String::new()
+    };
+    std::io::Error::new(
+        e.kind(),
+        format!("cannot listen for {what} on {addr}: {e}{hint}"),
+    )
+}
+
+/// Runs a DataNode until `shutdown` completes.
 
 /// Runs a DataNode until a stop signal, or until a drain (`k`) has finished.
 ///

@@ -17,6 +17,7 @@
 //! - [`set`]: SADD, SINTER and the other set commands.
 //! - [`bits`]: bitmaps (SETBIT, BITCOUNT, BITFIELD, ...) and LCS, on string values.
 //! - [`hll`]: HyperLogLog (PFADD, PFCOUNT, PFMERGE, PFDEBUG, PFSELFTEST).
+//! - [`migrate`]: DUMP, RESTORE and MIGRATE, in Redis's serialized format.
 
 pub mod acl;
 pub mod bits;
@@ -26,6 +27,7 @@ pub mod docs;
 pub mod hash;
 pub mod hll;
 pub mod keys;
+pub mod migrate;
 pub mod object;
 pub mod server;
 pub mod set;
@@ -129,7 +131,17 @@ pub struct Session {
     /// fast path), as of ACL generation `acl_generation`.
     pub perms: Option<Arc<crate::acl::User>>,
     pub acl_generation: u64,
+    /// Work a handler left to finish off the connection's thread of control (MIGRATE's
+    /// round trips to another server): the connection awaits it and sends its reply in
+    /// place of the handler's.
+    pub deferred: Option<Deferred>,
 }
+
+/// An asynchronous rest of a command, given the node; it yields the command's reply.
+pub type Deferred = Box<
+    dyn FnOnce(Arc<Node>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Frame> + Send>>
+        + Send,
+>;
 
 /// What a connection gets for keys this node does not own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -156,6 +168,7 @@ impl Session {
             perms: None,
             // Refreshed before the first command.
             acl_generation: u64::MAX,
+            deferred: None,
         }
     }
 }
@@ -184,6 +197,7 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(set::COMMANDS.iter());
         v.extend(bits::COMMANDS.iter());
         v.extend(hll::COMMANDS.iter());
+        v.extend(migrate::COMMANDS.iter());
         v
     })
 }

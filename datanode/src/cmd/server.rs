@@ -9,8 +9,25 @@ use bytes::Bytes;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
-/// The Redis version CHKV reports: the command set and semantics it follows.
-pub const REDIS_VERSION: &str = "7.2.4";
+/// The Redis version CHKV reports: the command set and semantics it follows. 7.0.15 is the
+/// reference server CHKV is tested against, whose commands (of the types CHKV serves) and
+/// DUMP format (RDB 10) it implements; a client that saw 7.2 would use 7.2-only commands.
+pub const REDIS_VERSION: &str = "7.0.15";
+
+/// `cluster` when the node is part of a cluster (has a NameNode), else `standalone`: what
+/// INFO's `redis_mode` and HELLO's `mode` say, and tools such as `redis-cli --cluster` read.
+fn redis_mode(node: &crate::node::Node) -> &'static str {
+    if in_cluster(node) {
+        "cluster"
+    } else {
+        "standalone"
+    }
+}
+
+/// Whether the node has a NameNode (even before its first table arrives) or a table.
+fn in_cluster(node: &crate::node::Node) -> bool {
+    node.config().namenode.is_some() || !node.routing().standalone
+}
 
 const C: &str = "connection";
 const S: &str = "server";
@@ -416,7 +433,7 @@ fn hello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         kv("version", Frame::bulk_static(REDIS_VERSION)),
         kv("proto", Frame::Integer(proto.version())),
         kv("id", Frame::Integer(ctx.session.client.id as i64)),
-        kv("mode", Frame::bulk_static("standalone")),
+        kv("mode", Frame::bulk_static(redis_mode(ctx.node))),
         kv("role", Frame::bulk_static("master")),
         kv("modules", Frame::Array(vec![])),
     ]))
@@ -601,6 +618,22 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The process's RSS when the node started (the first call records it; `server::start` makes
+/// that call): the memory of an empty node, which Redis counts in `used_memory` as
+/// `used_memory_startup` and CHKV's data accounting leaves out.
+pub fn startup_rss() -> u64 {
+    static STARTUP: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *STARTUP.get_or_init(rss_bytes)
+}
+
+/// RSS over the memory the process needs (the data plus an empty node's), as Redis's
+/// `mem_fragmentation_ratio` is RSS over everything allocated: about 1 on an empty node and
+/// on a healthy full one, above 1.5 when freed memory is not given back.
+pub fn fragmentation_ratio(rss: u64, used: u64, startup: u64) -> f64 {
+    let needed = used.saturating_add(startup).max(1);
+    rss as f64 / needed as f64
+}
+
 /// The section title as Redis prints it.
 fn section_title(name: &str) -> String {
     match name {
@@ -670,7 +703,7 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("chkv_version", &env!("CARGO_PKG_VERSION"));
             kv("redis_git_sha1", &"00000000");
             kv("redis_git_dirty", &0);
-            kv("redis_mode", &"standalone");
+            kv("redis_mode", &redis_mode(node));
             kv("os", &std::env::consts::OS);
             kv("arch_bits", &(usize::BITS));
             kv("multiplexing_api", &"epoll");
@@ -711,12 +744,14 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("maxmemory", &ev.maxmemory);
             kv("maxmemory_human", &bytes_to_human(ev.maxmemory));
             kv("maxmemory_policy", &ev.policy);
-            let frag = if used > 0 {
-                rss as f64 / used as f64
-            } else {
-                1.0
-            };
+            let startup = startup_rss();
+            let frag = fragmentation_ratio(rss, used, startup);
             kv("mem_fragmentation_ratio", &format!("{frag:.2}"));
+            kv(
+                "mem_fragmentation_bytes",
+                &(rss as i64 - used.saturating_add(startup) as i64),
+            );
+            kv("used_memory_startup", &startup);
             kv("mem_allocator", &"mimalloc");
         }
         "stats" => {
@@ -755,7 +790,7 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("used_cpu_user", &format!("{user:.6}"));
         }
         "cluster" => {
-            kv("cluster_enabled", &0);
+            kv("cluster_enabled", &u8::from(in_cluster(node)));
         }
         "keyspace" => {
             let keys = db.len();
@@ -1219,6 +1254,35 @@ mod tests {
     use super::super::testutil::*;
     use crate::config::Config;
     use crate::resp::{Frame, Protocol};
+
+    /// An empty node with one small key once reported RSS / data bytes (24,760); the ratio
+    /// counts an empty node's memory as needed, as Redis's `used_memory` does.
+    #[test]
+    fn fragmentation_ratio_is_about_one_when_memory_is_used_well() {
+        let mb = 1024 * 1024;
+        assert_eq!(super::fragmentation_ratio(10 * mb, 0, 10 * mb), 1.0);
+        let r = super::fragmentation_ratio(19 * mb, 100, 19 * mb);
+        assert!((0.99..=1.0).contains(&r), "{r}");
+        let r = super::fragmentation_ratio(300 * mb, 100 * mb, 10 * mb);
+        assert!((2.7..2.8).contains(&r), "{r}");
+        assert_eq!(super::fragmentation_ratio(0, 0, 0), 0.0);
+        let mut h = Harness::new();
+        h.run(&["SET", "k", "v"]);
+        let Frame::Verbatim(info) = h.run(&["INFO", "memory"]) else {
+            panic!("INFO is verbatim text")
+        };
+        check_ratio(&String::from_utf8_lossy(&info));
+    }
+
+    fn check_ratio(info: &str) {
+        let ratio: f64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("mem_fragmentation_ratio:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("mem_fragmentation_ratio");
+        assert!((0.5..3.0).contains(&ratio), "{ratio} in {info}");
+        assert!(info.contains("used_memory_startup:"), "{info}");
+    }
 
     #[test]
     fn ping_echo_time_select() {

@@ -1008,6 +1008,21 @@ impl SlotGuard<'_> {
         true
     }
 
+    /// Sets the access field of a live key (RESTORE's IDLETIME and FREQ). Returns false when
+    /// it does not exist.
+    pub fn set_access(&mut self, key: &[u8], access: u32, now: u64) -> bool {
+        let Some(b) = self.live(key, now) else {
+            return false;
+        };
+        match self.t.map.get_mut(b) {
+            Some(kv) => {
+                kv.set_access(access);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes `key`. Returns its value and expiry ([`NO_EXPIRY`] for none) when it was live.
     pub fn remove(&mut self, key: &[u8], now: u64) -> Option<(Value, u64)> {
         let b = self.live(key, now)?;
