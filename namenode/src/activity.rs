@@ -30,6 +30,10 @@ pub struct LoggedEvent {
     pub node: Option<NodeId>,
     /// A sentence for people.
     pub detail: String,
+    /// How many events of this kind in a row this entry stands for: consecutive tables
+    /// (`epoch`, one per handoff batch during a join or drain) share one entry, so they do
+    /// not push the joins and drains out of the log.
+    pub repeats: u64,
 }
 
 /// The event an action stands for, if it is one worth showing: `(kind, node, detail)`.
@@ -139,8 +143,19 @@ impl EventLog {
         }
     }
 
-    /// Appends an event, dropping the oldest when full.
+    /// Appends an event, dropping the oldest when full. An `epoch` right after an `epoch`
+    /// updates that entry instead (with a new number).
     pub fn push(&mut self, kind: &'static str, node: Option<NodeId>, detail: String, unix_ms: u64) {
+        if let Some(last) = self.entries.back_mut() {
+            if kind == "epoch" && last.kind == "epoch" {
+                last.seq = self.next_seq;
+                last.unix_ms = unix_ms;
+                last.detail = detail;
+                last.repeats = last.repeats.saturating_add(1);
+                self.next_seq = self.next_seq.saturating_add(1);
+                return;
+            }
+        }
         if self.entries.len() == self.capacity {
             self.entries.pop_front();
         }
@@ -150,6 +165,7 @@ impl EventLog {
             kind,
             node,
             detail,
+            repeats: 1,
         });
         self.next_seq = self.next_seq.saturating_add(1);
     }
@@ -269,6 +285,23 @@ mod tests {
             log.entries().last().map(|e| e.detail.as_str()),
             Some("declared dead after 900 ms of silence")
         );
+        // Consecutive tables share an entry.
+        let epoch = |n: u64| Action::Broadcast {
+            publication: std::sync::Arc::new(crate::Publication {
+                table: chkv_common::SlotTable::empty(n),
+                nodes: Vec::new(),
+            }),
+            to: Vec::new(),
+        };
+        let mut tables = EventLog::with_capacity(3);
+        for n in 1..=5 {
+            tables.record_action(&epoch(n), n);
+        }
+        let only: Vec<_> = tables
+            .entries()
+            .map(|e| (e.seq, e.repeats, e.detail.as_str()))
+            .collect();
+        assert_eq!(only, vec![(5, 5, "epoch 5: 0 nodes, 0 slots assigned")]);
         // Full: the oldest goes, numbers go on.
         log.push("drain_requested", None, "x".into(), 1004);
         let seqs: Vec<_> = log.entries().map(|e| e.seq).collect();

@@ -527,6 +527,8 @@ const OUTER: f64 = 190.0;
 const INNER: f64 = 135.0;
 const MOVE_INNER: f64 = 196.0;
 const MOVE_OUTER: f64 = 212.0;
+const SHARE_INNER: f64 = 104.0;
+const SHARE_OUTER: f64 = 114.0;
 
 /// The point at `slot` (a fraction of the circle, clockwise from the top) on radius `r`.
 fn point(slot: f64, r: f64) -> (f64, f64) {
@@ -587,29 +589,50 @@ fn ring_svg(snapshot: &Snapshot) -> String {
             esc(to.as_str())
         );
     }
-    // Ticks at every 4096 slots.
-    for q in 0..4u32 {
-        let slot = f64::from(q) * SLOT_COUNT as f64 / 4.0;
-        let (a, b) = (point(slot, INNER - 8.0), point(slot, INNER - 2.0));
-        let (tx, ty) = point(slot, INNER - 20.0);
+    // Inside, each owner's share as one arc: the outer ring shows where slots are, this one
+    // how many each node has.
+    let mut at = 0usize;
+    for (i, n) in s.nodes.iter().enumerate() {
+        if n.slots == 0 {
+            continue;
+        }
+        let last = (at + n.slots).min(SLOT_COUNT) - 1;
         let _ = write!(
             svg,
-            r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#9ca3af"/><text x="{tx:.1}" y="{:.1}" class="tick">{}</text>"##,
-            a.0,
-            a.1,
-            b.0,
-            b.1,
-            ty + 4.0,
-            q * 4096
+            r#"<path class="share" d="{}" fill="{}" opacity="0.85"><title>{}: {} slots</title></path>"#,
+            band(at as u16, last as u16, SHARE_INNER, SHARE_OUTER),
+            colour(i),
+            esc(n.id.as_str()),
+            n.slots
+        );
+        at = last + 1;
+        if at >= SLOT_COUNT {
+            break;
+        }
+    }
+    // Ticks at every 4096 slots; slot 0 is at the top, slots run clockwise.
+    for q in 0..4u32 {
+        let slot = f64::from(q) * SLOT_COUNT as f64 / 4.0;
+        let (a, b) = (point(slot, INNER - 7.0), point(slot, INNER - 1.0));
+        let _ = write!(
+            svg,
+            r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#9ca3af"/>"##,
+            a.0, a.1, b.0, b.1,
         );
     }
     let _ = write!(
         svg,
-        r#"<text x="{CENTRE}" y="{:.1}" class="big">epoch {}</text><text x="{CENTRE}" y="{:.1}" class="small">{} of {SLOT_COUNT} slots assigned</text>"#,
+        r#"<text x="{CENTRE}" y="{:.1}" class="tick">slot 0</text>"#,
+        CENTRE - INNER + 16.0
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="{CENTRE}" y="{:.1}" class="big">epoch {}</text><text x="{CENTRE}" y="{:.1}" class="small">{} / {} slots owned</text>"#,
         CENTRE - 4.0,
         s.epoch,
         CENTRE + 20.0,
         grouped(s.slots_assigned as u64),
+        grouped(SLOT_COUNT as u64),
     );
     if s.slots_moving > 0 {
         let _ = write!(
@@ -651,6 +674,7 @@ td.id{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px}
 .bar{display:inline-block;height:6px;border-radius:3px;vertical-align:middle;margin-left:6px}
 .events{grid-column:1 / span 2}
 .events td{font-size:13px}
+.rep{color:#6b7280;font-size:12px}
 .kind{display:inline-block;min-width:92px;text-align:center;padding:1px 8px;border-radius:999px;font-size:11px;font-weight:600;background:#e5e7eb;color:#374151}
 .kind-join,.kind-rejoin,.kind-recovered{background:#dcfce7;color:#166534}
 .kind-drain,.kind-drain_requested,.kind-move,.kind-left{background:#fef3c7;color:#92400e}
@@ -810,7 +834,15 @@ fn event_row(page: &mut String, e: &LoggedEvent) {
         time = clock(e.unix_ms),
         node = esc(node),
         short = esc(&short(node, 16)),
-        detail = esc(&e.detail),
+        detail = if e.repeats > 1 {
+            format!(
+                "{} <span class=\"rep\">×{}</span>",
+                esc(&e.detail),
+                e.repeats
+            )
+        } else {
+            esc(&e.detail)
+        },
     );
 }
 
@@ -863,6 +895,7 @@ mod tests {
                 kind: "drain",
                 node: Some(NodeId::from(HOSTILE)),
                 detail: format!("draining {HOSTILE}"),
+                repeats: 1,
             }],
             ops_per_sec: vec![1500.0, 2.5],
         }
