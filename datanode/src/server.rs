@@ -192,8 +192,6 @@ pub fn bind_error(e: std::io::Error, what: &str, addr: SocketAddr, flag: &str) -
     )
 }
 
-/// Runs a DataNode until `shutdown` completes.
-
 /// Runs a DataNode until a stop signal, or until a drain (`k`) has finished.
 ///
 /// Each message on `signals` is one SIGTERM or SIGINT. The first one stops a standalone node
