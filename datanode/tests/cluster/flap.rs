@@ -93,7 +93,22 @@ async fn imports_replace_leftovers_and_never_overwrite_a_served_slot() {
         let epoch = cluster_info(&mut owner).await.epoch.to_string();
 
         // A stale sender cannot overwrite a slot its receiver serves.
-        let e = q_err(&mut owner, &["CLUSTER", "IMPORT", key, "0", "stale"]).await;
+        // Entries travel typed (the store's versioned encoding of one value).
+        let typed = |v: &str| {
+            chkv_datanode::store::handoff::encode_owned(&chkv_datanode::store::Value::str(
+                v.as_bytes(),
+            ))
+        };
+        let import = |v: &str| {
+            vec![
+                b"CLUSTER".to_vec(),
+                b"IMPORT".to_vec(),
+                key.as_bytes().to_vec(),
+                b"0".to_vec(),
+                typed(v),
+            ]
+        };
+        let e = q_err(&mut owner, &import("stale")).await;
         assert!(e.contains("refusing a stale handoff"), "{e}");
         let e = q_err(&mut owner, &["CLUSTER", "IMPORTING", &epoch, &slot]).await;
         assert!(e.contains("refusing a stale handoff"), "{e}");
@@ -101,7 +116,7 @@ async fn imports_replace_leftovers_and_never_overwrite_a_served_slot() {
         assert_eq!(got.as_deref(), Some("live"));
 
         // Leftovers of an interrupted attempt on the other node are replaced, not merged.
-        let n: i64 = q(&mut other, &["CLUSTER", "IMPORT", key, "0", "leftover"]).await;
+        let n: i64 = q(&mut other, &import("leftover")).await;
         assert_eq!(n, 1);
         let count = |c: &mut redis::aio::MultiplexedConnection| {
             let slot = slot.clone();
