@@ -347,6 +347,7 @@ mod tests {
         let config = Arc::new(ConnConfig {
             connect_timeout: Duration::from_secs(1),
             password: None,
+            username: None,
             resp3: false,
             cluster: true,
             response_timeout: None,
