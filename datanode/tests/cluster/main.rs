@@ -10,8 +10,10 @@
 //!   when it comes back it gets the same slots back.
 //! - [`restart`]: a NameNode restart changes no ownership; the data plane keeps serving.
 //! - [`resp3`]: forwarded and split replies in RESP3.
+//! - [`bits`]: bitmap, LCS and HyperLogLog commands routed by their keys; CROSSSLOT across nodes.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
 
+mod bits;
 mod cluster_client;
 mod failure;
 mod multikey;
