@@ -7,6 +7,10 @@
 //! split per slot here instead (MGET, MSET, DEL, UNLINK, EXISTS, TOUCH); MSETNX, RENAME,
 //! RENAMENX and COPY are atomic on one node, so their keys must share a slot (use hash tags:
 //! `{user42}.name`, `{user42}.email`), else they fail with `CROSSSLOT`, as in Redis Cluster.
+//!
+//! [`bits`]: bitmaps, LCS and HyperLogLog.
+
+pub(crate) mod bits;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

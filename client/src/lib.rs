@@ -67,6 +67,9 @@ mod value;
 mod watcher;
 
 pub use client::{Builder, Client, NameNodes, RetryBudget, RingInfo};
+pub use commands::bits::{
+    BitFieldOp, BitFieldType, BitOffset, BitOp, BitOverflow, BitUnit, LcsIdx, LcsMatch,
+};
 pub use commands::{
     ExpireCondition, ExpireTime, GetExpiry, ScanAll, ScanOptions, SetCondition, SetExpiry,
     SetOptions, SetReply, Ttl,

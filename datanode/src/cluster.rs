@@ -210,10 +210,12 @@ pub enum Route {
 }
 
 /// Commands a plain connection may have split across nodes (and how their answers merge).
+/// PFCOUNT of keys on several nodes gathers their HyperLogLogs (an MGET per owner) and
+/// counts the union here.
 pub fn splittable(name: &str) -> bool {
     matches!(
         name,
-        "mget" | "mset" | "del" | "unlink" | "exists" | "touch"
+        "mget" | "mset" | "del" | "unlink" | "exists" | "touch" | "pfcount"
     )
 }
 

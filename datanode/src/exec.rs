@@ -175,6 +175,12 @@ fn split(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -
     let name = req.arg(0);
     let pairs = name.eq_ignore_ascii_case(b"mset");
     let step = if pairs { 2 } else { 1 };
+    // PFCOUNT's share on each owner is the HyperLogLogs themselves, counted together in merge.
+    let sub_name: &[u8] = if name.eq_ignore_ascii_case(b"pfcount") {
+        b"MGET"
+    } else {
+        name
+    };
     // Group key positions by owner, keeping their order.
     let mut groups: Vec<(Owner, Vec<usize>)> = Vec::new();
     for i in (1..req.len()).step_by(step) {
@@ -187,7 +193,7 @@ fn split(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -
     let parts = groups
         .into_iter()
         .map(|(owner, positions)| {
-            let mut args: Vec<&[u8]> = vec![name];
+            let mut args: Vec<&[u8]> = vec![sub_name];
             for &i in &positions {
                 args.push(req.arg(i));
                 if pairs {
@@ -343,7 +349,8 @@ fn merge(req: &Request, parts: Vec<(Vec<usize>, Frame)>) -> Frame {
     if let Some((_, err)) = parts.iter().find(|(_, f)| f.is_error()) {
         return err.clone();
     }
-    if name.eq_ignore_ascii_case(b"mget") {
+    let pfcount = name.eq_ignore_ascii_case(b"pfcount");
+    if name.eq_ignore_ascii_case(b"mget") || pfcount {
         let mut out = vec![Frame::Null; req.len() - 1];
         for (positions, f) in parts {
             if let Frame::Array(items) = f {
@@ -351,6 +358,9 @@ fn merge(req: &Request, parts: Vec<(Vec<usize>, Frame)>) -> Frame {
                     out[p - 1] = item;
                 }
             }
+        }
+        if pfcount {
+            return crate::cmd::hll::count_union(&out);
         }
         Frame::Array(out)
     } else if name.eq_ignore_ascii_case(b"mset") {

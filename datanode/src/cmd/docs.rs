@@ -110,6 +110,8 @@ fn acl_categories(c: &CommandSpec) -> Vec<Frame> {
         "string" => cats.push("@string"),
         "generic" => cats.push("@keyspace"),
         "connection" => cats.push("@connection"),
+        "bitmap" => cats.push("@bitmap"),
+        "hyperloglog" => cats.push("@hyperloglog"),
         _ => {}
     }
     if c.has(FAST) {

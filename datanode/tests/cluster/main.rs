@@ -10,6 +10,7 @@
 //!   when it comes back it gets the same slots back.
 //! - [`restart`]: a NameNode restart changes no ownership; the data plane keeps serving.
 //! - [`resp3`]: forwarded and split replies in RESP3.
+//! - [`bits`]: bitmap, LCS and HyperLogLog commands routed by their keys; CROSSSLOT across nodes.
 //! - [`tools`]: `redis-cli --cluster check`, `info` and `import` from a live redis-server.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
 //! - [`flap`]: a node paused past its dead-declaration resumes without bringing back deleted
@@ -19,6 +20,7 @@
 //! - [`acl`]: a restricted ACL user through every node, for keys every node owns.
 
 mod acl;
+mod bits;
 mod cluster_client;
 mod failure;
 mod flap;

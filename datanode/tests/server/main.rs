@@ -3,6 +3,7 @@
 //!
 //! - [`util`]: server start, client connections, a raw RESP reader, polling.
 //! - [`strings`], [`keys`], [`server_cmds`]: every command and its errors through the crate.
+//! - [`bits`]: bitmaps, LCS and HyperLogLog, HyperLogLog bytes as Redis has them.
 //! - [`raw`]: exact reply bytes, RESP3, inline commands, pipelining, binary-safe data.
 //! - [`expiry`]: lazy and active expiry in real time.
 //! - [`auth`]: `requirepass`, HELLO AUTH and password URLs.
@@ -17,6 +18,7 @@
 //! - [`compat`]: differences from Redis 7, ignored until fixed.
 
 mod auth;
+mod bits;
 mod compat;
 mod expiry;
 mod flags;
