@@ -291,7 +291,22 @@ pub(crate) fn key_spec(name: &[u8]) -> KeySpec {
         | b"incrby" | b"decrby" | b"incrbyfloat" | b"type" | b"expire" | b"pexpire"
         | b"expireat" | b"pexpireat" | b"ttl" | b"pttl" | b"expiretime" | b"pexpiretime"
         | b"persist" | b"dump" | b"restore" => ONE,
-        b"rename" | b"renamenx" | b"copy" => TWO,
+        b"hset" | b"hsetnx" | b"hmset" | b"hget" | b"hmget" | b"hgetall" | b"hdel" | b"hlen"
+        | b"hstrlen" | b"hexists" | b"hkeys" | b"hvals" | b"hincrby" | b"hincrbyfloat"
+        | b"hrandfield" | b"hscan" | b"sadd" | b"srem" | b"smembers" | b"sismember"
+        | b"smismember" | b"scard" | b"spop" | b"srandmember" | b"sscan" => ONE,
+        b"rename" | b"renamenx" | b"copy" | b"smove" => TWO,
+        b"sinter" | b"sunion" | b"sdiff" | b"sinterstore" | b"sunionstore" | b"sdiffstore" => {
+            all(1, Split::No)
+        }
+        // SINTERCARD numkeys key [key ...]: routed by its first key; the node refuses keys of
+        // other slots.
+        b"sintercard" => KeySpec {
+            first: 2,
+            last: 2,
+            step: 1,
+            split: Split::No,
+        },
         b"mget" => all(1, Split::Mget),
         b"del" | b"unlink" | b"exists" | b"touch" => all(1, Split::Sum),
         b"mset" => all(2, Split::Mset),

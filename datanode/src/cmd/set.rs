@@ -405,10 +405,9 @@ fn sintercard(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let mut i = 2 + n;
     while i < req.len() {
         if is(req.arg(i), "LIMIT") && i + 1 < req.len() {
-            let l = int_arg(req.arg(i + 1))?;
-            if l < 0 {
-                return Err(Frame::err("ERR LIMIT can't be negative"));
-            }
+            let l = parse_i64(req.arg(i + 1))
+                .filter(|&l| l >= 0)
+                .ok_or(Frame::err("ERR LIMIT can't be negative"))?;
             limit = if l == 0 { usize::MAX } else { l as usize };
             i += 2;
         } else {
@@ -582,10 +581,12 @@ mod tests {
             h.run(&["SINTERCARD", "3", "{t}a", "{t}b"]),
             err("ERR Number of keys can't be greater than number of args")
         );
-        assert_eq!(
-            h.run(&["SINTERCARD", "1", "{t}a", "LIMIT", "-1"]),
-            err("ERR LIMIT can't be negative")
-        );
+        for l in ["-1", "x"] {
+            assert_eq!(
+                h.run(&["SINTERCARD", "1", "{t}a", "LIMIT", l]),
+                err("ERR LIMIT can't be negative")
+            );
+        }
         // Stores replace the destination, whatever it held, and drop its TTL.
         h.run(&["SET", "{t}d", "str"]);
         h.run(&["EXPIRE", "{t}d", "100"]);

@@ -4,6 +4,7 @@
 //! - [`util`]: server start, client connections, a raw RESP reader, polling.
 //! - [`strings`], [`keys`], [`server_cmds`]: every command and its errors through the crate.
 //! - [`raw`]: exact reply bytes, RESP3, inline commands, pipelining, binary-safe data.
+//! - [`collections`]: hashes and sets, and the keyspace commands on every type.
 //! - [`expiry`]: lazy and active expiry in real time.
 //! - [`auth`]: `requirepass`, HELLO AUTH and password URLs.
 //! - [`limits`]: malformed input, declared sizes, client and buffer limits.
@@ -13,6 +14,7 @@
 //! - [`compat`]: differences from Redis 7, ignored until fixed.
 
 mod auth;
+mod collections;
 mod compat;
 mod expiry;
 mod fuzz;
