@@ -11,8 +11,11 @@
 //! - [`restart`]: a NameNode restart changes no ownership; the data plane keeps serving.
 //! - [`resp3`]: forwarded and split replies in RESP3.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
+//! - [`collections`]: hashes and sets forwarded by key; multi-set commands whole on one node
+//!   or `-CROSSSLOT`.
 
 mod cluster_client;
+mod collections;
 mod failure;
 mod multikey;
 mod redirects;
