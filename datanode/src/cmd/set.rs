@@ -36,7 +36,7 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Moves a member from one set to another.", "source destination member", smove),
     spec("sinter", -2, READONLY, (1, -1, 1), G, "1.0.0",
         "Returns the intersect of multiple sets.", "key [key ...]", sinter),
-    spec("sintercard", -3, READONLY, (2, -1, 1), G, "7.0.0",
+    spec("sintercard", -3, READONLY | NUMKEYS, (1, 1, 1), G, "7.0.0",
         "Returns the number of members of the intersect of multiple sets.",
         "numkeys key [key ...] [LIMIT limit]", sintercard),
     spec("sinterstore", -3, WRITE | DENYOOM, (1, -1, 1), G, "1.0.0",

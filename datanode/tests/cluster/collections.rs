@@ -53,6 +53,9 @@ async fn collections_route_by_key_and_refuse_cross_node_work() {
         assert_eq!(n, 3);
         let n: i64 = q(&mut con, &["SINTERCARD", "2", &c[0], &c[1]]).await;
         assert_eq!(n, 2);
+        // Its LIMIT words are not keys: still run whole on the keys' node.
+        let n: i64 = q(&mut con, &["SINTERCARD", "2", &c[0], &c[1], "LIMIT", "1"]).await;
+        assert_eq!(n, 1);
         let moved: i64 = q(&mut con, &["SMOVE", &c[0], &c[1], "y"]).await;
         assert_eq!(moved, 1);
 
