@@ -891,6 +891,8 @@ impl SlotGuard<'_> {
             }
             return Ok(Some(r));
         };
+        // A write is an access, for LFU's sketch as for SET (which counts a created key).
+        self.count_access(key);
         let t = &mut *self.t;
         let Some(kv) = t.map.get_mut(b) else {
             return Ok(None);
