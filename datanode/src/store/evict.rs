@@ -682,6 +682,22 @@ impl Db {
         }
     }
 
+    /// The access field RESTORE's IDLETIME or FREQ asks for, when the policy tracks that
+    /// kind of access (like Redis's `objectSetLRUOrLFU`: FREQ under LFU, IDLETIME otherwise).
+    pub fn restored_access(
+        &self,
+        idle_secs: Option<u64>,
+        freq: Option<u8>,
+        now: u64,
+    ) -> Option<u32> {
+        if self.evict.lfu() {
+            freq.map(|f| lfu_pack(now, f))
+        } else {
+            let idle = u32::try_from(idle_secs?).unwrap_or(u32::MAX);
+            Some(self.clock_secs(now).saturating_sub(idle))
+        }
+    }
+
     /// OBJECT FREQ: the decayed LFU counter, or `None` unless an LFU policy is selected.
     pub fn lfu_freq(&self, access: u32, now: u64) -> Option<u8> {
         let e = &self.evict;

@@ -985,6 +985,25 @@ impl SlotGuard<'_> {
         }
     }
 
+    /// The string value of a live `key`, writable in place and zero-extended first to at
+    /// least `min_len` bytes, with the memory accounting following the growth; `None` when
+    /// the key does not exist. Counts a write access like [`SlotGuard::replace_value`]. The
+    /// caller has checked the type (SETBIT, BITFIELD and PFADD change a few bytes of a value
+    /// that may be megabytes long, which a copy per command would make O(length)).
+    pub fn str_mut(&mut self, key: &[u8], min_len: usize, now: u64) -> Option<&mut [u8]> {
+        let b = self.live(key, now)?;
+        let db = self.db;
+        let kv = self.t.map.get(b)?;
+        let old_len = kv.value().len();
+        if min_len > old_len {
+            let (old, new) = (entry_mem(kv.key(), old_len), entry_mem(kv.key(), min_len));
+            self.adjust_mem(old, new);
+        }
+        let kv = self.t.map.get_mut(b)?;
+        kv.set_access(db.touched_access(kv.meta().access, now));
+        Some(kv.value_mut(min_len))
+    }
+
     /// Sets or clears (`NO_EXPIRY`) the TTL of a live key. Returns false when it does not exist.
     pub fn set_expire(&mut self, key: &[u8], expire_at: u64, now: u64) -> bool {
         let Some(b) = self.live(key, now) else {
@@ -996,6 +1015,21 @@ impl SlotGuard<'_> {
             self.sync_table_mem();
         }
         true
+    }
+
+    /// Sets the access field of a live key (RESTORE's IDLETIME and FREQ). Returns false when
+    /// it does not exist.
+    pub fn set_access(&mut self, key: &[u8], access: u32, now: u64) -> bool {
+        let Some(b) = self.live(key, now) else {
+            return false;
+        };
+        match self.t.map.get_mut(b) {
+            Some(kv) => {
+                kv.set_access(access);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Removes `key`. Returns its value and expiry ([`NO_EXPIRY`] for none) when it was live.

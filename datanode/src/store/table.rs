@@ -202,6 +202,20 @@ impl Kv {
         }
     }
 
+    /// The value, writable in place, zero-extended first to at least `min_len` bytes (a
+    /// longer value moves the entry to a new block once). For bit commands and HyperLogLogs,
+    /// which change a few bytes of a value that may be large.
+    pub fn value_mut(&mut self, min_len: usize) -> &mut [u8] {
+        let (h, k) = self.split();
+        if self.0.len() < h + k + min_len {
+            let mut buf = Vec::with_capacity(h + k + min_len);
+            buf.extend_from_slice(&self.0);
+            buf.resize(h + k + min_len, 0);
+            self.0 = buf.into_boxed_slice();
+        }
+        &mut self.0[h + k..]
+    }
+
     /// Address of the block: tells whether a remembered position still holds this entry.
     pub fn addr(&self) -> usize {
         self.0.as_ptr() as usize
@@ -451,6 +465,19 @@ mod tests {
         );
         kv.set_value(b"");
         assert_eq!((kv.key(), kv.value()), (&b"key"[..], &b""[..]));
+    }
+
+    #[test]
+    fn values_are_changed_in_place_or_zero_extended() {
+        let mut kv = Kv::new(b"key", b"abc", M);
+        let addr = kv.addr();
+        kv.value_mut(2)[0] = b'x';
+        assert_eq!((kv.addr(), kv.value()), (addr, &b"xbc"[..]));
+        kv.value_mut(5)[4] = b'!';
+        assert_eq!(
+            (kv.key(), kv.value(), kv.meta()),
+            (&b"key"[..], &b"xbc\0!"[..], M)
+        );
     }
 
     #[test]
