@@ -293,7 +293,11 @@ pub(crate) fn key_spec(name: &[u8]) -> KeySpec {
         | b"persist" | b"dump" | b"restore" => ONE,
         b"setbit" | b"getbit" | b"bitcount" | b"bitpos" | b"bitfield" | b"bitfield_ro"
         | b"pfadd" => ONE,
-        b"rename" | b"renamenx" | b"copy" | b"lcs" => TWO,
+        b"hset" | b"hsetnx" | b"hmset" | b"hget" | b"hmget" | b"hgetall" | b"hdel" | b"hlen"
+        | b"hstrlen" | b"hexists" | b"hkeys" | b"hvals" | b"hincrby" | b"hincrbyfloat"
+        | b"hrandfield" | b"hscan" | b"sadd" | b"srem" | b"smembers" | b"sismember"
+        | b"smismember" | b"scard" | b"spop" | b"srandmember" | b"sscan" => ONE,
+        b"rename" | b"renamenx" | b"copy" | b"lcs" | b"smove" => TWO,
         // BITOP's first argument is the operation; its keys start with the destination.
         b"bitop" => KeySpec {
             first: 2,
@@ -302,7 +306,12 @@ pub(crate) fn key_spec(name: &[u8]) -> KeySpec {
             split: Split::No,
         },
         b"pfcount" | b"pfmerge" => all(1, Split::No),
-        b"pfdebug" => KeySpec {
+        b"sinter" | b"sunion" | b"sdiff" | b"sinterstore" | b"sunionstore" | b"sdiffstore" => {
+            all(1, Split::No)
+        }
+        // PFDEBUG's key follows its subcommand; SINTERCARD numkeys key [key ...] is routed by
+        // its first key (the node refuses keys of other slots).
+        b"pfdebug" | b"sintercard" => KeySpec {
             first: 2,
             last: 2,
             step: 1,

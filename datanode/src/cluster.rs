@@ -224,7 +224,7 @@ pub fn route(routing: &Routing, spec: &CommandSpec, req: &Request, redirects: bo
     if routing.standalone || spec.first_key <= 0 {
         return Route::Local;
     }
-    let mut positions = spec.key_positions(req.len());
+    let mut positions = spec.keys_in(req);
     let Some(first) = positions.next() else {
         return Route::Local;
     };

@@ -136,7 +136,7 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
     };
     if node.handoff.any_frozen()
         && matches!(r, Route::Local | Route::Split)
-        && spec.key_positions(req.len()).any(|i| {
+        && spec.keys_in(req).any(|i| {
             let s = key_slot(req.arg(i));
             routing.owner(s) == Owner::Local && node.handoff.is_frozen(s)
         })
@@ -149,13 +149,13 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
         (Route::Down, _) => Planned::Now(CLUSTERDOWN),
         (_, Redirects::Internal) => {
             // Send the forwarder to the owner of the first key that is not ours.
-            let target = spec
-                .key_positions(req.len())
-                .map(|i| key_slot(req.arg(i)))
-                .find_map(|s| match routing.owner(s) {
-                    Owner::Remote(o) => routing.addr(o).map(|a| (s, a)),
-                    _ => None,
-                });
+            let target =
+                spec.keys_in(req)
+                    .map(|i| key_slot(req.arg(i)))
+                    .find_map(|s| match routing.owner(s) {
+                        Owner::Remote(o) => routing.addr(o).map(|a| (s, a)),
+                        _ => None,
+                    });
             Planned::Now(target.map_or(CLUSTERDOWN, |(s, a)| moved(s, a)))
         }
         (Route::CrossSlot, _) => Planned::Now(CROSSSLOT),
@@ -327,7 +327,7 @@ fn run_with_retries<'a>(
 async fn wait_unfrozen(node: &Arc<Node>, req: &Request) {
     let frozen = || {
         lookup(req.arg(0)).is_some_and(|(_, spec)| {
-            spec.key_positions(req.len())
+            spec.keys_in(req)
                 .any(|i| node.handoff.is_frozen(key_slot(req.arg(i))))
         })
     };

@@ -325,8 +325,9 @@ fn command_getkeys(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             "ERR Invalid number of arguments specified for command",
         ));
     }
+    let inner = Request::from_args(req.iter().skip(2));
     let keys: Vec<Frame> = c
-        .key_positions(argc)
+        .keys_in(&inner)
         .map(|i| Frame::Bulk(req.arg_bytes(i + 2)))
         .collect();
     if keys.is_empty() {

@@ -57,6 +57,9 @@ pub mod flags {
     pub const NO_AUTH: u32 = 1 << 8;
     /// The command reads or writes the whole keyspace (KEYS, SCAN, FLUSHALL...): node-local.
     pub const KEYSPACE: u32 = 1 << 9;
+    /// The argument at `first_key` counts the keys that follow it (SINTERCARD numkeys key
+    /// ...): see [`super::CommandSpec::keys_in`]. COMMAND reports it as `movablekeys`.
+    pub const NUMKEYS: u32 = 1 << 10;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -68,6 +71,7 @@ pub mod flags {
         (STALE, "stale"),
         (FAST, "fast"),
         (NO_AUTH, "no_auth"),
+        (NUMKEYS, "movablekeys"),
     ];
 }
 
@@ -102,8 +106,26 @@ impl CommandSpec {
         self.flags & flag != 0
     }
 
-    /// The argument positions that are keys in `req`.
-    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
+    /// The argument positions that are keys in `req`: [`CommandSpec::key_positions`], or for
+    /// a [`flags::NUMKEYS`] command the keys its count announces (none when the count is not
+    /// a number; at most the arguments there are).
+    pub fn keys_in(&self, req: &Request) -> std::iter::StepBy<std::ops::Range<usize>> {
+        if !self.has(flags::NUMKEYS) {
+            return self.key_positions(req.len());
+        }
+        let at = self.first_key.max(0) as usize;
+        let rest = req.len().saturating_sub(at + 1);
+        let n = if at == 0 || at >= req.len() {
+            0
+        } else {
+            parse_i64(req.arg(at)).map_or(0, |n| usize::try_from(n).unwrap_or(0).min(rest))
+        };
+        (at + 1..at + 1 + n).step_by(1)
+    }
+
+    /// The argument positions that are keys in a command of `argc` arguments, by the fixed
+    /// range `first_key..=last_key` (COMMAND's legacy key specification).
+    pub fn key_positions(&self, argc: usize) -> std::iter::StepBy<std::ops::Range<usize>> {
         let first = self.first_key.max(0) as usize;
         let last = if self.last_key < 0 {
             (argc as i32 + self.last_key).max(0) as usize
@@ -599,6 +621,24 @@ mod tests {
         assert_eq!(ping.key_positions(1).count(), 0);
         let (_, del) = lookup(b"del").expect("del");
         assert_eq!(del.key_positions(4).collect::<Vec<_>>(), vec![1, 2, 3]);
+        // SINTERCARD numkeys key ... [LIMIT n]: the count says which arguments are keys.
+        let (_, card) = lookup(b"sintercard").expect("sintercard");
+        let keys = |args: &[&str]| {
+            card.keys_in(&Request::from_args(args.iter().map(|a| a.as_bytes())))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(&["sintercard", "2", "a", "b", "LIMIT", "1"]),
+            vec![2, 3]
+        );
+        assert_eq!(keys(&["sintercard", "9", "a"]), vec![2]);
+        assert_eq!(keys(&["sintercard", "x", "a"]), Vec::<usize>::new());
+        assert_eq!(keys(&["sintercard", "-1", "a"]), Vec::<usize>::new());
+        assert_eq!(
+            del.keys_in(&Request::from_args([&b"del"[..], b"k"]))
+                .count(),
+            1
+        );
     }
 
     #[test]

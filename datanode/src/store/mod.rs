@@ -14,6 +14,13 @@
 //! SCAN walks each table's positions from its end towards its start, the direction in which
 //! `swap_remove` never moves an unvisited entry into the visited part.
 //!
+//! An entry's value is typed ([`Value`], see [`value`]): a string lives in the entry's own
+//! block, as small as an untyped entry; a hash or set lives in its slot's object array and
+//! the entry holds its index. Commands read through [`EntryRef`] (`as_str`, `as_hash`,
+//! `as_set`) and change collections through [`SlotGuard::modify`], which keeps the memory
+//! accounting exact and answers [`WrongType`] for a key of another type. [`handoff`] holds
+//! the one serialization of an entry's value, versioned, for join and drain.
+//!
 //! Time is a parameter (`now`, milliseconds since the Unix epoch) everywhere, so tests drive
 //! expiry without sleeping.
 
@@ -891,6 +898,8 @@ impl SlotGuard<'_> {
             }
             return Ok(Some(r));
         };
+        // A write is an access, for LFU's sketch as for SET (which counts a created key).
+        self.count_access(key);
         let t = &mut *self.t;
         let Some(kv) = t.map.get_mut(b) else {
             return Ok(None);

@@ -13,6 +13,8 @@
 //! - [`bits`]: bitmap, LCS and HyperLogLog commands routed by their keys; CROSSSLOT across nodes.
 //! - [`tools`]: `redis-cli --cluster check`, `info` and `import` from a live redis-server.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
+//! - [`collections`]: hashes and sets forwarded by key; multi-set commands whole on one node
+//!   or `-CROSSSLOT`.
 //! - [`flap`]: a node paused past its dead-declaration resumes without bringing back deleted
 //!   or older values.
 //! - [`stop`]: SIGTERM drains a cluster node (bounded by `--shutdown-timeout`), a second
@@ -22,6 +24,7 @@
 mod acl;
 mod bits;
 mod cluster_client;
+mod collections;
 mod failure;
 mod flap;
 mod multikey;

@@ -5,6 +5,7 @@
 //! - [`strings`], [`keys`], [`server_cmds`]: every command and its errors through the crate.
 //! - [`bits`]: bitmaps, LCS and HyperLogLog, HyperLogLog bytes as Redis has them.
 //! - [`raw`]: exact reply bytes, RESP3, inline commands, pipelining, binary-safe data.
+//! - [`collections`]: hashes and sets, and the keyspace commands on every type.
 //! - [`expiry`]: lazy and active expiry in real time.
 //! - [`auth`]: `requirepass`, HELLO AUTH and password URLs.
 //! - [`limits`]: malformed input, declared sizes, client and buffer limits.
@@ -19,6 +20,7 @@
 
 mod auth;
 mod bits;
+mod collections;
 mod compat;
 mod expiry;
 mod flags;
