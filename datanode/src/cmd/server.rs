@@ -765,6 +765,8 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("evicted_keys", &db.stats.evicted_keys.get());
             kv("keyspace_hits", &db.stats.keyspace_hits.get());
             kv("keyspace_misses", &db.stats.keyspace_misses.get());
+            // MIGRATE opens a connection per call and keeps none.
+            kv("migrate_cached_sockets", &0);
         }
         "persistence" => {
             // CHKV does not persist; these are the values of a Redis with persistence off,
