@@ -790,6 +790,14 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
         }
         "cluster" => {
             kv("cluster_enabled", &u8::from(in_cluster(node)));
+            if let Some(nn) = &cfg.namenode {
+                // CHKV's own: where the NameNode is and, when a session with it failed, why
+                // (unreachable, or not a NameNode's DataNode port).
+                kv("chkv_namenode", nn);
+                if let Some(e) = node.namenode_error.lock().as_deref() {
+                    kv("chkv_namenode_last_error", &e.replace(['\r', '\n'], " "));
+                }
+            }
         }
         "keyspace" => {
             let keys = db.len();
