@@ -247,6 +247,12 @@ async fn session(
                     NameNodeToDataNode::Migrate { epoch, slots, to, to_addr } => {
                         crate::handoff::enqueue(node, crate::handoff::MigrateOrder { epoch, slots, to, to_addr });
                     }
+                    NameNodeToDataNode::Drain => {
+                        info!("the NameNode asked this node to drain");
+                        if !crate::handoff::start_drain(node) {
+                            warn!("cannot drain: no NameNode session to leave through");
+                        }
+                    }
                     NameNodeToDataNode::Error { message } => return Err(AgentError::Refused(message)),
                 }
             }

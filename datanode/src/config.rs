@@ -35,6 +35,14 @@ pub struct Config {
     /// `maxmemory`, `maxmemory-policy`, `maxmemory-samples`, `lfu-log-factor`,
     /// `lfu-decay-time`.
     pub eviction: crate::store::evict::EvictionConfig,
+    /// `tls-port`, `tls-cert-file`, `tls-key-file`, `tls-ca-cert-file`, `tls-auth-clients`.
+    pub tls: crate::tls::TlsSettings,
+    /// `aclfile`: where ACL SAVE writes and ACL LOAD reads users; loaded at start.
+    pub aclfile: Option<std::path::PathBuf>,
+    /// Collection encoding thresholds (`hash-max-listpack-entries`...).
+    pub encodings: crate::store::Limits,
+    /// Longest sparse HyperLogLog before it turns dense (`hll-sparse-max-bytes`).
+    pub hll_sparse_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -55,6 +63,10 @@ impl Default for Config {
             heartbeat_ms: 1000,
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),
             eviction: Default::default(),
+            tls: Default::default(),
+            aclfile: None,
+            encodings: Default::default(),
+            hll_sparse_max_bytes: crate::hll::SPARSE_MAX_BYTES_DEFAULT,
         }
     }
 }

@@ -102,6 +102,14 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
         // Errors, keyless and node-local commands run here.
         _ => return run_here(node, session, req),
     };
+    if session.perms.is_some() || session.acl_generation != node.acl.generation() {
+        // Permissions are checked here, before the request may leave for its owner.
+        if let Some((id, resolved)) = crate::cmd::resolve(req) {
+            if let Err(denied) = crate::cmd::acl_gate(node, session, id, resolved, req, now_ms()) {
+                return Planned::Now(denied);
+            }
+        }
+    }
     let mode = session.redirects;
     if mode != Redirects::Redirect && spec.step == 2 && req.len().is_multiple_of(2) {
         // MSET/MSETNX missing its last value: the command's own arity error, as a single

@@ -108,6 +108,23 @@ pub fn dump(value: &Value) -> Vec<u8> {
             out.push(TYPE_STRING);
             write_string(&mut out, s);
         }
+        // Collections are written in RDB's plain forms (every Redis reads them and picks its
+        // own encoding on load).
+        Value::Hash(h) => {
+            out.push(TYPE_HASH);
+            write_len(&mut out, h.len() as u64);
+            for (f, v) in h.iter() {
+                write_string(&mut out, f);
+                write_string(&mut out, v);
+            }
+        }
+        Value::Set(set) => {
+            out.push(TYPE_SET);
+            write_len(&mut out, set.len() as u64);
+            for m in set.iter() {
+                m.with_bytes(|b| write_string(&mut out, b));
+            }
+        }
     }
     out.extend_from_slice(&RDB_VERSION.to_le_bytes());
     let crc = crc64(0, &out);
@@ -229,10 +246,36 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, RdbError> {
 }
 
 /// The store value for a decoded one: where new store types plug in.
-pub fn into_value(d: Decoded) -> Result<Value, RdbError> {
+/// The store value of a decoded payload, in the encoding `limits` picks for its size (as
+/// Redis converts on load). An empty collection is refused, as Redis refuses one.
+pub fn into_value(d: Decoded, limits: &crate::store::Limits) -> Result<Value, RdbError> {
+    use crate::store::Kind;
     match d {
         Decoded::Str(s) => Ok(Value::Str(s.into_boxed_slice())),
-        other => Err(RdbError::Unsupported(other.type_name())),
+        Decoded::Hash(pairs) => {
+            if pairs.is_empty() {
+                return Err(RdbError::Unsupported("empty hash"));
+            }
+            let mut v = Value::empty(Kind::Hash);
+            if let Value::Hash(h) = &mut v {
+                for (f, val) in &pairs {
+                    h.insert(f, val, limits);
+                }
+            }
+            Ok(v)
+        }
+        Decoded::Set(members) => {
+            if members.is_empty() {
+                return Err(RdbError::Unsupported("empty set"));
+            }
+            let mut v = Value::empty(Kind::Set);
+            if let Value::Set(set) = &mut v {
+                for m in &members {
+                    set.insert(m, limits);
+                }
+            }
+            Ok(v)
+        }
     }
 }
 
@@ -473,6 +516,49 @@ fn listpack(blob: &[u8]) -> Result<Vec<Vec<u8>>, RdbError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn hashes_and_sets_dump_and_restore() {
+        use crate::store::{Kind, Limits};
+        let limits = Limits::default();
+        for n in [3usize, 300] {
+            let mut h = Value::empty(Kind::Hash);
+            let mut set = Value::empty(Kind::Set);
+            if let (Value::Hash(hh), Value::Set(ss)) = (&mut h, &mut set) {
+                for i in 0..n {
+                    hh.insert(
+                        format!("f{i}").as_bytes(),
+                        format!("v{i}").as_bytes(),
+                        &limits,
+                    );
+                    ss.insert(format!("{}", i * 7).as_bytes(), &limits);
+                }
+            }
+            for v in [h, set] {
+                let back = into_value(decode(&dump(&v)).expect("decodes"), &limits).expect("value");
+                let (a, b) = match (&v, &back) {
+                    (Value::Hash(a), Value::Hash(b)) => {
+                        let mut a: Vec<_> =
+                            a.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect();
+                        let mut b: Vec<_> =
+                            b.iter().map(|(f, v)| (f.to_vec(), v.to_vec())).collect();
+                        a.sort();
+                        b.sort();
+                        (format!("{a:?}"), format!("{b:?}"))
+                    }
+                    (Value::Set(a), Value::Set(b)) => {
+                        let mut a: Vec<_> = a.iter().map(|m| m.to_vec()).collect();
+                        let mut b: Vec<_> = b.iter().map(|m| m.to_vec()).collect();
+                        a.sort();
+                        b.sort();
+                        (format!("{a:?}"), format!("{b:?}"))
+                    }
+                    _ => panic!("type changed"),
+                };
+                assert_eq!(a, b, "{n} elements");
+            }
+        }
+    }
     use super::*;
 
     fn hex(s: &str) -> Vec<u8> {
@@ -669,7 +755,10 @@ mod tests {
                 (b"n".to_vec(), b"5".to_vec())
             ])
         );
-        assert_eq!(into_value(d), Err(RdbError::Unsupported("hash")));
+        let Ok(Value::Hash(h)) = into_value(d, &crate::store::Limits::default()) else {
+            panic!("a hash")
+        };
+        assert_eq!(h.get(b"n"), Some(&b"5"[..]));
         let obj = [TYPE_HASH, 1, 1, b'a', 1, b'b'];
         assert_eq!(
             decode(&framed(&obj)),

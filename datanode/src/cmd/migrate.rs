@@ -98,7 +98,7 @@ fn restore(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         return Err(Frame::err("ERR Invalid TTL value, must be >= 0"));
     }
     let value = rdb::decode(req.arg(3))
-        .and_then(rdb::into_value)
+        .and_then(|d| rdb::into_value(d, &ctx.node.db.limits()))
         .map_err(|e: RdbError| Frame::error(e.to_string()))?;
     let at = match (ttl, o.absttl) {
         (0, _) => NO_EXPIRY,

@@ -331,25 +331,34 @@ fn echo(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 const ERR_WRONGPASS: Frame =
     Frame::err("WRONGPASS invalid username-password pair or user is disabled.");
 
-/// Checks `user`/`pass` against the configuration (only the `default` user exists).
-fn check_password(ctx: &Ctx<'_>, user: &[u8], pass: &[u8]) -> bool {
-    if user != b"default" {
-        return false;
+/// Authenticates the connection as `user` when `pass` opens it, or logs the failure in ACL
+/// LOG (reason `auth`) and answers WRONGPASS.
+fn authenticate(ctx: &mut Ctx<'_>, user: &[u8], pass: &[u8]) -> Result<(), Frame> {
+    if ctx.node.acl.get(user).is_some_and(|u| u.password_ok(pass)) {
+        ctx.session.authenticated = true;
+        ctx.session.user = Bytes::copy_from_slice(user);
+        // Take the user's rules before the next command.
+        ctx.session.acl_generation = u64::MAX;
+        *ctx.session.client.user.lock() = Bytes::copy_from_slice(user);
+        return Ok(());
     }
-    match &ctx.node.config().requirepass {
-        None => true,
-        Some(p) => constant_time_eq(p, pass),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    ctx.node.acl.log(crate::acl::LogEntry {
+        count: 1,
+        reason: "auth",
+        context: "toplevel",
+        object: "AUTH".into(),
+        username: String::from_utf8_lossy(&user[..user.len().min(128)]).into_owned(),
+        created: ctx.now,
+        updated: ctx.now,
+        client_info: ctx.session.client.describe(),
+    });
+    Err(ERR_WRONGPASS)
 }
 
 fn auth(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let (user, pass) = match req.len() {
         2 => {
-            if ctx.node.config().requirepass.is_none() {
+            if ctx.node.default_user_open() {
                 return Err(Frame::err(
                     "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
                 ));
@@ -359,12 +368,8 @@ fn auth(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         3 => (req.arg(1), req.arg(2)),
         _ => return Err(ERR_SYNTAX),
     };
-    if check_password(ctx, user, pass) {
-        ctx.session.authenticated = true;
-        Ok(Frame::ok())
-    } else {
-        Err(ERR_WRONGPASS)
-    }
+    authenticate(ctx, user, pass)?;
+    Ok(Frame::ok())
 }
 
 /// Whether a client name is acceptable (Redis: printable ASCII without spaces).
@@ -391,9 +396,7 @@ fn hello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     while i < req.len() {
         let a = req.arg(i);
         if is(a, "AUTH") && i + 2 < req.len() {
-            if !check_password(ctx, req.arg(i + 1), req.arg(i + 2)) {
-                return Err(ERR_WRONGPASS);
-            }
+            authenticate(ctx, req.arg(i + 1), req.arg(i + 2))?;
             authed = true;
             i += 3;
         } else if is(a, "SETNAME") && i + 1 < req.len() {
@@ -983,6 +986,18 @@ static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "hll-sparse-max-bytes",
+        get: |c| c.hll_sparse_max_bytes.to_string(),
+        set: Some(|c, v| {
+            let n = parse_mem(v)?;
+            if n > i64::MAX as u64 {
+                return Err("argument must be between 0 and 9223372036854775807 inclusive".into());
+            }
+            c.hll_sparse_max_bytes = n as usize;
+            Ok(())
+        }),
+    },
+    Param {
         name: "databases",
         get: |_| "1".into(),
         set: None,
@@ -1020,11 +1035,105 @@ static PARAMS: &[Param] = &[
         set: None,
     },
     Param {
+        name: "aclfile",
+        get: |c| path_param(&c.aclfile),
+        set: None,
+    },
+    Param {
+        name: "tls-port",
+        get: |c| c.tls.port.unwrap_or(0).to_string(),
+        set: None,
+    },
+    Param {
+        name: "tls-cert-file",
+        get: |c| path_param(&c.tls.cert_file),
+        set: Some(|c, v| set_path(&mut c.tls.cert_file, v)),
+    },
+    Param {
+        name: "tls-key-file",
+        get: |c| path_param(&c.tls.key_file),
+        set: Some(|c, v| set_path(&mut c.tls.key_file, v)),
+    },
+    Param {
+        name: "tls-ca-cert-file",
+        get: |c| path_param(&c.tls.ca_cert_file),
+        set: Some(|c, v| set_path(&mut c.tls.ca_cert_file, v)),
+    },
+    Param {
+        name: "tls-auth-clients",
+        get: |c| c.tls.auth_clients.name().into(),
+        set: Some(|c, v| {
+            c.tls.auth_clients = std::str::from_utf8(v)
+                .ok()
+                .and_then(crate::tls::AuthClients::parse)
+                .ok_or_else(|| {
+                    "argument(s) must be one of the following: yes, no, optional".to_string()
+                })?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "cluster-enabled",
         get: |_| "no".into(),
         set: None,
     },
+    Param {
+        name: "hash-max-listpack-entries",
+        get: |c| c.encodings.hash_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.hash_max_listpack_entries, v)),
+    },
+    Param {
+        name: "hash-max-ziplist-entries",
+        get: |c| c.encodings.hash_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.hash_max_listpack_entries, v)),
+    },
+    Param {
+        name: "hash-max-listpack-value",
+        get: |c| c.encodings.hash_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.hash_max_listpack_value, v)),
+    },
+    Param {
+        name: "hash-max-ziplist-value",
+        get: |c| c.encodings.hash_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.hash_max_listpack_value, v)),
+    },
+    Param {
+        name: "set-max-intset-entries",
+        get: |c| c.encodings.set_max_intset_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.set_max_intset_entries, v)),
+    },
+    Param {
+        name: "set-max-listpack-entries",
+        get: |c| c.encodings.set_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.set_max_listpack_entries, v)),
+    },
+    Param {
+        name: "set-max-listpack-value",
+        get: |c| c.encodings.set_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.set_max_listpack_value, v)),
+    },
 ];
+
+fn path_param(p: &Option<std::path::PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+fn set_path(p: &mut Option<std::path::PathBuf>, v: &[u8]) -> Result<(), String> {
+    let s = std::str::from_utf8(v).map_err(|_| "argument must be a valid path".to_string())?;
+    *p = (!s.is_empty()).then(|| s.into());
+    Ok(())
+}
+
+/// A collection encoding threshold: Redis accepts 0..=LONG_MAX; anything above what
+/// memory could hold behaves the same, so the value is kept as a usize.
+fn set_limit(to: &mut usize, v: &[u8]) -> Result<(), String> {
+    let n: i64 = parse_num(v)?;
+    *to = usize::try_from(n)
+        .map_err(|_| "argument must be between 0 and 9223372036854775807 inclusive".to_string())?;
+    Ok(())
+}
 
 fn config_get(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let cfg = ctx.node.config().clone();
@@ -1087,11 +1196,27 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             ))
         })?;
     }
+    // Like Redis: a change of TLS files or client checks loads the new material at once, and
+    // a failure leaves everything as it was. New TLS connections get it; open ones keep theirs.
+    let tls_changed = !ctx.node.config().tls.same_material(&cfg.tls);
+    if tls_changed && cfg.tls.enabled() {
+        let tls = crate::tls::server_config(&cfg.tls).map_err(|e| {
+            Frame::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument 'tls-cert-file') - Unable to update TLS configuration: {e}"
+            ))
+        })?;
+        ctx.node.tls.install(tls);
+    }
+    if cfg.requirepass != ctx.node.config().requirepass {
+        // requirepass is the default user's password, as in Redis.
+        ctx.node.acl.set_requirepass(cfg.requirepass.as_deref());
+    }
     let db = &ctx.node.db;
     ctx.node.update_config(|published| {
         // The store reads its eviction settings from atomics, not from the config lock; set
         // them under the lock so that concurrent CONFIG SETs cannot leave the two different.
         db.configure_eviction(&cfg.eviction);
+        db.limits.store(&cfg.encodings);
         *published = cfg;
     });
     Ok(Frame::ok())
