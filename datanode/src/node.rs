@@ -112,6 +112,9 @@ pub struct Node {
     pub run_id: String,
     /// This node's id in the cluster (40 hex characters).
     pub node_id: String,
+    /// Why the last session with the NameNode ended (INFO cluster's
+    /// `chkv_namenode_last_error`); `None` while none has failed.
+    pub namenode_error: Mutex<Option<String>>,
     routing: RwLock<Arc<Routing>>,
     /// The generation of the installed routing (see [`Routing::generation`]).
     routing_generation: AtomicU64,
@@ -154,6 +157,7 @@ impl Node {
             started: Instant::now(),
             addr: Mutex::new(None),
             run_id: random_hex(40),
+            namenode_error: Mutex::new(None),
         }
     }
 

@@ -768,6 +768,8 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("evicted_keys", &db.stats.evicted_keys.get());
             kv("keyspace_hits", &db.stats.keyspace_hits.get());
             kv("keyspace_misses", &db.stats.keyspace_misses.get());
+            // MIGRATE opens a connection per call and keeps none.
+            kv("migrate_cached_sockets", &0);
         }
         "persistence" => {
             // CHKV does not persist; these are the values of a Redis with persistence off,
@@ -791,6 +793,14 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
         }
         "cluster" => {
             kv("cluster_enabled", &u8::from(in_cluster(node)));
+            if let Some(nn) = &cfg.namenode {
+                // CHKV's own: where the NameNode is and, when a session with it failed, why
+                // (unreachable, or not a NameNode's DataNode port).
+                kv("chkv_namenode", nn);
+                if let Some(e) = node.namenode_error.lock().as_deref() {
+                    kv("chkv_namenode_last_error", &e.replace(['\r', '\n'], " "));
+                }
+            }
         }
         "keyspace" => {
             let keys = db.len();

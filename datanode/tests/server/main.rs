@@ -15,6 +15,7 @@
 //! - [`flags`]: flags, environment and config file of the real binary; README lists every flag.
 //! - [`redis_cli`]: the real `redis-cli`.
 //! - [`redis_server`]: a real redis-server on a free port, for comparisons and migration.
+//! - [`namenode_errors`]: a DataNode pointed at the wrong port, or at nothing, says so.
 //! - [`migrate`]: DUMP, RESTORE and MIGRATE both ways with a real redis-server.
 //! - [`compat`]: differences from Redis 7, ignored until fixed.
 
@@ -28,6 +29,7 @@ mod fuzz;
 mod keys;
 mod limits;
 mod migrate;
+mod namenode_errors;
 mod raw;
 mod redis_cli;
 mod redis_server;
