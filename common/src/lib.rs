@@ -9,7 +9,10 @@
 //!   computes alike) and the [`SlotTable`] of slot owners built from it, compact on the wire.
 //! - [`proto`]: the control-plane messages (one JSON object per line) between the NameNode,
 //!   the DataNodes and clients, one enum per direction.
+//! - `http` (feature `http`): the bounded HTTP server the NameNode and the DataNodes share.
 
+#[cfg(feature = "http")]
+pub mod http;
 pub mod proto;
 pub mod ring;
 pub mod slot;

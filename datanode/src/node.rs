@@ -27,6 +27,8 @@ pub struct ServerStats {
     pub instantaneous_ops: AtomicU64,
     pub net_input_bytes: Counter,
     pub net_output_bytes: Counter,
+    /// Requests, or parts of split requests, sent to the owning DataNode.
+    pub forwarded_requests: Counter,
 }
 
 /// What CLIENT LIST/INFO shows about one connection, shared with its task.
@@ -113,6 +115,8 @@ pub struct Node {
     routing_generation: AtomicU64,
     pub peers: Peers,
     pub handoff: crate::handoff::Handoff,
+    /// Calls, errors and latency per command (`/metrics`).
+    pub cmdstats: crate::cmdstats::CommandStats,
 }
 
 impl Node {
@@ -133,6 +137,7 @@ impl Node {
             routing_generation: AtomicU64::new(0),
             peers,
             handoff: crate::handoff::Handoff::default(),
+            cmdstats: crate::cmdstats::CommandStats::new(crate::cmd::table().len()),
             config: RwLock::new(config),
             config_generation: AtomicU64::new(0),
             stats: ServerStats::default(),

@@ -240,6 +240,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         return unknown_command(req);
     };
     if !spec.arity_ok(req.len()) {
+        ctx.node.cmdstats.reject(idx as usize);
         return wrong_arity(spec.name);
     }
     let (spec, cmd_id) = if spec.subcommands.is_empty() || req.len() < 2 {
@@ -267,6 +268,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         }
     };
     if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) {
+        ctx.node.cmdstats.reject(idx as usize);
         return Frame::err("NOAUTH Authentication required.");
     }
     ctx.session
@@ -276,11 +278,22 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     // Like Redis: evict before a command that may need memory, and refuse it when memory is
     // over `maxmemory` and nothing can be evicted. Other commands (reads, DEL) always run.
     if spec.has(flags::DENYOOM) && ctx.node.db.make_room(ctx.now).is_err() {
+        ctx.node.cmdstats.reject(idx as usize);
         return ERR_OOM;
     }
-    match (spec.handler)(ctx, req) {
-        Ok(f) | Err(f) => f,
-    }
+    let started = std::time::Instant::now();
+    let (reply, failed) = match (spec.handler)(ctx, req) {
+        Ok(f) => {
+            let failed = matches!(f, Frame::Error(_));
+            (f, failed)
+        }
+        Err(f) => (f, true),
+    };
+    // Per top-level command (subcommands count as their parent), like /metrics shows them.
+    ctx.node
+        .cmdstats
+        .record(idx as usize, started.elapsed(), failed);
+    reply
 }
 
 // ---- argument helpers shared by the command files ----
