@@ -150,14 +150,20 @@ impl Config {
     }
 }
 
-/// `chkv-namenode` command-line flags.
+/// `chkv-namenode` command-line flags. Each can also be set in the environment
+/// (`CHKV_NAMENODE_` and the flag in capitals with `_`, e.g. `CHKV_NAMENODE_HTTP_PORT`) or as a
+/// key of the `--config` file; see [`chkv_common::cli`].
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "chkv-namenode",
-    version,
-    about = "CHKV NameNode: membership, ring and ring pushes"
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CHKV_GIT_COMMIT"), ")"),
+    about = "CHKV NameNode: membership, ring and ring pushes",
+    after_help = "Every flag can also be set in the environment (CHKV_NAMENODE_ and the flag in capitals with _, e.g. CHKV_NAMENODE_HTTP_PORT) or as a key of the --config file (http-port = 10180); flags override the environment, which overrides the file."
 )]
 pub struct Args {
+    /// TOML file whose keys are these flags' long names (`http-port = 10180`).
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
     /// Address to listen on (all three ports).
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: IpAddr,
