@@ -11,10 +11,13 @@
 //!   the DataNodes and clients, one enum per direction.
 //! - [`hostport`]: `host:port` addresses whose host may be a name, resolved at each use.
 //! - [`cli`] (feature `cli`): the binaries' settings from flags, environment and a TOML file.
+//! - `http` (feature `http`): the bounded HTTP server the NameNode and the DataNodes share.
 
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod hostport;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod proto;
 pub mod ring;
 pub mod slot;

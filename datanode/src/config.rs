@@ -32,6 +32,8 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// Admin port address (`k` drains the node); loopback by default.
     pub admin_addr: std::net::SocketAddr,
+    /// HTTP port for `/metrics` and `/healthz`; off when unset (port 0 picks a free one).
+    pub http_addr: Option<std::net::SocketAddr>,
     /// `maxmemory`, `maxmemory-policy`, `maxmemory-samples`, `lfu-log-factor`,
     /// `lfu-decay-time`.
     pub eviction: crate::store::evict::EvictionConfig,
@@ -62,6 +64,7 @@ impl Default for Config {
             cluster_redirects: false,
             heartbeat_ms: 1000,
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),
+            http_addr: None,
             eviction: Default::default(),
             tls: Default::default(),
             aclfile: None,

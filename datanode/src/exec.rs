@@ -160,10 +160,13 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
         }
         (Route::CrossSlot, _) => Planned::Now(CROSSSLOT),
         (Route::Remote(o), _) => match routing.addr(o) {
-            Some(addr) => Planned::Later(Pending::Remote {
-                req: req.clone(),
-                rx: node.peers.send_request(addr, session.proto, req),
-            }),
+            Some(addr) => {
+                node.stats.forwarded_requests.add(1);
+                Planned::Later(Pending::Remote {
+                    req: req.clone(),
+                    rx: node.peers.send_request(addr, session.proto, req),
+                })
+            }
             None => Planned::Now(CLUSTERDOWN),
         },
         (Route::Split, _) => Planned::Later(split(node, session, routing, req)),
@@ -207,11 +210,14 @@ fn split(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -
                     positions,
                 },
                 Owner::Remote(o) => match routing.addr(o) {
-                    Some(addr) => Part::Remote {
-                        rx: node.peers.send_request(addr, session.proto, &sub),
-                        sub,
-                        positions,
-                    },
+                    Some(addr) => {
+                        node.stats.forwarded_requests.add(1);
+                        Part::Remote {
+                            rx: node.peers.send_request(addr, session.proto, &sub),
+                            sub,
+                            positions,
+                        }
+                    }
                     None => Part::Done {
                         reply: CLUSTERDOWN,
                         positions,

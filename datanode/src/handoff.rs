@@ -70,6 +70,9 @@ pub struct Progress {
     pub keys_moved: AtomicU64,
     pub bytes_moved: AtomicU64,
     pub started: Mutex<Option<Instant>>,
+    /// Keys and bytes handed over since the node started (never reset; `/metrics`).
+    pub keys_sent_total: AtomicU64,
+    pub bytes_sent_total: AtomicU64,
 }
 
 /// A node's handoff state.
@@ -432,6 +435,7 @@ async fn move_batch(
             }
             h.progress.slots_done.fetch_add(batch.len() as u64, Relaxed);
             h.progress.keys_moved.fetch_add(keys, Relaxed);
+            h.progress.keys_sent_total.fetch_add(keys, Relaxed);
             Ok(keys)
         }
         Err(e) => {
@@ -491,6 +495,10 @@ async fn copy_and_flip(
         .send_request(order.to_addr, Protocol::Resp2, &Request::from_args(args));
     check_reply(flip.await.map_err(|_| HandoffError::Dropped)??)?;
     node.handoff.progress.bytes_moved.fetch_add(bytes, Relaxed);
+    node.handoff
+        .progress
+        .bytes_sent_total
+        .fetch_add(bytes, Relaxed);
     Ok(entries.len() as u64)
 }
 

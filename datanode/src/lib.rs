@@ -8,6 +8,8 @@
 //! - [`resp`]: request parsing and reply encoding, byte slices in and out.
 //! - [`store`]: the slot-partitioned in-memory store with lazy and active expiry.
 //! - [`cmd`]: the command table and every command's logic, as plain functions.
+//! - [`cmdstats`]: calls, errors and latency per command, striped per thread.
+//! - [`http`]: the optional HTTP port (`--http-port`): `/metrics` and `/healthz`.
 //! - [`node`]: state shared by a node's connections (store, config, counters, clients).
 //! - [`cluster`]: the routing snapshot (slot owners) and the per-request routing decision.
 //! - [`peer`]: pipelined connections to other DataNodes for forwarding.
@@ -27,10 +29,12 @@ pub mod admin;
 pub mod agent;
 pub mod cluster;
 pub mod cmd;
+pub mod cmdstats;
 pub mod config;
 pub mod exec;
 pub mod handoff;
 pub mod hll;
+pub mod http;
 pub mod node;
 pub mod peer;
 pub mod rdb;

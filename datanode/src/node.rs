@@ -27,6 +27,8 @@ pub struct ServerStats {
     pub instantaneous_ops: AtomicU64,
     pub net_input_bytes: Counter,
     pub net_output_bytes: Counter,
+    /// Requests, or parts of split requests, sent to the owning DataNode.
+    pub forwarded_requests: Counter,
 }
 
 /// What CLIENT LIST/INFO shows about one connection, shared with its task.
@@ -124,6 +126,8 @@ pub struct Node {
     pub tls: crate::tls::TlsSlot,
     /// ACL users.
     pub acl: crate::acl::Acl,
+    /// Calls, errors and latency per command (`/metrics`).
+    pub cmdstats: crate::cmdstats::CommandStats,
 }
 
 impl Node {
@@ -149,6 +153,7 @@ impl Node {
             handoff: crate::handoff::Handoff::default(),
             tls: Default::default(),
             acl,
+            cmdstats: crate::cmdstats::CommandStats::new(crate::cmd::table().len()),
             config: RwLock::new(config),
             config_generation: AtomicU64::new(0),
             stats: ServerStats::default(),

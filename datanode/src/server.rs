@@ -55,6 +55,11 @@ impl ServerHandle {
         self.node.config().admin_addr
     }
 
+    /// The HTTP port's address, when it is on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.node.config().http_addr
+    }
+
     /// Completes when a drain has finished (the node should then exit).
     pub async fn drained(&self) {
         let mut rx = self.node.handoff.drained.subscribe();
@@ -139,6 +144,19 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
             tokio::spawn(crate::admin::serve(l, node.clone(), stop_rx.clone()));
         }
         Err(e) => warn!(%admin, error = %e, "admin port not available; `k` drains are disabled"),
+    }
+    // The HTTP port (metrics, health), when asked for. Unlike the admin port, a port asked
+    // for explicitly that cannot be bound stops the start: a monitoring system would
+    // otherwise scrape nothing, or another process.
+    let http_addr = node.config().http_addr;
+    if let Some(addr) = http_addr {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("HTTP port {addr}: {e}")))?;
+        let bound = l.local_addr()?;
+        node.update_config(|c| c.http_addr = Some(bound));
+        info!(%bound, "HTTP port listening (/metrics, /healthz)");
+        tokio::spawn(crate::http::serve(l, node.clone(), stop_rx.clone()));
     }
     let namenode = node.config().namenode.clone();
     if let Some(nn) = namenode {

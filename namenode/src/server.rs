@@ -149,9 +149,9 @@ pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
             )
         },
     ));
-    let web_state = http::AppState::new(StatusSource(core_tx), config.http_token.clone());
+    let web_server = http::server(StatusSource(core_tx), config.http_token.clone());
     tasks.spawn(accept_loop(web, stop_rx, "http", move |stream, _| {
-        web_state.serve(stream)
+        web_server.serve(stream)
     }));
 
     info!(%datanode_addr, %client_addr, %http_addr, "namenode listening");

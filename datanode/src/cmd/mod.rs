@@ -302,6 +302,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         return unknown_command(req);
     };
     if !spec.arity_ok(req.len()) {
+        ctx.node.cmdstats.reject(idx as usize);
         return wrong_arity(spec.name);
     }
     let (spec, cmd_id) = if spec.subcommands.is_empty() || req.len() < 2 {
@@ -329,6 +330,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         }
     };
     if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) {
+        ctx.node.cmdstats.reject(idx as usize);
         return Frame::err("NOAUTH Authentication required.");
     }
     // Commands a client may send before authenticating (AUTH, HELLO, ...) are not subject to
@@ -345,11 +347,22 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     // Like Redis: evict before a command that may need memory, and refuse it when memory is
     // over `maxmemory` and nothing can be evicted. Other commands (reads, DEL) always run.
     if spec.has(flags::DENYOOM) && ctx.node.db.make_room(ctx.now).is_err() {
+        ctx.node.cmdstats.reject(idx as usize);
         return ERR_OOM;
     }
-    match (spec.handler)(ctx, req) {
-        Ok(f) | Err(f) => f,
-    }
+    let started = std::time::Instant::now();
+    let (reply, failed) = match (spec.handler)(ctx, req) {
+        Ok(f) => {
+            let failed = matches!(f, Frame::Error(_));
+            (f, failed)
+        }
+        Err(f) => (f, true),
+    };
+    // Per top-level command (subcommands count as their parent), like /metrics shows them.
+    ctx.node
+        .cmdstats
+        .record(idx as usize, started.elapsed(), failed);
+    reply
 }
 
 /// The spec a request runs (the subcommand's when it has one) and its command id, or `None`

@@ -187,7 +187,8 @@ impl Cluster {
             .expect("NameNode running")
             .http_addr();
         let mut c = Raw::connect(addr).await;
-        c.send(b"GET /cluster HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        c.send(b"GET /cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await;
         let text = String::from_utf8(c.read_to_eof().await.to_vec()).expect("utf-8 response");
         let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head and body");
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");

@@ -9,6 +9,7 @@
 //! - [`expiry`]: lazy and active expiry in real time.
 //! - [`auth`]: `requirepass`, HELLO AUTH and password URLs.
 //! - [`limits`]: malformed input, declared sizes, client and buffer limits.
+//! - [`metrics`]: the HTTP port's `/metrics` and `/healthz`.
 //! - [`fuzz`]: random bytes at a live server.
 //! - [`shutdown`]: graceful shutdown with clients connected.
 //! - [`tls`]: the TLS port: rustls clients, mutual TLS, plaintext refused, reload, redis-cli.
@@ -28,8 +29,11 @@ mod flags;
 mod fuzz;
 mod keys;
 mod limits;
+mod metrics;
 mod migrate;
 mod namenode_errors;
+#[path = "../../../namenode/tests/namenode/prom.rs"]
+mod prom;
 mod raw;
 mod redis_cli;
 mod redis_server;
