@@ -11,7 +11,7 @@
 //! retried a bounded number of times.
 
 use crate::cluster::{route, Owner, Route, Routing};
-use crate::cmd::{dispatch, lookup, Ctx, Redirects, Session};
+use crate::cmd::{dispatch, lookup, multi, Ctx, Redirects, Session};
 use crate::node::Node;
 use crate::peer::PeerReply;
 use crate::resp::reply::parse_reply;
@@ -40,6 +40,9 @@ pub enum Pending {
     Split { req: Request, parts: Vec<Part> },
     /// A request for slots being handed over: it waits for the flip, then is planned again.
     Frozen { req: Request },
+    /// A transaction (EXEC) whose slots are being handed over: it waits for the flip, then
+    /// is planned again as a whole.
+    Tx { cmds: Vec<Request> },
 }
 
 /// One owner's share of a split request.
@@ -61,6 +64,134 @@ pub enum Planned {
     Later(Pending),
 }
 
+// ---- transactions (MULTI/EXEC) in a cluster ----
+//
+// A connection inside MULTI queues locally: nothing is forwarded while queuing. A
+// cluster-aware connection gets Redis Cluster's checks per queued command (`-MOVED`,
+// `-CROSSSLOT`, which abort the transaction). At EXEC the node looks at the owners of every
+// key of every queued command, with the table current under the handoff gate:
+// - all here (or no keys): the transaction runs here, atomically (`multi::run_tx`), under the
+//   gate, after waiting for any of its slots that is frozen, so a handoff never splits it;
+// - all on one other node (plain connections): the whole transaction goes there as one
+//   internal `MULTIEXEC` request and runs there atomically; the reply is relayed;
+// - on several nodes: `-CROSSSLOT`, nothing applied. For cluster-aware connections every key
+//   must be in one slot (else `-CROSSSLOT`) that this node owns (else `-MOVED`).
+// Watched keys are watched here; if one's slot has left this node since, the watch fired
+// (the store signals a slot that moves away) and EXEC returns a null array: the client's
+// optimistic-locking loop retries, now against the new owner.
+
+fn plan_in_multi(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Planned {
+    if req.arg(0).eq_ignore_ascii_case(b"exec") && req.len() == 1 {
+        let Some(q) = session.tx.queue.take() else {
+            return Planned::Now(run_local(node, session, req));
+        };
+        if q.aborted {
+            multi::unwatch_all(node, &mut session.tx);
+            return Planned::Now(multi::ERR_EXECABORT);
+        }
+        return plan_tx(node, session, q.cmds);
+    }
+    if session.redirects == Redirects::Redirect && session.authenticated {
+        if let Some((_, spec)) = lookup(req.arg(0)) {
+            if spec.first_key > 0 && spec.arity_ok(req.len()) && spec.name != "watch" {
+                let err = match route(routing, spec, req, true) {
+                    Route::Moved { slot, addr } => Some(moved(slot, addr)),
+                    Route::CrossSlot => Some(CROSSSLOT),
+                    Route::Down => Some(CLUSTERDOWN),
+                    _ => None,
+                };
+                if let Some(e) = err {
+                    session.tx.flag();
+                    return Planned::Now(e);
+                }
+            }
+        }
+    }
+    Planned::Now(run_local(node, session, req))
+}
+
+/// Decides where a transaction runs (see above) and runs it here or forwards it.
+pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planned {
+    let abort = |session: &mut Session, f: Frame| {
+        multi::unwatch_all(node, &mut session.tx);
+        Planned::Now(f)
+    };
+    if session
+        .tx
+        .watch
+        .as_ref()
+        .is_some_and(|w| w.watcher.is_dirty())
+    {
+        return abort(session, Frame::NullArray);
+    }
+    let _gate = node.handoff.gate.read();
+    let routing = node.routing();
+    if !routing.standalone {
+        let mut key_slots = Vec::new();
+        for c in &cmds {
+            if let Ok((spec, _)) = crate::cmd::resolve(c) {
+                key_slots.extend(spec.key_positions(c.len()).map(|i| key_slot(c.arg(i))));
+            }
+        }
+        let watched_elsewhere = session.tx.watch.as_ref().is_some_and(|w| {
+            w.keys
+                .iter()
+                .any(|k| routing.owner(key_slot(k)) != Owner::Local)
+        });
+        if watched_elsewhere {
+            return abort(session, Frame::NullArray);
+        }
+        let mut owners: Vec<(Owner, u16)> = Vec::new();
+        for &s in &key_slots {
+            let o = routing.owner(s);
+            if !owners.iter().any(|(x, _)| *x == o) {
+                owners.push((o, s));
+            }
+        }
+        if session.redirects == Redirects::Redirect
+            && key_slots.iter().any(|&s| Some(&s) != key_slots.first())
+        {
+            return abort(session, CROSSSLOT);
+        }
+        if owners.iter().any(|(o, _)| *o == Owner::Unassigned) {
+            return abort(session, CLUSTERDOWN);
+        }
+        if owners.len() > 1 {
+            return abort(session, CROSSSLOT);
+        }
+        if let Some(&(Owner::Remote(o), slot)) = owners.first() {
+            let Some(addr) = routing.addr(o) else {
+                return abort(session, CLUSTERDOWN);
+            };
+            if session.redirects != Redirects::Forward {
+                return abort(session, moved(slot, addr));
+            }
+            if session.tx.watch.is_some() {
+                // Keys watched here, the transaction there: it could not be atomic.
+                return abort(session, CROSSSLOT);
+            }
+            let req = multi::encode_multiexec(&cmds);
+            return Planned::Later(Pending::Remote {
+                rx: node.peers.send_request(addr, session.proto, &req),
+                req,
+            });
+        }
+        let frozen = match multi::tx_slots(&cmds, session.tx.watch.as_ref()) {
+            Some(slots) => slots.iter().any(|&s| node.handoff.is_frozen(s)),
+            None => node.handoff.any_frozen(),
+        };
+        if frozen {
+            return Planned::Later(Pending::Tx { cmds });
+        }
+    }
+    let mut ctx = Ctx {
+        node,
+        session,
+        now: now_ms(),
+    };
+    Planned::Now(multi::run_tx(&mut ctx, &cmds))
+}
+
 fn run_local(node: &Node, session: &mut Session, req: &Request) -> Frame {
     let mut ctx = Ctx {
         node,
@@ -75,6 +206,10 @@ fn moved(slot: u16, addr: SocketAddr) -> Frame {
 }
 
 const CROSSSLOT: Frame = Frame::err("CROSSSLOT Keys in request don't hash to the same slot");
+const ERR_REMOTE_WATCH: Frame = Frame::err(
+    "ERR WATCH of keys owned by another node is not supported on this connection; \
+     connect to the key's node or use a cluster-aware client",
+);
 const CLUSTERDOWN: Frame = Frame::err("CLUSTERDOWN Hash slot not served");
 
 /// Decides how to answer `req` under `routing`, starting any forwarding it needs.
@@ -82,11 +217,20 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
     if routing.standalone {
         return Planned::Now(run_local(node, session, req));
     }
+    if session.tx.in_multi() {
+        return plan_in_multi(node, session, routing, req);
+    }
     let spec = match lookup(req.arg(0)) {
         Some((_, spec))
             if session.authenticated && spec.first_key > 0 && spec.arity_ok(req.len()) =>
         {
             spec
+        }
+        Some((_, spec)) if spec.name == "multiexec" && session.authenticated => {
+            return match multi::decode_multiexec(req) {
+                Ok(cmds) => plan_tx(node, session, cmds),
+                Err(e) => Planned::Now(e),
+            };
         }
         // Errors, keyless and node-local commands run here.
         _ => return Planned::Now(run_local(node, session, req)),
@@ -140,6 +284,9 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
             Planned::Now(target.map_or(CLUSTERDOWN, |(s, a)| moved(s, a)))
         }
         (Route::CrossSlot, _) => Planned::Now(CROSSSLOT),
+        // A watch lives in the store of the node that holds the key: forwarded over the
+        // shared peer connection it would belong to no client.
+        (Route::Remote(_), _) if spec.name == "watch" => Planned::Now(ERR_REMOTE_WATCH),
         (Route::Remote(o), _) => match routing.addr(o) {
             Some(addr) => Planned::Later(Pending::Remote {
                 req: req.clone(),
@@ -245,7 +392,9 @@ fn run_with_retries<'a>(
                             Planned::Now(f) => return encoded(&f, proto),
                             Planned::Later(Pending::Remote { rx, .. }) => rx,
                             Planned::Later(
-                                p @ (Pending::Split { .. } | Pending::Frozen { .. }),
+                                p @ (Pending::Split { .. }
+                                | Pending::Frozen { .. }
+                                | Pending::Tx { .. }),
                             ) => {
                                 return Box::pin(resolve_one(node, session, p)).await;
                             }
@@ -355,6 +504,27 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
         Pending::Frozen { req } => {
             wait_unfrozen(node, &req).await;
             run_with_retries(node, session, req, None).await
+        }
+        Pending::Tx { cmds } => {
+            let slots = multi::tx_slots(&cmds, session.tx.watch.as_ref());
+            let frozen = || match &slots {
+                Some(slots) => slots.iter().any(|&s| node.handoff.is_frozen(s)),
+                None => node.handoff.any_frozen(),
+            };
+            let mut changes = node.handoff.watch_unfrozen();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while frozen() {
+                if tokio::time::timeout_at(deadline, changes.changed())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            match plan_tx(node, session, cmds) {
+                Planned::Now(f) => encoded(&f, proto),
+                Planned::Later(p) => Box::pin(resolve_one(node, session, p)).await,
+            }
         }
         Pending::Split { req, parts } => {
             let mut done = Vec::with_capacity(parts.len());

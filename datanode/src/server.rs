@@ -181,6 +181,18 @@ async fn connection(
     if redirects {
         session.redirects = Redirects::Redirect;
     }
+    let result = serve_session(node, &mut sock, &mut session, &mut stop).await;
+    // Watched keys are registered in the store: forget them however the connection ended.
+    crate::cmd::multi::unwatch_all(node, &mut session.tx);
+    result
+}
+
+async fn serve_session(
+    node: &Arc<Node>,
+    sock: &mut TcpStream,
+    session: &mut Session,
+    stop: &mut watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let mut replies = Replies::default();
     let mut parser = Parser::new();
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -202,12 +214,12 @@ async fn connection(
             match parser.next(&mut inbuf, &limits, session.authenticated) {
                 Ok(Some(req)) => {
                     commands += 1;
-                    match plan(node, &mut session, &routing, &req) {
+                    match plan(node, session, &routing, &req) {
                         Planned::Now(reply) => reply.encode(session.proto, &mut out),
                         Planned::Later(p) => replies.push_pending(&mut out, p),
                     }
                     if session.quit {
-                        replies.resolve_into(node, &mut session, &mut out).await;
+                        replies.resolve_into(node, session, &mut out).await;
                         sock.write_all(&out).await?;
                         return Ok(());
                     }
@@ -221,7 +233,7 @@ async fn connection(
                 Ok(None) => break,
                 Err(e) => {
                     // Like Redis: answer what came before, report the error, close.
-                    replies.resolve_into(node, &mut session, &mut out).await;
+                    replies.resolve_into(node, session, &mut out).await;
                     if !e.is_silent() {
                         out.extend_from_slice(b"-ERR ");
                         out.extend_from_slice(e.to_string().as_bytes());
@@ -234,7 +246,7 @@ async fn connection(
             }
         }
         if !replies.is_empty() {
-            replies.resolve_into(node, &mut session, &mut out).await;
+            replies.resolve_into(node, session, &mut out).await;
         }
         if commands > 0 {
             node.stats.total_commands.add(commands);

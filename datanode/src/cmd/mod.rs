@@ -12,11 +12,13 @@
 //! - [`cluster`]: CLUSTER, the slot table as Redis Cluster reports it.
 //! - [`object`]: OBJECT and MEMORY, what the store knows about one key.
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
+//! - [`multi`]: MULTI, EXEC, DISCARD, WATCH and UNWATCH: queued, atomic transactions.
 
 pub mod cluster;
 pub mod decimal;
 pub mod docs;
 pub mod keys;
+pub mod multi;
 pub mod object;
 pub mod server;
 pub mod strings;
@@ -112,6 +114,8 @@ pub struct Session {
     pub quit: bool,
     /// How requests for other nodes' slots are handled on this connection.
     pub redirects: Redirects,
+    /// MULTI's queue and WATCH's keys.
+    pub tx: multi::TxState,
 }
 
 /// What a connection gets for keys this node does not own.
@@ -135,6 +139,7 @@ impl Session {
             authenticated,
             quit: false,
             redirects: Redirects::Forward,
+            tx: multi::TxState::default(),
         }
     }
 }
@@ -158,6 +163,7 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(cluster::COMMANDS.iter());
         v.extend(object::COMMANDS.iter());
         v.extend(docs::COMMANDS.iter());
+        v.extend(multi::COMMANDS.iter());
         v
     })
 }
@@ -234,37 +240,19 @@ pub fn wrong_arity(name: &str) -> Frame {
 /// Runs one request and returns its reply.
 ///
 /// Checks come in Redis's order: unknown command, arity, unknown subcommand, then
-/// authentication.
+/// authentication. A connection inside MULTI queues instead (see [`multi`]).
 pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
-    let Some((idx, spec)) = lookup(req.arg(0)) else {
-        return unknown_command(req);
-    };
-    if !spec.arity_ok(req.len()) {
-        return wrong_arity(spec.name);
+    if ctx.session.tx.queue.is_some() {
+        return multi::in_multi(ctx, req);
     }
-    let (spec, cmd_id) = if spec.subcommands.is_empty() || req.len() < 2 {
-        (spec, idx)
-    } else {
-        match spec
-            .subcommands
-            .iter()
-            .position(|s| s.name.as_bytes().eq_ignore_ascii_case(req.arg(1)))
-        {
-            Some(i) => {
-                let sub = &spec.subcommands[i];
-                if !sub.arity_ok(req.len()) {
-                    return wrong_arity(&format!("{}|{}", spec.name, sub.name));
-                }
-                (sub, idx | ((i as u32 + 1) << 16))
-            }
-            None => {
-                return Frame::error(format!(
-                    "ERR unknown subcommand '{}'. Try {} HELP.",
-                    String::from_utf8_lossy(&req.arg(1)[..req.arg(1).len().min(128)]),
-                    spec.name.to_ascii_uppercase()
-                ))
-            }
-        }
+    run_command(ctx, req)
+}
+
+/// [`dispatch`] without the MULTI queue: runs the command now.
+pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
+    let (spec, cmd_id) = match resolve(req) {
+        Ok(r) => r,
+        Err(e) => return e,
     };
     if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) {
         return Frame::err("NOAUTH Authentication required.");
@@ -275,12 +263,51 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         .store(cmd_id, std::sync::atomic::Ordering::Relaxed);
     // Like Redis: evict before a command that may need memory, and refuse it when memory is
     // over `maxmemory` and nothing can be evicted. Other commands (reads, DEL) always run.
-    if spec.has(flags::DENYOOM) && ctx.node.db.make_room(ctx.now).is_err() {
+    // Inside EXEC, the transaction did this once before taking its locks.
+    if spec.has(flags::DENYOOM)
+        && !ctx.session.tx.running
+        && ctx.node.db.make_room(ctx.now).is_err()
+    {
         return ERR_OOM;
     }
     match (spec.handler)(ctx, req) {
         Ok(f) | Err(f) => f,
     }
+}
+
+/// The spec that runs `req` (the subcommand's, if any) and its id for CLIENT LIST, or the
+/// error reply for an unknown command, a wrong arity or an unknown subcommand.
+pub fn resolve(req: &Request) -> Result<(&'static CommandSpec, u32), Frame> {
+    let Some((idx, spec)) = lookup(req.arg(0)) else {
+        return Err(unknown_command(req));
+    };
+    if !spec.arity_ok(req.len()) {
+        return Err(wrong_arity(spec.name));
+    }
+    Ok(if spec.subcommands.is_empty() || req.len() < 2 {
+        (spec, idx)
+    } else {
+        match spec
+            .subcommands
+            .iter()
+            .position(|s| s.name.as_bytes().eq_ignore_ascii_case(req.arg(1)))
+        {
+            Some(i) => {
+                let sub = &spec.subcommands[i];
+                if !sub.arity_ok(req.len()) {
+                    return Err(wrong_arity(&format!("{}|{}", spec.name, sub.name)));
+                }
+                (sub, idx | ((i as u32 + 1) << 16))
+            }
+            None => {
+                return Err(Frame::error(format!(
+                    "ERR unknown subcommand '{}'. Try {} HELP.",
+                    String::from_utf8_lossy(&req.arg(1)[..req.arg(1).len().min(128)]),
+                    spec.name.to_ascii_uppercase()
+                )))
+            }
+        }
+    })
 }
 
 // ---- argument helpers shared by the command files ----

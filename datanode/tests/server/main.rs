@@ -6,6 +6,7 @@
 //! - [`raw`]: exact reply bytes, RESP3, inline commands, pipelining, binary-safe data.
 //! - [`expiry`]: lazy and active expiry in real time.
 //! - [`auth`]: `requirepass`, HELLO AUTH and password URLs.
+//! - [`multi`]: transactions: exact replies, atomic pipelines, WATCH under contention.
 //! - [`limits`]: malformed input, declared sizes, client and buffer limits.
 //! - [`fuzz`]: random bytes at a live server.
 //! - [`shutdown`]: graceful shutdown with clients connected.
@@ -18,6 +19,7 @@ mod expiry;
 mod fuzz;
 mod keys;
 mod limits;
+mod multi;
 mod raw;
 mod redis_cli;
 mod server_cmds;
