@@ -10,10 +10,13 @@
 //!   when it comes back it gets the same slots back.
 //! - [`restart`]: a NameNode restart changes no ownership; the data plane keeps serving.
 //! - [`resp3`]: forwarded and split replies in RESP3.
+//! - [`multi`]: MULTI/EXEC forwarded whole, CROSSSLOT, cluster-aware rules, a slot moving
+//!   between MULTI and EXEC.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
 
 mod cluster_client;
 mod failure;
+mod multi;
 mod multikey;
 mod redirects;
 mod resp3;
