@@ -43,6 +43,25 @@ pub enum Pending {
     /// A transaction (EXEC) whose slots are being handed over: it waits for the flip, then
     /// is planned again as a whole.
     Tx { cmds: Vec<Request> },
+    /// A request sent over the connection's own connection to the node holding its WATCH.
+    Relay {
+        req: Request,
+        rx: oneshot::Receiver<PeerReply>,
+        kind: RelayKind,
+        dirty: Arc<std::sync::atomic::AtomicBool>,
+    },
+}
+
+/// What a [`Pending::Relay`] request is, for when its node answers `-MOVED` or is lost: the
+/// watch is then void (`dirty`), and the reply becomes what is safe for the kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayKind {
+    /// WATCH: `+OK`, and the next EXEC aborts.
+    Watch,
+    /// The transaction (MULTIEXEC): nothing ran there; a null array, like a fired watch.
+    Exec,
+    /// Any other command: run again the ordinary way.
+    Command,
 }
 
 /// One owner's share of a split request.
@@ -110,6 +129,75 @@ fn plan_in_multi(node: &Node, session: &mut Session, routing: &Routing, req: &Re
     Planned::Now(run_local(node, session, req))
 }
 
+/// WATCH on a plain connection of keys that all live on another node: the watch is set
+/// there, over a connection of this session's own (a watch lives in the session that set
+/// it; the shared forwarding connection belongs to no client). While it is active, this
+/// session's other requests for that node take the same connection, so they reach it in
+/// order after the WATCH; EXEC sends the whole transaction over it, where the node checks
+/// the watch and runs it atomically. Watching keys on two nodes is `-CROSSSLOT`.
+fn plan_remote_watch(
+    node: &Node,
+    session: &mut Session,
+    addr: SocketAddr,
+    req: &Request,
+) -> Planned {
+    let watching_elsewhere = session.tx.watch.is_some()
+        || session
+            .tx
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.active && r.conn.addr != addr);
+    if watching_elsewhere {
+        return Planned::Now(CROSSSLOT);
+    }
+    let reusable = session.tx.remote.as_ref().is_some_and(|r| {
+        r.conn.addr == addr && r.conn.proto == session.proto && !r.conn.is_closed()
+    });
+    if !reusable {
+        session.tx.remote = Some(multi::RemoteWatch {
+            conn: node.peers.dedicated(addr, session.proto),
+            active: false,
+            keys: Vec::new(),
+            dirty: Default::default(),
+        });
+    }
+    if let Some(r) = session.tx.remote.as_mut() {
+        if !r.active {
+            r.dirty.store(false, std::sync::atomic::Ordering::Relaxed);
+            r.active = true;
+            r.keys.clear();
+        }
+        if r.keys.len() < 1 << 20 {
+            r.keys
+                .extend(req.iter().skip(1).map(Bytes::copy_from_slice));
+        }
+    }
+    match relay(session, addr, req, RelayKind::Watch) {
+        Some(p) => Planned::Later(p),
+        None => Planned::Now(Frame::ok()),
+    }
+}
+
+/// Sends `req` over the session's connection to `addr` if it holds an intact watch there.
+fn relay(
+    session: &mut Session,
+    addr: SocketAddr,
+    req: &Request,
+    kind: RelayKind,
+) -> Option<Pending> {
+    let r = session.tx.remote.as_ref()?;
+    let usable = r.active
+        && r.conn.addr == addr
+        && r.conn.proto == session.proto
+        && !r.dirty.load(std::sync::atomic::Ordering::Relaxed);
+    usable.then(|| Pending::Relay {
+        req: req.clone(),
+        rx: r.conn.send_request(req),
+        kind,
+        dirty: r.dirty.clone(),
+    })
+}
+
 /// Decides where a transaction runs (see above) and runs it here or forwards it.
 pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planned {
     let abort = |session: &mut Session, f: Frame| {
@@ -123,6 +211,52 @@ pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planne
         .is_some_and(|w| w.watcher.is_dirty())
     {
         return abort(session, Frame::NullArray);
+    }
+    let remote = session.tx.remote.as_ref().filter(|r| r.active);
+    if let Some(r) = remote {
+        if session.tx.watch.is_some() {
+            return abort(session, CROSSSLOT);
+        }
+        if r.dirty.load(std::sync::atomic::Ordering::Relaxed) {
+            return abort(session, Frame::NullArray);
+        }
+        // Every key must be on the watching node; it checks its own ownership again. A
+        // watched key that lives elsewhere now moved since WATCH: the watch is void.
+        let routing = node.routing();
+        let on_watch_node = |k: &[u8]| match routing.owner(key_slot(k)) {
+            Owner::Remote(o) => routing.addr(o) == Some(r.conn.addr),
+            _ => false,
+        };
+        if !r.keys.iter().all(|k| on_watch_node(k)) {
+            return abort(session, Frame::NullArray);
+        }
+        let elsewhere = cmds.iter().any(|c| {
+            crate::cmd::resolve(c).is_ok_and(|(spec, _)| {
+                spec.key_positions(c.len()).any(|i| {
+                    let owner = routing.owner(key_slot(c.arg(i)));
+                    let addr = match owner {
+                        Owner::Remote(o) => routing.addr(o),
+                        _ => None,
+                    };
+                    addr != Some(r.conn.addr)
+                })
+            })
+        });
+        if elsewhere {
+            return abort(session, CROSSSLOT);
+        }
+        let addr = r.conn.addr;
+        let req = multi::encode_multiexec(&cmds);
+        let pending = relay(session, addr, &req, RelayKind::Exec);
+        // The node forgets the watch with EXEC.
+        if let Some(r) = session.tx.remote.as_mut() {
+            r.active = false;
+            r.keys.clear();
+        }
+        return match pending {
+            Some(p) => Planned::Later(p),
+            None => Planned::Now(Frame::NullArray),
+        };
     }
     let _gate = node.handoff.gate.read();
     let routing = node.routing();
@@ -206,10 +340,6 @@ fn moved(slot: u16, addr: SocketAddr) -> Frame {
 }
 
 const CROSSSLOT: Frame = Frame::err("CROSSSLOT Keys in request don't hash to the same slot");
-const ERR_REMOTE_WATCH: Frame = Frame::err(
-    "ERR WATCH of keys owned by another node is not supported on this connection; \
-     connect to the key's node or use a cluster-aware client",
-);
 const CLUSTERDOWN: Frame = Frame::err("CLUSTERDOWN Hash slot not served");
 
 /// Decides how to answer `req` under `routing`, starting any forwarding it needs.
@@ -284,9 +414,21 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
             Planned::Now(target.map_or(CLUSTERDOWN, |(s, a)| moved(s, a)))
         }
         (Route::CrossSlot, _) => Planned::Now(CROSSSLOT),
-        // A watch lives in the store of the node that holds the key: forwarded over the
-        // shared peer connection it would belong to no client.
-        (Route::Remote(_), _) if spec.name == "watch" => Planned::Now(ERR_REMOTE_WATCH),
+        // A watch lives in the session that set it: never over the shared connection.
+        (Route::Remote(o), Redirects::Forward) if spec.name == "watch" => match routing.addr(o) {
+            Some(addr) => plan_remote_watch(node, session, addr, req),
+            None => Planned::Now(CLUSTERDOWN),
+        },
+        (Route::Remote(o), _) if session.tx.remote.is_some() => match routing.addr(o) {
+            Some(addr) => match relay(session, addr, req, RelayKind::Command) {
+                Some(p) => Planned::Later(p),
+                None => Planned::Later(Pending::Remote {
+                    req: req.clone(),
+                    rx: node.peers.send_request(addr, session.proto, req),
+                }),
+            },
+            None => Planned::Now(CLUSTERDOWN),
+        },
         (Route::Remote(o), _) => match routing.addr(o) {
             Some(addr) => Planned::Later(Pending::Remote {
                 req: req.clone(),
@@ -394,7 +536,8 @@ fn run_with_retries<'a>(
                             Planned::Later(
                                 p @ (Pending::Split { .. }
                                 | Pending::Frozen { .. }
-                                | Pending::Tx { .. }),
+                                | Pending::Tx { .. }
+                                | Pending::Relay { .. }),
                             ) => {
                                 return Box::pin(resolve_one(node, session, p)).await;
                             }
@@ -504,6 +647,35 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
         Pending::Frozen { req } => {
             wait_unfrozen(node, &req).await;
             run_with_retries(node, session, req, None).await
+        }
+        Pending::Relay {
+            req,
+            rx,
+            kind,
+            dirty,
+        } => {
+            let reply = rx.await;
+            if let Ok(Ok(bytes)) = &reply {
+                if moved_target(bytes).is_none() {
+                    return bytes.clone();
+                }
+            }
+            // Moved away or lost: the watch there can no longer be trusted.
+            dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+            match kind {
+                RelayKind::Watch => encoded(&Frame::ok(), proto),
+                RelayKind::Exec => match reply {
+                    Ok(Ok(_)) => encoded(&Frame::NullArray, proto),
+                    _ => encoded(
+                        &Frame::err(
+                            "TRYAGAIN the connection to the keys' node was lost during EXEC; \
+                             the transaction may or may not have run",
+                        ),
+                        proto,
+                    ),
+                },
+                RelayKind::Command => run_with_retries(node, session, req, None).await,
+            }
         }
         Pending::Tx { cmds } => {
             let slots = multi::tx_slots(&cmds, session.tx.watch.as_ref());

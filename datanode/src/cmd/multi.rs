@@ -69,6 +69,21 @@ pub struct TxState {
     pub watch: Option<Watching>,
     /// Set while EXEC runs the queued commands.
     pub running: bool,
+    /// In a cluster, on a plain connection: the watch held on the node that owns the watched
+    /// keys, over a connection of this session's own (see `exec::plan_remote_watch`).
+    pub remote: Option<RemoteWatch>,
+}
+
+/// A WATCH held on another node for a plain connection.
+pub struct RemoteWatch {
+    pub conn: crate::peer::PeerConn,
+    /// Whether keys are watched there now (EXEC and UNWATCH end it).
+    pub active: bool,
+    /// The keys watched there (while `active`).
+    pub keys: Vec<Bytes>,
+    /// Set when the watch cannot be trusted any more (the node answered `-MOVED`, or the
+    /// connection failed): the next EXEC aborts.
+    pub dirty: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Commands queued after MULTI.
@@ -207,6 +222,15 @@ fn unwatch(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
 
 /// Forgets every watched key of the connection (EXEC, DISCARD, UNWATCH, disconnect).
 pub fn unwatch_all(node: &Node, tx: &mut TxState) {
+    if let Some(r) = tx.remote.as_mut() {
+        if r.active {
+            // The reply is not awaited: the connection is pipelined, so the next request on
+            // it is read after the UNWATCH.
+            drop(r.conn.send_request(&Request::from_args(["UNWATCH"])));
+            r.active = false;
+            r.keys.clear();
+        }
+    }
     if let Some(w) = tx.watch.take() {
         for key in &w.keys {
             node.db.lock_key(key).unwatch(key, &w.watcher);

@@ -72,9 +72,32 @@ async fn transactions_run_whole_on_the_owner() {
         owner.cmd(&["MULTI"]).await;
         owner.cmd(&["SET", &c[1], "mine"]).await;
         assert_eq!(&owner.cmd(&["EXEC"]).await[..], b"*-1\r\n");
-        // A plain connection cannot watch another node's key (documented).
-        let e = raw.cmd(&["WATCH", &c[1]]).await;
-        assert!(e.starts_with(b"-ERR WATCH of keys owned by another node"));
+        // WATCH through another node: held on the owner, over the session's own connection.
+        assert_eq!(&raw.cmd(&["WATCH", &c[1]]).await[..], b"+OK\r\n");
+        assert_eq!(&raw.cmd(&["GET", &c[1]]).await[..], b"$7\r\nchanged\r\n");
+        let () = q(con, &["SET", &c[1], "again"]).await;
+        raw.cmd(&["MULTI"]).await;
+        raw.cmd(&["SET", &c[1], "mine"]).await;
+        assert_eq!(&raw.cmd(&["EXEC"]).await[..], b"*-1\r\n");
+        raw.cmd(&["WATCH", &c[1]]).await;
+        raw.cmd(&["MULTI"]).await;
+        raw.cmd(&["SET", &c[1], "mine"]).await;
+        assert_eq!(&raw.cmd(&["EXEC"]).await[..], b"*1\r\n+OK\r\n");
+        let v: String = q(con, &["GET", &c[1]]).await;
+        assert_eq!(v, "mine");
+        // Watching keys on two nodes, or here and there, cannot be one transaction.
+        raw.cmd(&["WATCH", &c[1]]).await;
+        assert_eq!(
+            &raw.cmd(&["WATCH", &b[1]]).await[..],
+            b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+        );
+        raw.cmd(&["MULTI"]).await;
+        raw.cmd(&["SET", &b[1], "x"]).await;
+        assert_eq!(
+            &raw.cmd(&["EXEC"]).await[..],
+            b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+        );
+        assert_eq!(&raw.cmd(&["UNWATCH"]).await[..], b"+OK\r\n");
 
         // Cluster-aware connection: -MOVED while queuing aborts the transaction.
         assert_eq!(
@@ -126,6 +149,9 @@ async fn a_slot_moving_between_multi_and_exec() {
         queued.cmd(&["INCR", &k]).await;
         let mut watching = Raw::connect(addrs[1]).await;
         assert_eq!(&watching.cmd(&["WATCH", &k]).await[..], b"+OK\r\n");
+        // The same, through another node.
+        let mut watching_via0 = Raw::connect(addrs[0]).await;
+        assert_eq!(&watching_via0.cmd(&["WATCH", &k]).await[..], b"+OK\r\n");
 
         let DataNode::InProcess(h) = &cluster.nodes[1] else {
             unreachable!("an in-process cluster");
@@ -145,8 +171,54 @@ async fn a_slot_moving_between_multi_and_exec() {
         watching.cmd(&["MULTI"]).await;
         watching.cmd(&["SET", &k, "0"]).await;
         assert_eq!(&watching.cmd(&["EXEC"]).await[..], b"*-1\r\n");
+        watching_via0.cmd(&["MULTI"]).await;
+        watching_via0.cmd(&["SET", &k, "0"]).await;
+        assert_eq!(&watching_via0.cmd(&["EXEC"]).await[..], b"*-1\r\n");
         let v: i64 = q(via0, &["GET", &k]).await;
         assert_eq!(v, 12);
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// The optimistic-locking loop of redis-py and friends, against every node of the cluster at
+/// once: clients on all three nodes increment one counter with WATCH/GET/MULTI/SET/EXEC.
+/// Not one increment is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_loop_through_every_node_counts_exactly() {
+    bounded(async {
+        let cluster = Cluster::start(3).await;
+        let addrs = cluster.addrs();
+        const EACH: i64 = 25;
+        let mut tasks = Vec::new();
+        for i in 0..6 {
+            let addr = addrs[i % 3];
+            tasks.push(tokio::spawn(async move {
+                let c = &mut connect(addr).await;
+                for _ in 0..EACH {
+                    loop {
+                        let () = q(c, &["WATCH", "shared-counter"]).await;
+                        let v: Option<i64> = q(c, &["GET", "shared-counter"]).await;
+                        let r: Option<(String,)> = redis::pipe()
+                            .atomic()
+                            .cmd("SET")
+                            .arg("shared-counter")
+                            .arg(v.unwrap_or(0) + 1)
+                            .query_async(c)
+                            .await
+                            .expect("exec");
+                        if r.is_some() {
+                            break;
+                        }
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("client");
+        }
+        let n: i64 = q(&mut connect(addrs[1]).await, &["GET", "shared-counter"]).await;
+        assert_eq!(n, 6 * EACH);
         cluster.shutdown().await;
     })
     .await;
