@@ -16,6 +16,10 @@
 //!
 //! Time is a parameter (`now`, milliseconds since the Unix epoch) everywhere, so tests drive
 //! expiry without sleeping.
+//!
+//! Transactions: [`Db::lock_tx`] holds the slots of a whole EXEC, and [`Db::lock`] on that
+//! thread hands the held slots out, so commands run inside EXEC unchanged. Every change to a
+//! key ends in the "key modified" signal of [`watch`] (WATCH; later client tracking).
 
 pub mod evict;
 pub mod glob;
