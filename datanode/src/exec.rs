@@ -198,6 +198,64 @@ fn relay(
     })
 }
 
+/// The slots of a request's keys, scripts' declared keys included.
+fn request_slots(req: &Request) -> Vec<u16> {
+    let Some((_, spec)) = lookup(req.arg(0)) else {
+        return Vec::new();
+    };
+    if spec.name.starts_with("eval") && spec.arity_ok(req.len()) {
+        return crate::cmd::scripting::eval_keys(req)
+            .map(|r| r.map(|i| key_slot(req.arg(i))).collect())
+            .unwrap_or_default();
+    }
+    spec.key_positions(req.len())
+        .map(|i| key_slot(req.arg(i)))
+        .collect()
+}
+
+/// EVAL and friends in a cluster: the declared keys decide, like a command's keys. A plain
+/// connection's script runs on the node that owns all its keys (forwarded whole; EVALSHA
+/// there answers `-NOSCRIPT` if that node does not have the script, and clients then send
+/// EVAL); keys on several nodes are `-CROSSSLOT`; cluster-aware connections get Redis
+/// Cluster's `-MOVED`/`-CROSSSLOT`. A script without keys runs where it is sent.
+fn plan_eval(node: &Node, session: &mut Session, req: &Request) -> Planned {
+    let slots = request_slots(req);
+    let _gate = node.handoff.gate.read();
+    let routing = node.routing();
+    let mut owners: Vec<(Owner, u16)> = Vec::new();
+    for &s in &slots {
+        let o = routing.owner(s);
+        if !owners.iter().any(|(x, _)| *x == o) {
+            owners.push((o, s));
+        }
+    }
+    if session.redirects == Redirects::Redirect && slots.iter().any(|s| Some(s) != slots.first()) {
+        return Planned::Now(CROSSSLOT);
+    }
+    if owners.iter().any(|(o, _)| *o == Owner::Unassigned) {
+        return Planned::Now(CLUSTERDOWN);
+    }
+    if owners.len() > 1 {
+        return Planned::Now(CROSSSLOT);
+    }
+    if let Some(&(Owner::Remote(o), slot)) = owners.first() {
+        let Some(addr) = routing.addr(o) else {
+            return Planned::Now(CLUSTERDOWN);
+        };
+        if session.redirects != Redirects::Forward {
+            return Planned::Now(moved(slot, addr));
+        }
+        return Planned::Later(Pending::Remote {
+            req: req.clone(),
+            rx: node.peers.send_request(addr, session.proto, req),
+        });
+    }
+    if slots.iter().any(|&s| node.handoff.is_frozen(s)) {
+        return Planned::Later(Pending::Frozen { req: req.clone() });
+    }
+    Planned::Now(run_local(node, session, req))
+}
+
 /// Decides where a transaction runs (see above) and runs it here or forwards it.
 pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planned {
     let abort = |session: &mut Session, f: Frame| {
@@ -355,6 +413,13 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
             if session.authenticated && spec.first_key > 0 && spec.arity_ok(req.len()) =>
         {
             spec
+        }
+        Some((_, spec))
+            if spec.name.starts_with("eval")
+                && session.authenticated
+                && spec.arity_ok(req.len()) =>
+        {
+            return plan_eval(node, session, req);
         }
         Some((_, spec)) if spec.name == "multiexec" && session.authenticated => {
             return match multi::decode_multiexec(req) {
@@ -590,12 +655,8 @@ fn run_with_retries<'a>(
 /// Waits until none of `req`'s slots is frozen (bounded; the request is planned again
 /// afterwards either way).
 async fn wait_unfrozen(node: &Arc<Node>, req: &Request) {
-    let frozen = || {
-        lookup(req.arg(0)).is_some_and(|(_, spec)| {
-            spec.key_positions(req.len())
-                .any(|i| node.handoff.is_frozen(key_slot(req.arg(i))))
-        })
-    };
+    let slots = request_slots(req);
+    let frozen = || slots.iter().any(|&s| node.handoff.is_frozen(s));
     let mut changes = node.handoff.watch_unfrozen();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while frozen() {

@@ -113,6 +113,8 @@ pub struct Node {
     routing_generation: AtomicU64,
     pub peers: Peers,
     pub handoff: crate::handoff::Handoff,
+    /// The Lua interpreter and script cache (EVAL, SCRIPT).
+    pub scripts: crate::cmd::scripting::Scripts,
 }
 
 impl Node {
@@ -133,6 +135,7 @@ impl Node {
             routing_generation: AtomicU64::new(0),
             peers,
             handoff: crate::handoff::Handoff::default(),
+            scripts: Default::default(),
             config: RwLock::new(config),
             config_generation: AtomicU64::new(0),
             stats: ServerStats::default(),

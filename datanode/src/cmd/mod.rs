@@ -13,6 +13,7 @@
 //! - [`object`]: OBJECT and MEMORY, what the store knows about one key.
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
 //! - [`multi`]: MULTI, EXEC, DISCARD, WATCH and UNWATCH: queued, atomic transactions.
+//! - [`scripting`]: EVAL, EVALSHA and SCRIPT: Lua 5.1 scripts, atomic like EXEC.
 
 pub mod cluster;
 pub mod decimal;
@@ -20,6 +21,7 @@ pub mod docs;
 pub mod keys;
 pub mod multi;
 pub mod object;
+pub mod scripting;
 pub mod server;
 pub mod strings;
 
@@ -164,6 +166,7 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(object::COMMANDS.iter());
         v.extend(docs::COMMANDS.iter());
         v.extend(multi::COMMANDS.iter());
+        v.extend(scripting::COMMANDS.iter());
         v
     })
 }

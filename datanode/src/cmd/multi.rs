@@ -299,7 +299,12 @@ pub fn tx_slots(cmds: &[Request], watch: Option<&Watching>) -> Option<Vec<u16>> 
             continue;
         };
         if spec.first_key <= 0 {
-            if spec.has(KEYSPACE) || spec.has(ADMIN) || spec.has(WRITE) {
+            // A script's keys are only known to it: hold everything.
+            if spec.has(KEYSPACE)
+                || spec.has(ADMIN)
+                || spec.has(WRITE)
+                || spec.name.starts_with("eval")
+            {
                 return None;
             }
             continue;

@@ -223,3 +223,29 @@ async fn watch_loop_through_every_node_counts_exactly() {
     })
     .await;
 }
+
+/// Scripts go where their declared keys live; keys on two nodes are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripts_run_on_the_owner_of_their_keys() {
+    bounded(async {
+        let cluster = Cluster::start(3).await;
+        let addrs = cluster.addrs();
+        let map = SlotMap::of(addrs[0]).await;
+        let [b, c] = [1, 2].map(|i| map.keys_of(addrs[i], "lua:", 1).remove(0));
+        let con = &mut connect(addrs[0]).await;
+        let script = "redis.call('set', KEYS[1], ARGV[1]); return redis.call('incr', KEYS[1])";
+        let n: i64 = q(con, &["EVAL", script, "1", &b, "41"]).await;
+        assert_eq!(n, 42);
+        // It ran on node 1: the key is there.
+        let v: i64 = q(&mut connect(addrs[1]).await, &["GET", &b]).await;
+        assert_eq!(v, 42);
+        // EVALSHA reaches node 1, which cached the script when it ran it.
+        let sha = chkv_datanode::cmd::scripting::sha1hex(script.as_bytes());
+        let n: i64 = q(con, &["EVALSHA", &sha, "1", &b, "1"]).await;
+        assert_eq!(n, 2);
+        let e = q_err(con, &["EVAL", "return 1", "2", &b, &c]).await;
+        assert_eq!(e, "CROSSSLOT Keys in request don't hash to the same slot");
+        cluster.shutdown().await;
+    })
+    .await;
+}

@@ -7,6 +7,7 @@
 //! - [`expiry`]: lazy and active expiry in real time.
 //! - [`auth`]: `requirepass`, HELLO AUTH and password URLs.
 //! - [`multi`]: transactions: exact replies, atomic pipelines, WATCH under contention.
+//! - [`scripting`]: EVAL/EVALSHA: a lock release script, a token-bucket rate limiter.
 //! - [`limits`]: malformed input, declared sizes, client and buffer limits.
 //! - [`fuzz`]: random bytes at a live server.
 //! - [`shutdown`]: graceful shutdown with clients connected.
@@ -22,6 +23,7 @@ mod limits;
 mod multi;
 mod raw;
 mod redis_cli;
+mod scripting;
 mod server_cmds;
 mod shutdown;
 mod strings;
