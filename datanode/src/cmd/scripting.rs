@@ -192,6 +192,12 @@ impl Engine {
     }
 }
 
+/// A status or error text on one line: like Redis, CR and LF become spaces, so a script can
+/// never end a reply early and inject another.
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
 /// A Lua error's message without mlua's traceback.
 fn clean_error(e: &mlua::Error) -> String {
     match e {
@@ -389,7 +395,8 @@ fn call_script(
                     }
                 });
             Err(Frame::error(format!(
-                "{msg} script: {}, on @user_script.",
+                "{} script: {}, on @user_script.",
+                one_line(&msg),
                 sha1hex(req.arg(1))
             )))
         }
@@ -557,12 +564,12 @@ fn lua_to_frame(v: &LuaValue, resp3: bool, depth: usize) -> Frame {
         LuaValue::String(s) => Frame::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
         LuaValue::Table(t) => {
             if let Ok(LuaValue::String(e)) = t.raw_get::<LuaValue>("err") {
-                let text = e.to_string_lossy();
+                let text = one_line(&e.to_string_lossy());
                 // Like Redis: an error without a code gets none added, but is never empty.
                 return Frame::error(if text.is_empty() { "ERR".into() } else { text });
             }
             if let Ok(LuaValue::String(s)) = t.raw_get::<LuaValue>("ok") {
-                return Frame::simple_owned(&s.to_string_lossy());
+                return Frame::simple_owned(&one_line(&s.to_string_lossy()));
             }
             if let Ok(LuaValue::Number(d)) = t.raw_get::<LuaValue>("double") {
                 return Frame::Double(d);
@@ -774,6 +781,24 @@ mod tests {
         assert_eq!(
             h.run(&["eval", "return 1", "2", "a"]),
             err("ERR Number of keys can't be greater than number of args")
+        );
+    }
+
+    #[test]
+    fn replies_cannot_inject_protocol() {
+        let mut h = Harness::new();
+        assert_eq!(
+            h.run(&["eval", "return redis.error_reply('ERR a\\r\\n+OK')", "0"]),
+            err("ERR a  +OK")
+        );
+        assert_eq!(
+            h.run(&["eval", "return redis.status_reply('a\\nb')", "0"]),
+            Frame::simple_owned("a b")
+        );
+        let e = h.run(&["eval", "error('x\\r\\n:1')", "0"]);
+        assert!(
+            matches!(&e, Frame::Error(t) if !t.contains('\n') && !t.contains('\r')),
+            "{e:?}"
         );
     }
 
