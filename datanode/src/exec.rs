@@ -208,6 +208,8 @@ fn request_slots(req: &Request) -> Vec<u16> {
             .map(|r| r.map(|i| key_slot(req.arg(i))).collect())
             .unwrap_or_default();
     }
+    // A subcommand's own key positions (OBJECT ENCODING key).
+    let spec = crate::cmd::resolve(req).map_or(spec, |(sub, _)| sub);
     spec.key_positions(req.len())
         .map(|i| key_slot(req.arg(i)))
         .collect()
@@ -319,12 +321,8 @@ pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planne
     let _gate = node.handoff.gate.read();
     let routing = node.routing();
     if !routing.standalone {
-        let mut key_slots = Vec::new();
-        for c in &cmds {
-            if let Ok((spec, _)) = crate::cmd::resolve(c) {
-                key_slots.extend(spec.key_positions(c.len()).map(|i| key_slot(c.arg(i))));
-            }
-        }
+        // Scripts' declared keys count too.
+        let key_slots: Vec<u16> = cmds.iter().flat_map(request_slots).collect();
         let watched_elsewhere = session.tx.watch.as_ref().is_some_and(|w| {
             w.keys
                 .iter()
