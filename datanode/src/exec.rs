@@ -50,6 +50,8 @@ pub enum Pending {
         kind: RelayKind,
         dirty: Arc<std::sync::atomic::AtomicBool>,
     },
+    /// A command that finishes asynchronously ([`crate::cmd::Deferred`]).
+    Task(crate::cmd::Deferred),
 }
 
 /// What a [`Pending::Relay`] request is, for when its node answers `-MOVED` or is lost: the
@@ -209,7 +211,7 @@ fn request_slots(req: &Request) -> Vec<u16> {
             .unwrap_or_default();
     }
     // A subcommand's own key positions (OBJECT ENCODING key).
-    let spec = crate::cmd::resolve(req).map_or(spec, |(sub, _)| sub);
+    let spec = crate::cmd::resolve_checked(req).map_or(spec, |(sub, _)| sub);
     spec.key_positions(req.len())
         .map(|i| key_slot(req.arg(i)))
         .collect()
@@ -291,7 +293,7 @@ pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planne
             return abort(session, Frame::NullArray);
         }
         let elsewhere = cmds.iter().any(|c| {
-            crate::cmd::resolve(c).is_ok_and(|(spec, _)| {
+            crate::cmd::resolve_checked(c).is_ok_and(|(spec, _)| {
                 spec.key_positions(c.len()).any(|i| {
                     let owner = routing.owner(key_slot(c.arg(i)));
                     let addr = match owner {
@@ -391,6 +393,15 @@ fn run_local(node: &Node, session: &mut Session, req: &Request) -> Frame {
     dispatch(&mut ctx, req)
 }
 
+/// Runs `req` here; a command that left work to finish asynchronously becomes a pending reply.
+fn run_here(node: &Node, session: &mut Session, req: &Request) -> Planned {
+    let reply = run_local(node, session, req);
+    match session.deferred.take() {
+        None => Planned::Now(reply),
+        Some(task) => Planned::Later(Pending::Task(task)),
+    }
+}
+
 fn moved(slot: u16, addr: SocketAddr) -> Frame {
     Frame::error(format!("MOVED {slot} {addr}"))
 }
@@ -401,7 +412,7 @@ const CLUSTERDOWN: Frame = Frame::err("CLUSTERDOWN Hash slot not served");
 /// Decides how to answer `req` under `routing`, starting any forwarding it needs.
 pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Planned {
     if routing.standalone {
-        return Planned::Now(run_local(node, session, req));
+        return run_here(node, session, req);
     }
     if session.tx.in_multi() {
         return plan_in_multi(node, session, routing, req);
@@ -426,8 +437,16 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
             };
         }
         // Errors, keyless and node-local commands run here.
-        _ => return Planned::Now(run_local(node, session, req)),
+        _ => return run_here(node, session, req),
     };
+    if session.perms.is_some() || session.acl_generation != node.acl.generation() {
+        // Permissions are checked here, before the request may leave for its owner.
+        if let Some((id, resolved)) = crate::cmd::resolve(req) {
+            if let Err(denied) = crate::cmd::acl_gate(node, session, id, resolved, req, now_ms()) {
+                return Planned::Now(denied);
+            }
+        }
+    }
     let mode = session.redirects;
     if mode != Redirects::Redirect && spec.step == 2 && req.len().is_multiple_of(2) {
         // MSET/MSETNX missing its last value: the command's own arity error, as a single
@@ -462,7 +481,7 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
         return Planned::Later(Pending::Frozen { req: req.clone() });
     }
     match (r, mode) {
-        (Route::Local, _) => Planned::Now(run_local(node, session, req)),
+        (Route::Local, _) => run_here(node, session, req),
         (Route::Moved { slot, addr }, _) => Planned::Now(moved(slot, addr)),
         (Route::Down, _) => Planned::Now(CLUSTERDOWN),
         (_, Redirects::Internal) => {
@@ -600,7 +619,8 @@ fn run_with_retries<'a>(
                                 p @ (Pending::Split { .. }
                                 | Pending::Frozen { .. }
                                 | Pending::Tx { .. }
-                                | Pending::Relay { .. }),
+                                | Pending::Relay { .. }
+                                | Pending::Task(_)),
                             ) => {
                                 return Box::pin(resolve_one(node, session, p)).await;
                             }
@@ -757,6 +777,7 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
                 Planned::Later(p) => Box::pin(resolve_one(node, session, p)).await,
             }
         }
+        Pending::Task(task) => encoded(&task(node.clone()).await, proto),
         Pending::Split { req, parts } => {
             let mut done = Vec::with_capacity(parts.len());
             for part in parts {

@@ -22,7 +22,9 @@
 //! `MULTIEXEC` is internal: a whole transaction in one request (`MULTIEXEC n arg1..argn n
 //! ...`), which a node sends to the node that owns all of a plain connection's transaction.
 
-use super::{flags::*, resolve, run_command, spec, CommandSpec, Ctx, Reply, ERR_OOM, NO_KEYS};
+use super::{
+    flags::*, resolve_checked, run_command, spec, CommandSpec, Ctx, Reply, ERR_OOM, NO_KEYS,
+};
 use crate::node::Node;
 use crate::resp::{Frame, Request};
 use crate::store::{Db, Watcher};
@@ -122,7 +124,7 @@ fn runs_in_multi(name: &str) -> bool {
 
 /// A request from a connection inside MULTI: queued, or run at once (EXEC, DISCARD...).
 pub fn in_multi(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
-    let spec = match resolve(req) {
+    let spec = match resolve_checked(req) {
         Ok((spec, _)) => spec,
         Err(e) => {
             ctx.session.tx.flag();
@@ -274,7 +276,7 @@ fn multiexec(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     }
     let cmds = decode_multiexec(req)?;
     for c in &cmds {
-        let checked = resolve(c).and_then(|(spec, _)| {
+        let checked = resolve_checked(c).and_then(|(spec, _)| {
             if runs_in_multi(spec.name) {
                 Err(ERR_NOT_IN_TX)
             } else {
@@ -295,7 +297,7 @@ fn multiexec(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 pub fn tx_slots(cmds: &[Request], watch: Option<&Watching>) -> Option<Vec<u16>> {
     let mut slots = Vec::new();
     for c in cmds {
-        let Ok((spec, _)) = resolve(c) else {
+        let Ok((spec, _)) = resolve_checked(c) else {
             continue;
         };
         if spec.first_key <= 0 {
@@ -338,7 +340,7 @@ fn run_tx_watched(ctx: &mut Ctx<'_>, cmds: &[Request], watch: Option<&Watching>)
     // when memory cannot be made; eviction runs here, before the locks are taken.
     let needs_memory = cmds
         .iter()
-        .any(|c| resolve(c).is_ok_and(|(s, _)| s.has(DENYOOM)));
+        .any(|c| resolve_checked(c).is_ok_and(|(s, _)| s.has(DENYOOM)));
     if needs_memory && !Db::in_tx() && ctx.node.db.make_room(ctx.now).is_err() {
         let Frame::Error(e) = ERR_OOM else {
             unreachable!()

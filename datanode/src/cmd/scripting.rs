@@ -19,7 +19,7 @@
 //! with an error; unlike Redis there is no `-BUSY` window nor SCRIPT KILL: the node's
 //! commands wait for the script instead.
 
-use super::{flags::*, resolve, run_command, spec, CommandSpec, Ctx, Reply, NO_KEYS};
+use super::{flags::*, resolve_checked, run_command, spec, CommandSpec, Ctx, Reply, NO_KEYS};
 use crate::resp::{Frame, Protocol, Request};
 use bytes::Bytes;
 use chkv_common::key_slot;
@@ -425,7 +425,7 @@ fn redis_call(run: &RefCell<Run<'_, '_>>, args: MultiValue) -> mlua::Result<Fram
         }
     }
     let req = Request::from_args(&parts);
-    let spec = match resolve(&req) {
+    let spec = match resolve_checked(&req) {
         Ok((spec, _)) => spec,
         Err(Frame::Error(e)) if e.starts_with("ERR unknown command") => {
             return Ok(Frame::err("ERR Unknown Redis command called from script"))
