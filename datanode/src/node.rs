@@ -122,6 +122,8 @@ pub struct Node {
     routing_generation: AtomicU64,
     pub peers: Peers,
     pub handoff: crate::handoff::Handoff,
+    /// The Lua interpreter and script cache (EVAL, SCRIPT).
+    pub scripts: crate::cmd::scripting::Scripts,
     /// The TLS configuration new TLS connections get (none when TLS is off).
     pub tls: crate::tls::TlsSlot,
     /// ACL users.
@@ -151,6 +153,7 @@ impl Node {
             routing_generation: AtomicU64::new(0),
             peers,
             handoff: crate::handoff::Handoff::default(),
+            scripts: Default::default(),
             tls: Default::default(),
             acl,
             cmdstats: crate::cmdstats::CommandStats::new(crate::cmd::table().len()),

@@ -407,6 +407,18 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     if redirects {
         session.redirects = Redirects::Redirect;
     }
+    let result = serve_session(node, &mut sock, &mut session, &mut stop).await;
+    // Watched keys are registered in the store: forget them however the connection ended.
+    crate::cmd::multi::unwatch_all(node, &mut session.tx);
+    result
+}
+
+async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
+    node: &Arc<Node>,
+    sock: &mut S,
+    session: &mut Session,
+    stop: &mut watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let mut replies = Replies::default();
     let mut parser = Parser::new();
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
@@ -428,18 +440,18 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             match parser.next(&mut inbuf, &limits, session.authenticated) {
                 Ok(Some(req)) => {
                     commands += 1;
-                    match plan(node, &mut session, &routing, &req) {
+                    match plan(node, session, &routing, &req) {
                         Planned::Now(reply) => reply.encode(session.proto, &mut out),
                         Planned::Later(p) => replies.push_pending(&mut out, p),
                     }
                     if session.quit {
-                        replies.resolve_into(node, &mut session, &mut out).await;
-                        send(&mut sock, &out).await?;
+                        replies.resolve_into(node, session, &mut out).await;
+                        send(sock, &out).await?;
                         return Ok(());
                     }
                     parser.recycle(req);
                     if out.len() >= OUT_FLUSH && replies.is_empty() {
-                        send(&mut sock, &out).await?;
+                        send(sock, &out).await?;
                         node.stats.net_output_bytes.add(out.len() as u64);
                         out.clear();
                     }
@@ -447,20 +459,20 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(None) => break,
                 Err(e) => {
                     // Like Redis: answer what came before, report the error, close.
-                    replies.resolve_into(node, &mut session, &mut out).await;
+                    replies.resolve_into(node, session, &mut out).await;
                     if !e.is_silent() {
                         out.extend_from_slice(b"-ERR ");
                         out.extend_from_slice(e.to_string().as_bytes());
                         out.extend_from_slice(b"\r\n");
                     }
                     debug!(client = session.client.id, error = %e, "protocol error");
-                    send(&mut sock, &out).await?;
+                    send(sock, &out).await?;
                     return Ok(());
                 }
             }
         }
         if !replies.is_empty() {
-            replies.resolve_into(node, &mut session, &mut out).await;
+            replies.resolve_into(node, session, &mut out).await;
         }
         if commands > 0 {
             node.stats.total_commands.add(commands);
@@ -481,7 +493,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             if others_busy(&mut last_batch) {
                 tokio::task::yield_now().await;
             }
-            send(&mut sock, &out).await?;
+            send(sock, &out).await?;
             node.stats.net_output_bytes.add(out.len() as u64);
             out.clear();
         }

@@ -12,6 +12,8 @@
 //! - [`cluster`]: CLUSTER, the slot table as Redis Cluster reports it.
 //! - [`object`]: OBJECT and MEMORY, what the store knows about one key.
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
+//! - [`multi`]: MULTI, EXEC, DISCARD, WATCH and UNWATCH: queued, atomic transactions.
+//! - [`scripting`]: EVAL, EVALSHA and SCRIPT: Lua 5.1 scripts, atomic like EXEC.
 //! - [`acl`]: ACL and its subcommands (the rules are in [`crate::acl`]).
 //! - [`hash`]: HSET, HGET and the other hash commands.
 //! - [`set`]: SADD, SINTER and the other set commands.
@@ -28,7 +30,9 @@ pub mod hash;
 pub mod hll;
 pub mod keys;
 pub mod migrate;
+pub mod multi;
 pub mod object;
+pub mod scripting;
 pub mod server;
 pub mod set;
 pub mod strings;
@@ -147,6 +151,8 @@ pub struct Session {
     pub quit: bool,
     /// How requests for other nodes' slots are handled on this connection.
     pub redirects: Redirects,
+    /// MULTI's queue and WATCH's keys.
+    pub tx: multi::TxState,
     /// The ACL user this connection runs as.
     pub user: Bytes,
     /// The user's rules when they restrict anything (`None`: everything is allowed, the
@@ -186,6 +192,7 @@ impl Session {
             authenticated,
             quit: false,
             redirects: Redirects::Forward,
+            tx: multi::TxState::default(),
             user: Bytes::from_static(b"default"),
             perms: None,
             // Refreshed before the first command.
@@ -214,6 +221,8 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(cluster::COMMANDS.iter());
         v.extend(object::COMMANDS.iter());
         v.extend(docs::COMMANDS.iter());
+        v.extend(multi::COMMANDS.iter());
+        v.extend(scripting::COMMANDS.iter());
         v.extend(acl::COMMANDS.iter());
         v.extend(hash::COMMANDS.iter());
         v.extend(set::COMMANDS.iter());
@@ -296,39 +305,28 @@ pub fn wrong_arity(name: &str) -> Frame {
 /// Runs one request and returns its reply.
 ///
 /// Checks come in Redis's order: unknown command, arity, unknown subcommand, then
-/// authentication.
+/// authentication. A connection inside MULTI queues instead (see [`multi`]).
 pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
-    let Some((idx, spec)) = lookup(req.arg(0)) else {
-        return unknown_command(req);
-    };
-    if !spec.arity_ok(req.len()) {
-        ctx.node.cmdstats.reject(idx as usize);
-        return wrong_arity(spec.name);
+    if ctx.session.tx.queue.is_some() {
+        return multi::in_multi(ctx, req);
     }
-    let (spec, cmd_id) = if spec.subcommands.is_empty() || req.len() < 2 {
-        (spec, idx)
-    } else {
-        match spec
-            .subcommands
-            .iter()
-            .position(|s| s.name.as_bytes().eq_ignore_ascii_case(req.arg(1)))
-        {
-            Some(i) => {
-                let sub = &spec.subcommands[i];
-                if !sub.arity_ok(req.len()) {
-                    return wrong_arity(&format!("{}|{}", spec.name, sub.name));
-                }
-                (sub, idx | ((i as u32 + 1) << 16))
+    run_command(ctx, req)
+}
+
+/// [`dispatch`] without the MULTI queue: runs the command now.
+pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
+    let (spec, cmd_id) = match resolve_checked(req) {
+        Ok(r) => r,
+        Err(e) => {
+            // A known command refused for its arguments counts as rejected in its stats.
+            if let Some((idx, _)) = lookup(req.arg(0)) {
+                ctx.node.cmdstats.reject(idx as usize);
             }
-            None => {
-                return Frame::error(format!(
-                    "ERR unknown subcommand '{}'. Try {} HELP.",
-                    String::from_utf8_lossy(&req.arg(1)[..req.arg(1).len().min(128)]),
-                    spec.name.to_ascii_uppercase()
-                ))
-            }
+            return e;
         }
     };
+    // Per-command stats are per top-level command (subcommands count as their parent).
+    let idx = cmd_id & 0xffff;
     if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) {
         ctx.node.cmdstats.reject(idx as usize);
         return Frame::err("NOAUTH Authentication required.");
@@ -346,7 +344,11 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         .store(cmd_id, std::sync::atomic::Ordering::Relaxed);
     // Like Redis: evict before a command that may need memory, and refuse it when memory is
     // over `maxmemory` and nothing can be evicted. Other commands (reads, DEL) always run.
-    if spec.has(flags::DENYOOM) && ctx.node.db.make_room(ctx.now).is_err() {
+    // Inside EXEC, the transaction did this once before taking its locks.
+    if spec.has(flags::DENYOOM)
+        && !ctx.session.tx.running
+        && ctx.node.db.make_room(ctx.now).is_err()
+    {
         ctx.node.cmdstats.reject(idx as usize);
         return ERR_OOM;
     }
@@ -363,6 +365,41 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         .cmdstats
         .record(idx as usize, started.elapsed(), failed);
     reply
+}
+
+/// The spec that runs `req` (the subcommand's, if any) and its id for CLIENT LIST, or the
+/// error reply for an unknown command, a wrong arity or an unknown subcommand.
+pub fn resolve_checked(req: &Request) -> Result<(&'static CommandSpec, u32), Frame> {
+    let Some((idx, spec)) = lookup(req.arg(0)) else {
+        return Err(unknown_command(req));
+    };
+    if !spec.arity_ok(req.len()) {
+        return Err(wrong_arity(spec.name));
+    }
+    Ok(if spec.subcommands.is_empty() || req.len() < 2 {
+        (spec, idx)
+    } else {
+        match spec
+            .subcommands
+            .iter()
+            .position(|s| s.name.as_bytes().eq_ignore_ascii_case(req.arg(1)))
+        {
+            Some(i) => {
+                let sub = &spec.subcommands[i];
+                if !sub.arity_ok(req.len()) {
+                    return Err(wrong_arity(&format!("{}|{}", spec.name, sub.name)));
+                }
+                (sub, idx | ((i as u32 + 1) << 16))
+            }
+            None => {
+                return Err(Frame::error(format!(
+                    "ERR unknown subcommand '{}'. Try {} HELP.",
+                    String::from_utf8_lossy(&req.arg(1)[..req.arg(1).len().min(128)]),
+                    spec.name.to_ascii_uppercase()
+                )))
+            }
+        }
+    })
 }
 
 /// The spec a request runs (the subcommand's when it has one) and its command id, or `None`

@@ -749,7 +749,7 @@ impl SlotGuard<'_> {
             self.sync_table_mem();
         }
         let h = self.t.map.hash(key);
-        let t = &mut *self.t;
+        let t = &mut **self.t;
         t.sketch.increment(&mut t.sketch_ops, h);
     }
 

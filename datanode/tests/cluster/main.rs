@@ -11,6 +11,8 @@
 //! - [`restart`]: a NameNode restart changes no ownership; the data plane keeps serving.
 //! - [`resp3`]: forwarded and split replies in RESP3.
 //! - [`bits`]: bitmap, LCS and HyperLogLog commands routed by their keys; CROSSSLOT across nodes.
+//! - [`multi`]: MULTI/EXEC forwarded whole, CROSSSLOT, cluster-aware rules, a slot moving
+//!   between MULTI and EXEC.
 //! - [`tools`]: `redis-cli --cluster check`, `info` and `import` from a live redis-server.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
 //! - [`collections`]: hashes and sets forwarded by key; multi-set commands whole on one node
@@ -27,6 +29,7 @@ mod cluster_client;
 mod collections;
 mod failure;
 mod flap;
+mod multi;
 mod multikey;
 mod redirects;
 mod resp3;

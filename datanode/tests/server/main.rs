@@ -8,6 +8,8 @@
 //! - [`collections`]: hashes and sets, and the keyspace commands on every type.
 //! - [`expiry`]: lazy and active expiry in real time.
 //! - [`auth`]: `requirepass`, HELLO AUTH and password URLs.
+//! - [`multi`]: transactions: exact replies, atomic pipelines, WATCH under contention.
+//! - [`scripting`]: EVAL/EVALSHA: a lock release script, a token-bucket rate limiter.
 //! - [`limits`]: malformed input, declared sizes, client and buffer limits.
 //! - [`metrics`]: the HTTP port's `/metrics` and `/healthz`.
 //! - [`fuzz`]: random bytes at a live server.
@@ -32,11 +34,13 @@ mod limits;
 mod metrics;
 mod migrate;
 mod namenode_errors;
+mod multi;
 #[path = "../../../namenode/tests/namenode/prom.rs"]
 mod prom;
 mod raw;
 mod redis_cli;
 mod redis_server;
+mod scripting;
 mod server_cmds;
 mod shutdown;
 mod strings;
