@@ -32,6 +32,8 @@ pub struct Config {
     /// `maxmemory`, `maxmemory-policy`, `maxmemory-samples`, `lfu-log-factor`,
     /// `lfu-decay-time`.
     pub eviction: crate::store::evict::EvictionConfig,
+    /// The `pubsub` class of `client-output-buffer-limit` (the only class enforced).
+    pub pubsub_limit: crate::pubsub::OutputLimit,
 }
 
 impl Default for Config {
@@ -51,6 +53,7 @@ impl Default for Config {
             heartbeat_ms: 1000,
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),
             eviction: Default::default(),
+            pubsub_limit: Default::default(),
         }
     }
 }

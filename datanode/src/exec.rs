@@ -91,6 +91,10 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
         // Errors, keyless and node-local commands run here.
         _ => return Planned::Now(run_local(node, session, req)),
     };
+    if session.subscribed_resp2() && spec.name != "ssubscribe" {
+        // Refused here by the subscribed-mode rule, wherever its keys live.
+        return Planned::Now(run_local(node, session, req));
+    }
     let mode = session.redirects;
     if mode != Redirects::Redirect && spec.step == 2 && req.len().is_multiple_of(2) {
         // MSET/MSETNX missing its last value: the command's own arity error, as a single
@@ -123,6 +127,18 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
         })
     {
         return Planned::Later(Pending::Frozen { req: req.clone() });
+    }
+    if spec.name == "ssubscribe" {
+        // A subscription lives on the connection: it cannot be forwarded, so every client is
+        // sent to the slot's owner.
+        match r {
+            Route::Remote(o) => {
+                let slot = key_slot(req.arg(1));
+                return Planned::Now(routing.addr(o).map_or(CLUSTERDOWN, |a| moved(slot, a)));
+            }
+            Route::Split => return Planned::Now(CROSSSLOT),
+            _ => {}
+        }
     }
     match (r, mode) {
         (Route::Local, _) => Planned::Now(run_local(node, session, req)),
@@ -242,6 +258,10 @@ fn run_with_retries<'a>(
                     } else {
                         let routing = node.routing();
                         match plan(node, session, &routing, &req) {
+                            // A subscription's confirmation went to the outbox.
+                            Planned::Now(_) if std::mem::take(&mut session.no_reply) => {
+                                return Bytes::new()
+                            }
                             Planned::Now(f) => return encoded(&f, proto),
                             Planned::Later(Pending::Remote { rx, .. }) => rx,
                             Planned::Later(

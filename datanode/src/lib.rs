@@ -10,6 +10,8 @@
 //! - [`node`]: state shared by a node's connections (store, config, counters, clients).
 //! - [`cluster`]: the routing snapshot (slot owners) and the per-request routing decision.
 //! - [`peer`]: pipelined connections to other DataNodes for forwarding.
+//! - [`pubsub`]: channel, pattern and shard subscriptions and the bounded per-connection
+//!   outboxes PUBLISH pushes into.
 //! - [`exec`]: running a request here, on its owner, or split over owners.
 //! - [`agent`]: registration, heartbeats and table updates with the NameNode.
 //! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
@@ -26,6 +28,7 @@ pub mod exec;
 pub mod handoff;
 pub mod node;
 pub mod peer;
+pub mod pubsub;
 pub mod resp;
 pub mod server;
 pub mod store;

@@ -43,6 +43,8 @@ pub struct ClientInfo {
     pub name: Mutex<Option<Bytes>>,
     pub lib_name: Mutex<Option<Bytes>>,
     pub lib_ver: Mutex<Option<Bytes>>,
+    /// Set on the first (P|S)SUBSCRIBE; the node forgets its subscriptions when it leaves.
+    pub subscriber: std::sync::OnceLock<Arc<crate::pubsub::Subscriber>>,
 }
 
 impl ClientInfo {
@@ -58,6 +60,7 @@ impl ClientInfo {
             name: Mutex::new(None),
             lib_name: Mutex::new(None),
             lib_ver: Mutex::new(None),
+            subscriber: std::sync::OnceLock::new(),
         }
     }
 
@@ -73,9 +76,18 @@ impl ClientInfo {
         };
         let cmd = crate::cmd::name_by_index(self.last_cmd.load(Relaxed))
             .unwrap_or_else(|| "NULL".to_string());
+        use crate::pubsub::Kind;
+        let subs = self.subscriber.get();
+        let count = |k| subs.map_or(0, |s| s.count(k));
+        let (sub, psub, ssub) = (
+            count(Kind::Channel),
+            count(Kind::Pattern),
+            count(Kind::Shard),
+        );
+        let flags = if sub + psub + ssub > 0 { "P" } else { "N" };
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 \
-             ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={flags} db=0 sub={sub} \
+             psub={psub} ssub={ssub} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
              omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
@@ -113,6 +125,7 @@ pub struct Node {
     routing_generation: AtomicU64,
     pub peers: Peers,
     pub handoff: crate::handoff::Handoff,
+    pub pubsub: crate::pubsub::PubSub,
 }
 
 impl Node {
@@ -133,6 +146,7 @@ impl Node {
             routing_generation: AtomicU64::new(0),
             peers,
             handoff: crate::handoff::Handoff::default(),
+            pubsub: Default::default(),
             config: RwLock::new(config),
             config_generation: AtomicU64::new(0),
             stats: ServerStats::default(),
@@ -153,7 +167,10 @@ impl Node {
     }
 
     pub fn unregister_client(&self, id: u64) {
-        self.clients.lock().remove(&id);
+        let info = self.clients.lock().remove(&id);
+        if let Some(s) = info.as_ref().and_then(|c| c.subscriber.get()) {
+            self.pubsub.drop_subscriber(s);
+        }
     }
 
     pub fn connected_clients(&self) -> usize {
@@ -193,13 +210,23 @@ impl Node {
     /// Installs the effective routing snapshot (table plus overrides).
     pub(crate) fn install_routing(&self, mut r: Routing) {
         let keep: Vec<SocketAddr> = r.nodes.iter().map(|n| n.client_addr).collect();
-        {
+        let installed = {
             let mut current = self.routing.write();
             r.generation = current.generation + 1;
             // Published before the lock is released, so whoever sees the new routing's
             // effects (an unfrozen slot) also sees that older snapshots are stale.
             self.routing_generation.store(r.generation, SeqCst);
             *current = Arc::new(r);
+            current.clone()
+        };
+        // Shard subscribers of slots that moved away are told to go to the new owner.
+        if !self.pubsub.is_empty() {
+            let limit = self.config().pubsub_limit;
+            self.pubsub.drop_shard_slots(
+                |s| installed.owner(s) != crate::cluster::Owner::Local,
+                limit,
+                Instant::now(),
+            );
         }
         self.peers.retain(|a| keep.contains(a));
     }

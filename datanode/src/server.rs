@@ -197,12 +197,28 @@ async fn connection(
         if routing.generation != node.routing_generation() {
             routing = node.routing();
         }
+        // Messages pushed while the connection was waiting (pubsub output limit: a killed
+        // subscriber is disconnected, as Redis does).
+        if let Some(sub) = &session.pubsub {
+            if sub.drain(&mut out).is_err() {
+                return Ok(());
+            }
+        }
         let mut commands = 0u64;
         loop {
             match parser.next(&mut inbuf, &limits, session.authenticated) {
                 Ok(Some(req)) => {
                     commands += 1;
-                    match plan(node, &mut session, &routing, &req) {
+                    let planned = plan(node, &mut session, &routing, &req);
+                    // Messages queued for this connection so far (its own subscription
+                    // confirmations, a PUBLISH to itself) go before this reply, as in Redis.
+                    if let Some(sub) = &session.pubsub {
+                        if sub.drain(&mut out).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    match planned {
+                        Planned::Now(_) if std::mem::take(&mut session.no_reply) => {}
                         Planned::Now(reply) => reply.encode(session.proto, &mut out),
                         Planned::Later(p) => replies.push_pending(&mut out, p),
                     }
@@ -213,7 +229,7 @@ async fn connection(
                     }
                     parser.recycle(req);
                     if out.len() >= OUT_FLUSH && replies.is_empty() {
-                        sock.write_all(&out).await?;
+                        write_out(&mut sock, &out, &session).await?;
                         node.stats.net_output_bytes.add(out.len() as u64);
                         out.clear();
                     }
@@ -255,7 +271,7 @@ async fn connection(
             if others_busy(&mut last_batch) {
                 tokio::task::yield_now().await;
             }
-            sock.write_all(&out).await?;
+            write_out(&mut sock, &out, &session).await?;
             node.stats.net_output_bytes.add(out.len() as u64);
             out.clear();
         }
@@ -273,8 +289,33 @@ async fn connection(
                 }
                 node.stats.net_input_bytes.add(n as u64);
             }
+            _ = pushed(&session) => {}
             _ = stop.changed() => return Ok(()),
         }
+    }
+}
+
+/// Writes `buf`; for a subscriber, gives up when the output limit kills it, so a client
+/// that stopped reading is disconnected instead of holding its connection forever.
+async fn write_out(
+    sock: &mut TcpStream,
+    buf: &[u8],
+    session: &crate::cmd::Session,
+) -> std::io::Result<()> {
+    match &session.pubsub {
+        None => sock.write_all(buf).await,
+        Some(sub) => tokio::select! {
+            r = sock.write_all(buf) => r,
+            _ = sub.killed() => Err(std::io::Error::other("pubsub output buffer limit reached")),
+        },
+    }
+}
+
+/// Completes when a message was pushed to the connection's outbox; never without one.
+async fn pushed(session: &crate::cmd::Session) {
+    match &session.pubsub {
+        Some(sub) => sub.pushed().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`server`]: connection and server commands (PING, HELLO, AUTH, CLIENT, INFO, CONFIG, ...).
 //! - [`cluster`]: CLUSTER, the slot table as Redis Cluster reports it.
 //! - [`object`]: OBJECT and MEMORY, what the store knows about one key.
+//! - [`pubsub`]: SUBSCRIBE, PUBLISH, PUBSUB and the sharded forms, RESET.
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
 
 pub mod cluster;
@@ -18,6 +19,7 @@ pub mod decimal;
 pub mod docs;
 pub mod keys;
 pub mod object;
+pub mod pubsub;
 pub mod server;
 pub mod strings;
 
@@ -44,6 +46,8 @@ pub mod flags {
     pub const NO_AUTH: u32 = 1 << 8;
     /// The command reads or writes the whole keyspace (KEYS, SCAN, FLUSHALL...): node-local.
     pub const KEYSPACE: u32 = 1 << 9;
+    /// Pub/Sub commands (Redis's `pubsub` flag).
+    pub const PUBSUB: u32 = 1 << 10;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -55,6 +59,7 @@ pub mod flags {
         (STALE, "stale"),
         (FAST, "fast"),
         (NO_AUTH, "no_auth"),
+        (PUBSUB, "pubsub"),
     ];
 }
 
@@ -112,6 +117,10 @@ pub struct Session {
     pub quit: bool,
     /// How requests for other nodes' slots are handled on this connection.
     pub redirects: Redirects,
+    /// Set on the first subscription: where messages for this connection are queued.
+    pub pubsub: Option<Arc<crate::pubsub::Subscriber>>,
+    /// Set by a handler whose answer went to the outbox instead (SUBSCRIBE and friends).
+    pub no_reply: bool,
 }
 
 /// What a connection gets for keys this node does not own.
@@ -135,7 +144,27 @@ impl Session {
             authenticated,
             quit: false,
             redirects: Redirects::Forward,
+            pubsub: None,
+            no_reply: false,
         }
+    }
+
+    /// The connection's subscriber, created on first use.
+    pub fn subscriber(&mut self) -> Arc<crate::pubsub::Subscriber> {
+        let (client, proto) = (&self.client, self.proto);
+        self.pubsub
+            .get_or_insert_with(|| {
+                client
+                    .subscriber
+                    .get_or_init(|| Arc::new(crate::pubsub::Subscriber::new(client.id, proto)))
+                    .clone()
+            })
+            .clone()
+    }
+
+    /// Whether this is a RESP2 connection in Redis's subscribed mode.
+    pub fn subscribed_resp2(&self) -> bool {
+        self.proto == Protocol::Resp2 && self.pubsub.as_ref().is_some_and(|s| s.active())
     }
 }
 
@@ -158,6 +187,7 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(cluster::COMMANDS.iter());
         v.extend(object::COMMANDS.iter());
         v.extend(docs::COMMANDS.iter());
+        v.extend(pubsub::COMMANDS.iter());
         v
     })
 }
@@ -268,6 +298,12 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     };
     if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) {
         return Frame::err("NOAUTH Authentication required.");
+    }
+    if ctx.session.pubsub.is_some() {
+        let top = table()[(idx & 0xffff) as usize].name;
+        if let Some(e) = pubsub::subscribed_context_error(ctx.session, top, spec.name) {
+            return e;
+        }
     }
     ctx.session
         .client

@@ -299,7 +299,19 @@ pub(crate) fn container(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
     Err(Frame::err("ERR missing subcommand"))
 }
 
-fn ping(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+fn ping(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    if req.len() <= 2 && ctx.session.subscribed_resp2() {
+        // Redis: a subscribed RESP2 connection gets a pushed-message shape.
+        let msg = if req.len() == 2 {
+            req.arg_bytes(1)
+        } else {
+            Bytes::new()
+        };
+        return Ok(Frame::Array(vec![
+            Frame::bulk_static("pong"),
+            Frame::Bulk(msg),
+        ]));
+    }
     match req.len() {
         1 => Ok(Frame::simple("PONG")),
         2 => Ok(Frame::Bulk(req.arg_bytes(1))),
@@ -404,6 +416,9 @@ fn hello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         .client
         .resp
         .store(proto.version() as u32, Relaxed);
+    if let Some(sub) = &ctx.session.pubsub {
+        sub.set_proto(proto);
+    }
     if let Some(n) = name {
         *ctx.session.client.name.lock() = Some(n);
     }
@@ -458,13 +473,18 @@ fn client_getname(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
 
 fn client_list(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let mut ids: Option<Vec<u64>> = None;
+    // Some(true): only subscribed clients (TYPE pubsub); Some(false): only the others.
+    let mut pubsub_only: Option<bool> = None;
     let mut i = 2;
     while i < req.len() {
         let a = req.arg(i);
         if is(a, "TYPE") && i + 1 < req.len() {
             let t = req.arg(i + 1);
             if is(t, "normal") {
-            } else if is(t, "master") || is(t, "replica") || is(t, "pubsub") || is(t, "slave") {
+                pubsub_only = Some(false);
+            } else if is(t, "pubsub") {
+                pubsub_only = Some(true);
+            } else if is(t, "master") || is(t, "replica") || is(t, "slave") {
                 ids = Some(vec![]);
             } else {
                 return Err(Frame::error(format!(
@@ -491,7 +511,10 @@ fn client_list(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let clients: Vec<_> = ctx.node.clients.lock().values().cloned().collect();
     let mut out = String::new();
     for c in clients {
-        if ids.as_ref().is_none_or(|v| v.contains(&c.id)) {
+        let subscribed = c.subscriber.get().is_some_and(|s| s.active());
+        if ids.as_ref().is_none_or(|v| v.contains(&c.id))
+            && pubsub_only.is_none_or(|p| p == subscribed)
+        {
             out.push_str(&c.describe());
             out.push('\n');
         }
@@ -730,6 +753,10 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("evicted_keys", &db.stats.evicted_keys.get());
             kv("keyspace_hits", &db.stats.keyspace_hits.get());
             kv("keyspace_misses", &db.stats.keyspace_misses.get());
+            use crate::pubsub::Kind;
+            kv("pubsub_channels", &node.pubsub.len(Kind::Channel));
+            kv("pubsub_patterns", &node.pubsub.len(Kind::Pattern));
+            kv("pubsubshard_channels", &node.pubsub.len(Kind::Shard));
         }
         "persistence" => {
             // CHKV does not persist; these are the values of a Redis with persistence off,
@@ -934,6 +961,20 @@ static PARAMS: &[Param] = &[
         get: |c| c.eviction.lfu_decay_time.to_string(),
         set: Some(|c, v| {
             c.eviction.lfu_decay_time = parse_lfu(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "client-output-buffer-limit",
+        get: |c| {
+            let p = c.pubsub_limit;
+            format!(
+                "normal 0 0 0 slave 268435456 67108864 60 pubsub {} {} {}",
+                p.hard, p.soft, p.soft_secs
+            )
+        },
+        set: Some(|c, v| {
+            c.pubsub_limit = super::pubsub::parse_output_limits(v, c.pubsub_limit)?;
             Ok(())
         }),
     },

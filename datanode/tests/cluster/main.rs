@@ -10,11 +10,14 @@
 //!   when it comes back it gets the same slots back.
 //! - [`restart`]: a NameNode restart changes no ownership; the data plane keeps serving.
 //! - [`resp3`]: forwarded and split replies in RESP3.
+//! - [`pubsub`]: PUBLISH reaches subscribers on every node; shard subscriptions across a
+//!   drain.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
 
 mod cluster_client;
 mod failure;
 mod multikey;
+mod pubsub;
 mod redirects;
 mod resp3;
 mod restart;

@@ -7,6 +7,7 @@
 //! - [`expiry`]: lazy and active expiry in real time.
 //! - [`auth`]: `requirepass`, HELLO AUTH and password URLs.
 //! - [`limits`]: malformed input, declared sizes, client and buffer limits.
+//! - [`pubsub`]: message shapes, ordering and the pubsub output limit.
 //! - [`fuzz`]: random bytes at a live server.
 //! - [`shutdown`]: graceful shutdown with clients connected.
 //! - [`redis_cli`]: the real `redis-cli`.
@@ -18,6 +19,7 @@ mod expiry;
 mod fuzz;
 mod keys;
 mod limits;
+mod pubsub;
 mod raw;
 mod redis_cli;
 mod server_cmds;
