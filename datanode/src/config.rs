@@ -34,6 +34,8 @@ pub struct Config {
     pub eviction: crate::store::evict::EvictionConfig,
     /// The `pubsub` class of `client-output-buffer-limit` (the only class enforced).
     pub pubsub_limit: crate::pubsub::OutputLimit,
+    /// `notify-keyspace-events` as [`crate::pubsub::events`] bits; off by default.
+    pub notify_keyspace_events: u32,
 }
 
 impl Default for Config {
@@ -54,6 +56,7 @@ impl Default for Config {
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),
             eviction: Default::default(),
             pubsub_limit: Default::default(),
+            notify_keyspace_events: 0,
         }
     }
 }

@@ -125,7 +125,7 @@ pub struct Node {
     routing_generation: AtomicU64,
     pub peers: Peers,
     pub handoff: crate::handoff::Handoff,
-    pub pubsub: crate::pubsub::PubSub,
+    pub pubsub: Arc<crate::pubsub::PubSub>,
 }
 
 impl Node {
@@ -139,6 +139,20 @@ impl Node {
         let peers = Peers::new(config.requirepass.clone());
         let db = Db::new();
         db.configure_eviction(&config.eviction);
+        let pubsub = Arc::new(crate::pubsub::PubSub::default());
+        pubsub.configure(&config);
+        let notify = pubsub.clone();
+        db.set_removal_hook(Box::new(move |why, key| {
+            use crate::pubsub::events;
+            match why {
+                crate::store::Removal::Expired => {
+                    notify.notify_keyspace(events::EXPIRED, "expired", key)
+                }
+                crate::store::Removal::Evicted => {
+                    notify.notify_keyspace(events::EVICTED, "evicted", key)
+                }
+            }
+        }));
         Node {
             db,
             node_id,
@@ -146,7 +160,7 @@ impl Node {
             routing_generation: AtomicU64::new(0),
             peers,
             handoff: crate::handoff::Handoff::default(),
-            pubsub: Default::default(),
+            pubsub,
             config: RwLock::new(config),
             config_generation: AtomicU64::new(0),
             stats: ServerStats::default(),
@@ -221,7 +235,7 @@ impl Node {
         };
         // Shard subscribers of slots that moved away are told to go to the new owner.
         if !self.pubsub.is_empty() {
-            let limit = self.config().pubsub_limit;
+            let limit = self.pubsub.limit();
             self.pubsub.drop_shard_slots(
                 |s| installed.owner(s) != crate::cluster::Owner::Local,
                 limit,

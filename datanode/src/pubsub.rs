@@ -19,6 +19,7 @@ use crate::store::glob::glob_match;
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Notify;
@@ -253,10 +254,94 @@ struct Registry {
     maps: [HashMap<Bytes, Subs>; 3],
 }
 
+/// Keyspace notification classes: the letters of `notify-keyspace-events`.
+pub mod events {
+    pub const KEYSPACE: u32 = 1 << 0; // K
+    pub const KEYEVENT: u32 = 1 << 1; // E
+    pub const GENERIC: u32 = 1 << 2; // g
+    pub const STRING: u32 = 1 << 3; // $
+    pub const LIST: u32 = 1 << 4; // l
+    pub const SET: u32 = 1 << 5; // s
+    pub const HASH: u32 = 1 << 6; // h
+    pub const ZSET: u32 = 1 << 7; // z
+    pub const EXPIRED: u32 = 1 << 8; // x
+    pub const EVICTED: u32 = 1 << 9; // e
+    pub const STREAM: u32 = 1 << 10; // t
+    pub const KEY_MISS: u32 = 1 << 11; // m
+    pub const MODULE: u32 = 1 << 12; // d
+    pub const NEW: u32 = 1 << 13; // n
+    /// `A`: every class but key-miss and new.
+    pub const ALL: u32 =
+        GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE;
+
+    /// Parses the flags as Redis does; `None` on an unknown letter.
+    pub fn parse(s: &[u8]) -> Option<u32> {
+        s.iter().try_fold(0, |f, c| {
+            Some(
+                f | match c {
+                    b'A' => ALL,
+                    b'g' => GENERIC,
+                    b'$' => STRING,
+                    b'l' => LIST,
+                    b's' => SET,
+                    b'h' => HASH,
+                    b'z' => ZSET,
+                    b'x' => EXPIRED,
+                    b'e' => EVICTED,
+                    b'K' => KEYSPACE,
+                    b'E' => KEYEVENT,
+                    b't' => STREAM,
+                    b'm' => KEY_MISS,
+                    b'd' => MODULE,
+                    b'n' => NEW,
+                    _ => return None,
+                },
+            )
+        })
+    }
+
+    /// The flags in Redis's canonical spelling (`AKE`, `gKE`, `$lshzxeKE`).
+    pub fn to_string(f: u32) -> String {
+        let mut s = String::new();
+        if f & ALL == ALL {
+            s.push('A');
+        } else {
+            for (bit, c) in [
+                (GENERIC, 'g'),
+                (STRING, '$'),
+                (LIST, 'l'),
+                (SET, 's'),
+                (HASH, 'h'),
+                (ZSET, 'z'),
+                (EXPIRED, 'x'),
+                (EVICTED, 'e'),
+                (STREAM, 't'),
+                (MODULE, 'd'),
+                (NEW, 'n'),
+            ] {
+                if f & bit != 0 {
+                    s.push(c);
+                }
+            }
+        }
+        for (bit, c) in [(KEYSPACE, 'K'), (KEYEVENT, 'E'), (KEY_MISS, 'm')] {
+            if f & bit != 0 {
+                s.push(c);
+            }
+        }
+        s
+    }
+}
+
 /// A node's Pub/Sub state.
 #[derive(Default)]
 pub struct PubSub {
     registry: RwLock<Registry>,
+    /// `notify-keyspace-events` as [`events`] bits; read on every write, changed by CONFIG SET.
+    notify: AtomicU32,
+    /// A copy of the config's `pubsub` output limit, for publishers without the config (the
+    /// store's expiry and eviction).
+    limit: Mutex<OutputLimit>,
 }
 
 fn push_frame(kind: &'static str, a: Frame, b: Frame) -> Frame {
@@ -264,6 +349,37 @@ fn push_frame(kind: &'static str, a: Frame, b: Frame) -> Frame {
 }
 
 impl PubSub {
+    /// Takes the settings that concern Pub/Sub from a config about to be published.
+    pub fn configure(&self, config: &crate::config::Config) {
+        *self.limit.lock() = config.pubsub_limit;
+        self.notify.store(config.notify_keyspace_events, Relaxed);
+    }
+
+    /// The output limit publishers apply.
+    pub fn limit(&self) -> OutputLimit {
+        *self.limit.lock()
+    }
+
+    /// Publishes a keyspace notification for `key` if the class is enabled: `event` on
+    /// `__keyspace@0__:<key>` (K) and `key` on `__keyevent@0__:<event>` (E), to this node's
+    /// subscribers (the node that holds the key).
+    pub fn notify_keyspace(&self, class: u32, event: &str, key: &[u8]) {
+        let flags = self.notify.load(Relaxed);
+        if flags & class == 0 {
+            return;
+        }
+        let (limit, now) = (self.limit(), Instant::now());
+        if flags & events::KEYSPACE != 0 {
+            let mut chan = b"__keyspace@0__:".to_vec();
+            chan.extend_from_slice(key);
+            self.publish(Kind::Channel, &chan, event.as_bytes(), limit, now);
+        }
+        if flags & events::KEYEVENT != 0 {
+            let chan = format!("__keyevent@0__:{event}");
+            self.publish(Kind::Channel, chan.as_bytes(), key, limit, now);
+        }
+    }
+
     /// Subscribes `sub` to `names` of `kind`, pushing one confirmation per name.
     pub fn subscribe(
         &self,
@@ -534,6 +650,48 @@ mod tests {
         assert_eq!(ps.publish(Kind::Channel, b"ch", b"hi", lim, now), 1);
         ps.drop_subscriber(&c);
         assert!(ps.is_empty());
+    }
+
+    #[test]
+    fn event_flags_parse_and_print_as_redis() {
+        for (given, shown) in [
+            ("gKE", "gKE"),
+            ("$lshzxeKE", "$lshzxeKE"),
+            ("KA", "AK"),
+            ("EA", "AE"),
+            ("En", "nE"),
+            ("", ""),
+            ("AKEmn", "AKEm"),
+        ] {
+            let f = events::parse(given.as_bytes()).expect(given);
+            assert_eq!(events::to_string(f), shown, "{given}");
+        }
+        assert_eq!(events::parse(b"KEq"), None);
+    }
+
+    #[test]
+    fn keyspace_notifications_follow_the_flags() {
+        let ps = PubSub::default();
+        let now = Instant::now();
+        let lim = OutputLimit::default();
+        let s = Arc::new(Subscriber::new(1, Protocol::Resp2));
+        ps.subscribe(&s, Kind::Pattern, [b("*")], lim, now);
+        take(&s);
+        ps.notify_keyspace(events::STRING, "set", b"k");
+        assert_eq!(take(&s), "");
+        let c = crate::config::Config {
+            notify_keyspace_events: events::parse(b"KE$").expect("flags"),
+            ..Default::default()
+        };
+        ps.configure(&c);
+        ps.notify_keyspace(events::GENERIC, "del", b"k");
+        assert_eq!(take(&s), "");
+        ps.notify_keyspace(events::STRING, "set", b"k");
+        assert_eq!(
+            take(&s),
+            "*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$16\r\n__keyspace@0__:k\r\n$3\r\nset\r\n\
+             *4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$18\r\n__keyevent@0__:set\r\n$1\r\nk\r\n"
+        );
     }
 
     #[test]

@@ -217,9 +217,15 @@ async fn connection(
                             return Ok(());
                         }
                     }
+                    let withheld = session.withhold_reply();
                     match planned {
-                        Planned::Now(_) if std::mem::take(&mut session.no_reply) => {}
+                        Planned::Now(_) if withheld => {}
                         Planned::Now(reply) => reply.encode(session.proto, &mut out),
+                        // Its reply is not wanted, but a forwarded or waiting request still
+                        // has to run to the end.
+                        Planned::Later(p) if withheld => {
+                            crate::exec::resolve_one(node, &mut session, p).await;
+                        }
                         Planned::Later(p) => replies.push_pending(&mut out, p),
                     }
                     if session.quit {

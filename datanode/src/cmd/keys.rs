@@ -1,7 +1,9 @@
 //! Keyspace commands: deletion, existence, types, TTLs, renames, iteration.
 
 use super::flags::*;
+use super::pubsub::notify;
 use super::*;
+use crate::pubsub::events;
 use crate::store::glob::{glob_match, matches_all};
 use crate::store::NO_EXPIRY;
 
@@ -59,7 +61,13 @@ fn del(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let keys = || req.iter().skip(1);
     let mut g = ctx.node.db.lock_keys(keys());
     let n = keys()
-        .filter(|k| g.slot_of(k).remove(k, ctx.now).is_some())
+        .filter(|k| {
+            let gone = g.slot_of(k).remove(k, ctx.now).is_some();
+            if gone {
+                notify(ctx, events::GENERIC, "del", k);
+            }
+            gone
+        })
         .count();
     Ok(Frame::Integer(n as i64))
 }
@@ -144,8 +152,10 @@ fn expire_generic(ctx: &mut Ctx<'_>, req: &Request, unit: i64, absolute: bool, c
     }
     if at <= ctx.now as i64 {
         g.remove(key, ctx.now);
+        notify(ctx, events::GENERIC, "del", key);
     } else {
         g.set_expire(key, at as u64, ctx.now);
+        notify(ctx, events::GENERIC, "expire", key);
     }
     Ok(Frame::Integer(1))
 }
@@ -202,6 +212,7 @@ fn persist(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         .is_some_and(|e| e.expire_at().is_some());
     if has_ttl {
         g.set_expire(key, NO_EXPIRY, ctx.now);
+        notify(ctx, events::GENERIC, "persist", key);
     }
     Ok(Frame::Integer(has_ttl as i64))
 }
@@ -223,7 +234,12 @@ fn rename_generic(ctx: &mut Ctx<'_>, req: &Request, nx: bool) -> Reply {
     let Some(e) = g.slot_of(src).remove(src, ctx.now) else {
         return Err(Frame::err("ERR no such key"));
     };
-    g.slot_of(dst).set(dst, e.0, at, ctx.now);
+    let replaced = g.slot_of(dst).set(dst, e.0, at, ctx.now);
+    notify(ctx, events::GENERIC, "rename_from", src);
+    if !replaced {
+        notify(ctx, events::NEW, "new", dst);
+    }
+    notify(ctx, events::GENERIC, "rename_to", dst);
     Ok(if nx { Frame::Integer(1) } else { Frame::ok() })
 }
 
@@ -267,7 +283,10 @@ fn copy(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     if !replace && g.slot_of(dst).contains(dst, ctx.now) {
         return Ok(Frame::Integer(0));
     }
-    g.slot_of(dst).set(dst, value, at, ctx.now);
+    if !g.slot_of(dst).set(dst, value, at, ctx.now) {
+        notify(ctx, events::NEW, "new", dst);
+    }
+    notify(ctx, events::GENERIC, "copy_to", dst);
     Ok(Frame::Integer(1))
 }
 

@@ -121,6 +121,18 @@ pub struct Session {
     pub pubsub: Option<Arc<crate::pubsub::Subscriber>>,
     /// Set by a handler whose answer went to the outbox instead (SUBSCRIBE and friends).
     pub no_reply: bool,
+    /// CLIENT REPLY: whether replies are sent.
+    pub reply_mode: ReplyMode,
+}
+
+/// CLIENT REPLY's modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    #[default]
+    On,
+    Off,
+    /// The next command's reply is dropped.
+    Skip,
 }
 
 /// What a connection gets for keys this node does not own.
@@ -146,6 +158,23 @@ impl Session {
             redirects: Redirects::Forward,
             pubsub: None,
             no_reply: false,
+            reply_mode: ReplyMode::On,
+        }
+    }
+
+    /// Whether the reply of the command that just ran is withheld (it went to the outbox, or
+    /// CLIENT REPLY OFF/SKIP); consumes a SKIP.
+    pub fn withhold_reply(&mut self) -> bool {
+        if std::mem::take(&mut self.no_reply) {
+            return true;
+        }
+        match self.reply_mode {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::Skip => {
+                self.reply_mode = ReplyMode::On;
+                true
+            }
         }
     }
 

@@ -295,7 +295,13 @@ pub fn parse_output_limits(v: &[u8], mut pubsub: OutputLimit) -> Result<OutputLi
 }
 
 fn limit(ctx: &Ctx<'_>) -> OutputLimit {
-    ctx.node.config().pubsub_limit
+    ctx.node.pubsub.limit()
+}
+
+/// Publishes a keyspace notification for `key` (class from [`crate::pubsub::events`],
+/// Redis's event name): the one call a command makes after a change.
+pub fn notify(ctx: &Ctx<'_>, class: u32, event: &str, key: &[u8]) {
+    ctx.node.pubsub.notify_keyspace(class, event, key);
 }
 
 /// Arguments from 1 on, copied: a subscription outlives the request's read buffer.
@@ -349,7 +355,7 @@ fn sunsubscribe(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 
 /// Delivers a message to this node's subscribers; the receiver count.
 pub fn deliver(node: &crate::node::Node, kind: Kind, channel: &[u8], message: &[u8]) -> i64 {
-    let lim = node.config().pubsub_limit;
+    let lim = node.pubsub.limit();
     node.pubsub
         .publish(kind, channel, message, lim, Instant::now()) as i64
 }
@@ -492,6 +498,7 @@ fn reset(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
         sub.set_proto(crate::resp::Protocol::Resp2);
     }
     ctx.session.proto = crate::resp::Protocol::Resp2;
+    ctx.session.reply_mode = ReplyMode::On;
     ctx.session
         .client
         .resp
@@ -513,6 +520,101 @@ mod tests {
             s.drain(&mut out).expect("alive");
         }
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The (channel, message) pairs of the pmessages queued for `h`.
+    fn events_of(h: &Harness) -> Vec<(String, String)> {
+        let text = pushed(h);
+        let mut out = Vec::new();
+        let parts: Vec<&str> = text.split("\r\n").collect();
+        let mut i = 0;
+        while i + 8 < parts.len() {
+            if (parts[i] == "*4" || parts[i] == ">4") && parts[i + 2] == "pmessage" {
+                out.push((parts[i + 6].to_string(), parts[i + 8].to_string()));
+                i += 9;
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn commands_emit_redis_keyspace_events() {
+        let mut h = Harness::new();
+        assert_eq!(
+            h.run(&["CONFIG", "SET", "notify-keyspace-events", "KEA"]),
+            Frame::ok()
+        );
+        assert_eq!(
+            h.run(&["CONFIG", "GET", "notify-keyspace-events"]),
+            Frame::Map(vec![(bulk("notify-keyspace-events"), bulk("AKE"))])
+        );
+        assert!(h
+            .run(&["CONFIG", "SET", "notify-keyspace-events", "KEQ"])
+            .is_error());
+        h.run(&["HELLO", "3"]);
+        h.run(&["PSUBSCRIBE", "__keyevent@0__:*"]);
+        pushed(&h);
+        let script: &[(&[&str], &[&str])] = &[
+            (&["SET", "a", "1"], &["set"]),
+            (&["SET", "a", "2", "EX", "100"], &["set", "expire"]),
+            (&["INCRBY", "a", "3"], &["incrby"]),
+            (&["INCRBYFLOAT", "a", "1.5"], &["incrbyfloat"]),
+            (&["APPEND", "a", "x"], &["append"]),
+            (&["SETRANGE", "a", "0", "y"], &["setrange"]),
+            // The TTL survived the writes above.
+            (&["PERSIST", "a"], &["persist"]),
+            (&["PERSIST", "a"], &[]),
+            (&["EXPIRE", "a", "100"], &["expire"]),
+            (&["RENAME", "a", "b"], &["rename_from", "rename_to"]),
+            (&["COPY", "b", "c"], &["copy_to"]),
+            (&["MSET", "d", "1", "e", "2"], &["set", "set"]),
+            (&["GETDEL", "d"], &["del"]),
+            (&["DEL", "b", "c", "missing"], &["del", "del"]),
+            (&["EXPIRE", "e", "0"], &["del"]),
+            (&["GET", "missing"], &[]),
+        ];
+        for (cmd, want) in script {
+            assert!(!h.run(cmd).is_error(), "{cmd:?}");
+            let got: Vec<String> = events_of(&h)
+                .into_iter()
+                .map(|(chan, _)| chan.trim_start_matches("__keyevent@0__:").to_string())
+                .collect();
+            assert_eq!(got, *want, "{cmd:?}");
+        }
+        // `n` and `m` are not part of `A`.
+        h.run(&["CONFIG", "SET", "notify-keyspace-events", "Enm"]);
+        h.run(&["SET", "new1", "v"]);
+        h.run(&["SET", "new1", "w"]);
+        h.run(&["GET", "nothing"]);
+        assert_eq!(
+            events_of(&h),
+            vec![
+                ("__keyevent@0__:new".to_string(), "new1".to_string()),
+                ("__keyevent@0__:keymiss".to_string(), "nothing".to_string())
+            ]
+        );
+        // Expiry found by a read (lazy) and by the store's sampling (active).
+        h.run(&["CONFIG", "SET", "notify-keyspace-events", "Kx"]);
+        h.run(&["PSUBSCRIBE", "__keyspace@0__:*"]);
+        pushed(&h);
+        h.run(&["SET", "lazy", "v", "PX", "10"]);
+        h.run(&["SET", "active", "v", "PX", "10"]);
+        h.now += 20;
+        assert_eq!(h.run(&["GET", "lazy"]), Frame::Null);
+        let mut rng = {
+            use rand::SeedableRng;
+            rand::rngs::SmallRng::seed_from_u64(1)
+        };
+        h.node.db.active_expire(h.now, 1000, &mut rng);
+        assert_eq!(
+            events_of(&h),
+            vec![
+                ("__keyspace@0__:lazy".to_string(), "expired".to_string()),
+                ("__keyspace@0__:active".to_string(), "expired".to_string())
+            ]
+        );
     }
 
     #[test]

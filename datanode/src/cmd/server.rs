@@ -169,6 +169,17 @@ pub static COMMANDS: &[CommandSpec] = &[
 
 static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     spec(
+        "reply",
+        3,
+        STALE | LOADING,
+        NO_KEYS,
+        C,
+        "3.2.0",
+        "Instructs the server whether to reply to commands.",
+        "ON | OFF | SKIP",
+        client_reply,
+    ),
+    spec(
         "id",
         2,
         STALE | LOADING,
@@ -446,6 +457,23 @@ fn select(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     }
 }
 
+/// CLIENT REPLY ON | OFF | SKIP: OFF and SKIP have no reply of their own.
+fn client_reply(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let mode = req.arg(2);
+    let mode = if is(mode, "ON") {
+        ReplyMode::On
+    } else if is(mode, "OFF") {
+        ReplyMode::Off
+    } else if is(mode, "SKIP") {
+        ReplyMode::Skip
+    } else {
+        return Err(ERR_SYNTAX);
+    };
+    ctx.session.reply_mode = mode;
+    ctx.session.no_reply = mode != ReplyMode::On;
+    Ok(Frame::ok())
+}
+
 fn client_id(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
     Ok(Frame::Integer(ctx.session.client.id as i64))
 }
@@ -561,6 +589,8 @@ fn client_help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
         "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "GETNAME",
         "    Return the name of the current connection.",
+        "REPLY (ON|OFF|SKIP)",
+        "    Control the replies sent to the current connection.",
         "ID",
         "    Return the ID of the current connection.",
         "INFO",
@@ -979,6 +1009,16 @@ static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "notify-keyspace-events",
+        get: |c| crate::pubsub::events::to_string(c.notify_keyspace_events),
+        set: Some(|c, v| {
+            c.notify_keyspace_events = crate::pubsub::events::parse(v).ok_or_else(|| {
+                "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".to_string()
+            })?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "databases",
         get: |_| "1".into(),
         set: None,
@@ -1088,6 +1128,7 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         // The store reads its eviction settings from atomics, not from the config lock; set
         // them under the lock so that concurrent CONFIG SETs cannot leave the two different.
         db.configure_eviction(&cfg.eviction);
+        ctx.node.pubsub.configure(&cfg);
         *published = cfg;
     });
     Ok(Frame::ok())

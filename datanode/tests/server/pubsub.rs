@@ -64,6 +64,35 @@ async fn resp2_and_resp3_subscribers_get_their_shapes() {
     .await
 }
 
+#[tokio::test]
+async fn client_reply_off_and_skip_withhold_replies_but_not_messages() {
+    bounded(async {
+        let server = start().await;
+        let mut c = Raw::connect(server.addr()).await;
+        let mut p = Raw::connect(server.addr()).await;
+        c.send(&resp(&["CLIENT", "REPLY", "OFF"])).await;
+        c.send(&resp(&["SET", "k", "1"])).await;
+        c.send(&resp(&["SUBSCRIBE", "ch"])).await;
+        // The subscription's confirmation is a pushed message: it still arrives.
+        assert_eq!(
+            c.reply().await,
+            "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+        );
+        assert_eq!(p.cmd(&["PUBLISH", "ch", "m"]).await, ":1\r\n");
+        assert_eq!(
+            c.reply().await,
+            "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nm\r\n"
+        );
+        assert_eq!(c.cmd(&["RESET"]).await, "+RESET\r\n");
+        c.send(&resp(&["CLIENT", "REPLY", "SKIP"])).await;
+        c.send(&resp(&["GET", "k"])).await;
+        assert_eq!(c.cmd(&["PING"]).await, "+PONG\r\n");
+        assert_eq!(p.cmd(&["GET", "k"]).await, "$1\r\n1\r\n");
+        server.shutdown().await;
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_stops_reading_is_disconnected_and_never_slows_the_publisher() {
     bounded(async {
