@@ -11,14 +11,20 @@ SUBSCRIBERS=100
 SIZE=32
 PIPELINES=(1 16)
 PORTS=""
-VALKEY=${VALKEY_BIN:-$CHKV_ROOT/../shared/anchors/valkey-8.0.1/valkey-server}
+# The shared folder sits next to the main checkout, or two levels up from a worktree.
+VALKEY=${VALKEY_BIN:-}
+if [[ -z "$VALKEY" ]]; then
+    for d in "$CHKV_ROOT/../shared" "$CHKV_ROOT/../../shared"; do
+        [[ -x "$d/anchors/valkey-8.0.1/valkey-server" ]] && VALKEY="$d/anchors/valkey-8.0.1/valkey-server" && break
+    done
+fi
 
 usage() {
     cat <<EOF
 Usage: helper/bench-pubsub.sh [options]
 
 Starts a CHKV DataNode (\$CHKV_BIN, default the release build), redis-server and Valkey
-(\$VALKEY_BIN, default $VALKEY) on 127.0.0.1 and runs the pubsub_fanout example against
+(\$VALKEY_BIN, default ../shared/anchors/valkey-8.0.1/valkey-server) on 127.0.0.1 and runs the pubsub_fanout example against
 each, in a rotating order every round, for pipeline 1 and 16. Prints, per pipeline, the
 median messages delivered per second of each server and the ratios chkv/redis and
 chkv/valkey (>1: chkv faster).
