@@ -4,11 +4,9 @@
 //! - [`util`]: cluster helpers, the child-process DataNode, convergence, draining.
 //! - [`commands`]: every typed command's reply; standalone mode, RESP3, connect errors.
 //! - [`batches`]: MGET/MSET/DEL/EXISTS and pipelines across nodes, in the caller's order.
-//! - [`pubsub`]: channel, pattern and shard subscriptions across a drain.
 //! - [`ring`]: joins, drains and a SIGKILL under load; a NameNode restart under load.
 
 mod batches;
 mod commands;
-mod pubsub;
 mod ring;
 mod util;

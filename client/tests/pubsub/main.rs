@@ -1,8 +1,16 @@
 //! Subscriptions survive ring changes: a channel, a pattern and a shard channel keep
 //! receiving after the node holding the shard channel's slot (and maybe the subscription's
 //! connection) is drained and stopped.
+//!
+//! A test binary of its own: run in the same process as the `client` tests' ring tests, its
+//! drain made `ring::join_drain_and_kill_under_load` see lost writes (see the report of the
+//! `pubsub` branch); separate binaries run one after the other.
 
-use crate::util::{bounded, converge, drain, Cluster};
+#[allow(dead_code)]
+#[path = "../client/util.rs"]
+mod util;
+
+use util::{bounded, converge, drain, Cluster};
 use chkv_client::{Client, Subscription};
 use std::time::{Duration, Instant};
 
