@@ -10,9 +10,9 @@
 #[path = "../client/util.rs"]
 mod util;
 
-use util::{bounded, converge, drain, Cluster};
 use chkv_client::{Client, Subscription};
 use std::time::{Duration, Instant};
+use util::{bounded, converge, drain, Cluster};
 
 /// Publishes (`command` + a counter) until `sub` receives one of them; returns its payload.
 async fn publish_until_received(client: &Client, sub: &mut Subscription, command: &[&str]) {
