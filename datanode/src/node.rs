@@ -45,6 +45,8 @@ pub struct ClientInfo {
     pub lib_ver: Mutex<Option<Bytes>>,
     /// Set on the first (P|S)SUBSCRIBE; the node forgets its subscriptions when it leaves.
     pub subscriber: std::sync::OnceLock<Arc<crate::pubsub::Subscriber>>,
+    /// The ACL user the connection runs as (CLIENT LIST's `user=`).
+    pub user: Mutex<Bytes>,
 }
 
 impl ClientInfo {
@@ -61,6 +63,7 @@ impl ClientInfo {
             lib_name: Mutex::new(None),
             lib_ver: Mutex::new(None),
             subscriber: std::sync::OnceLock::new(),
+            user: Mutex::new(Bytes::from_static(b"default")),
         }
     }
 
@@ -88,7 +91,7 @@ impl ClientInfo {
         format!(
             "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={flags} db=0 sub={sub} \
              psub={psub} ssub={ssub} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
-             omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+             omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -96,6 +99,7 @@ impl ClientInfo {
             age,
             idle,
             cmd,
+            String::from_utf8_lossy(&self.user.lock()),
             self.resp.load(Relaxed),
             text(&self.lib_name),
             text(&self.lib_ver),
@@ -126,6 +130,10 @@ pub struct Node {
     pub peers: Peers,
     pub handoff: crate::handoff::Handoff,
     pub pubsub: Arc<crate::pubsub::PubSub>,
+    /// The TLS configuration new TLS connections get (none when TLS is off).
+    pub tls: crate::tls::TlsSlot,
+    /// ACL users.
+    pub acl: crate::acl::Acl,
 }
 
 impl Node {
@@ -153,6 +161,9 @@ impl Node {
                 }
             }
         }));
+        let acl = crate::acl::Acl::default();
+        acl.set_requirepass(config.requirepass.as_deref());
+        db.limits.store(&config.encodings);
         Node {
             db,
             node_id,
@@ -161,6 +172,8 @@ impl Node {
             peers,
             handoff: crate::handoff::Handoff::default(),
             pubsub,
+            tls: Default::default(),
+            acl,
             config: RwLock::new(config),
             config_generation: AtomicU64::new(0),
             stats: ServerStats::default(),
@@ -170,6 +183,14 @@ impl Node {
             addr: Mutex::new(None),
             run_id: random_hex(40),
         }
+    }
+
+    /// Whether a new connection starts authenticated: the `default` user is on and needs no
+    /// password.
+    pub fn default_user_open(&self) -> bool {
+        self.acl
+            .get(b"default")
+            .is_some_and(|u| u.enabled && u.nopass)
     }
 
     /// Registers a new connection and returns its info handle.

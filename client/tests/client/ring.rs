@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chkv_client::{Bytes, Client, SetOptions};
+use chkv_client::{Bytes, Client, RetryBudget, SetOptions};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -262,9 +262,24 @@ async fn check_final(client: &Client, outcomes: &[Outcome], lost: &Lost) {
     }
 }
 
+/// A client whose timeouts are liveness bounds: a request slower than the defaults (2 s per
+/// reply, retries within 5 s) on a loaded machine is slow, not failed, and a timed-out write
+/// may still have applied, which would make the model wrong.
+async fn patient_client(namenode: SocketAddr) -> Client {
+    Client::builder()
+        .response_timeout(Duration::from_secs(30))
+        .retry_budget(RetryBudget {
+            attempts: 100_000,
+            time: Duration::from_secs(30),
+        })
+        .connect(namenode)
+        .await
+        .expect("client connects")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn join_drain_and_kill_under_load() {
-    bounded(Duration::from_secs(120), async {
+    bounded(Duration::from_secs(300), async {
         at();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -275,9 +290,7 @@ async fn join_drain_and_kill_under_load() {
         let a = start_datanode(Some(nn)).await;
         let b = start_datanode(Some(nn)).await;
         let mut c = ChildDataNode::spawn(nn).await;
-        let client = Client::connect(namenode.client_addr())
-            .await
-            .expect("client connects");
+        let client = patient_client(namenode.client_addr()).await;
         converge(&client, 3).await;
         println!(
             "nodes: a {} b {} c (process) {}",
@@ -387,7 +400,7 @@ async fn join_drain_and_kill_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn namenode_restart_under_load() {
-    bounded(Duration::from_secs(60), async {
+    bounded(Duration::from_secs(300), async {
         let mut config = namenode_config();
         let namenode = start_namenode(config.clone()).await;
         // The restarted NameNode comes back on the same ports.
@@ -398,9 +411,7 @@ async fn namenode_restart_under_load() {
         for _ in 0..3 {
             nodes.push(start_datanode(Some(nn)).await);
         }
-        let client = Client::connect(namenode.client_addr())
-            .await
-            .expect("client connects");
+        let client = patient_client(namenode.client_addr()).await;
         converge(&client, 3).await;
         let epoch = client.ring().epoch;
 

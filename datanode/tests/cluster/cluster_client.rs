@@ -13,7 +13,13 @@ async fn redis_cluster_client_sets_and_gets_through_the_slot_map() {
     bounded(async {
         let cluster = Cluster::start(3).await;
         let addrs = cluster.addrs();
-        let client = ClusterClient::new(vec![url(addrs[1])]).expect("cluster client");
+        // Liveness bounds, not the crate's short defaults: slow is not failed on a loaded
+        // machine.
+        let client = ClusterClient::builder(vec![url(addrs[1])])
+            .connection_timeout(STEP_LIMIT)
+            .response_timeout(STEP_LIMIT)
+            .build()
+            .expect("cluster client");
         let con = step("cluster connect", client.get_async_connection())
             .await
             .expect("cluster connection");

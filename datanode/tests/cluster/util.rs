@@ -26,7 +26,7 @@ pub const TOLERANCE: NonZeroU32 = match NonZeroU32::new(3) {
     None => panic!("3 is not zero"),
 };
 /// Longest wait for every DataNode to show the same complete table.
-pub const CONVERGE_LIMIT: Duration = Duration::from_secs(10);
+pub const CONVERGE_LIMIT: Duration = Duration::from_secs(60);
 /// All the slots.
 pub const SLOTS: usize = chkv_common::SLOT_COUNT;
 
@@ -126,7 +126,7 @@ async fn start_in_process(
 ) -> ServerHandle {
     let config = DataNodeConfig {
         port: 0,
-        namenode: Some(namenode),
+        namenode: Some(namenode.into()),
         heartbeat_ms: heartbeat.as_millis() as u64,
         cluster_redirects: redirects,
         admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -254,8 +254,29 @@ impl Process {
             "info",
         ];
         args.extend_from_slice(extra);
+        Process::launch(&args).await
+    }
+
+    /// Starts a standalone `chkv-datanode --port 0` with `extra` flags.
+    pub async fn spawn_standalone(extra: &[&str]) -> Process {
+        let mut args = vec![
+            "--port",
+            "0",
+            "--admin-port",
+            "0",
+            "--threads",
+            "1",
+            "--log-level",
+            "info",
+        ];
+        args.extend_from_slice(extra);
+        Process::launch(&args).await
+    }
+
+    /// Starts `chkv-datanode` with `args` and learns its address from its log.
+    async fn launch(args: &[&str]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_chkv-datanode"))
-            .args(&args)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -302,6 +323,28 @@ impl Process {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends `signal` (`libc::SIGTERM`, `SIGSTOP`, ...) to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: kill(2) with a pid we spawned and have not reaped; touches no memory.
+        let r = unsafe { libc::kill(pid, signal) };
+        assert_eq!(r, 0, "kill({pid}, {signal})");
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if still running.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn log(&self) -> Vec<String> {

@@ -1,0 +1,136 @@
+//! A flapping DataNode: paused (SIGSTOP) past its dead-declaration, its slots go to the
+//! survivors, its keys are updated and deleted there, then it resumes (SIGCONT). Once it has
+//! re-registered and its slots have come back, no key deleted during the pause returns and
+//! no key has an older value than the last acknowledged write: the slots it lost without a
+//! handoff were flushed, and what was handed back replaced what it held.
+
+use crate::util::*;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_node_that_resumes_brings_back_no_deleted_or_old_key() {
+    bounded(async {
+        let cluster = Spec::new(3).processes().start().await;
+        let addrs = cluster.addrs();
+        let map = SlotMap::of(addrs[0]).await;
+        let victim_addr = addrs[2];
+        let keys = map.keys_of(victim_addr, "flap:", 200);
+        let mut con = connect(addrs[0]).await;
+        for k in &keys {
+            let () = q(&mut con, &["SET", k, "old"]).await;
+        }
+        let DataNode::Process(victim) = &cluster.nodes[2] else {
+            panic!("node 2 is a process");
+        };
+        let held: usize = q(&mut connect(victim_addr).await, &["DBSIZE"]).await;
+        assert_eq!(held, keys.len());
+
+        let paused = Instant::now();
+        victim.signal(libc::SIGSTOP);
+        let took = wait_converged(&addrs[..2], 2).await;
+        eprintln!(
+            "paused node left the ring after {:?} (convergence seen {took:?} after the wait began)",
+            paused.elapsed()
+        );
+        // Through the survivors: the dead node's keys are misses; half are written anew,
+        // half written and deleted.
+        let (updated, deleted) = keys.split_at(keys.len() / 2);
+        for k in updated {
+            let () = q(&mut con, &["SET", k, "new"]).await;
+        }
+        for k in deleted {
+            let () = q(&mut con, &["SET", k, "doomed"]).await;
+            let n: i64 = q(&mut con, &["DEL", k]).await;
+            assert_eq!(n, 1);
+        }
+
+        victim.signal(libc::SIGCONT);
+        wait_converged(&addrs, 3).await;
+        // The ring is a function of the members: the slots go back to the resumed node once
+        // the survivors have handed them over, batch by batch.
+        let deadline = Instant::now() + CONVERGE_LIMIT;
+        loop {
+            let now = SlotMap::of(addrs[0]).await;
+            if keys.iter().all(|k| now.owner(k) == victim_addr) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the slots did not come back");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        wait_converged(&addrs, 3).await;
+        for &addr in &addrs {
+            let mut c = connect(addr).await;
+            for k in updated {
+                let got: Option<String> = q(&mut c, &["GET", k]).await;
+                assert_eq!(got.as_deref(), Some("new"), "{k} through {addr}");
+            }
+            for k in deleted {
+                let got: Option<String> = q(&mut c, &["GET", k]).await;
+                assert_eq!(got, None, "{k} was deleted; through {addr}");
+            }
+        }
+        let n: usize = q(&mut connect(victim_addr).await, &["DBSIZE"]).await;
+        assert_eq!(
+            n,
+            updated.len(),
+            "the resumed node holds exactly the live keys"
+        );
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_replace_leftovers_and_never_overwrite_a_served_slot() {
+    bounded(async {
+        let cluster = Cluster::start(2).await;
+        let addrs = cluster.addrs();
+        let map = SlotMap::of(addrs[0]).await;
+        let key = &map.keys_of(addrs[0], "imp:", 1)[0];
+        let slot = chkv_common::key_slot(key.as_bytes()).to_string();
+        let (mut owner, mut other) = (connect(addrs[0]).await, connect(addrs[1]).await);
+        let () = q(&mut owner, &["SET", key, "live"]).await;
+        let epoch = cluster_info(&mut owner).await.epoch.to_string();
+
+        // A stale sender cannot overwrite a slot its receiver serves.
+        // Entries travel typed (the store's versioned encoding of one value).
+        let typed = |v: &str| {
+            chkv_datanode::store::handoff::encode_owned(&chkv_datanode::store::Value::str(
+                v.as_bytes(),
+            ))
+        };
+        let import = |v: &str| {
+            vec![
+                b"CLUSTER".to_vec(),
+                b"IMPORT".to_vec(),
+                key.as_bytes().to_vec(),
+                b"0".to_vec(),
+                typed(v),
+            ]
+        };
+        let e = q_err(&mut owner, &import("stale")).await;
+        assert!(e.contains("refusing a stale handoff"), "{e}");
+        let e = q_err(&mut owner, &["CLUSTER", "IMPORTING", &epoch, &slot]).await;
+        assert!(e.contains("refusing a stale handoff"), "{e}");
+        let got: Option<String> = q(&mut owner, &["GET", key]).await;
+        assert_eq!(got.as_deref(), Some("live"));
+
+        // Leftovers of an interrupted attempt on the other node are replaced, not merged.
+        let n: i64 = q(&mut other, &import("leftover")).await;
+        assert_eq!(n, 1);
+        let count = |c: &mut redis::aio::MultiplexedConnection| {
+            let slot = slot.clone();
+            let mut c = c.clone();
+            async move { q::<i64, _>(&mut c, &["CLUSTER", "COUNTKEYSINSLOT", &slot]).await }
+        };
+        assert_eq!(count(&mut other).await, 1);
+        let () = q(&mut other, &["CLUSTER", "IMPORTING", &epoch, &slot]).await;
+        assert_eq!(count(&mut other).await, 0);
+        // A move ordered in a table the receiver has not installed yet: try again later.
+        let later = (epoch.parse::<u64>().expect("epoch") + 1).to_string();
+        let e = q_err(&mut other, &["CLUSTER", "IMPORTING", &later, &slot]).await;
+        assert!(e.starts_with("TRYAGAIN"), "{e}");
+        cluster.shutdown().await;
+    })
+    .await;
+}
