@@ -336,6 +336,11 @@ impl Shared {
         }
     }
 
+    /// How this client's connections are opened (subscriptions open their own).
+    pub(crate) fn conn_config(&self) -> &ConnConfig {
+        &self.conn_config
+    }
+
     pub fn routes(&self) -> Arc<Routes> {
         self.routes
             .read()

@@ -42,6 +42,9 @@
 //!   never trusts the network.
 //! - `collections`: the typed API of hashes ([`Client::hset`], ...) and sets
 //!   ([`Client::sadd`], ...).
+//! - `pubsub`: [`Client::subscribe`], [`Client::psubscribe`] and [`Client::ssubscribe`] as
+//!   [`Subscription`]s, each on its own connection that subscribes again after a reconnect
+//!   or when a shard channel's slot moves (at-most-once delivery, like Redis Pub/Sub).
 //! - The typed API ([`Client::get`], [`Client::set_with`], ...), [`Pipeline`],
 //!   [`Client::scan_all`], and [`blocking::Client`] for code without an async runtime.
 //!
@@ -65,6 +68,7 @@ mod commands;
 mod conn;
 mod error;
 mod pipeline;
+mod pubsub;
 mod resp;
 mod routing;
 mod value;
@@ -80,6 +84,7 @@ pub use commands::{
 };
 pub use error::{Error, Result};
 pub use pipeline::Pipeline;
+pub use pubsub::{Message, Subscription, Topic};
 pub use value::{FromValue, ServerError, ServerErrorKind, Value};
 
 pub use bytes::Bytes;

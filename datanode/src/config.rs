@@ -37,6 +37,10 @@ pub struct Config {
     /// `maxmemory`, `maxmemory-policy`, `maxmemory-samples`, `lfu-log-factor`,
     /// `lfu-decay-time`.
     pub eviction: crate::store::evict::EvictionConfig,
+    /// The `pubsub` class of `client-output-buffer-limit` (the only class enforced).
+    pub pubsub_limit: crate::pubsub::OutputLimit,
+    /// `notify-keyspace-events` as [`crate::pubsub::events`] bits; off by default.
+    pub notify_keyspace_events: u32,
     /// `tls-port`, `tls-cert-file`, `tls-key-file`, `tls-ca-cert-file`, `tls-auth-clients`.
     pub tls: crate::tls::TlsSettings,
     /// `aclfile`: where ACL SAVE writes and ACL LOAD reads users; loaded at start.
@@ -66,6 +70,8 @@ impl Default for Config {
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),
             http_addr: None,
             eviction: Default::default(),
+            pubsub_limit: Default::default(),
+            notify_keyspace_events: 0,
             tls: Default::default(),
             aclfile: None,
             encodings: Default::default(),

@@ -437,6 +437,10 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
         // Errors, keyless and node-local commands run here.
         _ => return run_here(node, session, req),
     };
+    if session.subscribed_resp2() && spec.name != "ssubscribe" {
+        // Refused here by the subscribed-mode rule, wherever its keys live.
+        return Planned::Now(run_local(node, session, req));
+    }
     if session.perms.is_some() || session.acl_generation != node.acl.generation() {
         // Permissions are checked here, before the request may leave for its owner.
         if let Some((id, resolved)) = crate::cmd::resolve(req) {
@@ -477,6 +481,18 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
         })
     {
         return Planned::Later(Pending::Frozen { req: req.clone() });
+    }
+    if spec.name == "ssubscribe" {
+        // A subscription lives on the connection: it cannot be forwarded, so every client is
+        // sent to the slot's owner.
+        match r {
+            Route::Remote(o) => {
+                let slot = key_slot(req.arg(1));
+                return Planned::Now(routing.addr(o).map_or(CLUSTERDOWN, |a| moved(slot, a)));
+            }
+            Route::Split => return Planned::Now(CROSSSLOT),
+            _ => {}
+        }
     }
     match (r, mode) {
         (Route::Local, _) => run_here(node, session, req),
@@ -623,6 +639,10 @@ fn run_with_retries<'a>(
                     } else {
                         let routing = node.routing();
                         match plan(node, session, &routing, &req) {
+                            // A subscription's confirmation went to the outbox.
+                            Planned::Now(_) if std::mem::take(&mut session.no_reply) => {
+                                return Bytes::new()
+                            }
                             Planned::Now(f) => return encoded(&f, proto),
                             Planned::Later(Pending::Remote { rx, .. }) => rx,
                             Planned::Later(

@@ -13,6 +13,8 @@
 //! - [`node`]: state shared by a node's connections (store, config, counters, clients).
 //! - [`cluster`]: the routing snapshot (slot owners) and the per-request routing decision.
 //! - [`peer`]: pipelined connections to other DataNodes for forwarding.
+//! - [`pubsub`]: channel, pattern and shard subscriptions and the bounded per-connection
+//!   outboxes PUBLISH pushes into.
 //! - [`exec`]: running a request here, on its owner, or split over owners.
 //! - [`agent`]: registration, heartbeats and table updates with the NameNode.
 //! - [`rdb`]: Redis's serialized value format (DUMP, RESTORE, MIGRATE payloads).
@@ -37,6 +39,7 @@ pub mod hll;
 pub mod http;
 pub mod node;
 pub mod peer;
+pub mod pubsub;
 pub mod rdb;
 pub mod resp;
 pub mod server;

@@ -11,6 +11,7 @@
 //! - [`server`]: connection and server commands (PING, HELLO, AUTH, CLIENT, INFO, CONFIG, ...).
 //! - [`cluster`]: CLUSTER, the slot table as Redis Cluster reports it.
 //! - [`object`]: OBJECT and MEMORY, what the store knows about one key.
+//! - [`pubsub`]: SUBSCRIBE, PUBLISH, PUBSUB and the sharded forms, RESET.
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
 //! - [`multi`]: MULTI, EXEC, DISCARD, WATCH and UNWATCH: queued, atomic transactions.
 //! - [`scripting`]: EVAL, EVALSHA and SCRIPT: Lua 5.1 scripts, atomic like EXEC.
@@ -32,6 +33,7 @@ pub mod keys;
 pub mod migrate;
 pub mod multi;
 pub mod object;
+pub mod pubsub;
 pub mod scripting;
 pub mod server;
 pub mod set;
@@ -64,6 +66,8 @@ pub mod flags {
     /// The argument at `first_key` counts the keys that follow it (SINTERCARD numkeys key
     /// ...): see [`super::CommandSpec::keys_in`]. COMMAND reports it as `movablekeys`.
     pub const NUMKEYS: u32 = 1 << 10;
+    /// Pub/Sub commands (Redis's `pubsub` flag).
+    pub const PUBSUB: u32 = 1 << 11;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -76,6 +80,7 @@ pub mod flags {
         (FAST, "fast"),
         (NO_AUTH, "no_auth"),
         (NUMKEYS, "movablekeys"),
+        (PUBSUB, "pubsub"),
     ];
 }
 
@@ -153,6 +158,12 @@ pub struct Session {
     pub redirects: Redirects,
     /// MULTI's queue and WATCH's keys.
     pub tx: multi::TxState,
+    /// Set on the first subscription: where messages for this connection are queued.
+    pub pubsub: Option<Arc<crate::pubsub::Subscriber>>,
+    /// Set by a handler whose answer went to the outbox instead (SUBSCRIBE and friends).
+    pub no_reply: bool,
+    /// CLIENT REPLY: whether replies are sent.
+    pub reply_mode: ReplyMode,
     /// The ACL user this connection runs as.
     pub user: Bytes,
     /// The user's rules when they restrict anything (`None`: everything is allowed, the
@@ -163,6 +174,16 @@ pub struct Session {
     /// round trips to another server): the connection awaits it and sends its reply in
     /// place of the handler's.
     pub deferred: Option<Deferred>,
+}
+
+/// CLIENT REPLY's modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    #[default]
+    On,
+    Off,
+    /// The next command's reply is dropped.
+    Skip,
 }
 
 /// An asynchronous rest of a command, given the node; it yields the command's reply.
@@ -193,12 +214,49 @@ impl Session {
             quit: false,
             redirects: Redirects::Forward,
             tx: multi::TxState::default(),
+            pubsub: None,
+            no_reply: false,
+            reply_mode: ReplyMode::On,
             user: Bytes::from_static(b"default"),
             perms: None,
             // Refreshed before the first command.
             acl_generation: u64::MAX,
             deferred: None,
         }
+    }
+
+    /// Whether the reply of the command that just ran is withheld (it went to the outbox, or
+    /// CLIENT REPLY OFF/SKIP); consumes a SKIP.
+    pub fn withhold_reply(&mut self) -> bool {
+        if std::mem::take(&mut self.no_reply) {
+            return true;
+        }
+        match self.reply_mode {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::Skip => {
+                self.reply_mode = ReplyMode::On;
+                true
+            }
+        }
+    }
+
+    /// The connection's subscriber, created on first use.
+    pub fn subscriber(&mut self) -> Arc<crate::pubsub::Subscriber> {
+        let (client, proto) = (&self.client, self.proto);
+        self.pubsub
+            .get_or_insert_with(|| {
+                client
+                    .subscriber
+                    .get_or_init(|| Arc::new(crate::pubsub::Subscriber::new(client.id, proto)))
+                    .clone()
+            })
+            .clone()
+    }
+
+    /// Whether this is a RESP2 connection in Redis's subscribed mode.
+    pub fn subscribed_resp2(&self) -> bool {
+        self.proto == Protocol::Resp2 && self.pubsub.as_ref().is_some_and(|s| s.active())
     }
 }
 
@@ -223,6 +281,7 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(docs::COMMANDS.iter());
         v.extend(multi::COMMANDS.iter());
         v.extend(scripting::COMMANDS.iter());
+        v.extend(pubsub::COMMANDS.iter());
         v.extend(acl::COMMANDS.iter());
         v.extend(hash::COMMANDS.iter());
         v.extend(set::COMMANDS.iter());
@@ -336,6 +395,12 @@ pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     if !spec.has(flags::NO_AUTH) {
         if let Err(denied) = acl_gate(ctx.node, ctx.session, cmd_id, spec, req, ctx.now) {
             return denied;
+        }
+    }
+    if ctx.session.pubsub.is_some() {
+        let top = table()[(idx & 0xffff) as usize].name;
+        if let Some(e) = pubsub::subscribed_context_error(ctx.session, top, spec.name) {
+            return e;
         }
     }
     ctx.session

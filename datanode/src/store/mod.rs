@@ -413,6 +413,17 @@ pub struct StoreStats {
     pub evicted_keys: Counter,
 }
 
+/// Why the store removed a key on its own (for keyspace notifications).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    Expired,
+    Evicted,
+}
+
+/// Told about every key the store removes on its own, with the key's slot locked: it must
+/// not touch the store.
+pub type RemovalHook = Box<dyn Fn(Removal, &[u8]) + Send + Sync>;
+
 /// One slot's lock and table, aligned to their two cache lines.
 #[repr(align(128))]
 #[derive(Default)]
@@ -434,6 +445,7 @@ pub struct Db {
     expire_cursor: AtomicUsize,
     /// Start of the store's coarse clock (for access times).
     epoch_ms: u64,
+    removal_hook: std::sync::OnceLock<RemovalHook>,
     /// Collection encoding thresholds (`hash-max-listpack-entries`...).
     pub limits: value::SharedLimits,
     /// The lazyfree thread's queue, started on first use.
@@ -458,8 +470,20 @@ impl Db {
             evict: evict::Evictor::default(),
             expire_cursor: AtomicUsize::new(0),
             epoch_ms: CLOCK_EPOCH_MS,
+            removal_hook: std::sync::OnceLock::new(),
             limits: Default::default(),
             lazy: Default::default(),
+        }
+    }
+
+    /// Installs the hook told about expired and evicted keys (once; later calls are ignored).
+    pub fn set_removal_hook(&self, hook: RemovalHook) {
+        let _ = self.removal_hook.set(hook);
+    }
+
+    fn removed(&self, why: Removal, key: &[u8]) {
+        if let Some(hook) = self.removal_hook.get() {
+            hook(why, key);
         }
     }
 
@@ -1361,6 +1385,7 @@ impl SlotGuard<'_> {
         stats.used_memory.sub(mem);
         if expired {
             stats.expired_keys.add(1);
+            self.db.removed(Removal::Expired, kv.key());
         }
         if at != NO_EXPIRY {
             self.volatile_changed(VolChange::Removed);

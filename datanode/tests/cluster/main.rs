@@ -13,6 +13,8 @@
 //! - [`bits`]: bitmap, LCS and HyperLogLog commands routed by their keys; CROSSSLOT across nodes.
 //! - [`multi`]: MULTI/EXEC forwarded whole, CROSSSLOT, cluster-aware rules, a slot moving
 //!   between MULTI and EXEC.
+//! - [`pubsub`]: PUBLISH reaches subscribers on every node; shard subscriptions across a
+//!   drain.
 //! - [`tools`]: `redis-cli --cluster check`, `info` and `import` from a live redis-server.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
 //! - [`collections`]: hashes and sets forwarded by key; multi-set commands whole on one node
@@ -31,6 +33,7 @@ mod failure;
 mod flap;
 mod multi;
 mod multikey;
+mod pubsub;
 mod redirects;
 mod resp3;
 mod restart;

@@ -12,6 +12,7 @@
 //! - [`scripting`]: EVAL/EVALSHA: a lock release script, a token-bucket rate limiter.
 //! - [`limits`]: malformed input, declared sizes, client and buffer limits.
 //! - [`metrics`]: the HTTP port's `/metrics` and `/healthz`.
+//! - [`pubsub`]: message shapes, ordering and the pubsub output limit.
 //! - [`fuzz`]: random bytes at a live server.
 //! - [`shutdown`]: graceful shutdown with clients connected.
 //! - [`tls`]: the TLS port: rustls clients, mutual TLS, plaintext refused, reload, redis-cli.
@@ -33,10 +34,11 @@ mod keys;
 mod limits;
 mod metrics;
 mod migrate;
-mod namenode_errors;
 mod multi;
+mod namenode_errors;
 #[path = "../../../namenode/tests/namenode/prom.rs"]
 mod prom;
+mod pubsub;
 mod raw;
 mod redis_cli;
 mod redis_server;
