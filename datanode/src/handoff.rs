@@ -186,7 +186,7 @@ fn refresh(node: &Node) {
         // welcome reaches it) there is nothing to settle against: every slot would look
         // unowned and every adoption would be dropped.
         if !base.standalone {
-            ov.retain(|&slot, o| !o.settled_by(base.owner_id(slot), &node.node_id));
+            ov.retain(|&slot, o| keep_override(slot, o, &base, &node.node_id));
         }
         base.with_overrides(&ov, &me)
     };
@@ -199,6 +199,17 @@ fn refresh(node: &Node) {
         flush_lost(node, &lost);
     }
     drop(ov);
+}
+
+/// Whether the override of `slot` still matters under the NameNode's table `base`: not once
+/// the table has caught up with it (or names a third owner), and not when it points at a node
+/// that is no longer in the table (it left or was declared dead; forwarding there would fail
+/// for good, and the table's owner is the one to ask).
+pub fn keep_override(slot: u16, o: &Override, base: &Routing, my_id: &str) -> bool {
+    let target_present =
+        o.to.as_ref()
+            .is_none_or(|to| base.nodes.iter().any(|n| n.id == to.id));
+    target_present && !o.settled_by(base.owner_id(slot), my_id)
 }
 
 /// Slots `before` served here that `after` does not, except those `handed_over` says this
@@ -684,6 +695,34 @@ mod tests {
         assert!(lost_slots(&without_a, &both, |_| false).is_empty());
         // The first table after standalone loses nothing (imports may be under way).
         assert!(lost_slots(&Routing::standalone(), &without_a, |_| false).is_empty());
+    }
+
+    #[test]
+    fn overrides_towards_a_node_that_left_the_table_are_dropped() {
+        use chkv_common::ring::Ring;
+        let mut ring = Ring::default();
+        ring.add(NodeId::new("a"));
+        let infos = vec![info("a", 7000), info("b", 7100)];
+        // a handed slot 5 to b; the table still says a.
+        let on_a = Routing::from_table(&ring.slot_table(), &infos, "a");
+        let handed = Override {
+            from: "a".into(),
+            to: Some(info("b", 7100)),
+        };
+        assert!(keep_override(5, &handed, &on_a, "a"));
+        // b left (or was declared dead) before the table caught up: a serves the slot
+        // again as the table says, instead of forwarding to a node that is gone.
+        let without_b = Routing::from_table(&ring.slot_table(), &infos[..1], "a");
+        assert!(!keep_override(5, &handed, &without_b, "a"));
+        // An adoption (slot handed to us) does not depend on the sender staying.
+        let adopted = Override {
+            from: "b".into(),
+            to: None,
+        };
+        let mut ring_b = Ring::default();
+        ring_b.add(NodeId::new("b"));
+        let b_owns = Routing::from_table(&ring_b.slot_table(), &infos, "a");
+        assert!(keep_override(5, &adopted, &b_owns, "a"));
     }
 
     #[test]

@@ -745,7 +745,7 @@ impl Membership {
                 .members
                 .iter()
                 .all(|(id, m)| m.epoch_seen == epoch && m.reported == table.ranges_of(id));
-        let epoch = if unchanged { epoch } else { epoch + 1 };
+        let epoch = if unchanged { epoch } else { next_epoch(epoch) };
         table.set_epoch(epoch);
         self.ring.set_epoch(epoch);
         let publication = Arc::new(Publication {
@@ -933,7 +933,7 @@ impl Membership {
             || nodes != current.nodes
             || current.epoch() < self.max_epoch_reported
         {
-            let epoch = current.epoch().max(self.max_epoch_reported) + 1;
+            let epoch = next_epoch(current.epoch().max(self.max_epoch_reported));
             table.set_epoch(epoch);
             self.ring.set_epoch(epoch);
             let publication = Arc::new(Publication { table, nodes });
@@ -1104,6 +1104,13 @@ pub struct NodeStatus {
     pub stats: NodeStats,
 }
 
+/// The epoch after `epoch`. Never wraps: at `u64::MAX` (only reachable through a node that
+/// reported it) it stays there, so DataNodes ignore further tables rather than take a small
+/// number for a newer one.
+fn next_epoch(epoch: u64) -> u64 {
+    epoch.saturating_add(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1253,6 +1260,39 @@ mod tests {
         assert_eq!(owners, members);
         let total: usize = table.nodes().iter().map(|n| table.slots_of(n)).sum();
         assert_eq!(total, SLOT_COUNT);
+    }
+
+    #[test]
+    fn an_epoch_at_the_limit_never_wraps() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["a"], t0);
+        // A node reports the largest epoch there is (a bug, or a hostile peer): the tables
+        // that follow may not go above it, and must never wrap to small numbers, which every
+        // DataNode would ignore as older than what it has.
+        let a = m.handle(heartbeat(1, "a", u64::MAX), now);
+        for (p, _) in broadcasts(&a) {
+            assert_eq!(p.epoch(), u64::MAX);
+        }
+        let a = m.handle(register(2, "b", 7001), now);
+        for (p, _) in broadcasts(&a) {
+            assert_eq!(p.epoch(), u64::MAX);
+        }
+        // A restarted NameNode that hears of that epoch first.
+        let mut m = Membership::new(DEFAULT_VNODES, timing(), t0);
+        let a = m.handle(
+            Event::Registered {
+                conn: ConnId(1),
+                info: info("a", 7000),
+                epoch_seen: u64::MAX,
+                owned_slots: Vec::new(),
+            },
+            t0,
+        );
+        assert!(broadcasts(&a).is_empty());
+        let a = m.handle(Event::Tick, t0 + timing().startup_grace);
+        for (p, _) in broadcasts(&a) {
+            assert_eq!(p.epoch(), u64::MAX);
+        }
     }
 
     #[test]
