@@ -69,6 +69,10 @@ pub struct Progress {
     pub slots_done: AtomicU64,
     pub keys_moved: AtomicU64,
     pub bytes_moved: AtomicU64,
+    /// Slots and keys taken from this node without a handoff (declared dead while paused or
+    /// cut off) and flushed: a drain that lost any did not hand everything over.
+    pub slots_lost: AtomicU64,
+    pub keys_lost: AtomicU64,
     pub started: Mutex<Option<Instant>>,
 }
 
@@ -245,6 +249,9 @@ fn flush_lost(node: &Node, lost: &[u16]) {
     for &s in lost {
         keys += node.db.drop_slot(s);
     }
+    let p = &node.handoff.progress;
+    p.slots_lost.fetch_add(lost.len() as u64, Relaxed);
+    p.keys_lost.fetch_add(keys as u64, Relaxed);
     if keys > 0 {
         warn!(
             slots = lost.len(),
@@ -614,7 +621,14 @@ pub fn start_drain(node: &Node) -> bool {
     }
     // The drain's report counts the drain only, not earlier moves (joins).
     let p = &h.progress;
-    for c in [&p.slots_total, &p.slots_done, &p.keys_moved, &p.bytes_moved] {
+    for c in [
+        &p.slots_total,
+        &p.slots_done,
+        &p.keys_moved,
+        &p.bytes_moved,
+        &p.slots_lost,
+        &p.keys_lost,
+    ] {
         c.store(0, SeqCst);
     }
     *p.started.lock() = Some(Instant::now());

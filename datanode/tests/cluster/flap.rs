@@ -119,3 +119,90 @@ async fn imports_replace_leftovers_and_never_overwrite_a_served_slot() {
     })
     .await;
 }
+
+/// The admin address in `... admin port listening admin=127.0.0.1:41234`.
+fn admin_addr(p: &Process) -> std::net::SocketAddr {
+    p.log()
+        .iter()
+        .filter(|l| l.contains("admin port listening"))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("admin="))?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no admin address in {:?}", p.log()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_paused_past_detection_leaves_every_key_reachable() {
+    use tokio::io::AsyncWriteExt;
+    bounded(async {
+        let mut cluster = Spec::new(3).processes().start().await;
+        let addrs = cluster.addrs();
+        const N: usize = 20_000;
+        let mut con = connect(addrs[0]).await;
+        for chunk in (0..N).collect::<Vec<_>>().chunks(500) {
+            let mut args = vec!["MSET".to_string()];
+            for i in chunk {
+                args.extend([format!("kp:{i}"), format!("v{i}")]);
+            }
+            if let Err(e) = try_q::<(), _>(&mut con, &args).await {
+                for n in &cluster.nodes {
+                    if let DataNode::Process(p) = n {
+                        eprintln!("--- {} {:#?}", p.addr, p.log());
+                    }
+                }
+                panic!("MSET: {e}");
+            }
+        }
+        let DataNode::Process(mut victim) = cluster.nodes.remove(2) else {
+            panic!("node 2 is a process");
+        };
+        // `k`, then a pause (SIGSTOP) longer than the dead-declaration, mid-drain.
+        let mut admin = tokio::net::TcpStream::connect(admin_addr(&victim))
+            .await
+            .expect("admin connect");
+        admin.write_all(b"k\r\n").await.expect("send k");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        victim.signal(libc::SIGSTOP);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        victim.signal(libc::SIGCONT);
+        // Whether the drain finished before the pause or the node was declared dead during
+        // it, the process ends, and the survivors serve every slot.
+        let status = victim.wait_exit(Duration::from_secs(60)).await;
+        eprintln!("drain paused mid-way: process ended with {status:?}");
+        wait_converged(&addrs[..2], 2).await;
+        // Every key answers (no -TRYAGAIN towards the gone node): its value, or a miss for a
+        // key whose slot was taken from the paused node before it was handed over. Never
+        // another value.
+        let mut misses = 0;
+        for &addr in &addrs[..2] {
+            let mut c = connect(addr).await;
+            for chunk in (0..N).collect::<Vec<_>>().chunks(500) {
+                let mut args = vec!["MGET".to_string()];
+                args.extend(chunk.iter().map(|i| format!("kp:{i}")));
+                let got: Vec<Option<String>> = q(&mut c, &args).await;
+                for (i, v) in chunk.iter().zip(got) {
+                    match v {
+                        None => misses += 1,
+                        Some(v) => assert_eq!(v, format!("v{i}"), "kp:{i}"),
+                    }
+                }
+            }
+        }
+        eprintln!("{misses} misses over two full reads of {N} keys");
+        // Honest exit: "drained" (status 0) only when everything was handed over.
+        let status = status.expect("the paused node's process ends");
+        let log = victim.log().join("\n");
+        if misses > 0 {
+            assert!(!status.success(), "lost keys but exited {status}: {log}");
+            assert!(log.contains("drain incomplete"), "{log}");
+        } else {
+            assert!(status.success(), "{status}: {log}");
+        }
+        drop(admin);
+        cluster.shutdown().await;
+    })
+    .await;
+}
