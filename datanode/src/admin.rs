@@ -161,19 +161,6 @@ async fn drain_report(node: &Arc<Node>, wr: &mut tokio::net::tcp::OwnedWriteHalf
     let p = &node.handoff.progress;
     let secs = started.elapsed().as_secs_f64();
     let keys = p.keys_moved.load(Relaxed);
-    let (slots_lost, keys_lost) = (p.slots_lost.load(Relaxed), p.keys_lost.load(Relaxed));
-    if slots_lost > 0 {
-        // Not "drained": the NameNode declared this node dead mid-way (paused, cut off) and
-        // gave the slots not yet moved to others, empty.
-        let line = format!(
-            "drain incomplete: moved {} slots and {keys} keys; {slots_lost} slots ({keys_lost} keys) were taken from this node without a handoff (declared dead) and are lost; deregistered; pid {} exiting\r\n",
-            p.slots_done.load(Relaxed),
-            std::process::id()
-        );
-        let _ = wr.write_all(line.as_bytes()).await;
-        let _ = wr.flush().await;
-        return;
-    }
     let summary = format!(
         "drained: moved {} slots and {} keys in {:.2} s ({:.0} keys/s, {:.1} MB/s); deregistered; pid {} exiting\r\n",
         p.slots_done.load(Relaxed),

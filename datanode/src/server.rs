@@ -102,8 +102,7 @@ pub enum Exit {
     /// drain `k` on the admin port finished.
     Clean,
     /// A cluster node's drain did not finish within the shutdown timeout (or could not start,
-    /// the NameNode being away, or the node was declared dead mid-way and its slots were given
-    /// to others empty): keys were lost.
+    /// the NameNode being away): the slots still here were lost with the process.
     DrainIncomplete,
     /// A second signal: stopped at once, whatever was under way.
     Forced,
@@ -137,13 +136,7 @@ pub async fn run(
             } else {
                 info!(timeout = ?shutdown_timeout, "stop signal: draining before exit (a second signal stops at once)");
                 tokio::select! {
-                    _ = handle.drained() => {
-                        if drain_lost_data(&handle.node) {
-                            exit = Exit::DrainIncomplete;
-                        } else {
-                            info!("drained; exiting");
-                        }
-                    }
+                    _ = handle.drained() => info!("drained; exiting"),
                     _ = tokio::time::sleep(shutdown_timeout) => {
                         warn!(slots = handle.node.routing().my_slot_count(), keys = handle.node.db.len(),
                             "the drain did not finish within the shutdown timeout; exiting with what is left");
@@ -159,11 +152,7 @@ pub async fn run(
         _ = handle.drained() => {
             // Give the admin connection a moment to deliver its summary.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            if drain_lost_data(&handle.node) {
-                exit = Exit::DrainIncomplete;
-            } else {
-                info!("drained; exiting");
-            }
+            info!("drained; exiting");
         }
     }
     tokio::select! {
@@ -175,21 +164,6 @@ pub async fn run(
         _ = signals.recv() => return Ok(Exit::Forced),
     }
     Ok(exit)
-}
-
-/// Whether the drain that just ended lost slots: taken without a handoff when the NameNode
-/// declared this node dead mid-way. Logged; the exit status then says so.
-fn drain_lost_data(node: &Node) -> bool {
-    let p = &node.handoff.progress;
-    let slots = p.slots_lost.load(Relaxed);
-    if slots > 0 {
-        warn!(
-            slots,
-            keys = p.keys_lost.load(Relaxed),
-            "drain incomplete: slots were taken from this node without a handoff (declared dead mid-drain)"
-        );
-    }
-    slots > 0
 }
 
 async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watch::Receiver<bool>) {
