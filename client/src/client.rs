@@ -160,23 +160,35 @@ impl Builder {
                 watcher: Some(watcher),
             }),
         };
-        let first = tokio::time::timeout(self.table_timeout, tables.wait_for(|n| *n > 0))
-            .await
-            .is_ok_and(|r| r.is_ok());
-        match first {
-            true => Ok(client),
-            false => Err(Error::NoCluster(format!(
-                "no slot table from the NameNode at {} within {:?}{}",
-                addrs.join(", "),
-                self.table_timeout,
-                client
-                    .inner
-                    .shared
-                    .watch_error()
-                    .map(|e| format!(" (last error: {e})"))
-                    .unwrap_or_default()
-            ))),
+        // Wait for the first table; give up early once every address has shown it is not a
+        // NameNode or cannot be reached, so a wrong address fails in about a second.
+        let deadline = tokio::time::Instant::now() + self.table_timeout;
+        loop {
+            let step = deadline.min(tokio::time::Instant::now() + Duration::from_millis(50));
+            if tokio::time::timeout_at(step, tables.wait_for(|n| *n > 0))
+                .await
+                .is_ok_and(|r| r.is_ok())
+            {
+                return Ok(client);
+            }
+            if let Some(e) = client.inner.shared.definite_failure(&addrs) {
+                return Err(e);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
         }
+        Err(Error::NoCluster(format!(
+            "the NameNode at {} sent no slot table within {:?} (a NameNode publishes its first one a moment after it starts){}",
+            addrs.join(", "),
+            self.table_timeout,
+            client
+                .inner
+                .shared
+                .watch_error()
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        )))
     }
 
     /// Connects to one DataNode (or any Redis server) without a NameNode: it owns every slot.
@@ -283,6 +295,8 @@ pub(crate) struct Shared {
     pub tables: watch::Sender<u64>,
     /// Why the last NameNode connection attempt failed (for connect's error).
     pub watch_error: std::sync::Mutex<Option<String>>,
+    /// The last watch attempt at each NameNode address (for connect's error).
+    attempts: std::sync::Mutex<Vec<(String, watcher::Attempt)>>,
     conn_config: Arc<ConnConfig>,
     pool_size: usize,
     pub retry: RetryBudget,
@@ -295,6 +309,7 @@ impl Shared {
             ring: watch::channel(RingInfo::default()).0,
             tables: watch::channel(0).0,
             watch_error: std::sync::Mutex::new(None),
+            attempts: std::sync::Mutex::new(Vec::new()),
             conn_config: Arc::new(ConnConfig {
                 connect_timeout: b.connect_timeout,
                 password: b.password.clone(),
@@ -330,6 +345,56 @@ impl Shared {
             .find(|p| p.addr() == addr)
             .cloned()
             .unwrap_or_else(|| self.new_pool(addr))
+    }
+
+    pub(crate) fn record_attempt(&self, addr: &str, attempt: watcher::Attempt) {
+        let mut a = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        match a.iter_mut().find(|(x, _)| x == addr) {
+            Some((_, last)) => *last = attempt,
+            None => a.push((addr.to_string(), attempt)),
+        }
+    }
+
+    /// When every address in `addrs` has failed its last attempt for want of a NameNode
+    /// (nothing there, or something else there), the error saying so.
+    fn definite_failure(&self, addrs: &[String]) -> Option<Error> {
+        let a = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        let last = |addr: &String| a.iter().find(|(x, _)| x == addr).map(|(_, at)| at.clone());
+        let all: Vec<(String, watcher::Attempt)> = addrs
+            .iter()
+            .map(|addr| last(addr).map(|at| (addr.clone(), at)))
+            .collect::<Option<_>>()?;
+        let definite = |at: &watcher::Attempt| {
+            matches!(
+                at,
+                watcher::Attempt::Unreachable(_) | watcher::Attempt::NotNameNode(_)
+            )
+        };
+        if !all.iter().all(|(_, at)| definite(at)) {
+            return None;
+        }
+        // Something that answers wrongly is the more useful news.
+        if let Some((addr, watcher::Attempt::NotNameNode(m))) = all
+            .iter()
+            .find(|(_, at)| matches!(at, watcher::Attempt::NotNameNode(_)))
+        {
+            return Some(Error::NotNameNode {
+                addr: addr.clone(),
+                message: m.clone(),
+            });
+        }
+        let message = all
+            .iter()
+            .map(|(addr, at)| match at {
+                watcher::Attempt::Unreachable(m) => format!("{addr}: {m}"),
+                _ => String::new(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Some(Error::NameNodeUnreachable {
+            addrs: addrs.join(", "),
+            message,
+        })
     }
 
     fn watch_error(&self) -> Option<String> {

@@ -25,10 +25,20 @@ pub enum Error {
     /// No reply within the response timeout. Not retried: the command may have run.
     #[error("no reply from {addr} within {after:?}")]
     Timeout { addr: SocketAddr, after: Duration },
-    /// No slot table: no NameNode answered in time when connecting, or no DataNode owns the
-    /// key's slot even after waiting for a new table.
+    /// No slot table: the NameNode answers but has no table yet (no DataNode registered), or
+    /// no DataNode owns the key's slot even after waiting for a new table.
     #[error("no cluster: {0}")]
     NoCluster(String),
+    /// Connecting: nothing could be reached at any of the NameNode addresses given (nothing
+    /// listens, the host does not resolve, or the connect timed out). Reported as soon as
+    /// every address has failed once.
+    #[error("cannot reach a NameNode at {addrs}: {message}")]
+    NameNodeUnreachable { addrs: String, message: String },
+    /// Connecting: something answers at the address, but not as a NameNode's client (watch)
+    /// port does: a DataNode, Redis, the NameNode's DataNode or HTTP port. Reported as soon
+    /// as every address has failed once.
+    #[error("{addr} is not a NameNode's client port (--client-port, 10102 by default): {message}")]
+    NotNameNode { addr: String, message: String },
     /// The retry budget (attempts or time) ran out; `last` is the last failure.
     #[error("gave up after {attempts} attempts in {elapsed:?}: {last}")]
     RetriesExhausted {

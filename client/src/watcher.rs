@@ -20,48 +20,105 @@ use crate::client::Shared;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
+/// How the last watch attempt at one address went, for `connect`'s error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// Connected and said `watch`; no verdict yet (a NameNode without a table stays silent).
+    Connected,
+    /// Nothing reachable there.
+    Unreachable(String),
+    /// Something else answers there.
+    NotNameNode(String),
+    /// A NameNode whose connection later failed.
+    Failed(String),
+}
+
+/// Why one watch connection ended.
+#[derive(Debug)]
+enum WatchError {
+    Unreachable(std::io::Error),
+    NotNameNode(String),
+    Io(std::io::Error),
+}
+
 /// Watches until the task is aborted (when the client is dropped).
 pub(crate) async fn run(shared: Arc<Shared>, addrs: Vec<String>) {
     let mut backoff = BACKOFF_MIN;
     for addr in addrs.iter().cycle() {
-        match watch(&shared, addr).await {
+        let attempt = match watch(&shared, addr).await {
             Ok(tables) => {
                 info!(namenode = %addr, tables, "NameNode watch connection closed; reconnecting");
                 if tables > 0 {
                     backoff = BACKOFF_MIN;
                 }
+                Attempt::Failed("the NameNode closed the watch connection".into())
             }
             Err(e) => {
-                debug!(namenode = %addr, error = %e, "NameNode watch failed");
+                debug!(namenode = %addr, error = ?e, "NameNode watch failed");
+                let attempt = match e {
+                    WatchError::Unreachable(e) => Attempt::Unreachable(e.to_string()),
+                    WatchError::NotNameNode(what) => Attempt::NotNameNode(what),
+                    WatchError::Io(e) => Attempt::Failed(e.to_string()),
+                };
                 if let Ok(mut last) = shared.watch_error.lock() {
-                    *last = Some(format!("{addr}: {e}"));
+                    *last = Some(format!("{addr}: {attempt:?}"));
                 }
+                attempt
             }
-        }
+        };
+        shared.record_attempt(addr, attempt);
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }
 
 /// One watch connection; returns how many tables it delivered once the NameNode closes it.
-async fn watch(shared: &Shared, addr: &str) -> std::io::Result<u64> {
+async fn watch(shared: &Shared, addr: &str) -> Result<u64, WatchError> {
     let connect_timeout = Duration::from_secs(2);
     let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        .map_err(|_| {
+            WatchError::Unreachable(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            ))
+        })?
+        .map_err(WatchError::Unreachable)?;
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
     let hello = encode_line(&ClientToNameNode::Watch {
         version: PROTOCOL_VERSION,
     })
-    .map_err(std::io::Error::other)?;
-    wr.write_all(&hello).await?;
+    .map_err(|e| WatchError::Io(std::io::Error::other(e)))?;
+    wr.write_all(&hello).await.map_err(WatchError::Io)?;
+    shared.record_attempt(addr, Attempt::Connected);
     let mut rd = BufReader::new(rd);
     let mut line = Vec::new();
     let mut tables = 0u64;
-    while read_line(&mut rd, &mut line).await? {
+    loop {
+        match read_line(&mut rd, &mut line).await {
+            Ok(true) => {}
+            // A NameNode keeps a watcher's connection open even without a table; a close
+            // (or a reset) before any line means the address is some other kind of port.
+            Ok(false) if tables == 0 => {
+                return Err(WatchError::NotNameNode(
+                    "it closed the connection on our watch request".into(),
+                ))
+            }
+            Ok(false) => break,
+            Err(e) if tables == 0 => {
+                return Err(WatchError::NotNameNode(format!(
+                    "it broke the connection on our watch request ({e})"
+                )))
+            }
+            Err(e) => return Err(WatchError::Io(e)),
+        }
         let msg = match decode_line::<NameNodeToClient>(&line) {
             Ok(msg) => msg,
+            Err(_) if tables == 0 => {
+                let shown: String = String::from_utf8_lossy(&line).chars().take(60).collect();
+                return Err(WatchError::NotNameNode(format!("it answered {shown:?}")));
+            }
             Err(e) => {
                 // Framing is intact (one line per message); a message we cannot read may be
                 // from a newer NameNode. Skip it rather than drop a working watch.

@@ -9,11 +9,17 @@
 //!   computes alike) and the [`SlotTable`] of slot owners built from it, compact on the wire.
 //! - [`proto`]: the control-plane messages (one JSON object per line) between the NameNode,
 //!   the DataNodes and clients, one enum per direction.
+//! - [`hostport`]: `host:port` addresses whose host may be a name, resolved at each use.
+//! - [`cli`] (feature `cli`): the binaries' settings from flags, environment and a TOML file.
 
+#[cfg(feature = "cli")]
+pub mod cli;
+pub mod hostport;
 pub mod proto;
 pub mod ring;
 pub mod slot;
 
+pub use hostport::HostPort;
 pub use proto::{
     decode_line, encode_line, ClientToNameNode, DataNodeToNameNode, NameNodeToClient,
     NameNodeToDataNode, NodeInfo, ProtoError, PROTOCOL_VERSION,

@@ -36,6 +36,7 @@
 //! {"type":"table","epoch":9,"table":{"epoch":9,"nodes":["dn-a","dn-b"],"ranges":[[0,4999,0],[5000,16383,1]]},"nodes":[{"id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000"},{"id":"dn-b","client_addr":"10.0.0.8:10100","admin_addr":"127.0.0.1:20000"}]}
 //! {"type":"migrate","epoch":8,"slots":[[5000,5039]],"to":"dn-b","to_addr":"10.0.0.8:10100"}
 //! {"type":"ping","nonce":42}
+//! {"type":"drain"}
 //! {"type":"error","message":"unsupported protocol version 2 (this node speaks 1)"}
 //! ```
 //!
@@ -155,6 +156,9 @@ pub enum NameNodeToDataNode {
     },
     /// Liveness probe after missed heartbeats; answer with `pong`.
     Ping { nonce: u64 },
+    /// An operator asked (through the NameNode's HTTP API) for this node to drain: it starts
+    /// a drain as its admin port's `k` does, answering with `leave`.
+    Drain,
     /// The NameNode refused the last message (e.g. a version it does not speak).
     Error { message: String },
 }
@@ -358,6 +362,7 @@ mod tests {
                 to_addr: addr("10.0.0.8:10100"),
             },
             NameNodeToDataNode::Ping { nonce: u64::MAX },
+            NameNodeToDataNode::Drain,
             NameNodeToDataNode::Error {
                 message: "line one\nline \"two\"".into(),
             },
@@ -383,6 +388,7 @@ mod tests {
             NameNodeToDataNode::Table { .. } => "table",
             NameNodeToDataNode::Migrate { .. } => "migrate",
             NameNodeToDataNode::Ping { .. } => "ping",
+            NameNodeToDataNode::Drain => "drain",
             NameNodeToDataNode::Error { .. } => "error",
         }
     }

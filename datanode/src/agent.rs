@@ -11,6 +11,7 @@ use chkv_common::proto::{
     decode_line, encode_line, DataNodeToNameNode, NameNodeToDataNode, PROTOCOL_VERSION,
 };
 use chkv_common::ring::NodeId;
+use chkv_common::HostPort;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -31,6 +32,14 @@ pub enum AgentError {
     Closed,
     #[error("the NameNode refused us: {0}")]
     Refused(String),
+    #[error("cannot reach the NameNode at {addr}: {source}")]
+    Unreachable {
+        addr: HostPort,
+        source: std::io::Error,
+    },
+    /// Something answers there, but not as a NameNode's DataNode port does.
+    #[error("{addr} is not a NameNode's DataNode port (--datanode-port, 10101 by default; 10102 is for clients, 10180 for HTTP): {what}")]
+    NotNameNode { addr: HostPort, what: String },
 }
 
 /// First wait before reconnecting to the NameNode.
@@ -44,7 +53,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// other owners (and then another one when the node rejoins).
 pub async fn run(
     node: Arc<Node>,
-    namenode: SocketAddr,
+    namenode: HostPort,
     admin_addr: SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -52,7 +61,7 @@ pub async fn run(
     let mut backoff = FIRST_BACKOFF.min(cap);
     loop {
         let mut welcomed = false;
-        let session = session(&node, namenode, admin_addr, &mut stop, &mut welcomed);
+        let session = session(&node, &namenode, admin_addr, &mut stop, &mut welcomed);
         match session.await {
             Ok(()) => return,
             Err(e) => {
@@ -99,16 +108,52 @@ async fn send(
     Ok(())
 }
 
+/// Looks the advertised host name up again, so a node whose address changed under the same
+/// name registers with its new one.
+async fn refresh_advertised(node: &Node) {
+    let Some(name) = node.config().advertise_host.clone() else {
+        return;
+    };
+    let found = tokio::net::lookup_host(name.to_string()).await;
+    match found {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            if let Some(a) = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()) {
+                if node.config().advertise != Some(*a) {
+                    info!(advertise = %name, addr = %a, "advertised address resolved");
+                    node.update_config(|c| c.advertise = Some(*a));
+                }
+            }
+        }
+        Err(e) => {
+            warn!(advertise = %name, error = %e, "cannot resolve the advertised host; keeping the last address")
+        }
+    }
+}
+
 async fn session(
     node: &Arc<Node>,
-    namenode: SocketAddr,
+    namenode: &HostPort,
     admin_addr: SocketAddr,
     stop: &mut watch::Receiver<bool>,
     welcomed: &mut bool,
 ) -> Result<(), AgentError> {
-    let sock = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(namenode))
+    refresh_advertised(node).await;
+    let unreachable = |source| AgentError::Unreachable {
+        addr: namenode.clone(),
+        source,
+    };
+    // The host is looked up at every connect, so a NameNode that moved is found again.
+    let connect = TcpStream::connect((namenode.host.as_str(), namenode.port));
+    let sock = tokio::time::timeout(Duration::from_secs(2), connect)
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+        .map_err(|_| {
+            unreachable(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out after 2 s",
+            ))
+        })?
+        .map_err(unreachable)?;
     let _ = sock.set_nodelay(true);
     let (rd, mut wr) = sock.into_split();
     let mut lines = BufReader::new(rd).lines();
@@ -126,7 +171,15 @@ async fn session(
         },
     )
     .await?;
-    info!(%namenode, id = %node.node_id, "registered with the NameNode");
+    debug!(%namenode, id = %node.node_id, "registration sent");
+    // Until the NameNode's first message, a close or a line that is not the NameNode's
+    // protocol means the address is some other port (a watcher port closes on a register
+    // line; Redis or HTTP answer with their own errors).
+    let mut heard = false;
+    let not_namenode = |what: String| AgentError::NotNameNode {
+        addr: namenode.clone(),
+        what,
+    };
     // Messages from the handoff worker (handoff_done) and the admin port (leave).
     let (to_nn, mut from_node) = tokio::sync::mpsc::unbounded_channel();
     node.handoff.set_namenode_channel(Some(to_nn));
@@ -146,13 +199,28 @@ async fn session(
     loop {
         tokio::select! {
             line = lines.next_line() => {
-                let Some(line) = line? else { return Err(AgentError::Closed) };
+                let Some(line) = line? else {
+                    return Err(if heard {
+                        AgentError::Closed
+                    } else {
+                        not_namenode("it closed the connection on our registration".into())
+                    });
+                };
                 if line.trim().is_empty() {
                     continue;
                 }
-                let msg = decode_line::<NameNodeToDataNode>(line.as_bytes())?;
+                let msg = match decode_line::<NameNodeToDataNode>(line.as_bytes()) {
+                    Ok(m) => m,
+                    Err(_) if !heard => {
+                        let shown: String = line.chars().take(60).collect();
+                        return Err(not_namenode(format!("it answered {shown:?}")));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                heard = true;
                 if matches!(msg, NameNodeToDataNode::Welcome { .. }) {
                     *welcomed = true;
+                    info!(%namenode, id = %node.node_id, "registered with the NameNode");
                 }
                 match msg {
                     NameNodeToDataNode::Welcome { table, nodes, .. }
@@ -176,6 +244,12 @@ async fn session(
                     }
                     NameNodeToDataNode::Migrate { epoch, slots, to, to_addr } => {
                         crate::handoff::enqueue(node, crate::handoff::MigrateOrder { epoch, slots, to, to_addr });
+                    }
+                    NameNodeToDataNode::Drain => {
+                        info!("the NameNode asked this node to drain");
+                        if !crate::handoff::start_drain(node) {
+                            warn!("cannot drain: no NameNode session to leave through");
+                        }
                     }
                     NameNodeToDataNode::Error { message } => return Err(AgentError::Refused(message)),
                 }

@@ -19,10 +19,13 @@ pub struct Config {
     pub hz: u32,
     /// Stable node id (40 hex characters); derived from the advertised address when unset.
     pub node_id: Option<String>,
-    /// NameNode address (DataNode port); standalone when unset.
-    pub namenode: Option<std::net::SocketAddr>,
+    /// NameNode address (DataNode port); standalone when unset. A host name is looked up at
+    /// every connect.
+    pub namenode: Option<chkv_common::HostPort>,
     /// Address other nodes and clients use to reach this node, when it differs from the bound one.
     pub advertise: Option<std::net::SocketAddr>,
+    /// The name `advertise` was resolved from, looked up again at every registration.
+    pub advertise_host: Option<chkv_common::HostPort>,
     /// Answer `-MOVED` to every connection instead of forwarding (Redis Cluster behaviour).
     pub cluster_redirects: bool,
     /// Heartbeat period towards the NameNode.
@@ -32,6 +35,14 @@ pub struct Config {
     /// `maxmemory`, `maxmemory-policy`, `maxmemory-samples`, `lfu-log-factor`,
     /// `lfu-decay-time`.
     pub eviction: crate::store::evict::EvictionConfig,
+    /// `tls-port`, `tls-cert-file`, `tls-key-file`, `tls-ca-cert-file`, `tls-auth-clients`.
+    pub tls: crate::tls::TlsSettings,
+    /// `aclfile`: where ACL SAVE writes and ACL LOAD reads users; loaded at start.
+    pub aclfile: Option<std::path::PathBuf>,
+    /// Collection encoding thresholds (`hash-max-listpack-entries`...).
+    pub encodings: crate::store::Limits,
+    /// Longest sparse HyperLogLog before it turns dense (`hll-sparse-max-bytes`).
+    pub hll_sparse_max_bytes: usize,
 }
 
 impl Default for Config {
@@ -47,10 +58,15 @@ impl Default for Config {
             node_id: None,
             namenode: None,
             advertise: None,
+            advertise_host: None,
             cluster_redirects: false,
             heartbeat_ms: 1000,
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),
             eviction: Default::default(),
+            tls: Default::default(),
+            aclfile: None,
+            encodings: Default::default(),
+            hll_sparse_max_bytes: crate::hll::SPARSE_MAX_BYTES_DEFAULT,
         }
     }
 }

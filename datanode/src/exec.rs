@@ -40,6 +40,8 @@ pub enum Pending {
     Split { req: Request, parts: Vec<Part> },
     /// A request for slots being handed over: it waits for the flip, then is planned again.
     Frozen { req: Request },
+    /// A command that finishes asynchronously ([`crate::cmd::Deferred`]).
+    Task(crate::cmd::Deferred),
 }
 
 /// One owner's share of a split request.
@@ -70,6 +72,15 @@ fn run_local(node: &Node, session: &mut Session, req: &Request) -> Frame {
     dispatch(&mut ctx, req)
 }
 
+/// Runs `req` here; a command that left work to finish asynchronously becomes a pending reply.
+fn run_here(node: &Node, session: &mut Session, req: &Request) -> Planned {
+    let reply = run_local(node, session, req);
+    match session.deferred.take() {
+        None => Planned::Now(reply),
+        Some(task) => Planned::Later(Pending::Task(task)),
+    }
+}
+
 fn moved(slot: u16, addr: SocketAddr) -> Frame {
     Frame::error(format!("MOVED {slot} {addr}"))
 }
@@ -80,7 +91,7 @@ const CLUSTERDOWN: Frame = Frame::err("CLUSTERDOWN Hash slot not served");
 /// Decides how to answer `req` under `routing`, starting any forwarding it needs.
 pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Planned {
     if routing.standalone {
-        return Planned::Now(run_local(node, session, req));
+        return run_here(node, session, req);
     }
     let spec = match lookup(req.arg(0)) {
         Some((_, spec))
@@ -89,8 +100,16 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
             spec
         }
         // Errors, keyless and node-local commands run here.
-        _ => return Planned::Now(run_local(node, session, req)),
+        _ => return run_here(node, session, req),
     };
+    if session.perms.is_some() || session.acl_generation != node.acl.generation() {
+        // Permissions are checked here, before the request may leave for its owner.
+        if let Some((id, resolved)) = crate::cmd::resolve(req) {
+            if let Err(denied) = crate::cmd::acl_gate(node, session, id, resolved, req, now_ms()) {
+                return Planned::Now(denied);
+            }
+        }
+    }
     let mode = session.redirects;
     if mode != Redirects::Redirect && spec.step == 2 && req.len().is_multiple_of(2) {
         // MSET/MSETNX missing its last value: the command's own arity error, as a single
@@ -125,7 +144,7 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
         return Planned::Later(Pending::Frozen { req: req.clone() });
     }
     match (r, mode) {
-        (Route::Local, _) => Planned::Now(run_local(node, session, req)),
+        (Route::Local, _) => run_here(node, session, req),
         (Route::Moved { slot, addr }, _) => Planned::Now(moved(slot, addr)),
         (Route::Down, _) => Planned::Now(CLUSTERDOWN),
         (_, Redirects::Internal) => {
@@ -245,7 +264,9 @@ fn run_with_retries<'a>(
                             Planned::Now(f) => return encoded(&f, proto),
                             Planned::Later(Pending::Remote { rx, .. }) => rx,
                             Planned::Later(
-                                p @ (Pending::Split { .. } | Pending::Frozen { .. }),
+                                p @ (Pending::Split { .. }
+                                | Pending::Frozen { .. }
+                                | Pending::Task(_)),
                             ) => {
                                 return Box::pin(resolve_one(node, session, p)).await;
                             }
@@ -356,6 +377,7 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
             wait_unfrozen(node, &req).await;
             run_with_retries(node, session, req, None).await
         }
+        Pending::Task(task) => encoded(&task(node.clone()).await, proto),
         Pending::Split { req, parts } => {
             let mut done = Vec::with_capacity(parts.len());
             for part in parts {

@@ -4,6 +4,7 @@
 //! `redis-cli`, `redis-benchmark` and Redis client libraries work against it unchanged.
 //!
 //! # Layout
+//! - [`acl`]: ACL users: rules, categories, selectors, the permission check, ACL LOG.
 //! - [`resp`]: request parsing and reply encoding, byte slices in and out.
 //! - [`store`]: the slot-partitioned in-memory store with lazy and active expiry.
 //! - [`cmd`]: the command table and every command's logic, as plain functions.
@@ -12,11 +13,16 @@
 //! - [`peer`]: pipelined connections to other DataNodes for forwarding.
 //! - [`exec`]: running a request here, on its owner, or split over owners.
 //! - [`agent`]: registration, heartbeats and table updates with the NameNode.
+//! - [`rdb`]: Redis's serialized value format (DUMP, RESTORE, MIGRATE payloads).
 //! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
-//! - [`server`]: the thin tokio layer: listener, connections, background tasks, shutdown.
+//! - [`server`]: the thin tokio layer: listeners, connections, background tasks, shutdown.
+//! - [`striped`]: per-thread counters, summed when read (no shared line written per request).
+//! - [`tls`]: TLS on the client port (rustls): settings, certificate loading and reload.
+//! - [`hll`]: HyperLogLog in Redis's byte format (sparse and dense), as plain functions.
 
+pub mod acl;
 pub mod admin;
 pub mod agent;
 pub mod cluster;
@@ -24,9 +30,12 @@ pub mod cmd;
 pub mod config;
 pub mod exec;
 pub mod handoff;
+pub mod hll;
 pub mod node;
 pub mod peer;
+pub mod rdb;
 pub mod resp;
 pub mod server;
 pub mod store;
 pub mod striped;
+pub mod tls;

@@ -1,9 +1,10 @@
 //! `chkv-datanode`: flags, logging, signals; everything else is in the library.
 
 use anyhow::Context;
+use chkv_common::HostPort;
 use chkv_datanode::config::Config;
 use chkv_datanode::store::evict::{EvictionConfig, Policy};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use std::net::IpAddr;
 
 #[global_allocator]
@@ -11,8 +12,16 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A CHKV DataNode: an in-memory cache that speaks the Redis protocol.
 #[derive(Parser, Debug)]
-#[command(name = "chkv-datanode", version, about)]
+#[command(
+    name = "chkv-datanode",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CHKV_GIT_COMMIT"), ")"),
+    about,
+    after_help = "Every flag can also be set in the environment (CHKV_ and the flag in capitals with _, e.g. CHKV_MAXMEMORY_POLICY) or as a key of the --config file (maxmemory-policy = \"allkeys-lru\"); flags override the environment, which overrides the file."
+)]
 struct Args {
+    /// TOML file whose keys are these flags' long names (`port = 10100`).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
     /// Address to listen on for RESP clients.
     #[arg(long, default_value = "127.0.0.1")]
     bind: IpAddr,
@@ -28,15 +37,17 @@ struct Args {
     /// Active expiry cycles per second.
     #[arg(long, default_value_t = 10)]
     hz: u32,
-    /// NameNode address (its DataNode port) to join a cluster; standalone without it.
+    /// NameNode address (its DataNode port, HOST:PORT; a host name is looked up again at
+    /// every reconnect) to join a cluster; standalone without it.
     #[arg(long)]
-    namenode: Option<std::net::SocketAddr>,
+    namenode: Option<HostPort>,
     /// Stable node id (40 hex characters); derived from the advertised address by default.
     #[arg(long)]
     node_id: Option<String>,
-    /// Address other nodes and clients should use to reach this node.
+    /// Address other nodes and clients should use to reach this node (HOST:PORT; a host name
+    /// is looked up at start and again at every registration).
     #[arg(long)]
-    advertise: Option<std::net::SocketAddr>,
+    advertise: Option<HostPort>,
     /// Answer -MOVED to every client like Redis Cluster, instead of forwarding.
     #[arg(long)]
     cluster_redirects: bool,
@@ -66,6 +77,25 @@ struct Args {
     /// LFU: minutes for the frequency counter to decay by one (0: never).
     #[arg(long, default_value_t = 1)]
     lfu_decay_time: u32,
+    /// TLS port for clients (0: no TLS). Needs --tls-cert-file and --tls-key-file, and
+    /// --tls-ca-cert-file unless --tls-auth-clients no.
+    #[arg(long, default_value_t = 0)]
+    tls_port: u16,
+    /// PEM certificate chain the TLS port presents.
+    #[arg(long)]
+    tls_cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long)]
+    tls_key_file: Option<std::path::PathBuf>,
+    /// PEM CA bundle that client certificates must chain to.
+    #[arg(long)]
+    tls_ca_cert_file: Option<std::path::PathBuf>,
+    /// Client certificates on the TLS port: yes (required), no, or optional.
+    #[arg(long, default_value = "yes", value_parser = parse_auth_clients)]
+    tls_auth_clients: chkv_datanode::tls::AuthClients,
+    /// ACL file: users loaded at start, written by ACL SAVE, read again by ACL LOAD.
+    #[arg(long)]
+    aclfile: Option<std::path::PathBuf>,
     /// Worker threads (default: one per core less one, at least one).
     #[arg(long)]
     threads: Option<usize>,
@@ -80,7 +110,14 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     tune_allocator();
-    let args = Args::parse();
+    let argv = chkv_common::cli::layered_args(
+        &Args::command(),
+        std::env::args_os().collect(),
+        "CHKV_",
+        |k| std::env::var(k).ok(),
+        |p| std::fs::read_to_string(p),
+    )?;
+    let args = Args::parse_from(argv);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&args.log_level)
@@ -97,7 +134,14 @@ fn main() -> anyhow::Result<()> {
         hz: args.hz.clamp(1, 500),
         node_id: args.node_id,
         namenode: args.namenode,
-        advertise: args.advertise,
+        advertise: match &args.advertise {
+            Some(a) => Some(
+                a.resolve_blocking()
+                    .with_context(|| format!("--advertise {a}: cannot resolve the host"))?,
+            ),
+            None => None,
+        },
+        advertise_host: args.advertise,
         cluster_redirects: args.cluster_redirects,
         heartbeat_ms: args.heartbeat_ms,
         admin_addr: std::net::SocketAddr::new(args.admin_bind, args.admin_port),
@@ -108,6 +152,14 @@ fn main() -> anyhow::Result<()> {
             lfu_log_factor: args.lfu_log_factor,
             lfu_decay_time: args.lfu_decay_time,
         },
+        tls: chkv_datanode::tls::TlsSettings {
+            port: (args.tls_port != 0).then_some(args.tls_port),
+            cert_file: args.tls_cert_file,
+            key_file: args.tls_key_file,
+            ca_cert_file: args.tls_ca_cert_file,
+            auth_clients: args.tls_auth_clients,
+        },
+        aclfile: args.aclfile,
         ..Config::default()
     };
     let threads = args.threads.unwrap_or_else(default_threads).max(1);
@@ -206,6 +258,11 @@ fn tune_allocator() {
 fn parse_maxmemory(s: &str) -> Result<u64, String> {
     chkv_datanode::config::parse_memory(s)
         .ok_or_else(|| format!("'{s}' is not a memory size (e.g. 100mb, 2gb, 1048576)"))
+}
+
+fn parse_auth_clients(s: &str) -> Result<chkv_datanode::tls::AuthClients, String> {
+    chkv_datanode::tls::AuthClients::parse(s)
+        .ok_or_else(|| format!("'{s}' is not one of yes, no, optional"))
 }
 
 fn parse_policy(s: &str) -> Result<Policy, String> {

@@ -43,6 +43,8 @@ pub struct ClientInfo {
     pub name: Mutex<Option<Bytes>>,
     pub lib_name: Mutex<Option<Bytes>>,
     pub lib_ver: Mutex<Option<Bytes>>,
+    /// The ACL user the connection runs as (CLIENT LIST's `user=`).
+    pub user: Mutex<Bytes>,
 }
 
 impl ClientInfo {
@@ -58,6 +60,7 @@ impl ClientInfo {
             name: Mutex::new(None),
             lib_name: Mutex::new(None),
             lib_ver: Mutex::new(None),
+            user: Mutex::new(Bytes::from_static(b"default")),
         }
     }
 
@@ -76,7 +79,7 @@ impl ClientInfo {
         format!(
             "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 \
              ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
-             omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+             omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -84,6 +87,7 @@ impl ClientInfo {
             age,
             idle,
             cmd,
+            String::from_utf8_lossy(&self.user.lock()),
             self.resp.load(Relaxed),
             text(&self.lib_name),
             text(&self.lib_ver),
@@ -113,6 +117,10 @@ pub struct Node {
     routing_generation: AtomicU64,
     pub peers: Peers,
     pub handoff: crate::handoff::Handoff,
+    /// The TLS configuration new TLS connections get (none when TLS is off).
+    pub tls: crate::tls::TlsSlot,
+    /// ACL users.
+    pub acl: crate::acl::Acl,
 }
 
 impl Node {
@@ -126,6 +134,9 @@ impl Node {
         let peers = Peers::new(config.requirepass.clone());
         let db = Db::new();
         db.configure_eviction(&config.eviction);
+        let acl = crate::acl::Acl::default();
+        acl.set_requirepass(config.requirepass.as_deref());
+        db.limits.store(&config.encodings);
         Node {
             db,
             node_id,
@@ -133,6 +144,8 @@ impl Node {
             routing_generation: AtomicU64::new(0),
             peers,
             handoff: crate::handoff::Handoff::default(),
+            tls: Default::default(),
+            acl,
             config: RwLock::new(config),
             config_generation: AtomicU64::new(0),
             stats: ServerStats::default(),
@@ -142,6 +155,14 @@ impl Node {
             addr: Mutex::new(None),
             run_id: random_hex(40),
         }
+    }
+
+    /// Whether a new connection starts authenticated: the `default` user is on and needs no
+    /// password.
+    pub fn default_user_open(&self) -> bool {
+        self.acl
+            .get(b"default")
+            .is_some_and(|u| u.enabled && u.nopass)
     }
 
     /// Registers a new connection and returns its info handle.

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -27,11 +27,14 @@ use tracing::{debug, info, warn};
 const OUT_FLUSH: usize = 64 * 1024;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
+/// A TLS client that has not finished its handshake by then is dropped.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running DataNode.
 pub struct ServerHandle {
     pub node: Arc<Node>,
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     done: tokio::task::JoinHandle<()>,
 }
@@ -40,6 +43,11 @@ impl ServerHandle {
     /// The address the RESP listener is bound to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address the TLS listener is bound to, when TLS is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The admin port's address.
@@ -62,18 +70,68 @@ impl ServerHandle {
 
 /// Binds the listener and starts serving in the background.
 pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
-    let listener = TcpListener::bind((config.bind, config.port)).await?;
+    // Record the empty process's memory before any data arrives (INFO's fragmentation).
+    crate::cmd::server::startup_rss();
+    let listener = TcpListener::bind((config.bind, config.port))
+        .await
+        .map_err(|e| {
+            bind_error(
+                e,
+                "RESP clients",
+                SocketAddr::new(config.bind, config.port),
+                "--port",
+            )
+        })?;
     let addr = listener.local_addr()?;
     // The node id derives from the address actually bound (port 0 picks one).
     config.port = addr.port();
+    let tls = if config.tls.enabled() {
+        let tls_config = crate::tls::server_config(&config.tls)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let l = TcpListener::bind((config.bind, config.tls.port.unwrap_or(0))).await?;
+        config.tls.port = Some(l.local_addr()?.port());
+        Some((l, tls_config))
+    } else {
+        None
+    };
+    let users = match &config.aclfile {
+        Some(path) => Some(
+            crate::cmd::acl::load_aclfile(path)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+        ),
+        None => None,
+    };
     let node = Arc::new(Node::new(config));
+    if let Some(users) = users {
+        node.acl.replace_all(users);
+    }
     *node.addr.lock() = Some(addr);
     info!(%addr, "listening for RESP clients");
+    let tls_addr = match tls {
+        Some((l, tls_config)) => {
+            node.tls.install(tls_config);
+            let tls_addr = l.local_addr()?;
+            info!(addr = %tls_addr, "listening for TLS clients");
+            Some((l, tls_addr))
+        }
+        None => None,
+    };
     let (stop, stop_rx) = watch::channel(false);
     // The admin port. Failing to bind it leaves the node serving clients, with a warning:
     // the data path matters more than the operator's shortcut.
     let mut admin = node.config().admin_addr;
-    match TcpListener::bind(admin).await {
+    let mut bound = TcpListener::bind(admin).await;
+    if matches!(&bound, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse) && admin.port() != 0 {
+        // Another node on this host has it (20000 is everyone's default): take a free port
+        // rather than share the operator's `k` with the other node, and say which.
+        let taken = admin;
+        bound = TcpListener::bind(SocketAddr::new(admin.ip(), 0)).await;
+        if let Ok(l) = &bound {
+            warn!(%taken, admin = %l.local_addr().unwrap_or(taken),
+                "admin port in use (another DataNode on this host?); using a free one instead (--admin-port to choose)");
+        }
+    }
+    match bound {
         Ok(l) => {
             admin = l.local_addr().unwrap_or(admin);
             node.update_config(|c| c.admin_addr = admin);
@@ -82,14 +140,19 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
         }
         Err(e) => warn!(%admin, error = %e, "admin port not available; `k` drains are disabled"),
     }
-    let namenode = node.config().namenode;
+    let namenode = node.config().namenode.clone();
     if let Some(nn) = namenode {
         tokio::spawn(crate::agent::run(node.clone(), nn, admin, stop_rx.clone()));
     }
-    let done = tokio::spawn(serve(listener, node.clone(), stop_rx));
+    let (tls_listener, tls_addr) = tls_addr.unzip();
+    if tls_listener.is_some() {
+        tokio::spawn(reload_tls_on_sighup(node.clone(), stop_rx.clone()));
+    }
+    let done = tokio::spawn(serve(listener, tls_listener, node.clone(), stop_rx));
     Ok(ServerHandle {
         node,
         addr,
+        tls_addr,
         stop,
         done,
     })
@@ -111,6 +174,23 @@ pub enum Exit {
 /// Longest wait, after the node stops accepting, for its connections to finish writing; a
 /// client that does not read its replies must not keep the process alive.
 const CLOSE_LIMIT: Duration = Duration::from_secs(2);
+
+/// A bind failure as an operator reads it: which listener, which address, and for a port in
+/// use, which flag picks another.
+pub fn bind_error(e: std::io::Error, what: &str, addr: SocketAddr, flag: &str) -> std::io::Error {
+    let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+        format!(
+            " (port {} is taken, perhaps by another node on this host; choose another with {flag})",
+            addr.port()
+        )
+    } else {
+        String::new()
+    };
+    std::io::Error::new(
+        e.kind(),
+        format!("cannot listen for {what} on {addr}: {e}{hint}"),
+    )
+}
 
 /// Runs a DataNode until a stop signal, or until a drain (`k`) has finished.
 ///
@@ -166,24 +246,69 @@ pub async fn run(
     Ok(exit)
 }
 
-async fn serve(listener: TcpListener, node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+/// Reloads the TLS certificates on SIGHUP, for the certificate rotation tools that signal.
+async fn reload_tls_on_sighup(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            warn!("cannot listen for SIGHUP; TLS certificates reload only with CONFIG SET");
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    let settings = node.config().tls.clone();
+                    match crate::tls::server_config(&settings) {
+                        Ok(c) => {
+                            node.tls.install(c);
+                            info!("SIGHUP: TLS certificates reloaded");
+                        }
+                        Err(e) => warn!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificates"),
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (node, stop.changed().await);
+}
+
+/// Accepts on `listener`, or never when there is none.
+async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    tls_listener: Option<TcpListener>,
+    node: Arc<Node>,
+    mut stop: watch::Receiver<bool>,
+) {
     // Every connection task holds a sender; when all are dropped, all connections are done.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
     let cron = tokio::spawn(cron(node.clone(), stop.clone()));
     loop {
-        tokio::select! {
-            res = listener.accept() => match res {
-                Ok((sock, peer)) => accept(&node, sock, peer, &stop, &alive_tx),
-                Err(e) => {
-                    // Out of descriptors and similar: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+        let (res, tls) = tokio::select! {
+            res = listener.accept() => (res, false),
+            res = accept_on(tls_listener.as_ref()) => (res, true),
             _ = stop.changed() => break,
+        };
+        match res {
+            Ok((sock, peer)) => accept(&node, sock, peer, tls, &stop, &alive_tx),
+            Err(e) => {
+                // Out of descriptors and similar: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
     drop(listener);
+    drop(tls_listener);
     drop(alive_tx);
     let _ = alive_rx.recv().await;
     let _ = cron.await;
@@ -193,6 +318,7 @@ fn accept(
     node: &Arc<Node>,
     sock: TcpStream,
     peer: SocketAddr,
+    tls: bool,
     stop: &watch::Receiver<bool>,
     alive: &mpsc::Sender<()>,
 ) {
@@ -214,7 +340,15 @@ fn accept(
     let (node, stop, alive) = (node.clone(), stop.clone(), alive.clone());
     tokio::spawn(async move {
         let id = info.id;
-        if let Err(e) = connection(&node, sock, info, stop).await {
+        let res = if tls {
+            match tls_handshake(&node, sock).await {
+                Ok(sock) => connection(&node, sock, info, stop).await,
+                Err(e) => Err(e),
+            }
+        } else {
+            connection(&node, sock, info, stop).await
+        };
+        if let Err(e) = res {
             debug!(client = id, error = %e, "connection ended with an error");
         }
         node.unregister_client(id);
@@ -222,15 +356,34 @@ fn accept(
     });
 }
 
-async fn connection(
+/// The server side of a TLS handshake, with the configuration current at accept time,
+/// bounded by [`TLS_HANDSHAKE_TIMEOUT`]. A plaintext client on the TLS port fails here.
+async fn tls_handshake(
+    node: &Node,
+    sock: TcpStream,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let config = node.tls.current().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotConnected, "TLS is not configured")
+    })?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "TLS handshake timed out",
+        )),
+    }
+}
+
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     node: &Arc<Node>,
-    mut sock: TcpStream,
+    mut sock: S,
     info: Arc<crate::node::ClientInfo>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let (authed, redirects) = {
         let c = node.config();
-        (c.requirepass.is_none(), c.cluster_redirects)
+        (node.default_user_open(), c.cluster_redirects)
     };
     let mut session = Session::new(info, authed);
     if redirects {
@@ -263,12 +416,12 @@ async fn connection(
                     }
                     if session.quit {
                         replies.resolve_into(node, &mut session, &mut out).await;
-                        sock.write_all(&out).await?;
+                        send(&mut sock, &out).await?;
                         return Ok(());
                     }
                     parser.recycle(req);
                     if out.len() >= OUT_FLUSH && replies.is_empty() {
-                        sock.write_all(&out).await?;
+                        send(&mut sock, &out).await?;
                         node.stats.net_output_bytes.add(out.len() as u64);
                         out.clear();
                     }
@@ -283,7 +436,7 @@ async fn connection(
                         out.extend_from_slice(b"\r\n");
                     }
                     debug!(client = session.client.id, error = %e, "protocol error");
-                    sock.write_all(&out).await?;
+                    send(&mut sock, &out).await?;
                     return Ok(());
                 }
             }
@@ -310,7 +463,7 @@ async fn connection(
             if others_busy(&mut last_batch) {
                 tokio::task::yield_now().await;
             }
-            sock.write_all(&out).await?;
+            send(&mut sock, &out).await?;
             node.stats.net_output_bytes.add(out.len() as u64);
             out.clear();
         }
@@ -331,6 +484,13 @@ async fn connection(
             _ = stop.changed() => return Ok(()),
         }
     }
+}
+
+/// Writes `out` and flushes it: a TLS stream may keep the last record in its buffer until
+/// flushed; for TCP the flush is a no-op.
+async fn send<S: AsyncWrite + Unpin>(sock: &mut S, out: &[u8]) -> std::io::Result<()> {
+    sock.write_all(out).await?;
+    sock.flush().await
 }
 
 /// Counts a batch of replies about to be written on this thread, and tells whether another

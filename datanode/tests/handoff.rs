@@ -37,7 +37,7 @@ async fn start_datanode(namenode: SocketAddr) -> ServerHandle {
     server::start(Config {
         port: 0,
         admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        namenode: Some(namenode),
+        namenode: Some(namenode.into()),
         heartbeat_ms: HEARTBEAT.as_millis() as u64,
         ..Config::default()
     })

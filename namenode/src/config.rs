@@ -87,6 +87,41 @@ pub struct Config {
     pub vnodes: NonZeroU32,
     /// Heartbeats, probes and the startup grace.
     pub timing: Timing,
+    /// Bearer token for the HTTP API's writes (`POST /api/nodes/{id}/drain`); without one
+    /// they are refused.
+    pub http_token: Option<HttpToken>,
+}
+
+/// A secret for the HTTP API. Its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpToken(std::sync::Arc<str>);
+
+impl HttpToken {
+    /// A token from its text; `None` when it is empty (after trimming whitespace, which a
+    /// token file usually ends with).
+    pub fn new(text: &str) -> Option<HttpToken> {
+        let text = text.trim();
+        (!text.is_empty()).then(|| HttpToken(text.into()))
+    }
+
+    /// Whether `offered` is this token, in time that depends only on the lengths.
+    pub fn matches(&self, offered: &[u8]) -> bool {
+        let mine = self.0.as_bytes();
+        if mine.len() != offered.len() {
+            return false;
+        }
+        let diff = mine
+            .iter()
+            .zip(offered)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        std::hint::black_box(diff) == 0
+    }
+}
+
+impl std::fmt::Debug for HttpToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpToken(<redacted>)")
+    }
 }
 
 impl Default for Config {
@@ -98,6 +133,7 @@ impl Default for Config {
             http_port: 10180,
             vnodes: DEFAULT_VNODES,
             timing: Timing::default(),
+            http_token: None,
         }
     }
 }
@@ -114,14 +150,20 @@ impl Config {
     }
 }
 
-/// `chkv-namenode` command-line flags.
+/// `chkv-namenode` command-line flags. Each can also be set in the environment
+/// (`CHKV_NAMENODE_` and the flag in capitals with `_`, e.g. `CHKV_NAMENODE_HTTP_PORT`) or as a
+/// key of the `--config` file; see [`chkv_common::cli`].
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "chkv-namenode",
-    version,
-    about = "CHKV NameNode: membership, ring and ring pushes"
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CHKV_GIT_COMMIT"), ")"),
+    about = "CHKV NameNode: membership, ring and ring pushes",
+    after_help = "Every flag can also be set in the environment (CHKV_NAMENODE_ and the flag in capitals with _, e.g. CHKV_NAMENODE_HTTP_PORT) or as a key of the --config file (http-port = 10180); flags override the environment, which overrides the file."
 )]
 pub struct Args {
+    /// TOML file whose keys are these flags' long names (`http-port = 10180`).
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
     /// Address to listen on (all three ports).
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: IpAddr,
@@ -150,6 +192,19 @@ pub struct Args {
     /// Virtual nodes per DataNode.
     #[arg(long, default_value_t = DEFAULT_VNODES.get())]
     pub vnodes: u32,
+    /// File holding the bearer token for the HTTP API's writes (`POST /api/nodes/{id}/drain`);
+    /// without it (or CHKV_HTTP_TOKEN) they are refused.
+    #[arg(long)]
+    pub http_token_file: Option<std::path::PathBuf>,
+    /// The HTTP API token itself (prefer --http-token-file: the environment of a process can
+    /// be read by its user).
+    #[arg(
+        long = "http-token",
+        env = "CHKV_HTTP_TOKEN",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub http_token: Option<String>,
     /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive list.
     #[arg(long, default_value = "info", env = "CHKV_LOG")]
     pub log_level: String,
@@ -176,6 +231,21 @@ impl TryFrom<&Args> for Config {
         if let Some(ms) = args.startup_grace_ms {
             timing.startup_grace = Duration::from_millis(ms);
         }
+        let http_token = match (&args.http_token_file, &args.http_token) {
+            (Some(path), _) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::Config(format!("--http-token-file {}: {e}", path.display()))
+                })?;
+                Some(HttpToken::new(&text).ok_or_else(|| {
+                    Error::Config(format!("--http-token-file {} is empty", path.display()))
+                })?)
+            }
+            (None, Some(text)) => Some(
+                HttpToken::new(text)
+                    .ok_or_else(|| Error::Config("CHKV_HTTP_TOKEN is empty".into()))?,
+            ),
+            (None, None) => None,
+        };
         Ok(Config {
             bind: args.bind,
             datanode_port: args.datanode_port,
@@ -183,6 +253,7 @@ impl TryFrom<&Args> for Config {
             http_port: args.http_port,
             vnodes,
             timing,
+            http_token,
         })
     }
 }
@@ -217,6 +288,27 @@ mod tests {
             parse(&["--probe-interval-ms", "20", "--startup-grace-ms", "0"]).expect("valid");
         assert_eq!(config.timing.probe_interval, Duration::from_millis(20));
         assert_eq!(config.timing.startup_grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn http_token_from_a_file_compares_exactly() {
+        let dir = std::env::temp_dir().join(format!("chkv-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("token");
+        std::fs::write(&file, "s3cret\n").expect("write");
+        let config = parse(&["--http-token-file", file.to_str().expect("utf8")]).expect("valid");
+        let token = config.http_token.expect("token");
+        assert!(token.matches(b"s3cret"));
+        assert!(!token.matches(b"s3cret\n"));
+        assert!(!token.matches(b"s3creT"));
+        assert!(!token.matches(b""));
+        assert_eq!(format!("{token:?}"), "HttpToken(<redacted>)");
+        std::fs::write(&file, " \n").expect("write");
+        assert!(matches!(
+            parse(&["--http-token-file", file.to_str().expect("utf8")]),
+            Err(Error::Config(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -1,340 +1,858 @@
-//! A minimal HTTP/1.1 responder for humans and Prometheus: `GET /` (text status),
-//! `GET /cluster` (JSON), `GET /metrics` (Prometheus text format).
+//! The NameNode's HTTP port, on axum: a dashboard for people, a JSON API for tools, and
+//! Prometheus metrics.
 //!
-//! Three read-only pages do not justify a web framework: this reads one request head,
-//! answers, and closes the connection (`Connection: close`), which every browser, `curl` and
-//! Prometheus scraper handles. The pages are rendered by pure functions of a [`Snapshot`],
-//! tested without sockets.
+//! | route | what |
+//! |---|---|
+//! | `GET /` | the dashboard: the ring, the nodes, the event log; refreshes itself every 2 s |
+//! | `GET /api/cluster` (and `/cluster`) | the whole state as JSON |
+//! | `GET /api/nodes` | the members, with their operations per second |
+//! | `GET /api/events` | the event log, oldest first |
+//! | `POST /api/nodes/{id}/drain` | asks a node to drain; needs `Authorization: Bearer TOKEN` |
+//! | `GET /metrics` | Prometheus text format |
+//! | `GET /healthz` | `ok` while the core answers |
+//!
+//! Every page is a pure function of a [`Snapshot`] (tested without sockets); the handlers only
+//! fetch one from the core. The dashboard is one HTML document with inline CSS and SVG and no
+//! script or external asset, so it works offline and behind any proxy; every string that came
+//! from a DataNode (ids above all) is HTML-escaped.
+//!
+//! Bounds: at most [`MAX_CONNECTIONS`] open connections (more are answered 503 and closed), a
+//! request head must arrive within [`HEADER_TIMEOUT`], a request is answered within
+//! [`REQUEST_TIMEOUT`], bodies are limited to [`MAX_BODY`] bytes, at most [`MAX_IN_FLIGHT`]
+//! requests run at once, and a connection is closed after [`CONNECTION_LIFETIME`].
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
-use chkv_common::SLOT_COUNT;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chkv_common::{NodeId, SLOT_COUNT};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use serde::Serialize;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tower::limit::ConcurrencyLimitLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 use tracing::debug;
 
-use crate::membership::ClusterStatus;
-use crate::server::{read_line, Snapshot, StatusSource};
+use crate::activity::LoggedEvent;
+use crate::config::HttpToken;
+use crate::membership::{ClusterStatus, DrainRefused, NodeStatus};
+use crate::server::{Snapshot, StatusSource};
 
-/// The whole request head must arrive this soon.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest request line or header line.
-const MAX_HEAD_LINE: usize = 8192;
-/// Most header lines read before giving up on a request.
-const MAX_HEADERS: usize = 100;
+/// Open HTTP connections at most.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Requests being answered at once at most (the others wait).
+pub const MAX_IN_FLIGHT: usize = 32;
+/// Largest request body accepted (no route needs one).
+pub const MAX_BODY: usize = 4096;
+/// A request head must arrive this soon.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A request must be answered this soon.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A keep-alive connection is closed (gracefully) after this long.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// Largest request head.
+const MAX_HEAD: usize = 16 * 1024;
+/// How often the dashboard reloads itself, in seconds.
+const REFRESH_SECS: u32 = 2;
+/// Events the dashboard lists (the API gives them all).
+const DASHBOARD_EVENTS: usize = 40;
 
-/// An answer, before it is written.
-#[derive(Debug, PartialEq, Eq)]
-struct Response {
-    status: u16,
-    content_type: &'static str,
-    body: String,
-    /// `Allow` header for 405s.
-    allow: Option<&'static str>,
-}
-
-impl Response {
-    fn new(status: u16, content_type: &'static str, body: String) -> Response {
-        Response {
-            status,
-            content_type,
-            body,
-            allow: None,
-        }
-    }
-
-    fn text(status: u16, body: &str) -> Response {
-        Response::new(status, TEXT, format!("{body}\n"))
-    }
-
-    /// The bytes on the wire; `head_only` for HEAD requests.
-    fn encode(&self, head_only: bool) -> Vec<u8> {
-        let reason = match self.status {
-            200 => "OK",
-            400 => "Bad Request",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            _ => "Service Unavailable",
-        };
-        let mut head = format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            self.status,
-            self.content_type,
-            self.body.len()
-        );
-        if let Some(allow) = self.allow {
-            let _ = write!(head, "Allow: {allow}\r\n");
-        }
-        head.push_str("\r\n");
-        let mut out = head.into_bytes();
-        if !head_only {
-            out.extend_from_slice(self.body.as_bytes());
-        }
-        out
-    }
-}
-
-const TEXT: &str = "text/plain; charset=utf-8";
-const JSON: &str = "application/json";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Serves one request on `stream`, then closes it.
-pub(crate) async fn serve(stream: TcpStream, status: StatusSource) {
-    let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::new(rd);
-    let head = tokio::time::timeout(REQUEST_TIMEOUT, async {
-        let mut line = Vec::new();
-        if !read_line(&mut rd, &mut line, MAX_HEAD_LINE).await? {
-            return Ok(None);
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    connections: Arc<Semaphore>,
+    router: Router,
+}
+
+impl AppState {
+    pub(crate) fn new(status: StatusSource, token: Option<HttpToken>) -> AppState {
+        let shared = Shared { status, token };
+        AppState {
+            connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            router: router(shared),
         }
-        let request_line = String::from_utf8_lossy(&line).into_owned();
-        // Headers are read only to get past them; nothing here depends on one.
-        for _ in 0..MAX_HEADERS {
-            if !read_line(&mut rd, &mut line, MAX_HEAD_LINE).await? || line.trim_ascii().is_empty()
-            {
-                return Ok(Some(request_line));
-            }
-        }
-        Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "too many headers",
-        ))
-    })
-    .await;
-    let request_line = match head {
-        Ok(Ok(Some(line))) => line,
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) => return debug!("http request: {e}"),
-        Err(_) => return debug!("http request head timed out"),
-    };
-
-    let mut parts = request_line.split_ascii_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let head_only = method == "HEAD";
-    let response = match route(method, target) {
-        Err(response) => response,
-        Ok(page) => match status.snapshot().await {
-            Some(snapshot) => render(page, &snapshot),
-            None => Response::text(503, "shutting down"),
-        },
-    };
-    let _ = tokio::time::timeout(REQUEST_TIMEOUT, async {
-        wr.write_all(&response.encode(head_only)).await?;
-        wr.shutdown().await
-    })
-    .await;
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Page {
-    Status,
-    Cluster,
-    Metrics,
-}
-
-/// Which page `method target` asks for, or the error response.
-fn route(method: &str, target: &str) -> Result<Page, Response> {
-    if method.is_empty() || !target.starts_with('/') {
-        return Err(Response::text(400, "bad request"));
     }
-    if method != "GET" && method != "HEAD" {
-        let mut response = Response::text(405, "only GET and HEAD");
-        response.allow = Some("GET, HEAD");
-        return Err(response);
-    }
-    let path = target.split(['?', '#']).next().unwrap_or(target);
-    match path {
-        "/" => Ok(Page::Status),
-        "/cluster" => Ok(Page::Cluster),
-        "/metrics" => Ok(Page::Metrics),
-        _ => Err(Response::text(
-            404,
-            "not found; try /, /cluster or /metrics",
-        )),
-    }
-}
 
-fn render(page: Page, snapshot: &Snapshot) -> Response {
-    match page {
-        Page::Status => Response::new(200, TEXT, status_page(snapshot)),
-        Page::Cluster => {
-            #[derive(Serialize)]
-            struct Cluster<'a> {
-                #[serde(flatten)]
-                status: &'a ClusterStatus,
-                watchers: usize,
-            }
-            let cluster = Cluster {
-                status: &snapshot.status,
-                watchers: snapshot.watchers,
+    /// Serves HTTP/1.1 on `stream` until the client closes it or its lifetime is over.
+    pub(crate) fn serve(&self, stream: TcpStream) -> impl std::future::Future<Output = ()> {
+        let permit = self.connections.clone().try_acquire_owned();
+        let router = self.router.clone();
+        async move {
+            let Ok(_permit) = permit else {
+                let mut stream = stream;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    stream.write_all(
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 17\r\nConnection: close\r\n\r\ntoo many clients\n",
+                    ),
+                )
+                .await;
+                return;
             };
-            match serde_json::to_string_pretty(&cluster) {
-                Ok(mut body) => {
-                    body.push('\n');
-                    Response::new(200, JSON, body)
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_HEAD)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        debug!("http connection: {e}");
+                    }
+                    return;
                 }
-                Err(e) => Response::text(503, &format!("cannot encode cluster state: {e}")),
+                () = tokio::time::sleep(CONNECTION_LIFETIME) => {}
             }
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, conn).await;
         }
-        Page::Metrics => Response::new(200, PROMETHEUS, metrics(snapshot)),
     }
 }
 
-fn status_page(snapshot: &Snapshot) -> String {
-    let s = &snapshot.status;
-    let alive = s.nodes.iter().filter(|n| n.state == "alive").count();
-    let mut out = String::new();
-    let _ = writeln!(out, "CHKV NameNode");
-    let _ = writeln!(out, "state: {}", s.state);
-    let _ = writeln!(out, "epoch: {}", s.epoch);
-    let _ = writeln!(out, "datanodes: {} ({alive} alive)", s.nodes.len());
-    let _ = writeln!(out, "slots assigned: {} of {SLOT_COUNT}", s.slots_assigned);
-    let _ = writeln!(out, "watchers: {}", snapshot.watchers);
-    let _ = writeln!(out, "declared dead: {}", s.declared_dead_total);
-    for n in &s.nodes {
-        let _ = writeln!(
-            out,
-            "{} client={} admin={} {}{} slots={} keys={} used_memory={} epoch_seen={}",
-            n.id,
-            n.client_addr,
-            n.admin_addr,
-            n.state,
-            if n.connected { "" } else { " (disconnected)" },
-            n.slots,
-            n.stats.keys,
-            n.stats.used_memory,
-            n.epoch_seen,
-        );
-    }
-    out
+#[derive(Clone)]
+struct Shared {
+    status: StatusSource,
+    token: Option<HttpToken>,
 }
 
-/// The Prometheus text exposition format.
-fn metrics(snapshot: &Snapshot) -> String {
-    let s = &snapshot.status;
-    let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, kind: &str, samples: &[(Option<&str>, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for (node, value) in samples {
-            match node {
-                Some(node) => {
-                    let _ = writeln!(out, "{name}{{node=\"{}\"}} {value}", label(node));
-                }
-                None => {
-                    let _ = writeln!(out, "{name} {value}");
-                }
-            }
-        }
+fn router(shared: Shared) -> Router {
+    Router::new()
+        .route("/", get(dashboard_page))
+        .route("/cluster", get(cluster_json))
+        .route("/api/cluster", get(cluster_json))
+        .route("/api/nodes", get(nodes_json))
+        .route("/api/events", get(events_json))
+        .route("/api/nodes/{id}/drain", post(drain))
+        .route("/metrics", get(metrics_page))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .with_state(shared)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(ConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
+}
+
+/// A JSON error body: `{"error": message}`.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    #[derive(Serialize)]
+    struct Error {
+        error: String,
+    }
+    (
+        status,
+        Json(Error {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+fn shutting_down() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the NameNode is shutting down",
+    )
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "not found; try /, /api/cluster, /api/nodes, /api/events, /metrics or /healthz\n",
+    )
+        .into_response()
+}
+
+async fn healthz(State(s): State<Shared>) -> Response {
+    match s.status.snapshot().await {
+        Some(_) => "ok\n".into_response(),
+        None => shutting_down(),
+    }
+}
+
+async fn dashboard_page(State(s): State<Shared>) -> Response {
+    match s.status.snapshot().await {
+        Some(snapshot) => Html(dashboard(&snapshot, unix_ms())).into_response(),
+        None => shutting_down(),
+    }
+}
+
+async fn cluster_json(State(s): State<Shared>) -> Response {
+    match s.status.snapshot().await {
+        Some(snapshot) => Json(ClusterJson::of(&snapshot)).into_response(),
+        None => shutting_down(),
+    }
+}
+
+async fn nodes_json(State(s): State<Shared>) -> Response {
+    match s.status.snapshot().await {
+        Some(snapshot) => Json(nodes(&snapshot)).into_response(),
+        None => shutting_down(),
+    }
+}
+
+async fn events_json(State(s): State<Shared>) -> Response {
+    match s.status.snapshot().await {
+        Some(snapshot) => Json(snapshot.events).into_response(),
+        None => shutting_down(),
+    }
+}
+
+async fn metrics_page(State(s): State<Shared>) -> Response {
+    let Some(snapshot) = s.status.snapshot().await else {
+        return shutting_down();
     };
-    gauge(
-        "chkv_epoch",
-        "Epoch of the published slot table.",
-        "gauge",
-        &[(None, s.epoch)],
-    );
+    match metrics(&snapshot) {
+        Ok(text) => ([(header::CONTENT_TYPE, PROMETHEUS)], text).into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}"),
+        ),
+    }
+}
+
+async fn drain(State(s): State<Shared>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let Some(token) = &s.token else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "drains over HTTP are disabled: start the NameNode with --http-token-file FILE \
+             (or CHKV_HTTP_TOKEN) and send Authorization: Bearer TOKEN",
+        );
+    };
+    let offered = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    if !offered.is_some_and(|t| token.matches(t)) {
+        let mut response = error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: send Authorization: Bearer TOKEN",
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    match s.status.drain(NodeId::new(id.clone())).await {
+        None => shutting_down(),
+        Some(Ok(())) => {
+            #[derive(Serialize)]
+            struct Accepted {
+                draining: String,
+                message: &'static str,
+            }
+            (
+                StatusCode::ACCEPTED,
+                Json(Accepted {
+                    draining: id,
+                    message: "the node was told to drain; follow it in /api/events",
+                }),
+            )
+                .into_response()
+        }
+        Some(Err(refused)) => {
+            let status = match refused {
+                DrainRefused::Unknown(_) => StatusCode::NOT_FOUND,
+                DrainRefused::AlreadyDraining(_) | DrainRefused::NotConnected(_) => {
+                    StatusCode::CONFLICT
+                }
+                DrainRefused::Starting => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            error(status, refused.to_string())
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `/api/cluster`: the state machine's view plus what only the server knows.
+#[derive(Serialize)]
+struct ClusterJson<'a> {
+    #[serde(flatten)]
+    status: &'a ClusterStatus,
+    watchers: usize,
+}
+
+impl<'a> ClusterJson<'a> {
+    fn of(snapshot: &'a Snapshot) -> ClusterJson<'a> {
+        ClusterJson {
+            status: &snapshot.status,
+            watchers: snapshot.watchers,
+        }
+    }
+}
+
+/// One entry of `/api/nodes`.
+#[derive(Serialize)]
+struct NodeJson<'a> {
+    #[serde(flatten)]
+    node: &'a NodeStatus,
+    draining: bool,
+    ops_per_sec: f64,
+}
+
+fn nodes(snapshot: &Snapshot) -> Vec<NodeJson<'_>> {
+    snapshot
+        .status
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| NodeJson {
+            node,
+            draining: snapshot.status.draining.contains(&node.id),
+            ops_per_sec: snapshot.ops_per_sec.get(i).copied().unwrap_or(0.0),
+        })
+        .collect()
+}
+
+// ---- Prometheus ----
+
+/// The metrics in the Prometheus text format, built on the `prometheus` crate from one
+/// snapshot. Per-node series are labelled with the node's id and client address.
+fn metrics(snapshot: &Snapshot) -> prometheus::Result<String> {
+    let s = &snapshot.status;
+    let registry = Registry::new();
+    let gauge = |name: &str, help: &str, value: u64| -> prometheus::Result<()> {
+        let g = IntGauge::new(name, help)?;
+        g.set(i64::try_from(value).unwrap_or(i64::MAX));
+        registry.register(Box::new(g))
+    };
+    gauge("chkv_epoch", "Epoch of the published slot table.", s.epoch)?;
     gauge(
         "chkv_datanodes",
         "DataNodes in the ring.",
-        "gauge",
-        &[(None, s.nodes.len() as u64)],
-    );
+        s.nodes.len() as u64,
+    )?;
     gauge(
         "chkv_datanodes_suspect",
         "DataNodes being probed after silence or a lost connection.",
-        "gauge",
-        &[(
-            None,
-            s.nodes.iter().filter(|n| n.state != "alive").count() as u64,
-        )],
-    );
+        s.nodes.iter().filter(|n| n.state != "alive").count() as u64,
+    )?;
+    gauge(
+        "chkv_datanodes_draining",
+        "DataNodes draining (leaving once their slots have moved).",
+        s.draining.len() as u64,
+    )?;
     gauge(
         "chkv_slots_assigned",
         "Slots with an owner in the published table.",
-        "gauge",
-        &[(None, s.slots_assigned as u64)],
-    );
+        s.slots_assigned as u64,
+    )?;
     gauge(
         "chkv_slots_moving",
         "Slot moves ordered and not yet confirmed (joins and drains under way).",
-        "gauge",
-        &[(None, s.slots_moving as u64)],
-    );
+        s.slots_moving as u64,
+    )?;
     gauge(
         "chkv_watchers",
         "Clients watching the ring.",
-        "gauge",
-        &[(None, snapshot.watchers as u64)],
-    );
-    gauge(
+        snapshot.watchers as u64,
+    )?;
+    let dead = IntCounter::new(
         "chkv_datanodes_declared_dead_total",
         "DataNodes declared dead since this NameNode started.",
-        "counter",
-        &[(None, s.declared_dead_total)],
-    );
-    let per_node = |f: &dyn Fn(&crate::membership::NodeStatus) -> u64| -> Vec<(Option<&str>, u64)> {
-        s.nodes
-            .iter()
-            .map(|n| (Some(n.id.as_str()), f(n)))
-            .collect()
+    )?;
+    dead.inc_by(s.declared_dead_total);
+    registry.register(Box::new(dead.clone()))?;
+
+    const LABELS: &[&str] = &["node", "addr"];
+    let per_node = |name: &str, help: &str, f: &dyn Fn(usize, &NodeStatus) -> i64| {
+        let vec = IntGaugeVec::new(Opts::new(name, help), LABELS)?;
+        for (i, n) in s.nodes.iter().enumerate() {
+            let addr = n.client_addr.to_string();
+            vec.with_label_values(&[n.id.as_str(), addr.as_str()])
+                .set(f(i, n));
+        }
+        registry.register(Box::new(vec))
     };
-    gauge(
+    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    per_node(
         "chkv_datanode_up",
         "1 when the DataNode is alive, 0 while it is being probed.",
-        "gauge",
-        &per_node(&|n| u64::from(n.state == "alive")),
-    );
-    gauge(
+        &|_, n| i64::from(n.state == "alive"),
+    )?;
+    per_node(
+        "chkv_datanode_draining",
+        "1 while the DataNode is draining.",
+        &|_, n| i64::from(s.draining.contains(&n.id)),
+    )?;
+    per_node(
         "chkv_datanode_slots",
         "Slots the DataNode owns in the published table.",
-        "gauge",
-        &per_node(&|n| n.slots as u64),
-    );
-    gauge(
+        &|_, n| n.slots as i64,
+    )?;
+    per_node(
         "chkv_datanode_keys",
         "Keys the DataNode reported in its last heartbeat.",
-        "gauge",
-        &per_node(&|n| n.stats.keys),
-    );
-    gauge(
+        &|_, n| clamp(n.stats.keys),
+    )?;
+    per_node(
         "chkv_datanode_used_memory_bytes",
         "Memory the DataNode reported in its last heartbeat.",
-        "gauge",
-        &per_node(&|n| n.stats.used_memory),
-    );
-    gauge(
-        "chkv_datanode_ops",
-        "Operations the DataNode reported in its last heartbeat.",
-        "gauge",
-        &per_node(&|n| n.stats.ops),
-    );
-    out
+        &|_, n| clamp(n.stats.used_memory),
+    )?;
+    per_node(
+        "chkv_datanode_ops_per_second",
+        "Operations per second between the DataNode's last two heartbeats.",
+        &|i, _| snapshot.ops_per_sec.get(i).map_or(0, |r| *r as i64),
+    )?;
+    per_node(
+        "chkv_datanode_last_heartbeat_age_milliseconds",
+        "Milliseconds since the DataNode's last message.",
+        &|_, n| clamp(n.last_heard_ms_ago),
+    )?;
+    let ops = IntCounterVec::new(
+        Opts::new(
+            "chkv_datanode_ops_total",
+            "Commands the DataNode has processed since it started, as of its last heartbeat.",
+        ),
+        LABELS,
+    )?;
+    for n in &s.nodes {
+        let addr = n.client_addr.to_string();
+        ops.with_label_values(&[n.id.as_str(), addr.as_str()])
+            .inc_by(n.stats.ops);
+    }
+    registry.register(Box::new(ops))?;
+    TextEncoder::new().encode_to_string(&registry.gather())
 }
 
-/// A label value escaped as the exposition format requires.
-fn label(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
+// ---- The dashboard ----
+
+/// `text` with `& < > " '` escaped, safe in HTML text and in quoted attributes.
+pub(crate) fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
         match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
     out
 }
 
+/// At most `max` characters of `text`, with an ellipsis when cut (before escaping).
+fn short(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// Colours for owners, in member order; distinct on white and for common colour blindness.
+const PALETTE: &[&str] = &[
+    "#4e79a7", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#ff9da7",
+    "#f28e2b", "#bab0ac",
+];
+const UNASSIGNED: &str = "#e5e7eb";
+const MOVING: &str = "#f59e0b";
+
+fn colour(index: usize) -> &'static str {
+    PALETTE[index % PALETTE.len()]
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `HH:MM:SS` (UTC) of a Unix time in milliseconds.
+fn clock(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000 % 86_400;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+fn ago(ms: Option<u64>) -> String {
+    match ms {
+        None => "never".into(),
+        Some(ms) if ms < 10_000 => format!("{:.1} s ago", ms as f64 / 1000.0),
+        Some(ms) => format!("{} s ago", ms / 1000),
+    }
+}
+
+/// Geometry of the ring picture.
+const SIZE: f64 = 440.0;
+const CENTRE: f64 = SIZE / 2.0;
+const OUTER: f64 = 190.0;
+const INNER: f64 = 135.0;
+const MOVE_INNER: f64 = 196.0;
+const MOVE_OUTER: f64 = 212.0;
+const SHARE_INNER: f64 = 104.0;
+const SHARE_OUTER: f64 = 114.0;
+
+/// The point at `slot` (a fraction of the circle, clockwise from the top) on radius `r`.
+fn point(slot: f64, r: f64) -> (f64, f64) {
+    let angle = slot / SLOT_COUNT as f64 * std::f64::consts::TAU;
+    (CENTRE + r * angle.sin(), CENTRE - r * angle.cos())
+}
+
+/// An SVG path for the band between radii `r0 < r1` over slots `first..=last`.
+fn band(first: u16, last: u16, r0: f64, r1: f64) -> String {
+    let mut d = String::new();
+    // Arcs of more than a quarter turn are drawn in pieces, so a full circle still draws.
+    let (mut from, end) = (f64::from(first), f64::from(last) + 1.0);
+    let step = SLOT_COUNT as f64 / 4.0;
+    while from < end {
+        let to = (from + step).min(end);
+        let (a, b) = (point(from, r1), point(to, r1));
+        let (c, e) = (point(to, r0), point(from, r0));
+        let _ = write!(
+            d,
+            "M{:.2} {:.2}A{r1} {r1} 0 0 1 {:.2} {:.2}L{:.2} {:.2}A{r0} {r0} 0 0 0 {:.2} {:.2}Z",
+            a.0, a.1, b.0, b.1, c.0, c.1, e.0, e.1
+        );
+        from = to;
+    }
+    d
+}
+
+/// The ring: slots coloured by owner, moves in flight as an amber band outside it.
+fn ring_svg(snapshot: &Snapshot) -> String {
+    let s = &snapshot.status;
+    let index_of = |id: &NodeId| s.nodes.iter().position(|n| &n.id == id);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg id="ring" xmlns="http://www.w3.org/2000/svg" width="{SIZE}" height="{SIZE}" viewBox="0 0 {SIZE} {SIZE}" role="img" aria-label="slot ring">"#
+    );
+    let _ = write!(
+        svg,
+        r#"<circle cx="{CENTRE}" cy="{CENTRE}" r="{:.1}" fill="none" stroke="{UNASSIGNED}" stroke-width="{:.1}"/>"#,
+        (OUTER + INNER) / 2.0,
+        OUTER - INNER
+    );
+    for (first, last, owner) in &s.ranges {
+        let fill = index_of(owner).map_or("#9ca3af", colour);
+        let _ = write!(
+            svg,
+            r#"<path class="slots" d="{}" fill="{fill}"><title>slots {first}–{last}: {}</title></path>"#,
+            band(*first, *last, INNER, OUTER),
+            esc(owner.as_str())
+        );
+    }
+    for (first, last, from, to) in &s.moving {
+        let _ = write!(
+            svg,
+            r#"<path class="moving" d="{}" fill="{MOVING}"><title>moving slots {first}–{last}: {} → {}</title></path>"#,
+            band(*first, *last, MOVE_INNER, MOVE_OUTER),
+            esc(from.as_str()),
+            esc(to.as_str())
+        );
+    }
+    // Inside, each owner's share as one arc: the outer ring shows where slots are, this one
+    // how many each node has.
+    let mut at = 0usize;
+    for (i, n) in s.nodes.iter().enumerate() {
+        if n.slots == 0 {
+            continue;
+        }
+        let last = (at + n.slots).min(SLOT_COUNT) - 1;
+        let _ = write!(
+            svg,
+            r#"<path class="share" d="{}" fill="{}" opacity="0.85"><title>{}: {} slots</title></path>"#,
+            band(at as u16, last as u16, SHARE_INNER, SHARE_OUTER),
+            colour(i),
+            esc(n.id.as_str()),
+            n.slots
+        );
+        at = last + 1;
+        if at >= SLOT_COUNT {
+            break;
+        }
+    }
+    // Ticks at every 4096 slots; slot 0 is at the top, slots run clockwise.
+    for q in 0..4u32 {
+        let slot = f64::from(q) * SLOT_COUNT as f64 / 4.0;
+        let (a, b) = (point(slot, INNER - 7.0), point(slot, INNER - 1.0));
+        let _ = write!(
+            svg,
+            r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#9ca3af"/>"##,
+            a.0, a.1, b.0, b.1,
+        );
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{CENTRE}" y="{:.1}" class="tick">slot 0</text>"#,
+        CENTRE - INNER + 16.0
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="{CENTRE}" y="{:.1}" class="big">epoch {}</text><text x="{CENTRE}" y="{:.1}" class="small">{} / {} slots owned</text>"#,
+        CENTRE - 4.0,
+        s.epoch,
+        CENTRE + 20.0,
+        grouped(s.slots_assigned as u64),
+        grouped(SLOT_COUNT as u64),
+    );
+    if s.slots_moving > 0 {
+        let _ = write!(
+            svg,
+            r#"<text x="{CENTRE}" y="{:.1}" class="small warn">{} slots moving</text>"#,
+            CENTRE + 40.0,
+            grouped(s.slots_moving as u64)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+const STYLE: &str = r#"
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;background:#f3f4f6;color:#111827}
+header{background:#111827;color:#f9fafb;padding:14px 28px;display:flex;align-items:center;gap:28px;flex-wrap:wrap}
+header h1{font-size:20px;margin:0;font-weight:650;letter-spacing:.3px}
+.stat{display:flex;flex-direction:column}
+.stat b{font-size:18px}
+.stat span{font-size:11px;text-transform:uppercase;letter-spacing:.6px;color:#9ca3af}
+.pill{padding:3px 10px;border-radius:999px;font-size:12px;font-weight:600}
+.ok{background:#dcfce7;color:#166534}.warn-pill{background:#fef3c7;color:#92400e}.bad{background:#fee2e2;color:#991b1b}
+main{display:grid;grid-template-columns:480px 1fr;gap:20px;padding:20px 28px}
+section{background:#fff;border-radius:10px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:16px 18px}
+section h2{margin:0 0 10px;font-size:13px;text-transform:uppercase;letter-spacing:.7px;color:#6b7280}
+#ring text{text-anchor:middle;fill:#374151}
+#ring .big{font-size:26px;font-weight:650}
+#ring .small{font-size:13px;fill:#6b7280}
+#ring .warn{fill:#b45309;font-weight:600}
+#ring .tick{font-size:10px;fill:#9ca3af}
+.legend{display:flex;gap:14px;flex-wrap:wrap;font-size:12px;color:#4b5563;margin-top:6px}
+.sw{display:inline-block;width:11px;height:11px;border-radius:3px;vertical-align:-1px;margin-right:5px}
+table{border-collapse:collapse;width:100%}
+th{text-align:left;font-size:11px;text-transform:uppercase;letter-spacing:.5px;color:#6b7280;border-bottom:1px solid #e5e7eb;padding:6px 8px}
+td{padding:7px 8px;border-bottom:1px solid #f3f4f6;white-space:nowrap}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.id{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px}
+.bar{display:inline-block;height:6px;border-radius:3px;vertical-align:middle;margin-left:6px}
+.events{grid-column:1 / span 2}
+.events td{font-size:13px}
+.rep{color:#6b7280;font-size:12px}
+.kind{display:inline-block;min-width:92px;text-align:center;padding:1px 8px;border-radius:999px;font-size:11px;font-weight:600;background:#e5e7eb;color:#374151}
+.kind-join,.kind-rejoin,.kind-recovered{background:#dcfce7;color:#166534}
+.kind-drain,.kind-drain_requested,.kind-move,.kind-left{background:#fef3c7;color:#92400e}
+.kind-dead,.kind-connection_lost,.kind-suspect{background:#fee2e2;color:#991b1b}
+.kind-epoch,.kind-startup{background:#dbeafe;color:#1e40af}
+footer{padding:0 28px 18px;color:#9ca3af;font-size:12px}
+"#;
+
+/// The dashboard page at `now_ms` (Unix milliseconds).
+fn dashboard(snapshot: &Snapshot, now_ms: u64) -> String {
+    let s = &snapshot.status;
+    let alive = s.nodes.iter().filter(|n| n.state == "alive").count();
+    let mut page = String::with_capacity(64 * 1024);
+    let _ = write!(
+        page,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="{REFRESH_SECS}"><meta name="viewport" content="width=device-width,initial-scale=1"><title>CHKV cluster · epoch {}</title><style>{STYLE}</style></head><body>"#,
+        s.epoch
+    );
+    let (state_class, state_text) = match (s.state, alive == s.nodes.len()) {
+        ("running", true) if s.slots_moving == 0 => ("ok", "healthy".to_string()),
+        ("running", true) => ("warn-pill", "rebalancing".to_string()),
+        ("running", false) => ("bad", format!("{} suspect", s.nodes.len() - alive)),
+        (other, _) => ("warn-pill", other.to_string()),
+    };
+    let _ = write!(
+        page,
+        r#"<header><h1>CHKV cluster</h1><span class="pill {state_class}" id="state">{}</span>"#,
+        esc(&state_text)
+    );
+    let stat = |page: &mut String, value: &str, label: &str| {
+        let _ = write!(
+            page,
+            r#"<div class="stat"><b>{}</b><span>{label}</span></div>"#,
+            esc(value)
+        );
+    };
+    let keys: u64 = s.nodes.iter().map(|n| n.stats.keys).sum();
+    let memory: u64 = s.nodes.iter().map(|n| n.stats.used_memory).sum();
+    let ops: f64 = snapshot.ops_per_sec.iter().sum();
+    stat(&mut page, &s.epoch.to_string(), "epoch");
+    stat(
+        &mut page,
+        &format!("{alive} / {}", s.nodes.len()),
+        "nodes alive",
+    );
+    stat(
+        &mut page,
+        &grouped(s.slots_assigned as u64),
+        "slots assigned",
+    );
+    stat(&mut page, &grouped(s.slots_moving as u64), "slots moving");
+    stat(&mut page, &grouped(keys), "keys");
+    stat(&mut page, &human_bytes(memory), "memory");
+    stat(&mut page, &grouped(ops as u64), "ops/s");
+    stat(&mut page, &snapshot.watchers.to_string(), "watchers");
+    page.push_str("</header><main>");
+
+    // The ring.
+    page.push_str(r#"<section class="ring"><h2>Slot ring</h2>"#);
+    page.push_str(&ring_svg(snapshot));
+    page.push_str(r#"<div class="legend">"#);
+    for (i, n) in s.nodes.iter().enumerate() {
+        let _ = write!(
+            page,
+            r#"<span title="{}"><i class="sw" style="background:{}"></i>{}</span>"#,
+            esc(n.id.as_str()),
+            colour(i),
+            esc(&short(n.id.as_str(), 12))
+        );
+    }
+    let _ = write!(
+        page,
+        r#"<span><i class="sw" style="background:{MOVING}"></i>moving</span><span><i class="sw" style="background:{UNASSIGNED}"></i>unassigned</span></div></section>"#
+    );
+
+    // The nodes.
+    let _ = write!(
+        page,
+        r#"<section class="nodes"><h2>DataNodes</h2><table id="nodes"><thead><tr><th>node</th><th>address</th><th>state</th><th class="num">slots</th><th class="num">keys</th><th class="num">memory</th><th class="num">ops/s</th><th class="num">last heartbeat</th></tr></thead><tbody>"#
+    );
+    let most_slots = s.nodes.iter().map(|n| n.slots).max().unwrap_or(0).max(1);
+    for (i, n) in s.nodes.iter().enumerate() {
+        let draining = s.draining.contains(&n.id);
+        let (class, state) = match (n.state, draining, n.connected) {
+            (_, _, false) => ("bad", "disconnected"),
+            ("alive", true, _) => ("warn-pill", "draining"),
+            ("alive", false, _) => ("ok", "alive"),
+            (_, _, _) => ("bad", "suspect"),
+        };
+        let width = (n.slots as f64 / most_slots as f64 * 70.0).round();
+        let _ = write!(
+            page,
+            r#"<tr class="node-row" data-node="{id}"><td class="id" title="{id}"><i class="sw" style="background:{colour}"></i>{short}</td><td>{addr}</td><td><span class="pill {class}">{state}</span></td><td class="num">{slots}<i class="bar" style="width:{width}px;background:{colour}"></i></td><td class="num">{keys}</td><td class="num">{memory}</td><td class="num">{ops}</td><td class="num">{beat}</td></tr>"#,
+            id = esc(n.id.as_str()),
+            colour = colour(i),
+            short = esc(&short(n.id.as_str(), 16)),
+            addr = esc(&n.client_addr.to_string()),
+            slots = grouped(n.slots as u64),
+            keys = grouped(n.stats.keys),
+            memory = human_bytes(n.stats.used_memory),
+            ops = grouped(snapshot.ops_per_sec.get(i).copied().unwrap_or(0.0) as u64),
+            beat = ago(n.last_heartbeat_ms_ago),
+        );
+    }
+    if s.nodes.is_empty() {
+        page.push_str(r#"<tr><td colspan="8">no DataNode has registered yet</td></tr>"#);
+    }
+    page.push_str("</tbody></table>");
+    if !s.moving.is_empty() {
+        page.push_str(r#"<h2 style="margin-top:18px">Moves in flight</h2><table id="moves"><thead><tr><th>slots</th><th>from</th><th>to</th></tr></thead><tbody>"#);
+        let mut pairs: Vec<(&NodeId, &NodeId, usize)> = Vec::new();
+        for (first, last, from, to) in &s.moving {
+            let n = usize::from(last - first) + 1;
+            match pairs.iter_mut().find(|(f, t, _)| *f == from && *t == to) {
+                Some(p) => p.2 += n,
+                None => pairs.push((from, to, n)),
+            }
+        }
+        for (from, to, n) in pairs {
+            let _ = write!(
+                page,
+                r#"<tr><td class="num" style="text-align:left">{}</td><td class="id" title="{}">{}</td><td class="id" title="{}">{}</td></tr>"#,
+                grouped(n as u64),
+                esc(from.as_str()),
+                esc(&short(from.as_str(), 16)),
+                esc(to.as_str()),
+                esc(&short(to.as_str(), 16))
+            );
+        }
+        page.push_str("</tbody></table>");
+    }
+    page.push_str("</section>");
+
+    // The event log, newest first.
+    page.push_str(r#"<section class="events"><h2>Events (newest first)</h2><table id="events"><thead><tr><th>time (UTC)</th><th>event</th><th>node</th><th>what</th></tr></thead><tbody>"#);
+    for e in snapshot.events.iter().rev().take(DASHBOARD_EVENTS) {
+        event_row(&mut page, e);
+    }
+    if snapshot.events.is_empty() {
+        page.push_str(r#"<tr><td colspan="4">nothing has happened yet</td></tr>"#);
+    }
+    let _ = write!(
+        page,
+        r#"</tbody></table></section></main><footer>NameNode page generated at {} UTC · refreshes every {REFRESH_SECS} s · JSON: <code>/api/cluster</code>, <code>/api/nodes</code>, <code>/api/events</code> · Prometheus: <code>/metrics</code></footer></body></html>"#,
+        clock(now_ms)
+    );
+    page
+}
+
+fn event_row(page: &mut String, e: &LoggedEvent) {
+    let node = e.node.as_ref().map_or("", NodeId::as_str);
+    let _ = write!(
+        page,
+        r#"<tr class="event" data-kind="{kind}"><td>{time}</td><td><span class="kind kind-{kind}">{label}</span></td><td class="id" title="{node}">{short}</td><td>{detail}</td></tr>"#,
+        kind = e.kind,
+        label = e.kind.replace('_', " "),
+        time = clock(e.unix_ms),
+        node = esc(node),
+        short = esc(&short(node, 16)),
+        detail = if e.repeats > 1 {
+            format!(
+                "{} <span class=\"rep\">×{}</span>",
+                esc(&e.detail),
+                e.repeats
+            )
+        } else {
+            esc(&e.detail)
+        },
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::membership::{NodeStats, NodeStatus};
-    use chkv_common::NodeId;
+    use crate::membership::NodeStats;
 
-    fn snapshot() -> Snapshot {
-        let node = |id: &str, slots| NodeStatus {
+    fn node(id: &str, slots: usize) -> NodeStatus {
+        NodeStatus {
             id: NodeId::from(id),
             client_addr: "127.0.0.1:10100".parse().expect("valid"),
             admin_addr: "127.0.0.1:20000".parse().expect("valid"),
@@ -349,75 +867,116 @@ mod tests {
                 used_memory: 4096,
                 ops: 7,
             },
-        };
+        }
+    }
+
+    const HOSTILE: &str = "<script>alert('x')</script>\"&";
+
+    fn snapshot() -> Snapshot {
         Snapshot {
             status: ClusterStatus {
                 state: "running",
                 epoch: 5,
-                nodes: vec![node("dn-a", 8000), node("dn\"b", 8384)],
+                nodes: vec![node("dn-a", 8000), node(HOSTILE, 8384)],
                 slots_assigned: 16384,
-                ranges: vec![(0, 7999, NodeId::from("dn-a"))],
+                ranges: vec![
+                    (0, 7999, NodeId::from("dn-a")),
+                    (8000, 16383, NodeId::from(HOSTILE)),
+                ],
                 declared_dead_total: 1,
                 slots_moving: 12,
-                draining: vec![],
+                moving: vec![(8000, 8011, NodeId::from(HOSTILE), NodeId::from("dn-a"))],
+                draining: vec![NodeId::from(HOSTILE)],
             },
             watchers: 2,
+            events: vec![LoggedEvent {
+                seq: 1,
+                unix_ms: 3_723_000,
+                kind: "drain",
+                node: Some(NodeId::from(HOSTILE)),
+                detail: format!("draining {HOSTILE}"),
+                repeats: 1,
+            }],
+            ops_per_sec: vec![1500.0, 2.5],
         }
     }
 
     #[test]
-    fn routes() {
-        assert_eq!(route("GET", "/"), Ok(Page::Status));
-        assert_eq!(route("HEAD", "/cluster?pretty"), Ok(Page::Cluster));
-        assert_eq!(route("GET", "/metrics"), Ok(Page::Metrics));
-        assert_eq!(route("GET", "/nope").map_err(|r| r.status), Err(404));
-        assert_eq!(route("POST", "/").map_err(|r| r.status), Err(405));
-        assert_eq!(route("", "").map_err(|r| r.status), Err(400));
-        assert_eq!(route("GET", "http://x/").map_err(|r| r.status), Err(400));
+    fn dashboard_escapes_every_datanode_string() {
+        let page = dashboard(&snapshot(), 0);
+        assert!(!page.contains("<script"), "unescaped id in the page");
+        assert!(!page.contains("alert('x')"));
+        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&quot;&amp;"));
+        assert_eq!(page.matches(r#"class="node-row""#).count(), 2);
+        assert!(page.contains(r#"<svg id="ring""#));
+        assert!(page.contains(r#"class="moving""#));
+        assert!(page.contains(r#"data-kind="drain""#));
+        assert!(page.contains("01:02:03"), "event time");
+        assert!(page.contains(">draining<"));
+        assert!(!page.contains("<script"));
     }
 
     #[test]
-    fn responses_are_framed() {
-        let r = Response::text(404, "not found");
-        let wire = String::from_utf8(r.encode(false)).expect("utf8");
-        assert!(wire.starts_with("HTTP/1.1 404 Not Found\r\n"), "{wire}");
-        assert!(wire.contains("Content-Length: 10\r\n"));
-        assert!(wire.ends_with("\r\n\r\nnot found\n"));
-        let head = String::from_utf8(r.encode(true)).expect("utf8");
-        assert!(head.ends_with("\r\n\r\n"));
+    fn ring_bands_cover_their_slots() {
+        // A full circle is drawn in four quarter arcs.
+        assert_eq!(band(0, 16383, INNER, OUTER).matches('M').count(), 4);
+        assert_eq!(band(0, 99, INNER, OUTER).matches('M').count(), 1);
+        let (x, y) = point(0.0, OUTER);
+        assert!((x - CENTRE).abs() < 1e-9 && (y - (CENTRE - OUTER)).abs() < 1e-9);
+        let (x, _) = point(SLOT_COUNT as f64 / 4.0, OUTER);
+        assert!((x - (CENTRE + OUTER)).abs() < 1e-9);
     }
 
     #[test]
-    fn metrics_have_the_expected_series() {
-        let text = metrics(&snapshot());
+    fn formatting() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(1234567), "1,234,567");
+        assert_eq!(grouped(100), "100");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 20), "3.0 MiB");
+        assert_eq!(clock(86_400_000 + 3_723_000), "01:02:03");
+        assert_eq!(short("abcdef", 4), "abc…");
+        assert_eq!(esc("a\u{7}b"), "a\u{fffd}b");
+    }
+
+    #[test]
+    fn metrics_are_typed_and_labelled() {
+        let text = metrics(&snapshot()).expect("encodes");
         for line in [
             "chkv_epoch 5",
             "chkv_datanodes 2",
             "chkv_slots_assigned 16384",
             "chkv_watchers 2",
-            "chkv_datanode_keys{node=\"dn-a\"} 42",
-            "chkv_datanode_keys{node=\"dn\\\"b\"} 42",
             "# TYPE chkv_datanodes_declared_dead_total counter",
+            "# TYPE chkv_datanode_ops_total counter",
+            "# TYPE chkv_datanode_keys gauge",
+            "chkv_datanode_keys{addr=\"127.0.0.1:10100\",node=\"dn-a\"} 42",
+            "chkv_datanode_ops_total{addr=\"127.0.0.1:10100\",node=\"dn-a\"} 7",
+            "chkv_datanode_ops_per_second{addr=\"127.0.0.1:10100\",node=\"dn-a\"} 1500",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"
             );
         }
+        // The hostile id is escaped as the exposition format requires.
+        assert!(
+            text.contains(r#"node="<script>alert('x')</script>\"&""#),
+            "{text}"
+        );
     }
 
     #[test]
-    fn cluster_json_and_status_page() {
-        let r = render(Page::Cluster, &snapshot());
-        assert_eq!(r.content_type, JSON);
-        let v: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    fn api_shapes() {
+        let snap = snapshot();
+        let v = serde_json::to_value(ClusterJson::of(&snap)).expect("json");
         assert_eq!(v["epoch"], 5);
         assert_eq!(v["watchers"], 2);
-        assert_eq!(v["nodes"][0]["id"], "dn-a");
         assert_eq!(v["nodes"][0]["keys"], 42);
-        assert_eq!(v["ranges"][0][2], "dn-a");
-        let page = status_page(&snapshot());
-        assert!(page.contains("epoch: 5\n"));
-        assert!(page.contains("datanodes: 2 (2 alive)\n"));
+        assert_eq!(v["moving"][0][0], 8000);
+        let v = serde_json::to_value(nodes(&snap)).expect("json");
+        assert_eq!(v[0]["ops_per_sec"], 1500.0);
+        assert_eq!(v[1]["draining"], true);
+        assert_eq!(v[1]["id"], HOSTILE);
     }
 }

@@ -12,7 +12,10 @@
 //!   table): events in, actions out, time as a parameter. All the decisions live here.
 //! - `server`: the thin tokio layer: listeners for DataNodes and watchers, one task per
 //!   connection, and the core task that feeds [`Membership`] and executes its actions.
-//! - `http`: a minimal HTTP/1.1 responder for `/`, `/cluster` (JSON) and `/metrics`.
+//! - `http`: the HTTP port on axum: the dashboard (`/`), the JSON API (`/api/cluster`,
+//!   `/api/nodes`, `/api/events`, `POST /api/nodes/{id}/drain`), `/cluster` and `/metrics`.
+//! - `activity`: the dashboard's event log (derived from the state machine's actions) and
+//!   each node's operations per second (from its heartbeats).
 //! - [`config`]: flags ([`Args`]) and the typed [`Config`] the library runs on.
 //!
 //! # What a DataNode must do
@@ -42,6 +45,7 @@
 //! Start one in-process with [`start`] (port 0 picks free ports), or run it until a signal
 //! with [`run`]; `src/main.rs` is only flag parsing and logging around `run`.
 
+mod activity;
 pub mod config;
 mod http;
 pub mod membership;
@@ -50,7 +54,7 @@ mod server;
 use std::io;
 use std::net::SocketAddr;
 
-pub use config::{Args, Config, Timing};
+pub use config::{Args, Config, HttpToken, Timing};
 pub use membership::{Membership, Publication};
 pub use server::{run, start, NameNodeHandle};
 

@@ -4,12 +4,19 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 use chkv_namenode::{Args, Config};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let argv = chkv_common::cli::layered_args(
+        &Args::command(),
+        std::env::args_os().collect(),
+        "CHKV_NAMENODE_",
+        |k| std::env::var(k).ok(),
+        |p| std::fs::read_to_string(p),
+    )?;
+    let args = Args::parse_from(argv);
     let filter = EnvFilter::try_new(&args.log_level)
         .with_context(|| format!("bad --log-level {:?}", args.log_level))?;
     tracing_subscriber::fmt()

@@ -1001,6 +1001,42 @@ impl Membership {
             .collect()
     }
 
+    /// The connection on which to tell `node` to drain (an operator's request). Changes
+    /// nothing: the node answers with `leave`, which starts the drain like any other.
+    pub fn drain_target(&self, node: &NodeId) -> Result<ConnId, DrainRefused> {
+        if !self.is_running() {
+            return Err(DrainRefused::Starting);
+        }
+        let member = self
+            .members
+            .get(node)
+            .ok_or_else(|| DrainRefused::Unknown(node.clone()))?;
+        if self.draining.contains(node) {
+            return Err(DrainRefused::AlreadyDraining(node.clone()));
+        }
+        member
+            .conn
+            .ok_or_else(|| DrainRefused::NotConnected(node.clone()))
+    }
+
+    /// In-flight moves as runs of consecutive slots with the same source and target.
+    fn moving_runs(&self) -> Vec<(u16, u16, NodeId, NodeId)> {
+        let mut out: Vec<(u16, u16, NodeId, NodeId)> = Vec::new();
+        for (&slot, f) in &self.in_flight {
+            match out.last_mut() {
+                Some(last)
+                    if u32::from(last.1) + 1 == u32::from(slot)
+                        && last.2 == f.from
+                        && last.3 == f.to =>
+                {
+                    last.1 = slot
+                }
+                _ => out.push((slot, slot, f.from.clone(), f.to.clone())),
+            }
+        }
+        out
+    }
+
     /// A snapshot for the status page, `/cluster` and `/metrics`.
     pub fn status(&self, now: Instant) -> ClusterStatus {
         let table = self.published.as_ref().map(|p| &p.table);
@@ -1048,6 +1084,7 @@ impl Membership {
             nodes,
             slots_assigned: table.map_or(0, SlotTable::assigned_slots),
             slots_moving: self.in_flight.len(),
+            moving: self.moving_runs(),
             draining: self.draining.iter().cloned().collect(),
             ranges,
             declared_dead_total: self.declared_dead,
@@ -1111,6 +1148,26 @@ pub struct ClusterStatus {
     pub slots_moving: usize,
     /// Members draining (leaving once their slots have moved).
     pub draining: Vec<NodeId>,
+    /// The moves ordered and not yet confirmed, as runs of consecutive slots with one source
+    /// and one target: `[first, last, from, to]`.
+    pub moving: Vec<(u16, u16, NodeId, NodeId)>,
+}
+
+/// Why an operator's drain of a node cannot be ordered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DrainRefused {
+    /// No member has this id.
+    #[error("no DataNode {0} in the cluster")]
+    Unknown(NodeId),
+    /// The node asked to leave already; its slots are moving.
+    #[error("DataNode {0} is already draining")]
+    AlreadyDraining(NodeId),
+    /// The node has no open control connection to be told on (it may be restarting).
+    #[error("DataNode {0} is not connected; try again once it has re-registered")]
+    NotConnected(NodeId),
+    /// The startup grace is not over: no table yet, so nothing could move.
+    #[error("the NameNode is still collecting registrations; try again in a moment")]
+    Starting,
 }
 
 /// One member as the HTTP endpoints show it.
@@ -1815,6 +1872,56 @@ mod tests {
             .handle(Event::Disconnected { conn: ConnId(2) }, now)
             .is_empty());
         assert_eq!(m.len(), 1);
+    }
+
+    #[test]
+    fn operator_drains_are_told_on_the_nodes_connection() {
+        let t0 = Instant::now();
+        let mut fresh = Membership::new(DEFAULT_VNODES, timing(), t0);
+        let _ = fresh.handle(register(1, "dn-a", 7001), t0);
+        assert_eq!(
+            fresh.drain_target(&NodeId::from("dn-a")),
+            Err(DrainRefused::Starting)
+        );
+
+        let (mut m, now) = running_with(&["dn-a", "dn-b"], t0);
+        assert_eq!(m.drain_target(&NodeId::from("dn-b")), Ok(ConnId(2)));
+        assert_eq!(
+            m.drain_target(&NodeId::from("dn-x")),
+            Err(DrainRefused::Unknown(NodeId::from("dn-x")))
+        );
+        assert!(m.status(now).moving.is_empty());
+        let a = m.handle(
+            Event::Left {
+                conn: ConnId(2),
+                node: NodeId::from("dn-b"),
+            },
+            now,
+        );
+        assert_eq!(
+            m.drain_target(&NodeId::from("dn-b")),
+            Err(DrainRefused::AlreadyDraining(NodeId::from("dn-b")))
+        );
+        // The moves show as runs from dn-b to dn-a covering exactly the slots in flight.
+        let status = m.status(now);
+        assert!(!status.moving.is_empty());
+        let in_runs: usize = status
+            .moving
+            .iter()
+            .map(|(first, last, from, to)| {
+                assert_eq!((from.as_str(), to.as_str()), ("dn-b", "dn-a"));
+                usize::from(last - first) + 1
+            })
+            .sum();
+        assert_eq!(in_runs, m.moving());
+        settle(&mut m, a, now);
+        assert!(m.status(now).moving.is_empty());
+
+        let _ = m.handle(Event::Disconnected { conn: ConnId(1) }, now);
+        assert_eq!(
+            m.drain_target(&NodeId::from("dn-a")),
+            Err(DrainRefused::NotConnected(NodeId::from("dn-a")))
+        );
     }
 
     #[test]

@@ -36,8 +36,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
-use crate::membership::{Action, ClusterStatus, ConnId, Event, Membership, NodeStats, Notice};
+use crate::activity::{EventLog, LoggedEvent, OpsRates};
+use crate::membership::{
+    Action, ClusterStatus, ConnId, DrainRefused, Event, Membership, NodeStats, Notice,
+};
 use crate::{http, Config, Error};
+use chkv_common::NodeId;
 
 /// Lines queued for one DataNode before it counts as not reading and is dropped.
 const DATANODE_QUEUE: usize = 64;
@@ -112,6 +116,8 @@ pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
         conns: HashMap::new(),
         tables: tables_tx,
         watchers: watchers.clone(),
+        log: EventLog::default(),
+        rates: OpsRates::default(),
     };
     let mut tasks = JoinSet::new();
     tasks.spawn(core.run(core_rx, stop_rx.clone()));
@@ -143,9 +149,9 @@ pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
             )
         },
     ));
-    let status = StatusSource(core_tx);
+    let web_state = http::AppState::new(StatusSource(core_tx), config.http_token.clone());
     tasks.spawn(accept_loop(web, stop_rx, "http", move |stream, _| {
-        http::serve(stream, status.clone())
+        web_state.serve(stream)
     }));
 
     info!(%datanode_addr, %client_addr, %http_addr, "namenode listening");
@@ -178,6 +184,13 @@ async fn bind(config: &Config, port: u16, what: &'static str) -> Result<TcpListe
 /// The core's clock: tokio's, so tests that pause time pause the NameNode too.
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
+}
+
+/// Wall-clock milliseconds since the Unix epoch, for the event log.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Accepts connections until told to stop, then aborts the ones still open.
@@ -224,6 +237,11 @@ enum CoreEvent {
     Refused { conn: ConnId, message: String },
     /// A snapshot for HTTP.
     Status(oneshot::Sender<Snapshot>),
+    /// An operator asks for `node` to drain.
+    Drain {
+        node: NodeId,
+        reply: oneshot::Sender<Result<(), DrainRefused>>,
+    },
 }
 
 /// How HTTP handlers reach the core.
@@ -234,6 +252,10 @@ pub(crate) struct StatusSource(mpsc::Sender<CoreEvent>);
 pub(crate) struct Snapshot {
     pub status: ClusterStatus,
     pub watchers: usize,
+    /// The event log, oldest first.
+    pub events: Vec<LoggedEvent>,
+    /// Operations per second of each node in `status.nodes`, in the same order.
+    pub ops_per_sec: Vec<f64>,
 }
 
 impl StatusSource {
@@ -241,6 +263,13 @@ impl StatusSource {
     pub(crate) async fn snapshot(&self) -> Option<Snapshot> {
         let (tx, rx) = oneshot::channel();
         self.0.send(CoreEvent::Status(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Asks `node` to drain; `None` when the NameNode is shutting down.
+    pub(crate) async fn drain(&self, node: NodeId) -> Option<Result<(), DrainRefused>> {
+        let (reply, rx) = oneshot::channel();
+        self.0.send(CoreEvent::Drain { node, reply }).await.ok()?;
         rx.await.ok()
     }
 }
@@ -257,6 +286,9 @@ struct Core {
     conns: HashMap<ConnId, mpsc::Sender<Arc<[u8]>>>,
     tables: watch::Sender<Option<Arc<TableLine>>>,
     watchers: Arc<AtomicUsize>,
+    /// Joins, drains, deaths and epochs, for the dashboard.
+    log: EventLog,
+    rates: OpsRates,
 }
 
 impl Core {
@@ -296,10 +328,31 @@ impl Core {
                 self.feed_all(later);
             }
             CoreEvent::Status(reply) => {
+                let status = self.membership.status(now());
+                self.rates
+                    .retain(|id| status.nodes.iter().any(|n| &n.id == id));
+                let ops_per_sec = status.nodes.iter().map(|n| self.rates.get(&n.id)).collect();
                 let _ = reply.send(Snapshot {
-                    status: self.membership.status(now()),
+                    status,
                     watchers: self.watchers.load(Ordering::Relaxed),
+                    events: self.log.entries().cloned().collect(),
+                    ops_per_sec,
                 });
+            }
+            CoreEvent::Drain { node, reply } => {
+                let result = self.membership.drain_target(&node).map(|conn| {
+                    info!(%node, %conn, "operator asked for a drain");
+                    self.log.push(
+                        "drain_requested",
+                        Some(node.clone()),
+                        "an operator asked for a drain (HTTP API)".into(),
+                        unix_ms(),
+                    );
+                    let mut later = VecDeque::new();
+                    self.send(conn, &NameNodeToDataNode::Drain, &mut later);
+                    self.feed_all(later);
+                });
+                let _ = reply.send(result);
             }
         }
     }
@@ -316,7 +369,10 @@ impl Core {
                 // Dropping the queue ends the writer, which closes the socket.
                 self.conns.remove(&conn);
             }
-            for action in self.membership.handle(event, now()) {
+            let at = now();
+            self.rates.observe(&event, at);
+            for action in self.membership.handle(event, at) {
+                self.log.record_action(&action, unix_ms());
                 self.execute(action, &mut events);
             }
         }

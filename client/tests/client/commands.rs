@@ -359,17 +359,44 @@ async fn standalone_and_resp3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_errors() {
     bounded(Duration::from_secs(30), async {
-        // Nobody listens: NoCluster after the table timeout, naming the address.
+        // Nobody listens: unreachable, at once (not after the 10 s table timeout).
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         drop(listener);
-        let err = Client::builder()
-            .table_timeout(Duration::from_millis(300))
-            .connect(addr)
-            .await
-            .expect_err("no NameNode");
-        assert!(matches!(err, Error::NoCluster(_)), "{err}");
+        let started = std::time::Instant::now();
+        let err = Client::connect(addr).await.expect_err("no NameNode");
+        assert!(matches!(err, Error::NameNodeUnreachable { .. }), "{err}");
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // The wrong kind of port: a DataNode, the NameNode's DataNode port.
+        let namenode = crate::util::start_namenode(crate::util::namenode_config()).await;
+        let node = start_datanode(None).await;
+        for wrong in [node.addr(), namenode.datanode_addr()] {
+            let started = std::time::Instant::now();
+            let err = Client::connect(wrong).await.expect_err("not a NameNode");
+            assert!(matches!(err, Error::NotNameNode { .. }), "{wrong}: {err}");
+            assert!(err.to_string().contains(&wrong.to_string()), "{err}");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+        node.shutdown().await;
+
+        // A NameNode without DataNodes: connected, with an empty table; commands say so.
+        let c = Client::connect(namenode.client_addr())
+            .await
+            .expect("connects");
+        let err = c.get("k").await.expect_err("no DataNode");
+        assert!(err.to_string().contains("no cluster: no DataNode"), "{err}");
+        drop(c);
+        namenode.shutdown().await;
         assert!(matches!(
             Client::connect(Vec::<String>::new()).await,
             Err(Error::Invalid(_))

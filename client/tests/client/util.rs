@@ -51,7 +51,7 @@ pub fn datanode_config(namenode: Option<SocketAddr>) -> DataNodeConfig {
     DataNodeConfig {
         port: 0,
         admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        namenode,
+        namenode: namenode.map(Into::into),
         heartbeat_ms: HEARTBEAT.as_millis() as u64,
         ..DataNodeConfig::default()
     }

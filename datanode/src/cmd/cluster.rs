@@ -58,7 +58,11 @@ static SUBCOMMANDS: &[CommandSpec] = &[
 
 fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let entries = crate::handoff::decode_import(req)?;
-    let stored = ctx.node.db.import(&entries, ctx.now);
+    let stored = ctx
+        .node
+        .db
+        .import(&entries, ctx.now)
+        .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORT: {e}")))?;
     Ok(Frame::Integer(stored as i64))
 }
 

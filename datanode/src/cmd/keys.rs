@@ -58,9 +58,13 @@ pub static COMMANDS: &[CommandSpec] = &[
 fn del(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let keys = || req.iter().skip(1);
     let mut g = ctx.node.db.lock_keys(keys());
-    let n = keys()
-        .filter(|k| g.slot_of(k).remove(k, ctx.now).is_some())
-        .count();
+    let removed: Vec<_> = keys()
+        .filter_map(|k| g.slot_of(k).remove(k, ctx.now))
+        .collect();
+    drop(g);
+    let n = removed.len();
+    // Large collections are freed off the request path (lazyfree).
+    ctx.node.db.free_later(removed.into_iter().map(|(v, _)| v));
     Ok(Frame::Integer(n as i64))
 }
 

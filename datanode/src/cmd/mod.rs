@@ -12,18 +12,31 @@
 //! - [`cluster`]: CLUSTER, the slot table as Redis Cluster reports it.
 //! - [`object`]: OBJECT and MEMORY, what the store knows about one key.
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
+//! - [`acl`]: ACL and its subcommands (the rules are in [`crate::acl`]).
+//! - [`hash`]: HSET, HGET and the other hash commands.
+//! - [`set`]: SADD, SINTER and the other set commands.
+//! - [`bits`]: bitmaps (SETBIT, BITCOUNT, BITFIELD, ...) and LCS, on string values.
+//! - [`hll`]: HyperLogLog (PFADD, PFCOUNT, PFMERGE, PFDEBUG, PFSELFTEST).
+//! - [`migrate`]: DUMP, RESTORE and MIGRATE, in Redis's serialized format.
 
+pub mod acl;
+pub mod bits;
 pub mod cluster;
 pub mod decimal;
 pub mod docs;
+pub mod hash;
+pub mod hll;
 pub mod keys;
+pub mod migrate;
 pub mod object;
 pub mod server;
+pub mod set;
 pub mod strings;
 
 use crate::node::Node;
 use crate::resp::{Frame, Protocol, Request};
 use crate::store::NO_EXPIRY;
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -112,7 +125,23 @@ pub struct Session {
     pub quit: bool,
     /// How requests for other nodes' slots are handled on this connection.
     pub redirects: Redirects,
+    /// The ACL user this connection runs as.
+    pub user: Bytes,
+    /// The user's rules when they restrict anything (`None`: everything is allowed, the
+    /// fast path), as of ACL generation `acl_generation`.
+    pub perms: Option<Arc<crate::acl::User>>,
+    pub acl_generation: u64,
+    /// Work a handler left to finish off the connection's thread of control (MIGRATE's
+    /// round trips to another server): the connection awaits it and sends its reply in
+    /// place of the handler's.
+    pub deferred: Option<Deferred>,
 }
+
+/// An asynchronous rest of a command, given the node; it yields the command's reply.
+pub type Deferred = Box<
+    dyn FnOnce(Arc<Node>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Frame> + Send>>
+        + Send,
+>;
 
 /// What a connection gets for keys this node does not own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -135,6 +164,11 @@ impl Session {
             authenticated,
             quit: false,
             redirects: Redirects::Forward,
+            user: Bytes::from_static(b"default"),
+            perms: None,
+            // Refreshed before the first command.
+            acl_generation: u64::MAX,
+            deferred: None,
         }
     }
 }
@@ -158,6 +192,12 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(cluster::COMMANDS.iter());
         v.extend(object::COMMANDS.iter());
         v.extend(docs::COMMANDS.iter());
+        v.extend(acl::COMMANDS.iter());
+        v.extend(hash::COMMANDS.iter());
+        v.extend(set::COMMANDS.iter());
+        v.extend(bits::COMMANDS.iter());
+        v.extend(hll::COMMANDS.iter());
+        v.extend(migrate::COMMANDS.iter());
         v
     })
 }
@@ -269,6 +309,13 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) {
         return Frame::err("NOAUTH Authentication required.");
     }
+    // Commands a client may send before authenticating (AUTH, HELLO, ...) are not subject to
+    // command rules, as in Redis.
+    if !spec.has(flags::NO_AUTH) {
+        if let Err(denied) = acl_gate(ctx.node, ctx.session, cmd_id, spec, req, ctx.now) {
+            return denied;
+        }
+    }
     ctx.session
         .client
         .last_cmd
@@ -281,6 +328,86 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     match (spec.handler)(ctx, req) {
         Ok(f) | Err(f) => f,
     }
+}
+
+/// The spec a request runs (the subcommand's when it has one) and its command id, or `None`
+/// for unknown commands and subcommands (dispatch answers those).
+pub fn resolve(req: &Request) -> Option<(u32, &'static CommandSpec)> {
+    let (idx, spec) = lookup(req.arg(0))?;
+    if spec.subcommands.is_empty() || req.len() < 2 {
+        return Some((idx, spec));
+    }
+    let i = spec
+        .subcommands
+        .iter()
+        .position(|s| s.name.as_bytes().eq_ignore_ascii_case(req.arg(1)))?;
+    Some((idx | ((i as u32 + 1) << 16), &spec.subcommands[i]))
+}
+
+/// Checks a request against the connection's ACL user, refreshing the user first when any
+/// user changed. Unrestricted users (the default) pass on a field test. Denials are logged
+/// (ACL LOG) and answered with Redis's NOPERM texts. Used by [`dispatch`] and, before a
+/// request is forwarded, by the cluster executor: a request never leaves the node its
+/// client is connected to without its permissions checked.
+pub fn acl_gate(
+    node: &Node,
+    session: &mut Session,
+    cmd_id: u32,
+    spec: &CommandSpec,
+    req: &Request,
+    now: u64,
+) -> Result<(), Frame> {
+    let generation = node.acl.generation();
+    if session.acl_generation != generation {
+        session.acl_generation = generation;
+        match node.acl.get(&session.user) {
+            Some(u) => session.perms = (!u.unrestricted()).then_some(u),
+            None => {
+                // Like Redis, a client whose user was deleted is disconnected.
+                session.quit = true;
+                return Err(Frame::err("ERR the user of this connection was deleted"));
+            }
+        }
+    }
+    let Some(user) = &session.perms else {
+        return Ok(());
+    };
+    let top = table()[(cmd_id & 0xffff) as usize];
+    let args: Vec<&[u8]> = req.iter().collect();
+    let Err(denied) = user.check(cmd_id, spec, top, &args) else {
+        return Ok(());
+    };
+    let name = match cmd_id >> 16 {
+        0 => top.name.to_string(),
+        _ => format!("{}|{}", top.name, spec.name),
+    };
+    let (object, reply) = match denied {
+        crate::acl::Denied::Command => (
+            name.clone(),
+            format!("NOPERM this user has no permissions to run the '{name}' command"),
+        ),
+        crate::acl::Denied::Key(i) => (
+            String::from_utf8_lossy(&args[i][..args[i].len().min(128)]).into_owned(),
+            "NOPERM this user has no permissions to access one of the keys used as arguments"
+                .to_string(),
+        ),
+        crate::acl::Denied::Channel(i) => (
+            String::from_utf8_lossy(&args[i][..args[i].len().min(128)]).into_owned(),
+            "NOPERM this user has no permissions to access one of the channels used as arguments"
+                .to_string(),
+        ),
+    };
+    node.acl.log(crate::acl::LogEntry {
+        count: 1,
+        reason: denied.reason(),
+        context: "toplevel",
+        object,
+        username: String::from_utf8_lossy(&session.user).into_owned(),
+        created: now,
+        updated: now,
+        client_info: session.client.describe(),
+    });
+    Err(Frame::error(reply))
 }
 
 // ---- argument helpers shared by the command files ----
@@ -404,7 +531,7 @@ pub(crate) mod testutil {
             let node = Node::new(config);
             let addr = "127.0.0.1:1".parse().expect("addr");
             let client = node.register_client(addr, addr);
-            let authed = node.config().requirepass.is_none();
+            let authed = node.default_user_open();
             Harness {
                 node,
                 session: Session::new(client, authed),

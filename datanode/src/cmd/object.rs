@@ -161,9 +161,11 @@ fn with_entry(
 
 fn object_encoding(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     with_entry(ctx, req, |_, e, _| {
-        Ok(Frame::bulk_static(
-            e.as_str().map_or("raw", string_encoding),
-        ))
+        Ok(Frame::bulk_static(match (e.obj(), e.as_str()) {
+            (Some(v), _) => v.encoding(),
+            (None, Some(s)) => string_encoding(s),
+            (None, None) => "raw",
+        }))
     })
 }
 

@@ -9,8 +9,25 @@ use bytes::Bytes;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 
-/// The Redis version CHKV reports: the command set and semantics it follows.
-pub const REDIS_VERSION: &str = "7.2.4";
+/// The Redis version CHKV reports: the command set and semantics it follows. 7.0.15 is the
+/// reference server CHKV is tested against, whose commands (of the types CHKV serves) and
+/// DUMP format (RDB 10) it implements; a client that saw 7.2 would use 7.2-only commands.
+pub const REDIS_VERSION: &str = "7.0.15";
+
+/// `cluster` when the node is part of a cluster (has a NameNode), else `standalone`: what
+/// INFO's `redis_mode` and HELLO's `mode` say, and tools such as `redis-cli --cluster` read.
+fn redis_mode(node: &crate::node::Node) -> &'static str {
+    if in_cluster(node) {
+        "cluster"
+    } else {
+        "standalone"
+    }
+}
+
+/// Whether the node has a NameNode (even before its first table arrives) or a table.
+fn in_cluster(node: &crate::node::Node) -> bool {
+    node.config().namenode.is_some() || !node.routing().standalone
+}
 
 const C: &str = "connection";
 const S: &str = "server";
@@ -314,25 +331,34 @@ fn echo(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 const ERR_WRONGPASS: Frame =
     Frame::err("WRONGPASS invalid username-password pair or user is disabled.");
 
-/// Checks `user`/`pass` against the configuration (only the `default` user exists).
-fn check_password(ctx: &Ctx<'_>, user: &[u8], pass: &[u8]) -> bool {
-    if user != b"default" {
-        return false;
+/// Authenticates the connection as `user` when `pass` opens it, or logs the failure in ACL
+/// LOG (reason `auth`) and answers WRONGPASS.
+fn authenticate(ctx: &mut Ctx<'_>, user: &[u8], pass: &[u8]) -> Result<(), Frame> {
+    if ctx.node.acl.get(user).is_some_and(|u| u.password_ok(pass)) {
+        ctx.session.authenticated = true;
+        ctx.session.user = Bytes::copy_from_slice(user);
+        // Take the user's rules before the next command.
+        ctx.session.acl_generation = u64::MAX;
+        *ctx.session.client.user.lock() = Bytes::copy_from_slice(user);
+        return Ok(());
     }
-    match &ctx.node.config().requirepass {
-        None => true,
-        Some(p) => constant_time_eq(p, pass),
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    ctx.node.acl.log(crate::acl::LogEntry {
+        count: 1,
+        reason: "auth",
+        context: "toplevel",
+        object: "AUTH".into(),
+        username: String::from_utf8_lossy(&user[..user.len().min(128)]).into_owned(),
+        created: ctx.now,
+        updated: ctx.now,
+        client_info: ctx.session.client.describe(),
+    });
+    Err(ERR_WRONGPASS)
 }
 
 fn auth(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let (user, pass) = match req.len() {
         2 => {
-            if ctx.node.config().requirepass.is_none() {
+            if ctx.node.default_user_open() {
                 return Err(Frame::err(
                     "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
                 ));
@@ -342,12 +368,8 @@ fn auth(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         3 => (req.arg(1), req.arg(2)),
         _ => return Err(ERR_SYNTAX),
     };
-    if check_password(ctx, user, pass) {
-        ctx.session.authenticated = true;
-        Ok(Frame::ok())
-    } else {
-        Err(ERR_WRONGPASS)
-    }
+    authenticate(ctx, user, pass)?;
+    Ok(Frame::ok())
 }
 
 /// Whether a client name is acceptable (Redis: printable ASCII without spaces).
@@ -374,9 +396,7 @@ fn hello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     while i < req.len() {
         let a = req.arg(i);
         if is(a, "AUTH") && i + 2 < req.len() {
-            if !check_password(ctx, req.arg(i + 1), req.arg(i + 2)) {
-                return Err(ERR_WRONGPASS);
-            }
+            authenticate(ctx, req.arg(i + 1), req.arg(i + 2))?;
             authed = true;
             i += 3;
         } else if is(a, "SETNAME") && i + 1 < req.len() {
@@ -413,7 +433,7 @@ fn hello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         kv("version", Frame::bulk_static(REDIS_VERSION)),
         kv("proto", Frame::Integer(proto.version())),
         kv("id", Frame::Integer(ctx.session.client.id as i64)),
-        kv("mode", Frame::bulk_static("standalone")),
+        kv("mode", Frame::bulk_static(redis_mode(ctx.node))),
         kv("role", Frame::bulk_static("master")),
         kv("modules", Frame::Array(vec![])),
     ]))
@@ -598,6 +618,22 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The process's RSS when the node started (the first call records it; `server::start` makes
+/// that call): the memory of an empty node, which Redis counts in `used_memory` as
+/// `used_memory_startup` and CHKV's data accounting leaves out.
+pub fn startup_rss() -> u64 {
+    static STARTUP: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *STARTUP.get_or_init(rss_bytes)
+}
+
+/// RSS over the memory the process needs (the data plus an empty node's), as Redis's
+/// `mem_fragmentation_ratio` is RSS over everything allocated: about 1 on an empty node and
+/// on a healthy full one, above 1.5 when freed memory is not given back.
+pub fn fragmentation_ratio(rss: u64, used: u64, startup: u64) -> f64 {
+    let needed = used.saturating_add(startup).max(1);
+    rss as f64 / needed as f64
+}
+
 /// The section title as Redis prints it.
 fn section_title(name: &str) -> String {
     match name {
@@ -667,7 +703,7 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("chkv_version", &env!("CARGO_PKG_VERSION"));
             kv("redis_git_sha1", &"00000000");
             kv("redis_git_dirty", &0);
-            kv("redis_mode", &"standalone");
+            kv("redis_mode", &redis_mode(node));
             kv("os", &std::env::consts::OS);
             kv("arch_bits", &(usize::BITS));
             kv("multiplexing_api", &"epoll");
@@ -708,12 +744,14 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("maxmemory", &ev.maxmemory);
             kv("maxmemory_human", &bytes_to_human(ev.maxmemory));
             kv("maxmemory_policy", &ev.policy);
-            let frag = if used > 0 {
-                rss as f64 / used as f64
-            } else {
-                1.0
-            };
+            let startup = startup_rss();
+            let frag = fragmentation_ratio(rss, used, startup);
             kv("mem_fragmentation_ratio", &format!("{frag:.2}"));
+            kv(
+                "mem_fragmentation_bytes",
+                &(rss as i64 - used.saturating_add(startup) as i64),
+            );
+            kv("used_memory_startup", &startup);
             kv("mem_allocator", &"mimalloc");
         }
         "stats" => {
@@ -752,7 +790,7 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("used_cpu_user", &format!("{user:.6}"));
         }
         "cluster" => {
-            kv("cluster_enabled", &0);
+            kv("cluster_enabled", &u8::from(in_cluster(node)));
         }
         "keyspace" => {
             let keys = db.len();
@@ -938,6 +976,18 @@ static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "hll-sparse-max-bytes",
+        get: |c| c.hll_sparse_max_bytes.to_string(),
+        set: Some(|c, v| {
+            let n = parse_mem(v)?;
+            if n > i64::MAX as u64 {
+                return Err("argument must be between 0 and 9223372036854775807 inclusive".into());
+            }
+            c.hll_sparse_max_bytes = n as usize;
+            Ok(())
+        }),
+    },
+    Param {
         name: "databases",
         get: |_| "1".into(),
         set: None,
@@ -975,11 +1025,105 @@ static PARAMS: &[Param] = &[
         set: None,
     },
     Param {
+        name: "aclfile",
+        get: |c| path_param(&c.aclfile),
+        set: None,
+    },
+    Param {
+        name: "tls-port",
+        get: |c| c.tls.port.unwrap_or(0).to_string(),
+        set: None,
+    },
+    Param {
+        name: "tls-cert-file",
+        get: |c| path_param(&c.tls.cert_file),
+        set: Some(|c, v| set_path(&mut c.tls.cert_file, v)),
+    },
+    Param {
+        name: "tls-key-file",
+        get: |c| path_param(&c.tls.key_file),
+        set: Some(|c, v| set_path(&mut c.tls.key_file, v)),
+    },
+    Param {
+        name: "tls-ca-cert-file",
+        get: |c| path_param(&c.tls.ca_cert_file),
+        set: Some(|c, v| set_path(&mut c.tls.ca_cert_file, v)),
+    },
+    Param {
+        name: "tls-auth-clients",
+        get: |c| c.tls.auth_clients.name().into(),
+        set: Some(|c, v| {
+            c.tls.auth_clients = std::str::from_utf8(v)
+                .ok()
+                .and_then(crate::tls::AuthClients::parse)
+                .ok_or_else(|| {
+                    "argument(s) must be one of the following: yes, no, optional".to_string()
+                })?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "cluster-enabled",
         get: |_| "no".into(),
         set: None,
     },
+    Param {
+        name: "hash-max-listpack-entries",
+        get: |c| c.encodings.hash_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.hash_max_listpack_entries, v)),
+    },
+    Param {
+        name: "hash-max-ziplist-entries",
+        get: |c| c.encodings.hash_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.hash_max_listpack_entries, v)),
+    },
+    Param {
+        name: "hash-max-listpack-value",
+        get: |c| c.encodings.hash_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.hash_max_listpack_value, v)),
+    },
+    Param {
+        name: "hash-max-ziplist-value",
+        get: |c| c.encodings.hash_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.hash_max_listpack_value, v)),
+    },
+    Param {
+        name: "set-max-intset-entries",
+        get: |c| c.encodings.set_max_intset_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.set_max_intset_entries, v)),
+    },
+    Param {
+        name: "set-max-listpack-entries",
+        get: |c| c.encodings.set_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.set_max_listpack_entries, v)),
+    },
+    Param {
+        name: "set-max-listpack-value",
+        get: |c| c.encodings.set_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.set_max_listpack_value, v)),
+    },
 ];
+
+fn path_param(p: &Option<std::path::PathBuf>) -> String {
+    p.as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+fn set_path(p: &mut Option<std::path::PathBuf>, v: &[u8]) -> Result<(), String> {
+    let s = std::str::from_utf8(v).map_err(|_| "argument must be a valid path".to_string())?;
+    *p = (!s.is_empty()).then(|| s.into());
+    Ok(())
+}
+
+/// A collection encoding threshold: Redis accepts 0..=LONG_MAX; anything above what
+/// memory could hold behaves the same, so the value is kept as a usize.
+fn set_limit(to: &mut usize, v: &[u8]) -> Result<(), String> {
+    let n: i64 = parse_num(v)?;
+    *to = usize::try_from(n)
+        .map_err(|_| "argument must be between 0 and 9223372036854775807 inclusive".to_string())?;
+    Ok(())
+}
 
 fn config_get(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let cfg = ctx.node.config().clone();
@@ -1042,11 +1186,27 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             ))
         })?;
     }
+    // Like Redis: a change of TLS files or client checks loads the new material at once, and
+    // a failure leaves everything as it was. New TLS connections get it; open ones keep theirs.
+    let tls_changed = !ctx.node.config().tls.same_material(&cfg.tls);
+    if tls_changed && cfg.tls.enabled() {
+        let tls = crate::tls::server_config(&cfg.tls).map_err(|e| {
+            Frame::error(format!(
+                "ERR CONFIG SET failed (possibly related to argument 'tls-cert-file') - Unable to update TLS configuration: {e}"
+            ))
+        })?;
+        ctx.node.tls.install(tls);
+    }
+    if cfg.requirepass != ctx.node.config().requirepass {
+        // requirepass is the default user's password, as in Redis.
+        ctx.node.acl.set_requirepass(cfg.requirepass.as_deref());
+    }
     let db = &ctx.node.db;
     ctx.node.update_config(|published| {
         // The store reads its eviction settings from atomics, not from the config lock; set
         // them under the lock so that concurrent CONFIG SETs cannot leave the two different.
         db.configure_eviction(&cfg.eviction);
+        db.limits.store(&cfg.encodings);
         *published = cfg;
     });
     Ok(Frame::ok())
@@ -1094,6 +1254,35 @@ mod tests {
     use super::super::testutil::*;
     use crate::config::Config;
     use crate::resp::{Frame, Protocol};
+
+    /// An empty node with one small key once reported RSS / data bytes (24,760); the ratio
+    /// counts an empty node's memory as needed, as Redis's `used_memory` does.
+    #[test]
+    fn fragmentation_ratio_is_about_one_when_memory_is_used_well() {
+        let mb = 1024 * 1024;
+        assert_eq!(super::fragmentation_ratio(10 * mb, 0, 10 * mb), 1.0);
+        let r = super::fragmentation_ratio(19 * mb, 100, 19 * mb);
+        assert!((0.99..=1.0).contains(&r), "{r}");
+        let r = super::fragmentation_ratio(300 * mb, 100 * mb, 10 * mb);
+        assert!((2.7..2.8).contains(&r), "{r}");
+        assert_eq!(super::fragmentation_ratio(0, 0, 0), 0.0);
+        let mut h = Harness::new();
+        h.run(&["SET", "k", "v"]);
+        let Frame::Verbatim(info) = h.run(&["INFO", "memory"]) else {
+            panic!("INFO is verbatim text")
+        };
+        check_ratio(&String::from_utf8_lossy(&info));
+    }
+
+    fn check_ratio(info: &str) {
+        let ratio: f64 = info
+            .lines()
+            .find_map(|l| l.strip_prefix("mem_fragmentation_ratio:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("mem_fragmentation_ratio");
+        assert!((0.5..3.0).contains(&ratio), "{ratio} in {info}");
+        assert!(info.contains("used_memory_startup:"), "{info}");
+    }
 
     #[test]
     fn ping_echo_time_select() {

@@ -338,7 +338,6 @@ fn rand_below(n: usize) -> usize {
 #[derive(Default)]
 pub(super) struct Sketch {
     words: Box<[u64]>,
-    ops: u32,
 }
 
 /// Increments per counter between two halvings of a sketch.
@@ -388,7 +387,6 @@ impl Sketch {
     /// Drops the counters (policy change, or the slot emptied).
     pub(super) fn clear(&mut self) {
         self.words = Box::default();
-        self.ops = 0;
     }
 
     /// The four (word, shift) positions of a key hash.
@@ -415,8 +413,10 @@ impl Sketch {
             .unwrap_or(0)
     }
 
-    /// Counts one access (conservative update: only the smallest counters grow).
-    fn increment(&mut self, hash: u64) {
+    /// Counts one access (conservative update: only the smallest counters grow). `ops`
+    /// counts increments since the last halving (kept by the slot, beside the sketch: see
+    /// `SlotTable`).
+    fn increment(&mut self, ops: &mut u32, hash: u64) {
         if self.words.is_empty() {
             return;
         }
@@ -429,9 +429,9 @@ impl Sketch {
                 }
             }
         }
-        self.ops += 1;
-        if self.ops as usize >= self.words.len() * 16 * RESET_PER_COUNTER {
-            self.ops = 0;
+        *ops += 1;
+        if *ops as usize >= self.words.len() * 16 * RESET_PER_COUNTER {
+            *ops = 0;
             for w in self.words.iter_mut() {
                 *w = (*w >> 1) & 0x7777_7777_7777_7777;
             }
@@ -462,6 +462,7 @@ impl Db {
                 let mut g = self.lock(s as u16);
                 if g.t.sketch.words() > 0 {
                     g.t.sketch.clear();
+                    g.t.sketch_ops = 0;
                     g.sync_table_mem();
                 }
             }
@@ -681,6 +682,22 @@ impl Db {
         }
     }
 
+    /// The access field RESTORE's IDLETIME or FREQ asks for, when the policy tracks that
+    /// kind of access (like Redis's `objectSetLRUOrLFU`: FREQ under LFU, IDLETIME otherwise).
+    pub fn restored_access(
+        &self,
+        idle_secs: Option<u64>,
+        freq: Option<u8>,
+        now: u64,
+    ) -> Option<u32> {
+        if self.evict.lfu() {
+            freq.map(|f| lfu_pack(now, f))
+        } else {
+            let idle = u32::try_from(idle_secs?).unwrap_or(u32::MAX);
+            Some(self.clock_secs(now).saturating_sub(idle))
+        }
+    }
+
     /// OBJECT FREQ: the decayed LFU counter, or `None` unless an LFU policy is selected.
     pub fn lfu_freq(&self, access: u32, now: u64) -> Option<u8> {
         let e = &self.evict;
@@ -732,7 +749,8 @@ impl SlotGuard<'_> {
             self.sync_table_mem();
         }
         let h = self.t.map.hash(key);
-        self.t.sketch.increment(h);
+        let t = &mut *self.t;
+        t.sketch.increment(&mut t.sketch_ops, h);
     }
 
     /// A key was just created in bucket `b` while memory is full: under an LFU policy it competes
@@ -803,14 +821,14 @@ mod tests {
 
     #[test]
     fn sketch_counts_keeps_on_growth_and_ages() {
-        let mut s = Sketch::default();
+        let (mut s, mut ops) = (Sketch::default(), 0u32);
         assert_eq!(s.estimate(42), 0);
         s.fit(7);
         assert_eq!(s.words(), 8);
         for _ in 0..5 {
-            s.increment(42);
+            s.increment(&mut ops, 42);
         }
-        s.increment(7);
+        s.increment(&mut ops, 7);
         assert_eq!(s.estimate(42), 5);
         assert_eq!(s.estimate(7), 1);
         assert!(s.fit(100));
@@ -820,12 +838,12 @@ mod tests {
         assert!(s.estimate(42) >= 5, "folding never under-counts");
         assert!(s.fit(100));
         for _ in 0..40 {
-            s.increment(42);
+            s.increment(&mut ops, 42);
         }
         assert!(s.estimate(42) <= 15);
         // Many other accesses trigger a reset that halves everything.
         for i in 0..(s.words() * 16 * RESET_PER_COUNTER) as u64 {
-            s.increment(1000 + i);
+            s.increment(&mut ops, 1000 + i);
         }
         assert!(s.estimate(42) <= 8, "aged: {}", s.estimate(42));
     }

@@ -101,13 +101,13 @@ pub fn table_size(buckets: usize, pos_cap: usize, vol_cap: usize, sketch_words: 
 }
 
 impl super::SlotGuard<'_> {
-    /// MEMORY USAGE: the bytes charged for `key`: its entry, plus its share of the slot
-    /// table's arrays.
+    /// MEMORY USAGE: the bytes charged for `key`: its entry (and collection), plus its share
+    /// of the slot table's arrays.
     pub fn memory_usage(&mut self, key: &[u8], now: u64) -> Option<u64> {
         let b = self.live(key, now)?;
         let kv = self.t.map.get(b)?;
-        let own = super::entry_mem(kv.key(), kv.value().len());
-        let share = self.t.table_mem.div_ceil(self.t.map.len().max(1));
+        let own = self.t.kv_mem(kv);
+        let share = self.t.table_mem().div_ceil(self.t.map.len().max(1));
         Some(own + share as u64)
     }
 }

@@ -22,6 +22,7 @@ pub mod glob;
 pub mod handoff;
 pub mod mem;
 mod table;
+pub mod value;
 
 use crate::striped::Counter;
 use bytes::Bytes;
@@ -29,44 +30,75 @@ use chkv_common::{key_slot, SLOT_COUNT};
 use parking_lot::{Mutex, MutexGuard};
 use rand::Rng;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use table::{Bucket, KeyTable, Kv, Meta};
+use table::{Bucket, KeyTable, Kv, Meta, Tag};
 
 /// Longest string value (Redis's `proto-max-bulk-len` default).
 pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
 
-/// A stored value. Hashes, lists, sets and sorted sets become further variants; commands
-/// reach values through [`EntryRef`] so that adding one is local.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Value {
-    Str(Box<[u8]>),
+pub use value::{Hash, Kind, Limits, Member, Set, Value};
+
+/// A command met a key holding another type (the caller replies WRONGTYPE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WrongType;
+
+/// Bytes each collection costs in its slot's object array (see [`Objects`]).
+const OBJ_SLOT: usize = std::mem::size_of::<Option<Value>>();
+
+/// The collections of one slot. An entry whose tag is `Obj` holds an index into this array
+/// in its value bytes; freed indexes are reused. Strings never come here, so a string
+/// entry costs what an untyped one did.
+#[derive(Default)]
+struct Objects {
+    items: Vec<Option<Value>>,
+    free: Vec<u32>,
 }
 
-impl Value {
-    pub fn str(b: &[u8]) -> Value {
-        Value::Str(b.into())
-    }
-
-    /// The name TYPE reports.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            Value::Str(_) => "string",
+impl Objects {
+    fn insert(&mut self, v: Value) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.items[i as usize] = Some(v);
+                i
+            }
+            None => {
+                self.items.push(Some(v));
+                (self.items.len() - 1) as u32
+            }
         }
     }
 
-    /// The string bytes, or `None` for other types (the caller replies WRONGTYPE).
-    pub fn as_str(&self) -> Option<&[u8]> {
-        match self {
-            Value::Str(b) => Some(b),
-        }
+    fn get(&self, i: u32) -> Option<&Value> {
+        self.items.get(i as usize)?.as_ref()
     }
 
-    /// Heap bytes the value holds.
-    pub fn heap_size(&self) -> usize {
-        match self {
-            Value::Str(b) => b.len(),
+    fn get_mut(&mut self, i: u32) -> Option<&mut Value> {
+        self.items.get_mut(i as usize)?.as_mut()
+    }
+
+    fn take(&mut self, i: u32) -> Option<Value> {
+        let v = self.items.get_mut(i as usize)?.take()?;
+        if i as usize + 1 == self.items.len() {
+            self.items.pop();
+        } else {
+            self.free.push(i);
         }
+        Some(v)
     }
 }
+
+/// Takes collection `i` out of a slot's objects, freeing the array with the last one.
+fn take_obj(objs: &mut Option<Box<Objects>>, i: u32) -> Option<Value> {
+    let o = objs.as_mut()?;
+    let v = o.take(i);
+    if o.items.is_empty() {
+        *objs = None;
+    }
+    v
+}
+
+/// Elements above which a deleted collection is freed in the background (Redis's
+/// `LAZYFREE_THRESHOLD`).
+pub const LAZYFREE_THRESHOLD: usize = 64;
 
 /// No TTL.
 pub const NO_EXPIRY: u64 = 0;
@@ -76,6 +108,8 @@ const NOT_VOLATILE: u32 = u32::MAX;
 #[derive(Clone, Copy)]
 pub struct EntryRef<'a> {
     kv: &'a Kv,
+    /// The collection, for entries that are not strings.
+    obj: Option<&'a Value>,
     expire_at: u64,
     access: u32,
 }
@@ -83,16 +117,47 @@ pub struct EntryRef<'a> {
 impl<'a> EntryRef<'a> {
     /// The string value, or `None` when the value is of another type.
     pub fn as_str(&self) -> Option<&'a [u8]> {
-        Some(self.kv.value())
+        match self.obj {
+            None => Some(self.kv.value()),
+            Some(_) => None,
+        }
+    }
+
+    /// The collection, or `None` for a string.
+    pub fn obj(&self) -> Option<&'a Value> {
+        self.obj
+    }
+
+    /// The hash, or WRONGTYPE.
+    pub fn as_hash(&self) -> Result<&'a Hash, WrongType> {
+        match self.obj {
+            Some(Value::Hash(h)) => Ok(h),
+            _ => Err(WrongType),
+        }
+    }
+
+    /// The set, or WRONGTYPE.
+    pub fn as_set(&self) -> Result<&'a Set, WrongType> {
+        match self.obj {
+            Some(Value::Set(s)) => Ok(s),
+            _ => Err(WrongType),
+        }
     }
 
     /// The value, copied.
     pub fn value(&self) -> Value {
-        Value::str(self.kv.value())
+        match self.obj {
+            None => Value::str(self.kv.value()),
+            Some(v) => v.clone(),
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.obj.map_or(Kind::String, Value::kind)
     }
 
     pub fn type_name(&self) -> &'static str {
-        "string"
+        self.kind().name()
     }
 
     /// Absolute expiry in ms, if the key has a TTL.
@@ -106,8 +171,8 @@ impl<'a> EntryRef<'a> {
     }
 }
 
-/// Bytes charged to `used_memory` for an entry's key and value (see [`mem`]); the slot
-/// tables' arrays are charged separately, by capacity.
+/// Bytes charged to `used_memory` for an entry's key and string value (see [`mem`]); the
+/// slot tables' arrays are charged separately, by capacity.
 fn entry_mem(key: &[u8], value_len: usize) -> u64 {
     mem::entry_size(key.len(), value_len) as u64
 }
@@ -125,11 +190,23 @@ pub struct SlotTable {
     volatile: Vec<(u32, u64)>,
     /// Access frequencies, kept only under LFU eviction (see [`evict`]).
     sketch: evict::Sketch,
-    /// Bytes charged to `used_memory` for this table's arrays (`mem::table_size`).
-    table_mem: usize,
+    /// The sketch's increments since it was last halved.
+    sketch_ops: u32,
+    /// Bytes charged to `used_memory` for this table's arrays (`mem::table_size`), in
+    /// 8-byte words (every size class is a multiple of 8): a u32 keeps the slot in two cache
+    /// lines and still counts up to 32 GiB of arrays, some 2 billion keys in one slot.
+    table_mem_words: u32,
+    /// The slot's collections (entries tagged `Obj` point here); boxed, so that a slot of
+    /// strings pays one word for it and the slot still fits its two cache lines.
+    objs: Option<Box<Objects>>,
 }
 
 impl SlotTable {
+    /// Bytes charged for this table's arrays.
+    fn table_mem(&self) -> usize {
+        self.table_mem_words as usize * 8
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -167,9 +244,36 @@ impl SlotTable {
         let m = kv.meta();
         Some(EntryRef {
             kv,
+            obj: self.obj_of(kv),
             expire_at: self.expire_of(m),
             access: m.access,
         })
+    }
+
+    /// The collection an entry points at (`None` for a string).
+    fn obj_of(&self, kv: &Kv) -> Option<&Value> {
+        match kv.tag() {
+            Tag::Str => None,
+            Tag::Obj => self.objs.as_ref()?.get(kv.obj_idx()?),
+        }
+    }
+
+    /// Bytes charged for an entry: its block, and for a collection its slot in the object
+    /// array and everything it holds.
+    fn kv_mem(&self, kv: &Kv) -> u64 {
+        let own = entry_mem(kv.key(), kv.value().len());
+        match self.obj_of(kv) {
+            None => own,
+            Some(v) => own + (OBJ_SLOT + v.heap_size()) as u64,
+        }
+    }
+
+    /// Frees the collection of an entry that is going away or becoming a string.
+    fn take_obj(&mut self, kv: &Kv) -> Option<Value> {
+        match kv.tag() {
+            Tag::Str => None,
+            Tag::Obj => take_obj(&mut self.objs, kv.obj_idx()?),
+        }
     }
 
     /// The entry at position `pos`.
@@ -307,6 +411,10 @@ pub struct Db {
     expire_cursor: AtomicUsize,
     /// Start of the store's coarse clock (for access times).
     epoch_ms: u64,
+    /// Collection encoding thresholds (`hash-max-listpack-entries`...).
+    pub limits: value::SharedLimits,
+    /// The lazyfree thread's queue, started on first use.
+    lazy: std::sync::OnceLock<std::sync::mpsc::Sender<Value>>,
 }
 
 impl Default for Db {
@@ -325,6 +433,36 @@ impl Db {
             evict: evict::Evictor::default(),
             expire_cursor: AtomicUsize::new(0),
             epoch_ms: CLOCK_EPOCH_MS,
+            limits: Default::default(),
+            lazy: Default::default(),
+        }
+    }
+
+    /// The collection encoding thresholds now in force.
+    pub fn limits(&self) -> Limits {
+        self.limits.load()
+    }
+
+    /// Drops values off the request path, like Redis's lazyfree: a collection of more than
+    /// [`LAZYFREE_THRESHOLD`] elements goes to a background thread (freeing a million
+    /// members takes milliseconds), smaller ones are dropped here.
+    pub fn free_later(&self, values: impl IntoIterator<Item = Value>) {
+        for v in values {
+            if v.len() <= LAZYFREE_THRESHOLD {
+                continue;
+            }
+            let tx = self.lazy.get_or_init(|| {
+                let (tx, rx) = std::sync::mpsc::channel::<Value>();
+                let spawned = std::thread::Builder::new()
+                    .name("chkv-lazyfree".into())
+                    .spawn(move || while rx.recv().is_ok() {});
+                if let Err(e) = spawned {
+                    tracing::warn!("lazyfree thread: {e}; freeing inline");
+                }
+                tx
+            });
+            // When the thread could not start, the send fails and the value drops here.
+            let _ = tx.send(v);
         }
     }
 
@@ -652,8 +790,129 @@ impl SlotGuard<'_> {
     /// Stores `value` under `key` with expiry `expire_at` ([`NO_EXPIRY`] for none), replacing
     /// any previous entry. Returns whether a live entry was replaced.
     pub fn set(&mut self, key: &[u8], value: Value, expire_at: u64, now: u64) -> bool {
-        let Value::Str(bytes) = &value;
-        self.set_str(key, bytes, expire_at, now)
+        if let Value::Str(bytes) = &value {
+            return self.set_str(key, bytes, expire_at, now);
+        }
+        self.count_access(key);
+        let db = self.db;
+        match self.live(key, now) {
+            Some(b) => {
+                if !self.put_value(b, value, now) {
+                    return false;
+                }
+                let change = self.t.set_expire_bucket(b, expire_at);
+                self.volatile_changed(change);
+                if change == VolChange::Added {
+                    self.sync_table_mem();
+                }
+                true
+            }
+            None => {
+                let meta = Meta {
+                    vol_pos: NOT_VOLATILE,
+                    access: db.new_access(now),
+                };
+                let extra = OBJ_SLOT + value.heap_size();
+                let idx = self.t.objs.get_or_insert_default().insert(value);
+                let kv = Kv::new_obj(key, idx, meta);
+                self.insert_entry(kv, entry_mem(key, 4) + extra as u64, expire_at, now);
+                false
+            }
+        }
+    }
+
+    /// Adds a new entry charged `mem` bytes (the key must not be live).
+    fn insert_entry(&mut self, kv: Kv, mem: u64, expire_at: u64, now: u64) {
+        let b = self.t.map.insert_new(kv);
+        let stats = &self.db.stats;
+        stats.keys.add(1);
+        stats.used_memory.add(mem);
+        if self.t.map.len() == 1 {
+            self.db.nonempty.set(self.slot, true);
+        }
+        let change = self.t.set_expire_bucket(b, expire_at);
+        self.volatile_changed(change);
+        self.sync_table_mem();
+        self.offer_new(b, now);
+    }
+
+    /// Puts any `value` in place of the value in bucket `b`, keeping the key, its position and
+    /// TTL, and counting an access. Returns false when the bucket is empty.
+    fn put_value(&mut self, b: Bucket, value: Value, now: u64) -> bool {
+        let db = self.db;
+        let Some(kv) = self.t.map.get(b) else {
+            return false;
+        };
+        let old_mem = self.t.kv_mem(kv);
+        let t = &mut *self.t;
+        let Some(kv) = t.map.get_mut(b) else {
+            return false;
+        };
+        let old = match kv.tag() {
+            Tag::Str => None,
+            Tag::Obj => kv.obj_idx().and_then(|i| take_obj(&mut t.objs, i)),
+        };
+        match value {
+            Value::Str(bytes) => kv.set_str(&bytes),
+            v => kv.set_obj(t.objs.get_or_insert_default().insert(v)),
+        }
+        kv.set_access(db.touched_access(kv.meta().access, now));
+        let Some(kv) = t.map.get(b) else {
+            return false;
+        };
+        let new_mem = t.kv_mem(kv);
+        self.adjust_mem(old_mem, new_mem);
+        drop(old);
+        true
+    }
+
+    /// Runs `f` on the collection of kind `kind` at `key`, then re-charges its memory and
+    /// removes the key if `f` left the collection empty (Redis never stores an empty one).
+    /// A missing key is created empty first when `create` is set (and only stored if `f`
+    /// added something), else the result is `Ok(None)`. A key of another type is
+    /// [`WrongType`]. Counts as a write access of the key.
+    pub fn modify<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        kind: Kind,
+        create: bool,
+        f: impl FnOnce(&mut Value) -> R,
+    ) -> Result<Option<R>, WrongType> {
+        let db = self.db;
+        let Some(b) = self.live(key, now) else {
+            if !create {
+                return Ok(None);
+            }
+            let mut v = Value::empty(kind);
+            let r = f(&mut v);
+            if !v.is_empty() {
+                self.set(key, v, NO_EXPIRY, now);
+            }
+            return Ok(Some(r));
+        };
+        let t = &mut *self.t;
+        let Some(kv) = t.map.get_mut(b) else {
+            return Ok(None);
+        };
+        let Some(idx) = kv.obj_idx() else {
+            return Err(WrongType);
+        };
+        kv.set_access(db.touched_access(kv.meta().access, now));
+        let Some(obj) = t.objs.as_mut().and_then(|o| o.get_mut(idx)) else {
+            return Ok(None);
+        };
+        if obj.kind() != kind {
+            return Err(WrongType);
+        }
+        let old = obj.heap_size();
+        let r = f(obj);
+        let (new, empty) = (obj.heap_size(), obj.is_empty());
+        self.adjust_mem(old as u64, new as u64);
+        if empty {
+            self.remove_bucket(b, false);
+        }
+        Ok(Some(r))
     }
 
     /// [`SlotGuard::set`] of a string value, straight from the request's bytes (the key and
@@ -680,17 +939,7 @@ impl SlotGuard<'_> {
                     vol_pos: NOT_VOLATILE,
                     access: db.new_access(now),
                 };
-                let b = self.t.map.insert_new(Kv::new(key, bytes, meta));
-                let stats = &self.db.stats;
-                stats.keys.add(1);
-                stats.used_memory.add(new_mem);
-                if self.t.map.len() == 1 {
-                    self.db.nonempty.set(self.slot, true);
-                }
-                let change = self.t.set_expire_bucket(b, expire_at);
-                self.volatile_changed(change);
-                self.sync_table_mem();
-                self.offer_new(b, now);
+                self.insert_entry(Kv::new(key, bytes, meta), new_mem, expire_at, now);
                 false
             }
         }
@@ -703,10 +952,13 @@ impl SlotGuard<'_> {
         let Some(kv) = self.t.map.get_mut(b) else {
             return false;
         };
+        if kv.tag() != Tag::Str {
+            return self.put_value(b, Value::str(bytes), now);
+        }
         let old_mem = entry_mem(kv.key(), kv.value().len());
         let new_mem = entry_mem(kv.key(), bytes.len());
         let access = db.touched_access(kv.meta().access, now);
-        kv.set_value(bytes);
+        kv.set_str(bytes);
         kv.set_access(access);
         self.adjust_mem(old_mem, new_mem);
         true
@@ -718,8 +970,29 @@ impl SlotGuard<'_> {
         let Some(b) = self.live(key, now) else {
             return false;
         };
-        let Value::Str(bytes) = &value;
-        self.replace_in(b, bytes, now)
+        match &value {
+            Value::Str(bytes) => self.replace_in(b, bytes, now),
+            _ => self.put_value(b, value, now),
+        }
+    }
+
+    /// The string value of a live `key`, writable in place and zero-extended first to at
+    /// least `min_len` bytes, with the memory accounting following the growth; `None` when
+    /// the key does not exist. Counts a write access like [`SlotGuard::replace_value`]. The
+    /// caller has checked the type (SETBIT, BITFIELD and PFADD change a few bytes of a value
+    /// that may be megabytes long, which a copy per command would make O(length)).
+    pub fn str_mut(&mut self, key: &[u8], min_len: usize, now: u64) -> Option<&mut [u8]> {
+        let b = self.live(key, now)?;
+        let db = self.db;
+        let kv = self.t.map.get(b)?;
+        let old_len = kv.value().len();
+        if min_len > old_len {
+            let (old, new) = (entry_mem(kv.key(), old_len), entry_mem(kv.key(), min_len));
+            self.adjust_mem(old, new);
+        }
+        let kv = self.t.map.get_mut(b)?;
+        kv.set_access(db.touched_access(kv.meta().access, now));
+        Some(kv.value_mut(min_len))
     }
 
     /// Sets or clears (`NO_EXPIRY`) the TTL of a live key. Returns false when it does not exist.
@@ -735,30 +1008,45 @@ impl SlotGuard<'_> {
         true
     }
 
+    /// Sets the access field of a live key (RESTORE's IDLETIME and FREQ). Returns false when
+    /// it does not exist.
+    pub fn set_access(&mut self, key: &[u8], access: u32, now: u64) -> bool {
+        let Some(b) = self.live(key, now) else {
+            return false;
+        };
+        match self.t.map.get_mut(b) {
+            Some(kv) => {
+                kv.set_access(access);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Removes `key`. Returns its value and expiry ([`NO_EXPIRY`] for none) when it was live.
     pub fn remove(&mut self, key: &[u8], now: u64) -> Option<(Value, u64)> {
         let b = self.live(key, now)?;
         self.remove_bucket(b, false)
-            .map(|(kv, at)| (Value::str(kv.value()), at))
+            .map(|(kv, obj, at)| (obj.unwrap_or_else(|| Value::str(kv.value())), at))
     }
 
     /// Removes every key of this slot.
     pub fn clear(&mut self) {
         let stats = &self.db.stats;
-        let mem: u64 = self
-            .t
-            .map
-            .entries()
-            .map(|kv| entry_mem(kv.key(), kv.value().len()))
-            .sum();
+        let mem: u64 = self.t.map.entries().map(|kv| self.t.kv_mem(kv)).sum();
         stats.keys.sub(self.t.map.len() as u64);
         stats.volatile.sub(self.t.volatile.len() as u64);
-        stats.used_memory.sub(mem + self.t.table_mem as u64);
-        stats.table_memory.sub(self.t.table_mem as u64);
+        let table_mem = self.t.table_mem() as u64;
+        stats.used_memory.sub(mem + table_mem);
+        stats.table_memory.sub(table_mem);
         self.t.map = KeyTable::default();
+        if let Some(objs) = self.t.objs.take() {
+            self.db.free_later(objs.items.into_iter().flatten());
+        }
         self.t.volatile = Vec::new();
         self.t.sketch.clear();
-        self.t.table_mem = 0;
+        self.t.sketch_ops = 0;
+        self.t.table_mem_words = 0;
         self.db.nonempty.set(self.slot, false);
         self.db.has_volatile.set(self.slot, false);
     }
@@ -775,16 +1063,20 @@ impl SlotGuard<'_> {
     }
 
     /// Removes the entry at position `pos`.
-    fn remove_at(&mut self, pos: usize, expired: bool) -> Option<(Kv, u64)> {
+    fn remove_at(&mut self, pos: usize, expired: bool) -> Option<(Kv, Option<Value>, u64)> {
         let b = self.t.map.at(pos)?;
         self.remove_bucket(b, expired)
     }
 
-    fn remove_bucket(&mut self, b: Bucket, expired: bool) -> Option<(Kv, u64)> {
+    /// Removes the entry in bucket `b`: its block, its collection if it has one, and the
+    /// expiry it had.
+    fn remove_bucket(&mut self, b: Bucket, expired: bool) -> Option<(Kv, Option<Value>, u64)> {
+        let mem = self.t.map.get(b).map(|kv| self.t.kv_mem(kv))?;
         let (kv, at) = self.t.remove_bucket(b)?;
+        let obj = self.t.take_obj(&kv);
         let stats = &self.db.stats;
         stats.keys.sub(1);
-        stats.used_memory.sub(entry_mem(kv.key(), kv.value().len()));
+        stats.used_memory.sub(mem);
         if expired {
             stats.expired_keys.add(1);
         }
@@ -797,11 +1089,12 @@ impl SlotGuard<'_> {
             self.t.map.shrink_to(0);
             self.t.volatile.shrink_to_fit();
             self.t.sketch.clear();
+            self.t.sketch_ops = 0;
             self.sync_table_mem();
         } else {
             self.shrink_if_sparse();
         }
-        Some((kv, at))
+        Some((kv, obj, at))
     }
 
     /// Gives memory back once a table is down to half its capacity. A cache's tables wander
@@ -842,7 +1135,9 @@ impl SlotGuard<'_> {
             t.volatile.capacity(),
             t.sketch.words(),
         );
-        let old = std::mem::replace(&mut t.table_mem, now);
+        let words = u32::try_from(now / 8).unwrap_or(u32::MAX);
+        let now = words as usize * 8;
+        let old = std::mem::replace(&mut t.table_mem_words, words) as usize * 8;
         if now == old {
             return;
         }

@@ -34,8 +34,26 @@ pub(super) struct Meta {
 /// Bytes of an entry block before its key: position, volatile position, access (u32 each).
 pub(super) const KV_HEADER: usize = 12;
 
-/// An entry in one allocation: `[position][volatile position][access][key length,
-/// LEB128][key][value]`, the three numbers as little-endian u32s.
+/// The position field's top bits hold the entry's tag: how to read its value bytes.
+const TAG_SHIFT: u32 = 28;
+const POS_MASK: u32 = (1 << TAG_SHIFT) - 1;
+/// Most entries one slot can hold (positions must fit below the tag).
+pub(super) const MAX_SLOT_ENTRIES: usize = POS_MASK as usize;
+
+/// What an entry's value bytes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Tag {
+    /// The string itself.
+    Str = 0,
+    /// The index (u32, little-endian) of a collection in the slot's object array.
+    Obj = 1,
+}
+
+/// An entry in one allocation: `[tag and position][volatile position][access][key length,
+/// LEB128][key][value]`, the three numbers as little-endian u32s. The tag (top 4 bits of
+/// the first number, see [`Tag`]) says whether the value bytes are a string or the index of
+/// a collection: a string entry is as small as an untyped one, and reading its type costs
+/// nothing more than reading its position.
 ///
 /// One block per key, and a 16-byte handle in the table: for the small keys and values
 /// caches hold, this is most of the memory per key. The header sits in the first cache line,
@@ -77,11 +95,51 @@ impl Kv {
 
     /// Position in the table's dense order.
     pub fn pos(&self) -> usize {
-        self.u32_at(0) as usize
+        (self.u32_at(0) & POS_MASK) as usize
     }
 
     fn set_pos(&mut self, pos: usize) {
-        self.set_u32_at(0, pos as u32);
+        let tag = self.u32_at(0) & !POS_MASK;
+        self.set_u32_at(0, tag | (pos as u32 & POS_MASK));
+    }
+
+    pub fn tag(&self) -> Tag {
+        if self.u32_at(0) >> TAG_SHIFT == Tag::Obj as u32 {
+            Tag::Obj
+        } else {
+            Tag::Str
+        }
+    }
+
+    fn set_tag(&mut self, tag: Tag) {
+        let pos = self.u32_at(0) & POS_MASK;
+        self.set_u32_at(0, pos | ((tag as u32) << TAG_SHIFT));
+    }
+
+    /// An entry whose value is the collection at `idx` of the slot's object array.
+    pub fn new_obj(key: &[u8], idx: u32, meta: Meta) -> Kv {
+        let mut kv = Kv::new(key, &idx.to_le_bytes(), meta);
+        kv.set_tag(Tag::Obj);
+        kv
+    }
+
+    /// The object index of a [`Tag::Obj`] entry.
+    pub fn obj_idx(&self) -> Option<u32> {
+        let v = self.value();
+        (self.tag() == Tag::Obj && v.len() == 4)
+            .then(|| u32::from_le_bytes([v[0], v[1], v[2], v[3]]))
+    }
+
+    /// Makes the entry point at the collection `idx` (its value bytes become the index).
+    pub fn set_obj(&mut self, idx: u32) {
+        self.set_value(&idx.to_le_bytes());
+        self.set_tag(Tag::Obj);
+    }
+
+    /// Makes the entry a string holding `bytes`.
+    pub fn set_str(&mut self, bytes: &[u8]) {
+        self.set_value(bytes);
+        self.set_tag(Tag::Str);
     }
 
     pub fn meta(&self) -> Meta {
@@ -132,16 +190,30 @@ impl Kv {
         Kv(buf.into_boxed_slice())
     }
 
-    /// Replaces the value, keeping header and key. A value of the same length is written
+    /// Replaces the value bytes, keeping header (tag included) and key. A value of the same length is written
     /// over the old one: no allocation and no free, the common case of a cache overwriting
     /// fixed-size records or a counter. Otherwise the entry moves to a new block.
-    pub fn set_value(&mut self, value: &[u8]) {
+    fn set_value(&mut self, value: &[u8]) {
         let (h, k) = self.split();
         if self.0.len() == h + k + value.len() {
             self.0[h + k..].copy_from_slice(value);
         } else {
             *self = self.with_value(value);
         }
+    }
+
+    /// The value, writable in place, zero-extended first to at least `min_len` bytes (a
+    /// longer value moves the entry to a new block once). For bit commands and HyperLogLogs,
+    /// which change a few bytes of a value that may be large.
+    pub fn value_mut(&mut self, min_len: usize) -> &mut [u8] {
+        let (h, k) = self.split();
+        if self.0.len() < h + k + min_len {
+            let mut buf = Vec::with_capacity(h + k + min_len);
+            buf.extend_from_slice(&self.0);
+            buf.resize(h + k + min_len, 0);
+            self.0 = buf.into_boxed_slice();
+        }
+        &mut self.0[h + k..]
     }
 
     /// Address of the block: tells whether a remembered position still holds this entry.
@@ -220,6 +292,8 @@ impl KeyTable {
     /// bucket. Any other bucket number held across this call is stale (the table may grow).
     pub fn insert_new(&mut self, mut kv: Kv) -> Bucket {
         let h = self.hash(kv.key());
+        // Far beyond what memory allows in one slot (256 GiB of 1-byte keys).
+        debug_assert!(self.hashes.len() < MAX_SLOT_ENTRIES);
         kv.set_pos(self.hashes.len());
         self.hashes.push(h);
         let hashes = &self.hashes;
@@ -356,6 +430,26 @@ mod tests {
     }
 
     #[test]
+    fn tags_survive_position_changes() {
+        let mut kv = Kv::new_obj(b"key", 7, M);
+        assert_eq!((kv.tag(), kv.obj_idx(), kv.pos()), (Tag::Obj, Some(7), 0));
+        kv.set_pos(MAX_SLOT_ENTRIES - 1);
+        assert_eq!((kv.tag(), kv.pos()), (Tag::Obj, MAX_SLOT_ENTRIES - 1));
+        kv.set_str(b"plain");
+        assert_eq!(
+            (kv.tag(), kv.obj_idx(), kv.value()),
+            (Tag::Str, None, &b"plain"[..])
+        );
+        assert_eq!(kv.pos(), MAX_SLOT_ENTRIES - 1);
+        kv.set_obj(3);
+        assert_eq!(
+            (kv.tag(), kv.obj_idx(), kv.key()),
+            (Tag::Obj, Some(3), &b"key"[..])
+        );
+        assert_eq!(Kv::new(b"k", b"1234", M).obj_idx(), None);
+    }
+
+    #[test]
     fn same_length_values_are_written_in_place() {
         let mut kv = Kv::new(b"key", b"abc", M);
         let addr = kv.addr();
@@ -371,6 +465,19 @@ mod tests {
         );
         kv.set_value(b"");
         assert_eq!((kv.key(), kv.value()), (&b"key"[..], &b""[..]));
+    }
+
+    #[test]
+    fn values_are_changed_in_place_or_zero_extended() {
+        let mut kv = Kv::new(b"key", b"abc", M);
+        let addr = kv.addr();
+        kv.value_mut(2)[0] = b'x';
+        assert_eq!((kv.addr(), kv.value()), (addr, &b"xbc"[..]));
+        kv.value_mut(5)[4] = b'!';
+        assert_eq!(
+            (kv.key(), kv.value(), kv.meta()),
+            (&b"key"[..], &b"xbc\0!"[..], M)
+        );
     }
 
     #[test]

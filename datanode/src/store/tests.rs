@@ -27,7 +27,7 @@ fn check_invariants(db: &Db) {
             t.volatile.capacity(),
             t.sketch.words(),
         );
-        assert_eq!(t.table_mem, arrays, "table memory of slot {s}");
+        assert_eq!(t.table_mem(), arrays, "table memory of slot {s}");
         mem += arrays as u64;
         tables += arrays as u64;
         for (pos, &(idx, at)) in t.volatile.iter().enumerate() {
@@ -41,7 +41,7 @@ fn check_invariants(db: &Db) {
         assert_eq!(t.map.entries().count(), t.map.len());
         for (i, kv) in t.map.iter().enumerate() {
             assert_eq!(kv.pos(), i, "position of an entry of slot {s}");
-            mem += entry_mem(kv.key(), kv.value().len());
+            mem += t.kv_mem(kv);
             let m = kv.meta();
             if m.vol_pos != NOT_VOLATILE {
                 assert_eq!(t.volatile[m.vol_pos as usize].0 as usize, i);
@@ -493,4 +493,91 @@ fn a_lookup_reads_one_cache_line_of_its_slot() {
         "lock and table header span {} bytes",
         table + hot
     );
+}
+
+/// Adds `fields` fields to the hash at `key` (creating it).
+fn hset(db: &Db, key: &[u8], fields: usize, now: u64) {
+    let l = db.limits();
+    db.lock_key(key)
+        .modify(key, now, Kind::Hash, true, |v| {
+            if let Value::Hash(h) = v {
+                for i in 0..fields {
+                    h.insert(format!("field:{i}").as_bytes(), b"value", &l);
+                }
+            }
+        })
+        .expect("a hash");
+}
+
+#[test]
+fn collections_are_typed_charged_and_freed() {
+    let db = Db::new();
+    hset(&db, b"h", 3, T0);
+    hset(&db, b"big", 1000, T0);
+    check_invariants(&db);
+    {
+        let mut g = db.lock_key(b"h");
+        let e = g.peek(b"h", T0).expect("h");
+        assert_eq!((e.type_name(), e.as_str()), ("hash", None));
+        assert_eq!(e.obj().map(Value::encoding), Some("listpack"));
+        assert_eq!(e.as_hash().map(Hash::len), Ok(3));
+        assert_eq!(e.as_set().err(), Some(WrongType));
+        // A hash command on a string, and a set command on a hash: WRONGTYPE.
+        g.set(b"{h}s", Value::str(b"x"), NO_EXPIRY, T0);
+        assert_eq!(
+            g.modify(b"{h}s", T0, Kind::Hash, true, |_| ()),
+            Err(WrongType)
+        );
+        assert_eq!(g.modify(b"h", T0, Kind::Set, true, |_| ()), Err(WrongType));
+        // A missing key is not created unless asked, nor when left empty.
+        assert_eq!(g.modify(b"{h}none", T0, Kind::Set, false, |_| 1), Ok(None));
+        assert_eq!(
+            g.modify(b"{h}none", T0, Kind::Set, true, |_| 2),
+            Ok(Some(2))
+        );
+        assert!(!g.contains(b"{h}none", T0));
+    }
+    let big_mem = db.lock_key(b"big").memory_usage(b"big", T0).expect("big");
+    assert!(big_mem > 1000 * 20, "{big_mem}");
+    assert_eq!(
+        db.lock_key(b"big")
+            .peek(b"big", T0)
+            .and_then(|e| e.obj().map(Value::encoding)),
+        Some("hashtable")
+    );
+    check_invariants(&db);
+    // A string over a hash, and a hash over a string, keep the accounting exact.
+    db.lock_key(b"h")
+        .set(b"h", Value::str(b"now a string"), NO_EXPIRY, T0);
+    let hv = db.lock_key(b"big").peek(b"big", T0).map(|e| e.value());
+    db.lock_key(b"{h}s")
+        .set(b"{h}s", hv.clone().expect("value"), NO_EXPIRY, T0);
+    check_invariants(&db);
+    assert_eq!(
+        db.lock_key(b"{h}s").peek(b"{h}s", T0).map(|e| e.value()),
+        hv
+    );
+    // Emptying a collection removes its key.
+    db.lock_key(b"{h}s")
+        .modify(b"{h}s", T0, Kind::Hash, false, |v| {
+            if let Value::Hash(h) = v {
+                for i in 0..1000 {
+                    h.remove(format!("field:{i}").as_bytes());
+                }
+            }
+        })
+        .expect("a hash");
+    assert!(!db.lock_key(b"{h}s").contains(b"{h}s", T0));
+    check_invariants(&db);
+    // Expiry and removal free collections and their charge.
+    hset(&db, b"ttl", 200, T0);
+    db.lock_key(b"ttl").set_expire(b"ttl", T0 + 10, T0);
+    check_invariants(&db);
+    assert!(db.lock_key(b"ttl").get(b"ttl", T0 + 20).is_none());
+    let removed = db.lock_key(b"big").remove(b"big", T0).map(|(v, _)| v.len());
+    assert_eq!(removed, Some(1000));
+    check_invariants(&db);
+    db.flush();
+    check_invariants(&db);
+    assert_eq!(db.used_memory(), 0);
 }

@@ -10,12 +10,15 @@
 //!   when it comes back it gets the same slots back.
 //! - [`restart`]: a NameNode restart changes no ownership; the data plane keeps serving.
 //! - [`resp3`]: forwarded and split replies in RESP3.
+//! - [`tools`]: `redis-cli --cluster check`, `info` and `import` from a live redis-server.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
 //! - [`flap`]: a node paused past its dead-declaration resumes without bringing back deleted
 //!   or older values.
 //! - [`stop`]: SIGTERM drains a cluster node (bounded by `--shutdown-timeout`), a second
 //!   signal exits at once, a client that does not read cannot hold the exit up.
+//! - [`acl`]: a restricted ACL user through every node, for keys every node owns.
 
+mod acl;
 mod cluster_client;
 mod failure;
 mod flap;
@@ -25,8 +28,12 @@ mod resp3;
 mod restart;
 mod spread;
 mod stop;
+mod tools;
 mod util;
 
 #[allow(dead_code)]
 #[path = "../server/util.rs"]
 mod server_util;
+
+#[path = "../server/redis_server.rs"]
+mod redis_server;

@@ -134,7 +134,7 @@ async fn start_in_process(
 ) -> ServerHandle {
     let config = DataNodeConfig {
         port: 0,
-        namenode: Some(namenode),
+        namenode: Some(namenode.into()),
         heartbeat_ms: heartbeat.as_millis() as u64,
         cluster_redirects: redirects,
         admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -9,18 +9,26 @@
 //! - [`limits`]: malformed input, declared sizes, client and buffer limits.
 //! - [`fuzz`]: random bytes at a live server.
 //! - [`shutdown`]: graceful shutdown with clients connected.
+//! - [`tls`]: the TLS port: rustls clients, mutual TLS, plaintext refused, reload, redis-cli.
+//! - [`flags`]: flags, environment and config file of the real binary; README lists every flag.
 //! - [`redis_cli`]: the real `redis-cli`.
+//! - [`redis_server`]: a real redis-server on a free port, for comparisons and migration.
+//! - [`migrate`]: DUMP, RESTORE and MIGRATE both ways with a real redis-server.
 //! - [`compat`]: differences from Redis 7, ignored until fixed.
 
 mod auth;
 mod compat;
 mod expiry;
+mod flags;
 mod fuzz;
 mod keys;
 mod limits;
+mod migrate;
 mod raw;
 mod redis_cli;
+mod redis_server;
 mod server_cmds;
 mod shutdown;
 mod strings;
+mod tls;
 mod util;

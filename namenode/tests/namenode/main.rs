@@ -3,6 +3,7 @@
 
 mod failure;
 mod http;
+mod prom;
 mod restart;
 mod util;
 mod watch;

@@ -305,6 +305,8 @@ async fn run_datanode(
                         let _ = sent.send(Received::Error(message));
                         continue;
                     }
+                    // Like a real node: an operator's drain is answered with `leave`.
+                    Ok(NameNodeToDataNode::Drain) => DataNodeToNameNode::Leave { node_id: id.clone() },
                     // A fake node holds no data: it hands slots over at once.
                     Ok(NameNodeToDataNode::Migrate { epoch, slots, to, .. }) => {
                         DataNodeToNameNode::HandoffDone { node_id: id.clone(), epoch, slots, to: Some(to) }
@@ -383,27 +385,88 @@ impl Watcher {
     }
 }
 
-/// One HTTP GET; returns the status code and the body.
-pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+/// An HTTP response as the tests look at it.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request on its own connection (`Connection: close`); `headers` are extra
+/// header lines.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<HttpResponse> {
     use tokio::io::AsyncReadExt;
     let mut stream = TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\n\r\n");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
+    // The server may answer (413) before reading a large body and close: ignore write errors.
+    let _ = stream.write_all(body).await;
+    let mut raw = Vec::new();
+    within(
+        Duration::from_secs(10),
+        "the http response",
+        stream.read_to_end(&mut raw),
+    )
+    .await??;
+    let response = String::from_utf8(raw).context("response is not UTF-8")?;
     let (head, body) = response
         .split_once("\r\n\r\n")
         .context("no end of headers")?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
         .context("no status")?
         .parse()?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .context("no Content-Length")?
-        .parse()?;
-    assert_eq!(length, body.len(), "Content-Length matches the body");
-    Ok((status, body.to_owned()))
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let response = HttpResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    };
+    if method != "HEAD" {
+        let length: usize = response
+            .header("content-length")
+            .context("no Content-Length")?
+            .parse()?;
+        assert_eq!(
+            length,
+            response.body.len(),
+            "Content-Length matches the body"
+        );
+    }
+    Ok(response)
+}
+
+/// One HTTP GET; returns the status code and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    let r = http_request(addr, "GET", path, &[], b"").await?;
+    Ok((r.status, r.body))
 }

@@ -1,0 +1,1149 @@
+//! ACL users, with Redis 6/7 semantics: passwords, command rules and categories, key and
+//! channel patterns, selectors.
+//!
+//! This module is plain logic over the command table: [`User::apply`] takes one rule of
+//! `ACL SETUSER` and changes the user or says why not, [`User::check`] tells whether a request
+//! may run, [`User::describe`] prints the rules back as `ACL LIST` does. The [`Acl`] registry
+//! holds the users; every change bumps its generation so that connections refresh the user
+//! they run as before their next command, as Redis applies a changed user to the clients
+//! already authenticated as it.
+//!
+//! Categories are derived from what the command table already says of a command (its flags
+//! and its group, Redis's names for both), plus the short lists Redis keeps by hand
+//! (`@dangerous`, `@blocking`), so a new command gets its categories with no extra table.
+//!
+//! Keys: a read-only command needs read access to its keys, a write command write access
+//! (Redis's finer per-key-spec flags are approximated this way: `%R~`, `%W~` and `~` work as
+//! in Redis for commands that only read or only write their keys).
+
+use crate::cmd::{flags, table, CommandSpec};
+use crate::store::glob::glob_match;
+use parking_lot::{Mutex, RwLock};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release};
+use std::sync::Arc;
+
+/// Redis's command categories, in `ACL CAT`'s order.
+pub const CATEGORIES: &[&str] = &[
+    "keyspace",
+    "read",
+    "write",
+    "set",
+    "sortedset",
+    "list",
+    "hash",
+    "string",
+    "bitmap",
+    "hyperloglog",
+    "geo",
+    "stream",
+    "pubsub",
+    "admin",
+    "fast",
+    "slow",
+    "blocking",
+    "dangerous",
+    "connection",
+    "transaction",
+    "scripting",
+];
+
+fn cat_bit(name: &str) -> Option<u32> {
+    CATEGORIES.iter().position(|c| *c == name).map(|i| 1 << i)
+}
+
+fn bit(name: &str) -> u32 {
+    cat_bit(name).unwrap_or(0)
+}
+
+/// Commands Redis puts in `@dangerous` that carry no `admin` flag.
+const DANGEROUS: &[&str] = &[
+    "keys",
+    "flushall",
+    "flushdb",
+    "sort",
+    "sort_ro",
+    "migrate",
+    "restore",
+    "info",
+    "role",
+    "lastsave",
+    "shutdown",
+    "monitor",
+    "debug",
+    "config",
+    "swapdb",
+    "cluster",
+    "client",
+    "latency",
+    "slowlog",
+    "acl",
+    "module",
+    "failover",
+    "replicaof",
+    "slaveof",
+    "save",
+    "bgsave",
+    "bgrewriteaof",
+    "sync",
+    "psync",
+];
+
+/// Commands that may block the client (`@blocking`).
+const BLOCKING: &[&str] = &[
+    "blpop",
+    "brpop",
+    "brpoplpush",
+    "blmove",
+    "blmpop",
+    "bzpopmin",
+    "bzpopmax",
+    "bzmpop",
+    "xread",
+    "xreadgroup",
+    "wait",
+];
+
+/// The categories of a command (or subcommand, with its parent).
+pub fn categories(spec: &CommandSpec, parent: Option<&CommandSpec>) -> u32 {
+    let mut c = 0;
+    if spec.has(flags::WRITE) {
+        c |= bit("write");
+    }
+    if spec.has(flags::READONLY) {
+        c |= bit("read");
+    }
+    c |= if spec.has(flags::FAST) {
+        bit("fast")
+    } else {
+        bit("slow")
+    };
+    if spec.has(flags::ADMIN) {
+        c |= bit("admin") | bit("dangerous");
+    }
+    let top = parent.unwrap_or(spec);
+    if DANGEROUS.contains(&top.name) {
+        c |= bit("dangerous");
+    }
+    if BLOCKING.contains(&top.name) {
+        c |= bit("blocking");
+    }
+    c |= match spec.group {
+        "generic" => bit("keyspace"),
+        "string" => bit("string"),
+        "hash" => bit("hash"),
+        "set" => bit("set"),
+        "list" => bit("list"),
+        "sorted-set" | "sorted_set" | "sortedset" => bit("sortedset"),
+        "bitmap" => bit("bitmap"),
+        "hyperloglog" => bit("hyperloglog"),
+        "geo" => bit("geo"),
+        "stream" => bit("stream"),
+        "pubsub" => bit("pubsub"),
+        "connection" => bit("connection"),
+        "transactions" => bit("transaction"),
+        "scripting" => bit("scripting"),
+        _ => 0,
+    };
+    c
+}
+
+/// The id dispatch gives a command: the table index, plus one more than the subcommand
+/// index in the high bits.
+fn cmd_id(top: usize, sub: Option<usize>) -> u32 {
+    top as u32 | sub.map_or(0, |s| (s as u32 + 1) << 16)
+}
+
+/// Every (id, spec, parent) in the table.
+fn all_commands() -> impl Iterator<Item = (u32, &'static CommandSpec, Option<&'static CommandSpec>)>
+{
+    table().iter().enumerate().flat_map(|(i, top)| {
+        std::iter::once((cmd_id(i, None), *top, None)).chain(
+            top.subcommands
+                .iter()
+                .enumerate()
+                .map(move |(j, s)| (cmd_id(i, Some(j)), s, Some(*top))),
+        )
+    })
+}
+
+/// Why `ACL SETUSER` refused a rule (Redis's texts).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("Unknown command or category name in ACL")]
+    Unknown,
+    #[error("Syntax error")]
+    Syntax,
+    #[error("Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and does not have any effect. Try 'resetkeys' to start with an empty list of patterns")]
+    AfterAllKeys,
+    #[error("Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does not have any effect. Try 'resetchannels' to start with an empty list of channels")]
+    AfterAllChannels,
+    #[error("The password you are trying to remove from the user does not exist")]
+    NoSuchPassword,
+    #[error("The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters")]
+    BadHash,
+    #[error("Selector flags are only valid inside selectors")]
+    SelectorFlag,
+}
+
+/// One command rule, as given (kept to print the rules back).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum CmdRule {
+    All(bool),
+    Category(bool, &'static str),
+    Command(bool, String),
+}
+
+impl CmdRule {
+    fn text(&self) -> String {
+        let sign = |allow: bool| if allow { '+' } else { '-' };
+        match self {
+            CmdRule::All(a) => format!("{}@all", sign(*a)),
+            CmdRule::Category(a, c) => format!("{}@{c}", sign(*a)),
+            CmdRule::Command(a, c) => format!("{}{c}", sign(*a)),
+        }
+    }
+}
+
+/// A key pattern with the access it grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct KeyPattern {
+    pattern: Vec<u8>,
+    read: bool,
+    write: bool,
+}
+
+/// Commands, keys and channels that go together: the root selector of a user, or one of its
+/// `(...)` selectors.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selector {
+    rules: Vec<CmdRule>,
+    /// Sorted ids of the allowed commands, derived from `rules`.
+    allowed: Vec<u32>,
+    all_commands: bool,
+    keys: Vec<KeyPattern>,
+    all_keys: bool,
+    channels: Vec<Vec<u8>>,
+    all_channels: bool,
+}
+
+impl Selector {
+    fn recompute(&mut self) {
+        let mut allowed = Vec::new();
+        for (id, spec, parent) in all_commands() {
+            let cats = categories(spec, parent);
+            let full = match parent {
+                Some(p) => format!("{}|{}", p.name, spec.name),
+                None => spec.name.to_string(),
+            };
+            let mut ok = false;
+            for r in &self.rules {
+                match r {
+                    CmdRule::All(a) => ok = *a,
+                    CmdRule::Category(a, c) => {
+                        if cats & bit(c) != 0 {
+                            ok = *a
+                        }
+                    }
+                    CmdRule::Command(a, c) => {
+                        // `+config` covers its subcommands; `+config|get` only that one.
+                        if *c == full || parent.is_some_and(|p| p.name == c) {
+                            ok = *a
+                        }
+                    }
+                }
+            }
+            if ok {
+                allowed.push(id);
+            }
+        }
+        allowed.sort_unstable();
+        self.all_commands = allowed.len() == all_commands().count();
+        self.allowed = allowed;
+    }
+
+    fn allows_command(&self, id: u32) -> bool {
+        self.all_commands || self.allowed.binary_search(&id).is_ok()
+    }
+
+    fn allows_key(&self, key: &[u8], read: bool, write: bool) -> bool {
+        self.all_keys
+            || self
+                .keys
+                .iter()
+                .any(|p| (p.read || !read) && (p.write || !write) && glob_match(&p.pattern, key))
+    }
+
+    fn allows_channel(&self, channel: &[u8], is_pattern: bool) -> bool {
+        self.all_channels
+            || self.channels.iter().any(|p| {
+                if is_pattern {
+                    // A pattern subscription must be granted literally (Redis's rule).
+                    p == channel
+                } else {
+                    glob_match(p, channel)
+                }
+            })
+    }
+
+    /// Applies one rule that selectors understand.
+    fn apply(&mut self, rule: &[u8]) -> Result<(), RuleError> {
+        let s = std::str::from_utf8(rule).map_err(|_| RuleError::Syntax)?;
+        let lower = s.to_ascii_lowercase();
+        match lower.as_str() {
+            "allkeys" => {
+                self.all_keys = true;
+                self.keys.clear();
+                return Ok(());
+            }
+            "resetkeys" => {
+                self.all_keys = false;
+                self.keys.clear();
+                return Ok(());
+            }
+            "allchannels" => {
+                self.all_channels = true;
+                self.channels.clear();
+                return Ok(());
+            }
+            "resetchannels" => {
+                self.all_channels = false;
+                self.channels.clear();
+                return Ok(());
+            }
+            "allcommands" => return self.command_rule(CmdRule::All(true)),
+            "nocommands" => return self.command_rule(CmdRule::All(false)),
+            _ => {}
+        }
+        if let Some(pat) = rule.strip_prefix(b"~") {
+            return self.key_pattern(pat, true, true);
+        }
+        if rule.first() == Some(&b'%') {
+            let tilde = rule
+                .iter()
+                .position(|&c| c == b'~')
+                .ok_or(RuleError::Syntax)?;
+            let mut read = false;
+            let mut write = false;
+            for &c in &rule[1..tilde] {
+                match c.to_ascii_uppercase() {
+                    b'R' => read = true,
+                    b'W' => write = true,
+                    _ => return Err(RuleError::Syntax),
+                }
+            }
+            if !read && !write {
+                return Err(RuleError::Syntax);
+            }
+            return self.key_pattern(&rule[tilde + 1..], read, write);
+        }
+        if let Some(pat) = rule.strip_prefix(b"&") {
+            if self.all_channels {
+                return Err(RuleError::AfterAllChannels);
+            }
+            if pat == b"*" {
+                self.all_channels = true;
+                self.channels.clear();
+            } else if !self.channels.iter().any(|c| c == pat) {
+                self.channels.push(pat.to_vec());
+            }
+            return Ok(());
+        }
+        let (allow, name) = match lower.as_bytes().first() {
+            Some(b'+') => (true, &lower[1..]),
+            Some(b'-') => (false, &lower[1..]),
+            _ => return Err(RuleError::Syntax),
+        };
+        if let Some(cat) = name.strip_prefix('@') {
+            if cat == "all" {
+                return self.command_rule(CmdRule::All(allow));
+            }
+            let cat = CATEGORIES
+                .iter()
+                .find(|c| **c == cat)
+                .ok_or(RuleError::Unknown)?;
+            return self.command_rule(CmdRule::Category(allow, cat));
+        }
+        // `+cmd` or `+cmd|sub`; the command must exist (and the subcommand, when named).
+        let (top, sub) = match name.split_once('|') {
+            Some((t, s)) => (t, Some(s)),
+            None => (name, None),
+        };
+        let (_, spec) = crate::cmd::lookup(top.as_bytes()).ok_or(RuleError::Unknown)?;
+        if let Some(sub) = sub {
+            if sub.is_empty() || spec.subcommands.is_empty() {
+                // Redis allows `+select|0`-style first-argument rules only for commands
+                // without subcommands; CHKV keeps to real subcommands.
+                return Err(RuleError::Unknown);
+            }
+            crate::cmd::lookup_sub(spec, sub.as_bytes()).ok_or(RuleError::Unknown)?;
+        }
+        self.command_rule(CmdRule::Command(allow, name.to_string()))
+    }
+
+    fn key_pattern(&mut self, pat: &[u8], read: bool, write: bool) -> Result<(), RuleError> {
+        if self.all_keys {
+            return Err(RuleError::AfterAllKeys);
+        }
+        if pat == b"*" && read && write {
+            self.all_keys = true;
+            self.keys.clear();
+            return Ok(());
+        }
+        match self.keys.iter_mut().find(|k| k.pattern == pat) {
+            Some(k) => {
+                k.read |= read;
+                k.write |= write;
+            }
+            None => self.keys.push(KeyPattern {
+                pattern: pat.to_vec(),
+                read,
+                write,
+            }),
+        }
+        Ok(())
+    }
+
+    fn command_rule(&mut self, rule: CmdRule) -> Result<(), RuleError> {
+        if matches!(rule, CmdRule::All(_)) {
+            // Everything before `+@all`/`-@all` is overridden by it.
+            self.rules.clear();
+        }
+        self.rules.push(rule);
+        self.recompute();
+        Ok(())
+    }
+
+    /// The command rules as `ACL LIST` prints them: `+@all`/`-@all` first.
+    fn commands_text(&self) -> String {
+        let mut parts = Vec::new();
+        if !matches!(self.rules.first(), Some(CmdRule::All(_))) {
+            parts.push("-@all".to_string());
+        }
+        parts.extend(self.rules.iter().map(CmdRule::text));
+        parts.join(" ")
+    }
+
+    fn keys_text(&self) -> String {
+        if self.all_keys {
+            return "~*".into();
+        }
+        let mut parts = Vec::new();
+        for k in &self.keys {
+            let p = String::from_utf8_lossy(&k.pattern);
+            parts.push(match (k.read, k.write) {
+                (true, true) => format!("~{p}"),
+                (true, false) => format!("%R~{p}"),
+                _ => format!("%W~{p}"),
+            });
+        }
+        parts.join(" ")
+    }
+
+    fn channels_text(&self) -> String {
+        if self.all_channels {
+            return "&*".into();
+        }
+        let parts: Vec<String> = self
+            .channels
+            .iter()
+            .map(|c| format!("&{}", String::from_utf8_lossy(c)))
+            .collect();
+        parts.join(" ")
+    }
+
+    /// `~... &... +@...` in ACL LIST's order, `resetchannels` standing for no channels.
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let keys = self.keys_text();
+        if !keys.is_empty() {
+            parts.push(keys);
+        }
+        let channels = self.channels_text();
+        parts.push(if channels.is_empty() {
+            "resetchannels".into()
+        } else {
+            channels
+        });
+        parts.push(self.commands_text());
+        parts.join(" ")
+    }
+}
+
+/// What a denied request lacked (ACL LOG's `reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denied {
+    Command,
+    Key(usize),
+    Channel(usize),
+}
+
+impl Denied {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Denied::Command => "command",
+            Denied::Key(_) => "key",
+            Denied::Channel(_) => "channel",
+        }
+    }
+}
+
+/// Channel arguments of the Pub/Sub commands: (first argument, whether they are patterns).
+fn channel_args(name: &str) -> Option<(usize, bool, bool)> {
+    // (first channel position, all remaining arguments?, patterns?)
+    match name {
+        "publish" | "spublish" => Some((1, false, false)),
+        "subscribe" | "ssubscribe" => Some((1, true, false)),
+        "psubscribe" => Some((1, true, true)),
+        _ => None,
+    }
+}
+
+/// A user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: Vec<u8>,
+    pub enabled: bool,
+    pub nopass: bool,
+    /// SHA-256 of each password.
+    passwords: Vec<[u8; 32]>,
+    root: Selector,
+    selectors: Vec<Selector>,
+    sanitize_payload: Option<bool>,
+}
+
+pub fn hash_password(pw: &[u8]) -> [u8; 32] {
+    Sha256::digest(pw).into()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn parse_hash(h: &[u8]) -> Result<[u8; 32], RuleError> {
+    if h.len() != 64 || !h.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(RuleError::BadHash);
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        let s = std::str::from_utf8(&h[2 * i..2 * i + 2]).map_err(|_| RuleError::BadHash)?;
+        *o = u8::from_str_radix(s, 16).map_err(|_| RuleError::BadHash)?;
+    }
+    Ok(out)
+}
+
+impl User {
+    /// A new user as `ACL SETUSER name` makes it: off, no passwords, no commands, no keys,
+    /// no channels (Redis 7's `acl-pubsub-default resetchannels`).
+    pub fn new(name: &[u8]) -> User {
+        let mut root = Selector::default();
+        root.recompute();
+        User {
+            name: name.to_vec(),
+            enabled: false,
+            nopass: false,
+            passwords: Vec::new(),
+            root,
+            selectors: Vec::new(),
+            sanitize_payload: None,
+        }
+    }
+
+    /// The `default` user: on, no password, every command, key and channel.
+    pub fn default_user() -> User {
+        let mut u = User::new(b"default");
+        for r in ["on", "nopass", "allkeys", "allchannels", "+@all"] {
+            u.apply(r.as_bytes()).expect("built-in rules are valid");
+        }
+        u
+    }
+
+    /// Whether this user may run anything on any key and channel (the fast path).
+    pub fn unrestricted(&self) -> bool {
+        self.root.all_commands && self.root.all_keys && self.root.all_channels
+    }
+
+    /// Applies one `ACL SETUSER` rule.
+    pub fn apply(&mut self, rule: &[u8]) -> Result<(), RuleError> {
+        if rule.first() == Some(&b'(') {
+            let inner = rule
+                .strip_prefix(b"(")
+                .and_then(|r| r.strip_suffix(b")"))
+                .ok_or(RuleError::Syntax)?;
+            let mut sel = Selector::default();
+            sel.recompute();
+            for r in inner.split(|&c| c == b' ').filter(|r| !r.is_empty()) {
+                sel.apply(r)?;
+            }
+            self.selectors.push(sel);
+            return Ok(());
+        }
+        let lower = rule.to_ascii_lowercase();
+        match lower.as_slice() {
+            b"on" => self.enabled = true,
+            b"off" => self.enabled = false,
+            b"nopass" => {
+                self.nopass = true;
+                self.passwords.clear();
+            }
+            b"resetpass" => {
+                self.nopass = false;
+                self.passwords.clear();
+            }
+            b"clearselectors" => self.selectors.clear(),
+            b"sanitize-payload" => self.sanitize_payload = Some(true),
+            b"skip-sanitize-payload" => self.sanitize_payload = Some(false),
+            b"reset" => {
+                let name = std::mem::take(&mut self.name);
+                *self = User::new(&name);
+            }
+            _ => match rule.first() {
+                Some(b'>') => {
+                    let h = hash_password(&rule[1..]);
+                    if !self.passwords.contains(&h) {
+                        self.passwords.push(h);
+                    }
+                    self.nopass = false;
+                }
+                Some(b'#') => {
+                    let h = parse_hash(&rule[1..])?;
+                    if !self.passwords.contains(&h) {
+                        self.passwords.push(h);
+                    }
+                    self.nopass = false;
+                }
+                Some(b'<') => {
+                    let h = hash_password(&rule[1..]);
+                    let before = self.passwords.len();
+                    self.passwords.retain(|p| *p != h);
+                    if self.passwords.len() == before {
+                        return Err(RuleError::NoSuchPassword);
+                    }
+                }
+                Some(b'!') => {
+                    let h = parse_hash(&rule[1..])?;
+                    let before = self.passwords.len();
+                    self.passwords.retain(|p| *p != h);
+                    if self.passwords.len() == before {
+                        return Err(RuleError::NoSuchPassword);
+                    }
+                }
+                _ => self.root.apply(rule)?,
+            },
+        }
+        Ok(())
+    }
+
+    /// Whether `password` opens this user (enabled, and nopass or a matching hash).
+    pub fn password_ok(&self, password: &[u8]) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        if self.nopass {
+            return true;
+        }
+        let h = hash_password(password);
+        // Compare every stored hash without stopping early.
+        self.passwords
+            .iter()
+            .fold(false, |ok, p| ok | constant_time_eq(p, &h))
+    }
+
+    /// Checks a request against the user's selectors: allowed when one selector allows the
+    /// command with all its keys and channels. `args` are the request's arguments.
+    pub fn check(
+        &self,
+        id: u32,
+        spec: &CommandSpec,
+        top: &CommandSpec,
+        args: &[&[u8]],
+    ) -> Result<(), Denied> {
+        let keys: Vec<usize> = spec.key_positions(args.len()).collect();
+        let (read, write) = (spec.has(flags::READONLY), spec.has(flags::WRITE));
+        let channels: Vec<(usize, bool)> = match channel_args(top.name) {
+            Some((first, rest, pattern)) => {
+                let last = if rest { args.len() } else { first + 1 };
+                (first..last.min(args.len()))
+                    .map(|i| (i, pattern))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let mut first_denial = None;
+        for sel in std::iter::once(&self.root).chain(&self.selectors) {
+            let verdict = if !sel.allows_command(id) {
+                Err(Denied::Command)
+            } else if let Some(&k) = keys
+                .iter()
+                .find(|&&k| !sel.allows_key(args[k], read, write))
+            {
+                Err(Denied::Key(k))
+            } else if let Some(&(c, _)) = channels
+                .iter()
+                .find(|&&(c, pat)| !sel.allows_channel(args[c], pat))
+            {
+                Err(Denied::Channel(c))
+            } else {
+                Ok(())
+            };
+            match verdict {
+                Ok(()) => return Ok(()),
+                Err(d) => {
+                    first_denial.get_or_insert(d);
+                }
+            }
+        }
+        Err(first_denial.unwrap_or(Denied::Command))
+    }
+
+    fn flag_words(&self) -> Vec<&'static str> {
+        let mut f = vec![if self.enabled { "on" } else { "off" }];
+        if self.nopass {
+            f.push("nopass");
+        }
+        match self.sanitize_payload {
+            Some(true) => f.push("sanitize-payload"),
+            Some(false) => f.push("skip-sanitize-payload"),
+            None => {}
+        }
+        f
+    }
+
+    /// The user as one `ACL LIST` line (and an aclfile line).
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!("user {}", String::from_utf8_lossy(&self.name))];
+        parts.extend(self.flag_words().iter().map(|s| s.to_string()));
+        parts.extend(self.passwords.iter().map(|p| format!("#{}", hex(p))));
+        parts.push(self.root.describe());
+        for s in &self.selectors {
+            parts.push(format!("({})", s.describe()));
+        }
+        parts.join(" ")
+    }
+
+    /// `ACL GETUSER`'s fields, as (name, value) with values already in reply shape.
+    pub fn getuser(&self) -> Vec<(&'static str, GetUserValue)> {
+        let sel = |s: &Selector| {
+            vec![
+                ("commands", s.commands_text()),
+                ("keys", s.keys_text()),
+                ("channels", s.channels_text()),
+            ]
+        };
+        vec![
+            (
+                "flags",
+                GetUserValue::List(self.flag_words().iter().map(|s| s.to_string()).collect()),
+            ),
+            (
+                "passwords",
+                GetUserValue::List(self.passwords.iter().map(|p| hex(p)).collect()),
+            ),
+            ("commands", GetUserValue::Text(self.root.commands_text())),
+            ("keys", GetUserValue::Text(self.root.keys_text())),
+            ("channels", GetUserValue::Text(self.root.channels_text())),
+            (
+                "selectors",
+                GetUserValue::Selectors(self.selectors.iter().map(sel).collect()),
+            ),
+        ]
+    }
+}
+
+/// A value of `ACL GETUSER`'s reply.
+pub enum GetUserValue {
+    Text(String),
+    List(Vec<String>),
+    Selectors(Vec<Vec<(&'static str, String)>>),
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Splits `ACL SETUSER`'s arguments into rules, joining a selector written over several
+/// arguments (`(~x` `+get)`) back into one.
+pub fn split_rules<'a>(
+    args: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<Vec<Vec<u8>>, RuleError> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut open: Option<Vec<u8>> = None;
+    for a in args {
+        match open.as_mut() {
+            Some(buf) => {
+                buf.push(b' ');
+                buf.extend_from_slice(a);
+                if a.ends_with(b")") {
+                    out.extend(open.take());
+                }
+            }
+            None if a.first() == Some(&b'(') && !a.ends_with(b")") => open = Some(a.to_vec()),
+            None => out.push(a.to_vec()),
+        }
+    }
+    if open.is_some() {
+        return Err(RuleError::Syntax);
+    }
+    Ok(out)
+}
+
+/// One `ACL LOG` entry.
+#[derive(Clone, Debug)]
+pub struct LogEntry {
+    pub count: u64,
+    pub reason: &'static str,
+    pub context: &'static str,
+    pub object: String,
+    pub username: String,
+    /// Milliseconds since the Unix epoch, of the first and of the latest occurrence.
+    pub created: u64,
+    pub updated: u64,
+    pub client_info: String,
+}
+
+/// Most entries `ACL LOG` keeps (Redis's `acllog-max-len` default).
+pub const LOG_MAX: usize = 128;
+
+/// The users of a node.
+pub struct Acl {
+    users: RwLock<BTreeMap<Vec<u8>, Arc<User>>>,
+    generation: AtomicU64,
+    log: Mutex<VecDeque<LogEntry>>,
+}
+
+impl Default for Acl {
+    fn default() -> Self {
+        let mut users = BTreeMap::new();
+        users.insert(b"default".to_vec(), Arc::new(User::default_user()));
+        Acl {
+            users: RwLock::new(users),
+            generation: AtomicU64::new(0),
+            log: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+impl Acl {
+    /// Moves on every change of any user.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Acquire)
+    }
+
+    pub fn get(&self, name: &[u8]) -> Option<Arc<User>> {
+        self.users.read().get(name).cloned()
+    }
+
+    pub fn names(&self) -> Vec<Vec<u8>> {
+        self.users.read().keys().cloned().collect()
+    }
+
+    pub fn all(&self) -> Vec<Arc<User>> {
+        self.users.read().values().cloned().collect()
+    }
+
+    /// `ACL SETUSER`: applies every rule to a copy of the user (a new one when absent), and
+    /// installs it only when all were valid. Returns the failing rule and why.
+    pub fn set_user(&self, name: &[u8], rules: &[Vec<u8>]) -> Result<(), (Vec<u8>, RuleError)> {
+        let mut users = self.users.write();
+        let mut u = users
+            .get(name)
+            .map(|u| (**u).clone())
+            .unwrap_or_else(|| User::new(name));
+        for r in rules {
+            u.apply(r).map_err(|e| (r.clone(), e))?;
+        }
+        users.insert(name.to_vec(), Arc::new(u));
+        self.generation.fetch_add(1, Release);
+        Ok(())
+    }
+
+    /// Removes users (never `default`); returns how many existed.
+    pub fn delete(&self, names: &[&[u8]]) -> usize {
+        let mut users = self.users.write();
+        let n = names
+            .iter()
+            .filter(|n| **n != b"default" && users.remove(**n).is_some())
+            .count();
+        self.generation.fetch_add(1, Release);
+        n
+    }
+
+    /// Replaces every user at once (ACL LOAD); `default` is kept as it is when absent.
+    pub fn replace_all(&self, new: Vec<User>) {
+        let mut users = self.users.write();
+        let default = users.get(&b"default"[..]).cloned();
+        users.clear();
+        for u in new {
+            users.insert(u.name.clone(), Arc::new(u));
+        }
+        if let Some(d) = default {
+            users.entry(b"default".to_vec()).or_insert(d);
+        }
+        self.generation.fetch_add(1, Release);
+    }
+
+    /// Sets the default user's password from `requirepass` (empty: no password), as Redis
+    /// does at start and on CONFIG SET.
+    pub fn set_requirepass(&self, pass: Option<&[u8]>) {
+        let rules: Vec<Vec<u8>> = match pass {
+            Some(p) => vec![b"resetpass".to_vec(), [b">", p].concat()],
+            None => vec![b"nopass".to_vec()],
+        };
+        let _ = self.set_user(b"default", &rules);
+    }
+
+    /// Records a denial or a failed AUTH, merging it with a recent identical entry.
+    pub fn log(&self, entry: LogEntry) {
+        let mut log = self.log.lock();
+        // Redis merges an entry with a same one less than 60 s old.
+        if let Some(e) = log.iter_mut().find(|e| {
+            e.reason == entry.reason
+                && e.context == entry.context
+                && e.object == entry.object
+                && e.username == entry.username
+                && entry.created.saturating_sub(e.updated) < 60_000
+        }) {
+            e.count += 1;
+            e.updated = entry.created;
+            e.client_info = entry.client_info;
+            return;
+        }
+        log.push_front(entry);
+        log.truncate(LOG_MAX);
+    }
+
+    pub fn log_entries(&self, count: usize) -> Vec<LogEntry> {
+        self.log.lock().iter().take(count).cloned().collect()
+    }
+
+    pub fn log_reset(&self) {
+        self.log.lock().clear();
+    }
+}
+
+/// Parses aclfile text: one `user NAME rules...` per line; blank lines and `#` comments
+/// skipped. Errors name the line.
+pub fn parse_aclfile(text: &str) -> Result<Vec<User>, String> {
+    let mut users: Vec<User> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let words: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
+        if words.len() < 2 || words[0] != b"user" {
+            return Err(format!(
+                "line {}: should start with user keyword followed by the username",
+                n + 1
+            ));
+        }
+        let name = words[1];
+        if users.iter().any(|u| u.name == name) {
+            return Err(format!(
+                "line {}: Duplicate user '{}' found",
+                n + 1,
+                String::from_utf8_lossy(name)
+            ));
+        }
+        let mut u = User::new(name);
+        let rules =
+            split_rules(words[2..].iter().copied()).map_err(|e| format!("line {}: {e}", n + 1))?;
+        for r in &rules {
+            u.apply(r).map_err(|e| {
+                format!(
+                    "line {}: Error in applying operation '{}': {e}",
+                    n + 1,
+                    String::from_utf8_lossy(r)
+                )
+            })?;
+        }
+        users.push(u);
+    }
+    Ok(users)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::lookup;
+
+    fn user(rules: &[&str]) -> User {
+        let mut u = User::new(b"u");
+        for r in split_rules(rules.iter().map(|r| r.as_bytes())).expect("split") {
+            u.apply(&r)
+                .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&r)));
+        }
+        u
+    }
+
+    fn check(u: &User, args: &[&str]) -> Result<(), Denied> {
+        let (idx, top) = lookup(args[0].as_bytes()).expect("command");
+        let (spec, id) = match (top.subcommands.is_empty(), args.get(1)) {
+            (false, Some(sub)) => {
+                let i = top
+                    .subcommands
+                    .iter()
+                    .position(|s| s.name.eq_ignore_ascii_case(sub))
+                    .expect("sub");
+                (&top.subcommands[i], idx | ((i as u32 + 1) << 16))
+            }
+            _ => (top, idx),
+        };
+        let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+        u.check(id, spec, top, &a)
+    }
+
+    #[test]
+    fn the_issue_example_user() {
+        let u = user(&["on", ">pw", "~app:*", "+get", "+set"]);
+        assert!(u.password_ok(b"pw"));
+        assert!(!u.password_ok(b"other"));
+        assert_eq!(check(&u, &["set", "app:1", "v"]), Ok(()));
+        assert_eq!(check(&u, &["get", "app:1"]), Ok(()));
+        assert_eq!(check(&u, &["get", "other"]), Err(Denied::Key(1)));
+        assert_eq!(check(&u, &["del", "app:1"]), Err(Denied::Command));
+        assert_eq!(check(&u, &["mget", "app:1"]), Err(Denied::Command));
+        assert!(!u.unrestricted());
+        assert_eq!(u.describe().split(' ').next(), Some("user"));
+        assert!(
+            u.describe()
+                .ends_with("~app:* resetchannels -@all +get +set"),
+            "{}",
+            u.describe()
+        );
+    }
+
+    #[test]
+    fn default_user_allows_everything() {
+        let u = User::default_user();
+        assert!(u.unrestricted());
+        assert!(u.password_ok(b"anything"));
+        assert_eq!(u.describe(), "user default on nopass ~* &* +@all");
+    }
+
+    #[test]
+    fn categories_and_subcommands() {
+        let u = user(&["+@all", "-@dangerous", "allkeys"]);
+        assert_eq!(check(&u, &["get", "k"]), Ok(()));
+        assert_eq!(check(&u, &["keys", "*"]), Err(Denied::Command));
+        assert_eq!(check(&u, &["flushall"]), Err(Denied::Command));
+        let u = user(&["-@all", "+config|get"]);
+        assert_eq!(check(&u, &["config", "get", "x"]), Ok(()));
+        assert_eq!(
+            check(&u, &["config", "set", "x", "y"]),
+            Err(Denied::Command)
+        );
+        let u = user(&["+@read", "allkeys"]);
+        assert_eq!(check(&u, &["get", "k"]), Ok(()));
+        assert_eq!(check(&u, &["set", "k", "v"]), Err(Denied::Command));
+        let u = user(&["+@string", "-set", "allkeys"]);
+        assert_eq!(check(&u, &["append", "k", "v"]), Ok(()));
+        assert_eq!(check(&u, &["set", "k", "v"]), Err(Denied::Command));
+    }
+
+    #[test]
+    fn read_and_write_key_patterns() {
+        let u = user(&["+@all", "%R~r:*", "%W~w:*"]);
+        assert_eq!(check(&u, &["get", "r:1"]), Ok(()));
+        assert_eq!(check(&u, &["set", "r:1", "v"]), Err(Denied::Key(1)));
+        assert_eq!(check(&u, &["set", "w:1", "v"]), Ok(()));
+        assert_eq!(check(&u, &["get", "w:1"]), Err(Denied::Key(1)));
+        assert_eq!(u.root.keys_text(), "%R~r:* %W~w:*");
+    }
+
+    #[test]
+    fn selectors_widen_what_a_user_may_do() {
+        let u = user(&["+get", "~a:*", "(+set ~b:*)"]);
+        assert_eq!(check(&u, &["get", "a:1"]), Ok(()));
+        assert_eq!(check(&u, &["set", "b:1", "v"]), Ok(()));
+        assert_eq!(check(&u, &["set", "a:1", "v"]), Err(Denied::Command));
+        assert_eq!(check(&u, &["get", "b:1"]), Err(Denied::Key(1)));
+        assert!(
+            u.describe().ends_with("(~b:* resetchannels -@all +set)"),
+            "{}",
+            u.describe()
+        );
+    }
+
+    #[test]
+    fn rule_errors_use_redis_texts() {
+        let mut u = User::new(b"u");
+        assert_eq!(u.apply(b"+nosuchcommand"), Err(RuleError::Unknown));
+        assert_eq!(u.apply(b"+@nosuchcat"), Err(RuleError::Unknown));
+        assert_eq!(u.apply(b"bogus"), Err(RuleError::Syntax));
+        assert_eq!(u.apply(b"<notthere"), Err(RuleError::NoSuchPassword));
+        assert_eq!(u.apply(b"#abc"), Err(RuleError::BadHash));
+        u.apply(b"allkeys").expect("allkeys");
+        assert_eq!(u.apply(b"~x"), Err(RuleError::AfterAllKeys));
+        u.apply(b"allchannels").expect("allchannels");
+        assert_eq!(u.apply(b"&x"), Err(RuleError::AfterAllChannels));
+        assert!(split_rules([&b"(~x"[..], b"+get"]).is_err());
+    }
+
+    #[test]
+    fn passwords_by_hash_and_removal() {
+        let mut u = user(&["on", ">one", ">two"]);
+        assert!(u.password_ok(b"one") && u.password_ok(b"two"));
+        u.apply(b"<one").expect("remove");
+        assert!(!u.password_ok(b"one"));
+        let h = hex(&hash_password(b"three"));
+        u.apply(format!("#{h}").as_bytes()).expect("hash");
+        assert!(u.password_ok(b"three"));
+        u.apply(b"off").expect("off");
+        assert!(
+            !u.password_ok(b"three"),
+            "a disabled user never authenticates"
+        );
+    }
+
+    #[test]
+    fn channels() {
+        let u = user(&["+@all", "allkeys", "&news.*"]);
+        assert!(u.root.allows_channel(b"news.x", false));
+        assert!(!u.root.allows_channel(b"other", false));
+        // A pattern subscription needs the pattern itself granted.
+        assert!(u.root.allows_channel(b"news.*", true));
+        assert!(!u.root.allows_channel(b"news.x*", true));
+        assert_eq!(channel_args("publish"), Some((1, false, false)));
+        assert_eq!(channel_args("psubscribe"), Some((1, true, true)));
+        assert_eq!(channel_args("get"), None);
+        assert_eq!(u.root.channels_text(), "&news.*");
+    }
+
+    #[test]
+    fn aclfile_round_trip() {
+        let u = user(&["on", ">pw", "~app:*", "&ch", "+get", "(+set ~b:*)"]);
+        let text = format!("# users\n{}\n\n{}\n", User::default_user().describe(), {
+            let mut d = u.describe();
+            d = d.replacen("user u", "user alice", 1);
+            d
+        });
+        let users = parse_aclfile(&text).expect("parse");
+        assert_eq!(users.len(), 2);
+        assert_eq!(
+            users[1].describe(),
+            u.describe().replacen("user u", "user alice", 1)
+        );
+        assert!(users[1].password_ok(b"pw"));
+        assert!(parse_aclfile("user a on\nuser a off\n").is_err());
+        assert!(parse_aclfile("nope\n").unwrap_err().contains("line 1"));
+    }
+
+    #[test]
+    fn registry_changes_are_all_or_nothing() {
+        let acl = Acl::default();
+        let g = acl.generation();
+        let err = acl
+            .set_user(b"x", &[b"on".to_vec(), b"+nosuch".to_vec()])
+            .expect_err("bad rule");
+        assert_eq!(err.0, b"+nosuch");
+        assert!(acl.get(b"x").is_none());
+        acl.set_user(b"x", &[b"on".to_vec()]).expect("ok");
+        assert!(acl.generation() > g);
+        assert_eq!(acl.delete(&[b"default", b"x", b"y"]), 1);
+        acl.set_requirepass(Some(b"s"));
+        let d = acl.get(b"default").expect("default");
+        assert!(d.password_ok(b"s") && !d.password_ok(b"t"));
+    }
+}

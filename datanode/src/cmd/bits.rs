@@ -1,0 +1,1103 @@
+//! Bitmaps and LCS on string values: SETBIT, GETBIT, BITCOUNT, BITPOS, BITOP, BITFIELD,
+//! BITFIELD_RO and LCS, with Redis 7.0's semantics, limits and error texts.
+//!
+//! Bit `n` of a string is bit `7 - n % 8` of byte `n / 8` (the most significant bit first), and
+//! a missing key reads as an endless run of zero bits. Writes zero-extend the string up to the
+//! byte they touch; offsets are limited by `proto-max-bulk-len` as in Redis. The arithmetic is
+//! plain functions over byte slices ([`popcount`], [`first_bit`], [`get_field`], [`set_field`],
+//! [`field_add`], [`lcs_table`]), tested without a store; the handlers parse, lock and call
+//! them. Writes change the stored bytes in place ([`crate::store::SlotGuard::str_mut`]), so a
+//! SETBIT costs the same on a 1 MB string as on a 1-byte one.
+
+use super::flags::*;
+use super::*;
+use crate::store::{SlotGuard, NO_EXPIRY};
+
+const G: &str = "bitmap";
+
+pub static COMMANDS: &[CommandSpec] = &[
+    spec("setbit", 4, WRITE | DENYOOM, (1, 1, 1), G, "2.2.0",
+        "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.",
+        "key offset value", setbit),
+    spec("getbit", 3, READONLY | FAST, (1, 1, 1), G, "2.2.0",
+        "Returns a bit value by offset.", "key offset", getbit),
+    spec("bitcount", -2, READONLY, (1, 1, 1), G, "2.6.0",
+        "Counts the number of set bits (population counting) in a string.",
+        "key [start end [BYTE | BIT]]", bitcount),
+    spec("bitpos", -3, READONLY, (1, 1, 1), G, "2.8.7",
+        "Finds the first set (1) or clear (0) bit in a string.",
+        "key bit [start [end [BYTE | BIT]]]", bitpos),
+    spec("bitop", -4, WRITE | DENYOOM, (2, -1, 1), G, "2.6.0",
+        "Performs bitwise operations on multiple strings, and stores the result.",
+        "<AND | OR | XOR | NOT> destkey key [key ...]", bitop),
+    spec("bitfield", -2, WRITE | DENYOOM, (1, 1, 1), G, "3.2.0",
+        "Performs arbitrary bitfield integer operations on strings.",
+        "key [GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>] <SET encoding offset value | INCRBY encoding offset increment> [GET encoding offset | [OVERFLOW <WRAP | SAT | FAIL>] <SET encoding offset value | INCRBY encoding offset increment> ...]]",
+        bitfield),
+    spec("bitfield_ro", -2, READONLY | FAST, (1, 1, 1), G, "6.0.0",
+        "Performs arbitrary read-only bitfield integer operations on strings.",
+        "key [GET encoding offset [GET encoding offset ...]]", bitfield_ro),
+    spec("lcs", -3, READONLY, (1, 2, 1), "string", "7.0.0",
+        "Finds the longest common substring.",
+        "key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]", lcs),
+];
+
+const ERR_BIT_OFFSET: Frame = Frame::err("ERR bit offset is not an integer or out of range");
+const ERR_BIT_VALUE: Frame = Frame::err("ERR bit is not an integer or out of range");
+const ERR_BITFIELD_TYPE: Frame = Frame::err(
+    "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.",
+);
+
+// ---- pure bit arithmetic -----------------------------------------------------------------
+
+/// Set bits in `b`.
+pub fn popcount(b: &[u8]) -> u64 {
+    // Four independent sums over 32-byte blocks keep the adds from chaining; the compiler
+    // vectorises the words' counts.
+    let mut blocks = b.chunks_exact(32);
+    let mut sums = [0u64; 4];
+    for block in &mut blocks {
+        for (i, w) in block.chunks_exact(8).enumerate() {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            sums[i] += u64::from_ne_bytes(a).count_ones() as u64;
+        }
+    }
+    let tail: u64 = blocks
+        .remainder()
+        .iter()
+        .map(|x| x.count_ones() as u64)
+        .sum();
+    sums.iter().sum::<u64>() + tail
+}
+
+/// Mask of the bits of byte `k` that lie in the bit range `start..=end`.
+fn byte_mask(k: u64, start: u64, end: u64) -> u8 {
+    let mut m = 0xffu8;
+    if k == start / 8 {
+        m &= 0xff >> (start % 8);
+    }
+    if k == end / 8 {
+        m &= 0xff << (7 - end % 8);
+    }
+    m
+}
+
+/// Set bits among bits `start..=end` of `s` (`end` within `s`).
+pub fn popcount_bits(s: &[u8], start: u64, end: u64) -> u64 {
+    if start > end {
+        return 0;
+    }
+    let (sb, eb) = (start / 8, end / 8);
+    let mut n = popcount(&s[sb as usize..=eb as usize]);
+    n -= (s[sb as usize] & !byte_mask(sb, start, end)).count_ones() as u64;
+    if eb != sb {
+        n -= (s[eb as usize] & !byte_mask(eb, start, end)).count_ones() as u64;
+    }
+    n
+}
+
+/// The first bit equal to `bit` among bits `start..=end` of `s` (`end` within `s`).
+pub fn first_bit(s: &[u8], bit: bool, start: u64, end: u64) -> Option<u64> {
+    if start > end {
+        return None;
+    }
+    let (sb, eb) = (start / 8, end / 8);
+    // Bits that have the wanted value, as ones.
+    let wanted = |k: u64| {
+        let b = s[k as usize];
+        (if bit { b } else { !b }) & byte_mask(k, start, end)
+    };
+    let hit = |k: u64, v: u8| k * 8 + v.leading_zeros() as u64;
+    let v = wanted(sb);
+    if v != 0 {
+        return Some(hit(sb, v));
+    }
+    if sb == eb {
+        return None;
+    }
+    // Whole bytes in between: skip those with no wanted bit a word at a time.
+    let skip = if bit { 0u8 } else { 0xff };
+    let mid = &s[sb as usize + 1..eb as usize];
+    let words = mid.chunks_exact(8).take_while(|w| *w == [skip; 8]).count();
+    if let Some(i) = mid[words * 8..].iter().position(|&b| b != skip) {
+        let k = sb + 1 + (words * 8 + i) as u64;
+        return Some(hit(k, wanted(k)));
+    }
+    let v = wanted(eb);
+    (v != 0).then(|| hit(eb, v))
+}
+
+/// The unsigned value of the `bits` bits at bit `offset` (bits past the end of `s` read as
+/// zero).
+pub fn get_field(s: &[u8], offset: u64, bits: u32) -> u64 {
+    let mut v = 0u64;
+    for i in 0..bits as u64 {
+        let pos = offset + i;
+        let byte = s.get((pos / 8) as usize).copied().unwrap_or(0);
+        v = (v << 1) | ((byte >> (7 - pos % 8)) & 1) as u64;
+    }
+    v
+}
+
+/// Writes the low `bits` bits of `value` at bit `offset` (the caller has made `s` long enough).
+pub fn set_field(s: &mut [u8], offset: u64, bits: u32, value: u64) {
+    for i in 0..bits as u64 {
+        let pos = offset + i;
+        let on = (value >> (bits as u64 - 1 - i)) & 1 == 1;
+        if let Some(b) = s.get_mut((pos / 8) as usize) {
+            let mask = 1u8 << (7 - pos % 8);
+            if on {
+                *b |= mask;
+            } else {
+                *b &= !mask;
+            }
+        }
+    }
+}
+
+/// A BITFIELD integer type: `i1`..`i64` or `u1`..`u63`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FieldType {
+    pub signed: bool,
+    pub bits: u32,
+}
+
+impl FieldType {
+    pub fn parse(a: &[u8]) -> Option<FieldType> {
+        let signed = match a.first()? {
+            b'i' => true,
+            b'u' => false,
+            _ => return None,
+        };
+        let bits = parse_i64(&a[1..])?;
+        let max = if signed { 64 } else { 63 };
+        (1..=max).contains(&bits).then_some(FieldType {
+            signed,
+            bits: bits as u32,
+        })
+    }
+
+    /// The field's bits read as this type.
+    pub fn decode(self, raw: u64) -> i64 {
+        if self.signed && self.bits < 64 && raw & (1 << (self.bits - 1)) != 0 {
+            (raw | (u64::MAX << self.bits)) as i64
+        } else {
+            raw as i64
+        }
+    }
+
+    fn range(self) -> (i128, i128) {
+        if self.signed {
+            let max = (1i128 << (self.bits - 1)) - 1;
+            (-max - 1, max)
+        } else {
+            (0, (1i128 << self.bits) - 1)
+        }
+    }
+}
+
+/// BITFIELD's OVERFLOW behaviours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    Wrap,
+    Sat,
+    Fail,
+}
+
+/// `value + incr` stored in a field of type `t` under `ow`: the value to store, or `None` when
+/// it overflows under FAIL. `value` is what Redis holds in its 64-bit variable: the field's
+/// value for INCRBY, the given number for SET (for an unsigned type, a negative number is its
+/// two's complement, so it saturates to the maximum, as in Redis).
+pub fn field_add(t: FieldType, value: i64, incr: i64, ow: Overflow) -> Option<i64> {
+    let v = if t.signed {
+        value as i128
+    } else {
+        value as u64 as i128
+    };
+    let sum = v + incr as i128;
+    let (min, max) = t.range();
+    if (min..=max).contains(&sum) {
+        return Some(sum as i64);
+    }
+    match ow {
+        Overflow::Fail => None,
+        Overflow::Sat => Some(if sum > max { max as i64 } else { min as i64 }),
+        Overflow::Wrap => {
+            let raw = (v as u64).wrapping_add(incr as u64);
+            let raw = if t.bits == 64 {
+                raw
+            } else {
+                raw & !(u64::MAX << t.bits)
+            };
+            Some(t.decode(raw))
+        }
+    }
+}
+
+/// The LCS length table of `a` and `b`: entry `i * (b.len() + 1) + j` is the length of the
+/// longest common subsequence of `a[..i]` and `b[..j]`.
+pub fn lcs_table(a: &[u8], b: &[u8]) -> Vec<u32> {
+    let w = b.len() + 1;
+    let mut t = vec![0u32; (a.len() + 1) * w];
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            t[i * w + j] = if a[i - 1] == b[j - 1] {
+                t[(i - 1) * w + j - 1] + 1
+            } else {
+                t[(i - 1) * w + j].max(t[i * w + j - 1])
+            };
+        }
+    }
+    t
+}
+
+/// The length of the longest common subsequence, in `O(b.len())` memory.
+pub fn lcs_len(a: &[u8], b: &[u8]) -> u32 {
+    let mut prev = vec![0u32; b.len() + 1];
+    let mut cur = vec![0u32; b.len() + 1];
+    for &x in a {
+        for j in 1..=b.len() {
+            cur[j] = if x == b[j - 1] {
+                prev[j - 1] + 1
+            } else {
+                prev[j].max(cur[j - 1])
+            };
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// One matching range LCS IDX reports: positions in `a` and `b` (inclusive) and its length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LcsMatch {
+    pub a: (u32, u32),
+    pub b: (u32, u32),
+    pub len: u32,
+}
+
+/// The LCS string and its matching ranges, from the end of the strings backwards (the order
+/// Redis reports them in), walking the table as Redis does so ties resolve the same way.
+pub fn lcs_walk(a: &[u8], b: &[u8], t: &[u32]) -> (Vec<u8>, Vec<LcsMatch>) {
+    let w = b.len() + 1;
+    let total = t[a.len() * w + b.len()] as usize;
+    let mut out = vec![0u8; total];
+    let mut idx = total;
+    let mut ranges = Vec::new();
+    let mut cur: Option<LcsMatch> = None;
+    let (mut i, mut j) = (a.len(), b.len());
+    while i > 0 && j > 0 {
+        if a[i - 1] == b[j - 1] {
+            idx -= 1;
+            out[idx] = a[i - 1];
+            let (ai, bj) = ((i - 1) as u32, (j - 1) as u32);
+            cur = Some(match cur {
+                Some(m) if m.a.0 == ai + 1 && m.b.0 == bj + 1 => LcsMatch {
+                    a: (ai, m.a.1),
+                    b: (bj, m.b.1),
+                    len: m.len + 1,
+                },
+                Some(m) => {
+                    // Not contiguous: cannot happen (a gap always passes a mismatch first),
+                    // but close the range rather than merge it.
+                    ranges.push(m);
+                    LcsMatch {
+                        a: (ai, ai),
+                        b: (bj, bj),
+                        len: 1,
+                    }
+                }
+                None => LcsMatch {
+                    a: (ai, ai),
+                    b: (bj, bj),
+                    len: 1,
+                },
+            });
+            i -= 1;
+            j -= 1;
+        } else {
+            if t[(i - 1) * w + j] > t[i * w + j - 1] {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            ranges.extend(cur.take());
+        }
+    }
+    ranges.extend(cur);
+    (out, ranges)
+}
+
+// ---- argument parsing ----------------------------------------------------------------------
+
+/// A bit offset argument: a non-negative integer whose byte is below `proto-max-bulk-len`;
+/// with `hash_bits`, BITFIELD's `#N` form (the N-th field of that width).
+fn bit_offset(ctx: &Ctx<'_>, a: &[u8], hash_bits: Option<u32>) -> Result<u64, Frame> {
+    let (digits, mul) = match (a.first(), hash_bits) {
+        (Some(b'#'), Some(bits)) => (&a[1..], bits as i64),
+        _ => (a, 1),
+    };
+    let n = parse_i64(digits)
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or(ERR_BIT_OFFSET)?;
+    let max = ctx.node.config().proto_max_bulk_len as u64;
+    if n < 0 || (n as u64 >> 3) >= max {
+        return Err(ERR_BIT_OFFSET);
+    }
+    Ok(n as u64)
+}
+
+/// The string at `key` for a write that reaches byte `min_len - 1`: created zero-filled when
+/// missing, zero-extended when shorter. WRONGTYPE for other types.
+fn open_for_write<'g>(
+    g: &'g mut SlotGuard<'_>,
+    key: &[u8],
+    min_len: usize,
+    now: u64,
+) -> Result<&'g mut [u8], Frame> {
+    match g.peek(key, now) {
+        Some(e) => {
+            e.as_str().ok_or(ERR_WRONGTYPE)?;
+        }
+        None => {
+            g.set_str(key, &vec![0u8; min_len], NO_EXPIRY, now);
+        }
+    }
+    g.str_mut(key, min_len, now)
+        .ok_or(Frame::err("ERR no such key"))
+}
+
+// ---- handlers ------------------------------------------------------------------------------
+
+fn setbit(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let offset = bit_offset(ctx, req.arg(2), None)?;
+    let on = match parse_i64(req.arg(3)) {
+        Some(0) => false,
+        Some(1) => true,
+        _ => return Err(ERR_BIT_VALUE),
+    };
+    let key = req.arg(1);
+    let mut g = ctx.node.db.lock_key(key);
+    let s = open_for_write(&mut g, key, (offset / 8) as usize + 1, ctx.now)?;
+    let byte = &mut s[(offset / 8) as usize];
+    let mask = 1u8 << (7 - offset % 8);
+    let old = *byte & mask != 0;
+    if on {
+        *byte |= mask;
+    } else {
+        *byte &= !mask;
+    }
+    Ok(Frame::Integer(old as i64))
+}
+
+fn getbit(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let offset = bit_offset(ctx, req.arg(2), None)?;
+    let key = req.arg(1);
+    let mut g = ctx.node.db.lock_key(key);
+    let Some(e) = g.get(key, ctx.now) else {
+        return Ok(Frame::Integer(0));
+    };
+    let s = e.as_str().ok_or(ERR_WRONGTYPE)?;
+    let bit = s
+        .get((offset / 8) as usize)
+        .is_some_and(|b| b & (1 << (7 - offset % 8)) != 0);
+    Ok(Frame::Integer(bit as i64))
+}
+
+/// BITCOUNT/BITPOS's range unit.
+fn bit_unit(a: &[u8]) -> Result<bool, Frame> {
+    if is(a, "BIT") {
+        Ok(true)
+    } else if is(a, "BYTE") {
+        Ok(false)
+    } else {
+        Err(ERR_SYNTAX)
+    }
+}
+
+/// Clamps a `start..=end` range given with negative indexes from the end of `len` units, as
+/// Redis does; `None` when it is empty.
+fn clamp_range(start: i64, end: i64, len: i64) -> Option<(u64, u64)> {
+    let mut start = if start < 0 { len + start } else { start };
+    let mut end = if end < 0 { len + end } else { end };
+    start = start.max(0);
+    end = end.max(0);
+    if end >= len {
+        end = len - 1;
+    }
+    (start <= end).then_some((start as u64, end as u64))
+}
+
+fn bitcount(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let key = req.arg(1);
+    let mut g = ctx.node.db.lock_key(key);
+    // Like Redis 7.0: a missing key counts 0 before the arguments are looked at.
+    let Some(e) = g.get(key, ctx.now) else {
+        return Ok(Frame::Integer(0));
+    };
+    let s = e.as_str().ok_or(ERR_WRONGTYPE)?;
+    let n = match req.len() {
+        2 => popcount(s),
+        4 | 5 => {
+            let start = int_arg(req.arg(2))?;
+            let end = int_arg(req.arg(3))?;
+            let in_bits = req.len() == 5 && bit_unit(req.arg(4))?;
+            if start < 0 && end < 0 && start > end {
+                return Ok(Frame::Integer(0));
+            }
+            let len = s.len() as i64 * if in_bits { 8 } else { 1 };
+            match clamp_range(start, end, len) {
+                None => 0,
+                Some((a, b)) if in_bits => popcount_bits(s, a, b),
+                Some((a, b)) => popcount(&s[a as usize..=b as usize]),
+            }
+        }
+        _ => return Err(ERR_SYNTAX),
+    };
+    Ok(Frame::Integer(n as i64))
+}
+
+fn bitpos(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let bit = match int_arg(req.arg(2))? {
+        0 => false,
+        1 => true,
+        _ => return Err(Frame::err("ERR The bit argument must be 1 or 0.")),
+    };
+    let key = req.arg(1);
+    let mut g = ctx.node.db.lock_key(key);
+    // A missing key is an endless run of zeros: its first 0 is bit 0, and it has no 1.
+    let Some(e) = g.get(key, ctx.now) else {
+        return Ok(Frame::Integer(if bit { -1 } else { 0 }));
+    };
+    let s = e.as_str().ok_or(ERR_WRONGTYPE)?;
+    let (range, end_given) =
+        match req.len() {
+            3 => ((!s.is_empty()).then(|| (0, s.len() as u64 * 8 - 1)), false),
+            4..=6 => {
+                let start = int_arg(req.arg(3))?;
+                let in_bits = req.len() == 6 && bit_unit(req.arg(5))?;
+                let len = s.len() as i64 * if in_bits { 8 } else { 1 };
+                let end = if req.len() >= 5 {
+                    int_arg(req.arg(4))?
+                } else {
+                    len - 1
+                };
+                let range = clamp_range(start, end, len).map(|(a, b)| {
+                    if in_bits {
+                        (a, b)
+                    } else {
+                        (a * 8, b * 8 + 7)
+                    }
+                });
+                (range, req.len() >= 5)
+            }
+            _ => return Err(ERR_SYNTAX),
+        };
+    let Some((start, end)) = range else {
+        return Ok(Frame::Integer(-1));
+    };
+    Ok(Frame::Integer(match first_bit(s, bit, start, end) {
+        Some(p) => p as i64,
+        // Looking for a 0 with no end given: the string continues with zeros to the right.
+        None if !bit && !end_given => end as i64 + 1,
+        None => -1,
+    }))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BitOp {
+    And,
+    Or,
+    Xor,
+    Not,
+}
+
+fn bitop(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let op = match req.arg(1) {
+        a if is(a, "AND") => BitOp::And,
+        a if is(a, "OR") => BitOp::Or,
+        a if is(a, "XOR") => BitOp::Xor,
+        a if is(a, "NOT") => BitOp::Not,
+        _ => return Err(ERR_SYNTAX),
+    };
+    if op == BitOp::Not && req.len() != 4 {
+        return Err(Frame::err(
+            "ERR BITOP NOT must be called with a single source key.",
+        ));
+    }
+    let dest = req.arg(2);
+    let sources = || req.iter().skip(3);
+    let mut g = ctx
+        .node
+        .db
+        .lock_keys(std::iter::once(dest).chain(sources()));
+    // Types and lengths first (a missing key is an empty string), so nothing is copied
+    // before an error.
+    let mut maxlen = 0;
+    for k in sources() {
+        if let Some(e) = g.slot_of(k).get(k, ctx.now) {
+            maxlen = maxlen.max(e.as_str().ok_or(ERR_WRONGTYPE)?.len());
+        }
+    }
+    let mut out = vec![0u8; maxlen];
+    for (n, k) in sources().enumerate() {
+        let gk = g.slot_of(k);
+        let src = gk.peek(k, ctx.now).and_then(|e| e.as_str()).unwrap_or(&[]);
+        if n == 0 {
+            out[..src.len()].copy_from_slice(src);
+            if op == BitOp::Not {
+                out.iter_mut().for_each(|b| *b = !*b);
+            }
+            continue;
+        }
+        match op {
+            BitOp::And => {
+                out.iter_mut()
+                    .zip(src.iter().chain(std::iter::repeat(&0)))
+                    .for_each(|(o, s)| *o &= s);
+            }
+            BitOp::Or => out.iter_mut().zip(src).for_each(|(o, s)| *o |= s),
+            BitOp::Xor => out.iter_mut().zip(src).for_each(|(o, s)| *o ^= s),
+            BitOp::Not => {}
+        }
+    }
+    let gd = g.slot_of(dest);
+    if maxlen > 0 {
+        gd.set_str(dest, &out, NO_EXPIRY, ctx.now);
+    } else {
+        gd.remove(dest, ctx.now);
+    }
+    Ok(Frame::Integer(maxlen as i64))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FieldOp {
+    Get,
+    Set(i64),
+    IncrBy(i64),
+}
+
+/// One parsed BITFIELD operation.
+#[derive(Clone, Copy, Debug)]
+struct Field {
+    op: FieldOp,
+    t: FieldType,
+    offset: u64,
+    overflow: Overflow,
+}
+
+fn parse_fields(ctx: &Ctx<'_>, req: &Request) -> Result<Vec<Field>, Frame> {
+    let mut fields = Vec::new();
+    let mut overflow = Overflow::Wrap;
+    let mut j = 2;
+    while j < req.len() {
+        let rem = req.len() - j - 1;
+        let a = req.arg(j);
+        let get = is(a, "GET") && rem >= 2;
+        let set = is(a, "SET") && rem >= 3;
+        let incr = is(a, "INCRBY") && rem >= 3;
+        if is(a, "OVERFLOW") && rem >= 1 {
+            let o = req.arg(j + 1);
+            overflow = if is(o, "WRAP") {
+                Overflow::Wrap
+            } else if is(o, "SAT") {
+                Overflow::Sat
+            } else if is(o, "FAIL") {
+                Overflow::Fail
+            } else {
+                return Err(Frame::err("ERR Invalid OVERFLOW type specified"));
+            };
+            j += 2;
+            continue;
+        }
+        if !(get || set || incr) {
+            return Err(ERR_SYNTAX);
+        }
+        let t = FieldType::parse(req.arg(j + 1)).ok_or(ERR_BITFIELD_TYPE)?;
+        let offset = bit_offset(ctx, req.arg(j + 2), Some(t.bits))?;
+        let op = if get {
+            FieldOp::Get
+        } else {
+            let n = int_arg(req.arg(j + 3))?;
+            if set {
+                FieldOp::Set(n)
+            } else {
+                FieldOp::IncrBy(n)
+            }
+        };
+        fields.push(Field {
+            op,
+            t,
+            offset,
+            overflow,
+        });
+        j += if get { 3 } else { 4 };
+    }
+    Ok(fields)
+}
+
+/// Runs one write (SET or INCRBY) on `s`; its reply.
+fn apply_field(s: &mut [u8], f: &Field) -> Frame {
+    let old = f.t.decode(get_field(s, f.offset, f.t.bits));
+    let (value, incr, reply_old) = match f.op {
+        FieldOp::Set(v) => (v, 0, true),
+        FieldOp::IncrBy(d) => (old, d, false),
+        FieldOp::Get => return Frame::Integer(old),
+    };
+    match field_add(f.t, value, incr, f.overflow) {
+        None => Frame::Null,
+        Some(new) => {
+            set_field(s, f.offset, f.t.bits, new as u64);
+            Frame::Integer(if reply_old { old } else { new })
+        }
+    }
+}
+
+fn bitfield_generic(ctx: &mut Ctx<'_>, req: &Request, read_only: bool) -> Reply {
+    let fields = parse_fields(ctx, req)?;
+    let key = req.arg(1);
+    let mut g = ctx.node.db.lock_key(key);
+    let highest = fields
+        .iter()
+        .filter(|f| f.op != FieldOp::Get)
+        .map(|f| f.offset + f.t.bits as u64 - 1)
+        .max();
+    let Some(highest) = highest else {
+        // Only GETs: a missing key reads as zeros.
+        let s = match g.get(key, ctx.now) {
+            Some(e) => e.as_str().ok_or(ERR_WRONGTYPE)?,
+            None => &[],
+        };
+        let out = fields
+            .iter()
+            .map(|f| Frame::Integer(f.t.decode(get_field(s, f.offset, f.t.bits))))
+            .collect();
+        return Ok(Frame::Array(out));
+    };
+    if read_only {
+        return Err(Frame::err(
+            "ERR BITFIELD_RO only supports the GET subcommand",
+        ));
+    }
+    let s = open_for_write(&mut g, key, (highest / 8) as usize + 1, ctx.now)?;
+    Ok(Frame::Array(
+        fields.iter().map(|f| apply_field(s, f)).collect(),
+    ))
+}
+
+fn bitfield(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    bitfield_generic(ctx, req, false)
+}
+
+fn bitfield_ro(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    bitfield_generic(ctx, req, true)
+}
+
+fn lcs(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let (ka, kb) = (req.arg(1), req.arg(2));
+    // Copied out, so the quadratic work runs without the slots locked.
+    let (a, b) = {
+        let mut g = ctx.node.db.lock_keys([ka, kb]);
+        let mut read = |k: &[u8]| -> Result<Vec<u8>, Frame> {
+            match g.slot_of(k).get(k, ctx.now) {
+                None => Ok(Vec::new()),
+                Some(e) => e.as_str().map(<[u8]>::to_vec).ok_or(Frame::err(
+                    "ERR The specified keys must contain string values",
+                )),
+            }
+        };
+        let a = read(ka);
+        let b = read(kb);
+        (a?, b?)
+    };
+    let (mut idx, mut len, mut with_len, mut min_len) = (false, false, false, 0i64);
+    let mut j = 3;
+    while j < req.len() {
+        let o = req.arg(j);
+        if is(o, "IDX") {
+            idx = true;
+        } else if is(o, "LEN") {
+            len = true;
+        } else if is(o, "WITHMATCHLEN") {
+            with_len = true;
+        } else if is(o, "MINMATCHLEN") && j + 1 < req.len() {
+            min_len = int_arg(req.arg(j + 1))?.max(0);
+            j += 1;
+        } else {
+            return Err(ERR_SYNTAX);
+        }
+        j += 1;
+    }
+    if idx && len {
+        return Err(Frame::err(
+            "ERR If you want both the length and indexes, please just use IDX.",
+        ));
+    }
+    // Redis's bound on the table it builds, kept so the same requests fail.
+    let cells = (a.len() as u128 + 1) * (b.len() as u128 + 1);
+    if cells * 4 > ctx.node.config().proto_max_bulk_len as u128 {
+        return Err(Frame::err(
+            "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+        ));
+    }
+    if len {
+        return Ok(Frame::Integer(lcs_len(&a, &b) as i64));
+    }
+    let t = lcs_table(&a, &b);
+    let (s, ranges) = lcs_walk(&a, &b, &t);
+    if !idx {
+        return Ok(Frame::bulk(s));
+    }
+    let pair =
+        |r: (u32, u32)| Frame::Array(vec![Frame::Integer(r.0 as i64), Frame::Integer(r.1 as i64)]);
+    let matches = ranges
+        .iter()
+        .filter(|m| m.len as i64 >= min_len)
+        .map(|m| {
+            let mut v = vec![pair(m.a), pair(m.b)];
+            if with_len {
+                v.push(Frame::Integer(m.len as i64));
+            }
+            Frame::Array(v)
+        })
+        .collect();
+    Ok(Frame::Map(vec![
+        (Frame::bulk_static("matches"), Frame::Array(matches)),
+        (Frame::bulk_static("len"), Frame::Integer(s.len() as i64)),
+    ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+
+    fn naive_popcount_bits(s: &[u8], start: u64, end: u64) -> u64 {
+        (start..=end)
+            .filter(|&i| s[(i / 8) as usize] & (1 << (7 - i % 8)) != 0)
+            .count() as u64
+    }
+
+    fn naive_first(s: &[u8], bit: bool, start: u64, end: u64) -> Option<u64> {
+        (start..=end).find(|&i| (s[(i / 8) as usize] & (1 << (7 - i % 8)) != 0) == bit)
+    }
+
+    #[test]
+    fn popcount_and_first_bit_match_a_naive_count() {
+        let mut rng = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for len in [1usize, 2, 7, 8, 9, 31, 32, 33, 100] {
+            for round in 0..20 {
+                let s: Vec<u8> = (0..len)
+                    .map(|_| match round % 3 {
+                        0 => next() as u8,
+                        1 => 0,
+                        _ => 0xff,
+                    })
+                    .collect();
+                assert_eq!(popcount(&s), naive_popcount_bits(&s, 0, len as u64 * 8 - 1));
+                let bits = len as u64 * 8;
+                for _ in 0..20 {
+                    let a = next() % bits;
+                    let b = next() % bits;
+                    let (a, b) = (a.min(b), a.max(b));
+                    assert_eq!(popcount_bits(&s, a, b), naive_popcount_bits(&s, a, b));
+                    for bit in [false, true] {
+                        assert_eq!(
+                            first_bit(&s, bit, a, b),
+                            naive_first(&s, bit, a, b),
+                            "{s:?} {bit} {a} {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fields_read_and_write_msb_first() {
+        let mut s = vec![0u8; 3];
+        set_field(&mut s, 4, 8, 0xab);
+        assert_eq!(s, [0x0a, 0xb0, 0]);
+        assert_eq!(get_field(&s, 4, 8), 0xab);
+        assert_eq!(get_field(&s, 20, 8), 0, "past the end reads zeros");
+        let i8t = FieldType::parse(b"i8").expect("i8");
+        assert_eq!(i8t.decode(0xff), -1);
+        assert_eq!(FieldType::parse(b"u63").map(|t| t.bits), Some(63));
+        for bad in [&b"u64"[..], b"i65", b"i0", b"I8", b"x8", b"i", b"i08", b""] {
+            assert_eq!(FieldType::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn overflow_behaviours() {
+        let u8t = FieldType::parse(b"u8").expect("u8");
+        let i8t = FieldType::parse(b"i8").expect("i8");
+        let i64t = FieldType::parse(b"i64").expect("i64");
+        assert_eq!(field_add(u8t, 250, 10, Overflow::Wrap), Some(4));
+        assert_eq!(field_add(u8t, 250, 10, Overflow::Sat), Some(255));
+        assert_eq!(field_add(u8t, 250, 10, Overflow::Fail), None);
+        assert_eq!(field_add(u8t, 5, -10, Overflow::Sat), Some(0));
+        assert_eq!(field_add(u8t, 5, -10, Overflow::Wrap), Some(251));
+        // SET of a negative number to an unsigned field: two's complement, saturating up.
+        assert_eq!(field_add(u8t, -1, 0, Overflow::Sat), Some(255));
+        assert_eq!(field_add(u8t, -1, 0, Overflow::Wrap), Some(255));
+        assert_eq!(field_add(i8t, 120, 10, Overflow::Wrap), Some(-126));
+        assert_eq!(field_add(i8t, 120, 10, Overflow::Sat), Some(127));
+        assert_eq!(field_add(i8t, -120, -10, Overflow::Sat), Some(-128));
+        assert_eq!(field_add(i8t, -120, -10, Overflow::Wrap), Some(126));
+        assert_eq!(field_add(i64t, i64::MAX, 1, Overflow::Wrap), Some(i64::MIN));
+        assert_eq!(field_add(i64t, i64::MAX, 1, Overflow::Sat), Some(i64::MAX));
+        assert_eq!(field_add(i64t, i64::MIN, -1, Overflow::Fail), None);
+    }
+
+    #[test]
+    fn lcs_walk_reports_redis_ranges() {
+        let (a, b) = (b"ohmytext".as_slice(), b"mynewtext".as_slice());
+        let t = lcs_table(a, b);
+        let (s, ranges) = lcs_walk(a, b, &t);
+        assert_eq!(s, b"mytext");
+        assert_eq!(lcs_len(a, b), 6);
+        assert_eq!(
+            ranges,
+            vec![
+                LcsMatch {
+                    a: (4, 7),
+                    b: (5, 8),
+                    len: 4
+                },
+                LcsMatch {
+                    a: (2, 3),
+                    b: (0, 1),
+                    len: 2
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn setbit_getbit() {
+        let mut h = Harness::new();
+        assert_eq!(h.run(&["SETBIT", "k", "7", "1"]), int(0));
+        assert_eq!(h.run(&["GET", "k"]), Frame::bulk(b"\x01"));
+        assert_eq!(h.run(&["SETBIT", "k", "7", "0"]), int(1));
+        assert_eq!(h.run(&["SETBIT", "k", "16", "0"]), int(0));
+        assert_eq!(h.run(&["STRLEN", "k"]), int(3));
+        assert_eq!(h.run(&["SETBIT", "k", "0", "1"]), int(0));
+        assert_eq!(h.run(&["GETBIT", "k", "0"]), int(1));
+        assert_eq!(h.run(&["GETBIT", "k", "1"]), int(0));
+        assert_eq!(h.run(&["GETBIT", "k", "1000"]), int(0));
+        assert_eq!(h.run(&["GETBIT", "nope", "0"]), int(0));
+        let off = err("ERR bit offset is not an integer or out of range");
+        assert_eq!(h.run(&["SETBIT", "k", "-1", "1"]), off);
+        assert_eq!(h.run(&["SETBIT", "k", "4294967296", "1"]), off);
+        assert_eq!(h.run(&["GETBIT", "k", "x"]), off);
+        let bit = err("ERR bit is not an integer or out of range");
+        assert_eq!(h.run(&["SETBIT", "k", "1", "2"]), bit);
+        assert_eq!(h.run(&["SETBIT", "k", "1", "-1"]), bit);
+        // A missing key is created even when clearing a bit.
+        assert_eq!(h.run(&["SETBIT", "z", "9", "0"]), int(0));
+        assert_eq!(h.run(&["GET", "z"]), Frame::bulk(b"\0\0"));
+        // TTLs survive.
+        h.run(&["SET", "t", "a", "EX", "100"]);
+        h.run(&["SETBIT", "t", "100", "1"]);
+        assert_eq!(h.run(&["TTL", "t"]), int(100));
+    }
+
+    #[test]
+    fn growth_is_charged_exactly() {
+        // A string grown by SETBIT or BITFIELD costs what the same string SET directly costs.
+        let mut grown = Harness::new();
+        grown.run(&["SET", "k", "a"]);
+        grown.run(&["SETBIT", "k", "80007", "1"]);
+        grown.run(&["BITFIELD", "n", "SET", "u8", "#9999", "1"]);
+        let mut direct = Harness::new();
+        direct.run(&["SET", "k", &"\0".repeat(10001)]);
+        direct.run(&["SET", "n", &"\0".repeat(10000)]);
+        assert_eq!(grown.node.db.used_memory(), direct.node.db.used_memory());
+        grown.run(&["DEL", "k", "n"]);
+        assert_eq!(
+            grown.node.db.used_memory(),
+            Harness::new().node.db.used_memory()
+        );
+    }
+
+    #[test]
+    fn bitcount_ranges() {
+        let mut h = Harness::new();
+        h.run(&["SET", "s", "foobar"]);
+        assert_eq!(h.run(&["BITCOUNT", "s"]), int(26));
+        assert_eq!(h.run(&["BITCOUNT", "s", "0", "0"]), int(4));
+        assert_eq!(h.run(&["BITCOUNT", "s", "1", "1"]), int(6));
+        assert_eq!(h.run(&["BITCOUNT", "s", "1", "1", "BYTE"]), int(6));
+        assert_eq!(h.run(&["BITCOUNT", "s", "5", "30", "BIT"]), int(17));
+        assert_eq!(h.run(&["BITCOUNT", "s", "-2", "-1"]), int(7));
+        assert_eq!(h.run(&["BITCOUNT", "s", "-1", "-2"]), int(0));
+        assert_eq!(h.run(&["BITCOUNT", "s", "100", "200"]), int(0));
+        assert_eq!(h.run(&["BITCOUNT", "s", "0"]), err("ERR syntax error"));
+        assert_eq!(
+            h.run(&["BITCOUNT", "s", "0", "1", "bits"]),
+            err("ERR syntax error")
+        );
+        assert_eq!(
+            h.run(&["BITCOUNT", "s", "a", "1"]),
+            err("ERR value is not an integer or out of range")
+        );
+        // Redis 7.0 answers 0 for a missing key whatever the arguments.
+        assert_eq!(h.run(&["BITCOUNT", "nope", "a", "b"]), int(0));
+    }
+
+    #[test]
+    fn bitpos_semantics() {
+        let mut h = Harness::new();
+        h.run(&["SET", "s", "x"]);
+        h.run(&["SET", "ff", ""]);
+        assert_eq!(h.run(&["BITPOS", "nope", "0"]), int(0));
+        assert_eq!(h.run(&["BITPOS", "nope", "1"]), int(-1));
+        assert_eq!(h.run(&["BITPOS", "ff", "0"]), int(-1));
+        assert_eq!(
+            h.run(&["BITPOS", "s", "2"]),
+            err("ERR The bit argument must be 1 or 0.")
+        );
+        h.run(&["SETBIT", "b", "23", "1"]);
+        assert_eq!(h.run(&["BITPOS", "b", "1"]), int(23));
+        assert_eq!(h.run(&["BITPOS", "b", "1", "1"]), int(23));
+        assert_eq!(h.run(&["BITPOS", "b", "1", "0", "1"]), int(-1));
+        assert_eq!(h.run(&["BITPOS", "b", "1", "20", "23", "BIT"]), int(23));
+        assert_eq!(h.run(&["BITPOS", "b", "0", "23", "-1", "BIT"]), int(-1));
+        assert_eq!(h.run(&["BITPOS", "b", "1", "2"]), int(23));
+        h.run(&["BITFIELD", "ones", "SET", "u16", "0", "65535"]);
+        assert_eq!(h.run(&["BITPOS", "ones", "0"]), int(16));
+        assert_eq!(h.run(&["BITPOS", "ones", "0", "1"]), int(16));
+        assert_eq!(h.run(&["BITPOS", "ones", "0", "3", "-1", "BIT"]), int(-1));
+        assert_eq!(
+            h.run(&["BITPOS", "b", "0", "1", "2", "x"]),
+            err("ERR syntax error")
+        );
+    }
+
+    #[test]
+    fn bitop_variants() {
+        let mut h = Harness::new();
+        h.run(&["SET", "a", "\u{1}\u{2}"]);
+        h.run(&["SET", "b", "\u{3}"]);
+        assert_eq!(h.run(&["BITOP", "AND", "d", "a", "b"]), int(2));
+        assert_eq!(h.run(&["GET", "d"]), Frame::bulk(b"\x01\x00"));
+        assert_eq!(h.run(&["BITOP", "or", "d", "a", "b", "missing"]), int(2));
+        assert_eq!(h.run(&["GET", "d"]), Frame::bulk(b"\x03\x02"));
+        assert_eq!(h.run(&["BITOP", "XOR", "d", "a", "b"]), int(2));
+        assert_eq!(h.run(&["GET", "d"]), Frame::bulk(b"\x02\x02"));
+        assert_eq!(h.run(&["BITOP", "NOT", "d", "b"]), int(1));
+        assert_eq!(h.run(&["GET", "d"]), Frame::bulk(b"\xfc"));
+        assert_eq!(
+            h.run(&["BITOP", "NOT", "d", "a", "b"]),
+            err("ERR BITOP NOT must be called with a single source key.")
+        );
+        assert_eq!(h.run(&["BITOP", "NAND", "d", "a"]), err("ERR syntax error"));
+        // All sources missing: the destination is deleted.
+        h.run(&["SET", "d", "x", "EX", "100"]);
+        assert_eq!(h.run(&["BITOP", "AND", "d", "m1", "m2"]), int(0));
+        assert_eq!(h.run(&["EXISTS", "d"]), int(0));
+        // The result replaces the destination and its TTL.
+        h.run(&["SET", "d", "x", "EX", "100"]);
+        h.run(&["BITOP", "OR", "d", "a"]);
+        assert_eq!(h.run(&["TTL", "d"]), int(-1));
+    }
+
+    #[test]
+    fn bitfield_ops() {
+        let mut h = Harness::new();
+        let arr = |v: Vec<Frame>| Frame::Array(v);
+        assert_eq!(
+            h.run(&["BITFIELD", "k", "SET", "i8", "0", "-100", "GET", "i8", "0"]),
+            arr(vec![int(0), int(-100)])
+        );
+        assert_eq!(
+            h.run(&[
+                "BITFIELD", "k", "INCRBY", "u2", "100", "1", "OVERFLOW", "SAT", "INCRBY", "u2",
+                "102", "5"
+            ]),
+            arr(vec![int(1), int(3)])
+        );
+        assert_eq!(
+            h.run(&["BITFIELD", "k", "OVERFLOW", "FAIL", "INCRBY", "u2", "102", "1"]),
+            arr(vec![Frame::Null])
+        );
+        assert_eq!(
+            h.run(&["BITFIELD", "k", "SET", "u8", "#1", "255", "GET", "u8", "8"]),
+            arr(vec![int(0), int(255)])
+        );
+        assert_eq!(h.run(&["BITFIELD", "k"]), arr(vec![]));
+        assert_eq!(
+            h.run(&["BITFIELD", "nope", "GET", "u8", "0"]),
+            arr(vec![int(0)])
+        );
+        assert_eq!(h.run(&["EXISTS", "nope"]), int(0));
+        assert_eq!(
+            h.run(&["BITFIELD_RO", "k", "GET", "i8", "0"]),
+            arr(vec![int(-100)])
+        );
+        assert_eq!(
+            h.run(&["BITFIELD_RO", "k", "SET", "i8", "0", "1"]),
+            err("ERR BITFIELD_RO only supports the GET subcommand")
+        );
+        assert_eq!(
+            h.run(&["BITFIELD", "k", "GET", "u64", "0"]),
+            err("ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.")
+        );
+        assert_eq!(
+            h.run(&["BITFIELD", "k", "OVERFLOW", "x"]),
+            err("ERR Invalid OVERFLOW type specified")
+        );
+        assert_eq!(
+            h.run(&["BITFIELD", "k", "GET", "u8"]),
+            err("ERR syntax error")
+        );
+        assert_eq!(
+            h.run(&["BITFIELD", "k", "GET", "u8", "-1"]),
+            err("ERR bit offset is not an integer or out of range")
+        );
+    }
+
+    #[test]
+    fn lcs_command() {
+        let mut h = Harness::new();
+        h.run(&["MSET", "{k}1", "ohmytext", "{k}2", "mynewtext"]);
+        assert_eq!(h.run(&["LCS", "{k}1", "{k}2"]), bulk("mytext"));
+        assert_eq!(h.run(&["LCS", "{k}1", "{k}2", "LEN"]), int(6));
+        assert_eq!(h.run(&["LCS", "{k}1", "nope"]), bulk(""));
+        let pair = |a, b| Frame::Array(vec![int(a), int(b)]);
+        assert_eq!(
+            h.run(&[
+                "LCS",
+                "{k}1",
+                "{k}2",
+                "IDX",
+                "MINMATCHLEN",
+                "4",
+                "WITHMATCHLEN"
+            ]),
+            Frame::Map(vec![
+                (
+                    bulk("matches"),
+                    Frame::Array(vec![Frame::Array(vec![pair(4, 7), pair(5, 8), int(4)])])
+                ),
+                (bulk("len"), int(6)),
+            ])
+        );
+        assert_eq!(
+            h.run(&["LCS", "{k}1", "{k}2", "IDX", "LEN"]),
+            err("ERR If you want both the length and indexes, please just use IDX.")
+        );
+        assert_eq!(
+            h.run(&["LCS", "{k}1", "{k}2", "FOO"]),
+            err("ERR syntax error")
+        );
+    }
+}

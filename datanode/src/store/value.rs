@@ -1,0 +1,822 @@
+//! Typed values: strings, hashes and sets, each collection in a compact encoding while it is
+//! small and a real structure beyond Redis's thresholds.
+//!
+//! - [`Listpack`]: one contiguous block of length-prefixed elements, like Redis's listpack.
+//!   Small hashes (field, value, field, value...) and small sets of strings use it: a lookup
+//!   is a linear scan of one allocation, cheaper than hashing for a few dozen elements, and
+//!   far smaller than a table.
+//! - [`Intset`]: a sorted array of integers, for small sets whose members are all canonical
+//!   64-bit integers (binary search).
+//! - Tables: an insertion-ordered hash table (`IndexMap`/`IndexSet`), whose dense positions
+//!   give HRANDFIELD, SRANDMEMBER and SPOP an O(1) uniform pick.
+//!
+//! A collection converts one way, compact to table, when an insert crosses
+//! `hash-max-listpack-entries`/`-value`, `set-max-intset-entries` or
+//! `set-max-listpack-entries`/`-value` ([`Limits`]), like Redis (which never converts back
+//! either). Every collection knows the bytes it holds ([`Value::heap_size`]) in O(1), so the
+//! store's `used_memory` stays exact as it changes.
+//!
+//! Adding a type (lists, sorted sets) is a new [`Value`] variant and a [`Kind`]; the store
+//! keeps every non-string value the same way (see `Objects` in the store).
+
+use super::mem::alloc_size;
+use indexmap::{IndexMap, IndexSet};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+type Hasher = foldhash::fast::RandomState;
+
+/// A value's type, as TYPE names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    String,
+    Hash,
+    Set,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Hash => "hash",
+            Kind::Set => "set",
+        }
+    }
+}
+
+/// A stored value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Str(Box<[u8]>),
+    Hash(Hash),
+    Set(Set),
+}
+
+impl Value {
+    pub fn str(b: &[u8]) -> Value {
+        Value::Str(b.into())
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            Value::Str(_) => Kind::String,
+            Value::Hash(_) => Kind::Hash,
+            Value::Set(_) => Kind::Set,
+        }
+    }
+
+    /// The name TYPE reports.
+    pub fn type_name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// The string bytes, or `None` for other types (the caller replies WRONGTYPE).
+    pub fn as_str(&self) -> Option<&[u8]> {
+        match self {
+            Value::Str(b) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// An empty collection of `kind` (strings: the empty string).
+    pub fn empty(kind: Kind) -> Value {
+        match kind {
+            Kind::String => Value::Str(Box::default()),
+            Kind::Hash => Value::Hash(Hash::default()),
+            Kind::Set => Value::Set(Set::default()),
+        }
+    }
+
+    /// Elements of a collection (fields of a hash, members of a set); strings count as one.
+    pub fn len(&self) -> usize {
+        match self {
+            Value::Str(_) => 1,
+            Value::Hash(h) => h.len(),
+            Value::Set(s) => s.len(),
+        }
+    }
+
+    /// Whether a collection is empty (an empty collection is never stored: its key goes).
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Value::Str(_) => false,
+            Value::Hash(h) => h.len() == 0,
+            Value::Set(s) => s.len() == 0,
+        }
+    }
+
+    /// Bytes the value holds on the heap, by allocator size class (strings: their length;
+    /// the store charges a string inside the entry's own block).
+    pub fn heap_size(&self) -> usize {
+        match self {
+            Value::Str(b) => b.len(),
+            Value::Hash(h) => h.heap_size(),
+            Value::Set(s) => s.heap_size(),
+        }
+    }
+
+    /// OBJECT ENCODING's name for a collection (strings are named by the caller, from their
+    /// bytes).
+    pub fn encoding(&self) -> &'static str {
+        match self {
+            Value::Str(_) => "raw",
+            Value::Hash(Hash::Listpack(_)) => "listpack",
+            Value::Hash(Hash::Table(_)) => "hashtable",
+            Value::Set(Set::Intset(_)) => "intset",
+            Value::Set(Set::Listpack(_)) => "listpack",
+            Value::Set(Set::Table(_)) => "hashtable",
+        }
+    }
+}
+
+/// Conversion thresholds, Redis's parameters of the same names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub hash_max_listpack_entries: usize,
+    pub hash_max_listpack_value: usize,
+    pub set_max_intset_entries: usize,
+    pub set_max_listpack_entries: usize,
+    pub set_max_listpack_value: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            hash_max_listpack_entries: 128,
+            hash_max_listpack_value: 64,
+            set_max_intset_entries: 512,
+            set_max_listpack_entries: 128,
+            set_max_listpack_value: 64,
+        }
+    }
+}
+
+/// [`Limits`] the store reads without taking the config lock (set by CONFIG SET).
+#[derive(Debug)]
+pub struct SharedLimits([AtomicUsize; 5]);
+
+impl Default for SharedLimits {
+    fn default() -> Self {
+        let s = SharedLimits(std::array::from_fn(|_| AtomicUsize::new(0)));
+        s.store(&Limits::default());
+        s
+    }
+}
+
+impl SharedLimits {
+    pub fn load(&self) -> Limits {
+        let g = |i: usize| self.0[i].load(Relaxed);
+        Limits {
+            hash_max_listpack_entries: g(0),
+            hash_max_listpack_value: g(1),
+            set_max_intset_entries: g(2),
+            set_max_listpack_entries: g(3),
+            set_max_listpack_value: g(4),
+        }
+    }
+
+    pub fn store(&self, l: &Limits) {
+        let v = [
+            l.hash_max_listpack_entries,
+            l.hash_max_listpack_value,
+            l.set_max_intset_entries,
+            l.set_max_listpack_entries,
+            l.set_max_listpack_value,
+        ];
+        for (a, v) in self.0.iter().zip(v) {
+            a.store(v, Relaxed);
+        }
+    }
+}
+
+// ---- listpack ----
+
+/// Elements in one contiguous block: each is a LEB128 length, then its bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listpack {
+    buf: Vec<u8>,
+    n: usize,
+}
+
+fn put_leb(buf: &mut Vec<u8>, mut n: usize) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            buf.push(b);
+            return;
+        }
+        buf.push(b | 0x80);
+    }
+}
+
+/// Reads a length at `at`: (length, offset of the bytes).
+fn get_leb(buf: &[u8], mut at: usize) -> (usize, usize) {
+    let (mut n, mut shift) = (0usize, 0);
+    while let Some(&b) = buf.get(at) {
+        at += 1;
+        n |= ((b & 0x7f) as usize) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    (n, at)
+}
+
+impl Listpack {
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    pub fn heap_size(&self) -> usize {
+        alloc_size(self.buf.capacity())
+    }
+
+    /// Elements with their byte ranges `(start, end)` (start of the length header).
+    fn spans(&self) -> impl Iterator<Item = (usize, usize, &[u8])> + '_ {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            if at >= self.buf.len() {
+                return None;
+            }
+            let start = at;
+            let (n, data) = get_leb(&self.buf, at);
+            let end = (data + n).min(self.buf.len());
+            at = end;
+            Some((start, end, &self.buf[data..end]))
+        })
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.spans().map(|(_, _, e)| e)
+    }
+
+    pub fn push(&mut self, e: &[u8]) {
+        put_leb(&mut self.buf, e.len());
+        self.buf.extend_from_slice(e);
+        self.n += 1;
+    }
+
+    /// Replaces bytes `start..end` with the encoded elements `with`, changing the count by
+    /// `dn`.
+    fn splice(&mut self, start: usize, end: usize, with: &[&[u8]], added: usize, removed: usize) {
+        let mut enc = Vec::new();
+        for e in with {
+            put_leb(&mut enc, e.len());
+            enc.extend_from_slice(e);
+        }
+        self.buf.splice(start..end, enc);
+        self.n = self.n + added - removed;
+        // Keep the block tight, like a listpack realloc: memory follows the contents.
+        if self.buf.capacity() > self.buf.len() + self.buf.len() / 4 + 16 {
+            self.buf.shrink_to_fit();
+        }
+    }
+
+    /// The `i`-th element.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        self.iter().nth(i)
+    }
+}
+
+// ---- intset ----
+
+/// A sorted array of distinct integers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Intset(Vec<i64>);
+
+/// The integer a member stands for, when it is the canonical decimal form of an i64 (what
+/// Redis's intset accepts: `12` yes, `012` or `+1` no).
+pub fn int_member(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    let n: i64 = std::str::from_utf8(b).ok()?.parse().ok()?;
+    let mut buf = itoa::Buffer::new();
+    (buf.format(n).as_bytes() == b).then_some(n)
+}
+
+impl Intset {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn heap_size(&self) -> usize {
+        alloc_size(self.0.capacity() * 8)
+    }
+
+    pub fn contains(&self, n: i64) -> bool {
+        self.0.binary_search(&n).is_ok()
+    }
+
+    pub fn insert(&mut self, n: i64) -> bool {
+        match self.0.binary_search(&n) {
+            Ok(_) => false,
+            Err(i) => {
+                self.0.insert(i, n);
+                true
+            }
+        }
+    }
+
+    pub fn remove(&mut self, n: i64) -> bool {
+        match self.0.binary_search(&n) {
+            Ok(i) => {
+                self.0.remove(i);
+                if self.0.capacity() > self.0.len() * 2 + 4 {
+                    self.0.shrink_to_fit();
+                }
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = i64> + '_ {
+        self.0.iter().copied()
+    }
+
+    pub fn get(&self, i: usize) -> Option<i64> {
+        self.0.get(i).copied()
+    }
+}
+
+// ---- hashes ----
+
+/// A hash table of fields to values, with the bytes its elements hold.
+#[derive(Clone, Debug, Default)]
+pub struct HashTable {
+    map: IndexMap<Box<[u8]>, Box<[u8]>, Hasher>,
+    /// Size classes of the fields' and values' blocks.
+    elems: usize,
+}
+
+impl PartialEq for HashTable {
+    fn eq(&self, o: &Self) -> bool {
+        self.map.len() == o.map.len() && self.map.iter().all(|(k, v)| o.map.get(k) == Some(v))
+    }
+}
+
+/// Bytes an `IndexMap`/`IndexSet` of capacity `cap` with `entry`-byte entries takes: the
+/// entries vector (hash plus key and value) and the index table (a usize and a control byte
+/// per bucket).
+fn index_size(cap: usize, entry: usize) -> usize {
+    if cap == 0 {
+        return 0;
+    }
+    let buckets = (cap * 8 / 7).next_power_of_two().max(4);
+    alloc_size(cap * (entry + 8)) + alloc_size(buckets * 9 + 16)
+}
+
+/// A hash: a listpack of field, value pairs or a table.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Hash {
+    Listpack(Listpack),
+    Table(HashTable),
+}
+
+impl Default for Hash {
+    fn default() -> Self {
+        Hash::Listpack(Listpack::default())
+    }
+}
+
+impl Hash {
+    pub fn len(&self) -> usize {
+        match self {
+            Hash::Listpack(lp) => lp.len() / 2,
+            Hash::Table(t) => t.map.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn heap_size(&self) -> usize {
+        match self {
+            Hash::Listpack(lp) => lp.heap_size(),
+            Hash::Table(t) => index_size(t.map.capacity(), 32) + t.elems,
+        }
+    }
+
+    /// The listpack span of `field`: (start of the field, end of its value, value).
+    fn lp_find<'a>(lp: &'a Listpack, field: &[u8]) -> Option<(usize, usize, &'a [u8])> {
+        let mut it = lp.spans();
+        while let (Some((fs, _, f)), Some((_, ve, v))) = (it.next(), it.next()) {
+            if f == field {
+                return Some((fs, ve, v));
+            }
+        }
+        None
+    }
+
+    pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
+        match self {
+            Hash::Listpack(lp) => Hash::lp_find(lp, field).map(|(_, _, v)| v),
+            Hash::Table(t) => t.map.get(field).map(|v| &v[..]),
+        }
+    }
+
+    pub fn contains(&self, field: &[u8]) -> bool {
+        self.get(field).is_some()
+    }
+
+    /// Sets `field` to `value`; true when the field is new. Converts to a table when the
+    /// hash outgrows `limits`.
+    pub fn insert(&mut self, field: &[u8], value: &[u8], limits: &Limits) -> bool {
+        if let Hash::Listpack(lp) = self {
+            let too_long = field.len() > limits.hash_max_listpack_value
+                || value.len() > limits.hash_max_listpack_value;
+            match Hash::lp_find(lp, field) {
+                Some((fs, ve, _)) if !too_long => {
+                    lp.splice(fs, ve, &[field, value], 2, 2);
+                    return false;
+                }
+                Some(_) => {}
+                None if !too_long && lp.len() / 2 < limits.hash_max_listpack_entries => {
+                    lp.push(field);
+                    lp.push(value);
+                    return true;
+                }
+                None => {}
+            }
+            self.convert_to_table();
+        }
+        let Hash::Table(t) = self else {
+            return false;
+        };
+        let vsize = alloc_size(value.len());
+        if let Some(v) = t.map.get_mut(field) {
+            t.elems = t.elems - alloc_size(v.len()) + vsize;
+            *v = value.into();
+            false
+        } else {
+            t.elems += alloc_size(field.len()) + vsize;
+            t.map.insert(field.into(), value.into());
+            true
+        }
+    }
+
+    /// Removes `field`; true when it was there.
+    pub fn remove(&mut self, field: &[u8]) -> bool {
+        match self {
+            Hash::Listpack(lp) => match Hash::lp_find(lp, field) {
+                Some((fs, ve, _)) => {
+                    lp.splice(fs, ve, &[], 0, 2);
+                    true
+                }
+                None => false,
+            },
+            Hash::Table(t) => match t.map.swap_remove_entry(field) {
+                Some((f, v)) => {
+                    t.elems -= alloc_size(f.len()) + alloc_size(v.len());
+                    shrink_map(&mut t.map);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// Converts a listpack hash to a table.
+    fn convert_to_table(&mut self) {
+        let Hash::Listpack(lp) = &*self else {
+            return;
+        };
+        let mut t = HashTable::default();
+        t.map.reserve(lp.len() / 2 + 1);
+        {
+            let mut it = lp.iter();
+            while let (Some(f), Some(v)) = (it.next(), it.next()) {
+                t.elems += alloc_size(f.len()) + alloc_size(v.len());
+                t.map.insert(f.into(), v.into());
+            }
+        }
+        *self = Hash::Table(t);
+    }
+
+    /// (field, value) pairs: a listpack's in order, a table's in insertion order.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&[u8], &[u8])> + '_> {
+        match self {
+            Hash::Listpack(lp) => {
+                let mut it = lp.iter();
+                Box::new(std::iter::from_fn(move || Some((it.next()?, it.next()?))))
+            }
+            Hash::Table(t) => Box::new(t.map.iter().map(|(k, v)| (&k[..], &v[..]))),
+        }
+    }
+
+    /// The `i`-th pair in [`Hash::iter`]'s order, in O(1) for a table.
+    pub fn get_index(&self, i: usize) -> Option<(&[u8], &[u8])> {
+        match self {
+            Hash::Listpack(_) => self.iter().nth(i),
+            Hash::Table(t) => t.map.get_index(i).map(|(k, v)| (&k[..], &v[..])),
+        }
+    }
+}
+
+/// Gives table memory back once a table is a quarter full (and not tiny).
+fn shrink_map<K: std::hash::Hash + Eq, V>(m: &mut IndexMap<K, V, Hasher>) {
+    if m.capacity() > 64 && m.len() * 4 < m.capacity() {
+        m.shrink_to(m.len() * 2);
+    }
+}
+
+fn shrink_set<K: std::hash::Hash + Eq>(m: &mut IndexSet<K, Hasher>) {
+    if m.capacity() > 64 && m.len() * 4 < m.capacity() {
+        m.shrink_to(m.len() * 2);
+    }
+}
+
+// ---- sets ----
+
+/// A set table, with the bytes its members hold.
+#[derive(Clone, Debug, Default)]
+pub struct SetTable {
+    set: IndexSet<Box<[u8]>, Hasher>,
+    elems: usize,
+}
+
+impl PartialEq for SetTable {
+    fn eq(&self, o: &Self) -> bool {
+        self.set.len() == o.set.len() && self.set.iter().all(|m| o.set.contains(m))
+    }
+}
+
+/// A set: an intset, a listpack of members, or a table.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Set {
+    Intset(Intset),
+    Listpack(Listpack),
+    Table(SetTable),
+}
+
+impl Default for Set {
+    fn default() -> Self {
+        Set::Intset(Intset::default())
+    }
+}
+
+/// A set member, borrowed or an intset's integer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Member<'a> {
+    Bytes(&'a [u8]),
+    Int(i64),
+}
+
+impl Member<'_> {
+    /// The member's bytes (integers formatted).
+    pub fn to_vec(self) -> Vec<u8> {
+        match self {
+            Member::Bytes(b) => b.to_vec(),
+            Member::Int(n) => itoa::Buffer::new().format(n).as_bytes().to_vec(),
+        }
+    }
+
+    /// Calls `f` with the member's bytes, formatting an integer on the stack.
+    pub fn with_bytes<R>(self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match self {
+            Member::Bytes(b) => f(b),
+            Member::Int(n) => f(itoa::Buffer::new().format(n).as_bytes()),
+        }
+    }
+}
+
+impl Set {
+    /// An empty set in the encoding that suits its first member.
+    pub fn for_member(m: &[u8], limits: &Limits) -> Set {
+        if int_member(m).is_some() && limits.set_max_intset_entries > 0 {
+            Set::Intset(Intset::default())
+        } else if m.len() <= limits.set_max_listpack_value && limits.set_max_listpack_entries > 0 {
+            Set::Listpack(Listpack::default())
+        } else {
+            Set::Table(SetTable::default())
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Set::Intset(s) => s.len(),
+            Set::Listpack(lp) => lp.len(),
+            Set::Table(t) => t.set.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn heap_size(&self) -> usize {
+        match self {
+            Set::Intset(s) => s.heap_size(),
+            Set::Listpack(lp) => lp.heap_size(),
+            Set::Table(t) => index_size(t.set.capacity(), 16) + t.elems,
+        }
+    }
+
+    pub fn contains(&self, m: &[u8]) -> bool {
+        match self {
+            Set::Intset(s) => int_member(m).is_some_and(|n| s.contains(n)),
+            Set::Listpack(lp) => lp.iter().any(|e| e == m),
+            Set::Table(t) => t.set.contains(m),
+        }
+    }
+
+    /// Adds `m`; true when it is new. Converts the encoding when the set outgrows `limits`.
+    pub fn insert(&mut self, m: &[u8], limits: &Limits) -> bool {
+        if let Set::Intset(s) = self {
+            if let Some(n) = int_member(m) {
+                if s.contains(n) {
+                    return false;
+                }
+                if s.len() < limits.set_max_intset_entries {
+                    return s.insert(n);
+                }
+                self.convert_to_table();
+            } else if s.len() < limits.set_max_listpack_entries
+                && m.len() <= limits.set_max_listpack_value
+                && s.len() < limits.set_max_listpack_entries
+            {
+                let mut lp = Listpack::default();
+                let mut buf = itoa::Buffer::new();
+                for n in s.iter() {
+                    lp.push(buf.format(n).as_bytes());
+                }
+                *self = Set::Listpack(lp);
+            } else {
+                self.convert_to_table();
+            }
+        }
+        if let Set::Listpack(lp) = self {
+            if lp.iter().any(|e| e == m) {
+                return false;
+            }
+            if lp.len() < limits.set_max_listpack_entries
+                && m.len() <= limits.set_max_listpack_value
+            {
+                lp.push(m);
+                return true;
+            }
+            self.convert_to_table();
+        }
+        match self {
+            Set::Table(t) => {
+                if t.set.contains(m) {
+                    return false;
+                }
+                t.elems += alloc_size(m.len());
+                t.set.insert(m.into())
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes `m`; true when it was there.
+    pub fn remove(&mut self, m: &[u8]) -> bool {
+        match self {
+            Set::Intset(s) => int_member(m).is_some_and(|n| s.remove(n)),
+            Set::Listpack(lp) => {
+                let found = lp.spans().find(|(_, _, e)| *e == m).map(|(s, e, _)| (s, e));
+                match found {
+                    Some((s, e)) => {
+                        lp.splice(s, e, &[], 0, 1);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Set::Table(t) => {
+                if t.set.swap_remove(m) {
+                    t.elems -= alloc_size(m.len());
+                    shrink_set(&mut t.set);
+                    true
+                } else {
+                    false
+                }
+            }
+        }
+    }
+
+    fn convert_to_table(&mut self) {
+        let mut t = SetTable::default();
+        t.set.reserve(self.len() + 1);
+        for m in self.iter() {
+            let b = m.to_vec();
+            t.elems += alloc_size(b.len());
+            t.set.insert(b.into_boxed_slice());
+        }
+        *self = Set::Table(t);
+    }
+
+    /// Members: an intset's in ascending order, others in storage order.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = Member<'_>> + '_> {
+        match self {
+            Set::Intset(s) => Box::new(s.iter().map(Member::Int)),
+            Set::Listpack(lp) => Box::new(lp.iter().map(Member::Bytes)),
+            Set::Table(t) => Box::new(t.set.iter().map(|m| Member::Bytes(&m[..]))),
+        }
+    }
+
+    /// The `i`-th member in [`Set::iter`]'s order (O(1) but for a listpack).
+    pub fn get_index(&self, i: usize) -> Option<Member<'_>> {
+        match self {
+            Set::Intset(s) => s.get(i).map(Member::Int),
+            Set::Listpack(lp) => lp.get(i).map(Member::Bytes),
+            Set::Table(t) => t.set.get_index(i).map(|m| Member::Bytes(&m[..])),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listpack_hash_converts_at_the_thresholds() {
+        let l = Limits {
+            hash_max_listpack_entries: 4,
+            hash_max_listpack_value: 8,
+            ..Limits::default()
+        };
+        let mut h = Hash::default();
+        for i in 0..4 {
+            assert!(h.insert(format!("f{i}").as_bytes(), b"v", &l));
+        }
+        assert!(!h.insert(b"f1", b"longer", &l));
+        assert_eq!(h.get(b"f1"), Some(&b"longer"[..]));
+        assert!(matches!(h, Hash::Listpack(_)));
+        assert!(h.remove(b"f0"));
+        assert!(!h.remove(b"f0"));
+        assert_eq!(h.len(), 3);
+        assert!(h.insert(b"f9", b"v", &l));
+        assert!(matches!(h, Hash::Listpack(_)));
+        // A fifth field converts.
+        assert!(h.insert(b"f10", b"v", &l));
+        assert!(matches!(h, Hash::Table(_)));
+        assert_eq!(h.len(), 5);
+        assert_eq!(h.get(b"f1"), Some(&b"longer"[..]));
+        // A long value converts.
+        let mut h = Hash::default();
+        h.insert(b"a", b"1", &l);
+        assert!(!h.insert(b"a", b"123456789", &l));
+        assert!(matches!(h, Hash::Table(_)));
+        assert_eq!(h.get(b"a"), Some(&b"123456789"[..]));
+        assert!(h.remove(b"a"));
+        assert_eq!((h.len(), h.heap_size() > 0), (0, true));
+    }
+
+    #[test]
+    fn set_encodings_convert() {
+        let l = Limits {
+            set_max_intset_entries: 3,
+            set_max_listpack_entries: 4,
+            set_max_listpack_value: 5,
+            ..Limits::default()
+        };
+        let mut s = Set::for_member(b"1", &l);
+        for m in ["1", "2", "3"] {
+            assert!(s.insert(m.as_bytes(), &l));
+        }
+        assert!(!s.insert(b"2", &l));
+        assert_eq!(s.encoding_name(), "intset");
+        assert!(s.contains(b"3") && !s.contains(b"03"));
+        // A fourth integer: past set-max-intset-entries.
+        assert!(s.insert(b"4", &l));
+        assert_eq!(s.encoding_name(), "hashtable");
+        let mut s = Set::for_member(b"1", &l);
+        s.insert(b"1", &l);
+        assert!(s.insert(b"abc", &l));
+        assert_eq!(s.encoding_name(), "listpack");
+        assert!(s.contains(b"1") && s.contains(b"abc"));
+        assert!(s.insert(b"toolong", &l));
+        assert_eq!(s.encoding_name(), "hashtable");
+        assert_eq!(s.len(), 3);
+        assert!(s.remove(b"1") && !s.remove(b"1"));
+        let mut members: Vec<Vec<u8>> = s.iter().map(Member::to_vec).collect();
+        members.sort();
+        assert_eq!(members, vec![b"abc".to_vec(), b"toolong".to_vec()]);
+    }
+
+    #[test]
+    fn canonical_integers_only() {
+        assert_eq!(int_member(b"-12"), Some(-12));
+        for b in ["012", "+1", " 1", "", "1.0", "-0", "99999999999999999999"] {
+            assert_eq!(int_member(b.as_bytes()), None, "{b}");
+        }
+    }
+
+    impl Set {
+        fn encoding_name(&self) -> &'static str {
+            Value::Set(self.clone()).encoding()
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! TLS on the client port: the `redis` crate over rustls, mutual TLS, plaintext refused on the
+//! TLS port, certificate reload with CONFIG SET, and the real `redis-cli --tls`.
+
+use crate::util::*;
+use chkv_datanode::config::Config;
+use chkv_datanode::tls::{AuthClients, TlsSettings};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use redis::{ClientTlsConfig, TlsCertificates};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, as PEM
+/// files in a folder that is removed on drop.
+struct Pki {
+    dir: PathBuf,
+    ca_pem: String,
+    client_cert: String,
+    client_key: String,
+}
+
+impl Pki {
+    fn new(tag: &str) -> Pki {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = std::env::temp_dir().join(format!("chkv-tls-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "chkv test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+            .expect("ca cert");
+        let ca_pem = ca.pem();
+        let leaf = |names: Vec<String>| {
+            let key = KeyPair::generate().expect("key");
+            let params = CertificateParams::new(names).expect("params");
+            let cert = params.signed_by(&key, &ca).expect("signed");
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()]);
+        let (client_cert, client_key) = leaf(vec!["client.chkv.test".into()]);
+        std::fs::write(dir.join("ca.pem"), &ca_pem).expect("write");
+        std::fs::write(dir.join("server.pem"), &server_cert).expect("write");
+        std::fs::write(dir.join("server.key"), &server_key).expect("write");
+        std::fs::write(dir.join("client.pem"), &client_cert).expect("write");
+        std::fs::write(dir.join("client.key"), &client_key).expect("write");
+        Pki {
+            dir,
+            ca_pem,
+            client_cert,
+            client_key,
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn settings(&self, auth_clients: AuthClients) -> TlsSettings {
+        TlsSettings {
+            port: Some(0),
+            cert_file: Some(self.path("server.pem")),
+            key_file: Some(self.path("server.key")),
+            ca_cert_file: Some(self.path("ca.pem")),
+            auth_clients,
+        }
+    }
+
+    fn certs(&self, with_client_cert: bool) -> TlsCertificates {
+        TlsCertificates {
+            client_tls: with_client_cert.then(|| ClientTlsConfig {
+                client_cert: self.client_cert.clone().into_bytes(),
+                client_key: self.client_key.clone().into_bytes(),
+            }),
+            root_cert: Some(self.ca_pem.clone().into_bytes()),
+        }
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts a node with TLS on, both listeners on free ports.
+async fn start_tls(settings: TlsSettings) -> chkv_datanode::server::ServerHandle {
+    start_with(Config {
+        tls: settings,
+        ..config()
+    })
+    .await
+}
+
+async fn tls_client(
+    addr: SocketAddr,
+    certs: TlsCertificates,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    let client =
+        redis::Client::build_with_tls(format!("rediss://127.0.0.1:{}/", addr.port()), certs)?;
+    step("TLS connect", client.get_multiplexed_async_connection()).await
+}
+
+#[tokio::test]
+async fn set_and_get_over_tls_with_a_client_certificate() {
+    bounded(async {
+        let pki = Pki::new("mtls");
+        let srv = start_tls(pki.settings(AuthClients::Yes)).await;
+        let tls = srv.tls_addr().expect("TLS listener");
+        let mut con = tls_client(tls, pki.certs(true))
+            .await
+            .expect("mTLS connects");
+        let _: () = redis::cmd("SET")
+            .arg("k")
+            .arg("over tls")
+            .query_async(&mut con)
+            .await
+            .expect("SET");
+        let v: String = redis::cmd("GET")
+            .arg("k")
+            .query_async(&mut con)
+            .await
+            .expect("GET");
+        assert_eq!(v, "over tls");
+        // The same data through the plaintext port: one keyspace, two listeners.
+        let mut plain = connect(srv.addr()).await;
+        let v: String = redis::cmd("GET")
+            .arg("k")
+            .query_async(&mut plain)
+            .await
+            .expect("GET");
+        assert_eq!(v, "over tls");
+        // A large value crosses many TLS records both ways.
+        let big = "x".repeat(3 * 1024 * 1024 + 17);
+        let _: () = redis::cmd("SET")
+            .arg("big")
+            .arg(&big)
+            .query_async(&mut con)
+            .await
+            .expect("SET big");
+        let got: String = redis::cmd("GET")
+            .arg("big")
+            .query_async(&mut con)
+            .await
+            .expect("GET");
+        assert_eq!(got.len(), big.len());
+        assert!(got == big);
+        srv.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_is_refused_when_required() {
+    bounded(async {
+        let pki = Pki::new("required");
+        let srv = start_tls(pki.settings(AuthClients::Yes)).await;
+        let tls = srv.tls_addr().expect("TLS listener");
+        let res = match tls_client(tls, pki.certs(false)).await {
+            // TLS 1.3 finishes the client's side of the handshake before the server checks
+            // the certificate; the refusal then arrives with the first reply.
+            Ok(mut con) => redis::cmd("PING").query_async::<String>(&mut con).await,
+            Err(e) => Err(e),
+        };
+        assert!(
+            res.is_err(),
+            "no client certificate must not be served: {res:?}"
+        );
+        // Optional: the same client is served.
+        let srv2 = start_tls(pki.settings(AuthClients::Optional)).await;
+        let mut con = tls_client(srv2.tls_addr().expect("tls"), pki.certs(false))
+            .await
+            .expect("optional: no certificate is fine");
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut con)
+            .await
+            .expect("PING");
+        assert_eq!(pong, "PONG");
+        srv.shutdown().await;
+        srv2.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn plaintext_on_the_tls_port_gets_no_reply() {
+    bounded(async {
+        let pki = Pki::new("plain");
+        let srv = start_tls(pki.settings(AuthClients::No)).await;
+        let tls = srv.tls_addr().expect("TLS listener");
+        let mut sock = step("connect", tokio::net::TcpStream::connect(tls))
+            .await
+            .expect("connect");
+        sock.write_all(b"*1\r\n$4\r\nPING\r\n")
+            .await
+            .expect("write");
+        let mut buf = Vec::new();
+        // The server answers with a TLS alert at most and closes; never with RESP.
+        let _ = step("server closes", sock.read_to_end(&mut buf)).await;
+        assert!(!buf.windows(5).any(|w| w == b"+PONG"), "{buf:?}");
+        assert!(
+            buf.first() != Some(&b'+') && buf.first() != Some(&b'-'),
+            "{buf:?}"
+        );
+        // The node is still fine for TLS clients.
+        let mut con = tls_client(tls, pki.certs(false))
+            .await
+            .expect("TLS connects");
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut con)
+            .await
+            .expect("PING");
+        assert_eq!(pong, "PONG");
+        srv.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn config_set_reloads_certificates_and_rejects_bad_ones() {
+    bounded(async {
+        let pki = Pki::new("reload");
+        let srv = start_tls(pki.settings(AuthClients::No)).await;
+        let tls = srv.tls_addr().expect("TLS listener");
+        let mut plain = connect(srv.addr()).await;
+        let got: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("tls-auth-clients")
+            .query_async(&mut plain)
+            .await
+            .expect("CONFIG GET");
+        assert_eq!(got, vec!["tls-auth-clients", "no"]);
+        // A file that is no certificate: refused, and the old material stays in use.
+        let bogus = pki.path("bogus.pem");
+        std::fs::write(&bogus, "nothing here\n").expect("write");
+        let err = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("tls-cert-file")
+            .arg(bogus.to_str().expect("utf8"))
+            .query_async::<()>(&mut plain)
+            .await
+            .expect_err("a bad certificate is refused");
+        assert!(
+            err.to_string()
+                .contains("Unable to update TLS configuration"),
+            "{err}"
+        );
+        let got: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("tls-cert-file")
+            .query_async(&mut plain)
+            .await
+            .expect("CONFIG GET");
+        assert_eq!(Path::new(&got[1]), pki.path("server.pem"));
+        let mut con = tls_client(tls, pki.certs(false))
+            .await
+            .expect("still serving TLS");
+        let _: String = redis::cmd("PING")
+            .query_async(&mut con)
+            .await
+            .expect("PING");
+        // A certificate from another CA: after the reload new clients that trust only the
+        // first CA are refused, and an open connection keeps working.
+        let other = Pki::new("reload-other");
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("tls-cert-file")
+            .arg(other.path("server.pem").to_str().expect("utf8"))
+            .arg("tls-key-file")
+            .arg(other.path("server.key").to_str().expect("utf8"))
+            .query_async(&mut plain)
+            .await
+            .expect("reload");
+        let _: String = redis::cmd("PING")
+            .query_async(&mut con)
+            .await
+            .expect("old conn");
+        let res = match tls_client(tls, pki.certs(false)).await {
+            Ok(mut c) => redis::cmd("PING").query_async::<String>(&mut c).await,
+            Err(e) => Err(e),
+        };
+        assert!(res.is_err(), "old CA must not verify the new certificate");
+        let mut con2 = tls_client(tls, other.certs(false)).await.expect("new CA");
+        let _: String = redis::cmd("PING")
+            .query_async(&mut con2)
+            .await
+            .expect("PING");
+        // Requiring client certificates needs a CA, which is set: clients without one fail.
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("tls-auth-clients")
+            .arg("yes")
+            .arg("tls-ca-cert-file")
+            .arg(other.path("ca.pem").to_str().expect("utf8"))
+            .query_async(&mut plain)
+            .await
+            .expect("require client certs");
+        let res = match tls_client(tls, other.certs(false)).await {
+            Ok(mut c) => redis::cmd("PING").query_async::<String>(&mut c).await,
+            Err(e) => Err(e),
+        };
+        assert!(res.is_err(), "client certificates are now required");
+        let mut con3 = tls_client(tls, other.certs(true)).await.expect("mTLS");
+        let _: String = redis::cmd("PING")
+            .query_async(&mut con3)
+            .await
+            .expect("PING");
+        srv.shutdown().await;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn missing_ca_for_client_checks_fails_at_start() {
+    let pki = Pki::new("noca");
+    let mut settings = pki.settings(AuthClients::Yes);
+    settings.ca_cert_file = None;
+    let err = chkv_datanode::server::start(Config {
+        tls: settings,
+        ..config()
+    })
+    .await
+    .err()
+    .expect("no CA, client checks on: refused");
+    assert!(err.to_string().contains("tls-ca-cert-file"), "{err}");
+}
+
+#[tokio::test]
+async fn redis_cli_speaks_tls() {
+    if std::process::Command::new("redis-cli")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("redis-cli not installed; skipping");
+        return;
+    }
+    bounded(async {
+        let pki = Pki::new("cli");
+        let srv = start_tls(pki.settings(AuthClients::Yes)).await;
+        let tls = srv.tls_addr().expect("TLS listener");
+        let run = |args: Vec<String>| {
+            tokio::process::Command::new("redis-cli")
+                .args(args)
+                .kill_on_drop(true)
+                .output()
+        };
+        let base = |with_cert: bool, cmd: &[&str]| {
+            let mut a: Vec<String> = vec![
+                "-h".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                tls.port().to_string(),
+                "--tls".into(),
+                "--cacert".into(),
+                pki.path("ca.pem").display().to_string(),
+            ];
+            if with_cert {
+                a.extend([
+                    "--cert".into(),
+                    pki.path("client.pem").display().to_string(),
+                    "--key".into(),
+                    pki.path("client.key").display().to_string(),
+                ]);
+            }
+            a.extend(cmd.iter().map(|s| s.to_string()));
+            a
+        };
+        let out = step("redis-cli", run(base(true, &["SET", "cli", "ok"])))
+            .await
+            .expect("run");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
+        let out = step("redis-cli", run(base(true, &["GET", "cli"])))
+            .await
+            .expect("run");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+        let out = step("redis-cli", run(base(false, &["GET", "cli"])))
+            .await
+            .expect("run");
+        assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+        srv.shutdown().await;
+    })
+    .await
+}
