@@ -82,6 +82,18 @@ async fn connect(addr: SocketAddr) -> MultiplexedConnection {
         .expect("connect")
 }
 
+/// A writer stops after this many failed requests.
+const MAX_ERRORS: usize = 100;
+
+/// Sets the flag when dropped, so the writers stop when the test body ends, panics included.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// What a writer knows it was acknowledged.
 #[derive(Clone, Debug, PartialEq)]
 enum Expect {
@@ -136,7 +148,10 @@ async fn writer(
         }
     }
     let mut seq = 0u64;
-    while !stop.load(Ordering::Relaxed) {
+    // Bounded: after a failed test the servers are gone and every request fails at once; a
+    // writer that kept going would spin and grow its error list without end.
+    while !stop.load(Ordering::Relaxed) && w.errors.len() < MAX_ERRORS {
+        tokio::task::yield_now().await;
         seq += 1;
         w.ops += 1;
         total_ops.fetch_add(1, Ordering::Relaxed);
@@ -286,6 +301,7 @@ async fn join_drain_join_under_traffic_loses_nothing() {
         // Clients use nodes 0 and 2 (node 1 will be drained and exit); their requests are
         // forwarded to whichever node owns each key at that moment.
         let stop = Arc::new(AtomicBool::new(false));
+        let _stop_writers = StopOnDrop(stop.clone());
         let ops = Arc::new(AtomicU64::new(0));
         let writers: Vec<_> = (0..4)
             .map(|i| {

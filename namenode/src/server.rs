@@ -633,10 +633,13 @@ fn datanode_event(conn: ConnId, line: &[u8]) -> Result<Option<Event>, String> {
             conn,
             node: node_id,
         },
-        DataNodeToNameNode::HandoffDone { node_id, slots, .. } => Event::HandoffDone {
+        DataNodeToNameNode::HandoffDone {
+            node_id, slots, to, ..
+        } => Event::HandoffDone {
             conn,
             node: node_id,
             slots: slot_ranges(&slots).map_err(|e| e.to_string())?,
+            to,
         },
         DataNodeToNameNode::HandoffProgress {
             node_id,

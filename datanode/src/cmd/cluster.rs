@@ -46,9 +46,6 @@ static SUBCOMMANDS: &[CommandSpec] = &[
     spec("redirects", 3, STALE | FAST, NO_KEYS, G, "7.2.4",
         "CHKV: YES makes this connection receive MOVED/CROSSSLOT like a cluster client; NO has the node forward its requests.",
         "YES | NO | INTERNAL", redirects),
-    spec("importing", -4, WRITE | ADMIN, NO_KEYS, G, "7.2.4",
-        "CHKV, between nodes: entries of these slots follow, ordered at this epoch; they replace what this node holds for them.",
-        "epoch slot [slot ...]", importing),
     spec("import", -5, WRITE | ADMIN, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: stores entries handed over by another node (absolute expiry in ms, 0 for none).",
         "key expire-at value [key expire-at value ...]", import),
@@ -59,22 +56,8 @@ static SUBCOMMANDS: &[CommandSpec] = &[
         "Returns helpful text about the different subcommands.", "", help),
 ];
 
-fn importing(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let epoch = parse_i64(req.arg(2))
-        .and_then(|e| u64::try_from(e).ok())
-        .ok_or(ERR_NOT_INT)?;
-    let slots = req
-        .iter()
-        .skip(3)
-        .map(slot_arg)
-        .collect::<Result<Vec<u16>, Frame>>()?;
-    crate::handoff::begin_import(ctx.node, epoch, &slots)?;
-    Ok(Frame::ok())
-}
-
 fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let entries = crate::handoff::decode_import(req)?;
-    crate::handoff::check_import(ctx.node, &entries)?;
     let stored = ctx
         .node
         .db
