@@ -547,6 +547,40 @@ pub fn acl_gate(
     Err(Frame::error(reply))
 }
 
+// ---- collections: one way for every collection type's commands to reach their value ----
+
+/// Runs `f` on the collection of type `T` at `key` (created empty when `create`), or answers
+/// WRONGTYPE when the key holds another type. `Ok(None)`: no such key and not created.
+pub(crate) fn update_collection<T: crate::store::Collection, R>(
+    ctx: &Ctx<'_>,
+    key: &[u8],
+    create: bool,
+    f: impl FnOnce(&mut T, &crate::store::Limits) -> R,
+) -> Result<Option<R>, Frame> {
+    let limits = ctx.node.db.limits();
+    let mut g = ctx.node.db.lock_key(key);
+    let r = g
+        .modify(key, ctx.now, T::KIND, create, |v| {
+            T::of_mut(v).map(|c| f(c, &limits))
+        })
+        .map_err(|_| ERR_WRONGTYPE)?;
+    Ok(r.flatten())
+}
+
+/// Runs `f` on the collection of type `T` at `key` (a read: counts a hit or miss); `None`
+/// when missing, WRONGTYPE for another type.
+pub(crate) fn read_collection<T: crate::store::Collection, R>(
+    ctx: &Ctx<'_>,
+    key: &[u8],
+    f: impl FnOnce(&T) -> R,
+) -> Result<Option<R>, Frame> {
+    let mut g = ctx.node.db.lock_key(key);
+    match g.get(key, ctx.now) {
+        None => Ok(None),
+        Some(e) => Ok(Some(f(e.collection::<T>().map_err(|_| ERR_WRONGTYPE)?))),
+    }
+}
+
 // ---- argument helpers shared by the command files ----
 
 pub const ERR_NOT_INT: Frame = Frame::err("ERR value is not an integer or out of range");

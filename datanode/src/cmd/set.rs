@@ -53,31 +53,19 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Iterates over members of a set.", "key cursor [MATCH pattern] [COUNT count]", sscan),
 ];
 
-/// Runs `f` on the set at `key` (created when `create`), WRONGTYPE for other types.
+/// [`update_collection`] for sets.
 fn update<R>(
     ctx: &Ctx<'_>,
     key: &[u8],
     create: bool,
     f: impl FnOnce(&mut Set, &Limits) -> R,
 ) -> Result<Option<R>, Frame> {
-    let limits = ctx.node.db.limits();
-    let mut g = ctx.node.db.lock_key(key);
-    let r = g
-        .modify(key, ctx.now, Kind::Set, create, |v| match v {
-            Value::Set(s) => Some(f(s, &limits)),
-            _ => None,
-        })
-        .map_err(|_| ERR_WRONGTYPE)?;
-    Ok(r.flatten())
+    update_collection(ctx, key, create, f)
 }
 
-/// Runs `f` on the set at `key` (a read); `None` when missing.
+/// [`read_collection`] for sets.
 fn read<R>(ctx: &Ctx<'_>, key: &[u8], f: impl FnOnce(&Set) -> R) -> Result<Option<R>, Frame> {
-    let mut g = ctx.node.db.lock_key(key);
-    match g.get(key, ctx.now) {
-        None => Ok(None),
-        Some(e) => Ok(Some(f(e.as_set().map_err(|_| ERR_WRONGTYPE)?))),
-    }
+    read_collection(ctx, key, f)
 }
 
 fn member_frame(m: Member<'_>) -> Frame {

@@ -50,7 +50,7 @@ pub use watch::Watcher;
 /// Longest string value (Redis's `proto-max-bulk-len` default).
 pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
 
-pub use value::{Hash, Kind, Limits, Member, Set, Value};
+pub use value::{Collection, Hash, Kind, Limits, Member, Set, Value};
 
 /// A command met a key holding another type (the caller replies WRONGTYPE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -144,6 +144,11 @@ impl<'a> EntryRef<'a> {
     }
 
     /// The hash, or WRONGTYPE.
+    /// The collection of type `T`, or `WrongType`.
+    pub fn collection<T: Collection>(&self) -> Result<&'a T, WrongType> {
+        self.obj.and_then(T::of).ok_or(WrongType)
+    }
+
     pub fn as_hash(&self) -> Result<&'a Hash, WrongType> {
         match self.obj {
             Some(Value::Hash(h)) => Ok(h),

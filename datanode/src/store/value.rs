@@ -381,6 +381,46 @@ fn index_size(cap: usize, entry: usize) -> usize {
     alloc_size(cap * (entry + 8)) + alloc_size(buckets * 9 + 16)
 }
 
+/// A collection type a key can hold, and how to reach it inside a [`Value`], so commands of
+/// every collection type share one way to read and update them (`cmd::update_collection`).
+pub trait Collection: Sized {
+    const KIND: Kind;
+    fn of(v: &Value) -> Option<&Self>;
+    fn of_mut(v: &mut Value) -> Option<&mut Self>;
+}
+
+impl Collection for Hash {
+    const KIND: Kind = Kind::Hash;
+    fn of(v: &Value) -> Option<&Hash> {
+        match v {
+            Value::Hash(h) => Some(h),
+            _ => None,
+        }
+    }
+    fn of_mut(v: &mut Value) -> Option<&mut Hash> {
+        match v {
+            Value::Hash(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+impl Collection for Set {
+    const KIND: Kind = Kind::Set;
+    fn of(v: &Value) -> Option<&Set> {
+        match v {
+            Value::Set(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn of_mut(v: &mut Value) -> Option<&mut Set> {
+        match v {
+            Value::Set(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 /// A hash: a listpack of field, value pairs or a table.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Hash {
