@@ -999,6 +999,16 @@ impl SlotGuard<'_> {
         replaced
     }
 
+    /// Sets the expiry of the live entry in bucket `b`, keeping the volatile list and the
+    /// table memory (the list may have grown) in step.
+    fn reset_expire(&mut self, b: Bucket, expire_at: u64) {
+        let change = self.t.set_expire_bucket(b, expire_at);
+        self.volatile_changed(change);
+        if change == VolChange::Added {
+            self.sync_table_mem();
+        }
+    }
+
     fn set_obj(&mut self, key: &[u8], value: Value, expire_at: u64, now: u64) -> bool {
         self.count_access(key);
         let db = self.db;
@@ -1007,11 +1017,7 @@ impl SlotGuard<'_> {
                 if !self.put_value(b, value, now) {
                     return false;
                 }
-                let change = self.t.set_expire_bucket(b, expire_at);
-                self.volatile_changed(change);
-                if change == VolChange::Added {
-                    self.sync_table_mem();
-                }
+                self.reset_expire(b, expire_at);
                 true
             }
             None => {
@@ -1145,11 +1151,7 @@ impl SlotGuard<'_> {
                 if !self.replace_in(b, bytes, now) {
                     return false;
                 }
-                let change = self.t.set_expire_bucket(b, expire_at);
-                self.volatile_changed(change);
-                if change == VolChange::Added {
-                    self.sync_table_mem();
-                }
+                self.reset_expire(b, expire_at);
                 true
             }
             None => {
@@ -1222,11 +1224,7 @@ impl SlotGuard<'_> {
         let Some(b) = self.live(key, now) else {
             return false;
         };
-        let change = self.t.set_expire_bucket(b, expire_at);
-        self.volatile_changed(change);
-        if change == VolChange::Added {
-            self.sync_table_mem();
-        }
+        self.reset_expire(b, expire_at);
         self.modified(key);
         true
     }
