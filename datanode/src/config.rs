@@ -49,6 +49,9 @@ pub struct Config {
     pub encodings: crate::store::Limits,
     /// Longest sparse HyperLogLog before it turns dense (`hll-sparse-max-bytes`).
     pub hll_sparse_max_bytes: usize,
+    /// Milliseconds a script runs before other clients get `-BUSY`
+    /// (`busy-reply-threshold`, alias `lua-time-limit`).
+    pub busy_reply_threshold_ms: u64,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             aclfile: None,
             encodings: Default::default(),
             hll_sparse_max_bytes: crate::hll::SPARSE_MAX_BYTES_DEFAULT,
+            busy_reply_threshold_ms: crate::lua::DEFAULT_BUSY_THRESHOLD_MS,
         }
     }
 }

@@ -205,17 +205,17 @@ fn request_slots(req: &Request) -> Vec<u16> {
     let Some((_, spec)) = lookup(req.arg(0)) else {
         return Vec::new();
     };
-    if spec.name.starts_with("eval") && spec.arity_ok(req.len()) {
-        return crate::cmd::scripting::eval_keys(req)
-            .map(|r| r.map(|i| key_slot(req.arg(i))).collect())
-            .unwrap_or_default();
+    if crate::lua::is_script_command(spec.name) && spec.arity_ok(req.len()) {
+        return crate::lua::declared_keys(req)
+            .map(|i| key_slot(req.arg(i)))
+            .collect();
     }
     // A subcommand's own key positions (OBJECT ENCODING key).
     let spec = crate::cmd::resolve_checked(req).map_or(spec, |(sub, _)| sub);
     spec.keys_in(req).map(|i| key_slot(req.arg(i))).collect()
 }
 
-/// EVAL and friends in a cluster: the declared keys decide, like a command's keys. A plain
+/// EVAL, FCALL and friends in a cluster: the declared keys decide, like a command's keys. A plain
 /// connection's script runs on the node that owns all its keys (forwarded whole; EVALSHA
 /// there answers `-NOSCRIPT` if that node does not have the script, and clients then send
 /// EVAL); keys on several nodes are `-CROSSSLOT`; cluster-aware connections get Redis
@@ -382,6 +382,31 @@ pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planne
     Planned::Now(multi::run_tx(&mut ctx, &cmds))
 }
 
+/// While a script is busy (past `busy-reply-threshold`), Redis's `-BUSY` for anything but
+/// the commands allowed then. Refused inside MULTI, the command aborts the transaction; an
+/// EXEC refused ends it with `-EXECABORT`.
+#[cold]
+fn busy_reply(node: &Node, session: &mut Session, req: &Request) -> Option<Frame> {
+    if crate::lua::allowed_while_busy(req) {
+        return None;
+    }
+    let busy = node.scripting.busy_error()?;
+    if session.tx.in_multi() {
+        if req.arg(0).eq_ignore_ascii_case(b"exec") {
+            session.tx.queue = None;
+            multi::unwatch_all(node, &mut session.tx);
+            let Frame::Error(text) = &busy else {
+                return Some(busy);
+            };
+            return Some(Frame::error(format!(
+                "EXECABORT Transaction discarded because of: {text}"
+            )));
+        }
+        session.tx.flag();
+    }
+    Some(busy)
+}
+
 fn run_local(node: &Node, session: &mut Session, req: &Request) -> Frame {
     let mut ctx = Ctx {
         node,
@@ -409,6 +434,11 @@ const CLUSTERDOWN: Frame = Frame::err("CLUSTERDOWN Hash slot not served");
 
 /// Decides how to answer `req` under `routing`, starting any forwarding it needs.
 pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Planned {
+    if node.scripting.maybe_busy() {
+        if let Some(busy) = busy_reply(node, session, req) {
+            return Planned::Now(busy);
+        }
+    }
     if routing.standalone {
         return run_here(node, session, req);
     }
@@ -422,7 +452,7 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
             spec
         }
         Some((_, spec))
-            if spec.name.starts_with("eval")
+            if crate::lua::is_script_command(spec.name)
                 && session.authenticated
                 && spec.arity_ok(req.len()) =>
         {

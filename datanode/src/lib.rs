@@ -26,6 +26,7 @@
 //! - [`striped`]: per-thread counters, summed when read (no shared line written per request).
 //! - [`tls`]: TLS on the client port (rustls): settings, certificate loading and reload.
 //! - [`hll`]: HyperLogLog in Redis's byte format (sparse and dense), as plain functions.
+//! - [`lua`]: Lua scripting: EVAL scripts and FUNCTION libraries, engines, BUSY and KILL.
 
 pub mod acl;
 pub mod admin;
@@ -39,6 +40,7 @@ pub mod exec;
 pub mod handoff;
 pub mod hll;
 pub mod http;
+pub mod lua;
 pub mod node;
 pub mod peer;
 pub mod pubsub;

@@ -134,8 +134,8 @@ pub struct Node {
     routing_generation: AtomicU64,
     pub peers: Peers,
     pub handoff: crate::handoff::Handoff,
-    /// The Lua interpreter and script cache (EVAL, SCRIPT).
-    pub scripts: crate::cmd::scripting::Scripts,
+    /// Lua engines, the script cache, function libraries and running scripts.
+    pub scripting: crate::lua::Scripting,
     pub pubsub: Arc<crate::pubsub::PubSub>,
     /// The TLS configuration new TLS connections get (none when TLS is off).
     pub tls: crate::tls::TlsSlot,
@@ -173,6 +173,8 @@ impl Node {
         let acl = crate::acl::Acl::default();
         acl.set_requirepass(config.requirepass.as_deref());
         db.limits.store(&config.encodings);
+        let scripting = crate::lua::Scripting::default();
+        scripting.set_threshold(config.busy_reply_threshold_ms);
         Node {
             db,
             node_id,
@@ -180,7 +182,7 @@ impl Node {
             routing_generation: AtomicU64::new(0),
             peers,
             handoff: crate::handoff::Handoff::default(),
-            scripts: Default::default(),
+            scripting,
             pubsub,
             tls: Default::default(),
             acl,

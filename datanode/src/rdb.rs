@@ -182,6 +182,57 @@ fn canonical_int(s: &[u8]) -> Option<i64> {
     (buf.format(n).as_bytes() == s).then_some(n)
 }
 
+/// RDB's opcode for one function library (Redis 7.0 GA onwards: the library's code).
+const OPCODE_FUNCTION2: u8 = 245;
+/// The opcode of Redis 7.0's release candidates, whose format Redis itself no longer loads.
+const OPCODE_FUNCTION_PRE_GA: u8 = 246;
+
+/// FUNCTION DUMP's payload: each library's code after the function opcode, then the RDB
+/// version and the CRC64, like a DUMP payload. redis-server restores it, and CHKV restores
+/// redis-server's (compressed or not).
+pub fn dump_functions<'a>(codes: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for code in codes {
+        out.push(OPCODE_FUNCTION2);
+        write_len(&mut out, code.len() as u64);
+        out.extend_from_slice(code);
+    }
+    out.extend_from_slice(&RDB_VERSION.to_le_bytes());
+    let crc = crc64(0, &out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Why a FUNCTION RESTORE payload was refused (Redis's texts, without the error code).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FunctionsPayloadError {
+    #[error("payload version or checksum are wrong")]
+    Checksum,
+    #[error("given type is not a function")]
+    NotAFunction,
+    #[error("Pre-GA function format not supported")]
+    PreGa,
+    #[error("failed loading the given functions payload")]
+    Malformed,
+}
+
+/// The libraries' code in a FUNCTION DUMP payload.
+pub fn read_functions(payload: &[u8]) -> Result<Vec<Vec<u8>>, FunctionsPayloadError> {
+    let body = verify(payload).map_err(|_| FunctionsPayloadError::Checksum)?;
+    let mut r = Reader { buf: body, pos: 0 };
+    let mut out = Vec::new();
+    while r.pos < body.len() {
+        match r.byte().map_err(|_| FunctionsPayloadError::Malformed)? {
+            OPCODE_FUNCTION2 => {
+                out.push(r.string().map_err(|_| FunctionsPayloadError::Malformed)?)
+            }
+            OPCODE_FUNCTION_PRE_GA => return Err(FunctionsPayloadError::PreGa),
+            _ => return Err(FunctionsPayloadError::NotAFunction),
+        }
+    }
+    Ok(out)
+}
+
 // ---- reading ----
 
 /// Checks the footer and returns the object bytes (type byte and encoding).
@@ -567,6 +618,23 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
             .collect()
+    }
+
+    #[test]
+    fn function_payloads_roundtrip_and_are_checked() {
+        let codes: [&[u8]; 2] = [b"#!lua name=a\nredis.register_function('a', function() return 1 end)", b"#!lua name=b\n"];
+        let p = dump_functions(codes);
+        assert_eq!(p[0], OPCODE_FUNCTION2);
+        let back = read_functions(&p).expect("reads");
+        assert_eq!(back, vec![codes[0].to_vec(), codes[1].to_vec()]);
+        assert_eq!(read_functions(&dump_functions([])), Ok(vec![]));
+        let mut bad = p.clone();
+        bad[3] ^= 1;
+        assert_eq!(read_functions(&bad), Err(FunctionsPayloadError::Checksum));
+        assert_eq!(read_functions(b"bad_payload"), Err(FunctionsPayloadError::Checksum));
+        // A key's DUMP payload is not a function.
+        let key = dump(&Value::Str(b"x".to_vec().into_boxed_slice()));
+        assert_eq!(read_functions(&key), Err(FunctionsPayloadError::NotAFunction));
     }
 
     #[test]

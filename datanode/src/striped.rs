@@ -25,7 +25,7 @@ const SHARED: usize = 4;
 
 /// This thread's number: threads are numbered in the order they first ask.
 #[inline]
-fn thread_number() -> usize {
+pub(crate) fn thread_number() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         // A const initializer: no lazy-init state to test on every read.

@@ -326,8 +326,13 @@ fn command_getkeys(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         ));
     }
     let inner = Request::from_args(req.iter().skip(2));
-    let keys: Vec<Frame> = c
-        .keys_in(&inner)
+    let positions: Vec<usize> = if crate::lua::is_script_command(c.name) {
+        crate::lua::script_keys(&inner, crate::cmd::ERR_NOT_INT)?.collect()
+    } else {
+        c.keys_in(&inner).collect()
+    };
+    let keys: Vec<Frame> = positions
+        .into_iter()
         .map(|i| Frame::Bulk(req.arg_bytes(i + 2)))
         .collect();
     if keys.is_empty() {

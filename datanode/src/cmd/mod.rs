@@ -15,6 +15,7 @@
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
 //! - [`multi`]: MULTI, EXEC, DISCARD, WATCH and UNWATCH: queued, atomic transactions.
 //! - [`scripting`]: EVAL, EVALSHA and SCRIPT: Lua 5.1 scripts, atomic like EXEC.
+//! - [`functions`]: FUNCTION and FCALL: libraries of Lua functions, on every node.
 //! - [`acl`]: ACL and its subcommands (the rules are in [`crate::acl`]).
 //! - [`hash`]: HSET, HGET and the other hash commands.
 //! - [`set`]: SADD, SINTER and the other set commands.
@@ -27,6 +28,7 @@ pub mod bits;
 pub mod cluster;
 pub mod decimal;
 pub mod docs;
+pub mod functions;
 pub mod hash;
 pub mod hll;
 pub mod keys;
@@ -281,6 +283,7 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(docs::COMMANDS.iter());
         v.extend(multi::COMMANDS.iter());
         v.extend(scripting::COMMANDS.iter());
+        v.extend(functions::COMMANDS.iter());
         v.extend(pubsub::COMMANDS.iter());
         v.extend(acl::COMMANDS.iter());
         v.extend(hash::COMMANDS.iter());
@@ -505,6 +508,28 @@ pub fn acl_gate(
         return Ok(());
     }
     acl_check(node, session, cmd_id, spec, req, now)
+}
+
+/// Whether the connection's user may run `req` (for `redis.acl_check_cmd`): the same rules
+/// as [`acl_gate`], without logging a denial.
+pub fn acl_allows(
+    node: &Node,
+    session: &Session,
+    cmd_id: u32,
+    spec: &CommandSpec,
+    req: &Request,
+) -> bool {
+    let user = match &session.perms {
+        Some(u) if session.acl_generation == node.acl.generation() => u.clone(),
+        _ => match node.acl.get(&session.user) {
+            Some(u) if !u.unrestricted() => u,
+            Some(_) => return true,
+            None => return false,
+        },
+    };
+    let top = table()[(cmd_id & 0xffff) as usize];
+    let args: Vec<&[u8]> = req.iter().collect();
+    user.check(cmd_id, spec, top, &args).is_ok()
 }
 
 #[cold]

@@ -305,7 +305,7 @@ pub fn tx_slots(cmds: &[Request], watch: Option<&Watching>) -> Option<Vec<u16>> 
             if spec.has(KEYSPACE)
                 || spec.has(ADMIN)
                 || spec.has(WRITE)
-                || spec.name.starts_with("eval")
+                || crate::lua::is_script_command(spec.name)
             {
                 return None;
             }

@@ -1,33 +1,14 @@
-//! Lua scripting: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT LOAD/EXISTS/FLUSH, with
-//! Redis's Lua 5.1 (vendored through `mlua`).
+//! EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT (LOAD, EXISTS, FLUSH, KILL): Lua scripts
+//! with Redis 7's semantics. The engine is [`crate::lua`]; these are the commands.
 //!
-//! A node has one Lua state and a cache of scripts by SHA1 ([`Scripts`]). A script runs
-//! atomically like EXEC: it holds the slots of its declared keys (every slot when it runs
-//! inside a transaction that holds them already, see `Db::lock_tx`), and `redis.call` runs
-//! commands through the ordinary dispatcher, which reuses those locks. In a cluster the
-//! declared keys decide where it runs (see `exec::plan`), like a command's keys.
-//!
-//! Conversions follow Redis: integer reply -> number, bulk -> string, nil bulk/array ->
-//! false, array -> table, status -> `{ok=...}`, error -> `{err=...}`; and back: number ->
-//! integer (truncated), string -> bulk, true -> 1, false/nil -> nil bulk, table -> array up
-//! to its first nil, `{ok=}`/`{err=}` -> status/error. `redis.setresp(3)` switches the
-//! replies scripts see to RESP3 types (maps, sets, doubles, booleans, nulls).
-//!
-//! The sandbox: no `io`, `os`, `loadfile`, `dofile`, `require`; reading an unknown global
-//! is an error ("Script attempted to access nonexistent global variable"), and scripts
-//! cannot create globals. A script that runs longer than `lua-time-limit` (5 s) is stopped
-//! with an error; unlike Redis there is no `-BUSY` window nor SCRIPT KILL: the node's
-//! commands wait for the script instead.
+//! A script runs atomically: it holds the slots of its declared keys for its whole run
+//! (every slot when it runs inside EXEC), and the slot of any other key it uses from its
+//! first use to its end. In a cluster the declared keys decide where it runs (see
+//! `exec::plan`), like a command's keys. A script with a `#!lua flags=...` shebang is
+//! checked against its flags first (`no-writes`, `allow-oom`, `no-cluster`...).
 
-use super::{flags::*, resolve_checked, run_command, spec, CommandSpec, Ctx, Reply, NO_KEYS};
-use crate::resp::{Frame, Protocol, Request};
-use bytes::Bytes;
-use chkv_common::key_slot;
-use mlua::{Function, Lua, MultiValue, Table, Value as LuaValue, VmState};
-use parking_lot::Mutex;
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use super::{flags::*, spec, CommandSpec, Ctx, Reply, NO_KEYS};
+use crate::resp::{Frame, Request};
 
 const G: &str = "scripting";
 
@@ -53,7 +34,7 @@ pub static COMMANDS: [CommandSpec; 5] = [
 ];
 
 #[rustfmt::skip]
-static SCRIPT_SUBCOMMANDS: [CommandSpec; 4] = [
+static SCRIPT_SUBCOMMANDS: [CommandSpec; 5] = [
     spec("load", 3, NOSCRIPT | STALE, NO_KEYS, G, "2.6.0",
         "Loads a server-side Lua script to the script cache.", "script", script_load),
     spec("exists", -3, NOSCRIPT | STALE, NO_KEYS, G, "2.6.0",
@@ -62,577 +43,37 @@ static SCRIPT_SUBCOMMANDS: [CommandSpec; 4] = [
     spec("flush", -2, NOSCRIPT, NO_KEYS, G, "2.6.0",
         "Removes all server-side Lua scripts from the script cache.", "[ASYNC | SYNC]",
         script_flush),
+    spec("kill", 2, NOSCRIPT, NO_KEYS, G, "2.6.0",
+        "Terminates a server-side Lua script during execution.", "", script_kill),
     spec("help", 2, LOADING | STALE, NO_KEYS, G, "5.0.0",
         "Returns helpful text about the different subcommands.", "", script_help),
 ];
 
-/// Longest a script may run before it is stopped (Redis's `lua-time-limit` default).
-const TIME_LIMIT: Duration = Duration::from_millis(5000);
-/// Scripts kept in the cache at most; SCRIPT FLUSH empties it.
-const MAX_SCRIPTS: usize = 100_000;
-
-/// A node's Lua state and script cache.
-pub struct Scripts {
-    inner: Mutex<Option<Engine>>,
-}
-
-impl Default for Scripts {
-    fn default() -> Self {
-        Scripts {
-            inner: Mutex::new(None),
-        }
-    }
-}
-
-struct Engine {
-    lua: Lua,
-    /// SHA1 (lower-case hex) -> compiled function.
-    cache: HashMap<String, Function>,
-}
-
-/// The SHA1 of `body`, in lower-case hex (the script's name).
-pub fn sha1hex(body: &[u8]) -> String {
-    sha1_smol::Sha1::from(body).digest().to_string()
-}
-
-fn new_engine() -> mlua::Result<Engine> {
-    use mlua::StdLib;
-    let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH;
-    let lua = Lua::new_with(libs, mlua::LuaOptions::default())?;
-    let g = lua.globals();
-    for name in ["loadfile", "dofile", "require", "module", "load", "print"] {
-        g.raw_set(name, LuaValue::Nil)?;
-    }
-    let redis = lua.create_table()?;
-    redis.raw_set(
-        "sha1hex",
-        lua.create_function(|_, s: mlua::String| Ok(sha1hex(&s.as_bytes())))?,
-    )?;
-    redis.raw_set(
-        "error_reply",
-        lua.create_function(|lua, s: mlua::String| {
-            let t = lua.create_table()?;
-            t.raw_set("err", s)?;
-            Ok(t)
-        })?,
-    )?;
-    redis.raw_set(
-        "status_reply",
-        lua.create_function(|lua, s: mlua::String| {
-            let t = lua.create_table()?;
-            t.raw_set("ok", s)?;
-            Ok(t)
-        })?,
-    )?;
-    redis.raw_set(
-        "log",
-        lua.create_function(|_, (level, msg): (i64, mlua::String)| {
-            tracing::info!(level, msg = %msg.to_string_lossy(), "script log");
-            Ok(())
-        })?,
-    )?;
-    for (name, v) in [
-        ("LOG_DEBUG", 0),
-        ("LOG_VERBOSE", 1),
-        ("LOG_NOTICE", 2),
-        ("LOG_WARNING", 3),
-    ] {
-        redis.raw_set(name, v)?;
-    }
-    g.raw_set("redis", redis)?;
-    // Protected globals: reading an unknown name or creating one is an error.
-    let meta = lua.create_table()?;
-    meta.raw_set(
-        "__index",
-        lua.create_function(|_, (_t, k): (Table, mlua::String)| -> mlua::Result<()> {
-            Err(mlua::Error::runtime(format!(
-                "Script attempted to access nonexistent global variable '{}'",
-                k.to_string_lossy()
-            )))
-        })?,
-    )?;
-    meta.raw_set(
-        "__newindex",
-        lua.create_function(|_, (_t, k): (Table, mlua::String)| -> mlua::Result<()> {
-            Err(mlua::Error::runtime(format!(
-                "Attempt to modify a readonly table: Script attempted to create global variable '{}'",
-                k.to_string_lossy()
-            )))
-        })?,
-    )?;
-    g.set_metatable(Some(meta));
-    Ok(Engine {
-        lua,
-        cache: HashMap::new(),
-    })
-}
-
-impl Engine {
-    fn load(&mut self, body: &[u8]) -> Result<String, Frame> {
-        let sha = sha1hex(body);
-        if self.cache.contains_key(&sha) {
-            return Ok(sha);
-        }
-        if self.cache.len() >= MAX_SCRIPTS {
-            return Err(Frame::err("ERR too many scripts cached; SCRIPT FLUSH"));
-        }
-        let f = self
-            .lua
-            .load(body)
-            .set_name("@user_script")
-            .into_function()
-            .map_err(|e| {
-                Frame::error(format!(
-                    "ERR Error compiling script (new function): {}",
-                    clean_error(&e)
-                ))
-            })?;
-        self.cache.insert(sha.clone(), f);
-        Ok(sha)
-    }
-}
-
-/// A status or error text on one line: like Redis, CR and LF become spaces, so a script can
-/// never end a reply early and inject another.
-fn one_line(s: &str) -> String {
-    s.replace(['\r', '\n'], " ")
-}
-
-/// A Lua error's message without mlua's traceback.
-fn clean_error(e: &mlua::Error) -> String {
-    match e {
-        mlua::Error::RuntimeError(s) | mlua::Error::SyntaxError { message: s, .. } => {
-            s.lines().next().unwrap_or("").to_string()
-        }
-        mlua::Error::CallbackError { cause, .. } => clean_error(cause),
-        mlua::Error::ExternalError(e) => e.to_string(),
-        other => other.to_string().lines().next().unwrap_or("").to_string(),
-    }
-}
-
-/// The key count and positions of an EVAL-family request, or its error.
-pub fn eval_keys(req: &Request) -> Result<std::ops::Range<usize>, Frame> {
-    let n = super::parse_i64(req.arg(2)).ok_or(super::ERR_NOT_INT)?;
-    if n < 0 {
-        return Err(Frame::err("ERR Number of keys can't be negative"));
-    }
-    let n = usize::try_from(n).unwrap_or(usize::MAX);
-    if n > req.len() - 3 {
-        return Err(Frame::err(
-            "ERR Number of keys can't be greater than number of args",
-        ));
-    }
-    Ok(3..3 + n)
-}
-
 fn eval(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    run_script(ctx, req, Source::Body, false)
+    ctx.node.scripting.eval(ctx, req, false, false)
 }
 
 fn evalsha(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    run_script(ctx, req, Source::Sha, false)
+    ctx.node.scripting.eval(ctx, req, true, false)
 }
 
 fn eval_ro(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    run_script(ctx, req, Source::Body, true)
+    ctx.node.scripting.eval(ctx, req, false, true)
 }
 
 fn evalsha_ro(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    run_script(ctx, req, Source::Sha, true)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Source {
-    Body,
-    Sha,
-}
-
-fn engine(slot: &mut Option<Engine>) -> Result<&mut Engine, Frame> {
-    if slot.is_none() {
-        *slot = Some(
-            new_engine()
-                .map_err(|e| Frame::error(format!("ERR cannot start the Lua interpreter: {e}")))?,
-        );
-    }
-    slot.as_mut().ok_or(Frame::err("ERR no Lua interpreter"))
-}
-
-fn run_script(ctx: &mut Ctx<'_>, req: &Request, source: Source, read_only: bool) -> Reply {
-    let keys = eval_keys(req)?;
-    // The slots first, then the interpreter: the order EXEC (which holds slots and may run
-    // a script) takes them in too.
-    let slots: Vec<u16> = keys.clone().map(|i| key_slot(req.arg(i))).collect();
-    let _lock = ctx.node.db.lock_tx(Some(slots));
-    let scripts = &ctx.node.scripts;
-    let mut guard = scripts.inner.lock();
-    let eng = engine(&mut guard)?;
-    let f = match source {
-        Source::Body => {
-            let sha = eng.load(req.arg(1))?;
-            eng.cache.get(&sha).cloned()
-        }
-        Source::Sha => {
-            let sha = String::from_utf8_lossy(req.arg(1)).to_ascii_lowercase();
-            eng.cache.get(&sha).cloned()
-        }
-    };
-    let Some(f) = f else {
-        return Err(Frame::err("NOSCRIPT No matching script. Please use EVAL."));
-    };
-    let lua = eng.lua.clone();
-    let result = call_script(&lua, ctx, req, keys, &f, read_only);
-    drop(_lock);
-    // A script's globals do not outlive it.
-    let _ = lua.globals().raw_set("KEYS", LuaValue::Nil);
-    let _ = lua.globals().raw_set("ARGV", LuaValue::Nil);
-    lua.remove_hook();
-    result
-}
-
-/// The state one script run shares with its `redis.*` callbacks.
-struct Run<'c, 'n> {
-    ctx: &'c mut Ctx<'n>,
-    resp3: bool,
-    read_only: bool,
-}
-
-fn call_script(
-    lua: &Lua,
-    ctx: &mut Ctx<'_>,
-    req: &Request,
-    keys: std::ops::Range<usize>,
-    f: &Function,
-    read_only: bool,
-) -> Reply {
-    let lua_err = |e: mlua::Error| Frame::error(format!("ERR {}", clean_error(&e)));
-    let g = lua.globals();
-    let key_t = lua.create_table().map_err(lua_err)?;
-    for (n, i) in keys.clone().enumerate() {
-        key_t
-            .raw_set(n + 1, lua.create_string(req.arg(i)).map_err(lua_err)?)
-            .map_err(lua_err)?;
-    }
-    let argv = lua.create_table().map_err(lua_err)?;
-    for (n, i) in (keys.end..req.len()).enumerate() {
-        argv.raw_set(n + 1, lua.create_string(req.arg(i)).map_err(lua_err)?)
-            .map_err(lua_err)?;
-    }
-    g.raw_set("KEYS", key_t).map_err(lua_err)?;
-    g.raw_set("ARGV", argv).map_err(lua_err)?;
-    let started = Instant::now();
-    lua.set_hook(
-        mlua::HookTriggers::new().every_nth_instruction(100_000),
-        move |_, _| {
-            if started.elapsed() > TIME_LIMIT {
-                Err(mlua::Error::runtime(
-                    "Script killed: it ran longer than lua-time-limit",
-                ))
-            } else {
-                Ok(VmState::Continue)
-            }
-        },
-    );
-    let run = RefCell::new(Run {
-        ctx,
-        resp3: false,
-        read_only,
-    });
-    let out = lua.scope(|scope| {
-        let redis: Table = g.raw_get("redis")?;
-        let run_ref = &run;
-        redis.raw_set(
-            "call",
-            scope.create_function(move |lua, args: MultiValue| {
-                let reply = redis_call(run_ref, args)?;
-                let resp3 = run_ref.borrow().resp3;
-                match reply {
-                    Frame::Error(e) => Err(mlua::Error::runtime(e.into_owned())),
-                    f => frame_to_lua(lua, f, resp3),
-                }
-            })?,
-        )?;
-        redis.raw_set(
-            "pcall",
-            scope.create_function(move |lua, args: MultiValue| {
-                let reply = match redis_call(run_ref, args) {
-                    Ok(r) => r,
-                    Err(e) => Frame::error(clean_error(&e)),
-                };
-                let resp3 = run_ref.borrow().resp3;
-                frame_to_lua(lua, reply, resp3)
-            })?,
-        )?;
-        redis.raw_set(
-            "setresp",
-            scope.create_function(move |_, v: i64| {
-                match v {
-                    2 => run_ref.borrow_mut().resp3 = false,
-                    3 => run_ref.borrow_mut().resp3 = true,
-                    _ => return Err(mlua::Error::runtime("RESP version must be 2 or 3.")),
-                }
-                Ok(())
-            })?,
-        )?;
-        let v: LuaValue = f.call(())?;
-        Ok(v)
-    });
-    let proto = run.borrow().ctx.session.proto;
-    match out {
-        Ok(v) => Ok(lua_to_frame(&v, proto == Protocol::Resp3, 0)),
-        Err(e) => {
-            let msg = clean_error(&e);
-            // An error reply raised with redis.call keeps its code; others are ERR.
-            let msg = msg
-                .strip_prefix("user_script:")
-                .map(|rest| format!("ERR user_script:{rest}"))
-                .unwrap_or_else(|| {
-                    if msg.split(' ').next().is_some_and(|c| {
-                        !c.is_empty() && c.chars().all(|ch| ch.is_ascii_uppercase())
-                    }) {
-                        msg.clone()
-                    } else {
-                        format!("ERR {msg}")
-                    }
-                });
-            Err(Frame::error(format!(
-                "{} script: {}, on @user_script.",
-                one_line(&msg),
-                sha1hex(req.arg(1))
-            )))
-        }
-    }
-}
-
-/// Runs one `redis.call`/`redis.pcall`: the command's reply (errors as `Frame::Error`), or a
-/// Lua error for a call that cannot be made at all.
-fn redis_call(run: &RefCell<Run<'_, '_>>, args: MultiValue) -> mlua::Result<Frame> {
-    if args.is_empty() {
-        return Err(mlua::Error::runtime(
-            "Please specify at least one argument for this redis lib call",
-        ));
-    }
-    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(args.len());
-    for a in args.iter() {
-        match a {
-            LuaValue::String(s) => parts.push(s.as_bytes().to_vec()),
-            LuaValue::Integer(i) => parts.push(i.to_string().into_bytes()),
-            LuaValue::Number(n) => parts.push(lua_number(*n).into_bytes()),
-            _ => {
-                return Err(mlua::Error::runtime(
-                    "Lua redis lib command arguments must be strings or integers",
-                ))
-            }
-        }
-    }
-    let req = Request::from_args(&parts);
-    let spec = match resolve_checked(&req) {
-        Ok((spec, _)) => spec,
-        Err(Frame::Error(e)) if e.starts_with("ERR unknown command") => {
-            return Ok(Frame::err("ERR Unknown Redis command called from script"))
-        }
-        Err(Frame::Error(e)) if e.starts_with("ERR wrong number") => {
-            return Ok(Frame::err(
-                "ERR Wrong number of args calling Redis command from script",
-            ))
-        }
-        Err(e) => return Ok(e),
-    };
-    let mut r = run.borrow_mut();
-    if spec.has(NOSCRIPT) {
-        return Ok(Frame::err(
-            "ERR This Redis command is not allowed from script",
-        ));
-    }
-    if r.read_only && spec.has(WRITE) {
-        return Ok(Frame::err(
-            "ERR Write commands are not allowed from read-only scripts.",
-        ));
-    }
-    let ctx = &mut *r.ctx;
-    let was = std::mem::replace(&mut ctx.session.tx.running, true);
-    let reply = run_command(ctx, &req);
-    ctx.session.tx.running = was;
-    Ok(reply)
-}
-
-/// A Lua number as Redis passes it to a command (`%.17g`).
-fn lua_number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e17 {
-        format!("{}", n as i64)
-    } else {
-        format!("{n}")
-    }
-}
-
-fn frame_to_lua(lua: &Lua, f: Frame, resp3: bool) -> mlua::Result<LuaValue> {
-    Ok(match f {
-        Frame::Integer(i) => LuaValue::Integer(i),
-        Frame::Bulk(b) | Frame::Verbatim(b) => LuaValue::String(lua.create_string(&b)?),
-        Frame::Simple(s) => {
-            let t = lua.create_table()?;
-            t.raw_set("ok", s.as_ref())?;
-            LuaValue::Table(t)
-        }
-        Frame::Error(e) => {
-            let t = lua.create_table()?;
-            t.raw_set("err", e.as_ref())?;
-            LuaValue::Table(t)
-        }
-        Frame::Null | Frame::NullArray => {
-            if resp3 {
-                LuaValue::Nil
-            } else {
-                LuaValue::Boolean(false)
-            }
-        }
-        Frame::Array(items) | Frame::Push(items) => {
-            let t = lua.create_table()?;
-            for (i, item) in items.into_iter().enumerate() {
-                t.raw_set(i + 1, frame_to_lua(lua, item, resp3)?)?;
-            }
-            LuaValue::Table(t)
-        }
-        Frame::Map(pairs) if resp3 => {
-            let m = lua.create_table()?;
-            for (k, v) in pairs {
-                m.raw_set(frame_to_lua(lua, k, resp3)?, frame_to_lua(lua, v, resp3)?)?;
-            }
-            let t = lua.create_table()?;
-            t.raw_set("map", m)?;
-            LuaValue::Table(t)
-        }
-        Frame::Map(pairs) => {
-            let t = lua.create_table()?;
-            let mut i = 1;
-            for (k, v) in pairs {
-                t.raw_set(i, frame_to_lua(lua, k, resp3)?)?;
-                t.raw_set(i + 1, frame_to_lua(lua, v, resp3)?)?;
-                i += 2;
-            }
-            LuaValue::Table(t)
-        }
-        Frame::Set(items) if resp3 => {
-            let s = lua.create_table()?;
-            for item in items {
-                s.raw_set(frame_to_lua(lua, item, resp3)?, true)?;
-            }
-            let t = lua.create_table()?;
-            t.raw_set("set", s)?;
-            LuaValue::Table(t)
-        }
-        Frame::Set(items) => {
-            let t = lua.create_table()?;
-            for (i, item) in items.into_iter().enumerate() {
-                t.raw_set(i + 1, frame_to_lua(lua, item, resp3)?)?;
-            }
-            LuaValue::Table(t)
-        }
-        Frame::Double(d) if resp3 => {
-            let t = lua.create_table()?;
-            t.raw_set("double", d)?;
-            LuaValue::Table(t)
-        }
-        Frame::Double(d) => LuaValue::String(lua.create_string(lua_number(d))?),
-        Frame::Boolean(b) if resp3 => LuaValue::Boolean(b),
-        Frame::Boolean(b) => LuaValue::Integer(b as i64),
-    })
-}
-
-/// Converts a script's result to a reply (Redis's rules; nested tables up to a depth).
-fn lua_to_frame(v: &LuaValue, resp3: bool, depth: usize) -> Frame {
-    if depth > 1000 {
-        return Frame::err("ERR reached lua stack limit");
-    }
-    match v {
-        LuaValue::Nil => Frame::Null,
-        LuaValue::Boolean(true) => {
-            if resp3 {
-                Frame::Boolean(true)
-            } else {
-                Frame::Integer(1)
-            }
-        }
-        LuaValue::Boolean(false) => {
-            if resp3 {
-                Frame::Boolean(false)
-            } else {
-                Frame::Null
-            }
-        }
-        LuaValue::Integer(i) => Frame::Integer(*i),
-        LuaValue::Number(n) => Frame::Integer(*n as i64),
-        LuaValue::String(s) => Frame::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
-        LuaValue::Table(t) => {
-            if let Ok(LuaValue::String(e)) = t.raw_get::<LuaValue>("err") {
-                let text = one_line(&e.to_string_lossy());
-                // Like Redis: an error without a code gets none added, but is never empty.
-                return Frame::error(if text.is_empty() { "ERR".into() } else { text });
-            }
-            if let Ok(LuaValue::String(s)) = t.raw_get::<LuaValue>("ok") {
-                return Frame::simple_owned(&one_line(&s.to_string_lossy()));
-            }
-            if let Ok(LuaValue::Number(d)) = t.raw_get::<LuaValue>("double") {
-                return Frame::Double(d);
-            }
-            if let Ok(LuaValue::Table(m)) = t.raw_get::<LuaValue>("map") {
-                let pairs: Vec<(Frame, Frame)> = m
-                    .pairs::<LuaValue, LuaValue>()
-                    .filter_map(Result::ok)
-                    .map(|(k, v)| {
-                        (
-                            lua_to_frame(&k, resp3, depth + 1),
-                            lua_to_frame(&v, resp3, depth + 1),
-                        )
-                    })
-                    .collect();
-                return if resp3 {
-                    Frame::Map(pairs)
-                } else {
-                    Frame::Array(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
-                };
-            }
-            if let Ok(LuaValue::Table(s)) = t.raw_get::<LuaValue>("set") {
-                let items: Vec<Frame> = s
-                    .pairs::<LuaValue, LuaValue>()
-                    .filter_map(Result::ok)
-                    .map(|(k, _)| lua_to_frame(&k, resp3, depth + 1))
-                    .collect();
-                return if resp3 {
-                    Frame::Set(items)
-                } else {
-                    Frame::Array(items)
-                };
-            }
-            let mut items = Vec::new();
-            let mut i = 1;
-            loop {
-                match t.raw_get::<LuaValue>(i) {
-                    Ok(LuaValue::Nil) | Err(_) => break,
-                    Ok(v) => items.push(lua_to_frame(&v, resp3, depth + 1)),
-                }
-                i += 1;
-            }
-            Frame::Array(items)
-        }
-        _ => Frame::Null,
-    }
+    ctx.node.scripting.eval(ctx, req, true, true)
 }
 
 fn script_load(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let mut guard = ctx.node.scripts.inner.lock();
-    let eng = engine(&mut guard)?;
-    Ok(Frame::bulk(eng.load(req.arg(2))?))
+    Ok(Frame::bulk(ctx.node.scripting.load_script(req.arg(2))?))
 }
 
 fn script_exists(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let guard = ctx.node.scripts.inner.lock();
     let out = req
         .iter()
         .skip(2)
-        .map(|sha| {
-            let sha = String::from_utf8_lossy(sha).to_ascii_lowercase();
-            Frame::Integer(guard.as_ref().is_some_and(|e| e.cache.contains_key(&sha)) as i64)
-        })
+        .map(|sha| Frame::Integer(ctx.node.scripting.script_exists(sha) as i64))
         .collect();
     Ok(Frame::Array(out))
 }
@@ -643,9 +84,12 @@ fn script_flush(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         3 if super::is(req.arg(2), "ASYNC") || super::is(req.arg(2), "SYNC") => {}
         _ => return Err(super::ERR_SYNTAX),
     }
-    // A new interpreter: nothing a script left behind survives.
-    *ctx.node.scripts.inner.lock() = None;
+    ctx.node.scripting.flush_scripts();
     Ok(Frame::ok())
+}
+
+fn script_kill(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    ctx.node.scripting.kill(true)
 }
 
 fn script_help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
@@ -655,6 +99,8 @@ fn script_help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
         "    Return information about the existence of the scripts in the script cache.",
         "FLUSH [ASYNC|SYNC]",
         "    Flush the Lua scripts cache.",
+        "KILL",
+        "    Kill the currently executing Lua script.",
         "LOAD <script>",
         "    Load a script into the scripts cache without executing it.",
         "HELP",
@@ -669,6 +115,7 @@ fn script_help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
 mod tests {
     use super::super::testutil::*;
     use super::*;
+    use crate::resp::Protocol;
 
     #[test]
     fn eval_and_conversions() {
@@ -806,7 +253,7 @@ mod tests {
     fn script_cache() {
         let mut h = Harness::new();
         let body = "return ARGV[1]";
-        let sha = sha1hex(body.as_bytes());
+        let sha = crate::lua::sha1hex(body.as_bytes());
         assert_eq!(
             h.run(&["evalsha", &sha, "0", "x"]),
             err("NOSCRIPT No matching script. Please use EVAL.")

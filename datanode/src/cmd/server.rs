@@ -805,6 +805,15 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
                 &(rss as i64 - used.saturating_add(startup) as i64),
             );
             kv("used_memory_startup", &startup);
+            let sc = &node.scripting;
+            let lua = sc.used_memory();
+            kv("used_memory_lua", &lua);
+            kv("used_memory_vm_eval", &lua);
+            kv("used_memory_lua_human", &bytes_to_human(lua as u64));
+            kv("number_of_cached_scripts", &sc.cached_scripts());
+            let (libs, funcs) = sc.registry().counts();
+            kv("number_of_functions", &funcs);
+            kv("number_of_libraries", &libs);
             kv("mem_allocator", &"mimalloc");
         }
         "stats" => {
@@ -1079,6 +1088,16 @@ static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "busy-reply-threshold",
+        get: |c| c.busy_reply_threshold_ms.to_string(),
+        set: Some(|c, v| set_busy_threshold(c, v)),
+    },
+    Param {
+        name: "lua-time-limit",
+        get: |c| c.busy_reply_threshold_ms.to_string(),
+        set: Some(|c, v| set_busy_threshold(c, v)),
+    },
+    Param {
         name: "databases",
         get: |_| "1".into(),
         set: None,
@@ -1195,6 +1214,14 @@ static PARAMS: &[Param] = &[
     },
 ];
 
+/// `busy-reply-threshold` / `lua-time-limit`: milliseconds, 0..=LONG_MAX as in Redis.
+fn set_busy_threshold(c: &mut crate::config::Config, v: &[u8]) -> Result<(), String> {
+    let n: i64 = parse_num(v)?;
+    c.busy_reply_threshold_ms = u64::try_from(n)
+        .map_err(|_| "argument must be between 0 and 9223372036854775807 inclusive".to_string())?;
+    Ok(())
+}
+
 fn path_param(p: &Option<std::path::PathBuf>) -> String {
     p.as_ref()
         .map(|p| p.display().to_string())
@@ -1299,6 +1326,9 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         db.configure_eviction(&cfg.eviction);
         ctx.node.pubsub.configure(&cfg);
         db.limits.store(&cfg.encodings);
+        ctx.node
+            .scripting
+            .set_threshold(cfg.busy_reply_threshold_ms);
         *published = cfg;
     });
     Ok(Frame::ok())

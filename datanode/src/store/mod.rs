@@ -41,9 +41,10 @@ use bytes::Bytes;
 use chkv_common::{key_slot, SLOT_COUNT};
 use parking_lot::{Mutex, MutexGuard};
 use rand::Rng;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 use table::{Bucket, KeyTable, Kv, Meta, Tag};
 pub use watch::Watcher;
 
@@ -455,6 +456,8 @@ pub struct Db {
     pub limits: value::SharedLimits,
     /// The lazyfree thread's queue, started on first use.
     lazy: std::sync::OnceLock<std::sync::mpsc::Sender<Value>>,
+    /// Lock holders that may keep slots for long (see [`Db::begin_long`]).
+    long_holders: AtomicUsize,
 }
 
 impl Default for Db {
@@ -478,6 +481,7 @@ impl Db {
             removal_hook: std::sync::OnceLock::new(),
             limits: Default::default(),
             lazy: Default::default(),
+            long_holders: AtomicUsize::new(0),
         }
     }
 
@@ -554,9 +558,47 @@ impl Db {
         SlotGuard {
             db: self,
             slot: slot as usize,
-            t: ManuallyDrop::new(self.slots[slot as usize].0.lock()),
+            t: ManuallyDrop::new(self.lock_cell(slot as usize)),
             borrowed: false,
         }
+    }
+
+    /// Locks one slot's mutex. Uncontended, this is the mutex's own fast path; when another
+    /// thread holds it, see [`Db::lock_contended`].
+    #[inline]
+    fn lock_cell(&self, slot: usize) -> MutexGuard<'_, SlotTable> {
+        match self.slots[slot].0.try_lock() {
+            Some(g) => g,
+            None => self.lock_contended(slot),
+        }
+    }
+
+    /// Waits for a slot another thread holds. While a long holder (a script that has run
+    /// past its first milliseconds, see [`Db::begin_long`]) may be the one holding it, the
+    /// wait happens off the async runtime's worker (`block_in_place`): a worker blocked
+    /// here for the whole of a script would otherwise stop serving every other connection it
+    /// carries, SCRIPT KILL included.
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self, slot: usize) -> MutexGuard<'_, SlotTable> {
+        let mutex = &self.slots[slot].0;
+        if self.long_holders.load(Relaxed) > 0 && blocking_allowed() {
+            tokio::task::block_in_place(|| mutex.lock())
+        } else {
+            mutex.lock()
+        }
+    }
+
+    /// Marks the start of a lock holder that may keep its slots for long (a script past its
+    /// first milliseconds): until the matching [`Db::end_long`], threads that wait for a
+    /// slot do it off the runtime's workers.
+    pub fn begin_long(&self) {
+        self.long_holders.fetch_add(1, Relaxed);
+    }
+
+    /// The end of what [`Db::begin_long`] began.
+    pub fn end_long(&self) {
+        self.long_holders.fetch_sub(1, Relaxed);
     }
 
     #[cold]
@@ -599,13 +641,13 @@ impl Db {
         }
         let held = Box::new(match slots {
             None => {
-                for cell in self.slots.iter() {
-                    std::mem::forget(cell.0.lock());
+                for s in 0..SLOT_COUNT {
+                    std::mem::forget(self.lock_cell(s));
                 }
                 Held {
                     db: self,
-                    all: true,
-                    slots: Vec::new(),
+                    all: Cell::new(true),
+                    slots: RefCell::new(Vec::new()),
                 }
             }
             Some(mut slots) => {
@@ -613,12 +655,12 @@ impl Db {
                 slots.dedup();
                 slots.retain(|&s| (s as usize) < SLOT_COUNT);
                 for &s in &slots {
-                    std::mem::forget(self.slots[s as usize].0.lock());
+                    std::mem::forget(self.lock_cell(s as usize));
                 }
                 Held {
                     db: self,
-                    all: false,
-                    slots,
+                    all: Cell::new(false),
+                    slots: RefCell::new(slots),
                 }
             }
         });
@@ -626,6 +668,82 @@ impl Db {
         TxLock {
             db: self,
             held: Some(held),
+        }
+    }
+
+    /// Adds slots to the transaction this thread holds ([`Db::lock_tx`]): `Some(slots)`, or
+    /// `None` for every slot. For a script that reaches keys it did not declare: it holds
+    /// its declared slots and takes the others as it goes, keeping them to its end.
+    ///
+    /// Taking locks out of the global ascending order could deadlock, so this waits only for
+    /// a slot above every slot the thread holds (that is the ascending order); a lower slot
+    /// is only tried, and retried for at most `patience` while its holder finishes. If the
+    /// holder does not let go (it may be waiting for one of ours), this gives up with
+    /// [`SlotBusy`] and the caller fails the command: the transaction never deadlocks.
+    /// Slots taken before giving up stay held until the transaction ends. Without a
+    /// transaction on this thread there is nothing to add to, and this returns at once.
+    pub fn lock_more(&self, slots: Option<&[u16]>, patience: Duration) -> Result<(), SlotBusy> {
+        let held = HELD.with(|h| h.get());
+        if held.is_null() {
+            return Ok(());
+        }
+        // SAFETY: `HELD` points at the `Held` of a `TxLock` alive on this thread's stack.
+        let held = unsafe { &*held };
+        if !std::ptr::eq(held.db, self) || held.all.get() {
+            return Ok(());
+        }
+        let mut wanted: Vec<u16> = match slots {
+            Some(s) => s
+                .iter()
+                .copied()
+                .filter(|&s| (s as usize) < SLOT_COUNT)
+                .collect(),
+            None => (0..SLOT_COUNT as u16).collect(),
+        };
+        wanted.sort_unstable();
+        wanted.dedup();
+        let deadline = Instant::now() + patience;
+        for s in wanted {
+            if held.holds(s) {
+                continue;
+            }
+            let above_all = held.slots.borrow().last().is_none_or(|&max| s > max);
+            let guard = if above_all {
+                self.lock_cell(s as usize)
+            } else {
+                self.try_lock_until(s as usize, deadline).ok_or(SlotBusy(s))?
+            };
+            std::mem::forget(guard);
+            let mut v = held.slots.borrow_mut();
+            let at = v.partition_point(|&x| x < s);
+            v.insert(at, s);
+        }
+        if slots.is_none() {
+            held.slots.borrow_mut().clear();
+            held.all.set(true);
+        }
+        Ok(())
+    }
+
+    /// Tries to lock `slot` until `deadline`, waiting in short steps (off the runtime's
+    /// worker when a long holder is about).
+    fn try_lock_until(&self, slot: usize, deadline: Instant) -> Option<MutexGuard<'_, SlotTable>> {
+        let mutex = &self.slots[slot].0;
+        if let Some(g) = mutex.try_lock() {
+            return Some(g);
+        }
+        let wait = || loop {
+            if let Some(g) = mutex.try_lock_for(Duration::from_millis(1)) {
+                return Some(g);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+        };
+        if self.long_holders.load(Relaxed) > 0 && blocking_allowed() {
+            tokio::task::block_in_place(wait)
+        } else {
+            wait()
         }
     }
 
@@ -857,18 +975,33 @@ impl Db {
 /// it last until 2156.
 const CLOCK_EPOCH_MS: u64 = 1_577_836_800_000;
 
-/// The slots a [`TxLock`] holds.
+/// The slots a [`TxLock`] holds. Only its own thread reads or changes it (through `HELD`);
+/// [`Db::lock_more`] adds slots while the transaction runs.
 struct Held {
     db: *const Db,
-    all: bool,
+    all: Cell<bool>,
     /// Sorted, when not `all`.
-    slots: Vec<u16>,
+    slots: RefCell<Vec<u16>>,
 }
 
 impl Held {
     fn holds(&self, slot: u16) -> bool {
-        self.all || self.slots.binary_search(&slot).is_ok()
+        self.all.get() || self.slots.borrow().binary_search(&slot).is_ok()
     }
+}
+
+/// [`Db::lock_more`] gave up on a slot another thread kept holding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("slot {0} is held by another transaction")]
+pub struct SlotBusy(pub u16);
+
+/// Whether this thread may hand its async runtime worker over and block
+/// (`tokio::task::block_in_place`): on a worker of a multi-threaded runtime, or on any
+/// thread of one (where it simply runs). Not on a current-thread runtime, where it would
+/// panic; there the wait blocks as it always did.
+pub fn blocking_allowed() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 thread_local! {
@@ -890,14 +1023,14 @@ impl Drop for TxLock<'_> {
         };
         HELD.with(|h| h.set(std::ptr::null()));
         let unlock = |s: usize| {
-            // SAFETY: `lock_tx` locked this mutex on this thread and forgot the guard; no
-            // guard handed out since is alive (they borrow from `self`).
+            // SAFETY: `lock_tx` (or `lock_more`) locked this mutex on this thread and forgot
+            // the guard; no guard handed out since is alive (they borrow from `self`).
             unsafe { self.db.slots[s].0.force_unlock() }
         };
-        if held.all {
+        if held.all.get() {
             (0..SLOT_COUNT).for_each(unlock);
         } else {
-            held.slots.iter().for_each(|&s| unlock(s as usize));
+            held.slots.borrow().iter().for_each(|&s| unlock(s as usize));
         }
     }
 }

@@ -1,0 +1,1233 @@
+//! One Lua 5.1 state and what runs in it: the sandbox, the `redis` API, conversions between
+//! replies and Lua values, compiling and running EVAL scripts, loading FUNCTION libraries.
+//!
+//! A node has several engines (see [`super::Scripting`]); they hold the same scripts and
+//! libraries, each compiled where it is used, so scripts on different slots run in
+//! parallel. A script runs start to end on one thread, with its engine to itself.
+//!
+//! **The running script.** `redis.call` and the instruction hook need the script's command
+//! context. It lives on the stack of [`Engine::run`] for the duration of one call into Lua,
+//! and the engine's app data holds a raw pointer to it ([`Current`]); callbacks borrow it for
+//! the length of one callback. Nothing else touches it while Lua runs.
+//!
+//! **Errors** follow Redis: a runtime error becomes a table `{err=...}` (string errors get
+//! `ERR ` in front) with the source and line of the script frame that raised it, and the
+//! reply is `<err> script: <name>, on <source>:<line>.`. `redis.call` raises the command's
+//! error as such a table; `redis.pcall` returns it.
+
+use super::library::{EvalHeader, ScriptFlags};
+use super::RunInfo;
+use crate::cmd::flags::*;
+use crate::cmd::{resolve_checked, run_command, Ctx, Reply};
+use crate::resp::{Frame, Protocol, Request};
+use bytes::Bytes;
+use mlua::{Function, HookTriggers, Lua, MultiValue, StdLib, Table, Value, VmState};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The hook runs every this many Lua instructions (kill, BUSY bookkeeping, load timeout).
+const HOOK_EVERY: u32 = 10_000;
+/// A script running this long is registered as running: SCRIPT KILL, FUNCTION STATS and
+/// the BUSY state see it. Shorter ones never touch shared state.
+const REGISTER_AFTER: Duration = Duration::from_millis(2);
+/// A script running this long moves off the async runtime's worker (see
+/// [`escape_worker`]), so the worker serves its other connections meanwhile.
+const ESCAPE_AFTER: Duration = Duration::from_millis(10);
+/// How long a script waits for a slot it did not declare while another thread holds it.
+const LOCK_PATIENCE: Duration = Duration::from_secs(1);
+/// FUNCTION LOAD's time limit for running a library's code (Redis's).
+pub const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
+/// Nesting limit when converting a script's result to a reply.
+const MAX_DEPTH: usize = 1000;
+
+pub const KILLED: &str = "Script killed by user with SCRIPT KILL...";
+
+/// The chunk name of the sandbox prelude (frames from it are skipped in error positions).
+const PRELUDE_NAME: &str = "=chkv";
+
+/// A compiled EVAL script.
+#[derive(Clone)]
+pub(crate) struct Compiled {
+    pub f: Function,
+    /// `None` without a shebang (Redis's compatibility mode).
+    pub flags: Option<ScriptFlags>,
+}
+
+/// A library as loaded in this engine: the registry's entry and its functions' closures.
+struct LoadedLib {
+    lib: Arc<super::library::Library>,
+    funcs: Vec<(String, Function)>,
+}
+
+/// One function registered while a library's code ran.
+pub(crate) struct Registered {
+    pub def: super::library::FunctionDef,
+    pub f: Function,
+}
+
+/// What `redis.register_function` collects while FUNCTION LOAD runs a library.
+struct Loading {
+    registered: Vec<Registered>,
+    deadline: Instant,
+}
+
+/// App data: the script running now (see the module docs).
+#[derive(Clone, Copy)]
+struct Current(*mut Run<'static, 'static>);
+// SAFETY: the pointer is only dereferenced on the thread running the script, while the
+// `Run` it points at is alive on that thread's stack; the engine's mutex serializes users.
+unsafe impl Send for Current {}
+
+pub(crate) struct Engine {
+    lua: Lua,
+    /// The runtime globals behind the scripts' read-only `_G`.
+    real: Table,
+    /// The read-only `_G` scripts and libraries see.
+    env: Table,
+    /// Prelude: `run(f [, keys, args])` and `load_run(f)`.
+    runner: Function,
+    loader: Function,
+    /// The node's script-cache epoch this engine was made in (SCRIPT FLUSH starts over).
+    pub epoch: u64,
+    scripts: HashMap<String, Compiled>,
+    libs: HashMap<String, LoadedLib>,
+    /// The registry generation `functions` was built from.
+    functions_gen: u64,
+    /// Lower-case function name -> closure, flags and name.
+    functions: HashMap<String, (Function, ScriptFlags, String)>,
+}
+
+/// A Lua error's message without mlua's traceback.
+pub fn clean_error(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::RuntimeError(s) | mlua::Error::SyntaxError { message: s, .. } => {
+            s.lines().next().unwrap_or("").to_string()
+        }
+        mlua::Error::CallbackError { cause, .. } => clean_error(cause),
+        mlua::Error::WithContext { cause, .. } => clean_error(cause),
+        mlua::Error::ExternalError(e) => e.to_string(),
+        mlua::Error::BadArgument { pos, name, cause, .. } => match name {
+            Some(n) => format!("bad argument #{pos} to '{n}' ({})", clean_error(cause)),
+            None => format!("bad argument #{pos} ({})", clean_error(cause)),
+        },
+        mlua::Error::FromLuaConversionError { from, to, .. } => {
+            format!("{to} expected, got {from}")
+        }
+        other => other.to_string().lines().next().unwrap_or("").to_string(),
+    }
+}
+
+fn rt(msg: impl Into<String>) -> mlua::Error {
+    mlua::Error::runtime(msg.into())
+}
+
+/// A status or error text on one line: like Redis, CR and LF become spaces, so a script can
+/// never end a reply early and inject another.
+pub fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
+/// Formats a Lua number the way Redis passes it to a command (`%.17g`).
+pub fn fmt_number(n: f64) -> String {
+    if n.is_nan() {
+        return "nan".into();
+    }
+    if n.is_infinite() {
+        return if n > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if n == 0.0 {
+        return if n.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    // %g: scientific when the exponent is < -4 or >= the precision (17).
+    let sci = format!("{:.16e}", n);
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..17).contains(&exp) {
+        let mant = trim_zeros(mant);
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mant}e{sign}{:02}", exp.abs());
+    }
+    let decimals = (16 - exp).max(0) as usize;
+    trim_zeros(&format!("{:.*}", decimals, n)).to_string()
+}
+
+fn trim_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+impl Engine {
+    pub fn new(epoch: u64) -> mlua::Result<Engine> {
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+            mlua::LuaOptions::default(),
+        )?;
+        let real = lua.globals();
+        for name in [
+            "loadfile", "dofile", "require", "module", "load", "print", "package",
+        ] {
+            real.raw_set(name, Value::Nil)?;
+        }
+        let redis = lua.create_table()?;
+        register_redis_api(&lua, &redis)?;
+        real.raw_set("redis", redis)?;
+        super::libs::register(&lua, &real)?;
+        let loadenv = lua.create_table()?;
+        let load_redis = lua.create_table()?;
+        register_load_api(&lua, &load_redis)?;
+        loadenv.raw_set("redis", load_redis)?;
+
+        let rawcall = lua.create_function(rawcall)?;
+        let handler = lua.create_function(error_handler)?;
+        let killed = lua.create_function(|lua, ()| Ok(is_killed(lua)))?;
+        let prelude = lua
+            .load(include_str!("prelude.lua"))
+            .set_name(PRELUDE_NAME)
+            .into_function()?;
+        let (env, runner, loader): (Table, Function, Function) =
+            prelude.call((real.clone(), loadenv, rawcall, handler, killed, KILLED))?;
+        lua.set_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), hook);
+        Ok(Engine {
+            lua,
+            real,
+            env,
+            runner,
+            loader,
+            epoch,
+            scripts: HashMap::new(),
+            libs: HashMap::new(),
+            functions_gen: u64::MAX,
+            functions: HashMap::new(),
+        })
+    }
+
+    /// Bytes the Lua state uses (INFO's `used_memory_lua`).
+    pub fn used_memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+
+    /// The compiled script of `sha`, if this engine has it.
+    pub fn script(&self, sha: &str) -> Option<Compiled> {
+        self.scripts.get(sha).cloned()
+    }
+
+    /// Compiles an EVAL script (its shebang read first) and keeps it under `sha`. The error
+    /// is the reply.
+    pub fn compile(&mut self, sha: &str, body: &[u8]) -> Result<Compiled, Frame> {
+        let (flags, code) = match super::library::eval_header(body) {
+            Ok(EvalHeader::Legacy) => (None, body),
+            Ok(EvalHeader::Shebang { flags, code_at }) => {
+                (Some(flags), body.get(code_at..).unwrap_or(b""))
+            }
+            Err(e) => return Err(Frame::error(format!("ERR {e}"))),
+        };
+        let f = self
+            .lua
+            .load(code)
+            .set_name("@user_script")
+            .set_environment(self.env.clone())
+            .into_function()
+            .map_err(|e| {
+                Frame::error(one_line(&format!(
+                    "ERR Error compiling script (new function): {}",
+                    clean_error(&e)
+                )))
+            })?;
+        let c = Compiled { f, flags };
+        self.scripts.insert(sha.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Runs a library's code with the load-time globals and returns the functions it
+    /// registered, or Redis's error text.
+    pub fn load_library(&mut self, code: &[u8], timeout: Duration) -> Result<Vec<Registered>, String> {
+        let (_, code_at) = super::library::library_header(code)?;
+        let f = self
+            .lua
+            .load(code.get(code_at..).unwrap_or(b""))
+            .set_name("@user_function")
+            .set_environment(self.env.clone())
+            .into_function()
+            .map_err(|e| format!("Error compiling function: {}", clean_error(&e)))?;
+        self.lua.set_app_data(Loading {
+            registered: Vec::new(),
+            deadline: Instant::now() + timeout,
+        });
+        let out: mlua::Result<(bool, Value)> = self.loader.call(f);
+        let loading = self.lua.remove_app_data::<Loading>();
+        let (ok, err) = out.map_err(|e| format!("Error registering functions: {}", clean_error(&e)))?;
+        if !ok {
+            let msg = error_text(&err);
+            let msg = msg.strip_prefix("ERR ").unwrap_or(&msg);
+            return Err(format!("Error registering functions: {msg}"));
+        }
+        let registered = loading.map(|l| l.registered).unwrap_or_default();
+        if registered.is_empty() {
+            return Err("No functions registered".into());
+        }
+        Ok(registered)
+    }
+
+    /// Keeps the functions of `lib`, just loaded here by [`Engine::load_library`].
+    pub fn adopt(&mut self, lib: Arc<super::library::Library>, registered: Vec<Registered>) {
+        let funcs = registered
+            .into_iter()
+            .map(|r| (r.def.name.to_ascii_lowercase(), r.f))
+            .collect();
+        self.libs.insert(lib.name.clone(), LoadedLib { lib, funcs });
+        // The function map is rebuilt at the next lookup.
+        self.functions_gen = u64::MAX;
+    }
+
+    /// The function `name` (case-insensitive) of `registry`, loading what this engine has
+    /// not loaded of it yet.
+    pub fn function(
+        &mut self,
+        registry: &super::library::Registry,
+        name: &str,
+    ) -> Option<(Function, ScriptFlags, String)> {
+        if self.functions_gen != registry.generation {
+            self.sync(registry);
+        }
+        self.functions.get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    /// Whether the function map is current for registry generation `generation`.
+    pub fn functions_current(&self, generation: u64) -> bool {
+        self.functions_gen == generation
+    }
+
+    pub fn cached_function(&self, name: &str) -> Option<(Function, ScriptFlags, String)> {
+        self.functions.get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    fn sync(&mut self, registry: &super::library::Registry) {
+        self.libs.retain(|name, l| {
+            registry
+                .library(name)
+                .is_some_and(|r| Arc::ptr_eq(r, &l.lib))
+        });
+        for lib in registry.libraries() {
+            if self.libs.contains_key(&lib.name) {
+                continue;
+            }
+            // The code loaded once already: a generous limit, only against a stuck engine.
+            match self.load_library(&lib.code, Duration::from_secs(30)) {
+                Ok(reg) => {
+                    let funcs = reg
+                        .into_iter()
+                        .map(|r| (r.def.name.to_ascii_lowercase(), r.f))
+                        .collect();
+                    self.libs.insert(
+                        lib.name.clone(),
+                        LoadedLib {
+                            lib: lib.clone(),
+                            funcs,
+                        },
+                    );
+                }
+                Err(e) => tracing::warn!(library = %lib.name, error = %e, "library failed to load in an engine"),
+            }
+        }
+        self.functions.clear();
+        for l in self.libs.values() {
+            for def in &l.lib.functions {
+                let key = def.name.to_ascii_lowercase();
+                if let Some((_, f)) = l.funcs.iter().find(|(n, _)| *n == key) {
+                    self.functions
+                        .insert(key, (f.clone(), def.flags, def.name.clone()));
+                }
+            }
+        }
+        self.functions_gen = registry.generation;
+    }
+
+    /// Runs `f` (a script when `function` is false: KEYS and ARGV become globals; else a
+    /// function called with the keys and arguments tables) for the command in `ctx`.
+    pub fn run(&mut self, run: &mut Run<'_, '_>, f: &Function) -> Reply {
+        let lua_err = |e: mlua::Error| Frame::error(format!("ERR {}", clean_error(&e)));
+        let req = run.req;
+        let keys = run.keys.clone();
+        let key_t = self
+            .lua
+            .create_table_with_capacity(keys.len(), 0)
+            .map_err(lua_err)?;
+        for (n, i) in keys.clone().enumerate() {
+            key_t
+                .raw_set(n + 1, self.lua.create_string(req.arg(i)).map_err(lua_err)?)
+                .map_err(lua_err)?;
+        }
+        let argv = self
+            .lua
+            .create_table_with_capacity(req.len() - keys.end, 0)
+            .map_err(lua_err)?;
+        for (n, i) in (keys.end..req.len()).enumerate() {
+            argv.raw_set(n + 1, self.lua.create_string(req.arg(i)).map_err(lua_err)?)
+                .map_err(lua_err)?;
+        }
+        let is_eval = run.is_eval;
+        if is_eval {
+            self.real.raw_set("KEYS", key_t.clone()).map_err(lua_err)?;
+            self.real.raw_set("ARGV", argv.clone()).map_err(lua_err)?;
+        }
+        let ptr: *mut Run<'_, '_> = run;
+        self.lua
+            .set_app_data(Current(ptr as *mut Run<'static, 'static>));
+        let out: mlua::Result<(bool, Value)> = if is_eval {
+            self.runner.call(f.clone())
+        } else {
+            self.runner.call((f.clone(), key_t, argv))
+        };
+        self.lua.remove_app_data::<Current>();
+        if is_eval {
+            let _ = self.real.raw_set("KEYS", Value::Nil);
+            let _ = self.real.raw_set("ARGV", Value::Nil);
+        }
+        let resp3 = run.ctx.session.proto == Protocol::Resp3;
+        match out {
+            Ok((true, v)) => Ok(lua_to_frame(&v, resp3, 0)),
+            Ok((false, err)) => Err(run.error_reply(&err)),
+            Err(e) => Err(Frame::error(one_line(&format!(
+                "ERR {} script: {}",
+                clean_error(&e),
+                run.name
+            )))),
+        }
+    }
+}
+
+/// The state one script run shares with `redis.call` and the hook.
+pub(crate) struct Run<'c, 'n> {
+    pub ctx: &'c mut Ctx<'n>,
+    pub req: &'c Request,
+    pub keys: std::ops::Range<usize>,
+    /// The script's sha or the function's name (error messages, FUNCTION STATS).
+    pub name: String,
+    pub is_eval: bool,
+    /// `redis.setresp(3)`: replies reach the script as RESP3 types.
+    pub resp3: bool,
+    /// EVAL_RO/FCALL_RO, or the `no-writes` flag: write commands are refused.
+    pub read_only: bool,
+    /// `allow-oom`: commands that need memory run even over `maxmemory`.
+    pub allow_oom: bool,
+    /// A write command ran: the script can no longer be killed, nor refused for memory.
+    pub wrote: bool,
+    /// Whether memory was short when the script first needed it (checked once).
+    oom: Option<bool>,
+    /// `allow-cross-slot-keys`: keys of several slots may be used (on one node).
+    pub cross_slot: bool,
+    /// The slot keys must be in (cluster-aware connections), from the first key seen.
+    slot: Option<u16>,
+    started: Instant,
+    /// Set once the script has run [`REGISTER_AFTER`].
+    info: Option<Arc<RunInfo>>,
+    escaped: bool,
+}
+
+impl<'c, 'n> Run<'c, 'n> {
+    pub fn new(
+        ctx: &'c mut Ctx<'n>,
+        req: &'c Request,
+        keys: std::ops::Range<usize>,
+        name: String,
+        is_eval: bool,
+    ) -> Run<'c, 'n> {
+        let slot = keys.clone().next().map(|i| chkv_common::key_slot(req.arg(i)));
+        Run {
+            ctx,
+            req,
+            keys,
+            name,
+            is_eval,
+            resp3: false,
+            read_only: false,
+            allow_oom: false,
+            wrote: false,
+            oom: None,
+            cross_slot: false,
+            slot,
+            started: Instant::now(),
+            info: None,
+            escaped: false,
+        }
+    }
+
+    /// Cleans up after the script: its entry among the running scripts, its long-holder
+    /// mark.
+    pub fn finish(&mut self) {
+        if let Some(info) = self.info.take() {
+            self.ctx.node.scripting.unregister(&info);
+        }
+        if self.escaped {
+            self.escaped = false;
+            self.ctx.node.db.end_long();
+        }
+    }
+
+    /// The reply for a script that failed with `err` (the handler's table).
+    fn error_reply(&self, err: &Value) -> Frame {
+        let (msg, source, line) = match err {
+            Value::Table(t) => (
+                t.raw_get::<Option<mlua::String>>("err")
+                    .ok()
+                    .flatten()
+                    .map(|s| s.to_string_lossy())
+                    .unwrap_or_else(|| "ERR unknown error".into()),
+                t.raw_get::<Option<mlua::String>>("source")
+                    .ok()
+                    .flatten()
+                    .map(|s| s.to_string_lossy()),
+                t.raw_get::<Option<i64>>("line").ok().flatten(),
+            ),
+            other => (format!("ERR {}", error_text(other)), None, None),
+        };
+        let text = match (source, line) {
+            (Some(s), Some(l)) => format!("{msg} script: {}, on {s}:{l}.", self.name),
+            _ => format!("{msg} script: {}.", self.name),
+        };
+        Frame::error(one_line(&text))
+    }
+
+    /// The hook's work: registration once the script runs for long, moving off the worker,
+    /// and the kill.
+    fn tick(&mut self) -> mlua::Result<()> {
+        let el = self.started.elapsed();
+        if self.info.is_none() && el >= REGISTER_AFTER {
+            let info = self.ctx.node.scripting.register(RunInfo::new(
+                self.started,
+                self.is_eval,
+                self.name.clone(),
+                self.req.iter().map(Bytes::copy_from_slice).collect(),
+                self.wrote,
+            ));
+            self.info = Some(info);
+        }
+        if !self.escaped && el >= ESCAPE_AFTER {
+            self.escaped = true;
+            self.ctx.node.db.begin_long();
+            escape_worker();
+        }
+        if self.killed() {
+            return Err(rt(KILLED));
+        }
+        Ok(())
+    }
+
+    fn killed(&self) -> bool {
+        self.info
+            .as_ref()
+            .is_some_and(|i| i.killed.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Runs one command for `redis.call`/`redis.pcall`: its reply, errors included.
+    fn command(&mut self, req: &Request) -> Frame {
+        let (spec, cmd_id) = match resolve_checked(req) {
+            Ok(r) => r,
+            Err(Frame::Error(e)) if e.starts_with("ERR unknown command") => {
+                return Frame::err("ERR Unknown Redis command called from script")
+            }
+            Err(Frame::Error(e)) if e.starts_with("ERR wrong number") => {
+                return Frame::err("ERR Wrong number of args calling Redis command from script")
+            }
+            Err(e) => return e,
+        };
+        let node = self.ctx.node;
+        let idx = (cmd_id & 0xffff) as usize;
+        if spec.has(NOSCRIPT) {
+            node.cmdstats.reject(idx);
+            return Frame::err("ERR This Redis command is not allowed from script");
+        }
+        if spec.has(WRITE) {
+            if self.read_only {
+                node.cmdstats.reject(idx);
+                return Frame::err("ERR Write commands are not allowed from read-only scripts.");
+            }
+        }
+        if spec.has(DENYOOM) && !self.allow_oom && !self.wrote {
+            let oom = *self
+                .oom
+                .get_or_insert_with(|| node.db.make_room(self.ctx.now).is_err());
+            if oom {
+                node.cmdstats.reject(idx);
+                return crate::cmd::ERR_OOM;
+            }
+        }
+        // The slots the command will lock: its keys', or every slot for a command that
+        // works on the keyspace or the server.
+        let keys: Vec<u16> = spec
+            .keys_in(req)
+            .map(|i| chkv_common::key_slot(req.arg(i)))
+            .collect();
+        let whole = spec.first_key <= 0 && (spec.has(KEYSPACE) || spec.has(ADMIN) || spec.has(WRITE));
+        if let Some(e) = self.check_keys(&keys) {
+            return e;
+        }
+        let locked = if whole {
+            node.db.lock_more(None, LOCK_PATIENCE)
+        } else {
+            node.db.lock_more(Some(&keys), LOCK_PATIENCE)
+        };
+        if let Err(busy) = locked {
+            return Frame::error(format!(
+                "ERR the script could not lock slot {} (another transaction holds it; declare the keys a script uses)",
+                busy.0
+            ));
+        }
+        if spec.has(WRITE) {
+            self.wrote = true;
+            if let Some(i) = &self.info {
+                i.wrote.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let was = std::mem::replace(&mut self.ctx.session.tx.running, true);
+        let reply = run_command(self.ctx, req);
+        self.ctx.session.tx.running = was;
+        reply
+    }
+
+    /// In a cluster, keys must live here (and, for cluster-aware connections, in one slot
+    /// unless the script allows cross-slot keys).
+    fn check_keys(&mut self, slots: &[u16]) -> Option<Frame> {
+        if slots.is_empty() {
+            return None;
+        }
+        let routing = self.ctx.node.routing();
+        if routing.standalone {
+            return None;
+        }
+        for &s in slots {
+            if routing.owner(s) != crate::cluster::Owner::Local || self.ctx.node.handoff.is_frozen(s) {
+                return Some(Frame::err(
+                    "ERR Script attempted to access a non local key in a cluster node",
+                ));
+            }
+            if self.ctx.session.redirects == crate::cmd::Redirects::Redirect && !self.cross_slot {
+                match self.slot {
+                    Some(first) if first != s => {
+                        return Some(Frame::err(
+                            "ERR Script attempted to access keys that do not hash to the same slot",
+                        ))
+                    }
+                    None => self.slot = Some(s),
+                    _ => {}
+                }
+            }
+        }
+        None
+    }
+}
+
+/// The running script of this engine, if any.
+fn current(lua: &Lua) -> Option<*mut Run<'static, 'static>> {
+    lua.app_data_ref::<Current>().map(|c| c.0)
+}
+
+fn is_killed(lua: &Lua) -> bool {
+    match current(lua) {
+        // SAFETY: see `Current`.
+        Some(p) => unsafe { &*p }.killed(),
+        None => false,
+    }
+}
+
+fn hook(lua: &Lua, _: mlua::Debug) -> mlua::Result<VmState> {
+    if let Some(l) = lua.app_data_ref::<Loading>() {
+        if Instant::now() > l.deadline {
+            return Err(rt("FUNCTION LOAD timeout"));
+        }
+        return Ok(VmState::Continue);
+    }
+    if let Some(p) = current(lua) {
+        // SAFETY: see `Current`; no other reference to the `Run` is alive while Lua runs
+        // instructions.
+        unsafe { &mut *p }.tick()?;
+    }
+    Ok(VmState::Continue)
+}
+
+/// Moves the rest of a long script off the async runtime's worker thread: the worker's
+/// duties (every other connection it serves) pass to a new thread, and this one finishes
+/// the script as a blocking thread (`tokio::task::block_in_place`). Returns once another
+/// thread runs the runtime's tasks, so that a runtime with a single worker is not left
+/// without one. Outside a multi-threaded runtime (unit tests) it does nothing.
+fn escape_worker() {
+    if !crate::store::blocking_allowed() {
+        return;
+    }
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    tokio::task::block_in_place(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        handle.spawn(async move {
+            let _ = tx.send(());
+        });
+        // A liveness bound, not a timing assumption: if no thread took the runtime over
+        // by then, the script goes on here anyway.
+        let _ = rx.recv_timeout(Duration::from_secs(5));
+    });
+}
+
+/// The text of an error value (a string, a table's `err`, an mlua error).
+fn error_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.to_string_lossy(),
+        Value::Error(e) => clean_error(e),
+        Value::Table(t) => t
+            .raw_get::<Option<mlua::String>>("err")
+            .ok()
+            .flatten()
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default(),
+        Value::Nil => "nil".into(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Integer(i) => i.to_string(),
+        Value::Number(n) => fmt_number(*n),
+        other => format!("{:?}", other.type_name()),
+    }
+}
+
+/// xpcall's message handler: the error as a table `{err=..., source=..., line=...}` with
+/// the position of the innermost script frame (C frames and the prelude's skipped).
+fn error_handler(lua: &Lua, err: Value) -> mlua::Result<Table> {
+    let t = match &err {
+        Value::Table(t) => {
+            // Redis's error tables already carry their code.
+            if t.raw_get::<Option<mlua::String>>("err")?.is_some() {
+                t.clone()
+            } else {
+                let t2 = lua.create_table()?;
+                t2.raw_set("err", "ERR unknown error")?;
+                t2
+            }
+        }
+        other => {
+            let t = lua.create_table()?;
+            t.raw_set("err", format!("ERR {}", error_text(other)))?;
+            t
+        }
+    };
+    for level in 1..64 {
+        let Some(d) = lua.inspect_stack(level) else {
+            break;
+        };
+        let src = d.source();
+        if src.what == "C" || src.source.as_deref() == Some(PRELUDE_NAME) {
+            continue;
+        }
+        let source = src.source.map(|s| s.into_owned());
+        let line = d.curr_line();
+        if let Some(source) = source {
+            t.raw_set("source", source)?;
+            t.raw_set("line", line)?;
+        }
+        break;
+    }
+    Ok(t)
+}
+
+/// `redis.call`/`redis.pcall`'s engine: the reply as a Lua value and whether it is an
+/// error (a table `{err=...}`).
+fn rawcall(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
+    let Some(p) = current(lua) else {
+        return Err(rt("redis.call is only available inside a script"));
+    };
+    let err_table = |msg: &str| -> mlua::Result<(Value, bool)> {
+        let t = lua.create_table()?;
+        t.raw_set("err", msg)?;
+        Ok((Value::Table(t), true))
+    };
+    if args.is_empty() {
+        return err_table("ERR Please specify at least one argument for this redis lib call");
+    }
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(args.len());
+    for a in args.iter() {
+        match a {
+            Value::String(s) => parts.push(s.as_bytes().to_vec()),
+            Value::Integer(i) => parts.push(i.to_string().into_bytes()),
+            Value::Number(n) => parts.push(fmt_number(*n).into_bytes()),
+            _ => {
+                return err_table(
+                    "ERR Lua redis lib command arguments must be strings or integers",
+                )
+            }
+        }
+    }
+    let req = Request::from_args(&parts);
+    // SAFETY: see `Current`; the `Run` is borrowed for this callback only.
+    let run = unsafe { &mut *p };
+    let reply = run.command(&req);
+    let resp3 = run.resp3;
+    match reply {
+        Frame::Error(e) => err_table(&e),
+        f => Ok((frame_to_lua(lua, f, resp3)?, false)),
+    }
+}
+
+fn register_redis_api(lua: &Lua, redis: &Table) -> mlua::Result<()> {
+    register_common(lua, redis)?;
+    redis.raw_set(
+        "sha1hex",
+        lua.create_function(|_, args: MultiValue| {
+            if args.len() != 1 {
+                return Err(rt("wrong number of arguments"));
+            }
+            match args.front() {
+                Some(Value::String(s)) => Ok(super::sha1hex(&s.as_bytes())),
+                Some(Value::Integer(i)) => Ok(super::sha1hex(i.to_string().as_bytes())),
+                Some(Value::Number(n)) => Ok(super::sha1hex(fmt_number(*n).as_bytes())),
+                _ => Ok(super::sha1hex(b"")),
+            }
+        })?,
+    )?;
+    redis.raw_set(
+        "error_reply",
+        lua.create_function(|lua, args: MultiValue| {
+            let Some(Value::String(s)) = args.front().filter(|_| args.len() == 1) else {
+                return Err(rt("wrong number or type of arguments"));
+            };
+            let t = lua.create_table()?;
+            let text = s.to_string_lossy();
+            // A leading '-' is the RESP marker, not part of the error.
+            t.raw_set("err", text.strip_prefix('-').unwrap_or(&text))?;
+            Ok(t)
+        })?,
+    )?;
+    redis.raw_set(
+        "status_reply",
+        lua.create_function(|lua, args: MultiValue| {
+            let Some(Value::String(s)) = args.front().filter(|_| args.len() == 1) else {
+                return Err(rt("wrong number or type of arguments"));
+            };
+            let t = lua.create_table()?;
+            t.raw_set("ok", s.clone())?;
+            Ok(t)
+        })?,
+    )?;
+    redis.raw_set(
+        "setresp",
+        lua.create_function(|lua, args: MultiValue| {
+            if args.len() != 1 {
+                return Err(rt("redis.setresp() requires one argument."));
+            }
+            let v = match args.front() {
+                Some(Value::Integer(i)) => *i,
+                Some(Value::Number(n)) => *n as i64,
+                _ => 0,
+            };
+            if v != 2 && v != 3 {
+                return Err(rt("RESP version must be 2 or 3."));
+            }
+            if let Some(p) = current(lua) {
+                // SAFETY: see `Current`.
+                unsafe { &mut *p }.resp3 = v == 3;
+            }
+            Ok(())
+        })?,
+    )?;
+    redis.raw_set(
+        "set_repl",
+        lua.create_function(|_, args: MultiValue| {
+            if args.len() != 1 {
+                return Err(rt("redis.set_repl() requires one argument."));
+            }
+            let v = match args.front() {
+                Some(Value::Integer(i)) => *i,
+                Some(Value::Number(n)) => *n as i64,
+                _ => return Err(rt("Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.")),
+            };
+            if !(0..=3).contains(&v) {
+                return Err(rt("Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE."));
+            }
+            Ok(())
+        })?,
+    )?;
+    redis.raw_set(
+        "replicate_commands",
+        lua.create_function(|_, ()| Ok(true))?,
+    )?;
+    redis.raw_set("breakpoint", lua.create_function(|_, ()| Ok(false))?)?;
+    redis.raw_set("debug", lua.create_function(|_, _: MultiValue| Ok(()))?)?;
+    redis.raw_set(
+        "acl_check_cmd",
+        lua.create_function(|lua, args: MultiValue| {
+            let Some(p) = current(lua) else {
+                return Err(rt("redis.acl_check_cmd is only available inside a script"));
+            };
+            let mut parts: Vec<Vec<u8>> = Vec::new();
+            for a in args.iter() {
+                match a {
+                    Value::String(s) => parts.push(s.as_bytes().to_vec()),
+                    Value::Integer(i) => parts.push(i.to_string().into_bytes()),
+                    Value::Number(n) => parts.push(fmt_number(*n).into_bytes()),
+                    _ => return Err(rt("Lua redis lib command arguments must be strings or integers")),
+                }
+            }
+            if parts.is_empty() {
+                return Err(rt("Please specify at least one argument for this redis lib call"));
+            }
+            let req = Request::from_args(&parts);
+            let Ok((spec, id)) = resolve_checked(&req) else {
+                return Err(rt("ERR Invalid command passed to redis.acl_check_cmd()"));
+            };
+            // SAFETY: see `Current`.
+            let run = unsafe { &*p };
+            Ok(crate::cmd::acl_allows(run.ctx.node, run.ctx.session, id, spec, &req))
+        })?,
+    )?;
+    for (name, v) in [("REPL_NONE", 0), ("REPL_AOF", 1), ("REPL_SLAVE", 2), ("REPL_REPLICA", 2), ("REPL_ALL", 3)] {
+        redis.raw_set(name, v)?;
+    }
+    Ok(())
+}
+
+/// What both the runtime and the load-time `redis` tables have: log, levels, version.
+fn register_common(lua: &Lua, redis: &Table) -> mlua::Result<()> {
+    redis.raw_set(
+        "log",
+        lua.create_function(|_, args: MultiValue| {
+            if args.len() < 2 {
+                return Err(rt("redis.log() requires two arguments or more."));
+            }
+            let level = match args.front() {
+                Some(Value::Integer(i)) => *i,
+                Some(Value::Number(n)) => *n as i64,
+                _ => return Err(rt("First argument must be a number (log level).")),
+            };
+            if !(0..=3).contains(&level) {
+                return Err(rt("Invalid debug level."));
+            }
+            let msg: Vec<String> = args.iter().skip(1).map(error_text).collect();
+            let msg = msg.join(" ");
+            match level {
+                3 => tracing::warn!(target: "chkv::script", "{msg}"),
+                2 => tracing::info!(target: "chkv::script", "{msg}"),
+                _ => tracing::debug!(target: "chkv::script", "{msg}"),
+            }
+            Ok(())
+        })?,
+    )?;
+    for (name, v) in [
+        ("LOG_DEBUG", 0),
+        ("LOG_VERBOSE", 1),
+        ("LOG_NOTICE", 2),
+        ("LOG_WARNING", 3),
+    ] {
+        redis.raw_set(name, v)?;
+    }
+    let version = crate::cmd::server::REDIS_VERSION;
+    redis.raw_set("REDIS_VERSION", version)?;
+    let num = version
+        .split('.')
+        .map(|p| p.parse::<i64>().unwrap_or(0))
+        .chain(std::iter::repeat(0))
+        .take(3)
+        .fold(0i64, |acc, p| (acc << 8) | (p & 0xff));
+    redis.raw_set("REDIS_VERSION_NUM", num)?;
+    Ok(())
+}
+
+/// The `redis` table a library's code sees while FUNCTION LOAD runs it.
+fn register_load_api(lua: &Lua, redis: &Table) -> mlua::Result<()> {
+    register_common(lua, redis)?;
+    redis.raw_set("register_function", lua.create_function(register_function)?)?;
+    Ok(())
+}
+
+fn register_function(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
+    if lua.app_data_ref::<Loading>().is_none() {
+        return Err(rt(
+            "redis.register_function can only be called on FUNCTION LOAD command",
+        ));
+    }
+    let (name, f, description, flags) = match args.len() {
+        1 => {
+            let Some(Value::Table(t)) = args.front() else {
+                return Err(rt("calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments)."));
+            };
+            let mut name = None;
+            let mut f = None;
+            let mut description = None;
+            let mut flags = ScriptFlags::NONE;
+            for pair in t.clone().pairs::<Value, Value>() {
+                let (k, v) = pair?;
+                let key = match &k {
+                    Value::String(s) => s.to_string_lossy(),
+                    _ => return Err(rt("named argument key given to redis.register_function is not a string")),
+                };
+                match key.as_str() {
+                    "function_name" => match v {
+                        Value::String(s) => name = Some(s.as_bytes().to_vec()),
+                        _ => return Err(rt("function_name argument given to redis.register_function must be a string")),
+                    },
+                    "callback" => match v {
+                        Value::Function(cb) => f = Some(cb),
+                        _ => return Err(rt("callback argument given to redis.register_function must be a function")),
+                    },
+                    "description" => match v {
+                        Value::String(s) => description = Some(s.to_string_lossy()),
+                        _ => return Err(rt("description argument given to redis.register_function must be a string")),
+                    },
+                    "flags" => match v {
+                        Value::Table(ft) => {
+                            for item in ft.sequence_values::<Value>() {
+                                let flag = match item? {
+                                    Value::String(s) => ScriptFlags::parse(&s.as_bytes()),
+                                    _ => None,
+                                };
+                                flags = flags.with(flag.ok_or_else(|| rt("unknown flag given"))?);
+                            }
+                        }
+                        _ => return Err(rt("flags argument to redis.register_function must be a table representing function flags")),
+                    },
+                    _ => return Err(rt("unknown argument given to redis.register_function")),
+                }
+            }
+            let name = name.ok_or_else(|| rt("redis.register_function must get a function name argument"))?;
+            let f = f.ok_or_else(|| rt("redis.register_function must get a callback argument"))?;
+            (name, f, description, flags)
+        }
+        2 => {
+            let mut it = args.iter();
+            let name = match it.next() {
+                Some(Value::String(s)) => s.as_bytes().to_vec(),
+                _ => return Err(rt("first argument to redis.register_function must be a string")),
+            };
+            let f = match it.next() {
+                Some(Value::Function(f)) => f.clone(),
+                _ => return Err(rt("second argument to redis.register_function must be a function")),
+            };
+            (name, f, None, ScriptFlags::NONE)
+        }
+        _ => return Err(rt("wrong number of arguments to redis.register_function")),
+    };
+    if !super::library::valid_name(&name) {
+        return Err(rt(super::library::ERR_NAME));
+    }
+    let name = String::from_utf8_lossy(&name).into_owned();
+    let Some(mut loading) = lua.app_data_mut::<Loading>() else {
+        return Err(rt(
+            "redis.register_function can only be called on FUNCTION LOAD command",
+        ));
+    };
+    if loading
+        .registered
+        .iter()
+        .any(|r| r.def.name.eq_ignore_ascii_case(&name))
+    {
+        return Err(rt("Function already exists in the library"));
+    }
+    loading.registered.push(Registered {
+        def: super::library::FunctionDef {
+            name,
+            description,
+            flags,
+        },
+        f,
+    });
+    Ok(())
+}
+
+/// A reply as the script sees it (Redis's conversions; RESP3 types after `setresp(3)`).
+pub fn frame_to_lua(lua: &Lua, f: Frame, resp3: bool) -> mlua::Result<Value> {
+    Ok(match f {
+        Frame::Integer(i) => Value::Integer(i),
+        Frame::Bulk(b) => Value::String(lua.create_string(&b)?),
+        Frame::Verbatim(b) if resp3 => {
+            let v = lua.create_table()?;
+            v.raw_set("format", "txt")?;
+            v.raw_set("string", lua.create_string(&b)?)?;
+            let t = lua.create_table()?;
+            t.raw_set("verbatim_string", v)?;
+            Value::Table(t)
+        }
+        Frame::Verbatim(b) => Value::String(lua.create_string(&b)?),
+        Frame::Simple(s) => {
+            let t = lua.create_table()?;
+            t.raw_set("ok", s.as_ref())?;
+            Value::Table(t)
+        }
+        Frame::Error(e) => {
+            let t = lua.create_table()?;
+            t.raw_set("err", e.as_ref())?;
+            Value::Table(t)
+        }
+        Frame::Null | Frame::NullArray => {
+            if resp3 {
+                Value::Nil
+            } else {
+                Value::Boolean(false)
+            }
+        }
+        Frame::Array(items) | Frame::Push(items) => {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.into_iter().enumerate() {
+                t.raw_set(i + 1, frame_to_lua(lua, item, resp3)?)?;
+            }
+            Value::Table(t)
+        }
+        Frame::Map(pairs) if resp3 => {
+            let m = lua.create_table()?;
+            for (k, v) in pairs {
+                m.raw_set(frame_to_lua(lua, k, resp3)?, frame_to_lua(lua, v, resp3)?)?;
+            }
+            let t = lua.create_table()?;
+            t.raw_set("map", m)?;
+            Value::Table(t)
+        }
+        Frame::Map(pairs) => {
+            let t = lua.create_table_with_capacity(pairs.len() * 2, 0)?;
+            let mut i = 1;
+            for (k, v) in pairs {
+                t.raw_set(i, frame_to_lua(lua, k, resp3)?)?;
+                t.raw_set(i + 1, frame_to_lua(lua, v, resp3)?)?;
+                i += 2;
+            }
+            Value::Table(t)
+        }
+        Frame::Set(items) if resp3 => {
+            let s = lua.create_table()?;
+            for item in items {
+                s.raw_set(frame_to_lua(lua, item, resp3)?, true)?;
+            }
+            let t = lua.create_table()?;
+            t.raw_set("set", s)?;
+            Value::Table(t)
+        }
+        Frame::Set(items) => {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.into_iter().enumerate() {
+                t.raw_set(i + 1, frame_to_lua(lua, item, resp3)?)?;
+            }
+            Value::Table(t)
+        }
+        Frame::Double(d) if resp3 => {
+            let t = lua.create_table()?;
+            t.raw_set("double", d)?;
+            Value::Table(t)
+        }
+        Frame::Double(d) => Value::String(lua.create_string(crate::resp::frame::format_double(d))?),
+        Frame::Boolean(b) if resp3 => Value::Boolean(b),
+        Frame::Boolean(b) => Value::Integer(b as i64),
+    })
+}
+
+/// A script's result as a reply (Redis's rules; nested tables up to a depth).
+pub fn lua_to_frame(v: &Value, resp3: bool, depth: usize) -> Frame {
+    if depth > MAX_DEPTH {
+        return Frame::err("ERR reached lua stack limit");
+    }
+    match v {
+        Value::Nil => Frame::Null,
+        Value::Boolean(true) => {
+            if resp3 {
+                Frame::Boolean(true)
+            } else {
+                Frame::Integer(1)
+            }
+        }
+        Value::Boolean(false) => {
+            if resp3 {
+                Frame::Boolean(false)
+            } else {
+                Frame::Null
+            }
+        }
+        Value::Integer(i) => Frame::Integer(*i),
+        Value::Number(n) => Frame::Integer(*n as i64),
+        Value::String(s) => Frame::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
+        Value::Table(t) => table_to_frame(t, resp3, depth),
+        _ => Frame::Null,
+    }
+}
+
+fn table_to_frame(t: &Table, resp3: bool, depth: usize) -> Frame {
+    let field = |name: &str| t.raw_get::<Value>(name).unwrap_or(Value::Nil);
+    if let Value::String(e) = field("err") {
+        let text = one_line(&e.to_string_lossy());
+        // Like Redis: an error without a code gets none added, but is never empty.
+        return Frame::error(if text.is_empty() { "ERR".into() } else { text });
+    }
+    if let Value::String(s) = field("ok") {
+        return Frame::simple_owned(&one_line(&s.to_string_lossy()));
+    }
+    match field("double") {
+        Value::Number(d) => return Frame::Double(d),
+        Value::Integer(i) => return Frame::Double(i as f64),
+        _ => {}
+    }
+    if let Value::String(s) = field("big_number") {
+        return Frame::Bulk(Bytes::from(one_line(&s.to_string_lossy()).into_bytes()));
+    }
+    if let Value::Table(v) = field("verbatim_string") {
+        if let Ok(Value::String(s)) = v.raw_get::<Value>("string") {
+            let text = Bytes::copy_from_slice(&s.as_bytes());
+            return if resp3 {
+                Frame::Verbatim(text)
+            } else {
+                Frame::Bulk(text)
+            };
+        }
+    }
+    if let Value::Table(m) = field("map") {
+        let pairs: Vec<(Frame, Frame)> = m
+            .pairs::<Value, Value>()
+            .filter_map(Result::ok)
+            .map(|(k, v)| {
+                (
+                    lua_to_frame(&k, resp3, depth + 1),
+                    lua_to_frame(&v, resp3, depth + 1),
+                )
+            })
+            .collect();
+        return if resp3 {
+            Frame::Map(pairs)
+        } else {
+            Frame::Array(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
+        };
+    }
+    if let Value::Table(s) = field("set") {
+        let items: Vec<Frame> = s
+            .pairs::<Value, Value>()
+            .filter_map(Result::ok)
+            .map(|(k, _)| lua_to_frame(&k, resp3, depth + 1))
+            .collect();
+        return if resp3 {
+            Frame::Set(items)
+        } else {
+            Frame::Array(items)
+        };
+    }
+    let mut items = Vec::new();
+    let mut i = 1;
+    loop {
+        match t.raw_get::<Value>(i) {
+            Ok(Value::Nil) | Err(_) => break,
+            Ok(v) => items.push(lua_to_frame(&v, resp3, depth + 1)),
+        }
+        i += 1;
+    }
+    Frame::Array(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_format_like_printf_g17() {
+        assert_eq!(fmt_number(1.0), "1");
+        assert_eq!(fmt_number(-3.0), "-3");
+        assert_eq!(fmt_number(0.1), "0.10000000000000001");
+        assert_eq!(fmt_number(100.5), "100.5");
+        assert_eq!(fmt_number(9007199254740991.0), "9007199254740991");
+        assert_eq!(fmt_number(1e20), "1e+20");
+        assert_eq!(fmt_number(1.5e-7), "1.4999999999999999e-07");
+        assert_eq!(fmt_number(0.0001), "0.0001");
+        assert_eq!(fmt_number(f64::INFINITY), "inf");
+    }
+}
