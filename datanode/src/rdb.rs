@@ -223,9 +223,7 @@ pub fn read_functions(payload: &[u8]) -> Result<Vec<Vec<u8>>, FunctionsPayloadEr
     let mut out = Vec::new();
     while r.pos < body.len() {
         match r.byte().map_err(|_| FunctionsPayloadError::Malformed)? {
-            OPCODE_FUNCTION2 => {
-                out.push(r.string().map_err(|_| FunctionsPayloadError::Malformed)?)
-            }
+            OPCODE_FUNCTION2 => out.push(r.string().map_err(|_| FunctionsPayloadError::Malformed)?),
             OPCODE_FUNCTION_PRE_GA => return Err(FunctionsPayloadError::PreGa),
             _ => return Err(FunctionsPayloadError::NotAFunction),
         }
@@ -622,7 +620,10 @@ mod tests {
 
     #[test]
     fn function_payloads_roundtrip_and_are_checked() {
-        let codes: [&[u8]; 2] = [b"#!lua name=a\nredis.register_function('a', function() return 1 end)", b"#!lua name=b\n"];
+        let codes: [&[u8]; 2] = [
+            b"#!lua name=a\nredis.register_function('a', function() return 1 end)",
+            b"#!lua name=b\n",
+        ];
         let p = dump_functions(codes);
         assert_eq!(p[0], OPCODE_FUNCTION2);
         let back = read_functions(&p).expect("reads");
@@ -631,10 +632,16 @@ mod tests {
         let mut bad = p.clone();
         bad[3] ^= 1;
         assert_eq!(read_functions(&bad), Err(FunctionsPayloadError::Checksum));
-        assert_eq!(read_functions(b"bad_payload"), Err(FunctionsPayloadError::Checksum));
+        assert_eq!(
+            read_functions(b"bad_payload"),
+            Err(FunctionsPayloadError::Checksum)
+        );
         // A key's DUMP payload is not a function.
         let key = dump(&Value::Str(b"x".to_vec().into_boxed_slice()));
-        assert_eq!(read_functions(&key), Err(FunctionsPayloadError::NotAFunction));
+        assert_eq!(
+            read_functions(&key),
+            Err(FunctionsPayloadError::NotAFunction)
+        );
     }
 
     #[test]

@@ -101,7 +101,11 @@ fn function_flush(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     match req.len() {
         2 => {}
         3 if super::is(req.arg(2), "ASYNC") || super::is(req.arg(2), "SYNC") => {}
-        3 => return Err(Frame::err("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")),
+        3 => {
+            return Err(Frame::err(
+                "ERR FUNCTION FLUSH only supports SYNC|ASYNC option",
+            ))
+        }
         _ => return Err(syntax("flush")),
     }
     ctx.node.scripting.function_flush(&ctx.node.node_id);
@@ -292,7 +296,9 @@ mod tests {
     use super::*;
 
     fn code(lib: &str, f: &str, body: &str) -> String {
-        format!("#!lua name={lib}\nredis.register_function('{f}', function(KEYS, ARGV)\n {body} \nend)")
+        format!(
+            "#!lua name={lib}\nredis.register_function('{f}', function(KEYS, ARGV)\n {body} \nend)"
+        )
     }
 
     #[test]
@@ -310,10 +316,23 @@ mod tests {
             h.run(&["function", "load", "foo", "bar", &code("x", "x", "")]),
             err("ERR Unknown option given: foo")
         );
-        let e = h.run(&["function", "load", "replace", &code("test", "test", "bad script")]);
-        assert!(matches!(&e, Frame::Error(t) if t.contains("Error compiling function")), "{e:?}");
+        let e = h.run(&[
+            "function",
+            "load",
+            "replace",
+            &code("test", "test", "bad script"),
+        ]);
+        assert!(
+            matches!(&e, Frame::Error(t) if t.contains("Error compiling function")),
+            "{e:?}"
+        );
         assert_eq!(
-            h.run(&["function", "load", "REPLACE", &code("test", "test", "return 'hello1'")]),
+            h.run(&[
+                "function",
+                "load",
+                "REPLACE",
+                &code("test", "test", "return 'hello1'")
+            ]),
             bulk("test")
         );
         assert_eq!(h.run(&["fcall", "test", "0"]), bulk("hello1"));
@@ -326,7 +345,10 @@ mod tests {
             err("ERR Number of keys can't be greater than number of args")
         );
         assert_eq!(h.run(&["function", "delete", "test"]), Frame::ok());
-        assert_eq!(h.run(&["fcall", "test", "0"]), err("ERR Function not found"));
+        assert_eq!(
+            h.run(&["fcall", "test", "0"]),
+            err("ERR Function not found")
+        );
         assert_eq!(
             h.run(&["function", "delete", "test"]),
             err("ERR Library not found")
@@ -369,7 +391,12 @@ mod tests {
     fn registration_errors() {
         let mut h = Harness::new();
         let load = |h: &mut Harness, body: &str| {
-            h.run(&["function", "load", "replace", &format!("#!lua name=lib\n{body}")])
+            h.run(&[
+                "function",
+                "load",
+                "replace",
+                &format!("#!lua name=lib\n{body}"),
+            ])
         };
         let cases = [
             ("redis.register_function()", "wrong number of arguments to redis.register_function"),
@@ -483,15 +510,24 @@ mod tests {
             "#!lua name=lib1\nlocal lib = redis\nlib.register_function('f1', function() lib.redis = redis end)\nlib.register_function('f2', function() lib.register_function('f1', function() end) end)\nredis.register_function('f3', function() return bit.band(7, 3) end)",
         ]);
         let e = h.run(&["fcall", "f1", "0"]);
-        assert!(matches!(&e, Frame::Error(t) if t.contains("Attempt to modify a readonly table")), "{e:?}");
+        assert!(
+            matches!(&e, Frame::Error(t) if t.contains("Attempt to modify a readonly table")),
+            "{e:?}"
+        );
         let e = h.run(&["fcall", "f2", "0"]);
-        assert!(matches!(&e, Frame::Error(t) if t.contains("can only be called on FUNCTION LOAD command")), "{e:?}");
+        assert!(
+            matches!(&e, Frame::Error(t) if t.contains("can only be called on FUNCTION LOAD command")),
+            "{e:?}"
+        );
         h.run(&[
             "function",
             "load",
             "#!lua name=lib2\nredis.register_function('g', function() redis.register_function('x', function() end) end)",
         ]);
         let e = h.run(&["fcall", "g", "0"]);
-        assert!(matches!(&e, Frame::Error(t) if t.contains("attempt to call field 'register_function' (a nil value)")), "{e:?}");
+        assert!(
+            matches!(&e, Frame::Error(t) if t.contains("attempt to call field 'register_function' (a nil value)")),
+            "{e:?}"
+        );
     }
 }

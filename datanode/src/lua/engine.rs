@@ -107,7 +107,9 @@ pub fn clean_error(e: &mlua::Error) -> String {
         mlua::Error::CallbackError { cause, .. } => clean_error(cause),
         mlua::Error::WithContext { cause, .. } => clean_error(cause),
         mlua::Error::ExternalError(e) => e.to_string(),
-        mlua::Error::BadArgument { pos, name, cause, .. } => match name {
+        mlua::Error::BadArgument {
+            pos, name, cause, ..
+        } => match name {
             Some(n) => format!("bad argument #{pos} to '{n}' ({})", clean_error(cause)),
             None => format!("bad argument #{pos} ({})", clean_error(cause)),
         },
@@ -137,7 +139,11 @@ pub fn fmt_number(n: f64) -> String {
         return if n > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if n == 0.0 {
-        return if n.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if n.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     // %g: scientific when the exponent is < -4 or >= the precision (17).
     let sci = format!("{:.16e}", n);
@@ -244,7 +250,11 @@ impl Engine {
 
     /// Runs a library's code with the load-time globals and returns the functions it
     /// registered, or Redis's error text.
-    pub fn load_library(&mut self, code: &[u8], timeout: Duration) -> Result<Vec<Registered>, String> {
+    pub fn load_library(
+        &mut self,
+        code: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<Registered>, String> {
         let (_, code_at) = super::library::library_header(code)?;
         let f = self
             .lua
@@ -259,7 +269,8 @@ impl Engine {
         });
         let out: mlua::Result<(bool, Value)> = self.loader.call(f);
         let loading = self.lua.remove_app_data::<Loading>();
-        let (ok, err) = out.map_err(|e| format!("Error registering functions: {}", clean_error(&e)))?;
+        let (ok, err) =
+            out.map_err(|e| format!("Error registering functions: {}", clean_error(&e)))?;
         if !ok {
             let msg = error_text(&err);
             let msg = msg.strip_prefix("ERR ").unwrap_or(&msg);
@@ -330,7 +341,9 @@ impl Engine {
                         },
                     );
                 }
-                Err(e) => tracing::warn!(library = %lib.name, error = %e, "library failed to load in an engine"),
+                Err(e) => {
+                    tracing::warn!(library = %lib.name, error = %e, "library failed to load in an engine")
+                }
             }
         }
         self.functions.clear();
@@ -436,7 +449,10 @@ impl<'c, 'n> Run<'c, 'n> {
         name: String,
         is_eval: bool,
     ) -> Run<'c, 'n> {
-        let slot = keys.clone().next().map(|i| chkv_common::key_slot(req.arg(i)));
+        let slot = keys
+            .clone()
+            .next()
+            .map(|i| chkv_common::key_slot(req.arg(i)));
         Run {
             ctx,
             req,
@@ -562,7 +578,8 @@ impl<'c, 'n> Run<'c, 'n> {
             .keys_in(req)
             .map(|i| chkv_common::key_slot(req.arg(i)))
             .collect();
-        let whole = spec.first_key <= 0 && (spec.has(KEYSPACE) || spec.has(ADMIN) || spec.has(WRITE));
+        let whole =
+            spec.first_key <= 0 && (spec.has(KEYSPACE) || spec.has(ADMIN) || spec.has(WRITE));
         if let Some(e) = self.check_keys(&keys) {
             return e;
         }
@@ -600,7 +617,9 @@ impl<'c, 'n> Run<'c, 'n> {
             return None;
         }
         for &s in slots {
-            if routing.owner(s) != crate::cluster::Owner::Local || self.ctx.node.handoff.is_frozen(s) {
+            if routing.owner(s) != crate::cluster::Owner::Local
+                || self.ctx.node.handoff.is_frozen(s)
+            {
                 return Some(Frame::err(
                     "ERR Script attempted to access a non local key in a cluster node",
                 ));
@@ -751,9 +770,7 @@ fn rawcall(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
             Value::Integer(i) => parts.push(i.to_string().into_bytes()),
             Value::Number(n) => parts.push(fmt_number(*n).into_bytes()),
             _ => {
-                return err_table(
-                    "ERR Lua redis lib command arguments must be strings or integers",
-                )
+                return err_table("ERR Lua redis lib command arguments must be strings or integers")
             }
         }
     }
@@ -838,18 +855,19 @@ fn register_redis_api(lua: &Lua, redis: &Table) -> mlua::Result<()> {
             let v = match args.front() {
                 Some(Value::Integer(i)) => *i,
                 Some(Value::Number(n)) => *n as i64,
-                _ => return Err(rt("Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.")),
+                _ => return Err(rt(
+                    "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+                )),
             };
             if !(0..=3).contains(&v) {
-                return Err(rt("Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE."));
+                return Err(rt(
+                    "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
+                ));
             }
             Ok(())
         })?,
     )?;
-    redis.raw_set(
-        "replicate_commands",
-        lua.create_function(|_, ()| Ok(true))?,
-    )?;
+    redis.raw_set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
     redis.raw_set("breakpoint", lua.create_function(|_, ()| Ok(false))?)?;
     redis.raw_set("debug", lua.create_function(|_, _: MultiValue| Ok(()))?)?;
     redis.raw_set(
@@ -864,11 +882,17 @@ fn register_redis_api(lua: &Lua, redis: &Table) -> mlua::Result<()> {
                     Value::String(s) => parts.push(s.as_bytes().to_vec()),
                     Value::Integer(i) => parts.push(i.to_string().into_bytes()),
                     Value::Number(n) => parts.push(fmt_number(*n).into_bytes()),
-                    _ => return Err(rt("Lua redis lib command arguments must be strings or integers")),
+                    _ => {
+                        return Err(rt(
+                            "Lua redis lib command arguments must be strings or integers",
+                        ))
+                    }
                 }
             }
             if parts.is_empty() {
-                return Err(rt("Please specify at least one argument for this redis lib call"));
+                return Err(rt(
+                    "Please specify at least one argument for this redis lib call",
+                ));
             }
             let req = Request::from_args(&parts);
             let Ok((spec, id)) = resolve_checked(&req) else {
@@ -876,10 +900,22 @@ fn register_redis_api(lua: &Lua, redis: &Table) -> mlua::Result<()> {
             };
             // SAFETY: see `Current`.
             let run = unsafe { &*p };
-            Ok(crate::cmd::acl_allows(run.ctx.node, run.ctx.session, id, spec, &req))
+            Ok(crate::cmd::acl_allows(
+                run.ctx.node,
+                run.ctx.session,
+                id,
+                spec,
+                &req,
+            ))
         })?,
     )?;
-    for (name, v) in [("REPL_NONE", 0), ("REPL_AOF", 1), ("REPL_SLAVE", 2), ("REPL_REPLICA", 2), ("REPL_ALL", 3)] {
+    for (name, v) in [
+        ("REPL_NONE", 0),
+        ("REPL_AOF", 1),
+        ("REPL_SLAVE", 2),
+        ("REPL_REPLICA", 2),
+        ("REPL_ALL", 3),
+    ] {
         redis.raw_set(name, v)?;
     }
     Ok(())
@@ -955,10 +991,13 @@ fn register_function(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
             let mut flags = ScriptFlags::NONE;
             for pair in t.clone().pairs::<Value, Value>() {
                 let (k, v) = pair?;
-                let key = match &k {
-                    Value::String(s) => s.to_string_lossy(),
-                    _ => return Err(rt("named argument key given to redis.register_function is not a string")),
-                };
+                let key =
+                    match &k {
+                        Value::String(s) => s.to_string_lossy(),
+                        _ => return Err(rt(
+                            "named argument key given to redis.register_function is not a string",
+                        )),
+                    };
                 match key.as_str() {
                     "function_name" => match v {
                         Value::String(s) => name = Some(s.as_bytes().to_vec()),
@@ -987,7 +1026,8 @@ fn register_function(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
                     _ => return Err(rt("unknown argument given to redis.register_function")),
                 }
             }
-            let name = name.ok_or_else(|| rt("redis.register_function must get a function name argument"))?;
+            let name = name
+                .ok_or_else(|| rt("redis.register_function must get a function name argument"))?;
             let f = f.ok_or_else(|| rt("redis.register_function must get a callback argument"))?;
             (name, f, description, flags)
         }
@@ -995,11 +1035,19 @@ fn register_function(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
             let mut it = args.iter();
             let name = match it.next() {
                 Some(Value::String(s)) => s.as_bytes().to_vec(),
-                _ => return Err(rt("first argument to redis.register_function must be a string")),
+                _ => {
+                    return Err(rt(
+                        "first argument to redis.register_function must be a string",
+                    ))
+                }
             };
             let f = match it.next() {
                 Some(Value::Function(f)) => f.clone(),
-                _ => return Err(rt("second argument to redis.register_function must be a function")),
+                _ => {
+                    return Err(rt(
+                        "second argument to redis.register_function must be a function",
+                    ))
+                }
             };
             (name, f, None, ScriptFlags::NONE)
         }

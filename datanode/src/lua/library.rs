@@ -557,7 +557,10 @@ mod tests {
         assert_eq!(flags.names(), vec!["no-writes", "allow-oom"]);
         assert!(matches!(
             eval_header(b"#!lua flags=\nreturn 1"),
-            Ok(EvalHeader::Shebang { flags: ScriptFlags::NONE, .. })
+            Ok(EvalHeader::Shebang {
+                flags: ScriptFlags::NONE,
+                ..
+            })
         ));
         assert!(eval_header(b"#!not-lua\n")
             .unwrap_err()
@@ -604,14 +607,19 @@ mod tests {
             library_header(b"#!lua name=a name=b\n").unwrap_err(),
             "Invalid metadata value, name argument was given multiple times"
         );
-        assert_eq!(library_header(b"#!lua name=a\x00b\n").unwrap_err(), ERR_NAME);
+        assert_eq!(
+            library_header(b"#!lua name=a\x00b\n").unwrap_err(),
+            ERR_NAME
+        );
         assert!(split_args(b"name=\"unclosed").is_none());
     }
 
     #[test]
     fn load_replace_delete_flush() {
         let r = Registry::default();
-        let r = r.with_library(lib("l1", &["f1", "f2"], 1), false).expect("load");
+        let r = r
+            .with_library(lib("l1", &["f1", "f2"], 1), false)
+            .expect("load");
         assert_eq!(r.counts(), (1, 2));
         assert_eq!(r.function("F1").map(|(l, _)| l.name.as_str()), Some("l1"));
         assert_eq!(
@@ -623,11 +631,15 @@ mod tests {
             "Function f2 already exists"
         );
         // Replacing a library frees its own function names.
-        let r2 = r.with_library(lib("l1", &["f2", "f3"], 2), true).expect("replace");
+        let r2 = r
+            .with_library(lib("l1", &["f2", "f3"], 2), true)
+            .expect("replace");
         assert!(r2.function("f1").is_none());
         assert!(r2.function("f3").is_some());
         assert!(r2.generation > r.generation);
-        let r3 = r2.without_library("l1", r2.next_version("a")).expect("delete");
+        let r3 = r2
+            .without_library("l1", r2.next_version("a"))
+            .expect("delete");
         assert_eq!(r3.counts(), (0, 0));
         assert_eq!(
             r3.without_library("l1", Version::default()).unwrap_err(),
@@ -730,10 +742,7 @@ mod tests {
             },
             ..lib("new", &["same"], 0)
         };
-        let x = Registry::default().merge(
-            vec![],
-            vec![old.clone(), new.clone()],
-        );
+        let x = Registry::default().merge(vec![], vec![old.clone(), new.clone()]);
         let y = Registry::default().merge(vec![], vec![new, old]);
         assert!(x.library("new").is_some() && x.library("old").is_none());
         assert_eq!(x.digest(), y.digest());

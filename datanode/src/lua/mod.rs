@@ -47,10 +47,12 @@ const MAX_SCRIPTS: usize = 100_000;
 pub const DEFAULT_BUSY_THRESHOLD_MS: u64 = 5000;
 
 pub const ERR_NOSCRIPT: Frame = Frame::err("NOSCRIPT No matching script. Please use EVAL.");
-const BUSY_EVAL: Frame =
-    Frame::err("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.");
-const BUSY_FUNCTION: Frame =
-    Frame::err("BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.");
+const BUSY_EVAL: Frame = Frame::err(
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+);
+const BUSY_FUNCTION: Frame = Frame::err(
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.",
+);
 
 /// The SHA1 of `body`, in lower-case hex (a script's name).
 pub fn sha1hex(body: &[u8]) -> String {
@@ -211,9 +213,10 @@ impl Scripting {
         };
         let epoch = self.epoch.load(Relaxed);
         if g.as_ref().is_none_or(|e| e.epoch != epoch) {
-            *g = Some(Engine::new(epoch).map_err(|e| {
-                Frame::error(format!("ERR cannot start the Lua interpreter: {e}"))
-            })?);
+            *g =
+                Some(Engine::new(epoch).map_err(|e| {
+                    Frame::error(format!("ERR cannot start the Lua interpreter: {e}"))
+                })?);
         }
         Ok(EngineGuard(g))
     }
@@ -269,7 +272,11 @@ impl Scripting {
         }
         let runs = self.runs.lock();
         let first = runs.first()?;
-        Some(if first.is_eval { BUSY_EVAL } else { BUSY_FUNCTION })
+        Some(if first.is_eval {
+            BUSY_EVAL
+        } else {
+            BUSY_FUNCTION
+        })
     }
 
     /// SCRIPT KILL (`eval`) or FUNCTION KILL: stops the oldest running script if it is of
@@ -470,9 +477,7 @@ impl Scripting {
         let (name, _) =
             library::library_header(code).map_err(|e| Frame::error(format!("ERR {e}")))?;
         if !replace && self.registry().library(&name).is_some() {
-            return Err(Frame::error(format!(
-                "ERR Library '{name}' already exists"
-            )));
+            return Err(Frame::error(format!("ERR Library '{name}' already exists")));
         }
         let mut g = self.engine()?;
         let eng = g.get();
@@ -516,8 +521,8 @@ impl Scripting {
 
     /// FUNCTION RESTORE.
     pub fn function_restore(&self, origin: &str, payload: &[u8], policy: RestorePolicy) -> Reply {
-        let codes = crate::rdb::read_functions(payload)
-            .map_err(|e| Frame::error(format!("ERR {e}")))?;
+        let codes =
+            crate::rdb::read_functions(payload).map_err(|e| Frame::error(format!("ERR {e}")))?;
         let mut g = self.engine()?;
         let eng = g.get();
         let version = self.registry().next_version(origin);
@@ -559,8 +564,12 @@ impl Scripting {
                         loaded.push(lib);
                         entries.push(e);
                     }
-                    Ok(_) => tracing::warn!(library = %e.name, "a peer's library has another name in its code; skipped"),
-                    Err(err) => tracing::warn!(library = %e.name, error = ?err, "a peer's library failed to load; skipped"),
+                    Ok(_) => {
+                        tracing::warn!(library = %e.name, "a peer's library has another name in its code; skipped")
+                    }
+                    Err(err) => {
+                        tracing::warn!(library = %e.name, error = ?err, "a peer's library failed to load; skipped")
+                    }
                 },
                 None => entries.push(e),
             }
@@ -624,4 +633,60 @@ pub fn allowed_while_busy(req: &Request) -> bool {
     (is("script") && sub.eq_ignore_ascii_case(b"kill"))
         || (is("function")
             && (sub.eq_ignore_ascii_case(b"kill") || sub.eq_ignore_ascii_case(b"stats")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(s: &Scripting, is_eval: bool, wrote: bool) -> Arc<RunInfo> {
+        s.register(RunInfo::new(
+            Instant::now(),
+            is_eval,
+            "x".into(),
+            vec![Bytes::from_static(b"EVAL")],
+            wrote,
+        ))
+    }
+
+    #[test]
+    fn kill_rules() {
+        let s = Scripting::default();
+        assert_eq!(
+            s.kill(true),
+            Err(Frame::err("NOTBUSY No scripts in execution right now."))
+        );
+        let r = run(&s, true, false);
+        assert!(s.maybe_busy());
+        assert_eq!(s.kill(false), Err(BUSY_EVAL));
+        assert_eq!(s.kill(true), Ok(Frame::ok()));
+        assert!(r.killed.load(Relaxed));
+        s.unregister(&r);
+        assert!(!s.maybe_busy());
+        let w = run(&s, false, true);
+        assert!(matches!(s.kill(false), Err(Frame::Error(e)) if e.starts_with("UNKILLABLE")));
+        assert!(!w.killed.load(Relaxed));
+        s.unregister(&w);
+    }
+
+    #[test]
+    fn busy_after_the_threshold_only() {
+        let s = Scripting::default();
+        s.set_threshold(60_000);
+        let r = run(&s, false, false);
+        assert_eq!(s.busy_error(), None);
+        s.set_threshold(0);
+        assert_eq!(s.busy_error(), Some(BUSY_FUNCTION));
+        s.unregister(&r);
+        assert_eq!(s.busy_error(), None);
+        let req = Request::from_args(["script", "KILL"]);
+        assert!(allowed_while_busy(&req));
+        assert!(allowed_while_busy(&Request::from_args([
+            "function", "stats"
+        ])));
+        assert!(!allowed_while_busy(&Request::from_args([
+            "function", "load", "x"
+        ])));
+        assert!(!allowed_while_busy(&Request::from_args(["ping"])));
+    }
 }

@@ -711,7 +711,8 @@ impl Db {
             let guard = if above_all {
                 self.lock_cell(s as usize)
             } else {
-                self.try_lock_until(s as usize, deadline).ok_or(SlotBusy(s))?
+                self.try_lock_until(s as usize, deadline)
+                    .ok_or(SlotBusy(s))?
             };
             std::mem::forget(guard);
             let mut v = held.slots.borrow_mut();

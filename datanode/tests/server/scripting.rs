@@ -12,7 +12,7 @@ async fn run_script(
     keys: &[&str],
     args: &[&str],
 ) -> i64 {
-    let sha = chkv_datanode::cmd::scripting::sha1hex(body.as_bytes());
+    let sha = chkv_datanode::lua::sha1hex(body.as_bytes());
     let mut cmd = vec![sha.as_str(), ""];
     let n = keys.len().to_string();
     cmd[1] = &n;
@@ -101,6 +101,110 @@ async fn token_bucket_admits_exactly_its_capacity() {
             total += t.await.expect("client");
         }
         assert_eq!(total, 50);
+    })
+    .await;
+}
+
+/// Spins for at most two minutes (a bound in case a test fails before killing it) without
+/// writing, so SCRIPT KILL / FUNCTION KILL may stop it.
+const SPIN: &str = "local t0 = tonumber(redis.call('time')[1]) \
+    while tonumber(redis.call('time')[1]) - t0 < 120 do end return 'done'";
+
+/// Polls PING on `c` until it answers `-BUSY`.
+async fn until_busy(c: &mut Raw) {
+    let deadline = tokio::time::Instant::now() + STEP_LIMIT;
+    while !c.cmd(&["PING"]).await.starts_with(b"-BUSY") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the running script never made the node busy"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// A script past `busy-reply-threshold` makes other clients get -BUSY, and SCRIPT KILL
+/// reaches the node and stops it, with a single worker thread serving every connection
+/// (the script moves off it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn busy_script_is_killed_on_a_single_worker() {
+    bounded(async {
+        let s = start().await;
+        let mut admin = Raw::connect(s.addr()).await;
+        assert_eq!(
+            admin
+                .cmd(&["CONFIG", "SET", "busy-reply-threshold", "20"])
+                .await,
+            "+OK\r\n"
+        );
+        let mut runner = Raw::connect(s.addr()).await;
+        // The script and a PING behind it in one pipeline: the PING is answered after the
+        // script ends, on the same connection.
+        let mut pipeline = resp(&["EVAL", SPIN, "0"]);
+        pipeline.extend(resp(&["PING"]));
+        runner.send(&pipeline).await;
+        until_busy(&mut admin).await;
+        // Only the allowed commands run; a queued one aborts the transaction.
+        let mut other = Raw::connect(s.addr()).await;
+        assert_eq!(other.cmd(&["MULTI"]).await, "+OK\r\n");
+        assert!(other.cmd(&["SET", "k", "v"]).await.starts_with(b"-BUSY"));
+        let info = admin.cmd(&["FUNCTION", "STATS"]).await;
+        assert!(show(&info).contains("EVAL"), "{}", show(&info));
+        assert!(admin
+            .cmd(&["FUNCTION", "KILL"])
+            .await
+            .starts_with(b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL"));
+        assert_eq!(admin.cmd(&["SCRIPT", "KILL"]).await, "+OK\r\n");
+        let killed = runner.reply().await;
+        assert!(
+            show(&killed).contains("killed by user"),
+            "{}",
+            show(&killed)
+        );
+        assert_eq!(runner.reply().await, "+PONG\r\n");
+        assert_eq!(admin.cmd(&["PING"]).await, "+PONG\r\n");
+        assert!(other.cmd(&["EXEC"]).await.starts_with(b"-EXECABORT"));
+        assert_eq!(other.cmd(&["GET", "k"]).await, "$-1\r\n");
+    })
+    .await;
+}
+
+/// Before the threshold, a long script does not hold up clients of other keys; FUNCTION
+/// KILL stops a function (and not an EVAL); pcall cannot swallow the kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_function_is_killed_and_others_keep_running() {
+    bounded(async {
+        let s = start().await;
+        let mut admin = Raw::connect(s.addr()).await;
+        let lib = format!(
+            "#!lua name=spin\nredis.register_function('spin', function() \
+             local f = function() {SPIN} end while 1 do pcall(f) end end)"
+        );
+        assert_eq!(
+            admin.cmd(&["FUNCTION", "LOAD", &lib]).await,
+            "$4\r\nspin\r\n"
+        );
+        let mut runner = Raw::connect(s.addr()).await;
+        runner.send(&resp(&["FCALL", "spin", "0"])).await;
+        // Registered as running once it has run a little: until then FUNCTION KILL says
+        // there is nothing to kill.
+        let mut other = Raw::connect(s.addr()).await;
+        let deadline = tokio::time::Instant::now() + STEP_LIMIT;
+        loop {
+            // Meanwhile (threshold 5 s by default) other keys are served.
+            assert_eq!(other.cmd(&["SET", "x", "1"]).await, "+OK\r\n");
+            assert!(admin.cmd(&["SCRIPT", "KILL"]).await.starts_with(b"-"));
+            if admin.cmd(&["FUNCTION", "KILL"]).await == "+OK\r\n" {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "FUNCTION KILL never found the function running"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let reply = runner.reply().await;
+        assert!(show(&reply).contains("killed by user"), "{}", show(&reply));
+        assert_eq!(admin.cmd(&["PING"]).await, "+PONG\r\n");
     })
     .await;
 }
