@@ -1193,6 +1193,26 @@ static PARAMS: &[Param] = &[
         get: |c| c.encodings.set_max_listpack_value.to_string(),
         set: Some(|c, v| set_limit(&mut c.encodings.set_max_listpack_value, v)),
     },
+    Param {
+        name: "zset-max-listpack-entries",
+        get: |c| c.encodings.zset_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_entries, v)),
+    },
+    Param {
+        name: "zset-max-ziplist-entries",
+        get: |c| c.encodings.zset_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_entries, v)),
+    },
+    Param {
+        name: "zset-max-listpack-value",
+        get: |c| c.encodings.zset_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_value, v)),
+    },
+    Param {
+        name: "zset-max-ziplist-value",
+        get: |c| c.encodings.zset_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_value, v)),
+    },
 ];
 
 fn path_param(p: &Option<std::path::PathBuf>) -> String {
