@@ -53,7 +53,9 @@ if ((FREE_PORTS)); then
     NN_HTTP_PORT=$(free_port)
 fi
 
-start_namenode "$NN_DN_PORT" "$NN_CLIENT_PORT" "$NN_HTTP_PORT"
+# Members prove this secret to the NameNode and to each other (README, "Security").
+SECRET_FILE=$(cluster_secret_file)
+start_namenode "$NN_DN_PORT" "$NN_CLIENT_PORT" "$NN_HTTP_PORT" --cluster-secret-file "$SECRET_FILE"
 
 DN_PORTS=()
 for ((i = 0; i < NODES; i++)); do
@@ -64,7 +66,8 @@ for ((i = 0; i < NODES; i++)); do
         port=$((BASE_PORT + 10 * i))
         admin=$((ADMIN_BASE + i))
     fi
-    start_datanode "$port" --namenode "127.0.0.1:$NN_DN_PORT" --admin-port "$admin"
+    start_datanode "$port" --namenode "127.0.0.1:$NN_DN_PORT" --admin-port "$admin" \
+        --cluster-secret-file "$SECRET_FILE"
     DN_PORTS+=("$port")
 done
 
@@ -77,6 +80,7 @@ CHKV cluster is up: NameNode + $NODES DataNodes on 127.0.0.1.
   DataNodes:  ${DN_PORTS[*]}
   Connect:    redis-cli -p ${DN_PORTS[0]}          (any DataNode serves any key)
               redis-cli -c -p ${DN_PORTS[0]} CLUSTER SLOTS
+  Secret:     $SECRET_FILE (--cluster-secret-file for nodes that join this cluster)
   Logs:       $CHKV_TMP
 INFO
 

@@ -35,6 +35,14 @@ pub struct Config {
     /// `maxmemory`, `maxmemory-policy`, `maxmemory-samples`, `lfu-log-factor`,
     /// `lfu-decay-time`.
     pub eviction: crate::store::evict::EvictionConfig,
+    /// `client-output-buffer-limit` (Redis's classes and defaults).
+    pub client_output_buffer_limit: crate::outbuf::OutputLimits,
+    /// Password for `k` and `status` on the admin port (`auth <password>`); `requirepass`
+    /// when unset.
+    pub admin_password: Option<Vec<u8>>,
+    /// What this node proves to the NameNode and to other DataNodes, and demands of them
+    /// (`--cluster-secret-file` / `CHKV_CLUSTER_SECRET`); without one, loopback only.
+    pub cluster_secret: chkv_common::auth::ClusterSecret,
     /// `tls-port`, `tls-cert-file`, `tls-key-file`, `tls-ca-cert-file`, `tls-auth-clients`.
     pub tls: crate::tls::TlsSettings,
     /// `aclfile`: where ACL SAVE writes and ACL LOAD reads users; loaded at start.
@@ -63,6 +71,9 @@ impl Default for Config {
             heartbeat_ms: 1000,
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),
             eviction: Default::default(),
+            cluster_secret: Default::default(),
+            admin_password: None,
+            client_output_buffer_limit: Default::default(),
             tls: Default::default(),
             aclfile: None,
             encodings: Default::default(),

@@ -398,11 +398,28 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
     }
 }
 
+/// Bytes of forwarded replies a connection may have on their way at once (estimated from the
+/// largest forwarded reply it has had). Past it the connection stops parsing, writes what it
+/// has to its client and only then goes on, so a client that does not read its replies holds
+/// back its own requests instead of making this node buffer the answers: the bound local
+/// replies have by being written before more input is read.
+pub const FORWARDED_BUDGET: usize = 4 << 20;
+/// Forwarded requests on their way per connection at most, however small their replies.
+pub const MAX_FORWARDED: usize = 1024;
+
 /// Replies of a batch, in request order: encoded bytes and replies still on their way.
 #[derive(Default)]
 pub struct Replies {
     items: Vec<Item>,
+    /// Replies still on their way.
+    waiting: usize,
+    /// Largest forwarded reply seen on this connection (halved at each batch, so one huge
+    /// value does not slow the connection for ever); `None` before the first.
+    largest: Option<usize>,
 }
+
+/// What a forwarded reply is assumed to weigh before the connection has seen one.
+const FIRST_REPLY_GUESS: usize = 256 << 10;
 
 enum Item {
     Ready(Bytes),
@@ -420,6 +437,14 @@ impl Replies {
             self.items.push(Item::Ready(out.split().freeze()));
         }
         self.items.push(Item::Waiting(p));
+        self.waiting += 1;
+    }
+
+    /// Whether the replies on their way must be resolved and written before more requests
+    /// are planned (see [`FORWARDED_BUDGET`]).
+    pub fn over_budget(&self) -> bool {
+        let each = self.largest.unwrap_or(FIRST_REPLY_GUESS).max(64);
+        self.waiting >= MAX_FORWARDED || self.waiting.saturating_mul(each) >= FORWARDED_BUDGET
     }
 
     /// Resolves everything in order into `out`.
@@ -430,15 +455,19 @@ impl Replies {
         out: &mut BytesMut,
     ) {
         let tail = out.split();
+        let mut largest = self.largest.map(|l| l / 2);
         for item in self.items.drain(..) {
             match item {
                 Item::Ready(b) => out.extend_from_slice(&b),
                 Item::Waiting(p) => {
                     let b = resolve_one(node, session, p).await;
+                    largest = Some(largest.unwrap_or(0).max(b.len()));
                     out.extend_from_slice(&b);
                 }
             }
         }
+        self.waiting = 0;
+        self.largest = largest;
         out.extend_from_slice(&tail);
     }
 }

@@ -185,7 +185,7 @@ fn refresh(node: &Node) {
         // Before the first table (a joining node can be handed slots before the NameNode's
         // welcome reaches it) there is nothing to settle against: every slot would look
         // unowned and every adoption would be dropped.
-        if !base.standalone {
+        if base.has_table() {
             ov.retain(|&slot, o| !o.settled_by(base.owner_id(slot), &node.node_id));
         }
         base.with_overrides(&ov, &me)
@@ -249,6 +249,14 @@ fn my_info(node: &Node) -> NodeInfo {
         client_addr: addr,
         admin_addr: node.config().admin_addr,
     }
+}
+
+/// The node that handed `slot` to this one, while the NameNode's table has not caught up.
+pub fn adopted_from(node: &Node, slot: u16) -> Option<String> {
+    let ov = node.handoff.overrides.lock();
+    ov.get(&slot)
+        .filter(|o| o.to.is_none())
+        .map(|o| o.from.clone())
 }
 
 /// Records that `slots` now belong to this node (handed over by `from`).

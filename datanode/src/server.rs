@@ -70,6 +70,8 @@ impl ServerHandle {
 
 /// Binds the listener and starts serving in the background.
 pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
+    crate::trust::check_config(&config)?;
+    crate::trust::reconcile_maxclients(&mut config);
     // Record the empty process's memory before any data arrives (INFO's fragmentation).
     crate::cmd::server::startup_rss();
     let listener = TcpListener::bind((config.bind, config.port))
@@ -141,6 +143,11 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
         Err(e) => warn!(%admin, error = %e, "admin port not available; `k` drains are disabled"),
     }
     let namenode = node.config().namenode.clone();
+    if namenode.is_some() {
+        // Nothing is served until the NameNode (once it has proved the cluster secret) says
+        // what this node owns; only standalone mode owns every slot.
+        crate::handoff::set_base(&node, crate::cluster::Routing::awaiting());
+    }
     if let Some(nn) = namenode {
         tokio::spawn(crate::agent::run(node.clone(), nn, admin, stop_rx.clone()));
     }
@@ -395,12 +402,13 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     // Copies of the limits and the routing, refreshed when their generation moves: no shared
     // lock or reference count is written per request.
-    let (mut limits_generation, mut limits) = current_limits(node);
+    let (mut limits_generation, mut limits, mut out_limit) = current_limits(node);
+    let mut out_tracker = crate::outbuf::Tracker::default();
     let mut routing = node.routing();
     let mut last_batch = 0u64;
     loop {
         if node.config_generation() != limits_generation {
-            (limits_generation, limits) = current_limits(node);
+            (limits_generation, limits, out_limit) = current_limits(node);
         }
         if routing.generation != node.routing_generation() {
             routing = node.routing();
@@ -420,7 +428,19 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                         return Ok(());
                     }
                     parser.recycle(req);
+                    if replies.over_budget() {
+                        replies.resolve_into(node, &mut session, &mut out).await;
+                        if over_output_limit(&out_limit, &mut out_tracker, out.len()) {
+                            return Ok(());
+                        }
+                        send(&mut sock, &out).await?;
+                        node.stats.net_output_bytes.add(out.len() as u64);
+                        out.clear();
+                    }
                     if out.len() >= OUT_FLUSH && replies.is_empty() {
+                        if over_output_limit(&out_limit, &mut out_tracker, out.len()) {
+                            return Ok(());
+                        }
                         send(&mut sock, &out).await?;
                         node.stats.net_output_bytes.add(out.len() as u64);
                         out.clear();
@@ -462,6 +482,9 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             // the driver (a syscall) and gain nothing.
             if others_busy(&mut last_batch) {
                 tokio::task::yield_now().await;
+            }
+            if over_output_limit(&out_limit, &mut out_tracker, out.len()) {
+                return Ok(());
             }
             send(&mut sock, &out).await?;
             node.stats.net_output_bytes.add(out.len() as u64);
@@ -510,15 +533,33 @@ fn others_busy(last: &mut u64) -> bool {
     })
 }
 
-/// The parser's limits from the config, with the config generation they belong to.
-fn current_limits(node: &Node) -> (u64, Limits) {
+/// The parser's limits and the output limit of plain clients from the config, with the
+/// config generation they belong to.
+fn current_limits(node: &Node) -> (u64, Limits, crate::outbuf::ClassLimit) {
     let generation = node.config_generation();
     let c = node.config();
     let limits = Limits {
         max_bulk_len: c.proto_max_bulk_len,
         max_query_buffer: c.client_query_buffer_limit,
     };
-    (generation, limits)
+    (generation, limits, c.client_output_buffer_limit.normal)
+}
+
+/// Whether `pending` unwritten reply bytes put the connection over its output limit (then it
+/// is closed, as Redis closes it). Free when no limit is set, the default.
+fn over_output_limit(
+    limit: &crate::outbuf::ClassLimit,
+    tracker: &mut crate::outbuf::Tracker,
+    pending: usize,
+) -> bool {
+    if limit.hard == 0 && limit.soft == 0 {
+        return false;
+    }
+    let over = tracker.exceeded(limit, pending as u64, std::time::Instant::now());
+    if over {
+        debug!(pending, "client over its output buffer limit; closing");
+    }
+    over
 }
 
 /// Background work: active expiry `hz` times a second and the ops/sec sample.

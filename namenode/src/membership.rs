@@ -745,7 +745,11 @@ impl Membership {
                 .members
                 .iter()
                 .all(|(id, m)| m.epoch_seen == epoch && m.reported == table.ranges_of(id));
-        let epoch = if unchanged { epoch } else { epoch + 1 };
+        let epoch = if unchanged {
+            epoch
+        } else {
+            epoch.saturating_add(1)
+        };
         table.set_epoch(epoch);
         self.ring.set_epoch(epoch);
         let publication = Arc::new(Publication {
@@ -933,7 +937,10 @@ impl Membership {
             || nodes != current.nodes
             || current.epoch() < self.max_epoch_reported
         {
-            let epoch = current.epoch().max(self.max_epoch_reported) + 1;
+            let epoch = current
+                .epoch()
+                .max(self.max_epoch_reported)
+                .saturating_add(1);
             table.set_epoch(epoch);
             self.ring.set_epoch(epoch);
             let publication = Arc::new(Publication { table, nodes });

@@ -3,6 +3,11 @@
 //! Asking for the topology (SLOTS, SHARDS, NODES) marks the connection cluster-aware: from
 //! then on it gets `-MOVED` and `-CROSSSLOT` like a Redis Cluster client expects, instead of
 //! having its requests forwarded. `CLUSTER REDIRECTS YES|NO` sets that choice explicitly.
+//!
+//! Between DataNodes: `PEERHELLO`/`PEERAUTH` authenticate a connection as another node of the
+//! cluster (see [`crate::trust`]); `IMPORT` and `HANDOFF` are served only on such peer
+//! sessions, for slots the node is receiving from that peer. To any other connection they do
+//! not exist (Redis's reply to an unknown subcommand), whatever its password.
 
 use super::flags::*;
 use super::*;
@@ -46,15 +51,21 @@ static SUBCOMMANDS: &[CommandSpec] = &[
     spec("redirects", 3, STALE | FAST, NO_KEYS, G, "7.2.4",
         "CHKV: YES makes this connection receive MOVED/CROSSSLOT like a cluster client; NO has the node forward its requests.",
         "YES | NO | INTERNAL", redirects),
-    spec("importing", -4, WRITE | ADMIN, NO_KEYS, G, "7.2.4",
+    spec("importing", -4, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: entries of these slots follow, ordered at this epoch; they replace what this node holds for them.",
         "epoch slot [slot ...]", importing),
-    spec("import", -5, WRITE | ADMIN, NO_KEYS, G, "7.2.4",
+    spec("import", -5, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: stores entries handed over by another node (absolute expiry in ms, 0 for none).",
         "key expire-at value [key expire-at value ...]", import),
-    spec("handoff", -4, WRITE | ADMIN, NO_KEYS, G, "7.2.4",
+    spec("handoff", -4, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: the slots, whose entries were imported, now belong to this node.",
         "from-node-id slot [slot ...]", handoff),
+    spec("peerhello", 4, NO_AUTH | LOADING | STALE | FAST, NO_KEYS, G, "7.2.4",
+        "CHKV, between nodes: starts the cluster-secret challenge-response; answers id, nonce, proof.",
+        "node-id nonce", peerhello),
+    spec("peerauth", 3, NO_AUTH | LOADING | STALE | FAST, NO_KEYS, G, "7.2.4",
+        "CHKV, between nodes: finishes the challenge-response; the connection becomes a peer session.",
+        "proof", peerauth),
     spec("help", 2, LOADING | STALE, NO_KEYS, G, "5.0.0",
         "Returns helpful text about the different subcommands.", "", help),
 ];
@@ -68,13 +79,75 @@ fn importing(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         .skip(3)
         .map(slot_arg)
         .collect::<Result<Vec<u16>, Frame>>()?;
+    check_receiving(ctx, slots.iter().copied())?;
     crate::handoff::begin_import(ctx.node, epoch, &slots)?;
     Ok(Frame::ok())
 }
 
+fn peerhello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let secret = ctx.node.config().cluster_secret.clone();
+    let (reply, pending) =
+        crate::trust::challenge(&secret, &ctx.node.node_id, req.arg(2), req.arg(3))?;
+    ctx.session.peer_pending = Some(Box::new(pending));
+    Ok(reply)
+}
+
+fn peerauth(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    // One proof per challenge: a wrong guess needs a new PEERHELLO (and a new nonce).
+    let pending = ctx
+        .session
+        .peer_pending
+        .take()
+        .ok_or(Frame::err("ERR PEERAUTH without PEERHELLO"))?;
+    let secret = ctx.node.config().cluster_secret.clone();
+    match crate::trust::finish(&secret, *pending, req.arg(2)) {
+        Some(peer) => {
+            ctx.session.peer = Some(peer.into());
+            ctx.session.authenticated = true;
+            Ok(Frame::ok())
+        }
+        None => Err(Frame::err(
+            "ERR cluster peer authentication failed: wrong cluster secret",
+        )),
+    }
+}
+
+/// The peer of this session, when it may hand `slots` to this node (see
+/// [`crate::trust::receiving_from`]).
+fn check_receiving(ctx: &Ctx<'_>, slots: impl IntoIterator<Item = u16>) -> Result<(), Frame> {
+    let peer = ctx.session.peer.as_deref().unwrap_or_default();
+    let routing = ctx.node.routing();
+    // Before its first table a joining node cannot tell; the handoff code expects slots to
+    // arrive before the welcome, and the table that follows settles them.
+    let unwelcomed = !routing.standalone && !routing.has_table();
+    // Also slots this peer flipped to us already: a batch retried after a lost reply.
+    let ok = |s: u16| {
+        unwelcomed
+            || crate::trust::receiving_from(&routing, peer, s)
+            || crate::handoff::adopted_from(ctx.node, s).as_deref() == Some(peer)
+    };
+    match slots.into_iter().find(|&s| !ok(s)) {
+        None => Ok(()),
+        Some(s) => Err(Frame::error(format!(
+            "ERR slot {s} is not being handed to this node by {}",
+            chkv_common::auth::escape(peer.as_bytes())
+        ))),
+    }
+}
+
 fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let entries = crate::handoff::decode_import(req)?;
-    crate::handoff::check_import(ctx.node, &entries)?;
+    let checked = crate::handoff::decode_import(req).and_then(|entries| {
+        check_receiving(ctx, entries.iter().map(|e| key_slot(&e.key)))?;
+        crate::handoff::check_import(ctx.node, &entries)?;
+        Ok(((), entries))
+    });
+    let entries = match checked {
+        Ok((_, entries)) => entries,
+        Err(e) => {
+            ctx.session.import_failed = true;
+            return Err(e);
+        }
+    };
     let stored = ctx
         .node
         .db
@@ -85,11 +158,20 @@ fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 
 fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let from = String::from_utf8_lossy(req.arg(2)).into_owned();
+    if ctx.session.peer.as_deref() != Some(from.as_str()) {
+        return Err(Frame::err("ERR a node hands over only its own slots"));
+    }
+    if std::mem::take(&mut ctx.session.import_failed) {
+        return Err(Frame::err(
+            "ERR an import of this batch failed; the slots stay with their owner",
+        ));
+    }
     let slots = req
         .iter()
         .skip(3)
         .map(slot_arg)
         .collect::<Result<Vec<u16>, Frame>>()?;
+    check_receiving(ctx, slots.iter().copied())?;
     crate::handoff::adopt(ctx.node, &from, &slots);
     Ok(Frame::ok())
 }

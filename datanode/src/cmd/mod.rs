@@ -57,6 +57,9 @@ pub mod flags {
     pub const NO_AUTH: u32 = 1 << 8;
     /// The command reads or writes the whole keyspace (KEYS, SCAN, FLUSHALL...): node-local.
     pub const KEYSPACE: u32 = 1 << 9;
+    /// Between DataNodes only (moves data or ownership): served on authenticated peer
+    /// sessions; to anyone else it does not exist.
+    pub const INTERNAL: u32 = 1 << 10;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -125,6 +128,13 @@ pub struct Session {
     pub quit: bool,
     /// How requests for other nodes' slots are handled on this connection.
     pub redirects: Redirects,
+    /// The DataNode this connection proved to be (`CLUSTER PEERAUTH`): a peer session.
+    pub peer: Option<Box<str>>,
+    /// A `CLUSTER PEERHELLO` answered, waiting for `PEERAUTH`.
+    pub peer_pending: Option<Box<crate::trust::PendingPeer>>,
+    /// A `CLUSTER IMPORT` failed since the last `CLUSTER HANDOFF`: the next one is refused,
+    /// so a batch is never flipped with part of its data missing.
+    pub import_failed: bool,
     /// The ACL user this connection runs as.
     pub user: Bytes,
     /// The user's rules when they restrict anything (`None`: everything is allowed, the
@@ -164,6 +174,9 @@ impl Session {
             authenticated,
             quit: false,
             redirects: Redirects::Forward,
+            peer: None,
+            peer_pending: None,
+            import_failed: false,
             user: Bytes::from_static(b"default"),
             perms: None,
             // Refreshed before the first command.
@@ -289,6 +302,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
             .subcommands
             .iter()
             .position(|s| s.name.as_bytes().eq_ignore_ascii_case(req.arg(1)))
+            .filter(|&i| !spec.subcommands[i].has(flags::INTERNAL) || ctx.session.peer.is_some())
         {
             Some(i) => {
                 let sub = &spec.subcommands[i];

@@ -879,6 +879,14 @@ static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "client-output-buffer-limit",
+        get: |c| c.client_output_buffer_limit.format(),
+        set: Some(|c, v| {
+            c.client_output_buffer_limit = c.client_output_buffer_limit.parse_into(v)?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "maxclients",
         get: |c| c.maxclients.to_string(),
         set: Some(|c, v| {

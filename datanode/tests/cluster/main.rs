@@ -12,6 +12,7 @@
 //! - [`resp3`]: forwarded and split replies in RESP3.
 //! - [`tools`]: `redis-cli --cluster check`, `info` and `import` from a live redis-server.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
+//! - [`trust`]: internal commands only on authenticated peer sessions, for slots in transit.
 //! - [`flap`]: a node paused past its dead-declaration resumes without bringing back deleted
 //!   or older values.
 //! - [`stop`]: SIGTERM drains a cluster node (bounded by `--shutdown-timeout`), a second
@@ -29,6 +30,7 @@ mod restart;
 mod spread;
 mod stop;
 mod tools;
+mod trust;
 mod util;
 
 #[allow(dead_code)]
