@@ -50,7 +50,8 @@ posint() { [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 needs a positive integer, got 
 # chkv_init: create the temp dir and install the cleanup trap. Call once, from the main
 # shell (not inside $(...)), before starting anything.
 chkv_init() {
-    CHKV_TMP="$(mktemp -d "${TMPDIR:-/tmp}/chkv-${CHKV_SCRIPT%.sh}.XXXXXX")"
+    # CHKV_TMP_PARENT: where the temp dir goes (default $TMPDIR or /tmp).
+    CHKV_TMP="$(mktemp -d "${CHKV_TMP_PARENT:-${TMPDIR:-/tmp}}/chkv-${CHKV_SCRIPT%.sh}.XXXXXX")"
     : >"$CHKV_TMP/ports"
     trap chkv_cleanup EXIT
     trap 'log "interrupted"; exit 130' INT

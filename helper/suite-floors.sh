@@ -63,7 +63,7 @@ fi
 declare -A reference
 while read -r unit n; do
     reference[$unit]=$n
-done < <(sed -n 's/^| *\(unit\/[^ |]*\) *| *\([0-9][0-9]*\) *|.*/\1 \2/p; s/^|.*| *\(unit\/[^ |]*\) *| *\([0-9][0-9]*\) *|$/\1 \2/p' "$SUITE/README.md")
+done < <(awk -F'|' '{ for (i = 2; i + 1 <= NF; i += 2) { u = $i; n = $(i + 1); gsub(/ /, "", u); gsub(/ /, "", n); if (u ~ /^unit\// && n ~ /^[0-9]+$/) print u, n } }' "$SUITE/README.md")
 
 chkv_init
 if [[ -z "$PORT" ]]; then

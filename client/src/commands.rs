@@ -7,6 +7,10 @@
 //! split per slot here instead (MGET, MSET, DEL, UNLINK, EXISTS, TOUCH); MSETNX, RENAME,
 //! RENAMENX and COPY are atomic on one node, so their keys must share a slot (use hash tags:
 //! `{user42}.name`, `{user42}.email`), else they fail with `CROSSSLOT`, as in Redis Cluster.
+//!
+//! [`bits`]: bitmaps, LCS and HyperLogLog.
+
+pub(crate) mod bits;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -257,13 +261,13 @@ impl ScanOptions {
     }
 }
 
-fn keys_of<K: AsRef<[u8]>>(keys: &[K]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn keys_of<K: AsRef<[u8]>>(keys: &[K]) -> impl Iterator<Item = &[u8]> {
     keys.iter().map(AsRef::as_ref)
 }
 
 impl Client {
     /// A keyed command: to the owner of `key`'s slot, converted to `T`.
-    async fn keyed<T: FromValue>(&self, key: &[u8], args: &[&[u8]]) -> Result<T> {
+    pub(crate) async fn keyed<T: FromValue>(&self, key: &[u8], args: &[&[u8]]) -> Result<T> {
         T::from_value(self.shared().run(Target::Slot(slot_of(key)), args).await?)
     }
 
@@ -273,7 +277,7 @@ impl Client {
     }
 
     /// A command whose keys must share a slot.
-    async fn same_slot<T: FromValue>(&self, args: &[&[u8]]) -> Result<T> {
+    pub(crate) async fn same_slot<T: FromValue>(&self, args: &[&[u8]]) -> Result<T> {
         T::from_value(self.shared().run(target_of(args), args).await?)
     }
 

@@ -58,6 +58,8 @@ const FAIL_FAST: Duration = Duration::from_millis(100);
 pub(crate) struct ConnConfig {
     pub connect_timeout: Duration,
     pub password: Option<Bytes>,
+    /// ACL user to authenticate as (`default` when unset).
+    pub username: Option<Bytes>,
     pub resp3: bool,
     /// Send `CLUSTER REDIRECTS YES`: the node answers `-MOVED` for slots it does not own
     /// instead of forwarding (false for a standalone server, which may not know the command).
@@ -636,9 +638,10 @@ async fn handshake(addr: SocketAddr, config: &ConnConfig) -> Result<(TcpStream, 
     let _ = stream.set_nodelay(true);
     let mut hello = BytesMut::new();
     let mut expected = 0;
+    let user = config.username.as_deref().unwrap_or(b"default");
     match (&config.password, config.resp3) {
         (Some(pw), true) => {
-            resp::encode_command(&[&b"HELLO"[..], b"3", b"AUTH", b"default", pw], &mut hello);
+            resp::encode_command(&[&b"HELLO"[..], b"3", b"AUTH", user, pw], &mut hello);
             expected += 1;
         }
         (None, true) => {
@@ -646,7 +649,10 @@ async fn handshake(addr: SocketAddr, config: &ConnConfig) -> Result<(TcpStream, 
             expected += 1;
         }
         (Some(pw), false) => {
-            resp::encode_command(&[&b"AUTH"[..], pw], &mut hello);
+            match &config.username {
+                Some(u) => resp::encode_command(&[&b"AUTH"[..], u, pw], &mut hello),
+                None => resp::encode_command(&[&b"AUTH"[..], pw], &mut hello),
+            }
             expected += 1;
         }
         (None, false) => {}
@@ -705,6 +711,7 @@ mod tests {
         Arc::new(ConnConfig {
             connect_timeout: Duration::from_secs(1),
             password: None,
+            username: None,
             resp3: false,
             cluster: false,
             response_timeout: timeout,

@@ -40,6 +40,11 @@
 //! - `watcher`: the long-lived watch on the NameNode, with reconnects and backoff.
 //! - [`Value`]/[`FromValue`] and `resp`: replies and a compact RESP2/RESP3 decoder that
 //!   never trusts the network.
+//! - `collections`: the typed API of hashes ([`Client::hset`], ...) and sets
+//!   ([`Client::sadd`], ...).
+//! - `pubsub`: [`Client::subscribe`], [`Client::psubscribe`] and [`Client::ssubscribe`] as
+//!   [`Subscription`]s, each on its own connection that subscribes again after a reconnect
+//!   or when a shard channel's slot moves (at-most-once delivery, like Redis Pub/Sub).
 //! - The typed API ([`Client::get`], [`Client::set_with`], ...), [`Pipeline`],
 //!   [`Client::scan_all`], and [`blocking::Client`] for code without an async runtime.
 //!
@@ -47,7 +52,8 @@
 //! - Connections say `CLUSTER REDIRECTS YES`, so a DataNode never forwards our requests: one
 //!   hop, and `-MOVED` when the ring has moved on.
 //! - Multi-key commands follow Redis Cluster: MGET, MSET, DEL, UNLINK, EXISTS and TOUCH are
-//!   split per slot by the client; MSETNX, RENAME, RENAMENX and COPY need their keys in one
+//!   split per slot by the client; MSETNX, RENAME, RENAMENX, COPY, SMOVE and the multi-set
+//!   commands (SINTER, SUNION, SDIFF, their STORE forms, SINTERCARD) need their keys in one
 //!   slot (hash tags: `{user42}.a`, `{user42}.b`).
 //! - Node-local commands (DBSIZE, KEYS, SCAN, FLUSHALL) have cluster-wide methods
 //!   ([`Client::dbsize`], [`Client::keys`], [`Client::scan_all`], [`Client::flushall`]) and
@@ -57,22 +63,28 @@
 
 pub mod blocking;
 mod client;
+mod collections;
 mod commands;
 mod conn;
 mod error;
 mod pipeline;
+mod pubsub;
 mod resp;
 mod routing;
 mod value;
 mod watcher;
 
 pub use client::{Builder, Client, NameNodes, RetryBudget, RingInfo};
+pub use commands::bits::{
+    BitFieldOp, BitFieldType, BitOffset, BitOp, BitOverflow, BitUnit, LcsIdx, LcsMatch,
+};
 pub use commands::{
     ExpireCondition, ExpireTime, GetExpiry, ScanAll, ScanOptions, SetCondition, SetExpiry,
     SetOptions, SetReply, Ttl,
 };
 pub use error::{Error, Result};
 pub use pipeline::Pipeline;
+pub use pubsub::{Message, Subscription, Topic};
 pub use value::{FromValue, ServerError, ServerErrorKind, Value};
 
 pub use bytes::Bytes;

@@ -291,7 +291,32 @@ pub(crate) fn key_spec(name: &[u8]) -> KeySpec {
         | b"incrby" | b"decrby" | b"incrbyfloat" | b"type" | b"expire" | b"pexpire"
         | b"expireat" | b"pexpireat" | b"ttl" | b"pttl" | b"expiretime" | b"pexpiretime"
         | b"persist" | b"dump" | b"restore" => ONE,
-        b"rename" | b"renamenx" | b"copy" => TWO,
+        b"setbit" | b"getbit" | b"bitcount" | b"bitpos" | b"bitfield" | b"bitfield_ro"
+        | b"pfadd" => ONE,
+        b"hset" | b"hsetnx" | b"hmset" | b"hget" | b"hmget" | b"hgetall" | b"hdel" | b"hlen"
+        | b"hstrlen" | b"hexists" | b"hkeys" | b"hvals" | b"hincrby" | b"hincrbyfloat"
+        | b"hrandfield" | b"hscan" | b"sadd" | b"srem" | b"smembers" | b"sismember"
+        | b"smismember" | b"scard" | b"spop" | b"srandmember" | b"sscan" => ONE,
+        b"rename" | b"renamenx" | b"copy" | b"lcs" | b"smove" => TWO,
+        // BITOP's first argument is the operation; its keys start with the destination.
+        b"bitop" => KeySpec {
+            first: 2,
+            last: -1,
+            step: 1,
+            split: Split::No,
+        },
+        b"pfcount" | b"pfmerge" => all(1, Split::No),
+        b"sinter" | b"sunion" | b"sdiff" | b"sinterstore" | b"sunionstore" | b"sdiffstore" => {
+            all(1, Split::No)
+        }
+        // PFDEBUG's key follows its subcommand; SINTERCARD numkeys key [key ...] is routed by
+        // its first key (the node refuses keys of other slots).
+        b"pfdebug" | b"sintercard" => KeySpec {
+            first: 2,
+            last: 2,
+            step: 1,
+            split: Split::No,
+        },
         b"mget" => all(1, Split::Mget),
         b"del" | b"unlink" | b"exists" | b"touch" => all(1, Split::Sum),
         b"mset" => all(2, Split::Mset),
@@ -347,6 +372,7 @@ mod tests {
         let config = Arc::new(ConnConfig {
             connect_timeout: Duration::from_secs(1),
             password: None,
+            username: None,
             resp3: false,
             cluster: true,
             response_timeout: None,
@@ -446,6 +472,12 @@ mod tests {
             positions("NOSUCHCOMMANDWITHALONGNAME", 3),
             Vec::<usize>::new()
         );
+        assert_eq!(positions("BITOP", 5), vec![2, 3, 4]);
+        assert_eq!(positions("bitfield_ro", 5), vec![1]);
+        assert_eq!(positions("LCS", 4), vec![1, 2]);
+        assert_eq!(positions("PFCOUNT", 4), vec![1, 2, 3]);
+        assert_eq!(positions("PFMERGE", 3), vec![1, 2]);
+        assert_eq!(positions("PFDEBUG", 3), vec![2]);
         assert_eq!(key_spec(b"DeL").split, Split::Sum);
         assert_eq!(key_spec(b"msetnx").split, Split::No);
     }

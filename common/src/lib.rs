@@ -15,11 +15,14 @@
 //! - [`lines`]: the bounded line reader every control-plane reader uses.
 //! - [`hostport`]: `host:port` addresses whose host may be a name, resolved at each use.
 //! - [`cli`] (feature `cli`): the binaries' settings from flags, environment and a TOML file.
+//! - `http` (feature `http`): the bounded HTTP server the NameNode and the DataNodes share.
 
 pub mod auth;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod hostport;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod lines;
 pub mod proto;
 pub mod ring;

@@ -134,6 +134,11 @@ pub enum DataNodeToNameNode {
         node_id: NodeId,
         epoch: u64,
         slots: Vec<(u16, u16)>,
+        /// The node the slots were handed to (absent from older DataNodes). It can differ
+        /// from the current order's target: a move re-ordered after a timeout may already
+        /// have been carried out towards the first target.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<NodeId>,
     },
     /// The node asks to leave the ring (a drain); its slots get new owners first.
     Leave { node_id: NodeId },
@@ -356,6 +361,7 @@ mod tests {
                 node_id: node_id.clone(),
                 epoch: 8,
                 slots: vec![(5000, 5039)],
+                to: Some(NodeId::new("b")),
             },
             DataNodeToNameNode::Leave { node_id },
         ]

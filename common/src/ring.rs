@@ -304,7 +304,7 @@ impl Ring {
         // One sort for all the node's points; `HashRing::add` sorts after every insert.
         self.ring.batch_add(placed);
         self.nodes.insert(node);
-        self.epoch += 1;
+        self.epoch = self.epoch.saturating_add(1);
         true
     }
 
@@ -336,7 +336,7 @@ impl Ring {
                 self.shadowed.remove(&point);
             }
         }
-        self.epoch += 1;
+        self.epoch = self.epoch.saturating_add(1);
         true
     }
 

@@ -73,6 +73,7 @@ pub async fn run(
             Ok(()) => return,
             Err(e) => {
                 warn!(%namenode, error = %e, "NameNode session ended; serving with the last table");
+                *node.namenode_error.lock() = Some(e.to_string());
             }
         }
         if welcomed {
@@ -252,6 +253,7 @@ async fn session(
                 }
                 if matches!(msg, NameNodeToDataNode::Welcome { .. }) {
                     *welcomed = true;
+                    *node.namenode_error.lock() = None;
                     info!(%namenode, id = %node.node_id, "registered with the NameNode");
                 }
                 match msg {

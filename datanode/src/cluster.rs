@@ -223,10 +223,12 @@ pub enum Route {
 }
 
 /// Commands a plain connection may have split across nodes (and how their answers merge).
+/// PFCOUNT of keys on several nodes gathers their HyperLogLogs (an MGET per owner) and
+/// counts the union here.
 pub fn splittable(name: &str) -> bool {
     matches!(
         name,
-        "mget" | "mset" | "del" | "unlink" | "exists" | "touch"
+        "mget" | "mset" | "del" | "unlink" | "exists" | "touch" | "pfcount"
     )
 }
 
@@ -235,7 +237,7 @@ pub fn route(routing: &Routing, spec: &CommandSpec, req: &Request, redirects: bo
     if routing.standalone || spec.first_key <= 0 {
         return Route::Local;
     }
-    let mut positions = spec.key_positions(req.len());
+    let mut positions = spec.keys_in(req);
     let Some(first) = positions.next() else {
         return Route::Local;
     };

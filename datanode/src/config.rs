@@ -32,11 +32,16 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// Admin port address (`k` drains the node); loopback by default.
     pub admin_addr: std::net::SocketAddr,
+    /// HTTP port for `/metrics` and `/healthz`; off when unset (port 0 picks a free one).
+    pub http_addr: Option<std::net::SocketAddr>,
     /// `maxmemory`, `maxmemory-policy`, `maxmemory-samples`, `lfu-log-factor`,
     /// `lfu-decay-time`.
     pub eviction: crate::store::evict::EvictionConfig,
-    /// `client-output-buffer-limit` (Redis's classes and defaults).
+    /// `client-output-buffer-limit` (Redis's classes and defaults): `normal` for plain
+    /// connections, `pubsub` for subscribers and their outboxes.
     pub client_output_buffer_limit: crate::outbuf::OutputLimits,
+    /// `notify-keyspace-events` as [`crate::pubsub::events`] bits; off by default.
+    pub notify_keyspace_events: u32,
     /// Password for `k` and `status` on the admin port (`auth <password>`); `requirepass`
     /// when unset.
     pub admin_password: Option<Vec<u8>>,
@@ -70,10 +75,12 @@ impl Default for Config {
             cluster_redirects: false,
             heartbeat_ms: 1000,
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),
+            http_addr: None,
             eviction: Default::default(),
             cluster_secret: Default::default(),
             admin_password: None,
             client_output_buffer_limit: Default::default(),
+            notify_keyspace_events: 0,
             tls: Default::default(),
             aclfile: None,
             encodings: Default::default(),

@@ -11,7 +11,7 @@
 //! retried a bounded number of times.
 
 use crate::cluster::{route, Owner, Route, Routing};
-use crate::cmd::{dispatch, lookup, Ctx, Redirects, Session};
+use crate::cmd::{dispatch, lookup, multi, Ctx, Redirects, Session};
 use crate::node::Node;
 use crate::peer::PeerReply;
 use crate::resp::reply::parse_reply;
@@ -40,8 +40,30 @@ pub enum Pending {
     Split { req: Request, parts: Vec<Part> },
     /// A request for slots being handed over: it waits for the flip, then is planned again.
     Frozen { req: Request },
+    /// A transaction (EXEC) whose slots are being handed over: it waits for the flip, then
+    /// is planned again as a whole.
+    Tx { cmds: Vec<Request> },
+    /// A request sent over the connection's own connection to the node holding its WATCH.
+    Relay {
+        req: Request,
+        rx: oneshot::Receiver<PeerReply>,
+        kind: RelayKind,
+        dirty: Arc<std::sync::atomic::AtomicBool>,
+    },
     /// A command that finishes asynchronously ([`crate::cmd::Deferred`]).
     Task(crate::cmd::Deferred),
+}
+
+/// What a [`Pending::Relay`] request is, for when its node answers `-MOVED` or is lost: the
+/// watch is then void (`dirty`), and the reply becomes what is safe for the kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayKind {
+    /// WATCH: `+OK`, and the next EXEC aborts.
+    Watch,
+    /// The transaction (MULTIEXEC): nothing ran there; a null array, like a fired watch.
+    Exec,
+    /// Any other command: run again the ordinary way.
+    Command,
 }
 
 /// One owner's share of a split request.
@@ -61,6 +83,303 @@ pub enum Part {
 pub enum Planned {
     Now(Frame),
     Later(Pending),
+}
+
+// ---- transactions (MULTI/EXEC) in a cluster ----
+//
+// A connection inside MULTI queues locally: nothing is forwarded while queuing. A
+// cluster-aware connection gets Redis Cluster's checks per queued command (`-MOVED`,
+// `-CROSSSLOT`, which abort the transaction). At EXEC the node looks at the owners of every
+// key of every queued command, with the table current under the handoff gate:
+// - all here (or no keys): the transaction runs here, atomically (`multi::run_tx`), under the
+//   gate, after waiting for any of its slots that is frozen, so a handoff never splits it;
+// - all on one other node (plain connections): the whole transaction goes there as one
+//   internal `MULTIEXEC` request and runs there atomically; the reply is relayed;
+// - on several nodes: `-CROSSSLOT`, nothing applied. For cluster-aware connections every key
+//   must be in one slot (else `-CROSSSLOT`) that this node owns (else `-MOVED`).
+// Watched keys are watched here; if one's slot has left this node since, the watch fired
+// (the store signals a slot that moves away) and EXEC returns a null array: the client's
+// optimistic-locking loop retries, now against the new owner.
+
+fn plan_in_multi(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Planned {
+    if req.arg(0).eq_ignore_ascii_case(b"exec") && req.len() == 1 {
+        let Some(q) = session.tx.queue.take() else {
+            return Planned::Now(run_local(node, session, req));
+        };
+        if q.aborted {
+            multi::unwatch_all(node, &mut session.tx);
+            return Planned::Now(multi::ERR_EXECABORT);
+        }
+        return plan_tx(node, session, q.cmds);
+    }
+    if session.redirects == Redirects::Redirect && session.authenticated {
+        if let Some((_, spec)) = lookup(req.arg(0)) {
+            if spec.first_key > 0 && spec.arity_ok(req.len()) && spec.name != "watch" {
+                let err = match route(routing, spec, req, true) {
+                    Route::Moved { slot, addr } => Some(moved(slot, addr)),
+                    Route::CrossSlot => Some(CROSSSLOT),
+                    Route::Down => Some(CLUSTERDOWN),
+                    _ => None,
+                };
+                if let Some(e) = err {
+                    session.tx.flag();
+                    return Planned::Now(e);
+                }
+            }
+        }
+    }
+    Planned::Now(run_local(node, session, req))
+}
+
+/// WATCH on a plain connection of keys that all live on another node: the watch is set
+/// there, over a connection of this session's own (a watch lives in the session that set
+/// it; the shared forwarding connection belongs to no client). While it is active, this
+/// session's other requests for that node take the same connection, so they reach it in
+/// order after the WATCH; EXEC sends the whole transaction over it, where the node checks
+/// the watch and runs it atomically. Watching keys on two nodes is `-CROSSSLOT`.
+fn plan_remote_watch(
+    node: &Node,
+    session: &mut Session,
+    addr: SocketAddr,
+    req: &Request,
+) -> Planned {
+    let watching_elsewhere = session.tx.watch.is_some()
+        || session
+            .tx
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.active && r.conn.addr != addr);
+    if watching_elsewhere {
+        return Planned::Now(CROSSSLOT);
+    }
+    let reusable = session.tx.remote.as_ref().is_some_and(|r| {
+        r.conn.addr == addr && r.conn.proto == session.proto && !r.conn.is_closed()
+    });
+    if !reusable {
+        session.tx.remote = Some(multi::RemoteWatch {
+            conn: node.peers.dedicated(addr, session.proto),
+            active: false,
+            keys: Vec::new(),
+            dirty: Default::default(),
+        });
+    }
+    if let Some(r) = session.tx.remote.as_mut() {
+        if !r.active {
+            r.dirty.store(false, std::sync::atomic::Ordering::Relaxed);
+            r.active = true;
+            r.keys.clear();
+        }
+        if r.keys.len() < 1 << 20 {
+            r.keys
+                .extend(req.iter().skip(1).map(Bytes::copy_from_slice));
+        }
+    }
+    match relay(session, addr, req, RelayKind::Watch) {
+        Some(p) => Planned::Later(p),
+        None => Planned::Now(Frame::ok()),
+    }
+}
+
+/// Sends `req` over the session's connection to `addr` if it holds an intact watch there.
+fn relay(
+    session: &mut Session,
+    addr: SocketAddr,
+    req: &Request,
+    kind: RelayKind,
+) -> Option<Pending> {
+    let r = session.tx.remote.as_ref()?;
+    let usable = r.active
+        && r.conn.addr == addr
+        && r.conn.proto == session.proto
+        && !r.dirty.load(std::sync::atomic::Ordering::Relaxed);
+    usable.then(|| Pending::Relay {
+        req: req.clone(),
+        rx: r.conn.send_request(req),
+        kind,
+        dirty: r.dirty.clone(),
+    })
+}
+
+/// The slots of a request's keys, scripts' declared keys included.
+fn request_slots(req: &Request) -> Vec<u16> {
+    let Some((_, spec)) = lookup(req.arg(0)) else {
+        return Vec::new();
+    };
+    if spec.name.starts_with("eval") && spec.arity_ok(req.len()) {
+        return crate::cmd::scripting::eval_keys(req)
+            .map(|r| r.map(|i| key_slot(req.arg(i))).collect())
+            .unwrap_or_default();
+    }
+    // A subcommand's own key positions (OBJECT ENCODING key).
+    let spec = crate::cmd::resolve_checked(req).map_or(spec, |(sub, _)| sub);
+    spec.keys_in(req).map(|i| key_slot(req.arg(i))).collect()
+}
+
+/// EVAL and friends in a cluster: the declared keys decide, like a command's keys. A plain
+/// connection's script runs on the node that owns all its keys (forwarded whole; EVALSHA
+/// there answers `-NOSCRIPT` if that node does not have the script, and clients then send
+/// EVAL); keys on several nodes are `-CROSSSLOT`; cluster-aware connections get Redis
+/// Cluster's `-MOVED`/`-CROSSSLOT`. A script without keys runs where it is sent.
+fn plan_eval(node: &Node, session: &mut Session, req: &Request) -> Planned {
+    let slots = request_slots(req);
+    let _gate = node.handoff.gate.read();
+    let routing = node.routing();
+    let mut owners: Vec<(Owner, u16)> = Vec::new();
+    for &s in &slots {
+        let o = routing.owner(s);
+        if !owners.iter().any(|(x, _)| *x == o) {
+            owners.push((o, s));
+        }
+    }
+    if session.redirects == Redirects::Redirect && slots.iter().any(|s| Some(s) != slots.first()) {
+        return Planned::Now(CROSSSLOT);
+    }
+    if owners.iter().any(|(o, _)| *o == Owner::Unassigned) {
+        return Planned::Now(CLUSTERDOWN);
+    }
+    if owners.len() > 1 {
+        return Planned::Now(CROSSSLOT);
+    }
+    if let Some(&(Owner::Remote(o), slot)) = owners.first() {
+        let Some(addr) = routing.addr(o) else {
+            return Planned::Now(CLUSTERDOWN);
+        };
+        if session.redirects != Redirects::Forward {
+            return Planned::Now(moved(slot, addr));
+        }
+        return Planned::Later(Pending::Remote {
+            req: req.clone(),
+            rx: node.peers.send_request(addr, session.proto, req),
+        });
+    }
+    if slots.iter().any(|&s| node.handoff.is_frozen(s)) {
+        return Planned::Later(Pending::Frozen { req: req.clone() });
+    }
+    Planned::Now(run_local(node, session, req))
+}
+
+/// Decides where a transaction runs (see above) and runs it here or forwards it.
+pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planned {
+    let abort = |session: &mut Session, f: Frame| {
+        multi::unwatch_all(node, &mut session.tx);
+        Planned::Now(f)
+    };
+    if session
+        .tx
+        .watch
+        .as_ref()
+        .is_some_and(|w| w.watcher.is_dirty())
+    {
+        return abort(session, Frame::NullArray);
+    }
+    let remote = session.tx.remote.as_ref().filter(|r| r.active);
+    if let Some(r) = remote {
+        if session.tx.watch.is_some() {
+            return abort(session, CROSSSLOT);
+        }
+        if r.dirty.load(std::sync::atomic::Ordering::Relaxed) {
+            return abort(session, Frame::NullArray);
+        }
+        // Every key must be on the watching node; it checks its own ownership again. A
+        // watched key that lives elsewhere now moved since WATCH: the watch is void.
+        let routing = node.routing();
+        let on_watch_node = |k: &[u8]| match routing.owner(key_slot(k)) {
+            Owner::Remote(o) => routing.addr(o) == Some(r.conn.addr),
+            _ => false,
+        };
+        if !r.keys.iter().all(|k| on_watch_node(k)) {
+            return abort(session, Frame::NullArray);
+        }
+        let elsewhere = cmds.iter().any(|c| {
+            crate::cmd::resolve_checked(c).is_ok_and(|(spec, _)| {
+                spec.key_positions(c.len()).any(|i| {
+                    let owner = routing.owner(key_slot(c.arg(i)));
+                    let addr = match owner {
+                        Owner::Remote(o) => routing.addr(o),
+                        _ => None,
+                    };
+                    addr != Some(r.conn.addr)
+                })
+            })
+        });
+        if elsewhere {
+            return abort(session, CROSSSLOT);
+        }
+        let addr = r.conn.addr;
+        let req = multi::encode_multiexec(&cmds);
+        let pending = relay(session, addr, &req, RelayKind::Exec);
+        // The node forgets the watch with EXEC.
+        if let Some(r) = session.tx.remote.as_mut() {
+            r.active = false;
+            r.keys.clear();
+        }
+        return match pending {
+            Some(p) => Planned::Later(p),
+            None => Planned::Now(Frame::NullArray),
+        };
+    }
+    let _gate = node.handoff.gate.read();
+    let routing = node.routing();
+    if !routing.standalone {
+        // Scripts' declared keys count too.
+        let key_slots: Vec<u16> = cmds.iter().flat_map(request_slots).collect();
+        let watched_elsewhere = session.tx.watch.as_ref().is_some_and(|w| {
+            w.keys
+                .iter()
+                .any(|k| routing.owner(key_slot(k)) != Owner::Local)
+        });
+        if watched_elsewhere {
+            return abort(session, Frame::NullArray);
+        }
+        let mut owners: Vec<(Owner, u16)> = Vec::new();
+        for &s in &key_slots {
+            let o = routing.owner(s);
+            if !owners.iter().any(|(x, _)| *x == o) {
+                owners.push((o, s));
+            }
+        }
+        if session.redirects == Redirects::Redirect
+            && key_slots.iter().any(|&s| Some(&s) != key_slots.first())
+        {
+            return abort(session, CROSSSLOT);
+        }
+        if owners.iter().any(|(o, _)| *o == Owner::Unassigned) {
+            return abort(session, CLUSTERDOWN);
+        }
+        if owners.len() > 1 {
+            return abort(session, CROSSSLOT);
+        }
+        if let Some(&(Owner::Remote(o), slot)) = owners.first() {
+            let Some(addr) = routing.addr(o) else {
+                return abort(session, CLUSTERDOWN);
+            };
+            if session.redirects != Redirects::Forward {
+                return abort(session, moved(slot, addr));
+            }
+            if session.tx.watch.is_some() {
+                // Keys watched here, the transaction there: it could not be atomic.
+                return abort(session, CROSSSLOT);
+            }
+            let req = multi::encode_multiexec(&cmds);
+            return Planned::Later(Pending::Remote {
+                rx: node.peers.send_request(addr, session.proto, &req),
+                req,
+            });
+        }
+        let frozen = match multi::tx_slots(&cmds, session.tx.watch.as_ref()) {
+            Some(slots) => slots.iter().any(|&s| node.handoff.is_frozen(s)),
+            None => node.handoff.any_frozen(),
+        };
+        if frozen {
+            return Planned::Later(Pending::Tx { cmds });
+        }
+    }
+    let mut ctx = Ctx {
+        node,
+        session,
+        now: now_ms(),
+    };
+    Planned::Now(multi::run_tx(&mut ctx, &cmds))
 }
 
 fn run_local(node: &Node, session: &mut Session, req: &Request) -> Frame {
@@ -93,15 +412,35 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
     if routing.standalone {
         return run_here(node, session, req);
     }
+    if session.tx.in_multi() {
+        return plan_in_multi(node, session, routing, req);
+    }
     let spec = match lookup(req.arg(0)) {
         Some((_, spec))
             if session.authenticated && spec.first_key > 0 && spec.arity_ok(req.len()) =>
         {
             spec
         }
+        Some((_, spec))
+            if spec.name.starts_with("eval")
+                && session.authenticated
+                && spec.arity_ok(req.len()) =>
+        {
+            return plan_eval(node, session, req);
+        }
+        Some((_, spec)) if spec.name == "multiexec" && session.authenticated => {
+            return match multi::decode_multiexec(req) {
+                Ok(cmds) => plan_tx(node, session, cmds),
+                Err(e) => Planned::Now(e),
+            };
+        }
         // Errors, keyless and node-local commands run here.
         _ => return run_here(node, session, req),
     };
+    if session.subscribed_resp2() && spec.name != "ssubscribe" {
+        // Refused here by the subscribed-mode rule, wherever its keys live.
+        return Planned::Now(run_local(node, session, req));
+    }
     if session.perms.is_some() || session.acl_generation != node.acl.generation() {
         // Permissions are checked here, before the request may leave for its owner.
         if let Some((id, resolved)) = crate::cmd::resolve(req) {
@@ -136,12 +475,24 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
     };
     if node.handoff.any_frozen()
         && matches!(r, Route::Local | Route::Split)
-        && spec.key_positions(req.len()).any(|i| {
+        && spec.keys_in(req).any(|i| {
             let s = key_slot(req.arg(i));
             routing.owner(s) == Owner::Local && node.handoff.is_frozen(s)
         })
     {
         return Planned::Later(Pending::Frozen { req: req.clone() });
+    }
+    if spec.name == "ssubscribe" {
+        // A subscription lives on the connection: it cannot be forwarded, so every client is
+        // sent to the slot's owner.
+        match r {
+            Route::Remote(o) => {
+                let slot = key_slot(req.arg(1));
+                return Planned::Now(routing.addr(o).map_or(CLUSTERDOWN, |a| moved(slot, a)));
+            }
+            Route::Split => return Planned::Now(CROSSSLOT),
+            _ => {}
+        }
     }
     match (r, mode) {
         (Route::Local, _) => run_here(node, session, req),
@@ -149,21 +500,39 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
         (Route::Down, _) => Planned::Now(CLUSTERDOWN),
         (_, Redirects::Internal) => {
             // Send the forwarder to the owner of the first key that is not ours.
-            let target = spec
-                .key_positions(req.len())
-                .map(|i| key_slot(req.arg(i)))
-                .find_map(|s| match routing.owner(s) {
-                    Owner::Remote(o) => routing.addr(o).map(|a| (s, a)),
-                    _ => None,
-                });
+            let target =
+                spec.keys_in(req)
+                    .map(|i| key_slot(req.arg(i)))
+                    .find_map(|s| match routing.owner(s) {
+                        Owner::Remote(o) => routing.addr(o).map(|a| (s, a)),
+                        _ => None,
+                    });
             Planned::Now(target.map_or(CLUSTERDOWN, |(s, a)| moved(s, a)))
         }
         (Route::CrossSlot, _) => Planned::Now(CROSSSLOT),
+        // A watch lives in the session that set it: never over the shared connection.
+        (Route::Remote(o), Redirects::Forward) if spec.name == "watch" => match routing.addr(o) {
+            Some(addr) => plan_remote_watch(node, session, addr, req),
+            None => Planned::Now(CLUSTERDOWN),
+        },
+        (Route::Remote(o), _) if session.tx.remote.is_some() => match routing.addr(o) {
+            Some(addr) => match relay(session, addr, req, RelayKind::Command) {
+                Some(p) => Planned::Later(p),
+                None => Planned::Later(Pending::Remote {
+                    req: req.clone(),
+                    rx: node.peers.send_request(addr, session.proto, req),
+                }),
+            },
+            None => Planned::Now(CLUSTERDOWN),
+        },
         (Route::Remote(o), _) => match routing.addr(o) {
-            Some(addr) => Planned::Later(Pending::Remote {
-                req: req.clone(),
-                rx: node.peers.send_request(addr, session.proto, req),
-            }),
+            Some(addr) => {
+                node.stats.forwarded_requests.add(1);
+                Planned::Later(Pending::Remote {
+                    req: req.clone(),
+                    rx: node.peers.send_request(addr, session.proto, req),
+                })
+            }
             None => Planned::Now(CLUSTERDOWN),
         },
         (Route::Split, _) => Planned::Later(split(node, session, routing, req)),
@@ -175,6 +544,12 @@ fn split(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -
     let name = req.arg(0);
     let pairs = name.eq_ignore_ascii_case(b"mset");
     let step = if pairs { 2 } else { 1 };
+    // PFCOUNT's share on each owner is the HyperLogLogs themselves, counted together in merge.
+    let sub_name: &[u8] = if name.eq_ignore_ascii_case(b"pfcount") {
+        b"MGET"
+    } else {
+        name
+    };
     // Group key positions by owner, keeping their order.
     let mut groups: Vec<(Owner, Vec<usize>)> = Vec::new();
     for i in (1..req.len()).step_by(step) {
@@ -187,7 +562,7 @@ fn split(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -
     let parts = groups
         .into_iter()
         .map(|(owner, positions)| {
-            let mut args: Vec<&[u8]> = vec![name];
+            let mut args: Vec<&[u8]> = vec![sub_name];
             for &i in &positions {
                 args.push(req.arg(i));
                 if pairs {
@@ -201,11 +576,14 @@ fn split(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -
                     positions,
                 },
                 Owner::Remote(o) => match routing.addr(o) {
-                    Some(addr) => Part::Remote {
-                        rx: node.peers.send_request(addr, session.proto, &sub),
-                        sub,
-                        positions,
-                    },
+                    Some(addr) => {
+                        node.stats.forwarded_requests.add(1);
+                        Part::Remote {
+                            rx: node.peers.send_request(addr, session.proto, &sub),
+                            sub,
+                            positions,
+                        }
+                    }
                     None => Part::Done {
                         reply: CLUSTERDOWN,
                         positions,
@@ -261,11 +639,17 @@ fn run_with_retries<'a>(
                     } else {
                         let routing = node.routing();
                         match plan(node, session, &routing, &req) {
+                            // A subscription's confirmation went to the outbox.
+                            Planned::Now(_) if std::mem::take(&mut session.no_reply) => {
+                                return Bytes::new()
+                            }
                             Planned::Now(f) => return encoded(&f, proto),
                             Planned::Later(Pending::Remote { rx, .. }) => rx,
                             Planned::Later(
                                 p @ (Pending::Split { .. }
                                 | Pending::Frozen { .. }
+                                | Pending::Tx { .. }
+                                | Pending::Relay { .. }
                                 | Pending::Task(_)),
                             ) => {
                                 return Box::pin(resolve_one(node, session, p)).await;
@@ -319,12 +703,8 @@ fn run_with_retries<'a>(
 /// Waits until none of `req`'s slots is frozen (bounded; the request is planned again
 /// afterwards either way).
 async fn wait_unfrozen(node: &Arc<Node>, req: &Request) {
-    let frozen = || {
-        lookup(req.arg(0)).is_some_and(|(_, spec)| {
-            spec.key_positions(req.len())
-                .any(|i| node.handoff.is_frozen(key_slot(req.arg(i))))
-        })
-    };
+    let slots = request_slots(req);
+    let frozen = || slots.iter().any(|&s| node.handoff.is_frozen(s));
     let mut changes = node.handoff.watch_unfrozen();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while frozen() {
@@ -343,7 +723,8 @@ fn merge(req: &Request, parts: Vec<(Vec<usize>, Frame)>) -> Frame {
     if let Some((_, err)) = parts.iter().find(|(_, f)| f.is_error()) {
         return err.clone();
     }
-    if name.eq_ignore_ascii_case(b"mget") {
+    let pfcount = name.eq_ignore_ascii_case(b"pfcount");
+    if name.eq_ignore_ascii_case(b"mget") || pfcount {
         let mut out = vec![Frame::Null; req.len() - 1];
         for (positions, f) in parts {
             if let Frame::Array(items) = f {
@@ -351,6 +732,9 @@ fn merge(req: &Request, parts: Vec<(Vec<usize>, Frame)>) -> Frame {
                     out[p - 1] = item;
                 }
             }
+        }
+        if pfcount {
+            return crate::cmd::hll::count_union(&out);
         }
         Frame::Array(out)
     } else if name.eq_ignore_ascii_case(b"mset") {
@@ -377,6 +761,56 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
             wait_unfrozen(node, &req).await;
             run_with_retries(node, session, req, None).await
         }
+        Pending::Relay {
+            req,
+            rx,
+            kind,
+            dirty,
+        } => {
+            let reply = rx.await;
+            if let Ok(Ok(bytes)) = &reply {
+                if moved_target(bytes).is_none() {
+                    return bytes.clone();
+                }
+            }
+            // Moved away or lost: the watch there can no longer be trusted.
+            dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+            match kind {
+                RelayKind::Watch => encoded(&Frame::ok(), proto),
+                RelayKind::Exec => match reply {
+                    Ok(Ok(_)) => encoded(&Frame::NullArray, proto),
+                    _ => encoded(
+                        &Frame::err(
+                            "TRYAGAIN the connection to the keys' node was lost during EXEC; \
+                             the transaction may or may not have run",
+                        ),
+                        proto,
+                    ),
+                },
+                RelayKind::Command => run_with_retries(node, session, req, None).await,
+            }
+        }
+        Pending::Tx { cmds } => {
+            let slots = multi::tx_slots(&cmds, session.tx.watch.as_ref());
+            let frozen = || match &slots {
+                Some(slots) => slots.iter().any(|&s| node.handoff.is_frozen(s)),
+                None => node.handoff.any_frozen(),
+            };
+            let mut changes = node.handoff.watch_unfrozen();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while frozen() {
+                if tokio::time::timeout_at(deadline, changes.changed())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            match plan_tx(node, session, cmds) {
+                Planned::Now(f) => encoded(&f, proto),
+                Planned::Later(p) => Box::pin(resolve_one(node, session, p)).await,
+            }
+        }
         Pending::Task(task) => encoded(&task(node.clone()).await, proto),
         Pending::Split { req, parts } => {
             let mut done = Vec::with_capacity(parts.len());
@@ -398,8 +832,9 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
     }
 }
 
-/// Bytes of forwarded replies a connection may have on their way at once (estimated from the
-/// largest forwarded reply it has had). Past it the connection stops parsing, writes what it
+/// Bytes of replies a connection may hold while forwarded ones are on their way: the local
+/// replies queued behind them plus the forwarded ones (estimated from the largest forwarded
+/// reply it has had). Past it the connection stops parsing, waits for them, writes what it
 /// has to its client and only then goes on, so a client that does not read its replies holds
 /// back its own requests instead of making this node buffer the answers: the bound local
 /// replies have by being written before more input is read.
@@ -413,6 +848,8 @@ pub struct Replies {
     items: Vec<Item>,
     /// Replies still on their way.
     waiting: usize,
+    /// Bytes of the ready replies queued between them.
+    ready: usize,
     /// Largest forwarded reply seen on this connection (halved at each batch, so one huge
     /// value does not slow the connection for ever); `None` before the first.
     largest: Option<usize>,
@@ -434,6 +871,7 @@ impl Replies {
     /// Queues what has been encoded so far (taking it out of `out`) and then a pending reply.
     pub fn push_pending(&mut self, out: &mut BytesMut, p: Pending) {
         if !out.is_empty() {
+            self.ready = self.ready.saturating_add(out.len());
             self.items.push(Item::Ready(out.split().freeze()));
         }
         self.items.push(Item::Waiting(p));
@@ -441,10 +879,19 @@ impl Replies {
     }
 
     /// Whether the replies on their way must be resolved and written before more requests
-    /// are planned (see [`FORWARDED_BUDGET`]).
-    pub fn over_budget(&self) -> bool {
+    /// are planned (see [`FORWARDED_BUDGET`]); `tail` is what was encoded after the last of
+    /// them. Never while none is on its way.
+    pub fn over_budget(&self, tail: usize) -> bool {
+        if self.waiting == 0 {
+            return false;
+        }
         let each = self.largest.unwrap_or(FIRST_REPLY_GUESS).max(64);
-        self.waiting >= MAX_FORWARDED || self.waiting.saturating_mul(each) >= FORWARDED_BUDGET
+        let held = self
+            .waiting
+            .saturating_mul(each)
+            .saturating_add(self.ready)
+            .saturating_add(tail);
+        self.waiting >= MAX_FORWARDED || held >= FORWARDED_BUDGET
     }
 
     /// Resolves everything in order into `out`.
@@ -467,6 +914,7 @@ impl Replies {
             }
         }
         self.waiting = 0;
+        self.ready = 0;
         self.largest = largest;
         out.extend_from_slice(&tail);
     }

@@ -7,26 +7,22 @@
 //!    side every local command holds while it checks and runs, so no command is half-way
 //!    through a frozen slot and none starts on one. Requests for frozen slots are not
 //!    refused: they wait (asynchronously) for the flip.
-//! 2. **Copy**: `CLUSTER IMPORTING epoch slots` empties the batch's slots on the new owner
-//!    (what it holds there is left from an interrupted attempt; imports replace, never
-//!    merge), then every live entry of the batch (value and absolute expiry) is sent with
-//!    `CLUSTER IMPORT`, pipelined; expired entries are not sent, and an entry that expires on
-//!    the way is not stored. The new owner refuses both for a slot it serves (a stale order)
-//!    and answers `-TRYAGAIN` to IMPORTING while its table is older than the move's; the
-//!    batch is then retried for a while.
-//! 3. **Flip**: once every entry is confirmed, `CLUSTER HANDOFF` tells the new owner the
-//!    slots are its own now; then this node records the new owner locally. Both flips are local overrides of the NameNode's
+//! 2. **Copy**: every live entry of the batch (value and absolute expiry) is sent to the new
+//!    owner with `CLUSTER IMPORT`, pipelined; expired entries are not sent, and an entry that
+//!    expires on the way is not stored.
+//! 3. **Flip**: `CLUSTER HANDOFF` tells the new owner the slots are its own now; then this
+//!    node records the new owner locally. Both flips are local overrides of the NameNode's
 //!    table until its next table says the same, so requests route correctly at once.
 //! 4. **Release**: waiting requests are planned again (now forwarded to the new owner), the
 //!    batch's memory is freed here, and the NameNode is told (`handoff_done`).
 //!
+//! `CLUSTER IMPORT` and `CLUSTER HANDOFF` travel on an authenticated peer session (see
+//! [`crate::peer`]), and the new owner accepts them only for slots its table says this node
+//! owns (see [`crate::trust::may_receive`]); while its table is behind it answers
+//! `-TRYAGAIN` and the batch is sent again, frozen all along, for a few seconds.
+//!
 //! A batch whose copy fails (the target died) is unfrozen and stays here; the NameNode
 //! orders the move again, to a live node.
-//!
-//! Slots that stop being this node's **without** a handoff (the NameNode declared it dead
-//! while it was paused or cut off) are flushed when the table saying so is installed
-//! ([`lost_slots`]): kept, they would come back, deleted keys included, when the slots are
-//! handed back.
 
 use crate::cluster::{Override, Owner, Routing};
 use crate::node::Node;
@@ -44,7 +40,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqC
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 /// Keys per batch: small enough that a frozen slot waits a few milliseconds at most.
 const BATCH_KEYS: usize = 2000;
@@ -52,6 +48,10 @@ const BATCH_KEYS: usize = 2000;
 const BATCH_SLOTS: usize = 64;
 /// Entries per `CLUSTER IMPORT` command.
 const IMPORT_CHUNK: usize = 500;
+/// Longest a batch is retried while the new owner answers `-TRYAGAIN`.
+const TRYAGAIN_BUDGET: Duration = Duration::from_secs(5);
+/// Pause between those attempts.
+const TRYAGAIN_PAUSE: Duration = Duration::from_millis(50);
 
 /// An order from the NameNode.
 #[derive(Clone, Debug)]
@@ -70,6 +70,9 @@ pub struct Progress {
     pub keys_moved: AtomicU64,
     pub bytes_moved: AtomicU64,
     pub started: Mutex<Option<Instant>>,
+    /// Keys and bytes handed over since the node started (never reset; `/metrics`).
+    pub keys_sent_total: AtomicU64,
+    pub bytes_sent_total: AtomicU64,
 }
 
 /// A node's handoff state.
@@ -190,56 +193,8 @@ fn refresh(node: &Node) {
         }
         base.with_overrides(&ov, &me)
     };
-    let before = node.routing();
-    let lost = lost_slots(&before, &effective, |s| {
-        ov.get(&s).is_some_and(|o| o.to.is_some())
-    });
     node.install_routing(effective);
-    if !lost.is_empty() {
-        flush_lost(node, &lost);
-    }
     drop(ov);
-}
-
-/// Slots `before` served here that `after` does not, except those `handed_over` says this
-/// node handed over itself (their data was copied, and is dropped by the handoff).
-///
-/// Any other slot that stops being ours was taken without a handoff (the NameNode declared
-/// us dead while we were paused or cut off, or rebuilt its table without us), so what we hold
-/// for it is stale: kept, it would come back when the slot is handed back to us, and with it
-/// every key deleted meanwhile. The first table after standalone loses nothing: a node
-/// starts empty, and before its welcome it may already be receiving slots (imported, not yet
-/// adopted) that a flush would lose.
-pub fn lost_slots(
-    before: &Routing,
-    after: &Routing,
-    handed_over: impl Fn(u16) -> bool,
-) -> Vec<u16> {
-    if before.standalone {
-        return Vec::new();
-    }
-    (0..SLOT_COUNT as u16)
-        .filter(|&s| before.owner(s) == Owner::Local && after.owner(s) != Owner::Local)
-        .filter(|&s| !handed_over(s))
-        .collect()
-}
-
-/// Flushes the slots this node has just stopped owning. The routing that no longer has them
-/// is installed first; under the gate's write side no command is running, so none planned
-/// with the older routing can write into a flushed slot afterwards (commands re-check the
-/// routing generation under the gate's read side).
-fn flush_lost(node: &Node, lost: &[u16]) {
-    let _w = node.handoff.gate.write();
-    let mut keys = 0;
-    for &s in lost {
-        keys += node.db.drop_slot(s);
-    }
-    if keys > 0 {
-        warn!(
-            slots = lost.len(),
-            keys, "slots taken from this node without a handoff; their keys are dropped"
-        );
-    }
 }
 
 fn my_info(node: &Node) -> NodeInfo {
@@ -349,8 +304,16 @@ async fn migrate(node: &Arc<Node>, order: &MigrateOrder) -> Result<(usize, u64),
     let (mine, not_mine): (Vec<u16>, Vec<u16>) = wanted
         .into_iter()
         .partition(|&s| routing.owner(s) == Owner::Local);
-    if !not_mine.is_empty() {
-        report_done(node, order.epoch, &not_mine);
+    // Say where each went: perhaps to another node than this order's (an earlier order
+    // carried out after the NameNode had given up waiting for it).
+    let mut elsewhere: HashMap<String, Vec<u16>> = HashMap::new();
+    for &s in &not_mine {
+        if let Some(id) = routing.owner_id(s) {
+            elsewhere.entry(id.to_string()).or_default().push(s);
+        }
+    }
+    for (to, slots) in elsewhere {
+        report_done(node, order.epoch, &slots, NodeId::new(to));
     }
     h.progress.slots_total.fetch_add(mine.len() as u64, Relaxed);
     h.progress.started.lock().get_or_insert_with(Instant::now);
@@ -370,15 +333,15 @@ async fn migrate(node: &Arc<Node>, order: &MigrateOrder) -> Result<(usize, u64),
             batch.push(mine[i]);
             i += 1;
         }
-        let moved = move_batch_retrying(node, order, &to_info, &batch).await?;
+        let moved = move_batch(node, order, &to_info, &batch).await?;
         slots_moved += batch.len();
         keys_moved += moved;
-        report_done(node, order.epoch, &batch);
+        report_done(node, order.epoch, &batch, order.to.clone());
     }
     Ok((slots_moved, keys_moved))
 }
 
-fn report_done(node: &Node, epoch: u64, slots: &[u16]) {
+fn report_done(node: &Node, epoch: u64, slots: &[u16], to: NodeId) {
     let mut ranges: Vec<(u16, u16)> = Vec::new();
     let mut sorted = slots.to_vec();
     sorted.sort_unstable();
@@ -392,33 +355,8 @@ fn report_done(node: &Node, epoch: u64, slots: &[u16]) {
         node_id: NodeId::new(node.node_id.clone()),
         epoch,
         slots: ranges,
+        to: Some(to),
     });
-}
-
-/// Longest a batch is retried while the new owner answers `-TRYAGAIN` (its table is behind
-/// the move's); after that the NameNode orders the move again.
-const TRYAGAIN_BUDGET: Duration = Duration::from_secs(10);
-
-/// [`move_batch`], tried again with backoff while the new owner is catching up.
-async fn move_batch_retrying(
-    node: &Arc<Node>,
-    order: &MigrateOrder,
-    to: &NodeInfo,
-    batch: &[u16],
-) -> Result<u64, HandoffError> {
-    let started = Instant::now();
-    let mut wait = Duration::from_millis(10);
-    loop {
-        match move_batch(node, order, to, batch).await {
-            Err(HandoffError::Refused(e))
-                if e.starts_with("-TRYAGAIN") && started.elapsed() < TRYAGAIN_BUDGET =>
-            {
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_millis(200));
-            }
-            other => return other,
-        }
-    }
 }
 
 /// Freeze, copy, flip, release one batch. Returns the keys moved.
@@ -430,7 +368,22 @@ async fn move_batch(
 ) -> Result<u64, HandoffError> {
     let h = &node.handoff;
     h.set_frozen(batch, true);
-    let result = copy_and_flip(node, order, batch).await;
+    // The new owner answers `-TRYAGAIN` while its table does not yet show this node owning
+    // the batch (the NameNode's table and its order travel on different connections). The
+    // batch stays frozen between attempts, so each attempt sends the same entries and what
+    // an earlier one imported is only overwritten with the same values.
+    let started = Instant::now();
+    let result = loop {
+        match copy_and_flip(node, order, batch).await {
+            Err(HandoffError::Refused(e))
+                if e.starts_with("-TRYAGAIN") && started.elapsed() < TRYAGAIN_BUDGET =>
+            {
+                debug!(to = %order.to, reply = %e, "new owner not ready; retrying the batch");
+                tokio::time::sleep(TRYAGAIN_PAUSE).await;
+            }
+            r => break r,
+        }
+    };
     match result {
         Ok(keys) => {
             release(node, to.clone(), batch);
@@ -440,6 +393,7 @@ async fn move_batch(
             }
             h.progress.slots_done.fetch_add(batch.len() as u64, Relaxed);
             h.progress.keys_moved.fetch_add(keys, Relaxed);
+            h.progress.keys_sent_total.fetch_add(keys, Relaxed);
             Ok(keys)
         }
         Err(e) => {
@@ -460,16 +414,6 @@ async fn copy_and_flip(
         .flat_map(|&s| node.db.export_slot(s, now))
         .collect();
     let mut waits = Vec::new();
-    let mut begin: Vec<Vec<u8>> = vec![
-        b"CLUSTER".to_vec(),
-        b"IMPORTING".to_vec(),
-        order.epoch.to_string().into_bytes(),
-    ];
-    begin.extend(batch.iter().map(|s| s.to_string().into_bytes()));
-    waits.push(
-        node.peers
-            .send_request(order.to_addr, Protocol::Resp2, &Request::from_args(begin)),
-    );
     let mut bytes = 0u64;
     for chunk in entries.chunks(IMPORT_CHUNK) {
         let mut buf = BytesMut::new();
@@ -480,12 +424,6 @@ async fn copy_and_flip(
                 .send(order.to_addr, Protocol::Resp2, buf.freeze()),
         );
     }
-    // The flip goes out only once every entry is confirmed stored: pipelined behind a
-    // refused IMPORTING or IMPORT, it would give the new owner slots without their data
-    // while this node keeps serving them.
-    for w in waits {
-        check_reply(w.await.map_err(|_| HandoffError::Dropped)??)?;
-    }
     let mut args: Vec<Vec<u8>> = vec![
         b"CLUSTER".to_vec(),
         b"HANDOFF".to_vec(),
@@ -494,21 +432,24 @@ async fn copy_and_flip(
     for &s in batch {
         args.push(s.to_string().into_bytes());
     }
-    let flip = node
-        .peers
-        .send_request(order.to_addr, Protocol::Resp2, &Request::from_args(args));
-    check_reply(flip.await.map_err(|_| HandoffError::Dropped)??)?;
-    node.handoff.progress.bytes_moved.fetch_add(bytes, Relaxed);
-    Ok(entries.len() as u64)
-}
-
-fn check_reply(reply: bytes::Bytes) -> Result<(), HandoffError> {
-    if reply.first() == Some(&b'-') {
-        return Err(HandoffError::Refused(
-            String::from_utf8_lossy(&reply).trim().to_string(),
-        ));
+    waits.push(
+        node.peers
+            .send_request(order.to_addr, Protocol::Resp2, &Request::from_args(args)),
+    );
+    for w in waits {
+        let reply = w.await.map_err(|_| HandoffError::Dropped)??;
+        if reply.first() == Some(&b'-') {
+            return Err(HandoffError::Refused(
+                String::from_utf8_lossy(&reply).trim().to_string(),
+            ));
+        }
     }
-    Ok(())
+    node.handoff.progress.bytes_moved.fetch_add(bytes, Relaxed);
+    node.handoff
+        .progress
+        .bytes_sent_total
+        .fetch_add(bytes, Relaxed);
+    Ok(entries.len() as u64)
 }
 
 /// `CLUSTER IMPORT key expire_at value [key expire_at value ...]`.
@@ -551,55 +492,6 @@ pub fn decode_import(req: &Request) -> Result<Vec<Exported>, Frame> {
         });
     }
     Ok(out)
-}
-
-/// `CLUSTER IMPORTING epoch slot...`, sent by the old owner before a batch's entries: checks
-/// that this node may receive `slots` and empties them, so the entries that follow replace
-/// what it held (left from an earlier, interrupted attempt) instead of merging with it.
-///
-/// Refused with `-TRYAGAIN` while this node's table is older than the `epoch` the move was
-/// ordered in (a node that resumed after a pause still routes with its old table, in which it
-/// may own these slots; it must first install the new one, which flushes what it lost).
-/// Refused with an error for a slot this node serves: the sender's order is stale (the slot
-/// was given to us without it, say after it was declared dead) and its data must not
-/// overwrite ours.
-pub fn begin_import(node: &Node, epoch: u64, slots: &[u16]) -> Result<(), Frame> {
-    let routing = node.routing();
-    if !routing.standalone && routing.epoch < epoch {
-        return Err(Frame::error(format!(
-            "TRYAGAIN this node's table (epoch {}) is older than the move's (epoch {epoch})",
-            routing.epoch
-        )));
-    }
-    refuse_owned(&routing, slots.iter().copied())?;
-    let _w = node.handoff.gate.write();
-    for &s in slots {
-        node.db.drop_slot(s);
-    }
-    Ok(())
-}
-
-/// `CLUSTER IMPORT`'s check: no entry may land in a slot this node serves (see
-/// [`begin_import`]).
-pub fn check_import(node: &Node, entries: &[Exported]) -> Result<(), Frame> {
-    let routing = node.routing();
-    refuse_owned(
-        &routing,
-        entries.iter().map(|e| chkv_common::key_slot(&e.key)),
-    )
-}
-
-fn refuse_owned(routing: &Routing, mut slots: impl Iterator<Item = u16>) -> Result<(), Frame> {
-    if routing.standalone {
-        // Before the first table: a joining node can be handed slots before its welcome.
-        return Ok(());
-    }
-    match slots.find(|&s| routing.owner(s) == Owner::Local) {
-        Some(s) => Err(Frame::error(format!(
-            "ERR slot {s} is served by this node; refusing a stale handoff"
-        ))),
-        None => Ok(()),
-    }
 }
 
 /// Starts a drain: tells the NameNode we are leaving. Returns false when there is no
@@ -666,32 +558,6 @@ mod tests {
             client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
         }
-    }
-
-    #[test]
-    fn slots_taken_without_a_handoff_are_lost_and_handed_over_ones_are_not() {
-        use chkv_common::ring::Ring;
-        let mut ring = Ring::default();
-        ring.add(NodeId::new("a"));
-        ring.add(NodeId::new("b"));
-        let infos = vec![info("a", 7000), info("b", 7100)];
-        let both = Routing::from_table(&ring.slot_table(), &infos, "a");
-        let mine: Vec<u16> = (0..SLOT_COUNT as u16)
-            .filter(|&s| both.owner(s) == Owner::Local)
-            .collect();
-        assert!(!mine.is_empty());
-        // a was declared dead: the table gives b everything.
-        let mut alone = Ring::default();
-        alone.add(NodeId::new("b"));
-        let without_a = Routing::from_table(&alone.slot_table(), &infos[1..], "a");
-        assert_eq!(lost_slots(&both, &without_a, |_| false), mine);
-        // The same slots handed over by a itself are not "lost": the handoff drops them.
-        assert!(lost_slots(&both, &without_a, |_| true).is_empty());
-        // A table that changes nothing, or gives a more, loses nothing.
-        assert!(lost_slots(&both, &both, |_| false).is_empty());
-        assert!(lost_slots(&without_a, &both, |_| false).is_empty());
-        // The first table after standalone loses nothing (imports may be under way).
-        assert!(lost_slots(&Routing::standalone(), &without_a, |_| false).is_empty());
     }
 
     #[test]

@@ -157,6 +157,18 @@ pub fn dense_set(regs: &mut [u8], i: usize, v: u8) {
     }
 }
 
+/// Every register of a dense register area in order, four from each three bytes.
+pub fn dense_all(regs: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    regs.chunks_exact(3).flat_map(|c| {
+        [
+            c[0] & 63,
+            (c[0] >> 6) | ((c[1] & 15) << 2),
+            (c[1] >> 4) | ((c[2] & 3) << 4),
+            c[2] >> 2,
+        ]
+    })
+}
+
 /// Offers `count` to register `index` of a dense HyperLogLog `s`; whether it changed.
 pub fn dense_add(s: &mut [u8], index: usize, count: u8) -> bool {
     let regs = &mut s[HDR..];
@@ -412,9 +424,8 @@ pub type Histogram = [u32; 64];
 pub fn histogram(s: &[u8]) -> Result<Histogram, Corrupt> {
     let mut h = [0u32; 64];
     if is_dense(s) {
-        let regs = &s[HDR..];
-        for i in 0..REGISTERS {
-            h[dense_get(regs, i) as usize] += 1;
+        for r in dense_all(&s[HDR..]) {
+            h[r as usize] += 1;
         }
     } else {
         sparse_walk(s, |_, op| match op {
@@ -489,9 +500,8 @@ pub fn count(s: &[u8]) -> Result<u64, Corrupt> {
 /// Raises each of `max`'s registers to the HyperLogLog's `s`.
 pub fn merge_into(max: &mut [u8; REGISTERS], s: &[u8]) -> Result<(), Corrupt> {
     if is_dense(s) {
-        let regs = &s[HDR..];
-        for (i, m) in max.iter_mut().enumerate() {
-            *m = (*m).max(dense_get(regs, i));
+        for (m, r) in max.iter_mut().zip(dense_all(&s[HDR..])) {
+            *m = (*m).max(r);
         }
         return Ok(());
     }
@@ -630,6 +640,9 @@ mod tests {
         for i in 0..REGISTERS {
             assert_eq!(dense_get(&regs, i), (i % 64) as u8);
         }
+        let all: Vec<u8> = dense_all(&regs).collect();
+        assert_eq!(all.len(), REGISTERS);
+        assert!(all.iter().enumerate().all(|(i, &r)| r == (i % 64) as u8));
     }
 
     #[test]

@@ -8,9 +8,13 @@
 //! - [`resp`]: request parsing and reply encoding, byte slices in and out.
 //! - [`store`]: the slot-partitioned in-memory store with lazy and active expiry.
 //! - [`cmd`]: the command table and every command's logic, as plain functions.
+//! - [`cmdstats`]: calls, errors and latency per command, striped per thread.
+//! - [`http`]: the optional HTTP port (`--http-port`): `/metrics` and `/healthz`.
 //! - [`node`]: state shared by a node's connections (store, config, counters, clients).
 //! - [`cluster`]: the routing snapshot (slot owners) and the per-request routing decision.
 //! - [`peer`]: pipelined connections to other DataNodes for forwarding.
+//! - [`pubsub`]: channel, pattern and shard subscriptions and the bounded per-connection
+//!   outboxes PUBLISH pushes into.
 //! - [`exec`]: running a request here, on its owner, or split over owners.
 //! - [`agent`]: registration, heartbeats and table updates with the NameNode.
 //! - [`rdb`]: Redis's serialized value format (DUMP, RESTORE, MIGRATE payloads).
@@ -30,13 +34,16 @@ pub mod admin;
 pub mod agent;
 pub mod cluster;
 pub mod cmd;
+pub mod cmdstats;
 pub mod config;
 pub mod exec;
 pub mod handoff;
 pub mod hll;
+pub mod http;
 pub mod node;
 pub mod outbuf;
 pub mod peer;
+pub mod pubsub;
 pub mod rdb;
 pub mod resp;
 pub mod server;

@@ -60,6 +60,13 @@ struct Args {
     /// Admin port.
     #[arg(long, default_value_t = 20000)]
     admin_port: u16,
+    /// HTTP port for Prometheus `/metrics` and `/healthz` (off unless given; 0 picks a free
+    /// one).
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// Address of the HTTP port.
+    #[arg(long, default_value = "127.0.0.1")]
+    http_bind: IpAddr,
     /// Memory limit for the data (`100mb`, `2gb`, bytes without a unit; 0 = none). Above it,
     /// keys are evicted by --maxmemory-policy.
     #[arg(long, default_value = "0", value_parser = parse_maxmemory)]
@@ -160,6 +167,9 @@ fn main() -> anyhow::Result<()> {
         cluster_redirects: args.cluster_redirects,
         heartbeat_ms: args.heartbeat_ms,
         admin_addr: std::net::SocketAddr::new(args.admin_bind, args.admin_port),
+        http_addr: args
+            .http_port
+            .map(|port| std::net::SocketAddr::new(args.http_bind, port)),
         eviction: EvictionConfig {
             maxmemory: args.maxmemory,
             policy: args.maxmemory_policy,

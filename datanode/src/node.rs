@@ -27,6 +27,8 @@ pub struct ServerStats {
     pub instantaneous_ops: AtomicU64,
     pub net_input_bytes: Counter,
     pub net_output_bytes: Counter,
+    /// Requests, or parts of split requests, sent to the owning DataNode.
+    pub forwarded_requests: Counter,
 }
 
 /// What CLIENT LIST/INFO shows about one connection, shared with its task.
@@ -43,6 +45,8 @@ pub struct ClientInfo {
     pub name: Mutex<Option<Bytes>>,
     pub lib_name: Mutex<Option<Bytes>>,
     pub lib_ver: Mutex<Option<Bytes>>,
+    /// Set on the first (P|S)SUBSCRIBE; the node forgets its subscriptions when it leaves.
+    pub subscriber: std::sync::OnceLock<Arc<crate::pubsub::Subscriber>>,
     /// The ACL user the connection runs as (CLIENT LIST's `user=`).
     pub user: Mutex<Bytes>,
 }
@@ -60,6 +64,7 @@ impl ClientInfo {
             name: Mutex::new(None),
             lib_name: Mutex::new(None),
             lib_ver: Mutex::new(None),
+            subscriber: std::sync::OnceLock::new(),
             user: Mutex::new(Bytes::from_static(b"default")),
         }
     }
@@ -76,9 +81,18 @@ impl ClientInfo {
         };
         let cmd = crate::cmd::name_by_index(self.last_cmd.load(Relaxed))
             .unwrap_or_else(|| "NULL".to_string());
+        use crate::pubsub::Kind;
+        let subs = self.subscriber.get();
+        let count = |k| subs.map_or(0, |s| s.count(k));
+        let (sub, psub, ssub) = (
+            count(Kind::Channel),
+            count(Kind::Pattern),
+            count(Kind::Shard),
+        );
+        let flags = if sub + psub + ssub > 0 { "P" } else { "N" };
         format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags=N db=0 sub=0 psub=0 \
-             ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
+            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={flags} db=0 sub={sub} \
+             psub={psub} ssub={ssub} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
              omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
@@ -112,15 +126,23 @@ pub struct Node {
     pub run_id: String,
     /// This node's id in the cluster (40 hex characters).
     pub node_id: String,
+    /// Why the last session with the NameNode ended (INFO cluster's
+    /// `chkv_namenode_last_error`); `None` while none has failed.
+    pub namenode_error: Mutex<Option<String>>,
     routing: RwLock<Arc<Routing>>,
     /// The generation of the installed routing (see [`Routing::generation`]).
     routing_generation: AtomicU64,
     pub peers: Peers,
     pub handoff: crate::handoff::Handoff,
+    /// The Lua interpreter and script cache (EVAL, SCRIPT).
+    pub scripts: crate::cmd::scripting::Scripts,
+    pub pubsub: Arc<crate::pubsub::PubSub>,
     /// The TLS configuration new TLS connections get (none when TLS is off).
     pub tls: crate::tls::TlsSlot,
     /// ACL users.
     pub acl: crate::acl::Acl,
+    /// Calls, errors and latency per command (`/metrics`).
+    pub cmdstats: crate::cmdstats::CommandStats,
 }
 
 impl Node {
@@ -134,6 +156,20 @@ impl Node {
         let peers = Peers::new(config.cluster_secret.clone(), node_id.clone());
         let db = Db::new();
         db.configure_eviction(&config.eviction);
+        let pubsub = Arc::new(crate::pubsub::PubSub::default());
+        pubsub.configure(&config);
+        let notify = pubsub.clone();
+        db.set_removal_hook(Box::new(move |why, key| {
+            use crate::pubsub::events;
+            match why {
+                crate::store::Removal::Expired => {
+                    notify.notify_keyspace(events::EXPIRED, "expired", key)
+                }
+                crate::store::Removal::Evicted => {
+                    notify.notify_keyspace(events::EVICTED, "evicted", key)
+                }
+            }
+        }));
         let acl = crate::acl::Acl::default();
         acl.set_requirepass(config.requirepass.as_deref());
         db.limits.store(&config.encodings);
@@ -144,8 +180,11 @@ impl Node {
             routing_generation: AtomicU64::new(0),
             peers,
             handoff: crate::handoff::Handoff::default(),
+            scripts: Default::default(),
+            pubsub,
             tls: Default::default(),
             acl,
+            cmdstats: crate::cmdstats::CommandStats::new(crate::cmd::table().len()),
             config: RwLock::new(config),
             config_generation: AtomicU64::new(0),
             stats: ServerStats::default(),
@@ -154,6 +193,7 @@ impl Node {
             started: Instant::now(),
             addr: Mutex::new(None),
             run_id: random_hex(40),
+            namenode_error: Mutex::new(None),
         }
     }
 
@@ -174,7 +214,10 @@ impl Node {
     }
 
     pub fn unregister_client(&self, id: u64) {
-        self.clients.lock().remove(&id);
+        let info = self.clients.lock().remove(&id);
+        if let Some(s) = info.as_ref().and_then(|c| c.subscriber.get()) {
+            self.pubsub.drop_subscriber(s);
+        }
     }
 
     pub fn connected_clients(&self) -> usize {
@@ -214,13 +257,23 @@ impl Node {
     /// Installs the effective routing snapshot (table plus overrides).
     pub(crate) fn install_routing(&self, mut r: Routing) {
         let keep: Vec<SocketAddr> = r.nodes.iter().map(|n| n.client_addr).collect();
-        {
+        let installed = {
             let mut current = self.routing.write();
             r.generation = current.generation + 1;
             // Published before the lock is released, so whoever sees the new routing's
             // effects (an unfrozen slot) also sees that older snapshots are stale.
             self.routing_generation.store(r.generation, SeqCst);
             *current = Arc::new(r);
+            current.clone()
+        };
+        // Shard subscribers of slots that moved away are told to go to the new owner.
+        if !self.pubsub.is_empty() {
+            let limit = self.pubsub.limit();
+            self.pubsub.drop_shard_slots(
+                |s| installed.owner(s) != crate::cluster::Owner::Local,
+                limit,
+                Instant::now(),
+            );
         }
         self.peers.retain(|a| keep.contains(a));
     }

@@ -1,21 +1,42 @@
 //! `client-output-buffer-limit`: Redis's per-class limits on the replies a connection has not
-//! taken yet, with Redis's defaults, syntax and error texts.
+//! taken yet, with Redis's defaults, syntax, error texts and rule ([`over_limit`]). The one
+//! place the limit lives: the connection layer applies it to what a connection is about to
+//! write, Pub/Sub applies it to each subscriber's outbox.
 //!
-//! A connection writes its replies before it reads more requests, and keeps only a bounded
-//! amount of forwarded replies in flight ([`crate::exec::FORWARDED_BUDGET`]), so its unwritten
-//! output is already bounded by one batch. The limit adds Redis's rule on top: a connection
-//! whose unwritten output passes the hard limit, or stays over the soft limit for the soft
-//! seconds, is closed. Plain clients are the `normal` class (no limit by default, as in
-//! Redis); `replica` and `pubsub` are kept and reported for when those clients exist.
+//! - `normal`: plain connections (no limit by default, as in Redis). A connection writes its
+//!   replies before it reads more requests, and keeps only a bounded amount of forwarded
+//!   replies in flight ([`crate::exec::FORWARDED_BUDGET`]), so its unwritten output is bounded
+//!   by one batch even then; the limit adds Redis's rule on top, for local and forwarded
+//!   replies alike.
+//! - `pubsub`: connections with a subscription, and the outbox publishers append to (default
+//!   `32mb 8mb 60`).
+//! - `replica` (CONFIG GET shows it as `slave`): kept and reported; CHKV has no replicas yet.
+//!
+//! Past the hard limit, or over the soft limit for longer than its seconds, the connection is
+//! closed, as Redis closes it.
 
 use std::time::{Duration, Instant};
 
-/// One class's limits, in bytes and seconds; 0 disables each.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One class's limits, in bytes and seconds; 0 disables each (the default: no limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClassLimit {
     pub hard: u64,
     pub soft: u64,
     pub soft_seconds: u64,
+}
+
+impl ClassLimit {
+    /// No limit at all.
+    pub const NONE: ClassLimit = ClassLimit {
+        hard: 0,
+        soft: 0,
+        soft_seconds: 0,
+    };
+
+    /// Whether any limit is set.
+    pub fn is_set(&self) -> bool {
+        self.hard > 0 || self.soft > 0
+    }
 }
 
 /// The three classes.
@@ -30,11 +51,7 @@ impl Default for OutputLimits {
     /// Redis's defaults: `normal 0 0 0 replica 256mb 64mb 60 pubsub 32mb 8mb 60`.
     fn default() -> Self {
         OutputLimits {
-            normal: ClassLimit {
-                hard: 0,
-                soft: 0,
-                soft_seconds: 0,
-            },
+            normal: ClassLimit::NONE,
             replica: ClassLimit {
                 hard: 256 << 20,
                 soft: 64 << 20,
@@ -97,26 +114,25 @@ impl OutputLimits {
     }
 }
 
-/// Tracks one connection against its class's limit.
-#[derive(Debug, Default)]
-pub struct Tracker {
-    over_soft_since: Option<Instant>,
+/// Redis's rule: a connection with `len` bytes not taken yet is over `limit` when `len`
+/// reaches the hard limit, or has stayed at or over the soft limit for more than its seconds.
+/// `since` records when the soft limit was first reached (reset once under it again).
+pub fn over_limit(since: &mut Option<Instant>, len: u64, limit: &ClassLimit, now: Instant) -> bool {
+    if limit.hard > 0 && len >= limit.hard {
+        return true;
+    }
+    if limit.soft > 0 && len >= limit.soft {
+        let start = *since.get_or_insert(now);
+        return now.saturating_duration_since(start).as_secs() > limit.soft_seconds;
+    }
+    *since = None;
+    false
 }
 
-impl Tracker {
-    /// Whether a connection with `pending` unwritten bytes at `now` has gone over `limit`
-    /// and must be closed.
-    pub fn exceeded(&mut self, limit: &ClassLimit, pending: u64, now: Instant) -> bool {
-        if limit.hard > 0 && pending >= limit.hard {
-            return true;
-        }
-        if limit.soft > 0 && pending >= limit.soft {
-            let since = *self.over_soft_since.get_or_insert(now);
-            return now.saturating_duration_since(since) >= Duration::from_secs(limit.soft_seconds);
-        }
-        self.over_soft_since = None;
-        false
-    }
+/// When a connection that has been at or over the soft limit since `since` goes over it by
+/// [`over_limit`]'s rule, if nothing changes: the deadline a blocked write is given.
+pub fn soft_deadline(since: Instant, limit: &ClassLimit) -> Instant {
+    since + Duration::from_secs(limit.soft_seconds.saturating_add(1))
 }
 
 #[cfg(test)]
@@ -138,6 +154,8 @@ mod tests {
         let set = d.parse_into(b"replica 1 2 3 pubsub 4 5 6").expect("valid");
         assert_eq!(set.replica.soft_seconds, 3);
         assert_eq!(set.pubsub.hard, 4);
+        let set = d.parse_into(b"SLAVE 1gb 0 0").expect("valid");
+        assert_eq!(set.replica.hard, 1 << 30);
         for (bad, why) in [
             (&b"normal 1 2"[..], "Wrong number"),
             (b"", "Wrong number"),
@@ -145,6 +163,8 @@ mod tests {
             (b"normal 1 2 x", "Error in hard"),
             (b"normal -1 2 3", "Error in hard"),
             (b"normal 99999999999999999999gb 0 0", "Error in hard"),
+            // A bad group leaves the good one before it unapplied.
+            (b"pubsub 1 1 1 normal x 1 1", "Error in hard"),
         ] {
             let err = d.parse_into(bad).expect_err("invalid");
             assert!(err.contains(why), "{bad:?}: {err}");
@@ -159,20 +179,46 @@ mod tests {
             soft_seconds: 2,
         };
         let t0 = Instant::now();
-        let mut t = Tracker::default();
-        assert!(!t.exceeded(&limit, 5, t0));
-        assert!(t.exceeded(&limit, 100, t0));
-        assert!(!t.exceeded(&limit, 50, t0));
-        assert!(!t.exceeded(&limit, 50, t0 + Duration::from_secs(1)));
-        assert!(t.exceeded(&limit, 50, t0 + Duration::from_secs(2)));
+        let mut since = None;
+        assert!(!over_limit(&mut since, 5, &limit, t0));
+        assert!(since.is_none());
+        assert!(over_limit(&mut since, 100, &limit, t0));
+        assert!(!over_limit(&mut None, 99, &limit, t0));
+        // Over the soft limit: closed once more than its seconds have passed (Redis compares
+        // whole seconds, strictly).
+        let mut since = None;
+        assert!(!over_limit(&mut since, 50, &limit, t0));
+        assert!(!over_limit(
+            &mut since,
+            50,
+            &limit,
+            t0 + Duration::from_secs(2)
+        ));
+        assert!(over_limit(
+            &mut since,
+            50,
+            &limit,
+            t0 + Duration::from_secs(3)
+        ));
+        assert_eq!(
+            soft_deadline(t0, &limit),
+            t0 + Duration::from_secs(3),
+            "a blocked write is given until the rule would close it"
+        );
         // Dropping under the soft limit resets the clock.
-        assert!(!t.exceeded(&limit, 1, t0 + Duration::from_secs(3)));
-        assert!(!t.exceeded(&limit, 50, t0 + Duration::from_secs(4)));
-        let none = ClassLimit {
-            hard: 0,
-            soft: 0,
-            soft_seconds: 0,
-        };
-        assert!(!t.exceeded(&none, u64::MAX, t0));
+        assert!(!over_limit(
+            &mut since,
+            1,
+            &limit,
+            t0 + Duration::from_secs(3)
+        ));
+        assert!(!over_limit(
+            &mut since,
+            50,
+            &limit,
+            t0 + Duration::from_secs(4)
+        ));
+        assert!(!ClassLimit::NONE.is_set());
+        assert!(!over_limit(&mut None, u64::MAX, &ClassLimit::NONE, t0));
     }
 }

@@ -116,9 +116,50 @@ impl Peers {
         self.send(addr, proto, buf.freeze())
     }
 
+    /// A connection of its own to `addr`, outside the pool: for state that lives in the
+    /// peer's session, like the WATCH of one client's transaction. It closes when the
+    /// returned value is dropped (and the peer then forgets that session's state).
+    pub fn dedicated(&self, addr: SocketAddr, proto: Protocol) -> PeerConn {
+        PeerConn {
+            addr,
+            proto,
+            tx: spawn_conn(addr, proto, self.auth.clone()),
+        }
+    }
+
     /// Drops connections to peers that are no longer in the cluster.
     pub fn retain(&self, keep: impl Fn(&SocketAddr) -> bool) {
         self.conns.lock().retain(|(a, _), _| keep(a));
+    }
+}
+
+/// A pipelined connection to one peer, owned by one client session ([`Peers::dedicated`]).
+pub struct PeerConn {
+    pub addr: SocketAddr,
+    pub proto: Protocol,
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+impl PeerConn {
+    /// Sends `req` and returns where its raw reply will arrive.
+    pub fn send_request(&self, req: &Request) -> oneshot::Receiver<PeerReply> {
+        let (reply, rx) = oneshot::channel();
+        let mut buf = BytesMut::new();
+        req.encode_into(&mut buf);
+        if let Err(mpsc::error::SendError(job)) = self.tx.send(Job {
+            data: buf.freeze(),
+            reply,
+        }) {
+            let _ = job
+                .reply
+                .send(Err(PeerError::Lost(self.addr, "connection closed".into())));
+        }
+        rx
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
     }
 }
 

@@ -55,6 +55,11 @@ impl ServerHandle {
         self.node.config().admin_addr
     }
 
+    /// The HTTP port's address, when it is on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.node.config().http_addr
+    }
+
     /// Completes when a drain has finished (the node should then exit).
     pub async fn drained(&self) {
         let mut rx = self.node.handoff.drained.subscribe();
@@ -141,6 +146,19 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
             tokio::spawn(crate::admin::serve(l, node.clone(), stop_rx.clone()));
         }
         Err(e) => warn!(%admin, error = %e, "admin port not available; `k` drains are disabled"),
+    }
+    // The HTTP port (metrics, health), when asked for. Unlike the admin port, a port asked
+    // for explicitly that cannot be bound stops the start: a monitoring system would
+    // otherwise scrape nothing, or another process.
+    let http_addr = node.config().http_addr;
+    if let Some(addr) = http_addr {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("HTTP port {addr}: {e}")))?;
+        let bound = l.local_addr()?;
+        node.update_config(|c| c.http_addr = Some(bound));
+        info!(%bound, "HTTP port listening (/metrics, /healthz)");
+        tokio::spawn(crate::http::serve(l, node.clone(), stop_rx.clone()));
     }
     let namenode = node.config().namenode.clone();
     if namenode.is_some() {
@@ -396,52 +414,88 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     if redirects {
         session.redirects = Redirects::Redirect;
     }
+    let result = serve_session(node, &mut sock, &mut session, &mut stop).await;
+    // Watched keys are registered in the store: forget them however the connection ended.
+    crate::cmd::multi::unwatch_all(node, &mut session.tx);
+    result
+}
+
+async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
+    node: &Arc<Node>,
+    sock: &mut S,
+    session: &mut Session,
+    stop: &mut watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let mut replies = Replies::default();
     let mut parser = Parser::new();
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     // Copies of the limits and the routing, refreshed when their generation moves: no shared
     // lock or reference count is written per request.
-    let (mut limits_generation, mut limits, mut out_limit) = current_limits(node);
-    let mut out_tracker = crate::outbuf::Tracker::default();
+    let (mut limits_generation, mut limits, mut out_limits) = current_limits(node);
+    // Since when this connection's unwritten output has been over its soft output limit.
+    let mut over_soft_since = None;
     let mut routing = node.routing();
     let mut last_batch = 0u64;
     loop {
         if node.config_generation() != limits_generation {
-            (limits_generation, limits, out_limit) = current_limits(node);
+            (limits_generation, limits, out_limits) = current_limits(node);
         }
         if routing.generation != node.routing_generation() {
             routing = node.routing();
+        }
+        // Messages pushed while the connection was waiting (pubsub output limit: a killed
+        // subscriber is disconnected, as Redis does).
+        if let Some(sub) = &session.pubsub {
+            if sub.drain(&mut out).is_err() {
+                return Ok(());
+            }
         }
         let mut commands = 0u64;
         loop {
             match parser.next(&mut inbuf, &limits, session.authenticated) {
                 Ok(Some(req)) => {
                     commands += 1;
-                    match plan(node, &mut session, &routing, &req) {
+                    let planned = plan(node, session, &routing, &req);
+                    // Messages queued for this connection so far (its own subscription
+                    // confirmations, a PUBLISH to itself) go before this reply, as in Redis.
+                    if let Some(sub) = &session.pubsub {
+                        if sub.drain(&mut out).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    let withheld = session.withhold_reply();
+                    match planned {
+                        Planned::Now(_) if withheld => {}
                         Planned::Now(reply) => reply.encode(session.proto, &mut out),
+                        // Its reply is not wanted, but a forwarded or waiting request still
+                        // has to run to the end.
+                        Planned::Later(p) if withheld => {
+                            crate::exec::resolve_one(node, session, p).await;
+                        }
                         Planned::Later(p) => replies.push_pending(&mut out, p),
                     }
                     if session.quit {
-                        replies.resolve_into(node, &mut session, &mut out).await;
-                        send(&mut sock, &out).await?;
+                        replies.resolve_into(node, session, &mut out).await;
+                        send(sock, &out).await?;
                         return Ok(());
                     }
                     parser.recycle(req);
-                    if replies.over_budget() {
-                        replies.resolve_into(node, &mut session, &mut out).await;
-                        if over_output_limit(&out_limit, &mut out_tracker, out.len()) {
-                            return Ok(());
+                    // Forwarded replies on their way are bounded too: past the budget they
+                    // are waited for and written before more requests are planned.
+                    let over_budget = replies.over_budget(out.len());
+                    if over_budget || out.len() >= OUT_FLUSH && replies.is_empty() {
+                        if over_budget {
+                            replies.resolve_into(node, session, &mut out).await;
                         }
-                        send(&mut sock, &out).await?;
-                        node.stats.net_output_bytes.add(out.len() as u64);
-                        out.clear();
-                    }
-                    if out.len() >= OUT_FLUSH && replies.is_empty() {
-                        if over_output_limit(&out_limit, &mut out_tracker, out.len()) {
-                            return Ok(());
-                        }
-                        send(&mut sock, &out).await?;
+                        write_out(
+                            sock,
+                            &out,
+                            session.pubsub.as_ref(),
+                            &out_limits,
+                            &mut over_soft_since,
+                        )
+                        .await?;
                         node.stats.net_output_bytes.add(out.len() as u64);
                         out.clear();
                     }
@@ -449,20 +503,20 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(None) => break,
                 Err(e) => {
                     // Like Redis: answer what came before, report the error, close.
-                    replies.resolve_into(node, &mut session, &mut out).await;
+                    replies.resolve_into(node, session, &mut out).await;
                     if !e.is_silent() {
                         out.extend_from_slice(b"-ERR ");
                         out.extend_from_slice(e.to_string().as_bytes());
                         out.extend_from_slice(b"\r\n");
                     }
                     debug!(client = session.client.id, error = %e, "protocol error");
-                    send(&mut sock, &out).await?;
+                    send(sock, &out).await?;
                     return Ok(());
                 }
             }
         }
         if !replies.is_empty() {
-            replies.resolve_into(node, &mut session, &mut out).await;
+            replies.resolve_into(node, session, &mut out).await;
         }
         if commands > 0 {
             node.stats.total_commands.add(commands);
@@ -479,14 +533,20 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             // against a client that replies were trickling to, redis-benchmark spent 4.9
             // instead of 3.4 us of CPU per request at pipeline 1, and was the bottleneck.
             // A lone busy connection writes at once: its yield would cost an extra poll of
-            // the driver (a syscall) and gain nothing.
-            if others_busy(&mut last_batch) {
+            // the driver (a syscall) and gain nothing. Pushed messages alone (no request in
+            // this round) go out at once: a PUBLISH wakes every subscriber together, and a
+            // yield each would only double the polls of a fan-out.
+            if commands > 0 && others_busy(&mut last_batch) {
                 tokio::task::yield_now().await;
             }
-            if over_output_limit(&out_limit, &mut out_tracker, out.len()) {
-                return Ok(());
-            }
-            send(&mut sock, &out).await?;
+            write_out(
+                sock,
+                &out,
+                session.pubsub.as_ref(),
+                &out_limits,
+                &mut over_soft_since,
+            )
+            .await?;
             node.stats.net_output_bytes.add(out.len() as u64);
             out.clear();
         }
@@ -504,8 +564,75 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 node.stats.net_input_bytes.add(n as u64);
             }
+            _ = pushed(session.pubsub.as_ref()) => {}
             _ = stop.changed() => return Ok(()),
         }
+    }
+}
+
+/// Writes `buf`, the replies a connection has not taken yet, under its class of
+/// `client-output-buffer-limit` (`pubsub` while it has a subscription, else `normal`; see
+/// [`crate::outbuf`]). Closes the connection (an error) when `buf` is over the hard limit, or
+/// has been over the soft one for its seconds, including while the client does not read what
+/// it was sent; and, for a subscriber, when a publisher found its outbox over the limit.
+async fn write_out<S: AsyncWrite + Unpin>(
+    sock: &mut S,
+    buf: &[u8],
+    sub: Option<&Arc<crate::pubsub::Subscriber>>,
+    limits: &crate::outbuf::OutputLimits,
+    over_soft_since: &mut Option<std::time::Instant>,
+) -> std::io::Result<()> {
+    let limit = match sub {
+        Some(s) if s.active() => &limits.pubsub,
+        _ => &limits.normal,
+    };
+    let over = || {
+        debug!(
+            pending = buf.len(),
+            "closing a client over its output buffer limit"
+        );
+        Err(std::io::Error::other("output buffer limit reached"))
+    };
+    let mut soft_deadline = None;
+    if limit.is_set() {
+        let now = std::time::Instant::now();
+        if crate::outbuf::over_limit(over_soft_since, buf.len() as u64, limit, now) {
+            return over();
+        }
+        soft_deadline = over_soft_since.map(|since| crate::outbuf::soft_deadline(since, limit));
+    }
+    if soft_deadline.is_none() && sub.is_none() {
+        // The common case: no limit to watch while writing.
+        return send(sock, buf).await;
+    }
+    let soft_expired = async {
+        match soft_deadline {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    let killed = async {
+        match sub {
+            Some(sub) => sub.killed().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = send(sock, buf) => {
+            // Everything was taken: nothing is pending any more.
+            *over_soft_since = None;
+            r
+        }
+        _ = soft_expired => over(),
+        _ = killed => Err(std::io::Error::other("pubsub output buffer limit reached")),
+    }
+}
+
+/// Completes when a message was pushed to the connection's outbox; never without one.
+async fn pushed(sub: Option<&Arc<crate::pubsub::Subscriber>>) {
+    match sub {
+        Some(sub) => sub.pushed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -533,33 +660,16 @@ fn others_busy(last: &mut u64) -> bool {
     })
 }
 
-/// The parser's limits and the output limit of plain clients from the config, with the
-/// config generation they belong to.
-fn current_limits(node: &Node) -> (u64, Limits, crate::outbuf::ClassLimit) {
+/// The parser's limits and the output limits from the config, with the config generation
+/// they belong to.
+fn current_limits(node: &Node) -> (u64, Limits, crate::outbuf::OutputLimits) {
     let generation = node.config_generation();
     let c = node.config();
     let limits = Limits {
         max_bulk_len: c.proto_max_bulk_len,
         max_query_buffer: c.client_query_buffer_limit,
     };
-    (generation, limits, c.client_output_buffer_limit.normal)
-}
-
-/// Whether `pending` unwritten reply bytes put the connection over its output limit (then it
-/// is closed, as Redis closes it). Free when no limit is set, the default.
-fn over_output_limit(
-    limit: &crate::outbuf::ClassLimit,
-    tracker: &mut crate::outbuf::Tracker,
-    pending: usize,
-) -> bool {
-    if limit.hard == 0 && limit.soft == 0 {
-        return false;
-    }
-    let over = tracker.exceeded(limit, pending as u64, std::time::Instant::now());
-    if over {
-        debug!(pending, "client over its output buffer limit; closing");
-    }
-    over
+    (generation, limits, c.client_output_buffer_limit)
 }
 
 /// Background work: active expiry `hz` times a second and the ops/sec sample.

@@ -8,7 +8,7 @@
 //!   proof, then `CLUSTER PEERAUTH <proof>`. On success the connection is a *peer session*
 //!   bound to the connector's node id: it needs no `requirepass` (so rotating the password
 //!   never breaks links), and it alone may run internal commands (CLUSTER IMPORT, HANDOFF).
-//! - [`receiving_from`]: an authenticated peer may import into or hand over only slots this
+//! - [`may_receive`]: an authenticated peer may import into or hand over only slots this
 //!   node is receiving from that very peer, by its current table.
 
 use crate::cluster::Routing;
@@ -188,13 +188,17 @@ pub fn finish(secret: &ClusterSecret, pending: PendingPeer, proof: &[u8]) -> Opt
         .then_some(pending.0.connector)
 }
 
-/// Whether `peer` may hand `slot` to this node now by `routing`: the table names `peer` as
-/// the owner (the NameNode's table keeps the old owner until the handoff is done).
-pub fn receiving_from(routing: &Routing, peer: &str, slot: u16) -> bool {
+/// Whether `peer` may hand `slot` to this node now: the table names `peer` as its owner (the
+/// NameNode's table keeps the old owner until the handoff is confirmed), or `peer` already
+/// handed it over (`adopted_from`: a batch retried after a lost reply). Before its first
+/// table a node configured with a NameNode cannot tell (a joining node can be handed slots
+/// before the welcome reaches it) and takes them from any authenticated peer; the table that
+/// follows settles them. A standalone node receives nothing.
+pub fn may_receive(routing: &Routing, peer: &str, slot: u16, adopted_from: Option<&str>) -> bool {
     if routing.standalone {
         return false;
     }
-    routing.owner_id(slot) == Some(peer)
+    !routing.has_table() || routing.owner_id(slot) == Some(peer) || adopted_from == Some(peer)
 }
 
 /// The elements of a RESP array of bulk strings (`*N` then N `$len` strings), or `None`.

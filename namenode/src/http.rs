@@ -16,30 +16,24 @@
 //! script or external asset, so it works offline and behind any proxy; every string that came
 //! from a DataNode (ids above all) is HTML-escaped.
 //!
-//! Bounds: at most [`MAX_CONNECTIONS`] open connections (more are answered 503 and closed), a
-//! request head must arrive within [`HEADER_TIMEOUT`], a request is answered within
-//! [`REQUEST_TIMEOUT`], bodies are limited to [`MAX_BODY`] bytes, at most [`MAX_IN_FLIGHT`]
-//! requests run at once, and a connection is closed after [`CONNECTION_LIFETIME`].
+//! Bounds (enforced by `chkv_common::http::HttpServer`): at most [`MAX_CONNECTIONS`] open
+//! connections (more are answered 503 and closed), a request head must arrive within
+//! [`HEADER_TIMEOUT`], a request is answered within [`REQUEST_TIMEOUT`], bodies are limited
+//! to [`MAX_BODY`] bytes, at most [`MAX_IN_FLIGHT`] requests run at once, and a connection
+//! is closed after [`CONNECTION_LIFETIME`].
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use chkv_common::http::{HttpLimits, HttpServer};
 use chkv_common::{NodeId, SLOT_COUNT};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
-use tower::limit::ConcurrencyLimitLayer;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
-use tracing::debug;
 
 use crate::activity::LoggedEvent;
 use crate::config::HttpToken;
@@ -58,8 +52,6 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A keep-alive connection is closed (gracefully) after this long.
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
-/// Largest request head.
-const MAX_HEAD: usize = 16 * 1024;
 /// How often the dashboard reloads itself, in seconds.
 const REFRESH_SECS: u32 = 2;
 /// Events the dashboard lists (the API gives them all).
@@ -67,58 +59,19 @@ const DASHBOARD_EVENTS: usize = 40;
 
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// What every handler shares.
-#[derive(Clone)]
-pub(crate) struct AppState {
-    connections: Arc<Semaphore>,
-    router: Router,
-}
-
-impl AppState {
-    pub(crate) fn new(status: StatusSource, token: Option<HttpToken>) -> AppState {
-        let shared = Shared { status, token };
-        AppState {
-            connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-            router: router(shared),
-        }
-    }
-
-    /// Serves HTTP/1.1 on `stream` until the client closes it or its lifetime is over.
-    pub(crate) fn serve(&self, stream: TcpStream) -> impl std::future::Future<Output = ()> {
-        let permit = self.connections.clone().try_acquire_owned();
-        let router = self.router.clone();
-        async move {
-            let Ok(_permit) = permit else {
-                let mut stream = stream;
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    stream.write_all(
-                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 17\r\nConnection: close\r\n\r\ntoo many clients\n",
-                    ),
-                )
-                .await;
-                return;
-            };
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(MAX_HEAD)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        debug!("http connection: {e}");
-                    }
-                    return;
-                }
-                () = tokio::time::sleep(CONNECTION_LIFETIME) => {}
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(REQUEST_TIMEOUT, conn).await;
-        }
-    }
+/// The HTTP port: the router below behind the shared bounds.
+pub(crate) fn server(status: StatusSource, token: Option<HttpToken>) -> HttpServer {
+    HttpServer::new(
+        router(Shared { status, token }),
+        HttpLimits {
+            max_connections: MAX_CONNECTIONS,
+            max_in_flight: MAX_IN_FLIGHT,
+            max_body: MAX_BODY,
+            header_timeout: HEADER_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
+            lifetime: CONNECTION_LIFETIME,
+        },
+    )
 }
 
 #[derive(Clone)]
@@ -139,13 +92,6 @@ fn router(shared: Shared) -> Router {
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .with_state(shared)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
-        .layer(ConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
 }
 
 /// A JSON error body: `{"error": message}`.

@@ -124,6 +124,10 @@ pub enum Event {
         conn: ConnId,
         node: NodeId,
         slots: Vec<RangeInclusive<Slot>>,
+        /// Where the slots went, when the node says (see [`on_handoff_done`]).
+        ///
+        /// [`on_handoff_done`]: Membership::handle
+        to: Option<NodeId>,
     },
     /// The connection closed (EOF, reset, or the server dropped it).
     Disconnected { conn: ConnId },
@@ -364,9 +368,12 @@ impl Membership {
                 }
             }
             Event::Left { conn, node } => self.on_leave(conn, node, now, &mut out),
-            Event::HandoffDone { conn, node, slots } => {
-                self.on_handoff_done(conn, node, &slots, now, &mut out)
-            }
+            Event::HandoffDone {
+                conn,
+                node,
+                slots,
+                to,
+            } => self.on_handoff_done(conn, node, &slots, to, now, &mut out),
             Event::Disconnected { conn } => self.on_disconnect(conn, now, &mut out),
             Event::Tick => self.on_tick(now, &mut out),
         }
@@ -510,19 +517,42 @@ impl Membership {
         conn: ConnId,
         node: NodeId,
         slots: &[RangeInclusive<Slot>],
+        to: Option<NodeId>,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
         if self.member_on(conn, &node, now, out).is_none() {
             return;
         }
+        // The slots are where the node says they went. A move re-ordered after a timeout
+        // (perhaps towards another node, the ring having changed) may report the first
+        // order's target: crediting the current order's target instead would publish an
+        // owner that holds nothing, and the data would be lost.
+        let owner_now = |s: u16| {
+            self.published
+                .as_ref()
+                .and_then(|p| Slot::new(s).and_then(|slot| p.table.owner(slot).cloned()))
+        };
         let mut done = Vec::new();
         for range in slots {
             for s in range.start().get()..=range.end().get() {
-                if self.in_flight.get(&s).is_some_and(|f| f.from == node) {
-                    if let Some(f) = self.in_flight.remove(&s) {
-                        done.push((s, f.to));
+                let ordered = self.in_flight.get(&s).is_some_and(|f| f.from == node);
+                match (&to, ordered) {
+                    (None, true) => {
+                        if let Some(f) = self.in_flight.remove(&s) {
+                            done.push((s, f.to));
+                        }
                     }
+                    (Some(to), true) => {
+                        self.in_flight.remove(&s);
+                        done.push((s, to.clone()));
+                    }
+                    // No move under way (it timed out), but the node owned the slot and
+                    // handed it over: that is where it is now.
+                    (Some(to), false) if owner_now(s).as_ref() == Some(&node) => {
+                        done.push((s, to.clone()));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -745,11 +775,7 @@ impl Membership {
                 .members
                 .iter()
                 .all(|(id, m)| m.epoch_seen == epoch && m.reported == table.ranges_of(id));
-        let epoch = if unchanged {
-            epoch
-        } else {
-            epoch.saturating_add(1)
-        };
+        let epoch = if unchanged { epoch } else { next_epoch(epoch) };
         table.set_epoch(epoch);
         self.ring.set_epoch(epoch);
         let publication = Arc::new(Publication {
@@ -937,10 +963,7 @@ impl Membership {
             || nodes != current.nodes
             || current.epoch() < self.max_epoch_reported
         {
-            let epoch = current
-                .epoch()
-                .max(self.max_epoch_reported)
-                .saturating_add(1);
+            let epoch = next_epoch(current.epoch().max(self.max_epoch_reported));
             table.set_epoch(epoch);
             self.ring.set_epoch(epoch);
             let publication = Arc::new(Publication { table, nodes });
@@ -1168,6 +1191,13 @@ pub struct NodeStatus {
     pub stats: NodeStats,
 }
 
+/// The epoch after `epoch`. Never wraps: at `u64::MAX` (only reachable through a node that
+/// reported it) it stays there, so DataNodes ignore further tables rather than take a small
+/// number for a newer one.
+fn next_epoch(epoch: u64) -> u64 {
+    epoch.saturating_add(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1285,13 +1315,22 @@ mod tests {
                 return all;
             }
             actions = Vec::new();
-            for (conn, slots, _) in orders {
+            for (conn, slots, to) in orders {
                 let node = m.conns.get(&conn).cloned().expect("order to a member");
                 let slots = slots
                     .into_iter()
                     .filter_map(|(a, b)| Some(Slot::new(a)?..=Slot::new(b)?))
                     .collect();
-                actions.extend(m.handle(Event::HandoffDone { conn, node, slots }, now));
+                let to = Some(to);
+                actions.extend(m.handle(
+                    Event::HandoffDone {
+                        conn,
+                        node,
+                        slots,
+                        to,
+                    },
+                    now,
+                ));
             }
         }
     }
@@ -1317,6 +1356,88 @@ mod tests {
         assert_eq!(owners, members);
         let total: usize = table.nodes().iter().map(|n| table.slots_of(n)).sum();
         assert_eq!(total, SLOT_COUNT);
+    }
+
+    #[test]
+    fn a_late_report_credits_the_node_the_slots_went_to() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["a"], t0);
+        // b joins: a is ordered to hand b its share, and is slow about it.
+        let orders = migrations(&m.handle(register(2, "b", 7001), now));
+        assert_eq!(orders.len(), 1);
+        let (conn_a, to_b, _) = orders[0].clone();
+        // The order times out and c joins meanwhile: some of those slots are now c's in the
+        // ring, and a is ordered to hand them to c instead.
+        let _ = m.handle(register(3, "c", 7002), now);
+        let later = now + MOVE_TIMEOUT + Duration::from_secs(1);
+        for (conn, id) in [(1, "a"), (2, "b"), (3, "c")] {
+            let _ = m.handle(heartbeat(conn, id, 0), later);
+        }
+        let reordered = migrations(&m.handle(Event::Tick, later));
+        assert!(
+            reordered.iter().any(|(_, _, to)| to.as_str() == "c"),
+            "re-ordered towards c: {reordered:?}"
+        );
+        // a reports the first order done: the slots are on b.
+        let slots: Vec<RangeInclusive<Slot>> = to_b
+            .iter()
+            .filter_map(|&(x, y)| Some(Slot::new(x)?..=Slot::new(y)?))
+            .collect();
+        let _ = m.handle(
+            Event::HandoffDone {
+                conn: conn_a,
+                node: NodeId::from("a"),
+                slots: slots.clone(),
+                to: Some(NodeId::from("b")),
+            },
+            later,
+        );
+        let table = &m.published().expect("published").table;
+        let c = NodeId::from("c");
+        for range in &slots {
+            for s in range.start().get()..=range.end().get() {
+                let owner = table.owner(Slot::new(s).expect("slot"));
+                assert_ne!(
+                    owner,
+                    Some(&c),
+                    "slot {s} credited to c, which holds nothing"
+                );
+                assert_eq!(owner, Some(&NodeId::from("b")), "slot {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_epoch_at_the_limit_never_wraps() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["a"], t0);
+        // A node reports the largest epoch there is (a bug, or a hostile peer): the tables
+        // that follow may not go above it, and must never wrap to small numbers, which every
+        // DataNode would ignore as older than what it has.
+        let a = m.handle(heartbeat(1, "a", u64::MAX), now);
+        for (p, _) in broadcasts(&a) {
+            assert_eq!(p.epoch(), u64::MAX);
+        }
+        let a = m.handle(register(2, "b", 7001), now);
+        for (p, _) in broadcasts(&a) {
+            assert_eq!(p.epoch(), u64::MAX);
+        }
+        // A restarted NameNode that hears of that epoch first.
+        let mut m = Membership::new(DEFAULT_VNODES, timing(), t0);
+        let a = m.handle(
+            Event::Registered {
+                conn: ConnId(1),
+                info: info("a", 7000),
+                epoch_seen: u64::MAX,
+                owned_slots: Vec::new(),
+            },
+            t0,
+        );
+        assert!(broadcasts(&a).is_empty());
+        let a = m.handle(Event::Tick, t0 + timing().startup_grace);
+        for (p, _) in broadcasts(&a) {
+            assert_eq!(p.epoch(), u64::MAX);
+        }
     }
 
     #[test]

@@ -173,13 +173,15 @@ pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
             )
         },
     ));
-    let web_state = http::AppState::new(StatusSource(core_tx), config.http_token.clone());
+    let web_server = http::server(StatusSource(core_tx), config.http_token.clone());
+    // The HTTP server answers 503 past its own connection limit; this cap only bounds the
+    // tasks a flood can start.
     tasks.spawn(accept_loop(
         web,
         stop_rx,
         "http",
         MAX_HTTP_CONNS,
-        move |stream, _| web_state.serve(stream),
+        move |stream, _| web_server.serve(stream),
     ));
 
     info!(%datanode_addr, %client_addr, %http_addr, "namenode listening");
@@ -672,10 +674,13 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
             conn,
             node: node_id,
         },
-        DataNodeToNameNode::HandoffDone { node_id, slots, .. } => Event::HandoffDone {
+        DataNodeToNameNode::HandoffDone {
+            node_id, slots, to, ..
+        } => Event::HandoffDone {
             conn,
             node: node_id,
             slots: slot_ranges(&slots).map_err(|e| e.to_string())?,
+            to,
         },
         DataNodeToNameNode::HandoffProgress {
             node_id,

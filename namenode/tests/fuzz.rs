@@ -1,4 +1,5 @@
-//! Property tests (its own test binary, so its CPU does not slow the timing-sensitive tests) over the NameNode's event handling (issue 12): any sequence of the events
+//! Property tests (their own test binary, so their CPU does not slow the timing-sensitive
+//! tests) over the NameNode's event handling (issue 12): any sequence of the events
 //! a server can feed (after its own checks: authenticated ids, epochs up to `MAX_EPOCH`,
 //! valid slot ranges), at any times, leaves the membership without a panic, with epochs that
 //! never go backwards and stay bounded, and tables that name only members.
@@ -38,6 +39,8 @@ enum Op {
         conn: u64,
         id: u8,
         slots: Vec<(u16, u16)>,
+        /// Where the node says the slots went (a node id, possibly not a member, or none).
+        to: Option<u8>,
     },
     Disconnect {
         conn: u64,
@@ -81,7 +84,14 @@ fn op() -> impl Strategy<Value = Op> {
             nonce
         }),
         (conn.clone(), id.clone()).prop_map(|(conn, id)| Op::Leave { conn, id }),
-        (conn.clone(), id, ranges()).prop_map(|(conn, id, slots)| Op::Done { conn, id, slots }),
+        (conn.clone(), id, ranges(), proptest::option::of(0..6u8)).prop_map(
+            |(conn, id, slots, to)| Op::Done {
+                conn,
+                id,
+                slots,
+                to
+            }
+        ),
         conn.prop_map(|conn| Op::Disconnect { conn }),
         (0..3000u64).prop_map(|after_ms| Op::Tick { after_ms }),
     ]
@@ -130,10 +140,16 @@ fn event(op: &Op) -> Event {
             conn: ConnId(conn),
             node: node(id),
         },
-        Op::Done { conn, id, slots: s } => Event::HandoffDone {
+        Op::Done {
+            conn,
+            id,
+            slots: s,
+            to,
+        } => Event::HandoffDone {
             conn: ConnId(conn),
             node: node(id),
             slots: slots(&s),
+            to: to.map(node),
         },
         Op::Disconnect { conn } => Event::Disconnected { conn: ConnId(conn) },
         Op::Tick { .. } => Event::Tick,

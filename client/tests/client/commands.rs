@@ -450,6 +450,47 @@ async fn password_over_resp2_and_resp3() {
     .await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_user_over_resp2_and_resp3() {
+    bounded(Duration::from_secs(30), async {
+        let node = crate::util::start_datanode(None).await;
+        let admin = Client::builder()
+            .connect_standalone(node.addr())
+            .await
+            .expect("connect");
+        let ok = admin
+            .cmd([
+                "ACL", "SETUSER", "app", "on", ">pw", "~app:*", "+get", "+set",
+            ])
+            .await
+            .expect("ACL SETUSER");
+        assert_eq!(ok, chkv_client::Value::Okay);
+        for resp3 in [false, true] {
+            let c = Client::builder()
+                .username("app")
+                .password("pw")
+                .resp3(resp3)
+                .connect_standalone(node.addr())
+                .await
+                .expect("connects as app");
+            c.set("app:1", "v").await.expect("set");
+            assert_eq!(c.get("app:1").await.expect("get"), b("v"));
+            let err = c.get("other").await.expect_err("not app's key");
+            assert_eq!(err.code(), Some("NOPERM"), "{err}");
+            let err = Client::builder()
+                .username("app")
+                .password("wrong")
+                .resp3(resp3)
+                .connect_standalone(node.addr())
+                .await
+                .expect_err("wrong password");
+            assert_eq!(err.code(), Some("WRONGPASS"), "{err}");
+        }
+        node.shutdown().await;
+    })
+    .await
+}
+
 /// The blocking wrapper, from a thread without a runtime; the DataNode runs on its own.
 #[test]
 fn blocking_client() {

@@ -51,9 +51,6 @@ static SUBCOMMANDS: &[CommandSpec] = &[
     spec("redirects", 3, STALE | FAST, NO_KEYS, G, "7.2.4",
         "CHKV: YES makes this connection receive MOVED/CROSSSLOT like a cluster client; NO has the node forward its requests.",
         "YES | NO | INTERNAL", redirects),
-    spec("importing", -4, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
-        "CHKV, between nodes: entries of these slots follow, ordered at this epoch; they replace what this node holds for them.",
-        "epoch slot [slot ...]", importing),
     spec("import", -5, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: stores entries handed over by another node (absolute expiry in ms, 0 for none).",
         "key expire-at value [key expire-at value ...]", import),
@@ -69,20 +66,6 @@ static SUBCOMMANDS: &[CommandSpec] = &[
     spec("help", 2, LOADING | STALE, NO_KEYS, G, "5.0.0",
         "Returns helpful text about the different subcommands.", "", help),
 ];
-
-fn importing(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let epoch = parse_i64(req.arg(2))
-        .and_then(|e| u64::try_from(e).ok())
-        .ok_or(ERR_NOT_INT)?;
-    let slots = req
-        .iter()
-        .skip(3)
-        .map(slot_arg)
-        .collect::<Result<Vec<u16>, Frame>>()?;
-    check_receiving(ctx, slots.iter().copied())?;
-    crate::handoff::begin_import(ctx.node, epoch, &slots)?;
-    Ok(Frame::ok())
-}
 
 fn peerhello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let secret = ctx.node.config().cluster_secret.clone();
@@ -112,50 +95,44 @@ fn peerauth(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     }
 }
 
-/// The peer of this session, when it may hand `slots` to this node (see
-/// [`crate::trust::receiving_from`]).
+/// Refuses `slots` unless this session's peer may hand them to this node now (see
+/// [`crate::trust::may_receive`]). The refusal is `-TRYAGAIN`: this node's table may be a
+/// moment behind the order the peer carries out (the NameNode tells them on different
+/// connections), and the peer retries the batch for a while before giving up.
 fn check_receiving(ctx: &Ctx<'_>, slots: impl IntoIterator<Item = u16>) -> Result<(), Frame> {
     let peer = ctx.session.peer.as_deref().unwrap_or_default();
     let routing = ctx.node.routing();
-    // Before its first table a joining node cannot tell; the handoff code expects slots to
-    // arrive before the welcome, and the table that follows settles them.
-    let unwelcomed = !routing.standalone && !routing.has_table();
-    // Also slots this peer flipped to us already: a batch retried after a lost reply.
-    let ok = |s: u16| {
-        unwelcomed
-            || crate::trust::receiving_from(&routing, peer, s)
-            || crate::handoff::adopted_from(ctx.node, s).as_deref() == Some(peer)
-    };
-    match slots.into_iter().find(|&s| !ok(s)) {
+    let adopted = |s: u16| crate::handoff::adopted_from(ctx.node, s);
+    match slots
+        .into_iter()
+        .find(|&s| !crate::trust::may_receive(&routing, peer, s, adopted(s).as_deref()))
+    {
         None => Ok(()),
         Some(s) => Err(Frame::error(format!(
-            "ERR slot {s} is not being handed to this node by {}",
-            chkv_common::auth::escape(peer.as_bytes())
+            "TRYAGAIN slot {s} is not being handed to this node by {} (table epoch {})",
+            chkv_common::auth::escape(peer.as_bytes()),
+            routing.epoch
         ))),
     }
 }
 
 fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let checked = crate::handoff::decode_import(req).and_then(|entries| {
+    let result = crate::handoff::decode_import(req).and_then(|entries| {
         check_receiving(ctx, entries.iter().map(|e| key_slot(&e.key)))?;
-        crate::handoff::check_import(ctx.node, &entries)?;
-        Ok(((), entries))
+        ctx.node
+            .db
+            .import(&entries, ctx.now)
+            .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORT: {e}")))
     });
-    let entries = match checked {
-        Ok((_, entries)) => entries,
+    match result {
+        Ok(stored) => Ok(Frame::Integer(stored as i64)),
         Err(e) => {
+            // The batch's HANDOFF, which follows on this connection, is refused.
             ctx.session.import_failed = true;
-            return Err(e);
+            Err(e)
         }
-    };
-    let stored = ctx
-        .node
-        .db
-        .import(&entries, ctx.now)
-        .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORT: {e}")))?;
-    Ok(Frame::Integer(stored as i64))
+    }
 }
-
 fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let from = String::from_utf8_lossy(req.arg(2)).into_owned();
     if ctx.session.peer.as_deref() != Some(from.as_str()) {
@@ -163,7 +140,7 @@ fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     }
     if std::mem::take(&mut ctx.session.import_failed) {
         return Err(Frame::err(
-            "ERR an import of this batch failed; the slots stay with their owner",
+            "TRYAGAIN an import of this batch failed; the slots stay with their owner",
         ));
     }
     let slots = req

@@ -110,6 +110,8 @@ fn acl_categories(c: &CommandSpec) -> Vec<Frame> {
         "string" => cats.push("@string"),
         "generic" => cats.push("@keyspace"),
         "connection" => cats.push("@connection"),
+        "bitmap" => cats.push("@bitmap"),
+        "hyperloglog" => cats.push("@hyperloglog"),
         _ => {}
     }
     if c.has(FAST) {
@@ -323,8 +325,9 @@ fn command_getkeys(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             "ERR Invalid number of arguments specified for command",
         ));
     }
+    let inner = Request::from_args(req.iter().skip(2));
     let keys: Vec<Frame> = c
-        .key_positions(argc)
+        .keys_in(&inner)
         .map(|i| Frame::Bulk(req.arg_bytes(i + 2)))
         .collect();
     if keys.is_empty() {

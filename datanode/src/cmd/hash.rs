@@ -8,7 +8,7 @@
 use super::flags::*;
 use super::*;
 use crate::store::glob::{glob_match, matches_all};
-use crate::store::{Hash, Kind, Limits, Value};
+use crate::store::{Hash, Limits};
 use rand::Rng;
 
 const G: &str = "hash";
@@ -51,31 +51,19 @@ pub static COMMANDS: &[CommandSpec] = &[
         "Iterates over fields and values of a hash.", "key cursor [MATCH pattern] [COUNT count]", hscan),
 ];
 
-/// Runs `f` on the hash at `key` (created when `create`), WRONGTYPE for other types.
+/// [`update_collection`] for hashs.
 fn update<R>(
     ctx: &Ctx<'_>,
     key: &[u8],
     create: bool,
     f: impl FnOnce(&mut Hash, &Limits) -> R,
 ) -> Result<Option<R>, Frame> {
-    let limits = ctx.node.db.limits();
-    let mut g = ctx.node.db.lock_key(key);
-    let r = g
-        .modify(key, ctx.now, Kind::Hash, create, |v| match v {
-            Value::Hash(h) => Some(f(h, &limits)),
-            _ => None,
-        })
-        .map_err(|_| ERR_WRONGTYPE)?;
-    Ok(r.flatten())
+    update_collection(ctx, key, create, f)
 }
 
-/// Runs `f` on the hash at `key` (a read: counts a hit or miss); `None` when missing.
+/// [`read_collection`] for hashs.
 fn read<R>(ctx: &Ctx<'_>, key: &[u8], f: impl FnOnce(&Hash) -> R) -> Result<Option<R>, Frame> {
-    let mut g = ctx.node.db.lock_key(key);
-    match g.get(key, ctx.now) {
-        None => Ok(None),
-        Some(e) => Ok(Some(f(e.as_hash().map_err(|_| ERR_WRONGTYPE)?))),
-    }
+    read_collection(ctx, key, f)
 }
 
 /// HSET and HMSET: the number of new fields.

@@ -174,6 +174,27 @@ fn pfcount(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     ))
 }
 
+/// PFCOUNT of several keys gathered from several nodes (their values, as MGET returns them:
+/// `Null` for a missing key, or for a value that is not a string): the union's estimate.
+pub fn count_union(values: &[Frame]) -> Frame {
+    let mut max = Box::new([0u8; hll::REGISTERS]);
+    for v in values {
+        match v {
+            Frame::Bulk(s) => {
+                if !hll::is_valid(s) {
+                    return ERR_NOT_HLL;
+                }
+                if hll::merge_into(&mut max, s).is_err() {
+                    return ERR_CORRUPT;
+                }
+            }
+            Frame::Null => {}
+            _ => return ERR_WRONGTYPE,
+        }
+    }
+    Frame::Integer(hll::estimate(&hll::raw_histogram(&max)) as i64)
+}
+
 fn pfmerge(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let now = ctx.now;
     let max_bytes = ctx.node.config().hll_sparse_max_bytes;
@@ -440,6 +461,23 @@ mod tests {
             h.run(&["PFDEBUG", "GETREG", "missing"]),
             err("ERR The specified key does not exist")
         );
+    }
+
+    #[test]
+    fn union_of_gathered_values() {
+        let mut h = Harness::new();
+        h.run(&["PFADD", "a", "x", "y"]);
+        h.run(&["PFADD", "b", "y", "z"]);
+        h.run(&["SET", "s", "plain"]);
+        let get = |h: &mut Harness, k: &str| h.run(&["GET", k]);
+        let (a, b, s) = (get(&mut h, "a"), get(&mut h, "b"), get(&mut h, "s"));
+        assert_eq!(count_union(&[a.clone(), Frame::Null, b.clone()]), int(3));
+        assert_eq!(
+            count_union(&[a.clone(), b.clone()]),
+            h.run(&["PFCOUNT", "a", "b"])
+        );
+        assert_eq!(count_union(&[Frame::Null]), int(0));
+        assert_eq!(count_union(&[a, s]), ERR_NOT_HLL);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Keyspace commands: deletion, existence, types, TTLs, renames, iteration.
 
 use super::flags::*;
+use super::pubsub::notify;
 use super::*;
+use crate::pubsub::events;
 use crate::store::glob::{glob_match, matches_all};
 use crate::store::NO_EXPIRY;
 
@@ -59,7 +61,13 @@ fn del(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let keys = || req.iter().skip(1);
     let mut g = ctx.node.db.lock_keys(keys());
     let removed: Vec<_> = keys()
-        .filter_map(|k| g.slot_of(k).remove(k, ctx.now))
+        .filter_map(|k| {
+            let gone = g.slot_of(k).remove(k, ctx.now);
+            if gone.is_some() {
+                notify(ctx, events::GENERIC, "del", k);
+            }
+            gone
+        })
         .collect();
     drop(g);
     let n = removed.len();
@@ -148,8 +156,10 @@ fn expire_generic(ctx: &mut Ctx<'_>, req: &Request, unit: i64, absolute: bool, c
     }
     if at <= ctx.now as i64 {
         g.remove(key, ctx.now);
+        notify(ctx, events::GENERIC, "del", key);
     } else {
         g.set_expire(key, at as u64, ctx.now);
+        notify(ctx, events::GENERIC, "expire", key);
     }
     Ok(Frame::Integer(1))
 }
@@ -206,6 +216,7 @@ fn persist(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         .is_some_and(|e| e.expire_at().is_some());
     if has_ttl {
         g.set_expire(key, NO_EXPIRY, ctx.now);
+        notify(ctx, events::GENERIC, "persist", key);
     }
     Ok(Frame::Integer(has_ttl as i64))
 }
@@ -227,7 +238,12 @@ fn rename_generic(ctx: &mut Ctx<'_>, req: &Request, nx: bool) -> Reply {
     let Some(e) = g.slot_of(src).remove(src, ctx.now) else {
         return Err(Frame::err("ERR no such key"));
     };
-    g.slot_of(dst).set(dst, e.0, at, ctx.now);
+    let replaced = g.slot_of(dst).set(dst, e.0, at, ctx.now);
+    notify(ctx, events::GENERIC, "rename_from", src);
+    if !replaced {
+        notify(ctx, events::NEW, "new", dst);
+    }
+    notify(ctx, events::GENERIC, "rename_to", dst);
     Ok(if nx { Frame::Integer(1) } else { Frame::ok() })
 }
 
@@ -271,7 +287,10 @@ fn copy(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     if !replace && g.slot_of(dst).contains(dst, ctx.now) {
         return Ok(Frame::Integer(0));
     }
-    g.slot_of(dst).set(dst, value, at, ctx.now);
+    if !g.slot_of(dst).set(dst, value, at, ctx.now) {
+        notify(ctx, events::NEW, "new", dst);
+    }
+    notify(ctx, events::GENERIC, "copy_to", dst);
     Ok(Frame::Integer(1))
 }
 

@@ -11,7 +11,10 @@
 //! - [`server`]: connection and server commands (PING, HELLO, AUTH, CLIENT, INFO, CONFIG, ...).
 //! - [`cluster`]: CLUSTER, the slot table as Redis Cluster reports it.
 //! - [`object`]: OBJECT and MEMORY, what the store knows about one key.
+//! - [`pubsub`]: SUBSCRIBE, PUBLISH, PUBSUB and the sharded forms, RESET.
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
+//! - [`multi`]: MULTI, EXEC, DISCARD, WATCH and UNWATCH: queued, atomic transactions.
+//! - [`scripting`]: EVAL, EVALSHA and SCRIPT: Lua 5.1 scripts, atomic like EXEC.
 //! - [`acl`]: ACL and its subcommands (the rules are in [`crate::acl`]).
 //! - [`hash`]: HSET, HGET and the other hash commands.
 //! - [`set`]: SADD, SINTER and the other set commands.
@@ -28,7 +31,10 @@ pub mod hash;
 pub mod hll;
 pub mod keys;
 pub mod migrate;
+pub mod multi;
 pub mod object;
+pub mod pubsub;
+pub mod scripting;
 pub mod server;
 pub mod set;
 pub mod strings;
@@ -57,9 +63,14 @@ pub mod flags {
     pub const NO_AUTH: u32 = 1 << 8;
     /// The command reads or writes the whole keyspace (KEYS, SCAN, FLUSHALL...): node-local.
     pub const KEYSPACE: u32 = 1 << 9;
+    /// The argument at `first_key` counts the keys that follow it (SINTERCARD numkeys key
+    /// ...): see [`super::CommandSpec::keys_in`]. COMMAND reports it as `movablekeys`.
+    pub const NUMKEYS: u32 = 1 << 10;
+    /// Pub/Sub commands (Redis's `pubsub` flag).
+    pub const PUBSUB: u32 = 1 << 11;
     /// Between DataNodes only (moves data or ownership): served on authenticated peer
     /// sessions; to anyone else it does not exist.
-    pub const INTERNAL: u32 = 1 << 10;
+    pub const INTERNAL: u32 = 1 << 12;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -71,6 +82,8 @@ pub mod flags {
         (STALE, "stale"),
         (FAST, "fast"),
         (NO_AUTH, "no_auth"),
+        (NUMKEYS, "movablekeys"),
+        (PUBSUB, "pubsub"),
     ];
 }
 
@@ -105,8 +118,26 @@ impl CommandSpec {
         self.flags & flag != 0
     }
 
-    /// The argument positions that are keys in `req`.
-    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
+    /// The argument positions that are keys in `req`: [`CommandSpec::key_positions`], or for
+    /// a [`flags::NUMKEYS`] command the keys its count announces (none when the count is not
+    /// a number; at most the arguments there are).
+    pub fn keys_in(&self, req: &Request) -> std::iter::StepBy<std::ops::Range<usize>> {
+        if !self.has(flags::NUMKEYS) {
+            return self.key_positions(req.len());
+        }
+        let at = self.first_key.max(0) as usize;
+        let rest = req.len().saturating_sub(at + 1);
+        let n = if at == 0 || at >= req.len() {
+            0
+        } else {
+            parse_i64(req.arg(at)).map_or(0, |n| usize::try_from(n).unwrap_or(0).min(rest))
+        };
+        (at + 1..at + 1 + n).step_by(1)
+    }
+
+    /// The argument positions that are keys in a command of `argc` arguments, by the fixed
+    /// range `first_key..=last_key` (COMMAND's legacy key specification).
+    pub fn key_positions(&self, argc: usize) -> std::iter::StepBy<std::ops::Range<usize>> {
         let first = self.first_key.max(0) as usize;
         let last = if self.last_key < 0 {
             (argc as i32 + self.last_key).max(0) as usize
@@ -135,6 +166,14 @@ pub struct Session {
     /// A `CLUSTER IMPORT` failed since the last `CLUSTER HANDOFF`: the next one is refused,
     /// so a batch is never flipped with part of its data missing.
     pub import_failed: bool,
+    /// MULTI's queue and WATCH's keys.
+    pub tx: multi::TxState,
+    /// Set on the first subscription: where messages for this connection are queued.
+    pub pubsub: Option<Arc<crate::pubsub::Subscriber>>,
+    /// Set by a handler whose answer went to the outbox instead (SUBSCRIBE and friends).
+    pub no_reply: bool,
+    /// CLIENT REPLY: whether replies are sent.
+    pub reply_mode: ReplyMode,
     /// The ACL user this connection runs as.
     pub user: Bytes,
     /// The user's rules when they restrict anything (`None`: everything is allowed, the
@@ -145,6 +184,16 @@ pub struct Session {
     /// round trips to another server): the connection awaits it and sends its reply in
     /// place of the handler's.
     pub deferred: Option<Deferred>,
+}
+
+/// CLIENT REPLY's modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReplyMode {
+    #[default]
+    On,
+    Off,
+    /// The next command's reply is dropped.
+    Skip,
 }
 
 /// An asynchronous rest of a command, given the node; it yields the command's reply.
@@ -177,12 +226,50 @@ impl Session {
             peer: None,
             peer_pending: None,
             import_failed: false,
+            tx: multi::TxState::default(),
+            pubsub: None,
+            no_reply: false,
+            reply_mode: ReplyMode::On,
             user: Bytes::from_static(b"default"),
             perms: None,
             // Refreshed before the first command.
             acl_generation: u64::MAX,
             deferred: None,
         }
+    }
+
+    /// Whether the reply of the command that just ran is withheld (it went to the outbox, or
+    /// CLIENT REPLY OFF/SKIP); consumes a SKIP.
+    pub fn withhold_reply(&mut self) -> bool {
+        if std::mem::take(&mut self.no_reply) {
+            return true;
+        }
+        match self.reply_mode {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::Skip => {
+                self.reply_mode = ReplyMode::On;
+                true
+            }
+        }
+    }
+
+    /// The connection's subscriber, created on first use.
+    pub fn subscriber(&mut self) -> Arc<crate::pubsub::Subscriber> {
+        let (client, proto) = (&self.client, self.proto);
+        self.pubsub
+            .get_or_insert_with(|| {
+                client
+                    .subscriber
+                    .get_or_init(|| Arc::new(crate::pubsub::Subscriber::new(client.id, proto)))
+                    .clone()
+            })
+            .clone()
+    }
+
+    /// Whether this is a RESP2 connection in Redis's subscribed mode.
+    pub fn subscribed_resp2(&self) -> bool {
+        self.proto == Protocol::Resp2 && self.pubsub.as_ref().is_some_and(|s| s.active())
     }
 }
 
@@ -205,6 +292,9 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(cluster::COMMANDS.iter());
         v.extend(object::COMMANDS.iter());
         v.extend(docs::COMMANDS.iter());
+        v.extend(multi::COMMANDS.iter());
+        v.extend(scripting::COMMANDS.iter());
+        v.extend(pubsub::COMMANDS.iter());
         v.extend(acl::COMMANDS.iter());
         v.extend(hash::COMMANDS.iter());
         v.extend(set::COMMANDS.iter());
@@ -287,47 +377,44 @@ pub fn wrong_arity(name: &str) -> Frame {
 /// Runs one request and returns its reply.
 ///
 /// Checks come in Redis's order: unknown command, arity, unknown subcommand, then
-/// authentication.
+/// authentication. A connection inside MULTI queues instead (see [`multi`]).
 pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
-    let Some((idx, spec)) = lookup(req.arg(0)) else {
-        return unknown_command(req);
-    };
-    if !spec.arity_ok(req.len()) {
-        return wrong_arity(spec.name);
+    if ctx.session.tx.queue.is_some() {
+        return multi::in_multi(ctx, req);
     }
-    let (spec, cmd_id) = if spec.subcommands.is_empty() || req.len() < 2 {
-        (spec, idx)
-    } else {
-        match spec
-            .subcommands
-            .iter()
-            .position(|s| s.name.as_bytes().eq_ignore_ascii_case(req.arg(1)))
-            .filter(|&i| !spec.subcommands[i].has(flags::INTERNAL) || ctx.session.peer.is_some())
-        {
-            Some(i) => {
-                let sub = &spec.subcommands[i];
-                if !sub.arity_ok(req.len()) {
-                    return wrong_arity(&format!("{}|{}", spec.name, sub.name));
-                }
-                (sub, idx | ((i as u32 + 1) << 16))
+    run_command(ctx, req)
+}
+
+/// [`dispatch`] without the MULTI queue: runs the command now.
+pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
+    let (spec, cmd_id) = match resolve_for(ctx.session, req) {
+        Ok(r) => r,
+        Err(e) => {
+            // A known command refused for its arguments counts as rejected in its stats.
+            if let Some((idx, _)) = lookup(req.arg(0)) {
+                ctx.node.cmdstats.reject(idx as usize);
             }
-            None => {
-                return Frame::error(format!(
-                    "ERR unknown subcommand '{}'. Try {} HELP.",
-                    String::from_utf8_lossy(&req.arg(1)[..req.arg(1).len().min(128)]),
-                    spec.name.to_ascii_uppercase()
-                ))
-            }
+            return e;
         }
     };
+    // Per-command stats are per top-level command (subcommands count as their parent).
+    let idx = cmd_id & 0xffff;
     if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) {
+        ctx.node.cmdstats.reject(idx as usize);
         return Frame::err("NOAUTH Authentication required.");
     }
     // Commands a client may send before authenticating (AUTH, HELLO, ...) are not subject to
-    // command rules, as in Redis.
-    if !spec.has(flags::NO_AUTH) {
+    // command rules, as in Redis. Nor are peer sessions: the node a request was forwarded
+    // from checked it against its client's user before sending it on.
+    if !spec.has(flags::NO_AUTH) && ctx.session.peer.is_none() {
         if let Err(denied) = acl_gate(ctx.node, ctx.session, cmd_id, spec, req, ctx.now) {
             return denied;
+        }
+    }
+    if ctx.session.pubsub.is_some() {
+        let top = table()[(idx & 0xffff) as usize].name;
+        if let Some(e) = pubsub::subscribed_context_error(ctx.session, top, spec.name) {
+            return e;
         }
     }
     ctx.session
@@ -336,12 +423,77 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         .store(cmd_id, std::sync::atomic::Ordering::Relaxed);
     // Like Redis: evict before a command that may need memory, and refuse it when memory is
     // over `maxmemory` and nothing can be evicted. Other commands (reads, DEL) always run.
-    if spec.has(flags::DENYOOM) && ctx.node.db.make_room(ctx.now).is_err() {
+    // Inside EXEC, the transaction did this once before taking its locks.
+    if spec.has(flags::DENYOOM)
+        && !ctx.session.tx.running
+        && ctx.node.db.make_room(ctx.now).is_err()
+    {
+        ctx.node.cmdstats.reject(idx as usize);
         return ERR_OOM;
     }
-    match (spec.handler)(ctx, req) {
-        Ok(f) | Err(f) => f,
+    let started = std::time::Instant::now();
+    let (reply, failed) = match (spec.handler)(ctx, req) {
+        Ok(f) => {
+            let failed = matches!(f, Frame::Error(_));
+            (f, failed)
+        }
+        Err(f) => (f, true),
+    };
+    // Per top-level command (subcommands count as their parent), like /metrics shows them.
+    ctx.node
+        .cmdstats
+        .record(idx as usize, started.elapsed(), failed);
+    reply
+}
+
+/// The spec that runs `req` (the subcommand's, if any) and its id for CLIENT LIST, or the
+/// error reply for an unknown command, a wrong arity or an unknown subcommand.
+pub fn resolve_checked(req: &Request) -> Result<(&'static CommandSpec, u32), Frame> {
+    let Some((idx, spec)) = lookup(req.arg(0)) else {
+        return Err(unknown_command(req));
+    };
+    if !spec.arity_ok(req.len()) {
+        return Err(wrong_arity(spec.name));
     }
+    Ok(if spec.subcommands.is_empty() || req.len() < 2 {
+        (spec, idx)
+    } else {
+        match spec
+            .subcommands
+            .iter()
+            .position(|s| s.name.as_bytes().eq_ignore_ascii_case(req.arg(1)))
+        {
+            Some(i) => {
+                let sub = &spec.subcommands[i];
+                if !sub.arity_ok(req.len()) {
+                    return Err(wrong_arity(&format!("{}|{}", spec.name, sub.name)));
+                }
+                (sub, idx | ((i as u32 + 1) << 16))
+            }
+            None => return Err(unknown_subcommand(spec, req)),
+        }
+    })
+}
+
+/// Redis's reply to an unknown subcommand of `parent`.
+fn unknown_subcommand(parent: &CommandSpec, req: &Request) -> Frame {
+    Frame::error(format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        String::from_utf8_lossy(&req.arg(1)[..req.arg(1).len().min(128)]),
+        parent.name.to_ascii_uppercase()
+    ))
+}
+
+/// [`resolve_checked`] for this connection: internal subcommands (CLUSTER IMPORT, HANDOFF)
+/// exist only on peer sessions; to anyone else, whatever its password, they answer as an
+/// unknown subcommand and change nothing.
+pub fn resolve_for(session: &Session, req: &Request) -> Result<(&'static CommandSpec, u32), Frame> {
+    let (spec, id) = resolve_checked(req)?;
+    if spec.has(flags::INTERNAL) && session.peer.is_none() {
+        let parent = table()[(id & 0xffff) as usize];
+        return Err(unknown_subcommand(parent, req));
+    }
+    Ok((spec, id))
 }
 
 /// The spec a request runs (the subcommand's when it has one) and its command id, or `None`
@@ -422,6 +574,40 @@ pub fn acl_gate(
         client_info: session.client.describe(),
     });
     Err(Frame::error(reply))
+}
+
+// ---- collections: one way for every collection type's commands to reach their value ----
+
+/// Runs `f` on the collection of type `T` at `key` (created empty when `create`), or answers
+/// WRONGTYPE when the key holds another type. `Ok(None)`: no such key and not created.
+pub(crate) fn update_collection<T: crate::store::Collection, R>(
+    ctx: &Ctx<'_>,
+    key: &[u8],
+    create: bool,
+    f: impl FnOnce(&mut T, &crate::store::Limits) -> R,
+) -> Result<Option<R>, Frame> {
+    let limits = ctx.node.db.limits();
+    let mut g = ctx.node.db.lock_key(key);
+    let r = g
+        .modify(key, ctx.now, T::KIND, create, |v| {
+            T::of_mut(v).map(|c| f(c, &limits))
+        })
+        .map_err(|_| ERR_WRONGTYPE)?;
+    Ok(r.flatten())
+}
+
+/// Runs `f` on the collection of type `T` at `key` (a read: counts a hit or miss); `None`
+/// when missing, WRONGTYPE for another type.
+pub(crate) fn read_collection<T: crate::store::Collection, R>(
+    ctx: &Ctx<'_>,
+    key: &[u8],
+    f: impl FnOnce(&T) -> R,
+) -> Result<Option<R>, Frame> {
+    let mut g = ctx.node.db.lock_key(key);
+    match g.get(key, ctx.now) {
+        None => Ok(None),
+        Some(e) => Ok(Some(f(e.collection::<T>().map_err(|_| ERR_WRONGTYPE)?))),
+    }
 }
 
 // ---- argument helpers shared by the command files ----
@@ -613,6 +799,24 @@ mod tests {
         assert_eq!(ping.key_positions(1).count(), 0);
         let (_, del) = lookup(b"del").expect("del");
         assert_eq!(del.key_positions(4).collect::<Vec<_>>(), vec![1, 2, 3]);
+        // SINTERCARD numkeys key ... [LIMIT n]: the count says which arguments are keys.
+        let (_, card) = lookup(b"sintercard").expect("sintercard");
+        let keys = |args: &[&str]| {
+            card.keys_in(&Request::from_args(args.iter().map(|a| a.as_bytes())))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(&["sintercard", "2", "a", "b", "LIMIT", "1"]),
+            vec![2, 3]
+        );
+        assert_eq!(keys(&["sintercard", "9", "a"]), vec![2]);
+        assert_eq!(keys(&["sintercard", "x", "a"]), Vec::<usize>::new());
+        assert_eq!(keys(&["sintercard", "-1", "a"]), Vec::<usize>::new());
+        assert_eq!(
+            del.keys_in(&Request::from_args([&b"del"[..], b"k"]))
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -186,6 +186,17 @@ pub static COMMANDS: &[CommandSpec] = &[
 
 static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     spec(
+        "reply",
+        3,
+        STALE | LOADING,
+        NO_KEYS,
+        C,
+        "3.2.0",
+        "Instructs the server whether to reply to commands.",
+        "ON | OFF | SKIP",
+        client_reply,
+    ),
+    spec(
         "id",
         2,
         STALE | LOADING,
@@ -316,7 +327,19 @@ pub(crate) fn container(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
     Err(Frame::err("ERR missing subcommand"))
 }
 
-fn ping(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+fn ping(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    if req.len() <= 2 && ctx.session.subscribed_resp2() {
+        // Redis: a subscribed RESP2 connection gets a pushed-message shape.
+        let msg = if req.len() == 2 {
+            req.arg_bytes(1)
+        } else {
+            Bytes::new()
+        };
+        return Ok(Frame::Array(vec![
+            Frame::bulk_static("pong"),
+            Frame::Bulk(msg),
+        ]));
+    }
     match req.len() {
         1 => Ok(Frame::simple("PONG")),
         2 => Ok(Frame::Bulk(req.arg_bytes(1))),
@@ -424,6 +447,9 @@ fn hello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         .client
         .resp
         .store(proto.version() as u32, Relaxed);
+    if let Some(sub) = &ctx.session.pubsub {
+        sub.set_proto(proto);
+    }
     if let Some(n) = name {
         *ctx.session.client.name.lock() = Some(n);
     }
@@ -449,6 +475,23 @@ fn select(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         0 => Ok(Frame::ok()),
         _ => Err(Frame::err("ERR DB index is out of range")),
     }
+}
+
+/// CLIENT REPLY ON | OFF | SKIP: OFF and SKIP have no reply of their own.
+fn client_reply(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let mode = req.arg(2);
+    let mode = if is(mode, "ON") {
+        ReplyMode::On
+    } else if is(mode, "OFF") {
+        ReplyMode::Off
+    } else if is(mode, "SKIP") {
+        ReplyMode::Skip
+    } else {
+        return Err(ERR_SYNTAX);
+    };
+    ctx.session.reply_mode = mode;
+    ctx.session.no_reply = mode != ReplyMode::On;
+    Ok(Frame::ok())
 }
 
 fn client_id(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
@@ -478,13 +521,18 @@ fn client_getname(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
 
 fn client_list(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let mut ids: Option<Vec<u64>> = None;
+    // Some(true): only subscribed clients (TYPE pubsub); Some(false): only the others.
+    let mut pubsub_only: Option<bool> = None;
     let mut i = 2;
     while i < req.len() {
         let a = req.arg(i);
         if is(a, "TYPE") && i + 1 < req.len() {
             let t = req.arg(i + 1);
             if is(t, "normal") {
-            } else if is(t, "master") || is(t, "replica") || is(t, "pubsub") || is(t, "slave") {
+                pubsub_only = Some(false);
+            } else if is(t, "pubsub") {
+                pubsub_only = Some(true);
+            } else if is(t, "master") || is(t, "replica") || is(t, "slave") {
                 ids = Some(vec![]);
             } else {
                 return Err(Frame::error(format!(
@@ -511,7 +559,10 @@ fn client_list(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let clients: Vec<_> = ctx.node.clients.lock().values().cloned().collect();
     let mut out = String::new();
     for c in clients {
-        if ids.as_ref().is_none_or(|v| v.contains(&c.id)) {
+        let subscribed = c.subscriber.get().is_some_and(|s| s.active());
+        if ids.as_ref().is_none_or(|v| v.contains(&c.id))
+            && pubsub_only.is_none_or(|p| p == subscribed)
+        {
             out.push_str(&c.describe());
             out.push('\n');
         }
@@ -558,6 +609,8 @@ fn client_help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
         "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "GETNAME",
         "    Return the name of the current connection.",
+        "REPLY (ON|OFF|SKIP)",
+        "    Control the replies sent to the current connection.",
         "ID",
         "    Return the ID of the current connection.",
         "INFO",
@@ -768,6 +821,12 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("evicted_keys", &db.stats.evicted_keys.get());
             kv("keyspace_hits", &db.stats.keyspace_hits.get());
             kv("keyspace_misses", &db.stats.keyspace_misses.get());
+            // MIGRATE opens a connection per call and keeps none.
+            kv("migrate_cached_sockets", &0);
+            use crate::pubsub::Kind;
+            kv("pubsub_channels", &node.pubsub.len(Kind::Channel));
+            kv("pubsub_patterns", &node.pubsub.len(Kind::Pattern));
+            kv("pubsubshard_channels", &node.pubsub.len(Kind::Shard));
         }
         "persistence" => {
             // CHKV does not persist; these are the values of a Redis with persistence off,
@@ -791,6 +850,14 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
         }
         "cluster" => {
             kv("cluster_enabled", &u8::from(in_cluster(node)));
+            if let Some(nn) = &cfg.namenode {
+                // CHKV's own: where the NameNode is and, when a session with it failed, why
+                // (unreachable, or not a NameNode's DataNode port).
+                kv("chkv_namenode", nn);
+                if let Some(e) = node.namenode_error.lock().as_deref() {
+                    kv("chkv_namenode_last_error", &e.replace(['\r', '\n'], " "));
+                }
+            }
         }
         "keyspace" => {
             let keys = db.len();
@@ -980,6 +1047,16 @@ static PARAMS: &[Param] = &[
         get: |c| c.eviction.lfu_decay_time.to_string(),
         set: Some(|c, v| {
             c.eviction.lfu_decay_time = parse_lfu(v)?;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "notify-keyspace-events",
+        get: |c| crate::pubsub::events::to_string(c.notify_keyspace_events),
+        set: Some(|c, v| {
+            c.notify_keyspace_events = crate::pubsub::events::parse(v).ok_or_else(|| {
+                "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.".to_string()
+            })?;
             Ok(())
         }),
     },
@@ -1214,6 +1291,7 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         // The store reads its eviction settings from atomics, not from the config lock; set
         // them under the lock so that concurrent CONFIG SETs cannot leave the two different.
         db.configure_eviction(&cfg.eviction);
+        ctx.node.pubsub.configure(&cfg);
         db.limits.store(&cfg.encodings);
         *published = cfg;
     });

@@ -1,7 +1,9 @@
 //! String commands, with Redis 7 semantics and error texts.
 
 use super::flags::*;
+use super::pubsub::notify;
 use super::*;
+use crate::pubsub::events;
 use crate::store::{Value, MAX_STRING_LEN, NO_EXPIRY};
 
 const G: &str = "string";
@@ -65,11 +67,26 @@ pub static COMMANDS: &[CommandSpec] = &[
         "key increment", incrbyfloat),
 ];
 
+/// The keyspace events of a string write: `new` for a created key, `set`, and `expire` when
+/// the write set a TTL.
+fn set_events(ctx: &Ctx<'_>, key: &[u8], replaced: bool, expire: bool) {
+    if !replaced {
+        notify(ctx, events::NEW, "new", key);
+    }
+    notify(ctx, events::STRING, "set", key);
+    if expire {
+        notify(ctx, events::GENERIC, "expire", key);
+    }
+}
+
 /// The string at `key`: `Ok(None)` when missing, WRONGTYPE for other types.
 fn read_str(ctx: &mut Ctx<'_>, key: &[u8]) -> Result<Option<Frame>, Frame> {
     let mut g = ctx.node.db.lock_key(key);
     match g.get(key, ctx.now) {
-        None => Ok(None),
+        None => {
+            notify(ctx, events::KEY_MISS, "keymiss", key);
+            Ok(None)
+        }
         Some(e) => match e.as_str() {
             Some(s) => Ok(Some(Frame::bulk(s))),
             None => Err(ERR_WRONGTYPE),
@@ -181,9 +198,12 @@ fn set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     };
     if already_expired(at, ctx.now) {
         // A time in the past: the key ends up deleted, as in Redis.
-        g.remove(key, ctx.now);
+        if g.remove(key, ctx.now).is_some() {
+            notify(ctx, events::GENERIC, "del", key);
+        }
     } else {
-        g.set_str(key, req.arg(2), at, ctx.now);
+        let replaced = g.set_str(key, req.arg(2), at, ctx.now);
+        set_events(ctx, key, replaced, matches!(expiry, ExpiryOpt::At(_)));
     }
     Ok(if get_old {
         old_val.unwrap_or(Frame::Null)
@@ -199,6 +219,7 @@ fn setnx(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         return Ok(Frame::Integer(0));
     }
     g.set_str(key, req.arg(2), NO_EXPIRY, ctx.now);
+    set_events(ctx, key, false, false);
     Ok(Frame::Integer(1))
 }
 
@@ -211,10 +232,12 @@ fn setex_generic(ctx: &mut Ctx<'_>, req: &Request, unit: i64, cmd: &str) -> Repl
     }
     let at = expire_at_from(ctx.now, n, unit, cmd)?;
     let key = req.arg(1);
-    ctx.node
+    let replaced = ctx
+        .node
         .db
         .lock_key(key)
         .set_str(key, req.arg(3), at, ctx.now);
+    set_events(ctx, key, replaced, true);
     Ok(Frame::ok())
 }
 
@@ -233,7 +256,8 @@ fn getset(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         Some(e) => Frame::bulk(e.as_str().ok_or(ERR_WRONGTYPE)?),
         None => Frame::Null,
     };
-    g.set_str(key, req.arg(2), NO_EXPIRY, ctx.now);
+    let replaced = g.set_str(key, req.arg(2), NO_EXPIRY, ctx.now);
+    set_events(ctx, key, replaced, false);
     Ok(old)
 }
 
@@ -245,6 +269,7 @@ fn getdel(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         None => return Ok(Frame::Null),
     };
     g.remove(key, ctx.now);
+    notify(ctx, events::GENERIC, "del", key);
     Ok(reply)
 }
 
@@ -275,17 +300,20 @@ fn getex(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         Some(e) => Frame::bulk(e.as_str().ok_or(ERR_WRONGTYPE)?),
         None => return Ok(Frame::Null),
     };
-    match expiry {
+    let event = match expiry {
         ExpiryOpt::At(at) if already_expired(at, ctx.now) => {
             g.remove(key, ctx.now);
+            Some("del")
         }
         ExpiryOpt::At(at) => {
             g.set_expire(key, at, ctx.now);
+            Some("expire")
         }
-        ExpiryOpt::Persist => {
-            g.set_expire(key, NO_EXPIRY, ctx.now);
-        }
-        ExpiryOpt::None | ExpiryOpt::KeepTtl => {}
+        ExpiryOpt::Persist => g.set_expire(key, NO_EXPIRY, ctx.now).then_some("persist"),
+        ExpiryOpt::None | ExpiryOpt::KeepTtl => None,
+    };
+    if let Some(event) = event {
+        notify(ctx, events::GENERIC, event, key);
     }
     Ok(reply)
 }
@@ -296,7 +324,10 @@ fn mget(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let out = keys()
         .map(|k| match g.slot_of(k).get(k, ctx.now) {
             Some(e) => e.as_str().map_or(Frame::Null, Frame::bulk),
-            None => Frame::Null,
+            None => {
+                notify(ctx, events::KEY_MISS, "keymiss", k);
+                Frame::Null
+            }
         })
         .collect();
     Ok(Frame::Array(out))
@@ -314,7 +345,8 @@ fn mset(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let mut g = ctx.node.db.lock_keys(req.iter().skip(1).step_by(2));
     for i in (1..req.len()).step_by(2) {
         let k = req.arg(i);
-        g.slot_of(k).set_str(k, req.arg(i + 1), NO_EXPIRY, ctx.now);
+        let replaced = g.slot_of(k).set_str(k, req.arg(i + 1), NO_EXPIRY, ctx.now);
+        set_events(ctx, k, replaced, false);
     }
     Ok(Frame::ok())
 }
@@ -331,6 +363,7 @@ fn msetnx(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     for i in (1..req.len()).step_by(2) {
         let k = req.arg(i);
         g.slot_of(k).set_str(k, req.arg(i + 1), NO_EXPIRY, ctx.now);
+        set_events(ctx, k, false, false);
     }
     Ok(Frame::Integer(1))
 }
@@ -344,6 +377,8 @@ fn append(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let mut g = ctx.node.db.lock_key(key);
     let Some(e) = g.peek(key, ctx.now) else {
         g.set_str(key, add, NO_EXPIRY, ctx.now);
+        notify(ctx, events::NEW, "new", key);
+        notify(ctx, events::STRING, "append", key);
         return Ok(Frame::Integer(add.len() as i64));
     };
     let cur = e.as_str().ok_or(ERR_WRONGTYPE)?;
@@ -355,6 +390,7 @@ fn append(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     v.extend_from_slice(add);
     let len = v.len();
     g.replace_value(key, Value::Str(v.into_boxed_slice()), ctx.now);
+    notify(ctx, events::STRING, "append", key);
     Ok(Frame::Integer(len as i64))
 }
 
@@ -424,7 +460,9 @@ fn setrange(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         g.replace_value(key, value, ctx.now);
     } else {
         g.set(key, value, NO_EXPIRY, ctx.now);
+        notify(ctx, events::NEW, "new", key);
     }
+    notify(ctx, events::STRING, "setrange", key);
     Ok(Frame::Integer(len))
 }
 
@@ -444,7 +482,9 @@ fn incr_by(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) -> Reply {
         g.replace_value(key, value, ctx.now);
     } else {
         g.set(key, value, NO_EXPIRY, ctx.now);
+        notify(ctx, events::NEW, "new", key);
     }
+    notify(ctx, events::STRING, "incrby", key);
     Ok(Frame::Integer(n))
 }
 
@@ -492,7 +532,9 @@ fn incrbyfloat(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         g.replace_value(key, value, ctx.now);
     } else {
         g.set(key, value, NO_EXPIRY, ctx.now);
+        notify(ctx, events::NEW, "new", key);
     }
+    notify(ctx, events::STRING, "incrbyfloat", key);
     Ok(Frame::bulk(text))
 }
 

@@ -573,7 +573,9 @@ impl Db {
                         .score(&g.t, idx, policy, now)
                         .is_some_and(|s| s >= c.score);
                 if valid {
-                    g.remove_at(idx, false);
+                    if let Some((kv, _, _)) = g.remove_at(idx, false) {
+                        self.removed(super::Removal::Evicted, kv.key());
+                    }
                     self.stats.evicted_keys.add(1);
                     return true;
                 }
@@ -598,9 +600,12 @@ impl Db {
                 continue;
             };
             let expired = g.t.expired_at(idx, now);
-            g.remove_at(idx, expired);
+            let gone = g.remove_at(idx, expired);
             if !expired {
                 self.stats.evicted_keys.add(1);
+                if let Some((kv, _, _)) = gone {
+                    self.removed(super::Removal::Evicted, kv.key());
+                }
             }
             return true;
         }
@@ -749,7 +754,7 @@ impl SlotGuard<'_> {
             self.sync_table_mem();
         }
         let h = self.t.map.hash(key);
-        let t = &mut *self.t;
+        let t = &mut **self.t;
         t.sketch.increment(&mut t.sketch_ops, h);
     }
 

@@ -211,6 +211,7 @@ impl Db {
     pub fn drop_slot(&self, slot: u16) -> usize {
         let mut g = self.lock(slot);
         let n = g.len();
+        g.modified_all();
         g.clear();
         n
     }

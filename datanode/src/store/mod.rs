@@ -14,8 +14,19 @@
 //! SCAN walks each table's positions from its end towards its start, the direction in which
 //! `swap_remove` never moves an unvisited entry into the visited part.
 //!
+//! An entry's value is typed ([`Value`], see [`value`]): a string lives in the entry's own
+//! block, as small as an untyped entry; a hash or set lives in its slot's object array and
+//! the entry holds its index. Commands read through [`EntryRef`] (`as_str`, `as_hash`,
+//! `as_set`) and change collections through [`SlotGuard::modify`], which keeps the memory
+//! accounting exact and answers [`WrongType`] for a key of another type. [`handoff`] holds
+//! the one serialization of an entry's value, versioned, for join and drain.
+//!
 //! Time is a parameter (`now`, milliseconds since the Unix epoch) everywhere, so tests drive
 //! expiry without sleeping.
+//!
+//! Transactions: [`Db::lock_tx`] holds the slots of a whole EXEC, and [`Db::lock`] on that
+//! thread hands the held slots out, so commands run inside EXEC unchanged. Every change to a
+//! key ends in the "key modified" signal of [`watch`] (WATCH; later client tracking).
 
 pub mod evict;
 pub mod glob;
@@ -23,19 +34,23 @@ pub mod handoff;
 pub mod mem;
 mod table;
 pub mod value;
+pub mod watch;
 
 use crate::striped::Counter;
 use bytes::Bytes;
 use chkv_common::{key_slot, SLOT_COUNT};
 use parking_lot::{Mutex, MutexGuard};
 use rand::Rng;
+use std::cell::Cell;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use table::{Bucket, KeyTable, Kv, Meta, Tag};
+pub use watch::Watcher;
 
 /// Longest string value (Redis's `proto-max-bulk-len` default).
 pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
 
-pub use value::{Hash, Kind, Limits, Member, Set, Value};
+pub use value::{Collection, Hash, Kind, Limits, Member, Set, Value};
 
 /// A command met a key holding another type (the caller replies WRONGTYPE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +144,11 @@ impl<'a> EntryRef<'a> {
     }
 
     /// The hash, or WRONGTYPE.
+    /// The collection of type `T`, or `WrongType`.
+    pub fn collection<T: Collection>(&self) -> Result<&'a T, WrongType> {
+        self.obj.and_then(T::of).ok_or(WrongType)
+    }
+
     pub fn as_hash(&self) -> Result<&'a Hash, WrongType> {
         match self.obj {
             Some(Value::Hash(h)) => Ok(h),
@@ -348,6 +368,9 @@ impl SlotBits {
     fn new() -> SlotBits {
         SlotBits(std::array::from_fn(|_| AtomicU64::new(0)))
     }
+    fn get(&self, slot: usize) -> bool {
+        self.0[slot / 64].load(Relaxed) & (1u64 << (slot % 64)) != 0
+    }
     fn set(&self, slot: usize, on: bool) {
         let bit = 1u64 << (slot % 64);
         if on {
@@ -395,6 +418,17 @@ pub struct StoreStats {
     pub evicted_keys: Counter,
 }
 
+/// Why the store removed a key on its own (for keyspace notifications).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    Expired,
+    Evicted,
+}
+
+/// Told about every key the store removes on its own, with the key's slot locked: it must
+/// not touch the store.
+pub type RemovalHook = Box<dyn Fn(Removal, &[u8]) + Send + Sync>;
+
 /// One slot's lock and table, aligned to their two cache lines.
 #[repr(align(128))]
 #[derive(Default)]
@@ -405,12 +439,18 @@ pub struct Db {
     slots: Box<[SlotCell]>,
     nonempty: SlotBits,
     has_volatile: SlotBits,
+    /// Slots with watched keys: a write to a slot without its bit pays one load for the "key
+    /// modified" signal (see [`watch`]). Set and read under the slot's lock.
+    watched: SlotBits,
+    /// The watched keys of the slots in `watched`. Taken after a slot's lock, never before.
+    watches: Mutex<std::collections::HashMap<u16, watch::SlotWatches>>,
     pub stats: StoreStats,
     /// `maxmemory`, the eviction policy and its candidate pool.
     pub evict: evict::Evictor,
     expire_cursor: AtomicUsize,
     /// Start of the store's coarse clock (for access times).
     epoch_ms: u64,
+    removal_hook: std::sync::OnceLock<RemovalHook>,
     /// Collection encoding thresholds (`hash-max-listpack-entries`...).
     pub limits: value::SharedLimits,
     /// The lazyfree thread's queue, started on first use.
@@ -429,12 +469,26 @@ impl Db {
             slots: (0..SLOT_COUNT).map(|_| SlotCell::default()).collect(),
             nonempty: SlotBits::new(),
             has_volatile: SlotBits::new(),
+            watched: SlotBits::new(),
+            watches: Mutex::new(Default::default()),
             stats: StoreStats::default(),
             evict: evict::Evictor::default(),
             expire_cursor: AtomicUsize::new(0),
             epoch_ms: CLOCK_EPOCH_MS,
+            removal_hook: std::sync::OnceLock::new(),
             limits: Default::default(),
             lazy: Default::default(),
+        }
+    }
+
+    /// Installs the hook told about expired and evicted keys (once; later calls are ignored).
+    pub fn set_removal_hook(&self, hook: RemovalHook) {
+        let _ = self.removal_hook.set(hook);
+    }
+
+    fn removed(&self, why: Removal, key: &[u8]) {
+        if let Some(hook) = self.removal_hook.get() {
+            hook(why, key);
         }
     }
 
@@ -486,12 +540,103 @@ impl Db {
     }
 
     /// Locks the slot `slot`.
+    ///
+    /// While a transaction on this thread holds the slot ([`Db::lock_tx`]), this returns a
+    /// guard on the already held lock instead of waiting for it: the commands that EXEC
+    /// runs lock their keys as they always do and get the transaction's locks.
     pub fn lock(&self, slot: u16) -> SlotGuard<'_> {
+        let held = HELD.with(|h| h.get());
+        if !held.is_null() {
+            if let Some(g) = self.reuse_held(held, slot) {
+                return g;
+            }
+        }
         SlotGuard {
             db: self,
             slot: slot as usize,
-            t: self.slots[slot as usize].0.lock(),
+            t: ManuallyDrop::new(self.slots[slot as usize].0.lock()),
+            borrowed: false,
         }
+    }
+
+    #[cold]
+    fn reuse_held(&self, held: *const Held, slot: u16) -> Option<SlotGuard<'_>> {
+        // SAFETY: `HELD` points at the `Held` of a `TxLock` alive on this thread's stack; the
+        // lock clears it before that value goes away.
+        let held = unsafe { &*held };
+        if !std::ptr::eq(held.db, self) || !held.holds(slot) {
+            return None;
+        }
+        // SAFETY: this thread locked the slot's mutex in `lock_tx` and keeps it until the
+        // `TxLock` drops; the guard made here is never unlocked (`borrowed`). A handler never
+        // holds two guards of one slot at once (it would deadlock without a transaction too),
+        // so the table is borrowed mutably by one guard at a time.
+        let t = unsafe { self.slots[slot as usize].0.make_guard_unchecked() };
+        Some(SlotGuard {
+            db: self,
+            slot: slot as usize,
+            t: ManuallyDrop::new(t),
+            borrowed: true,
+        })
+    }
+
+    /// Locks the slots a transaction (EXEC, a script) touches, for as long as the returned
+    /// value lives: `Some(slots)` in any order, or `None` for every slot (a transaction
+    /// with FLUSHALL, KEYS, CONFIG...). Slots are taken in ascending order, the one global
+    /// order, so this never deadlocks with multi-key commands or other transactions.
+    ///
+    /// While it lives, [`Db::lock`] on this thread hands out the held slots (see there), so
+    /// commands run inside the transaction exactly as outside it. A handler must only lock
+    /// slots of keys at its command's key positions (the same rule cluster routing relies
+    /// on): another slot would be locked out of order. Called while a transaction is already
+    /// running on this thread (a script inside EXEC), it locks nothing more.
+    pub fn lock_tx(&self, slots: Option<Vec<u16>>) -> TxLock<'_> {
+        if !HELD.with(|h| h.get()).is_null() {
+            return TxLock {
+                db: self,
+                held: None,
+            };
+        }
+        let held = Box::new(match slots {
+            None => {
+                for cell in self.slots.iter() {
+                    std::mem::forget(cell.0.lock());
+                }
+                Held {
+                    db: self,
+                    all: true,
+                    slots: Vec::new(),
+                }
+            }
+            Some(mut slots) => {
+                slots.sort_unstable();
+                slots.dedup();
+                slots.retain(|&s| (s as usize) < SLOT_COUNT);
+                for &s in &slots {
+                    std::mem::forget(self.slots[s as usize].0.lock());
+                }
+                Held {
+                    db: self,
+                    all: false,
+                    slots,
+                }
+            }
+        });
+        HELD.with(|h| h.set(&*held));
+        TxLock {
+            db: self,
+            held: Some(held),
+        }
+    }
+
+    /// Keys with at least one watcher (WATCH), over all slots.
+    pub fn watched_keys(&self) -> usize {
+        self.watches.lock().values().map(|w| w.len()).sum()
+    }
+
+    /// Whether a transaction holds slots on this thread.
+    pub fn in_tx() -> bool {
+        !HELD.with(|h| h.get()).is_null()
     }
 
     /// Locks the slot of `key`.
@@ -712,6 +857,51 @@ impl Db {
 /// it last until 2156.
 const CLOCK_EPOCH_MS: u64 = 1_577_836_800_000;
 
+/// The slots a [`TxLock`] holds.
+struct Held {
+    db: *const Db,
+    all: bool,
+    /// Sorted, when not `all`.
+    slots: Vec<u16>,
+}
+
+impl Held {
+    fn holds(&self, slot: u16) -> bool {
+        self.all || self.slots.binary_search(&slot).is_ok()
+    }
+}
+
+thread_local! {
+    /// The transaction holding slots on this thread, or null. Read by every [`Db::lock`]:
+    /// a constant-initialised `Cell` is one thread-local load.
+    static HELD: Cell<*const Held> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Slots locked for a transaction ([`Db::lock_tx`]); unlocked on drop.
+pub struct TxLock<'a> {
+    db: &'a Db,
+    held: Option<Box<Held>>,
+}
+
+impl Drop for TxLock<'_> {
+    fn drop(&mut self) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        HELD.with(|h| h.set(std::ptr::null()));
+        let unlock = |s: usize| {
+            // SAFETY: `lock_tx` locked this mutex on this thread and forgot the guard; no
+            // guard handed out since is alive (they borrow from `self`).
+            unsafe { self.db.slots[s].0.force_unlock() }
+        };
+        if held.all {
+            (0..SLOT_COUNT).for_each(unlock);
+        } else {
+            held.slots.iter().for_each(|&s| unlock(s as usize));
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -724,7 +914,18 @@ pub fn now_ms() -> u64 {
 pub struct SlotGuard<'a> {
     db: &'a Db,
     slot: usize,
-    t: MutexGuard<'a, SlotTable>,
+    t: ManuallyDrop<MutexGuard<'a, SlotTable>>,
+    /// A guard on a lock a transaction holds: dropping it must not unlock.
+    borrowed: bool,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        if !self.borrowed {
+            // SAFETY: dropped exactly once, here.
+            unsafe { ManuallyDrop::drop(&mut self.t) }
+        }
+    }
 }
 
 impl SlotGuard<'_> {
@@ -793,6 +994,22 @@ impl SlotGuard<'_> {
         if let Value::Str(bytes) = &value {
             return self.set_str(key, bytes, expire_at, now);
         }
+        let replaced = self.set_obj(key, value, expire_at, now);
+        self.modified(key);
+        replaced
+    }
+
+    /// Sets the expiry of the live entry in bucket `b`, keeping the volatile list and the
+    /// table memory (the list may have grown) in step.
+    fn reset_expire(&mut self, b: Bucket, expire_at: u64) {
+        let change = self.t.set_expire_bucket(b, expire_at);
+        self.volatile_changed(change);
+        if change == VolChange::Added {
+            self.sync_table_mem();
+        }
+    }
+
+    fn set_obj(&mut self, key: &[u8], value: Value, expire_at: u64, now: u64) -> bool {
         self.count_access(key);
         let db = self.db;
         match self.live(key, now) {
@@ -800,11 +1017,7 @@ impl SlotGuard<'_> {
                 if !self.put_value(b, value, now) {
                     return false;
                 }
-                let change = self.t.set_expire_bucket(b, expire_at);
-                self.volatile_changed(change);
-                if change == VolChange::Added {
-                    self.sync_table_mem();
-                }
+                self.reset_expire(b, expire_at);
                 true
             }
             None => {
@@ -844,7 +1057,7 @@ impl SlotGuard<'_> {
             return false;
         };
         let old_mem = self.t.kv_mem(kv);
-        let t = &mut *self.t;
+        let t = &mut **self.t;
         let Some(kv) = t.map.get_mut(b) else {
             return false;
         };
@@ -891,7 +1104,9 @@ impl SlotGuard<'_> {
             }
             return Ok(Some(r));
         };
-        let t = &mut *self.t;
+        // A write is an access, for LFU's sketch as for SET (which counts a created key).
+        self.count_access(key);
+        let t = &mut **self.t;
         let Some(kv) = t.map.get_mut(b) else {
             return Ok(None);
         };
@@ -911,6 +1126,9 @@ impl SlotGuard<'_> {
         self.adjust_mem(old as u64, new as u64);
         if empty {
             self.remove_bucket(b, false);
+        } else {
+            // Whether `f` changed anything is not known here: a watch is told either way.
+            self.modified(key);
         }
         Ok(Some(r))
     }
@@ -918,6 +1136,12 @@ impl SlotGuard<'_> {
     /// [`SlotGuard::set`] of a string value, straight from the request's bytes (the key and
     /// the value are copied once, into the entry).
     pub fn set_str(&mut self, key: &[u8], bytes: &[u8], expire_at: u64, now: u64) -> bool {
+        let replaced = self.set_str_inner(key, bytes, expire_at, now);
+        self.modified(key);
+        replaced
+    }
+
+    fn set_str_inner(&mut self, key: &[u8], bytes: &[u8], expire_at: u64, now: u64) -> bool {
         self.count_access(key);
         let db = self.db;
         let new_mem = entry_mem(key, bytes.len());
@@ -927,11 +1151,7 @@ impl SlotGuard<'_> {
                 if !self.replace_in(b, bytes, now) {
                     return false;
                 }
-                let change = self.t.set_expire_bucket(b, expire_at);
-                self.volatile_changed(change);
-                if change == VolChange::Added {
-                    self.sync_table_mem();
-                }
+                self.reset_expire(b, expire_at);
                 true
             }
             None => {
@@ -970,10 +1190,12 @@ impl SlotGuard<'_> {
         let Some(b) = self.live(key, now) else {
             return false;
         };
-        match &value {
+        let done = match &value {
             Value::Str(bytes) => self.replace_in(b, bytes, now),
             _ => self.put_value(b, value, now),
-        }
+        };
+        self.modified(key);
+        done
     }
 
     /// The string value of a live `key`, writable in place and zero-extended first to at
@@ -983,6 +1205,8 @@ impl SlotGuard<'_> {
     /// that may be megabytes long, which a copy per command would make O(length)).
     pub fn str_mut(&mut self, key: &[u8], min_len: usize, now: u64) -> Option<&mut [u8]> {
         let b = self.live(key, now)?;
+        // Signalled before the change, under the same lock: nobody sees it in between.
+        self.modified(key);
         let db = self.db;
         let kv = self.t.map.get(b)?;
         let old_len = kv.value().len();
@@ -1000,11 +1224,8 @@ impl SlotGuard<'_> {
         let Some(b) = self.live(key, now) else {
             return false;
         };
-        let change = self.t.set_expire_bucket(b, expire_at);
-        self.volatile_changed(change);
-        if change == VolChange::Added {
-            self.sync_table_mem();
-        }
+        self.reset_expire(b, expire_at);
+        self.modified(key);
         true
     }
 
@@ -1032,6 +1253,12 @@ impl SlotGuard<'_> {
 
     /// Removes every key of this slot.
     pub fn clear(&mut self) {
+        if self.db.watched.get(self.slot) {
+            if let Some(w) = self.db.watches.lock().get_mut(&(self.slot as u16)) {
+                let map = &self.t.map;
+                w.slot_flushed(|k| map.find(k).is_some());
+            }
+        }
         let stats = &self.db.stats;
         let mem: u64 = self.t.map.entries().map(|kv| self.t.kv_mem(kv)).sum();
         stats.keys.sub(self.t.map.len() as u64);
@@ -1049,6 +1276,87 @@ impl SlotGuard<'_> {
         self.t.table_mem_words = 0;
         self.db.nonempty.set(self.slot, false);
         self.db.has_volatile.set(self.slot, false);
+    }
+
+    /// The "key modified" signal (see [`watch`]): every change to `key` ends here.
+    #[inline]
+    fn modified(&mut self, key: &[u8]) {
+        if self.db.watched.get(self.slot) {
+            self.signal(key);
+        }
+    }
+
+    #[cold]
+    fn signal(&mut self, key: &[u8]) {
+        let exists = self.t.map.find(key).is_some();
+        if let Some(w) = self.db.watches.lock().get_mut(&(self.slot as u16)) {
+            w.key_modified(key, exists);
+        }
+    }
+
+    /// Every watcher of this slot fires: the slot is leaving this node.
+    pub fn modified_all(&mut self) {
+        if self.db.watched.get(self.slot) {
+            if let Some(w) = self.db.watches.lock().get(&(self.slot as u16)) {
+                w.fire_all();
+            }
+        }
+    }
+
+    /// Registers `watcher` on `key` (WATCH): any later change to the key fires it. A key that
+    /// exists but has expired is watched as stale: its deletion does not fire.
+    pub fn watch(&mut self, key: &[u8], watcher: &std::sync::Arc<Watcher>, now: u64) {
+        let stale = self
+            .t
+            .map
+            .find(key)
+            .and_then(|b| self.t.map.get(b))
+            .is_some_and(|kv| self.t.kv_expired(kv, now));
+        self.db
+            .watches
+            .lock()
+            .entry(self.slot as u16)
+            .or_default()
+            .add(key, watcher, stale);
+        self.db.watched.set(self.slot, true);
+    }
+
+    /// Removes `watcher` from `key`.
+    pub fn unwatch(&mut self, key: &[u8], watcher: &std::sync::Arc<Watcher>) {
+        if !self.db.watched.get(self.slot) {
+            return;
+        }
+        let mut all = self.db.watches.lock();
+        if let Some(w) = all.get_mut(&(self.slot as u16)) {
+            w.remove(key, watcher);
+            if w.is_empty() {
+                all.remove(&(self.slot as u16));
+                self.db.watched.set(self.slot, false);
+            }
+        }
+    }
+
+    /// Whether `key`, live when `watcher` watched it, has logically expired since, even if
+    /// nothing reclaimed it yet (EXEC then aborts, as in Redis 7).
+    pub fn watched_key_expired(
+        &self,
+        key: &[u8],
+        watcher: &std::sync::Arc<Watcher>,
+        now: u64,
+    ) -> bool {
+        let live = self.db.watched.get(self.slot)
+            && self
+                .db
+                .watches
+                .lock()
+                .get(&(self.slot as u16))
+                .is_some_and(|w| w.watches_live(key, watcher));
+        live && self
+            .t
+            .map
+            .find(key)
+            .and_then(|b| self.t.map.get(b))
+            .is_some_and(|kv| self.t.kv_expired(kv, now))
     }
 
     /// Up to `count` live keys of this slot (CLUSTER GETKEYSINSLOT).
@@ -1073,12 +1381,14 @@ impl SlotGuard<'_> {
     fn remove_bucket(&mut self, b: Bucket, expired: bool) -> Option<(Kv, Option<Value>, u64)> {
         let mem = self.t.map.get(b).map(|kv| self.t.kv_mem(kv))?;
         let (kv, at) = self.t.remove_bucket(b)?;
+        self.modified(kv.key());
         let obj = self.t.take_obj(&kv);
         let stats = &self.db.stats;
         stats.keys.sub(1);
         stats.used_memory.sub(mem);
         if expired {
             stats.expired_keys.add(1);
+            self.db.removed(Removal::Expired, kv.key());
         }
         if at != NO_EXPIRY {
             self.volatile_changed(VolChange::Removed);

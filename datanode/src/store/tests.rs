@@ -387,8 +387,31 @@ fn eviction_keeps_invariants_under_every_policy() {
                 refused += 1;
                 continue;
             }
-            db.lock_key(k.as_bytes())
-                .set(k.as_bytes(), Value::str(&[7; 40]), exp, now);
+            // Strings, hashes and sets: eviction frees and uncharges every type.
+            let mut g = db.lock_key(k.as_bytes());
+            match i % 3 {
+                0 => {
+                    g.set(k.as_bytes(), Value::str(&[7; 40]), exp, now);
+                }
+                kind => {
+                    let l = Limits::default();
+                    let kind = if kind == 1 { Kind::Hash } else { Kind::Set };
+                    g.modify(k.as_bytes(), now, kind, true, |v| match v {
+                        Value::Hash(h) => (0..i % 9 + 1).for_each(|f| {
+                            h.insert(format!("f{f}").as_bytes(), b"value", &l);
+                        }),
+                        Value::Set(s) => (0..i % 9 + 1).for_each(|m| {
+                            s.insert(format!("m{m}").as_bytes(), &l);
+                        }),
+                        Value::Str(_) => {}
+                    })
+                    .expect("a new key");
+                    if exp != NO_EXPIRY {
+                        g.set_expire(k.as_bytes(), exp, now);
+                    }
+                }
+            }
+            drop(g);
             if i % 4 == 0 {
                 let back = format!("k{}", (i / 2) | 1);
                 db.lock_key(back.as_bytes()).get(back.as_bytes(), now);

@@ -256,6 +256,10 @@ impl Listpack {
     }
 
     pub fn push(&mut self, e: &[u8]) {
+        // Exactly sized, like a listpack's realloc: doubling would leave up to half of
+        // every small collection's block unused.
+        self.buf
+            .reserve_exact(super::mem::leb_len(e.len()) + e.len());
         put_leb(&mut self.buf, e.len());
         self.buf.extend_from_slice(e);
         self.n += 1;
@@ -321,6 +325,7 @@ impl Intset {
         match self.0.binary_search(&n) {
             Ok(_) => false,
             Err(i) => {
+                self.0.reserve_exact(1);
                 self.0.insert(i, n);
                 true
             }
@@ -376,11 +381,52 @@ fn index_size(cap: usize, entry: usize) -> usize {
     alloc_size(cap * (entry + 8)) + alloc_size(buckets * 9 + 16)
 }
 
+/// A collection type a key can hold, and how to reach it inside a [`Value`], so commands of
+/// every collection type share one way to read and update them (`cmd::update_collection`).
+pub trait Collection: Sized {
+    const KIND: Kind;
+    fn of(v: &Value) -> Option<&Self>;
+    fn of_mut(v: &mut Value) -> Option<&mut Self>;
+}
+
+impl Collection for Hash {
+    const KIND: Kind = Kind::Hash;
+    fn of(v: &Value) -> Option<&Hash> {
+        match v {
+            Value::Hash(h) => Some(h),
+            _ => None,
+        }
+    }
+    fn of_mut(v: &mut Value) -> Option<&mut Hash> {
+        match v {
+            Value::Hash(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+impl Collection for Set {
+    const KIND: Kind = Kind::Set;
+    fn of(v: &Value) -> Option<&Set> {
+        match v {
+            Value::Set(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn of_mut(v: &mut Value) -> Option<&mut Set> {
+        match v {
+            Value::Set(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 /// A hash: a listpack of field, value pairs or a table.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Hash {
     Listpack(Listpack),
-    Table(HashTable),
+    /// Boxed, so that a small hash's value stays small.
+    Table(Box<HashTable>),
 }
 
 impl Default for Hash {
@@ -404,7 +450,11 @@ impl Hash {
     pub fn heap_size(&self) -> usize {
         match self {
             Hash::Listpack(lp) => lp.heap_size(),
-            Hash::Table(t) => index_size(t.map.capacity(), 32) + t.elems,
+            Hash::Table(t) => {
+                alloc_size(std::mem::size_of::<HashTable>())
+                    + index_size(t.map.capacity(), 32)
+                    + t.elems
+            }
         }
     }
 
@@ -501,7 +551,7 @@ impl Hash {
                 t.map.insert(f.into(), v.into());
             }
         }
-        *self = Hash::Table(t);
+        *self = Hash::Table(Box::new(t));
     }
 
     /// (field, value) pairs: a listpack's in order, a table's in insertion order.
@@ -557,7 +607,8 @@ impl PartialEq for SetTable {
 pub enum Set {
     Intset(Intset),
     Listpack(Listpack),
-    Table(SetTable),
+    /// Boxed, so that a small set's value stays small.
+    Table(Box<SetTable>),
 }
 
 impl Default for Set {
@@ -599,7 +650,7 @@ impl Set {
         } else if m.len() <= limits.set_max_listpack_value && limits.set_max_listpack_entries > 0 {
             Set::Listpack(Listpack::default())
         } else {
-            Set::Table(SetTable::default())
+            Set::Table(Box::default())
         }
     }
 
@@ -619,7 +670,11 @@ impl Set {
         match self {
             Set::Intset(s) => s.heap_size(),
             Set::Listpack(lp) => lp.heap_size(),
-            Set::Table(t) => index_size(t.set.capacity(), 16) + t.elems,
+            Set::Table(t) => {
+                alloc_size(std::mem::size_of::<SetTable>())
+                    + index_size(t.set.capacity(), 16)
+                    + t.elems
+            }
         }
     }
 
@@ -714,7 +769,7 @@ impl Set {
             t.elems += alloc_size(b.len());
             t.set.insert(b.into_boxed_slice());
         }
-        *self = Set::Table(t);
+        *self = Set::Table(Box::new(t));
     }
 
     /// Members: an intset's in ascending order, others in storage order.
@@ -804,6 +859,19 @@ mod tests {
         let mut members: Vec<Vec<u8>> = s.iter().map(Member::to_vec).collect();
         members.sort();
         assert_eq!(members, vec![b"abc".to_vec(), b"toolong".to_vec()]);
+    }
+
+    #[test]
+    fn small_values_stay_small() {
+        // A collection's slot in its slot's object array costs this much per key.
+        assert!(std::mem::size_of::<Option<Value>>() <= 40);
+        let l = Limits::default();
+        let mut h = Hash::default();
+        for i in 0..10 {
+            h.insert(format!("field{i}").as_bytes(), b"value:00001", &l);
+        }
+        // 10 pairs of 19 bytes, exactly sized: one 192-byte size class.
+        assert_eq!(h.heap_size(), 192);
     }
 
     #[test]

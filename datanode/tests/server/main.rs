@@ -3,30 +3,46 @@
 //!
 //! - [`util`]: server start, client connections, a raw RESP reader, polling.
 //! - [`strings`], [`keys`], [`server_cmds`]: every command and its errors through the crate.
+//! - [`bits`]: bitmaps, LCS and HyperLogLog, HyperLogLog bytes as Redis has them.
 //! - [`raw`]: exact reply bytes, RESP3, inline commands, pipelining, binary-safe data.
+//! - [`collections`]: hashes and sets, and the keyspace commands on every type.
 //! - [`expiry`]: lazy and active expiry in real time.
 //! - [`auth`]: `requirepass`, HELLO AUTH and password URLs.
+//! - [`multi`]: transactions: exact replies, atomic pipelines, WATCH under contention.
+//! - [`scripting`]: EVAL/EVALSHA: a lock release script, a token-bucket rate limiter.
 //! - [`limits`]: malformed input, declared sizes, client and buffer limits.
+//! - [`metrics`]: the HTTP port's `/metrics` and `/healthz`.
+//! - [`pubsub`]: message shapes, ordering and the pubsub output limit.
 //! - [`fuzz`]: random bytes at a live server.
 //! - [`shutdown`]: graceful shutdown with clients connected.
 //! - [`tls`]: the TLS port: rustls clients, mutual TLS, plaintext refused, reload, redis-cli.
 //! - [`flags`]: flags, environment and config file of the real binary; README lists every flag.
 //! - [`redis_cli`]: the real `redis-cli`.
 //! - [`redis_server`]: a real redis-server on a free port, for comparisons and migration.
+//! - [`namenode_errors`]: a DataNode pointed at the wrong port, or at nothing, says so.
 //! - [`migrate`]: DUMP, RESTORE and MIGRATE both ways with a real redis-server.
 //! - [`compat`]: differences from Redis 7, ignored until fixed.
 
 mod auth;
+mod bits;
+mod collections;
 mod compat;
 mod expiry;
 mod flags;
 mod fuzz;
 mod keys;
 mod limits;
+mod metrics;
 mod migrate;
+mod multi;
+mod namenode_errors;
+#[path = "../../../namenode/tests/namenode/prom.rs"]
+mod prom;
+mod pubsub;
 mod raw;
 mod redis_cli;
 mod redis_server;
+mod scripting;
 mod server_cmds;
 mod shutdown;
 mod strings;

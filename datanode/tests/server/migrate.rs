@@ -42,6 +42,29 @@ fn samples() -> Vec<(String, Vec<u8>)> {
     v
 }
 
+/// A reply's elements (or map entries) as sorted strings, for order-free comparison.
+fn sorted(v: redis::Value) -> Vec<String> {
+    let mut out: Vec<String> = match v {
+        redis::Value::Array(items) | redis::Value::Set(items) => items
+            .into_iter()
+            .map(|i| redis::from_redis_value::<String>(i).expect("string"))
+            .collect(),
+        redis::Value::Map(pairs) => pairs
+            .into_iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    redis::from_redis_value::<String>(k).expect("field"),
+                    redis::from_redis_value::<String>(v).expect("value")
+                )
+            })
+            .collect(),
+        other => panic!("{other:?}"),
+    };
+    out.sort();
+    out
+}
+
 async fn dump_of(con: &mut MultiplexedConnection, key: &str) -> Vec<u8> {
     q(con, &[b"DUMP".as_slice(), key.as_bytes()]).await
 }
@@ -72,6 +95,56 @@ async fn dump_and_restore_both_ways_with_redis() {
             assert_eq!(ok, "OK");
             let got: Vec<u8> = q(&mut r, &["GET", &back]).await;
             assert_eq!(got, v, "{k} into redis");
+        }
+        // Hashes and sets, in every encoding redis-server 7.0 writes (listpack, intset,
+        // hash table) and CHKV writes (the plain forms), both ways.
+        let big_fields: Vec<String> = (0..300).map(|i| format!("f{i}")).collect();
+        let big_members: Vec<String> = (0..300).map(|i| format!("m{i}")).collect();
+        let mut hbig: Vec<&str> = vec!["HSET", "h:big"];
+        for f in &big_fields {
+            hbig.push(f);
+            hbig.push("v");
+        }
+        let collections: Vec<Vec<&str>> = vec![
+            vec!["HSET", "h:small", "a", "1", "b", "two", "n", "-5"],
+            hbig,
+            vec!["SADD", "set:ints", "1", "2", "300", "-70000", "5000000000"],
+            vec!["SADD", "set:strs", "a", "b", "c"],
+            big_members
+                .iter()
+                .fold(vec!["SADD", "set:big"], |mut v, m| {
+                    v.push(m.as_str());
+                    v
+                }),
+        ];
+        for args in &collections {
+            let key = args[1];
+            let _: i64 = q(&mut r, args).await;
+            let read = |kind: &str| -> [&str; 2] {
+                if kind == "h" {
+                    ["HGETALL", key]
+                } else {
+                    ["SMEMBERS", key]
+                }
+            };
+            let kind = if key.starts_with("h:") { "h" } else { "s" };
+            let want: redis::Value = q(&mut r, &read(kind)).await;
+            let p = dump_of(&mut r, key).await;
+            let ok: String = q(&mut c, &[b"RESTORE".as_slice(), key.as_bytes(), b"0", &p]).await;
+            assert_eq!(ok, "OK", "{key}");
+            let got: redis::Value = q(&mut c, &read(kind)).await;
+            assert_eq!(sorted(got), sorted(want.clone()), "{key} from redis");
+            let p = dump_of(&mut c, key).await;
+            let back = format!("{key}:back");
+            let ok: String = q(&mut r, &[b"RESTORE".as_slice(), back.as_bytes(), b"0", &p]).await;
+            assert_eq!(ok, "OK", "{key} into redis");
+            let read_back = if kind == "h" {
+                ["HGETALL", back.as_str()]
+            } else {
+                ["SMEMBERS", back.as_str()]
+            };
+            let got: redis::Value = q(&mut r, &read_back).await;
+            assert_eq!(sorted(got), sorted(want), "{key} back in redis");
         }
         // The same errors on both sides.
         let p = dump_of(&mut r, "s:0").await;

@@ -102,6 +102,14 @@ async fn tls_client(
     step("TLS connect", client.get_multiplexed_async_connection()).await
 }
 
+/// Connects over TLS and PINGs: the answer, or why the node would not serve. With TLS 1.3 the
+/// client's side of the handshake finishes before the server checks the client's certificate,
+/// so a refusal may only arrive with the first reply.
+async fn ping_over_tls(addr: SocketAddr, certs: TlsCertificates) -> redis::RedisResult<String> {
+    let mut con = tls_client(addr, certs).await?;
+    redis::cmd("PING").query_async(&mut con).await
+}
+
 #[tokio::test]
 async fn set_and_get_over_tls_with_a_client_certificate() {
     bounded(async {
@@ -157,12 +165,7 @@ async fn a_client_without_a_certificate_is_refused_when_required() {
         let pki = Pki::new("required");
         let srv = start_tls(pki.settings(AuthClients::Yes)).await;
         let tls = srv.tls_addr().expect("TLS listener");
-        let res = match tls_client(tls, pki.certs(false)).await {
-            // TLS 1.3 finishes the client's side of the handshake before the server checks
-            // the certificate; the refusal then arrives with the first reply.
-            Ok(mut con) => redis::cmd("PING").query_async::<String>(&mut con).await,
-            Err(e) => Err(e),
-        };
+        let res = ping_over_tls(tls, pki.certs(false)).await;
         assert!(
             res.is_err(),
             "no client certificate must not be served: {res:?}"
@@ -276,10 +279,7 @@ async fn config_set_reloads_certificates_and_rejects_bad_ones() {
             .query_async(&mut con)
             .await
             .expect("old conn");
-        let res = match tls_client(tls, pki.certs(false)).await {
-            Ok(mut c) => redis::cmd("PING").query_async::<String>(&mut c).await,
-            Err(e) => Err(e),
-        };
+        let res = ping_over_tls(tls, pki.certs(false)).await;
         assert!(res.is_err(), "old CA must not verify the new certificate");
         let mut con2 = tls_client(tls, other.certs(false)).await.expect("new CA");
         let _: String = redis::cmd("PING")
@@ -296,10 +296,7 @@ async fn config_set_reloads_certificates_and_rejects_bad_ones() {
             .query_async(&mut plain)
             .await
             .expect("require client certs");
-        let res = match tls_client(tls, other.certs(false)).await {
-            Ok(mut c) => redis::cmd("PING").query_async::<String>(&mut c).await,
-            Err(e) => Err(e),
-        };
+        let res = ping_over_tls(tls, other.certs(false)).await;
         assert!(res.is_err(), "client certificates are now required");
         let mut con3 = tls_client(tls, other.certs(true)).await.expect("mTLS");
         let _: String = redis::cmd("PING")

@@ -350,8 +350,8 @@ async fn run_datanode(
                     // Like a real node: an operator's drain is answered with `leave`.
                     Ok(NameNodeToDataNode::Drain) => DataNodeToNameNode::Leave { node_id: id.clone() },
                     // A fake node holds no data: it hands slots over at once.
-                    Ok(NameNodeToDataNode::Migrate { epoch, slots, .. }) => {
-                        DataNodeToNameNode::HandoffDone { node_id: id.clone(), epoch, slots }
+                    Ok(NameNodeToDataNode::Migrate { epoch, slots, to, .. }) => {
+                        DataNodeToNameNode::HandoffDone { node_id: id.clone(), epoch, slots, to: Some(to) }
                     }
                     Err(e) => panic!("namenode sent a bad line {line:?}: {e}"),
                 }
