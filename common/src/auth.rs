@@ -331,7 +331,9 @@ async fn recv<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Handshake, AuthError
     let mut buf = Vec::new();
     loop {
         if !read_line(r, &mut buf, MAX_HANDSHAKE_LINE).await? {
-            return Err(AuthError::Protocol("connection closed".into()));
+            return Err(AuthError::Protocol(
+                "it closed the connection during the handshake".into(),
+            ));
         }
         if !buf.trim_ascii().is_empty() {
             break;
@@ -340,7 +342,13 @@ async fn recv<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Handshake, AuthError
     match crate::decode_line::<Handshake>(&buf) {
         Ok(Handshake::Error { message }) => Err(AuthError::Refused(escape(message.as_bytes()))),
         Ok(m) => Ok(m),
-        Err(e) => Err(AuthError::Protocol(e.to_string())),
+        // Say what arrived: another protocol on that port (Redis, HTTP) is recognisable.
+        Err(_) => Err(AuthError::Protocol(format!(
+            "it answered \"{}\"",
+            escape(&buf[..buf.len().min(60)])
+                .trim_end_matches("\\x0a")
+                .trim_end_matches("\\x0d")
+        ))),
     }
 }
 

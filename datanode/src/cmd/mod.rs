@@ -488,12 +488,16 @@ fn unknown_subcommand(parent: &CommandSpec, req: &Request) -> Frame {
 /// exist only on peer sessions; to anyone else, whatever its password, they answer as an
 /// unknown subcommand and change nothing.
 pub fn resolve_for(session: &Session, req: &Request) -> Result<(&'static CommandSpec, u32), Frame> {
-    let (spec, id) = resolve_checked(req)?;
-    if spec.has(flags::INTERNAL) && session.peer.is_none() {
-        let parent = table()[(id & 0xffff) as usize];
-        return Err(unknown_subcommand(parent, req));
+    // Before the arity check: a wrong number of arguments must not reveal them either.
+    if session.peer.is_none() {
+        if let Some((id, spec)) = resolve(req) {
+            if spec.has(flags::INTERNAL) {
+                let parent = table()[(id & 0xffff) as usize];
+                return Err(unknown_subcommand(parent, req));
+            }
+        }
     }
-    Ok((spec, id))
+    resolve_checked(req)
 }
 
 /// The spec a request runs (the subcommand's when it has one) and its command id, or `None`

@@ -105,16 +105,18 @@ async fn a_peer_imports_only_what_it_is_handing_over() {
         let mut p = peer_session(addrs[0], &id1, &none)
             .await
             .expect("peer session");
-        // Node 1 may not plant keys in node 0's own slots, nor flip them.
+        // Node 1 may not plant keys in node 0's own slots, nor flip them. (`-TRYAGAIN`: the
+        // receiving node's table might be behind the sender's order; a real sender retries
+        // for a few seconds, then gives up and the slots stay where they are.)
         let r = p
             .cmd(&["CLUSTER", "IMPORT", mine.as_str(), "0", "planted"])
             .await;
-        assert!(text(&r).starts_with("-ERR slot"), "{}", text(&r));
+        assert!(text(&r).starts_with("-TRYAGAIN slot"), "{}", text(&r));
         let slot0 = key_slot(mine.as_bytes()).to_string();
         let r = p
             .cmd(&["CLUSTER", "HANDOFF", id1.as_str(), slot0.as_str()])
             .await;
-        assert!(text(&r).starts_with("-ERR"), "{}", text(&r));
+        assert!(text(&r).starts_with("-TRYAGAIN"), "{}", text(&r));
         // Nor speak for node 0.
         let slot1 = key_slot(theirs.as_bytes()).to_string();
         let r = p
@@ -128,7 +130,7 @@ async fn a_peer_imports_only_what_it_is_handing_over() {
         let r = q
             .cmd(&["CLUSTER", "IMPORT", theirs.as_str(), "0", "planted"])
             .await;
-        assert!(text(&r).starts_with("-ERR slot"), "{}", text(&r));
+        assert!(text(&r).starts_with("-TRYAGAIN slot"), "{}", text(&r));
         let mut c = Raw::connect(addrs[0]).await;
         assert_eq!(text(&c.cmd(&["DBSIZE"]).await), ":0\r\n");
         assert_eq!(SlotMap::of(addrs[0]).await.owner(&mine), addrs[0]);

@@ -41,6 +41,23 @@ fn register(id: &str, epoch_seen: u64, owned: Option<Vec<(u16, u16)>>) -> Vec<u8
     .expect("encodes")
 }
 
+/// The NameNode's `/api/cluster` JSON.
+async fn cluster_json(nn: &chkv_namenode::NameNodeHandle) -> Result<serde_json::Value> {
+    let (status, body) = http_get(nn.http_addr(), "/api/cluster").await?;
+    anyhow::ensure!(status == 200, "/api/cluster answered {status}: {body}");
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// The ids of the members `/api/cluster` lists.
+fn member_ids(cluster: &serde_json::Value) -> Vec<String> {
+    cluster["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["id"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// Reads until the NameNode closes the connection; fails if it sends a welcome or a table.
 async fn expect_refused(stream: TcpStream) -> Result<()> {
     let mut lines = BufReader::new(stream).lines();
@@ -133,12 +150,12 @@ async fn strangers_cannot_register_or_claim_slots() -> Result<()> {
         assert!(rest.contains("\"error\""), "{rest}");
         assert!(!rest.contains("welcome"), "{rest}");
 
-        // Nothing changed: no new table, the status page lists the two members only.
+        // Nothing changed: no new table, the two members only, at the same epoch.
         watcher.assert_quiet(Duration::from_millis(500)).await?;
-        let (_, body) = http_get(nn.http_addr(), "/").await?;
-        assert!(!body.contains("dn-evil"), "{body}");
-        assert!(body.contains("datanodes: 2"), "{body}");
-        let _ = table;
+        let cluster = cluster_json(&nn).await?;
+        assert_eq!(member_ids(&cluster), ["dn-a", "dn-b"], "{cluster}");
+        assert_eq!(cluster["epoch"], table.epoch(), "{cluster}");
+        assert_eq!(cluster["slots_assigned"], 16384, "{cluster}");
         nn.shutdown().await;
         Ok(())
     })
@@ -163,8 +180,10 @@ async fn a_member_cannot_speak_for_another() -> Result<()> {
             .unwrap_or_default();
         assert!(line.contains("authenticated as dn-c"), "{line}");
         watcher.assert_quiet(Duration::from_millis(500)).await?;
-        let (_, body) = http_get(nn.http_addr(), "/").await?;
-        assert!(!body.contains("draining"), "{body}");
+        let cluster = cluster_json(&nn).await?;
+        assert_eq!(member_ids(&cluster), ["dn-a", "dn-b"], "{cluster}");
+        assert_eq!(cluster["draining"], serde_json::json!([]), "{cluster}");
+        assert_eq!(cluster["slots_moving"], 0, "{cluster}");
         nn.shutdown().await;
         Ok(())
     })
@@ -186,11 +205,9 @@ async fn an_absurd_epoch_is_refused() -> Result<()> {
             .unwrap_or_default();
         assert!(line.contains("beyond"), "{line}");
         watcher.assert_quiet(Duration::from_millis(500)).await?;
-        let (_, body) = http_get(nn.http_addr(), "/").await?;
-        assert!(
-            body.contains(&format!("epoch: {}\n", table.epoch())),
-            "{body}"
-        );
+        let cluster = cluster_json(&nn).await?;
+        assert_eq!(cluster["epoch"], table.epoch(), "{cluster}");
+        assert_eq!(member_ids(&cluster), ["dn-a", "dn-b"], "{cluster}");
         nn.shutdown().await;
         Ok(())
     })
