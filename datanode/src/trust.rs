@@ -269,6 +269,36 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_hands_over_only_what_the_table_says_it_owns() {
+        use chkv_common::proto::NodeInfo;
+        use chkv_common::ring::NodeId;
+        use chkv_common::{Slot, SlotTable};
+        let info = |id: &str, port: u16| NodeInfo {
+            id: NodeId::new(id),
+            client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+        };
+        let mut table = SlotTable::empty(5);
+        let slot = |s: u16| Slot::new(s).expect("slot");
+        table.assign(slot(0)..=slot(99), Some(&NodeId::new("dn-a")));
+        table.assign(slot(100)..=slot(199), Some(&NodeId::new("dn-b")));
+        let infos = [info("dn-a", 7000), info("dn-b", 7010)];
+        let at_b = Routing::from_table(&table, &infos, "dn-b");
+        // dn-a may hand dn-b its own slots, not dn-b's, nor unowned ones; others none.
+        assert!(may_receive(&at_b, "dn-a", 5, None));
+        assert!(!may_receive(&at_b, "dn-a", 150, None));
+        assert!(!may_receive(&at_b, "dn-a", 500, None));
+        assert!(!may_receive(&at_b, "dn-c", 5, None));
+        // A batch retried after its flip: the slot came from dn-a already.
+        assert!(may_receive(&at_b, "dn-a", 150, Some("dn-a")));
+        assert!(!may_receive(&at_b, "dn-c", 150, Some("dn-a")));
+        // Before a first table anything goes (the table that follows settles it); a
+        // standalone node receives nothing.
+        assert!(may_receive(&Routing::awaiting(), "dn-z", 5, None));
+        assert!(!may_receive(&Routing::standalone(), "dn-a", 5, None));
+    }
+
+    #[test]
     fn maxclients_fits_the_open_files_limit() {
         // Enough already.
         assert_eq!(plan_fd_limit(10000, 65536, 65536), (65536, 10000));
