@@ -8,7 +8,7 @@
 //!    handshakes with a guessed secret), advertising a client address it listens on: it must
 //!    get no welcome and no DataNode may connect to it.
 //! 2. CONNS connections (default 1000) each send 1 MB lines without end while the NameNode's
-//!    RSS is sampled and its status page polled.
+//!    RSS is sampled and its `/api/cluster` polled.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -30,10 +30,10 @@ fn status_ok(http: SocketAddr) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let _ = s.write_all(b"GET /api/cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
-    body.starts_with("HTTP/1.1 200") && body.contains("CHKV NameNode")
+    body.starts_with("HTTP/1.1 200") && body.contains("\"epoch\"")
 }
 
 fn main() {
@@ -85,10 +85,12 @@ fn main() {
         std::thread::sleep(Duration::from_millis(100));
     }
     println!(
-        "stranger: {attempts} registration attempts in 10 s, {welcomed} welcomed, {reached} connections from DataNodes, listed on the status page: {}",
+        "stranger: {attempts} registration attempts in 10 s, {welcomed} welcomed, {reached} connections from DataNodes, listed in /api/cluster: {}",
         {
             let mut s = TcpStream::connect(http).expect("http");
-            let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let _ = s.write_all(
+                b"GET /api/cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
             let mut body = String::new();
             let _ = s.read_to_string(&mut body);
             body.contains("stranger")

@@ -476,3 +476,91 @@ async fn client_output_buffer_limit() {
     })
     .await;
 }
+
+/// The `normal` class applies to forwarded replies as to local ones: through a node that does
+/// not own the key, a reply under the hard limit is served and one over it closes the
+/// connection (before: forwarded replies had no bound at all).
+#[tokio::test]
+async fn output_limits_apply_to_forwarded_replies() {
+    bounded(async {
+        let cluster = Cluster::start(2).await;
+        let addrs = cluster.addrs();
+        let map = SlotMap::of(addrs[0]).await;
+        let far = map.keys_of(addrs[1], "far", 2);
+        let (small, big) = ("s".repeat(600 << 10), "b".repeat(1536 << 10));
+        let mut owner = Raw::connect(addrs[1]).await;
+        for (k, v) in far.iter().zip([&small, &big]) {
+            let r = owner.cmd(&["SET", k.as_str(), v.as_str()]).await;
+            assert_eq!(text(&r), "+OK\r\n");
+        }
+        let mut c = Raw::connect(addrs[0]).await;
+        let r = c
+            .cmd(&[
+                "CONFIG",
+                "SET",
+                "client-output-buffer-limit",
+                "normal 1mb 0 0",
+            ])
+            .await;
+        assert_eq!(text(&r), "+OK\r\n");
+        assert_eq!(
+            c.cmd(&["GET", far[0].as_str()]).await.len(),
+            small.len() + 11
+        );
+        c.send(&resp(&["GET", far[1].as_str()])).await;
+        let got = c.read_to_eof().await;
+        assert!(got.is_empty(), "closed without the reply ({} bytes)", got.len());
+        assert_alive(addrs[0]).await;
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// Over the soft limit for longer than its seconds, a client that does not read is closed,
+/// also while the node is blocked writing to it (Redis's rule; before, only the pubsub class
+/// had a limit).
+#[tokio::test]
+async fn a_client_that_stops_reading_over_the_soft_limit_is_closed() {
+    bounded(async {
+        let s = start().await;
+        let mut c = Raw::connect(s.addr()).await;
+        let r = c
+            .cmd(&[
+                "CONFIG",
+                "SET",
+                "client-output-buffer-limit",
+                "normal 0 1mb 1",
+            ])
+            .await;
+        assert_eq!(text(&r), "+OK\r\n");
+        // Far more than the socket buffers on the way hold, so the write blocks.
+        let huge = "h".repeat(48 << 20);
+        assert_eq!(
+            text(&c.cmd(&["SET", "huge", huge.as_str()]).await),
+            "+OK\r\n"
+        );
+        let clients = |info: &str| -> u64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix("connected_clients:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let mut stuck = Raw::connect(s.addr()).await;
+        stuck.send(&resp(&["GET", "huge"])).await;
+        let closed = eventually(std::time::Duration::from_secs(60), || {
+            let addr = s.addr();
+            async move {
+                let mut probe = Raw::connect(addr).await;
+                let info = text(&probe.cmd(&["INFO", "clients"]).await);
+                // `c` and the probe itself.
+                clients(&info) == 2
+            }
+        })
+        .await;
+        assert!(closed, "the client over its soft limit was never closed");
+        let got = stuck.read_to_eof().await;
+        assert!(got.len() < huge.len(), "got the whole reply");
+        s.shutdown().await;
+    })
+    .await;
+}
