@@ -509,7 +509,11 @@ async fn output_limits_apply_to_forwarded_replies() {
         );
         c.send(&resp(&["GET", far[1].as_str()])).await;
         let got = c.read_to_eof().await;
-        assert!(got.is_empty(), "closed without the reply ({} bytes)", got.len());
+        assert!(
+            got.is_empty(),
+            "closed without the reply ({} bytes)",
+            got.len()
+        );
         assert_alive(addrs[0]).await;
         cluster.shutdown().await;
     })

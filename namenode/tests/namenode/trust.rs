@@ -278,3 +278,46 @@ async fn members_see_the_namenode_prove_itself() -> Result<()> {
     nn.shutdown().await;
     Ok(())
 }
+
+/// Figures a member reports are summed and shown saturating: two members each claiming
+/// 2^64-1 keys and bytes (and an epoch just under the limit) leave every page answering.
+#[tokio::test]
+async fn absurd_figures_from_members_do_not_break_the_pages() -> Result<()> {
+    bounded(60, async {
+        let nn = start(secured()).await?;
+        let (nodes, _watcher, _table) = members(&nn).await?;
+        for n in &nodes {
+            n.stop_heartbeats();
+            n.send(DataNodeToNameNode::Heartbeat {
+                node_id: n.id.clone(),
+                epoch: chkv_common::proto::MAX_EPOCH,
+                keys: u64::MAX,
+                used_memory: u64::MAX,
+                ops: u64::MAX,
+            })?;
+        }
+        let reported = crate::util::within(WAIT, "the figures arrive", async {
+            loop {
+                let cluster = cluster_json(&nn).await?;
+                let all = cluster["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .all(|n| n["keys"] == u64::MAX);
+                if all {
+                    return anyhow::Ok(());
+                }
+                tokio::time::sleep(INTERVAL).await;
+            }
+        })
+        .await?;
+        reported?;
+        for path in ["/", "/api/cluster", "/api/nodes", "/metrics"] {
+            let (status, _) = http_get(nn.http_addr(), path).await?;
+            assert_eq!(status, 200, "{path}");
+        }
+        nn.shutdown().await;
+        Ok(())
+    })
+    .await
+}
