@@ -60,9 +60,13 @@ async fn internal_commands_do_not_exist_for_clients() {
             .cmd(&["CLUSTER", "HANDOFF", other_id.as_str(), slot.as_str()])
             .await;
         assert_eq!(text(&r), UNKNOWN_HANDOFF);
-        // Wrong arity does not reveal them either.
+        // Wrong arity does not reveal them either, nor does COMMAND.
         let r = c.cmd(&["CLUSTER", "IMPORT"]).await;
         assert_eq!(text(&r), UNKNOWN_IMPORT);
+        let listed = text(&c.cmd(&["COMMAND", "LIST"]).await);
+        assert!(listed.contains("cluster|slots"), "{listed}");
+        assert!(!listed.contains("cluster|import"), "{listed}");
+        assert!(!listed.contains("cluster|handoff"), "{listed}");
         // Nothing was stored, nothing moved.
         for addr in &addrs {
             let mut c = Raw::connect(*addr).await;
