@@ -492,16 +492,19 @@ fn unknown_subcommand(parent: &CommandSpec, req: &Request) -> Frame {
 /// exist only on peer sessions; to anyone else, whatever its password, they answer as an
 /// unknown subcommand and change nothing.
 pub fn resolve_for(session: &Session, req: &Request) -> Result<(&'static CommandSpec, u32), Frame> {
-    // Before the arity check: a wrong number of arguments must not reveal them either.
-    if session.peer.is_none() {
-        if let Some((id, spec)) = resolve(req) {
-            if spec.has(flags::INTERNAL) {
-                let parent = table()[(id & 0xffff) as usize];
-                return Err(unknown_subcommand(parent, req));
-            }
-        }
+    let resolved = resolve_checked(req);
+    if session.peer.is_some() {
+        return resolved;
     }
-    resolve_checked(req)
+    let internal = match &resolved {
+        Ok((spec, id)) => spec.has(flags::INTERNAL).then_some(*id),
+        // A wrong number of arguments must not reveal them either (the slow path: errors).
+        Err(_) => resolve(req).and_then(|(id, spec)| spec.has(flags::INTERNAL).then_some(id)),
+    };
+    match internal {
+        Some(id) => Err(unknown_subcommand(table()[(id & 0xffff) as usize], req)),
+        None => resolved,
+    }
 }
 
 /// The spec a request runs (the subcommand's when it has one) and its command id, or `None`
