@@ -22,11 +22,15 @@
 //! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
+//! - [`outbuf`]: `client-output-buffer-limit`, Redis's per-class output limits.
+//! - [`trust`]: startup checks, the peer handshake over RESP, which imports a peer may make.
+//! - [`server`]: the thin tokio layer: listener, connections, background tasks, shutdown.
 //! - [`server`]: the thin tokio layer: listeners, connections, background tasks, shutdown.
 //! - [`striped`]: per-thread counters, summed when read (no shared line written per request).
 //! - [`tls`]: TLS on the client port (rustls): settings, certificate loading and reload.
 //! - [`hll`]: HyperLogLog in Redis's byte format (sparse and dense), as plain functions.
 //! - [`lua`]: Lua scripting: EVAL scripts and FUNCTION libraries, engines, BUSY and KILL.
+//! - [`geohash`]: Redis's 52-bit geohash (GEO scores), search cells and distances.
 
 pub mod acl;
 pub mod admin;
@@ -37,11 +41,13 @@ pub mod cmd;
 pub mod cmdstats;
 pub mod config;
 pub mod exec;
+pub mod geohash;
 pub mod handoff;
 pub mod hll;
 pub mod http;
 pub mod lua;
 pub mod node;
+pub mod outbuf;
 pub mod peer;
 pub mod pubsub;
 pub mod rdb;
@@ -50,3 +56,4 @@ pub mod server;
 pub mod store;
 pub mod striped;
 pub mod tls;
+pub mod trust;

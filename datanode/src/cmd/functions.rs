@@ -113,18 +113,17 @@ fn function_flush(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 }
 
 fn function_restore(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let policy = match req.len() {
-        3 => RestorePolicy::Append,
-        4 if super::is(req.arg(3), "APPEND") => RestorePolicy::Append,
-        4 if super::is(req.arg(3), "REPLACE") => RestorePolicy::Replace,
-        4 if super::is(req.arg(3), "FLUSH") => RestorePolicy::Flush,
-        4 => {
-            return Err(Frame::error(format!(
-                "ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE."
-            )))
-        }
-        _ => return Err(syntax("restore")),
-    };
+    let policy =
+        match req.len() {
+            3 => RestorePolicy::Append,
+            4 if super::is(req.arg(3), "APPEND") => RestorePolicy::Append,
+            4 if super::is(req.arg(3), "REPLACE") => RestorePolicy::Replace,
+            4 if super::is(req.arg(3), "FLUSH") => RestorePolicy::Flush,
+            4 => return Err(Frame::err(
+                "ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.",
+            )),
+            _ => return Err(syntax("restore")),
+        };
     let reply = ctx
         .node
         .scripting

@@ -955,6 +955,14 @@ static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "client-output-buffer-limit",
+        get: |c| c.client_output_buffer_limit.format(),
+        set: Some(|c, v| {
+            c.client_output_buffer_limit = c.client_output_buffer_limit.parse_into(v)?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "maxclients",
         get: |c| c.maxclients.to_string(),
         set: Some(|c, v| {
@@ -1052,20 +1060,6 @@ static PARAMS: &[Param] = &[
         }),
     },
     Param {
-        name: "client-output-buffer-limit",
-        get: |c| {
-            let p = c.pubsub_limit;
-            format!(
-                "normal 0 0 0 slave 268435456 67108864 60 pubsub {} {} {}",
-                p.hard, p.soft, p.soft_secs
-            )
-        },
-        set: Some(|c, v| {
-            c.pubsub_limit = super::pubsub::parse_output_limits(v, c.pubsub_limit)?;
-            Ok(())
-        }),
-    },
-    Param {
         name: "notify-keyspace-events",
         get: |c| crate::pubsub::events::to_string(c.notify_keyspace_events),
         set: Some(|c, v| {
@@ -1090,12 +1084,12 @@ static PARAMS: &[Param] = &[
     Param {
         name: "busy-reply-threshold",
         get: |c| c.busy_reply_threshold_ms.to_string(),
-        set: Some(|c, v| set_busy_threshold(c, v)),
+        set: Some(set_busy_threshold),
     },
     Param {
         name: "lua-time-limit",
         get: |c| c.busy_reply_threshold_ms.to_string(),
-        set: Some(|c, v| set_busy_threshold(c, v)),
+        set: Some(set_busy_threshold),
     },
     Param {
         name: "databases",
@@ -1211,6 +1205,26 @@ static PARAMS: &[Param] = &[
         name: "set-max-listpack-value",
         get: |c| c.encodings.set_max_listpack_value.to_string(),
         set: Some(|c, v| set_limit(&mut c.encodings.set_max_listpack_value, v)),
+    },
+    Param {
+        name: "zset-max-listpack-entries",
+        get: |c| c.encodings.zset_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_entries, v)),
+    },
+    Param {
+        name: "zset-max-ziplist-entries",
+        get: |c| c.encodings.zset_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_entries, v)),
+    },
+    Param {
+        name: "zset-max-listpack-value",
+        get: |c| c.encodings.zset_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_value, v)),
+    },
+    Param {
+        name: "zset-max-ziplist-value",
+        get: |c| c.encodings.zset_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_value, v)),
     },
 ];
 

@@ -388,8 +388,7 @@ impl Engine {
             self.real.raw_set("ARGV", argv.clone()).map_err(lua_err)?;
         }
         let ptr: *mut Run<'_, '_> = run;
-        self.lua
-            .set_app_data(Current(ptr as *mut Run<'static, 'static>));
+        self.lua.set_app_data(Current(ptr.cast()));
         let out: mlua::Result<(bool, Value)> = if is_eval {
             self.runner.call(f.clone())
         } else {
@@ -557,11 +556,9 @@ impl<'c, 'n> Run<'c, 'n> {
             node.cmdstats.reject(idx);
             return Frame::err("ERR This Redis command is not allowed from script");
         }
-        if spec.has(WRITE) {
-            if self.read_only {
-                node.cmdstats.reject(idx);
-                return Frame::err("ERR Write commands are not allowed from read-only scripts.");
-            }
+        if spec.has(WRITE) && self.read_only {
+            node.cmdstats.reject(idx);
+            return Frame::err("ERR Write commands are not allowed from read-only scripts.");
         }
         if spec.has(DENYOOM) && !self.allow_oom && !self.wrote {
             let oom = *self

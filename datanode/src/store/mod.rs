@@ -35,6 +35,7 @@ pub mod mem;
 mod table;
 pub mod value;
 pub mod watch;
+pub mod zset;
 
 use crate::striped::Counter;
 use bytes::Bytes;
@@ -52,6 +53,7 @@ pub use watch::Watcher;
 pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
 
 pub use value::{Collection, Hash, Kind, Limits, Member, Set, Value};
+pub use zset::Zset;
 
 /// A command met a key holding another type (the caller replies WRONGTYPE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

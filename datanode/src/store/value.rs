@@ -16,10 +16,14 @@
 //! either). Every collection knows the bytes it holds ([`Value::heap_size`]) in O(1), so the
 //! store's `used_memory` stays exact as it changes.
 //!
-//! Adding a type (lists, sorted sets) is a new [`Value`] variant and a [`Kind`]; the store
-//! keeps every non-string value the same way (see `Objects` in the store).
+//! Sorted sets live in [`super::zset`] (a compact listpack-like block, or a slab, hash
+//! index and order-statistics B+ tree).
+//!
+//! Adding a type (lists) is a new [`Value`] variant and a [`Kind`]; the store keeps every
+//! non-string value the same way (see `Objects` in the store).
 
 use super::mem::alloc_size;
+use super::zset::Zset;
 use indexmap::{IndexMap, IndexSet};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -31,6 +35,7 @@ pub enum Kind {
     String,
     Hash,
     Set,
+    Zset,
 }
 
 impl Kind {
@@ -39,6 +44,7 @@ impl Kind {
             Kind::String => "string",
             Kind::Hash => "hash",
             Kind::Set => "set",
+            Kind::Zset => "zset",
         }
     }
 }
@@ -49,6 +55,7 @@ pub enum Value {
     Str(Box<[u8]>),
     Hash(Hash),
     Set(Set),
+    Zset(Zset),
 }
 
 impl Value {
@@ -61,6 +68,7 @@ impl Value {
             Value::Str(_) => Kind::String,
             Value::Hash(_) => Kind::Hash,
             Value::Set(_) => Kind::Set,
+            Value::Zset(_) => Kind::Zset,
         }
     }
 
@@ -83,6 +91,7 @@ impl Value {
             Kind::String => Value::Str(Box::default()),
             Kind::Hash => Value::Hash(Hash::default()),
             Kind::Set => Value::Set(Set::default()),
+            Kind::Zset => Value::Zset(Zset::default()),
         }
     }
 
@@ -92,6 +101,7 @@ impl Value {
             Value::Str(_) => 1,
             Value::Hash(h) => h.len(),
             Value::Set(s) => s.len(),
+            Value::Zset(z) => z.len(),
         }
     }
 
@@ -101,6 +111,7 @@ impl Value {
             Value::Str(_) => false,
             Value::Hash(h) => h.len() == 0,
             Value::Set(s) => s.len() == 0,
+            Value::Zset(z) => z.is_empty(),
         }
     }
 
@@ -111,6 +122,7 @@ impl Value {
             Value::Str(b) => b.len(),
             Value::Hash(h) => h.heap_size(),
             Value::Set(s) => s.heap_size(),
+            Value::Zset(z) => z.heap_size(),
         }
     }
 
@@ -124,6 +136,7 @@ impl Value {
             Value::Set(Set::Intset(_)) => "intset",
             Value::Set(Set::Listpack(_)) => "listpack",
             Value::Set(Set::Table(_)) => "hashtable",
+            Value::Zset(z) => z.encoding(),
         }
     }
 }
@@ -136,6 +149,8 @@ pub struct Limits {
     pub set_max_intset_entries: usize,
     pub set_max_listpack_entries: usize,
     pub set_max_listpack_value: usize,
+    pub zset_max_listpack_entries: usize,
+    pub zset_max_listpack_value: usize,
 }
 
 impl Default for Limits {
@@ -146,13 +161,15 @@ impl Default for Limits {
             set_max_intset_entries: 512,
             set_max_listpack_entries: 128,
             set_max_listpack_value: 64,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
         }
     }
 }
 
 /// [`Limits`] the store reads without taking the config lock (set by CONFIG SET).
 #[derive(Debug)]
-pub struct SharedLimits([AtomicUsize; 5]);
+pub struct SharedLimits([AtomicUsize; 7]);
 
 impl Default for SharedLimits {
     fn default() -> Self {
@@ -171,6 +188,8 @@ impl SharedLimits {
             set_max_intset_entries: g(2),
             set_max_listpack_entries: g(3),
             set_max_listpack_value: g(4),
+            zset_max_listpack_entries: g(5),
+            zset_max_listpack_value: g(6),
         }
     }
 
@@ -181,6 +200,8 @@ impl SharedLimits {
             l.set_max_intset_entries,
             l.set_max_listpack_entries,
             l.set_max_listpack_value,
+            l.zset_max_listpack_entries,
+            l.zset_max_listpack_value,
         ];
         for (a, v) in self.0.iter().zip(v) {
             a.store(v, Relaxed);
@@ -197,7 +218,7 @@ pub struct Listpack {
     n: usize,
 }
 
-fn put_leb(buf: &mut Vec<u8>, mut n: usize) {
+pub(super) fn put_leb(buf: &mut Vec<u8>, mut n: usize) {
     loop {
         let b = (n & 0x7f) as u8;
         n >>= 7;
@@ -210,7 +231,7 @@ fn put_leb(buf: &mut Vec<u8>, mut n: usize) {
 }
 
 /// Reads a length at `at`: (length, offset of the bytes).
-fn get_leb(buf: &[u8], mut at: usize) -> (usize, usize) {
+pub(super) fn get_leb(buf: &[u8], mut at: usize) -> (usize, usize) {
     let (mut n, mut shift) = (0usize, 0);
     while let Some(&b) = buf.get(at) {
         at += 1;
@@ -416,6 +437,22 @@ impl Collection for Set {
     fn of_mut(v: &mut Value) -> Option<&mut Set> {
         match v {
             Value::Set(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl Collection for Zset {
+    const KIND: Kind = Kind::Zset;
+    fn of(v: &Value) -> Option<&Zset> {
+        match v {
+            Value::Zset(z) => Some(z),
+            _ => None,
+        }
+    }
+    fn of_mut(v: &mut Value) -> Option<&mut Zset> {
+        match v {
+            Value::Zset(z) => Some(z),
             _ => None,
         }
     }

@@ -17,8 +17,9 @@
 //!   drain.
 //! - [`tools`]: `redis-cli --cluster check`, `info` and `import` from a live redis-server.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
-//! - [`collections`]: hashes and sets forwarded by key; multi-set commands whole on one node
-//!   or `-CROSSSLOT`.
+//! - [`trust`]: internal commands only on authenticated peer sessions, for slots in transit.
+//! - [`collections`]: hashes, sets and sorted sets forwarded by key; multi-key commands
+//!   (SINTER, ZUNIONSTORE, GEORADIUS ... STORE, ...) whole on one node or `-CROSSSLOT`.
 //! - [`flap`]: a node paused past its dead-declaration resumes without bringing back deleted
 //!   or older values.
 //! - [`stop`]: SIGTERM drains a cluster node (bounded by `--shutdown-timeout`), a second
@@ -40,6 +41,7 @@ mod restart;
 mod spread;
 mod stop;
 mod tools;
+mod trust;
 mod util;
 
 #[allow(dead_code)]

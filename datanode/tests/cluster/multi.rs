@@ -240,7 +240,7 @@ async fn scripts_run_on_the_owner_of_their_keys() {
         let v: i64 = q(&mut connect(addrs[1]).await, &["GET", &b]).await;
         assert_eq!(v, 42);
         // EVALSHA reaches node 1, which cached the script when it ran it.
-        let sha = chkv_datanode::cmd::scripting::sha1hex(script.as_bytes());
+        let sha = chkv_datanode::lua::sha1hex(script.as_bytes());
         let n: i64 = q(con, &["EVALSHA", &sha, "1", &b, "1"]).await;
         assert_eq!(n, 2);
         let e = q_err(con, &["EVAL", "return 1", "2", &b, &c]).await;
