@@ -288,6 +288,114 @@ mod tests {
     }
 
     #[test]
+    fn libraries_are_read_only_and_sandboxed() {
+        let mut h = Harness::new();
+        for target in [
+            "redis.call",
+            "cjson.encode",
+            "cmsgpack.pack",
+            "bit.lshift",
+            "struct.pack",
+            "string.rep",
+        ] {
+            let e = h.run(&["eval", &format!("{target} = function() return 1 end"), "0"]);
+            assert!(
+                matches!(&e, Frame::Error(t) if t.contains("Attempt to modify a readonly table")),
+                "{target}: {e:?}"
+            );
+        }
+        for trick in [
+            "setmetatable(_G, {})",
+            "local g = getmetatable(_G) g.__index = {}",
+            "redis = function() return 1 end",
+            "_G = {}",
+            "rawset(_G, 'x', 1)",
+            "setfenv(0, {})",
+        ] {
+            let e = h.run(&["eval", trick, "0"]);
+            assert!(
+                matches!(&e, Frame::Error(t) if t.contains("Attempt to modify a readonly table")),
+                "{trick}: {e:?}"
+            );
+        }
+        // Loaded chunks and environments found through getfenv are the read-only ones.
+        for escape in [
+            "getfenv(tostring).redis = nil",
+            "getmetatable('').__index.upper = nil",
+        ] {
+            let e = h.run(&["eval", escape, "0"]);
+            assert!(e.is_error(), "{escape}: {e:?}");
+        }
+        let e = h.run(&["eval", "return loadstring('x = 1')()", "0"]);
+        assert!(e.is_error(), "{e:?}");
+        let e = h.run(&[
+            "eval",
+            "return loadstring(string.dump(function() return 1 end))()",
+            "0",
+        ]);
+        assert!(
+            matches!(&e, Frame::Error(t) if t.contains("attempt to call a nil value")),
+            "{e:?}"
+        );
+        for name in ["print", "loadfile", "dofile"] {
+            let e = h.run(&["eval", &format!("{name}('x')"), "0"]);
+            assert!(
+                matches!(&e, Frame::Error(t) if t.contains(&format!("nonexistent global variable '{name}'"))),
+                "{name}: {e:?}"
+            );
+        }
+        // Nothing above changed what later scripts see.
+        assert_eq!(
+            h.run(&["eval", "return redis.sha1hex('')", "0"]),
+            bulk("da39a3ee5e6b4b0d3255bfef95601890afd80709")
+        );
+        assert_eq!(
+            h.run(&["eval", "return cjson.encode({1})", "0"]),
+            bulk("[1]")
+        );
+        assert_eq!(h.run(&["eval", "return ('a'):upper()", "0"]), bulk("A"));
+        assert_eq!(
+            h.run(&[
+                "eval",
+                "local ok, e = pcall(function() return foo end) return tostring(ok) .. ' ' .. e",
+                "0"
+            ]),
+            bulk(
+                "false user_script:1: Script attempted to access nonexistent global variable 'foo'"
+            )
+        );
+    }
+
+    #[test]
+    fn many_scripts_and_many_arguments() {
+        let mut h = Harness::new();
+        // More scripts than Lua 5.1 has room for references to: none is held from Rust.
+        for i in 0..9000 {
+            h.run(&["script", "load", &format!("return {i}")]);
+        }
+        assert_eq!(h.run(&["eval", "return 8999", "0"]), int(8999));
+        assert_eq!(
+            h.run(&["evalsha", &crate::lua::sha1hex(b"return 17"), "0"]),
+            int(17)
+        );
+        let e = h.run(&[
+            "eval",
+            "local a = {} for i = 1, 7990 do a[i] = 'k' .. i end return redis.call('del', unpack(a))",
+            "0",
+        ]);
+        assert_eq!(e, int(0));
+        let e = h.run(&[
+            "eval",
+            "local a = {} for i = 1, 7990 do a[i] = 'k' .. i end a[3] = {} return redis.pcall('del', unpack(a))",
+            "0",
+        ]);
+        assert_eq!(
+            e,
+            err("ERR Lua redis lib command arguments must be strings or integers")
+        );
+    }
+
+    #[test]
     fn resp3_conversions() {
         let mut h = Harness::new();
         assert_eq!(

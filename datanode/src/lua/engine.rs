@@ -46,29 +46,18 @@ pub const KILLED: &str = "Script killed by user with SCRIPT KILL...";
 /// The chunk name of the sandbox prelude (frames from it are skipped in error positions).
 const PRELUDE_NAME: &str = "=chkv";
 
-/// A compiled EVAL script.
-#[derive(Clone)]
+/// A compiled EVAL script: its flags (`None` without a shebang, Redis's compatibility
+/// mode). The function itself stays in the engine's Lua table of scripts.
+#[derive(Clone, Copy)]
 pub(crate) struct Compiled {
-    pub f: Function,
-    /// `None` without a shebang (Redis's compatibility mode).
     pub flags: Option<ScriptFlags>,
 }
 
-/// A library as loaded in this engine: the registry's entry and its functions' closures.
-struct LoadedLib {
-    lib: Arc<super::library::Library>,
-    funcs: Vec<(String, Function)>,
-}
-
-/// One function registered while a library's code ran.
-pub(crate) struct Registered {
-    pub def: super::library::FunctionDef,
-    pub f: Function,
-}
-
-/// What `redis.register_function` collects while FUNCTION LOAD runs a library.
+/// What `redis.register_function` collects while FUNCTION LOAD runs a library: the
+/// definitions here, the closures straight into a Lua table (`funcs`, by lower-case name).
 struct Loading {
-    registered: Vec<Registered>,
+    defs: Vec<super::library::FunctionDef>,
+    funcs: Table,
     deadline: Instant,
 }
 
@@ -90,13 +79,25 @@ pub(crate) struct Engine {
     loader: Function,
     /// The node's script-cache epoch this engine was made in (SCRIPT FLUSH starts over).
     pub epoch: u64,
+    /// Compiled scripts by sha, and their flags. The functions live in a Lua table: every
+    /// value Rust holds is an entry in Lua 5.1's reference stack, which has room for about
+    /// 8000, so nothing that grows with the data (scripts, functions) is held from Rust.
+    scripts_lua: Table,
     scripts: HashMap<String, Compiled>,
-    libs: HashMap<String, LoadedLib>,
+    /// Each loaded library's registry entry, and its closures (lower-case name -> function)
+    /// in `libs_lua`.
+    libs: HashMap<String, Arc<super::library::Library>>,
+    libs_lua: Table,
+    /// Closures of the library loaded last, until [`Engine::adopt`] keeps them.
+    pending: Option<Table>,
     /// The registry generation `functions` was built from.
     functions_gen: u64,
-    /// Lower-case function name -> closure, flags and name.
-    functions: HashMap<String, (Function, ScriptFlags, String)>,
+    /// Lower-case function name -> its library, flags and name.
+    functions: HashMap<String, (String, ScriptFlags, String)>,
 }
+
+/// A function found for FCALL: its closure, flags and name.
+pub(crate) type FoundFunction = (Function, ScriptFlags, String);
 
 /// A Lua error's message without mlua's traceback.
 pub fn clean_error(e: &mlua::Error) -> String {
@@ -187,16 +188,31 @@ impl Engine {
         register_load_api(&lua, &load_redis)?;
         loadenv.raw_set("redis", load_redis)?;
 
-        let rawcall = lua.create_function(rawcall)?;
+        let rawcall_table = lua.create_function(|lua, (n, t): (usize, Table)| {
+            let args = (1..=n).map(|i| t.raw_get::<Value>(i).unwrap_or(Value::Nil));
+            rawcall_args(lua, n, args)
+        })?;
+        let rawcall = lua.create_function(|lua, args: MultiValue| {
+            rawcall_args(lua, args.len(), args.into_iter())
+        })?;
         let handler = lua.create_function(error_handler)?;
         let killed = lua.create_function(|lua, ()| Ok(is_killed(lua)))?;
         let prelude = lua
             .load(include_str!("prelude.lua"))
             .set_name(PRELUDE_NAME)
             .into_function()?;
-        let (env, runner, loader): (Table, Function, Function) =
-            prelude.call((real.clone(), loadenv, rawcall, handler, killed, KILLED))?;
+        let (env, runner, loader): (Table, Function, Function) = prelude.call((
+            real.clone(),
+            loadenv,
+            rawcall,
+            rawcall_table,
+            handler,
+            killed,
+            KILLED,
+        ))?;
         lua.set_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), hook);
+        let scripts_lua = lua.create_table()?;
+        let libs_lua = lua.create_table()?;
         Ok(Engine {
             lua,
             real,
@@ -204,8 +220,11 @@ impl Engine {
             runner,
             loader,
             epoch,
+            scripts_lua,
             scripts: HashMap::new(),
             libs: HashMap::new(),
+            libs_lua,
+            pending: None,
             functions_gen: u64::MAX,
             functions: HashMap::new(),
         })
@@ -217,13 +236,15 @@ impl Engine {
     }
 
     /// The compiled script of `sha`, if this engine has it.
-    pub fn script(&self, sha: &str) -> Option<Compiled> {
-        self.scripts.get(sha).cloned()
+    pub fn script(&self, sha: &str) -> Option<(Compiled, Function)> {
+        let c = *self.scripts.get(sha)?;
+        let f = self.scripts_lua.raw_get::<Function>(sha).ok()?;
+        Some((c, f))
     }
 
     /// Compiles an EVAL script (its shebang read first) and keeps it under `sha`. The error
     /// is the reply.
-    pub fn compile(&mut self, sha: &str, body: &[u8]) -> Result<Compiled, Frame> {
+    pub fn compile(&mut self, sha: &str, body: &[u8]) -> Result<(Compiled, Function), Frame> {
         let (flags, code) = match super::library::eval_header(body) {
             Ok(EvalHeader::Legacy) => (None, body),
             Ok(EvalHeader::Shebang { flags, code_at }) => {
@@ -243,18 +264,22 @@ impl Engine {
                     clean_error(&e)
                 )))
             })?;
-        let c = Compiled { f, flags };
-        self.scripts.insert(sha.to_string(), c.clone());
-        Ok(c)
+        let c = Compiled { flags };
+        self.scripts_lua
+            .raw_set(sha, f.clone())
+            .map_err(|e| Frame::error(format!("ERR {}", clean_error(&e))))?;
+        self.scripts.insert(sha.to_string(), c);
+        Ok((c, f))
     }
 
     /// Runs a library's code with the load-time globals and returns the functions it
-    /// registered, or Redis's error text.
+    /// registered (their closures wait in the engine until [`Engine::adopt`]), or Redis's
+    /// error text.
     pub fn load_library(
         &mut self,
         code: &[u8],
         timeout: Duration,
-    ) -> Result<Vec<Registered>, String> {
+    ) -> Result<Vec<super::library::FunctionDef>, String> {
         let (_, code_at) = super::library::library_header(code)?;
         let f = self
             .lua
@@ -263,8 +288,10 @@ impl Engine {
             .set_environment(self.env.clone())
             .into_function()
             .map_err(|e| format!("Error compiling function: {}", clean_error(&e)))?;
+        let funcs = self.lua.create_table().map_err(|e| clean_error(&e))?;
         self.lua.set_app_data(Loading {
-            registered: Vec::new(),
+            defs: Vec::new(),
+            funcs: funcs.clone(),
             deadline: Instant::now() + timeout,
         });
         let out: mlua::Result<(bool, Value)> = self.loader.call(f);
@@ -276,20 +303,21 @@ impl Engine {
             let msg = msg.strip_prefix("ERR ").unwrap_or(&msg);
             return Err(format!("Error registering functions: {msg}"));
         }
-        let registered = loading.map(|l| l.registered).unwrap_or_default();
-        if registered.is_empty() {
+        let defs = loading.map(|l| l.defs).unwrap_or_default();
+        if defs.is_empty() {
             return Err("No functions registered".into());
         }
-        Ok(registered)
+        self.pending = Some(funcs);
+        Ok(defs)
     }
 
     /// Keeps the functions of `lib`, just loaded here by [`Engine::load_library`].
-    pub fn adopt(&mut self, lib: Arc<super::library::Library>, registered: Vec<Registered>) {
-        let funcs = registered
-            .into_iter()
-            .map(|r| (r.def.name.to_ascii_lowercase(), r.f))
-            .collect();
-        self.libs.insert(lib.name.clone(), LoadedLib { lib, funcs });
+    pub fn adopt(&mut self, lib: Arc<super::library::Library>) {
+        if let Some(funcs) = self.pending.take() {
+            if self.libs_lua.raw_set(lib.name.as_str(), funcs).is_ok() {
+                self.libs.insert(lib.name.clone(), lib);
+            }
+        }
         // The function map is rebuilt at the next lookup.
         self.functions_gen = u64::MAX;
     }
@@ -300,11 +328,11 @@ impl Engine {
         &mut self,
         registry: &super::library::Registry,
         name: &str,
-    ) -> Option<(Function, ScriptFlags, String)> {
+    ) -> Option<FoundFunction> {
         if self.functions_gen != registry.generation {
             self.sync(registry);
         }
-        self.functions.get(&name.to_ascii_lowercase()).cloned()
+        self.cached_function(name)
     }
 
     /// Whether the function map is current for registry generation `generation`.
@@ -312,35 +340,32 @@ impl Engine {
         self.functions_gen == generation
     }
 
-    pub fn cached_function(&self, name: &str) -> Option<(Function, ScriptFlags, String)> {
-        self.functions.get(&name.to_ascii_lowercase()).cloned()
+    pub fn cached_function(&self, name: &str) -> Option<FoundFunction> {
+        let key = name.to_ascii_lowercase();
+        let (lib, flags, display) = self.functions.get(&key)?;
+        let funcs: Table = self.libs_lua.raw_get(lib.as_str()).ok()?;
+        let f: Function = funcs.raw_get(key.as_str()).ok()?;
+        Some((f, *flags, display.clone()))
     }
 
     fn sync(&mut self, registry: &super::library::Registry) {
-        self.libs.retain(|name, l| {
-            registry
-                .library(name)
-                .is_some_and(|r| Arc::ptr_eq(r, &l.lib))
-        });
+        let stale: Vec<String> = self
+            .libs
+            .iter()
+            .filter(|(name, l)| registry.library(name).is_none_or(|r| !Arc::ptr_eq(r, l)))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            self.libs.remove(&name);
+            let _ = self.libs_lua.raw_set(name.as_str(), Value::Nil);
+        }
         for lib in registry.libraries() {
             if self.libs.contains_key(&lib.name) {
                 continue;
             }
             // The code loaded once already: a generous limit, only against a stuck engine.
             match self.load_library(&lib.code, Duration::from_secs(30)) {
-                Ok(reg) => {
-                    let funcs = reg
-                        .into_iter()
-                        .map(|r| (r.def.name.to_ascii_lowercase(), r.f))
-                        .collect();
-                    self.libs.insert(
-                        lib.name.clone(),
-                        LoadedLib {
-                            lib: lib.clone(),
-                            funcs,
-                        },
-                    );
-                }
+                Ok(_) => self.adopt(lib.clone()),
                 Err(e) => {
                     tracing::warn!(library = %lib.name, error = %e, "library failed to load in an engine")
                 }
@@ -348,12 +373,11 @@ impl Engine {
         }
         self.functions.clear();
         for l in self.libs.values() {
-            for def in &l.lib.functions {
-                let key = def.name.to_ascii_lowercase();
-                if let Some((_, f)) = l.funcs.iter().find(|(n, _)| *n == key) {
-                    self.functions
-                        .insert(key, (f.clone(), def.flags, def.name.clone()));
-                }
+            for def in &l.functions {
+                self.functions.insert(
+                    def.name.to_ascii_lowercase(),
+                    (l.name.clone(), def.flags, def.name.clone()),
+                );
             }
         }
         self.functions_gen = registry.generation;
@@ -748,7 +772,11 @@ fn error_handler(lua: &Lua, err: Value) -> mlua::Result<Table> {
 
 /// `redis.call`/`redis.pcall`'s engine: the reply as a Lua value and whether it is an
 /// error (a table `{err=...}`).
-fn rawcall(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
+fn rawcall_args(
+    lua: &Lua,
+    n: usize,
+    args: impl Iterator<Item = Value>,
+) -> mlua::Result<(Value, bool)> {
     let Some(p) = current(lua) else {
         return Err(rt("redis.call is only available inside a script"));
     };
@@ -757,15 +785,15 @@ fn rawcall(lua: &Lua, args: MultiValue) -> mlua::Result<(Value, bool)> {
         t.raw_set("err", msg)?;
         Ok((Value::Table(t), true))
     };
-    if args.is_empty() {
+    if n == 0 {
         return err_table("ERR Please specify at least one argument for this redis lib call");
     }
-    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(args.len());
-    for a in args.iter() {
+    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(n);
+    for a in args {
         match a {
             Value::String(s) => parts.push(s.as_bytes().to_vec()),
             Value::Integer(i) => parts.push(i.to_string().into_bytes()),
-            Value::Number(n) => parts.push(fmt_number(*n).into_bytes()),
+            Value::Number(n) => parts.push(fmt_number(n).into_bytes()),
             _ => {
                 return err_table("ERR Lua redis lib command arguments must be strings or integers")
             }
@@ -1060,19 +1088,17 @@ fn register_function(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
         ));
     };
     if loading
-        .registered
+        .defs
         .iter()
-        .any(|r| r.def.name.eq_ignore_ascii_case(&name))
+        .any(|d| d.name.eq_ignore_ascii_case(&name))
     {
         return Err(rt("Function already exists in the library"));
     }
-    loading.registered.push(Registered {
-        def: super::library::FunctionDef {
-            name,
-            description,
-            flags,
-        },
-        f,
+    loading.funcs.raw_set(name.to_ascii_lowercase(), f)?;
+    loading.defs.push(super::library::FunctionDef {
+        name,
+        description,
+        flags,
     });
     Ok(())
 }

@@ -406,6 +406,7 @@ impl Scripting {
             };
             (sha, compiled)
         };
+        let (compiled, f) = compiled;
         if let Some(flags) = compiled.flags {
             check_flags(ctx, flags, ro)?;
         }
@@ -414,7 +415,7 @@ impl Scripting {
         run.read_only = ro || flags.has(ScriptFlags::NO_WRITES);
         run.allow_oom = flags.has(ScriptFlags::ALLOW_OOM);
         run.cross_slot = flags.has(ScriptFlags::ALLOW_CROSS_SLOT);
-        let reply = eng.run(&mut run, &compiled.f);
+        let reply = eng.run(&mut run, &f);
         run.finish();
         reply
     }
@@ -457,19 +458,18 @@ impl Scripting {
         eng: &mut Engine,
         code: &[u8],
         version: library::Version,
-    ) -> Result<(Library, Vec<engine::Registered>), Frame> {
+    ) -> Result<Library, Frame> {
         let (name, _) =
             library::library_header(code).map_err(|e| Frame::error(format!("ERR {e}")))?;
-        let registered = eng
+        let functions = eng
             .load_library(code, engine::LOAD_TIMEOUT)
             .map_err(|e| Frame::error(one_line_err(&e)))?;
-        let lib = Library {
+        Ok(Library {
             name,
             code: Bytes::copy_from_slice(code),
-            functions: registered.iter().map(|r| r.def.clone()).collect(),
+            functions,
             version,
-        };
-        Ok((lib, registered))
+        })
     }
 
     /// FUNCTION LOAD [REPLACE]: the library's name.
@@ -482,7 +482,7 @@ impl Scripting {
         let mut g = self.engine()?;
         let eng = g.get();
         let version = self.registry().next_version(origin);
-        let (lib, registered) = Self::build_library(eng, code, version)?;
+        let lib = Self::build_library(eng, code, version)?;
         let next = {
             let current = self.registry();
             current
@@ -491,7 +491,7 @@ impl Scripting {
         };
         let next = self.install(next);
         if let Some(lib) = next.library(&name) {
-            eng.adopt(lib.clone(), registered);
+            eng.adopt(lib.clone());
         }
         Ok(Frame::bulk(name))
     }
@@ -527,22 +527,15 @@ impl Scripting {
         let eng = g.get();
         let version = self.registry().next_version(origin);
         let mut libs = Vec::new();
-        let mut closures = Vec::new();
         for code in &codes {
-            let (lib, registered) = Self::build_library(eng, code, version.clone())?;
-            closures.push((lib.name.clone(), registered));
-            libs.push(lib);
+            libs.push(Self::build_library(eng, code, version.clone())?);
         }
         let next = self
             .registry()
             .restored(libs, policy)
             .map_err(|e| Frame::error(format!("ERR {e}")))?;
-        let next = self.install(next);
-        for (name, registered) in closures {
-            if let Some(lib) = next.library(&name) {
-                eng.adopt(lib.clone(), registered);
-            }
-        }
+        self.install(next);
+        // The engine loads the restored libraries again at the next FCALL here.
         Ok(Frame::ok())
     }
 
@@ -560,7 +553,7 @@ impl Scripting {
         for e in newer {
             match &e.code {
                 Some(code) => match Self::build_library(eng, code, e.version.clone()) {
-                    Ok((lib, _)) if lib.name == e.name => {
+                    Ok(lib) if lib.name == e.name => {
                         loaded.push(lib);
                         entries.push(e);
                     }

@@ -8,7 +8,8 @@
 --   the views, and `loadstring` refuses binary chunks;
 -- - `pcall`/`xpcall` cannot swallow SCRIPT KILL: once the script is being killed they
 --   raise the kill again as they return.
-local real, loadenv, rawcall, handler, killed, killmsg = ...
+local real, loadenv, rawcall, rawcall_table, handler, killed, killmsg = ...
+local select = select
 local redis = rawget(real, 'redis')
 
 local error, type, tostring, rawset, setmetatable, getmetatable = error, type, tostring, rawset, setmetatable, getmetatable
@@ -16,8 +17,18 @@ local getfenv, setfenv, loadstring, pcall, xpcall = getfenv, setfenv, loadstring
 
 -- redis.call raises a command's error (a table {err = ...}, as Redis does); redis.pcall
 -- returns it.
+-- Many arguments travel as one table: each argument Rust holds takes a slot of Lua 5.1's
+-- reference stack, which has room for about 8000.
+local function call(...)
+  local n = select('#', ...)
+  if n > 64 then
+    return rawcall_table(n, { ... })
+  end
+  return rawcall(...)
+end
+
 redis.call = function(...)
-  local reply, failed = rawcall(...)
+  local reply, failed = call(...)
   if failed then
     error(reply, 0)
   end
@@ -25,7 +36,7 @@ redis.call = function(...)
 end
 
 redis.pcall = function(...)
-  return (rawcall(...))
+  return (call(...))
 end
 
 local readonly = setmetatable({}, { __mode = 'k' })
