@@ -387,7 +387,7 @@ fn eviction_keeps_invariants_under_every_policy() {
                 refused += 1;
                 continue;
             }
-            // Strings, hashes and sets: eviction frees and uncharges every type.
+            // Strings, hashes, sets and lists: eviction frees and uncharges every type.
             let mut g = db.lock_key(k.as_bytes());
             match i % 3 {
                 0 => {
@@ -395,13 +395,20 @@ fn eviction_keeps_invariants_under_every_policy() {
                 }
                 kind => {
                     let l = Limits::default();
-                    let kind = if kind == 1 { Kind::Hash } else { Kind::Set };
+                    let kind = match (kind, i % 2) {
+                        (1, _) => Kind::Hash,
+                        (_, 0) => Kind::Set,
+                        _ => Kind::List,
+                    };
                     g.modify(k.as_bytes(), now, kind, true, |v| match v {
                         Value::Hash(h) => (0..i % 9 + 1).for_each(|f| {
                             h.insert(format!("f{f}").as_bytes(), b"value", &l);
                         }),
                         Value::Set(s) => (0..i % 9 + 1).for_each(|m| {
                             s.insert(format!("m{m}").as_bytes(), &l);
+                        }),
+                        Value::List(list) => (0..i % 9 + 1).for_each(|m| {
+                            list.push(crate::store::End::Left, format!("m{m}").as_bytes(), &l);
                         }),
                         Value::Str(_) => {}
                     })
