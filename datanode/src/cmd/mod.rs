@@ -18,6 +18,7 @@
 //! - [`acl`]: ACL and its subcommands (the rules are in [`crate::acl`]).
 //! - [`hash`]: HSET, HGET and the other hash commands.
 //! - [`set`]: SADD, SINTER and the other set commands.
+//! - [`list`]: LPUSH, LRANGE, LMOVE and the other list commands.
 //! - [`bits`]: bitmaps (SETBIT, BITCOUNT, BITFIELD, ...) and LCS, on string values.
 //! - [`hll`]: HyperLogLog (PFADD, PFCOUNT, PFMERGE, PFDEBUG, PFSELFTEST).
 //! - [`migrate`]: DUMP, RESTORE and MIGRATE, in Redis's serialized format.
@@ -30,6 +31,7 @@ pub mod docs;
 pub mod hash;
 pub mod hll;
 pub mod keys;
+pub mod list;
 pub mod migrate;
 pub mod multi;
 pub mod object;
@@ -68,6 +70,8 @@ pub mod flags {
     pub const NUMKEYS: u32 = 1 << 10;
     /// Pub/Sub commands (Redis's `pubsub` flag).
     pub const PUBSUB: u32 = 1 << 11;
+    /// The command may block the client (BLPOP...): see [`crate::blocking`].
+    pub const BLOCKING: u32 = 1 << 12;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -81,6 +85,7 @@ pub mod flags {
         (NO_AUTH, "no_auth"),
         (NUMKEYS, "movablekeys"),
         (PUBSUB, "pubsub"),
+        (BLOCKING, "blocking"),
     ];
 }
 
@@ -174,6 +179,9 @@ pub struct Session {
     /// round trips to another server): the connection awaits it and sends its reply in
     /// place of the handler's.
     pub deferred: Option<Deferred>,
+    /// Set by a blocking command that found nothing to serve it: the connection awaits it
+    /// (see [`crate::blocking`]).
+    pub blocked: Option<crate::blocking::Blocked>,
 }
 
 /// CLIENT REPLY's modes.
@@ -222,6 +230,7 @@ impl Session {
             // Refreshed before the first command.
             acl_generation: u64::MAX,
             deferred: None,
+            blocked: None,
         }
     }
 
@@ -285,6 +294,7 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(acl::COMMANDS.iter());
         v.extend(hash::COMMANDS.iter());
         v.extend(set::COMMANDS.iter());
+        v.extend(list::COMMANDS.iter());
         v.extend(bits::COMMANDS.iter());
         v.extend(hll::COMMANDS.iter());
         v.extend(migrate::COMMANDS.iter());
@@ -717,7 +727,29 @@ pub(crate) mod testutil {
                 session: &mut self.session,
                 now: self.now,
             };
-            dispatch(&mut ctx, &req)
+            let reply = dispatch(&mut ctx, &req);
+            // As the connection does after each request.
+            crate::blocking::serve_ready(&self.node);
+            reply
+        }
+
+        /// A second connection's session.
+        pub fn other_session(&self) -> Session {
+            let addr = "127.0.0.1:2".parse().expect("addr");
+            Session::new(self.node.register_client(addr, addr), true)
+        }
+
+        /// Runs a command on another connection's session.
+        pub fn run_as(&mut self, session: &mut Session, args: &[&str]) -> Frame {
+            let req = Request::from_args(args.iter().map(|s| s.as_bytes()));
+            let mut ctx = Ctx {
+                node: &self.node,
+                session,
+                now: self.now,
+            };
+            let reply = dispatch(&mut ctx, &req);
+            crate::blocking::serve_ready(&self.node);
+            reply
         }
     }
 

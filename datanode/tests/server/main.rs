@@ -6,6 +6,7 @@
 //! - [`bits`]: bitmaps, LCS and HyperLogLog, HyperLogLog bytes as Redis has them.
 //! - [`raw`]: exact reply bytes, RESP3, inline commands, pipelining, binary-safe data.
 //! - [`collections`]: hashes and sets, and the keyspace commands on every type.
+//! - [`lists`]: lists and blocking commands: served pushes, timeouts, CLIENT UNBLOCK.
 //! - [`expiry`]: lazy and active expiry in real time.
 //! - [`auth`]: `requirepass`, HELLO AUTH and password URLs.
 //! - [`multi`]: transactions: exact replies, atomic pipelines, WATCH under contention.
@@ -32,6 +33,7 @@ mod flags;
 mod fuzz;
 mod keys;
 mod limits;
+mod lists;
 mod metrics;
 mod migrate;
 mod multi;
