@@ -1020,6 +1020,20 @@ impl Replies {
         self.blocks
     }
 
+    /// Takes the last reply out when it is a blocking command's (so that the replies
+    /// before it can be sent first).
+    pub fn take_blocking(&mut self) -> Option<Pending> {
+        match self.items.last() {
+            Some(Item::Waiting(p)) if p.blocks() => {}
+            _ => return None,
+        }
+        self.blocks = false;
+        match self.items.pop() {
+            Some(Item::Waiting(p)) => Some(p),
+            _ => None,
+        }
+    }
+
     /// Resolves everything in order into `out`.
     pub async fn resolve_into(
         &mut self,

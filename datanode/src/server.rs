@@ -500,7 +500,15 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
-        if replies.blocks() {
+        if let Some(blocked) = replies.take_blocking() {
+            // The replies before the blocking command go out first.
+            replies.resolve_into(node, session, &mut out).await;
+            if !out.is_empty() {
+                write_out(sock, &out, session.pubsub.as_ref()).await?;
+                node.stats.net_output_bytes.add(out.len() as u64);
+                out.clear();
+            }
+            replies.push_pending(&mut out, blocked);
             // The wait may be long: meanwhile the socket is watched, so a client that goes
             // away ends its wait (and is not served an element it would never read).
             let ended = tokio::select! {
