@@ -8,6 +8,7 @@
 //! - [`resp`]: request parsing and reply encoding, byte slices in and out.
 //! - [`store`]: the slot-partitioned in-memory store with lazy and active expiry.
 //! - [`cmd`]: the command table and every command's logic, as plain functions.
+//! - [`clock`]: wall and monotonic clock reads as plain integers, for the hot path.
 //! - [`cmdstats`]: calls, errors and latency per command, striped per thread.
 //! - [`http`]: the optional HTTP port (`--http-port`): `/metrics` and `/healthz`.
 //! - [`node`]: state shared by a node's connections (store, config, counters, clients).
@@ -32,6 +33,7 @@ pub mod acl;
 pub mod admin;
 pub mod agent;
 pub mod blocking;
+pub mod clock;
 pub mod cluster;
 pub mod cmd;
 pub mod cmdstats;

@@ -363,11 +363,17 @@ impl PubSub {
     /// Publishes a keyspace notification for `key` if the class is enabled: `event` on
     /// `__keyspace@0__:<key>` (K) and `key` on `__keyevent@0__:<event>` (E), to this node's
     /// subscribers (the node that holds the key).
+    #[inline]
     pub fn notify_keyspace(&self, class: u32, event: &str, key: &[u8]) {
         let flags = self.notify.load(Relaxed);
-        if flags & class == 0 {
-            return;
+        if flags & class != 0 {
+            self.publish_keyspace(flags, event, key);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn publish_keyspace(&self, flags: u32, event: &str, key: &[u8]) {
         let (limit, now) = (self.limit(), Instant::now());
         if flags & events::KEYSPACE != 0 {
             let mut chan = b"__keyspace@0__:".to_vec();

@@ -353,6 +353,7 @@ pub fn lookup_sub(parent: &CommandSpec, name: &[u8]) -> Option<&'static CommandS
 }
 
 /// Redis's reply to an unknown command.
+#[cold]
 pub fn unknown_command(req: &Request) -> Frame {
     let mut args = String::new();
     for a in req.iter().skip(1) {
@@ -365,6 +366,7 @@ pub fn unknown_command(req: &Request) -> Frame {
     ))
 }
 
+#[cold]
 pub fn wrong_arity(name: &str) -> Frame {
     Frame::error(format!(
         "ERR wrong number of arguments for '{name}' command"
@@ -383,6 +385,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
 }
 
 /// [`dispatch`] without the MULTI queue: runs the command now.
+#[inline]
 pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     let (spec, cmd_id) = match resolve_checked(req) {
         Ok(r) => r,
@@ -427,7 +430,7 @@ pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         ctx.node.cmdstats.reject(idx as usize);
         return ERR_OOM;
     }
-    let started = std::time::Instant::now();
+    let started = crate::clock::stamp();
     let (reply, failed) = match (spec.handler)(ctx, req) {
         Ok(f) => {
             let failed = matches!(f, Frame::Error(_));
@@ -438,12 +441,13 @@ pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     // Per top-level command (subcommands count as their parent), like /metrics shows them.
     ctx.node
         .cmdstats
-        .record(idx as usize, started.elapsed(), failed);
+        .record(idx as usize, crate::clock::elapsed_us(started), failed);
     reply
 }
 
 /// The spec that runs `req` (the subcommand's, if any) and its id for CLIENT LIST, or the
 /// error reply for an unknown command, a wrong arity or an unknown subcommand.
+#[inline]
 pub fn resolve_checked(req: &Request) -> Result<(&'static CommandSpec, u32), Frame> {
     let Some((idx, spec)) = lookup(req.arg(0)) else {
         return Err(unknown_command(req));
@@ -496,7 +500,26 @@ pub fn resolve(req: &Request) -> Option<(u32, &'static CommandSpec)> {
 /// (ACL LOG) and answered with Redis's NOPERM texts. Used by [`dispatch`] and, before a
 /// request is forwarded, by the cluster executor: a request never leaves the node its
 /// client is connected to without its permissions checked.
+#[inline]
 pub fn acl_gate(
+    node: &Node,
+    session: &mut Session,
+    cmd_id: u32,
+    spec: &CommandSpec,
+    req: &Request,
+    now: u64,
+) -> Result<(), Frame> {
+    // The common case, an unrestricted user and no ACL change since the last command, is
+    // two loads and two compares inline; the rest is out of line.
+    if session.perms.is_none() && session.acl_generation == node.acl.generation() {
+        return Ok(());
+    }
+    acl_check(node, session, cmd_id, spec, req, now)
+}
+
+#[cold]
+#[inline(never)]
+fn acl_check(
     node: &Node,
     session: &mut Session,
     cmd_id: u32,

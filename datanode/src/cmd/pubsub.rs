@@ -300,6 +300,7 @@ fn limit(ctx: &Ctx<'_>) -> OutputLimit {
 
 /// Publishes a keyspace notification for `key` (class from [`crate::pubsub::events`],
 /// Redis's event name): the one call a command makes after a change.
+#[inline]
 pub fn notify(ctx: &Ctx<'_>, class: u32, event: &str, key: &[u8]) {
     ctx.node.pubsub.notify_keyspace(class, event, key);
 }
