@@ -24,6 +24,9 @@
 //! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
+//! - [`outbuf`]: `client-output-buffer-limit`, Redis's per-class output limits.
+//! - [`trust`]: startup checks, the peer handshake over RESP, which imports a peer may make.
+//! - [`server`]: the thin tokio layer: listener, connections, background tasks, shutdown.
 //! - [`server`]: the thin tokio layer: listeners, connections, background tasks, shutdown.
 //! - [`striped`]: per-thread counters, summed when read (no shared line written per request).
 //! - [`tls`]: TLS on the client port (rustls): settings, certificate loading and reload.
@@ -43,6 +46,7 @@ pub mod handoff;
 pub mod hll;
 pub mod http;
 pub mod node;
+pub mod outbuf;
 pub mod peer;
 pub mod pubsub;
 pub mod rdb;
@@ -51,3 +55,4 @@ pub mod server;
 pub mod store;
 pub mod striped;
 pub mod tls;
+pub mod trust;

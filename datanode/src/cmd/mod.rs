@@ -70,8 +70,11 @@ pub mod flags {
     pub const NUMKEYS: u32 = 1 << 10;
     /// Pub/Sub commands (Redis's `pubsub` flag).
     pub const PUBSUB: u32 = 1 << 11;
+    /// Between DataNodes only (moves data or ownership): served on authenticated peer
+    /// sessions; to anyone else it does not exist.
+    pub const INTERNAL: u32 = 1 << 12;
     /// The command may block the client (BLPOP...): see [`crate::blocking`].
-    pub const BLOCKING: u32 = 1 << 12;
+    pub const BLOCKING: u32 = 1 << 13;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -161,6 +164,13 @@ pub struct Session {
     pub quit: bool,
     /// How requests for other nodes' slots are handled on this connection.
     pub redirects: Redirects,
+    /// The DataNode this connection proved to be (`CLUSTER PEERAUTH`): a peer session.
+    pub peer: Option<Box<str>>,
+    /// A `CLUSTER PEERHELLO` answered, waiting for `PEERAUTH`.
+    pub peer_pending: Option<Box<crate::trust::PendingPeer>>,
+    /// A `CLUSTER IMPORT` failed since the last `CLUSTER HANDOFF`: the next one is refused,
+    /// so a batch is never flipped with part of its data missing.
+    pub import_failed: bool,
     /// MULTI's queue and WATCH's keys.
     pub tx: multi::TxState,
     /// Set on the first subscription: where messages for this connection are queued.
@@ -221,6 +231,9 @@ impl Session {
             authenticated,
             quit: false,
             redirects: Redirects::Forward,
+            peer: None,
+            peer_pending: None,
+            import_failed: false,
             tx: multi::TxState::default(),
             pubsub: None,
             no_reply: false,
@@ -387,7 +400,7 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
 /// [`dispatch`] without the MULTI queue: runs the command now.
 #[inline]
 pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
-    let (spec, cmd_id) = match resolve_checked(req) {
+    let (spec, cmd_id) = match resolve_for(ctx.session, req) {
         Ok(r) => r,
         Err(e) => {
             // A known command refused for its arguments counts as rejected in its stats.
@@ -404,8 +417,9 @@ pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         return Frame::err("NOAUTH Authentication required.");
     }
     // Commands a client may send before authenticating (AUTH, HELLO, ...) are not subject to
-    // command rules, as in Redis.
-    if !spec.has(flags::NO_AUTH) {
+    // command rules, as in Redis. Nor are peer sessions: the node a request was forwarded
+    // from checked it against its client's user before sending it on.
+    if !spec.has(flags::NO_AUTH) && ctx.session.peer.is_none() {
         if let Err(denied) = acl_gate(ctx.node, ctx.session, cmd_id, spec, req, ctx.now) {
             return denied;
         }
@@ -470,15 +484,37 @@ pub fn resolve_checked(req: &Request) -> Result<(&'static CommandSpec, u32), Fra
                 }
                 (sub, idx | ((i as u32 + 1) << 16))
             }
-            None => {
-                return Err(Frame::error(format!(
-                    "ERR unknown subcommand '{}'. Try {} HELP.",
-                    String::from_utf8_lossy(&req.arg(1)[..req.arg(1).len().min(128)]),
-                    spec.name.to_ascii_uppercase()
-                )))
-            }
+            None => return Err(unknown_subcommand(spec, req)),
         }
     })
+}
+
+/// Redis's reply to an unknown subcommand of `parent`.
+fn unknown_subcommand(parent: &CommandSpec, req: &Request) -> Frame {
+    Frame::error(format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        String::from_utf8_lossy(&req.arg(1)[..req.arg(1).len().min(128)]),
+        parent.name.to_ascii_uppercase()
+    ))
+}
+
+/// [`resolve_checked`] for this connection: internal subcommands (CLUSTER IMPORT, HANDOFF)
+/// exist only on peer sessions; to anyone else, whatever its password, they answer as an
+/// unknown subcommand and change nothing.
+pub fn resolve_for(session: &Session, req: &Request) -> Result<(&'static CommandSpec, u32), Frame> {
+    let resolved = resolve_checked(req);
+    if session.peer.is_some() {
+        return resolved;
+    }
+    let internal = match &resolved {
+        Ok((spec, id)) => spec.has(flags::INTERNAL).then_some(*id),
+        // A wrong number of arguments must not reveal them either (the slow path: errors).
+        Err(_) => resolve(req).and_then(|(id, spec)| spec.has(flags::INTERNAL).then_some(id)),
+    };
+    match internal {
+        Some(id) => Err(unknown_subcommand(table()[(id & 0xffff) as usize], req)),
+        None => resolved,
+    }
 }
 
 /// The spec a request runs (the subcommand's when it has one) and its command id, or `None`
