@@ -31,6 +31,7 @@
 //! - [`striped`]: per-thread counters, summed when read (no shared line written per request).
 //! - [`tls`]: TLS on the client port (rustls): settings, certificate loading and reload.
 //! - [`hll`]: HyperLogLog in Redis's byte format (sparse and dense), as plain functions.
+//! - [`geohash`]: Redis's 52-bit geohash (GEO scores), search cells and distances.
 
 pub mod acl;
 pub mod admin;
@@ -42,6 +43,7 @@ pub mod cmd;
 pub mod cmdstats;
 pub mod config;
 pub mod exec;
+pub mod geohash;
 pub mod handoff;
 pub mod hll;
 pub mod http;

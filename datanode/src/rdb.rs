@@ -27,12 +27,15 @@ pub const RDB_VERSION_MAX_READ: u16 = 12;
 const TYPE_STRING: u8 = 0;
 const TYPE_LIST: u8 = 1;
 const TYPE_SET: u8 = 2;
+const TYPE_ZSET: u8 = 3;
 const TYPE_HASH: u8 = 4;
 const TYPE_LIST_ZIPLIST: u8 = 10;
+const TYPE_ZSET_2: u8 = 5;
 const TYPE_SET_INTSET: u8 = 11;
 const TYPE_LIST_QUICKLIST: u8 = 14;
 const TYPE_HASH_LISTPACK: u8 = 16;
 const TYPE_LIST_QUICKLIST_2: u8 = 18;
+const TYPE_ZSET_LISTPACK: u8 = 17;
 const TYPE_SET_LISTPACK: u8 = 20;
 
 /// A quicklist-2 node's container: one element as it is, or a listpack of elements.
@@ -60,12 +63,14 @@ pub enum RdbError {
 }
 
 /// A decoded value, independent of how the store keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Decoded {
     Str(Vec<u8>),
     Set(Vec<Vec<u8>>),
     Hash(Vec<(Vec<u8>, Vec<u8>)>),
     List(Vec<Vec<u8>>),
+    /// Members and scores (never NaN).
+    Zset(Vec<(Vec<u8>, f64)>),
 }
 
 impl Decoded {
@@ -75,6 +80,7 @@ impl Decoded {
             Decoded::Set(_) => "set",
             Decoded::Hash(_) => "hash",
             Decoded::List(_) => "list",
+            Decoded::Zset(_) => "zset",
         }
     }
 }
@@ -141,6 +147,14 @@ pub fn dump(value: &Value) -> Vec<u8> {
             for m in list.iter() {
                 m.with_bytes(|b| write_string(&mut out, b));
             }
+        Value::Zset(z) => {
+            out.push(TYPE_ZSET_2);
+            write_len(&mut out, z.len() as u64);
+            // Highest first, as Redis saves a skip list (loading then inserts at the head).
+            z.range(0, z.len(), true, |m, s| {
+                write_string(&mut out, m);
+                out.extend_from_slice(&s.to_le_bytes());
+            });
         }
     }
     out.extend_from_slice(&RDB_VERSION.to_le_bytes());
@@ -274,6 +288,43 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, RdbError> {
                 }
             }
             Decoded::List(v)
+        TYPE_ZSET | TYPE_ZSET_2 => {
+            let binary = body[0] == TYPE_ZSET_2;
+            let n = r.count(2)?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                let m = r.string()?;
+                let s = if binary {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(r.take(8)?);
+                    f64::from_le_bytes(a)
+                } else {
+                    // RDB's text double: a length byte, or 253/254/255 for nan/inf/-inf.
+                    match r.byte()? {
+                        253 => f64::NAN,
+                        254 => f64::INFINITY,
+                        255 => f64::NEG_INFINITY,
+                        len => text_score(r.take(len as usize)?)?,
+                    }
+                };
+                if s.is_nan() {
+                    return Err(RdbError::BadFormat);
+                }
+                v.push((m, s));
+            }
+            Decoded::Zset(v)
+        }
+        TYPE_ZSET_LISTPACK => {
+            let items = listpack(&r.string()?)?;
+            if items.len() % 2 != 0 {
+                return Err(RdbError::BadFormat);
+            }
+            let mut it = items.into_iter();
+            let mut v = Vec::new();
+            while let (Some(m), Some(s)) = (it.next(), it.next()) {
+                v.push((m, text_score(&s)?));
+            }
+            Decoded::Zset(v)
         }
         TYPE_SET_INTSET => Decoded::Set(intset(&r.string()?)?),
         TYPE_SET_LISTPACK => Decoded::Set(listpack(&r.string()?)?),
@@ -322,6 +373,17 @@ pub fn into_value(d: Decoded, limits: &crate::store::Limits) -> Result<Value, Rd
             }
             let list = crate::store::List::from_items(items.iter().map(|e| &e[..]), limits);
             Ok(Value::List(Box::new(list)))
+        Decoded::Zset(items) => {
+            if items.is_empty() {
+                return Err(RdbError::Unsupported("empty zset"));
+            }
+            let mut v = Value::empty(Kind::Zset);
+            if let Value::Zset(z) = &mut v {
+                for (m, s) in &items {
+                    z.insert(m, *s, limits);
+                }
+            }
+            Ok(v)
         }
         Decoded::Set(members) => {
             if members.is_empty() {
@@ -336,6 +398,11 @@ pub fn into_value(d: Decoded, limits: &crate::store::Limits) -> Result<Value, Rd
             Ok(v)
         }
     }
+}
+
+/// A score saved as text (Redis writes `%.17g`, integers as integers).
+fn text_score(b: &[u8]) -> Result<f64, RdbError> {
+    crate::cmd::parse_double(b).ok_or(RdbError::BadFormat)
 }
 
 /// A cursor over untrusted bytes.
@@ -838,6 +905,35 @@ mod tests {
             decode(&s2),
             Ok(Decoded::Set(vec![b"a".to_vec(), b"b".to_vec()]))
         );
+        // ZADD lp 1 a 2.5 b -3 c 100000 d: a listpack (scores as integers and text).
+        let lp = hex(
+            "11 22 22 00 00 00 08 00 81 63 02 df fd 02 81 61 02 01 01 81 62 02 83 32 2e 35
+             04 81 64 02 f2 a0 86 01 04 ff 0a 00 25 f2 fe b3 07 f7 39 c2",
+        );
+        let want = |v: &[(&str, f64)]| {
+            Ok(Decoded::Zset(
+                v.iter().map(|(m, s)| (m.as_bytes().to_vec(), *s)).collect(),
+            ))
+        };
+        assert_eq!(
+            decode(&lp),
+            want(&[("c", -3.0), ("a", 1.0), ("b", 2.5), ("d", 100000.0)])
+        );
+        // The same three members as a skip list (zset-max-listpack-entries 1): binary
+        // doubles, highest first. CHKV dumps every sorted set this way, byte for byte.
+        let sk = hex(
+            "05 03 01 63 00 00 00 00 00 00 f0 7f 01 62 00 00 00 00 00 00 04 40 01 61 00 00
+             00 00 00 00 f0 3f 0a 00 d0 5d 23 af 3e 18 0f a6",
+        );
+        assert_eq!(
+            decode(&sk),
+            want(&[("c", f64::INFINITY), ("b", 2.5), ("a", 1.0)])
+        );
+        let Ok(d) = decode(&sk) else {
+            panic!("decodes")
+        };
+        let v = into_value(d, &crate::store::Limits::default()).expect("a zset");
+        assert_eq!(dump(&v), sk);
     }
 
     #[test]

@@ -1255,6 +1255,26 @@ static PARAMS: &[Param] = &[
             Ok(())
         }),
     },
+    Param {
+        name: "zset-max-listpack-entries",
+        get: |c| c.encodings.zset_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_entries, v)),
+    },
+    Param {
+        name: "zset-max-ziplist-entries",
+        get: |c| c.encodings.zset_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_entries, v)),
+    },
+    Param {
+        name: "zset-max-listpack-value",
+        get: |c| c.encodings.zset_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_value, v)),
+    },
+    Param {
+        name: "zset-max-ziplist-value",
+        get: |c| c.encodings.zset_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_value, v)),
+    },
 ];
 
 /// An int config (Redis's `int` type) between `min` and `i32::MAX`.

@@ -37,6 +37,7 @@ pub mod mem;
 mod table;
 pub mod value;
 pub mod watch;
+pub mod zset;
 
 use crate::striped::Counter;
 use bytes::Bytes;
@@ -54,6 +55,7 @@ pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
 
 pub use list::{End, List};
 pub use value::{Collection, Hash, Kind, Limits, Member, Set, Value};
+pub use zset::Zset;
 
 /// A command met a key holding another type (the caller replies WRONGTYPE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -16,11 +16,15 @@
 //! either). Every collection knows the bytes it holds ([`Value::heap_size`]) in O(1), so the
 //! store's `used_memory` stays exact as it changes.
 //!
-//! Adding a type (lists, sorted sets) is a new [`Value`] variant and a [`Kind`]; the store
-//! keeps every non-string value the same way (see `Objects` in the store).
+//! Sorted sets live in [`super::zset`] (a compact listpack-like block, or a slab, hash
+//! index and order-statistics B+ tree).
+//!
+//! Adding a type (lists) is a new [`Value`] variant and a [`Kind`]; the store keeps every
+//! non-string value the same way (see `Objects` in the store).
 
 use super::list::List;
 use super::mem::alloc_size;
+use super::zset::Zset;
 use indexmap::{IndexMap, IndexSet};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -33,6 +37,7 @@ pub enum Kind {
     Hash,
     Set,
     List,
+    Zset,
 }
 
 impl Kind {
@@ -42,6 +47,7 @@ impl Kind {
             Kind::Hash => "hash",
             Kind::Set => "set",
             Kind::List => "list",
+            Kind::Zset => "zset",
         }
     }
 }
@@ -54,6 +60,7 @@ pub enum Value {
     Set(Set),
     /// Boxed: a list's length and memory live with its nodes.
     List(Box<List>),
+    Zset(Zset),
 }
 
 impl Value {
@@ -67,6 +74,7 @@ impl Value {
             Value::Hash(_) => Kind::Hash,
             Value::Set(_) => Kind::Set,
             Value::List(_) => Kind::List,
+            Value::Zset(_) => Kind::Zset,
         }
     }
 
@@ -90,6 +98,7 @@ impl Value {
             Kind::Hash => Value::Hash(Hash::default()),
             Kind::Set => Value::Set(Set::default()),
             Kind::List => Value::List(Box::default()),
+            Kind::Zset => Value::Zset(Zset::default()),
         }
     }
 
@@ -100,6 +109,7 @@ impl Value {
             Value::Hash(h) => h.len(),
             Value::Set(s) => s.len(),
             Value::List(l) => l.len(),
+            Value::Zset(z) => z.len(),
         }
     }
 
@@ -110,6 +120,7 @@ impl Value {
             Value::Hash(h) => h.len() == 0,
             Value::Set(s) => s.len() == 0,
             Value::List(l) => l.is_empty(),
+            Value::Zset(z) => z.is_empty(),
         }
     }
 
@@ -121,6 +132,7 @@ impl Value {
             Value::Hash(h) => h.heap_size(),
             Value::Set(s) => s.heap_size(),
             Value::List(l) => l.heap_size(),
+            Value::Zset(z) => z.heap_size(),
         }
     }
 
@@ -135,6 +147,7 @@ impl Value {
             Value::Set(Set::Listpack(_)) => "listpack",
             Value::Set(Set::Table(_)) => "hashtable",
             Value::List(l) => l.encoding(),
+            Value::Zset(z) => z.encoding(),
         }
     }
 }
@@ -152,6 +165,8 @@ pub struct Limits {
     pub list_max_listpack_size: i64,
     /// `list-compress-depth`: accepted and reported, but no node is compressed.
     pub list_compress_depth: usize,
+    pub zset_max_listpack_entries: usize,
+    pub zset_max_listpack_value: usize,
 }
 
 impl Default for Limits {
@@ -164,13 +179,15 @@ impl Default for Limits {
             set_max_listpack_value: 64,
             list_max_listpack_size: -2,
             list_compress_depth: 0,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
         }
     }
 }
 
 /// [`Limits`] the store reads without taking the config lock (set by CONFIG SET).
 #[derive(Debug)]
-pub struct SharedLimits([AtomicUsize; 7]);
+pub struct SharedLimits([AtomicUsize; 9]);
 
 impl Default for SharedLimits {
     fn default() -> Self {
@@ -191,6 +208,8 @@ impl SharedLimits {
             set_max_listpack_value: g(4),
             list_max_listpack_size: g(5) as i64,
             list_compress_depth: g(6),
+            zset_max_listpack_entries: g(7),
+            zset_max_listpack_value: g(8),
         }
     }
 
@@ -203,6 +222,8 @@ impl SharedLimits {
             l.set_max_listpack_value,
             l.list_max_listpack_size as usize,
             l.list_compress_depth,
+            l.zset_max_listpack_entries,
+            l.zset_max_listpack_value,
         ];
         for (a, v) in self.0.iter().zip(v) {
             a.store(v, Relaxed);
@@ -219,7 +240,7 @@ pub struct Listpack {
     n: usize,
 }
 
-fn put_leb(buf: &mut Vec<u8>, mut n: usize) {
+pub(super) fn put_leb(buf: &mut Vec<u8>, mut n: usize) {
     loop {
         let b = (n & 0x7f) as u8;
         n >>= 7;
@@ -232,7 +253,7 @@ fn put_leb(buf: &mut Vec<u8>, mut n: usize) {
 }
 
 /// Reads a length at `at`: (length, offset of the bytes).
-fn get_leb(buf: &[u8], mut at: usize) -> (usize, usize) {
+pub(super) fn get_leb(buf: &[u8], mut at: usize) -> (usize, usize) {
     let (mut n, mut shift) = (0usize, 0);
     while let Some(&b) = buf.get(at) {
         at += 1;
@@ -454,6 +475,22 @@ impl Collection for Set {
     fn of_mut(v: &mut Value) -> Option<&mut Set> {
         match v {
             Value::Set(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl Collection for Zset {
+    const KIND: Kind = Kind::Zset;
+    fn of(v: &Value) -> Option<&Zset> {
+        match v {
+            Value::Zset(z) => Some(z),
+            _ => None,
+        }
+    }
+    fn of_mut(v: &mut Value) -> Option<&mut Zset> {
+        match v {
+            Value::Zset(z) => Some(z),
             _ => None,
         }
     }

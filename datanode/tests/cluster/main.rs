@@ -18,8 +18,8 @@
 //! - [`tools`]: `redis-cli --cluster check`, `info` and `import` from a live redis-server.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
 //! - [`trust`]: internal commands only on authenticated peer sessions, for slots in transit.
-//! - [`collections`]: hashes and sets forwarded by key; multi-set commands whole on one node
-//!   or `-CROSSSLOT`.
+//! - [`collections`]: hashes, sets and sorted sets forwarded by key; multi-key commands
+//!   (SINTER, ZUNIONSTORE, GEORADIUS ... STORE, ...) whole on one node or `-CROSSSLOT`.
 //! - [`flap`]: a node paused past its dead-declaration resumes without bringing back deleted
 //!   or older values.
 //! - [`stop`]: SIGTERM drains a cluster node (bounded by `--shutdown-timeout`), a second
