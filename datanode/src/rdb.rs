@@ -147,6 +147,7 @@ pub fn dump(value: &Value) -> Vec<u8> {
             for m in list.iter() {
                 m.with_bytes(|b| write_string(&mut out, b));
             }
+        }
         Value::Zset(z) => {
             out.push(TYPE_ZSET_2);
             write_len(&mut out, z.len() as u64);
@@ -288,6 +289,7 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, RdbError> {
                 }
             }
             Decoded::List(v)
+        }
         TYPE_ZSET | TYPE_ZSET_2 => {
             let binary = body[0] == TYPE_ZSET_2;
             let n = r.count(2)?;
@@ -373,6 +375,7 @@ pub fn into_value(d: Decoded, limits: &crate::store::Limits) -> Result<Value, Rd
             }
             let list = crate::store::List::from_items(items.iter().map(|e| &e[..]), limits);
             Ok(Value::List(Box::new(list)))
+        }
         Decoded::Zset(items) => {
             if items.is_empty() {
                 return Err(RdbError::Unsupported("empty zset"));

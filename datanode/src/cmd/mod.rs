@@ -19,6 +19,7 @@
 //! - [`hash`]: HSET, HGET and the other hash commands.
 //! - [`set`]: SADD, SINTER and the other set commands.
 //! - [`list`]: LPUSH, LRANGE, LMOVE and the other list commands.
+//! - [`sort`]: SORT and SORT_RO on lists, sets and sorted sets.
 //! - [`zset`]: ZADD, ZRANGE and the other sorted-set commands.
 //! - [`geo`]: GEOADD, GEOSEARCH and the other GEO commands, on sorted sets.
 //! - [`bits`]: bitmaps (SETBIT, BITCOUNT, BITFIELD, ...) and LCS, on string values.
@@ -42,6 +43,7 @@ pub mod pubsub;
 pub mod scripting;
 pub mod server;
 pub mod set;
+pub mod sort;
 pub mod strings;
 pub mod zset;
 
@@ -85,6 +87,9 @@ pub mod flags {
     pub const STORE_OPT: u32 = 1 << 14;
     /// The command may block the client (BLPOP...): see [`crate::blocking`].
     pub const BLOCKING: u32 = 1 << 15;
+    /// SORT's `STORE destination` option names a key too (found past the other options'
+    /// arguments): see [`super::CommandSpec::keys_in`]. COMMAND: `movablekeys`.
+    pub const SORT_STORE: u32 = 1 << 16;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -101,6 +106,7 @@ pub mod flags {
         (BLOCKING, "blocking"),
         (DEST_NUMKEYS, "movablekeys"),
         (STORE_OPT, "movablekeys"),
+        (SORT_STORE, "movablekeys"),
     ];
 }
 
@@ -138,8 +144,16 @@ impl CommandSpec {
     /// The argument positions that are keys in `req`: [`CommandSpec::key_positions`], or for
     /// a [`flags::NUMKEYS`] command the keys its count announces (none when the count is not
     /// a number; at most the arguments there are), after the destination for a
-    /// [`flags::DEST_NUMKEYS`] one; a [`flags::STORE_OPT`] command's STORE key comes last.
+    /// [`flags::DEST_NUMKEYS`] one; a [`flags::STORE_OPT`] or [`flags::SORT_STORE`]
+    /// command's STORE key comes last.
     pub fn keys_in(&self, req: &Request) -> KeyPositions {
+        if self.has(flags::SORT_STORE) {
+            return KeyPositions {
+                dest: None,
+                rest: self.key_positions(req.len()),
+                last: sort::store_position(req),
+            };
+        }
         if self.has(flags::STORE_OPT) {
             // The options start after the unit (GEORADIUS key lon lat radius unit ...).
             let store = (5..req.len().saturating_sub(1))
@@ -364,6 +378,7 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(hash::COMMANDS.iter());
         v.extend(set::COMMANDS.iter());
         v.extend(list::COMMANDS.iter());
+        v.extend(sort::COMMANDS.iter());
         v.extend(zset::COMMANDS.iter());
         v.extend(geo::COMMANDS.iter());
         v.extend(bits::COMMANDS.iter());

@@ -13,8 +13,6 @@
 //! tag decides, as Redis Cluster checks it): `-ERR BY option of SORT denied in Cluster
 //! mode when keys formed by the pattern may be in different slots.` otherwise. The
 //! destination of STORE is a key of the command (routing sees it).
-//!
-//! Sorted sets plug in at [`source_elements`]: their members in rank order.
 
 use super::flags::*;
 use super::pubsub::notify;
@@ -26,7 +24,7 @@ use chkv_common::key_slot;
 const G: &str = "generic";
 
 pub static COMMANDS: &[CommandSpec] = &[
-    spec("sort", -2, WRITE | DENYOOM | STOREKEY, (1, 1, 1), G, "1.0.0",
+    spec("sort", -2, WRITE | DENYOOM | SORT_STORE, (1, 1, 1), G, "1.0.0",
         "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.",
         "key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA] [STORE destination]",
         sort),
@@ -143,7 +141,6 @@ enum Source {
     List,
     Set,
     /// A sorted set's members, by rank (kept as they are when not sorting, like a list's).
-    #[allow(dead_code)]
     SortedSet,
 }
 
@@ -152,7 +149,11 @@ fn source_elements(v: &Value) -> Result<(Source, Vec<Vec<u8>>), Frame> {
     match v {
         Value::List(l) => Ok((Source::List, l.iter().map(Member::to_vec).collect())),
         Value::Set(s) => Ok((Source::Set, s.iter().map(Member::to_vec).collect())),
-        // Sorted sets plug in here: `(Source::SortedSet, members by rank)`.
+        Value::Zset(z) => {
+            let mut members = Vec::with_capacity(z.len());
+            z.for_each(|m, _| members.push(m.to_vec()));
+            Ok((Source::SortedSet, members))
+        }
         _ => Err(ERR_WRONGTYPE),
     }
 }
@@ -207,7 +208,8 @@ fn sort_cmd(ctx: &mut Ctx<'_>, req: &Request, read_only: bool) -> Reply {
     // the command reads is in the slots held here: it runs atomically. Patterns reaching
     // any slot (a standalone node) are read slot by slot instead, never holding one slot
     // while waiting for another.
-    let reaches_out = !in_cluster && (o.by.is_some_and(|_| !o.nosort) || o.gets.iter().any(|g| *g != b"#"));
+    let reaches_out =
+        !in_cluster && (o.by.is_some_and(|_| !o.nosort) || o.gets.iter().any(|g| *g != b"#"));
     let mut slots = vec![key_slot(key)];
     slots.extend(o.store.map(key_slot));
     let held = (!reaches_out).then(|| ctx.node.db.lock_tx(Some(slots)));
@@ -329,7 +331,12 @@ fn sort_cmd(ctx: &mut Ctx<'_>, req: &Request, read_only: bool) -> Reply {
             for v in &out {
                 list.push(End::Right, v.as_deref().unwrap_or_default(), &limits);
             }
-            g.set(dst, Value::List(Box::new(list)), crate::store::NO_EXPIRY, ctx.now);
+            g.set(
+                dst,
+                Value::List(Box::new(list)),
+                crate::store::NO_EXPIRY,
+                ctx.now,
+            );
         }
         old
     };
@@ -365,16 +372,28 @@ mod tests {
         let mut h = Harness::new();
         h.run(&["RPUSH", "l", "3", "1.5", "10", "-2", "2"]);
         assert_eq!(h.run(&["SORT", "l"]), arr(&["-2", "1.5", "2", "3", "10"]));
-        assert_eq!(h.run(&["SORT", "l", "DESC"]), arr(&["10", "3", "2", "1.5", "-2"]));
-        assert_eq!(h.run(&["SORT", "l", "ALPHA"]), arr(&["-2", "1.5", "10", "2", "3"]));
+        assert_eq!(
+            h.run(&["SORT", "l", "DESC"]),
+            arr(&["10", "3", "2", "1.5", "-2"])
+        );
+        assert_eq!(
+            h.run(&["SORT", "l", "ALPHA"]),
+            arr(&["-2", "1.5", "10", "2", "3"])
+        );
         assert_eq!(h.run(&["SORT", "l", "LIMIT", "1", "2"]), arr(&["1.5", "2"]));
-        assert_eq!(h.run(&["SORT", "l", "LIMIT", "-5", "-1"]), arr(&["-2", "1.5", "2", "3", "10"]));
+        assert_eq!(
+            h.run(&["SORT", "l", "LIMIT", "-5", "-1"]),
+            arr(&["-2", "1.5", "2", "3", "10"])
+        );
         assert_eq!(h.run(&["SORT", "l", "LIMIT", "9", "2"]), arr(&[]));
         assert_eq!(
             h.run(&["SORT", "l", "LIMIT", "2", "9223372036854775807"]),
             arr(&["2", "3", "10"])
         );
-        assert_eq!(h.run(&["SORT", "l", "BY", "nosort"]), arr(&["3", "1.5", "10", "-2", "2"]));
+        assert_eq!(
+            h.run(&["SORT", "l", "BY", "nosort"]),
+            arr(&["3", "1.5", "10", "-2", "2"])
+        );
         assert_eq!(
             h.run(&["SORT", "l", "BY", "nosort", "DESC", "LIMIT", "0", "2"]),
             arr(&["2", "-2"])
@@ -391,20 +410,28 @@ mod tests {
             err("WRONGTYPE Operation against a key holding the wrong kind of value")
         );
         assert_eq!(h.run(&["SORT", "l", "LIMIT", "1"]), err("ERR syntax error"));
-        assert_eq!(h.run(&["SORT_RO", "l", "STORE", "x"]), err("ERR syntax error"));
+        assert_eq!(
+            h.run(&["SORT_RO", "l", "STORE", "x"]),
+            err("ERR syntax error")
+        );
     }
 
     #[test]
     fn by_get_and_store() {
         let mut h = Harness::new();
         h.run(&["SADD", "ids", "1", "2", "3"]);
-        h.run(&["MSET", "w_1", "30", "w_2", "10", "name_1", "a", "name_3", "c"]);
+        h.run(&[
+            "MSET", "w_1", "30", "w_2", "10", "name_1", "a", "name_3", "c",
+        ]);
         h.run(&["HSET", "obj_1", "w", "5"]);
         h.run(&["HSET", "obj_2", "w", "7"]);
         h.run(&["HSET", "obj_3", "w", "1"]);
         // w_3 is missing: score 0.
         assert_eq!(h.run(&["SORT", "ids", "BY", "w_*"]), arr(&["3", "2", "1"]));
-        assert_eq!(h.run(&["SORT", "ids", "BY", "obj_*->w"]), arr(&["3", "1", "2"]));
+        assert_eq!(
+            h.run(&["SORT", "ids", "BY", "obj_*->w"]),
+            arr(&["3", "1", "2"])
+        );
         assert_eq!(
             h.run(&["SORT", "ids", "BY", "w_*", "GET", "#", "GET", "name_*"]),
             Frame::Array(vec![
@@ -416,20 +443,32 @@ mod tests {
                 bulk("a")
             ])
         );
-        assert_eq!(h.run(&["SORT", "ids", "GET", "const"]), Frame::Array(vec![Frame::Null; 3]));
+        assert_eq!(
+            h.run(&["SORT", "ids", "GET", "const"]),
+            Frame::Array(vec![Frame::Null; 3])
+        );
         assert_eq!(h.run(&["SORT", "ids", "BY", "w_*", "STORE", "out"]), int(3));
         assert_eq!(h.run(&["LRANGE", "out", "0", "-1"]), arr(&["3", "2", "1"]));
-        assert_eq!(h.run(&["SORT", "ids", "BY", "w_*", "GET", "name_*", "STORE", "out"]), int(3));
+        assert_eq!(
+            h.run(&["SORT", "ids", "BY", "w_*", "GET", "name_*", "STORE", "out"]),
+            int(3)
+        );
         assert_eq!(h.run(&["LRANGE", "out", "0", "-1"]), arr(&["c", "", "a"]));
         assert_eq!(h.run(&["SORT", "none", "STORE", "out"]), int(0));
         assert_eq!(h.run(&["EXISTS", "out"]), int(0));
         // A set stored without sorting is sorted as strings.
         h.run(&["SADD", "letters", "b", "c", "a"]);
-        assert_eq!(h.run(&["SORT", "letters", "BY", "x", "STORE", "out"]), int(3));
+        assert_eq!(
+            h.run(&["SORT", "letters", "BY", "x", "STORE", "out"]),
+            int(3)
+        );
         assert_eq!(h.run(&["LRANGE", "out", "0", "-1"]), arr(&["a", "b", "c"]));
         // A pattern ending with -> is a key name, not a hash field.
         h.run(&["SET", "x:a->", "100"]);
-        assert_eq!(h.run(&["SORT", "letters", "ALPHA", "GET", "x:*->"]), Frame::Array(vec![bulk("100"), Frame::Null, Frame::Null]));
+        assert_eq!(
+            h.run(&["SORT", "letters", "ALPHA", "GET", "x:*->"]),
+            Frame::Array(vec![bulk("100"), Frame::Null, Frame::Null])
+        );
     }
 
     #[test]
@@ -444,7 +483,10 @@ mod tests {
             keys(&["sort", "abc", "store", "invalid", "store", "stillbad", "store", "def"]),
             vec![1, 7]
         );
-        assert_eq!(keys(&["sort", "abc", "by", "store", "limit", "0", "1"]), vec![1]);
+        assert_eq!(
+            keys(&["sort", "abc", "by", "store", "limit", "0", "1"]),
+            vec![1]
+        );
         assert_eq!(keys(&["sort_ro", "abc", "store", "def"]), vec![1]);
     }
 

@@ -115,6 +115,7 @@ pub fn encode_owned(v: &Value) -> Vec<u8> {
             for m in l.iter() {
                 m.with_bytes(|b| put_bytes(&mut out, b));
             }
+        }
         Value::Zset(z) => {
             out.push(4);
             put_len(&mut out, z.len());
