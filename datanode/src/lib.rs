@@ -17,6 +17,8 @@
 //! - [`pubsub`]: channel, pattern and shard subscriptions and the bounded per-connection
 //!   outboxes PUBLISH pushes into.
 //! - [`exec`]: running a request here, on its owner, or split over owners.
+//! - [`blocking`]: clients blocked on keys (BLPOP and friends), served when a write makes a
+//!   key ready.
 //! - [`agent`]: registration, heartbeats and table updates with the NameNode.
 //! - [`rdb`]: Redis's serialized value format (DUMP, RESTORE, MIGRATE payloads).
 //! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
@@ -35,6 +37,7 @@
 pub mod acl;
 pub mod admin;
 pub mod agent;
+pub mod blocking;
 pub mod clock;
 pub mod cluster;
 pub mod cmd;

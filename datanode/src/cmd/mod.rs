@@ -19,6 +19,8 @@
 //! - [`acl`]: ACL and its subcommands (the rules are in [`crate::acl`]).
 //! - [`hash`]: HSET, HGET and the other hash commands.
 //! - [`set`]: SADD, SINTER and the other set commands.
+//! - [`list`]: LPUSH, LRANGE, LMOVE and the other list commands.
+//! - [`sort`]: SORT and SORT_RO on lists, sets and sorted sets.
 //! - [`zset`]: ZADD, ZRANGE and the other sorted-set commands.
 //! - [`geo`]: GEOADD, GEOSEARCH and the other GEO commands, on sorted sets.
 //! - [`bits`]: bitmaps (SETBIT, BITCOUNT, BITFIELD, ...) and LCS, on string values.
@@ -35,6 +37,7 @@ pub mod geo;
 pub mod hash;
 pub mod hll;
 pub mod keys;
+pub mod list;
 pub mod migrate;
 pub mod multi;
 pub mod object;
@@ -42,6 +45,7 @@ pub mod pubsub;
 pub mod scripting;
 pub mod server;
 pub mod set;
+pub mod sort;
 pub mod strings;
 pub mod zset;
 
@@ -83,6 +87,11 @@ pub mod flags {
     /// Besides its fixed keys, a `STORE key` or `STOREDIST key` option names a destination
     /// (GEORADIUS). COMMAND: `movablekeys`.
     pub const STORE_OPT: u32 = 1 << 14;
+    /// The command may block the client (BLPOP...): see [`crate::blocking`].
+    pub const BLOCKING: u32 = 1 << 15;
+    /// SORT's `STORE destination` option names a key too (found past the other options'
+    /// arguments): see [`super::CommandSpec::keys_in`]. COMMAND: `movablekeys`.
+    pub const SORT_STORE: u32 = 1 << 16;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -96,8 +105,10 @@ pub mod flags {
         (NO_AUTH, "no_auth"),
         (NUMKEYS, "movablekeys"),
         (PUBSUB, "pubsub"),
+        (BLOCKING, "blocking"),
         (DEST_NUMKEYS, "movablekeys"),
         (STORE_OPT, "movablekeys"),
+        (SORT_STORE, "movablekeys"),
     ];
 }
 
@@ -135,8 +146,16 @@ impl CommandSpec {
     /// The argument positions that are keys in `req`: [`CommandSpec::key_positions`], or for
     /// a [`flags::NUMKEYS`] command the keys its count announces (none when the count is not
     /// a number; at most the arguments there are), after the destination for a
-    /// [`flags::DEST_NUMKEYS`] one; a [`flags::STORE_OPT`] command's STORE key comes last.
+    /// [`flags::DEST_NUMKEYS`] one; a [`flags::STORE_OPT`] or [`flags::SORT_STORE`]
+    /// command's STORE key comes last.
     pub fn keys_in(&self, req: &Request) -> KeyPositions {
+        if self.has(flags::SORT_STORE) {
+            return KeyPositions {
+                dest: None,
+                rest: self.key_positions(req.len()),
+                last: sort::store_position(req),
+            };
+        }
         if self.has(flags::STORE_OPT) {
             // The options start after the unit (GEORADIUS key lon lat radius unit ...).
             let store = (5..req.len().saturating_sub(1))
@@ -242,6 +261,9 @@ pub struct Session {
     /// round trips to another server): the connection awaits it and sends its reply in
     /// place of the handler's.
     pub deferred: Option<Deferred>,
+    /// Set by a blocking command that found nothing to serve it: the connection awaits it
+    /// (see [`crate::blocking`]).
+    pub blocked: Option<crate::blocking::Blocked>,
 }
 
 /// CLIENT REPLY's modes.
@@ -293,6 +315,7 @@ impl Session {
             // Refreshed before the first command.
             acl_generation: u64::MAX,
             deferred: None,
+            blocked: None,
         }
     }
 
@@ -357,6 +380,8 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(acl::COMMANDS.iter());
         v.extend(hash::COMMANDS.iter());
         v.extend(set::COMMANDS.iter());
+        v.extend(list::COMMANDS.iter());
+        v.extend(sort::COMMANDS.iter());
         v.extend(zset::COMMANDS.iter());
         v.extend(geo::COMMANDS.iter());
         v.extend(bits::COMMANDS.iter());
@@ -1030,7 +1055,29 @@ pub(crate) mod testutil {
                 session: &mut self.session,
                 now: self.now,
             };
-            dispatch(&mut ctx, &req)
+            let reply = dispatch(&mut ctx, &req);
+            // As the connection does after each request.
+            crate::blocking::serve_ready(&self.node);
+            reply
+        }
+
+        /// A second connection's session.
+        pub fn other_session(&self) -> Session {
+            let addr = "127.0.0.1:2".parse().expect("addr");
+            Session::new(self.node.register_client(addr, addr), true)
+        }
+
+        /// Runs a command on another connection's session.
+        pub fn run_as(&mut self, session: &mut Session, args: &[&str]) -> Frame {
+            let req = Request::from_args(args.iter().map(|s| s.as_bytes()));
+            let mut ctx = Ctx {
+                node: &self.node,
+                session,
+                now: self.now,
+            };
+            let reply = dispatch(&mut ctx, &req);
+            crate::blocking::serve_ready(&self.node);
+            reply
         }
     }
 

@@ -8,16 +8,18 @@
 //! [`decode_value`], the only place that knows the format):
 //!
 //! ```text
-//! [version = 1][kind: 0 string, 1 hash, 2 set, 4 sorted set][payload]
+//! [version = 1][kind: 0 string, 1 hash, 2 set, 3 list, 4 sorted set][payload]
 //! string: the bytes
 //! hash:   count (LEB128), then per field: length, field, length, value
 //! set:    count (LEB128), then per member: length, member
+//! list:   count (LEB128), then per element, front to back: length, element
 //! zset:   count (LEB128), then per member in order: length, member, score (f64, LE)
 //! ```
 //!
 //! The receiver rebuilds each collection under its own encoding thresholds. A new type or
 //! a change of layout takes a new kind or version; a node refuses what it cannot read.
 
+use super::list::End;
 use super::value::{Hash, Kind, Limits, Set, Value};
 use super::zset::Zset;
 use super::{Db, EntryRef, NO_EXPIRY};
@@ -107,6 +109,13 @@ pub fn encode_owned(v: &Value) -> Vec<u8> {
                 m.with_bytes(|b| put_bytes(&mut out, b));
             }
         }
+        Value::List(l) => {
+            out.push(3);
+            put_len(&mut out, l.len());
+            for m in l.iter() {
+                m.with_bytes(|b| put_bytes(&mut out, b));
+            }
+        }
         Value::Zset(z) => {
             out.push(4);
             put_len(&mut out, z.len());
@@ -131,6 +140,7 @@ pub fn decode_value(b: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
         0 => return Ok(Value::str(rest)),
         1 => Kind::Hash,
         2 => Kind::Set,
+        3 => Kind::List,
         4 => return decode_zset(rest, limits),
         k => return Err(DecodeError::Kind(k)),
     };
@@ -146,6 +156,10 @@ pub fn decode_value(b: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
             Value::Set(s) => {
                 let m = get_bytes(&mut rest)?;
                 Set::insert(s, m, limits);
+            }
+            Value::List(l) => {
+                let e = get_bytes(&mut rest)?;
+                l.push(End::Right, e, limits);
             }
             Value::Str(_) | Value::Zset(_) => {}
         }
@@ -366,6 +380,29 @@ mod tests {
         }
         drop(g);
         assert_eq!(dst.used_memory(), src.used_memory());
+    }
+
+    #[test]
+    fn lists_travel_in_order() {
+        let l = Limits::default();
+        let src = Db::new();
+        let items: Vec<Vec<u8>> = (0..3000)
+            .map(|i| match i % 3 {
+                0 => i.to_string().into_bytes(),
+                1 => format!("e{i}").into_bytes(),
+                _ => vec![b'x'; i % 200],
+            })
+            .collect();
+        let list = crate::store::List::from_items(items.iter().map(|e| &e[..]), &l);
+        src.lock_key(b"{l}a")
+            .set(b"{l}a", Value::List(Box::new(list.clone())), T0 + 500, T0);
+        let out = src.export_slot(key_slot(b"{l}a"), T0);
+        let dst = Db::new();
+        assert_eq!(dst.import(&out, T0 + 1), Ok(1));
+        let mut g = dst.lock_key(b"{l}a");
+        let e = g.peek(b"{l}a", T0 + 1).expect("list arrived");
+        assert_eq!(e.expire_at(), Some(T0 + 500));
+        assert_eq!(e.collection::<crate::store::List>(), Ok(&list));
     }
 
     #[test]

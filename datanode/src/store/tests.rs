@@ -387,7 +387,8 @@ fn eviction_keeps_invariants_under_every_policy() {
                 refused += 1;
                 continue;
             }
-            // Strings, hashes, sets and sorted sets: eviction frees and uncharges every type.
+            // Strings, hashes, sets, sorted sets and lists: eviction frees and uncharges every
+            // type.
             let mut g = db.lock_key(k.as_bytes());
             match i % 4 {
                 0 => {
@@ -395,13 +396,19 @@ fn eviction_keeps_invariants_under_every_policy() {
                 }
                 kind => {
                     let l = Limits::default();
-                    let kind = [Kind::Hash, Kind::Set, Kind::Zset][kind as usize - 1];
+                    let kind = match (kind, i % 8) {
+                        (3, 7) => Kind::List,
+                        _ => [Kind::Hash, Kind::Set, Kind::Zset][kind as usize - 1],
+                    };
                     g.modify(k.as_bytes(), now, kind, true, |v| match v {
                         Value::Hash(h) => (0..i % 9 + 1).for_each(|f| {
                             h.insert(format!("f{f}").as_bytes(), b"value", &l);
                         }),
                         Value::Set(s) => (0..i % 9 + 1).for_each(|m| {
                             s.insert(format!("m{m}").as_bytes(), &l);
+                        }),
+                        Value::List(list) => (0..i % 9 + 1).for_each(|m| {
+                            list.push(crate::store::End::Left, format!("m{m}").as_bytes(), &l);
                         }),
                         // Past the listpack limit now and then: both encodings.
                         Value::Zset(z) => (0..i % 150 + 1).for_each(|m| {

@@ -1,4 +1,4 @@
-//! Typed values: strings, hashes and sets, each collection in a compact encoding while it is
+//! Typed values: strings, hashes, sets and lists ([`super::list`]), each collection in a compact encoding while it is
 //! small and a real structure beyond Redis's thresholds.
 //!
 //! - [`Listpack`]: one contiguous block of length-prefixed elements, like Redis's listpack.
@@ -22,6 +22,7 @@
 //! Adding a type (lists) is a new [`Value`] variant and a [`Kind`]; the store keeps every
 //! non-string value the same way (see `Objects` in the store).
 
+use super::list::List;
 use super::mem::alloc_size;
 use super::zset::Zset;
 use indexmap::{IndexMap, IndexSet};
@@ -35,6 +36,7 @@ pub enum Kind {
     String,
     Hash,
     Set,
+    List,
     Zset,
 }
 
@@ -44,6 +46,7 @@ impl Kind {
             Kind::String => "string",
             Kind::Hash => "hash",
             Kind::Set => "set",
+            Kind::List => "list",
             Kind::Zset => "zset",
         }
     }
@@ -55,6 +58,8 @@ pub enum Value {
     Str(Box<[u8]>),
     Hash(Hash),
     Set(Set),
+    /// Boxed: a list's length and memory live with its nodes.
+    List(Box<List>),
     Zset(Zset),
 }
 
@@ -68,6 +73,7 @@ impl Value {
             Value::Str(_) => Kind::String,
             Value::Hash(_) => Kind::Hash,
             Value::Set(_) => Kind::Set,
+            Value::List(_) => Kind::List,
             Value::Zset(_) => Kind::Zset,
         }
     }
@@ -91,6 +97,7 @@ impl Value {
             Kind::String => Value::Str(Box::default()),
             Kind::Hash => Value::Hash(Hash::default()),
             Kind::Set => Value::Set(Set::default()),
+            Kind::List => Value::List(Box::default()),
             Kind::Zset => Value::Zset(Zset::default()),
         }
     }
@@ -101,6 +108,7 @@ impl Value {
             Value::Str(_) => 1,
             Value::Hash(h) => h.len(),
             Value::Set(s) => s.len(),
+            Value::List(l) => l.len(),
             Value::Zset(z) => z.len(),
         }
     }
@@ -111,6 +119,7 @@ impl Value {
             Value::Str(_) => false,
             Value::Hash(h) => h.len() == 0,
             Value::Set(s) => s.len() == 0,
+            Value::List(l) => l.is_empty(),
             Value::Zset(z) => z.is_empty(),
         }
     }
@@ -122,6 +131,7 @@ impl Value {
             Value::Str(b) => b.len(),
             Value::Hash(h) => h.heap_size(),
             Value::Set(s) => s.heap_size(),
+            Value::List(l) => l.heap_size(),
             Value::Zset(z) => z.heap_size(),
         }
     }
@@ -136,6 +146,7 @@ impl Value {
             Value::Set(Set::Intset(_)) => "intset",
             Value::Set(Set::Listpack(_)) => "listpack",
             Value::Set(Set::Table(_)) => "hashtable",
+            Value::List(l) => l.encoding(),
             Value::Zset(z) => z.encoding(),
         }
     }
@@ -149,6 +160,11 @@ pub struct Limits {
     pub set_max_intset_entries: usize,
     pub set_max_listpack_entries: usize,
     pub set_max_listpack_value: usize,
+    /// `list-max-listpack-size`: negative, a node's size (-1 4 KiB ... -5 64 KiB); positive,
+    /// its element count.
+    pub list_max_listpack_size: i64,
+    /// `list-compress-depth`: accepted and reported, but no node is compressed.
+    pub list_compress_depth: usize,
     pub zset_max_listpack_entries: usize,
     pub zset_max_listpack_value: usize,
 }
@@ -161,6 +177,8 @@ impl Default for Limits {
             set_max_intset_entries: 512,
             set_max_listpack_entries: 128,
             set_max_listpack_value: 64,
+            list_max_listpack_size: -2,
+            list_compress_depth: 0,
             zset_max_listpack_entries: 128,
             zset_max_listpack_value: 64,
         }
@@ -169,7 +187,7 @@ impl Default for Limits {
 
 /// [`Limits`] the store reads without taking the config lock (set by CONFIG SET).
 #[derive(Debug)]
-pub struct SharedLimits([AtomicUsize; 7]);
+pub struct SharedLimits([AtomicUsize; 9]);
 
 impl Default for SharedLimits {
     fn default() -> Self {
@@ -188,8 +206,10 @@ impl SharedLimits {
             set_max_intset_entries: g(2),
             set_max_listpack_entries: g(3),
             set_max_listpack_value: g(4),
-            zset_max_listpack_entries: g(5),
-            zset_max_listpack_value: g(6),
+            list_max_listpack_size: g(5) as i64,
+            list_compress_depth: g(6),
+            zset_max_listpack_entries: g(7),
+            zset_max_listpack_value: g(8),
         }
     }
 
@@ -200,6 +220,8 @@ impl SharedLimits {
             l.set_max_intset_entries,
             l.set_max_listpack_entries,
             l.set_max_listpack_value,
+            l.list_max_listpack_size as usize,
+            l.list_compress_depth,
             l.zset_max_listpack_entries,
             l.zset_max_listpack_value,
         ];
@@ -421,6 +443,22 @@ impl Collection for Hash {
     fn of_mut(v: &mut Value) -> Option<&mut Hash> {
         match v {
             Value::Hash(h) => Some(h),
+            _ => None,
+        }
+    }
+}
+
+impl Collection for List {
+    const KIND: Kind = Kind::List;
+    fn of(v: &Value) -> Option<&List> {
+        match v {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+    fn of_mut(v: &mut Value) -> Option<&mut List> {
+        match v {
+            Value::List(l) => Some(l),
             _ => None,
         }
     }

@@ -52,8 +52,9 @@ fn encode_int(out: &mut Vec<u8>, v: i64) {
 }
 
 fn encode_number(out: &mut Vec<u8>, n: f64) {
-    if n.is_finite() && n.fract() == 0.0 && n >= -9.2233720368547758e18 && n < 9.2233720368547758e18
-    {
+    // 2^63: integral values in [-2^63, 2^63) fit an i64.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if n.fract() == 0.0 && (-LIMIT..LIMIT).contains(&n) {
         encode_int(out, n as i64);
     } else if (n as f32) as f64 == n || n.is_nan() {
         out.push(0xca);

@@ -151,7 +151,7 @@ fn pack(args: &MultiValue) -> mlua::Result<Vec<u8>> {
             b'b' | b'B' | b'h' | b'H' | b'l' | b'L' | b'T' | b'i' | b'I' => {
                 let n = check_number(args, arg, "pack")?;
                 arg += 1;
-                let v = if n >= 9.2233720368547758e18 {
+                let v = if n >= 9_223_372_036_854_775_808.0 {
                     n as u64 as i64
                 } else {
                     n as i64
