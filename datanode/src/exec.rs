@@ -52,6 +52,11 @@ pub enum Pending {
     },
     /// A command that finishes asynchronously ([`crate::cmd::Deferred`]).
     Task(crate::cmd::Deferred),
+    /// A request for this node's slots while it holds no ownership lease: it waits (bounded)
+    /// for a renewal or for a table that sends it elsewhere, then is planned again.
+    Fenced { req: Request },
+    /// The same for a transaction that would run here.
+    FencedTx { cmds: Vec<Request> },
 }
 
 /// What a [`Pending::Relay`] request is, for when its node answers `-MOVED` or is lost: the
@@ -255,7 +260,7 @@ fn plan_eval(node: &Node, session: &mut Session, req: &Request) -> Planned {
     if slots.iter().any(|&s| node.handoff.is_frozen(s)) {
         return Planned::Later(Pending::Frozen { req: req.clone() });
     }
-    Planned::Now(run_local(node, session, req))
+    run_here(node, session, req)
 }
 
 /// Decides where a transaction runs (see above) and runs it here or forwards it.
@@ -374,12 +379,21 @@ pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planne
             return Planned::Later(Pending::Tx { cmds });
         }
     }
+    // The transaction's own lease check, before and after (its commands skip theirs).
+    let leased = node.lease.enforced();
+    if leased && !node.lease.check() {
+        return Planned::Later(Pending::FencedTx { cmds });
+    }
     let mut ctx = Ctx {
         node,
         session,
         now: now_ms(),
     };
-    Planned::Now(multi::run_tx(&mut ctx, &cmds))
+    let reply = multi::run_tx(&mut ctx, &cmds);
+    if leased && !node.lease.serving() {
+        return Planned::Now(crate::lease::ERR_LEASE_LOST);
+    }
+    Planned::Now(reply)
 }
 
 fn run_local(node: &Node, session: &mut Session, req: &Request) -> Frame {
@@ -394,6 +408,9 @@ fn run_local(node: &Node, session: &mut Session, req: &Request) -> Frame {
 /// Runs `req` here; a command that left work to finish asynchronously becomes a pending reply.
 fn run_here(node: &Node, session: &mut Session, req: &Request) -> Planned {
     let reply = run_local(node, session, req);
+    if std::mem::take(&mut session.fenced) {
+        return Planned::Later(Pending::Fenced { req: req.clone() });
+    }
     match session.deferred.take() {
         None => Planned::Now(reply),
         Some(task) => Planned::Later(Pending::Task(task)),
@@ -535,6 +552,10 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
             }
             None => Planned::Now(CLUSTERDOWN),
         },
+        // Its local share needs the lease; so the whole request waits for one.
+        (Route::Split, _) if !node.lease.check() => {
+            Planned::Later(Pending::Fenced { req: req.clone() })
+        }
         (Route::Split, _) => Planned::Later(split(node, session, routing, req)),
     }
 }
@@ -571,10 +592,12 @@ fn split(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -
             }
             let sub = Request::from_args(args);
             match owner {
-                Owner::Local => Part::Done {
-                    reply: run_local(node, session, &sub),
-                    positions,
-                },
+                Owner::Local => {
+                    let reply = run_local(node, session, &sub);
+                    // Lost since the check above: its refusal is this share's answer.
+                    session.fenced = false;
+                    Part::Done { reply, positions }
+                }
                 Owner::Remote(o) => match routing.addr(o) {
                     Some(addr) => {
                         node.stats.forwarded_requests.add(1);
@@ -650,7 +673,9 @@ fn run_with_retries<'a>(
                                 | Pending::Frozen { .. }
                                 | Pending::Tx { .. }
                                 | Pending::Relay { .. }
-                                | Pending::Task(_)),
+                                | Pending::Task(_)
+                                | Pending::Fenced { .. }
+                                | Pending::FencedTx { .. }),
                             ) => {
                                 return Box::pin(resolve_one(node, session, p)).await;
                             }
@@ -659,6 +684,13 @@ fn run_with_retries<'a>(
                 }
             };
             match waiting.await {
+                Ok(Ok(bytes)) if no_lease(&bytes) => {
+                    // The owner refused without doing anything (it holds no lease): perhaps
+                    // its slots have moved by now. Plan again after a pause.
+                    last_err = String::from_utf8_lossy(&bytes).trim().to_string();
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 Ok(Ok(bytes)) => match moved_target(&bytes) {
                     None => return bytes,
                     Some(addr) => {
@@ -698,6 +730,38 @@ fn run_with_retries<'a>(
             proto,
         )
     })
+}
+
+/// Whether an owner's reply is [`crate::lease::ERR_NO_LEASE`].
+fn no_lease(reply: &[u8]) -> bool {
+    let Frame::Error(text) = &crate::lease::ERR_NO_LEASE else {
+        return false;
+    };
+    reply.first() == Some(&b'-') && reply[1..].starts_with(text.as_bytes())
+}
+
+/// Waits (at most [`crate::lease::WAIT_BUDGET`]) until this node holds its lease again, or
+/// none of `slots` is its own any more (a new table sent them elsewhere). False when the
+/// wait ran out.
+async fn wait_for_lease(node: &Arc<Node>, slots: &[u16]) -> bool {
+    let mut renewals = node.lease.watch_renewals();
+    let deadline = tokio::time::Instant::now() + crate::lease::WAIT_BUDGET;
+    loop {
+        if node.lease.check() {
+            return true;
+        }
+        if !slots.is_empty() {
+            let routing = node.routing();
+            if slots.iter().all(|&s| routing.owner(s) != Owner::Local) {
+                return true;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        // Renewals wake it; a new table is noticed at the next poll.
+        let _ = tokio::time::timeout(Duration::from_millis(20), renewals.changed()).await;
+    }
 }
 
 /// Waits until none of `req`'s slots is frozen (bounded; the request is planned again
@@ -812,6 +876,36 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
             }
         }
         Pending::Task(task) => encoded(&task(node.clone()).await, proto),
+        Pending::Fenced { req } => {
+            if !wait_for_lease(node, &request_slots(&req)).await {
+                return encoded(&crate::lease::ERR_NO_LEASE, proto);
+            }
+            let routing = node.routing();
+            match plan(node, session, &routing, &req) {
+                Planned::Now(_) if std::mem::take(&mut session.no_reply) => Bytes::new(),
+                Planned::Now(f) => encoded(&f, proto),
+                // Lapsed again already: once is enough waiting.
+                Planned::Later(Pending::Fenced { .. }) => {
+                    encoded(&crate::lease::ERR_NO_LEASE, proto)
+                }
+                Planned::Later(p) => Box::pin(resolve_one(node, session, p)).await,
+            }
+        }
+        Pending::FencedTx { cmds } => {
+            let slots: Vec<u16> = cmds.iter().flat_map(request_slots).collect();
+            if !wait_for_lease(node, &slots).await {
+                multi::unwatch_all(node, &mut session.tx);
+                return encoded(&crate::lease::ERR_NO_LEASE, proto);
+            }
+            match plan_tx(node, session, cmds) {
+                Planned::Now(f) => encoded(&f, proto),
+                Planned::Later(Pending::FencedTx { .. }) => {
+                    multi::unwatch_all(node, &mut session.tx);
+                    encoded(&crate::lease::ERR_NO_LEASE, proto)
+                }
+                Planned::Later(p) => Box::pin(resolve_one(node, session, p)).await,
+            }
+        }
         Pending::Split { req, parts } => {
             let mut done = Vec::with_capacity(parts.len());
             for part in parts {

@@ -17,6 +17,7 @@
 //!   outboxes PUBLISH pushes into.
 //! - [`exec`]: running a request here, on its owner, or split over owners.
 //! - [`agent`]: registration, heartbeats and table updates with the NameNode.
+//! - [`lease`]: the ownership lease a node needs to serve its slots, and its renewal.
 //! - [`rdb`]: Redis's serialized value format (DUMP, RESTORE, MIGRATE payloads).
 //! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
@@ -37,6 +38,7 @@ pub mod exec;
 pub mod handoff;
 pub mod hll;
 pub mod http;
+pub mod lease;
 pub mod node;
 pub mod peer;
 pub mod pubsub;

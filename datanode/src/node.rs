@@ -134,6 +134,8 @@ pub struct Node {
     routing_generation: AtomicU64,
     pub peers: Peers,
     pub handoff: crate::handoff::Handoff,
+    /// The ownership lease (see [`crate::lease`]).
+    pub lease: crate::lease::Lease,
     /// The Lua interpreter and script cache (EVAL, SCRIPT).
     pub scripts: crate::cmd::scripting::Scripts,
     pub pubsub: Arc<crate::pubsub::PubSub>,
@@ -180,6 +182,7 @@ impl Node {
             routing_generation: AtomicU64::new(0),
             peers,
             handoff: crate::handoff::Handoff::default(),
+            lease: crate::lease::Lease::default(),
             scripts: Default::default(),
             pubsub,
             tls: Default::default(),

@@ -161,6 +161,7 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
     let namenode = node.config().namenode.clone();
     if let Some(nn) = namenode {
         tokio::spawn(crate::agent::run(node.clone(), nn, admin, stop_rx.clone()));
+        tokio::spawn(crate::lease::renew(node.clone(), stop_rx.clone()));
     }
     let (tls_listener, tls_addr) = tls_addr.unzip();
     if tls_listener.is_some() {

@@ -45,19 +45,37 @@ pub struct Timing {
     /// so that after a NameNode restart every surviving DataNode has re-registered and the
     /// first table has the same owners as before instead of flapping.
     pub startup_grace: Duration,
+    /// The ownership lease DataNodes hold: a node serves its slots only while its lease (its
+    /// heartbeat's send time plus this, renewed by the NameNode or by its peers) is valid.
+    /// The NameNode gives a silent node's slots to others only once its lease has surely run
+    /// out, so this is also what a dead node's slots wait on top of the detection.
+    pub lease: Duration,
+    /// Added to every lease wait: covers clock-rate drift between machines, coarse clock
+    /// reads and scheduling delays between reading a clock and acting on it.
+    pub lease_margin: Duration,
 }
 
 impl Timing {
     /// The timing for `heartbeat_interval` and `tolerance`, with the derived defaults: probes
-    /// every `min(interval / 2, 300 ms)`, three of them, and a startup grace of two intervals.
+    /// every `min(interval / 2, 300 ms)`, three of them, a startup grace of two intervals, and
+    /// a lease of `tolerance` intervals (what the node would have been probed after).
     pub fn new(heartbeat_interval: Duration, heartbeat_tolerance: NonZeroU32) -> Timing {
+        let lease = heartbeat_interval * heartbeat_tolerance.get();
         Timing {
             heartbeat_interval,
             heartbeat_tolerance,
             probe_interval: (heartbeat_interval / 2).min(MAX_PROBE_INTERVAL),
             probe_attempts: PROBE_ATTEMPTS,
             startup_grace: heartbeat_interval * 2,
+            lease,
+            lease_margin: Timing::margin_for(lease),
         }
+    }
+
+    /// The margin for a lease of `lease`: a tenth of it, at least 100 ms (far above the
+    /// drift of any working clock and a coarse clock's tick).
+    pub fn margin_for(lease: Duration) -> Duration {
+        (lease / 10).max(Duration::from_millis(100))
     }
 
     /// Silence after which a node is probed: `tolerance` missed heartbeats.
@@ -189,6 +207,11 @@ pub struct Args {
     /// milliseconds [default: 2 x heartbeat interval].
     #[arg(long)]
     pub startup_grace_ms: Option<u64>,
+    /// Ownership lease of the DataNodes, in milliseconds [default: heartbeat interval x
+    /// tolerance]. A paused or cut-off DataNode stops serving within it; a silent node's slots
+    /// are given to others only after it (plus a margin) has passed since anyone last renewed it.
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
     /// Virtual nodes per DataNode.
     #[arg(long, default_value_t = DEFAULT_VNODES.get())]
     pub vnodes: u32,
@@ -230,6 +253,13 @@ impl TryFrom<&Args> for Config {
         }
         if let Some(ms) = args.startup_grace_ms {
             timing.startup_grace = Duration::from_millis(ms);
+        }
+        if let Some(ms) = args.lease_ms {
+            if ms == 0 {
+                return Err(Error::Config("--lease-ms must be > 0".into()));
+            }
+            timing.lease = Duration::from_millis(ms);
+            timing.lease_margin = Timing::margin_for(timing.lease);
         }
         let http_token = match (&args.http_token_file, &args.http_token) {
             (Some(path), _) => {
@@ -276,6 +306,11 @@ mod tests {
         assert_eq!(config.timing.probe_interval, Duration::from_millis(300));
         assert_eq!(config.timing.startup_grace, Duration::from_secs(2));
         assert_eq!(config.timing.suspect_after(), Duration::from_secs(3));
+        assert_eq!(config.timing.lease, Duration::from_secs(3));
+        assert_eq!(config.timing.lease_margin, Duration::from_millis(300));
+        let config = parse(&["--lease-ms", "500"]).expect("valid");
+        assert_eq!(config.timing.lease, Duration::from_millis(500));
+        assert_eq!(config.timing.lease_margin, Duration::from_millis(100));
     }
 
     #[test]
@@ -318,6 +353,7 @@ mod tests {
             &["--heartbeat-tolerance", "0"],
             &["--vnodes", "0"],
             &["--probe-interval-ms", "0"],
+            &["--lease-ms", "0"],
         ] {
             assert!(matches!(parse(argv), Err(Error::Config(_))), "{argv:?}");
         }

@@ -472,6 +472,14 @@ fn log_notice(notice: &Notice) {
             info!(%node, silent_ms = silent_for.as_millis() as u64, "datanode silent; probing");
         }
         Notice::Recovered { node } => info!(%node, "datanode answered"),
+        Notice::Fencing { node, silent_for } => warn!(
+            %node,
+            silent_ms = silent_for.as_millis() as u64,
+            "datanode silent through every probe; fencing it (its slots move once its lease has run out)"
+        ),
+        Notice::UnclaimedAssigned { slots } => {
+            info!(slots, "slots nobody reported after the restart assigned")
+        }
         Notice::StartupDone {
             epoch,
             members,
@@ -590,6 +598,7 @@ fn datanode_event(conn: ConnId, line: &[u8]) -> Result<Option<Event>, String> {
             admin_addr,
             epoch_seen,
             owned_slots,
+            leased,
         } => {
             check_version(version).map_err(|e| e.to_string())?;
             if node_id.as_str().is_empty() {
@@ -606,6 +615,7 @@ fn datanode_event(conn: ConnId, line: &[u8]) -> Result<Option<Event>, String> {
                 },
                 epoch_seen,
                 owned_slots,
+                leased,
             }
         }
         DataNodeToNameNode::Heartbeat {
@@ -614,6 +624,7 @@ fn datanode_event(conn: ConnId, line: &[u8]) -> Result<Option<Event>, String> {
             keys,
             used_memory,
             ops,
+            seq,
         } => Event::Heartbeat {
             conn,
             node: node_id,
@@ -623,6 +634,12 @@ fn datanode_event(conn: ConnId, line: &[u8]) -> Result<Option<Event>, String> {
                 used_memory,
                 ops,
             },
+            seq,
+        },
+        DataNodeToNameNode::SuspectsAck { node_id, version } => Event::SuspectsAcked {
+            conn,
+            node: node_id,
+            version,
         },
         DataNodeToNameNode::Pong { node_id, nonce } => Event::ProbeAnswered {
             conn,

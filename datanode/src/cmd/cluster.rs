@@ -52,21 +52,72 @@ static SUBCOMMANDS: &[CommandSpec] = &[
     spec("handoff", -4, WRITE | ADMIN, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: the slots, whose entries were imported, now belong to this node.",
         "from-node-id slot [slot ...]", handoff),
+    spec("lease", 4, ADMIN | LOADING | STALE | FAST, NO_KEYS, G, "7.2.4",
+        "CHKV, between nodes: asks for an ownership lease while the NameNode is late; +OK grants it.",
+        "node-id epoch", lease),
     spec("help", 2, LOADING | STALE, NO_KEYS, G, "5.0.0",
         "Returns helpful text about the different subcommands.", "", help),
 ];
 
 fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let entries = crate::handoff::decode_import(req)?;
-    let stored = ctx
-        .node
-        .db
-        .import(&entries, ctx.now)
-        .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORT: {e}")))?;
-    Ok(Frame::Integer(stored as i64))
+    let resets = ctx.node.lease.resets();
+    let result = refuse_while_lapsed(ctx)
+        .and_then(|()| crate::handoff::decode_import(req))
+        .and_then(|entries| {
+            ctx.node
+                .db
+                .import(&entries, ctx.now)
+                .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORT: {e}")))
+        });
+    match result {
+        Ok(stored) => {
+            ctx.session.import_resets.get_or_insert(resets);
+            Ok(Frame::Integer(stored as i64))
+        }
+        Err(e) => {
+            // The batch's HANDOFF, which follows on this connection, is refused.
+            ctx.session.import_failed = true;
+            Err(e)
+        }
+    }
+}
+
+/// `CLUSTER LEASE node-id epoch`: another node of the table, whose NameNode is late, asks
+/// whether it may go on serving (see [`crate::lease`] for the rule and why it is safe).
+fn lease(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let requester =
+        std::str::from_utf8(req.arg(2)).map_err(|_| Frame::err("ERR invalid node id"))?;
+    let epoch = parse_i64(req.arg(3))
+        .and_then(|e| u64::try_from(e).ok())
+        .ok_or(ERR_NOT_INT)?;
+    let table = crate::handoff::base_table(ctx.node);
+    match ctx.node.lease.may_grant(&table, requester, epoch) {
+        Ok(()) => Ok(Frame::ok()),
+        Err(refusal) => Err(Frame::error(format!("TRYAGAIN lease refused: {refusal}"))),
+    }
+}
+
+/// Refused while this node's lease lapsed after holding one: it may have been declared dead,
+/// and the welcome it will get then drops what it holds, imports included.
+fn refuse_while_lapsed(ctx: &Ctx<'_>) -> Result<(), Frame> {
+    if ctx.node.lease.lapsed() {
+        return Err(Frame::err(
+            "TRYAGAIN this node's ownership lease lapsed; it takes no slots until it is renewed",
+        ));
+    }
+    Ok(())
 }
 
 fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    refuse_while_lapsed(ctx)?;
+    let resets = ctx.session.import_resets.take();
+    if std::mem::take(&mut ctx.session.import_failed)
+        || resets.is_some_and(|r| r != ctx.node.lease.resets())
+    {
+        return Err(Frame::err(
+            "TRYAGAIN an import of this batch failed or was dropped; the slots stay with their owner",
+        ));
+    }
     let from = String::from_utf8_lossy(req.arg(2)).into_owned();
     let slots = req
         .iter()
@@ -275,6 +326,8 @@ fn help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
             "GETKEYSINSLOT <slot> <count>",
             "INFO",
             "KEYSLOT <key>",
+            "LEASE <node-id> <epoch>",
+            "    Between nodes: may that node go on serving its slots (while the NameNode is late)?",
             "MYID",
             "NODES",
             "REDIRECTS YES|NO|INTERNAL",

@@ -8,7 +8,6 @@ use crate::util::*;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "fails today: slots taken without a handoff are not flushed (issue 11, fencing)"]
 async fn a_paused_node_that_resumes_brings_back_no_deleted_or_old_key() {
     bounded(async {
         let cluster = Spec::new(3).processes().start().await;
