@@ -27,6 +27,8 @@ COPY --from=build /out/ /usr/local/bin/
 EXPOSE 10100 10101 10102 10180
 USER nonroot
 # Containers are reached from outside their loopback; every other flag keeps its default
-# (see README, "Flags, environment and config file": CHKV_* variables work here).
+# (see README, "Flags, environment and config file": CHKV_* variables work here). A NameNode,
+# or a DataNode with a NameNode, also needs the cluster secret (CHKV_CLUSTER_SECRET or
+# --cluster-secret-file) to listen there; a standalone DataNode does not.
 ENV CHKV_BIND=0.0.0.0 CHKV_NAMENODE_BIND=0.0.0.0
 ENTRYPOINT ["/usr/local/bin/chkv-datanode"]

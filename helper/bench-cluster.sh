@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # helper/bench-cluster.sh: redis-benchmark SET/GET against redis-server, a standalone
-# DataNode, one DataNode of a 3-node cluster (plain client: 2/3 of the keys forwarded) and the
-# same cluster with redis-benchmark --cluster (the client routes by CLUSTER NODES); the four
-# targets alternate within each round, medians of the rounds in one table.
+# DataNode, twemproxy in front of 3 redis-servers, one DataNode of a 3-node cluster (plain
+# client: 2/3 of the keys forwarded) and the same cluster with redis-benchmark --cluster (the
+# client routes by CLUSTER NODES); the targets alternate within each round, medians of the
+# rounds in one table, and the ratio of forwarding through one DataNode to twemproxy.
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -14,6 +15,7 @@ KEYSPACE=1000000
 SIZE=32
 NODES=3
 PIPELINES=(1 16)
+TWEMPROXY=1
 
 usage() {
     cat <<EOF
@@ -23,15 +25,18 @@ Starts, on free 127.0.0.1 ports: redis-server, a standalone chkv-datanode, and a
 chkv-namenode with $NODES chkv-datanodes (release builds, built when missing). Then, per round
 and per pipeline depth (-P 1 and -P 16), runs
   redis-benchmark -t set,get -c $CLIENTS -n $REQUESTS -r $KEYSPACE -d $SIZE --csv -P <p>
-against: redis (redis-server), standalone (the single DataNode), cluster-node (the first
-DataNode of the cluster, plain client, so about 2/3 of the requests are forwarded) and
-cluster (the cluster with --cluster). FLUSHALL on every server after every run. Prints the
-median rps and p50/p99 latency of the rounds.
+against: redis (redis-server), standalone (the single DataNode), twemproxy (nutcracker,
+ketama over 3 redis-servers: the one-entry-point design CHKV's forwarding competes with),
+cluster-node (the first DataNode of the cluster, plain client, so about 2/3 of the
+requests are forwarded) and cluster (the cluster with --cluster). FLUSHALL on every server
+after every run. Prints the median rps and p50/p99 latency of the rounds, and
+cluster-node / twemproxy rps per test and pipeline.
 
 Options:
   --runs N       rounds (default $RUNS)
   --requests N   requests per test, -n (default $REQUESTS)
   --clients N    connections, -c (default $CLIENTS)
+  --no-twemproxy  leave twemproxy out (it needs Debian's nutcracker package)
   --out FILE     also write the table as markdown to FILE
   -h, --help     this text
 EOF
@@ -44,6 +49,7 @@ while (($#)); do
     --requests) posint "$1" "${2:-}"; REQUESTS=$2; shift 2 ;;
     --clients) posint "$1" "${2:-}"; CLIENTS=$2; shift 2 ;;
     --out) [[ -n "${2:-}" ]] || die "--out needs a file name"; OUT=$2; shift 2 ;;
+    --no-twemproxy) TWEMPROXY=0; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
     esac
@@ -54,6 +60,7 @@ need_cmd redis-benchmark redis-tools
 need_cmd redis-cli redis-tools
 need_cmd timeout coreutils
 need_cmd cargo "cargo (install Rust with rustup)"
+((TWEMPROXY == 0)) || need_cmd nutcracker "nutcracker (or pass --no-twemproxy)"
 chkv_init
 
 cluster_bins
@@ -62,6 +69,30 @@ REDIS_PORT=$(free_port)
 start_redis "$REDIS_PORT"
 SOLO_PORT=$(free_port)
 start_datanode "$SOLO_PORT"
+
+TWEM_BACKENDS=()
+if ((TWEMPROXY)); then
+    for ((i = 0; i < NODES; i++)); do
+        port=$(free_port)
+        start_redis "$port"
+        TWEM_BACKENDS+=("$port")
+    done
+    TWEM_PORT=$(free_port)
+    {
+        echo "bench:"
+        echo "  listen: 127.0.0.1:$TWEM_PORT"
+        echo "  hash: fnv1a_64"
+        echo "  distribution: ketama"
+        echo "  redis: true"
+        echo "  auto_eject_hosts: false"
+        echo "  servers:"
+        for port in "${TWEM_BACKENDS[@]}"; do echo "   - 127.0.0.1:$port:1"; done
+    } >"$CHKV_TMP/nutcracker.yml"
+    start_bg "nutcracker:$TWEM_PORT" "$CHKV_TMP/nutcracker.log" \
+        nutcracker -c "$CHKV_TMP/nutcracker.yml" -s "$(free_port)" -a 127.0.0.1 \
+        -o "$CHKV_TMP/nutcracker.out"
+    wait_for_port "$TWEM_PORT" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/nutcracker.out"
+fi
 
 NN_DN_PORT=$(free_port)
 start_namenode "$NN_DN_PORT" "$(free_port)" "$(free_port)"
@@ -120,6 +151,10 @@ for ((ROUND = 1; ROUND <= RUNS; ROUND++)); do
         flush "$REDIS_PORT"
         bench standalone "$pipeline" "$SOLO_PORT"
         flush "$SOLO_PORT"
+        if ((TWEMPROXY)); then
+            bench twemproxy "$pipeline" "$TWEM_PORT"
+            flush "${TWEM_BACKENDS[@]}"
+        fi
         bench cluster-node "$pipeline" "$NODE_PORT"
         flush "${CLUSTER_PORTS[@]}"
         bench cluster "$pipeline" "$NODE_PORT" --cluster
@@ -138,11 +173,16 @@ TABLE=$(awk -F, '
     END {
         print "| pipeline | test | target | rps | p50 ms | p99 ms |"
         print "|---:|---|---|---:|---:|---:|"
-        split("1 16", P, " "); split("SET GET", T, " "); split("redis standalone cluster-node cluster", G, " ")
-        for (i = 1; i <= 2; i++) for (t = 1; t <= 2; t++) for (g = 1; g <= 4; g++) {
+        split("1 16", P, " "); split("SET GET", T, " "); split("redis standalone twemproxy cluster-node cluster", G, " ")
+        for (i = 1; i <= 2; i++) for (t = 1; t <= 2; t++) for (g = 1; g <= 5; g++) {
             k = G[g] SUBSEP P[i] SUBSEP T[t]
             if (!(k in rps)) continue
             printf "| %s | %s | %s | %.0f | %.3f | %.3f |\n", P[i], T[t], G[g], median(rps[k]), median(p50[k]), median(p99[k])
+        }
+        for (i = 1; i <= 2; i++) for (t = 1; t <= 2; t++) {
+            a = "cluster-node" SUBSEP P[i] SUBSEP T[t]; b = "twemproxy" SUBSEP P[i] SUBSEP T[t]
+            if ((a in rps) && (b in rps))
+                printf "| %s | %s | cluster-node / twemproxy | %.2fx | | |\n", P[i], T[t], median(rps[a]) / median(rps[b])
         }
     }' "$RESULTS")
 params="redis-benchmark -t set,get -c $CLIENTS -n $REQUESTS -r $KEYSPACE -d $SIZE, median of $RUNS alternating rounds; $(nproc) CPUs shared by the client and every server"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# helper/bench-vs-redis.sh: redis-benchmark against redis-server and a CHKV DataNode,
-# alternating between them, median of N rounds per cell, one comparison table.
+# helper/bench-vs-redis.sh: redis-benchmark against a CHKV DataNode, redis-server and Valkey,
+# rotating between them, median of N rounds per cell, one comparison table.
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -14,27 +14,29 @@ OUT=""
 CHKV_ARGS=""
 PIPELINES=(1 16)
 SIZES=(32 1024)
+GROUPS_=(set,get,mset incr)
+VALKEY_BIN="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/anchors/valkey-8.0.1/valkey-server"
 
 usage() {
     cat <<EOF
 Usage: helper/bench-vs-redis.sh [options]
 
-Starts redis-server and a CHKV DataNode (\$CHKV_BIN, default
-\$ROOT/target/release/chkv-datanode, built with cargo when missing) on free 127.0.0.1 ports
-and runs identical redis-benchmark runs against each, alternating for every cell (redis
-first in odd rounds, chkv first in even ones), and prints the median of the rounds:
+Starts a CHKV DataNode (\$CHKV_BIN, default \$ROOT/target/release/chkv-datanode, built
+with cargo when missing), redis-server and Valkey (--valkey, default the anchor build in
+../shared/anchors) on free 127.0.0.1 ports and runs identical redis-benchmark runs against
+each, rotating the order for every cell so no server always runs in another's wake, and
+prints the median of the rounds:
 
-  tests SET, GET, MSET (10 keys) with -d 32 and -d 1024, INCR (size "-": -d does not apply);
-  pipeline 1 and 16; -c $CLIENTS; -r $KEYSPACE (random keys); FLUSHALL after each group, so
-  each run starts from an empty server. GET runs right after SET, before the
-  FLUSHALL, so it reads the keys SET just wrote (hits and misses mixed).
+  default groups: SET, GET, MSET (10 keys) with -d 32 and -d 1024, then INCR (size "-": -d
+  does not apply); pipeline 1 and 16; -c $CLIENTS; -r $KEYSPACE (random keys). The tests of
+  a group run in order, then FLUSHALL, so each group starts from an empty server: GET reads
+  the keys SET just wrote (hits and misses mixed), LPOP pops what LPUSH pushed.
 
-Columns: chkv and redis requests/s (medians), ratio = chkv/redis rps (>1: chkv faster),
-best ratio = the same for each server's fastest round (interference from other processes
-only ever slows a run down, so on a shared machine the fastest round is the least
-disturbed), p50/p99 latency in ms, p99 ratio = chkv p99 / redis p99 (<1: chkv better),
-server CPU time (user + system, from /proc) per request and its ratio chkv / redis (<1:
-chkv does the same work with less CPU; steadier than requests/s on a noisy machine).
+Columns: requests/s per server (medians); x redis and x valkey = chkv rps / that server's
+rps (>1: chkv faster); best = the same for each server's fastest round (interference from
+other processes only ever slows a run down, so on a shared machine the fastest round is the
+least disturbed); p99 latency in ms; server CPU time (user + system, from /proc) per
+request (steadier than requests/s on a noisy machine).
 
 Options:
   --runs N            rounds per cell, median taken (default $RUNS)
@@ -45,6 +47,12 @@ Options:
   --keyspace N        random key space, -r (default $KEYSPACE)
   --pipelines "P ..."  pipeline depths to run (default "${PIPELINES[*]}")
   --sizes "D ..."      value sizes to run (default "${SIZES[*]}")
+  --groups "G ..."     test groups, each a comma-separated redis-benchmark -t list run in
+                      order before a FLUSHALL (default "${GROUPS_[*]}"; e.g.
+                      "lpush,lpop rpush,rpop lpush,lrange_100 zadd,zpopmin"); a group that is
+                      only "incr" runs once with size "-"
+  --valkey BIN        valkey-server to compare with (default $VALKEY_BIN)
+  --no-valkey         compare with redis-server only
   --chkv-args "ARGS"  extra chkv-datanode flags, e.g. "--threads 2"
   --out FILE          also write the table (with run parameters) as markdown to FILE
   --help              this text
@@ -68,6 +76,12 @@ while [[ $# -gt 0 ]]; do
             for x in "${list[@]}"; do posint "$1" "$x"; done
             if [[ $1 == --sizes ]]; then SIZES=("${list[@]}"); else PIPELINES=("${list[@]}"); fi
             shift 2 ;;
+        --groups)
+            read -r -a GROUPS_ <<<"${2:-}"
+            ((${#GROUPS_[@]} > 0)) || die "--groups needs a list of test groups"
+            shift 2 ;;
+        --valkey) [[ -x "${2:-}" ]] || die "--valkey: '${2:-}' is not an executable"; VALKEY_BIN=$2; shift 2 ;;
+        --no-valkey) VALKEY_BIN=""; shift ;;
         --chkv-args) CHKV_ARGS=${2:-}; shift 2 ;;
         --out) [[ -n "${2:-}" ]] || die "--out needs a file name"; OUT=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
@@ -88,15 +102,31 @@ fi
 chkv_init
 datanode_bin
 
-REDIS_PORT=$(free_port)
-start_redis "$REDIS_PORT"
-REDIS_PID=$STARTED_PID
-CHKV_PORT=$(free_port)
+if [[ -n "$VALKEY_BIN" && ! -x "$VALKEY_BIN" ]]; then
+    log "no Valkey at $VALKEY_BIN: comparing with redis-server only (see --valkey)"
+    VALKEY_BIN=""
+fi
+declare -A PORT PID
+SERVERS=(chkv redis)
+PORT[redis]=$(free_port)
+start_redis "${PORT[redis]}"
+PID[redis]=$STARTED_PID
+if [[ -n "$VALKEY_BIN" ]]; then
+    SERVERS+=(valkey)
+    PORT[valkey]=$(free_port)
+    start_bg "valkey-server:${PORT[valkey]}" "$CHKV_TMP/valkey.log" \
+        "$VALKEY_BIN" --save '' --appendonly no --port "${PORT[valkey]}" --bind 127.0.0.1 \
+        --daemonize no --dir "$CHKV_TMP"
+    wait_for_port "${PORT[valkey]}" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/valkey.log"
+    PID[valkey]=$STARTED_PID
+fi
+PORT[chkv]=$(free_port)
 read -r -a chkv_args <<<"$CHKV_ARGS"
-start_datanode "$CHKV_PORT" "${chkv_args[@]}"
-CHKV_PID=$STARTED_PID
-for port in "$REDIS_PORT" "$CHKV_PORT"; do
-    [[ "$(rcli "$port" PING 2>&1)" == PONG ]] || die "127.0.0.1:$port does not answer PING"
+start_datanode "${PORT[chkv]}" "${chkv_args[@]}"
+PID[chkv]=$STARTED_PID
+for server in "${SERVERS[@]}"; do
+    [[ "$(rcli "${PORT[$server]}" PING 2>&1)" == PONG ]] ||
+        die "$server on 127.0.0.1:${PORT[$server]} does not answer PING"
 done
 
 RESULTS="$CHKV_TMP/results.csv" # server,pipeline,size,test,rps,p50_ms,p99_ms,cpu_us_per_req (one line per run)
@@ -114,8 +144,7 @@ TICKS_PER_SEC=$(getconf CLK_TCK)
 # starts empty. Appends one results line per test.
 bench() {
     local server=$1 port=$2 pipeline=$3 size=$4 tests=$5 n=$6 test pid
-    pid=$REDIS_PID
-    [[ $server == chkv ]] && pid=$CHKV_PID
+    pid=${PID[$server]}
     log "round $ROUND/$RUNS  $server  -P $pipeline  -d $size  -t $tests  -n $n"
     local summary=""
     for test in ${tests//,/ }; do
@@ -142,6 +171,7 @@ bench() {
                 gsub(/"/, "")
                 split($0, f, ",")
                 t = f[1]; sub(/ .*/, "", t)           # "MSET (10 keys)" -> MSET
+                t = toupper(t)
                 print s "," p "," d "," t "," f[2] "," f[5] "," f[7] "," ticks * 1e6 / hz / n
             }')
         [[ "$(grep -c . <<<"$row")" == 1 ]] ||
@@ -155,37 +185,41 @@ bench() {
     [[ "$flushed" == OK ]] || die "FLUSHALL on $server returned '$flushed'"
 }
 
-# pair PIPELINE SIZE TESTS N: the same run against both servers, redis first in odd rounds
-# and chkv first in even ones, so neither always runs in the other's wake.
+# pair PIPELINE SIZE TESTS N: the same run against every server, the order rotated by one
+# each round, so no server always runs in another's wake.
 pair() {
-    if ((ROUND % 2)); then
-        bench redis "$REDIS_PORT" "$@"
-        bench chkv "$CHKV_PORT" "$@"
-    else
-        bench chkv "$CHKV_PORT" "$@"
-        bench redis "$REDIS_PORT" "$@"
-    fi
+    local i n=${#SERVERS[@]} server
+    for ((i = 0; i < n; i++)); do
+        server=${SERVERS[$(((i + ROUND) % n))]}
+        bench "$server" "${PORT[$server]}" "$@"
+    done
 }
 
-log "redis-server on 127.0.0.1:$REDIS_PORT, chkv-datanode ($CHKV_BIN) on 127.0.0.1:$CHKV_PORT"
+for server in "${SERVERS[@]}"; do log "$server on 127.0.0.1:${PORT[$server]}"; done
 log "runs=$RUNS clients=$CLIENTS keyspace=$KEYSPACE requests: P1=$REQ_P1 P16=$REQ_P16"
 START=$SECONDS
 for ((ROUND = 1; ROUND <= RUNS; ROUND++)); do
     for pipeline in "${PIPELINES[@]}"; do
         n=$REQ_P1
         ((pipeline == 1)) || n=$REQ_P16
-        for size in "${SIZES[@]}"; do
-            pair "$pipeline" "$size" set,get,mset "$n"
+        for group in "${GROUPS_[@]}"; do
+            if [[ "$group" == incr ]]; then
+                pair "$pipeline" - incr "$n"
+                continue
+            fi
+            for size in "${SIZES[@]}"; do
+                pair "$pipeline" "$size" "$group" "$n"
+            done
         done
-        pair "$pipeline" - incr "$n"
     done
 done
 log "benchmarks done in $((SECONDS - START))s"
 
-# Median per (server, pipeline, size, test) and metric, then one row per cell:
-# test pipeline size chkv_rps redis_rps ratio chkv_p50/p99 redis_p50/p99 p99_ratio
+# Median per (server, pipeline, size, test) and metric, then one row per cell in the order
+# the tests ran.
+TESTS_IN_ORDER=$(for g in "${GROUPS_[@]}"; do tr ',' '\n' <<<"$g"; done | tr '[:lower:]' '[:upper:]' | awk '!seen[$0]++' | tr '\n' ' ')
 TABLE="$CHKV_TMP/table.tsv"
-awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" '
+awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" -v tests="$TESTS_IN_ORDER" -v servers="${SERVERS[*]}" '
     function median(key,    n, i, j, v, a) {
         n = split(vals[key], a, " ")
         for (i = 2; i <= n; i++) {              # insertion sort, n is small
@@ -210,30 +244,36 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" '
             key = $1 SUBSEP $2 SUBSEP $3 SUBSEP $4 SUBSEP m
             vals[key] = vals[key] " " $m
         }
+        seen[$2 SUBSEP $3 SUBSEP $4] = 1
     }
     END {
-        print "test\tpipeline\tsize\tchkv rps\tredis rps\tratio\tbest ratio\tchkv p50/p99 ms\tredis p50/p99 ms\tp99 ratio\tchkv/redis cpu us/req\tcpu ratio"
-        np = split(pipelines, P, " "); ns = split(sizes, S, " "); nt = split("SET GET INCR MSET", T, " ")
+        nsv = split(servers, SV, " ")
+        head = "test\tpipeline\tsize"
+        for (s = 1; s <= nsv; s++) head = head "\t" SV[s] " rps"
+        for (s = 2; s <= nsv; s++) head = head "\tx " SV[s] "\tbest x " SV[s]
+        for (s = 1; s <= nsv; s++) head = head "\t" SV[s] " p99 ms"
+        for (s = 1; s <= nsv; s++) head = head "\t" SV[s] " cpu us/req"
+        print head
+        np = split(pipelines, P, " "); ns = split(sizes, S, " "); nt = split(tests, T, " ")
         for (i = 1; i <= np; i++) for (k = 1; k <= nt; k++) {
             if (T[k] == "INCR") { nd = 1; D[1] = "-" } else { nd = ns; for (x = 1; x <= ns; x++) D[x] = S[x] }
             for (j = 1; j <= nd; j++) {
+                if (!((P[i] SUBSEP D[j] SUBSEP T[k]) in seen)) continue
                 base = SUBSEP P[i] SUBSEP D[j] SUBSEP T[k] SUBSEP
-                crps = median("chkv" base 5); rrps = median("redis" base 5)
-                c50 = median("chkv" base 6); c99 = median("chkv" base 7)
-                r50 = median("redis" base 6); r99 = median("redis" base 7)
-                ccpu = median("chkv" base 8); rcpu = median("redis" base 8)
-                printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s/%s\t%s/%s\t%s\t%s/%s\t%s\n", T[k], P[i], D[j],
-                    num(crps, "%.0f"), num(rrps, "%.0f"), ratio(crps, rrps),
-                    ratio(best("chkv" base 5), best("redis" base 5)),
-                    num(c50, "%.3f"), num(c99, "%.3f"), num(r50, "%.3f"), num(r99, "%.3f"), ratio(c99, r99),
-                    num(ccpu, "%.2f"), num(rcpu, "%.2f"), ratio(ccpu, rcpu)
+                row = T[k] "\t" P[i] "\t" D[j]
+                for (s = 1; s <= nsv; s++) row = row "\t" num(median(SV[s] base 5), "%.0f")
+                for (s = 2; s <= nsv; s++)
+                    row = row "\t" ratio(median(SV[1] base 5), median(SV[s] base 5)) "\t" ratio(best(SV[1] base 5), best(SV[s] base 5))
+                for (s = 1; s <= nsv; s++) row = row "\t" num(median(SV[s] base 7), "%.3f")
+                for (s = 1; s <= nsv; s++) row = row "\t" num(median(SV[s] base 8), "%.2f")
+                print row
             }
         }
     }' "$RESULTS" >"$TABLE"
 
 params="redis-benchmark -c $CLIENTS -r $KEYSPACE, -n $REQ_P1 (P1) / $REQ_P16 (P16), median of $RUNS alternating rounds; $(nproc 2>/dev/null || echo '?') CPUs shared by client and servers"
-legend="ratio = chkv rps / redis rps (>1: chkv faster); best ratio = the same for each server's best round (noise only slows a run down, so the best round is the least disturbed); p99 ratio = chkv p99 / redis p99 (<1: chkv better); cpu = server CPU time (user + system) per request, cpu ratio = chkv / redis (<1: chkv cheaper)"
-versions="chkv: $CHKV_BIN${CHKV_ARGS:+ $CHKV_ARGS}$(git -C "$CHKV_ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/ @ /' || true); redis: $(redis-server --version | awk '{print $3}')"
+legend="x redis / x valkey = chkv rps / that server's rps (>1: chkv faster); best = the same for each server's best round (noise only slows a run down, so the best round is the least disturbed); cpu = server CPU time (user + system) per request"
+versions="chkv: $CHKV_BIN${CHKV_ARGS:+ $CHKV_ARGS}$(git -C "$CHKV_ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/ @ /' || true); redis: $(redis-server --version | awk '{print $3}')${VALKEY_BIN:+; valkey: $("$VALKEY_BIN" --version | awk '{print $3}')}"
 
 echo
 echo "$params"
@@ -252,7 +292,7 @@ awk -F'\t' '
 
 if [[ -n "$OUT" ]]; then
     {
-        echo "# chkv-datanode vs redis-server ($(date -u +%Y-%m-%dT%H:%MZ))"
+        echo "# chkv-datanode vs ${SERVERS[*]:1} ($(date -u +%Y-%m-%dT%H:%MZ))"
         echo
         echo "$params."
         echo "$versions."

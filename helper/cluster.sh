@@ -60,7 +60,9 @@ cmd_add() {
     port=$(free_port)
     admin=$(free_port)
     cluster_bins
-    start_datanode "$port" --namenode "127.0.0.1:$nn_port" --admin-port "$admin"
+    # The secret the running cluster was started with (created once, kept under target/).
+    start_datanode "$port" --namenode "127.0.0.1:$nn_port" --admin-port "$admin" \
+        --cluster-secret-file "$(cluster_secret_file)"
     echo "datanode $index $port $admin $STARTED_PID" >>"$dir/nodes"
     # Leave it running when this script exits.
     CHKV_PIDS=()
@@ -141,7 +143,9 @@ if ((FREE_PORTS)); then
     NN_HTTP_PORT=$(free_port)
 fi
 
-start_namenode "$NN_DN_PORT" "$NN_CLIENT_PORT" "$NN_HTTP_PORT"
+# Members prove this secret to the NameNode and to each other (README, "Security").
+SECRET_FILE=$(cluster_secret_file)
+start_namenode "$NN_DN_PORT" "$NN_CLIENT_PORT" "$NN_HTTP_PORT" --cluster-secret-file "$SECRET_FILE"
 echo "namenode $NN_DN_PORT $NN_CLIENT_PORT $NN_HTTP_PORT $STARTED_PID" >"$CHKV_TMP/nodes"
 
 DN_PORTS=()
@@ -153,7 +157,8 @@ for ((i = 0; i < NODES; i++)); do
         port=$((BASE_PORT + 10 * i))
         admin=$((ADMIN_BASE + i))
     fi
-    start_datanode "$port" --namenode "127.0.0.1:$NN_DN_PORT" --admin-port "$admin"
+    start_datanode "$port" --namenode "127.0.0.1:$NN_DN_PORT" --admin-port "$admin" \
+        --cluster-secret-file "$SECRET_FILE"
     echo "datanode $i $port $admin $STARTED_PID" >>"$CHKV_TMP/nodes"
     DN_PORTS+=("$port")
 done
@@ -167,6 +172,7 @@ CHKV cluster is up: NameNode + $NODES DataNodes on 127.0.0.1.
   DataNodes:  ${DN_PORTS[*]}
   Connect:    redis-cli -p ${DN_PORTS[0]}          (any DataNode serves any key)
               redis-cli -c -p ${DN_PORTS[0]} CLUSTER SLOTS
+  Secret:     $SECRET_FILE (--cluster-secret-file for nodes that join this cluster)
   Logs:       $CHKV_TMP
   More:       helper/cluster.sh add | drain N | status   (from another shell)
 INFO

@@ -256,13 +256,26 @@ cluster_bins() {
     export CHKV_BIN
 }
 
-# start_namenode DN_PORT CLIENT_PORT HTTP_PORT: run $NN_BIN (cluster_bins) on 127.0.0.1;
-# waits until its DataNode and watcher ports listen. Sets STARTED_PID.
+# start_namenode DN_PORT CLIENT_PORT HTTP_PORT [FLAGS...]: run $NN_BIN (cluster_bins) on
+# 127.0.0.1 with FLAGS; waits until its DataNode and watcher ports listen. Sets STARTED_PID.
 start_namenode() {
     start_bg "chkv-namenode" "$CHKV_TMP/namenode.log" "$NN_BIN" --bind 127.0.0.1 \
-        --datanode-port "$1" --client-port "$2" --http-port "$3"
+        --datanode-port "$1" --client-port "$2" --http-port "$3" "${@:4}"
     wait_for_port "$1" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/namenode.log"
     wait_for_port "$2" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/namenode.log"
+}
+
+# cluster_secret_file: a cluster secret for local clusters, created once (32 random bytes
+# as hex, mode 600) under the cargo target directory; prints its path.
+cluster_secret_file() {
+    local file
+    file="$(cargo_target)/chkv-cluster-secret"
+    if [[ ! -s $file ]]; then
+        mkdir -p "$(dirname "$file")"
+        (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$file")
+    fi
+    chmod 600 "$file"
+    printf '%s\n' "$file"
 }
 
 # wait_full_ring NODES PORT...: wait (up to 20 s) until every DataNode at PORT reports

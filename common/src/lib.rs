@@ -9,15 +9,21 @@
 //!   computes alike) and the [`SlotTable`] of slot owners built from it, compact on the wire.
 //! - [`proto`]: the control-plane messages (one JSON object per line) between the NameNode,
 //!   the DataNodes and clients, one enum per direction.
+//! - [`auth`]: the cluster secret and the mutual challenge-response (HMAC-SHA256) every
+//!   control connection and DataNode-to-DataNode link starts with; node-id checks and log
+//!   escaping for strings that came from the network.
+//! - [`lines`]: the bounded line reader every control-plane reader uses.
 //! - [`hostport`]: `host:port` addresses whose host may be a name, resolved at each use.
 //! - [`cli`] (feature `cli`): the binaries' settings from flags, environment and a TOML file.
 //! - `http` (feature `http`): the bounded HTTP server the NameNode and the DataNodes share.
 
+pub mod auth;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod hostport;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod lines;
 pub mod proto;
 pub mod ring;
 pub mod slot;

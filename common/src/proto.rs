@@ -73,6 +73,20 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// this leaves room for the node list while keeping a broken peer from exhausting memory.
 pub const MAX_LINE_BYTES: usize = 4 << 20;
 
+/// Largest epoch a process accepts from a peer. Epochs count tables (one per membership or
+/// handoff change), so 2^48 is thousands of years of changes; anything above it is a broken
+/// or hostile peer, and refusing it keeps `epoch + 1` from ever overflowing.
+pub const MAX_EPOCH: u64 = 1 << 48;
+
+/// Refuses an epoch above [`MAX_EPOCH`].
+pub fn check_epoch(epoch: u64) -> Result<u64, ProtoError> {
+    if epoch <= MAX_EPOCH {
+        Ok(epoch)
+    } else {
+        Err(ProtoError::Epoch(epoch))
+    }
+}
+
 /// Where a DataNode can be reached.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
@@ -283,6 +297,9 @@ pub enum ProtoError {
     /// The peer speaks another protocol version.
     #[error("unsupported protocol version {theirs} (this node speaks {ours})")]
     Version { theirs: u32, ours: u32 },
+    /// An epoch no real cluster reaches (see [`MAX_EPOCH`]).
+    #[error("epoch {0} is beyond any real cluster's (max {MAX_EPOCH})")]
+    Epoch(u64),
     /// A slot range is reversed or past the last slot.
     #[error("bad slot range {start}-{end}")]
     SlotRange { start: u16, end: u16 },
@@ -589,6 +606,14 @@ mod tests {
             DataNodeToNameNode::Register { owned_slots, .. } => assert_eq!(owned_slots, None),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn absurd_epochs_are_refused() {
+        assert_eq!(check_epoch(7).expect("fine"), 7);
+        assert_eq!(check_epoch(MAX_EPOCH).expect("fine"), MAX_EPOCH);
+        assert!(check_epoch(u64::MAX).is_err());
+        assert!(MAX_EPOCH.checked_add(1).is_some());
     }
 
     #[test]

@@ -3,12 +3,17 @@
 //! Registers (with the epoch and slots it last knew, so a restarted NameNode can rebuild its
 //! state from the DataNodes), heartbeats, applies every pushed table and answers probes. When
 //! the NameNode is away the node keeps serving with its last table and reconnects with
-//! backoff. Messages are newline-delimited JSON (see `chkv_common::proto`).
+//! backoff. Messages are newline-delimited JSON (see `chkv_common::proto`), after the
+//! authentication handshake (`chkv_common::auth`): the node believes nothing that arrives
+//! before the NameNode has proved the cluster secret, and reads every line bounded.
 
 use crate::cluster::Routing;
 use crate::node::Node;
+use chkv_common::auth::{connect_lines, Purpose, NAMENODE_ID};
+use chkv_common::lines::LineReader;
 use chkv_common::proto::{
-    decode_line, encode_line, DataNodeToNameNode, NameNodeToDataNode, PROTOCOL_VERSION,
+    check_epoch, decode_line, encode_line, DataNodeToNameNode, NameNodeToDataNode, MAX_LINE_BYTES,
+    PROTOCOL_VERSION,
 };
 use chkv_common::ring::NodeId;
 use chkv_common::HostPort;
@@ -16,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -32,6 +37,8 @@ pub enum AgentError {
     Closed,
     #[error("the NameNode refused us: {0}")]
     Refused(String),
+    #[error("authenticating with the NameNode: {0}")]
+    Auth(#[from] chkv_common::auth::AuthError),
     #[error("cannot reach the NameNode at {addr}: {source}")]
     Unreachable {
         addr: HostPort,
@@ -175,7 +182,26 @@ async fn session(
         .map_err(unreachable)?;
     let _ = sock.set_nodelay(true);
     let (rd, mut wr) = sock.into_split();
-    let mut lines = BufReader::new(rd).lines();
+    let mut rd = BufReader::new(rd);
+    let secret = node.config().cluster_secret.clone();
+    connect_lines(
+        &mut rd,
+        &mut wr,
+        &secret,
+        Purpose::Control,
+        &node.node_id,
+        Some(NAMENODE_ID),
+    )
+    .await
+    .map_err(|e| match e {
+        // Something answers there, but not the handshake: another port, or not CHKV.
+        chkv_common::auth::AuthError::Protocol(what) => AgentError::NotNameNode {
+            addr: namenode.clone(),
+            what,
+        },
+        e => AgentError::Auth(e),
+    })?;
+    let mut lines = LineReader::new(rd, MAX_LINE_BYTES);
     let node_id = NodeId::new(node.node_id.clone());
     let routing = node.routing();
     send(
@@ -228,18 +254,24 @@ async fn session(
                         not_namenode("it closed the connection on our registration".into())
                     });
                 };
-                if line.trim().is_empty() {
+                if line.trim_ascii().is_empty() {
                     continue;
                 }
-                let msg = match decode_line::<NameNodeToDataNode>(line.as_bytes()) {
+                let msg = match decode_line::<NameNodeToDataNode>(line) {
                     Ok(m) => m,
                     Err(_) if !heard => {
-                        let shown: String = line.chars().take(60).collect();
+                        let shown = chkv_common::auth::escape(&line[..line.len().min(60)]);
                         return Err(not_namenode(format!("it answered {shown:?}")));
                     }
                     Err(e) => return Err(e.into()),
                 };
                 heard = true;
+                if let NameNodeToDataNode::Welcome { epoch, .. }
+                | NameNodeToDataNode::Table { epoch, .. }
+                | NameNodeToDataNode::Migrate { epoch, .. } = &msg
+                {
+                    check_epoch(*epoch)?;
+                }
                 if matches!(msg, NameNodeToDataNode::Welcome { .. }) {
                     *welcomed = true;
                     *node.namenode_error.lock() = None;

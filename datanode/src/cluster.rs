@@ -54,6 +54,19 @@ impl Routing {
         }
     }
 
+    /// A node configured with a NameNode, before its first table: it owns nothing, so it
+    /// serves no key (`-CLUSTERDOWN`, `cluster_state:fail`) until an authenticated NameNode
+    /// has told it what it owns.
+    pub fn awaiting() -> Routing {
+        Routing::from_table(&SlotTable::empty(0), &[], "")
+    }
+
+    /// Whether this routing comes from a NameNode's table (which numbers its tables from 1),
+    /// rather than standalone mode or [`Routing::awaiting`].
+    pub fn has_table(&self) -> bool {
+        !self.standalone && self.epoch > 0
+    }
+
     /// The routing for a table the NameNode pushed. `my_id` is this node's id.
     pub fn from_table(table: &SlotTable, infos: &[NodeInfo], my_id: &str) -> Routing {
         // Every member with an address, owners or not (a node joining owns nothing until its

@@ -37,10 +37,17 @@ pub struct Config {
     /// `maxmemory`, `maxmemory-policy`, `maxmemory-samples`, `lfu-log-factor`,
     /// `lfu-decay-time`.
     pub eviction: crate::store::evict::EvictionConfig,
-    /// The `pubsub` class of `client-output-buffer-limit` (the only class enforced).
-    pub pubsub_limit: crate::pubsub::OutputLimit,
+    /// `client-output-buffer-limit` (Redis's classes and defaults): `normal` for plain
+    /// connections, `pubsub` for subscribers and their outboxes.
+    pub client_output_buffer_limit: crate::outbuf::OutputLimits,
     /// `notify-keyspace-events` as [`crate::pubsub::events`] bits; off by default.
     pub notify_keyspace_events: u32,
+    /// Password for `k` and `status` on the admin port (`auth <password>`); `requirepass`
+    /// when unset.
+    pub admin_password: Option<Vec<u8>>,
+    /// What this node proves to the NameNode and to other DataNodes, and demands of them
+    /// (`--cluster-secret-file` / `CHKV_CLUSTER_SECRET`); without one, loopback only.
+    pub cluster_secret: chkv_common::auth::ClusterSecret,
     /// `tls-port`, `tls-cert-file`, `tls-key-file`, `tls-ca-cert-file`, `tls-auth-clients`.
     pub tls: crate::tls::TlsSettings,
     /// `aclfile`: where ACL SAVE writes and ACL LOAD reads users; loaded at start.
@@ -70,7 +77,9 @@ impl Default for Config {
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 20000)),
             http_addr: None,
             eviction: Default::default(),
-            pubsub_limit: Default::default(),
+            cluster_secret: Default::default(),
+            admin_password: None,
+            client_output_buffer_limit: Default::default(),
             notify_keyspace_events: 0,
             tls: Default::default(),
             aclfile: None,

@@ -16,6 +16,11 @@
 //! 4. **Release**: waiting requests are planned again (now forwarded to the new owner), the
 //!    batch's memory is freed here, and the NameNode is told (`handoff_done`).
 //!
+//! `CLUSTER IMPORT` and `CLUSTER HANDOFF` travel on an authenticated peer session (see
+//! [`crate::peer`]), and the new owner accepts them only for slots its table says this node
+//! owns (see [`crate::trust::may_receive`]); while its table is behind it answers
+//! `-TRYAGAIN` and the batch is sent again, frozen all along, for a few seconds.
+//!
 //! A batch whose copy fails (the target died) is unfrozen and stays here; the NameNode
 //! orders the move again, to a live node.
 
@@ -236,7 +241,7 @@ fn refresh(node: &Node) {
         // Before the first table (a joining node can be handed slots before the NameNode's
         // welcome reaches it) there is nothing to settle against: every slot would look
         // unowned and every adoption would be dropped.
-        if !base.standalone {
+        if base.has_table() {
             ov.retain(|&slot, o| !o.settled_by(base.owner_id(slot), &node.node_id));
         }
         base.with_overrides(&ov, &me)
@@ -252,6 +257,14 @@ fn my_info(node: &Node) -> NodeInfo {
         client_addr: addr,
         admin_addr: node.config().admin_addr,
     }
+}
+
+/// The node that handed `slot` to this one, while the NameNode's table has not caught up.
+pub fn adopted_from(node: &Node, slot: u16) -> Option<String> {
+    let ov = node.handoff.overrides.lock();
+    ov.get(&slot)
+        .filter(|o| o.to.is_none())
+        .map(|o| o.from.clone())
 }
 
 /// Records that `slots` now belong to this node (handed over by `from`).
@@ -411,10 +424,11 @@ async fn move_batch(
 ) -> Result<u64, HandoffError> {
     let h = &node.handoff;
     h.set_frozen(batch, true);
-    // The new owner answers `-TRYAGAIN` while it cannot take slots (its lease lapsed and it
-    // is re-registering). The batch stays frozen between attempts, so each attempt sends
-    // the same entries and what an earlier one imported is only overwritten with the same
-    // values.
+    // The new owner answers `-TRYAGAIN` while its table does not yet show this node owning
+    // the batch (the NameNode's table and its order travel on different connections), or
+    // while its lease lapsed and it is re-registering; this node's own lease may lapse for a
+    // moment too. The batch stays frozen between attempts, so each attempt sends the same
+    // entries and what an earlier one imported is only overwritten with the same values.
     let started = Instant::now();
     let result = loop {
         match copy_and_flip(node, order, batch).await {

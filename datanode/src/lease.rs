@@ -21,7 +21,7 @@
 //! # The check is on the request path
 //!
 //! Every command that reads or writes slots compares the clock with `until` when it starts
-//! *and* again when it has run ([`crate::cmd::run_command`]): after SIGCONT a process runs
+//! *and* again when it has run (`cmd::run_command`): after SIGCONT a process runs
 //! the requests buffered in its sockets before any timer, so a flag set by a background
 //! task would come too late. A command refused at the start waits (bounded) for a renewal
 //! or for a new table and is planned again ([`crate::exec`]); one whose lease ran out while

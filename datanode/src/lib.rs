@@ -8,6 +8,7 @@
 //! - [`resp`]: request parsing and reply encoding, byte slices in and out.
 //! - [`store`]: the slot-partitioned in-memory store with lazy and active expiry.
 //! - [`cmd`]: the command table and every command's logic, as plain functions.
+//! - [`clock`]: wall and monotonic clock reads as plain integers, for the hot path.
 //! - [`cmdstats`]: calls, errors and latency per command, striped per thread.
 //! - [`http`]: the optional HTTP port (`--http-port`): `/metrics` and `/healthz`.
 //! - [`node`]: state shared by a node's connections (store, config, counters, clients).
@@ -22,6 +23,9 @@
 //! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
+//! - [`outbuf`]: `client-output-buffer-limit`, Redis's per-class output limits.
+//! - [`trust`]: startup checks, the peer handshake over RESP, which imports a peer may make.
+//! - [`server`]: the thin tokio layer: listener, connections, background tasks, shutdown.
 //! - [`server`]: the thin tokio layer: listeners, connections, background tasks, shutdown.
 //! - [`striped`]: per-thread counters, summed when read (no shared line written per request).
 //! - [`tls`]: TLS on the client port (rustls): settings, certificate loading and reload.
@@ -30,6 +34,7 @@
 pub mod acl;
 pub mod admin;
 pub mod agent;
+pub mod clock;
 pub mod cluster;
 pub mod cmd;
 pub mod cmdstats;
@@ -40,6 +45,7 @@ pub mod hll;
 pub mod http;
 pub mod lease;
 pub mod node;
+pub mod outbuf;
 pub mod peer;
 pub mod pubsub;
 pub mod rdb;
@@ -48,3 +54,4 @@ pub mod server;
 pub mod store;
 pub mod striped;
 pub mod tls;
+pub mod trust;

@@ -106,6 +106,14 @@ struct Args {
     /// Worker threads (default: one per core less one, at least one).
     #[arg(long)]
     threads: Option<usize>,
+    /// Password the admin port's `auth` asks for before `k` and `status` [default: the
+    /// requirepass].
+    #[arg(long, env = "CHKV_ADMIN_PASSWORD")]
+    admin_password: Option<String>,
+    /// File holding the cluster secret (the same on the NameNode and every DataNode). Without
+    /// it (or CHKV_CLUSTER_SECRET), a node in a cluster listens on loopback addresses only.
+    #[arg(long)]
+    cluster_secret_file: Option<std::path::PathBuf>,
     /// Seconds a node in a cluster may take, on SIGTERM or SIGINT, to hand its slots over
     /// before it exits anyway (a second signal exits at once).
     #[arg(long, default_value_t = 30)]
@@ -133,7 +141,19 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Command timings read the CPU's tick counter when it is invariant (20 ms, once).
+    match chkv_datanode::clock::calibrate(std::time::Duration::from_millis(20)) {
+        Some(rate) => tracing::debug!("command timings in CPU ticks, {rate:.1} per µs"),
+        None => tracing::debug!("command timings with clock_gettime(CLOCK_MONOTONIC)"),
+    }
+    let env_secret = std::env::var(chkv_common::auth::SECRET_ENV).ok();
+    let cluster_secret = chkv_common::auth::ClusterSecret::load(
+        args.cluster_secret_file.as_deref(),
+        env_secret.as_deref(),
+    )?;
     let config = Config {
+        cluster_secret,
+        admin_password: args.admin_password.map(String::into_bytes),
         bind: args.bind,
         port: args.port,
         requirepass: args.requirepass.map(String::into_bytes),

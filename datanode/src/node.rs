@@ -155,7 +155,7 @@ impl Node {
                 .unwrap_or(SocketAddr::new(config.bind, config.port));
             id_from_addr(&addr)
         });
-        let peers = Peers::new(config.requirepass.clone());
+        let peers = Peers::new(config.cluster_secret.clone(), node_id.clone());
         let db = Db::new();
         db.configure_eviction(&config.eviction);
         let pubsub = Arc::new(crate::pubsub::PubSub::default());

@@ -6,10 +6,16 @@
 //! its replies. Peer connections ask for redirects (`CLUSTER REDIRECTS INTERNAL`), so a request
 //! that reaches a node which no longer owns its slot comes back as `-MOVED` instead of being
 //! forwarded again: forwarding is at most one hop, and the forwarding side retries.
+//!
+//! Every connection opens with the cluster-secret handshake ([`crate::trust`]), never with
+//! `requirepass`: the address came from the control plane, and a password sent there would
+//! be handed to whoever the table names. The peer's requirepass does not apply to it either,
+//! so rotating the password never breaks links between nodes.
 
 use crate::resp::reply::reply_len;
 use crate::resp::{Protocol, Request};
 use bytes::{Bytes, BytesMut};
+use chkv_common::auth::ClusterSecret;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -47,22 +53,26 @@ struct Waiting {
 /// The pool of peer connections of one node.
 pub struct Peers {
     conns: Mutex<HashMap<(SocketAddr, Protocol), mpsc::UnboundedSender<Job>>>,
-    password: Mutex<Option<Vec<u8>>>,
+    auth: Arc<PeerAuth>,
+}
+
+/// What a connection proves: this node's id and the cluster secret.
+struct PeerAuth {
+    secret: ClusterSecret,
+    my_id: String,
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most bytes a peer may send before its handshake replies are complete.
+const MAX_HANDSHAKE_REPLY: usize = 64 * 1024;
 
 impl Peers {
-    pub fn new(password: Option<Vec<u8>>) -> Peers {
+    /// The pool of node `my_id`, proving `secret` on every connection.
+    pub fn new(secret: ClusterSecret, my_id: String) -> Peers {
         Peers {
             conns: Mutex::new(HashMap::new()),
-            password: Mutex::new(password),
+            auth: Arc::new(PeerAuth { secret, my_id }),
         }
-    }
-
-    /// Sets the password used to authenticate to peers (the cluster shares `requirepass`).
-    pub fn set_password(&self, password: Option<Vec<u8>>) {
-        *self.password.lock() = password;
     }
 
     /// Sends an encoded request to `addr` and returns where its raw reply will arrive.
@@ -78,7 +88,7 @@ impl Peers {
         for _ in 0..2 {
             let sender = conns
                 .entry((addr, proto))
-                .or_insert_with(|| spawn_conn(addr, proto, self.password.lock().clone()));
+                .or_insert_with(|| spawn_conn(addr, proto, self.auth.clone()));
             match sender.send(job) {
                 Ok(()) => return rx,
                 Err(mpsc::error::SendError(j)) => {
@@ -113,7 +123,7 @@ impl Peers {
         PeerConn {
             addr,
             proto,
-            tx: spawn_conn(addr, proto, self.password.lock().clone()),
+            tx: spawn_conn(addr, proto, self.auth.clone()),
         }
     }
 
@@ -156,63 +166,88 @@ impl PeerConn {
 fn spawn_conn(
     addr: SocketAddr,
     proto: Protocol,
-    password: Option<Vec<u8>>,
+    auth: Arc<PeerAuth>,
 ) -> mpsc::UnboundedSender<Job> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run_conn(addr, proto, password, rx));
+    tokio::spawn(run_conn(addr, proto, auth, rx));
     tx
 }
 
-/// Connects and performs the handshake: AUTH, HELLO 3 for RESP3, CLUSTER REDIRECTS INTERNAL.
+/// Reads one complete reply into `buf` (bounded), returning its length.
+async fn read_reply(
+    sock: &mut TcpStream,
+    buf: &mut BytesMut,
+    addr: SocketAddr,
+    deadline: tokio::time::Instant,
+) -> Result<usize, PeerError> {
+    loop {
+        match reply_len(buf) {
+            Ok(Some(n)) => return Ok(n),
+            Ok(None) => {}
+            Err(e) => return Err(PeerError::Handshake(addr, e.to_string())),
+        }
+        if buf.len() > MAX_HANDSHAKE_REPLY {
+            return Err(PeerError::Handshake(
+                addr,
+                "handshake reply too long".into(),
+            ));
+        }
+        let n = tokio::time::timeout_at(deadline, sock.read_buf(buf))
+            .await
+            .map_err(|_| PeerError::Handshake(addr, "timed out".into()))?
+            .map_err(|e| PeerError::Lost(addr, e.to_string()))?;
+        if n == 0 {
+            return Err(PeerError::Lost(addr, "closed during handshake".into()));
+        }
+    }
+}
+
+/// Connects and performs the handshake: the cluster-secret exchange (`CLUSTER PEERHELLO`,
+/// then `PEERAUTH`), HELLO 3 for RESP3, CLUSTER REDIRECTS INTERNAL.
 async fn connect(
     addr: SocketAddr,
     proto: Protocol,
-    password: Option<Vec<u8>>,
+    auth: &PeerAuth,
 ) -> Result<(TcpStream, BytesMut), PeerError> {
     let mut sock = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| PeerError::Connect(addr, "timed out".into()))?
         .map_err(|e| PeerError::Connect(addr, e.to_string()))?;
     let _ = sock.set_nodelay(true);
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    let lost = |e: std::io::Error| PeerError::Lost(addr, e.to_string());
+    let my_nonce = chkv_common::auth::nonce();
     let mut hello = BytesMut::new();
-    let mut expected = 0;
-    if let Some(pw) = &password {
-        Request::from_args([&b"AUTH"[..], pw]).encode_into(&mut hello);
-        expected += 1;
-    }
+    crate::trust::hello_request(&auth.my_id, &my_nonce).encode_into(&mut hello);
+    sock.write_all(&hello).await.map_err(lost)?;
+    let mut buf = BytesMut::with_capacity(4096);
+    let n = read_reply(&mut sock, &mut buf, addr, deadline).await?;
+    let challenge = buf.split_to(n);
+    let (peer_id, proof) =
+        crate::trust::answer_challenge(&auth.secret, &auth.my_id, &my_nonce, &challenge)
+            .map_err(|e| PeerError::Handshake(addr, e))?;
+    debug!(%addr, peer = %peer_id, "peer authenticated");
+    let mut hello = BytesMut::new();
+    proof.encode_into(&mut hello);
+    let mut expected = 1;
     if proto == Protocol::Resp3 {
         Request::from_args(["HELLO", "3"]).encode_into(&mut hello);
         expected += 1;
     }
     Request::from_args(["CLUSTER", "REDIRECTS", "INTERNAL"]).encode_into(&mut hello);
     expected += 1;
-    let lost = |e: std::io::Error| PeerError::Lost(addr, e.to_string());
     sock.write_all(&hello).await.map_err(lost)?;
-    let mut buf = BytesMut::with_capacity(4096);
-    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     while expected > 0 {
-        match reply_len(&buf) {
-            Ok(Some(n)) => {
-                let r = buf.split_to(n);
-                if r.first() == Some(&b'-') {
-                    return Err(PeerError::Handshake(
-                        addr,
-                        String::from_utf8_lossy(&r).trim().to_string(),
-                    ));
-                }
-                expected -= 1;
-                continue;
-            }
-            Ok(None) => {}
-            Err(e) => return Err(PeerError::Handshake(addr, e.to_string())),
+        let n = read_reply(&mut sock, &mut buf, addr, deadline).await?;
+        let r = buf.split_to(n);
+        if r.first() == Some(&b'-') {
+            let text = &r[..r.len().min(200)];
+            return Err(PeerError::Handshake(
+                addr,
+                String::from_utf8_lossy(text).trim().to_string(),
+            ));
         }
-        let n = tokio::time::timeout_at(deadline, sock.read_buf(&mut buf))
-            .await
-            .map_err(|_| PeerError::Handshake(addr, "timed out".into()))?
-            .map_err(lost)?;
-        if n == 0 {
-            return Err(PeerError::Lost(addr, "closed during handshake".into()));
-        }
+        expected -= 1;
     }
     Ok((sock, buf))
 }
@@ -220,10 +255,10 @@ async fn connect(
 async fn run_conn(
     addr: SocketAddr,
     proto: Protocol,
-    password: Option<Vec<u8>>,
+    auth: Arc<PeerAuth>,
     mut rx: mpsc::UnboundedReceiver<Job>,
 ) {
-    let (sock, mut rbuf) = match connect(addr, proto, password).await {
+    let (sock, mut rbuf) = match connect(addr, proto, &auth).await {
         Ok(s) => s,
         Err(e) => {
             debug!(%addr, error = %e, "peer connection failed");

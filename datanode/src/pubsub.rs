@@ -4,7 +4,7 @@
 //! encoded messages. A publisher appends to the outboxes of the receivers and wakes their
 //! connections, which write the bytes out; it never waits for a socket, so a slow subscriber
 //! costs the publisher nothing. Each outbox is bounded by the `pubsub` class of
-//! `client-output-buffer-limit` ([`OutputLimit`]): past the hard limit, or past the soft limit
+//! `client-output-buffer-limit` ([`crate::outbuf`]): past the hard limit, or past the soft limit
 //! for longer than its seconds, the subscriber is marked killed and its connection closes, as
 //! Redis disconnects it.
 //!
@@ -14,6 +14,7 @@
 //!
 //! Lock order: the registry, then a subscriber's state.
 
+use crate::outbuf::{over_limit, ClassLimit};
 use crate::resp::{Frame, Protocol};
 use crate::store::glob::glob_match;
 use bytes::{Bytes, BytesMut};
@@ -52,25 +53,6 @@ impl Kind {
             Kind::Channel => "unsubscribe",
             Kind::Pattern => "punsubscribe",
             Kind::Shard => "sunsubscribe",
-        }
-    }
-}
-
-/// The `pubsub` class of `client-output-buffer-limit`, in bytes and seconds; 0 disables a
-/// limit. Redis's default is `32mb 8mb 60`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OutputLimit {
-    pub hard: u64,
-    pub soft: u64,
-    pub soft_secs: u64,
-}
-
-impl Default for OutputLimit {
-    fn default() -> Self {
-        OutputLimit {
-            hard: 32 << 20,
-            soft: 8 << 20,
-            soft_secs: 60,
         }
     }
 }
@@ -169,14 +151,14 @@ impl Subscriber {
 
     /// Appends a message, enforcing the output limit at `now`. Returns false when the
     /// subscriber is (or just got) killed.
-    fn push(&self, msg: &mut Encoded, limit: OutputLimit, now: Instant) -> bool {
+    fn push(&self, msg: &mut Encoded, limit: ClassLimit, now: Instant) -> bool {
         let mut st = self.state.lock();
         if st.killed {
             return false;
         }
         let bytes = msg.get(st.proto);
         let len = (st.out.len() as u64).saturating_add(bytes.len() as u64);
-        if over_limit(&mut st.over_soft_since, len, limit, now) {
+        if over_limit(&mut st.over_soft_since, len, &limit, now) {
             st.killed = true;
             st.out = BytesMut::new();
             drop(st);
@@ -230,20 +212,6 @@ impl Subscriber {
     fn is_killed(&self) -> bool {
         self.state.lock().killed
     }
-}
-
-/// Redis's output-limit rule: over the hard limit at once, or over the soft one for longer
-/// than its seconds. `since` tracks when the soft limit was first exceeded.
-pub fn over_limit(since: &mut Option<Instant>, len: u64, limit: OutputLimit, now: Instant) -> bool {
-    if limit.hard > 0 && len > limit.hard {
-        return true;
-    }
-    if limit.soft > 0 && len > limit.soft {
-        let start = *since.get_or_insert(now);
-        return now.saturating_duration_since(start).as_secs() > limit.soft_secs;
-    }
-    *since = None;
-    false
 }
 
 type Subs = BTreeMap<u64, Arc<Subscriber>>;
@@ -341,7 +309,7 @@ pub struct PubSub {
     notify: AtomicU32,
     /// A copy of the config's `pubsub` output limit, for publishers without the config (the
     /// store's expiry and eviction).
-    limit: Mutex<OutputLimit>,
+    limit: Mutex<ClassLimit>,
 }
 
 fn push_frame(kind: &'static str, a: Frame, b: Frame) -> Frame {
@@ -351,23 +319,29 @@ fn push_frame(kind: &'static str, a: Frame, b: Frame) -> Frame {
 impl PubSub {
     /// Takes the settings that concern Pub/Sub from a config about to be published.
     pub fn configure(&self, config: &crate::config::Config) {
-        *self.limit.lock() = config.pubsub_limit;
+        *self.limit.lock() = config.client_output_buffer_limit.pubsub;
         self.notify.store(config.notify_keyspace_events, Relaxed);
     }
 
     /// The output limit publishers apply.
-    pub fn limit(&self) -> OutputLimit {
+    pub fn limit(&self) -> ClassLimit {
         *self.limit.lock()
     }
 
     /// Publishes a keyspace notification for `key` if the class is enabled: `event` on
     /// `__keyspace@0__:<key>` (K) and `key` on `__keyevent@0__:<event>` (E), to this node's
     /// subscribers (the node that holds the key).
+    #[inline]
     pub fn notify_keyspace(&self, class: u32, event: &str, key: &[u8]) {
         let flags = self.notify.load(Relaxed);
-        if flags & class == 0 {
-            return;
+        if flags & class != 0 {
+            self.publish_keyspace(flags, event, key);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn publish_keyspace(&self, flags: u32, event: &str, key: &[u8]) {
         let (limit, now) = (self.limit(), Instant::now());
         if flags & events::KEYSPACE != 0 {
             let mut chan = b"__keyspace@0__:".to_vec();
@@ -386,7 +360,7 @@ impl PubSub {
         sub: &Arc<Subscriber>,
         kind: Kind,
         names: impl IntoIterator<Item = Bytes>,
-        limit: OutputLimit,
+        limit: ClassLimit,
         now: Instant,
     ) {
         let mut reg = self.registry.write();
@@ -420,7 +394,7 @@ impl PubSub {
         sub: &Arc<Subscriber>,
         kind: Kind,
         names: Vec<Bytes>,
-        limit: OutputLimit,
+        limit: ClassLimit,
         now: Instant,
     ) {
         let mut reg = self.registry.write();
@@ -485,7 +459,7 @@ impl PubSub {
         kind: Kind,
         channel: &[u8],
         message: &[u8],
-        limit: OutputLimit,
+        limit: ClassLimit,
         now: Instant,
     ) -> usize {
         let reg = self.registry.read();
@@ -557,7 +531,7 @@ impl PubSub {
     pub fn drop_shard_slots(
         &self,
         lost: impl Fn(u16) -> bool,
-        limit: OutputLimit,
+        limit: ClassLimit,
         now: Instant,
     ) -> usize {
         let mut reg = self.registry.write();
@@ -600,7 +574,6 @@ fn remove_from(map: &mut HashMap<Bytes, Subs>, name: &[u8], id: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
@@ -616,7 +589,7 @@ mod tests {
     fn subscribe_publish_unsubscribe() {
         let ps = PubSub::default();
         let now = Instant::now();
-        let lim = OutputLimit::default();
+        let lim = crate::outbuf::OutputLimits::default().pubsub;
         let a = Arc::new(Subscriber::new(1, Protocol::Resp2));
         let c = Arc::new(Subscriber::new(2, Protocol::Resp3));
         ps.subscribe(&a, Kind::Channel, [b("ch"), b("ch"), b("x")], lim, now);
@@ -673,7 +646,7 @@ mod tests {
     fn keyspace_notifications_follow_the_flags() {
         let ps = PubSub::default();
         let now = Instant::now();
-        let lim = OutputLimit::default();
+        let lim = crate::outbuf::OutputLimits::default().pubsub;
         let s = Arc::new(Subscriber::new(1, Protocol::Resp2));
         ps.subscribe(&s, Kind::Pattern, [b("*")], lim, now);
         take(&s);
@@ -695,54 +668,13 @@ mod tests {
     }
 
     #[test]
-    fn output_limit_rules() {
-        let t0 = Instant::now();
-        let lim = OutputLimit {
-            hard: 100,
-            soft: 50,
-            soft_secs: 2,
-        };
-        let mut since = None;
-        assert!(!over_limit(&mut since, 40, lim, t0));
-        assert!(since.is_none());
-        assert!(!over_limit(&mut since, 60, lim, t0));
-        assert!(!over_limit(
-            &mut since,
-            60,
-            lim,
-            t0 + Duration::from_secs(2)
-        ));
-        assert!(over_limit(&mut since, 60, lim, t0 + Duration::from_secs(3)));
-        // Back under the soft limit: the clock starts again.
-        assert!(!over_limit(
-            &mut since,
-            10,
-            lim,
-            t0 + Duration::from_secs(3)
-        ));
-        assert!(!over_limit(
-            &mut since,
-            60,
-            lim,
-            t0 + Duration::from_secs(4)
-        ));
-        assert!(over_limit(&mut since, 101, lim, t0));
-        let off = OutputLimit {
-            hard: 0,
-            soft: 0,
-            soft_secs: 0,
-        };
-        assert!(!over_limit(&mut None, u64::MAX, off, t0));
-    }
-
-    #[test]
     fn a_subscriber_over_the_hard_limit_is_killed_not_waited_for() {
         let ps = PubSub::default();
         let now = Instant::now();
-        let lim = OutputLimit {
+        let lim = ClassLimit {
             hard: 1000,
             soft: 0,
-            soft_secs: 0,
+            soft_seconds: 0,
         };
         let slow = Arc::new(Subscriber::new(1, Protocol::Resp2));
         ps.subscribe(&slow, Kind::Channel, [b("ch")], lim, now);
@@ -758,7 +690,7 @@ mod tests {
     fn losing_a_slot_sunsubscribes_its_shard_channels() {
         let ps = PubSub::default();
         let now = Instant::now();
-        let lim = OutputLimit::default();
+        let lim = crate::outbuf::OutputLimits::default().pubsub;
         let a = Arc::new(Subscriber::new(1, Protocol::Resp2));
         ps.subscribe(&a, Kind::Shard, [b("{a}1"), b("{b}1")], lim, now);
         take(&a);

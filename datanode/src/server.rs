@@ -75,6 +75,8 @@ impl ServerHandle {
 
 /// Binds the listener and starts serving in the background.
 pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
+    crate::trust::check_config(&config)?;
+    crate::trust::reconcile_maxclients(&mut config);
     // Record the empty process's memory before any data arrives (INFO's fragmentation).
     crate::cmd::server::startup_rss();
     let listener = TcpListener::bind((config.bind, config.port))
@@ -159,6 +161,11 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
         tokio::spawn(crate::http::serve(l, node.clone(), stop_rx.clone()));
     }
     let namenode = node.config().namenode.clone();
+    if namenode.is_some() {
+        // Nothing is served until the NameNode (once it has proved the cluster secret) says
+        // what this node owns; only standalone mode owns every slot.
+        crate::handoff::set_base(&node, crate::cluster::Routing::awaiting());
+    }
     if let Some(nn) = namenode {
         tokio::spawn(crate::agent::run(node.clone(), nn, admin, stop_rx.clone()));
         tokio::spawn(crate::lease::renew(node.clone(), stop_rx.clone()));
@@ -426,12 +433,14 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     // Copies of the limits and the routing, refreshed when their generation moves: no shared
     // lock or reference count is written per request.
-    let (mut limits_generation, mut limits) = current_limits(node);
+    let (mut limits_generation, mut limits, mut out_limits) = current_limits(node);
+    // Since when this connection's unwritten output has been over its soft output limit.
+    let mut over_soft_since = None;
     let mut routing = node.routing();
     let mut last_batch = 0u64;
     loop {
         if node.config_generation() != limits_generation {
-            (limits_generation, limits) = current_limits(node);
+            (limits_generation, limits, out_limits) = current_limits(node);
         }
         if routing.generation != node.routing_generation() {
             routing = node.routing();
@@ -473,8 +482,21 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
                         return Ok(());
                     }
                     parser.recycle(req);
-                    if out.len() >= OUT_FLUSH && replies.is_empty() {
-                        write_out(sock, &out, session.pubsub.as_ref()).await?;
+                    // Forwarded replies on their way are bounded too: past the budget they
+                    // are waited for and written before more requests are planned.
+                    let over_budget = replies.over_budget(out.len());
+                    if over_budget || out.len() >= OUT_FLUSH && replies.is_empty() {
+                        if over_budget {
+                            replies.resolve_into(node, session, &mut out).await;
+                        }
+                        write_out(
+                            sock,
+                            &out,
+                            session.pubsub.as_ref(),
+                            &out_limits,
+                            &mut over_soft_since,
+                        )
+                        .await?;
                         node.stats.net_output_bytes.add(out.len() as u64);
                         out.clear();
                     }
@@ -518,7 +540,14 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
             if commands > 0 && others_busy(&mut last_batch) {
                 tokio::task::yield_now().await;
             }
-            write_out(sock, &out, session.pubsub.as_ref()).await?;
+            write_out(
+                sock,
+                &out,
+                session.pubsub.as_ref(),
+                &out_limits,
+                &mut over_soft_since,
+            )
+            .await?;
             node.stats.net_output_bytes.add(out.len() as u64);
             out.clear();
         }
@@ -542,19 +571,61 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Writes `buf` with [`send`]; for a subscriber, gives up when the output limit kills it, so
-/// a client that stopped reading is disconnected instead of holding its connection forever.
+/// Writes `buf`, the replies a connection has not taken yet, under its class of
+/// `client-output-buffer-limit` (`pubsub` while it has a subscription, else `normal`; see
+/// [`crate::outbuf`]). Closes the connection (an error) when `buf` is over the hard limit, or
+/// has been over the soft one for its seconds, including while the client does not read what
+/// it was sent; and, for a subscriber, when a publisher found its outbox over the limit.
 async fn write_out<S: AsyncWrite + Unpin>(
     sock: &mut S,
     buf: &[u8],
     sub: Option<&Arc<crate::pubsub::Subscriber>>,
+    limits: &crate::outbuf::OutputLimits,
+    over_soft_since: &mut Option<std::time::Instant>,
 ) -> std::io::Result<()> {
-    match sub {
-        None => send(sock, buf).await,
-        Some(sub) => tokio::select! {
-            r = send(sock, buf) => r,
-            _ = sub.killed() => Err(std::io::Error::other("pubsub output buffer limit reached")),
-        },
+    let limit = match sub {
+        Some(s) if s.active() => &limits.pubsub,
+        _ => &limits.normal,
+    };
+    let over = || {
+        debug!(
+            pending = buf.len(),
+            "closing a client over its output buffer limit"
+        );
+        Err(std::io::Error::other("output buffer limit reached"))
+    };
+    let mut soft_deadline = None;
+    if limit.is_set() {
+        let now = std::time::Instant::now();
+        if crate::outbuf::over_limit(over_soft_since, buf.len() as u64, limit, now) {
+            return over();
+        }
+        soft_deadline = over_soft_since.map(|since| crate::outbuf::soft_deadline(since, limit));
+    }
+    if soft_deadline.is_none() && sub.is_none() {
+        // The common case: no limit to watch while writing.
+        return send(sock, buf).await;
+    }
+    let soft_expired = async {
+        match soft_deadline {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    let killed = async {
+        match sub {
+            Some(sub) => sub.killed().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        r = send(sock, buf) => {
+            // Everything was taken: nothing is pending any more.
+            *over_soft_since = None;
+            r
+        }
+        _ = soft_expired => over(),
+        _ = killed => Err(std::io::Error::other("pubsub output buffer limit reached")),
     }
 }
 
@@ -590,15 +661,16 @@ fn others_busy(last: &mut u64) -> bool {
     })
 }
 
-/// The parser's limits from the config, with the config generation they belong to.
-fn current_limits(node: &Node) -> (u64, Limits) {
+/// The parser's limits and the output limits from the config, with the config generation
+/// they belong to.
+fn current_limits(node: &Node) -> (u64, Limits, crate::outbuf::OutputLimits) {
     let generation = node.config_generation();
     let c = node.config();
     let limits = Limits {
         max_bulk_len: c.proto_max_bulk_len,
         max_query_buffer: c.client_query_buffer_limit,
     };
-    (generation, limits)
+    (generation, limits, c.client_output_buffer_limit)
 }
 
 /// Background work: active expiry `hz` times a second and the ops/sec sample.

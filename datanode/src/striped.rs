@@ -24,12 +24,21 @@ const OWNED: usize = 16;
 const SHARED: usize = 4;
 
 /// This thread's number: threads are numbered in the order they first ask.
+#[inline]
 fn thread_number() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static NUMBER: usize = NEXT.fetch_add(1, Relaxed);
+        // A const initializer: no lazy-init state to test on every read.
+        static NUMBER: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
     }
-    NUMBER.with(|n| *n)
+    NUMBER.with(|n| match n.get() {
+        usize::MAX => {
+            let assigned = NEXT.fetch_add(1, Relaxed) % (usize::MAX - 1);
+            n.set(assigned);
+            assigned
+        }
+        assigned => assigned,
+    })
 }
 
 /// This thread's lock stripe.
@@ -135,6 +144,27 @@ impl CounterTable {
             }
         } else if let Some(c) = self.rows[OWNED + t % SHARED].0.get(i) {
             c.fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Adds each `(i, n)` of `adds`, finding this thread's row once.
+    #[inline]
+    pub fn add_all(&self, adds: &[(usize, u64)]) {
+        let t = thread_number();
+        if t < OWNED {
+            let row = &self.rows[t].0;
+            for &(i, n) in adds {
+                if let Some(c) = row.get(i) {
+                    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+                }
+            }
+        } else {
+            let row = &self.rows[OWNED + t % SHARED].0;
+            for &(i, n) in adds {
+                if let Some(c) = row.get(i) {
+                    c.fetch_add(n, Relaxed);
+                }
+            }
         }
     }
 

@@ -6,8 +6,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use chkv_common::auth::{ClusterSecret, SECRET_ENV};
 use chkv_common::DEFAULT_VNODES;
 use clap::Parser;
 
@@ -93,8 +95,16 @@ impl Default for Timing {
 /// Everything [`start`](crate::start) needs. Port 0 picks a free port (tests).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Address all three listeners bind to.
+    /// Address the listeners bind to unless their own address is set.
     pub bind: IpAddr,
+    /// Where DataNodes connect (default: `bind`).
+    pub datanode_bind: Option<IpAddr>,
+    /// Where clients watch (default: `bind`).
+    pub client_bind: Option<IpAddr>,
+    /// Where HTTP listens (default: `bind`).
+    pub http_bind: Option<IpAddr>,
+    /// What every DataNode must prove on the control port; without one, loopback only.
+    pub cluster_secret: ClusterSecret,
     /// DataNodes register and heartbeat here.
     pub datanode_port: u16,
     /// Clients watch the ring here.
@@ -146,6 +156,10 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            datanode_bind: None,
+            client_bind: None,
+            http_bind: None,
+            cluster_secret: ClusterSecret::none(),
             datanode_port: 10101,
             client_port: 10102,
             http_port: 10180,
@@ -182,9 +196,22 @@ pub struct Args {
     /// TOML file whose keys are these flags' long names (`http-port = 10180`).
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
-    /// Address to listen on (all three ports).
+    /// Address to listen on (every port without its own `--*-bind`).
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: IpAddr,
+    /// Address of the DataNode port [default: --bind].
+    #[arg(long)]
+    pub datanode_bind: Option<IpAddr>,
+    /// Address of the client watch port [default: --bind].
+    #[arg(long)]
+    pub client_bind: Option<IpAddr>,
+    /// Address of the HTTP port [default: --bind].
+    #[arg(long)]
+    pub http_bind: Option<IpAddr>,
+    /// File holding the cluster secret every DataNode must prove (same file on every node).
+    /// Without it (or CHKV_CLUSTER_SECRET) only loopback addresses may be bound.
+    #[arg(long)]
+    pub cluster_secret_file: Option<PathBuf>,
     /// Port DataNodes register and heartbeat on (0 picks a free one).
     #[arg(long, default_value_t = 10101)]
     pub datanode_port: u16,
@@ -261,6 +288,10 @@ impl TryFrom<&Args> for Config {
             timing.lease = Duration::from_millis(ms);
             timing.lease_margin = Timing::margin_for(timing.lease);
         }
+        let env = std::env::var(SECRET_ENV).ok();
+        let cluster_secret =
+            ClusterSecret::load(args.cluster_secret_file.as_deref(), env.as_deref())
+                .map_err(|e| Error::Config(e.to_string()))?;
         let http_token = match (&args.http_token_file, &args.http_token) {
             (Some(path), _) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
@@ -278,6 +309,10 @@ impl TryFrom<&Args> for Config {
         };
         Ok(Config {
             bind: args.bind,
+            datanode_bind: args.datanode_bind,
+            client_bind: args.client_bind,
+            http_bind: args.http_bind,
+            cluster_secret,
             datanode_port: args.datanode_port,
             client_port: args.client_port,
             http_port: args.http_port,

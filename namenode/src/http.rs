@@ -657,8 +657,15 @@ fn dashboard(snapshot: &Snapshot, now_ms: u64) -> String {
             esc(value)
         );
     };
-    let keys: u64 = s.nodes.iter().map(|n| n.stats.keys).sum();
-    let memory: u64 = s.nodes.iter().map(|n| n.stats.used_memory).sum();
+    // Figures the DataNodes reported: saturating, whatever they said.
+    let keys = s
+        .nodes
+        .iter()
+        .fold(0u64, |a, n| a.saturating_add(n.stats.keys));
+    let memory = s
+        .nodes
+        .iter()
+        .fold(0u64, |a, n| a.saturating_add(n.stats.used_memory));
     let ops: f64 = snapshot.ops_per_sec.iter().sum();
     stat(&mut page, &s.epoch.to_string(), "epoch");
     stat(

@@ -18,6 +18,62 @@
 //! `probe_attempts x probe_interval` (0.9 s by default) before the new table goes out, which
 //! leaves the node that long to reconnect and keep its slots after a blip.
 //!
+//! # Leases and fencing
+//!
+//! A DataNode that registers as `leased` serves its slots only while it holds an ownership
+//! lease (`datanode/src/lease.rs`): until the moment it sent a request for one plus the
+//! lease `L` ([`Timing::lease`]), granted by this NameNode answering its heartbeat, or, when
+//! this NameNode is late or away, by *every* other node of the table it holds. A peer grants
+//! iff the requester is in its table, has a table at least as new, and is not on the
+//! *suspects list* this NameNode gave it. So while the NameNode is down nothing changes for
+//! the data plane, and a node that cannot renew stops serving within `L`.
+//!
+//! A leased member silent through every probe is not declared dead at once: it is
+//! *fencing*. The NameNode grants it nothing more, puts it on the suspects list, sends the
+//! list to every member (each records it, then acknowledges), and gives its slots to others
+//! without a handoff only at `fence_ready`: a lease plus a margin after the
+//! later of its last grant here, this NameNode's start, and, for each table it may hold that
+//! names another node, the first acknowledgement by a node of that table (all members'
+//! acknowledgements when that table is unknown). If it speaks again before that (heartbeat,
+//! pong, registration) it simply recovers: nothing was taken from it. A node declared dead
+//! that comes back is a new member: its claims are ignored and its welcome tells it to drop
+//! every slot (`flush`); it gets slots back only by handoff.
+//!
+//! **Why no stale read, no lost acknowledged write, no resurrected delete.** The data plane
+//! changes a slot's owner without a handoff only here, when its owner `X` is declared dead
+//! (or, after a restart, for slots nobody reported; below). Claim: at that moment every lease
+//! `X` could hold has run out, so `X` serves none of its slots from then on (it checks its
+//! lease before and after every command), and when it returns it drops them before serving
+//! anything. Every lease of `X` ends at `s + L` on `X`'s clock, `s` being when it sent the
+//! request that was granted:
+//! - granted here: `s` is before this NameNode processed that heartbeat, which is at most
+//!   `X`'s last grant (none after fencing began); granted by an earlier NameNode life: `s`
+//!   is before this one started;
+//! - granted by peers: every peer of the table `X` used had to grant, among them a node `Q`
+//!   that acknowledged the list naming `X` (there is one in every table `X` may hold that
+//!   has peers, or we wait). `Q` records the list before acknowledging and refuses from then
+//!   on, so `Q` granted before its acknowledgement arrived here, and `s` is earlier still.
+//!   (A node re-welcomed after being declared dead holds its old table until it has dropped
+//!   everything, and peers refuse a table older than theirs.)
+//!
+//! So every `s` is before the bound `fence_ready` waits from, and `X`'s leases end before
+//! `bound + L`. Waiting `bound + L + margin` on this clock covers the difference between the
+//! rates of the two clocks (assumed under 10 %; real clocks drift by parts per million), the
+//! coarse clock `X` reads (one kernel tick) and delays between reading a clock and acting.
+//! Reads therefore never see the old owner's data after the new owner has taken a write,
+//! writes `X` acknowledged all happened while it owned the slot (and handoffs carry them),
+//! and a key deleted at the new owner cannot come back from `X`'s copy, which is dropped.
+//!
+//! **Assumptions and known limits.** Clock rates bounded as above; processes that pause
+//! keep their monotonic clock running (true on Linux, also across SIGSTOP). A group of nodes
+//! cut off together, whose tables name no node outside the group, keep renewing each other:
+//! if none of them can acknowledge, the wait never ends (their slots are not reassigned,
+//! which is safe) -- but after a NameNode restart, nodes that do not come back and whose
+//! tables name only each other are not counted, and their slots are assigned once the
+//! registered members have installed the new table. On loopback this cannot happen (a
+//! partition needs network namespaces); it is untested. A node alone in its table cannot be
+//! renewed by peers: a one-DataNode cluster stops serving a lease after its NameNode goes.
+//!
 //! # Startup and NameNode restarts
 //!
 //! The NameNode keeps no state on disk: after a restart, DataNodes re-register and report the
@@ -31,6 +87,13 @@
 //! first table then reuses that epoch when every member reports exactly the slots the rebuilt
 //! table gives it (nothing changed), and takes the next epoch otherwise. Epochs never go
 //! backwards: every later table is numbered above anything any DataNode has reported.
+//!
+//! Where two claims overlap, the newer epoch wins and the older claimant's welcome tells it
+//! to drop what it lost (a node declared dead by the earlier life that has not caught up).
+//! Slots nobody claims are not given to their ring owner at once when leases are in use:
+//! whoever held them may still be serving them. They stay unassigned until every member has
+//! reported the first table's epoch (a table without the missing node, so each refuses it
+//! leases) and a lease plus margin has passed since the last of those reports.
 //!
 //! # Ring and published table
 //!
@@ -102,7 +165,7 @@ pub enum Event {
         epoch_seen: u64,
         /// Slots the node believes it owns (checked ranges, any order).
         owned_slots: Vec<RangeInclusive<Slot>>,
-        /// The node fences itself with leases (see [`Membership`]'s "Leases and fencing").
+        /// The node fences itself with leases (see "Leases and fencing" above).
         leased: bool,
     },
     /// `heartbeat` from `node` on `conn`.
@@ -739,10 +802,10 @@ impl Membership {
                         dead.push(id.clone());
                     }
                 }
-                Health::Fencing { .. } => {
-                    if self.fence_ready(id, member).is_some_and(|at| now >= at) {
-                        dead.push(id.clone());
-                    }
+                Health::Fencing { .. }
+                    if self.fence_ready(id, member).is_some_and(|at| now >= at) =>
+                {
+                    dead.push(id.clone());
                 }
                 _ => {}
             }
@@ -2830,7 +2893,8 @@ mod tests {
         m.handle(leased(1, "dn-a", 7000, Some(&old)), t1);
         m.handle(leased(2, "dn-b", 7001, Some(&newer)), t1);
         let a = m.handle(Event::Tick, t1 + timing().startup_grace);
-        let w: Vec<(ConnId, Vec<(u16, u16)>, SlotTable)> = a
+        type Welcomed = (ConnId, Vec<(u16, u16)>, SlotTable);
+        let w: Vec<Welcomed> = a
             .iter()
             .filter_map(|x| match x {
                 Action::SendTo {

@@ -24,12 +24,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chkv_common::proto::{check_version, slot_ranges, MAX_LINE_BYTES};
+use chkv_common::auth::{
+    accept_lines, check_node_id, escape, require_loopback, AuthError, ClusterSecret, Purpose,
+    NAMENODE_ID,
+};
+use chkv_common::lines::read_line;
+use chkv_common::proto::{check_epoch, check_version, slot_ranges, MAX_LINE_BYTES};
 use chkv_common::{
     decode_line, encode_line, ClientToNameNode, DataNodeToNameNode, NameNodeToClient,
-    NameNodeToDataNode, NodeInfo,
+    NameNodeToDataNode, NodeId, NodeInfo,
 };
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -41,7 +46,6 @@ use crate::membership::{
     Action, ClusterStatus, ConnId, DrainRefused, Event, Membership, NodeStats, Notice,
 };
 use crate::{http, Config, Error};
-use chkv_common::NodeId;
 
 /// Lines queued for one DataNode before it counts as not reading and is dropped.
 const DATANODE_QUEUE: usize = 64;
@@ -53,6 +57,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest line a watcher may send (the handshake is about 30 bytes).
 const MAX_WATCH_LINE: usize = 4096;
+/// Open connections per port at most; past it new ones are closed at once. Unauthenticated
+/// DataNode connections cost a few KB each and end after the handshake timeout, so a flood of
+/// them is bounded in memory; the DataNodes already connected keep their connections.
+const MAX_DATANODE_CONNS: usize = 1024;
+const MAX_WATCHERS: usize = 4096;
+const MAX_HTTP_CONNS: usize = 256;
 
 /// A running NameNode. Dropping it stops every task abruptly; [`shutdown`] waits for them.
 ///
@@ -92,9 +102,13 @@ impl NameNodeHandle {
 
 /// Binds the three ports and starts serving. Returns once the ports are bound.
 pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
-    let datanodes = bind(&config, config.datanode_port, "datanodes").await?;
-    let clients = bind(&config, config.client_port, "watchers").await?;
-    let web = bind(&config, config.http_port, "http").await?;
+    let secret = &config.cluster_secret;
+    let datanode_ip = config.datanode_bind.unwrap_or(config.bind);
+    let client_ip = config.client_bind.unwrap_or(config.bind);
+    let http_ip = config.http_bind.unwrap_or(config.bind);
+    let datanodes = bind(secret, datanode_ip, config.datanode_port, "datanodes").await?;
+    let clients = bind(secret, client_ip, config.client_port, "watchers").await?;
+    let web = bind(secret, http_ip, config.http_port, "http").await?;
     let local = |listener: &TcpListener, what| {
         listener.local_addr().map_err(|source| Error::Bind {
             what,
@@ -124,14 +138,23 @@ pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
 
     let mut last_conn = 0;
     let (tx, stop_dn) = (core_tx.clone(), stop_rx.clone());
+    let secret = config.cluster_secret.clone();
     tasks.spawn(accept_loop(
         datanodes,
         stop_rx.clone(),
         "datanode",
+        MAX_DATANODE_CONNS,
         move |stream, peer| {
             last_conn += 1;
             let conn = ConnId(last_conn);
-            serve_datanode(stream, peer, conn, tx.clone(), stop_dn.clone())
+            serve_datanode(
+                stream,
+                peer,
+                conn,
+                tx.clone(),
+                stop_dn.clone(),
+                secret.clone(),
+            )
         },
     ));
     let stop_w = stop_rx.clone();
@@ -139,6 +162,7 @@ pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
         clients,
         stop_rx.clone(),
         "watcher",
+        MAX_WATCHERS,
         move |stream, peer| {
             serve_watcher(
                 stream,
@@ -150,9 +174,15 @@ pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
         },
     ));
     let web_server = http::server(StatusSource(core_tx), config.http_token.clone());
-    tasks.spawn(accept_loop(web, stop_rx, "http", move |stream, _| {
-        web_server.serve(stream)
-    }));
+    // The HTTP server answers 503 past its own connection limit; this cap only bounds the
+    // tasks a flood can start.
+    tasks.spawn(accept_loop(
+        web,
+        stop_rx,
+        "http",
+        MAX_HTTP_CONNS,
+        move |stream, _| web_server.serve(stream),
+    ));
 
     info!(%datanode_addr, %client_addr, %http_addr, "namenode listening");
     Ok(NameNodeHandle {
@@ -174,8 +204,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-async fn bind(config: &Config, port: u16, what: &'static str) -> Result<TcpListener, Error> {
-    let addr = SocketAddr::new(config.bind, port);
+/// Binds `ip:port`, refusing a non-loopback address without a cluster secret.
+async fn bind(
+    secret: &ClusterSecret,
+    ip: std::net::IpAddr,
+    port: u16,
+    what: &'static str,
+) -> Result<TcpListener, Error> {
+    let addr = SocketAddr::new(ip, port);
+    require_loopback(secret, addr, what).map_err(|e| Error::Config(e.to_string()))?;
     TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Bind { what, addr, source })
@@ -193,11 +230,13 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Accepts connections until told to stop, then aborts the ones still open.
+/// Accepts connections until told to stop, then aborts the ones still open. With `max`
+/// connections open, new ones are closed as soon as they are accepted.
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
     what: &'static str,
+    max: usize,
     mut serve: F,
 ) where
     F: FnMut(TcpStream, SocketAddr) -> Fut,
@@ -209,6 +248,11 @@ async fn accept_loop<F, Fut>(
             _ = stop.changed() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    if conns.len() >= max {
+                        debug!(%peer, "{what} connection refused: {max} open already");
+                        drop(stream);
+                        continue;
+                    }
                     let _ = stream.set_nodelay(true);
                     conns.spawn(serve(stream, peer));
                 }
@@ -488,52 +532,31 @@ fn log_notice(notice: &Notice) {
     }
 }
 
-/// Reads one `\n`-terminated line (terminator included) into `buf`, refusing lines longer
-/// than `max`. `Ok(false)` at end of stream; a last line without `\n` still counts as a line.
-pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> std::io::Result<bool> {
-    buf.clear();
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            return Ok(!buf.is_empty());
-        }
-        let (take, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (available.len(), false),
-        };
-        if buf.len() + take > max {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("line longer than {max} bytes"),
-            ));
-        }
-        buf.extend_from_slice(&available[..take]);
-        reader.consume(take);
-        if done {
-            return Ok(true);
-        }
-    }
-}
-
-/// One DataNode connection: the writer runs here, the reader in its own task.
+/// One DataNode connection: the authentication handshake, then the writer runs here and the
+/// reader in its own task. Nothing reaches the core before the peer has proved the cluster
+/// secret, and the connection is bound to the node id it proved it for.
 async fn serve_datanode(
     stream: TcpStream,
     peer: SocketAddr,
     conn: ConnId,
     core: mpsc::Sender<CoreEvent>,
     mut stop: watch::Receiver<bool>,
+    secret: ClusterSecret,
 ) {
     debug!(%conn, %peer, "datanode connected");
     let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    let node = match accept_lines(&mut rd, &mut wr, &secret, Purpose::Control, NAMENODE_ID).await {
+        Ok(id) => NodeId::new(id),
+        Err(e @ AuthError::BadProof) => return warn!(%conn, %peer, "refusing datanode: {e}"),
+        Err(e) => return debug!(%conn, %peer, "datanode handshake: {e}"),
+    };
+    debug!(%conn, %peer, %node, "datanode authenticated");
     let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>(DATANODE_QUEUE);
     if core.send(CoreEvent::Connected { conn, tx }).await.is_err() {
         return;
     }
-    let reader = tokio::spawn(read_datanode(rd, conn, core.clone()));
+    let reader = tokio::spawn(read_datanode(rd, conn, node, core.clone()));
     loop {
         tokio::select! {
             _ = stop.changed() => break,
@@ -562,14 +585,19 @@ async fn serve_datanode(
     debug!(%conn, %peer, "datanode connection closed");
 }
 
-/// Decodes a DataNode's lines into events until EOF, an error, or a refused message.
-async fn read_datanode(rd: OwnedReadHalf, conn: ConnId, core: mpsc::Sender<CoreEvent>) {
-    let mut rd = BufReader::new(rd);
+/// Decodes the lines of DataNode `node` into events until EOF, an error, or a refused
+/// message.
+async fn read_datanode(
+    mut rd: BufReader<OwnedReadHalf>,
+    conn: ConnId,
+    node: NodeId,
+    core: mpsc::Sender<CoreEvent>,
+) {
     let mut buf = Vec::new();
     loop {
         let (event, last) = match read_line(&mut rd, &mut buf, MAX_LINE_BYTES).await {
             Ok(true) if buf.trim_ascii().is_empty() => continue,
-            Ok(true) => match datanode_event(conn, &buf) {
+            Ok(true) => match datanode_event(conn, &node, &buf) {
                 Ok(Some(event)) => (CoreEvent::Membership(event), false),
                 Ok(None) => continue,
                 Err(message) => (CoreEvent::Refused { conn, message }, true),
@@ -586,10 +614,25 @@ async fn read_datanode(rd: OwnedReadHalf, conn: ConnId, core: mpsc::Sender<CoreE
     }
 }
 
-/// The event a DataNode line stands for: `Ok(None)` for messages this NameNode does not act
-/// on yet, `Err` (the text of an `error` reply) for lines it refuses.
-fn datanode_event(conn: ConnId, line: &[u8]) -> Result<Option<Event>, String> {
+/// The event a line from DataNode `node` stands for: `Ok(None)` for messages this NameNode
+/// does not act on yet, `Err` (the text of an `error` reply) for lines it refuses. A message
+/// that speaks for another node than the one the connection authenticated as is refused, as
+/// is an epoch beyond [`MAX_EPOCH`](chkv_common::proto::MAX_EPOCH).
+fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Event>, String> {
     let msg = decode_line::<DataNodeToNameNode>(line).map_err(|e| e.to_string())?;
+    let (DataNodeToNameNode::Register { node_id, .. }
+    | DataNodeToNameNode::Heartbeat { node_id, .. }
+    | DataNodeToNameNode::Pong { node_id, .. }
+    | DataNodeToNameNode::HandoffProgress { node_id, .. }
+    | DataNodeToNameNode::HandoffDone { node_id, .. }
+    | DataNodeToNameNode::Leave { node_id, .. }
+    | DataNodeToNameNode::SuspectsAck { node_id, .. }) = &msg;
+    if node_id != node {
+        return Err(format!(
+            "message for node {} on a connection authenticated as {node}",
+            escape(node_id.as_str().as_bytes())
+        ));
+    }
     Ok(Some(match msg {
         DataNodeToNameNode::Register {
             version,
@@ -601,9 +644,8 @@ fn datanode_event(conn: ConnId, line: &[u8]) -> Result<Option<Event>, String> {
             leased,
         } => {
             check_version(version).map_err(|e| e.to_string())?;
-            if node_id.as_str().is_empty() {
-                return Err("node_id must not be empty".into());
-            }
+            check_node_id(node_id.as_str()).map_err(|e| e.to_string())?;
+            let epoch_seen = check_epoch(epoch_seen).map_err(|e| e.to_string())?;
             let owned_slots = slot_ranges(owned_slots.as_deref().unwrap_or_default())
                 .map_err(|e| e.to_string())?;
             Event::Registered {
@@ -628,7 +670,7 @@ fn datanode_event(conn: ConnId, line: &[u8]) -> Result<Option<Event>, String> {
         } => Event::Heartbeat {
             conn,
             node: node_id,
-            epoch,
+            epoch: check_epoch(epoch).map_err(|e| e.to_string())?,
             stats: NodeStats {
                 keys,
                 used_memory,
@@ -753,30 +795,13 @@ impl Drop for Counted<'_> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn read_line_frames_and_limits() {
-        let mut input: &[u8] = b"one\r\ntwo\nlast";
-        let mut buf = Vec::new();
-        assert!(read_line(&mut input, &mut buf, 16).await.expect("reads"));
-        assert_eq!(buf, b"one\r\n");
-        assert!(read_line(&mut input, &mut buf, 16).await.expect("reads"));
-        assert_eq!(buf, b"two\n");
-        assert!(read_line(&mut input, &mut buf, 16).await.expect("reads"));
-        assert_eq!(buf, b"last");
-        assert!(!read_line(&mut input, &mut buf, 16).await.expect("eof"));
-
-        let mut long: &[u8] = b"0123456789abcdefXYZ\n";
-        let err = read_line(&mut long, &mut buf, 16)
-            .await
-            .expect_err("too long");
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
-    }
-
     #[test]
     fn datanode_lines_become_events() {
         let conn = ConnId(3);
+        let dn_a = NodeId::from("dn-a");
+        let a = NodeId::from("a");
         let line = br#"{"type":"register","version":1,"node_id":"dn-a","client_addr":"127.0.0.1:1","admin_addr":"127.0.0.1:2","epoch_seen":4,"owned_slots":[[0,9]]}"#;
-        match datanode_event(conn, line) {
+        match datanode_event(conn, &dn_a, line) {
             Ok(Some(Event::Registered {
                 epoch_seen,
                 owned_slots,
@@ -787,17 +812,24 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let refused = |line: &[u8]| datanode_event(conn, line).expect_err("refused");
+        let refused = |line: &[u8]| datanode_event(conn, &a, line).expect_err("refused");
         assert!(refused(br#"{"type":"register","version":2,"node_id":"a","client_addr":"127.0.0.1:1","admin_addr":"127.0.0.1:2","epoch_seen":0}"#)
             .contains("unsupported protocol version 2"));
         assert!(refused(br#"{"type":"register","version":1,"node_id":"a","client_addr":"127.0.0.1:1","admin_addr":"127.0.0.1:2","epoch_seen":0,"owned_slots":[[9,0]]}"#)
             .contains("bad slot range"));
         assert!(refused(br#"{"type":"register","version":1,"node_id":"","client_addr":"127.0.0.1:1","admin_addr":"127.0.0.1:2","epoch_seen":0}"#)
-            .contains("empty"));
+            .contains("authenticated as a"));
+        // Another node's id than the connection proved, and absurd epochs.
+        assert!(refused(br#"{"type":"leave","node_id":"dn-a"}"#).contains("authenticated as a"));
+        assert!(refused(br#"{"type":"register","version":1,"node_id":"a","client_addr":"127.0.0.1:1","admin_addr":"127.0.0.1:2","epoch_seen":18446744073709551615}"#)
+            .contains("beyond"));
+        assert!(refused(br#"{"type":"heartbeat","node_id":"a","epoch":18446744073709551615,"keys":0,"used_memory":0,"ops":0}"#)
+            .contains("beyond"));
         assert!(refused(b"hello\n").contains("malformed"));
         assert!(matches!(
             datanode_event(
                 conn,
+                &a,
                 br#"{"type":"handoff_done","node_id":"a","epoch":1,"slots":[[3,5]]}"#
             ),
             Ok(Some(Event::HandoffDone { slots, .. })) if slots.len() == 1

@@ -3,6 +3,11 @@
 //! Asking for the topology (SLOTS, SHARDS, NODES) marks the connection cluster-aware: from
 //! then on it gets `-MOVED` and `-CROSSSLOT` like a Redis Cluster client expects, instead of
 //! having its requests forwarded. `CLUSTER REDIRECTS YES|NO` sets that choice explicitly.
+//!
+//! Between DataNodes: `PEERHELLO`/`PEERAUTH` authenticate a connection as another node of the
+//! cluster (see [`crate::trust`]); `IMPORT` and `HANDOFF` are served only on such peer
+//! sessions, for slots the node is receiving from that peer. To any other connection they do
+//! not exist (Redis's reply to an unknown subcommand), whatever its password.
 
 use super::flags::*;
 use super::*;
@@ -46,47 +51,34 @@ static SUBCOMMANDS: &[CommandSpec] = &[
     spec("redirects", 3, STALE | FAST, NO_KEYS, G, "7.2.4",
         "CHKV: YES makes this connection receive MOVED/CROSSSLOT like a cluster client; NO has the node forward its requests.",
         "YES | NO | INTERNAL", redirects),
-    spec("import", -5, WRITE | ADMIN, NO_KEYS, G, "7.2.4",
+    spec("import", -5, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: stores entries handed over by another node (absolute expiry in ms, 0 for none).",
         "key expire-at value [key expire-at value ...]", import),
-    spec("handoff", -4, WRITE | ADMIN, NO_KEYS, G, "7.2.4",
+    spec("handoff", -4, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: the slots, whose entries were imported, now belong to this node.",
         "from-node-id slot [slot ...]", handoff),
-    spec("lease", 4, ADMIN | LOADING | STALE | FAST, NO_KEYS, G, "7.2.4",
+    spec("lease", 4, ADMIN | LOADING | STALE | FAST | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: asks for an ownership lease while the NameNode is late; +OK grants it.",
         "node-id epoch", lease),
+    spec("peerhello", 4, NO_AUTH | LOADING | STALE | FAST, NO_KEYS, G, "7.2.4",
+        "CHKV, between nodes: starts the cluster-secret challenge-response; answers id, nonce, proof.",
+        "node-id nonce", peerhello),
+    spec("peerauth", 3, NO_AUTH | LOADING | STALE | FAST, NO_KEYS, G, "7.2.4",
+        "CHKV, between nodes: finishes the challenge-response; the connection becomes a peer session.",
+        "proof", peerauth),
     spec("help", 2, LOADING | STALE, NO_KEYS, G, "5.0.0",
         "Returns helpful text about the different subcommands.", "", help),
 ];
 
-fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let resets = ctx.node.lease.resets();
-    let result = refuse_while_lapsed(ctx)
-        .and_then(|()| crate::handoff::decode_import(req))
-        .and_then(|entries| {
-            ctx.node
-                .db
-                .import(&entries, ctx.now)
-                .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORT: {e}")))
-        });
-    match result {
-        Ok(stored) => {
-            ctx.session.import_resets.get_or_insert(resets);
-            Ok(Frame::Integer(stored as i64))
-        }
-        Err(e) => {
-            // The batch's HANDOFF, which follows on this connection, is refused.
-            ctx.session.import_failed = true;
-            Err(e)
-        }
-    }
-}
-
 /// `CLUSTER LEASE node-id epoch`: another node of the table, whose NameNode is late, asks
-/// whether it may go on serving (see [`crate::lease`] for the rule and why it is safe).
+/// whether it may go on serving (see [`crate::lease`] for the rule and why it is safe). Only
+/// on a peer session, for the peer itself.
 fn lease(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let requester =
         std::str::from_utf8(req.arg(2)).map_err(|_| Frame::err("ERR invalid node id"))?;
+    if ctx.session.peer.as_deref() != Some(requester) {
+        return Err(Frame::err("ERR a node asks for its own lease only"));
+    }
     let epoch = parse_i64(req.arg(3))
         .and_then(|e| u64::try_from(e).ok())
         .ok_or(ERR_NOT_INT)?;
@@ -108,22 +100,104 @@ fn refuse_while_lapsed(ctx: &Ctx<'_>) -> Result<(), Frame> {
     Ok(())
 }
 
-fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    refuse_while_lapsed(ctx)?;
-    let resets = ctx.session.import_resets.take();
-    if std::mem::take(&mut ctx.session.import_failed)
-        || resets.is_some_and(|r| r != ctx.node.lease.resets())
+fn peerhello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let secret = ctx.node.config().cluster_secret.clone();
+    let (reply, pending) =
+        crate::trust::challenge(&secret, &ctx.node.node_id, req.arg(2), req.arg(3))?;
+    ctx.session.peer_pending = Some(Box::new(pending));
+    Ok(reply)
+}
+
+fn peerauth(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    // One proof per challenge: a wrong guess needs a new PEERHELLO (and a new nonce).
+    let pending = ctx
+        .session
+        .peer_pending
+        .take()
+        .ok_or(Frame::err("ERR PEERAUTH without PEERHELLO"))?;
+    let secret = ctx.node.config().cluster_secret.clone();
+    match crate::trust::finish(&secret, *pending, req.arg(2)) {
+        Some(peer) => {
+            ctx.session.peer = Some(peer.into());
+            ctx.session.authenticated = true;
+            Ok(Frame::ok())
+        }
+        None => Err(Frame::err(
+            "ERR cluster peer authentication failed: wrong cluster secret",
+        )),
+    }
+}
+
+/// Refuses `slots` unless this session's peer may hand them to this node now (see
+/// [`crate::trust::may_receive`]). The refusal is `-TRYAGAIN`: this node's table may be a
+/// moment behind the order the peer carries out (the NameNode tells them on different
+/// connections), and the peer retries the batch for a while before giving up.
+fn check_receiving(ctx: &Ctx<'_>, slots: impl IntoIterator<Item = u16>) -> Result<(), Frame> {
+    let peer = ctx.session.peer.as_deref().unwrap_or_default();
+    let routing = ctx.node.routing();
+    let adopted = |s: u16| crate::handoff::adopted_from(ctx.node, s);
+    match slots
+        .into_iter()
+        .find(|&s| !crate::trust::may_receive(&routing, peer, s, adopted(s).as_deref()))
     {
+        None => Ok(()),
+        Some(s) => Err(Frame::error(format!(
+            "TRYAGAIN slot {s} is not being handed to this node by {} (table epoch {})",
+            chkv_common::auth::escape(peer.as_bytes()),
+            routing.epoch
+        ))),
+    }
+}
+
+fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let resets = ctx.node.lease.resets();
+    let result = refuse_while_lapsed(ctx)
+        .and_then(|()| crate::handoff::decode_import(req))
+        .and_then(|entries| {
+            check_receiving(ctx, entries.iter().map(|e| key_slot(&e.key)))?;
+            ctx.node
+                .db
+                .import(&entries, ctx.now)
+                .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORT: {e}")))
+        });
+    match result {
+        Ok(stored) => {
+            ctx.session.import_resets.get_or_insert(resets);
+            Ok(Frame::Integer(stored as i64))
+        }
+        Err(e) => {
+            // The batch's HANDOFF, which follows on this connection, is refused.
+            ctx.session.import_failed = true;
+            Err(e)
+        }
+    }
+}
+
+fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let from = String::from_utf8_lossy(req.arg(2)).into_owned();
+    if ctx.session.peer.as_deref() != Some(from.as_str()) {
+        return Err(Frame::err("ERR a node hands over only its own slots"));
+    }
+    // The batch ends here, flipped or not.
+    let failed = std::mem::take(&mut ctx.session.import_failed);
+    let resets = ctx.session.import_resets.take();
+    refuse_while_lapsed(ctx)?;
+    if failed {
         return Err(Frame::err(
-            "TRYAGAIN an import of this batch failed or was dropped; the slots stay with their owner",
+            "TRYAGAIN an import of this batch failed; the slots stay with their owner",
         ));
     }
-    let from = String::from_utf8_lossy(req.arg(2)).into_owned();
+    if resets.is_some_and(|r| r != ctx.node.lease.resets()) {
+        return Err(Frame::err(
+            "TRYAGAIN this node dropped its slots since the batch was imported; the slots stay with their owner",
+        ));
+    }
     let slots = req
         .iter()
         .skip(3)
         .map(slot_arg)
         .collect::<Result<Vec<u16>, Frame>>()?;
+    check_receiving(ctx, slots.iter().copied())?;
     crate::handoff::adopt(ctx.node, &from, &slots);
     Ok(Frame::ok())
 }

@@ -196,10 +196,17 @@ fn info_entry(parent: Option<&CommandSpec>, c: &CommandSpec) -> Frame {
         Frame::Array(
             c.subcommands
                 .iter()
+                .filter(|s| listed(s))
                 .map(|s| info_entry(Some(c), s))
                 .collect(),
         ),
     ])
+}
+
+/// Whether COMMAND shows `c` to clients: internal subcommands (CLUSTER IMPORT, HANDOFF) do
+/// not exist for them (see `resolve_for`), so introspection does not list them either.
+fn listed(c: &CommandSpec) -> bool {
+    !c.has(super::flags::INTERNAL)
 }
 
 fn command_all(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
@@ -241,7 +248,7 @@ fn command_list(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             }
         };
         push(c.name.to_string());
-        for s in c.subcommands {
+        for s in c.subcommands.iter().filter(|s| listed(s)) {
             push(full_name(Some(c), s));
         }
     }
@@ -254,7 +261,8 @@ fn find(name: &[u8]) -> Option<(Option<&'static CommandSpec>, &'static CommandSp
     match s.split_once('|') {
         Some((p, sub)) => {
             let (_, parent) = lookup(p.as_bytes())?;
-            Some((Some(parent), lookup_sub(parent, sub.as_bytes())?))
+            let sub = lookup_sub(parent, sub.as_bytes()).filter(|s| listed(s))?;
+            Some((Some(parent), sub))
         }
         None => Some((None, lookup(name)?.1)),
     }
@@ -291,6 +299,7 @@ fn doc_entry(c: &CommandSpec) -> Frame {
             Frame::Map(
                 c.subcommands
                     .iter()
+                    .filter(|s| listed(s))
                     .map(|s| (Frame::bulk(full_name(Some(c), s)), doc_entry(s)))
                     .collect(),
             ),

@@ -68,6 +68,9 @@ pub mod flags {
     pub const NUMKEYS: u32 = 1 << 10;
     /// Pub/Sub commands (Redis's `pubsub` flag).
     pub const PUBSUB: u32 = 1 << 11;
+    /// Between DataNodes only (moves data or ownership): served on authenticated peer
+    /// sessions; to anyone else it does not exist.
+    pub const INTERNAL: u32 = 1 << 12;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -156,6 +159,13 @@ pub struct Session {
     pub quit: bool,
     /// How requests for other nodes' slots are handled on this connection.
     pub redirects: Redirects,
+    /// The DataNode this connection proved to be (`CLUSTER PEERAUTH`): a peer session.
+    pub peer: Option<Box<str>>,
+    /// A `CLUSTER PEERHELLO` answered, waiting for `PEERAUTH`.
+    pub peer_pending: Option<Box<crate::trust::PendingPeer>>,
+    /// A `CLUSTER IMPORT` failed since the last `CLUSTER HANDOFF`: the next one is refused,
+    /// so a batch is never flipped with part of its data missing.
+    pub import_failed: bool,
     /// MULTI's queue and WATCH's keys.
     pub tx: multi::TxState,
     /// Set on the first subscription: where messages for this connection are queued.
@@ -174,9 +184,6 @@ pub struct Session {
     /// round trips to another server): the connection awaits it and sends its reply in
     /// place of the handler's.
     pub deferred: Option<Deferred>,
-    /// A `CLUSTER IMPORT` failed since the last `CLUSTER HANDOFF`: the next one is refused,
-    /// so a batch is never flipped with part of its data missing.
-    pub import_failed: bool,
     /// The lease's reset count when the first `CLUSTER IMPORT` since the last `HANDOFF`
     /// was stored: if the node dropped its slots since, the batch's data is gone and the
     /// `HANDOFF` is refused.
@@ -223,6 +230,9 @@ impl Session {
             authenticated,
             quit: false,
             redirects: Redirects::Forward,
+            peer: None,
+            peer_pending: None,
+            import_failed: false,
             tx: multi::TxState::default(),
             pubsub: None,
             no_reply: false,
@@ -233,7 +243,6 @@ impl Session {
             acl_generation: u64::MAX,
             deferred: None,
             fenced: false,
-            import_failed: false,
             import_resets: None,
         }
     }
@@ -356,6 +365,7 @@ pub fn lookup_sub(parent: &CommandSpec, name: &[u8]) -> Option<&'static CommandS
 }
 
 /// Redis's reply to an unknown command.
+#[cold]
 pub fn unknown_command(req: &Request) -> Frame {
     let mut args = String::new();
     for a in req.iter().skip(1) {
@@ -368,6 +378,7 @@ pub fn unknown_command(req: &Request) -> Frame {
     ))
 }
 
+#[cold]
 pub fn wrong_arity(name: &str) -> Frame {
     Frame::error(format!(
         "ERR wrong number of arguments for '{name}' command"
@@ -386,8 +397,9 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
 }
 
 /// [`dispatch`] without the MULTI queue: runs the command now.
+#[inline]
 pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
-    let (spec, cmd_id) = match resolve_checked(req) {
+    let (spec, cmd_id) = match resolve_for(ctx.session, req) {
         Ok(r) => r,
         Err(e) => {
             // A known command refused for its arguments counts as rejected in its stats.
@@ -404,8 +416,9 @@ pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         return Frame::err("NOAUTH Authentication required.");
     }
     // Commands a client may send before authenticating (AUTH, HELLO, ...) are not subject to
-    // command rules, as in Redis.
-    if !spec.has(flags::NO_AUTH) {
+    // command rules, as in Redis. Nor are peer sessions: the node a request was forwarded
+    // from checked it against its client's user before sending it on.
+    if !spec.has(flags::NO_AUTH) && ctx.session.peer.is_none() {
         if let Err(denied) = acl_gate(ctx.node, ctx.session, cmd_id, spec, req, ctx.now) {
             return denied;
         }
@@ -439,7 +452,7 @@ pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         ctx.node.cmdstats.reject(idx as usize);
         return ERR_OOM;
     }
-    let started = std::time::Instant::now();
+    let started = crate::clock::stamp();
     let (reply, failed) = match (spec.handler)(ctx, req) {
         Ok(f) => {
             let failed = matches!(f, Frame::Error(_));
@@ -450,7 +463,7 @@ pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     // Per top-level command (subcommands count as their parent), like /metrics shows them.
     ctx.node
         .cmdstats
-        .record(idx as usize, started.elapsed(), failed);
+        .record(idx as usize, crate::clock::elapsed_us(started), failed);
     if leased && !ctx.node.lease.serving() {
         // Ran, but the lease may have run out meanwhile (a pause mid-command): its slots may
         // belong to another node now, so this is no acknowledgement.
@@ -471,6 +484,7 @@ pub fn serves_data(spec: &CommandSpec) -> bool {
 
 /// The spec that runs `req` (the subcommand's, if any) and its id for CLIENT LIST, or the
 /// error reply for an unknown command, a wrong arity or an unknown subcommand.
+#[inline]
 pub fn resolve_checked(req: &Request) -> Result<(&'static CommandSpec, u32), Frame> {
     let Some((idx, spec)) = lookup(req.arg(0)) else {
         return Err(unknown_command(req));
@@ -493,15 +507,37 @@ pub fn resolve_checked(req: &Request) -> Result<(&'static CommandSpec, u32), Fra
                 }
                 (sub, idx | ((i as u32 + 1) << 16))
             }
-            None => {
-                return Err(Frame::error(format!(
-                    "ERR unknown subcommand '{}'. Try {} HELP.",
-                    String::from_utf8_lossy(&req.arg(1)[..req.arg(1).len().min(128)]),
-                    spec.name.to_ascii_uppercase()
-                )))
-            }
+            None => return Err(unknown_subcommand(spec, req)),
         }
     })
+}
+
+/// Redis's reply to an unknown subcommand of `parent`.
+fn unknown_subcommand(parent: &CommandSpec, req: &Request) -> Frame {
+    Frame::error(format!(
+        "ERR unknown subcommand '{}'. Try {} HELP.",
+        String::from_utf8_lossy(&req.arg(1)[..req.arg(1).len().min(128)]),
+        parent.name.to_ascii_uppercase()
+    ))
+}
+
+/// [`resolve_checked`] for this connection: internal subcommands (CLUSTER IMPORT, HANDOFF)
+/// exist only on peer sessions; to anyone else, whatever its password, they answer as an
+/// unknown subcommand and change nothing.
+pub fn resolve_for(session: &Session, req: &Request) -> Result<(&'static CommandSpec, u32), Frame> {
+    let resolved = resolve_checked(req);
+    if session.peer.is_some() {
+        return resolved;
+    }
+    let internal = match &resolved {
+        Ok((spec, id)) => spec.has(flags::INTERNAL).then_some(*id),
+        // A wrong number of arguments must not reveal them either (the slow path: errors).
+        Err(_) => resolve(req).and_then(|(id, spec)| spec.has(flags::INTERNAL).then_some(id)),
+    };
+    match internal {
+        Some(id) => Err(unknown_subcommand(table()[(id & 0xffff) as usize], req)),
+        None => resolved,
+    }
 }
 
 /// The spec a request runs (the subcommand's when it has one) and its command id, or `None`
@@ -523,7 +559,26 @@ pub fn resolve(req: &Request) -> Option<(u32, &'static CommandSpec)> {
 /// (ACL LOG) and answered with Redis's NOPERM texts. Used by [`dispatch`] and, before a
 /// request is forwarded, by the cluster executor: a request never leaves the node its
 /// client is connected to without its permissions checked.
+#[inline]
 pub fn acl_gate(
+    node: &Node,
+    session: &mut Session,
+    cmd_id: u32,
+    spec: &CommandSpec,
+    req: &Request,
+    now: u64,
+) -> Result<(), Frame> {
+    // The common case, an unrestricted user and no ACL change since the last command, is
+    // two loads and two compares inline; the rest is out of line.
+    if session.perms.is_none() && session.acl_generation == node.acl.generation() {
+        return Ok(());
+    }
+    acl_check(node, session, cmd_id, spec, req, now)
+}
+
+#[cold]
+#[inline(never)]
+fn acl_check(
     node: &Node,
     session: &mut Session,
     cmd_id: u32,

@@ -124,7 +124,7 @@ fn runs_in_multi(name: &str) -> bool {
 
 /// A request from a connection inside MULTI: queued, or run at once (EXEC, DISCARD...).
 pub fn in_multi(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
-    let spec = match resolve_checked(req) {
+    let spec = match super::resolve_for(ctx.session, req) {
         Ok((spec, _)) => spec,
         Err(e) => {
             ctx.session.tx.flag();

@@ -14,7 +14,8 @@
 
 use super::flags::*;
 use super::*;
-use crate::pubsub::{Kind, OutputLimit};
+use crate::outbuf::ClassLimit;
+use crate::pubsub::Kind;
 use bytes::Bytes;
 use std::time::Instant;
 
@@ -250,56 +251,13 @@ pub fn subscribed_context_error(session: &Session, top: &str, sub: &str) -> Opti
     )))
 }
 
-/// Parses `client-output-buffer-limit` (`<class> <hard> <soft> <seconds>` repeated) and
-/// returns the new `pubsub` class. Only that class is enforced by CHKV; the others are
-/// accepted at their Redis defaults (normal connections are bounded by TCP: replies are
-/// written before more input is read).
-pub fn parse_output_limits(v: &[u8], mut pubsub: OutputLimit) -> Result<OutputLimit, String> {
-    let text = std::str::from_utf8(v).map_err(|_| "Invalid arguments".to_string())?;
-    let words: Vec<&str> = text.split_whitespace().collect();
-    if words.is_empty() || !words.len().is_multiple_of(4) {
-        return Err("Wrong number of arguments in buffer limit configuration.".into());
-    }
-    for group in words.chunks(4) {
-        let mem = |w: &str| {
-            crate::config::parse_memory(w).ok_or_else(|| {
-                "Error in hard, soft or soft_seconds setting in buffer limit configuration."
-                    .to_string()
-            })
-        };
-        let limit = OutputLimit {
-            hard: mem(group[1])?,
-            soft: mem(group[2])?,
-            soft_secs: group[3].parse().map_err(|_| {
-                "Error in hard, soft or soft_seconds setting in buffer limit configuration."
-                    .to_string()
-            })?,
-        };
-        match group[0].to_ascii_lowercase().as_str() {
-            "pubsub" => pubsub = limit,
-            "normal" if limit.hard == 0 && limit.soft == 0 => {}
-            "slave" | "replica"
-                if (limit.hard, limit.soft, limit.soft_secs) == (256 << 20, 64 << 20, 60) => {}
-            "normal" | "slave" | "replica" => {
-                return Err(format!(
-                    "CHKV enforces only the pubsub class; the {} class keeps its default",
-                    group[0]
-                ))
-            }
-            _ => {
-                return Err("Invalid client class specified in buffer limit configuration.".into())
-            }
-        }
-    }
-    Ok(pubsub)
-}
-
-fn limit(ctx: &Ctx<'_>) -> OutputLimit {
+fn limit(ctx: &Ctx<'_>) -> ClassLimit {
     ctx.node.pubsub.limit()
 }
 
 /// Publishes a keyspace notification for `key` (class from [`crate::pubsub::events`],
 /// Redis's event name): the one call a command makes after a change.
+#[inline]
 pub fn notify(ctx: &Ctx<'_>, class: u32, event: &str, key: &[u8]) {
     ctx.node.pubsub.notify_keyspace(class, event, key);
 }
@@ -637,35 +595,35 @@ mod tests {
             Frame::ok()
         );
         assert_eq!(
-            h.node.config().pubsub_limit,
-            OutputLimit {
+            h.node.config().client_output_buffer_limit.pubsub,
+            ClassLimit {
                 hard: 1 << 20,
                 soft: 512 << 10,
-                soft_secs: 5
+                soft_seconds: 5
             }
         );
-        for bad in [
-            "pubsub 1mb",
-            "nobody 1 1 1",
-            "pubsub x 1 1",
-            "normal 1mb 0 0",
-        ] {
+        // Publishers take the new limit too.
+        assert_eq!(h.node.pubsub.limit().hard, 1 << 20);
+        for bad in ["pubsub 1mb", "nobody 1 1 1", "pubsub x 1 1", "normal 1mb 0"] {
             assert!(
                 h.run(&["CONFIG", "SET", "client-output-buffer-limit", bad])
                     .is_error(),
                 "{bad}"
             );
         }
+        // One setting for every class: `normal` is enforced on plain connections as well.
         assert_eq!(
             h.run(&[
                 "CONFIG",
                 "SET",
                 "client-output-buffer-limit",
-                "normal 0 0 0 pubsub 0 0 0"
+                "normal 1mb 0 0 pubsub 0 0 0"
             ]),
             Frame::ok()
         );
-        assert_eq!(h.node.config().pubsub_limit.hard, 0);
+        let limits = h.node.config().client_output_buffer_limit;
+        assert_eq!(limits.pubsub.hard, 0);
+        assert_eq!(limits.normal.hard, 1 << 20);
     }
 
     #[test]

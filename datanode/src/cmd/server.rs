@@ -946,6 +946,14 @@ static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "client-output-buffer-limit",
+        get: |c| c.client_output_buffer_limit.format(),
+        set: Some(|c, v| {
+            c.client_output_buffer_limit = c.client_output_buffer_limit.parse_into(v)?;
+            Ok(())
+        }),
+    },
+    Param {
         name: "maxclients",
         get: |c| c.maxclients.to_string(),
         set: Some(|c, v| {
@@ -1039,20 +1047,6 @@ static PARAMS: &[Param] = &[
         get: |c| c.eviction.lfu_decay_time.to_string(),
         set: Some(|c, v| {
             c.eviction.lfu_decay_time = parse_lfu(v)?;
-            Ok(())
-        }),
-    },
-    Param {
-        name: "client-output-buffer-limit",
-        get: |c| {
-            let p = c.pubsub_limit;
-            format!(
-                "normal 0 0 0 slave 268435456 67108864 60 pubsub {} {} {}",
-                p.hard, p.soft, p.soft_secs
-            )
-        },
-        set: Some(|c, v| {
-            c.pubsub_limit = super::pubsub::parse_output_limits(v, c.pubsub_limit)?;
             Ok(())
         }),
     },

@@ -903,11 +903,9 @@ impl Drop for TxLock<'_> {
 }
 
 /// Milliseconds since the Unix epoch.
+#[inline]
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::unix_ms()
 }
 
 /// A locked slot. Every change goes through it so the store's counters stay exact.

@@ -17,6 +17,7 @@
 //!   drain.
 //! - [`tools`]: `redis-cli --cluster check`, `info` and `import` from a live redis-server.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
+//! - [`trust`]: internal commands only on authenticated peer sessions, for slots in transit.
 //! - [`collections`]: hashes and sets forwarded by key; multi-set commands whole on one node
 //!   or `-CROSSSLOT`.
 //! - [`flap`]: a node paused past its dead-declaration resumes without bringing back deleted
@@ -40,6 +41,7 @@ mod restart;
 mod spread;
 mod stop;
 mod tools;
+mod trust;
 mod util;
 
 #[allow(dead_code)]

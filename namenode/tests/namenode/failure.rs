@@ -167,13 +167,12 @@ async fn detection_times_with_default_timing() -> Result<()> {
 /// NameNode closes its side too rather than keeping a half-open connection.
 #[tokio::test]
 async fn a_half_closed_connection_is_closed_and_the_node_removed() -> Result<()> {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
     bounded(20, async {
         let interval = Duration::from_millis(100);
         let (nn, _nodes, mut watcher, table) = cluster(config(interval, Duration::ZERO)).await?;
-        let stream = tokio::net::TcpStream::connect(nn.datanode_addr()).await?;
-        let (rd, mut wr) = stream.into_split();
+        let (rd, mut wr) = crate::util::dial(nn.datanode_addr(), "dn-d").await?;
         let register = chkv_common::DataNodeToNameNode::Register {
             version: chkv_common::PROTOCOL_VERSION,
             node_id: NodeId::from("dn-d"),
@@ -184,7 +183,7 @@ async fn a_half_closed_connection_is_closed_and_the_node_removed() -> Result<()>
             leased: false,
         };
         wr.write_all(&chkv_common::encode_line(&register)?).await?;
-        let mut lines = BufReader::new(rd).lines();
+        let mut lines = rd.lines();
         let welcome = tokio::time::timeout(WAIT, lines.next_line()).await??;
         assert!(welcome.is_some_and(|l| l.starts_with(r#"{"type":"welcome""#)));
         // dn-d is announced (it owns nothing until handoffs to it complete).

@@ -5,5 +5,6 @@ mod failure;
 mod http;
 mod prom;
 mod restart;
+mod trust;
 mod util;
 mod watch;

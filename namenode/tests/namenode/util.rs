@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use chkv_common::auth::{connect_lines, ClusterSecret, Purpose, NAMENODE_ID};
 use chkv_common::{
     decode_line, encode_line, ClientToNameNode, DataNodeToNameNode, NameNodeToClient,
     NameNodeToDataNode, NodeId, NodeInfo, Slot, SlotTable, PROTOCOL_VERSION, SLOT_COUNT,
@@ -50,6 +51,36 @@ pub fn config(interval: Duration, grace: Duration) -> Config {
 
 pub async fn start(config: Config) -> Result<NameNodeHandle> {
     Ok(chkv_namenode::start(config).await?)
+}
+
+/// Connects to the NameNode's DataNode port and authenticates as `id` with `secret`
+/// (none: the loopback-only empty key). Returns the connection ready for `register`.
+pub async fn dial_as(
+    namenode: SocketAddr,
+    id: &str,
+    secret: &ClusterSecret,
+) -> Result<(BufReader<OwnedReadHalf>, OwnedWriteHalf)> {
+    let stream = TcpStream::connect(namenode).await?;
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::new(rd);
+    connect_lines(
+        &mut rd,
+        &mut wr,
+        secret,
+        Purpose::Control,
+        id,
+        Some(NAMENODE_ID),
+    )
+    .await?;
+    Ok((rd, wr))
+}
+
+/// [`dial_as`] without a secret.
+pub async fn dial(
+    namenode: SocketAddr,
+    id: &str,
+) -> Result<(BufReader<OwnedReadHalf>, OwnedWriteHalf)> {
+    dial_as(namenode, id, &ClusterSecret::none()).await
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -108,8 +139,19 @@ impl FakeDataNode {
         interval: Duration,
         owned: Option<&SlotTable>,
     ) -> Result<FakeDataNode> {
-        let stream = TcpStream::connect(namenode).await?;
-        let (rd, mut wr) = stream.into_split();
+        Self::register_as(namenode, id, port, interval, owned, &ClusterSecret::none()).await
+    }
+
+    /// [`FakeDataNode::register`], proving `secret`.
+    pub async fn register_as(
+        namenode: SocketAddr,
+        id: &str,
+        port: u16,
+        interval: Duration,
+        owned: Option<&SlotTable>,
+        secret: &ClusterSecret,
+    ) -> Result<FakeDataNode> {
+        let (rd, mut wr) = dial_as(namenode, id, secret).await?;
         let node_id = NodeId::from(id);
         let epoch_seen = owned.map_or(0, SlotTable::epoch);
         let register = DataNodeToNameNode::Register {
@@ -130,7 +172,7 @@ impl FakeDataNode {
         let epoch = Arc::new(AtomicU64::new(epoch_seen));
         let task = tokio::spawn(run_datanode(
             node_id.clone(),
-            BufReader::new(rd).lines(),
+            rd.lines(),
             wr,
             interval,
             sent,

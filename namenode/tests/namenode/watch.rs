@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use chkv_common::{decode_line, encode_line, NameNodeToDataNode, NodeId};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 use crate::util::{
     assert_every_slot_owned_once, bounded, config, start, FakeDataNode, Received, Watcher,
@@ -125,11 +124,10 @@ async fn bad_lines_are_answered_with_an_error_and_a_close() -> Result<()> {
             br#"{"type":"register","version":1,"node_id":"x","client_addr":"127.0.0.1:1","admin_addr":"127.0.0.1:2","epoch_seen":0,"owned_slots":[[5,70000]]}"#,
         ];
         for case in cases {
-            let stream = TcpStream::connect(nn.datanode_addr()).await?;
-            let (rd, mut wr) = stream.into_split();
+            let (rd, mut wr) = crate::util::dial(nn.datanode_addr(), "x").await?;
             wr.write_all(case).await?;
             wr.write_all(b"\n").await?;
-            let mut lines = BufReader::new(rd).lines();
+            let mut lines = rd.lines();
             let line = tokio::time::timeout(WAIT, lines.next_line()).await??;
             let Some(line) = line else {
                 bail!("closed without an error for {}", String::from_utf8_lossy(case));
@@ -143,8 +141,7 @@ async fn bad_lines_are_answered_with_an_error_and_a_close() -> Result<()> {
         }
 
         // Blank lines (telnet) are ignored, and a node still registers on that connection.
-        let stream = TcpStream::connect(nn.datanode_addr()).await?;
-        let (rd, mut wr) = stream.into_split();
+        let (rd, mut wr) = crate::util::dial(nn.datanode_addr(), "dn-telnet").await?;
         wr.write_all(b"\r\n\n").await?;
         let register = chkv_common::DataNodeToNameNode::Register {
             version: 1,
@@ -156,7 +153,7 @@ async fn bad_lines_are_answered_with_an_error_and_a_close() -> Result<()> {
             leased: false,
         };
         wr.write_all(&encode_line(&register)?).await?;
-        let line = tokio::time::timeout(WAIT, BufReader::new(rd).lines().next_line())
+        let line = tokio::time::timeout(WAIT, rd.lines().next_line())
             .await??
             .unwrap_or_default();
         assert!(line.starts_with(r#"{"type":"welcome""#), "{line}");
@@ -201,7 +198,7 @@ async fn speaking_for_another_node_is_refused() -> Result<()> {
         })?;
         match a.next(WAIT).await? {
             Received::Error(message) => {
-                assert!(message.contains("registered as dn-a"), "{message}")
+                assert!(message.contains("authenticated as dn-a"), "{message}")
             }
             other => bail!("expected an error, got {other:?}"),
         }

@@ -1,0 +1,260 @@
+//! Property tests (their own test binary, so their CPU does not slow the timing-sensitive
+//! tests) over the NameNode's event handling (issue 12): any sequence of the events
+//! a server can feed (after its own checks: authenticated ids, epochs up to `MAX_EPOCH`,
+//! valid slot ranges), at any times, leaves the membership without a panic, with epochs that
+//! never go backwards and stay bounded, and tables that name only members.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chkv_common::proto::MAX_EPOCH;
+use chkv_common::{NodeId, NodeInfo, Slot};
+use chkv_namenode::membership::{Action, ConnId, Event, NodeStats};
+use chkv_namenode::{Membership, Timing};
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Register {
+        conn: u64,
+        id: u8,
+        epoch: u64,
+        slots: Vec<(u16, u16)>,
+        leased: bool,
+    },
+    Heartbeat {
+        conn: u64,
+        id: u8,
+        epoch: u64,
+        seq: u64,
+    },
+    Ack {
+        conn: u64,
+        id: u8,
+        version: u64,
+    },
+    Pong {
+        conn: u64,
+        id: u8,
+        nonce: u64,
+    },
+    Leave {
+        conn: u64,
+        id: u8,
+    },
+    Done {
+        conn: u64,
+        id: u8,
+        slots: Vec<(u16, u16)>,
+        /// Where the node says the slots went (a node id, possibly not a member, or none).
+        to: Option<u8>,
+    },
+    Disconnect {
+        conn: u64,
+    },
+    Tick {
+        after_ms: u64,
+    },
+}
+
+fn epoch() -> impl Strategy<Value = u64> {
+    prop_oneof![0..10u64, Just(MAX_EPOCH), (MAX_EPOCH - 3)..=MAX_EPOCH]
+}
+
+fn ranges() -> impl Strategy<Value = Vec<(u16, u16)>> {
+    prop::collection::vec(
+        (0..16384u16, 0..16384u16).prop_map(|(a, b)| (a.min(b), a.max(b))),
+        0..4,
+    )
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let conn = 1..8u64;
+    let id = 0..5u8;
+    prop_oneof![
+        (conn.clone(), id.clone(), epoch(), ranges(), any::<bool>()).prop_map(
+            |(conn, id, epoch, slots, leased)| Op::Register {
+                conn,
+                id,
+                epoch,
+                slots,
+                leased,
+            }
+        ),
+        (conn.clone(), id.clone(), epoch(), 0..3u64).prop_map(|(conn, id, epoch, seq)| {
+            Op::Heartbeat {
+                conn,
+                id,
+                epoch,
+                seq,
+            }
+        }),
+        (
+            conn.clone(),
+            id.clone(),
+            prop_oneof![0..8u64, Just(u64::MAX)]
+        )
+            .prop_map(|(conn, id, version)| Op::Ack { conn, id, version }),
+        (conn.clone(), id.clone(), any::<u64>()).prop_map(|(conn, id, nonce)| Op::Pong {
+            conn,
+            id,
+            nonce
+        }),
+        (conn.clone(), id.clone()).prop_map(|(conn, id)| Op::Leave { conn, id }),
+        (conn.clone(), id, ranges(), proptest::option::of(0..6u8)).prop_map(
+            |(conn, id, slots, to)| Op::Done {
+                conn,
+                id,
+                slots,
+                to
+            }
+        ),
+        conn.prop_map(|conn| Op::Disconnect { conn }),
+        (0..3000u64).prop_map(|after_ms| Op::Tick { after_ms }),
+    ]
+}
+
+fn slots(r: &[(u16, u16)]) -> Vec<std::ops::RangeInclusive<Slot>> {
+    r.iter()
+        .filter_map(|&(a, b)| Some(Slot::new(a)?..=Slot::new(b)?))
+        .collect()
+}
+
+fn event(op: &Op) -> Event {
+    let node = |id: u8| NodeId::new(format!("dn-{id}"));
+    match op.clone() {
+        Op::Register {
+            conn,
+            id,
+            epoch,
+            slots: s,
+            leased,
+        } => Event::Registered {
+            conn: ConnId(conn),
+            info: NodeInfo {
+                id: node(id),
+                client_addr: SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(id))),
+                admin_addr: SocketAddr::from(([127, 0, 0, 1], 8000 + u16::from(id))),
+            },
+            epoch_seen: epoch,
+            owned_slots: slots(&s),
+            leased,
+        },
+        Op::Ack { conn, id, version } => Event::SuspectsAcked {
+            conn: ConnId(conn),
+            node: node(id),
+            version,
+        },
+        Op::Heartbeat {
+            conn,
+            id,
+            epoch,
+            seq,
+        } => Event::Heartbeat {
+            conn: ConnId(conn),
+            node: node(id),
+            epoch,
+            stats: NodeStats {
+                keys: u64::MAX,
+                used_memory: u64::MAX,
+                ops: u64::MAX,
+            },
+            seq,
+        },
+        Op::Pong { conn, id, nonce } => Event::ProbeAnswered {
+            conn: ConnId(conn),
+            node: node(id),
+            nonce,
+        },
+        Op::Leave { conn, id } => Event::Left {
+            conn: ConnId(conn),
+            node: node(id),
+        },
+        Op::Done {
+            conn,
+            id,
+            slots: s,
+            to,
+        } => Event::HandoffDone {
+            conn: ConnId(conn),
+            node: node(id),
+            slots: slots(&s),
+            to: to.map(node),
+        },
+        Op::Disconnect { conn } => Event::Disconnected { conn: ConnId(conn) },
+        Op::Tick { .. } => Event::Tick,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_event_sequence_is_handled(ops in prop::collection::vec(op(), 1..50)) {
+        let start = Instant::now();
+        let mut now = start;
+        let timing = Timing::new(Duration::from_millis(100), std::num::NonZeroU32::new(3).expect("3"));
+        let vnodes = std::num::NonZeroU32::new(16).expect("16");
+        let mut m = Membership::new(vnodes, timing, now);
+        let mut last_epoch = 0u64;
+        // Leases: who registered on each connection, when each node was last granted one,
+        // and the table before each broadcast.
+        let mut conn_of: std::collections::HashMap<u64, NodeId> = Default::default();
+        let mut granted: std::collections::HashMap<NodeId, Instant> = Default::default();
+        let mut previous: Option<chkv_common::SlotTable> = None;
+        for op in &ops {
+            if let Op::Tick { after_ms } = op {
+                now += Duration::from_millis(*after_ms);
+            }
+            if let Op::Register { conn, id, .. } = op {
+                conn_of.insert(*conn, NodeId::new(format!("dn-{id}")));
+            }
+            let actions = m.handle(event(op), now);
+            prop_assert!(actions.len() < 10_000, "{} actions", actions.len());
+            for a in &actions {
+                if let Action::SendTo { conn, msg: chkv_common::NameNodeToDataNode::Lease { .. } } = a {
+                    if let Some(id) = conn_of.get(&conn.0) {
+                        granted.insert(id.clone(), now);
+                    }
+                }
+            }
+            for a in actions {
+                if let Action::Broadcast { publication, .. } = a {
+                    // A slot leaves a node that was granted a lease only by its own handoff,
+                    // or once that lease (and the margin) has surely run out.
+                    if let Some(prev) = &previous {
+                        for slot in Slot::all() {
+                            let (Some(was), now_owner) = (prev.owner(slot), publication.table.owner(slot)) else {
+                                continue;
+                            };
+                            if now_owner == Some(was) {
+                                continue;
+                            }
+                            let handed = matches!(op, Op::Done { id, .. } if NodeId::new(format!("dn-{id}")) == *was);
+                            if let (false, Some(&at)) = (handed, granted.get(was)) {
+                                prop_assert!(
+                                    now >= at + timing.lease + timing.lease_margin,
+                                    "slot {slot} taken from {was} {:?} after its last lease",
+                                    now - at
+                                );
+                            }
+                        }
+                    }
+                    previous = Some(publication.table.clone());
+                    let e = publication.epoch();
+                    prop_assert!(e >= last_epoch, "epoch went back: {last_epoch} -> {e}");
+                    prop_assert!(e <= MAX_EPOCH + ops.len() as u64, "epoch {e}");
+                    last_epoch = e;
+                    for owner in publication.table.nodes() {
+                        prop_assert!(
+                            publication.nodes.iter().any(|n| &n.id == owner),
+                            "{owner} owns slots but is not listed"
+                        );
+                    }
+                }
+            }
+            let status = m.status(now);
+            prop_assert!(status.nodes.len() <= 5);
+        }
+    }
+}
