@@ -288,6 +288,7 @@ async fn session(
                         let member = nodes.iter().any(|n| n.id.as_str() == node.node_id);
                         let r = Routing::from_table(&table, &nodes, &node.node_id);
                         let epoch = r.epoch;
+                        node.lease.table_installed(&r, true);
                         if crate::handoff::install_dropping(node, r, &flush) {
                             debug!(epoch, slots = node.routing().my_slot_count(), "applied slot table");
                         }
@@ -309,6 +310,9 @@ async fn session(
                         let member = nodes.iter().any(|n| n.id.as_str() == node.node_id);
                         let r = Routing::from_table(&table, &nodes, &node.node_id);
                         let epoch = r.epoch;
+                        if epoch >= crate::handoff::base_table(node).epoch {
+                            node.lease.table_installed(&r, false);
+                        }
                         if node.set_routing(r) {
                             debug!(epoch, slots = node.routing().my_slot_count(), "applied slot table");
                         }

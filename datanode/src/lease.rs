@@ -11,8 +11,8 @@
 //! - **the peers**, when the NameNode is late (less than `L/2` left) or unreachable: the
 //!   node sends `CLUSTER LEASE <id> <epoch>` to every other node of its table and, only if
 //!   *every one* grants, takes the moment it sent them plus `L`. A peer grants when the
-//!   requester is in its table, is not on the suspects list the NameNode gave it, and has
-//!   a table at least as new as its own ([`grant`]).
+//!   requester is in its table, is not on the suspects list the NameNode gave it, and its
+//!   table is not older than the one in which the granter saw it join ([`grant`]).
 //!
 //! So while the NameNode is down and every DataNode is up, every node keeps renewing
 //! through the others and keeps serving; a node that is paused, cut off or too slow stops
@@ -42,13 +42,14 @@
 //! recorded before the acknowledgement is sent, and a welcome's list before its table is
 //! installed); and a node that the NameNode declared dead drops every slot it held before
 //! it serves again (the welcome's `flush`, done under the handoff gate together with the
-//! new table), refusing imports meanwhile ([`Lease::lapsed`]).
+//! new table); a slot handover whose imports it took before that drop is refused
+//! ([`Lease::resets`]).
 
 use crate::cluster::Routing;
 use crate::node::Node;
 use crate::resp::{Frame, Protocol, Request};
 use parking_lot::{Mutex, RwLock};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,11 +99,12 @@ pub struct Lease {
     /// The lease duration the NameNode named; 0 while leases are off (no table yet, or a
     /// NameNode without them): the node then serves as before leases existed.
     duration_us: AtomicU64,
-    /// Whether the node has held a lease since it last dropped what it held.
-    held: AtomicBool,
     /// How many times the node dropped what it held ([`Lease::reset`]).
     resets: AtomicU64,
     suspects: RwLock<Suspects>,
+    /// For each node of the table, the epoch of the table in which this node saw it join
+    /// (see [`grant`]).
+    joined: Mutex<HashMap<String, u64>>,
     /// Heartbeats sent in this NameNode session: sequence number and send time.
     sent: Mutex<VecDeque<(u64, u64)>>,
     next_seq: AtomicU64,
@@ -125,9 +127,9 @@ impl Default for Lease {
         Lease {
             until_us: AtomicU64::new(0),
             duration_us: AtomicU64::new(0),
-            held: AtomicBool::new(false),
             resets: AtomicU64::new(0),
             suspects: RwLock::new(Suspects::default()),
+            joined: Mutex::new(HashMap::new()),
             sent: Mutex::new(VecDeque::new()),
             next_seq: AtomicU64::new(1),
             wake: Notify::new(),
@@ -183,7 +185,6 @@ impl Lease {
     pub fn extend_from(&self, sent_us: u64) {
         let until = sent_us.saturating_add(self.duration_us.load(SeqCst));
         let before = self.until_us.fetch_max(until, SeqCst);
-        self.held.store(true, SeqCst);
         if until > before {
             if before <= now_us() && self.lapse_logged.swap(false, Relaxed) {
                 info!("ownership lease renewed: serving again");
@@ -192,24 +193,16 @@ impl Lease {
         }
     }
 
-    /// The node dropped everything it held (a welcome's `flush`): no lease, and nothing
-    /// stale left to protect, so imports are accepted again.
+    /// The node dropped everything it held (a welcome's `flush`): no lease until the next
+    /// grant, and the reset count moves.
     pub fn reset(&self) {
         self.until_us.store(0, SeqCst);
-        self.held.store(false, SeqCst);
         self.resets.fetch_add(1, SeqCst);
     }
 
     /// How many times the node dropped what it held.
     pub fn resets(&self) -> u64 {
         self.resets.load(SeqCst)
-    }
-
-    /// Whether the node held a lease that ran out and has not dropped its data since: what
-    /// it holds may have been taken from it, so it accepts no imports (they could be wiped
-    /// by the drop its re-registration may bring) until renewed or reset.
-    pub fn lapsed(&self) -> bool {
-        self.enforced() && self.held.load(SeqCst) && !self.serving()
     }
 
     /// A receiver that changes at every renewal.
@@ -254,6 +247,24 @@ impl Lease {
         s.nodes = nodes.into_iter().collect();
     }
 
+    /// Records the table `table` about to be installed: nodes new to this node's view
+    /// joined at its epoch, nodes absent from it are forgotten. A `welcome` starts over:
+    /// every node counts as joined at its epoch (this node cannot know what it missed).
+    /// Called before the table is installed, so a grant never sees a node of the table
+    /// without its entry (which would be refused anyway).
+    pub fn table_installed(&self, table: &Routing, welcome: bool) {
+        let mut joined = self.joined.lock();
+        if welcome {
+            joined.clear();
+        }
+        joined.retain(|id, _| table.nodes.iter().any(|n| n.id.as_str() == id));
+        for n in &table.nodes {
+            joined
+                .entry(n.id.as_str().to_string())
+                .or_insert(table.epoch);
+        }
+    }
+
     /// Whether this node may grant `requester` a lease, `requester_epoch` being the epoch
     /// of its table, under `table` (this node's table from the NameNode).
     pub fn may_grant(
@@ -263,7 +274,8 @@ impl Lease {
         requester_epoch: u64,
     ) -> Result<(), Refusal> {
         let suspects = self.suspects.read();
-        grant(table, &suspects.nodes, requester, requester_epoch)
+        let joined = self.joined.lock().get(requester).copied();
+        grant(table, &suspects.nodes, joined, requester, requester_epoch)
     }
 }
 
@@ -276,13 +288,17 @@ pub enum Refusal {
     NotMember(String),
     #[error("{0} is suspected by the NameNode")]
     Suspect(String),
-    #[error("the requester's table (epoch {theirs}) is older than this node's ({ours})")]
-    OlderTable { theirs: u64, ours: u64 },
+    #[error("the requester's table (epoch {theirs}) is older than its joining (epoch {joined})")]
+    OlderTable { theirs: u64, joined: u64 },
 }
 
 /// The grant rule: `requester` (whose table has epoch `requester_epoch`) may have a lease
-/// from a node whose NameNode table is `table` and whose suspects list is `suspects` iff
-/// the table names it, the list does not, and its table is not older.
+/// from a node whose NameNode table is `table`, whose suspects list is `suspects`, and that
+/// saw the requester join at epoch `joined`, iff the table names it, the list does not, and
+/// its table is not older than its joining. The last part is for a node declared dead that
+/// re-registered: it is in the tables again, but until it has installed its welcome (and
+/// dropped what it held) it asks with its old table, from before it left; a node that merely
+/// lags a few tables behind is granted.
 ///
 /// Not whether this node itself holds a lease: the NameNode never counts on a node's own
 /// lease, only on the nodes that acknowledged the suspects list refusing (see its
@@ -291,10 +307,11 @@ pub enum Refusal {
 pub fn grant(
     table: &Routing,
     suspects: &BTreeSet<String>,
+    joined: Option<u64>,
     requester: &str,
     requester_epoch: u64,
 ) -> Result<(), Refusal> {
-    if table.standalone {
+    if !table.has_table() {
         return Err(Refusal::NoTable);
     }
     if !table.nodes.iter().any(|n| n.id.as_str() == requester) {
@@ -303,12 +320,14 @@ pub fn grant(
     if suspects.contains(requester) {
         return Err(Refusal::Suspect(requester.to_string()));
     }
-    // A node declared dead that re-registered is in the tables again, but until it has
-    // installed its welcome (dropping what it held) it still has its old table: older.
-    if requester_epoch < table.epoch {
+    // Not recorded: this node is between recording a table and installing it.
+    let Some(joined) = joined else {
+        return Err(Refusal::NotMember(requester.to_string()));
+    };
+    if requester_epoch < joined {
         return Err(Refusal::OlderTable {
             theirs: requester_epoch,
-            ours: table.epoch,
+            joined,
         });
     }
     Ok(())
@@ -356,7 +375,7 @@ pub async fn renew(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
 /// was extended).
 async fn renew_once(node: &Arc<Node>, duration_us: u64) -> bool {
     let table = crate::handoff::base_table(node);
-    if table.standalone {
+    if !table.has_table() {
         return false;
     }
     let me = node.node_id.as_str();
@@ -383,8 +402,8 @@ async fn renew_once(node: &Arc<Node>, duration_us: u64) -> bool {
         .iter()
         .map(|&addr| (addr, node.peers.send_request(addr, Protocol::Resp2, &req)))
         .collect();
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_micros((duration_us / 2).max(50_000));
+    // An answer is worth waiting for as long as it can still extend the lease.
+    let deadline = tokio::time::Instant::now() + Duration::from_micros(duration_us.max(50_000));
     let mut granted = 0;
     for (addr, wait) in waits {
         match tokio::time::timeout_at(deadline, wait).await {
@@ -435,23 +454,58 @@ mod tests {
     fn the_grant_rule() {
         let t = table(&["a", "b", "c"], 7, "a");
         let none = BTreeSet::new();
-        assert_eq!(grant(&t, &none, "b", 7), Ok(()));
-        assert_eq!(grant(&t, &none, "b", 9), Ok(()), "a newer table is fine");
+        assert_eq!(grant(&t, &none, Some(7), "b", 7), Ok(()));
+        assert_eq!(grant(&t, &none, Some(7), "b", 9), Ok(()), "a newer table");
         assert_eq!(
-            grant(&t, &none, "b", 6),
-            Err(Refusal::OlderTable { theirs: 6, ours: 7 })
+            grant(&t, &none, Some(2), "b", 5),
+            Ok(()),
+            "lagging, not rejoined"
         );
         assert_eq!(
-            grant(&t, &none, "x", 7),
+            grant(&t, &none, Some(7), "b", 6),
+            Err(Refusal::OlderTable {
+                theirs: 6,
+                joined: 7
+            })
+        );
+        assert_eq!(
+            grant(&t, &none, None, "b", 7),
+            Err(Refusal::NotMember("b".into()))
+        );
+        assert_eq!(
+            grant(&t, &none, Some(1), "x", 7),
             Err(Refusal::NotMember("x".into()))
         );
         let c: BTreeSet<String> = ["c".to_string()].into();
-        assert_eq!(grant(&t, &c, "c", 7), Err(Refusal::Suspect("c".into())));
-        assert_eq!(grant(&t, &c, "b", 7), Ok(()));
         assert_eq!(
-            grant(&Routing::standalone(), &none, "b", 7),
+            grant(&t, &c, Some(1), "c", 7),
+            Err(Refusal::Suspect("c".into()))
+        );
+        assert_eq!(grant(&t, &c, Some(1), "b", 7), Ok(()));
+        assert_eq!(
+            grant(&Routing::standalone(), &none, Some(1), "b", 7),
             Err(Refusal::NoTable)
         );
+    }
+
+    /// A node declared dead leaves the tables and comes back in a later one: until it has
+    /// installed that one, its requests carry its old table and are refused; a node that
+    /// stayed is granted with any table since it joined.
+    #[test]
+    fn a_node_that_left_and_came_back_needs_its_new_table() {
+        let l = Lease::default();
+        l.table_installed(&table(&["a", "b", "c"], 3, "a"), true);
+        l.table_installed(&table(&["a", "b", "c"], 4, "a"), false);
+        l.table_installed(&table(&["a", "b"], 5, "a"), false);
+        let back = table(&["a", "b", "c"], 6, "a");
+        l.table_installed(&back, false);
+        assert!(l.may_grant(&back, "c", 4).is_err(), "its table from before");
+        assert_eq!(l.may_grant(&back, "c", 6), Ok(()));
+        assert_eq!(l.may_grant(&back, "b", 3), Ok(()), "b never left");
+        // After a re-registration this node knows no history: everyone joined at 6.
+        l.table_installed(&back, true);
+        assert!(l.may_grant(&back, "b", 5).is_err());
+        assert_eq!(l.may_grant(&back, "b", 6), Ok(()));
     }
 
     #[test]
@@ -467,10 +521,8 @@ mod tests {
     fn grants_count_from_the_heartbeat_send_time() {
         let l = Lease::default();
         assert!(l.serving(), "off until a welcome names a duration");
-        assert!(!l.lapsed());
         l.set_duration_ms(60_000);
         assert!(!l.serving(), "no lease yet");
-        assert!(!l.lapsed(), "never held: imports are fine");
         let seq = l.heartbeat_sent();
         let before = now_us();
         l.granted(seq + 100);
@@ -495,23 +547,24 @@ mod tests {
     }
 
     #[test]
-    fn a_lapse_after_holding_refuses_imports_until_reset() {
+    fn a_reset_drops_the_lease_and_counts() {
         let l = Lease::default();
-        l.set_duration_ms(1);
-        l.extend_from(now_us().saturating_sub(10_000));
-        assert!(!l.serving());
-        assert!(l.lapsed());
-        assert!(!l.check());
-        l.reset();
-        assert!(!l.lapsed());
-        l.set_duration_ms(0);
+        l.set_duration_ms(60_000);
+        l.extend_from(now_us());
         assert!(l.serving() && l.check());
+        assert_eq!(l.resets(), 0);
+        l.reset();
+        assert!(!l.serving() && !l.check());
+        assert_eq!(l.resets(), 1);
+        l.set_duration_ms(0);
+        assert!(l.serving() && l.check(), "leases off");
     }
 
     #[test]
     fn suspects_are_replaced_whole() {
         let l = Lease::default();
         let t = table(&["a", "b", "c"], 3, "a");
+        l.table_installed(&t, true);
         l.set_suspects(1, ["b".to_string(), "c".to_string()]);
         assert!(l.may_grant(&t, "b", 3).is_err());
         l.set_suspects(2, ["c".to_string()]);

@@ -31,6 +31,12 @@ pub const DEFAULT_TOLERANCE: NonZeroU32 = match NonZeroU32::new(3) {
     None => panic!("3 is not zero"),
 };
 
+/// The shortest lease the defaults give, however fast the heartbeats: a shorter one runs out
+/// whenever the NameNode's answers and a peer's are both a second late, which a busy machine
+/// sees (the lease is renewed long before it ends, so a longer one costs nothing until a
+/// node goes silent, whose slots then wait this long more).
+pub const MIN_DEFAULT_LEASE: Duration = Duration::from_secs(2);
+
 /// Failure-detection timing, shared by the pure [`Membership`](crate::Membership) and the
 /// server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,9 +66,10 @@ pub struct Timing {
 impl Timing {
     /// The timing for `heartbeat_interval` and `tolerance`, with the derived defaults: probes
     /// every `min(interval / 2, 300 ms)`, three of them, a startup grace of two intervals, and
-    /// a lease of `tolerance` intervals (what the node would have been probed after).
+    /// a lease of `tolerance` intervals (what the node would have been probed after), at
+    /// least [`MIN_DEFAULT_LEASE`].
     pub fn new(heartbeat_interval: Duration, heartbeat_tolerance: NonZeroU32) -> Timing {
-        let lease = heartbeat_interval * heartbeat_tolerance.get();
+        let lease = (heartbeat_interval * heartbeat_tolerance.get()).max(MIN_DEFAULT_LEASE);
         Timing {
             heartbeat_interval,
             heartbeat_tolerance,
@@ -235,8 +242,9 @@ pub struct Args {
     #[arg(long)]
     pub startup_grace_ms: Option<u64>,
     /// Ownership lease of the DataNodes, in milliseconds [default: heartbeat interval x
-    /// tolerance]. A paused or cut-off DataNode stops serving within it; a silent node's slots
-    /// are given to others only after it (plus a margin) has passed since anyone last renewed it.
+    /// tolerance, at least 2000]. A paused or cut-off DataNode stops serving within it; a
+    /// silent node's slots are given to others only after it (plus a margin) has passed since
+    /// anyone last renewed it.
     #[arg(long)]
     pub lease_ms: Option<u64>,
     /// Virtual nodes per DataNode.

@@ -89,17 +89,6 @@ fn lease(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     }
 }
 
-/// Refused while this node's lease lapsed after holding one: it may have been declared dead,
-/// and the welcome it will get then drops what it holds, imports included.
-fn refuse_while_lapsed(ctx: &Ctx<'_>) -> Result<(), Frame> {
-    if ctx.node.lease.lapsed() {
-        return Err(Frame::err(
-            "TRYAGAIN this node's ownership lease lapsed; it takes no slots until it is renewed",
-        ));
-    }
-    Ok(())
-}
-
 fn peerhello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let secret = ctx.node.config().cluster_secret.clone();
     let (reply, pending) =
@@ -150,16 +139,19 @@ fn check_receiving(ctx: &Ctx<'_>, slots: impl IntoIterator<Item = u16>) -> Resul
 }
 
 fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    // Under the gate, like a welcome that drops this node's slots (see
+    // `handoff::install_dropping`): stored before the drop (and dropped with the reset count
+    // moved, so the batch's HANDOFF is refused) or after it, never half-way.
+    let gate = ctx.node.handoff.gate.read();
     let resets = ctx.node.lease.resets();
-    let result = refuse_while_lapsed(ctx)
-        .and_then(|()| crate::handoff::decode_import(req))
-        .and_then(|entries| {
-            check_receiving(ctx, entries.iter().map(|e| key_slot(&e.key)))?;
-            ctx.node
-                .db
-                .import(&entries, ctx.now)
-                .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORT: {e}")))
-        });
+    let result = crate::handoff::decode_import(req).and_then(|entries| {
+        check_receiving(ctx, entries.iter().map(|e| key_slot(&e.key)))?;
+        ctx.node
+            .db
+            .import(&entries, ctx.now)
+            .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORT: {e}")))
+    });
+    drop(gate);
     match result {
         Ok(stored) => {
             ctx.session.import_resets.get_or_insert(resets);
@@ -181,7 +173,6 @@ fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     // The batch ends here, flipped or not.
     let failed = std::mem::take(&mut ctx.session.import_failed);
     let resets = ctx.session.import_resets.take();
-    refuse_while_lapsed(ctx)?;
     if failed {
         return Err(Frame::err(
             "TRYAGAIN an import of this batch failed; the slots stay with their owner",
