@@ -74,7 +74,13 @@ fi
 
 log "running ${#units[@]} units against 127.0.0.1:$PORT"
 out="$CHKV_TMP/suite.out"
-REDIS_SUITE_LOGDIR="$CHKV_TMP/suite-logs" bash "$SUITE/run.sh" 127.0.0.1 "$PORT" "${units[@]}" >"$out" || true
+# The Tcl harness listens on a port just below --baseport (default 21111) for its test
+# clients, checked free and then bound: two suite runs on one machine at the default collide
+# ("couldn't open socket: address already in use") and every unit of the later one fails to
+# start. A base port picked at random per run keeps concurrent runs apart.
+BASEPORT=$((22000 + (RANDOM % 300) * 100))
+REDIS_SUITE_LOGDIR="$CHKV_TMP/suite-logs" REDIS_SUITE_EXTRA_ARGS="${REDIS_SUITE_EXTRA_ARGS:-} --baseport $BASEPORT" \
+    bash "$SUITE/run.sh" 127.0.0.1 "$PORT" "${units[@]}" >"$out" || true
 
 declare -A passed
 while read -r unit rest; do

@@ -228,7 +228,7 @@ impl Client {
         Ok((cursor, pairs(items)?))
     }
 
-    async fn scan_cmd(
+    pub(crate) async fn scan_cmd(
         &self,
         name: &[u8],
         key: &[u8],

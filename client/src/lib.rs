@@ -42,6 +42,8 @@
 //!   never trusts the network.
 //! - `collections`: the typed API of hashes ([`Client::hset`], ...) and sets
 //!   ([`Client::sadd`], ...).
+//! - `zsets`: sorted sets ([`Client::zadd`], [`Client::zrangebyscore`], ...) and GEO
+//!   ([`Client::geoadd`], [`Client::geosearch`], ...).
 //! - `pubsub`: [`Client::subscribe`], [`Client::psubscribe`] and [`Client::ssubscribe`] as
 //!   [`Subscription`]s, each on its own connection that subscribes again after a reconnect
 //!   or when a shard channel's slot moves (at-most-once delivery, like Redis Pub/Sub).
@@ -53,8 +55,9 @@
 //!   hop, and `-MOVED` when the ring has moved on.
 //! - Multi-key commands follow Redis Cluster: MGET, MSET, DEL, UNLINK, EXISTS and TOUCH are
 //!   split per slot by the client; MSETNX, RENAME, RENAMENX, COPY, SMOVE and the multi-set
-//!   commands (SINTER, SUNION, SDIFF, their STORE forms, SINTERCARD) need their keys in one
-//!   slot (hash tags: `{user42}.a`, `{user42}.b`).
+//!   commands (SINTER, SUNION, SDIFF, their STORE forms, SINTERCARD; ZUNION, ZINTER, ZDIFF,
+//!   their STORE forms, ZINTERCARD, ZRANGESTORE, ZMPOP, GEOSEARCHSTORE) need their keys in
+//!   one slot (hash tags: `{user42}.a`, `{user42}.b`).
 //! - Node-local commands (DBSIZE, KEYS, SCAN, FLUSHALL) have cluster-wide methods
 //!   ([`Client::dbsize`], [`Client::keys`], [`Client::scan_all`], [`Client::flushall`]) and
 //!   per-node ones ([`Client::keys_on`], [`Client::scan_on`], [`Client::cmd_on`]).
@@ -73,6 +76,7 @@ mod resp;
 mod routing;
 mod value;
 mod watcher;
+mod zsets;
 
 pub use client::{Builder, Client, NameNodes, RetryBudget, RingInfo};
 pub use commands::bits::{
@@ -86,6 +90,7 @@ pub use error::{Error, Result};
 pub use pipeline::Pipeline;
 pub use pubsub::{Message, Subscription, Topic};
 pub use value::{FromValue, ServerError, ServerErrorKind, Value};
+pub use zsets::{Aggregate, GeoBy, GeoFrom, GeoMatch, GeoSearchOptions, GeoUnit, ZAddOptions};
 
 pub use bytes::Bytes;
 pub use chkv_common::NodeInfo;

@@ -272,7 +272,7 @@ const TWO: KeySpec = KeySpec {
 /// get [`NONE`] and go to any node; a node that owns the key's slot elsewhere answers
 /// `-MOVED`, which the client follows, so they still work, one hop later.
 pub(crate) fn key_spec(name: &[u8]) -> KeySpec {
-    let mut lower = [0u8; 16];
+    let mut lower = [0u8; 24];
     if name.len() > lower.len() {
         return NONE;
     }
@@ -297,6 +297,42 @@ pub(crate) fn key_spec(name: &[u8]) -> KeySpec {
         | b"hstrlen" | b"hexists" | b"hkeys" | b"hvals" | b"hincrby" | b"hincrbyfloat"
         | b"hrandfield" | b"hscan" | b"sadd" | b"srem" | b"smembers" | b"sismember"
         | b"smismember" | b"scard" | b"spop" | b"srandmember" | b"sscan" => ONE,
+        b"zadd"
+        | b"zincrby"
+        | b"zrem"
+        | b"zcard"
+        | b"zcount"
+        | b"zlexcount"
+        | b"zscore"
+        | b"zmscore"
+        | b"zrank"
+        | b"zrevrank"
+        | b"zrange"
+        | b"zrevrange"
+        | b"zrangebyscore"
+        | b"zrevrangebyscore"
+        | b"zrangebylex"
+        | b"zrevrangebylex"
+        | b"zpopmin"
+        | b"zpopmax"
+        | b"zrandmember"
+        | b"zscan"
+        | b"zremrangebyrank"
+        | b"zremrangebyscore"
+        | b"zremrangebylex"
+        | b"geoadd"
+        | b"geopos"
+        | b"geodist"
+        | b"geohash"
+        | b"georadius"
+        | b"georadius_ro"
+        | b"georadiusbymember"
+        | b"georadiusbymember_ro"
+        | b"geosearch" => ONE,
+        // ZUNIONSTORE destination numkeys key ...: routed by the destination (the node refuses
+        // keys of other slots); GEOSEARCHSTORE and ZRANGESTORE name two keys.
+        b"zunionstore" | b"zinterstore" | b"zdiffstore" => ONE,
+        b"zrangestore" | b"geosearchstore" => TWO,
         b"rename" | b"renamenx" | b"copy" | b"lcs" | b"smove" => TWO,
         // BITOP's first argument is the operation; its keys start with the destination.
         b"bitop" => KeySpec {
@@ -311,7 +347,8 @@ pub(crate) fn key_spec(name: &[u8]) -> KeySpec {
         }
         // PFDEBUG's key follows its subcommand; SINTERCARD numkeys key [key ...] is routed by
         // its first key (the node refuses keys of other slots).
-        b"pfdebug" | b"sintercard" => KeySpec {
+        b"pfdebug" | b"sintercard" | b"zunion" | b"zinter" | b"zdiff" | b"zintercard"
+        | b"zmpop" => KeySpec {
             first: 2,
             last: 2,
             step: 1,

@@ -57,6 +57,26 @@ pub enum Pending {
     Fenced { req: Request },
     /// The same for a transaction that would run here.
     FencedTx { cmds: Vec<Request> },
+    /// A blocking command waiting here for a key ([`crate::blocking`]).
+    Blocked(crate::blocking::Blocked),
+    /// A blocking command forwarded to its owner over a connection of its own (a shared one
+    /// would hold every later request behind it); `id` is the connection's client id there,
+    /// which CLIENT UNBLOCK here uses to unblock it there.
+    RemoteBlocked {
+        req: Request,
+        addr: SocketAddr,
+        conn: crate::peer::PeerConn,
+        id: oneshot::Receiver<PeerReply>,
+        rx: oneshot::Receiver<PeerReply>,
+    },
+}
+
+impl Pending {
+    /// Whether the reply may take arbitrarily long (a blocking command): the connection
+    /// then watches its socket meanwhile and runs nothing after it until it is answered.
+    pub fn blocks(&self) -> bool {
+        matches!(self, Pending::Blocked(_) | Pending::RemoteBlocked { .. })
+    }
 }
 
 /// What a [`Pending::Relay`] request is, for when its node answers `-MOVED` or is lost: the
@@ -405,15 +425,34 @@ fn run_local(node: &Node, session: &mut Session, req: &Request) -> Frame {
     dispatch(&mut ctx, req)
 }
 
-/// Runs `req` here; a command that left work to finish asynchronously becomes a pending reply.
+/// Runs `req` here; a command that left work to finish asynchronously (or that blocked)
+/// becomes a pending reply.
 fn run_here(node: &Node, session: &mut Session, req: &Request) -> Planned {
     let reply = run_local(node, session, req);
     if std::mem::take(&mut session.fenced) {
         return Planned::Later(Pending::Fenced { req: req.clone() });
     }
+    if let Some(b) = session.blocked.take() {
+        return Planned::Later(Pending::Blocked(b));
+    }
     match session.deferred.take() {
         None => Planned::Now(reply),
         Some(task) => Planned::Later(Pending::Task(task)),
+    }
+}
+
+/// Forwards a blocking command to `addr` over a connection of its own, asking first for
+/// that connection's client id (for CLIENT UNBLOCK).
+fn forward_blocking(node: &Node, proto: Protocol, addr: SocketAddr, req: &Request) -> Pending {
+    let conn = node.peers.dedicated(addr, proto);
+    let id = conn.send_request(&Request::from_args(["CLIENT", "ID"]));
+    let rx = conn.send_request(req);
+    Pending::RemoteBlocked {
+        req: req.clone(),
+        addr,
+        conn,
+        id,
+        rx,
     }
 }
 
@@ -424,8 +463,16 @@ fn moved(slot: u16, addr: SocketAddr) -> Frame {
 const CROSSSLOT: Frame = Frame::err("CROSSSLOT Keys in request don't hash to the same slot");
 const CLUSTERDOWN: Frame = Frame::err("CLUSTERDOWN Hash slot not served");
 
-/// Decides how to answer `req` under `routing`, starting any forwarding it needs.
+/// Decides how to answer `req` under `routing`, starting any forwarding it needs; then
+/// serves the clients blocked on keys the request made ready (outside the handoff gate,
+/// before the request's reply is sent).
 pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Planned {
+    let p = plan_request(node, session, routing, req);
+    crate::blocking::serve_ready(node);
+    p
+}
+
+fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Planned {
     if routing.standalone {
         return run_here(node, session, req);
     }
@@ -543,6 +590,10 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
             None => Planned::Now(CLUSTERDOWN),
         },
         (Route::Remote(o), _) => match routing.addr(o) {
+            Some(addr) if spec.has(crate::cmd::flags::BLOCKING) => {
+                node.stats.forwarded_requests.add(1);
+                Planned::Later(forward_blocking(node, session.proto, addr, req))
+            }
             Some(addr) => {
                 node.stats.forwarded_requests.add(1);
                 Planned::Later(Pending::Remote {
@@ -675,7 +726,9 @@ fn run_with_retries<'a>(
                                 | Pending::Relay { .. }
                                 | Pending::Task(_)
                                 | Pending::Fenced { .. }
-                                | Pending::FencedTx { .. }),
+                                | Pending::FencedTx { .. }
+                                | Pending::Blocked(_)
+                                | Pending::RemoteBlocked { .. }),
                             ) => {
                                 return Box::pin(resolve_one(node, session, p)).await;
                             }
@@ -762,6 +815,104 @@ async fn wait_for_lease(node: &Arc<Node>, slots: &[u16]) -> bool {
         // Renewals wake it; a new table is noticed at the next poll.
         let _ = tokio::time::timeout(Duration::from_millis(20), renewals.changed()).await;
     }
+}
+
+/// Quick re-routes of a blocking command in a row (redirects, lost connections) before the
+/// client gets `-TRYAGAIN`; a wait that lasted starts the count again.
+const BLOCKING_HOPS: u32 = 50;
+
+/// Waits for a blocking command, here or on its owner, and runs it again where its keys
+/// are whenever their slot moves (see [`crate::blocking`]): with the time left of its
+/// timeout, forwarded to the new owner, or answered `-MOVED` on a cluster-aware
+/// connection. Returns the encoded reply.
+async fn resolve_blocking(node: &Arc<Node>, session: &mut Session, first: Pending) -> Bytes {
+    let proto = session.proto;
+    let mut p = first;
+    let mut hops = 0u32;
+    loop {
+        let started = std::time::Instant::now();
+        let again = match p {
+            Pending::Blocked(mut b) => match b.wait().await {
+                crate::blocking::Wake::Reply(f) => return encoded(&f, proto),
+                crate::blocking::Wake::Moved => b.request_again(),
+            },
+            Pending::RemoteBlocked {
+                req,
+                addr,
+                conn,
+                id,
+                rx,
+            } => {
+                // Counted as blocked here while it waits there; CLIENT UNBLOCK here
+                // unblocks it there by its id on that connection.
+                let guard = match id.await {
+                    Ok(Ok(b)) => match parse_reply(&b) {
+                        Ok(Some((Frame::Integer(peer_client_id), _))) => {
+                            Some(node.blocking.remote_blocked(
+                                &session.client,
+                                crate::blocking::RemoteBlocked {
+                                    addr,
+                                    peer_client_id,
+                                },
+                            ))
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let reply = rx.await;
+                drop(guard);
+                drop(conn);
+                let again = crate::blocking::with_remaining_timeout(&req, started.elapsed());
+                match reply {
+                    Ok(Ok(bytes)) => match moved_target(&bytes) {
+                        None => return bytes,
+                        Some(to) if to != node.advertised_addr() => {
+                            // Follow the redirect: the node that had the slot knows where
+                            // it went, even while our own table lags.
+                            hops = if started.elapsed() > Duration::from_secs(1) {
+                                0
+                            } else {
+                                hops + 1
+                            };
+                            if hops > BLOCKING_HOPS {
+                                return encoded(&blocking_tryagain(), proto);
+                            }
+                            if hops.is_multiple_of(4) {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                            p = forward_blocking(node, proto, to, &again);
+                            continue;
+                        }
+                        Some(_) => again,
+                    },
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(10u64 << hops.min(5))).await;
+                        again
+                    }
+                }
+            }
+            other => return resolve_one(node, session, other).await,
+        };
+        hops = if started.elapsed() > Duration::from_secs(1) {
+            0
+        } else {
+            hops + 1
+        };
+        if hops > BLOCKING_HOPS {
+            return encoded(&blocking_tryagain(), proto);
+        }
+        let routing = node.routing();
+        p = match plan(node, session, &routing, &again) {
+            Planned::Now(f) => return encoded(&f, proto),
+            Planned::Later(p) if p.blocks() => p,
+            Planned::Later(p) => return Box::pin(resolve_one(node, session, p)).await,
+        };
+    }
+}
+
+fn blocking_tryagain() -> Frame {
+    Frame::err("TRYAGAIN the keys' slot kept moving while the command was blocked")
 }
 
 /// Waits until none of `req`'s slots is frozen (bounded; the request is planned again
@@ -870,7 +1021,9 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
                     break;
                 }
             }
-            match plan_tx(node, session, cmds) {
+            let planned = plan_tx(node, session, cmds);
+            crate::blocking::serve_ready(node);
+            match planned {
                 Planned::Now(f) => encoded(&f, proto),
                 Planned::Later(p) => Box::pin(resolve_one(node, session, p)).await,
             }
@@ -906,6 +1059,9 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
                 Planned::Later(p) => Box::pin(resolve_one(node, session, p)).await,
             }
         }
+        p @ (Pending::Blocked(_) | Pending::RemoteBlocked { .. }) => {
+            Box::pin(resolve_blocking(node, session, p)).await
+        }
         Pending::Split { req, parts } => {
             let mut done = Vec::with_capacity(parts.len());
             for part in parts {
@@ -940,6 +1096,8 @@ pub const MAX_FORWARDED: usize = 1024;
 #[derive(Default)]
 pub struct Replies {
     items: Vec<Item>,
+    /// A blocking command is among them.
+    blocks: bool,
     /// Replies still on their way.
     waiting: usize,
     /// Bytes of the ready replies queued between them.
@@ -968,6 +1126,7 @@ impl Replies {
             self.ready = self.ready.saturating_add(out.len());
             self.items.push(Item::Ready(out.split().freeze()));
         }
+        self.blocks |= p.blocks();
         self.items.push(Item::Waiting(p));
         self.waiting += 1;
     }
@@ -976,7 +1135,9 @@ impl Replies {
     /// are planned (see [`FORWARDED_BUDGET`]); `tail` is what was encoded after the last of
     /// them. Never while none is on its way.
     pub fn over_budget(&self, tail: usize) -> bool {
-        if self.waiting == 0 {
+        // A blocking command's wait is handled by the connection on its own (it stops
+        // planning after it anyway).
+        if self.waiting == 0 || self.blocks {
             return false;
         }
         let each = self.largest.unwrap_or(FIRST_REPLY_GUESS).max(64);
@@ -988,6 +1149,28 @@ impl Replies {
         self.waiting >= MAX_FORWARDED || held >= FORWARDED_BUDGET
     }
 
+    /// Whether a blocking command is waiting among these replies.
+    pub fn blocks(&self) -> bool {
+        self.blocks
+    }
+
+    /// Takes the last reply out when it is a blocking command's (so that the replies
+    /// before it can be sent first).
+    pub fn take_blocking(&mut self) -> Option<Pending> {
+        match self.items.last() {
+            Some(Item::Waiting(p)) if p.blocks() => {}
+            _ => return None,
+        }
+        self.blocks = false;
+        match self.items.pop() {
+            Some(Item::Waiting(p)) => {
+                self.waiting -= 1;
+                Some(p)
+            }
+            _ => None,
+        }
+    }
+
     /// Resolves everything in order into `out`.
     pub async fn resolve_into(
         &mut self,
@@ -996,6 +1179,7 @@ impl Replies {
         out: &mut BytesMut,
     ) {
         let tail = out.split();
+        self.blocks = false;
         let mut largest = self.largest.map(|l| l / 2);
         for item in self.items.drain(..) {
             match item {

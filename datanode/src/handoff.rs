@@ -459,6 +459,10 @@ async fn move_batch(
         }
         Err(e) => {
             h.set_frozen(batch, false);
+            // Writes while frozen could not serve the clients blocked on these slots'
+            // keys; the slots stay here, so serve them now.
+            node.blocking.slots_unfrozen(batch);
+            crate::blocking::serve_ready(node);
             Err(e)
         }
     }

@@ -17,6 +17,8 @@
 //! - [`pubsub`]: channel, pattern and shard subscriptions and the bounded per-connection
 //!   outboxes PUBLISH pushes into.
 //! - [`exec`]: running a request here, on its owner, or split over owners.
+//! - [`blocking`]: clients blocked on keys (BLPOP and friends), served when a write makes a
+//!   key ready.
 //! - [`agent`]: registration, heartbeats and table updates with the NameNode.
 //! - [`lease`]: the ownership lease a node needs to serve its slots, and its renewal.
 //! - [`rdb`]: Redis's serialized value format (DUMP, RESTORE, MIGRATE payloads).
@@ -30,16 +32,19 @@
 //! - [`striped`]: per-thread counters, summed when read (no shared line written per request).
 //! - [`tls`]: TLS on the client port (rustls): settings, certificate loading and reload.
 //! - [`hll`]: HyperLogLog in Redis's byte format (sparse and dense), as plain functions.
+//! - [`geohash`]: Redis's 52-bit geohash (GEO scores), search cells and distances.
 
 pub mod acl;
 pub mod admin;
 pub mod agent;
+pub mod blocking;
 pub mod clock;
 pub mod cluster;
 pub mod cmd;
 pub mod cmdstats;
 pub mod config;
 pub mod exec;
+pub mod geohash;
 pub mod handoff;
 pub mod hll;
 pub mod http;

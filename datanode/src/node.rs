@@ -49,6 +49,8 @@ pub struct ClientInfo {
     pub subscriber: std::sync::OnceLock<Arc<crate::pubsub::Subscriber>>,
     /// The ACL user the connection runs as (CLIENT LIST's `user=`).
     pub user: Mutex<Bytes>,
+    /// Blocked in a blocking command (CLIENT LIST's `b` flag).
+    pub blocked: std::sync::atomic::AtomicBool,
 }
 
 impl ClientInfo {
@@ -66,6 +68,7 @@ impl ClientInfo {
             lib_ver: Mutex::new(None),
             subscriber: std::sync::OnceLock::new(),
             user: Mutex::new(Bytes::from_static(b"default")),
+            blocked: Default::default(),
         }
     }
 
@@ -89,7 +92,13 @@ impl ClientInfo {
             count(Kind::Pattern),
             count(Kind::Shard),
         );
-        let flags = if sub + psub + ssub > 0 { "P" } else { "N" };
+        let flags = if self.blocked.load(Relaxed) {
+            "b"
+        } else if sub + psub + ssub > 0 {
+            "P"
+        } else {
+            "N"
+        };
         format!(
             "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={flags} db=0 sub={sub} \
              psub={psub} ssub={ssub} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
@@ -139,6 +148,8 @@ pub struct Node {
     /// The Lua interpreter and script cache (EVAL, SCRIPT).
     pub scripts: crate::cmd::scripting::Scripts,
     pub pubsub: Arc<crate::pubsub::PubSub>,
+    /// Clients blocked on keys (BLPOP and friends).
+    pub blocking: Arc<crate::blocking::Blocking>,
     /// The TLS configuration new TLS connections get (none when TLS is off).
     pub tls: crate::tls::TlsSlot,
     /// ACL users.
@@ -172,6 +183,9 @@ impl Node {
                 }
             }
         }));
+        let blocking = Arc::new(crate::blocking::Blocking::new(db.blocked_slots()));
+        let ready = blocking.clone();
+        db.set_ready_hook(Box::new(move |key| ready.key_written(key)));
         let acl = crate::acl::Acl::default();
         acl.set_requirepass(config.requirepass.as_deref());
         db.limits.store(&config.encodings);
@@ -185,6 +199,7 @@ impl Node {
             lease: crate::lease::Lease::default(),
             scripts: Default::default(),
             pubsub,
+            blocking,
             tls: Default::default(),
             acl,
             cmdstats: crate::cmdstats::CommandStats::new(crate::cmd::table().len()),
@@ -278,6 +293,10 @@ impl Node {
                 Instant::now(),
             );
         }
+        // Clients blocked on keys of slots that left run their command again where the
+        // slots went.
+        self.blocking
+            .slots_moved(|s| installed.owner(s) != crate::cluster::Owner::Local);
         self.peers.retain(|a| keep.contains(a));
     }
 

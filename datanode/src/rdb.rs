@@ -9,7 +9,7 @@
 //! Reading is split in two so that types plug in at one place: [`decode`] turns a payload
 //! into a [`Decoded`] value in plain Rust types (strings, including Redis's integer and LZF
 //! encodings; sets from a hash table, an intset or a listpack; hashes from a hash table or a
-//! listpack), and [`into_value`] maps that onto the store's [`Value`]. A store type that
+//! listpack; lists plain, as a ziplist, or as quicklists of ziplists or listpacks), and [`into_value`] maps that onto the store's [`Value`]. A store type that
 //! gains a variant (hashes, sets) only changes [`into_value`] and [`dump`].
 //!
 //! Payloads come from the network: every length is checked against the bytes present, and
@@ -25,11 +25,22 @@ pub const RDB_VERSION_MAX_READ: u16 = 12;
 
 // Object types (Redis's `RDB_TYPE_*`).
 const TYPE_STRING: u8 = 0;
+const TYPE_LIST: u8 = 1;
 const TYPE_SET: u8 = 2;
+const TYPE_ZSET: u8 = 3;
 const TYPE_HASH: u8 = 4;
+const TYPE_LIST_ZIPLIST: u8 = 10;
+const TYPE_ZSET_2: u8 = 5;
 const TYPE_SET_INTSET: u8 = 11;
+const TYPE_LIST_QUICKLIST: u8 = 14;
 const TYPE_HASH_LISTPACK: u8 = 16;
+const TYPE_LIST_QUICKLIST_2: u8 = 18;
+const TYPE_ZSET_LISTPACK: u8 = 17;
 const TYPE_SET_LISTPACK: u8 = 20;
+
+/// A quicklist-2 node's container: one element as it is, or a listpack of elements.
+const QUICKLIST_NODE_PLAIN: usize = 1;
+const QUICKLIST_NODE_PACKED: usize = 2;
 
 // Special string encodings after a length byte of `11xxxxxx`.
 const ENC_INT8: u8 = 0;
@@ -52,11 +63,14 @@ pub enum RdbError {
 }
 
 /// A decoded value, independent of how the store keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Decoded {
     Str(Vec<u8>),
     Set(Vec<Vec<u8>>),
     Hash(Vec<(Vec<u8>, Vec<u8>)>),
+    List(Vec<Vec<u8>>),
+    /// Members and scores (never NaN).
+    Zset(Vec<(Vec<u8>, f64)>),
 }
 
 impl Decoded {
@@ -65,6 +79,8 @@ impl Decoded {
             Decoded::Str(_) => "string",
             Decoded::Set(_) => "set",
             Decoded::Hash(_) => "hash",
+            Decoded::List(_) => "list",
+            Decoded::Zset(_) => "zset",
         }
     }
 }
@@ -124,6 +140,22 @@ pub fn dump(value: &Value) -> Vec<u8> {
             for m in set.iter() {
                 m.with_bytes(|b| write_string(&mut out, b));
             }
+        }
+        Value::List(list) => {
+            out.push(TYPE_LIST);
+            write_len(&mut out, list.len() as u64);
+            for m in list.iter() {
+                m.with_bytes(|b| write_string(&mut out, b));
+            }
+        }
+        Value::Zset(z) => {
+            out.push(TYPE_ZSET_2);
+            write_len(&mut out, z.len() as u64);
+            // Highest first, as Redis saves a skip list (loading then inserts at the head).
+            z.range(0, z.len(), true, |m, s| {
+                write_string(&mut out, m);
+                out.extend_from_slice(&s.to_le_bytes());
+            });
         }
     }
     out.extend_from_slice(&RDB_VERSION.to_le_bytes());
@@ -223,6 +255,79 @@ pub fn decode(payload: &[u8]) -> Result<Decoded, RdbError> {
             }
             Decoded::Hash(v)
         }
+        TYPE_LIST => {
+            let n = r.count(1)?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(r.string()?);
+            }
+            Decoded::List(v)
+        }
+        TYPE_LIST_ZIPLIST => Decoded::List(ziplist(&r.string()?)?),
+        TYPE_LIST_QUICKLIST => {
+            let n = r.count(1)?;
+            let mut v = Vec::new();
+            for _ in 0..n {
+                v.extend(ziplist(&r.string()?)?);
+            }
+            Decoded::List(v)
+        }
+        TYPE_LIST_QUICKLIST_2 => {
+            let n = r.count(2)?;
+            let mut v = Vec::new();
+            for _ in 0..n {
+                match r.len()? {
+                    QUICKLIST_NODE_PLAIN => v.push(r.string()?),
+                    QUICKLIST_NODE_PACKED => {
+                        let items = listpack(&r.string()?)?;
+                        if items.is_empty() {
+                            return Err(RdbError::BadFormat);
+                        }
+                        v.extend(items);
+                    }
+                    _ => return Err(RdbError::BadFormat),
+                }
+            }
+            Decoded::List(v)
+        }
+        TYPE_ZSET | TYPE_ZSET_2 => {
+            let binary = body[0] == TYPE_ZSET_2;
+            let n = r.count(2)?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                let m = r.string()?;
+                let s = if binary {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(r.take(8)?);
+                    f64::from_le_bytes(a)
+                } else {
+                    // RDB's text double: a length byte, or 253/254/255 for nan/inf/-inf.
+                    match r.byte()? {
+                        253 => f64::NAN,
+                        254 => f64::INFINITY,
+                        255 => f64::NEG_INFINITY,
+                        len => text_score(r.take(len as usize)?)?,
+                    }
+                };
+                if s.is_nan() {
+                    return Err(RdbError::BadFormat);
+                }
+                v.push((m, s));
+            }
+            Decoded::Zset(v)
+        }
+        TYPE_ZSET_LISTPACK => {
+            let items = listpack(&r.string()?)?;
+            if items.len() % 2 != 0 {
+                return Err(RdbError::BadFormat);
+            }
+            let mut it = items.into_iter();
+            let mut v = Vec::new();
+            while let (Some(m), Some(s)) = (it.next(), it.next()) {
+                v.push((m, text_score(&s)?));
+            }
+            Decoded::Zset(v)
+        }
         TYPE_SET_INTSET => Decoded::Set(intset(&r.string()?)?),
         TYPE_SET_LISTPACK => Decoded::Set(listpack(&r.string()?)?),
         TYPE_HASH_LISTPACK => {
@@ -264,6 +369,25 @@ pub fn into_value(d: Decoded, limits: &crate::store::Limits) -> Result<Value, Rd
             }
             Ok(v)
         }
+        Decoded::List(items) => {
+            if items.is_empty() {
+                return Err(RdbError::Unsupported("empty list"));
+            }
+            let list = crate::store::List::from_items(items.iter().map(|e| &e[..]), limits);
+            Ok(Value::List(Box::new(list)))
+        }
+        Decoded::Zset(items) => {
+            if items.is_empty() {
+                return Err(RdbError::Unsupported("empty zset"));
+            }
+            let mut v = Value::empty(Kind::Zset);
+            if let Value::Zset(z) = &mut v {
+                for (m, s) in &items {
+                    z.insert(m, *s, limits);
+                }
+            }
+            Ok(v)
+        }
         Decoded::Set(members) => {
             if members.is_empty() {
                 return Err(RdbError::Unsupported("empty set"));
@@ -277,6 +401,11 @@ pub fn into_value(d: Decoded, limits: &crate::store::Limits) -> Result<Value, Rd
             Ok(v)
         }
     }
+}
+
+/// A score saved as text (Redis writes `%.17g`, integers as integers).
+fn text_score(b: &[u8]) -> Result<f64, RdbError> {
+    crate::cmd::parse_double(b).ok_or(RdbError::BadFormat)
 }
 
 /// A cursor over untrusted bytes.
@@ -514,8 +643,139 @@ fn listpack(blob: &[u8]) -> Result<Vec<Vec<u8>>, RdbError> {
     Ok(items)
 }
 
+/// A ziplist blob (lists of Redis before 7.0): total bytes (u32), tail offset (u32), count
+/// (u16), entries, 0xFF. An entry is the previous entry's length (1 byte, or 0xFE and a u32),
+/// an encoding (`00` a 6-bit, `01` a 14-bit, `10` a 32-bit big-endian string length;
+/// `11` integers: 0xC0 i16, 0xD0 i32, 0xE0 i64, 0xF0 i24, 0xFE i8, 0xF1..=0xFD the values
+/// 0..=12), then its data.
+fn ziplist(blob: &[u8]) -> Result<Vec<Vec<u8>>, RdbError> {
+    let mut r = Reader { buf: blob, pos: 0 };
+    let head = r.take(10)?;
+    let total = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if total != blob.len() {
+        return Err(RdbError::BadFormat);
+    }
+    let mut items = Vec::new();
+    loop {
+        if r.byte()? == 0xFF {
+            break;
+        }
+        r.pos -= 1;
+        if r.byte()? == 0xFE {
+            r.take(4)?;
+        }
+        let b = r.byte()?;
+        let item = match b >> 6 {
+            0 => r.take((b & 0x3f) as usize)?.to_vec(),
+            1 => {
+                let n = (((b & 0x3f) as usize) << 8) | r.byte()? as usize;
+                r.take(n)?.to_vec()
+            }
+            2 => {
+                let s = r.take(4)?;
+                r.take(u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize)?
+                    .to_vec()
+            }
+            _ => match b {
+                0xC0 => {
+                    let s = r.take(2)?;
+                    int_string(i16::from_le_bytes([s[0], s[1]]) as i64)
+                }
+                0xD0 => {
+                    let s = r.take(4)?;
+                    int_string(i32::from_le_bytes([s[0], s[1], s[2], s[3]]) as i64)
+                }
+                0xE0 => {
+                    let mut a = [0u8; 8];
+                    a.copy_from_slice(r.take(8)?);
+                    int_string(i64::from_le_bytes(a))
+                }
+                0xF0 => {
+                    let s = r.take(3)?;
+                    int_string((i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8) as i64)
+                }
+                0xFE => int_string(r.byte()? as i8 as i64),
+                0xF1..=0xFD => int_string((b & 0x0f) as i64 - 1),
+                _ => return Err(RdbError::BadFormat),
+            },
+        };
+        items.push(item);
+    }
+    if r.pos != blob.len() {
+        return Err(RdbError::BadFormat);
+    }
+    let count = u16::from_le_bytes([head[8], head[9]]);
+    if count != u16::MAX && count as usize != items.len() {
+        return Err(RdbError::BadFormat);
+    }
+    Ok(items)
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn lists_dump_and_restore() {
+        use crate::store::{Limits, List, Member};
+        let limits = Limits::default();
+        let items: Vec<Vec<u8>> = (0..500)
+            .map(|i: i64| match i % 4 {
+                0 => (i * 1_000_003 - 7).to_string().into_bytes(),
+                1 => format!("e{i}").into_bytes(),
+                2 => vec![b'z'; i as usize],
+                _ => b"0012".to_vec(),
+            })
+            .collect();
+        let v = Value::List(Box::new(List::from_items(
+            items.iter().map(|e| &e[..]),
+            &limits,
+        )));
+        let back = into_value(decode(&dump(&v)).expect("decodes"), &limits).expect("value");
+        let Value::List(l) = back else {
+            panic!("a list")
+        };
+        let got: Vec<Vec<u8>> = l.iter().map(Member::to_vec).collect();
+        assert_eq!(got, items);
+    }
+
+    #[test]
+    fn redis_list_payloads_restore() {
+        // A ziplist (Redis < 7): the immediate 12, a string and an i16.
+        let mut zl = vec![0u8; 10];
+        for e in [&[0xF1 + 12u8][..], &[0x02, b'h', b'i'], &[0xC0, 0x39, 0x30]] {
+            zl.push(0);
+            zl.extend_from_slice(e);
+        }
+        zl.push(0xFF);
+        let len = zl.len() as u32;
+        zl[..4].copy_from_slice(&len.to_le_bytes());
+        zl[8..10].copy_from_slice(&3u16.to_le_bytes());
+        assert_eq!(
+            ziplist(&zl),
+            Ok(vec![b"12".to_vec(), b"hi".to_vec(), b"12345".to_vec()])
+        );
+        // A quicklist-2 (Redis 7) of one packed node ["a", 5] and one plain node "big".
+        let mut lp = vec![0u8; 6];
+        lp.extend_from_slice(&[0x81, b'a', 2, 0x05, 1, 0xFF]);
+        let total = lp.len() as u32;
+        lp[..4].copy_from_slice(&total.to_le_bytes());
+        lp[4..6].copy_from_slice(&2u16.to_le_bytes());
+        let mut obj = vec![TYPE_LIST_QUICKLIST_2, 2, 2];
+        write_string(&mut obj, &lp);
+        obj.push(1);
+        write_string(&mut obj, b"big");
+        obj.extend_from_slice(&RDB_VERSION.to_le_bytes());
+        let crc = crc64(0, &obj);
+        obj.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            decode(&obj),
+            Ok(Decoded::List(vec![
+                b"a".to_vec(),
+                b"5".to_vec(),
+                b"big".to_vec()
+            ]))
+        );
+    }
 
     #[test]
     fn hashes_and_sets_dump_and_restore() {
@@ -648,6 +908,35 @@ mod tests {
             decode(&s2),
             Ok(Decoded::Set(vec![b"a".to_vec(), b"b".to_vec()]))
         );
+        // ZADD lp 1 a 2.5 b -3 c 100000 d: a listpack (scores as integers and text).
+        let lp = hex(
+            "11 22 22 00 00 00 08 00 81 63 02 df fd 02 81 61 02 01 01 81 62 02 83 32 2e 35
+             04 81 64 02 f2 a0 86 01 04 ff 0a 00 25 f2 fe b3 07 f7 39 c2",
+        );
+        let want = |v: &[(&str, f64)]| {
+            Ok(Decoded::Zset(
+                v.iter().map(|(m, s)| (m.as_bytes().to_vec(), *s)).collect(),
+            ))
+        };
+        assert_eq!(
+            decode(&lp),
+            want(&[("c", -3.0), ("a", 1.0), ("b", 2.5), ("d", 100000.0)])
+        );
+        // The same three members as a skip list (zset-max-listpack-entries 1): binary
+        // doubles, highest first. CHKV dumps every sorted set this way, byte for byte.
+        let sk = hex(
+            "05 03 01 63 00 00 00 00 00 00 f0 7f 01 62 00 00 00 00 00 00 04 40 01 61 00 00
+             00 00 00 00 f0 3f 0a 00 d0 5d 23 af 3e 18 0f a6",
+        );
+        assert_eq!(
+            decode(&sk),
+            want(&[("c", f64::INFINITY), ("b", 2.5), ("a", 1.0)])
+        );
+        let Ok(d) = decode(&sk) else {
+            panic!("decodes")
+        };
+        let v = into_value(d, &crate::store::Limits::default()).expect("a zset");
+        assert_eq!(dump(&v), sk);
     }
 
     #[test]

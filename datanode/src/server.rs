@@ -453,7 +453,14 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
         let mut commands = 0u64;
+        // Set when a blocking command waits: nothing after it in the buffer runs until it is
+        // answered (a blocked Redis client's later commands wait too).
+        let mut held_back = false;
         loop {
+            if replies.blocks() {
+                held_back = true;
+                break;
+            }
             match parser.next(&mut inbuf, &limits, session.authenticated) {
                 Ok(Some(req)) => {
                     commands += 1;
@@ -516,7 +523,33 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
-        if !replies.is_empty() {
+        if let Some(blocked) = replies.take_blocking() {
+            // The replies before the blocking command go out first.
+            replies.resolve_into(node, session, &mut out).await;
+            if !out.is_empty() {
+                write_out(
+                    sock,
+                    &out,
+                    session.pubsub.as_ref(),
+                    &out_limits,
+                    &mut over_soft_since,
+                )
+                .await?;
+                node.stats.net_output_bytes.add(out.len() as u64);
+                out.clear();
+            }
+            replies.push_pending(&mut out, blocked);
+            // The wait may be long: meanwhile the socket is watched, so a client that goes
+            // away ends its wait (and is not served an element it would never read).
+            let ended = tokio::select! {
+                _ = replies.resolve_into(node, session, &mut out) => false,
+                _ = until_closed(sock, &mut inbuf, limits.max_query_buffer) => true,
+                _ = stop.changed() => true,
+            };
+            if ended {
+                return Ok(());
+            }
+        } else if !replies.is_empty() {
             replies.resolve_into(node, session, &mut out).await;
         }
         if commands > 0 {
@@ -550,6 +583,10 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
             .await?;
             node.stats.net_output_bytes.add(out.len() as u64);
             out.clear();
+        }
+        if held_back {
+            // Requests that arrived behind the blocking command are in the buffer already.
+            continue;
         }
         if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
             // Grow towards what a partial request needs, in bounded steps that follow the
@@ -626,6 +663,24 @@ async fn write_out<S: AsyncWrite + Unpin>(
         }
         _ = soft_expired => over(),
         _ = killed => Err(std::io::Error::other("pubsub output buffer limit reached")),
+    }
+}
+
+/// Reads whatever the client sends while its blocking command waits (kept for after it, up
+/// to `limit` bytes) and completes when the client closes the connection or it fails.
+async fn until_closed<S: AsyncRead + Unpin>(sock: &mut S, inbuf: &mut BytesMut, limit: usize) {
+    loop {
+        if inbuf.len() >= limit {
+            // Enough buffered: wait for the command without reading more.
+            return std::future::pending().await;
+        }
+        if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
+            inbuf.reserve(READ_CHUNK);
+        }
+        match sock.read_buf(inbuf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
     }
 }
 

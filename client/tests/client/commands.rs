@@ -222,12 +222,18 @@ async fn keys() {
         assert_eq!(c.unlink(["{r}dst", "{r}copy"]).await.expect("unlink"), 2);
         assert_eq!(c.del(Vec::<String>::new()).await.expect("del nothing"), 0);
 
-        // WRONGTYPE text travels unchanged.
+        // Error codes travel unchanged.
         let err = c
-            .cmd(["LPUSH", "k:list", "x"])
+            .cmd(["NOSUCHCOMMAND", "k:list", "x"])
             .await
             .expect_err("unknown command");
         assert_eq!(err.code(), Some("ERR"), "{err}");
+        c.set("k:str", "v").await.expect("set");
+        let err = c
+            .cmd(["LPUSH", "k:str", "x"])
+            .await
+            .expect_err("wrong type");
+        assert_eq!(err.code(), Some("WRONGTYPE"), "{err}");
         cluster.shutdown().await;
     })
     .await

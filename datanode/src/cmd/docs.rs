@@ -112,6 +112,9 @@ fn acl_categories(c: &CommandSpec) -> Vec<Frame> {
         "connection" => cats.push("@connection"),
         "bitmap" => cats.push("@bitmap"),
         "hyperloglog" => cats.push("@hyperloglog"),
+        "list" => cats.push("@list"),
+        "sorted-set" => cats.push("@sortedset"),
+        "geo" => cats.push("@geo"),
         _ => {}
     }
     if c.has(FAST) {

@@ -18,6 +18,10 @@
 //! - [`acl`]: ACL and its subcommands (the rules are in [`crate::acl`]).
 //! - [`hash`]: HSET, HGET and the other hash commands.
 //! - [`set`]: SADD, SINTER and the other set commands.
+//! - [`list`]: LPUSH, LRANGE, LMOVE and the other list commands.
+//! - [`sort`]: SORT and SORT_RO on lists, sets and sorted sets.
+//! - [`zset`]: ZADD, ZRANGE and the other sorted-set commands.
+//! - [`geo`]: GEOADD, GEOSEARCH and the other GEO commands, on sorted sets.
 //! - [`bits`]: bitmaps (SETBIT, BITCOUNT, BITFIELD, ...) and LCS, on string values.
 //! - [`hll`]: HyperLogLog (PFADD, PFCOUNT, PFMERGE, PFDEBUG, PFSELFTEST).
 //! - [`migrate`]: DUMP, RESTORE and MIGRATE, in Redis's serialized format.
@@ -27,9 +31,11 @@ pub mod bits;
 pub mod cluster;
 pub mod decimal;
 pub mod docs;
+pub mod geo;
 pub mod hash;
 pub mod hll;
 pub mod keys;
+pub mod list;
 pub mod migrate;
 pub mod multi;
 pub mod object;
@@ -37,7 +43,9 @@ pub mod pubsub;
 pub mod scripting;
 pub mod server;
 pub mod set;
+pub mod sort;
 pub mod strings;
+pub mod zset;
 
 use crate::node::Node;
 use crate::resp::{Frame, Protocol, Request};
@@ -71,6 +79,17 @@ pub mod flags {
     /// Between DataNodes only (moves data or ownership): served on authenticated peer
     /// sessions; to anyone else it does not exist.
     pub const INTERNAL: u32 = 1 << 12;
+    /// The key at `first_key` is a destination and the argument after it counts the keys
+    /// that follow (ZUNIONSTORE destination numkeys key ...). COMMAND: `movablekeys`.
+    pub const DEST_NUMKEYS: u32 = 1 << 13;
+    /// Besides its fixed keys, a `STORE key` or `STOREDIST key` option names a destination
+    /// (GEORADIUS). COMMAND: `movablekeys`.
+    pub const STORE_OPT: u32 = 1 << 14;
+    /// The command may block the client (BLPOP...): see [`crate::blocking`].
+    pub const BLOCKING: u32 = 1 << 15;
+    /// SORT's `STORE destination` option names a key too (found past the other options'
+    /// arguments): see [`super::CommandSpec::keys_in`]. COMMAND: `movablekeys`.
+    pub const SORT_STORE: u32 = 1 << 16;
 
     pub const NAMES: &[(u32, &str)] = &[
         (WRITE, "write"),
@@ -84,6 +103,10 @@ pub mod flags {
         (NO_AUTH, "no_auth"),
         (NUMKEYS, "movablekeys"),
         (PUBSUB, "pubsub"),
+        (BLOCKING, "blocking"),
+        (DEST_NUMKEYS, "movablekeys"),
+        (STORE_OPT, "movablekeys"),
+        (SORT_STORE, "movablekeys"),
     ];
 }
 
@@ -120,19 +143,52 @@ impl CommandSpec {
 
     /// The argument positions that are keys in `req`: [`CommandSpec::key_positions`], or for
     /// a [`flags::NUMKEYS`] command the keys its count announces (none when the count is not
-    /// a number; at most the arguments there are).
-    pub fn keys_in(&self, req: &Request) -> std::iter::StepBy<std::ops::Range<usize>> {
-        if !self.has(flags::NUMKEYS) {
-            return self.key_positions(req.len());
+    /// a number; at most the arguments there are), after the destination for a
+    /// [`flags::DEST_NUMKEYS`] one; a [`flags::STORE_OPT`] or [`flags::SORT_STORE`]
+    /// command's STORE key comes last.
+    pub fn keys_in(&self, req: &Request) -> KeyPositions {
+        if self.has(flags::SORT_STORE) {
+            return KeyPositions {
+                dest: None,
+                rest: self.key_positions(req.len()),
+                last: sort::store_position(req),
+            };
         }
-        let at = self.first_key.max(0) as usize;
+        if self.has(flags::STORE_OPT) {
+            // The options start after the unit (GEORADIUS key lon lat radius unit ...).
+            let store = (5..req.len().saturating_sub(1))
+                .rev()
+                .find(|&i| is(req.arg(i), "STORE") || is(req.arg(i), "STOREDIST"))
+                .map(|i| i + 1);
+            return KeyPositions {
+                dest: None,
+                rest: self.key_positions(req.len()),
+                last: store,
+            };
+        }
+        let (dest, at) = if self.has(flags::DEST_NUMKEYS) {
+            let d = self.first_key.max(0) as usize;
+            ((d > 0 && d < req.len()).then_some(d), d + 1)
+        } else if self.has(flags::NUMKEYS) {
+            (None, self.first_key.max(0) as usize)
+        } else {
+            return KeyPositions {
+                dest: None,
+                rest: self.key_positions(req.len()),
+                last: None,
+            };
+        };
         let rest = req.len().saturating_sub(at + 1);
         let n = if at == 0 || at >= req.len() {
             0
         } else {
             parse_i64(req.arg(at)).map_or(0, |n| usize::try_from(n).unwrap_or(0).min(rest))
         };
-        (at + 1..at + 1 + n).step_by(1)
+        KeyPositions {
+            dest,
+            rest: (at + 1..at + 1 + n).step_by(1),
+            last: None,
+        }
     }
 
     /// The argument positions that are keys in a command of `argc` arguments, by the fixed
@@ -147,6 +203,25 @@ impl CommandSpec {
         let step = self.step.max(1) as usize;
         let end = if first == 0 { 0 } else { last + 1 };
         (first..end.max(first)).step_by(step)
+    }
+}
+
+/// The key positions of one request (see [`CommandSpec::keys_in`]).
+#[derive(Clone, Debug)]
+pub struct KeyPositions {
+    dest: Option<usize>,
+    rest: std::iter::StepBy<std::ops::Range<usize>>,
+    last: Option<usize>,
+}
+
+impl Iterator for KeyPositions {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        self.dest
+            .take()
+            .or_else(|| self.rest.next())
+            .or_else(|| self.last.take())
     }
 }
 
@@ -191,6 +266,9 @@ pub struct Session {
     /// Set when the last command was refused for want of an ownership lease (nothing was
     /// done): the caller may wait for one and run it again (see [`crate::lease`]).
     pub fenced: bool,
+    /// Set by a blocking command that found nothing to serve it: the connection awaits it
+    /// (see [`crate::blocking`]).
+    pub blocked: Option<crate::blocking::Blocked>,
 }
 
 /// CLIENT REPLY's modes.
@@ -244,6 +322,7 @@ impl Session {
             deferred: None,
             fenced: false,
             import_resets: None,
+            blocked: None,
         }
     }
 
@@ -307,6 +386,10 @@ pub fn table() -> &'static [&'static CommandSpec] {
         v.extend(acl::COMMANDS.iter());
         v.extend(hash::COMMANDS.iter());
         v.extend(set::COMMANDS.iter());
+        v.extend(list::COMMANDS.iter());
+        v.extend(sort::COMMANDS.iter());
+        v.extend(zset::COMMANDS.iter());
+        v.extend(geo::COMMANDS.iter());
         v.extend(bits::COMMANDS.iter());
         v.extend(hll::COMMANDS.iter());
         v.extend(migrate::COMMANDS.iter());
@@ -714,6 +797,177 @@ pub fn float_arg(a: &[u8]) -> Result<f64, Frame> {
     parse_f64(a).ok_or(ERR_NOT_FLOAT)
 }
 
+/// C's `strtod` on `s`, which Redis's double arguments go through: leading whitespace, a
+/// sign, then decimal (`1.5e3`, `.5`), hexadecimal (`0x1.8p1`), `inf`/`infinity` or `nan`.
+/// Returns the value, how many bytes formed the number (0: none) and whether the value
+/// is out of range (overflowed to an infinity, or underflowed to zero: C's `ERANGE`).
+pub fn strtod(s: &[u8]) -> (f64, usize, bool) {
+    let mut i = s
+        .iter()
+        .take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))
+        .count();
+    let start = i;
+    let neg = match s.get(i) {
+        Some(b'-') => {
+            i += 1;
+            true
+        }
+        Some(b'+') => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let sign = |v: f64| if neg { -v } else { v };
+    let rest = &s[i..];
+    let word = |w: &[u8]| rest.len() >= w.len() && rest[..w.len()].eq_ignore_ascii_case(w);
+    if word(b"infinity") {
+        return (sign(f64::INFINITY), i + 8, false);
+    }
+    if word(b"inf") {
+        return (sign(f64::INFINITY), i + 3, false);
+    }
+    if word(b"nan") {
+        let mut end = i + 3;
+        // `nan(chars)`
+        if s.get(end) == Some(&b'(') {
+            if let Some(close) = s[end..].iter().position(|&c| c == b')') {
+                if s[end + 1..end + close]
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                {
+                    end += close + 1;
+                }
+            }
+        }
+        return (f64::NAN, end, false);
+    }
+    let digits = |from: usize, hex: bool| {
+        s[from..]
+            .iter()
+            .take_while(|c| {
+                if hex {
+                    c.is_ascii_hexdigit()
+                } else {
+                    c.is_ascii_digit()
+                }
+            })
+            .count()
+    };
+    if rest.len() > 2 && rest[0] == b'0' && (rest[1] | 0x20) == b'x' {
+        let at = i + 2;
+        let int = digits(at, true);
+        let (frac_at, frac) = if s.get(at + int) == Some(&b'.') {
+            (at + int + 1, digits(at + int + 1, true))
+        } else {
+            (at + int, 0)
+        };
+        if int + frac > 0 {
+            let mut mant: u64 = 0;
+            let mut exp: i64 = 0;
+            let mut sticky = false;
+            for (k, &c) in s[at..at + int]
+                .iter()
+                .chain(&s[frac_at..frac_at + frac])
+                .enumerate()
+            {
+                let d = (c as char).to_digit(16).unwrap_or(0) as u64;
+                if mant >> 56 == 0 {
+                    mant = mant << 4 | d;
+                    if k >= int {
+                        exp -= 4;
+                    }
+                } else {
+                    sticky |= d != 0;
+                    if k < int {
+                        exp += 4;
+                    }
+                }
+            }
+            mant |= sticky as u64;
+            let mut end = frac_at + frac;
+            if matches!(s.get(end), Some(b'p' | b'P')) {
+                let mut j = end + 1;
+                let eneg = match s.get(j) {
+                    Some(b'-') => {
+                        j += 1;
+                        true
+                    }
+                    Some(b'+') => {
+                        j += 1;
+                        false
+                    }
+                    _ => false,
+                };
+                let n = digits(j, false);
+                if n > 0 {
+                    let e: i64 = std::str::from_utf8(&s[j..j + n.min(9)])
+                        .ok()
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or(0);
+                    let e = if n > 9 { 999_999_999 } else { e };
+                    exp += if eneg { -e } else { e };
+                    end = j + n;
+                }
+            }
+            let v = mant as f64 * 2f64.powi(exp.clamp(-2000, 2000) as i32);
+            let v = if v.is_infinite() || (v == 0.0 && mant != 0) {
+                // Scaling in two steps keeps subnormal results that powi alone would lose.
+                (mant as f64 * 2f64.powi((exp / 2).clamp(-1100, 1100) as i32))
+                    * 2f64.powi((exp - exp / 2).clamp(-1100, 1100) as i32)
+            } else {
+                v
+            };
+            let erange = v.is_infinite() || (v == 0.0 && mant != 0);
+            return (sign(v), end, erange);
+        }
+        // "0x" without hex digits reads as 0, stopping at the x.
+        return (sign(0.0), i + 1, false);
+    }
+    let int = digits(i, false);
+    let mut end = i + int;
+    let mut frac = 0;
+    if s.get(end) == Some(&b'.') {
+        frac = digits(end + 1, false);
+        if int + frac > 0 {
+            end += 1 + frac;
+        }
+    }
+    if int + frac == 0 {
+        return (0.0, 0, false);
+    }
+    if matches!(s.get(end), Some(b'e' | b'E')) {
+        let mut j = end + 1;
+        if matches!(s.get(j), Some(b'-' | b'+')) {
+            j += 1;
+        }
+        let n = digits(j, false);
+        if n > 0 {
+            end = j + n;
+        }
+    }
+    let text = std::str::from_utf8(&s[start..end]).unwrap_or("0");
+    let v: f64 = text.parse().unwrap_or(0.0);
+    let nonzero = s[i..end]
+        .iter()
+        .take_while(|c| !matches!(c, b'e' | b'E'))
+        .any(|c| matches!(c, b'1'..=b'9'));
+    let erange = v.is_infinite() || (v == 0.0 && nonzero);
+    (v, end, erange)
+}
+
+/// A double argument as Redis reads one (`getDoubleFromObject`): the whole argument is the
+/// number, with no leading whitespace, not NaN, and not out of range (a number too large or
+/// too small to be a double; `inf` itself is fine).
+pub fn parse_double(a: &[u8]) -> Option<f64> {
+    if a.is_empty() || a[0].is_ascii_whitespace() || a[0] == b'\x0b' {
+        return None;
+    }
+    let (v, n, erange) = strtod(a);
+    let out_of_range = erange && (v.is_infinite() || v == 0.0);
+    (n == a.len() && !out_of_range && !v.is_nan()).then_some(v)
+}
+
 /// Case-insensitive comparison of an argument with an option name.
 pub fn is(a: &[u8], opt: &str) -> bool {
     a.eq_ignore_ascii_case(opt.as_bytes())
@@ -809,7 +1063,29 @@ pub(crate) mod testutil {
                 session: &mut self.session,
                 now: self.now,
             };
-            dispatch(&mut ctx, &req)
+            let reply = dispatch(&mut ctx, &req);
+            // As the connection does after each request.
+            crate::blocking::serve_ready(&self.node);
+            reply
+        }
+
+        /// A second connection's session.
+        pub fn other_session(&self) -> Session {
+            let addr = "127.0.0.1:2".parse().expect("addr");
+            Session::new(self.node.register_client(addr, addr), true)
+        }
+
+        /// Runs a command on another connection's session.
+        pub fn run_as(&mut self, session: &mut Session, args: &[&str]) -> Frame {
+            let req = Request::from_args(args.iter().map(|s| s.as_bytes()));
+            let mut ctx = Ctx {
+                node: &self.node,
+                session,
+                now: self.now,
+            };
+            let reply = dispatch(&mut ctx, &req);
+            crate::blocking::serve_ready(&self.node);
+            reply
         }
     }
 
@@ -880,6 +1156,27 @@ mod tests {
                 .count(),
             1
         );
+        let keys_of = |args: &[&str]| {
+            let (_, c) = lookup(args[0].as_bytes()).expect("known");
+            c.keys_in(&Request::from_args(args.iter().map(|a| a.as_bytes())))
+                .collect::<Vec<_>>()
+        };
+        // ZUNIONSTORE destination numkeys key ...: the destination, then the counted keys.
+        assert_eq!(
+            keys_of(&["zunionstore", "d", "2", "a", "b", "WEIGHTS", "1", "2"]),
+            vec![1, 3, 4]
+        );
+        assert_eq!(
+            keys_of(&["zunion", "2", "a", "b", "WITHSCORES"]),
+            vec![2, 3]
+        );
+        assert_eq!(keys_of(&["zmpop", "1", "a", "MIN"]), vec![2]);
+        // GEORADIUS ... STORE key: the key and the destination.
+        assert_eq!(
+            keys_of(&["georadius", "k", "1", "2", "3", "km", "STORE", "d"]),
+            vec![1, 7]
+        );
+        assert_eq!(keys_of(&["georadius", "k", "1", "2", "3", "km"]), vec![1]);
     }
 
     #[test]
@@ -915,5 +1212,46 @@ mod tests {
         assert_eq!(parse_f64(b"nan"), None);
         assert_eq!(parse_f64(b" 1"), None);
         assert_eq!(parse_f64(b"inf"), Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn strtod_like_c() {
+        for (t, v, n) in [
+            ("1.5", 1.5, 3),
+            ("  -2e3x", -2000.0, 6),
+            (".5", 0.5, 2),
+            ("5.", 5.0, 2),
+            ("1e", 1.0, 1),
+            ("1e+", 1.0, 1),
+            ("0x10", 16.0, 4),
+            ("0x1.8p1", 3.0, 7),
+            ("0x", 0.0, 1),
+            ("-InFiNiTy", f64::NEG_INFINITY, 9),
+            ("+inf", f64::INFINITY, 4),
+            ("infinit", f64::INFINITY, 3),
+            ("", 0.0, 0),
+            ("x", 0.0, 0),
+            ("-", 0.0, 0),
+        ] {
+            let (got, used, _) = strtod(t.as_bytes());
+            assert_eq!((got, used), (v, n), "{t}");
+        }
+        assert!(strtod(b"nan").0.is_nan());
+        assert_eq!(strtod(b"nan(12)").1, 7);
+        assert!(strtod(b"1e400").2 && strtod(b"1e-400").2 && strtod(b"-1e-400").2);
+        assert!(!strtod(b"0e-400").2 && !strtod(b"1e-320").2);
+        assert_eq!(parse_double(b"1e-320"), Some(1e-320));
+        for bad in [
+            "", " 1", "1 ", "1e400", "1e-400", "nan", "-nan", "abc", "1.5x", "0x",
+        ] {
+            assert_eq!(parse_double(bad.as_bytes()), None, "{bad}");
+        }
+        for (t, v) in [
+            ("infinity", f64::INFINITY),
+            ("-inf", f64::NEG_INFINITY),
+            ("0x10", 16.0),
+        ] {
+            assert_eq!(parse_double(t.as_bytes()), Some(v));
+        }
     }
 }

@@ -23,7 +23,7 @@
 //! ...`), which a node sends to the node that owns all of a plain connection's transaction.
 
 use super::{
-    flags::*, resolve_checked, run_command, spec, CommandSpec, Ctx, Reply, ERR_OOM, NO_KEYS,
+    flags::*, is, resolve_checked, run_command, spec, CommandSpec, Ctx, Reply, ERR_OOM, NO_KEYS,
 };
 use crate::node::Node;
 use crate::resp::{Frame, Request};
@@ -294,6 +294,14 @@ fn multiexec(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 /// The slots a transaction must hold: every slot of its commands' keys and of the watched
 /// keys, or `None` for every slot when a command works beyond its keys (the keyspace, the
 /// server).
+/// Whether a SORT has a BY or GET pattern (which may name keys of any slot).
+fn sort_reaches_out(c: &Request) -> bool {
+    (2..c.len().saturating_sub(1)).any(|i| {
+        let (opt, p) = (c.arg(i), c.arg(i + 1));
+        (is(opt, "BY") || is(opt, "GET")) && p.contains(&b'*')
+    })
+}
+
 pub fn tx_slots(cmds: &[Request], watch: Option<&Watching>) -> Option<Vec<u16>> {
     let mut slots = Vec::new();
     for c in cmds {
@@ -311,7 +319,11 @@ pub fn tx_slots(cmds: &[Request], watch: Option<&Watching>) -> Option<Vec<u16>> 
             }
             continue;
         }
-        slots.extend(spec.key_positions(c.len()).map(|i| key_slot(c.arg(i))));
+        if spec.has(SORT_STORE) && sort_reaches_out(c) {
+            // SORT BY/GET patterns read keys of any slot: hold them all.
+            return None;
+        }
+        slots.extend(spec.keys_in(c).map(|i| key_slot(c.arg(i))));
     }
     if let Some(w) = watch {
         slots.extend(w.keys.iter().map(|k| key_slot(k)));

@@ -263,6 +263,17 @@ static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         client_setinfo,
     ),
     spec(
+        "unblock",
+        -3,
+        ADMIN | NOSCRIPT | LOADING | STALE,
+        NO_KEYS,
+        C,
+        "5.0.0",
+        "Unblocks a client blocked by a blocking command from a different connection.",
+        "client-id [TIMEOUT | ERROR]",
+        client_unblock,
+    ),
+    spec(
         "help",
         2,
         STALE | LOADING,
@@ -274,6 +285,42 @@ static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         client_help,
     ),
 ];
+
+/// CLIENT UNBLOCK: ends another client's blocking command as if it timed out (or with
+/// `-UNBLOCKED` for ERROR). A client whose command waits on another node (forwarded) is
+/// unblocked there. 1 when the client was blocked.
+fn client_unblock(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let id = int_arg(req.arg(2))?;
+    let error = match req.len() {
+        3 => false,
+        4 if is(req.arg(3), "TIMEOUT") => false,
+        4 if is(req.arg(3), "ERROR") => true,
+        _ => {
+            return Err(Frame::err(
+                "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+            ))
+        }
+    };
+    let Ok(id) = u64::try_from(id) else {
+        return Ok(Frame::Integer(0));
+    };
+    if ctx.node.blocking.unblock(id, error) {
+        return Ok(Frame::Integer(1));
+    }
+    if let Some(r) = ctx.node.blocking.remote_of(id) {
+        // Its reply comes back on the blocked command's own connection.
+        let peer_id = r.peer_client_id.to_string();
+        let how = if error { "ERROR" } else { "TIMEOUT" };
+        let unblock = Request::from_args(["CLIENT", "UNBLOCK", &peer_id, how]);
+        drop(
+            ctx.node
+                .peers
+                .send_request(r.addr, crate::resp::Protocol::Resp2, &unblock),
+        );
+        return Ok(Frame::Integer(1));
+    }
+    Ok(Frame::Integer(0))
+}
 
 static CONFIG_SUBCOMMANDS: &[CommandSpec] = &[
     spec(
@@ -779,8 +826,9 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("connected_clients", &node.connected_clients());
             kv("cluster_connections", &0);
             kv("maxclients", &cfg.maxclients);
-            kv("blocked_clients", &0);
+            kv("blocked_clients", &node.blocking.blocked_clients());
             kv("tracking_clients", &0);
+            kv("total_blocking_keys", &node.blocking.blocking_keys());
         }
         "memory" => {
             let used = db.used_memory();
@@ -1187,7 +1235,60 @@ static PARAMS: &[Param] = &[
         get: |c| c.encodings.set_max_listpack_value.to_string(),
         set: Some(|c, v| set_limit(&mut c.encodings.set_max_listpack_value, v)),
     },
+    Param {
+        name: "list-max-listpack-size",
+        get: |c| c.encodings.list_max_listpack_size.to_string(),
+        set: Some(|c, v| set_int_in(&mut c.encodings.list_max_listpack_size, v, i32::MIN as i64)),
+    },
+    Param {
+        name: "list-max-ziplist-size",
+        get: |c| c.encodings.list_max_listpack_size.to_string(),
+        set: Some(|c, v| set_int_in(&mut c.encodings.list_max_listpack_size, v, i32::MIN as i64)),
+    },
+    Param {
+        name: "list-compress-depth",
+        get: |c| c.encodings.list_compress_depth.to_string(),
+        set: Some(|c, v| {
+            let mut n = 0i64;
+            set_int_in(&mut n, v, 0)?;
+            c.encodings.list_compress_depth = n as usize;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "zset-max-listpack-entries",
+        get: |c| c.encodings.zset_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_entries, v)),
+    },
+    Param {
+        name: "zset-max-ziplist-entries",
+        get: |c| c.encodings.zset_max_listpack_entries.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_entries, v)),
+    },
+    Param {
+        name: "zset-max-listpack-value",
+        get: |c| c.encodings.zset_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_value, v)),
+    },
+    Param {
+        name: "zset-max-ziplist-value",
+        get: |c| c.encodings.zset_max_listpack_value.to_string(),
+        set: Some(|c, v| set_limit(&mut c.encodings.zset_max_listpack_value, v)),
+    },
 ];
+
+/// An int config (Redis's `int` type) between `min` and `i32::MAX`.
+fn set_int_in(to: &mut i64, v: &[u8], min: i64) -> Result<(), String> {
+    let n: i64 = parse_num(v)?;
+    if n < min || n > i32::MAX as i64 {
+        return Err(format!(
+            "argument must be between {min} and {} inclusive",
+            i32::MAX
+        ));
+    }
+    *to = n;
+    Ok(())
+}
 
 fn path_param(p: &Option<std::path::PathBuf>) -> String {
     p.as_ref()

@@ -166,8 +166,9 @@ fn bulk(out: &mut BytesMut, prefix: u8, data: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Formats a double the way Redis replies with one: the shortest text that reads back as the
-/// same value, `inf`/`-inf` for infinities, and no exponent for integral values that fit.
+/// Formats a double the way redis-server 7.0 replies with one (`addReplyDouble`): C's
+/// `%.17g` (17 significant digits, exponent form below 1e-4 and from 1e17 on), `inf` and
+/// `-inf` for the infinities.
 pub fn format_double(d: f64) -> String {
     if d.is_infinite() {
         return if d > 0.0 { "inf".into() } else { "-inf".into() };
@@ -175,13 +176,27 @@ pub fn format_double(d: f64) -> String {
     if d.is_nan() {
         return "nan".into();
     }
-    if d == d.trunc() && d.abs() < 1e17 {
-        // Integral: print without a fractional part, as %.17g does.
-        return format!("{}", d as i64);
+    // %e with 16 decimals gives the 17 digits and the exponent of the rounded value, which
+    // is what %g decides its style by.
+    let e = format!("{d:.16e}");
+    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let x: i32 = exp.parse().unwrap_or(0);
+    if !(-4..17).contains(&x) {
+        let mant = trim_fraction(mant);
+        let sign = if x < 0 { '-' } else { '+' };
+        return format!("{mant}e{sign}{:02}", x.unsigned_abs());
     }
-    let mut b = ryu::Buffer::new();
-    let s = b.format_finite(d);
-    s.to_string()
+    let fixed = format!("{d:.*}", (16 - x) as usize);
+    trim_fraction(&fixed).to_string()
+}
+
+/// `1.2500` -> `1.25`, `3.000` -> `3` (what %g does with trailing zeros).
+fn trim_fraction(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]
@@ -235,9 +250,27 @@ mod tests {
 
     #[test]
     fn doubles() {
-        assert_eq!(format_double(3.0), "3");
-        assert_eq!(format_double(-0.25), "-0.25");
-        assert_eq!(format_double(0.1), "0.1");
-        assert_eq!(format_double(f64::NEG_INFINITY), "-inf");
+        // What redis-server 7.0.15 prints for each (checked against it).
+        for (d, s) in [
+            (3.0, "3"),
+            (-0.25, "-0.25"),
+            (0.1, "0.10000000000000001"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1.5, "1.5"),
+            (1e300, "1.0000000000000001e+300"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (1.2345678901234568e29, "1.2345678901234568e+29"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (1e16, "10000000000000000"),
+            (1e-320, "9.9998886718268301e-321"),
+            (0.0001, "0.0001"),
+            (0.00001, "1.0000000000000001e-05"),
+            (-0.0, "-0"),
+            (3479099956230698.0, "3479099956230698"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+        ] {
+            assert_eq!(format_double(d), s);
+        }
     }
 }

@@ -8,16 +8,20 @@
 //! [`decode_value`], the only place that knows the format):
 //!
 //! ```text
-//! [version = 1][kind: 0 string, 1 hash, 2 set][payload]
+//! [version = 1][kind: 0 string, 1 hash, 2 set, 3 list, 4 sorted set][payload]
 //! string: the bytes
 //! hash:   count (LEB128), then per field: length, field, length, value
 //! set:    count (LEB128), then per member: length, member
+//! list:   count (LEB128), then per element, front to back: length, element
+//! zset:   count (LEB128), then per member in order: length, member, score (f64, LE)
 //! ```
 //!
 //! The receiver rebuilds each collection under its own encoding thresholds. A new type or
 //! a change of layout takes a new kind or version; a node refuses what it cannot read.
 
+use super::list::End;
 use super::value::{Hash, Kind, Limits, Set, Value};
+use super::zset::Zset;
 use super::{Db, EntryRef, NO_EXPIRY};
 use bytes::Bytes;
 
@@ -47,6 +51,8 @@ pub enum DecodeError {
     Truncated,
     #[error("trailing bytes after the value")]
     Trailing,
+    #[error("a sorted set member's score is not a number")]
+    Score,
 }
 
 fn put_len(out: &mut Vec<u8>, mut n: usize) {
@@ -103,6 +109,21 @@ pub fn encode_owned(v: &Value) -> Vec<u8> {
                 m.with_bytes(|b| put_bytes(&mut out, b));
             }
         }
+        Value::List(l) => {
+            out.push(3);
+            put_len(&mut out, l.len());
+            for m in l.iter() {
+                m.with_bytes(|b| put_bytes(&mut out, b));
+            }
+        }
+        Value::Zset(z) => {
+            out.push(4);
+            put_len(&mut out, z.len());
+            z.for_each(|m, s| {
+                put_bytes(&mut out, m);
+                out.extend_from_slice(&s.to_le_bytes());
+            });
+        }
     }
     out
 }
@@ -119,6 +140,8 @@ pub fn decode_value(b: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
         0 => return Ok(Value::str(rest)),
         1 => Kind::Hash,
         2 => Kind::Set,
+        3 => Kind::List,
+        4 => return decode_zset(rest, limits),
         k => return Err(DecodeError::Kind(k)),
     };
     let n = get_len(&mut rest)?;
@@ -134,13 +157,53 @@ pub fn decode_value(b: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
                 let m = get_bytes(&mut rest)?;
                 Set::insert(s, m, limits);
             }
-            Value::Str(_) => {}
+            Value::List(l) => {
+                let e = get_bytes(&mut rest)?;
+                l.push(End::Right, e, limits);
+            }
+            Value::Str(_) | Value::Zset(_) => {}
         }
     }
     if !rest.is_empty() {
         return Err(DecodeError::Trailing);
     }
     Ok(v)
+}
+
+/// A sorted set's payload: members arrive in order, so a large one is built whole.
+fn decode_zset(mut rest: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
+    let n = get_len(&mut rest)?;
+    // Each member takes at least 9 bytes: a claimed count beyond that is a lie.
+    if n > rest.len() / 9 {
+        return Err(DecodeError::Truncated);
+    }
+    let mut items: Vec<(&[u8], f64)> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let m = get_bytes(&mut rest)?;
+        let raw = rest.get(..8).ok_or(DecodeError::Truncated)?;
+        rest = &rest[8..];
+        let s = f64::from_le_bytes(raw.try_into().map_err(|_| DecodeError::Truncated)?);
+        if s.is_nan() {
+            return Err(DecodeError::Score);
+        }
+        items.push((m, s));
+    }
+    if !rest.is_empty() {
+        return Err(DecodeError::Trailing);
+    }
+    let ordered = items
+        .windows(2)
+        .all(|w| super::zset::cmp_elem(w[0].1, w[0].0, w[1].1, w[1].0) == std::cmp::Ordering::Less);
+    let mut members = std::collections::HashSet::with_capacity(items.len());
+    if ordered && items.iter().all(|(m, _)| members.insert(*m)) {
+        return Ok(Value::Zset(Zset::from_sorted(&items, limits)));
+    }
+    // Out of order or repeated (not what a node sends): insert one by one.
+    let mut z = Zset::default();
+    for (m, s) in items {
+        z.insert(m, s, limits);
+    }
+    Ok(Value::Zset(z))
 }
 
 fn get_len(b: &mut &[u8]) -> Result<usize, DecodeError> {
@@ -277,10 +340,21 @@ mod tests {
             .set(b"{t}s", Value::Set(big.clone()), NO_EXPIRY, T0);
         src.lock_key(b"{t}x")
             .set(b"{t}x", Value::str(b"str"), NO_EXPIRY, T0);
+        let mut small = Zset::default();
+        let mut large = Zset::default();
+        for i in 0..300 {
+            large.insert(format!("m{i}").as_bytes(), (i % 7) as f64 - 0.5, &l);
+        }
+        small.insert(b"a", f64::INFINITY, &l);
+        small.insert(b"b", -2.25, &l);
+        src.lock_key(b"{t}z")
+            .set(b"{t}z", Value::Zset(small.clone()), NO_EXPIRY, T0);
+        src.lock_key(b"{t}Z")
+            .set(b"{t}Z", Value::Zset(large.clone()), NO_EXPIRY, T0);
         let out = src.export_slot(key_slot(b"{t}h"), T0);
-        assert_eq!(out.len(), 3);
+        assert_eq!(out.len(), 5);
         let dst = Db::new();
-        assert_eq!(dst.import(&out, T0 + 1), Ok(3));
+        assert_eq!(dst.import(&out, T0 + 1), Ok(5));
         let mut g = dst.lock_key(b"{t}h");
         let e = g.peek(b"{t}h", T0 + 1).expect("hash arrived");
         assert_eq!(e.expire_at(), Some(T0 + 9000));
@@ -296,8 +370,39 @@ mod tests {
             g.peek(b"{t}x", T0 + 1).and_then(|e| e.as_str()),
             Some(&b"str"[..])
         );
+        for (k, z, enc) in [
+            (&b"{t}z"[..], &small, "listpack"),
+            (b"{t}Z", &large, "skiplist"),
+        ] {
+            let e = g.peek(k, T0 + 1).expect("sorted set arrived");
+            assert_eq!(e.collection::<Zset>().ok(), Some(z));
+            assert_eq!(e.obj().map(Value::encoding), Some(enc));
+        }
         drop(g);
         assert_eq!(dst.used_memory(), src.used_memory());
+    }
+
+    #[test]
+    fn lists_travel_in_order() {
+        let l = Limits::default();
+        let src = Db::new();
+        let items: Vec<Vec<u8>> = (0..3000)
+            .map(|i| match i % 3 {
+                0 => i.to_string().into_bytes(),
+                1 => format!("e{i}").into_bytes(),
+                _ => vec![b'x'; i % 200],
+            })
+            .collect();
+        let list = crate::store::List::from_items(items.iter().map(|e| &e[..]), &l);
+        src.lock_key(b"{l}a")
+            .set(b"{l}a", Value::List(Box::new(list.clone())), T0 + 500, T0);
+        let out = src.export_slot(key_slot(b"{l}a"), T0);
+        let dst = Db::new();
+        assert_eq!(dst.import(&out, T0 + 1), Ok(1));
+        let mut g = dst.lock_key(b"{l}a");
+        let e = g.peek(b"{l}a", T0 + 1).expect("list arrived");
+        assert_eq!(e.expire_at(), Some(T0 + 500));
+        assert_eq!(e.collection::<crate::store::List>(), Ok(&list));
     }
 
     #[test]
@@ -325,6 +430,14 @@ mod tests {
                 &[1, 2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1],
                 &l
             ),
+            Err(DecodeError::Truncated)
+        );
+        // A sorted set with a NaN score, or a count its bytes cannot hold.
+        let mut nan = vec![1, 4, 1, 1, b'a'];
+        nan.extend_from_slice(&f64::NAN.to_le_bytes());
+        assert_eq!(decode_value(&nan, &l), Err(DecodeError::Score));
+        assert_eq!(
+            decode_value(b"\x01\x04\xff\xff\x03\x01a", &l),
             Err(DecodeError::Truncated)
         );
         let dst = Db::new();

@@ -26,15 +26,18 @@
 //!
 //! Transactions: [`Db::lock_tx`] holds the slots of a whole EXEC, and [`Db::lock`] on that
 //! thread hands the held slots out, so commands run inside EXEC unchanged. Every change to a
-//! key ends in the "key modified" signal of [`watch`] (WATCH; later client tracking).
+//! key ends in the "key modified" signal of [`watch`] (WATCH; later client tracking), and in a
+//! slot with blocked clients ([`BlockedSlots`]) in the ready hook (BLPOP and friends).
 
 pub mod evict;
 pub mod glob;
 pub mod handoff;
+pub mod list;
 pub mod mem;
 mod table;
 pub mod value;
 pub mod watch;
+pub mod zset;
 
 use crate::striped::Counter;
 use bytes::Bytes;
@@ -50,7 +53,9 @@ pub use watch::Watcher;
 /// Longest string value (Redis's `proto-max-bulk-len` default).
 pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
 
+pub use list::{End, List};
 pub use value::{Collection, Hash, Kind, Limits, Member, Set, Value};
+pub use zset::Zset;
 
 /// A command met a key holding another type (the caller replies WRONGTYPE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -429,6 +434,26 @@ pub enum Removal {
 /// not touch the store.
 pub type RemovalHook = Box<dyn Fn(Removal, &[u8]) + Send + Sync>;
 
+/// Told about every write to a key in a slot marked in [`BlockedSlots`] (clients blocked on
+/// keys there), with the key's slot locked: it must not touch the store.
+pub type ReadyHook = Box<dyn Fn(&[u8]) + Send + Sync>;
+
+/// The slots holding keys that clients are blocked on (BLPOP and friends): a write to a key
+/// in a marked slot calls the store's [`ReadyHook`]. A write elsewhere pays one load. Set
+/// under the slot's lock (by whoever registers a blocked client, holding the key's slot),
+/// so no write to that slot can miss it.
+pub struct BlockedSlots(SlotBits);
+
+impl BlockedSlots {
+    pub fn get(&self, slot: u16) -> bool {
+        self.0.get(slot as usize)
+    }
+
+    pub fn set(&self, slot: u16, on: bool) {
+        self.0.set(slot as usize, on)
+    }
+}
+
 /// One slot's lock and table, aligned to their two cache lines.
 #[repr(align(128))]
 #[derive(Default)]
@@ -451,6 +476,9 @@ pub struct Db {
     /// Start of the store's coarse clock (for access times).
     epoch_ms: u64,
     removal_hook: std::sync::OnceLock<RemovalHook>,
+    /// Slots with blocked clients, shared with the registry of blocked clients.
+    blocked: std::sync::Arc<BlockedSlots>,
+    ready_hook: std::sync::OnceLock<ReadyHook>,
     /// Collection encoding thresholds (`hash-max-listpack-entries`...).
     pub limits: value::SharedLimits,
     /// The lazyfree thread's queue, started on first use.
@@ -476,6 +504,8 @@ impl Db {
             expire_cursor: AtomicUsize::new(0),
             epoch_ms: CLOCK_EPOCH_MS,
             removal_hook: std::sync::OnceLock::new(),
+            blocked: std::sync::Arc::new(BlockedSlots(SlotBits::new())),
+            ready_hook: std::sync::OnceLock::new(),
             limits: Default::default(),
             lazy: Default::default(),
         }
@@ -484,6 +514,16 @@ impl Db {
     /// Installs the hook told about expired and evicted keys (once; later calls are ignored).
     pub fn set_removal_hook(&self, hook: RemovalHook) {
         let _ = self.removal_hook.set(hook);
+    }
+
+    /// The slots with blocked clients (see [`BlockedSlots`]).
+    pub fn blocked_slots(&self) -> std::sync::Arc<BlockedSlots> {
+        self.blocked.clone()
+    }
+
+    /// Installs the hook told about writes to keys in [`BlockedSlots`] (once).
+    pub fn set_ready_hook(&self, hook: ReadyHook) {
+        let _ = self.ready_hook.set(hook);
     }
 
     fn removed(&self, why: Removal, key: &[u8]) {
@@ -1281,6 +1321,20 @@ impl SlotGuard<'_> {
     fn modified(&mut self, key: &[u8]) {
         if self.db.watched.get(self.slot) {
             self.signal(key);
+        }
+        if self.db.blocked.get(self.slot as u16) {
+            self.ready(key);
+        }
+    }
+
+    /// A write to a key in a slot with blocked clients: the registry decides whether it
+    /// can serve one (after the command, see `crate::blocking`).
+    #[cold]
+    fn ready(&mut self, key: &[u8]) {
+        if self.t.map.find(key).is_some() {
+            if let Some(hook) = self.db.ready_hook.get() {
+                hook(key);
+            }
         }
     }
 

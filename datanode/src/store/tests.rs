@@ -387,21 +387,32 @@ fn eviction_keeps_invariants_under_every_policy() {
                 refused += 1;
                 continue;
             }
-            // Strings, hashes and sets: eviction frees and uncharges every type.
+            // Strings, hashes, sets, sorted sets and lists: eviction frees and uncharges every
+            // type.
             let mut g = db.lock_key(k.as_bytes());
-            match i % 3 {
+            match i % 4 {
                 0 => {
                     g.set(k.as_bytes(), Value::str(&[7; 40]), exp, now);
                 }
                 kind => {
                     let l = Limits::default();
-                    let kind = if kind == 1 { Kind::Hash } else { Kind::Set };
+                    let kind = match (kind, i % 8) {
+                        (3, 7) => Kind::List,
+                        _ => [Kind::Hash, Kind::Set, Kind::Zset][kind as usize - 1],
+                    };
                     g.modify(k.as_bytes(), now, kind, true, |v| match v {
                         Value::Hash(h) => (0..i % 9 + 1).for_each(|f| {
                             h.insert(format!("f{f}").as_bytes(), b"value", &l);
                         }),
                         Value::Set(s) => (0..i % 9 + 1).for_each(|m| {
                             s.insert(format!("m{m}").as_bytes(), &l);
+                        }),
+                        Value::List(list) => (0..i % 9 + 1).for_each(|m| {
+                            list.push(crate::store::End::Left, format!("m{m}").as_bytes(), &l);
+                        }),
+                        // Past the listpack limit now and then: both encodings.
+                        Value::Zset(z) => (0..i % 150 + 1).for_each(|m| {
+                            z.insert(format!("m{m}").as_bytes(), m as f64, &l);
                         }),
                         Value::Str(_) => {}
                     })

@@ -1,4 +1,4 @@
-//! Typed values: strings, hashes and sets, each collection in a compact encoding while it is
+//! Typed values: strings, hashes, sets and lists ([`super::list`]), each collection in a compact encoding while it is
 //! small and a real structure beyond Redis's thresholds.
 //!
 //! - [`Listpack`]: one contiguous block of length-prefixed elements, like Redis's listpack.
@@ -16,10 +16,15 @@
 //! either). Every collection knows the bytes it holds ([`Value::heap_size`]) in O(1), so the
 //! store's `used_memory` stays exact as it changes.
 //!
-//! Adding a type (lists, sorted sets) is a new [`Value`] variant and a [`Kind`]; the store
-//! keeps every non-string value the same way (see `Objects` in the store).
+//! Sorted sets live in [`super::zset`] (a compact listpack-like block, or a slab, hash
+//! index and order-statistics B+ tree).
+//!
+//! Adding a type (lists) is a new [`Value`] variant and a [`Kind`]; the store keeps every
+//! non-string value the same way (see `Objects` in the store).
 
+use super::list::List;
 use super::mem::alloc_size;
+use super::zset::Zset;
 use indexmap::{IndexMap, IndexSet};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
@@ -31,6 +36,8 @@ pub enum Kind {
     String,
     Hash,
     Set,
+    List,
+    Zset,
 }
 
 impl Kind {
@@ -39,6 +46,8 @@ impl Kind {
             Kind::String => "string",
             Kind::Hash => "hash",
             Kind::Set => "set",
+            Kind::List => "list",
+            Kind::Zset => "zset",
         }
     }
 }
@@ -49,6 +58,9 @@ pub enum Value {
     Str(Box<[u8]>),
     Hash(Hash),
     Set(Set),
+    /// Boxed: a list's length and memory live with its nodes.
+    List(Box<List>),
+    Zset(Zset),
 }
 
 impl Value {
@@ -61,6 +73,8 @@ impl Value {
             Value::Str(_) => Kind::String,
             Value::Hash(_) => Kind::Hash,
             Value::Set(_) => Kind::Set,
+            Value::List(_) => Kind::List,
+            Value::Zset(_) => Kind::Zset,
         }
     }
 
@@ -83,6 +97,8 @@ impl Value {
             Kind::String => Value::Str(Box::default()),
             Kind::Hash => Value::Hash(Hash::default()),
             Kind::Set => Value::Set(Set::default()),
+            Kind::List => Value::List(Box::default()),
+            Kind::Zset => Value::Zset(Zset::default()),
         }
     }
 
@@ -92,6 +108,8 @@ impl Value {
             Value::Str(_) => 1,
             Value::Hash(h) => h.len(),
             Value::Set(s) => s.len(),
+            Value::List(l) => l.len(),
+            Value::Zset(z) => z.len(),
         }
     }
 
@@ -101,6 +119,8 @@ impl Value {
             Value::Str(_) => false,
             Value::Hash(h) => h.len() == 0,
             Value::Set(s) => s.len() == 0,
+            Value::List(l) => l.is_empty(),
+            Value::Zset(z) => z.is_empty(),
         }
     }
 
@@ -111,6 +131,8 @@ impl Value {
             Value::Str(b) => b.len(),
             Value::Hash(h) => h.heap_size(),
             Value::Set(s) => s.heap_size(),
+            Value::List(l) => l.heap_size(),
+            Value::Zset(z) => z.heap_size(),
         }
     }
 
@@ -124,6 +146,8 @@ impl Value {
             Value::Set(Set::Intset(_)) => "intset",
             Value::Set(Set::Listpack(_)) => "listpack",
             Value::Set(Set::Table(_)) => "hashtable",
+            Value::List(l) => l.encoding(),
+            Value::Zset(z) => z.encoding(),
         }
     }
 }
@@ -136,6 +160,13 @@ pub struct Limits {
     pub set_max_intset_entries: usize,
     pub set_max_listpack_entries: usize,
     pub set_max_listpack_value: usize,
+    /// `list-max-listpack-size`: negative, a node's size (-1 4 KiB ... -5 64 KiB); positive,
+    /// its element count.
+    pub list_max_listpack_size: i64,
+    /// `list-compress-depth`: accepted and reported, but no node is compressed.
+    pub list_compress_depth: usize,
+    pub zset_max_listpack_entries: usize,
+    pub zset_max_listpack_value: usize,
 }
 
 impl Default for Limits {
@@ -146,13 +177,17 @@ impl Default for Limits {
             set_max_intset_entries: 512,
             set_max_listpack_entries: 128,
             set_max_listpack_value: 64,
+            list_max_listpack_size: -2,
+            list_compress_depth: 0,
+            zset_max_listpack_entries: 128,
+            zset_max_listpack_value: 64,
         }
     }
 }
 
 /// [`Limits`] the store reads without taking the config lock (set by CONFIG SET).
 #[derive(Debug)]
-pub struct SharedLimits([AtomicUsize; 5]);
+pub struct SharedLimits([AtomicUsize; 9]);
 
 impl Default for SharedLimits {
     fn default() -> Self {
@@ -171,6 +206,10 @@ impl SharedLimits {
             set_max_intset_entries: g(2),
             set_max_listpack_entries: g(3),
             set_max_listpack_value: g(4),
+            list_max_listpack_size: g(5) as i64,
+            list_compress_depth: g(6),
+            zset_max_listpack_entries: g(7),
+            zset_max_listpack_value: g(8),
         }
     }
 
@@ -181,6 +220,10 @@ impl SharedLimits {
             l.set_max_intset_entries,
             l.set_max_listpack_entries,
             l.set_max_listpack_value,
+            l.list_max_listpack_size as usize,
+            l.list_compress_depth,
+            l.zset_max_listpack_entries,
+            l.zset_max_listpack_value,
         ];
         for (a, v) in self.0.iter().zip(v) {
             a.store(v, Relaxed);
@@ -197,7 +240,7 @@ pub struct Listpack {
     n: usize,
 }
 
-fn put_leb(buf: &mut Vec<u8>, mut n: usize) {
+pub(super) fn put_leb(buf: &mut Vec<u8>, mut n: usize) {
     loop {
         let b = (n & 0x7f) as u8;
         n >>= 7;
@@ -210,7 +253,7 @@ fn put_leb(buf: &mut Vec<u8>, mut n: usize) {
 }
 
 /// Reads a length at `at`: (length, offset of the bytes).
-fn get_leb(buf: &[u8], mut at: usize) -> (usize, usize) {
+pub(super) fn get_leb(buf: &[u8], mut at: usize) -> (usize, usize) {
     let (mut n, mut shift) = (0usize, 0);
     while let Some(&b) = buf.get(at) {
         at += 1;
@@ -405,6 +448,22 @@ impl Collection for Hash {
     }
 }
 
+impl Collection for List {
+    const KIND: Kind = Kind::List;
+    fn of(v: &Value) -> Option<&List> {
+        match v {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+    fn of_mut(v: &mut Value) -> Option<&mut List> {
+        match v {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+}
+
 impl Collection for Set {
     const KIND: Kind = Kind::Set;
     fn of(v: &Value) -> Option<&Set> {
@@ -416,6 +475,22 @@ impl Collection for Set {
     fn of_mut(v: &mut Value) -> Option<&mut Set> {
         match v {
             Value::Set(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl Collection for Zset {
+    const KIND: Kind = Kind::Zset;
+    fn of(v: &Value) -> Option<&Zset> {
+        match v {
+            Value::Zset(z) => Some(z),
+            _ => None,
+        }
+    }
+    fn of_mut(v: &mut Value) -> Option<&mut Zset> {
+        match v {
+            Value::Zset(z) => Some(z),
             _ => None,
         }
     }

@@ -121,3 +121,69 @@ async fn redis_cluster_client_reaches_every_hash_and_set() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorted_sets_route_by_key_and_refuse_cross_node_work() {
+    bounded(async {
+        let cluster = Cluster::start(3).await;
+        let addrs = cluster.addrs();
+        let map = SlotMap::of(addrs[0]).await;
+        let [a, b, c] = [0, 1, 2].map(|i| map.keys_of(addrs[i], "zcoll:", 2));
+        let mut con = connect(addrs[0]).await;
+
+        // A sorted set owned by node 1, written through node 0 and read through node 2.
+        let n: i64 = q(&mut con, &["ZADD", &b[0], "1", "x", "2", "y"]).await;
+        assert_eq!(n, 2);
+        let got: Vec<String> = q(&mut connect(addrs[2]).await, &["ZRANGE", &b[0], "0", "-1"]).await;
+        assert_eq!(got, ["x", "y"]);
+        let n: i64 = q(&mut con, &["GEOADD", &a[0], "13.361389", "38.115556", "p"]).await;
+        assert_eq!(n, 1);
+        for (k, m) in [(&a[1], "x"), (&c[0], "y"), (&c[1], "x")] {
+            let _: i64 = q(&mut con, &["ZADD", k, "5", m]).await;
+        }
+        // Keys on different nodes: refused, wherever the destination is.
+        for cmd in [
+            vec!["ZUNION", "2", &a[1], &b[0]],
+            vec!["ZINTER", "2", &a[1], &c[0]],
+            vec!["ZDIFF", "2", &c[0], &b[0]],
+            vec!["ZINTERCARD", "2", &a[1], &b[0]],
+            vec!["ZUNIONSTORE", &a[1], "2", &c[0], &c[1]],
+            vec!["ZINTERSTORE", &c[0], "1", &b[0]],
+            vec!["ZDIFFSTORE", &c[0], "2", &c[1], &a[1]],
+            vec!["ZRANGESTORE", &a[1], &b[0], "0", "-1"],
+            vec!["ZMPOP", "2", &a[1], &b[0], "MIN"],
+            vec![
+                "GEOSEARCHSTORE",
+                &b[1],
+                &a[0],
+                "FROMLONLAT",
+                "13",
+                "38",
+                "BYRADIUS",
+                "100",
+                "km",
+            ],
+            vec!["GEORADIUS", &a[0], "13", "38", "100", "km", "STORE", &b[1]],
+        ] {
+            assert_eq!(q_err(&mut con, &cmd).await, CROSSSLOT, "{cmd:?}");
+        }
+        let n: i64 = q(&mut con, &["EXISTS", &a[1], &b[1]]).await;
+        assert_eq!(n, 1, "a refused store writes nothing");
+
+        // Keys of different slots on one node: the command runs whole there.
+        let n: i64 = q(&mut con, &["ZUNIONSTORE", &c[1], "2", &c[0], &c[1]]).await;
+        assert_eq!(n, 2);
+        let both: Vec<String> = q(&mut con, &["ZRANGE", &c[1], "0", "-1"]).await;
+        assert_eq!(both, ["x", "y"]);
+        let n: i64 = q(&mut con, &["ZINTERCARD", "2", &c[0], &c[1], "LIMIT", "5"]).await;
+        assert_eq!(n, 1);
+        let n: i64 = q(
+            &mut con,
+            &["GEORADIUS", &a[0], "13", "38", "100", "km", "STORE", &a[1]],
+        )
+        .await;
+        assert_eq!(n, 1);
+        cluster.shutdown().await;
+    })
+    .await;
+}

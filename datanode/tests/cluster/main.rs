@@ -18,13 +18,15 @@
 //! - [`tools`]: `redis-cli --cluster check`, `info` and `import` from a live redis-server.
 //! - [`multikey`]: DEL/EXISTS/TOUCH/UNLINK/MSET/MGET split across nodes, MSETNX refused.
 //! - [`trust`]: internal commands only on authenticated peer sessions, for slots in transit.
-//! - [`collections`]: hashes and sets forwarded by key; multi-set commands whole on one node
-//!   or `-CROSSSLOT`.
+//! - [`collections`]: hashes, sets and sorted sets forwarded by key; multi-key commands
+//!   (SINTER, ZUNIONSTORE, GEORADIUS ... STORE, ...) whole on one node or `-CROSSSLOT`.
 //! - [`flap`]: a node paused past its dead-declaration resumes without bringing back deleted
 //!   or older values.
 //! - [`stop`]: SIGTERM drains a cluster node (bounded by `--shutdown-timeout`), a second
 //!   signal exits at once, a client that does not read cannot hold the exit up.
 //! - [`acl`]: a restricted ACL user through every node, for keys every node owns.
+//! - [`lists`]: blocking commands forwarded to their key's owner, CLIENT UNBLOCK and
+//!   disconnects across nodes, a blocked client served by the new owner after a drain.
 
 mod acl;
 mod bits;
@@ -32,6 +34,7 @@ mod cluster_client;
 mod collections;
 mod failure;
 mod flap;
+mod lists;
 mod multi;
 mod multikey;
 mod pubsub;

@@ -6,6 +6,8 @@
 //! - [`bits`]: bitmaps, LCS and HyperLogLog, HyperLogLog bytes as Redis has them.
 //! - [`raw`]: exact reply bytes, RESP3, inline commands, pipelining, binary-safe data.
 //! - [`collections`]: hashes and sets, and the keyspace commands on every type.
+//! - [`lists`]: lists and blocking commands: served pushes, timeouts, CLIENT UNBLOCK.
+//! - [`zsets`]: sorted sets and GEO: reply shapes, keyspace events, memory, DUMP/RESTORE.
 //! - [`expiry`]: lazy and active expiry in real time.
 //! - [`auth`]: `requirepass`, HELLO AUTH and password URLs.
 //! - [`multi`]: transactions: exact replies, atomic pipelines, WATCH under contention.
@@ -32,6 +34,7 @@ mod flags;
 mod fuzz;
 mod keys;
 mod limits;
+mod lists;
 mod metrics;
 mod migrate;
 mod multi;
@@ -48,3 +51,4 @@ mod shutdown;
 mod strings;
 mod tls;
 mod util;
+mod zsets;
