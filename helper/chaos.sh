@@ -9,6 +9,8 @@
 #
 # Faults (test names in datanode/tests/):
 #   SIGSTOP past detection, then SIGCONT     cluster flap::a_paused_node_that_resumes...
+#   requests buffered on the paused node     cluster flap::requests_buffered_during_a_pause...
+#   NameNode down 30 s (no request may fail)  cluster restart::thirty_seconds_without_a_namenode...
 #   k, then SIGSTOP past detection mid-drain cluster flap::a_drain_paused_past_detection...
 #   SIGTERM (drain, timeout, second signal,  cluster stop::
 #     a client that does not read)
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS="$2"; shift 2 ;;
         --busy) BUSY=1; shift ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -52,7 +54,7 @@ total_fail=0
 run_many() { # name binary filter
     local name="$1" bin="$2" filter="$3" pass=0 fail=0 i
     for i in $(seq 1 "$RUNS"); do
-        # --include-ignored: the flap tests are #[ignore]d until fencing lands; run them anyway.
+        # --include-ignored: the drain flap test is #[ignore]d until drains finish; run it anyway.
         if "$bin" --exact "$filter" --include-ignored --test-threads 1 >"$logdir/$name.$i.log" 2>&1 &&
             grep -q "test result: ok. 1 passed" "$logdir/$name.$i.log"; then
             pass=$((pass + 1))
@@ -67,6 +69,10 @@ run_many() { # name binary filter
 
 run_many "SIGSTOP past detection, SIGCONT" "$CLUSTER" \
     flap::a_paused_node_that_resumes_brings_back_no_deleted_or_old_key
+run_many "requests buffered across SIGSTOP/SIGCONT" "$CLUSTER" \
+    flap::requests_buffered_during_a_pause_never_see_the_old_data
+run_many "NameNode down 30 s, no request fails" "$CLUSTER" \
+    restart::thirty_seconds_without_a_namenode_cost_no_request
 run_many "k, then SIGSTOP mid-drain" "$CLUSTER" \
     flap::a_drain_paused_past_detection_leaves_every_key_reachable
 run_many "SIGTERM drains, nothing lost" "$CLUSTER" \

@@ -21,8 +21,10 @@
 //!
 //! ```text
 //! {"type":"register","version":1,"node_id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000","epoch_seen":0}
-//! {"type":"register","version":1,"node_id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000","epoch_seen":6,"owned_slots":[[0,8191]]}
+//! {"type":"register","version":1,"node_id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000","epoch_seen":6,"owned_slots":[[0,8191]],"leased":true}
 //! {"type":"heartbeat","node_id":"dn-a","epoch":7,"keys":120000,"used_memory":73400320,"ops":5400}
+//! {"type":"heartbeat","node_id":"dn-a","epoch":7,"keys":120000,"used_memory":73400320,"ops":5400,"seq":31}
+//! {"type":"suspects_ack","node_id":"dn-a","version":3}
 //! {"type":"pong","node_id":"dn-a","nonce":42}
 //! {"type":"handoff_progress","node_id":"dn-a","epoch":8,"slots_done":12,"slots_total":40,"keys_moved":3100}
 //! {"type":"handoff_done","node_id":"dn-a","epoch":8,"slots":[[5000,5039]]}
@@ -33,9 +35,12 @@
 //!
 //! ```text
 //! {"type":"welcome","version":1,"epoch":7,"table":{"epoch":7,"nodes":["dn-a","dn-b"],"ranges":[[0,8191,0],[8192,16383,1]]},"nodes":[{"id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000"},{"id":"dn-b","client_addr":"10.0.0.8:10100","admin_addr":"127.0.0.1:20000"}]}
+//! {"type":"welcome","version":1,"epoch":7,"table":{"epoch":7,"nodes":["dn-a"],"ranges":[[0,16383,0]]},"nodes":[{"id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000"}],"lease_ms":3000,"suspects":{"version":2,"nodes":["dn-c"]},"flush":[[0,16383]]}
 //! {"type":"table","epoch":9,"table":{"epoch":9,"nodes":["dn-a","dn-b"],"ranges":[[0,4999,0],[5000,16383,1]]},"nodes":[{"id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000"},{"id":"dn-b","client_addr":"10.0.0.8:10100","admin_addr":"127.0.0.1:20000"}]}
 //! {"type":"migrate","epoch":8,"slots":[[5000,5039]],"to":"dn-b","to_addr":"10.0.0.8:10100"}
 //! {"type":"ping","nonce":42}
+//! {"type":"lease","seq":31}
+//! {"type":"suspects","version":3,"nodes":["dn-c"]}
 //! {"type":"drain"}
 //! {"type":"error","message":"unsupported protocol version 2 (this node speaks 1)"}
 //! ```
@@ -109,6 +114,10 @@ pub enum DataNodeToNameNode {
         /// from what DataNodes report; absent for a node that owns nothing yet.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         owned_slots: Option<Vec<(u16, u16)>>,
+        /// The node fences itself with ownership leases: the NameNode then waits out its
+        /// lease before giving its slots to others.
+        #[serde(default, skip_serializing_if = "is_false")]
+        leased: bool,
     },
     /// Sent every heartbeat interval; missing ones make the NameNode probe the node.
     Heartbeat {
@@ -118,7 +127,14 @@ pub enum DataNodeToNameNode {
         keys: u64,
         used_memory: u64,
         ops: u64,
+        /// Numbers this heartbeat so the NameNode's [`NameNodeToDataNode::Lease`] answer can
+        /// be matched to the moment it was sent (0: no lease asked for).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        seq: u64,
     },
+    /// The node recorded the suspects list `version` (and refuses lease grants to every node
+    /// on it from now on).
+    SuspectsAck { node_id: NodeId, version: u64 },
     /// Answer to [`NameNodeToDataNode::Ping`], echoing its nonce.
     Pong { node_id: NodeId, nonce: u64 },
     /// How far the handoff ordered at `epoch` has got.
@@ -154,6 +170,17 @@ pub enum NameNodeToDataNode {
         epoch: u64,
         table: SlotTable,
         nodes: Vec<NodeInfo>,
+        /// The ownership lease every DataNode holds, in milliseconds (0: no leases; the node
+        /// serves its slots without one, as before leases existed).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        lease_ms: u64,
+        /// Nodes this one must not grant leases to, recorded before the table is installed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        suspects: Option<Suspects>,
+        /// Slot ranges whose data the node must drop before serving anything: slots it
+        /// claims but lost without a handoff (it was declared dead, or a newer claim won).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        flush: Vec<(u16, u16)>,
     },
     /// A new table. `epoch` equals `table.epoch()`.
     Table {
@@ -170,6 +197,12 @@ pub enum NameNodeToDataNode {
     },
     /// Liveness probe after missed heartbeats; answer with `pong`.
     Ping { nonce: u64 },
+    /// Grants the ownership lease for the heartbeat numbered `seq`: the node may serve its
+    /// slots until the moment that heartbeat was sent plus the lease duration.
+    Lease { seq: u64 },
+    /// The nodes being fenced (silent, about to lose their slots): refuse them lease grants
+    /// and answer `suspects_ack` with the version. Replaces the previous list.
+    Suspects(Suspects),
     /// An operator asked (through the NameNode's HTTP API) for this node to drain: it starts
     /// a drain as its admin port's `k` does, answering with `leave`.
     Drain,
@@ -177,14 +210,33 @@ pub enum NameNodeToDataNode {
     Error { message: String },
 }
 
+/// The list of nodes DataNodes must refuse lease grants to, numbered so acknowledgements
+/// can say which list they recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspects {
+    pub version: u64,
+    pub nodes: Vec<NodeId>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl NameNodeToDataNode {
-    /// A `welcome` carrying `table`, its epoch copied to the message.
+    /// A `welcome` carrying `table`, its epoch copied to the message, without lease fields.
     pub fn welcome(table: SlotTable, nodes: Vec<NodeInfo>) -> NameNodeToDataNode {
         NameNodeToDataNode::Welcome {
             version: PROTOCOL_VERSION,
             epoch: table.epoch(),
             table,
             nodes,
+            lease_ms: 0,
+            suspects: None,
+            flush: Vec::new(),
         }
     }
 
@@ -330,6 +382,7 @@ mod tests {
                 admin_addr: addr("127.0.0.1:20000"),
                 epoch_seen: 0,
                 owned_slots: None,
+                leased: false,
             },
             DataNodeToNameNode::Register {
                 version: PROTOCOL_VERSION,
@@ -338,6 +391,7 @@ mod tests {
                 admin_addr: addr("127.0.0.1:20000"),
                 epoch_seen: 6,
                 owned_slots: Some(vec![(0, 99), (200, 16383)]),
+                leased: true,
             },
             DataNodeToNameNode::Heartbeat {
                 node_id: node_id.clone(),
@@ -345,6 +399,19 @@ mod tests {
                 keys: u64::MAX,
                 used_memory: 1 << 40,
                 ops: 0,
+                seq: 0,
+            },
+            DataNodeToNameNode::Heartbeat {
+                node_id: node_id.clone(),
+                epoch: 7,
+                keys: 1,
+                used_memory: 2,
+                ops: 3,
+                seq: u64::MAX,
+            },
+            DataNodeToNameNode::SuspectsAck {
+                node_id: node_id.clone(),
+                version: 9,
             },
             DataNodeToNameNode::Pong {
                 node_id: node_id.clone(),
@@ -371,6 +438,18 @@ mod tests {
         vec![
             NameNodeToDataNode::welcome(table(), nodes()),
             NameNodeToDataNode::welcome(SlotTable::empty(0), Vec::new()),
+            NameNodeToDataNode::Welcome {
+                version: PROTOCOL_VERSION,
+                epoch: 9,
+                table: table(),
+                nodes: nodes(),
+                lease_ms: 600,
+                suspects: Some(Suspects {
+                    version: 4,
+                    nodes: vec![NodeId::from("dn-b")],
+                }),
+                flush: vec![(0, 16383)],
+            },
             NameNodeToDataNode::table(table(), nodes()),
             NameNodeToDataNode::Migrate {
                 epoch: 8,
@@ -379,6 +458,12 @@ mod tests {
                 to_addr: addr("10.0.0.8:10100"),
             },
             NameNodeToDataNode::Ping { nonce: u64::MAX },
+            NameNodeToDataNode::Lease { seq: 17 },
+            NameNodeToDataNode::Suspects(Suspects::default()),
+            NameNodeToDataNode::Suspects(Suspects {
+                version: 3,
+                nodes: vec![NodeId::from("dn-b"), NodeId::from("dn-c")],
+            }),
             NameNodeToDataNode::Drain,
             NameNodeToDataNode::Error {
                 message: "line one\nline \"two\"".into(),
@@ -392,6 +477,7 @@ mod tests {
         match m {
             DataNodeToNameNode::Register { .. } => "register",
             DataNodeToNameNode::Heartbeat { .. } => "heartbeat",
+            DataNodeToNameNode::SuspectsAck { .. } => "suspects_ack",
             DataNodeToNameNode::Pong { .. } => "pong",
             DataNodeToNameNode::HandoffProgress { .. } => "handoff_progress",
             DataNodeToNameNode::HandoffDone { .. } => "handoff_done",
@@ -405,6 +491,8 @@ mod tests {
             NameNodeToDataNode::Table { .. } => "table",
             NameNodeToDataNode::Migrate { .. } => "migrate",
             NameNodeToDataNode::Ping { .. } => "ping",
+            NameNodeToDataNode::Lease { .. } => "lease",
+            NameNodeToDataNode::Suspects(_) => "suspects",
             NameNodeToDataNode::Drain => "drain",
             NameNodeToDataNode::Error { .. } => "error",
         }

@@ -139,6 +139,24 @@ async fn refresh_advertised(node: &Node) {
     }
 }
 
+/// Sends a heartbeat, numbered so the NameNode's lease grant can be matched to when it left.
+async fn heartbeat(
+    w: &mut tokio::net::tcp::OwnedWriteHalf,
+    node: &Node,
+    node_id: &NodeId,
+) -> Result<(), AgentError> {
+    let r = node.routing();
+    let msg = DataNodeToNameNode::Heartbeat {
+        node_id: node_id.clone(),
+        epoch: if r.standalone { 0 } else { r.epoch },
+        keys: node.db.len(),
+        used_memory: node.db.used_memory(),
+        ops: node.stats.total_commands.get(),
+        seq: node.lease.heartbeat_sent(),
+    };
+    send(w, &msg).await
+}
+
 async fn session(
     node: &Arc<Node>,
     namenode: &HostPort,
@@ -195,9 +213,12 @@ async fn session(
             admin_addr,
             epoch_seen: if routing.standalone { 0 } else { routing.epoch },
             owned_slots: owned_ranges(&routing),
+            leased: true,
         },
     )
     .await?;
+    // Grants answer heartbeats of this session only.
+    node.lease.new_session();
     debug!(%namenode, id = %node.node_id, "registration sent");
     // Until the NameNode's first message, a close or a line that is not the NameNode's
     // protocol means the address is some other port (a watcher port closes on a register
@@ -257,11 +278,41 @@ async fn session(
                     info!(%namenode, id = %node.node_id, "registered with the NameNode");
                 }
                 match msg {
-                    NameNodeToDataNode::Welcome { table, nodes, .. }
-                    | NameNodeToDataNode::Table { table, nodes, .. } => {
+                    NameNodeToDataNode::Welcome { table, nodes, lease_ms, suspects, flush, .. } => {
+                        // The list first: from the moment the table is installed, grants
+                        // follow it.
+                        let acked = suspects.map(|s| {
+                            node.lease.set_suspects(s.version, s.nodes.into_iter().map(|n| n.as_str().to_string()));
+                            s.version
+                        });
                         let member = nodes.iter().any(|n| n.id.as_str() == node.node_id);
                         let r = Routing::from_table(&table, &nodes, &node.node_id);
                         let epoch = r.epoch;
+                        node.lease.table_installed(&r, true);
+                        if crate::handoff::install_dropping(node, r, &flush) {
+                            debug!(epoch, slots = node.routing().my_slot_count(), "applied slot table");
+                        }
+                        node.lease.set_duration_ms(lease_ms);
+                        if let Some(version) = acked {
+                            send(&mut wr, &DataNodeToNameNode::SuspectsAck { node_id: node_id.clone(), version }).await?;
+                        }
+                        crate::handoff::check_drained(node, member);
+                        if *node.handoff.drained.borrow() {
+                            info!("drained and deregistered; leaving the NameNode");
+                            return Ok(());
+                        }
+                        // A heartbeat with the welcomed table at once: its answer is the
+                        // first lease of this session.
+                        heartbeat(&mut wr, node, &node_id).await?;
+                        beat.reset();
+                    }
+                    NameNodeToDataNode::Table { table, nodes, .. } => {
+                        let member = nodes.iter().any(|n| n.id.as_str() == node.node_id);
+                        let r = Routing::from_table(&table, &nodes, &node.node_id);
+                        let epoch = r.epoch;
+                        if epoch >= crate::handoff::base_table(node).epoch {
+                            node.lease.table_installed(&r, false);
+                        }
                         if node.set_routing(r) {
                             debug!(epoch, slots = node.routing().my_slot_count(), "applied slot table");
                         }
@@ -272,6 +323,11 @@ async fn session(
                             info!("drained and deregistered; leaving the NameNode");
                             return Ok(());
                         }
+                    }
+                    NameNodeToDataNode::Lease { seq } => node.lease.granted(seq),
+                    NameNodeToDataNode::Suspects(list) => {
+                        node.lease.set_suspects(list.version, list.nodes.into_iter().map(|n| n.as_str().to_string()));
+                        send(&mut wr, &DataNodeToNameNode::SuspectsAck { node_id: node_id.clone(), version: list.version }).await?;
                     }
                     NameNodeToDataNode::Ping { nonce } => {
                         send(&mut wr, &DataNodeToNameNode::Pong { node_id: node_id.clone(), nonce }).await?;
@@ -288,16 +344,7 @@ async fn session(
                     NameNodeToDataNode::Error { message } => return Err(AgentError::Refused(message)),
                 }
             }
-            _ = beat.tick() => {
-                let r = node.routing();
-                send(&mut wr, &DataNodeToNameNode::Heartbeat {
-                    node_id: node_id.clone(),
-                    epoch: if r.standalone { 0 } else { r.epoch },
-                    keys: node.db.len(),
-                    used_memory: node.db.used_memory(),
-                    ops: node.stats.total_commands.get(),
-                }).await?;
-            }
+            _ = beat.tick() => heartbeat(&mut wr, node, &node_id).await?,
             Some(msg) = from_node.recv() => send(&mut wr, &msg).await?,
             _ = stop.changed() => return Ok(()),
         }

@@ -52,6 +52,11 @@ pub enum Pending {
     },
     /// A command that finishes asynchronously ([`crate::cmd::Deferred`]).
     Task(crate::cmd::Deferred),
+    /// A request for this node's slots while it holds no ownership lease: it waits (bounded)
+    /// for a renewal or for a table that sends it elsewhere, then is planned again.
+    Fenced { req: Request },
+    /// The same for a transaction that would run here.
+    FencedTx { cmds: Vec<Request> },
     /// A blocking command waiting here for a key ([`crate::blocking`]).
     Blocked(crate::blocking::Blocked),
     /// A blocking command forwarded to its owner over a connection of its own (a shared one
@@ -275,7 +280,7 @@ fn plan_eval(node: &Node, session: &mut Session, req: &Request) -> Planned {
     if slots.iter().any(|&s| node.handoff.is_frozen(s)) {
         return Planned::Later(Pending::Frozen { req: req.clone() });
     }
-    Planned::Now(run_local(node, session, req))
+    run_here(node, session, req)
 }
 
 /// Decides where a transaction runs (see above) and runs it here or forwards it.
@@ -394,12 +399,21 @@ pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planne
             return Planned::Later(Pending::Tx { cmds });
         }
     }
+    // The transaction's own lease check, before and after (its commands skip theirs).
+    let leased = node.lease.enforced();
+    if leased && !node.lease.check() {
+        return Planned::Later(Pending::FencedTx { cmds });
+    }
     let mut ctx = Ctx {
         node,
         session,
         now: now_ms(),
     };
-    Planned::Now(multi::run_tx(&mut ctx, &cmds))
+    let reply = multi::run_tx(&mut ctx, &cmds);
+    if leased && !node.lease.serving() {
+        return Planned::Now(crate::lease::ERR_LEASE_LOST);
+    }
+    Planned::Now(reply)
 }
 
 /// While a script is busy (past `busy-reply-threshold`), Redis's `-BUSY` for anything but
@@ -440,6 +454,9 @@ fn run_local(node: &Node, session: &mut Session, req: &Request) -> Frame {
 /// becomes a pending reply.
 fn run_here(node: &Node, session: &mut Session, req: &Request) -> Planned {
     let reply = run_local(node, session, req);
+    if std::mem::take(&mut session.fenced) {
+        return Planned::Later(Pending::Fenced { req: req.clone() });
+    }
     if let Some(b) = session.blocked.take() {
         return Planned::Later(Pending::Blocked(b));
     }
@@ -616,6 +633,10 @@ fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Req
             }
             None => Planned::Now(CLUSTERDOWN),
         },
+        // Its local share needs the lease; so the whole request waits for one.
+        (Route::Split, _) if !node.lease.check() => {
+            Planned::Later(Pending::Fenced { req: req.clone() })
+        }
         (Route::Split, _) => Planned::Later(split(node, session, routing, req)),
     }
 }
@@ -652,10 +673,12 @@ fn split(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -
             }
             let sub = Request::from_args(args);
             match owner {
-                Owner::Local => Part::Done {
-                    reply: run_local(node, session, &sub),
-                    positions,
-                },
+                Owner::Local => {
+                    let reply = run_local(node, session, &sub);
+                    // Lost since the check above: its refusal is this share's answer.
+                    session.fenced = false;
+                    Part::Done { reply, positions }
+                }
                 Owner::Remote(o) => match routing.addr(o) {
                     Some(addr) => {
                         node.stats.forwarded_requests.add(1);
@@ -732,6 +755,8 @@ fn run_with_retries<'a>(
                                 | Pending::Tx { .. }
                                 | Pending::Relay { .. }
                                 | Pending::Task(_)
+                                | Pending::Fenced { .. }
+                                | Pending::FencedTx { .. }
                                 | Pending::Blocked(_)
                                 | Pending::RemoteBlocked { .. }),
                             ) => {
@@ -742,6 +767,13 @@ fn run_with_retries<'a>(
                 }
             };
             match waiting.await {
+                Ok(Ok(bytes)) if no_lease(&bytes) => {
+                    // The owner refused without doing anything (it holds no lease): perhaps
+                    // its slots have moved by now. Plan again after a pause.
+                    last_err = String::from_utf8_lossy(&bytes).trim().to_string();
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
                 Ok(Ok(bytes)) => match moved_target(&bytes) {
                     None => return bytes,
                     Some(addr) => {
@@ -781,6 +813,38 @@ fn run_with_retries<'a>(
             proto,
         )
     })
+}
+
+/// Whether an owner's reply is [`crate::lease::ERR_NO_LEASE`].
+fn no_lease(reply: &[u8]) -> bool {
+    let Frame::Error(text) = &crate::lease::ERR_NO_LEASE else {
+        return false;
+    };
+    reply.first() == Some(&b'-') && reply[1..].starts_with(text.as_bytes())
+}
+
+/// Waits (at most [`crate::lease::WAIT_BUDGET`]) until this node holds its lease again, or
+/// none of `slots` is its own any more (a new table sent them elsewhere). False when the
+/// wait ran out.
+async fn wait_for_lease(node: &Arc<Node>, slots: &[u16]) -> bool {
+    let mut renewals = node.lease.watch_renewals();
+    let deadline = tokio::time::Instant::now() + crate::lease::WAIT_BUDGET;
+    loop {
+        if node.lease.check() {
+            return true;
+        }
+        if !slots.is_empty() {
+            let routing = node.routing();
+            if slots.iter().all(|&s| routing.owner(s) != Owner::Local) {
+                return true;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        // Renewals wake it; a new table is noticed at the next poll.
+        let _ = tokio::time::timeout(Duration::from_millis(20), renewals.changed()).await;
+    }
 }
 
 /// Quick re-routes of a blocking command in a row (redirects, lost connections) before the
@@ -995,6 +1059,36 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
             }
         }
         Pending::Task(task) => encoded(&task(node.clone()).await, proto),
+        Pending::Fenced { req } => {
+            if !wait_for_lease(node, &request_slots(&req)).await {
+                return encoded(&crate::lease::ERR_NO_LEASE, proto);
+            }
+            let routing = node.routing();
+            match plan(node, session, &routing, &req) {
+                Planned::Now(_) if std::mem::take(&mut session.no_reply) => Bytes::new(),
+                Planned::Now(f) => encoded(&f, proto),
+                // Lapsed again already: once is enough waiting.
+                Planned::Later(Pending::Fenced { .. }) => {
+                    encoded(&crate::lease::ERR_NO_LEASE, proto)
+                }
+                Planned::Later(p) => Box::pin(resolve_one(node, session, p)).await,
+            }
+        }
+        Pending::FencedTx { cmds } => {
+            let slots: Vec<u16> = cmds.iter().flat_map(request_slots).collect();
+            if !wait_for_lease(node, &slots).await {
+                multi::unwatch_all(node, &mut session.tx);
+                return encoded(&crate::lease::ERR_NO_LEASE, proto);
+            }
+            match plan_tx(node, session, cmds) {
+                Planned::Now(f) => encoded(&f, proto),
+                Planned::Later(Pending::FencedTx { .. }) => {
+                    multi::unwatch_all(node, &mut session.tx);
+                    encoded(&crate::lease::ERR_NO_LEASE, proto)
+                }
+                Planned::Later(p) => Box::pin(resolve_one(node, session, p)).await,
+            }
+        }
         p @ (Pending::Blocked(_) | Pending::RemoteBlocked { .. }) => {
             Box::pin(resolve_blocking(node, session, p)).await
         }

@@ -173,6 +173,59 @@ pub fn set_base(node: &Node, base: Routing) -> bool {
     true
 }
 
+/// The NameNode's latest table, before overrides (standalone before the first one).
+pub fn base_table(node: &Node) -> Arc<Routing> {
+    node.handoff.base.read().clone()
+}
+
+/// Installs a welcome's table after dropping the slots in `flush`: slots the NameNode says
+/// this node lost without a handoff (it was declared dead, or a newer claim won after a
+/// restart). Under the gate's write side, so no command runs on the old view meanwhile:
+/// when it opens, the slots are empty and the table says who owns them. Adoptions of those
+/// slots are forgotten, and the lease starts over (see [`crate::lease::Lease::reset`]).
+/// Returns whether the table's epoch was accepted.
+pub fn install_dropping(node: &Node, base: Routing, flush: &[(u16, u16)]) -> bool {
+    if flush.is_empty() {
+        return set_base(node, base);
+    }
+    // Ranges from the network, however many or overlapping: merged first, so each slot is
+    // marked once.
+    let mut ranges: Vec<(usize, usize)> = flush
+        .iter()
+        .map(|&(a, b)| (usize::from(a), usize::from(b).min(SLOT_COUNT - 1)))
+        .filter(|(a, b)| a <= b)
+        .collect();
+    ranges.sort_unstable();
+    let mut marked = vec![false; SLOT_COUNT];
+    let mut next = 0;
+    for (a, b) in ranges {
+        for m in marked.iter_mut().take(b + 1).skip(a.max(next)) {
+            *m = true;
+        }
+        next = next.max(b + 1);
+    }
+    let slots: Vec<u16> = (0..SLOT_COUNT as u16)
+        .filter(|&s| marked[s as usize])
+        .collect();
+    let _w = node.handoff.gate.write();
+    node.handoff
+        .overrides
+        .lock()
+        .retain(|&s, o| o.to.is_some() || !marked[s as usize]);
+    let applied = set_base(node, base);
+    let mut dropped = 0;
+    for &s in &slots {
+        dropped += node.db.drop_slot(s);
+    }
+    node.lease.reset();
+    info!(
+        slots = slots.len(),
+        keys = dropped,
+        "dropped the slots this node lost without a handoff"
+    );
+    applied
+}
+
 /// Rebuilds the effective routing from the base table and the overrides, dropping overrides
 /// the table has caught up with.
 fn refresh(node: &Node) {
@@ -283,6 +336,9 @@ pub enum HandoffError {
     Peer(#[from] crate::peer::PeerError),
     #[error("the forwarding connection dropped")]
     Dropped,
+    /// This node's ownership lease lapsed: what it holds may no longer be its to hand over.
+    #[error("this node holds no ownership lease")]
+    NoLease,
 }
 
 /// Carries out one order; returns (slots moved, keys moved).
@@ -369,9 +425,10 @@ async fn move_batch(
     let h = &node.handoff;
     h.set_frozen(batch, true);
     // The new owner answers `-TRYAGAIN` while its table does not yet show this node owning
-    // the batch (the NameNode's table and its order travel on different connections). The
-    // batch stays frozen between attempts, so each attempt sends the same entries and what
-    // an earlier one imported is only overwritten with the same values.
+    // the batch (the NameNode's table and its order travel on different connections), or
+    // while its lease lapsed and it is re-registering; this node's own lease may lapse for a
+    // moment too. The batch stays frozen between attempts, so each attempt sends the same
+    // entries and what an earlier one imported is only overwritten with the same values.
     let started = Instant::now();
     let result = loop {
         match copy_and_flip(node, order, batch).await {
@@ -379,6 +436,10 @@ async fn move_batch(
                 if e.starts_with("-TRYAGAIN") && started.elapsed() < TRYAGAIN_BUDGET =>
             {
                 debug!(to = %order.to, reply = %e, "new owner not ready; retrying the batch");
+                tokio::time::sleep(TRYAGAIN_PAUSE).await;
+            }
+            Err(HandoffError::NoLease) if started.elapsed() < TRYAGAIN_BUDGET => {
+                node.lease.wake.notify_one();
                 tokio::time::sleep(TRYAGAIN_PAUSE).await;
             }
             r => break r,
@@ -417,6 +478,11 @@ async fn copy_and_flip(
         .iter()
         .flat_map(|&s| node.db.export_slot(s, now))
         .collect();
+    // Exported while this node owned the batch for sure (frozen, so nothing changed it
+    // since), or not sent at all.
+    if !node.lease.serving() {
+        return Err(HandoffError::NoLease);
+    }
     let mut waits = Vec::new();
     let mut bytes = 0u64;
     for chunk in entries.chunks(IMPORT_CHUNK) {

@@ -20,6 +20,7 @@
 //! - [`blocking`]: clients blocked on keys (BLPOP and friends), served when a write makes a
 //!   key ready.
 //! - [`agent`]: registration, heartbeats and table updates with the NameNode.
+//! - [`lease`]: the ownership lease a node needs to serve its slots, and its renewal.
 //! - [`rdb`]: Redis's serialized value format (DUMP, RESTORE, MIGRATE payloads).
 //! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
@@ -48,6 +49,7 @@ pub mod geohash;
 pub mod handoff;
 pub mod hll;
 pub mod http;
+pub mod lease;
 pub mod lua;
 pub mod node;
 pub mod outbuf;

@@ -143,6 +143,8 @@ pub struct Node {
     routing_generation: AtomicU64,
     pub peers: Peers,
     pub handoff: crate::handoff::Handoff,
+    /// The ownership lease (see [`crate::lease`]).
+    pub lease: crate::lease::Lease,
     /// Lua engines, the script cache, function libraries and running scripts.
     pub scripting: crate::lua::Scripting,
     pub pubsub: Arc<crate::pubsub::PubSub>,
@@ -196,6 +198,7 @@ impl Node {
             routing_generation: AtomicU64::new(0),
             peers,
             handoff: crate::handoff::Handoff::default(),
+            lease: crate::lease::Lease::default(),
             scripting,
             pubsub,
             blocking,

@@ -94,6 +94,19 @@ pub fn describe(action: &Action) -> Option<(&'static str, Option<NodeId>, String
             Notice::Recovered { node } => {
                 ("recovered", Some(node.clone()), "answered a probe".into())
             }
+            Notice::Fencing { node, silent_for } => (
+                "fencing",
+                Some(node.clone()),
+                format!(
+                    "silent for {} ms through every probe; waiting out its lease before its slots move",
+                    silent_for.as_millis()
+                ),
+            ),
+            Notice::UnclaimedAssigned { slots } => (
+                "unclaimed",
+                None,
+                format!("{slots} slots nobody reported after the restart were assigned"),
+            ),
             Notice::StartupDone {
                 epoch,
                 members,
@@ -322,6 +335,7 @@ mod tests {
                 used_memory: 0,
                 ops,
             },
+            seq: 0,
         };
         rates.observe(&beat(1000), t0);
         assert_eq!(rates.get(&a), 0.0);

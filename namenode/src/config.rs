@@ -31,6 +31,12 @@ pub const DEFAULT_TOLERANCE: NonZeroU32 = match NonZeroU32::new(3) {
     None => panic!("3 is not zero"),
 };
 
+/// The shortest lease the defaults give, however fast the heartbeats: a shorter one runs out
+/// whenever the NameNode's answers and a peer's are both a second late, which a busy machine
+/// sees (the lease is renewed long before it ends, so a longer one costs nothing until a
+/// node goes silent, whose slots then wait this long more).
+pub const MIN_DEFAULT_LEASE: Duration = Duration::from_secs(2);
+
 /// Failure-detection timing, shared by the pure [`Membership`](crate::Membership) and the
 /// server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,19 +53,38 @@ pub struct Timing {
     /// so that after a NameNode restart every surviving DataNode has re-registered and the
     /// first table has the same owners as before instead of flapping.
     pub startup_grace: Duration,
+    /// The ownership lease DataNodes hold: a node serves its slots only while its lease (its
+    /// heartbeat's send time plus this, renewed by the NameNode or by its peers) is valid.
+    /// The NameNode gives a silent node's slots to others only once its lease has surely run
+    /// out, so this is also what a dead node's slots wait on top of the detection.
+    pub lease: Duration,
+    /// Added to every lease wait: covers clock-rate drift between machines, coarse clock
+    /// reads and scheduling delays between reading a clock and acting on it.
+    pub lease_margin: Duration,
 }
 
 impl Timing {
     /// The timing for `heartbeat_interval` and `tolerance`, with the derived defaults: probes
-    /// every `min(interval / 2, 300 ms)`, three of them, and a startup grace of two intervals.
+    /// every `min(interval / 2, 300 ms)`, three of them, a startup grace of two intervals, and
+    /// a lease of `tolerance` intervals (what the node would have been probed after), at
+    /// least [`MIN_DEFAULT_LEASE`].
     pub fn new(heartbeat_interval: Duration, heartbeat_tolerance: NonZeroU32) -> Timing {
+        let lease = (heartbeat_interval * heartbeat_tolerance.get()).max(MIN_DEFAULT_LEASE);
         Timing {
             heartbeat_interval,
             heartbeat_tolerance,
             probe_interval: (heartbeat_interval / 2).min(MAX_PROBE_INTERVAL),
             probe_attempts: PROBE_ATTEMPTS,
             startup_grace: heartbeat_interval * 2,
+            lease,
+            lease_margin: Timing::margin_for(lease),
         }
+    }
+
+    /// The margin for a lease of `lease`: a tenth of it, at least 100 ms (far above the
+    /// drift of any working clock and a coarse clock's tick).
+    pub fn margin_for(lease: Duration) -> Duration {
+        (lease / 10).max(Duration::from_millis(100))
     }
 
     /// Silence after which a node is probed: `tolerance` missed heartbeats.
@@ -216,6 +241,12 @@ pub struct Args {
     /// milliseconds [default: 2 x heartbeat interval].
     #[arg(long)]
     pub startup_grace_ms: Option<u64>,
+    /// Ownership lease of the DataNodes, in milliseconds [default: heartbeat interval x
+    /// tolerance, at least 2000]. A paused or cut-off DataNode stops serving within it; a
+    /// silent node's slots are given to others only after it (plus a margin) has passed since
+    /// anyone last renewed it.
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
     /// Virtual nodes per DataNode.
     #[arg(long, default_value_t = DEFAULT_VNODES.get())]
     pub vnodes: u32,
@@ -257,6 +288,13 @@ impl TryFrom<&Args> for Config {
         }
         if let Some(ms) = args.startup_grace_ms {
             timing.startup_grace = Duration::from_millis(ms);
+        }
+        if let Some(ms) = args.lease_ms {
+            if ms == 0 {
+                return Err(Error::Config("--lease-ms must be > 0".into()));
+            }
+            timing.lease = Duration::from_millis(ms);
+            timing.lease_margin = Timing::margin_for(timing.lease);
         }
         let env = std::env::var(SECRET_ENV).ok();
         let cluster_secret =
@@ -311,6 +349,11 @@ mod tests {
         assert_eq!(config.timing.probe_interval, Duration::from_millis(300));
         assert_eq!(config.timing.startup_grace, Duration::from_secs(2));
         assert_eq!(config.timing.suspect_after(), Duration::from_secs(3));
+        assert_eq!(config.timing.lease, Duration::from_secs(3));
+        assert_eq!(config.timing.lease_margin, Duration::from_millis(300));
+        let config = parse(&["--lease-ms", "500"]).expect("valid");
+        assert_eq!(config.timing.lease, Duration::from_millis(500));
+        assert_eq!(config.timing.lease_margin, Duration::from_millis(100));
     }
 
     #[test]
@@ -353,6 +396,7 @@ mod tests {
             &["--heartbeat-tolerance", "0"],
             &["--vnodes", "0"],
             &["--probe-interval-ms", "0"],
+            &["--lease-ms", "0"],
         ] {
             assert!(matches!(parse(argv), Err(Error::Config(_))), "{argv:?}");
         }

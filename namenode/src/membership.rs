@@ -18,6 +18,62 @@
 //! `probe_attempts x probe_interval` (0.9 s by default) before the new table goes out, which
 //! leaves the node that long to reconnect and keep its slots after a blip.
 //!
+//! # Leases and fencing
+//!
+//! A DataNode that registers as `leased` serves its slots only while it holds an ownership
+//! lease (`datanode/src/lease.rs`): until the moment it sent a request for one plus the
+//! lease `L` ([`Timing::lease`]), granted by this NameNode answering its heartbeat, or, when
+//! this NameNode is late or away, by *every* other node of the table it holds. A peer grants
+//! iff the requester is in its table, has a table at least as new, and is not on the
+//! *suspects list* this NameNode gave it. So while the NameNode is down nothing changes for
+//! the data plane, and a node that cannot renew stops serving within `L`.
+//!
+//! A leased member silent through every probe is not declared dead at once: it is
+//! *fencing*. The NameNode grants it nothing more, puts it on the suspects list, sends the
+//! list to every member (each records it, then acknowledges), and gives its slots to others
+//! without a handoff only at `fence_ready`: a lease plus a margin after the
+//! later of its last grant here, this NameNode's start, and, for each table it may hold that
+//! names another node, the first acknowledgement by a node of that table (all members'
+//! acknowledgements when that table is unknown). If it speaks again before that (heartbeat,
+//! pong, registration) it simply recovers: nothing was taken from it. A node declared dead
+//! that comes back is a new member: its claims are ignored and its welcome tells it to drop
+//! every slot (`flush`); it gets slots back only by handoff.
+//!
+//! **Why no stale read, no lost acknowledged write, no resurrected delete.** The data plane
+//! changes a slot's owner without a handoff only here, when its owner `X` is declared dead
+//! (or, after a restart, for slots nobody reported; below). Claim: at that moment every lease
+//! `X` could hold has run out, so `X` serves none of its slots from then on (it checks its
+//! lease before and after every command), and when it returns it drops them before serving
+//! anything. Every lease of `X` ends at `s + L` on `X`'s clock, `s` being when it sent the
+//! request that was granted:
+//! - granted here: `s` is before this NameNode processed that heartbeat, which is at most
+//!   `X`'s last grant (none after fencing began); granted by an earlier NameNode life: `s`
+//!   is before this one started;
+//! - granted by peers: every peer of the table `X` used had to grant, among them a node `Q`
+//!   that acknowledged the list naming `X` (there is one in every table `X` may hold that
+//!   has peers, or we wait). `Q` records the list before acknowledging and refuses from then
+//!   on, so `Q` granted before its acknowledgement arrived here, and `s` is earlier still.
+//!   (A node re-welcomed after being declared dead holds its old table until it has dropped
+//!   everything, and peers refuse a table older than theirs.)
+//!
+//! So every `s` is before the bound `fence_ready` waits from, and `X`'s leases end before
+//! `bound + L`. Waiting `bound + L + margin` on this clock covers the difference between the
+//! rates of the two clocks (assumed under 10 %; real clocks drift by parts per million), the
+//! coarse clock `X` reads (one kernel tick) and delays between reading a clock and acting.
+//! Reads therefore never see the old owner's data after the new owner has taken a write,
+//! writes `X` acknowledged all happened while it owned the slot (and handoffs carry them),
+//! and a key deleted at the new owner cannot come back from `X`'s copy, which is dropped.
+//!
+//! **Assumptions and known limits.** Clock rates bounded as above; processes that pause
+//! keep their monotonic clock running (true on Linux, also across SIGSTOP). A group of nodes
+//! cut off together, whose tables name no node outside the group, keep renewing each other:
+//! if none of them can acknowledge, the wait never ends (their slots are not reassigned,
+//! which is safe) -- but after a NameNode restart, nodes that do not come back and whose
+//! tables name only each other are not counted, and their slots are assigned once the
+//! registered members have installed the new table. On loopback this cannot happen (a
+//! partition needs network namespaces); it is untested. A node alone in its table cannot be
+//! renewed by peers: a one-DataNode cluster stops serving a lease after its NameNode goes.
+//!
 //! # Startup and NameNode restarts
 //!
 //! The NameNode keeps no state on disk: after a restart, DataNodes re-register and report the
@@ -31,6 +87,13 @@
 //! first table then reuses that epoch when every member reports exactly the slots the rebuilt
 //! table gives it (nothing changed), and takes the next epoch otherwise. Epochs never go
 //! backwards: every later table is numbered above anything any DataNode has reported.
+//!
+//! Where two claims overlap, the newer epoch wins and the older claimant's welcome tells it
+//! to drop what it lost (a node declared dead by the earlier life that has not caught up).
+//! Slots nobody claims are not given to their ring owner at once when leases are in use:
+//! whoever held them may still be serving them. They stay unassigned until every member has
+//! reported the first table's epoch (a table without the missing node, so each refuses it
+//! leases) and a lease plus margin has passed since the last of those reports.
 //!
 //! # Ring and published table
 //!
@@ -46,7 +109,7 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chkv_common::proto::NameNodeToDataNode;
+use chkv_common::proto::{NameNodeToDataNode, Suspects};
 use chkv_common::{NodeId, NodeInfo, Ring, Slot, SlotTable, SLOT_COUNT};
 use serde::Serialize;
 
@@ -102,6 +165,8 @@ pub enum Event {
         epoch_seen: u64,
         /// Slots the node believes it owns (checked ranges, any order).
         owned_slots: Vec<RangeInclusive<Slot>>,
+        /// The node fences itself with leases (see "Leases and fencing" above).
+        leased: bool,
     },
     /// `heartbeat` from `node` on `conn`.
     Heartbeat {
@@ -110,6 +175,15 @@ pub enum Event {
         /// Newest epoch the node has applied.
         epoch: u64,
         stats: NodeStats,
+        /// The heartbeat's number, answered with a lease grant; 0 asks for none.
+        seq: u64,
+    },
+    /// `suspects_ack`: `node` recorded the suspects list `version` and refuses lease grants
+    /// to everyone on it.
+    SuspectsAcked {
+        conn: ConnId,
+        node: NodeId,
+        version: u64,
     },
     /// `pong` answering the probe `nonce`.
     ProbeAnswered {
@@ -203,6 +277,12 @@ pub enum Notice {
     Suspected { node: NodeId, silent_for: Duration },
     /// A suspect answered.
     Recovered { node: NodeId },
+    /// A member stayed silent through every probe: it gets no more leases, the others are
+    /// told to refuse it theirs, and its slots go to others once its lease has surely run out.
+    Fencing { node: NodeId, silent_for: Duration },
+    /// Slots no member reported after a restart were given to their ring owners, the lease
+    /// of whoever held them having surely run out.
+    UnclaimedAssigned { slots: usize },
     /// The startup grace ended and the first table was published.
     StartupDone {
         epoch: u64,
@@ -212,13 +292,21 @@ pub enum Notice {
 }
 
 /// Where a member stands in failure detection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Health {
     Alive,
     /// Silent: `attempts` probes sent, the next due (or the verdict) at `next_at`.
     Suspect {
         attempts: u32,
         next_at: Instant,
+    },
+    /// Silent through every probe, and leased: on the suspects list since `version`. Its
+    /// slots are reassigned once [`Membership::fence_ready`] says its lease has run out.
+    Fencing {
+        since: Instant,
+        version: u64,
+        /// Members that acknowledged a suspects list naming it, and when.
+        acked: BTreeMap<NodeId, Instant>,
     },
 }
 
@@ -236,6 +324,19 @@ struct Member {
     /// Slots the node reported owning when it registered, as sorted, merged runs.
     reported: Vec<(u16, u16)>,
     stats: NodeStats,
+    /// Whether the node holds ownership leases (said so when registering, or asked for one).
+    leased: bool,
+    /// When the NameNode last granted it a lease (processed a heartbeat it answered).
+    last_grant: Option<Instant>,
+    /// Epoch of the last welcome it was sent: heartbeats from before it (an older epoch) are
+    /// not granted, so a node never gets a lease for the table it held before re-registering.
+    welcomed_epoch: Option<u64>,
+    /// The tables it may hold now, oldest first: the one it last reported and every one
+    /// published since. `None` when unknown (it registered with a table of an earlier
+    /// NameNode life and has not reported one of ours yet).
+    possible: Option<Vec<Arc<Publication>>>,
+    /// Slot ranges its next welcome tells it to drop (claims this NameNode did not adopt).
+    flush: Vec<(u16, u16)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,7 +369,30 @@ pub struct Membership {
     in_flight: BTreeMap<u16, InFlight>,
     /// Members that asked to leave: out of the ring, still serving until they own nothing.
     draining: BTreeSet<NodeId>,
+    /// When this NameNode started: leases an earlier life granted run out by then plus one
+    /// lease.
+    started: Instant,
+    /// Version of the suspects list (the fencing members), bumped when it changes.
+    suspects_version: u64,
+    /// Unreported slots after a restart, waiting to be assigned.
+    startup_fence: Option<StartupFence>,
 }
+
+/// Slots no member reported after a restart: held unassigned until whoever may still own
+/// them has surely lost its lease.
+#[derive(Clone, Debug)]
+struct StartupFence {
+    /// The first table's epoch: a member that reports it refuses leases to every node the
+    /// table does not name.
+    epoch: u64,
+    slots: Vec<u16>,
+    /// Members that reported `epoch` (or newer), and when they first did.
+    acked: BTreeMap<NodeId, Instant>,
+}
+
+/// Tables a fencing member may hold are tracked up to this many; past it they count as
+/// unknown (which only makes the wait rule stricter).
+const MAX_POSSIBLE_TABLES: usize = 32;
 
 /// A slot move a DataNode was ordered to make.
 #[derive(Clone, Debug)]
@@ -300,6 +424,9 @@ impl Membership {
             declared_dead: 0,
             in_flight: BTreeMap::new(),
             draining: BTreeSet::new(),
+            started: now,
+            suspects_version: 0,
+            startup_fence: None,
         }
     }
 
@@ -330,12 +457,19 @@ impl Membership {
             Phase::Starting { until } => Some(until),
             Phase::Running => None,
         };
-        let members = self.members.values().map(|m| match m.health {
-            Health::Alive => m.last_heard + self.timing.suspect_after(),
-            Health::Suspect { next_at, .. } => next_at,
+        let members = self.members.iter().filter_map(|(id, m)| match &m.health {
+            Health::Alive => Some(m.last_heard + self.timing.suspect_after()),
+            Health::Suspect { next_at, .. } => Some(*next_at),
+            Health::Fencing { .. } => self.fence_ready(id, m),
         });
         let moves = self.in_flight.values().map(|f| f.since + MOVE_TIMEOUT);
-        startup.into_iter().chain(members).chain(moves).min()
+        let unclaimed = self.startup_fence_ready();
+        startup
+            .into_iter()
+            .chain(members)
+            .chain(moves)
+            .chain(unclaimed)
+            .min()
     }
 
     /// Whether slot moves are under way.
@@ -352,19 +486,27 @@ impl Membership {
                 info,
                 epoch_seen,
                 owned_slots,
-            } => self.on_register(conn, info, epoch_seen, &owned_slots, now, &mut out),
+                leased,
+            } => self.on_register(conn, info, epoch_seen, &owned_slots, leased, now, &mut out),
             Event::Heartbeat {
                 conn,
                 node,
                 epoch,
                 stats,
-            } => self.on_heartbeat(conn, &node, epoch, stats, now, &mut out),
+                seq,
+            } => self.on_heartbeat(conn, &node, epoch, stats, seq, now, &mut out),
             Event::ProbeAnswered { conn, node, .. } => {
-                if let Some(member) = self.member_on(conn, &node, now, &mut out) {
-                    if member.health != Health::Alive {
-                        member.health = Health::Alive;
-                        out.push(Action::Notice(Notice::Recovered { node }));
-                    }
+                if self.member_on(conn, &node, now, &mut out).is_some() {
+                    self.recover(&node, &mut out);
+                }
+            }
+            Event::SuspectsAcked {
+                conn,
+                node,
+                version,
+            } => {
+                if self.member_on(conn, &node, now, &mut out).is_some() {
+                    self.on_suspects_ack(&node, version, now);
                 }
             }
             Event::Left { conn, node } => self.on_leave(conn, node, now, &mut out),
@@ -380,12 +522,14 @@ impl Membership {
         out
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_register(
         &mut self,
         conn: ConnId,
         info: NodeInfo,
         epoch_seen: u64,
         owned: &[RangeInclusive<Slot>],
+        leased: bool,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -402,8 +546,12 @@ impl Membership {
         self.max_epoch_reported = self.max_epoch_reported.max(epoch_seen);
         let id = info.id.clone();
         let reported = merge_runs(owned);
+        let running = self.is_running();
+        let mut was_fencing = false;
         match self.members.get_mut(&id) {
             Some(member) => {
+                was_fencing = matches!(member.health, Health::Fencing { .. });
+                member.leased |= leased;
                 if let Some(old) = member.conn.replace(conn) {
                     if old != conn {
                         self.conns.remove(&old);
@@ -429,6 +577,22 @@ impl Membership {
                     node: id.clone(),
                     client_addr: info.client_addr,
                 }));
+                // Once running, a node new to this NameNode has its claims ignored: it was
+                // declared dead (its slots went to others without a handoff), or it comes
+                // back after a restart's grace. Its welcome tells it to drop everything it
+                // held, unless it never had a table (a new process may hold slots handed to
+                // it before its welcome, which are live).
+                let flush = if running && epoch_seen > 0 {
+                    vec![(0, (SLOT_COUNT - 1) as u16)]
+                } else {
+                    Vec::new()
+                };
+                // Before this NameNode's first table, the node holds one of an earlier life.
+                let possible = if running {
+                    self.published.clone().map(|p| vec![p])
+                } else {
+                    None
+                };
                 self.members.insert(
                     id.clone(),
                     Member {
@@ -440,12 +604,23 @@ impl Membership {
                         epoch_seen,
                         reported,
                         stats: NodeStats::default(),
+                        leased,
+                        last_grant: None,
+                        welcomed_epoch: None,
+                        possible,
+                        flush,
                     },
                 );
                 self.ring.add(id.clone());
             }
         }
-        self.conns.insert(conn, id);
+        self.conns.insert(conn, id.clone());
+        if was_fencing {
+            // Back before its slots were reassigned: nothing was taken from it, so it may
+            // be trusted again.
+            out.push(Action::Notice(Notice::Recovered { node: id }));
+            self.push_suspects(out);
+        }
 
         match self.phase {
             Phase::Starting { .. } => {
@@ -459,25 +634,49 @@ impl Membership {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_heartbeat(
         &mut self,
         conn: ConnId,
         node: &NodeId,
         epoch: u64,
         stats: NodeStats,
+        seq: u64,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
         let resend_after = self.timing.heartbeat_interval;
+        let current = self.published.clone();
         let Some(member) = self.member_on(conn, node, now, out) else {
             return;
         };
         member.last_heartbeat = Some(now);
         member.epoch_seen = epoch;
         member.stats = stats;
-        if member.health != Health::Alive {
-            member.health = Health::Alive;
-            out.push(Action::Notice(Notice::Recovered { node: node.clone() }));
+        if seq > 0 {
+            member.leased = true;
+        }
+        if let Some(p) = current.filter(|p| p.epoch() == epoch) {
+            // It holds our current table: only that one and later ones from now on.
+            member.possible = Some(vec![p]);
+        }
+        // Granted for a heartbeat sent with (at least) the table it was welcomed with, so
+        // never for one sent before it installed that welcome (and dropped what it said).
+        let grant = seq > 0 && member.welcomed_epoch.is_some_and(|w| epoch >= w);
+        if grant {
+            member.last_grant = Some(now);
+        }
+        self.recover(node, out);
+        if grant {
+            out.push(Action::SendTo {
+                conn,
+                msg: NameNodeToDataNode::Lease { seq },
+            });
+        }
+        if let Some(fence) = &mut self.startup_fence {
+            if epoch >= fence.epoch {
+                fence.acked.entry(node.clone()).or_insert(now);
+            }
         }
         self.max_epoch_reported = self.max_epoch_reported.max(epoch);
 
@@ -586,20 +785,45 @@ impl Membership {
         let suspect_after = self.timing.suspect_after();
         let mut to_suspect = Vec::new();
         let mut to_probe = Vec::new();
+        let mut to_fence = Vec::new();
         let mut dead = Vec::new();
         for (id, member) in &self.members {
-            match member.health {
+            match &member.health {
                 Health::Alive if now >= member.last_heard + suspect_after => {
                     to_suspect.push(id.clone());
                 }
-                Health::Suspect { attempts, next_at } if now >= next_at => {
-                    if attempts < self.timing.probe_attempts.get() {
+                Health::Suspect { attempts, next_at } if now >= *next_at => {
+                    if *attempts < self.timing.probe_attempts.get() {
                         to_probe.push(id.clone());
+                    } else if member.leased {
+                        to_fence.push(id.clone());
                     } else {
+                        // It does not fence itself: nothing to wait for.
                         dead.push(id.clone());
                     }
                 }
+                Health::Fencing { .. }
+                    if self.fence_ready(id, member).is_some_and(|at| now >= at) =>
+                {
+                    dead.push(id.clone());
+                }
                 _ => {}
+            }
+        }
+        if !to_fence.is_empty() {
+            for id in &to_fence {
+                self.fence(id, now, out);
+            }
+            self.push_suspects(out);
+        }
+        if self.startup_fence_ready().is_some_and(|at| now >= at) {
+            if let Some(fence) = self.startup_fence.take() {
+                out.push(Action::Notice(Notice::UnclaimedAssigned {
+                    slots: fence.slots.len(),
+                }));
+                if dead.is_empty() {
+                    self.ring_changed(now, None, out);
+                }
             }
         }
         for id in to_suspect {
@@ -624,10 +848,12 @@ impl Membership {
             }
             return;
         }
+        let mut fenced_gone = false;
         for id in dead {
             let Some(member) = self.members.remove(&id) else {
                 continue;
             };
+            fenced_gone |= matches!(member.health, Health::Fencing { .. });
             self.ring.remove(&id);
             self.draining.remove(&id);
             self.declared_dead += 1;
@@ -648,6 +874,135 @@ impl Membership {
         if self.is_running() {
             self.ring_changed(now, None, out);
         }
+        if fenced_gone {
+            // After the table without them: a member never sees them off the list while
+            // they are still in its table.
+            self.push_suspects(out);
+        }
+    }
+
+    /// Puts `id` on the suspects list: no more leases from the NameNode, and (once the list
+    /// is sent) none from the members that acknowledge it.
+    fn fence(&mut self, id: &NodeId, now: Instant, out: &mut Vec<Action>) {
+        let version = self.suspects_version.saturating_add(1);
+        let Some(member) = self.members.get_mut(id) else {
+            return;
+        };
+        member.health = Health::Fencing {
+            since: now,
+            version,
+            acked: BTreeMap::new(),
+        };
+        out.push(Action::Notice(Notice::Fencing {
+            node: id.clone(),
+            silent_for: now.saturating_duration_since(member.last_heard),
+        }));
+    }
+
+    /// A suspect or fencing member proved alive: back to alive, and off the suspects list.
+    fn recover(&mut self, node: &NodeId, out: &mut Vec<Action>) {
+        let Some(member) = self.members.get_mut(node) else {
+            return;
+        };
+        if member.health == Health::Alive {
+            return;
+        }
+        let was_fencing = matches!(member.health, Health::Fencing { .. });
+        member.health = Health::Alive;
+        out.push(Action::Notice(Notice::Recovered { node: node.clone() }));
+        if was_fencing {
+            // Nothing was taken from it (a reassigned node is no member): it may be granted
+            // leases again, by the NameNode and by its peers.
+            self.push_suspects(out);
+        }
+    }
+
+    /// The suspects list as DataNodes receive it.
+    fn suspects(&self) -> Suspects {
+        Suspects {
+            version: self.suspects_version,
+            nodes: self
+                .members
+                .iter()
+                .filter(|(_, m)| matches!(m.health, Health::Fencing { .. }))
+                .map(|(id, _)| id.clone())
+                .collect(),
+        }
+    }
+
+    /// The fencing members changed: a new version of the list goes to every member.
+    fn push_suspects(&mut self, out: &mut Vec<Action>) {
+        self.suspects_version = self.suspects_version.saturating_add(1);
+        let list = self.suspects();
+        for conn in self.member_conns(None) {
+            out.push(Action::SendTo {
+                conn,
+                msg: NameNodeToDataNode::Suspects(list.clone()),
+            });
+        }
+    }
+
+    fn on_suspects_ack(&mut self, node: &NodeId, version: u64, now: Instant) {
+        for (id, m) in &mut self.members {
+            if let Health::Fencing {
+                version: listed,
+                acked,
+                ..
+            } = &mut m.health
+            {
+                if id != node && *listed <= version {
+                    acked.entry(node.clone()).or_insert(now);
+                }
+            }
+        }
+    }
+
+    /// When the fencing member `id` has surely lost its lease, so its slots may go to others
+    /// without a handoff; `None` while that cannot be known yet (see "Leases and fencing").
+    fn fence_ready(&self, id: &NodeId, member: &Member) -> Option<Instant> {
+        let Health::Fencing { acked, .. } = &member.health else {
+            return None;
+        };
+        // Grants of an earlier NameNode life, and ours.
+        let mut bound = self.started.max(member.last_grant.unwrap_or(self.started));
+        match &member.possible {
+            Some(tables) => {
+                for table in tables {
+                    let mut peers = table.nodes.iter().filter(|n| &n.id != id).peekable();
+                    if peers.peek().is_none() {
+                        // Alone in that table: no peer to renew through.
+                        continue;
+                    }
+                    // Renewing with this table needs every one of its peers; the first of
+                    // them to acknowledge refuses from then on.
+                    let first = peers.filter_map(|n| acked.get(&n.id)).min()?;
+                    bound = bound.max(*first);
+                }
+            }
+            None => {
+                // Its table is unknown: every member that may be in it must have
+                // acknowledged (fencing ones do not answer; see the known limit).
+                for (other, m) in &self.members {
+                    if other == id || matches!(m.health, Health::Fencing { .. }) {
+                        continue;
+                    }
+                    bound = bound.max(*acked.get(other)?);
+                }
+            }
+        }
+        Some(bound + self.timing.lease + self.timing.lease_margin)
+    }
+
+    /// When the slots nobody reported after a restart may be assigned: every member has
+    /// installed the first table (which names only members, so each refuses leases to the
+    /// missing owner), and a lease has passed since the last of them did and since the start.
+    fn startup_fence_ready(&self) -> Option<Instant> {
+        let fence = self.startup_fence.as_ref()?;
+        let mut bound = self.started;
+        for id in self.members.keys() {
+            bound = bound.max(*fence.acked.get(id)?);
+        }
+        Some(bound + self.timing.lease + self.timing.lease_margin)
     }
 
     /// Starts probing `id`: the first probe goes out now.
@@ -667,7 +1022,7 @@ impl Membership {
         let Some(member) = self.members.get_mut(id) else {
             return;
         };
-        let Health::Suspect { attempts, .. } = member.health else {
+        let Health::Suspect { attempts, .. } = member.health.clone() else {
             return;
         };
         self.next_nonce += 1;
@@ -761,16 +1116,56 @@ impl Membership {
         // Start from what the DataNodes say they own (a restart may fall in the middle of a
         // move); slots nobody reports start at their ring owner, holding nothing.
         let mut table = self.ring.slot_table();
-        for (id, m) in &self.members {
+        // Claims oldest epoch first, so where two claims overlap the newer one wins: a node
+        // that was declared dead in an earlier life and has not caught up claims slots taken
+        // from it since. (Equal epochs: the last in id order, as before; a move between
+        // them may be half-flipped and both keep what they hold.)
+        let mut claimants: Vec<(&NodeId, &Member)> = self.members.iter().collect();
+        claimants.sort_by_key(|(_, m)| m.epoch_seen);
+        let mut claimed_at: Vec<Option<u64>> = vec![None; SLOT_COUNT];
+        for (id, m) in &claimants {
             for &(start, end) in &m.reported {
                 if let (Some(a), Some(b)) = (Slot::new(start), Slot::new(end)) {
                     table.assign(a..=b, Some(id));
+                    for at in &mut claimed_at[start as usize..=end as usize] {
+                        *at = Some(m.epoch_seen);
+                    }
                 }
             }
+        }
+        // What each node claimed and lost to a newer claim: it drops it.
+        let mut flushes: Vec<(NodeId, Vec<(u16, u16)>)> = Vec::new();
+        for (id, m) in &self.members {
+            let lost: Vec<u16> = m
+                .reported
+                .iter()
+                .flat_map(|&(a, b)| a..=b)
+                .filter(|&s| {
+                    Slot::new(s).is_some_and(|slot| table.owner(slot) != Some(id))
+                        && claimed_at[s as usize].is_some_and(|e| e > m.epoch_seen)
+                })
+                .collect();
+            if !lost.is_empty() {
+                flushes.push((id.clone(), runs(&lost)));
+            }
+        }
+        // Slots nobody claims after a restart may still be served by a node that did not
+        // come back (paused, cut off): they wait until its lease has surely run out.
+        let unclaimed: Vec<u16> = (0..SLOT_COUNT as u16)
+            .filter(|&s| claimed_at[s as usize].is_none())
+            .collect();
+        let fence = epoch > 0 && !unclaimed.is_empty() && self.members.values().any(|m| m.leased);
+        if fence {
+            table.assign_each(
+                unclaimed
+                    .iter()
+                    .filter_map(|&s| Some((Slot::new(s)?, None))),
+            );
         }
         table.set_epoch(epoch);
         let unchanged = epoch > 0
             && !self.members.is_empty()
+            && !fence
             && self
                 .members
                 .iter()
@@ -778,6 +1173,18 @@ impl Membership {
         let epoch = if unchanged { epoch } else { next_epoch(epoch) };
         table.set_epoch(epoch);
         self.ring.set_epoch(epoch);
+        if fence {
+            self.startup_fence = Some(StartupFence {
+                epoch,
+                slots: unclaimed,
+                acked: BTreeMap::new(),
+            });
+        }
+        for (id, flush) in flushes {
+            if let Some(m) = self.members.get_mut(&id) {
+                m.flush = flush;
+            }
+        }
         let publication = Arc::new(Publication {
             table,
             nodes: self.node_infos(),
@@ -790,13 +1197,8 @@ impl Membership {
             reused_epoch: unchanged,
         }));
         for conn in self.member_conns(None) {
-            out.push(Action::SendTo {
-                conn,
-                msg: NameNodeToDataNode::welcome(
-                    publication.table.clone(),
-                    publication.nodes.clone(),
-                ),
-            });
+            let msg = self.welcome(conn, &publication);
+            out.push(Action::SendTo { conn, msg });
         }
         out.push(Action::Broadcast {
             publication,
@@ -846,10 +1248,11 @@ impl Membership {
         next.assign_each(confirmed);
         let mut orders: BTreeMap<(NodeId, NodeId), Vec<u16>> = BTreeMap::new();
         let mut direct: Vec<(Slot, Option<NodeId>)> = Vec::new();
+        let fenced = self.startup_fence.as_ref().map(|f| &f.slots);
         for slot in Slot::all() {
             let want = target.owner(slot);
             let have = next.owner(slot);
-            if have == want {
+            if have == want || fenced.is_some_and(|f| f.binary_search(&slot.get()).is_ok()) {
                 continue;
             }
             match (have, want) {
@@ -973,18 +1376,53 @@ impl Membership {
         } else {
             None
         };
+        if let Some(publication) = &publication {
+            for m in self.members.values_mut() {
+                if let Some(tables) = &mut m.possible {
+                    tables.push(publication.clone());
+                    if tables.len() > MAX_POSSIBLE_TABLES {
+                        m.possible = None;
+                    }
+                }
+            }
+        }
         if let Some(conn) = welcome {
-            let current = self.published.as_ref().unwrap_or(&current);
-            out.push(Action::SendTo {
-                conn,
-                msg: NameNodeToDataNode::welcome(current.table.clone(), current.nodes.clone()),
-            });
+            let current = self.published.clone().unwrap_or(current);
+            let msg = self.welcome(conn, &current);
+            out.push(Action::SendTo { conn, msg });
         }
         if let Some(publication) = publication {
             out.push(Action::Broadcast {
                 publication,
                 to: self.member_conns(welcome),
             });
+        }
+    }
+
+    /// The welcome for the member registered on `conn`: the table, the lease, the suspects
+    /// list (recorded before the table is installed, so the node never grants a lease the
+    /// list forbids), and what it must drop.
+    fn welcome(&mut self, conn: ConnId, publication: &Publication) -> NameNodeToDataNode {
+        let suspects = self.suspects();
+        let flush = match self
+            .conns
+            .get(&conn)
+            .and_then(|id| self.members.get_mut(id))
+        {
+            Some(m) => {
+                m.welcomed_epoch = Some(publication.epoch());
+                std::mem::take(&mut m.flush)
+            }
+            None => Vec::new(),
+        };
+        NameNodeToDataNode::Welcome {
+            version: chkv_common::PROTOCOL_VERSION,
+            epoch: publication.epoch(),
+            table: publication.table.clone(),
+            nodes: publication.nodes.clone(),
+            lease_ms: u64::try_from(self.timing.lease.as_millis()).unwrap_or(u64::MAX),
+            suspects: Some(suspects),
+            flush,
         }
     }
 
@@ -1050,6 +1488,7 @@ impl Membership {
                 state: match m.health {
                     Health::Alive => "alive",
                     Health::Suspect { .. } => "suspect",
+                    Health::Fencing { .. } => "fencing",
                 },
                 connected: m.conn.is_some(),
                 last_heartbeat_ms_ago: m
@@ -1176,7 +1615,7 @@ pub struct NodeStatus {
     pub id: NodeId,
     pub client_addr: SocketAddr,
     pub admin_addr: SocketAddr,
-    /// `alive`, or `suspect` while being probed.
+    /// `alive`, `suspect` while being probed, `fencing` once its lease is being waited out.
     pub state: &'static str,
     /// Whether its control connection is open.
     pub connected: bool,
@@ -1223,6 +1662,7 @@ mod tests {
             info: info(id, port),
             epoch_seen: 0,
             owned_slots: Vec::new(),
+            leased: false,
         }
     }
 
@@ -1236,6 +1676,7 @@ mod tests {
                 used_memory: 1024,
                 ops: 3,
             },
+            seq: 0,
         }
     }
 
@@ -1430,6 +1871,7 @@ mod tests {
                 info: info("a", 7000),
                 epoch_seen: u64::MAX,
                 owned_slots: Vec::new(),
+                leased: false,
             },
             t0,
         );
@@ -1602,6 +2044,7 @@ mod tests {
             info: info(id, port),
             epoch_seen: table.epoch(),
             owned_slots: owned,
+            leased: false,
         }
     }
 
@@ -1664,6 +2107,7 @@ mod tests {
                 info: info("dn-b", 7009),
                 epoch_seen: 40,
                 owned_slots: Vec::new(),
+                leased: false,
             },
             now,
         );
@@ -2006,5 +2450,465 @@ mod tests {
             vec![(0, 0), (16383, 16383)]
         );
         assert!(merge_runs(&[]).is_empty());
+    }
+
+    // ---- leases and fencing ----
+
+    fn leased(conn: u64, id: &str, port: u16, table: Option<&SlotTable>) -> Event {
+        let (epoch_seen, owned_slots) = match table {
+            Some(t) => (
+                t.epoch(),
+                t.ranges_of(&NodeId::from(id))
+                    .into_iter()
+                    .filter_map(|(s, e)| Some(Slot::new(s)?..=Slot::new(e)?))
+                    .collect(),
+            ),
+            None => (0, Vec::new()),
+        };
+        Event::Registered {
+            conn: ConnId(conn),
+            info: info(id, port),
+            epoch_seen,
+            owned_slots,
+            leased: true,
+        }
+    }
+
+    fn beat(conn: u64, id: &str, epoch: u64, seq: u64) -> Event {
+        Event::Heartbeat {
+            conn: ConnId(conn),
+            node: NodeId::from(id),
+            epoch,
+            stats: NodeStats::default(),
+            seq,
+        }
+    }
+
+    fn ack(conn: u64, id: &str, version: u64) -> Event {
+        Event::SuspectsAcked {
+            conn: ConnId(conn),
+            node: NodeId::from(id),
+            version,
+        }
+    }
+
+    fn grants(actions: &[Action]) -> Vec<(ConnId, u64)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::SendTo {
+                    conn,
+                    msg: NameNodeToDataNode::Lease { seq },
+                } => Some((*conn, *seq)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The suspects lists sent, by connection.
+    fn lists(actions: &[Action]) -> Vec<(ConnId, Suspects)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::SendTo {
+                    conn,
+                    msg: NameNodeToDataNode::Suspects(list),
+                } => Some((*conn, list.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn epoch_of(m: &Membership) -> u64 {
+        m.published().map(|p| p.epoch()).expect("running")
+    }
+
+    fn lease() -> Duration {
+        timing().lease + timing().lease_margin
+    }
+
+    /// Leased members `ids` (connection i + 1, port 7000 + i), joined one by one with their
+    /// moves done, each then heartbeating (and granted) at the final epoch at `now`.
+    fn leased_cluster(ids: &[&str], t0: Instant) -> (Membership, Instant) {
+        let mut m = Membership::new(DEFAULT_VNODES, timing(), t0);
+        let now = t0 + timing().startup_grace;
+        m.handle(Event::Tick, now);
+        for (i, id) in ids.iter().enumerate() {
+            let a = m.handle(leased(i as u64 + 1, id, 7000 + i as u16, None), now);
+            settle(&mut m, a, now);
+        }
+        let epoch = epoch_of(&m);
+        for (i, id) in ids.iter().enumerate() {
+            let a = m.handle(beat(i as u64 + 1, id, epoch, 1), now);
+            assert_eq!(grants(&a), vec![(ConnId(i as u64 + 1), 1)], "{id}");
+        }
+        (m, now)
+    }
+
+    /// Keeps `alive` heartbeating every half interval from `from` to `to`; returns the
+    /// actions of the last round.
+    fn keep_alive(m: &mut Membership, alive: &[(u64, &str)], from: Instant, to: Instant) {
+        let epoch = epoch_of(m);
+        let mut t = from;
+        while t < to {
+            t += INTERVAL / 2;
+            for &(conn, id) in alive {
+                m.handle(beat(conn, id, epoch, 2), t);
+            }
+            m.handle(Event::Tick, t);
+        }
+    }
+
+    /// Silence from `dn-c` (conn 3) until it is fencing; a and b keep heartbeating.
+    /// Returns when c started fencing and the suspects list version sent.
+    fn fence_c(m: &mut Membership, now: Instant) -> (Instant, u64) {
+        let alive = [(1, "dn-a"), (2, "dn-b")];
+        let epoch = epoch_of(m);
+        let mut t = now;
+        loop {
+            t += INTERVAL / 2;
+            for &(conn, id) in &alive {
+                m.handle(beat(conn, id, epoch, 2), t);
+            }
+            let a = m.handle(Event::Tick, t);
+            assert!(
+                dead(&a).is_empty(),
+                "a leased node is fenced, not declared dead"
+            );
+            if let Some((_, list)) = lists(&a).first() {
+                assert_eq!(list.nodes, vec![NodeId::from("dn-c")]);
+                // Every member is told, c included (it may be alive and listening).
+                let to: Vec<ConnId> = lists(&a).iter().map(|(c, _)| *c).collect();
+                assert_eq!(to, vec![ConnId(1), ConnId(2), ConnId(3)]);
+                assert_eq!(m.status(t).nodes[2].state, "fencing");
+                return (t, list.version);
+            }
+            assert!(t < now + Duration::from_secs(5), "c was never fenced");
+        }
+    }
+
+    #[test]
+    fn leases_are_granted_only_for_heartbeats_with_the_welcomed_table() {
+        let t0 = Instant::now();
+        let (mut m, now) = leased_cluster(&["dn-a"], t0);
+        let epoch = epoch_of(&m);
+        // A heartbeat without a sequence number asks for no lease.
+        assert!(grants(&m.handle(beat(1, "dn-a", epoch, 0), now)).is_empty());
+        // A second node joins; the welcome carries the lease and the suspects list.
+        let a = m.handle(leased(2, "dn-b", 7001, None), now);
+        let welcome = a.iter().find_map(|x| match x {
+            Action::SendTo {
+                conn: ConnId(2),
+                msg:
+                    NameNodeToDataNode::Welcome {
+                        epoch,
+                        lease_ms,
+                        suspects,
+                        flush,
+                        ..
+                    },
+            } => Some((*epoch, *lease_ms, suspects.clone(), flush.clone())),
+            _ => None,
+        });
+        let (welcomed, lease_ms, suspects, flush) = welcome.expect("welcomed");
+        assert_eq!(lease_ms, 2000, "the floor under tolerance x interval");
+        assert_eq!(suspects.map(|s| s.nodes), Some(Vec::new()));
+        assert!(flush.is_empty(), "a new process drops nothing");
+        // A heartbeat sent before the welcome was installed (older epoch): no lease.
+        assert!(grants(&m.handle(beat(2, "dn-b", welcomed - 1, 7), now)).is_empty());
+        assert_eq!(
+            grants(&m.handle(beat(2, "dn-b", welcomed, 8), now)),
+            vec![(ConnId(2), 8)]
+        );
+    }
+
+    #[test]
+    fn a_silent_leased_node_is_fenced_and_its_slots_move_a_lease_after_the_first_ack() {
+        let t0 = Instant::now();
+        let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+        let before = m.published().expect("running").clone();
+        let (fenced, version) = fence_c(&mut m, now);
+        // Nobody acknowledged: nothing is ever reassigned, however long it takes.
+        assert!(m.next_deadline().is_some());
+        let far = fenced + Duration::from_secs(60);
+        keep_alive(&mut m, &[(1, "dn-a"), (2, "dn-b")], fenced, far);
+        assert_eq!(m.published().map(|p| p.epoch()), Some(before.epoch()));
+        // b acknowledges; a lease (plus margin) later, c's slots move.
+        let acked = far + Duration::from_millis(7);
+        assert!(m.handle(ack(2, "dn-b", version), acked).is_empty());
+        let ready = acked + lease();
+        assert_eq!(
+            m.fence_ready(&NodeId::from("dn-c"), &m.members["dn-c"]),
+            Some(ready)
+        );
+        keep_alive(&mut m, &[(1, "dn-a"), (2, "dn-b")], acked, ready - INTERVAL);
+        assert_eq!(m.published().map(|p| p.epoch()), Some(before.epoch()));
+        let a = m.handle(Event::Tick, ready);
+        assert_eq!(dead(&a), vec![NodeId::from("dn-c")]);
+        let b = broadcasts(&a);
+        assert_every_slot_owned_once(&b[0].0.table, &["dn-a", "dn-b"]);
+        // Then, and only then, the list without it.
+        let table_at = a.iter().position(|x| matches!(x, Action::Broadcast { .. }));
+        let list_at = a.iter().position(|x| {
+            matches!(x, Action::SendTo { msg: NameNodeToDataNode::Suspects(l), .. } if l.nodes.is_empty())
+        });
+        assert!(table_at < list_at && list_at.is_some(), "{a:?}");
+    }
+
+    #[test]
+    fn the_wait_counts_from_the_last_grant_when_it_is_later() {
+        // A heartbeat granted just before the probes ran out: the lease it gave runs from
+        // its arrival, later than the ack.
+        let t0 = Instant::now();
+        let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+        let (fenced, version) = fence_c(&mut m, now);
+        m.handle(ack(1, "dn-a", version), fenced);
+        let c = &m.members["dn-c"];
+        let last = c.last_grant.expect("granted once");
+        assert!(last < fenced);
+        assert_eq!(
+            m.fence_ready(&NodeId::from("dn-c"), c),
+            Some(fenced.max(last) + lease())
+        );
+    }
+
+    #[test]
+    fn a_fenced_node_that_speaks_again_keeps_everything() {
+        let t0 = Instant::now();
+        let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+        let table = m.published().expect("running").table.clone();
+        let (fenced, version) = fence_c(&mut m, now);
+        m.handle(ack(1, "dn-a", version), fenced);
+        m.handle(ack(2, "dn-b", version), fenced);
+        // It resumes before the lease wait is over: a heartbeat on its connection.
+        let back = fenced + lease() / 2;
+        let a = m.handle(beat(3, "dn-c", table.epoch(), 9), back);
+        assert_eq!(grants(&a), vec![(ConnId(3), 9)]);
+        let l = lists(&a);
+        assert_eq!(l.len(), 3, "everyone hears it is off the list");
+        assert!(l[0].1.nodes.is_empty() && l[0].1.version > version);
+        // An ack of the old list arriving late changes nothing.
+        m.handle(ack(2, "dn-b", version), back);
+        keep_alive(
+            &mut m,
+            &[(1, "dn-a"), (2, "dn-b"), (3, "dn-c")],
+            back,
+            back + lease() * 4,
+        );
+        assert_eq!(m.published().map(|p| &p.table), Some(&table));
+        assert_eq!(m.status(back).declared_dead_total, 0);
+    }
+
+    #[test]
+    fn a_fenced_node_that_registers_again_in_time_keeps_its_slots() {
+        let t0 = Instant::now();
+        let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+        let table = m.published().expect("running").table.clone();
+        let (fenced, _) = fence_c(&mut m, now);
+        let a = m.handle(leased(30, "dn-c", 7002, Some(&table)), fenced);
+        assert_eq!(welcomes(&a), vec![(ConnId(30), table.clone())]);
+        assert!(lists(&a).iter().all(|(_, l)| l.nodes.is_empty()));
+        // Its welcome names no slot to drop.
+        assert!(a.iter().all(|x| !matches!(
+            x,
+            Action::SendTo { msg: NameNodeToDataNode::Welcome { flush, .. }, .. } if !flush.is_empty()
+        )));
+        assert_eq!(
+            grants(&m.handle(beat(30, "dn-c", table.epoch(), 1), fenced)),
+            vec![(ConnId(30), 1)]
+        );
+    }
+
+    #[test]
+    fn a_join_during_fencing_counts_only_acks_from_the_tables_the_suspect_may_hold() {
+        let t0 = Instant::now();
+        let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+        let (fenced, version) = fence_c(&mut m, now);
+        // d joins while c is fencing: c may hold the table without d, so d's ack alone
+        // proves nothing (c never asks d for a lease with that table).
+        let a = m.handle(leased(4, "dn-d", 7003, None), fenced);
+        let joined_list = a
+            .iter()
+            .find_map(|x| match x {
+                Action::SendTo {
+                    conn: ConnId(4),
+                    msg: NameNodeToDataNode::Welcome { suspects, .. },
+                } => suspects.clone(),
+                _ => None,
+            })
+            .expect("welcome with the list");
+        assert_eq!(joined_list.nodes, vec![NodeId::from("dn-c")]);
+        m.handle(ack(4, "dn-d", joined_list.version), fenced);
+        let c = NodeId::from("dn-c");
+        assert_eq!(m.fence_ready(&c, &m.members["dn-c"]), None);
+        keep_alive(
+            &mut m,
+            &[(1, "dn-a"), (2, "dn-b")],
+            fenced,
+            fenced + lease() * 3,
+        );
+        assert!(m.members.contains_key("dn-c"));
+        // a was in every table c may hold.
+        let acked = fenced + lease() * 3;
+        m.handle(ack(1, "dn-a", version), acked);
+        assert_eq!(m.fence_ready(&c, &m.members["dn-c"]), Some(acked + lease()));
+    }
+
+    #[test]
+    fn a_node_alone_in_its_table_waits_only_for_its_last_grant() {
+        let t0 = Instant::now();
+        let (mut m, now) = leased_cluster(&["dn-a"], t0);
+        let granted = m.members["dn-a"].last_grant.expect("granted");
+        let a = m.handle(Event::Disconnected { conn: ConnId(1) }, now);
+        assert_eq!(probes(&a).len(), 1);
+        let p = timing().probe_interval;
+        m.handle(Event::Tick, now + p);
+        m.handle(Event::Tick, now + p * 2);
+        let a = m.handle(Event::Tick, now + p * 3);
+        assert!(dead(&a).is_empty());
+        assert_eq!(
+            m.fence_ready(&NodeId::from("dn-a"), &m.members["dn-a"]),
+            Some(granted + lease())
+        );
+        let a = m.handle(Event::Tick, granted + lease());
+        assert_eq!(dead(&a), vec![NodeId::from("dn-a")]);
+    }
+
+    #[test]
+    fn a_node_declared_dead_is_told_to_drop_everything_when_it_returns() {
+        let t0 = Instant::now();
+        let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+        let old = m.published().expect("running").table.clone();
+        let (fenced, version) = fence_c(&mut m, now);
+        m.handle(ack(1, "dn-a", version), fenced);
+        let a = m.handle(Event::Tick, fenced + lease());
+        assert_eq!(dead(&a), vec![NodeId::from("dn-c")]);
+        // It comes back claiming its old slots: not adopted, and it drops them.
+        let back = fenced + lease() * 2;
+        let a = m.handle(leased(30, "dn-c", 7002, Some(&old)), back);
+        let (table, flush) = a
+            .iter()
+            .find_map(|x| match x {
+                Action::SendTo {
+                    conn: ConnId(30),
+                    msg: NameNodeToDataNode::Welcome { table, flush, .. },
+                } => Some((table.clone(), flush.clone())),
+                _ => None,
+            })
+            .expect("welcomed");
+        assert_eq!(flush, vec![(0, 16383)]);
+        assert_eq!(table.slots_of(&NodeId::from("dn-c")), 0);
+        // Its slots come back by handoff only.
+        assert!(!migrations(&a).is_empty());
+        // Heartbeats it sent with its old table get no lease; with the welcome's, they do.
+        assert!(grants(&m.handle(beat(30, "dn-c", old.epoch(), 5), back)).is_empty());
+        assert_eq!(
+            grants(&m.handle(beat(30, "dn-c", table.epoch(), 6), back)),
+            vec![(ConnId(30), 6)]
+        );
+    }
+
+    #[test]
+    fn a_restarted_namenode_waits_for_every_ack_and_a_lease_since_its_start() {
+        let t0 = Instant::now();
+        let (m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+        let table = m.published().expect("running").table.clone();
+        // A new NameNode: everyone re-registers within the grace, then c goes silent.
+        let t1 = now + Duration::from_secs(1);
+        let mut m = Membership::new(DEFAULT_VNODES, timing(), t1);
+        for (i, id) in ["dn-a", "dn-b", "dn-c"].iter().enumerate() {
+            m.handle(leased(i as u64 + 1, id, 7000 + i as u16, Some(&table)), t1);
+        }
+        assert!(m.is_running(), "everyone is back");
+        assert_eq!(epoch_of(&m), table.epoch());
+        // c's table is from the earlier life: unknown peers. Every member must acknowledge.
+        let (fenced, version) = fence_c(&mut m, t1);
+        let c = NodeId::from("dn-c");
+        m.handle(ack(1, "dn-a", version), fenced);
+        assert_eq!(m.fence_ready(&c, &m.members["dn-c"]), None);
+        m.handle(ack(2, "dn-b", version), fenced + INTERVAL);
+        // Grants of the earlier life count from this NameNode's start at the latest.
+        assert_eq!(
+            m.fence_ready(&c, &m.members["dn-c"]),
+            Some((fenced + INTERVAL).max(t1) + lease())
+        );
+    }
+
+    #[test]
+    fn after_a_restart_slots_nobody_claims_wait_for_their_owners_lease() {
+        let t0 = Instant::now();
+        let (m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+        let table = m.published().expect("running").table.clone();
+        let c_slots = table.slots_of(&NodeId::from("dn-c"));
+        // A new NameNode; c does not come back (paused, and perhaps still serving).
+        let t1 = now + Duration::from_secs(1);
+        let mut m = Membership::new(DEFAULT_VNODES, timing(), t1);
+        m.handle(leased(1, "dn-a", 7000, Some(&table)), t1);
+        m.handle(leased(2, "dn-b", 7001, Some(&table)), t1);
+        let end = t1 + timing().startup_grace;
+        let a = m.handle(Event::Tick, end);
+        let first = broadcasts(&a)[0].0.clone();
+        assert!(first.epoch() > table.epoch());
+        assert_eq!(first.table.assigned_slots(), SLOT_COUNT - c_slots);
+        assert!(first.nodes.iter().all(|n| n.id.as_str() != "dn-c"));
+        // Until both survivors have installed it, and a lease after, the slots stay unowned.
+        m.handle(beat(1, "dn-a", first.epoch(), 1), end);
+        keep_alive(&mut m, &[(1, "dn-a")], end, end + lease() * 3);
+        assert_eq!(epoch_of(&m), first.epoch());
+        let installed = end + lease() * 3 + INTERVAL;
+        m.handle(beat(2, "dn-b", first.epoch(), 1), installed);
+        assert_eq!(m.startup_fence_ready(), Some(installed + lease()));
+        let mut t = installed;
+        let mut assigned = None;
+        while assigned.is_none() {
+            t += INTERVAL / 2;
+            m.handle(beat(1, "dn-a", first.epoch(), 2), t);
+            m.handle(beat(2, "dn-b", first.epoch(), 2), t);
+            let a = m.handle(Event::Tick, t);
+            if let Some((p, _)) = broadcasts(&a).first() {
+                assigned = Some((t, p.clone()));
+            }
+        }
+        let (at, p) = assigned.expect("assigned");
+        assert!(at >= installed + lease());
+        assert_every_slot_owned_once(&p.table, &["dn-a", "dn-b"]);
+    }
+
+    #[test]
+    fn after_a_restart_a_newer_claim_wins_and_the_stale_one_is_dropped() {
+        let t0 = Instant::now();
+        let (m, _) = leased_cluster(&["dn-a", "dn-b"], t0);
+        let old = m.published().expect("running").table.clone();
+        // b took a's slots while a was away (a newer table); then the NameNode restarted
+        // and a came back still claiming them at the old epoch.
+        let mut newer = old.clone();
+        newer.assign(
+            Slot::new(0).expect("slot")..=Slot::new(16383).expect("slot"),
+            Some(&NodeId::from("dn-b")),
+        );
+        newer.set_epoch(old.epoch() + 1);
+        let t1 = Instant::now() + Duration::from_secs(9);
+        let mut m = Membership::new(DEFAULT_VNODES, timing(), t1);
+        // a registers first; id order would have let it win.
+        m.handle(leased(1, "dn-a", 7000, Some(&old)), t1);
+        m.handle(leased(2, "dn-b", 7001, Some(&newer)), t1);
+        let a = m.handle(Event::Tick, t1 + timing().startup_grace);
+        type Welcomed = (ConnId, Vec<(u16, u16)>, SlotTable);
+        let w: Vec<Welcomed> = a
+            .iter()
+            .filter_map(|x| match x {
+                Action::SendTo {
+                    conn,
+                    msg: NameNodeToDataNode::Welcome { flush, table, .. },
+                } => Some((*conn, flush.clone(), table.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(w.len(), 2);
+        let b = NodeId::from("dn-b");
+        assert_eq!(w[0].2.slots_of(&b), SLOT_COUNT, "the newer claim wins");
+        assert_eq!(w[0].0, ConnId(1));
+        assert_eq!(w[0].1, old.ranges_of(&NodeId::from("dn-a")));
+        assert!(w[1].1.is_empty());
     }
 }

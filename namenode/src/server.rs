@@ -516,6 +516,14 @@ fn log_notice(notice: &Notice) {
             info!(%node, silent_ms = silent_for.as_millis() as u64, "datanode silent; probing");
         }
         Notice::Recovered { node } => info!(%node, "datanode answered"),
+        Notice::Fencing { node, silent_for } => warn!(
+            %node,
+            silent_ms = silent_for.as_millis() as u64,
+            "datanode silent through every probe; fencing it (its slots move once its lease has run out)"
+        ),
+        Notice::UnclaimedAssigned { slots } => {
+            info!(slots, "slots nobody reported after the restart assigned")
+        }
         Notice::StartupDone {
             epoch,
             members,
@@ -617,7 +625,8 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
     | DataNodeToNameNode::Pong { node_id, .. }
     | DataNodeToNameNode::HandoffProgress { node_id, .. }
     | DataNodeToNameNode::HandoffDone { node_id, .. }
-    | DataNodeToNameNode::Leave { node_id, .. }) = &msg;
+    | DataNodeToNameNode::Leave { node_id, .. }
+    | DataNodeToNameNode::SuspectsAck { node_id, .. }) = &msg;
     if node_id != node {
         return Err(format!(
             "message for node {} on a connection authenticated as {node}",
@@ -632,6 +641,7 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
             admin_addr,
             epoch_seen,
             owned_slots,
+            leased,
         } => {
             check_version(version).map_err(|e| e.to_string())?;
             check_node_id(node_id.as_str()).map_err(|e| e.to_string())?;
@@ -647,6 +657,7 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
                 },
                 epoch_seen,
                 owned_slots,
+                leased,
             }
         }
         DataNodeToNameNode::Heartbeat {
@@ -655,6 +666,7 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
             keys,
             used_memory,
             ops,
+            seq,
         } => Event::Heartbeat {
             conn,
             node: node_id,
@@ -664,6 +676,12 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
                 used_memory,
                 ops,
             },
+            seq,
+        },
+        DataNodeToNameNode::SuspectsAck { node_id, version } => Event::SuspectsAcked {
+            conn,
+            node: node_id,
+            version,
         },
         DataNodeToNameNode::Pong { node_id, nonce } => Event::ProbeAnswered {
             conn,

@@ -20,11 +20,18 @@ enum Op {
         id: u8,
         epoch: u64,
         slots: Vec<(u16, u16)>,
+        leased: bool,
     },
     Heartbeat {
         conn: u64,
         id: u8,
         epoch: u64,
+        seq: u64,
+    },
+    Ack {
+        conn: u64,
+        id: u8,
+        version: u64,
     },
     Pong {
         conn: u64,
@@ -65,19 +72,29 @@ fn op() -> impl Strategy<Value = Op> {
     let conn = 1..8u64;
     let id = 0..5u8;
     prop_oneof![
-        (conn.clone(), id.clone(), epoch(), ranges()).prop_map(|(conn, id, epoch, slots)| {
-            Op::Register {
+        (conn.clone(), id.clone(), epoch(), ranges(), any::<bool>()).prop_map(
+            |(conn, id, epoch, slots, leased)| Op::Register {
                 conn,
                 id,
                 epoch,
                 slots,
+                leased,
+            }
+        ),
+        (conn.clone(), id.clone(), epoch(), 0..3u64).prop_map(|(conn, id, epoch, seq)| {
+            Op::Heartbeat {
+                conn,
+                id,
+                epoch,
+                seq,
             }
         }),
-        (conn.clone(), id.clone(), epoch()).prop_map(|(conn, id, epoch)| Op::Heartbeat {
-            conn,
-            id,
-            epoch
-        }),
+        (
+            conn.clone(),
+            id.clone(),
+            prop_oneof![0..8u64, Just(u64::MAX)]
+        )
+            .prop_map(|(conn, id, version)| Op::Ack { conn, id, version }),
         (conn.clone(), id.clone(), any::<u64>()).prop_map(|(conn, id, nonce)| Op::Pong {
             conn,
             id,
@@ -111,6 +128,7 @@ fn event(op: &Op) -> Event {
             id,
             epoch,
             slots: s,
+            leased,
         } => Event::Registered {
             conn: ConnId(conn),
             info: NodeInfo {
@@ -120,8 +138,19 @@ fn event(op: &Op) -> Event {
             },
             epoch_seen: epoch,
             owned_slots: slots(&s),
+            leased,
         },
-        Op::Heartbeat { conn, id, epoch } => Event::Heartbeat {
+        Op::Ack { conn, id, version } => Event::SuspectsAcked {
+            conn: ConnId(conn),
+            node: node(id),
+            version,
+        },
+        Op::Heartbeat {
+            conn,
+            id,
+            epoch,
+            seq,
+        } => Event::Heartbeat {
             conn: ConnId(conn),
             node: node(id),
             epoch,
@@ -130,6 +159,7 @@ fn event(op: &Op) -> Event {
                 used_memory: u64::MAX,
                 ops: u64::MAX,
             },
+            seq,
         },
         Op::Pong { conn, id, nonce } => Event::ProbeAnswered {
             conn: ConnId(conn),
@@ -167,14 +197,50 @@ proptest! {
         let vnodes = std::num::NonZeroU32::new(16).expect("16");
         let mut m = Membership::new(vnodes, timing, now);
         let mut last_epoch = 0u64;
+        // Leases: who registered on each connection, when each node was last granted one,
+        // and the table before each broadcast.
+        let mut conn_of: std::collections::HashMap<u64, NodeId> = Default::default();
+        let mut granted: std::collections::HashMap<NodeId, Instant> = Default::default();
+        let mut previous: Option<chkv_common::SlotTable> = None;
         for op in &ops {
             if let Op::Tick { after_ms } = op {
                 now += Duration::from_millis(*after_ms);
             }
+            if let Op::Register { conn, id, .. } = op {
+                conn_of.insert(*conn, NodeId::new(format!("dn-{id}")));
+            }
             let actions = m.handle(event(op), now);
             prop_assert!(actions.len() < 10_000, "{} actions", actions.len());
+            for a in &actions {
+                if let Action::SendTo { conn, msg: chkv_common::NameNodeToDataNode::Lease { .. } } = a {
+                    if let Some(id) = conn_of.get(&conn.0) {
+                        granted.insert(id.clone(), now);
+                    }
+                }
+            }
             for a in actions {
                 if let Action::Broadcast { publication, .. } = a {
+                    // A slot leaves a node that was granted a lease only by its own handoff,
+                    // or once that lease (and the margin) has surely run out.
+                    if let Some(prev) = &previous {
+                        for slot in Slot::all() {
+                            let (Some(was), now_owner) = (prev.owner(slot), publication.table.owner(slot)) else {
+                                continue;
+                            };
+                            if now_owner == Some(was) {
+                                continue;
+                            }
+                            let handed = matches!(op, Op::Done { id, .. } if NodeId::new(format!("dn-{id}")) == *was);
+                            if let (false, Some(&at)) = (handed, granted.get(was)) {
+                                prop_assert!(
+                                    now >= at + timing.lease + timing.lease_margin,
+                                    "slot {slot} taken from {was} {:?} after its last lease",
+                                    now - at
+                                );
+                            }
+                        }
+                    }
+                    previous = Some(publication.table.clone());
                     let e = publication.epoch();
                     prop_assert!(e >= last_epoch, "epoch went back: {last_epoch} -> {e}");
                     prop_assert!(e <= MAX_EPOCH + ops.len() as u64, "epoch {e}");

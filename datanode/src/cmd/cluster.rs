@@ -57,6 +57,9 @@ static SUBCOMMANDS: &[CommandSpec] = &[
     spec("handoff", -4, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: the slots, whose entries were imported, now belong to this node.",
         "from-node-id slot [slot ...]", handoff),
+    spec("lease", 4, ADMIN | LOADING | STALE | FAST | INTERNAL, NO_KEYS, G, "7.2.4",
+        "CHKV, between nodes: asks for an ownership lease while the NameNode is late; +OK grants it.",
+        "node-id epoch", lease),
     spec("peerhello", 4, NO_AUTH | LOADING | STALE | FAST, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: starts the cluster-secret challenge-response; answers id, nonce, proof.",
         "node-id nonce", peerhello),
@@ -66,6 +69,25 @@ static SUBCOMMANDS: &[CommandSpec] = &[
     spec("help", 2, LOADING | STALE, NO_KEYS, G, "5.0.0",
         "Returns helpful text about the different subcommands.", "", help),
 ];
+
+/// `CLUSTER LEASE node-id epoch`: another node of the table, whose NameNode is late, asks
+/// whether it may go on serving (see [`crate::lease`] for the rule and why it is safe). Only
+/// on a peer session, for the peer itself.
+fn lease(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let requester =
+        std::str::from_utf8(req.arg(2)).map_err(|_| Frame::err("ERR invalid node id"))?;
+    if ctx.session.peer.as_deref() != Some(requester) {
+        return Err(Frame::err("ERR a node asks for its own lease only"));
+    }
+    let epoch = parse_i64(req.arg(3))
+        .and_then(|e| u64::try_from(e).ok())
+        .ok_or(ERR_NOT_INT)?;
+    let table = crate::handoff::base_table(ctx.node);
+    match ctx.node.lease.may_grant(&table, requester, epoch) {
+        Ok(()) => Ok(Frame::ok()),
+        Err(refusal) => Err(Frame::error(format!("TRYAGAIN lease refused: {refusal}"))),
+    }
+}
 
 fn peerhello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let secret = ctx.node.config().cluster_secret.clone();
@@ -117,6 +139,11 @@ fn check_receiving(ctx: &Ctx<'_>, slots: impl IntoIterator<Item = u16>) -> Resul
 }
 
 fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    // Under the gate, like a welcome that drops this node's slots (see
+    // `handoff::install_dropping`): stored before the drop (and dropped with the reset count
+    // moved, so the batch's HANDOFF is refused) or after it, never half-way.
+    let gate = ctx.node.handoff.gate.read();
+    let resets = ctx.node.lease.resets();
     let result = crate::handoff::decode_import(req).and_then(|entries| {
         check_receiving(ctx, entries.iter().map(|e| key_slot(&e.key)))?;
         ctx.node
@@ -124,8 +151,12 @@ fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             .import(&entries, ctx.now)
             .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORT: {e}")))
     });
+    drop(gate);
     match result {
-        Ok(stored) => Ok(Frame::Integer(stored as i64)),
+        Ok(stored) => {
+            ctx.session.import_resets.get_or_insert(resets);
+            Ok(Frame::Integer(stored as i64))
+        }
         Err(e) => {
             // The batch's HANDOFF, which follows on this connection, is refused.
             ctx.session.import_failed = true;
@@ -133,14 +164,23 @@ fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         }
     }
 }
+
 fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let from = String::from_utf8_lossy(req.arg(2)).into_owned();
     if ctx.session.peer.as_deref() != Some(from.as_str()) {
         return Err(Frame::err("ERR a node hands over only its own slots"));
     }
-    if std::mem::take(&mut ctx.session.import_failed) {
+    // The batch ends here, flipped or not.
+    let failed = std::mem::take(&mut ctx.session.import_failed);
+    let resets = ctx.session.import_resets.take();
+    if failed {
         return Err(Frame::err(
             "TRYAGAIN an import of this batch failed; the slots stay with their owner",
+        ));
+    }
+    if resets.is_some_and(|r| r != ctx.node.lease.resets()) {
+        return Err(Frame::err(
+            "TRYAGAIN this node dropped its slots since the batch was imported; the slots stay with their owner",
         ));
     }
     let slots = req
@@ -351,6 +391,8 @@ fn help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
             "GETKEYSINSLOT <slot> <count>",
             "INFO",
             "KEYSLOT <key>",
+            "LEASE <node-id> <epoch>",
+            "    Between nodes: may that node go on serving its slots (while the NameNode is late)?",
             "MYID",
             "NODES",
             "REDIRECTS YES|NO|INTERNAL",

@@ -261,6 +261,13 @@ pub struct Session {
     /// round trips to another server): the connection awaits it and sends its reply in
     /// place of the handler's.
     pub deferred: Option<Deferred>,
+    /// The lease's reset count when the first `CLUSTER IMPORT` since the last `HANDOFF`
+    /// was stored: if the node dropped its slots since, the batch's data is gone and the
+    /// `HANDOFF` is refused.
+    pub import_resets: Option<u64>,
+    /// Set when the last command was refused for want of an ownership lease (nothing was
+    /// done): the caller may wait for one and run it again (see [`crate::lease`]).
+    pub fenced: bool,
     /// Set by a blocking command that found nothing to serve it: the connection awaits it
     /// (see [`crate::blocking`]).
     pub blocked: Option<crate::blocking::Blocked>,
@@ -315,6 +322,8 @@ impl Session {
             // Refreshed before the first command.
             acl_generation: u64::MAX,
             deferred: None,
+            fenced: false,
+            import_resets: None,
             blocked: None,
         }
     }
@@ -506,6 +515,15 @@ pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
             return e;
         }
     }
+    // A node in a cluster touches its slots only while it holds its ownership lease: checked
+    // before the command and again after it (see [`crate::lease`]). Commands inside EXEC or
+    // a script are covered by the EXEC's or the script's own check.
+    let leased = !ctx.session.tx.running && serves_data(spec) && ctx.node.lease.enforced();
+    if leased && !ctx.node.lease.check() {
+        ctx.session.fenced = true;
+        ctx.node.cmdstats.reject(idx as usize);
+        return crate::lease::ERR_NO_LEASE;
+    }
     ctx.session
         .client
         .last_cmd
@@ -532,7 +550,22 @@ pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     ctx.node
         .cmdstats
         .record(idx as usize, crate::clock::elapsed_us(started), failed);
+    if leased && !ctx.node.lease.serving() {
+        // Ran, but the lease may have run out meanwhile (a pause mid-command): its slots may
+        // belong to another node now, so this is no acknowledgement.
+        return crate::lease::ERR_LEASE_LOST;
+    }
     reply
+}
+
+/// Whether `spec` reads or writes the keyspace, and so needs the ownership lease: commands
+/// with keys, whole-keyspace ones (KEYS, SCAN, FLUSHALL...), and transactions and scripts
+/// (their commands run under their check).
+pub fn serves_data(spec: &CommandSpec) -> bool {
+    spec.first_key > 0
+        || spec.has(flags::KEYSPACE)
+        || (spec.has(flags::NOSCRIPT)
+            && (matches!(spec.name, "exec" | "multiexec") || spec.name.starts_with("eval")))
 }
 
 /// The spec that runs `req` (the subcommand's, if any) and its id for CLIENT LIST, or the

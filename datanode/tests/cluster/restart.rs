@@ -114,3 +114,69 @@ fn summary(status: &serde_json::Value) -> String {
         status["state"], status["epoch"]
     )
 }
+
+/// How long the NameNode stays down in the long outage test: the target.
+const LONG_OUTAGE: Duration = Duration::from_secs(30);
+
+/// Ownership leases must not cost availability while the NameNode is away: for 30 s every
+/// DataNode (real processes, 200 ms heartbeats, so a 600 ms lease renewed about 50 times
+/// through the peers meanwhile) keeps serving reads and writes for every slot, its own and
+/// forwarded, with no error at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_seconds_without_a_namenode_cost_no_request() {
+    bounded(async {
+        let mut cluster = Spec::new(3).processes().start().await;
+        let addrs = cluster.addrs();
+        let epoch = cluster_info(&mut connect(addrs[0]).await).await.epoch;
+        cluster.stop_namenode().await;
+        let stopped = Instant::now();
+        let until = stopped + LONG_OUTAGE;
+        let mut cons = Vec::new();
+        for &addr in &addrs {
+            cons.push(connect(addr).await);
+        }
+        let (mut ops, mut errors, mut slowest) = (0u64, Vec::new(), Duration::ZERO);
+        let mut i = 0u64;
+        while Instant::now() < until {
+            for con in &mut cons {
+                let key = format!("long:{i}");
+                let started = Instant::now();
+                let set: redis::RedisResult<()> = try_q(con, &["SET", &key, &key]).await;
+                let get: redis::RedisResult<Option<String>> = try_q(con, &["GET", &key]).await;
+                slowest = slowest.max(started.elapsed());
+                ops += 2;
+                match (set, get) {
+                    (Ok(()), Ok(Some(v))) if v == key => {}
+                    other => errors.push(format!("{key}: {other:?}")),
+                }
+                i += 1;
+            }
+            // A steady load, not a flood: the machine also runs the DataNodes.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        eprintln!(
+            "NameNode down {:?}: {ops} requests, {} errors, slowest SET+GET {slowest:?}",
+            stopped.elapsed(),
+            errors.len()
+        );
+        assert!(
+            errors.is_empty(),
+            "{} errors: {:?}",
+            errors.len(),
+            &errors[..errors.len().min(10)]
+        );
+
+        cluster.start_namenode().await;
+        wait_converged(&addrs, addrs.len()).await;
+        let info = cluster_info(&mut connect(addrs[1]).await).await;
+        assert_eq!(info.epoch, epoch, "the restarted NameNode kept the table");
+        let mut con = connect(addrs[2]).await;
+        for k in (0..i).step_by(97) {
+            let key = format!("long:{k}");
+            let got: Option<String> = q(&mut con, &["GET", &key]).await;
+            assert_eq!(got.as_deref(), Some(key.as_str()));
+        }
+        cluster.shutdown().await;
+    })
+    .await;
+}

@@ -194,13 +194,22 @@ impl Cluster {
             .as_ref()
             .expect("NameNode running")
             .http_addr();
-        let mut c = Raw::connect(addr).await;
-        c.send(b"GET /cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await;
-        let text = String::from_utf8(c.read_to_eof().await.to_vec()).expect("utf-8 response");
-        let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head and body");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        serde_json::from_str(body).expect("JSON body")
+        // A NameNode busy publishing tables may answer 503 (its core did not answer the
+        // request in time): a liveness matter, asked again until CONVERGE_LIMIT.
+        let deadline = Instant::now() + CONVERGE_LIMIT;
+        loop {
+            let mut c = Raw::connect(addr).await;
+            c.send(b"GET /cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            let text = String::from_utf8(c.read_to_eof().await.to_vec()).expect("utf-8 response");
+            let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head and body");
+            if head.starts_with("HTTP/1.1 503") && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            return serde_json::from_str(body).expect("JSON body");
+        }
     }
 
     /// Stops every DataNode (in-process ones gracefully, processes with SIGKILL) and the

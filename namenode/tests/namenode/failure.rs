@@ -180,6 +180,7 @@ async fn a_half_closed_connection_is_closed_and_the_node_removed() -> Result<()>
             admin_addr: "127.0.0.1:17499".parse()?,
             epoch_seen: 0,
             owned_slots: None,
+            leased: false,
         };
         wr.write_all(&chkv_common::encode_line(&register)?).await?;
         let mut lines = rd.lines();

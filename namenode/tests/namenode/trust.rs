@@ -37,6 +37,7 @@ fn register(id: &str, epoch_seen: u64, owned: Option<Vec<(u16, u16)>>) -> Vec<u8
         admin_addr: "127.0.0.1:17600".parse().expect("addr"),
         epoch_seen,
         owned_slots: owned,
+        leased: false,
     })
     .expect("encodes")
 }
@@ -294,6 +295,7 @@ async fn absurd_figures_from_members_do_not_break_the_pages() -> Result<()> {
                 keys: u64::MAX,
                 used_memory: u64::MAX,
                 ops: u64::MAX,
+                seq: 0,
             })?;
         }
         let reported = crate::util::within(WAIT, "the figures arrive", async {

@@ -161,6 +161,7 @@ impl FakeDataNode {
             admin_addr: addr(port + 10000),
             epoch_seen,
             owned_slots: owned.map(|t| t.ranges_of(&node_id)),
+            leased: false,
         };
         wr.write_all(&encode_line(&register)?).await?;
 
@@ -310,6 +311,7 @@ async fn run_datanode(
                     keys: 100,
                     used_memory: 1 << 20,
                     ops: 5,
+                    seq: 0,
                 }
             }
             command = commands.recv() => match command {
@@ -352,6 +354,11 @@ async fn run_datanode(
                     // A fake node holds no data: it hands slots over at once.
                     Ok(NameNodeToDataNode::Migrate { epoch, slots, to, .. }) => {
                         DataNodeToNameNode::HandoffDone { node_id: id.clone(), epoch, slots, to: Some(to) }
+                    }
+                    // It asks for no lease; lists are acknowledged like a real node does.
+                    Ok(NameNodeToDataNode::Lease { .. }) => continue,
+                    Ok(NameNodeToDataNode::Suspects(list)) => {
+                        DataNodeToNameNode::SuspectsAck { node_id: id.clone(), version: list.version }
                     }
                     Err(e) => panic!("namenode sent a bad line {line:?}: {e}"),
                 }

@@ -150,6 +150,7 @@ async fn bad_lines_are_answered_with_an_error_and_a_close() -> Result<()> {
             admin_addr: "127.0.0.1:17200".parse()?,
             epoch_seen: 0,
             owned_slots: None,
+            leased: false,
         };
         wr.write_all(&encode_line(&register)?).await?;
         let line = tokio::time::timeout(WAIT, rd.lines().next_line())
