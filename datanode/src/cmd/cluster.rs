@@ -66,6 +66,12 @@ static SUBCOMMANDS: &[CommandSpec] = &[
     spec("peerauth", 3, NO_AUTH | LOADING | STALE | FAST, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: finishes the challenge-response; the connection becomes a peer session.",
         "proof", peerauth),
+    spec("functions", -3, ADMIN | NOSCRIPT | INTERNAL, NO_KEYS, G, "7.2.4",
+        "CHKV, between nodes: this node's function libraries (DIGEST), or an exchange of them (STATE).",
+        "DIGEST | STATE [name counter origin code ...]", crate::lua::sync::cluster_functions),
+    spec("reset", -2, ADMIN | NOSCRIPT | STALE, NO_KEYS, G, "3.0.0",
+        "Resets a node (not supported: a DataNode leaves its cluster with a drain).",
+        "[HARD | SOFT]", reset),
     spec("help", 2, LOADING | STALE, NO_KEYS, G, "5.0.0",
         "Returns helpful text about the different subcommands.", "", help),
 ];
@@ -136,6 +142,12 @@ fn check_receiving(ctx: &Ctx<'_>, slots: impl IntoIterator<Item = u16>) -> Resul
             routing.epoch
         ))),
     }
+}
+
+fn reset(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    Err(Frame::err(
+        "ERR CLUSTER RESET is not supported: a DataNode leaves its cluster with a drain (`k` on the admin port, or SIGTERM)",
+    ))
 }
 
 fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {

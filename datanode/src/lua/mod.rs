@@ -426,6 +426,11 @@ impl Scripting {
     pub fn fcall(&self, ctx: &mut Ctx<'_>, req: &Request, ro: bool) -> Reply {
         let keys = fcall_keys(req)?;
         let name = String::from_utf8_lossy(req.arg(1)).into_owned();
+        // In a cluster, a function this node does not know may be one it has not heard of
+        // yet (it has just joined): ask the other nodes first.
+        if self.registry().function(&name).is_none() && !ctx.session.tx.running {
+            sync::pull_now(ctx.node);
+        }
         let slots: Vec<u16> = keys
             .clone()
             .map(|i| chkv_common::key_slot(req.arg(i)))

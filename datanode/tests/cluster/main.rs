@@ -25,6 +25,8 @@
 //! - [`stop`]: SIGTERM drains a cluster node (bounded by `--shutdown-timeout`), a second
 //!   signal exits at once, a client that does not read cannot hold the exit up.
 //! - [`acl`]: a restricted ACL user through every node, for keys every node owns.
+//! - [`functions`]: FUNCTION libraries on every node (after LOAD/DELETE/FLUSH/RESTORE,
+//!   and for a node that joins later); FCALL routed by its keys.
 //! - [`lists`]: blocking commands forwarded to their key's owner, CLIENT UNBLOCK and
 //!   disconnects across nodes, a blocked client served by the new owner after a drain.
 
@@ -34,6 +36,7 @@ mod cluster_client;
 mod collections;
 mod failure;
 mod flap;
+mod functions;
 mod lists;
 mod multi;
 mod multikey;
