@@ -39,6 +39,10 @@ pub struct CommandFigures {
 pub struct CommandStats {
     table: CounterTable,
     commands: usize,
+    /// Every counter's value at the last [`CommandStats::reset`] (CONFIG RESETSTAT): the
+    /// rows are written without locked instructions, so they are not zeroed but read
+    /// relative to this.
+    base: parking_lot::Mutex<Vec<u64>>,
 }
 
 impl CommandStats {
@@ -46,7 +50,22 @@ impl CommandStats {
         CommandStats {
             table: CounterTable::new(commands * FIELDS),
             commands,
+            base: parking_lot::Mutex::new(vec![0; commands * FIELDS]),
         }
+    }
+
+    /// CONFIG RESETSTAT: every figure reads 0 from now on.
+    pub fn reset(&self) {
+        let mut base = self.base.lock();
+        for (i, b) in base.iter_mut().enumerate() {
+            *b = self.table.get(i);
+        }
+    }
+
+    fn read(&self, base: &[u64], i: usize) -> u64 {
+        self.table
+            .get(i)
+            .wrapping_sub(base.get(i).copied().unwrap_or(0))
     }
 
     /// A call of command `index` that ran for `micros` microseconds; `failed` when it answered an error.
@@ -80,20 +99,65 @@ impl CommandStats {
 
     /// The figures of command `index`.
     pub fn get(&self, index: usize) -> CommandFigures {
+        let at = self.base.lock();
         let base = index * FIELDS;
         let mut f = CommandFigures {
-            calls: self.table.get(base + CALLS),
-            failed: self.table.get(base + FAILED),
-            rejected: self.table.get(base + REJECTED),
-            micros: self.table.get(base + MICROS),
+            calls: self.read(&at, base + CALLS),
+            failed: self.read(&at, base + FAILED),
+            rejected: self.read(&at, base + REJECTED),
+            micros: self.read(&at, base + MICROS),
             buckets: [0; BUCKETS_US.len()],
         };
         let mut running = 0u64;
         for (b, slot) in f.buckets.iter_mut().enumerate() {
-            running = running.wrapping_add(self.table.get(base + FIRST_BUCKET + b));
+            running = running.wrapping_add(self.read(&at, base + FIRST_BUCKET + b));
             *slot = running;
         }
         f
+    }
+}
+
+/// Error replies by error code (INFO's `errorstats` and `total_error_replies`), as Redis
+/// counts them: once per error a client gets, an error a script passes on from a command
+/// it called counted once, at the command.
+#[derive(Default)]
+pub struct ErrorStats {
+    codes: parking_lot::Mutex<std::collections::BTreeMap<String, u64>>,
+    total: crate::striped::Counter,
+}
+
+/// Distinct error codes tracked at most (Redis's limit); others count in the total only.
+const MAX_ERROR_CODES: usize = 128;
+
+impl ErrorStats {
+    /// Counts an error reply by its code (its first word).
+    pub fn count(&self, text: &str) {
+        self.total.add(1);
+        let code = text.split(' ').next().unwrap_or("");
+        let mut codes = self.codes.lock();
+        if let Some(n) = codes.get_mut(code) {
+            *n += 1;
+        } else if codes.len() < MAX_ERROR_CODES {
+            codes.insert(code.to_string(), 1);
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total.get()
+    }
+
+    /// Counts by code, in code order.
+    pub fn codes(&self) -> Vec<(String, u64)> {
+        self.codes
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
+    pub fn reset(&self) {
+        self.codes.lock().clear();
+        self.total.reset();
     }
 }
 
@@ -116,5 +180,24 @@ mod tests {
         // <=10: 1, <=25: 1, <=50: 2, ... <=1000: 2, <=5000: 3, <=100000: 3 (+Inf: 4 calls).
         assert_eq!(f.buckets, [1, 1, 2, 2, 2, 2, 2, 3, 3, 3]);
         assert_eq!(s.get(0), CommandFigures::default());
+        s.reset();
+        assert_eq!(s.get(1), CommandFigures::default());
+        s.record(1, 3, true);
+        assert_eq!((s.get(1).calls, s.get(1).failed), (1, 1));
+    }
+
+    #[test]
+    fn errors_by_code() {
+        let e = ErrorStats::default();
+        e.count("ERR syntax error");
+        e.count("ERR");
+        e.count("WRONGTYPE Operation against a key");
+        assert_eq!(e.total(), 3);
+        assert_eq!(
+            e.codes(),
+            vec![("ERR".to_string(), 2), ("WRONGTYPE".to_string(), 1)]
+        );
+        e.reset();
+        assert_eq!((e.total(), e.codes().len()), (0, 0));
     }
 }

@@ -59,6 +59,10 @@ pub struct Config {
     /// Milliseconds a script runs before other clients get `-BUSY`
     /// (`busy-reply-threshold`, alias `lua-time-limit`).
     pub busy_reply_threshold_ms: u64,
+    /// `min-replicas-to-write` (CHKV has no replicas: above 0, writes are refused).
+    pub min_replicas_to_write: u32,
+    /// `min-replicas-max-lag` (seconds; kept for CONFIG, no replicas to measure).
+    pub min_replicas_max_lag: u32,
 }
 
 impl Default for Config {
@@ -89,6 +93,8 @@ impl Default for Config {
             encodings: Default::default(),
             hll_sparse_max_bytes: crate::hll::SPARSE_MAX_BYTES_DEFAULT,
             busy_reply_threshold_ms: crate::lua::DEFAULT_BUSY_THRESHOLD_MS,
+            min_replicas_to_write: 0,
+            min_replicas_max_lag: 10,
         }
     }
 }

@@ -156,6 +156,11 @@ pub struct Node {
     pub acl: crate::acl::Acl,
     /// Calls, errors and latency per command (`/metrics`).
     pub cmdstats: crate::cmdstats::CommandStats,
+    /// Error replies by code (INFO errorstats).
+    pub errors: crate::cmdstats::ErrorStats,
+    /// `min-replicas-to-write`: CHKV has no replicas, so above 0 writes are refused
+    /// (`-NOREPLICAS`), as Redis refuses them without enough good replicas.
+    pub min_replicas_to_write: AtomicU32,
 }
 
 impl Node {
@@ -205,6 +210,8 @@ impl Node {
             tls: Default::default(),
             acl,
             cmdstats: crate::cmdstats::CommandStats::new(crate::cmd::table().len()),
+            errors: Default::default(),
+            min_replicas_to_write: AtomicU32::new(0),
             config: RwLock::new(config),
             config_generation: AtomicU64::new(0),
             stats: ServerStats::default(),

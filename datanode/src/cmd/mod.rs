@@ -261,6 +261,12 @@ pub struct Session {
     /// round trips to another server): the connection awaits it and sends its reply in
     /// place of the handler's.
     pub deferred: Option<Deferred>,
+    /// Set by a script whose error reply repeats an error already counted (INFO
+    /// errorstats counts it once); consumed by the reply's count.
+    pub error_counted: bool,
+    /// Set while a Lua script's `redis.call` runs a command (SORT orders a set's output
+    /// then, as Redis does for scripts).
+    pub in_script: bool,
     /// The lease's reset count when the first `CLUSTER IMPORT` since the last `HANDOFF`
     /// was stored: if the node dropped its slots since, the batch's data is gone and the
     /// `HANDOFF` is refused.
@@ -322,6 +328,8 @@ impl Session {
             // Refreshed before the first command.
             acl_generation: u64::MAX,
             deferred: None,
+            in_script: false,
+            error_counted: false,
             fenced: false,
             import_resets: None,
             blocked: None,
@@ -482,9 +490,24 @@ pub fn dispatch(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     run_command(ctx, req)
 }
 
-/// [`dispatch`] without the MULTI queue: runs the command now.
+/// [`dispatch`] without the MULTI queue: runs the command now, and counts an error reply
+/// (INFO errorstats) unless it was counted already (a script's error passed on from a
+/// command it called).
 #[inline]
 pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
+    let reply = run_command_uncounted(ctx, req);
+    if let Frame::Error(e) = &reply {
+        if !std::mem::take(&mut ctx.session.error_counted) {
+            ctx.node.errors.count(e);
+        }
+    }
+    reply
+}
+
+pub const ERR_NOREPLICAS: Frame = Frame::err("NOREPLICAS Not enough good replicas to write.");
+
+#[inline]
+fn run_command_uncounted(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     let (spec, cmd_id) = match resolve_for(ctx.session, req) {
         Ok(r) => r,
         Err(e) => {
@@ -528,6 +551,19 @@ pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         .client
         .last_cmd
         .store(cmd_id, std::sync::atomic::Ordering::Relaxed);
+    // `min-replicas-to-write` above 0: writes are refused (inside EXEC the transaction
+    // checked once).
+    if spec.has(flags::WRITE)
+        && !ctx.session.tx.running
+        && ctx
+            .node
+            .min_replicas_to_write
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    {
+        ctx.node.cmdstats.reject(idx as usize);
+        return ERR_NOREPLICAS;
+    }
     // Like Redis: evict before a command that may need memory, and refuse it when memory is
     // over `maxmemory` and nothing can be evicted. Other commands (reads, DEL) always run.
     // Inside EXEC, the transaction did this once before taking its locks.

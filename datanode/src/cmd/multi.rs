@@ -359,6 +359,21 @@ fn run_tx_watched(ctx: &mut Ctx<'_>, cmds: &[Request], watch: Option<&Watching>)
         };
         return Frame::error(format!("EXECABORT Transaction discarded because of: {e}"));
     }
+    let writes = cmds
+        .iter()
+        .any(|c| resolve_checked(c).is_ok_and(|(s, _)| s.has(WRITE)));
+    if writes
+        && !Db::in_tx()
+        && ctx
+            .node
+            .min_replicas_to_write
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    {
+        return Frame::err(
+            "EXECABORT Transaction discarded because of: NOREPLICAS Not enough good replicas to write.",
+        );
+    }
     let _lock = ctx.node.db.lock_tx(tx_slots(cmds, watch));
     if let Some(w) = watch {
         let now = ctx.now;

@@ -750,6 +750,22 @@ const DEFAULT_SECTIONS: &[&str] = &[
     "stats",
     "replication",
     "cpu",
+    "errorstats",
+    "cluster",
+    "keyspace",
+];
+
+/// Every section, in INFO's order (`commandstats` only when asked for, or with `all`).
+const ALL_SECTIONS: &[&str] = &[
+    "server",
+    "clients",
+    "memory",
+    "persistence",
+    "stats",
+    "replication",
+    "cpu",
+    "commandstats",
+    "errorstats",
     "cluster",
     "keyspace",
 ];
@@ -760,11 +776,9 @@ fn info(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         .skip(1)
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
         .collect();
-    if wanted.is_empty()
-        || wanted
-            .iter()
-            .any(|w| w == "default" || w == "all" || w == "everything")
-    {
+    if wanted.iter().any(|w| w == "all" || w == "everything") {
+        wanted = ALL_SECTIONS.iter().map(|s| s.to_string()).collect();
+    } else if wanted.is_empty() || wanted.iter().any(|w| w == "default") {
         wanted = DEFAULT_SECTIONS.iter().map(|s| s.to_string()).collect();
     }
     Ok(Frame::Verbatim(Bytes::from(info_text(ctx.node, &wanted))))
@@ -773,7 +787,7 @@ fn info(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 /// The INFO text for the given lower-case section names.
 pub fn info_text(node: &crate::node::Node, sections: &[String]) -> String {
     let mut out = String::new();
-    for name in DEFAULT_SECTIONS {
+    for name in ALL_SECTIONS {
         if !sections.iter().any(|s| s == name) {
             continue;
         }
@@ -864,8 +878,34 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("number_of_libraries", &libs);
             kv("mem_allocator", &"mimalloc");
         }
+        "commandstats" => {
+            for (i, c) in crate::cmd::table().iter().enumerate() {
+                let f = node.cmdstats.get(i);
+                if f.calls == 0 && f.rejected == 0 {
+                    continue;
+                }
+                let per = if f.calls > 0 {
+                    f.micros as f64 / f.calls as f64
+                } else {
+                    0.0
+                };
+                kv(
+                    &format!("cmdstat_{}", c.name),
+                    &format_args!(
+                        "calls={},usec={},usec_per_call={per:.2},rejected_calls={},failed_calls={}",
+                        f.calls, f.micros, f.rejected, f.failed
+                    ),
+                );
+            }
+        }
+        "errorstats" => {
+            for (code, n) in node.errors.codes() {
+                kv(&format!("errorstat_{code}"), &format_args!("count={n}"));
+            }
+        }
         "stats" => {
             kv("total_connections_received", &st.total_connections.get());
+            kv("total_error_replies", &node.errors.total());
             kv("total_commands_processed", &st.total_commands.get());
             kv(
                 "instantaneous_ops_per_sec",
@@ -1130,6 +1170,21 @@ static PARAMS: &[Param] = &[
         }),
     },
     Param {
+        name: "min-replicas-to-write",
+        get: |c| c.min_replicas_to_write.to_string(),
+        set: Some(|c, v| set_u31(&mut c.min_replicas_to_write, v)),
+    },
+    Param {
+        name: "min-slaves-to-write",
+        get: |c| c.min_replicas_to_write.to_string(),
+        set: Some(|c, v| set_u31(&mut c.min_replicas_to_write, v)),
+    },
+    Param {
+        name: "min-replicas-max-lag",
+        get: |c| c.min_replicas_max_lag.to_string(),
+        set: Some(|c, v| set_u31(&mut c.min_replicas_max_lag, v)),
+    },
+    Param {
         name: "busy-reply-threshold",
         get: |c| c.busy_reply_threshold_ms.to_string(),
         set: Some(set_busy_threshold),
@@ -1296,6 +1351,16 @@ static PARAMS: &[Param] = &[
     },
 ];
 
+/// An int config between 0 and `i32::MAX`.
+fn set_u31(to: &mut u32, v: &[u8]) -> Result<(), String> {
+    let n: i64 = parse_num(v)?;
+    *to = u32::try_from(n)
+        .ok()
+        .filter(|&n| n <= i32::MAX as u32)
+        .ok_or_else(|| format!("argument must be between 0 and {} inclusive", i32::MAX))?;
+    Ok(())
+}
+
 /// `busy-reply-threshold` / `lua-time-limit`: milliseconds, 0..=LONG_MAX as in Redis.
 fn set_busy_threshold(c: &mut crate::config::Config, v: &[u8]) -> Result<(), String> {
     let n: i64 = parse_num(v)?;
@@ -1424,6 +1489,9 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         ctx.node
             .scripting
             .set_threshold(cfg.busy_reply_threshold_ms);
+        ctx.node
+            .min_replicas_to_write
+            .store(cfg.min_replicas_to_write, Relaxed);
         *published = cfg;
     });
     Ok(Frame::ok())
@@ -1449,6 +1517,8 @@ fn config_resetstat(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
     ] {
         c.reset();
     }
+    ctx.node.cmdstats.reset();
+    ctx.node.errors.reset();
     Ok(Frame::ok())
 }
 

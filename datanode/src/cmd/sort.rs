@@ -224,8 +224,9 @@ fn sort_cmd(ctx: &mut Ctx<'_>, req: &Request, read_only: bool) -> Reply {
         }
     };
     let (kind, elems) = source.unwrap_or((Source::List, Vec::new()));
-    if o.nosort && kind == Source::Set && o.store.is_some() {
-        // A set has no order: stored results are sorted so they are the same everywhere.
+    if o.nosort && kind == Source::Set && (o.store.is_some() || ctx.session.in_script) {
+        // A set has no order: stored results, and results a script sees, are sorted so
+        // they are the same everywhere (as Redis does).
         o.nosort = false;
         o.alpha = true;
         o.by = None;

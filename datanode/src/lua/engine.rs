@@ -43,6 +43,14 @@ const MAX_DEPTH: usize = 1000;
 
 pub const KILLED: &str = "Script killed by user with SCRIPT KILL...";
 
+/// The field marking an error table whose error INFO errorstats counted already.
+const COUNTED: &str = "ignore_error_stats_update";
+
+/// Whether `v` is an error table already counted.
+fn counted(v: &Value) -> bool {
+    matches!(v, Value::Table(t) if t.raw_get::<bool>(COUNTED).unwrap_or(false))
+}
+
 /// The chunk name of the sandbox prelude (frames from it are skipped in error positions).
 const PRELUDE_NAME: &str = "=chkv";
 
@@ -425,8 +433,18 @@ impl Engine {
         }
         let resp3 = run.ctx.session.proto == Protocol::Resp3;
         match out {
-            Ok((true, v)) => Ok(lua_to_frame(&v, resp3, 0)),
-            Ok((false, err)) => Err(run.error_reply(&err)),
+            Ok((true, v)) => {
+                if counted(&v) {
+                    run.ctx.session.error_counted = true;
+                }
+                Ok(lua_to_frame(&v, resp3, 0))
+            }
+            Ok((false, err)) => {
+                if counted(&err) {
+                    run.ctx.session.error_counted = true;
+                }
+                Err(run.error_reply(&err))
+            }
             Err(e) => Err(Frame::error(one_line(&format!(
                 "ERR {} script: {}",
                 clean_error(&e),
@@ -562,8 +580,22 @@ impl<'c, 'n> Run<'c, 'n> {
             .is_some_and(|i| i.killed.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// Runs one command for `redis.call`/`redis.pcall`: its reply, errors included.
+    /// Runs one command for `redis.call`/`redis.pcall`: its reply, errors included. Every
+    /// error here is counted (INFO errorstats) once, here.
     fn command(&mut self, req: &Request) -> Frame {
+        let mut counted = false;
+        let reply = self.command_checked(req, &mut counted);
+        if let Frame::Error(e) = &reply {
+            if !counted {
+                self.ctx.node.errors.count(e);
+            }
+        }
+        reply
+    }
+
+    /// [`Run::command`]; `counted` is set when the command itself ran (and counted its
+    /// error).
+    fn command_checked(&mut self, req: &Request, counted: &mut bool) -> Frame {
         let (spec, cmd_id) = match resolve_checked(req) {
             Ok(r) => r,
             Err(Frame::Error(e)) if e.starts_with("ERR unknown command") => {
@@ -576,13 +608,23 @@ impl<'c, 'n> Run<'c, 'n> {
         };
         let node = self.ctx.node;
         let idx = (cmd_id & 0xffff) as usize;
-        if spec.has(NOSCRIPT) {
+        // Like Redis 7.0, blocking commands (BLPOP...) are not allowed either.
+        if spec.has(NOSCRIPT) || spec.has(BLOCKING) {
             node.cmdstats.reject(idx);
             return Frame::err("ERR This Redis command is not allowed from script");
         }
         if spec.has(WRITE) && self.read_only {
             node.cmdstats.reject(idx);
             return Frame::err("ERR Write commands are not allowed from read-only scripts.");
+        }
+        if spec.has(WRITE)
+            && node
+                .min_replicas_to_write
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > 0
+        {
+            node.cmdstats.reject(idx);
+            return crate::cmd::ERR_NOREPLICAS;
         }
         if spec.has(DENYOOM) && !self.allow_oom && !self.wrote {
             let oom = *self
@@ -622,8 +664,11 @@ impl<'c, 'n> Run<'c, 'n> {
             }
         }
         let was = std::mem::replace(&mut self.ctx.session.tx.running, true);
+        let was_script = std::mem::replace(&mut self.ctx.session.in_script, true);
         let reply = run_command(self.ctx, req);
+        *counted = true;
         self.ctx.session.tx.running = was;
+        self.ctx.session.in_script = was_script;
         reply
     }
 
@@ -805,7 +850,13 @@ fn rawcall_args(
     let reply = run.command(&req);
     let resp3 = run.resp3;
     match reply {
-        Frame::Error(e) => err_table(&e),
+        Frame::Error(e) => {
+            let t = lua.create_table()?;
+            t.raw_set("err", e.as_ref())?;
+            // Counted already: the script's reply passing it on is not counted again.
+            t.raw_set(COUNTED, true)?;
+            Ok((Value::Table(t), true))
+        }
         f => Ok((frame_to_lua(lua, f, resp3)?, false)),
     }
 }

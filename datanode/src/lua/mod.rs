@@ -596,6 +596,9 @@ fn check_flags(ctx: &mut Ctx<'_>, flags: ScriptFlags, ro: bool) -> Result<(), Fr
                 "ERR Can not execute a script with write flag using *_ro command.",
             ));
         }
+        if ctx.node.min_replicas_to_write.load(Relaxed) > 0 {
+            return Err(crate::cmd::ERR_NOREPLICAS);
+        }
         // Like Redis: a script that may write, without allow-oom, does not start when
         // memory is over `maxmemory` (inside EXEC the transaction checked already).
         if !flags.has(ScriptFlags::ALLOW_OOM)
