@@ -177,7 +177,7 @@ pub async fn settle(client: &Client, http: SocketAddr, n: usize) {
             return;
         }
         assert!(
-            started.elapsed() < STEP_LIMIT * 6,
+            started.elapsed() < STEP_LIMIT * 2,
             "slot moves did not finish on {n} nodes: ring {:?}",
             client.ring()
         );
