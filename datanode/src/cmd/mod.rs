@@ -356,14 +356,13 @@ impl Session {
         user: Arc<crate::acl::User>,
         generation: u64,
     ) -> UserState {
-        let saved = UserState {
+        UserState {
             user: std::mem::replace(&mut self.user, name),
             perms: std::mem::replace(&mut self.perms, (!user.unrestricted()).then_some(user)),
             acl_generation: std::mem::replace(&mut self.acl_generation, generation),
             as_user: std::mem::replace(&mut self.as_user, true),
             quit: self.quit,
-        };
-        saved
+        }
     }
 
     /// Back to the identity [`Session::enter_user`] saved (a deleted user ends the request,
