@@ -11,6 +11,7 @@ REQ_P16=""
 CLIENTS=50
 KEYSPACE=1000000
 OUT=""
+TLS=0
 CHKV_ARGS=""
 PIPELINES=(1 16)
 SIZES=(32 1024)
@@ -31,6 +32,11 @@ prints the median of the rounds:
   does not apply); pipeline 1 and 16; -c $CLIENTS; -r $KEYSPACE (random keys). The tests of
   a group run in order, then FLUSHALL, so each group starts from an empty server: GET reads
   the keys SET just wrote (hits and misses mixed), LPOP pops what LPUSH pushed.
+
+With --tls: CHKV's TLS port and redis-server's TLS port (redis-server built with TLS, as
+Debian's is), both with certificates made for the run (openssl) and client certificates
+required, then CHKV's plaintext port of the same process (chkv-plain) for the cost of TLS;
+Valkey is left out (the anchor build has no TLS).
 
 Columns: requests/s per server (medians); x redis and x valkey = chkv rps / that server's
 rps (>1: chkv faster); best = the same for each server's fastest round (interference from
@@ -54,6 +60,7 @@ Options:
   --valkey BIN        valkey-server to compare with (default $VALKEY_BIN)
   --no-valkey         compare with redis-server only
   --chkv-args "ARGS"  extra chkv-datanode flags, e.g. "--threads 2"
+  --tls               over TLS: chkv and redis on their TLS ports, plus chkv-plain (above)
   --out FILE          also write the table (with run parameters) as markdown to FILE
   --help              this text
 
@@ -83,6 +90,7 @@ while [[ $# -gt 0 ]]; do
         --valkey) [[ -x "${2:-}" ]] || die "--valkey: '${2:-}' is not an executable"; VALKEY_BIN=$2; shift 2 ;;
         --no-valkey) VALKEY_BIN=""; shift ;;
         --chkv-args) CHKV_ARGS=${2:-}; shift 2 ;;
+        --tls) TLS=1; shift ;;
         --out) [[ -n "${2:-}" ]] || die "--out needs a file name"; OUT=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
@@ -102,14 +110,44 @@ fi
 chkv_init
 datanode_bin
 
+if ((TLS)) && [[ -n "$VALKEY_BIN" ]]; then
+    log "--tls: comparing with redis-server's TLS port only (the Valkey anchor has no TLS)"
+    VALKEY_BIN=""
+fi
 if [[ -n "$VALKEY_BIN" && ! -x "$VALKEY_BIN" ]]; then
     log "no Valkey at $VALKEY_BIN: comparing with redis-server only (see --valkey)"
     VALKEY_BIN=""
 fi
-declare -A PORT PID
+declare -A PORT PID TLSARGS
 SERVERS=(chkv redis)
-PORT[redis]=$(free_port)
-start_redis "${PORT[redis]}"
+if ((TLS)); then
+    need_cmd openssl openssl
+    # A CA, a server certificate for 127.0.0.1 and a client certificate, made for this run.
+    CERTS="$CHKV_TMP/tls"
+    mkdir -p "$CERTS"
+    (
+        cd "$CERTS"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=chkv bench CA" \
+            -keyout ca.key -out ca.crt
+        for who in server client; do
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=$who" -keyout "$who.key" -out "$who.csr"
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$who.ext"
+            openssl x509 -req -in "$who.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+                -extfile "$who.ext" -out "$who.crt"
+        done
+    ) >"$CHKV_TMP/openssl.log" 2>&1 || die "openssl failed: $(tail -n 5 "$CHKV_TMP/openssl.log")"
+    CLIENT_TLS=(--tls --cacert "$CERTS/ca.crt" --cert "$CERTS/client.crt" --key "$CERTS/client.key")
+    SERVER_TLS=(--tls-cert-file "$CERTS/server.crt" --tls-key-file "$CERTS/server.key" --tls-ca-cert-file "$CERTS/ca.crt")
+    TLSARGS[chkv]="${CLIENT_TLS[*]}"
+    TLSARGS[redis]="${CLIENT_TLS[*]}"
+    # redis-server answers only on its TLS port; its plaintext port is there to be waited for.
+    PORT[redis]=$(free_port)
+    redis_plain=$(free_port)
+    start_redis "$redis_plain" --tls-port "${PORT[redis]}" "${SERVER_TLS[@]}"
+else
+    PORT[redis]=$(free_port)
+    start_redis "${PORT[redis]}"
+fi
 PID[redis]=$STARTED_PID
 if [[ -n "$VALKEY_BIN" ]]; then
     SERVERS+=(valkey)
@@ -122,10 +160,29 @@ if [[ -n "$VALKEY_BIN" ]]; then
 fi
 PORT[chkv]=$(free_port)
 read -r -a chkv_args <<<"$CHKV_ARGS"
-start_datanode "${PORT[chkv]}" "${chkv_args[@]}"
+if ((TLS)); then
+    # One process: its TLS port is "chkv", its plaintext port "chkv-plain".
+    PORT[chkv-plain]=${PORT[chkv]}
+    PORT[chkv]=$(free_port)
+    chkv_args+=(--tls-port "${PORT[chkv]}" "${SERVER_TLS[@]}")
+    start_datanode "${PORT[chkv-plain]}" "${chkv_args[@]}"
+    PID[chkv-plain]=$STARTED_PID
+    TLSARGS[chkv-plain]=""
+    SERVERS+=(chkv-plain)
+else
+    start_datanode "${PORT[chkv]}" "${chkv_args[@]}"
+fi
 PID[chkv]=$STARTED_PID
+# tls_args SERVER: the client TLS flags for SERVER (none for plaintext servers), as words.
+tls_args() {
+    local words=()
+    [[ -n "${TLSARGS[$1]:-}" ]] || return 0
+    read -r -a words <<<"${TLSARGS[$1]}"
+    printf '%s\n' "${words[@]}"
+}
 for server in "${SERVERS[@]}"; do
-    [[ "$(rcli "${PORT[$server]}" PING 2>&1)" == PONG ]] ||
+    mapfile -t targs < <(tls_args "$server")
+    [[ "$(rcli "${PORT[$server]}" "${targs[@]}" PING 2>&1)" == PONG ]] ||
         die "$server on 127.0.0.1:${PORT[$server]} does not answer PING"
 done
 
@@ -149,7 +206,9 @@ bench() {
     local summary=""
     for test in ${tests//,/ }; do
         local out rc=0 limit=$((60 + n / 2000)) # worst case 2000 req/s before we give up
-        local args=(-h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" -r "$KEYSPACE" -P "$pipeline" -t "$test" --csv)
+        local targs
+        mapfile -t targs < <(tls_args "$server")
+        local args=(-h 127.0.0.1 -p "$port" "${targs[@]}" -c "$CLIENTS" -n "$n" -r "$KEYSPACE" -P "$pipeline" -t "$test" --csv)
         [[ "$size" != "-" ]] && args+=(-d "$size")
         local t0 t1
         t0=$(cpu_ticks "$pid")
@@ -181,7 +240,9 @@ bench() {
     done
     log "    $summary"
     local flushed
-    flushed=$(rcli "$port" FLUSHALL 2>&1) || true
+    local fargs
+    mapfile -t fargs < <(tls_args "$server")
+    flushed=$(rcli "$port" "${fargs[@]}" FLUSHALL 2>&1) || true
     [[ "$flushed" == OK ]] || die "FLUSHALL on $server returned '$flushed'"
 }
 
@@ -271,7 +332,7 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" -v tests="$TESTS_I
         }
     }' "$RESULTS" >"$TABLE"
 
-params="redis-benchmark -c $CLIENTS -r $KEYSPACE, -n $REQ_P1 (P1) / $REQ_P16 (P16), median of $RUNS alternating rounds; $(nproc 2>/dev/null || echo '?') CPUs shared by client and servers"
+params="redis-benchmark$( ((TLS)) && echo ' --tls (chkv and redis: TLS ports, client certificates; chkv-plain: the same chkv process, plaintext port)') -c $CLIENTS -r $KEYSPACE, -n $REQ_P1 (P1) / $REQ_P16 (P16), median of $RUNS alternating rounds; $(nproc 2>/dev/null || echo '?') CPUs shared by client and servers"
 legend="x redis / x valkey = chkv rps / that server's rps (>1: chkv faster); best = the same for each server's best round (noise only slows a run down, so the best round is the least disturbed); cpu = server CPU time (user + system) per request"
 versions="chkv: $CHKV_BIN${CHKV_ARGS:+ $CHKV_ARGS}$(git -C "$CHKV_ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/ @ /' || true); redis: $(redis-server --version | awk '{print $3}')${VALKEY_BIN:+; valkey: $("$VALKEY_BIN" --version | awk '{print $3}')}"
 
