@@ -511,6 +511,15 @@ fn for_owner(session: &Session, req: &Request) -> Request {
     Request::from_args(args)
 }
 
+/// The request a session plans itself: without the CLUSTER ASUSER wrapper when the session
+/// already runs as the user it names (a client's, or a peer's inside [`Pending::AsUser`]).
+fn unwrapped(session: &Session, req: &Request) -> Request {
+    if session.checked() && is_as_user(req) {
+        return Request::from_args(req.iter().skip(3));
+    }
+    req.clone()
+}
+
 fn is_as_user(req: &Request) -> bool {
     req.len() >= 4
         && req.arg(0).eq_ignore_ascii_case(b"cluster")
@@ -811,7 +820,7 @@ fn encoded(frame: &Frame, proto: Protocol) -> Bytes {
 fn run_with_retries<'a>(
     node: &'a Arc<Node>,
     session: &'a mut Session,
-    req: Request,
+    mut req: Request,
     first: Option<oneshot::Receiver<PeerReply>>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send + 'a>> {
     Box::pin(async move {
@@ -830,13 +839,20 @@ fn run_with_retries<'a>(
                         node.peers.send_request(addr, proto, &req)
                     } else {
                         let routing = node.routing();
-                        match plan(node, session, &routing, &req) {
+                        // `req` is what goes to other nodes: a restricted user's script
+                        // wrapped in CLUSTER ASUSER. Here it is planned as the client's
+                        // request, under the session's own identity.
+                        let here = unwrapped(session, &req);
+                        match plan(node, session, &routing, &here) {
                             // A subscription's confirmation went to the outbox.
                             Planned::Now(_) if std::mem::take(&mut session.no_reply) => {
                                 return Bytes::new()
                             }
                             Planned::Now(f) => return encoded(&f, proto),
-                            Planned::Later(Pending::Remote { rx, .. }) => rx,
+                            Planned::Later(Pending::Remote { rx, req: sent }) => {
+                                req = sent;
+                                rx
+                            }
                             Planned::Later(
                                 p @ (Pending::Split { .. }
                                 | Pending::Frozen { .. }
