@@ -1,43 +1,64 @@
 #!/usr/bin/env bash
-# helper/mem-per-key.sh: memory per key of redis-server and a CHKV DataNode for the same
-# load (N keys of 16 bytes with 32-byte values), measured as RSS growth and used_memory growth.
+# helper/mem-per-key.sh: memory per element of a CHKV DataNode, redis-server and Valkey for
+# the same data (strings, small hashes, small sets, one big set), measured as RSS growth and
+# used_memory growth over the element count.
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-KEYS=1000000
+N=1000000
+SHAPES="string"
+VALKEY=${VALKEY_BIN:-$(cd "$CHKV_ROOT/.." && pwd)/shared/anchors/valkey-8.0.1/valkey-server}
 
 usage() {
     cat <<EOF
-Usage: helper/mem-per-key.sh [--keys N] [--help]
+Usage: helper/mem-per-key.sh [--keys N] [--shapes LIST] [--help]
 
-For redis-server, then a CHKV DataNode (\$CHKV_BIN, default
-\$ROOT/target/release/chkv-datanode, built with cargo when missing), one at a time:
-start it fresh on a free 127.0.0.1 port, read the RSS of the empty process (VmRSS in
-/proc/PID/status) and INFO memory used_memory, load N keys with redis-cli --pipe
-(SET key:%012d val:%028d: 16-byte keys, 32-byte values), check DBSIZE == N, read RSS and
-used_memory again, stop it. Prints bytes per key = (after - before) / N for both measures,
-and the ratios chkv/redis.
+For each shape, and for redis-server, Valkey (\$VALKEY_BIN, default
+../shared/anchors/valkey-8.0.1/valkey-server; skipped when missing) and a CHKV DataNode
+(\$CHKV_BIN, default \$ROOT/target/release/chkv-datanode, built with cargo when missing;
+run with --threads 1), one at a time: start it fresh on a free 127.0.0.1 port, read the
+RSS of the empty process (VmRSS in /proc/PID/status) and INFO memory used_memory, load the
+shape with redis-cli --pipe, check what was loaded, read RSS and used_memory again, stop
+it. Prints bytes per element = (after - before) / elements for both measures, and the
+ratios chkv/redis and chkv/valkey.
+
+Shapes (N from --keys):
+  string  N keys: SET key:%012d val:%028d (16-byte keys, 32-byte values); element = key
+  hash    N keys h:%010d of 10 fields field0..field9 = value:%05d; element = field
+  set     N/10 keys s:%09d of 10 members m:%06d; element = member
+  bigset  one key of N members member:%012d (19 bytes); element = member
 
 Options:
-  --keys N   number of keys (default $KEYS, at most 10^12 so keys stay 16 bytes)
-  --help     this text
+  --keys N       elements per shape (default $N; at most 10^9)
+  --shapes LIST  comma-separated shapes, or "all" (default $SHAPES)
+  --help         this text
 EOF
 }
 
 while [[ $# -gt 0 ]]; do
     case $1 in
         --keys)
-            if ! [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || ((${#2} > 13 || $2 > 1000000000000)); then
-                die "--keys needs an integer in 1..10^12"
+            if ! [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || ((${#2} > 10 || $2 > 1000000000)); then
+                die "--keys needs an integer in 1..10^9"
             fi
-            KEYS=$2
+            N=$2
+            shift 2
+            ;;
+        --shapes)
+            SHAPES=${2:?--shapes needs a list}
             shift 2
             ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
+[[ "$SHAPES" == all ]] && SHAPES="string,hash,set,bigset"
+IFS=, read -r -a SHAPE_LIST <<<"$SHAPES"
+for s in "${SHAPE_LIST[@]}"; do
+    [[ "$s" =~ ^(string|hash|set|bigset)$ ]] || die "unknown shape '$s' (see --help)"
+done
+((N >= 10)) || die "--keys must be at least 10"
 
 need_cmd redis-server redis-server
 need_cmd redis-cli redis-tools
@@ -46,54 +67,131 @@ need_cmd timeout coreutils
 chkv_init
 datanode_bin
 
-declare -A RSS0 RSS1 UM0 UM1
+SERVERS=(redis)
+if [[ -x "$VALKEY" ]]; then
+    SERVERS+=(valkey)
+else
+    warn "no Valkey at $VALKEY: comparing with redis-server only"
+fi
+SERVERS+=(chkv)
 
-# measure NAME START_FUNCTION: fresh server, measure empty, load, verify, measure, stop.
-measure() {
-    local name=$1 starter=$2 port pid got keyspace
-    port=$(free_port)
-    "$starter" "$port"
-    pid=$STARTED_PID
-    sleep 1 # let the process finish its start-up allocations
-    RSS0[$name]=$(rss_bytes "$pid")
-    UM0[$name]=$(info_field "$port" memory used_memory)
-    [[ "${UM0[$name]}" =~ ^[0-9]+$ ]] || die "$name: INFO memory has no used_memory field"
-    log "$name empty: rss=${RSS0[$name]} used_memory=${UM0[$name]}"
-    log "$name: loading $KEYS keys (16-byte keys, 32-byte values) with redis-cli --pipe"
-    local t0=$SECONDS
-    gen_resp SET "key:%012d" "$KEYS" "val:%028d" | pipe_load "$port" | sed "s/^/    /" >&2
-    got=$(rcli "$port" DBSIZE 2>&1) || true
-    [[ "$got" == "$KEYS" ]] || die "$name: DBSIZE is '$got' after loading $KEYS keys"
-    keyspace=$(info_field "$port" keyspace db0)
-    [[ "$keyspace" == "keys=$KEYS,"* ]] || warn "$name: INFO keyspace db0 is '$keyspace', expected keys=$KEYS,..."
-    log "$name: loaded in $((SECONDS - t0))s, DBSIZE=$got"
-    sleep 1 # let background work (expiry cycles, allocator purges) settle
-    RSS1[$name]=$(rss_bytes "$pid")
-    UM1[$name]=$(info_field "$port" memory used_memory)
-    log "$name loaded: rss=${RSS1[$name]} used_memory=${UM1[$name]}"
-    stop_pid "$pid"
+start_valkey() {
+    local port=$1
+    start_bg "valkey:$port" "$CHKV_TMP/valkey-$port.log" "$VALKEY" --save '' \
+        --appendonly no --port "$port" --bind 127.0.0.1 --daemonize no --dir "$CHKV_TMP"
+    wait_for_port "$port" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/valkey-$port.log"
 }
 
-log "keys: $KEYS; chkv binary: $CHKV_BIN; redis: $(redis-server --version | awk '{print $3}')"
-measure redis start_redis
-measure chkv start_datanode
+start_chkv() { start_datanode "$1" --threads 1; }
+
+# gen SHAPE: the RESP commands that load SHAPE, on stdout.
+gen() {
+    case $1 in
+        string) gen_resp SET "key:%012d" "$N" "val:%028d" ;;
+        hash)
+            LC_ALL=C awk -v n="$N" 'BEGIN {
+                for (i = 0; i < n; i++) {
+                    k = sprintf("h:%010d", i)
+                    printf "*22\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n", length(k), k
+                    for (f = 0; f < 10; f++)
+                        printf "$6\r\nfield%d\r\n$11\r\nvalue:%05d\r\n", f, (i * 10 + f) % 100000
+                }
+            }'
+            ;;
+        set)
+            LC_ALL=C awk -v n="$((N / 10))" 'BEGIN {
+                for (i = 0; i < n; i++) {
+                    k = sprintf("s:%09d", i)
+                    printf "*12\r\n$4\r\nSADD\r\n$%d\r\n%s\r\n", length(k), k
+                    for (m = 0; m < 10; m++) printf "$8\r\nm:%06d\r\n", (i * 10 + m) % 1000000
+                }
+            }'
+            ;;
+        bigset)
+            LC_ALL=C awk -v n="$N" 'BEGIN {
+                for (i = 0; i < n; i += 100) {
+                    c = (n - i < 100) ? n - i : 100
+                    printf "*%d\r\n$4\r\nSADD\r\n$6\r\nbigset\r\n", c + 2
+                    for (m = i; m < i + c; m++) printf "$19\r\nmember:%012d\r\n", m
+                }
+            }'
+            ;;
+    esac
+}
+
+# elements SHAPE: how many elements SHAPE loads.
+elements() {
+    case $1 in
+        set) echo $((N / 10 * 10)) ;;
+        hash) echo $((N * 10)) ;;
+        *) echo "$N" ;;
+    esac
+}
+
+# check SHAPE PORT: dies unless the server holds what gen loaded.
+check() {
+    local got want
+    case $1 in
+        string) got=$(rcli "$2" DBSIZE) want=$N ;;
+        hash) got="$(rcli "$2" DBSIZE)/$(rcli "$2" HLEN h:0000000000)" want="$N/10" ;;
+        set) got="$(rcli "$2" DBSIZE)/$(rcli "$2" SCARD s:000000000)" want="$((N / 10))/10" ;;
+        bigset) got=$(rcli "$2" SCARD bigset) want=$N ;;
+    esac
+    [[ "$got" == "$want" ]] || die "$1 on port $2: holds '$got', expected '$want'"
+}
+
+declare -A RSS UM ENC
+
+# measure SHAPE SERVER: fresh server, measure empty, load, verify, measure, stop.
+measure() {
+    local shape=$1 name=$2 port pid r0 u0 r1 u1 n t0
+    port=$(free_port)
+    "start_$name" "$port"
+    pid=$STARTED_PID
+    sleep 1 # let the process finish its start-up allocations
+    r0=$(rss_bytes "$pid")
+    u0=$(info_field "$port" memory used_memory)
+    [[ "$u0" =~ ^[0-9]+$ ]] || die "$name: INFO memory has no used_memory field"
+    t0=$SECONDS
+    gen "$shape" | pipe_load "$port" | sed "s/^/    /" >&2
+    check "$shape" "$port"
+    sleep 2 # let background work (expiry cycles, allocator purges) settle
+    r1=$(rss_bytes "$pid")
+    u1=$(info_field "$port" memory used_memory)
+    case $shape in
+        string) ENC[$shape,$name]=$(rcli "$port" OBJECT ENCODING key:000000000000) ;;
+        hash) ENC[$shape,$name]=$(rcli "$port" OBJECT ENCODING h:0000000000) ;;
+        set) ENC[$shape,$name]=$(rcli "$port" OBJECT ENCODING s:000000000) ;;
+        bigset) ENC[$shape,$name]=$(rcli "$port" OBJECT ENCODING bigset) ;;
+    esac
+    stop_pid "$pid"
+    n=$(elements "$shape")
+    RSS[$shape,$name]=$(awk -v a="$r0" -v b="$r1" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')
+    UM[$shape,$name]=$(awk -v a="$u0" -v b="$u1" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')
+    log "$shape/$name: loaded in $((SECONDS - t0))s; rss ${RSS[$shape,$name]} B/element, used_memory ${UM[$shape,$name]} B/element (${ENC[$shape,$name]})"
+}
+
+log "N=$N; shapes: ${SHAPE_LIST[*]}; servers: ${SERVERS[*]}; chkv binary: $CHKV_BIN"
+for shape in "${SHAPE_LIST[@]}"; do
+    for s in "${SERVERS[@]}"; do
+        measure "$shape" "$s"
+    done
+done
 
 echo
-echo "memory per key: $KEYS keys, 16-byte keys, 32-byte values (48 bytes of payload per key)"
+echo "memory per element (RSS growth / elements; used_memory growth / elements), N=$N"
 {
-    printf 'server\trss empty\trss loaded\trss B/key\tused_memory empty\tused_memory loaded\tused_memory B/key\n'
-    for s in redis chkv; do
-        awk -v s="$s" -v n="$KEYS" -v r0="${RSS0[$s]}" -v r1="${RSS1[$s]}" -v u0="${UM0[$s]}" -v u1="${UM1[$s]}" 'BEGIN {
-            printf "%s\t%.1f MiB\t%.1f MiB\t%.1f\t%.1f MiB\t%.1f MiB\t%.1f\n", s,
-                r0 / 1048576, r1 / 1048576, (r1 - r0) / n, u0 / 1048576, u1 / 1048576, (u1 - u0) / n }'
+    printf 'shape\tserver\tencoding\trss B/elem\tused_memory B/elem\tchkv/server (rss)\n'
+    for shape in "${SHAPE_LIST[@]}"; do
+        for s in "${SERVERS[@]}"; do
+            ratio=$(awk -v c="${RSS[$shape,chkv]}" -v r="${RSS[$shape,$s]}" \
+                'BEGIN { if (r > 0) printf "%.2fx", c / r; else print "n/a" }')
+            printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$shape" "$s" "${ENC[$shape,$s]}" \
+                "${RSS[$shape,$s]}" "${UM[$shape,$s]}" "$ratio"
+        done
     done
 } | awk -F'\t' '
     { for (i = 1; i <= NF; i++) { cell[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } nf = NF }
     END { for (r = 1; r <= NR; r++) { line = ""
-            for (i = 1; i <= nf; i++) line = line sprintf(i == 1 ? "%-" w[i] "s" : "  %" w[i] "s", cell[r, i])
+            for (i = 1; i <= nf; i++) line = line sprintf(i <= 3 ? "%-" w[i] "s  " : "%" w[i] "s  ", cell[r, i])
             print line } }'
-awk -v n="$KEYS" -v cr0="${RSS0[chkv]}" -v cr1="${RSS1[chkv]}" -v rr0="${RSS0[redis]}" -v rr1="${RSS1[redis]}" \
-    -v cu0="${UM0[chkv]}" -v cu1="${UM1[chkv]}" -v ru0="${UM0[redis]}" -v ru1="${UM1[redis]}" 'BEGIN {
-    rr = rr1 - rr0; ru = ru1 - ru0
-    printf "chkv/redis: rss per key %s, used_memory per key %s\n",
-        (rr > 0 ? sprintf("%.2fx", (cr1 - cr0) / rr) : "n/a"), (ru > 0 ? sprintf("%.2fx", (cu1 - cu0) / ru) : "n/a") }'

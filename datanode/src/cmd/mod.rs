@@ -30,7 +30,6 @@
 pub mod acl;
 pub mod bits;
 pub mod cluster;
-pub mod decimal;
 pub mod docs;
 pub mod functions;
 pub mod geo;
@@ -38,6 +37,7 @@ pub mod hash;
 pub mod hll;
 pub mod keys;
 pub mod list;
+pub mod longdouble;
 pub mod migrate;
 pub mod multi;
 pub mod object;
