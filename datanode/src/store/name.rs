@@ -69,10 +69,26 @@ pub const CHUNK: usize = 1 << CHUNK_BITS;
 /// A dense array in chunks of [`CHUNK`] elements: only the last chunk grows (by half,
 /// exactly), so a large array wastes at most part of one chunk and never copies itself
 /// whole; positions are `0..len`, and removal is a swap with the last element.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ChunkVec<T> {
     chunks: Vec<Vec<T>>,
     len: usize,
+}
+
+/// A copy with the same capacities, so it holds (and is charged) the same memory.
+impl<T: Clone> Clone for ChunkVec<T> {
+    fn clone(&self) -> Self {
+        let mut chunks = Vec::with_capacity(self.chunks.capacity());
+        for c in &self.chunks {
+            let mut copy = Vec::with_capacity(c.capacity());
+            copy.extend_from_slice(c);
+            chunks.push(copy);
+        }
+        ChunkVec {
+            chunks,
+            len: self.len,
+        }
+    }
 }
 
 impl<T> Default for ChunkVec<T> {
