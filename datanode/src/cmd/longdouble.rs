@@ -72,7 +72,7 @@ impl LongDouble {
     }
 
     /// The correctly rounded sum (an infinity when it overflows).
-    pub fn add(self, other: LongDouble) -> LongDouble {
+    pub fn plus(self, other: LongDouble) -> LongDouble {
         if self.inf || other.inf {
             // inf - inf is NaN in C; the callers refuse either, with the same error.
             return if self.inf { self } else { other };
@@ -170,7 +170,7 @@ impl LongDouble {
 
 /// `a + b` as Redis's INCRBYFLOAT prints it; `None` when the sum is not finite.
 pub fn add_human(a: LongDouble, b: LongDouble) -> Option<String> {
-    let sum = a.add(b);
+    let sum = a.plus(b);
     sum.is_finite().then(|| sum.to_human())
 }
 
@@ -216,7 +216,7 @@ fn parse_decimal(neg: bool, s: &[u8]) -> Option<LongDouble> {
         });
     }
     let magnitude = sig.len() as i64 + k; // value < 10^magnitude, >= 10^(magnitude - 1)
-    if magnitude - 1 >= 4933 || magnitude < -4952 {
+    if !(-4952..=4933).contains(&magnitude) {
         // At least 1e4933 (above LDBL_MAX), or below half the smallest subnormal.
         return None;
     }
@@ -272,7 +272,7 @@ fn parse_hex(neg: bool, s: &[u8]) -> Option<LongDouble> {
     }
     let b = exp - 4 * frac as i64; // value = num * 2^b
     let top = num.bits() as i64 + b; // value < 2^top
-    if top > 16384 + 1 || top < MIN_EXP - 2 {
+    if !(MIN_EXP - 2..=16384 + 1).contains(&top) {
         return None;
     }
     let mut den = Big::from_u64(1);
@@ -606,7 +606,7 @@ mod tests {
         // Just below a power of two: subtracting a tiny amount stays put.
         let p = LongDouble::parse(b"0x1p10").expect("p");
         let tiny = LongDouble::parse(b"-0x1p-100").expect("tiny");
-        assert_eq!(p.add(tiny), p);
+        assert_eq!(p.plus(tiny), p);
     }
 
     fn one() -> LongDouble {
