@@ -235,8 +235,12 @@ start_redis() {
     log "redis-server listening on 127.0.0.1:$port (pid $STARTED_PID)"
 }
 
-# VALKEY_DEFAULT: the Valkey build the benchmarks compare with (../shared/anchors).
-VALKEY_DEFAULT="$CHKV_ROOT/../shared/anchors/valkey-8.0.1/valkey-server"
+# VALKEY_DEFAULT: the Valkey build the benchmarks compare with: $VALKEY_BIN, else the anchor
+# in ../shared beside the repository (or beside its parent, for a git worktree under wt/).
+VALKEY_DEFAULT="${VALKEY_BIN:-$CHKV_ROOT/../shared/anchors/valkey-8.0.1/valkey-server}"
+if [[ -z "${VALKEY_BIN:-}" && ! -x "$VALKEY_DEFAULT" ]]; then
+    VALKEY_DEFAULT="$CHKV_ROOT/../../shared/anchors/valkey-8.0.1/valkey-server"
+fi
 
 # start_valkey PORT BIN [EXTRA_ARGS...]: a throwaway valkey-server (BIN) on 127.0.0.1:PORT
 # without persistence; waits until it listens. Sets STARTED_PID.

@@ -4,7 +4,6 @@
 //! a key whose slot moves in a drain is served by the new owner.
 
 use crate::util::*;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 fn pair(k: &str, v: &str) -> String {
