@@ -493,6 +493,99 @@ impl Shared {
         }
     }
 
+    /// Runs a blocking command (BZPOPMIN, BZMPOP, BLPOP, ...) whose keys share `slot`, with
+    /// its timeout argument at `timeout_at` (`Duration::ZERO`: wait forever).
+    ///
+    /// It gets a connection of its own, closed when it ends: on a pooled connection every
+    /// request queued behind it would wait as long as it does. That connection's response
+    /// timeout is the command's plus the usual one (none when it waits forever). Dropping the
+    /// future closes the connection, and the node forgets the waiter (nothing is popped for
+    /// it). When the slot moves while the command waits, the node answers `-MOVED` and the
+    /// command runs again on the new owner with what is left of its timeout; other failures
+    /// (a lost connection, `-TRYAGAIN`) are retried within the retry budget like any request,
+    /// counted afresh after a wait that lasted longer than the budget.
+    pub(crate) async fn run_blocking(
+        &self,
+        slot: u16,
+        args: &[&[u8]],
+        timeout_at: usize,
+        timeout: Duration,
+    ) -> Result<Value> {
+        let started = Instant::now();
+        let mut direct: Option<SocketAddr> = None;
+        let mut attempts = 0u32;
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            // What is left of the timeout, at least a millisecond (0 stays 0: forever).
+            let left = if timeout.is_zero() {
+                Duration::ZERO
+            } else {
+                timeout
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_millis(1))
+            };
+            let secs = format!("{:.3}", left.as_secs_f64());
+            let mut now_args = args.to_vec();
+            if let Some(a) = now_args.get_mut(timeout_at) {
+                *a = secs.as_bytes();
+            }
+            let addr = direct.take().or_else(|| self.routes().owner_addr(slot));
+            let attempt = Instant::now();
+            let result = match addr {
+                Some(addr) => {
+                    let config = Arc::new(ConnConfig {
+                        response_timeout: match (
+                            timeout.is_zero(),
+                            self.conn_config.response_timeout,
+                        ) {
+                            (false, Some(r)) => Some(r + left),
+                            _ => None,
+                        },
+                        ..(*self.conn_config).clone()
+                    });
+                    let conn = NodePool::new(addr, config, 1);
+                    match conn.send(resp::command(&now_args)) {
+                        Ok(p) => p.wait().await,
+                        Err(e) => Err(e),
+                    }
+                }
+                None => Err(Error::NoCluster(format!("no DataNode owns slot {slot}"))),
+            };
+            let error = match result {
+                Ok(Value::Error(e)) => Error::Server(e),
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if attempt.elapsed() >= self.retry.time {
+                // It waited before failing: a new run of failures.
+                attempts = 0;
+                failing_since = None;
+            }
+            let since = *failing_since.get_or_insert_with(Instant::now);
+            attempts += 1;
+            let moved = match error.retry() {
+                Retry::No => return Err(error),
+                Retry::Moved { slot, addr } => {
+                    self.apply_moved(slot, addr);
+                    direct = Some(addr);
+                    true
+                }
+                // CHKV moves slots whole; a node that asks is between tables.
+                Retry::Ask { .. } | Retry::Later => false,
+            };
+            if attempts >= self.retry.attempts || since.elapsed() >= self.retry.time {
+                return Err(Error::RetriesExhausted {
+                    attempts,
+                    elapsed: since.elapsed(),
+                    last: Box::new(error),
+                });
+            }
+            if !moved || attempts > 2 {
+                self.wait_for_table(attempts, since).await;
+            }
+        }
+    }
+
     /// The retry loop: one `match` on what the last failure means.
     async fn retry(
         &self,

@@ -204,3 +204,119 @@ async fn sorted_sets_over_resp3() {
     })
     .await;
 }
+
+/// `blocked_clients` in INFO of `node`.
+async fn blocked_on(c: &Client, node: std::net::SocketAddr) -> u64 {
+    let info = c.cmd_on(node, ["INFO", "clients"]).await.expect("INFO");
+    crate::util::text(&info)
+        .lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("blocked_clients")
+}
+
+/// Waits (generously) until `node` has `n` blocked clients.
+async fn wait_blocked(c: &Client, node: std::net::SocketAddr, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while blocked_on(c, node).await != n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{node} never had {n} blocked clients"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_pops_wait_on_their_own_connection_and_follow_a_drain() {
+    bounded(Duration::from_secs(180), async {
+        let mut cluster = Cluster::start(3).await;
+        let c = cluster.client.clone();
+
+        // Data there: no wait. A timeout: None.
+        c.zadd("{q}ready", [(2.0, "b"), (1.0, "a")])
+            .await
+            .expect("zadd");
+        assert_eq!(
+            c.bzpopmin(["{q}none", "{q}ready"], Duration::ZERO)
+                .await
+                .expect("bzpopmin"),
+            Some((b("{q}ready"), b("a"), 1.0))
+        );
+        assert_eq!(
+            c.bzpopmax(["{q}none"], Duration::from_millis(50))
+                .await
+                .expect("bzpopmax"),
+            None
+        );
+        assert_eq!(
+            c.bzmpop(["{q}none"], false, 2, Duration::from_millis(50))
+                .await
+                .expect("bzmpop"),
+            None
+        );
+        assert!(matches!(
+            c.bzpopmin(Vec::<&str>::new(), Duration::ZERO).await,
+            Err(Error::Invalid(_))
+        ));
+
+        // A waiting pop holds up none of the client's other requests.
+        let owner = c.node_for_key("jobs").expect("an owner");
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.bzmpop(["jobs"], true, 2, Duration::ZERO).await })
+        };
+        wait_blocked(&c, owner, 1).await;
+        for i in 0..50 {
+            c.set(format!("k{i}"), "v").await.expect("set");
+        }
+        c.zadd("jobs", [(1.0, "low"), (5.0, "high"), (3.0, "mid")])
+            .await
+            .expect("zadd");
+        let got = waiter.await.expect("join").expect("bzmpop");
+        assert_eq!(
+            got,
+            Some((b("jobs"), vec![(b("high"), 5.0), (b("mid"), 3.0)]))
+        );
+
+        // A wait given up (the future dropped) pops nothing.
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.bzpopmin(["gone"], Duration::ZERO).await })
+        };
+        let owner = c.node_for_key("gone").expect("an owner");
+        wait_blocked(&c, owner, 1).await;
+        waiter.abort();
+        wait_blocked(&c, owner, 0).await;
+        c.zadd("gone", [(1.0, "kept")]).await.expect("zadd");
+        assert_eq!(c.zcard("gone").await.expect("zcard"), 1);
+
+        // A pop waiting on a node that drains is served by the new owner.
+        let victim = cluster.nodes.remove(1);
+        let key = (0..)
+            .map(|i| format!("delayed:{i}"))
+            .find(|k| c.node_for_key(k) == Some(victim.addr()))
+            .expect("a key on the victim");
+        let waiter = {
+            let (c, key) = (c.clone(), key.clone());
+            tokio::spawn(async move { c.bzpopmax([key], Duration::from_secs(120)).await })
+        };
+        wait_blocked(&c, victim.addr(), 1).await;
+        let lines = crate::util::drain(victim.admin_addr()).await;
+        assert!(
+            lines.last().is_some_and(|l| l.starts_with("drained:")),
+            "{lines:?}"
+        );
+        victim.drained().await;
+        victim.shutdown().await;
+        crate::util::converge(&c, 2).await;
+        let new_owner = c.node_for_key(&key).expect("a new owner");
+        wait_blocked(&c, new_owner, 1).await;
+        c.zadd(&key, [(7.0, "after")]).await.expect("zadd");
+        let got = waiter.await.expect("join").expect("bzpopmax");
+        assert_eq!(got, Some((b(&key), b("after"), 7.0)));
+        assert_eq!(c.zcard(&key).await.expect("zcard"), 0);
+        cluster.shutdown().await;
+    })
+    .await
+}
