@@ -263,6 +263,9 @@ async fn geo_through_the_crate() {
     .await
 }
 
+/// A BZPOPMIN reply: key, member, score.
+type Popped = Option<(String, String, f64)>;
+
 #[tokio::test]
 async fn blocking_pops_are_served_by_a_zadd_from_another_connection() {
     bounded(async {
@@ -270,9 +273,9 @@ async fn blocking_pops_are_served_by_a_zadd_from_another_connection() {
         let c = &mut connect(s.addr()).await;
         // Data already there: the typed crate call answers at once.
         let _: i64 = c.zadd("ready", "m", 7).await.expect("ZADD");
-        let got: Option<(String, String, f64)> = c.bzpopmin("ready", 0.0).await.expect("BZPOPMIN");
+        let got: Popped = c.bzpopmin("ready", 0.0).await.expect("BZPOPMIN");
         assert_eq!(got, Some(("ready".into(), "m".into(), 7.0)));
-        let got: Option<(String, String, f64)> = c.bzpopmax("ready", 0.05).await.expect("BZPOPMAX");
+        let got: Popped = c.bzpopmax("ready", 0.05).await.expect("BZPOPMAX");
         assert_eq!(got, None, "a fractional timeout ends with nil");
 
         // Blocked in order on one key: served oldest first by one variadic ZADD.
@@ -359,7 +362,7 @@ async fn blocking_pops_are_served_by_a_zadd_from_another_connection() {
         assert_eq!(n, 1);
 
         // Inside MULTI they answer at once; in a script they are refused.
-        let (a, b): (Option<(String, String, f64)>, Option<(String, String, f64)>) = redis::pipe()
+        let (a, b): (Popped, Popped) = redis::pipe()
             .atomic()
             .cmd("BZPOPMIN")
             .arg("u")
