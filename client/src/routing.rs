@@ -354,19 +354,6 @@ pub(crate) fn key_spec(name: &[u8]) -> KeySpec {
             step: 1,
             split: Split::No,
         },
-        // BZPOPMIN key [key ...] timeout; BZMPOP timeout numkeys key ...
-        b"bzpopmin" | b"bzpopmax" => KeySpec {
-            first: 1,
-            last: -2,
-            step: 1,
-            split: Split::No,
-        },
-        b"bzmpop" => KeySpec {
-            first: 3,
-            last: 3,
-            step: 1,
-            split: Split::No,
-        },
         b"mget" => all(1, Split::Mget),
         b"del" | b"unlink" | b"exists" | b"touch" => all(1, Split::Sum),
         b"mset" => all(2, Split::Mset),

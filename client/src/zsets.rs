@@ -7,11 +7,9 @@
 
 use crate::commands::keys_of;
 use crate::error::{Error, Result};
-use crate::routing::slot_of;
 use crate::value::{FromValue, Value};
 use crate::Client;
 use bytes::Bytes;
-use std::time::Duration;
 
 /// Members with scores from a RESP2 flat array or RESP3 `[member, score]` pairs.
 fn scored(v: Value) -> Result<Vec<(Bytes, f64)>> {
@@ -510,98 +508,6 @@ impl Client {
             c.as_bytes(),
         ]);
         let v: Option<Vec<Value>> = self.same_slot(&args).await?;
-        let Some(v) = v else {
-            return Ok(None);
-        };
-        let mut it = v.into_iter();
-        match (it.next(), it.next(), it.next()) {
-            (Some(k), Some(items), None) => Ok(Some((Bytes::from_value(k)?, scored(items)?))),
-            _ => Err(Error::Type("a key and its members".into())),
-        }
-    }
-
-    /// BZPOPMIN (or BZPOPMAX when `max`): the lowest (highest) member of the first
-    /// non-empty sorted set of `keys` (one slot), waiting up to `timeout` for one
-    /// (`Duration::ZERO`: forever); the key, the member and its score, `None` on timeout.
-    /// It waits on a connection of its own (see [`Client::bzmpop`]).
-    pub async fn bzpop<K: AsRef<[u8]>>(
-        &self,
-        keys: impl IntoIterator<Item = K>,
-        max: bool,
-        timeout: Duration,
-    ) -> Result<Option<(Bytes, Bytes, f64)>> {
-        let keys: Vec<K> = keys.into_iter().collect();
-        let Some(first) = keys.first() else {
-            return Err(Error::Invalid("BZPOPMIN needs at least one key".into()));
-        };
-        let slot = slot_of(first.as_ref());
-        let mut args: Vec<&[u8]> = vec![if max { &b"BZPOPMAX"[..] } else { b"BZPOPMIN" }];
-        args.extend(keys_of(&keys));
-        args.push(b"0");
-        let at = args.len() - 1;
-        let v: Option<Vec<Value>> =
-            FromValue::from_value(self.shared().run_blocking(slot, &args, at, timeout).await?)?;
-        let Some(v) = v else {
-            return Ok(None);
-        };
-        let mut it = v.into_iter();
-        match (it.next(), it.next(), it.next(), it.next()) {
-            (Some(k), Some(m), Some(s), None) => Ok(Some((
-                Bytes::from_value(k)?,
-                Bytes::from_value(m)?,
-                f64::from_value(s)?,
-            ))),
-            _ => Err(Error::Type("a key, a member and a score".into())),
-        }
-    }
-
-    /// BZPOPMIN: see [`Client::bzpop`].
-    pub async fn bzpopmin<K: AsRef<[u8]>>(
-        &self,
-        keys: impl IntoIterator<Item = K>,
-        timeout: Duration,
-    ) -> Result<Option<(Bytes, Bytes, f64)>> {
-        self.bzpop(keys, false, timeout).await
-    }
-
-    /// BZPOPMAX: see [`Client::bzpop`].
-    pub async fn bzpopmax<K: AsRef<[u8]>>(
-        &self,
-        keys: impl IntoIterator<Item = K>,
-        timeout: Duration,
-    ) -> Result<Option<(Bytes, Bytes, f64)>> {
-        self.bzpop(keys, true, timeout).await
-    }
-
-    /// BZMPOP: [`Client::zmpop`] that waits up to `timeout` (`Duration::ZERO`: forever) for
-    /// one of `keys` (one slot) to hold members; `None` on timeout.
-    ///
-    /// A blocking command waits on a connection of its own, closed when it ends, so the
-    /// client's other requests never queue behind it; dropping the future gives the wait up
-    /// (the node pops nothing for it). When the keys' slot moves meanwhile, it waits on the
-    /// new owner for what is left of `timeout`.
-    pub async fn bzmpop<K: AsRef<[u8]>>(
-        &self,
-        keys: impl IntoIterator<Item = K>,
-        max: bool,
-        count: u64,
-        timeout: Duration,
-    ) -> Result<Option<(Bytes, Vec<(Bytes, f64)>)>> {
-        let keys: Vec<K> = keys.into_iter().collect();
-        let Some(first) = keys.first() else {
-            return Err(Error::Invalid("BZMPOP needs at least one key".into()));
-        };
-        let slot = slot_of(first.as_ref());
-        let (n, c) = (keys.len().to_string(), count.to_string());
-        let mut args: Vec<&[u8]> = vec![b"BZMPOP", b"0", n.as_bytes()];
-        args.extend(keys_of(&keys));
-        args.extend([
-            if max { &b"MAX"[..] } else { b"MIN" },
-            b"COUNT",
-            c.as_bytes(),
-        ]);
-        let v: Option<Vec<Value>> =
-            FromValue::from_value(self.shared().run_blocking(slot, &args, 1, timeout).await?)?;
         let Some(v) = v else {
             return Ok(None);
         };
