@@ -522,6 +522,33 @@ fn blocking_client() {
         .expect("strlen");
     assert_eq!(len, 1);
     assert_eq!(c.cmd(["PING"]).expect("ping"), Value::Simple("PONG".into()));
+    // A worker's queue: push, pop, and a blocking pop served by another thread's push.
+    assert_eq!(c.rpush("jobs", ["j1", "j2"]).expect("rpush"), 2);
+    assert_eq!(c.lpush("jobs", ["j0"]).expect("lpush"), 3);
+    assert_eq!(c.llen("jobs").expect("llen"), 3);
+    assert_eq!(
+        c.lrange("jobs", 0, -1).expect("lrange"),
+        ["j0", "j1", "j2"].map(|s| Bytes::from_static(s.as_bytes()))
+    );
+    assert_eq!(c.lpop("jobs").expect("lpop"), b("j0"));
+    assert_eq!(c.rpop("jobs").expect("rpop"), b("j2"));
+    assert_eq!(
+        c.blpop(["jobs"], Duration::ZERO).expect("blpop"),
+        Some((Bytes::from_static(b"jobs"), Bytes::from_static(b"j1")))
+    );
+    let pusher = c.as_async().clone();
+    let handle = server.handle().clone();
+    let push = std::thread::spawn(move || {
+        handle.block_on(async {
+            // Whether it lands before or after the pop blocks, the pop gets it.
+            pusher.rpush("jobs", ["late"]).await.expect("rpush")
+        })
+    });
+    assert_eq!(
+        c.brpop(["jobs"], Duration::ZERO).expect("brpop"),
+        Some((Bytes::from_static(b"jobs"), Bytes::from_static(b"late")))
+    );
+    push.join().expect("pusher");
     drop(c);
     server.block_on(node.shutdown());
 }
