@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # helper/mem-per-key.sh: memory per element of redis-server, Valkey and a CHKV DataNode for
-# the same load (strings, one big sorted set, or many small sorted sets), measured as RSS
+# the same load (strings, one big list, one big sorted set, or many small sorted sets), measured as RSS
 # growth and used_memory growth.
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
@@ -13,7 +13,7 @@ VALKEY_BIN=$VALKEY_DEFAULT
 
 usage() {
     cat <<EOF
-Usage: helper/mem-per-key.sh [--shape strings|zset|zsets] [--elements N] [--members M]
+Usage: helper/mem-per-key.sh [--shape strings|list|zset|zsets] [--elements N] [--members M]
                              [--valkey BIN | --no-valkey] [--help]
 
 For redis-server, Valkey (the anchor build in ../shared/anchors, when present) and a CHKV
@@ -25,13 +25,15 @@ bytes per element = (after - before) / N for both measures, and the ratios of ch
 
 Shapes (N = --elements, default $ELEMENTS):
   strings  N keys: SET key:%012d val:%028d (16-byte keys, 32-byte values); checks DBSIZE
+  list     one list of N elements: RPUSH list e:%012d (14-byte elements), 100 a command
+           (the server's default list-max-listpack-size and list-compress-depth); checks LLEN
   zset     one sorted set of N members: ZADD zset SCORE m:%012d, 100 members a command,
            integer scores in a scattered order (each member inserted mid-set); checks ZCARD
   zsets    N/M sorted sets of M members (--members, default $MEMBERS): ZADD z:%012d with
            the same members and scores; checks DBSIZE and the ZCARD of the last key
 
 Options:
-  --shape S      strings (default), zset or zsets
+  --shape S      strings (default), list, zset or zsets
   --elements N   number of elements (keys, or members in all), at most 10^12
   --keys N       the same as --elements (strings' old name)
   --members M    members per sorted set for --shape zsets (default $MEMBERS)
@@ -52,8 +54,8 @@ while [[ $# -gt 0 ]]; do
             ;;
         --shape)
             case ${2:-} in
-                strings | zset | zsets) SHAPE=$2 ;;
-                *) die "--shape must be strings, zset or zsets" ;;
+                strings | list | zset | zsets) SHAPE=$2 ;;
+                *) die "--shape must be strings, list, zset or zsets" ;;
             esac
             shift 2
             ;;
@@ -101,6 +103,21 @@ gen_zadd() {
     }'
 }
 
+# gen_rpush KEY N BATCH: RESP RPUSH commands putting e:%012d of 0..N-1 at the tail of KEY,
+# at most BATCH elements a command.
+gen_rpush() {
+    LC_ALL=C awk -v key="$1" -v total="$2" -v batch="$3" 'BEGIN {
+        for (i = 0; i < total; i += batch) {
+            n = (total - i < batch) ? total - i : batch
+            printf "*%d\r\n$5\r\nRPUSH\r\n$%d\r\n%s\r\n", 2 + n, length(key), key
+            for (x = 0; x < n; x++) {
+                e = sprintf("e:%012d", i + x)
+                printf "$%d\r\n%s\r\n", length(e), e
+            }
+        }
+    }'
+}
+
 # load NAME PORT: load the shape into 127.0.0.1:PORT and check it arrived whole.
 load() {
     local name=$1 port=$2 got want keyspace
@@ -112,6 +129,12 @@ load() {
             [[ "$got" == "$ELEMENTS" ]] || die "$name: DBSIZE is '$got' after loading $ELEMENTS keys"
             keyspace=$(info_field "$port" keyspace db0)
             [[ "$keyspace" == "keys=$ELEMENTS,"* ]] || warn "$name: INFO keyspace db0 is '$keyspace', expected keys=$ELEMENTS,..."
+            ;;
+        list)
+            log "$name: loading one list of $ELEMENTS elements with redis-cli --pipe"
+            gen_rpush "list" "$ELEMENTS" 100 | pipe_load "$port" | sed "s/^/    /" >&2
+            got=$(rcli "$port" LLEN list 2>&1) || true
+            [[ "$got" == "$ELEMENTS" ]] || die "$name: LLEN is '$got' after loading $ELEMENTS elements"
             ;;
         zset)
             log "$name: loading one sorted set of $ELEMENTS members with redis-cli --pipe"
@@ -151,6 +174,7 @@ measure() {
     log "$name: loaded in $((SECONDS - t0))s"
     case $SHAPE in
         strings) ENC[$name]=$(rcli "$port" OBJECT ENCODING "key:000000000000") ;;
+        list) ENC[$name]=$(rcli "$port" OBJECT ENCODING list) ;;
         zset) ENC[$name]=$(rcli "$port" OBJECT ENCODING zset) ;;
         zsets) ENC[$name]=$(rcli "$port" OBJECT ENCODING "z:000000000000") ;;
     esac
@@ -173,6 +197,7 @@ measure chkv start_datanode
 
 case $SHAPE in
     strings) what="$ELEMENTS keys, 16-byte keys, 32-byte values (48 bytes of payload per key)" ;;
+    list) what="one list of $ELEMENTS elements (14-byte elements)" ;;
     zset) what="one sorted set of $ELEMENTS members (14-byte members, integer scores)" ;;
     zsets) what="$((ELEMENTS / MEMBERS)) sorted sets (14-byte keys) of $MEMBERS members (14-byte members, integer scores)" ;;
 esac
