@@ -61,8 +61,9 @@ Options:
                       request ("MULTI;SET key:__rand_int__ xxx;INCR n:__rand_int__;EXEC"):
                       redis-benchmark cannot send those, so datanode/examples/loadgen.rs
                       (built on demand) runs them, with the same -c -n -P -r, checking every
-                      reply; -P N then sends N units per round trip. Size is "-". Without
-                      --groups, only the --command lines run
+                      reply; -P N then sends N units per round trip (CHKV_LOADGEN=BIN: use
+                      that build instead). Size is "-". Without --groups, only the
+                      --command lines run
   --script "LUA"      SCRIPT LOAD this script on every server first (repeatable); its SHA1
                       replaces __sha1__ (the second's __sha2__, ...) in --command lines
   --valkey BIN        valkey-server to compare with (default $VALKEY_BIN)
@@ -122,8 +123,8 @@ if [[ -n "$OUT" ]]; then
 fi
 chkv_init
 datanode_bin
-LOADGEN=""
-if [[ "${CUSTOM[*]}" == *";"* ]]; then
+LOADGEN=${CHKV_LOADGEN:-}
+if [[ "${CUSTOM[*]}" == *";"* && -z "$LOADGEN" ]]; then
     need_cmd cargo "cargo (install Rust with rustup)"
     log "building: cargo build --release -p chkv-datanode --example loadgen"
     (cd "$CHKV_ROOT" && cargo build --release -q -p chkv-datanode --example loadgen) ||
@@ -142,6 +143,12 @@ custom_title() {
     printf '%s\n' "$title"
 }
 
+if [[ -n "$VALKEY_BIN" && ! -x "$VALKEY_BIN" ]]; then
+    # In a git worktree, ../shared is beside the main checkout.
+    common=$(git -C "$CHKV_ROOT" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)
+    [[ -n "$common" && -x "$common/../../shared/anchors/valkey-8.0.1/valkey-server" ]] &&
+        VALKEY_BIN=$(cd "$common/../../shared/anchors/valkey-8.0.1" && pwd)/valkey-server
+fi
 if [[ -n "$VALKEY_BIN" && ! -x "$VALKEY_BIN" ]]; then
     log "no Valkey at $VALKEY_BIN: comparing with redis-server only (see --valkey)"
     VALKEY_BIN=""
@@ -273,7 +280,7 @@ for ((ROUND = 1; ROUND <= RUNS; ROUND++)); do
         ((pipeline == 1)) || n=$REQ_P16
         for group in "${GROUPS_[@]}"; do
             if [[ "$group" == incr || "$group" == cmd:* ]]; then
-                pair "$pipeline" - incr "$n"
+                pair "$pipeline" - "$group" "$n"
                 continue
             fi
             for size in "${SIZES[@]}"; do
