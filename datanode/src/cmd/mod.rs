@@ -30,7 +30,6 @@
 pub mod acl;
 pub mod bits;
 pub mod cluster;
-pub mod decimal;
 pub mod docs;
 pub mod functions;
 pub mod geo;
@@ -38,6 +37,7 @@ pub mod hash;
 pub mod hll;
 pub mod keys;
 pub mod list;
+pub mod longdouble;
 pub mod migrate;
 pub mod multi;
 pub mod object;
@@ -1160,6 +1160,24 @@ pub(crate) mod testutil {
 
     pub fn err(s: &str) -> Frame {
         Frame::error(s.to_string())
+    }
+
+    /// Runs `args` on `session`, which must block; returns its wait.
+    pub fn block_on(
+        h: &mut Harness,
+        session: &mut Session,
+        args: &[&str],
+    ) -> crate::blocking::Blocked {
+        h.run_as(session, args);
+        session.blocked.take().expect("the command blocked")
+    }
+
+    /// The reply of a wait that has ended (or ends by itself).
+    pub async fn reply(mut b: crate::blocking::Blocked) -> Frame {
+        match b.wait().await {
+            crate::blocking::Wake::Reply(f) => f,
+            crate::blocking::Wake::Moved => panic!("moved"),
+        }
     }
 }
 
