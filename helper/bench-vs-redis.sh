@@ -11,11 +11,13 @@ REQ_P16=""
 CLIENTS=50
 KEYSPACE=1000000
 OUT=""
-TLS=0
 CHKV_ARGS=""
 PIPELINES=(1 16)
 SIZES=(32 1024)
 GROUPS_=(set,get,mset incr)
+GROUPS_GIVEN=0
+CUSTOM=()  # --command lines, tested as groups "cmd:INDEX"
+SCRIPTS=() # --script bodies, loaded on every server; __sha1__, __sha2__ ... in commands
 VALKEY_BIN=$VALKEY_DEFAULT
 
 usage() {
@@ -32,11 +34,6 @@ prints the median of the rounds:
   does not apply); pipeline 1 and 16; -c $CLIENTS; -r $KEYSPACE (random keys). The tests of
   a group run in order, then FLUSHALL, so each group starts from an empty server: GET reads
   the keys SET just wrote (hits and misses mixed), LPOP pops what LPUSH pushed.
-
-With --tls: CHKV's TLS port and redis-server's TLS port (redis-server built with TLS, as
-Debian's is), both with certificates made for the run (openssl) and client certificates
-required, then CHKV's plaintext port of the same process (chkv-plain) for the cost of TLS;
-Valkey is left out (the anchor build has no TLS).
 
 Columns: requests/s per server (medians); x redis and x valkey = chkv rps / that server's
 rps (>1: chkv faster); best = the same for each server's fastest round (interference from
@@ -57,10 +54,21 @@ Options:
                       order before a FLUSHALL (default "${GROUPS_[*]}"; e.g.
                       "lpush,lpop rpush,rpop lpush,lrange_100 zadd,zpopmin"); a group that is
                       only "incr" runs once with size "-"
+  --command "LINE"    also run this command line (repeatable), redis-benchmark style:
+                      every __rand_int__ becomes a random number below --keyspace, e.g.
+                      "EVALSHA __sha1__ 1 counter:__rand_int__ 60". Several commands
+                      separated by ";" form one unit sent in one write and counted as one
+                      request ("MULTI;SET key:__rand_int__ xxx;INCR n:__rand_int__;EXEC"):
+                      redis-benchmark cannot send those, so datanode/examples/loadgen.rs
+                      (built on demand) runs them, with the same -c -n -P -r, checking every
+                      reply; -P N then sends N units per round trip (CHKV_LOADGEN=BIN: use
+                      that build instead). Size is "-". Without --groups, only the
+                      --command lines run
+  --script "LUA"      SCRIPT LOAD this script on every server first (repeatable); its SHA1
+                      replaces __sha1__ (the second's __sha2__, ...) in --command lines
   --valkey BIN        valkey-server to compare with (default $VALKEY_BIN)
   --no-valkey         compare with redis-server only
   --chkv-args "ARGS"  extra chkv-datanode flags, e.g. "--threads 2"
-  --tls               over TLS: chkv and redis on their TLS ports, plus chkv-plain (above)
   --out FILE          also write the table (with run parameters) as markdown to FILE
   --help              this text
 
@@ -86,16 +94,22 @@ while [[ $# -gt 0 ]]; do
         --groups)
             read -r -a GROUPS_ <<<"${2:-}"
             ((${#GROUPS_[@]} > 0)) || die "--groups needs a list of test groups"
+            GROUPS_GIVEN=1
             shift 2 ;;
+        --command) [[ -n "${2:-}" ]] || die "--command needs a command line"; CUSTOM+=("$2"); shift 2 ;;
+        --script) [[ -n "${2:-}" ]] || die "--script needs a Lua script"; SCRIPTS+=("$2"); shift 2 ;;
         --valkey) [[ -x "${2:-}" ]] || die "--valkey: '${2:-}' is not an executable"; VALKEY_BIN=$2; shift 2 ;;
         --no-valkey) VALKEY_BIN=""; shift ;;
         --chkv-args) CHKV_ARGS=${2:-}; shift 2 ;;
-        --tls) TLS=1; shift ;;
         --out) [[ -n "${2:-}" ]] || die "--out needs a file name"; OUT=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
+if ((${#CUSTOM[@]} > 0)); then
+    ((GROUPS_GIVEN)) || GROUPS_=()
+    for i in "${!CUSTOM[@]}"; do GROUPS_+=("cmd:$i"); done
+fi
 if [[ -z "$REQ_P16" ]]; then
     if ((REQ_P1 == 200000)); then REQ_P16=1000000; else REQ_P16=$((REQ_P1 * 5)); fi
 fi
@@ -109,45 +123,40 @@ if [[ -n "$OUT" ]]; then
 fi
 chkv_init
 datanode_bin
+LOADGEN=${CHKV_LOADGEN:-}
+if [[ "${CUSTOM[*]}" == *";"* && -z "$LOADGEN" ]]; then
+    need_cmd cargo "cargo (install Rust with rustup)"
+    log "building: cargo build --release -p chkv-datanode --example loadgen"
+    (cd "$CHKV_ROOT" && cargo build --release -q -p chkv-datanode --example loadgen) ||
+        die "building the load generator failed"
+    LOADGEN="$(cargo_target)/release/examples/loadgen"
+fi
 
-if ((TLS)) && [[ -n "$VALKEY_BIN" ]]; then
-    log "--tls: comparing with redis-server's TLS port only (the Valkey anchor has no TLS)"
-    VALKEY_BIN=""
+# custom_title LINE: the test name of a --command line, its command names joined by "/".
+custom_title() {
+    local cmd words title=""
+    IFS=';' read -r -a cmds <<<"$1"
+    for cmd in "${cmds[@]}"; do
+        read -r -a words <<<"$cmd"
+        ((${#words[@]})) && title+="${title:+/}${words[0]^^}"
+    done
+    printf '%s\n' "$title"
+}
+
+if [[ -n "$VALKEY_BIN" && ! -x "$VALKEY_BIN" ]]; then
+    # In a git worktree, ../shared is beside the main checkout.
+    common=$(git -C "$CHKV_ROOT" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)
+    [[ -n "$common" && -x "$common/../../shared/anchors/valkey-8.0.1/valkey-server" ]] &&
+        VALKEY_BIN=$(cd "$common/../../shared/anchors/valkey-8.0.1" && pwd)/valkey-server
 fi
 if [[ -n "$VALKEY_BIN" && ! -x "$VALKEY_BIN" ]]; then
     log "no Valkey at $VALKEY_BIN: comparing with redis-server only (see --valkey)"
     VALKEY_BIN=""
 fi
-declare -A PORT PID TLSARGS
+declare -A PORT PID
 SERVERS=(chkv redis)
-if ((TLS)); then
-    need_cmd openssl openssl
-    # A CA, a server certificate for 127.0.0.1 and a client certificate, made for this run.
-    CERTS="$CHKV_TMP/tls"
-    mkdir -p "$CERTS"
-    (
-        cd "$CERTS"
-        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=chkv bench CA" \
-            -keyout ca.key -out ca.crt
-        for who in server client; do
-            openssl req -newkey rsa:2048 -nodes -subj "/CN=$who" -keyout "$who.key" -out "$who.csr"
-            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$who.ext"
-            openssl x509 -req -in "$who.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
-                -extfile "$who.ext" -out "$who.crt"
-        done
-    ) >"$CHKV_TMP/openssl.log" 2>&1 || die "openssl failed: $(tail -n 5 "$CHKV_TMP/openssl.log")"
-    CLIENT_TLS=(--tls --cacert "$CERTS/ca.crt" --cert "$CERTS/client.crt" --key "$CERTS/client.key")
-    SERVER_TLS=(--tls-cert-file "$CERTS/server.crt" --tls-key-file "$CERTS/server.key" --tls-ca-cert-file "$CERTS/ca.crt")
-    TLSARGS[chkv]="${CLIENT_TLS[*]}"
-    TLSARGS[redis]="${CLIENT_TLS[*]}"
-    # redis-server answers only on its TLS port; its plaintext port is there to be waited for.
-    PORT[redis]=$(free_port)
-    redis_plain=$(free_port)
-    start_redis "$redis_plain" --tls-port "${PORT[redis]}" "${SERVER_TLS[@]}"
-else
-    PORT[redis]=$(free_port)
-    start_redis "${PORT[redis]}"
-fi
+PORT[redis]=$(free_port)
+start_redis "${PORT[redis]}"
 PID[redis]=$STARTED_PID
 if [[ -n "$VALKEY_BIN" ]]; then
     SERVERS+=(valkey)
@@ -157,30 +166,22 @@ if [[ -n "$VALKEY_BIN" ]]; then
 fi
 PORT[chkv]=$(free_port)
 read -r -a chkv_args <<<"$CHKV_ARGS"
-if ((TLS)); then
-    # One process: its TLS port is "chkv", its plaintext port "chkv-plain".
-    PORT[chkv-plain]=${PORT[chkv]}
-    PORT[chkv]=$(free_port)
-    chkv_args+=(--tls-port "${PORT[chkv]}" "${SERVER_TLS[@]}")
-    start_datanode "${PORT[chkv-plain]}" "${chkv_args[@]}"
-    PID[chkv-plain]=$STARTED_PID
-    TLSARGS[chkv-plain]=""
-    SERVERS+=(chkv-plain)
-else
-    start_datanode "${PORT[chkv]}" "${chkv_args[@]}"
-fi
+start_datanode "${PORT[chkv]}" "${chkv_args[@]}"
 PID[chkv]=$STARTED_PID
-# tls_args SERVER: the client TLS flags for SERVER (none for plaintext servers), as words.
-tls_args() {
-    local words=()
-    [[ -n "${TLSARGS[$1]:-}" ]] || return 0
-    read -r -a words <<<"${TLSARGS[$1]}"
-    printf '%s\n' "${words[@]}"
-}
 for server in "${SERVERS[@]}"; do
-    mapfile -t targs < <(tls_args "$server")
-    [[ "$(rcli "${PORT[$server]}" "${targs[@]}" PING 2>&1)" == PONG ]] ||
+    [[ "$(rcli "${PORT[$server]}" PING 2>&1)" == PONG ]] ||
         die "$server on 127.0.0.1:${PORT[$server]} does not answer PING"
+done
+for i in "${!SCRIPTS[@]}"; do
+    sha=""
+    for server in "${SERVERS[@]}"; do
+        got=$(rcli "${PORT[$server]}" SCRIPT LOAD "${SCRIPTS[i]}" 2>&1)
+        [[ "$got" =~ ^[0-9a-f]{40}$ ]] || die "SCRIPT LOAD on $server answered: $got"
+        [[ -z "$sha" || "$got" == "$sha" ]] || die "SCRIPT LOAD on $server gave $got, another server $sha"
+        sha=$got
+    done
+    log "script $((i + 1)) loaded everywhere: $sha"
+    for j in "${!CUSTOM[@]}"; do CUSTOM[j]=${CUSTOM[j]//__sha$((i + 1))__/$sha}; done
 done
 
 RESULTS="$CHKV_TMP/results.csv" # server,pipeline,size,test,rps,p50_ms,p99_ms,cpu_us_per_req (one line per run)
@@ -203,33 +204,49 @@ bench() {
     local summary=""
     for test in ${tests//,/ }; do
         local out rc=0 limit=$((60 + n / 2000)) # worst case 2000 req/s before we give up
-        local targs
-        mapfile -t targs < <(tls_args "$server")
-        local args=(-h 127.0.0.1 -p "$port" "${targs[@]}" -c "$CLIENTS" -n "$n" -r "$KEYSPACE" -P "$pipeline" -t "$test" --csv)
+        local args=(-h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" -r "$KEYSPACE" -P "$pipeline" --csv)
+        local tool=(redis-benchmark) title=""
+        if [[ $test == cmd:* ]]; then
+            local line=${CUSTOM[${test#cmd:}]} words
+            title=$(custom_title "$line")
+            if [[ $line == *";"* ]]; then
+                tool=("$LOADGEN")
+                args=(-h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" -r "$KEYSPACE" -P "$pipeline" --unit "$line")
+            else
+                read -r -a words <<<"$line"
+                args+=("${words[@]}")
+            fi
+        else
+            args+=(-t "$test")
+        fi
         [[ "$size" != "-" ]] && args+=(-d "$size")
         local t0 t1
         t0=$(cpu_ticks "$pid")
-        out=$(timeout "$limit" redis-benchmark "${args[@]}" 2>>"$CHKV_TMP/redis-benchmark.stderr") || rc=$?
+        out=$(timeout "$limit" "${tool[@]}" "${args[@]}" 2>>"$CHKV_TMP/redis-benchmark.stderr") || rc=$?
         t1=$(cpu_ticks "$pid")
         if ((rc == 124)); then
-            die "redis-benchmark against $server timed out after ${limit}s (redis-benchmark ${args[*]})"
+            die "${tool[0]##*/} against $server timed out after ${limit}s (${tool[0]##*/} ${args[*]})"
         elif ((rc != 0)); then
             tail -n 5 "$CHKV_TMP/redis-benchmark.stderr" >&2
-            die "redis-benchmark against $server failed (exit $rc): redis-benchmark ${args[*]}"
+            die "${tool[0]##*/} against $server failed (exit $rc): ${tool[0]##*/} ${args[*]}"
         fi
         out=${out//$'\r'/}
         [[ "$(head -n 1 <<<"$out")" == "$CSV_HEADER" ]] ||
             die "unexpected redis-benchmark --csv output (need redis-benchmark >= 7.0): $(head -n 2 <<<"$out")"
         local row
         row=$(tail -n +2 <<<"$out" | awk -F'","' -v s="$server" -v p="$pipeline" -v d="$size" \
-            -v ticks=$((t1 - t0)) -v hz="$TICKS_PER_SEC" -v n="$n" '
+            -v ticks=$((t1 - t0)) -v hz="$TICKS_PER_SEC" -v n="$n" -v title="$title" '
             # LRANGE_* tests first fill the list: a row "LPUSH (needed to benchmark LRANGE)"
             # that is not the test (its CPU time still counts in the cell'"'"'s us/req).
             NF >= 8 && !/needed to benchmark/ {
                 gsub(/"/, "")
-                split($0, f, ",")
+                n_f = split($0, f, ",")
                 t = f[1]; sub(/ .*/, "", t)           # "MSET (10 keys)" -> MSET
                 t = toupper(t)
+                if (title != "") {                    # a --command line: its own name
+                    t = title
+                    for (i = 2; i <= 8; i++) f[i] = f[n_f - 8 + i]
+                }
                 print s "," p "," d "," t "," f[2] "," f[5] "," f[7] "," ticks * 1e6 / hz / n
             }')
         [[ "$(grep -c . <<<"$row")" == 1 ]] ||
@@ -239,9 +256,7 @@ bench() {
     done
     log "    $summary"
     local flushed
-    local fargs
-    mapfile -t fargs < <(tls_args "$server")
-    flushed=$(rcli "$port" "${fargs[@]}" FLUSHALL 2>&1) || true
+    flushed=$(rcli "$port" FLUSHALL 2>&1) || true
     [[ "$flushed" == OK ]] || die "FLUSHALL on $server returned '$flushed'"
 }
 
@@ -263,8 +278,8 @@ for ((ROUND = 1; ROUND <= RUNS; ROUND++)); do
         n=$REQ_P1
         ((pipeline == 1)) || n=$REQ_P16
         for group in "${GROUPS_[@]}"; do
-            if [[ "$group" == incr ]]; then
-                pair "$pipeline" - incr "$n"
+            if [[ "$group" == incr || "$group" == cmd:* ]]; then
+                pair "$pipeline" - "$group" "$n"
                 continue
             fi
             for size in "${SIZES[@]}"; do
@@ -277,7 +292,9 @@ log "benchmarks done in $((SECONDS - START))s"
 
 # Median per (server, pipeline, size, test) and metric, then one row per cell in the order
 # the tests ran.
-TESTS_IN_ORDER=$(for g in "${GROUPS_[@]}"; do tr ',' '\n' <<<"$g"; done | tr '[:lower:]' '[:upper:]' | awk '!seen[$0]++' | tr '\n' ' ')
+TESTS_IN_ORDER=$(for g in "${GROUPS_[@]}"; do
+    if [[ $g == cmd:* ]]; then custom_title "${CUSTOM[${g#cmd:}]}"; else tr ',' '\n' <<<"$g" | tr '[:lower:]' '[:upper:]'; fi
+done | awk '!seen[$0]++' | tr '\n' ' ')
 TABLE="$CHKV_TMP/table.tsv"
 awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" -v tests="$TESTS_IN_ORDER" -v servers="${SERVERS[*]}" '
     function median(key,    n, i, j, v, a) {
@@ -316,7 +333,8 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" -v tests="$TESTS_I
         print head
         np = split(pipelines, P, " "); ns = split(sizes, S, " "); nt = split(tests, T, " ")
         for (i = 1; i <= np; i++) for (k = 1; k <= nt; k++) {
-            if (T[k] == "INCR") { nd = 1; D[1] = "-" } else { nd = ns; for (x = 1; x <= ns; x++) D[x] = S[x] }
+            # Tests without a size (INCR, --command lines) ran with size "-".
+            nd = ns + 1; for (x = 1; x <= ns; x++) D[x] = S[x]; D[nd] = "-"
             for (j = 1; j <= nd; j++) {
                 if (!((P[i] SUBSEP D[j] SUBSEP T[k]) in seen)) continue
                 base = SUBSEP P[i] SUBSEP D[j] SUBSEP T[k] SUBSEP
@@ -331,7 +349,7 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" -v tests="$TESTS_I
         }
     }' "$RESULTS" >"$TABLE"
 
-params="redis-benchmark$( ((TLS)) && echo ' --tls (chkv and redis: TLS ports, client certificates; chkv-plain: the same chkv process, plaintext port)') -c $CLIENTS -r $KEYSPACE, -n $REQ_P1 (P1) / $REQ_P16 (P16), median of $RUNS alternating rounds; $(nproc 2>/dev/null || echo '?') CPUs shared by client and servers"
+params="redis-benchmark -c $CLIENTS -r $KEYSPACE, -n $REQ_P1 (P1) / $REQ_P16 (P16), median of $RUNS alternating rounds; $(nproc 2>/dev/null || echo '?') CPUs shared by client and servers"
 legend="x redis / x valkey = chkv rps / that server's rps (>1: chkv faster); best = the same for each server's best round (noise only slows a run down, so the best round is the least disturbed); cpu = server CPU time (user + system) per request"
 versions="chkv: $CHKV_BIN${CHKV_ARGS:+ $CHKV_ARGS}$(git -C "$CHKV_ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/ @ /' || true); redis: $(redis-server --version | awk '{print $3}')${VALKEY_BIN:+; valkey: $("$VALKEY_BIN" --version | awk '{print $3}')}"
 

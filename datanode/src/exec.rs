@@ -880,7 +880,19 @@ fn run_with_retries<'a>(
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Ok(Ok(bytes)) => match moved_target(&bytes) {
-                    None => return bytes,
+                    None => {
+                        // EVALSHA reached an owner without the script, but the client
+                        // loaded it here (redis-py's Script: EVALSHA, then SCRIPT LOAD and
+                        // EVALSHA again through the same node): send the body, which the
+                        // owner then caches.
+                        if bytes.starts_with(b"-NOSCRIPT") {
+                            if let Some(eval) = evalsha_as_eval(node, &req) {
+                                req = eval;
+                                continue;
+                            }
+                        }
+                        return bytes;
+                    }
                     Some(addr) => {
                         last_err = String::from_utf8_lossy(&bytes).trim().to_string();
                         hops += 1;
@@ -918,6 +930,24 @@ fn run_with_retries<'a>(
             proto,
         )
     })
+}
+
+/// EVALSHA (`_RO`) as EVAL (`_RO`) with the body this node has cached for its sha.
+fn evalsha_as_eval(node: &Node, req: &Request) -> Option<Request> {
+    let name = match req.arg(0) {
+        n if n.eq_ignore_ascii_case(b"evalsha") => &b"EVAL"[..],
+        n if n.eq_ignore_ascii_case(b"evalsha_ro") => &b"EVAL_RO"[..],
+        _ => return None,
+    };
+    if req.len() < 3 {
+        return None;
+    }
+    let body = node.scripting.script_body(req.arg(1))?;
+    let mut args: Vec<&[u8]> = Vec::with_capacity(req.len());
+    args.push(name);
+    args.push(&body);
+    args.extend(req.iter().skip(2));
+    Some(Request::from_args(args))
 }
 
 /// Whether an owner's reply is [`crate::lease::ERR_NO_LEASE`].

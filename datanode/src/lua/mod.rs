@@ -351,6 +351,12 @@ impl Scripting {
         Ok(())
     }
 
+    /// The body of a cached script (SCRIPT LOAD, EVAL), by its sha in any case.
+    pub fn script_body(&self, sha: &[u8]) -> Option<Bytes> {
+        let sha = String::from_utf8_lossy(sha).to_ascii_lowercase();
+        self.cache.lock().get(&sha).cloned()
+    }
+
     pub fn script_exists(&self, sha: &[u8]) -> bool {
         let sha = String::from_utf8_lossy(sha).to_ascii_lowercase();
         self.cache.lock().contains_key(&sha)
