@@ -192,7 +192,7 @@ impl Node {
         let ready = blocking.clone();
         db.set_ready_hook(Box::new(move |key| ready.key_written(key)));
         let acl = crate::acl::Acl::default();
-        acl.set_requirepass(config.requirepass.as_deref());
+        acl.set_requirepass(config.requirepass.as_deref(), None);
         db.limits.store(&config.encodings);
         let scripting = crate::lua::Scripting::default();
         scripting.set_threshold(config.busy_reply_threshold_ms);
