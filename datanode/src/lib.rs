@@ -22,6 +22,7 @@
 //! - [`agent`]: registration, heartbeats and table updates with the NameNode.
 //! - [`lease`]: the ownership lease a node needs to serve its slots, and its renewal.
 //! - [`rdb`]: Redis's serialized value format (DUMP, RESTORE, MIGRATE payloads).
+//! - [`lzf`]: LZF compression (RDB strings, compressed list nodes).
 //! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
@@ -52,6 +53,7 @@ pub mod hll;
 pub mod http;
 pub mod lease;
 pub mod lua;
+pub mod lzf;
 pub mod node;
 pub mod outbuf;
 pub mod peer;

@@ -144,7 +144,8 @@ pub fn dump(value: &Value) -> Vec<u8> {
         Value::List(list) => {
             out.push(TYPE_LIST);
             write_len(&mut out, list.len() as u64);
-            for m in list.iter() {
+            let mut c = list.cursor();
+            while let Some(m) = c.next() {
                 m.with_bytes(|b| write_string(&mut out, b));
             }
         }
@@ -560,40 +561,8 @@ pub fn lzf_decompress(input: &[u8], len: usize) -> Option<Vec<u8>> {
     if len > MAX_STRING_LEN || len > input.len().saturating_mul(88).saturating_add(32) {
         return None;
     }
-    let mut out: Vec<u8> = Vec::with_capacity(len);
-    let mut i = 0;
-    while i < input.len() {
-        let ctrl = input[i] as usize;
-        i += 1;
-        if ctrl < 32 {
-            let run = ctrl + 1;
-            let lit = input.get(i..i.checked_add(run)?)?;
-            if out.len() + run > len {
-                return None;
-            }
-            out.extend_from_slice(lit);
-            i += run;
-        } else {
-            let mut n = ctrl >> 5;
-            if n == 7 {
-                n += *input.get(i)? as usize;
-                i += 1;
-            }
-            let back = ((ctrl & 0x1f) << 8) + *input.get(i)? as usize + 1;
-            i += 1;
-            n += 2;
-            let start = out.len().checked_sub(back)?;
-            if out.len() + n > len {
-                return None;
-            }
-            // Byte by byte: the reference may overlap the bytes it is producing.
-            for k in 0..n {
-                let b = out[start + k];
-                out.push(b);
-            }
-        }
-    }
-    (out.len() == len).then_some(out)
+    let mut out = Vec::new();
+    crate::lzf::decompress_into(input, len, &mut out).then_some(out)
 }
 
 /// An intset blob: encoding (2, 4 or 8 bytes per element), count, then sorted
@@ -765,26 +734,40 @@ mod tests {
 
     #[test]
     fn lists_dump_and_restore() {
-        use crate::store::{Limits, List, Member};
-        let limits = Limits::default();
-        let items: Vec<Vec<u8>> = (0..500)
-            .map(|i: i64| match i % 4 {
-                0 => (i * 1_000_003 - 7).to_string().into_bytes(),
-                1 => format!("e{i}").into_bytes(),
-                2 => vec![b'z'; i as usize],
-                _ => b"0012".to_vec(),
-            })
-            .collect();
-        let v = Value::List(Box::new(List::from_items(
-            items.iter().map(|e| &e[..]),
-            &limits,
-        )));
-        let back = into_value(decode(&dump(&v)).expect("decodes"), &limits).expect("value");
-        let Value::List(l) = back else {
-            panic!("a list")
-        };
-        let got: Vec<Vec<u8>> = l.iter().map(Member::to_vec).collect();
-        assert_eq!(got, items);
+        use crate::store::{Limits, List};
+        // Compressed interior nodes (depth 1) dump and restore the same.
+        for depth in [0, 1] {
+            let limits = Limits {
+                list_compress_depth: depth,
+                ..Limits::default()
+            };
+            let items: Vec<Vec<u8>> = (0..500)
+                .map(|i: i64| match i % 4 {
+                    0 => (i * 1_000_003 - 7).to_string().into_bytes(),
+                    1 => format!("e{i}").into_bytes(),
+                    2 => vec![b'z'; i as usize],
+                    _ => b"0012".to_vec(),
+                })
+                .collect();
+            let v = Value::List(Box::new(List::from_items(
+                items.iter().map(|e| &e[..]),
+                &limits,
+            )));
+            let back = into_value(decode(&dump(&v)).expect("decodes"), &limits).expect("value");
+            let Value::List(l) = back else {
+                panic!("a list")
+            };
+            let mut got: Vec<Vec<u8>> = Vec::new();
+            let mut c = l.cursor();
+            while let Some(m) = c.next() {
+                got.push(m.to_vec());
+            }
+            assert_eq!(got, items);
+            let Value::List(orig) = &v else {
+                panic!("a list")
+            };
+            assert_eq!(l.as_ref(), orig.as_ref());
+        }
     }
 
     #[test]

@@ -252,7 +252,7 @@ pub(crate) fn clamp_range(start: i64, stop: i64, len: usize) -> Option<(usize, u
 fn lindex(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let i = int_arg(req.arg(2))?;
     let f = read(ctx, req.arg(1), |l| {
-        index_in(i, l.len()).and_then(|i| l.get(i)).map(elem_frame)
+        index_in(i, l.len()).and_then(|i| l.get_with(i, elem_frame))
     })?;
     Ok(f.flatten().unwrap_or(Frame::Null))
 }
@@ -262,7 +262,18 @@ fn lrange(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let items = read(ctx, req.arg(1), |l| {
         match clamp_range(start, stop, l.len()) {
             None => Vec::new(),
-            Some((a, b)) => l.iter_from(a).take(b - a + 1).map(elem_frame).collect(),
+            Some((a, b)) => {
+                let n = b - a + 1;
+                let mut out = Vec::with_capacity(n);
+                let mut c = l.cursor_from(a);
+                while out.len() < n {
+                    match c.next() {
+                        Some(m) => out.push(elem_frame(m)),
+                        None => break,
+                    }
+                }
+                out
+            }
         }
     })?;
     Ok(Frame::Array(items.unwrap_or_default()))

@@ -147,7 +147,14 @@ enum Source {
 /// The elements of the value SORT reads, in the key's own order, or WRONGTYPE.
 fn source_elements(v: &Value) -> Result<(Source, Vec<Vec<u8>>), Frame> {
     match v {
-        Value::List(l) => Ok((Source::List, l.iter().map(Member::to_vec).collect())),
+        Value::List(l) => {
+            let mut items = Vec::with_capacity(l.len());
+            let mut c = l.cursor();
+            while let Some(m) = c.next() {
+                items.push(m.to_vec());
+            }
+            Ok((Source::List, items))
+        }
         Value::Set(s) => Ok((Source::Set, s.iter().map(Member::to_vec).collect())),
         Value::Zset(z) => {
             let mut members = Vec::with_capacity(z.len());

@@ -112,7 +112,8 @@ pub fn encode_owned(v: &Value) -> Vec<u8> {
         Value::List(l) => {
             out.push(3);
             put_len(&mut out, l.len());
-            for m in l.iter() {
+            let mut c = l.cursor();
+            while let Some(m) = c.next() {
                 m.with_bytes(|b| put_bytes(&mut out, b));
             }
         }

@@ -18,14 +18,20 @@
 //! an element larger than a node's limit gets a node of its own. A full node is trimmed to
 //! its contents when the next node starts, so a long list costs its entries plus about 1%.
 //!
-//! `list-compress-depth` is accepted (CONFIG) but nodes are never compressed: every node is
-//! kept raw.
+//! `list-compress-depth` works as in Redis: with a depth D > 0, the D nodes at each end are
+//! kept raw (pushes and pops work there) and every node between them is compressed with LZF
+//! ([`crate::lzf`]) when it holds at least 48 bytes and the compressed form saves more than 8
+//! (else it stays raw until it changes). A list takes the depth in force when it grows
+//! past one node, as Redis's quicklist takes it when it is created, and keeps it. A read of
+//! an interior node decompresses it into a scratch buffer; a write decompresses it in place
+//! and compresses it again afterwards. The memory accounting counts the compressed blocks.
 //!
 //! The list knows its length and the bytes it holds in O(1), for LLEN and the store's
 //! memory accounting.
 
 use super::mem::alloc_size;
 use super::value::{Limits, Member};
+use crate::lzf;
 use std::collections::VecDeque;
 
 /// An end of a list.
@@ -50,6 +56,12 @@ const SIZE_LIMITS: [usize; 5] = [4096, 8192, 16384, 32768, 65536];
 const SAFETY_LIMIT: usize = 8192;
 /// The smallest block a node is given.
 const MIN_CAP: usize = 32;
+/// Nodes smaller than this are never compressed (Redis's `MIN_COMPRESS_BYTES`).
+const MIN_COMPRESS_BYTES: usize = 48;
+/// A compressed node must be more than this much smaller (Redis's `MIN_COMPRESS_IMPROVE`).
+const MIN_COMPRESS_IMPROVE: usize = 8;
+/// `Node::packed` of a raw node that compression would not shrink enough (until it changes).
+const NOT_WORTH: u32 = u32::MAX;
 
 // ---- entries ----
 
@@ -270,13 +282,17 @@ fn same(m: Member<'_>, e: &[u8], e_int: Option<i64>) -> bool {
 
 // ---- nodes ----
 
-/// One node: entries in `buf[start..end]`, free space around them.
+/// One node: entries in `buf[start..end]`, free space around them; or, compressed, the LZF
+/// form of its entries in `buf[start..end]`.
 #[derive(Clone, Debug, Default)]
 struct Node {
     buf: Box<[u8]>,
     start: u32,
     end: u32,
     count: u32,
+    /// 0: raw. [`NOT_WORTH`]: raw, and compression would not pay. Else compressed, and the
+    /// entries take this many bytes.
+    packed: u32,
 }
 
 impl Node {
@@ -288,15 +304,89 @@ impl Node {
             start: 0,
             end: data.len() as u32,
             count,
+            packed: 0,
         }
     }
 
+    /// The entries of a raw node.
     fn data(&self) -> &[u8] {
+        debug_assert!(!self.is_packed(), "a compressed node read raw");
         &self.buf[self.start as usize..self.end as usize]
     }
 
+    /// Bytes of the block in use (compressed bytes for a compressed node).
     fn used(&self) -> usize {
         (self.end - self.start) as usize
+    }
+
+    fn is_packed(&self) -> bool {
+        self.packed != 0 && self.packed != NOT_WORTH
+    }
+
+    /// Bytes of the entries, compressed or not.
+    fn raw_len(&self) -> usize {
+        if self.is_packed() {
+            self.packed as usize
+        } else {
+            self.used()
+        }
+    }
+
+    /// The entries: the node's own bytes, or for a compressed node `scratch`, where they
+    /// are decompressed.
+    fn entries<'b>(&'b self, scratch: &'b mut Vec<u8>) -> &'b [u8] {
+        if !self.is_packed() {
+            return self.data();
+        }
+        scratch.clear();
+        let ok = lzf::decompress_into(
+            &self.buf[self.start as usize..self.end as usize],
+            self.packed as usize,
+            scratch,
+        );
+        assert!(ok, "a node decompresses: it was compressed here");
+        scratch
+    }
+
+    /// Compresses a raw node when that pays (Redis's rule: at least 48 bytes, and more than 8
+    /// saved); marks it [`NOT_WORTH`] otherwise.
+    fn pack(&mut self) {
+        if self.packed != 0 {
+            return;
+        }
+        let used = self.used();
+        if used < MIN_COMPRESS_BYTES {
+            self.packed = NOT_WORTH;
+            return;
+        }
+        let budget = used - MIN_COMPRESS_IMPROVE - 1;
+        let mut out = Vec::with_capacity(budget + 40);
+        if !lzf::compress(self.data(), &mut out, budget) {
+            self.packed = NOT_WORTH;
+            return;
+        }
+        self.buf = out.into_boxed_slice();
+        self.start = 0;
+        self.end = self.buf.len() as u32;
+        self.packed = used as u32;
+    }
+
+    /// Decompresses a compressed node in place (a block of its entries' exact size).
+    fn unpack(&mut self) {
+        if !self.is_packed() {
+            return;
+        }
+        let mut out = Vec::with_capacity(self.packed as usize);
+        let ok = lzf::decompress_into(
+            &self.buf[self.start as usize..self.end as usize],
+            self.packed as usize,
+            &mut out,
+        );
+        assert!(ok, "a node decompresses: it was compressed here");
+        self.buf = out.into_boxed_slice();
+        self.start = 0;
+        self.end = self.buf.len() as u32;
+        self.packed = 0;
     }
 
     fn heap(&self) -> usize {
@@ -392,23 +482,9 @@ impl Node {
         self.count -= 1;
     }
 
-    /// The offset in `data()` of the `i`-th entry, walking from the nearer end.
+    /// The offset in `data()` of the `i`-th entry of a raw node.
     fn offset_of(&self, i: usize) -> usize {
-        let d = self.data();
-        let n = self.count as usize;
-        if i <= n / 2 {
-            let mut off = 0;
-            for _ in 0..i {
-                off += decode(&d[off..]).1;
-            }
-            off
-        } else {
-            let mut off = d.len();
-            for _ in i..n {
-                off = entry_start(d, off);
-            }
-            off
-        }
+        offset_in(self.data(), self.count as usize, i)
     }
 
     /// Replaces `data()[from..to]` (`removed` entries) with the encoded entries `with`
@@ -445,13 +521,28 @@ impl Node {
         self.fit();
         tail
     }
+}
 
-    fn iter(&self) -> NodeIter<'_> {
-        NodeIter {
-            d: self.data(),
-            off: 0,
+/// The offset of the `i`-th of the `n` entries in `d`, walking from the nearer end.
+fn offset_in(d: &[u8], n: usize, i: usize) -> usize {
+    if i <= n / 2 {
+        let mut off = 0;
+        for _ in 0..i {
+            off += decode(&d[off..]).1;
         }
+        off
+    } else {
+        let mut off = d.len();
+        for _ in i..n {
+            off = entry_start(d, off);
+        }
+        off
     }
+}
+
+/// The entries in `d` with their offsets and sizes, front to back.
+fn entries_of(d: &[u8]) -> NodeIter<'_> {
+    NodeIter { d, off: 0 }
 }
 
 /// A node's entries with their offsets and sizes, front to back.
@@ -482,11 +573,22 @@ pub struct List {
     len: usize,
     /// The nodes' blocks, by size class.
     node_heap: usize,
+    /// `list-compress-depth` of this list (taken when it grew past one node).
+    depth: u16,
 }
 
 impl PartialEq for List {
     fn eq(&self, o: &Self) -> bool {
-        self.len == o.len && self.iter().zip(o.iter()).all(|(a, b)| a == b)
+        if self.len != o.len {
+            return false;
+        }
+        let (mut a, mut b) = (self.cursor(), o.cursor());
+        while let (Some(x), Some(y)) = (a.next(), b.next()) {
+            if x != y {
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -512,7 +614,7 @@ fn fits(node: &Node, add: usize, l: &Limits) -> bool {
 
 /// Whether two nodes' entries fit in one node under `l`.
 fn fit_together(a: &Node, b: &Node, l: &Limits) -> bool {
-    let bytes = a.used() + b.used();
+    let bytes = a.raw_len() + b.raw_len();
     match l.list_max_listpack_size {
         f if f < 0 => bytes <= byte_limit(l),
         f => bytes <= SAFETY_LIMIT && (a.count + b.count) as i64 <= f,
@@ -554,13 +656,69 @@ impl List {
         list
     }
 
-    /// Runs `f` on node `i`, keeping the heap count in step.
+    /// Runs `f` on node `i`, raw (decompressed first), keeping the heap count in step. The
+    /// node may change, so a verdict that compression would not pay is forgotten.
     fn with_node<R>(&mut self, i: usize, f: impl FnOnce(&mut Node) -> R) -> R {
         let n = &mut self.nodes[i];
         let before = n.heap();
+        n.unpack();
         let r = f(n);
+        if n.packed == NOT_WORTH {
+            n.packed = 0;
+        }
         self.node_heap = self.node_heap - before + n.heap();
         r
+    }
+
+    /// Whether node `i` is between the `depth` nodes kept raw at each end.
+    fn interior(&self, i: usize) -> bool {
+        let d = self.depth as usize;
+        d > 0 && i >= d && i + d < self.nodes.len()
+    }
+
+    /// Compresses node `i` if it is interior, decompresses it if not.
+    fn settle(&mut self, i: usize) {
+        let interior = self.interior(i);
+        let Some(n) = self.nodes.get_mut(i) else {
+            return;
+        };
+        if interior == (n.packed != 0) {
+            return;
+        }
+        let before = n.heap();
+        if interior {
+            n.pack();
+        } else if n.packed == NOT_WORTH {
+            n.packed = 0;
+        } else {
+            n.unpack();
+        }
+        self.node_heap = self.node_heap - before + n.heap();
+    }
+
+    /// Settles the nodes near the ends, after nodes came or went there (a push, a pop, a
+    /// trim): only they can have crossed the depth.
+    fn settle_ends(&mut self) {
+        if self.depth == 0 {
+            return;
+        }
+        let (d, n) = (self.depth as usize, self.nodes.len());
+        for i in 0..=d.min(n) {
+            self.settle(i);
+        }
+        for i in n.saturating_sub(d + 1).max(d + 1)..n {
+            self.settle(i);
+        }
+    }
+
+    /// Settles every node, after changes inside the list.
+    fn settle_all(&mut self) {
+        if self.depth == 0 {
+            return;
+        }
+        for i in 0..self.nodes.len() {
+            self.settle(i);
+        }
     }
 
     fn remove_node(&mut self, i: usize) {
@@ -572,7 +730,12 @@ impl List {
         }
     }
 
-    fn insert_node(&mut self, i: usize, n: Node) {
+    /// Inserts node `n` at `i`. A list growing past one node takes the compression depth
+    /// in force (as Redis creates its quicklist then).
+    fn insert_node(&mut self, i: usize, n: Node, l: &Limits) {
+        if self.nodes.len() == 1 {
+            self.depth = l.list_compress_depth.min(u16::MAX as usize) as u16;
+        }
         self.node_heap += n.heap();
         self.nodes.insert(i, n);
     }
@@ -602,13 +765,16 @@ impl List {
             }
             let n = Node::default();
             match end {
-                End::Left => self.insert_node(0, n),
-                End::Right => self.insert_node(self.nodes.len(), n),
+                End::Left => self.insert_node(0, n, l),
+                End::Right => self.insert_node(self.nodes.len(), n, l),
             }
         }
         let i = self.edge_index(end);
         self.with_node(i, |n| n.push(e, p, end, limit));
         self.len += 1;
+        if full {
+            self.settle_ends();
+        }
     }
 
     /// Pops the element at `end`, handing it to `f` first.
@@ -617,6 +783,10 @@ impl List {
             return None;
         }
         let i = self.edge_index(end);
+        if self.nodes[i].is_packed() {
+            // Only an end node is popped from, and ends are raw; but be sure.
+            self.with_node(i, |_| ());
+        }
         let (r, size) = {
             let (m, size) = self.nodes[i].edge(end);
             (f(m), size)
@@ -625,6 +795,7 @@ impl List {
         self.len -= 1;
         if self.nodes[i].count == 0 {
             self.remove_node(i);
+            self.settle_ends();
         } else if self.nodes[i].used() * 4 < self.nodes[i].buf.len()
             && self.nodes[i].buf.len() > 256
         {
@@ -660,64 +831,66 @@ impl List {
         (self.nodes.len(), 0)
     }
 
-    /// Element `i` (from 0).
-    pub fn get(&self, i: usize) -> Option<Member<'_>> {
+    /// Calls `f` with element `i` (from 0), if there is one.
+    pub fn get_with<R>(&self, i: usize, f: impl FnOnce(Member<'_>) -> R) -> Option<R> {
         if i >= self.len {
             return None;
         }
-        let (ni, local) = self.locate(i);
-        let n = &self.nodes[ni];
-        Some(decode(&n.data()[n.offset_of(local)..]).0)
+        self.cursor_from(i).next().map(f)
+    }
+
+    /// Element `i` (from 0), as bytes.
+    pub fn get(&self, i: usize) -> Option<Vec<u8>> {
+        self.get_with(i, |m| m.to_vec())
     }
 
     /// Elements front to back.
-    pub fn iter(&self) -> Iter<'_> {
-        self.iter_from(0)
+    pub fn cursor(&self) -> Cursor<'_> {
+        self.cursor_from(0)
     }
 
     /// Elements from the `i`-th on, front to back.
-    pub fn iter_from(&self, i: usize) -> Iter<'_> {
-        if i >= self.len {
-            return Iter {
-                list: self,
-                node: self.nodes.len(),
-                off: 0,
-            };
-        }
-        let (ni, local) = self.locate(i);
-        Iter {
+    pub fn cursor_from(&self, i: usize) -> Cursor<'_> {
+        let mut c = Cursor {
             list: self,
-            node: ni,
-            off: self.nodes[ni].offset_of(local),
+            node: self.nodes.len(),
+            off: 0,
+            end: 0,
+            scratch: Vec::new(),
+        };
+        if i < self.len {
+            let (ni, local) = self.locate(i);
+            c.enter(ni);
+            let n = &self.nodes[ni];
+            c.off = offset_in(c.current(), n.count as usize, local);
         }
+        c
     }
 
-    /// Elements from the `i`-th down to the first, back to front.
-    pub fn iter_rev_from(&self, i: usize) -> RevIter<'_> {
+    /// Elements from the `i`-th (the last when past the end) down to the first, back to
+    /// front.
+    pub fn rev_cursor_from(&self, i: usize) -> RevCursor<'_> {
+        let mut c = RevCursor {
+            list: self,
+            node: 0,
+            end: 0,
+            scratch: Vec::new(),
+        };
         if self.len == 0 {
-            return RevIter {
-                list: self,
-                node: 0,
-                end: 0,
-                done: true,
-            };
+            return c;
         }
         let i = i.min(self.len - 1);
         let (ni, local) = self.locate(i);
-        let n = &self.nodes[ni];
-        let off = n.offset_of(local);
-        let end = off + decode(&n.data()[off..]).1;
-        RevIter {
-            list: self,
-            node: ni,
-            end,
-            done: false,
-        }
+        c.enter(ni);
+        let d = c.current();
+        let off = offset_in(d, self.nodes[ni].count as usize, local);
+        c.end = off + decode(&d[off..]).1;
+        c
     }
 
     /// Elements back to front.
-    pub fn iter_rev(&self) -> RevIter<'_> {
-        self.iter_rev_from(usize::MAX)
+    pub fn rev_cursor(&self) -> RevCursor<'_> {
+        self.rev_cursor_from(usize::MAX)
     }
 
     /// Splits node `i` in two while it is over the byte limit with more than one entry.
@@ -733,13 +906,17 @@ impl List {
         }
         let half = n.count as usize / 2;
         let tail = self.with_node(i, |n| n.split_off(half));
-        self.insert_node(i + 1, tail);
+        self.insert_node(i + 1, tail, l);
         self.split_if_large(i + 1, l);
         self.split_if_large(i, l);
     }
 
     /// Appends node `i + 1`'s entries to node `i`.
     fn merge_next(&mut self, i: usize) {
+        if i + 1 >= self.nodes.len() {
+            return;
+        }
+        self.with_node(i + 1, |_| ());
         let Some(next) = self.nodes.get(i + 1).cloned() else {
             return;
         };
@@ -766,6 +943,7 @@ impl List {
             n.splice(off, off + size, 1, &enc, 1);
         });
         self.split_if_large(ni, l);
+        self.settle_all();
         true
     }
 
@@ -774,8 +952,9 @@ impl List {
     pub fn insert(&mut self, pivot: &[u8], e: &[u8], after: bool, l: &Limits) -> Option<usize> {
         let pivot_int = int_elem(pivot);
         let mut found = None;
+        let mut scratch = Vec::new();
         'nodes: for (ni, n) in self.nodes.iter().enumerate() {
-            for (off, size, m) in n.iter() {
+            for (off, size, m) in entries_of(n.entries(&mut scratch)) {
                 if same(m, pivot, pivot_int) {
                     found = Some((ni, if after { off + size } else { off }));
                     break 'nodes;
@@ -788,6 +967,7 @@ impl List {
         self.with_node(ni, |n| n.splice(at, at, 0, &enc, 1));
         self.len += 1;
         self.split_if_large(ni, l);
+        self.settle_all();
         Some(self.len)
     }
 
@@ -807,12 +987,12 @@ impl List {
             order.reverse();
         }
         let mut touched = Vec::new();
+        let mut scratch = Vec::new();
         for ni in order {
             if quota == 0 {
                 break;
             }
-            let mut hits: Vec<(usize, usize)> = self.nodes[ni]
-                .iter()
+            let mut hits: Vec<(usize, usize)> = entries_of(self.nodes[ni].entries(&mut scratch))
                 .filter(|&(_, _, m)| same(m, e, e_int))
                 .map(|(off, size, _)| (off, size))
                 .collect();
@@ -860,12 +1040,13 @@ impl List {
         let mut i = 0;
         while i + 1 < self.nodes.len() {
             let (a, b) = (&self.nodes[i], &self.nodes[i + 1]);
-            if (a.used() < half || b.used() < half) && fit_together(a, b, l) {
+            if (a.raw_len() < half || b.raw_len() < half) && fit_together(a, b, l) {
                 self.merge_next(i);
             } else {
                 i += 1;
             }
         }
+        self.settle_all();
     }
 
     /// Removes the first `n` elements.
@@ -889,6 +1070,7 @@ impl List {
                 n = 0;
             }
         }
+        self.settle_ends();
     }
 
     /// Removes the last `n` elements.
@@ -914,6 +1096,7 @@ impl List {
                 n = 0;
             }
         }
+        self.settle_ends();
     }
 
     /// LPOS's scan: calls `f` with the index of each element equal to `e` among the first
@@ -926,19 +1109,46 @@ impl List {
         maxlen: usize,
     ) {
         let e_int = int_elem(e);
+        let mut k = 0;
         if backwards {
-            for (k, m) in self.iter_rev().enumerate().take(maxlen) {
+            let mut c = self.rev_cursor();
+            while let Some(m) = c.next() {
+                if k >= maxlen {
+                    return;
+                }
                 if same(m, e, e_int) && !f(self.len - 1 - k) {
                     return;
                 }
+                k += 1;
             }
         } else {
-            for (k, m) in self.iter().enumerate().take(maxlen) {
+            let mut c = self.cursor();
+            while let Some(m) = c.next() {
+                if k >= maxlen {
+                    return;
+                }
                 if same(m, e, e_int) && !f(k) {
                     return;
                 }
+                k += 1;
             }
         }
+    }
+
+    /// Every index of `e` (tests).
+    #[cfg(test)]
+    fn positions_vec(&self, e: &[u8]) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.positions(
+            e,
+            false,
+            |i| {
+                out.push(i);
+                true
+            },
+            usize::MAX,
+        );
+        out
     }
 
     /// Checks the invariants (tests).
@@ -948,70 +1158,137 @@ impl List {
         assert_eq!(len, self.len, "length");
         let heap: usize = self.nodes.iter().map(Node::heap).sum();
         assert_eq!(heap, self.node_heap, "heap");
-        for n in &self.nodes {
+        let mut scratch = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
             assert!(n.count > 0, "empty node");
-            assert_eq!(n.iter().count(), n.count as usize, "node count");
-            let mut end = n.used();
+            // Ends raw; interior nodes compressed, unless that would not pay.
+            if self.interior(i) {
+                assert!(
+                    n.packed != 0,
+                    "interior node {i} of {} raw",
+                    self.nodes.len()
+                );
+            } else {
+                assert_eq!(n.packed, 0, "end node {i} of {} not raw", self.nodes.len());
+            }
+            let d = n.entries(&mut scratch);
+            assert_eq!(d.len(), n.raw_len(), "raw length");
+            assert_eq!(entries_of(d).count(), n.count as usize, "node count");
+            let mut end = d.len();
             for _ in 0..n.count {
-                end = entry_start(n.data(), end);
+                end = entry_start(d, end);
             }
             assert_eq!(end, 0, "backward walk");
         }
     }
 }
 
-/// Elements front to back (see [`List::iter_from`]).
-pub struct Iter<'a> {
+/// Elements front to back (see [`List::cursor_from`]): `while let Some(m) = c.next()`.
+/// Each element borrows the cursor, which decompresses a compressed node into its own
+/// buffer.
+pub struct Cursor<'a> {
     list: &'a List,
     node: usize,
     off: usize,
+    /// Bytes of the current node's entries.
+    end: usize,
+    scratch: Vec<u8>,
 }
 
-impl<'a> Iterator for Iter<'a> {
-    type Item = Member<'a>;
-    fn next(&mut self) -> Option<Member<'a>> {
-        loop {
-            let n = self.list.nodes.get(self.node)?;
-            let d = n.data();
-            if self.off < d.len() {
-                let (m, size) = decode(&d[self.off..]);
-                self.off += size;
-                return Some(m);
+impl Cursor<'_> {
+    /// Starts node `ni` (decompressing it when compressed).
+    fn enter(&mut self, ni: usize) {
+        self.node = ni;
+        self.off = 0;
+        self.end = 0;
+        if let Some(n) = self.list.nodes.get(ni) {
+            if n.is_packed() {
+                n.entries(&mut self.scratch);
             }
-            self.node += 1;
-            self.off = 0;
+            self.end = n.raw_len();
         }
+    }
+
+    /// The current node's entries.
+    fn current(&self) -> &[u8] {
+        match self.list.nodes.get(self.node) {
+            Some(n) if n.is_packed() => &self.scratch,
+            Some(n) => n.data(),
+            None => &[],
+        }
+    }
+
+    /// The next element.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Member<'_>> {
+        while self.off >= self.end {
+            if self.node + 1 >= self.list.nodes.len() {
+                self.node = self.list.nodes.len();
+                return None;
+            }
+            self.enter(self.node + 1);
+        }
+        let n = &self.list.nodes[self.node];
+        let d = if n.is_packed() {
+            &self.scratch[..]
+        } else {
+            n.data()
+        };
+        let (m, size) = decode(&d[self.off..]);
+        self.off += size;
+        Some(m)
     }
 }
 
-/// Elements back to front (see [`List::iter_rev_from`]).
-pub struct RevIter<'a> {
+/// Elements back to front (see [`List::rev_cursor_from`]).
+pub struct RevCursor<'a> {
     list: &'a List,
     node: usize,
+    /// Where the entries not yet returned end in the current node.
     end: usize,
-    done: bool,
+    scratch: Vec<u8>,
 }
 
-impl<'a> Iterator for RevIter<'a> {
-    type Item = Member<'a>;
-    fn next(&mut self) -> Option<Member<'a>> {
-        loop {
-            if self.done {
-                return None;
-            }
-            let d = self.list.nodes.get(self.node)?.data();
-            if self.end > 0 {
-                let s = entry_start(d, self.end);
-                self.end = s;
-                return Some(decode(&d[s..]).0);
-            }
-            if self.node == 0 {
-                self.done = true;
-                return None;
-            }
-            self.node -= 1;
-            self.end = self.list.nodes[self.node].used();
+impl RevCursor<'_> {
+    fn enter(&mut self, ni: usize) {
+        self.node = ni;
+        let n = &self.list.nodes[ni];
+        if n.is_packed() {
+            n.entries(&mut self.scratch);
         }
+        self.end = n.raw_len();
+    }
+
+    fn current(&self) -> &[u8] {
+        let n = &self.list.nodes[self.node];
+        if n.is_packed() {
+            &self.scratch
+        } else {
+            n.data()
+        }
+    }
+
+    /// The previous element.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<Member<'_>> {
+        if self.list.nodes.is_empty() {
+            return None;
+        }
+        while self.end == 0 {
+            if self.node == 0 {
+                return None;
+            }
+            self.enter(self.node - 1);
+        }
+        let n = &self.list.nodes[self.node];
+        let d = if n.is_packed() {
+            &self.scratch[..]
+        } else {
+            n.data()
+        };
+        let s = entry_start(d, self.end);
+        self.end = s;
+        Some(decode(&d[s..]).0)
     }
 }
 
@@ -1028,7 +1305,28 @@ mod tests {
     }
 
     fn items(l: &List) -> Vec<Vec<u8>> {
-        l.iter().map(Member::to_vec).collect()
+        let mut out = Vec::new();
+        let mut c = l.cursor();
+        while let Some(m) = c.next() {
+            out.push(m.to_vec());
+        }
+        out
+    }
+
+    fn rev_items(l: &List) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut c = l.rev_cursor();
+        while let Some(m) = c.next() {
+            out.push(m.to_vec());
+        }
+        out
+    }
+
+    fn depth(fill: i64, depth: usize) -> Limits {
+        Limits {
+            list_compress_depth: depth,
+            ..limits(fill)
+        }
     }
 
     #[test]
@@ -1120,12 +1418,12 @@ mod tests {
         list.check();
         assert_eq!(list.len(), 20);
         assert_eq!(list.encoding(), "quicklist");
-        assert_eq!(list.get(0).map(Member::to_vec), Some(b"l9".to_vec()));
-        assert_eq!(list.get(19).map(Member::to_vec), Some(b"9".to_vec()));
-        assert_eq!(list.get(10).map(Member::to_vec), Some(b"0".to_vec()));
+        assert_eq!(list.get(0), Some(b"l9".to_vec()));
+        assert_eq!(list.get(19), Some(b"9".to_vec()));
+        assert_eq!(list.get(10), Some(b"0".to_vec()));
         assert_eq!(list.pop(End::Left), Some(b"l9".to_vec()));
         assert_eq!(list.pop(End::Right), Some(b"9".to_vec()));
-        let rev: Vec<Vec<u8>> = list.iter_rev().map(Member::to_vec).collect();
+        let rev = rev_items(&list);
         let mut fwd = items(&list);
         fwd.reverse();
         assert_eq!(rev, fwd);
@@ -1162,11 +1460,154 @@ mod tests {
         list.push(End::Right, b"b", &l);
         list.check();
         assert_eq!(list.nodes.len(), 3);
-        assert_eq!(list.get(1).map(|m| m.to_vec().len()), Some(10_000));
+        assert_eq!(list.get(1).map(|v| v.len()), Some(10_000));
         assert!(list.set(1, b"small", &l));
         assert!(list.set(0, &vec![b'y'; 9000], &l));
         list.check();
         assert_eq!(items(&list)[1], b"small".to_vec());
+    }
+
+    /// 600-byte elements, compressible (a repeated byte with a counter).
+    fn big(i: usize) -> Vec<u8> {
+        let mut e = vec![b'a' + (i % 26) as u8; 600];
+        e[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        e
+    }
+
+    /// Which nodes are compressed, as 'c' (compressed), 'n' (not worth it) or 'r' (raw).
+    fn shape(l: &List) -> String {
+        l.nodes
+            .iter()
+            .map(|n| match n.packed {
+                0 => 'r',
+                NOT_WORTH => 'n',
+                _ => 'c',
+            })
+            .collect()
+    }
+
+    #[test]
+    fn depth_keeps_the_ends_raw_and_compresses_between() {
+        // One element a node: each node is one 600-byte entry.
+        for (d, want) in [
+            (0, "rrrrrrrr"),
+            (1, "rccccccr"),
+            (2, "rrccccrr"),
+            (3, "rrrccrrr"),
+            (4, "rrrrrrrr"),
+            (9, "rrrrrrrr"),
+        ] {
+            let l = depth(1, d);
+            let mut list = List::default();
+            for i in 0..8 {
+                list.push(End::Right, &big(i), &l);
+            }
+            list.check();
+            assert_eq!(shape(&list), want, "depth {d}");
+            let items = items(&list);
+            assert_eq!(items, (0..8).map(big).collect::<Vec<_>>(), "depth {d}");
+        }
+        let l = depth(1, 1);
+        let mut list = List::default();
+        for i in 0..8 {
+            list.push(End::Left, &big(i), &l);
+        }
+        // Pops and pushes at the ends decompress and compress the nodes that cross.
+        assert_eq!(shape(&list), "rccccccr");
+        assert_eq!(list.pop(End::Left), Some(big(7)));
+        assert_eq!(list.pop(End::Right), Some(big(0)));
+        assert_eq!(shape(&list), "rccccr");
+        list.remove_front(3);
+        assert_eq!(shape(&list), "rcr");
+        list.push(End::Left, &big(100), &l);
+        assert_eq!(shape(&list), "rccr");
+        // Inside: LSET, LINSERT and LREM on a compressed node.
+        assert!(list.set(1, &big(200), &l));
+        assert_eq!(list.get(1), Some(big(200)));
+        assert_eq!(list.insert(&big(200), b"x", false, &l), Some(5));
+        assert_eq!(shape(&list), "rnccr");
+        assert_eq!(list.remove(b"x", 0, &l), 1);
+        list.check();
+        assert_eq!(shape(&list), "rccr");
+        assert_eq!(items(&list), [big(100), big(200), big(2), big(1)]);
+        assert_eq!(list.positions_vec(&big(2)), [2]);
+    }
+
+    #[test]
+    fn compression_only_when_it_pays() {
+        // Entries under 48 bytes, and noise, stay raw between the ends.
+        let l = depth(1, 1);
+        let mut small = List::default();
+        for i in 0..5 {
+            small.push(End::Right, format!("tiny{i}").as_bytes(), &l);
+        }
+        small.check();
+        assert_eq!(shape(&small), "rnnnr");
+        let mut noise = List::default();
+        let mut x: u64 = 88172645463325252;
+        for _ in 0..5 {
+            let e: Vec<u8> = (0..600)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            noise.push(End::Right, &e, &l);
+        }
+        noise.check();
+        assert_eq!(shape(&noise), "rnnnr");
+        // A node that changes is tried again.
+        assert!(noise.set(2, &big(1), &l));
+        assert_eq!(shape(&noise), "rncnr");
+    }
+
+    #[test]
+    fn compressed_memory_is_counted() {
+        let (raw, packed) = (depth(-2, 0), depth(-2, 1));
+        let mut a = List::default();
+        let mut b = List::default();
+        for i in 0..2000 {
+            let e = format!("order:{i}:status=pending;retries=0;queue=default");
+            a.push(End::Right, e.as_bytes(), &raw);
+            b.push(End::Right, e.as_bytes(), &packed);
+        }
+        a.check();
+        b.check();
+        assert_eq!(a, b);
+        assert!(shape(&b).contains('c'));
+        // The accounting is the blocks' sizes (`check` verified the running count).
+        assert!(
+            b.heap_size() * 2 < a.heap_size(),
+            "{} vs {}",
+            b.heap_size(),
+            a.heap_size()
+        );
+        // Emptied, nothing is left.
+        while b.pop(End::Left).is_some() {}
+        b.check();
+        assert_eq!(b.node_heap, 0);
+    }
+
+    #[test]
+    fn a_list_keeps_the_depth_it_grew_with() {
+        let mut list = List::default();
+        for i in 0..6 {
+            list.push(End::Right, &big(i), &depth(1, 0));
+        }
+        // A later depth does not apply to it (Redis: the quicklist's own setting).
+        for i in 6..10 {
+            list.push(End::Right, &big(i), &depth(1, 2));
+        }
+        assert_eq!(shape(&list), "rrrrrrrrrr");
+        let mut list = List::default();
+        list.push(End::Right, &big(0), &depth(1, 1));
+        list.push(End::Right, &big(1), &depth(1, 1));
+        for i in 2..5 {
+            list.push(End::Right, &big(i), &depth(1, 0));
+        }
+        assert_eq!(shape(&list), "rcccr");
     }
 
     #[derive(Debug, Clone)]
@@ -1204,8 +1645,9 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn behaves_like_a_deque(fill in prop_oneof![Just(-1i64), Just(-2), Just(1), Just(3), Just(16)],
+                                compress in 0usize..3,
                                 ops in proptest::collection::vec(op(), 1..200)) {
-            let l = limits(fill);
+            let l = depth(fill, compress);
             let mut list = List::default();
             let mut model: VecDeque<Vec<u8>> = VecDeque::new();
             for op in ops {
@@ -1271,14 +1713,15 @@ mod tests {
             let got = items(&list);
             let want: Vec<Vec<u8>> = model.iter().cloned().collect();
             prop_assert_eq!(&got, &want);
-            let mut rev: Vec<Vec<u8>> = list.iter_rev().map(Member::to_vec).collect();
+            let mut rev = rev_items(&list);
             rev.reverse();
             prop_assert_eq!(&rev, &want);
+            prop_assert_eq!(&list.clone(), &list);
             for (i, w) in want.iter().enumerate() {
                 let got = [
-                    list.get(i).map(|m| m.to_vec()),
-                    list.iter_from(i).next().map(|m| m.to_vec()),
-                    list.iter_rev_from(i).next().map(|m| m.to_vec()),
+                    list.get(i),
+                    list.cursor_from(i).next().map(|m| m.to_vec()),
+                    list.rev_cursor_from(i).next().map(|m| m.to_vec()),
                 ];
                 for g in got {
                     prop_assert_eq!(g.as_ref(), Some(w));

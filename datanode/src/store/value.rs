@@ -166,7 +166,8 @@ pub struct Limits {
     /// `list-max-listpack-size`: negative, a node's size (-1 4 KiB ... -5 64 KiB); positive,
     /// its element count.
     pub list_max_listpack_size: i64,
-    /// `list-compress-depth`: accepted and reported, but no node is compressed.
+    /// `list-compress-depth`: how many nodes at each end of a list stay raw; the nodes
+    /// between are compressed (0: none).
     pub list_compress_depth: usize,
     pub zset_max_listpack_entries: usize,
     pub zset_max_listpack_value: usize,
