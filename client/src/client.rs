@@ -44,7 +44,10 @@ impl RingInfo {
 pub struct RetryBudget {
     /// Attempts in all, the first one included.
     pub attempts: u32,
-    /// Time from the call to the last attempt.
+    /// Time the retries may spend waiting (for a new table, a backoff) before the last
+    /// attempt. Time spent waiting for answers does not count (the response timeout bounds
+    /// each attempt): on a slow machine a slow answer must not use up the budget that is
+    /// there to ride out a ring change.
     pub time: Duration,
 }
 
@@ -651,7 +654,10 @@ impl Shared {
         let mut attempts = 1u32;
         let mut waits = 0u32;
         let mut hops = 0u32;
+        // Time spent in attempts (waiting for answers), which the time budget leaves out.
+        let mut answering = Duration::ZERO;
         loop {
+            let waited = started.elapsed().saturating_sub(answering);
             debug!(?target, attempts, error = %error, "retrying");
             let direct = match error.retry() {
                 Retry::No => return Err(error),
@@ -662,18 +668,19 @@ impl Shared {
                     // second for one request, nodes disagree for the moment (one has not
                     // applied the newest table): wait for the cluster to settle, not bounce.
                     if hops > 2 {
-                        self.wait_for_table(hops - 2, started).await;
+                        self.wait_for_table(hops - 2, waited).await;
                     }
                     Dest::Node(addr)
                 }
                 Retry::Ask { addr } => Dest::Asking(addr),
                 Retry::Later => {
                     waits += 1;
-                    self.wait_for_table(waits, started).await;
+                    self.wait_for_table(waits, waited).await;
                     Dest::Route(target)
                 }
             };
-            if attempts >= self.retry.attempts || started.elapsed() >= self.retry.time {
+            let waited = started.elapsed().saturating_sub(answering);
+            if attempts >= self.retry.attempts || waited >= self.retry.time {
                 debug!(attempts, error = %error, "retry budget exhausted");
                 return Err(Error::RetriesExhausted {
                     attempts,
@@ -691,15 +698,18 @@ impl Shared {
             if block.is_some() && asked.elapsed() >= BLOCKED_ATTEMPT {
                 // It blocked, then its slot moved (or its node went): a new start.
                 (attempts, waits, hops, started) = (1, 0, 0, Instant::now());
+                answering = Duration::ZERO;
+            } else {
+                answering += asked.elapsed();
             }
         }
     }
 
     /// Waits for a new table, or a backoff (5 ms doubling to 250 ms), whichever comes
     /// first, never past the time budget.
-    async fn wait_for_table(&self, waits: u32, started: Instant) {
+    async fn wait_for_table(&self, waits: u32, waited: Duration) {
         let backoff = Duration::from_millis((5u64 << waits.saturating_sub(1).min(6)).min(250));
-        let left = self.retry.time.saturating_sub(started.elapsed());
+        let left = self.retry.time.saturating_sub(waited);
         let mut tables = self.tables.subscribe();
         let _ = tokio::time::timeout(backoff.min(left), tables.changed()).await;
     }
@@ -708,7 +718,6 @@ impl Shared {
     /// write per node, all nodes at once; replies come back in the commands' order. Commands
     /// that need a retry are retried one by one afterwards, in order.
     pub async fn run_many(&self, parts: &[(Target, Vec<&[u8]>)]) -> Vec<Result<Value>> {
-        let started = Instant::now();
         let mut results: Vec<Option<Result<Value>>> = vec![None; parts.len()];
         // Retry candidates: (part index, first error).
         let mut again: Vec<(usize, Error)> = Vec::new();
@@ -782,7 +791,9 @@ impl Shared {
         again.sort_by_key(|(i, _)| *i);
         for (i, error) in again {
             let (target, args) = &parts[i];
-            results[i] = Some(self.retry(*target, args, error, started, None).await);
+            // Each retried command has its own budget, counted from now: the batch's first
+            // attempt (a slow answer) and the retries before it do not use it up.
+            results[i] = Some(self.retry(*target, args, error, Instant::now(), None).await);
         }
         results
             .into_iter()
