@@ -26,8 +26,8 @@
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
 //! - [`outbuf`]: `client-output-buffer-limit`, Redis's per-class output limits.
+//! - [`tracking`]: client-side caching: CLIENT TRACKING's table and its invalidations.
 //! - [`trust`]: startup checks, the peer handshake over RESP, which imports a peer may make.
-//! - [`server`]: the thin tokio layer: listener, connections, background tasks, shutdown.
 //! - [`server`]: the thin tokio layer: listeners, connections, background tasks, shutdown.
 //! - [`striped`]: per-thread counters, summed when read (no shared line written per request).
 //! - [`tls`]: TLS on the client port (rustls): settings, certificate loading and reload.
@@ -61,4 +61,5 @@ pub mod server;
 pub mod store;
 pub mod striped;
 pub mod tls;
+pub mod tracking;
 pub mod trust;
