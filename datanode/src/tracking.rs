@@ -602,7 +602,8 @@ impl Tracking {
                 }
                 keys.sort();
                 keys.dedup();
-                let frame = Frame::Array(keys.into_iter().map(|k| Frame::Bulk(k.clone())).collect());
+                let frame =
+                    Frame::Array(keys.into_iter().map(|k| Frame::Bulk(k.clone())).collect());
                 self.deliver(t, &frame);
             }
         }
@@ -612,7 +613,7 @@ impl Tracking {
     pub fn flush(&self, b: Batch) {
         if !b.pending.is_empty() {
             let t = self.trackers.read().get(&b.client).cloned();
-            if let Some(t) = t.filter(|t| !t.bcast) {
+            if let Some(t) = t {
                 for p in &b.pending {
                     let frame = match p {
                         Some(k) => Frame::Array(vec![Frame::Bulk(k.clone())]),
@@ -798,7 +799,11 @@ pub struct Reads {
 
 /// Before a tracking client's command runs: remembers the keys it is about to read.
 pub fn before(ctx: &mut Ctx<'_>, spec: &CommandSpec, req: &Request) -> Reads {
-    // Like Redis before each command: evictions for the size limit go out before the reply.
+    // Like Redis before each command: evictions (for `maxmemory`, which Redis does before
+    // any command, and for the table's size limit) go out before the reply.
+    if !ctx.session.in_script && !ctx.session.tx.running {
+        let _ = ctx.node.db.make_room(ctx.now);
+    }
     ctx.node.tracking.enforce_limit();
     let mut reads = Reads {
         keys: Vec::new(),
@@ -961,8 +966,10 @@ mod tests {
             broken: AtomicBool::new(false),
             sub,
         };
-        assert!(msg(check_enable(Some(&current), &o(&["BCAST", "PREFIX", "FO"])))
-            .starts_with("ERR Prefix 'FO' overlaps with an existing prefix 'FOO'"));
+        assert!(
+            msg(check_enable(Some(&current), &o(&["BCAST", "PREFIX", "FO"])))
+                .starts_with("ERR Prefix 'FO' overlaps with an existing prefix 'FOO'")
+        );
         assert!(msg(check_enable(Some(&current), &o(&[]))).contains("switch BCAST"));
         assert_eq!(
             check_enable(Some(&current), &o(&["BCAST", "PREFIX", "BAZ"])),
@@ -1007,7 +1014,10 @@ mod tests {
         // Flushes say "everything".
         h.run(&["GET", "k"]);
         h.run_as(&mut w, &["FLUSHALL"]);
-        assert_eq!(Harness::pushed(&h.session), ">2\r\n$10\r\ninvalidate\r\n_\r\n");
+        assert_eq!(
+            Harness::pushed(&h.session),
+            ">2\r\n$10\r\ninvalidate\r\n_\r\n"
+        );
         assert_eq!(h.node.tracking.total_keys(), 0);
     }
 
@@ -1049,7 +1059,10 @@ mod tests {
         Harness::pushed(&r);
         let id = r.client.id.to_string();
         assert_eq!(
-            h.run(&["CLIENT", "TRACKING", "on", "BCAST", "REDIRECT", &id, "PREFIX", "a:", "PREFIX", "b:"]),
+            h.run(&[
+                "CLIENT", "TRACKING", "on", "BCAST", "REDIRECT", &id, "PREFIX", "a:", "PREFIX",
+                "b:"
+            ]),
             Frame::ok()
         );
         h.run(&["MSET", "a:1", "1", "c:1", "1", "a:2", "2"]);
@@ -1095,7 +1108,10 @@ mod tests {
         // A lapsed lease: everyone drops everything, once.
         h.node.tracking.lease_state(false);
         h.node.tracking.lease_state(false);
-        assert_eq!(Harness::pushed(&h.session), ">2\r\n$10\r\ninvalidate\r\n_\r\n");
+        assert_eq!(
+            Harness::pushed(&h.session),
+            ">2\r\n$10\r\ninvalidate\r\n_\r\n"
+        );
         assert_eq!(h.node.tracking.total_keys(), 0);
     }
 

@@ -584,9 +584,10 @@ fn run_command_uncounted(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         return ERR_OOM;
     }
     // A tracking client remembers what it reads (one test for everyone else).
-    let reads = match ctx.session.tracking {
-        Some(_) => Some(crate::tracking::before(ctx, spec, req)),
-        None => None,
+    let reads = if ctx.session.tracking.is_some() {
+        Some(crate::tracking::before(ctx, spec, req))
+    } else {
+        None
     };
     let started = crate::clock::stamp();
     let (reply, failed) = match (spec.handler)(ctx, req) {

@@ -382,9 +382,12 @@ fn client_caching(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 
 /// CLIENT GETREDIR: the redirect target, 0 without one, -1 when tracking is off.
 fn client_getredir(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
-    Ok(Frame::Integer(ctx.session.tracking.as_ref().map_or(-1, |t| {
-        i64::try_from(t.redirect).unwrap_or(-1)
-    })))
+    Ok(Frame::Integer(
+        ctx.session
+            .tracking
+            .as_ref()
+            .map_or(-1, |t| i64::try_from(t.redirect).unwrap_or(-1)),
+    ))
 }
 
 /// CLIENT TRACKINGINFO: flags, redirect and prefixes, as Redis reports them.
@@ -1631,9 +1634,7 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         // them under the lock so that concurrent CONFIG SETs cannot leave the two different.
         db.configure_eviction(&cfg.eviction);
         ctx.node.pubsub.configure(&cfg);
-        ctx.node
-            .tracking
-            .set_max_keys(cfg.tracking_table_max_keys);
+        ctx.node.tracking.set_max_keys(cfg.tracking_table_max_keys);
         db.limits.store(&cfg.encodings);
         ctx.node
             .scripting

@@ -9,8 +9,8 @@ use std::time::Duration;
 async fn a_resp3_redis_client_gets_invalidation_pushes() {
     bounded(async {
         let server = start().await;
-        let client = redis::Client::open(format!("{}?protocol=resp3", url(server.addr())))
-            .expect("url");
+        let client =
+            redis::Client::open(format!("{}?protocol=resp3", url(server.addr()))).expect("url");
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let config = redis::AsyncConnectionConfig::new()
             .set_response_timeout(Some(STEP_LIMIT))
