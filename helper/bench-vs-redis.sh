@@ -15,7 +15,7 @@ CHKV_ARGS=""
 PIPELINES=(1 16)
 SIZES=(32 1024)
 GROUPS_=(set,get,mset incr)
-VALKEY_BIN="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/../shared/anchors/valkey-8.0.1/valkey-server"
+VALKEY_BIN=$VALKEY_DEFAULT
 
 usage() {
     cat <<EOF
@@ -114,10 +114,7 @@ PID[redis]=$STARTED_PID
 if [[ -n "$VALKEY_BIN" ]]; then
     SERVERS+=(valkey)
     PORT[valkey]=$(free_port)
-    start_bg "valkey-server:${PORT[valkey]}" "$CHKV_TMP/valkey.log" \
-        "$VALKEY_BIN" --save '' --appendonly no --port "${PORT[valkey]}" --bind 127.0.0.1 \
-        --daemonize no --dir "$CHKV_TMP"
-    wait_for_port "${PORT[valkey]}" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/valkey.log"
+    start_valkey "${PORT[valkey]}" "$VALKEY_BIN"
     PID[valkey]=$STARTED_PID
 fi
 PORT[chkv]=$(free_port)

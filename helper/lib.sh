@@ -235,6 +235,25 @@ start_redis() {
     log "redis-server listening on 127.0.0.1:$port (pid $STARTED_PID)"
 }
 
+# VALKEY_DEFAULT: the Valkey build the benchmarks compare with: $VALKEY_BIN, else the anchor
+# in ../shared beside the repository (or beside its parent, for a git worktree under wt/).
+VALKEY_DEFAULT="${VALKEY_BIN:-$CHKV_ROOT/../shared/anchors/valkey-8.0.1/valkey-server}"
+if [[ -z "${VALKEY_BIN:-}" && ! -x "$VALKEY_DEFAULT" ]]; then
+    VALKEY_DEFAULT="$CHKV_ROOT/../../shared/anchors/valkey-8.0.1/valkey-server"
+fi
+
+# start_valkey PORT BIN [EXTRA_ARGS...]: a throwaway valkey-server (BIN) on 127.0.0.1:PORT
+# without persistence; waits until it listens. Sets STARTED_PID.
+start_valkey() {
+    local port=$1 bin=$2
+    shift 2
+    start_bg "valkey-server:$port" "$CHKV_TMP/valkey-$port.log" \
+        "$bin" --save '' --appendonly no --port "$port" --bind 127.0.0.1 \
+        --daemonize no --dir "$CHKV_TMP" "$@"
+    wait_for_port "$port" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/valkey-$port.log"
+    log "valkey-server listening on 127.0.0.1:$port (pid $STARTED_PID)"
+}
+
 # cargo_target: the workspace's cargo target directory, absolute.
 cargo_target() {
     local target=${CARGO_TARGET_DIR:-$CHKV_ROOT/target}

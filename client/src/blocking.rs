@@ -13,6 +13,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -127,6 +128,57 @@ impl Client {
 
     pub fn ttl(&self, key: impl AsRef<[u8]>) -> Result<Ttl> {
         self.runtime.block_on(self.client.ttl(key))
+    }
+
+    pub fn lpush<V: AsRef<[u8]>>(
+        &self,
+        key: impl AsRef<[u8]>,
+        elements: impl IntoIterator<Item = V>,
+    ) -> Result<i64> {
+        self.runtime.block_on(self.client.lpush(key, elements))
+    }
+
+    pub fn rpush<V: AsRef<[u8]>>(
+        &self,
+        key: impl AsRef<[u8]>,
+        elements: impl IntoIterator<Item = V>,
+    ) -> Result<i64> {
+        self.runtime.block_on(self.client.rpush(key, elements))
+    }
+
+    pub fn lpop(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        self.runtime.block_on(self.client.lpop(key))
+    }
+
+    pub fn rpop(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
+        self.runtime.block_on(self.client.rpop(key))
+    }
+
+    pub fn llen(&self, key: impl AsRef<[u8]>) -> Result<i64> {
+        self.runtime.block_on(self.client.llen(key))
+    }
+
+    pub fn lrange(&self, key: impl AsRef<[u8]>, start: i64, stop: i64) -> Result<Vec<Bytes>> {
+        self.runtime.block_on(self.client.lrange(key, start, stop))
+    }
+
+    /// BLPOP, as [`crate::Client::blpop`]: blocks the thread up to `timeout`
+    /// ([`Duration::ZERO`]: for ever).
+    pub fn blpop<K: AsRef<[u8]>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        timeout: Duration,
+    ) -> Result<Option<(Bytes, Bytes)>> {
+        self.runtime.block_on(self.client.blpop(keys, timeout))
+    }
+
+    /// BRPOP, as [`crate::Client::brpop`].
+    pub fn brpop<K: AsRef<[u8]>>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+        timeout: Duration,
+    ) -> Result<Option<(Bytes, Bytes)>> {
+        self.runtime.block_on(self.client.brpop(keys, timeout))
     }
 
     pub fn dbsize(&self) -> Result<u64> {

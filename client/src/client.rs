@@ -11,10 +11,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
-use crate::conn::{ConnConfig, NodePool, Pending};
+use crate::conn::{ConnConfig, NodePool, Patience, Pending};
 use crate::error::{Error, Result, Retry};
 use crate::resp;
-use crate::routing::{key_spec, slot_of, Routes, Split, Target};
+use crate::routing::{blocking_timeout, key_spec, slot_of, Routes, Split, Target};
 use crate::value::Value;
 use crate::watcher;
 
@@ -299,6 +299,74 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// An attempt the server held this long was a wait (a blocking command, blocked until its
+/// slot moved), not a quick redirect: the retries after it start a fresh budget.
+const BLOCKED_ATTEMPT: Duration = Duration::from_secs(1);
+
+/// A blocking command's call (BLPOP, BLMOVE, BZPOPMIN, ...): where its timeout argument is
+/// and how long it may block.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Block {
+    /// Index of the timeout argument.
+    pub pos: usize,
+    /// How long the call may block; `None` for ever (a timeout of 0).
+    pub timeout: Option<Duration>,
+    /// When the call began: a retry elsewhere blocks only for what is left.
+    pub called: Instant,
+}
+
+impl Block {
+    /// The blocking call of `args`, `None` for a command that does not block. A timeout
+    /// that is not a number, negative or out of range is sent as it is, for the server's
+    /// error reply, and waited for without a limit (the reply comes at once).
+    pub fn of(args: &[&[u8]]) -> Option<Block> {
+        let pos = blocking_timeout(args.first()?, args.len())?;
+        let timeout = std::str::from_utf8(args[pos])
+            .ok()
+            .and_then(|t| t.trim().parse::<f64>().ok())
+            .filter(|t| *t > 0.0)
+            .and_then(|t| Duration::try_from_secs_f64(t).ok());
+        Some(Block {
+            pos,
+            timeout,
+            called: Instant::now(),
+        })
+    }
+
+    /// The timeout argument for a call that started `elapsed` ago, when it changed (a retry
+    /// blocks only for what is left, rounded up to a millisecond so it never reads as 0);
+    /// `Err` when no time is left.
+    fn left(&self, elapsed: Duration) -> std::result::Result<(Patience, Option<String>), ()> {
+        let Some(timeout) = self.timeout else {
+            return Ok((Patience::Forever, None));
+        };
+        let left = timeout.saturating_sub(elapsed);
+        if left.is_zero() {
+            return Err(());
+        }
+        let arg = (elapsed >= Duration::from_millis(1)).then(|| timeout_arg(left));
+        Ok((Patience::Longer(left), arg))
+    }
+}
+
+/// A blocking command's timeout in seconds, with milliseconds, rounded up (a positive
+/// duration never becomes 0, which would block for ever).
+pub(crate) fn timeout_arg(d: Duration) -> String {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// Where one attempt goes.
+#[derive(Clone, Copy, Debug)]
+enum Dest {
+    /// The owner of the target in the current routes.
+    Route(Target),
+    /// This node (a `-MOVED` said so).
+    Node(SocketAddr),
+    /// This node, once, after `ASKING`.
+    Asking(SocketAddr),
+}
+
 /// What the client and its watcher share.
 pub(crate) struct Shared {
     pub routes: RwLock<Arc<Routes>>,
@@ -485,12 +553,90 @@ impl Shared {
         };
         match first {
             Ok(Value::Error(e)) => {
-                self.retry(target, args, Error::Server(e), Instant::now())
+                self.retry(target, args, Error::Server(e), Instant::now(), None)
                     .await
             }
             Ok(v) => Ok(v),
-            Err(e) => self.retry(target, args, e, Instant::now()).await,
+            Err(e) => self.retry(target, args, e, Instant::now(), None).await,
         }
+    }
+
+    /// Runs a blocking command (see [`Block`]) on a connection of its own, retrying within
+    /// the budget like [`Shared::run`]. When the key's slot moves while the command waits, the
+    /// node answers `-MOVED` and the command blocks again at the new owner, for the time left.
+    pub async fn run_blocking(
+        &self,
+        target: Target,
+        args: &[&[u8]],
+        block: Block,
+    ) -> Result<Value> {
+        match self.attempt(Dest::Route(target), args, Some(&block)).await {
+            Ok(Value::Error(e)) => {
+                self.retry(target, args, Error::Server(e), Instant::now(), Some(&block))
+                    .await
+            }
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.retry(target, args, e, Instant::now(), Some(&block))
+                    .await
+            }
+        }
+    }
+
+    /// One attempt of a command: on the shared connections, or for a blocking command on a
+    /// dedicated one with the timeout that is left (nil when none is: the command timed
+    /// out).
+    async fn attempt(&self, dest: Dest, args: &[&[u8]], block: Option<&Block>) -> Result<Value> {
+        let Some(block) = block else {
+            let pending = match dest {
+                Dest::Route(target) => self.send(target, resp::command(args)),
+                Dest::Node(addr) => self.pool_in(&self.routes(), addr).send(resp::command(args)),
+                Dest::Asking(addr) => {
+                    let mut data = BytesMut::new();
+                    resp::encode_command(&["ASKING"], &mut data);
+                    resp::encode_command(args, &mut data);
+                    let pending = self
+                        .pool_in(&self.routes(), addr)
+                        .send_many(data.freeze(), 2);
+                    return last_reply(addr, pending?.wait().await?);
+                }
+            };
+            return pending?.wait().await;
+        };
+        let Ok((patience, timeout)) = block.left(block.called.elapsed()) else {
+            return Ok(Value::Nil);
+        };
+        let mut args = args.to_vec();
+        if let (Some(t), Some(slot)) = (&timeout, args.get_mut(block.pos)) {
+            *slot = t.as_bytes();
+        }
+        let (pool, asking) = match dest {
+            Dest::Route(target) => {
+                let routes = self.routes();
+                let pool = match target {
+                    Target::Slot(slot) => routes.owner(slot),
+                    Target::Any => routes.any(),
+                };
+                match pool {
+                    Some(pool) => (pool.clone(), false),
+                    None => return Err(Error::NoCluster("no DataNode owns the slot".into())),
+                }
+            }
+            Dest::Node(addr) => (self.pool_in(&self.routes(), addr), false),
+            Dest::Asking(addr) => (self.pool_in(&self.routes(), addr), true),
+        };
+        let mut data = BytesMut::new();
+        if asking {
+            resp::encode_command(&["ASKING"], &mut data);
+        }
+        resp::encode_command(&args, &mut data);
+        let conn = pool.dedicated();
+        let replies = conn
+            .send(data.freeze(), 1 + usize::from(asking), patience)?
+            .wait()
+            .await?;
+        conn.finish();
+        last_reply(pool.addr(), replies)
     }
 
     /// The retry loop: one `match` on what the last failure means.
@@ -499,7 +645,8 @@ impl Shared {
         target: Target,
         args: &[&[u8]],
         mut error: Error,
-        started: Instant,
+        mut started: Instant,
+        block: Option<&Block>,
     ) -> Result<Value> {
         let mut attempts = 1u32;
         let mut waits = 0u32;
@@ -517,13 +664,13 @@ impl Shared {
                     if hops > 2 {
                         self.wait_for_table(hops - 2, started).await;
                     }
-                    Some((addr, false))
+                    Dest::Node(addr)
                 }
-                Retry::Ask { addr } => Some((addr, true)),
+                Retry::Ask { addr } => Dest::Asking(addr),
                 Retry::Later => {
                     waits += 1;
                     self.wait_for_table(waits, started).await;
-                    None
+                    Dest::Route(target)
                 }
             };
             if attempts >= self.retry.attempts || started.elapsed() >= self.retry.time {
@@ -535,40 +682,16 @@ impl Shared {
                 });
             }
             attempts += 1;
-            let sent = match direct {
-                Some((addr, asking)) => {
-                    let pool = self.pool_in(&self.routes(), addr);
-                    if asking {
-                        let mut data = BytesMut::new();
-                        resp::encode_command(&["ASKING"], &mut data);
-                        resp::encode_command(args, &mut data);
-                        match pool.send_many(data.freeze(), 2) {
-                            Ok(p) => match p.wait().await {
-                                Ok(mut replies) => replies.pop().ok_or_else(|| Error::Protocol {
-                                    addr,
-                                    message: "missing reply after ASKING".into(),
-                                }),
-                                Err(e) => Err(e),
-                            },
-                            Err(e) => Err(e),
-                        }
-                    } else {
-                        match pool.send(resp::command(args)) {
-                            Ok(p) => p.wait().await,
-                            Err(e) => Err(e),
-                        }
-                    }
-                }
-                None => match self.send(target, resp::command(args)) {
-                    Ok(p) => p.wait().await,
-                    Err(e) => Err(e),
-                },
-            };
-            error = match sent {
+            let asked = Instant::now();
+            error = match self.attempt(direct, args, block).await {
                 Ok(Value::Error(e)) => Error::Server(e),
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            if block.is_some() && asked.elapsed() >= BLOCKED_ATTEMPT {
+                // It blocked, then its slot moved (or its node went): a new start.
+                (attempts, waits, hops, started) = (1, 0, 0, Instant::now());
+            }
         }
     }
 
@@ -659,7 +782,7 @@ impl Shared {
         again.sort_by_key(|(i, _)| *i);
         for (i, error) in again {
             let (target, args) = &parts[i];
-            results[i] = Some(self.retry(*target, args, error, started).await);
+            results[i] = Some(self.retry(*target, args, error, started, None).await);
         }
         results
             .into_iter()
@@ -673,6 +796,9 @@ impl Shared {
         let Some(name) = args.first() else {
             return Err(Error::Invalid("empty command".into()));
         };
+        if let Some(block) = Block::of(args) {
+            return self.run_blocking(target_of(args), args, block).await;
+        }
         let spec = key_spec(name);
         let positions: Vec<usize> = spec.positions(args.len()).collect();
         if spec.split == Split::No || positions.is_empty() {
@@ -708,6 +834,14 @@ impl Shared {
         let replies = self.run_many(&parts).await;
         merge(spec.split, positions.len(), &groups, &positions, replies)
     }
+}
+
+/// The last of the replies to `ASKING` and a command (or the command alone).
+fn last_reply(addr: SocketAddr, mut replies: Vec<Value>) -> Result<Value> {
+    replies.pop().ok_or_else(|| Error::Protocol {
+        addr,
+        message: "missing reply".into(),
+    })
 }
 
 /// One node's share of [`Shared::run_many`]: the commands' indexes, the node, the replies.

@@ -23,6 +23,13 @@
 //! in order everything behind it is stuck too: all outstanding requests fail with
 //! [`Error::Timeout`] and the connection is closed; the next request opens a new one. This
 //! costs one clock read per batch instead of a timer per request.
+//!
+//! Blocking commands (BLPOP, ...) take a [`Dedicated`] connection of their own for the
+//! call, since a request that waits on the server would hold up every reply behind it; their
+//! deadline is the response timeout plus the command's own timeout ([`Patience`]), or none
+//! when it blocks forever. Such a connection goes back to the pool's idle ones when its reply
+//! is in, and is closed when the caller gives up first (so the server unblocks the client
+//! instead of popping an element for nobody).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -52,6 +59,31 @@ const READ_CHUNK: usize = 16 * 1024;
 /// After a failed connect, fail fast for this long instead of dialing a dead node on every
 /// request; the retry loop meanwhile waits for a new table.
 const FAIL_FAST: Duration = Duration::from_millis(100);
+/// Idle dedicated connections kept per node for the next blocking calls.
+const IDLE_DEDICATED: usize = 8;
+
+/// How long a request may wait for its reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Patience {
+    /// The response timeout.
+    Normal,
+    /// The response timeout plus this (a blocking command's own timeout).
+    Longer(Duration),
+    /// As long as it takes (a blocking command without a timeout).
+    Forever,
+}
+
+impl Patience {
+    /// When a request taken at `sent` is overdue, with the connection's response timeout.
+    fn due(self, sent: Instant, timeout: Option<Duration>) -> Option<Instant> {
+        let timeout = timeout?;
+        match self {
+            Patience::Normal => sent.checked_add(timeout),
+            Patience::Longer(extra) => sent.checked_add(timeout.checked_add(extra)?),
+            Patience::Forever => None,
+        }
+    }
+}
 
 /// How connections are opened and greeted.
 #[derive(Clone, Debug)]
@@ -90,6 +122,7 @@ impl Waiter {
 struct Job {
     data: Bytes,
     waiter: Waiter,
+    patience: Patience,
 }
 
 /// What the connection's tasks report to handles and the pool.
@@ -102,6 +135,9 @@ struct State {
     closed_at: Mutex<Option<Instant>>,
     /// Requests handed to the reader and not answered yet: a hint for batching writes.
     in_flight: AtomicUsize,
+    /// Close the connection now, whatever is outstanding (a dedicated connection whose
+    /// caller gave up).
+    kill: tokio::sync::Notify,
 }
 
 impl State {
@@ -158,6 +194,11 @@ impl Conn {
     fn push(&self, job: Job) -> std::result::Result<(), Job> {
         self.tx.send(job).map_err(|e| e.0)
     }
+
+    /// Closes the connection at once; what is outstanding fails.
+    fn kill(&self) {
+        self.state.kill.notify_one();
+    }
 }
 
 /// A reply on its way.
@@ -186,6 +227,8 @@ pub(crate) struct NodePool {
     config: Arc<ConnConfig>,
     conns: Box<[RwLock<Option<Conn>>]>,
     next: AtomicUsize,
+    /// Dedicated connections between blocking calls.
+    idle: Mutex<Vec<Conn>>,
 }
 
 impl NodePool {
@@ -195,6 +238,27 @@ impl NodePool {
             config,
             conns: (0..size.max(1)).map(|_| RwLock::new(None)).collect(),
             next: AtomicUsize::new(0),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A connection of its own for one blocking call: an idle one, or a new one.
+    pub fn dedicated(self: &Arc<Self>) -> Dedicated {
+        let idle = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            let mut found = None;
+            while let Some(conn) = idle.pop() {
+                if !conn.is_closed() {
+                    found = Some(conn);
+                    break;
+                }
+            }
+            found
+        };
+        let conn = idle.unwrap_or_else(|| Conn::spawn(self.addr, self.config.clone()));
+        Dedicated {
+            conn: Some(conn),
+            pool: self.clone(),
         }
     }
 
@@ -208,6 +272,7 @@ impl NodePool {
         self.push(Job {
             data,
             waiter: Waiter::One(tx),
+            patience: Patience::Normal,
         })?;
         Ok(Pending {
             rx,
@@ -233,6 +298,7 @@ impl NodePool {
                 got: Vec::with_capacity(count),
                 tx,
             },
+            patience: Patience::Normal,
         })?;
         Ok(Pending {
             rx,
@@ -279,6 +345,67 @@ impl NodePool {
     }
 }
 
+/// A connection lent to one blocking call. [`Dedicated::finish`] gives it back to its pool
+/// once the reply is in; dropped before that (the caller gave up, or the request failed), it
+/// is closed, so the server unblocks the client rather than serving it.
+pub(crate) struct Dedicated {
+    conn: Option<Conn>,
+    pool: Arc<NodePool>,
+}
+
+impl Dedicated {
+    /// Sends `count` pipelined requests (ASKING and a command, or one command) that may wait
+    /// as `patience` says; their replies come back together.
+    pub fn send(
+        &self,
+        data: Bytes,
+        count: usize,
+        patience: Patience,
+    ) -> Result<Pending<Vec<Value>>> {
+        let addr = self.pool.addr;
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(Error::Connection {
+                addr,
+                message: "connection closed".into(),
+            });
+        };
+        let (tx, rx) = oneshot::channel();
+        conn.push(Job {
+            data,
+            waiter: Waiter::Many {
+                want: count.max(1),
+                got: Vec::with_capacity(count.max(1)),
+                tx,
+            },
+            patience,
+        })
+        .map_err(|_| conn.closed_error())?;
+        Ok(Pending { rx, addr })
+    }
+
+    /// The call is answered: the connection goes back to the pool's idle ones (a few are
+    /// kept; the rest close).
+    pub fn finish(mut self) {
+        if let Some(conn) = self.conn.take() {
+            if conn.is_closed() {
+                return;
+            }
+            let mut idle = self.pool.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < IDLE_DEDICATED {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.kill();
+        }
+    }
+}
+
 fn recently(state: &State) -> bool {
     state
         .closed_at
@@ -311,7 +438,7 @@ async fn run(
         state.clone(),
     ));
     let written = tokio::select! {
-        written = write_loop(addr, wr, &mut jobs, batches_tx, &state.in_flight) => Some(written),
+        written = write_loop(addr, wr, &mut jobs, batches_tx, &state.in_flight, config.response_timeout) => Some(written),
         // The reader ended (and recorded why): stop the writer, even in the middle of a
         // write to a node that stopped reading.
         _ = &mut reader => None,
@@ -349,9 +476,11 @@ fn fail_queued(state: &State, jobs: &mut mpsc::UnboundedReceiver<Job>, e: Error)
     }
 }
 
-/// The reply slots of one write, and when its requests were taken.
+/// The reply slots of one write, when its requests were taken, and when the last of them
+/// is overdue (`None`: never).
 struct Batch {
     sent: Instant,
+    due: Option<Instant>,
     waiters: Vec<Waiter>,
 }
 
@@ -365,6 +494,7 @@ async fn write_loop(
     jobs: &mut mpsc::UnboundedReceiver<Job>,
     batches: mpsc::UnboundedSender<Batch>,
     in_flight: &AtomicUsize,
+    timeout: Option<Duration>,
 ) -> Result<()> {
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     let lost = |e: std::io::Error| Error::Connection {
@@ -389,10 +519,18 @@ async fn write_loop(
         }
         last_batch = 0;
         let sent = Instant::now();
+        // The batch's deadline is its most patient request's.
+        let mut due = Patience::Normal.due(sent, timeout);
         let mut waiters = Vec::new();
         let mut next = Some(first);
         while let Some(job) = next.take() {
             last_batch += 1;
+            if job.patience != Patience::Normal {
+                due = match (due, job.patience.due(sent, timeout)) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+            }
             waiters.push(job.waiter);
             if job.data.len() >= WRITE_BATCH {
                 // Big: hand over the slots so far, then write from the request's own buffer.
@@ -401,6 +539,7 @@ async fn write_loop(
                 batches
                     .send(Batch {
                         sent,
+                        due,
                         waiters: slots,
                     })
                     .map_err(|_| closed())?;
@@ -419,7 +558,7 @@ async fn write_loop(
         if !waiters.is_empty() {
             in_flight.fetch_add(waiters.len(), Ordering::Relaxed);
             batches
-                .send(Batch { sent, waiters })
+                .send(Batch { sent, due, waiters })
                 .map_err(|_| closed())?;
         }
         if !out.is_empty() {
@@ -468,6 +607,7 @@ async fn read_loop(
         let read = if pending.is_empty() {
             // Idle: wait for requests to be written (or the writer to finish) as well.
             tokio::select! {
+                _ = state.kill.notified() => break killed(addr),
                 batch = batches.recv() => {
                     match batch {
                         Some(batch) => pending.push(batch),
@@ -481,11 +621,15 @@ async fn read_loop(
             tokio::select! {
                 biased;
                 r = rd.read_buf(&mut buf) => r,
+                _ = state.kill.notified() => break killed(addr),
                 // Ticks that pass while nothing is outstanding are consumed here, harmlessly.
                 _ = tick.tick(), if timeout.is_some() => {
-                    if let (Some(after), Some(oldest)) = (timeout, pending.oldest()) {
-                        if oldest.elapsed() >= after {
-                            break Error::Timeout { addr, after };
+                    if let Some((sent, Some(due))) = pending.oldest() {
+                        if Instant::now() >= due {
+                            break Error::Timeout {
+                                addr,
+                                after: due.saturating_duration_since(sent),
+                            };
                         }
                     }
                     continue;
@@ -515,6 +659,13 @@ async fn read_loop(
         pending.push(batch);
     }
     pending.fail_all(&error);
+}
+
+fn killed(addr: SocketAddr) -> Error {
+    Error::Connection {
+        addr,
+        message: "connection closed: the caller gave up".into(),
+    }
 }
 
 /// Cuts every complete reply out of `buf` and gives it to its slot.
@@ -560,8 +711,9 @@ async fn replies(
 #[derive(Default)]
 struct Outstanding {
     slots: VecDeque<Waiter>,
-    /// (slots of a batch still outstanding, when the batch was taken), oldest first.
-    batches: VecDeque<(usize, Instant)>,
+    /// (slots of a batch still outstanding, when the batch was taken, when it is overdue),
+    /// oldest first.
+    batches: VecDeque<(usize, Instant, Option<Instant>)>,
 }
 
 impl Outstanding {
@@ -571,14 +723,16 @@ impl Outstanding {
 
     fn push(&mut self, batch: Batch) {
         if !batch.waiters.is_empty() {
-            self.batches.push_back((batch.waiters.len(), batch.sent));
+            self.batches
+                .push_back((batch.waiters.len(), batch.sent, batch.due));
             self.slots.extend(batch.waiters);
         }
     }
 
-    /// When the oldest outstanding request was taken.
-    fn oldest(&self) -> Option<Instant> {
-        self.batches.front().map(|b| b.1)
+    /// When the oldest outstanding request was taken, and when it is overdue. Replies come
+    /// in order, so only the oldest can be late: those behind it wait on it.
+    fn oldest(&self) -> Option<(Instant, Option<Instant>)> {
+        self.batches.front().map(|b| (b.1, b.2))
     }
 
     /// Gives `value` to the first slot (a pipeline slot takes several); whether that
@@ -834,6 +988,117 @@ mod tests {
             .await
             .expect("a new connection answers");
         assert_eq!(reply.as_bytes(), Some(&b"z"[..]));
+    }
+
+    /// Answers `GET slow` after 500 ms, never answers `GET never`, echoes other keys; tells
+    /// `closed` when a connection ends.
+    async fn slow_keys(mut sock: TcpStream, closed: mpsc::UnboundedSender<()>) {
+        let mut buf = BytesMut::new();
+        let mut scanner = Scanner::new();
+        loop {
+            while let Ok(Some(len)) = scanner.scan(&buf) {
+                let frame = buf.split_to(len);
+                let key = match resp::parse(&frame) {
+                    Ok(Value::Array(args)) if args.len() == 2 => {
+                        args[1].as_bytes().unwrap_or_default().to_vec()
+                    }
+                    _ => b"?".to_vec(),
+                };
+                match &key[..] {
+                    b"never" => continue,
+                    b"slow" => tokio::time::sleep(Duration::from_millis(500)).await,
+                    _ => {}
+                }
+                let mut out = format!("${}\r\n", key.len()).into_bytes();
+                out.extend_from_slice(&key);
+                out.extend_from_slice(b"\r\n");
+                if sock.write_all(&out).await.is_err() {
+                    break;
+                }
+            }
+            match sock.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let _ = closed.send(());
+    }
+
+    #[tokio::test]
+    async fn dedicated_connections_wait_as_long_as_asked_and_close_when_dropped() {
+        let (closed_tx, mut closed) = mpsc::unbounded_channel();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let addr = server(move |_, sock| {
+            count.fetch_add(1, Ordering::SeqCst);
+            slow_keys(sock, closed_tx.clone())
+        })
+        .await;
+        let pool = Arc::new(NodePool::new(
+            addr,
+            config(Some(Duration::from_millis(200))),
+            1,
+        ));
+        let get = |key: &str| resp::command(&["GET", key]);
+
+        // Longer than the response timeout, as a blocking command's timeout allows.
+        let conn = pool.dedicated();
+        let replies = conn
+            .send(get("slow"), 1, Patience::Longer(Duration::from_secs(30)))
+            .expect("sent")
+            .wait()
+            .await
+            .expect("waited past the response timeout");
+        assert_eq!(replies[0].as_bytes(), Some(&b"slow"[..]));
+        conn.finish();
+        // For ever, on the same connection, given back to the pool.
+        let conn = pool.dedicated();
+        let replies = conn
+            .send(get("slow"), 1, Patience::Forever)
+            .expect("sent")
+            .wait()
+            .await
+            .expect("no limit");
+        assert_eq!(replies[0].as_bytes(), Some(&b"slow"[..]));
+        conn.finish();
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "the idle one is reused");
+
+        // A plain request on it still has the response timeout.
+        let conn = pool.dedicated();
+        match conn
+            .send(get("slow"), 1, Patience::Normal)
+            .expect("sent")
+            .wait()
+            .await
+        {
+            Err(Error::Timeout { after, .. }) => assert_eq!(after, Duration::from_millis(200)),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        drop(conn);
+        tokio::time::timeout(Duration::from_secs(30), closed.recv())
+            .await
+            .expect("the timed-out connection closes");
+
+        // A caller that gives up while its request waits closes the connection.
+        let conn = pool.dedicated();
+        let pending = conn.send(get("never"), 1, Patience::Forever).expect("sent");
+        let waited = tokio::time::timeout(Duration::from_millis(300), pending.wait()).await;
+        assert!(waited.is_err(), "nothing answers");
+        drop(conn);
+        tokio::time::timeout(Duration::from_secs(30), closed.recv())
+            .await
+            .expect("the abandoned connection closes");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+        // The shared connections are not the dedicated ones.
+        let reply = pool
+            .send(get("k"))
+            .expect("sent")
+            .wait()
+            .await
+            .expect("reply");
+        assert_eq!(reply.as_bytes(), Some(&b"k"[..]));
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

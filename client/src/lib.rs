@@ -42,6 +42,8 @@
 //!   never trusts the network.
 //! - `collections`: the typed API of hashes ([`Client::hset`], ...) and sets
 //!   ([`Client::sadd`], ...).
+//! - `lists`: lists ([`Client::lpush`], [`Client::lrange`], ...) and the blocking pops
+//!   ([`Client::blpop`], [`Client::blmove`], ...), which wait on a connection of their own.
 //! - `zsets`: sorted sets ([`Client::zadd`], [`Client::zrangebyscore`], ...) and GEO
 //!   ([`Client::geoadd`], [`Client::geosearch`], ...).
 //! - `pubsub`: [`Client::subscribe`], [`Client::psubscribe`] and [`Client::ssubscribe`] as
@@ -61,6 +63,12 @@
 //! - Node-local commands (DBSIZE, KEYS, SCAN, FLUSHALL) have cluster-wide methods
 //!   ([`Client::dbsize`], [`Client::keys`], [`Client::scan_all`], [`Client::flushall`]) and
 //!   per-node ones ([`Client::keys_on`], [`Client::scan_on`], [`Client::cmd_on`]).
+//! - Blocking commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX,
+//!   BZMPOP), typed or through [`Client::cmd`], each take a connection of their own for the
+//!   call and wait as long as their timeout says (0: for ever) on top of the response
+//!   timeout. When the key's slot moves while they wait, they block again at the new owner
+//!   for the time left. Do not put them in a [`Pipeline`]: there they hold up the replies
+//!   behind them and fall under the plain response timeout.
 //! - A request whose connection drops after it was written is retried: a write may then be
 //!   applied twice (at-least-once), as with other cluster clients. A timeout is not retried.
 
@@ -70,6 +78,7 @@ mod collections;
 mod commands;
 mod conn;
 mod error;
+mod lists;
 mod pipeline;
 mod pubsub;
 mod resp;
@@ -87,6 +96,7 @@ pub use commands::{
     SetOptions, SetReply, Ttl,
 };
 pub use error::{Error, Result};
+pub use lists::{Direction, InsertPosition, LposOptions};
 pub use pipeline::Pipeline;
 pub use pubsub::{Message, Subscription, Topic};
 pub use value::{FromValue, ServerError, ServerErrorKind, Value};

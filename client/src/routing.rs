@@ -329,6 +329,24 @@ pub(crate) fn key_spec(name: &[u8]) -> KeySpec {
         | b"georadiusbymember"
         | b"georadiusbymember_ro"
         | b"geosearch" => ONE,
+        b"lpush" | b"rpush" | b"lpushx" | b"rpushx" | b"lpop" | b"rpop" | b"llen" | b"lrange"
+        | b"lindex" | b"lset" | b"linsert" | b"lrem" | b"ltrim" | b"lpos" | b"sort"
+        | b"sort_ro" => ONE,
+        b"lmove" | b"rpoplpush" | b"blmove" | b"brpoplpush" => TWO,
+        // BLPOP key [key ...] timeout: every argument but the last.
+        b"blpop" | b"brpop" | b"bzpopmin" | b"bzpopmax" => KeySpec {
+            first: 1,
+            last: -2,
+            step: 1,
+            split: Split::No,
+        },
+        // BLMPOP timeout numkeys key ...: routed by its first key.
+        b"blmpop" | b"bzmpop" => KeySpec {
+            first: 3,
+            last: 3,
+            step: 1,
+            split: Split::No,
+        },
         // ZUNIONSTORE destination numkeys key ...: routed by the destination (the node refuses
         // keys of other slots); GEOSEARCHSTORE and ZRANGESTORE name two keys.
         b"zunionstore" | b"zinterstore" | b"zdiffstore" => ONE,
@@ -348,7 +366,7 @@ pub(crate) fn key_spec(name: &[u8]) -> KeySpec {
         // PFDEBUG's key follows its subcommand; SINTERCARD numkeys key [key ...] is routed by
         // its first key (the node refuses keys of other slots).
         b"pfdebug" | b"sintercard" | b"zunion" | b"zinter" | b"zdiff" | b"zintercard"
-        | b"zmpop" => KeySpec {
+        | b"zmpop" | b"lmpop" => KeySpec {
             first: 2,
             last: 2,
             step: 1,
@@ -359,6 +377,26 @@ pub(crate) fn key_spec(name: &[u8]) -> KeySpec {
         b"mset" => all(2, Split::Mset),
         b"msetnx" => all(2, Split::No),
         _ => NONE,
+    }
+}
+
+/// Where the timeout of a blocking command is, for a command of `argc` arguments: such a
+/// command waits on the server, so it takes a connection of its own and its reply may take
+/// as long as its timeout. `None` for every other command.
+pub(crate) fn blocking_timeout(name: &[u8], argc: usize) -> Option<usize> {
+    if !(3..=16).contains(&name.len()) || argc < 3 {
+        return None;
+    }
+    let mut lower = [0u8; 16];
+    for (l, b) in lower.iter_mut().zip(name) {
+        *l = b.to_ascii_lowercase();
+    }
+    match &lower[..name.len()] {
+        b"blpop" | b"brpop" | b"blmove" | b"brpoplpush" | b"bzpopmin" | b"bzpopmax" => {
+            Some(argc - 1)
+        }
+        b"blmpop" | b"bzmpop" => Some(1),
+        _ => None,
     }
 }
 
@@ -515,6 +553,22 @@ mod tests {
         assert_eq!(positions("PFCOUNT", 4), vec![1, 2, 3]);
         assert_eq!(positions("PFMERGE", 3), vec![1, 2]);
         assert_eq!(positions("PFDEBUG", 3), vec![2]);
+        assert_eq!(positions("LPUSH", 4), vec![1]);
+        assert_eq!(positions("LMOVE", 5), vec![1, 2]);
+        assert_eq!(positions("BLPOP", 4), vec![1, 2]);
+        assert_eq!(positions("BRPOP", 3), vec![1]);
+        assert_eq!(positions("BLMOVE", 6), vec![1, 2]);
+        assert_eq!(positions("BRPOPLPUSH", 4), vec![1, 2]);
+        assert_eq!(positions("LMPOP", 5), vec![2]);
+        assert_eq!(positions("BLMPOP", 6), vec![3]);
+        assert_eq!(positions("BZPOPMIN", 3), vec![1]);
+        assert_eq!(positions("BZMPOP", 5), vec![3]);
+        assert_eq!(blocking_timeout(b"BLPOP", 4), Some(3));
+        assert_eq!(blocking_timeout(b"blmove", 6), Some(5));
+        assert_eq!(blocking_timeout(b"BLMPOP", 5), Some(1));
+        assert_eq!(blocking_timeout(b"BZMPOP", 5), Some(1));
+        assert_eq!(blocking_timeout(b"BLPOP", 2), None);
+        assert_eq!(blocking_timeout(b"LPOP", 3), None);
         assert_eq!(key_spec(b"DeL").split, Split::Sum);
         assert_eq!(key_spec(b"msetnx").split, Split::No);
     }

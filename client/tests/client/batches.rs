@@ -10,7 +10,7 @@ use crate::util::{bounded, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_key_commands_keep_the_callers_order() {
-    bounded(Duration::from_secs(60), async {
+    bounded(Duration::from_secs(240), async {
         let cluster = Cluster::start(3).await;
         let c = &cluster.client;
         let keys: Vec<String> = (0..500).map(|i| format!("batch:{i}")).collect();
@@ -53,7 +53,7 @@ async fn multi_key_commands_keep_the_callers_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelines_answer_in_order() {
-    bounded(Duration::from_secs(60), async {
+    bounded(Duration::from_secs(240), async {
         let cluster = Cluster::start(3).await;
         let c = &cluster.client;
         let mut p = c.pipeline();

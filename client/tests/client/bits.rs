@@ -12,7 +12,7 @@ use crate::util::{bounded, start_datanode, Cluster};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bitmaps_lcs_and_hyperloglog_across_nodes() {
-    bounded(Duration::from_secs(60), async {
+    bounded(Duration::from_secs(240), async {
         let cluster = Cluster::start(3).await;
         let c = &cluster.client;
 
@@ -132,7 +132,7 @@ async fn bitmaps_lcs_and_hyperloglog_across_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lcs_idx_over_resp3() {
-    bounded(Duration::from_secs(30), async {
+    bounded(Duration::from_secs(180), async {
         let node = start_datanode(None).await;
         let c = Client::builder()
             .resp3(true)

@@ -15,7 +15,7 @@ fn b(s: &str) -> Option<Bytes> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strings() {
-    bounded(Duration::from_secs(60), async {
+    bounded(Duration::from_secs(240), async {
         let cluster = Cluster::start(3).await;
         let c = &cluster.client;
 
@@ -121,7 +121,7 @@ async fn strings() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys() {
-    bounded(Duration::from_secs(60), async {
+    bounded(Duration::from_secs(240), async {
         let cluster = Cluster::start(3).await;
         let c = &cluster.client;
         c.mset([("k:a", "1"), ("k:b", "2"), ("k:c", "3")])
@@ -241,7 +241,7 @@ async fn keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_wide_commands_and_scan() {
-    bounded(Duration::from_secs(60), async {
+    bounded(Duration::from_secs(240), async {
         let cluster = Cluster::start(3).await;
         let c = &cluster.client;
         c.ping().await.expect("ping");
@@ -330,7 +330,7 @@ async fn node_wide_commands_and_scan() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_and_resp3() {
-    bounded(Duration::from_secs(30), async {
+    bounded(Duration::from_secs(180), async {
         let node = start_datanode(None).await;
         let c = Client::builder()
             .resp3(true)
@@ -364,7 +364,7 @@ async fn standalone_and_resp3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_errors() {
-    bounded(Duration::from_secs(30), async {
+    bounded(Duration::from_secs(180), async {
         // Nobody listens: unreachable, at once (not after the 10 s table timeout).
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -423,7 +423,7 @@ async fn connect_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_over_resp2_and_resp3() {
-    bounded(Duration::from_secs(30), async {
+    bounded(Duration::from_secs(180), async {
         let mut config = crate::util::datanode_config(None);
         config.requirepass = Some(b"s3cret".to_vec());
         let node = chkv_datanode::server::start(config)
@@ -458,7 +458,7 @@ async fn password_over_resp2_and_resp3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_user_over_resp2_and_resp3() {
-    bounded(Duration::from_secs(30), async {
+    bounded(Duration::from_secs(180), async {
         let node = crate::util::start_datanode(None).await;
         let admin = Client::builder()
             .connect_standalone(node.addr())
@@ -522,6 +522,33 @@ fn blocking_client() {
         .expect("strlen");
     assert_eq!(len, 1);
     assert_eq!(c.cmd(["PING"]).expect("ping"), Value::Simple("PONG".into()));
+    // A worker's queue: push, pop, and a blocking pop served by another thread's push.
+    assert_eq!(c.rpush("jobs", ["j1", "j2"]).expect("rpush"), 2);
+    assert_eq!(c.lpush("jobs", ["j0"]).expect("lpush"), 3);
+    assert_eq!(c.llen("jobs").expect("llen"), 3);
+    assert_eq!(
+        c.lrange("jobs", 0, -1).expect("lrange"),
+        ["j0", "j1", "j2"].map(|s| Bytes::from_static(s.as_bytes()))
+    );
+    assert_eq!(c.lpop("jobs").expect("lpop"), b("j0"));
+    assert_eq!(c.rpop("jobs").expect("rpop"), b("j2"));
+    assert_eq!(
+        c.blpop(["jobs"], Duration::ZERO).expect("blpop"),
+        Some((Bytes::from_static(b"jobs"), Bytes::from_static(b"j1")))
+    );
+    let pusher = c.as_async().clone();
+    let handle = server.handle().clone();
+    let push = std::thread::spawn(move || {
+        handle.block_on(async {
+            // Whether it lands before or after the pop blocks, the pop gets it.
+            pusher.rpush("jobs", ["late"]).await.expect("rpush")
+        })
+    });
+    assert_eq!(
+        c.brpop(["jobs"], Duration::ZERO).expect("brpop"),
+        Some((Bytes::from_static(b"jobs"), Bytes::from_static(b"late")))
+    );
+    push.join().expect("pusher");
     drop(c);
     server.block_on(node.shutdown());
 }

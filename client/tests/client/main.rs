@@ -4,6 +4,7 @@
 //! - [`util`]: cluster helpers, the child-process DataNode, convergence, draining.
 //! - [`commands`]: every typed command's reply; standalone mode, RESP3, connect errors.
 //! - [`bits`]: bitmaps, LCS and HyperLogLog, across nodes and over RESP3.
+//! - [`lists`]: lists and the blocking pops, across nodes, over RESP3, and through a drain.
 //! - [`zsets`]: sorted sets and GEO, across nodes and over RESP3.
 //! - [`batches`]: MGET/MSET/DEL/EXISTS and pipelines across nodes, in the caller's order.
 //! - [`ring`]: joins, drains and a SIGKILL under load; a NameNode restart under load.
@@ -11,6 +12,7 @@
 mod batches;
 mod bits;
 mod commands;
+mod lists;
 mod ring;
 mod util;
 mod zsets;

@@ -14,7 +14,7 @@ fn b(s: &str) -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sorted_sets_and_geo_across_nodes() {
-    bounded(Duration::from_secs(60), async {
+    bounded(Duration::from_secs(240), async {
         let cluster = Cluster::start(3).await;
         let c = &cluster.client;
 
@@ -176,7 +176,7 @@ async fn sorted_sets_and_geo_across_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sorted_sets_over_resp3() {
-    bounded(Duration::from_secs(60), async {
+    bounded(Duration::from_secs(240), async {
         let node = start_datanode(None).await;
         let c = Client::builder()
             .resp3(true)
