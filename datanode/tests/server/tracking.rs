@@ -110,7 +110,7 @@ async fn own_writes_are_invalidated_after_the_reply_and_redirects_reach_resp2_su
             "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$3\r\np:e\r\n"
         );
         let list = String::from_utf8_lossy(&w.cmd(&["CLIENT", "LIST"]).await).into_owned();
-        assert!(list.contains(&format!("flags=tB db=0")), "{list}");
+        assert!(list.contains("flags=tB db=0"), "{list}");
         assert!(list.contains(&format!("redir={id} ")), "{list}");
     })
     .await
