@@ -466,8 +466,9 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(Some(req)) => {
                     commands += 1;
                     // A tracking client's invalidations caused by its own command wait
-                    // for its reply (see crate::tracking).
-                    let tracking = session.tracking.is_some();
+                    // for its reply, and while clients track prefixes a command's changes
+                    // are announced together, after it (see crate::tracking).
+                    let tracking = session.tracking.is_some() || node.tracking.batching();
                     if tracking {
                         crate::tracking::begin(session.client.id);
                     }

@@ -316,6 +316,13 @@ impl Tracking {
         self.max_keys.store(n, Relaxed);
     }
 
+    /// Whether a command's changes must be collected for prefix (BCAST) trackers: its
+    /// changes are announced together, after it (see [`begin`]).
+    #[inline]
+    pub fn batching(&self) -> bool {
+        self.slots.bcast()
+    }
+
     /// INFO's `tracking_clients`.
     pub fn clients(&self) -> usize {
         self.trackers.read().len()

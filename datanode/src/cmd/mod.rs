@@ -1137,7 +1137,7 @@ pub(crate) mod testutil {
 
         pub fn run(&mut self, args: &[&str]) -> Frame {
             let req = Request::from_args(args.iter().map(|s| s.as_bytes()));
-            let tracking = self.session.tracking.is_some();
+            let tracking = self.session.tracking.is_some() || self.node.tracking.batching();
             if tracking {
                 crate::tracking::begin(self.session.client.id);
             }
@@ -1173,7 +1173,7 @@ pub(crate) mod testutil {
         /// Runs a command on another connection's session.
         pub fn run_as(&mut self, session: &mut Session, args: &[&str]) -> Frame {
             let req = Request::from_args(args.iter().map(|s| s.as_bytes()));
-            let tracking = session.tracking.is_some();
+            let tracking = session.tracking.is_some() || self.node.tracking.batching();
             if tracking {
                 crate::tracking::begin(session.client.id);
             }

@@ -479,6 +479,12 @@ impl TrackedSlots {
         self.bits.set(slot as usize, on)
     }
 
+    /// Whether any client tracks prefixes (BCAST).
+    #[inline]
+    pub fn bcast(&self) -> bool {
+        self.bcast.load(Relaxed)
+    }
+
     pub fn set_bcast(&self, on: bool) {
         self.bcast.store(on, std::sync::atomic::Ordering::SeqCst)
     }
