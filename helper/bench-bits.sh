@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# helper/bench-bits.sh: bitmap and HyperLogLog commands with redis-benchmark against a CHKV
-# DataNode, redis-server and Valkey in the same run, alternating, median of N rounds.
+# helper/bench-bits.sh: bitmap, HyperLogLog and whole-collection reads with redis-benchmark
+# against a CHKV DataNode, redis-server and Valkey in the same run, alternating, median of N
+# rounds.
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -9,6 +10,7 @@ RUNS=3
 REQ=200000
 CLIENTS=50
 BASE=""
+ONLY=""
 VALKEY=${VALKEY_BIN:-$(cd "$CHKV_ROOT/.." && pwd)/shared/anchors/valkey-8.0.1/valkey-server}
 
 usage() {
@@ -21,7 +23,9 @@ on free 127.0.0.1 ports and runs, at pipeline 1 and 16, -c $CLIENTS:
 
   BITCOUNT, SETBIT and GETBIT on one 1 MB string of random bytes (redis-benchmark's
   __rand_int__ is zero-padded, which bit offsets refuse, so one offset in the middle), PFADD
-  of random elements (-r 1000000) into one HyperLogLog and PFCOUNT of it.
+  of random elements (-r 1000000) into one HyperLogLog and PFCOUNT of it; HGETALL of a
+  10-field hash (field0..field9 = value:00000..) and SMEMBERS of a 100-member set
+  (member:000..member:099).
 
 Each cell runs against every server in turn (the order rotates each round); the table shows
 the median requests/s per server and CHKV's ratio to each reference (>1: CHKV faster).
@@ -30,6 +34,8 @@ Options:
   --runs N       rounds (default $RUNS)
   --requests N   requests per run at pipeline 1, 5x that at pipeline 16 (BITCOUNT: a fiftieth)
   --ports BASE   listen on BASE, BASE+1, BASE+2 instead of free ports
+  --tests LIST   comma-separated subset of BITCOUNT-1MB, SETBIT-1MB, GETBIT-1MB, PFADD,
+                 PFCOUNT, HGETALL-10, SMEMBERS-100 (default all)
 EOF
 }
 
@@ -38,6 +44,7 @@ while [[ $# -gt 0 ]]; do
         --runs) posint "$1" "${2:-}"; RUNS=$2; shift 2 ;;
         --requests) posint "$1" "${2:-}"; REQ=$2; shift 2 ;;
         --ports) posint "$1" "${2:-}"; BASE=$2; shift 2 ;;
+        --tests) ONLY=${2:?--tests needs a list}; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
@@ -74,6 +81,19 @@ v = random.randbytes(1 << 20)
 c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 c.sendall(b"*3\r\n$3\r\nSET\r\n$7\r\nbits:1m\r\n$%d\r\n%s\r\n" % (len(v), v))
 assert c.recv(5) == b"+OK\r\n"
+def cmd(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a.encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    c.sendall(out)
+cmd("DEL", "h10", "s100")
+cmd("HSET", "h10", *[x for f in range(10) for x in ("field%d" % f, "value:%05d" % f)])
+cmd("SADD", "s100", *["member:%03d" % m for m in range(100)])
+got = b""
+while got.count(b"\r\n") < 3:
+    got += c.recv(100)
+assert got.split(b"\r\n")[1:3] == [b":10", b":100"], got
 PY
 done
 
@@ -95,7 +115,17 @@ TESTS=("BITCOUNT-1MB|50|BITCOUNT bits:1m"
     "SETBIT-1MB|1|SETBIT bits:1m 4000007 1"
     "GETBIT-1MB|1|GETBIT bits:1m 4000007"
     "PFADD|1|PFADD hll __rand_int__"
-    "PFCOUNT|1|PFCOUNT hll")
+    "PFCOUNT|1|PFCOUNT hll"
+    "HGETALL-10|1|HGETALL h10"
+    "SMEMBERS-100|1|SMEMBERS s100")
+if [[ -n "$ONLY" ]]; then
+    keep=()
+    for t in "${TESTS[@]}"; do
+        [[ ",$ONLY," == *",${t%%|*},"* ]] && keep+=("$t")
+    done
+    ((${#keep[@]} > 0)) || die "--tests: none of '$ONLY' is a test (see --help)"
+    TESTS=("${keep[@]}")
+fi
 for ((ROUND = 1; ROUND <= RUNS; ROUND++)); do
     for p in 1 16; do
         for t in "${TESTS[@]}"; do

@@ -15,6 +15,9 @@ CHKV_ARGS=""
 PIPELINES=(1 16)
 SIZES=(32 1024)
 GROUPS_=(set,get,mset incr)
+GROUPS_GIVEN=0
+CUSTOM=()  # --command lines, tested as groups "cmd:INDEX"
+SCRIPTS=() # --script bodies, loaded on every server; __sha1__, __sha2__ ... in commands
 VALKEY_BIN=$VALKEY_DEFAULT
 
 usage() {
@@ -51,6 +54,18 @@ Options:
                       order before a FLUSHALL (default "${GROUPS_[*]}"; e.g.
                       "lpush,lpop rpush,rpop lpush,lrange_100 zadd,zpopmin"); a group that is
                       only "incr" runs once with size "-"
+  --command "LINE"    also run this command line (repeatable), redis-benchmark style:
+                      every __rand_int__ becomes a random number below --keyspace, e.g.
+                      "EVALSHA __sha1__ 1 counter:__rand_int__ 60". Several commands
+                      separated by ";" form one unit sent in one write and counted as one
+                      request ("MULTI;SET key:__rand_int__ xxx;INCR n:__rand_int__;EXEC"):
+                      redis-benchmark cannot send those, so datanode/examples/loadgen.rs
+                      (built on demand) runs them, with the same -c -n -P -r, checking every
+                      reply; -P N then sends N units per round trip (CHKV_LOADGEN=BIN: use
+                      that build instead). Size is "-". Without --groups, only the
+                      --command lines run
+  --script "LUA"      SCRIPT LOAD this script on every server first (repeatable); its SHA1
+                      replaces __sha1__ (the second's __sha2__, ...) in --command lines
   --valkey BIN        valkey-server to compare with (default $VALKEY_BIN)
   --no-valkey         compare with redis-server only
   --chkv-args "ARGS"  extra chkv-datanode flags, e.g. "--threads 2"
@@ -79,7 +94,10 @@ while [[ $# -gt 0 ]]; do
         --groups)
             read -r -a GROUPS_ <<<"${2:-}"
             ((${#GROUPS_[@]} > 0)) || die "--groups needs a list of test groups"
+            GROUPS_GIVEN=1
             shift 2 ;;
+        --command) [[ -n "${2:-}" ]] || die "--command needs a command line"; CUSTOM+=("$2"); shift 2 ;;
+        --script) [[ -n "${2:-}" ]] || die "--script needs a Lua script"; SCRIPTS+=("$2"); shift 2 ;;
         --valkey) [[ -x "${2:-}" ]] || die "--valkey: '${2:-}' is not an executable"; VALKEY_BIN=$2; shift 2 ;;
         --no-valkey) VALKEY_BIN=""; shift ;;
         --chkv-args) CHKV_ARGS=${2:-}; shift 2 ;;
@@ -88,6 +106,10 @@ while [[ $# -gt 0 ]]; do
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
+if ((${#CUSTOM[@]} > 0)); then
+    ((GROUPS_GIVEN)) || GROUPS_=()
+    for i in "${!CUSTOM[@]}"; do GROUPS_+=("cmd:$i"); done
+fi
 if [[ -z "$REQ_P16" ]]; then
     if ((REQ_P1 == 200000)); then REQ_P16=1000000; else REQ_P16=$((REQ_P1 * 5)); fi
 fi
@@ -101,7 +123,32 @@ if [[ -n "$OUT" ]]; then
 fi
 chkv_init
 datanode_bin
+LOADGEN=${CHKV_LOADGEN:-}
+if [[ "${CUSTOM[*]}" == *";"* && -z "$LOADGEN" ]]; then
+    need_cmd cargo "cargo (install Rust with rustup)"
+    log "building: cargo build --release -p chkv-datanode --example loadgen"
+    (cd "$CHKV_ROOT" && cargo build --release -q -p chkv-datanode --example loadgen) ||
+        die "building the load generator failed"
+    LOADGEN="$(cargo_target)/release/examples/loadgen"
+fi
 
+# custom_title LINE: the test name of a --command line, its command names joined by "/".
+custom_title() {
+    local cmd words title=""
+    IFS=';' read -r -a cmds <<<"$1"
+    for cmd in "${cmds[@]}"; do
+        read -r -a words <<<"$cmd"
+        ((${#words[@]})) && title+="${title:+/}${words[0]^^}"
+    done
+    printf '%s\n' "$title"
+}
+
+if [[ -n "$VALKEY_BIN" && ! -x "$VALKEY_BIN" ]]; then
+    # In a git worktree, ../shared is beside the main checkout.
+    common=$(git -C "$CHKV_ROOT" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)
+    [[ -n "$common" && -x "$common/../../shared/anchors/valkey-8.0.1/valkey-server" ]] &&
+        VALKEY_BIN=$(cd "$common/../../shared/anchors/valkey-8.0.1" && pwd)/valkey-server
+fi
 if [[ -n "$VALKEY_BIN" && ! -x "$VALKEY_BIN" ]]; then
     log "no Valkey at $VALKEY_BIN: comparing with redis-server only (see --valkey)"
     VALKEY_BIN=""
@@ -125,6 +172,17 @@ for server in "${SERVERS[@]}"; do
     [[ "$(rcli "${PORT[$server]}" PING 2>&1)" == PONG ]] ||
         die "$server on 127.0.0.1:${PORT[$server]} does not answer PING"
 done
+for i in "${!SCRIPTS[@]}"; do
+    sha=""
+    for server in "${SERVERS[@]}"; do
+        got=$(rcli "${PORT[$server]}" SCRIPT LOAD "${SCRIPTS[i]}" 2>&1)
+        [[ "$got" =~ ^[0-9a-f]{40}$ ]] || die "SCRIPT LOAD on $server answered: $got"
+        [[ -z "$sha" || "$got" == "$sha" ]] || die "SCRIPT LOAD on $server gave $got, another server $sha"
+        sha=$got
+    done
+    log "script $((i + 1)) loaded everywhere: $sha"
+    for j in "${!CUSTOM[@]}"; do CUSTOM[j]=${CUSTOM[j]//__sha$((i + 1))__/$sha}; done
+done
 
 RESULTS="$CHKV_TMP/results.csv" # server,pipeline,size,test,rps,p50_ms,p99_ms,cpu_us_per_req (one line per run)
 : >"$RESULTS"
@@ -146,29 +204,49 @@ bench() {
     local summary=""
     for test in ${tests//,/ }; do
         local out rc=0 limit=$((60 + n / 2000)) # worst case 2000 req/s before we give up
-        local args=(-h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" -r "$KEYSPACE" -P "$pipeline" -t "$test" --csv)
+        local args=(-h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" -r "$KEYSPACE" -P "$pipeline" --csv)
+        local tool=(redis-benchmark) title=""
+        if [[ $test == cmd:* ]]; then
+            local line=${CUSTOM[${test#cmd:}]} words
+            title=$(custom_title "$line")
+            if [[ $line == *";"* ]]; then
+                tool=("$LOADGEN")
+                args=(-h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" -r "$KEYSPACE" -P "$pipeline" --unit "$line")
+            else
+                read -r -a words <<<"$line"
+                args+=("${words[@]}")
+            fi
+        else
+            args+=(-t "$test")
+        fi
         [[ "$size" != "-" ]] && args+=(-d "$size")
         local t0 t1
         t0=$(cpu_ticks "$pid")
-        out=$(timeout "$limit" redis-benchmark "${args[@]}" 2>>"$CHKV_TMP/redis-benchmark.stderr") || rc=$?
+        out=$(timeout "$limit" "${tool[@]}" "${args[@]}" 2>>"$CHKV_TMP/redis-benchmark.stderr") || rc=$?
         t1=$(cpu_ticks "$pid")
         if ((rc == 124)); then
-            die "redis-benchmark against $server timed out after ${limit}s (redis-benchmark ${args[*]})"
+            die "${tool[0]##*/} against $server timed out after ${limit}s (${tool[0]##*/} ${args[*]})"
         elif ((rc != 0)); then
             tail -n 5 "$CHKV_TMP/redis-benchmark.stderr" >&2
-            die "redis-benchmark against $server failed (exit $rc): redis-benchmark ${args[*]}"
+            die "${tool[0]##*/} against $server failed (exit $rc): ${tool[0]##*/} ${args[*]}"
         fi
         out=${out//$'\r'/}
         [[ "$(head -n 1 <<<"$out")" == "$CSV_HEADER" ]] ||
             die "unexpected redis-benchmark --csv output (need redis-benchmark >= 7.0): $(head -n 2 <<<"$out")"
         local row
         row=$(tail -n +2 <<<"$out" | awk -F'","' -v s="$server" -v p="$pipeline" -v d="$size" \
-            -v ticks=$((t1 - t0)) -v hz="$TICKS_PER_SEC" -v n="$n" '
-            NF >= 8 {
+            -v ticks=$((t1 - t0)) -v hz="$TICKS_PER_SEC" -v n="$n" -v title="$title" '
+            # LRANGE_* tests first fill the list: a row "LPUSH (needed to benchmark LRANGE)"
+            # that is not the test (its CPU time still counts in the cell'"'"'s us/req).
+            NF >= 8 && !/needed to benchmark/ {
                 gsub(/"/, "")
-                split($0, f, ",")
+                n_f = split($0, f, ",")
                 t = f[1]; sub(/ .*/, "", t)           # "MSET (10 keys)" -> MSET
                 t = toupper(t)
+                if (title != "") {                    # a --command line: its own name
+                    t = title
+                    for (i = 2; i <= 8; i++) f[i] = f[n_f - 8 + i]
+                }
                 print s "," p "," d "," t "," f[2] "," f[5] "," f[7] "," ticks * 1e6 / hz / n
             }')
         [[ "$(grep -c . <<<"$row")" == 1 ]] ||
@@ -200,8 +278,8 @@ for ((ROUND = 1; ROUND <= RUNS; ROUND++)); do
         n=$REQ_P1
         ((pipeline == 1)) || n=$REQ_P16
         for group in "${GROUPS_[@]}"; do
-            if [[ "$group" == incr ]]; then
-                pair "$pipeline" - incr "$n"
+            if [[ "$group" == incr || "$group" == cmd:* ]]; then
+                pair "$pipeline" - "$group" "$n"
                 continue
             fi
             for size in "${SIZES[@]}"; do
@@ -214,7 +292,9 @@ log "benchmarks done in $((SECONDS - START))s"
 
 # Median per (server, pipeline, size, test) and metric, then one row per cell in the order
 # the tests ran.
-TESTS_IN_ORDER=$(for g in "${GROUPS_[@]}"; do tr ',' '\n' <<<"$g"; done | tr '[:lower:]' '[:upper:]' | awk '!seen[$0]++' | tr '\n' ' ')
+TESTS_IN_ORDER=$(for g in "${GROUPS_[@]}"; do
+    if [[ $g == cmd:* ]]; then custom_title "${CUSTOM[${g#cmd:}]}"; else tr ',' '\n' <<<"$g" | tr '[:lower:]' '[:upper:]'; fi
+done | awk '!seen[$0]++' | tr '\n' ' ')
 TABLE="$CHKV_TMP/table.tsv"
 awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" -v tests="$TESTS_IN_ORDER" -v servers="${SERVERS[*]}" '
     function median(key,    n, i, j, v, a) {
@@ -253,7 +333,8 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" -v tests="$TESTS_I
         print head
         np = split(pipelines, P, " "); ns = split(sizes, S, " "); nt = split(tests, T, " ")
         for (i = 1; i <= np; i++) for (k = 1; k <= nt; k++) {
-            if (T[k] == "INCR") { nd = 1; D[1] = "-" } else { nd = ns; for (x = 1; x <= ns; x++) D[x] = S[x] }
+            # Tests without a size (INCR, --command lines) ran with size "-".
+            nd = ns + 1; for (x = 1; x <= ns; x++) D[x] = S[x]; D[nd] = "-"
             for (j = 1; j <= nd; j++) {
                 if (!((P[i] SUBSEP D[j] SUBSEP T[k]) in seen)) continue
                 base = SUBSEP P[i] SUBSEP D[j] SUBSEP T[k] SUBSEP

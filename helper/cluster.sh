@@ -10,7 +10,9 @@
 #   helper/cluster.sh status          # (another shell) the running cluster's nodes
 #
 # Ports (defaults): NameNode 10101 (DataNodes), 10102 (clients), 10180 (HTTP);
-# DataNode i: RESP 10100+10*i, admin 20000+i. A DataNode that dies is reported and the
+# DataNode i: RESP 10100+10*i, admin 20000+i; when any of them is taken (another cluster is
+# running), free ports for everything. Each cluster gets a name of its own (--cluster-name),
+# so a node never joins another local cluster, even on a port mix-up. A DataNode that dies is reported and the
 # others keep running (try the README's crash experiment with kill -9). Logs are kept under
 # target/chkv-cluster/ while it runs, and removed on a clean stop (Ctrl-C with no node lost).
 set -euo pipefail
@@ -60,9 +62,10 @@ cmd_add() {
     port=$(free_port)
     admin=$(free_port)
     cluster_bins
-    # The secret the running cluster was started with (created once, kept under target/).
+    # The secret the running cluster was started with (created once, kept under target/),
+    # and its name.
     start_datanode "$port" --namenode "127.0.0.1:$nn_port" --admin-port "$admin" \
-        --cluster-secret-file "$(cluster_secret_file)"
+        --cluster-secret-file "$(cluster_secret_file)" --cluster-name "$(<"$dir/cluster-name")"
     echo "datanode $index $port $admin $STARTED_PID" >>"$dir/nodes"
     # Leave it running when this script exits.
     CHKV_PIDS=()
@@ -137,6 +140,18 @@ mkdir -p "$CLUSTER_HOME"
 CHKV_TMP_PARENT=$CLUSTER_HOME chkv_init
 cluster_bins
 
+# The fixed ports only when nobody listens on any of them: a second cluster started beside a
+# running one takes free ports instead of reaching the running one's nodes.
+if ((!FREE_PORTS)); then
+    for p in "$NN_DN_PORT" "$NN_CLIENT_PORT" "$NN_HTTP_PORT" \
+        $(for ((i = 0; i < NODES; i++)); do echo $((BASE_PORT + 10 * i)) $((ADMIN_BASE + i)); done); do
+        if port_open "$p"; then
+            log "port $p is taken (another cluster running?): using free ports instead"
+            FREE_PORTS=1
+            break
+        fi
+    done
+fi
 if ((FREE_PORTS)); then
     NN_DN_PORT=$(free_port)
     NN_CLIENT_PORT=$(free_port)
@@ -145,7 +160,11 @@ fi
 
 # Members prove this secret to the NameNode and to each other (README, "Security").
 SECRET_FILE=$(cluster_secret_file)
-start_namenode "$NN_DN_PORT" "$NN_CLIENT_PORT" "$NN_HTTP_PORT" --cluster-secret-file "$SECRET_FILE"
+# Local clusters share that secret; their names keep them apart.
+CLUSTER_NAME="local-$(date +%s)-$$"
+echo "$CLUSTER_NAME" >"$CHKV_TMP/cluster-name"
+start_namenode "$NN_DN_PORT" "$NN_CLIENT_PORT" "$NN_HTTP_PORT" --cluster-secret-file "$SECRET_FILE" \
+    --cluster-name "$CLUSTER_NAME"
 echo "namenode $NN_DN_PORT $NN_CLIENT_PORT $NN_HTTP_PORT $STARTED_PID" >"$CHKV_TMP/nodes"
 
 DN_PORTS=()
@@ -158,7 +177,7 @@ for ((i = 0; i < NODES; i++)); do
         admin=$((ADMIN_BASE + i))
     fi
     start_datanode "$port" --namenode "127.0.0.1:$NN_DN_PORT" --admin-port "$admin" \
-        --cluster-secret-file "$SECRET_FILE"
+        --cluster-secret-file "$SECRET_FILE" --cluster-name "$CLUSTER_NAME"
     echo "datanode $i $port $admin $STARTED_PID" >>"$CHKV_TMP/nodes"
     DN_PORTS+=("$port")
 done
@@ -173,6 +192,7 @@ CHKV cluster is up: NameNode + $NODES DataNodes on 127.0.0.1.
   Connect:    redis-cli -p ${DN_PORTS[0]}          (any DataNode serves any key)
               redis-cli -c -p ${DN_PORTS[0]} CLUSTER SLOTS
   Secret:     $SECRET_FILE (--cluster-secret-file for nodes that join this cluster)
+  Name:       $CLUSTER_NAME (--cluster-name for nodes that join this cluster)
   Logs:       $CHKV_TMP
   More:       helper/cluster.sh add | drain N | status   (from another shell)
 INFO

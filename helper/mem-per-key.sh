@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # helper/mem-per-key.sh: memory per element of redis-server, Valkey and a CHKV DataNode for
-# the same load (strings, one big list, one big sorted set, or many small sorted sets), measured as RSS
-# growth and used_memory growth.
+# the same load (strings, one big list, one big sorted set, many small sorted sets, small
+# hashes, small sets or one big set), measured as RSS growth and used_memory growth.
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -13,7 +13,7 @@ VALKEY_BIN=$VALKEY_DEFAULT
 
 usage() {
     cat <<EOF
-Usage: helper/mem-per-key.sh [--shape strings|list|zset|zsets] [--elements N] [--members M]
+Usage: helper/mem-per-key.sh [--shape strings|list|zset|zsets|hashes|sets|set] [--elements N] [--members M]
                              [--valkey BIN | --no-valkey] [--help]
 
 For redis-server, Valkey (the anchor build in ../shared/anchors, when present) and a CHKV
@@ -31,12 +31,16 @@ Shapes (N = --elements, default $ELEMENTS):
            integer scores in a scattered order (each member inserted mid-set); checks ZCARD
   zsets    N/M sorted sets of M members (--members, default $MEMBERS): ZADD z:%012d with
            the same members and scores; checks DBSIZE and the ZCARD of the last key
+  hashes   N/10 hashes h:%010d of 10 fields field0..field9 = value:%05d; element = field;
+           checks DBSIZE and HLEN
+  sets     N/M sets s:%09d of M members (--members) m:%06d; checks DBSIZE and SCARD
+  set      one set of N members member:%012d (19 bytes), 100 a command; checks SCARD
 
 Options:
-  --shape S      strings (default), list, zset or zsets
+  --shape S      strings (default), list, zset, zsets, hashes, sets or set
   --elements N   number of elements (keys, or members in all), at most 10^12
   --keys N       the same as --elements (strings' old name)
-  --members M    members per sorted set for --shape zsets (default $MEMBERS)
+  --members M    members per key for --shape zsets and sets (default $MEMBERS)
   --valkey BIN   valkey-server to compare with (default $VALKEY_BIN)
   --no-valkey    redis-server and chkv only
   --help         this text
@@ -54,8 +58,8 @@ while [[ $# -gt 0 ]]; do
             ;;
         --shape)
             case ${2:-} in
-                strings | list | zset | zsets) SHAPE=$2 ;;
-                *) die "--shape must be strings, list, zset or zsets" ;;
+                strings | list | zset | zsets | hashes | sets | set) SHAPE=$2 ;;
+                *) die "--shape must be strings, list, zset, zsets, hashes, sets or set" ;;
             esac
             shift 2
             ;;
@@ -66,7 +70,8 @@ while [[ $# -gt 0 ]]; do
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
-if [[ $SHAPE == zsets ]] && ((ELEMENTS % MEMBERS != 0)); then
+[[ $SHAPE == hashes ]] && MEMBERS=10
+if [[ $SHAPE =~ ^(zsets|sets|hashes)$ ]] && ((ELEMENTS % MEMBERS != 0)); then
     die "--elements ($ELEMENTS) must be a multiple of --members ($MEMBERS)"
 fi
 
@@ -151,6 +156,45 @@ load() {
             got=$(rcli "$port" ZCARD "$(printf 'z:%012d' $((want - 1)))" 2>&1) || true
             [[ "$got" == "$MEMBERS" ]] || die "$name: the last sorted set has '$got' members, not $MEMBERS"
             ;;
+        hashes)
+            want=$((ELEMENTS / 10))
+            log "$name: loading $want hashes of 10 fields with redis-cli --pipe"
+            LC_ALL=C awk -v n="$want" 'BEGIN {
+                for (i = 0; i < n; i++) {
+                    k = sprintf("h:%010d", i)
+                    printf "*22\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n", length(k), k
+                    for (f = 0; f < 10; f++)
+                        printf "$6\r\nfield%d\r\n$11\r\nvalue:%05d\r\n", f, (i * 10 + f) % 100000
+                }
+            }' | pipe_load "$port" | sed "s/^/    /" >&2
+            got="$(rcli "$port" DBSIZE 2>&1)/$(rcli "$port" HLEN h:0000000000 2>&1)" || true
+            [[ "$got" == "$want/10" ]] || die "$name: DBSIZE/HLEN is '$got', expected $want/10"
+            ;;
+        sets)
+            want=$((ELEMENTS / MEMBERS))
+            log "$name: loading $want sets of $MEMBERS members with redis-cli --pipe"
+            LC_ALL=C awk -v n="$want" -v per="$MEMBERS" 'BEGIN {
+                for (i = 0; i < n; i++) {
+                    k = sprintf("s:%09d", i)
+                    printf "*%d\r\n$4\r\nSADD\r\n$%d\r\n%s\r\n", per + 2, length(k), k
+                    for (m = 0; m < per; m++) printf "$8\r\nm:%06d\r\n", (i * per + m) % 1000000
+                }
+            }' | pipe_load "$port" | sed "s/^/    /" >&2
+            got="$(rcli "$port" DBSIZE 2>&1)/$(rcli "$port" SCARD s:000000000 2>&1)" || true
+            [[ "$got" == "$want/$MEMBERS" ]] || die "$name: DBSIZE/SCARD is '$got', expected $want/$MEMBERS"
+            ;;
+        set)
+            log "$name: loading one set of $ELEMENTS members with redis-cli --pipe"
+            LC_ALL=C awk -v n="$ELEMENTS" 'BEGIN {
+                for (i = 0; i < n; i += 100) {
+                    c = (n - i < 100) ? n - i : 100
+                    printf "*%d\r\n$4\r\nSADD\r\n$3\r\nset\r\n", c + 2
+                    for (m = i; m < i + c; m++) printf "$19\r\nmember:%012d\r\n", m
+                }
+            }' | pipe_load "$port" | sed "s/^/    /" >&2
+            got=$(rcli "$port" SCARD set 2>&1) || true
+            [[ "$got" == "$ELEMENTS" ]] || die "$name: SCARD is '$got' after loading $ELEMENTS members"
+            ;;
     esac
 }
 
@@ -177,6 +221,9 @@ measure() {
         list) ENC[$name]=$(rcli "$port" OBJECT ENCODING list) ;;
         zset) ENC[$name]=$(rcli "$port" OBJECT ENCODING zset) ;;
         zsets) ENC[$name]=$(rcli "$port" OBJECT ENCODING "z:000000000000") ;;
+        hashes) ENC[$name]=$(rcli "$port" OBJECT ENCODING "h:0000000000") ;;
+        sets) ENC[$name]=$(rcli "$port" OBJECT ENCODING "s:000000000") ;;
+        set) ENC[$name]=$(rcli "$port" OBJECT ENCODING set) ;;
     esac
     sleep 1 # let background work (expiry cycles, allocator purges) settle
     RSS1[$name]=$(rss_bytes "$pid")
@@ -200,6 +247,9 @@ case $SHAPE in
     list) what="one list of $ELEMENTS elements (14-byte elements)" ;;
     zset) what="one sorted set of $ELEMENTS members (14-byte members, integer scores)" ;;
     zsets) what="$((ELEMENTS / MEMBERS)) sorted sets (14-byte keys) of $MEMBERS members (14-byte members, integer scores)" ;;
+    hashes) what="$((ELEMENTS / 10)) hashes of 10 fields (6-byte fields, 11-byte values); element = field" ;;
+    sets) what="$((ELEMENTS / MEMBERS)) sets of $MEMBERS members (8-byte members)" ;;
+    set) what="one set of $ELEMENTS members (19-byte members)" ;;
 esac
 echo
 echo "memory per element: $what"

@@ -21,6 +21,14 @@
 //! `register`; between DataNodes it is two RESP commands (`CLUSTER PEERHELLO`,
 //! `CLUSTER PEERAUTH`) that use the same [`Transcript`].
 //!
+//! # Cluster names
+//!
+//! Every proof also covers the cluster's name (`--cluster-name`, default [`DEFAULT_CLUSTER`]),
+//! so two clusters that share a secret (two local clusters started from one checkout) still
+//! cannot join each other: the `hello` names the cluster the connector belongs to, the
+//! acceptor refuses a foreign name with a message that says both, and a forged `hello` gains
+//! nothing because the proofs would not verify.
+//!
 //! # Without a secret
 //!
 //! The key is empty: the exchange still runs, so the code path is the same and internal
@@ -56,6 +64,10 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SECRET_ENV: &str = "CHKV_CLUSTER_SECRET";
 /// Node id the NameNode uses in transcripts.
 pub const NAMENODE_ID: &str = "namenode";
+/// Name of a cluster started without `--cluster-name`.
+pub const DEFAULT_CLUSTER: &str = "chkv";
+/// Longest cluster name, in bytes. Names are printable ASCII without spaces, like node ids.
+pub const MAX_CLUSTER_NAME: usize = 64;
 
 /// What a proof is for, so a proof for one kind of link is never valid on another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +129,20 @@ pub fn check_node_id(id: &str) -> Result<(), AuthError> {
     }
 }
 
+/// A cluster name is 1 to [`MAX_CLUSTER_NAME`] printable ASCII bytes without spaces.
+pub fn check_cluster_name(name: &str) -> Result<(), AuthError> {
+    if name.is_empty()
+        || name.len() > MAX_CLUSTER_NAME
+        || !name.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(AuthError::Secret(format!(
+            "invalid cluster name \"{}\": 1 to {MAX_CLUSTER_NAME} printable ASCII bytes without spaces",
+            escape(name.as_bytes())
+        )));
+    }
+    Ok(())
+}
+
 /// `bytes` fit for a log line or a status page: printable ASCII as is, everything else as
 /// `\xNN`, cut after 80 input bytes with `...`.
 pub fn escape(bytes: &[u8]) -> String {
@@ -140,6 +166,8 @@ pub fn escape(bytes: &[u8]) -> String {
 #[derive(Clone)]
 pub struct ClusterSecret {
     key: Arc<[u8]>,
+    /// The cluster's name, covered by every proof.
+    cluster: Arc<str>,
 }
 
 impl fmt::Debug for ClusterSecret {
@@ -154,7 +182,7 @@ impl fmt::Debug for ClusterSecret {
 
 impl PartialEq for ClusterSecret {
     fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
+        self.key == other.key && self.cluster == other.cluster
     }
 }
 
@@ -171,6 +199,7 @@ impl ClusterSecret {
     pub fn none() -> ClusterSecret {
         ClusterSecret {
             key: Arc::from(&b""[..]),
+            cluster: Arc::from(DEFAULT_CLUSTER),
         }
     }
 
@@ -190,7 +219,10 @@ impl ClusterSecret {
                 key.len()
             )));
         }
-        Ok(ClusterSecret { key: key.into() })
+        Ok(ClusterSecret {
+            key: key.into(),
+            cluster: Arc::from(DEFAULT_CLUSTER),
+        })
     }
 
     /// The secret from `--cluster-secret-file` or, without one, from the value of
@@ -205,6 +237,20 @@ impl ClusterSecret {
             Some(v) if !v.is_empty() => ClusterSecret::new(v.as_bytes()),
             _ => Ok(ClusterSecret::none()),
         }
+    }
+
+    /// The same secret for the cluster called `name` (checked like a node id).
+    pub fn named(self, name: &str) -> Result<ClusterSecret, AuthError> {
+        check_cluster_name(name)?;
+        Ok(ClusterSecret {
+            cluster: Arc::from(name),
+            ..self
+        })
+    }
+
+    /// The cluster's name.
+    pub fn cluster_name(&self) -> &str {
+        &self.cluster
     }
 
     /// Whether a real secret is set.
@@ -264,6 +310,7 @@ impl Transcript {
             mac.update(data);
         };
         field(&mut mac, b"chkv-auth-v1");
+        field(&mut mac, secret.cluster.as_bytes());
         field(&mut mac, self.purpose.label());
         field(
             &mut mac,
@@ -307,6 +354,10 @@ pub enum Handshake {
         version: u32,
         node_id: String,
         nonce: String,
+        /// The cluster the connector belongs to (absent from connectors that predate names:
+        /// the default name).
+        #[serde(default = "default_cluster")]
+        cluster: String,
     },
     /// acceptor -> connector.
     Challenge {
@@ -318,6 +369,10 @@ pub enum Handshake {
     Proof { proof: String },
     /// Either side gives up (same shape as the control protocol's `error`).
     Error { message: String },
+}
+
+fn default_cluster() -> String {
+    DEFAULT_CLUSTER.to_string()
 }
 
 async fn send<W: AsyncWrite + Unpin>(w: &mut W, msg: &Handshake) -> Result<(), AuthError> {
@@ -374,6 +429,7 @@ where
                 version: crate::PROTOCOL_VERSION,
                 node_id: my_id.to_string(),
                 nonce: hex::encode(connector_nonce),
+                cluster: secret.cluster_name().to_string(),
             },
         )
         .await?;
@@ -436,12 +492,20 @@ where
             version,
             node_id,
             nonce: their_nonce,
+            cluster,
         } = recv(rd).await?
         else {
             return Err(AuthError::Protocol("expected hello".into()));
         };
         crate::proto::check_version(version).map_err(|e| AuthError::Protocol(e.to_string()))?;
         check_node_id(&node_id)?;
+        if cluster != secret.cluster_name() {
+            return Err(AuthError::Protocol(format!(
+                "this is cluster \"{}\", not \"{}\" (--cluster-name)",
+                escape(secret.cluster_name().as_bytes()),
+                escape(cluster.as_bytes())
+            )));
+        }
         let acceptor_nonce = nonce();
         let t = Transcript {
             purpose,
@@ -629,6 +693,35 @@ mod tests {
 
         let (c, _) = exchange(s.clone(), s.clone(), Some("someone-else")).await;
         assert!(matches!(c, Err(AuthError::Protocol(_))), "{c:?}");
+    }
+
+    #[tokio::test]
+    async fn another_clusters_nodes_are_refused_with_both_names() {
+        let s = secret("0123456789abcdef");
+        let a = s.clone().named("cluster-a").expect("name");
+        let b = s.clone().named("cluster-b").expect("name");
+        let (c, acc) = exchange(a.clone(), a.clone(), None).await;
+        assert_eq!(c.expect("same cluster"), NAMENODE_ID);
+        assert_eq!(acc.expect("same cluster"), "dn-a");
+
+        // Same secret, another cluster: refused before any proof, and both sides say why.
+        let (c, acc) = exchange(b.clone(), a.clone(), None).await;
+        let acc = acc.expect_err("foreign cluster");
+        assert!(acc.to_string().contains("\"cluster-a\""), "{acc}");
+        assert!(acc.to_string().contains("\"cluster-b\""), "{acc}");
+        let c = c.expect_err("refused");
+        assert!(c.to_string().contains("cluster-a"), "{c}");
+
+        // The name is in every proof: a transcript proved for one cluster is not valid for
+        // another with the same secret (a forged hello naming the right cluster gains nothing).
+        let t = transcript();
+        assert!(!t.verify(&b, Side::Connector, &t.proof(&a, Side::Connector)));
+        assert!(!t.verify(&s, Side::Connector, &t.proof(&a, Side::Connector)));
+        assert_eq!(s.cluster_name(), DEFAULT_CLUSTER);
+
+        for bad in ["", "a b", "x\n", &"n".repeat(65)] {
+            assert!(s.clone().named(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[tokio::test]

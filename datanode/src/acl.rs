@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Acquire, Ordering::Release};
 use std::sync::Arc;
 
+use crate::sync::{Entry, Version};
+
 /// Redis's command categories, in `ACL CAT`'s order.
 pub const CATEGORIES: &[&str] = &[
     "keyspace",
@@ -416,58 +418,71 @@ impl Selector {
     }
 
     /// The command rules as `ACL LIST` prints them: `+@all`/`-@all` first.
-    fn commands_text(&self) -> String {
+    fn commands_parts(&self) -> Vec<String> {
         let mut parts = Vec::new();
         if !matches!(self.rules.first(), Some(CmdRule::All(_))) {
             parts.push("-@all".to_string());
         }
         parts.extend(self.rules.iter().map(CmdRule::text));
-        parts.join(" ")
+        parts
+    }
+
+    fn commands_text(&self) -> String {
+        self.commands_parts().join(" ")
+    }
+
+    fn keys_parts(&self) -> Vec<String> {
+        if self.all_keys {
+            return vec!["~*".into()];
+        }
+        self.keys
+            .iter()
+            .map(|k| {
+                // Rules are UTF-8 (checked by `apply`), so patterns are too.
+                let p = String::from_utf8_lossy(&k.pattern);
+                match (k.read, k.write) {
+                    (true, true) => format!("~{p}"),
+                    (true, false) => format!("%R~{p}"),
+                    _ => format!("%W~{p}"),
+                }
+            })
+            .collect()
     }
 
     fn keys_text(&self) -> String {
-        if self.all_keys {
-            return "~*".into();
+        self.keys_parts().join(" ")
+    }
+
+    fn channels_parts(&self) -> Vec<String> {
+        if self.all_channels {
+            return vec!["&*".into()];
         }
-        let mut parts = Vec::new();
-        for k in &self.keys {
-            let p = String::from_utf8_lossy(&k.pattern);
-            parts.push(match (k.read, k.write) {
-                (true, true) => format!("~{p}"),
-                (true, false) => format!("%R~{p}"),
-                _ => format!("%W~{p}"),
-            });
-        }
-        parts.join(" ")
+        self.channels
+            .iter()
+            .map(|c| format!("&{}", String::from_utf8_lossy(c)))
+            .collect()
     }
 
     fn channels_text(&self) -> String {
-        if self.all_channels {
-            return "&*".into();
-        }
-        let parts: Vec<String> = self
-            .channels
-            .iter()
-            .map(|c| format!("&{}", String::from_utf8_lossy(c)))
-            .collect();
-        parts.join(" ")
+        self.channels_parts().join(" ")
     }
 
-    /// `~... &... +@...` in ACL LIST's order, `resetchannels` standing for no channels.
-    fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        let keys = self.keys_text();
-        if !keys.is_empty() {
-            parts.push(keys);
-        }
-        let channels = self.channels_text();
-        parts.push(if channels.is_empty() {
-            "resetchannels".into()
+    /// The rules that make this selector from an empty one: `~... &... +@...` in ACL LIST's
+    /// order, `resetchannels` standing for no channels.
+    fn rules(&self) -> Vec<String> {
+        let mut parts = self.keys_parts();
+        let channels = self.channels_parts();
+        if channels.is_empty() {
+            parts.push("resetchannels".into());
         } else {
-            channels
-        });
-        parts.push(self.commands_text());
-        parts.join(" ")
+            parts.extend(channels);
+        }
+        parts.extend(self.commands_parts());
+        parts
+    }
+
+    fn describe(&self) -> String {
+        self.rules().join(" ")
     }
 }
 
@@ -710,16 +725,25 @@ impl User {
         f
     }
 
-    /// The user as one `ACL LIST` line (and an aclfile line).
-    pub fn describe(&self) -> String {
-        let mut parts = vec![format!("user {}", String::from_utf8_lossy(&self.name))];
-        parts.extend(self.flag_words().iter().map(|s| s.to_string()));
+    /// The rules that make this user from `User::new` (its name aside), one per item: flags,
+    /// password hashes, root rules, then each selector as one `(...)` rule.
+    pub fn rules(&self) -> Vec<String> {
+        let mut parts: Vec<String> = self.flag_words().iter().map(|s| s.to_string()).collect();
         parts.extend(self.passwords.iter().map(|p| format!("#{}", hex(p))));
-        parts.push(self.root.describe());
+        parts.extend(self.root.rules());
         for s in &self.selectors {
             parts.push(format!("({})", s.describe()));
         }
-        parts.join(" ")
+        parts
+    }
+
+    /// The user as one `ACL LIST` line (and an aclfile line).
+    pub fn describe(&self) -> String {
+        format!(
+            "user {} {}",
+            String::from_utf8_lossy(&self.name),
+            self.rules().join(" ")
+        )
     }
 
     /// `ACL GETUSER`'s fields, as (name, value) with values already in reply shape.
@@ -805,17 +829,54 @@ pub struct LogEntry {
 /// Most entries `ACL LOG` keeps (Redis's `acllog-max-len` default).
 pub const LOG_MAX: usize = 128;
 
+/// The users of a node, each with the [`Version`] of its last change, and the names deleted
+/// (with theirs), so that nodes can exchange them (see [`crate::sync`]).
+#[derive(Default)]
+struct Users {
+    map: BTreeMap<Vec<u8>, (Arc<User>, Version)>,
+    tombstones: BTreeMap<Vec<u8>, Version>,
+    /// The largest version counter seen: the next change takes the one after it.
+    clock: u64,
+}
+
+impl Users {
+    /// The version a change made now gets: `origin`'s next one, or 0 for the node's own
+    /// configuration at start (`None`).
+    fn next_version(&self, origin: Option<&str>) -> Version {
+        match origin {
+            Some(o) => Version {
+                counter: self.clock.saturating_add(1),
+                origin: o.to_string(),
+            },
+            None => Version::default(),
+        }
+    }
+
+    fn put(&mut self, u: User, v: Version) {
+        self.clock = self.clock.max(v.counter);
+        self.tombstones.remove(&u.name);
+        self.map.insert(u.name.clone(), (Arc::new(u), v));
+    }
+
+    fn remove(&mut self, name: &[u8], v: Version) -> bool {
+        self.clock = self.clock.max(v.counter);
+        let existed = self.map.remove(name).is_some();
+        self.tombstones.insert(name.to_vec(), v);
+        existed
+    }
+}
+
 /// The users of a node.
 pub struct Acl {
-    users: RwLock<BTreeMap<Vec<u8>, Arc<User>>>,
+    users: RwLock<Users>,
     generation: AtomicU64,
     log: Mutex<VecDeque<LogEntry>>,
 }
 
 impl Default for Acl {
     fn default() -> Self {
-        let mut users = BTreeMap::new();
-        users.insert(b"default".to_vec(), Arc::new(User::default_user()));
+        let mut users = Users::default();
+        users.put(User::default_user(), Version::default());
         Acl {
             users: RwLock::new(users),
             generation: AtomicU64::new(0),
@@ -831,66 +892,147 @@ impl Acl {
     }
 
     pub fn get(&self, name: &[u8]) -> Option<Arc<User>> {
-        self.users.read().get(name).cloned()
+        self.users.read().map.get(name).map(|(u, _)| u.clone())
     }
 
     pub fn names(&self) -> Vec<Vec<u8>> {
-        self.users.read().keys().cloned().collect()
+        self.users.read().map.keys().cloned().collect()
     }
 
     pub fn all(&self) -> Vec<Arc<User>> {
-        self.users.read().values().cloned().collect()
+        self.users
+            .read()
+            .map
+            .values()
+            .map(|(u, _)| u.clone())
+            .collect()
     }
 
     /// `ACL SETUSER`: applies every rule to a copy of the user (a new one when absent), and
-    /// installs it only when all were valid. Returns the failing rule and why.
-    pub fn set_user(&self, name: &[u8], rules: &[Vec<u8>]) -> Result<(), (Vec<u8>, RuleError)> {
+    /// installs it only when all were valid. Returns the failing rule and why. `origin` is
+    /// the node making the change (`None`: this node's configuration at start).
+    pub fn set_user(
+        &self,
+        name: &[u8],
+        rules: &[Vec<u8>],
+        origin: Option<&str>,
+    ) -> Result<(), (Vec<u8>, RuleError)> {
         let mut users = self.users.write();
         let mut u = users
+            .map
             .get(name)
-            .map(|u| (**u).clone())
+            .map(|(u, _)| (**u).clone())
             .unwrap_or_else(|| User::new(name));
         for r in rules {
             u.apply(r).map_err(|e| (r.clone(), e))?;
         }
-        users.insert(name.to_vec(), Arc::new(u));
+        let v = users.next_version(origin);
+        users.put(u, v);
         self.generation.fetch_add(1, Release);
         Ok(())
     }
 
     /// Removes users (never `default`); returns how many existed.
-    pub fn delete(&self, names: &[&[u8]]) -> usize {
+    pub fn delete(&self, names: &[&[u8]], origin: Option<&str>) -> usize {
         let mut users = self.users.write();
-        let n = names
-            .iter()
-            .filter(|n| **n != b"default" && users.remove(**n).is_some())
-            .count();
+        let v = users.next_version(origin);
+        let mut n = 0;
+        for name in names {
+            if *name != b"default" && users.map.contains_key(*name) {
+                users.remove(name, v.clone());
+                n += 1;
+            }
+        }
         self.generation.fetch_add(1, Release);
         n
     }
 
-    /// Replaces every user at once (ACL LOAD); `default` is kept as it is when absent.
-    pub fn replace_all(&self, new: Vec<User>) {
+    /// Replaces every user at once (ACL LOAD, `--aclfile` at start); `default` is kept as it
+    /// is when absent.
+    pub fn replace_all(&self, new: Vec<User>, origin: Option<&str>) {
         let mut users = self.users.write();
-        let default = users.get(&b"default"[..]).cloned();
-        users.clear();
-        for u in new {
-            users.insert(u.name.clone(), Arc::new(u));
+        let v = users.next_version(origin);
+        let gone: Vec<Vec<u8>> = users
+            .map
+            .keys()
+            .filter(|n| *n != b"default" && !new.iter().any(|u| u.name == **n))
+            .cloned()
+            .collect();
+        for n in gone {
+            users.remove(&n, v.clone());
         }
-        if let Some(d) = default {
-            users.entry(b"default".to_vec()).or_insert(d);
+        for u in new {
+            users.put(u, v.clone());
         }
         self.generation.fetch_add(1, Release);
     }
 
     /// Sets the default user's password from `requirepass` (empty: no password), as Redis
-    /// does at start and on CONFIG SET.
-    pub fn set_requirepass(&self, pass: Option<&[u8]>) {
+    /// does at start (`origin` `None`) and on CONFIG SET.
+    pub fn set_requirepass(&self, pass: Option<&[u8]>, origin: Option<&str>) {
         let rules: Vec<Vec<u8>> = match pass {
             Some(p) => vec![b"resetpass".to_vec(), [b">", p].concat()],
             None => vec![b"nopass".to_vec()],
         };
-        let _ = self.set_user(b"default", &rules);
+        let _ = self.set_user(b"default", &rules, origin);
+    }
+
+    /// Every user (its rules as the payload) and deleted name, with versions, sorted by name:
+    /// what this node sends to its peers.
+    pub fn state(&self) -> Vec<Entry> {
+        let users = self.users.read();
+        let mut out: Vec<Entry> = users
+            .map
+            .iter()
+            .map(|(name, (u, v))| Entry {
+                name: name.clone(),
+                version: v.clone(),
+                payload: Some(encode_rules(&u.rules())),
+            })
+            .chain(users.tombstones.iter().map(|(name, v)| Entry {
+                name: name.clone(),
+                version: v.clone(),
+                payload: None,
+            }))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Keeps, per name, what of a peer's state is newer than ours (a user whose rules do not
+    /// apply here is skipped and logged; `default` is never deleted). Whether anything
+    /// changed; clients of a changed or deleted user see it before their next command.
+    pub fn apply_state(&self, theirs: &[Entry]) -> bool {
+        let mut users = self.users.write();
+        let mut changed = false;
+        for e in theirs {
+            let ours = users
+                .map
+                .get(&e.name)
+                .map(|(_, v)| v)
+                .or_else(|| users.tombstones.get(&e.name));
+            if ours.is_some_and(|v| e.version <= *v) {
+                continue;
+            }
+            match &e.payload {
+                Some(p) => match user_from_rules(&e.name, p) {
+                    Ok(u) => users.put(u, e.version.clone()),
+                    Err(why) => {
+                        tracing::warn!(user = %String::from_utf8_lossy(&e.name), %why, "a peer's user does not apply here; skipped");
+                        continue;
+                    }
+                },
+                None if e.name == b"default" => continue,
+                None => {
+                    users.remove(&e.name, e.version.clone());
+                }
+            }
+            changed = true;
+        }
+        if changed {
+            self.generation.fetch_add(1, Release);
+        }
+        changed
     }
 
     /// Records a denial or a failed AUTH, merging it with a recent identical entry.
@@ -920,6 +1062,52 @@ impl Acl {
     pub fn log_reset(&self) {
         self.log.lock().clear();
     }
+}
+
+/// A user's rules as one payload between nodes: each rule as its length in decimal, `:`,
+/// then its bytes (a rule may hold a space, a key pattern for one).
+pub fn encode_rules(rules: &[String]) -> bytes::Bytes {
+    let mut out = Vec::new();
+    for r in rules {
+        out.extend_from_slice(r.len().to_string().as_bytes());
+        out.push(b':');
+        out.extend_from_slice(r.as_bytes());
+    }
+    bytes::Bytes::from(out)
+}
+
+/// The rules in a payload made by [`encode_rules`].
+pub fn decode_rules(mut p: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    while !p.is_empty() {
+        let colon = p
+            .iter()
+            .take(20)
+            .position(|&c| c == b':')
+            .ok_or("no rule length")?;
+        let len: usize = std::str::from_utf8(&p[..colon])
+            .ok()
+            .filter(|d| d.bytes().all(|c| c.is_ascii_digit()))
+            .and_then(|d| d.parse().ok())
+            .ok_or("bad rule length")?;
+        let rest = &p[colon + 1..];
+        if len > rest.len() {
+            return Err("truncated rule".into());
+        }
+        out.push(rest[..len].to_vec());
+        p = &rest[len..];
+    }
+    Ok(out)
+}
+
+/// A user named `name` made of the rules of a payload from [`encode_rules`].
+pub fn user_from_rules(name: &[u8], payload: &[u8]) -> Result<User, String> {
+    let mut u = User::new(name);
+    for r in decode_rules(payload)? {
+        u.apply(&r)
+            .map_err(|e| format!("'{}': {e}", String::from_utf8_lossy(&r)))?;
+    }
+    Ok(u)
 }
 
 /// Parses aclfile text: one `user NAME rules...` per line; blank lines and `#` comments
@@ -1135,15 +1323,150 @@ mod tests {
         let acl = Acl::default();
         let g = acl.generation();
         let err = acl
-            .set_user(b"x", &[b"on".to_vec(), b"+nosuch".to_vec()])
+            .set_user(b"x", &[b"on".to_vec(), b"+nosuch".to_vec()], Some("a"))
             .expect_err("bad rule");
         assert_eq!(err.0, b"+nosuch");
         assert!(acl.get(b"x").is_none());
-        acl.set_user(b"x", &[b"on".to_vec()]).expect("ok");
+        acl.set_user(b"x", &[b"on".to_vec()], Some("a"))
+            .expect("ok");
         assert!(acl.generation() > g);
-        assert_eq!(acl.delete(&[b"default", b"x", b"y"]), 1);
-        acl.set_requirepass(Some(b"s"));
+        assert_eq!(acl.delete(&[b"default", b"x", b"y"], Some("a")), 1);
+        acl.set_requirepass(Some(b"s"), Some("a"));
         let d = acl.get(b"default").expect("default");
         assert!(d.password_ok(b"s") && !d.password_ok(b"t"));
+    }
+
+    fn rules(r: &[&str]) -> Vec<Vec<u8>> {
+        split_rules(r.iter().map(|r| r.as_bytes())).expect("split")
+    }
+
+    /// Each node learns the other's state, as an exchange does.
+    fn exchange(a: &Acl, b: &Acl) {
+        b.apply_state(&a.state());
+        a.apply_state(&b.state());
+    }
+
+    fn lines(a: &Acl) -> Vec<String> {
+        a.all().iter().map(|u| u.describe()).collect()
+    }
+
+    #[test]
+    fn rules_travel_exactly() {
+        let u = user(&[
+            "on",
+            ">pw",
+            "~app:*",
+            "%R~ro:*",
+            "~with space",
+            "&chan:*",
+            "+@read",
+            "-keys",
+            "+config|get",
+            "(~x:* +set)",
+            "(%W~w:* +@write)",
+        ]);
+        let payload = encode_rules(&u.rules());
+        let back = user_from_rules(b"u", &payload).expect("decodes");
+        assert_eq!(back.describe(), u.describe());
+        assert!(back.password_ok(b"pw"));
+        assert_eq!(
+            decode_rules(b"3:abc2:de").expect("two"),
+            vec![b"abc".to_vec(), b"de".to_vec()]
+        );
+        for bad in [
+            &b"4:abc"[..],
+            b"x:abc",
+            b"abc",
+            b"-1:a",
+            b"99999999999999999999999:a",
+        ] {
+            assert!(
+                decode_rules(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn nodes_converge_on_the_newest_user() {
+        let (a, b) = (Acl::default(), Acl::default());
+        a.set_user(b"app", &rules(&["on", ">pw", "~app:*", "+get"]), Some("a"))
+            .expect("a");
+        exchange(&a, &b);
+        assert!(b.get(b"app").expect("learned").password_ok(b"pw"));
+        assert_eq!(lines(&a), lines(&b));
+        assert_eq!(
+            crate::sync::digest(&a.state()),
+            crate::sync::digest(&b.state())
+        );
+        // A change on b is newer than a's version: both keep it.
+        b.set_user(b"app", &rules(&["+set"]), Some("b")).expect("b");
+        let g = a.generation();
+        exchange(&a, &b);
+        assert!(a.generation() > g, "connections of app see the change");
+        assert_eq!(lines(&a), lines(&b));
+        assert!(lines(&a)[0].contains("+set"));
+        // A delete wins over the older user, and a stale state does not bring it back.
+        let stale = b.state();
+        a.delete(&[b"app"], Some("a"));
+        exchange(&a, &b);
+        assert!(b.get(b"app").is_none());
+        assert!(!a.apply_state(&stale));
+        assert!(a.get(b"app").is_none());
+        // Concurrent changes of one user: the same winner on both sides (counter, then node).
+        a.set_user(b"c", &rules(&["on", "+get"]), Some("a"))
+            .expect("a");
+        b.set_user(b"c", &rules(&["on", "+set"]), Some("b"))
+            .expect("b");
+        exchange(&a, &b);
+        assert_eq!(lines(&a), lines(&b));
+        // requirepass changes travel as the default user; the default user is never deleted.
+        a.set_requirepass(Some(b"secret"), Some("a"));
+        exchange(&a, &b);
+        assert!(b.get(b"default").expect("default").password_ok(b"secret"));
+        let tomb = crate::sync::Entry {
+            name: b"default".to_vec(),
+            version: Version {
+                counter: u64::MAX,
+                origin: "z".into(),
+            },
+            payload: None,
+        };
+        assert!(!b.apply_state(&[tomb]));
+        assert!(b.get(b"default").is_some());
+    }
+
+    #[test]
+    fn configuration_at_start_yields_to_any_change() {
+        // Both start from their own configuration (version 0): each keeps its own default
+        // user, and a user only one has reaches the other.
+        let (a, b) = (Acl::default(), Acl::default());
+        a.set_requirepass(Some(b"x"), None);
+        a.replace_all(vec![user(&["on", ">pw", "+get"])], None);
+        exchange(&a, &b);
+        assert!(b.get(b"u").is_some());
+        assert!(b.get(b"default").expect("default").password_ok(b""));
+        assert!(a.get(b"default").expect("default").password_ok(b"x"));
+        // A change anywhere supersedes them.
+        b.set_requirepass(Some(b"y"), Some("b"));
+        exchange(&a, &b);
+        assert!(a.get(b"default").expect("default").password_ok(b"y"));
+        // ACL LOAD (replace_all) deletes everywhere what the file does not have.
+        a.replace_all(vec![], Some("a"));
+        exchange(&a, &b);
+        assert!(b.get(b"u").is_none());
+        assert_eq!(lines(&a), lines(&b));
+        // A peer's user whose rules do not apply here is skipped.
+        let bad = crate::sync::Entry {
+            name: b"bad".to_vec(),
+            version: Version {
+                counter: 99,
+                origin: "z".into(),
+            },
+            payload: Some(encode_rules(&["+nosuchcommand".to_string()])),
+        };
+        assert!(!a.apply_state(&[bad]));
+        assert!(a.get(b"bad").is_none());
     }
 }

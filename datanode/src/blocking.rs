@@ -1,6 +1,6 @@
-//! Clients blocked on keys: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH and BLMPOP, and any other
-//! command that waits for a key to hold something (the sorted-set pops plug in the same way:
-//! a [`Kind`] to wait for and a [`ServeFn`]).
+//! Clients blocked on keys: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX
+//! and BZMPOP, and any other command that waits for a key to hold something: each names a
+//! [`Kind`] to wait for and a [`ServeFn`].
 //!
 //! A blocking command first tries to run at once. When none of its keys can serve it, it
 //! registers a [`Waiter`] on each of them ([`block`]) while it still holds every key's slot,

@@ -59,6 +59,9 @@ pub enum Pending {
     FencedTx { cmds: Vec<Request> },
     /// A blocking command waiting here for a key ([`crate::blocking`]).
     Blocked(crate::blocking::Blocked),
+    /// A request a peer sent as a client's user (`CLUSTER ASUSER`): resolved (and planned
+    /// again, if it comes to that) as that user.
+    AsUser { user: Bytes, inner: Box<Pending> },
     /// A blocking command forwarded to its owner over a connection of its own (a shared one
     /// would hold every later request behind it); `id` is the connection's client id there,
     /// which CLIENT UNBLOCK here uses to unblock it there.
@@ -272,9 +275,10 @@ fn plan_eval(node: &Node, session: &mut Session, req: &Request) -> Planned {
         if session.redirects != Redirects::Forward {
             return Planned::Now(moved(slot, addr));
         }
+        let req = for_owner(session, req);
         return Planned::Later(Pending::Remote {
-            req: req.clone(),
-            rx: node.peers.send_request(addr, session.proto, req),
+            rx: node.peers.send_request(addr, session.proto, &req),
+            req,
         });
     }
     if slots.iter().any(|&s| node.handoff.is_frozen(s)) {
@@ -331,7 +335,10 @@ pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planne
             return abort(session, CROSSSLOT);
         }
         let addr = r.conn.addr;
-        let req = multi::encode_multiexec(&cmds);
+        if let Some(denied) = tx_acl_denied(node, session, &cmds) {
+            return abort(session, denied);
+        }
+        let req = for_owner(session, &multi::encode_multiexec(&cmds));
         let pending = relay(session, addr, &req, RelayKind::Exec);
         // The node forgets the watch with EXEC.
         if let Some(r) = session.tx.remote.as_mut() {
@@ -385,7 +392,10 @@ pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planne
                 // Keys watched here, the transaction there: it could not be atomic.
                 return abort(session, CROSSSLOT);
             }
-            let req = multi::encode_multiexec(&cmds);
+            if let Some(denied) = tx_acl_denied(node, session, &cmds) {
+                return abort(session, denied);
+            }
+            let req = for_owner(session, &multi::encode_multiexec(&cmds));
             return Planned::Later(Pending::Remote {
                 rx: node.peers.send_request(addr, session.proto, &req),
                 req,
@@ -481,6 +491,86 @@ fn forward_blocking(node: &Node, proto: Protocol, addr: SocketAddr, req: &Reques
     }
 }
 
+// ---- requests that run as a client's user on another node ----
+//
+// A node checks a request against its client's user before forwarding it, and the owner runs
+// what a peer sends without checking it again. That covers a request whose effects its
+// arguments show; a script's (and a transaction's scripts') calls are known only when it
+// runs. So a restricted user's EVAL/FCALL/transaction travels wrapped in the internal
+// `CLUSTER ASUSER user cmd args...`, and the owner runs it as that user (users are the same
+// on every node, see [`crate::sync`]): what the script calls is checked there as it would
+// be here.
+
+/// `req` as the client's user, when it must run as that user on the node it goes to.
+fn for_owner(session: &Session, req: &Request) -> Request {
+    if session.perms.is_none() {
+        return req.clone();
+    }
+    let mut args: Vec<&[u8]> = vec![b"CLUSTER", b"ASUSER", &session.user];
+    args.extend(req.iter());
+    Request::from_args(args)
+}
+
+/// The request a session plans itself: without the CLUSTER ASUSER wrapper when the session
+/// already runs as the user it names (a client's, or a peer's inside [`Pending::AsUser`]).
+fn unwrapped(session: &Session, req: &Request) -> Request {
+    if session.checked() && is_as_user(req) {
+        return Request::from_args(req.iter().skip(3));
+    }
+    req.clone()
+}
+
+fn is_as_user(req: &Request) -> bool {
+    req.len() >= 4
+        && req.arg(0).eq_ignore_ascii_case(b"cluster")
+        && req.arg(1).eq_ignore_ascii_case(b"asuser")
+}
+
+/// Plans a peer's `CLUSTER ASUSER user cmd args...`: `cmd args...` as `user`. An unknown
+/// user (deleted since) runs nothing.
+fn plan_as_user(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Planned {
+    let name = Bytes::copy_from_slice(req.arg(2));
+    let Some(user) = node.acl.get(&name) else {
+        return Planned::Now(Frame::err("ERR the user of this connection was deleted"));
+    };
+    let inner = Request::from_args(req.iter().skip(3));
+    let saved = session.enter_user(name.clone(), user, node.acl.generation());
+    let planned = plan_request(node, session, routing, &inner);
+    session.leave_user(saved);
+    match planned {
+        Planned::Now(f) => Planned::Now(f),
+        Planned::Later(p) => Planned::Later(Pending::AsUser {
+            user: name,
+            inner: Box::new(p),
+        }),
+    }
+}
+
+/// The client's permissions for `req`, checked before it may leave for another node (which
+/// runs what a peer sends without checking it again): the denial, if any. Peer sessions
+/// pass (the node they came from checked them).
+fn acl_denied(node: &Node, session: &mut Session, req: &Request) -> Option<Frame> {
+    if !session.checked()
+        || (session.perms.is_none() && session.acl_generation == node.acl.generation())
+    {
+        return None;
+    }
+    let (id, resolved) = crate::cmd::resolve(req)?;
+    crate::cmd::acl_gate(node, session, id, resolved, req, now_ms()).err()
+}
+
+/// A transaction's commands checked before it is forwarded whole (a user changed since
+/// they were queued, or MULTIEXEC sent by a client): the first denial aborts it.
+fn tx_acl_denied(node: &Node, session: &mut Session, cmds: &[Request]) -> Option<Frame> {
+    let denied = cmds.iter().find_map(|c| acl_denied(node, session, c))?;
+    let Frame::Error(e) = denied else {
+        return Some(denied);
+    };
+    Some(Frame::error(format!(
+        "EXECABORT Transaction discarded because of: {e}"
+    )))
+}
+
 fn moved(slot: u16, addr: SocketAddr) -> Frame {
     Frame::error(format!("MOVED {slot} {addr}"))
 }
@@ -522,6 +612,9 @@ fn forwarded_read(session: &Session, req: &Request) {
 }
 
 fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Planned {
+    if session.peer.is_some() && !session.as_user && is_as_user(req) {
+        return plan_as_user(node, session, routing, req);
+    }
     if node.scripting.maybe_busy() {
         if let Some(busy) = busy_reply(node, session, req) {
             return Planned::Now(busy);
@@ -544,9 +637,17 @@ fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Req
                 && session.authenticated
                 && spec.arity_ok(req.len()) =>
         {
+            if let Some(denied) = acl_denied(node, session, req) {
+                return Planned::Now(denied);
+            }
             return plan_eval(node, session, req);
         }
         Some((_, spec)) if spec.name == "multiexec" && session.authenticated => {
+            // A client's MULTIEXEC needs the permission; one a peer sends as a client's user
+            // is that client's EXEC (its commands are checked as they run).
+            if let Some(denied) = acl_denied(node, session, req).filter(|_| !session.as_user) {
+                return Planned::Now(denied);
+            }
             return match multi::decode_multiexec(req) {
                 Ok(cmds) => plan_tx(node, session, cmds),
                 Err(e) => Planned::Now(e),
@@ -559,13 +660,9 @@ fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Req
         // Refused here by the subscribed-mode rule, wherever its keys live.
         return Planned::Now(run_local(node, session, req));
     }
-    if session.perms.is_some() || session.acl_generation != node.acl.generation() {
-        // Permissions are checked here, before the request may leave for its owner.
-        if let Some((id, resolved)) = crate::cmd::resolve(req) {
-            if let Err(denied) = crate::cmd::acl_gate(node, session, id, resolved, req, now_ms()) {
-                return Planned::Now(denied);
-            }
-        }
+    // Permissions are checked here, before the request may leave for its owner.
+    if let Some(denied) = acl_denied(node, session, req) {
+        return Planned::Now(denied);
     }
     let mode = session.redirects;
     if mode != Redirects::Redirect && spec.step == 2 && req.len().is_multiple_of(2) {
@@ -747,7 +844,7 @@ fn encoded(frame: &Frame, proto: Protocol) -> Bytes {
 fn run_with_retries<'a>(
     node: &'a Arc<Node>,
     session: &'a mut Session,
-    req: Request,
+    mut req: Request,
     first: Option<oneshot::Receiver<PeerReply>>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send + 'a>> {
     Box::pin(async move {
@@ -766,13 +863,20 @@ fn run_with_retries<'a>(
                         node.peers.send_request(addr, proto, &req)
                     } else {
                         let routing = node.routing();
-                        match plan(node, session, &routing, &req) {
+                        // `req` is what goes to other nodes: a restricted user's script
+                        // wrapped in CLUSTER ASUSER. Here it is planned as the client's
+                        // request, under the session's own identity.
+                        let here = unwrapped(session, &req);
+                        match plan(node, session, &routing, &here) {
                             // A subscription's confirmation went to the outbox.
                             Planned::Now(_) if std::mem::take(&mut session.no_reply) => {
                                 return Bytes::new()
                             }
                             Planned::Now(f) => return encoded(&f, proto),
-                            Planned::Later(Pending::Remote { rx, .. }) => rx,
+                            Planned::Later(Pending::Remote { rx, req: sent }) => {
+                                req = sent;
+                                rx
+                            }
                             Planned::Later(
                                 p @ (Pending::Split { .. }
                                 | Pending::Frozen { .. }
@@ -782,6 +886,7 @@ fn run_with_retries<'a>(
                                 | Pending::Fenced { .. }
                                 | Pending::FencedTx { .. }
                                 | Pending::Blocked(_)
+                                | Pending::AsUser { .. }
                                 | Pending::RemoteBlocked { .. }),
                             ) => {
                                 return Box::pin(resolve_one(node, session, p)).await;
@@ -799,7 +904,19 @@ fn run_with_retries<'a>(
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Ok(Ok(bytes)) => match moved_target(&bytes) {
-                    None => return bytes,
+                    None => {
+                        // EVALSHA reached an owner without the script, but the client
+                        // loaded it here (redis-py's Script: EVALSHA, then SCRIPT LOAD and
+                        // EVALSHA again through the same node): send the body, which the
+                        // owner then caches.
+                        if bytes.starts_with(b"-NOSCRIPT") {
+                            if let Some(eval) = evalsha_as_eval(node, &req) {
+                                req = eval;
+                                continue;
+                            }
+                        }
+                        return bytes;
+                    }
                     Some(addr) => {
                         last_err = String::from_utf8_lossy(&bytes).trim().to_string();
                         hops += 1;
@@ -837,6 +954,24 @@ fn run_with_retries<'a>(
             proto,
         )
     })
+}
+
+/// EVALSHA (`_RO`) as EVAL (`_RO`) with the body this node has cached for its sha.
+fn evalsha_as_eval(node: &Node, req: &Request) -> Option<Request> {
+    let name = match req.arg(0) {
+        n if n.eq_ignore_ascii_case(b"evalsha") => &b"EVAL"[..],
+        n if n.eq_ignore_ascii_case(b"evalsha_ro") => &b"EVAL_RO"[..],
+        _ => return None,
+    };
+    if req.len() < 3 {
+        return None;
+    }
+    let body = node.scripting.script_body(req.arg(1))?;
+    let mut args: Vec<&[u8]> = Vec::with_capacity(req.len());
+    args.push(name);
+    args.push(&body);
+    args.extend(req.iter().skip(2));
+    Some(Request::from_args(args))
 }
 
 /// Whether an owner's reply is [`crate::lease::ERR_NO_LEASE`].
@@ -1083,6 +1218,18 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
             }
         }
         Pending::Task(task) => encoded(&task(node.clone()).await, proto),
+        Pending::AsUser { user: name, inner } => {
+            let Some(user) = node.acl.get(&name) else {
+                return encoded(
+                    &Frame::err("ERR the user of this connection was deleted"),
+                    proto,
+                );
+            };
+            let saved = session.enter_user(name, user, node.acl.generation());
+            let reply = Box::pin(resolve_one(node, session, *inner)).await;
+            session.leave_user(saved);
+            reply
+        }
         Pending::Fenced { req } => {
             if !wait_for_lease(node, &request_slots(&req)).await {
                 return encoded(&crate::lease::ERR_NO_LEASE, proto);

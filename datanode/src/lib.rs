@@ -30,6 +30,8 @@
 //! - [`trust`]: startup checks, the peer handshake over RESP, which imports a peer may make.
 //! - [`server`]: the thin tokio layer: listeners, connections, background tasks, shutdown.
 //! - [`striped`]: per-thread counters, summed when read (no shared line written per request).
+//! - [`sync`]: FUNCTION libraries and ACL users kept the same on every DataNode (versioned
+//!   entries, exchanged after a change and compared by digest every 500 ms).
 //! - [`tls`]: TLS on the client port (rustls): settings, certificate loading and reload.
 //! - [`hll`]: HyperLogLog in Redis's byte format (sparse and dense), as plain functions.
 //! - [`lua`]: Lua scripting: EVAL scripts and FUNCTION libraries, engines, BUSY and KILL.
@@ -60,6 +62,7 @@ pub mod resp;
 pub mod server;
 pub mod store;
 pub mod striped;
+pub mod sync;
 pub mod tls;
 pub mod tracking;
 pub mod trust;

@@ -114,6 +114,10 @@ struct Args {
     /// it (or CHKV_CLUSTER_SECRET), a node in a cluster listens on loopback addresses only.
     #[arg(long)]
     cluster_secret_file: Option<std::path::PathBuf>,
+    /// Name of the cluster this node joins: a NameNode or peer of another cluster (another
+    /// `--cluster-name`) is refused even when it holds the same secret.
+    #[arg(long, default_value = chkv_common::auth::DEFAULT_CLUSTER)]
+    cluster_name: String,
     /// Seconds a node in a cluster may take, on SIGTERM or SIGINT, to hand its slots over
     /// before it exits anyway (a second signal exits at once).
     #[arg(long, default_value_t = 30)]
@@ -150,7 +154,8 @@ fn main() -> anyhow::Result<()> {
     let cluster_secret = chkv_common::auth::ClusterSecret::load(
         args.cluster_secret_file.as_deref(),
         env_secret.as_deref(),
-    )?;
+    )?
+    .named(&args.cluster_name)?;
     let config = Config {
         cluster_secret,
         admin_password: args.admin_password.map(String::into_bytes),

@@ -219,7 +219,7 @@ impl Node {
         tracking.set_max_keys(config.tracking_table_max_keys);
         db.set_track_sink(tracking.clone());
         let acl = crate::acl::Acl::default();
-        acl.set_requirepass(config.requirepass.as_deref());
+        acl.set_requirepass(config.requirepass.as_deref(), None);
         db.limits.store(&config.encodings);
         let scripting = crate::lua::Scripting::default();
         scripting.set_threshold(config.busy_reply_threshold_ms);

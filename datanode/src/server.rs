@@ -110,7 +110,7 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
     };
     let node = Arc::new(Node::new(config));
     if let Some(users) = users {
-        node.acl.replace_all(users);
+        node.acl.replace_all(users, None);
     }
     *node.addr.lock() = Some(addr);
     info!(%addr, "listening for RESP clients");
@@ -168,7 +168,7 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
     }
     if let Some(nn) = namenode {
         tokio::spawn(crate::agent::run(node.clone(), nn, admin, stop_rx.clone()));
-        tokio::spawn(crate::lua::sync::run(node.clone(), stop_rx.clone()));
+        tokio::spawn(crate::sync::run(node.clone(), stop_rx.clone()));
         tokio::spawn(crate::lease::renew(node.clone(), stop_rx.clone()));
     }
     let (tls_listener, tls_addr) = tls_addr.unzip();

@@ -592,7 +592,7 @@ async fn hashes_sets_and_sorted_sets_survive_a_join_and_a_drain() {
         converge(&[&n0, &n1]).await;
         // The routing flips before the source has freed what it handed over: wait until
         // each key is held once.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while n1.node.db.is_empty() || n0.node.db.len() + n1.node.db.len() != keys.len() as u64 {
             assert!(
                 Instant::now() < deadline,
@@ -613,7 +613,7 @@ async fn hashes_sets_and_sorted_sets_survive_a_join_and_a_drain() {
             lines.last().is_some_and(|l| l.starts_with("drained:")),
             "{lines:?}"
         );
-        tokio::time::timeout(Duration::from_secs(10), n0.drained())
+        tokio::time::timeout(Duration::from_secs(120), n0.drained())
             .await
             .expect("drained");
         n0.shutdown().await;
@@ -625,7 +625,7 @@ async fn hashes_sets_and_sorted_sets_survive_a_join_and_a_drain() {
         nn.shutdown().await;
     };
     // Liveness only: each step has its own deadline; on a loaded machine they add up.
-    tokio::time::timeout(Duration::from_secs(300), test)
+    tokio::time::timeout(Duration::from_secs(600), test)
         .await
         .expect("test finishes");
 }

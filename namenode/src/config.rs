@@ -219,6 +219,10 @@ pub struct Args {
     /// Without it (or CHKV_CLUSTER_SECRET) only loopback addresses may be bound.
     #[arg(long)]
     pub cluster_secret_file: Option<PathBuf>,
+    /// Name of this cluster: DataNodes of another cluster (another `--cluster-name`) are
+    /// refused even when they hold the same secret.
+    #[arg(long, default_value = chkv_common::auth::DEFAULT_CLUSTER)]
+    pub cluster_name: String,
     /// Port DataNodes register and heartbeat on (0 picks a free one).
     #[arg(long, default_value_t = 10101)]
     pub datanode_port: u16,
@@ -299,6 +303,7 @@ impl TryFrom<&Args> for Config {
         let env = std::env::var(SECRET_ENV).ok();
         let cluster_secret =
             ClusterSecret::load(args.cluster_secret_file.as_deref(), env.as_deref())
+                .and_then(|secret| secret.named(&args.cluster_name))
                 .map_err(|e| Error::Config(e.to_string()))?;
         let http_token = match (&args.http_token_file, &args.http_token) {
             (Some(path), _) => {

@@ -5,6 +5,7 @@ use super::flags::*;
 use super::server::container;
 use super::*;
 use crate::acl::{categories, split_rules, GetUserValue, User, CATEGORIES};
+use crate::sync::Set;
 
 const S: &str = "server";
 
@@ -193,9 +194,9 @@ fn setuser(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let rules = split_rules(req.iter().skip(3)).map_err(|e| syntax(req.arg(req.len() - 1), e))?;
     ctx.node
         .acl
-        .set_user(name, &rules)
+        .set_user(name, &rules, Some(&ctx.node.node_id))
         .map_err(|(rule, e)| syntax(&rule, e))?;
-    Ok(Frame::ok())
+    crate::sync::after_change(ctx, Set::Users, Frame::ok())
 }
 
 fn getuser(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
@@ -233,7 +234,11 @@ fn deluser(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     if names.contains(&&b"default"[..]) {
         return Err(Frame::err("ERR The 'default' user cannot be removed"));
     }
-    Ok(Frame::Integer(ctx.node.acl.delete(&names) as i64))
+    let n = ctx.node.acl.delete(&names, Some(&ctx.node.node_id));
+    if n == 0 {
+        return Ok(Frame::Integer(0));
+    }
+    crate::sync::after_change(ctx, Set::Users, Frame::Integer(n as i64))
 }
 
 fn list(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
@@ -407,8 +412,8 @@ fn load(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
         return Err(ERR_NO_ACLFILE);
     };
     let users = load_aclfile(&path).map_err(|e| Frame::error(format!("ERR {e}")))?;
-    ctx.node.acl.replace_all(users);
-    Ok(Frame::ok())
+    ctx.node.acl.replace_all(users, Some(&ctx.node.node_id));
+    crate::sync::after_change(ctx, Set::Users, Frame::ok())
 }
 
 /// Reads and parses an aclfile; errors name the file and line.
@@ -488,7 +493,7 @@ mod tests {
         // Changing the user applies to the connection at once.
         h.node
             .acl
-            .set_user(b"app", &[b"+del".to_vec()])
+            .set_user(b"app", &[b"+del".to_vec()], Some("n"))
             .expect("setuser");
         assert_eq!(h.run(&["DEL", "app:1"]), int(1));
         // The log has the denials and the failed AUTHs, newest first; a repeat within 60 s

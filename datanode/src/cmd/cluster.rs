@@ -68,13 +68,25 @@ static SUBCOMMANDS: &[CommandSpec] = &[
         "proof", peerauth),
     spec("functions", -3, ADMIN | NOSCRIPT | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: this node's function libraries (DIGEST), or an exchange of them (STATE).",
-        "DIGEST | STATE [name counter origin code ...]", crate::lua::sync::cluster_functions),
+        "DIGEST | STATE [name counter origin code ...]", crate::sync::cluster_sync),
+    spec("users", -3, ADMIN | NOSCRIPT | INTERNAL, NO_KEYS, G, "7.2.4",
+        "CHKV, between nodes: this node's ACL users (DIGEST), or an exchange of them (STATE).",
+        "DIGEST | STATE [name counter origin rules ...]", crate::sync::cluster_sync),
+    spec("asuser", -4, NOSCRIPT | INTERNAL, NO_KEYS, G, "7.2.4",
+        "CHKV, between nodes: runs a command as a client's ACL user (a script or transaction of a restricted user).",
+        "username command [arg ...]", asuser),
     spec("reset", -2, ADMIN | NOSCRIPT | STALE, NO_KEYS, G, "3.0.0",
         "Resets a node (not supported: a DataNode leaves its cluster with a drain).",
         "[HARD | SOFT]", reset),
     spec("help", 2, LOADING | STALE, NO_KEYS, G, "5.0.0",
         "Returns helpful text about the different subcommands.", "", help),
 ];
+
+/// `CLUSTER ASUSER` is planned by the connection (see [`crate::exec`]); it reaches a handler
+/// only nested where it has no meaning.
+fn asuser(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    Err(Frame::err("ERR CLUSTER ASUSER cannot be nested"))
+}
 
 /// `CLUSTER LEASE node-id epoch`: another node of the table, whose NameNode is late, asks
 /// whether it may go on serving (see [`crate::lease`] for the rule and why it is safe). Only

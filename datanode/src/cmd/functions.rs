@@ -4,7 +4,7 @@
 //! A library (`#!lua name=mylib` and code that calls `redis.register_function`) loads on
 //! one node and is callable on every node of the cluster: a change is sent to the other
 //! DataNodes before the reply, and nodes exchange their libraries when the table changes
-//! (see [`crate::lua::sync`]). FCALL routes by its declared keys, like EVAL.
+//! (see [`crate::sync`]). FCALL routes by its declared keys, like EVAL.
 
 use super::{flags::*, spec, CommandSpec, Ctx, Reply, NO_KEYS};
 use crate::lua::library::RestorePolicy;
@@ -68,7 +68,7 @@ fn syntax(sub: &str) -> Frame {
 /// After a change to the libraries: in a cluster, the other DataNodes get it before the
 /// client gets `reply`.
 fn propagated(ctx: &mut Ctx<'_>, reply: Frame) -> Reply {
-    crate::lua::sync::after_change(ctx, reply)
+    crate::sync::after_change(ctx, crate::sync::Set::Functions, reply)
 }
 
 fn function_load(ctx: &mut Ctx<'_>, req: &Request) -> Reply {

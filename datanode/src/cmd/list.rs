@@ -905,20 +905,6 @@ mod tests {
         );
     }
 
-    /// Runs `args` on `session`, which must block; returns its wait.
-    fn block_on(h: &mut Harness, session: &mut Session, args: &[&str]) -> blocking::Blocked {
-        h.run_as(session, args);
-        session.blocked.take().expect("the command blocked")
-    }
-
-    /// The reply of a wait that has ended.
-    async fn reply(mut b: blocking::Blocked) -> Frame {
-        match b.wait().await {
-            blocking::Wake::Reply(f) => f,
-            blocking::Wake::Moved => panic!("moved"),
-        }
-    }
-
     fn pair(k: &str, v: &str) -> Frame {
         Frame::Array(vec![bulk(k), bulk(v)])
     }

@@ -30,7 +30,6 @@
 pub mod acl;
 pub mod bits;
 pub mod cluster;
-pub mod decimal;
 pub mod docs;
 pub mod functions;
 pub mod geo;
@@ -38,6 +37,7 @@ pub mod hash;
 pub mod hll;
 pub mod keys;
 pub mod list;
+pub mod longdouble;
 pub mod migrate;
 pub mod multi;
 pub mod object;
@@ -257,6 +257,9 @@ pub struct Session {
     /// fast path), as of ACL generation `acl_generation`.
     pub perms: Option<Arc<crate::acl::User>>,
     pub acl_generation: u64,
+    /// A peer session running a request for a client of another node as that client's
+    /// user (`CLUSTER ASUSER`): its permissions are checked here as on a client session.
+    pub as_user: bool,
     /// Work a handler left to finish off the connection's thread of control (MIGRATE's
     /// round trips to another server): the connection awaits it and sends its reply in
     /// place of the handler's.
@@ -333,6 +336,7 @@ impl Session {
             perms: None,
             // Refreshed before the first command.
             acl_generation: u64::MAX,
+            as_user: false,
             deferred: None,
             in_script: false,
             error_counted: false,
@@ -343,6 +347,41 @@ impl Session {
             track_caching: false,
             track_script_read: false,
         }
+    }
+
+    /// Whether requests are checked against this session's user: a client's, or a peer's
+    /// running a request as a client's user. Other peer sessions run what they are sent
+    /// (the node a request was forwarded from checked it).
+    #[inline]
+    pub fn checked(&self) -> bool {
+        self.peer.is_none() || self.as_user
+    }
+
+    /// Runs as `name` (a peer session, for [`crate::exec`]'s `CLUSTER ASUSER`): returns
+    /// what [`Session::leave_user`] puts back.
+    pub fn enter_user(
+        &mut self,
+        name: Bytes,
+        user: Arc<crate::acl::User>,
+        generation: u64,
+    ) -> UserState {
+        UserState {
+            user: std::mem::replace(&mut self.user, name),
+            perms: std::mem::replace(&mut self.perms, (!user.unrestricted()).then_some(user)),
+            acl_generation: std::mem::replace(&mut self.acl_generation, generation),
+            as_user: std::mem::replace(&mut self.as_user, true),
+            quit: self.quit,
+        }
+    }
+
+    /// Back to the identity [`Session::enter_user`] saved (a deleted user ends the request,
+    /// not the peer connection).
+    pub fn leave_user(&mut self, saved: UserState) {
+        self.user = saved.user;
+        self.perms = saved.perms;
+        self.acl_generation = saved.acl_generation;
+        self.as_user = saved.as_user;
+        self.quit = saved.quit;
     }
 
     /// Whether the reply of the command that just ran is withheld (it went to the outbox, or
@@ -536,7 +575,7 @@ fn run_command_uncounted(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     // Commands a client may send before authenticating (AUTH, HELLO, ...) are not subject to
     // command rules, as in Redis. Nor are peer sessions: the node a request was forwarded
     // from checked it against its client's user before sending it on.
-    if !spec.has(flags::NO_AUTH) && ctx.session.peer.is_none() {
+    if !spec.has(flags::NO_AUTH) && ctx.session.checked() {
         if let Err(denied) = acl_gate(ctx.node, ctx.session, cmd_id, spec, req, ctx.now) {
             return denied;
         }
@@ -666,7 +705,7 @@ fn unknown_subcommand(parent: &CommandSpec, req: &Request) -> Frame {
 /// unknown subcommand and change nothing.
 pub fn resolve_for(session: &Session, req: &Request) -> Result<(&'static CommandSpec, u32), Frame> {
     let resolved = resolve_checked(req);
-    if session.peer.is_some() {
+    if !session.checked() {
         return resolved;
     }
     let internal = match &resolved {
@@ -678,6 +717,15 @@ pub fn resolve_for(session: &Session, req: &Request) -> Result<(&'static Command
         Some(id) => Err(unknown_subcommand(table()[(id & 0xffff) as usize], req)),
         None => resolved,
     }
+}
+
+/// A session's identity, saved while it runs as another user ([`Session::enter_user`]).
+pub struct UserState {
+    user: Bytes,
+    perms: Option<Arc<crate::acl::User>>,
+    acl_generation: u64,
+    as_user: bool,
+    quit: bool,
 }
 
 /// The spec a request runs (the subcommand's when it has one) and its command id, or `None`
@@ -1201,6 +1249,24 @@ pub(crate) mod testutil {
 
     pub fn err(s: &str) -> Frame {
         Frame::error(s.to_string())
+    }
+
+    /// Runs `args` on `session`, which must block; returns its wait.
+    pub fn block_on(
+        h: &mut Harness,
+        session: &mut Session,
+        args: &[&str],
+    ) -> crate::blocking::Blocked {
+        h.run_as(session, args);
+        session.blocked.take().expect("the command blocked")
+    }
+
+    /// The reply of a wait that has ended (or ends by itself).
+    pub async fn reply(mut b: crate::blocking::Blocked) -> Frame {
+        match b.wait().await {
+            crate::blocking::Wake::Reply(f) => f,
+            crate::blocking::Wake::Moved => panic!("moved"),
+        }
     }
 }
 

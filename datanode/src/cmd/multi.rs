@@ -124,8 +124,8 @@ fn runs_in_multi(name: &str) -> bool {
 
 /// A request from a connection inside MULTI: queued, or run at once (EXEC, DISCARD...).
 pub fn in_multi(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
-    let spec = match super::resolve_for(ctx.session, req) {
-        Ok((spec, _)) => spec,
+    let (spec, cmd_id) = match super::resolve_for(ctx.session, req) {
+        Ok(r) => r,
         Err(e) => {
             ctx.session.tx.flag();
             return e;
@@ -138,6 +138,14 @@ pub fn in_multi(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     if let Err(e) = check_queueable(ctx, spec) {
         ctx.session.tx.flag();
         return e;
+    }
+    // Permissions are checked when a command is queued, as in Redis (and again before a
+    // transaction leaves for another node).
+    if !spec.has(NO_AUTH) && ctx.session.checked() {
+        if let Err(e) = super::acl_gate(ctx.node, ctx.session, cmd_id, spec, req, ctx.now) {
+            ctx.session.tx.flag();
+            return e;
+        }
     }
     let size = req.iter().map(|a| a.len() + 16).sum::<usize>();
     let Some(q) = ctx.session.tx.queue.as_mut() else {

@@ -1624,9 +1624,13 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         })?;
         ctx.node.tls.install(tls);
     }
-    if cfg.requirepass != ctx.node.config().requirepass {
-        // requirepass is the default user's password, as in Redis.
-        ctx.node.acl.set_requirepass(cfg.requirepass.as_deref());
+    let new_password = cfg.requirepass != ctx.node.config().requirepass;
+    if new_password {
+        // requirepass is the default user's password, as in Redis; in a cluster it is the
+        // default user's password on every node.
+        ctx.node
+            .acl
+            .set_requirepass(cfg.requirepass.as_deref(), Some(&ctx.node.node_id));
     }
     let db = &ctx.node.db;
     ctx.node.update_config(|published| {
@@ -1644,6 +1648,9 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             .store(cfg.min_replicas_to_write, Relaxed);
         *published = cfg;
     });
+    if new_password {
+        return crate::sync::after_change(ctx, crate::sync::Set::Users, Frame::ok());
+    }
     Ok(Frame::ok())
 }
 

@@ -228,9 +228,10 @@ fn smove(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         None => return Ok(Frame::Integer(0)),
         Some(e) => e.as_set().map_err(|_| ERR_WRONGTYPE)?.contains(m),
     };
-    if let Some(e) = g.slot_of(dst).peek(dst, now) {
-        e.as_set().map_err(|_| ERR_WRONGTYPE)?;
-    }
+    let dst_has = match g.slot_of(dst).peek(dst, now) {
+        Some(e) => e.as_set().map_err(|_| ERR_WRONGTYPE)?.contains(m),
+        None => false,
+    };
     if src == dst || !src_has {
         return Ok(Frame::Integer(src_has as i64));
     }
@@ -243,6 +244,13 @@ fn smove(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         })
         .map_err(|_| ERR_WRONGTYPE)?;
     let emptied = !g.slot_of(src).contains(src, now);
+    if dst_has {
+        // The destination does not change, so it is not touched (a WATCH on it holds), as
+        // in Redis; only the source's removal is announced.
+        drop(g);
+        notify_removed(ctx, "srem", src, emptied);
+        return Ok(Frame::Integer(1));
+    }
     g.slot_of(dst)
         .modify(dst, now, Kind::Set, true, |v| {
             if let Value::Set(s) = v {
@@ -668,6 +676,13 @@ mod tests {
         assert_eq!(h.run(&["SMOVE", "{t}a", "{t}s", "n"]), wt);
         assert_eq!(h.run(&["SMOVE", "{t}s", "{t}a", "n"]), wt);
         assert_eq!(h.run(&["SMOVE", "{t}a", "{t}b", "n"]), int(1));
+        // A member the destination already holds leaves it untouched: a WATCH on it holds.
+        h.run(&["SADD", "{t}a", "n"]);
+        let w = crate::store::Watcher::new();
+        h.node.db.lock_key(b"{t}b").watch(b"{t}b", &w, h.now);
+        assert_eq!(h.run(&["SMOVE", "{t}a", "{t}b", "n"]), int(1));
+        assert!(!w.is_dirty());
+        assert_eq!(h.run(&["SISMEMBER", "{t}a", "n"]), int(0));
         assert_eq!(h.run(&["EXISTS", "{t}a"]), int(0));
     }
 

@@ -1,6 +1,7 @@
 //! String commands, with Redis 7 semantics and error texts.
 
 use super::flags::*;
+use super::longdouble::LongDouble;
 use super::pubsub::notify;
 use super::*;
 use crate::pubsub::events;
@@ -510,22 +511,19 @@ fn decrby(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 }
 
 fn incrbyfloat(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let delta = float_arg(req.arg(2))?;
+    // Redis reads the value, then the increment, both as long doubles, and adds in long
+    // double (cmd::longdouble).
     let key = req.arg(1);
     let mut g = ctx.node.db.lock_key(key);
-    let cur: Option<String> = match g.peek(key, ctx.now) {
+    let cur: Option<LongDouble> = match g.peek(key, ctx.now) {
         Some(e) => {
             let s = e.as_str().ok_or(ERR_WRONGTYPE)?;
-            parse_f64(s).ok_or(ERR_NOT_FLOAT)?;
-            Some(String::from_utf8_lossy(s).into_owned())
+            Some(LongDouble::parse(s).ok_or(ERR_NOT_FLOAT)?)
         }
         None => None,
     };
-    if !delta.is_finite() {
-        return Err(Frame::err("ERR increment would produce NaN or Infinity"));
-    }
-    let delta_text = String::from_utf8_lossy(req.arg(2)).into_owned();
-    let text = super::decimal::add_text(cur.as_deref().unwrap_or("0"), &delta_text)
+    let delta = LongDouble::parse(req.arg(2)).ok_or(ERR_NOT_FLOAT)?;
+    let text = longdouble::add_human(cur.unwrap_or(LongDouble::ZERO), delta)
         .ok_or(Frame::err("ERR increment would produce NaN or Infinity"))?;
     let value = Value::str(text.as_bytes());
     if cur.is_some() {
@@ -784,8 +782,28 @@ mod tests {
         h.run(&["SET", "f", "10.50"]);
         assert_eq!(h.run(&["INCRBYFLOAT", "f", "0.1"]), bulk("10.6"));
         assert_eq!(h.run(&["INCRBYFLOAT", "f", "-5"]), bulk("5.6"));
+        // Long double sums and %.17Lf, as redis-server 7.0.15 on x86-64 answers.
+        assert_eq!(
+            h.run(&["INCRBYFLOAT", "f", "2.0e2"]),
+            bulk("205.60000000000000001")
+        );
+        assert_eq!(
+            h.run(&["INCRBYFLOAT", "f", "1.1"]),
+            bulk("206.70000000000000001")
+        );
+        // Beyond a double's range: still a long double.
+        let big = h.run(&["INCRBYFLOAT", "f", "1e400"]);
+        let Frame::Bulk(b) = big else {
+            panic!("{big:?}")
+        };
+        assert!(b.starts_with(b"1000000000000000000028188068394758651458645343"));
+        assert_eq!(b.len(), 401);
         h.run(&["SET", "f", "5.0e3"]);
         assert_eq!(h.run(&["INCRBYFLOAT", "f", "2.0e2"]), bulk("5200"));
+        h.run(&["SET", "f", "0x10"]);
+        assert_eq!(h.run(&["INCRBYFLOAT", "f", "0x1p-2"]), bulk("16.25"));
+        h.run(&["SET", "f", "1"]);
+        assert_eq!(h.run(&["INCRBYFLOAT", "f", "-1.1"]), bulk("-0.1"));
         assert_eq!(h.run(&["INCRBYFLOAT", "new", "3"]), bulk("3"));
         assert_eq!(
             h.run(&["INCRBYFLOAT", "f", "x"]),
@@ -799,6 +817,26 @@ mod tests {
         assert_eq!(
             h.run(&["INCRBYFLOAT", "s", "1"]),
             err("ERR value is not a valid float")
+        );
+        for bad in [" 11", "11 ", "1e5000", "1e-5000", "nan"] {
+            h.run(&["SET", "s", bad]);
+            assert_eq!(
+                h.run(&["INCRBYFLOAT", "s", "1"]),
+                err("ERR value is not a valid float"),
+                "{bad}"
+            );
+        }
+        h.run(&["SET", "s", "0x1p16383"]);
+        assert_eq!(
+            h.run(&["INCRBYFLOAT", "s", "0x1p16383"]),
+            err("ERR increment would produce NaN or Infinity")
+        );
+        // 1/41 and back: no "-0".
+        h.run(&["SET", "z", "0"]);
+        h.run(&["INCRBYFLOAT", "z", "0.024390243902439025"]);
+        assert_eq!(
+            h.run(&["INCRBYFLOAT", "z", "-0.024390243902439025"]),
+            bulk("0")
         );
     }
 

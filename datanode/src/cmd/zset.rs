@@ -6,14 +6,17 @@
 //! `lo..hi` found in O(log n), then a walk over it. Scores are replied as doubles (`%.17g`
 //! in RESP2 bulk strings, RESP3 doubles) and read with C's `strtod` rules, like Redis.
 //! Writes emit Redis's keyspace events (`zadd`, `zincr`, `zrem`, `zpopmin`, ...).
+//! BZPOPMIN, BZPOPMAX and BZMPOP wait on `crate::blocking` like the list pops.
 
 use super::flags::*;
 use super::hash::{random_positions, scan_args, scan_reply, MAX_REPLY_ELEMENTS, RAND_COUNT_MAX};
+use super::list::slots_of;
 use super::pubsub::notify;
 use super::*;
+use crate::blocking;
 use crate::pubsub::events;
 use crate::resp::Protocol;
-use crate::store::{Limits, Zset};
+use crate::store::{Kind, Limits, Zset};
 
 const G: &str = "sorted-set";
 
@@ -107,6 +110,15 @@ pub static COMMANDS: &[CommandSpec] = &[
     spec("zmpop", -4, WRITE | NUMKEYS, (1, 1, 1), G, "7.0.0",
         "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.",
         "numkeys key [key ...] MIN | MAX [COUNT count]", zmpop),
+    spec("bzpopmin", -3, WRITE | FAST | BLOCKING, (1, -2, 1), G, "5.0.0",
+        "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.",
+        "key [key ...] timeout", bzpopmin),
+    spec("bzpopmax", -3, WRITE | FAST | BLOCKING, (1, -2, 1), G, "5.0.0",
+        "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.",
+        "key [key ...] timeout", bzpopmax),
+    spec("bzmpop", -5, WRITE | BLOCKING | NUMKEYS, (2, 2, 1), G, "7.0.0",
+        "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.",
+        "timeout numkeys key [key ...] MIN | MAX [COUNT count]", bzmpop),
 ];
 
 /// [`update_collection`] for sorted sets.
@@ -1394,6 +1406,101 @@ fn zmpop(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     Ok(mpop_first(ctx, &keys, max, count)?.unwrap_or(Frame::NullArray))
 }
 
+// ---- blocking pops (see crate::blocking) ----
+
+/// Whether BZPOPMAX rather than BZPOPMIN.
+fn bzpop_max(req: &Request) -> bool {
+    is(req.arg(0), "BZPOPMAX")
+}
+
+/// `[key, member, score]` popped from `key` (min or `max` end); `Ok(None)` when missing.
+fn bzpop_key(ctx: &Ctx<'_>, key: &[u8], max: bool) -> Result<Option<Frame>, Frame> {
+    let items = pop_key(ctx, key, 1, max)?.unwrap_or_default();
+    Ok(items
+        .into_iter()
+        .next()
+        .map(|(m, s)| Frame::Array(vec![Frame::bulk(key), Frame::bulk(m), Frame::Double(s)])))
+}
+
+/// BZPOPMIN and BZPOPMAX: the first non-empty sorted set's lowest (highest) member, else
+/// block on every key. Inside MULTI or a script they answer at once.
+fn bzpop(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let timeout = blocking::timeout_arg(req.arg(req.len() - 1))?;
+    let keys: Vec<&[u8]> = (1..req.len() - 1).map(|i| req.arg(i)).collect();
+    let may_block = blocking::may_block();
+    let _held = ctx.node.db.lock_tx(Some(slots_of(keys.iter().copied())));
+    let max = bzpop_max(req);
+    for &k in &keys {
+        if let Some(f) = bzpop_key(ctx, k, max)? {
+            return Ok(f);
+        }
+    }
+    if !may_block {
+        return Ok(Frame::NullArray);
+    }
+    let wait = blocking::Wait {
+        keys: &keys,
+        slots: slots_of(keys.iter().copied()),
+        kind: Kind::Zset,
+        timeout,
+        timeout_reply: Frame::NullArray,
+        serve: serve_bzpop,
+    };
+    Ok(blocking::block(ctx, req, wait))
+}
+
+fn serve_bzpop(ctx: &mut Ctx<'_>, req: &Request, key: &[u8]) -> Frame {
+    match bzpop_key(ctx, key, bzpop_max(req)) {
+        Ok(Some(f)) => f,
+        Ok(None) => Frame::NullArray,
+        Err(e) => e,
+    }
+}
+
+fn bzpopmin(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    bzpop(ctx, req)
+}
+
+fn bzpopmax(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    bzpop(ctx, req)
+}
+
+/// BZMPOP timeout numkeys key ... MIN|MAX [COUNT count]: ZMPOP, or block on every key.
+/// The arguments are checked before the timeout, as in Redis.
+fn bzmpop(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let (keys, max, count) = parse_mpop(req, 2)?;
+    let timeout = blocking::timeout_arg(req.arg(1))?;
+    let may_block = blocking::may_block();
+    let _held = ctx.node.db.lock_tx(Some(slots_of(keys.iter().copied())));
+    if let Some(f) = mpop_first(ctx, &keys, max, count)? {
+        return Ok(f);
+    }
+    if !may_block {
+        return Ok(Frame::NullArray);
+    }
+    let wait = blocking::Wait {
+        keys: &keys,
+        slots: slots_of(keys.iter().copied()),
+        kind: Kind::Zset,
+        timeout,
+        timeout_reply: Frame::NullArray,
+        serve: serve_bzmpop,
+    };
+    Ok(blocking::block(ctx, req, wait))
+}
+
+fn serve_bzmpop(ctx: &mut Ctx<'_>, req: &Request, key: &[u8]) -> Frame {
+    let (_, max, count) = match parse_mpop(req, 2) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    match mpop_first(ctx, &[key], max, count) {
+        Ok(Some(f)) => f,
+        Ok(None) => Frame::NullArray,
+        Err(e) => e,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testutil::*;
@@ -1885,5 +1992,268 @@ mod tests {
         h.run(&["CONFIG", "SET", "zset-max-listpack-value", "3"]);
         h.run(&["ZADD", "y", "1", "abcd"]);
         assert_eq!(h.run(&["OBJECT", "ENCODING", "y"]), bulk("skiplist"));
+    }
+
+    fn popped(k: &str, m: &str, s: f64) -> Frame {
+        Frame::Array(vec![bulk(k), bulk(m), dbl(s)])
+    }
+
+    fn mpopped(k: &str, items: &[(&str, f64)]) -> Frame {
+        let items = items
+            .iter()
+            .map(|&(m, s)| Frame::Array(vec![bulk(m), dbl(s)]))
+            .collect();
+        Frame::Array(vec![bulk(k), Frame::Array(items)])
+    }
+
+    #[tokio::test]
+    async fn blocking_pops_serve_at_once_or_oldest_first() {
+        for mut h in harnesses() {
+            // Data already there: the first non-empty key, no blocking.
+            h.run(&["ZADD", "{t}2", "1", "a", "2", "b", "3", "c"]);
+            assert_eq!(
+                h.run(&["BZPOPMIN", "{t}1", "{t}2", "0"]),
+                popped("{t}2", "a", 1.0)
+            );
+            assert_eq!(h.run(&["BZPOPMAX", "{t}2", "1"]), popped("{t}2", "c", 3.0));
+            assert_eq!(
+                h.run(&["BZMPOP", "1", "2", "{t}1", "{t}2", "MAX", "COUNT", "9"]),
+                mpopped("{t}2", &[("b", 2.0)])
+            );
+            assert_eq!(h.run(&["EXISTS", "{t}2"]), int(0));
+            assert!(h.session.blocked.is_none());
+
+            // Blocked clients are served oldest first, after the whole variadic ZADD.
+            let (mut a, mut b, mut c) = (h.other_session(), h.other_session(), h.other_session());
+            let wa = block_on(&mut h, &mut a, &["BZPOPMIN", "z", "0"]);
+            let wb = block_on(&mut h, &mut b, &["BZPOPMAX", "other", "z", "0"]);
+            let wc = block_on(
+                &mut h,
+                &mut c,
+                &["BZMPOP", "0", "1", "z", "MIN", "COUNT", "5"],
+            );
+            assert_eq!(h.node.blocking.blocked_clients(), 3);
+            assert_eq!(
+                h.run(&["ZADD", "z", "-1", "foo", "1", "bar", "2", "baz", "3", "qux"]),
+                int(4)
+            );
+            assert_eq!(reply(wa).await, popped("z", "foo", -1.0));
+            assert_eq!(reply(wb).await, popped("z", "qux", 3.0));
+            assert_eq!(reply(wc).await, mpopped("z", &[("bar", 1.0), ("baz", 2.0)]));
+            assert_eq!(h.run(&["EXISTS", "z"]), int(0));
+            assert_eq!(h.node.blocking.blocked_clients(), 0);
+
+            // The same key named twice, and a second key written first.
+            let wa = block_on(
+                &mut h,
+                &mut a,
+                &["BZPOPMIN", "{t}1", "{t}2", "{t}2", "{t}1", "0"],
+            );
+            h.run(&["ZADD", "{t}2", "1", "b"]);
+            assert_eq!(reply(wa).await, popped("{t}2", "b", 1.0));
+            assert_eq!(h.node.blocking.blocked_clients(), 0);
+
+            // Redis's "BZMPOP with multiple blocked clients": one transaction fills both
+            // keys, each waiter takes from the first key that serves it.
+            let mut d = h.other_session();
+            let keys = ["{m}1", "{m}2"];
+            let w1 = block_on(
+                &mut h,
+                &mut a,
+                &["BZMPOP", "0", "2", keys[0], keys[1], "MIN", "COUNT", "1"],
+            );
+            let w2 = block_on(
+                &mut h,
+                &mut b,
+                &["BZMPOP", "0", "2", keys[0], keys[1], "MAX", "COUNT", "10"],
+            );
+            let w3 = block_on(
+                &mut h,
+                &mut c,
+                &["BZMPOP", "0", "2", keys[0], keys[1], "MIN", "COUNT", "10"],
+            );
+            let w4 = block_on(
+                &mut h,
+                &mut d,
+                &["BZMPOP", "0", "2", keys[0], keys[1], "MAX", "COUNT", "1"],
+            );
+            h.run(&["MULTI"]);
+            for k in keys {
+                h.run(&["ZADD", k, "1", "a", "2", "b", "3", "c", "4", "d", "5", "e"]);
+            }
+            h.run(&["EXEC"]);
+            assert_eq!(reply(w1).await, mpopped(keys[0], &[("a", 1.0)]));
+            assert_eq!(
+                reply(w2).await,
+                mpopped(keys[0], &[("e", 5.0), ("d", 4.0), ("c", 3.0), ("b", 2.0)])
+            );
+            assert_eq!(
+                reply(w3).await,
+                mpopped(
+                    keys[1],
+                    &[("a", 1.0), ("b", 2.0), ("c", 3.0), ("d", 4.0), ("e", 5.0)]
+                )
+            );
+            assert_eq!(h.node.blocking.blocked_clients(), 1);
+            h.run(&["ZADD", keys[1], "1", "a", "2", "b", "3", "c"]);
+            assert_eq!(reply(w4).await, mpopped(keys[1], &[("c", 3.0)]));
+        }
+    }
+
+    #[tokio::test]
+    async fn blocking_pops_in_transactions_and_other_types() {
+        let mut h = Harness::new();
+        let mut a = h.other_session();
+        let wa = block_on(&mut h, &mut a, &["BZPOPMIN", "z", "0"]);
+        // ZADD then DEL in one transaction, then a string: nothing to serve.
+        for c in [
+            &["MULTI"][..],
+            &["ZADD", "z", "0", "foo"],
+            &["DEL", "z"],
+            &["EXEC"],
+        ] {
+            h.run(c);
+        }
+        for c in [
+            &["MULTI"][..],
+            &["ZADD", "z", "0", "foo"],
+            &["DEL", "z"],
+            &["SET", "z", "s"],
+            &["EXEC"],
+        ] {
+            h.run(c);
+        }
+        assert_eq!(h.node.blocking.blocked_clients(), 1);
+        // A list at the key does not serve a sorted-set pop either.
+        h.run(&["DEL", "z"]);
+        h.run(&["RPUSH", "z", "x"]);
+        assert_eq!(h.node.blocking.blocked_clients(), 1);
+        h.run(&["DEL", "z"]);
+        h.run(&["ZADD", "z", "1", "bar"]);
+        assert_eq!(reply(wa).await, popped("z", "bar", 1.0));
+
+        // Inside MULTI they answer at once, like their non-blocking forms.
+        h.run(&["ZADD", "z", "1", "only"]);
+        h.run(&["MULTI"]);
+        h.run(&["BZPOPMIN", "z", "0"]);
+        h.run(&["BZPOPMAX", "z", "0"]);
+        h.run(&["BZMPOP", "0", "1", "z", "MIN"]);
+        assert_eq!(
+            h.run(&["EXEC"]),
+            Frame::Array(vec![
+                popped("z", "only", 1.0),
+                Frame::NullArray,
+                Frame::NullArray
+            ])
+        );
+        assert!(h.session.blocked.is_none());
+        assert_eq!(h.node.blocking.blocked_clients(), 0);
+    }
+
+    #[tokio::test]
+    async fn blocking_pop_errors_timeouts_and_unblock() {
+        let mut h = Harness::new();
+        const WT: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+        h.run(&["SET", "{t}s", "x"]);
+        assert_eq!(h.run(&["BZPOPMIN", "{t}s", "1"]), err(WT));
+        assert_eq!(h.run(&["BZPOPMAX", "{t}none", "{t}s", "1"]), err(WT));
+        assert_eq!(
+            h.run(&["BZMPOP", "1", "2", "{t}none", "{t}s", "MIN"]),
+            err(WT)
+        );
+        assert_eq!(
+            h.run(&["BZPOPMIN", "z", "-1"]),
+            err("ERR timeout is negative")
+        );
+        assert_eq!(
+            h.run(&["BZPOPMIN", "z", "soon"]),
+            err("ERR timeout is not a float or out of range")
+        );
+        for (args, e) in [
+            (
+                &["BZMPOP", "1", "0", "z", "MIN"][..],
+                "ERR numkeys should be greater than 0",
+            ),
+            (
+                &["BZMPOP", "1", "a", "z", "MIN"],
+                "ERR numkeys should be greater than 0",
+            ),
+            (&["BZMPOP", "1", "1", "z", "bad_where"], "ERR syntax error"),
+            (&["BZMPOP", "1", "1", "z", "MAX", "MIN"], "ERR syntax error"),
+            (
+                &["BZMPOP", "1", "1", "z", "MIN", "COUNT", "1", "COUNT", "2"],
+                "ERR syntax error",
+            ),
+            (
+                &["BZMPOP", "1", "1", "z", "MIN", "COUNT", "0"],
+                "ERR count should be greater than 0",
+            ),
+            // The arguments before the timeout, as in Redis.
+            (&["BZMPOP", "-1", "1", "z", "bad"], "ERR syntax error"),
+            (
+                &["BZMPOP", "-1", "1", "z", "MIN"],
+                "ERR timeout is negative",
+            ),
+            (
+                &["BZMPOP", "0", "1"],
+                "ERR wrong number of arguments for 'bzmpop' command",
+            ),
+            (
+                &["BZPOPMIN", "z"],
+                "ERR wrong number of arguments for 'bzpopmin' command",
+            ),
+        ] {
+            assert_eq!(h.run(args), err(e), "{args:?}");
+        }
+        assert!(h.session.blocked.is_none());
+
+        // A fractional timeout ends the wait with a null array.
+        let mut a = h.other_session();
+        let wa = block_on(&mut h, &mut a, &["BZPOPMAX", "z", "0.01"]);
+        assert_eq!(reply(wa).await, Frame::NullArray);
+        let wa = block_on(&mut h, &mut a, &["BZMPOP", "0.01", "1", "z", "MIN"]);
+        assert_eq!(reply(wa).await, Frame::NullArray);
+        assert_eq!(h.node.blocking.blocked_clients(), 0);
+
+        // CLIENT UNBLOCK, with the timeout reply or an error.
+        let id = a.client.id.to_string();
+        let wa = block_on(&mut h, &mut a, &["BZPOPMIN", "z", "0"]);
+        assert_eq!(h.run(&["CLIENT", "UNBLOCK", &id]), int(1));
+        assert_eq!(reply(wa).await, Frame::NullArray);
+        let wa = block_on(&mut h, &mut a, &["BZMPOP", "0", "1", "z", "MAX"]);
+        assert_eq!(h.run(&["CLIENT", "UNBLOCK", &id, "ERROR"]), int(1));
+        assert_eq!(
+            reply(wa).await,
+            err("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+        );
+        // A client that went away takes nothing.
+        let wa = block_on(&mut h, &mut a, &["BZPOPMIN", "z", "0"]);
+        drop(wa);
+        h.run(&["ZADD", "z", "1", "kept"]);
+        assert_eq!(h.run(&["ZCARD", "z"]), int(1));
+    }
+
+    #[tokio::test]
+    async fn blocking_pops_reply_in_resp3() {
+        let mut h = Harness::new();
+        let mut a = h.other_session();
+        a.proto = Protocol::Resp3;
+        let wa = block_on(&mut h, &mut a, &["BZPOPMIN", "z", "0"]);
+        h.run(&["ZADD", "z", "1", "a", "2", "b"]);
+        let got = reply(wa).await;
+        assert_eq!(got, popped("z", "a", 1.0));
+        let enc = |f: &Frame, p: Protocol| {
+            let mut out = bytes::BytesMut::new();
+            f.encode(p, &mut out);
+            String::from_utf8(out.to_vec()).expect("utf-8")
+        };
+        assert_eq!(
+            enc(&got, Protocol::Resp3),
+            "*3\r\n$1\r\nz\r\n$1\r\na\r\n,1\r\n"
+        );
+        assert_eq!(
+            enc(&got, Protocol::Resp2),
+            "*3\r\n$1\r\nz\r\n$1\r\na\r\n$1\r\n1\r\n"
+        );
     }
 }

@@ -9,7 +9,7 @@
 //! [`Version`]: a counter and the id of the node that made the change. In a cluster the
 //! nodes exchange their registries and keep, per library name, the newer version
 //! ([`Registry::merge`]), so every node converges on the same libraries whatever order the
-//! changes reach it in (see `super::sync`).
+//! changes reach it in (see [`crate::sync`]).
 
 use bytes::Bytes;
 use std::collections::{BTreeMap, HashMap};
@@ -204,13 +204,7 @@ pub fn library_header(code: &[u8]) -> Result<(String, usize), String> {
     Ok((String::from_utf8_lossy(&name).into_owned(), code_at))
 }
 
-/// When a change was made, and where: ordered by counter, then by node id, so every node
-/// picks the same winner between two changes.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Version {
-    pub counter: u64,
-    pub origin: String,
-}
+pub use crate::sync::Version;
 
 /// One function of a library.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! - [`library`]: libraries as data: `#!lua` headers, script flags, the registry, versions
 //!   for the cluster.
 //! - [`libs`]: the libraries Redis gives scripts (cjson, cmsgpack, bit, struct), in Rust.
-//! - [`sync`]: keeping every DataNode's libraries the same.
+//! - [`crate::sync`]: keeping every DataNode's libraries the same.
 //! - [`Scripting`] (here): a node's engines, its script cache and libraries, and the scripts
 //!   running now (the BUSY state, SCRIPT KILL and FUNCTION KILL, FUNCTION STATS).
 //!
@@ -26,7 +26,6 @@
 pub mod engine;
 pub mod library;
 pub mod libs;
-pub mod sync;
 
 use crate::cmd::{Ctx, Reply};
 use crate::resp::{Frame, Request};
@@ -352,6 +351,12 @@ impl Scripting {
         Ok(())
     }
 
+    /// The body of a cached script (SCRIPT LOAD, EVAL), by its sha in any case.
+    pub fn script_body(&self, sha: &[u8]) -> Option<Bytes> {
+        let sha = String::from_utf8_lossy(sha).to_ascii_lowercase();
+        self.cache.lock().get(&sha).cloned()
+    }
+
     pub fn script_exists(&self, sha: &[u8]) -> bool {
         let sha = String::from_utf8_lossy(sha).to_ascii_lowercase();
         self.cache.lock().contains_key(&sha)
@@ -429,7 +434,7 @@ impl Scripting {
         // In a cluster, a function this node does not know may be one it has not heard of
         // yet (it has just joined): ask the other nodes first.
         if self.registry().function(&name).is_none() && !ctx.session.tx.running {
-            sync::pull_now(ctx.node);
+            crate::sync::pull_now(ctx.node, crate::sync::Set::Functions);
         }
         let slots: Vec<u16> = keys
             .clone()

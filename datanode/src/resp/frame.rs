@@ -176,6 +176,11 @@ pub fn format_double(d: f64) -> String {
     if d.is_nan() {
         return "nan".into();
     }
+    // An integer below 2^53 has at most 16 digits, which %.17g prints as they are: the
+    // common case of scores, without the float formatting (a quarter of a ZPOPMIN's cost).
+    if d == d.trunc() && d.abs() < 9_007_199_254_740_992.0 && !(d == 0.0 && d.is_sign_negative()) {
+        return itoa::Buffer::new().format(d as i64).to_owned();
+    }
     // %e with 16 decimals gives the 17 digits and the exponent of the rounded value, which
     // is what %g decides its style by.
     let e = format!("{d:.16e}");
@@ -267,6 +272,10 @@ mod tests {
             (0.00001, "1.0000000000000001e-05"),
             (-0.0, "-0"),
             (3479099956230698.0, "3479099956230698"),
+            (-9007199254740991.0, "-9007199254740991"),
+            (9007199254740992.0, "9007199254740992"),
+            (-42.0, "-42"),
+            (0.0, "0"),
             (f64::INFINITY, "inf"),
             (f64::NEG_INFINITY, "-inf"),
         ] {

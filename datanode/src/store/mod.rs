@@ -34,6 +34,7 @@ pub mod glob;
 pub mod handoff;
 pub mod list;
 pub mod mem;
+mod name;
 mod table;
 pub mod value;
 pub mod watch;

@@ -25,6 +25,7 @@
 //! their size calls for.
 
 use super::mem::alloc_size;
+use super::name::Name;
 use super::value::{get_leb, put_leb, Limits};
 use hashbrown::HashTable;
 use std::cmp::Ordering;
@@ -234,59 +235,6 @@ impl ZipList {
 }
 
 // ---- large encoding: members ----
-
-const INLINE: usize = 22;
-
-/// A member's bytes: inline up to 22 bytes (the slot stays 32 bytes), else on the heap.
-#[derive(Clone)]
-enum Name {
-    Inline { len: u8, buf: [u8; INLINE] },
-    Heap(Box<[u8]>),
-}
-
-impl Name {
-    fn new(b: &[u8]) -> Name {
-        if b.len() <= INLINE {
-            let mut buf = [0u8; INLINE];
-            buf[..b.len()].copy_from_slice(b);
-            Name::Inline {
-                len: b.len() as u8,
-                buf,
-            }
-        } else {
-            Name::Heap(b.into())
-        }
-    }
-
-    fn empty() -> Name {
-        Name::Inline {
-            len: 0,
-            buf: [0; INLINE],
-        }
-    }
-
-    #[inline]
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Name::Inline { len, buf } => &buf[..*len as usize],
-            Name::Heap(b) => b,
-        }
-    }
-
-    /// Heap bytes held beyond the name itself.
-    fn heap(&self) -> usize {
-        match self {
-            Name::Inline { .. } => 0,
-            Name::Heap(b) => alloc_size(b.len()),
-        }
-    }
-}
-
-impl std::fmt::Debug for Name {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", String::from_utf8_lossy(self.bytes()))
-    }
-}
 
 struct Slot {
     name: Name,

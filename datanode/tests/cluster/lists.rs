@@ -4,22 +4,7 @@
 //! a key whose slot moves in a drain is served by the new owner.
 
 use crate::util::*;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// Waits until INFO on `addr` says `n` clients are blocked.
-async fn blocked_on(addr: SocketAddr, n: usize) {
-    let c = &mut connect(addr).await;
-    let ok = eventually(CONVERGE_LIMIT, || {
-        let mut c = c.clone();
-        async move {
-            let info: String = q(&mut c, &["INFO", "clients"]).await;
-            info_field::<usize>(&info, "blocked_clients") == n
-        }
-    })
-    .await;
-    assert!(ok, "{addr} never had {n} blocked clients");
-}
 
 fn pair(k: &str, v: &str) -> String {
     format!("*2\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n", k.len(), v.len())

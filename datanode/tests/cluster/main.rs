@@ -29,6 +29,7 @@
 //!   and for a node that joins later); FCALL routed by its keys.
 //! - [`lists`]: blocking commands forwarded to their key's owner, CLIENT UNBLOCK and
 //!   disconnects across nodes, a blocked client served by the new owner after a drain.
+//! - [`zsets`]: BZPOPMIN/BZPOPMAX/BZMPOP the same way, on real processes.
 
 mod acl;
 mod bits;
@@ -49,6 +50,7 @@ mod stop;
 mod tools;
 mod trust;
 mod util;
+mod zsets;
 
 #[allow(dead_code)]
 #[path = "../server/util.rs"]

@@ -245,6 +245,34 @@ async fn scripts_run_on_the_owner_of_their_keys() {
         assert_eq!(n, 2);
         let e = q_err(con, &["EVAL", "return 1", "2", &b, &c]).await;
         assert_eq!(e, "CROSSSLOT Keys in request don't hash to the same slot");
+
+        // redis-py's Script: SCRIPT LOAD through the node it talks to, then EVALSHA there;
+        // the owner of the key (node 2) has never seen the script: it gets the body from
+        // node 0, runs it and caches it.
+        let other = "return redis.call('incrby', KEYS[1], ARGV[1])";
+        let sha: String = q(con, &["SCRIPT", "LOAD", other]).await;
+        let on_c = &mut connect(addrs[2]).await;
+        let known: Vec<i64> = q(on_c, &["SCRIPT", "EXISTS", &sha]).await;
+        assert_eq!(known, vec![0]);
+        let n: i64 = q(con, &["EVALSHA", &sha, "1", &c, "5"]).await;
+        assert_eq!(n, 5);
+        let peek: String = q(
+            con,
+            &["SCRIPT", "LOAD", "return redis.call('get', KEYS[1])"],
+        )
+        .await;
+        let n: i64 = q(con, &["EVALSHA_RO", &peek.to_uppercase(), "1", &c]).await;
+        assert_eq!(n, 5);
+        let known: Vec<i64> = q(on_c, &["SCRIPT", "EXISTS", &sha]).await;
+        assert_eq!(known, vec![1]);
+        // Through node 1, which does not have it either: the owner has it now.
+        let via1 = &mut connect(addrs[1]).await;
+        let n: i64 = q(via1, &["EVALSHA", &sha, "1", &c, "1"]).await;
+        assert_eq!(n, 6);
+        // Known nowhere: -NOSCRIPT, as from one server.
+        let unknown = chkv_datanode::lua::sha1hex(b"return 'nowhere'");
+        let e = q_err(con, &["EVALSHA", &unknown, "1", &c]).await;
+        assert_eq!(e, "NOSCRIPT No matching script. Please use EVAL.");
         cluster.shutdown().await;
     })
     .await;

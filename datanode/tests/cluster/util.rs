@@ -536,3 +536,8 @@ impl SlotMap {
 pub async fn my_id(addr: SocketAddr) -> String {
     q(&mut connect(addr).await, &["CLUSTER", "MYID"]).await
 }
+
+/// Waits until INFO on `addr` says `n` clients are blocked (within [`CONVERGE_LIMIT`]).
+pub async fn blocked_on(addr: SocketAddr, n: usize) {
+    blocked_clients_within(addr, n, CONVERGE_LIMIT).await
+}

@@ -82,9 +82,9 @@ async fn incrbyfloat_matches_redis_long_double() {
             ("0.1", "0.2", "0.3"),
             ("1e-20", "0", "0"),
             ("1", "1.5e17", "150000000000000001"),
-            // Redis prints its long-double rounding error here (1005.59999999999999998);
-            // CHKV adds the decimals exactly. A deliberate difference.
-            ("5.6", "1e3", "1005.6"),
+            // Redis's long-double rounding error, printed %.17Lf: CHKV computes the same.
+            ("5.6", "1e3", "1005.59999999999999998"),
+            ("3.0e3", "1.1", "3001.10000000000000009"),
         ] {
             assert_eq!(c.cmd(&["SET", "f", start_]).await, "+OK\r\n");
             let want = format!("${}\r\n{redis}\r\n", redis.len());

@@ -6,20 +6,6 @@ use crate::util::*;
 use redis::AsyncCommands;
 use std::time::Duration;
 
-/// Waits until INFO says `n` clients are blocked.
-async fn blocked_clients(addr: std::net::SocketAddr, n: usize) {
-    let c = &mut connect(addr).await;
-    let ok = eventually(STEP_LIMIT, || {
-        let mut c = c.clone();
-        async move {
-            let info: String = q(&mut c, &["INFO", "clients"]).await;
-            info_field::<usize>(&info, "blocked_clients") == n
-        }
-    })
-    .await;
-    assert!(ok, "never saw {n} blocked clients");
-}
-
 #[tokio::test]
 async fn lists_through_the_crate() {
     bounded(async {

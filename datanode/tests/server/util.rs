@@ -279,6 +279,25 @@ pub fn info_field<T: std::str::FromStr>(info: &str, name: &str) -> T {
         .unwrap_or_else(|_| panic!("INFO {name} is not a number: {info}"))
 }
 
+/// Waits until INFO on `addr` says `n` clients are blocked, failing after `limit`.
+pub async fn blocked_clients_within(addr: SocketAddr, n: usize, limit: Duration) {
+    let c = &mut connect(addr).await;
+    let ok = eventually(limit, || {
+        let mut c = c.clone();
+        async move {
+            let info: String = q(&mut c, &["INFO", "clients"]).await;
+            info_field::<usize>(&info, "blocked_clients") == n
+        }
+    })
+    .await;
+    assert!(ok, "{addr} never had {n} blocked clients");
+}
+
+/// Waits until INFO on `addr` says `n` clients are blocked.
+pub async fn blocked_clients(addr: SocketAddr, n: usize) {
+    blocked_clients_within(addr, n, STEP_LIMIT).await
+}
+
 /// Polls `check` every 20 ms until it returns true or `limit` passes.
 pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
 where

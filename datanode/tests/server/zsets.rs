@@ -262,3 +262,155 @@ async fn geo_through_the_crate() {
     })
     .await
 }
+
+/// A BZPOPMIN reply: key, member, score.
+type Popped = Option<(String, String, f64)>;
+
+#[tokio::test]
+async fn blocking_pops_are_served_by_a_zadd_from_another_connection() {
+    bounded(async {
+        let s = start().await;
+        let c = &mut connect(s.addr()).await;
+        // Data already there: the typed crate call answers at once.
+        let _: i64 = c.zadd("ready", "m", 7).await.expect("ZADD");
+        let got: Popped = c.bzpopmin("ready", 0.0).await.expect("BZPOPMIN");
+        assert_eq!(got, Some(("ready".into(), "m".into(), 7.0)));
+        let got: Popped = c.bzpopmax("ready", 0.05).await.expect("BZPOPMAX");
+        assert_eq!(got, None, "a fractional timeout ends with nil");
+
+        // Blocked in order on one key: served oldest first by one variadic ZADD.
+        let mut waiters = Vec::new();
+        for (i, cmd) in [
+            &["BZPOPMIN", "q", "0"][..],
+            &["BZPOPMAX", "none", "q", "0"],
+            &["BZMPOP", "0", "1", "q", "MIN", "COUNT", "2"],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut w = Raw::connect(s.addr()).await;
+            w.send(&resp(cmd)).await;
+            blocked_clients(s.addr(), i + 1).await;
+            waiters.push(w);
+        }
+        let list: String = q(c, &["CLIENT", "LIST"]).await;
+        assert!(
+            list.lines()
+                .any(|l| l.contains("flags=b") && l.contains("cmd=bzpopmax")),
+            "{list}"
+        );
+        let n: i64 = q(
+            c,
+            &[
+                "ZADD", "q", "1", "a", "2", "b", "3", "c", "4", "d", "5", "e",
+            ],
+        )
+        .await;
+        assert_eq!(n, 5);
+        assert_eq!(
+            show(&waiters[0].reply().await),
+            show(&resp(&["q", "a", "1"]))
+        );
+        assert_eq!(
+            show(&waiters[1].reply().await),
+            show(&resp(&["q", "e", "5"]))
+        );
+        assert_eq!(
+            show(&waiters[2].reply().await),
+            show(
+                b"*2\r\n$1\r\nq\r\n*2\r\n*2\r\n$1\r\nb\r\n$1\r\n2\r\n*2\r\n$1\r\nc\r\n$1\r\n3\r\n"
+            )
+        );
+        blocked_clients(s.addr(), 0).await;
+        let left: Vec<String> = c.zrange("q", 0, -1).await.expect("ZRANGE");
+        assert_eq!(left, ["d"]);
+
+        // RESP3: the score is a double, a timeout a null.
+        let mut w = Raw::connect(s.addr()).await;
+        assert_eq!(&w.cmd(&["HELLO", "3"]).await[..2], b"%7");
+        assert_eq!(&w.cmd(&["BZPOPMIN", "none", "0.01"]).await[..], b"_\r\n");
+        assert_eq!(
+            &w.cmd(&["BZMPOP", "0.01", "1", "none", "MAX"]).await[..],
+            b"_\r\n"
+        );
+        w.send(&resp(&["BZPOPMIN", "r3", "0"])).await;
+        blocked_clients(s.addr(), 1).await;
+        let _: i64 = c.zadd("r3", "x", 1.5).await.expect("ZADD");
+        assert_eq!(
+            &w.reply().await[..],
+            b"*3\r\n$2\r\nr3\r\n$1\r\nx\r\n,1.5\r\n"
+        );
+        let mut w2 = Raw::connect(s.addr()).await;
+        assert_eq!(&w2.cmd(&["BZPOPMAX", "none", "0.01"]).await[..], b"*-1\r\n");
+
+        // CLIENT UNBLOCK, and a client that goes away takes nothing.
+        let id = {
+            let r = w2.cmd(&["CLIENT", "ID"]).await;
+            String::from_utf8_lossy(&r[1..r.len() - 2]).into_owned()
+        };
+        w2.send(&resp(&["BZMPOP", "0", "1", "u", "MIN"])).await;
+        blocked_clients(s.addr(), 1).await;
+        let n: i64 = q(c, &["CLIENT", "UNBLOCK", &id]).await;
+        assert_eq!(n, 1);
+        assert_eq!(&w2.reply().await[..], b"*-1\r\n");
+        w2.send(&resp(&["BZPOPMIN", "u", "0"])).await;
+        blocked_clients(s.addr(), 1).await;
+        drop(w2);
+        blocked_clients(s.addr(), 0).await;
+        let _: i64 = c.zadd("u", "kept", 1).await.expect("ZADD");
+        let n: i64 = c.zcard("u").await.expect("ZCARD");
+        assert_eq!(n, 1);
+
+        // Inside MULTI they answer at once; in a script they are refused.
+        let (a, b): (Popped, Popped) = redis::pipe()
+            .atomic()
+            .cmd("BZPOPMIN")
+            .arg("u")
+            .arg(0)
+            .cmd("BZPOPMIN")
+            .arg("u")
+            .arg(0)
+            .query_async(c)
+            .await
+            .expect("MULTI/EXEC");
+        assert_eq!(a, Some(("u".into(), "kept".into(), 1.0)));
+        assert_eq!(b, None);
+        let script = "return redis.call('BZPOPMIN', KEYS[1], 0)";
+        let e = q_err(c, &["EVAL", script, "1", "u"]).await;
+        assert!(
+            e.starts_with("ERR This Redis command is not allowed from script"),
+            "{e}"
+        );
+    })
+    .await
+}
+
+#[tokio::test]
+async fn blocking_pops_emit_keyspace_events_when_served() {
+    bounded(async {
+        let s = start().await;
+        let c = &mut connect(s.addr()).await;
+        let _: () = q(c, &["CONFIG", "SET", "notify-keyspace-events", "KEA"]).await;
+        let mut sub = Raw::connect(s.addr()).await;
+        sub.cmd(&["PSUBSCRIBE", "__keyevent@0__:*"]).await;
+        let mut w = Raw::connect(s.addr()).await;
+        w.send(&resp(&["BZPOPMAX", "z", "0"])).await;
+        blocked_clients(s.addr(), 1).await;
+        let _: i64 = c.zadd("z", "a", 1).await.expect("ZADD");
+        assert_eq!(show(&w.reply().await), show(&resp(&["z", "a", "1"])));
+        let mut events = Vec::new();
+        for _ in 0..3 {
+            let msg = sub.reply().await;
+            let text = String::from_utf8_lossy(&msg).into_owned();
+            events.push(
+                text.split("__keyevent@0__:")
+                    .nth(2)
+                    .and_then(|t| t.split('\r').next())
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        assert_eq!(events, ["zadd", "zpopmax", "del"]);
+    })
+    .await
+}

@@ -127,6 +127,17 @@ async fn strangers_cannot_register_or_claim_slots() -> Result<()> {
             "{err:#}"
         );
 
+        // 2b. A node of another cluster that shares the secret (two local clusters started
+        //     from one checkout): refused by name, and told which cluster it reached.
+        let foreign = secret().named("another-cluster").expect("name");
+        let err = dial_as(nn.datanode_addr(), "dn-other", &foreign)
+            .await
+            .expect_err("another cluster's node is refused");
+        assert!(
+            format!("{err:#}").contains("\"chkv\", not \"another-cluster\""),
+            "{err:#}"
+        );
+
         // 3. A stranger that forges a proof (random hex) after a real challenge.
         let s = TcpStream::connect(nn.datanode_addr()).await?;
         let (rd, mut wr) = s.into_split();
@@ -135,6 +146,7 @@ async fn strangers_cannot_register_or_claim_slots() -> Result<()> {
             version: PROTOCOL_VERSION,
             node_id: "dn-a".into(),
             nonce: "00".repeat(32),
+            cluster: chkv_common::auth::DEFAULT_CLUSTER.into(),
         })?)
         .await?;
         let mut line = String::new();
