@@ -597,8 +597,32 @@ const CLUSTERDOWN: Frame = Frame::err("CLUSTERDOWN Hash slot not served");
 /// before the request's reply is sent).
 pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Planned {
     let p = plan_request(node, session, routing, req);
+    if session.tracking.is_some() && matches!(p, Planned::Later(_)) {
+        forwarded_read(session, req);
+    }
     crate::blocking::serve_ready(node);
     p
+}
+
+/// A tracking client's read that did not run here now (forwarded to its owner, or waiting
+/// for a flip or a lease): its keys are invalidated after the reply, since this node's table
+/// does not see their writes (see [`crate::tracking`]).
+#[cold]
+fn forwarded_read(session: &Session, req: &Request) {
+    let Some((spec, _)) = crate::cmd::resolve_checked(req).ok() else {
+        return;
+    };
+    let positions: Vec<usize> = if crate::lua::is_script_command(spec.name) {
+        crate::lua::declared_keys(req).collect()
+    } else if spec.has(crate::cmd::flags::READONLY) {
+        spec.keys_in(req).collect()
+    } else {
+        return;
+    };
+    let keys = positions
+        .into_iter()
+        .map(|i| bytes::Bytes::copy_from_slice(req.arg(i)));
+    crate::tracking::forwarded(session, keys);
 }
 
 fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Planned {

@@ -50,5 +50,6 @@ mod server_cmds;
 mod shutdown;
 mod strings;
 mod tls;
+mod tracking;
 mod util;
 mod zsets;
