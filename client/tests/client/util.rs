@@ -85,7 +85,10 @@ impl Cluster {
         for _ in 0..n {
             nodes.push(start_datanode(Some(namenode.datanode_addr())).await);
         }
-        let client = step("client connect", Client::connect(namenode.client_addr()))
+        // A 30 s response timeout (the default is 2 s): on a loaded 2-core machine a reply
+        // can take seconds; a server that never answers still fails the test's bound.
+        let client = Client::builder().response_timeout(Duration::from_secs(30));
+        let client = step("client connect", client.connect(namenode.client_addr()))
             .await
             .expect("client connects");
         converge(&client, n).await;
