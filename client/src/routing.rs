@@ -439,6 +439,7 @@ mod tests {
             id: NodeId::from(id),
             client_addr: addr(port),
             admin_addr: addr(port + 1000),
+            tls_port: None,
         }
     }
 

@@ -1,88 +1,14 @@
 //! TLS on the client port: the `redis` crate over rustls, mutual TLS, plaintext refused on the
 //! TLS port, certificate reload with CONFIG SET, and the real `redis-cli --tls`.
 
+use crate::pki::Pki;
 use crate::util::*;
 use chkv_datanode::config::Config;
 use chkv_datanode::tls::{AuthClients, TlsSettings};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use redis::{ClientTlsConfig, TlsCertificates};
+use redis::TlsCertificates;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, as PEM
-/// files in a folder that is removed on drop.
-struct Pki {
-    dir: PathBuf,
-    ca_pem: String,
-    client_cert: String,
-    client_key: String,
-}
-
-impl Pki {
-    fn new(tag: &str) -> Pki {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = std::env::temp_dir().join(format!("chkv-tls-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "chkv test CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
-            .expect("ca cert");
-        let ca_pem = ca.pem();
-        let leaf = |names: Vec<String>| {
-            let key = KeyPair::generate().expect("key");
-            let params = CertificateParams::new(names).expect("params");
-            let cert = params.signed_by(&key, &ca).expect("signed");
-            (cert.pem(), key.serialize_pem())
-        };
-        let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()]);
-        let (client_cert, client_key) = leaf(vec!["client.chkv.test".into()]);
-        std::fs::write(dir.join("ca.pem"), &ca_pem).expect("write");
-        std::fs::write(dir.join("server.pem"), &server_cert).expect("write");
-        std::fs::write(dir.join("server.key"), &server_key).expect("write");
-        std::fs::write(dir.join("client.pem"), &client_cert).expect("write");
-        std::fs::write(dir.join("client.key"), &client_key).expect("write");
-        Pki {
-            dir,
-            ca_pem,
-            client_cert,
-            client_key,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn settings(&self, auth_clients: AuthClients) -> TlsSettings {
-        TlsSettings {
-            port: Some(0),
-            cert_file: Some(self.path("server.pem")),
-            key_file: Some(self.path("server.key")),
-            ca_cert_file: Some(self.path("ca.pem")),
-            auth_clients,
-        }
-    }
-
-    fn certs(&self, with_client_cert: bool) -> TlsCertificates {
-        TlsCertificates {
-            client_tls: with_client_cert.then(|| ClientTlsConfig {
-                client_cert: self.client_cert.clone().into_bytes(),
-                client_key: self.client_key.clone().into_bytes(),
-            }),
-            root_cert: Some(self.ca_pem.clone().into_bytes()),
-        }
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Starts a node with TLS on, both listeners on free ports.
 async fn start_tls(settings: TlsSettings) -> chkv_datanode::server::ServerHandle {
