@@ -452,6 +452,7 @@ mod tests {
             resp3: false,
             cluster: true,
             response_timeout: None,
+            tls: None,
         });
         move |a| Arc::new(NodePool::new(a, config.clone(), 1))
     }

@@ -559,8 +559,16 @@ async fn serve_datanode<S: AsyncRead + AsyncWrite + Send + 'static>(
     let mut rd = BufReader::new(rd);
     let node = match accept_lines(&mut rd, &mut wr, &secret, Purpose::Control, NAMENODE_ID).await {
         Ok(id) => NodeId::new(id),
-        Err(e @ AuthError::BadProof) => return warn!(%conn, %peer, "refusing datanode: {e}"),
-        Err(e) => return debug!(%conn, %peer, "datanode handshake: {e}"),
+        Err(e) => {
+            match e {
+                AuthError::BadProof => warn!(%conn, %peer, "refusing datanode: {e}"),
+                e => debug!(%conn, %peer, "datanode handshake: {e}"),
+            }
+            // Close our side first, so the error line reaches the peer even when it sent
+            // more than we read (closing with unread input would reset the connection).
+            let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+            return;
+        }
     };
     debug!(%conn, %peer, %node, "datanode authenticated");
     let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>(DATANODE_QUEUE);

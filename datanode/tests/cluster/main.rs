@@ -60,7 +60,7 @@ mod zsets;
 mod server_util;
 
 #[allow(dead_code)]
-#[path = "../pki.rs"]
+#[path = "../support/pki.rs"]
 mod pki;
 
 #[path = "../server/redis_server.rs"]

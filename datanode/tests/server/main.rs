@@ -39,7 +39,7 @@ mod metrics;
 mod migrate;
 mod multi;
 mod namenode_errors;
-#[path = "../pki.rs"]
+#[path = "../support/pki.rs"]
 mod pki;
 #[path = "../../../namenode/tests/namenode/prom.rs"]
 mod prom;

@@ -5,10 +5,22 @@ use crate::pki::Pki;
 use crate::util::*;
 use chkv_datanode::config::Config;
 use chkv_datanode::tls::{AuthClients, TlsSettings};
-use redis::TlsCertificates;
+use redis::{ClientTlsConfig, TlsCertificates};
 use std::net::SocketAddr;
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The `redis` crate's TLS settings for `pki`'s CA, and its client certificate if asked.
+fn certs(pki: &Pki, with_client_cert: bool) -> TlsCertificates {
+    let read = |name: &str| std::fs::read(pki.path(name)).expect("PEM file");
+    TlsCertificates {
+        client_tls: with_client_cert.then(|| ClientTlsConfig {
+            client_cert: read("client.pem"),
+            client_key: read("client.key"),
+        }),
+        root_cert: Some(read("ca.pem")),
+    }
+}
 
 /// Starts a node with TLS on, both listeners on free ports.
 async fn start_tls(settings: TlsSettings) -> chkv_datanode::server::ServerHandle {
@@ -42,7 +54,7 @@ async fn set_and_get_over_tls_with_a_client_certificate() {
         let pki = Pki::new("mtls");
         let srv = start_tls(pki.settings(AuthClients::Yes)).await;
         let tls = srv.tls_addr().expect("TLS listener");
-        let mut con = tls_client(tls, pki.certs(true))
+        let mut con = tls_client(tls, certs(&pki, true))
             .await
             .expect("mTLS connects");
         let _: () = redis::cmd("SET")
@@ -91,14 +103,14 @@ async fn a_client_without_a_certificate_is_refused_when_required() {
         let pki = Pki::new("required");
         let srv = start_tls(pki.settings(AuthClients::Yes)).await;
         let tls = srv.tls_addr().expect("TLS listener");
-        let res = ping_over_tls(tls, pki.certs(false)).await;
+        let res = ping_over_tls(tls, certs(&pki, false)).await;
         assert!(
             res.is_err(),
             "no client certificate must not be served: {res:?}"
         );
         // Optional: the same client is served.
         let srv2 = start_tls(pki.settings(AuthClients::Optional)).await;
-        let mut con = tls_client(srv2.tls_addr().expect("tls"), pki.certs(false))
+        let mut con = tls_client(srv2.tls_addr().expect("tls"), certs(&pki, false))
             .await
             .expect("optional: no certificate is fine");
         let pong: String = redis::cmd("PING")
@@ -133,7 +145,7 @@ async fn plaintext_on_the_tls_port_gets_no_reply() {
             "{buf:?}"
         );
         // The node is still fine for TLS clients.
-        let mut con = tls_client(tls, pki.certs(false))
+        let mut con = tls_client(tls, certs(&pki, false))
             .await
             .expect("TLS connects");
         let pong: String = redis::cmd("PING")
@@ -182,7 +194,7 @@ async fn config_set_reloads_certificates_and_rejects_bad_ones() {
             .await
             .expect("CONFIG GET");
         assert_eq!(Path::new(&got[1]), pki.path("server.pem"));
-        let mut con = tls_client(tls, pki.certs(false))
+        let mut con = tls_client(tls, certs(&pki, false))
             .await
             .expect("still serving TLS");
         let _: String = redis::cmd("PING")
@@ -205,9 +217,9 @@ async fn config_set_reloads_certificates_and_rejects_bad_ones() {
             .query_async(&mut con)
             .await
             .expect("old conn");
-        let res = ping_over_tls(tls, pki.certs(false)).await;
+        let res = ping_over_tls(tls, certs(&pki, false)).await;
         assert!(res.is_err(), "old CA must not verify the new certificate");
-        let mut con2 = tls_client(tls, other.certs(false)).await.expect("new CA");
+        let mut con2 = tls_client(tls, certs(&other, false)).await.expect("new CA");
         let _: String = redis::cmd("PING")
             .query_async(&mut con2)
             .await
@@ -222,9 +234,9 @@ async fn config_set_reloads_certificates_and_rejects_bad_ones() {
             .query_async(&mut plain)
             .await
             .expect("require client certs");
-        let res = ping_over_tls(tls, other.certs(false)).await;
+        let res = ping_over_tls(tls, certs(&other, false)).await;
         assert!(res.is_err(), "client certificates are now required");
-        let mut con3 = tls_client(tls, other.certs(true)).await.expect("mTLS");
+        let mut con3 = tls_client(tls, certs(&other, true)).await.expect("mTLS");
         let _: String = redis::cmd("PING")
             .query_async(&mut con3)
             .await

@@ -1,25 +1,20 @@
-//! A throwaway PKI for TLS tests (shared by the server and cluster tests): a CA, a
+//! A throwaway PKI for TLS tests (shared by the server, cluster and client tests): a CA, a
 //! certificate for 127.0.0.1 and localhost (servers, and nodes on cluster links, which
 //! present it as clients too), and a client certificate, as PEM files in a folder that is
 //! removed on drop.
 
 use chkv_datanode::tls::{AuthClients, TlsSettings};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use redis::{ClientTlsConfig, TlsCertificates};
 use std::path::PathBuf;
 
-/// A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, as PEM
-/// files in a folder that is removed on drop.
+/// The folder of the PEM files: `ca.pem`, `server.pem`/`server.key`, `client.pem`/`client.key`.
 pub struct Pki {
     dir: PathBuf,
-    ca_pem: String,
-    client_cert: String,
-    client_key: String,
 }
 
 impl Pki {
     pub fn new(tag: &str) -> Pki {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = chkv_common::tls::rustls::crypto::ring::default_provider().install_default();
         let dir = std::env::temp_dir().join(format!("chkv-tls-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
@@ -43,12 +38,7 @@ impl Pki {
         std::fs::write(dir.join("server.key"), &server_key).expect("write");
         std::fs::write(dir.join("client.pem"), &client_cert).expect("write");
         std::fs::write(dir.join("client.key"), &client_key).expect("write");
-        Pki {
-            dir,
-            ca_pem,
-            client_cert,
-            client_key,
-        }
+        Pki { dir }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -63,16 +53,6 @@ impl Pki {
             ca_cert_file: Some(self.path("ca.pem")),
             auth_clients,
             cluster: false,
-        }
-    }
-
-    pub fn certs(&self, with_client_cert: bool) -> TlsCertificates {
-        TlsCertificates {
-            client_tls: with_client_cert.then(|| ClientTlsConfig {
-                client_cert: self.client_cert.clone().into_bytes(),
-                client_key: self.client_key.clone().into_bytes(),
-            }),
-            root_cert: Some(self.ca_pem.clone().into_bytes()),
         }
     }
 }
