@@ -63,6 +63,8 @@ pub struct Config {
     pub min_replicas_to_write: u32,
     /// `min-replicas-max-lag` (seconds; kept for CONFIG, no replicas to measure).
     pub min_replicas_max_lag: u32,
+    /// `tracking-table-max-keys`: keys CLIENT TRACKING remembers at most (0: no limit).
+    pub tracking_table_max_keys: u64,
 }
 
 impl Default for Config {
@@ -95,6 +97,7 @@ impl Default for Config {
             busy_reply_threshold_ms: crate::lua::DEFAULT_BUSY_THRESHOLD_MS,
             min_replicas_to_write: 0,
             min_replicas_max_lag: 10,
+            tracking_table_max_keys: crate::tracking::DEFAULT_MAX_KEYS,
         }
     }
 }

@@ -26,6 +26,7 @@
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
 //! - [`outbuf`]: `client-output-buffer-limit`, Redis's per-class output limits.
+//! - [`tracking`]: client-side caching: CLIENT TRACKING's table and its invalidations.
 //! - [`trust`]: startup checks, the peer handshake over RESP, which imports a peer may make.
 //! - [`server`]: the thin tokio layer: listeners, connections, background tasks, shutdown.
 //! - [`striped`]: per-thread counters, summed when read (no shared line written per request).
@@ -63,4 +64,5 @@ pub mod store;
 pub mod striped;
 pub mod sync;
 pub mod tls;
+pub mod tracking;
 pub mod trust;

@@ -51,6 +51,8 @@ pub struct ClientInfo {
     pub user: Mutex<Bytes>,
     /// Blocked in a blocking command (CLIENT LIST's `b` flag).
     pub blocked: std::sync::atomic::AtomicBool,
+    /// Its CLIENT TRACKING mode while tracking is on.
+    pub tracking: Mutex<Option<Arc<crate::tracking::Tracker>>>,
 }
 
 impl ClientInfo {
@@ -69,6 +71,7 @@ impl ClientInfo {
             subscriber: std::sync::OnceLock::new(),
             user: Mutex::new(Bytes::from_static(b"default")),
             blocked: Default::default(),
+            tracking: Mutex::new(None),
         }
     }
 
@@ -92,17 +95,31 @@ impl ClientInfo {
             count(Kind::Pattern),
             count(Kind::Shard),
         );
-        let flags = if self.blocked.load(Relaxed) {
-            "b"
-        } else if sub + psub + ssub > 0 {
-            "P"
-        } else {
-            "N"
-        };
+        let tracking = self.tracking.lock().clone();
+        let mut flags = String::new();
+        if sub + psub + ssub > 0 {
+            flags.push('P');
+        }
+        if self.blocked.load(Relaxed) {
+            flags.push('b');
+        }
+        if let Some(t) = &tracking {
+            flags.push('t');
+            if t.broken() {
+                flags.push('R');
+            }
+            if t.bcast {
+                flags.push('B');
+            }
+        }
+        if flags.is_empty() {
+            flags.push('N');
+        }
+        let redir = tracking.map_or(-1, |t| i64::try_from(t.redirect).unwrap_or(-1));
         format!(
             "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={flags} db=0 sub={sub} \
              psub={psub} ssub={ssub} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
-             omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
+             omem=0 tot-mem=0 events=r cmd={} user={} redir={redir} resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -127,7 +144,7 @@ pub struct Node {
     /// limits instead of taking the lock per request.
     config_generation: AtomicU64,
     pub stats: ServerStats,
-    pub clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
+    pub clients: Arc<Mutex<BTreeMap<u64, Arc<ClientInfo>>>>,
     next_client_id: AtomicU64,
     pub started: Instant,
     /// The address the RESP listener is bound to (known once bound).
@@ -148,6 +165,8 @@ pub struct Node {
     /// Lua engines, the script cache, function libraries and running scripts.
     pub scripting: crate::lua::Scripting,
     pub pubsub: Arc<crate::pubsub::PubSub>,
+    /// CLIENT TRACKING: who read what, and their invalidations.
+    pub tracking: Arc<crate::tracking::Tracking>,
     /// Clients blocked on keys (BLPOP and friends).
     pub blocking: Arc<crate::blocking::Blocking>,
     /// The TLS configuration new TLS connections get (none when TLS is off).
@@ -191,6 +210,14 @@ impl Node {
         let blocking = Arc::new(crate::blocking::Blocking::new(db.blocked_slots()));
         let ready = blocking.clone();
         db.set_ready_hook(Box::new(move |key| ready.key_written(key)));
+        let clients = Arc::new(Mutex::new(BTreeMap::new()));
+        let tracking = Arc::new(crate::tracking::Tracking::new(
+            db.tracked_slots(),
+            clients.clone(),
+            pubsub.clone(),
+        ));
+        tracking.set_max_keys(config.tracking_table_max_keys);
+        db.set_track_sink(tracking.clone());
         let acl = crate::acl::Acl::default();
         acl.set_requirepass(config.requirepass.as_deref(), None);
         db.limits.store(&config.encodings);
@@ -206,6 +233,7 @@ impl Node {
             lease: crate::lease::Lease::default(),
             scripting,
             pubsub,
+            tracking,
             blocking,
             tls: Default::default(),
             acl,
@@ -215,7 +243,7 @@ impl Node {
             config: RwLock::new(config),
             config_generation: AtomicU64::new(0),
             stats: ServerStats::default(),
-            clients: Mutex::new(BTreeMap::new()),
+            clients,
             next_client_id: AtomicU64::new(1),
             started: Instant::now(),
             addr: Mutex::new(None),
@@ -244,6 +272,9 @@ impl Node {
         let info = self.clients.lock().remove(&id);
         if let Some(s) = info.as_ref().and_then(|c| c.subscriber.get()) {
             self.pubsub.drop_subscriber(s);
+        }
+        if let Some(c) = &info {
+            self.tracking.disable(c);
         }
     }
 
@@ -285,15 +316,26 @@ impl Node {
     pub(crate) fn install_routing(&self, mut r: Routing) {
         let keep: Vec<SocketAddr> = r.nodes.iter().map(|n| n.client_addr).collect();
         self.peers.learn_tls_ports(&r.nodes);
-        let installed = {
+        let (installed, before) = {
             let mut current = self.routing.write();
+            let before = current.clone();
             r.generation = current.generation + 1;
             // Published before the lock is released, so whoever sees the new routing's
             // effects (an unfrozen slot) also sees that older snapshots are stale.
             self.routing_generation.store(r.generation, SeqCst);
             *current = Arc::new(r);
-            current.clone()
+            (current.clone(), before)
         };
+        // Client caches of keys in slots that left: invalidated (and WATCHes of them fire)
+        // as ownership moves, before the new owner takes writes for them.
+        if self.tracking.clients() > 0 || self.tracking.total_keys() > 0 {
+            use crate::cluster::Owner;
+            for s in 0..chkv_common::SLOT_COUNT as u16 {
+                if before.owner(s) == Owner::Local && installed.owner(s) != Owner::Local {
+                    self.db.lock(s).modified_all();
+                }
+            }
+        }
         // Shard subscribers of slots that moved away are told to go to the new owner.
         if !self.pubsub.is_empty() {
             let limit = self.pubsub.limit();

@@ -179,6 +179,43 @@ impl Subscriber {
         true
     }
 
+    /// The protocol pushed messages are encoded for.
+    pub fn proto(&self) -> Protocol {
+        self.state.lock().proto
+    }
+
+    /// Pushes a client-side caching invalidation (`keys`: an array of keys, or null for
+    /// "everything"): a RESP3 `invalidate` push, or, for a RESP2 connection in subscribed mode
+    /// that a tracking client redirects to, a message on `__redis__:invalidate` (as Redis).
+    /// Returns false when the connection cannot receive one (RESP2, not subscribed).
+    pub fn push_invalidation(
+        &self,
+        keys: &Frame,
+        redirected: bool,
+        limit: ClassLimit,
+        now: Instant,
+    ) -> bool {
+        let (proto, subscribed) = {
+            let st = self.state.lock();
+            (st.proto, st.subs.iter().any(|s| !s.is_empty()))
+        };
+        let frame = match proto {
+            Protocol::Resp3 => Frame::Push(vec![Frame::bulk_static("invalidate"), keys.clone()]),
+            Protocol::Resp2 if redirected && subscribed => Frame::Push(vec![
+                Frame::bulk_static("message"),
+                Frame::bulk_static(TRACKING_CHANNEL),
+                keys.clone(),
+            ]),
+            Protocol::Resp2 => return false,
+        };
+        self.push(&mut Encoded::new(frame), limit, now)
+    }
+
+    /// Pushes `frame` (RESP3 connections only; RESP2 has no out-of-band messages).
+    pub fn push_resp3(&self, frame: Frame, limit: ClassLimit, now: Instant) -> bool {
+        self.proto() == Protocol::Resp3 && self.push(&mut Encoded::new(frame), limit, now)
+    }
+
     /// Moves the pending bytes to `into`; `Err` when the connection must close.
     pub fn drain(&self, into: &mut BytesMut) -> Result<(), Killed> {
         let mut st = self.state.lock();
@@ -213,6 +250,9 @@ impl Subscriber {
         self.state.lock().killed
     }
 }
+
+/// The channel RESP2 connections receive redirected tracking invalidations on.
+pub const TRACKING_CHANNEL: &str = "__redis__:invalidate";
 
 type Subs = BTreeMap<u64, Arc<Subscriber>>;
 

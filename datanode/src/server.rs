@@ -476,7 +476,19 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
             match parser.next(&mut inbuf, &limits, session.authenticated) {
                 Ok(Some(req)) => {
                     commands += 1;
+                    // A tracking client's invalidations caused by its own command wait
+                    // for its reply, and while clients track prefixes a command's changes
+                    // are announced together, after it (see crate::tracking).
+                    let tracking = session.tracking.is_some() || node.tracking.batching();
+                    if tracking {
+                        crate::tracking::begin(session.client.id);
+                    }
                     let planned = plan(node, session, &routing, &req);
+                    let batch = if tracking {
+                        crate::tracking::end()
+                    } else {
+                        None
+                    };
                     // Messages queued for this connection so far (its own subscription
                     // confirmations, a PUBLISH to itself) go before this reply, as in Redis.
                     if let Some(sub) = &session.pubsub {
@@ -494,6 +506,14 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
                             crate::exec::resolve_one(node, session, p).await;
                         }
                         Planned::Later(p) => replies.push_pending(&mut out, p),
+                    }
+                    if let Some(b) = batch {
+                        node.tracking.flush(b);
+                        if let Some(sub) = &session.pubsub {
+                            if sub.drain(&mut out).is_err() {
+                                return Ok(());
+                            }
+                        }
                     }
                     if session.quit {
                         replies.resolve_into(node, session, &mut out).await;
@@ -764,6 +784,11 @@ async fn cron(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             }
             tokio::task::yield_now().await;
         }
+        // Client tracking: the table's size limit, and a lapsed lease drops every cache.
+        if node.lease.enforced() {
+            node.tracking.lease_state(node.lease.serving());
+        }
+        node.tracking.enforce_limit();
         // Finish evictions that writes left (their budget is short), or after maxmemory shrank.
         node.db.evict_in_background(now_ms(), period / 4);
         let elapsed = last_sample.0.elapsed();

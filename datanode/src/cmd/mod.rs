@@ -283,6 +283,12 @@ pub struct Session {
     /// Set by a blocking command that found nothing to serve it: the connection awaits it
     /// (see [`crate::blocking`]).
     pub blocked: Option<crate::blocking::Blocked>,
+    /// CLIENT TRACKING's mode while it is on (see [`crate::tracking`]).
+    pub tracking: Option<Arc<crate::tracking::Tracker>>,
+    /// CLIENT CACHING YES/NO, for the next command.
+    pub track_caching: bool,
+    /// A script of a tracking client called a read-only command.
+    pub track_script_read: bool,
 }
 
 /// CLIENT REPLY's modes.
@@ -341,6 +347,9 @@ impl Session {
             fenced: false,
             import_resets: None,
             blocked: None,
+            tracking: None,
+            track_caching: false,
+            track_script_read: false,
         }
     }
 
@@ -617,6 +626,12 @@ fn run_command_uncounted(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         ctx.node.cmdstats.reject(idx as usize);
         return ERR_OOM;
     }
+    // A tracking client remembers what it reads (one test for everyone else).
+    let reads = if ctx.session.tracking.is_some() {
+        Some(crate::tracking::before(ctx, spec, req))
+    } else {
+        None
+    };
     let started = crate::clock::stamp();
     let (reply, failed) = match (spec.handler)(ctx, req) {
         Ok(f) => {
@@ -625,6 +640,9 @@ fn run_command_uncounted(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         }
         Err(f) => (f, true),
     };
+    if let Some(reads) = reads {
+        crate::tracking::after(ctx, table()[idx as usize].name == "client", reads);
+    }
     // Per top-level command (subcommands count as their parent), like /metrics shows them.
     ctx.node
         .cmdstats
@@ -1171,6 +1189,10 @@ pub(crate) mod testutil {
 
         pub fn run(&mut self, args: &[&str]) -> Frame {
             let req = Request::from_args(args.iter().map(|s| s.as_bytes()));
+            let tracking = self.session.tracking.is_some() || self.node.tracking.batching();
+            if tracking {
+                crate::tracking::begin(self.session.client.id);
+            }
             let mut ctx = Ctx {
                 node: &self.node,
                 session: &mut self.session,
@@ -1179,7 +1201,19 @@ pub(crate) mod testutil {
             let reply = dispatch(&mut ctx, &req);
             // As the connection does after each request.
             crate::blocking::serve_ready(&self.node);
+            if let Some(b) = crate::tracking::end().filter(|_| tracking) {
+                self.node.tracking.flush(b);
+            }
             reply
+        }
+
+        /// What was pushed to `session`'s connection (RESP3 or RESP2 bytes), taken.
+        pub fn pushed(session: &Session) -> String {
+            let mut out = bytes::BytesMut::new();
+            if let Some(s) = &session.pubsub {
+                let _ = s.drain(&mut out);
+            }
+            String::from_utf8_lossy(&out).into_owned()
         }
 
         /// A second connection's session.
@@ -1191,6 +1225,10 @@ pub(crate) mod testutil {
         /// Runs a command on another connection's session.
         pub fn run_as(&mut self, session: &mut Session, args: &[&str]) -> Frame {
             let req = Request::from_args(args.iter().map(|s| s.as_bytes()));
+            let tracking = session.tracking.is_some() || self.node.tracking.batching();
+            if tracking {
+                crate::tracking::begin(session.client.id);
+            }
             let mut ctx = Ctx {
                 node: &self.node,
                 session,
@@ -1198,6 +1236,9 @@ pub(crate) mod testutil {
             };
             let reply = dispatch(&mut ctx, &req);
             crate::blocking::serve_ready(&self.node);
+            if let Some(b) = crate::tracking::end().filter(|_| tracking) {
+                self.node.tracking.flush(b);
+            }
             reply
         }
     }

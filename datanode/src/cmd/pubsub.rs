@@ -238,7 +238,7 @@ const ALLOWED_WHEN_SUBSCRIBED: &[&str] = &[
 /// Redis's refusal of other commands on a subscribed RESP2 connection, or `None`. `top` is
 /// the command's name, `sub` the subcommand's (the same for a plain command).
 pub fn subscribed_context_error(session: &Session, top: &str, sub: &str) -> Option<Frame> {
-    if ALLOWED_WHEN_SUBSCRIBED.contains(&top) || !session.subscribed_resp2() {
+    if !session.subscribed_resp2() || ALLOWED_WHEN_SUBSCRIBED.contains(&top) {
         return None;
     }
     let name = if top == sub {
@@ -451,6 +451,9 @@ fn pubsub_help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
 /// RESET: the connection as if new: no subscriptions, RESP2, no name, and authenticated
 /// only if no password is required.
 fn reset(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    ctx.node.tracking.disable(&ctx.session.client);
+    ctx.session.tracking = None;
+    ctx.session.track_caching = false;
     if let Some(sub) = &ctx.session.pubsub {
         ctx.node.pubsub.drop_subscriber(sub);
         sub.set_proto(crate::resp::Protocol::Resp2);

@@ -274,6 +274,50 @@ static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         client_unblock,
     ),
     spec(
+        "tracking",
+        -3,
+        STALE | LOADING,
+        NO_KEYS,
+        C,
+        "6.0.0",
+        "Controls server-assisted client-side caching for the connection.",
+        "<ON | OFF> [REDIRECT client-id] [PREFIX prefix [PREFIX prefix ...]] [BCAST] [OPTIN] [OPTOUT] [NOLOOP]",
+        client_tracking,
+    ),
+    spec(
+        "caching",
+        3,
+        STALE | LOADING,
+        NO_KEYS,
+        C,
+        "6.0.0",
+        "Instructs the server whether to track the keys in the next request.",
+        "YES | NO",
+        client_caching,
+    ),
+    spec(
+        "getredir",
+        2,
+        STALE | LOADING,
+        NO_KEYS,
+        C,
+        "6.0.0",
+        "Returns the client ID to which the connection's tracking notifications are redirected.",
+        "",
+        client_getredir,
+    ),
+    spec(
+        "trackinginfo",
+        2,
+        STALE | LOADING,
+        NO_KEYS,
+        C,
+        "6.2.0",
+        "Returns information about server-assisted client-side caching for the connection.",
+        "",
+        client_trackinginfo,
+    ),
+    spec(
         "help",
         2,
         STALE | LOADING,
@@ -285,6 +329,87 @@ static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         client_help,
     ),
 ];
+
+/// CLIENT TRACKING ON|OFF [options]: see [`crate::tracking`].
+fn client_tracking(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let args: Vec<&[u8]> = req.iter().skip(3).collect();
+    let o = crate::tracking::parse_options(&args)?;
+    if o.redirect != 0 && !ctx.node.clients.lock().contains_key(&o.redirect) {
+        return Err(Frame::err(
+            "ERR The client ID you want redirect to does not exist",
+        ));
+    }
+    let tracking = &ctx.node.tracking;
+    if is(req.arg(2), "ON") {
+        let current = ctx.session.tracking.clone();
+        crate::tracking::check_enable(current.as_deref(), &o)?;
+        let sub = ctx.session.subscriber();
+        let t = tracking.enable(&ctx.session.client, sub, current.as_deref(), o);
+        ctx.session.tracking = Some(t);
+    } else if is(req.arg(2), "OFF") {
+        tracking.disable(&ctx.session.client);
+        ctx.session.tracking = None;
+        ctx.session.track_caching = false;
+    } else {
+        return Err(ERR_SYNTAX);
+    }
+    Ok(Frame::ok())
+}
+
+/// CLIENT CACHING YES|NO: whether the next command's reads are tracked (OPTIN, OPTOUT).
+fn client_caching(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let Some(t) = &ctx.session.tracking else {
+        return Err(Frame::err("ERR CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled"));
+    };
+    if is(req.arg(2), "YES") {
+        if !t.optin {
+            return Err(Frame::err(
+                "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.",
+            ));
+        }
+    } else if is(req.arg(2), "NO") {
+        if !t.optout {
+            return Err(Frame::err(
+                "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.",
+            ));
+        }
+    } else {
+        return Err(ERR_SYNTAX);
+    }
+    ctx.session.track_caching = true;
+    Ok(Frame::ok())
+}
+
+/// CLIENT GETREDIR: the redirect target, 0 without one, -1 when tracking is off.
+fn client_getredir(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    Ok(Frame::Integer(
+        ctx.session
+            .tracking
+            .as_ref()
+            .map_or(-1, |t| i64::try_from(t.redirect).unwrap_or(-1)),
+    ))
+}
+
+/// CLIENT TRACKINGINFO: flags, redirect and prefixes, as Redis reports them.
+fn client_trackinginfo(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
+    let t = ctx.session.tracking.as_ref();
+    let flags = match t {
+        Some(t) => t.flags(ctx.session.track_caching),
+        None => vec!["off"],
+    };
+    let redirect = t.map_or(-1, |t| i64::try_from(t.redirect).unwrap_or(-1));
+    let prefixes = t.map_or(vec![], |t| {
+        t.prefixes.iter().map(|p| Frame::Bulk(p.clone())).collect()
+    });
+    Ok(Frame::Map(vec![
+        (
+            Frame::bulk_static("flags"),
+            Frame::Set(flags.into_iter().map(Frame::bulk_static).collect()),
+        ),
+        (Frame::bulk_static("redirect"), Frame::Integer(redirect)),
+        (Frame::bulk_static("prefixes"), Frame::Array(prefixes)),
+    ]))
+}
 
 /// CLIENT UNBLOCK: ends another client's blocking command as if it timed out (or with
 /// `-UNBLOCKED` for ERROR). A client whose command waits on another node (forwarded) is
@@ -496,6 +621,10 @@ fn hello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         .store(proto.version() as u32, Relaxed);
     if let Some(sub) = &ctx.session.pubsub {
         sub.set_proto(proto);
+    } else if proto == Protocol::Resp3 {
+        // A RESP3 connection can be sent pushes (tracking invalidations redirected to it)
+        // at any time: it gets its outbox now.
+        ctx.session.subscriber();
     }
     if let Some(n) = name {
         *ctx.session.client.name.lock() = Some(n);
@@ -689,7 +818,9 @@ fn flush(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         2 if is(req.arg(1), "ASYNC") || is(req.arg(1), "SYNC") => {}
         _ => return Err(ERR_SYNTAX),
     }
+    ctx.node.tracking.flush_starting();
     ctx.node.db.flush();
+    ctx.node.tracking.flush_done();
     Ok(Frame::ok())
 }
 
@@ -841,7 +972,7 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("cluster_connections", &0);
             kv("maxclients", &cfg.maxclients);
             kv("blocked_clients", &node.blocking.blocked_clients());
-            kv("tracking_clients", &0);
+            kv("tracking_clients", &node.tracking.clients());
             kv("total_blocking_keys", &node.blocking.blocking_keys());
         }
         "memory" => {
@@ -855,6 +986,9 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             let tables = db.stats.table_memory.get();
             kv("used_memory_overhead", &tables);
             kv("used_memory_dataset", &used.saturating_sub(tables));
+            // No replication or AOF buffers to leave out of eviction's count.
+            kv("mem_not_counted_for_evict", &0);
+            kv("lazyfree_pending_objects", &db.lazyfree_pending());
             let ev = &cfg.eviction;
             kv("maxmemory", &ev.maxmemory);
             kv("maxmemory_human", &bytes_to_human(ev.maxmemory));
@@ -916,6 +1050,9 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("rejected_connections", &st.rejected_connections.get());
             kv("expired_keys", &db.stats.expired_keys.get());
             kv("evicted_keys", &db.stats.evicted_keys.get());
+            kv("tracking_total_keys", &node.tracking.total_keys());
+            kv("tracking_total_items", &node.tracking.total_items());
+            kv("tracking_total_prefixes", &node.tracking.total_prefixes());
             kv("keyspace_hits", &db.stats.keyspace_hits.get());
             kv("keyspace_misses", &db.stats.keyspace_misses.get());
             // MIGRATE opens a connection per call and keeps none.
@@ -1166,6 +1303,18 @@ static PARAMS: &[Param] = &[
                 return Err("argument must be between 0 and 9223372036854775807 inclusive".into());
             }
             c.hll_sparse_max_bytes = n as usize;
+            Ok(())
+        }),
+    },
+    Param {
+        name: "tracking-table-max-keys",
+        get: |c| c.tracking_table_max_keys.to_string(),
+        set: Some(|c, v| {
+            let n: i64 = parse_num(v)?;
+            if n < 0 {
+                return Err("argument must be between 0 and 9223372036854775807 inclusive".into());
+            }
+            c.tracking_table_max_keys = n as u64;
             Ok(())
         }),
     },
@@ -1493,6 +1642,7 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         // them under the lock so that concurrent CONFIG SETs cannot leave the two different.
         db.configure_eviction(&cfg.eviction);
         ctx.node.pubsub.configure(&cfg);
+        ctx.node.tracking.set_max_keys(cfg.tracking_table_max_keys);
         db.limits.store(&cfg.encodings);
         ctx.node
             .scripting

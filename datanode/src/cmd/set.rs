@@ -8,7 +8,9 @@
 
 use super::flags::*;
 use super::hash::{random_positions, scan_args, scan_reply, scan_step, MAX_REPLY_ELEMENTS};
+use super::pubsub::notify;
 use super::*;
+use crate::pubsub::events;
 use crate::store::{Kind, Limits, Member, Set, Value};
 
 const G: &str = "set";
@@ -87,15 +89,33 @@ fn set_reply(ctx: &Ctx<'_>, items: Vec<Frame>) -> Frame {
 fn sadd(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let n = update(ctx, req.arg(1), true, |s, l| {
         req.iter().skip(2).filter(|m| s.insert(m, l)).count()
-    })?;
-    Ok(Frame::Integer(n.unwrap_or(0) as i64))
+    })?
+    .unwrap_or(0);
+    if n > 0 {
+        notify(ctx, events::SET, "sadd", req.arg(1));
+    }
+    Ok(Frame::Integer(n as i64))
+}
+
+/// Keyspace events for members taken out of the set at `key`: `event`, and `del` when that
+/// emptied it (the store deleted it).
+fn notify_removed(ctx: &Ctx<'_>, event: &str, key: &[u8], emptied: bool) {
+    notify(ctx, events::SET, event, key);
+    if emptied {
+        notify(ctx, events::GENERIC, "del", key);
+    }
 }
 
 fn srem(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let n = update(ctx, req.arg(1), false, |s, _| {
-        req.iter().skip(2).filter(|m| s.remove(m)).count()
-    })?;
-    Ok(Frame::Integer(n.unwrap_or(0) as i64))
+    let (n, emptied) = update(ctx, req.arg(1), false, |s, _| {
+        let n = req.iter().skip(2).filter(|m| s.remove(m)).count();
+        (n, s.is_empty())
+    })?
+    .unwrap_or((0, false));
+    if n > 0 {
+        notify_removed(ctx, "srem", req.arg(1), emptied);
+    }
+    Ok(Frame::Integer(n as i64))
 }
 
 fn smembers(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
@@ -133,9 +153,13 @@ fn spop(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             let i = rand::Rng::random_range(&mut rng, 0..s.len().max(1));
             let m = s.get_index(i).map(Member::to_vec)?;
             s.remove(&m);
-            Some(m)
-        })?;
-        return Ok(m.flatten().map_or(Frame::Null, Frame::bulk));
+            Some((m, s.is_empty()))
+        })?
+        .flatten();
+        if let Some((_, emptied)) = &m {
+            notify_removed(ctx, "spop", key, *emptied);
+        }
+        return Ok(m.map_or(Frame::Null, |(m, _)| Frame::bulk(m)));
     }
     if req.len() > 3 {
         return Err(ERR_SYNTAX);
@@ -159,11 +183,12 @@ fn spop(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         }
         picks
     })?;
-    let items = popped
-        .unwrap_or_default()
-        .into_iter()
-        .map(Frame::bulk)
-        .collect();
+    let popped = popped.unwrap_or_default();
+    if !popped.is_empty() {
+        let emptied = !ctx.node.db.lock_key(key).contains(key, ctx.now);
+        notify_removed(ctx, "spop", key, emptied);
+    }
+    let items = popped.into_iter().map(Frame::bulk).collect();
     Ok(set_reply(ctx, items))
 }
 
@@ -218,9 +243,12 @@ fn smove(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             }
         })
         .map_err(|_| ERR_WRONGTYPE)?;
+    let emptied = !g.slot_of(src).contains(src, now);
     if dst_has {
         // The destination does not change, so it is not touched (a WATCH on it holds), as
-        // in Redis.
+        // in Redis; only the source's removal is announced.
+        drop(g);
+        notify_removed(ctx, "srem", src, emptied);
         return Ok(Frame::Integer(1));
     }
     g.slot_of(dst)
@@ -230,6 +258,9 @@ fn smove(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             }
         })
         .map_err(|_| ERR_WRONGTYPE)?;
+    drop(g);
+    notify_removed(ctx, "srem", src, emptied);
+    notify(ctx, events::SET, "sadd", dst);
     Ok(Frame::Integer(1))
 }
 
@@ -357,7 +388,18 @@ fn combine_store(ctx: &mut Ctx<'_>, req: &Request, op: Op) -> Reply {
             .set(dst, Value::Set(s), crate::store::NO_EXPIRY, ctx.now);
     }
     drop(g);
+    let existed = old.is_some();
     ctx.node.db.free_later(old);
+    let event = match op {
+        Op::Inter => "sinterstore",
+        Op::Union => "sunionstore",
+        Op::Diff => "sdiffstore",
+    };
+    if n > 0 {
+        notify(ctx, events::SET, event, dst);
+    } else if existed {
+        notify(ctx, events::GENERIC, "del", dst);
+    }
     Ok(Frame::Integer(n as i64))
 }
 
@@ -440,6 +482,28 @@ fn sscan(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 mod tests {
     use super::super::testutil::*;
     use super::*;
+
+    #[test]
+    fn keyspace_events_as_redis() {
+        let mut h = Harness::new();
+        h.run(&["CONFIG", "SET", "notify-keyspace-events", "Ksg"]);
+        let mut sub = h.other_session();
+        h.run_as(&mut sub, &["PSUBSCRIBE", "*"]);
+        Harness::pushed(&sub);
+        h.run(&["SADD", "s", "a", "b"]);
+        h.run(&["SADD", "s", "a"]);
+        h.run(&["SREM", "s", "x"]);
+        h.run(&["SMOVE", "s", "t", "a"]);
+        h.run(&["SPOP", "s"]);
+        h.run(&["SINTERSTORE", "u", "t", "nothing"]);
+        let got = Harness::pushed(&sub);
+        let events: Vec<&str> = got
+            .split("\r\n")
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_lowercase()) && !l.starts_with("__"))
+            .filter(|l| *l != "pmessage")
+            .collect();
+        assert_eq!(events, ["sadd", "srem", "sadd", "spop", "del"], "{got}");
+    }
 
     /// The members of an array or set reply, sorted.
     fn sorted(f: Frame) -> Vec<String> {

@@ -456,6 +456,51 @@ impl BlockedSlots {
     }
 }
 
+/// The slots with keys that CLIENT TRACKING clients read, and whether any client tracks
+/// prefixes (BCAST): a write to a key calls the store's [`TrackSink`] when either is set; a
+/// write elsewhere pays two loads. A slot's bit is set before the reader's read takes the
+/// slot's lock, so a write that follows the read sees it.
+pub struct TrackedSlots {
+    bits: SlotBits,
+    bcast: std::sync::atomic::AtomicBool,
+}
+
+impl TrackedSlots {
+    #[inline]
+    pub fn get(&self, slot: u16) -> bool {
+        self.bits.get(slot as usize) || self.bcast.load(Relaxed)
+    }
+
+    /// Whether `slot` has tracked keys (whatever the prefixes).
+    pub fn keyed(&self, slot: u16) -> bool {
+        self.bits.get(slot as usize)
+    }
+
+    pub fn set(&self, slot: u16, on: bool) {
+        self.bits.set(slot as usize, on)
+    }
+
+    /// Whether any client tracks prefixes (BCAST).
+    #[inline]
+    pub fn bcast(&self) -> bool {
+        self.bcast.load(Relaxed)
+    }
+
+    pub fn set_bcast(&self, on: bool) {
+        self.bcast.store(on, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Told about writes to keys in slots marked in [`TrackedSlots`] (client-side caching), with
+/// the slot locked: it must not touch the store.
+pub trait TrackSink: Send + Sync {
+    /// `key` of `slot` changed (written, deleted, expired or evicted).
+    fn key(&self, slot: u16, key: &[u8]);
+    /// Every key of `slot` may have changed: the slot is leaving this node (`keys` lists its
+    /// keys, for prefix trackers) or is being flushed (`None`).
+    fn slot(&self, slot: u16, keys: Option<&mut dyn Iterator<Item = &[u8]>>);
+}
+
 /// One slot's lock and table, aligned to their two cache lines.
 #[repr(align(128))]
 #[derive(Default)]
@@ -481,10 +526,16 @@ pub struct Db {
     /// Slots with blocked clients, shared with the registry of blocked clients.
     blocked: std::sync::Arc<BlockedSlots>,
     ready_hook: std::sync::OnceLock<ReadyHook>,
+    /// Slots with tracked keys (client-side caching) and who is told of their writes.
+    tracked: std::sync::Arc<TrackedSlots>,
+    track_sink: std::sync::OnceLock<std::sync::Arc<dyn TrackSink>>,
     /// Collection encoding thresholds (`hash-max-listpack-entries`...).
     pub limits: value::SharedLimits,
     /// The lazyfree thread's queue, started on first use.
     lazy: std::sync::OnceLock<std::sync::mpsc::Sender<Value>>,
+    /// Values sent to the lazyfree thread and not freed yet (INFO's
+    /// `lazyfree_pending_objects`).
+    lazy_pending: std::sync::Arc<AtomicUsize>,
     /// Lock holders that may keep slots for long (see [`Db::begin_long`]).
     long_holders: AtomicUsize,
 }
@@ -510,8 +561,14 @@ impl Db {
             removal_hook: std::sync::OnceLock::new(),
             blocked: std::sync::Arc::new(BlockedSlots(SlotBits::new())),
             ready_hook: std::sync::OnceLock::new(),
+            tracked: std::sync::Arc::new(TrackedSlots {
+                bits: SlotBits::new(),
+                bcast: Default::default(),
+            }),
+            track_sink: std::sync::OnceLock::new(),
             limits: Default::default(),
             lazy: Default::default(),
+            lazy_pending: Default::default(),
             long_holders: AtomicUsize::new(0),
         }
     }
@@ -529,6 +586,16 @@ impl Db {
     /// Installs the hook told about writes to keys in [`BlockedSlots`] (once).
     pub fn set_ready_hook(&self, hook: ReadyHook) {
         let _ = self.ready_hook.set(hook);
+    }
+
+    /// The slots with tracked keys (see [`TrackedSlots`]).
+    pub fn tracked_slots(&self) -> std::sync::Arc<TrackedSlots> {
+        self.tracked.clone()
+    }
+
+    /// Installs who is told about writes to tracked keys (once).
+    pub fn set_track_sink(&self, sink: std::sync::Arc<dyn TrackSink>) {
+        let _ = self.track_sink.set(sink);
     }
 
     fn removed(&self, why: Removal, key: &[u8]) {
@@ -552,17 +619,31 @@ impl Db {
             }
             let tx = self.lazy.get_or_init(|| {
                 let (tx, rx) = std::sync::mpsc::channel::<Value>();
+                let pending = self.lazy_pending.clone();
                 let spawned = std::thread::Builder::new()
                     .name("chkv-lazyfree".into())
-                    .spawn(move || while rx.recv().is_ok() {});
+                    .spawn(move || {
+                        while let Ok(v) = rx.recv() {
+                            drop(v);
+                            pending.fetch_sub(1, Relaxed);
+                        }
+                    });
                 if let Err(e) = spawned {
                     tracing::warn!("lazyfree thread: {e}; freeing inline");
                 }
                 tx
             });
             // When the thread could not start, the send fails and the value drops here.
-            let _ = tx.send(v);
+            self.lazy_pending.fetch_add(1, Relaxed);
+            if tx.send(v).is_err() {
+                self.lazy_pending.fetch_sub(1, Relaxed);
+            }
         }
+    }
+
+    /// Values handed to the lazyfree thread that it has not freed yet.
+    pub fn lazyfree_pending(&self) -> usize {
+        self.lazy_pending.load(Relaxed)
     }
 
     /// Number of keys (including expired keys not yet reclaimed, like Redis's DBSIZE).
@@ -1426,6 +1507,11 @@ impl SlotGuard<'_> {
 
     /// Removes every key of this slot.
     pub fn clear(&mut self) {
+        if self.db.tracked.get(self.slot as u16) {
+            if let Some(sink) = self.db.track_sink.get() {
+                sink.slot(self.slot as u16, None);
+            }
+        }
         if self.db.watched.get(self.slot) {
             if let Some(w) = self.db.watches.lock().get_mut(&(self.slot as u16)) {
                 let map = &self.t.map;
@@ -1460,6 +1546,17 @@ impl SlotGuard<'_> {
         if self.db.blocked.get(self.slot as u16) {
             self.ready(key);
         }
+        if self.db.tracked.get(self.slot as u16) {
+            self.tracked(key);
+        }
+    }
+
+    /// A write to a key in a slot with tracked keys, or while prefixes are tracked.
+    #[cold]
+    fn tracked(&mut self, key: &[u8]) {
+        if let Some(sink) = self.db.track_sink.get() {
+            sink.key(self.slot as u16, key);
+        }
     }
 
     /// A write to a key in a slot with blocked clients: the registry decides whether it
@@ -1486,6 +1583,12 @@ impl SlotGuard<'_> {
         if self.db.watched.get(self.slot) {
             if let Some(w) = self.db.watches.lock().get(&(self.slot as u16)) {
                 w.fire_all();
+            }
+        }
+        if self.db.tracked.get(self.slot as u16) {
+            if let Some(sink) = self.db.track_sink.get() {
+                let mut keys = self.t.map.iter().map(|kv| kv.key());
+                sink.slot(self.slot as u16, Some(&mut keys));
             }
         }
     }

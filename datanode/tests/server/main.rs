@@ -52,5 +52,6 @@ mod server_cmds;
 mod shutdown;
 mod strings;
 mod tls;
+mod tracking;
 mod util;
 mod zsets;

@@ -1,0 +1,1141 @@
+//! Client-side caching: CLIENT TRACKING's table of who read what, and the invalidation
+//! messages it sends, with Redis 7.0's semantics.
+//!
+//! # Modes
+//! - Default: every key of a read-only command a tracking client runs is remembered with the
+//!   client's id; the next change to that key sends the client one invalidation and forgets
+//!   the pair (the client reads the key again to hear of the next change). OPTIN and OPTOUT
+//!   with CLIENT CACHING choose which reads count. The table keeps at most
+//!   `tracking-table-max-keys` keys: past it, keys are invalidated (and forgotten) to make
+//!   room, as Redis does.
+//! - BCAST: no table; every change to a key that starts with one of the client's prefixes is
+//!   announced, the keys one command changed in one message per prefix.
+//!
+//! Messages go to the client itself (RESP3 push `invalidate`) or to the connection named by
+//! REDIRECT (a RESP3 push, or for a RESP2 subscriber a message on `__redis__:invalidate`).
+//! FLUSHALL and FLUSHDB send a null invalidation: "drop everything".
+//!
+//! # No stale cache across threads
+//! Redis remembers the keys after the read, which is safe on one thread. Here a write on
+//! another thread could slip between the read and a later registration, and its
+//! invalidation would be lost. So the keys are remembered *before* the read command runs
+//! (the store's [`TrackedSlots`] bit is set before the read takes the slot's lock, so any
+//! write after the read sees it) and checked after it: a key whose registration a change
+//! consumed meanwhile (that invalidation may have reached the client before the reply) gets
+//! one more invalidation, after the reply.
+//!
+//! # In a cluster
+//! The table covers the keys this node owns. A read that a tracking connection sends through
+//! this node to another node's key is followed by an invalidation of that key: writes to it
+//! happen elsewhere, so the value is never kept. When slots leave this node (a handoff, a new
+//! table) every tracked key in them is invalidated and prefix trackers get the keys of those
+//! slots that match; when the node's ownership lease lapses, every tracking client is told to
+//! drop everything, before another node may be given its slots.
+//!
+//! # Order on the tracking client's own connection
+//! Invalidations its own command causes (a write to a key it read, a lazy expiry) go out
+//! after that command's reply, as in Redis 7.0: they are collected in a per-thread
+//! [`Batch`] while the command runs; so are the prefix announcements of one command.
+//! Invalidations for evictions made before a command runs go before its reply.
+//!
+//! Lock order: a slot's lock, then a shard of the table, then the tracker registry, then the
+//! client registry, then a subscriber's state.
+
+use crate::cmd::{flags, CommandSpec, Ctx};
+use crate::node::ClientInfo;
+use crate::pubsub::{PubSub, Subscriber};
+use crate::resp::{Frame, Request};
+use crate::store::{TrackSink, TrackedSlots};
+use bytes::Bytes;
+use chkv_common::key_slot;
+use parking_lot::{Mutex, RwLock};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// `tracking-table-max-keys`'s default (Redis's).
+pub const DEFAULT_MAX_KEYS: u64 = 1_000_000;
+
+/// The table is split by slot into this many locks.
+const SHARDS: usize = 64;
+
+/// Keys invalidated per round to get under `tracking-table-max-keys`, times the rounds that
+/// have not managed so far plus one (Redis's effort).
+const EVICT_EFFORT: usize = 100;
+
+/// One client's tracking mode. Fixed once made: CLIENT TRACKING ON again installs a new one.
+pub struct Tracker {
+    pub id: u64,
+    pub bcast: bool,
+    pub optin: bool,
+    pub optout: bool,
+    pub noloop: bool,
+    /// The client invalidations go to (0: the tracking client itself).
+    pub redirect: u64,
+    /// BCAST prefixes (the empty prefix matches every key).
+    pub prefixes: Vec<Bytes>,
+    /// The redirect target was gone when a message was due (CLIENT LIST's `R`).
+    broken: AtomicBool,
+    /// The client's own outbox.
+    sub: Arc<Subscriber>,
+}
+
+impl Tracker {
+    pub fn broken(&self) -> bool {
+        self.broken.load(Relaxed)
+    }
+
+    /// CLIENT TRACKINGINFO's flags after `on`.
+    pub fn flags(&self, caching: bool) -> Vec<&'static str> {
+        let mut f = vec!["on"];
+        if self.bcast {
+            f.push("bcast");
+        }
+        if self.optin {
+            f.push("optin");
+            if caching {
+                f.push("caching-yes");
+            }
+        }
+        if self.optout {
+            f.push("optout");
+            if caching {
+                f.push("caching-no");
+            }
+        }
+        if self.noloop {
+            f.push("noloop");
+        }
+        if self.broken() {
+            f.push("broken_redirect");
+        }
+        f
+    }
+}
+
+/// CLIENT TRACKING's options.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    pub bcast: bool,
+    pub optin: bool,
+    pub optout: bool,
+    pub noloop: bool,
+    pub redirect: u64,
+    pub prefixes: Vec<Bytes>,
+}
+
+use crate::cmd::ERR_SYNTAX;
+
+/// Parses the options after `CLIENT TRACKING ON|OFF` (Redis's order of checks; whether the
+/// redirect target exists is the caller's check).
+pub fn parse_options(args: &[&[u8]]) -> Result<Options, Frame> {
+    let mut o = Options::default();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i];
+        let more = i + 1 < args.len();
+        if a.eq_ignore_ascii_case(b"redirect") && more {
+            i += 1;
+            if o.redirect != 0 {
+                return Err(Frame::err(
+                    "ERR A client can only redirect to a single other client",
+                ));
+            }
+            let id = crate::cmd::parse_i64(args[i]).ok_or(crate::cmd::ERR_NOT_INT)?;
+            // A negative id or 0 names no client.
+            o.redirect = u64::try_from(id).unwrap_or(u64::MAX);
+            if o.redirect == 0 {
+                o.redirect = u64::MAX;
+            }
+        } else if a.eq_ignore_ascii_case(b"bcast") {
+            o.bcast = true;
+        } else if a.eq_ignore_ascii_case(b"optin") {
+            o.optin = true;
+        } else if a.eq_ignore_ascii_case(b"optout") {
+            o.optout = true;
+        } else if a.eq_ignore_ascii_case(b"noloop") {
+            o.noloop = true;
+        } else if a.eq_ignore_ascii_case(b"prefix") && more {
+            i += 1;
+            o.prefixes.push(Bytes::copy_from_slice(args[i]));
+        } else {
+            return Err(ERR_SYNTAX);
+        }
+        i += 1;
+    }
+    Ok(o)
+}
+
+/// Whether one of `a` and `b` starts with the other.
+fn overlap(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len().min(b.len());
+    a[..n] == b[..n]
+}
+
+/// Checks `CLIENT TRACKING ON` with `o` against the client's current mode, with Redis's
+/// error texts.
+pub fn check_enable(current: Option<&Tracker>, o: &Options) -> Result<(), Frame> {
+    if !o.bcast && !o.prefixes.is_empty() {
+        return Err(Frame::err(
+            "ERR PREFIX option requires BCAST mode to be enabled",
+        ));
+    }
+    if let Some(c) = current {
+        if c.bcast != o.bcast {
+            return Err(Frame::err("ERR You can't switch BCAST mode on/off before disabling tracking for this client, and then re-enabling it with a different mode."));
+        }
+    }
+    if o.bcast && (o.optin || o.optout) {
+        return Err(Frame::err(
+            "ERR OPTIN and OPTOUT are not compatible with BCAST",
+        ));
+    }
+    if o.optin && o.optout {
+        return Err(Frame::err("ERR You can't use both OPTIN and OPTOUT"));
+    }
+    if let Some(c) = current {
+        if (o.optin && c.optout) || (o.optout && c.optin) {
+            return Err(Frame::err("ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and then re-enabling it with a different mode."));
+        }
+    }
+    if o.bcast {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        for (i, p) in o.prefixes.iter().enumerate() {
+            if let Some(c) = current {
+                if let Some(old) = c.prefixes.iter().find(|old| overlap(old, p)) {
+                    return Err(Frame::error(format!(
+                        "ERR Prefix '{}' overlaps with an existing prefix '{}'. Prefixes for a single client must not overlap.",
+                        text(p),
+                        text(old)
+                    )));
+                }
+            }
+            if let Some(other) = o.prefixes[i + 1..].iter().find(|q| overlap(p, q)) {
+                return Err(Frame::error(format!(
+                    "ERR Prefix '{}' overlaps with another provided prefix '{}'. Prefixes for a single client must not overlap.",
+                    text(p),
+                    text(other)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What one command run by a tracking client left for after its reply, collected on the
+/// thread that runs it (see the module doc).
+#[derive(Default)]
+pub struct Batch {
+    client: u64,
+    /// Inside the command's handler (invalidations for the client wait for its reply).
+    executing: bool,
+    /// Invalidations for the client, after its reply (`None`: drop everything).
+    pending: Vec<Option<Bytes>>,
+    /// Keys whose registration for the client changes during the command consumed, and
+    /// whether that change went unannounced (NOLOOP).
+    consumed: Vec<(Bytes, bool)>,
+    /// Keys changed during the command, for prefix trackers, with who changed them.
+    bcast: Vec<(Bytes, u64)>,
+}
+
+thread_local! {
+    static BATCH: RefCell<Option<Batch>> = const { RefCell::new(None) };
+}
+
+/// Starts collecting for a command of tracking client `client` on this thread.
+pub fn begin(client: u64) {
+    BATCH.with(|b| {
+        *b.borrow_mut() = Some(Batch {
+            client,
+            ..Batch::default()
+        })
+    });
+}
+
+/// Ends the collection [`begin`] started; hand the batch to [`Tracking::flush`] after the
+/// command's reply.
+pub fn end() -> Option<Batch> {
+    BATCH.with(|b| b.borrow_mut().take())
+}
+
+fn with_batch<R>(f: impl FnOnce(&mut Batch) -> R) -> Option<R> {
+    BATCH.with(|b| b.borrow_mut().as_mut().map(f))
+}
+
+/// Marks the handler as running (or not); returns the previous mark.
+fn set_executing(on: bool) -> bool {
+    with_batch(|b| std::mem::replace(&mut b.executing, on)).unwrap_or(false)
+}
+
+/// The key -> client ids table of one shard, by slot.
+type Shard = HashMap<u16, HashMap<Bytes, Vec<u64>>>;
+
+/// A node's client tracking state.
+pub struct Tracking {
+    shards: Box<[Mutex<Shard>]>,
+    slots: Arc<TrackedSlots>,
+    trackers: RwLock<HashMap<u64, Arc<Tracker>>>,
+    /// BCAST prefix -> the clients tracking it.
+    prefixes: RwLock<BTreeMap<Bytes, Vec<u64>>>,
+    /// Every connection by id (the node's registry), for redirect targets.
+    clients: Arc<Mutex<BTreeMap<u64, Arc<ClientInfo>>>>,
+    pubsub: Arc<PubSub>,
+    keys: AtomicUsize,
+    items: AtomicUsize,
+    max_keys: AtomicU64,
+    /// Rounds of eviction that did not get under the limit (Redis's timeout counter).
+    effort: AtomicU32,
+    /// Everyone was told to drop everything for the lease's lapse.
+    lapsed: AtomicBool,
+}
+
+impl Tracking {
+    pub fn new(
+        slots: Arc<TrackedSlots>,
+        clients: Arc<Mutex<BTreeMap<u64, Arc<ClientInfo>>>>,
+        pubsub: Arc<PubSub>,
+    ) -> Tracking {
+        Tracking {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            slots,
+            trackers: Default::default(),
+            prefixes: Default::default(),
+            clients,
+            pubsub,
+            keys: AtomicUsize::new(0),
+            items: AtomicUsize::new(0),
+            max_keys: AtomicU64::new(DEFAULT_MAX_KEYS),
+            effort: AtomicU32::new(0),
+            lapsed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn set_max_keys(&self, n: u64) {
+        self.max_keys.store(n, Relaxed);
+    }
+
+    /// Whether a command's changes must be collected for prefix (BCAST) trackers: its
+    /// changes are announced together, after it (see [`begin`]).
+    #[inline]
+    pub fn batching(&self) -> bool {
+        self.slots.bcast()
+    }
+
+    /// INFO's `tracking_clients`.
+    pub fn clients(&self) -> usize {
+        self.trackers.read().len()
+    }
+
+    /// INFO's `tracking_total_keys`.
+    pub fn total_keys(&self) -> usize {
+        self.keys.load(Relaxed)
+    }
+
+    /// INFO's `tracking_total_items`.
+    pub fn total_items(&self) -> usize {
+        self.items.load(Relaxed)
+    }
+
+    /// INFO's `tracking_total_prefixes`.
+    pub fn total_prefixes(&self) -> usize {
+        self.prefixes.read().len()
+    }
+
+    /// Turns tracking on for `info` (checked with [`check_enable`]); `sub` is its outbox.
+    /// Prefixes add to those it tracks already, as in Redis.
+    pub fn enable(
+        &self,
+        info: &ClientInfo,
+        sub: Arc<Subscriber>,
+        current: Option<&Tracker>,
+        o: Options,
+    ) -> Arc<Tracker> {
+        let mut prefixes = current.map(|c| c.prefixes.clone()).unwrap_or_default();
+        if o.bcast {
+            if o.prefixes.is_empty() && prefixes.is_empty() {
+                prefixes.push(Bytes::new());
+            }
+            for p in o.prefixes {
+                if !prefixes.contains(&p) {
+                    prefixes.push(p);
+                }
+            }
+        }
+        let t = Arc::new(Tracker {
+            id: info.id,
+            bcast: o.bcast,
+            optin: o.optin,
+            optout: o.optout,
+            noloop: o.noloop,
+            redirect: o.redirect,
+            prefixes,
+            broken: AtomicBool::new(false),
+            sub,
+        });
+        if t.bcast {
+            let mut all = self.prefixes.write();
+            for p in &t.prefixes {
+                let ids = all.entry(p.clone()).or_default();
+                if !ids.contains(&t.id) {
+                    ids.push(t.id);
+                }
+            }
+            self.slots.set_bcast(true);
+        }
+        self.trackers.write().insert(t.id, t.clone());
+        *info.tracking.lock() = Some(t.clone());
+        t
+    }
+
+    /// Turns tracking off for client `id`. What it read stays in the table (Redis does not
+    /// clean up either): those entries are skipped and forgotten when their key changes.
+    pub fn disable(&self, info: &ClientInfo) {
+        let Some(t) = self.trackers.write().remove(&info.id) else {
+            return;
+        };
+        *info.tracking.lock() = None;
+        if t.bcast {
+            let mut all = self.prefixes.write();
+            for p in &t.prefixes {
+                if let Some(ids) = all.get_mut(p) {
+                    ids.retain(|&i| i != t.id);
+                    if ids.is_empty() {
+                        all.remove(p);
+                    }
+                }
+            }
+            self.slots.set_bcast(!all.is_empty());
+        }
+    }
+
+    fn shard(&self, slot: u16) -> parking_lot::MutexGuard<'_, Shard> {
+        self.shards[slot as usize % SHARDS].lock()
+    }
+
+    /// Remembers that `client` read `key`; returns whether it was not remembered yet.
+    pub fn remember(&self, client: u64, key: &[u8]) -> bool {
+        let slot = key_slot(key);
+        let mut shard = self.shard(slot);
+        let keys = shard.entry(slot).or_default();
+        let inserted = match keys.get_mut(key) {
+            Some(ids) if ids.contains(&client) => false,
+            Some(ids) => {
+                ids.push(client);
+                true
+            }
+            None => {
+                keys.insert(Bytes::copy_from_slice(key), vec![client]);
+                self.keys.fetch_add(1, Relaxed);
+                true
+            }
+        };
+        if inserted {
+            self.items.fetch_add(1, Relaxed);
+        }
+        // Under the shard's lock, like its clearing: the bit is set whenever keys are there.
+        self.slots.set(slot, true);
+        inserted
+    }
+
+    /// Whether `client`'s read of `key` is still remembered.
+    pub fn remembered(&self, client: u64, key: &[u8]) -> bool {
+        let slot = key_slot(key);
+        self.shard(slot)
+            .get(&slot)
+            .and_then(|k| k.get(key))
+            .is_some_and(|ids| ids.contains(&client))
+    }
+
+    /// Forgets `client`'s read of `key`.
+    fn forget(&self, client: u64, key: &[u8]) {
+        let slot = key_slot(key);
+        let mut shard = self.shard(slot);
+        let Some(keys) = shard.get_mut(&slot) else {
+            return;
+        };
+        let Some(ids) = keys.get_mut(key) else {
+            return;
+        };
+        let before = ids.len();
+        ids.retain(|&i| i != client);
+        self.items.fetch_sub(before - ids.len(), Relaxed);
+        if ids.is_empty() {
+            keys.remove(key);
+            self.keys.fetch_sub(1, Relaxed);
+            if keys.is_empty() {
+                shard.remove(&slot);
+                self.slots.set(slot, false);
+            }
+        }
+    }
+
+    /// Takes `key`'s readers out of the table.
+    fn take_key(&self, slot: u16, key: &[u8]) -> Option<Vec<u64>> {
+        let mut shard = self.shard(slot);
+        let keys = shard.get_mut(&slot)?;
+        let ids = keys.remove(key)?;
+        self.keys.fetch_sub(1, Relaxed);
+        self.items.fetch_sub(ids.len(), Relaxed);
+        if keys.is_empty() {
+            shard.remove(&slot);
+            self.slots.set(slot, false);
+        }
+        Some(ids)
+    }
+
+    /// Takes every key of `slot` out of the table.
+    fn take_slot(&self, slot: u16) -> HashMap<Bytes, Vec<u64>> {
+        let mut shard = self.shard(slot);
+        let keys = shard.remove(&slot).unwrap_or_default();
+        self.slots.set(slot, false);
+        self.keys.fetch_sub(keys.len(), Relaxed);
+        self.items
+            .fetch_sub(keys.values().map(Vec::len).sum(), Relaxed);
+        keys
+    }
+
+    /// Some key of the table, taken out with its readers (for the size limit).
+    fn take_any(&self, start: usize) -> Option<(Bytes, Vec<u64>)> {
+        for i in 0..SHARDS {
+            let mut shard = self.shards[(start + i) % SHARDS].lock();
+            let Some((&slot, keys)) = shard.iter_mut().next() else {
+                continue;
+            };
+            let key = keys.keys().next().cloned()?;
+            let ids = keys.remove(&key).unwrap_or_default();
+            self.keys.fetch_sub(1, Relaxed);
+            self.items.fetch_sub(ids.len(), Relaxed);
+            if keys.is_empty() {
+                shard.remove(&slot);
+                self.slots.set(slot, false);
+            }
+            return Some((key, ids));
+        }
+        None
+    }
+
+    /// Sends `keys` (an array of keys, or null) to tracker `t`'s destination.
+    fn deliver(&self, t: &Tracker, keys: &Frame) {
+        let (limit, now) = (self.pubsub.limit(), Instant::now());
+        if t.redirect == 0 {
+            t.sub.push_invalidation(keys, false, limit, now);
+            return;
+        }
+        let target = self.clients.lock().get(&t.redirect).cloned();
+        match target {
+            Some(info) => {
+                if let Some(s) = info.subscriber.get() {
+                    s.push_invalidation(keys, true, limit, now);
+                }
+            }
+            None => {
+                // Redis tells a RESP3 client that its messages have nowhere to go.
+                t.broken.store(true, Relaxed);
+                t.sub.push_resp3(
+                    Frame::Push(vec![
+                        Frame::bulk_static("tracking-redir-broken"),
+                        Frame::Integer(i64::try_from(t.redirect).unwrap_or(-1)),
+                    ]),
+                    limit,
+                    now,
+                );
+            }
+        }
+    }
+
+    /// `key` changed: its default-mode readers `ids` are told. `by_client`: the change came
+    /// from the command running on this thread (NOLOOP applies); not for the table's own
+    /// evictions.
+    fn invalidate(&self, ids: &[u64], key: &[u8], by_client: bool) {
+        let trackers = self.trackers.read();
+        for id in ids {
+            let Some(t) = trackers.get(id) else {
+                continue;
+            };
+            if t.bcast {
+                // Reads from before it switched to BCAST: its prefixes cover it now.
+                continue;
+            }
+            let mine = with_batch(|b| {
+                if b.client != *id {
+                    return false;
+                }
+                let skip = by_client && t.noloop;
+                b.consumed.push((Bytes::copy_from_slice(key), skip));
+                if skip {
+                    return true;
+                }
+                if b.executing {
+                    b.pending.push(Some(Bytes::copy_from_slice(key)));
+                    return true;
+                }
+                false
+            });
+            if mine != Some(true) {
+                self.deliver(t, &Frame::Array(vec![Frame::bulk(key)]));
+            }
+        }
+    }
+
+    /// Announces changed keys to the prefix trackers whose prefixes they match, one message
+    /// per prefix and client; NOLOOP clients do not hear of their own changes.
+    fn announce(&self, changed: &[(Bytes, u64)]) {
+        let prefixes = self.prefixes.read();
+        if prefixes.is_empty() {
+            return;
+        }
+        let trackers = self.trackers.read();
+        for (prefix, ids) in prefixes.iter() {
+            let matching: Vec<&(Bytes, u64)> = changed
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .collect();
+            if matching.is_empty() {
+                continue;
+            }
+            for id in ids {
+                let Some(t) = trackers.get(id) else {
+                    continue;
+                };
+                let mut keys: Vec<&Bytes> = matching
+                    .iter()
+                    .filter(|(_, by)| !(t.noloop && by == id))
+                    .map(|(k, _)| k)
+                    .collect();
+                if keys.is_empty() {
+                    continue;
+                }
+                keys.sort();
+                keys.dedup();
+                let frame =
+                    Frame::Array(keys.into_iter().map(|k| Frame::Bulk(k.clone())).collect());
+                self.deliver(t, &frame);
+            }
+        }
+    }
+
+    /// Sends what a command left for after its reply (see [`begin`]).
+    pub fn flush(&self, b: Batch) {
+        if !b.pending.is_empty() {
+            let t = self.trackers.read().get(&b.client).cloned();
+            if let Some(t) = t {
+                for p in &b.pending {
+                    let frame = match p {
+                        Some(k) => Frame::Array(vec![Frame::Bulk(k.clone())]),
+                        None => Frame::Null,
+                    };
+                    self.deliver(&t, &frame);
+                }
+            }
+        }
+        if !b.bcast.is_empty() {
+            self.announce(&b.bcast);
+        }
+    }
+
+    /// Tells the tracking clients (`bcast` selects which mode) to drop everything: the
+    /// running client after its reply.
+    fn everything(&self, bcast: bool) {
+        let trackers: Vec<Arc<Tracker>> = self
+            .trackers
+            .read()
+            .values()
+            .filter(|t| t.bcast == bcast)
+            .cloned()
+            .collect();
+        for t in trackers {
+            let later = with_batch(|b| {
+                if b.client == t.id && b.executing {
+                    b.pending.push(None);
+                    true
+                } else {
+                    false
+                }
+            });
+            if later != Some(true) {
+                self.deliver(&t, &Frame::Null);
+            }
+        }
+    }
+
+    /// Empties the table.
+    fn wipe(&self) {
+        for (i, shard) in self.shards.iter().enumerate() {
+            let mut shard = shard.lock();
+            for (&slot, keys) in shard.iter() {
+                debug_assert_eq!(slot as usize % SHARDS, i);
+                self.slots.set(slot, false);
+                self.keys.fetch_sub(keys.len(), Relaxed);
+                self.items
+                    .fetch_sub(keys.values().map(Vec::len).sum(), Relaxed);
+            }
+            shard.clear();
+        }
+    }
+
+    /// Before FLUSHALL/FLUSHDB empties the store: default-mode clients are told to drop
+    /// everything and the table is emptied (a read between this and the flush registers
+    /// again, and the flush invalidates that key).
+    pub fn flush_starting(&self) {
+        if self.clients() == 0 && self.total_keys() == 0 {
+            return;
+        }
+        self.everything(false);
+        self.wipe();
+    }
+
+    /// After FLUSHALL/FLUSHDB: prefix trackers are told to drop everything (after, so a
+    /// read of theirs during the flush cannot keep an old value).
+    pub fn flush_done(&self) {
+        if !self.prefixes.read().is_empty() {
+            self.everything(true);
+        }
+    }
+
+    /// Called by the cron with whether the node may serve its slots: the first time it may
+    /// not (its lease lapsed; another node may be given its slots), every tracking client
+    /// is told to drop everything and the table is emptied.
+    pub fn lease_state(&self, serving: bool) {
+        if serving {
+            self.lapsed.store(false, Relaxed);
+        } else if !self.lapsed.swap(true, Relaxed) && self.clients() + self.total_keys() > 0 {
+            self.everything(false);
+            self.everything(true);
+            self.wipe();
+        }
+    }
+
+    /// Gets the table under `tracking-table-max-keys` by invalidating keys (up to an effort
+    /// that grows while it does not manage), like Redis before each command and in its cron.
+    pub fn enforce_limit(&self) {
+        let max = self.max_keys.load(Relaxed);
+        if max == 0 || self.keys.load(Relaxed) as u64 <= max {
+            self.effort.store(0, Relaxed);
+            return;
+        }
+        let rounds = self.effort.load(Relaxed) as usize + 1;
+        let mut budget = EVICT_EFFORT.saturating_mul(rounds);
+        let start = rand::random::<u32>() as usize;
+        while budget > 0 && self.keys.load(Relaxed) as u64 > max {
+            let Some((key, ids)) = self.take_any(start) else {
+                break;
+            };
+            self.invalidate(&ids, &key, false);
+            budget -= 1;
+        }
+        if self.keys.load(Relaxed) as u64 > max {
+            self.effort.fetch_add(1, Relaxed);
+        } else {
+            self.effort.store(0, Relaxed);
+        }
+    }
+
+    /// Slots left this node: their tracked keys are invalidated, and prefix trackers told of
+    /// their keys that match (see [`TrackSink::slot`]).
+    fn slot_gone(&self, slot: u16, keys: Option<&mut dyn Iterator<Item = &[u8]>>) {
+        if self.slots.keyed(slot) {
+            let mut by_client: HashMap<u64, Vec<Bytes>> = HashMap::new();
+            for (k, ids) in self.take_slot(slot) {
+                for id in ids {
+                    by_client.entry(id).or_default().push(k.clone());
+                }
+            }
+            for (id, keys) in by_client {
+                for k in keys {
+                    self.invalidate(&[id], &k, false);
+                }
+            }
+        }
+        if let Some(keys) = keys {
+            let prefixes: Vec<Bytes> = self.prefixes.read().keys().cloned().collect();
+            if prefixes.is_empty() {
+                return;
+            }
+            let changed: Vec<(Bytes, u64)> = keys
+                .filter(|k| prefixes.iter().any(|p| k.starts_with(p)))
+                .map(|k| (Bytes::copy_from_slice(k), 0))
+                .collect();
+            if !changed.is_empty() {
+                self.announce(&changed);
+            }
+        }
+    }
+}
+
+impl TrackSink for Tracking {
+    fn key(&self, slot: u16, key: &[u8]) {
+        if self.slots.keyed(slot) {
+            if let Some(ids) = self.take_key(slot, key) {
+                self.invalidate(&ids, key, true);
+            }
+        }
+        if !self.prefixes.read().is_empty() {
+            let k = Bytes::copy_from_slice(key);
+            let batched = with_batch(|b| {
+                let by = b.client;
+                b.bcast.push((k.clone(), by));
+            });
+            if batched.is_none() {
+                self.announce(&[(k, 0)]);
+            }
+        }
+    }
+
+    fn slot(&self, slot: u16, keys: Option<&mut dyn Iterator<Item = &[u8]>>) {
+        self.slot_gone(slot, keys);
+    }
+}
+
+/// Whether `name` runs a script (its declared keys are tracked when it reads, as in Redis
+/// 7.0, rather than what its calls touch).
+fn is_script(name: &str) -> bool {
+    matches!(
+        name,
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
+    )
+}
+
+/// What [`before`] remembered for one command.
+pub struct Reads {
+    keys: Vec<(Bytes, bool)>,
+    script: bool,
+    was_executing: bool,
+}
+
+/// Before a tracking client's command runs: remembers the keys it is about to read.
+pub fn before(ctx: &mut Ctx<'_>, spec: &CommandSpec, req: &Request) -> Reads {
+    // Like Redis before each command: evictions (for `maxmemory`, which Redis does before
+    // any command, and for the table's size limit) go out before the reply.
+    if !ctx.session.in_script && !ctx.session.tx.running {
+        let _ = ctx.node.db.make_room(ctx.now);
+    }
+    ctx.node.tracking.enforce_limit();
+    let mut reads = Reads {
+        keys: Vec::new(),
+        script: false,
+        was_executing: set_executing(true),
+    };
+    let Some(t) = ctx.session.tracking.clone() else {
+        return reads;
+    };
+    if ctx.session.in_script {
+        if spec.has(flags::READONLY) {
+            ctx.session.track_script_read = true;
+        }
+        return reads;
+    }
+    let script = is_script(spec.name);
+    if !(spec.has(flags::READONLY) || script) || spec.has(flags::PUBSUB) || t.bcast {
+        return reads;
+    }
+    let caching = ctx.session.track_caching;
+    if (t.optin && !caching) || (t.optout && caching) {
+        return reads;
+    }
+    if script {
+        ctx.session.track_script_read = false;
+        reads.script = true;
+    }
+    let positions: Vec<usize> = if script {
+        crate::lua::declared_keys(req).collect()
+    } else {
+        spec.keys_in(req).collect()
+    };
+    for i in positions {
+        let k = req.arg(i);
+        let new = ctx.node.tracking.remember(t.id, k);
+        reads.keys.push((Bytes::copy_from_slice(k), new));
+    }
+    reads
+}
+
+/// After a tracking client's command ran (`client_cmd`: it was a CLIENT subcommand): checks
+/// that what it read is still remembered (see the module doc).
+pub fn after(ctx: &mut Ctx<'_>, client_cmd: bool, reads: Reads) {
+    set_executing(reads.was_executing);
+    let top = !ctx.session.in_script && !ctx.session.tx.running;
+    if top && !client_cmd {
+        // CLIENT CACHING counts for the next command only.
+        ctx.session.track_caching = false;
+    }
+    if reads.keys.is_empty() {
+        return;
+    }
+    let Some(id) = ctx.session.tracking.as_ref().map(|t| t.id) else {
+        return;
+    };
+    let tracking = &ctx.node.tracking;
+    if reads.script && !std::mem::take(&mut ctx.session.track_script_read) {
+        // The script read nothing: its keys are not tracked.
+        for (k, new) in &reads.keys {
+            if *new {
+                tracking.forget(id, k);
+            }
+        }
+        return;
+    }
+    for (k, _) in reads.keys {
+        if tracking.remembered(id, &k) {
+            continue;
+        }
+        let consumed = with_batch(|b| b.consumed.iter().find(|(c, _)| *c == k).map(|c| c.1));
+        match consumed.flatten() {
+            // Its own change, not announced (NOLOOP): the value it read stays tracked.
+            Some(true) => {
+                tracking.remember(id, &k);
+            }
+            // An invalidation goes out after the reply already.
+            Some(false) => {}
+            None => {
+                let queued = with_batch(|b| b.pending.push(Some(k.clone())));
+                if queued.is_none() {
+                    if let Some(t) = tracking.trackers.read().get(&id) {
+                        tracking.deliver(t, &Frame::Array(vec![Frame::Bulk(k)]));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A read that a tracking connection sent to another node: its keys are invalidated after
+/// the reply (their writes happen there, so the value must not be kept). `keys` are those of
+/// the request that this node does not own.
+pub fn forwarded(ctx_session: &crate::cmd::Session, keys: impl Iterator<Item = Bytes>) {
+    let Some(t) = &ctx_session.tracking else {
+        return;
+    };
+    let caching = ctx_session.track_caching;
+    if !t.bcast && ((t.optin && !caching) || (t.optout && caching)) {
+        return;
+    }
+    with_batch(|b| {
+        for k in keys {
+            if t.bcast && !t.prefixes.iter().any(|p| k.starts_with(p)) {
+                continue;
+            }
+            b.pending.push(Some(k));
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: &[&str]) -> Result<Options, Frame> {
+        let v: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        parse_options(&v)
+    }
+
+    #[test]
+    fn options_parse_as_redis() {
+        let o = opts(&["BCAST", "PREFIX", "a", "prefix", "b", "NOLOOP"]).expect("ok");
+        assert!(o.bcast && o.noloop);
+        assert_eq!(o.prefixes, vec![Bytes::from("a"), Bytes::from("b")]);
+        assert_eq!(opts(&["bogus"]), Err(ERR_SYNTAX));
+        assert_eq!(opts(&["prefix"]), Err(ERR_SYNTAX));
+        assert_eq!(
+            opts(&["redirect", "1", "redirect", "2"]),
+            Err(Frame::err(
+                "ERR A client can only redirect to a single other client"
+            ))
+        );
+        assert_eq!(opts(&["redirect", "x"]), Err(crate::cmd::ERR_NOT_INT));
+    }
+
+    #[test]
+    fn mode_checks_and_prefix_overlaps() {
+        let o = |a: &[&str]| opts(a).expect("parse");
+        let msg = |r: Result<(), Frame>| match r {
+            Err(Frame::Error(e)) => e.to_string(),
+            other => format!("{other:?}"),
+        };
+        assert!(msg(check_enable(None, &o(&["PREFIX", "a"]))).contains("requires BCAST"));
+        assert!(msg(check_enable(None, &o(&["BCAST", "OPTIN"]))).contains("not compatible"));
+        assert!(msg(check_enable(None, &o(&["OPTIN", "OPTOUT"]))).contains("both OPTIN"));
+        assert!(msg(check_enable(
+            None,
+            &o(&["BCAST", "PREFIX", "FOOBAR", "PREFIX", "FOO"])
+        ))
+        .starts_with("ERR Prefix 'FOOBAR' overlaps with another provided prefix 'FOO'"));
+        let sub = Arc::new(Subscriber::new(1, crate::resp::Protocol::Resp3));
+        let current = Tracker {
+            id: 1,
+            bcast: true,
+            optin: false,
+            optout: false,
+            noloop: false,
+            redirect: 0,
+            prefixes: vec![Bytes::from("FOO"), Bytes::from("BAR")],
+            broken: AtomicBool::new(false),
+            sub,
+        };
+        assert!(
+            msg(check_enable(Some(&current), &o(&["BCAST", "PREFIX", "FO"])))
+                .starts_with("ERR Prefix 'FO' overlaps with an existing prefix 'FOO'")
+        );
+        assert!(msg(check_enable(Some(&current), &o(&[]))).contains("switch BCAST"));
+        assert_eq!(
+            check_enable(Some(&current), &o(&["BCAST", "PREFIX", "BAZ"])),
+            Ok(())
+        );
+    }
+
+    use crate::cmd::testutil::*;
+
+    fn inv(keys: &[&str]) -> String {
+        let mut s = format!(">2\r\n$10\r\ninvalidate\r\n*{}\r\n", keys.len());
+        for k in keys {
+            s.push_str(&format!("${}\r\n{k}\r\n", k.len()));
+        }
+        s
+    }
+
+    #[test]
+    fn default_mode_invalidates_once_per_read() {
+        let mut h = Harness::new();
+        let mut w = h.other_session();
+        h.run(&["HELLO", "3"]);
+        assert_eq!(h.run(&["CLIENT", "TRACKING", "on"]), Frame::ok());
+        h.run_as(&mut w, &["SET", "k", "1"]);
+        h.run(&["GET", "k"]);
+        assert_eq!(h.node.tracking.total_keys(), 1);
+        h.run_as(&mut w, &["SET", "k", "2"]);
+        assert_eq!(Harness::pushed(&h.session), inv(&["k"]));
+        // Forgotten until read again.
+        h.run_as(&mut w, &["SET", "k", "3"]);
+        assert_eq!(Harness::pushed(&h.session), "");
+        assert_eq!(h.node.tracking.total_keys(), 0);
+        // Its own write: after its reply (here: pushed once the command is done).
+        h.run(&["GET", "k"]);
+        h.run(&["DEL", "k"]);
+        assert_eq!(Harness::pushed(&h.session), inv(&["k"]));
+        // NOLOOP: not told of its own writes.
+        h.run(&["CLIENT", "TRACKING", "on", "NOLOOP"]);
+        h.run(&["GET", "k"]);
+        h.run(&["SET", "k", "x"]);
+        assert_eq!(Harness::pushed(&h.session), "");
+        // Flushes say "everything".
+        h.run(&["GET", "k"]);
+        h.run_as(&mut w, &["FLUSHALL"]);
+        assert_eq!(
+            Harness::pushed(&h.session),
+            ">2\r\n$10\r\ninvalidate\r\n_\r\n"
+        );
+        assert_eq!(h.node.tracking.total_keys(), 0);
+    }
+
+    #[test]
+    fn optin_optout_and_caching() {
+        let mut h = Harness::new();
+        let mut w = h.other_session();
+        h.run(&["HELLO", "3"]);
+        h.run(&["CLIENT", "TRACKING", "on", "OPTIN"]);
+        h.run(&["GET", "a"]);
+        assert_eq!(h.node.tracking.total_keys(), 0);
+        assert_eq!(h.run(&["CLIENT", "CACHING", "yes"]), Frame::ok());
+        h.run(&["GET", "b"]);
+        h.run(&["GET", "c"]);
+        h.run_as(&mut w, &["MSET", "a", "1", "b", "1", "c", "1"]);
+        assert_eq!(Harness::pushed(&h.session), inv(&["b"]));
+        assert_eq!(
+            h.run(&["CLIENT", "CACHING", "no"]),
+            err("ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.")
+        );
+        h.run(&["CLIENT", "TRACKING", "off"]);
+        h.run(&["CLIENT", "TRACKING", "on", "OPTOUT"]);
+        h.run(&["CLIENT", "CACHING", "no"]);
+        h.run(&["GET", "a"]);
+        h.run(&["GET", "b"]);
+        h.run_as(&mut w, &["MSET", "a", "2", "b", "2"]);
+        assert_eq!(Harness::pushed(&h.session), inv(&["b"]));
+        assert_eq!(h.run(&["CLIENT", "GETREDIR"]), int(0));
+        h.run(&["CLIENT", "TRACKING", "off"]);
+        assert_eq!(h.run(&["CLIENT", "GETREDIR"]), int(-1));
+    }
+
+    #[test]
+    fn bcast_prefixes_and_redirect_to_a_resp2_subscriber() {
+        let mut h = Harness::new();
+        let mut w = h.other_session();
+        let mut r = h.other_session();
+        h.run_as(&mut r, &["SUBSCRIBE", "__redis__:invalidate"]);
+        Harness::pushed(&r);
+        let id = r.client.id.to_string();
+        assert_eq!(
+            h.run(&[
+                "CLIENT", "TRACKING", "on", "BCAST", "REDIRECT", &id, "PREFIX", "a:", "PREFIX",
+                "b:"
+            ]),
+            Frame::ok()
+        );
+        h.run(&["MSET", "a:1", "1", "c:1", "1", "a:2", "2"]);
+        assert_eq!(
+            Harness::pushed(&r),
+            "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*2\r\n$3\r\na:1\r\n$3\r\na:2\r\n"
+        );
+        h.run_as(&mut w, &["SET", "b:9", "1"]);
+        assert!(Harness::pushed(&r).ends_with("*1\r\n$3\r\nb:9\r\n"));
+        assert_eq!(h.node.tracking.total_prefixes(), 2);
+        // The target leaves: the redirect is broken.
+        h.node.unregister_client(r.client.id);
+        h.run_as(&mut w, &["SET", "a:1", "2"]);
+        let info = h.run(&["CLIENT", "TRACKINGINFO"]);
+        let Frame::Map(m) = info else {
+            panic!("{info:?}")
+        };
+        assert_eq!(
+            m[0].1,
+            Frame::Set(vec![bulk("on"), bulk("bcast"), bulk("broken_redirect")])
+        );
+        h.run(&["CLIENT", "TRACKING", "off"]);
+        assert_eq!(h.node.tracking.total_prefixes(), 0);
+    }
+
+    #[test]
+    fn slots_leaving_and_the_size_limit_invalidate() {
+        let mut h = Harness::new();
+        h.run(&["HELLO", "3"]);
+        h.run(&["CLIENT", "TRACKING", "on"]);
+        h.run(&["MGET", "{x}1", "{x}2", "y"]);
+        assert_eq!(h.node.tracking.total_keys(), 3);
+        h.node.db.lock(key_slot(b"x")).modified_all();
+        let got = Harness::pushed(&h.session);
+        assert!(got.contains("{x}1") && got.contains("{x}2") && !got.contains("$1\r\ny"));
+        assert_eq!(h.node.tracking.total_keys(), 1);
+        h.run(&["MGET", "a", "b", "c"]);
+        Harness::pushed(&h.session);
+        h.run(&["CONFIG", "SET", "tracking-table-max-keys", "1"]);
+        h.node.tracking.enforce_limit();
+        assert_eq!(h.node.tracking.total_keys(), 1);
+        assert_eq!(Harness::pushed(&h.session).matches("invalidate").count(), 3);
+        // A lapsed lease: everyone drops everything, once.
+        h.node.tracking.lease_state(false);
+        h.node.tracking.lease_state(false);
+        assert_eq!(
+            Harness::pushed(&h.session),
+            ">2\r\n$10\r\ninvalidate\r\n_\r\n"
+        );
+        assert_eq!(h.node.tracking.total_keys(), 0);
+    }
+
+    #[test]
+    fn scripts_track_their_declared_keys_only_when_they_read() {
+        let mut h = Harness::new();
+        let mut w = h.other_session();
+        h.run(&["HELLO", "3"]);
+        h.run(&["CLIENT", "TRACKING", "on"]);
+        h.run(&["EVAL", "redis.call('set', 'k3', 'bar')", "2", "k1", "k2"]);
+        assert_eq!(h.node.tracking.total_keys(), 0);
+        h.run(&["EVAL", "redis.call('get', 'k3')", "2", "k1", "k2"]);
+        assert_eq!(h.node.tracking.total_keys(), 2);
+        h.run_as(&mut w, &["MSET", "k2", "1", "k1", "1", "k3", "1"]);
+        assert_eq!(
+            Harness::pushed(&h.session),
+            format!("{}{}", inv(&["k2"]), inv(&["k1"]))
+        );
+    }
+}
