@@ -7,12 +7,14 @@
 //! - [`lists`]: lists and the blocking pops, across nodes, over RESP3, and through a drain.
 //! - [`zsets`]: sorted sets and GEO, across nodes and over RESP3.
 //! - [`batches`]: MGET/MSET/DEL/EXISTS and pipelines across nodes, in the caller's order.
+//! - [`nearcache`]: the near-cache: invalidation by writes elsewhere, drains and joins.
 //! - [`ring`]: joins, drains and a SIGKILL under load; a NameNode restart under load.
 
 mod batches;
 mod bits;
 mod commands;
 mod lists;
+mod nearcache;
 mod ring;
 mod util;
 mod zsets;
