@@ -26,8 +26,22 @@ use tokio::sync::oneshot;
 
 /// How long a forwarded request may keep retrying (redirects during a move, a lost peer)
 /// before the client gets `-TRYAGAIN`. Long enough to ride out a NameNode that is behind on
-/// publishing moves, and a dead node's removal (about a second by default).
+/// publishing moves, and a dead node's removal (about a second by default). Time spent
+/// waiting for an owner's answer does not count (see [`retry_allowed`]).
 const RETRY_BUDGET: Duration = Duration::from_secs(5);
+/// Longest a forwarded request is retried in all, answers included.
+const RETRY_LIMIT: Duration = Duration::from_secs(30);
+
+/// Whether a forwarded request may be tried again, `elapsed` after it started, of which
+/// `answered` went waiting for owners that answered (with `-MOVED`, or a refusal for want of
+/// a lease). An owner that answers is working, however slowly: on a loaded machine one
+/// answer can take seconds (the slot was frozen for a move meanwhile), and a request must
+/// not be refused for following the redirect that answer names. Only the time spent
+/// retrying (pauses, re-planning, lost connections) counts against [`RETRY_BUDGET`]; the
+/// whole is bounded by [`RETRY_LIMIT`].
+fn retry_allowed(elapsed: Duration, answered: Duration) -> bool {
+    elapsed < RETRY_LIMIT && elapsed.saturating_sub(answered) < RETRY_BUDGET
+}
 
 /// A reply that is not known yet.
 pub enum Pending {
@@ -849,13 +863,14 @@ fn run_with_retries<'a>(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send + 'a>> {
     Box::pin(async move {
         let proto = session.proto;
-        let deadline = tokio::time::Instant::now() + RETRY_BUDGET;
+        let started = tokio::time::Instant::now();
+        let mut answered = Duration::ZERO;
         let mut rx = first;
         let mut redirect: Option<SocketAddr> = None;
         let mut last_err = String::new();
         let mut hops = 0u32;
         let mut failures = 0u32;
-        while tokio::time::Instant::now() < deadline {
+        while retry_allowed(started.elapsed(), answered) {
             let waiting = match rx.take() {
                 Some(rx) => rx,
                 None => {
@@ -895,7 +910,12 @@ fn run_with_retries<'a>(
                     }
                 }
             };
-            match waiting.await {
+            let asked = tokio::time::Instant::now();
+            let reply = waiting.await;
+            if matches!(reply, Ok(Ok(_))) {
+                answered += asked.elapsed();
+            }
+            match reply {
                 Ok(Ok(bytes)) if no_lease(&bytes) => {
                     // The owner refused without doing anything (it holds no lease): perhaps
                     // its slots have moved by now. Plan again after a pause.
@@ -920,6 +940,7 @@ fn run_with_retries<'a>(
                     Some(addr) => {
                         last_err = String::from_utf8_lossy(&bytes).trim().to_string();
                         hops += 1;
+                        tracing::trace!(me = %node.advertised_addr(), to = %addr, hops, "forwarded request redirected");
                         if addr == node.advertised_addr() {
                             // Pointed back at us: our own view has moved on; plan again.
                             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -947,6 +968,19 @@ fn run_with_retries<'a>(
                 }
             }
         }
+        let routing = node.routing();
+        tracing::debug!(
+            me = %node.advertised_addr(),
+            epoch = routing.epoch,
+            hops,
+            failures,
+            owners = ?req.iter().skip(1).take(1).map(|k| {
+                let s = key_slot(k);
+                (s, routing.owner(s), routing.owner_id(s).map(str::to_string))
+            }).collect::<Vec<_>>(),
+            last = %last_err,
+            "forwarded request gave up"
+        );
         encoded(
             &Frame::error(format!(
                 "TRYAGAIN could not reach the slot owner: {last_err}"
@@ -1448,6 +1482,18 @@ mod tests {
             ),
             Planned::Later(_) => panic!("expected an immediate MOVED"),
         }
+    }
+
+    #[test]
+    fn waiting_for_answers_does_not_use_up_the_retry_budget() {
+        let s = Duration::from_secs;
+        assert!(retry_allowed(Duration::ZERO, Duration::ZERO));
+        assert!(!retry_allowed(RETRY_BUDGET, Duration::ZERO));
+        // One slow answer (a frozen slot on a loaded machine), then its redirect is followed.
+        assert!(retry_allowed(s(7), s(6)));
+        assert!(!retry_allowed(s(12), s(6)));
+        // Answers or not, never past the limit.
+        assert!(!retry_allowed(RETRY_LIMIT, RETRY_LIMIT));
     }
 
     #[test]

@@ -18,7 +18,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+/// Heartbeat of the test clusters.
 const HEARTBEAT: Duration = Duration::from_millis(100);
+/// Heartbeats a node may miss before it is suspected, and so the lease (`tolerance`
+/// heartbeats): 5 s. Nothing here kills a node, so detection speed buys nothing, while a
+/// short tolerance let a test process whose threads wait seconds for a core (the workspace's
+/// tests on 2 busy cores, load 26) see its healthy nodes declared dead, which drops their
+/// slots by design (acknowledged writes gone) or lets their leases lapse (`-TRYAGAIN`).
+const TOLERANCE: u32 = 50;
+/// Upper bound for one step (converge, drain): liveness, so generous.
+const STEP_LIMIT: Duration = Duration::from_secs(180);
+/// Lifetime of the keys written with a TTL: far beyond the test's longest run, so a key
+/// that is gone at the end was lost, not expired.
+const TTL_MS: u64 = 3_600_000;
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -29,7 +41,8 @@ fn now_ms() -> u64 {
 
 async fn start_namenode() -> NameNodeHandle {
     let mut config = chkv_namenode::Config::ephemeral();
-    config.timing = chkv_namenode::Timing::new(HEARTBEAT, NonZeroU32::new(5).expect("nonzero"));
+    config.timing =
+        chkv_namenode::Timing::new(HEARTBEAT, NonZeroU32::new(TOLERANCE).expect("nonzero"));
     chkv_namenode::start(config).await.expect("namenode starts")
 }
 
@@ -47,7 +60,7 @@ async fn start_datanode(namenode: SocketAddr) -> ServerHandle {
 
 /// Waits until `nodes` agree on one epoch in which they own every slot between them.
 async fn converge(nodes: &[&ServerHandle]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + STEP_LIMIT;
     loop {
         let routings: Vec<_> = nodes.iter().map(|n| n.node.routing()).collect();
         let total: usize = routings.iter().map(|r| r.my_slot_count()).sum();
@@ -69,7 +82,7 @@ async fn converge(nodes: &[&ServerHandle]) {
 /// Longest a single request may take before the test counts it as failed. A liveness bound,
 /// so generous: the `redis` crate's default (500 ms) is shorter than a request can take on a
 /// loaded 2-core machine during a handoff, and a timed-out request may still have applied.
-const REQUEST_LIMIT: Duration = Duration::from_secs(30);
+const REQUEST_LIMIT: Duration = Duration::from_secs(120);
 
 async fn connect(addr: SocketAddr) -> MultiplexedConnection {
     let client = redis::Client::open(format!("redis://{addr}/")).expect("url");
@@ -176,7 +189,7 @@ async fn writer(
         } else if roll < 50 {
             let k = format!("w{id}:t{j}");
             let v = format!("v{seq}");
-            let at = now_ms() + 60_000;
+            let at = now_ms() + TTL_MS;
             let r: redis::RedisResult<()> = redis::cmd("SET")
                 .arg(&k)
                 .arg(&v)
@@ -272,9 +285,8 @@ async fn drain(admin: SocketAddr) -> Vec<String> {
     wr.write_all(b"k\r\n").await.expect("send k");
     let mut lines = BufReader::new(rd).lines();
     let mut seen = Vec::new();
-    let deadline = Duration::from_secs(120);
     loop {
-        let line = tokio::time::timeout(deadline, lines.next_line())
+        let line = tokio::time::timeout(STEP_LIMIT, lines.next_line())
             .await
             .expect("drain finishes in time")
             .expect("admin read");
@@ -290,6 +302,10 @@ async fn drain(admin: SocketAddr) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn join_drain_join_under_traffic_loses_nothing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let test = async {
         let nn = start_namenode().await;
         let nn_addr = nn.datanode_addr();
@@ -335,7 +351,7 @@ async fn join_drain_join_under_traffic_loses_nothing() {
             summary.contains(&format!("pid {}", std::process::id())),
             "{summary}"
         );
-        tokio::time::timeout(Duration::from_secs(60), n1.drained())
+        tokio::time::timeout(STEP_LIMIT, n1.drained())
             .await
             .expect("drained");
         assert_eq!(n1.node.db.len(), 0, "the source frees what it handed over");
@@ -464,7 +480,8 @@ async fn join_drain_join_under_traffic_loses_nothing() {
         }
         nn.shutdown().await;
     };
-    tokio::time::timeout(Duration::from_secs(400), test)
+    // Liveness only: each step has its own deadline; on a loaded machine they add up.
+    tokio::time::timeout(Duration::from_secs(1200), test)
         .await
         .expect("test finished in time");
 }
@@ -592,7 +609,7 @@ async fn hashes_sets_and_sorted_sets_survive_a_join_and_a_drain() {
         converge(&[&n0, &n1]).await;
         // The routing flips before the source has freed what it handed over: wait until
         // each key is held once.
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = Instant::now() + STEP_LIMIT;
         while n1.node.db.is_empty() || n0.node.db.len() + n1.node.db.len() != keys.len() as u64 {
             assert!(
                 Instant::now() < deadline,
@@ -613,7 +630,7 @@ async fn hashes_sets_and_sorted_sets_survive_a_join_and_a_drain() {
             lines.last().is_some_and(|l| l.starts_with("drained:")),
             "{lines:?}"
         );
-        tokio::time::timeout(Duration::from_secs(120), n0.drained())
+        tokio::time::timeout(STEP_LIMIT, n0.drained())
             .await
             .expect("drained");
         n0.shutdown().await;
@@ -625,7 +642,7 @@ async fn hashes_sets_and_sorted_sets_survive_a_join_and_a_drain() {
         nn.shutdown().await;
     };
     // Liveness only: each step has its own deadline; on a loaded machine they add up.
-    tokio::time::timeout(Duration::from_secs(600), test)
+    tokio::time::timeout(Duration::from_secs(1200), test)
         .await
         .expect("test finishes");
 }
