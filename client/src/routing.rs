@@ -446,6 +446,7 @@ mod tests {
             id: NodeId::from(id),
             client_addr: addr(port),
             admin_addr: addr(port + 1000),
+            tls_port: None,
         }
     }
 
@@ -459,6 +460,7 @@ mod tests {
             cluster: true,
             response_timeout: None,
             near: None,
+            tls: None,
         });
         move |a| Arc::new(NodePool::new(a, config.clone(), 1))
     }

@@ -60,6 +60,8 @@ pub struct MigrateOrder {
     pub slots: Vec<(u16, u16)>,
     pub to: NodeId,
     pub to_addr: SocketAddr,
+    /// `to`'s TLS port (the one peers use with `tls-cluster`).
+    pub to_tls_port: Option<u16>,
 }
 
 /// Progress of the moves this node makes.
@@ -256,6 +258,7 @@ fn my_info(node: &Node) -> NodeInfo {
         id: NodeId::new(node.node_id.clone()),
         client_addr: addr,
         admin_addr: node.config().admin_addr,
+        tls_port: node.tls_port(),
     }
 }
 
@@ -348,6 +351,7 @@ async fn migrate(node: &Arc<Node>, order: &MigrateOrder) -> Result<(usize, u64),
         id: order.to.clone(),
         client_addr: order.to_addr,
         admin_addr: order.to_addr,
+        tls_port: order.to_tls_port,
     };
     let wanted: Vec<u16> = order
         .slots
@@ -627,6 +631,7 @@ mod tests {
             id: NodeId::new(id),
             client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+            tls_port: None,
         }
     }
 

@@ -9,6 +9,8 @@
 //! - [`batches`]: MGET/MSET/DEL/EXISTS and pipelines across nodes, in the caller's order.
 //! - [`nearcache`]: the near-cache: invalidation by writes elsewhere, drains and joins.
 //! - [`ring`]: joins, drains and a SIGKILL under load; a NameNode restart under load.
+//! - [`tls`]: DataNodes' TLS ports, standalone and through a NameNode, mutual TLS, a
+//!   subscription over TLS.
 
 mod batches;
 mod bits;
@@ -16,5 +18,10 @@ mod commands;
 mod lists;
 mod nearcache;
 mod ring;
+mod tls;
 mod util;
 mod zsets;
+
+#[allow(dead_code)]
+#[path = "../../../datanode/tests/support/pki.rs"]
+mod pki;
