@@ -13,6 +13,7 @@ use tracing::{debug, info};
 
 use crate::conn::{ConnConfig, NodePool, Patience, Pending};
 use crate::error::{Error, Result, Retry};
+use crate::nearcache::{NearCache, NearCacheOptions};
 use crate::resp;
 use crate::routing::{blocking_timeout, key_spec, slot_of, Routes, Split, Target};
 use crate::value::Value;
@@ -74,6 +75,7 @@ pub struct Builder {
     password: Option<Bytes>,
     username: Option<Bytes>,
     resp3: bool,
+    near: Option<NearCacheOptions>,
     tls: Option<Tls>,
 }
 
@@ -121,6 +123,7 @@ impl Default for Builder {
             password: None,
             username: None,
             resp3: false,
+            near: None,
             tls: None,
         }
     }
@@ -193,6 +196,16 @@ impl Builder {
     /// [`Client::cmd`] then returns RESP3 types (maps, doubles, ...).
     pub fn resp3(mut self, on: bool) -> Builder {
         self.resp3 = on;
+        self
+    }
+
+    /// Keep GET results in the client (a near-cache) with server-assisted invalidation:
+    /// connections speak RESP3 (as with [`Builder::resp3`]) and say
+    /// `CLIENT TRACKING ON OPTIN`; each GET that misses asks the node to track the key, and
+    /// the node's invalidation push drops it. Bounded by `options`; see the crate docs for
+    /// what it guarantees and [`Client::near_cache_stats`] for its counters.
+    pub fn near_cache(mut self, options: NearCacheOptions) -> Builder {
+        self.near = Some(options);
         self
     }
 
@@ -425,10 +438,13 @@ pub(crate) struct Shared {
     conn_config: Arc<ConnConfig>,
     pool_size: usize,
     pub retry: RetryBudget,
+    /// The near-cache, when on.
+    pub near: Option<Arc<NearCache>>,
 }
 
 impl Shared {
     fn new(b: &Builder, cluster: bool) -> Shared {
+        let near = b.near.clone().map(|o| Arc::new(NearCache::new(o)));
         Shared {
             routes: RwLock::new(Arc::new(Routes::empty())),
             ring: watch::channel(RingInfo::default()).0,
@@ -439,9 +455,10 @@ impl Shared {
                 connect_timeout: b.connect_timeout,
                 password: b.password.clone(),
                 username: b.username.clone(),
-                resp3: b.resp3,
+                resp3: b.resp3 || near.is_some(),
                 cluster,
                 response_timeout: b.response_timeout,
+                near: near.clone(),
                 tls: b.tls.as_ref().map(|t| {
                     Arc::new(crate::conn::TlsLinks {
                         config: t.0.clone(),
@@ -451,6 +468,7 @@ impl Shared {
             }),
             pool_size: b.pool_size,
             retry: b.retry,
+            near,
         }
     }
 
@@ -556,6 +574,9 @@ impl Shared {
                 nodes: routes.infos.clone(),
                 assigned_slots: routes.assigned(),
             };
+            if let Some(near) = &self.near {
+                near.slots_moved(&previous.moved_in(&routes));
+            }
             *guard = Arc::new(routes);
             info
         };
@@ -575,6 +596,9 @@ impl Shared {
         let current = guard.clone();
         if let Some(next) = current.with_moved(slot, addr, &mut |a| self.pool_in(&current, a)) {
             debug!(slot, %addr, "slot moved");
+            if let Some(near) = &self.near {
+                near.slots_moved(&[slot]);
+            }
             *guard = Arc::new(next);
         }
     }
@@ -600,6 +624,16 @@ impl Shared {
     /// The time budget counts from the first failure (the first attempt is bounded by the
     /// response timeout), which keeps the clock off the path of requests that succeed.
     pub async fn run(&self, target: Target, args: &[&[u8]]) -> Result<Value> {
+        if self.near.is_some() {
+            self.own_write(args);
+            let result = self.run_plain(target, args).await;
+            self.own_write(args);
+            return result;
+        }
+        self.run_plain(target, args).await
+    }
+
+    async fn run_plain(&self, target: Target, args: &[&[u8]]) -> Result<Value> {
         let first = match self.send(target, resp::command(args)) {
             Ok(pending) => pending.wait().await,
             Err(e) => Err(e),
@@ -618,6 +652,18 @@ impl Shared {
     /// the budget like [`Shared::run`]. When the key's slot moves while the command waits, the
     /// node answers `-MOVED` and the command blocks again at the new owner, for the time left.
     pub async fn run_blocking(
+        &self,
+        target: Target,
+        args: &[&[u8]],
+        block: Block,
+    ) -> Result<Value> {
+        self.own_write(args);
+        let result = self.run_blocking_plain(target, args, block).await;
+        self.own_write(args);
+        result
+    }
+
+    async fn run_blocking_plain(
         &self,
         target: Target,
         args: &[&[u8]],
@@ -768,6 +814,20 @@ impl Shared {
     /// write per node, all nodes at once; replies come back in the commands' order. Commands
     /// that need a retry are retried one by one afterwards, in order.
     pub async fn run_many(&self, parts: &[(Target, Vec<&[u8]>)]) -> Vec<Result<Value>> {
+        if self.near.is_some() {
+            for (_, args) in parts {
+                self.own_write(args);
+            }
+            let results = self.run_many_plain(parts).await;
+            for (_, args) in parts {
+                self.own_write(args);
+            }
+            return results;
+        }
+        self.run_many_plain(parts).await
+    }
+
+    async fn run_many_plain(&self, parts: &[(Target, Vec<&[u8]>)]) -> Vec<Result<Value>> {
         let mut results: Vec<Option<Result<Value>>> = vec![None; parts.len()];
         // Retry candidates: (part index, first error).
         let mut again: Vec<(usize, Error)> = Vec::new();
@@ -849,6 +909,65 @@ impl Shared {
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(Error::Invalid("command not sent".into()))))
             .collect()
+    }
+
+    /// A command of this client may change keys: the near-cache forgets them (before the
+    /// command is sent, and again when its reply is in, so a GET that raced it is not kept),
+    /// and a caller reads its own writes. Reads that cannot change a key are left alone.
+    pub(crate) fn own_write(&self, args: &[&[u8]]) {
+        let (Some(near), Some(name)) = (&self.near, args.first()) else {
+            return;
+        };
+        if crate::nearcache::keeps_keys(name) {
+            return;
+        }
+        if crate::nearcache::drops_everything(name) {
+            near.clear(false);
+            return;
+        }
+        let spec = key_spec(name);
+        for p in spec.positions(args.len()) {
+            if let Some(key) = args.get(p) {
+                near.invalidate(key, slot_of(key), false);
+            }
+        }
+    }
+
+    /// GET through the near-cache: a hit when the key was read through the node that owns
+    /// its slot now and not invalidated since; else `CLIENT CACHING YES` and GET to the
+    /// owner, whose reply fills the cache. Anything but a plain reply (a redirect, a lost
+    /// connection) falls back to the uncached GET with its retries.
+    pub async fn cached_get(&self, near: &Arc<NearCache>, key: &[u8]) -> Result<Value> {
+        let slot = slot_of(key);
+        let pending = {
+            let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+            match routes.owner(slot) {
+                Some(pool) => {
+                    if let Some(hit) = near.lookup(key, slot, Some(pool.addr()), Instant::now()) {
+                        return Ok(hit.map_or(Value::Nil, Value::Bulk));
+                    }
+                    let fill = near.begin(key, slot);
+                    let mut data = BytesMut::new();
+                    resp::encode_command(&["CLIENT", "CACHING", "YES"], &mut data);
+                    resp::encode_command(&[&b"GET"[..], key], &mut data);
+                    pool.send_cached(data.freeze(), fill)
+                }
+                None => Err(Error::NoCluster(format!("no DataNode owns slot {slot}"))),
+            }
+        };
+        let args: [&[u8]; 2] = [b"GET", key];
+        let target = Target::Slot(slot);
+        match pending.map(Pending::wait) {
+            Ok(p) => match p.await {
+                Ok(Value::Error(e)) => {
+                    self.retry(target, &args, Error::Server(e), Instant::now(), None)
+                        .await
+                }
+                Ok(v) => Ok(v),
+                Err(e) => self.retry(target, &args, e, Instant::now(), None).await,
+            },
+            Err(e) => self.retry(target, &args, e, Instant::now(), None).await,
+        }
     }
 
     /// Runs a command whose keys may live in several slots: split by slot (`split` says how
@@ -1065,9 +1184,24 @@ impl Client {
     pub(crate) async fn run_on(&self, node: SocketAddr, args: &[&[u8]]) -> Result<Value> {
         let shared = self.shared();
         let pool = shared.pool_in(&shared.routes(), node);
-        match pool.send(resp::command(args))?.wait().await? {
+        shared.own_write(args);
+        let reply = pool.send(resp::command(args))?.wait().await;
+        shared.own_write(args);
+        match reply? {
             Value::Error(e) => Err(Error::Server(e)),
             v => Ok(v),
+        }
+    }
+
+    /// The near-cache's counters; `None` when it is off ([`Builder::near_cache`]).
+    pub fn near_cache_stats(&self) -> Option<crate::NearCacheStats> {
+        self.shared().near.as_ref().map(|n| n.stats())
+    }
+
+    /// Empties the near-cache (GETs in flight are not kept either).
+    pub fn near_cache_clear(&self) {
+        if let Some(near) = &self.shared().near {
+            near.clear(false);
         }
     }
 }

@@ -286,6 +286,9 @@ impl Client {
     /// GET: the value of `key`, `None` when it does not exist.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let key = key.as_ref();
+        if let Some(near) = &self.shared().near {
+            return Option::<Bytes>::from_value(self.shared().cached_get(near, key).await?);
+        }
         self.keyed(key, &[b"GET", key]).await
     }
 

@@ -47,6 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
 use crate::error::{Error, Result};
+use crate::nearcache::{ConnTag, Fill, NearCache};
 use crate::resp::{self, Scanner};
 use crate::value::Value;
 
@@ -100,6 +101,9 @@ pub(crate) struct ConnConfig {
     pub cluster: bool,
     /// Longest wait for a reply before the connection counts as stuck.
     pub response_timeout: Option<Duration>,
+    /// The near-cache: connections say `CLIENT TRACKING ON OPTIN` (over RESP3), feed it
+    /// their invalidation pushes and the replies of cached GETs, and tell it when they end.
+    pub near: Option<Arc<NearCache>>,
     /// Connections over TLS.
     pub tls: Option<Arc<TlsLinks>>,
 }
@@ -185,6 +189,9 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// Connection ids, unique in the process (the near-cache tags values with them).
+static CONN_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// Where a reply (or replies) go.
 pub(crate) enum Waiter {
     One(oneshot::Sender<Result<Value>>),
@@ -193,6 +200,17 @@ pub(crate) enum Waiter {
         got: Vec<Value>,
         tx: oneshot::Sender<Result<Vec<Value>>>,
     },
+    /// `CLIENT CACHING YES` and a GET whose reply goes to the near-cache (unless the first
+    /// reply was an error: then the GET is not tracked) before the caller gets it.
+    Cached(Box<CachedGet>),
+}
+
+/// A near-cache GET's reply slot ([`Waiter::Cached`]).
+pub(crate) struct CachedGet {
+    /// The reply to `CLIENT CACHING YES`, once in.
+    caching: Option<Value>,
+    fill: Fill,
+    tx: oneshot::Sender<Result<Value>>,
 }
 
 impl Waiter {
@@ -200,6 +218,7 @@ impl Waiter {
         match self {
             Waiter::One(tx) => drop(tx.send(Err(e))),
             Waiter::Many { tx, .. } => drop(tx.send(Err(e))),
+            Waiter::Cached(c) => drop(c.tx.send(Err(e))),
         }
     }
 }
@@ -250,7 +269,11 @@ impl Conn {
     pub fn spawn(addr: SocketAddr, config: Arc<ConnConfig>) -> Conn {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(State::default());
-        tokio::spawn(run(addr, config, rx, state.clone()));
+        let tag = ConnTag {
+            id: CONN_IDS.fetch_add(1, Ordering::Relaxed),
+            addr,
+        };
+        tokio::spawn(run(tag, config, rx, state.clone()));
         Conn { addr, tx, state }
     }
 
@@ -391,6 +414,25 @@ impl NodePool {
         })
     }
 
+    /// Sends `CLIENT CACHING YES` and a GET (`data` holds both) whose reply fills the
+    /// near-cache through `fill` before it is handed over.
+    pub fn send_cached(&self, data: Bytes, fill: Fill) -> Result<Pending<Value>> {
+        let (tx, rx) = oneshot::channel();
+        self.push(Job {
+            data,
+            waiter: Waiter::Cached(Box::new(CachedGet {
+                caching: None,
+                fill,
+                tx,
+            })),
+            patience: Patience::Normal,
+        })?;
+        Ok(Pending {
+            rx,
+            addr: self.addr,
+        })
+    }
+
     fn push(&self, job: Job) -> Result<()> {
         let i = if self.conns.len() == 1 {
             0
@@ -502,11 +544,12 @@ fn recently(state: &State) -> bool {
 
 /// The connection's life: connect and greet, then the writer here and the reader beside it.
 async fn run(
-    addr: SocketAddr,
+    tag: ConnTag,
     config: Arc<ConnConfig>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     state: Arc<State>,
 ) {
+    let addr = tag.addr;
     let (stream, leftover) = match handshake(addr, &config).await {
         Ok(ok) => ok,
         Err(e) => return fail_queued(&state, &mut jobs, e),
@@ -515,12 +558,16 @@ async fn run(
     match stream {
         Stream::Tcp(s) => {
             let (rd, wr) = s.into_split();
-            drive(addr, rd, wr, leftover, &config, &mut jobs, &state).await;
+            drive(tag, rd, wr, leftover, &config, &mut jobs, &state).await;
         }
         Stream::Tls(s) => {
             let (rd, wr) = tokio::io::split(*s);
-            drive(addr, rd, wr, leftover, &config, &mut jobs, &state).await;
+            drive(tag, rd, wr, leftover, &config, &mut jobs, &state).await;
         }
+    }
+    // Invalidations sent on this connection from now on are lost: what it read goes.
+    if let Some(near) = &config.near {
+        near.conn_lost(tag.id);
     }
     // Requests still queued were never written: they fail with why the connection ended,
     // and their callers retry them elsewhere.
@@ -537,7 +584,7 @@ async fn run(
 
 /// The writer here and the reader beside it, until the connection ends.
 async fn drive<R, W>(
-    addr: SocketAddr,
+    tag: ConnTag,
     rd: R,
     wr: W,
     leftover: BytesMut,
@@ -548,9 +595,11 @@ async fn drive<R, W>(
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin,
 {
+    let addr = tag.addr;
     let (batches_tx, batches_rx) = mpsc::unbounded_channel();
     let mut reader = tokio::spawn(read_loop(
-        addr,
+        tag,
+        config.near.clone(),
         rd,
         leftover,
         batches_rx,
@@ -569,6 +618,8 @@ async fn drive<R, W>(
             // see a connection error).
             state.close(e);
             reader.abort();
+            // Stopped for sure (not filling the near-cache) before the cache hears of it.
+            drop((&mut reader).await);
         }
         // Every handle is gone: the reader finishes the replies already asked for.
         Some(Ok(())) => drop(reader.await),
@@ -684,13 +735,15 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 /// Reads replies and fills slots in order, until the connection ends, a reply is overdue,
 /// or the writer is gone and every slot is filled.
 async fn read_loop<R: AsyncRead + Unpin>(
-    addr: SocketAddr,
+    tag: ConnTag,
+    near: Option<Arc<NearCache>>,
     mut rd: R,
     mut buf: BytesMut,
     mut batches: mpsc::UnboundedReceiver<Batch>,
     timeout: Option<Duration>,
     state: Arc<State>,
 ) {
+    let addr = tag.addr;
     let in_flight = &state.in_flight;
     let mut scanner = Scanner::new();
     let mut pending = Outstanding::default();
@@ -700,7 +753,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let error = loop {
-        match replies(addr, &mut scanner, &mut buf, &mut pending, &mut batches).await {
+        let feed = Feed {
+            tag,
+            near: near.as_deref(),
+        };
+        match replies(feed, &mut scanner, &mut buf, &mut pending, &mut batches).await {
             Ok(0) => {}
             // Counted in before the batch was handed over, so this never goes below zero.
             Ok(n) => drop(in_flight.fetch_sub(n, Ordering::Relaxed)),
@@ -779,14 +836,24 @@ fn killed(addr: SocketAddr) -> Error {
     }
 }
 
-/// Cuts every complete reply out of `buf` and gives it to its slot.
+/// The connection, and the near-cache its pushes and cached GETs go to.
+#[derive(Clone, Copy)]
+struct Feed<'a> {
+    tag: ConnTag,
+    near: Option<&'a NearCache>,
+}
+
+/// Cuts every complete reply out of `buf` and gives it to its slot. Invalidation pushes go
+/// to the near-cache as they come, so they are applied before any reply behind them is
+/// handed over.
 async fn replies(
-    addr: SocketAddr,
+    feed: Feed<'_>,
     scanner: &mut Scanner,
     buf: &mut BytesMut,
     pending: &mut Outstanding,
     batches: &mut mpsc::UnboundedReceiver<Batch>,
 ) -> Result<usize> {
+    let addr = feed.tag.addr;
     let mut answered = 0;
     while let Some(len) = scanner.scan(buf).map_err(|e| protocol(addr, e))? {
         let value = if len <= SHARE_ABOVE {
@@ -797,8 +864,12 @@ async fn replies(
             resp::parse_shared(&buf.split_to(len).freeze())
         }
         .map_err(|e| protocol(addr, e))?;
-        if let Value::Push(_) = value {
-            continue; // out-of-band, answers no request
+        if let Value::Push(items) = value {
+            // Out-of-band, answers no request.
+            if let Some(near) = feed.near {
+                near.on_push(feed.tag, &items);
+            }
+            continue;
         }
         if pending.is_empty() {
             // Slots are handed over before their requests are written, so this reply's slot
@@ -813,7 +884,7 @@ async fn replies(
                 }
             }
         }
-        answered += usize::from(pending.deliver(value));
+        answered += usize::from(pending.deliver(value, feed.tag));
     }
     Ok(answered)
 }
@@ -848,7 +919,7 @@ impl Outstanding {
 
     /// Gives `value` to the first slot (a pipeline slot takes several); whether that
     /// answered a whole request.
-    fn deliver(&mut self, value: Value) -> bool {
+    fn deliver(&mut self, value: Value, conn: ConnTag) -> bool {
         let mut value = Some(value);
         let done = match self.slots.front_mut() {
             None => return false,
@@ -857,6 +928,14 @@ impl Outstanding {
                 got.extend(value.take());
                 got.len() >= *want
             }
+            Some(Waiter::Cached(c)) => {
+                if c.caching.is_none() {
+                    c.caching = value.take();
+                    false
+                } else {
+                    true
+                }
+            }
         };
         if !done {
             return false;
@@ -864,6 +943,14 @@ impl Outstanding {
         match (self.slots.pop_front(), value) {
             (Some(Waiter::One(tx)), Some(value)) => drop(tx.send(Ok(value))),
             (Some(Waiter::Many { got, tx, .. }), _) => drop(tx.send(Ok(got))),
+            (Some(Waiter::Cached(c)), Some(value)) => {
+                let CachedGet { caching, fill, tx } = *c;
+                // Kept only when CLIENT CACHING YES was accepted (the read is tracked).
+                if let Some(Value::Okay) = caching {
+                    fill.complete(conn, &value, Instant::now());
+                }
+                drop(tx.send(Ok(value)));
+            }
             _ => {}
         }
         if let Some(front) = self.batches.front_mut() {
@@ -961,6 +1048,11 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
         resp::encode_command(&["CLUSTER", "REDIRECTS", "YES"], &mut hello);
         expected += 1;
     }
+    if config.near.is_some() {
+        // Only the reads after CLIENT CACHING YES (the near-cache's GETs) are tracked.
+        resp::encode_command(&["CLIENT", "TRACKING", "ON", "OPTIN"], &mut hello);
+        expected += 1;
+    }
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     if expected == 0 {
         return Ok(buf);
@@ -1016,6 +1108,7 @@ mod tests {
             resp3: false,
             cluster: false,
             response_timeout: timeout,
+            near: None,
             tls: None,
         })
     }

@@ -49,6 +49,8 @@
 //! - `pubsub`: [`Client::subscribe`], [`Client::psubscribe`] and [`Client::ssubscribe`] as
 //!   [`Subscription`]s, each on its own connection that subscribes again after a reconnect
 //!   or when a shard channel's slot moves (at-most-once delivery, like Redis Pub/Sub).
+//! - `nearcache`: the optional near-cache of GET results ([`Builder::near_cache`]), a data
+//!   structure the connections feed with invalidation pushes and replies.
 //! - The typed API ([`Client::get`], [`Client::set_with`], ...), [`Pipeline`],
 //!   [`Client::scan_all`], and [`blocking::Client`] for code without an async runtime.
 //!
@@ -69,6 +71,21 @@
 //!   timeout. When the key's slot moves while they wait, they block again at the new owner
 //!   for the time left. Do not put them in a [`Pipeline`]: there they hold up the replies
 //!   behind them and fall under the plain response timeout.
+//! - The near-cache ([`Builder::near_cache`], off by default) answers [`Client::get`] from
+//!   memory. Connections then speak RESP3 with `CLIENT TRACKING ON OPTIN`; a GET that misses
+//!   is sent as `CLIENT CACHING YES` + `GET` to the key's owner, and its reply is kept. Its
+//!   guarantee: a hit never returns a value older than one whose invalidation the client has
+//!   received (invalidation pushes are applied by the connection's reader before any reply
+//!   behind them is handed over; a reply that an invalidation of its key raced is not kept).
+//!   A value is served only while the node it was read from owns the key's slot in the
+//!   client's routes. Everything read through a connection is dropped when the connection
+//!   ends; a node's server-side invalidations on slot moves and lease loss (null: drop all)
+//!   cover the time before the client hears of a new table. The caller's own writes through
+//!   this client drop the keys at once. So a cached value is at most stale by the time an
+//!   invalidation takes from the writing node to this client (measured in the tests: a few
+//!   milliseconds on loopback); when a node's connection hangs without closing,
+//!   [`NearCacheOptions::max_age`] bounds it. Only [`Client::get`] is cached (not `cmd`, MGET
+//!   or pipelines).
 //! - A request whose connection drops after it was written is retried: a write may then be
 //!   applied twice (at-least-once), as with other cluster clients. A timeout is not retried.
 
@@ -79,6 +96,7 @@ mod commands;
 mod conn;
 mod error;
 mod lists;
+mod nearcache;
 mod pipeline;
 mod pubsub;
 mod resp;
@@ -97,6 +115,7 @@ pub use commands::{
 };
 pub use error::{Error, Result};
 pub use lists::{Direction, InsertPosition, LposOptions};
+pub use nearcache::{NearCacheOptions, NearCacheStats};
 pub use pipeline::Pipeline;
 pub use pubsub::{Message, Subscription, Topic};
 pub use value::{FromValue, ServerError, ServerErrorKind, Value};

@@ -211,6 +211,13 @@ impl Routes {
             .or_else(|| self.nodes.first())
     }
 
+    /// The slots whose owner (by address) differs in `next`.
+    pub fn moved_in(&self, next: &Routes) -> Vec<u16> {
+        (0..SLOT_COUNT as u16)
+            .filter(|&s| self.owner_addr(s) != next.owner_addr(s))
+            .collect()
+    }
+
     /// How many slots have an owner.
     pub fn assigned(&self) -> usize {
         self.owners.iter().filter(|&&o| o != UNOWNED).count()
@@ -463,6 +470,7 @@ mod tests {
             resp3: false,
             cluster: true,
             response_timeout: None,
+            near: None,
             tls: None,
         });
         move |a| Arc::new(NodePool::new(a, config.clone(), 1))

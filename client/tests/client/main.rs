@@ -7,6 +7,7 @@
 //! - [`lists`]: lists and the blocking pops, across nodes, over RESP3, and through a drain.
 //! - [`zsets`]: sorted sets and GEO, across nodes and over RESP3.
 //! - [`batches`]: MGET/MSET/DEL/EXISTS and pipelines across nodes, in the caller's order.
+//! - [`nearcache`]: the near-cache: invalidation by writes elsewhere, drains and joins.
 //! - [`ring`]: joins, drains and a SIGKILL under load; a NameNode restart under load.
 //! - [`tls`]: DataNodes' TLS ports, standalone and through a NameNode, mutual TLS, a
 //!   subscription over TLS.
@@ -15,6 +16,7 @@ mod batches;
 mod bits;
 mod commands;
 mod lists;
+mod nearcache;
 mod ring;
 mod tls;
 mod util;
