@@ -92,6 +92,10 @@ pub struct Handoff {
     orders: Mutex<Option<mpsc::UnboundedSender<MigrateOrder>>>,
     /// Set once a drain has completed: the process should exit.
     pub drained: watch::Sender<bool>,
+    /// Keys this node dropped without handing them over while draining: the NameNode
+    /// declared it dead mid-drain (a pause, a partition) and gave its slots to others
+    /// without their data. A drain that lost any is reported incomplete, never "drained".
+    pub lost_keys: AtomicU64,
 }
 
 impl Default for Handoff {
@@ -107,6 +111,7 @@ impl Default for Handoff {
             to_namenode: Mutex::new(None),
             orders: Mutex::new(None),
             drained: watch::channel(false).0,
+            lost_keys: AtomicU64::new(0),
         }
     }
 }
@@ -218,6 +223,15 @@ pub fn install_dropping(node: &Node, base: Routing, flush: &[(u16, u16)]) -> boo
         dropped += node.db.drop_slot(s);
     }
     node.lease.reset();
+    if node.handoff.draining.load(SeqCst) && dropped > 0 {
+        node.handoff
+            .lost_keys
+            .fetch_add(dropped as u64, SeqCst);
+        warn!(
+            keys = dropped,
+            "drain incomplete: declared dead mid-drain, this node dropped keys it had not handed over"
+        );
+    }
     info!(
         slots = slots.len(),
         keys = dropped,
@@ -242,7 +256,9 @@ fn refresh(node: &Node) {
         // welcome reaches it) there is nothing to settle against: every slot would look
         // unowned and every adoption would be dropped.
         if base.has_table() {
-            ov.retain(|&slot, o| !o.settled_by(base.owner_id(slot), &node.node_id));
+            ov.retain(|&slot, o| {
+                !o.settled_by(base.owner_id(slot), &node.node_id) && !o.target_left(&base)
+            });
         }
         base.with_overrides(&ov, &me)
     };
@@ -270,6 +286,7 @@ pub fn adopted_from(node: &Node, slot: u16) -> Option<String> {
 /// Records that `slots` now belong to this node (handed over by `from`).
 pub fn adopt(node: &Node, from: &str, slots: &[u16]) {
     {
+        let epoch = node.handoff.base.read().epoch;
         let mut ov = node.handoff.overrides.lock();
         for &s in slots {
             ov.insert(
@@ -277,6 +294,7 @@ pub fn adopt(node: &Node, from: &str, slots: &[u16]) {
                 Override {
                     from: from.to_string(),
                     to: None,
+                    epoch,
                 },
             );
         }
@@ -284,8 +302,8 @@ pub fn adopt(node: &Node, from: &str, slots: &[u16]) {
     refresh(node);
 }
 
-/// Records that `slots` now belong to `to`.
-fn release(node: &Node, to: NodeInfo, slots: &[u16]) {
+/// Records that `slots` now belong to `to`, as ordered in `epoch`.
+fn release(node: &Node, to: NodeInfo, epoch: u64, slots: &[u16]) {
     {
         let mut ov = node.handoff.overrides.lock();
         for &s in slots {
@@ -294,6 +312,7 @@ fn release(node: &Node, to: NodeInfo, slots: &[u16]) {
                 Override {
                     from: node.node_id.clone(),
                     to: Some(to.clone()),
+                    epoch,
                 },
             );
         }
@@ -447,7 +466,7 @@ async fn move_batch(
     };
     match result {
         Ok(keys) => {
-            release(node, to.clone(), batch);
+            release(node, to.clone(), order.epoch, batch);
             h.set_frozen(batch, false);
             for &s in batch {
                 node.db.drop_slot(s);
@@ -586,13 +605,30 @@ pub fn start_drain(node: &Node) -> bool {
     ok
 }
 
-/// Called with each table from the NameNode: a draining node that is no longer a member has
-/// finished.
+/// Called with each table from the NameNode: a draining node that is no longer a member
+/// and owns no slot has finished. Every slot it handed over was dropped when the new owner
+/// confirmed it; keys still here lie in slots it does not own (copies of an import whose
+/// handoff did not complete): dropped too, so the keyspace is empty when it says so.
+/// Whether it finished *completely* is [`drain_lost`].
 pub fn check_drained(node: &Node, still_member: bool) {
     let h = &node.handoff;
-    if h.draining.load(SeqCst) && !still_member && node.routing().my_slot_count() == 0 {
-        h.drained.send_replace(true);
+    if !h.draining.load(SeqCst) || still_member || node.routing().my_slot_count() != 0 {
+        return;
     }
+    let left = node.db.len();
+    if left > 0 {
+        let _w = h.gate.write();
+        for s in 0..SLOT_COUNT as u16 {
+            node.db.drop_slot(s);
+        }
+        debug!(keys = left, "dropped keys left in slots this node does not own");
+    }
+    h.drained.send_replace(true);
+}
+
+/// Keys a finished drain did not hand over (0: it moved everything).
+pub fn drain_lost(node: &Node) -> u64 {
+    node.handoff.lost_keys.load(SeqCst)
 }
 
 /// A one-line progress report.
@@ -648,6 +684,7 @@ mod tests {
             Override {
                 from: "a".into(),
                 to: None,
+                epoch: 1,
             },
         );
         let r = base.with_overrides(&ov, &info("b", 7100));
@@ -666,6 +703,7 @@ mod tests {
             Override {
                 from: "a".into(),
                 to: Some(info("b", 7100)),
+                epoch: 1,
             },
         );
         let r = on_a.with_overrides(&ov, &info("a", 7000));
@@ -754,6 +792,46 @@ mod tests {
         }
         assert_eq!(r.owner(8), Owner::Remote(0));
         assert_eq!(r.my_slot_count(), 3);
+    }
+
+    /// A slot handed to a node that then left the cluster (declared dead, or drained)
+    /// before the NameNode heard of the handoff: the table still names this node, the
+    /// override pointed at a node that is gone, and every request for the slot failed for
+    /// good. A newer table without that node drops the override. A table no newer than the
+    /// order (which may not name a node that is only joining) keeps it.
+    #[test]
+    fn overrides_towards_a_node_that_left_are_dropped() {
+        use chkv_common::ring::Ring;
+        let node = Node::new(crate::config::Config {
+            node_id: Some("a".into()),
+            port: 7000,
+            ..crate::config::Config::default()
+        });
+        let mut ring = Ring::default();
+        ring.add(NodeId::new("a"));
+        let table_at = |epoch: u64, infos: &[NodeInfo]| {
+            let mut t = ring.slot_table();
+            t.set_epoch(epoch);
+            Routing::from_table(&t, infos, "a")
+        };
+        let (a, b) = (info("a", 7000), info("b", 7100));
+        // Ordered at epoch 5, towards b, which no table names yet (it is joining).
+        assert!(set_base(&node, table_at(5, std::slice::from_ref(&a))));
+        release(&node, b.clone(), 5, &[7]);
+        assert_eq!(node.routing().owner(7), Owner::Remote(1));
+        assert!(set_base(&node, table_at(5, std::slice::from_ref(&a))));
+        assert_eq!(node.routing().owner(7), Owner::Remote(1), "same epoch: kept");
+        // b in the table, the NameNode not yet caught up: kept.
+        assert!(set_base(&node, table_at(6, &[a.clone(), b.clone()])));
+        assert_eq!(node.routing().owner(7), Owner::Remote(1));
+        // b gone from a newer table: the slot is a's again.
+        assert!(set_base(&node, table_at(7, std::slice::from_ref(&a))));
+        assert_eq!(node.routing().owner(7), Owner::Local);
+        assert!(node.handoff.overrides.lock().is_empty());
+        // Adoptions are untouched by the rule.
+        adopt(&node, "b", &[9]);
+        assert!(set_base(&node, table_at(8, std::slice::from_ref(&a))));
+        assert_eq!(node.handoff.overrides.lock().len(), 0, "settled: the table says a");
     }
 
     #[test]
