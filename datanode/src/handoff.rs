@@ -36,6 +36,7 @@ use chkv_common::SLOT_COUNT;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,8 +47,17 @@ use tracing::{debug, info, warn};
 const BATCH_KEYS: usize = 2000;
 /// Slots per batch at most.
 const BATCH_SLOTS: usize = 64;
-/// Entries per `CLUSTER IMPORT` command.
+/// Entries per `CLUSTER IMPORT` command at most.
 const IMPORT_CHUNK: usize = 500;
+/// Bytes of keys and values per `CLUSTER IMPORT` command at most (one entry larger than this
+/// travels alone): well below any receiver's query-buffer limit, and short enough on the peer
+/// connection that forwarded requests behind it wait milliseconds.
+const IMPORT_BYTES: usize = 16 << 20;
+/// Bytes a batch exports before it stops taking more slots: the slots it has not exported
+/// yet go in the next batch, so a batch holds at most this plus one slot.
+const BATCH_BYTES: usize = 16 << 20;
+/// What one entry weighs in a transfer besides its key and value (headers, expiry).
+const ENTRY_OVERHEAD: usize = 48;
 /// Longest a batch is retried while the new owner answers `-TRYAGAIN`.
 const TRYAGAIN_BUDGET: Duration = Duration::from_secs(5);
 /// Pause between those attempts.
@@ -408,12 +418,75 @@ async fn migrate(node: &Arc<Node>, order: &MigrateOrder) -> Result<(usize, u64),
             batch.push(mine[i]);
             i += 1;
         }
-        let moved = move_batch(node, order, &to_info, &batch).await?;
-        slots_moved += batch.len();
+        // The batch may stop early (bytes): the slots it did not take go first in the next.
+        let (taken, moved) = move_batch(node, order, &to_info, &batch).await?;
+        i -= batch.len() - taken;
+        slots_moved += taken;
         keys_moved += moved;
-        report_done(node, order.epoch, &batch, order.to.clone());
+        report_done(node, order.epoch, &batch[..taken], order.to.clone());
     }
     Ok((slots_moved, keys_moved))
+}
+
+/// Splits entries of these sizes (bytes) into transfers of at most `max_entries` entries
+/// and `max_bytes` bytes; an entry larger than `max_bytes` travels alone. Every entry is in
+/// exactly one transfer, in order.
+fn transfers(sizes: &[usize], max_entries: usize, max_bytes: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, &size) in sizes.iter().enumerate() {
+        let full = i - start >= max_entries.max(1) || bytes.saturating_add(size) > max_bytes;
+        if i > start && full {
+            out.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes = bytes.saturating_add(size);
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
+
+/// One slot's entries, exported and encoded as `CLUSTER IMPORT` commands.
+struct Encoded {
+    commands: Vec<bytes::Bytes>,
+    keys: u64,
+    bytes: usize,
+}
+
+/// Exports `slot` and encodes it in transfers, on a blocking thread: a slot of hundreds of
+/// megabytes takes a while to copy, and the request workers (and the heartbeats) must not
+/// wait behind it.
+async fn export_encoded(node: &Arc<Node>, slot: u16, now: u64) -> Encoded {
+    let node = node.clone();
+    let work = move || {
+        let entries = node.db.export_slot(slot, now);
+        let sizes: Vec<usize> = entries
+            .iter()
+            .map(|e| e.key.len() + e.value.len() + ENTRY_OVERHEAD)
+            .collect();
+        let mut commands = Vec::new();
+        let mut bytes = 0;
+        for range in transfers(&sizes, IMPORT_CHUNK, IMPORT_BYTES) {
+            let mut buf = BytesMut::new();
+            encode_import(&entries[range], &mut buf);
+            bytes += buf.len();
+            commands.push(buf.freeze());
+        }
+        Encoded {
+            commands,
+            keys: entries.len() as u64,
+            bytes,
+        }
+    };
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        // A current-thread runtime (some tests) has no blocking pool to spare a worker for.
+        tokio::runtime::RuntimeFlavor::CurrentThread => work(),
+        _ => tokio::task::spawn_blocking(work)
+            .await
+            .expect("export task does not panic"),
+    }
 }
 
 fn report_done(node: &Node, epoch: u64, slots: &[u16], to: NodeId) {
@@ -434,13 +507,14 @@ fn report_done(node: &Node, epoch: u64, slots: &[u16], to: NodeId) {
     });
 }
 
-/// Freeze, copy, flip, release one batch. Returns the keys moved.
+/// Freeze, copy, flip, release one batch. Returns how many of its slots (the first ones)
+/// moved, and the keys moved.
 async fn move_batch(
     node: &Arc<Node>,
     order: &MigrateOrder,
     to: &NodeInfo,
     batch: &[u16],
-) -> Result<u64, HandoffError> {
+) -> Result<(usize, u64), HandoffError> {
     let h = &node.handoff;
     h.set_frozen(batch, true);
     // The new owner answers `-TRYAGAIN` while its table does not yet show this node owning
@@ -465,16 +539,22 @@ async fn move_batch(
         }
     };
     match result {
-        Ok(keys) => {
-            release(node, to.clone(), order.epoch, batch);
+        Ok((taken, keys)) => {
+            let moved = &batch[..taken];
+            release(node, to.clone(), order.epoch, moved);
             h.set_frozen(batch, false);
-            for &s in batch {
+            for &s in moved {
                 node.db.drop_slot(s);
             }
-            h.progress.slots_done.fetch_add(batch.len() as u64, Relaxed);
+            if taken < batch.len() {
+                // Frozen, not moved: waiting requests run here again.
+                node.blocking.slots_unfrozen(&batch[taken..]);
+                crate::blocking::serve_ready(node);
+            }
+            h.progress.slots_done.fetch_add(taken as u64, Relaxed);
             h.progress.keys_moved.fetch_add(keys, Relaxed);
             h.progress.keys_sent_total.fetch_add(keys, Relaxed);
-            Ok(keys)
+            Ok((taken, keys))
         }
         Err(e) => {
             h.set_frozen(batch, false);
@@ -487,38 +567,40 @@ async fn move_batch(
     }
 }
 
+/// Copies the batch's slots in order, each as transfers of at most [`IMPORT_BYTES`], until
+/// all are sent or [`BATCH_BYTES`] are (at least one slot), then flips those. Returns how
+/// many slots (the first ones of `batch`) moved, and their keys.
 async fn copy_and_flip(
     node: &Arc<Node>,
     order: &MigrateOrder,
     batch: &[u16],
-) -> Result<u64, HandoffError> {
+) -> Result<(usize, u64), HandoffError> {
     let now = now_ms();
-    let entries: Vec<Exported> = batch
-        .iter()
-        .flat_map(|&s| node.db.export_slot(s, now))
-        .collect();
-    // Exported while this node owned the batch for sure (frozen, so nothing changed it
-    // since), or not sent at all.
-    if !node.lease.serving() {
-        return Err(HandoffError::NoLease);
-    }
     let mut waits = Vec::new();
-    let mut bytes = 0u64;
-    for chunk in entries.chunks(IMPORT_CHUNK) {
-        let mut buf = BytesMut::new();
-        encode_import(chunk, &mut buf);
-        bytes += buf.len() as u64;
-        waits.push(
-            node.peers
-                .send(order.to_addr, Protocol::Resp2, buf.freeze()),
-        );
+    let (mut taken, mut keys, mut bytes) = (0usize, 0u64, 0usize);
+    for &s in batch {
+        if taken > 0 && bytes >= BATCH_BYTES {
+            break;
+        }
+        let encoded = export_encoded(node, s, now).await;
+        // Exported while this node owned the slot for sure (frozen, so nothing changed it
+        // since), or not sent at all.
+        if !node.lease.serving() {
+            return Err(HandoffError::NoLease);
+        }
+        for command in encoded.commands {
+            waits.push(node.peers.send(order.to_addr, Protocol::Resp2, command));
+        }
+        taken += 1;
+        keys += encoded.keys;
+        bytes += encoded.bytes;
     }
     let mut args: Vec<Vec<u8>> = vec![
         b"CLUSTER".to_vec(),
         b"HANDOFF".to_vec(),
         node.node_id.clone().into_bytes(),
     ];
-    for &s in batch {
+    for &s in &batch[..taken] {
         args.push(s.to_string().into_bytes());
     }
     waits.push(
@@ -533,12 +615,13 @@ async fn copy_and_flip(
             ));
         }
     }
+    let bytes = bytes as u64;
     node.handoff.progress.bytes_moved.fetch_add(bytes, Relaxed);
     node.handoff
         .progress
         .bytes_sent_total
         .fetch_add(bytes, Relaxed);
-    Ok(entries.len() as u64)
+    Ok((taken, keys))
 }
 
 /// `CLUSTER IMPORT key expire_at value [key expire_at value ...]`.
@@ -832,6 +915,41 @@ mod tests {
         adopt(&node, "b", &[9]);
         assert!(set_base(&node, table_at(8, std::slice::from_ref(&a))));
         assert_eq!(node.handoff.overrides.lock().len(), 0, "settled: the table says a");
+    }
+
+    #[test]
+    fn transfers_are_bounded_by_entries_and_bytes() {
+        // Entries and bytes within both bounds: one transfer.
+        assert_eq!(transfers(&[10, 10, 10], 500, 100), vec![0..3]);
+        assert!(transfers(&[], 500, 100).is_empty());
+        // Bytes: cut before the entry that would go over.
+        assert_eq!(transfers(&[40, 40, 40, 40], 500, 100), vec![0..2, 2..4]);
+        assert_eq!(transfers(&[50, 50, 1], 500, 100), vec![0..2, 2..3]);
+        // Entries.
+        assert_eq!(transfers(&[1; 5], 2, 100), vec![0..2, 2..4, 4..5]);
+        // A value larger than a transfer travels alone, whatever surrounds it.
+        assert_eq!(
+            transfers(&[10, 400, 10, 10, 300], 500, 100),
+            vec![0..1, 1..2, 2..4, 4..5]
+        );
+        // Three 400 MB values under one hash tag (the slot that could never move): three
+        // transfers, none above one value, where there used to be one of 1.2 GB.
+        let mb = 1 << 20;
+        let big = transfers(&[400 * mb; 3], IMPORT_CHUNK, IMPORT_BYTES);
+        assert_eq!(big, vec![0..1, 1..2, 2..3]);
+        // Many small entries: every transfer within both bounds, every entry once, in order.
+        let sizes: Vec<usize> = (0..10_000).map(|i| 100 + (i * 7919) % 50_000).collect();
+        let t = transfers(&sizes, IMPORT_CHUNK, IMPORT_BYTES);
+        let mut next = 0;
+        for r in &t {
+            assert_eq!(r.start, next);
+            assert!(r.len() <= IMPORT_CHUNK);
+            assert!(sizes[r.clone()].iter().sum::<usize>() <= IMPORT_BYTES);
+            next = r.end;
+        }
+        assert_eq!(next, sizes.len());
+        // Degenerate bounds still make progress.
+        assert_eq!(transfers(&[5, 5], 0, 0), vec![0..1, 1..2]);
     }
 
     #[test]
