@@ -281,14 +281,15 @@ async fn a_drain_paused_past_detection_leaves_every_key_reachable() {
     .await;
 }
 
-/// `k`, then a 5 s pause with the default timing (1 s heartbeats, dead after about 7 s):
-/// the node's lease lapses and it is suspected, but it resumes in time, so the drain goes
-/// on where it stopped and finishes: every key moved, exit 0.
+/// `k`, then a 5 s pause with 1.5 s heartbeats: the node's lease (4.5 s) lapses and the
+/// NameNode suspects it (after 4.5 s of silence), but it resumes well before it could be
+/// declared dead (about 10 s), so the drain goes on where it stopped and finishes: every key
+/// moved, exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_paused_within_detection_finishes_and_loses_nothing() {
     bounded(async {
         let mut cluster = Spec::new(3)
-            .heartbeat(Duration::from_secs(1))
+            .heartbeat(Duration::from_millis(1500))
             .processes()
             .start()
             .await;
