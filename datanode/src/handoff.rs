@@ -234,9 +234,7 @@ pub fn install_dropping(node: &Node, base: Routing, flush: &[(u16, u16)]) -> boo
     }
     node.lease.reset();
     if node.handoff.draining.load(SeqCst) && dropped > 0 {
-        node.handoff
-            .lost_keys
-            .fetch_add(dropped as u64, SeqCst);
+        node.handoff.lost_keys.fetch_add(dropped as u64, SeqCst);
         warn!(
             keys = dropped,
             "drain incomplete: declared dead mid-drain, this node dropped keys it had not handed over"
@@ -704,7 +702,10 @@ pub fn check_drained(node: &Node, still_member: bool) {
         for s in 0..SLOT_COUNT as u16 {
             node.db.drop_slot(s);
         }
-        debug!(keys = left, "dropped keys left in slots this node does not own");
+        debug!(
+            keys = left,
+            "dropped keys left in slots this node does not own"
+        );
     }
     h.drained.send_replace(true);
 }
@@ -903,7 +904,11 @@ mod tests {
         release(&node, b.clone(), 5, &[7]);
         assert_eq!(node.routing().owner(7), Owner::Remote(1));
         assert!(set_base(&node, table_at(5, std::slice::from_ref(&a))));
-        assert_eq!(node.routing().owner(7), Owner::Remote(1), "same epoch: kept");
+        assert_eq!(
+            node.routing().owner(7),
+            Owner::Remote(1),
+            "same epoch: kept"
+        );
         // b in the table, the NameNode not yet caught up: kept.
         assert!(set_base(&node, table_at(6, &[a.clone(), b.clone()])));
         assert_eq!(node.routing().owner(7), Owner::Remote(1));
@@ -914,7 +919,11 @@ mod tests {
         // Adoptions are untouched by the rule.
         adopt(&node, "b", &[9]);
         assert!(set_base(&node, table_at(8, std::slice::from_ref(&a))));
-        assert_eq!(node.handoff.overrides.lock().len(), 0, "settled: the table says a");
+        assert_eq!(
+            node.handoff.overrides.lock().len(),
+            0,
+            "settled: the table says a"
+        );
     }
 
     #[test]

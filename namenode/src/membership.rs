@@ -2866,11 +2866,7 @@ mod tests {
             *draining = true;
         }
         let a = m.handle(again, now);
-        assert_eq!(
-            m.status(now).draining,
-            vec![NodeId::from("dn-c")],
-            "{a:?}"
-        );
+        assert_eq!(m.status(now).draining, vec![NodeId::from("dn-c")], "{a:?}");
         // Nothing is ordered towards it, and it keeps its slots until they have moved.
         assert!(migrations(&a).iter().all(|o| o.2 != NodeId::from("dn-c")));
         let table = &m.published().expect("p").table;

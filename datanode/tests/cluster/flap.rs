@@ -268,7 +268,8 @@ async fn drain_then_pause(
 async fn a_drain_paused_past_detection_leaves_every_key_reachable() {
     bounded(async {
         let mut cluster = Spec::new(3).processes().start().await;
-        let (misses, status, log) = drain_then_pause(&mut cluster, 20_000, Duration::from_secs(5)).await;
+        let (misses, status, log) =
+            drain_then_pause(&mut cluster, 20_000, Duration::from_secs(5)).await;
         // Honest exit: "drained" (status 0) only when everything was handed over.
         if misses > 0 {
             assert!(!status.success(), "lost keys but exited {status}: {log}");
@@ -293,7 +294,8 @@ async fn a_drain_paused_within_detection_finishes_and_loses_nothing() {
             .processes()
             .start()
             .await;
-        let (misses, status, log) = drain_then_pause(&mut cluster, 20_000, Duration::from_secs(5)).await;
+        let (misses, status, log) =
+            drain_then_pause(&mut cluster, 20_000, Duration::from_secs(5)).await;
         assert_eq!(misses, 0, "{log}");
         assert!(status.success(), "{status}: {log}");
         assert!(log.contains("drained"), "{log}");
