@@ -686,13 +686,13 @@ async fn a_slot_of_big_values_moves_intact() {
         let keys = (sizes.len() + 100) as u64;
         let check = |addr: SocketAddr| async move {
             let mut c = patient(addr).await;
-            for i in 0..sizes.len() {
+            for (i, &size) in sizes.iter().enumerate() {
                 let got: Vec<u8> = redis::cmd("GET")
                     .arg(format!("{{big}}:v{i}"))
                     .query_async(&mut c)
                     .await
                     .expect("GET big");
-                assert_eq!(got.len(), sizes[i], "{{big}}:v{i} via {addr}");
+                assert_eq!(got.len(), size, "{{big}}:v{i} via {addr}");
                 assert!(got == value(i), "{{big}}:v{i} via {addr}: contents differ");
             }
             for i in 0..100 {
