@@ -11,11 +11,13 @@ REQ_P16=""
 CLIENTS=50
 KEYSPACE=1000000
 OUT=""
+TLS=0
 CHKV_ARGS=""
 PIPELINES=(1 16)
 SIZES=(32 1024)
 GROUPS_=(set,get,mset incr)
 GROUPS_GIVEN=0
+SIZES_GIVEN=0
 CUSTOM=()  # --command lines, tested as groups "cmd:INDEX"
 SCRIPTS=() # --script bodies, loaded on every server; __sha1__, __sha2__ ... in commands
 VALKEY_BIN=$VALKEY_DEFAULT
@@ -34,6 +36,13 @@ prints the median of the rounds:
   does not apply); pipeline 1 and 16; -c $CLIENTS; -r $KEYSPACE (random keys). The tests of
   a group run in order, then FLUSHALL, so each group starts from an empty server: GET reads
   the keys SET just wrote (hits and misses mixed), LPOP pops what LPUSH pushed.
+
+With --tls: CHKV's TLS port and redis-server's TLS port (redis-server built with TLS, as
+Debian's is), both with certificates made for the run (openssl, in the run's temp dir) and
+client certificates required, and CHKV's plaintext port of the same process (chkv-plain) for
+the cost of TLS; Valkey is left out (the anchor build has no TLS). The default groups are
+then SET and GET with -d 32 (--groups and --sizes still choose). "x chkv-plain" is chkv's
+TLS rps / its plaintext rps.
 
 Columns: requests/s per server (medians); x redis and x valkey = chkv rps / that server's
 rps (>1: chkv faster); best = the same for each server's fastest round (interference from
@@ -69,6 +78,7 @@ Options:
   --valkey BIN        valkey-server to compare with (default $VALKEY_BIN)
   --no-valkey         compare with redis-server only
   --chkv-args "ARGS"  extra chkv-datanode flags, e.g. "--threads 2"
+  --tls               over TLS: chkv and redis on their TLS ports, plus chkv-plain (above)
   --out FILE          also write the table (with run parameters) as markdown to FILE
   --help              this text
 
@@ -89,7 +99,7 @@ while [[ $# -gt 0 ]]; do
             read -r -a list <<<"${2:-}"
             ((${#list[@]} > 0)) || die "$1 needs a list of positive integers"
             for x in "${list[@]}"; do posint "$1" "$x"; done
-            if [[ $1 == --sizes ]]; then SIZES=("${list[@]}"); else PIPELINES=("${list[@]}"); fi
+            if [[ $1 == --sizes ]]; then SIZES=("${list[@]}"); SIZES_GIVEN=1; else PIPELINES=("${list[@]}"); fi
             shift 2 ;;
         --groups)
             read -r -a GROUPS_ <<<"${2:-}"
@@ -101,11 +111,16 @@ while [[ $# -gt 0 ]]; do
         --valkey) [[ -x "${2:-}" ]] || die "--valkey: '${2:-}' is not an executable"; VALKEY_BIN=$2; shift 2 ;;
         --no-valkey) VALKEY_BIN=""; shift ;;
         --chkv-args) CHKV_ARGS=${2:-}; shift 2 ;;
+        --tls) TLS=1; shift ;;
         --out) [[ -n "${2:-}" ]] || die "--out needs a file name"; OUT=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
 done
+if ((TLS)); then
+    ((GROUPS_GIVEN)) || GROUPS_=(set,get)
+    ((SIZES_GIVEN)) || SIZES=(32)
+fi
 if ((${#CUSTOM[@]} > 0)); then
     ((GROUPS_GIVEN)) || GROUPS_=()
     for i in "${!CUSTOM[@]}"; do GROUPS_+=("cmd:$i"); done
@@ -131,6 +146,9 @@ if [[ "${CUSTOM[*]}" == *";"* && -z "$LOADGEN" ]]; then
         die "building the load generator failed"
     LOADGEN="$(cargo_target)/release/examples/loadgen"
 fi
+if ((TLS)) && [[ "${CUSTOM[*]}" == *";"* ]]; then
+    die "--tls: the load generator for ';' units speaks plaintext only"
+fi
 
 # custom_title LINE: the test name of a --command line, its command names joined by "/".
 custom_title() {
@@ -149,14 +167,44 @@ if [[ -n "$VALKEY_BIN" && ! -x "$VALKEY_BIN" ]]; then
     [[ -n "$common" && -x "$common/../../shared/anchors/valkey-8.0.1/valkey-server" ]] &&
         VALKEY_BIN=$(cd "$common/../../shared/anchors/valkey-8.0.1" && pwd)/valkey-server
 fi
+if ((TLS)) && [[ -n "$VALKEY_BIN" ]]; then
+    log "--tls: comparing with redis-server's TLS port only (the Valkey anchor has no TLS)"
+    VALKEY_BIN=""
+fi
 if [[ -n "$VALKEY_BIN" && ! -x "$VALKEY_BIN" ]]; then
     log "no Valkey at $VALKEY_BIN: comparing with redis-server only (see --valkey)"
     VALKEY_BIN=""
 fi
-declare -A PORT PID
+declare -A PORT PID TLSARGS
 SERVERS=(chkv redis)
-PORT[redis]=$(free_port)
-start_redis "${PORT[redis]}"
+if ((TLS)); then
+    need_cmd openssl openssl
+    # A CA, a server certificate for 127.0.0.1 and a client certificate, made for this run.
+    CERTS="$CHKV_TMP/tls"
+    mkdir -p "$CERTS"
+    (
+        cd "$CERTS"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=chkv bench CA" \
+            -keyout ca.key -out ca.crt
+        for who in server client; do
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=$who" -keyout "$who.key" -out "$who.csr"
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$who.ext"
+            openssl x509 -req -in "$who.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+                -extfile "$who.ext" -out "$who.crt"
+        done
+    ) >"$CHKV_TMP/openssl.log" 2>&1 || die "openssl failed: $(tail -n 5 "$CHKV_TMP/openssl.log")"
+    CLIENT_TLS=(--tls --cacert "$CERTS/ca.crt" --cert "$CERTS/client.crt" --key "$CERTS/client.key")
+    SERVER_TLS=(--tls-cert-file "$CERTS/server.crt" --tls-key-file "$CERTS/server.key" --tls-ca-cert-file "$CERTS/ca.crt")
+    TLSARGS[chkv]="${CLIENT_TLS[*]}"
+    TLSARGS[redis]="${CLIENT_TLS[*]}"
+    # redis-server answers only on its TLS port; its plaintext port is there to be waited for.
+    PORT[redis]=$(free_port)
+    redis_plain=$(free_port)
+    start_redis "$redis_plain" --tls-port "${PORT[redis]}" "${SERVER_TLS[@]}"
+else
+    PORT[redis]=$(free_port)
+    start_redis "${PORT[redis]}"
+fi
 PID[redis]=$STARTED_PID
 if [[ -n "$VALKEY_BIN" ]]; then
     SERVERS+=(valkey)
@@ -166,16 +214,35 @@ if [[ -n "$VALKEY_BIN" ]]; then
 fi
 PORT[chkv]=$(free_port)
 read -r -a chkv_args <<<"$CHKV_ARGS"
-start_datanode "${PORT[chkv]}" "${chkv_args[@]}"
+if ((TLS)); then
+    # One process: its TLS port is "chkv", its plaintext port "chkv-plain".
+    PORT[chkv-plain]=${PORT[chkv]}
+    PORT[chkv]=$(free_port)
+    chkv_args+=(--tls-port "${PORT[chkv]}" "${SERVER_TLS[@]}")
+    start_datanode "${PORT[chkv-plain]}" "${chkv_args[@]}"
+    PID[chkv-plain]=$STARTED_PID
+    SERVERS+=(chkv-plain)
+else
+    start_datanode "${PORT[chkv]}" "${chkv_args[@]}"
+fi
 PID[chkv]=$STARTED_PID
+# tls_args SERVER: the client TLS flags for SERVER (none for plaintext servers), one a line.
+tls_args() {
+    local words=()
+    [[ -n "${TLSARGS[$1]:-}" ]] || return 0
+    read -r -a words <<<"${TLSARGS[$1]}"
+    printf '%s\n' "${words[@]}"
+}
 for server in "${SERVERS[@]}"; do
-    [[ "$(rcli "${PORT[$server]}" PING 2>&1)" == PONG ]] ||
+    mapfile -t targs < <(tls_args "$server")
+    [[ "$(rcli "${PORT[$server]}" "${targs[@]}" PING 2>&1)" == PONG ]] ||
         die "$server on 127.0.0.1:${PORT[$server]} does not answer PING"
 done
 for i in "${!SCRIPTS[@]}"; do
     sha=""
     for server in "${SERVERS[@]}"; do
-        got=$(rcli "${PORT[$server]}" SCRIPT LOAD "${SCRIPTS[i]}" 2>&1)
+        mapfile -t targs < <(tls_args "$server")
+        got=$(rcli "${PORT[$server]}" "${targs[@]}" SCRIPT LOAD "${SCRIPTS[i]}" 2>&1)
         [[ "$got" =~ ^[0-9a-f]{40}$ ]] || die "SCRIPT LOAD on $server answered: $got"
         [[ -z "$sha" || "$got" == "$sha" ]] || die "SCRIPT LOAD on $server gave $got, another server $sha"
         sha=$got
@@ -204,7 +271,9 @@ bench() {
     local summary=""
     for test in ${tests//,/ }; do
         local out rc=0 limit=$((60 + n / 2000)) # worst case 2000 req/s before we give up
-        local args=(-h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" -r "$KEYSPACE" -P "$pipeline" --csv)
+        local targs
+        mapfile -t targs < <(tls_args "$server")
+        local args=(-h 127.0.0.1 -p "$port" "${targs[@]}" -c "$CLIENTS" -n "$n" -r "$KEYSPACE" -P "$pipeline" --csv)
         local tool=(redis-benchmark) title=""
         if [[ $test == cmd:* ]]; then
             local line=${CUSTOM[${test#cmd:}]} words
@@ -255,8 +324,9 @@ bench() {
         summary+=$(awk -F, '{ printf "%s %.0f rps p99 %s ms cpu %.2f us/req   ", $4, $5, $7, $8 }' <<<"$row")
     done
     log "    $summary"
-    local flushed
-    flushed=$(rcli "$port" FLUSHALL 2>&1) || true
+    local flushed fargs
+    mapfile -t fargs < <(tls_args "$server")
+    flushed=$(rcli "$port" "${fargs[@]}" FLUSHALL 2>&1) || true
     [[ "$flushed" == OK ]] || die "FLUSHALL on $server returned '$flushed'"
 }
 
@@ -349,8 +419,9 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" -v tests="$TESTS_I
         }
     }' "$RESULTS" >"$TABLE"
 
-params="redis-benchmark -c $CLIENTS -r $KEYSPACE, -n $REQ_P1 (P1) / $REQ_P16 (P16), median of $RUNS alternating rounds; $(nproc 2>/dev/null || echo '?') CPUs shared by client and servers"
+params="redis-benchmark$( ((TLS)) && echo ' --tls (chkv and redis: TLS ports, client certificates; chkv-plain: the same chkv process, plaintext port)') -c $CLIENTS -r $KEYSPACE, -n $REQ_P1 (P1) / $REQ_P16 (P16), median of $RUNS alternating rounds; $(nproc 2>/dev/null || echo '?') CPUs shared by client and servers"
 legend="x redis / x valkey = chkv rps / that server's rps (>1: chkv faster); best = the same for each server's best round (noise only slows a run down, so the best round is the least disturbed); cpu = server CPU time (user + system) per request"
+((TLS)) && legend+="; x chkv-plain = chkv's TLS rps / its plaintext rps (<1: what TLS costs)"
 versions="chkv: $CHKV_BIN${CHKV_ARGS:+ $CHKV_ARGS}$(git -C "$CHKV_ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/ @ /' || true); redis: $(redis-server --version | awk '{print $3}')${VALKEY_BIN:+; valkey: $("$VALKEY_BIN" --version | awk '{print $3}')}"
 
 echo

@@ -71,6 +71,40 @@ pub struct Builder {
     password: Option<Bytes>,
     username: Option<Bytes>,
     resp3: bool,
+    tls: Option<Tls>,
+}
+
+/// TLS towards the DataNodes' TLS ports (`--tls-port`), what a `rediss://` URL asks of other
+/// clients: the CA the nodes' certificates must chain to (and name the address dialled), and
+/// a client certificate for nodes that require one (`tls-auth-clients yes`). With a NameNode,
+/// each node is reached at the TLS port it advertises; standalone, at the address given.
+#[derive(Clone, Debug)]
+pub struct Tls(Arc<chkv_common::tls::rustls::ClientConfig>);
+
+impl Tls {
+    /// Trusts the CA certificates in the PEM file `ca`; presents no client certificate.
+    pub fn new(ca: impl AsRef<std::path::Path>) -> Result<Tls> {
+        Tls::build(ca.as_ref(), None)
+    }
+
+    /// Trusts `ca` and presents the certificate chain `cert` with its private key `key`
+    /// (PEM files), for mutual TLS.
+    pub fn with_client_cert(
+        ca: impl AsRef<std::path::Path>,
+        cert: impl AsRef<std::path::Path>,
+        key: impl AsRef<std::path::Path>,
+    ) -> Result<Tls> {
+        Tls::build(ca.as_ref(), Some((cert.as_ref(), key.as_ref())))
+    }
+
+    fn build(
+        ca: &std::path::Path,
+        identity: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<Tls> {
+        chkv_common::tls::client_config(ca, identity, chkv_common::tls::ServerNames::Check)
+            .map(Tls)
+            .map_err(|e| Error::Invalid(format!("TLS: {e}")))
+    }
 }
 
 impl Default for Builder {
@@ -84,6 +118,7 @@ impl Default for Builder {
             password: None,
             username: None,
             resp3: false,
+            tls: None,
         }
     }
 }
@@ -142,6 +177,12 @@ impl Builder {
     /// the `default` user when unset.
     pub fn username(mut self, username: impl AsRef<[u8]>) -> Builder {
         self.username = Some(Bytes::copy_from_slice(username.as_ref()));
+        self
+    }
+
+    /// Connect to the DataNodes over TLS (see [`Tls`]).
+    pub fn tls(mut self, tls: Tls) -> Builder {
+        self.tls = Some(tls);
         self
     }
 
@@ -398,6 +439,12 @@ impl Shared {
                 resp3: b.resp3,
                 cluster,
                 response_timeout: b.response_timeout,
+                tls: b.tls.as_ref().map(|t| {
+                    Arc::new(crate::conn::TlsLinks {
+                        config: t.0.clone(),
+                        addrs: RwLock::new(Default::default()),
+                    })
+                }),
             }),
             pool_size: b.pool_size,
             retry: b.retry,
@@ -492,6 +539,9 @@ impl Shared {
     /// nodes that left are dropped with the old routes, which closes their connections once
     /// their last replies are in.
     pub fn install_table(&self, table: &SlotTable, nodes: Vec<NodeInfo>) {
+        if let Some(tls) = &self.conn_config.tls {
+            tls.learn(&nodes);
+        }
         let info = {
             let mut guard = self.routes.write().unwrap_or_else(|p| p.into_inner());
             let previous = guard.clone();

@@ -30,16 +30,18 @@
 //! when it blocks forever. Such a connection goes back to the pool's idle ones when its reply
 //! is in, and is closed when the caller gives up first (so the server unblocks the client
 //! instead of popping an element for nobody).
+//!
+//! With TLS ([`TlsLinks`]) a connection dials the node's TLS port (from the table, by the
+//! node's client address) and runs the same tasks over the TLS stream.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
@@ -98,6 +100,89 @@ pub(crate) struct ConnConfig {
     pub cluster: bool,
     /// Longest wait for a reply before the connection counts as stuck.
     pub response_timeout: Option<Duration>,
+    /// Connections over TLS.
+    pub tls: Option<Arc<TlsLinks>>,
+}
+
+/// TLS towards the DataNodes: the rustls configuration (the CA, a client certificate), and
+/// each node's TLS address by its client address, from the slot table. Routing keeps using
+/// client addresses (tables, `-MOVED`); only the dial goes elsewhere. A node the table does
+/// not list (a standalone server) is dialled at the address given.
+#[derive(Debug)]
+pub(crate) struct TlsLinks {
+    pub config: Arc<chkv_common::tls::rustls::ClientConfig>,
+    pub addrs: RwLock<HashMap<SocketAddr, SocketAddr>>,
+}
+
+impl TlsLinks {
+    /// Where to dial the node whose client address is `addr`.
+    fn dial(&self, addr: SocketAddr) -> SocketAddr {
+        let addrs = self.addrs.read().unwrap_or_else(|p| p.into_inner());
+        addrs.get(&addr).copied().unwrap_or(addr)
+    }
+
+    /// Takes the nodes' TLS addresses from a table.
+    pub fn learn(&self, nodes: &[chkv_common::NodeInfo]) {
+        let mut addrs = self.addrs.write().unwrap_or_else(|p| p.into_inner());
+        for n in nodes {
+            match n.tls_addr() {
+                Some(t) => addrs.insert(n.client_addr, t),
+                None => addrs.remove(&n.client_addr),
+            };
+        }
+    }
+}
+
+/// An open connection: TCP, or TLS over TCP.
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// Where a reply (or replies) go.
@@ -427,7 +512,42 @@ async fn run(
         Err(e) => return fail_queued(&state, &mut jobs, e),
     };
     state.connected.store(true, Ordering::Release);
-    let (rd, wr) = stream.into_split();
+    match stream {
+        Stream::Tcp(s) => {
+            let (rd, wr) = s.into_split();
+            drive(addr, rd, wr, leftover, &config, &mut jobs, &state).await;
+        }
+        Stream::Tls(s) => {
+            let (rd, wr) = tokio::io::split(*s);
+            drive(addr, rd, wr, leftover, &config, &mut jobs, &state).await;
+        }
+    }
+    // Requests still queued were never written: they fail with why the connection ended,
+    // and their callers retry them elsewhere.
+    let error = state.error.lock().ok().and_then(|e| e.clone());
+    fail_queued(
+        &state,
+        &mut jobs,
+        error.unwrap_or_else(|| Error::Connection {
+            addr,
+            message: "connection closed".into(),
+        }),
+    );
+}
+
+/// The writer here and the reader beside it, until the connection ends.
+async fn drive<R, W>(
+    addr: SocketAddr,
+    rd: R,
+    wr: W,
+    leftover: BytesMut,
+    config: &ConnConfig,
+    jobs: &mut mpsc::UnboundedReceiver<Job>,
+    state: &Arc<State>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
     let (batches_tx, batches_rx) = mpsc::unbounded_channel();
     let mut reader = tokio::spawn(read_loop(
         addr,
@@ -438,7 +558,7 @@ async fn run(
         state.clone(),
     ));
     let written = tokio::select! {
-        written = write_loop(addr, wr, &mut jobs, batches_tx, &state.in_flight, config.response_timeout) => Some(written),
+        written = write_loop(addr, wr, jobs, batches_tx, &state.in_flight, config.response_timeout) => Some(written),
         // The reader ended (and recorded why): stop the writer, even in the middle of a
         // write to a node that stopped reading.
         _ = &mut reader => None,
@@ -454,17 +574,6 @@ async fn run(
         Some(Ok(())) => drop(reader.await),
         None => {}
     }
-    // Requests still queued were never written: they fail with why the connection ended,
-    // and their callers retry them elsewhere.
-    let error = state.error.lock().ok().and_then(|e| e.clone());
-    fail_queued(
-        &state,
-        &mut jobs,
-        error.unwrap_or_else(|| Error::Connection {
-            addr,
-            message: "connection closed".into(),
-        }),
-    );
 }
 
 /// Records why the connection ended and fails every request still queued with it.
@@ -488,9 +597,9 @@ struct Batch {
 ///
 /// The reply slots of a batch go to the reader in one message, stamped once, before any byte
 /// of their requests is written.
-async fn write_loop(
+async fn write_loop<W: AsyncWrite + Unpin>(
     addr: SocketAddr,
-    mut wr: OwnedWriteHalf,
+    mut wr: W,
     jobs: &mut mpsc::UnboundedReceiver<Job>,
     batches: mpsc::UnboundedSender<Batch>,
     in_flight: &AtomicUsize,
@@ -565,6 +674,8 @@ async fn write_loop(
             wr.write_all(&out).await.map_err(lost)?;
             out.clear();
         }
+        // TLS keeps the last record until flushed; for TCP this does nothing.
+        wr.flush().await.map_err(lost)?;
     }
     let _ = wr.shutdown().await;
     Ok(())
@@ -572,9 +683,9 @@ async fn write_loop(
 
 /// Reads replies and fills slots in order, until the connection ends, a reply is overdue,
 /// or the writer is gone and every slot is filled.
-async fn read_loop(
+async fn read_loop<R: AsyncRead + Unpin>(
     addr: SocketAddr,
-    mut rd: OwnedReadHalf,
+    mut rd: R,
     mut buf: BytesMut,
     mut batches: mpsc::UnboundedReceiver<Batch>,
     timeout: Option<Duration>,
@@ -776,11 +887,20 @@ fn protocol(addr: SocketAddr, e: resp::ProtocolError) -> Error {
     Error::Protocol { addr, message: e.0 }
 }
 
-/// Connects and greets: AUTH or HELLO, then `CLUSTER REDIRECTS YES`, pipelined. Returns the
-/// stream and any bytes read past the greeting's replies.
-async fn handshake(addr: SocketAddr, config: &ConnConfig) -> Result<(TcpStream, BytesMut)> {
+/// Connects (with TLS when configured) and greets: AUTH or HELLO, then `CLUSTER REDIRECTS
+/// YES`, pipelined. Returns the stream and any bytes read past the greeting's replies.
+async fn handshake(addr: SocketAddr, config: &ConnConfig) -> Result<(Stream, BytesMut)> {
+    let mut stream = dial(addr, config).await?;
+    let buf = greet(addr, &mut stream, config).await?;
+    Ok((stream, buf))
+}
+
+/// Opens a connection to the node whose client address is `addr`: TCP, or TLS to its TLS
+/// address when the client speaks TLS.
+pub(crate) async fn dial(addr: SocketAddr, config: &ConnConfig) -> Result<Stream> {
     let lost = |message: String| Error::Connection { addr, message };
-    let mut stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr))
+    let to = config.tls.as_ref().map_or(addr, |t| t.dial(addr));
+    let stream = tokio::time::timeout(config.connect_timeout, TcpStream::connect(to))
         .await
         .map_err(|_| {
             lost(format!(
@@ -790,6 +910,32 @@ async fn handshake(addr: SocketAddr, config: &ConnConfig) -> Result<(TcpStream, 
         })?
         .map_err(|e| lost(e.to_string()))?;
     let _ = stream.set_nodelay(true);
+    let Some(tls) = &config.tls else {
+        return Ok(Stream::Tcp(stream));
+    };
+    // The node's certificate must chain to the CA and name the address dialled.
+    let name = chkv_common::tls::rustls::pki_types::ServerName::IpAddress(to.ip().into());
+    let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+    let stream = tokio::time::timeout(config.connect_timeout, connector.connect(name, stream))
+        .await
+        .map_err(|_| {
+            lost(format!(
+                "TLS handshake with {to} timed out after {:?}",
+                config.connect_timeout
+            ))
+        })?
+        .map_err(|e| lost(format!("TLS handshake with {to}: {e}")))?;
+    Ok(Stream::Tls(Box::new(stream)))
+}
+
+/// AUTH or HELLO, then `CLUSTER REDIRECTS YES`, pipelined, on a fresh connection. Returns
+/// any bytes read past the greeting's replies.
+async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
+    addr: SocketAddr,
+    stream: &mut S,
+    config: &ConnConfig,
+) -> Result<BytesMut> {
+    let lost = |message: String| Error::Connection { addr, message };
     let mut hello = BytesMut::new();
     let mut expected = 0;
     let user = config.username.as_deref().unwrap_or(b"default");
@@ -817,13 +963,14 @@ async fn handshake(addr: SocketAddr, config: &ConnConfig) -> Result<(TcpStream, 
     }
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     if expected == 0 {
-        return Ok((stream, buf));
+        return Ok(buf);
     }
-    let greet = async {
+    let exchange = async {
         stream
             .write_all(&hello)
             .await
             .map_err(|e| lost(e.to_string()))?;
+        stream.flush().await.map_err(|e| lost(e.to_string()))?;
         let mut scanner = Scanner::new();
         let mut replies = 0;
         while replies < expected {
@@ -845,7 +992,7 @@ async fn handshake(addr: SocketAddr, config: &ConnConfig) -> Result<(TcpStream, 
         }
         Ok(())
     };
-    tokio::time::timeout(config.connect_timeout, greet)
+    tokio::time::timeout(config.connect_timeout, exchange)
         .await
         .map_err(|_| {
             lost(format!(
@@ -853,7 +1000,7 @@ async fn handshake(addr: SocketAddr, config: &ConnConfig) -> Result<(TcpStream, 
                 config.connect_timeout
             ))
         })??;
-    Ok((stream, buf))
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -869,6 +1016,7 @@ mod tests {
             resp3: false,
             cluster: false,
             response_timeout: timeout,
+            tls: None,
         })
     }
 

@@ -87,7 +87,7 @@ mod value;
 mod watcher;
 mod zsets;
 
-pub use client::{Builder, Client, NameNodes, RetryBudget, RingInfo};
+pub use client::{Builder, Client, NameNodes, RetryBudget, RingInfo, Tls};
 pub use commands::bits::{
     BitFieldOp, BitFieldType, BitOffset, BitOp, BitOverflow, BitUnit, LcsIdx, LcsMatch,
 };

@@ -21,7 +21,6 @@ use bytes::{Bytes, BytesMut};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -164,11 +163,9 @@ async fn session(
     failures: &mut u32,
 ) -> End {
     let config = client.shared().conn_config();
-    let connect = tokio::time::timeout(config.connect_timeout, TcpStream::connect(addr)).await;
-    let Ok(Ok(mut sock)) = connect else {
+    let Ok(mut sock) = crate::conn::dial(addr, config).await else {
         return End::Again(None);
     };
-    let _ = sock.set_nodelay(true);
     let mut out = BytesMut::new();
     if let Some(pw) = &config.password {
         resp::encode_command(&[&b"AUTH"[..], pw], &mut out);
@@ -181,7 +178,7 @@ async fn session(
     let mut args = vec![name];
     args.extend(names);
     resp::encode_command(&args, &mut out);
-    if sock.write_all(&out).await.is_err() {
+    if sock.write_all(&out).await.is_err() || sock.flush().await.is_err() {
         return End::Again(None);
     }
     let mut buf = BytesMut::with_capacity(16 * 1024);

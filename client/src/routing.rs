@@ -439,6 +439,7 @@ mod tests {
             id: NodeId::from(id),
             client_addr: addr(port),
             admin_addr: addr(port + 1000),
+            tls_port: None,
         }
     }
 
@@ -451,6 +452,7 @@ mod tests {
             resp3: false,
             cluster: true,
             response_timeout: None,
+            tls: None,
         });
         move |a| Arc::new(NodePool::new(a, config.clone(), 1))
     }

@@ -378,6 +378,8 @@ fn default_cluster() -> String {
 async fn send<W: AsyncWrite + Unpin>(w: &mut W, msg: &Handshake) -> Result<(), AuthError> {
     let line = crate::encode_line(msg).map_err(|e| AuthError::Protocol(e.to_string()))?;
     w.write_all(&line).await?;
+    // A TLS stream may keep the line in its buffer until flushed (a no-op for TCP).
+    w.flush().await?;
     Ok(())
 }
 
@@ -397,6 +399,12 @@ async fn recv<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Handshake, AuthError
     match crate::decode_line::<Handshake>(&buf) {
         Ok(Handshake::Error { message }) => Err(AuthError::Refused(escape(message.as_bytes()))),
         Ok(m) => Ok(m),
+        // A TLS record (an alert: our plaintext hello was not a TLS handshake).
+        Err(_) if buf.len() >= 3 && (buf[0] == 0x15 || buf[0] == 0x16) && buf[1] == 3 => {
+            Err(AuthError::Protocol(
+                "it answered in TLS: that port needs --tls-cluster yes on this side too".into(),
+            ))
+        }
         // Say what arrived: another protocol on that port (Redis, HTTP) is recognisable.
         Err(_) => Err(AuthError::Protocol(format!(
             "it answered \"{}\"",

@@ -16,6 +16,8 @@
 //! - [`hostport`]: `host:port` addresses whose host may be a name, resolved at each use.
 //! - [`cli`] (feature `cli`): the binaries' settings from flags, environment and a TOML file.
 //! - `http` (feature `http`): the bounded HTTP server the NameNode and the DataNodes share.
+//! - `tls` (feature `tls`): rustls server and client configurations from PEM files, for the
+//!   DataNode's TLS port, TLS cluster links and the client library.
 
 pub mod auth;
 #[cfg(feature = "cli")]
@@ -27,6 +29,8 @@ pub mod lines;
 pub mod proto;
 pub mod ring;
 pub mod slot;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use hostport::HostPort;
 pub use proto::{

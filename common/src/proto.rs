@@ -96,6 +96,18 @@ pub struct NodeInfo {
     pub client_addr: SocketAddr,
     /// Admin port (plain text lines, e.g. `k` to drain).
     pub admin_addr: SocketAddr,
+    /// TLS port on `client_addr`'s host, when the node has one (`tls-port`): for TLS
+    /// clients, and the port its peers must use when the cluster runs with `tls-cluster`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_port: Option<u16>,
+}
+
+impl NodeInfo {
+    /// The node's TLS address: `client_addr`'s host and the TLS port.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_port
+            .map(|p| SocketAddr::new(self.client_addr.ip(), p))
+    }
 }
 
 /// DataNode -> NameNode (registration port).
@@ -108,6 +120,9 @@ pub enum DataNodeToNameNode {
         node_id: NodeId,
         client_addr: SocketAddr,
         admin_addr: SocketAddr,
+        /// The node's TLS port (see [`NodeInfo::tls_port`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tls_port: Option<u16>,
         /// Newest table epoch the node has applied (0 when it has none).
         epoch_seen: u64,
         /// Slot ranges the node believes it owns, so a restarted NameNode can rebuild the table
@@ -198,6 +213,9 @@ pub enum NameNodeToDataNode {
         slots: Vec<(u16, u16)>,
         to: NodeId,
         to_addr: SocketAddr,
+        /// `to`'s TLS port, for a cluster that runs with `tls-cluster`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to_tls_port: Option<u16>,
     },
     /// Liveness probe after missed heartbeats; answer with `pong`.
     Ping { nonce: u64 },
@@ -369,11 +387,20 @@ mod tests {
     }
 
     fn nodes() -> Vec<NodeInfo> {
-        vec![NodeInfo {
-            id: NodeId::from("dn-a"),
-            client_addr: addr("10.0.0.7:10100"),
-            admin_addr: addr("[::1]:20000"),
-        }]
+        vec![
+            NodeInfo {
+                id: NodeId::from("dn-a"),
+                client_addr: addr("10.0.0.7:10100"),
+                admin_addr: addr("[::1]:20000"),
+                tls_port: None,
+            },
+            NodeInfo {
+                id: NodeId::from("dn-b"),
+                client_addr: addr("10.0.0.8:10100"),
+                admin_addr: addr("10.0.0.8:20000"),
+                tls_port: Some(16380),
+            },
+        ]
     }
 
     fn datanode_messages() -> Vec<DataNodeToNameNode> {
@@ -384,6 +411,7 @@ mod tests {
                 node_id: node_id.clone(),
                 client_addr: addr("10.0.0.7:10100"),
                 admin_addr: addr("127.0.0.1:20000"),
+                tls_port: None,
                 epoch_seen: 0,
                 owned_slots: None,
                 leased: false,
@@ -394,6 +422,7 @@ mod tests {
                 node_id: node_id.clone(),
                 client_addr: addr("[2001:db8::7]:10100"),
                 admin_addr: addr("127.0.0.1:20000"),
+                tls_port: Some(16380),
                 epoch_seen: 6,
                 owned_slots: Some(vec![(0, 99), (200, 16383)]),
                 leased: true,
@@ -462,6 +491,7 @@ mod tests {
                 slots: vec![(5000, 5039), (7000, 7000)],
                 to: NodeId::from("dn-b"),
                 to_addr: addr("10.0.0.8:10100"),
+                to_tls_port: Some(16380),
             },
             NameNodeToDataNode::Ping { nonce: u64::MAX },
             NameNodeToDataNode::Lease { seq: 17 },

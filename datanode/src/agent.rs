@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -107,12 +107,18 @@ fn owned_ranges(r: &Routing) -> Option<Vec<(u16, u16)>> {
     )
 }
 
-async fn send(
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
+/// The connection to the NameNode: TCP, or TLS with `tls-cluster`.
+trait ControlStream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> ControlStream for T {}
+
+async fn send<W: AsyncWrite + Unpin>(
+    w: &mut W,
     msg: &DataNodeToNameNode,
 ) -> Result<(), AgentError> {
     let line = encode_line(msg)?;
     w.write_all(&line).await?;
+    // A TLS stream may keep the line in its buffer until flushed (a no-op for TCP).
+    w.flush().await?;
     Ok(())
 }
 
@@ -140,8 +146,8 @@ async fn refresh_advertised(node: &Node) {
 }
 
 /// Sends a heartbeat, numbered so the NameNode's lease grant can be matched to when it left.
-async fn heartbeat(
-    w: &mut tokio::net::tcp::OwnedWriteHalf,
+async fn heartbeat<W: AsyncWrite + Unpin>(
+    w: &mut W,
     node: &Node,
     node_id: &NodeId,
 ) -> Result<(), AgentError> {
@@ -181,7 +187,33 @@ async fn session(
         })?
         .map_err(unreachable)?;
     let _ = sock.set_nodelay(true);
-    let (rd, mut wr) = sock.into_split();
+    let sock: Box<dyn ControlStream> = match node.tls.cluster() {
+        None => Box::new(sock),
+        Some(config) => {
+            // The NameNode's certificate must chain to the CA; its name is not checked
+            // (see crate::tls::cluster_config), the cluster secret proves who it is.
+            let name = chkv_common::tls::server_name(&namenode.host).unwrap_or(
+                rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+            );
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let tls = tokio::time::timeout(Duration::from_secs(2), connector.connect(name, sock))
+                .await
+                .map_err(|_| {
+                    unreachable(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "TLS handshake timed out after 2 s (tls-cluster)",
+                    ))
+                })?
+                .map_err(|e| {
+                    unreachable(std::io::Error::new(
+                        e.kind(),
+                        format!("TLS handshake (tls-cluster): {e}"),
+                    ))
+                })?;
+            Box::new(tls)
+        }
+    };
+    let (rd, mut wr) = tokio::io::split(sock);
     let mut rd = BufReader::new(rd);
     let secret = node.config().cluster_secret.clone();
     connect_lines(
@@ -211,6 +243,7 @@ async fn session(
             node_id: node_id.clone(),
             client_addr: node.advertised_addr(),
             admin_addr,
+            tls_port: node.tls_port(),
             epoch_seen: if routing.standalone { 0 } else { routing.epoch },
             owned_slots: owned_ranges(&routing),
             leased: true,
@@ -325,8 +358,9 @@ async fn session(
                     NameNodeToDataNode::Ping { nonce } => {
                         send(&mut wr, &DataNodeToNameNode::Pong { node_id: node_id.clone(), nonce }).await?;
                     }
-                    NameNodeToDataNode::Migrate { epoch, slots, to, to_addr } => {
-                        crate::handoff::enqueue(node, crate::handoff::MigrateOrder { epoch, slots, to, to_addr });
+                    NameNodeToDataNode::Migrate { epoch, slots, to, to_addr, to_tls_port } => {
+                        node.peers.learn_tls_port(to_addr, to_tls_port);
+                        crate::handoff::enqueue(node, crate::handoff::MigrateOrder { epoch, slots, to, to_addr, to_tls_port });
                     }
                     NameNodeToDataNode::Drain => {
                         info!("the NameNode asked this node to drain");

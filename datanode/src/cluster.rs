@@ -323,6 +323,7 @@ mod tests {
                 id: NodeId::new(*id),
                 client_addr: format!("127.0.0.1:{}", 7000 + i).parse().expect("addr"),
                 admin_addr: format!("127.0.0.1:{}", 8000 + i).parse().expect("addr"),
+                tls_port: None,
             });
         }
         (ring.slot_table(), infos)

@@ -1450,6 +1450,7 @@ mod tests {
             id: NodeId::new(id),
             client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+            tls_port: None,
         };
         let mut h = Harness::with_config(crate::config::Config {
             node_id: Some("b".into()),

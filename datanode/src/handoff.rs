@@ -70,6 +70,8 @@ pub struct MigrateOrder {
     pub slots: Vec<(u16, u16)>,
     pub to: NodeId,
     pub to_addr: SocketAddr,
+    /// `to`'s TLS port (the one peers use with `tls-cluster`).
+    pub to_tls_port: Option<u16>,
 }
 
 /// Progress of the moves this node makes.
@@ -280,6 +282,7 @@ fn my_info(node: &Node) -> NodeInfo {
         id: NodeId::new(node.node_id.clone()),
         client_addr: addr,
         admin_addr: node.config().admin_addr,
+        tls_port: node.tls_port(),
     }
 }
 
@@ -375,6 +378,7 @@ async fn migrate(node: &Arc<Node>, order: &MigrateOrder) -> Result<(usize, u64),
         id: order.to.clone(),
         client_addr: order.to_addr,
         admin_addr: order.to_addr,
+        tls_port: order.to_tls_port,
     };
     let wanted: Vec<u16> = order
         .slots
@@ -747,6 +751,7 @@ mod tests {
             id: NodeId::new(id),
             client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+            tls_port: None,
         }
     }
 

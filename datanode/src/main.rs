@@ -100,6 +100,11 @@ struct Args {
     /// Client certificates on the TLS port: yes (required), no, or optional.
     #[arg(long, default_value = "yes", value_parser = parse_auth_clients)]
     tls_auth_clients: chkv_datanode::tls::AuthClients,
+    /// yes: links to other DataNodes (forwarding, handoff) and to the NameNode over TLS,
+    /// with this node's certificate, peers' checked against --tls-ca-cert-file; peers are
+    /// then accepted only on the TLS port. Needs --tls-port.
+    #[arg(long, default_value = "no", value_parser = parse_yes_no)]
+    tls_cluster: bool,
     /// ACL file: users loaded at start, written by ACL SAVE, read again by ACL LOAD.
     #[arg(long)]
     aclfile: Option<std::path::PathBuf>,
@@ -193,6 +198,7 @@ fn main() -> anyhow::Result<()> {
             key_file: args.tls_key_file,
             ca_cert_file: args.tls_ca_cert_file,
             auth_clients: args.tls_auth_clients,
+            cluster: args.tls_cluster,
         },
         aclfile: args.aclfile,
         ..Config::default()
@@ -293,6 +299,14 @@ fn tune_allocator() {
 fn parse_maxmemory(s: &str) -> Result<u64, String> {
     chkv_datanode::config::parse_memory(s)
         .ok_or_else(|| format!("'{s}' is not a memory size (e.g. 100mb, 2gb, 1048576)"))
+}
+
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("'{s}' is not yes or no")),
+    }
 }
 
 fn parse_auth_clients(s: &str) -> Result<chkv_datanode::tls::AuthClients, String> {

@@ -315,6 +315,7 @@ impl Node {
     /// Installs the effective routing snapshot (table plus overrides).
     pub(crate) fn install_routing(&self, mut r: Routing) {
         let keep: Vec<SocketAddr> = r.nodes.iter().map(|n| n.client_addr).collect();
+        self.peers.learn_tls_ports(&r.nodes);
         let (installed, before) = {
             let mut current = self.routing.write();
             let before = current.clone();
@@ -354,6 +355,20 @@ impl Node {
     /// The generation of the routing installed now.
     pub fn routing_generation(&self) -> u64 {
         self.routing_generation.load(SeqCst)
+    }
+
+    /// Loads the TLS material `s` names into the TLS port and the cluster links, or changes
+    /// nothing and says why.
+    pub fn load_tls(&self, s: &crate::tls::TlsSettings) -> Result<(), crate::tls::TlsError> {
+        let cluster = self.tls.load(s)?;
+        self.peers.set_tls(cluster);
+        Ok(())
+    }
+
+    /// The TLS port this node listens on (advertised to the NameNode and peers).
+    pub fn tls_port(&self) -> Option<u16> {
+        let c = self.config();
+        c.tls.port.filter(|&p| p != 0)
     }
 
     /// The address clients and peers use to reach this node.

@@ -11,6 +11,11 @@
 //! `requirepass`: the address came from the control plane, and a password sent there would
 //! be handed to whoever the table names. The peer's requirepass does not apply to it either,
 //! so rotating the password never breaks links between nodes.
+//!
+//! With `tls-cluster` every connection goes to the peer's TLS port (learnt from the table
+//! and from migrate orders, [`Peers::learn_tls_port`]) over TLS, presenting this node's
+//! certificate and checking the peer's against the CA; a peer without a TLS port is not
+//! reached at all.
 
 use crate::resp::reply::reply_len;
 use crate::resp::{Protocol, Request};
@@ -21,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
@@ -54,6 +59,25 @@ struct Waiting {
 pub struct Peers {
     conns: Mutex<HashMap<(SocketAddr, Protocol), mpsc::UnboundedSender<Job>>>,
     auth: Arc<PeerAuth>,
+    /// With `tls-cluster`: the client side of TLS links, and each peer's TLS port by its
+    /// client address.
+    tls: Mutex<PeerTls>,
+}
+
+#[derive(Default)]
+struct PeerTls {
+    config: Option<Arc<rustls::ClientConfig>>,
+    ports: HashMap<SocketAddr, u16>,
+}
+
+/// How a new connection reaches its peer.
+#[derive(Clone)]
+enum Link {
+    Plain,
+    Tls {
+        config: Arc<rustls::ClientConfig>,
+        port: Option<u16>,
+    },
 }
 
 /// What a connection proves: this node's id and the cluster secret.
@@ -72,6 +96,34 @@ impl Peers {
         Peers {
             conns: Mutex::new(HashMap::new()),
             auth: Arc::new(PeerAuth { secret, my_id }),
+            tls: Mutex::new(PeerTls::default()),
+        }
+    }
+
+    /// Sets the client side of TLS links (`tls-cluster`; `None`: plaintext links). Open
+    /// connections are kept; new ones use `config`.
+    pub fn set_tls(&self, config: Option<Arc<rustls::ClientConfig>>) {
+        self.tls.lock().config = config;
+    }
+
+    /// Notes the TLS port of the peer at `addr` (its client address), or that it has none.
+    pub fn learn_tls_port(&self, addr: SocketAddr, port: Option<u16>) {
+        let mut tls = self.tls.lock();
+        match port {
+            Some(p) => tls.ports.insert(addr, p),
+            None => tls.ports.remove(&addr),
+        };
+    }
+
+    /// How a new connection to `addr` is made.
+    fn link(&self, addr: SocketAddr) -> Link {
+        let tls = self.tls.lock();
+        match &tls.config {
+            None => Link::Plain,
+            Some(config) => Link::Tls {
+                config: config.clone(),
+                port: tls.ports.get(&addr).copied(),
+            },
         }
     }
 
@@ -88,7 +140,7 @@ impl Peers {
         for _ in 0..2 {
             let sender = conns
                 .entry((addr, proto))
-                .or_insert_with(|| spawn_conn(addr, proto, self.auth.clone()));
+                .or_insert_with(|| spawn_conn(addr, proto, self.auth.clone(), self.link(addr)));
             match sender.send(job) {
                 Ok(()) => return rx,
                 Err(mpsc::error::SendError(j)) => {
@@ -123,13 +175,35 @@ impl Peers {
         PeerConn {
             addr,
             proto,
-            tx: spawn_conn(addr, proto, self.auth.clone()),
+            tx: spawn_conn(addr, proto, self.auth.clone(), self.link(addr)),
         }
     }
 
     /// Drops connections to peers that are no longer in the cluster.
     pub fn retain(&self, keep: impl Fn(&SocketAddr) -> bool) {
         self.conns.lock().retain(|(a, _), _| keep(a));
+    }
+
+    /// Takes the peers' TLS ports from the table (a peer's port changed: its connections
+    /// are replaced).
+    pub fn learn_tls_ports(&self, nodes: &[chkv_common::NodeInfo]) {
+        let mut changed = Vec::new();
+        {
+            let mut tls = self.tls.lock();
+            for n in nodes {
+                let old = tls.ports.get(&n.client_addr).copied();
+                if old != n.tls_port {
+                    match n.tls_port {
+                        Some(p) => tls.ports.insert(n.client_addr, p),
+                        None => tls.ports.remove(&n.client_addr),
+                    };
+                    changed.push(n.client_addr);
+                }
+            }
+        }
+        if !changed.is_empty() {
+            self.conns.lock().retain(|(a, _), _| !changed.contains(a));
+        }
     }
 }
 
@@ -167,15 +241,16 @@ fn spawn_conn(
     addr: SocketAddr,
     proto: Protocol,
     auth: Arc<PeerAuth>,
+    link: Link,
 ) -> mpsc::UnboundedSender<Job> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run_conn(addr, proto, auth, rx));
+    tokio::spawn(run_conn(addr, proto, auth, link, rx));
     tx
 }
 
 /// Reads one complete reply into `buf` (bounded), returning its length.
-async fn read_reply(
-    sock: &mut TcpStream,
+async fn read_reply<S: AsyncRead + Unpin>(
+    sock: &mut S,
     buf: &mut BytesMut,
     addr: SocketAddr,
     deadline: tokio::time::Instant,
@@ -202,26 +277,54 @@ async fn read_reply(
     }
 }
 
-/// Connects and performs the handshake: the cluster-secret exchange (`CLUSTER PEERHELLO`,
-/// then `PEERAUTH`), HELLO 3 for RESP3, CLUSTER REDIRECTS INTERNAL.
-async fn connect(
-    addr: SocketAddr,
-    proto: Protocol,
-    auth: &PeerAuth,
-) -> Result<(TcpStream, BytesMut), PeerError> {
-    let mut sock = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+/// Connects to `to` over TCP.
+async fn tcp_connect(addr: SocketAddr, to: SocketAddr) -> Result<TcpStream, PeerError> {
+    let sock = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(to))
         .await
         .map_err(|_| PeerError::Connect(addr, "timed out".into()))?
         .map_err(|e| PeerError::Connect(addr, e.to_string()))?;
     let _ = sock.set_nodelay(true);
+    Ok(sock)
+}
+
+/// The TLS handshake with the peer whose client address is `addr`, on its TLS `port`.
+async fn tls_connect(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    port: Option<u16>,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, PeerError> {
+    let port = port.ok_or_else(|| {
+        PeerError::Connect(
+            addr,
+            "tls-cluster is on and this peer advertises no TLS port".into(),
+        )
+    })?;
+    let sock = tcp_connect(addr, SocketAddr::new(addr.ip(), port)).await?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let connector = tokio_rustls::TlsConnector::from(config);
+    tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(name, sock))
+        .await
+        .map_err(|_| PeerError::Connect(addr, "TLS handshake timed out".into()))?
+        .map_err(|e| PeerError::Connect(addr, format!("TLS handshake: {e}")))
+}
+
+/// Performs the handshake: the cluster-secret exchange (`CLUSTER PEERHELLO`, then
+/// `PEERAUTH`), HELLO 3 for RESP3, CLUSTER REDIRECTS INTERNAL. Returns what was read past it.
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    sock: &mut S,
+    addr: SocketAddr,
+    proto: Protocol,
+    auth: &PeerAuth,
+) -> Result<BytesMut, PeerError> {
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     let lost = |e: std::io::Error| PeerError::Lost(addr, e.to_string());
     let my_nonce = chkv_common::auth::nonce();
     let mut hello = BytesMut::new();
     crate::trust::hello_request(&auth.my_id, &my_nonce).encode_into(&mut hello);
     sock.write_all(&hello).await.map_err(lost)?;
+    sock.flush().await.map_err(lost)?;
     let mut buf = BytesMut::with_capacity(4096);
-    let n = read_reply(&mut sock, &mut buf, addr, deadline).await?;
+    let n = read_reply(sock, &mut buf, addr, deadline).await?;
     let challenge = buf.split_to(n);
     let (peer_id, proof) =
         crate::trust::answer_challenge(&auth.secret, &auth.my_id, &my_nonce, &challenge)
@@ -237,8 +340,9 @@ async fn connect(
     Request::from_args(["CLUSTER", "REDIRECTS", "INTERNAL"]).encode_into(&mut hello);
     expected += 1;
     sock.write_all(&hello).await.map_err(lost)?;
+    sock.flush().await.map_err(lost)?;
     while expected > 0 {
-        let n = read_reply(&mut sock, &mut buf, addr, deadline).await?;
+        let n = read_reply(sock, &mut buf, addr, deadline).await?;
         let r = buf.split_to(n);
         if r.first() == Some(&b'-') {
             let text = &r[..r.len().min(200)];
@@ -249,27 +353,57 @@ async fn connect(
         }
         expected -= 1;
     }
-    Ok((sock, buf))
+    Ok(buf)
 }
 
 async fn run_conn(
     addr: SocketAddr,
     proto: Protocol,
     auth: Arc<PeerAuth>,
+    link: Link,
     mut rx: mpsc::UnboundedReceiver<Job>,
 ) {
-    let (sock, mut rbuf) = match connect(addr, proto, &auth).await {
-        Ok(s) => s,
-        Err(e) => {
-            debug!(%addr, error = %e, "peer connection failed");
-            rx.close();
-            while let Ok(job) = rx.try_recv() {
-                let _ = job.reply.send(Err(e.clone()));
-            }
-            return;
-        }
+    let failed = match link {
+        Link::Plain => match tcp_connect(addr, addr).await {
+            Ok(mut sock) => match handshake(&mut sock, addr, proto, &auth).await {
+                Ok(rbuf) => {
+                    let (rd, wr) = sock.into_split();
+                    return serve_conn(rd, wr, rbuf, addr, rx).await;
+                }
+                Err(e) => e,
+            },
+            Err(e) => e,
+        },
+        Link::Tls { config, port } => match tls_connect(addr, config, port).await {
+            Ok(mut sock) => match handshake(&mut sock, addr, proto, &auth).await {
+                Ok(rbuf) => {
+                    let (rd, wr) = tokio::io::split(sock);
+                    return serve_conn(rd, wr, rbuf, addr, rx).await;
+                }
+                Err(e) => e,
+            },
+            Err(e) => e,
+        },
     };
-    let (mut rd, mut wr) = sock.into_split();
+    debug!(%addr, error = %failed, "peer connection failed");
+    rx.close();
+    while let Ok(job) = rx.try_recv() {
+        let _ = job.reply.send(Err(failed.clone()));
+    }
+}
+
+/// Writes the queued requests and hands their replies back in order until the callers are
+/// gone or the connection fails.
+async fn serve_conn<R, W>(
+    mut rd: R,
+    mut wr: W,
+    mut rbuf: BytesMut,
+    addr: SocketAddr,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
     let waiting = Arc::new(Mutex::new(Waiting {
         queue: VecDeque::new(),
         closed: None,
@@ -341,7 +475,12 @@ async fn run_conn(
                 break 'outer;
             }
         }
-        if let Err(e) = wr.write_all(&wbuf).await {
+        // A TLS stream may keep the last record until flushed (a no-op for TCP).
+        let written = match wr.write_all(&wbuf).await {
+            Ok(()) => wr.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             fail_all(&waiting, PeerError::Lost(addr, e.to_string()));
             break;
         }

@@ -92,12 +92,20 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
     let addr = listener.local_addr()?;
     // The node id derives from the address actually bound (port 0 picks one).
     config.port = addr.port();
+    if config.tls.cluster && !config.tls.enabled() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "tls-cluster needs a TLS port (--tls-port): peers reach this node there",
+        ));
+    }
     let tls = if config.tls.enabled() {
-        let tls_config = crate::tls::server_config(&config.tls)
+        // Checked before anything listens; loaded into the node below.
+        crate::tls::server_config(&config.tls)
+            .and_then(|_| crate::tls::cluster_config(&config.tls))
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let l = TcpListener::bind((config.bind, config.tls.port.unwrap_or(0))).await?;
         config.tls.port = Some(l.local_addr()?.port());
-        Some((l, tls_config))
+        Some(l)
     } else {
         None
     };
@@ -115,8 +123,10 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
     *node.addr.lock() = Some(addr);
     info!(%addr, "listening for RESP clients");
     let tls_addr = match tls {
-        Some((l, tls_config)) => {
-            node.tls.install(tls_config);
+        Some(l) => {
+            let settings = node.config().tls.clone();
+            node.load_tls(&settings)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
             let tls_addr = l.local_addr()?;
             info!(addr = %tls_addr, "listening for TLS clients");
             Some((l, tls_addr))
@@ -303,9 +313,8 @@ async fn reload_tls_on_sighup(node: Arc<Node>, mut stop: watch::Receiver<bool>) 
             tokio::select! {
                 _ = hup.recv() => {
                     let settings = node.config().tls.clone();
-                    match crate::tls::server_config(&settings) {
-                        Ok(c) => {
-                            node.tls.install(c);
+                    match node.load_tls(&settings) {
+                        Ok(()) => {
                             info!("SIGHUP: TLS certificates reloaded");
                         }
                         Err(e) => warn!(error = %e, "SIGHUP: TLS reload failed; keeping the current certificates"),
@@ -386,11 +395,11 @@ fn accept(
         let id = info.id;
         let res = if tls {
             match tls_handshake(&node, sock).await {
-                Ok(sock) => connection(&node, sock, info, stop).await,
+                Ok(sock) => connection(&node, sock, true, info, stop).await,
                 Err(e) => Err(e),
             }
         } else {
-            connection(&node, sock, info, stop).await
+            connection(&node, sock, false, info, stop).await
         };
         if let Err(e) = res {
             debug!(client = id, error = %e, "connection ended with an error");
@@ -422,6 +431,7 @@ async fn tls_handshake(
 async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     node: &Arc<Node>,
     mut sock: S,
+    tls: bool,
     info: Arc<crate::node::ClientInfo>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -430,6 +440,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
         (node.default_user_open(), c.cluster_redirects)
     };
     let mut session = Session::new(info, authed);
+    session.tls = tls;
     if redirects {
         session.redirects = Redirects::Redirect;
     }

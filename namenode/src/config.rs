@@ -125,6 +125,32 @@ pub struct Config {
     /// Bearer token for the HTTP API's writes (`POST /api/nodes/{id}/drain`); without one
     /// they are refused.
     pub http_token: Option<HttpToken>,
+    /// `tls-cluster`: the DataNode port speaks TLS only, with this certificate, and
+    /// DataNodes must present certificates that chain to the CA.
+    pub cluster_tls: Option<ClusterTls>,
+}
+
+/// The PEM files of the DataNode port's TLS (`--tls-cluster yes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_cert_file: PathBuf,
+}
+
+impl ClusterTls {
+    /// The rustls configuration of the DataNode port, reading the files.
+    pub fn server_config(
+        &self,
+    ) -> Result<std::sync::Arc<chkv_common::tls::rustls::ServerConfig>, chkv_common::tls::TlsError>
+    {
+        chkv_common::tls::server_config(
+            Some(&self.cert_file),
+            Some(&self.key_file),
+            Some(&self.ca_cert_file),
+            chkv_common::tls::AuthClients::Yes,
+        )
+    }
 }
 
 /// A secret for the HTTP API. Its `Debug` does not show it.
@@ -173,6 +199,7 @@ impl Default for Config {
             vnodes: DEFAULT_VNODES,
             timing: Timing::default(),
             http_token: None,
+            cluster_tls: None,
         }
     }
 }
@@ -267,9 +294,31 @@ pub struct Args {
         hide = true
     )]
     pub http_token: Option<String>,
+    /// yes: the DataNode port speaks TLS only (DataNodes run with --tls-cluster yes),
+    /// with --tls-cert-file and --tls-key-file; DataNodes' certificates must chain to
+    /// --tls-ca-cert-file.
+    #[arg(long, default_value = "no", value_parser = parse_yes_no)]
+    pub tls_cluster: bool,
+    /// PEM certificate chain of the DataNode port (--tls-cluster yes).
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(long)]
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA bundle DataNodes' certificates must chain to.
+    #[arg(long)]
+    pub tls_ca_cert_file: Option<PathBuf>,
     /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive list.
     #[arg(long, default_value = "info", env = "CHKV_LOG")]
     pub log_level: String,
+}
+
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("'{s}' is not yes or no")),
+    }
 }
 
 impl TryFrom<&Args> for Config {
@@ -320,6 +369,22 @@ impl TryFrom<&Args> for Config {
             ),
             (None, None) => None,
         };
+        let cluster_tls = if args.tls_cluster {
+            let need = |f: &Option<PathBuf>, name: &str| {
+                f.clone()
+                    .ok_or_else(|| Error::Config(format!("--tls-cluster yes needs {name}")))
+            };
+            let tls = ClusterTls {
+                cert_file: need(&args.tls_cert_file, "--tls-cert-file")?,
+                key_file: need(&args.tls_key_file, "--tls-key-file")?,
+                ca_cert_file: need(&args.tls_ca_cert_file, "--tls-ca-cert-file")?,
+            };
+            tls.server_config()
+                .map_err(|e| Error::Config(format!("--tls-cluster: {e}")))?;
+            Some(tls)
+        } else {
+            None
+        };
         Ok(Config {
             bind: args.bind,
             datanode_bind: args.datanode_bind,
@@ -332,6 +397,7 @@ impl TryFrom<&Args> for Config {
             vnodes,
             timing,
             http_token,
+            cluster_tls,
         })
     }
 }

@@ -54,7 +54,7 @@ mod server;
 use std::io;
 use std::net::SocketAddr;
 
-pub use config::{Args, Config, HttpToken, Timing};
+pub use config::{Args, ClusterTls, Config, HttpToken, Timing};
 pub use membership::{Membership, Publication};
 pub use server::{run, start, NameNodeHandle};
 

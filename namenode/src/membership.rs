@@ -1323,6 +1323,7 @@ impl Membership {
                         slots: ranges,
                         to,
                         to_addr: to_info.client_addr,
+                        to_tls_port: to_info.tls_port,
                     },
                 });
             }
@@ -1677,6 +1678,7 @@ mod tests {
             id: NodeId::from(id),
             client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 10000)),
+            tls_port: None,
         }
     }
 

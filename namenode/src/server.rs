@@ -34,8 +34,7 @@ use chkv_common::{
     decode_line, encode_line, ClientToNameNode, DataNodeToNameNode, NameNodeToClient,
     NameNodeToDataNode, NodeId, NodeInfo,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -139,6 +138,13 @@ pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
     let mut last_conn = 0;
     let (tx, stop_dn) = (core_tx.clone(), stop_rx.clone());
     let secret = config.cluster_secret.clone();
+    let tls = match &config.cluster_tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(
+            t.server_config()
+                .map_err(|e| Error::Config(format!("--tls-cluster: {e}")))?,
+        )),
+        None => None,
+    };
     tasks.spawn(accept_loop(
         datanodes,
         stop_rx.clone(),
@@ -147,14 +153,19 @@ pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
         move |stream, peer| {
             last_conn += 1;
             let conn = ConnId(last_conn);
-            serve_datanode(
-                stream,
-                peer,
-                conn,
-                tx.clone(),
-                stop_dn.clone(),
-                secret.clone(),
-            )
+            let (tx, stop, secret, tls) =
+                (tx.clone(), stop_dn.clone(), secret.clone(), tls.clone());
+            async move {
+                let Some(acceptor) = tls else {
+                    return serve_datanode(stream, peer, conn, tx, stop, secret).await;
+                };
+                // tls-cluster: TLS only, the DataNode's certificate checked against the CA.
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_datanode(stream, peer, conn, tx, stop, secret).await,
+                    Ok(Err(e)) => warn!(%conn, %peer, "refusing datanode: TLS handshake: {e}"),
+                    Err(_) => debug!(%conn, %peer, "datanode TLS handshake timed out"),
+                }
+            }
         },
     ));
     let stop_w = stop_rx.clone();
@@ -535,8 +546,8 @@ fn log_notice(notice: &Notice) {
 /// One DataNode connection: the authentication handshake, then the writer runs here and the
 /// reader in its own task. Nothing reaches the core before the peer has proved the cluster
 /// secret, and the connection is bound to the node id it proved it for.
-async fn serve_datanode(
-    stream: TcpStream,
+async fn serve_datanode<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
     peer: SocketAddr,
     conn: ConnId,
     core: mpsc::Sender<CoreEvent>,
@@ -544,12 +555,20 @@ async fn serve_datanode(
     secret: ClusterSecret,
 ) {
     debug!(%conn, %peer, "datanode connected");
-    let (rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::new(rd);
     let node = match accept_lines(&mut rd, &mut wr, &secret, Purpose::Control, NAMENODE_ID).await {
         Ok(id) => NodeId::new(id),
-        Err(e @ AuthError::BadProof) => return warn!(%conn, %peer, "refusing datanode: {e}"),
-        Err(e) => return debug!(%conn, %peer, "datanode handshake: {e}"),
+        Err(e) => {
+            match e {
+                AuthError::BadProof => warn!(%conn, %peer, "refusing datanode: {e}"),
+                e => debug!(%conn, %peer, "datanode handshake: {e}"),
+            }
+            // Close our side first, so the error line reaches the peer even when it sent
+            // more than we read (closing with unread input would reset the connection).
+            let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+            return;
+        }
     };
     debug!(%conn, %peer, %node, "datanode authenticated");
     let (tx, mut rx) = mpsc::channel::<Arc<[u8]>>(DATANODE_QUEUE);
@@ -562,7 +581,12 @@ async fn serve_datanode(
             _ = stop.changed() => break,
             line = rx.recv() => {
                 let Some(line) = line else { break };
-                match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&line)).await {
+                // A TLS stream may keep the line until flushed (a no-op for TCP).
+                let write = async {
+                    wr.write_all(&line).await?;
+                    wr.flush().await
+                };
+                match tokio::time::timeout(WRITE_TIMEOUT, write).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         debug!(%conn, "write failed: {e}");
@@ -587,8 +611,8 @@ async fn serve_datanode(
 
 /// Decodes the lines of DataNode `node` into events until EOF, an error, or a refused
 /// message.
-async fn read_datanode(
-    mut rd: BufReader<OwnedReadHalf>,
+async fn read_datanode<R: AsyncRead + Unpin>(
+    mut rd: BufReader<R>,
     conn: ConnId,
     node: NodeId,
     core: mpsc::Sender<CoreEvent>,
@@ -639,6 +663,7 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
             node_id,
             client_addr,
             admin_addr,
+            tls_port,
             epoch_seen,
             owned_slots,
             leased,
@@ -655,6 +680,7 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
                     id: node_id,
                     client_addr,
                     admin_addr,
+                    tls_port,
                 },
                 epoch_seen,
                 owned_slots,

@@ -135,6 +135,7 @@ fn event(op: &Op) -> Event {
                 id: node(id),
                 client_addr: SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(id))),
                 admin_addr: SocketAddr::from(([127, 0, 0, 1], 8000 + u16::from(id))),
+                tls_port: None,
             },
             epoch_seen: epoch,
             owned_slots: slots(&s),

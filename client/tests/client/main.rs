@@ -8,11 +8,18 @@
 //! - [`zsets`]: sorted sets and GEO, across nodes and over RESP3.
 //! - [`batches`]: MGET/MSET/DEL/EXISTS and pipelines across nodes, in the caller's order.
 //! - [`ring`]: joins, drains and a SIGKILL under load; a NameNode restart under load.
+//! - [`tls`]: DataNodes' TLS ports, standalone and through a NameNode, mutual TLS, a
+//!   subscription over TLS.
 
 mod batches;
 mod bits;
 mod commands;
 mod lists;
 mod ring;
+mod tls;
 mod util;
 mod zsets;
+
+#[allow(dead_code)]
+#[path = "../../../datanode/tests/support/pki.rs"]
+mod pki;

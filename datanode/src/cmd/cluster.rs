@@ -108,7 +108,16 @@ fn lease(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 }
 
 fn peerhello(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let secret = ctx.node.config().cluster_secret.clone();
+    let (secret, tls_cluster) = {
+        let c = ctx.node.config();
+        (c.cluster_secret.clone(), c.tls.cluster)
+    };
+    if tls_cluster && !ctx.session.tls {
+        // Redis's tls-cluster: the links between nodes are encrypted, or there is none.
+        return Err(Frame::err(
+            "ERR tls-cluster is on: peers connect to this node's TLS port",
+        ));
+    }
     let (reply, pending) =
         crate::trust::challenge(&secret, &ctx.node.node_id, req.arg(2), req.arg(3))?;
     ctx.session.peer_pending = Some(Box::new(pending));

@@ -240,6 +240,9 @@ pub struct Session {
     pub peer: Option<Box<str>>,
     /// A `CLUSTER PEERHELLO` answered, waiting for `PEERAUTH`.
     pub peer_pending: Option<Box<crate::trust::PendingPeer>>,
+    /// The connection came in on the TLS port (with `tls-cluster`, the only place peers
+    /// are accepted).
+    pub tls: bool,
     /// A `CLUSTER IMPORT` failed since the last `CLUSTER HANDOFF`: the next one is refused,
     /// so a batch is never flipped with part of its data missing.
     pub import_failed: bool,
@@ -327,6 +330,7 @@ impl Session {
             redirects: Redirects::Forward,
             peer: None,
             peer_pending: None,
+            tls: false,
             import_failed: false,
             tx: multi::TxState::default(),
             pubsub: None,

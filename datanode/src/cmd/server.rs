@@ -1391,6 +1391,11 @@ static PARAMS: &[Param] = &[
         set: None,
     },
     Param {
+        name: "tls-cluster",
+        get: |c| if c.tls.cluster { "yes" } else { "no" }.into(),
+        set: None,
+    },
+    Param {
         name: "tls-cert-file",
         get: |c| path_param(&c.tls.cert_file),
         set: Some(|c, v| set_path(&mut c.tls.cert_file, v)),
@@ -1617,12 +1622,11 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     // a failure leaves everything as it was. New TLS connections get it; open ones keep theirs.
     let tls_changed = !ctx.node.config().tls.same_material(&cfg.tls);
     if tls_changed && cfg.tls.enabled() {
-        let tls = crate::tls::server_config(&cfg.tls).map_err(|e| {
+        ctx.node.load_tls(&cfg.tls).map_err(|e| {
             Frame::error(format!(
                 "ERR CONFIG SET failed (possibly related to argument 'tls-cert-file') - Unable to update TLS configuration: {e}"
             ))
         })?;
-        ctx.node.tls.install(tls);
     }
     let new_password = cfg.requirepass != ctx.node.config().requirepass;
     if new_password {

@@ -30,6 +30,8 @@
 //! - [`lists`]: blocking commands forwarded to their key's owner, CLIENT UNBLOCK and
 //!   disconnects across nodes, a blocked client served by the new owner after a drain.
 //! - [`zsets`]: BZPOPMIN/BZPOPMAX/BZMPOP the same way, on real processes.
+//! - [`tls`]: `tls-cluster`: forwarding and a drain over TLS links, plaintext peers and
+//!   DataNodes, and certificates of another CA, refused.
 
 mod acl;
 mod bits;
@@ -47,6 +49,7 @@ mod resp3;
 mod restart;
 mod spread;
 mod stop;
+mod tls;
 mod tools;
 mod trust;
 mod util;
@@ -55,6 +58,10 @@ mod zsets;
 #[allow(dead_code)]
 #[path = "../server/util.rs"]
 mod server_util;
+
+#[allow(dead_code)]
+#[path = "../support/pki.rs"]
+mod pki;
 
 #[path = "../server/redis_server.rs"]
 mod redis_server;

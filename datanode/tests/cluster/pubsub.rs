@@ -3,7 +3,6 @@
 //! slot moves away (a drain), and work again at the new owner.
 
 use crate::util::*;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 fn push(kind: &str, a: &str, b: &str) -> String {
@@ -69,27 +68,6 @@ async fn publish_on_any_of_three_real_nodes_reaches_subscribers_on_all() {
         cluster.shutdown().await;
     })
     .await
-}
-
-/// Sends `k` to an admin port and reads until the drain's summary line.
-async fn drain(admin: SocketAddr) -> String {
-    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let sock = tokio::net::TcpStream::connect(admin)
-        .await
-        .expect("admin connect");
-    let (rd, mut wr) = sock.into_split();
-    wr.write_all(b"k\r\n").await.expect("send k");
-    let mut lines = BufReader::new(rd).lines();
-    loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("drain finishes in time")
-            .expect("admin read")
-            .expect("a summary before EOF");
-        if line.starts_with("drained:") {
-            return line;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

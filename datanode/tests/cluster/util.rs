@@ -46,6 +46,9 @@ pub struct Spec {
     kind: Kind,
     /// Node 0 answers `-MOVED` to every connection (`--cluster-redirects`).
     redirect_first: bool,
+    /// `tls-cluster`: every in-process DataNode gets these settings, and the NameNode's
+    /// DataNode port the same files.
+    tls: Option<chkv_datanode::tls::TlsSettings>,
 }
 
 impl Spec {
@@ -56,7 +59,16 @@ impl Spec {
             heartbeat: FAST_HEARTBEAT,
             kind: Kind::InProcess,
             redirect_first: false,
+            tls: None,
         }
+    }
+
+    /// Links between the nodes and to the NameNode over TLS (`tls-cluster yes`) with the
+    /// files `settings` names (in-process DataNodes only).
+    pub fn tls_cluster(mut self, settings: chkv_datanode::tls::TlsSettings) -> Spec {
+        assert!(settings.cluster, "tls-cluster settings");
+        self.tls = Some(settings);
+        self
     }
 
     pub fn heartbeat(mut self, interval: Duration) -> Spec {
@@ -79,6 +91,11 @@ impl Spec {
     pub async fn start(self) -> Cluster {
         let nn_config = chkv_namenode::Config {
             timing: Timing::new(self.heartbeat, TOLERANCE),
+            cluster_tls: self.tls.as_ref().map(|t| chkv_namenode::ClusterTls {
+                cert_file: t.cert_file.clone().expect("tls-cert-file"),
+                key_file: t.key_file.clone().expect("tls-key-file"),
+                ca_cert_file: t.ca_cert_file.clone().expect("tls-ca-cert-file"),
+            }),
             ..chkv_namenode::Config::ephemeral()
         };
         let namenode = step(
@@ -92,9 +109,9 @@ impl Spec {
         for i in 0..self.nodes {
             let redirects = self.redirect_first && i == 0;
             nodes.push(match self.kind {
-                Kind::InProcess => {
-                    DataNode::InProcess(start_in_process(nn, self.heartbeat, redirects).await)
-                }
+                Kind::InProcess => DataNode::InProcess(
+                    start_in_process(nn, self.heartbeat, redirects, self.tls.clone()).await,
+                ),
                 Kind::Process => {
                     let extra: &[&str] = if redirects {
                         &["--cluster-redirects"]
@@ -127,10 +144,11 @@ impl Spec {
     }
 }
 
-async fn start_in_process(
+pub async fn start_in_process(
     namenode: SocketAddr,
     heartbeat: Duration,
     redirects: bool,
+    tls: Option<chkv_datanode::tls::TlsSettings>,
 ) -> ServerHandle {
     let config = DataNodeConfig {
         port: 0,
@@ -138,6 +156,7 @@ async fn start_in_process(
         heartbeat_ms: heartbeat.as_millis() as u64,
         cluster_redirects: redirects,
         admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        tls: tls.unwrap_or_default(),
         ..DataNodeConfig::default()
     };
     step("starting a DataNode", server::start(config))
@@ -540,4 +559,25 @@ pub async fn my_id(addr: SocketAddr) -> String {
 /// Waits until INFO on `addr` says `n` clients are blocked (within [`CONVERGE_LIMIT`]).
 pub async fn blocked_on(addr: SocketAddr, n: usize) {
     blocked_clients_within(addr, n, CONVERGE_LIMIT).await
+}
+
+/// Sends `k` to an admin port and reads until the drain's summary line.
+pub async fn drain(admin: SocketAddr) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let sock = tokio::net::TcpStream::connect(admin)
+        .await
+        .expect("admin connect");
+    let (rd, mut wr) = sock.into_split();
+    wr.write_all(b"k\r\n").await.expect("send k");
+    let mut lines = BufReader::new(rd).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("drain finishes in time")
+            .expect("admin read")
+            .expect("a summary before EOF");
+        if line.starts_with("drained:") {
+            return line;
+        }
+    }
 }

@@ -39,6 +39,8 @@ mod metrics;
 mod migrate;
 mod multi;
 mod namenode_errors;
+#[path = "../support/pki.rs"]
+mod pki;
 #[path = "../../../namenode/tests/namenode/prom.rs"]
 mod prom;
 mod pubsub;

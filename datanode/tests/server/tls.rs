@@ -1,86 +1,24 @@
 //! TLS on the client port: the `redis` crate over rustls, mutual TLS, plaintext refused on the
 //! TLS port, certificate reload with CONFIG SET, and the real `redis-cli --tls`.
 
+use crate::pki::Pki;
 use crate::util::*;
 use chkv_datanode::config::Config;
 use chkv_datanode::tls::{AuthClients, TlsSettings};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use redis::{ClientTlsConfig, TlsCertificates};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate, as PEM
-/// files in a folder that is removed on drop.
-struct Pki {
-    dir: PathBuf,
-    ca_pem: String,
-    client_cert: String,
-    client_key: String,
-}
-
-impl Pki {
-    fn new(tag: &str) -> Pki {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = std::env::temp_dir().join(format!("chkv-tls-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "chkv test CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
-            .expect("ca cert");
-        let ca_pem = ca.pem();
-        let leaf = |names: Vec<String>| {
-            let key = KeyPair::generate().expect("key");
-            let params = CertificateParams::new(names).expect("params");
-            let cert = params.signed_by(&key, &ca).expect("signed");
-            (cert.pem(), key.serialize_pem())
-        };
-        let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()]);
-        let (client_cert, client_key) = leaf(vec!["client.chkv.test".into()]);
-        std::fs::write(dir.join("ca.pem"), &ca_pem).expect("write");
-        std::fs::write(dir.join("server.pem"), &server_cert).expect("write");
-        std::fs::write(dir.join("server.key"), &server_key).expect("write");
-        std::fs::write(dir.join("client.pem"), &client_cert).expect("write");
-        std::fs::write(dir.join("client.key"), &client_key).expect("write");
-        Pki {
-            dir,
-            ca_pem,
-            client_cert,
-            client_key,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn settings(&self, auth_clients: AuthClients) -> TlsSettings {
-        TlsSettings {
-            port: Some(0),
-            cert_file: Some(self.path("server.pem")),
-            key_file: Some(self.path("server.key")),
-            ca_cert_file: Some(self.path("ca.pem")),
-            auth_clients,
-        }
-    }
-
-    fn certs(&self, with_client_cert: bool) -> TlsCertificates {
-        TlsCertificates {
-            client_tls: with_client_cert.then(|| ClientTlsConfig {
-                client_cert: self.client_cert.clone().into_bytes(),
-                client_key: self.client_key.clone().into_bytes(),
-            }),
-            root_cert: Some(self.ca_pem.clone().into_bytes()),
-        }
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// The `redis` crate's TLS settings for `pki`'s CA, and its client certificate if asked.
+fn certs(pki: &Pki, with_client_cert: bool) -> TlsCertificates {
+    let read = |name: &str| std::fs::read(pki.path(name)).expect("PEM file");
+    TlsCertificates {
+        client_tls: with_client_cert.then(|| ClientTlsConfig {
+            client_cert: read("client.pem"),
+            client_key: read("client.key"),
+        }),
+        root_cert: Some(read("ca.pem")),
     }
 }
 
@@ -116,7 +54,7 @@ async fn set_and_get_over_tls_with_a_client_certificate() {
         let pki = Pki::new("mtls");
         let srv = start_tls(pki.settings(AuthClients::Yes)).await;
         let tls = srv.tls_addr().expect("TLS listener");
-        let mut con = tls_client(tls, pki.certs(true))
+        let mut con = tls_client(tls, certs(&pki, true))
             .await
             .expect("mTLS connects");
         let _: () = redis::cmd("SET")
@@ -165,14 +103,14 @@ async fn a_client_without_a_certificate_is_refused_when_required() {
         let pki = Pki::new("required");
         let srv = start_tls(pki.settings(AuthClients::Yes)).await;
         let tls = srv.tls_addr().expect("TLS listener");
-        let res = ping_over_tls(tls, pki.certs(false)).await;
+        let res = ping_over_tls(tls, certs(&pki, false)).await;
         assert!(
             res.is_err(),
             "no client certificate must not be served: {res:?}"
         );
         // Optional: the same client is served.
         let srv2 = start_tls(pki.settings(AuthClients::Optional)).await;
-        let mut con = tls_client(srv2.tls_addr().expect("tls"), pki.certs(false))
+        let mut con = tls_client(srv2.tls_addr().expect("tls"), certs(&pki, false))
             .await
             .expect("optional: no certificate is fine");
         let pong: String = redis::cmd("PING")
@@ -207,7 +145,7 @@ async fn plaintext_on_the_tls_port_gets_no_reply() {
             "{buf:?}"
         );
         // The node is still fine for TLS clients.
-        let mut con = tls_client(tls, pki.certs(false))
+        let mut con = tls_client(tls, certs(&pki, false))
             .await
             .expect("TLS connects");
         let pong: String = redis::cmd("PING")
@@ -256,7 +194,7 @@ async fn config_set_reloads_certificates_and_rejects_bad_ones() {
             .await
             .expect("CONFIG GET");
         assert_eq!(Path::new(&got[1]), pki.path("server.pem"));
-        let mut con = tls_client(tls, pki.certs(false))
+        let mut con = tls_client(tls, certs(&pki, false))
             .await
             .expect("still serving TLS");
         let _: String = redis::cmd("PING")
@@ -279,9 +217,9 @@ async fn config_set_reloads_certificates_and_rejects_bad_ones() {
             .query_async(&mut con)
             .await
             .expect("old conn");
-        let res = ping_over_tls(tls, pki.certs(false)).await;
+        let res = ping_over_tls(tls, certs(&pki, false)).await;
         assert!(res.is_err(), "old CA must not verify the new certificate");
-        let mut con2 = tls_client(tls, other.certs(false)).await.expect("new CA");
+        let mut con2 = tls_client(tls, certs(&other, false)).await.expect("new CA");
         let _: String = redis::cmd("PING")
             .query_async(&mut con2)
             .await
@@ -296,9 +234,9 @@ async fn config_set_reloads_certificates_and_rejects_bad_ones() {
             .query_async(&mut plain)
             .await
             .expect("require client certs");
-        let res = ping_over_tls(tls, other.certs(false)).await;
+        let res = ping_over_tls(tls, certs(&other, false)).await;
         assert!(res.is_err(), "client certificates are now required");
-        let mut con3 = tls_client(tls, other.certs(true)).await.expect("mTLS");
+        let mut con3 = tls_client(tls, certs(&other, true)).await.expect("mTLS");
         let _: String = redis::cmd("PING")
             .query_async(&mut con3)
             .await

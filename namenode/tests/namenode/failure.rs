@@ -178,6 +178,7 @@ async fn a_half_closed_connection_is_closed_and_the_node_removed() -> Result<()>
             node_id: NodeId::from("dn-d"),
             client_addr: "127.0.0.1:7499".parse()?,
             admin_addr: "127.0.0.1:17499".parse()?,
+            tls_port: None,
             epoch_seen: 0,
             owned_slots: None,
             leased: false,

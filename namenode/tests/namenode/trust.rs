@@ -35,6 +35,7 @@ fn register(id: &str, epoch_seen: u64, owned: Option<Vec<(u16, u16)>>) -> Vec<u8
         node_id: NodeId::from(id),
         client_addr: "127.0.0.1:7600".parse().expect("addr"),
         admin_addr: "127.0.0.1:17600".parse().expect("addr"),
+        tls_port: None,
         epoch_seen,
         owned_slots: owned,
         leased: false,

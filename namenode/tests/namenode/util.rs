@@ -159,6 +159,7 @@ impl FakeDataNode {
             node_id: node_id.clone(),
             client_addr: addr(port),
             admin_addr: addr(port + 10000),
+            tls_port: None,
             epoch_seen,
             owned_slots: owned.map(|t| t.ranges_of(&node_id)),
             leased: false,

@@ -148,6 +148,7 @@ async fn bad_lines_are_answered_with_an_error_and_a_close() -> Result<()> {
             node_id: NodeId::from("dn-telnet"),
             client_addr: "127.0.0.1:7200".parse()?,
             admin_addr: "127.0.0.1:17200".parse()?,
+            tls_port: None,
             epoch_seen: 0,
             owned_slots: None,
             leased: false,
