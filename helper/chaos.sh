@@ -12,6 +12,7 @@
 #   requests buffered on the paused node     cluster flap::requests_buffered_during_a_pause...
 #   NameNode down 30 s (no request may fail)  cluster restart::thirty_seconds_without_a_namenode...
 #   k, then SIGSTOP past detection mid-drain cluster flap::a_drain_paused_past_detection...
+#   k, then SIGSTOP within detection         cluster flap::a_drain_paused_within_detection...
 #   SIGTERM (drain, timeout, second signal,  cluster stop::
 #     a client that does not read)
 #   kill -9                                  cluster failure::
@@ -54,7 +55,6 @@ total_fail=0
 run_many() { # name binary filter
     local name="$1" bin="$2" filter="$3" pass=0 fail=0 i
     for i in $(seq 1 "$RUNS"); do
-        # --include-ignored: the drain flap test is #[ignore]d until drains finish; run it anyway.
         if "$bin" --exact "$filter" --include-ignored --test-threads 1 >"$logdir/$name.$i.log" 2>&1 &&
             grep -q "test result: ok. 1 passed" "$logdir/$name.$i.log"; then
             pass=$((pass + 1))
@@ -75,6 +75,8 @@ run_many "NameNode down 30 s, no request fails" "$CLUSTER" \
     restart::thirty_seconds_without_a_namenode_cost_no_request
 run_many "k, then SIGSTOP mid-drain" "$CLUSTER" \
     flap::a_drain_paused_past_detection_leaves_every_key_reachable
+run_many "k, then SIGSTOP within detection" "$CLUSTER" \
+    flap::a_drain_paused_within_detection_finishes_and_loses_nothing
 run_many "SIGTERM drains, nothing lost" "$CLUSTER" \
     stop::sigterm_drains_a_cluster_node_and_loses_nothing
 run_many "SIGTERM bounded by --shutdown-timeout" "$CLUSTER" \

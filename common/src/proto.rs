@@ -133,6 +133,10 @@ pub enum DataNodeToNameNode {
         /// lease before giving its slots to others.
         #[serde(default, skip_serializing_if = "is_false")]
         leased: bool,
+        /// The node is draining (it sent `leave` in an earlier session): it rejoins as a
+        /// draining member, outside the ring.
+        #[serde(default, skip_serializing_if = "is_false")]
+        draining: bool,
     },
     /// Sent every heartbeat interval; missing ones make the NameNode probe the node.
     Heartbeat {
@@ -411,6 +415,7 @@ mod tests {
                 epoch_seen: 0,
                 owned_slots: None,
                 leased: false,
+                draining: false,
             },
             DataNodeToNameNode::Register {
                 version: PROTOCOL_VERSION,
@@ -421,6 +426,7 @@ mod tests {
                 epoch_seen: 6,
                 owned_slots: Some(vec![(0, 99), (200, 16383)]),
                 leased: true,
+                draining: true,
             },
             DataNodeToNameNode::Heartbeat {
                 node_id: node_id.clone(),

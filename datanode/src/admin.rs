@@ -232,8 +232,16 @@ async fn drain_report(node: &Arc<Node>, wr: &mut tokio::net::tcp::OwnedWriteHalf
     let p = &node.handoff.progress;
     let secs = started.elapsed().as_secs_f64();
     let keys = p.keys_moved.load(Relaxed);
+    let lost = crate::handoff::drain_lost(node);
+    let verdict = if lost == 0 {
+        "drained:".to_string()
+    } else {
+        format!(
+            "drain incomplete: {lost} keys were dropped without being handed over (this node was declared dead mid-drain);"
+        )
+    };
     let summary = format!(
-        "drained: moved {} slots and {} keys in {:.2} s ({:.0} keys/s, {:.1} MB/s); deregistered; pid {} exiting\r\n",
+        "{verdict} moved {} slots and {} keys in {:.2} s ({:.0} keys/s, {:.1} MB/s); deregistered; pid {} exiting\r\n",
         p.slots_done.load(Relaxed),
         keys,
         secs,

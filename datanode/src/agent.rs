@@ -247,6 +247,9 @@ async fn session(
             epoch_seen: if routing.standalone { 0 } else { routing.epoch },
             owned_slots: owned_ranges(&routing),
             leased: true,
+            // A drain that started before this session goes on (after a pause that got the
+            // node declared dead, or a NameNode restart).
+            draining: node.handoff.draining.load(Relaxed),
         },
     )
     .await?;
@@ -264,16 +267,6 @@ async fn session(
     // Messages from the handoff worker (handoff_done) and the admin port (leave).
     let (to_nn, mut from_node) = tokio::sync::mpsc::unbounded_channel();
     node.handoff.set_namenode_channel(Some(to_nn));
-    if node.handoff.draining.load(Relaxed) {
-        // A drain that started before the NameNode went away: ask again.
-        send(
-            &mut wr,
-            &DataNodeToNameNode::Leave {
-                node_id: node_id.clone(),
-            },
-        )
-        .await?;
-    }
     let period = heartbeat_period(node);
     let mut beat = tokio::time::interval(period);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

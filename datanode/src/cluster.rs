@@ -187,6 +187,9 @@ pub struct Override {
     pub from: String,
     /// The new owner: `None` for this node (we imported it), else the node we handed it to.
     pub to: Option<NodeInfo>,
+    /// The epoch of the NameNode's order the handoff carried out: every table after it names
+    /// the new owner among its nodes until that node leaves the cluster.
+    pub epoch: u64,
 }
 
 impl Override {
@@ -200,6 +203,23 @@ impl Override {
         match table_owner {
             Some(o) => o == self.to_id(my_id) || o != self.from,
             None => true,
+        }
+    }
+
+    /// Whether the node this slot was handed to has left the cluster: `base`, a table newer
+    /// than the order, no longer names it (it was declared dead, or drained, before the
+    /// NameNode heard of the handoff). Forwarding there would fail for good; the slot is
+    /// this node's again until the table says otherwise (what the handoff carried left
+    /// with that node). A table from before the order may not name a node that was joining
+    /// yet, so it decides nothing.
+    pub fn target_left(&self, base: &Routing) -> bool {
+        match &self.to {
+            Some(to) => {
+                base.has_table()
+                    && base.epoch > self.epoch
+                    && !base.nodes.iter().any(|n| n.id == to.id)
+            }
+            None => false,
         }
     }
 }

@@ -36,6 +36,7 @@ use chkv_common::SLOT_COUNT;
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,8 +47,17 @@ use tracing::{debug, info, warn};
 const BATCH_KEYS: usize = 2000;
 /// Slots per batch at most.
 const BATCH_SLOTS: usize = 64;
-/// Entries per `CLUSTER IMPORT` command.
+/// Entries per `CLUSTER IMPORT` command at most.
 const IMPORT_CHUNK: usize = 500;
+/// Bytes of keys and values per `CLUSTER IMPORT` command at most (one entry larger than this
+/// travels alone): well below any receiver's query-buffer limit, and short enough on the peer
+/// connection that forwarded requests behind it wait milliseconds.
+const IMPORT_BYTES: usize = 16 << 20;
+/// Bytes a batch exports before it stops taking more slots: the slots it has not exported
+/// yet go in the next batch, so a batch holds at most this plus one slot.
+const BATCH_BYTES: usize = 16 << 20;
+/// What one entry weighs in a transfer besides its key and value (headers, expiry).
+const ENTRY_OVERHEAD: usize = 48;
 /// Longest a batch is retried while the new owner answers `-TRYAGAIN`.
 const TRYAGAIN_BUDGET: Duration = Duration::from_secs(5);
 /// Pause between those attempts.
@@ -94,6 +104,10 @@ pub struct Handoff {
     orders: Mutex<Option<mpsc::UnboundedSender<MigrateOrder>>>,
     /// Set once a drain has completed: the process should exit.
     pub drained: watch::Sender<bool>,
+    /// Keys this node dropped without handing them over while draining: the NameNode
+    /// declared it dead mid-drain (a pause, a partition) and gave its slots to others
+    /// without their data. A drain that lost any is reported incomplete, never "drained".
+    pub lost_keys: AtomicU64,
 }
 
 impl Default for Handoff {
@@ -109,6 +123,7 @@ impl Default for Handoff {
             to_namenode: Mutex::new(None),
             orders: Mutex::new(None),
             drained: watch::channel(false).0,
+            lost_keys: AtomicU64::new(0),
         }
     }
 }
@@ -220,6 +235,13 @@ pub fn install_dropping(node: &Node, base: Routing, flush: &[(u16, u16)]) -> boo
         dropped += node.db.drop_slot(s);
     }
     node.lease.reset();
+    if node.handoff.draining.load(SeqCst) && dropped > 0 {
+        node.handoff.lost_keys.fetch_add(dropped as u64, SeqCst);
+        warn!(
+            keys = dropped,
+            "drain incomplete: declared dead mid-drain, this node dropped keys it had not handed over"
+        );
+    }
     info!(
         slots = slots.len(),
         keys = dropped,
@@ -244,7 +266,9 @@ fn refresh(node: &Node) {
         // welcome reaches it) there is nothing to settle against: every slot would look
         // unowned and every adoption would be dropped.
         if base.has_table() {
-            ov.retain(|&slot, o| !o.settled_by(base.owner_id(slot), &node.node_id));
+            ov.retain(|&slot, o| {
+                !o.settled_by(base.owner_id(slot), &node.node_id) && !o.target_left(&base)
+            });
         }
         base.with_overrides(&ov, &me)
     };
@@ -273,6 +297,7 @@ pub fn adopted_from(node: &Node, slot: u16) -> Option<String> {
 /// Records that `slots` now belong to this node (handed over by `from`).
 pub fn adopt(node: &Node, from: &str, slots: &[u16]) {
     {
+        let epoch = node.handoff.base.read().epoch;
         let mut ov = node.handoff.overrides.lock();
         for &s in slots {
             ov.insert(
@@ -280,6 +305,7 @@ pub fn adopt(node: &Node, from: &str, slots: &[u16]) {
                 Override {
                     from: from.to_string(),
                     to: None,
+                    epoch,
                 },
             );
         }
@@ -287,8 +313,8 @@ pub fn adopt(node: &Node, from: &str, slots: &[u16]) {
     refresh(node);
 }
 
-/// Records that `slots` now belong to `to`.
-fn release(node: &Node, to: NodeInfo, slots: &[u16]) {
+/// Records that `slots` now belong to `to`, as ordered in `epoch`.
+fn release(node: &Node, to: NodeInfo, epoch: u64, slots: &[u16]) {
     {
         let mut ov = node.handoff.overrides.lock();
         for &s in slots {
@@ -297,6 +323,7 @@ fn release(node: &Node, to: NodeInfo, slots: &[u16]) {
                 Override {
                     from: node.node_id.clone(),
                     to: Some(to.clone()),
+                    epoch,
                 },
             );
         }
@@ -393,12 +420,75 @@ async fn migrate(node: &Arc<Node>, order: &MigrateOrder) -> Result<(usize, u64),
             batch.push(mine[i]);
             i += 1;
         }
-        let moved = move_batch(node, order, &to_info, &batch).await?;
-        slots_moved += batch.len();
+        // The batch may stop early (bytes): the slots it did not take go first in the next.
+        let (taken, moved) = move_batch(node, order, &to_info, &batch).await?;
+        i -= batch.len() - taken;
+        slots_moved += taken;
         keys_moved += moved;
-        report_done(node, order.epoch, &batch, order.to.clone());
+        report_done(node, order.epoch, &batch[..taken], order.to.clone());
     }
     Ok((slots_moved, keys_moved))
+}
+
+/// Splits entries of these sizes (bytes) into transfers of at most `max_entries` entries
+/// and `max_bytes` bytes; an entry larger than `max_bytes` travels alone. Every entry is in
+/// exactly one transfer, in order.
+fn transfers(sizes: &[usize], max_entries: usize, max_bytes: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, &size) in sizes.iter().enumerate() {
+        let full = i - start >= max_entries.max(1) || bytes.saturating_add(size) > max_bytes;
+        if i > start && full {
+            out.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes = bytes.saturating_add(size);
+    }
+    if start < sizes.len() {
+        out.push(start..sizes.len());
+    }
+    out
+}
+
+/// One slot's entries, exported and encoded as `CLUSTER IMPORT` commands.
+struct Encoded {
+    commands: Vec<bytes::Bytes>,
+    keys: u64,
+    bytes: usize,
+}
+
+/// Exports `slot` and encodes it in transfers, on a blocking thread: a slot of hundreds of
+/// megabytes takes a while to copy, and the request workers (and the heartbeats) must not
+/// wait behind it.
+async fn export_encoded(node: &Arc<Node>, slot: u16, now: u64) -> Encoded {
+    let node = node.clone();
+    let work = move || {
+        let entries = node.db.export_slot(slot, now);
+        let sizes: Vec<usize> = entries
+            .iter()
+            .map(|e| e.key.len() + e.value.len() + ENTRY_OVERHEAD)
+            .collect();
+        let mut commands = Vec::new();
+        let mut bytes = 0;
+        for range in transfers(&sizes, IMPORT_CHUNK, IMPORT_BYTES) {
+            let mut buf = BytesMut::new();
+            encode_import(&entries[range], &mut buf);
+            bytes += buf.len();
+            commands.push(buf.freeze());
+        }
+        Encoded {
+            commands,
+            keys: entries.len() as u64,
+            bytes,
+        }
+    };
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        // A current-thread runtime (some tests) has no blocking pool to spare a worker for.
+        tokio::runtime::RuntimeFlavor::CurrentThread => work(),
+        _ => tokio::task::spawn_blocking(work)
+            .await
+            .expect("export task does not panic"),
+    }
 }
 
 fn report_done(node: &Node, epoch: u64, slots: &[u16], to: NodeId) {
@@ -419,13 +509,14 @@ fn report_done(node: &Node, epoch: u64, slots: &[u16], to: NodeId) {
     });
 }
 
-/// Freeze, copy, flip, release one batch. Returns the keys moved.
+/// Freeze, copy, flip, release one batch. Returns how many of its slots (the first ones)
+/// moved, and the keys moved.
 async fn move_batch(
     node: &Arc<Node>,
     order: &MigrateOrder,
     to: &NodeInfo,
     batch: &[u16],
-) -> Result<u64, HandoffError> {
+) -> Result<(usize, u64), HandoffError> {
     let h = &node.handoff;
     h.set_frozen(batch, true);
     // The new owner answers `-TRYAGAIN` while its table does not yet show this node owning
@@ -450,16 +541,22 @@ async fn move_batch(
         }
     };
     match result {
-        Ok(keys) => {
-            release(node, to.clone(), batch);
+        Ok((taken, keys)) => {
+            let moved = &batch[..taken];
+            release(node, to.clone(), order.epoch, moved);
             h.set_frozen(batch, false);
-            for &s in batch {
+            for &s in moved {
                 node.db.drop_slot(s);
             }
-            h.progress.slots_done.fetch_add(batch.len() as u64, Relaxed);
+            if taken < batch.len() {
+                // Frozen, not moved: waiting requests run here again.
+                node.blocking.slots_unfrozen(&batch[taken..]);
+                crate::blocking::serve_ready(node);
+            }
+            h.progress.slots_done.fetch_add(taken as u64, Relaxed);
             h.progress.keys_moved.fetch_add(keys, Relaxed);
             h.progress.keys_sent_total.fetch_add(keys, Relaxed);
-            Ok(keys)
+            Ok((taken, keys))
         }
         Err(e) => {
             h.set_frozen(batch, false);
@@ -472,38 +569,40 @@ async fn move_batch(
     }
 }
 
+/// Copies the batch's slots in order, each as transfers of at most [`IMPORT_BYTES`], until
+/// all are sent or [`BATCH_BYTES`] are (at least one slot), then flips those. Returns how
+/// many slots (the first ones of `batch`) moved, and their keys.
 async fn copy_and_flip(
     node: &Arc<Node>,
     order: &MigrateOrder,
     batch: &[u16],
-) -> Result<u64, HandoffError> {
+) -> Result<(usize, u64), HandoffError> {
     let now = now_ms();
-    let entries: Vec<Exported> = batch
-        .iter()
-        .flat_map(|&s| node.db.export_slot(s, now))
-        .collect();
-    // Exported while this node owned the batch for sure (frozen, so nothing changed it
-    // since), or not sent at all.
-    if !node.lease.serving() {
-        return Err(HandoffError::NoLease);
-    }
     let mut waits = Vec::new();
-    let mut bytes = 0u64;
-    for chunk in entries.chunks(IMPORT_CHUNK) {
-        let mut buf = BytesMut::new();
-        encode_import(chunk, &mut buf);
-        bytes += buf.len() as u64;
-        waits.push(
-            node.peers
-                .send(order.to_addr, Protocol::Resp2, buf.freeze()),
-        );
+    let (mut taken, mut keys, mut bytes) = (0usize, 0u64, 0usize);
+    for &s in batch {
+        if taken > 0 && bytes >= BATCH_BYTES {
+            break;
+        }
+        let encoded = export_encoded(node, s, now).await;
+        // Exported while this node owned the slot for sure (frozen, so nothing changed it
+        // since), or not sent at all.
+        if !node.lease.serving() {
+            return Err(HandoffError::NoLease);
+        }
+        for command in encoded.commands {
+            waits.push(node.peers.send(order.to_addr, Protocol::Resp2, command));
+        }
+        taken += 1;
+        keys += encoded.keys;
+        bytes += encoded.bytes;
     }
     let mut args: Vec<Vec<u8>> = vec![
         b"CLUSTER".to_vec(),
         b"HANDOFF".to_vec(),
         node.node_id.clone().into_bytes(),
     ];
-    for &s in batch {
+    for &s in &batch[..taken] {
         args.push(s.to_string().into_bytes());
     }
     waits.push(
@@ -518,12 +617,13 @@ async fn copy_and_flip(
             ));
         }
     }
+    let bytes = bytes as u64;
     node.handoff.progress.bytes_moved.fetch_add(bytes, Relaxed);
     node.handoff
         .progress
         .bytes_sent_total
         .fetch_add(bytes, Relaxed);
-    Ok(entries.len() as u64)
+    Ok((taken, keys))
 }
 
 /// `CLUSTER IMPORT key expire_at value [key expire_at value ...]`.
@@ -590,13 +690,33 @@ pub fn start_drain(node: &Node) -> bool {
     ok
 }
 
-/// Called with each table from the NameNode: a draining node that is no longer a member has
-/// finished.
+/// Called with each table from the NameNode: a draining node that is no longer a member
+/// and owns no slot has finished. Every slot it handed over was dropped when the new owner
+/// confirmed it; keys still here lie in slots it does not own (copies of an import whose
+/// handoff did not complete): dropped too, so the keyspace is empty when it says so.
+/// Whether it finished *completely* is [`drain_lost`].
 pub fn check_drained(node: &Node, still_member: bool) {
     let h = &node.handoff;
-    if h.draining.load(SeqCst) && !still_member && node.routing().my_slot_count() == 0 {
-        h.drained.send_replace(true);
+    if !h.draining.load(SeqCst) || still_member || node.routing().my_slot_count() != 0 {
+        return;
     }
+    let left = node.db.len();
+    if left > 0 {
+        let _w = h.gate.write();
+        for s in 0..SLOT_COUNT as u16 {
+            node.db.drop_slot(s);
+        }
+        debug!(
+            keys = left,
+            "dropped keys left in slots this node does not own"
+        );
+    }
+    h.drained.send_replace(true);
+}
+
+/// Keys a finished drain did not hand over (0: it moved everything).
+pub fn drain_lost(node: &Node) -> u64 {
+    node.handoff.lost_keys.load(SeqCst)
 }
 
 /// A one-line progress report.
@@ -653,6 +773,7 @@ mod tests {
             Override {
                 from: "a".into(),
                 to: None,
+                epoch: 1,
             },
         );
         let r = base.with_overrides(&ov, &info("b", 7100));
@@ -671,6 +792,7 @@ mod tests {
             Override {
                 from: "a".into(),
                 to: Some(info("b", 7100)),
+                epoch: 1,
             },
         );
         let r = on_a.with_overrides(&ov, &info("a", 7000));
@@ -759,6 +881,89 @@ mod tests {
         }
         assert_eq!(r.owner(8), Owner::Remote(0));
         assert_eq!(r.my_slot_count(), 3);
+    }
+
+    /// A slot handed to a node that then left the cluster (declared dead, or drained)
+    /// before the NameNode heard of the handoff: the table still names this node, the
+    /// override pointed at a node that is gone, and every request for the slot failed for
+    /// good. A newer table without that node drops the override. A table no newer than the
+    /// order (which may not name a node that is only joining) keeps it.
+    #[test]
+    fn overrides_towards_a_node_that_left_are_dropped() {
+        use chkv_common::ring::Ring;
+        let node = Node::new(crate::config::Config {
+            node_id: Some("a".into()),
+            port: 7000,
+            ..crate::config::Config::default()
+        });
+        let mut ring = Ring::default();
+        ring.add(NodeId::new("a"));
+        let table_at = |epoch: u64, infos: &[NodeInfo]| {
+            let mut t = ring.slot_table();
+            t.set_epoch(epoch);
+            Routing::from_table(&t, infos, "a")
+        };
+        let (a, b) = (info("a", 7000), info("b", 7100));
+        // Ordered at epoch 5, towards b, which no table names yet (it is joining).
+        assert!(set_base(&node, table_at(5, std::slice::from_ref(&a))));
+        release(&node, b.clone(), 5, &[7]);
+        assert_eq!(node.routing().owner(7), Owner::Remote(1));
+        assert!(set_base(&node, table_at(5, std::slice::from_ref(&a))));
+        assert_eq!(
+            node.routing().owner(7),
+            Owner::Remote(1),
+            "same epoch: kept"
+        );
+        // b in the table, the NameNode not yet caught up: kept.
+        assert!(set_base(&node, table_at(6, &[a.clone(), b.clone()])));
+        assert_eq!(node.routing().owner(7), Owner::Remote(1));
+        // b gone from a newer table: the slot is a's again.
+        assert!(set_base(&node, table_at(7, std::slice::from_ref(&a))));
+        assert_eq!(node.routing().owner(7), Owner::Local);
+        assert!(node.handoff.overrides.lock().is_empty());
+        // Adoptions are untouched by the rule.
+        adopt(&node, "b", &[9]);
+        assert!(set_base(&node, table_at(8, std::slice::from_ref(&a))));
+        assert_eq!(
+            node.handoff.overrides.lock().len(),
+            0,
+            "settled: the table says a"
+        );
+    }
+
+    #[test]
+    fn transfers_are_bounded_by_entries_and_bytes() {
+        // Entries and bytes within both bounds: one transfer.
+        assert_eq!(transfers(&[10, 10, 10], 500, 100), vec![0..3]);
+        assert!(transfers(&[], 500, 100).is_empty());
+        // Bytes: cut before the entry that would go over.
+        assert_eq!(transfers(&[40, 40, 40, 40], 500, 100), vec![0..2, 2..4]);
+        assert_eq!(transfers(&[50, 50, 1], 500, 100), vec![0..2, 2..3]);
+        // Entries.
+        assert_eq!(transfers(&[1; 5], 2, 100), vec![0..2, 2..4, 4..5]);
+        // A value larger than a transfer travels alone, whatever surrounds it.
+        assert_eq!(
+            transfers(&[10, 400, 10, 10, 300], 500, 100),
+            vec![0..1, 1..2, 2..4, 4..5]
+        );
+        // Three 400 MB values under one hash tag (the slot that could never move): three
+        // transfers, none above one value, where there used to be one of 1.2 GB.
+        let mb = 1 << 20;
+        let big = transfers(&[400 * mb; 3], IMPORT_CHUNK, IMPORT_BYTES);
+        assert_eq!(big, vec![0..1, 1..2, 2..3]);
+        // Many small entries: every transfer within both bounds, every entry once, in order.
+        let sizes: Vec<usize> = (0..10_000).map(|i| 100 + (i * 7919) % 50_000).collect();
+        let t = transfers(&sizes, IMPORT_CHUNK, IMPORT_BYTES);
+        let mut next = 0;
+        for r in &t {
+            assert_eq!(r.start, next);
+            assert!(r.len() <= IMPORT_CHUNK);
+            assert!(sizes[r.clone()].iter().sum::<usize>() <= IMPORT_BYTES);
+            next = r.end;
+        }
+        assert_eq!(next, sizes.len());
+        // Degenerate bounds still make progress.
+        assert_eq!(transfers(&[5, 5], 0, 0), vec![0..1, 1..2]);
     }
 
     #[test]

@@ -253,7 +253,7 @@ pub async fn run(
             } else {
                 info!(timeout = ?shutdown_timeout, "stop signal: draining before exit (a second signal stops at once)");
                 tokio::select! {
-                    _ = handle.drained() => info!("drained; exiting"),
+                    _ = handle.drained() => exit = drain_exit(&handle.node),
                     _ = tokio::time::sleep(shutdown_timeout) => {
                         warn!(slots = handle.node.routing().my_slot_count(), keys = handle.node.db.len(),
                             "the drain did not finish within the shutdown timeout; exiting with what is left");
@@ -269,7 +269,7 @@ pub async fn run(
         _ = handle.drained() => {
             // Give the admin connection a moment to deliver its summary.
             tokio::time::sleep(Duration::from_millis(200)).await;
-            info!("drained; exiting");
+            exit = drain_exit(&handle.node);
         }
     }
     tokio::select! {
@@ -281,6 +281,23 @@ pub async fn run(
         _ = signals.recv() => return Ok(Exit::Forced),
     }
     Ok(exit)
+}
+
+/// How a finished drain ends the process: clean only when it handed everything over.
+fn drain_exit(node: &Node) -> Exit {
+    match crate::handoff::drain_lost(node) {
+        0 => {
+            info!("drained; exiting");
+            Exit::Clean
+        }
+        lost => {
+            warn!(
+                keys = lost,
+                "drain incomplete: this node was declared dead mid-drain and its keys not yet handed over were dropped; exiting"
+            );
+            Exit::DrainIncomplete
+        }
+    }
 }
 
 /// Reloads the TLS certificates on SIGHUP, for the certificate rotation tools that signal.

@@ -646,3 +646,89 @@ async fn hashes_sets_and_sorted_sets_survive_a_join_and_a_drain() {
         .await
         .expect("test finishes");
 }
+
+/// Values of tens of megabytes under one hash tag (one slot far above a transfer's 16 MB)
+/// move in a join and a drain, intact: each travels in a transfer of its own, where they
+/// used to travel as one command of the whole slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slot_of_big_values_moves_intact() {
+    const MB: usize = 1 << 20;
+    let test = async {
+        let nn = start_namenode().await;
+        let nn_addr = nn.datanode_addr();
+        let n0 = start_datanode(nn_addr).await;
+        converge(&[&n0]).await;
+        let mut con = patient(n0.addr()).await;
+        // Three values of 24, 20 and 17 MB, each with its own byte pattern, and small keys
+        // beside them in the same slot.
+        let sizes = [24 * MB, 20 * MB, 17 * MB];
+        let value = |i: usize| -> Vec<u8> {
+            (0..sizes[i])
+                .map(|j| (j.wrapping_mul(31).wrapping_add(i * 7) % 251) as u8)
+                .collect()
+        };
+        for i in 0..sizes.len() {
+            let () = redis::cmd("SET")
+                .arg(format!("{{big}}:v{i}"))
+                .arg(value(i))
+                .query_async(&mut con)
+                .await
+                .expect("SET big");
+        }
+        for i in 0..100 {
+            let () = redis::cmd("SET")
+                .arg(format!("{{big}}:s{i}"))
+                .arg(i)
+                .query_async(&mut con)
+                .await
+                .expect("SET small");
+        }
+        let keys = (sizes.len() + 100) as u64;
+        let check = |addr: SocketAddr| async move {
+            let mut c = patient(addr).await;
+            for (i, &size) in sizes.iter().enumerate() {
+                let got: Vec<u8> = redis::cmd("GET")
+                    .arg(format!("{{big}}:v{i}"))
+                    .query_async(&mut c)
+                    .await
+                    .expect("GET big");
+                assert_eq!(got.len(), size, "{{big}}:v{i} via {addr}");
+                assert!(got == value(i), "{{big}}:v{i} via {addr}: contents differ");
+            }
+            for i in 0..100 {
+                let got: i64 = redis::cmd("GET")
+                    .arg(format!("{{big}}:s{i}"))
+                    .query_async(&mut c)
+                    .await
+                    .expect("GET small");
+                assert_eq!(got, i);
+            }
+        };
+        // A join (the slot may or may not go to the new node), then a drain of the first:
+        // everything lands on the second.
+        let n1 = start_datanode(nn_addr).await;
+        converge(&[&n0, &n1]).await;
+        let deadline = Instant::now() + STEP_LIMIT;
+        while n0.node.db.len() + n1.node.db.len() != keys {
+            assert!(Instant::now() < deadline, "keys held twice or lost");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        check(n0.addr()).await;
+        let lines = drain(n0.admin_addr()).await;
+        let summary = lines.last().cloned().unwrap_or_default();
+        assert!(summary.starts_with("drained:"), "{lines:?}");
+        println!("big slot: {summary}");
+        tokio::time::timeout(STEP_LIMIT, n0.drained())
+            .await
+            .expect("drained");
+        n0.shutdown().await;
+        converge(&[&n1]).await;
+        assert_eq!(n1.node.db.len(), keys);
+        check(n1.addr()).await;
+        n1.shutdown().await;
+        nn.shutdown().await;
+    };
+    tokio::time::timeout(Duration::from_secs(1200), test)
+        .await
+        .expect("test finishes");
+}

@@ -167,6 +167,9 @@ pub enum Event {
         owned_slots: Vec<RangeInclusive<Slot>>,
         /// The node fences itself with leases (see "Leases and fencing" above).
         leased: bool,
+        /// The node is draining (it asked to leave before this session): it rejoins as a
+        /// draining member, never the ring, so nothing is handed to it again.
+        draining: bool,
     },
     /// `heartbeat` from `node` on `conn`.
     Heartbeat {
@@ -487,7 +490,16 @@ impl Membership {
                 epoch_seen,
                 owned_slots,
                 leased,
-            } => self.on_register(conn, info, epoch_seen, &owned_slots, leased, now, &mut out),
+                draining,
+            } => self.on_register(
+                conn,
+                info,
+                epoch_seen,
+                &owned_slots,
+                (leased, draining),
+                now,
+                &mut out,
+            ),
             Event::Heartbeat {
                 conn,
                 node,
@@ -529,7 +541,7 @@ impl Membership {
         info: NodeInfo,
         epoch_seen: u64,
         owned: &[RangeInclusive<Slot>],
-        leased: bool,
+        (leased, draining): (bool, bool),
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -611,8 +623,18 @@ impl Membership {
                         flush,
                     },
                 );
-                self.ring.add(id.clone());
+                if !draining {
+                    self.ring.add(id.clone());
+                }
             }
+        }
+        if draining && !self.draining.contains(&id) {
+            // A drain that began before this session (the node was declared dead meanwhile,
+            // or this NameNode restarted): it goes on. Outside the ring, the node is ordered
+            // to hand over whatever it still owns and is handed nothing.
+            self.ring.remove(&id);
+            self.draining.insert(id.clone());
+            out.push(Action::Notice(Notice::Draining { node: id.clone() }));
         }
         self.conns.insert(conn, id.clone());
         if was_fencing {
@@ -1414,7 +1436,9 @@ impl Membership {
                 m.welcomed_epoch = Some(publication.epoch());
                 std::mem::take(&mut m.flush)
             }
-            None => Vec::new(),
+            // Let go in the step that registered it (a draining node with nothing left to
+            // move): it owns nothing, so whatever it holds is not its own any more.
+            None => vec![(0, (SLOT_COUNT - 1) as u16)],
         };
         NameNodeToDataNode::Welcome {
             version: chkv_common::PROTOCOL_VERSION,
@@ -1665,6 +1689,7 @@ mod tests {
             epoch_seen: 0,
             owned_slots: Vec::new(),
             leased: false,
+            draining: false,
         }
     }
 
@@ -1874,6 +1899,7 @@ mod tests {
                 epoch_seen: u64::MAX,
                 owned_slots: Vec::new(),
                 leased: false,
+                draining: false,
             },
             t0,
         );
@@ -2047,6 +2073,7 @@ mod tests {
             epoch_seen: table.epoch(),
             owned_slots: owned,
             leased: false,
+            draining: false,
         }
     }
 
@@ -2110,6 +2137,7 @@ mod tests {
                 epoch_seen: 40,
                 owned_slots: Vec::new(),
                 leased: false,
+                draining: false,
             },
             now,
         );
@@ -2473,6 +2501,7 @@ mod tests {
             epoch_seen,
             owned_slots,
             leased: true,
+            draining: false,
         }
     }
 
@@ -2774,6 +2803,79 @@ mod tests {
         );
         let a = m.handle(Event::Tick, granted + lease());
         assert_eq!(dead(&a), vec![NodeId::from("dn-a")]);
+    }
+
+    #[test]
+    fn a_draining_node_declared_dead_comes_back_draining_and_is_handed_nothing() {
+        let t0 = Instant::now();
+        let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+        let old = m.published().expect("running").table.clone();
+        // dn-c starts a drain, then falls silent before handing anything over.
+        m.handle(
+            Event::Left {
+                conn: ConnId(3),
+                node: NodeId::from("dn-c"),
+            },
+            now,
+        );
+        let (fenced, version) = fence_c(&mut m, now);
+        m.handle(ack(1, "dn-a", version), fenced);
+        let a = m.handle(Event::Tick, fenced + lease());
+        assert_eq!(dead(&a), vec![NodeId::from("dn-c")]);
+        assert!(m.status(fenced + lease()).draining.is_empty());
+        // It resumes and registers again, still draining: it drops what it held, is put in
+        // no ring, is ordered nothing and handed nothing, and leaves with the final table.
+        let back = fenced + lease() * 2;
+        let mut again = leased(30, "dn-c", 7002, Some(&old));
+        if let Event::Registered { draining, .. } = &mut again {
+            *draining = true;
+        }
+        let a = m.handle(again, back);
+        let flush = a.iter().find_map(|x| match x {
+            Action::SendTo {
+                conn: ConnId(30),
+                msg: NameNodeToDataNode::Welcome { flush, .. },
+            } => Some(flush.clone()),
+            _ => None,
+        });
+        assert_eq!(flush, Some(vec![(0, 16383)]), "{a:?}");
+        assert!(migrations(&a).is_empty(), "{a:?}");
+        let a = settle(&mut m, a, back);
+        assert!(migrations(&a).is_empty(), "{a:?}");
+        assert_eq!(m.len(), 2, "the drained node is let go");
+        let table = &m.published().expect("p").table;
+        assert_eq!(table.slots_of(&NodeId::from("dn-c")), 0);
+        assert_every_slot_owned_once(table, &["dn-a", "dn-b"]);
+    }
+
+    #[test]
+    fn a_draining_node_that_registers_again_in_time_goes_on_draining() {
+        let t0 = Instant::now();
+        let (mut m, now) = running_with(&["dn-a", "dn-b", "dn-c"], t0);
+        let before = m.published().expect("running").table.clone();
+        m.handle(
+            Event::Left {
+                conn: ConnId(3),
+                node: NodeId::from("dn-c"),
+            },
+            now,
+        );
+        // Its connection drops (a pause, a restarted NameNode connection) and it registers
+        // again on a new one, saying it is draining: it stays a draining member.
+        m.handle(Event::Disconnected { conn: ConnId(3) }, now);
+        let mut again = reregister(13, "dn-c", 7002, &before);
+        if let Event::Registered { draining, .. } = &mut again {
+            *draining = true;
+        }
+        let a = m.handle(again, now);
+        assert_eq!(m.status(now).draining, vec![NodeId::from("dn-c")], "{a:?}");
+        // Nothing is ordered towards it, and it keeps its slots until they have moved.
+        assert!(migrations(&a).iter().all(|o| o.2 != NodeId::from("dn-c")));
+        let table = &m.published().expect("p").table;
+        assert_eq!(
+            table.slots_of(&NodeId::from("dn-c")),
+            before.slots_of(&NodeId::from("dn-c"))
+        );
     }
 
     #[test]

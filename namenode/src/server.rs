@@ -667,6 +667,7 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
             epoch_seen,
             owned_slots,
             leased,
+            draining,
         } => {
             check_version(version).map_err(|e| e.to_string())?;
             check_node_id(node_id.as_str()).map_err(|e| e.to_string())?;
@@ -684,6 +685,7 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
                 epoch_seen,
                 owned_slots,
                 leased,
+                draining,
             }
         }
         DataNodeToNameNode::Heartbeat {

@@ -140,6 +140,7 @@ fn event(op: &Op) -> Event {
             epoch_seen: epoch,
             owned_slots: slots(&s),
             leased,
+            draining: false,
         },
         Op::Ack { conn, id, version } => Event::SuspectsAcked {
             conn: ConnId(conn),

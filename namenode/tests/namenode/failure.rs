@@ -182,6 +182,7 @@ async fn a_half_closed_connection_is_closed_and_the_node_removed() -> Result<()>
             epoch_seen: 0,
             owned_slots: None,
             leased: false,
+            draining: false,
         };
         wr.write_all(&chkv_common::encode_line(&register)?).await?;
         let mut lines = rd.lines();

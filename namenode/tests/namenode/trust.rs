@@ -39,6 +39,7 @@ fn register(id: &str, epoch_seen: u64, owned: Option<Vec<(u16, u16)>>) -> Vec<u8
         epoch_seen,
         owned_slots: owned,
         leased: false,
+        draining: false,
     })
     .expect("encodes")
 }

@@ -163,6 +163,7 @@ impl FakeDataNode {
             epoch_seen,
             owned_slots: owned.map(|t| t.ranges_of(&node_id)),
             leased: false,
+            draining: false,
         };
         wr.write_all(&encode_line(&register)?).await?;
 

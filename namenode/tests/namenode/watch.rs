@@ -152,6 +152,7 @@ async fn bad_lines_are_answered_with_an_error_and_a_close() -> Result<()> {
             epoch_seen: 0,
             owned_slots: None,
             leased: false,
+        draining: false,
         };
         wr.write_all(&encode_line(&register)?).await?;
         let line = tokio::time::timeout(WAIT, rd.lines().next_line())
