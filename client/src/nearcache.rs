@@ -950,4 +950,22 @@ mod tests {
             }
         }
     }
+
+    /// The near-cache keeps a key only across commands the DataNode's own table flags
+    /// read-only: a write taken for a read would leave the caller's own write unseen.
+    #[test]
+    fn kept_across_only_what_the_datanode_calls_read_only() {
+        use chkv_datanode::cmd::{flags, table};
+        let mut wrong = Vec::new();
+        for spec in table() {
+            if keeps_keys(spec.name.as_bytes()) && !spec.has(flags::READONLY) {
+                wrong.push(spec.name);
+            }
+        }
+        assert!(keeps_keys(b"GET") && !keeps_keys(b"set"));
+        assert!(
+            wrong.is_empty(),
+            "kept across non-read-only commands: {wrong:?}"
+        );
+    }
 }
