@@ -15,6 +15,8 @@
 
 use super::mem;
 use hashbrown::HashTable;
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
 use std::hash::BuildHasher;
 
 /// Hasher for the slot tables: fast and seeded per process.
@@ -31,7 +33,8 @@ pub(super) struct Meta {
     pub access: u32,
 }
 
-/// Bytes of an entry block before its key: position, volatile position, access (u32 each).
+/// Bytes of an entry block before its lengths: position, volatile position, access (u32
+/// each).
 pub(super) const KV_HEADER: usize = 12;
 
 /// The position field's top bits hold the entry's tag: how to read its value bytes.
@@ -50,47 +53,131 @@ pub(super) enum Tag {
 }
 
 /// An entry in one allocation: `[tag and position][volatile position][access][key length,
-/// LEB128][key][value]`, the three numbers as little-endian u32s. The tag (top 4 bits of
-/// the first number, see [`Tag`]) says whether the value bytes are a string or the index of
-/// a collection: a string entry is as small as an untyped one, and reading its type costs
-/// nothing more than reading its position.
+/// LEB128][value length, LEB128][key][value]`, the three numbers as little-endian u32s. The
+/// tag (top 4 bits of the first number, see [`Tag`]) says whether the value bytes are a
+/// string or the index of a collection: a string entry is as small as an untyped one, and
+/// reading its type costs nothing more than reading its position.
 ///
-/// One block per key, and a 16-byte handle in the table: for the small keys and values
-/// caches hold, this is most of the memory per key. The header sits in the first cache line,
-/// with the key, so reading or updating it on a lookup costs no extra memory access.
-pub(super) struct Kv(Box<[u8]>);
+/// One block per key, and an 8-byte handle in the table (a thin pointer: the block knows
+/// its own length): for the small keys and values caches hold, this is most of the memory
+/// per key. The header sits in the first cache line, with the key, so reading or updating
+/// it on a lookup costs no extra memory access.
+pub(super) struct Kv(NonNull<u8>);
+
+// SAFETY: a `Kv` owns its block exclusively, like a `Box<[u8]>`.
+unsafe impl Send for Kv {}
+// SAFETY: shared access only reads the block.
+unsafe impl Sync for Kv {}
+
+/// Alignment of an entry block: what the allocator gives any block of 8 bytes or more anyway.
+const KV_ALIGN: usize = 8;
+
+/// Writes `n` as LEB128 at `at` of `buf`; returns the offset after it.
+fn put_leb(buf: &mut [u8], mut at: usize, mut n: usize) -> usize {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            buf[at] = byte;
+            return at + 1;
+        }
+        buf[at] = byte | 0x80;
+        at += 1;
+    }
+}
 
 impl Kv {
-    pub fn new(key: &[u8], value: &[u8], meta: Meta) -> Kv {
-        // Exactly sized: the block's size class is what `mem::entry_size` charges.
-        let mut buf =
-            Vec::with_capacity(KV_HEADER + mem::leb_len(key.len()) + key.len() + value.len());
-        buf.extend_from_slice(&0u32.to_le_bytes());
-        buf.extend_from_slice(&meta.vol_pos.to_le_bytes());
-        buf.extend_from_slice(&meta.access.to_le_bytes());
-        let mut n = key.len();
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                buf.push(byte);
-                break;
-            }
-            buf.push(byte | 0x80);
-        }
-        buf.extend_from_slice(key);
-        buf.extend_from_slice(value);
-        Kv(buf.into_boxed_slice())
+    fn layout(size: usize) -> Layout {
+        // Never fails: the size is at most a value's limit plus a key and a header, far
+        // below `isize::MAX`.
+        Layout::from_size_align(size, KV_ALIGN).unwrap_or(Layout::new::<u64>())
     }
 
+    /// A block for `key` and a value made of `parts` followed by `zeros` zero bytes, with
+    /// the header `head`.
+    fn build(head: [u8; KV_HEADER], key: &[u8], parts: &[&[u8]], zeros: usize) -> Kv {
+        let vlen = parts.iter().map(|p| p.len()).sum::<usize>() + zeros;
+        let mut lens = [0u8; 20];
+        let at = put_leb(&mut lens, 0, key.len());
+        let lens_len = put_leb(&mut lens, at, vlen);
+        let size = KV_HEADER + lens_len + key.len() + vlen;
+        let layout = Kv::layout(size);
+        // SAFETY: `size` is at least `KV_HEADER` bytes, not zero.
+        let ptr = unsafe { alloc::alloc(layout) };
+        let Some(ptr) = NonNull::new(ptr) else {
+            alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: the block was just allocated with `size` bytes, which the writes below
+        // fill exactly, in order: header, lengths, key, parts, zeros.
+        unsafe {
+            let mut dst = ptr.as_ptr();
+            for src in [&head[..], &lens[..lens_len], key].into_iter().chain(parts.iter().copied()) {
+                std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len());
+                dst = dst.add(src.len());
+            }
+            std::ptr::write_bytes(dst, 0, zeros);
+        }
+        Kv(ptr)
+    }
+
+    pub fn new(key: &[u8], value: &[u8], meta: Meta) -> Kv {
+        let mut head = [0u8; KV_HEADER];
+        head[4..8].copy_from_slice(&meta.vol_pos.to_le_bytes());
+        head[8..12].copy_from_slice(&meta.access.to_le_bytes());
+        Kv::build(head, key, &[value], 0)
+    }
+
+    /// (offset of the key, key length, value length), from the two LEB128 lengths.
+    #[inline]
+    fn split(&self) -> (usize, usize, usize) {
+        let p = self.0.as_ptr();
+        let mut at = KV_HEADER;
+        let mut read = || {
+            let (mut n, mut shift) = (0usize, 0);
+            loop {
+                // SAFETY: `build` wrote both lengths, each ending in a byte below 0x80,
+                // right after the header: every byte read here is inside the block.
+                let b = unsafe { *p.add(at) };
+                at += 1;
+                n |= ((b & 0x7f) as usize) << shift;
+                if b & 0x80 == 0 {
+                    return n;
+                }
+                shift += 7;
+            }
+        };
+        let k = read();
+        let v = read();
+        (at, k, v)
+    }
+
+    /// The whole block.
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        let (h, k, v) = self.split();
+        // SAFETY: the block holds `h + k + v` initialised bytes (see `build`).
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr(), h + k + v) }
+    }
+
+    fn head(&self) -> [u8; KV_HEADER] {
+        let mut head = [0u8; KV_HEADER];
+        head.copy_from_slice(&self.bytes()[..KV_HEADER]);
+        head
+    }
+
+    #[inline]
     fn u32_at(&self, at: usize) -> u32 {
         let mut b = [0u8; 4];
-        b.copy_from_slice(&self.0[at..at + 4]);
+        // SAFETY: `at + 4 <= KV_HEADER`, and every block starts with its header.
+        unsafe { std::ptr::copy_nonoverlapping(self.0.as_ptr().add(at), b.as_mut_ptr(), 4) };
         u32::from_le_bytes(b)
     }
 
+    #[inline]
     fn set_u32_at(&mut self, at: usize, v: u32) {
-        self.0[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        let b = v.to_le_bytes();
+        // SAFETY: as in `u32_at`; `&mut self` makes the write exclusive.
+        unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), self.0.as_ptr().add(at), 4) };
     }
 
     /// Position in the table's dense order.
@@ -157,46 +244,45 @@ impl Kv {
         self.set_u32_at(8, access);
     }
 
-    /// (offset of the key, key length).
-    fn split(&self) -> (usize, usize) {
-        let (mut n, mut shift, mut i) = (0usize, 0, KV_HEADER);
-        while let Some(&b) = self.0.get(i) {
-            n |= ((b & 0x7f) as usize) << shift;
-            i += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-        }
-        (i, n)
-    }
-
+    #[inline]
     pub fn key(&self) -> &[u8] {
-        let (h, k) = self.split();
-        &self.0[h..h + k]
+        let (h, k, _) = self.split();
+        // SAFETY: the key's `k` bytes start at `h`, inside the block (see `build`).
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(h), k) }
     }
 
+    #[inline]
     pub fn value(&self) -> &[u8] {
-        let (h, k) = self.split();
-        &self.0[h + k..]
+        let (h, k, v) = self.split();
+        // SAFETY: the value's `v` bytes end the block (see `build`).
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(h + k), v) }
+    }
+
+    /// The value, writable.
+    fn value_bytes_mut(&mut self) -> &mut [u8] {
+        let (h, k, v) = self.split();
+        // SAFETY: as in `value`; `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_ptr().add(h + k), v) }
+    }
+
+    /// Bytes of the block (what the allocator was asked for).
+    pub fn block_len(&self) -> usize {
+        let (h, k, v) = self.split();
+        h + k + v
     }
 
     /// The same entry (header and key) with `value` instead of its value.
     fn with_value(&self, value: &[u8]) -> Kv {
-        let (h, k) = self.split();
-        let mut buf = Vec::with_capacity(h + k + value.len());
-        buf.extend_from_slice(&self.0[..h + k]);
-        buf.extend_from_slice(value);
-        Kv(buf.into_boxed_slice())
+        Kv::build(self.head(), self.key(), &[value], 0)
     }
 
-    /// Replaces the value bytes, keeping header (tag included) and key. A value of the same length is written
-    /// over the old one: no allocation and no free, the common case of a cache overwriting
-    /// fixed-size records or a counter. Otherwise the entry moves to a new block.
+    /// Replaces the value bytes, keeping header (tag included) and key. A value of the same
+    /// length is written over the old one: no allocation and no free, the common case of a
+    /// cache overwriting fixed-size records or a counter. Otherwise the entry moves to a new
+    /// block.
     fn set_value(&mut self, value: &[u8]) {
-        let (h, k) = self.split();
-        if self.0.len() == h + k + value.len() {
-            self.0[h + k..].copy_from_slice(value);
+        if self.split().2 == value.len() {
+            self.value_bytes_mut().copy_from_slice(value);
         } else {
             *self = self.with_value(value);
         }
@@ -206,19 +292,25 @@ impl Kv {
     /// longer value moves the entry to a new block once). For bit commands and HyperLogLogs,
     /// which change a few bytes of a value that may be large.
     pub fn value_mut(&mut self, min_len: usize) -> &mut [u8] {
-        let (h, k) = self.split();
-        if self.0.len() < h + k + min_len {
-            let mut buf = Vec::with_capacity(h + k + min_len);
-            buf.extend_from_slice(&self.0);
-            buf.resize(h + k + min_len, 0);
-            self.0 = buf.into_boxed_slice();
+        let (_, _, v) = self.split();
+        if v < min_len {
+            *self = Kv::build(self.head(), self.key(), &[self.value()], min_len - v);
         }
-        &mut self.0[h + k..]
+        self.value_bytes_mut()
     }
 
     /// Address of the block: tells whether a remembered position still holds this entry.
     pub fn addr(&self) -> usize {
         self.0.as_ptr() as usize
+    }
+}
+
+impl Drop for Kv {
+    fn drop(&mut self) {
+        let layout = Kv::layout(self.block_len());
+        // SAFETY: the block was allocated by `build` with this layout (its length is read
+        // back from the same header) and is freed once, here.
+        unsafe { alloc::dealloc(self.0.as_ptr(), layout) }
     }
 }
 
@@ -423,7 +515,7 @@ mod tests {
         // A key longer than 127 bytes needs a two-byte length header.
         let long = vec![b'x'; 300];
         let kv = Kv::new(&long, b"val", M);
-        assert_eq!(kv.split(), (KV_HEADER + 2, 300));
+        assert_eq!(kv.split(), (KV_HEADER + 3, 300, 3));
         assert_eq!((kv.key(), kv.value()), (&long[..], &b"val"[..]));
         let kv = kv.with_value(b"");
         assert_eq!((kv.key(), kv.value(), kv.meta()), (&long[..], &b""[..], M));
