@@ -13,11 +13,10 @@
 //! `p` is found by probing for `hashes[p]` and the entry that says it is at `p`. Removal is
 //! `swap_remove`, like IndexMap's.
 
-use super::mem;
 use hashbrown::HashTable;
 use std::alloc::{self, Layout};
-use std::ptr::NonNull;
 use std::hash::BuildHasher;
+use std::ptr::NonNull;
 
 /// Hasher for the slot tables: fast and seeded per process.
 type Hasher = foldhash::fast::RandomState;
@@ -111,7 +110,10 @@ impl Kv {
         // fill exactly, in order: header, lengths, key, parts, zeros.
         unsafe {
             let mut dst = ptr.as_ptr();
-            for src in [&head[..], &lens[..lens_len], key].into_iter().chain(parts.iter().copied()) {
+            for src in [&head[..], &lens[..lens_len], key]
+                .into_iter()
+                .chain(parts.iter().copied())
+            {
                 std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len());
                 dst = dst.add(src.len());
             }
