@@ -77,6 +77,11 @@ pub fn entry_size(key_len: usize, value_len: usize) -> usize {
     ) + ENTRY_SLACK
 }
 
+/// Bytes one entry is charged for a block of `len` bytes, and slack.
+pub fn block_size(len: usize) -> usize {
+    alloc_size(len) + ENTRY_SLACK
+}
+
 /// Size of one hash-table bucket: the entry's handle (`Kv`, a thin pointer).
 pub const TABLE_BUCKET: usize = 8;
 

@@ -13,6 +13,8 @@
 //! `p` is found by probing for `hashes[p]` and the entry that says it is at `p`. Removal is
 //! `swap_remove`, like IndexMap's.
 
+use super::mem;
+use super::value::Value;
 use hashbrown::HashTable;
 use std::alloc::{self, Layout};
 use std::hash::BuildHasher;
@@ -47,7 +49,7 @@ pub(super) const MAX_SLOT_ENTRIES: usize = POS_MASK as usize;
 pub(super) enum Tag {
     /// The string itself.
     Str = 0,
-    /// The index (u32, little-endian) of a collection in the slot's object array.
+    /// A collection: padding to an 8-byte boundary, then the [`Value`] itself.
     Obj = 1,
 }
 
@@ -71,17 +73,27 @@ unsafe impl Sync for Kv {}
 /// Alignment of an entry block: what the allocator gives any block of 8 bytes or more anyway.
 const KV_ALIGN: usize = 8;
 
-/// Writes `n` as LEB128 at `at` of `buf`; returns the offset after it.
-fn put_leb(buf: &mut [u8], mut at: usize, mut n: usize) -> usize {
+/// Bytes a collection takes in its entry's block.
+pub(super) const OBJ_SIZE: usize = std::mem::size_of::<Value>();
+const _: () = assert!(std::mem::align_of::<Value>() <= KV_ALIGN && OBJ_SIZE + KV_ALIGN < 128);
+
+/// Writes `n` as LEB128 at `dst`; returns the address after it.
+///
+/// # Safety
+/// `dst` must be valid for writing `mem::leb_len(n)` bytes.
+unsafe fn put_leb_raw(mut dst: *mut u8, mut n: usize) -> *mut u8 {
     loop {
         let byte = (n & 0x7f) as u8;
         n >>= 7;
-        if n == 0 {
-            buf[at] = byte;
-            return at + 1;
+        // SAFETY: the caller provides room for every byte of the encoding.
+        unsafe {
+            if n == 0 {
+                dst.write(byte);
+                return dst.add(1);
+            }
+            dst.write(byte | 0x80);
+            dst = dst.add(1);
         }
-        buf[at] = byte | 0x80;
-        at += 1;
     }
 }
 
@@ -96,26 +108,25 @@ impl Kv {
     /// the header `head`.
     fn build(head: [u8; KV_HEADER], key: &[u8], parts: &[&[u8]], zeros: usize) -> Kv {
         let vlen = parts.iter().map(|p| p.len()).sum::<usize>() + zeros;
-        let mut lens = [0u8; 20];
-        let at = put_leb(&mut lens, 0, key.len());
-        let lens_len = put_leb(&mut lens, at, vlen);
-        let size = KV_HEADER + lens_len + key.len() + vlen;
+        let size = KV_HEADER + mem::leb_len(key.len()) + mem::leb_len(vlen) + key.len() + vlen;
         let layout = Kv::layout(size);
         // SAFETY: `size` is at least `KV_HEADER` bytes, not zero.
         let ptr = unsafe { alloc::alloc(layout) };
         let Some(ptr) = NonNull::new(ptr) else {
             alloc::handle_alloc_error(layout)
         };
-        // SAFETY: the block was just allocated with `size` bytes, which the writes below
-        // fill exactly, in order: header, lengths, key, parts, zeros.
+        // SAFETY: the block was just allocated with `size` bytes, 8-aligned, which the
+        // writes below fill exactly, in order: header, lengths, key, parts, zeros.
         unsafe {
             let mut dst = ptr.as_ptr();
-            for src in [&head[..], &lens[..lens_len], key]
-                .into_iter()
-                .chain(parts.iter().copied())
-            {
-                std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len());
-                dst = dst.add(src.len());
+            dst.cast::<[u8; KV_HEADER]>().write(head);
+            dst = put_leb_raw(dst.add(KV_HEADER), key.len());
+            dst = put_leb_raw(dst, vlen);
+            std::ptr::copy_nonoverlapping(key.as_ptr(), dst, key.len());
+            dst = dst.add(key.len());
+            for p in parts {
+                std::ptr::copy_nonoverlapping(p.as_ptr(), dst, p.len());
+                dst = dst.add(p.len());
             }
             std::ptr::write_bytes(dst, 0, zeros);
         }
@@ -205,30 +216,83 @@ impl Kv {
         self.set_u32_at(0, pos | ((tag as u32) << TAG_SHIFT));
     }
 
-    /// An entry whose value is the collection at `idx` of the slot's object array.
-    pub fn new_obj(key: &[u8], idx: u32, meta: Meta) -> Kv {
-        let mut kv = Kv::new(key, &idx.to_le_bytes(), meta);
-        kv.set_tag(Tag::Obj);
+    /// An entry holding the collection `value` in its own block: the value bytes are
+    /// padding up to an 8-byte boundary, then the [`Value`] itself.
+    pub fn new_obj(key: &[u8], value: Value, meta: Meta) -> Kv {
+        let mut head = [0u8; KV_HEADER];
+        head[4..8].copy_from_slice(&meta.vol_pos.to_le_bytes());
+        head[8..12].copy_from_slice(&meta.access.to_le_bytes());
+        Kv::build_obj(head, key, value)
+    }
+
+    /// A block with header `head` (its tag becomes `Obj`), `key` and the collection `value`.
+    fn build_obj(mut head: [u8; KV_HEADER], key: &[u8], value: Value) -> Kv {
+        let first = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) & POS_MASK;
+        head[0..4].copy_from_slice(&(first | ((Tag::Obj as u32) << TAG_SHIFT)).to_le_bytes());
+        // The value length (below 128) takes one byte.
+        let before = KV_HEADER + mem::leb_len(key.len()) + 1 + key.len();
+        let pad = before.next_multiple_of(KV_ALIGN) - before;
+        let kv = Kv::build(head, key, &[], pad + OBJ_SIZE);
+        // SAFETY: `obj_ptr` is inside the block, 8-aligned (the block is, and so is the
+        // offset), with `OBJ_SIZE` bytes; they hold no value yet, so nothing is overwritten
+        // that needed dropping.
+        unsafe { kv.obj_ptr().write(value) };
         kv
     }
 
-    /// The object index of a [`Tag::Obj`] entry.
-    pub fn obj_idx(&self) -> Option<u32> {
-        let v = self.value();
-        (self.tag() == Tag::Obj && v.len() == 4)
-            .then(|| u32::from_le_bytes([v[0], v[1], v[2], v[3]]))
+    /// Where the collection of an `Obj` entry sits: the last `OBJ_SIZE` bytes of the block.
+    fn obj_ptr(&self) -> *mut Value {
+        let (h, k, v) = self.split();
+        debug_assert!(v >= OBJ_SIZE && (h + k + v - OBJ_SIZE) % KV_ALIGN == 0);
+        // SAFETY: an `Obj` entry's value bytes end with the `Value` (see `build_obj`).
+        unsafe { self.0.as_ptr().add(h + k + v - OBJ_SIZE).cast::<Value>() }
     }
 
-    /// Makes the entry point at the collection `idx` (its value bytes become the index).
-    pub fn set_obj(&mut self, idx: u32) {
-        self.set_value(&idx.to_le_bytes());
-        self.set_tag(Tag::Obj);
+    /// The collection, or `None` for a string.
+    #[inline]
+    pub fn obj(&self) -> Option<&Value> {
+        // SAFETY: an `Obj` entry holds an initialised `Value` at `obj_ptr` (see
+        // `build_obj`; `take_obj` turns the entry into a string when it moves it out).
+        (self.tag() == Tag::Obj).then(|| unsafe { &*self.obj_ptr() })
     }
 
-    /// Makes the entry a string holding `bytes`.
-    pub fn set_str(&mut self, bytes: &[u8]) {
-        self.set_value(bytes);
+    /// The collection, writable, or `None` for a string.
+    pub fn obj_mut(&mut self) -> Option<&mut Value> {
+        // SAFETY: as in `obj`; `&mut self` makes the access exclusive.
+        (self.tag() == Tag::Obj).then(|| unsafe { &mut *self.obj_ptr() })
+    }
+
+    /// Moves the collection out; the entry is left a string of zero bytes (the same block,
+    /// about to be dropped or given a new value).
+    pub fn take_obj(&mut self) -> Option<Value> {
+        if self.tag() != Tag::Obj {
+            return None;
+        }
+        let p = self.obj_ptr();
+        // SAFETY: the entry holds an initialised `Value` there, read out once; the tag is
+        // switched and the bytes zeroed right after, so it is never read or dropped again.
+        let v = unsafe { p.read() };
         self.set_tag(Tag::Str);
+        // SAFETY: `OBJ_SIZE` bytes at `p` are inside the block.
+        unsafe { std::ptr::write_bytes(p.cast::<u8>(), 0, OBJ_SIZE) };
+        Some(v)
+    }
+
+    /// Makes the entry hold the collection `value`. Returns the collection it held before.
+    pub fn set_obj(&mut self, value: Value) -> Option<Value> {
+        if self.tag() == Tag::Obj {
+            // SAFETY: the entry holds an initialised `Value` at `obj_ptr`.
+            return Some(unsafe { std::ptr::replace(self.obj_ptr(), value) });
+        }
+        *self = Kv::build_obj(self.head(), self.key(), value);
+        None
+    }
+
+    /// Makes the entry a string holding `bytes` (a collection it held is dropped here: the
+    /// caller takes it first with [`Kv::take_obj`] to free it elsewhere).
+    pub fn set_str(&mut self, bytes: &[u8]) {
+        drop(self.take_obj());
+        self.set_value(bytes);
     }
 
     pub fn meta(&self) -> Meta {
@@ -309,6 +373,10 @@ impl Kv {
 
 impl Drop for Kv {
     fn drop(&mut self) {
+        if self.tag() == Tag::Obj {
+            // SAFETY: an `Obj` entry holds an initialised `Value`, dropped once, here.
+            unsafe { std::ptr::drop_in_place(self.obj_ptr()) };
+        }
         let layout = Kv::layout(self.block_len());
         // SAFETY: the block was allocated by `build` with this layout (its length is read
         // back from the same header) and is freed once, here.
@@ -421,6 +489,11 @@ impl KeyTable {
         (0..self.len()).filter_map(|p| self.get_at(p))
     }
 
+    /// Entries in no particular order, writable (their positions must not change).
+    pub fn entries_mut(&mut self) -> impl Iterator<Item = &mut Kv> + '_ {
+        self.index.iter_mut()
+    }
+
     /// Entries in no particular order (cheaper than [`KeyTable::iter`]).
     pub fn entries(&self) -> impl Iterator<Item = &Kv> + '_ {
         self.index.iter()
@@ -525,22 +598,50 @@ mod tests {
 
     #[test]
     fn tags_survive_position_changes() {
-        let mut kv = Kv::new_obj(b"key", 7, M);
-        assert_eq!((kv.tag(), kv.obj_idx(), kv.pos()), (Tag::Obj, Some(7), 0));
+        let set = |m: &[u8]| {
+            let mut s = super::super::Set::default();
+            s.insert(m, &super::super::Limits::default());
+            Value::Set(s)
+        };
+        let mut kv = Kv::new_obj(b"key", set(b"a"), M);
+        assert_eq!(
+            (kv.tag(), kv.obj(), kv.pos()),
+            (Tag::Obj, Some(&set(b"a")), 0)
+        );
+        assert_eq!(kv.addr() % KV_ALIGN, 0);
         kv.set_pos(MAX_SLOT_ENTRIES - 1);
         assert_eq!((kv.tag(), kv.pos()), (Tag::Obj, MAX_SLOT_ENTRIES - 1));
+        assert_eq!(kv.set_obj(set(b"b")), Some(set(b"a")));
+        assert_eq!(
+            (kv.obj(), kv.key(), kv.meta()),
+            (Some(&set(b"b")), &b"key"[..], M)
+        );
         kv.set_str(b"plain");
         assert_eq!(
-            (kv.tag(), kv.obj_idx(), kv.value()),
+            (kv.tag(), kv.obj(), kv.value()),
             (Tag::Str, None, &b"plain"[..])
         );
         assert_eq!(kv.pos(), MAX_SLOT_ENTRIES - 1);
-        kv.set_obj(3);
+        assert_eq!(kv.set_obj(set(b"c")), None);
         assert_eq!(
-            (kv.tag(), kv.obj_idx(), kv.key()),
-            (Tag::Obj, Some(3), &b"key"[..])
+            (kv.tag(), kv.obj(), kv.key(), kv.pos()),
+            (
+                Tag::Obj,
+                Some(&set(b"c")),
+                &b"key"[..],
+                MAX_SLOT_ENTRIES - 1
+            )
         );
-        assert_eq!(Kv::new(b"k", b"1234", M).obj_idx(), None);
+        assert_eq!(kv.take_obj(), Some(set(b"c")));
+        assert_eq!(kv.take_obj(), None);
+        assert_eq!((kv.tag(), kv.obj()), (Tag::Str, None));
+        // Every key length puts the collection on an 8-byte boundary.
+        for n in [0, 1, 7, 8, 100, 127, 128, 300] {
+            let key = vec![b'k'; n];
+            let kv = Kv::new_obj(&key, set(b"m"), M);
+            assert_eq!((kv.key(), kv.obj()), (&key[..], Some(&set(b"m"))));
+            assert_eq!(kv.obj_ptr() as usize % std::mem::align_of::<Value>(), 0);
+        }
     }
 
     #[test]
