@@ -243,7 +243,7 @@ impl Kv {
     /// Where the collection of an `Obj` entry sits: the last `OBJ_SIZE` bytes of the block.
     fn obj_ptr(&self) -> *mut Value {
         let (h, k, v) = self.split();
-        debug_assert!(v >= OBJ_SIZE && (h + k + v - OBJ_SIZE) % KV_ALIGN == 0);
+        debug_assert!(v >= OBJ_SIZE && (h + k + v - OBJ_SIZE).is_multiple_of(KV_ALIGN));
         // SAFETY: an `Obj` entry's value bytes end with the `Value` (see `build_obj`).
         unsafe { self.0.as_ptr().add(h + k + v - OBJ_SIZE).cast::<Value>() }
     }
