@@ -10,7 +10,9 @@
 //! SETBIT costs the same on a 1 MB string as on a 1-byte one.
 
 use super::flags::*;
+use super::pubsub::notify;
 use super::*;
+use crate::pubsub::events;
 use crate::store::{SlotGuard, NO_EXPIRY};
 
 const G: &str = "bitmap";
@@ -416,6 +418,7 @@ fn setbit(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     };
     let key = req.arg(1);
     let mut g = ctx.node.db.lock_key(key);
+    let created = g.peek(key, ctx.now).is_none();
     let s = open_for_write(&mut g, key, (offset / 8) as usize + 1, ctx.now)?;
     let byte = &mut s[(offset / 8) as usize];
     let mask = 1u8 << (7 - offset % 8);
@@ -425,7 +428,18 @@ fn setbit(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     } else {
         *byte &= !mask;
     }
+    drop(g);
+    notify_written(ctx, "setbit", key, created);
     Ok(Frame::Integer(old as i64))
+}
+
+/// Keyspace events of a write to the string at `key`: `new` first when the write created
+/// it, then `event` (Redis's `setbit` for SETBIT and BITFIELD).
+fn notify_written(ctx: &Ctx<'_>, event: &str, key: &[u8], created: bool) {
+    if created {
+        notify(ctx, events::NEW, "new", key);
+    }
+    notify(ctx, events::STRING, event, key);
 }
 
 fn getbit(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
@@ -602,9 +616,13 @@ fn bitop(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     }
     let gd = g.slot_of(dest);
     if maxlen > 0 {
+        let created = gd.peek(dest, ctx.now).is_none();
         gd.set_str(dest, &out, NO_EXPIRY, ctx.now);
-    } else {
-        gd.remove(dest, ctx.now);
+        drop(g);
+        notify_written(ctx, "set", dest, created);
+    } else if gd.remove(dest, ctx.now).is_some() {
+        drop(g);
+        notify(ctx, events::GENERIC, "del", dest);
     }
     Ok(Frame::Integer(maxlen as i64))
 }
@@ -718,10 +736,22 @@ fn bitfield_generic(ctx: &mut Ctx<'_>, req: &Request, read_only: bool) -> Reply 
             "ERR BITFIELD_RO only supports the GET subcommand",
         ));
     }
+    let created = g.peek(key, ctx.now).is_none();
     let s = open_for_write(&mut g, key, (highest / 8) as usize + 1, ctx.now)?;
-    Ok(Frame::Array(
-        fields.iter().map(|f| apply_field(s, f)).collect(),
-    ))
+    let out: Vec<Frame> = fields.iter().map(|f| apply_field(s, f)).collect();
+    drop(g);
+    // Like Redis, `setbit` when a SET or INCRBY changed the string (an overflow FAIL,
+    // answered nil, does not).
+    let changed = fields
+        .iter()
+        .zip(&out)
+        .any(|(f, r)| f.op != FieldOp::Get && *r != Frame::Null);
+    if changed {
+        notify_written(ctx, "setbit", key, created);
+    } else if created {
+        notify(ctx, events::NEW, "new", key);
+    }
+    Ok(Frame::Array(out))
 }
 
 fn bitfield(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
