@@ -601,8 +601,15 @@ mod tests {
             (&["HDEL", "h", "c"], &["hdel", "del"]),
             (&["HGET", "h2", "a"], &[]),
             (&["SETBIT", "b", "7", "1"], &["new", "setbit"]),
+            // Like Redis 7.0: nothing when the bit does not change and the string not grow.
+            (&["SETBIT", "b", "7", "1"], &[]),
+            (&["SETBIT", "b", "7", "0"], &["setbit"]),
             (&["SETBIT", "b", "7", "1"], &["setbit"]),
+            (&["SETBIT", "b", "15", "0"], &["setbit"]),
             (&["BITFIELD", "b", "SET", "u8", "8", "255"], &["setbit"]),
+            (&["BITFIELD", "b", "SET", "u8", "8", "255"], &[]),
+            (&["BITFIELD", "b", "INCRBY", "u8", "8", "0"], &["setbit"]),
+            (&["BITFIELD", "b", "SET", "u8", "16", "0"], &["setbit"]),
             (&["BITFIELD", "b", "GET", "u8", "0"], &[]),
             (
                 &[
