@@ -85,8 +85,8 @@ pub fn block_size(len: usize) -> usize {
 /// Size of one hash-table bucket: the entry's handle (`Kv`, a thin pointer).
 pub const TABLE_BUCKET: usize = 8;
 
-/// Size of one element of the positions array: a key's hash.
-pub const POSITION: usize = 8;
+/// Size of one element of the positions array: a key's 32-bit hash.
+pub const POSITION: usize = 4;
 
 /// Size of one volatile-list element, `(u32, u64)`.
 pub const VOL_ELEM: usize = size_of::<(u32, u64)>();
@@ -155,10 +155,10 @@ mod tests {
     #[test]
     fn table_sizes() {
         assert_eq!(table_size(0, 0, 0, 0), 0);
-        // 4 buckets: 32 + 4 + 16 = 52 -> 56; 3 positions: 24.
-        assert_eq!(table_size(4, 3, 0, 0), 56 + 24);
-        // 128 buckets: 1024 + 128 + 16 = 1168 -> 1280; 112 positions: 896.
-        assert_eq!(table_size(128, 112, 0, 0), 1280 + 896);
+        // 4 buckets: 32 + 4 + 16 = 52 -> 56; 3 positions: 12 -> 16.
+        assert_eq!(table_size(4, 3, 0, 0), 56 + 16);
+        // 128 buckets: 1024 + 128 + 16 = 1168 -> 1280; 112 positions: 448.
+        assert_eq!(table_size(128, 112, 0, 0), 1280 + 448);
         assert_eq!(table_size(0, 0, 4, 0), 64);
         assert_eq!(table_size(0, 0, 0, 4), 32);
     }

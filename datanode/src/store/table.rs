@@ -10,7 +10,9 @@
 //!
 //! Positions, which SCAN, sampling and the volatile list need, stay dense and stable across
 //! rehashes: the `hashes` array holds the hash of the entry at each position, so position
-//! `p` is found by probing for `hashes[p]` and the entry that says it is at `p`. Removal is
+//! `p` is found by probing for `hashes[p]` and the entry that says it is at `p`. A hash is
+//! 32 bits, stored in 4 bytes and given to the table doubled ([`wide`]), so its low bits pick
+//! the bucket and its top bits the control byte as with a full 64-bit hash. Removal is
 //! `swap_remove`, like IndexMap's.
 
 use super::mem;
@@ -397,7 +399,7 @@ pub(super) struct KeyTable {
     index: HashTable<Kv>,
     hasher: Hasher,
     /// `hashes[p]`: the hash of the key at position `p`.
-    hashes: Vec<u64>,
+    hashes: Vec<u32>,
 }
 
 impl KeyTable {
@@ -414,7 +416,13 @@ impl KeyTable {
     }
 
     pub fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
+        wide(self.narrow_hash(key))
+    }
+
+    /// The 32-bit hash of `key`, as the positions array keeps it.
+    fn narrow_hash(&self, key: &[u8]) -> u32 {
+        let h = self.hasher.hash_one(key);
+        (h ^ (h >> 32)) as u32
     }
 
     /// The bucket holding `key`.
@@ -429,7 +437,7 @@ impl KeyTable {
     /// The bucket holding the entry at position `pos`.
     pub fn at(&self, pos: usize) -> Option<Bucket> {
         let &h = self.hashes.get(pos)?;
-        self.index.find_bucket_index(h, |kv| kv.pos() == pos)
+        self.index.find_bucket_index(wide(h), |kv| kv.pos() == pos)
     }
 
     pub fn get(&self, b: Bucket) -> Option<&Kv> {
@@ -453,14 +461,14 @@ impl KeyTable {
     /// Adds `kv`, whose key must not be in the table yet, at the last position. Returns its
     /// bucket. Any other bucket number held across this call is stale (the table may grow).
     pub fn insert_new(&mut self, mut kv: Kv) -> Bucket {
-        let h = self.hash(kv.key());
+        let h = self.narrow_hash(kv.key());
         // Far beyond what memory allows in one slot (256 GiB of 1-byte keys).
         debug_assert!(self.hashes.len() < MAX_SLOT_ENTRIES);
         kv.set_pos(self.hashes.len());
         self.hashes.push(h);
         let hashes = &self.hashes;
         self.index
-            .insert_unique(h, kv, |kv| hashes[kv.pos()])
+            .insert_unique(wide(h), kv, |kv| wide(hashes[kv.pos()]))
             .bucket_index()
     }
 
@@ -474,7 +482,7 @@ impl KeyTable {
         self.hashes.swap_remove(pos);
         let mut moved_vol = None;
         if pos < last {
-            let h = self.hashes[pos];
+            let h = wide(self.hashes[pos]);
             if let Some(m) = self.index.find_mut(h, |k| k.pos() == last) {
                 m.set_pos(pos);
                 let vp = m.meta().vol_pos;
@@ -523,9 +531,17 @@ impl KeyTable {
     /// Shrinks the arrays to hold at least `n` entries.
     pub fn shrink_to(&mut self, n: usize) {
         let hashes = &self.hashes;
-        self.index.shrink_to(n, |kv| hashes[kv.pos()]);
+        self.index.shrink_to(n, |kv| wide(hashes[kv.pos()]));
         self.hashes.shrink_to(n);
     }
+}
+
+/// The table's hash of an entry whose stored hash is `h`: `h` in both halves, so that the
+/// bucket (low bits) and the control byte (top 7 bits) come from the same 32 bits as they
+/// would from a full hash, independently for tables of up to 2^25 buckets.
+#[inline]
+fn wide(h: u32) -> u64 {
+    (h as u64) << 32 | h as u64
 }
 
 /// Entries a hashbrown table of `buckets` buckets holds (7/8 load from 8 buckets, one
