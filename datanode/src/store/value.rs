@@ -238,10 +238,13 @@ impl SharedLimits {
 // ---- listpack ----
 
 /// Elements in one contiguous block: each is a LEB128 length, then its bytes.
+///
+/// No count is kept: a listpack is small by construction (`*-max-listpack-entries`), so
+/// counting is a short scan, and without it the struct is one `Vec` (24 bytes), which keeps
+/// a [`Value`] at 32 bytes in its entry's block.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listpack {
     buf: Vec<u8>,
-    n: usize,
 }
 
 pub(super) fn put_leb(buf: &mut Vec<u8>, mut n: usize) {
@@ -272,11 +275,11 @@ pub(super) fn get_leb(buf: &[u8], mut at: usize) -> (usize, usize) {
 
 impl Listpack {
     pub fn len(&self) -> usize {
-        self.n
+        self.spans().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.buf.is_empty()
     }
 
     pub fn heap_size(&self) -> usize {
@@ -309,19 +312,16 @@ impl Listpack {
             .reserve_exact(super::mem::leb_len(e.len()) + e.len());
         put_leb(&mut self.buf, e.len());
         self.buf.extend_from_slice(e);
-        self.n += 1;
     }
 
-    /// Replaces bytes `start..end` with the encoded elements `with`, changing the count by
-    /// `dn`.
-    fn splice(&mut self, start: usize, end: usize, with: &[&[u8]], added: usize, removed: usize) {
+    /// Replaces bytes `start..end` with the encoded elements `with`.
+    fn splice(&mut self, start: usize, end: usize, with: &[&[u8]]) {
         let mut enc = Vec::new();
         for e in with {
             put_leb(&mut enc, e.len());
             enc.extend_from_slice(e);
         }
         self.buf.splice(start..end, enc);
-        self.n = self.n + added - removed;
         // Keep the block tight, like a listpack realloc: memory follows the contents.
         if self.buf.capacity() > self.buf.len() + self.buf.len() / 4 + 16 {
             self.buf.shrink_to_fit();
@@ -567,7 +567,7 @@ impl Hash {
                 || value.len() > limits.hash_max_listpack_value;
             match Hash::lp_find(lp, field) {
                 Some((fs, ve, _)) if !too_long => {
-                    lp.splice(fs, ve, &[field, value], 2, 2);
+                    lp.splice(fs, ve, &[field, value]);
                     return false;
                 }
                 Some(_) => {}
@@ -600,7 +600,7 @@ impl Hash {
         match self {
             Hash::Listpack(lp) => match Hash::lp_find(lp, field) {
                 Some((fs, ve, _)) => {
-                    lp.splice(fs, ve, &[], 0, 2);
+                    lp.splice(fs, ve, &[]);
                     true
                 }
                 None => false,
@@ -924,7 +924,7 @@ impl Set {
                 let found = lp.spans().find(|(_, _, e)| *e == m).map(|(s, e, _)| (s, e));
                 match found {
                     Some((s, e)) => {
-                        lp.splice(s, e, &[], 0, 1);
+                        lp.splice(s, e, &[]);
                         true
                     }
                     None => false,
@@ -1035,7 +1035,7 @@ mod tests {
     #[test]
     fn small_values_stay_small() {
         // A collection's struct sits in its key's entry block: this much per key.
-        assert_eq!(std::mem::size_of::<Value>(), 40);
+        assert_eq!(std::mem::size_of::<Value>(), 32);
         let l = Limits::default();
         let mut h = Hash::default();
         for i in 0..10 {

@@ -103,9 +103,10 @@ fn get_score(buf: &[u8], at: usize) -> (f64, usize) {
 
 /// The compact encoding: sorted entries in one block (see the module docs).
 #[derive(Clone, Debug, Default, PartialEq)]
+///
+/// No count is kept (see `Listpack`): the struct stays one `Vec`.
 pub struct ZipList {
     buf: Vec<u8>,
-    n: usize,
 }
 
 /// One entry of a [`ZipList`]: where it starts and ends, its member and score.
@@ -118,11 +119,11 @@ struct Span<'a> {
 
 impl ZipList {
     pub fn len(&self) -> usize {
-        self.n
+        self.spans().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.n == 0
+        self.buf.is_empty()
     }
 
     pub fn heap_size(&self) -> usize {
@@ -175,12 +176,10 @@ impl ZipList {
         // Exactly sized, like a listpack's realloc.
         self.buf.reserve_exact(enc.len());
         self.buf.splice(at..at, enc);
-        self.n += 1;
     }
 
-    fn remove_bytes(&mut self, start: usize, end: usize, count: usize) {
+    fn remove_bytes(&mut self, start: usize, end: usize) {
         self.buf.drain(start..end);
-        self.n -= count;
         if self.buf.capacity() > self.buf.len() + self.buf.len() / 4 + 16 {
             self.buf.shrink_to_fit();
         }
@@ -193,7 +192,7 @@ impl ZipList {
             if old == s {
                 return Some(old);
             }
-            self.remove_bytes(start, end, 1);
+            self.remove_bytes(start, end);
             self.insert_new(m, s);
             return Some(old);
         }
@@ -203,16 +202,17 @@ impl ZipList {
 
     pub fn remove(&mut self, m: &[u8]) -> Option<f64> {
         let (start, end, s) = self.find(m).map(|e| (e.start, e.end, e.score))?;
-        self.remove_bytes(start, end, 1);
+        self.remove_bytes(start, end);
         Some(s)
     }
 
     /// Removes the elements of ranks `lo..hi`.
     pub fn remove_range(&mut self, lo: usize, hi: usize) -> usize {
-        if lo >= hi || lo >= self.n {
+        let n = self.len();
+        if lo >= hi || lo >= n {
             return 0;
         }
-        let hi = hi.min(self.n);
+        let hi = hi.min(n);
         let mut start = self.buf.len();
         let mut end = self.buf.len();
         for (i, e) in self.spans().enumerate() {
@@ -224,7 +224,7 @@ impl ZipList {
                 break;
             }
         }
-        self.remove_bytes(start, end, hi - lo);
+        self.remove_bytes(start, end);
         hi - lo
     }
 
@@ -1366,7 +1366,6 @@ impl Zset {
                 z.buf.extend_from_slice(m);
                 put_score(&mut z.buf, *s);
             }
-            z.n = items.len();
             Zset::Listpack(z)
         } else {
             Zset::Tree(Box::new(ZTree::from_sorted(items.iter().copied())))
