@@ -43,6 +43,8 @@ pub enum Kind {
 pub struct Spec {
     nodes: usize,
     heartbeat: Duration,
+    /// Missed heartbeats before the NameNode probes a node.
+    tolerance: NonZeroU32,
     kind: Kind,
     /// Node 0 answers `-MOVED` to every connection (`--cluster-redirects`).
     redirect_first: bool,
@@ -57,6 +59,7 @@ impl Spec {
         Spec {
             nodes,
             heartbeat: FAST_HEARTBEAT,
+            tolerance: TOLERANCE,
             kind: Kind::InProcess,
             redirect_first: false,
             tls: None,
@@ -76,6 +79,12 @@ impl Spec {
         self
     }
 
+    /// Missed heartbeats before the NameNode probes a node (a test that pauses one longer).
+    pub fn tolerance(mut self, missed: u32) -> Spec {
+        self.tolerance = NonZeroU32::new(missed).expect("a tolerance above 0");
+        self
+    }
+
     pub fn processes(mut self) -> Spec {
         self.kind = Kind::Process;
         self
@@ -90,7 +99,7 @@ impl Spec {
     /// table.
     pub async fn start(self) -> Cluster {
         let nn_config = chkv_namenode::Config {
-            timing: Timing::new(self.heartbeat, TOLERANCE),
+            timing: Timing::new(self.heartbeat, self.tolerance),
             cluster_tls: self.tls.as_ref().map(|t| chkv_namenode::ClusterTls {
                 cert_file: t.cert_file.clone().expect("tls-cert-file"),
                 key_file: t.key_file.clone().expect("tls-key-file"),
