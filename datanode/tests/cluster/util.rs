@@ -32,10 +32,7 @@ pub const TOLERANCE: NonZeroU32 = match NonZeroU32::new(25) {
 /// The tolerance of the fault tests (kill, pause past detection): a node silent for 3
 /// heartbeats is probed. Their safety assertions hold whoever is declared dead; their pauses
 /// are long enough to pass this detection on a loaded machine.
-pub const FAST_TOLERANCE: NonZeroU32 = match NonZeroU32::new(3) {
-    Some(n) => n,
-    None => panic!("3 is not zero"),
-};
+pub const FAST_TOLERANCE: u32 = 3;
 /// Longest wait for every DataNode to show the same complete table.
 pub const CONVERGE_LIMIT: Duration = Duration::from_secs(60);
 /// All the slots.
@@ -92,8 +89,8 @@ impl Spec {
 
     /// Missed heartbeats before a silent node is probed (the fault tests use
     /// [`FAST_TOLERANCE`]).
-    pub fn tolerance(mut self, tolerance: NonZeroU32) -> Spec {
-        self.tolerance = tolerance;
+    pub fn tolerance(mut self, missed: u32) -> Spec {
+        self.tolerance = NonZeroU32::new(missed).expect("a tolerance above 0");
         self
     }
 
@@ -148,15 +145,7 @@ impl Spec {
             nn_config,
             nodes,
         };
-        let mut took = wait_converged(&cluster.addrs(), self.nodes).await;
-        // Equal tables are not the end of a join: slots still move batch by batch. Tests
-        // start from a settled cluster.
-        let deadline = Instant::now() + CONVERGE_LIMIT;
-        while cluster.namenode_status().await["slots_moving"] != 0 {
-            assert!(Instant::now() < deadline, "slot moves did not finish");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        took += wait_converged(&cluster.addrs(), self.nodes).await;
+        let took = cluster.settle(self.nodes).await;
         eprintln!(
             "cluster of {} {:?} DataNodes (heartbeat {:?}) converged in {took:?}",
             self.nodes, self.kind, self.heartbeat
@@ -219,6 +208,20 @@ impl Cluster {
         .await
         .expect("NameNode restarts on the same port");
         self.namenode.insert(namenode)
+    }
+
+    /// Waits until every DataNode has the same complete table of `n` nodes and no slot is
+    /// moving any more (equal tables are not the end of a join: slots still move batch by
+    /// batch), then for equal tables again; returns how long that took.
+    pub async fn settle(&self, n: usize) -> Duration {
+        let mut took = wait_converged(&self.addrs(), n).await;
+        let deadline = Instant::now() + CONVERGE_LIMIT;
+        while self.namenode_status().await["slots_moving"] != 0 {
+            assert!(Instant::now() < deadline, "slot moves did not finish");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        took += wait_converged(&self.addrs(), n).await;
+        took
     }
 
     /// Where DataNodes register.
