@@ -7,8 +7,8 @@
 //!
 //! **The running script.** `redis.call` and the instruction hook need the script's command
 //! context. It lives on the stack of [`Engine::run`] for the duration of one call into Lua,
-//! and the engine's app data holds a raw pointer to it ([`Current`]); callbacks borrow it for
-//! the length of one callback. Nothing else touches it while Lua runs.
+//! and a thread-local holds a raw pointer to it ([`CURRENT`]); callbacks borrow it for the
+//! length of one callback. Nothing else touches it while Lua runs.
 //!
 //! **Errors** follow Redis: a runtime error becomes a table `{err=...}` (string errors get
 //! `ERR ` in front) with the source and line of the script frame that raised it, and the
@@ -18,10 +18,10 @@
 use super::library::{EvalHeader, ScriptFlags};
 use super::RunInfo;
 use crate::cmd::flags::*;
-use crate::cmd::{resolve_checked, run_command, Ctx, Reply};
+use crate::cmd::{resolve_checked, resolve_for, run_command_resolved, Ctx, Reply};
 use crate::resp::{Frame, Protocol, Request};
 use bytes::Bytes;
-use mlua::{Function, HookTriggers, Lua, MultiValue, StdLib, Table, Value, VmState};
+use mlua::{ffi, Function, HookTriggers, Lua, MultiValue, StdLib, Table, Value, VmState};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +38,9 @@ const ESCAPE_AFTER: Duration = Duration::from_millis(10);
 const LOCK_PATIENCE: Duration = Duration::from_secs(1);
 /// FUNCTION LOAD's time limit for running a library's code (Redis's).
 pub const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
+/// Every this many scripts, a step of Lua's garbage collector (as big as this many
+/// kilobytes of allocation would trigger), like Redis.
+const GC_EVERY: u32 = 50;
 /// Nesting limit when converting a script's result to a reply.
 const MAX_DEPTH: usize = 1000;
 
@@ -69,12 +72,30 @@ struct Loading {
     deadline: Instant,
 }
 
-/// App data: the script running now (see the module docs).
-#[derive(Clone, Copy)]
+thread_local! {
+    /// The script running on this thread now (see the module docs), null when none. A
+    /// thread runs one script at a time (scripts cannot start scripts), and a script runs
+    /// start to end on one thread, so the callbacks and the hook of the engine running it
+    /// find it here: one thread-local load per `redis.call`, nothing stored in Lua.
+    static CURRENT: std::cell::Cell<*mut Run<'static, 'static>> =
+        const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
+/// Makes a `Run` this thread's [`CURRENT`] for as long as it lives, then puts back what
+/// was there before (also when the script panics).
 struct Current(*mut Run<'static, 'static>);
-// SAFETY: the pointer is only dereferenced on the thread running the script, while the
-// `Run` it points at is alive on that thread's stack; the engine's mutex serializes users.
-unsafe impl Send for Current {}
+
+impl Current {
+    fn enter(run: *mut Run<'_, '_>) -> Current {
+        Current(CURRENT.with(|c| c.replace(run.cast())))
+    }
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
 
 pub(crate) struct Engine {
     lua: Lua,
@@ -82,7 +103,7 @@ pub(crate) struct Engine {
     real: Table,
     /// The read-only `_G` scripts and libraries see.
     env: Table,
-    /// Prelude: `run(f [, keys, args])` and `load_run(f)`.
+    /// Prelude: `run(f, is_eval, keys, args)` and `load_run(f)`.
     runner: Function,
     loader: Function,
     /// The node's script-cache epoch this engine was made in (SCRIPT FLUSH starts over).
@@ -92,6 +113,11 @@ pub(crate) struct Engine {
     /// 8000, so nothing that grows with the data (scripts, functions) is held from Rust.
     scripts_lua: Table,
     scripts: HashMap<String, Compiled>,
+    /// The script found last (clients run the same few scripts over and over): found
+    /// again without a lookup in Lua.
+    last: Option<(String, Compiled, Function)>,
+    /// Scripts run since the last garbage collection step.
+    runs: u32,
     /// Each loaded library's registry entry, and its closures (lower-case name -> function)
     /// in `libs_lua`.
     libs: HashMap<String, Arc<super::library::Library>>,
@@ -230,6 +256,8 @@ impl Engine {
             epoch,
             scripts_lua,
             scripts: HashMap::new(),
+            last: None,
+            runs: 0,
             libs: HashMap::new(),
             libs_lua,
             pending: None,
@@ -244,9 +272,15 @@ impl Engine {
     }
 
     /// The compiled script of `sha`, if this engine has it.
-    pub fn script(&self, sha: &str) -> Option<(Compiled, Function)> {
+    pub fn script(&mut self, sha: &str) -> Option<(Compiled, Function)> {
+        if let Some((last, c, f)) = &self.last {
+            if last == sha {
+                return Some((*c, f.clone()));
+            }
+        }
         let c = *self.scripts.get(sha)?;
         let f = self.scripts_lua.raw_get::<Function>(sha).ok()?;
+        self.last = Some((sha.to_string(), c, f.clone()));
         Some((c, f))
     }
 
@@ -394,40 +428,33 @@ impl Engine {
     /// Runs `f` (a script when `function` is false: KEYS and ARGV become globals; else a
     /// function called with the keys and arguments tables) for the command in `ctx`.
     pub fn run(&mut self, run: &mut Run<'_, '_>, f: &Function) -> Reply {
-        let lua_err = |e: mlua::Error| Frame::error(format!("ERR {}", clean_error(&e)));
         let req = run.req;
         let keys = run.keys.clone();
-        let key_t = self
-            .lua
-            .create_table_with_capacity(keys.len(), 0)
-            .map_err(lua_err)?;
-        for (n, i) in keys.clone().enumerate() {
-            key_t
-                .raw_set(n + 1, self.lua.create_string(req.arg(i)).map_err(lua_err)?)
-                .map_err(lua_err)?;
-        }
-        let argv = self
-            .lua
-            .create_table_with_capacity(req.len() - keys.end, 0)
-            .map_err(lua_err)?;
-        for (n, i) in (keys.end..req.len()).enumerate() {
-            argv.raw_set(n + 1, self.lua.create_string(req.arg(i)).map_err(lua_err)?)
-                .map_err(lua_err)?;
-        }
         let is_eval = run.is_eval;
-        if is_eval {
-            self.real.raw_set("KEYS", key_t.clone()).map_err(lua_err)?;
-            self.real.raw_set("ARGV", argv.clone()).map_err(lua_err)?;
-        }
         let ptr: *mut Run<'_, '_> = run;
-        self.lua.set_app_data(Current(ptr.cast()));
-        let out: mlua::Result<(bool, Value)> = if is_eval {
-            self.runner.call(f.clone())
-        } else {
-            self.runner.call((f.clone(), key_t, argv))
+        let current = Current::enter(ptr);
+        // The keys and arguments tables are made on Lua's stack, and the prelude's `run`
+        // gets them there (an EVAL script sees them as the globals KEYS and ARGV).
+        // SAFETY: the closure runs protected (a Lua error unwinds to `exec_raw`) and holds
+        // nothing to drop; it pushes at most 3 values beyond what it checks room for.
+        let out: mlua::Result<(bool, Value)> = unsafe {
+            self.lua.exec_raw((&self.runner, f, is_eval), |state| {
+                ffi::luaL_checkstack(state, 8, std::ptr::null());
+                push_array(state, req, keys.clone());
+                push_array(state, req, keys.end..req.len());
+                ffi::lua_call(state, 4, 2);
+            })
         };
-        self.lua.remove_app_data::<Current>();
-        if is_eval {
+        drop(current);
+        // Like Redis, a step of garbage collection every few scripts keeps the state small
+        // and its collections short (rather than a full cycle now and then).
+        self.runs += 1;
+        if self.runs >= GC_EVERY {
+            self.runs = 0;
+            let _ = self.lua.gc_step_kbytes(GC_EVERY as std::ffi::c_int);
+        }
+        if is_eval && out.is_err() {
+            // The prelude clears them once the script has run; not when it failed itself.
             let _ = self.real.raw_set("KEYS", Value::Nil);
             let _ = self.real.raw_set("ARGV", Value::Nil);
         }
@@ -476,6 +503,10 @@ pub(crate) struct Run<'c, 'n> {
     pub cross_slot: bool,
     /// The slot keys must be in (cluster-aware connections), from the first key seen.
     slot: Option<u16>,
+    /// The slots of the declared keys, in their order.
+    declared: Vec<u16>,
+    /// The node's routing as this script last saw it (see [`Run::check_keys`]).
+    routing: Option<Arc<crate::cluster::Routing>>,
     started: Instant,
     /// Set once the script has run [`REGISTER_AFTER`].
     info: Option<Arc<RunInfo>>,
@@ -489,11 +520,9 @@ impl<'c, 'n> Run<'c, 'n> {
         keys: std::ops::Range<usize>,
         name: String,
         is_eval: bool,
+        declared: Vec<u16>,
     ) -> Run<'c, 'n> {
-        let slot = keys
-            .clone()
-            .next()
-            .map(|i| chkv_common::key_slot(req.arg(i)));
+        let slot = declared.first().copied();
         Run {
             ctx,
             req,
@@ -507,6 +536,8 @@ impl<'c, 'n> Run<'c, 'n> {
             oom: None,
             cross_slot: false,
             slot,
+            declared,
+            routing: None,
             started: Instant::now(),
             info: None,
             escaped: false,
@@ -596,7 +627,9 @@ impl<'c, 'n> Run<'c, 'n> {
     /// [`Run::command`]; `counted` is set when the command itself ran (and counted its
     /// error).
     fn command_checked(&mut self, req: &Request, counted: &mut bool) -> Frame {
-        let (spec, cmd_id) = match resolve_checked(req) {
+        // Resolved once, as this connection may see it (internal subcommands are unknown
+        // to clients), and run with that resolution.
+        let (spec, cmd_id) = match resolve_for(self.ctx.session, req) {
             Ok(r) => r,
             Err(Frame::Error(e)) if e.starts_with("ERR unknown command") => {
                 return Frame::err("ERR Unknown Redis command called from script")
@@ -637,19 +670,34 @@ impl<'c, 'n> Run<'c, 'n> {
         }
         // The slots the command will lock: its keys', or every slot for a command that
         // works on the keyspace or the server.
-        let keys: Vec<u16> = spec
-            .keys_in(req)
-            .map(|i| chkv_common::key_slot(req.arg(i)))
-            .collect();
         let whole =
             spec.first_key <= 0 && (spec.has(KEYSPACE) || spec.has(ADMIN) || spec.has(WRITE));
-        if let Some(e) = self.check_keys(&keys) {
+        // One key (most commands a script calls) needs no list.
+        let mut one = [0u16; 1];
+        let many: Vec<u16>;
+        let mut positions = spec.keys_in(req);
+        let keys: &[u16] = match (positions.next(), positions.next()) {
+            (None, _) => &[],
+            (Some(i), None) => {
+                one[0] = self.slot_of(req.arg(i));
+                &one
+            }
+            (Some(i), Some(j)) => {
+                many = [i, j]
+                    .into_iter()
+                    .chain(positions)
+                    .map(|i| self.slot_of(req.arg(i)))
+                    .collect();
+                &many
+            }
+        };
+        if let Some(e) = self.check_keys(keys) {
             return e;
         }
         let locked = if whole {
             node.db.lock_more(None, LOCK_PATIENCE)
         } else {
-            node.db.lock_more(Some(&keys), LOCK_PATIENCE)
+            node.db.lock_more(Some(keys), LOCK_PATIENCE)
         };
         if let Err(busy) = locked {
             return Frame::error(format!(
@@ -665,11 +713,24 @@ impl<'c, 'n> Run<'c, 'n> {
         }
         let was = std::mem::replace(&mut self.ctx.session.tx.running, true);
         let was_script = std::mem::replace(&mut self.ctx.session.in_script, true);
-        let reply = run_command(self.ctx, req);
+        let reply = run_command_resolved(self.ctx, req, spec, cmd_id);
         *counted = true;
         self.ctx.session.tx.running = was;
         self.ctx.session.in_script = was_script;
         reply
+    }
+
+    /// The slot of `key`: a declared key's is known already (comparing a few keys costs
+    /// less than hashing one).
+    fn slot_of(&self, key: &[u8]) -> u16 {
+        for (n, i) in self.keys.clone().enumerate().take(8) {
+            if self.req.arg(i) == key {
+                if let Some(&s) = self.declared.get(n) {
+                    return s;
+                }
+            }
+        }
+        chkv_common::key_slot(key)
     }
 
     /// In a cluster, keys must live here (and, for cluster-aware connections, in one slot
@@ -678,7 +739,19 @@ impl<'c, 'n> Run<'c, 'n> {
         if slots.is_empty() {
             return None;
         }
-        let routing = self.ctx.node.routing();
+        let node = self.ctx.node;
+        // The routing is fetched again only when it changed since this script's last look.
+        let generation = node.routing_generation();
+        let routing = match self.routing.take() {
+            Some(r) if r.generation == generation => r,
+            _ => node.routing(),
+        };
+        let out = self.check_slots(&routing, slots);
+        self.routing = Some(routing);
+        out
+    }
+
+    fn check_slots(&mut self, routing: &crate::cluster::Routing, slots: &[u16]) -> Option<Frame> {
         if routing.standalone {
             return None;
         }
@@ -706,9 +779,24 @@ impl<'c, 'n> Run<'c, 'n> {
     }
 }
 
-/// The running script of this engine, if any.
-fn current(lua: &Lua) -> Option<*mut Run<'static, 'static>> {
-    lua.app_data_ref::<Current>().map(|c| c.0)
+/// Pushes a table of `req`'s arguments `range` (KEYS, ARGV) on Lua's stack.
+///
+/// # Safety
+/// `state` is a Lua state in protected mode with room for two more values.
+unsafe fn push_array(state: *mut ffi::lua_State, req: &Request, range: std::ops::Range<usize>) {
+    let n = std::ffi::c_int::try_from(range.len()).unwrap_or(std::ffi::c_int::MAX);
+    ffi::lua_createtable(state, n, 0);
+    for (at, i) in (1..=n).zip(range) {
+        let a = req.arg(i);
+        ffi::lua_pushlstring_(state, a.as_ptr().cast(), a.len());
+        ffi::lua_rawseti_(state, -2, at);
+    }
+}
+
+/// The script running on this thread, if any.
+fn current(_lua: &Lua) -> Option<*mut Run<'static, 'static>> {
+    let p = CURRENT.with(|c| c.get());
+    (!p.is_null()).then_some(p)
 }
 
 fn is_killed(lua: &Lua) -> bool {
@@ -833,18 +921,17 @@ fn rawcall_args(
     if n == 0 {
         return err_table("ERR Please specify at least one argument for this redis lib call");
     }
-    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(n);
+    let mut req = Request::with_capacity(n);
     for a in args {
         match a {
-            Value::String(s) => parts.push(s.as_bytes().to_vec()),
-            Value::Integer(i) => parts.push(i.to_string().into_bytes()),
-            Value::Number(n) => parts.push(fmt_number(n).into_bytes()),
+            Value::String(s) => req.push_arg(&s.as_bytes()),
+            Value::Integer(i) => req.push_arg(itoa::Buffer::new().format(i).as_bytes()),
+            Value::Number(n) => req.push_arg(fmt_number(n).as_bytes()),
             _ => {
                 return err_table("ERR Lua redis lib command arguments must be strings or integers")
             }
         }
     }
-    let req = Request::from_args(&parts);
     // SAFETY: see `Current`; the `Run` is borrowed for this callback only.
     let run = unsafe { &mut *p };
     let reply = run.command(&req);

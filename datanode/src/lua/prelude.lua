@@ -27,8 +27,14 @@ local function call(...)
   return rawcall(...)
 end
 
+-- The common case (few arguments) calls rawcall directly: one Lua call less.
 redis.call = function(...)
-  local reply, failed = call(...)
+  local reply, failed
+  if select('#', ...) > 64 then
+    reply, failed = call(...)
+  else
+    reply, failed = rawcall(...)
+  end
   if failed then
     error(reply, 0)
   end
@@ -146,12 +152,18 @@ real.xpcall = function(f, h)
 end
 
 
--- Runs a script (`f()`, KEYS and ARGV are globals) or a function (`f(keys, args)`).
-local function run(f, keys, args)
-  if keys then
-    return xpcall(function() return f(keys, args) end, handler)
+-- Runs a script (`is_eval`: `f()` with KEYS and ARGV as globals while it runs) or a
+-- function (`f(keys, args)`).
+local function run(f, is_eval, keys, args)
+  if is_eval then
+    rawset(real, 'KEYS', keys)
+    rawset(real, 'ARGV', args)
+    local ok, out = xpcall(f, handler)
+    rawset(real, 'KEYS', nil)
+    rawset(real, 'ARGV', nil)
+    return ok, out
   end
-  return xpcall(f, handler)
+  return xpcall(function() return f(keys, args) end, handler)
 end
 
 -- Runs a library's code with the load-time globals.
