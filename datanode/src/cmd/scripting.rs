@@ -435,7 +435,10 @@ mod tests {
         let mut h = Harness::new();
         let a = "return redis.call('incr', KEYS[1])";
         let b = "return redis.call('incrby', KEYS[1], ARGV[1])";
-        let (sa, sb) = (crate::lua::sha1hex(a.as_bytes()), crate::lua::sha1hex(b.as_bytes()));
+        let (sa, sb) = (
+            crate::lua::sha1hex(a.as_bytes()),
+            crate::lua::sha1hex(b.as_bytes()),
+        );
         h.run(&["script", "load", a]);
         h.run(&["script", "load", b]);
         for i in 1..=3 {

@@ -618,7 +618,8 @@ fn collections_are_typed_charged_and_freed() {
 
 #[test]
 fn lock_more_takes_only_what_the_transaction_lacks() {
-    let db = Db::new();
+    let owned = Db::new();
+    let db = &owned;
     let other = std::thread::scope(|s| {
         let _tx = db.lock_tx(Some(vec![10, 3]));
         // Held already (the fast path): nothing changes, and any patience will do.
@@ -626,8 +627,12 @@ fn lock_more_takes_only_what_the_transaction_lacks() {
         // A slot above every held one is waited for; one below is only tried.
         assert_eq!(db.lock_more(Some(&[20]), Duration::ZERO), Ok(()));
         assert_eq!(db.lock_more(Some(&[5, 3]), Duration::ZERO), Ok(()));
-        let held = |slot: u16| s.spawn(move || db.slots[slot as usize].0.try_lock().is_none());
-        [3, 5, 10, 20, 4].map(|slot| held(slot).join().expect("probe"))
+        // Whether another thread finds each slot locked.
+        [3u16, 5, 10, 20, 4].map(|slot| {
+            s.spawn(move || db.slots[slot as usize].0.try_lock().is_none())
+                .join()
+                .expect("probe")
+        })
     });
     assert_eq!(other, [true, true, true, true, false]);
     // All released with the transaction.
