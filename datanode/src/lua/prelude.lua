@@ -8,7 +8,7 @@
 --   the views, and `loadstring` refuses binary chunks;
 -- - `pcall`/`xpcall` cannot swallow SCRIPT KILL: once the script is being killed they
 --   raise the kill again as they return.
-local real, loadenv, rawcall, rawcall_table, handler, killed, killmsg = ...
+local real, loadenv, rawcall, handler, killed, killmsg = ...
 local select = select
 local redis = rawget(real, 'redis')
 
@@ -16,25 +16,9 @@ local error, type, tostring, rawset, setmetatable, getmetatable = error, type, t
 local getfenv, setfenv, loadstring, pcall, xpcall = getfenv, setfenv, loadstring, pcall, xpcall
 
 -- redis.call raises a command's error (a table {err = ...}, as Redis does); redis.pcall
--- returns it.
--- Many arguments travel as one table: each argument Rust holds takes a slot of Lua 5.1's
--- reference stack, which has room for about 8000.
-local function call(...)
-  local n = select('#', ...)
-  if n > 64 then
-    return rawcall_table(n, { ... })
-  end
-  return rawcall(...)
-end
-
--- The common case (few arguments) calls rawcall directly: one Lua call less.
+-- returns it. `rawcall` (Rust) returns the reply and whether it is an error.
 redis.call = function(...)
-  local reply, failed
-  if select('#', ...) > 64 then
-    reply, failed = call(...)
-  else
-    reply, failed = rawcall(...)
-  end
+  local reply, failed = rawcall(...)
   if failed then
     error(reply, 0)
   end
@@ -42,7 +26,7 @@ redis.call = function(...)
 end
 
 redis.pcall = function(...)
-  return (call(...))
+  return (rawcall(...))
 end
 
 local readonly = setmetatable({}, { __mode = 'k' })
