@@ -10,7 +10,9 @@
 //! SETBIT costs the same on a 1 MB string as on a 1-byte one.
 
 use super::flags::*;
+use super::pubsub::notify;
 use super::*;
+use crate::pubsub::events;
 use crate::store::{SlotGuard, NO_EXPIRY};
 
 const G: &str = "bitmap";
@@ -416,7 +418,9 @@ fn setbit(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     };
     let key = req.arg(1);
     let mut g = ctx.node.db.lock_key(key);
-    let s = open_for_write(&mut g, key, (offset / 8) as usize + 1, ctx.now)?;
+    let need = (offset / 8) as usize + 1;
+    let (created, grown) = written_len(&mut g, key, need, ctx.now);
+    let s = open_for_write(&mut g, key, need, ctx.now)?;
     let byte = &mut s[(offset / 8) as usize];
     let mask = 1u8 << (7 - offset % 8);
     let old = *byte & mask != 0;
@@ -425,7 +429,30 @@ fn setbit(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     } else {
         *byte &= !mask;
     }
+    drop(g);
+    // Like Redis 7.0: an event only when the key was created or grown or the bit changed.
+    if grown || old != on {
+        notify_written(ctx, "setbit", key, created);
+    }
     Ok(Frame::Integer(old as i64))
+}
+
+/// Before a write that needs `need` bytes of the string at `key`: whether it will create the
+/// key, and whether it will create or grow the string (a wrong type is answered later).
+fn written_len(g: &mut SlotGuard<'_>, key: &[u8], need: usize, now: u64) -> (bool, bool) {
+    match g.peek(key, now) {
+        None => (true, true),
+        Some(e) => (false, e.as_str().is_some_and(|s| s.len() < need)),
+    }
+}
+
+/// Keyspace events of a write to the string at `key`: `new` first when the write created
+/// it, then `event` (Redis's `setbit` for SETBIT and BITFIELD).
+fn notify_written(ctx: &Ctx<'_>, event: &str, key: &[u8], created: bool) {
+    if created {
+        notify(ctx, events::NEW, "new", key);
+    }
+    notify(ctx, events::STRING, event, key);
 }
 
 fn getbit(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
@@ -602,9 +629,13 @@ fn bitop(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     }
     let gd = g.slot_of(dest);
     if maxlen > 0 {
+        let created = gd.peek(dest, ctx.now).is_none();
         gd.set_str(dest, &out, NO_EXPIRY, ctx.now);
-    } else {
-        gd.remove(dest, ctx.now);
+        drop(g);
+        notify_written(ctx, "set", dest, created);
+    } else if gd.remove(dest, ctx.now).is_some() {
+        drop(g);
+        notify(ctx, events::GENERIC, "del", dest);
     }
     Ok(Frame::Integer(maxlen as i64))
 }
@@ -676,18 +707,23 @@ fn parse_fields(ctx: &Ctx<'_>, req: &Request) -> Result<Vec<Field>, Frame> {
 }
 
 /// Runs one write (SET or INCRBY) on `s`; its reply.
-fn apply_field(s: &mut [u8], f: &Field) -> Frame {
+/// Runs one operation on `s`: its reply, and whether it counts as a change (Redis 7.0: a
+/// SET that changed the value, any INCRBY that did not FAIL).
+fn apply_field(s: &mut [u8], f: &Field) -> (Frame, bool) {
     let old = f.t.decode(get_field(s, f.offset, f.t.bits));
     let (value, incr, reply_old) = match f.op {
         FieldOp::Set(v) => (v, 0, true),
         FieldOp::IncrBy(d) => (old, d, false),
-        FieldOp::Get => return Frame::Integer(old),
+        FieldOp::Get => return (Frame::Integer(old), false),
     };
     match field_add(f.t, value, incr, f.overflow) {
-        None => Frame::Null,
+        None => (Frame::Null, false),
         Some(new) => {
             set_field(s, f.offset, f.t.bits, new as u64);
-            Frame::Integer(if reply_old { old } else { new })
+            (
+                Frame::Integer(if reply_old { old } else { new }),
+                !reply_old || new != old,
+            )
         }
     }
 }
@@ -718,10 +754,25 @@ fn bitfield_generic(ctx: &mut Ctx<'_>, req: &Request, read_only: bool) -> Reply 
             "ERR BITFIELD_RO only supports the GET subcommand",
         ));
     }
-    let s = open_for_write(&mut g, key, (highest / 8) as usize + 1, ctx.now)?;
-    Ok(Frame::Array(
-        fields.iter().map(|f| apply_field(s, f)).collect(),
-    ))
+    let need = (highest / 8) as usize + 1;
+    let (created, grown) = written_len(&mut g, key, need, ctx.now);
+    let s = open_for_write(&mut g, key, need, ctx.now)?;
+    let mut changed = false;
+    let mut out = Vec::with_capacity(fields.len());
+    for f in &fields {
+        let (reply, c) = apply_field(s, f);
+        // Like Redis 7.0: a SET changes the key when it changed the value or the string had
+        // to be created or grown for it; an INCRBY always, unless its overflow FAILed (nil).
+        changed |= c || (grown && f.op != FieldOp::Get && reply != Frame::Null);
+        out.push(reply);
+    }
+    drop(g);
+    if changed {
+        notify_written(ctx, "setbit", key, created);
+    } else if created {
+        notify(ctx, events::NEW, "new", key);
+    }
+    Ok(Frame::Array(out))
 }
 
 fn bitfield(ctx: &mut Ctx<'_>, req: &Request) -> Reply {

@@ -3,11 +3,15 @@
 //! A hash is a listpack while it is small and a table beyond `hash-max-listpack-entries`
 //! fields or a field or value longer than `hash-max-listpack-value` (see
 //! `store::value`). Writes go through `SlotGuard::modify`, which keeps the memory
-//! accounting exact and removes a hash left empty, as Redis does.
+//! accounting exact and removes a hash left empty, as Redis does. Writes emit Redis's
+//! keyspace events (`hset`, `hincrby`, `hincrbyfloat`, `hdel`, and `new`/`del` when the key
+//! appears or goes).
 
 use super::flags::*;
 use super::longdouble::LongDouble;
+use super::pubsub::notify;
 use super::*;
+use crate::pubsub::events;
 use crate::store::glob::{glob_match, matches_all};
 use crate::store::{Hash, Limits};
 use rand::Rng;
@@ -67,18 +71,32 @@ fn read<R>(ctx: &Ctx<'_>, key: &[u8], f: impl FnOnce(&Hash) -> R) -> Result<Opti
     read_collection(ctx, key, f)
 }
 
+/// Keyspace events of a write that changed the hash at `key`: `new` first when the write
+/// created it, then `event`.
+fn notify_written(ctx: &Ctx<'_>, event: &str, key: &[u8], created: bool) {
+    if created {
+        notify(ctx, events::NEW, "new", key);
+    }
+    notify(ctx, events::HASH, event, key);
+}
+
 /// HSET and HMSET: the number of new fields.
 fn set_fields(ctx: &mut Ctx<'_>, req: &Request, name: &str) -> Result<i64, Frame> {
     if !req.len().is_multiple_of(2) {
         return Err(wrong_arity(name));
     }
-    let added = update(ctx, req.arg(1), true, |h, l| {
-        (2..req.len())
+    let key = req.arg(1);
+    let r = update(ctx, key, true, |h, l| {
+        let created = h.is_empty();
+        let added = (2..req.len())
             .step_by(2)
             .filter(|&i| h.insert(req.arg(i), req.arg(i + 1), l))
-            .count()
+            .count();
+        (added, created)
     })?;
-    Ok(added.unwrap_or(0) as i64)
+    let (added, created) = r.unwrap_or((0, false));
+    notify_written(ctx, "hset", key, created);
+    Ok(added as i64)
 }
 
 fn hset(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
@@ -90,10 +108,19 @@ fn hmset(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 }
 
 fn hsetnx(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let added = update(ctx, req.arg(1), true, |h, l| {
-        !h.contains(req.arg(2)) && h.insert(req.arg(2), req.arg(3), l)
+    let key = req.arg(1);
+    let r = update(ctx, key, true, |h, l| {
+        let created = h.is_empty();
+        (
+            !h.contains(req.arg(2)) && h.insert(req.arg(2), req.arg(3), l),
+            created,
+        )
     })?;
-    Ok(Frame::Integer(added.unwrap_or(false) as i64))
+    let (added, created) = r.unwrap_or((false, false));
+    if added {
+        notify_written(ctx, "hset", key, created);
+    }
+    Ok(Frame::Integer(added as i64))
 }
 
 fn hget(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
@@ -136,10 +163,19 @@ fn pairs_reply(ctx: &Ctx<'_>, pairs: Vec<(Frame, Frame)>) -> Frame {
 }
 
 fn hdel(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let n = update(ctx, req.arg(1), false, |h, _| {
-        req.iter().skip(2).filter(|f| h.remove(f)).count()
+    let key = req.arg(1);
+    let r = update(ctx, key, false, |h, _| {
+        let n = req.iter().skip(2).filter(|f| h.remove(f)).count();
+        (n, h.is_empty())
     })?;
-    Ok(Frame::Integer(n.unwrap_or(0) as i64))
+    let (n, emptied) = r.unwrap_or((0, false));
+    if n > 0 {
+        notify(ctx, events::HASH, "hdel", key);
+        if emptied {
+            notify(ctx, events::GENERIC, "del", key);
+        }
+    }
+    Ok(Frame::Integer(n as i64))
 }
 
 fn hlen(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
@@ -176,7 +212,9 @@ fn hvals(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 fn hincrby(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let delta = int_arg(req.arg(3))?;
     let field = req.arg(2);
-    let r = update(ctx, req.arg(1), true, |h, l| {
+    let key = req.arg(1);
+    let r = update(ctx, key, true, |h, l| {
+        let created = h.is_empty();
         let cur = match h.get(field) {
             Some(v) => parse_i64(v).ok_or(Frame::err("ERR hash value is not an integer"))?,
             None => 0,
@@ -185,9 +223,11 @@ fn hincrby(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             .checked_add(delta)
             .ok_or(Frame::err("ERR increment or decrement would overflow"))?;
         h.insert(field, itoa::Buffer::new().format(n).as_bytes(), l);
-        Ok(n)
+        Ok((n, created))
     })?;
-    r.unwrap_or(Ok(0)).map(Frame::Integer)
+    let (n, created) = r.unwrap_or(Ok((0, false)))?;
+    notify_written(ctx, "hincrby", key, created);
+    Ok(Frame::Integer(n))
 }
 
 fn hincrbyfloat(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
@@ -197,7 +237,9 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         return Err(Frame::err("ERR value is NaN or Infinity"));
     }
     let field = req.arg(2);
-    let r = update(ctx, req.arg(1), true, |h, l| {
+    let key = req.arg(1);
+    let r = update(ctx, key, true, |h, l| {
+        let created = h.is_empty();
         let cur = match h.get(field) {
             Some(v) => LongDouble::parse(v).ok_or(Frame::err("ERR hash value is not a float"))?,
             None => LongDouble::ZERO,
@@ -205,9 +247,11 @@ fn hincrbyfloat(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         let text = longdouble::add_human(cur, delta)
             .ok_or(Frame::err("ERR increment would produce NaN or Infinity"))?;
         h.insert(field, text.as_bytes(), l);
-        Ok(text)
+        Ok((text, created))
     })?;
-    r.unwrap_or(Ok(String::new())).map(Frame::bulk)
+    let (text, created) = r.unwrap_or(Ok((String::new(), false)))?;
+    notify_written(ctx, "hincrbyfloat", key, created);
+    Ok(Frame::bulk(text))
 }
 
 /// Largest |count| HRANDFIELD and SRANDMEMBER accept with values (Redis: LONG_MAX / 2, so

@@ -7,8 +7,10 @@
 //! `hll-sparse-max-bytes`) is edited in a copy and stored back when it changed.
 
 use super::flags::*;
+use super::pubsub::notify;
 use super::*;
 use crate::hll;
+use crate::pubsub::events;
 use crate::store::{Value, NO_EXPIRY};
 
 const G: &str = "hyperloglog";
@@ -110,6 +112,8 @@ fn pfadd(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         }
         if updated {
             hll::invalidate(s);
+            drop(g);
+            notify(ctx, events::STRING, "pfadd", key);
         }
         return Ok(Frame::Integer(updated as i64));
     }
@@ -134,8 +138,15 @@ fn pfadd(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         // Like Redis, registers changed before a corrupt part was met stay changed.
         g.replace_value(key, Value::Str(v.into_boxed_slice()), now);
     }
+    drop(g);
+    if created {
+        notify(ctx, events::NEW, "new", key);
+    }
     if failed {
         return Err(ERR_CORRUPT);
+    }
+    if created || changed {
+        notify(ctx, events::STRING, "pfadd", key);
     }
     Ok(Frame::Integer((created || changed) as i64))
 }
@@ -236,6 +247,12 @@ fn pfmerge(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     } else {
         gd.replace_value(dest, Value::Str(v.into_boxed_slice()), now);
     }
+    drop(g);
+    // Redis announces a merge as `pfadd` on the destination.
+    if created {
+        notify(ctx, events::NEW, "new", dest);
+    }
+    notify(ctx, events::STRING, "pfadd", dest);
     Ok(Frame::ok())
 }
 

@@ -9,6 +9,7 @@
 
 use super::flags::*;
 use super::*;
+use crate::pubsub::events;
 use crate::rdb::{self, RdbError};
 use crate::resp::reply::parse_reply;
 use bytes::BytesMut;
@@ -105,18 +106,23 @@ fn restore(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         (t, true) => t as u64,
         (t, false) => ctx.now.checked_add(t as u64).ok_or(ERR_NOT_INT)?,
     };
-    if o.replace {
-        g.remove(key, ctx.now);
-    }
+    let deleted = o.replace && g.remove(key, ctx.now).is_some();
     if already_expired(at, ctx.now) {
         // Like Redis: a value restored already expired is not created (and REPLACE has
         // removed the old one).
+        drop(g);
+        if deleted {
+            super::pubsub::notify(ctx, events::GENERIC, "del", key);
+        }
         return Ok(Frame::ok());
     }
     g.set(key, value, at, ctx.now);
     if let Some(access) = ctx.node.db.restored_access(o.idle, o.freq, ctx.now) {
         g.set_access(key, access, ctx.now);
     }
+    drop(g);
+    super::pubsub::notify(ctx, events::NEW, "new", key);
+    super::pubsub::notify(ctx, events::GENERIC, "restore", key);
     Ok(Frame::ok())
 }
 

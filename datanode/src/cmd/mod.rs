@@ -1216,7 +1216,13 @@ pub(crate) mod testutil {
         }
 
         pub fn run(&mut self, args: &[&str]) -> Frame {
-            let req = Request::from_args(args.iter().map(|s| s.as_bytes()));
+            let args: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
+            self.run_bytes(&args)
+        }
+
+        /// [`Harness::run`] with binary arguments.
+        pub fn run_bytes(&mut self, args: &[&[u8]]) -> Frame {
+            let req = Request::from_args(args.iter().copied());
             let tracking = self.session.tracking.is_some() || self.node.tracking.batching();
             if tracking {
                 crate::tracking::begin(self.session.client.id);

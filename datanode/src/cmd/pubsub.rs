@@ -578,6 +578,102 @@ mod tests {
         );
     }
 
+    /// Hashes, bitmaps, HyperLogLogs and the `new` event of the other collections: Redis
+    /// 7.0's event names, in its order.
+    #[test]
+    fn hash_bitmap_and_hll_writes_emit_redis_keyspace_events() {
+        let mut h = Harness::new();
+        h.run(&["CONFIG", "SET", "notify-keyspace-events", "KEAn"]);
+        h.run(&["HELLO", "3"]);
+        h.run(&["PSUBSCRIBE", "__keyevent@0__:*"]);
+        pushed(&h);
+        let script: &[(&[&str], &[&str])] = &[
+            (&["HSET", "h", "a", "1"], &["new", "hset"]),
+            (&["HMSET", "h", "a", "1", "b", "2"], &["hset"]),
+            (&["HSETNX", "h", "a", "9"], &[]),
+            (&["HSETNX", "h", "c", "3"], &["hset"]),
+            (&["HINCRBY", "h", "a", "10"], &["hincrby"]),
+            (&["HINCRBY", "h", "b", "x"], &[]),
+            (&["HINCRBYFLOAT", "h", "b", "1.5"], &["hincrbyfloat"]),
+            (&["HINCRBY", "h2", "a", "1"], &["new", "hincrby"]),
+            (&["HDEL", "h", "missing"], &[]),
+            (&["HDEL", "h", "a", "b"], &["hdel"]),
+            (&["HDEL", "h", "c"], &["hdel", "del"]),
+            (&["HGET", "h2", "a"], &[]),
+            (&["SETBIT", "b", "7", "1"], &["new", "setbit"]),
+            // Like Redis 7.0: nothing when the bit does not change and the string not grow.
+            (&["SETBIT", "b", "7", "1"], &[]),
+            (&["SETBIT", "b", "7", "0"], &["setbit"]),
+            (&["SETBIT", "b", "7", "1"], &["setbit"]),
+            (&["SETBIT", "b", "15", "0"], &["setbit"]),
+            (&["BITFIELD", "b", "SET", "u8", "8", "255"], &["setbit"]),
+            (&["BITFIELD", "b", "SET", "u8", "8", "255"], &[]),
+            (&["BITFIELD", "b", "INCRBY", "u8", "8", "0"], &["setbit"]),
+            (&["BITFIELD", "b", "SET", "u8", "16", "0"], &["setbit"]),
+            (&["BITFIELD", "b", "GET", "u8", "0"], &[]),
+            (
+                &[
+                    "BITFIELD", "b2", "OVERFLOW", "FAIL", "INCRBY", "u2", "0", "9",
+                ],
+                &["new"],
+            ),
+            (&["BITOP", "OR", "dest", "b", "b2"], &["new", "set"]),
+            (&["BITOP", "OR", "dest", "b"], &["set"]),
+            (&["BITOP", "AND", "dest", "nothing"], &["del"]),
+            (&["BITOP", "AND", "dest", "nothing"], &[]),
+            (&["PFADD", "hll", "a"], &["new", "pfadd"]),
+            (&["PFADD", "hll", "a"], &[]),
+            (&["PFADD", "hll", "b"], &["pfadd"]),
+            (&["PFMERGE", "hll2", "hll"], &["new", "pfadd"]),
+            (&["PFMERGE", "hll2", "hll"], &["pfadd"]),
+            (&["PFCOUNT", "hll", "hll2"], &[]),
+            (&["SADD", "s", "a"], &["new", "sadd"]),
+            (&["SADD", "s", "b"], &["sadd"]),
+            (&["SMOVE", "s", "s2", "a"], &["srem", "new", "sadd"]),
+            (&["SUNIONSTORE", "s3", "s", "s2"], &["new", "sunionstore"]),
+            (&["SUNIONSTORE", "s3", "s"], &["sunionstore"]),
+        ];
+        for (cmd, want) in script {
+            h.run(cmd);
+            let got: Vec<String> = events_of(&h)
+                .into_iter()
+                .map(|(chan, _)| chan.trim_start_matches("__keyevent@0__:").to_string())
+                .collect();
+            assert_eq!(got, *want, "{cmd:?}");
+        }
+        // RESTORE: `new` and `restore`; with REPLACE and a TTL already past, `del`.
+        let Frame::Bulk(dump) = h.run(&["DUMP", "s"]) else {
+            panic!("DUMP of a set")
+        };
+        pushed(&h);
+        let restored = |h: &mut Harness, ttl: &[u8], extra: &[&[u8]]| {
+            let mut args: Vec<&[u8]> = vec![b"RESTORE", b"r", ttl, &dump];
+            args.extend_from_slice(extra);
+            assert!(!h.run_bytes(&args).is_error());
+            events_of(h)
+                .into_iter()
+                .map(|(chan, _)| chan.trim_start_matches("__keyevent@0__:").to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(restored(&mut h, b"0", &[]), ["new", "restore"]);
+        assert_eq!(restored(&mut h, b"0", &[b"REPLACE"]), ["new", "restore"]);
+        // An absolute TTL of 1 ms after the epoch: already expired, only the old one goes.
+        assert_eq!(restored(&mut h, b"1", &[b"REPLACE", b"ABSTTL"]), ["del"]);
+        assert_eq!(
+            restored(&mut h, b"1", &[b"REPLACE", b"ABSTTL"]),
+            [] as [&str; 0]
+        );
+        // Only the classes asked for: `h` alone says nothing about strings or sets.
+        h.run(&["CONFIG", "SET", "notify-keyspace-events", "Eh"]);
+        h.run(&["HSET", "h3", "a", "1"]);
+        h.run(&["SETBIT", "b", "1", "1"]);
+        h.run(&["SADD", "s", "z"]);
+        assert_eq!(
+            events_of(&h),
+            vec![("__keyevent@0__:hset".to_string(), "h3".to_string())]
+        );
+    }
+
     #[test]
     fn output_limit_config() {
         let mut h = Harness::new();

@@ -87,11 +87,18 @@ fn set_reply(ctx: &Ctx<'_>, items: Vec<Frame>) -> Frame {
 }
 
 fn sadd(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let n = update(ctx, req.arg(1), true, |s, l| {
-        req.iter().skip(2).filter(|m| s.insert(m, l)).count()
+    let (n, created) = update(ctx, req.arg(1), true, |s, l| {
+        let created = s.is_empty();
+        (
+            req.iter().skip(2).filter(|m| s.insert(m, l)).count(),
+            created,
+        )
     })?
-    .unwrap_or(0);
+    .unwrap_or((0, false));
     if n > 0 {
+        if created {
+            notify(ctx, events::NEW, "new", req.arg(1));
+        }
         notify(ctx, events::SET, "sadd", req.arg(1));
     }
     Ok(Frame::Integer(n as i64))
@@ -228,9 +235,9 @@ fn smove(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         None => return Ok(Frame::Integer(0)),
         Some(e) => e.as_set().map_err(|_| ERR_WRONGTYPE)?.contains(m),
     };
-    let dst_has = match g.slot_of(dst).peek(dst, now) {
-        Some(e) => e.as_set().map_err(|_| ERR_WRONGTYPE)?.contains(m),
-        None => false,
+    let (dst_existed, dst_has) = match g.slot_of(dst).peek(dst, now) {
+        Some(e) => (true, e.as_set().map_err(|_| ERR_WRONGTYPE)?.contains(m)),
+        None => (false, false),
     };
     if src == dst || !src_has {
         return Ok(Frame::Integer(src_has as i64));
@@ -260,6 +267,9 @@ fn smove(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         .map_err(|_| ERR_WRONGTYPE)?;
     drop(g);
     notify_removed(ctx, "srem", src, emptied);
+    if !dst_existed {
+        notify(ctx, events::NEW, "new", dst);
+    }
     notify(ctx, events::SET, "sadd", dst);
     Ok(Frame::Integer(1))
 }
@@ -396,6 +406,9 @@ fn combine_store(ctx: &mut Ctx<'_>, req: &Request, op: Op) -> Reply {
         Op::Diff => "sdiffstore",
     };
     if n > 0 {
+        if !existed {
+            notify(ctx, events::NEW, "new", dst);
+        }
         notify(ctx, events::SET, event, dst);
     } else if existed {
         notify(ctx, events::GENERIC, "del", dst);

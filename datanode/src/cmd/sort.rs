@@ -350,6 +350,9 @@ fn sort_cmd(ctx: &mut Ctx<'_>, req: &Request, read_only: bool) -> Reply {
     };
     drop(held);
     if n > 0 {
+        if old.is_none() {
+            notify(ctx, events::NEW, "new", dst);
+        }
         notify(ctx, events::LIST, "sortstore", dst);
     } else if old.is_some() {
         notify(ctx, events::GENERIC, "del", dst);

@@ -138,3 +138,273 @@ async fn shard_subscribers_are_told_to_move_when_their_slot_is_drained() {
         .await
         .expect("the test finishes within its limit");
 }
+
+/// A RESP3 connection of the `redis` crate whose pushes (subscription notices, messages,
+/// invalidations) arrive on the returned receiver.
+async fn resp3(
+    addr: std::net::SocketAddr,
+) -> (
+    redis::aio::MultiplexedConnection,
+    tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+) {
+    let client = redis::Client::open(format!("{}?protocol=resp3", url(addr))).expect("url");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(STEP_LIMIT))
+        .set_response_timeout(Some(STEP_LIMIT))
+        .set_push_sender(tx);
+    let con = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("connect");
+    (con, rx)
+}
+
+/// The next push on `rx`, within a generous liveness limit.
+async fn next_push(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+) -> redis::PushInfo {
+    tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("a push in time")
+        .expect("connection alive")
+}
+
+/// A shard channel's name in each of `n` equal ranges of slots, so that a node joining (it
+/// takes about a quarter of the slots of a cluster of 3, in arcs of the ring spread over the
+/// slot space) takes some of them.
+fn spread(prefix: &str, n: u16) -> Vec<String> {
+    let width = SLOTS as u16 / n;
+    (0..n)
+        .map(|b| {
+            (0u64..)
+                .map(|i| format!("{prefix}{i}"))
+                .find(|c| chkv_common::key_slot(c.as_bytes()) / width == b)
+                .expect("a name in every range")
+        })
+        .collect()
+}
+
+/// What the invalidations received on one tracking connection said.
+#[derive(Debug, Default)]
+struct Told {
+    keys: std::collections::BTreeSet<String>,
+    /// A null invalidation, "drop everything": a node whose ownership lease lapses (a node
+    /// starved of CPU on a loaded machine) says it to every tracking client and forgets
+    /// what they read. Always safe, so allowed at any time.
+    everything: bool,
+}
+
+impl Told {
+    fn covers(&self, want: &std::collections::BTreeSet<String>) -> bool {
+        self.everything || want.is_subset(&self.keys)
+    }
+}
+
+/// Adds the invalidations received so far on `rx` to `told`.
+fn invalidated(rx: &mut tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>, told: &mut Told) {
+    while let Ok(p) = rx.try_recv() {
+        add_invalidated(p, told);
+    }
+}
+
+/// Adds the invalidation `p` to `told`.
+fn add_invalidated(p: redis::PushInfo, told: &mut Told) {
+    assert_eq!(p.kind, redis::PushKind::Invalidate, "{p:?}");
+    match &p.data[..] {
+        [redis::Value::Nil] => told.everything = true,
+        [redis::Value::Array(keys)] => {
+            for k in keys {
+                let redis::Value::BulkString(k) = k else {
+                    panic!("a key: {p:?}")
+                };
+                told.keys
+                    .insert(String::from_utf8(k.clone()).expect("utf-8"));
+            }
+        }
+        _ => panic!("an invalidation: {p:?}"),
+    }
+}
+
+/// Waits until every key of `want` was invalidated on `rx` (or everything was), then says
+/// what was.
+async fn invalidated_at_least(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<redis::PushInfo>,
+    want: &std::collections::BTreeSet<String>,
+) -> Told {
+    let mut told = Told::default();
+    while !told.covers(want) {
+        add_invalidated(next_push(rx).await, &mut told);
+    }
+    invalidated(rx, &mut told);
+    told
+}
+
+/// Slots leave a node two ways, a node joining takes them and a drain gives them away; both
+/// times every `redis` crate connection subscribed (SSUBSCRIBE) to a shard channel of a slot
+/// that left gets Redis's `sunsubscribe` push, every client tracking a key of such a slot
+/// gets its invalidation, and nothing else is said to the others (but for a null
+/// invalidation, which a node whose lease lapses under load may send at any time): their
+/// shard subscriptions keep receiving SPUBLISHed messages. Subscribing again at the new owner works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_taken_by_a_join_or_given_away_by_a_drain_end_shard_subscriptions_and_tracked_keys() {
+    // Two rebalances on a loaded machine, with the other cluster tests running: a generous
+    // limit of its own.
+    let limit = Duration::from_secs(300);
+    let body = async {
+        use redis::{PushKind, Value as V};
+        use std::collections::BTreeSet;
+        let mut cluster = Cluster::start(3).await;
+        let addrs = cluster.addrs();
+        let before = SlotMap::of(addrs[0]).await;
+        let channels = spread("sc:", 64);
+        let keys = spread("tk:", 64);
+
+        // One subscriber connection per shard channel (a connection's shard channels share a
+        // slot), at its owner.
+        let mut subs = Vec::new();
+        for ch in &channels {
+            let owner = before.owner(ch);
+            let (mut con, mut rx) = resp3(owner).await;
+            let _: V = redis::cmd("SSUBSCRIBE")
+                .arg(ch)
+                .query_async(&mut con)
+                .await
+                .expect("SSUBSCRIBE");
+            let p = next_push(&mut rx).await;
+            assert_eq!(p.kind, PushKind::SSubscribe, "{p:?}");
+            assert_eq!(p.data, vec![bulk(ch), V::Int(1)]);
+            subs.push((ch.clone(), owner, con, rx));
+        }
+        // One tracking connection per node, each reading the keys its node owns.
+        let mut trackers = Vec::new();
+        let mut writer = connect(addrs[0]).await;
+        for &a in &addrs {
+            let (mut con, rx) = resp3(a).await;
+            let _: () = q(&mut con, &["CLIENT", "TRACKING", "ON"]).await;
+            let mine: BTreeSet<String> = keys
+                .iter()
+                .filter(|k| before.owner(k) == a)
+                .cloned()
+                .collect();
+            for k in &mine {
+                let _: () = q(&mut writer, &["SET", k, "v"]).await;
+                let v: String = q(&mut con, &["GET", k]).await;
+                assert_eq!(v, "v");
+            }
+            trackers.push((a, con, rx, mine));
+        }
+
+        // A node joins and takes slots from the three.
+        let joiner = start_in_process(cluster.namenode_addr(), FAST_HEARTBEAT, false, None).await;
+        let joined = joiner.addr();
+        cluster.nodes.push(DataNode::InProcess(joiner));
+        cluster.settle(4).await;
+        let after = SlotMap::of(joined).await;
+        // A join only takes slots, and only for itself.
+        for ch in channels.iter().chain(&keys) {
+            let (old, new) = (before.owner(ch), after.owner(ch));
+            assert!(old == new || new == joined, "{ch}: {old} -> {new}");
+        }
+        let moved = |k: &String| after.owner(k) == joined;
+        // With 64 channels spread over the slot space, a joiner that takes no slot of any
+        // of them would have to own under 1/64 of the slots.
+        assert!(
+            channels.iter().any(moved),
+            "the join took no channel's slot"
+        );
+        assert!(
+            keys.iter().any(moved),
+            "the join took no tracked key's slot"
+        );
+        eprintln!(
+            "the join took the slots of {} of 64 shard channels and {} of 64 tracked keys",
+            channels.iter().filter(|c| moved(c)).count(),
+            keys.iter().filter(|k| moved(k)).count()
+        );
+        for (ch, _, _, rx) in &mut subs {
+            if moved(ch) {
+                let p = next_push(rx).await;
+                assert_eq!(p.kind, PushKind::SUnsubscribe, "{ch}: {p:?}");
+                assert_eq!(p.data, vec![bulk(&*ch), V::Int(0)]);
+            }
+        }
+        for (a, _, rx, mine) in &mut trackers {
+            let want: BTreeSet<String> = mine.iter().filter(|k| moved(k)).cloned().collect();
+            let told = invalidated_at_least(rx, &want).await;
+            // Exactly the moved keys (a null invalidation, if any, covers them too).
+            assert!(told.keys.is_subset(&want), "invalidations on {a}: {told:?}");
+            assert!(told.everything || told.keys == want, "{a}: {told:?}");
+            if told.everything {
+                // The node forgot what was read: nothing is tracked there any more.
+                mine.clear();
+            }
+            mine.retain(|k| !moved(k));
+        }
+        // The subscriptions whose slot stayed heard nothing and still receive; the moved
+        // ones work again at the joiner, through a node that does not own them.
+        let mut publisher = Raw::connect(addrs[0]).await;
+        for (ch, owner, con, rx) in &mut subs {
+            if moved(ch) {
+                *owner = joined;
+                let (c, r) = resp3(joined).await;
+                (*con, *rx) = (c, r);
+                let _: V = redis::cmd("SSUBSCRIBE")
+                    .arg(&*ch)
+                    .query_async(con)
+                    .await
+                    .expect("SSUBSCRIBE at the new owner");
+                assert_eq!(next_push(rx).await.kind, PushKind::SSubscribe);
+            }
+            assert_eq!(
+                publisher.cmd(&["SPUBLISH", ch, "after-join"]).await,
+                ":1\r\n",
+                "{ch}"
+            );
+            let p = next_push(rx).await;
+            assert_eq!(p.kind, PushKind::SMessage, "{ch}: {p:?}");
+            assert_eq!(p.data, vec![bulk(&*ch), bulk("after-join")]);
+        }
+
+        // Node 1 drains: every slot it has leaves it.
+        let DataNode::InProcess(n1) = &cluster.nodes[1] else {
+            panic!("in-process nodes")
+        };
+        let summary = drain(n1.admin_addr()).await;
+        eprintln!("{summary}");
+        for (ch, owner, _, rx) in &mut subs {
+            if *owner == addrs[1] {
+                let p = next_push(rx).await;
+                assert_eq!(p.kind, PushKind::SUnsubscribe, "{ch}: {p:?}");
+                assert_eq!(p.data, vec![bulk(&*ch), V::Int(0)]);
+            }
+        }
+        let (_, _, rx, mine) = &mut trackers[1];
+        let want = mine.clone();
+        let told = invalidated_at_least(rx, &want).await;
+        assert!(told.keys.is_subset(&want), "{told:?}");
+        // The others were told of no key (only, maybe, a lapsed lease's null invalidation).
+        for (a, _, rx, _) in &mut trackers {
+            if *a != addrs[1] {
+                let mut told = Told::default();
+                invalidated(rx, &mut told);
+                assert!(told.keys.is_empty(), "{a}: {told:?}");
+            }
+        }
+        for (ch, owner, _, rx) in &mut subs {
+            if *owner != addrs[1] {
+                assert!(rx.try_recv().is_err(), "{ch} was told something");
+            }
+        }
+        let n1 = cluster.nodes.remove(1);
+        let DataNode::InProcess(n1) = n1 else {
+            panic!("in-process nodes")
+        };
+        step("drained node shutdown", n1.shutdown()).await;
+        cluster.settle(3).await;
+        cluster.shutdown().await;
+    };
+    tokio::time::timeout(limit, body)
+        .await
+        .expect("the test finishes within its limit");
+}

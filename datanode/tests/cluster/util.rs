@@ -127,15 +127,7 @@ impl Spec {
             nn_config,
             nodes,
         };
-        let mut took = wait_converged(&cluster.addrs(), self.nodes).await;
-        // Equal tables are not the end of a join: slots still move batch by batch. Tests
-        // start from a settled cluster.
-        let deadline = Instant::now() + CONVERGE_LIMIT;
-        while cluster.namenode_status().await["slots_moving"] != 0 {
-            assert!(Instant::now() < deadline, "slot moves did not finish");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        took += wait_converged(&cluster.addrs(), self.nodes).await;
+        let took = cluster.settle(self.nodes).await;
         eprintln!(
             "cluster of {} {:?} DataNodes (heartbeat {:?}) converged in {took:?}",
             self.nodes, self.kind, self.heartbeat
@@ -198,6 +190,20 @@ impl Cluster {
         .await
         .expect("NameNode restarts on the same port");
         self.namenode.insert(namenode)
+    }
+
+    /// Waits until every DataNode has the same complete table of `n` nodes and no slot is
+    /// moving any more (equal tables are not the end of a join: slots still move batch by
+    /// batch), then for equal tables again; returns how long that took.
+    pub async fn settle(&self, n: usize) -> Duration {
+        let mut took = wait_converged(&self.addrs(), n).await;
+        let deadline = Instant::now() + CONVERGE_LIMIT;
+        while self.namenode_status().await["slots_moving"] != 0 {
+            assert!(Instant::now() < deadline, "slot moves did not finish");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        took += wait_converged(&self.addrs(), n).await;
+        took
     }
 
     /// Where DataNodes register.

@@ -140,3 +140,83 @@ async fn a_subscriber_that_stops_reading_is_disconnected_and_never_slows_the_pub
     })
     .await
 }
+
+/// (channel, payload) of a RESP2 `pmessage`.
+fn pmessage_of(reply: &[u8]) -> (String, String) {
+    let text = String::from_utf8_lossy(reply);
+    let parts: Vec<&str> = text.split("\r\n").collect();
+    assert!(
+        parts.len() >= 9 && parts[0] == "*4" && parts[2] == "pmessage",
+        "{text:?}"
+    );
+    (parts[6].to_string(), parts[8].to_string())
+}
+
+/// The `x` and `e` classes: a key the active expiry cycle removes (nobody reads it) and keys
+/// `maxmemory` evicts are announced, one event per key, each for a key that is gone, as many
+/// as INFO counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_and_evicted_keys_are_announced_to_keyspace_subscribers() {
+    bounded(async {
+        let server = start().await;
+        let mut c = Raw::connect(server.addr()).await;
+        assert_eq!(
+            c.cmd(&["CONFIG", "SET", "notify-keyspace-events", "Exe"])
+                .await,
+            "+OK\r\n"
+        );
+        let mut sub = Raw::connect(server.addr()).await;
+        sub.cmd(&["PSUBSCRIBE", "__keyevent@0__:*"]).await;
+        assert_eq!(c.cmd(&["SET", "gone", "v", "PX", "20"]).await, "+OK\r\n");
+        assert_eq!(
+            pmessage_of(&sub.reply().await),
+            ("__keyevent@0__:expired".to_string(), "gone".to_string())
+        );
+
+        let info = String::from_utf8(c.cmd(&["INFO", "memory"]).await.to_vec()).expect("utf-8");
+        let used: u64 = info_field(&info, "used_memory");
+        let limit = (used + (2 << 20)).to_string();
+        assert_eq!(
+            c.cmd(&["CONFIG", "SET", "maxmemory-policy", "allkeys-random"])
+                .await,
+            "+OK\r\n"
+        );
+        assert_eq!(
+            c.cmd(&["CONFIG", "SET", "maxmemory", &limit]).await,
+            "+OK\r\n"
+        );
+        // 8 MB of values into a 2 MB allowance.
+        let value = "v".repeat(1024);
+        for i in 0..8192 {
+            assert_eq!(c.cmd(&["SET", &format!("k{i}"), &value]).await, "+OK\r\n");
+        }
+        let mut evicted = std::collections::BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let info = String::from_utf8(c.cmd(&["INFO", "stats"]).await.to_vec()).expect("utf-8");
+            let counted: usize = info_field(&info, "evicted_keys");
+            assert!(counted > 0, "nothing was evicted");
+            assert!(
+                evicted.len() <= counted,
+                "{} events, {counted} evicted",
+                evicted.len()
+            );
+            if evicted.len() == counted {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {counted} events",
+                evicted.len()
+            );
+            let (channel, key) = pmessage_of(&sub.reply().await);
+            assert_eq!(channel, "__keyevent@0__:evicted");
+            assert!(evicted.insert(key.clone()), "{key} evicted twice");
+        }
+        for key in &evicted {
+            assert_eq!(c.cmd(&["EXISTS", key]).await, ":0\r\n", "{key}");
+        }
+        server.shutdown().await;
+    })
+    .await
+}
