@@ -16,6 +16,11 @@
 //! and from migrate orders, [`Peers::learn_tls_port`]) over TLS, presenting this node's
 //! certificate and checking the peer's against the CA; a peer without a TLS port is not
 //! reached at all.
+//!
+//! Requests sent without waiting for their reply (a PUBLISH fanned out to every node) go
+//! through [`Peers::send_bounded`]: what such requests hold queued for one peer and not yet
+//! written to its socket is bounded, so a peer that stops reading (or cannot be reached)
+//! costs this node a bounded amount however fast its clients publish.
 
 use crate::resp::reply::reply_len;
 use crate::resp::{Protocol, Request};
@@ -24,6 +29,7 @@ use chkv_common::auth::ClusterSecret;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -47,6 +53,22 @@ pub type PeerReply = Result<Bytes, PeerError>;
 struct Job {
     data: Bytes,
     reply: oneshot::Sender<PeerReply>,
+    /// The budget this request's bytes are charged to until they are written to the socket
+    /// (or the request fails), for [`Peers::send_bounded`].
+    held: Option<Held>,
+}
+
+/// Bytes charged to a peer's budget of queued fire-and-forget requests; given back when
+/// dropped (the bytes were written, or the request failed).
+struct Held {
+    budget: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.bytes, Relaxed);
+    }
 }
 
 /// Callers waiting for replies, in the order their requests were written.
@@ -58,6 +80,8 @@ struct Waiting {
 /// The pool of peer connections of one node.
 pub struct Peers {
     conns: Mutex<HashMap<(SocketAddr, Protocol), mpsc::UnboundedSender<Job>>>,
+    /// Per peer: bytes of [`Peers::send_bounded`] requests queued and not yet written.
+    budgets: Mutex<HashMap<SocketAddr, Arc<AtomicUsize>>>,
     auth: Arc<PeerAuth>,
     /// With `tls-cluster`: the client side of TLS links, and each peer's TLS port by its
     /// client address.
@@ -95,6 +119,7 @@ impl Peers {
     pub fn new(secret: ClusterSecret, my_id: String) -> Peers {
         Peers {
             conns: Mutex::new(HashMap::new()),
+            budgets: Mutex::new(HashMap::new()),
             auth: Arc::new(PeerAuth { secret, my_id }),
             tls: Mutex::new(PeerTls::default()),
         }
@@ -134,8 +159,55 @@ impl Peers {
         proto: Protocol,
         data: Bytes,
     ) -> oneshot::Receiver<PeerReply> {
+        self.send_job(addr, proto, data, None)
+    }
+
+    /// Sends an encoded request to `addr` without waiting for its reply, unless the requests
+    /// sent this way to `addr` and not yet written to its socket (a peer that does not read,
+    /// or is being connected to) already hold bytes and this one would take them past
+    /// `limit` (0: no limit): then it is not sent, and `false` says so.
+    pub fn send_bounded(
+        &self,
+        addr: SocketAddr,
+        proto: Protocol,
+        data: Bytes,
+        limit: usize,
+    ) -> bool {
+        let budget = self.budgets.lock().entry(addr).or_default().clone();
+        let bytes = data.len();
+        let charged = budget.fetch_update(Relaxed, Relaxed, |held| {
+            let over = limit > 0 && held > 0 && held.saturating_add(bytes) > limit;
+            (!over).then(|| held.saturating_add(bytes))
+        });
+        if charged.is_err() {
+            return false;
+        }
+        let held = Held { budget, bytes };
+        drop(self.send_job(addr, proto, data, Some(held)));
+        true
+    }
+
+    /// Bytes of [`Peers::send_bounded`] requests queued for `addr` and not yet written.
+    pub fn queued_bounded(&self, addr: SocketAddr) -> usize {
+        self.budgets
+            .lock()
+            .get(&addr)
+            .map_or(0, |b| b.load(Relaxed))
+    }
+
+    fn send_job(
+        &self,
+        addr: SocketAddr,
+        proto: Protocol,
+        data: Bytes,
+        held: Option<Held>,
+    ) -> oneshot::Receiver<PeerReply> {
         let (tx, rx) = oneshot::channel();
-        let mut job = Job { data, reply: tx };
+        let mut job = Job {
+            data,
+            reply: tx,
+            held,
+        };
         let mut conns = self.conns.lock();
         for _ in 0..2 {
             let sender = conns
@@ -182,6 +254,7 @@ impl Peers {
     /// Drops connections to peers that are no longer in the cluster.
     pub fn retain(&self, keep: impl Fn(&SocketAddr) -> bool) {
         self.conns.lock().retain(|(a, _), _| keep(a));
+        self.budgets.lock().retain(|a, _| keep(a));
     }
 
     /// Takes the peers' TLS ports from the table (a peer's port changed: its connections
@@ -223,6 +296,7 @@ impl PeerConn {
         if let Err(mpsc::error::SendError(job)) = self.tx.send(Job {
             data: buf.freeze(),
             reply,
+            held: None,
         }) {
             let _ = job
                 .reply
@@ -453,6 +527,8 @@ async fn serve_conn<R, W>(
         }
     });
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
+    // Budget charges of the requests in `wbuf`, given back once it is written.
+    let mut held: Vec<Held> = Vec::new();
     'outer: while let Some(job) = rx.recv().await {
         let mut jobs = vec![job];
         while jobs.len() < 1024 {
@@ -470,6 +546,7 @@ async fn serve_conn<R, W>(
                 }
                 wbuf.extend_from_slice(&j.data);
                 w.queue.push_back(j.reply);
+                held.extend(j.held);
             }
             if w.closed.is_some() {
                 break 'outer;
@@ -485,6 +562,7 @@ async fn serve_conn<R, W>(
             break;
         }
         wbuf.clear();
+        held.clear();
     }
     // No more callers (or the connection failed): stop reading and fail whatever is left.
     rx.close();
@@ -494,5 +572,50 @@ async fn serve_conn<R, W>(
         let _ = job
             .reply
             .send(Err(PeerError::Lost(addr, "connection closed".into())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that accepts connections and never answers: what fire-and-forget requests
+    /// queue for it stays within the limit (more are refused), and is given back when the
+    /// connection fails (its handshake times out); a request larger than the limit still
+    /// goes when nothing is queued.
+    #[tokio::test]
+    async fn fire_and_forget_requests_to_a_silent_peer_are_bounded() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        let peers = Peers::new(ClusterSecret::none(), "me".into());
+        let msg = Bytes::from(vec![b'x'; 400]);
+        let send = |data: &Bytes| peers.send_bounded(addr, Protocol::Resp2, data.clone(), 1000);
+        assert!(send(&msg));
+        assert!(send(&msg));
+        assert!(!send(&msg), "1200 bytes would pass the limit of 1000");
+        assert_eq!(peers.queued_bounded(addr), 800);
+        // Unlimited: always sent.
+        assert!(peers.send_bounded(addr, Protocol::Resp2, msg.clone(), 0));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while peers.queued_bounded(addr) != 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "bytes never given back"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let big = Bytes::from(vec![b'x'; 2000]);
+        assert!(send(&big));
+        assert!(!send(&msg));
+        assert_eq!(peers.queued_bounded(addr), 2000);
+        holder.abort();
     }
 }

@@ -350,6 +350,8 @@ pub struct PubSub {
     /// A copy of the config's `pubsub` output limit, for publishers without the config (the
     /// store's expiry and eviction).
     limit: Mutex<ClassLimit>,
+    /// Messages not sent to a peer because those queued for it held the pubsub hard limit.
+    fanout_dropped: std::sync::atomic::AtomicU64,
 }
 
 fn push_frame(kind: &'static str, a: Frame, b: Frame) -> Frame {
@@ -366,6 +368,16 @@ impl PubSub {
     /// The output limit publishers apply.
     pub fn limit(&self) -> ClassLimit {
         *self.limit.lock()
+    }
+
+    /// Counts a message not fanned out to a peer (see `cmd::pubsub::fan_out`).
+    pub fn fanout_dropped(&self) {
+        self.fanout_dropped.fetch_add(1, Relaxed);
+    }
+
+    /// Messages not fanned out to a peer so far (INFO `pubsub_fanout_dropped`).
+    pub fn fanout_dropped_total(&self) -> u64 {
+        self.fanout_dropped.load(Relaxed)
     }
 
     /// Publishes a keyspace notification for `key` if the class is enabled: `event` on

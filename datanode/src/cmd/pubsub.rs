@@ -328,23 +328,36 @@ fn publish(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 
 /// Sends a PUBLISH to every other DataNode of the cluster, without waiting for replies.
 /// Messages from one connection reach each peer in order (one pipelined link per peer).
+///
+/// Bounded by the `pubsub` class of `client-output-buffer-limit`: while the messages queued
+/// for a peer and not yet written to it (a peer that stops reading, or is unreachable) hold
+/// more than the hard limit, further messages for that peer are dropped (delivery is at
+/// most once, as in Redis) and counted in INFO's `pubsub_fanout_dropped`.
 fn fan_out(node: &crate::node::Node, channel: &[u8], message: &[u8]) {
     let routing = node.routing();
     if routing.standalone {
         return;
     }
-    let mut req: Option<Request> = None;
+    let mut encoded: Option<Bytes> = None;
+    let limit = usize::try_from(node.pubsub.limit().hard).unwrap_or(usize::MAX);
     for (i, n) in routing.nodes.iter().enumerate() {
         if Some(i as u16) == routing.me {
             continue;
         }
-        let req = req
-            .get_or_insert_with(|| Request::from_args([PEER_PUBLISH.as_bytes(), channel, message]));
-        // The reply (the peer's receiver count) is not needed; dropping the receiver is fine.
-        drop(
-            node.peers
-                .send_request(n.client_addr, crate::resp::Protocol::Resp2, req),
-        );
+        let data = encoded.get_or_insert_with(|| {
+            let mut buf = bytes::BytesMut::new();
+            Request::from_args([PEER_PUBLISH.as_bytes(), channel, message]).encode_into(&mut buf);
+            buf.freeze()
+        });
+        // The reply (the peer's receiver count) is not needed.
+        if !node.peers.send_bounded(
+            n.client_addr,
+            crate::resp::Protocol::Resp2,
+            data.clone(),
+            limit,
+        ) {
+            node.pubsub.fanout_dropped();
+        }
     }
 }
 

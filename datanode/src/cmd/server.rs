@@ -1061,6 +1061,8 @@ fn info_section(node: &crate::node::Node, name: &str, out: &mut String) {
             kv("pubsub_channels", &node.pubsub.len(Kind::Channel));
             kv("pubsub_patterns", &node.pubsub.len(Kind::Pattern));
             kv("pubsubshard_channels", &node.pubsub.len(Kind::Shard));
+            // CHKV: PUBLISH messages not sent to a peer DataNode that did not keep up.
+            kv("pubsub_fanout_dropped", &node.pubsub.fanout_dropped_total());
         }
         "persistence" => {
             // CHKV does not persist; these are the values of a Redis with persistence off,

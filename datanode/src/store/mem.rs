@@ -63,7 +63,7 @@ pub fn alloc_size(size: usize) -> usize {
     ((5 + quarter) << (b - 2)) * 8
 }
 
-/// Length of the LEB128 header that stores a key's length in a `Kv`.
+/// Length of the LEB128 header that stores a key's or a value's length in a `Kv`.
 pub fn leb_len(n: usize) -> usize {
     (usize::BITS as usize - n.leading_zeros() as usize)
         .max(1)
@@ -72,11 +72,18 @@ pub fn leb_len(n: usize) -> usize {
 
 /// Bytes one entry is charged for its key and string value: its `Kv` block and slack.
 pub fn entry_size(key_len: usize, value_len: usize) -> usize {
-    alloc_size(super::table::KV_HEADER + leb_len(key_len) + key_len + value_len) + ENTRY_SLACK
+    alloc_size(
+        super::table::KV_HEADER + leb_len(key_len) + leb_len(value_len) + key_len + value_len,
+    ) + ENTRY_SLACK
 }
 
-/// Size of one hash-table bucket: the entry's handle (`Kv`, a 16-byte boxed slice).
-pub const TABLE_BUCKET: usize = 16;
+/// Bytes one entry is charged for a block of `len` bytes, and slack.
+pub fn block_size(len: usize) -> usize {
+    alloc_size(len) + ENTRY_SLACK
+}
+
+/// Size of one hash-table bucket: the entry's handle (`Kv`, a thin pointer).
+pub const TABLE_BUCKET: usize = 8;
 
 /// Size of one element of the positions array: a key's hash.
 pub const POSITION: usize = 8;
@@ -148,10 +155,10 @@ mod tests {
     #[test]
     fn table_sizes() {
         assert_eq!(table_size(0, 0, 0, 0), 0);
-        // 4 buckets: 64 + 4 + 16 = 84 -> 96; 3 positions: 24.
-        assert_eq!(table_size(4, 3, 0, 0), 96 + 24);
-        // 128 buckets: 2048 + 128 + 16 = 2192 -> 2560; 112 positions: 896.
-        assert_eq!(table_size(128, 112, 0, 0), 2560 + 896);
+        // 4 buckets: 32 + 4 + 16 = 52 -> 56; 3 positions: 24.
+        assert_eq!(table_size(4, 3, 0, 0), 56 + 24);
+        // 128 buckets: 1024 + 128 + 16 = 1168 -> 1280; 112 positions: 896.
+        assert_eq!(table_size(128, 112, 0, 0), 1280 + 896);
         assert_eq!(table_size(0, 0, 4, 0), 64);
         assert_eq!(table_size(0, 0, 0, 4), 32);
     }

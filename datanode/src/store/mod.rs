@@ -15,8 +15,9 @@
 //! `swap_remove` never moves an unvisited entry into the visited part.
 //!
 //! An entry's value is typed ([`Value`], see [`value`]): a string lives in the entry's own
-//! block, as small as an untyped entry; a hash or set lives in its slot's object array and
-//! the entry holds its index. Commands read through [`EntryRef`] (`as_str`, `as_hash`,
+//! block, as small as an untyped entry; a collection's own struct (a listpack's buffer
+//! pointer and count, or a pointer to a large table) lives in the entry's block too, after the
+//! key, so a small collection costs its key's block and its encoding's block, nothing more. Commands read through [`EntryRef`] (`as_str`, `as_hash`,
 //! `as_set`) and change collections through [`SlotGuard::modify`], which keeps the memory
 //! accounting exact and answers [`WrongType`] for a key of another type. [`handoff`] holds
 //! the one serialization of an entry's value, versioned, for join and drain.
@@ -62,61 +63,6 @@ pub use zset::Zset;
 /// A command met a key holding another type (the caller replies WRONGTYPE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WrongType;
-
-/// Bytes each collection costs in its slot's object array (see [`Objects`]).
-const OBJ_SLOT: usize = std::mem::size_of::<Option<Value>>();
-
-/// The collections of one slot. An entry whose tag is `Obj` holds an index into this array
-/// in its value bytes; freed indexes are reused. Strings never come here, so a string
-/// entry costs what an untyped one did.
-#[derive(Default)]
-struct Objects {
-    items: Vec<Option<Value>>,
-    free: Vec<u32>,
-}
-
-impl Objects {
-    fn insert(&mut self, v: Value) -> u32 {
-        match self.free.pop() {
-            Some(i) => {
-                self.items[i as usize] = Some(v);
-                i
-            }
-            None => {
-                self.items.push(Some(v));
-                (self.items.len() - 1) as u32
-            }
-        }
-    }
-
-    fn get(&self, i: u32) -> Option<&Value> {
-        self.items.get(i as usize)?.as_ref()
-    }
-
-    fn get_mut(&mut self, i: u32) -> Option<&mut Value> {
-        self.items.get_mut(i as usize)?.as_mut()
-    }
-
-    fn take(&mut self, i: u32) -> Option<Value> {
-        let v = self.items.get_mut(i as usize)?.take()?;
-        if i as usize + 1 == self.items.len() {
-            self.items.pop();
-        } else {
-            self.free.push(i);
-        }
-        Some(v)
-    }
-}
-
-/// Takes collection `i` out of a slot's objects, freeing the array with the last one.
-fn take_obj(objs: &mut Option<Box<Objects>>, i: u32) -> Option<Value> {
-    let o = objs.as_mut()?;
-    let v = o.take(i);
-    if o.items.is_empty() {
-        *objs = None;
-    }
-    v
-}
 
 /// Elements above which a deleted collection is freed in the background (Redis's
 /// `LAZYFREE_THRESHOLD`).
@@ -204,6 +150,13 @@ fn entry_mem(key: &[u8], value_len: usize) -> u64 {
     mem::entry_size(key.len(), value_len) as u64
 }
 
+/// Bytes charged for an entry: its block (for a collection, with the collection's own
+/// struct in it) and everything a collection holds on the heap.
+fn kv_mem(kv: &Kv) -> u64 {
+    let own = mem::block_size(kv.block_len());
+    (own + kv.obj().map_or(0, Value::heap_size)) as u64
+}
+
 /// The keys of one slot.
 ///
 /// `repr(C)` with the key table first: a GET reads the slot's lock, the table and its hasher,
@@ -223,9 +176,6 @@ pub struct SlotTable {
     /// 8-byte words (every size class is a multiple of 8): a u32 keeps the slot in two cache
     /// lines and still counts up to 32 GiB of arrays, some 2 billion keys in one slot.
     table_mem_words: u32,
-    /// The slot's collections (entries tagged `Obj` point here); boxed, so that a slot of
-    /// strings pays one word for it and the slot still fits its two cache lines.
-    objs: Option<Box<Objects>>,
 }
 
 impl SlotTable {
@@ -271,36 +221,16 @@ impl SlotTable {
         let m = kv.meta();
         Some(EntryRef {
             kv,
-            obj: self.obj_of(kv),
+            obj: kv.obj(),
             expire_at: self.expire_of(m),
             access: m.access,
         })
     }
 
-    /// The collection an entry points at (`None` for a string).
-    fn obj_of(&self, kv: &Kv) -> Option<&Value> {
-        match kv.tag() {
-            Tag::Str => None,
-            Tag::Obj => self.objs.as_ref()?.get(kv.obj_idx()?),
-        }
-    }
-
-    /// Bytes charged for an entry: its block, and for a collection its slot in the object
-    /// array and everything it holds.
+    /// Bytes charged for an entry: its block (with the collection's own struct, for a
+    /// collection) and everything the collection holds.
     fn kv_mem(&self, kv: &Kv) -> u64 {
-        let own = entry_mem(kv.key(), kv.value().len());
-        match self.obj_of(kv) {
-            None => own,
-            Some(v) => own + (OBJ_SLOT + v.heap_size()) as u64,
-        }
-    }
-
-    /// Frees the collection of an entry that is going away or becoming a string.
-    fn take_obj(&mut self, kv: &Kv) -> Option<Value> {
-        match kv.tag() {
-            Tag::Str => None,
-            Tag::Obj => take_obj(&mut self.objs, kv.obj_idx()?),
-        }
+        kv_mem(kv)
     }
 
     /// The entry at position `pos`.
@@ -1283,10 +1213,9 @@ impl SlotGuard<'_> {
                     vol_pos: NOT_VOLATILE,
                     access: db.new_access(now),
                 };
-                let extra = OBJ_SLOT + value.heap_size();
-                let idx = self.t.objs.get_or_insert_default().insert(value);
-                let kv = Kv::new_obj(key, idx, meta);
-                self.insert_entry(kv, entry_mem(key, 4) + extra as u64, expire_at, now);
+                let kv = Kv::new_obj(key, value, meta);
+                let mem = kv_mem(&kv);
+                self.insert_entry(kv, mem, expire_at, now);
                 false
             }
         }
@@ -1319,14 +1248,14 @@ impl SlotGuard<'_> {
         let Some(kv) = t.map.get_mut(b) else {
             return false;
         };
-        let old = match kv.tag() {
-            Tag::Str => None,
-            Tag::Obj => kv.obj_idx().and_then(|i| take_obj(&mut t.objs, i)),
+        let old = match value {
+            Value::Str(bytes) => {
+                let old = kv.take_obj();
+                kv.set_str(&bytes);
+                old
+            }
+            v => kv.set_obj(v),
         };
-        match value {
-            Value::Str(bytes) => kv.set_str(&bytes),
-            v => kv.set_obj(t.objs.get_or_insert_default().insert(v)),
-        }
         kv.set_access(db.touched_access(kv.meta().access, now));
         let Some(kv) = t.map.get(b) else {
             return false;
@@ -1368,11 +1297,11 @@ impl SlotGuard<'_> {
         let Some(kv) = t.map.get_mut(b) else {
             return Ok(None);
         };
-        let Some(idx) = kv.obj_idx() else {
+        if kv.tag() != Tag::Obj {
             return Err(WrongType);
-        };
+        }
         kv.set_access(db.touched_access(kv.meta().access, now));
-        let Some(obj) = t.objs.as_mut().and_then(|o| o.get_mut(idx)) else {
+        let Some(obj) = kv.obj_mut() else {
             return Ok(None);
         };
         if obj.kind() != kind {
@@ -1529,10 +1458,15 @@ impl SlotGuard<'_> {
         let table_mem = self.t.table_mem() as u64;
         stats.used_memory.sub(mem + table_mem);
         stats.table_memory.sub(table_mem);
-        self.t.map = KeyTable::default();
-        if let Some(objs) = self.t.objs.take() {
-            self.db.free_later(objs.items.into_iter().flatten());
-        }
+        let mut map = std::mem::take(&mut self.t.map);
+        // Large collections go to the lazyfree thread, as DEL sends them.
+        let big: Vec<Value> = map
+            .entries_mut()
+            .filter(|kv| kv.obj().is_some_and(|v| v.len() > LAZYFREE_THRESHOLD))
+            .filter_map(Kv::take_obj)
+            .collect();
+        drop(map);
+        self.db.free_later(big);
         self.t.volatile = Vec::new();
         self.t.sketch.clear();
         self.t.sketch_ops = 0;
@@ -1674,9 +1608,9 @@ impl SlotGuard<'_> {
     /// expiry it had.
     fn remove_bucket(&mut self, b: Bucket, expired: bool) -> Option<(Kv, Option<Value>, u64)> {
         let mem = self.t.map.get(b).map(|kv| self.t.kv_mem(kv))?;
-        let (kv, at) = self.t.remove_bucket(b)?;
+        let (mut kv, at) = self.t.remove_bucket(b)?;
         self.modified(kv.key());
-        let obj = self.t.take_obj(&kv);
+        let obj = kv.take_obj();
         let stats = &self.db.stats;
         stats.keys.sub(1);
         stats.used_memory.sub(mem);

@@ -14,8 +14,11 @@
 //! `swap_remove`, like IndexMap's.
 
 use super::mem;
+use super::value::Value;
 use hashbrown::HashTable;
+use std::alloc::{self, Layout};
 use std::hash::BuildHasher;
+use std::ptr::NonNull;
 
 /// Hasher for the slot tables: fast and seeded per process.
 type Hasher = foldhash::fast::RandomState;
@@ -31,7 +34,8 @@ pub(super) struct Meta {
     pub access: u32,
 }
 
-/// Bytes of an entry block before its key: position, volatile position, access (u32 each).
+/// Bytes of an entry block before its lengths: position, volatile position, access (u32
+/// each).
 pub(super) const KV_HEADER: usize = 12;
 
 /// The position field's top bits hold the entry's tag: how to read its value bytes.
@@ -45,52 +49,148 @@ pub(super) const MAX_SLOT_ENTRIES: usize = POS_MASK as usize;
 pub(super) enum Tag {
     /// The string itself.
     Str = 0,
-    /// The index (u32, little-endian) of a collection in the slot's object array.
+    /// A collection: padding to an 8-byte boundary, then the [`Value`] itself.
     Obj = 1,
 }
 
 /// An entry in one allocation: `[tag and position][volatile position][access][key length,
-/// LEB128][key][value]`, the three numbers as little-endian u32s. The tag (top 4 bits of
-/// the first number, see [`Tag`]) says whether the value bytes are a string or the index of
-/// a collection: a string entry is as small as an untyped one, and reading its type costs
-/// nothing more than reading its position.
+/// LEB128][value length, LEB128][key][value]`, the three numbers as little-endian u32s. The
+/// tag (top 4 bits of the first number, see [`Tag`]) says whether the value bytes are a
+/// string or the index of a collection: a string entry is as small as an untyped one, and
+/// reading its type costs nothing more than reading its position.
 ///
-/// One block per key, and a 16-byte handle in the table: for the small keys and values
-/// caches hold, this is most of the memory per key. The header sits in the first cache line,
-/// with the key, so reading or updating it on a lookup costs no extra memory access.
-pub(super) struct Kv(Box<[u8]>);
+/// One block per key, and an 8-byte handle in the table (a thin pointer: the block knows
+/// its own length): for the small keys and values caches hold, this is most of the memory
+/// per key. The header sits in the first cache line, with the key, so reading or updating
+/// it on a lookup costs no extra memory access.
+pub(super) struct Kv(NonNull<u8>);
+
+// SAFETY: a `Kv` owns its block exclusively, like a `Box<[u8]>`.
+unsafe impl Send for Kv {}
+// SAFETY: shared access only reads the block.
+unsafe impl Sync for Kv {}
+
+/// Alignment of an entry block: what the allocator gives any block of 8 bytes or more anyway.
+const KV_ALIGN: usize = 8;
+
+/// Bytes a collection takes in its entry's block.
+pub(super) const OBJ_SIZE: usize = std::mem::size_of::<Value>();
+const _: () = assert!(std::mem::align_of::<Value>() <= KV_ALIGN && OBJ_SIZE + KV_ALIGN < 128);
+
+/// Writes `n` as LEB128 at `dst`; returns the address after it.
+///
+/// # Safety
+/// `dst` must be valid for writing `mem::leb_len(n)` bytes.
+unsafe fn put_leb_raw(mut dst: *mut u8, mut n: usize) -> *mut u8 {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        // SAFETY: the caller provides room for every byte of the encoding.
+        unsafe {
+            if n == 0 {
+                dst.write(byte);
+                return dst.add(1);
+            }
+            dst.write(byte | 0x80);
+            dst = dst.add(1);
+        }
+    }
+}
 
 impl Kv {
-    pub fn new(key: &[u8], value: &[u8], meta: Meta) -> Kv {
-        // Exactly sized: the block's size class is what `mem::entry_size` charges.
-        let mut buf =
-            Vec::with_capacity(KV_HEADER + mem::leb_len(key.len()) + key.len() + value.len());
-        buf.extend_from_slice(&0u32.to_le_bytes());
-        buf.extend_from_slice(&meta.vol_pos.to_le_bytes());
-        buf.extend_from_slice(&meta.access.to_le_bytes());
-        let mut n = key.len();
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                buf.push(byte);
-                break;
-            }
-            buf.push(byte | 0x80);
-        }
-        buf.extend_from_slice(key);
-        buf.extend_from_slice(value);
-        Kv(buf.into_boxed_slice())
+    fn layout(size: usize) -> Layout {
+        // Never fails: the size is at most a value's limit plus a key and a header, far
+        // below `isize::MAX`.
+        Layout::from_size_align(size, KV_ALIGN).unwrap_or(Layout::new::<u64>())
     }
 
+    /// A block for `key` and a value made of `parts` followed by `zeros` zero bytes, with
+    /// the header `head`.
+    fn build(head: [u8; KV_HEADER], key: &[u8], parts: &[&[u8]], zeros: usize) -> Kv {
+        let vlen = parts.iter().map(|p| p.len()).sum::<usize>() + zeros;
+        let size = KV_HEADER + mem::leb_len(key.len()) + mem::leb_len(vlen) + key.len() + vlen;
+        let layout = Kv::layout(size);
+        // SAFETY: `size` is at least `KV_HEADER` bytes, not zero.
+        let ptr = unsafe { alloc::alloc(layout) };
+        let Some(ptr) = NonNull::new(ptr) else {
+            alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: the block was just allocated with `size` bytes, 8-aligned, which the
+        // writes below fill exactly, in order: header, lengths, key, parts, zeros.
+        unsafe {
+            let mut dst = ptr.as_ptr();
+            dst.cast::<[u8; KV_HEADER]>().write(head);
+            dst = put_leb_raw(dst.add(KV_HEADER), key.len());
+            dst = put_leb_raw(dst, vlen);
+            std::ptr::copy_nonoverlapping(key.as_ptr(), dst, key.len());
+            dst = dst.add(key.len());
+            for p in parts {
+                std::ptr::copy_nonoverlapping(p.as_ptr(), dst, p.len());
+                dst = dst.add(p.len());
+            }
+            std::ptr::write_bytes(dst, 0, zeros);
+        }
+        Kv(ptr)
+    }
+
+    pub fn new(key: &[u8], value: &[u8], meta: Meta) -> Kv {
+        let mut head = [0u8; KV_HEADER];
+        head[4..8].copy_from_slice(&meta.vol_pos.to_le_bytes());
+        head[8..12].copy_from_slice(&meta.access.to_le_bytes());
+        Kv::build(head, key, &[value], 0)
+    }
+
+    /// (offset of the key, key length, value length), from the two LEB128 lengths.
+    #[inline]
+    fn split(&self) -> (usize, usize, usize) {
+        let p = self.0.as_ptr();
+        let mut at = KV_HEADER;
+        let mut read = || {
+            let (mut n, mut shift) = (0usize, 0);
+            loop {
+                // SAFETY: `build` wrote both lengths, each ending in a byte below 0x80,
+                // right after the header: every byte read here is inside the block.
+                let b = unsafe { *p.add(at) };
+                at += 1;
+                n |= ((b & 0x7f) as usize) << shift;
+                if b & 0x80 == 0 {
+                    return n;
+                }
+                shift += 7;
+            }
+        };
+        let k = read();
+        let v = read();
+        (at, k, v)
+    }
+
+    /// The whole block.
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        let (h, k, v) = self.split();
+        // SAFETY: the block holds `h + k + v` initialised bytes (see `build`).
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr(), h + k + v) }
+    }
+
+    fn head(&self) -> [u8; KV_HEADER] {
+        let mut head = [0u8; KV_HEADER];
+        head.copy_from_slice(&self.bytes()[..KV_HEADER]);
+        head
+    }
+
+    #[inline]
     fn u32_at(&self, at: usize) -> u32 {
         let mut b = [0u8; 4];
-        b.copy_from_slice(&self.0[at..at + 4]);
+        // SAFETY: `at + 4 <= KV_HEADER`, and every block starts with its header.
+        unsafe { std::ptr::copy_nonoverlapping(self.0.as_ptr().add(at), b.as_mut_ptr(), 4) };
         u32::from_le_bytes(b)
     }
 
+    #[inline]
     fn set_u32_at(&mut self, at: usize, v: u32) {
-        self.0[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        let b = v.to_le_bytes();
+        // SAFETY: as in `u32_at`; `&mut self` makes the write exclusive.
+        unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), self.0.as_ptr().add(at), 4) };
     }
 
     /// Position in the table's dense order.
@@ -116,30 +216,83 @@ impl Kv {
         self.set_u32_at(0, pos | ((tag as u32) << TAG_SHIFT));
     }
 
-    /// An entry whose value is the collection at `idx` of the slot's object array.
-    pub fn new_obj(key: &[u8], idx: u32, meta: Meta) -> Kv {
-        let mut kv = Kv::new(key, &idx.to_le_bytes(), meta);
-        kv.set_tag(Tag::Obj);
+    /// An entry holding the collection `value` in its own block: the value bytes are
+    /// padding up to an 8-byte boundary, then the [`Value`] itself.
+    pub fn new_obj(key: &[u8], value: Value, meta: Meta) -> Kv {
+        let mut head = [0u8; KV_HEADER];
+        head[4..8].copy_from_slice(&meta.vol_pos.to_le_bytes());
+        head[8..12].copy_from_slice(&meta.access.to_le_bytes());
+        Kv::build_obj(head, key, value)
+    }
+
+    /// A block with header `head` (its tag becomes `Obj`), `key` and the collection `value`.
+    fn build_obj(mut head: [u8; KV_HEADER], key: &[u8], value: Value) -> Kv {
+        let first = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) & POS_MASK;
+        head[0..4].copy_from_slice(&(first | ((Tag::Obj as u32) << TAG_SHIFT)).to_le_bytes());
+        // The value length (below 128) takes one byte.
+        let before = KV_HEADER + mem::leb_len(key.len()) + 1 + key.len();
+        let pad = before.next_multiple_of(KV_ALIGN) - before;
+        let kv = Kv::build(head, key, &[], pad + OBJ_SIZE);
+        // SAFETY: `obj_ptr` is inside the block, 8-aligned (the block is, and so is the
+        // offset), with `OBJ_SIZE` bytes; they hold no value yet, so nothing is overwritten
+        // that needed dropping.
+        unsafe { kv.obj_ptr().write(value) };
         kv
     }
 
-    /// The object index of a [`Tag::Obj`] entry.
-    pub fn obj_idx(&self) -> Option<u32> {
-        let v = self.value();
-        (self.tag() == Tag::Obj && v.len() == 4)
-            .then(|| u32::from_le_bytes([v[0], v[1], v[2], v[3]]))
+    /// Where the collection of an `Obj` entry sits: the last `OBJ_SIZE` bytes of the block.
+    fn obj_ptr(&self) -> *mut Value {
+        let (h, k, v) = self.split();
+        debug_assert!(v >= OBJ_SIZE && (h + k + v - OBJ_SIZE).is_multiple_of(KV_ALIGN));
+        // SAFETY: an `Obj` entry's value bytes end with the `Value` (see `build_obj`).
+        unsafe { self.0.as_ptr().add(h + k + v - OBJ_SIZE).cast::<Value>() }
     }
 
-    /// Makes the entry point at the collection `idx` (its value bytes become the index).
-    pub fn set_obj(&mut self, idx: u32) {
-        self.set_value(&idx.to_le_bytes());
-        self.set_tag(Tag::Obj);
+    /// The collection, or `None` for a string.
+    #[inline]
+    pub fn obj(&self) -> Option<&Value> {
+        // SAFETY: an `Obj` entry holds an initialised `Value` at `obj_ptr` (see
+        // `build_obj`; `take_obj` turns the entry into a string when it moves it out).
+        (self.tag() == Tag::Obj).then(|| unsafe { &*self.obj_ptr() })
     }
 
-    /// Makes the entry a string holding `bytes`.
-    pub fn set_str(&mut self, bytes: &[u8]) {
-        self.set_value(bytes);
+    /// The collection, writable, or `None` for a string.
+    pub fn obj_mut(&mut self) -> Option<&mut Value> {
+        // SAFETY: as in `obj`; `&mut self` makes the access exclusive.
+        (self.tag() == Tag::Obj).then(|| unsafe { &mut *self.obj_ptr() })
+    }
+
+    /// Moves the collection out; the entry is left a string of zero bytes (the same block,
+    /// about to be dropped or given a new value).
+    pub fn take_obj(&mut self) -> Option<Value> {
+        if self.tag() != Tag::Obj {
+            return None;
+        }
+        let p = self.obj_ptr();
+        // SAFETY: the entry holds an initialised `Value` there, read out once; the tag is
+        // switched and the bytes zeroed right after, so it is never read or dropped again.
+        let v = unsafe { p.read() };
         self.set_tag(Tag::Str);
+        // SAFETY: `OBJ_SIZE` bytes at `p` are inside the block.
+        unsafe { std::ptr::write_bytes(p.cast::<u8>(), 0, OBJ_SIZE) };
+        Some(v)
+    }
+
+    /// Makes the entry hold the collection `value`. Returns the collection it held before.
+    pub fn set_obj(&mut self, value: Value) -> Option<Value> {
+        if self.tag() == Tag::Obj {
+            // SAFETY: the entry holds an initialised `Value` at `obj_ptr`.
+            return Some(unsafe { std::ptr::replace(self.obj_ptr(), value) });
+        }
+        *self = Kv::build_obj(self.head(), self.key(), value);
+        None
+    }
+
+    /// Makes the entry a string holding `bytes` (a collection it held is dropped here: the
+    /// caller takes it first with [`Kv::take_obj`] to free it elsewhere).
+    pub fn set_str(&mut self, bytes: &[u8]) {
+        drop(self.take_obj());
+        self.set_value(bytes);
     }
 
     pub fn meta(&self) -> Meta {
@@ -157,46 +310,45 @@ impl Kv {
         self.set_u32_at(8, access);
     }
 
-    /// (offset of the key, key length).
-    fn split(&self) -> (usize, usize) {
-        let (mut n, mut shift, mut i) = (0usize, 0, KV_HEADER);
-        while let Some(&b) = self.0.get(i) {
-            n |= ((b & 0x7f) as usize) << shift;
-            i += 1;
-            if b & 0x80 == 0 {
-                break;
-            }
-            shift += 7;
-        }
-        (i, n)
-    }
-
+    #[inline]
     pub fn key(&self) -> &[u8] {
-        let (h, k) = self.split();
-        &self.0[h..h + k]
+        let (h, k, _) = self.split();
+        // SAFETY: the key's `k` bytes start at `h`, inside the block (see `build`).
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(h), k) }
     }
 
+    #[inline]
     pub fn value(&self) -> &[u8] {
-        let (h, k) = self.split();
-        &self.0[h + k..]
+        let (h, k, v) = self.split();
+        // SAFETY: the value's `v` bytes end the block (see `build`).
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(h + k), v) }
+    }
+
+    /// The value, writable.
+    fn value_bytes_mut(&mut self) -> &mut [u8] {
+        let (h, k, v) = self.split();
+        // SAFETY: as in `value`; `&mut self` makes the access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_ptr().add(h + k), v) }
+    }
+
+    /// Bytes of the block (what the allocator was asked for).
+    pub fn block_len(&self) -> usize {
+        let (h, k, v) = self.split();
+        h + k + v
     }
 
     /// The same entry (header and key) with `value` instead of its value.
     fn with_value(&self, value: &[u8]) -> Kv {
-        let (h, k) = self.split();
-        let mut buf = Vec::with_capacity(h + k + value.len());
-        buf.extend_from_slice(&self.0[..h + k]);
-        buf.extend_from_slice(value);
-        Kv(buf.into_boxed_slice())
+        Kv::build(self.head(), self.key(), &[value], 0)
     }
 
-    /// Replaces the value bytes, keeping header (tag included) and key. A value of the same length is written
-    /// over the old one: no allocation and no free, the common case of a cache overwriting
-    /// fixed-size records or a counter. Otherwise the entry moves to a new block.
+    /// Replaces the value bytes, keeping header (tag included) and key. A value of the same
+    /// length is written over the old one: no allocation and no free, the common case of a
+    /// cache overwriting fixed-size records or a counter. Otherwise the entry moves to a new
+    /// block.
     fn set_value(&mut self, value: &[u8]) {
-        let (h, k) = self.split();
-        if self.0.len() == h + k + value.len() {
-            self.0[h + k..].copy_from_slice(value);
+        if self.split().2 == value.len() {
+            self.value_bytes_mut().copy_from_slice(value);
         } else {
             *self = self.with_value(value);
         }
@@ -206,19 +358,29 @@ impl Kv {
     /// longer value moves the entry to a new block once). For bit commands and HyperLogLogs,
     /// which change a few bytes of a value that may be large.
     pub fn value_mut(&mut self, min_len: usize) -> &mut [u8] {
-        let (h, k) = self.split();
-        if self.0.len() < h + k + min_len {
-            let mut buf = Vec::with_capacity(h + k + min_len);
-            buf.extend_from_slice(&self.0);
-            buf.resize(h + k + min_len, 0);
-            self.0 = buf.into_boxed_slice();
+        let (_, _, v) = self.split();
+        if v < min_len {
+            *self = Kv::build(self.head(), self.key(), &[self.value()], min_len - v);
         }
-        &mut self.0[h + k..]
+        self.value_bytes_mut()
     }
 
     /// Address of the block: tells whether a remembered position still holds this entry.
     pub fn addr(&self) -> usize {
         self.0.as_ptr() as usize
+    }
+}
+
+impl Drop for Kv {
+    fn drop(&mut self) {
+        if self.tag() == Tag::Obj {
+            // SAFETY: an `Obj` entry holds an initialised `Value`, dropped once, here.
+            unsafe { std::ptr::drop_in_place(self.obj_ptr()) };
+        }
+        let layout = Kv::layout(self.block_len());
+        // SAFETY: the block was allocated by `build` with this layout (its length is read
+        // back from the same header) and is freed once, here.
+        unsafe { alloc::dealloc(self.0.as_ptr(), layout) }
     }
 }
 
@@ -327,6 +489,11 @@ impl KeyTable {
         (0..self.len()).filter_map(|p| self.get_at(p))
     }
 
+    /// Entries in no particular order, writable (their positions must not change).
+    pub fn entries_mut(&mut self) -> impl Iterator<Item = &mut Kv> + '_ {
+        self.index.iter_mut()
+    }
+
     /// Entries in no particular order (cheaper than [`KeyTable::iter`]).
     pub fn entries(&self) -> impl Iterator<Item = &Kv> + '_ {
         self.index.iter()
@@ -423,7 +590,7 @@ mod tests {
         // A key longer than 127 bytes needs a two-byte length header.
         let long = vec![b'x'; 300];
         let kv = Kv::new(&long, b"val", M);
-        assert_eq!(kv.split(), (KV_HEADER + 2, 300));
+        assert_eq!(kv.split(), (KV_HEADER + 3, 300, 3));
         assert_eq!((kv.key(), kv.value()), (&long[..], &b"val"[..]));
         let kv = kv.with_value(b"");
         assert_eq!((kv.key(), kv.value(), kv.meta()), (&long[..], &b""[..], M));
@@ -431,22 +598,50 @@ mod tests {
 
     #[test]
     fn tags_survive_position_changes() {
-        let mut kv = Kv::new_obj(b"key", 7, M);
-        assert_eq!((kv.tag(), kv.obj_idx(), kv.pos()), (Tag::Obj, Some(7), 0));
+        let set = |m: &[u8]| {
+            let mut s = super::super::Set::default();
+            s.insert(m, &super::super::Limits::default());
+            Value::Set(s)
+        };
+        let mut kv = Kv::new_obj(b"key", set(b"a"), M);
+        assert_eq!(
+            (kv.tag(), kv.obj(), kv.pos()),
+            (Tag::Obj, Some(&set(b"a")), 0)
+        );
+        assert_eq!(kv.addr() % KV_ALIGN, 0);
         kv.set_pos(MAX_SLOT_ENTRIES - 1);
         assert_eq!((kv.tag(), kv.pos()), (Tag::Obj, MAX_SLOT_ENTRIES - 1));
+        assert_eq!(kv.set_obj(set(b"b")), Some(set(b"a")));
+        assert_eq!(
+            (kv.obj(), kv.key(), kv.meta()),
+            (Some(&set(b"b")), &b"key"[..], M)
+        );
         kv.set_str(b"plain");
         assert_eq!(
-            (kv.tag(), kv.obj_idx(), kv.value()),
+            (kv.tag(), kv.obj(), kv.value()),
             (Tag::Str, None, &b"plain"[..])
         );
         assert_eq!(kv.pos(), MAX_SLOT_ENTRIES - 1);
-        kv.set_obj(3);
+        assert_eq!(kv.set_obj(set(b"c")), None);
         assert_eq!(
-            (kv.tag(), kv.obj_idx(), kv.key()),
-            (Tag::Obj, Some(3), &b"key"[..])
+            (kv.tag(), kv.obj(), kv.key(), kv.pos()),
+            (
+                Tag::Obj,
+                Some(&set(b"c")),
+                &b"key"[..],
+                MAX_SLOT_ENTRIES - 1
+            )
         );
-        assert_eq!(Kv::new(b"k", b"1234", M).obj_idx(), None);
+        assert_eq!(kv.take_obj(), Some(set(b"c")));
+        assert_eq!(kv.take_obj(), None);
+        assert_eq!((kv.tag(), kv.obj()), (Tag::Str, None));
+        // Every key length puts the collection on an 8-byte boundary.
+        for n in [0, 1, 7, 8, 100, 127, 128, 300] {
+            let key = vec![b'k'; n];
+            let kv = Kv::new_obj(&key, set(b"m"), M);
+            assert_eq!((kv.key(), kv.obj()), (&key[..], Some(&set(b"m"))));
+            assert_eq!(kv.obj_ptr() as usize % std::mem::align_of::<Value>(), 0);
+        }
     }
 
     #[test]

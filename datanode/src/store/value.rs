@@ -21,7 +21,7 @@
 //! index and order-statistics B+ tree).
 //!
 //! Adding a type (lists) is a new [`Value`] variant and a [`Kind`]; the store keeps every
-//! non-string value the same way (see `Objects` in the store).
+//! non-string value the same way (in the entry's block, see `Kv` in the store's table).
 
 use super::list::List;
 use super::mem::alloc_size;
@@ -1034,8 +1034,8 @@ mod tests {
 
     #[test]
     fn small_values_stay_small() {
-        // A collection's slot in its slot's object array costs this much per key.
-        assert!(std::mem::size_of::<Option<Value>>() <= 40);
+        // A collection's struct sits in its key's entry block: this much per key.
+        assert_eq!(std::mem::size_of::<Value>(), 40);
         let l = Limits::default();
         let mut h = Hash::default();
         for i in 0..10 {

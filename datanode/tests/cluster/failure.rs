@@ -17,6 +17,7 @@ async fn a_killed_datanode_leaves_the_ring_and_its_keys_become_misses() {
         let mut cluster = Spec::new(3)
             .processes()
             .heartbeat(Duration::from_secs(1))
+            .tolerance(FAST_TOLERANCE)
             .start()
             .await;
         let addrs = cluster.addrs();
@@ -112,7 +113,11 @@ async fn a_killed_datanode_leaves_the_ring_and_its_keys_become_misses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_datanode_that_comes_back_gets_its_slots_back_empty() {
     bounded(async {
-        let mut cluster = Spec::new(3).processes().start().await;
+        let mut cluster = Spec::new(3)
+            .processes()
+            .tolerance(FAST_TOLERANCE)
+            .start()
+            .await;
         let addrs = cluster.addrs();
         let before = SlotMap::of(addrs[0]).await;
         let victim_id = my_id(addrs[2]).await;

@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_node_that_resumes_brings_back_no_deleted_or_old_key() {
     bounded(async {
-        let cluster = Spec::new(3).processes().start().await;
+        let cluster = Spec::new(3)
+            .processes()
+            .tolerance(FAST_TOLERANCE)
+            .start()
+            .await;
         let addrs = cluster.addrs();
         let map = SlotMap::of(addrs[0]).await;
         let victim_addr = addrs[2];
@@ -88,7 +92,11 @@ async fn a_paused_node_that_resumes_brings_back_no_deleted_or_old_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_buffered_during_a_pause_never_see_the_old_data() {
     bounded(async {
-        let cluster = Spec::new(3).processes().start().await;
+        let cluster = Spec::new(3)
+            .processes()
+            .tolerance(FAST_TOLERANCE)
+            .start()
+            .await;
         let addrs = cluster.addrs();
         let map = SlotMap::of(addrs[0]).await;
         let victim_addr = addrs[2];
@@ -267,7 +275,11 @@ async fn drain_then_pause(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_paused_past_detection_leaves_every_key_reachable() {
     bounded(async {
-        let mut cluster = Spec::new(3).processes().start().await;
+        let mut cluster = Spec::new(3)
+            .processes()
+            .tolerance(FAST_TOLERANCE)
+            .start()
+            .await;
         let (misses, status, log) =
             drain_then_pause(&mut cluster, 20_000, Duration::from_secs(5)).await;
         // Honest exit: "drained" (status 0) only when everything was handed over.
@@ -291,6 +303,7 @@ async fn a_drain_paused_within_detection_finishes_and_loses_nothing() {
     bounded(async {
         let mut cluster = Spec::new(3)
             .heartbeat(Duration::from_millis(1500))
+            .tolerance(FAST_TOLERANCE)
             .processes()
             .start()
             .await;

@@ -408,3 +408,92 @@ async fn slots_taken_by_a_join_or_given_away_by_a_drain_end_shard_subscriptions_
         .await
         .expect("the test finishes within its limit");
 }
+
+/// A peer that stops reading (SIGSTOP, kept in the table by a patient NameNode) while a
+/// client floods PUBLISH on another node: the messages queued for it stay within the pubsub
+/// hard limit (the rest are dropped and counted), the publisher is never held up, and once
+/// the peer resumes, its subscribers receive again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_for_a_peer_that_stops_reading_are_bounded_by_the_pubsub_limit() {
+    let limit = Duration::from_secs(240);
+    let body = async {
+        // 600 missed heartbeats of 200 ms: the paused node stays in the table for 2 minutes.
+        let mut cluster = Spec::new(1).tolerance(600).start().await;
+        let b = Process::spawn(cluster.namenode_addr(), FAST_HEARTBEAT, &[]).await;
+        let b_addr = b.addr;
+        cluster.nodes.push(DataNode::Process(b));
+        cluster.settle(2).await;
+        let a_addr = cluster.addrs()[0];
+        let DataNode::InProcess(a) = &cluster.nodes[0] else {
+            panic!("node 0 is in-process")
+        };
+        let mut c = Raw::connect(a_addr).await;
+        assert_eq!(
+            c.cmd(&[
+                "CONFIG",
+                "SET",
+                "client-output-buffer-limit",
+                "pubsub 1mb 0 0"
+            ])
+            .await,
+            "+OK\r\n"
+        );
+        let mut sub = Raw::connect(b_addr).await;
+        sub.cmd(&["SUBSCRIBE", "news"]).await;
+        // The link from a to b is up and carries PUBLISH.
+        assert_eq!(c.cmd(&["PUBLISH", "news", "before"]).await, ":0\r\n");
+        assert_eq!(
+            show(&sub.reply().await),
+            show(push("message", "news", "before").as_bytes())
+        );
+
+        let DataNode::Process(b) = &cluster.nodes[1] else {
+            panic!("node 1 is a process")
+        };
+        b.signal(libc::SIGSTOP);
+        // 128 MB of messages, in batches of 64 pipelined PUBLISHes of 64 KB.
+        let payload = "x".repeat(64 << 10);
+        let mut batch = Vec::new();
+        for _ in 0..64 {
+            batch.extend_from_slice(&resp(&["PUBLISH", "flood", payload.as_str()]));
+        }
+        for _ in 0..32 {
+            c.send(&batch).await;
+            for _ in 0..64 {
+                assert_eq!(c.reply().await, ":0\r\n");
+            }
+            let queued = a.node.peers.queued_bounded(b_addr);
+            assert!(
+                queued <= 1 << 20,
+                "{queued} bytes queued for the stopped peer"
+            );
+        }
+        let info = String::from_utf8(c.cmd(&["INFO", "stats"]).await.to_vec()).expect("utf-8");
+        let dropped: u64 = info_field(&info, "pubsub_fanout_dropped");
+        // At most the limit and the sockets' buffers took the other messages.
+        assert!(dropped > 1024, "only {dropped} of 2048 messages dropped");
+
+        b.signal(libc::SIGCONT);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        'received: for i in 0u64.. {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "b's subscriber never received"
+            );
+            let text = format!("after{i}");
+            assert_eq!(c.cmd(&["PUBLISH", "news", &text]).await, ":0\r\n");
+            while let Ok(m) = tokio::time::timeout(Duration::from_millis(500), sub.reply()).await {
+                let want = push("message", "news", &text);
+                if show(&m) == show(want.as_bytes()) {
+                    break 'received;
+                }
+                // An earlier round's message, delivered late.
+                assert!(show(&m).contains("after"), "{}", show(&m));
+            }
+        }
+        cluster.shutdown().await;
+    };
+    tokio::time::timeout(limit, body)
+        .await
+        .expect("the test finishes within its limit");
+}

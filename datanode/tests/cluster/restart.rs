@@ -119,8 +119,8 @@ fn summary(status: &serde_json::Value) -> String {
 const LONG_OUTAGE: Duration = Duration::from_secs(30);
 
 /// Ownership leases must not cost availability while the NameNode is away: for 30 s every
-/// DataNode (real processes, 200 ms heartbeats, so a 600 ms lease renewed about 50 times
-/// through the peers meanwhile) keeps serving reads and writes for every slot, its own and
+/// DataNode (real processes, 200 ms heartbeats and a 5 s lease, renewed through the peers
+/// several times meanwhile) keeps serving reads and writes for every slot, its own and
 /// forwarded, with no error at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_seconds_without_a_namenode_cost_no_request() {

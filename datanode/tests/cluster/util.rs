@@ -20,11 +20,19 @@ use tokio::sync::oneshot;
 
 /// Heartbeat interval of the fast clusters most tests use.
 pub const FAST_HEARTBEAT: Duration = Duration::from_millis(200);
-/// Missed heartbeats before the NameNode probes a node.
-pub const TOLERANCE: NonZeroU32 = match NonZeroU32::new(3) {
+/// Missed heartbeats before the NameNode probes a node, in the clusters of tests that are
+/// not about failure detection: 5 s of silence at the fast heartbeat (the lease is as long).
+/// A test process, its in-process DataNodes and a parallel build share two cores; a node
+/// stalled for a second must not be declared dead there, or its slots move under a test that
+/// did not ask for it (7 of 44 tests failed that way at load 13 with a tolerance of 3).
+pub const TOLERANCE: NonZeroU32 = match NonZeroU32::new(25) {
     Some(n) => n,
-    None => panic!("3 is not zero"),
+    None => panic!("25 is not zero"),
 };
+/// The tolerance of the fault tests (kill, pause past detection): a node silent for 3
+/// heartbeats is probed. Their safety assertions hold whoever is declared dead; their pauses
+/// are long enough to pass this detection on a loaded machine.
+pub const FAST_TOLERANCE: u32 = 3;
 /// Longest wait for every DataNode to show the same complete table.
 pub const CONVERGE_LIMIT: Duration = Duration::from_secs(60);
 /// All the slots.
@@ -43,6 +51,8 @@ pub enum Kind {
 pub struct Spec {
     nodes: usize,
     heartbeat: Duration,
+    /// Missed heartbeats before a silent node is probed.
+    tolerance: NonZeroU32,
     kind: Kind,
     /// Node 0 answers `-MOVED` to every connection (`--cluster-redirects`).
     redirect_first: bool,
@@ -57,6 +67,7 @@ impl Spec {
         Spec {
             nodes,
             heartbeat: FAST_HEARTBEAT,
+            tolerance: TOLERANCE,
             kind: Kind::InProcess,
             redirect_first: false,
             tls: None,
@@ -76,6 +87,13 @@ impl Spec {
         self
     }
 
+    /// Missed heartbeats before a silent node is probed (the fault tests use
+    /// [`FAST_TOLERANCE`]).
+    pub fn tolerance(mut self, missed: u32) -> Spec {
+        self.tolerance = NonZeroU32::new(missed).expect("a tolerance above 0");
+        self
+    }
+
     pub fn processes(mut self) -> Spec {
         self.kind = Kind::Process;
         self
@@ -90,7 +108,7 @@ impl Spec {
     /// table.
     pub async fn start(self) -> Cluster {
         let nn_config = chkv_namenode::Config {
-            timing: Timing::new(self.heartbeat, TOLERANCE),
+            timing: Timing::new(self.heartbeat, self.tolerance),
             cluster_tls: self.tls.as_ref().map(|t| chkv_namenode::ClusterTls {
                 cert_file: t.cert_file.clone().expect("tls-cert-file"),
                 key_file: t.key_file.clone().expect("tls-key-file"),
