@@ -16,6 +16,7 @@ use crate::error::{Error, Result, Retry};
 use crate::nearcache::{NearCache, NearCacheOptions};
 use crate::resp;
 use crate::routing::{blocking_timeout, key_spec, slot_of, Routes, Split, Target};
+use crate::url::RedisUrl;
 use crate::value::Value;
 use crate::watcher;
 
@@ -63,6 +64,10 @@ impl Default for RetryBudget {
         }
     }
 }
+
+/// The NameNode's watch port and the DataNode's client port, for URLs without a port.
+const NAMENODE_PORT: u16 = 10102;
+const DATANODE_PORT: u16 = 10100;
 
 /// Options for a [`Client`]; [`Client::builder`] starts one.
 #[derive(Clone, Debug)]
@@ -212,14 +217,99 @@ impl Builder {
     /// Connects through the NameNode(s) at `namenodes` (their client/watch port, 10102 by
     /// default): waits for the current slot table, then keeps watching for new ones in the
     /// background, rotating through the addresses with backoff when the connection drops.
+    ///
+    /// Each address is `host:port` or a `redis://`/`rediss://` URL (port 10102 when it has
+    /// none): its user info sets [`Builder::username`] and [`Builder::password`], and
+    /// `rediss://` makes the watch connection and every DataNode connection TLS, with
+    /// [`Builder::tls`] or else the files the URL names (`?tls-ca-cert-file=ca.pem`, and
+    /// `&tls-cert-file=..&tls-key-file=..` for a client certificate). A NameNode run with
+    /// `--tls-cluster yes` serves its watch port over TLS only, so it needs `rediss://`.
     pub async fn connect(self, namenodes: impl NameNodes) -> Result<Client> {
-        let addrs = namenodes.into_addrs();
+        let (this, addrs, watch_tls) = self.with_urls(namenodes.into_addrs(), NAMENODE_PORT)?;
         if addrs.is_empty() {
             return Err(Error::Invalid("no NameNode address given".into()));
         }
+        this.connect_to(addrs, watch_tls).await
+    }
+
+    /// Takes credentials and TLS from the URLs among `addrs` (which must agree), and returns
+    /// the plain addresses and whether the watch speaks TLS.
+    fn with_urls(
+        mut self,
+        addrs: Vec<String>,
+        default_port: u16,
+    ) -> Result<(Builder, Vec<String>, bool)> {
+        let urls = addrs.iter().filter(|a| crate::url::is_url(a)).count();
+        if urls == 0 {
+            return Ok((self, addrs, false));
+        }
+        if urls < addrs.len() {
+            return Err(Error::Invalid(
+                "mixing redis:// URLs and plain addresses: give all as URLs".into(),
+            ));
+        }
+        let mut plain = Vec::with_capacity(addrs.len());
+        let mut first: Option<RedisUrl> = None;
+        for a in &addrs {
+            let url = RedisUrl::parse(a)?;
+            plain.push(url.addr(default_port));
+            if let Some(f) = &first {
+                let same = |u: &RedisUrl| {
+                    (
+                        u.tls,
+                        u.username.clone(),
+                        u.password.clone(),
+                        u.ca_cert_file.clone(),
+                        u.cert_file.clone(),
+                        u.key_file.clone(),
+                    )
+                };
+                if same(f) != same(&url) {
+                    return Err(Error::Invalid(
+                        "the URLs differ in scheme, user, password or TLS files".into(),
+                    ));
+                }
+            } else {
+                first = Some(url);
+            }
+        }
+        let Some(url) = first else {
+            return Ok((self, plain, false));
+        };
+        if let Some(p) = url.password {
+            self.password = Some(Bytes::from(p));
+        }
+        if let Some(u) = url.username {
+            self.username = Some(Bytes::from(u));
+        }
+        if url.tls {
+            match (&url.ca_cert_file, &self.tls) {
+                (Some(ca), _) => {
+                    self.tls = Some(match (&url.cert_file, &url.key_file) {
+                        (Some(c), Some(k)) => Tls::with_client_cert(ca, c, k)?,
+                        _ => Tls::new(ca)?,
+                    })
+                }
+                (None, Some(_)) => {}
+                (None, None) => {
+                    return Err(Error::Invalid(
+                        "rediss:// needs the CA the servers' certificates chain to: Builder::tls, or ?tls-ca-cert-file=PATH in the URL".into(),
+                    ))
+                }
+            }
+        }
+        Ok((self, plain, url.tls))
+    }
+
+    async fn connect_to(self, addrs: Vec<String>, watch_tls: bool) -> Result<Client> {
         let shared = Arc::new(Shared::new(&self, true));
         let mut tables = shared.tables.subscribe();
-        let watcher = tokio::spawn(watcher::run(shared.clone(), addrs.clone()));
+        let watch_tls = if watch_tls {
+            self.tls.as_ref().map(|t| t.0.clone())
+        } else {
+            None
+        };
+        let watcher = tokio::spawn(watcher::run(shared.clone(), addrs.clone(), watch_tls));
         let client = Client {
             inner: Arc::new(Inner {
                 shared,
@@ -255,6 +345,31 @@ impl Builder {
                 .map(|e| format!(" (last error: {e})"))
                 .unwrap_or_default()
         )))
+    }
+
+    /// [`connect_standalone`](Builder::connect_standalone) to the server a `redis://` or
+    /// `rediss://` URL names (port 10100 when it has none; the host resolved now, its first
+    /// address used), with the URL's user, password and TLS as in [`connect`](Builder::connect).
+    pub async fn connect_standalone_url(self, url: &str) -> Result<Client> {
+        if !crate::url::is_url(url) {
+            return Err(Error::Invalid(format!(
+                "{url:?} is not a redis:// or rediss:// URL"
+            )));
+        }
+        let (this, addrs, tls) = self.with_urls(vec![url.to_string()], DATANODE_PORT)?;
+        if !tls && this.tls.is_some() {
+            return Err(Error::Invalid(
+                "a redis:// URL with Builder::tls: use rediss://".into(),
+            ));
+        }
+        let host = &addrs[0];
+        let addr = tokio::time::timeout(this.connect_timeout, tokio::net::lookup_host(host))
+            .await
+            .map_err(|_| Error::Invalid(format!("resolving {host} timed out")))?
+            .map_err(|e| Error::Invalid(format!("resolving {host}: {e}")))?
+            .next()
+            .ok_or_else(|| Error::Invalid(format!("{host} resolves to no address")))?;
+        this.connect_standalone(addr).await
     }
 
     /// Connects to one DataNode (or any Redis server) without a NameNode: it owns every slot.
@@ -592,6 +707,12 @@ impl Shared {
 
     /// Records that `slot` is served by `addr` now (a `-MOVED`).
     fn apply_moved(&self, slot: u16, addr: SocketAddr) {
+        // Routes speak of client addresses; over TLS the node named its TLS port.
+        let addr = self
+            .conn_config
+            .tls
+            .as_ref()
+            .map_or(addr, |t| t.client_of(addr));
         let mut guard = self.routes.write().unwrap_or_else(|p| p.into_inner());
         let current = guard.clone();
         if let Some(next) = current.with_moved(slot, addr, &mut |a| self.pool_in(&current, a)) {

@@ -125,6 +125,16 @@ impl TlsLinks {
         addrs.get(&addr).copied().unwrap_or(addr)
     }
 
+    /// The client address of the node whose TLS address is `addr` (a node answers a TLS
+    /// connection's `-MOVED` with the TLS port, as Redis does), or `addr` itself.
+    pub fn client_of(&self, addr: SocketAddr) -> SocketAddr {
+        let addrs = self.addrs.read().unwrap_or_else(|p| p.into_inner());
+        addrs
+            .iter()
+            .find(|(_, &t)| t == addr)
+            .map_or(addr, |(&c, _)| c)
+    }
+
     /// Takes the nodes' TLS addresses from a table.
     pub fn learn(&self, nodes: &[chkv_common::NodeInfo]) {
         let mut addrs = self.addrs.write().unwrap_or_else(|p| p.into_inner());
@@ -1099,6 +1109,32 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use tokio::net::TcpListener;
+
+    #[test]
+    fn tls_links_map_both_ways() {
+        let _ = chkv_common::tls::rustls::crypto::ring::default_provider().install_default();
+        let config = chkv_common::tls::rustls::ClientConfig::builder()
+            .with_root_certificates(chkv_common::tls::rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let links = TlsLinks {
+            config: Arc::new(config),
+            addrs: RwLock::new(HashMap::new()),
+        };
+        let a: SocketAddr = "127.0.0.1:7000".parse().expect("addr");
+        let node = |port, tls_port| chkv_common::NodeInfo {
+            id: chkv_common::NodeId::new(format!("n{port}")),
+            client_addr: SocketAddr::new(a.ip(), port),
+            admin_addr: SocketAddr::new(a.ip(), 1),
+            tls_port,
+        };
+        links.learn(&[node(7000, Some(7443)), node(7001, None)]);
+        assert_eq!(links.dial(a).port(), 7443);
+        // A TLS connection's -MOVED names the TLS port: routes keep the client address.
+        assert_eq!(links.client_of(SocketAddr::new(a.ip(), 7443)), a);
+        let plain = SocketAddr::new(a.ip(), 7001);
+        assert_eq!(links.dial(plain), plain);
+        assert_eq!(links.client_of(plain), plain);
+    }
 
     fn config(timeout: Option<Duration>) -> Arc<ConnConfig> {
         Arc::new(ConnConfig {

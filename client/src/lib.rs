@@ -101,6 +101,7 @@ mod pipeline;
 mod pubsub;
 mod resp;
 mod routing;
+mod url;
 mod value;
 mod watcher;
 mod zsets;

@@ -167,8 +167,10 @@ async fn session(
         return End::Again(None);
     };
     let mut out = BytesMut::new();
-    if let Some(pw) = &config.password {
-        resp::encode_command(&[&b"AUTH"[..], pw], &mut out);
+    match (&config.username, &config.password) {
+        (Some(user), Some(pw)) => resp::encode_command(&[&b"AUTH"[..], user, pw], &mut out),
+        (None, Some(pw)) => resp::encode_command(&[&b"AUTH"[..], pw], &mut out),
+        _ => {}
     }
     let (name, names): (&[u8], Vec<&[u8]>) = match topic {
         Topic::Channels(c) => (b"SUBSCRIBE", c.iter().map(|b| &b[..]).collect()),
@@ -204,7 +206,11 @@ async fn session(
                 Event::Subscribed => *failures = 0,
                 // Our shard channel's slot moved away: subscribe at the new owner.
                 Event::Unsubscribed => return End::Again(None),
-                Event::Moved(a) => return End::Again(Some(a)),
+                // Over TLS the node names its TLS port; we dial by client address.
+                Event::Moved(a) => {
+                    let a = config.tls.as_ref().map_or(a, |t| t.client_of(a));
+                    return End::Again(Some(a));
+                }
                 Event::Error => return End::Again(None),
                 Event::Other => {}
             }

@@ -10,12 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chkv_common::proto::MAX_LINE_BYTES;
+use chkv_common::tls::rustls::ClientConfig;
 use chkv_common::{decode_line, encode_line, ClientToNameNode, NameNodeToClient, PROTOCOL_VERSION};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
 use crate::client::Shared;
+use crate::conn::Stream;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -42,10 +44,12 @@ enum WatchError {
 }
 
 /// Watches until the task is aborted (when the client is dropped).
-pub(crate) async fn run(shared: Arc<Shared>, addrs: Vec<String>) {
+/// With `tls` (a `rediss://` NameNode address) the watch connection speaks TLS, and the
+/// NameNode's certificate must chain to the CA and name the host given.
+pub(crate) async fn run(shared: Arc<Shared>, addrs: Vec<String>, tls: Option<Arc<ClientConfig>>) {
     let mut backoff = BACKOFF_MIN;
     for addr in addrs.iter().cycle() {
-        let attempt = match watch(&shared, addr).await {
+        let attempt = match watch(&shared, addr, tls.as_ref()).await {
             Ok(tables) => {
                 info!(namenode = %addr, tables, "NameNode watch connection closed; reconnecting");
                 if tables > 0 {
@@ -73,7 +77,11 @@ pub(crate) async fn run(shared: Arc<Shared>, addrs: Vec<String>) {
 }
 
 /// One watch connection; returns how many tables it delivered once the NameNode closes it.
-async fn watch(shared: &Shared, addr: &str) -> Result<u64, WatchError> {
+async fn watch(
+    shared: &Shared,
+    addr: &str,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<u64, WatchError> {
     let connect_timeout = Duration::from_secs(2);
     let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
         .await
@@ -85,12 +93,28 @@ async fn watch(shared: &Shared, addr: &str) -> Result<u64, WatchError> {
         })?
         .map_err(WatchError::Unreachable)?;
     let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
+    let stream = match tls {
+        None => Stream::Tcp(stream),
+        Some(config) => {
+            // The host part of `host:port` (brackets of an IPv6 address included).
+            let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+            let name = chkv_common::tls::server_name(host)
+                .map_err(|e| WatchError::Unreachable(std::io::Error::other(e.to_string())))?;
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            let stream = tokio::time::timeout(connect_timeout, connector.connect(name, stream))
+                .await
+                .map_err(|_| WatchError::NotNameNode("the TLS handshake timed out".into()))?
+                .map_err(|e| WatchError::NotNameNode(format!("TLS handshake: {e}")))?;
+            Stream::Tls(Box::new(stream))
+        }
+    };
+    let (rd, mut wr) = tokio::io::split(stream);
     let hello = encode_line(&ClientToNameNode::Watch {
         version: PROTOCOL_VERSION,
     })
     .map_err(|e| WatchError::Io(std::io::Error::other(e)))?;
     wr.write_all(&hello).await.map_err(WatchError::Io)?;
+    wr.flush().await.map_err(WatchError::Io)?;
     shared.record_attempt(addr, Attempt::Connected);
     let mut rd = BufReader::new(rd);
     let mut line = Vec::new();
@@ -101,9 +125,14 @@ async fn watch(shared: &Shared, addr: &str) -> Result<u64, WatchError> {
             // A NameNode keeps a watcher's connection open even without a table; a close
             // (or a reset) before any line means the address is some other kind of port.
             Ok(false) if tables == 0 => {
-                return Err(WatchError::NotNameNode(
-                    "it closed the connection on our watch request".into(),
-                ))
+                let hint = if tls.is_none() {
+                    " (a NameNode with --tls-cluster yes speaks TLS there: rediss://)"
+                } else {
+                    ""
+                };
+                return Err(WatchError::NotNameNode(format!(
+                    "it closed the connection on our watch request{hint}"
+                )));
             }
             Ok(false) => break,
             Err(e) if tables == 0 => {

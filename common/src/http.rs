@@ -16,8 +16,7 @@ use std::time::Duration;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::Router;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tower::limit::ConcurrencyLimitLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -76,7 +75,11 @@ impl HttpServer {
     }
 
     /// Serves HTTP/1.1 on `stream` until the client closes it or its lifetime is over.
-    pub fn serve(&self, stream: TcpStream) -> impl Future<Output = ()> + Send + 'static {
+    /// `stream` is a TCP connection or a TLS session over one.
+    pub fn serve<S>(&self, stream: S) -> impl Future<Output = ()> + Send + 'static
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let permit = self.connections.clone().try_acquire_owned();
         let router = self.router.clone();
         let limits = self.limits;

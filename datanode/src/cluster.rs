@@ -155,6 +155,21 @@ impl Routing {
         self.nodes.get(idx as usize).map(|n| n.client_addr)
     }
 
+    /// The address to give a client for the node whose client address is `addr`: with
+    /// `tls` (the client is on a TLS connection) the node's TLS port when the table has one,
+    /// as Redis 7.2+ answers each client with the port of its kind of connection (MOVED,
+    /// CLUSTER SLOTS, SHARDS, NODES).
+    pub fn client_facing(&self, addr: SocketAddr, tls: bool) -> SocketAddr {
+        if !tls {
+            return addr;
+        }
+        self.nodes
+            .iter()
+            .find(|n| n.client_addr == addr)
+            .and_then(NodeInfo::tls_addr)
+            .unwrap_or(addr)
+    }
+
     /// Contiguous slot runs and their owner index: `(start, end, owner)`, unowned runs left out.
     pub fn ranges(&self) -> Vec<(u16, u16, u16)> {
         let mut out: Vec<(u16, u16, u16)> = Vec::new();

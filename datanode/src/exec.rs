@@ -158,7 +158,7 @@ fn plan_in_multi(node: &Node, session: &mut Session, routing: &Routing, req: &Re
         if let Some((_, spec)) = lookup(req.arg(0)) {
             if spec.first_key > 0 && spec.arity_ok(req.len()) && spec.name != "watch" {
                 let err = match route(routing, spec, req, true) {
-                    Route::Moved { slot, addr } => Some(moved(slot, addr)),
+                    Route::Moved { slot, addr } => Some(moved(routing, session, slot, addr)),
                     Route::CrossSlot => Some(CROSSSLOT),
                     Route::Down => Some(CLUSTERDOWN),
                     _ => None,
@@ -287,7 +287,7 @@ fn plan_eval(node: &Node, session: &mut Session, req: &Request) -> Planned {
             return Planned::Now(CLUSTERDOWN);
         };
         if session.redirects != Redirects::Forward {
-            return Planned::Now(moved(slot, addr));
+            return Planned::Now(moved(&routing, session, slot, addr));
         }
         let req = for_owner(session, req);
         return Planned::Later(Pending::Remote {
@@ -400,7 +400,8 @@ pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planne
                 return abort(session, CLUSTERDOWN);
             };
             if session.redirects != Redirects::Forward {
-                return abort(session, moved(slot, addr));
+                let m = moved(&routing, session, slot, addr);
+                return abort(session, m);
             }
             if session.tx.watch.is_some() {
                 // Keys watched here, the transaction there: it could not be atomic.
@@ -585,7 +586,10 @@ fn tx_acl_denied(node: &Node, session: &mut Session, cmds: &[Request]) -> Option
     )))
 }
 
-fn moved(slot: u16, addr: SocketAddr) -> Frame {
+/// `-MOVED slot addr`, naming the owner's TLS port to a client on a TLS connection (never
+/// to a peer: nodes route by client addresses).
+fn moved(routing: &Routing, session: &Session, slot: u16, addr: SocketAddr) -> Frame {
+    let addr = routing.client_facing(addr, session.tls && session.peer.is_none());
     Frame::error(format!("MOVED {slot} {addr}"))
 }
 
@@ -717,7 +721,11 @@ fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Req
         match r {
             Route::Remote(o) => {
                 let slot = key_slot(req.arg(1));
-                return Planned::Now(routing.addr(o).map_or(CLUSTERDOWN, |a| moved(slot, a)));
+                return Planned::Now(
+                    routing
+                        .addr(o)
+                        .map_or(CLUSTERDOWN, |a| moved(routing, session, slot, a)),
+                );
             }
             Route::Split => return Planned::Now(CROSSSLOT),
             _ => {}
@@ -725,7 +733,7 @@ fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Req
     }
     match (r, mode) {
         (Route::Local, _) => run_here(node, session, req),
-        (Route::Moved { slot, addr }, _) => Planned::Now(moved(slot, addr)),
+        (Route::Moved { slot, addr }, _) => Planned::Now(moved(routing, session, slot, addr)),
         (Route::Down, _) => Planned::Now(CLUSTERDOWN),
         (_, Redirects::Internal) => {
             // Send the forwarder to the owner of the first key that is not ours.
@@ -736,7 +744,7 @@ fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Req
                         Owner::Remote(o) => routing.addr(o).map(|a| (s, a)),
                         _ => None,
                     });
-            Planned::Now(target.map_or(CLUSTERDOWN, |(s, a)| moved(s, a)))
+            Planned::Now(target.map_or(CLUSTERDOWN, |(s, a)| moved(routing, session, s, a)))
         }
         (Route::CrossSlot, _) => Planned::Now(CROSSSLOT),
         // A watch lives in the session that set it: never over the shared connection.

@@ -103,7 +103,8 @@ struct Args {
     /// yes: links to other DataNodes (forwarding, handoff) and to the NameNode over TLS,
     /// with this node's certificate, peers' checked against --tls-ca-cert-file; peers are
     /// then accepted only on the TLS port. Needs --tls-port.
-    #[arg(long, default_value = "no", value_parser = parse_yes_no)]
+    // `Set`: a bool field would otherwise be a bare switch, and `--tls-cluster yes` an error.
+    #[arg(long, default_value = "no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     tls_cluster: bool,
     /// ACL file: users loaded at start, written by ACL SAVE, read again by ACL LOAD.
     #[arg(long)]
@@ -303,8 +304,9 @@ fn parse_maxmemory(s: &str) -> Result<u64, String> {
 
 fn parse_yes_no(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
-        "yes" => Ok(true),
-        "no" => Ok(false),
+        // true/false too: a TOML config file may write the setting as a boolean.
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
         _ => Err(format!("'{s}' is not yes or no")),
     }
 }

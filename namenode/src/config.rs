@@ -125,9 +125,13 @@ pub struct Config {
     /// Bearer token for the HTTP API's writes (`POST /api/nodes/{id}/drain`); without one
     /// they are refused.
     pub http_token: Option<HttpToken>,
-    /// `tls-cluster`: the DataNode port speaks TLS only, with this certificate, and
-    /// DataNodes must present certificates that chain to the CA.
+    /// `tls-cluster`: the control plane speaks TLS only, with this certificate: the
+    /// DataNode port (DataNodes must present certificates that chain to the CA), the watch
+    /// port and HTTP (client certificates as `tls_auth_clients` says).
     pub cluster_tls: Option<ClusterTls>,
+    /// `tls-auth-clients` of the watch and HTTP ports with `cluster_tls` (Redis's default:
+    /// yes, a certificate from the CA is required).
+    pub tls_auth_clients: chkv_common::tls::AuthClients,
 }
 
 /// The PEM files of the DataNode port's TLS (`--tls-cluster yes`).
@@ -144,11 +148,21 @@ impl ClusterTls {
         &self,
     ) -> Result<std::sync::Arc<chkv_common::tls::rustls::ServerConfig>, chkv_common::tls::TlsError>
     {
+        self.config_for(chkv_common::tls::AuthClients::Yes)
+    }
+
+    /// The rustls configuration of a port whose clients' certificates are checked as
+    /// `auth` says, reading the files.
+    pub fn config_for(
+        &self,
+        auth: chkv_common::tls::AuthClients,
+    ) -> Result<std::sync::Arc<chkv_common::tls::rustls::ServerConfig>, chkv_common::tls::TlsError>
+    {
         chkv_common::tls::server_config(
             Some(&self.cert_file),
             Some(&self.key_file),
             Some(&self.ca_cert_file),
-            chkv_common::tls::AuthClients::Yes,
+            auth,
         )
     }
 }
@@ -200,6 +214,7 @@ impl Default for Config {
             timing: Timing::default(),
             http_token: None,
             cluster_tls: None,
+            tls_auth_clients: chkv_common::tls::AuthClients::Yes,
         }
     }
 }
@@ -294,11 +309,16 @@ pub struct Args {
         hide = true
     )]
     pub http_token: Option<String>,
-    /// yes: the DataNode port speaks TLS only (DataNodes run with --tls-cluster yes),
-    /// with --tls-cert-file and --tls-key-file; DataNodes' certificates must chain to
-    /// --tls-ca-cert-file.
-    #[arg(long, default_value = "no", value_parser = parse_yes_no)]
+    /// yes: the DataNode, watch and HTTP ports speak TLS only (DataNodes run with
+    /// --tls-cluster yes, clients use rediss://), with --tls-cert-file and --tls-key-file;
+    /// DataNodes' certificates must chain to --tls-ca-cert-file. SIGHUP reloads the files.
+    // `Set`: a bool field would otherwise be a bare switch, and `--tls-cluster yes` an error.
+    #[arg(long, default_value = "no", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub tls_cluster: bool,
+    /// Client certificates on the watch and HTTP ports with --tls-cluster yes: yes
+    /// (required, from --tls-ca-cert-file), optional, no.
+    #[arg(long, default_value = "yes", value_parser = parse_auth_clients)]
+    pub tls_auth_clients: chkv_common::tls::AuthClients,
     /// PEM certificate chain of the DataNode port (--tls-cluster yes).
     #[arg(long)]
     pub tls_cert_file: Option<PathBuf>,
@@ -315,10 +335,16 @@ pub struct Args {
 
 fn parse_yes_no(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
-        "yes" => Ok(true),
-        "no" => Ok(false),
+        // true/false too: a TOML config file may write the setting as a boolean.
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
         _ => Err(format!("'{s}' is not yes or no")),
     }
+}
+
+fn parse_auth_clients(s: &str) -> Result<chkv_common::tls::AuthClients, String> {
+    chkv_common::tls::AuthClients::parse(s)
+        .ok_or_else(|| format!("'{s}' is not yes, no or optional"))
 }
 
 impl TryFrom<&Args> for Config {
@@ -380,6 +406,7 @@ impl TryFrom<&Args> for Config {
                 ca_cert_file: need(&args.tls_ca_cert_file, "--tls-ca-cert-file")?,
             };
             tls.server_config()
+                .and_then(|_| tls.config_for(args.tls_auth_clients))
                 .map_err(|e| Error::Config(format!("--tls-cluster: {e}")))?;
             Some(tls)
         } else {
@@ -398,6 +425,7 @@ impl TryFrom<&Args> for Config {
             timing,
             http_token,
             cluster_tls,
+            tls_auth_clients: args.tls_auth_clients,
         })
     }
 }
@@ -458,6 +486,21 @@ mod tests {
             Err(Error::Config(_))
         ));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tls_cluster_takes_yes_or_no() {
+        // The files are checked at once: `--tls-cluster yes` without them names the first.
+        let e = parse(&["--tls-cluster", "yes"]).expect_err("no files");
+        assert!(e.to_string().contains("--tls-cert-file"), "{e}");
+        assert_eq!(
+            parse(&["--tls-cluster", "no"]).expect("valid").cluster_tls,
+            None
+        );
+        let e = parse(&["--tls-cluster", "maybe"]).expect_err("not yes or no");
+        assert!(e.to_string().contains("yes or no"), "{e}");
+        let e = parse(&["--tls-auth-clients", "sometimes"]).expect_err("bad mode");
+        assert!(e.to_string().contains("optional"), "{e}");
     }
 
     #[test]

@@ -44,7 +44,9 @@ use crate::activity::{EventLog, LoggedEvent, OpsRates};
 use crate::membership::{
     Action, ClusterStatus, ConnId, DrainRefused, Event, Membership, NodeStats, Notice,
 };
-use crate::{http, Config, Error};
+use crate::{http, ClusterTls, Config, Error};
+use chkv_common::tls::{AuthClients, TlsError};
+use tokio_rustls::TlsAcceptor;
 
 /// Lines queued for one DataNode before it counts as not reading and is dropped.
 const DATANODE_QUEUE: usize = 64;
@@ -73,6 +75,7 @@ pub struct NameNodeHandle {
     http_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    tls: Option<Arc<ControlTls>>,
 }
 
 impl NameNodeHandle {
@@ -89,6 +92,19 @@ impl NameNodeHandle {
     /// The HTTP status port.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// With `tls-cluster`, reads the certificate, key and CA files again for new
+    /// connections (what SIGHUP does); open connections keep theirs. On an error nothing
+    /// changes. `Ok(false)` without TLS.
+    pub fn reload_tls(&self) -> Result<bool, Error> {
+        match &self.tls {
+            None => Ok(false),
+            Some(tls) => tls
+                .reload()
+                .map(|()| true)
+                .map_err(|e| Error::Config(format!("TLS reload: {e}"))),
+        }
     }
 
     /// Stops accepting, closes every connection and waits until all tasks have ended. The
@@ -138,13 +154,14 @@ pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
     let mut last_conn = 0;
     let (tx, stop_dn) = (core_tx.clone(), stop_rx.clone());
     let secret = config.cluster_secret.clone();
-    let tls = match &config.cluster_tls {
-        Some(t) => Some(tokio_rustls::TlsAcceptor::from(
-            t.server_config()
+    let control_tls = match &config.cluster_tls {
+        Some(t) => Some(Arc::new(
+            ControlTls::load(t.clone(), config.tls_auth_clients)
                 .map_err(|e| Error::Config(format!("--tls-cluster: {e}")))?,
         )),
         None => None,
     };
+    let tls = control_tls.clone();
     tasks.spawn(accept_loop(
         datanodes,
         stop_rx.clone(),
@@ -156,10 +173,11 @@ pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
             let (tx, stop, secret, tls) =
                 (tx.clone(), stop_dn.clone(), secret.clone(), tls.clone());
             async move {
-                let Some(acceptor) = tls else {
+                let Some(tls) = tls else {
                     return serve_datanode(stream, peer, conn, tx, stop, secret).await;
                 };
                 // tls-cluster: TLS only, the DataNode's certificate checked against the CA.
+                let acceptor = tls.datanodes();
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => serve_datanode(stream, peer, conn, tx, stop, secret).await,
                     Ok(Err(e)) => warn!(%conn, %peer, "refusing datanode: TLS handshake: {e}"),
@@ -169,30 +187,49 @@ pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
         },
     ));
     let stop_w = stop_rx.clone();
+    let tls = control_tls.clone();
     tasks.spawn(accept_loop(
         clients,
         stop_rx.clone(),
         "watcher",
         MAX_WATCHERS,
         move |stream, peer| {
-            serve_watcher(
-                stream,
-                peer,
-                tables_rx.clone(),
-                watchers.clone(),
-                stop_w.clone(),
-            )
+            let (tables, watchers, stop) = (tables_rx.clone(), watchers.clone(), stop_w.clone());
+            let tls = tls.clone();
+            async move {
+                let Some(tls) = tls else {
+                    return serve_watcher(stream, peer, tables, watchers, stop).await;
+                };
+                // tls-cluster: the watch port speaks TLS only.
+                match tls.accept_client(stream).await {
+                    Ok(stream) => serve_watcher(stream, peer, tables, watchers, stop).await,
+                    Err(e) => debug!(%peer, "refusing watcher: {e}"),
+                }
+            }
         },
     ));
     let web_server = http::server(StatusSource(core_tx), config.http_token.clone());
     // The HTTP server answers 503 past its own connection limit; this cap only bounds the
     // tasks a flood can start.
+    let tls = control_tls.clone();
     tasks.spawn(accept_loop(
         web,
         stop_rx,
         "http",
         MAX_HTTP_CONNS,
-        move |stream, _| web_server.serve(stream),
+        move |stream, peer| {
+            let (web_server, tls) = (web_server.clone(), tls.clone());
+            async move {
+                let Some(tls) = tls else {
+                    return web_server.serve(stream).await;
+                };
+                // tls-cluster: HTTPS only.
+                match tls.accept_client(stream).await {
+                    Ok(stream) => web_server.serve(stream).await,
+                    Err(e) => debug!(%peer, "refusing HTTP client: {e}"),
+                }
+            }
+        },
     ));
 
     info!(%datanode_addr, %client_addr, %http_addr, "namenode listening");
@@ -202,13 +239,108 @@ pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
         http_addr,
         stop,
         tasks,
+        tls: control_tls,
     })
+}
+
+/// The control plane's TLS with `tls-cluster`: the acceptor of the DataNode port (a
+/// DataNode certificate from the CA required) and that of the watch and HTTP ports
+/// (`tls-auth-clients`), both replaced by [`NameNodeHandle::reload_tls`]. A connection takes
+/// the acceptor when it arrives, so a reload never disturbs an established one.
+struct ControlTls {
+    files: ClusterTls,
+    auth: AuthClients,
+    datanodes: std::sync::RwLock<TlsAcceptor>,
+    clients: std::sync::RwLock<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for ControlTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlTls")
+            .field("files", &self.files)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlTls {
+    fn load(files: ClusterTls, auth: AuthClients) -> Result<ControlTls, TlsError> {
+        let (datanodes, clients) = ControlTls::read(&files, auth)?;
+        Ok(ControlTls {
+            files,
+            auth,
+            datanodes: std::sync::RwLock::new(datanodes),
+            clients: std::sync::RwLock::new(clients),
+        })
+    }
+
+    fn read(files: &ClusterTls, auth: AuthClients) -> Result<(TlsAcceptor, TlsAcceptor), TlsError> {
+        Ok((
+            TlsAcceptor::from(files.server_config()?),
+            TlsAcceptor::from(files.config_for(auth)?),
+        ))
+    }
+
+    /// Reads the files again and installs them, or changes nothing and says why.
+    fn reload(&self) -> Result<(), TlsError> {
+        let (datanodes, clients) = ControlTls::read(&self.files, self.auth)?;
+        *self.datanodes.write().unwrap_or_else(|p| p.into_inner()) = datanodes;
+        *self.clients.write().unwrap_or_else(|p| p.into_inner()) = clients;
+        Ok(())
+    }
+
+    fn datanodes(&self) -> TlsAcceptor {
+        self.datanodes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The TLS handshake of a watch or HTTP client, bounded in time.
+    async fn accept_client(
+        &self,
+        stream: TcpStream,
+    ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
+        let acceptor = self
+            .clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(format!("TLS handshake: {e}")),
+            Err(_) => Err("TLS handshake timed out".into()),
+        }
+    }
 }
 
 /// Starts a NameNode and serves until `shutdown` resolves (e.g. on SIGINT/SIGTERM), then stops
 /// it cleanly.
+/// SIGHUP reloads the TLS files (`tls-cluster`).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
     let handle = start(config).await?;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut shutdown = std::pin::pin!(shutdown);
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => loop {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    _ = hup.recv() => match handle.reload_tls() {
+                        Ok(true) => info!("SIGHUP: TLS certificates reloaded"),
+                        Ok(false) => info!("SIGHUP: no TLS to reload"),
+                        Err(e) => warn!("SIGHUP: {e}; keeping the current certificates"),
+                    },
+                }
+            },
+            Err(e) => {
+                warn!("cannot listen for SIGHUP ({e}); TLS files reload only on a restart");
+                shutdown.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
     shutdown.await;
     handle.shutdown().await;
     info!("namenode stopped");
@@ -742,14 +874,14 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
 }
 
 /// One watching client: the handshake, then every new table until either side stops.
-async fn serve_watcher(
-    stream: TcpStream,
+async fn serve_watcher<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
     peer: SocketAddr,
     mut tables: watch::Receiver<Option<Arc<TableLine>>>,
     watchers: Arc<AtomicUsize>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let (rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::new(rd);
     let mut buf = Vec::new();
     let handshake = tokio::time::timeout(
@@ -779,7 +911,11 @@ async fn serve_watcher(
     let mut scratch = [0u8; 512];
     loop {
         if let Some(table) = current.take() {
-            match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&table.line)).await {
+            let write = async {
+                wr.write_all(&table.line).await?;
+                wr.flush().await
+            };
+            match tokio::time::timeout(WRITE_TIMEOUT, write).await {
                 Ok(Ok(())) => debug!(%peer, epoch = table.epoch, "table sent to watcher"),
                 _ => break,
             }

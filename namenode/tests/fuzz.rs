@@ -21,6 +21,8 @@ enum Op {
         epoch: u64,
         slots: Vec<(u16, u16)>,
         leased: bool,
+        /// The node says it is draining (it sent `leave` in an earlier session).
+        draining: bool,
     },
     Heartbeat {
         conn: u64,
@@ -72,15 +74,22 @@ fn op() -> impl Strategy<Value = Op> {
     let conn = 1..8u64;
     let id = 0..5u8;
     prop_oneof![
-        (conn.clone(), id.clone(), epoch(), ranges(), any::<bool>()).prop_map(
-            |(conn, id, epoch, slots, leased)| Op::Register {
+        (
+            conn.clone(),
+            id.clone(),
+            epoch(),
+            ranges(),
+            any::<bool>(),
+            any::<bool>()
+        )
+            .prop_map(|(conn, id, epoch, slots, leased, draining)| Op::Register {
                 conn,
                 id,
                 epoch,
                 slots,
                 leased,
-            }
-        ),
+                draining,
+            }),
         (conn.clone(), id.clone(), epoch(), 0..3u64).prop_map(|(conn, id, epoch, seq)| {
             Op::Heartbeat {
                 conn,
@@ -129,6 +138,7 @@ fn event(op: &Op) -> Event {
             epoch,
             slots: s,
             leased,
+            draining,
         } => Event::Registered {
             conn: ConnId(conn),
             info: NodeInfo {
@@ -140,7 +150,7 @@ fn event(op: &Op) -> Event {
             epoch_seen: epoch,
             owned_slots: slots(&s),
             leased,
-            draining: false,
+            draining,
         },
         Op::Ack { conn, id, version } => Event::SuspectsAcked {
             conn: ConnId(conn),
@@ -204,12 +214,20 @@ proptest! {
         let mut conn_of: std::collections::HashMap<u64, NodeId> = Default::default();
         let mut granted: std::collections::HashMap<NodeId, Instant> = Default::default();
         let mut previous: Option<chkv_common::SlotTable> = None;
+        // Nodes whose latest registration said they are draining.
+        let mut draining: std::collections::HashSet<NodeId> = Default::default();
         for op in &ops {
             if let Op::Tick { after_ms } = op {
                 now += Duration::from_millis(*after_ms);
             }
-            if let Op::Register { conn, id, .. } = op {
-                conn_of.insert(*conn, NodeId::new(format!("dn-{id}")));
+            if let Op::Register { conn, id, draining: d, .. } = op {
+                let node = NodeId::new(format!("dn-{id}"));
+                conn_of.insert(*conn, node.clone());
+                if *d {
+                    draining.insert(node);
+                } else {
+                    draining.remove(&node);
+                }
             }
             let actions = m.handle(event(op), now);
             prop_assert!(actions.len() < 10_000, "{} actions", actions.len());
@@ -226,7 +244,15 @@ proptest! {
                     // or once that lease (and the margin) has surely run out.
                     if let Some(prev) = &previous {
                         for slot in Slot::all() {
-                            let (Some(was), now_owner) = (prev.owner(slot), publication.table.owner(slot)) else {
+                            let (was, now_owner) = (prev.owner(slot), publication.table.owner(slot));
+                            // A node that registered as draining is handed nothing.
+                            if let Some(new) = now_owner.filter(|n| draining.contains(*n)) {
+                                prop_assert!(
+                                    Some(new) == was,
+                                    "slot {slot} handed to {new}, which registered as draining"
+                                );
+                            }
+                            let Some(was) = was else {
                                 continue;
                             };
                             if now_owner == Some(was) {

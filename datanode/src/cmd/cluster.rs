@@ -226,13 +226,36 @@ fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     Ok(Frame::ok())
 }
 
+/// Whether the session is a client on a TLS connection (which is told TLS ports).
+fn tls_client(ctx: &Ctx<'_>) -> bool {
+    ctx.session.tls && ctx.session.peer.is_none()
+}
+
+/// The TLS port of the node whose client address is `addr` (this node's own when standalone).
+fn tls_port_of(ctx: &Ctx<'_>, addr: std::net::SocketAddr) -> Option<u16> {
+    let r = ctx.node.routing();
+    if r.standalone {
+        return ctx.node.tls_port();
+    }
+    r.nodes
+        .iter()
+        .find(|n| n.client_addr == addr)
+        .and_then(|n| n.tls_port)
+}
+
 /// A node as CLUSTER reports it: id, address, whether it is this node, its slot runs.
 type NodeView = (String, std::net::SocketAddr, bool, Vec<(u16, u16)>);
 
 /// The nodes to report and the slot runs of each.
-fn topology(ctx: &Ctx<'_>) -> Vec<NodeView> {
+///
+/// A client on a TLS connection is told the nodes' TLS ports (Redis 7.2+: each client gets the
+/// port of its kind of connection); a peer, the client addresses nodes route by.
+fn topology(ctx: &Ctx<'_>, tls: bool) -> Vec<NodeView> {
     let r = ctx.node.routing();
-    let my_addr = ctx.node.advertised_addr();
+    let mut my_addr = ctx.node.advertised_addr();
+    if let (true, Some(port)) = (tls, ctx.node.tls_port()) {
+        my_addr.set_port(port);
+    }
     if r.standalone {
         return vec![(
             ctx.node.node_id.clone(),
@@ -248,7 +271,7 @@ fn topology(ctx: &Ctx<'_>) -> Vec<NodeView> {
         .map(|(i, n)| {
             (
                 n.id.as_str().to_string(),
-                n.client_addr,
+                r.client_facing(n.client_addr, tls),
                 r.me == Some(i as u16),
                 vec![],
             )
@@ -265,7 +288,7 @@ fn topology(ctx: &Ctx<'_>) -> Vec<NodeView> {
 fn slots(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
     ctx.session.redirects = Redirects::Redirect;
     let mut runs = vec![];
-    for (id, addr, _, ranges) in topology(ctx) {
+    for (id, addr, _, ranges) in topology(ctx, tls_client(ctx)) {
         for (s, e) in ranges {
             runs.push((s, e, id.clone(), addr));
         }
@@ -293,27 +316,31 @@ fn shards(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
     ctx.session.redirects = Redirects::Redirect;
     let kv = |k: &'static str, v: Frame| (Frame::bulk_static(k), v);
     Ok(Frame::Array(
-        topology(ctx)
+        topology(ctx, false)
             .into_iter()
             .map(|(id, addr, _, ranges)| {
                 let slots = ranges
                     .iter()
                     .flat_map(|(s, e)| [Frame::Integer(*s as i64), Frame::Integer(*e as i64)])
                     .collect();
+                // Both ports, as Redis 7.2+ reports them: `port` plaintext, `tls-port` TLS.
+                let mut node = vec![
+                    kv("id", Frame::bulk(id)),
+                    kv("port", Frame::Integer(addr.port() as i64)),
+                ];
+                if let Some(p) = tls_port_of(ctx, addr) {
+                    node.push(kv("tls-port", Frame::Integer(p as i64)));
+                }
+                node.extend([
+                    kv("ip", Frame::bulk(addr.ip().to_string())),
+                    kv("endpoint", Frame::bulk(addr.ip().to_string())),
+                    kv("role", Frame::bulk_static("master")),
+                    kv("replication-offset", Frame::Integer(0)),
+                    kv("health", Frame::bulk_static("online")),
+                ]);
                 Frame::Map(vec![
                     kv("slots", Frame::Array(slots)),
-                    kv(
-                        "nodes",
-                        Frame::Array(vec![Frame::Map(vec![
-                            kv("id", Frame::bulk(id)),
-                            kv("port", Frame::Integer(addr.port() as i64)),
-                            kv("ip", Frame::bulk(addr.ip().to_string())),
-                            kv("endpoint", Frame::bulk(addr.ip().to_string())),
-                            kv("role", Frame::bulk_static("master")),
-                            kv("replication-offset", Frame::Integer(0)),
-                            kv("health", Frame::bulk_static("online")),
-                        ])]),
-                    ),
+                    kv("nodes", Frame::Array(vec![Frame::Map(node)])),
                 ])
             })
             .collect(),
@@ -324,7 +351,7 @@ fn shards(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
 pub fn nodes_text(ctx: &Ctx<'_>) -> String {
     let epoch = ctx.node.routing().epoch;
     let mut out = String::new();
-    for (id, addr, me, ranges) in topology(ctx) {
+    for (id, addr, me, ranges) in topology(ctx, tls_client(ctx)) {
         let flags = if me { "myself,master" } else { "master" };
         let _ = write!(
             out,

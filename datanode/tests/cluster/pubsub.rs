@@ -497,3 +497,44 @@ async fn publishes_for_a_peer_that_stops_reading_are_bounded_by_the_pubsub_limit
         .await
         .expect("the test finishes within its limit");
 }
+
+/// Keyspace notifications are published on the node that holds the key, as in Redis
+/// Cluster: a write sent to another node (forwarded to the owner) is announced to the
+/// owner's subscribers, and the node that forwarded it says nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyspace_events_are_published_on_the_node_that_holds_the_key() {
+    bounded(async {
+        let cluster = Cluster::start(2).await;
+        let addrs = cluster.addrs();
+        let map = SlotMap::of(addrs[0]).await;
+        let key = map.keys_of(addrs[1], "ks:", 1).remove(0);
+        let mut subs = Vec::new();
+        for &a in &addrs {
+            let mut c = Raw::connect(a).await;
+            assert_eq!(
+                c.cmd(&["CONFIG", "SET", "notify-keyspace-events", "KA"])
+                    .await,
+                "+OK\r\n"
+            );
+            let mut s = Raw::connect(a).await;
+            s.cmd(&["PSUBSCRIBE", "__keyspace@0__:*"]).await;
+            subs.push(s);
+        }
+        let mut c = Raw::connect(addrs[0]).await;
+        assert_eq!(c.cmd(&["SET", &key, "v"]).await, "+OK\r\n");
+        let chan = format!("__keyspace@0__:{key}");
+        let want = format!(
+            "*4\r\n$8\r\npmessage\r\n$16\r\n__keyspace@0__:*\r\n${}\r\n{chan}\r\n$3\r\nset\r\n",
+            chan.len()
+        );
+        assert_eq!(show(&subs[1].reply().await), show(want.as_bytes()));
+        // Had the forwarding node announced it, that message would come before this PING's
+        // reply (it would have been queued before the SET was answered).
+        assert_eq!(
+            show(&subs[0].cmd(&["PING"]).await),
+            show(b"*2\r\n$4\r\npong\r\n$0\r\n\r\n")
+        );
+        cluster.shutdown().await;
+    })
+    .await
+}

@@ -230,7 +230,13 @@ impl Cluster {
         namenode.datanode_addr()
     }
 
-    /// The NameNode's `/cluster` JSON.
+    /// The NameNode's HTTP and watch ports.
+    pub fn namenode_http_and_watch(&self) -> (SocketAddr, SocketAddr) {
+        let namenode = self.namenode.as_ref().expect("NameNode running");
+        (namenode.http_addr(), namenode.client_addr())
+    }
+
+    /// The NameNode's `/cluster` JSON (over HTTPS with `tls-cluster`).
     pub async fn namenode_status(&self) -> serde_json::Value {
         let addr = self
             .namenode
@@ -240,11 +246,18 @@ impl Cluster {
         // A NameNode busy publishing tables may answer 503 (its core did not answer the
         // request in time): a liveness matter, asked again until CONVERGE_LIMIT.
         let deadline = Instant::now() + CONVERGE_LIMIT;
+        let request = b"GET /cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         loop {
-            let mut c = Raw::connect(addr).await;
-            c.send(b"GET /cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .await;
-            let text = String::from_utf8(c.read_to_eof().await.to_vec()).expect("utf-8 response");
+            let response = match &self.nn_config.cluster_tls {
+                None => {
+                    let mut c = Raw::connect(addr).await;
+                    c.send(request).await;
+                    c.read_to_eof().await.to_vec()
+                }
+                // tls-cluster: HTTPS, with the nodes' certificate as the client's.
+                Some(t) => https_request(addr, t, request).await,
+            };
+            let text = String::from_utf8(response).expect("utf-8 response");
             let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head and body");
             if head.starts_with("HTTP/1.1 503") && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -336,29 +349,101 @@ impl Process {
 
     /// Starts `chkv-datanode` with `args` and learns its address from its log.
     async fn launch(args: &[&str]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chkv-datanode"))
+        Process::launch_bin(
+            env!("CARGO_BIN_EXE_chkv-datanode").as_ref(),
+            args,
+            "listening for RESP clients",
+            "addr=",
+        )
+        .await
+    }
+
+    /// Starts the real `chkv-namenode` (built beside `chkv-datanode`: `cargo test
+    /// --workspace` builds both) with `args`; its address is its DataNode port, and
+    /// [`Process::logged_addr`] finds `client_addr=` and `http_addr=`.
+    pub async fn spawn_namenode(args: &[&str]) -> Process {
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_chkv-datanode"))
+            .with_file_name(format!("chkv-namenode{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            bin.exists(),
+            "{} is not built: cargo build -p chkv-namenode (cargo test --workspace builds it)",
+            bin.display()
+        );
+        Process::launch_bin(&bin, args, "namenode listening", "datanode_addr=").await
+    }
+
+    /// The address after `key` (`tls_addr=`, `client_addr=`) in the first log line that
+    /// has `marker`, waiting for it up to [`STEP_LIMIT`].
+    pub async fn logged_addr(&self, marker: &str, key: &str) -> SocketAddr {
+        let deadline = Instant::now() + STEP_LIMIT;
+        loop {
+            let found = self
+                .log()
+                .iter()
+                .filter(|l| l.contains(marker))
+                .find_map(|l| addr_after(l, key));
+            if let Some(a) = found {
+                return a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {marker:?} in {:?}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits up to [`STEP_LIMIT`] for a log line containing `marker`.
+    pub async fn wait_log(&self, marker: &str) {
+        let deadline = Instant::now() + STEP_LIMIT;
+        while !self.log().iter().any(|l| l.contains(marker)) {
+            assert!(
+                Instant::now() < deadline,
+                "no {marker:?} in {:?}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts `bin` with `args`, learning its address from the first log line with
+    /// `marker` (after `key`).
+    async fn launch_bin(
+        bin: &std::path::Path,
+        args: &[&str],
+        marker: &'static str,
+        key: &'static str,
+    ) -> Process {
+        // The DataNode logs to stderr, the NameNode to stdout: both are read.
+        let mut child = Command::new(bin)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn chkv-datanode");
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
         let stderr = child.stderr.take().expect("stderr is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = oneshot::channel();
-        let lines = log.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("listening for RESP clients") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(listen_addr(&line));
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        let read = |pipe: Box<dyn std::io::Read + Send>| {
+            let (lines, tx) = (log.clone(), tx.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if line.contains(marker) {
+                        if let Some(tx) = tx.lock().expect("sender lock").take() {
+                            let _ = tx.send(addr_after(&line, key));
+                        }
                     }
+                    lines.lock().expect("log lock").push(line);
                 }
-                lines.lock().expect("log lock").push(line);
-            }
-        });
+            });
+        };
+        read(Box::new(stderr));
+        read(Box::new(stdout));
         // The guard exists before the first await, so a timeout still kills the process.
         let mut process = Process {
             child,
@@ -369,7 +454,8 @@ impl Process {
         process.addr = match addr {
             Ok(Ok(Some(addr))) => addr,
             _ => panic!(
-                "chkv-datanode did not report its address: {:?}",
+                "{} did not report its address: {:?}",
+                bin.display(),
                 process.log()
             ),
         };
@@ -419,10 +505,11 @@ impl Drop for Process {
     }
 }
 
-/// The address in `... listening for RESP clients addr=127.0.0.1:41234`.
-fn listen_addr(line: &str) -> Option<SocketAddr> {
+/// The address after `key` in a log line: `addr=` in `... listening for RESP clients
+/// addr=127.0.0.1:41234`.
+fn addr_after(line: &str, key: &str) -> Option<SocketAddr> {
     line.split_whitespace()
-        .find_map(|w| w.strip_prefix("addr="))?
+        .find_map(|w| w.strip_prefix(key))?
         .parse()
         .ok()
 }
@@ -604,4 +691,50 @@ pub async fn drain(admin: SocketAddr) -> String {
             return line;
         }
     }
+}
+
+/// One HTTP request over TLS to a NameNode with `tls-cluster`, presenting the nodes'
+/// certificate; the whole response.
+pub async fn https_request(
+    addr: SocketAddr,
+    tls: &chkv_namenode::ClusterTls,
+    request: &[u8],
+) -> Vec<u8> {
+    try_https_request(addr, tls, request)
+        .await
+        .unwrap_or_else(|e| panic!("HTTPS to {addr}: {e}"))
+}
+
+/// [`https_request`], or why it failed.
+pub async fn try_https_request(
+    addr: SocketAddr,
+    tls: &chkv_namenode::ClusterTls,
+    request: &[u8],
+) -> Result<Vec<u8>, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = chkv_common::tls::client_config(
+        &tls.ca_cert_file,
+        Some((&tls.cert_file, &tls.key_file)),
+        chkv_common::tls::ServerNames::Check,
+    )
+    .map_err(|e| e.to_string())?;
+    let tcp = step("HTTPS connect", tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = chkv_common::tls::server_name("127.0.0.1").map_err(|e| e.to_string())?;
+    let mut stream = step(
+        "HTTPS handshake",
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .map_err(|e| format!("TLS handshake: {e}"))?;
+    stream.write_all(request).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    // A close without close_notify still ends the response.
+    let _ = step("HTTPS response", stream.read_to_end(&mut out)).await;
+    if out.is_empty() {
+        return Err("no response".into());
+    }
+    Ok(out)
 }
