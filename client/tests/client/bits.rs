@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use chkv_client::{
-    BitFieldOp, BitFieldType, BitOffset, BitOp, BitOverflow, BitUnit, Bytes, Client, Error,
-    LcsMatch,
+    BitFieldOp, BitFieldType, BitOffset, BitOp, BitOverflow, BitUnit, Bytes, Error, LcsMatch,
 };
 
 use crate::util::{bounded, start_datanode, Cluster};
@@ -134,7 +133,7 @@ async fn bitmaps_lcs_and_hyperloglog_across_nodes() {
 async fn lcs_idx_over_resp3() {
     bounded(Duration::from_secs(180), async {
         let node = start_datanode(None).await;
-        let c = Client::builder()
+        let c = crate::util::builder()
             .resp3(true)
             .connect_standalone(node.addr())
             .await

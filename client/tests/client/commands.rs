@@ -332,7 +332,7 @@ async fn node_wide_commands_and_scan() {
 async fn standalone_and_resp3() {
     bounded(Duration::from_secs(180), async {
         let node = start_datanode(None).await;
-        let c = Client::builder()
+        let c = crate::util::builder()
             .resp3(true)
             .connect_standalone(node.addr())
             .await
@@ -350,7 +350,7 @@ async fn standalone_and_resp3() {
         assert_eq!(c.nodes(), vec![node.addr()]);
 
         // A wrong password fails the connect with the server's error.
-        let err = Client::builder()
+        let err = crate::util::builder()
             .password("nope")
             .connect_standalone(node.addr())
             .await
@@ -410,7 +410,7 @@ async fn connect_errors() {
         // A DataNode that is gone: a per-node call reports the connection error.
         let node = start_datanode(None).await;
         let addr = node.addr();
-        let c = Client::builder()
+        let c = crate::util::builder()
             .connect_standalone(addr)
             .await
             .expect("standalone connect");
@@ -430,7 +430,7 @@ async fn password_over_resp2_and_resp3() {
             .await
             .expect("DataNode starts");
         for resp3 in [false, true] {
-            let c = Client::builder()
+            let c = crate::util::builder()
                 .password("s3cret")
                 .resp3(resp3)
                 .connect_standalone(node.addr())
@@ -438,7 +438,7 @@ async fn password_over_resp2_and_resp3() {
                 .expect("authenticated connect");
             c.set("k", "v").await.expect("set");
             assert_eq!(c.get("k").await.expect("get"), b("v"));
-            let err = Client::builder()
+            let err = crate::util::builder()
                 .password("wrong")
                 .resp3(resp3)
                 .connect_standalone(node.addr())
@@ -446,7 +446,7 @@ async fn password_over_resp2_and_resp3() {
                 .expect_err("wrong password");
             assert_eq!(err.code(), Some("WRONGPASS"), "{err}");
         }
-        let err = Client::builder()
+        let err = crate::util::builder()
             .connect_standalone(node.addr())
             .await
             .expect_err("no password");
@@ -460,7 +460,7 @@ async fn password_over_resp2_and_resp3() {
 async fn acl_user_over_resp2_and_resp3() {
     bounded(Duration::from_secs(180), async {
         let node = crate::util::start_datanode(None).await;
-        let admin = Client::builder()
+        let admin = crate::util::builder()
             .connect_standalone(node.addr())
             .await
             .expect("connect");
@@ -472,7 +472,7 @@ async fn acl_user_over_resp2_and_resp3() {
             .expect("ACL SETUSER");
         assert_eq!(ok, chkv_client::Value::Okay);
         for resp3 in [false, true] {
-            let c = Client::builder()
+            let c = crate::util::builder()
                 .username("app")
                 .password("pw")
                 .resp3(resp3)
@@ -483,7 +483,7 @@ async fn acl_user_over_resp2_and_resp3() {
             assert_eq!(c.get("app:1").await.expect("get"), b("v"));
             let err = c.get("other").await.expect_err("not app's key");
             assert_eq!(err.code(), Some("NOPERM"), "{err}");
-            let err = Client::builder()
+            let err = crate::util::builder()
                 .username("app")
                 .password("wrong")
                 .resp3(resp3)
@@ -502,7 +502,7 @@ async fn acl_user_over_resp2_and_resp3() {
 fn blocking_client() {
     let server = tokio::runtime::Runtime::new().expect("runtime");
     let node = server.block_on(crate::util::start_datanode(None));
-    let c = chkv_client::blocking::Client::connect_standalone(Client::builder(), node.addr())
+    let c = chkv_client::blocking::Client::connect_standalone(crate::util::builder(), node.addr())
         .expect("blocking connect");
     c.set("a", "1").expect("set");
     assert_eq!(c.get("a").expect("get"), b("1"));

@@ -232,7 +232,7 @@ async fn lists_across_nodes() {
 async fn lists_over_resp3() {
     bounded(Duration::from_secs(60), async {
         let node = start_datanode(None).await;
-        let c = Client::builder()
+        let c = crate::util::builder()
             .resp3(true)
             .connect_standalone(node.addr())
             .await
@@ -303,7 +303,7 @@ fn key_on(c: &Client, node: SocketAddr, prefix: &str) -> String {
 
 /// A client whose timeouts are liveness bounds on a loaded machine.
 async fn patient_client(namenode: SocketAddr) -> Client {
-    Client::builder()
+    crate::util::builder()
         .response_timeout(Duration::from_secs(30))
         .retry_budget(RetryBudget {
             attempts: 1000,

@@ -20,7 +20,7 @@ async fn near_client(cluster: &Cluster) -> Client {
 
 /// Options for clients that ride out joins and drains on a loaded machine (liveness bounds).
 fn patient() -> chkv_client::Builder {
-    Client::builder()
+    crate::util::builder()
         .response_timeout(STEP_LIMIT / 2)
         .retry_budget(chkv_client::RetryBudget {
             attempts: 100_000,

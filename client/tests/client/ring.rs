@@ -266,7 +266,7 @@ async fn check_final(client: &Client, outcomes: &[Outcome], lost: &Lost) {
 /// reply, retries within 5 s) on a loaded machine is slow, not failed, and a timed-out write
 /// may still have applied, which would make the model wrong.
 async fn patient_client(namenode: SocketAddr) -> Client {
-    Client::builder()
+    crate::util::builder()
         .response_timeout(Duration::from_secs(30))
         .retry_budget(RetryBudget {
             attempts: 100_000,

@@ -31,7 +31,7 @@ async fn standalone_over_tls() {
         .expect("DataNode starts");
         let tls_addr = node.tls_addr().expect("TLS port");
         for resp3 in [false, true] {
-            let c = Client::builder()
+            let c = crate::util::builder()
                 .tls(mutual(&pki))
                 .resp3(resp3)
                 .connect_standalone(tls_addr)
@@ -67,7 +67,7 @@ async fn standalone_over_tls() {
             assert_eq!(&got.payload[..], b"hello");
         }
         // The node requires a client certificate: without one nothing is served.
-        let err = Client::builder()
+        let err = crate::util::builder()
             .tls(Tls::new(pki.path("ca.pem")).expect("CA file"))
             .connect_standalone(tls_addr)
             .await
@@ -75,7 +75,7 @@ async fn standalone_over_tls() {
         eprintln!("without a client certificate: {err}");
         // A node whose certificate another CA signed is not trusted.
         let other = Pki::new("client-other-ca");
-        let err = Client::builder()
+        let err = crate::util::builder()
             .tls(mutual(&other))
             .connect_standalone(tls_addr)
             .await
@@ -109,7 +109,7 @@ async fn cluster_over_tls_ports() {
         }
         let client = step(
             "client connect",
-            Client::builder()
+            crate::util::builder()
                 .tls(mutual(&pki))
                 .connect(namenode.client_addr()),
         )
@@ -134,7 +134,7 @@ async fn cluster_over_tls_ports() {
         }
         // Every connection the client holds is on a TLS port: the plaintext ports saw none.
         for n in &nodes {
-            let plain = Client::builder()
+            let plain = crate::util::builder()
                 .connect_standalone(n.addr())
                 .await
                 .expect("plaintext connect");
@@ -179,7 +179,7 @@ async fn urls_name_the_user_and_tls() {
         .await
         .expect("DataNode starts");
         let (plain, tls) = (node.addr(), node.tls_addr().expect("TLS port"));
-        let admin = Client::builder()
+        let admin = crate::util::builder()
             .connect_standalone(plain)
             .await
             .expect("plaintext connect");
@@ -204,7 +204,7 @@ async fn urls_name_the_user_and_tls() {
             tls.port(),
             url_files(&pki)
         );
-        let c = Client::builder()
+        let c = crate::util::builder()
             .connect_standalone_url(&url)
             .await
             .expect("rediss:// connects");
@@ -224,13 +224,13 @@ async fn urls_name_the_user_and_tls() {
         drop(c);
 
         // redis:// with a host name and the user; Builder::tls stands in for the files.
-        let c = Client::builder()
+        let c = crate::util::builder()
             .connect_standalone_url(&format!("redis://app:p%40ss:w@localhost:{}", plain.port()))
             .await
             .expect("redis:// connects");
         let who = c.cmd(["ACL", "WHOAMI"]).await.expect("WHOAMI");
         assert_eq!(who.as_bytes(), Some(&b"app"[..]));
-        let c = Client::builder()
+        let c = crate::util::builder()
             .tls(mutual(&pki))
             .connect_standalone_url(&format!("rediss://app:p%40ss:w@127.0.0.1:{}", tls.port()))
             .await
@@ -239,23 +239,23 @@ async fn urls_name_the_user_and_tls() {
         assert_eq!(who.as_bytes(), Some(&b"app"[..]));
 
         // A wrong password is the server's refusal; mistakes in the URL are named.
-        let err = Client::builder()
+        let err = crate::util::builder()
             .connect_standalone_url(&format!("redis://app:wrong@127.0.0.1:{}", plain.port()))
             .await
             .expect_err("wrong password");
         assert_eq!(err.code(), Some("WRONGPASS"), "{err}");
-        let err = Client::builder()
+        let err = crate::util::builder()
             .connect_standalone_url(&format!("rediss://127.0.0.1:{}", tls.port()))
             .await
             .expect_err("no CA");
         assert!(err.to_string().contains("tls-ca-cert-file"), "{err}");
-        let err = Client::builder()
+        let err = crate::util::builder()
             .tls(mutual(&pki))
             .connect_standalone_url(&format!("redis://127.0.0.1:{}", tls.port()))
             .await
             .expect_err("redis:// with TLS");
         assert!(err.to_string().contains("use rediss://"), "{err}");
-        let err = Client::builder()
+        let err = crate::util::builder()
             .connect(["redis://127.0.0.1:1", "127.0.0.1:2"])
             .await
             .expect_err("mixed");
@@ -317,7 +317,7 @@ async fn the_watch_port_speaks_tls_with_tls_cluster() {
         }
 
         // Plaintext on the watch port: no table, the connection refused.
-        let err = Client::builder()
+        let err = crate::util::builder()
             .table_timeout(Duration::from_secs(5))
             .connect(watch)
             .await
@@ -328,7 +328,7 @@ async fn the_watch_port_speaks_tls_with_tls_cluster() {
             "{err}"
         );
         // TLS without a client certificate (tls-auth-clients yes, the default).
-        let err = Client::builder()
+        let err = crate::util::builder()
             .tls(Tls::new(pki.path("ca.pem")).expect("CA"))
             .table_timeout(Duration::from_secs(5))
             .connect(format!("rediss://127.0.0.1:{}", watch.port()))
@@ -343,7 +343,7 @@ async fn the_watch_port_speaks_tls_with_tls_cluster() {
             .await
             .expect("old certificates until the reload");
         assert!(namenode.reload_tls().expect("reload"));
-        let err = Client::builder()
+        let err = crate::util::builder()
             .table_timeout(Duration::from_secs(5))
             .connect(url.as_str())
             .await

@@ -85,9 +85,7 @@ impl Cluster {
         for _ in 0..n {
             nodes.push(start_datanode(Some(namenode.datanode_addr())).await);
         }
-        // A 30 s response timeout (the default is 2 s): on a loaded 2-core machine a reply
-        // can take seconds; a server that never answers still fails the test's bound.
-        let client = Client::builder().response_timeout(Duration::from_secs(30));
+        let client = builder();
         let client = step("client connect", client.connect(namenode.client_addr()))
             .await
             .expect("client connects");
@@ -310,4 +308,11 @@ fn datanode_child() {
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
     std::process::exit(0);
+}
+
+/// A client builder with a 30 s response timeout (the default is 2 s): on a loaded 2-core
+/// machine a reply can take seconds; a server that never answers still fails the test's
+/// bound. Every test client starts from it unless the test is about the timeout.
+pub fn builder() -> chkv_client::Builder {
+    Client::builder().response_timeout(Duration::from_secs(30))
 }

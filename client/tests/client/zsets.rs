@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use chkv_client::{
-    Aggregate, Bytes, Client, Error, GeoBy, GeoFrom, GeoSearchOptions, GeoUnit, ZAddOptions,
+    Aggregate, Bytes, Error, GeoBy, GeoFrom, GeoSearchOptions, GeoUnit, ZAddOptions,
 };
 
 use crate::util::{bounded, start_datanode, Cluster};
@@ -178,7 +178,7 @@ async fn sorted_sets_and_geo_across_nodes() {
 async fn sorted_sets_over_resp3() {
     bounded(Duration::from_secs(240), async {
         let node = start_datanode(None).await;
-        let c = Client::builder()
+        let c = crate::util::builder()
             .resp3(true)
             .connect_standalone(node.addr())
             .await

@@ -558,6 +558,24 @@ pub(crate) fn run_command(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
 
 pub const ERR_NOREPLICAS: Frame = Frame::err("NOREPLICAS Not enough good replicas to write.");
 
+/// [`run_command`] for a request [`resolve_for`] resolved already (to `spec` and
+/// `cmd_id`): a script's `redis.call`, which looked the command up for its own checks.
+#[inline]
+pub(crate) fn run_command_resolved(
+    ctx: &mut Ctx<'_>,
+    req: &Request,
+    spec: &'static CommandSpec,
+    cmd_id: u32,
+) -> Frame {
+    let reply = run_resolved(ctx, req, spec, cmd_id);
+    if let Frame::Error(e) = &reply {
+        if !std::mem::take(&mut ctx.session.error_counted) {
+            ctx.node.errors.count(e);
+        }
+    }
+    reply
+}
+
 #[inline]
 fn run_command_uncounted(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     let (spec, cmd_id) = match resolve_for(ctx.session, req) {
@@ -570,6 +588,16 @@ fn run_command_uncounted(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
             return e;
         }
     };
+    run_resolved(ctx, req, spec, cmd_id)
+}
+
+#[inline]
+fn run_resolved(
+    ctx: &mut Ctx<'_>,
+    req: &Request,
+    spec: &'static CommandSpec,
+    cmd_id: u32,
+) -> Frame {
     // Per-command stats are per top-level command (subcommands count as their parent).
     let idx = cmd_id & 0xffff;
     if !ctx.session.authenticated && !spec.has(flags::NO_AUTH) {

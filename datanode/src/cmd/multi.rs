@@ -131,7 +131,7 @@ pub fn in_multi(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
             return e;
         }
     };
-    let top = super::lookup(req.arg(0)).map_or("", |(_, s)| s.name);
+    let top = super::table()[(cmd_id & 0xffff) as usize].name;
     if runs_in_multi(top) {
         return run_command(ctx, req);
     }
@@ -311,9 +311,19 @@ fn sort_reaches_out(c: &Request) -> bool {
 }
 
 pub fn tx_slots(cmds: &[Request], watch: Option<&Watching>) -> Option<Vec<u16>> {
+    let specs: Vec<_> = cmds.iter().map(|c| resolve_checked(c).ok()).collect();
+    tx_slots_resolved(cmds, &specs, watch)
+}
+
+/// [`tx_slots`] with each command's spec found already (`None`: it fails to resolve).
+fn tx_slots_resolved(
+    cmds: &[Request],
+    specs: &[Option<(&'static CommandSpec, u32)>],
+    watch: Option<&Watching>,
+) -> Option<Vec<u16>> {
     let mut slots = Vec::new();
-    for c in cmds {
-        let Ok((spec, _)) = resolve_checked(c) else {
+    for (c, resolved) in cmds.iter().zip(specs) {
+        let Some((spec, _)) = *resolved else {
             continue;
         };
         if spec.first_key <= 0 {
@@ -358,18 +368,20 @@ fn run_tx_watched(ctx: &mut Ctx<'_>, cmds: &[Request], watch: Option<&Watching>)
     }
     // Like Redis: a transaction with a command that may use memory is refused as a whole
     // when memory cannot be made; eviction runs here, before the locks are taken.
-    let needs_memory = cmds
+    // Each command is looked up once, here, and run with what was found.
+    let specs: Vec<_> = cmds
         .iter()
-        .any(|c| resolve_checked(c).is_ok_and(|(s, _)| s.has(DENYOOM)));
+        .map(|c| super::resolve_for(ctx.session, c).ok())
+        .collect();
+    let any = |flag| specs.iter().any(|r| r.is_some_and(|(s, _)| s.has(flag)));
+    let needs_memory = any(DENYOOM);
     if needs_memory && !Db::in_tx() && ctx.node.db.make_room(ctx.now).is_err() {
         let Frame::Error(e) = ERR_OOM else {
             unreachable!()
         };
         return Frame::error(format!("EXECABORT Transaction discarded because of: {e}"));
     }
-    let writes = cmds
-        .iter()
-        .any(|c| resolve_checked(c).is_ok_and(|(s, _)| s.has(WRITE)));
+    let writes = any(WRITE);
     if writes
         && !Db::in_tx()
         && ctx
@@ -382,7 +394,7 @@ fn run_tx_watched(ctx: &mut Ctx<'_>, cmds: &[Request], watch: Option<&Watching>)
             "EXECABORT Transaction discarded because of: NOREPLICAS Not enough good replicas to write.",
         );
     }
-    let _lock = ctx.node.db.lock_tx(tx_slots(cmds, watch));
+    let _lock = ctx.node.db.lock_tx(tx_slots_resolved(cmds, &specs, watch));
     if let Some(w) = watch {
         let now = ctx.now;
         let expired = w.keys.iter().any(|k| {
@@ -396,7 +408,14 @@ fn run_tx_watched(ctx: &mut Ctx<'_>, cmds: &[Request], watch: Option<&Watching>)
         }
     }
     let was_running = std::mem::replace(&mut ctx.session.tx.running, true);
-    let replies = cmds.iter().map(|c| run_command(ctx, c)).collect();
+    let replies = cmds
+        .iter()
+        .zip(&specs)
+        .map(|(c, resolved)| match *resolved {
+            Some((spec, id)) => super::run_command_resolved(ctx, c, spec, id),
+            None => run_command(ctx, c),
+        })
+        .collect();
     ctx.session.tx.running = was_running;
     Frame::Array(replies)
 }

@@ -396,6 +396,82 @@ mod tests {
     }
 
     #[test]
+    fn keys_and_argv_live_only_while_their_script_runs() {
+        let mut h = Harness::new();
+        let keys = "return {#KEYS, #ARGV, KEYS[1], ARGV[2]}";
+        assert_eq!(
+            h.run(&["eval", keys, "1", "k", "a", "b"]),
+            Frame::Array(vec![int(1), int(2), bulk("k"), bulk("b")])
+        );
+        assert_eq!(
+            h.run(&["eval", keys, "0"]),
+            Frame::Array(vec![int(0), int(0)])
+        );
+        // After a script that failed too, the next one sees its own.
+        assert!(h.run(&["eval", "error('x')", "1", "k1", "a1"]).is_error());
+        assert_eq!(
+            h.run(&["eval", "return {KEYS[1], ARGV[1]}", "1", "k2", "a2"]),
+            Frame::Array(vec![bulk("k2"), bulk("a2")])
+        );
+        // A function gets them as arguments; the globals do not exist for it.
+        h.run(&[
+            "function",
+            "load",
+            "#!lua name=l\nredis.register_function('f', function(k, a) return {k[1], a[1]} end)\nredis.register_function('g', function() return KEYS end)",
+        ]);
+        assert_eq!(
+            h.run(&["fcall", "f", "1", "fk", "fa"]),
+            Frame::Array(vec![bulk("fk"), bulk("fa")])
+        );
+        let e = h.run(&["fcall", "g", "0"]);
+        assert!(
+            matches!(&e, Frame::Error(t) if t.contains("nonexistent global variable 'KEYS'")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn scripts_alternate_and_call_their_declared_keys() {
+        let mut h = Harness::new();
+        let a = "return redis.call('incr', KEYS[1])";
+        let b = "return redis.call('incrby', KEYS[1], ARGV[1])";
+        let (sa, sb) = (
+            crate::lua::sha1hex(a.as_bytes()),
+            crate::lua::sha1hex(b.as_bytes()),
+        );
+        h.run(&["script", "load", a]);
+        h.run(&["script", "load", b]);
+        for i in 1..=3 {
+            assert_eq!(h.run(&["evalsha", &sa, "1", "n"]), int(11 * i - 10));
+            assert_eq!(h.run(&["evalsha", &sb, "1", "n", "10"]), int(11 * i));
+        }
+        // Declared keys, keys of other slots and several keys in one call.
+        assert_eq!(
+            h.run(&[
+                "eval",
+                "redis.call('mset', KEYS[1], 'x', KEYS[2], 'y', 'other', 'z') return redis.call('mget', KEYS[2], 'other', KEYS[1])",
+                "2",
+                "a",
+                "b",
+            ]),
+            Frame::Array(vec![bulk("y"), bulk("z"), bulk("x")])
+        );
+    }
+
+    #[test]
+    fn many_scripts_keep_the_lua_state_small() {
+        // Redis's "EVAL does not leak in the Lua stack": collection steps as scripts run.
+        let mut h = Harness::new();
+        h.run(&["script", "flush"]);
+        for _ in 0..10_000 {
+            h.run(&["eval", "return redis.call('incr', KEYS[1])", "1", "x"]);
+        }
+        assert_eq!(h.run(&["get", "x"]), bulk("10000"));
+        let used = h.node.scripting.used_memory();
+        assert!(used < 100 * 1024, "{used}");
+    }
+
+    #[test]
     fn resp3_conversions() {
         let mut h = Harness::new();
         assert_eq!(

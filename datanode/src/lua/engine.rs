@@ -7,8 +7,8 @@
 //!
 //! **The running script.** `redis.call` and the instruction hook need the script's command
 //! context. It lives on the stack of [`Engine::run`] for the duration of one call into Lua,
-//! and the engine's app data holds a raw pointer to it ([`Current`]); callbacks borrow it for
-//! the length of one callback. Nothing else touches it while Lua runs.
+//! and a thread-local holds a raw pointer to it ([`CURRENT`]); callbacks borrow it for the
+//! length of one callback. Nothing else touches it while Lua runs.
 //!
 //! **Errors** follow Redis: a runtime error becomes a table `{err=...}` (string errors get
 //! `ERR ` in front) with the source and line of the script frame that raised it, and the
@@ -18,10 +18,10 @@
 use super::library::{EvalHeader, ScriptFlags};
 use super::RunInfo;
 use crate::cmd::flags::*;
-use crate::cmd::{resolve_checked, run_command, Ctx, Reply};
+use crate::cmd::{resolve_checked, resolve_for, run_command_resolved, Ctx, Reply};
 use crate::resp::{Frame, Protocol, Request};
 use bytes::Bytes;
-use mlua::{Function, HookTriggers, Lua, MultiValue, StdLib, Table, Value, VmState};
+use mlua::{ffi, Function, HookTriggers, Lua, MultiValue, StdLib, Table, Value, VmState};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +38,11 @@ const ESCAPE_AFTER: Duration = Duration::from_millis(10);
 const LOCK_PATIENCE: Duration = Duration::from_secs(1);
 /// FUNCTION LOAD's time limit for running a library's code (Redis's).
 pub const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
+/// Every this many scripts, a step of Lua's garbage collector, like Redis...
+const GC_EVERY: u32 = 50;
+/// ...as big as this many kilobytes of allocation would trigger (Redis steps 50; a script
+/// here allocates far less than 1 KB in Lua, and a smaller step keeps the state as small).
+const GC_STEP_KB: std::ffi::c_int = 10;
 /// Nesting limit when converting a script's result to a reply.
 const MAX_DEPTH: usize = 1000;
 
@@ -69,12 +74,30 @@ struct Loading {
     deadline: Instant,
 }
 
-/// App data: the script running now (see the module docs).
-#[derive(Clone, Copy)]
+thread_local! {
+    /// The script running on this thread now (see the module docs), null when none. A
+    /// thread runs one script at a time (scripts cannot start scripts), and a script runs
+    /// start to end on one thread, so the callbacks and the hook of the engine running it
+    /// find it here: one thread-local load per `redis.call`, nothing stored in Lua.
+    static CURRENT: std::cell::Cell<*mut Run<'static, 'static>> =
+        const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
+/// Makes a `Run` this thread's [`CURRENT`] for as long as it lives, then puts back what
+/// was there before (also when the script panics).
 struct Current(*mut Run<'static, 'static>);
-// SAFETY: the pointer is only dereferenced on the thread running the script, while the
-// `Run` it points at is alive on that thread's stack; the engine's mutex serializes users.
-unsafe impl Send for Current {}
+
+impl Current {
+    fn enter(run: *mut Run<'_, '_>) -> Current {
+        Current(CURRENT.with(|c| c.replace(run.cast())))
+    }
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
 
 pub(crate) struct Engine {
     lua: Lua,
@@ -82,7 +105,7 @@ pub(crate) struct Engine {
     real: Table,
     /// The read-only `_G` scripts and libraries see.
     env: Table,
-    /// Prelude: `run(f [, keys, args])` and `load_run(f)`.
+    /// Prelude: `run(f, is_eval, keys, args)` and `load_run(f)`.
     runner: Function,
     loader: Function,
     /// The node's script-cache epoch this engine was made in (SCRIPT FLUSH starts over).
@@ -92,6 +115,11 @@ pub(crate) struct Engine {
     /// 8000, so nothing that grows with the data (scripts, functions) is held from Rust.
     scripts_lua: Table,
     scripts: HashMap<String, Compiled>,
+    /// The script found last (clients run the same few scripts over and over): found
+    /// again without a lookup in Lua.
+    last: Option<(String, Compiled, Function)>,
+    /// Scripts run since the last garbage collection step.
+    runs: u32,
     /// Each loaded library's registry entry, and its closures (lower-case name -> function)
     /// in `libs_lua`.
     libs: HashMap<String, Arc<super::library::Library>>,
@@ -196,28 +224,16 @@ impl Engine {
         register_load_api(&lua, &load_redis)?;
         loadenv.raw_set("redis", load_redis)?;
 
-        let rawcall_table = lua.create_function(|lua, (n, t): (usize, Table)| {
-            let args = (1..=n).map(|i| t.raw_get::<Value>(i).unwrap_or(Value::Nil));
-            rawcall_args(lua, n, args)
-        })?;
-        let rawcall = lua.create_function(|lua, args: MultiValue| {
-            rawcall_args(lua, args.len(), args.into_iter())
-        })?;
+        // SAFETY: `rawcall` is a Lua C function (see there).
+        let rawcall = unsafe { lua.create_c_function(rawcall)? };
         let handler = lua.create_function(error_handler)?;
         let killed = lua.create_function(|lua, ()| Ok(is_killed(lua)))?;
         let prelude = lua
             .load(include_str!("prelude.lua"))
             .set_name(PRELUDE_NAME)
             .into_function()?;
-        let (env, runner, loader): (Table, Function, Function) = prelude.call((
-            real.clone(),
-            loadenv,
-            rawcall,
-            rawcall_table,
-            handler,
-            killed,
-            KILLED,
-        ))?;
+        let (env, runner, loader): (Table, Function, Function) =
+            prelude.call((real.clone(), loadenv, rawcall, handler, killed, KILLED))?;
         lua.set_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), hook);
         let scripts_lua = lua.create_table()?;
         let libs_lua = lua.create_table()?;
@@ -230,6 +246,8 @@ impl Engine {
             epoch,
             scripts_lua,
             scripts: HashMap::new(),
+            last: None,
+            runs: 0,
             libs: HashMap::new(),
             libs_lua,
             pending: None,
@@ -244,9 +262,15 @@ impl Engine {
     }
 
     /// The compiled script of `sha`, if this engine has it.
-    pub fn script(&self, sha: &str) -> Option<(Compiled, Function)> {
+    pub fn script(&mut self, sha: &str) -> Option<(Compiled, Function)> {
+        if let Some((last, c, f)) = &self.last {
+            if last == sha {
+                return Some((*c, f.clone()));
+            }
+        }
         let c = *self.scripts.get(sha)?;
         let f = self.scripts_lua.raw_get::<Function>(sha).ok()?;
+        self.last = Some((sha.to_string(), c, f.clone()));
         Some((c, f))
     }
 
@@ -394,40 +418,33 @@ impl Engine {
     /// Runs `f` (a script when `function` is false: KEYS and ARGV become globals; else a
     /// function called with the keys and arguments tables) for the command in `ctx`.
     pub fn run(&mut self, run: &mut Run<'_, '_>, f: &Function) -> Reply {
-        let lua_err = |e: mlua::Error| Frame::error(format!("ERR {}", clean_error(&e)));
         let req = run.req;
         let keys = run.keys.clone();
-        let key_t = self
-            .lua
-            .create_table_with_capacity(keys.len(), 0)
-            .map_err(lua_err)?;
-        for (n, i) in keys.clone().enumerate() {
-            key_t
-                .raw_set(n + 1, self.lua.create_string(req.arg(i)).map_err(lua_err)?)
-                .map_err(lua_err)?;
-        }
-        let argv = self
-            .lua
-            .create_table_with_capacity(req.len() - keys.end, 0)
-            .map_err(lua_err)?;
-        for (n, i) in (keys.end..req.len()).enumerate() {
-            argv.raw_set(n + 1, self.lua.create_string(req.arg(i)).map_err(lua_err)?)
-                .map_err(lua_err)?;
-        }
         let is_eval = run.is_eval;
-        if is_eval {
-            self.real.raw_set("KEYS", key_t.clone()).map_err(lua_err)?;
-            self.real.raw_set("ARGV", argv.clone()).map_err(lua_err)?;
-        }
         let ptr: *mut Run<'_, '_> = run;
-        self.lua.set_app_data(Current(ptr.cast()));
-        let out: mlua::Result<(bool, Value)> = if is_eval {
-            self.runner.call(f.clone())
-        } else {
-            self.runner.call((f.clone(), key_t, argv))
+        let current = Current::enter(ptr);
+        // The keys and arguments tables are made on Lua's stack, and the prelude's `run`
+        // gets them there (an EVAL script sees them as the globals KEYS and ARGV).
+        // SAFETY: the closure runs protected (a Lua error unwinds to `exec_raw`) and holds
+        // nothing to drop; it pushes at most 3 values beyond what it checks room for.
+        let out: mlua::Result<(bool, Value)> = unsafe {
+            self.lua.exec_raw((&self.runner, f, is_eval), |state| {
+                ffi::luaL_checkstack(state, 8, std::ptr::null());
+                push_array(state, req, keys.clone());
+                push_array(state, req, keys.end..req.len());
+                ffi::lua_call(state, 4, 2);
+            })
         };
-        self.lua.remove_app_data::<Current>();
-        if is_eval {
+        drop(current);
+        // Like Redis, a step of garbage collection every few scripts keeps the state small
+        // and its collections short (rather than a full cycle now and then).
+        self.runs += 1;
+        if self.runs >= GC_EVERY {
+            self.runs = 0;
+            let _ = self.lua.gc_step_kbytes(GC_STEP_KB);
+        }
+        if is_eval && out.is_err() {
+            // The prelude clears them once the script has run; not when it failed itself.
             let _ = self.real.raw_set("KEYS", Value::Nil);
             let _ = self.real.raw_set("ARGV", Value::Nil);
         }
@@ -476,6 +493,10 @@ pub(crate) struct Run<'c, 'n> {
     pub cross_slot: bool,
     /// The slot keys must be in (cluster-aware connections), from the first key seen.
     slot: Option<u16>,
+    /// The slots of the declared keys, in their order.
+    declared: Vec<u16>,
+    /// The node's routing as this script last saw it (see [`Run::check_keys`]).
+    routing: Option<Arc<crate::cluster::Routing>>,
     started: Instant,
     /// Set once the script has run [`REGISTER_AFTER`].
     info: Option<Arc<RunInfo>>,
@@ -489,11 +510,9 @@ impl<'c, 'n> Run<'c, 'n> {
         keys: std::ops::Range<usize>,
         name: String,
         is_eval: bool,
+        declared: Vec<u16>,
     ) -> Run<'c, 'n> {
-        let slot = keys
-            .clone()
-            .next()
-            .map(|i| chkv_common::key_slot(req.arg(i)));
+        let slot = declared.first().copied();
         Run {
             ctx,
             req,
@@ -507,6 +526,8 @@ impl<'c, 'n> Run<'c, 'n> {
             oom: None,
             cross_slot: false,
             slot,
+            declared,
+            routing: None,
             started: Instant::now(),
             info: None,
             escaped: false,
@@ -596,7 +617,9 @@ impl<'c, 'n> Run<'c, 'n> {
     /// [`Run::command`]; `counted` is set when the command itself ran (and counted its
     /// error).
     fn command_checked(&mut self, req: &Request, counted: &mut bool) -> Frame {
-        let (spec, cmd_id) = match resolve_checked(req) {
+        // Resolved once, as this connection may see it (internal subcommands are unknown
+        // to clients), and run with that resolution.
+        let (spec, cmd_id) = match resolve_for(self.ctx.session, req) {
             Ok(r) => r,
             Err(Frame::Error(e)) if e.starts_with("ERR unknown command") => {
                 return Frame::err("ERR Unknown Redis command called from script")
@@ -637,19 +660,34 @@ impl<'c, 'n> Run<'c, 'n> {
         }
         // The slots the command will lock: its keys', or every slot for a command that
         // works on the keyspace or the server.
-        let keys: Vec<u16> = spec
-            .keys_in(req)
-            .map(|i| chkv_common::key_slot(req.arg(i)))
-            .collect();
         let whole =
             spec.first_key <= 0 && (spec.has(KEYSPACE) || spec.has(ADMIN) || spec.has(WRITE));
-        if let Some(e) = self.check_keys(&keys) {
+        // One key (most commands a script calls) needs no list.
+        let mut one = [0u16; 1];
+        let many: Vec<u16>;
+        let mut positions = spec.keys_in(req);
+        let keys: &[u16] = match (positions.next(), positions.next()) {
+            (None, _) => &[],
+            (Some(i), None) => {
+                one[0] = self.slot_of(req.arg(i));
+                &one
+            }
+            (Some(i), Some(j)) => {
+                many = [i, j]
+                    .into_iter()
+                    .chain(positions)
+                    .map(|i| self.slot_of(req.arg(i)))
+                    .collect();
+                &many
+            }
+        };
+        if let Some(e) = self.check_keys(keys) {
             return e;
         }
         let locked = if whole {
             node.db.lock_more(None, LOCK_PATIENCE)
         } else {
-            node.db.lock_more(Some(&keys), LOCK_PATIENCE)
+            node.db.lock_more(Some(keys), LOCK_PATIENCE)
         };
         if let Err(busy) = locked {
             return Frame::error(format!(
@@ -665,11 +703,24 @@ impl<'c, 'n> Run<'c, 'n> {
         }
         let was = std::mem::replace(&mut self.ctx.session.tx.running, true);
         let was_script = std::mem::replace(&mut self.ctx.session.in_script, true);
-        let reply = run_command(self.ctx, req);
+        let reply = run_command_resolved(self.ctx, req, spec, cmd_id);
         *counted = true;
         self.ctx.session.tx.running = was;
         self.ctx.session.in_script = was_script;
         reply
+    }
+
+    /// The slot of `key`: a declared key's is known already (comparing a few keys costs
+    /// less than hashing one).
+    fn slot_of(&self, key: &[u8]) -> u16 {
+        for (n, i) in self.keys.clone().enumerate().take(8) {
+            if self.req.arg(i) == key {
+                if let Some(&s) = self.declared.get(n) {
+                    return s;
+                }
+            }
+        }
+        chkv_common::key_slot(key)
     }
 
     /// In a cluster, keys must live here (and, for cluster-aware connections, in one slot
@@ -678,7 +729,19 @@ impl<'c, 'n> Run<'c, 'n> {
         if slots.is_empty() {
             return None;
         }
-        let routing = self.ctx.node.routing();
+        let node = self.ctx.node;
+        // The routing is fetched again only when it changed since this script's last look.
+        let generation = node.routing_generation();
+        let routing = match self.routing.take() {
+            Some(r) if r.generation == generation => r,
+            _ => node.routing(),
+        };
+        let out = self.check_slots(&routing, slots);
+        self.routing = Some(routing);
+        out
+    }
+
+    fn check_slots(&mut self, routing: &crate::cluster::Routing, slots: &[u16]) -> Option<Frame> {
         if routing.standalone {
             return None;
         }
@@ -706,9 +769,24 @@ impl<'c, 'n> Run<'c, 'n> {
     }
 }
 
-/// The running script of this engine, if any.
-fn current(lua: &Lua) -> Option<*mut Run<'static, 'static>> {
-    lua.app_data_ref::<Current>().map(|c| c.0)
+/// Pushes a table of `req`'s arguments `range` (KEYS, ARGV) on Lua's stack.
+///
+/// # Safety
+/// `state` is a Lua state in protected mode with room for two more values.
+unsafe fn push_array(state: *mut ffi::lua_State, req: &Request, range: std::ops::Range<usize>) {
+    let n = std::ffi::c_int::try_from(range.len()).unwrap_or(std::ffi::c_int::MAX);
+    ffi::lua_createtable(state, n, 0);
+    for (at, i) in (1..=n).zip(range) {
+        let a = req.arg(i);
+        ffi::lua_pushlstring_(state, a.as_ptr().cast(), a.len());
+        ffi::lua_rawseti_(state, -2, at);
+    }
+}
+
+/// The script running on this thread, if any.
+fn current(_lua: &Lua) -> Option<*mut Run<'static, 'static>> {
+    let p = CURRENT.with(|c| c.get());
+    (!p.is_null()).then_some(p)
 }
 
 fn is_killed(lua: &Lua) -> bool {
@@ -815,49 +893,240 @@ fn error_handler(lua: &Lua, err: Value) -> mlua::Result<Table> {
     Ok(t)
 }
 
-/// `redis.call`/`redis.pcall`'s engine: the reply as a Lua value and whether it is an
-/// error (a table `{err=...}`).
-fn rawcall_args(
-    lua: &Lua,
-    n: usize,
-    args: impl Iterator<Item = Value>,
-) -> mlua::Result<(Value, bool)> {
-    let Some(p) = current(lua) else {
-        return Err(rt("redis.call is only available inside a script"));
-    };
-    let err_table = |msg: &str| -> mlua::Result<(Value, bool)> {
-        let t = lua.create_table()?;
-        t.raw_set("err", msg)?;
-        Ok((Value::Table(t), true))
-    };
-    if n == 0 {
-        return err_table("ERR Please specify at least one argument for this redis lib call");
+/// `rawcall(...)`, the core of `redis.call` and `redis.pcall`, as a Lua C function: the
+/// arguments are read straight off Lua's stack into one request, the command runs, and its
+/// reply is pushed as Lua values, followed by whether it is an error table. (mlua's callback
+/// machinery made a Lua reference per argument and per value and cost more than most
+/// commands themselves.)
+///
+/// # Safety
+/// Called by Lua only, as a C function. The only Lua error it raises itself (no script
+/// running) is raised before any Rust value needing a drop exists. Pushing the reply
+/// allocates, which cannot fail (mlua's allocator aborts when memory runs out); a
+/// collection step it triggers could run a script's `__gc` metamethod (`newproxy`) that
+/// raises an error, which would unwind through here as it would through mlua's own
+/// callbacks, leaking the rest of the reply.
+unsafe extern "C-unwind" fn rawcall(state: *mut ffi::lua_State) -> std::ffi::c_int {
+    let p = CURRENT.with(|c| c.get());
+    if p.is_null() {
+        ffi::lua_pushstring_(
+            state,
+            c"redis.call is only available inside a script".as_ptr(),
+        );
+        ffi::lua_error(state);
     }
-    let mut parts: Vec<Vec<u8>> = Vec::with_capacity(n);
-    for a in args {
-        match a {
-            Value::String(s) => parts.push(s.as_bytes().to_vec()),
-            Value::Integer(i) => parts.push(i.to_string().into_bytes()),
-            Value::Number(n) => parts.push(fmt_number(n).into_bytes()),
-            _ => {
-                return err_table("ERR Lua redis lib command arguments must be strings or integers")
+    let n = ffi::lua_gettop(state);
+    let outcome = match request_from_stack(state, n) {
+        Err(msg) => Err(msg),
+        Ok(req) => {
+            // SAFETY: see `Current`; the `Run` is borrowed for this call only.
+            let run = unsafe { &mut *p };
+            // A panic must not unwind through Lua's C frames: it fails the command instead.
+            let reply =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.command(&req)))
+                    .unwrap_or(Frame::err("ERR internal error while running the command"));
+            Ok((reply, run.resp3))
+        }
+    };
+    // The arguments are copied: their stack room goes to the reply.
+    ffi::lua_settop(state, 0);
+    if ffi::lua_checkstack(state, 8) == 0 {
+        return 0;
+    }
+    match outcome {
+        Err(msg) => {
+            push_error_table(state, msg.as_bytes(), false);
+            ffi::lua_pushboolean(state, 1);
+        }
+        Ok((Frame::Error(e), _)) => {
+            // Counted already: the script's reply passing it on is not counted again.
+            push_error_table(state, e.as_bytes(), true);
+            ffi::lua_pushboolean(state, 1);
+        }
+        Ok((f, resp3)) => {
+            push_frame(state, f, resp3, 0);
+            ffi::lua_pushboolean(state, 0);
+        }
+    }
+    2
+}
+
+/// The request `rawcall`'s `n` arguments make, or the error for a bad argument.
+///
+/// # Safety
+/// `state` is the running Lua state with `n` values on its stack.
+unsafe fn request_from_stack(
+    state: *mut ffi::lua_State,
+    n: std::ffi::c_int,
+) -> Result<Request, &'static str> {
+    if n <= 0 {
+        return Err("ERR Please specify at least one argument for this redis lib call");
+    }
+    let mut req = Request::with_capacity(n as usize);
+    for i in 1..=n {
+        match ffi::lua_type(state, i) {
+            ffi::LUA_TSTRING => {
+                let mut len = 0;
+                let s = ffi::lua_tolstring(state, i, &mut len);
+                req.push_arg(std::slice::from_raw_parts(s.cast::<u8>(), len));
+            }
+            ffi::LUA_TNUMBER => {
+                let x = ffi::lua_tonumber(state, i);
+                match integral(x) {
+                    Some(v) => req.push_arg(itoa::Buffer::new().format(v).as_bytes()),
+                    None => req.push_arg(fmt_number(x).as_bytes()),
+                }
+            }
+            _ => return Err("ERR Lua redis lib command arguments must be strings or integers"),
+        }
+    }
+    Ok(req)
+}
+
+/// A Lua number that is an integer in `i64`'s range, as that integer (how a number passes
+/// to a command: `3` as "3", `2^60` in full, `0.5` and `1e300` through [`fmt_number`]).
+fn integral(x: f64) -> Option<i64> {
+    // -2^63 is exact in f64; 2^63 is the first value past i64::MAX.
+    if !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&x) {
+        return None;
+    }
+    let i = x as i64;
+    ((x - i as f64).abs() < f64::EPSILON).then_some(i)
+}
+
+/// Pushes a table `{err = msg}` (marked as counted in INFO errorstats when `counted`).
+///
+/// # Safety
+/// `state` is a running Lua state with room for three more values.
+unsafe fn push_error_table(state: *mut ffi::lua_State, msg: &[u8], counted: bool) {
+    ffi::lua_createtable(state, 0, 2);
+    push_field(state, c"err", msg);
+    if counted {
+        ffi::lua_pushboolean(state, 1);
+        ffi::lua_setfield(state, -2, c"ignore_error_stats_update".as_ptr());
+    }
+}
+
+/// Sets field `name` of the table on top of the stack to the string `value`.
+///
+/// # Safety
+/// `state` has a table on top and room for one more value.
+unsafe fn push_field(state: *mut ffi::lua_State, name: &std::ffi::CStr, value: &[u8]) {
+    ffi::lua_pushlstring_(state, value.as_ptr().cast(), value.len());
+    ffi::lua_setfield(state, -2, name.as_ptr());
+}
+
+/// Pushes a command's reply as the Lua value Redis gives scripts (RESP2 or, after
+/// `redis.setresp(3)`, RESP3 conversions).
+///
+/// # Safety
+/// `state` is a running Lua state with room for three more values.
+unsafe fn push_frame(state: *mut ffi::lua_State, f: Frame, resp3: bool, depth: usize) {
+    // Each level needs three more slots; a reply nested deeper than this is none we make.
+    if depth > 0 && ffi::lua_checkstack(state, 4) == 0 {
+        ffi::lua_pushnil(state);
+        return;
+    }
+    let push_str = |s: &[u8]| ffi::lua_pushlstring_(state, s.as_ptr().cast(), s.len());
+    let len = |n: usize| std::ffi::c_int::try_from(n).unwrap_or(std::ffi::c_int::MAX);
+    match f {
+        Frame::Integer(i) => ffi::lua_pushnumber(state, i as f64),
+        Frame::Bulk(b) => push_str(&b),
+        Frame::Verbatim(b) if resp3 => {
+            ffi::lua_createtable(state, 0, 1);
+            ffi::lua_createtable(state, 0, 2);
+            push_field(state, c"format", b"txt");
+            push_field(state, c"string", &b);
+            ffi::lua_setfield(state, -2, c"verbatim_string".as_ptr());
+        }
+        Frame::Verbatim(b) => push_str(&b),
+        Frame::Simple(s) => {
+            ffi::lua_createtable(state, 0, 1);
+            push_field(state, c"ok", s.as_bytes());
+        }
+        Frame::Error(e) => {
+            ffi::lua_createtable(state, 0, 1);
+            push_field(state, c"err", e.as_bytes());
+        }
+        Frame::Null | Frame::NullArray => {
+            if resp3 {
+                ffi::lua_pushnil(state)
+            } else {
+                ffi::lua_pushboolean(state, 0)
             }
         }
-    }
-    let req = Request::from_args(&parts);
-    // SAFETY: see `Current`; the `Run` is borrowed for this callback only.
-    let run = unsafe { &mut *p };
-    let reply = run.command(&req);
-    let resp3 = run.resp3;
-    match reply {
-        Frame::Error(e) => {
-            let t = lua.create_table()?;
-            t.raw_set("err", e.as_ref())?;
-            // Counted already: the script's reply passing it on is not counted again.
-            t.raw_set(COUNTED, true)?;
-            Ok((Value::Table(t), true))
+        Frame::Array(items) | Frame::Push(items) => push_list(state, items, resp3, depth),
+        Frame::Map(pairs) if resp3 => {
+            ffi::lua_createtable(state, 0, 1);
+            ffi::lua_createtable(state, 0, len(pairs.len()));
+            for (k, v) in pairs {
+                push_frame(state, k, resp3, depth + 1);
+                push_frame(state, v, resp3, depth + 1);
+                set_pair(state);
+            }
+            ffi::lua_setfield(state, -2, c"map".as_ptr());
         }
-        f => Ok((frame_to_lua(lua, f, resp3)?, false)),
+        Frame::Map(pairs) => {
+            ffi::lua_createtable(state, len(pairs.len().saturating_mul(2)), 0);
+            let mut at: std::ffi::c_int = 0;
+            for (k, v) in pairs {
+                for x in [k, v] {
+                    at = at.saturating_add(1);
+                    push_frame(state, x, resp3, depth + 1);
+                    ffi::lua_rawseti_(state, -2, at);
+                }
+            }
+        }
+        Frame::Set(items) if resp3 => {
+            ffi::lua_createtable(state, 0, 1);
+            ffi::lua_createtable(state, 0, len(items.len()));
+            for item in items {
+                push_frame(state, item, resp3, depth + 1);
+                ffi::lua_pushboolean(state, 1);
+                set_pair(state);
+            }
+            ffi::lua_setfield(state, -2, c"set".as_ptr());
+        }
+        Frame::Set(items) => push_list(state, items, resp3, depth),
+        Frame::Double(d) if resp3 => {
+            ffi::lua_createtable(state, 0, 1);
+            ffi::lua_pushnumber(state, d);
+            ffi::lua_setfield(state, -2, c"double".as_ptr());
+        }
+        Frame::Double(d) => push_str(crate::resp::frame::format_double(d).as_bytes()),
+        Frame::Boolean(b) if resp3 => ffi::lua_pushboolean(state, b as std::ffi::c_int),
+        Frame::Boolean(b) => ffi::lua_pushnumber(state, b as i64 as f64),
+    }
+}
+
+/// Pushes `items` as a Lua array.
+///
+/// # Safety
+/// As [`push_frame`].
+unsafe fn push_list(state: *mut ffi::lua_State, items: Vec<Frame>, resp3: bool, depth: usize) {
+    let n = std::ffi::c_int::try_from(items.len()).unwrap_or(std::ffi::c_int::MAX);
+    ffi::lua_createtable(state, n, 0);
+    for (at, item) in (1..=n).zip(items) {
+        push_frame(state, item, resp3, depth + 1);
+        ffi::lua_rawseti_(state, -2, at);
+    }
+}
+
+/// Sets key (below the top) to value (the top) in the table under them, and pops both; a
+/// key Lua cannot index by (nil, NaN) is dropped.
+///
+/// # Safety
+/// The stack holds table, key, value on top.
+unsafe fn set_pair(state: *mut ffi::lua_State) {
+    let bad = match ffi::lua_type(state, -2) {
+        ffi::LUA_TNIL => true,
+        ffi::LUA_TNUMBER => ffi::lua_tonumber(state, -2).is_nan(),
+        _ => false,
+    };
+    if bad {
+        ffi::lua_settop(state, -3);
+    } else {
+        ffi::lua_rawset(state, -3);
     }
 }
 
@@ -1152,90 +1421,6 @@ fn register_function(lua: &Lua, args: MultiValue) -> mlua::Result<()> {
         flags,
     });
     Ok(())
-}
-
-/// A reply as the script sees it (Redis's conversions; RESP3 types after `setresp(3)`).
-pub fn frame_to_lua(lua: &Lua, f: Frame, resp3: bool) -> mlua::Result<Value> {
-    Ok(match f {
-        Frame::Integer(i) => Value::Integer(i),
-        Frame::Bulk(b) => Value::String(lua.create_string(&b)?),
-        Frame::Verbatim(b) if resp3 => {
-            let v = lua.create_table()?;
-            v.raw_set("format", "txt")?;
-            v.raw_set("string", lua.create_string(&b)?)?;
-            let t = lua.create_table()?;
-            t.raw_set("verbatim_string", v)?;
-            Value::Table(t)
-        }
-        Frame::Verbatim(b) => Value::String(lua.create_string(&b)?),
-        Frame::Simple(s) => {
-            let t = lua.create_table()?;
-            t.raw_set("ok", s.as_ref())?;
-            Value::Table(t)
-        }
-        Frame::Error(e) => {
-            let t = lua.create_table()?;
-            t.raw_set("err", e.as_ref())?;
-            Value::Table(t)
-        }
-        Frame::Null | Frame::NullArray => {
-            if resp3 {
-                Value::Nil
-            } else {
-                Value::Boolean(false)
-            }
-        }
-        Frame::Array(items) | Frame::Push(items) => {
-            let t = lua.create_table_with_capacity(items.len(), 0)?;
-            for (i, item) in items.into_iter().enumerate() {
-                t.raw_set(i + 1, frame_to_lua(lua, item, resp3)?)?;
-            }
-            Value::Table(t)
-        }
-        Frame::Map(pairs) if resp3 => {
-            let m = lua.create_table()?;
-            for (k, v) in pairs {
-                m.raw_set(frame_to_lua(lua, k, resp3)?, frame_to_lua(lua, v, resp3)?)?;
-            }
-            let t = lua.create_table()?;
-            t.raw_set("map", m)?;
-            Value::Table(t)
-        }
-        Frame::Map(pairs) => {
-            let t = lua.create_table_with_capacity(pairs.len() * 2, 0)?;
-            let mut i = 1;
-            for (k, v) in pairs {
-                t.raw_set(i, frame_to_lua(lua, k, resp3)?)?;
-                t.raw_set(i + 1, frame_to_lua(lua, v, resp3)?)?;
-                i += 2;
-            }
-            Value::Table(t)
-        }
-        Frame::Set(items) if resp3 => {
-            let s = lua.create_table()?;
-            for item in items {
-                s.raw_set(frame_to_lua(lua, item, resp3)?, true)?;
-            }
-            let t = lua.create_table()?;
-            t.raw_set("set", s)?;
-            Value::Table(t)
-        }
-        Frame::Set(items) => {
-            let t = lua.create_table_with_capacity(items.len(), 0)?;
-            for (i, item) in items.into_iter().enumerate() {
-                t.raw_set(i + 1, frame_to_lua(lua, item, resp3)?)?;
-            }
-            Value::Table(t)
-        }
-        Frame::Double(d) if resp3 => {
-            let t = lua.create_table()?;
-            t.raw_set("double", d)?;
-            Value::Table(t)
-        }
-        Frame::Double(d) => Value::String(lua.create_string(crate::resp::frame::format_double(d))?),
-        Frame::Boolean(b) if resp3 => Value::Boolean(b),
-        Frame::Boolean(b) => Value::Integer(b as i64),
-    })
 }
 
 /// A script's result as a reply (Redis's rules; nested tables up to a depth).

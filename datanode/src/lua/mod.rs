@@ -382,7 +382,7 @@ impl Scripting {
             .clone()
             .map(|i| chkv_common::key_slot(req.arg(i)))
             .collect();
-        let _lock = ctx.node.db.lock_tx(Some(slots));
+        let _lock = ctx.node.db.lock_tx(Some(slots.clone()));
         let mut g = self.engine()?;
         let eng = g.get();
         let (sha, compiled) = if by_sha {
@@ -416,7 +416,7 @@ impl Scripting {
             check_flags(ctx, flags, ro)?;
         }
         let flags = compiled.flags.unwrap_or(ScriptFlags::NONE);
-        let mut run = Run::new(ctx, req, keys, sha, true);
+        let mut run = Run::new(ctx, req, keys, sha, true, slots);
         run.read_only = ro || flags.has(ScriptFlags::NO_WRITES);
         run.allow_oom = flags.has(ScriptFlags::ALLOW_OOM);
         run.cross_slot = flags.has(ScriptFlags::ALLOW_CROSS_SLOT);
@@ -440,7 +440,7 @@ impl Scripting {
             .clone()
             .map(|i| chkv_common::key_slot(req.arg(i)))
             .collect();
-        let _lock = ctx.node.db.lock_tx(Some(slots));
+        let _lock = ctx.node.db.lock_tx(Some(slots.clone()));
         let mut g = self.engine()?;
         let eng = g.get();
         let found = if eng.functions_current(self.registry_gen.load(Relaxed)) {
@@ -453,7 +453,7 @@ impl Scripting {
             return Err(Frame::err("ERR Function not found"));
         };
         check_flags(ctx, flags, ro)?;
-        let mut run = Run::new(ctx, req, keys, display, false);
+        let mut run = Run::new(ctx, req, keys, display, false, slots);
         run.read_only = ro || flags.has(ScriptFlags::NO_WRITES);
         run.allow_oom = flags.has(ScriptFlags::ALLOW_OOM);
         run.cross_slot = flags.has(ScriptFlags::ALLOW_CROSS_SLOT);

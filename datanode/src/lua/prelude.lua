@@ -8,7 +8,7 @@
 --   the views, and `loadstring` refuses binary chunks;
 -- - `pcall`/`xpcall` cannot swallow SCRIPT KILL: once the script is being killed they
 --   raise the kill again as they return.
-local real, loadenv, rawcall, rawcall_table, handler, killed, killmsg = ...
+local real, loadenv, rawcall, handler, killed, killmsg = ...
 local select = select
 local redis = rawget(real, 'redis')
 
@@ -16,19 +16,9 @@ local error, type, tostring, rawset, setmetatable, getmetatable = error, type, t
 local getfenv, setfenv, loadstring, pcall, xpcall = getfenv, setfenv, loadstring, pcall, xpcall
 
 -- redis.call raises a command's error (a table {err = ...}, as Redis does); redis.pcall
--- returns it.
--- Many arguments travel as one table: each argument Rust holds takes a slot of Lua 5.1's
--- reference stack, which has room for about 8000.
-local function call(...)
-  local n = select('#', ...)
-  if n > 64 then
-    return rawcall_table(n, { ... })
-  end
-  return rawcall(...)
-end
-
+-- returns it. `rawcall` (Rust) returns the reply and whether it is an error.
 redis.call = function(...)
-  local reply, failed = call(...)
+  local reply, failed = rawcall(...)
   if failed then
     error(reply, 0)
   end
@@ -36,7 +26,7 @@ redis.call = function(...)
 end
 
 redis.pcall = function(...)
-  return (call(...))
+  return (rawcall(...))
 end
 
 local readonly = setmetatable({}, { __mode = 'k' })
@@ -146,12 +136,18 @@ real.xpcall = function(f, h)
 end
 
 
--- Runs a script (`f()`, KEYS and ARGV are globals) or a function (`f(keys, args)`).
-local function run(f, keys, args)
-  if keys then
-    return xpcall(function() return f(keys, args) end, handler)
+-- Runs a script (`is_eval`: `f()` with KEYS and ARGV as globals while it runs) or a
+-- function (`f(keys, args)`).
+local function run(f, is_eval, keys, args)
+  if is_eval then
+    rawset(real, 'KEYS', keys)
+    rawset(real, 'ARGV', args)
+    local ok, out = xpcall(f, handler)
+    rawset(real, 'KEYS', nil)
+    rawset(real, 'ARGV', nil)
+    return ok, out
   end
-  return xpcall(f, handler)
+  return xpcall(function() return f(keys, args) end, handler)
 end
 
 -- Runs a library's code with the load-time globals.

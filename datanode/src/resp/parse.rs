@@ -109,6 +109,27 @@ impl Request {
         }
     }
 
+    /// An empty request with room for `args` arguments, filled by [`Request::push_arg`]
+    /// (a script's `redis.call` builds its request this way, with no copy per argument).
+    pub fn with_capacity(args: usize) -> Request {
+        Request {
+            // Room for short arguments: most requests a script makes never grow it.
+            buf: ReqBuf::Owned(Vec::with_capacity(args.saturating_mul(24).min(4096))),
+            args: Vec::with_capacity(args),
+        }
+    }
+
+    /// Appends an argument.
+    pub fn push_arg(&mut self, a: &[u8]) {
+        if let ReqBuf::Shared(b) = &self.buf {
+            self.buf = ReqBuf::Owned(b.to_vec());
+        }
+        if let ReqBuf::Owned(v) = &mut self.buf {
+            self.args.push(v.len()..v.len() + a.len());
+            v.extend_from_slice(a);
+        }
+    }
+
     /// Number of arguments, the command name included.
     pub fn len(&self) -> usize {
         self.args.len()
@@ -478,6 +499,26 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn built_argument_by_argument() {
+        let mut r = Request::with_capacity(2);
+        r.push_arg(b"SET");
+        r.push_arg(b"");
+        r.push_arg(&[b'v'; 100]);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.arg(0), b"SET");
+        assert_eq!(r.arg(1), b"");
+        assert_eq!(r.arg(2), &[b'v'; 100][..]);
+        // A request sharing a read buffer is copied before it grows.
+        let shared = Bytes::from_static(b"GETk");
+        let mut r = Request {
+            buf: ReqBuf::Shared(shared),
+            args: vec![0..3, 3..4],
+        };
+        r.push_arg(b"x");
+        assert_eq!(r.iter().collect::<Vec<_>>(), vec![&b"GET"[..], b"k", b"x"]);
+    }
 
     fn parse_all(input: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ParseError> {
         let mut p = Parser::new();

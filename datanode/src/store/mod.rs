@@ -744,6 +744,10 @@ impl Db {
         if !std::ptr::eq(held.db, self) || held.all.get() {
             return Ok(());
         }
+        // The common case, a script's command on its declared keys: nothing to add.
+        if slots.is_some_and(|s| s.iter().all(|&s| held.holds(s))) {
+            return Ok(());
+        }
         let mut wanted: Vec<u16> = match slots {
             Some(s) => s
                 .iter()

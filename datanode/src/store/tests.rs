@@ -615,3 +615,26 @@ fn collections_are_typed_charged_and_freed() {
     check_invariants(&db);
     assert_eq!(db.used_memory(), 0);
 }
+
+#[test]
+fn lock_more_takes_only_what_the_transaction_lacks() {
+    let owned = Db::new();
+    let db = &owned;
+    let other = std::thread::scope(|s| {
+        let _tx = db.lock_tx(Some(vec![10, 3]));
+        // Held already (the fast path): nothing changes, and any patience will do.
+        assert_eq!(db.lock_more(Some(&[3, 10, 3]), Duration::ZERO), Ok(()));
+        // A slot above every held one is waited for; one below is only tried.
+        assert_eq!(db.lock_more(Some(&[20]), Duration::ZERO), Ok(()));
+        assert_eq!(db.lock_more(Some(&[5, 3]), Duration::ZERO), Ok(()));
+        // Whether another thread finds each slot locked.
+        [3u16, 5, 10, 20, 4].map(|slot| {
+            s.spawn(move || db.slots[slot as usize].0.try_lock().is_none())
+                .join()
+                .expect("probe")
+        })
+    });
+    assert_eq!(other, [true, true, true, true, false]);
+    // All released with the transaction.
+    assert!(db.slots[20].0.try_lock().is_some());
+}
