@@ -178,21 +178,9 @@ fi
 declare -A PORT PID TLSARGS
 SERVERS=(chkv redis)
 if ((TLS)); then
-    need_cmd openssl openssl
     # A CA, a server certificate for 127.0.0.1 and a client certificate, made for this run.
     CERTS="$CHKV_TMP/tls"
-    mkdir -p "$CERTS"
-    (
-        cd "$CERTS"
-        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=chkv bench CA" \
-            -keyout ca.key -out ca.crt
-        for who in server client; do
-            openssl req -newkey rsa:2048 -nodes -subj "/CN=$who" -keyout "$who.key" -out "$who.csr"
-            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$who.ext"
-            openssl x509 -req -in "$who.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
-                -extfile "$who.ext" -out "$who.crt"
-        done
-    ) >"$CHKV_TMP/openssl.log" 2>&1 || die "openssl failed: $(tail -n 5 "$CHKV_TMP/openssl.log")"
+    make_test_certs "$CERTS" "chkv bench CA"
     CLIENT_TLS=(--tls --cacert "$CERTS/ca.crt" --cert "$CERTS/client.crt" --key "$CERTS/client.key")
     SERVER_TLS=(--tls-cert-file "$CERTS/server.crt" --tls-key-file "$CERTS/server.key" --tls-ca-cert-file "$CERTS/ca.crt")
     TLSARGS[chkv]="${CLIENT_TLS[*]}"

@@ -53,18 +53,7 @@ tar -xzf "$CHKV_TMP/src/redis-$REDIS_PY.tar.gz" -C "$CHKV_TMP/src"
 SUITE="$CHKV_TMP/src/redis-$REDIS_PY"
 
 CERTS="$CHKV_TMP/tls"
-mkdir -p "$CERTS"
-(
-    cd "$CERTS"
-    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=chkv test CA" \
-        -keyout ca.key -out ca.crt
-    for who in server client; do
-        openssl req -newkey rsa:2048 -nodes -subj "/CN=$who" -keyout "$who.key" -out "$who.csr"
-        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$who.ext"
-        openssl x509 -req -in "$who.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
-            -extfile "$who.ext" -out "$who.crt"
-    done
-) >"$CHKV_TMP/openssl.log" 2>&1 || die "openssl failed: $(tail -n 5 "$CHKV_TMP/openssl.log")"
+make_test_certs "$CERTS" "chkv test CA"
 
 port=$(free_port)
 tls_port=$(free_port)

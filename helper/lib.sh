@@ -348,6 +348,26 @@ start_datanode() {
 }
 
 # rcli PORT ARGS...: redis-cli against 127.0.0.1:PORT, bounded by CHKV_CLI_TIMEOUT (30 s).
+# make_test_certs DIR CA_NAME: a CA, a server and a client certificate (both for 127.0.0.1 and
+# localhost, 2 days) made by openssl into DIR (ca.crt, server.crt/.key, client.crt/.key), for
+# a test or benchmark run; dies with openssl's last lines on failure.
+make_test_certs() {
+    local dir=$1 ca_name=$2
+    need_cmd openssl openssl
+    mkdir -p "$dir"
+    (
+        cd "$dir"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$ca_name" \
+            -keyout ca.key -out ca.crt
+        for who in server client; do
+            openssl req -newkey rsa:2048 -nodes -subj "/CN=$who" -keyout "$who.key" -out "$who.csr"
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$who.ext"
+            openssl x509 -req -in "$who.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+                -extfile "$who.ext" -out "$who.crt"
+        done
+    ) >"$dir/openssl.log" 2>&1 || die "openssl failed: $(tail -n 5 "$dir/openssl.log")"
+}
+
 rcli() {
     local port=$1
     shift
