@@ -17,18 +17,29 @@ fn mutual(pki: &Pki) -> Tls {
     .expect("TLS files")
 }
 
+/// A DataNode with a TLS port (client certificates required) using `pki`'s files, joined to
+/// `namenode` if given, with `tls-cluster` as `cluster` says.
+async fn start_tls_datanode(
+    pki: &Pki,
+    namenode: Option<std::net::SocketAddr>,
+    cluster: bool,
+) -> chkv_datanode::server::ServerHandle {
+    let mut config = datanode_config(namenode);
+    config.tls = pki.settings(AuthClients::Yes);
+    config.tls.cluster = cluster;
+    step(
+        "starting a TLS DataNode",
+        chkv_datanode::server::start(config),
+    )
+    .await
+    .expect("DataNode starts")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_over_tls() {
     bounded(Duration::from_secs(180), async {
         let pki = Pki::new("client-standalone");
-        let mut config = datanode_config(None);
-        config.tls = pki.settings(AuthClients::Yes);
-        let node = step(
-            "starting a TLS DataNode",
-            chkv_datanode::server::start(config),
-        )
-        .await
-        .expect("DataNode starts");
+        let node = start_tls_datanode(&pki, None, false).await;
         let tls_addr = node.tls_addr().expect("TLS port");
         for resp3 in [false, true] {
             let c = crate::util::builder()
@@ -96,16 +107,7 @@ async fn cluster_over_tls_ports() {
         let namenode = start_namenode(namenode_config()).await;
         let mut nodes = Vec::new();
         for _ in 0..2 {
-            let mut config = datanode_config(Some(namenode.datanode_addr()));
-            config.tls = pki.settings(AuthClients::Yes);
-            nodes.push(
-                step(
-                    "starting a TLS DataNode",
-                    chkv_datanode::server::start(config),
-                )
-                .await
-                .expect("DataNode starts"),
-            );
+            nodes.push(start_tls_datanode(&pki, Some(namenode.datanode_addr()), false).await);
         }
         let client = step(
             "client connect",
@@ -170,14 +172,7 @@ fn url_files(pki: &Pki) -> String {
 async fn urls_name_the_user_and_tls() {
     bounded(Duration::from_secs(180), async {
         let pki = Pki::new("client-urls");
-        let mut config = datanode_config(None);
-        config.tls = pki.settings(AuthClients::Yes);
-        let node = step(
-            "starting a TLS DataNode",
-            chkv_datanode::server::start(config),
-        )
-        .await
-        .expect("DataNode starts");
+        let node = start_tls_datanode(&pki, None, false).await;
         let (plain, tls) = (node.addr(), node.tls_addr().expect("TLS port"));
         let admin = crate::util::builder()
             .connect_standalone(plain)
@@ -289,17 +284,7 @@ async fn the_watch_port_speaks_tls_with_tls_cluster() {
         let namenode = start_namenode(nn).await;
         let mut nodes = Vec::new();
         for _ in 0..2 {
-            let mut config = datanode_config(Some(namenode.datanode_addr()));
-            config.tls = pki.settings(AuthClients::Yes);
-            config.tls.cluster = true;
-            nodes.push(
-                step(
-                    "starting a TLS DataNode",
-                    chkv_datanode::server::start(config),
-                )
-                .await
-                .expect("DataNode starts"),
-            );
+            nodes.push(start_tls_datanode(&pki, Some(namenode.datanode_addr()), true).await);
         }
         let watch = namenode.client_addr();
         let url = format!("rediss://127.0.0.1:{}?{}", watch.port(), url_files(&pki));
