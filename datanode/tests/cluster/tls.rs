@@ -39,6 +39,25 @@ async fn namenode_error(addr: std::net::SocketAddr) -> String {
     }
 }
 
+/// Keys owned by nodes 1 and 2 (`n` each, named `PREFIX:a:...` and `PREFIX:b:...`) written
+/// through node 0 and read back through node 2, so they cross the links between the nodes;
+/// returns the keys.
+async fn forward_across(addrs: &[std::net::SocketAddr], prefix: &str, n: usize) -> Vec<String> {
+    let map = SlotMap::of(addrs[0]).await;
+    let mut keys = map.keys_of(addrs[1], &format!("{prefix}:a:"), n);
+    keys.extend(map.keys_of(addrs[2], &format!("{prefix}:b:"), n));
+    let mut c0 = connect(addrs[0]).await;
+    for k in &keys {
+        let () = q(&mut c0, &["SET", k.as_str(), k.as_str()]).await;
+    }
+    let mut c2 = connect(addrs[2]).await;
+    for k in &keys {
+        let v: Option<String> = q(&mut c2, &["GET", k.as_str()]).await;
+        assert_eq!(v.as_deref(), Some(k.as_str()));
+    }
+    keys
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_and_a_drain_run_over_tls_links() {
     // A drain on a loaded machine, with the other cluster tests running, can take longer
@@ -64,18 +83,7 @@ async fn forwarding_and_a_drain_run_over_tls_links() {
 
         // Forwarding: keys of the other two nodes written through node 0 (so they crossed
         // TLS links, the only ones peers have) and read through node 2.
-        let map = SlotMap::of(addrs[0]).await;
-        let mut keys = map.keys_of(addrs[1], "tls:a:", 20);
-        keys.extend(map.keys_of(addrs[2], "tls:b:", 20));
-        let mut c0 = connect(addrs[0]).await;
-        for k in &keys {
-            let () = q(&mut c0, &["SET", k.as_str(), k.as_str()]).await;
-        }
-        let mut c2 = connect(addrs[2]).await;
-        for k in &keys {
-            let v: Option<String> = q(&mut c2, &["GET", k.as_str()]).await;
-            assert_eq!(v.as_deref(), Some(k.as_str()));
-        }
+        let keys = forward_across(&addrs, "tls", 20).await;
         let on_1: i64 = q(&mut connect(addrs[1]).await, &["DBSIZE"]).await;
         assert_eq!(on_1, 20);
 
@@ -477,18 +485,7 @@ async fn real_binaries_with_tls_cluster_reload_on_sighup() {
         wait_converged(&addrs, 3).await;
 
         // Forwarding over the TLS links between the processes.
-        let map = SlotMap::of(addrs[0]).await;
-        let mut keys = map.keys_of(addrs[1], "bin:a:", 10);
-        keys.extend(map.keys_of(addrs[2], "bin:b:", 10));
-        let mut c0 = connect(addrs[0]).await;
-        for k in &keys {
-            let () = q(&mut c0, &["SET", k.as_str(), k.as_str()]).await;
-        }
-        let mut c2 = connect(addrs[2]).await;
-        for k in &keys {
-            let v: Option<String> = q(&mut c2, &["GET", k.as_str()]).await;
-            assert_eq!(v.as_deref(), Some(k.as_str()));
-        }
+        forward_across(&addrs, "bin", 10).await;
         let node0_tls = nodes[0]
             .logged_addr("listening for TLS clients", "addr=")
             .await;
