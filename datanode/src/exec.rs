@@ -152,7 +152,7 @@ fn plan_in_multi(node: &Node, session: &mut Session, routing: &Routing, req: &Re
             multi::unwatch_all(node, &mut session.tx);
             return Planned::Now(multi::ERR_EXECABORT);
         }
-        return plan_tx(node, session, q.cmds);
+        return plan_tx(node, session, q.cmds, Some(q.specs));
     }
     if session.redirects == Redirects::Redirect && session.authenticated {
         if let Some((_, spec)) = lookup(req.arg(0)) {
@@ -302,7 +302,13 @@ fn plan_eval(node: &Node, session: &mut Session, req: &Request) -> Planned {
 }
 
 /// Decides where a transaction runs (see above) and runs it here or forwards it.
-pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planned {
+/// `specs`: the commands' specs when the MULTI queue found them already.
+pub fn plan_tx(
+    node: &Node,
+    session: &mut Session,
+    cmds: Vec<Request>,
+    specs: Option<Vec<multi::Resolved>>,
+) -> Planned {
     let abort = |session: &mut Session, f: Frame| {
         multi::unwatch_all(node, &mut session.tx);
         Planned::Now(f)
@@ -434,7 +440,7 @@ pub fn plan_tx(node: &Node, session: &mut Session, cmds: Vec<Request>) -> Planne
         session,
         now: now_ms(),
     };
-    let reply = multi::run_tx(&mut ctx, &cmds);
+    let reply = multi::run_tx(&mut ctx, &cmds, specs.as_deref());
     if leased && !node.lease.serving() {
         return Planned::Now(crate::lease::ERR_LEASE_LOST);
     }
@@ -667,7 +673,7 @@ fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Req
                 return Planned::Now(denied);
             }
             return match multi::decode_multiexec(req) {
-                Ok(cmds) => plan_tx(node, session, cmds),
+                Ok(cmds) => plan_tx(node, session, cmds, None),
                 Err(e) => Planned::Now(e),
             };
         }
@@ -1252,7 +1258,7 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
                     break;
                 }
             }
-            let planned = plan_tx(node, session, cmds);
+            let planned = plan_tx(node, session, cmds, None);
             crate::blocking::serve_ready(node);
             match planned {
                 Planned::Now(f) => encoded(&f, proto),
@@ -1293,7 +1299,7 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
                 multi::unwatch_all(node, &mut session.tx);
                 return encoded(&crate::lease::ERR_NO_LEASE, proto);
             }
-            match plan_tx(node, session, cmds) {
+            match plan_tx(node, session, cmds, None) {
                 Planned::Now(f) => encoded(&f, proto),
                 Planned::Later(Pending::FencedTx { .. }) => {
                     multi::unwatch_all(node, &mut session.tx);

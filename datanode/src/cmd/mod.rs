@@ -462,8 +462,9 @@ pub fn table() -> &'static [&'static CommandSpec] {
 
 /// Command name -> (table index, spec). Looked up once per request, so hashed with foldhash
 /// rather than the default SipHash, which is built to resist flooding (the names here are
-/// fixed) and costs several times more for a short key.
-type CommandIndex = HashMap<&'static str, (u32, &'static CommandSpec), foldhash::fast::FixedState>;
+/// fixed) and costs several times more for a short key. Keyed by the lowercase name's bytes,
+/// so a lookup needs no UTF-8 check.
+type CommandIndex = HashMap<&'static [u8], (u32, &'static CommandSpec), foldhash::fast::FixedState>;
 
 fn index() -> &'static CommandIndex {
     static INDEX: OnceLock<CommandIndex> = OnceLock::new();
@@ -471,7 +472,7 @@ fn index() -> &'static CommandIndex {
         table()
             .iter()
             .enumerate()
-            .map(|(i, c)| (c.name, (i as u32, *c)))
+            .map(|(i, c)| (c.name.as_bytes(), (i as u32, *c)))
             .collect()
     })
 }
@@ -485,8 +486,7 @@ pub fn lookup(name: &[u8]) -> Option<(u32, &'static CommandSpec)> {
     for (d, s) in buf.iter_mut().zip(name) {
         *d = s.to_ascii_lowercase();
     }
-    let lower = std::str::from_utf8(&buf[..name.len()]).ok()?;
-    index().get(lower).copied()
+    index().get(&buf[..name.len()]).copied()
 }
 
 /// The name CLIENT LIST shows (`cmd=`) for a command id: the table index in the low 16

@@ -92,10 +92,16 @@ pub struct RemoteWatch {
 #[derive(Default)]
 pub struct Queue {
     pub cmds: Vec<Request>,
+    /// Each queued command's spec and id, as [`super::resolve_for`] found them when it was
+    /// queued, so EXEC does not look the commands up again.
+    pub specs: Vec<Resolved>,
     bytes: usize,
     /// An error while queuing: EXEC fails with `-EXECABORT`.
     pub aborted: bool,
 }
+
+/// A command's spec and its id (for INFO commandstats and CLIENT LIST).
+pub type Resolved = (&'static CommandSpec, u32);
 
 /// A connection's watch: one [`Watcher`] registered under every watched key.
 pub struct Watching {
@@ -157,6 +163,7 @@ pub fn in_multi(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     }
     q.bytes += size;
     q.cmds.push(req.clone());
+    q.specs.push((spec, cmd_id));
     Frame::simple("QUEUED")
 }
 
@@ -198,7 +205,7 @@ fn exec(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
         unwatch_all(ctx.node, &mut ctx.session.tx);
         return Err(ERR_EXECABORT);
     }
-    Ok(run_tx(ctx, &q.cmds))
+    Ok(run_tx(ctx, &q.cmds, Some(&q.specs)))
 }
 
 fn watch(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
@@ -296,7 +303,7 @@ fn multiexec(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             return Err(ERR_EXECABORT);
         }
     }
-    Ok(run_tx(ctx, &cmds))
+    Ok(run_tx(ctx, &cmds, None))
 }
 
 /// The slots a transaction must hold: every slot of its commands' keys and of the watched
@@ -351,10 +358,11 @@ fn tx_slots_resolved(
 
 /// Runs a transaction's commands atomically and forgets the connection's watch: the array
 /// of their replies, a null array when a watched key changed, or `-EXECABORT` when memory
-/// is short for a command that needs it.
-pub fn run_tx(ctx: &mut Ctx<'_>, cmds: &[Request]) -> Frame {
+/// is short for a command that needs it. `specs`: each command's spec, when the queue found
+/// them already (`None`: they are looked up here).
+pub fn run_tx(ctx: &mut Ctx<'_>, cmds: &[Request], specs: Option<&[Resolved]>) -> Frame {
     let watch = ctx.session.tx.watch.take();
-    let reply = run_tx_watched(ctx, cmds, watch.as_ref());
+    let reply = run_tx_watched(ctx, cmds, specs, watch.as_ref());
     if let Some(w) = watch {
         ctx.session.tx.watch = Some(w);
         unwatch_all(ctx.node, &mut ctx.session.tx);
@@ -362,17 +370,25 @@ pub fn run_tx(ctx: &mut Ctx<'_>, cmds: &[Request]) -> Frame {
     reply
 }
 
-fn run_tx_watched(ctx: &mut Ctx<'_>, cmds: &[Request], watch: Option<&Watching>) -> Frame {
+fn run_tx_watched(
+    ctx: &mut Ctx<'_>,
+    cmds: &[Request],
+    specs: Option<&[Resolved]>,
+    watch: Option<&Watching>,
+) -> Frame {
     if watch.is_some_and(|w| w.watcher.is_dirty()) {
         return Frame::NullArray;
     }
     // Like Redis: a transaction with a command that may use memory is refused as a whole
     // when memory cannot be made; eviction runs here, before the locks are taken.
-    // Each command is looked up once, here, and run with what was found.
-    let specs: Vec<_> = cmds
-        .iter()
-        .map(|c| super::resolve_for(ctx.session, c).ok())
-        .collect();
+    // Each command is looked up once (when queued, or here) and run with what was found.
+    let specs: Vec<Option<Resolved>> = match specs {
+        Some(s) if s.len() == cmds.len() => s.iter().copied().map(Some).collect(),
+        _ => cmds
+            .iter()
+            .map(|c| super::resolve_for(ctx.session, c).ok())
+            .collect(),
+    };
     let any = |flag| specs.iter().any(|r| r.is_some_and(|(s, _)| s.has(flag)));
     let needs_memory = any(DENYOOM);
     if needs_memory && !Db::in_tx() && ctx.node.db.make_room(ctx.now).is_err() {
