@@ -158,6 +158,35 @@ pub fn layered_args(
     Ok(out)
 }
 
+/// Writes the addresses a process is listening on to `path`, one `name=address` line each
+/// (`resp=127.0.0.1:41234`), for a supervisor or test that started it on port 0
+/// (`--ports-file`). The file appears whole or not at all: it is written beside `path` and
+/// renamed over it.
+pub fn write_ports_file(
+    path: &Path,
+    ports: &[(&str, std::net::SocketAddr)],
+) -> std::io::Result<()> {
+    let mut text = String::new();
+    for (name, addr) in ports {
+        text.push_str(&format!("{name}={addr}\n"));
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The `name=address` lines of a [`write_ports_file`] file; lines that are not such a pair
+/// are skipped.
+pub fn parse_ports_file(text: &str) -> Vec<(String, std::net::SocketAddr)> {
+    text.lines()
+        .filter_map(|line| {
+            let (name, addr) = line.split_once('=')?;
+            Some((name.to_string(), addr.trim().parse().ok()?))
+        })
+        .collect()
+}
+
 fn takes_value(arg: &clap::Arg) -> bool {
     arg.get_action().takes_values()
 }
@@ -175,6 +204,22 @@ fn scalar(v: &toml_edit::Value) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ports_file_round_trip() {
+        let path = std::env::temp_dir().join(format!("chkv-ports-{}", std::process::id()));
+        let resp: std::net::SocketAddr = "127.0.0.1:41234".parse().unwrap();
+        let admin: std::net::SocketAddr = "[::1]:20000".parse().unwrap();
+        write_ports_file(&path, &[("resp", resp), ("admin", admin)]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "resp=127.0.0.1:41234\nadmin=[::1]:20000\n");
+        assert_eq!(
+            parse_ports_file(&text),
+            [("resp".to_string(), resp), ("admin".to_string(), admin)]
+        );
+        assert_eq!(parse_ports_file("junk\nx=nowhere\n"), []);
+        std::fs::remove_file(&path).unwrap();
+    }
+
     use super::*;
     use clap::{Arg, ArgAction};
 

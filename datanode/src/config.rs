@@ -52,6 +52,9 @@ pub struct Config {
     pub tls: crate::tls::TlsSettings,
     /// `aclfile`: where ACL SAVE writes and ACL LOAD reads users; loaded at start.
     pub aclfile: Option<std::path::PathBuf>,
+    /// `--ports-file`: where the binary writes the addresses it listens on once they are
+    /// bound (see [`chkv_common::cli::write_ports_file`]).
+    pub ports_file: Option<std::path::PathBuf>,
     /// Collection encoding thresholds (`hash-max-listpack-entries`...).
     pub encodings: crate::store::Limits,
     /// Longest sparse HyperLogLog before it turns dense (`hll-sparse-max-bytes`).
@@ -92,6 +95,7 @@ impl Default for Config {
             notify_keyspace_events: 0,
             tls: Default::default(),
             aclfile: None,
+            ports_file: None,
             encodings: Default::default(),
             hll_sparse_max_bytes: crate::hll::SPARSE_MAX_BYTES_DEFAULT,
             busy_reply_threshold_ms: crate::lua::DEFAULT_BUSY_THRESHOLD_MS,

@@ -128,6 +128,10 @@ struct Args {
     /// before it exits anyway (a second signal exits at once).
     #[arg(long, default_value_t = 30)]
     shutdown_timeout: u64,
+    /// Once listening, write the bound addresses here, one `name=address` line each (`resp`,
+    /// `admin`, `tls`, `http`): for supervisors and tests that start the node on port 0.
+    #[arg(long)]
+    ports_file: Option<std::path::PathBuf>,
     /// Log filter: error, warn, info, debug, trace, or a tracing directive.
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -202,6 +206,7 @@ fn main() -> anyhow::Result<()> {
             cluster: args.tls_cluster,
         },
         aclfile: args.aclfile,
+        ports_file: args.ports_file,
         ..Config::default()
     };
     let threads = args.threads.unwrap_or_else(default_threads).max(1);

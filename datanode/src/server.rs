@@ -240,7 +240,16 @@ pub async fn run(
     mut signals: mpsc::Receiver<()>,
     shutdown_timeout: Duration,
 ) -> std::io::Result<Exit> {
+    let ports_file = config.ports_file.clone();
     let handle = start(config).await?;
+    if let Some(path) = ports_file {
+        let mut ports = vec![("resp", handle.addr()), ("admin", handle.admin_addr())];
+        ports.extend(handle.tls_addr().map(|a| ("tls", a)));
+        ports.extend(handle.http_addr().map(|a| ("http", a)));
+        chkv_common::cli::write_ports_file(&path, &ports).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("--ports-file {}: {e}", path.display()))
+        })?;
+    }
     let clustered = handle.node.config().namenode.is_some();
     let mut exit = Exit::Clean;
     tokio::select! {

@@ -132,6 +132,9 @@ pub struct Config {
     /// `tls-auth-clients` of the watch and HTTP ports with `cluster_tls` (Redis's default:
     /// yes, a certificate from the CA is required).
     pub tls_auth_clients: chkv_common::tls::AuthClients,
+    /// `--ports-file`: where [`crate::run`] writes the bound addresses (`datanode`, `client`,
+    /// `http`), see [`chkv_common::cli::write_ports_file`].
+    pub ports_file: Option<PathBuf>,
 }
 
 /// The PEM files of the DataNode port's TLS (`--tls-cluster yes`).
@@ -215,6 +218,7 @@ impl Default for Config {
             http_token: None,
             cluster_tls: None,
             tls_auth_clients: chkv_common::tls::AuthClients::Yes,
+            ports_file: None,
         }
     }
 }
@@ -331,6 +335,10 @@ pub struct Args {
     /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive list.
     #[arg(long, default_value = "info", env = "CHKV_LOG")]
     pub log_level: String,
+    /// Once listening, write the bound addresses here, one `name=address` line each
+    /// (`datanode`, `client`, `http`): for supervisors and tests that start it on port 0.
+    #[arg(long)]
+    pub ports_file: Option<PathBuf>,
 }
 
 fn parse_yes_no(s: &str) -> Result<bool, String> {
@@ -426,6 +434,7 @@ impl TryFrom<&Args> for Config {
             http_token,
             cluster_tls,
             tls_auth_clients: args.tls_auth_clients,
+            ports_file: args.ports_file.clone(),
         })
     }
 }

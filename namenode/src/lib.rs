@@ -73,4 +73,11 @@ pub enum Error {
     /// A flag or setting is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The `--ports-file` could not be written.
+    #[error("--ports-file {}: {source}", path.display())]
+    PortsFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }

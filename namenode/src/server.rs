@@ -318,7 +318,17 @@ impl ControlTls {
 /// it cleanly.
 /// SIGHUP reloads the TLS files (`tls-cluster`).
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
+    let ports_file = config.ports_file.clone();
     let handle = start(config).await?;
+    if let Some(path) = ports_file {
+        let ports = [
+            ("datanode", handle.datanode_addr()),
+            ("client", handle.client_addr()),
+            ("http", handle.http_addr()),
+        ];
+        chkv_common::cli::write_ports_file(&path, &ports)
+            .map_err(|source| Error::PortsFile { path, source })?;
+    }
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

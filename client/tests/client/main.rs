@@ -21,7 +21,3 @@ mod ring;
 mod tls;
 mod util;
 mod zsets;
-
-#[allow(dead_code)]
-#[path = "../../../datanode/tests/support/pki.rs"]
-mod pki;

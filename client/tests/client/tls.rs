@@ -2,10 +2,10 @@
 //! (each node dialled at the TLS port it advertises), with and without a client certificate,
 //! and a subscription over TLS.
 
-use crate::pki::Pki;
 use crate::util::*;
 use chkv_client::{Client, Tls};
 use chkv_datanode::tls::AuthClients;
+use chkv_testkit::pki::Pki;
 use std::time::Duration;
 
 fn mutual(pki: &Pki) -> Tls {

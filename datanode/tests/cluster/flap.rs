@@ -195,20 +195,6 @@ async fn requests_buffered_during_a_pause_never_see_the_old_data() {
     .await;
 }
 
-/// The admin address in `... admin port listening admin=127.0.0.1:41234`.
-fn admin_addr(p: &Process) -> std::net::SocketAddr {
-    p.log()
-        .iter()
-        .filter(|l| l.contains("admin port listening"))
-        .find_map(|l| {
-            l.split_whitespace()
-                .find_map(|w| w.strip_prefix("admin="))?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no admin address in {:?}", p.log()))
-}
-
 /// `k` on `victim`'s admin port, then a SIGSTOP of `pause` a moment later, then SIGCONT.
 /// Waits for the process to end and the survivors to converge, reads every key `kp:{i}`
 /// through both survivors (never another value than written), and returns the misses, the
@@ -231,7 +217,7 @@ async fn drain_then_pause(
     let DataNode::Process(mut victim) = cluster.nodes.remove(2) else {
         panic!("node 2 is a process");
     };
-    let mut admin = tokio::net::TcpStream::connect(admin_addr(&victim))
+    let mut admin = tokio::net::TcpStream::connect(victim.port("admin"))
         .await
         .expect("admin connect");
     admin.write_all(b"k\r\n").await.expect("send k");

@@ -58,10 +58,3 @@ mod zsets;
 #[allow(dead_code)]
 #[path = "../server/util.rs"]
 mod server_util;
-
-#[allow(dead_code)]
-#[path = "../support/pki.rs"]
-mod pki;
-
-#[path = "../server/redis_server.rs"]
-mod redis_server;

@@ -3,10 +3,10 @@
 //! accepted only on the TLS port; a DataNode without TLS cannot register with a NameNode that
 //! requires it, nor can one whose certificate comes from another CA.
 
-use crate::pki::Pki;
 use crate::util::*;
 use bytes::BytesMut;
 use chkv_datanode::tls::{AuthClients, TlsSettings};
+use chkv_testkit::pki::Pki;
 use std::time::Duration;
 
 fn cluster_settings(pki: &Pki) -> TlsSettings {
@@ -445,9 +445,7 @@ async fn real_binaries_with_tls_cluster_reload_on_sighup() {
         ];
         nn_args.extend(tls_flags);
         let mut namenode = Process::spawn_namenode(&nn_args).await;
-        let http = namenode
-            .logged_addr("namenode listening", "http_addr=")
-            .await;
+        let http = namenode.port("http");
         let mut nodes = Vec::new();
         for _ in 0..3 {
             // `--tls-port 0` is Redis's "off": a port that was free a moment ago.
@@ -486,9 +484,7 @@ async fn real_binaries_with_tls_cluster_reload_on_sighup() {
 
         // Forwarding over the TLS links between the processes.
         forward_across(&addrs, "bin", 10).await;
-        let node0_tls = nodes[0]
-            .logged_addr("listening for TLS clients", "addr=")
-            .await;
+        let node0_tls = nodes[0].port("tls");
         let ping = |p: &Pki| {
             let certs = client_certs(p);
             async move {

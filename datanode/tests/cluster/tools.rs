@@ -3,8 +3,8 @@
 //! redis-server's strings, hashes and sets, with their TTLs, into the cluster. Skipped, with a note, when
 //! `redis-cli` or `redis-server` is not on PATH.
 
-use crate::redis_server::{find_on_path, RedisServer};
 use crate::util::*;
+use chkv_testkit::redis_server::{find_on_path, RedisServer};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

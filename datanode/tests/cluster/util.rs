@@ -1,22 +1,19 @@
 //! Cluster helpers: an in-process NameNode with N DataNodes, either in-process
-//! (`server::start`) or as real `chkv-datanode` processes behind a guard that SIGKILLs and
-//! reaps them on drop; convergence polling on `CLUSTER INFO`; and the slot map as
+//! (`server::start`) or as real `chkv-datanode` processes (`chkv_testkit::process`, SIGKILLed
+//! and reaped on drop); convergence polling on `CLUSTER INFO`; and the slot map as
 //! `CLUSTER SLOTS` reports it, to pick keys owned by a given node.
 
 pub use crate::server_util::*;
+pub use chkv_testkit::process::Process;
 
 use chkv_common::key_slot;
 use chkv_datanode::config::Config as DataNodeConfig;
 use chkv_datanode::server::{self, ServerHandle};
 use chkv_namenode::{NameNodeHandle, Timing};
 use redis::Value;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 /// Heartbeat interval of the fast clusters most tests use.
 pub const FAST_HEARTBEAT: Duration = Duration::from_millis(200);
@@ -296,222 +293,6 @@ impl DataNode {
             DataNode::Process(p) => p.addr,
         }
     }
-}
-
-/// A `chkv-datanode` process. Dropping it sends SIGKILL and reaps it, so a failing test
-/// leaves nothing running.
-pub struct Process {
-    child: Child,
-    pub addr: SocketAddr,
-    /// Its stderr so far, for failure messages.
-    pub log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Process {
-    /// Starts `chkv-datanode --port 0` joined to `namenode`, with `extra` flags, and learns
-    /// its address from the `listening for RESP clients addr=...` log line.
-    pub async fn spawn(namenode: SocketAddr, heartbeat: Duration, extra: &[&str]) -> Process {
-        let heartbeat_ms = heartbeat.as_millis().to_string();
-        let namenode = namenode.to_string();
-        let mut args = vec![
-            "--port",
-            "0",
-            "--namenode",
-            &namenode,
-            "--heartbeat-ms",
-            &heartbeat_ms,
-            "--admin-port",
-            "0",
-            "--threads",
-            "1",
-            "--log-level",
-            "info",
-        ];
-        args.extend_from_slice(extra);
-        Process::launch(&args).await
-    }
-
-    /// Starts a standalone `chkv-datanode --port 0` with `extra` flags.
-    pub async fn spawn_standalone(extra: &[&str]) -> Process {
-        let mut args = vec![
-            "--port",
-            "0",
-            "--admin-port",
-            "0",
-            "--threads",
-            "1",
-            "--log-level",
-            "info",
-        ];
-        args.extend_from_slice(extra);
-        Process::launch(&args).await
-    }
-
-    /// Starts `chkv-datanode` with `args` and learns its address from its log.
-    async fn launch(args: &[&str]) -> Process {
-        Process::launch_bin(
-            env!("CARGO_BIN_EXE_chkv-datanode").as_ref(),
-            args,
-            "listening for RESP clients",
-            "addr=",
-        )
-        .await
-    }
-
-    /// Starts the real `chkv-namenode` (built beside `chkv-datanode`: `cargo test
-    /// --workspace` builds both) with `args`; its address is its DataNode port, and
-    /// [`Process::logged_addr`] finds `client_addr=` and `http_addr=`.
-    pub async fn spawn_namenode(args: &[&str]) -> Process {
-        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_chkv-datanode"))
-            .with_file_name(format!("chkv-namenode{}", std::env::consts::EXE_SUFFIX));
-        assert!(
-            bin.exists(),
-            "{} is not built: cargo build -p chkv-namenode (cargo test --workspace builds it)",
-            bin.display()
-        );
-        Process::launch_bin(&bin, args, "namenode listening", "datanode_addr=").await
-    }
-
-    /// The address after `key` (`tls_addr=`, `client_addr=`) in the first log line that
-    /// has `marker`, waiting for it up to [`STEP_LIMIT`].
-    pub async fn logged_addr(&self, marker: &str, key: &str) -> SocketAddr {
-        let deadline = Instant::now() + STEP_LIMIT;
-        loop {
-            let found = self
-                .log()
-                .iter()
-                .filter(|l| l.contains(marker))
-                .find_map(|l| addr_after(l, key));
-            if let Some(a) = found {
-                return a;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {marker:?} in {:?}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Waits up to [`STEP_LIMIT`] for a log line containing `marker`.
-    pub async fn wait_log(&self, marker: &str) {
-        let deadline = Instant::now() + STEP_LIMIT;
-        while !self.log().iter().any(|l| l.contains(marker)) {
-            assert!(
-                Instant::now() < deadline,
-                "no {marker:?} in {:?}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Starts `bin` with `args`, learning its address from the first log line with
-    /// `marker` (after `key`).
-    async fn launch_bin(
-        bin: &std::path::Path,
-        args: &[&str],
-        marker: &'static str,
-        key: &'static str,
-    ) -> Process {
-        // The DataNode logs to stderr, the NameNode to stdout: both are read.
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = oneshot::channel();
-        let tx = Arc::new(Mutex::new(Some(tx)));
-        let read = |pipe: Box<dyn std::io::Read + Send>| {
-            let (lines, tx) = (log.clone(), tx.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if line.contains(marker) {
-                        if let Some(tx) = tx.lock().expect("sender lock").take() {
-                            let _ = tx.send(addr_after(&line, key));
-                        }
-                    }
-                    lines.lock().expect("log lock").push(line);
-                }
-            });
-        };
-        read(Box::new(stderr));
-        read(Box::new(stdout));
-        // The guard exists before the first await, so a timeout still kills the process.
-        let mut process = Process {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            log,
-        };
-        let addr = tokio::time::timeout(STEP_LIMIT, rx).await;
-        process.addr = match addr {
-            Ok(Ok(Some(addr))) => addr,
-            _ => panic!(
-                "{} did not report its address: {:?}",
-                bin.display(),
-                process.log()
-            ),
-        };
-        process
-    }
-
-    /// SIGKILL (`kill -9`), then reap.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Sends `signal` (`libc::SIGTERM`, `SIGSTOP`, ...) to the process.
-    pub fn signal(&self, signal: i32) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
-        // SAFETY: kill(2) with a pid we spawned and have not reaped; touches no memory.
-        let r = unsafe { libc::kill(pid, signal) };
-        assert_eq!(r, 0, "kill({pid}, {signal})");
-    }
-
-    /// Waits up to `limit` for the process to exit; its status, or `None` if still running.
-    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub fn log(&self) -> Vec<String> {
-        self.log.lock().expect("log lock").clone()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The address after `key` in a log line: `addr=` in `... listening for RESP clients
-/// addr=127.0.0.1:41234`.
-fn addr_after(line: &str, key: &str) -> Option<SocketAddr> {
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(key))?
-        .parse()
-        .ok()
 }
 
 /// What `CLUSTER INFO` says, in the fields the tests look at.

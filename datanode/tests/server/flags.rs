@@ -3,8 +3,8 @@
 //! precedence in the real `chkv-datanode`.
 
 use crate::util::*;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use chkv_testkit::process::Process;
+use std::process::Command;
 
 const DATANODE: &str = env!("CARGO_BIN_EXE_chkv-datanode");
 
@@ -65,38 +65,15 @@ async fn config_file_environment_and_flags_combine() {
         )
         .expect("write config");
         // The environment beats the file (hz), the flag beats both (maxmemory-policy).
-        let mut child = Command::new(DATANODE)
+        let mut command = Command::new(DATANODE);
+        command
             .arg("--config")
             .arg(&file)
             .args(["--maxmemory-policy", "allkeys-lfu"])
             .env("CHKV_HZ", "30")
-            .env("CHKV_MAXMEMORY_POLICY", "volatile-ttl")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let stderr = child.stderr.take().expect("stderr");
-        // Read the log to its end (the node must never meet a closed pipe), handing over the
-        // address from the "listening" line.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(a) = line.split("addr=").nth(1) {
-                    let _ = tx.send(a.trim().parse::<std::net::SocketAddr>().ok());
-                }
-            }
-        });
-        let addr = tokio::task::spawn_blocking(move || {
-            rx.recv_timeout(Duration::from_secs(20)).ok().flatten()
-        })
-        .await
-        .expect("reader");
-        let Some(addr) = addr else {
-            let _ = child.kill();
-            panic!("the DataNode did not report its address");
-        };
+            .env("CHKV_MAXMEMORY_POLICY", "volatile-ttl");
+        let node = Process::launch(command, "resp").await;
+        let addr = node.addr;
         let mut c = connect(addr).await;
         let get = |name: &'static str| cmd(&["CONFIG", "GET", name]);
         let v: Vec<String> = step("config", get("maxmemory").query_async(&mut c))
@@ -111,8 +88,7 @@ async fn config_file_environment_and_flags_combine() {
             .await
             .expect("CONFIG GET");
         assert_eq!(v, ["hz", "30"]);
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(node);
 
         // A typo in the file stops the process with the key's name.
         std::fs::write(&file, "prot = 1\n").expect("write config");

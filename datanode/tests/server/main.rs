@@ -2,6 +2,10 @@
 //! over real TCP with the `redis` crate, raw RESP bytes and `redis-cli`.
 //!
 //! - [`util`]: server start, client connections, a raw RESP reader, polling.
+//!
+//! Shared helpers (time bounds, the PKI, the Prometheus checker, redis-server, the real
+//! binaries as processes) are in `chkv-testkit`.
+//!
 //! - [`strings`], [`keys`], [`server_cmds`]: every command and its errors through the crate.
 //! - [`bits`]: bitmaps, LCS and HyperLogLog, HyperLogLog bytes as Redis has them.
 //! - [`raw`]: exact reply bytes, RESP3, inline commands, pipelining, binary-safe data.
@@ -20,7 +24,6 @@
 //! - [`tls`]: the TLS port: rustls clients, mutual TLS, plaintext refused, reload, redis-cli.
 //! - [`flags`]: flags, environment and config file of the real binary; README lists every flag.
 //! - [`redis_cli`]: the real `redis-cli`.
-//! - [`redis_server`]: a real redis-server on a free port, for comparisons and migration.
 //! - [`namenode_errors`]: a DataNode pointed at the wrong port, or at nothing, says so.
 //! - [`migrate`]: DUMP, RESTORE and MIGRATE both ways with a real redis-server.
 //! - [`compat`]: differences from Redis 7, ignored until fixed.
@@ -39,14 +42,9 @@ mod metrics;
 mod migrate;
 mod multi;
 mod namenode_errors;
-#[path = "../support/pki.rs"]
-mod pki;
-#[path = "../../../namenode/tests/namenode/prom.rs"]
-mod prom;
 mod pubsub;
 mod raw;
 mod redis_cli;
-mod redis_server;
 mod scripting;
 mod server_cmds;
 mod shutdown;

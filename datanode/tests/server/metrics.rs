@@ -1,9 +1,9 @@
 //! The HTTP port: `/metrics` in a valid Prometheus text format with per-command calls,
 //! errors and latency histograms, and `/healthz`.
 
-use crate::prom::{parse_prometheus, Sample};
 use crate::util::*;
 use chkv_datanode::server;
+use chkv_testkit::prom::{parse_prometheus, Sample};
 use std::net::SocketAddr;
 
 /// GET `path` on its own connection; the status code and the body.

@@ -2,9 +2,9 @@
 //! RESTOREs in the other, and MIGRATE run by each towards the other. Skipped, with a note,
 //! when `redis-server` is not on PATH.
 
-use crate::redis_server::RedisServer;
 use crate::util::*;
 use chkv_datanode::config::Config;
+use chkv_testkit::redis_server::RedisServer;
 use redis::aio::MultiplexedConnection;
 
 async fn redis_or_skip(extra: &[&str]) -> Option<RedisServer> {

@@ -1,10 +1,10 @@
 //! TLS on the client port: the `redis` crate over rustls, mutual TLS, plaintext refused on the
 //! TLS port, certificate reload with CONFIG SET, and the real `redis-cli --tls`.
 
-use crate::pki::Pki;
 use crate::util::*;
 use chkv_datanode::config::Config;
 use chkv_datanode::tls::{AuthClients, TlsSettings};
+use chkv_testkit::pki::Pki;
 use redis::{ClientTlsConfig, TlsCertificates};
 use std::net::SocketAddr;
 use std::path::Path;

@@ -6,31 +6,12 @@ use chkv_datanode::config::Config;
 use chkv_datanode::server::{self, ServerHandle};
 use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, RedisError, ToRedisArgs};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Upper bound for a whole test body. A liveness bound: generous, so a loaded 2-core machine
-/// never fails a test that is merely slow.
-pub const TEST_LIMIT: Duration = Duration::from_secs(180);
-/// Upper bound for one network step (connect, one reply, EOF); generous for the same reason.
-pub const STEP_LIMIT: Duration = Duration::from_secs(30);
-
-/// Runs a test body, failing it instead of hanging when it takes longer than [`TEST_LIMIT`].
-pub async fn bounded<T>(body: impl Future<Output = T>) -> T {
-    tokio::time::timeout(TEST_LIMIT, body)
-        .await
-        .expect("test did not finish within its time limit")
-}
-
-/// Runs one step, failing with `what` when it takes longer than [`STEP_LIMIT`].
-pub async fn step<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(STEP_LIMIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
+pub use chkv_testkit::wait::{bounded, eventually, step, STEP_LIMIT};
 
 /// The default configuration on a free port of 127.0.0.1.
 pub fn config() -> Config {
@@ -296,24 +277,6 @@ pub async fn blocked_clients_within(addr: SocketAddr, n: usize, limit: Duration)
 /// Waits until INFO on `addr` says `n` clients are blocked.
 pub async fn blocked_clients(addr: SocketAddr, n: usize) {
     blocked_clients_within(addr, n, STEP_LIMIT).await
-}
-
-/// Polls `check` every 20 ms until it returns true or `limit` passes.
-pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Runs a command that must succeed and returns its reply as a [`redis::Value`].

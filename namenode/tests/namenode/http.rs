@@ -6,8 +6,8 @@ use anyhow::Result;
 use chkv_namenode::HttpToken;
 use serde_json::Value;
 
-use crate::prom::parse_prometheus;
 use crate::util::{bounded, config, http_get, http_request, start, FakeDataNode, Received};
+use chkv_testkit::prom::parse_prometheus;
 
 const INTERVAL: Duration = Duration::from_millis(100);
 

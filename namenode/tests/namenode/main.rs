@@ -3,7 +3,6 @@
 
 mod failure;
 mod http;
-mod prom;
 mod restart;
 mod trust;
 mod util;

@@ -1,13 +1,13 @@
 //! A checker for the Prometheus text exposition format, independent of the crate that
-//! writes it. Shared with the DataNode's tests (`#[path]`), so it depends on `anyhow` only.
+//! writes it (the NameNode's and the DataNodes' `/metrics` are both checked with it).
 
 use anyhow::{bail, Context, Result};
 
-/// Checks `text` is in the Prometheus text exposition format (version 0.0.4) and returns its
-/// samples as `(name, labels, value)`, labels unescaped, in order.
 /// One sample: metric name, labels (unescaped) and value.
 pub type Sample = (String, Vec<(String, String)>, f64);
 
+/// Checks `text` is in the Prometheus text exposition format (version 0.0.4) and returns its
+/// samples as `(name, labels, value)`, labels unescaped, in order.
 pub fn parse_prometheus(text: &str) -> Result<Vec<Sample>> {
     fn name_ok(name: &str) -> bool {
         let mut chars = name.chars();

@@ -1,12 +1,12 @@
 //! A real redis-server for tests that compare with or migrate from Redis: started on a free
-//! loopback port without persistence, killed and reaped on drop. Shared by the server and
-//! cluster test crates.
+//! loopback port without persistence, killed and reaped on drop.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The first file `name` in a folder of `PATH`.
 pub fn find_on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(name))

@@ -1,7 +1,6 @@
-//! A throwaway PKI for TLS tests (shared by the server, cluster and client tests): a CA, a
-//! certificate for 127.0.0.1 and localhost (servers, and nodes on cluster links, which
-//! present it as clients too), and a client certificate, as PEM files in a folder that is
-//! removed on drop.
+//! A throwaway PKI for TLS tests: a CA, a certificate for 127.0.0.1 and localhost (servers,
+//! and nodes on cluster links, which present it as clients too), and a client certificate,
+//! as PEM files in a folder that is removed on drop.
 
 use chkv_datanode::tls::{AuthClients, TlsSettings};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
@@ -13,6 +12,8 @@ pub struct Pki {
 }
 
 impl Pki {
+    /// A new CA and its certificates in a temporary folder named after `tag` and this
+    /// process (tags must differ between the PKIs one test process holds at once).
     pub fn new(tag: &str) -> Pki {
         let _ = chkv_common::tls::rustls::crypto::ring::default_provider().install_default();
         let dir = std::env::temp_dir().join(format!("chkv-tls-{tag}-{}", std::process::id()));
@@ -41,10 +42,12 @@ impl Pki {
         Pki { dir }
     }
 
+    /// The file `name` of the folder (`ca.pem`, `server.key`, ...).
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
+    /// A DataNode's TLS settings with the server certificate on a free TLS port.
     pub fn settings(&self, auth_clients: AuthClients) -> TlsSettings {
         TlsSettings {
             port: Some(0),
