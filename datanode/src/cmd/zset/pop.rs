@@ -75,10 +75,7 @@ pub(super) fn zpopmax(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 }
 /// `numkeys key ... MIN|MAX [COUNT count]` from `at` (numkeys): the keys, which end, and
 /// the count.
-pub(super) fn parse_mpop(
-    req: &Request,
-    at: usize,
-) -> Result<(Vec<&[u8]>, bool, usize), Frame> {
+pub(super) fn parse_mpop(req: &Request, at: usize) -> Result<(Vec<&[u8]>, bool, usize), Frame> {
     let numkeys = parse_i64(req.arg(at))
         .filter(|&n| n >= 1)
         .ok_or(Frame::err("ERR numkeys should be greater than 0"))?;
