@@ -15,6 +15,9 @@
 //! Keys: a read-only command needs read access to its keys, a write command write access
 //! (Redis's finer per-key-spec flags are approximated this way: `%R~`, `%W~` and `~` work as
 //! in Redis for commands that only read or only write their keys).
+//!
+//! Beside the users, selectors and the registry here: `category` (command categories) and
+//! `rules_file` (users as rules between nodes and in the ACL file).
 
 use crate::cmd::{flags, table, CommandSpec};
 use crate::store::glob::glob_match;
@@ -26,149 +29,12 @@ use std::sync::Arc;
 
 use crate::sync::{Entry, Version};
 
-/// Redis's command categories, in `ACL CAT`'s order.
-pub const CATEGORIES: &[&str] = &[
-    "keyspace",
-    "read",
-    "write",
-    "set",
-    "sortedset",
-    "list",
-    "hash",
-    "string",
-    "bitmap",
-    "hyperloglog",
-    "geo",
-    "stream",
-    "pubsub",
-    "admin",
-    "fast",
-    "slow",
-    "blocking",
-    "dangerous",
-    "connection",
-    "transaction",
-    "scripting",
-];
+mod category;
+mod rules_file;
 
-fn cat_bit(name: &str) -> Option<u32> {
-    CATEGORIES.iter().position(|c| *c == name).map(|i| 1 << i)
-}
-
-fn bit(name: &str) -> u32 {
-    cat_bit(name).unwrap_or(0)
-}
-
-/// Commands Redis puts in `@dangerous` that carry no `admin` flag.
-const DANGEROUS: &[&str] = &[
-    "keys",
-    "flushall",
-    "flushdb",
-    "sort",
-    "sort_ro",
-    "migrate",
-    "restore",
-    "info",
-    "role",
-    "lastsave",
-    "shutdown",
-    "monitor",
-    "debug",
-    "config",
-    "swapdb",
-    "cluster",
-    "client",
-    "latency",
-    "slowlog",
-    "acl",
-    "module",
-    "failover",
-    "replicaof",
-    "slaveof",
-    "save",
-    "bgsave",
-    "bgrewriteaof",
-    "sync",
-    "psync",
-];
-
-/// Commands that may block the client (`@blocking`).
-const BLOCKING: &[&str] = &[
-    "blpop",
-    "brpop",
-    "brpoplpush",
-    "blmove",
-    "blmpop",
-    "bzpopmin",
-    "bzpopmax",
-    "bzmpop",
-    "xread",
-    "xreadgroup",
-    "wait",
-];
-
-/// The categories of a command (or subcommand, with its parent).
-pub fn categories(spec: &CommandSpec, parent: Option<&CommandSpec>) -> u32 {
-    let mut c = 0;
-    if spec.has(flags::WRITE) {
-        c |= bit("write");
-    }
-    if spec.has(flags::READONLY) {
-        c |= bit("read");
-    }
-    c |= if spec.has(flags::FAST) {
-        bit("fast")
-    } else {
-        bit("slow")
-    };
-    if spec.has(flags::ADMIN) {
-        c |= bit("admin") | bit("dangerous");
-    }
-    let top = parent.unwrap_or(spec);
-    if DANGEROUS.contains(&top.name) {
-        c |= bit("dangerous");
-    }
-    if BLOCKING.contains(&top.name) {
-        c |= bit("blocking");
-    }
-    c |= match spec.group {
-        "generic" => bit("keyspace"),
-        "string" => bit("string"),
-        "hash" => bit("hash"),
-        "set" => bit("set"),
-        "list" => bit("list"),
-        "sorted-set" | "sorted_set" | "sortedset" => bit("sortedset"),
-        "bitmap" => bit("bitmap"),
-        "hyperloglog" => bit("hyperloglog"),
-        "geo" => bit("geo"),
-        "stream" => bit("stream"),
-        "pubsub" => bit("pubsub"),
-        "connection" => bit("connection"),
-        "transactions" => bit("transaction"),
-        "scripting" => bit("scripting"),
-        _ => 0,
-    };
-    c
-}
-
-/// The id dispatch gives a command: the table index, plus one more than the subcommand
-/// index in the high bits.
-fn cmd_id(top: usize, sub: Option<usize>) -> u32 {
-    top as u32 | sub.map_or(0, |s| (s as u32 + 1) << 16)
-}
-
-/// Every (id, spec, parent) in the table.
-fn all_commands() -> impl Iterator<Item = (u32, &'static CommandSpec, Option<&'static CommandSpec>)>
-{
-    table().iter().enumerate().flat_map(|(i, top)| {
-        std::iter::once((cmd_id(i, None), *top, None)).chain(
-            top.subcommands
-                .iter()
-                .enumerate()
-                .map(move |(j, s)| (cmd_id(i, Some(j)), s, Some(*top))),
-        )
-    })
-}
+use category::*;
+pub use category::{categories, CATEGORIES};
+pub use rules_file::*;
 
 /// Why `ACL SETUSER` refused a rule (Redis's texts).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -1062,93 +928,6 @@ impl Acl {
     pub fn log_reset(&self) {
         self.log.lock().clear();
     }
-}
-
-/// A user's rules as one payload between nodes: each rule as its length in decimal, `:`,
-/// then its bytes (a rule may hold a space, a key pattern for one).
-pub fn encode_rules(rules: &[String]) -> bytes::Bytes {
-    let mut out = Vec::new();
-    for r in rules {
-        out.extend_from_slice(r.len().to_string().as_bytes());
-        out.push(b':');
-        out.extend_from_slice(r.as_bytes());
-    }
-    bytes::Bytes::from(out)
-}
-
-/// The rules in a payload made by [`encode_rules`].
-pub fn decode_rules(mut p: &[u8]) -> Result<Vec<Vec<u8>>, String> {
-    let mut out = Vec::new();
-    while !p.is_empty() {
-        let colon = p
-            .iter()
-            .take(20)
-            .position(|&c| c == b':')
-            .ok_or("no rule length")?;
-        let len: usize = std::str::from_utf8(&p[..colon])
-            .ok()
-            .filter(|d| d.bytes().all(|c| c.is_ascii_digit()))
-            .and_then(|d| d.parse().ok())
-            .ok_or("bad rule length")?;
-        let rest = &p[colon + 1..];
-        if len > rest.len() {
-            return Err("truncated rule".into());
-        }
-        out.push(rest[..len].to_vec());
-        p = &rest[len..];
-    }
-    Ok(out)
-}
-
-/// A user named `name` made of the rules of a payload from [`encode_rules`].
-pub fn user_from_rules(name: &[u8], payload: &[u8]) -> Result<User, String> {
-    let mut u = User::new(name);
-    for r in decode_rules(payload)? {
-        u.apply(&r)
-            .map_err(|e| format!("'{}': {e}", String::from_utf8_lossy(&r)))?;
-    }
-    Ok(u)
-}
-
-/// Parses aclfile text: one `user NAME rules...` per line; blank lines and `#` comments
-/// skipped. Errors name the line.
-pub fn parse_aclfile(text: &str) -> Result<Vec<User>, String> {
-    let mut users: Vec<User> = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let words: Vec<&[u8]> = line.split_whitespace().map(str::as_bytes).collect();
-        if words.len() < 2 || words[0] != b"user" {
-            return Err(format!(
-                "line {}: should start with user keyword followed by the username",
-                n + 1
-            ));
-        }
-        let name = words[1];
-        if users.iter().any(|u| u.name == name) {
-            return Err(format!(
-                "line {}: Duplicate user '{}' found",
-                n + 1,
-                String::from_utf8_lossy(name)
-            ));
-        }
-        let mut u = User::new(name);
-        let rules =
-            split_rules(words[2..].iter().copied()).map_err(|e| format!("line {}: {e}", n + 1))?;
-        for r in &rules {
-            u.apply(r).map_err(|e| {
-                format!(
-                    "line {}: Error in applying operation '{}': {e}",
-                    n + 1,
-                    String::from_utf8_lossy(r)
-                )
-            })?;
-        }
-        users.push(u);
-    }
-    Ok(users)
 }
 
 #[cfg(test)]
