@@ -723,7 +723,7 @@ fn range_reply(ctx: &mut Ctx<'_>, req: &Request, by: RangeBy, rev: Option<bool>)
     let (r, sel) = parse_range(req, 1, false, by, rev)?;
     let resp3 = resp3(ctx);
     let out = read(ctx, req.arg(1), |z| {
-        let (lo, hi) = selected_ranks(z, &r, &sel);
+        let (lo, hi) = selected_ranks(&z, &r, &sel);
         let mut out = Vec::with_capacity((hi - lo) * if r.withscores && !resp3 { 2 } else { 1 });
         z.range(lo, hi, r.rev, |m, s| {
             push_elem(&mut out, m, s, r.withscores, resp3)
@@ -953,7 +953,7 @@ fn zrangestore(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         None => Vec::new(),
         Some(e) => {
             let z = e.collection::<Zset>().map_err(|_| ERR_WRONGTYPE)?;
-            let (lo, hi) = selected_ranks(z, &r, &sel);
+            let (lo, hi) = selected_ranks(&z, &r, &sel);
             // Stored ascending, whichever way the range was read.
             z.collect_range(lo, hi, false)
         }
@@ -1054,8 +1054,8 @@ fn aggregate(target: &mut f64, v: f64, how: Aggregate) {
 
 /// One input of the algebra: a sorted set, a set (every member scores 1) or nothing.
 enum Source<'a> {
-    Zset(&'a Zset),
-    Set(&'a crate::store::Set),
+    Zset(crate::store::Ref<'a, Zset>),
+    Set(crate::store::Ref<'a, crate::store::Set>),
 }
 
 impl Source<'_> {

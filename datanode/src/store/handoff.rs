@@ -82,7 +82,7 @@ pub fn encode_value(e: &EntryRef<'_>) -> Vec<u8> {
             out.extend_from_slice(s);
             out
         }
-        Some(v) => encode_owned(v),
+        Some(v) => encode_owned(&v),
     }
 }
 
@@ -365,8 +365,8 @@ mod tests {
             (Some(&b"v"[..]), Some(&b""[..]), 2)
         );
         let e = g.peek(b"{t}s", T0 + 1).expect("set arrived");
-        assert_eq!(e.as_set().expect("a set"), &big);
-        assert_eq!(e.obj().map(Value::encoding), Some("hashtable"));
+        assert_eq!(*e.as_set().expect("a set"), big);
+        assert_eq!(e.obj().map(|v| v.encoding()), Some("hashtable"));
         assert_eq!(
             g.peek(b"{t}x", T0 + 1).and_then(|e| e.as_str()),
             Some(&b"str"[..])
@@ -376,8 +376,8 @@ mod tests {
             (b"{t}Z", &large, "skiplist"),
         ] {
             let e = g.peek(k, T0 + 1).expect("sorted set arrived");
-            assert_eq!(e.collection::<Zset>().ok(), Some(z));
-            assert_eq!(e.obj().map(Value::encoding), Some(enc));
+            assert_eq!(e.collection::<Zset>().ok().as_deref(), Some(z));
+            assert_eq!(e.obj().map(|v| v.encoding()), Some(enc));
         }
         drop(g);
         assert_eq!(dst.used_memory(), src.used_memory());
@@ -403,7 +403,7 @@ mod tests {
         let mut g = dst.lock_key(b"{l}a");
         let e = g.peek(b"{l}a", T0 + 1).expect("list arrived");
         assert_eq!(e.expire_at(), Some(T0 + 500));
-        assert_eq!(e.collection::<crate::store::List>(), Ok(&list));
+        assert_eq!(e.collection::<crate::store::List>().as_deref(), Ok(&list));
     }
 
     #[test]
