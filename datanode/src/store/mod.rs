@@ -123,6 +123,7 @@ impl<'a> EntryRef<'a> {
             Tag::Str => Kind::String,
             Tag::SetLp => Kind::Set,
             Tag::HashLp => Kind::Hash,
+            Tag::ZsetLp => Kind::Zset,
             Tag::Obj => self.kv.obj().map_or(Kind::String, |v| v.kind()),
         }
     }
@@ -159,7 +160,9 @@ fn kv_mem(kv: &Kv) -> u64 {
 fn inline_kind(v: &Value) -> bool {
     matches!(
         v,
-        Value::Set(Set::Listpack(_)) | Value::Hash(Hash::Listpack(_))
+        Value::Set(Set::Listpack(_))
+            | Value::Hash(Hash::Listpack(_))
+            | Value::Zset(Zset::Listpack(_))
     )
 }
 
@@ -1327,7 +1330,7 @@ impl SlotGuard<'_> {
                 }
                 (r, empty)
             }
-            Tag::SetLp | Tag::HashLp => {
+            Tag::SetLp | Tag::HashLp | Tag::ZsetLp => {
                 let mut v = match kv.obj() {
                     Some(v) if v.kind() == kind => (*v).clone(),
                     _ => return Err(WrongType),

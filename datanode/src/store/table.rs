@@ -17,6 +17,7 @@
 
 use super::mem;
 use super::value::{Hash, Listpack, Set, Value, ValueRef};
+use super::zset::{ZipList, Zset};
 use hashbrown::HashTable;
 use std::alloc::{self, Layout};
 use std::hash::BuildHasher;
@@ -57,15 +58,18 @@ pub(super) enum Tag {
     SetLp = 2,
     /// A hash in its listpack encoding, inline like [`Tag::SetLp`].
     HashLp = 3,
+    /// A sorted set in its listpack encoding, inline like [`Tag::SetLp`].
+    ZsetLp = 4,
 }
 
 /// The tag and bytes of a collection the store keeps inline in its entry's block: sets and
-/// hashes in their listpack encoding. One block per key instead of two saves the second
+/// hashes and sorted sets in their listpack encoding. One block per key instead of two saves the second
 /// block's size-class rounding and the `Value` struct (32 bytes) in the first.
 fn inline_of(v: &Value) -> Option<(Tag, &[u8])> {
     match v {
         Value::Set(Set::Listpack(lp)) => Some((Tag::SetLp, lp.bytes())),
         Value::Hash(Hash::Listpack(lp)) => Some((Tag::HashLp, lp.bytes())),
+        Value::Zset(Zset::Listpack(z)) => Some((Tag::ZsetLp, z.bytes())),
         _ => None,
     }
 }
@@ -226,6 +230,7 @@ impl Kv {
             1 => Tag::Obj,
             2 => Tag::SetLp,
             3 => Tag::HashLp,
+            4 => Tag::ZsetLp,
             _ => Tag::Str,
         }
     }
@@ -297,6 +302,10 @@ impl Kv {
             Tag::HashLp => Some(unsafe {
                 ValueRef::view(Value::Hash(Hash::Listpack(Listpack::view(self.value()))))
             }),
+            // SAFETY: as above.
+            Tag::ZsetLp => Some(unsafe {
+                ValueRef::view(Value::Zset(Zset::Listpack(ZipList::view(self.value()))))
+            }),
         }
     }
 
@@ -305,6 +314,9 @@ impl Kv {
         match self.tag() {
             Tag::SetLp => Some(Value::Set(Set::Listpack(Listpack::from_bytes(self.value())))),
             Tag::HashLp => Some(Value::Hash(Hash::Listpack(Listpack::from_bytes(
+                self.value(),
+            )))),
+            Tag::ZsetLp => Some(Value::Zset(Zset::Listpack(ZipList::from_bytes(
                 self.value(),
             )))),
             Tag::Str | Tag::Obj => None,
@@ -324,7 +336,7 @@ impl Kv {
         match self.tag() {
             Tag::Str => return None,
             Tag::Obj => {}
-            Tag::SetLp | Tag::HashLp => {
+            Tag::SetLp | Tag::HashLp | Tag::ZsetLp => {
                 let v = self.inline_owned();
                 self.set_tag(Tag::Str);
                 return v;
@@ -379,7 +391,7 @@ impl Kv {
         match self.tag() {
             Tag::Str => {}
             Tag::Obj => drop(self.take_obj()),
-            Tag::SetLp | Tag::HashLp => self.set_tag(Tag::Str),
+            Tag::SetLp | Tag::HashLp | Tag::ZsetLp => self.set_tag(Tag::Str),
         }
         self.set_value(bytes);
     }

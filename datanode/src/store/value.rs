@@ -318,10 +318,59 @@ pub struct Listpack {
     buf: LpBuf,
 }
 
-enum LpBuf {
+/// The bytes of a compact encoding (a [`Listpack`], a sorted set's `ZipList`): owned, or a
+/// view of bytes kept in an entry's block (see [`Listpack::view`]).
+pub(super) enum LpBuf {
     Own(Vec<u8>),
     /// Borrowed bytes (see [`Listpack::view`]).
     View(std::ptr::NonNull<u8>, usize),
+}
+
+impl LpBuf {
+    /// A view of `bytes`.
+    ///
+    /// # Safety
+    /// As [`Listpack::view`].
+    pub(super) unsafe fn view(bytes: &[u8]) -> LpBuf {
+        let ptr = std::ptr::NonNull::new(bytes.as_ptr().cast_mut())
+            .unwrap_or(std::ptr::NonNull::dangling());
+        LpBuf::View(ptr, bytes.len())
+    }
+
+    #[inline]
+    pub(super) fn bytes(&self) -> &[u8] {
+        match self {
+            LpBuf::Own(v) => v,
+            // SAFETY: a view's bytes outlive it (see `view`).
+            LpBuf::View(p, n) => unsafe { std::slice::from_raw_parts(p.as_ptr(), *n) },
+        }
+    }
+
+    /// The owned bytes, writable (a view is copied first).
+    pub(super) fn own(&mut self) -> &mut Vec<u8> {
+        if let LpBuf::View(..) = self {
+            *self = LpBuf::Own(self.bytes().to_vec());
+        }
+        match self {
+            LpBuf::Own(v) => v,
+            LpBuf::View(..) => unreachable!("just made owned"),
+        }
+    }
+
+    /// Heap bytes held (a view holds none of its own).
+    pub(super) fn heap_size(&self) -> usize {
+        match self {
+            LpBuf::Own(v) => alloc_size(v.capacity()),
+            LpBuf::View(..) => 0,
+        }
+    }
+}
+
+impl Clone for LpBuf {
+    /// An owned copy (of a view too: the copy may outlive the entry).
+    fn clone(&self) -> Self {
+        LpBuf::Own(self.bytes().to_vec())
+    }
 }
 
 // SAFETY: a view is only handed out inside `store::Coll`/`store::ValueRef`, which borrow
@@ -339,7 +388,7 @@ impl Default for LpBuf {
 impl Clone for Listpack {
     fn clone(&self) -> Self {
         Listpack {
-            buf: LpBuf::Own(self.bytes().to_vec()),
+            buf: self.buf.clone(),
         }
     }
 }
@@ -391,10 +440,9 @@ impl Listpack {
     /// The view must not outlive `bytes`, nor be used while they change: the store keeps it
     /// inside a guard that borrows the entry holding them.
     pub(super) unsafe fn view(bytes: &[u8]) -> Listpack {
-        let ptr = std::ptr::NonNull::new(bytes.as_ptr().cast_mut())
-            .unwrap_or(std::ptr::NonNull::dangling());
         Listpack {
-            buf: LpBuf::View(ptr, bytes.len()),
+            // SAFETY: the caller's promise.
+            buf: unsafe { LpBuf::view(bytes) },
         }
     }
 
@@ -408,22 +456,11 @@ impl Listpack {
     /// The encoded elements.
     #[inline]
     pub fn bytes(&self) -> &[u8] {
-        match &self.buf {
-            LpBuf::Own(v) => v,
-            // SAFETY: a view's bytes outlive it (see `view`).
-            LpBuf::View(p, n) => unsafe { std::slice::from_raw_parts(p.as_ptr(), *n) },
-        }
+        self.buf.bytes()
     }
 
-    /// The owned bytes, writable (a view is copied first).
     fn own(&mut self) -> &mut Vec<u8> {
-        if let LpBuf::View(..) = self.buf {
-            self.buf = LpBuf::Own(self.bytes().to_vec());
-        }
-        match &mut self.buf {
-            LpBuf::Own(v) => v,
-            LpBuf::View(..) => unreachable!("just made owned"),
-        }
+        self.buf.own()
     }
 
     pub fn len(&self) -> usize {
@@ -436,10 +473,7 @@ impl Listpack {
 
     /// Heap bytes held by the listpack (a view holds none of its own).
     pub fn heap_size(&self) -> usize {
-        match &self.buf {
-            LpBuf::Own(v) => alloc_size(v.capacity()),
-            LpBuf::View(..) => 0,
-        }
+        self.buf.heap_size()
     }
 
     /// Elements with their byte ranges `(start, end)` (start of the length header).
