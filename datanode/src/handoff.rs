@@ -177,7 +177,20 @@ impl Handoff {
 
 /// Installs the NameNode's table `base` and recomputes the routing with the overrides that
 /// still matter. Returns whether the epoch was accepted.
+///
+/// Slots the table gives this node without a handoff (their owner was declared dead, or
+/// nobody claimed them after a NameNode restart) are emptied first: what this node holds
+/// there is a stale copy (entries of an import whose batch never flipped), and serving it
+/// would answer with values older than writes the old owner acknowledged, or bring back
+/// keys it deleted. Under the gate's write side, so no command runs on such a slot before
+/// it is empty.
 pub fn set_base(node: &Node, base: Routing) -> bool {
+    let _w = node.handoff.gate.write();
+    set_base_gated(node, base)
+}
+
+/// [`set_base`] for a caller that holds the gate's write side.
+fn set_base_gated(node: &Node, base: Routing) -> bool {
     let h = &node.handoff;
     {
         let mut cur = h.base.write();
@@ -186,7 +199,7 @@ pub fn set_base(node: &Node, base: Routing) -> bool {
         }
         *cur = Arc::new(base);
     }
-    refresh(node);
+    refresh(node, Gained::Flush);
     true
 }
 
@@ -229,7 +242,7 @@ pub fn install_dropping(node: &Node, base: Routing, flush: &[(u16, u16)]) -> boo
         .overrides
         .lock()
         .retain(|&s, o| o.to.is_some() || !marked[s as usize]);
-    let applied = set_base(node, base);
+    let applied = set_base_gated(node, base);
     let mut dropped = 0;
     for &s in &slots {
         dropped += node.db.drop_slot(s);
@@ -250,9 +263,19 @@ pub fn install_dropping(node: &Node, base: Routing, flush: &[(u16, u16)]) -> boo
     applied
 }
 
+/// What [`refresh`] does with slots that become this node's other than by an adoption.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gained {
+    /// Empties them before the routing that serves them is installed (the caller holds the
+    /// gate's write side).
+    Flush,
+    /// None can appear: only a new base table gives slots without a handoff.
+    Keep,
+}
+
 /// Rebuilds the effective routing from the base table and the overrides, dropping overrides
 /// the table has caught up with.
-fn refresh(node: &Node) {
+fn refresh(node: &Node, gained: Gained) {
     let h = &node.handoff;
     let me = my_info(node);
     // One refresh at a time, from reading the base to installing the result: a table from
@@ -272,6 +295,26 @@ fn refresh(node: &Node) {
         }
         base.with_overrides(&ov, &me)
     };
+    if gained == Gained::Flush && !effective.standalone {
+        let before = node.routing();
+        let mut flushed = (0usize, 0usize);
+        for s in 0..SLOT_COUNT as u16 {
+            let adopted = ov.get(&s).is_some_and(|o| o.to.is_none());
+            if effective.owner(s) == Owner::Local && before.owner(s) != Owner::Local && !adopted {
+                let keys = node.db.drop_slot(s);
+                if keys > 0 {
+                    flushed = (flushed.0 + 1, flushed.1 + keys);
+                }
+            }
+        }
+        if flushed.1 > 0 {
+            info!(
+                slots = flushed.0,
+                keys = flushed.1,
+                "dropped stale copies in slots given to this node without a handoff"
+            );
+        }
+    }
     node.install_routing(effective);
     drop(ov);
 }
@@ -310,7 +353,7 @@ pub fn adopt(node: &Node, from: &str, slots: &[u16]) {
             );
         }
     }
-    refresh(node);
+    refresh(node, Gained::Keep);
 }
 
 /// Records that `slots` now belong to `to`, as ordered in `epoch`.
@@ -328,7 +371,7 @@ fn release(node: &Node, to: NodeInfo, epoch: u64, slots: &[u16]) {
             );
         }
     }
-    refresh(node);
+    refresh(node, Gained::Keep);
 }
 
 /// Queues an order for the migration worker (started on first use).
@@ -590,8 +633,23 @@ async fn copy_and_flip(
         if !node.lease.serving() {
             return Err(HandoffError::NoLease);
         }
+        // What the new owner holds in the slot (a stale copy of an earlier attempt) is
+        // replaced, not merged with, even when nothing follows (every key deleted since).
+        let start = Request::from_args([
+            &b"CLUSTER"[..],
+            b"IMPORTSTART",
+            itoa::Buffer::new().format(s).as_bytes(),
+        ]);
+        waits.push((
+            Sent::ImportStart,
+            node.peers
+                .send_request(order.to_addr, Protocol::Resp2, &start),
+        ));
         for command in encoded.commands {
-            waits.push(node.peers.send(order.to_addr, Protocol::Resp2, command));
+            waits.push((
+                Sent::Data,
+                node.peers.send(order.to_addr, Protocol::Resp2, command),
+            ));
         }
         taken += 1;
         keys += encoded.keys;
@@ -605,12 +663,18 @@ async fn copy_and_flip(
     for &s in &batch[..taken] {
         args.push(s.to_string().into_bytes());
     }
-    waits.push(
+    waits.push((
+        Sent::Data,
         node.peers
             .send_request(order.to_addr, Protocol::Resp2, &Request::from_args(args)),
-    );
-    for w in waits {
+    ));
+    for (sent, w) in waits {
         let reply = w.await.map_err(|_| HandoffError::Dropped)??;
+        // A receiver of an older version (a rolling upgrade) does not know IMPORTSTART: it
+        // merges, as it always did.
+        if sent == Sent::ImportStart && reply.starts_with(b"-ERR unknown subcommand") {
+            continue;
+        }
         if reply.first() == Some(&b'-') {
             return Err(HandoffError::Refused(
                 String::from_utf8_lossy(&reply).trim().to_string(),
@@ -624,6 +688,15 @@ async fn copy_and_flip(
         .bytes_sent_total
         .fetch_add(bytes, Relaxed);
     Ok((taken, keys))
+}
+
+/// What a request of a batch was, to read its reply.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// `CLUSTER IMPORTSTART`.
+    ImportStart,
+    /// `CLUSTER IMPORT` or `CLUSTER HANDOFF`.
+    Data,
 }
 
 /// `CLUSTER IMPORT key expire_at value [key expire_at value ...]`.
@@ -929,6 +1002,77 @@ mod tests {
             0,
             "settled: the table says a"
         );
+    }
+
+    /// A slot given to this node without a handoff (its owner declared dead) held a stale
+    /// copy here when an earlier attempt at handing it over imported its entries and never
+    /// flipped (the owner's lease lapsed mid-batch, the flip was refused past the retry
+    /// budget): served, it answered with values older than writes the old owner
+    /// acknowledged, and brought back keys it had deleted. The table that gives the slot
+    /// empties it first; slots this node served already, and slots it adopted by a handoff
+    /// the table has not caught up with, keep their data.
+    #[test]
+    fn slots_given_without_a_handoff_are_emptied() {
+        use crate::store::{Value, NO_EXPIRY};
+        use chkv_common::key_slot;
+        use chkv_common::ring::Ring;
+        let node = Node::new(crate::config::Config {
+            node_id: Some("b".into()),
+            port: 7100,
+            ..crate::config::Config::default()
+        });
+        let infos = vec![info("a", 7000), info("b", 7100)];
+        let mut ring = Ring::default();
+        ring.add(NodeId::new("a"));
+        ring.add(NodeId::new("b"));
+        let mut table = ring.slot_table();
+        table.set_epoch(1);
+        assert!(set_base(&node, Routing::from_table(&table, &infos, "b")));
+        let r = node.routing();
+        let keys: Vec<String> = (0..100_000).map(|i| format!("k{i}")).collect();
+        let slot_of = |k: &String| key_slot(k.as_bytes());
+        let mine = keys
+            .iter()
+            .find(|k| r.owner(slot_of(k)) == Owner::Local)
+            .expect("a key of b");
+        let stale = keys
+            .iter()
+            .find(|k| r.owner(slot_of(k)) == Owner::Remote(0))
+            .expect("a key of a");
+        let adopted = keys
+            .iter()
+            .find(|k| r.owner(slot_of(k)) == Owner::Remote(0) && slot_of(k) != slot_of(stale))
+            .expect("a key of a in another slot");
+        for k in [mine, stale, adopted] {
+            node.db
+                .lock_key(k.as_bytes())
+                .set(k.as_bytes(), Value::str(b"v"), NO_EXPIRY, 1);
+        }
+        // a handed `adopted`'s slot over; the NameNode has not published it yet.
+        adopt(&node, "a", &[slot_of(adopted)]);
+        assert_eq!(node.routing().owner(slot_of(adopted)), Owner::Local);
+        // a is declared dead: every slot is b's.
+        let mut ring = Ring::default();
+        ring.add(NodeId::new("b"));
+        let mut table = ring.slot_table();
+        table.set_epoch(2);
+        assert!(set_base(
+            &node,
+            Routing::from_table(&table, &infos[1..], "b")
+        ));
+        let r = node.routing();
+        assert_eq!(r.my_slot_count(), SLOT_COUNT);
+        assert_eq!(node.db.slot_len(slot_of(stale)), 0, "stale copy served");
+        assert_eq!(node.db.slot_len(slot_of(mine)), 1);
+        assert_eq!(node.db.slot_len(slot_of(adopted)), 1);
+        assert_eq!(node.db.len(), 2);
+        // A table that changes nothing for b drops nothing.
+        table.set_epoch(3);
+        assert!(set_base(
+            &node,
+            Routing::from_table(&table, &infos[1..], "b")
+        ));
+        assert_eq!(node.db.len(), 2);
     }
 
     #[test]

@@ -54,6 +54,9 @@ static SUBCOMMANDS: &[CommandSpec] = &[
     spec("import", -5, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: stores entries handed over by another node (absolute expiry in ms, 0 for none).",
         "key expire-at value [key expire-at value ...]", import),
+    spec("importstart", 3, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
+        "CHKV, between nodes: the entries of this slot imported next replace what this node holds there.",
+        "slot", importstart),
     spec("handoff", -4, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: the slots, whose entries were imported, now belong to this node.",
         "from-node-id slot [slot ...]", handoff),
@@ -196,6 +199,32 @@ fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             Err(e)
         }
     }
+}
+
+/// `CLUSTER IMPORTSTART slot`, sent before a slot's `CLUSTER IMPORT`s in every attempt at a
+/// batch: an imported slot replaces what this node held there, never merges with it. What
+/// it held is a stale copy (an earlier attempt at that slot imported here and never
+/// flipped: its `HANDOFF` refused, or never sent because the owner's lease lapsed).
+/// Merged, a key the owner deleted since would come back with the flip, and a key that
+/// expired on the way would keep an old value. That holds for a slot this node adopted too
+/// (a flip whose reply was lost): the sender still owns the slot by its own account, so
+/// what it sends is the slot's content.
+fn importstart(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    // Under the gate, like an import (see `import`).
+    let gate = ctx.node.handoff.gate.read();
+    let resets = ctx.node.lease.resets();
+    let slot = match slot_arg(req.arg(2)).and_then(|s| check_receiving(ctx, [s]).map(|()| s)) {
+        Ok(s) => s,
+        Err(e) => {
+            // The batch's HANDOFF, which follows on this connection, is refused.
+            ctx.session.import_failed = true;
+            return Err(e);
+        }
+    };
+    ctx.node.db.drop_slot(slot);
+    drop(gate);
+    ctx.session.import_resets.get_or_insert(resets);
+    Ok(Frame::ok())
 }
 
 fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
@@ -472,6 +501,86 @@ fn help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
 mod tests {
     use super::super::testutil::*;
     use crate::resp::Frame;
+
+    /// An attempt at handing a slot over that imported its entries and never flipped (the
+    /// owner's lease lapsed before its HANDOFF) left a copy here. The next attempt replaces
+    /// it: a key the owner deleted in between does not come back with the flip; so does a
+    /// batch sent again to a slot this node adopted (the flip's reply was lost).
+    #[test]
+    fn an_imported_slot_replaces_a_stale_copy() {
+        use crate::cluster::Routing;
+        use crate::store::{Value, NO_EXPIRY};
+        use chkv_common::proto::NodeInfo;
+        use chkv_common::ring::{NodeId, Ring};
+        let mut h = Harness::with_config(crate::config::Config {
+            node_id: Some("b".into()),
+            ..Default::default()
+        });
+        let info = |id: &str, port: u16| NodeInfo {
+            id: NodeId::new(id),
+            client_addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], port + 1)),
+            tls_port: None,
+        };
+        let mut ring = Ring::default();
+        ring.add(NodeId::new("a"));
+        let mut table = ring.slot_table();
+        table.set_epoch(1);
+        let infos = [info("a", 7000), info("b", 7100)];
+        assert!(crate::handoff::set_base(
+            &h.node,
+            Routing::from_table(&table, &infos, "b")
+        ));
+        h.session.peer = Some("a".into());
+        let slot = chkv_common::key_slot(b"{s}x");
+        let slot_arg = slot.to_string();
+        let import = |h: &mut Harness, entries: &[(&str, &str)]| -> Frame {
+            let src = crate::store::Db::new();
+            for (k, v) in entries {
+                src.lock_key(k.as_bytes()).set(
+                    k.as_bytes(),
+                    Value::str(v.as_bytes()),
+                    NO_EXPIRY,
+                    h.now,
+                );
+            }
+            let mut args: Vec<Vec<u8>> = vec![b"CLUSTER".to_vec(), b"IMPORT".to_vec()];
+            for e in src.export_slot(slot, h.now) {
+                args.push(e.key.to_vec());
+                args.push(e.expire_at.to_string().into_bytes());
+                args.push(e.value.to_vec());
+            }
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            h.run_bytes(&args)
+        };
+        // The first attempt: both keys copied, no flip.
+        assert_eq!(h.run(&["CLUSTER", "IMPORTSTART", &slot_arg]), Frame::ok());
+        assert_eq!(import(&mut h, &[("{s}x", "1"), ("{s}y", "1")]), int(2));
+        // The owner deleted {s}y and changed {s}x meanwhile; the second attempt flips.
+        assert_eq!(h.run(&["CLUSTER", "IMPORTSTART", &slot_arg]), Frame::ok());
+        assert_eq!(import(&mut h, &[("{s}x", "2")]), int(1));
+        assert_eq!(h.run(&["CLUSTER", "HANDOFF", "a", &slot_arg]), Frame::ok());
+        assert_eq!(h.node.db.slot_len(slot), 1, "{{s}}y came back");
+        assert_eq!(h.run(&["GET", "{s}x"]), bulk("2"));
+        // The owner sends the slot again (the HANDOFF's reply was lost; it deleted {s}x
+        // meanwhile): what it sends is the slot's content.
+        assert_eq!(h.run(&["CLUSTER", "IMPORTSTART", &slot_arg]), Frame::ok());
+        assert_eq!(import(&mut h, &[("{s}z", "3")]), int(1));
+        assert_eq!(h.run(&["CLUSTER", "HANDOFF", "a", &slot_arg]), Frame::ok());
+        assert_eq!(h.run(&["GET", "{s}x"]), Frame::Null);
+        assert_eq!(h.node.db.slot_len(slot), 1);
+        // Only the slot's owner may start an import of it.
+        h.session.peer = Some("c".into());
+        let other = (0..chkv_common::SLOT_COUNT as u16)
+            .find(|&s| s != slot)
+            .expect("slot");
+        let r = h.run(&["CLUSTER", "IMPORTSTART", &other.to_string()]);
+        assert!(
+            matches!(r, Frame::Error(ref e) if e.starts_with("TRYAGAIN")),
+            "{r:?}"
+        );
+        assert!(h.session.import_failed, "the batch's HANDOFF is refused");
+    }
 
     #[test]
     fn standalone_cluster_view() {

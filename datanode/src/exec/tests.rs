@@ -1,0 +1,106 @@
+use super::*;
+
+/// A connection plans a whole read's worth of requests with the routing it took when the
+/// bytes arrived. If the node hands a slot over meanwhile (flip, unfreeze, drop the data),
+/// a later request of that batch must not run locally on the dropped slot: it would read
+/// nothing and its writes would be lost. It gets the new owner instead.
+#[test]
+fn a_stale_routing_snapshot_never_runs_a_request_locally() {
+    use crate::cmd::testutil::Harness;
+    use chkv_common::proto::NodeInfo;
+    use chkv_common::ring::{NodeId, Ring};
+    let info = |id: &str, port: u16| NodeInfo {
+        id: NodeId::new(id),
+        client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
+        tls_port: None,
+    };
+    let mut h = Harness::with_config(crate::config::Config {
+        node_id: Some("b".into()),
+        port: 7100,
+        ..crate::config::Config::default()
+    });
+    h.session.redirects = Redirects::Redirect;
+    let infos = vec![info("a", 7000), info("b", 7100)];
+    let table = |owner: &str, epoch: u64| {
+        let mut ring = Ring::default();
+        ring.add(NodeId::new(owner));
+        let mut t = ring.slot_table();
+        t.set_epoch(epoch);
+        crate::cluster::Routing::from_table(&t, &infos, "b")
+    };
+    assert!(h.node.set_routing(table("b", 1)));
+    let snapshot = h.node.routing();
+    let get = Request::from_args(["GET", "k"]);
+    assert!(matches!(
+        plan(&h.node, &mut h.session, &snapshot, &get),
+        Planned::Now(Frame::Null)
+    ));
+    // The slot of "k" now belongs to a (a flip, or a new table); the batch goes on with
+    // its old snapshot.
+    assert!(h.node.set_routing(table("a", 2)));
+    match plan(&h.node, &mut h.session, &snapshot, &get) {
+        Planned::Now(f) => assert_eq!(
+            f,
+            Frame::error(format!("MOVED {} 127.0.0.1:7000", key_slot(b"k")))
+        ),
+        Planned::Later(_) => panic!("expected an immediate MOVED"),
+    }
+}
+
+#[test]
+fn waiting_for_answers_does_not_use_up_the_retry_budget() {
+    let s = Duration::from_secs;
+    assert!(retry_allowed(Duration::ZERO, Duration::ZERO));
+    assert!(!retry_allowed(RETRY_BUDGET, Duration::ZERO));
+    // One slow answer (a frozen slot on a loaded machine), then its redirect is followed.
+    assert!(retry_allowed(s(7), s(6)));
+    assert!(!retry_allowed(s(12), s(6)));
+    // Answers or not, never past the limit.
+    assert!(!retry_allowed(RETRY_LIMIT, RETRY_LIMIT));
+}
+
+#[test]
+fn moved_parsing() {
+    assert_eq!(
+        moved_target(b"-MOVED 3999 127.0.0.1:6381\r\n"),
+        Some("127.0.0.1:6381".parse().expect("addr"))
+    );
+    assert_eq!(moved_target(b"-ERR x\r\n"), None);
+    assert_eq!(moved_target(b"+OK\r\n"), None);
+}
+
+#[test]
+fn merges_in_key_order() {
+    let req = Request::from_args(["MGET", "a", "b", "c"]);
+    let m = merge(
+        &req,
+        vec![
+            (vec![2], Frame::Array(vec![Frame::bulk("B")])),
+            (
+                vec![1, 3],
+                Frame::Array(vec![Frame::bulk("A"), Frame::Null]),
+            ),
+        ],
+    );
+    assert_eq!(
+        m,
+        Frame::Array(vec![Frame::bulk("A"), Frame::bulk("B"), Frame::Null])
+    );
+    let del = Request::from_args(["DEL", "a", "b"]);
+    assert_eq!(
+        merge(
+            &del,
+            vec![(vec![1], Frame::Integer(1)), (vec![2], Frame::Integer(1))]
+        ),
+        Frame::Integer(2)
+    );
+    let mset = Request::from_args(["MSET", "a", "1", "b", "2"]);
+    assert_eq!(
+        merge(
+            &mset,
+            vec![(vec![1], Frame::ok()), (vec![3], Frame::err("ERR x"))]
+        ),
+        Frame::err("ERR x")
+    );
+}
