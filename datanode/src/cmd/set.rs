@@ -564,7 +564,10 @@ mod tests {
         assert_eq!(encoding(&mut h, "n"), bulk("intset"));
         assert_eq!(h.run(&["SADD", "n", "x"]), int(1));
         assert_eq!(encoding(&mut h, "n"), bulk("listpack"));
-        assert_eq!(sorted(h.run(&["SMEMBERS", "n"])), strs(&["1", "2", "3", "x"]));
+        assert_eq!(
+            sorted(h.run(&["SMEMBERS", "n"])),
+            strs(&["1", "2", "3", "x"])
+        );
         assert_eq!(h.run(&["SISMEMBER", "n", "2"]), int(1));
         // SRANDMEMBER and SSCAN read in place.
         let all = strs(&["a", "b", "c", "d", "e"]);
@@ -594,17 +597,26 @@ mod tests {
         assert_eq!(dispatch(&mut ctx, &req), Frame::ok());
         assert_eq!(encoding(&mut h, "r"), bulk("listpack"));
         assert_eq!(sorted(h.run(&["SMEMBERS", "r"])), all);
-        assert_eq!(h.run(&["MEMORY", "USAGE", "r"]), h.run(&["MEMORY", "USAGE", "s"]));
+        assert_eq!(
+            h.run(&["MEMORY", "USAGE", "r"]),
+            h.run(&["MEMORY", "USAGE", "s"])
+        );
         h.run(&["DEL", "r", "n"]);
         assert_eq!(used(&h), one);
         // SPOP changes it in place; popping everything removes the key.
         let Frame::Bulk(popped) = h.run(&["SPOP", "s"]) else {
             panic!("no member")
         };
-        assert_eq!(h.run(&["SISMEMBER", "s", &String::from_utf8_lossy(&popped)]), int(0));
+        assert_eq!(
+            h.run(&["SISMEMBER", "s", &String::from_utf8_lossy(&popped)]),
+            int(0)
+        );
         assert_eq!(h.run(&["SCARD", "s"]), int(4));
         assert!(used(&h) < one);
-        assert_eq!(h.run(&["SADD", "s", &String::from_utf8_lossy(&popped)]), int(1));
+        assert_eq!(
+            h.run(&["SADD", "s", &String::from_utf8_lossy(&popped)]),
+            int(1)
+        );
         assert_eq!(used(&h), one);
         let Frame::Array(two) = h.run(&["SPOP", "s", "2"]) else {
             panic!("not an array")
@@ -625,7 +637,10 @@ mod tests {
         assert_eq!(h.run(&["SADD", "long", "a"]), int(1));
         assert_eq!(h.run(&["SADD", "long", "elevenbytes"]), int(1));
         assert_eq!(encoding(&mut h, "long"), bulk("hashtable"));
-        assert_eq!(sorted(h.run(&["SMEMBERS", "long"])), strs(&["a", "elevenbytes"]));
+        assert_eq!(
+            sorted(h.run(&["SMEMBERS", "long"])),
+            strs(&["a", "elevenbytes"])
+        );
         h.run(&["FLUSHALL"]);
         assert_eq!(used(&h), 0);
     }

@@ -723,7 +723,7 @@ fn range_reply(ctx: &mut Ctx<'_>, req: &Request, by: RangeBy, rev: Option<bool>)
     let (r, sel) = parse_range(req, 1, false, by, rev)?;
     let resp3 = resp3(ctx);
     let out = read(ctx, req.arg(1), |z| {
-        let (lo, hi) = selected_ranks(&z, &r, &sel);
+        let (lo, hi) = selected_ranks(z, &r, &sel);
         let mut out = Vec::with_capacity((hi - lo) * if r.withscores && !resp3 { 2 } else { 1 });
         z.range(lo, hi, r.rev, |m, s| {
             push_elem(&mut out, m, s, r.withscores, resp3)

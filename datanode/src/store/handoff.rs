@@ -381,7 +381,8 @@ mod tests {
             (Some("listpack"), Some(T0 + 7000))
         );
         assert_eq!(
-            g.peek(b"{t}h", T0 + 1).and_then(|e| e.obj().map(|v| v.encoding())),
+            g.peek(b"{t}h", T0 + 1)
+                .and_then(|e| e.obj().map(|v| v.encoding())),
             Some("listpack")
         );
         assert_eq!(

@@ -128,8 +128,8 @@ mod tests {
     fn mimalloc_size_classes() {
         // The first classes of mimalloc's bin table, in bytes.
         let classes = [
-            8, 16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448,
-            512, 640, 768, 896, 1024, 1280,
+            8, 16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768,
+            896, 1024, 1280,
         ];
         let mut prev = 0;
         for c in classes {

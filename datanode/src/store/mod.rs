@@ -1324,7 +1324,9 @@ impl SlotGuard<'_> {
                     if let Some(v) = kv.take_obj() {
                         kv.put_obj(v);
                     }
-                    db.stats.used_memory.change(old_mem + old as u64, kv_mem(kv));
+                    db.stats
+                        .used_memory
+                        .change(old_mem + old as u64, kv_mem(kv));
                 } else {
                     db.stats.used_memory.change(old as u64, new as u64);
                 }
@@ -1499,7 +1501,9 @@ impl SlotGuard<'_> {
         // Large collections go to the lazyfree thread, as DEL sends them.
         let big: Vec<Value> = map
             .entries_mut()
-            .filter(|kv| kv.tag() == Tag::Obj && kv.obj().is_some_and(|v| v.len() > LAZYFREE_THRESHOLD))
+            .filter(|kv| {
+                kv.tag() == Tag::Obj && kv.obj().is_some_and(|v| v.len() > LAZYFREE_THRESHOLD)
+            })
             .filter_map(Kv::take_obj)
             .collect();
         drop(map);

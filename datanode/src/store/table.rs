@@ -312,7 +312,9 @@ impl Kv {
     /// The collection, owned: a copy of an inline one, `None` for a string.
     fn inline_owned(&self) -> Option<Value> {
         match self.tag() {
-            Tag::SetLp => Some(Value::Set(Set::Listpack(Listpack::from_bytes(self.value())))),
+            Tag::SetLp => Some(Value::Set(Set::Listpack(Listpack::from_bytes(
+                self.value(),
+            )))),
             Tag::HashLp => Some(Value::Hash(Hash::Listpack(Listpack::from_bytes(
                 self.value(),
             )))),
@@ -757,7 +759,10 @@ mod tests {
         for n in [0, 1, 7, 8, 100, 127, 128, 300] {
             let key = vec![b'k'; n];
             let kv = Kv::new_obj(&key, set(b"4"), M);
-            assert_eq!((kv.key(), kv.obj().as_deref()), (&key[..], Some(&set(b"4"))));
+            assert_eq!(
+                (kv.key(), kv.obj().as_deref()),
+                (&key[..], Some(&set(b"4")))
+            );
             assert_eq!(kv.obj_ptr() as usize % std::mem::align_of::<Value>(), 0);
         }
     }
@@ -793,7 +798,10 @@ mod tests {
         kv.put_obj(hash.clone());
         assert_eq!((kv.tag(), kv.obj().as_deref()), (Tag::HashLp, Some(&hash)));
         kv.put_obj(intset(b"7"));
-        assert_eq!((kv.tag(), kv.obj().as_deref()), (Tag::Obj, Some(&intset(b"7"))));
+        assert_eq!(
+            (kv.tag(), kv.obj().as_deref()),
+            (Tag::Obj, Some(&intset(b"7")))
+        );
         assert_eq!(kv.set_obj(lp_set(&["m"])), Some(intset(b"7")));
         assert_eq!(kv.tag(), Tag::SetLp);
         // A copy of the view owns its bytes: it outlives the entry.
