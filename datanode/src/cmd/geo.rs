@@ -466,7 +466,7 @@ fn search_generic(ctx: &mut Ctx<'_>, req: &Request, kind: Kind) -> Reply {
             if s.count > 0 && s.sort == Sort::None && !s.any {
                 s.sort = Sort::Asc;
             }
-            let mut f = find(z, lon, lat, meters, if s.any { s.count } else { 0 });
+            let mut f = find(&z, lon, lat, meters, if s.any { s.count } else { 0 });
             match s.sort {
                 Sort::Asc => f.sort_by(|a, b| a.dist.total_cmp(&b.dist)),
                 Sort::Desc => f.sort_by(|a, b| b.dist.total_cmp(&a.dist)),

@@ -723,7 +723,10 @@ pub(crate) fn read_collection<T: crate::store::Collection, R>(
     let mut g = ctx.node.db.lock_key(key);
     match g.get(key, ctx.now) {
         None => Ok(None),
-        Some(e) => Ok(Some(f(e.collection::<T>().map_err(|_| ERR_WRONGTYPE)?))),
+        Some(e) => {
+            let c = e.collection::<T>().map_err(|_| ERR_WRONGTYPE)?;
+            Ok(Some(f(&c)))
+        }
     }
 }
 

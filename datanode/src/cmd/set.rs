@@ -538,6 +538,113 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    fn encoding(h: &mut Harness, key: &str) -> Frame {
+        h.run(&["OBJECT", "ENCODING", key])
+    }
+
+    /// The store's used_memory, as INFO reports it.
+    fn used(h: &Harness) -> u64 {
+        h.node.db.used_memory()
+    }
+
+    /// Small sets of strings live inline in their key's entry block (a listpack): every
+    /// command reads and changes them there, they convert to a table at the thresholds, and
+    /// the memory accounting follows each change exactly.
+    #[test]
+    fn inline_listpack_sets() {
+        let mut h = Harness::new();
+        h.run(&["CONFIG", "SET", "set-max-listpack-entries", "8"]);
+        h.run(&["CONFIG", "SET", "set-max-listpack-value", "10"]);
+        assert_eq!(h.run(&["SADD", "s", "a", "b", "c", "d", "e"]), int(5));
+        assert_eq!(encoding(&mut h, "s"), bulk("listpack"));
+        let one = used(&h);
+        assert!(one > 0);
+        // An intset turns into a listpack with its first string member.
+        assert_eq!(h.run(&["SADD", "n", "1", "2", "3"]), int(3));
+        assert_eq!(encoding(&mut h, "n"), bulk("intset"));
+        assert_eq!(h.run(&["SADD", "n", "x"]), int(1));
+        assert_eq!(encoding(&mut h, "n"), bulk("listpack"));
+        assert_eq!(
+            sorted(h.run(&["SMEMBERS", "n"])),
+            strs(&["1", "2", "3", "x"])
+        );
+        assert_eq!(h.run(&["SISMEMBER", "n", "2"]), int(1));
+        // SRANDMEMBER and SSCAN read in place.
+        let all = strs(&["a", "b", "c", "d", "e"]);
+        assert_eq!(sorted(h.run(&["SRANDMEMBER", "s", "10"])), all);
+        let Frame::Array(picks) = h.run(&["SRANDMEMBER", "s", "-20"]) else {
+            panic!("not an array")
+        };
+        assert_eq!(picks.len(), 20);
+        assert!(picks
+            .iter()
+            .all(|p| matches!(p, Frame::Bulk(b) if all.contains(&String::from_utf8_lossy(b).into_owned()))));
+        let Frame::Array(scan) = h.run(&["SSCAN", "s", "0", "COUNT", "2"]) else {
+            panic!("not an array")
+        };
+        assert_eq!(scan[0], bulk("0"));
+        assert_eq!(sorted(scan[1].clone()), all);
+        // DUMP and RESTORE keep the encoding.
+        let Frame::Bulk(dump) = h.run(&["DUMP", "s"]) else {
+            panic!("no dump")
+        };
+        let req = Request::from_args([&b"RESTORE"[..], b"r", b"0", &dump]);
+        let mut ctx = Ctx {
+            node: &h.node,
+            session: &mut h.session,
+            now: h.now,
+        };
+        assert_eq!(dispatch(&mut ctx, &req), Frame::ok());
+        assert_eq!(encoding(&mut h, "r"), bulk("listpack"));
+        assert_eq!(sorted(h.run(&["SMEMBERS", "r"])), all);
+        assert_eq!(
+            h.run(&["MEMORY", "USAGE", "r"]),
+            h.run(&["MEMORY", "USAGE", "s"])
+        );
+        h.run(&["DEL", "r", "n"]);
+        assert_eq!(used(&h), one);
+        // SPOP changes it in place; popping everything removes the key.
+        let Frame::Bulk(popped) = h.run(&["SPOP", "s"]) else {
+            panic!("no member")
+        };
+        assert_eq!(
+            h.run(&["SISMEMBER", "s", &String::from_utf8_lossy(&popped)]),
+            int(0)
+        );
+        assert_eq!(h.run(&["SCARD", "s"]), int(4));
+        assert!(used(&h) < one);
+        assert_eq!(
+            h.run(&["SADD", "s", &String::from_utf8_lossy(&popped)]),
+            int(1)
+        );
+        assert_eq!(used(&h), one);
+        let Frame::Array(two) = h.run(&["SPOP", "s", "2"]) else {
+            panic!("not an array")
+        };
+        assert_eq!((two.len(), h.run(&["SCARD", "s"])), (2, int(3)));
+        assert_eq!(encoding(&mut h, "s"), bulk("listpack"));
+        h.run(&["SPOP", "s", "3"]);
+        assert_eq!((h.run(&["EXISTS", "s"]), used(&h)), (int(0), 0));
+        // Conversion at the thresholds: the ninth member, or a member over 10 bytes.
+        let eight: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+        let mut args = vec!["SADD", "big"];
+        args.extend(eight.iter().map(String::as_str));
+        assert_eq!(h.run(&args), int(8));
+        assert_eq!(encoding(&mut h, "big"), bulk("listpack"));
+        assert_eq!(h.run(&["SADD", "big", "m8"]), int(1));
+        assert_eq!(encoding(&mut h, "big"), bulk("hashtable"));
+        assert_eq!(h.run(&["SCARD", "big"]), int(9));
+        assert_eq!(h.run(&["SADD", "long", "a"]), int(1));
+        assert_eq!(h.run(&["SADD", "long", "elevenbytes"]), int(1));
+        assert_eq!(encoding(&mut h, "long"), bulk("hashtable"));
+        assert_eq!(
+            sorted(h.run(&["SMEMBERS", "long"])),
+            strs(&["a", "elevenbytes"])
+        );
+        h.run(&["FLUSHALL"]);
+        assert_eq!(used(&h), 0);
+    }
+
     #[test]
     fn add_remove_members() {
         let mut h = Harness::new();

@@ -225,7 +225,7 @@ fn sort_cmd(ctx: &mut Ctx<'_>, req: &Request, read_only: bool) -> Reply {
         match g.get(key, ctx.now) {
             None => None,
             Some(e) => match e.obj() {
-                Some(v) => Some(source_elements(v)?),
+                Some(v) => Some(source_elements(&v)?),
                 None => return Err(ERR_WRONGTYPE),
             },
         }

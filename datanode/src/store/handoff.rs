@@ -82,7 +82,7 @@ pub fn encode_value(e: &EntryRef<'_>) -> Vec<u8> {
             out.extend_from_slice(s);
             out
         }
-        Some(v) => encode_owned(v),
+        Some(v) => encode_owned(&v),
     }
 }
 
@@ -341,6 +341,13 @@ mod tests {
             .set(b"{t}s", Value::Set(big.clone()), NO_EXPIRY, T0);
         src.lock_key(b"{t}x")
             .set(b"{t}x", Value::str(b"str"), NO_EXPIRY, T0);
+        // A small set of strings: a listpack, kept inline in its entry's block.
+        let mut lp = Set::for_member(b"a", &l);
+        for m in ["a", "bb", "ccc"] {
+            lp.insert(m.as_bytes(), &l);
+        }
+        src.lock_key(b"{t}p")
+            .set(b"{t}p", Value::Set(lp.clone()), T0 + 7000, T0);
         let mut small = Zset::default();
         let mut large = Zset::default();
         for i in 0..300 {
@@ -353,9 +360,9 @@ mod tests {
         src.lock_key(b"{t}Z")
             .set(b"{t}Z", Value::Zset(large.clone()), NO_EXPIRY, T0);
         let out = src.export_slot(key_slot(b"{t}h"), T0);
-        assert_eq!(out.len(), 5);
+        assert_eq!(out.len(), 6);
         let dst = Db::new();
-        assert_eq!(dst.import(&out, T0 + 1), Ok(5));
+        assert_eq!(dst.import(&out, T0 + 1), Ok(6));
         let mut g = dst.lock_key(b"{t}h");
         let e = g.peek(b"{t}h", T0 + 1).expect("hash arrived");
         assert_eq!(e.expire_at(), Some(T0 + 9000));
@@ -365,8 +372,19 @@ mod tests {
             (Some(&b"v"[..]), Some(&b""[..]), 2)
         );
         let e = g.peek(b"{t}s", T0 + 1).expect("set arrived");
-        assert_eq!(e.as_set().expect("a set"), &big);
-        assert_eq!(e.obj().map(Value::encoding), Some("hashtable"));
+        assert_eq!(*e.as_set().expect("a set"), big);
+        assert_eq!(e.obj().map(|v| v.encoding()), Some("hashtable"));
+        let e = g.peek(b"{t}p", T0 + 1).expect("small set arrived");
+        assert_eq!(*e.as_set().expect("a set"), lp);
+        assert_eq!(
+            (e.obj().map(|v| v.encoding()), e.expire_at()),
+            (Some("listpack"), Some(T0 + 7000))
+        );
+        assert_eq!(
+            g.peek(b"{t}h", T0 + 1)
+                .and_then(|e| e.obj().map(|v| v.encoding())),
+            Some("listpack")
+        );
         assert_eq!(
             g.peek(b"{t}x", T0 + 1).and_then(|e| e.as_str()),
             Some(&b"str"[..])
@@ -376,8 +394,8 @@ mod tests {
             (b"{t}Z", &large, "skiplist"),
         ] {
             let e = g.peek(k, T0 + 1).expect("sorted set arrived");
-            assert_eq!(e.collection::<Zset>().ok(), Some(z));
-            assert_eq!(e.obj().map(Value::encoding), Some(enc));
+            assert_eq!(e.collection::<Zset>().ok().as_deref(), Some(z));
+            assert_eq!(e.obj().map(|v| v.encoding()), Some(enc));
         }
         drop(g);
         assert_eq!(dst.used_memory(), src.used_memory());
@@ -403,7 +421,7 @@ mod tests {
         let mut g = dst.lock_key(b"{l}a");
         let e = g.peek(b"{l}a", T0 + 1).expect("list arrived");
         assert_eq!(e.expire_at(), Some(T0 + 500));
-        assert_eq!(e.collection::<crate::store::List>(), Ok(&list));
+        assert_eq!(e.collection::<crate::store::List>().as_deref(), Ok(&list));
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub use watch::Watcher;
 pub const MAX_STRING_LEN: usize = 512 * 1024 * 1024;
 
 pub use list::{End, List};
-pub use value::{Collection, Hash, Kind, Limits, Member, Set, Value};
+pub use value::{Collection, Hash, Kind, Limits, Member, Ref, Set, Value, ValueRef};
 pub use zset::Zset;
 
 /// A command met a key holding another type (the caller replies WRONGTYPE).
@@ -76,57 +76,56 @@ const NOT_VOLATILE: u32 = u32::MAX;
 #[derive(Clone, Copy)]
 pub struct EntryRef<'a> {
     kv: &'a Kv,
-    /// The collection, for entries that are not strings.
-    obj: Option<&'a Value>,
     expire_at: u64,
     access: u32,
 }
 
 impl<'a> EntryRef<'a> {
     /// The string value, or `None` when the value is of another type.
+    #[inline]
     pub fn as_str(&self) -> Option<&'a [u8]> {
-        match self.obj {
-            None => Some(self.kv.value()),
-            Some(_) => None,
-        }
+        (self.kv.tag() == Tag::Str).then(|| self.kv.value())
     }
 
     /// The collection, or `None` for a string.
-    pub fn obj(&self) -> Option<&'a Value> {
-        self.obj
+    pub fn obj(&self) -> Option<ValueRef<'a>> {
+        self.kv.obj()
+    }
+
+    /// The collection of type `T`, or `WrongType`.
+    pub fn collection<T: Collection>(&self) -> Result<Ref<'a, T>, WrongType> {
+        self.kv
+            .obj()
+            .and_then(ValueRef::collection::<T>)
+            .ok_or(WrongType)
     }
 
     /// The hash, or WRONGTYPE.
-    /// The collection of type `T`, or `WrongType`.
-    pub fn collection<T: Collection>(&self) -> Result<&'a T, WrongType> {
-        self.obj.and_then(T::of).ok_or(WrongType)
-    }
-
-    pub fn as_hash(&self) -> Result<&'a Hash, WrongType> {
-        match self.obj {
-            Some(Value::Hash(h)) => Ok(h),
-            _ => Err(WrongType),
-        }
+    pub fn as_hash(&self) -> Result<Ref<'a, Hash>, WrongType> {
+        self.collection::<Hash>()
     }
 
     /// The set, or WRONGTYPE.
-    pub fn as_set(&self) -> Result<&'a Set, WrongType> {
-        match self.obj {
-            Some(Value::Set(s)) => Ok(s),
-            _ => Err(WrongType),
-        }
+    pub fn as_set(&self) -> Result<Ref<'a, Set>, WrongType> {
+        self.collection::<Set>()
     }
 
     /// The value, copied.
     pub fn value(&self) -> Value {
-        match self.obj {
+        match self.kv.obj() {
             None => Value::str(self.kv.value()),
-            Some(v) => v.clone(),
+            Some(v) => (*v).clone(),
         }
     }
 
     pub fn kind(&self) -> Kind {
-        self.obj.map_or(Kind::String, Value::kind)
+        match self.kv.tag() {
+            Tag::Str => Kind::String,
+            Tag::SetLp => Kind::Set,
+            Tag::HashLp => Kind::Hash,
+            Tag::ZsetLp => Kind::Zset,
+            Tag::Obj => self.kv.obj().map_or(Kind::String, |v| v.kind()),
+        }
     }
 
     pub fn type_name(&self) -> &'static str {
@@ -154,7 +153,17 @@ fn entry_mem(key: &[u8], value_len: usize) -> u64 {
 /// struct in it) and everything a collection holds on the heap.
 fn kv_mem(kv: &Kv) -> u64 {
     let own = mem::block_size(kv.block_len());
-    (own + kv.obj().map_or(0, Value::heap_size)) as u64
+    (own + kv.obj().map_or(0, |v| v.heap_size())) as u64
+}
+
+/// Whether a collection is kept inline in its entry's block (see `table::inline_of`).
+fn inline_kind(v: &Value) -> bool {
+    matches!(
+        v,
+        Value::Set(Set::Listpack(_))
+            | Value::Hash(Hash::Listpack(_))
+            | Value::Zset(Zset::Listpack(_))
+    )
 }
 
 /// The keys of one slot.
@@ -221,7 +230,6 @@ impl SlotTable {
         let m = kv.meta();
         Some(EntryRef {
             kv,
-            obj: kv.obj(),
             expire_at: self.expire_of(m),
             access: m.access,
         })
@@ -1297,20 +1305,51 @@ impl SlotGuard<'_> {
         let Some(kv) = t.map.get_mut(b) else {
             return Ok(None);
         };
-        if kv.tag() != Tag::Obj {
-            return Err(WrongType);
-        }
-        kv.set_access(db.touched_access(kv.meta().access, now));
-        let Some(obj) = kv.obj_mut() else {
-            return Ok(None);
+        let (r, empty) = match kv.tag() {
+            Tag::Str => return Err(WrongType),
+            Tag::Obj => {
+                kv.set_access(db.touched_access(kv.meta().access, now));
+                let Some(obj) = kv.obj_mut() else {
+                    return Ok(None);
+                };
+                if obj.kind() != kind {
+                    return Err(WrongType);
+                }
+                let old = obj.heap_size();
+                let r = f(obj);
+                let (new, empty) = (obj.heap_size(), obj.is_empty());
+                if !empty && inline_kind(obj) {
+                    // Shrunk back to a listpack (SPOP's rebuild): it goes inline.
+                    let old_mem = kv_mem(kv) - new as u64;
+                    if let Some(v) = kv.take_obj() {
+                        kv.put_obj(v);
+                    }
+                    db.stats
+                        .used_memory
+                        .change(old_mem + old as u64, kv_mem(kv));
+                } else {
+                    db.stats.used_memory.change(old as u64, new as u64);
+                }
+                (r, empty)
+            }
+            Tag::SetLp | Tag::HashLp | Tag::ZsetLp => {
+                let mut v = match kv.obj() {
+                    Some(v) if v.kind() == kind => (*v).clone(),
+                    _ => return Err(WrongType),
+                };
+                kv.set_access(db.touched_access(kv.meta().access, now));
+                let old = kv_mem(kv);
+                let r = f(&mut v);
+                let empty = v.is_empty();
+                if !empty {
+                    // Back into the entry's block: inline again while it is a listpack,
+                    // else as a `Value` (converted to a table).
+                    kv.put_obj(v);
+                    db.stats.used_memory.change(old, kv_mem(kv));
+                }
+                (r, empty)
+            }
         };
-        if obj.kind() != kind {
-            return Err(WrongType);
-        }
-        let old = obj.heap_size();
-        let r = f(obj);
-        let (new, empty) = (obj.heap_size(), obj.is_empty());
-        self.adjust_mem(old as u64, new as u64);
         if empty {
             self.remove_bucket(b, false);
         } else {
@@ -1462,7 +1501,9 @@ impl SlotGuard<'_> {
         // Large collections go to the lazyfree thread, as DEL sends them.
         let big: Vec<Value> = map
             .entries_mut()
-            .filter(|kv| kv.obj().is_some_and(|v| v.len() > LAZYFREE_THRESHOLD))
+            .filter(|kv| {
+                kv.tag() == Tag::Obj && kv.obj().is_some_and(|v| v.len() > LAZYFREE_THRESHOLD)
+            })
             .filter_map(Kv::take_obj)
             .collect();
         drop(map);

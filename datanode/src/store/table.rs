@@ -16,7 +16,8 @@
 //! `swap_remove`, like IndexMap's.
 
 use super::mem;
-use super::value::Value;
+use super::value::{Hash, Listpack, Set, Value, ValueRef};
+use super::zset::{ZipList, Zset};
 use hashbrown::HashTable;
 use std::alloc::{self, Layout};
 use std::hash::BuildHasher;
@@ -53,6 +54,24 @@ pub(super) enum Tag {
     Str = 0,
     /// A collection: padding to an 8-byte boundary, then the [`Value`] itself.
     Obj = 1,
+    /// A set in its listpack encoding: the listpack's bytes ([`Listpack::bytes`]) inline.
+    SetLp = 2,
+    /// A hash in its listpack encoding, inline like [`Tag::SetLp`].
+    HashLp = 3,
+    /// A sorted set in its listpack encoding, inline like [`Tag::SetLp`].
+    ZsetLp = 4,
+}
+
+/// The tag and bytes of a collection the store keeps inline in its entry's block: sets and
+/// hashes and sorted sets in their listpack encoding. One block per key instead of two saves the second
+/// block's size-class rounding and the `Value` struct (32 bytes) in the first.
+fn inline_of(v: &Value) -> Option<(Tag, &[u8])> {
+    match v {
+        Value::Set(Set::Listpack(lp)) => Some((Tag::SetLp, lp.bytes())),
+        Value::Hash(Hash::Listpack(lp)) => Some((Tag::HashLp, lp.bytes())),
+        Value::Zset(Zset::Listpack(z)) => Some((Tag::ZsetLp, z.bytes())),
+        _ => None,
+    }
 }
 
 /// An entry in one allocation: `[tag and position][volatile position][access][key length,
@@ -205,11 +224,14 @@ impl Kv {
         self.set_u32_at(0, tag | (pos as u32 & POS_MASK));
     }
 
+    #[inline]
     pub fn tag(&self) -> Tag {
-        if self.u32_at(0) >> TAG_SHIFT == Tag::Obj as u32 {
-            Tag::Obj
-        } else {
-            Tag::Str
+        match self.u32_at(0) >> TAG_SHIFT {
+            1 => Tag::Obj,
+            2 => Tag::SetLp,
+            3 => Tag::HashLp,
+            4 => Tag::ZsetLp,
+            _ => Tag::Str,
         }
     }
 
@@ -224,7 +246,20 @@ impl Kv {
         let mut head = [0u8; KV_HEADER];
         head[4..8].copy_from_slice(&meta.vol_pos.to_le_bytes());
         head[8..12].copy_from_slice(&meta.access.to_le_bytes());
-        Kv::build_obj(head, key, value)
+        Kv::build_any(head, key, value)
+    }
+
+    /// A block with header `head`, `key` and the collection `value`: inline when it is a
+    /// listpack set or hash ([`inline_of`]), else as a [`Value`] ([`Kv::build_obj`]).
+    fn build_any(mut head: [u8; KV_HEADER], key: &[u8], value: Value) -> Kv {
+        match inline_of(&value) {
+            Some((tag, bytes)) => {
+                let first = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) & POS_MASK;
+                head[0..4].copy_from_slice(&(first | ((tag as u32) << TAG_SHIFT)).to_le_bytes());
+                Kv::build(head, key, &[bytes], 0)
+            }
+            None => Kv::build_obj(head, key, value),
+        }
     }
 
     /// A block with header `head` (its tag becomes `Obj`), `key` and the collection `value`.
@@ -252,13 +287,46 @@ impl Kv {
 
     /// The collection, or `None` for a string.
     #[inline]
-    pub fn obj(&self) -> Option<&Value> {
-        // SAFETY: an `Obj` entry holds an initialised `Value` at `obj_ptr` (see
-        // `build_obj`; `take_obj` turns the entry into a string when it moves it out).
-        (self.tag() == Tag::Obj).then(|| unsafe { &*self.obj_ptr() })
+    pub fn obj(&self) -> Option<ValueRef<'_>> {
+        match self.tag() {
+            Tag::Str => None,
+            // SAFETY: an `Obj` entry holds an initialised `Value` at `obj_ptr` (see
+            // `build_obj`; `take_obj` turns the entry into a string when it moves it out).
+            Tag::Obj => Some(ValueRef::new(unsafe { &*self.obj_ptr() })),
+            // SAFETY: the view reads the block's value bytes, which the returned borrow of
+            // `self` keeps alive and unchanged.
+            Tag::SetLp => Some(unsafe {
+                ValueRef::view(Value::Set(Set::Listpack(Listpack::view(self.value()))))
+            }),
+            // SAFETY: as above.
+            Tag::HashLp => Some(unsafe {
+                ValueRef::view(Value::Hash(Hash::Listpack(Listpack::view(self.value()))))
+            }),
+            // SAFETY: as above.
+            Tag::ZsetLp => Some(unsafe {
+                ValueRef::view(Value::Zset(Zset::Listpack(ZipList::view(self.value()))))
+            }),
+        }
     }
 
-    /// The collection, writable, or `None` for a string.
+    /// The collection, owned: a copy of an inline one, `None` for a string.
+    fn inline_owned(&self) -> Option<Value> {
+        match self.tag() {
+            Tag::SetLp => Some(Value::Set(Set::Listpack(Listpack::from_bytes(
+                self.value(),
+            )))),
+            Tag::HashLp => Some(Value::Hash(Hash::Listpack(Listpack::from_bytes(
+                self.value(),
+            )))),
+            Tag::ZsetLp => Some(Value::Zset(Zset::Listpack(ZipList::from_bytes(
+                self.value(),
+            )))),
+            Tag::Str | Tag::Obj => None,
+        }
+    }
+
+    /// The collection stored as a [`Value`], writable; `None` for a string or an inline
+    /// collection (changed with [`Kv::take_obj`] and [`Kv::put_obj`]).
     pub fn obj_mut(&mut self) -> Option<&mut Value> {
         // SAFETY: as in `obj`; `&mut self` makes the access exclusive.
         (self.tag() == Tag::Obj).then(|| unsafe { &mut *self.obj_ptr() })
@@ -267,8 +335,14 @@ impl Kv {
     /// Moves the collection out; the entry is left a string of zero bytes (the same block,
     /// about to be dropped or given a new value).
     pub fn take_obj(&mut self) -> Option<Value> {
-        if self.tag() != Tag::Obj {
-            return None;
+        match self.tag() {
+            Tag::Str => return None,
+            Tag::Obj => {}
+            Tag::SetLp | Tag::HashLp | Tag::ZsetLp => {
+                let v = self.inline_owned();
+                self.set_tag(Tag::Str);
+                return v;
+            }
         }
         let p = self.obj_ptr();
         // SAFETY: the entry holds an initialised `Value` there, read out once; the tag is
@@ -282,18 +356,45 @@ impl Kv {
 
     /// Makes the entry hold the collection `value`. Returns the collection it held before.
     pub fn set_obj(&mut self, value: Value) -> Option<Value> {
-        if self.tag() == Tag::Obj {
+        if self.tag() == Tag::Obj && inline_of(&value).is_none() {
             // SAFETY: the entry holds an initialised `Value` at `obj_ptr`.
             return Some(unsafe { std::ptr::replace(self.obj_ptr(), value) });
         }
-        *self = Kv::build_obj(self.head(), self.key(), value);
-        None
+        let old = self.take_obj();
+        *self = Kv::build_any(self.head(), self.key(), value);
+        old
+    }
+
+    /// Makes the entry hold the collection `value`, dropping the one it held (an inline one
+    /// without copying it out). A listpack of the same length as the inline one it
+    /// replaces is written over it in place.
+    pub fn put_obj(&mut self, value: Value) {
+        match (self.tag(), inline_of(&value)) {
+            (Tag::Obj, None) => {
+                // SAFETY: the entry holds an initialised `Value` at `obj_ptr`; the old one is
+                // dropped by the assignment.
+                unsafe { *self.obj_ptr() = value };
+            }
+            (tag, Some((new_tag, bytes))) if tag == new_tag && self.split().2 == bytes.len() => {
+                self.value_bytes_mut().copy_from_slice(bytes);
+            }
+            (tag, _) => {
+                if tag == Tag::Obj {
+                    drop(self.take_obj());
+                }
+                *self = Kv::build_any(self.head(), self.key(), value);
+            }
+        }
     }
 
     /// Makes the entry a string holding `bytes` (a collection it held is dropped here: the
     /// caller takes it first with [`Kv::take_obj`] to free it elsewhere).
     pub fn set_str(&mut self, bytes: &[u8]) {
-        drop(self.take_obj());
+        match self.tag() {
+            Tag::Str => {}
+            Tag::Obj => drop(self.take_obj()),
+            Tag::SetLp | Tag::HashLp | Tag::ZsetLp => self.set_tag(Tag::Str),
+        }
         self.set_value(bytes);
     }
 
@@ -612,52 +713,106 @@ mod tests {
         assert_eq!((kv.key(), kv.value(), kv.meta()), (&long[..], &b""[..], M));
     }
 
+    /// A set of integer members: an intset, stored as a `Value` (`Tag::Obj`).
+    fn intset(m: &[u8]) -> Value {
+        let mut s = Set::for_member(m, &super::super::Limits::default());
+        s.insert(m, &super::super::Limits::default());
+        Value::Set(s)
+    }
+
     #[test]
     fn tags_survive_position_changes() {
-        let set = |m: &[u8]| {
-            let mut s = super::super::Set::default();
-            s.insert(m, &super::super::Limits::default());
-            Value::Set(s)
-        };
-        let mut kv = Kv::new_obj(b"key", set(b"a"), M);
+        let set = intset;
+        let mut kv = Kv::new_obj(b"key", set(b"1"), M);
         assert_eq!(
-            (kv.tag(), kv.obj(), kv.pos()),
-            (Tag::Obj, Some(&set(b"a")), 0)
+            (kv.tag(), kv.obj().as_deref(), kv.pos()),
+            (Tag::Obj, Some(&set(b"1")), 0)
         );
         assert_eq!(kv.addr() % KV_ALIGN, 0);
         kv.set_pos(MAX_SLOT_ENTRIES - 1);
         assert_eq!((kv.tag(), kv.pos()), (Tag::Obj, MAX_SLOT_ENTRIES - 1));
-        assert_eq!(kv.set_obj(set(b"b")), Some(set(b"a")));
+        assert_eq!(kv.set_obj(set(b"2")), Some(set(b"1")));
         assert_eq!(
-            (kv.obj(), kv.key(), kv.meta()),
-            (Some(&set(b"b")), &b"key"[..], M)
+            (kv.obj().as_deref(), kv.key(), kv.meta()),
+            (Some(&set(b"2")), &b"key"[..], M)
         );
         kv.set_str(b"plain");
         assert_eq!(
-            (kv.tag(), kv.obj(), kv.value()),
-            (Tag::Str, None, &b"plain"[..])
+            (kv.tag(), kv.obj().is_none(), kv.value()),
+            (Tag::Str, true, &b"plain"[..])
         );
         assert_eq!(kv.pos(), MAX_SLOT_ENTRIES - 1);
-        assert_eq!(kv.set_obj(set(b"c")), None);
+        assert_eq!(kv.set_obj(set(b"3")), None);
         assert_eq!(
-            (kv.tag(), kv.obj(), kv.key(), kv.pos()),
+            (kv.tag(), kv.obj().as_deref(), kv.key(), kv.pos()),
             (
                 Tag::Obj,
-                Some(&set(b"c")),
+                Some(&set(b"3")),
                 &b"key"[..],
                 MAX_SLOT_ENTRIES - 1
             )
         );
-        assert_eq!(kv.take_obj(), Some(set(b"c")));
+        assert_eq!(kv.take_obj(), Some(set(b"3")));
         assert_eq!(kv.take_obj(), None);
-        assert_eq!((kv.tag(), kv.obj()), (Tag::Str, None));
+        assert_eq!((kv.tag(), kv.obj().is_none()), (Tag::Str, true));
         // Every key length puts the collection on an 8-byte boundary.
         for n in [0, 1, 7, 8, 100, 127, 128, 300] {
             let key = vec![b'k'; n];
-            let kv = Kv::new_obj(&key, set(b"m"), M);
-            assert_eq!((kv.key(), kv.obj()), (&key[..], Some(&set(b"m"))));
+            let kv = Kv::new_obj(&key, set(b"4"), M);
+            assert_eq!(
+                (kv.key(), kv.obj().as_deref()),
+                (&key[..], Some(&set(b"4")))
+            );
             assert_eq!(kv.obj_ptr() as usize % std::mem::align_of::<Value>(), 0);
         }
+    }
+
+    #[test]
+    fn listpacks_live_inline() {
+        let l = super::super::Limits::default();
+        let lp_set = |ms: &[&str]| {
+            let mut s = Set::Listpack(Listpack::default());
+            for m in ms {
+                s.insert(m.as_bytes(), &l);
+            }
+            Value::Set(s)
+        };
+        let mut h = Hash::default();
+        h.insert(b"f", b"v", &l);
+        let hash = Value::Hash(h);
+        // One block: header, lengths, key, the listpack's bytes (no `Value`, no padding).
+        let mut kv = Kv::new_obj(b"key", lp_set(&["a", "bc"]), M);
+        assert_eq!(kv.tag(), Tag::SetLp);
+        assert_eq!(kv.block_len(), KV_HEADER + 2 + 3 + 5);
+        assert_eq!(kv.obj().as_deref(), Some(&lp_set(&["a", "bc"])));
+        kv.set_pos(5);
+        // Written over in place when the length is the same; moved when not.
+        let addr = kv.addr();
+        kv.put_obj(lp_set(&["x", "yz"]));
+        assert_eq!((kv.addr(), kv.tag(), kv.pos()), (addr, Tag::SetLp, 5));
+        assert_eq!(kv.obj().as_deref(), Some(&lp_set(&["x", "yz"])));
+        kv.put_obj(lp_set(&["x", "yz", "longer"]));
+        assert_eq!((kv.key(), kv.meta(), kv.pos()), (&b"key"[..], M, 5));
+        assert_eq!(kv.obj().as_deref(), Some(&lp_set(&["x", "yz", "longer"])));
+        // A hash, an intset (a `Value`), back to inline, then out.
+        kv.put_obj(hash.clone());
+        assert_eq!((kv.tag(), kv.obj().as_deref()), (Tag::HashLp, Some(&hash)));
+        kv.put_obj(intset(b"7"));
+        assert_eq!(
+            (kv.tag(), kv.obj().as_deref()),
+            (Tag::Obj, Some(&intset(b"7")))
+        );
+        assert_eq!(kv.set_obj(lp_set(&["m"])), Some(intset(b"7")));
+        assert_eq!(kv.tag(), Tag::SetLp);
+        // A copy of the view owns its bytes: it outlives the entry.
+        let copy = kv.obj().map(|v| (*v).clone());
+        assert_eq!(kv.take_obj(), Some(lp_set(&["m"])));
+        assert_eq!((kv.tag(), kv.pos(), kv.key()), (Tag::Str, 5, &b"key"[..]));
+        drop(kv);
+        assert_eq!(copy, Some(lp_set(&["m"])));
+        let mut kv = Kv::new_obj(b"k", hash.clone(), M);
+        kv.set_str(b"s");
+        assert_eq!((kv.tag(), kv.value()), (Tag::Str, &b"s"[..]));
     }
 
     #[test]

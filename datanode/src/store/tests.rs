@@ -553,8 +553,8 @@ fn collections_are_typed_charged_and_freed() {
         let mut g = db.lock_key(b"h");
         let e = g.peek(b"h", T0).expect("h");
         assert_eq!((e.type_name(), e.as_str()), ("hash", None));
-        assert_eq!(e.obj().map(Value::encoding), Some("listpack"));
-        assert_eq!(e.as_hash().map(Hash::len), Ok(3));
+        assert_eq!(e.obj().map(|v| v.encoding()), Some("listpack"));
+        assert_eq!(e.as_hash().map(|h| h.len()), Ok(3));
         assert_eq!(e.as_set().err(), Some(WrongType));
         // A hash command on a string, and a set command on a hash: WRONGTYPE.
         g.set(b"{h}s", Value::str(b"x"), NO_EXPIRY, T0);
@@ -576,7 +576,7 @@ fn collections_are_typed_charged_and_freed() {
     assert_eq!(
         db.lock_key(b"big")
             .peek(b"big", T0)
-            .and_then(|e| e.obj().map(Value::encoding)),
+            .and_then(|e| e.obj().map(|v| v.encoding())),
         Some("hashtable")
     );
     check_invariants(&db);

@@ -155,6 +155,72 @@ impl Value {
     }
 }
 
+/// A borrowed collection: a reference to one stored as a [`Value`], or a view of one the
+/// store keeps inline in its entry's block (a small set's or hash's listpack, see
+/// [`Listpack::view`]). Reads it like `&T`; the borrow keeps the entry alive and unchanged.
+pub struct Ref<'a, T>(RefInner<'a, T>);
+
+enum RefInner<'a, T> {
+    Ref(&'a T),
+    View(T, std::marker::PhantomData<&'a [u8]>),
+}
+
+/// A borrowed value (see [`Ref`]).
+pub type ValueRef<'a> = Ref<'a, Value>;
+
+impl<'a, T> Ref<'a, T> {
+    pub fn new(r: &'a T) -> Ref<'a, T> {
+        Ref(RefInner::Ref(r))
+    }
+
+    /// A view built over bytes that live for `'a`.
+    ///
+    /// # Safety
+    /// `v` must only borrow (never own) bytes that stay unchanged for `'a`.
+    pub(super) unsafe fn view(v: T) -> Ref<'a, T> {
+        Ref(RefInner::View(v, std::marker::PhantomData))
+    }
+}
+
+impl<'a> Ref<'a, Value> {
+    /// The collection of type `T` this value is, if it is one.
+    pub fn collection<T: Collection>(self) -> Option<Ref<'a, T>> {
+        match self.0 {
+            RefInner::Ref(v) => T::of(v).map(Ref::new),
+            RefInner::View(v, p) => T::from_value(v).map(|c| Ref(RefInner::View(c, p))),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Ref<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        match &self.0 {
+            RefInner::Ref(r) => r,
+            RefInner::View(v, _) => v,
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Ref<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl<T: PartialEq> PartialEq for Ref<'_, T> {
+    fn eq(&self, o: &Self) -> bool {
+        **self == **o
+    }
+}
+
+impl<T: PartialEq> PartialEq<T> for Ref<'_, T> {
+    fn eq(&self, o: &T) -> bool {
+        **self == *o
+    }
+}
+
 /// Conversion thresholds, Redis's parameters of the same names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -240,11 +306,105 @@ impl SharedLimits {
 /// Elements in one contiguous block: each is a LEB128 length, then its bytes.
 ///
 /// No count is kept: a listpack is small by construction (`*-max-listpack-entries`), so
-/// counting is a short scan, and without it the struct is one `Vec` (24 bytes), which keeps
-/// a [`Value`] at 32 bytes in its entry's block.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// counting is a short scan, and without it the struct stays 24 bytes, which keeps a
+/// [`Value`] at 32.
+///
+/// A listpack either owns its bytes or is a view of bytes kept elsewhere: the store keeps a
+/// small set's or hash's listpack inline in its key's entry block (one allocation per key
+/// instead of two) and lends it out as a view for reads ([`Listpack::view`]). A view is
+/// never freed; a clone of it, or a change to it, owns a copy.
+#[derive(Default)]
 pub struct Listpack {
-    buf: Vec<u8>,
+    buf: LpBuf,
+}
+
+/// The bytes of a compact encoding (a [`Listpack`], a sorted set's `ZipList`): owned, or a
+/// view of bytes kept in an entry's block (see [`Listpack::view`]).
+pub(super) enum LpBuf {
+    Own(Vec<u8>),
+    /// Borrowed bytes (see [`Listpack::view`]).
+    View(std::ptr::NonNull<u8>, usize),
+}
+
+impl LpBuf {
+    /// A view of `bytes`.
+    ///
+    /// # Safety
+    /// As [`Listpack::view`].
+    pub(super) unsafe fn view(bytes: &[u8]) -> LpBuf {
+        let ptr = std::ptr::NonNull::new(bytes.as_ptr().cast_mut())
+            .unwrap_or(std::ptr::NonNull::dangling());
+        LpBuf::View(ptr, bytes.len())
+    }
+
+    #[inline]
+    pub(super) fn bytes(&self) -> &[u8] {
+        match self {
+            LpBuf::Own(v) => v,
+            // SAFETY: a view's bytes outlive it (see `view`).
+            LpBuf::View(p, n) => unsafe { std::slice::from_raw_parts(p.as_ptr(), *n) },
+        }
+    }
+
+    /// The owned bytes, writable (a view is copied first).
+    pub(super) fn own(&mut self) -> &mut Vec<u8> {
+        if let LpBuf::View(..) = self {
+            *self = LpBuf::Own(self.bytes().to_vec());
+        }
+        match self {
+            LpBuf::Own(v) => v,
+            LpBuf::View(..) => unreachable!("just made owned"),
+        }
+    }
+
+    /// Heap bytes held (a view holds none of its own).
+    pub(super) fn heap_size(&self) -> usize {
+        match self {
+            LpBuf::Own(v) => alloc_size(v.capacity()),
+            LpBuf::View(..) => 0,
+        }
+    }
+}
+
+impl Clone for LpBuf {
+    /// An owned copy (of a view too: the copy may outlive the entry).
+    fn clone(&self) -> Self {
+        LpBuf::Own(self.bytes().to_vec())
+    }
+}
+
+// SAFETY: a view is only handed out inside `store::Coll`/`store::ValueRef`, which borrow
+// the entry it points into (shared reads only, like `&[u8]`); an owned buffer is a `Vec`.
+unsafe impl Send for LpBuf {}
+// SAFETY: as above: shared access only reads.
+unsafe impl Sync for LpBuf {}
+
+impl Default for LpBuf {
+    fn default() -> Self {
+        LpBuf::Own(Vec::new())
+    }
+}
+
+impl Clone for Listpack {
+    fn clone(&self) -> Self {
+        Listpack {
+            buf: self.buf.clone(),
+        }
+    }
+}
+
+impl PartialEq for Listpack {
+    fn eq(&self, o: &Self) -> bool {
+        self.bytes() == o.bytes()
+    }
+}
+
+impl Eq for Listpack {}
+
+impl std::fmt::Debug for Listpack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 pub(super) fn put_leb(buf: &mut Vec<u8>, mut n: usize) {
@@ -274,30 +434,61 @@ pub(super) fn get_leb(buf: &[u8], mut at: usize) -> (usize, usize) {
 }
 
 impl Listpack {
+    /// A listpack reading `bytes` (a listpack's [`Listpack::bytes`]) in place.
+    ///
+    /// # Safety
+    /// The view must not outlive `bytes`, nor be used while they change: the store keeps it
+    /// inside a guard that borrows the entry holding them.
+    pub(super) unsafe fn view(bytes: &[u8]) -> Listpack {
+        Listpack {
+            // SAFETY: the caller's promise.
+            buf: unsafe { LpBuf::view(bytes) },
+        }
+    }
+
+    /// A listpack owning a copy of `bytes` (a listpack's [`Listpack::bytes`]), exactly sized.
+    pub(super) fn from_bytes(bytes: &[u8]) -> Listpack {
+        Listpack {
+            buf: LpBuf::Own(bytes.to_vec()),
+        }
+    }
+
+    /// The encoded elements.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        self.buf.bytes()
+    }
+
+    fn own(&mut self) -> &mut Vec<u8> {
+        self.buf.own()
+    }
+
     pub fn len(&self) -> usize {
         self.spans().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.bytes().is_empty()
     }
 
+    /// Heap bytes held by the listpack (a view holds none of its own).
     pub fn heap_size(&self) -> usize {
-        alloc_size(self.buf.capacity())
+        self.buf.heap_size()
     }
 
     /// Elements with their byte ranges `(start, end)` (start of the length header).
     fn spans(&self) -> impl Iterator<Item = (usize, usize, &[u8])> + '_ {
+        let buf = self.bytes();
         let mut at = 0;
         std::iter::from_fn(move || {
-            if at >= self.buf.len() {
+            if at >= buf.len() {
                 return None;
             }
             let start = at;
-            let (n, data) = get_leb(&self.buf, at);
-            let end = (data + n).min(self.buf.len());
+            let (n, data) = get_leb(buf, at);
+            let end = (data + n).min(buf.len());
             at = end;
-            Some((start, end, &self.buf[data..end]))
+            Some((start, end, &buf[data..end]))
         })
     }
 
@@ -306,12 +497,12 @@ impl Listpack {
     }
 
     pub fn push(&mut self, e: &[u8]) {
+        let buf = self.own();
         // Exactly sized, like a listpack's realloc: doubling would leave up to half of
         // every small collection's block unused.
-        self.buf
-            .reserve_exact(super::mem::leb_len(e.len()) + e.len());
-        put_leb(&mut self.buf, e.len());
-        self.buf.extend_from_slice(e);
+        buf.reserve_exact(super::mem::leb_len(e.len()) + e.len());
+        put_leb(buf, e.len());
+        buf.extend_from_slice(e);
     }
 
     /// Replaces bytes `start..end` with the encoded elements `with`.
@@ -321,10 +512,11 @@ impl Listpack {
             put_leb(&mut enc, e.len());
             enc.extend_from_slice(e);
         }
-        self.buf.splice(start..end, enc);
+        let buf = self.own();
+        buf.splice(start..end, enc);
         // Keep the block tight, like a listpack realloc: memory follows the contents.
-        if self.buf.capacity() > self.buf.len() + self.buf.len() / 4 + 16 {
-            self.buf.shrink_to_fit();
+        if buf.capacity() > buf.len() + buf.len() / 4 + 16 {
+            buf.shrink_to_fit();
         }
     }
 
@@ -434,10 +626,18 @@ pub trait Collection: Sized {
     const KIND: Kind;
     fn of(v: &Value) -> Option<&Self>;
     fn of_mut(v: &mut Value) -> Option<&mut Self>;
+    /// The collection a value holds, by value.
+    fn from_value(v: Value) -> Option<Self>;
 }
 
 impl Collection for Hash {
     const KIND: Kind = Kind::Hash;
+    fn from_value(v: Value) -> Option<Hash> {
+        match v {
+            Value::Hash(c) => Some(c),
+            _ => None,
+        }
+    }
     fn of(v: &Value) -> Option<&Hash> {
         match v {
             Value::Hash(h) => Some(h),
@@ -454,6 +654,12 @@ impl Collection for Hash {
 
 impl Collection for List {
     const KIND: Kind = Kind::List;
+    fn from_value(v: Value) -> Option<List> {
+        match v {
+            Value::List(l) => Some(*l),
+            _ => None,
+        }
+    }
     fn of(v: &Value) -> Option<&List> {
         match v {
             Value::List(l) => Some(l),
@@ -470,6 +676,12 @@ impl Collection for List {
 
 impl Collection for Set {
     const KIND: Kind = Kind::Set;
+    fn from_value(v: Value) -> Option<Set> {
+        match v {
+            Value::Set(c) => Some(c),
+            _ => None,
+        }
+    }
     fn of(v: &Value) -> Option<&Set> {
         match v {
             Value::Set(s) => Some(s),
@@ -486,6 +698,12 @@ impl Collection for Set {
 
 impl Collection for Zset {
     const KIND: Kind = Kind::Zset;
+    fn from_value(v: Value) -> Option<Zset> {
+        match v {
+            Value::Zset(c) => Some(c),
+            _ => None,
+        }
+    }
     fn of(v: &Value) -> Option<&Zset> {
         match v {
             Value::Zset(z) => Some(z),

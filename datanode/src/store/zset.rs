@@ -26,7 +26,7 @@
 
 use super::mem::alloc_size;
 use super::name::Name;
-use super::value::{get_leb, put_leb, Limits};
+use super::value::{get_leb, put_leb, Limits, LpBuf};
 use hashbrown::HashTable;
 use std::cmp::Ordering;
 use std::hash::BuildHasher;
@@ -102,11 +102,24 @@ fn get_score(buf: &[u8], at: usize) -> (f64, usize) {
 }
 
 /// The compact encoding: sorted entries in one block (see the module docs).
-#[derive(Clone, Debug, Default, PartialEq)]
 ///
-/// No count is kept (see `Listpack`): the struct stays one `Vec`.
+/// No count is kept (see `Listpack`): the struct stays one `Vec`. Like a `Listpack`, it owns
+/// its bytes or is a view of the bytes its key's entry block holds inline.
+#[derive(Clone, Default)]
 pub struct ZipList {
-    buf: Vec<u8>,
+    buf: LpBuf,
+}
+
+impl PartialEq for ZipList {
+    fn eq(&self, o: &Self) -> bool {
+        self.buf.bytes() == o.buf.bytes()
+    }
+}
+
+impl std::fmt::Debug for ZipList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 /// One entry of a [`ZipList`]: where it starts and ends, its member and score.
@@ -118,33 +131,58 @@ struct Span<'a> {
 }
 
 impl ZipList {
+    /// A view of `bytes` (a `ZipList`'s [`ZipList::bytes`]) in place.
+    ///
+    /// # Safety
+    /// As `Listpack::view`.
+    pub(super) unsafe fn view(bytes: &[u8]) -> ZipList {
+        ZipList {
+            // SAFETY: the caller's promise.
+            buf: unsafe { LpBuf::view(bytes) },
+        }
+    }
+
+    /// An owned copy of `bytes` (a `ZipList`'s [`ZipList::bytes`]).
+    pub(super) fn from_bytes(bytes: &[u8]) -> ZipList {
+        ZipList {
+            buf: LpBuf::Own(bytes.to_vec()),
+        }
+    }
+
+    /// The encoded entries.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        self.buf.bytes()
+    }
+
     pub fn len(&self) -> usize {
         self.spans().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.bytes().is_empty()
     }
 
     pub fn heap_size(&self) -> usize {
-        alloc_size(self.buf.capacity())
+        self.buf.heap_size()
     }
 
     fn spans(&self) -> impl Iterator<Item = Span<'_>> + '_ {
+        let buf = self.bytes();
         let mut at = 0;
         std::iter::from_fn(move || {
-            if at >= self.buf.len() {
+            if at >= buf.len() {
                 return None;
             }
             let start = at;
-            let (n, data) = get_leb(&self.buf, at);
-            let mend = (data + n).min(self.buf.len());
-            let (score, end) = get_score(&self.buf, mend);
+            let (n, data) = get_leb(buf, at);
+            let mend = (data + n).min(buf.len());
+            let (score, end) = get_score(buf, mend);
             at = end.max(mend + 1);
             Some(Span {
                 start,
                 end,
-                member: &self.buf[data..mend],
+                member: &buf[data..mend],
                 score,
             })
         })
@@ -168,20 +206,22 @@ impl ZipList {
         let at = self
             .spans()
             .find(|e| cmp_elem(e.score, e.member, s, m) == Ordering::Greater)
-            .map_or(self.buf.len(), |e| e.start);
+            .map_or(self.bytes().len(), |e| e.start);
         let mut enc = Vec::with_capacity(m.len() + 12);
         put_leb(&mut enc, m.len());
         enc.extend_from_slice(m);
         put_score(&mut enc, s);
+        let buf = self.buf.own();
         // Exactly sized, like a listpack's realloc.
-        self.buf.reserve_exact(enc.len());
-        self.buf.splice(at..at, enc);
+        buf.reserve_exact(enc.len());
+        buf.splice(at..at, enc);
     }
 
     fn remove_bytes(&mut self, start: usize, end: usize) {
-        self.buf.drain(start..end);
-        if self.buf.capacity() > self.buf.len() + self.buf.len() / 4 + 16 {
-            self.buf.shrink_to_fit();
+        let buf = self.buf.own();
+        buf.drain(start..end);
+        if buf.capacity() > buf.len() + buf.len() / 4 + 16 {
+            buf.shrink_to_fit();
         }
     }
 
@@ -213,8 +253,8 @@ impl ZipList {
             return 0;
         }
         let hi = hi.min(n);
-        let mut start = self.buf.len();
-        let mut end = self.buf.len();
+        let mut start = self.bytes().len();
+        let mut end = start;
         for (i, e) in self.spans().enumerate() {
             if i == lo {
                 start = e.start;
@@ -1360,11 +1400,12 @@ impl Zset {
                 .iter()
                 .map(|(m, s)| super::mem::leb_len(m.len()) + m.len() + score_len(*s))
                 .sum();
-            z.buf.reserve_exact(bytes);
+            let buf = z.buf.own();
+            buf.reserve_exact(bytes);
             for (m, s) in items {
-                put_leb(&mut z.buf, m.len());
-                z.buf.extend_from_slice(m);
-                put_score(&mut z.buf, *s);
+                put_leb(buf, m.len());
+                buf.extend_from_slice(m);
+                put_score(buf, *s);
             }
             Zset::Listpack(z)
         } else {

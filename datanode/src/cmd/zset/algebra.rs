@@ -40,8 +40,8 @@ fn aggregate(target: &mut f64, v: f64, how: Aggregate) {
 
 /// One input of the algebra: a sorted set, a set (every member scores 1) or nothing.
 enum Source<'a> {
-    Zset(&'a Zset),
-    Set(&'a crate::store::Set),
+    Zset(crate::store::Ref<'a, Zset>),
+    Set(crate::store::Ref<'a, crate::store::Set>),
 }
 
 impl Source<'_> {

@@ -200,7 +200,7 @@ pub(super) fn zrangestore(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         None => Vec::new(),
         Some(e) => {
             let z = e.collection::<Zset>().map_err(|_| ERR_WRONGTYPE)?;
-            let (lo, hi) = selected_ranks(z, &r, &sel);
+            let (lo, hi) = selected_ranks(&z, &r, &sel);
             // Stored ascending, whichever way the range was read.
             z.collect_range(lo, hi, false)
         }
