@@ -7,9 +7,7 @@ use chkv_namenode::HttpToken;
 use serde_json::Value;
 
 use crate::prom::parse_prometheus;
-use crate::util::{
-    bounded, config, http_get, http_request, start, within, FakeDataNode, Received,
-};
+use crate::util::{bounded, config, http_get, http_request, start, within, FakeDataNode, Received};
 
 const INTERVAL: Duration = Duration::from_millis(100);
 /// Liveness bound of a wait: generous.

@@ -3,8 +3,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -153,8 +153,7 @@ pub struct FakeDataNode {
     pongs: Arc<AtomicBool>,
     /// The members each received table's message listed, by epoch.
     members: Members,
-    /// The newest epoch [`FakeDataNode::table`] returned: the NameNode sends a member that
-    /// looks behind its current table again, so a table may arrive twice.
+    /// The newest epoch [`FakeDataNode::next`] returned a table of.
     seen: u64,
     task: JoinHandle<()>,
 }
@@ -222,7 +221,7 @@ impl FakeDataNode {
             heartbeats,
             pongs,
             members,
-            seen: epoch_seen,
+            seen: 0,
             task,
         })
     }
@@ -240,7 +239,6 @@ impl FakeDataNode {
             Received::Welcome(table, nodes) => (table, nodes),
             other => bail!("expected a welcome, got {other:?}"),
         };
-        node.seen = table.epoch();
         // Every member, this one included, holds its ring share once the handoffs the join
         // started are confirmed: a condition, not a quiet spell (a table that came after a
         // pause was taken for the last one, and a later one surprised the test).
@@ -253,11 +251,25 @@ impl FakeDataNode {
         Ok((node, table))
     }
 
-    /// The next message from the NameNode.
+    /// The next message from the NameNode, tables it sent before left out: the NameNode
+    /// sends a member that looks behind (a heartbeat that crossed the table) its current
+    /// table again, so on a loaded machine a table may arrive twice.
     pub async fn next(&mut self, wait: Duration) -> Result<Received> {
-        within(wait, "a message from the namenode", self.received.recv())
-            .await?
-            .context("fake datanode task ended")
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = within(left, "a message from the namenode", self.received.recv())
+                .await?
+                .context("fake datanode task ended")?;
+            match &msg {
+                Received::Table(t) if t.epoch() <= self.seen => continue,
+                Received::Table(t) | Received::Welcome(t, _) => {
+                    self.seen = self.seen.max(t.epoch())
+                }
+                Received::Error(_) | Received::Closed => {}
+            }
+            return Ok(msg);
+        }
     }
 
     /// Waits for the welcome and returns its table.
@@ -266,7 +278,6 @@ impl FakeDataNode {
             Received::Welcome(table, nodes) => {
                 // A newcomer is listed before its slots have been handed to it.
                 assert!(table.nodes().len() <= nodes.len(), "every owner is listed");
-                self.seen = self.seen.max(table.epoch());
                 Ok(table)
             }
             other => bail!("expected a welcome, got {other:?}"),
@@ -274,18 +285,11 @@ impl FakeDataNode {
     }
 
     /// Waits for the next pushed table.
-    /// The next table newer than those this returned before (a table sent again is skipped).
+    /// Waits for the next (new) table.
     pub async fn table(&mut self, wait: Duration) -> Result<SlotTable> {
-        let deadline = Instant::now() + wait;
-        loop {
-            match self.next(deadline.saturating_duration_since(Instant::now())).await? {
-                Received::Table(table) if table.epoch() <= self.seen => continue,
-                Received::Table(table) => {
-                    self.seen = table.epoch();
-                    return Ok(table);
-                }
-                other => bail!("expected a table, got {other:?}"),
-            }
+        match self.next(wait).await? {
+            Received::Table(table) => Ok(table),
+            other => bail!("expected a table, got {other:?}"),
         }
     }
 
@@ -296,11 +300,18 @@ impl FakeDataNode {
         let mut table = self.table(wait).await?;
         let deadline = Instant::now() + SETTLE_LIMIT;
         loop {
-            let members = self.members.lock().expect("members").get(&table.epoch()).cloned();
+            let members = self
+                .members
+                .lock()
+                .expect("members")
+                .get(&table.epoch())
+                .cloned();
             if members.is_some_and(|m| same_owners(&table, &ring_table(&m))) {
                 return Ok(table);
             }
-            table = self.table(deadline.saturating_duration_since(Instant::now())).await?;
+            table = self
+                .table(deadline.saturating_duration_since(Instant::now()))
+                .await?;
         }
     }
 
