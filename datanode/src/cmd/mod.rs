@@ -280,6 +280,10 @@ pub struct Session {
     /// Set when the last command was refused for want of an ownership lease (nothing was
     /// done): the caller may wait for one and run it again (see [`crate::lease`]).
     pub fenced: bool,
+    /// Set when the last command ran but the lease ran out meanwhile: its reply and the
+    /// lease's reset count before it ran, for the connection to send once a renewal proves
+    /// the reply stands (see [`crate::lease::LOST_WAIT`]).
+    pub lease_lost: Option<(Frame, u64)>,
     /// Set by a blocking command that found nothing to serve it: the connection awaits it
     /// (see [`crate::blocking`]).
     pub blocked: Option<crate::blocking::Blocked>,
@@ -345,6 +349,7 @@ impl Session {
             in_script: false,
             error_counted: false,
             fenced: false,
+            lease_lost: None,
             import_resets: None,
             blocked: None,
             tracking: None,
@@ -622,6 +627,8 @@ fn run_resolved(
     // before the command and again after it (see [`crate::lease`]). Commands inside EXEC or
     // a script are covered by the EXEC's or the script's own check.
     let leased = !ctx.session.tx.running && serves_data(spec) && ctx.node.lease.enforced();
+    ctx.session.lease_lost = None;
+    let resets = ctx.node.lease.resets();
     if leased && !ctx.node.lease.check() {
         ctx.session.fenced = true;
         ctx.node.cmdstats.reject(idx as usize);
@@ -677,7 +684,10 @@ fn run_resolved(
         .record(idx as usize, crate::clock::elapsed_us(started), failed);
     if leased && !ctx.node.lease.serving() {
         // Ran, but the lease may have run out meanwhile (a pause mid-command): its slots may
-        // belong to another node now, so this is no acknowledgement.
+        // belong to another node now, so this is no acknowledgement yet. The connection
+        // holds the reply until a renewal proves they did not (see
+        // [`crate::lease::LOST_WAIT`]); whoever does not wait answers this.
+        ctx.session.lease_lost = Some((reply, resets));
         return crate::lease::ERR_LEASE_LOST;
     }
     reply
