@@ -71,6 +71,9 @@ pub enum Pending {
     Fenced { req: Request },
     /// The same for a transaction that would run here.
     FencedTx { cmds: Vec<Request> },
+    /// A command that ran here while the lease ran out: its reply is sent if a renewal
+    /// comes with no drop since `resets`, else [`crate::lease::ERR_LEASE_LOST`].
+    LeaseLost { reply: Frame, resets: u64 },
     /// A blocking command waiting here for a key ([`crate::blocking`]).
     Blocked(crate::blocking::Blocked),
     /// A request a peer sent as a client's user (`CLUSTER ASUSER`): resolved (and planned
@@ -487,6 +490,9 @@ fn run_here(node: &Node, session: &mut Session, req: &Request) -> Planned {
     let reply = run_local(node, session, req);
     if std::mem::take(&mut session.fenced) {
         return Planned::Later(Pending::Fenced { req: req.clone() });
+    }
+    if let Some((reply, resets)) = session.lease_lost.take() {
+        return Planned::Later(Pending::LeaseLost { reply, resets });
     }
     if let Some(b) = session.blocked.take() {
         return Planned::Later(Pending::Blocked(b));
@@ -914,6 +920,7 @@ fn run_with_retries<'a>(
                                 | Pending::Task(_)
                                 | Pending::Fenced { .. }
                                 | Pending::FencedTx { .. }
+                                | Pending::LeaseLost { .. }
                                 | Pending::Blocked(_)
                                 | Pending::AsUser { .. }
                                 | Pending::RemoteBlocked { .. }),
@@ -1050,6 +1057,25 @@ async fn wait_for_lease(node: &Arc<Node>, slots: &[u16]) -> bool {
             return false;
         }
         // Renewals wake it; a new table is noticed at the next poll.
+        let _ = tokio::time::timeout(Duration::from_millis(20), renewals.changed()).await;
+    }
+}
+
+/// Waits (at most [`crate::lease::LOST_WAIT`]) for this node to hold its lease again with no
+/// drop of its slots since `resets`: then a command that ran while the lease ran out stands.
+async fn renewed_since(node: &Arc<Node>, resets: u64) -> bool {
+    let mut renewals = node.lease.watch_renewals();
+    let deadline = tokio::time::Instant::now() + crate::lease::LOST_WAIT;
+    loop {
+        if node.lease.resets() != resets {
+            return false;
+        }
+        if node.lease.check() {
+            return node.lease.resets() == resets;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
         let _ = tokio::time::timeout(Duration::from_millis(20), renewals.changed()).await;
     }
 }
@@ -1291,6 +1317,13 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
                     encoded(&crate::lease::ERR_NO_LEASE, proto)
                 }
                 Planned::Later(p) => Box::pin(resolve_one(node, session, p)).await,
+            }
+        }
+        Pending::LeaseLost { reply, resets } => {
+            if renewed_since(node, resets).await {
+                encoded(&reply, proto)
+            } else {
+                encoded(&crate::lease::ERR_LEASE_LOST, proto)
             }
         }
         Pending::FencedTx { cmds } => {

@@ -25,7 +25,9 @@
 //! the requests buffered in its sockets before any timer, so a flag set by a background
 //! task would come too late. A command refused at the start waits (bounded) for a renewal
 //! or for a new table and is planned again ([`crate::exec`]); one whose lease ran out while
-//! it ran answers an error saying it may or may not have been applied, never `+OK`.
+//! it ran holds its reply until a renewal with no drop in between proves the slots stayed
+//! this node's ([`LOST_WAIT`]), and otherwise answers `-UNCERTAIN` (it may or may not have
+//! been applied: never `+OK`, and never `-TRYAGAIN`, which clients retry as "not run").
 //!
 //! The clock is `CLOCK_MONOTONIC_COARSE` (a few nanoseconds to read; it lags the precise
 //! clock by at most one kernel tick, far below the NameNode's margin). It never jumps and
@@ -60,10 +62,20 @@ use tracing::{debug, info, warn};
 pub const ERR_NO_LEASE: Frame = Frame::err(
     "TRYAGAIN this node holds no ownership lease right now (paused, cut off, or rejoining); try again",
 );
-/// The lease ran out while the command ran: whether it took effect is unknown.
+/// The lease ran out while the command ran and no renewal came within [`LOST_WAIT`]: whether
+/// it took effect, and whether the effect lasts, is unknown. Not `-TRYAGAIN`, which Redis
+/// Cluster clients (this project's library too) retry as "not executed": an INCR retried
+/// after it had applied counted twice (seen under load in the client's ring test).
 pub const ERR_LEASE_LOST: Frame = Frame::err(
-    "TRYAGAIN this node's ownership lease ran out while the command ran; it may or may not have been applied",
+    "UNCERTAIN this node's ownership lease ran out while the command ran; it may or may not have been applied",
 );
+
+/// How long a command that ran while the lease ran out holds its reply, waiting for a
+/// renewal. A renewal with no drop in between ([`Lease::resets`] unchanged) proves no other
+/// node was given the slots meanwhile (the NameNode reassigns a node's slots only after
+/// every lease it could hold has run out, and never renews it after that), so the command
+/// ran while this node owned them and its reply stands.
+pub const LOST_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a request refused for want of a lease waits for one (or for a table that sends
 /// it elsewhere) before its client gets [`ERR_NO_LEASE`].

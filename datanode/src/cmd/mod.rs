@@ -434,6 +434,8 @@ fn run_resolved(
     // before the command and again after it (see [`crate::lease`]). Commands inside EXEC or
     // a script are covered by the EXEC's or the script's own check.
     let leased = !ctx.session.tx.running && serves_data(spec) && ctx.node.lease.enforced();
+    ctx.session.lease_lost = None;
+    let resets = ctx.node.lease.resets();
     if leased && !ctx.node.lease.check() {
         ctx.session.fenced = true;
         ctx.node.cmdstats.reject(idx as usize);
@@ -489,7 +491,10 @@ fn run_resolved(
         .record(idx as usize, crate::clock::elapsed_us(started), failed);
     if leased && !ctx.node.lease.serving() {
         // Ran, but the lease may have run out meanwhile (a pause mid-command): its slots may
-        // belong to another node now, so this is no acknowledgement.
+        // belong to another node now, so this is no acknowledgement yet. The connection
+        // holds the reply until a renewal proves they did not (see
+        // [`crate::lease::LOST_WAIT`]); whoever does not wait answers this.
+        ctx.session.lease_lost = Some((reply, resets));
         return crate::lease::ERR_LEASE_LOST;
     }
     reply

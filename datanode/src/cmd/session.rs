@@ -55,6 +55,10 @@ pub struct Session {
     /// Set when the last command was refused for want of an ownership lease (nothing was
     /// done): the caller may wait for one and run it again (see [`crate::lease`]).
     pub fenced: bool,
+    /// Set when the last command ran but the lease ran out meanwhile: its reply and the
+    /// lease's reset count before it ran, for the connection to send once a renewal proves
+    /// the reply stands (see [`crate::lease::LOST_WAIT`]).
+    pub lease_lost: Option<(Frame, u64)>,
     /// Set by a blocking command that found nothing to serve it: the connection awaits it
     /// (see [`crate::blocking`]).
     pub blocked: Option<crate::blocking::Blocked>,
@@ -120,6 +124,7 @@ impl Session {
             in_script: false,
             error_counted: false,
             fenced: false,
+            lease_lost: None,
             import_resets: None,
             blocked: None,
             tracking: None,

@@ -6,19 +6,33 @@ use anyhow::Result;
 use chkv_namenode::HttpToken;
 use serde_json::Value;
 
-use crate::util::{bounded, config, http_get, http_request, start, FakeDataNode, Received};
+use crate::util::{bounded, config, http_get, http_request, start, within, FakeDataNode, Received};
 use chkv_testkit::prom::parse_prometheus;
 
 const INTERVAL: Duration = Duration::from_millis(100);
+/// Liveness bound of a wait: generous.
+const LIVENESS: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn http_reports_the_cluster() -> Result<()> {
-    bounded(20, async {
+    bounded(180, async {
         let nn = start(config(INTERVAL, Duration::ZERO)).await?;
         let (_a, _) = FakeDataNode::join(nn.datanode_addr(), "dn-a", 7601, INTERVAL).await?;
         let (_b, table) = FakeDataNode::join(nn.datanode_addr(), "dn-b", 7602, INTERVAL).await?;
-        // Let a heartbeat or two carry the load figures.
-        tokio::time::sleep(INTERVAL * 3).await;
+        // Until a heartbeat of each has carried the load figures (a condition: on a loaded
+        // machine a fixed pause was sometimes too short).
+        within(LIVENESS, "both nodes' figures", async {
+            loop {
+                let (_, body) = http_get(nn.http_addr(), "/api/cluster").await?;
+                let cluster: Value = serde_json::from_str(&body)?;
+                let nodes = cluster["nodes"].as_array().cloned().unwrap_or_default();
+                if nodes.len() == 2 && nodes.iter().all(|n| n["keys"] == 100) {
+                    return anyhow::Ok(());
+                }
+                tokio::time::sleep(INTERVAL).await;
+            }
+        })
+        .await??;
 
         for path in ["/cluster", "/api/cluster"] {
             let (status, body) = http_get(nn.http_addr(), path).await?;
@@ -111,7 +125,7 @@ async fn http_reports_the_cluster() -> Result<()> {
 
 #[tokio::test]
 async fn hostile_node_ids_are_escaped() -> Result<()> {
-    bounded(20, async {
+    bounded(180, async {
         let nn = start(config(INTERVAL, Duration::ZERO)).await?;
         // Node ids are 1-64 printable bytes without spaces (issue 12), which still leaves
         // everything HTML needs escaped.
@@ -139,7 +153,7 @@ async fn hostile_node_ids_are_escaped() -> Result<()> {
 
 #[tokio::test]
 async fn drains_need_a_configured_token() -> Result<()> {
-    bounded(20, async {
+    bounded(180, async {
         let nn = start(config(INTERVAL, Duration::ZERO)).await?;
         let (_a, _) = FakeDataNode::join(nn.datanode_addr(), "dn-a", 7621, INTERVAL).await?;
         let r = http_request(
@@ -160,7 +174,7 @@ async fn drains_need_a_configured_token() -> Result<()> {
 
 #[tokio::test]
 async fn an_authorised_drain_moves_the_node_out() -> Result<()> {
-    bounded(30, async {
+    bounded(180, async {
         let mut cfg = config(INTERVAL, Duration::ZERO);
         cfg.http_token = HttpToken::new("tok-123");
         let nn = start(cfg).await?;
@@ -191,9 +205,9 @@ async fn an_authorised_drain_moves_the_node_out() -> Result<()> {
         assert_eq!(v["draining"], "dn-a");
         // The node answers with `leave`; its slots move to dn-b and the table without it is
         // its acknowledgement.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + LIVENESS;
         loop {
-            match a.next(Duration::from_secs(20)).await? {
+            match a.next(LIVENESS).await? {
                 Received::Table(t) if t.nodes().iter().all(|n| n.as_str() != "dn-a") => break,
                 _ if tokio::time::Instant::now() > deadline => anyhow::bail!("no drain"),
                 _ => {}
@@ -218,7 +232,7 @@ async fn an_authorised_drain_moves_the_node_out() -> Result<()> {
 
 #[tokio::test]
 async fn requests_are_bounded() -> Result<()> {
-    bounded(20, async {
+    bounded(180, async {
         let mut cfg = config(INTERVAL, Duration::ZERO);
         cfg.http_token = HttpToken::new("tok");
         let nn = start(cfg).await?;

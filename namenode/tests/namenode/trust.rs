@@ -15,7 +15,7 @@ use crate::util::{
     assert_every_slot_owned_once, bounded, config, dial_as, http_get, start, FakeDataNode, Watcher,
 };
 
-const WAIT: Duration = Duration::from_secs(10);
+const WAIT: Duration = Duration::from_secs(60);
 const INTERVAL: Duration = Duration::from_millis(100);
 
 fn secret() -> ClusterSecret {
@@ -108,7 +108,7 @@ async fn members(
 /// nothing, and the table does not move.
 #[tokio::test]
 async fn strangers_cannot_register_or_claim_slots() -> Result<()> {
-    bounded(60, async {
+    bounded(180, async {
         let nn = start(secured()).await?;
         let (_nodes, mut watcher, table) = members(&nn).await?;
 
@@ -181,7 +181,7 @@ async fn strangers_cannot_register_or_claim_slots() -> Result<()> {
 /// member may speak only for the id it authenticated as.
 #[tokio::test]
 async fn a_member_cannot_speak_for_another() -> Result<()> {
-    bounded(60, async {
+    bounded(180, async {
         let nn = start(secured()).await?;
         let (_nodes, mut watcher, _table) = members(&nn).await?;
         let (rd, mut wr) = dial_as(nn.datanode_addr(), "dn-c", &secret()).await?;
@@ -209,7 +209,7 @@ async fn a_member_cannot_speak_for_another() -> Result<()> {
 /// every later table. Now the register is refused and the epoch stays where it was.
 #[tokio::test]
 async fn an_absurd_epoch_is_refused() -> Result<()> {
-    bounded(60, async {
+    bounded(180, async {
         let nn = start(secured()).await?;
         let (_nodes, mut watcher, table) = members(&nn).await?;
         let (rd, mut wr) = dial_as(nn.datanode_addr(), "dn-x", &secret()).await?;
@@ -233,7 +233,7 @@ async fn an_absurd_epoch_is_refused() -> Result<()> {
 /// line is capped at 1 KB: the connection is closed after that much.
 #[tokio::test]
 async fn huge_handshake_lines_are_cut_off() -> Result<()> {
-    bounded(60, async {
+    bounded(180, async {
         let nn = start(secured()).await?;
         let s = TcpStream::connect(nn.datanode_addr()).await?;
         let (rd, mut wr) = s.into_split();
@@ -298,7 +298,7 @@ async fn members_see_the_namenode_prove_itself() -> Result<()> {
 /// 2^64-1 keys and bytes (and an epoch just under the limit) leave every page answering.
 #[tokio::test]
 async fn absurd_figures_from_members_do_not_break_the_pages() -> Result<()> {
-    bounded(60, async {
+    bounded(180, async {
         let nn = start(secured()).await?;
         let (nodes, _watcher, _table) = members(&nn).await?;
         for n in &nodes {

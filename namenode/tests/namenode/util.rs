@@ -3,17 +3,17 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use chkv_common::auth::{connect_lines, ClusterSecret, Purpose, NAMENODE_ID};
 use chkv_common::{
     decode_line, encode_line, ClientToNameNode, DataNodeToNameNode, NameNodeToClient,
-    NameNodeToDataNode, NodeId, NodeInfo, Slot, SlotTable, PROTOCOL_VERSION, SLOT_COUNT,
+    NameNodeToDataNode, NodeId, NodeInfo, Ring, Slot, SlotTable, PROTOCOL_VERSION, SLOT_COUNT,
 };
-use chkv_namenode::config::DEFAULT_TOLERANCE;
 use chkv_namenode::{Config, NameNodeHandle, Timing};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -22,8 +22,17 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Fails the test if `test` runs longer than `secs` seconds.
-/// Quiet time after which a join's handoff tables are taken to be over.
-pub const SETTLE: Duration = Duration::from_millis(300);
+/// Longest a change may take to settle (every handoff it starts confirmed and published):
+/// liveness, so generous for a test process that waits seconds for a core.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Heartbeat intervals of silence before a node is suspected: 2 s at the tests' 100 ms
+/// heartbeats. With the default 3 (300 ms), a test process whose tasks waited that long for
+/// a core (the workspace's tests on a loaded 2-core machine) saw its healthy fake nodes
+/// suspected, probed and declared dead, and tables the test did not expect.
+pub const PATIENT_TOLERANCE: u32 = 20;
+/// Gap between the three probes of a suspect node: one that answers within 3 s stays.
+pub const PATIENT_PROBE: Duration = Duration::from_secs(1);
 
 pub async fn bounded<F: Future<Output = Result<()>>>(secs: u64, test: F) -> Result<()> {
     tokio::time::timeout(Duration::from_secs(secs), test)
@@ -38,10 +47,13 @@ pub async fn within<T>(within: Duration, what: &str, fut: impl Future<Output = T
         .with_context(|| format!("timed out after {within:?} waiting for {what}"))
 }
 
-/// A config on free loopback ports with `interval` heartbeats, the default tolerance (3) and
-/// probe rule, and the given startup grace.
+/// A config on free loopback ports with `interval` heartbeats, the given startup grace, and
+/// patient failure detection ([`PATIENT_TOLERANCE`], [`PATIENT_PROBE`]): tests that are not
+/// about detection never see a healthy node suspected.
 pub fn config(interval: Duration, grace: Duration) -> Config {
-    let mut timing = Timing::new(interval, DEFAULT_TOLERANCE);
+    let tolerance = NonZeroU32::new(PATIENT_TOLERANCE).expect("nonzero");
+    let mut timing = Timing::new(interval, tolerance);
+    timing.probe_interval = PATIENT_PROBE;
     timing.startup_grace = grace;
     Config {
         timing,
@@ -103,6 +115,16 @@ pub fn assert_every_slot_owned_once(table: &SlotTable, members: &[&str]) {
     assert_eq!(total, SLOT_COUNT);
 }
 
+/// The table the NameNode settles on for `members` once every handoff is confirmed (fake
+/// nodes confirm at once): the ring's, a pure function of the membership.
+pub fn ring_table<'a>(members: impl IntoIterator<Item = &'a NodeId>) -> SlotTable {
+    let mut ring = Ring::default();
+    for m in members {
+        ring.add(m.clone());
+    }
+    ring.slot_table()
+}
+
 /// Whether `a` and `b` give every slot the same owner (epochs aside).
 pub fn same_owners(a: &SlotTable, b: &SlotTable) -> bool {
     Slot::all().all(|s| a.owner(s) == b.owner(s))
@@ -118,6 +140,9 @@ pub enum Received {
     Closed,
 }
 
+/// The member ids listed with each table a fake node received, by epoch.
+type Members = Arc<std::sync::Mutex<std::collections::BTreeMap<u64, Vec<NodeId>>>>;
+
 /// A DataNode as far as the NameNode can tell: registers, heartbeats every interval with its
 /// newest epoch, answers pings, applies tables. Switches make it go quiet.
 pub struct FakeDataNode {
@@ -126,6 +151,10 @@ pub struct FakeDataNode {
     commands: mpsc::UnboundedSender<DataNodeToNameNode>,
     heartbeats: Arc<AtomicBool>,
     pongs: Arc<AtomicBool>,
+    /// The members each received table's message listed, by epoch.
+    members: Members,
+    /// The newest epoch [`FakeDataNode::next`] returned a table of.
+    seen: u64,
     task: JoinHandle<()>,
 }
 
@@ -172,6 +201,7 @@ impl FakeDataNode {
         let heartbeats = Arc::new(AtomicBool::new(true));
         let pongs = Arc::new(AtomicBool::new(true));
         let epoch = Arc::new(AtomicU64::new(epoch_seen));
+        let members = Members::default();
         let task = tokio::spawn(run_datanode(
             node_id.clone(),
             rd.lines(),
@@ -182,6 +212,7 @@ impl FakeDataNode {
             heartbeats.clone(),
             pongs.clone(),
             epoch,
+            members.clone(),
         ));
         Ok(FakeDataNode {
             id: node_id,
@@ -189,6 +220,8 @@ impl FakeDataNode {
             commands,
             heartbeats,
             pongs,
+            members,
+            seen: 0,
             task,
         })
     }
@@ -202,20 +235,41 @@ impl FakeDataNode {
         interval: Duration,
     ) -> Result<(FakeDataNode, SlotTable)> {
         let mut node = FakeDataNode::register(namenode, id, port, interval, None).await?;
-        let mut table = node.welcome(Duration::from_secs(5)).await?;
-        while let Ok(Some(Received::Table(t))) =
-            tokio::time::timeout(SETTLE, node.received.recv()).await
-        {
-            table = t;
+        let (mut table, members) = match node.next(SETTLE_LIMIT).await? {
+            Received::Welcome(table, nodes) => (table, nodes),
+            other => bail!("expected a welcome, got {other:?}"),
+        };
+        // Every member, this one included, holds its ring share once the handoffs the join
+        // started are confirmed: a condition, not a quiet spell (a table that came after a
+        // pause was taken for the last one, and a later one surprised the test).
+        let target = ring_table(members.iter().map(|n| &n.id));
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        while !same_owners(&table, &target) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            table = node.table(left).await?;
         }
         Ok((node, table))
     }
 
-    /// The next message from the NameNode.
+    /// The next message from the NameNode, tables it sent before left out: the NameNode
+    /// sends a member that looks behind (a heartbeat that crossed the table) its current
+    /// table again, so on a loaded machine a table may arrive twice.
     pub async fn next(&mut self, wait: Duration) -> Result<Received> {
-        within(wait, "a message from the namenode", self.received.recv())
-            .await?
-            .context("fake datanode task ended")
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = within(left, "a message from the namenode", self.received.recv())
+                .await?
+                .context("fake datanode task ended")?;
+            match &msg {
+                Received::Table(t) if t.epoch() <= self.seen => continue,
+                Received::Table(t) | Received::Welcome(t, _) => {
+                    self.seen = self.seen.max(t.epoch())
+                }
+                Received::Error(_) | Received::Closed => {}
+            }
+            return Ok(msg);
+        }
     }
 
     /// Waits for the welcome and returns its table.
@@ -231,6 +285,7 @@ impl FakeDataNode {
     }
 
     /// Waits for the next pushed table.
+    /// Waits for the next (new) table.
     pub async fn table(&mut self, wait: Duration) -> Result<SlotTable> {
         match self.next(wait).await? {
             Received::Table(table) => Ok(table),
@@ -238,16 +293,26 @@ impl FakeDataNode {
         }
     }
 
-    /// Waits for a table, then takes the ones that follow until they stop (a membership
-    /// change publishes the new member first, then a table per completed handoff).
+    /// Waits for a table, then takes the ones that follow until every member holds its
+    /// ring share (a membership change publishes the new member first, then a table per
+    /// completed handoff); that one.
     pub async fn settled(&mut self, wait: Duration) -> Result<SlotTable> {
         let mut table = self.table(wait).await?;
-        while let Ok(Some(Received::Table(t))) =
-            tokio::time::timeout(SETTLE, self.received.recv()).await
-        {
-            table = t;
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        loop {
+            let members = self
+                .members
+                .lock()
+                .expect("members")
+                .get(&table.epoch())
+                .cloned();
+            if members.is_some_and(|m| same_owners(&table, &ring_table(&m))) {
+                return Ok(table);
+            }
+            table = self
+                .table(deadline.saturating_duration_since(Instant::now()))
+                .await?;
         }
-        Ok(table)
     }
 
     /// Sends `msg` as this node.
@@ -298,6 +363,7 @@ async fn run_datanode(
     heartbeats: Arc<AtomicBool>,
     pongs: Arc<AtomicBool>,
     epoch: Arc<AtomicU64>,
+    members: Members,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -338,6 +404,8 @@ async fn run_datanode(
                         epoch.fetch_max(table.epoch(), Ordering::SeqCst);
                         // Members that own nothing yet (a join in progress) are listed too.
                         assert!(table.nodes().len() <= nodes.len());
+                        let ids = nodes.into_iter().map(|n| n.id).collect();
+                        members.lock().expect("members").insert(table.epoch(), ids);
                         let _ = sent.send(Received::Table(table));
                         continue;
                     }
@@ -418,11 +486,14 @@ impl Watcher {
         Ok(self.next(wait).await?.0)
     }
 
-    /// The first table within `wait`, then the ones that follow until they stop; the last.
+    /// The first table within `wait`, then the ones that follow until every member holds
+    /// its ring share (the handoffs of the change are confirmed); that one.
     pub async fn settled(&mut self, wait: Duration) -> Result<(SlotTable, Vec<NodeInfo>)> {
         let mut last = self.next(wait).await?;
-        while let Ok(next) = self.next(SETTLE).await {
-            last = next;
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        while !same_owners(&last.0, &ring_table(last.1.iter().map(|n| &n.id))) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            last = self.next(left).await?;
         }
         Ok(last)
     }
