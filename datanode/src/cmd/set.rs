@@ -612,7 +612,8 @@ mod tests {
             int(0)
         );
         assert_eq!(h.run(&["SCARD", "s"]), int(4));
-        assert!(used(&h) < one);
+        // One 1-byte member less: at most the same size class (16-byte steps).
+        assert!(used(&h) <= one);
         assert_eq!(
             h.run(&["SADD", "s", &String::from_utf8_lossy(&popped)]),
             int(1)

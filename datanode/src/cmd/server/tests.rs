@@ -27,7 +27,10 @@ fn check_ratio(info: &str) {
         .find_map(|l| l.strip_prefix("mem_fragmentation_ratio:"))
         .and_then(|v| v.trim().parse().ok())
         .expect("mem_fragmentation_ratio");
-    assert!((0.5..3.0).contains(&ratio), "{ratio} in {info}");
+    // A unit test's process is shared with every other test running in parallel, so its RSS
+    // says nothing about this node: only the figure's presence and sign are checked here
+    // (the formula is checked above, and against a real server in the server tests).
+    assert!(ratio > 0.0, "{ratio} in {info}");
     assert!(info.contains("used_memory_startup:"), "{info}");
 }
 
