@@ -8,7 +8,7 @@
 //! - SCAN: the cursor is (slot, position), so a key present for the whole scan is returned;
 //! - sampling: active expiry and eviction pick random keys in O(1) without a full scan.
 //!
-//! Each slot table ([`table`]) is a hash table whose entries also have dense positions, with
+//! Each slot table (`table`) is a hash table whose entries also have dense positions, with
 //! a side list of the entries that carry a TTL, so expiry samples only keys that can expire,
 //! like Redis's `expires` dict. Removal is `swap_remove` on positions, which keeps both O(1);
 //! SCAN walks each table's positions from its end towards its start, the direction in which
@@ -35,7 +35,7 @@
 //! friends) and client tracking ([`TrackedSlots`], the [`TrackSink`]).
 //!
 //! # Modules
-//! - [`table`]: one slot's hash table with dense positions and its TTL list.
+//! - `table`: one slot's hash table with dense positions and its TTL list.
 //! - [`value`]: typed values: strings, hashes and sets in their compact and table encodings.
 //! - [`list`]: lists as a quicklist of listpack-format nodes.
 //! - [`zset`]: sorted sets: a compact listpack-like block, or a slab, hash and counted B+ tree.
