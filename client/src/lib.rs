@@ -30,29 +30,36 @@
 //! ```
 //!
 //! # Layout
-//! - [`client`](Client): the builder, the routing state and the retry loop (one `match` on
-//!   what a failure means: [`Error`] variants say whether they were retried).
+//! - [`client`](Client): the client, the routing state it shares with the watcher, and the
+//!   retry loop (one `match` on what a failure means: [`Error`] variants say whether they
+//!   were retried); its `builder` holds [`Builder`] and the options.
 //! - `conn`: one multiplexed connection per DataNode (a small pool of them): a background
 //!   writer and reader own the socket; callers queue requests and await their replies,
-//!   matched in order.
+//!   matched in order (`dial`, `tasks` and `pool` beside it).
 //! - `routing`: the slot map (table plus what `-MOVED` taught since) and the command table
 //!   of key positions.
 //! - `watcher`: the long-lived watch on the NameNode, with reconnects and backoff.
-//! - [`Value`]/[`FromValue`] and `resp`: replies and a compact RESP2/RESP3 decoder that
-//!   never trusts the network.
+//! - `resp`: commands out, and a compact RESP2/RESP3 reply decoder that never trusts the
+//!   network.
+//! - `value`: replies as [`Value`]s, [`ServerError`] and the [`FromValue`] conversions.
+//! - `error`: [`Error`], the library's one error type.
+//! - `commands`: the typed API of strings and keys ([`Client::get`], [`Client::set_with`],
+//!   ..., [`Client::scan_all`]), and in `commands::bits` bitmaps, LCS and HyperLogLog.
 //! - `collections`: the typed API of hashes ([`Client::hset`], ...) and sets
 //!   ([`Client::sadd`], ...).
 //! - `lists`: lists ([`Client::lpush`], [`Client::lrange`], ...) and the blocking pops
 //!   ([`Client::blpop`], [`Client::blmove`], ...), which wait on a connection of their own.
 //! - `zsets`: sorted sets ([`Client::zadd`], [`Client::zrangebyscore`], ...) and GEO
 //!   ([`Client::geoadd`], [`Client::geosearch`], ...).
+//! - `pipeline`: [`Pipeline`], many commands in one round trip per DataNode.
 //! - `pubsub`: [`Client::subscribe`], [`Client::psubscribe`] and [`Client::ssubscribe`] as
 //!   [`Subscription`]s, each on its own connection that subscribes again after a reconnect
 //!   or when a shard channel's slot moves (at-most-once delivery, like Redis Pub/Sub).
 //! - `nearcache`: the optional near-cache of GET results ([`Builder::near_cache`]), a data
 //!   structure the connections feed with invalidation pushes and replies.
-//! - The typed API ([`Client::get`], [`Client::set_with`], ...), [`Pipeline`],
-//!   [`Client::scan_all`], and [`blocking::Client`] for code without an async runtime.
+//! - `url`: `redis://` and `rediss://` URLs, which [`Builder::connect`] and
+//!   [`Builder::connect_standalone_url`] take.
+//! - [`blocking`]: [`blocking::Client`], for code without an async runtime.
 //!
 //! # Semantics worth knowing
 //! - Connections say `CLUSTER REDIRECTS YES`, so a DataNode never forwards our requests: one

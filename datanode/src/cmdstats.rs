@@ -4,7 +4,7 @@
 //!
 //! Recorded by [`crate::cmd::dispatch`] for every command this node runs (forwarded requests
 //! are counted where they run). Each thread writes its own row of a
-//! [`CounterTable`](crate::striped::CounterTable): no locked instruction and no shared cache
+//! [`CounterTable`]: no locked instruction and no shared cache
 //! line per command. The cost per command is two monotonic clock reads ([`crate::clock`]) and
 //! four plain stores; `/metrics` sums the rows when scraped.
 

@@ -2,9 +2,10 @@
 //!
 //! [`plan`] decides synchronously for each request. Local requests are answered at once;
 //! forwarded ones leave a [`Pending`] reply whose bytes arrive later. The connection keeps
-//! replies in request order by queueing encoded local replies and pendings in one list and
-//! resolving it in order ([`resolve`]) before writing. A pipeline of forwarded requests is
-//! therefore sent to each owner in one go and answered in order.
+//! replies in request order by queueing encoded local replies and pendings in one list
+//! ([`Replies`]) and resolving it in order ([`Replies::resolve_into`]) before writing. A
+//! pipeline of forwarded requests is therefore sent to each owner in one go and answered in
+//! order.
 //!
 //! When a forwarded request comes back `-MOVED` (the owner's table is newer or older than
 //! ours) or its connection fails, the request is planned again with the current table and

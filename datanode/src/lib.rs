@@ -5,13 +5,15 @@
 //!
 //! # Layout
 //! - [`acl`]: ACL users: rules, categories, selectors, the permission check, ACL LOG.
-//! - [`resp`]: request parsing and reply encoding, byte slices in and out.
+//! - [`resp`]: request parsing and reply encoding, byte slices in and out, and the reply
+//!   parser for relaying another node's answers.
 //! - [`store`]: the slot-partitioned in-memory store with lazy and active expiry.
 //! - [`cmd`]: the command table and every command's logic, as plain functions.
 //! - [`clock`]: wall and monotonic clock reads as plain integers, for the hot path.
 //! - [`cmdstats`]: calls, errors and latency per command, striped per thread.
 //! - [`http`]: the optional HTTP port (`--http-port`): `/metrics` and `/healthz`.
-//! - [`node`]: state shared by a node's connections (store, config, counters, clients).
+//! - [`node`]: state shared by a node's connections (store, config, counters, clients, the
+//!   effective routing) and the handles of the other parts; no I/O of its own.
 //! - [`cluster`]: the routing snapshot (slot owners) and the per-request routing decision.
 //! - [`peer`]: pipelined connections to other DataNodes for forwarding.
 //! - [`pubsub`]: channel, pattern and shard subscriptions and the bounded per-connection
@@ -19,11 +21,13 @@
 //! - [`exec`]: running a request here, on its owner, or split over owners.
 //! - [`blocking`]: clients blocked on keys (BLPOP and friends), served when a write makes a
 //!   key ready.
-//! - [`agent`]: registration, heartbeats and table updates with the NameNode.
+//! - [`agent`]: registration, heartbeats, probes and table updates with the NameNode, and
+//!   its orders (migrate, drain) passed on.
 //! - [`lease`]: the ownership lease a node needs to serve its slots, and its renewal.
 //! - [`rdb`]: Redis's serialized value format (DUMP, RESTORE, MIGRATE payloads).
 //! - [`lzf`]: LZF compression (RDB strings, compressed list nodes).
-//! - [`handoff`]: moving slots to another node (freeze, copy, flip, release).
+//! - [`handoff`]: moving slots to another node (freeze, copy, flip, release), taking slots
+//!   from one, and the routing overrides both leave until the NameNode's table agrees.
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
 //! - [`outbuf`]: `client-output-buffer-limit`, Redis's per-class output limits.
@@ -33,7 +37,8 @@
 //! - [`striped`]: per-thread counters, summed when read (no shared line written per request).
 //! - [`sync`]: FUNCTION libraries and ACL users kept the same on every DataNode (versioned
 //!   entries, exchanged after a change and compared by digest every 500 ms).
-//! - [`tls`]: TLS on the client port (rustls): settings, certificate loading and reload.
+//! - [`tls`]: TLS (rustls) on the client port and, with `tls-cluster`, on links to peers and
+//!   the NameNode: settings, certificate loading and reload.
 //! - [`hll`]: HyperLogLog in Redis's byte format (sparse and dense), as plain functions.
 //! - [`lua`]: Lua scripting: EVAL scripts and FUNCTION libraries, engines, BUSY and KILL.
 //! - [`geohash`]: Redis's 52-bit geohash (GEO scores), search cells and distances.

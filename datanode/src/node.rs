@@ -1,5 +1,10 @@
-//! The state one DataNode shares between its connections: the store, the runtime config,
-//! the server counters and the client registry. Plain Rust, no I/O: commands take a `&Node`.
+//! [`Node`], the state one DataNode shares between its connections: the store, the runtime
+//! config, the server counters, the client registry, the effective routing snapshot, and the
+//! handles of the parts that own I/O or threads (the peer connections of [`crate::peer`], the
+//! handoff queue of [`crate::handoff`], the lease, the Lua engines, pub/sub, tracking,
+//! blocked clients, TLS, ACL). Commands take a `&Node`; its own methods read and swap state
+//! and never wait on a socket (installing a routing snapshot invalidates, wakes and drops,
+//! it does not send).
 
 use crate::cluster::Routing;
 use crate::config::Config;

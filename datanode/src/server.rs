@@ -234,7 +234,7 @@ pub fn bind_error(e: std::io::Error, what: &str, addr: SocketAddr, flag: &str) -
 /// Each message on `signals` is one SIGTERM or SIGINT. The first one stops a standalone node
 /// at once; a node in a cluster drains first, like `k`, for at most `shutdown_timeout`, so
 /// an orchestrator's stop loses no data. A second signal stops at once. Closing the
-/// connections is bounded too ([`CLOSE_LIMIT`]).
+/// connections is bounded too (`CLOSE_LIMIT`).
 pub async fn run(
     config: Config,
     mut signals: mpsc::Receiver<()>,

@@ -98,8 +98,13 @@
 //! # Ring and published table
 //!
 //! `ring` is the target ownership for the current membership; `published` is the table
-//! everyone was told. Today every ring change is published at once (`ring_changed`);
-//! the handoff protocol will sit between the two, moving slots before they flip.
+//! everyone was told. `reconcile` brings the second towards the first after every ring
+//! change: a slot whose owner is gone (dead, or never assigned) goes to its ring owner at
+//! once, there being no data to move; a slot whose owner is alive stays with it, and that
+//! owner is sent `migrate` (slots, new owner) and the slot is *in flight*. The table changes
+//! only when the old owner reports `handoff_done`; a move not confirmed within 15 s is
+//! ordered again. A draining member leaves the ring at once but stays a member until it owns
+//! nothing, and the table without it is its acknowledgement.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;

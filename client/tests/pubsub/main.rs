@@ -6,7 +6,8 @@
 //!
 //! A test binary of its own: run in the same process as the `client` tests' ring tests, its
 //! drain made `ring::join_drain_and_kill_under_load` see lost writes (see the report of the
-//! `pubsub` branch); separate binaries run one after the other.
+//! `pubsub` branch); separate binaries run one after the other. `util` is the `client`
+//! tests' `util.rs` (clusters, drains, convergence), shared by path.
 
 #[allow(dead_code)]
 #[path = "../client/util.rs"]

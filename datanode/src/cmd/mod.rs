@@ -26,8 +26,11 @@
 //! - [`bits`]: bitmaps (SETBIT, BITCOUNT, BITFIELD, ...) and LCS, on string values.
 //! - [`hll`]: HyperLogLog (PFADD, PFCOUNT, PFMERGE, PFDEBUG, PFSELFTEST).
 //! - [`migrate`]: DUMP, RESTORE and MIGRATE, in Redis's serialized format.
+//! - [`longdouble`]: x86-64 `long double` arithmetic, so INCRBYFLOAT and HINCRBYFLOAT print
+//!   exactly what Redis prints.
 //! - `session`: a connection's state ([`Session`]); `args`: argument parsing and the error
-//!   replies every command file shares.
+//!   replies every command file shares; `testutil` (tests only): a node and a session to
+//!   run commands against.
 
 pub mod acl;
 pub mod bits;

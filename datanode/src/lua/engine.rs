@@ -6,8 +6,8 @@
 //! parallel. A script runs start to end on one thread, with its engine to itself.
 //!
 //! **The running script.** `redis.call` and the instruction hook need the script's command
-//! context. It lives on the stack of [`Engine::run`] for the duration of one call into Lua,
-//! and a thread-local holds a raw pointer to it ([`CURRENT`]); callbacks borrow it for the
+//! context. It lives on the stack of `Engine::run` for the duration of one call into Lua,
+//! and a thread-local holds a raw pointer to it (`CURRENT`); callbacks borrow it for the
 //! length of one callback. Nothing else touches it while Lua runs.
 //!
 //! **Errors** follow Redis: a runtime error becomes a table `{err=...}` (string errors get

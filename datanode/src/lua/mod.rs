@@ -482,7 +482,7 @@ impl Scripting {
         })
     }
 
-    /// FUNCTION LOAD [REPLACE]: the library's name.
+    /// `FUNCTION LOAD [REPLACE]`: the library's name.
     pub fn function_load(&self, origin: &str, code: &[u8], replace: bool) -> Reply {
         let (name, _) =
             library::library_header(code).map_err(|e| Frame::error(format!("ERR {e}")))?;

@@ -8,7 +8,7 @@
 //! - SCAN: the cursor is (slot, position), so a key present for the whole scan is returned;
 //! - sampling: active expiry and eviction pick random keys in O(1) without a full scan.
 //!
-//! Each slot table ([`table`]) is a hash table whose entries also have dense positions, with
+//! Each slot table (`table`) is a hash table whose entries also have dense positions, with
 //! a side list of the entries that carry a TTL, so expiry samples only keys that can expire,
 //! like Redis's `expires` dict. Removal is `swap_remove` on positions, which keeps both O(1);
 //! SCAN walks each table's positions from its end towards its start, the direction in which
@@ -16,19 +16,35 @@
 //!
 //! An entry's value is typed ([`Value`], see [`value`]): a string lives in the entry's own
 //! block, as small as an untyped entry; a collection's own struct (a listpack's buffer
-//! pointer and count, or a pointer to a large table) lives in the entry's block too, after the
-//! key, so a small collection costs its key's block and its encoding's block, nothing more. Commands read through [`EntryRef`] (`as_str`, `as_hash`,
-//! `as_set`) and change collections through [`SlotGuard::modify`], which keeps the memory
-//! accounting exact and answers [`WrongType`] for a key of another type. [`handoff`] holds
-//! the one serialization of an entry's value, versioned, for join and drain.
+//! pointer and count, or a pointer to a large table) lives in the entry's block too, after
+//! the key, so a small collection costs its key's block and its encoding's block, nothing
+//! more. Commands read strings through [`EntryRef`] (`as_str`, and `as_hash`, `as_set` for
+//! read-only collection access) and change collections through [`SlotGuard::modify`], which
+//! keeps the memory accounting exact and answers [`WrongType`] for a key of another type.
+//! A new type is a [`Kind`] and a [`Value`] variant in [`value`] (its structure in a file of
+//! its own, like [`list`] and [`zset`]), its size in [`Value::heap_size`], and its encoding in
+//! [`handoff`], the one serialization of an entry's value, versioned, for join and drain.
 //!
 //! Time is a parameter (`now`, milliseconds since the Unix epoch) everywhere, so tests drive
 //! expiry without sleeping.
 //!
 //! Transactions: [`Db::lock_tx`] holds the slots of a whole EXEC, and [`Db::lock`] on that
 //! thread hands the held slots out, so commands run inside EXEC unchanged. Every change to a
-//! key ends in the "key modified" signal of [`watch`] (WATCH; later client tracking), and in a
-//! slot with blocked clients ([`BlockedSlots`]) in the ready hook (BLPOP and friends).
+//! key ends in one "key modified" call, which tells whoever the slot's bitmaps say listens:
+//! WATCHers ([`watch`]), blocked clients ([`BlockedSlots`], the ready hook: BLPOP and
+//! friends) and client tracking ([`TrackedSlots`], the [`TrackSink`]).
+//!
+//! # Modules
+//! - `table`: one slot's hash table with dense positions and its TTL list.
+//! - [`value`]: typed values: strings, hashes and sets in their compact and table encodings.
+//! - [`list`]: lists as a quicklist of listpack-format nodes.
+//! - [`zset`]: sorted sets: a compact listpack-like block, or a slab, hash and counted B+ tree.
+//! - `name`: members of large collections, inline up to 22 bytes, in chunked arrays.
+//! - [`mem`]: memory accounting: what an allocation really costs the process.
+//! - [`evict`]: `maxmemory` and its sampled eviction policies.
+//! - [`glob`]: Redis's glob matching (KEYS, SCAN MATCH, CONFIG GET).
+//! - [`watch`]: the "key modified" signal for WATCH.
+//! - [`handoff`]: a slot copied out, entries loaded in, a slot dropped (join and drain).
 
 pub mod evict;
 pub mod glob;

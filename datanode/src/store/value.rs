@@ -157,7 +157,7 @@ impl Value {
 
 /// A borrowed collection: a reference to one stored as a [`Value`], or a view of one the
 /// store keeps inline in its entry's block (a small set's or hash's listpack, see
-/// [`Listpack::view`]). Reads it like `&T`; the borrow keeps the entry alive and unchanged.
+/// `Listpack::view`). Reads it like `&T`; the borrow keeps the entry alive and unchanged.
 pub struct Ref<'a, T>(RefInner<'a, T>);
 
 enum RefInner<'a, T> {
@@ -311,7 +311,7 @@ impl SharedLimits {
 ///
 /// A listpack either owns its bytes or is a view of bytes kept elsewhere: the store keeps a
 /// small set's or hash's listpack inline in its key's entry block (one allocation per key
-/// instead of two) and lends it out as a view for reads ([`Listpack::view`]). A view is
+/// instead of two) and lends it out as a view for reads (`Listpack::view`). A view is
 /// never freed; a clone of it, or a change to it, owns a copy.
 #[derive(Default)]
 pub struct Listpack {
@@ -948,7 +948,7 @@ impl SetTable {
         self.find(m).is_some()
     }
 
-    /// Adds `m`; true when it is new. A table already holding [`Self::MAX_LEN`] members
+    /// Adds `m`; true when it is new. A table already holding `MAX_LEN` members
     /// takes no more.
     pub fn insert(&mut self, m: &[u8]) -> bool {
         let h = self.hasher.hash_one(m);

@@ -12,11 +12,13 @@
 //! aborts. Registration happens under the slot's lock, like the changes, so no change can
 //! slip between a WATCH and the registration.
 //!
-//! API for other listeners (client-side caching invalidation, keyspace notifications):
-//! register per key with [`SlotGuard::watch`](super::SlotGuard::watch) /
-//! [`SlotGuard::unwatch`](super::SlotGuard::unwatch) and react in [`Watcher::fire`] (extend
-//! [`Watcher`] with what the listener needs, e.g. a channel); a new mutation path in the
-//! store must call `modified`/`modified_all` after changing a key.
+//! The same `modified` call also tells blocked clients (the ready hook, for slots in
+//! [`BlockedSlots`](super::BlockedSlots)) and client tracking (the
+//! [`TrackSink`](super::TrackSink), for slots in [`TrackedSlots`](super::TrackedSlots)),
+//! each behind its own bitmap of slots. A listener per key registers with
+//! [`SlotGuard::watch`](super::SlotGuard::watch) /
+//! [`SlotGuard::unwatch`](super::SlotGuard::unwatch) and reacts in [`Watcher::fire`]; a new
+//! mutation path in the store must call `modified`/`modified_all` after changing a key.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

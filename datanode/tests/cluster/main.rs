@@ -3,6 +3,8 @@
 //! cluster client, raw RESP bytes and `redis-cli`.
 //!
 //! - [`util`]: the cluster helper, process guard, convergence polling, slot map.
+//! - `server_util`: the server tests' `util.rs` (raw RESP reader, client connections), shared
+//!   by path.
 //! - [`spread`]: 10,000 keys through one node, read back through the others.
 //! - [`redirects`]: `-MOVED`/`-CROSSSLOT` for cluster-aware connections, `redis-cli -c`.
 //! - [`cluster_client`]: the `redis` crate's cluster client routing by `CLUSTER SLOTS`.

@@ -26,7 +26,8 @@
 //! - [`redis_cli`]: the real `redis-cli`.
 //! - [`namenode_errors`]: a DataNode pointed at the wrong port, or at nothing, says so.
 //! - [`migrate`]: DUMP, RESTORE and MIGRATE both ways with a real redis-server.
-//! - [`compat`]: differences from Redis 7, ignored until fixed.
+//! - [`tracking`]: CLIENT TRACKING: invalidation pushes, their order, redirects, BCAST.
+//! - [`compat`]: replies that once differed from Redis 7, each asserting Redis's exact bytes.
 
 mod auth;
 mod bits;
