@@ -373,7 +373,10 @@ mod tests {
         // 1000 bytes of value land in the 1024-byte size class; the small key's block is
         // rounded up to its own class (16-byte steps), so the difference is at least 1000
         // bytes less that rounding.
-        assert!(big >= small + 1000 - 16 && big < 1024 + 400, "{big} {small}");
+        assert!(
+            big >= small + 1000 - 16 && big < 1024 + 400,
+            "{big} {small}"
+        );
         assert_eq!(h.run(&["MEMORY", "USAGE", "nope"]), Frame::Null);
         assert_eq!(
             h.run(&["MEMORY", "USAGE", "small", "SAMPLES", "x"]),
