@@ -9,12 +9,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use chkv_common::{NodeInfo, Slot, SlotTable, SLOT_COUNT};
+use chkv_common::{NodeInfo, Slot, SlotOwners, SlotTable, SLOT_COUNT};
 
 use crate::conn::NodePool;
-
-/// `owners` entry of a slot nobody owns.
-const UNOWNED: u16 = u16::MAX;
 
 /// A slot moved by a handoff that the NameNode's table does not show yet: learned from a
 /// `-MOVED` while the table said `from`.
@@ -28,8 +25,8 @@ pub(crate) struct Override {
 pub(crate) struct Routes {
     /// Epoch of the NameNode table this came from (0 for a standalone node).
     pub epoch: u64,
-    /// Owner of each slot: an index into `nodes`, or [`UNOWNED`].
-    owners: Box<[u16]>,
+    /// Owner of each slot: an index into `nodes`.
+    owners: SlotOwners,
     /// Every node of the table (owners or not, e.g. a node still joining) and every node a
     /// `-MOVED` pointed to.
     pub nodes: Vec<Arc<NodePool>>,
@@ -43,7 +40,7 @@ impl Routes {
     pub fn empty() -> Routes {
         Routes {
             epoch: 0,
-            owners: vec![UNOWNED; SLOT_COUNT].into_boxed_slice(),
+            owners: SlotOwners::none(),
             nodes: Vec::new(),
             infos: Vec::new(),
             overrides: HashMap::new(),
@@ -54,7 +51,7 @@ impl Routes {
     pub fn standalone(pool: Arc<NodePool>) -> Routes {
         Routes {
             epoch: 0,
-            owners: vec![0; SLOT_COUNT].into_boxed_slice(),
+            owners: SlotOwners::all(0),
             nodes: vec![pool],
             infos: Vec::new(),
             overrides: HashMap::new(),
@@ -80,7 +77,7 @@ impl Routes {
             }
         }
         // Table node index -> our node index (an owner without an address is unowned).
-        let table_to_ours: Vec<u16> = table
+        let table_to_ours: Vec<Option<u16>> = table
             .nodes()
             .iter()
             .map(|id| {
@@ -88,17 +85,11 @@ impl Routes {
                     .iter()
                     .find(|i| &i.id == id)
                     .and_then(|i| index_of_addr.get(&i.client_addr).copied())
-                    .unwrap_or(UNOWNED)
             })
             .collect();
-        let mut owners = vec![UNOWNED; SLOT_COUNT].into_boxed_slice();
-        for (start, end, index) in table.ranges() {
-            let ours = table_to_ours
-                .get(index as usize)
-                .copied()
-                .unwrap_or(UNOWNED);
-            owners[start as usize..=end as usize].fill(ours);
-        }
+        let owners = SlotOwners::from_runs(table.ranges(), |index| {
+            table_to_ours.get(index as usize).copied().flatten()
+        });
         let mut routes = Routes {
             epoch: table.epoch(),
             owners,
@@ -166,14 +157,13 @@ impl Routes {
                 (self.nodes.len() - 1) as u16
             }
         };
-        self.owners[slot as usize] = index;
+        self.owners.set(slot, Some(index));
         self.overrides.insert(slot, Override { from, to });
     }
 
     /// The pool of the node owning `slot`.
     pub fn owner(&self, slot: u16) -> Option<&Arc<NodePool>> {
-        let index = *self.owners.get(slot as usize)?;
-        self.nodes.get(index as usize)
+        self.nodes.get(self.owners.get(slot)? as usize)
     }
 
     pub fn owner_addr(&self, slot: u16) -> Option<SocketAddr> {
@@ -182,21 +172,15 @@ impl Routes {
 
     /// Index of the owner of `slot` in `nodes`.
     pub fn owner_index(&self, slot: u16) -> Option<usize> {
-        let index = *self.owners.get(slot as usize)?;
-        ((index as usize) < self.nodes.len()).then_some(index as usize)
+        let index = self.owners.get(slot)? as usize;
+        (index < self.nodes.len()).then_some(index)
     }
 
     /// Nodes owning at least one slot, in `nodes` order: where node-wide commands go.
     pub fn owning_nodes(&self) -> Vec<Arc<NodePool>> {
-        let mut owns = vec![false; self.nodes.len()];
-        for &o in self.owners.iter() {
-            if let Some(flag) = owns.get_mut(o as usize) {
-                *flag = true;
-            }
-        }
         self.nodes
             .iter()
-            .zip(owns)
+            .zip(self.owners.owning(self.nodes.len()))
             .filter(|(_, owns)| *owns)
             .map(|(n, _)| n.clone())
             .collect()
@@ -205,9 +189,8 @@ impl Routes {
     /// Some node to send a keyless command to: the first owner.
     pub fn any(&self) -> Option<&Arc<NodePool>> {
         self.owners
-            .iter()
-            .find(|&&o| o != UNOWNED)
-            .and_then(|&o| self.nodes.get(o as usize))
+            .first_owner()
+            .and_then(|o| self.nodes.get(o as usize))
             .or_else(|| self.nodes.first())
     }
 
@@ -220,7 +203,7 @@ impl Routes {
 
     /// How many slots have an owner.
     pub fn assigned(&self) -> usize {
-        self.owners.iter().filter(|&&o| o != UNOWNED).count()
+        self.owners.assigned()
     }
 }
 

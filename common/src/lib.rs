@@ -7,6 +7,8 @@
 //!   and the [`Slot`] type that cannot be out of range.
 //! - [`ring`]: the consistent-hash ring of DataNodes (virtual nodes at points every machine
 //!   computes alike) and the [`SlotTable`] of slot owners built from it, compact on the wire.
+//! - [`owners`]: [`SlotOwners`], the owner of every slot as an index into a node list: the
+//!   slot map the DataNode's routing and the client library's routes are built on.
 //! - [`proto`]: the control-plane messages (one JSON object per line) between the NameNode,
 //!   the DataNodes and clients, one enum per direction.
 //! - [`auth`]: the cluster secret and the mutual challenge-response (HMAC-SHA256) every
@@ -26,6 +28,7 @@ pub mod hostport;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod lines;
+pub mod owners;
 pub mod proto;
 pub mod ring;
 pub mod slot;
@@ -33,6 +36,7 @@ pub mod slot;
 pub mod tls;
 
 pub use hostport::HostPort;
+pub use owners::{SlotOwners, UNOWNED};
 pub use proto::{
     decode_line, encode_line, ClientToNameNode, DataNodeToNameNode, NameNodeToClient,
     NameNodeToDataNode, NodeInfo, ProtoError, PROTOCOL_VERSION,

@@ -19,6 +19,7 @@
 //! smallest node id holds the point and the others wait in `shadowed` until it leaves. That
 //! keeps ownership a pure function of the membership, whatever order nodes joined in.
 
+use crate::owners::UNOWNED;
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -389,9 +390,6 @@ impl Ring {
     }
 }
 
-/// `owners` entry of a slot without an owner.
-const UNOWNED: u16 = u16::MAX;
-
 /// The owner of every slot at one epoch: what the NameNode pushes and what routers index.
 ///
 /// `nodes` lists exactly the nodes that own at least one slot, sorted by id, so two tables with
@@ -491,16 +489,7 @@ impl SlotTable {
     /// Maximal runs of consecutive slots with the same owner, in slot order:
     /// `(first slot, last slot, index into nodes())`. Unowned slots are in no run.
     pub fn ranges(&self) -> Vec<(u16, u16, u16)> {
-        let mut runs: Vec<(u16, u16, u16)> = Vec::new();
-        for (slot, &owner) in self.owners.iter().enumerate() {
-            let slot = slot as u16;
-            match runs.last_mut() {
-                Some((_, end, index)) if *index == owner && *end + 1 == slot => *end = slot,
-                _ if owner == UNOWNED => {}
-                _ => runs.push((slot, slot, owner)),
-            }
-        }
-        runs
+        crate::owners::runs_of(&self.owners)
     }
 
     /// The runs of slots `node` owns, as inclusive `(first, last)` pairs in slot order.

@@ -9,12 +9,9 @@ use crate::cmd::CommandSpec;
 use crate::resp::Request;
 use chkv_common::proto::NodeInfo;
 use chkv_common::ring::SlotTable;
-use chkv_common::{key_slot, SLOT_COUNT};
+use chkv_common::{key_slot, SlotOwners, SLOT_COUNT};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-
-/// Marks a slot no node owns.
-pub const UNOWNED: u16 = u16::MAX;
 
 /// An immutable view of the cluster.
 #[derive(Clone, Debug)]
@@ -26,8 +23,8 @@ pub struct Routing {
     pub nodes: Vec<NodeInfo>,
     /// This node's index in `nodes`, if it is there.
     pub me: Option<u16>,
-    /// Owner index of every slot, or [`UNOWNED`].
-    pub owners: Vec<u16>,
+    /// Owner index of every slot (unused when standalone).
+    pub owners: SlotOwners,
     /// Set when the node installs this routing, one more than the previous one's, so a
     /// request can tell that the snapshot it was planned with is no longer current.
     pub generation: u64,
@@ -49,7 +46,7 @@ impl Routing {
             standalone: true,
             nodes: vec![],
             me: None,
-            owners: vec![],
+            owners: SlotOwners::none(),
             generation: 0,
         }
     }
@@ -72,20 +69,14 @@ impl Routing {
         // Every member with an address, owners or not (a node joining owns nothing until its
         // slots are handed over); owners without an address count as unassigned.
         let nodes: Vec<NodeInfo> = infos.to_vec();
-        let index_of = |id: &chkv_common::ring::NodeId| {
-            nodes
-                .iter()
-                .position(|n| &n.id == id)
-                .map_or(UNOWNED, |i| i as u16)
-        };
-        let table_to_ours: Vec<u16> = table.nodes().iter().map(index_of).collect();
-        let mut owners = vec![UNOWNED; SLOT_COUNT];
-        for (start, end, idx) in table.ranges() {
-            let ours = table_to_ours.get(idx as usize).copied().unwrap_or(UNOWNED);
-            for o in &mut owners[start as usize..=end as usize] {
-                *o = ours;
-            }
-        }
+        let table_to_ours: Vec<Option<u16>> = table
+            .nodes()
+            .iter()
+            .map(|id| nodes.iter().position(|n| &n.id == id).map(|i| i as u16))
+            .collect();
+        let owners = SlotOwners::from_runs(table.ranges(), |idx| {
+            table_to_ours.get(idx as usize).copied().flatten()
+        });
         let me = nodes
             .iter()
             .position(|n| n.id.as_str() == my_id)
@@ -123,19 +114,15 @@ impl Routing {
                 None => me_idx,
                 Some(info) => index_of(info, &mut r),
             };
-            if let Some(owner) = r.owners.get_mut(slot as usize) {
-                *owner = idx;
-            }
+            r.owners.set(slot, Some(idx));
         }
         r
     }
 
     /// The id of the owner of `slot` in this routing, if any.
     pub fn owner_id(&self, slot: u16) -> Option<&str> {
-        match self.owners.get(slot as usize).copied() {
-            None | Some(UNOWNED) => None,
-            Some(o) => self.nodes.get(o as usize).map(|n| n.id.as_str()),
-        }
+        let o = self.owners.get(slot)?;
+        self.nodes.get(o as usize).map(|n| n.id.as_str())
     }
 
     /// Who serves `slot`.
@@ -143,8 +130,8 @@ impl Routing {
         if self.standalone {
             return Owner::Local;
         }
-        match self.owners.get(slot as usize).copied() {
-            None | Some(UNOWNED) => Owner::Unassigned,
+        match self.owners.get(slot) {
+            None => Owner::Unassigned,
             Some(o) if Some(o) == self.me => Owner::Local,
             Some(o) => Owner::Remote(o),
         }
@@ -172,17 +159,7 @@ impl Routing {
 
     /// Contiguous slot runs and their owner index: `(start, end, owner)`, unowned runs left out.
     pub fn ranges(&self) -> Vec<(u16, u16, u16)> {
-        let mut out: Vec<(u16, u16, u16)> = Vec::new();
-        for (s, &o) in self.owners.iter().enumerate() {
-            if o == UNOWNED {
-                continue;
-            }
-            match out.last_mut() {
-                Some(last) if last.2 == o && last.1 as usize + 1 == s => last.1 = s as u16,
-                _ => out.push((s as u16, s as u16, o)),
-            }
-        }
-        out
+        self.owners.runs()
     }
 
     /// Number of slots this node owns.
@@ -190,8 +167,7 @@ impl Routing {
         if self.standalone {
             return SLOT_COUNT;
         }
-        self.me
-            .map_or(0, |me| self.owners.iter().filter(|&&o| o == me).count())
+        self.me.map_or(0, |me| self.owners.count_of(me))
     }
 }
 
@@ -360,9 +336,7 @@ mod tests {
         let (table, infos) = three_nodes();
         let r = Routing::from_table(&table, &infos, "b");
         assert_eq!(r.me, Some(1));
-        let total: usize = (0..3u16)
-            .map(|i| r.owners.iter().filter(|&&o| o == i).count())
-            .sum();
+        let total: usize = (0..3u16).map(|i| r.owners.count_of(i)).sum();
         assert_eq!(total, SLOT_COUNT);
         assert!(r.my_slot_count() > 4000);
         let ranges = r.ranges();

@@ -413,13 +413,7 @@ fn info(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
     let (assigned, known) = if r.standalone {
         (SLOT_COUNT, 1)
     } else {
-        (
-            r.owners
-                .iter()
-                .filter(|&&o| o != crate::cluster::UNOWNED)
-                .count(),
-            r.nodes.len(),
-        )
+        (r.owners.assigned(), r.nodes.len())
     };
     let state = if assigned == SLOT_COUNT { "ok" } else { "fail" };
     let text = format!(
