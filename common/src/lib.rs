@@ -11,6 +11,9 @@
 //!   slot map the DataNode's routing and the client library's routes are built on.
 //! - [`proto`]: the control-plane messages (one JSON object per line) between the NameNode,
 //!   the DataNodes and clients, one enum per direction.
+//! - [`resp`]: the RESP codec of everything that talks to a DataNode as a client (the client
+//!   library, a DataNode forwarding to a peer): commands out, a bounded resumable reply
+//!   scanner, one decoder that builds each caller's own reply type.
 //! - [`auth`]: the cluster secret and the mutual challenge-response (HMAC-SHA256) every
 //!   control connection and DataNode-to-DataNode link starts with; node-id checks and log
 //!   escaping for strings that came from the network.
@@ -30,6 +33,7 @@ pub mod http;
 pub mod lines;
 pub mod owners;
 pub mod proto;
+pub mod resp;
 pub mod ring;
 pub mod slot;
 #[cfg(feature = "tls")]

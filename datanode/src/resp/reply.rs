@@ -1,4 +1,5 @@
-//! Parsing replies (RESP2 and RESP3), for relaying another node's answers.
+//! Parsing replies (RESP2 and RESP3), for relaying another node's answers, with the codec
+//! CHKV shares with its client library ([`chkv_common::resp`]).
 //!
 //! A forwarding node usually only needs to know where a reply ends so it can pass the bytes
 //! through untouched ([`reply_len`]); when it must merge several nodes' answers (a split
@@ -6,146 +7,74 @@
 
 use super::frame::Frame;
 use bytes::Bytes;
+use chkv_common::resp::{decode_first, Aggregate, Build, Scanner};
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// A malformed reply from a peer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed reply from peer: {0}")]
-pub struct ReplyError(pub &'static str);
-
-/// Deepest nesting accepted from a peer.
-const MAX_DEPTH: usize = 64;
-
-fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let rel = memchr::memchr(b'\n', buf.get(at..)?)?;
-    let end = at + rel;
-    if end == at || buf[end - 1] != b'\r' {
-        return None;
-    }
-    Some((&buf[at..end - 1], end + 1))
-}
-
-fn int(s: &[u8]) -> Result<i64, ReplyError> {
-    std::str::from_utf8(s)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(ReplyError("bad integer"))
-}
+pub type ReplyError = chkv_common::resp::ProtocolError;
 
 /// Length of the complete reply at the start of `buf`, `Ok(None)` if more bytes are needed.
 pub fn reply_len(buf: &[u8]) -> Result<Option<usize>, ReplyError> {
-    Ok(parse_at(buf, 0, 0, false)?.map(|(_, end)| end))
+    Scanner::new().scan(buf)
 }
 
 /// Decodes the complete reply at the start of `buf`: the frame and its length.
 pub fn parse_reply(buf: &[u8]) -> Result<Option<(Frame, usize)>, ReplyError> {
-    Ok(parse_at(buf, 0, 0, true)?.map(|(f, end)| (f.unwrap_or(Frame::Null), end)))
+    decode_first(buf, &mut FrameBuilder)
 }
 
-/// Parses one reply at `at`. With `build`, returns the frame; else only its end.
-fn parse_at(
-    buf: &[u8],
-    at: usize,
-    depth: usize,
-    build: bool,
-) -> Result<Option<(Option<Frame>, usize)>, ReplyError> {
-    if depth > MAX_DEPTH {
-        return Err(ReplyError("nesting too deep"));
+/// Builds [`Frame`]s, copying strings out of the peer's reply.
+struct FrameBuilder;
+
+fn text(b: &[u8]) -> Cow<'static, str> {
+    Cow::Owned(String::from_utf8_lossy(b).into_owned())
+}
+
+impl Build for FrameBuilder {
+    type Value = Frame;
+    fn simple(&mut self, frame: &[u8], line: Range<usize>) -> Frame {
+        Frame::Simple(text(&frame[line]))
     }
-    let Some(&kind) = buf.get(at) else {
-        return Ok(None);
-    };
-    let Some((body, next)) = line(buf, at + 1) else {
-        return Ok(None);
-    };
-    let text = |b: &[u8]| Cow::Owned(String::from_utf8_lossy(b).into_owned());
-    let frame = match kind {
-        b'+' => (build.then(|| Frame::Simple(text(body))), next),
-        b'-' => (build.then(|| Frame::Error(text(body))), next),
-        b':' => (
-            build.then(|| int(body)).transpose()?.map(Frame::Integer),
-            next,
-        ),
-        b'_' => (build.then_some(Frame::Null), next),
-        b'#' => (build.then(|| Frame::Boolean(body == b"t")), next),
-        b',' => (
-            build
-                .then(|| {
-                    let s = std::str::from_utf8(body).map_err(|_| ReplyError("bad double"))?;
-                    let v = match s {
-                        "inf" => f64::INFINITY,
-                        "-inf" => f64::NEG_INFINITY,
-                        _ => s.parse().map_err(|_| ReplyError("bad double"))?,
-                    };
-                    Ok(Frame::Double(v))
-                })
-                .transpose()?,
-            next,
-        ),
-        b'(' => (
-            build.then(|| Frame::Bulk(Bytes::copy_from_slice(body))),
-            next,
-        ),
-        b'$' | b'=' | b'!' => {
-            let n = int(body)?;
-            if n < 0 {
-                return Ok(Some((build.then_some(Frame::Null), next)));
-            }
-            let end = next + n as usize;
-            if buf.len() < end + 2 {
-                return Ok(None);
-            }
-            let data = &buf[next..end];
-            let f = build.then(|| match kind {
-                b'=' => Frame::Verbatim(Bytes::copy_from_slice(data.get(4..).unwrap_or(&[]))),
-                b'!' => Frame::Error(text(data)),
-                _ => Frame::Bulk(Bytes::copy_from_slice(data)),
-            });
-            (f, end + 2)
+    fn error(&mut self, frame: &[u8], t: Range<usize>) -> Frame {
+        Frame::Error(text(&frame[t]))
+    }
+    fn int(&mut self, n: i64) -> Frame {
+        Frame::Integer(n)
+    }
+    fn null(&mut self) -> Frame {
+        Frame::Null
+    }
+    fn null_array(&mut self) -> Frame {
+        Frame::NullArray
+    }
+    fn boolean(&mut self, b: bool) -> Frame {
+        Frame::Boolean(b)
+    }
+    fn double(&mut self, d: f64) -> Frame {
+        Frame::Double(d)
+    }
+    /// A big number is relayed as its digits (DataNodes send none).
+    fn big_number(&mut self, frame: &[u8], digits: Range<usize>) -> Frame {
+        Frame::Bulk(Bytes::copy_from_slice(&frame[digits]))
+    }
+    fn bulk(&mut self, frame: &[u8], data: Range<usize>) -> Frame {
+        Frame::Bulk(Bytes::copy_from_slice(&frame[data]))
+    }
+    /// Verbatim text is always `txt` in [`Frame`]; the format is dropped.
+    fn verbatim(&mut self, frame: &[u8], _format: Range<usize>, t: Range<usize>) -> Frame {
+        Frame::Verbatim(Bytes::copy_from_slice(&frame[t]))
+    }
+    fn aggregate(&mut self, kind: Aggregate, items: Vec<Frame>) -> Frame {
+        match kind {
+            Aggregate::Array => Frame::Array(items),
+            Aggregate::Set => Frame::Set(items),
+            Aggregate::Push => Frame::Push(items),
         }
-        b'*' | b'~' | b'>' | b'%' | b'|' => {
-            let n = int(body)?;
-            if n < 0 {
-                return Ok(Some((build.then_some(Frame::NullArray), next)));
-            }
-            let items = if matches!(kind, b'%' | b'|') {
-                n * 2
-            } else {
-                n
-            } as usize;
-            let mut pos = next;
-            let mut out = Vec::with_capacity(if build { items.min(1024) } else { 0 });
-            for _ in 0..items {
-                let Some((f, end)) = parse_at(buf, pos, depth + 1, build)? else {
-                    return Ok(None);
-                };
-                if let Some(f) = f {
-                    out.push(f);
-                }
-                pos = end;
-            }
-            if kind == b'|' {
-                // Attributes precede the real reply: skip them.
-                return parse_at(buf, pos, depth + 1, build);
-            }
-            let f = build.then(|| match kind {
-                b'~' => Frame::Set(out),
-                b'>' => Frame::Push(out),
-                b'%' => {
-                    let mut it = out.into_iter();
-                    let mut pairs = Vec::new();
-                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                        pairs.push((k, v));
-                    }
-                    Frame::Map(pairs)
-                }
-                _ => Frame::Array(out),
-            });
-            (f, pos)
-        }
-        _ => return Err(ReplyError("unknown reply type")),
-    };
-    Ok(Some(frame))
+    }
+    fn map(&mut self, pairs: Vec<(Frame, Frame)>) -> Frame {
+        Frame::Map(pairs)
+    }
 }
 
 #[cfg(test)]
@@ -203,5 +132,10 @@ mod tests {
             Some((Frame::NullArray, 5))
         );
         assert_eq!(parse_reply(b"$-1\r\n").unwrap(), Some((Frame::Null, 5)));
+        // A declared length near i64::MAX is refused, not added to an offset (it overflowed
+        // and panicked before the shared codec).
+        assert!(reply_len(b"$9223372036854775807\r\nab\r\n").is_err());
+        assert!(parse_reply(b"$9223372036854775807\r\nab\r\n").is_err());
+        assert!(parse_reply(b"*2\r\n$9223372036854775000\r\n").is_err());
     }
 }
