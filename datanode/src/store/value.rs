@@ -24,7 +24,8 @@
 //! non-string value the same way (in the entry's block, see `Kv` in the store's table).
 //!
 //! Here [`Value`], [`Ref`], the [`Limits`] and the [`Collection`] trait; by concern:
-//! `listpack` ([`Listpack`]), `hash` ([`Hash`]), `set` ([`Set`], [`Intset`], [`SetTable`]).
+//! `listpack` ([`Listpack`]), `hash` ([`Hash`](enum@Hash)), `set` ([`Set`], [`Intset`],
+//! [`SetTable`]).
 
 use super::list::List;
 use super::mem::alloc_size;
