@@ -1,0 +1,246 @@
+//! Forwarded requests run to completion: retries after `-MOVED`, lost peers, leases, frozen slots.
+
+use super::*;
+
+/// How long a forwarded request may keep retrying (redirects during a move, a lost peer)
+/// before the client gets `-TRYAGAIN`. Long enough to ride out a NameNode that is behind on
+/// publishing moves, and a dead node's removal (about a second by default). Time spent
+/// waiting for an owner's answer does not count (see [`retry_allowed`]).
+pub(super) const RETRY_BUDGET: Duration = Duration::from_secs(5);
+/// Longest a forwarded request is retried in all, answers included.
+pub(super) const RETRY_LIMIT: Duration = Duration::from_secs(30);
+
+/// Whether a forwarded request may be tried again, `elapsed` after it started, of which
+/// `answered` went waiting for owners that answered (with `-MOVED`, or a refusal for want of
+/// a lease). An owner that answers is working, however slowly: on a loaded machine one
+/// answer can take seconds (the slot was frozen for a move meanwhile), and a request must
+/// not be refused for following the redirect that answer names. Only the time spent
+/// retrying (pauses, re-planning, lost connections) counts against [`RETRY_BUDGET`]; the
+/// whole is bounded by [`RETRY_LIMIT`].
+pub(super) fn retry_allowed(elapsed: Duration, answered: Duration) -> bool {
+    elapsed < RETRY_LIMIT && elapsed.saturating_sub(answered) < RETRY_BUDGET
+}
+
+/// Runs `req` to completion with retries: planned again under the current table after a
+/// `-MOVED` or a lost connection. Returns the encoded reply.
+pub(super) fn run_with_retries<'a>(
+    node: &'a Arc<Node>,
+    session: &'a mut Session,
+    mut req: Request,
+    first: Option<oneshot::Receiver<PeerReply>>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Bytes> + Send + 'a>> {
+    Box::pin(async move {
+        let proto = session.proto;
+        let started = tokio::time::Instant::now();
+        let mut answered = Duration::ZERO;
+        let mut rx = first;
+        let mut redirect: Option<SocketAddr> = None;
+        let mut last_err = String::new();
+        let mut hops = 0u32;
+        let mut failures = 0u32;
+        while retry_allowed(started.elapsed(), answered) {
+            let waiting = match rx.take() {
+                Some(rx) => rx,
+                None => {
+                    if let Some(addr) = redirect.take() {
+                        node.peers.send_request(addr, proto, &req)
+                    } else {
+                        let routing = node.routing();
+                        // `req` is what goes to other nodes: a restricted user's script
+                        // wrapped in CLUSTER ASUSER. Here it is planned as the client's
+                        // request, under the session's own identity.
+                        let here = unwrapped(session, &req);
+                        match plan(node, session, &routing, &here) {
+                            // A subscription's confirmation went to the outbox.
+                            Planned::Now(_) if std::mem::take(&mut session.no_reply) => {
+                                return Bytes::new()
+                            }
+                            Planned::Now(f) => return encoded(&f, proto),
+                            Planned::Later(Pending::Remote { rx, req: sent }) => {
+                                req = sent;
+                                rx
+                            }
+                            Planned::Later(
+                                p @ (Pending::Split { .. }
+                                | Pending::Frozen { .. }
+                                | Pending::Tx { .. }
+                                | Pending::Relay { .. }
+                                | Pending::Task(_)
+                                | Pending::Fenced { .. }
+                                | Pending::FencedTx { .. }
+                                | Pending::LeaseLost { .. }
+                                | Pending::Blocked(_)
+                                | Pending::AsUser { .. }
+                                | Pending::RemoteBlocked { .. }),
+                            ) => {
+                                return Box::pin(resolve_one(node, session, p)).await;
+                            }
+                        }
+                    }
+                }
+            };
+            let asked = tokio::time::Instant::now();
+            let reply = waiting.await;
+            if matches!(reply, Ok(Ok(_))) {
+                answered += asked.elapsed();
+            }
+            match reply {
+                Ok(Ok(bytes)) if no_lease(&bytes) => {
+                    // The owner refused without doing anything (it holds no lease): perhaps
+                    // its slots have moved by now. Plan again after a pause.
+                    last_err = String::from_utf8_lossy(&bytes).trim().to_string();
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(Ok(bytes)) => match moved_target(&bytes) {
+                    None => {
+                        // EVALSHA reached an owner without the script, but the client
+                        // loaded it here (redis-py's Script: EVALSHA, then SCRIPT LOAD and
+                        // EVALSHA again through the same node): send the body, which the
+                        // owner then caches.
+                        if bytes.starts_with(b"-NOSCRIPT") {
+                            if let Some(eval) = evalsha_as_eval(node, &req) {
+                                req = eval;
+                                continue;
+                            }
+                        }
+                        return bytes;
+                    }
+                    Some(addr) => {
+                        last_err = String::from_utf8_lossy(&bytes).trim().to_string();
+                        hops += 1;
+                        tracing::trace!(me = %node.advertised_addr(), to = %addr, hops, "forwarded request redirected");
+                        if addr == node.advertised_addr() {
+                            // Pointed back at us: our own view has moved on; plan again.
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        } else {
+                            // Follow it: a node that handed a slot over points at the node
+                            // it handed it to, so redirects lead forward even while our own
+                            // table from the NameNode lags behind. Pause now and then so
+                            // two nodes that disagree cannot spin.
+                            redirect = Some(addr);
+                            if hops.is_multiple_of(4) {
+                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                    }
+                },
+                Ok(Err(e)) => {
+                    last_err = e.to_string();
+                    failures += 1;
+                    let backoff = 10u64 << failures.min(5);
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                }
+                Err(_) => {
+                    last_err = "forwarding connection dropped".into();
+                    failures += 1;
+                }
+            }
+        }
+        let routing = node.routing();
+        tracing::debug!(
+            me = %node.advertised_addr(),
+            epoch = routing.epoch,
+            hops,
+            failures,
+            owners = ?req.iter().skip(1).take(1).map(|k| {
+                let s = key_slot(k);
+                (s, routing.owner(s), routing.owner_id(s).map(str::to_string))
+            }).collect::<Vec<_>>(),
+            last = %last_err,
+            "forwarded request gave up"
+        );
+        encoded(
+            &Frame::error(format!(
+                "TRYAGAIN could not reach the slot owner: {last_err}"
+            )),
+            proto,
+        )
+    })
+}
+
+/// EVALSHA (`_RO`) as EVAL (`_RO`) with the body this node has cached for its sha.
+fn evalsha_as_eval(node: &Node, req: &Request) -> Option<Request> {
+    let name = match req.arg(0) {
+        n if n.eq_ignore_ascii_case(b"evalsha") => &b"EVAL"[..],
+        n if n.eq_ignore_ascii_case(b"evalsha_ro") => &b"EVAL_RO"[..],
+        _ => return None,
+    };
+    if req.len() < 3 {
+        return None;
+    }
+    let body = node.scripting.script_body(req.arg(1))?;
+    let mut args: Vec<&[u8]> = Vec::with_capacity(req.len());
+    args.push(name);
+    args.push(&body);
+    args.extend(req.iter().skip(2));
+    Some(Request::from_args(args))
+}
+
+/// Whether an owner's reply is [`crate::lease::ERR_NO_LEASE`].
+fn no_lease(reply: &[u8]) -> bool {
+    let Frame::Error(text) = &crate::lease::ERR_NO_LEASE else {
+        return false;
+    };
+    reply.first() == Some(&b'-') && reply[1..].starts_with(text.as_bytes())
+}
+
+/// Waits (at most [`crate::lease::WAIT_BUDGET`]) until this node holds its lease again, or
+/// none of `slots` is its own any more (a new table sent them elsewhere). False when the
+/// wait ran out.
+pub(super) async fn wait_for_lease(node: &Arc<Node>, slots: &[u16]) -> bool {
+    let mut renewals = node.lease.watch_renewals();
+    let deadline = tokio::time::Instant::now() + crate::lease::WAIT_BUDGET;
+    loop {
+        if node.lease.check() {
+            return true;
+        }
+        if !slots.is_empty() {
+            let routing = node.routing();
+            if slots.iter().all(|&s| routing.owner(s) != Owner::Local) {
+                return true;
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        // Renewals wake it; a new table is noticed at the next poll.
+        let _ = tokio::time::timeout(Duration::from_millis(20), renewals.changed()).await;
+    }
+}
+
+/// Waits (at most [`crate::lease::LOST_WAIT`]) for this node to hold its lease again with no
+/// drop of its slots since `resets`: then a command that ran while the lease ran out stands.
+pub(super) async fn renewed_since(node: &Arc<Node>, resets: u64) -> bool {
+    let mut renewals = node.lease.watch_renewals();
+    let deadline = tokio::time::Instant::now() + crate::lease::LOST_WAIT;
+    loop {
+        if node.lease.resets() != resets {
+            return false;
+        }
+        if node.lease.check() {
+            return node.lease.resets() == resets;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(20), renewals.changed()).await;
+    }
+}
+
+/// Waits until none of `req`'s slots is frozen (bounded; the request is planned again
+/// afterwards either way).
+pub(super) async fn wait_unfrozen(node: &Arc<Node>, req: &Request) {
+    let slots = request_slots(req);
+    let frozen = || slots.iter().any(|&s| node.handoff.is_frozen(s));
+    let mut changes = node.handoff.watch_unfrozen();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while frozen() {
+        if tokio::time::timeout_at(deadline, changes.changed())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The large encoding ([`ZTree`]): slab, member index and B+ tree together.
+
+use super::*;
+
+/// The large encoding (see the module docs).
+pub struct ZTree {
+    slab: Slab,
+    index: HashTable<u32>,
+    hasher: Hasher,
+    pub(super) tree: Tree,
+}
+
+impl Default for ZTree {
+    fn default() -> Self {
+        ZTree {
+            slab: Slab::default(),
+            index: HashTable::new(),
+            hasher: Hasher::default(),
+            tree: Tree::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ZTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut l = f.debug_list();
+        self.tree.visit(0, self.len(), false, &mut |s, id| {
+            l.entry(&(self.slab.slot(id).name.clone(), s));
+        });
+        l.finish()
+    }
+}
+
+impl Clone for ZTree {
+    fn clone(&self) -> Self {
+        let mut items = Vec::with_capacity(self.len());
+        self.for_each(0, self.len(), false, |m, s| items.push((m.to_vec(), s)));
+        ZTree::from_sorted(items.iter().map(|(m, s)| (&m[..], *s)))
+    }
+}
+
+impl PartialEq for ZTree {
+    fn eq(&self, o: &Self) -> bool {
+        self.len() == o.len() && {
+            let mut same = true;
+            self.tree.visit(0, self.len(), false, &mut |s, id| {
+                same &= o.score(self.slab.name(id)) == Some(s);
+            });
+            same
+        }
+    }
+}
+
+impl ZTree {
+    pub fn len(&self) -> usize {
+        self.slab.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn heap_size(&self) -> usize {
+        alloc_size(std::mem::size_of::<ZTree>())
+            + self.slab.heap_size()
+            + if self.index.num_buckets() == 0 {
+                0
+            } else {
+                alloc_size(self.index.allocation_size())
+            }
+            + self.tree.heap_size()
+    }
+
+    #[inline]
+    fn hash(&self, m: &[u8]) -> u64 {
+        self.hasher.hash_one(m)
+    }
+
+    fn find(&self, m: &[u8]) -> Option<u32> {
+        let slab = &self.slab;
+        self.index
+            .find(self.hash(m), |&id| slab.name(id) == m)
+            .copied()
+    }
+
+    pub fn score(&self, m: &[u8]) -> Option<f64> {
+        self.find(m).map(|id| self.slab.score(id))
+    }
+
+    /// Sets `m`'s score; the previous score when it was there.
+    pub fn insert(&mut self, m: &[u8], s: f64) -> Option<f64> {
+        if let Some(id) = self.find(m) {
+            let old = self.slab.score(id);
+            if old != s {
+                self.tree.remove(&self.slab, old, id);
+                self.slab.slot_mut(id).score = s;
+                self.tree.insert(&self.slab, s, id);
+            }
+            return Some(old);
+        }
+        let h = self.hash(m);
+        let id = self.slab.alloc(Name::new(m), s);
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        self.index
+            .insert_unique(h, id, |&i| hasher.hash_one(slab.name(i)));
+        self.tree.insert(&self.slab, s, id);
+        None
+    }
+
+    pub fn remove(&mut self, m: &[u8]) -> Option<f64> {
+        let h = self.hash(m);
+        let slab = &self.slab;
+        let entry = self.index.find_entry(h, |&id| slab.name(id) == m).ok()?;
+        let (id, _) = entry.remove();
+        let s = self.slab.score(id);
+        self.tree.remove(&self.slab, s, id);
+        self.slab.release(id);
+        self.shrink();
+        Some(s)
+    }
+
+    /// Gives memory back after removals: the hash table when it is a quarter full, the
+    /// slab (and with it everything, renumbered) when most of its slots are free.
+    fn shrink(&mut self) {
+        let n = self.len();
+        if self.index.capacity() > 64 && n * 4 < self.index.capacity() {
+            let (slab, hasher) = (&self.slab, &self.hasher);
+            self.index
+                .shrink_to(n * 2, |&i| hasher.hash_one(slab.name(i)));
+        }
+        if self.slab.high() > CHUNK && n * 2 < self.slab.high() {
+            *self = self.rebuilt();
+        }
+    }
+
+    /// A copy with dense ids (the names move, nothing is copied twice).
+    fn rebuilt(&mut self) -> ZTree {
+        let mut ids = Vec::with_capacity(self.len());
+        self.tree
+            .visit(0, self.len(), false, &mut |s, id| ids.push((s, id)));
+        let mut out = ZTree::default();
+        let mut sorted = Vec::with_capacity(ids.len());
+        for (s, id) in ids {
+            let name = std::mem::replace(&mut self.slab.slot_mut(id).name, Name::empty());
+            sorted.push((s, out.slab.alloc(name, s)));
+        }
+        out.index_all();
+        out.tree = build_tree(&out.slab, &sorted);
+        out
+    }
+
+    fn index_all(&mut self) {
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        let mut index = HashTable::with_capacity(slab.live);
+        for c in 0..slab.chunks.len() {
+            for i in 0..slab.chunks[c].len() {
+                let id = (c * CHUNK + i) as u32;
+                index.insert_unique(hasher.hash_one(slab.name(id)), id, |&i| {
+                    hasher.hash_one(slab.name(i))
+                });
+            }
+        }
+        self.index = index;
+    }
+
+    /// A tree of members given in order, each once.
+    pub fn from_sorted<'a>(items: impl IntoIterator<Item = (&'a [u8], f64)>) -> ZTree {
+        let mut out = ZTree::default();
+        let mut sorted = Vec::new();
+        for (m, s) in items {
+            sorted.push((s, out.slab.alloc(Name::new(m), s)));
+        }
+        out.index_all();
+        out.tree = build_tree(&out.slab, &sorted);
+        out
+    }
+
+    /// 0-based rank and score of `m`.
+    pub fn rank(&self, m: &[u8]) -> Option<(usize, f64)> {
+        let id = self.find(m)?;
+        let s = self.slab.score(id);
+        self.tree.rank(&self.slab, s, id).map(|r| (r, s))
+    }
+
+    pub fn get(&self, r: usize) -> Option<(&[u8], f64)> {
+        let (s, id) = self.tree.select(r)?;
+        Some((self.slab.name(id), s))
+    }
+
+    pub fn partition_score(&self, pred: impl Fn(f64) -> bool) -> usize {
+        self.tree.partition_score(pred)
+    }
+
+    pub fn partition_elem(&self, pred: impl Fn(f64, &[u8]) -> bool) -> usize {
+        self.tree.partition_elem(&self.slab, pred)
+    }
+
+    pub fn for_each(&self, lo: usize, hi: usize, rev: bool, mut f: impl FnMut(&[u8], f64)) {
+        let slab = &self.slab;
+        self.tree
+            .visit(lo, hi, rev, &mut |s, id| f(slab.name(id), s));
+    }
+
+    /// Removes the elements of ranks `lo..hi`.
+    pub fn remove_range(&mut self, lo: usize, hi: usize) -> usize {
+        let hi = hi.min(self.len());
+        if lo >= hi {
+            return 0;
+        }
+        let mut victims = Vec::with_capacity(hi - lo);
+        self.tree
+            .visit(lo, hi, false, &mut |s, id| victims.push((s, id)));
+        for &(s, id) in &victims {
+            let slab = &self.slab;
+            let h = self.hasher.hash_one(slab.name(id));
+            if let Ok(e) = self.index.find_entry(h, |&x| x == id) {
+                e.remove();
+            }
+            self.tree.remove(&self.slab, s, id);
+            self.slab.release(id);
+        }
+        self.shrink();
+        victims.len()
+    }
+
+    /// One step of a scan over slot ids from `cursor` (0: the start) downwards: the members
+    /// of up to `count` slots and the next cursor (0 when done). Ids are stable while the
+    /// set changes (short of a shrink that renumbers everything), so a member present for
+    /// the whole scan is returned.
+    pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8], f64)) -> u64 {
+        let high = self.slab.high();
+        let hi = if cursor == 0 {
+            high
+        } else {
+            usize::try_from(cursor).unwrap_or(usize::MAX).min(high)
+        };
+        let lo = hi.saturating_sub(count);
+        for id in (lo..hi).rev() {
+            let slot = self.slab.slot(id as u32);
+            if !slot.score.is_nan() {
+                f(slot.name.bytes(), slot.score);
+            }
+        }
+        lo as u64
+    }
+}

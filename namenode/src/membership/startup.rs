@@ -1,0 +1,133 @@
+//! After a restart: when the members' reports rebuild the old membership, and the first table.
+
+use super::*;
+
+impl Membership {
+    /// Whether the members that reported owning slots at the newest reported epoch cover
+    /// every slot exactly once: then the membership of that epoch is back in full.
+    pub(super) fn old_membership_complete(&self) -> bool {
+        let epoch = self.max_epoch_reported;
+        if epoch == 0 {
+            return false;
+        }
+        let mut covered = vec![false; SLOT_COUNT];
+        let mut count = 0;
+        for member in self.members.values() {
+            if member.reported.is_empty() {
+                continue;
+            }
+            if member.epoch_seen != epoch {
+                return false;
+            }
+            for &(start, end) in &member.reported {
+                for seen in &mut covered[start as usize..=end as usize] {
+                    if *seen {
+                        return false;
+                    }
+                    *seen = true;
+                    count += 1;
+                }
+            }
+        }
+        count == SLOT_COUNT
+    }
+
+    /// Ends the startup grace: publishes the first table and welcomes everyone registered.
+    pub(super) fn finish_startup(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.phase = Phase::Running;
+        let epoch = self.max_epoch_reported;
+        // Start from what the DataNodes say they own (a restart may fall in the middle of a
+        // move); slots nobody reports start at their ring owner, holding nothing.
+        let mut table = self.ring.slot_table();
+        // Claims oldest epoch first, so where two claims overlap the newer one wins: a node
+        // that was declared dead in an earlier life and has not caught up claims slots taken
+        // from it since. (Equal epochs: the last in id order, as before; a move between
+        // them may be half-flipped and both keep what they hold.)
+        let mut claimants: Vec<(&NodeId, &Member)> = self.members.iter().collect();
+        claimants.sort_by_key(|(_, m)| m.epoch_seen);
+        let mut claimed_at: Vec<Option<u64>> = vec![None; SLOT_COUNT];
+        for (id, m) in &claimants {
+            for &(start, end) in &m.reported {
+                if let (Some(a), Some(b)) = (Slot::new(start), Slot::new(end)) {
+                    table.assign(a..=b, Some(id));
+                    for at in &mut claimed_at[start as usize..=end as usize] {
+                        *at = Some(m.epoch_seen);
+                    }
+                }
+            }
+        }
+        // What each node claimed and lost to a newer claim: it drops it.
+        let mut flushes: Vec<(NodeId, Vec<(u16, u16)>)> = Vec::new();
+        for (id, m) in &self.members {
+            let lost: Vec<u16> = m
+                .reported
+                .iter()
+                .flat_map(|&(a, b)| a..=b)
+                .filter(|&s| {
+                    Slot::new(s).is_some_and(|slot| table.owner(slot) != Some(id))
+                        && claimed_at[s as usize].is_some_and(|e| e > m.epoch_seen)
+                })
+                .collect();
+            if !lost.is_empty() {
+                flushes.push((id.clone(), runs(&lost)));
+            }
+        }
+        // Slots nobody claims after a restart may still be served by a node that did not
+        // come back (paused, cut off): they wait until its lease has surely run out.
+        let unclaimed: Vec<u16> = (0..SLOT_COUNT as u16)
+            .filter(|&s| claimed_at[s as usize].is_none())
+            .collect();
+        let fence = epoch > 0 && !unclaimed.is_empty() && self.members.values().any(|m| m.leased);
+        if fence {
+            table.assign_each(
+                unclaimed
+                    .iter()
+                    .filter_map(|&s| Some((Slot::new(s)?, None))),
+            );
+        }
+        table.set_epoch(epoch);
+        let unchanged = epoch > 0
+            && !self.members.is_empty()
+            && !fence
+            && self
+                .members
+                .iter()
+                .all(|(id, m)| m.epoch_seen == epoch && m.reported == table.ranges_of(id));
+        let epoch = if unchanged { epoch } else { next_epoch(epoch) };
+        table.set_epoch(epoch);
+        self.ring.set_epoch(epoch);
+        if fence {
+            self.startup_fence = Some(StartupFence {
+                epoch,
+                slots: unclaimed,
+                acked: BTreeMap::new(),
+            });
+        }
+        for (id, flush) in flushes {
+            if let Some(m) = self.members.get_mut(&id) {
+                m.flush = flush;
+            }
+        }
+        let publication = Arc::new(Publication {
+            table,
+            nodes: self.node_infos(),
+        });
+        self.published = Some(publication.clone());
+        self.published_at = Some(now);
+        out.push(Action::Notice(Notice::StartupDone {
+            epoch,
+            members: self.members.len(),
+            reused_epoch: unchanged,
+        }));
+        for conn in self.member_conns(None) {
+            let msg = self.welcome(conn, &publication);
+            out.push(Action::SendTo { conn, msg });
+        }
+        out.push(Action::Broadcast {
+            publication,
+            to: Vec::new(),
+        });
+        // Whatever differs from the ring moves now.
+        self.reconcile(now, None, &[], out);
+    }
+}

@@ -1,0 +1,297 @@
+//! Leases and fencing: grants, the suspects list, when a fenced node's slots move.
+
+use super::*;
+
+#[test]
+fn leases_are_granted_only_for_heartbeats_with_the_welcomed_table() {
+    let t0 = Instant::now();
+    let (mut m, now) = leased_cluster(&["dn-a"], t0);
+    let epoch = epoch_of(&m);
+    // A heartbeat without a sequence number asks for no lease.
+    assert!(grants(&m.handle(beat(1, "dn-a", epoch, 0), now)).is_empty());
+    // A second node joins; the welcome carries the lease and the suspects list.
+    let a = m.handle(leased(2, "dn-b", 7001, None), now);
+    let welcome = a.iter().find_map(|x| match x {
+        Action::SendTo {
+            conn: ConnId(2),
+            msg:
+                NameNodeToDataNode::Welcome {
+                    epoch,
+                    lease_ms,
+                    suspects,
+                    flush,
+                    ..
+                },
+        } => Some((*epoch, *lease_ms, suspects.clone(), flush.clone())),
+        _ => None,
+    });
+    let (welcomed, lease_ms, suspects, flush) = welcome.expect("welcomed");
+    assert_eq!(lease_ms, 2000, "the floor under tolerance x interval");
+    assert_eq!(suspects.map(|s| s.nodes), Some(Vec::new()));
+    assert!(flush.is_empty(), "a new process drops nothing");
+    // A heartbeat sent before the welcome was installed (older epoch): no lease.
+    assert!(grants(&m.handle(beat(2, "dn-b", welcomed - 1, 7), now)).is_empty());
+    assert_eq!(
+        grants(&m.handle(beat(2, "dn-b", welcomed, 8), now)),
+        vec![(ConnId(2), 8)]
+    );
+}
+
+#[test]
+fn a_silent_leased_node_is_fenced_and_its_slots_move_a_lease_after_the_first_ack() {
+    let t0 = Instant::now();
+    let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+    let before = m.published().expect("running").clone();
+    let (fenced, version) = fence_c(&mut m, now);
+    // Nobody acknowledged: nothing is ever reassigned, however long it takes.
+    assert!(m.next_deadline().is_some());
+    let far = fenced + Duration::from_secs(60);
+    keep_alive(&mut m, &[(1, "dn-a"), (2, "dn-b")], fenced, far);
+    assert_eq!(m.published().map(|p| p.epoch()), Some(before.epoch()));
+    // b acknowledges; a lease (plus margin) later, c's slots move.
+    let acked = far + Duration::from_millis(7);
+    assert!(m.handle(ack(2, "dn-b", version), acked).is_empty());
+    let ready = acked + lease();
+    assert_eq!(
+        m.fence_ready(&NodeId::from("dn-c"), &m.members["dn-c"]),
+        Some(ready)
+    );
+    keep_alive(&mut m, &[(1, "dn-a"), (2, "dn-b")], acked, ready - INTERVAL);
+    assert_eq!(m.published().map(|p| p.epoch()), Some(before.epoch()));
+    let a = m.handle(Event::Tick, ready);
+    assert_eq!(dead(&a), vec![NodeId::from("dn-c")]);
+    let b = broadcasts(&a);
+    assert_every_slot_owned_once(&b[0].0.table, &["dn-a", "dn-b"]);
+    // Then, and only then, the list without it.
+    let table_at = a.iter().position(|x| matches!(x, Action::Broadcast { .. }));
+    let list_at = a.iter().position(|x| {
+        matches!(x, Action::SendTo { msg: NameNodeToDataNode::Suspects(l), .. } if l.nodes.is_empty())
+    });
+    assert!(table_at < list_at && list_at.is_some(), "{a:?}");
+}
+
+#[test]
+fn the_wait_counts_from_the_last_grant_when_it_is_later() {
+    // A heartbeat granted just before the probes ran out: the lease it gave runs from
+    // its arrival, later than the ack.
+    let t0 = Instant::now();
+    let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+    let (fenced, version) = fence_c(&mut m, now);
+    m.handle(ack(1, "dn-a", version), fenced);
+    let c = &m.members["dn-c"];
+    let last = c.last_grant.expect("granted once");
+    assert!(last < fenced);
+    assert_eq!(
+        m.fence_ready(&NodeId::from("dn-c"), c),
+        Some(fenced.max(last) + lease())
+    );
+}
+
+#[test]
+fn a_fenced_node_that_speaks_again_keeps_everything() {
+    let t0 = Instant::now();
+    let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+    let table = m.published().expect("running").table.clone();
+    let (fenced, version) = fence_c(&mut m, now);
+    m.handle(ack(1, "dn-a", version), fenced);
+    m.handle(ack(2, "dn-b", version), fenced);
+    // It resumes before the lease wait is over: a heartbeat on its connection.
+    let back = fenced + lease() / 2;
+    let a = m.handle(beat(3, "dn-c", table.epoch(), 9), back);
+    assert_eq!(grants(&a), vec![(ConnId(3), 9)]);
+    let l = lists(&a);
+    assert_eq!(l.len(), 3, "everyone hears it is off the list");
+    assert!(l[0].1.nodes.is_empty() && l[0].1.version > version);
+    // An ack of the old list arriving late changes nothing.
+    m.handle(ack(2, "dn-b", version), back);
+    keep_alive(
+        &mut m,
+        &[(1, "dn-a"), (2, "dn-b"), (3, "dn-c")],
+        back,
+        back + lease() * 4,
+    );
+    assert_eq!(m.published().map(|p| &p.table), Some(&table));
+    assert_eq!(m.status(back).declared_dead_total, 0);
+}
+
+#[test]
+fn a_fenced_node_that_registers_again_in_time_keeps_its_slots() {
+    let t0 = Instant::now();
+    let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+    let table = m.published().expect("running").table.clone();
+    let (fenced, _) = fence_c(&mut m, now);
+    let a = m.handle(leased(30, "dn-c", 7002, Some(&table)), fenced);
+    assert_eq!(welcomes(&a), vec![(ConnId(30), table.clone())]);
+    assert!(lists(&a).iter().all(|(_, l)| l.nodes.is_empty()));
+    // Its welcome names no slot to drop.
+    assert!(a.iter().all(|x| !matches!(
+        x,
+        Action::SendTo { msg: NameNodeToDataNode::Welcome { flush, .. }, .. } if !flush.is_empty()
+    )));
+    assert_eq!(
+        grants(&m.handle(beat(30, "dn-c", table.epoch(), 1), fenced)),
+        vec![(ConnId(30), 1)]
+    );
+}
+
+#[test]
+fn a_join_during_fencing_counts_only_acks_from_the_tables_the_suspect_may_hold() {
+    let t0 = Instant::now();
+    let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+    let (fenced, version) = fence_c(&mut m, now);
+    // d joins while c is fencing: c may hold the table without d, so d's ack alone
+    // proves nothing (c never asks d for a lease with that table).
+    let a = m.handle(leased(4, "dn-d", 7003, None), fenced);
+    let joined_list = a
+        .iter()
+        .find_map(|x| match x {
+            Action::SendTo {
+                conn: ConnId(4),
+                msg: NameNodeToDataNode::Welcome { suspects, .. },
+            } => suspects.clone(),
+            _ => None,
+        })
+        .expect("welcome with the list");
+    assert_eq!(joined_list.nodes, vec![NodeId::from("dn-c")]);
+    m.handle(ack(4, "dn-d", joined_list.version), fenced);
+    let c = NodeId::from("dn-c");
+    assert_eq!(m.fence_ready(&c, &m.members["dn-c"]), None);
+    keep_alive(
+        &mut m,
+        &[(1, "dn-a"), (2, "dn-b")],
+        fenced,
+        fenced + lease() * 3,
+    );
+    assert!(m.members.contains_key("dn-c"));
+    // a was in every table c may hold.
+    let acked = fenced + lease() * 3;
+    m.handle(ack(1, "dn-a", version), acked);
+    assert_eq!(m.fence_ready(&c, &m.members["dn-c"]), Some(acked + lease()));
+}
+
+#[test]
+fn a_node_alone_in_its_table_waits_only_for_its_last_grant() {
+    let t0 = Instant::now();
+    let (mut m, now) = leased_cluster(&["dn-a"], t0);
+    let granted = m.members["dn-a"].last_grant.expect("granted");
+    let a = m.handle(Event::Disconnected { conn: ConnId(1) }, now);
+    assert_eq!(probes(&a).len(), 1);
+    let p = timing().probe_interval;
+    m.handle(Event::Tick, now + p);
+    m.handle(Event::Tick, now + p * 2);
+    let a = m.handle(Event::Tick, now + p * 3);
+    assert!(dead(&a).is_empty());
+    assert_eq!(
+        m.fence_ready(&NodeId::from("dn-a"), &m.members["dn-a"]),
+        Some(granted + lease())
+    );
+    let a = m.handle(Event::Tick, granted + lease());
+    assert_eq!(dead(&a), vec![NodeId::from("dn-a")]);
+}
+
+#[test]
+fn a_draining_node_declared_dead_comes_back_draining_and_is_handed_nothing() {
+    let t0 = Instant::now();
+    let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+    let old = m.published().expect("running").table.clone();
+    // dn-c starts a drain, then falls silent before handing anything over.
+    m.handle(
+        Event::Left {
+            conn: ConnId(3),
+            node: NodeId::from("dn-c"),
+        },
+        now,
+    );
+    let (fenced, version) = fence_c(&mut m, now);
+    m.handle(ack(1, "dn-a", version), fenced);
+    let a = m.handle(Event::Tick, fenced + lease());
+    assert_eq!(dead(&a), vec![NodeId::from("dn-c")]);
+    assert!(m.status(fenced + lease()).draining.is_empty());
+    // It resumes and registers again, still draining: it drops what it held, is put in
+    // no ring, is ordered nothing and handed nothing, and leaves with the final table.
+    let back = fenced + lease() * 2;
+    let mut again = leased(30, "dn-c", 7002, Some(&old));
+    if let Event::Registered { draining, .. } = &mut again {
+        *draining = true;
+    }
+    let a = m.handle(again, back);
+    let flush = a.iter().find_map(|x| match x {
+        Action::SendTo {
+            conn: ConnId(30),
+            msg: NameNodeToDataNode::Welcome { flush, .. },
+        } => Some(flush.clone()),
+        _ => None,
+    });
+    assert_eq!(flush, Some(vec![(0, 16383)]), "{a:?}");
+    assert!(migrations(&a).is_empty(), "{a:?}");
+    let a = settle(&mut m, a, back);
+    assert!(migrations(&a).is_empty(), "{a:?}");
+    assert_eq!(m.len(), 2, "the drained node is let go");
+    let table = &m.published().expect("p").table;
+    assert_eq!(table.slots_of(&NodeId::from("dn-c")), 0);
+    assert_every_slot_owned_once(table, &["dn-a", "dn-b"]);
+}
+
+#[test]
+fn a_draining_node_that_registers_again_in_time_goes_on_draining() {
+    let t0 = Instant::now();
+    let (mut m, now) = running_with(&["dn-a", "dn-b", "dn-c"], t0);
+    let before = m.published().expect("running").table.clone();
+    m.handle(
+        Event::Left {
+            conn: ConnId(3),
+            node: NodeId::from("dn-c"),
+        },
+        now,
+    );
+    // Its connection drops (a pause, a restarted NameNode connection) and it registers
+    // again on a new one, saying it is draining: it stays a draining member.
+    m.handle(Event::Disconnected { conn: ConnId(3) }, now);
+    let mut again = reregister(13, "dn-c", 7002, &before);
+    if let Event::Registered { draining, .. } = &mut again {
+        *draining = true;
+    }
+    let a = m.handle(again, now);
+    assert_eq!(m.status(now).draining, vec![NodeId::from("dn-c")], "{a:?}");
+    // Nothing is ordered towards it, and it keeps its slots until they have moved.
+    assert!(migrations(&a).iter().all(|o| o.2 != NodeId::from("dn-c")));
+    let table = &m.published().expect("p").table;
+    assert_eq!(
+        table.slots_of(&NodeId::from("dn-c")),
+        before.slots_of(&NodeId::from("dn-c"))
+    );
+}
+
+#[test]
+fn a_node_declared_dead_is_told_to_drop_everything_when_it_returns() {
+    let t0 = Instant::now();
+    let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+    let old = m.published().expect("running").table.clone();
+    let (fenced, version) = fence_c(&mut m, now);
+    m.handle(ack(1, "dn-a", version), fenced);
+    let a = m.handle(Event::Tick, fenced + lease());
+    assert_eq!(dead(&a), vec![NodeId::from("dn-c")]);
+    // It comes back claiming its old slots: not adopted, and it drops them.
+    let back = fenced + lease() * 2;
+    let a = m.handle(leased(30, "dn-c", 7002, Some(&old)), back);
+    let (table, flush) = a
+        .iter()
+        .find_map(|x| match x {
+            Action::SendTo {
+                conn: ConnId(30),
+                msg: NameNodeToDataNode::Welcome { table, flush, .. },
+            } => Some((table.clone(), flush.clone())),
+            _ => None,
+        })
+        .expect("welcomed");
+    assert_eq!(flush, vec![(0, 16383)]);
+    assert_eq!(table.slots_of(&NodeId::from("dn-c")), 0);
+    // Its slots come back by handoff only.
+    assert!(!migrations(&a).is_empty());
+    // Heartbeats it sent with its old table get no lease; with the welcome's, they do.
+    assert!(grants(&m.handle(beat(30, "dn-c", old.epoch(), 5), back)).is_empty());
+    assert_eq!(
+        grants(&m.handle(beat(30, "dn-c", table.epoch(), 6), back)),
+        vec![(ConnId(30), 6)]
+    );
+}

@@ -1,0 +1,208 @@
+//! A NameNode restart: the startup grace, members reporting back, epochs, leases since the start.
+
+use super::*;
+
+#[test]
+fn startup_grace_collects_then_publishes_once() {
+    let t0 = Instant::now();
+    let mut m = Membership::new(DEFAULT_VNODES, timing(), t0);
+    assert_eq!(m.next_deadline(), Some(t0 + timing().startup_grace));
+    for (i, id) in ["dn-a", "dn-b", "dn-c"].iter().enumerate() {
+        let a = m.handle(register(i as u64, id, 7000 + i as u16), t0);
+        assert!(
+            broadcasts(&a).is_empty() && welcomes(&a).is_empty(),
+            "{a:?}"
+        );
+    }
+    assert!(m.handle(Event::Tick, t0 + INTERVAL).is_empty());
+    assert!(m.published().is_none());
+
+    let a = m.handle(Event::Tick, t0 + timing().startup_grace);
+    assert_eq!(welcomes(&a).len(), 3);
+    let b = broadcasts(&a);
+    assert_eq!(b.len(), 1);
+    assert!(
+        b[0].1.is_empty(),
+        "datanodes get welcomes; only watchers get the push"
+    );
+    assert_eq!(b[0].0.epoch(), 1);
+    assert_every_slot_owned_once(&b[0].0.table, &["dn-a", "dn-b", "dn-c"]);
+    assert!(m.is_running());
+}
+
+#[test]
+fn restart_with_everyone_back_keeps_owners_and_epoch_without_waiting() {
+    let t0 = Instant::now();
+    let (m, now) = running_with(&["dn-a", "dn-b", "dn-c"], t0);
+    let before = m.published().expect("running").table.clone();
+
+    let mut m = Membership::new(DEFAULT_VNODES, timing(), now);
+    let a = m.handle(reregister(10, "dn-c", 7002, &before), now);
+    assert!(welcomes(&a).is_empty());
+    m.handle(reregister(11, "dn-a", 7000, &before), now);
+    // The last owner is back: no need to wait out the grace.
+    let a = m.handle(reregister(12, "dn-b", 7001, &before), now);
+    assert_eq!(welcomes(&a).len(), 3);
+    let after = &broadcasts(&a)[0].0.table;
+    assert_eq!(after, &before, "same owners, same epoch");
+    assert!(migrations(&a).is_empty(), "nothing to move");
+    assert!(a.contains(&Action::Notice(Notice::StartupDone {
+        epoch: before.epoch(),
+        members: 3,
+        reused_epoch: true,
+    })));
+}
+
+#[test]
+fn restart_with_a_node_missing_waits_then_moves_the_epoch() {
+    let t0 = Instant::now();
+    let (m, now) = running_with(&["dn-a", "dn-b", "dn-c"], t0);
+    let before = m.published().expect("running").table.clone();
+
+    let mut m = Membership::new(DEFAULT_VNODES, timing(), now);
+    m.handle(reregister(10, "dn-a", 7000, &before), now);
+    let a = m.handle(reregister(11, "dn-b", 7001, &before), now);
+    assert!(
+        welcomes(&a).is_empty(),
+        "dn-c's slots are uncovered: keep waiting"
+    );
+    let a = m.handle(Event::Tick, now + timing().startup_grace);
+    let after = &broadcasts(&a)[0].0.table;
+    assert_eq!(after.epoch(), before.epoch() + 1);
+    assert_every_slot_owned_once(after, &["dn-a", "dn-b"]);
+    // Consistent hashing: only dn-c's slots moved.
+    for slot in Slot::all() {
+        if before.owner(slot) != Some(&NodeId::from("dn-c")) {
+            assert_eq!(before.owner(slot), after.owner(slot), "slot {slot}");
+        }
+    }
+}
+
+#[test]
+fn a_straggler_with_a_newer_epoch_moves_ours_above_it() {
+    let t0 = Instant::now();
+    let (mut m, now) = running_with(&["dn-a"], t0);
+    assert_eq!(m.published().map(|p| p.epoch()), Some(2));
+    let a = m.handle(
+        Event::Registered {
+            conn: ConnId(9),
+            info: info("dn-b", 7009),
+            epoch_seen: 40,
+            owned_slots: Vec::new(),
+            leased: false,
+            draining: false,
+        },
+        now,
+    );
+    assert_eq!(broadcasts(&a)[0].0.epoch(), 41);
+    assert_eq!(welcomes(&a)[0].1.epoch(), 41);
+
+    // A heartbeat from a newer past, too.
+    let a = m.handle(heartbeat(1, "dn-a", 50), now);
+    assert_eq!(broadcasts(&a)[0].0.epoch(), 51);
+    assert_eq!(broadcasts(&a)[0].0.nodes.len(), 2);
+}
+
+#[test]
+fn a_restarted_namenode_waits_for_every_ack_and_a_lease_since_its_start() {
+    let t0 = Instant::now();
+    let (m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+    let table = m.published().expect("running").table.clone();
+    // A new NameNode: everyone re-registers within the grace, then c goes silent.
+    let t1 = now + Duration::from_secs(1);
+    let mut m = Membership::new(DEFAULT_VNODES, timing(), t1);
+    for (i, id) in ["dn-a", "dn-b", "dn-c"].iter().enumerate() {
+        m.handle(leased(i as u64 + 1, id, 7000 + i as u16, Some(&table)), t1);
+    }
+    assert!(m.is_running(), "everyone is back");
+    assert_eq!(epoch_of(&m), table.epoch());
+    // c's table is from the earlier life: unknown peers. Every member must acknowledge.
+    let (fenced, version) = fence_c(&mut m, t1);
+    let c = NodeId::from("dn-c");
+    m.handle(ack(1, "dn-a", version), fenced);
+    assert_eq!(m.fence_ready(&c, &m.members["dn-c"]), None);
+    m.handle(ack(2, "dn-b", version), fenced + INTERVAL);
+    // Grants of the earlier life count from this NameNode's start at the latest.
+    assert_eq!(
+        m.fence_ready(&c, &m.members["dn-c"]),
+        Some((fenced + INTERVAL).max(t1) + lease())
+    );
+}
+
+#[test]
+fn after_a_restart_slots_nobody_claims_wait_for_their_owners_lease() {
+    let t0 = Instant::now();
+    let (m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+    let table = m.published().expect("running").table.clone();
+    let c_slots = table.slots_of(&NodeId::from("dn-c"));
+    // A new NameNode; c does not come back (paused, and perhaps still serving).
+    let t1 = now + Duration::from_secs(1);
+    let mut m = Membership::new(DEFAULT_VNODES, timing(), t1);
+    m.handle(leased(1, "dn-a", 7000, Some(&table)), t1);
+    m.handle(leased(2, "dn-b", 7001, Some(&table)), t1);
+    let end = t1 + timing().startup_grace;
+    let a = m.handle(Event::Tick, end);
+    let first = broadcasts(&a)[0].0.clone();
+    assert!(first.epoch() > table.epoch());
+    assert_eq!(first.table.assigned_slots(), SLOT_COUNT - c_slots);
+    assert!(first.nodes.iter().all(|n| n.id.as_str() != "dn-c"));
+    // Until both survivors have installed it, and a lease after, the slots stay unowned.
+    m.handle(beat(1, "dn-a", first.epoch(), 1), end);
+    keep_alive(&mut m, &[(1, "dn-a")], end, end + lease() * 3);
+    assert_eq!(epoch_of(&m), first.epoch());
+    let installed = end + lease() * 3 + INTERVAL;
+    m.handle(beat(2, "dn-b", first.epoch(), 1), installed);
+    assert_eq!(m.startup_fence_ready(), Some(installed + lease()));
+    let mut t = installed;
+    let mut assigned = None;
+    while assigned.is_none() {
+        t += INTERVAL / 2;
+        m.handle(beat(1, "dn-a", first.epoch(), 2), t);
+        m.handle(beat(2, "dn-b", first.epoch(), 2), t);
+        let a = m.handle(Event::Tick, t);
+        if let Some((p, _)) = broadcasts(&a).first() {
+            assigned = Some((t, p.clone()));
+        }
+    }
+    let (at, p) = assigned.expect("assigned");
+    assert!(at >= installed + lease());
+    assert_every_slot_owned_once(&p.table, &["dn-a", "dn-b"]);
+}
+
+#[test]
+fn after_a_restart_a_newer_claim_wins_and_the_stale_one_is_dropped() {
+    let t0 = Instant::now();
+    let (m, _) = leased_cluster(&["dn-a", "dn-b"], t0);
+    let old = m.published().expect("running").table.clone();
+    // b took a's slots while a was away (a newer table); then the NameNode restarted
+    // and a came back still claiming them at the old epoch.
+    let mut newer = old.clone();
+    newer.assign(
+        Slot::new(0).expect("slot")..=Slot::new(16383).expect("slot"),
+        Some(&NodeId::from("dn-b")),
+    );
+    newer.set_epoch(old.epoch() + 1);
+    let t1 = Instant::now() + Duration::from_secs(9);
+    let mut m = Membership::new(DEFAULT_VNODES, timing(), t1);
+    // a registers first; id order would have let it win.
+    m.handle(leased(1, "dn-a", 7000, Some(&old)), t1);
+    m.handle(leased(2, "dn-b", 7001, Some(&newer)), t1);
+    let a = m.handle(Event::Tick, t1 + timing().startup_grace);
+    type Welcomed = (ConnId, Vec<(u16, u16)>, SlotTable);
+    let w: Vec<Welcomed> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::SendTo {
+                conn,
+                msg: NameNodeToDataNode::Welcome { flush, table, .. },
+            } => Some((*conn, flush.clone(), table.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(w.len(), 2);
+    let b = NodeId::from("dn-b");
+    assert_eq!(w[0].2.slots_of(&b), SLOT_COUNT, "the newer claim wins");
+    assert_eq!(w[0].0, ConnId(1));
+    assert_eq!(w[0].1, old.ranges_of(&NodeId::from("dn-a")));
+    assert!(w[1].1.is_empty());
+}
