@@ -600,7 +600,11 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
             }
         }
         Pending::LeaseLost { reply, resets } => {
-            if renewed_since(node, resets).await {
+            if node
+                .lease
+                .renewed_since(resets, crate::lease::LOST_WAIT)
+                .await
+            {
                 encoded(&reply, proto)
             } else {
                 encoded(&crate::lease::ERR_LEASE_LOST, proto)

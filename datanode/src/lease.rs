@@ -222,6 +222,27 @@ impl Lease {
         self.renewed.subscribe()
     }
 
+    /// Waits (at most `wait`) for the lease to hold again with no drop of the node's slots
+    /// since `resets` (a [`Lease::resets`] read before a command ran): then a command that
+    /// ran while the lease ran out stands, for the slots stayed this node's. False on a
+    /// drop, or when no renewal came in time.
+    pub async fn renewed_since(&self, resets: u64, wait: Duration) -> bool {
+        let mut renewals = self.watch_renewals();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if self.resets() != resets {
+                return false;
+            }
+            if self.check() {
+                return self.resets() == resets;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(20), renewals.changed()).await;
+        }
+    }
+
     /// A new NameNode session: heartbeats of the previous one will not be answered.
     pub fn new_session(&self) {
         self.sent.lock().clear();
@@ -461,6 +482,44 @@ mod tests {
         let mut t = ring.slot_table();
         t.set_epoch(epoch);
         Routing::from_table(&t, &infos, me)
+    }
+
+    /// A lease that ran out while a command ran: the command's reply stands once a renewal
+    /// comes with no drop in between, never after a drop, and not without a renewal.
+    #[tokio::test]
+    async fn a_reply_stands_only_after_a_renewal_without_a_drop() {
+        let lapsed = || {
+            let l = Arc::new(Lease::default());
+            l.set_duration_ms(1000);
+            // Renewed for a heartbeat sent 2 s ago: ran out 1 s ago.
+            l.extend_from(now_us().saturating_sub(2_000_000));
+            assert!(!l.serving());
+            l
+        };
+        let generous = Duration::from_secs(60);
+        // Renewed (a heartbeat answered now), no drop: stands.
+        let l = lapsed();
+        let r = l.resets();
+        let renew = {
+            let l = l.clone();
+            tokio::spawn(async move { l.extend_from(now_us()) })
+        };
+        assert!(l.renewed_since(r, generous).await);
+        renew.await.expect("renewal");
+        // Dropped (a welcome's flush) before any renewal: never stands, even if a renewal
+        // follows.
+        let l = lapsed();
+        let r = l.resets();
+        l.reset();
+        l.extend_from(now_us());
+        assert!(!l.renewed_since(r, generous).await);
+        // No renewal within the wait: does not stand.
+        let l = lapsed();
+        let r = l.resets();
+        assert!(!l.renewed_since(r, Duration::from_millis(50)).await);
+        // A lease that never lapsed (leases off) stands at once.
+        let l = Lease::default();
+        assert!(l.renewed_since(l.resets(), Duration::ZERO).await);
     }
 
     #[test]

@@ -209,25 +209,6 @@ pub(super) async fn wait_for_lease(node: &Arc<Node>, slots: &[u16]) -> bool {
     }
 }
 
-/// Waits (at most [`crate::lease::LOST_WAIT`]) for this node to hold its lease again with no
-/// drop of its slots since `resets`: then a command that ran while the lease ran out stands.
-pub(super) async fn renewed_since(node: &Arc<Node>, resets: u64) -> bool {
-    let mut renewals = node.lease.watch_renewals();
-    let deadline = tokio::time::Instant::now() + crate::lease::LOST_WAIT;
-    loop {
-        if node.lease.resets() != resets {
-            return false;
-        }
-        if node.lease.check() {
-            return node.lease.resets() == resets;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        let _ = tokio::time::timeout(Duration::from_millis(20), renewals.changed()).await;
-    }
-}
-
 /// Waits until none of `req`'s slots is frozen (bounded; the request is planned again
 /// afterwards either way).
 pub(super) async fn wait_unfrozen(node: &Arc<Node>, req: &Request) {
