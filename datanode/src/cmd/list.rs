@@ -11,6 +11,7 @@ use super::pubsub::notify;
 use super::*;
 use crate::blocking;
 use crate::pubsub::events;
+use crate::resp::frame::Elements;
 use crate::store::{End, Kind, Limits, List, Member};
 
 const G: &str = "list";
@@ -259,24 +260,25 @@ fn lindex(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 
 fn lrange(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let (start, stop) = (int_arg(req.arg(2))?, int_arg(req.arg(3))?);
-    let items = read(ctx, req.arg(1), |l| {
-        match clamp_range(start, stop, l.len()) {
-            None => Vec::new(),
-            Some((a, b)) => {
-                let n = b - a + 1;
-                let mut out = Vec::with_capacity(n);
-                let mut c = l.cursor_from(a);
-                while out.len() < n {
-                    match c.next() {
-                        Some(m) => out.push(elem_frame(m)),
-                        None => break,
-                    }
+    // Written straight from the list into the reply's bytes: no frame, allocation or copy
+    // per element.
+    let reply = read(ctx, req.arg(1), |l| {
+        let mut out = Elements::with_capacity(0, 0);
+        if let Some((a, b)) = clamp_range(start, stop, l.len()) {
+            let n = b - a + 1;
+            out = Elements::with_capacity(n, 16);
+            let mut c = l.cursor_from(a);
+            for _ in 0..n {
+                match c.next() {
+                    Some(Member::Bytes(m)) => out.bulk(m),
+                    Some(Member::Int(i)) => out.int(i),
+                    None => break,
                 }
-                out
             }
         }
+        out.finish(false)
     })?;
-    Ok(Frame::Array(items.unwrap_or_default()))
+    Ok(reply.unwrap_or(Frame::Array(Vec::new())))
 }
 
 fn lset(ctx: &mut Ctx<'_>, req: &Request) -> Reply {

@@ -11,6 +11,7 @@ use super::hash::{random_positions, scan_args, scan_reply, scan_step, MAX_REPLY_
 use super::pubsub::notify;
 use super::*;
 use crate::pubsub::events;
+use crate::resp::frame::Elements;
 use crate::store::{Kind, Limits, Member, Set, Value};
 
 const G: &str = "set";
@@ -126,8 +127,18 @@ fn srem(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 }
 
 fn smembers(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let items = read(ctx, req.arg(1), |s| s.iter().map(member_frame).collect())?;
-    Ok(set_reply(ctx, items.unwrap_or_default()))
+    // Written straight from the set into the reply's bytes (see `Frame::Encoded`).
+    let reply = read(ctx, req.arg(1), |s| {
+        let mut out = Elements::with_capacity(s.len(), 16);
+        for m in s.iter() {
+            match m {
+                Member::Bytes(b) => out.bulk(b),
+                Member::Int(i) => out.int(i),
+            }
+        }
+        out.finish(true)
+    })?;
+    Ok(reply.unwrap_or_else(|| set_reply(ctx, Vec::new())))
 }
 
 fn sismember(ctx: &mut Ctx<'_>, req: &Request) -> Reply {

@@ -50,7 +50,8 @@ impl Harness {
         if let Some(b) = crate::tracking::end().filter(|_| tracking) {
             self.node.tracking.flush(b);
         }
-        reply
+        // Tests look inside replies: a pre-encoded one is decoded as a script would see it.
+        reply.decoded(self.session.proto)
     }
 
     /// What was pushed to `session`'s connection (RESP3 or RESP2 bytes), taken.

@@ -45,6 +45,51 @@ pub enum Frame {
     /// Verbatim text (`=` in RESP3), e.g. INFO and CLIENT LIST; the format is `txt`.
     Verbatim(Bytes),
     Push(Vec<Frame>),
+    /// An array (or, with `set`, a RESP3 set; an array in RESP2) whose `count` elements are
+    /// already encoded in `body` as bulk strings, which read the same in RESP2 and RESP3: what
+    /// a command that reads many elements writes straight from the store (LRANGE, SMEMBERS)
+    /// with an [`Elements`], no frame, allocation or copy per element. Whoever looks inside a
+    /// reply (a script, a test) sees it [`decoded`](Frame::decoded).
+    Encoded {
+        set: bool,
+        count: usize,
+        body: Bytes,
+    },
+}
+
+/// Builds a [`Frame::Encoded`]: bulk strings appended one by one.
+pub struct Elements {
+    body: BytesMut,
+    count: usize,
+}
+
+impl Elements {
+    /// Room for about `n` elements of `each` bytes.
+    pub fn with_capacity(n: usize, each: usize) -> Elements {
+        Elements {
+            body: BytesMut::with_capacity(n.saturating_mul(each.saturating_add(8))),
+            count: 0,
+        }
+    }
+
+    pub fn bulk(&mut self, data: &[u8]) {
+        bulk(&mut self.body, b'$', data);
+        self.count += 1;
+    }
+
+    /// An integer element, as a bulk string of its digits (an intset's or listpack's member).
+    pub fn int(&mut self, i: i64) {
+        self.bulk(itoa::Buffer::new().format(i).as_bytes());
+    }
+
+    /// The reply: an array, or with `set` a set in RESP3.
+    pub fn finish(self, set: bool) -> Frame {
+        Frame::Encoded {
+            set,
+            count: self.count,
+            body: self.body.freeze(),
+        }
+    }
 }
 
 impl Frame {
@@ -76,6 +121,27 @@ impl Frame {
         Frame::Bulk(Bytes::from_static(b.as_bytes()))
     }
 
+    /// This reply with a [`Frame::Encoded`] decoded into frames, as a client speaking
+    /// `proto` would read it (other frames as they are).
+    pub fn decoded(self, proto: Protocol) -> Frame {
+        let Frame::Encoded { set, count, body } = self else {
+            return self;
+        };
+        let mut whole = BytesMut::with_capacity(body.len() + 24);
+        header(&mut whole, b'*', count);
+        whole.extend_from_slice(&body);
+        match super::reply::parse_reply(&whole) {
+            Ok(Some((Frame::Array(items), n))) if n == whole.len() => {
+                if set && proto == Protocol::Resp3 {
+                    Frame::Set(items)
+                } else {
+                    Frame::Array(items)
+                }
+            }
+            _ => Frame::err("ERR internal error: a malformed pre-encoded reply"),
+        }
+    }
+
     pub fn is_error(&self) -> bool {
         matches!(self, Frame::Error(_))
     }
@@ -91,6 +157,10 @@ impl Frame {
                 line(out, b':', b.format(*i).as_bytes());
             }
             Frame::Bulk(b) => bulk(out, b'$', b),
+            Frame::Encoded { set, count, body } => {
+                header(out, if *set && resp3 { b'~' } else { b'*' }, *count);
+                out.extend_from_slice(body);
+            }
             Frame::Null if resp3 => out.extend_from_slice(b"_\r\n"),
             Frame::NullArray if resp3 => out.extend_from_slice(b"_\r\n"),
             Frame::Null => out.extend_from_slice(b"$-1\r\n"),
@@ -233,6 +303,33 @@ mod tests {
             "$2\r\nhi\r\n"
         );
         assert_eq!(enc(&Frame::Set(vec![Frame::Integer(1)]), P), "*1\r\n:1\r\n");
+    }
+
+    #[test]
+    fn encoded_replies_read_as_their_frames() {
+        for set in [false, true] {
+            let mut e = Elements::with_capacity(3, 2);
+            e.bulk(b"ab");
+            e.bulk(b"");
+            e.int(-12);
+            let encoded = e.finish(set);
+            let items = vec![Frame::bulk("ab"), Frame::bulk(""), Frame::bulk("-12")];
+            for p in [Protocol::Resp2, Protocol::Resp3] {
+                let frames = if set && p == Protocol::Resp3 {
+                    Frame::Set(items.clone())
+                } else {
+                    Frame::Array(items.clone())
+                };
+                assert_eq!(enc(&encoded, p), enc(&frames, p));
+                assert_eq!(encoded.clone().decoded(p), frames);
+            }
+        }
+        let empty = Elements::with_capacity(0, 0).finish(false);
+        assert_eq!(enc(&empty, Protocol::Resp2), "*0\r\n");
+        assert_eq!(
+            Frame::Integer(1).decoded(Protocol::Resp3),
+            Frame::Integer(1)
+        );
     }
 
     #[test]

@@ -138,7 +138,12 @@ unsafe fn push_frame(state: *mut ffi::lua_State, f: Frame, resp3: bool, depth: u
     }
     let push_str = |s: &[u8]| ffi::lua_pushlstring_(state, s.as_ptr().cast(), s.len());
     let len = |n: usize| std::ffi::c_int::try_from(n).unwrap_or(std::ffi::c_int::MAX);
-    match f {
+    let proto = if resp3 {
+        crate::resp::Protocol::Resp3
+    } else {
+        crate::resp::Protocol::Resp2
+    };
+    match f.decoded(proto) {
         Frame::Integer(i) => ffi::lua_pushnumber(state, i as f64),
         Frame::Bulk(b) => push_str(&b),
         Frame::Verbatim(b) if resp3 => {
@@ -149,6 +154,8 @@ unsafe fn push_frame(state: *mut ffi::lua_State, f: Frame, resp3: bool, depth: u
             ffi::lua_setfield(state, -2, c"verbatim_string".as_ptr());
         }
         Frame::Verbatim(b) => push_str(&b),
+        // `decoded` leaves none.
+        Frame::Encoded { .. } => ffi::lua_pushnil(state),
         Frame::Simple(s) => {
             ffi::lua_createtable(state, 0, 1);
             push_field(state, c"ok", s.as_bytes());
