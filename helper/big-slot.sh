@@ -99,8 +99,10 @@ log "drain summary: ${summary:-none}"
 fail=0
 for ((i = 0; i < VALUES; i++)); do
     # --raw prints the bytes and a newline: the newline is cut off.
-    got=$(timeout 300 redis-cli -h 127.0.0.1 -p "${PORTS[$TO]}" --raw GET "{big}:v$i" |
-        head -c "$((MB * 1024 * 1024))" | sha256sum | cut -d' ' -f1)
+    timeout 300 redis-cli -h 127.0.0.1 -p "${PORTS[$TO]}" --raw GET "{big}:v$i" >"$CHKV_TMP/got"
+    truncate -s "$((MB * 1024 * 1024))" "$CHKV_TMP/got"
+    got=$(sha256sum "$CHKV_TMP/got" | cut -d' ' -f1)
+    rm -f "$CHKV_TMP/got"
     if [[ $got == "${SUMS[i]}" ]]; then
         log "{big}:v$i intact on ${PORTS[$TO]}"
     else
