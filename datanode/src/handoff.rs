@@ -325,7 +325,10 @@ async fn export_encoded(node: &Arc<Node>, slot: u16, now: u64) -> Encoded {
         let mut commands = Vec::new();
         let mut bytes = 0;
         for range in transfers(&sizes, IMPORT_CHUNK, IMPORT_BYTES) {
-            let mut buf = BytesMut::new();
+            // Sized up front: a transfer may hold one value of hundreds of megabytes, which
+            // a buffer grown by doubling would copy again at every step (three 400 MB
+            // values: about 2.4 GB more copied, and twice the memory at the peak).
+            let mut buf = BytesMut::with_capacity(import_len(&entries[range.clone()]));
             encode_import(&entries[range], &mut buf);
             bytes += buf.len();
             commands.push(buf.freeze());
@@ -508,6 +511,18 @@ enum Sent {
     ImportStart,
     /// `CLUSTER IMPORT` or `CLUSTER HANDOFF`.
     Data,
+}
+
+/// The exact length of [`encode_import`]'s encoding of `entries`.
+fn import_len(entries: &[Exported]) -> usize {
+    let digits = |n: usize| itoa::Buffer::new().format(n).len();
+    let bulk = |len: usize| 1 + digits(len) + 2 + len + 2;
+    let mut n = 1 + digits(2 + entries.len() * 3) + 2 + bulk(7) + bulk(6);
+    for e in entries {
+        let exp = itoa::Buffer::new().format(e.expire_at).len();
+        n += bulk(e.key.len()) + bulk(exp) + bulk(e.value.len());
+    }
+    n
 }
 
 /// `CLUSTER IMPORT key expire_at value [key expire_at value ...]`.

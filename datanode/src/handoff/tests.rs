@@ -310,6 +310,16 @@ fn import_roundtrip() {
     ];
     let mut buf = BytesMut::new();
     encode_import(&entries, &mut buf);
+    // The size reserved up front is exactly what is written.
+    assert_eq!(import_len(&entries), buf.len());
+    let long = vec![Exported {
+        key: bytes::Bytes::from(vec![b'k'; 1000]),
+        value: bytes::Bytes::from(vec![b'v'; 123_456]),
+        expire_at: 7,
+    }];
+    let mut one = BytesMut::new();
+    encode_import(&long, &mut one);
+    assert_eq!(import_len(&long), one.len());
     let mut p = crate::resp::Parser::new();
     let req = p
         .next(&mut buf, &crate::resp::Limits::default(), true)
