@@ -537,6 +537,7 @@ async fn serve_conn<R, W>(
                 Err(_) => break,
             }
         }
+        let mut datas: Vec<Bytes> = Vec::with_capacity(jobs.len());
         {
             let mut w = waiting.lock();
             for j in jobs {
@@ -544,7 +545,7 @@ async fn serve_conn<R, W>(
                     let _ = j.reply.send(Err(e.clone()));
                     continue;
                 }
-                wbuf.extend_from_slice(&j.data);
+                datas.push(j.data);
                 w.queue.push_back(j.reply);
                 held.extend(j.held);
             }
@@ -552,16 +553,10 @@ async fn serve_conn<R, W>(
                 break 'outer;
             }
         }
-        // A TLS stream may keep the last record until flushed (a no-op for TCP).
-        let written = match wr.write_all(&wbuf).await {
-            Ok(()) => wr.flush().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = written {
+        if let Err(e) = write_jobs(&mut wr, &mut wbuf, &datas).await {
             fail_all(&waiting, PeerError::Lost(addr, e.to_string()));
             break;
         }
-        wbuf.clear();
         held.clear();
     }
     // No more callers (or the connection failed): stop reading and fail whatever is left.
@@ -575,9 +570,63 @@ async fn serve_conn<R, W>(
     }
 }
 
+/// A request at least this large is written from its own bytes rather than copied into the
+/// connection's write buffer (a handoff's `CLUSTER IMPORT` may carry a value of hundreds of
+/// megabytes: copying it, on the runtime's worker, stalled the node's heartbeats).
+const DIRECT_WRITE: usize = 64 * 1024;
+
+/// Writes `datas` in order: small ones gathered in `wbuf` and written together, each large
+/// one as it is (after what was gathered before it). Flushes at the end (a TLS stream may
+/// keep the last record until then; a no-op for TCP).
+async fn write_jobs<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    wbuf: &mut BytesMut,
+    datas: &[Bytes],
+) -> std::io::Result<()> {
+    for d in datas {
+        if d.len() >= DIRECT_WRITE {
+            if !wbuf.is_empty() {
+                wr.write_all(wbuf).await?;
+                wbuf.clear();
+            }
+            wr.write_all(d).await?;
+        } else {
+            wbuf.extend_from_slice(d);
+        }
+    }
+    if !wbuf.is_empty() {
+        wr.write_all(wbuf).await?;
+        wbuf.clear();
+    }
+    wr.flush().await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Requests small and large go out whole and in order, the small ones gathered.
+    #[tokio::test]
+    async fn writes_keep_order_with_large_requests_written_directly() {
+        let big = |b: u8| Bytes::from(vec![b; DIRECT_WRITE + 7]);
+        let datas = vec![
+            Bytes::from_static(b"a"),
+            Bytes::from_static(b"bb"),
+            big(b'x'),
+            Bytes::from_static(b"c"),
+            big(b'y'),
+            big(b'z'),
+            Bytes::from_static(b"d"),
+        ];
+        let mut out: Vec<u8> = Vec::new();
+        let mut wbuf = BytesMut::new();
+        write_jobs(&mut out, &mut wbuf, &datas)
+            .await
+            .expect("written");
+        let want: Vec<u8> = datas.iter().flat_map(|d| d.iter().copied()).collect();
+        assert_eq!(out, want);
+        assert!(wbuf.is_empty());
+    }
 
     /// A peer that accepts connections and never answers: what fire-and-forget requests
     /// queue for it stays within the limit (more are refused), and is given back when the
