@@ -53,14 +53,16 @@ fi
 logdir=$(mktemp -d -t chkv-chaos.XXXXXX)
 total_fail=0
 run_many() { # name binary filter
-    local name="$1" bin="$2" filter="$3" pass=0 fail=0 i
+    local name="$1" bin="$2" filter="$3" pass=0 fail=0 i log
     for i in $(seq 1 "$RUNS"); do
-        if "$bin" --exact "$filter" --include-ignored --test-threads 1 >"$logdir/$name.$i.log" 2>&1 &&
-            grep -q "test result: ok. 1 passed" "$logdir/$name.$i.log"; then
+        # A name may hold a '/' ("SIGSTOP/SIGCONT"): not in a file name.
+        log="$logdir/${name//\//-}.$i.log"
+        if "$bin" --exact "$filter" --include-ignored --test-threads 1 >"$log" 2>&1 &&
+            grep -q "test result: ok. 1 passed" "$log"; then
             pass=$((pass + 1))
         else
             fail=$((fail + 1))
-            echo "  $name run $i FAILED (log $logdir/$name.$i.log)"
+            echo "  $name run $i FAILED (log $log)"
         fi
     done
     total_fail=$((total_fail + fail))
