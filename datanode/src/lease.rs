@@ -227,14 +227,27 @@ impl Lease {
     /// ran while the lease ran out stands, for the slots stayed this node's. False on a
     /// drop, or when no renewal came in time.
     pub async fn renewed_since(&self, resets: u64, wait: Duration) -> bool {
+        self.wait_for(wait, || {
+            if self.resets() != resets {
+                Some(false)
+            } else if self.check() {
+                Some(self.resets() == resets)
+            } else {
+                None
+            }
+        })
+        .await
+    }
+
+    /// Asks `decide` at once, at every renewal and every 20 ms (for changes renewals do not
+    /// signal, such as a new table) until it answers, for at most `wait`; false when it
+    /// never did.
+    pub async fn wait_for(&self, wait: Duration, mut decide: impl FnMut() -> Option<bool>) -> bool {
         let mut renewals = self.watch_renewals();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if self.resets() != resets {
-                return false;
-            }
-            if self.check() {
-                return self.resets() == resets;
+            if let Some(answer) = decide() {
+                return answer;
             }
             if tokio::time::Instant::now() >= deadline {
                 return false;

@@ -189,24 +189,18 @@ fn no_lease(reply: &[u8]) -> bool {
 /// none of `slots` is its own any more (a new table sent them elsewhere). False when the
 /// wait ran out.
 pub(super) async fn wait_for_lease(node: &Arc<Node>, slots: &[u16]) -> bool {
-    let mut renewals = node.lease.watch_renewals();
-    let deadline = tokio::time::Instant::now() + crate::lease::WAIT_BUDGET;
-    loop {
-        if node.lease.check() {
-            return true;
-        }
-        if !slots.is_empty() {
+    // A new table sent every slot elsewhere (noticed at the next poll).
+    let moved_away = || {
+        !slots.is_empty() && {
             let routing = node.routing();
-            if slots.iter().all(|&s| routing.owner(s) != Owner::Local) {
-                return true;
-            }
+            slots.iter().all(|&s| routing.owner(s) != Owner::Local)
         }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        // Renewals wake it; a new table is noticed at the next poll.
-        let _ = tokio::time::timeout(Duration::from_millis(20), renewals.changed()).await;
-    }
+    };
+    node.lease
+        .wait_for(crate::lease::WAIT_BUDGET, || {
+            (node.lease.check() || moved_away()).then_some(true)
+        })
+        .await
 }
 
 /// Waits until none of `req`'s slots is frozen (bounded; the request is planned again
