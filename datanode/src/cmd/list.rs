@@ -96,11 +96,20 @@ fn read<R>(ctx: &Ctx<'_>, key: &[u8], f: impl FnOnce(&List) -> R) -> Result<Opti
     read_collection(ctx, key, f)
 }
 
-/// An element as a bulk reply.
+/// An element (of a list or a set) as a bulk reply.
 pub(crate) fn elem_frame(m: Member<'_>) -> Frame {
     match m {
         Member::Bytes(b) => Frame::bulk(b),
         Member::Int(n) => Frame::bulk(itoa::Buffer::new().format(n)),
+    }
+}
+
+/// Appends an element (of a list or a set) to an encoded reply, as [`elem_frame`] would
+/// reply it.
+pub(crate) fn push_elem(out: &mut Elements, m: Member<'_>) {
+    match m {
+        Member::Bytes(b) => out.bulk(b),
+        Member::Int(n) => out.int(n),
     }
 }
 
@@ -270,8 +279,7 @@ fn lrange(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             let mut c = l.cursor_from(a);
             for _ in 0..n {
                 match c.next() {
-                    Some(Member::Bytes(m)) => out.bulk(m),
-                    Some(Member::Int(i)) => out.int(i),
+                    Some(m) => push_elem(&mut out, m),
                     None => break,
                 }
             }

@@ -8,6 +8,7 @@
 
 use super::flags::*;
 use super::hash::{random_positions, scan_args, scan_reply, scan_step, MAX_REPLY_ELEMENTS};
+use super::list::{elem_frame, push_elem};
 use super::pubsub::notify;
 use super::*;
 use crate::pubsub::events;
@@ -71,13 +72,6 @@ fn read<R>(ctx: &Ctx<'_>, key: &[u8], f: impl FnOnce(&Set) -> R) -> Result<Optio
     read_collection(ctx, key, f)
 }
 
-fn member_frame(m: Member<'_>) -> Frame {
-    match m {
-        Member::Bytes(b) => Frame::bulk(b),
-        Member::Int(n) => Frame::bulk(itoa::Buffer::new().format(n)),
-    }
-}
-
 /// Members as a reply: a set in RESP3, an array in RESP2.
 fn set_reply(ctx: &Ctx<'_>, items: Vec<Frame>) -> Frame {
     if ctx.session.proto == crate::resp::Protocol::Resp3 {
@@ -131,10 +125,7 @@ fn smembers(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let reply = read(ctx, req.arg(1), |s| {
         let mut out = Elements::with_capacity(s.len(), 16);
         for m in s.iter() {
-            match m {
-                Member::Bytes(b) => out.bulk(b),
-                Member::Int(i) => out.int(i),
-            }
+            push_elem(&mut out, m);
         }
         out.finish(true)
     })?;
@@ -216,7 +207,7 @@ fn srandmember(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     if req.len() == 2 {
         let m = read(ctx, key, |s| {
             let i = rand::Rng::random_range(&mut rng, 0..s.len().max(1));
-            s.get_index(i).map(member_frame)
+            s.get_index(i).map(elem_frame)
         })?;
         return Ok(m.flatten().unwrap_or(Frame::Null));
     }
@@ -230,7 +221,7 @@ fn srandmember(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let items = read(ctx, key, |s| {
         random_positions(s.len(), count, &mut rng)
             .into_iter()
-            .filter_map(|i| s.get_index(i).map(member_frame))
+            .filter_map(|i| s.get_index(i).map(elem_frame))
             .collect()
     })?;
     Ok(Frame::Array(items.unwrap_or_default()))
@@ -387,7 +378,7 @@ fn combine_reply(ctx: &mut Ctx<'_>, req: &Request, op: Op) -> Reply {
     let mut g = ctx.node.db.lock_keys(keys.iter().copied());
     let s = combine(&mut g, &keys, op, usize::MAX, ctx.now, &limits)?;
     drop(g);
-    let items = s.iter().map(member_frame).collect();
+    let items = s.iter().map(elem_frame).collect();
     Ok(set_reply(ctx, items))
 }
 
