@@ -127,19 +127,7 @@ log "drain: k on node 1's admin port while redis-benchmark runs"
 bench "$CHKV_TMP/drain.csv" &
 bp=$!
 sleep 0.5
-summary=$(python3 - "${ADMINS[1]}" <<'PY' | tee "$CHKV_TMP/drain.txt" | grep -m1 '^drained:' || true
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=120)
-s.sendall(b"k\r\n")
-buf = b""
-while b"drained:" not in buf:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    buf += chunk
-print(buf.decode(errors="replace").replace("\r", ""))
-PY
-)
+summary=$(admin_drain "${ADMINS[1]}" 120 | tee "$CHKV_TMP/drain.txt" | grep -m1 '^drained:' || true)
 wait "$bp"
 [[ -n "$summary" ]] || die "no drain summary; see $CHKV_TMP/drain.txt"
 wait_settled 3

@@ -79,18 +79,7 @@ log "node ${PORTS[$FROM]} holds $(rcli "${PORTS[$FROM]}" DBSIZE) keys, RSS $((rs
 
 log "drain: k on ${PORTS[$FROM]}'s admin port"
 t0=$(date +%s.%N)
-python3 - "${ADMINS[$FROM]}" >"$CHKV_TMP/drain.txt" <<'PY' || true
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=600)
-s.sendall(b"k\r\n")
-buf = b""
-while b"drained:" not in buf and b"incomplete" not in buf:
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    buf += chunk
-print(buf.decode(errors="replace").replace("\r", ""))
-PY
+admin_drain "${ADMINS[$FROM]}" 600 >"$CHKV_TMP/drain.txt" || true
 t1=$(date +%s.%N)
 summary=$(grep -m1 -E '^(drained:|drain incomplete)' "$CHKV_TMP/drain.txt" || true)
 log "drain summary: ${summary:-none}"

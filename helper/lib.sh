@@ -347,6 +347,24 @@ start_datanode() {
     log "chkv-datanode listening on 127.0.0.1:$port (pid $STARTED_PID)"
 }
 
+# admin_drain ADMIN_PORT TIMEOUT: `k` on a DataNode's admin port; prints what the node says
+# until its summary ("drained: ..." or "drain incomplete ...") or until it closes the
+# connection. A read waits at most TIMEOUT seconds.
+admin_drain() {
+    python3 - "$1" "$2" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=int(sys.argv[2]))
+s.sendall(b"k\r\n")
+buf = b""
+while b"drained:" not in buf and b"drain incomplete" not in buf:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    buf += chunk
+print(buf.decode(errors="replace").replace("\r", ""))
+PY
+}
+
 # rcli PORT ARGS...: redis-cli against 127.0.0.1:PORT, bounded by CHKV_CLI_TIMEOUT (30 s).
 # make_test_certs DIR CA_NAME: a CA, a server and a client certificate (both for 127.0.0.1 and
 # localhost, 2 days) made by openssl into DIR (ca.crt, server.crt/.key, client.crt/.key), for
