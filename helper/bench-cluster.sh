@@ -3,7 +3,9 @@
 # DataNode, twemproxy in front of 3 redis-servers, one DataNode of a 3-node cluster (plain
 # client: 2/3 of the keys forwarded) and the same cluster with redis-benchmark --cluster (the
 # client routes by CLUSTER NODES); the targets alternate within each round, medians of the
-# rounds in one table, and the ratio of forwarding through one DataNode to twemproxy.
+# rounds in one table, and the ratio of forwarding through one DataNode to twemproxy; `cpu` is
+# the CPU time per request of every process serving the target (a proxy and its 3
+# redis-servers; all 3 DataNodes of the cluster), from /proc.
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -24,13 +26,14 @@ Usage: helper/bench-cluster.sh [options]
 Starts, on free 127.0.0.1 ports: redis-server, a standalone chkv-datanode, and a
 chkv-namenode with $NODES chkv-datanodes (release builds, built when missing). Then, per round
 and per pipeline depth (-P 1 and -P 16), runs
-  redis-benchmark -t set,get -c $CLIENTS -n $REQUESTS -r $KEYSPACE -d $SIZE --csv -P <p>
+  redis-benchmark -t <set, then get> -c $CLIENTS -n $REQUESTS -r $KEYSPACE -d $SIZE --csv -P <p>
 against: redis (redis-server), standalone (the single DataNode), twemproxy (nutcracker,
 ketama over 3 redis-servers: the one-entry-point design CHKV's forwarding competes with),
 cluster-node (the first DataNode of the cluster, plain client, so about 2/3 of the
 requests are forwarded) and cluster (the cluster with --cluster). FLUSHALL on every server
-after every run. Prints the median rps and p50/p99 latency of the rounds, and
-cluster-node / twemproxy rps per test and pipeline.
+after every run. Prints the median rps, p50/p99 latency and CPU time per request (all the
+target's processes: the proxy and its redis-servers, or the cluster's 3 DataNodes) of the
+rounds, and cluster-node / twemproxy rps and CPU per test and pipeline.
 
 Options:
   --runs N       rounds (default $RUNS)
@@ -67,8 +70,11 @@ cluster_bins
 
 REDIS_PORT=$(free_port)
 start_redis "$REDIS_PORT"
+declare -A PIDS # target -> the pids serving it, for their CPU time
+PIDS[redis]=$STARTED_PID
 SOLO_PORT=$(free_port)
 start_datanode "$SOLO_PORT"
+PIDS[standalone]=$STARTED_PID
 
 TWEM_BACKENDS=()
 if ((TWEMPROXY)); then
@@ -76,6 +82,7 @@ if ((TWEMPROXY)); then
         port=$(free_port)
         start_redis "$port"
         TWEM_BACKENDS+=("$port")
+        PIDS[twemproxy]+="$STARTED_PID "
     done
     TWEM_PORT=$(free_port)
     {
@@ -92,6 +99,7 @@ if ((TWEMPROXY)); then
         nutcracker -c "$CHKV_TMP/nutcracker.yml" -s "$(free_port)" -a 127.0.0.1 \
         -o "$CHKV_TMP/nutcracker.out"
     wait_for_port "$TWEM_PORT" "$CHKV_WAIT_TIMEOUT" "$STARTED_PID" "$CHKV_TMP/nutcracker.out"
+    PIDS[twemproxy]+="$STARTED_PID"
 fi
 
 NN_DN_PORT=$(free_port)
@@ -101,12 +109,15 @@ for ((i = 0; i < NODES; i++)); do
     port=$(free_port)
     start_datanode "$port" --namenode "127.0.0.1:$NN_DN_PORT" --admin-port "$(free_port)"
     CLUSTER_PORTS+=("$port")
+    PIDS[cluster]+="$STARTED_PID "
 done
+PIDS[cluster-node]=${PIDS[cluster]}
 wait_full_ring "$NODES" "${CLUSTER_PORTS[@]}"
 NODE_PORT=${CLUSTER_PORTS[0]}
 log "redis $REDIS_PORT, standalone $SOLO_PORT, cluster ${CLUSTER_PORTS[*]} (NameNode $NN_DN_PORT)"
 
-RESULTS="$CHKV_TMP/results.csv" # target,pipeline,test,rps,p50,p99
+RESULTS="$CHKV_TMP/results.csv" # target,pipeline,test,rps,p50,p99,cpu_us_per_req
+TICKS_PER_SEC=$(getconf CLK_TCK)
 : >"$RESULTS"
 
 flush() {
@@ -116,20 +127,29 @@ flush() {
     done
 }
 
-# bench TARGET PIPELINE PORT [EXTRA...]
+# bench TARGET PIPELINE PORT [EXTRA...]: SET, then GET (one redis-benchmark each, so the CPU
+# time of the target's processes is charged to each test).
 bench() {
-    local name=$1 pipeline=$2 port=$3 out rows
+    local name=$1 pipeline=$2 port=$3 out row test t0 t1 summary=""
     shift 3
-    local args=(-h 127.0.0.1 -p "$port" -t "set,get" -c "$CLIENTS" -n "$REQUESTS" -r "$KEYSPACE"
-        -d "$SIZE" -P "$pipeline" --csv "$@")
-    out=$(timeout 300 redis-benchmark "${args[@]}" 2>>"$CHKV_TMP/redis-benchmark.stderr") ||
-        die "redis-benchmark against $name failed: redis-benchmark ${args[*]}"
-    # --cluster prints the masters it found before the CSV; keep the result rows only.
-    rows=$(tr -d '\r' <<<"$out" | grep -E '^"(SET|GET)",' | tr -d '"' |
-        awk -F, -v t="$name" -v p="$pipeline" 'NF >= 8 { print t "," p "," $1 "," $2 "," $5 "," $7 }')
-    [[ "$(grep -c . <<<"$rows")" == 2 ]] || die "unexpected output from $name: $out"
-    printf '%s\n' "$rows" >>"$RESULTS"
-    log "round $ROUND  -P $pipeline  $name: $(awk -F, '{ printf "%s %.0f rps p50 %s p99 %s   ", $3, $4, $5, $6 }' <<<"$rows")"
+    local pids
+    read -r -a pids <<<"${PIDS[$name]}"
+    for test in set get; do
+        local args=(-h 127.0.0.1 -p "$port" -t "$test" -c "$CLIENTS" -n "$REQUESTS" -r "$KEYSPACE"
+            -d "$SIZE" -P "$pipeline" --csv "$@")
+        t0=$(cpu_ticks "${pids[@]}")
+        out=$(timeout 300 redis-benchmark "${args[@]}" 2>>"$CHKV_TMP/redis-benchmark.stderr") ||
+            die "redis-benchmark against $name failed: redis-benchmark ${args[*]}"
+        t1=$(cpu_ticks "${pids[@]}")
+        # --cluster prints the masters it found before the CSV; keep the result row only.
+        row=$(tr -d '\r' <<<"$out" | grep -E '^"(SET|GET)",' | tr -d '"' |
+            awk -F, -v t="$name" -v p="$pipeline" -v ticks=$((t1 - t0)) -v hz="$TICKS_PER_SEC" \
+                -v n="$REQUESTS" 'NF >= 8 { printf "%s,%s,%s,%s,%s,%s,%.2f\n", t, p, $1, $2, $5, $7, ticks * 1e6 / hz / n }')
+        [[ "$(grep -c . <<<"$row")" == 1 ]] || die "unexpected output from $name: $out"
+        printf '%s\n' "$row" >>"$RESULTS"
+        summary+=$(awk -F, '{ printf "%s %.0f rps p50 %s p99 %s cpu %s us   ", $3, $4, $5, $6, $7 }' <<<"$row")
+    done
+    log "round $ROUND  -P $pipeline  $name: $summary"
 }
 
 # redis-benchmark --cluster reads CLUSTER NODES and sends each node only keys it owns (with
@@ -169,23 +189,23 @@ TABLE=$(awk -F, '
         for (i = 2; i <= n; i++) { v = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > v; j--) a[j + 1] = a[j]; a[j + 1] = v }
         return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
     }
-    { k = $1 SUBSEP $2 SUBSEP $3; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6 }
+    { k = $1 SUBSEP $2 SUBSEP $3; rps[k] = rps[k] " " $4; p50[k] = p50[k] " " $5; p99[k] = p99[k] " " $6; cpu[k] = cpu[k] " " $7 }
     END {
-        print "| pipeline | test | target | rps | p50 ms | p99 ms |"
-        print "|---:|---|---|---:|---:|---:|"
+        print "| pipeline | test | target | rps | p50 ms | p99 ms | cpu us/req |"
+        print "|---:|---|---|---:|---:|---:|---:|"
         split("1 16", P, " "); split("SET GET", T, " "); split("redis standalone twemproxy cluster-node cluster", G, " ")
         for (i = 1; i <= 2; i++) for (t = 1; t <= 2; t++) for (g = 1; g <= 5; g++) {
             k = G[g] SUBSEP P[i] SUBSEP T[t]
             if (!(k in rps)) continue
-            printf "| %s | %s | %s | %.0f | %.3f | %.3f |\n", P[i], T[t], G[g], median(rps[k]), median(p50[k]), median(p99[k])
+            printf "| %s | %s | %s | %.0f | %.3f | %.3f | %.2f |\n", P[i], T[t], G[g], median(rps[k]), median(p50[k]), median(p99[k]), median(cpu[k])
         }
         for (i = 1; i <= 2; i++) for (t = 1; t <= 2; t++) {
             a = "cluster-node" SUBSEP P[i] SUBSEP T[t]; b = "twemproxy" SUBSEP P[i] SUBSEP T[t]
             if ((a in rps) && (b in rps))
-                printf "| %s | %s | cluster-node / twemproxy | %.2fx | | |\n", P[i], T[t], median(rps[a]) / median(rps[b])
+                printf "| %s | %s | cluster-node / twemproxy | %.2fx | | | %.2fx |\n", P[i], T[t], median(rps[a]) / median(rps[b]), median(cpu[a]) / median(cpu[b])
         }
     }' "$RESULTS")
-params="redis-benchmark -t set,get -c $CLIENTS -n $REQUESTS -r $KEYSPACE -d $SIZE, median of $RUNS alternating rounds; $(nproc) CPUs shared by the client and every server"
+params="redis-benchmark -t set, then -t get, -c $CLIENTS -n $REQUESTS -r $KEYSPACE -d $SIZE, median of $RUNS alternating rounds; $(nproc) CPUs shared by the client and every server"
 echo
 echo "$params"
 echo "$TABLE"

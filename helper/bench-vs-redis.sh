@@ -243,10 +243,6 @@ RESULTS="$CHKV_TMP/results.csv" # server,pipeline,size,test,rps,p50_ms,p99_ms,cp
 : >"$RESULTS"
 CSV_HEADER='"test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"'
 
-# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks.
-cpu_ticks() {
-    awk '{ print $14 + $15 }' "/proc/$1/stat"
-}
 TICKS_PER_SEC=$(getconf CLK_TCK)
 
 # bench SERVER PORT PIPELINE SIZE TESTS N: one redis-benchmark invocation per test (so the

@@ -432,6 +432,16 @@ pipe_load() {
     [[ "$out" == *"errors: 0,"* ]] || die "redis-cli --pipe reported errors: $out"
 }
 
+# cpu_ticks PID...: user + system CPU time of the PIDs so far, summed, in clock ticks
+# (getconf CLK_TCK a second).
+cpu_ticks() {
+    local pid total=0
+    for pid in "$@"; do
+        total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+    done
+    echo "$total"
+}
+
 # median NUM...: median of the arguments (mean of the middle two for an even count).
 median() {
     printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {

@@ -47,9 +47,10 @@ use tx::*;
 
 /// A reply that is not known yet.
 pub enum Pending {
-    /// The whole request went to one owner; its raw reply is relayed.
+    /// The whole request went to one owner as `wire` ([`Request::to_wire`]); its raw reply
+    /// is relayed.
     Remote {
-        req: Request,
+        wire: Bytes,
         rx: oneshot::Receiver<PeerReply>,
     },
     /// A multi-key request split over owners.
@@ -320,8 +321,8 @@ fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Req
     } else {
         (routing, r)
     };
-    if node.handoff.any_frozen()
-        && matches!(r, Route::Local | Route::Split)
+    if matches!(r, Route::Local | Route::Split)
+        && node.handoff.any_frozen()
         && spec.keys_in(req).any(|i| {
             let s = key_slot(req.arg(i));
             routing.owner(s) == Owner::Local && node.handoff.is_frozen(s)
@@ -369,10 +370,7 @@ fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Req
         (Route::Remote(o), _) if session.tx.remote.is_some() => match routing.addr(o) {
             Some(addr) => match relay(session, addr, req, RelayKind::Command) {
                 Some(p) => Planned::Later(p),
-                None => Planned::Later(Pending::Remote {
-                    req: req.clone(),
-                    rx: node.peers.send_request(addr, session.proto, req),
-                }),
+                None => Planned::Later(forward(node, session, addr, req)),
             },
             None => Planned::Now(CLUSTERDOWN),
         },
@@ -383,10 +381,7 @@ fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Req
             }
             Some(addr) => {
                 node.stats.forwarded_requests.add(1);
-                Planned::Later(Pending::Remote {
-                    req: req.clone(),
-                    rx: node.peers.send_request(addr, session.proto, req),
-                })
+                Planned::Later(forward(node, session, addr, req))
             }
             None => Planned::Now(CLUSTERDOWN),
         },
@@ -395,6 +390,15 @@ fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Req
             Planned::Later(Pending::Fenced { req: req.clone() })
         }
         (Route::Split, _) => Planned::Later(split(node, session, routing, req)),
+    }
+}
+
+/// Sends `req` to the node at `addr` (the bytes the client sent, when they can go as they are).
+fn forward(node: &Node, session: &Session, addr: SocketAddr, req: &Request) -> Pending {
+    let wire = req.to_wire();
+    Pending::Remote {
+        rx: node.peers.send(addr, session.proto, wire.clone()),
+        wire,
     }
 }
 
@@ -514,7 +518,25 @@ fn merge(req: &Request, parts: Vec<(Vec<usize>, Frame)>) -> Frame {
 pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) -> Bytes {
     let proto = session.proto;
     match p {
-        Pending::Remote { req, rx } => run_with_retries(node, session, req, Some(rx)).await,
+        Pending::Remote { wire, rx } => {
+            // The common case, an owner's answer that is no error (so no redirect), is
+            // relayed at once; anything else goes through the retries.
+            let reply = rx.await;
+            if let Ok(Ok(bytes)) = &reply {
+                if bytes.first().is_some_and(|&b| b != b'-') {
+                    return bytes.clone();
+                }
+            }
+            let Some(req) = Request::from_wire(&wire) else {
+                return encoded(&Frame::err("ERR request could not be forwarded"), proto);
+            };
+            // The reply that arrived, handed to the retries as if still on its way.
+            let (tx, rx) = oneshot::channel();
+            if let Ok(reply) = reply {
+                let _ = tx.send(reply);
+            }
+            run_with_retries(node, session, req, Some(rx)).await
+        }
         Pending::Frozen { req } => {
             wait_unfrozen(node, &req).await;
             run_with_retries(node, session, req, None).await

@@ -56,8 +56,10 @@ pub(super) fn run_with_retries<'a>(
                                 return Bytes::new()
                             }
                             Planned::Now(f) => return encoded(&f, proto),
-                            Planned::Later(Pending::Remote { rx, req: sent }) => {
-                                req = sent;
+                            Planned::Later(Pending::Remote { rx, wire }) => {
+                                if let Some(sent) = Request::from_wire(&wire) {
+                                    req = sent;
+                                }
                                 rx
                             }
                             Planned::Later(

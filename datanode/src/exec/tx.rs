@@ -169,11 +169,7 @@ pub(super) fn plan_eval(node: &Node, session: &mut Session, req: &Request) -> Pl
         if session.redirects != Redirects::Forward {
             return Planned::Now(moved(&routing, session, slot, addr));
         }
-        let req = for_owner(session, req);
-        return Planned::Later(Pending::Remote {
-            rx: node.peers.send_request(addr, session.proto, &req),
-            req,
-        });
+        return Planned::Later(forward(node, session, addr, &for_owner(session, req)));
     }
     if slots.iter().any(|&s| node.handoff.is_frozen(s)) {
         return Planned::Later(Pending::Frozen { req: req.clone() });
@@ -297,10 +293,7 @@ pub fn plan_tx(
                 return abort(session, denied);
             }
             let req = for_owner(session, &multi::encode_multiexec(&cmds));
-            return Planned::Later(Pending::Remote {
-                rx: node.peers.send_request(addr, session.proto, &req),
-                req,
-            });
+            return Planned::Later(forward(node, session, addr, &req));
         }
         let frozen = match multi::tx_slots(&cmds, session.tx.watch.as_ref()) {
             Some(slots) => slots.iter().any(|&s| node.handoff.is_frozen(s)),

@@ -327,3 +327,23 @@ fn import_roundtrip() {
         .expect("complete");
     assert_eq!(decode_import(&req).expect("decodes"), entries);
 }
+
+/// "Any slot frozen?" follows the bits exactly: freezing a frozen slot or unfreezing a free
+/// one changes nothing, and it is false again once the last frozen slot is unfrozen.
+#[test]
+fn any_frozen_counts_frozen_slots() {
+    let h = Handoff::default();
+    assert!(!h.any_frozen());
+    h.set_frozen(&[1, 64, 16383], true);
+    h.set_frozen(&[1, 2], true);
+    assert!(h.any_frozen());
+    assert!(h.is_frozen(2) && h.is_frozen(16383) && !h.is_frozen(3));
+    h.set_frozen(&[1, 64, 3], false);
+    assert!(h.any_frozen(), "2 and 16383 are still frozen");
+    h.set_frozen(&[2, 16383], false);
+    assert!(!h.any_frozen());
+    h.set_frozen(&[2], false);
+    assert!(!h.any_frozen());
+    h.set_frozen(&[5], true);
+    assert!(h.any_frozen());
+}

@@ -68,6 +68,8 @@ const COPY_MAX: usize = 512;
 pub struct Request {
     buf: ReqBuf,
     args: Vec<Range<usize>>,
+    /// `buf` is the multibulk the client sent, whole: forwarding sends it as it is.
+    wire: bool,
 }
 
 /// A request's bytes: its own (small requests, inline commands) or a part of the read
@@ -106,6 +108,7 @@ impl Request {
         Request {
             buf: ReqBuf::Owned(buf),
             args: ranges,
+            wire: false,
         }
     }
 
@@ -116,11 +119,13 @@ impl Request {
             // Room for short arguments: most requests a script makes never grow it.
             buf: ReqBuf::Owned(Vec::with_capacity(args.saturating_mul(24).min(4096))),
             args: Vec::with_capacity(args),
+            wire: false,
         }
     }
 
     /// Appends an argument.
     pub fn push_arg(&mut self, a: &[u8]) {
+        self.wire = false;
         if let ReqBuf::Shared(b) = &self.buf {
             self.buf = ReqBuf::Owned(b.to_vec());
         }
@@ -159,7 +164,43 @@ impl Request {
         self.args.iter().map(|r| &self.buf[r.clone()])
     }
 
-    /// The request encoded as a RESP multibulk, for sending it to another node.
+    /// The request as a RESP multibulk, for sending it to another node: the bytes the client
+    /// sent when it sent a multibulk (shared with the request, or one copy), else encoded.
+    pub fn to_wire(&self) -> Bytes {
+        match (&self.buf, self.wire) {
+            (ReqBuf::Shared(b), true) => b.clone(),
+            (ReqBuf::Owned(v), true) => Bytes::copy_from_slice(v),
+            _ => {
+                let mut out = BytesMut::with_capacity(self.encoded_len());
+                self.encode_into(&mut out);
+                out.freeze()
+            }
+        }
+    }
+
+    /// The request [`Request::to_wire`] gave, parsed back (a copy; for the rare retry of a
+    /// forwarded request). `None` if the bytes are not one whole request.
+    pub fn from_wire(wire: &[u8]) -> Option<Request> {
+        let mut buf = BytesMut::from(wire);
+        let limits = Limits {
+            max_bulk_len: usize::MAX,
+            max_query_buffer: usize::MAX,
+        };
+        let req = Parser::new().next(&mut buf, &limits, true).ok()??;
+        buf.is_empty().then_some(req)
+    }
+
+    /// The length of [`Request::encode_into`]'s encoding.
+    fn encoded_len(&self) -> usize {
+        let digits = |n: usize| n.checked_ilog10().unwrap_or(0) as usize + 1;
+        let header = 3 + digits(self.args.len());
+        self.args
+            .iter()
+            .map(|r| 5 + digits(r.len()) + r.len())
+            .fold(header, usize::saturating_add)
+    }
+
+    /// The request encoded as a RESP multibulk.
     pub fn encode_into(&self, out: &mut BytesMut) {
         out.extend_from_slice(b"*");
         out.extend_from_slice(itoa::Buffer::new().format(self.args.len()).as_bytes());
@@ -202,7 +243,7 @@ impl Parser {
 
     /// Takes back a handled request's buffers, so the next request allocates nothing.
     pub fn recycle(&mut self, req: Request) {
-        let Request { buf, mut args } = req;
+        let Request { buf, mut args, .. } = req;
         if let ReqBuf::Owned(mut v) = buf {
             if v.capacity() <= COPY_MAX {
                 v.clear();
@@ -338,7 +379,11 @@ impl Parser {
         } else {
             ReqBuf::Shared(buf.split_to(st.pos).freeze())
         };
-        Ok(Step::Done(Request { buf, args: st.args }))
+        Ok(Step::Done(Request {
+            buf,
+            args: st.args,
+            wire: true,
+        }))
     }
 }
 
@@ -515,6 +560,7 @@ mod tests {
         let mut r = Request {
             buf: ReqBuf::Shared(shared),
             args: vec![0..3, 3..4],
+            wire: false,
         };
         r.push_arg(b"x");
         assert_eq!(r.iter().collect::<Vec<_>>(), vec![&b"GET"[..], b"k", b"x"]);
@@ -708,6 +754,51 @@ mod tests {
             Request::from_args(c).encode_into(&mut out);
         }
         out.to_vec()
+    }
+
+    /// What forwarding sends parses back to the same arguments: the client's own multibulk
+    /// (copied small, shared large), an inline command and a built request (encoded, to
+    /// exactly the computed length), and a parsed request that grew an argument.
+    #[test]
+    fn wire_bytes_parse_back_to_the_request() {
+        let big = vec![b'v'; COPY_MAX + 10];
+        let mut input = BytesMut::new();
+        input.extend_from_slice(&encode(&[vec![b"GET".to_vec(), b"k".to_vec()]]));
+        input.extend_from_slice(&encode(&[vec![
+            b"SET".to_vec(),
+            b"k".to_vec(),
+            big.clone(),
+        ]]));
+        input.extend_from_slice(b"GET inline\r\n");
+        let mut p = Parser::new();
+        let mut reqs = Vec::new();
+        while let Some(r) = p.next(&mut input, &Limits::default(), true).unwrap() {
+            reqs.push(r);
+        }
+        assert_eq!(reqs.len(), 3);
+        assert!(reqs[0].wire && matches!(reqs[0].buf, ReqBuf::Owned(_)));
+        assert!(reqs[1].wire && matches!(reqs[1].buf, ReqBuf::Shared(_)));
+        assert!(!reqs[2].wire, "an inline command is not a multibulk");
+        let mut grown = reqs[0].clone();
+        grown.push_arg(b"extra");
+        reqs.push(grown);
+        reqs.push(Request::from_args([&b"MSET"[..], b"", &[b'x'; 1234]]));
+        for r in &reqs {
+            let wire = r.to_wire();
+            let mut buf = BytesMut::from(&wire[..]);
+            let back = Parser::new()
+                .next(&mut buf, &Limits::default(), true)
+                .unwrap()
+                .expect("a whole request");
+            assert!(buf.is_empty(), "exactly one request");
+            assert_eq!(
+                back.iter().collect::<Vec<_>>(),
+                r.iter().collect::<Vec<_>>()
+            );
+            if !r.wire {
+                assert_eq!(wire.len(), r.encoded_len());
+            }
+        }
     }
 
     proptest! {
