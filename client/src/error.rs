@@ -93,7 +93,9 @@ impl Error {
                 ServerErrorKind::TryAgain
                 | ServerErrorKind::ClusterDown
                 | ServerErrorKind::Loading => Retry::Later,
-                ServerErrorKind::CrossSlot | ServerErrorKind::Other => Retry::No,
+                ServerErrorKind::CrossSlot | ServerErrorKind::NoScript | ServerErrorKind::Other => {
+                    Retry::No
+                }
             },
             Error::Connection { .. } => Retry::Later,
             // No owner for the slot: a new table may bring one.

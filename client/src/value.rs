@@ -2,7 +2,6 @@
 //! error reply, with Redis's text) and [`FromValue`], the conversions the typed API uses.
 
 use std::fmt;
-use std::net::SocketAddr;
 
 use bytes::Bytes;
 
@@ -133,25 +132,7 @@ impl ServerError {
 
     /// What the error means for routing and retries.
     pub fn kind(&self) -> ServerErrorKind {
-        let redirect = || -> Option<(u16, SocketAddr)> {
-            let mut words = self.message.split_whitespace();
-            let slot = words.next()?.parse().ok()?;
-            let addr = words.next()?.parse().ok()?;
-            Some((slot, addr))
-        };
-        match self.code.as_str() {
-            "MOVED" => redirect().map_or(ServerErrorKind::Other, |(slot, addr)| {
-                ServerErrorKind::Moved { slot, addr }
-            }),
-            "ASK" => redirect().map_or(ServerErrorKind::Other, |(slot, addr)| {
-                ServerErrorKind::Ask { slot, addr }
-            }),
-            "TRYAGAIN" => ServerErrorKind::TryAgain,
-            "CLUSTERDOWN" => ServerErrorKind::ClusterDown,
-            "LOADING" | "MASTERDOWN" => ServerErrorKind::Loading,
-            "CROSSSLOT" => ServerErrorKind::CrossSlot,
-            _ => ServerErrorKind::Other,
-        }
+        ServerErrorKind::of(self.code.as_bytes(), self.message.as_bytes())
     }
 }
 
@@ -165,24 +146,9 @@ impl fmt::Display for ServerError {
     }
 }
 
-/// What a [`ServerError`] means to the router. The retry loop is one `match` on this.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ServerErrorKind {
-    /// The slot lives at `addr` now: update the map and go there.
-    Moved { slot: u16, addr: SocketAddr },
-    /// Ask `addr` for this one request (prefixed with `ASKING`); the map stays.
-    Ask { slot: u16, addr: SocketAddr },
-    /// The slot is busy moving: wait a moment and retry.
-    TryAgain,
-    /// No node serves the slot right now: wait for a new table and retry.
-    ClusterDown,
-    /// The node is not ready: retry later.
-    Loading,
-    /// Keys of one command in different slots: the caller's to fix (use hash tags).
-    CrossSlot,
-    /// Anything else (`ERR`, `WRONGTYPE`, ...): the answer, not retried.
-    Other,
-}
+/// What a [`ServerError`] means to the router (the classification the DataNode's forwarding
+/// shares, [`chkv_common::resp::ErrorKind`]). The retry loop is one `match` on this.
+pub use chkv_common::resp::ErrorKind as ServerErrorKind;
 
 /// Converts a reply into a Rust type; the typed API is built on these.
 ///

@@ -14,6 +14,7 @@
 //! stopped instead of rescanning from the start, so a reply of n bytes costs O(n). A relay
 //! that passes replies through as bytes only ever scans.
 
+use std::net::SocketAddr;
 use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -32,6 +33,77 @@ pub struct ProtocolError(pub String);
 
 fn bad(msg: impl Into<String>) -> ProtocolError {
     ProtocolError(msg.into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error replies
+// ---------------------------------------------------------------------------------------------
+
+/// What an error reply means to whoever routes and retries requests: the client library's
+/// retry loop and a DataNode relaying a forwarded request classify errors here, and each
+/// decides what to do with one `match` on the kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// `MOVED slot addr`: the slot lives at `addr` now.
+    Moved { slot: u16, addr: SocketAddr },
+    /// `ASK slot addr`: ask `addr` for this one request (prefixed with `ASKING`).
+    Ask { slot: u16, addr: SocketAddr },
+    /// `TRYAGAIN`: the slot is moving, or the node cannot serve it this moment.
+    TryAgain,
+    /// `CLUSTERDOWN`: no node serves the slot right now.
+    ClusterDown,
+    /// `LOADING` or `MASTERDOWN`: the node is not ready.
+    Loading,
+    /// `CROSSSLOT`: keys of one command in different slots; the caller's to fix.
+    CrossSlot,
+    /// `NOSCRIPT`: the node does not have the script an EVALSHA names.
+    NoScript,
+    /// Anything else (`ERR`, `WRONGTYPE`, ...), and a redirect whose slot or address does
+    /// not parse (or whose slot is out of range): an answer, not an instruction.
+    Other,
+}
+
+impl ErrorKind {
+    /// The kind of an error from its code (the first word) and the text after it.
+    pub fn of(code: &[u8], message: &[u8]) -> ErrorKind {
+        let redirect = || -> Option<(u16, SocketAddr)> {
+            let mut words = std::str::from_utf8(message).ok()?.split_ascii_whitespace();
+            let slot: u16 = words.next()?.parse().ok()?;
+            let addr = words.next()?.parse().ok()?;
+            (usize::from(slot) < crate::slot::SLOT_COUNT).then_some((slot, addr))
+        };
+        match code {
+            b"MOVED" => redirect().map_or(ErrorKind::Other, |(slot, addr)| ErrorKind::Moved {
+                slot,
+                addr,
+            }),
+            b"ASK" => redirect().map_or(ErrorKind::Other, |(slot, addr)| ErrorKind::Ask {
+                slot,
+                addr,
+            }),
+            b"TRYAGAIN" => ErrorKind::TryAgain,
+            b"CLUSTERDOWN" => ErrorKind::ClusterDown,
+            b"LOADING" | b"MASTERDOWN" => ErrorKind::Loading,
+            b"CROSSSLOT" => ErrorKind::CrossSlot,
+            b"NOSCRIPT" => ErrorKind::NoScript,
+            _ => ErrorKind::Other,
+        }
+    }
+
+    /// The kind of an error line: its text without the leading `-` and the CRLF.
+    pub fn of_line(line: &[u8]) -> ErrorKind {
+        let line = line.trim_ascii_end();
+        match line.iter().position(|&b| b == b' ') {
+            Some(i) => ErrorKind::of(&line[..i], &line[i + 1..]),
+            None => ErrorKind::of(line, b""),
+        }
+    }
+
+    /// The kind of a raw reply as it came off the wire; `None` when it is not a simple error
+    /// (redirects and every error CHKV classifies are simple errors).
+    pub fn of_reply(reply: &[u8]) -> Option<ErrorKind> {
+        reply.strip_prefix(b"-").map(ErrorKind::of_line)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -442,5 +514,53 @@ pub fn parse_double(line: &[u8]) -> Result<f64, ProtocolError> {
             Err(bad("invalid double"))
         }
         _ => s.parse().map_err(|_| bad("invalid double")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_kinds() {
+        let addr: SocketAddr = "127.0.0.1:6381".parse().unwrap();
+        assert_eq!(
+            ErrorKind::of_reply(b"-MOVED 3999 127.0.0.1:6381\r\n"),
+            Some(ErrorKind::Moved { slot: 3999, addr })
+        );
+        assert_eq!(
+            ErrorKind::of_line(b"ASK 16383 127.0.0.1:6381"),
+            ErrorKind::Ask { slot: 16383, addr }
+        );
+        assert_eq!(ErrorKind::of_line(b"TRYAGAIN x y"), ErrorKind::TryAgain);
+        assert_eq!(ErrorKind::of_line(b"CLUSTERDOWN"), ErrorKind::ClusterDown);
+        assert_eq!(ErrorKind::of_line(b"MASTERDOWN x"), ErrorKind::Loading);
+        assert_eq!(ErrorKind::of_line(b"CROSSSLOT x"), ErrorKind::CrossSlot);
+        assert_eq!(
+            ErrorKind::of_reply(b"-NOSCRIPT No matching script.\r\n"),
+            Some(ErrorKind::NoScript)
+        );
+        assert_eq!(ErrorKind::of_line(b"ERR moved"), ErrorKind::Other);
+        assert_eq!(ErrorKind::of_reply(b"+MOVED 1 127.0.0.1:1\r\n"), None);
+        assert_eq!(ErrorKind::of_reply(b"$5\r\nMOVED\r\n"), None);
+    }
+
+    /// A redirect from the network that does not parse, or names a slot out of range, is an
+    /// answer, never an instruction (a slot of 16384 or more would index past the map).
+    #[test]
+    fn malformed_redirects_are_other() {
+        for line in [
+            &b"MOVED 16384 127.0.0.1:6381"[..],
+            b"MOVED 65535 127.0.0.1:6381",
+            b"MOVED 99999999 127.0.0.1:6381",
+            b"MOVED -1 127.0.0.1:6381",
+            b"MOVED nonsense",
+            b"MOVED 12",
+            b"MOVED 12 nowhere",
+            b"ASK 1 \xff\xfe",
+            b"MOVED",
+        ] {
+            assert_eq!(ErrorKind::of_line(line), ErrorKind::Other, "{line:?}");
+        }
     }
 }

@@ -469,8 +469,10 @@ fn split(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -
 
 /// The address in a `-MOVED slot addr` reply.
 fn moved_target(reply: &[u8]) -> Option<SocketAddr> {
-    let text = std::str::from_utf8(reply.strip_prefix(b"-MOVED ")?).ok()?;
-    text.trim_end().split(' ').nth(1)?.parse().ok()
+    match chkv_common::resp::ErrorKind::of_reply(reply)? {
+        chkv_common::resp::ErrorKind::Moved { addr, .. } => Some(addr),
+        _ => None,
+    }
 }
 
 fn encoded(frame: &Frame, proto: Protocol) -> Bytes {

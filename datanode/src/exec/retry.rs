@@ -1,6 +1,7 @@
 //! Forwarded requests run to completion: retries after `-MOVED`, lost peers, leases, frozen slots.
 
 use super::*;
+use chkv_common::resp::ErrorKind;
 
 /// How long a forwarded request may keep retrying (redirects during a move, a lost peer)
 /// before the client gets `-TRYAGAIN`. Long enough to ride out a NameNode that is behind on
@@ -87,28 +88,26 @@ pub(super) fn run_with_retries<'a>(
                 answered += asked.elapsed();
             }
             match reply {
-                Ok(Ok(bytes)) if no_lease(&bytes) => {
-                    // The owner refused without doing anything (it holds no lease): perhaps
-                    // its slots have moved by now. Plan again after a pause.
-                    last_err = String::from_utf8_lossy(&bytes).trim().to_string();
-                    failures += 1;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Ok(Ok(bytes)) => match moved_target(&bytes) {
-                    None => {
+                Ok(Ok(bytes)) => match on_reply(&bytes) {
+                    OnReply::Relay => return bytes,
+                    OnReply::Replan => {
+                        // The owner refused without doing anything (it holds no lease):
+                        // perhaps its slots have moved by now. Plan again after a pause.
+                        last_err = String::from_utf8_lossy(&bytes).trim().to_string();
+                        failures += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    OnReply::SendBody => {
                         // EVALSHA reached an owner without the script, but the client
                         // loaded it here (redis-py's Script: EVALSHA, then SCRIPT LOAD and
                         // EVALSHA again through the same node): send the body, which the
                         // owner then caches.
-                        if bytes.starts_with(b"-NOSCRIPT") {
-                            if let Some(eval) = evalsha_as_eval(node, &req) {
-                                req = eval;
-                                continue;
-                            }
+                        match evalsha_as_eval(node, &req) {
+                            Some(eval) => req = eval,
+                            None => return bytes,
                         }
-                        return bytes;
                     }
-                    Some(addr) => {
+                    OnReply::Follow(addr) => {
                         last_err = String::from_utf8_lossy(&bytes).trim().to_string();
                         hops += 1;
                         tracing::trace!(me = %node.advertised_addr(), to = %addr, hops, "forwarded request redirected");
@@ -177,6 +176,32 @@ fn evalsha_as_eval(node: &Node, req: &Request) -> Option<Request> {
     args.push(&body);
     args.extend(req.iter().skip(2));
     Some(Request::from_args(args))
+}
+
+/// What a forwarding node does with an owner's answer to a forwarded request.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum OnReply {
+    /// Give it to the client: a result, or an error that is the client's answer.
+    Relay,
+    /// `-MOVED`: send the request where it points.
+    Follow(SocketAddr),
+    /// The owner holds no lease and did nothing: plan again after a pause.
+    Replan,
+    /// `-NOSCRIPT`: send an EVALSHA again as EVAL with the body cached here, if there is one.
+    SendBody,
+}
+
+/// The retry policy of forwarded requests, as a function of the answer's error kind.
+pub(super) fn on_reply(reply: &[u8]) -> OnReply {
+    match ErrorKind::of_reply(reply) {
+        None => OnReply::Relay,
+        Some(ErrorKind::Moved { addr, .. }) => OnReply::Follow(addr),
+        Some(ErrorKind::TryAgain) if no_lease(reply) => OnReply::Replan,
+        Some(ErrorKind::NoScript) => OnReply::SendBody,
+        // ASK is never sent to a peer session (CHKV moves whole slots under a freeze), and
+        // every other error is the request's answer: a client retries TRYAGAIN itself.
+        Some(_) => OnReply::Relay,
+    }
 }
 
 /// Whether an owner's reply is [`crate::lease::ERR_NO_LEASE`].

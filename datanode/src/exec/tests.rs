@@ -70,6 +70,36 @@ fn moved_parsing() {
     assert_eq!(moved_target(b"+OK\r\n"), None);
 }
 
+/// The retry policy of forwarded requests: what each kind of answer leads to.
+#[test]
+fn forwarded_answers_by_kind() {
+    let addr: SocketAddr = "127.0.0.1:6381".parse().expect("addr");
+    assert_eq!(on_reply(b"$1\r\nv\r\n"), OnReply::Relay);
+    assert_eq!(on_reply(b"+OK\r\n"), OnReply::Relay);
+    assert_eq!(on_reply(b"-WRONGTYPE x\r\n"), OnReply::Relay);
+    assert_eq!(
+        on_reply(b"-MOVED 3999 127.0.0.1:6381\r\n"),
+        OnReply::Follow(addr)
+    );
+    assert_eq!(
+        on_reply(b"-MOVED 20000 127.0.0.1:6381\r\n"),
+        OnReply::Relay,
+        "a slot out of range is no redirect"
+    );
+    let mut no_lease = BytesMut::new();
+    crate::lease::ERR_NO_LEASE.encode(Protocol::Resp2, &mut no_lease);
+    assert_eq!(on_reply(&no_lease), OnReply::Replan);
+    assert_eq!(
+        on_reply(b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n"),
+        OnReply::Relay,
+        "a client retries TRYAGAIN itself"
+    );
+    assert_eq!(
+        on_reply(b"-NOSCRIPT No matching script.\r\n"),
+        OnReply::SendBody
+    );
+}
+
 #[test]
 fn merges_in_key_order() {
     let req = Request::from_args(["MGET", "a", "b", "c"]);
