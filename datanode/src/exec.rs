@@ -69,6 +69,14 @@ pub enum Pending {
     },
     /// A command that finishes asynchronously ([`crate::cmd::Deferred`]).
     Task(crate::cmd::Deferred),
+    /// FCALL of a function this node does not know, in a cluster: it may be one this node has
+    /// not heard of yet (it has just joined). The libraries are exchanged with the other
+    /// nodes (bounded), then the request is planned again. This waits as a pending reply,
+    /// never inside the command: a command runs under the handoff gate, and a worker blocked
+    /// there on the network while a new table waited for the gate's write side stopped the
+    /// whole node (the table's installer blocked the only other worker thread, and with it
+    /// the peer connections the exchange needed).
+    Pull { req: Request },
     /// A request for this node's slots while it holds no ownership lease: it waits (bounded)
     /// for a renewal or for a table that sends it elsewhere, then is planned again.
     Fenced { req: Request },
@@ -607,6 +615,19 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
             let reply = Box::pin(resolve_one(node, session, *inner)).await;
             session.leave_user(saved);
             reply
+        }
+        Pending::Pull { req } => {
+            crate::sync::exchange_all(node, crate::sync::Set::Functions, crate::sync::PULL_TIMEOUT)
+                .await;
+            session.functions_pulled = true;
+            let routing = node.routing();
+            let planned = plan(node, session, &routing, &req);
+            session.functions_pulled = false;
+            match planned {
+                Planned::Now(_) if std::mem::take(&mut session.no_reply) => Bytes::new(),
+                Planned::Now(f) => encoded(&f, proto),
+                Planned::Later(p) => Box::pin(resolve_one(node, session, p)).await,
+            }
         }
         Pending::Fenced { req } => {
             if !wait_for_lease(node, &request_slots(&req)).await {

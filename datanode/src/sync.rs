@@ -19,7 +19,8 @@
 //!   [`PERIOD`] and exchanges the sets that differ. A node that joins later, restarts or was
 //!   unreachable gets every library and user within a period of appearing in the table;
 //! - **on a miss**: FCALL of a function this node does not know, in a cluster, first
-//!   exchanges with the other nodes, so a node that has just joined never answers
+//!   exchanges with the other nodes (a pending reply of its connection, see
+//!   [`crate::exec::Pending::Pull`]), so a node that has just joined never answers
 //!   "Function not found" for a function the cluster has.
 //!
 //! What a node had from its own configuration at start (`requirepass`, `--aclfile`) has
@@ -41,7 +42,7 @@ pub const PERIOD: Duration = Duration::from_millis(500);
 /// How long one exchange may take before it is given up (the next period retries).
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long FCALL of an unknown function waits for the other nodes' libraries.
-const PULL_TIMEOUT: Duration = Duration::from_secs(1);
+pub const PULL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// When a change was made, and where: ordered by counter, then by node id, so every node
 /// picks the same winner between two changes.
@@ -277,20 +278,6 @@ pub fn after_change(ctx: &mut Ctx<'_>, set: Set, reply: Frame) -> Reply {
         })
     }));
     Ok(Frame::Null)
-}
-
-/// For FCALL of a function this node does not know, in a cluster: exchanges `set` with the
-/// other nodes first (blocking this connection only: the wait happens off the runtime's
-/// worker). Returns whether it asked.
-pub fn pull_now(node: &Node, set: Set) -> bool {
-    if node.routing().standalone || !crate::store::blocking_allowed() {
-        return false;
-    }
-    let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        return false;
-    };
-    tokio::task::block_in_place(|| handle.block_on(exchange_all(node, set, PULL_TIMEOUT)));
-    true
 }
 
 /// Compares every set with every other node every [`PERIOD`], exchanging those that

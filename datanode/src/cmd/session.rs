@@ -27,6 +27,9 @@ pub struct Session {
     pub pubsub: Option<Arc<crate::pubsub::Subscriber>>,
     /// Set by a handler whose answer went to the outbox instead (SUBSCRIBE and friends).
     pub no_reply: bool,
+    /// Set while an FCALL is planned again after asking the other nodes for their libraries
+    /// ([`crate::exec`]'s `Pending::Pull`): a function still unknown is then not found.
+    pub functions_pulled: bool,
     /// CLIENT REPLY: whether replies are sent.
     pub reply_mode: ReplyMode,
     /// The ACL user this connection runs as.
@@ -114,6 +117,7 @@ impl Session {
             tx: multi::TxState::default(),
             pubsub: None,
             no_reply: false,
+            functions_pulled: false,
             reply_mode: ReplyMode::On,
             user: Bytes::from_static(b"default"),
             perms: None,

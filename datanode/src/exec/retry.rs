@@ -70,6 +70,7 @@ pub(super) fn run_with_retries<'a>(
                                 | Pending::Relay { .. }
                                 | Pending::Task(_)
                                 | Pending::Fenced { .. }
+                                | Pending::Pull { .. }
                                 | Pending::FencedTx { .. }
                                 | Pending::LeaseLost { .. }
                                 | Pending::Blocked(_)

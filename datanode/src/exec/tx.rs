@@ -143,6 +143,9 @@ pub(super) fn request_slots(req: &Request) -> Vec<u16> {
 /// EVAL); keys on several nodes are `-CROSSSLOT`; cluster-aware connections get Redis
 /// Cluster's `-MOVED`/`-CROSSSLOT`. A script without keys runs where it is sent.
 pub(super) fn plan_eval(node: &Node, session: &mut Session, req: &Request) -> Planned {
+    if !session.functions_pulled && node.scripting.unknown_function(req) {
+        return Planned::Later(Pending::Pull { req: req.clone() });
+    }
     let slots = request_slots(req);
     let _gate = node.handoff.gate.read();
     let routing = node.routing();

@@ -427,15 +427,22 @@ impl Scripting {
 
     // ---- FUNCTION ----
 
+    /// Whether `req` is FCALL or FCALL_RO of a function this node does not have (in a
+    /// cluster it is asked for first: `exec`'s `Pending::Pull`).
+    pub fn unknown_function(&self, req: &Request) -> bool {
+        req.len() >= 2
+            && (req.arg(0).eq_ignore_ascii_case(b"fcall")
+                || req.arg(0).eq_ignore_ascii_case(b"fcall_ro"))
+            && self
+                .registry()
+                .function(&String::from_utf8_lossy(req.arg(1)))
+                .is_none()
+    }
+
     /// FCALL and FCALL_RO (`ro`).
     pub fn fcall(&self, ctx: &mut Ctx<'_>, req: &Request, ro: bool) -> Reply {
         let keys = fcall_keys(req)?;
         let name = String::from_utf8_lossy(req.arg(1)).into_owned();
-        // In a cluster, a function this node does not know may be one it has not heard of
-        // yet (it has just joined): ask the other nodes first.
-        if self.registry().function(&name).is_none() && !ctx.session.tx.running {
-            crate::sync::pull_now(ctx.node, crate::sync::Set::Functions);
-        }
         let slots: Vec<u16> = keys
             .clone()
             .map(|i| chkv_common::key_slot(req.arg(i)))
