@@ -19,6 +19,7 @@ use crate::routing::{blocking_timeout, key_spec, slot_of, Routes, Split, Target}
 use crate::url::RedisUrl;
 use crate::value::Value;
 use crate::watcher;
+use chkv_common::split;
 
 mod builder;
 
@@ -712,31 +713,24 @@ impl Shared {
             // A key without its value: the server's own arity error, from any node.
             return self.run(Target::Any, args).await;
         }
-        // Keys grouped by slot, in order of first appearance.
-        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
-        for &p in &positions {
-            let slot = slot_of(args[p]);
-            match groups.iter_mut().find(|(s, _)| *s == slot) {
-                Some((_, members)) => members.push(p),
-                None => groups.push((slot, vec![p])),
-            }
-        }
+        let groups = split::group(positions.iter().copied(), |p| slot_of(args[p]));
         if groups.len() == 1 {
             return self.run(Target::Slot(groups[0].0), args).await;
         }
         let parts: Vec<(Target, Vec<&[u8]>)> = groups
             .iter()
             .map(|(slot, members)| {
-                let mut sub: Vec<&[u8]> = Vec::with_capacity(1 + members.len() * spec.step);
-                sub.push(name);
-                for &p in members {
-                    sub.extend_from_slice(&args[p..p + spec.step]);
-                }
+                let sub = split::share(name, members, spec.split.step(), |i| args[i]);
                 (Target::Slot(*slot), sub)
             })
             .collect();
-        let replies = self.run_many(&parts).await;
-        merge(spec.split, positions.len(), &groups, &positions, replies)
+        let replies = self
+            .run_many(&parts)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<Value>>>()?;
+        split::merge(spec.split, &positions, &groups, replies)
+            .map_err(|e| Error::Type(e.to_string()))
     }
 }
 
@@ -763,58 +757,6 @@ pub(crate) fn target_of(args: &[&[u8]]) -> Target {
     match keys.next() {
         Some(first) => Target::Slot(slot_of(first)),
         None => Target::Any,
-    }
-}
-
-/// Merges the per-slot replies of a split command into the reply the whole would get.
-fn merge(
-    split: Split,
-    keys: usize,
-    groups: &[(u16, Vec<usize>)],
-    positions: &[usize],
-    replies: Vec<Result<Value>>,
-) -> Result<Value> {
-    match split {
-        Split::Mget => {
-            // Argument position -> index in the reply.
-            let mut out = vec![Value::Nil; keys];
-            for ((_, members), reply) in groups.iter().zip(replies) {
-                let Value::Array(values) = reply? else {
-                    return Err(Error::Type("MGET did not return an array".into()));
-                };
-                if values.len() != members.len() {
-                    return Err(Error::Type("MGET returned a wrong number of values".into()));
-                }
-                for (&p, v) in members.iter().zip(values) {
-                    if let Some(i) = positions.iter().position(|&q| q == p) {
-                        out[i] = v;
-                    }
-                }
-            }
-            Ok(Value::Array(out))
-        }
-        Split::Mset => {
-            for reply in replies {
-                reply?;
-            }
-            Ok(Value::Okay)
-        }
-        Split::Sum => {
-            let mut total = 0i64;
-            for reply in replies {
-                match reply? {
-                    Value::Int(n) => total += n,
-                    other => {
-                        return Err(Error::Type(format!(
-                            "expected an integer, got {}",
-                            other.kind()
-                        )))
-                    }
-                }
-            }
-            Ok(Value::Int(total))
-        }
-        Split::No => Err(Error::Invalid("command cannot be split".into())),
     }
 }
 

@@ -216,18 +216,9 @@ pub(crate) enum Target {
     Any,
 }
 
-/// How a multi-key command whose keys live in several slots is split and merged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Split {
-    /// Not splittable: all keys must share a slot (`-CROSSSLOT` otherwise, like Redis Cluster).
-    No,
-    /// MGET: one MGET per slot, values put back in key order.
-    Mget,
-    /// MSET: one MSET per slot, OK when all are.
-    Mset,
-    /// DEL, UNLINK, EXISTS, TOUCH: one per slot, counts added.
-    Sum,
-}
+/// How a multi-key command whose keys live in several slots is split and merged: the one
+/// definition the DataNode's forwarding uses too.
+pub(crate) use chkv_common::split::Split;
 
 /// Which arguments of a command are keys: positions `first..=last` (a negative `last` counts
 /// from the end, -1 the last argument) every `step`. `first == 0` means no keys.

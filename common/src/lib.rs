@@ -14,6 +14,9 @@
 //! - [`resp`]: the RESP codec of everything that talks to a DataNode as a client (the client
 //!   library, a DataNode forwarding to a peer): commands out, a bounded resumable reply
 //!   scanner, one decoder that builds each caller's own reply type.
+//! - [`split`]: multi-key commands over several owners (MGET, MSET, DEL, ...): which keys go
+//!   together, each share's command, and the merge of the answers, for DataNode forwarding
+//!   and the client library alike.
 //! - [`auth`]: the cluster secret and the mutual challenge-response (HMAC-SHA256) every
 //!   control connection and DataNode-to-DataNode link starts with; node-id checks and log
 //!   escaping for strings that came from the network.
@@ -36,6 +39,7 @@ pub mod proto;
 pub mod resp;
 pub mod ring;
 pub mod slot;
+pub mod split;
 #[cfg(feature = "tls")]
 pub mod tls;
 

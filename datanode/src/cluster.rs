@@ -237,10 +237,8 @@ pub enum Route {
 /// PFCOUNT of keys on several nodes gathers their HyperLogLogs (an MGET per owner) and
 /// counts the union here.
 pub fn splittable(name: &str) -> bool {
-    matches!(
-        name,
-        "mget" | "mset" | "del" | "unlink" | "exists" | "touch" | "pfcount"
-    )
+    name == "pfcount"
+        || chkv_common::split::Split::of(name.as_bytes()) != chkv_common::split::Split::No
 }
 
 /// Decides where `req` (a command described by `spec`) runs.

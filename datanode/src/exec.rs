@@ -27,6 +27,7 @@ use crate::resp::{Frame, Protocol, Request};
 use crate::store::now_ms;
 use bytes::{Bytes, BytesMut};
 use chkv_common::key_slot;
+use chkv_common::split::{self, Split};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -412,35 +413,16 @@ fn forward(node: &Node, session: &Session, addr: SocketAddr, req: &Request) -> P
 
 /// Splits a multi-key request by owner: the local share runs now, the others are forwarded.
 fn split(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Pending {
-    let name = req.arg(0);
-    let pairs = name.eq_ignore_ascii_case(b"mset");
-    let step = if pairs { 2 } else { 1 };
-    // PFCOUNT's share on each owner is the HyperLogLogs themselves, counted together in merge.
-    let sub_name: &[u8] = if name.eq_ignore_ascii_case(b"pfcount") {
-        b"MGET"
-    } else {
-        name
-    };
-    // Group key positions by owner, keeping their order.
-    let mut groups: Vec<(Owner, Vec<usize>)> = Vec::new();
-    for i in (1..req.len()).step_by(step) {
-        let owner = routing.owner(key_slot(req.arg(i)));
-        match groups.iter_mut().find(|(o, _)| *o == owner) {
-            Some((_, v)) => v.push(i),
-            None => groups.push((owner, vec![i])),
-        }
-    }
+    let (sub_name, how) = split_of(req);
+    let groups = split::group((1..req.len()).step_by(how.step()), |i| {
+        routing.owner(key_slot(req.arg(i)))
+    });
     let parts = groups
         .into_iter()
         .map(|(owner, positions)| {
-            let mut args: Vec<&[u8]> = vec![sub_name];
-            for &i in &positions {
-                args.push(req.arg(i));
-                if pairs {
-                    args.push(req.arg(i + 1));
-                }
-            }
-            let sub = Request::from_args(args);
+            let sub = Request::from_args(split::share(sub_name, &positions, how.step(), |i| {
+                req.arg(i)
+            }));
             match owner {
                 Owner::Local => {
                     let reply = run_local(node, session, &sub);
@@ -489,38 +471,69 @@ fn encoded(frame: &Frame, proto: Protocol) -> Bytes {
     b.freeze()
 }
 
-/// Merges the parts of a split request into one reply, in the order of the request's keys.
-fn merge(req: &Request, parts: Vec<(Vec<usize>, Frame)>) -> Frame {
+/// How `req` (a splittable command) is split: each share's command name, and the merge.
+/// PFCOUNT's share on each owner is the HyperLogLogs themselves (an MGET), counted together
+/// after the merge.
+fn split_of(req: &Request) -> (&[u8], Split) {
     let name = req.arg(0);
+    if name.eq_ignore_ascii_case(b"pfcount") {
+        (b"MGET", Split::Mget)
+    } else {
+        (name, Split::of(name))
+    }
+}
+
+/// Merges the parts of a split request into one reply, in the order of the request's keys
+/// ([`chkv_common::split::merge`]); the first error a part answered is the reply.
+fn merge(req: &Request, parts: Vec<(Vec<usize>, Frame)>) -> Frame {
     if let Some((_, err)) = parts.iter().find(|(_, f)| f.is_error()) {
         return err.clone();
     }
-    let pfcount = name.eq_ignore_ascii_case(b"pfcount");
-    if name.eq_ignore_ascii_case(b"mget") || pfcount {
-        let mut out = vec![Frame::Null; req.len() - 1];
-        for (positions, f) in parts {
-            if let Frame::Array(items) = f {
-                for (p, item) in positions.into_iter().zip(items) {
-                    out[p - 1] = item;
-                }
-            }
+    let (_, how) = split_of(req);
+    let positions: Vec<usize> = (1..req.len()).step_by(how.step()).collect();
+    let (groups, replies): (Vec<_>, Vec<_>) = parts.into_iter().map(|(p, f)| (((), p), f)).unzip();
+    match split::merge(how, &positions, &groups, replies) {
+        Ok(Frame::Array(values)) if req.arg(0).eq_ignore_ascii_case(b"pfcount") => {
+            crate::cmd::hll::count_union(&values)
         }
-        if pfcount {
-            return crate::cmd::hll::count_union(&out);
-        }
-        Frame::Array(out)
-    } else if name.eq_ignore_ascii_case(b"mset") {
+        Ok(f) => f,
+        Err(e) => Frame::error(format!("ERR {e}")),
+    }
+}
+
+/// A split request's parts merge as frames.
+impl split::Reply for Frame {
+    fn nil() -> Frame {
+        Frame::Null
+    }
+    fn ok() -> Frame {
         Frame::ok()
-    } else {
-        Frame::Integer(
-            parts
-                .iter()
-                .map(|(_, f)| match f {
-                    Frame::Integer(n) => *n,
-                    _ => 0,
-                })
-                .sum(),
-        )
+    }
+    fn integer(n: i64) -> Frame {
+        Frame::Integer(n)
+    }
+    fn array(items: Vec<Frame>) -> Frame {
+        Frame::Array(items)
+    }
+    fn into_items(self) -> Result<Vec<Frame>, Frame> {
+        match self {
+            Frame::Array(items) => Ok(items),
+            other => Err(other),
+        }
+    }
+    fn as_integer(&self) -> Option<i64> {
+        match self {
+            Frame::Integer(n) => Some(*n),
+            _ => None,
+        }
+    }
+    fn kind(&self) -> &'static str {
+        match self {
+            Frame::Array(_) => "an array",
+            Frame::Integer(_) => "an integer",
+            Frame::Null => "nil",
+            _ => "another type",
+        }
     }
 }
 

@@ -1,0 +1,280 @@
+//! Multi-key commands whose keys live on several nodes: split by owner, each share sent to
+//! its owner, the shares' replies merged into the reply the whole command would get. One
+//! implementation for the DataNode's forwarding (a plain connection's MGET over keys of
+//! three nodes) and the client library (the same MGET routed by the client).
+//!
+//! Pure: the caller says who owns each key and sends the shares; here are which keys go
+//! together, what each share's command is, and how the answers become one.
+
+use thiserror::Error;
+
+/// How a multi-key command is split and merged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// Not splittable: all keys must share a slot (`-CROSSSLOT` otherwise, as Redis Cluster).
+    No,
+    /// MGET: one MGET per share, values put back in key order.
+    Mget,
+    /// MSET: one MSET per share (key and value together), OK when all are.
+    Mset,
+    /// DEL, UNLINK, EXISTS, TOUCH: one per share, counts added.
+    Sum,
+}
+
+impl Split {
+    /// How the command `name` (any case) splits.
+    pub fn of(name: &[u8]) -> Split {
+        if name.eq_ignore_ascii_case(b"mget") {
+            Split::Mget
+        } else if name.eq_ignore_ascii_case(b"mset") {
+            Split::Mset
+        } else if [&b"del"[..], b"unlink", b"exists", b"touch"]
+            .iter()
+            .any(|n| name.eq_ignore_ascii_case(n))
+        {
+            Split::Sum
+        } else {
+            Split::No
+        }
+    }
+
+    /// Arguments that travel with each key: MSET's key and value.
+    pub fn step(self) -> usize {
+        match self {
+            Split::Mset => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Key positions grouped by `owner`, groups in order of their first key, keys in request
+/// order within a group.
+pub fn group<O: PartialEq>(
+    positions: impl IntoIterator<Item = usize>,
+    mut owner: impl FnMut(usize) -> O,
+) -> Vec<(O, Vec<usize>)> {
+    let mut groups: Vec<(O, Vec<usize>)> = Vec::new();
+    for p in positions {
+        let o = owner(p);
+        match groups.iter_mut().find(|(g, _)| *g == o) {
+            Some((_, members)) => members.push(p),
+            None => groups.push((o, vec![p])),
+        }
+    }
+    groups
+}
+
+/// One share's command: `name`, then the `step` arguments at each of `members` (`arg(i)` is
+/// argument `i` of the whole command).
+pub fn share<'a>(
+    name: &'a [u8],
+    members: &[usize],
+    step: usize,
+    arg: impl Fn(usize) -> &'a [u8],
+) -> Vec<&'a [u8]> {
+    let mut out = Vec::with_capacity(1 + members.len() * step);
+    out.push(name);
+    for &p in members {
+        out.extend((p..p + step).map(&arg));
+    }
+    out
+}
+
+/// What [`merge`] needs of a reply type (the client library's `Value`, the DataNode's
+/// `Frame`).
+pub trait Reply: Sized {
+    fn nil() -> Self;
+    fn ok() -> Self;
+    fn integer(n: i64) -> Self;
+    fn array(items: Vec<Self>) -> Self;
+    /// The items of an array reply; the reply itself when it is not one.
+    fn into_items(self) -> Result<Vec<Self>, Self>;
+    fn as_integer(&self) -> Option<i64>;
+    /// A word for what the reply is, for errors.
+    fn kind(&self) -> &'static str;
+}
+
+/// A share's answer that cannot be merged (a node answered something the command never
+/// answers).
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum MergeError {
+    #[error("a share of MGET answered {0}, not an array")]
+    NotArray(&'static str),
+    #[error("a share of MGET answered {got} values for {want} keys")]
+    WrongCount { got: usize, want: usize },
+    #[error("a share answered {0}, not an integer")]
+    NotInteger(&'static str),
+    #[error("{0} replies for {1} shares")]
+    Shares(usize, usize),
+    #[error("the command cannot be split")]
+    NotSplittable,
+}
+
+/// Merges the shares' replies (one per group of [`group`], in its order; error replies
+/// already taken out by the caller, the first of them being the whole command's answer).
+/// `positions` are the command's key positions, ascending: MGET's values come back in
+/// their order.
+pub fn merge<R: Reply, O>(
+    split: Split,
+    positions: &[usize],
+    groups: &[(O, Vec<usize>)],
+    replies: Vec<R>,
+) -> Result<R, MergeError> {
+    if replies.len() != groups.len() {
+        return Err(MergeError::Shares(replies.len(), groups.len()));
+    }
+    match split {
+        Split::Mget => {
+            let mut out: Vec<R> = std::iter::repeat_with(R::nil)
+                .take(positions.len())
+                .collect();
+            for ((_, members), reply) in groups.iter().zip(replies) {
+                let values = reply
+                    .into_items()
+                    .map_err(|r| MergeError::NotArray(r.kind()))?;
+                if values.len() != members.len() {
+                    return Err(MergeError::WrongCount {
+                        got: values.len(),
+                        want: members.len(),
+                    });
+                }
+                for (p, v) in members.iter().zip(values) {
+                    if let Ok(i) = positions.binary_search(p) {
+                        out[i] = v;
+                    }
+                }
+            }
+            Ok(R::array(out))
+        }
+        Split::Mset => Ok(R::ok()),
+        Split::Sum => {
+            let mut total = 0i64;
+            for r in &replies {
+                let n = r.as_integer().ok_or(MergeError::NotInteger(r.kind()))?;
+                total = total.saturating_add(n);
+            }
+            Ok(R::integer(total))
+        }
+        Split::No => Err(MergeError::NotSplittable),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Debug, PartialEq)]
+    enum V {
+        Nil,
+        Ok,
+        Int(i64),
+        Str(&'static str),
+        Arr(Vec<V>),
+    }
+
+    impl Reply for V {
+        fn nil() -> V {
+            V::Nil
+        }
+        fn ok() -> V {
+            V::Ok
+        }
+        fn integer(n: i64) -> V {
+            V::Int(n)
+        }
+        fn array(items: Vec<V>) -> V {
+            V::Arr(items)
+        }
+        fn into_items(self) -> Result<Vec<V>, V> {
+            match self {
+                V::Arr(items) => Ok(items),
+                other => Err(other),
+            }
+        }
+        fn as_integer(&self) -> Option<i64> {
+            match self {
+                V::Int(n) => Some(*n),
+                _ => None,
+            }
+        }
+        fn kind(&self) -> &'static str {
+            match self {
+                V::Arr(_) => "an array",
+                V::Int(_) => "an integer",
+                _ => "a string",
+            }
+        }
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(Split::of(b"mGeT"), Split::Mget);
+        assert_eq!(Split::of(b"MSET"), Split::Mset);
+        assert_eq!(Split::of(b"unlink"), Split::Sum);
+        assert_eq!(Split::of(b"msetnx"), Split::No);
+        assert_eq!(Split::of(b"pfcount"), Split::No);
+        assert_eq!(Split::Mset.step(), 2);
+    }
+
+    #[test]
+    fn groups_and_shares_keep_request_order() {
+        let args: Vec<&[u8]> = vec![b"MSET", b"a", b"1", b"b", b"2", b"c", b"3"];
+        let owner = |p: usize| if args[p] == b"b" { 'y' } else { 'x' };
+        let groups = group((1..args.len()).step_by(2), owner);
+        assert_eq!(groups, vec![('x', vec![1, 5]), ('y', vec![3])]);
+        assert_eq!(
+            share(b"MSET", &groups[0].1, 2, |i| args[i]),
+            vec![&b"MSET"[..], b"a", b"1", b"c", b"3"]
+        );
+    }
+
+    #[test]
+    fn mget_values_come_back_in_key_order() {
+        let positions = [1, 2, 3];
+        let groups = vec![('x', vec![1, 3]), ('y', vec![2])];
+        let merged = merge(
+            Split::Mget,
+            &positions,
+            &groups,
+            vec![V::Arr(vec![V::Str("a"), V::Nil]), V::Arr(vec![V::Str("b")])],
+        );
+        assert_eq!(merged, Ok(V::Arr(vec![V::Str("a"), V::Str("b"), V::Nil])));
+    }
+
+    /// The disagreements the two former copies had are answered one way: a share that does
+    /// not answer as the command does is an error, never a silent 0 or nil.
+    #[test]
+    fn malformed_shares_are_errors() {
+        let positions = [1, 2];
+        let groups = vec![('x', vec![1]), ('y', vec![2])];
+        assert_eq!(
+            merge(Split::Sum, &positions, &groups, vec![V::Int(1), V::Ok]),
+            Err(MergeError::NotInteger("a string"))
+        );
+        assert_eq!(
+            merge(Split::Sum, &positions, &groups, vec![V::Int(1), V::Int(1)]),
+            Ok(V::Int(2))
+        );
+        assert_eq!(
+            merge(
+                Split::Mget,
+                &positions,
+                &groups,
+                vec![V::Arr(vec![]), V::Arr(vec![V::Nil])]
+            ),
+            Err(MergeError::WrongCount { got: 0, want: 1 })
+        );
+        assert_eq!(
+            merge(Split::Mget, &positions, &groups, vec![V::Int(3), V::Nil]),
+            Err(MergeError::NotArray("an integer"))
+        );
+        assert_eq!(
+            merge(Split::Mset, &positions, &groups, vec![V::Ok]),
+            Err(MergeError::Shares(1, 2))
+        );
+        assert_eq!(
+            merge(Split::Mset, &positions, &groups, vec![V::Ok, V::Ok]),
+            Ok(V::Ok)
+        );
+    }
+}
