@@ -180,3 +180,101 @@ async fn thirty_seconds_without_a_namenode_cost_no_request() {
     })
     .await;
 }
+
+/// `k` on a DataNode, then its NameNode killed (SIGKILL: a crash, nothing said to anyone)
+/// once the first batches have moved, and a new NameNode process started on the same ports
+/// 2 s later. The drain goes on where it stopped once the node has re-registered: the node exits
+/// 0 saying "drained", and every key answers through the survivors with its value (no miss:
+/// nothing was declared dead, so nothing may be lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_outlives_its_namenode_killed_mid_drain() {
+    use tokio::io::AsyncWriteExt;
+    bounded(async {
+        let nn_args = |dn: &str, client: &str, http: &str| {
+            [
+                "--datanode-port",
+                dn,
+                "--client-port",
+                client,
+                "--http-port",
+                http,
+                "--heartbeat-interval-ms",
+                "200",
+                "--heartbeat-tolerance",
+                "25",
+            ]
+            .map(str::to_string)
+        };
+        let args = nn_args("0", "0", "0");
+        let mut namenode =
+            Process::spawn_namenode(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        let ports = [
+            namenode.addr.port().to_string(),
+            namenode.port("client").port().to_string(),
+            namenode.port("http").port().to_string(),
+        ];
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(Process::spawn(namenode.addr, FAST_HEARTBEAT, &[]).await);
+        }
+        let addrs: Vec<_> = nodes.iter().map(|p| p.addr).collect();
+        wait_converged(&addrs, 3).await;
+        let n = 60_000;
+        let mut con = connect(addrs[0]).await;
+        for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+            let mut args = vec!["MSET".to_string()];
+            for i in chunk {
+                args.extend([format!("nk:{i}"), format!("v{i}")]);
+            }
+            let () = q(&mut con, &args).await;
+        }
+        let mut victim = nodes.remove(2);
+        let mut admin = tokio::net::TcpStream::connect(victim.port("admin"))
+            .await
+            .expect("admin connect");
+        let mut vcon = connect(victim.addr).await;
+        let held: usize = q(&mut vcon, &["DBSIZE"]).await;
+        admin.write_all(b"k\r\n").await.expect("send k");
+        // Killed once the first batches have moved, while most keys are still here.
+        let deadline = Instant::now() + CONVERGE_LIMIT;
+        loop {
+            let now: usize = q(&mut vcon, &["DBSIZE"]).await;
+            if now < held {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the drain never started");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        namenode.kill();
+        let left: usize = q(&mut vcon, &["DBSIZE"]).await;
+        eprintln!("NameNode killed with {left} of {held} keys not yet handed over");
+        assert!(
+            left > 0,
+            "the drain was over before the NameNode was killed"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let args = nn_args(&ports[0], &ports[1], &ports[2]);
+        let namenode =
+            Process::spawn_namenode(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        assert_eq!(namenode.addr.port().to_string(), ports[0]);
+        let status = victim.wait_exit(Duration::from_secs(120)).await;
+        let log = victim.log().join("\n");
+        let status = status.unwrap_or_else(|| panic!("the draining node never exited: {log}"));
+        assert!(status.success(), "{status}: {log}");
+        assert!(log.contains("drained"), "{log}");
+        wait_converged(&addrs[..2], 2).await;
+        for &addr in &addrs[..2] {
+            let mut c = connect(addr).await;
+            for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+                let mut args = vec!["MGET".to_string()];
+                args.extend(chunk.iter().map(|i| format!("nk:{i}")));
+                let got: Vec<Option<String>> = q(&mut c, &args).await;
+                for (i, v) in chunk.iter().zip(got) {
+                    assert_eq!(v, Some(format!("v{i}")), "nk:{i} through {addr}");
+                }
+            }
+        }
+        drop(admin);
+    })
+    .await;
+}
