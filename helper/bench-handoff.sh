@@ -4,7 +4,8 @@
 # Loads --keys keys (32-byte values) into a 3-node cluster, then joins a 4th DataNode and
 # later drains one (`k` on its admin port) while redis-benchmark runs against the cluster
 # (through one DataNode's forwarding). Prints keys/s and MB/s moved, the time per change,
-# and client p50/p99 before and during each move, with any client errors.
+# and client throughput, p50, p99, p99.9 and max latency before and during each move, with
+# any client errors.
 #
 #   helper/bench-handoff.sh [--keys 1000000] [--requests 400000]
 set -euo pipefail
@@ -77,14 +78,34 @@ admin_field() { # admin_field ADMIN_PORT FIELD
         awk -v f="$2" '{ for (i = 1; i < NF; i++) if ($i == f) { print $(i + 1); exit } }'
 }
 
-# bench OUT: redis-benchmark SET+GET against node 0; csv in OUT, errors in OUT.err.
+# bench OUT: redis-benchmark SET+GET against node 0; its full report (with the latency
+# distribution) in OUT, errors in OUT.err.
 bench() {
     redis-benchmark -h 127.0.0.1 -p "${PORTS[0]}" -t set,get -c 50 -n "$REQUESTS" \
-        -r "$KEYS" -d 32 --csv >"$1" 2>"$1.err" || true
+        -r "$KEYS" -d 32 >"$1" 2>"$1.err" || true
 }
 
-# p50/p99 of a test (SET or GET) from a csv
-pcol() { awk -F'"' -v t="$2" -v c="$3" '$2 == t { split($0, a, "\",\""); print a[c]; exit }' "$1"; }
+# stats OUT TEST: "rps p50 p99 p99.9 max" of TEST (SET or GET) from a report of bench.
+# redis-benchmark lists percentiles at halving steps (..., 99.805%, 99.902%, ...): p99.9 is
+# the latency of the first one at or above 99.9%, an upper bound.
+stats() {
+    python3 - "$1" "$2" <<'PY'
+import re, sys
+text = open(sys.argv[1], errors="replace").read().replace("\r", "\n")
+part = text.split(f"====== {sys.argv[2]} ======", 1)
+if len(part) < 2:
+    print("- - - - -")
+    sys.exit()
+sec = part[1].split("======", 1)[0]
+rps = re.search(r"throughput summary: ([\d.]+)", sec)
+summ = re.search(r"avg\s+min\s+p50\s+p95\s+p99\s+max\s*\n\s*([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", sec)
+p999 = next((v for p, v in re.findall(r"^([\d.]+)% <= ([\d.]+) milliseconds", sec, re.M) if float(p) >= 99.9), "-")
+if rps and summ:
+    print(f"{float(rps[1]):.0f} {summ[3]} {summ[5]} {p999} {summ[6]}")
+else:
+    print("- - - - -")
+PY
+}
 
 for _ in 1 2 3; do add_node; done
 wait_settled 3
@@ -106,11 +127,11 @@ for p in "${PORTS[@]}"; do total=$((total + $(rcli "$p" DBSIZE))); done
 log "loaded in $(python3 -c "print(f'{$t1 - $t0:.1f}')") s"
 
 log "baseline: redis-benchmark against ${PORTS[0]}"
-bench "$CHKV_TMP/base.csv"
+bench "$CHKV_TMP/base.txt"
 
 # --- join
 log "join: a 4th DataNode while redis-benchmark runs"
-bench "$CHKV_TMP/join.csv" &
+bench "$CHKV_TMP/join.txt" &
 bp=$!
 sleep 0.5
 j0=$(date +%s.%N)
@@ -124,12 +145,12 @@ for a in "${ADMINS[@]:0:3}"; do jbytes=$((jbytes + $(admin_field "$a" handed_ove
 
 # --- drain node 1
 log "drain: k on node 1's admin port while redis-benchmark runs"
-bench "$CHKV_TMP/drain.csv" &
+bench "$CHKV_TMP/drain.txt" &
 bp=$!
 sleep 0.5
-summary=$(admin_drain "${ADMINS[1]}" 120 | tee "$CHKV_TMP/drain.txt" | grep -m1 '^drained:' || true)
+summary=$(admin_drain "${ADMINS[1]}" 120 | tee "$CHKV_TMP/drain-admin.txt" | grep -m1 '^drained:' || true)
 wait "$bp"
-[[ -n "$summary" ]] || die "no drain summary; see $CHKV_TMP/drain.txt"
+[[ -n "$summary" ]] || die "no drain summary; see $CHKV_TMP/drain-admin.txt"
 wait_settled 3
 # Every loaded key must still be there (redis-benchmark's own keys are key:000000NNNNNN,
 # so they never collide with key:N): EXISTS in batches of 1000 through node 0.
@@ -154,9 +175,9 @@ echo "Handoff with $KEYS keys (32-byte values), 3 DataNodes; time from the chang
 echo "having published every move (join), or the drained node's own summary (drain):"
 cat "$CHKV_TMP/moves.txt"
 echo
-printf '%-10s %-4s %12s %10s %10s %8s\n' phase test rps p50_ms p99_ms errors
+printf '%-10s %-4s %10s %8s %8s %9s %8s %7s\n' phase test rps p50_ms p99_ms p99.9_ms max_ms errors
 for phase in base join drain; do
-    f="$CHKV_TMP/$phase.csv"
+    f="$CHKV_TMP/$phase.txt"
     errs=$(grep -ci error "$f.err" || true)
     if ((errs > 0)); then
         echo "--- $phase: redis-benchmark reported errors:"
@@ -164,8 +185,9 @@ for phase in base join drain; do
         cp -r "$CHKV_TMP" /tmp/bench-handoff-failed 2>/dev/null || true
     fi
     for t in SET GET; do
-        printf '%-10s %-4s %12s %10s %10s %8s\n' "$phase" "$t" "$(pcol "$f" "$t" 2)" \
-            "$(pcol "$f" "$t" 5)" "$(pcol "$f" "$t" 7)" "$errs"
+        read -r rps p50 p99 p999 max <<<"$(stats "$f" "$t")"
+        printf '%-10s %-4s %10s %8s %8s %9s %8s %7s\n' "$phase" "$t" "$rps" "$p50" "$p99" \
+            "$p999" "$max" "$errs"
     done
 done
-echo "(p99 'during' covers the whole benchmark run, the move included)"
+echo "(the latencies 'during' cover the whole benchmark run, the move included)"
