@@ -206,14 +206,7 @@ async fn drain_then_pause(
 ) -> (usize, std::process::ExitStatus, String) {
     use tokio::io::AsyncWriteExt;
     let addrs = cluster.addrs();
-    let mut con = connect(addrs[0]).await;
-    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
-        let mut args = vec!["MSET".to_string()];
-        for i in chunk {
-            args.extend([format!("kp:{i}"), format!("v{i}")]);
-        }
-        let () = q(&mut con, &args).await;
-    }
+    fill(addrs[0], "kp:", n).await;
     let DataNode::Process(mut victim) = cluster.nodes.remove(2) else {
         panic!("node 2 is a process");
     };

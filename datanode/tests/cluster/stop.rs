@@ -8,38 +8,6 @@ use std::time::{Duration, Instant};
 /// Generous bound for a process to exit when it is expected to (liveness).
 const EXIT_LIMIT: Duration = Duration::from_secs(60);
 
-/// Writes `n` keys `prefix{i}` = `v{i}` through `addr`, 500 per MSET.
-async fn fill(addr: std::net::SocketAddr, prefix: &str, n: usize) {
-    let mut con = connect(addr).await;
-    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
-        let mut args = vec!["MSET".to_string()];
-        for i in chunk {
-            args.push(format!("{prefix}{i}"));
-            args.push(format!("v{i}"));
-        }
-        let () = q(&mut con, &args).await;
-    }
-}
-
-/// Every key `prefix{i}` reads `v{i}` through `addr`, and the nodes hold exactly `n` keys.
-async fn check_all(addrs: &[std::net::SocketAddr], prefix: &str, n: usize) {
-    let mut con = connect(addrs[0]).await;
-    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
-        let mut args = vec!["MGET".to_string()];
-        args.extend(chunk.iter().map(|i| format!("{prefix}{i}")));
-        let got: Vec<Option<String>> = q(&mut con, &args).await;
-        for (i, v) in chunk.iter().zip(got) {
-            assert_eq!(v, Some(format!("v{i}")), "{prefix}{i}");
-        }
-    }
-    let mut total = 0;
-    for &addr in addrs {
-        let n: usize = q(&mut connect(addr).await, &["DBSIZE"]).await;
-        total += n;
-    }
-    assert_eq!(total, n, "keys across the survivors");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_a_cluster_node_and_loses_nothing() {
     bounded(async {
