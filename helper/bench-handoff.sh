@@ -2,8 +2,8 @@
 # helper/bench-handoff.sh: how fast slots move, and what clients see while they do.
 #
 # Loads --keys keys (32-byte values) into a 3-node cluster, then joins a 4th DataNode and
-# later drains one (`k` on its admin port) while redis-benchmark runs against the cluster
-# (through one DataNode's forwarding). Prints keys/s and MB/s moved, the time per change,
+# later drains one (`k` on its admin port) while redis-benchmark SETs and GETs run at the same
+# time against the cluster (through one DataNode's forwarding). Prints keys/s and MB/s moved, the time per change,
 # and client throughput, p50, p99, p99.9 and max latency before and during each move, with
 # any client errors.
 #
@@ -78,11 +78,19 @@ admin_field() { # admin_field ADMIN_PORT FIELD
         awk -v f="$2" '{ for (i = 1; i < NF; i++) if ($i == f) { print $(i + 1); exit } }'
 }
 
-# bench OUT: redis-benchmark SET+GET against node 0; its full report (with the latency
-# distribution) in OUT, errors in OUT.err.
+# bench OUT: redis-benchmark SET and GET at the same time against node 0 (two processes of 25
+# connections, so a move meets both; one after the other, the GETs ran after the move had
+# ended); their full reports (with the latency distribution) in OUT.set and OUT.get, errors
+# in OUT.err.
 bench() {
-    redis-benchmark -h 127.0.0.1 -p "${PORTS[0]}" -t set,get -c 50 -n "$REQUESTS" \
-        -r "$KEYS" -d 32 >"$1" 2>"$1.err" || true
+    local t pids=()
+    : >"$1.err"
+    for t in set get; do
+        redis-benchmark -h 127.0.0.1 -p "${PORTS[0]}" -t "$t" -c 25 -n $((REQUESTS / 2)) \
+            -r "$KEYS" -d 32 >"$1.$t" 2>>"$1.err" &
+        pids+=($!)
+    done
+    wait "${pids[@]}" || true
 }
 
 # stats OUT TEST: "rps p50 p99 p99.9 max" of TEST (SET or GET) from a report of bench.
@@ -185,7 +193,7 @@ for phase in base join drain; do
         cp -r "$CHKV_TMP" /tmp/bench-handoff-failed 2>/dev/null || true
     fi
     for t in SET GET; do
-        read -r rps p50 p99 p999 max <<<"$(stats "$f" "$t")"
+        read -r rps p50 p99 p999 max <<<"$(stats "$f.${t,,}" "$t")"
         printf '%-10s %-4s %10s %8s %8s %9s %8s %7s\n' "$phase" "$t" "$rps" "$p50" "$p99" \
             "$p999" "$max" "$errs"
     done
