@@ -324,33 +324,51 @@ struct Encoded {
     bytes: usize,
 }
 
-/// Exports `slot` and encodes it in transfers, on a blocking thread: a slot of hundreds of
-/// megabytes takes a while to copy, and the request workers (and the heartbeats) must not
-/// wait behind it.
-async fn export_encoded(node: &Arc<Node>, slot: u16, now: u64) -> Encoded {
+/// Exports `slot` and encodes it in transfers.
+fn encode_slot(node: &Node, slot: u16, now: u64) -> Encoded {
+    let entries = node.db.export_slot(slot, now);
+    let sizes: Vec<usize> = entries
+        .iter()
+        .map(|e| e.key.len() + e.value.len() + ENTRY_OVERHEAD)
+        .collect();
+    let mut commands = Vec::new();
+    let mut bytes = 0;
+    for range in transfers(&sizes, IMPORT_CHUNK, IMPORT_BYTES) {
+        // Sized up front: a transfer may hold one value of hundreds of megabytes, which
+        // a buffer grown by doubling would copy again at every step (three 400 MB
+        // values: about 2.4 GB more copied, and twice the memory at the peak).
+        let mut buf = BytesMut::with_capacity(import_len(&entries[range.clone()]));
+        encode_import(&entries[range], &mut buf);
+        bytes += buf.len();
+        commands.push(buf.freeze());
+    }
+    Encoded {
+        commands,
+        keys: entries.len() as u64,
+        bytes,
+    }
+}
+
+/// Exports and encodes the slots of `batch` in order, until all are or [`BATCH_BYTES`] are
+/// (at least one slot), on a blocking thread: a slot of hundreds of megabytes takes a while
+/// to copy, and the request workers (and the heartbeats) must not wait behind it. One trip
+/// to the blocking pool for the whole batch: one per slot cost a thread hop per slot while
+/// the batch was frozen.
+async fn export_batch(node: &Arc<Node>, batch: &[u16], now: u64) -> Vec<Encoded> {
     let node = node.clone();
+    let batch = batch.to_vec();
     let work = move || {
-        let entries = node.db.export_slot(slot, now);
-        let sizes: Vec<usize> = entries
-            .iter()
-            .map(|e| e.key.len() + e.value.len() + ENTRY_OVERHEAD)
-            .collect();
-        let mut commands = Vec::new();
+        let mut out = Vec::new();
         let mut bytes = 0;
-        for range in transfers(&sizes, IMPORT_CHUNK, IMPORT_BYTES) {
-            // Sized up front: a transfer may hold one value of hundreds of megabytes, which
-            // a buffer grown by doubling would copy again at every step (three 400 MB
-            // values: about 2.4 GB more copied, and twice the memory at the peak).
-            let mut buf = BytesMut::with_capacity(import_len(&entries[range.clone()]));
-            encode_import(&entries[range], &mut buf);
-            bytes += buf.len();
-            commands.push(buf.freeze());
+        for s in batch {
+            if !out.is_empty() && bytes >= BATCH_BYTES {
+                break;
+            }
+            let e = encode_slot(&node, s, now);
+            bytes += e.bytes;
+            out.push(e);
         }
-        Encoded {
-            commands,
-            keys: entries.len() as u64,
-            bytes,
-        }
+        out
     };
     match tokio::runtime::Handle::current().runtime_flavor() {
         // A current-thread runtime (some tests) has no blocking pool to spare a worker for.
@@ -447,19 +465,15 @@ async fn copy_and_flip(
     order: &MigrateOrder,
     batch: &[u16],
 ) -> Result<(usize, u64), HandoffError> {
-    let now = now_ms();
+    let exported = export_batch(node, batch, now_ms()).await;
+    // Exported while this node owned the slots for sure (frozen, so nothing changed them
+    // since), or not sent at all.
+    if !node.lease.serving() {
+        return Err(HandoffError::NoLease);
+    }
     let mut waits = Vec::new();
     let (mut taken, mut keys, mut bytes) = (0usize, 0u64, 0usize);
-    for &s in batch {
-        if taken > 0 && bytes >= BATCH_BYTES {
-            break;
-        }
-        let encoded = export_encoded(node, s, now).await;
-        // Exported while this node owned the slot for sure (frozen, so nothing changed it
-        // since), or not sent at all.
-        if !node.lease.serving() {
-            return Err(HandoffError::NoLease);
-        }
+    for (&s, encoded) in batch.iter().zip(exported) {
         // What the new owner holds in the slot (a stale copy of an earlier attempt) is
         // replaced, not merged with, even when nothing follows (every key deleted since).
         let start = Request::from_args([
