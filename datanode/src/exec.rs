@@ -542,11 +542,12 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
     let proto = session.proto;
     match p {
         Pending::Remote { wire, rx } => {
-            // The common case, an owner's answer that is no error (so no redirect), is
-            // relayed at once; anything else goes through the retries.
+            // An answer the retry policy relays (a result, or an error that is the client's
+            // answer) goes back at once; a redirect, a refusal or a lost link goes through
+            // the retries.
             let reply = rx.await;
             if let Ok(Ok(bytes)) = &reply {
-                if bytes.first().is_some_and(|&b| b != b'-') {
+                if on_reply(bytes) == OnReply::Relay {
                     return bytes.clone();
                 }
             }
