@@ -18,11 +18,22 @@
 //!
 //! The receiver rebuilds each collection under its own encoding thresholds. A new type or
 //! a change of layout takes a new kind or version; a node refuses what it cannot read.
+//!
+//! A value too large to travel in one transfer travels in [`Piece`]s, each encoded like a
+//! whole value: a string's bytes `offset..`, or a collection's elements from index `offset`
+//! on (in the order above). The piece at offset 0 creates the key, replacing what was there;
+//! each later one adds to it ([`Db::import_piece`]). Neither side holds more than a piece
+//! beyond the value itself: the sender reads each piece from its store when it sends it
+//! ([`Db::export_more`]), the receiver writes it into the value it is building. While the
+//! pieces travel the slot is frozen on the sender, so the value does not change in between;
+//! it may only disappear (evicted, expired), and then the receiver is told to drop what it
+//! has of it ([`TOMBSTONE`]). On the receiver the half-built value is invisible: the slot
+//! is not its own before the flip, and a slot it gains without one is emptied first.
 
 use super::list::End;
 use super::value::{Hash, Kind, Limits, Set, Value};
 use super::zset::Zset;
-use super::{Db, EntryRef, NO_EXPIRY};
+use super::{Db, EntryRef, MAX_STRING_LEN, NO_EXPIRY};
 use bytes::Bytes;
 
 /// One key as it travels between nodes.
@@ -33,6 +44,154 @@ pub struct Exported {
     pub value: Bytes,
     /// Absolute expiry in Unix ms, or [`NO_EXPIRY`].
     pub expire_at: u64,
+}
+
+/// What a slot's export sends: a whole entry, or a piece of a value too large for one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Item {
+    Whole(Exported),
+    Piece(Piece),
+}
+
+/// A piece of one value (see the module docs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub key: Bytes,
+    /// Absolute expiry in Unix ms, or [`NO_EXPIRY`]; the same in every piece of a value.
+    pub expire_at: u64,
+    /// The whole value's length: bytes of a string, elements of a collection.
+    pub total: usize,
+    /// Where this piece starts, in the same unit.
+    pub offset: usize,
+    /// The piece, encoded like a whole value ([`encode_value`]).
+    pub value: Bytes,
+}
+
+/// The expiry of an entry that tells the receiver to drop the key: a value whose pieces
+/// stopped half-way (the key was evicted or expired on the sender meanwhile). Any time in
+/// the past would do; an import of an entry already expired removes the key.
+pub const TOMBSTONE: u64 = 1;
+
+/// A slot's export in progress: the keys still to copy, in order, and how far into the
+/// first of them ([`Db::export_start`], [`Db::export_more`]).
+#[derive(Debug, Default)]
+pub struct SlotExport {
+    keys: Vec<Bytes>,
+    next: usize,
+    offset: usize,
+}
+
+impl SlotExport {
+    /// Whether everything has been exported.
+    pub fn is_done(&self) -> bool {
+        self.next >= self.keys.len()
+    }
+}
+
+/// What a value weighs when choosing whole or in pieces: a string's length, a collection's
+/// heap size (about its encoding's length or more).
+fn weight(e: &EntryRef<'_>) -> usize {
+    match e.obj() {
+        None => e.as_str().map_or(0, <[u8]>::len),
+        Some(v) => v.heap_size(),
+    }
+}
+
+/// Encodes the piece of `e`'s value that starts at `offset` and holds about `max` bytes (at
+/// least one byte or element). Returns the value's total length and the piece's encoding
+/// and end, or `None` when `offset` is past the end.
+fn encode_piece(e: &EntryRef<'_>, offset: usize, max: usize) -> Option<(usize, Vec<u8>, usize)> {
+    let v = match e.obj() {
+        None => {
+            let s = e.as_str().unwrap_or_default();
+            let end = offset.checked_add(max.max(1))?.min(s.len());
+            let part = s.get(offset..end).filter(|p| !p.is_empty())?;
+            let mut out = Vec::with_capacity(2 + part.len());
+            out.extend_from_slice(&[ENCODING_VERSION, 0]);
+            out.extend_from_slice(part);
+            return Some((s.len(), out, end));
+        }
+        Some(v) => v,
+    };
+    let total = v.len();
+    if offset >= total {
+        return None;
+    }
+    let mut body = Vec::new();
+    let mut n = 0;
+    let full = |body: &Vec<u8>| body.len() >= max;
+    let kind = match &*v {
+        Value::Str(s) => {
+            // Not stored this way (strings live in the entry), but readable all the same.
+            let end = offset.saturating_add(max.max(1)).min(s.len());
+            body.extend_from_slice(&s[offset..end]);
+            let mut out = vec![ENCODING_VERSION, 0];
+            out.extend_from_slice(&body);
+            return Some((s.len(), out, end));
+        }
+        Value::Hash(h) => {
+            for (f, val) in h.iter().skip(offset) {
+                put_bytes(&mut body, f);
+                put_bytes(&mut body, val);
+                n += 1;
+                if full(&body) {
+                    break;
+                }
+            }
+            1
+        }
+        Value::Set(s) => {
+            for m in s.iter().skip(offset) {
+                m.with_bytes(|b| put_bytes(&mut body, b));
+                n += 1;
+                if full(&body) {
+                    break;
+                }
+            }
+            2
+        }
+        Value::List(l) => {
+            let mut c = l.cursor_from(offset);
+            while let Some(m) = c.next() {
+                m.with_bytes(|b| put_bytes(&mut body, b));
+                n += 1;
+                if full(&body) {
+                    break;
+                }
+            }
+            3
+        }
+        Value::Zset(z) => {
+            // By rank, 8 at a time: a sorted set's range walks O(log n) to its start.
+            let mut at = offset;
+            while at < total && !full(&body) {
+                let hi = (at + 8).min(total);
+                z.range(at, hi, false, |m, s| {
+                    put_bytes(&mut body, m);
+                    body.extend_from_slice(&s.to_le_bytes());
+                });
+                at = hi;
+            }
+            n = at - offset;
+            4
+        }
+    };
+    let mut out = Vec::with_capacity(12 + body.len());
+    out.extend_from_slice(&[ENCODING_VERSION, kind]);
+    put_len(&mut out, n);
+    out.extend_from_slice(&body);
+    Some((total, out, offset + n))
+}
+
+impl Exported {
+    /// An entry that makes the receiver drop `key` (see [`TOMBSTONE`]).
+    pub fn tombstone(key: Bytes) -> Exported {
+        Exported {
+            key,
+            value: Bytes::from_static(&[ENCODING_VERSION, 0]),
+            expire_at: TOMBSTONE,
+        }
+    }
 }
 
 /// The serialization's version byte.
@@ -53,6 +212,8 @@ pub enum DecodeError {
     Trailing,
     #[error("a sorted set member's score is not a number")]
     Score,
+    #[error("a piece does not fit the value it belongs to")]
+    Piece,
 }
 
 fn put_len(out: &mut Vec<u8>, mut n: usize) {
@@ -136,7 +297,7 @@ pub fn decode_value(b: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
     if version != ENCODING_VERSION {
         return Err(DecodeError::Version(version));
     }
-    let (&kind, mut rest) = rest.split_first().ok_or(DecodeError::Truncated)?;
+    let (&kind, rest) = rest.split_first().ok_or(DecodeError::Truncated)?;
     let kind = match kind {
         0 => return Ok(Value::str(rest)),
         1 => Kind::Hash,
@@ -145,10 +306,18 @@ pub fn decode_value(b: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
         4 => return decode_zset(rest, limits),
         k => return Err(DecodeError::Kind(k)),
     };
-    let n = get_len(&mut rest)?;
     let mut v = Value::empty(kind);
+    decode_into(&mut v, rest, limits)?;
+    Ok(v)
+}
+
+/// Adds the elements of a collection's payload (count, then elements) to `v`, of the same
+/// kind: a later [`Piece`] of a value. What was added before an error stays; the import
+/// that failed makes its batch's flip refused, and the next attempt starts the slot over.
+fn decode_into(v: &mut Value, mut rest: &[u8], limits: &Limits) -> Result<(), DecodeError> {
+    let n = get_len(&mut rest)?;
     for _ in 0..n {
-        match &mut v {
+        match v {
             Value::Hash(h) => {
                 let f = get_bytes(&mut rest)?;
                 let val = get_bytes(&mut rest)?;
@@ -162,13 +331,23 @@ pub fn decode_value(b: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
                 let e = get_bytes(&mut rest)?;
                 l.push(End::Right, e, limits);
             }
-            Value::Str(_) | Value::Zset(_) => {}
+            Value::Zset(z) => {
+                let m = get_bytes(&mut rest)?;
+                let raw = rest.get(..8).ok_or(DecodeError::Truncated)?;
+                rest = &rest[8..];
+                let s = f64::from_le_bytes(raw.try_into().map_err(|_| DecodeError::Truncated)?);
+                if s.is_nan() {
+                    return Err(DecodeError::Score);
+                }
+                z.insert(m, s, limits);
+            }
+            Value::Str(_) => return Err(DecodeError::Piece),
         }
     }
     if !rest.is_empty() {
         return Err(DecodeError::Trailing);
     }
-    Ok(v)
+    Ok(())
 }
 
 /// A sorted set's payload: members arrive in order, so a large one is built whole.
@@ -247,6 +426,156 @@ impl Db {
                 expire_at: e.expire_at,
             })
             .collect()
+    }
+
+    /// Starts exporting `slot`: entries whose values weigh at most `piece` bytes are copied
+    /// until about `budget` bytes are; the keys of the rest (larger values, and everything
+    /// after the budget) are left for [`Db::export_more`], so a slot of any size is never
+    /// copied whole. Entries expired at `now` are skipped.
+    pub fn export_start(
+        &self,
+        slot: u16,
+        now: u64,
+        budget: usize,
+        piece: usize,
+    ) -> (Vec<Item>, SlotExport) {
+        let g = self.lock(slot);
+        let t = &g.t;
+        let (mut out, mut rest, mut bytes) = (Vec::new(), SlotExport::default(), 0usize);
+        for e in (0..t.map.len()).filter_map(|p| t.entry_at(p)) {
+            if e.expire_at().is_some_and(|at| at <= now) {
+                continue;
+            }
+            if bytes >= budget || weight(&e) > piece {
+                rest.keys.push(Bytes::copy_from_slice(e.kv.key()));
+                continue;
+            }
+            let value: Bytes = encode_value(&e).into();
+            bytes += e.kv.key().len() + value.len();
+            out.push(Item::Whole(Exported {
+                key: Bytes::copy_from_slice(e.kv.key()),
+                value,
+                expire_at: e.expire_at,
+            }));
+        }
+        (out, rest)
+    }
+
+    /// Continues an export of `slot` ([`Db::export_start`]): whole entries, and pieces of
+    /// about `piece` bytes of larger values, until about `max` bytes (at least one item) or
+    /// the end. A key gone since (evicted, expired) is skipped, or, if some of its pieces
+    /// went already, sent as a [`TOMBSTONE`].
+    pub fn export_more(
+        &self,
+        x: &mut SlotExport,
+        slot: u16,
+        now: u64,
+        max: usize,
+        piece: usize,
+    ) -> Vec<Item> {
+        let mut g = self.lock(slot);
+        let (mut out, mut bytes) = (Vec::new(), 0usize);
+        while x.next < x.keys.len() && (out.is_empty() || bytes < max) {
+            let key = x.keys[x.next].clone();
+            let (offset, mut done) = (x.offset, true);
+            match g.peek(&key, now) {
+                Some(e) if offset == 0 && weight(&e) <= piece => {
+                    let value: Bytes = encode_value(&e).into();
+                    bytes += key.len() + value.len();
+                    out.push(Item::Whole(Exported {
+                        key,
+                        value,
+                        expire_at: e.expire_at,
+                    }));
+                }
+                Some(e) => match encode_piece(&e, offset, piece) {
+                    Some((total, value, end)) => {
+                        bytes += key.len() + value.len();
+                        out.push(Item::Piece(Piece {
+                            key,
+                            expire_at: e.expire_at,
+                            total,
+                            offset,
+                            value: value.into(),
+                        }));
+                        if end < total {
+                            (x.offset, done) = (end, false);
+                        }
+                    }
+                    // Shorter than the pieces sent (it cannot change while its slot is
+                    // frozen; should it anyway, the receiver must not keep a mix).
+                    None => out.push(Item::Whole(Exported::tombstone(key))),
+                },
+                None if offset > 0 => out.push(Item::Whole(Exported::tombstone(key))),
+                None => {}
+            }
+            if done {
+                (x.next, x.offset) = (x.next + 1, 0);
+            }
+        }
+        out
+    }
+
+    /// Stores a piece of a value received from another node (see the module docs): the
+    /// piece at offset 0 creates the key, replacing what is there; a later one adds to the
+    /// value its earlier pieces built. Returns whether it was stored: not when it has
+    /// expired at `now` (the key is removed), nor when the key is gone (evicted here
+    /// meanwhile: the value is a miss, never a part of itself).
+    pub fn import_piece(&self, p: &Piece, now: u64) -> Result<bool, DecodeError> {
+        let limits = self.limits();
+        let (&version, rest) = p.value.split_first().ok_or(DecodeError::Empty)?;
+        if version != ENCODING_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let (&kind, payload) = rest.split_first().ok_or(DecodeError::Truncated)?;
+        let mut g = self.lock_key(&p.key);
+        if p.expire_at != NO_EXPIRY && p.expire_at <= now {
+            g.remove(&p.key, now);
+            return Ok(false);
+        }
+        if kind == 0 {
+            let end = p
+                .offset
+                .checked_add(payload.len())
+                .ok_or(DecodeError::Piece)?;
+            if p.total > MAX_STRING_LEN || end > p.total {
+                return Err(DecodeError::Piece);
+            }
+            if p.offset == 0 {
+                g.set_str(&p.key, payload, p.expire_at, now);
+            } else {
+                match g.peek(&p.key, now).map(|e| e.as_str().map(<[u8]>::len)) {
+                    None => return Ok(false),
+                    Some(Some(len)) if len == p.total => {}
+                    Some(_) => return Err(DecodeError::Piece),
+                }
+            }
+            // Sized for the whole value once, at the first piece: no copy per piece.
+            let Some(buf) = g.str_mut(&p.key, p.total, now) else {
+                return Ok(false);
+            };
+            buf[p.offset..end].copy_from_slice(payload);
+            return Ok(true);
+        }
+        if p.offset == 0 {
+            let v = decode_value(&p.value, &limits)?;
+            g.set(&p.key, v, p.expire_at, now);
+            return Ok(true);
+        }
+        let kind = match kind {
+            1 => Kind::Hash,
+            2 => Kind::Set,
+            3 => Kind::List,
+            4 => Kind::Zset,
+            k => return Err(DecodeError::Kind(k)),
+        };
+        match g.modify(&p.key, now, kind, false, |v| {
+            decode_into(v, payload, &limits)
+        }) {
+            Ok(None) => Ok(false),
+            Ok(Some(r)) => r.map(|()| true),
+            Err(_) => Err(DecodeError::Piece),
+        }
     }
 
     /// Stores entries received from another node, replacing what is there. Entries already
@@ -467,5 +796,191 @@ mod tests {
         };
         assert!(dst.import(&[bad], T0).is_err());
         assert_eq!(dst.len(), 0);
+    }
+
+    /// Exports `slot` of `src` the way a handoff does (a first pass, then the rest), with
+    /// small budgets so that pieces happen, and applies every item to `dst`. Returns how
+    /// many pieces went.
+    fn move_slot(src: &Db, dst: &Db, slot: u16, now: u64, remove_after_first_piece: bool) -> usize {
+        let (mut items, mut rest) = src.export_start(slot, now, 600, 512);
+        let mut pieces = 0;
+        loop {
+            for item in items.drain(..) {
+                match item {
+                    Item::Whole(e) => {
+                        dst.import(&[e], now).expect("a whole entry imports");
+                    }
+                    Item::Piece(p) => {
+                        // A piece holds about 512 bytes: a few elements more at most.
+                        assert!(p.value.len() <= 512 + 8 * 32, "{} bytes", p.value.len());
+                        pieces += 1;
+                        assert!(dst.import_piece(&p, now).expect("a piece imports"));
+                        if remove_after_first_piece && p.offset == 0 {
+                            src.lock_key(&p.key).remove(&p.key, now);
+                        }
+                    }
+                }
+            }
+            if rest.is_done() {
+                return pieces;
+            }
+            items = src.export_more(&mut rest, slot, now, 2048, 512);
+            assert!(
+                !items.is_empty(),
+                "an export that is not done makes progress"
+            );
+        }
+    }
+
+    #[test]
+    fn large_values_travel_in_pieces() {
+        let l = Limits::default();
+        let src = Db::new();
+        let s: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        src.lock_key(b"{p}s")
+            .set(b"{p}s", Value::str(&s), T0 + 9000, T0);
+        let mut g = src.lock_key(b"{p}h");
+        for (key, kind) in [
+            (&b"{p}h"[..], Kind::Hash),
+            (b"{p}m", Kind::Set),
+            (b"{p}l", Kind::List),
+            (b"{p}z", Kind::Zset),
+        ] {
+            g.modify(key, T0, kind, true, |v| {
+                for i in 0..2000 {
+                    let m = format!("member-{i}");
+                    match v {
+                        Value::Hash(h) => {
+                            h.insert(m.as_bytes(), format!("v{i}").as_bytes(), &l);
+                        }
+                        Value::Set(st) => {
+                            st.insert(m.as_bytes(), &l);
+                        }
+                        Value::List(li) => li.push(End::Right, m.as_bytes(), &l),
+                        Value::Zset(z) => {
+                            z.insert(m.as_bytes(), (i % 13) as f64 - 6.5, &l);
+                        }
+                        Value::Str(_) => {}
+                    }
+                }
+            })
+            .expect("a new collection");
+        }
+        for i in 0..50 {
+            let k = format!("{{p}}small{i}");
+            g.set(k.as_bytes(), Value::str(b"x"), NO_EXPIRY, T0);
+        }
+        drop(g);
+        let slot = key_slot(b"{p}s");
+        let dst = Db::new();
+        // What an earlier attempt left there is replaced by the first piece.
+        dst.lock_key(b"{p}h")
+            .set(b"{p}h", Value::str(b"stale"), NO_EXPIRY, T0);
+        let pieces = move_slot(&src, &dst, slot, T0 + 1, false);
+        assert!(
+            pieces >= 5 * 2,
+            "every large value went in pieces ({pieces})"
+        );
+        assert_eq!(dst.len(), src.len());
+        let (mut a, mut b) = (src.lock(slot), dst.lock(slot));
+        for key in a.keys(usize::MAX, T0 + 1) {
+            let x = a.peek(&key, T0 + 1).expect("in the source");
+            let y = b.peek(&key, T0 + 1).expect("arrived");
+            assert_eq!(x.value(), y.value(), "{key:?}");
+            assert_eq!(x.expire_at(), y.expire_at(), "{key:?}");
+        }
+    }
+
+    #[test]
+    fn a_value_gone_half_way_is_dropped_on_the_receiver() {
+        let src = Db::new();
+        let s = vec![7u8; 5000];
+        src.lock_key(b"{g}s")
+            .set(b"{g}s", Value::str(&s), NO_EXPIRY, T0);
+        let dst = Db::new();
+        // Evicted on the sender after its first piece: the receiver ends without it, not
+        // with a zero-padded half.
+        move_slot(&src, &dst, key_slot(b"{g}s"), T0, true);
+        assert_eq!(dst.len(), 0);
+        // A later piece for a key the receiver does not have (evicted there) is not stored.
+        let later = Piece {
+            key: Bytes::from_static(b"{g}s"),
+            expire_at: NO_EXPIRY,
+            total: 5000,
+            offset: 512,
+            value: Bytes::from_static(&[ENCODING_VERSION, 0, 7, 7]),
+        };
+        assert_eq!(dst.import_piece(&later, T0), Ok(false));
+        let set = Piece {
+            value: Bytes::from_static(&[ENCODING_VERSION, 2, 1, 1, b'a']),
+            ..later.clone()
+        };
+        assert_eq!(dst.import_piece(&set, T0), Ok(false));
+        assert_eq!(dst.len(), 0);
+        // Pieces that arrive expired remove the key.
+        let first = Piece {
+            offset: 0,
+            ..later.clone()
+        };
+        assert_eq!(dst.import_piece(&first, T0), Ok(true));
+        let late = Piece {
+            expire_at: T0 + 5,
+            ..later.clone()
+        };
+        assert_eq!(dst.import_piece(&late, T0 + 10), Ok(false));
+        assert_eq!(dst.len(), 0);
+    }
+
+    #[test]
+    fn hostile_pieces_are_refused() {
+        let dst = Db::new();
+        let p = |total: usize, offset: usize, value: &'static [u8]| Piece {
+            key: Bytes::from_static(b"k"),
+            expire_at: NO_EXPIRY,
+            total,
+            offset,
+            value: Bytes::from_static(value),
+        };
+        // Past the declared length, a length beyond any string, an offset that overflows.
+        assert_eq!(
+            dst.import_piece(&p(1, 0, b"\x01\x00ab"), T0),
+            Err(DecodeError::Piece)
+        );
+        assert_eq!(
+            dst.import_piece(&p(MAX_STRING_LEN + 1, 0, b"\x01\x00a"), T0),
+            Err(DecodeError::Piece)
+        );
+        assert_eq!(
+            dst.import_piece(&p(10, usize::MAX, b"\x01\x00a"), T0),
+            Err(DecodeError::Piece)
+        );
+        assert_eq!(dst.len(), 0);
+        // A later piece of another length or type than what the first built.
+        assert_eq!(dst.import_piece(&p(4, 0, b"\x01\x00ab"), T0), Ok(true));
+        assert_eq!(
+            dst.import_piece(&p(5, 2, b"\x01\x00cd"), T0),
+            Err(DecodeError::Piece)
+        );
+        assert_eq!(
+            dst.import_piece(&p(4, 2, b"\x01\x02\x01\x01c"), T0),
+            Err(DecodeError::Piece)
+        );
+        assert_eq!(dst.import_piece(&p(4, 2, b"\x01\x00cd"), T0), Ok(true));
+        assert_eq!(
+            dst.lock_key(b"k")
+                .peek(b"k", T0)
+                .and_then(|e| e.as_str().map(<[u8]>::to_vec)),
+            Some(b"abcd".to_vec())
+        );
+        // Unknown versions and kinds, a truncated collection piece.
+        assert_eq!(
+            dst.import_piece(&p(4, 0, b"\x09\x00a"), T0),
+            Err(DecodeError::Version(9))
+        );
+        assert_eq!(
+            dst.import_piece(&p(4, 1, b"\x01\x07a"), T0),
+            Err(DecodeError::Kind(7))
+        );
+        assert_eq!(dst.import_piece(&p(4, 0, b""), T0), Err(DecodeError::Empty));
     }
 }
