@@ -9,7 +9,10 @@
 //!    refused: they wait (asynchronously) for the flip.
 //! 2. **Copy**: every live entry of the batch (value and absolute expiry) is sent to the new
 //!    owner with `CLUSTER IMPORT`, pipelined; expired entries are not sent, and an entry that
-//!    expires on the way is not stored.
+//!    expires on the way is not stored. A value above [`PIECE_BYTES`] travels in pieces
+//!    (`CLUSTER IMPORTPIECE`), each read from the store as it is sent, and a slot is read as
+//!    it is sent too, at most [`WINDOW_BYTES`] ahead of the new owner's replies: a slot of
+//!    any size moves, and neither side holds much more than that beyond its store.
 //! 3. **Flip**: `CLUSTER HANDOFF` tells the new owner the slots are its own now; then this
 //!    node records the new owner locally. Both flips are local overrides of the NameNode's
 //!    table until its next table says the same, so requests route correctly at once.
@@ -30,7 +33,7 @@
 use crate::cluster::{Override, Owner, Routing};
 use crate::node::Node;
 use crate::resp::{Frame, Protocol, Request};
-use crate::store::handoff::Exported;
+use crate::store::handoff::{Exported, Item, Piece, SlotExport, TOMBSTONE};
 use crate::store::now_ms;
 use bytes::BytesMut;
 use chkv_common::proto::{DataNodeToNameNode, NodeInfo};
@@ -63,6 +66,13 @@ const IMPORT_CHUNK: usize = 500;
 /// travels alone): well below any receiver's query-buffer limit, and short enough on the peer
 /// connection that forwarded requests behind it wait milliseconds.
 const IMPORT_BYTES: usize = 16 << 20;
+/// Bytes of one piece of a value too large to travel whole (see
+/// [`crate::store::handoff`]): the peer connection carries forwarded requests too, and a
+/// request behind a piece waits for it.
+const PIECE_BYTES: usize = 4 << 20;
+/// Bytes sent to the new owner and not yet answered, at most (plus one transfer): what a
+/// slot's export holds besides the store, whatever the slot's size.
+const WINDOW_BYTES: usize = 64 << 20;
 /// Bytes a batch exports before it stops taking more slots: the slots it has not exported
 /// yet go in the next batch, so a batch holds at most this plus one slot.
 const BATCH_BYTES: usize = 16 << 20;
@@ -95,6 +105,8 @@ pub struct Progress {
     /// Keys and bytes handed over since the node started (never reset; `/metrics`).
     pub keys_sent_total: AtomicU64,
     pub bytes_sent_total: AtomicU64,
+    /// Pieces of values too large for one transfer sent since the node started.
+    pub pieces_sent_total: AtomicU64,
 }
 
 /// A node's handoff state.
@@ -317,59 +329,57 @@ fn transfers(sizes: &[usize], max_entries: usize, max_bytes: usize) -> Vec<Range
     out
 }
 
-/// One slot's entries, exported and encoded as `CLUSTER IMPORT` commands.
+/// Items of a slot's export, encoded: runs of whole entries as `CLUSTER IMPORT` transfers,
+/// each piece of a large value as a `CLUSTER IMPORTPIECE`.
+#[derive(Default)]
 struct Encoded {
     commands: Vec<bytes::Bytes>,
     keys: u64,
     bytes: usize,
+    pieces: u64,
 }
 
-/// Exports `slot` and encodes it in transfers.
-fn encode_slot(node: &Node, slot: u16, now: u64) -> Encoded {
-    let entries = node.db.export_slot(slot, now);
-    let sizes: Vec<usize> = entries
-        .iter()
-        .map(|e| e.key.len() + e.value.len() + ENTRY_OVERHEAD)
-        .collect();
-    let mut commands = Vec::new();
-    let mut bytes = 0;
-    for range in transfers(&sizes, IMPORT_CHUNK, IMPORT_BYTES) {
-        // Sized up front: a transfer may hold one value of hundreds of megabytes, which
-        // a buffer grown by doubling would copy again at every step (three 400 MB
-        // values: about 2.4 GB more copied, and twice the memory at the peak).
-        let mut buf = BytesMut::with_capacity(import_len(&entries[range.clone()]));
-        encode_import(&entries[range], &mut buf);
-        bytes += buf.len();
-        commands.push(buf.freeze());
-    }
-    Encoded {
-        commands,
-        keys: entries.len() as u64,
-        bytes,
-    }
-}
-
-/// Exports and encodes the slots of `batch` in order, until all are or [`BATCH_BYTES`] are
-/// (at least one slot), on a blocking thread: a slot of hundreds of megabytes takes a while
-/// to copy, and the request workers (and the heartbeats) must not wait behind it. One trip
-/// to the blocking pool for the whole batch: one per slot cost a thread hop per slot while
-/// the batch was frozen.
-async fn export_batch(node: &Arc<Node>, batch: &[u16], now: u64) -> Vec<Encoded> {
-    let node = node.clone();
-    let batch = batch.to_vec();
-    let work = move || {
-        let mut out = Vec::new();
-        let mut bytes = 0;
-        for s in batch {
-            if !out.is_empty() && bytes >= BATCH_BYTES {
-                break;
+impl Encoded {
+    fn add(&mut self, items: Vec<Item>) {
+        let mut run = Vec::new();
+        for item in items {
+            match item {
+                Item::Whole(e) => {
+                    if e.expire_at != TOMBSTONE {
+                        self.keys += 1;
+                    }
+                    run.push(e);
+                }
+                Item::Piece(p) => {
+                    self.imports(std::mem::take(&mut run));
+                    self.keys += u64::from(p.offset == 0);
+                    self.pieces += 1;
+                    let command = encode_piece(&p);
+                    self.bytes += command.len();
+                    self.commands.push(command);
+                }
             }
-            let e = encode_slot(&node, s, now);
-            bytes += e.bytes;
-            out.push(e);
         }
-        out
-    };
+        self.imports(run);
+    }
+
+    fn imports(&mut self, entries: Vec<Exported>) {
+        let sizes: Vec<usize> = entries
+            .iter()
+            .map(|e| e.key.len() + e.value.len() + ENTRY_OVERHEAD)
+            .collect();
+        for range in transfers(&sizes, IMPORT_CHUNK, IMPORT_BYTES) {
+            let mut buf = BytesMut::with_capacity(import_len(&entries[range.clone()]));
+            encode_import(&entries[range], &mut buf);
+            self.bytes += buf.len();
+            self.commands.push(buf.freeze());
+        }
+    }
+}
+
+/// Runs `work` on a blocking thread: a slot's export copies from the store, and the request
+/// workers (and the heartbeats) must not wait behind it.
+async fn off_workers<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::runtime::Handle::current().runtime_flavor() {
         // A current-thread runtime (some tests) has no blocking pool to spare a worker for.
         tokio::runtime::RuntimeFlavor::CurrentThread => work(),
@@ -377,6 +387,34 @@ async fn export_batch(node: &Arc<Node>, batch: &[u16], now: u64) -> Vec<Encoded>
             .await
             .expect("export task does not panic"),
     }
+}
+
+/// Starts the export of the slots of `batch` in order, until all are started or
+/// [`BATCH_BYTES`] are exported (at least one slot), in one trip to the blocking pool (one
+/// per slot cost a thread hop per slot while the batch was frozen). What a slot holds
+/// beyond the budget, and every value above [`PIECE_BYTES`], is left in its [`SlotExport`]
+/// and read from the store as it is sent.
+async fn export_batch(node: &Arc<Node>, batch: &[u16], now: u64) -> Vec<(Encoded, SlotExport)> {
+    let node = node.clone();
+    let batch = batch.to_vec();
+    off_workers(move || {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for s in batch {
+            if !out.is_empty() && bytes >= BATCH_BYTES {
+                break;
+            }
+            let (items, rest) =
+                node.db
+                    .export_start(s, now, BATCH_BYTES.saturating_sub(bytes), PIECE_BYTES);
+            let mut e = Encoded::default();
+            e.add(items);
+            bytes += e.bytes;
+            out.push((e, rest));
+        }
+        out
+    })
+    .await
 }
 
 fn report_done(node: &Node, epoch: u64, slots: &[u16], to: NodeId) {
@@ -459,7 +497,9 @@ async fn move_batch(
 
 /// Copies the batch's slots in order, each as transfers of at most [`IMPORT_BYTES`], until
 /// all are sent or [`BATCH_BYTES`] are (at least one slot), then flips those. Returns how
-/// many slots (the first ones of `batch`) moved, and their keys.
+/// many slots (the first ones of `batch`) moved, and their keys. A slot's export goes on
+/// while earlier transfers travel, [`WINDOW_BYTES`] ahead of the replies at most, so what
+/// this node holds besides its store stays about that size, whatever the slot's.
 async fn copy_and_flip(
     node: &Arc<Node>,
     order: &MigrateOrder,
@@ -467,13 +507,13 @@ async fn copy_and_flip(
 ) -> Result<(usize, u64), HandoffError> {
     let exported = export_batch(node, batch, now_ms()).await;
     // Exported while this node owned the slots for sure (frozen, so nothing changed them
-    // since), or not sent at all.
+    // since), or not sent at all; so is every later part of a slot's export.
     if !node.lease.serving() {
         return Err(HandoffError::NoLease);
     }
-    let mut waits = Vec::new();
-    let (mut taken, mut keys, mut bytes) = (0usize, 0u64, 0usize);
-    for (&s, encoded) in batch.iter().zip(exported) {
+    let mut sent = InFlight::default();
+    let (mut taken, mut keys, mut bytes, mut pieces) = (0usize, 0u64, 0usize, 0u64);
+    for (&s, (encoded, mut rest)) in batch.iter().zip(exported) {
         // What the new owner holds in the slot (a stale copy of an earlier attempt) is
         // replaced, not merged with, even when nothing follows (every key deleted since).
         let start = Request::from_args([
@@ -481,20 +521,42 @@ async fn copy_and_flip(
             b"IMPORTSTART",
             itoa::Buffer::new().format(s).as_bytes(),
         ]);
-        waits.push((
-            Sent::ImportStart,
-            node.peers
-                .send_request(order.to_addr, Protocol::Resp2, &start),
-        ));
-        for command in encoded.commands {
-            waits.push((
-                Sent::Data,
-                node.peers.send(order.to_addr, Protocol::Resp2, command),
-            ));
+        let rx = node
+            .peers
+            .send_request(order.to_addr, Protocol::Resp2, &start);
+        sent.push(Sent::ImportStart, 0, rx);
+        let mut encoded = encoded;
+        loop {
+            (keys, bytes, pieces) = (
+                keys + encoded.keys,
+                bytes + encoded.bytes,
+                pieces + encoded.pieces,
+            );
+            for command in encoded.commands {
+                let n = command.len();
+                let rx = node.peers.send(order.to_addr, Protocol::Resp2, command);
+                sent.push(Sent::Data, n, rx);
+            }
+            if rest.is_done() {
+                break;
+            }
+            sent.settle_down_to(WINDOW_BYTES).await?;
+            let db = node.clone();
+            let items;
+            (rest, items) = off_workers(move || {
+                let items = db
+                    .db
+                    .export_more(&mut rest, s, now_ms(), IMPORT_BYTES, PIECE_BYTES);
+                (rest, items)
+            })
+            .await;
+            if !node.lease.serving() {
+                return Err(HandoffError::NoLease);
+            }
+            encoded = Encoded::default();
+            encoded.add(items);
         }
         taken += 1;
-        keys += encoded.keys;
-        bytes += encoded.bytes;
     }
     let mut args: Vec<Vec<u8>> = vec![
         b"CLUSTER".to_vec(),
@@ -504,30 +566,16 @@ async fn copy_and_flip(
     for &s in &batch[..taken] {
         args.push(s.to_string().into_bytes());
     }
-    waits.push((
-        Sent::Data,
-        node.peers
-            .send_request(order.to_addr, Protocol::Resp2, &Request::from_args(args)),
-    ));
-    for (sent, w) in waits {
-        let reply = w.await.map_err(|_| HandoffError::Dropped)??;
-        // A receiver of an older version (a rolling upgrade) does not know IMPORTSTART: it
-        // merges, as it always did.
-        if sent == Sent::ImportStart && reply.starts_with(b"-ERR unknown subcommand") {
-            continue;
-        }
-        if reply.first() == Some(&b'-') {
-            return Err(HandoffError::Refused(
-                String::from_utf8_lossy(&reply).trim().to_string(),
-            ));
-        }
-    }
+    let rx = node
+        .peers
+        .send_request(order.to_addr, Protocol::Resp2, &Request::from_args(args));
+    sent.push(Sent::Data, 0, rx);
+    sent.settle_down_to(0).await?;
+    let progress = &node.handoff.progress;
     let bytes = bytes as u64;
-    node.handoff.progress.bytes_moved.fetch_add(bytes, Relaxed);
-    node.handoff
-        .progress
-        .bytes_sent_total
-        .fetch_add(bytes, Relaxed);
+    progress.bytes_moved.fetch_add(bytes, Relaxed);
+    progress.bytes_sent_total.fetch_add(bytes, Relaxed);
+    progress.pieces_sent_total.fetch_add(pieces, Relaxed);
     Ok((taken, keys))
 }
 
@@ -536,8 +584,101 @@ async fn copy_and_flip(
 enum Sent {
     /// `CLUSTER IMPORTSTART`.
     ImportStart,
-    /// `CLUSTER IMPORT` or `CLUSTER HANDOFF`.
+    /// `CLUSTER IMPORT`, `IMPORTPIECE` or `HANDOFF`.
     Data,
+}
+
+/// A batch's requests whose replies have not been read, in order, and their bytes.
+#[derive(Default)]
+struct InFlight {
+    waits: std::collections::VecDeque<(
+        Sent,
+        usize,
+        tokio::sync::oneshot::Receiver<crate::peer::PeerReply>,
+    )>,
+    bytes: usize,
+}
+
+impl InFlight {
+    fn push(
+        &mut self,
+        sent: Sent,
+        bytes: usize,
+        rx: tokio::sync::oneshot::Receiver<crate::peer::PeerReply>,
+    ) {
+        self.bytes += bytes;
+        self.waits.push_back((sent, bytes, rx));
+    }
+
+    /// Reads replies, oldest first, until at most `limit` bytes are unanswered; the first
+    /// error is the batch's.
+    async fn settle_down_to(&mut self, limit: usize) -> Result<(), HandoffError> {
+        while self.bytes > limit || (limit == 0 && !self.waits.is_empty()) {
+            let Some((sent, n, rx)) = self.waits.pop_front() else {
+                break;
+            };
+            self.bytes -= n;
+            let reply = rx.await.map_err(|_| HandoffError::Dropped)??;
+            // A receiver of an older version (a rolling upgrade) does not know IMPORTSTART:
+            // it merges, as it always did.
+            if sent == Sent::ImportStart && reply.starts_with(b"-ERR unknown subcommand") {
+                continue;
+            }
+            if reply.first() == Some(&b'-') {
+                return Err(HandoffError::Refused(
+                    String::from_utf8_lossy(&reply).trim().to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `CLUSTER IMPORTPIECE key expire_at total offset piece`.
+fn encode_piece(p: &Piece) -> bytes::Bytes {
+    let numbers = [p.expire_at, p.total as u64, p.offset as u64];
+    let mut buf = BytesMut::with_capacity(64 + p.key.len() + p.value.len());
+    let header = |out: &mut BytesMut, prefix: u8, n: usize| {
+        out.extend_from_slice(&[prefix]);
+        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    };
+    let bulk = |out: &mut BytesMut, data: &[u8]| {
+        header(out, b'$', data.len());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    };
+    header(&mut buf, b'*', 7);
+    bulk(&mut buf, b"CLUSTER");
+    bulk(&mut buf, b"IMPORTPIECE");
+    bulk(&mut buf, &p.key);
+    for n in numbers {
+        bulk(&mut buf, itoa::Buffer::new().format(n).as_bytes());
+    }
+    bulk(&mut buf, &p.value);
+    buf.freeze()
+}
+
+/// Decodes `CLUSTER IMPORTPIECE`'s arguments (after the subcommand).
+pub fn decode_piece(req: &Request) -> Result<Piece, Frame> {
+    if req.len() != 7 {
+        return Err(crate::cmd::wrong_arity("cluster|importpiece"));
+    }
+    let number = |i: usize| -> Result<u64, Frame> {
+        crate::cmd::parse_i64(req.arg(i))
+            .and_then(|v| u64::try_from(v).ok())
+            .ok_or(crate::cmd::ERR_NOT_INT)
+    };
+    let size = |i: usize| -> Result<usize, Frame> {
+        usize::try_from(number(i)?).map_err(|_| crate::cmd::ERR_NOT_INT)
+    };
+    Ok(Piece {
+        key: req.arg_bytes(2),
+        expire_at: number(3)?,
+        total: size(4)?,
+        offset: size(5)?,
+        value: req.arg_bytes(6),
+    })
 }
 
 /// The exact length of [`encode_import`]'s encoding of `entries`.

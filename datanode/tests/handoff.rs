@@ -683,7 +683,56 @@ async fn a_slot_of_big_values_moves_intact() {
                 .await
                 .expect("SET small");
         }
-        let keys = (sizes.len() + 100) as u64;
+        // Collections above a piece (4 MB) too: a hash, a list and a sorted set.
+        const N: usize = 120_000;
+        const PAD: &str = "abcdefghijklmnopqrstuvwxyz0123456789";
+        for chunk in (0..N).collect::<Vec<_>>().chunks(2000) {
+            let mut p = redis::pipe();
+            let h = p.cmd("HSET").arg("{big}:h");
+            for i in chunk {
+                h.arg(format!("field:{i}"))
+                    .arg(format!("value:{i}:{}:{PAD}", i * 7));
+            }
+            let l = p.cmd("RPUSH").arg("{big}:l");
+            for i in chunk {
+                l.arg(format!("element:{i}:{PAD}"));
+            }
+            let z = p.cmd("ZADD").arg("{big}:z");
+            for i in chunk {
+                z.arg((i % 1000) as f64 / 8.0)
+                    .arg(format!("member:{i}:{PAD}"));
+            }
+            let () = p.query_async(&mut con).await.expect("collections");
+        }
+        let collections = |c: &mut MultiplexedConnection| {
+            let mut c = c.clone();
+            async move {
+                let h: HashMap<String, String> = redis::cmd("HGETALL")
+                    .arg("{big}:h")
+                    .query_async(&mut c)
+                    .await
+                    .expect("HGETALL");
+                let l: Vec<String> = redis::cmd("LRANGE")
+                    .arg("{big}:l")
+                    .arg(0)
+                    .arg(-1)
+                    .query_async(&mut c)
+                    .await
+                    .expect("LRANGE");
+                let z: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                    .arg("{big}:z")
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query_async(&mut c)
+                    .await
+                    .expect("ZRANGE");
+                (h, l, z)
+            }
+        };
+        let before = collections(&mut con).await;
+        assert_eq!((before.0.len(), before.1.len(), before.2.len()), (N, N, N));
+        let keys = (sizes.len() + 100 + 3) as u64;
         let check = |addr: SocketAddr| async move {
             let mut c = patient(addr).await;
             for (i, &size) in sizes.iter().enumerate() {
@@ -703,6 +752,7 @@ async fn a_slot_of_big_values_moves_intact() {
                     .expect("GET small");
                 assert_eq!(got, i);
             }
+            c
         };
         // A join (the slot may or may not go to the new node), then a drain of the first:
         // everything lands on the second.
@@ -713,18 +763,35 @@ async fn a_slot_of_big_values_moves_intact() {
             assert!(Instant::now() < deadline, "keys held twice or lost");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        check(n0.addr()).await;
+        let mut c = check(n0.addr()).await;
+        assert!(
+            collections(&mut c).await == before,
+            "collections differ after the join"
+        );
         let lines = drain(n0.admin_addr()).await;
         let summary = lines.last().cloned().unwrap_or_default();
         assert!(summary.starts_with("drained:"), "{lines:?}");
         println!("big slot: {summary}");
+        let pieces = n0
+            .node
+            .handoff
+            .progress
+            .pieces_sent_total
+            .load(Ordering::Relaxed);
         tokio::time::timeout(STEP_LIMIT, n0.drained())
             .await
             .expect("drained");
         n0.shutdown().await;
         converge(&[&n1]).await;
         assert_eq!(n1.node.db.len(), keys);
-        check(n1.addr()).await;
+        let mut c = check(n1.addr()).await;
+        assert!(
+            collections(&mut c).await == before,
+            "collections differ after the drain"
+        );
+        // Each large value went in pieces: 24, 20 and 17 MB strings in 4 MB pieces, and
+        // each collection in two at least.
+        assert!(pieces >= 6 + 5 + 5 + 3 * 2, "{pieces} pieces");
         n1.shutdown().await;
         nn.shutdown().await;
     };

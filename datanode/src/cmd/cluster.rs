@@ -54,6 +54,9 @@ static SUBCOMMANDS: &[CommandSpec] = &[
     spec("import", -5, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: stores entries handed over by another node (absolute expiry in ms, 0 for none).",
         "key expire-at value [key expire-at value ...]", import),
+    spec("importpiece", 7, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
+        "CHKV, between nodes: stores a piece of a value too large to travel whole; offset 0 creates the key, later pieces add to it.",
+        "key expire-at total offset piece", importpiece),
     spec("importstart", 3, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: the entries of this slot imported next replace what this node holds there.",
         "slot", importstart),
@@ -192,6 +195,33 @@ fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         Ok(stored) => {
             ctx.session.import_resets.get_or_insert(resets);
             Ok(Frame::Integer(stored as i64))
+        }
+        Err(e) => {
+            // The batch's HANDOFF, which follows on this connection, is refused.
+            ctx.session.import_failed = true;
+            Err(e)
+        }
+    }
+}
+
+/// `CLUSTER IMPORTPIECE key expire-at total offset piece`: a piece of a value too large to
+/// travel in one `CLUSTER IMPORT` (see [`crate::store::handoff`]), from the slot's owner,
+/// under the same rules as an import.
+fn importpiece(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let gate = ctx.node.handoff.gate.read();
+    let resets = ctx.node.lease.resets();
+    let result = crate::handoff::decode_piece(req).and_then(|piece| {
+        check_receiving(ctx, [key_slot(&piece.key)])?;
+        ctx.node
+            .db
+            .import_piece(&piece, ctx.now)
+            .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORTPIECE: {e}")))
+    });
+    drop(gate);
+    match result {
+        Ok(stored) => {
+            ctx.session.import_resets.get_or_insert(resets);
+            Ok(Frame::Integer(i64::from(stored)))
         }
         Err(e) => {
             // The batch's HANDOFF, which follows on this connection, is refused.
