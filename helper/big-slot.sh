@@ -5,8 +5,9 @@
 # values of --mb MB each (random bytes) under one hash tag to the node that owns its slot,
 # drains that node (`k` on its admin port) and checks on the other node that every value is
 # there byte for byte (SHA-256), that the drain said "drained", and that the NameNode declared
-# no node dead and suspected none meanwhile. Prints the drain's time and throughput. Every
-# wait is bounded; it stops what it started.
+# no node dead and suspected none meanwhile. Prints the drain's time and throughput, and each
+# node's peak RSS (VmHWM) against what it held before: the memory a move costs beyond the
+# data. Every wait is bounded; it stops what it started.
 #
 #   helper/big-slot.sh [--mb 400] [--values 3]
 set -euo pipefail
@@ -35,12 +36,14 @@ NN_HTTP=$(free_port)
 start_namenode "$NN_DN" "$NN_CL" "$NN_HTTP"
 PORTS=()
 ADMINS=()
+PIDS=()
 for _ in 1 2; do
     port=$(free_port)
     admin=$(free_port)
     start_datanode "$port" --namenode "127.0.0.1:$NN_DN" --admin-port "$admin"
     PORTS+=("$port")
     ADMINS+=("$admin")
+    PIDS+=("$STARTED_PID")
 done
 wait_full_ring 2 "${PORTS[@]}"
 
@@ -77,10 +80,30 @@ for i in $(seq 0 99); do rcli "${PORTS[$FROM]}" SET "{big}:s$i" "$i" >/dev/null;
 rss=$(info_field "${PORTS[$FROM]}" memory used_memory_rss)
 log "node ${PORTS[$FROM]} holds $(rcli "${PORTS[$FROM]}" DBSIZE) keys, RSS $((rss / 1048576)) MB"
 
+# kB of a process's VmRSS or VmHWM (peak), 0 once it is gone.
+mem_kb() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# The peaks start over here (writing the values had its own: a 400 MB SET's query buffer).
+for pid in "${PIDS[@]}"; do echo 5 >"/proc/$pid/clear_refs" || die "cannot reset the peak RSS of $pid"; done
+rss_from=$(mem_kb "${PIDS[$FROM]}" VmRSS)
+rss_to=$(mem_kb "${PIDS[$TO]}" VmRSS)
+# The draining node exits when done: its peak is sampled until then.
+(
+    while [[ -e /proc/${PIDS[$FROM]}/status ]]; do
+        hwm=$(mem_kb "${PIDS[$FROM]}" VmHWM)
+        [[ -n $hwm && $hwm != 0 ]] && echo "$hwm" >"$CHKV_TMP/hwm_from"
+        sleep 0.05
+    done
+) &
+sampler=$!
 log "drain: k on ${PORTS[$FROM]}'s admin port"
 t0=$(date +%s.%N)
 admin_drain "${ADMINS[$FROM]}" 600 >"$CHKV_TMP/drain.txt" || true
 t1=$(date +%s.%N)
+hwm_to=$(mem_kb "${PIDS[$TO]}" VmHWM)
+for _ in $(seq 1 100); do [[ -e /proc/${PIDS[$FROM]}/status ]] || break; sleep 0.1; done
+kill "$sampler" 2>/dev/null || true
+wait "$sampler" 2>/dev/null || true
+hwm_from=$(cat "$CHKV_TMP/hwm_from" 2>/dev/null || echo 0)
 summary=$(grep -m1 -E '^(drained:|drain incomplete)' "$CHKV_TMP/drain.txt" || true)
 log "drain summary: ${summary:-none}"
 [[ $summary == drained:* ]] || die "the drain did not finish; see $CHKV_TMP/drain.txt"
@@ -109,5 +132,7 @@ total=$((MB * VALUES))
 echo
 echo "slot of $VALUES x $MB MB ($total MB) drained in $secs s ($(python3 -c "print(f'{$total / ($t1 - $t0):.0f}')") MB/s); values intact: $([[ $fail == 0 ]] && echo yes || echo NO)"
 echo "nodes declared dead: $dead; silences probed: $suspected; drain: $summary"
+mb() { echo $(($1 / 1024)); }
+echo "sender: RSS $(mb "$rss_from") MB before, peak $(mb "$hwm_from") MB ($(mb $((hwm_from - rss_from))) MB above); receiver: RSS $(mb "$rss_to") MB before, peak $(mb "$hwm_to") MB (the data: $total MB)"
 grep -h -e "declared dead" -e "silent; probing" "$CHKV_TMP/namenode.log" | sed 's/^/namenode: /' || true
 ((fail == 0 && dead == 0)) || die "the big slot did not move intact"

@@ -262,8 +262,16 @@ cargo_target() {
 }
 
 # cluster_bins: build the release NameNode and DataNode (cargo does nothing when they are
-# fresh); sets NN_BIN and CHKV_BIN (exported).
+# fresh); sets NN_BIN and CHKV_BIN (exported). With CHKV_PREBUILT=DIR, the binaries of DIR are
+# used instead and nothing is built (to compare two builds with one script).
 cluster_bins() {
+    if [[ -n "${CHKV_PREBUILT:-}" ]]; then
+        NN_BIN="$CHKV_PREBUILT/chkv-namenode"
+        CHKV_BIN="$CHKV_PREBUILT/chkv-datanode"
+        [[ -x "$NN_BIN" && -x "$CHKV_BIN" ]] || die "CHKV_PREBUILT=$CHKV_PREBUILT: no chkv-namenode and chkv-datanode there"
+        export CHKV_BIN
+        return
+    fi
     need_cmd cargo "cargo (install Rust with rustup)"
     local target
     target=$(cargo_target)

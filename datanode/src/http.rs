@@ -200,6 +200,11 @@ pub fn metrics(node: &Node) -> prometheus::Result<String> {
         "Bytes of entries handed to other DataNodes by slot moves.",
         progress.bytes_sent_total.load(Relaxed),
     )?;
+    counter(
+        "chkv_handoff_pieces_sent_total",
+        "Pieces of values too large for one transfer (above 4 MB) handed to other DataNodes.",
+        progress.pieces_sent_total.load(Relaxed),
+    )?;
     gauge(
         "chkv_cluster_enabled",
         "1 when the DataNode is in a cluster (has a slot table), 0 standalone.",

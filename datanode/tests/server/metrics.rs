@@ -106,6 +106,7 @@ async fn metrics_count_commands_errors_and_latency() {
             "chkv_evicted_keys_total",
             "chkv_forwarded_requests_total",
             "chkv_handoff_bytes_sent_total",
+            "chkv_handoff_pieces_sent_total",
             "chkv_connections_received_total",
         ] {
             assert!(
