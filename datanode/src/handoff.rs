@@ -27,8 +27,10 @@
 //! A batch whose copy fails (the target died) is unfrozen and stays here; the NameNode
 //! orders the move again, to a live node.
 //!
-//! Here the migration itself (orders, batches, copy and flip); by concern: `routing` (the
-//! base table and its overrides, adoption and release), `drain` (leaving the cluster).
+//! Here the migration's I/O (orders, export, copy and flip); by concern: `mover` (which
+//! slots go in which batch, and what a batch does after each attempt: plain data, no I/O),
+//! `routing` (the base table and its overrides, adoption and release), `drain` (leaving the
+//! cluster).
 
 use crate::cluster::{Override, Owner, Routing};
 use crate::node::Node;
@@ -50,16 +52,13 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 mod drain;
+mod mover;
 mod routing;
 
 pub use drain::{check_drained, drain_lost, progress_line, start_drain};
 use routing::*;
 pub use routing::{adopt, adopted_from, base_table, install_dropping, set_base};
 
-/// Keys per batch: small enough that a frozen slot waits a few milliseconds at most.
-const BATCH_KEYS: usize = 2000;
-/// Slots per batch at most.
-const BATCH_SLOTS: usize = 64;
 /// Entries per `CLUSTER IMPORT` command at most.
 const IMPORT_CHUNK: usize = 500;
 /// Bytes of keys and values per `CLUSTER IMPORT` command at most (one entry larger than this
@@ -78,10 +77,6 @@ const WINDOW_BYTES: usize = 64 << 20;
 const BATCH_BYTES: usize = 16 << 20;
 /// What one entry weighs in a transfer besides its key and value (headers, expiry).
 const ENTRY_OVERHEAD: usize = 48;
-/// Longest a batch is retried while the new owner answers `-TRYAGAIN`.
-const TRYAGAIN_BUDGET: Duration = Duration::from_secs(5);
-/// Pause between those attempts.
-const TRYAGAIN_PAUSE: Duration = Duration::from_millis(50);
 
 /// An order from the NameNode.
 #[derive(Clone, Debug)]
@@ -265,46 +260,26 @@ async fn migrate(node: &Arc<Node>, order: &MigrateOrder) -> Result<(usize, u64),
         .flat_map(|&(a, b)| a..=b)
         .filter(|&s| (s as usize) < SLOT_COUNT)
         .collect();
-    // Slots that are no longer ours (an order repeated after a timeout) are done already.
-    let routing = node.routing();
-    let (mine, not_mine): (Vec<u16>, Vec<u16>) = wanted
-        .into_iter()
-        .partition(|&s| routing.owner(s) == Owner::Local);
-    // Say where each went: perhaps to another node than this order's (an earlier order
+    // Slots that are no longer ours (an order repeated after a timeout) are done already;
+    // say where each went: perhaps to another node than this order's (an earlier order
     // carried out after the NameNode had given up waiting for it).
-    let mut elsewhere: HashMap<String, Vec<u16>> = HashMap::new();
-    for &s in &not_mine {
-        if let Some(id) = routing.owner_id(s) {
-            elsewhere.entry(id.to_string()).or_default().push(s);
-        }
-    }
+    let routing = node.routing();
+    let (mine, elsewhere) = mover::split_order(wanted, |s| match routing.owner(s) {
+        Owner::Local => Ok(()),
+        _ => Err(routing.owner_id(s).map(|id| id.to_string())),
+    });
     for (to, slots) in elsewhere {
         report_done(node, order.epoch, &slots, NodeId::new(to));
     }
     h.progress.slots_total.fetch_add(mine.len() as u64, Relaxed);
     h.progress.started.lock().get_or_insert_with(Instant::now);
     let (mut slots_moved, mut keys_moved) = (0usize, 0u64);
-    let mut i = 0;
-    while i < mine.len() {
-        // A batch: whole slots, up to BATCH_KEYS keys (at least one slot).
-        let mut batch = vec![mine[i]];
-        let mut keys = node.db.slot_len(mine[i]);
-        i += 1;
-        while i < mine.len() && batch.len() < BATCH_SLOTS {
-            let n = node.db.slot_len(mine[i]);
-            if keys + n > BATCH_KEYS {
-                break;
-            }
-            keys += n;
-            batch.push(mine[i]);
-            i += 1;
-        }
-        // The batch may stop early (bytes): the slots it did not take go first in the next.
-        let (taken, moved) = move_batch(node, order, &to_info, &batch).await?;
-        i -= batch.len() - taken;
+    let mut batches = mover::Batches::new(mine);
+    while let Some(batch) = batches.next(|s| node.db.slot_len(s)) {
+        let (taken, moved) = move_batch(node, order, &to_info, batch).await?;
+        batches.took(taken);
         slots_moved += taken;
         keys_moved += moved;
-        report_done(node, order.epoch, &batch[..taken], order.to.clone());
     }
     Ok((slots_moved, keys_moved))
 }
@@ -435,64 +410,68 @@ fn report_done(node: &Node, epoch: u64, slots: &[u16], to: NodeId) {
     });
 }
 
-/// Freeze, copy, flip, release one batch. Returns how many of its slots (the first ones)
-/// moved, and the keys moved.
+/// Moves one batch: executes what [`mover::BatchMove`] decides (freeze, copy and flip,
+/// retry, release) and tells it how each attempt ended. Returns how many of its slots (the
+/// first ones) moved, and the keys moved.
 async fn move_batch(
     node: &Arc<Node>,
     order: &MigrateOrder,
     to: &NodeInfo,
-    batch: &[u16],
+    batch: Vec<u16>,
 ) -> Result<(usize, u64), HandoffError> {
+    use mover::{Action, Attempt};
     let h = &node.handoff;
-    h.set_frozen(batch, true);
-    // The new owner answers `-TRYAGAIN` while its table does not yet show this node owning
-    // the batch (the NameNode's table and its order travel on different connections), or
-    // while its lease lapsed and it is re-registering; this node's own lease may lapse for a
-    // moment too. The batch stays frozen between attempts, so each attempt sends the same
-    // entries and what an earlier one imported is only overwritten with the same values.
-    let started = Instant::now();
-    let result = loop {
-        match copy_and_flip(node, order, batch).await {
-            Err(HandoffError::Refused(e))
-                if e.starts_with("-TRYAGAIN") && started.elapsed() < TRYAGAIN_BUDGET =>
-            {
-                debug!(to = %order.to, reply = %e, "new owner not ready; retrying the batch");
-                tokio::time::sleep(TRYAGAIN_PAUSE).await;
+    let (mut m, first) = mover::BatchMove::start(batch.clone(), Instant::now());
+    let mut todo: std::collections::VecDeque<Action> = first.into();
+    let mut last_error = None;
+    while let Some(action) = todo.pop_front() {
+        match action {
+            Action::Freeze(slots) => h.set_frozen(&slots, true),
+            Action::Copy => {
+                let attempt = match copy_and_flip(node, order, &batch).await {
+                    Ok((taken, keys)) => Attempt::Moved { taken, keys },
+                    Err(e) => {
+                        let attempt = match &e {
+                            HandoffError::Refused(r) if r.starts_with("-TRYAGAIN") => {
+                                debug!(to = %order.to, reply = %r, "new owner not ready");
+                                Attempt::TryAgain
+                            }
+                            HandoffError::NoLease => Attempt::NoLease,
+                            _ => Attempt::Failed,
+                        };
+                        last_error = Some(e);
+                        attempt
+                    }
+                };
+                todo.extend(m.on(attempt, Instant::now()));
             }
-            Err(HandoffError::NoLease) if started.elapsed() < TRYAGAIN_BUDGET => {
-                node.lease.wake.notify_one();
-                tokio::time::sleep(TRYAGAIN_PAUSE).await;
+            Action::RenewLease => node.lease.wake.notify_one(),
+            Action::Wait(d) => tokio::time::sleep(d).await,
+            Action::Flip(slots) => release(node, to.clone(), order.epoch, &slots),
+            Action::Unfreeze(slots) => h.set_frozen(&slots, false),
+            Action::DropData(slots) => {
+                for s in slots {
+                    node.db.drop_slot(s);
+                }
             }
-            r => break r,
-        }
-    };
-    match result {
-        Ok((taken, keys)) => {
-            let moved = &batch[..taken];
-            release(node, to.clone(), order.epoch, moved);
-            h.set_frozen(batch, false);
-            for &s in moved {
-                node.db.drop_slot(s);
-            }
-            if taken < batch.len() {
-                // Frozen, not moved: waiting requests run here again.
-                node.blocking.slots_unfrozen(&batch[taken..]);
+            Action::ServeBlocked(slots) => {
+                // Writes while frozen could not serve the clients blocked on these slots'
+                // keys; the slots stay here, so serve them now.
+                node.blocking.slots_unfrozen(&slots);
                 crate::blocking::serve_ready(node);
             }
-            h.progress.slots_done.fetch_add(taken as u64, Relaxed);
-            h.progress.keys_moved.fetch_add(keys, Relaxed);
-            h.progress.keys_sent_total.fetch_add(keys, Relaxed);
-            Ok((taken, keys))
-        }
-        Err(e) => {
-            h.set_frozen(batch, false);
-            // Writes while frozen could not serve the clients blocked on these slots'
-            // keys; the slots stay here, so serve them now.
-            node.blocking.slots_unfrozen(batch);
-            crate::blocking::serve_ready(node);
-            Err(e)
+            Action::ReportDone(slots) => report_done(node, order.epoch, &slots, order.to.clone()),
+            Action::Done(Some((taken, keys))) => {
+                h.progress.slots_done.fetch_add(taken as u64, Relaxed);
+                h.progress.keys_moved.fetch_add(keys, Relaxed);
+                h.progress.keys_sent_total.fetch_add(keys, Relaxed);
+                return Ok((taken, keys));
+            }
+            Action::Done(None) => return Err(last_error.unwrap_or(HandoffError::Dropped)),
         }
     }
+    // Every path of the machine ends in `Done`.
+    Err(last_error.unwrap_or(HandoffError::Dropped))
 }
 
 /// Copies the batch's slots in order, each as transfers of at most [`IMPORT_BYTES`], until

@@ -1,0 +1,355 @@
+//! The sending side of a move as plain data, in the style of the NameNode's `membership.rs`:
+//! which slots of an order go in which batch ([`split_order`], [`Batches`]), and what each
+//! batch does after each attempt at copying it ([`BatchMove`]): events in, actions out, time a
+//! parameter. No I/O and no clock here; `handoff.rs` executes the actions (freeze, copy and
+//! flip, wait, release) and feeds back how each attempt ended, so the tests below drive every
+//! sequence of refusals, lapsed leases, lost connections, partial batches and repeated orders
+//! without a socket.
+//!
+//! A batch's life: frozen, then copied and flipped until one attempt moves it, is refused for
+//! good, or has been refused for [`TRYAGAIN_BUDGET`] (the new owner's table is behind, or one
+//! side's lease lapsed: both pass within seconds). It stays frozen between attempts, so each
+//! attempt sends the same entries and what an earlier one imported is only overwritten with
+//! the same values (and replaced at once: every slot's import starts with `IMPORTSTART`).
+//! After a move the moved slots are flipped to the new owner before anything is unfrozen, so
+//! no request runs here on a slot that is no longer this node's; the slots of the batch the
+//! attempt did not take (its bytes ran out first) are unfrozen and stay, and the clients
+//! blocked on their keys are served. After a failure every slot stays and is unfrozen; the
+//! NameNode orders the move again.
+
+use std::time::{Duration, Instant};
+
+/// Longest a batch is retried while the new owner answers `-TRYAGAIN` or this node's lease
+/// has lapsed.
+pub const TRYAGAIN_BUDGET: Duration = Duration::from_secs(5);
+/// Pause between those attempts.
+pub const TRYAGAIN_PAUSE: Duration = Duration::from_millis(50);
+/// Keys per batch: small enough that a frozen slot waits a few milliseconds at most.
+pub const BATCH_KEYS: usize = 2000;
+/// Slots per batch at most.
+pub const BATCH_SLOTS: usize = 64;
+
+/// Splits an order's slots into those this node owns (to move, in order) and those it no
+/// longer owns, grouped by the node that owns them now (`owner` gives `Ok(())` for a slot
+/// of this node's, `Err(Some(id))` for another's, `Err(None)` for nobody's). An order is
+/// repeated when the NameNode gave up waiting for it; the slots an earlier copy of it moved
+/// are reported done again, towards where they went, and not moved twice.
+pub fn split_order(
+    slots: impl IntoIterator<Item = u16>,
+    owner: impl Fn(u16) -> Result<(), Option<String>>,
+) -> (Vec<u16>, Vec<(String, Vec<u16>)>) {
+    let (mut mine, mut elsewhere) = (Vec::new(), Vec::<(String, Vec<u16>)>::new());
+    for s in slots {
+        match owner(s) {
+            Ok(()) => mine.push(s),
+            Err(Some(id)) => match elsewhere.iter_mut().find(|(o, _)| *o == id) {
+                Some((_, v)) => v.push(s),
+                None => elsewhere.push((id, vec![s])),
+            },
+            Err(None) => {}
+        }
+    }
+    (mine, elsewhere)
+}
+
+/// The batches of one order: whole slots, at most [`BATCH_SLOTS`] and [`BATCH_KEYS`] keys
+/// each (at least one slot). A batch may take fewer slots than it was given (its bytes ran
+/// out first); those go first in the next.
+pub struct Batches {
+    slots: Vec<u16>,
+    next: usize,
+}
+
+impl Batches {
+    pub fn new(slots: Vec<u16>) -> Batches {
+        Batches { slots, next: 0 }
+    }
+
+    /// The next batch, by the slots' key counts now; `None` when every slot has moved.
+    pub fn next(&self, keys_in: impl Fn(u16) -> usize) -> Option<Vec<u16>> {
+        let first = *self.slots.get(self.next)?;
+        let mut batch = vec![first];
+        let mut keys = keys_in(first);
+        for &s in &self.slots[self.next + 1..] {
+            let n = keys_in(s);
+            if batch.len() >= BATCH_SLOTS || keys + n > BATCH_KEYS {
+                break;
+            }
+            keys += n;
+            batch.push(s);
+        }
+        Some(batch)
+    }
+
+    /// The first `taken` slots of the last batch moved.
+    pub fn took(&mut self, taken: usize) {
+        self.next = (self.next + taken).min(self.slots.len());
+    }
+}
+
+/// How one attempt at copying and flipping a batch ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// The new owner took the batch's first `taken` slots (all, or fewer when the batch's
+    /// bytes ran out first), holding `keys` keys.
+    Moved { taken: usize, keys: u64 },
+    /// The new owner answered `-TRYAGAIN`: its table does not show this node owning the
+    /// batch yet, or its own lease lapsed.
+    TryAgain,
+    /// This node's lease lapsed: what it holds may not be its to hand over.
+    NoLease,
+    /// Anything else: refused for good, or the connection failed.
+    Failed,
+}
+
+/// What the executor does for a batch, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Requests for these slots wait from now on.
+    Freeze(Vec<u16>),
+    /// Copy the batch and flip it on the new owner; how it ended comes back as an
+    /// [`Attempt`].
+    Copy,
+    /// Ask the lease to renew now rather than at its next tick.
+    RenewLease,
+    /// Wait this long before the next action.
+    Wait(Duration),
+    /// These slots are the new owner's: route them there from now on.
+    Flip(Vec<u16>),
+    /// Requests for these slots run (or are forwarded) again.
+    Unfreeze(Vec<u16>),
+    /// Free the data of these slots (moved).
+    DropData(Vec<u16>),
+    /// Serve the clients blocked on keys of these slots (they stay here).
+    ServeBlocked(Vec<u16>),
+    /// Tell the NameNode these slots moved.
+    ReportDone(Vec<u16>),
+    /// The batch is over: how many of its slots moved and their keys, or `None` (it failed
+    /// and every slot stays here).
+    Done(Option<(usize, u64)>),
+}
+
+/// One batch's move (see the module docs).
+#[derive(Debug)]
+pub struct BatchMove {
+    slots: Vec<u16>,
+    started: Instant,
+    done: bool,
+}
+
+impl BatchMove {
+    /// Starts moving `slots` at `now`: freeze them, then a first attempt.
+    pub fn start(slots: Vec<u16>, now: Instant) -> (BatchMove, Vec<Action>) {
+        let actions = vec![Action::Freeze(slots.clone()), Action::Copy];
+        let m = BatchMove {
+            slots,
+            started: now,
+            done: false,
+        };
+        (m, actions)
+    }
+
+    /// What to do after an attempt ended as `attempt` at `now`. Nothing once the batch is
+    /// over (a late or repeated outcome changes nothing).
+    pub fn on(&mut self, attempt: Attempt, now: Instant) -> Vec<Action> {
+        if self.done {
+            return Vec::new();
+        }
+        let in_budget = now.saturating_duration_since(self.started) < TRYAGAIN_BUDGET;
+        match attempt {
+            Attempt::TryAgain if in_budget => vec![Action::Wait(TRYAGAIN_PAUSE), Action::Copy],
+            Attempt::NoLease if in_budget => vec![
+                Action::RenewLease,
+                Action::Wait(TRYAGAIN_PAUSE),
+                Action::Copy,
+            ],
+            // At least one slot moves in an attempt that succeeds; a claim of none (or of
+            // more than the batch) is a failure, so an order always makes progress or stops.
+            Attempt::Moved { taken, keys } if taken > 0 && taken <= self.slots.len() => {
+                self.done = true;
+                let (moved, kept) = self.slots.split_at(taken);
+                let mut out = vec![
+                    Action::Flip(moved.to_vec()),
+                    Action::Unfreeze(self.slots.clone()),
+                    Action::DropData(moved.to_vec()),
+                ];
+                if !kept.is_empty() {
+                    out.push(Action::ServeBlocked(kept.to_vec()));
+                }
+                out.push(Action::ReportDone(moved.to_vec()));
+                out.push(Action::Done(Some((taken, keys))));
+                out
+            }
+            _ => {
+                self.done = true;
+                vec![
+                    Action::Unfreeze(self.slots.clone()),
+                    Action::ServeBlocked(self.slots.clone()),
+                    Action::Done(None),
+                ]
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Action::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_batch_that_moves_at_once_flips_before_it_unfreezes() {
+        let t0 = Instant::now();
+        let (mut m, a) = BatchMove::start(vec![1, 2, 3], t0);
+        assert_eq!(a, vec![Freeze(vec![1, 2, 3]), Copy]);
+        let a = m.on(Attempt::Moved { taken: 3, keys: 40 }, t0 + ms(3));
+        assert_eq!(
+            a,
+            vec![
+                Flip(vec![1, 2, 3]),
+                Unfreeze(vec![1, 2, 3]),
+                DropData(vec![1, 2, 3]),
+                ReportDone(vec![1, 2, 3]),
+                Done(Some((3, 40))),
+            ]
+        );
+        // A repeated outcome (a reply read twice) changes nothing.
+        assert!(m.on(Attempt::Failed, t0 + ms(4)).is_empty());
+        assert!(m
+            .on(Attempt::Moved { taken: 3, keys: 40 }, t0 + ms(4))
+            .is_empty());
+    }
+
+    #[test]
+    fn refusals_are_retried_frozen_within_the_budget_then_the_batch_stays() {
+        let t0 = Instant::now();
+        let (mut m, _) = BatchMove::start(vec![7], t0);
+        // The new owner's table is behind, then this node's lease lapses for a moment: the
+        // batch stays frozen and is copied again.
+        assert_eq!(
+            m.on(Attempt::TryAgain, t0 + ms(10)),
+            vec![Wait(TRYAGAIN_PAUSE), Copy]
+        );
+        assert_eq!(
+            m.on(Attempt::NoLease, t0 + ms(70)),
+            vec![RenewLease, Wait(TRYAGAIN_PAUSE), Copy]
+        );
+        assert_eq!(
+            m.on(Attempt::TryAgain, t0 + ms(130)),
+            vec![Wait(TRYAGAIN_PAUSE), Copy]
+        );
+        // ... until it works.
+        let a = m.on(Attempt::Moved { taken: 1, keys: 5 }, t0 + ms(190));
+        assert_eq!(a.last(), Some(&Done(Some((1, 5)))));
+        // A new owner that stays behind past the budget: the batch is unfrozen and stays.
+        let (mut m, _) = BatchMove::start(vec![7, 8], t0);
+        assert_eq!(
+            m.on(Attempt::TryAgain, t0 + TRYAGAIN_BUDGET - ms(1)).len(),
+            2
+        );
+        assert_eq!(
+            m.on(Attempt::TryAgain, t0 + TRYAGAIN_BUDGET),
+            vec![Unfreeze(vec![7, 8]), ServeBlocked(vec![7, 8]), Done(None)]
+        );
+        // So does a lease that does not come back.
+        let (mut m, _) = BatchMove::start(vec![9], t0);
+        assert_eq!(
+            m.on(Attempt::NoLease, t0 + TRYAGAIN_BUDGET + ms(1)),
+            vec![Unfreeze(vec![9]), ServeBlocked(vec![9]), Done(None)]
+        );
+    }
+
+    #[test]
+    fn a_lost_connection_or_a_refusal_leaves_every_slot_here_at_once() {
+        let t0 = Instant::now();
+        let (mut m, _) = BatchMove::start(vec![4, 5], t0);
+        assert_eq!(
+            m.on(Attempt::Failed, t0),
+            vec![Unfreeze(vec![4, 5]), ServeBlocked(vec![4, 5]), Done(None)]
+        );
+        // Whatever comes after (a retry timer firing, a late reply): nothing.
+        assert!(m.on(Attempt::TryAgain, t0 + ms(1)).is_empty());
+        assert!(m
+            .on(Attempt::Moved { taken: 2, keys: 1 }, t0 + ms(2))
+            .is_empty());
+    }
+
+    #[test]
+    fn a_partial_batch_keeps_the_slots_it_did_not_take_and_serves_their_clients() {
+        let t0 = Instant::now();
+        let (mut m, _) = BatchMove::start(vec![10, 11, 12], t0);
+        assert_eq!(
+            m.on(Attempt::Moved { taken: 1, keys: 2 }, t0),
+            vec![
+                Flip(vec![10]),
+                Unfreeze(vec![10, 11, 12]),
+                DropData(vec![10]),
+                ServeBlocked(vec![11, 12]),
+                ReportDone(vec![10]),
+                Done(Some((1, 2))),
+            ]
+        );
+        // A claim of nothing moved, or of more than the batch, is a failure: no slot is
+        // flipped or dropped on a claim that cannot be true, and the order cannot spin.
+        for taken in [0, 4] {
+            let (mut m, _) = BatchMove::start(vec![10, 11, 12], t0);
+            let a = m.on(Attempt::Moved { taken, keys: 0 }, t0);
+            assert_eq!(a.last(), Some(&Done(None)), "taken {taken}");
+            assert!(!a.iter().any(|a| matches!(a, Flip(_) | DropData(_))));
+        }
+    }
+
+    #[test]
+    fn batches_are_bounded_by_slots_and_keys_and_resume_where_a_batch_stopped() {
+        let slots: Vec<u16> = (0..200).collect();
+        let keys = |s: u16| if s == 70 { 5000 } else { 10 };
+        let mut b = Batches::new(slots);
+        // 64 slots of 10 keys.
+        let first = b.next(keys).expect("a batch");
+        assert_eq!(first, (0..64).collect::<Vec<_>>());
+        // It took 20 (its bytes ran out): the next starts at 20.
+        b.took(20);
+        let second = b.next(keys).expect("a batch");
+        assert_eq!(second.first(), Some(&20));
+        // Slot 70 alone is above the key limit: it goes alone, right after the slots
+        // before it.
+        assert_eq!(second.last(), Some(&69));
+        b.took(second.len());
+        assert_eq!(b.next(keys), Some(vec![70]));
+        b.took(1);
+        let mut moved = 71;
+        while let Some(batch) = b.next(keys) {
+            assert_eq!(batch.first(), Some(&moved));
+            moved += batch.len() as u16;
+            b.took(batch.len());
+        }
+        assert_eq!(moved, 200);
+        // An order of nothing has no batch; a batch taking more than is left ends it.
+        assert_eq!(Batches::new(Vec::new()).next(keys), None);
+        let mut b = Batches::new(vec![1, 2]);
+        b.took(5);
+        assert_eq!(b.next(keys), None);
+    }
+
+    #[test]
+    fn a_repeated_order_moves_only_what_is_still_here() {
+        // The NameNode repeated an order: slots 3 and 5 went to b, 4 to c, 6 belongs to
+        // nobody now; only 1 and 2 are still here.
+        let owner = |s: u16| match s {
+            1 | 2 => Ok(()),
+            3 | 5 => Err(Some("b".to_string())),
+            4 => Err(Some("c".to_string())),
+            _ => Err(None),
+        };
+        let (mine, elsewhere) = split_order(1..=6, owner);
+        assert_eq!(mine, vec![1, 2]);
+        assert_eq!(
+            elsewhere,
+            vec![("b".to_string(), vec![3, 5]), ("c".to_string(), vec![4])]
+        );
+    }
+}
