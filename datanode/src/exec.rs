@@ -12,6 +12,8 @@
 //! retried a bounded number of times.
 //!
 //! By concern, beside planning and resolving here:
+//! - `decide`: where a keyed request goes (here, forwarded, split, waiting, or a redirect),
+//!   from the routing and a few facts alone, without I/O; `plan` carries the decision out;
 //! - `tx`: transactions (MULTI/EXEC, WATCH) and scripts in a cluster;
 //! - `as_user`: requests that run as a client's user on another node;
 //! - `retry`: forwarded requests run to completion, with retries;
@@ -35,12 +37,14 @@ use tokio::sync::oneshot;
 
 mod as_user;
 mod blocked;
+mod decide;
 mod replies;
 mod retry;
 mod tx;
 
 use as_user::*;
 use blocked::*;
+use decide::*;
 pub use replies::{Replies, FORWARDED_BUDGET, MAX_FORWARDED};
 use retry::*;
 pub use tx::plan_tx;
@@ -210,11 +214,9 @@ fn forward_blocking(node: &Node, proto: Protocol, addr: SocketAddr, req: &Reques
     }
 }
 
-/// `-MOVED slot addr`, naming the owner's TLS port to a client on a TLS connection (never
-/// to a peer: nodes route by client addresses).
-fn moved(routing: &Routing, session: &Session, slot: u16, addr: SocketAddr) -> Frame {
-    let addr = routing.client_facing(addr, session.tls && session.peer.is_none());
-    Frame::error(format!("MOVED {slot} {addr}"))
+/// A client (not a peer) on a TLS connection: its `-MOVED` names TLS ports.
+fn tls_client(session: &Session) -> bool {
+    session.tls && session.peer.is_none()
 }
 
 const CROSSSLOT: Frame = Frame::err("CROSSSLOT Keys in request don't hash to the same slot");
@@ -330,75 +332,37 @@ fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Req
     } else {
         (routing, r)
     };
-    if matches!(r, Route::Local | Route::Split)
-        && node.handoff.any_frozen()
-        && spec.keys_in(req).any(|i| {
-            let s = key_slot(req.arg(i));
-            routing.owner(s) == Owner::Local && node.handoff.is_frozen(s)
-        })
-    {
-        return Planned::Later(Pending::Frozen { req: req.clone() });
-    }
-    if spec.name == "ssubscribe" {
-        // A subscription lives on the connection: it cannot be forwarded, so every client is
-        // sent to the slot's owner.
-        match r {
-            Route::Remote(o) => {
-                let slot = key_slot(req.arg(1));
-                return Planned::Now(
-                    routing
-                        .addr(o)
-                        .map_or(CLUSTERDOWN, |a| moved(routing, session, slot, a)),
-                );
-            }
-            Route::Split => return Planned::Now(CROSSSLOT),
-            _ => {}
+    let frozen = |s| node.handoff.is_frozen(s);
+    let leased = || node.lease.check();
+    let facts = Facts {
+        mode,
+        tls_client: tls_client(session),
+        tx_remote: session.tx.remote.is_some(),
+        frozen: node
+            .handoff
+            .any_frozen()
+            .then_some(&frozen as &dyn Fn(u16) -> bool),
+        leased: &leased,
+    };
+    match decide(routing, spec, req, r, &facts) {
+        Decision::Reply(f) => Planned::Now(f),
+        Decision::Here => run_here(node, session, req),
+        Decision::WaitFrozen => Planned::Later(Pending::Frozen { req: req.clone() }),
+        Decision::WaitLease => Planned::Later(Pending::Fenced { req: req.clone() }),
+        Decision::Forward(addr) => {
+            node.stats.forwarded_requests.add(1);
+            Planned::Later(forward(node, session, addr, req))
         }
-    }
-    match (r, mode) {
-        (Route::Local, _) => run_here(node, session, req),
-        (Route::Moved { slot, addr }, _) => Planned::Now(moved(routing, session, slot, addr)),
-        (Route::Down, _) => Planned::Now(CLUSTERDOWN),
-        (_, Redirects::Internal) => {
-            // Send the forwarder to the owner of the first key that is not ours.
-            let target =
-                spec.keys_in(req)
-                    .map(|i| key_slot(req.arg(i)))
-                    .find_map(|s| match routing.owner(s) {
-                        Owner::Remote(o) => routing.addr(o).map(|a| (s, a)),
-                        _ => None,
-                    });
-            Planned::Now(target.map_or(CLUSTERDOWN, |(s, a)| moved(routing, session, s, a)))
+        Decision::ForwardBlocking(addr) => {
+            node.stats.forwarded_requests.add(1);
+            Planned::Later(forward_blocking(node, session.proto, addr, req))
         }
-        (Route::CrossSlot, _) => Planned::Now(CROSSSLOT),
-        // A watch lives in the session that set it: never over the shared connection.
-        (Route::Remote(o), Redirects::Forward) if spec.name == "watch" => match routing.addr(o) {
-            Some(addr) => plan_remote_watch(node, session, addr, req),
-            None => Planned::Now(CLUSTERDOWN),
+        Decision::RemoteWatch(addr) => plan_remote_watch(node, session, addr, req),
+        Decision::Relay(addr) => match relay(session, addr, req, RelayKind::Command) {
+            Some(p) => Planned::Later(p),
+            None => Planned::Later(forward(node, session, addr, req)),
         },
-        (Route::Remote(o), _) if session.tx.remote.is_some() => match routing.addr(o) {
-            Some(addr) => match relay(session, addr, req, RelayKind::Command) {
-                Some(p) => Planned::Later(p),
-                None => Planned::Later(forward(node, session, addr, req)),
-            },
-            None => Planned::Now(CLUSTERDOWN),
-        },
-        (Route::Remote(o), _) => match routing.addr(o) {
-            Some(addr) if spec.has(crate::cmd::flags::BLOCKING) => {
-                node.stats.forwarded_requests.add(1);
-                Planned::Later(forward_blocking(node, session.proto, addr, req))
-            }
-            Some(addr) => {
-                node.stats.forwarded_requests.add(1);
-                Planned::Later(forward(node, session, addr, req))
-            }
-            None => Planned::Now(CLUSTERDOWN),
-        },
-        // Its local share needs the lease; so the whole request waits for one.
-        (Route::Split, _) if !node.lease.check() => {
-            Planned::Later(Pending::Fenced { req: req.clone() })
-        }
-        (Route::Split, _) => Planned::Later(split(node, session, routing, req)),
+        Decision::Split => Planned::Later(split(node, session, routing, req)),
     }
 }
 

@@ -38,7 +38,9 @@ pub(super) fn plan_in_multi(
         if let Some((_, spec)) = lookup(req.arg(0)) {
             if spec.first_key > 0 && spec.arity_ok(req.len()) && spec.name != "watch" {
                 let err = match route(routing, spec, req, true) {
-                    Route::Moved { slot, addr } => Some(moved(routing, session, slot, addr)),
+                    Route::Moved { slot, addr } => {
+                        Some(moved(routing, tls_client(session), slot, addr))
+                    }
                     Route::CrossSlot => Some(CROSSSLOT),
                     Route::Down => Some(CLUSTERDOWN),
                     _ => None,
@@ -170,7 +172,7 @@ pub(super) fn plan_eval(node: &Node, session: &mut Session, req: &Request) -> Pl
             return Planned::Now(CLUSTERDOWN);
         };
         if session.redirects != Redirects::Forward {
-            return Planned::Now(moved(&routing, session, slot, addr));
+            return Planned::Now(moved(&routing, tls_client(session), slot, addr));
         }
         return Planned::Later(forward(node, session, addr, &for_owner(session, req)));
     }
@@ -285,7 +287,7 @@ pub fn plan_tx(
                 return abort(session, CLUSTERDOWN);
             };
             if session.redirects != Redirects::Forward {
-                let m = moved(&routing, session, slot, addr);
+                let m = moved(&routing, tls_client(session), slot, addr);
                 return abort(session, m);
             }
             if session.tx.watch.is_some() {
