@@ -53,9 +53,11 @@ use tracing::{debug, info, warn};
 
 mod drain;
 mod mover;
+mod receiver;
 mod routing;
 
 pub use drain::{check_drained, drain_lost, progress_line, start_drain};
+pub use receiver::Receiving;
 use routing::*;
 pub use routing::{adopt, adopted_from, base_table, install_dropping, set_base};
 

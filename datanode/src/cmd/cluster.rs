@@ -177,58 +177,49 @@ fn reset(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
     ))
 }
 
+/// Runs one step of a peer's batch (`IMPORTSTART`, `IMPORT`, `IMPORTPIECE`) and records how
+/// it went in the session's batch ([`crate::handoff::Receiving`]): a failed step makes the
+/// batch's `HANDOFF`, which follows on this connection, refused. Under the gate, like a
+/// welcome that drops this node's slots (see `handoff::install_dropping`): stored before
+/// the drop (and dropped with the reset count moved, so the `HANDOFF` is refused) or after
+/// it, never half-way.
+fn import_step(ctx: &mut Ctx<'_>, step: impl FnOnce(&mut Ctx<'_>) -> Reply) -> Reply {
+    let node = ctx.node;
+    let gate = node.handoff.gate.read();
+    let resets = node.lease.resets();
+    let result = step(ctx);
+    drop(gate);
+    ctx.session.import.imported(result.is_ok(), resets);
+    result
+}
+
 fn import(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    // Under the gate, like a welcome that drops this node's slots (see
-    // `handoff::install_dropping`): stored before the drop (and dropped with the reset count
-    // moved, so the batch's HANDOFF is refused) or after it, never half-way.
-    let gate = ctx.node.handoff.gate.read();
-    let resets = ctx.node.lease.resets();
-    let result = crate::handoff::decode_import(req).and_then(|entries| {
+    import_step(ctx, |ctx| {
+        let entries = crate::handoff::decode_import(req)?;
         check_receiving(ctx, entries.iter().map(|e| key_slot(&e.key)))?;
-        ctx.node
+        let stored = ctx
+            .node
             .db
             .import(&entries, ctx.now)
-            .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORT: {e}")))
-    });
-    drop(gate);
-    match result {
-        Ok(stored) => {
-            ctx.session.import_resets.get_or_insert(resets);
-            Ok(Frame::Integer(stored as i64))
-        }
-        Err(e) => {
-            // The batch's HANDOFF, which follows on this connection, is refused.
-            ctx.session.import_failed = true;
-            Err(e)
-        }
-    }
+            .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORT: {e}")))?;
+        Ok(Frame::Integer(stored as i64))
+    })
 }
 
 /// `CLUSTER IMPORTPIECE key expire-at total offset piece`: a piece of a value too large to
 /// travel in one `CLUSTER IMPORT` (see [`crate::store::handoff`]), from the slot's owner,
 /// under the same rules as an import.
 fn importpiece(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let gate = ctx.node.handoff.gate.read();
-    let resets = ctx.node.lease.resets();
-    let result = crate::handoff::decode_piece(req).and_then(|piece| {
+    import_step(ctx, |ctx| {
+        let piece = crate::handoff::decode_piece(req)?;
         check_receiving(ctx, [key_slot(&piece.key)])?;
-        ctx.node
+        let stored = ctx
+            .node
             .db
             .import_piece(&piece, ctx.now)
-            .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORTPIECE: {e}")))
-    });
-    drop(gate);
-    match result {
-        Ok(stored) => {
-            ctx.session.import_resets.get_or_insert(resets);
-            Ok(Frame::Integer(i64::from(stored)))
-        }
-        Err(e) => {
-            // The batch's HANDOFF, which follows on this connection, is refused.
-            ctx.session.import_failed = true;
-            Err(e)
-        }
-    }
+            .map_err(|e| Frame::error(format!("ERR CLUSTER IMPORTPIECE: {e}")))?;
+        Ok(Frame::Integer(i64::from(stored)))
+    })
 }
 
 /// `CLUSTER IMPORTSTART slot`, sent before a slot's `CLUSTER IMPORT`s in every attempt at a
@@ -240,21 +231,12 @@ fn importpiece(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 /// (a flip whose reply was lost): the sender still owns the slot by its own account, so
 /// what it sends is the slot's content.
 fn importstart(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    // Under the gate, like an import (see `import`).
-    let gate = ctx.node.handoff.gate.read();
-    let resets = ctx.node.lease.resets();
-    let slot = match slot_arg(req.arg(2)).and_then(|s| check_receiving(ctx, [s]).map(|()| s)) {
-        Ok(s) => s,
-        Err(e) => {
-            // The batch's HANDOFF, which follows on this connection, is refused.
-            ctx.session.import_failed = true;
-            return Err(e);
-        }
-    };
-    ctx.node.db.drop_slot(slot);
-    drop(gate);
-    ctx.session.import_resets.get_or_insert(resets);
-    Ok(Frame::ok())
+    import_step(ctx, |ctx| {
+        let slot = slot_arg(req.arg(2))?;
+        check_receiving(ctx, [slot])?;
+        ctx.node.db.drop_slot(slot);
+        Ok(Frame::ok())
+    })
 }
 
 fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
@@ -263,17 +245,8 @@ fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         return Err(Frame::err("ERR a node hands over only its own slots"));
     }
     // The batch ends here, flipped or not.
-    let failed = std::mem::take(&mut ctx.session.import_failed);
-    let resets = ctx.session.import_resets.take();
-    if failed {
-        return Err(Frame::err(
-            "TRYAGAIN an import of this batch failed; the slots stay with their owner",
-        ));
-    }
-    if resets.is_some_and(|r| r != ctx.node.lease.resets()) {
-        return Err(Frame::err(
-            "TRYAGAIN this node dropped its slots since the batch was imported; the slots stay with their owner",
-        ));
+    if let Err(refusal) = ctx.session.import.handoff(ctx.node.lease.resets()) {
+        return Err(Frame::err(refusal.text()));
     }
     let slots = req
         .iter()
@@ -603,7 +576,7 @@ mod tests {
             matches!(r, Frame::Error(ref e) if e.starts_with("TRYAGAIN")),
             "{r:?}"
         );
-        assert!(h.session.import_failed, "the batch's HANDOFF is refused");
+        assert!(h.session.import.failed(), "the batch's HANDOFF is refused");
     }
 
     #[test]

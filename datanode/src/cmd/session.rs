@@ -18,9 +18,9 @@ pub struct Session {
     /// The connection came in on the TLS port (with `tls-cluster`, the only place peers
     /// are accepted).
     pub tls: bool,
-    /// A `CLUSTER IMPORT` failed since the last `CLUSTER HANDOFF`: the next one is refused,
-    /// so a batch is never flipped with part of its data missing.
-    pub import_failed: bool,
+    /// The batch a peer is handing over on this session (`CLUSTER IMPORT...` until its
+    /// `HANDOFF`): whether that may flip.
+    pub import: crate::handoff::Receiving,
     /// MULTI's queue and WATCH's keys.
     pub tx: multi::TxState,
     /// Set on the first subscription: where messages for this connection are queued.
@@ -51,10 +51,6 @@ pub struct Session {
     /// Set while a Lua script's `redis.call` runs a command (SORT orders a set's output
     /// then, as Redis does for scripts).
     pub in_script: bool,
-    /// The lease's reset count when the first `CLUSTER IMPORT` since the last `HANDOFF`
-    /// was stored: if the node dropped its slots since, the batch's data is gone and the
-    /// `HANDOFF` is refused.
-    pub import_resets: Option<u64>,
     /// Set when the last command was refused for want of an ownership lease (nothing was
     /// done): the caller may wait for one and run it again (see [`crate::lease`]).
     pub fenced: bool,
@@ -113,7 +109,7 @@ impl Session {
             peer: None,
             peer_pending: None,
             tls: false,
-            import_failed: false,
+            import: Default::default(),
             tx: multi::TxState::default(),
             pubsub: None,
             no_reply: false,
@@ -129,7 +125,6 @@ impl Session {
             error_counted: false,
             fenced: false,
             lease_lost: None,
-            import_resets: None,
             blocked: None,
             tracking: None,
             track_caching: false,
