@@ -101,7 +101,8 @@
 //! everyone was told. `reconcile` brings the second towards the first after every ring
 //! change: a slot whose owner is gone (dead, or never assigned) goes to its ring owner at
 //! once, there being no data to move; a slot whose owner is alive stays with it, and that
-//! owner is sent `migrate` (slots, new owner) and the slot is *in flight*. The table changes
+//! owner is sent `migrate` (slots, new owner) and the slot is *in flight*. A node receives
+//! from one source at a time: the others are ordered as that one confirms. The table changes
 //! only when the old owner reports `handoff_done`; a move not confirmed within 15 s is
 //! ordered again. A draining member leaves the ring at once but stays a member until it owns
 //! nothing, and the table without it is its acknowledgement.
