@@ -37,7 +37,6 @@ use crate::node::Node;
 use crate::resp::{Frame, Protocol, Request};
 use crate::store::handoff::{Exported, Item, Piece, SlotExport, TOMBSTONE};
 use crate::store::now_ms;
-use bytes::BytesMut;
 use chkv_common::proto::{DataNodeToNameNode, NodeInfo};
 use chkv_common::ring::NodeId;
 use chkv_common::SLOT_COUNT;
@@ -346,10 +345,9 @@ impl Encoded {
             .map(|e| e.key.len() + e.value.len() + ENTRY_OVERHEAD)
             .collect();
         for range in transfers(&sizes, IMPORT_CHUNK, IMPORT_BYTES) {
-            let mut buf = BytesMut::with_capacity(import_len(&entries[range.clone()]));
-            encode_import(&entries[range], &mut buf);
-            self.bytes += buf.len();
-            self.commands.push(buf.freeze());
+            let command = encode_import(&entries[range]);
+            self.bytes += command.len();
+            self.commands.push(command);
         }
     }
 }
@@ -617,27 +615,20 @@ impl InFlight {
 
 /// `CLUSTER IMPORTPIECE key expire_at total offset piece`.
 fn encode_piece(p: &Piece) -> bytes::Bytes {
-    let numbers = [p.expire_at, p.total as u64, p.offset as u64];
-    let mut buf = BytesMut::with_capacity(64 + p.key.len() + p.value.len());
-    let header = |out: &mut BytesMut, prefix: u8, n: usize| {
-        out.extend_from_slice(&[prefix]);
-        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-        out.extend_from_slice(b"\r\n");
-    };
-    let bulk = |out: &mut BytesMut, data: &[u8]| {
-        header(out, b'$', data.len());
-        out.extend_from_slice(data);
-        out.extend_from_slice(b"\r\n");
-    };
-    header(&mut buf, b'*', 7);
-    bulk(&mut buf, b"CLUSTER");
-    bulk(&mut buf, b"IMPORTPIECE");
-    bulk(&mut buf, &p.key);
-    for n in numbers {
-        bulk(&mut buf, itoa::Buffer::new().format(n).as_bytes());
-    }
-    bulk(&mut buf, &p.value);
-    buf.freeze()
+    let (mut e, mut t, mut o) = (
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+    );
+    chkv_common::resp::command(&[
+        &b"CLUSTER"[..],
+        b"IMPORTPIECE",
+        &p.key,
+        e.format(p.expire_at).as_bytes(),
+        t.format(p.total).as_bytes(),
+        o.format(p.offset).as_bytes(),
+        &p.value,
+    ])
 }
 
 /// Decodes `CLUSTER IMPORTPIECE`'s arguments (after the subcommand).
@@ -662,38 +653,25 @@ pub fn decode_piece(req: &Request) -> Result<Piece, Frame> {
     })
 }
 
-/// The exact length of [`encode_import`]'s encoding of `entries`.
-fn import_len(entries: &[Exported]) -> usize {
-    let digits = |n: usize| itoa::Buffer::new().format(n).len();
-    let bulk = |len: usize| 1 + digits(len) + 2 + len + 2;
-    let mut n = 1 + digits(2 + entries.len() * 3) + 2 + bulk(7) + bulk(6);
+/// `CLUSTER IMPORT key expire_at value [key expire_at value ...]`, in a buffer sized once:
+/// a transfer may hold one value of hundreds of megabytes, which a buffer grown by doubling
+/// would copy again at every step.
+fn encode_import(entries: &[Exported]) -> bytes::Bytes {
+    // The expiries' digits, side by side, and where each one is.
+    let mut digits = Vec::with_capacity(entries.len() * 13);
+    let mut ends = Vec::with_capacity(entries.len());
     for e in entries {
-        let exp = itoa::Buffer::new().format(e.expire_at).len();
-        n += bulk(e.key.len()) + bulk(exp) + bulk(e.value.len());
+        digits.extend_from_slice(itoa::Buffer::new().format(e.expire_at).as_bytes());
+        ends.push(digits.len());
     }
-    n
-}
-
-/// `CLUSTER IMPORT key expire_at value [key expire_at value ...]`.
-fn encode_import(entries: &[Exported], out: &mut BytesMut) {
-    let header = |out: &mut BytesMut, prefix: u8, n: usize| {
-        out.extend_from_slice(&[prefix]);
-        out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-        out.extend_from_slice(b"\r\n");
-    };
-    let bulk = |out: &mut BytesMut, data: &[u8]| {
-        header(out, b'$', data.len());
-        out.extend_from_slice(data);
-        out.extend_from_slice(b"\r\n");
-    };
-    header(out, b'*', 2 + entries.len() * 3);
-    bulk(out, b"CLUSTER");
-    bulk(out, b"IMPORT");
-    for e in entries {
-        bulk(out, &e.key);
-        bulk(out, itoa::Buffer::new().format(e.expire_at).as_bytes());
-        bulk(out, &e.value);
+    let mut args: Vec<&[u8]> = Vec::with_capacity(2 + entries.len() * 3);
+    args.extend([&b"CLUSTER"[..], b"IMPORT"]);
+    let mut start = 0;
+    for (e, &end) in entries.iter().zip(&ends) {
+        args.extend([&e.key[..], &digits[start..end], &e.value[..]]);
+        start = end;
     }
+    chkv_common::resp::command(&args)
 }
 
 /// Decodes `CLUSTER IMPORT`'s arguments (after the subcommand).

@@ -308,24 +308,35 @@ fn import_roundtrip() {
             expire_at: 1_700_000_000_123,
         },
     ];
-    let mut buf = BytesMut::new();
-    encode_import(&entries, &mut buf);
-    // The size reserved up front is exactly what is written.
-    assert_eq!(import_len(&entries), buf.len());
+    let mut buf = bytes::BytesMut::from(&encode_import(&entries)[..]);
+    // A large value: one buffer, sized before the copy (never grown).
     let long = vec![Exported {
         key: bytes::Bytes::from(vec![b'k'; 1000]),
         value: bytes::Bytes::from(vec![b'v'; 123_456]),
         expire_at: 7,
     }];
-    let mut one = BytesMut::new();
-    encode_import(&long, &mut one);
-    assert_eq!(import_len(&long), one.len());
+    let one = encode_import(&long);
+    assert!(one.len() > 124_456);
     let mut p = crate::resp::Parser::new();
     let req = p
         .next(&mut buf, &crate::resp::Limits::default(), true)
         .expect("parses")
         .expect("complete");
     assert_eq!(decode_import(&req).expect("decodes"), entries);
+    // A piece goes out as the command it decodes from.
+    let piece = Piece {
+        key: bytes::Bytes::from_static(b"big"),
+        expire_at: 9,
+        total: 10_000,
+        offset: 4096,
+        value: bytes::Bytes::from_static(b"\x01\x00abc"),
+    };
+    let mut buf = bytes::BytesMut::from(&encode_piece(&piece)[..]);
+    let req = p
+        .next(&mut buf, &crate::resp::Limits::default(), true)
+        .expect("parses")
+        .expect("complete");
+    assert_eq!(decode_piece(&req).expect("decodes"), piece);
 }
 
 /// "Any slot frozen?" follows the bits exactly: freezing a frozen slot or unfreezing a free

@@ -332,13 +332,7 @@ fn decode_into(v: &mut Value, mut rest: &[u8], limits: &Limits) -> Result<(), De
                 l.push(End::Right, e, limits);
             }
             Value::Zset(z) => {
-                let m = get_bytes(&mut rest)?;
-                let raw = rest.get(..8).ok_or(DecodeError::Truncated)?;
-                rest = &rest[8..];
-                let s = f64::from_le_bytes(raw.try_into().map_err(|_| DecodeError::Truncated)?);
-                if s.is_nan() {
-                    return Err(DecodeError::Score);
-                }
+                let (m, s) = get_scored(&mut rest)?;
                 z.insert(m, s, limits);
             }
             Value::Str(_) => return Err(DecodeError::Piece),
@@ -359,14 +353,7 @@ fn decode_zset(mut rest: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
     }
     let mut items: Vec<(&[u8], f64)> = Vec::with_capacity(n);
     for _ in 0..n {
-        let m = get_bytes(&mut rest)?;
-        let raw = rest.get(..8).ok_or(DecodeError::Truncated)?;
-        rest = &rest[8..];
-        let s = f64::from_le_bytes(raw.try_into().map_err(|_| DecodeError::Truncated)?);
-        if s.is_nan() {
-            return Err(DecodeError::Score);
-        }
-        items.push((m, s));
+        items.push(get_scored(&mut rest)?);
     }
     if !rest.is_empty() {
         return Err(DecodeError::Trailing);
@@ -384,6 +371,18 @@ fn decode_zset(mut rest: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
         z.insert(m, s, limits);
     }
     Ok(Value::Zset(z))
+}
+
+/// A sorted set's member and its score (not NaN).
+fn get_scored<'a>(b: &mut &'a [u8]) -> Result<(&'a [u8], f64), DecodeError> {
+    let m = get_bytes(b)?;
+    let (raw, rest) = b.split_first_chunk::<8>().ok_or(DecodeError::Truncated)?;
+    *b = rest;
+    let s = f64::from_le_bytes(*raw);
+    if s.is_nan() {
+        return Err(DecodeError::Score);
+    }
+    Ok((m, s))
 }
 
 fn get_len(b: &mut &[u8]) -> Result<usize, DecodeError> {
