@@ -78,16 +78,18 @@ pub(super) fn decide(
         match r {
             Route::Remote(o) => {
                 let slot = key_slot(req.arg(1));
-                return routing
-                    .addr(o)
-                    .map_or(Decision::Reply(CLUSTERDOWN), |a| moved(slot, a));
+                return match routing.addr(o) {
+                    Some(a) => moved(slot, a),
+                    None => Decision::Reply(CLUSTERDOWN),
+                };
             }
             Route::Split => return Decision::Reply(CROSSSLOT),
             _ => {}
         }
     }
-    let owner_addr = |o: u16, d: fn(SocketAddr) -> Decision| {
-        routing.addr(o).map_or(Decision::Reply(CLUSTERDOWN), d)
+    let owner_addr = |o: u16, d: fn(SocketAddr) -> Decision| match routing.addr(o) {
+        Some(addr) => d(addr),
+        None => Decision::Reply(CLUSTERDOWN),
     };
     match (r, f.mode) {
         (Route::Local, _) => Decision::Here,
@@ -102,7 +104,10 @@ pub(super) fn decide(
                         Owner::Remote(o) => routing.addr(o).map(|a| (s, a)),
                         _ => None,
                     });
-            target.map_or(Decision::Reply(CLUSTERDOWN), |(s, a)| moved(s, a))
+            match target {
+                Some((s, a)) => moved(s, a),
+                None => Decision::Reply(CLUSTERDOWN),
+            }
         }
         (Route::CrossSlot, _) => Decision::Reply(CROSSSLOT),
         // A watch lives in the session that set it: never over the shared connection.
