@@ -412,17 +412,17 @@ fn get_bytes<'a>(b: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
 }
 
 impl Db {
-    /// Copies every live entry of `slot`.
+    /// Copies every live entry of `slot` whole, at once: [`Db::export_start`] without its
+    /// bounds, for tests.
+    #[cfg(test)]
     pub fn export_slot(&self, slot: u16, now: u64) -> Vec<Exported> {
-        let g = self.lock(slot);
-        let t = &g.t;
-        (0..t.map.len())
-            .filter_map(|p| t.entry_at(p))
-            .filter(|e| e.expire_at().is_none_or(|at| at > now))
-            .map(|e| Exported {
-                key: Bytes::copy_from_slice(e.kv.key()),
-                value: encode_value(&e).into(),
-                expire_at: e.expire_at,
+        let (items, rest) = self.export_start(slot, now, usize::MAX, usize::MAX);
+        assert!(rest.is_done(), "an unbounded export leaves nothing");
+        items
+            .into_iter()
+            .map(|item| match item {
+                Item::Whole(e) => e,
+                Item::Piece(_) => unreachable!("no piece without a bound"),
             })
             .collect()
     }
