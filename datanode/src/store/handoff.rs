@@ -102,15 +102,7 @@ fn weight(e: &EntryRef<'_>) -> usize {
 /// and end, or `None` when `offset` is past the end.
 fn encode_piece(e: &EntryRef<'_>, offset: usize, max: usize) -> Option<(usize, Vec<u8>, usize)> {
     let v = match e.obj() {
-        None => {
-            let s = e.as_str().unwrap_or_default();
-            let end = offset.checked_add(max.max(1))?.min(s.len());
-            let part = s.get(offset..end).filter(|p| !p.is_empty())?;
-            let mut out = Vec::with_capacity(2 + part.len());
-            out.extend_from_slice(&[ENCODING_VERSION, 0]);
-            out.extend_from_slice(part);
-            return Some((s.len(), out, end));
-        }
+        None => return string_piece(e.as_str().unwrap_or_default(), offset, max),
         Some(v) => v,
     };
     let total = v.len();
@@ -121,14 +113,8 @@ fn encode_piece(e: &EntryRef<'_>, offset: usize, max: usize) -> Option<(usize, V
     let mut n = 0;
     let full = |body: &Vec<u8>| body.len() >= max;
     let kind = match &*v {
-        Value::Str(s) => {
-            // Not stored this way (strings live in the entry), but readable all the same.
-            let end = offset.saturating_add(max.max(1)).min(s.len());
-            body.extend_from_slice(&s[offset..end]);
-            let mut out = vec![ENCODING_VERSION, 0];
-            out.extend_from_slice(&body);
-            return Some((s.len(), out, end));
-        }
+        // Not stored this way (strings live in the entry), but readable all the same.
+        Value::Str(s) => return string_piece(s, offset, max),
         Value::Hash(h) => {
             for (f, val) in h.iter().skip(offset) {
                 put_bytes(&mut body, f);
@@ -183,7 +169,26 @@ fn encode_piece(e: &EntryRef<'_>, offset: usize, max: usize) -> Option<(usize, V
     Some((total, out, offset + n))
 }
 
+/// [`encode_piece`] of a string: its bytes `offset..` up to `max` of them.
+fn string_piece(s: &[u8], offset: usize, max: usize) -> Option<(usize, Vec<u8>, usize)> {
+    let end = offset.checked_add(max.max(1))?.min(s.len());
+    let part = s.get(offset..end).filter(|p| !p.is_empty())?;
+    let mut out = Vec::with_capacity(2 + part.len());
+    out.extend_from_slice(&[ENCODING_VERSION, 0]);
+    out.extend_from_slice(part);
+    Some((s.len(), out, end))
+}
+
 impl Exported {
+    /// `e` under `key`, whole.
+    fn whole(key: Bytes, e: &EntryRef<'_>) -> Exported {
+        Exported {
+            key,
+            value: encode_value(e).into(),
+            expire_at: e.expire_at,
+        }
+    }
+
     /// An entry that makes the receiver drop `key` (see [`TOMBSTONE`]).
     pub fn tombstone(key: Bytes) -> Exported {
         Exported {
@@ -293,22 +298,40 @@ pub fn encode_owned(v: &Value) -> Vec<u8> {
 /// Reads what [`encode_value`] wrote. Counts and lengths come from the network: each is
 /// checked against the bytes actually left, so nothing is allocated on a claim.
 pub fn decode_value(b: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
+    let (kind, rest) = split_header(b)?;
+    decode_body(kind, rest, limits)
+}
+
+/// The version and kind bytes that start every encoded value (or piece), checked; and what
+/// follows them.
+fn split_header(b: &[u8]) -> Result<(Kind, &[u8]), DecodeError> {
     let (&version, rest) = b.split_first().ok_or(DecodeError::Empty)?;
     if version != ENCODING_VERSION {
         return Err(DecodeError::Version(version));
     }
     let (&kind, rest) = rest.split_first().ok_or(DecodeError::Truncated)?;
     let kind = match kind {
-        0 => return Ok(Value::str(rest)),
+        0 => Kind::String,
         1 => Kind::Hash,
         2 => Kind::Set,
         3 => Kind::List,
-        4 => return decode_zset(rest, limits),
+        4 => Kind::Zset,
         k => return Err(DecodeError::Kind(k)),
     };
-    let mut v = Value::empty(kind);
-    decode_into(&mut v, rest, limits)?;
-    Ok(v)
+    Ok((kind, rest))
+}
+
+/// A value of `kind` from what follows its header.
+fn decode_body(kind: Kind, rest: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
+    match kind {
+        Kind::String => Ok(Value::str(rest)),
+        Kind::Zset => decode_zset(rest, limits),
+        _ => {
+            let mut v = Value::empty(kind);
+            decode_into(&mut v, rest, limits)?;
+            Ok(v)
+        }
+    }
 }
 
 /// Adds the elements of a collection's payload (count, then elements) to `v`, of the same
@@ -449,13 +472,9 @@ impl Db {
                 rest.keys.push(Bytes::copy_from_slice(e.kv.key()));
                 continue;
             }
-            let value: Bytes = encode_value(&e).into();
-            bytes += e.kv.key().len() + value.len();
-            out.push(Item::Whole(Exported {
-                key: Bytes::copy_from_slice(e.kv.key()),
-                value,
-                expire_at: e.expire_at,
-            }));
+            let whole = Exported::whole(Bytes::copy_from_slice(e.kv.key()), &e);
+            bytes += whole.key.len() + whole.value.len();
+            out.push(Item::Whole(whole));
         }
         (out, rest)
     }
@@ -479,13 +498,9 @@ impl Db {
             let (offset, mut done) = (x.offset, true);
             match g.peek(&key, now) {
                 Some(e) if offset == 0 && weight(&e) <= piece => {
-                    let value: Bytes = encode_value(&e).into();
-                    bytes += key.len() + value.len();
-                    out.push(Item::Whole(Exported {
-                        key,
-                        value,
-                        expire_at: e.expire_at,
-                    }));
+                    let whole = Exported::whole(key, &e);
+                    bytes += whole.key.len() + whole.value.len();
+                    out.push(Item::Whole(whole));
                 }
                 Some(e) => match encode_piece(&e, offset, piece) {
                     Some((total, value, end)) => {
@@ -522,17 +537,13 @@ impl Db {
     /// meanwhile: the value is a miss, never a part of itself).
     pub fn import_piece(&self, p: &Piece, now: u64) -> Result<bool, DecodeError> {
         let limits = self.limits();
-        let (&version, rest) = p.value.split_first().ok_or(DecodeError::Empty)?;
-        if version != ENCODING_VERSION {
-            return Err(DecodeError::Version(version));
-        }
-        let (&kind, payload) = rest.split_first().ok_or(DecodeError::Truncated)?;
+        let (kind, payload) = split_header(&p.value)?;
         let mut g = self.lock_key(&p.key);
         if p.expire_at != NO_EXPIRY && p.expire_at <= now {
             g.remove(&p.key, now);
             return Ok(false);
         }
-        if kind == 0 {
+        if kind == Kind::String {
             let end = p
                 .offset
                 .checked_add(payload.len())
@@ -557,17 +568,10 @@ impl Db {
             return Ok(true);
         }
         if p.offset == 0 {
-            let v = decode_value(&p.value, &limits)?;
+            let v = decode_body(kind, payload, &limits)?;
             g.set(&p.key, v, p.expire_at, now);
             return Ok(true);
         }
-        let kind = match kind {
-            1 => Kind::Hash,
-            2 => Kind::Set,
-            3 => Kind::List,
-            4 => Kind::Zset,
-            k => return Err(DecodeError::Kind(k)),
-        };
         match g.modify(&p.key, now, kind, false, |v| {
             decode_into(v, payload, &limits)
         }) {
