@@ -432,7 +432,12 @@ async fn move_batch(
                     Ok((taken, keys)) => Attempt::Moved { taken, keys },
                     Err(e) => {
                         let attempt = match &e {
-                            HandoffError::Refused(r) if r.starts_with("-TRYAGAIN") => {
+                            HandoffError::Refused(r)
+                                if matches!(
+                                    chkv_common::resp::ErrorKind::of_reply(r.as_bytes()),
+                                    Some(chkv_common::resp::ErrorKind::TryAgain)
+                                ) =>
+                            {
                                 debug!(to = %order.to, reply = %r, "new owner not ready");
                                 Attempt::TryAgain
                             }
@@ -549,7 +554,7 @@ async fn copy_and_flip(
         .peers
         .send_request(order.to_addr, Protocol::Resp2, &Request::from_args(args));
     sent.push(Sent::Data, 0, rx);
-    sent.settle_down_to(0).await?;
+    sent.settle_all().await?;
     let progress = &node.handoff.progress;
     let bytes = bytes as u64;
     progress.bytes_moved.fetch_add(bytes, Relaxed);
@@ -592,22 +597,36 @@ impl InFlight {
     /// Reads replies, oldest first, until at most `limit` bytes are unanswered; the first
     /// error is the batch's.
     async fn settle_down_to(&mut self, limit: usize) -> Result<(), HandoffError> {
-        while self.bytes > limit || (limit == 0 && !self.waits.is_empty()) {
-            let Some((sent, n, rx)) = self.waits.pop_front() else {
-                break;
-            };
-            self.bytes -= n;
-            let reply = rx.await.map_err(|_| HandoffError::Dropped)??;
-            // A receiver of an older version (a rolling upgrade) does not know IMPORTSTART:
-            // it merges, as it always did.
-            if sent == Sent::ImportStart && reply.starts_with(b"-ERR unknown subcommand") {
-                continue;
-            }
-            if reply.first() == Some(&b'-') {
-                return Err(HandoffError::Refused(
-                    String::from_utf8_lossy(&reply).trim().to_string(),
-                ));
-            }
+        while self.bytes > limit {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
+    /// Reads every reply still due.
+    async fn settle_all(&mut self) -> Result<(), HandoffError> {
+        while !self.waits.is_empty() {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the oldest reply due, if any.
+    async fn settle_one(&mut self) -> Result<(), HandoffError> {
+        let Some((sent, n, rx)) = self.waits.pop_front() else {
+            return Ok(());
+        };
+        self.bytes -= n;
+        let reply = rx.await.map_err(|_| HandoffError::Dropped)??;
+        // A receiver of an older version (a rolling upgrade) does not know IMPORTSTART: it
+        // merges, as it always did.
+        if sent == Sent::ImportStart && reply.starts_with(b"-ERR unknown subcommand") {
+            return Ok(());
+        }
+        if reply.first() == Some(&b'-') {
+            return Err(HandoffError::Refused(
+                String::from_utf8_lossy(&reply).trim().to_string(),
+            ));
         }
         Ok(())
     }
