@@ -315,7 +315,7 @@ async fn session(
                         let r = Routing::from_table(&table, &nodes, &node.node_id);
                         let epoch = r.epoch;
                         node.lease.table_installed(&r, true);
-                        if crate::handoff::install_dropping(node, r, &flush) {
+                        if node.set_routing_dropping(r, &flush) {
                             debug!(epoch, slots = node.routing().my_slot_count(), "applied slot table");
                         }
                         node.lease.set_duration_ms(lease_ms);
@@ -336,7 +336,7 @@ async fn session(
                         let member = nodes.iter().any(|n| n.id.as_str() == node.node_id);
                         let r = Routing::from_table(&table, &nodes, &node.node_id);
                         let epoch = r.epoch;
-                        if epoch >= crate::handoff::base_table(node).epoch {
+                        if epoch >= node.base_table().epoch {
                             node.lease.table_installed(&r, false);
                         }
                         if node.set_routing(r) {

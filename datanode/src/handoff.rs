@@ -29,10 +29,10 @@
 //!
 //! Here the migration's I/O (orders, export, copy and flip); by concern: `mover` (which
 //! slots go in which batch, and what a batch does after each attempt: plain data, no I/O),
-//! `routing` (the base table and its overrides, adoption and release), `drain` (leaving the
-//! cluster).
+//! `receiver` (whether a batch's flip is taken), `drain` (leaving the cluster). The routing
+//! overrides a flip leaves are [`crate::ownership`]'s.
 
-use crate::cluster::{Override, Owner, Routing};
+use crate::cluster::Owner;
 use crate::node::Node;
 use crate::resp::{Frame, Protocol, Request};
 use crate::store::handoff::{Exported, Item, Piece, SlotExport, TOMBSTONE};
@@ -40,8 +40,7 @@ use crate::store::now_ms;
 use chkv_common::proto::{DataNodeToNameNode, NodeInfo};
 use chkv_common::ring::NodeId;
 use chkv_common::SLOT_COUNT;
-use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
+use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
@@ -53,12 +52,9 @@ use tracing::{debug, info, warn};
 mod drain;
 mod mover;
 mod receiver;
-mod routing;
 
 pub use drain::{check_drained, drain_lost, progress_line, start_drain};
 pub use receiver::Receiving;
-use routing::*;
-pub use routing::{adopt, adopted_from, base_table, install_dropping, set_base};
 
 /// Entries per `CLUSTER IMPORT` command at most.
 const IMPORT_CHUNK: usize = 500;
@@ -116,9 +112,6 @@ pub struct Handoff {
     frozen_count: AtomicUsize,
     /// Bumped whenever slots are unfrozen; waiting requests watch it.
     unfrozen: watch::Sender<u64>,
-    /// The NameNode's latest table, before overrides.
-    base: RwLock<Arc<Routing>>,
-    overrides: Mutex<HashMap<u16, Override>>,
     pub draining: AtomicBool,
     pub progress: Progress,
     /// Messages for the NameNode (the agent forwards them).
@@ -139,8 +132,6 @@ impl Default for Handoff {
             frozen: std::array::from_fn(|_| AtomicU64::new(0)),
             frozen_count: AtomicUsize::new(0),
             unfrozen: watch::channel(0).0,
-            base: RwLock::new(Arc::new(Routing::standalone())),
-            overrides: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             progress: Progress::default(),
             to_namenode: Mutex::new(None),
@@ -452,7 +443,7 @@ async fn move_batch(
             }
             Action::RenewLease => node.lease.wake.notify_one(),
             Action::Wait(d) => tokio::time::sleep(d).await,
-            Action::Flip(slots) => release(node, to.clone(), order.epoch, &slots),
+            Action::Flip(slots) => node.release(to, order.epoch, &slots),
             Action::Unfreeze(slots) => h.set_frozen(&slots, false),
             Action::DropData(slots) => {
                 for s in slots {

@@ -420,7 +420,7 @@ pub async fn renew(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
 /// Asks every other node of the table for a lease; true when all granted (and the lease
 /// was extended).
 async fn renew_once(node: &Arc<Node>, duration_us: u64) -> bool {
-    let table = crate::handoff::base_table(node);
+    let table = node.base_table();
     if !table.has_table() {
         return false;
     }

@@ -15,6 +15,8 @@
 //! - [`node`]: state shared by a node's connections (store, config, counters, clients, the
 //!   effective routing) and the handles of the other parts; no I/O of its own.
 //! - [`cluster`]: the routing snapshot (slot owners) and the per-request routing decision.
+//! - [`ownership`]: which slots this node serves: the NameNode's table and the handoff
+//!   overrides, events in and the routing to install out (plain data, no I/O).
 //! - [`peer`]: pipelined connections to other DataNodes for forwarding.
 //! - [`pubsub`]: channel, pattern and shard subscriptions and the bounded per-connection
 //!   outboxes PUBLISH pushes into.
@@ -26,8 +28,8 @@
 //! - [`lease`]: the ownership lease a node needs to serve its slots, and its renewal.
 //! - [`rdb`]: Redis's serialized value format (DUMP, RESTORE, MIGRATE payloads).
 //! - [`lzf`]: LZF compression (RDB strings, compressed list nodes).
-//! - [`handoff`]: moving slots to another node (freeze, copy, flip, release), taking slots
-//!   from one, and the routing overrides both leave until the NameNode's table agrees.
+//! - [`handoff`]: moving slots to another node (freeze, copy, flip, release) and taking
+//!   slots from one.
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
 //! - [`outbuf`]: `client-output-buffer-limit`, Redis's per-class output limits.
@@ -62,6 +64,7 @@ pub mod lua;
 pub mod lzf;
 pub mod node;
 pub mod outbuf;
+pub mod ownership;
 pub mod peer;
 pub mod pubsub;
 pub mod rdb;

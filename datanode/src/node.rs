@@ -8,10 +8,13 @@
 
 use crate::cluster::Routing;
 use crate::config::Config;
+use crate::ownership::{Install, Ownership};
 use crate::peer::Peers;
 use crate::store::Db;
 use crate::striped::Counter;
 use bytes::Bytes;
+use chkv_common::proto::NodeInfo;
+use chkv_common::ring::NodeId;
 use parking_lot::{Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -160,6 +163,9 @@ pub struct Node {
     /// Why the last session with the NameNode ended (INFO cluster's
     /// `chkv_namenode_last_error`); `None` while none has failed.
     pub namenode_error: Mutex<Option<String>>,
+    /// The base table and the handoff overrides: the one owner of the routing, which
+    /// `routing` publishes (see [`crate::ownership`]).
+    ownership: Mutex<Ownership>,
     routing: RwLock<Arc<Routing>>,
     /// The generation of the installed routing (see [`Routing::generation`]).
     routing_generation: AtomicU64,
@@ -231,6 +237,7 @@ impl Node {
         Node {
             db,
             node_id,
+            ownership: Mutex::new(Ownership::default()),
             routing: RwLock::new(Arc::new(Routing::standalone())),
             routing_generation: AtomicU64::new(0),
             peers,
@@ -311,14 +318,120 @@ impl Node {
         self.routing.read().clone()
     }
 
-    /// Applies a table from the NameNode (older epochs are ignored), keeping the handoff
-    /// overrides it has not caught up with. Returns whether it was applied.
-    pub fn set_routing(&self, r: Routing) -> bool {
-        crate::handoff::set_base(self, r)
+    /// Installs the NameNode's table `base` with the handoff overrides it has not caught up
+    /// with; an older epoch than the current table's is ignored. Returns whether it was
+    /// applied. Slots it gives this node without a handoff are emptied first (see
+    /// [`Ownership::table`]), under the gate's write side, so no command runs on such a slot
+    /// before it is empty.
+    pub fn set_routing(&self, base: Routing) -> bool {
+        let _w = self.handoff.gate.write();
+        let mut own = self.ownership.lock();
+        match own.table(base, &self.my_info(), &self.routing()) {
+            Some(install) => {
+                self.install(install);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Installs a welcome's table after emptying the slots in `lost`: slots the NameNode says
+    /// this node lost without a handoff (it was declared dead, or a newer claim won after a
+    /// restart). Under the gate's write side, so no command runs on the old view meanwhile:
+    /// when it opens, the slots are empty and the table says who owns them. Their adoptions
+    /// are forgotten, and the lease starts over (see [`crate::lease::Lease::reset`]).
+    /// Returns whether the table's epoch was accepted.
+    pub fn set_routing_dropping(&self, base: Routing, lost: &[(u16, u16)]) -> bool {
+        if lost.is_empty() {
+            return self.set_routing(base);
+        }
+        let _w = self.handoff.gate.write();
+        let (accepted, slots, dropped) = {
+            let mut own = self.ownership.lock();
+            let d = own.table_dropping(base, lost, &self.my_info(), &self.routing());
+            let dropped: usize = d.lost.iter().map(|&s| self.db.drop_slot(s)).sum();
+            self.install(d.install);
+            (d.accepted, d.lost.len(), dropped)
+        };
+        self.lease.reset();
+        if dropped > 0 && self.handoff.draining.load(SeqCst) {
+            self.handoff.lost_keys.fetch_add(dropped as u64, SeqCst);
+            tracing::warn!(
+                keys = dropped,
+                "drain incomplete: declared dead mid-drain, this node dropped keys it had not handed over"
+            );
+        }
+        tracing::info!(
+            slots,
+            keys = dropped,
+            "dropped the slots this node lost without a handoff"
+        );
+        accepted
+    }
+
+    /// Records that `slots` now belong to this node (handed over by `from`).
+    pub fn adopt(&self, from: &str, slots: &[u16]) {
+        let mut own = self.ownership.lock();
+        let install = own.adopt(from, slots, &self.my_info());
+        self.install(install);
+    }
+
+    /// Records that `slots` now belong to `to`, as ordered in `epoch`.
+    pub fn release(&self, to: &NodeInfo, epoch: u64, slots: &[u16]) {
+        let mut own = self.ownership.lock();
+        let install = own.release(to, epoch, slots, &self.my_info());
+        self.install(install);
+    }
+
+    /// The node that handed `slot` to this one, while the NameNode's table has not caught up.
+    pub fn adopted_from(&self, slot: u16) -> Option<String> {
+        self.ownership.lock().adopted_from(slot).map(str::to_string)
+    }
+
+    /// The NameNode's latest table, before overrides (standalone before the first one).
+    pub fn base_table(&self) -> Arc<Routing> {
+        self.ownership.lock().base().clone()
+    }
+
+    /// How many handoffs the NameNode's table has not caught up with.
+    pub fn pending_handoffs(&self) -> usize {
+        self.ownership.lock().pending()
+    }
+
+    /// Carries out an [`Install`]: empties its slots, then serves by its routing. The caller
+    /// holds the ownership lock (one install at a time: a routing computed before another
+    /// change but installed after it would undo that change), and the gate's write side when
+    /// there are slots to empty.
+    fn install(&self, install: Install) {
+        let mut flushed = (0usize, 0usize);
+        for &s in &install.flush {
+            let keys = self.db.drop_slot(s);
+            if keys > 0 {
+                flushed = (flushed.0 + 1, flushed.1 + keys);
+            }
+        }
+        if flushed.1 > 0 {
+            tracing::info!(
+                slots = flushed.0,
+                keys = flushed.1,
+                "dropped stale copies in slots given to this node without a handoff"
+            );
+        }
+        self.install_routing(install.routing);
+    }
+
+    /// This node as the cluster knows it.
+    fn my_info(&self) -> NodeInfo {
+        NodeInfo {
+            id: NodeId::new(self.node_id.clone()),
+            client_addr: self.advertised_addr(),
+            admin_addr: self.config().admin_addr,
+            tls_port: self.tls_port(),
+        }
     }
 
     /// Installs the effective routing snapshot (table plus overrides).
-    pub(crate) fn install_routing(&self, mut r: Routing) {
+    fn install_routing(&self, mut r: Routing) {
         let keep: Vec<SocketAddr> = r.nodes.iter().map(|n| n.client_addr).collect();
         self.peers.learn_tls_ports(&r.nodes);
         let (installed, before) = {

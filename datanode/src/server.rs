@@ -174,7 +174,7 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
     if namenode.is_some() {
         // Nothing is served until the NameNode (once it has proved the cluster secret) says
         // what this node owns; only standalone mode owns every slot.
-        crate::handoff::set_base(&node, crate::cluster::Routing::awaiting());
+        node.set_routing(crate::cluster::Routing::awaiting());
     }
     if let Some(nn) = namenode {
         tokio::spawn(crate::agent::run(node.clone(), nn, admin, stop_rx.clone()));

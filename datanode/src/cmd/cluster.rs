@@ -106,7 +106,7 @@ fn lease(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let epoch = parse_i64(req.arg(3))
         .and_then(|e| u64::try_from(e).ok())
         .ok_or(ERR_NOT_INT)?;
-    let table = crate::handoff::base_table(ctx.node);
+    let table = ctx.node.base_table();
     match ctx.node.lease.may_grant(&table, requester, epoch) {
         Ok(()) => Ok(Frame::ok()),
         Err(refusal) => Err(Frame::error(format!("TRYAGAIN lease refused: {refusal}"))),
@@ -157,7 +157,7 @@ fn peerauth(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 fn check_receiving(ctx: &Ctx<'_>, slots: impl IntoIterator<Item = u16>) -> Result<(), Frame> {
     let peer = ctx.session.peer.as_deref().unwrap_or_default();
     let routing = ctx.node.routing();
-    let adopted = |s: u16| crate::handoff::adopted_from(ctx.node, s);
+    let adopted = |s: u16| ctx.node.adopted_from(s);
     match slots
         .into_iter()
         .find(|&s| !crate::trust::may_receive(&routing, peer, s, adopted(s).as_deref()))
@@ -180,7 +180,7 @@ fn reset(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
 /// Runs one step of a peer's batch (`IMPORTSTART`, `IMPORT`, `IMPORTPIECE`) and records how
 /// it went in the session's batch ([`crate::handoff::Receiving`]): a failed step makes the
 /// batch's `HANDOFF`, which follows on this connection, refused. Under the gate, like a
-/// welcome that drops this node's slots (see `handoff::install_dropping`): stored before
+/// welcome that drops this node's slots (see `Node::set_routing_dropping`): stored before
 /// the drop (and dropped with the reset count moved, so the `HANDOFF` is refused) or after
 /// it, never half-way.
 fn import_step(ctx: &mut Ctx<'_>, step: impl FnOnce(&mut Ctx<'_>) -> Reply) -> Reply {
@@ -254,7 +254,7 @@ fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         .map(slot_arg)
         .collect::<Result<Vec<u16>, Frame>>()?;
     check_receiving(ctx, slots.iter().copied())?;
-    crate::handoff::adopt(ctx.node, &from, &slots);
+    ctx.node.adopt(&from, &slots);
     Ok(Frame::ok())
 }
 
@@ -524,10 +524,7 @@ mod tests {
         let mut table = ring.slot_table();
         table.set_epoch(1);
         let infos = [info("a", 7000), info("b", 7100)];
-        assert!(crate::handoff::set_base(
-            &h.node,
-            Routing::from_table(&table, &infos, "b")
-        ));
+        assert!(h.node.set_routing(Routing::from_table(&table, &infos, "b")));
         h.session.peer = Some("a".into());
         let slot = chkv_common::key_slot(b"{s}x");
         let slot_arg = slot.to_string();
