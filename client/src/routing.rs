@@ -609,7 +609,7 @@ mod tests {
                 let client_spec = key_spec(args[0].as_bytes());
                 let client: Vec<usize> = client_spec.positions(args.len()).collect();
                 // (Subcommands run where they arrive: SCRIPT EXISTS is not EXISTS.)
-                let node_splits = !node.is_empty() && chkv_datanode::cluster::splittable(spec.name);
+                let node_splits = !node.is_empty() && chkv_datanode::exec::splittable(spec.name);
                 let client_splits = client_spec.split != Split::No;
                 let same = if node_splits || client_splits {
                     node_splits == client_splits && node == client

@@ -360,8 +360,8 @@ pub fn may_block() -> bool {
 /// Parses a blocking command's timeout in seconds (fractions allowed, 0 = forever), with
 /// Redis's error texts.
 pub fn timeout_arg(a: &[u8]) -> Result<Option<Duration>, Frame> {
-    let secs =
-        crate::cmd::parse_f64(a).ok_or(Frame::err("ERR timeout is not a float or out of range"))?;
+    let secs = crate::args::parse_f64(a)
+        .ok_or(Frame::err("ERR timeout is not a float or out of range"))?;
     let ms = (secs * 1000.0).ceil();
     if ms > i64::MAX as f64 {
         return Err(Frame::err("ERR timeout is out of range"));

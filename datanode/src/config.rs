@@ -2,6 +2,11 @@
 
 use std::net::IpAddr;
 
+/// `busy-reply-threshold`'s default (ms).
+pub const DEFAULT_BUSY_THRESHOLD_MS: u64 = 5000;
+/// `tracking-table-max-keys`'s default (Redis's).
+pub const DEFAULT_TRACKING_MAX_KEYS: u64 = 1_000_000;
+
 /// Runtime configuration of a DataNode.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -98,32 +103,12 @@ impl Default for Config {
             ports_file: None,
             encodings: Default::default(),
             hll_sparse_max_bytes: crate::hll::SPARSE_MAX_BYTES_DEFAULT,
-            busy_reply_threshold_ms: crate::lua::DEFAULT_BUSY_THRESHOLD_MS,
+            busy_reply_threshold_ms: DEFAULT_BUSY_THRESHOLD_MS,
             min_replicas_to_write: 0,
             min_replicas_max_lag: 10,
-            tracking_table_max_keys: crate::tracking::DEFAULT_MAX_KEYS,
+            tracking_table_max_keys: DEFAULT_TRACKING_MAX_KEYS,
         }
     }
-}
-
-/// Parses a memory size the way redis.conf does: `100`, `1k` (1000), `1kb` (1024), `5mb`,
-/// `2gb`, case-insensitive.
-pub fn parse_memory(s: &str) -> Option<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mul: u64 = match unit {
-        "" | "b" => 1,
-        "k" => 1000,
-        "kb" => 1024,
-        "m" => 1000 * 1000,
-        "mb" => 1024 * 1024,
-        "g" => 1000 * 1000 * 1000,
-        "gb" => 1024 * 1024 * 1024,
-        _ => return None,
-    };
-    n.checked_mul(mul)
 }
 
 /// Formats bytes like Redis's `bytesToHuman` (`1.50M`).
@@ -146,17 +131,6 @@ pub fn bytes_to_human(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn memory_units() {
-        assert_eq!(parse_memory("100"), Some(100));
-        assert_eq!(parse_memory("1k"), Some(1000));
-        assert_eq!(parse_memory("1KB"), Some(1024));
-        assert_eq!(parse_memory("100mb"), Some(100 << 20));
-        assert_eq!(parse_memory("2gb"), Some(2 << 30));
-        assert_eq!(parse_memory("2xb"), None);
-        assert_eq!(parse_memory("mb"), None);
-    }
 
     #[test]
     fn human() {

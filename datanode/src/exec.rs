@@ -12,6 +12,7 @@
 //! retried a bounded number of times.
 //!
 //! By concern, beside planning and resolving here:
+//! - `route`: where a request's keys say it runs, from the routing alone;
 //! - `decide`: where a keyed request goes (here, forwarded, split, waiting, or a redirect),
 //!   from the routing and a few facts alone, without I/O; `plan` carries the decision out;
 //! - `tx`: transactions (MULTI/EXEC, WATCH) and scripts in a cluster;
@@ -20,7 +21,7 @@
 //! - `blocked`: blocking commands that follow their keys' slot;
 //! - `replies`: a connection's replies in request order ([`Replies`]).
 
-use crate::cluster::{route, Owner, Route, Routing};
+use crate::cluster::{Owner, Routing};
 use crate::cmd::{dispatch, lookup, multi, Ctx, Redirects, Session};
 use crate::node::Node;
 use crate::peer::PeerReply;
@@ -40,6 +41,7 @@ mod blocked;
 mod decide;
 mod replies;
 mod retry;
+mod route;
 mod tx;
 
 use as_user::*;
@@ -47,6 +49,7 @@ use blocked::*;
 use decide::*;
 pub use replies::{Replies, FORWARDED_BUDGET, MAX_FORWARDED};
 use retry::*;
+pub use route::{route, splittable, Route};
 pub use tx::plan_tx;
 use tx::*;
 

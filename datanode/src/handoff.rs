@@ -644,15 +644,15 @@ fn encode_piece(p: &Piece) -> bytes::Bytes {
 /// Decodes `CLUSTER IMPORTPIECE`'s arguments (after the subcommand).
 pub fn decode_piece(req: &Request) -> Result<Piece, Frame> {
     if req.len() != 7 {
-        return Err(crate::cmd::wrong_arity("cluster|importpiece"));
+        return Err(crate::args::wrong_arity("cluster|importpiece"));
     }
     let number = |i: usize| -> Result<u64, Frame> {
-        crate::cmd::parse_i64(req.arg(i))
+        crate::args::parse_i64(req.arg(i))
             .and_then(|v| u64::try_from(v).ok())
-            .ok_or(crate::cmd::ERR_NOT_INT)
+            .ok_or(crate::args::ERR_NOT_INT)
     };
     let size = |i: usize| -> Result<usize, Frame> {
-        usize::try_from(number(i)?).map_err(|_| crate::cmd::ERR_NOT_INT)
+        usize::try_from(number(i)?).map_err(|_| crate::args::ERR_NOT_INT)
     };
     Ok(Piece {
         key: req.arg_bytes(2),
@@ -688,13 +688,13 @@ fn encode_import(entries: &[Exported]) -> bytes::Bytes {
 pub fn decode_import(req: &Request) -> Result<Vec<Exported>, Frame> {
     let n = req.len() - 2;
     if !n.is_multiple_of(3) {
-        return Err(crate::cmd::wrong_arity("cluster|import"));
+        return Err(crate::args::wrong_arity("cluster|import"));
     }
     let mut out = Vec::with_capacity(n / 3);
     for i in (2..req.len()).step_by(3) {
-        let at = crate::cmd::parse_i64(req.arg(i + 1))
+        let at = crate::args::parse_i64(req.arg(i + 1))
             .filter(|v| *v >= 0)
-            .ok_or(crate::cmd::ERR_NOT_INT)?;
+            .ok_or(crate::args::ERR_NOT_INT)?;
         out.push(Exported {
             key: req.arg_bytes(i),
             value: req.arg_bytes(i + 2),

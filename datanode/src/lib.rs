@@ -9,12 +9,14 @@
 //!   parser for relaying another node's answers.
 //! - [`store`]: the slot-partitioned in-memory store with lazy and active expiry.
 //! - [`cmd`]: the command table and every command's logic, as plain functions.
+//! - [`args`]: argument parsing (Redis's integer and double rules) and the common error
+//!   replies.
 //! - [`clock`]: wall and monotonic clock reads as plain integers, for the hot path.
 //! - [`cmdstats`]: calls, errors and latency per command, striped per thread.
 //! - [`http`]: the optional HTTP port (`--http-port`): `/metrics` and `/healthz`.
 //! - [`node`]: state shared by a node's connections (store, config, counters, clients, the
 //!   effective routing) and the handles of the other parts; no I/O of its own.
-//! - [`cluster`]: the routing snapshot (slot owners) and the per-request routing decision.
+//! - [`cluster`]: the routing snapshot: slot owners, node addresses, handoff overrides.
 //! - [`ownership`]: which slots this node serves: the NameNode's table and the handoff
 //!   overrides, events in and the routing to install out (plain data, no I/O).
 //! - [`peer`]: pipelined connections to other DataNodes for forwarding.
@@ -48,6 +50,7 @@
 pub mod acl;
 pub mod admin;
 pub mod agent;
+pub mod args;
 pub mod blocking;
 pub mod clock;
 pub mod cluster;

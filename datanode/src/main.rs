@@ -303,7 +303,7 @@ fn tune_allocator() {
 }
 
 fn parse_maxmemory(s: &str) -> Result<u64, String> {
-    chkv_datanode::config::parse_memory(s)
+    chkv_datanode::args::parse_memory(s)
         .ok_or_else(|| format!("'{s}' is not a memory size (e.g. 100mb, 2gb, 1048576)"))
 }
 

@@ -101,8 +101,8 @@ impl OutputLimits {
             };
             let bad =
                 || "Error in hard, soft or soft_seconds setting in buffer limit configuration.";
-            let hard = crate::config::parse_memory(group[1]).ok_or_else(bad)?;
-            let soft = crate::config::parse_memory(group[2]).ok_or_else(bad)?;
+            let hard = crate::args::parse_memory(group[1]).ok_or_else(bad)?;
+            let soft = crate::args::parse_memory(group[2]).ok_or_else(bad)?;
             let soft_seconds: u64 = group[3].parse().map_err(|_| bad())?;
             *class = ClassLimit {
                 hard,

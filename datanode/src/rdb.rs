@@ -455,7 +455,7 @@ pub fn into_value(d: Decoded, limits: &crate::store::Limits) -> Result<Value, Rd
 
 /// A score saved as text (Redis writes `%.17g`, integers as integers).
 fn text_score(b: &[u8]) -> Result<f64, RdbError> {
-    crate::cmd::parse_double(b).ok_or(RdbError::BadFormat)
+    crate::args::parse_double(b).ok_or(RdbError::BadFormat)
 }
 
 /// A cursor over untrusted bytes.

@@ -55,9 +55,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering:
 use std::sync::Arc;
 use std::time::Instant;
 
-/// `tracking-table-max-keys`'s default (Redis's).
-pub const DEFAULT_MAX_KEYS: u64 = 1_000_000;
-
 /// The table is split by slot into this many locks.
 const SHARDS: usize = 64;
 
@@ -306,7 +303,7 @@ impl Tracking {
             pubsub,
             keys: AtomicUsize::new(0),
             items: AtomicUsize::new(0),
-            max_keys: AtomicU64::new(DEFAULT_MAX_KEYS),
+            max_keys: AtomicU64::new(crate::config::DEFAULT_TRACKING_MAX_KEYS),
             effort: AtomicU32::new(0),
             lapsed: AtomicBool::new(false),
         }

@@ -54,7 +54,6 @@ pub mod sort;
 pub mod strings;
 pub mod zset;
 
-mod args;
 mod session;
 
 use crate::node::Node;
@@ -64,7 +63,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-pub use args::*;
+pub use crate::args::*;
 pub use session::*;
 
 /// A handler's result: `Err` carries an error reply, so argument checks can use `?`.
@@ -336,13 +335,6 @@ pub fn unknown_command(req: &Request) -> Frame {
     let name = String::from_utf8_lossy(&req.arg(0)[..req.arg(0).len().min(128)]).into_owned();
     Frame::error(format!(
         "ERR unknown command '{name}', with args beginning with: {args}"
-    ))
-}
-
-#[cold]
-pub fn wrong_arity(name: &str) -> Frame {
-    Frame::error(format!(
-        "ERR wrong number of arguments for '{name}' command"
     ))
 }
 

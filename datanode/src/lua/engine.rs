@@ -668,7 +668,7 @@ impl<'c, 'n> Run<'c, 'n> {
                 .get_or_insert_with(|| node.db.make_room(self.ctx.now).is_err());
             if oom {
                 node.cmdstats.reject(idx);
-                return crate::cmd::ERR_OOM;
+                return crate::args::ERR_OOM;
             }
         }
         // The slots the command will lock: its keys', or every slot for a command that

@@ -42,8 +42,6 @@ use std::time::Instant;
 pub const ENGINES: usize = 16;
 /// Scripts kept in the cache at most; SCRIPT FLUSH empties it.
 const MAX_SCRIPTS: usize = 100_000;
-/// `busy-reply-threshold` default (ms).
-pub const DEFAULT_BUSY_THRESHOLD_MS: u64 = 5000;
 
 pub const ERR_NOSCRIPT: Frame = Frame::err("NOSCRIPT No matching script. Please use EVAL.");
 const BUSY_EVAL: Frame = Frame::err(
@@ -100,7 +98,7 @@ fn mono_ms() -> u64 {
 /// The key range of an EVAL-family or FCALL-family request (`name numkeys key.. arg..`),
 /// or its error: `bad_count` when numkeys is not an integer.
 pub fn script_keys(req: &Request, bad_count: Frame) -> Result<std::ops::Range<usize>, Frame> {
-    let n = crate::cmd::parse_i64(req.arg(2)).ok_or(bad_count)?;
+    let n = crate::args::parse_i64(req.arg(2)).ok_or(bad_count)?;
     if n < 0 {
         return Err(Frame::err("ERR Number of keys can't be negative"));
     }
@@ -115,7 +113,7 @@ pub fn script_keys(req: &Request, bad_count: Frame) -> Result<std::ops::Range<us
 
 /// The keys of EVAL (and friends), where numkeys must be an integer.
 pub fn eval_keys(req: &Request) -> Result<std::ops::Range<usize>, Frame> {
-    script_keys(req, crate::cmd::ERR_NOT_INT)
+    script_keys(req, crate::args::ERR_NOT_INT)
 }
 
 /// The keys of FCALL/FCALL_RO.
@@ -168,7 +166,7 @@ impl Default for Scripting {
             registry_gen: AtomicU64::new(0),
             runs: Mutex::new(Vec::new()),
             oldest: AtomicU64::new(0),
-            threshold_ms: AtomicU64::new(DEFAULT_BUSY_THRESHOLD_MS),
+            threshold_ms: AtomicU64::new(crate::config::DEFAULT_BUSY_THRESHOLD_MS),
         }
     }
 }
@@ -617,7 +615,7 @@ fn check_flags(ctx: &mut Ctx<'_>, flags: ScriptFlags, ro: bool) -> Result<(), Fr
             && !ctx.session.tx.running
             && ctx.node.db.make_room(ctx.now).is_err()
         {
-            return Err(crate::cmd::ERR_OOM);
+            return Err(crate::args::ERR_OOM);
         }
     }
     Ok(())

@@ -71,7 +71,7 @@ fn parse_num<T: std::str::FromStr>(v: &[u8]) -> Result<T, String> {
 fn parse_mem(v: &[u8]) -> Result<u64, String> {
     std::str::from_utf8(v)
         .ok()
-        .and_then(crate::config::parse_memory)
+        .and_then(crate::args::parse_memory)
         .ok_or_else(|| "argument must be a memory value".to_string())
 }
 

@@ -1,7 +1,10 @@
-//! Argument parsing and the error replies shared by the command files: integers, doubles (with
-//! Redis's `strtod` rules), expiry times, option names.
+//! Argument parsing and the error replies shared by the command files and whatever else
+//! reads a request (the handoff's imports, RDB payloads, blocking timeouts): integers,
+//! doubles (with Redis's `strtod` rules), expiry times, option names, arity. Depends on
+//! nothing but the reply type.
 
-use super::*;
+use crate::resp::Frame;
+use crate::store::NO_EXPIRY;
 
 pub const ERR_NOT_INT: Frame = Frame::err("ERR value is not an integer or out of range");
 pub const ERR_NOT_FLOAT: Frame = Frame::err("ERR value is not a valid float");
@@ -236,4 +239,48 @@ pub fn expire_at_abs(at: i64, unit_ms: i64, cmd: &str) -> Result<u64, Frame> {
 /// Whether an absolute expiry is already in the past at `now`.
 pub fn already_expired(at: u64, now: u64) -> bool {
     at != NO_EXPIRY && at <= now
+}
+
+/// Redis's reply to a command given the wrong number of arguments.
+#[cold]
+pub fn wrong_arity(name: &str) -> Frame {
+    Frame::error(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
+}
+
+/// Parses a memory size the way redis.conf does: `100`, `1k` (1000), `1kb` (1024), `5mb`,
+/// `2gb`, case-insensitive.
+pub fn parse_memory(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("100"), Some(100));
+        assert_eq!(parse_memory("1k"), Some(1000));
+        assert_eq!(parse_memory("1KB"), Some(1024));
+        assert_eq!(parse_memory("100mb"), Some(100 << 20));
+        assert_eq!(parse_memory("2gb"), Some(2 << 30));
+        assert_eq!(parse_memory("2xb"), None);
+        assert_eq!(parse_memory("mb"), None);
+    }
 }
