@@ -14,7 +14,7 @@
 //! longer one closes the connection), closed after [`IDLE_TIMEOUT`] without a line, and
 //! nothing a client sent is echoed back unescaped.
 
-use crate::handoff::{progress_line, start_drain};
+use crate::migration::{progress_line, start_drain};
 use crate::node::Node;
 use chkv_common::auth::escape;
 use chkv_common::lines::LineReader;
@@ -232,7 +232,7 @@ async fn drain_report(node: &Arc<Node>, wr: &mut tokio::net::tcp::OwnedWriteHalf
     let p = &node.handoff.progress;
     let secs = started.elapsed().as_secs_f64();
     let keys = p.keys_moved.load(Relaxed);
-    let lost = crate::handoff::drain_lost(node);
+    let lost = crate::migration::drain_lost(node);
     let verdict = if lost == 0 {
         "drained:".to_string()
     } else {

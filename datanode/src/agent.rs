@@ -9,6 +9,7 @@
 
 use crate::cluster::Routing;
 use crate::node::Node;
+use crate::resp::{Protocol, Request};
 use chkv_common::auth::{connect_lines, Purpose, NAMENODE_ID};
 use chkv_common::lines::LineReader;
 use chkv_common::proto::{
@@ -322,7 +323,7 @@ async fn session(
                         if let Some(version) = acked {
                             send(&mut wr, &DataNodeToNameNode::SuspectsAck { node_id: node_id.clone(), version }).await?;
                         }
-                        crate::handoff::check_drained(node, member);
+                        crate::migration::check_drained(node, member);
                         if *node.handoff.drained.borrow() {
                             info!("drained and deregistered; leaving the NameNode");
                             return Ok(());
@@ -342,7 +343,7 @@ async fn session(
                         if node.set_routing(r) {
                             debug!(epoch, slots = node.routing().my_slot_count(), "applied slot table");
                         }
-                        crate::handoff::check_drained(node, member);
+                        crate::migration::check_drained(node, member);
                         if *node.handoff.drained.borrow() {
                             // Deregistered: stay away. Registering again would put this node
                             // back in the ring and have data handed to a process about to exit.
@@ -360,11 +361,11 @@ async fn session(
                     }
                     NameNodeToDataNode::Migrate { epoch, slots, to, to_addr, to_tls_port } => {
                         node.peers.learn_tls_port(to_addr, to_tls_port);
-                        crate::handoff::enqueue(node, crate::handoff::MigrateOrder { epoch, slots, to, to_addr, to_tls_port });
+                        crate::migration::enqueue(node, crate::handoff::MigrateOrder { epoch, slots, to, to_addr, to_tls_port });
                     }
                     NameNodeToDataNode::Drain => {
                         info!("the NameNode asked this node to drain");
-                        if !crate::handoff::start_drain(node) {
+                        if !crate::migration::start_drain(node) {
                             warn!("cannot drain: no NameNode session to leave through");
                         }
                     }
@@ -375,5 +376,92 @@ async fn session(
             Some(msg) = from_node.recv() => send(&mut wr, &msg).await?,
             _ = stop.changed() => return Ok(()),
         }
+    }
+}
+
+/// Renews the ownership lease ([`crate::lease`]) through the peers whenever the NameNode is
+/// late, until `stop`.
+pub async fn renew_lease(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let mut failed = false;
+    loop {
+        let lease = &node.lease;
+        let duration = lease.duration_us();
+        let wait = if duration == 0 {
+            Duration::from_secs(1)
+        } else if failed {
+            Duration::from_micros((duration / 8).max(20_000))
+        } else {
+            // Until half of the lease is left, checked at least every quarter lease.
+            let left = lease.remaining_us();
+            Duration::from_micros(
+                left.saturating_sub(duration / 2)
+                    .clamp(5_000, (duration / 4).max(5_000)),
+            )
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = lease.wake.notified() => {}
+            _ = stop.changed() => return,
+        }
+        let duration = lease.duration_us();
+        if !crate::lease::needs_renewal(lease.remaining_us(), duration) {
+            failed = false;
+            continue;
+        }
+        failed = !renew_once(&node, duration).await;
+    }
+}
+
+/// Asks every other node of the table for a lease; true when all granted (and the lease
+/// was extended).
+async fn renew_once(node: &Arc<Node>, duration_us: u64) -> bool {
+    let table = node.base_table();
+    if !table.has_table() {
+        return false;
+    }
+    let me = node.node_id.as_str();
+    let peers: Vec<_> = table
+        .nodes
+        .iter()
+        .filter(|n| n.id.as_str() != me)
+        .map(|n| n.client_addr)
+        .collect();
+    if peers.is_empty() {
+        // Alone in the table: only the NameNode can renew.
+        return false;
+    }
+    let epoch = table.epoch.to_string();
+    let req = Request::from_args([
+        b"CLUSTER".as_slice(),
+        b"LEASE",
+        me.as_bytes(),
+        epoch.as_bytes(),
+    ]);
+    // Read before anything is sent: the lease counts from no later than the requests.
+    let sent = crate::lease::now_us();
+    let waits: Vec<_> = peers
+        .iter()
+        .map(|&addr| (addr, node.peers.send_request(addr, Protocol::Resp2, &req)))
+        .collect();
+    // An answer is worth waiting for as long as it can still extend the lease.
+    let deadline = tokio::time::Instant::now() + Duration::from_micros(duration_us.max(50_000));
+    let mut granted = 0;
+    for (addr, wait) in waits {
+        match tokio::time::timeout_at(deadline, wait).await {
+            Ok(Ok(Ok(reply))) if reply.as_ref() == b"+OK\r\n" => granted += 1,
+            Ok(Ok(Ok(reply))) => {
+                debug!(%addr, reply = %String::from_utf8_lossy(&reply).trim(), "lease refused")
+            }
+            Ok(Ok(Err(e))) => debug!(%addr, error = %e, "lease request failed"),
+            Ok(Err(_)) => debug!(%addr, "lease request dropped"),
+            Err(_) => debug!(%addr, "lease request timed out"),
+        }
+    }
+    if granted == peers.len() {
+        node.lease.extend_from(sent);
+        debug!(peers = granted, "lease renewed through the peers");
+        true
+    } else {
+        false
     }
 }

@@ -48,12 +48,10 @@
 //! ([`Lease::resets`]).
 
 use crate::cluster::Routing;
-use crate::node::Node;
-use crate::resp::{Frame, Protocol, Request};
+use crate::resp::Frame;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
@@ -180,6 +178,11 @@ impl Lease {
     /// The lease duration (zero while leases are off).
     pub fn duration(&self) -> Duration {
         Duration::from_micros(self.duration_us.load(Relaxed))
+    }
+
+    /// [`Lease::duration`] in microseconds, read with the ordering its renewal needs.
+    pub fn duration_us(&self) -> u64 {
+        self.duration_us.load(SeqCst)
     }
 
     /// Sets the lease duration from a welcome (0 turns leases off).
@@ -385,92 +388,6 @@ pub fn needs_renewal(remaining_us: u64, duration_us: u64) -> bool {
     duration_us != 0 && remaining_us < duration_us / 2
 }
 
-/// Renews the lease through the peers whenever the NameNode is late, until `stop`.
-pub async fn renew(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    let mut failed = false;
-    loop {
-        let lease = &node.lease;
-        let duration = lease.duration_us.load(SeqCst);
-        let wait = if duration == 0 {
-            Duration::from_secs(1)
-        } else if failed {
-            Duration::from_micros((duration / 8).max(20_000))
-        } else {
-            // Until half of the lease is left, checked at least every quarter lease.
-            let left = lease.remaining_us();
-            Duration::from_micros(
-                left.saturating_sub(duration / 2)
-                    .clamp(5_000, (duration / 4).max(5_000)),
-            )
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = lease.wake.notified() => {}
-            _ = stop.changed() => return,
-        }
-        let duration = lease.duration_us.load(SeqCst);
-        if !needs_renewal(lease.remaining_us(), duration) {
-            failed = false;
-            continue;
-        }
-        failed = !renew_once(&node, duration).await;
-    }
-}
-
-/// Asks every other node of the table for a lease; true when all granted (and the lease
-/// was extended).
-async fn renew_once(node: &Arc<Node>, duration_us: u64) -> bool {
-    let table = node.base_table();
-    if !table.has_table() {
-        return false;
-    }
-    let me = node.node_id.as_str();
-    let peers: Vec<_> = table
-        .nodes
-        .iter()
-        .filter(|n| n.id.as_str() != me)
-        .map(|n| n.client_addr)
-        .collect();
-    if peers.is_empty() {
-        // Alone in the table: only the NameNode can renew.
-        return false;
-    }
-    let epoch = table.epoch.to_string();
-    let req = Request::from_args([
-        b"CLUSTER".as_slice(),
-        b"LEASE",
-        me.as_bytes(),
-        epoch.as_bytes(),
-    ]);
-    // Read before anything is sent: the lease counts from no later than the requests.
-    let sent = now_us();
-    let waits: Vec<_> = peers
-        .iter()
-        .map(|&addr| (addr, node.peers.send_request(addr, Protocol::Resp2, &req)))
-        .collect();
-    // An answer is worth waiting for as long as it can still extend the lease.
-    let deadline = tokio::time::Instant::now() + Duration::from_micros(duration_us.max(50_000));
-    let mut granted = 0;
-    for (addr, wait) in waits {
-        match tokio::time::timeout_at(deadline, wait).await {
-            Ok(Ok(Ok(reply))) if reply.as_ref() == b"+OK\r\n" => granted += 1,
-            Ok(Ok(Ok(reply))) => {
-                debug!(%addr, reply = %String::from_utf8_lossy(&reply).trim(), "lease refused")
-            }
-            Ok(Ok(Err(e))) => debug!(%addr, error = %e, "lease request failed"),
-            Ok(Err(_)) => debug!(%addr, "lease request dropped"),
-            Err(_) => debug!(%addr, "lease request timed out"),
-        }
-    }
-    if granted == peers.len() {
-        node.lease.extend_from(sent);
-        debug!(peers = granted, "lease renewed through the peers");
-        true
-    } else {
-        false
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,7 +419,7 @@ mod tests {
     #[tokio::test]
     async fn a_reply_stands_only_after_a_renewal_without_a_drop() {
         let lapsed = || {
-            let l = Arc::new(Lease::default());
+            let l = std::sync::Arc::new(Lease::default());
             l.set_duration_ms(1000);
             // Renewed for a heartbeat sent 2 s ago: ran out 1 s ago.
             l.extend_from(now_us().saturating_sub(2_000_000));

@@ -25,13 +25,15 @@
 //! - [`exec`]: running a request here, on its owner, or split over owners.
 //! - [`blocking`]: clients blocked on keys (BLPOP and friends), served when a write makes a
 //!   key ready.
-//! - [`agent`]: registration, heartbeats, probes and table updates with the NameNode, and
-//!   its orders (migrate, drain) passed on.
-//! - [`lease`]: the ownership lease a node needs to serve its slots, and its renewal.
+//! - [`agent`]: registration, heartbeats, probes and table updates with the NameNode, its
+//!   orders (migrate, drain) passed on, and the lease's renewal through the peers when the
+//!   NameNode is late.
+//! - [`lease`]: the ownership lease a node needs to serve its slots, and who may grant it.
 //! - [`rdb`]: Redis's serialized value format (DUMP, RESTORE, MIGRATE payloads).
 //! - [`lzf`]: LZF compression (RDB strings, compressed list nodes).
-//! - [`handoff`]: moving slots to another node (freeze, copy, flip, release) and taking
-//!   slots from one.
+//! - [`handoff`]: moving slots between nodes (freeze, copy, flip, release): the protocol,
+//!   its state and its plain-data decisions and encodings.
+//! - [`migration`]: the handoff's I/O: the NameNode's orders carried out, and draining.
 //! - [`admin`]: the plain-text admin port (`k` drains the node, `status`, `help`).
 //! - [`config`]: runtime configuration and memory-size parsing.
 //! - [`outbuf`]: `client-output-buffer-limit`, Redis's per-class output limits.
@@ -65,6 +67,7 @@ pub mod http;
 pub mod lease;
 pub mod lua;
 pub mod lzf;
+pub mod migration;
 pub mod node;
 pub mod outbuf;
 pub mod ownership;

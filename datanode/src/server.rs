@@ -179,7 +179,7 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
     if let Some(nn) = namenode {
         tokio::spawn(crate::agent::run(node.clone(), nn, admin, stop_rx.clone()));
         tokio::spawn(crate::sync::run(node.clone(), stop_rx.clone()));
-        tokio::spawn(crate::lease::renew(node.clone(), stop_rx.clone()));
+        tokio::spawn(crate::agent::renew_lease(node.clone(), stop_rx.clone()));
     }
     let (tls_listener, tls_addr) = tls_addr.unzip();
     if tls_listener.is_some() {
@@ -256,7 +256,7 @@ pub async fn run(
         _ = signals.recv() => {
             if !clustered {
                 info!("shutting down");
-            } else if !crate::handoff::start_drain(&handle.node) {
+            } else if !crate::migration::start_drain(&handle.node) {
                 warn!("stop signal: the NameNode is not reachable, so the slots here cannot be handed over; shutting down");
                 exit = Exit::DrainIncomplete;
             } else {
@@ -294,7 +294,7 @@ pub async fn run(
 
 /// How a finished drain ends the process: clean only when it handed everything over.
 fn drain_exit(node: &Node) -> Exit {
-    match crate::handoff::drain_lost(node) {
+    match crate::migration::drain_lost(node) {
         0 => {
             info!("drained; exiting");
             Exit::Clean

@@ -1,41 +1,6 @@
-//! Tests: transfer sizing, the import encoding, the frozen-slot count.
+//! Tests: the import encoding, the frozen-slot count.
 
 use super::*;
-
-#[test]
-fn transfers_are_bounded_by_entries_and_bytes() {
-    // Entries and bytes within both bounds: one transfer.
-    assert_eq!(transfers(&[10, 10, 10], 500, 100), vec![0..3]);
-    assert!(transfers(&[], 500, 100).is_empty());
-    // Bytes: cut before the entry that would go over.
-    assert_eq!(transfers(&[40, 40, 40, 40], 500, 100), vec![0..2, 2..4]);
-    assert_eq!(transfers(&[50, 50, 1], 500, 100), vec![0..2, 2..3]);
-    // Entries.
-    assert_eq!(transfers(&[1; 5], 2, 100), vec![0..2, 2..4, 4..5]);
-    // A value larger than a transfer travels alone, whatever surrounds it.
-    assert_eq!(
-        transfers(&[10, 400, 10, 10, 300], 500, 100),
-        vec![0..1, 1..2, 2..4, 4..5]
-    );
-    // Three 400 MB values under one hash tag (the slot that could never move): three
-    // transfers, none above one value, where there used to be one of 1.2 GB.
-    let mb = 1 << 20;
-    let big = transfers(&[400 * mb; 3], IMPORT_CHUNK, IMPORT_BYTES);
-    assert_eq!(big, vec![0..1, 1..2, 2..3]);
-    // Many small entries: every transfer within both bounds, every entry once, in order.
-    let sizes: Vec<usize> = (0..10_000).map(|i| 100 + (i * 7919) % 50_000).collect();
-    let t = transfers(&sizes, IMPORT_CHUNK, IMPORT_BYTES);
-    let mut next = 0;
-    for r in &t {
-        assert_eq!(r.start, next);
-        assert!(r.len() <= IMPORT_CHUNK);
-        assert!(sizes[r.clone()].iter().sum::<usize>() <= IMPORT_BYTES);
-        next = r.end;
-    }
-    assert_eq!(next, sizes.len());
-    // Degenerate bounds still make progress.
-    assert_eq!(transfers(&[5, 5], 0, 0), vec![0..1, 1..2]);
-}
 
 #[test]
 fn import_roundtrip() {

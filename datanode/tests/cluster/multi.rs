@@ -156,7 +156,7 @@ async fn a_slot_moving_between_multi_and_exec() {
         let DataNode::InProcess(h) = &cluster.nodes[1] else {
             unreachable!("an in-process cluster");
         };
-        assert!(chkv_datanode::handoff::start_drain(&h.node));
+        assert!(chkv_datanode::migration::start_drain(&h.node));
         let deadline = Instant::now() + Duration::from_secs(30);
         while h.node.routing().my_slot_count() > 0 || !h.node.db.is_empty() {
             assert!(Instant::now() < deadline, "drain did not finish");

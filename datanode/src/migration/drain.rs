@@ -1,6 +1,12 @@
 //! Draining: leaving the cluster once every slot has been handed over, and its progress.
 
 use super::*;
+use chkv_common::proto::DataNodeToNameNode;
+use chkv_common::ring::NodeId;
+use chkv_common::SLOT_COUNT;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::time::{Duration, Instant};
+use tracing::debug;
 
 /// Starts a drain: tells the NameNode we are leaving. Returns false when there is no
 /// NameNode to tell.
