@@ -34,12 +34,25 @@ impl Membership {
         };
         let members = &self.members;
         let live = |id: &NodeId| members.contains_key(id);
+        // A move whose source is gone and whose target lives goes to the target: the source
+        // may have flipped the slots and died before its `handoff_done` left, and then the
+        // target serves them, as adopted, with a lease of its own. Given to anyone else
+        // (their ring owner may have changed since the order) they would have two owners
+        // until the target's table caught up. If the flip never happened the target gets
+        // them empty: what the source held died with it either way.
+        let orphaned: Vec<(u16, NodeId)> = self
+            .in_flight
+            .iter()
+            .filter(|(_, f)| !live(&f.from) && live(&f.to))
+            .map(|(&s, f)| (s, f.to.clone()))
+            .collect();
         // Moves whose source or target is gone are re-decided below.
         self.in_flight.retain(|_, f| live(&f.from) && live(&f.to));
         let target = self.ring.slot_table();
         let mut next = current.table.clone();
         let confirmed: Vec<(Slot, Option<&NodeId>)> = done
             .iter()
+            .chain(&orphaned)
             .filter_map(|(s, to)| Some((Slot::new(*s)?, to)))
             .filter(|(slot, to)| live(to) && next.owner(*slot) != Some(*to))
             .map(|(slot, to)| (slot, Some(to)))

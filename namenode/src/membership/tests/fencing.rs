@@ -295,3 +295,75 @@ fn a_node_declared_dead_is_told_to_drop_everything_when_it_returns() {
         vec![(ConnId(30), 6)]
     );
 }
+
+/// Found by the simulation (`datanode/tests/sim.rs`, seed 672): a source flipped slots to
+/// their new owner, then died before its `handoff_done` left. The NameNode, still naming
+/// the source, gave the slots to their ring owner of the moment, a third node (the ring
+/// had changed since the order), while the target served them as adopted with its own
+/// lease: two owners until the target's table caught up, and the writes it took lost.
+/// A dead source's unconfirmed moves go to their target.
+#[test]
+fn a_dead_sources_unconfirmed_moves_go_to_their_target_not_a_third_node() {
+    let t0 = Instant::now();
+    let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+    // c drains: its slots are ordered to a and b; nothing is confirmed.
+    let a = m.handle(
+        Event::Left {
+            conn: ConnId(3),
+            node: NodeId::from("dn-c"),
+        },
+        now,
+    );
+    let mut target: BTreeMap<u16, NodeId> = BTreeMap::new();
+    for (conn, slots, to) in migrations(&a) {
+        assert_eq!(conn, ConnId(3));
+        for (s, e) in slots {
+            for slot in s..=e {
+                target.insert(slot, to.clone());
+            }
+        }
+    }
+    assert!(!target.is_empty());
+    // e joins: the ring gives it some of the slots on their way to a and b.
+    let a = m.handle(leased(5, "dn-e", 7004, None), now);
+    settle(&mut m, a, now);
+    let ring = m.ring.slot_table();
+    let e = NodeId::from("dn-e");
+    let regiven = target
+        .iter()
+        .filter(|(&s, _)| ring.owner(Slot::new(s).unwrap()) == Some(&e))
+        .count();
+    assert!(regiven > 0, "the test needs moves whose ring owner changed");
+    // c goes silent; a, b and e heartbeat and acknowledge every suspects list.
+    let alive = [(1, "dn-a"), (2, "dn-b"), (5, "dn-e")];
+    let mut t = now;
+    let table = loop {
+        t += INTERVAL / 2;
+        assert!(
+            t < now + Duration::from_secs(60),
+            "c is never declared dead"
+        );
+        let epoch = epoch_of(&m);
+        let mut actions = Vec::new();
+        for &(conn, id) in &alive {
+            actions.extend(m.handle(beat(conn, id, epoch, 2), t));
+        }
+        actions.extend(m.handle(Event::Tick, t));
+        for (conn, list) in lists(&actions) {
+            // The silent c does not answer.
+            if let Some(&(_, id)) = alive.iter().find(|(c, _)| ConnId(*c) == conn) {
+                m.handle(ack(conn.0, id, list.version), t);
+            }
+        }
+        if dead(&actions).contains(&NodeId::from("dn-c")) {
+            break broadcasts(&actions)[0].0.table.clone();
+        }
+    };
+    for (&s, to) in &target {
+        assert_eq!(
+            table.owner(Slot::new(s).unwrap()),
+            Some(to),
+            "slot {s}, ordered to {to}"
+        );
+    }
+}
