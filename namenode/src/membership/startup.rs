@@ -39,43 +39,27 @@ impl Membership {
         // Start from what the DataNodes say they own (a restart may fall in the middle of a
         // move); slots nobody reports start at their ring owner, holding nothing.
         let mut table = self.ring.slot_table();
-        // Claims oldest epoch first, so where two claims overlap the newer one wins: a node
-        // that was declared dead in an earlier life and has not caught up claims slots taken
-        // from it since. (Equal epochs: the last in id order, as before; a move between
-        // them may be half-flipped and both keep what they hold.)
-        let mut claimants: Vec<(&NodeId, &Member)> = self.members.iter().collect();
-        claimants.sort_by_key(|(_, m)| m.epoch_seen);
-        let mut claimed_at: Vec<Option<u64>> = vec![None; SLOT_COUNT];
-        for (id, m) in &claimants {
+        // Only claims at the newest epoch anyone reports count. A node behind it may have
+        // been declared dead since its table and its slots given away; their new owner's
+        // claim wins where it is made, but it may never be made (that owner restarted
+        // empty, or did not come back): the stale claim would then serve values older than
+        // writes acknowledged since. Its slots wait like unclaimed ones, and it drops them
+        // (what a node merely lagging a table behind held becomes a miss, never older).
+        // Equal epochs: the last in id order, as before; a move between them may be
+        // half-flipped and both keep what they hold.
+        let mut claimed = vec![false; SLOT_COUNT];
+        for (id, m) in self.members.iter().filter(|(_, m)| m.epoch_seen == epoch) {
             for &(start, end) in &m.reported {
                 if let (Some(a), Some(b)) = (Slot::new(start), Slot::new(end)) {
                     table.assign(a..=b, Some(id));
-                    for at in &mut claimed_at[start as usize..=end as usize] {
-                        *at = Some(m.epoch_seen);
-                    }
+                    claimed[start as usize..=end as usize].fill(true);
                 }
-            }
-        }
-        // What each node claimed and lost to a newer claim: it drops it.
-        let mut flushes: Vec<(NodeId, Vec<(u16, u16)>)> = Vec::new();
-        for (id, m) in &self.members {
-            let lost: Vec<u16> = m
-                .reported
-                .iter()
-                .flat_map(|&(a, b)| a..=b)
-                .filter(|&s| {
-                    Slot::new(s).is_some_and(|slot| table.owner(slot) != Some(id))
-                        && claimed_at[s as usize].is_some_and(|e| e > m.epoch_seen)
-                })
-                .collect();
-            if !lost.is_empty() {
-                flushes.push((id.clone(), runs(&lost)));
             }
         }
         // Slots nobody claims after a restart may still be served by a node that did not
         // come back (paused, cut off): they wait until its lease has surely run out.
         let unclaimed: Vec<u16> = (0..SLOT_COUNT as u16)
-            .filter(|&s| claimed_at[s as usize].is_none())
+            .filter(|&s| !claimed[s as usize])
             .collect();
         let fence = epoch > 0 && !unclaimed.is_empty() && self.members.values().any(|m| m.leased);
         if fence {
@@ -84,6 +68,23 @@ impl Membership {
                     .iter()
                     .filter_map(|&s| Some((Slot::new(s)?, None))),
             );
+        }
+        // What a node claimed behind the newest epoch, and does not own now (its slots wait
+        // with the unclaimed ones, or a newer claim took them): it drops it.
+        let mut flushes: Vec<(NodeId, Vec<(u16, u16)>)> = Vec::new();
+        for (id, m) in &self.members {
+            let lost: Vec<u16> = m
+                .reported
+                .iter()
+                .flat_map(|&(a, b)| a..=b)
+                .filter(|&s| {
+                    m.epoch_seen < epoch
+                        && Slot::new(s).is_some_and(|slot| table.owner(slot) != Some(id))
+                })
+                .collect();
+            if !lost.is_empty() {
+                flushes.push((id.clone(), runs(&lost)));
+            }
         }
         table.set_epoch(epoch);
         let unchanged = epoch > 0

@@ -206,3 +206,47 @@ fn after_a_restart_a_newer_claim_wins_and_the_stale_one_is_dropped() {
     assert_eq!(w[0].1, old.ranges_of(&NodeId::from("dn-a")));
     assert!(w[1].1.is_empty());
 }
+
+/// Found by the simulation (`datanode/tests/sim.rs`, seed 814): a node declared dead came
+/// back claiming its slots at the epoch before it was declared dead. Their new owner had
+/// taken writes since, then was killed and restarted empty, so nobody claimed them at a
+/// newer epoch and the stale claim won: the node served values older than acknowledged
+/// writes. A claim from before the newest epoch any node reports is not honoured (that
+/// node may have been declared dead since, its slots given away); its slots wait like
+/// unclaimed ones, and it drops them.
+#[test]
+fn after_a_restart_a_claim_older_than_the_newest_epoch_is_dropped_even_unopposed() {
+    let t0 = Instant::now();
+    let (m, _) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+    let old = m.published().expect("running").table.clone();
+    let (a, c) = (NodeId::from("dn-a"), NodeId::from("dn-c"));
+    // a was declared dead: its slots went to c in a newer table.
+    let mut newer = old.clone();
+    for (s, e) in old.ranges_of(&a) {
+        newer.assign(Slot::new(s).unwrap()..=Slot::new(e).unwrap(), Some(&c));
+    }
+    newer.set_epoch(old.epoch() + 1);
+    // The NameNode restarts; a claims at the old epoch, b at the newer one, and c comes
+    // back as a new process (killed meanwhile) claiming nothing.
+    let t1 = Instant::now() + Duration::from_secs(9);
+    let mut m = Membership::new(DEFAULT_VNODES, timing(), t1);
+    m.handle(leased(1, "dn-a", 7000, Some(&old)), t1);
+    m.handle(leased(2, "dn-b", 7001, Some(&newer)), t1);
+    m.handle(leased(3, "dn-c", 7002, None), t1);
+    let actions = m.handle(Event::Tick, t1 + timing().startup_grace);
+    let (flush, table) = actions
+        .iter()
+        .find_map(|x| match x {
+            Action::SendTo {
+                conn: ConnId(1),
+                msg: NameNodeToDataNode::Welcome { flush, table, .. },
+            } => Some((flush.clone(), table.clone())),
+            _ => None,
+        })
+        .expect("a welcomed");
+    assert_eq!(table.slots_of(&a), 0, "the stale claim is not honoured");
+    assert_eq!(flush, old.ranges_of(&a), "and dropped");
+    // b's claim, at the newest epoch, stands.
+    let b = NodeId::from("dn-b");
+    assert_eq!(table.ranges_of(&b), newer.ranges_of(&b));
+}
