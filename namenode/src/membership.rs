@@ -402,6 +402,10 @@ pub struct Membership {
     suspects_version: u64,
     /// Unreported slots after a restart, waiting to be assigned.
     startup_fence: Option<StartupFence>,
+    /// The startup grace ended with no table of an earlier life reported: the first table
+    /// was a new cluster's, unfenced. A node that registers later with such a table
+    /// reveals that life (see `on_register`).
+    fresh: bool,
 }
 
 /// Slots no member reported after a restart: held unassigned until whoever may still own
@@ -453,6 +457,7 @@ impl Membership {
             started: now,
             suspects_version: 0,
             startup_fence: None,
+            fresh: false,
         }
     }
 

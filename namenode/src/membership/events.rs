@@ -29,6 +29,20 @@ impl Membership {
         let reported = merge_runs(owned);
         let running = self.is_running();
         let mut was_fencing = false;
+        // Moves from this node it no longer claims: it flipped them (and its `handoff_done`
+        // was lost), or it is a new process that lost everything. Their target may serve
+        // them as adopted: they go to it, as if confirmed.
+        let mut orphaned: Vec<(u16, NodeId)> = Vec::new();
+        if self.members.contains_key(&id) {
+            let claims = |s: u16| reported.iter().any(|&(a, b)| a <= s && s <= b);
+            self.in_flight.retain(|&s, f| {
+                let keep = f.from != id || claims(s);
+                if !keep {
+                    orphaned.push((s, f.to.clone()));
+                }
+                keep
+            });
+        }
         match self.members.get_mut(&id) {
             Some(member) => {
                 was_fencing = matches!(member.health, Health::Fencing { .. });
@@ -61,13 +75,21 @@ impl Membership {
                 // Once running, a node new to this NameNode has its claims ignored: it was
                 // declared dead (its slots went to others without a handoff), or it comes
                 // back after a restart's grace. Its welcome tells it to drop everything it
-                // held, unless it never had a table (a new process may hold slots handed to
-                // it before its welcome, which are live).
+                // held. A new process (no table yet) can hold slots handed to it before its
+                // welcome, but only by orders given after it registered: what it reports
+                // now came from orders to an earlier process at its address (declared dead
+                // since), whose source may have taken them back; it drops those too.
                 let flush = if running && epoch_seen > 0 {
                     vec![(0, (SLOT_COUNT - 1) as u16)]
+                } else if running {
+                    reported.clone()
                 } else {
                     Vec::new()
                 };
+                if running && epoch_seen > 0 && leased && self.fresh {
+                    self.fresh = false;
+                    self.fence_earlier_life();
+                }
                 // Before this NameNode's first table, the node holds one of an earlier life.
                 let possible = if running {
                     self.published.clone().map(|p| vec![p])
@@ -121,7 +143,7 @@ impl Membership {
                     self.finish_startup(now, out);
                 }
             }
-            Phase::Running => self.ring_changed(now, Some(conn), out),
+            Phase::Running => self.reconcile(now, Some(conn), &orphaned, out),
         }
     }
 

@@ -36,6 +36,7 @@ impl Membership {
     pub(super) fn finish_startup(&mut self, now: Instant, out: &mut Vec<Action>) {
         self.phase = Phase::Running;
         let epoch = self.max_epoch_reported;
+        self.fresh = epoch == 0;
         // Start from what the DataNodes say they own (a restart may fall in the middle of a
         // move); slots nobody reports start at their ring owner, holding nothing.
         let mut table = self.ring.slot_table();
@@ -130,5 +131,29 @@ impl Membership {
         });
         // Whatever differs from the ring moves now.
         self.reconcile(now, None, &[], out);
+    }
+
+    /// A node registered with a table of an earlier life after a grace in which nobody
+    /// did (slow reconnects): the first table, published as a new cluster's, fenced
+    /// nothing, while nodes of that life not registered yet may still serve their slots
+    /// under leases their peers renew. The slots nobody owns wait, as after any restart,
+    /// until every member has installed a table newer than now (naming only members, so
+    /// each refuses leases to the others) and a lease has passed.
+    pub(super) fn fence_earlier_life(&mut self) {
+        let Some(published) = &self.published else {
+            return;
+        };
+        let slots: Vec<u16> = Slot::all()
+            .filter(|&s| published.table.owner(s).is_none())
+            .map(|s| s.get())
+            .collect();
+        if slots.is_empty() || self.startup_fence.is_some() {
+            return;
+        }
+        self.startup_fence = Some(StartupFence {
+            epoch: next_epoch(published.epoch()),
+            slots,
+            acked: BTreeMap::new(),
+        });
     }
 }

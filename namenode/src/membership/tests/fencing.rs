@@ -367,3 +367,85 @@ fn a_dead_sources_unconfirmed_moves_go_to_their_target_not_a_third_node() {
         );
     }
 }
+
+/// Found by the simulation (seed 989): a source flipped slots, was killed before its
+/// `handoff_done` left, and restarted within the detection time. The NameNode, still
+/// naming it, welcomed the new process as their owner while the target served them as
+/// adopted. A source that registers again without claiming slots it was moving (it flipped
+/// them, or it is a new process that lost everything) has those moves go to their target.
+#[test]
+fn a_source_that_registers_again_without_its_moving_slots_gives_them_to_the_target() {
+    let t0 = Instant::now();
+    let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
+    let a = m.handle(
+        Event::Left {
+            conn: ConnId(3),
+            node: NodeId::from("dn-c"),
+        },
+        now,
+    );
+    let mut target: BTreeMap<u16, NodeId> = BTreeMap::new();
+    for (_, slots, to) in migrations(&a) {
+        for (s, e) in slots {
+            for slot in s..=e {
+                target.insert(slot, to.clone());
+            }
+        }
+    }
+    assert!(!target.is_empty());
+    // c is killed and a new process registers at once, claiming nothing.
+    let a = m.handle(leased(6, "dn-c", 7002, None), now);
+    let table = a
+        .iter()
+        .find_map(|x| match x {
+            Action::SendTo {
+                conn: ConnId(6),
+                msg: NameNodeToDataNode::Welcome { table, .. },
+            } => Some(table.clone()),
+            _ => None,
+        })
+        .expect("welcomed");
+    for (&s, to) in &target {
+        assert_eq!(table.owner(Slot::new(s).unwrap()), Some(to), "slot {s}");
+    }
+}
+
+/// Found by the simulation (seed 1277): a source went on with a move to a node that had
+/// been declared dead and restarted at the same address, and the new process, before its
+/// welcome, took the slots. The source's table no longer named the target, so it took them
+/// back, and the new process, welcomed as a new member, kept its adoption (the table still
+/// named the source): two owners. A new member can have been ordered nothing before it
+/// registered: slots it reports then came from orders to an earlier process, and it drops
+/// them.
+#[test]
+fn a_new_process_drops_slots_it_took_before_registering() {
+    let t0 = Instant::now();
+    let (mut m, now) = leased_cluster(&["dn-a", "dn-b"], t0);
+    // c, a new process, reports slots it adopted before registering (epoch 0: no table).
+    let owned = vec![Slot::new(10).unwrap()..=Slot::new(20).unwrap()];
+    let a = m.handle(
+        Event::Registered {
+            conn: ConnId(9),
+            info: info("dn-c", 7002),
+            epoch_seen: 0,
+            owned_slots: owned,
+            leased: true,
+            draining: false,
+        },
+        now,
+    );
+    let flush = a
+        .iter()
+        .find_map(|x| match x {
+            Action::SendTo {
+                conn: ConnId(9),
+                msg: NameNodeToDataNode::Welcome { flush, .. },
+            } => Some(flush.clone()),
+            _ => None,
+        })
+        .expect("welcomed");
+    assert_eq!(flush, vec![(10, 20)]);
+    // A new process that took nothing drops nothing.
+    let a = m.handle(leased(10, "dn-d", 7003, None), now);
+    assert!(a.iter().any(|x| matches!(x, Action::SendTo { conn: ConnId(10), msg: NameNodeToDataNode::Welcome { flush, .. } } if flush.is_empty())));
+}

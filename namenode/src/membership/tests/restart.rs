@@ -250,3 +250,45 @@ fn after_a_restart_a_claim_older_than_the_newest_epoch_is_dropped_even_unopposed
     let b = NodeId::from("dn-b");
     assert_eq!(table.ranges_of(&b), newer.ranges_of(&b));
 }
+
+/// Found by the simulation (seed 1267): a NameNode restarted, and no DataNode registered
+/// within its startup grace (slow reconnects), so its first table looked like a new
+/// cluster's and carried no fence. The first node to register then got every slot at once,
+/// while the others, not yet registered, still served theirs under leases their peers had
+/// renewed: two owners. A node that registers with a table of an earlier life reveals that
+/// life: the slots nobody owns wait, as after any restart, until every member has
+/// installed a table that names only members and a lease has passed.
+#[test]
+fn a_table_of_an_earlier_life_after_an_empty_grace_still_fences_the_slots() {
+    let t0 = Instant::now();
+    let (m, _) = leased_cluster(&["dn-a", "dn-b"], t0);
+    let old = m.published().expect("running").table.clone();
+    let t1 = t0 + Duration::from_secs(9);
+    let mut m = Membership::new(DEFAULT_VNODES, timing(), t1);
+    let grace_end = t1 + timing().startup_grace;
+    m.handle(Event::Tick, grace_end);
+    assert!(m.is_running());
+    // b registers late, with the old life's table: it is told to drop it, and is given
+    // nothing yet.
+    let a = m.handle(leased(2, "dn-b", 7001, Some(&old)), grace_end);
+    let table = a
+        .iter()
+        .find_map(|x| match x {
+            Action::SendTo {
+                conn: ConnId(2),
+                msg: NameNodeToDataNode::Welcome { table, .. },
+            } => Some(table.clone()),
+            _ => None,
+        })
+        .expect("welcomed");
+    let b = NodeId::from("dn-b");
+    assert_eq!(table.slots_of(&b), 0, "a may still serve its slots");
+    // Once b has installed it and a lease has passed, b owns every slot.
+    let epoch = table.epoch();
+    m.handle(beat(2, "dn-b", epoch, 1), grace_end);
+    let ready = grace_end + lease();
+    keep_alive(&mut m, &[(2, "dn-b")], grace_end, ready - INTERVAL);
+    assert_eq!(m.published().unwrap().table.slots_of(&b), 0);
+    keep_alive(&mut m, &[(2, "dn-b")], ready - INTERVAL, ready + INTERVAL);
+    assert_eq!(m.published().unwrap().table.slots_of(&b), SLOT_COUNT);
+}
