@@ -118,6 +118,13 @@ impl Routing {
         r
     }
 
+    /// Whether `id`, a member at `epoch`, has left the cluster since: this is a newer table
+    /// that does not name it (declared dead, or drained). An older table may not name a
+    /// node that was only joining, so it says nothing.
+    pub fn left(&self, id: &str, epoch: u64) -> bool {
+        self.has_table() && self.epoch > epoch && !self.nodes.iter().any(|n| n.id.as_str() == id)
+    }
+
     /// The id of the owner of `slot` in this routing, if any.
     pub fn owner_id(&self, slot: u16) -> Option<&str> {
         let o = self.owners.get(slot)?;
@@ -203,14 +210,9 @@ impl Override {
     /// with that node). A table from before the order may not name a node that was joining
     /// yet, so it decides nothing.
     pub fn target_left(&self, base: &Routing) -> bool {
-        match &self.to {
-            Some(to) => {
-                base.has_table()
-                    && base.epoch > self.epoch
-                    && !base.nodes.iter().any(|n| n.id == to.id)
-            }
-            None => false,
-        }
+        self.to
+            .as_ref()
+            .is_some_and(|to| base.left(to.id.as_str(), self.epoch))
     }
 }
 
@@ -260,5 +262,18 @@ mod tests {
             };
             assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn a_node_has_left_only_by_a_newer_table_that_does_not_name_it() {
+        let (table, infos) = three_nodes();
+        let mut t = table.clone();
+        t.set_epoch(5);
+        let r = Routing::from_table(&t, &infos, "a");
+        assert!(!r.left("b", 4), "named");
+        assert!(r.left("d", 4), "a newer table without it");
+        assert!(!r.left("d", 5), "not newer: d may be joining");
+        assert!(!Routing::awaiting().left("d", 0), "no table");
+        assert!(!Routing::standalone().left("d", 0));
     }
 }

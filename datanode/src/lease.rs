@@ -185,6 +185,16 @@ impl Lease {
         self.duration_us.load(SeqCst)
     }
 
+    /// A node configured with a NameNode serves nothing before its first lease, not even
+    /// slots handed to it before its welcome: until the welcome says the duration (0 if the
+    /// cluster runs without leases), leases are enforced and none is held. A new process at
+    /// the address of a node declared dead could otherwise serve slots a source handed to
+    /// its predecessor, beside the source that took them back (found by the simulation,
+    /// `tests/sim.rs`).
+    pub fn await_welcome(&self) {
+        self.duration_us.store(1, SeqCst);
+    }
+
     /// Sets the lease duration from a welcome (0 turns leases off).
     pub fn set_duration_ms(&self, ms: u64) {
         self.duration_us.store(ms.saturating_mul(1000), SeqCst);

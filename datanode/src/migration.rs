@@ -81,6 +81,12 @@ pub enum HandoffError {
     /// This node's ownership lease lapsed: what it holds may no longer be its to hand over.
     #[error("this node holds no ownership lease")]
     NoLease,
+    /// The target left the cluster since the order (its table no longer names it): a
+    /// process now at its address is not the one the order was for, and flipping slots to
+    /// it, which this node's table would give back to itself at once, made two owners
+    /// (found by the simulation, `tests/sim.rs`). The NameNode orders the slots again.
+    #[error("the target left the cluster since the order")]
+    TargetLeft,
 }
 
 /// Carries out one order; returns (slots moved, keys moved).
@@ -98,13 +104,16 @@ async fn migrate(node: &Arc<Node>, order: &MigrateOrder) -> Result<(usize, u64),
         .flat_map(|&(a, b)| a..=b)
         .filter(|&s| (s as usize) < SLOT_COUNT)
         .collect();
-    // Slots that are no longer ours (an order repeated after a timeout) are done already;
+    // Slots this node handed over already (an order repeated after a timeout) are done;
     // say where each went: perhaps to another node than this order's (an earlier order
-    // carried out after the NameNode had given up waiting for it).
+    // carried out after the NameNode had given up waiting for it). Slots its table merely
+    // gives to another are not reported: that would credit a node with a handoff that
+    // never happened, and two nodes whose tables disagreed made the NameNode flip such a
+    // slot between them until both served it (found by the simulation, `tests/sim.rs`).
     let routing = node.routing();
     let (mine, elsewhere) = mover::split_order(wanted, |s| match routing.owner(s) {
         Owner::Local => Ok(()),
-        _ => Err(routing.owner_id(s).map(|id| id.to_string())),
+        _ => Err(node.released_to(s)),
     });
     for (to, slots) in elsewhere {
         report_done(node, order.epoch, &slots, NodeId::new(to));
@@ -114,6 +123,9 @@ async fn migrate(node: &Arc<Node>, order: &MigrateOrder) -> Result<(usize, u64),
     let (mut slots_moved, mut keys_moved) = (0usize, 0u64);
     let mut batches = mover::Batches::new(mine);
     while let Some(batch) = batches.next(|s| node.db.slot_len(s)) {
+        if node.base_table().left(order.to.as_str(), order.epoch) {
+            return Err(HandoffError::TargetLeft);
+        }
         let (taken, moved) = move_batch(node, order, &to_info, batch).await?;
         batches.took(taken);
         slots_moved += taken;
@@ -378,6 +390,10 @@ async fn copy_and_flip(
             encoded.add(items);
         }
         taken += 1;
+    }
+    // The last moment to find the target gone: after the flip, it owns the slots.
+    if node.base_table().left(order.to.as_str(), order.epoch) {
+        return Err(HandoffError::TargetLeft);
     }
     let mut args: Vec<Vec<u8>> = vec![
         b"CLUSTER".to_vec(),

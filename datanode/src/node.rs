@@ -388,6 +388,12 @@ impl Node {
         self.ownership.lock().adopted_from(slot).map(str::to_string)
     }
 
+    /// The node this one handed `slot` to, while the NameNode's table has not caught up.
+    pub fn released_to(&self, slot: u16) -> Option<String> {
+        let own = self.ownership.lock();
+        own.released_to(slot).map(|n| n.id.as_str().to_string())
+    }
+
     /// The NameNode's latest table, before overrides (standalone before the first one).
     pub fn base_table(&self) -> Arc<Routing> {
         self.ownership.lock().base().clone()

@@ -67,6 +67,11 @@ impl Ownership {
             .map(|o| o.from.as_str())
     }
 
+    /// The node this one handed `slot` to, while the NameNode's table has not caught up.
+    pub fn released_to(&self, slot: u16) -> Option<&NodeInfo> {
+        self.overrides.get(&slot).and_then(|o| o.to.as_ref())
+    }
+
     /// How many handoffs the base has not caught up with.
     pub fn pending(&self) -> usize {
         self.overrides.len()
@@ -256,6 +261,8 @@ mod tests {
         let i = o.release(&a, 1, &[mine], &b);
         assert_eq!(i.routing.owner(mine), Owner::Remote(0));
         assert_eq!(o.adopted_from(mine), None, "a release is not an adoption");
+        assert_eq!(o.released_to(mine), Some(&a));
+        assert_eq!(o.released_to(theirs), None, "an adoption is not a release");
         assert_eq!(o.pending(), 2);
         serving = i.routing;
         // The same table again: nothing settled, nothing flushed (the adopted slot is

@@ -175,6 +175,7 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
         // Nothing is served until the NameNode (once it has proved the cluster secret) says
         // what this node owns; only standalone mode owns every slot.
         node.set_routing(crate::cluster::Routing::awaiting());
+        node.lease.await_welcome();
     }
     if let Some(nn) = namenode {
         tokio::spawn(crate::agent::run(node.clone(), nn, admin, stop_rx.clone()));

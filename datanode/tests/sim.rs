@@ -801,8 +801,12 @@ impl Sim {
                 let Some(o) = self.nodes[n].orders.front().filter(|o| o.id == order) else {
                     return;
                 };
-                let (to, slots) = (o.to, o.batch.clone());
-                if !ok || self.nodes[to].run == Run::Down {
+                let (to, slots, epoch) = (o.to, o.batch.clone(), o.epoch);
+                let left = self.nodes[n]
+                    .ownership
+                    .base()
+                    .left(self.nodes[to].id(), epoch);
+                if !ok || left || self.nodes[to].run == Run::Down {
                     return self.handoff_reply(n, order, false);
                 }
                 self.send(
@@ -1099,10 +1103,19 @@ impl Sim {
     fn next_batch(&mut self, n: usize) {
         let now = self.now;
         loop {
+            let to_id = match self.nodes[n].orders.front() {
+                Some(o) => self.nodes[o.to].info.id.clone(),
+                None => return,
+            };
             let d = &mut self.nodes[n];
             let Some(order) = d.orders.front_mut() else {
                 return;
             };
+            // The target left since the order (`HandoffError::TargetLeft`).
+            if d.ownership.base().left(to_id.as_str(), order.epoch) {
+                d.orders.pop_front();
+                continue;
+            }
             // Slots no longer ours are done (say where they went).
             let mut elsewhere: Vec<(String, Vec<u16>)> = Vec::new();
             let mut batch = Vec::new();
@@ -1113,7 +1126,8 @@ impl Sim {
                 match d.routing.owner(s) {
                     Owner::Local => batch.push(s),
                     _ => {
-                        if let Some(id) = d.routing.owner_id(s) {
+                        // Reported only if this node handed it over itself.
+                        if let Some(id) = d.ownership.released_to(s).map(|i| i.id.as_str()) {
                             match elsewhere.iter_mut().find(|(i, _)| i == id) {
                                 Some((_, v)) => v.push(s),
                                 None => elsewhere.push((id.to_string(), vec![s])),
@@ -1273,6 +1287,8 @@ impl Sim {
             .table(Routing::awaiting(), &me, &serving)
             .unwrap();
         d.install(install);
+        // Nothing served before the first lease (`Lease::await_welcome`).
+        d.lease_ms = 1;
         let life = d.life;
         let now = self.now;
         self.at(now, Ev::Connect { n, life });
