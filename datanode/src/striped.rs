@@ -282,10 +282,18 @@ mod tests {
         let inside = Arc::new(AtomicU64::new(0));
         let writing = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
+        // Readers that have read at least once: on a loaded machine a thread may not run
+        // at all during the writer's rounds, so the writer goes on until every one has.
+        let ran = Arc::new(AtomicU64::new(0));
         let readers: Vec<_> = (0..4)
             .map(|_| {
-                let (lock, inside, writing, stop) =
-                    (lock.clone(), inside.clone(), writing.clone(), stop.clone());
+                let (lock, inside, writing, stop, ran) = (
+                    lock.clone(),
+                    inside.clone(),
+                    writing.clone(),
+                    stop.clone(),
+                    ran.clone(),
+                );
                 std::thread::spawn(move || {
                     let mut seen = 0u64;
                     while !stop.load(Relaxed) {
@@ -293,13 +301,20 @@ mod tests {
                         inside.fetch_add(1, Relaxed);
                         assert!(!writing.load(Relaxed), "a reader ran during a write");
                         inside.fetch_sub(1, Relaxed);
+                        if seen == 0 {
+                            ran.fetch_add(1, Relaxed);
+                        }
                         seen += 1;
                     }
                     seen
                 })
             })
             .collect();
-        for _ in 0..200 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let mut rounds = 0;
+        while rounds < 200 || ran.load(Relaxed) < 4 {
+            assert!(std::time::Instant::now() < deadline, "a reader never ran");
+            rounds += 1;
             let _w = lock.write();
             writing.store(true, Relaxed);
             assert_eq!(

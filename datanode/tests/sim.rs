@@ -80,6 +80,8 @@ enum Up {
     HandoffDone {
         slots: Vec<RangeInclusive<Slot>>,
         to: NodeId,
+        /// The order's epoch.
+        epoch: u64,
     },
 }
 
@@ -277,6 +279,8 @@ struct DataNode {
     /// Declared dead by the NameNode and not welcomed since: what it holds or takes is
     /// lost (it drops everything when it registers again).
     dead: bool,
+    /// The NameNode of this life has taken its registration.
+    registered: bool,
 }
 
 impl DataNode {
@@ -305,6 +309,7 @@ impl DataNode {
             round: None,
             next_round: 0,
             dead: false,
+            registered: false,
         }
     }
 
@@ -549,16 +554,18 @@ impl Sim {
                     nonce,
                     ..
                 } => self.send_to_node(conn, NameNodeToDataNode::Ping { nonce }),
-                Action::Notice(Notice::UnclaimedAssigned { .. }) => {
+                Action::Notice(Notice::UnclaimedAssigned { .. })
+                | Action::Notice(Notice::StartupDone { epoch: 1, .. }) => {
                     // After a restart, the slots of nodes that did not register in time
                     // (paused, slow) went to their ring owners, empty, once every lease
-                    // they could hold ran out: for the NameNode those nodes are dead.
+                    // they could hold ran out: for the NameNode those nodes are dead. So
+                    // they are when the grace ended with no table of an earlier life
+                    // reported (epoch 1: a new cluster's first table), and they lost their
+                    // slots to the nodes that registered (a miss, never an older value: the
+                    // new table is fenced from them by their own leases running out).
                     self.note("namenode: unclaimed slots assigned".into());
                     for n in 0..self.nodes.len() {
-                        let registered = self.nodes[n]
-                            .conn
-                            .is_some_and(|c| self.conns.contains_key(&c));
-                        if !registered && self.nodes[n].run != Run::Down {
+                        if !self.nodes[n].registered && self.nodes[n].run != Run::Down {
                             self.nodes[n].dead = true;
                             self.may_miss_on(n);
                         }
@@ -1118,6 +1125,7 @@ impl Sim {
             }
             // Slots no longer ours are done (say where they went).
             let mut elsewhere: Vec<(String, Vec<u16>)> = Vec::new();
+            let order_epoch = order.epoch;
             let mut batch = Vec::new();
             while batch.len() < 512 {
                 let Some(s) = order.todo.pop_front() else {
@@ -1143,6 +1151,7 @@ impl Sim {
                     Up::HandoffDone {
                         slots,
                         to: NodeId::new(id),
+                        epoch: order_epoch,
                     },
                 );
             }
@@ -1227,6 +1236,7 @@ impl Sim {
                 Up::HandoffDone {
                     slots: ranges(&batch),
                     to: to_id,
+                    epoch,
                 },
             );
             self.next_batch(n);
@@ -1467,14 +1477,17 @@ impl Sim {
                 };
                 let node = self.nodes[n].info.id.clone();
                 let event = match msg {
-                    Up::Register { epoch_seen, owned } => Event::Registered {
-                        conn,
-                        info: self.nodes[n].info.clone(),
-                        epoch_seen,
-                        owned_slots: owned,
-                        leased: true,
-                        draining: false,
-                    },
+                    Up::Register { epoch_seen, owned } => {
+                        self.nodes[n].registered = true;
+                        Event::Registered {
+                            conn,
+                            info: self.nodes[n].info.clone(),
+                            epoch_seen,
+                            owned_slots: owned,
+                            leased: true,
+                            draining: false,
+                        }
+                    }
                     Up::Heartbeat { epoch, seq } => Event::Heartbeat {
                         conn,
                         node,
@@ -1488,7 +1501,7 @@ impl Sim {
                         version,
                     },
                     Up::Pong(nonce) => Event::ProbeAnswered { conn, node, nonce },
-                    Up::HandoffDone { slots, to } => {
+                    Up::HandoffDone { slots, to, epoch } => {
                         if let Some(w) = watch() {
                             if slots.iter().any(|r| {
                                 r.start().index() as u16 <= w && w <= r.end().index() as u16
@@ -1504,6 +1517,7 @@ impl Sim {
                             node,
                             slots,
                             to: Some(to),
+                            epoch,
                         }
                     }
                 };
@@ -1544,6 +1558,9 @@ impl Sim {
             Ev::NameNodeDown => {
                 if self.namenode.take().is_some() {
                     self.nn_life += 1;
+                    for d in &mut self.nodes {
+                        d.registered = false;
+                    }
                     for (conn, n) in std::mem::take(&mut self.conns) {
                         self.send(NAMENODE, n, Ev::SessionClosed { n, conn });
                     }

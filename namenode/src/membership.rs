@@ -228,6 +228,8 @@ pub enum Event {
         ///
         /// [`on_handoff_done`]: Membership::handle
         to: Option<NodeId>,
+        /// The epoch of the order the node carried out.
+        epoch: u64,
     },
     /// The connection closed (EOF, reset, or the server dropped it).
     Disconnected { conn: ConnId },
@@ -363,6 +365,10 @@ struct Member {
     possible: Option<Vec<Arc<Publication>>>,
     /// Slot ranges its next welcome tells it to drop (claims this NameNode did not adopt).
     flush: Vec<(u16, u16)>,
+    /// The published epoch when it became a member: every order towards it carries this
+    /// epoch or a later one, so a report of a move to it from an older order was meant for
+    /// an earlier process at its address.
+    joined_epoch: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -555,7 +561,8 @@ impl Membership {
                 node,
                 slots,
                 to,
-            } => self.on_handoff_done(conn, node, &slots, to, now, &mut out),
+                epoch,
+            } => self.on_handoff_done(conn, node, &slots, (to, epoch), now, &mut out),
             Event::Disconnected { conn } => self.on_disconnect(conn, now, &mut out),
             Event::Tick => self.on_tick(now, &mut out),
         }

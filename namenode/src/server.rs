@@ -863,12 +863,16 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
             node: node_id,
         },
         DataNodeToNameNode::HandoffDone {
-            node_id, slots, to, ..
+            node_id,
+            slots,
+            to,
+            epoch,
         } => Event::HandoffDone {
             conn,
             node: node_id,
             slots: slot_ranges(&slots).map_err(|e| e.to_string())?,
             to,
+            epoch,
         },
         DataNodeToNameNode::HandoffProgress {
             node_id,

@@ -192,6 +192,7 @@ fn event(op: &Op) -> Event {
             node: node(id),
             slots: slots(&s),
             to: to.map(node),
+            epoch: u64::MAX,
         },
         Op::Disconnect { conn } => Event::Disconnected { conn: ConnId(conn) },
         Op::Tick { .. } => Event::Tick,

@@ -70,7 +70,10 @@ async fn internal_commands_do_not_exist_for_clients() {
         // Nothing was stored, nothing moved.
         for addr in &addrs {
             let mut c = Raw::connect(*addr).await;
-            assert_eq!(text(&c.cmd(&["DBSIZE"]).await), ":0\r\n");
+            // Nothing is served before a lease from an authenticated NameNode, not even this
+            // node's (empty) keyspace: it may hold slots handed to it before its welcome.
+            let r = text(&c.cmd(&["DBSIZE"]).await);
+            assert!(r.starts_with("-TRYAGAIN"), "{r}");
         }
         assert_eq!(SlotMap::of(addrs[0]).await.owner(&theirs), addrs[1]);
         // A failed PEERAUTH leaves the connection a client's.
@@ -423,7 +426,10 @@ async fn no_authenticated_namenode_no_slots() {
             assert!(info.contains("cluster_slots_assigned:0"), "{info}");
             let r = text(&c.cmd(&["SET", "k", "v"]).await);
             assert!(r.starts_with("-CLUSTERDOWN"), "{r}");
-            assert_eq!(text(&c.cmd(&["DBSIZE"]).await), ":0\r\n");
+            // Nothing is served before a lease from an authenticated NameNode, not even this
+            // node's (empty) keyspace: it may hold slots handed to it before its welcome.
+            let r = text(&c.cmd(&["DBSIZE"]).await);
+            assert!(r.starts_with("-TRYAGAIN"), "{r}");
             assert_eq!(n.node.routing().my_slot_count(), 0);
         }
         for n in nodes {

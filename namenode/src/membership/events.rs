@@ -112,6 +112,7 @@ impl Membership {
                         welcomed_epoch: None,
                         possible,
                         flush,
+                        joined_epoch: self.published.as_ref().map_or(0, |p| p.epoch()),
                     },
                 );
                 if !draining {
@@ -235,12 +236,21 @@ impl Membership {
         conn: ConnId,
         node: NodeId,
         slots: &[RangeInclusive<Slot>],
-        to: Option<NodeId>,
+        (to, epoch): (Option<NodeId>, u64),
         now: Instant,
         out: &mut Vec<Action>,
     ) {
         if self.member_on(conn, &node, now, out).is_none() {
             return;
+        }
+        // A move towards a node that became a member after the order was for an earlier
+        // process at its address (declared dead since, which dropped everything when it
+        // came back): crediting it would publish an owner that holds nothing beside the
+        // source, which took the slots back when its table no longer named the target.
+        if let Some(t) = &to {
+            if self.members.get(t).is_some_and(|m| epoch < m.joined_epoch) {
+                return;
+            }
         }
         // The slots are where the node says they went. A move re-ordered after a timeout
         // (perhaps towards another node, the ring having changed) may report the first

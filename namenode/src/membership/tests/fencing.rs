@@ -449,3 +449,45 @@ fn a_new_process_drops_slots_it_took_before_registering() {
     let a = m.handle(leased(10, "dn-d", 7003, None), now);
     assert!(a.iter().any(|x| matches!(x, Action::SendTo { conn: ConnId(10), msg: NameNodeToDataNode::Welcome { flush, .. } } if flush.is_empty())));
 }
+
+/// Found by the simulation (seed 4366): a node paused mid-handoff was declared dead; on
+/// resuming it took the batch (its source flipped, then took the slots back: the target had
+/// left its table), registered again as a new member and dropped everything. The source's
+/// `handoff_done` for that old order, slow on the way, then credited the slots to the new
+/// member, which served them empty beside the source: two owners. A report is credited only
+/// to a target that was a member when the order was given.
+#[test]
+fn a_report_for_an_order_older_than_the_targets_membership_is_not_credited() {
+    let t0 = Instant::now();
+    let (mut m, now) = leased_cluster(&["dn-a", "dn-b"], t0);
+    let old_order_epoch = epoch_of(&m);
+    // c joins after that epoch (as a new process, on a new connection).
+    let a = m.handle(leased(7, "dn-c", 7002, None), now);
+    settle(&mut m, a, now);
+    let before = m.published().unwrap().clone();
+    let slot = Slot::new(100).unwrap();
+    let owner = before.table.owner(slot).cloned().unwrap();
+    let conn = if owner.as_str() == "dn-a" {
+        1
+    } else if owner.as_str() == "dn-b" {
+        2
+    } else {
+        7
+    };
+    if owner.as_str() == "dn-c" {
+        return; // the ring gave slot 100 to c: nothing to report from a or b
+    }
+    // The owner reports slot 100 handed to c for an order older than c's membership.
+    m.handle(
+        Event::HandoffDone {
+            conn: ConnId(conn),
+            node: owner.clone(),
+            slots: vec![slot..=slot],
+            to: Some(NodeId::from("dn-c")),
+            epoch: old_order_epoch - 1,
+        },
+        now,
+    );
+    let after = m.published().unwrap();
+    assert_eq!(after.table.owner(slot), Some(&owner), "not credited");
+}

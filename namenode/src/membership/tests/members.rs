@@ -33,6 +33,7 @@ fn a_late_report_credits_the_node_the_slots_went_to() {
             node: NodeId::from("a"),
             slots: slots.clone(),
             to: Some(NodeId::from("b")),
+            epoch: u64::MAX,
         },
         later,
     );

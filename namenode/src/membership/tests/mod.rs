@@ -132,12 +132,14 @@ fn settle(m: &mut Membership, mut actions: Vec<Action>, now: Instant) -> Vec<Act
                 .filter_map(|(a, b)| Some(Slot::new(a)?..=Slot::new(b)?))
                 .collect();
             let to = Some(to);
+            let epoch = m.published().map_or(0, |p| p.epoch());
             actions.extend(m.handle(
                 Event::HandoffDone {
                     conn,
                     node,
                     slots,
                     to,
+                    epoch,
                 },
                 now,
             ));
