@@ -70,10 +70,7 @@ async fn internal_commands_do_not_exist_for_clients() {
         // Nothing was stored, nothing moved.
         for addr in &addrs {
             let mut c = Raw::connect(*addr).await;
-            // Nothing is served before a lease from an authenticated NameNode, not even this
-            // node's (empty) keyspace: it may hold slots handed to it before its welcome.
-            let r = text(&c.cmd(&["DBSIZE"]).await);
-            assert!(r.starts_with("-TRYAGAIN"), "{r}");
+            assert_eq!(text(&c.cmd(&["DBSIZE"]).await), ":0\r\n");
         }
         assert_eq!(SlotMap::of(addrs[0]).await.owner(&theirs), addrs[1]);
         // A failed PEERAUTH leaves the connection a client's.
