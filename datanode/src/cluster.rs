@@ -217,12 +217,13 @@ impl Override {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chkv_common::ring::{NodeId, Ring};
     use chkv_common::Slot;
 
-    fn three_nodes() -> (SlotTable, Vec<NodeInfo>) {
+    /// The table of a ring of nodes a, b and c, and their addresses.
+    pub(crate) fn three_nodes() -> (SlotTable, Vec<NodeInfo>) {
         let mut ring = Ring::default();
         let mut infos = vec![];
         for (i, id) in ["a", "b", "c"].iter().enumerate() {

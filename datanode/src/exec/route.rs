@@ -91,24 +91,9 @@ pub fn route(routing: &Routing, spec: &CommandSpec, req: &Request, redirects: bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::tests::three_nodes;
     use crate::cmd::lookup;
-    use chkv_common::proto::NodeInfo;
-    use chkv_common::ring::{NodeId, Ring, SlotTable};
-
-    fn three_nodes() -> (SlotTable, Vec<NodeInfo>) {
-        let mut ring = Ring::default();
-        let mut infos = vec![];
-        for (i, id) in ["a", "b", "c"].iter().enumerate() {
-            ring.add(NodeId::new(*id));
-            infos.push(NodeInfo {
-                id: NodeId::new(*id),
-                client_addr: format!("127.0.0.1:{}", 7000 + i).parse().expect("addr"),
-                admin_addr: format!("127.0.0.1:{}", 8000 + i).parse().expect("addr"),
-                tls_port: None,
-            });
-        }
-        (ring.slot_table(), infos)
-    }
+    use chkv_common::ring::SlotTable;
 
     fn req(args: &[&str]) -> Request {
         Request::from_args(args.iter().map(|s| s.as_bytes()))

@@ -314,15 +314,8 @@ fn a_dead_sources_unconfirmed_moves_go_to_their_target_not_a_third_node() {
         },
         now,
     );
-    let mut target: BTreeMap<u16, NodeId> = BTreeMap::new();
-    for (conn, slots, to) in migrations(&a) {
-        assert_eq!(conn, ConnId(3));
-        for (s, e) in slots {
-            for slot in s..=e {
-                target.insert(slot, to.clone());
-            }
-        }
-    }
+    let target = ordered_targets(&a);
+    assert!(migrations(&a).iter().all(|(conn, _, _)| *conn == ConnId(3)));
     assert!(!target.is_empty());
     // e joins: the ring gives it some of the slots on their way to a and b.
     let a = m.handle(leased(5, "dn-e", 7004, None), now);
@@ -384,14 +377,7 @@ fn a_source_that_registers_again_without_its_moving_slots_gives_them_to_the_targ
         },
         now,
     );
-    let mut target: BTreeMap<u16, NodeId> = BTreeMap::new();
-    for (_, slots, to) in migrations(&a) {
-        for (s, e) in slots {
-            for slot in s..=e {
-                target.insert(slot, to.clone());
-            }
-        }
-    }
+    let target = ordered_targets(&a);
     assert!(!target.is_empty());
     // c is killed and a new process registers at once, claiming nothing.
     let a = m.handle(leased(6, "dn-c", 7002, None), now);

@@ -114,6 +114,19 @@ fn migrations(actions: &[Action]) -> Vec<Order> {
         .collect()
 }
 
+/// Each slot the migrate orders in `actions` move, and its target.
+fn ordered_targets(actions: &[Action]) -> BTreeMap<u16, NodeId> {
+    let mut target = BTreeMap::new();
+    for (_, slots, to) in migrations(actions) {
+        for (s, e) in slots {
+            for slot in s..=e {
+                target.insert(slot, to.clone());
+            }
+        }
+    }
+    target
+}
+
 /// Plays DataNodes that carry out every migrate order at once, until none is left;
 /// returns every action seen.
 fn settle(m: &mut Membership, mut actions: Vec<Action>, now: Instant) -> Vec<Action> {
