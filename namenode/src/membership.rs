@@ -436,6 +436,8 @@ struct InFlight {
     from: NodeId,
     to: NodeId,
     since: Instant,
+    /// The order reached the source's connection: only then can the target hold the slot.
+    sent: bool,
 }
 
 /// How long an ordered move may go unconfirmed before it is ordered again.

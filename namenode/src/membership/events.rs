@@ -37,7 +37,8 @@ impl Membership {
             let claims = |s: u16| reported.iter().any(|&(a, b)| a <= s && s <= b);
             self.in_flight.retain(|&s, f| {
                 let keep = f.from != id || claims(s);
-                if !keep {
+                // An order that never reached the node cannot have been carried out.
+                if !keep && f.sent {
                     orphaned.push((s, f.to.clone()));
                 }
                 keep

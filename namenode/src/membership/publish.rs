@@ -43,7 +43,7 @@ impl Membership {
         let orphaned: Vec<(u16, NodeId)> = self
             .in_flight
             .iter()
-            .filter(|(_, f)| !live(&f.from) && live(&f.to))
+            .filter(|(_, f)| f.sent && !live(&f.from) && live(&f.to))
             .map(|(&s, f)| (s, f.to.clone()))
             .collect();
         // Moves whose source or target is gone are re-decided below.
@@ -106,6 +106,7 @@ impl Membership {
             let Some(to_info) = self.members.get(&to).map(|m| m.info.clone()) else {
                 continue;
             };
+            let conn = self.members.get(&from).and_then(|m| m.conn);
             for &s in &slots {
                 self.in_flight.insert(
                     s,
@@ -113,6 +114,7 @@ impl Membership {
                         from: from.clone(),
                         to: to.clone(),
                         since: now,
+                        sent: conn.is_some(),
                     },
                 );
             }
@@ -122,7 +124,7 @@ impl Membership {
                 to: to.clone(),
                 slots: slots.len(),
             }));
-            if let Some(conn) = self.members.get(&from).and_then(|m| m.conn) {
+            if let Some(conn) = conn {
                 out.push(Action::SendTo {
                     conn,
                     msg: NameNodeToDataNode::Migrate {
