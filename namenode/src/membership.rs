@@ -88,12 +88,23 @@
 //! table gives it (nothing changed), and takes the next epoch otherwise. Epochs never go
 //! backwards: every later table is numbered above anything any DataNode has reported.
 //!
-//! Where two claims overlap, the newer epoch wins and the older claimant's welcome tells it
-//! to drop what it lost (a node declared dead by the earlier life that has not caught up).
-//! Slots nobody claims are not given to their ring owner at once when leases are in use:
-//! whoever held them may still be serving them. They stay unassigned until every member has
-//! reported the first table's epoch (a table without the missing node, so each refuses it
-//! leases) and a lease plus margin has passed since the last of those reports.
+//! Only claims at the newest reported epoch count; an older claimant's welcome tells it to
+//! drop what it claimed (it may have been declared dead by the earlier life, its slots given
+//! away to an owner that may not come back to claim them: its values could be older than
+//! writes acknowledged since). Slots nobody claims are not given to their ring owner at once
+//! when leases are in use: whoever held them may still be serving them. They stay unassigned
+//! until every member has reported the first table's epoch (a table without the missing
+//! node, so each refuses it leases) and a lease plus margin has passed since the last of
+//! those reports. A grace in which nobody reported a table looks like a new cluster's; the
+//! first registration that carries a table of an earlier life sets up the same wait for the
+//! slots nobody owns.
+//!
+//! A move whose source dies, or registers again without claiming the moving slots, before
+//! confirming it goes to its target if the order reached the source: the source may have
+//! flipped the slots and lost its `handoff_done`, and the target then serves them. A new
+//! process drops the slots it reports at registration (no order to it can precede its
+//! registration), and a `handoff_done` for an order older than its target's membership is
+//! not credited (it was for an earlier process at that address).
 //!
 //! # Ring and published table
 //!
