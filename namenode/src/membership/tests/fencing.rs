@@ -195,13 +195,7 @@ fn a_draining_node_declared_dead_comes_back_draining_and_is_handed_nothing() {
     let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
     let old = m.published().expect("running").table.clone();
     // dn-c starts a drain, then falls silent before handing anything over.
-    m.handle(
-        Event::Left {
-            conn: ConnId(3),
-            node: NodeId::from("dn-c"),
-        },
-        now,
-    );
+    m.handle(leave(3, "dn-c"), now);
     let (fenced, version) = fence_c(&mut m, now);
     m.handle(ack(1, "dn-a", version), fenced);
     let a = m.handle(Event::Tick, fenced + lease());
@@ -237,13 +231,7 @@ fn a_draining_node_that_registers_again_in_time_goes_on_draining() {
     let t0 = Instant::now();
     let (mut m, now) = running_with(&["dn-a", "dn-b", "dn-c"], t0);
     let before = m.published().expect("running").table.clone();
-    m.handle(
-        Event::Left {
-            conn: ConnId(3),
-            node: NodeId::from("dn-c"),
-        },
-        now,
-    );
+    m.handle(leave(3, "dn-c"), now);
     // Its connection drops (a pause, a restarted NameNode connection) and it registers
     // again on a new one, saying it is draining: it stays a draining member.
     m.handle(Event::Disconnected { conn: ConnId(3) }, now);
@@ -304,19 +292,7 @@ fn a_node_declared_dead_is_told_to_drop_everything_when_it_returns() {
 /// A dead source's unconfirmed moves go to their target.
 #[test]
 fn a_dead_sources_unconfirmed_moves_go_to_their_target_not_a_third_node() {
-    let t0 = Instant::now();
-    let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
-    // c drains: its slots are ordered to a and b; nothing is confirmed.
-    let a = m.handle(
-        Event::Left {
-            conn: ConnId(3),
-            node: NodeId::from("dn-c"),
-        },
-        now,
-    );
-    let target = ordered_targets(&a);
-    assert!(migrations(&a).iter().all(|(conn, _, _)| *conn == ConnId(3)));
-    assert!(!target.is_empty());
+    let (mut m, now, target) = c_drains_unconfirmed();
     // e joins: the ring gives it some of the slots on their way to a and b.
     let a = m.handle(leased(5, "dn-e", 7004, None), now);
     settle(&mut m, a, now);
@@ -368,17 +344,7 @@ fn a_dead_sources_unconfirmed_moves_go_to_their_target_not_a_third_node() {
 /// them, or it is a new process that lost everything) has those moves go to their target.
 #[test]
 fn a_source_that_registers_again_without_its_moving_slots_gives_them_to_the_target() {
-    let t0 = Instant::now();
-    let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], t0);
-    let a = m.handle(
-        Event::Left {
-            conn: ConnId(3),
-            node: NodeId::from("dn-c"),
-        },
-        now,
-    );
-    let target = ordered_targets(&a);
-    assert!(!target.is_empty());
+    let (mut m, now, target) = c_drains_unconfirmed();
     // c is killed and a new process registers at once, claiming nothing.
     let a = m.handle(leased(6, "dn-c", 7002, None), now);
     let table = a
@@ -476,4 +442,15 @@ fn a_report_for_an_order_older_than_the_targets_membership_is_not_credited() {
     );
     let after = m.published().unwrap();
     assert_eq!(after.table.owner(slot), Some(&owner), "not credited");
+}
+
+/// Leased a, b and c; c drains: its slots are ordered to a and b (each slot's target
+/// returned), and nothing is confirmed yet.
+fn c_drains_unconfirmed() -> (Membership, Instant, BTreeMap<u16, NodeId>) {
+    let (mut m, now) = leased_cluster(&["dn-a", "dn-b", "dn-c"], Instant::now());
+    let a = m.handle(leave(3, "dn-c"), now);
+    assert!(migrations(&a).iter().all(|(conn, _, _)| *conn == ConnId(3)));
+    let target = ordered_targets(&a);
+    assert!(!target.is_empty());
+    (m, now, target)
 }

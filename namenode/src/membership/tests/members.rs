@@ -168,13 +168,7 @@ fn a_drain_moves_everything_then_lets_the_node_go() {
     let t0 = Instant::now();
     let (mut m, now) = running_with(&["dn-a", "dn-b", "dn-c"], t0);
     let before = m.published().expect("running").table.clone();
-    let a = m.handle(
-        Event::Left {
-            conn: ConnId(2),
-            node: NodeId::from("dn-b"),
-        },
-        now,
-    );
+    let a = m.handle(leave(2, "dn-b"), now);
     let orders = migrations(&a);
     assert!(orders.iter().all(|(c, _, _)| *c == ConnId(2)));
     assert_eq!(
@@ -213,13 +207,7 @@ fn a_join_during_a_drain_is_merged_and_a_dead_target_is_reordered() {
     let t0 = Instant::now();
     let (mut m, now) = running_with(&["dn-a", "dn-b"], t0);
     // dn-b drains; before it confirms anything, dn-c joins and dn-a... keeps serving.
-    let a1 = m.handle(
-        Event::Left {
-            conn: ConnId(2),
-            node: NodeId::from("dn-b"),
-        },
-        now,
-    );
+    let a1 = m.handle(leave(2, "dn-b"), now);
     assert!(!migrations(&a1).is_empty());
     let a2 = m.handle(register(3, "dn-c", 7003), now);
     // dn-c's share of dn-a's slots moves; dn-b's slots stay ordered to dn-a (in flight).
@@ -281,13 +269,7 @@ fn a_new_address_is_published_under_a_new_epoch() {
 fn leave_publishes_and_acknowledges() {
     let t0 = Instant::now();
     let (mut m, now) = running_with(&["dn-a", "dn-b"], t0);
-    let a = m.handle(
-        Event::Left {
-            conn: ConnId(2),
-            node: NodeId::from("dn-b"),
-        },
-        now,
-    );
+    let a = m.handle(leave(2, "dn-b"), now);
     // dn-b hands its slots to dn-a first; then the table without it is published and
     // sent to it as the acknowledgement.
     assert!(!migrations(&a).is_empty());
@@ -327,13 +309,7 @@ fn operator_drains_are_told_on_the_nodes_connection() {
         Err(DrainRefused::Unknown(NodeId::from("dn-x")))
     );
     assert!(m.status(now).moving.is_empty());
-    let a = m.handle(
-        Event::Left {
-            conn: ConnId(2),
-            node: NodeId::from("dn-b"),
-        },
-        now,
-    );
+    let a = m.handle(leave(2, "dn-b"), now);
     assert_eq!(
         m.drain_target(&NodeId::from("dn-b")),
         Err(DrainRefused::AlreadyDraining(NodeId::from("dn-b")))

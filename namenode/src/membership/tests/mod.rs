@@ -233,6 +233,14 @@ fn beat(conn: u64, id: &str, epoch: u64, seq: u64) -> Event {
     }
 }
 
+/// `leave` from `id` on `conn`: it asks to drain.
+fn leave(conn: u64, id: &str) -> Event {
+    Event::Left {
+        conn: ConnId(conn),
+        node: NodeId::from(id),
+    }
+}
+
 fn ack(conn: u64, id: &str, version: u64) -> Event {
     Event::SuspectsAcked {
         conn: ConnId(conn),
