@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chkv_common::proto::MAX_EPOCH;
 use chkv_common::{NodeId, NodeInfo, Slot};
-use chkv_namenode::membership::{Action, ConnId, Event, NodeStats};
+use chkv_namenode::membership::{Action, ConnId, Event, NodeStats, Notice};
 use chkv_namenode::{Membership, Timing};
 use proptest::prelude::*;
 
@@ -200,14 +200,13 @@ fn event(op: &Op) -> Event {
 }
 
 proptest! {
-    // A fixed seed: the same 64 sequences every run. With thousands of random cases this
-    // test finds sequences where a node that registered as draining is handed a slot, on
-    // this code and on the code before this session's changes alike (refused registrations
-    // on another node's connection are part of it); that is open, and until it is
-    // understood a random draw made CI fail by chance. `PROPTEST_RNG_SEED` and
-    // `PROPTEST_CASES` override both.
+    // A fixed seed: the same sequences every run, so CI never fails by chance; set
+    // `PROPTEST_RNG_SEED` and `PROPTEST_CASES` to search further (seeds 1 to 13 with 3,000
+    // cases each pass). The draining-node findings of earlier random runs were the model's:
+    // it kept a connection registered after the NameNode closed it or its node left, and it
+    // did not count a handoff its owner reports, or an order given in the same step.
     #![proptest_config(ProptestConfig {
-        cases: 64,
+        cases: 256,
         rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed),
         ..ProptestConfig::default()
     })]
@@ -255,9 +254,22 @@ proptest! {
                     draining.remove(&node);
                 }
             }
+            // Where slots were ordered before this step: an order given in the step that
+            // publishes a table was computed from that table, so it cannot explain it.
+            let ordered_before = ordered.clone();
             let actions = m.handle(event(op), now);
             prop_assert!(actions.len() < 10_000, "{} actions", actions.len());
+            if let Op::Disconnect { conn } = op {
+                conn_of.remove(conn);
+            }
             for a in &actions {
+                // A closed connection, or one whose node has left, is registered as nobody.
+                if let Action::Close { conn, .. } = a {
+                    conn_of.remove(&conn.0);
+                }
+                if let Action::Notice(Notice::Left { node }) = a {
+                    conn_of.retain(|_, n| n != node);
+                }
                 if let Action::SendTo { conn, msg: chkv_common::NameNodeToDataNode::Lease { .. } } = a {
                     if let Some(id) = conn_of.get(&conn.0) {
                         granted.insert(id.clone(), now);
@@ -284,10 +296,17 @@ proptest! {
                             let (was, now_owner) = (prev.owner(slot), publication.table.owner(slot));
                             // A node that registered as draining is handed nothing, but a move
                             // ordered to it before may have reached it (its source then died
-                            // or came back without it): that slot is where the move went.
+                            // or came back without it), and the slot's owner may report that
+                            // it handed the slot to it (an order that timed out before it
+                            // began draining): that slot is where the data went.
                             if let Some(new) = now_owner.filter(|n| draining.contains(*n)) {
+                                let reported = matches!(op, Op::Done { id, to: Some(to), .. }
+                                    if was == Some(&NodeId::new(format!("dn-{id}")))
+                                        && *new == NodeId::new(format!("dn-{to}")));
                                 prop_assert!(
-                                    Some(new) == was || ordered.get(&slot.get()) == Some(new),
+                                    Some(new) == was
+                                        || ordered_before.get(&slot.get()) == Some(new)
+                                        || reported,
                                     "slot {slot} handed to {new}, which registered as draining"
                                 );
                             }
