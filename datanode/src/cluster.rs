@@ -194,12 +194,16 @@ impl Override {
         self.to.as_ref().map_or(my_id, |n| n.id.as_str())
     }
 
-    /// Whether a new table from the NameNode makes this override unnecessary: it already
-    /// names the new owner, or it names a third node (the table then knows better).
-    pub fn settled_by(&self, table_owner: Option<&str>, my_id: &str) -> bool {
+    /// Whether a new table from the NameNode, of `table_epoch`, makes this override
+    /// unnecessary: it already names the new owner, or, newer than the handoff, it names a
+    /// third node or nobody (the table then knows better). A table no newer than the
+    /// handoff naming a third node only predates a move of the slot to the old owner (this
+    /// node adopted it from c and handed it on before its table caught up with either).
+    pub fn settled_by(&self, table_owner: Option<&str>, table_epoch: u64, my_id: &str) -> bool {
         match table_owner {
-            Some(o) => o == self.to_id(my_id) || o != self.from,
-            None => true,
+            Some(o) if o == self.to_id(my_id) => true,
+            Some(o) => o != self.from && table_epoch > self.epoch,
+            None => table_epoch > self.epoch,
         }
     }
 

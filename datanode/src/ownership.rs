@@ -172,7 +172,7 @@ impl Ownership {
         if base.has_table() {
             let my_id = me.id.as_str();
             self.overrides.retain(|&slot, o| {
-                !o.settled_by(base.owner_id(slot), my_id) && !o.target_left(base)
+                !o.settled_by(base.owner_id(slot), base.epoch, my_id) && !o.target_left(base)
             });
         }
         let routing = base.with_overrides(&self.overrides, me);
@@ -275,6 +275,70 @@ mod tests {
         let c = info("c", 7200);
         let t = table(2, &[&c], "b");
         assert!(install(&mut o, t, &b, &mut serving).is_empty());
+        assert_eq!(o.pending(), 0);
+    }
+
+    /// A slot this node adopted is handed on before its table catches up with either move
+    /// (c to b, then b to a, ordered from a table b has not received yet). The release holds
+    /// until a table names the new owner: the old table naming c is older than the order and
+    /// knows nothing better. Found by the simulation (seed 35 once it modelled flips whose
+    /// connection broke): b dropped the release at once, routed the slot to c, then served
+    /// it again when the next table named b, while a served it too.
+    #[test]
+    fn a_slot_handed_on_before_the_table_caught_up_stays_released() {
+        let (a, b, c) = (info("a", 7000), info("b", 7100), info("c", 7200));
+        let mut o = Ownership::default();
+        let mut serving = Routing::standalone();
+        // Epoch 14: c owns the slot; b adopts it from c.
+        install(
+            &mut o,
+            table_of(14, &[&c], &[&a, &b, &c], "b"),
+            &b,
+            &mut serving,
+        );
+        let s = 77;
+        assert_eq!(serving.owner(s), Owner::Remote(2));
+        serving = o.adopt("c", &[s], &b).routing;
+        assert_eq!(serving.owner(s), Owner::Local);
+        // Ordered at epoch 14 (from the table of epoch 15, which names b), b hands it to a.
+        serving = o.release(&a, 14, &[s], &b).routing;
+        assert_eq!(serving.owner(s), Owner::Remote(0));
+        assert_eq!(o.released_to(s), Some(&a));
+        // Epoch 15 names b: still a's.
+        install(
+            &mut o,
+            table_of(15, &[&b], &[&a, &b, &c], "b"),
+            &b,
+            &mut serving,
+        );
+        assert_eq!(serving.owner(s), Owner::Remote(0));
+        // A table newer than the order naming a third node knows better...
+        let mut o2 = Ownership::default();
+        let mut serving2 = Routing::standalone();
+        install(
+            &mut o2,
+            table_of(14, &[&c], &[&a, &b, &c], "b"),
+            &b,
+            &mut serving2,
+        );
+        let _ = o2.adopt("c", &[s], &b);
+        serving2 = o2.release(&a, 14, &[s], &b).routing;
+        install(
+            &mut o2,
+            table_of(16, &[&c], &[&a, &b, &c], "b"),
+            &b,
+            &mut serving2,
+        );
+        assert_eq!(serving2.owner(s), Owner::Remote(2));
+        assert_eq!(o2.pending(), 0);
+        // ... and one naming a settles it.
+        install(
+            &mut o,
+            table_of(16, &[&a], &[&a, &b, &c], "b"),
+            &b,
+            &mut serving,
+        );
+        assert_eq!(serving.owner(s), Owner::Remote(0));
         assert_eq!(o.pending(), 0);
     }
 
@@ -412,10 +476,12 @@ mod tests {
             assert_eq!(r.owner(5), Owner::Local);
             assert_eq!(r.owner(6), Owner::Remote(0));
             // The table still says a (not caught up): the override stays.
-            assert!(!ov[&5].settled_by(Some("a"), "b"));
+            assert!(!ov[&5].settled_by(Some("a"), 2, "b"));
             // The table says b now: settled. A third owner also settles it (the table wins).
-            assert!(ov[&5].settled_by(Some("b"), "b"));
-            assert!(ov[&5].settled_by(Some("c"), "b"));
+            assert!(ov[&5].settled_by(Some("b"), 2, "b"));
+            assert!(ov[&5].settled_by(Some("c"), 2, "b"));
+            // A third owner in a table no newer than the handoff: it predates a move to a.
+            assert!(!ov[&5].settled_by(Some("c"), 1, "b"));
             // On a: the slot was handed to b.
             let on_a = Routing::from_table(&table, &infos, "a");
             let mut ov = HashMap::new();
