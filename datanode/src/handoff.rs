@@ -25,7 +25,9 @@
 //! `-TRYAGAIN` and the batch is sent again, frozen all along, for a few seconds.
 //!
 //! A batch whose copy fails (the target died) is unfrozen and stays here; the NameNode
-//! orders the move again, to a live node.
+//! orders the move again, to a live node. A batch whose connection fails after its
+//! `HANDOFF` was sent stays frozen until the new owner says whether it took the slots
+//! (`CLUSTER HANDOFFCHECK`, which also fences a `HANDOFF` still on its way; see `mover`).
 //!
 //! Here the handoff's state (the gate and the frozen slots, progress, the channels to the
 //! NameNode and the migration worker) and its plain-data parts, none of which touches a
@@ -48,7 +50,7 @@ use tokio::sync::{mpsc, watch};
 pub(crate) mod mover;
 mod receiver;
 
-pub use receiver::Receiving;
+pub use receiver::{Marks, Receiving};
 
 /// An order from the NameNode.
 #[derive(Clone, Debug)]
@@ -99,6 +101,10 @@ pub struct Handoff {
     /// declared it dead mid-drain (a pause, a partition) and gave its slots to others
     /// without their data. A drain that lost any is reported incomplete, never "drained".
     pub lost_keys: AtomicU64,
+    /// The fence of the receiving side: bumped by every `CLUSTER HANDOFFCHECK`, and held
+    /// while a `HANDOFF` decides and adopts, so a check sees a flip whole or fences it (see
+    /// `receiver`).
+    pub fence: Mutex<u64>,
 }
 
 impl Default for Handoff {
@@ -114,6 +120,7 @@ impl Default for Handoff {
             orders: Mutex::new(None),
             drained: watch::channel(false).0,
             lost_keys: AtomicU64::new(0),
+            fence: Mutex::new(0),
         }
     }
 }

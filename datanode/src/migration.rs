@@ -87,6 +87,14 @@ pub enum HandoffError {
     /// (found by the simulation, `tests/sim.rs`). The NameNode orders the slots again.
     #[error("the target left the cluster since the order")]
     TargetLeft,
+    /// The connection failed after the `HANDOFF` of the first `taken` slots was sent: the
+    /// new owner may have taken them or not (see [`mover`]).
+    #[error("the connection failed after the flip was sent ({cause})")]
+    InDoubt {
+        taken: usize,
+        keys: u64,
+        cause: Box<HandoffError>,
+    },
 }
 
 /// Carries out one order; returns (slots moved, keys moved).
@@ -291,6 +299,10 @@ async fn move_batch(
                                 Attempt::TryAgain
                             }
                             HandoffError::NoLease => Attempt::NoLease,
+                            &HandoffError::InDoubt { taken, keys, .. } => {
+                                warn!(to = %order.to, error = %e, "asking the new owner whether it took the batch");
+                                Attempt::InDoubt { taken, keys }
+                            }
                             _ => Attempt::Failed,
                         };
                         last_error = Some(e);
@@ -298,6 +310,18 @@ async fn move_batch(
                     }
                 };
                 todo.extend(m.on(attempt, Instant::now()));
+            }
+            Action::Check(slots) => {
+                let answer = if node.base_table().left(order.to.as_str(), order.epoch) {
+                    // Twice the lease: the new owner's clock may run slower than ours.
+                    mover::Answer::TargetLeft {
+                        wait: node.lease.duration() * 2,
+                    }
+                } else {
+                    check_taken(node, order, &slots).await
+                };
+                debug!(to = %order.to, ?answer, "handoff check");
+                todo.extend(m.checked(answer));
             }
             Action::RenewLease => node.lease.wake.notify_one(),
             Action::Wait(d) => tokio::time::sleep(d).await,
@@ -407,13 +431,52 @@ async fn copy_and_flip(
         .peers
         .send_request(order.to_addr, Protocol::Resp2, &Request::from_args(args));
     sent.push(Sent::Data, 0, rx);
-    sent.settle_all().await?;
+    // A refusal is certain (the receiver refuses the HANDOFF of a batch with a failed
+    // import); a lost connection is not: the HANDOFF may have been read and taken.
+    sent.settle_all().await.map_err(|e| match e {
+        HandoffError::Peer(_) | HandoffError::Dropped => HandoffError::InDoubt {
+            taken,
+            keys,
+            cause: Box::new(e),
+        },
+        e => e,
+    })?;
     let progress = &node.handoff.progress;
     let bytes = bytes as u64;
     progress.bytes_moved.fetch_add(bytes, Relaxed);
     progress.bytes_sent_total.fetch_add(bytes, Relaxed);
     progress.pieces_sent_total.fetch_add(pieces, Relaxed);
     Ok((taken, keys))
+}
+
+/// Asks the new owner how many of `slots` it took from this node (`CLUSTER
+/// HANDOFFCHECK`, which fences any `HANDOFF` of them still on its way).
+async fn check_taken(node: &Node, order: &MigrateOrder, slots: &[u16]) -> mover::Answer {
+    let mut args: Vec<Vec<u8>> = vec![
+        b"CLUSTER".to_vec(),
+        b"HANDOFFCHECK".to_vec(),
+        node.node_id.clone().into_bytes(),
+    ];
+    args.extend(slots.iter().map(|s| s.to_string().into_bytes()));
+    let rx = node
+        .peers
+        .send_request(order.to_addr, Protocol::Resp2, &Request::from_args(args));
+    let Ok(Ok(reply)) = rx.await else {
+        return mover::Answer::Unclear;
+    };
+    // `:N`: all or none are answers; anything else (an error, a receiver too old to know
+    // the check, a count in between, which no single HANDOFF leaves) is not.
+    match reply_integer(&reply) {
+        Some(n) if n == slots.len() as i64 => mover::Answer::Took,
+        Some(0) => mover::Answer::NotTaken,
+        _ => mover::Answer::Unclear,
+    }
+}
+
+/// The value of a RESP integer reply (`:N\r\n`).
+fn reply_integer(reply: &[u8]) -> Option<i64> {
+    let digits = reply.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// What a request of a batch was, to read its reply.

@@ -156,6 +156,8 @@ enum Ev {
         to_life: u64,
         from: usize,
         from_life: u64,
+        /// The source's connection to `n` (a new one after one broke): a peer session.
+        gen: u64,
         order: u64,
         data: Vec<(u16, Option<u64>)>,
     },
@@ -172,8 +174,35 @@ enum Ev {
         to_life: u64,
         from: usize,
         from_life: u64,
+        gen: u64,
         order: u64,
         slots: Vec<u16>,
+        /// Its connection broke after it was written: it arrives late or never, and its
+        /// reply is lost.
+        broken: bool,
+    },
+    /// Node `n`'s connection to its batch's new owner broke after the flip was written:
+    /// it asks the new owner whether it took the batch, until it is told.
+    FlipInDoubt {
+        n: usize,
+        life: u64,
+        order: u64,
+    },
+    /// `from` asks node `n` how many of `slots` it took from it (`CLUSTER HANDOFFCHECK`).
+    Check {
+        n: usize,
+        to_life: u64,
+        from: usize,
+        from_life: u64,
+        order: u64,
+        slots: Vec<u16>,
+    },
+    /// Node `n` hears how many of the slots it asked about were taken (`None`: no answer).
+    CheckReply {
+        n: usize,
+        life: u64,
+        order: u64,
+        took: Option<usize>,
     },
     /// Node `n` hears how its batch went.
     HandoffReply {
@@ -221,7 +250,10 @@ impl Ev {
             | Ev::Import { n, .. }
             | Ev::ImportReply { n, .. }
             | Ev::Handoff { n, .. }
-            | Ev::HandoffReply { n, .. } => Some(n),
+            | Ev::HandoffReply { n, .. }
+            | Ev::FlipInDoubt { n, .. }
+            | Ev::Check { n, .. }
+            | Ev::CheckReply { n, .. } => Some(n),
             _ => None,
         }
     }
@@ -243,6 +275,9 @@ struct Order {
     todo: VecDeque<u16>,
     batch: Vec<u16>,
     tries: u32,
+    /// The batch's flip was written on a connection that broke: frozen until the new
+    /// owner says whether it took it.
+    in_doubt: bool,
 }
 
 /// One lease renewal through the peers.
@@ -281,6 +316,12 @@ struct DataNode {
     dead: bool,
     /// The NameNode of this life has taken its registration.
     registered: bool,
+    /// Receiving: the handoff fence (moved by every check), and per peer session (source,
+    /// its life, connection) the fence at its batch's first import.
+    fence: u64,
+    receiving: HashMap<(usize, u64, u64), u64>,
+    /// Sending: the connection to each node (bumped when one breaks).
+    gens: HashMap<usize, u64>,
 }
 
 impl DataNode {
@@ -310,6 +351,9 @@ impl DataNode {
             next_round: 0,
             dead: false,
             registered: false,
+            fence: 0,
+            receiving: HashMap::new(),
+            gens: HashMap::new(),
         }
     }
 
@@ -412,6 +456,11 @@ struct Stats {
     declared_dead: u64,
     welcome_flushes: u64,
     taken_by_the_dead: u64,
+    /// Flips whose connection broke (the source asked whether they were taken), those the
+    /// answer said taken, and late ones the fence refused.
+    flips_in_doubt: u64,
+    checked_taken: u64,
+    late_flips_refused: u64,
     handoffs: u64,
     peer_renewals: u64,
 }
@@ -662,6 +711,26 @@ impl Sim {
             }
             Ev::Handoff {
                 to_life,
+                broken: true,
+                ..
+            } if gone(&self.nodes[n], to_life) => return,
+            Ev::Check {
+                to_life,
+                from,
+                from_life,
+                order,
+                ..
+            } if gone(&self.nodes[n], to_life) => {
+                let reply = Ev::CheckReply {
+                    n: from,
+                    life: from_life,
+                    order,
+                    took: None,
+                };
+                return self.send(n, from, reply);
+            }
+            Ev::Handoff {
+                to_life,
                 from,
                 from_life,
                 order,
@@ -773,6 +842,7 @@ impl Sim {
             Ev::Import {
                 from,
                 from_life,
+                gen,
                 order,
                 data,
                 ..
@@ -783,6 +853,9 @@ impl Sim {
                     trust::may_receive(&d.routing, &from_id, s, d.ownership.adopted_from(s))
                 });
                 if ok {
+                    // The session's batch starts (`Receiving::imported`).
+                    let fence = d.fence;
+                    d.receiving.entry((from, from_life, gen)).or_insert(fence);
                     // Each slot's content is replaced (`IMPORTSTART`), not merged.
                     for &(s, v) in &data {
                         match v {
@@ -816,31 +889,119 @@ impl Sim {
                 if !ok || left || self.nodes[to].run == Run::Down {
                     return self.handoff_reply(n, order, false);
                 }
-                self.send(
-                    n,
-                    to,
-                    Ev::Handoff {
-                        n: to,
-                        to_life: self.nodes[to].life,
-                        from: n,
-                        from_life: life,
-                        order,
-                        slots,
-                    },
-                );
+                let gen = self.nodes[n].gens.get(&to).copied().unwrap_or(0);
+                let broken = self.rng.chance(if now < self.slow_until { 20 } else { 3 });
+                let flip = Ev::Handoff {
+                    n: to,
+                    to_life: self.nodes[to].life,
+                    from: n,
+                    from_life: life,
+                    gen,
+                    order,
+                    slots,
+                    broken,
+                };
+                if !broken {
+                    return self.send(n, to, flip);
+                }
+                // The connection breaks once the flip is written: it reaches the new owner
+                // in time (only its reply is lost), late (read from the dead connection
+                // after anything sent since on a new one) or not at all, and this node
+                // hears only that the connection broke.
+                self.nodes[n].gens.insert(to, gen + 1);
+                self.stats.flips_in_doubt += 1;
+                match self.rng.range(0, 10) {
+                    0..=3 => self.send(n, to, flip),
+                    4..=6 => {
+                        let late = self.rng.ms(0, 2_000);
+                        self.at(now + late, flip);
+                    }
+                    _ => {}
+                }
+                let noticed = self.rng.ms(0, 20);
+                self.at(now + noticed, Ev::FlipInDoubt { n, life, order });
             }
-            Ev::Handoff {
+            Ev::FlipInDoubt { life: l, order, .. } if l == life => self.check(n, order),
+            Ev::Check {
                 from,
                 from_life,
                 order,
                 slots,
                 ..
             } => {
+                // `CLUSTER HANDOFFCHECK`: moves the fence, counts the slots adopted from it.
                 let from_id = self.nodes[from].id().to_string();
                 let d = &mut self.nodes[n];
-                let ok = slots.iter().all(|&s| {
-                    trust::may_receive(&d.routing, &from_id, s, d.ownership.adopted_from(s))
-                });
+                d.fence += 1;
+                let took = slots
+                    .iter()
+                    .filter(|&&s| d.ownership.adopted_from(s) == Some(from_id.as_str()))
+                    .count();
+                let line = format!(
+                    "{} checked: took {took} of {} slots ({}..) from {from_id}",
+                    d.id(),
+                    slots.len(),
+                    slots[0]
+                );
+                self.note(line);
+                let reply = Ev::CheckReply {
+                    n: from,
+                    life: from_life,
+                    order,
+                    took: Some(took),
+                };
+                self.send(n, from, reply);
+            }
+            Ev::CheckReply {
+                life: l,
+                order,
+                took,
+                ..
+            } if l == life => {
+                let Some(o) = self.nodes[n]
+                    .orders
+                    .front_mut()
+                    .filter(|o| o.id == order && o.in_doubt)
+                else {
+                    return;
+                };
+                match took {
+                    Some(k) if k == o.batch.len() => {
+                        o.in_doubt = false;
+                        self.stats.checked_taken += 1;
+                        self.handoff_reply(n, order, true);
+                    }
+                    Some(0) => {
+                        o.in_doubt = false;
+                        self.handoff_reply(n, order, false);
+                    }
+                    // No answer: asked again a little later, frozen all along.
+                    _ => self.at(now + 100 * MS, Ev::FlipInDoubt { n, life, order }),
+                }
+            }
+            Ev::Handoff {
+                from,
+                from_life,
+                gen,
+                order,
+                slots,
+                broken,
+                ..
+            } => {
+                let from_id = self.nodes[from].id().to_string();
+                let d = &mut self.nodes[n];
+                // `Receiving::handoff`: an import of the batch on this session, and no
+                // check since.
+                let fence = d.fence;
+                let session = d.receiving.remove(&(from, from_life, gen));
+                if session.is_some_and(|f| f != fence) {
+                    self.stats.late_flips_refused += 1;
+                }
+                let d = &mut self.nodes[n];
+                let ok = session == Some(fence)
+                    && slots.iter().all(|&s| {
+                        trust::may_receive(&d.routing, &from_id, s, d.ownership.adopted_from(s))
+                    });
                 if ok && d.dead {
                     // Taken by a node declared dead (it resumed after a pause with the
                     // batch in its socket): the source flips, and the slots come back to
@@ -859,6 +1020,7 @@ impl Sim {
                     let me = d.info.clone();
                     let install = d.ownership.adopt(&from_id, &slots, &me);
                     d.install(install);
+                    self.check_slots(slots.iter().copied());
                 }
                 let line = format!(
                     "{} {} a batch of {} slots ({}..) from {from_id}, watched in it: {}",
@@ -869,16 +1031,18 @@ impl Sim {
                     watch().is_some_and(|w| slots.contains(&w))
                 );
                 self.note(line);
-                self.send(
-                    n,
-                    from,
-                    Ev::HandoffReply {
-                        n: from,
-                        life: from_life,
-                        order,
-                        ok,
-                    },
-                );
+                if !broken {
+                    self.send(
+                        n,
+                        from,
+                        Ev::HandoffReply {
+                            n: from,
+                            life: from_life,
+                            order,
+                            ok,
+                        },
+                    );
+                }
             }
             Ev::HandoffReply {
                 life: l, order, ok, ..
@@ -1016,6 +1180,7 @@ impl Sim {
                     todo,
                     batch: Vec::new(),
                     tries: 0,
+                    in_doubt: false,
                 });
                 if d.orders.len() == 1 {
                     self.next_batch(n);
@@ -1186,6 +1351,7 @@ impl Sim {
             .map(|s| (*s, d.store.get(s).copied()))
             .collect();
         let (to, life) = (order.to, d.life);
+        let gen = d.gens.get(&to).copied().unwrap_or(0);
         if self.nodes[to].run == Run::Down {
             return self.handoff_reply(n, order_id, false);
         }
@@ -1197,10 +1363,44 @@ impl Sim {
                 to_life: self.nodes[to].life,
                 from: n,
                 from_life: life,
+                gen,
                 order: order_id,
                 data,
             },
         );
+    }
+
+    /// The batch's flip is in doubt: asks the new owner whether it took it, or, once this
+    /// node's table no longer names the new owner, waits out its lease and keeps the batch.
+    fn check(&mut self, n: usize, order_id: u64) {
+        let now = self.now;
+        let d = &mut self.nodes[n];
+        let Some(order) = d.orders.front_mut().filter(|o| o.id == order_id) else {
+            return;
+        };
+        order.in_doubt = true;
+        let (to, epoch, slots, life) = (order.to, order.epoch, order.batch.clone(), d.life);
+        let to_id = self.nodes[to].id().to_string();
+        let d = &self.nodes[n];
+        if d.ownership.base().left(&to_id, epoch) {
+            let wait = Duration::from_millis(2 * d.lease_ms);
+            let reply = Ev::CheckReply {
+                n,
+                life,
+                order: order_id,
+                took: Some(0),
+            };
+            return self.at(now + wait, reply);
+        }
+        let check = Ev::Check {
+            n: to,
+            to_life: self.nodes[to].life,
+            from: n,
+            from_life: life,
+            order: order_id,
+            slots,
+        };
+        self.send(n, to, check);
     }
 
     fn handoff_reply(&mut self, n: usize, order_id: u64, ok: bool) {
@@ -1244,6 +1444,8 @@ impl Sim {
             for s in &batch {
                 d.frozen.remove(s);
             }
+            self.check_slots(batch.iter().copied());
+            let d = &mut self.nodes[n];
             let order = d.orders.front_mut().unwrap();
             order.tries += 1;
             if order.tries > 20 {
@@ -1279,7 +1481,7 @@ impl Sim {
         for ev in old.backlog {
             if matches!(
                 ev,
-                Ev::LeaseAsk { .. } | Ev::Import { .. } | Ev::Handoff { .. }
+                Ev::LeaseAsk { .. } | Ev::Import { .. } | Ev::Handoff { .. } | Ev::Check { .. }
             ) {
                 self.handle_node(ev);
             }
@@ -1372,7 +1574,13 @@ impl Sim {
 
     /// Every slot is served by at most one node now.
     fn check_all(&self) {
-        for s in 0..SLOT_COUNT as u16 {
+        self.check_slots(0..SLOT_COUNT as u16);
+    }
+
+    /// Each of `slots` is served by at most one node now (checked where a handoff changes
+    /// who serves them, so a window of milliseconds is seen too).
+    fn check_slots(&self, slots: impl IntoIterator<Item = u16>) {
+        for s in slots {
             let servers = self.nodes.iter().filter(|d| d.serves(s, self.now)).count();
             assert!(
                 servers <= 1,
@@ -1611,12 +1819,16 @@ fn seeded_fault_schedules_keep_every_promise() {
         total.declared_dead += s.declared_dead;
         total.welcome_flushes += s.welcome_flushes;
         total.taken_by_the_dead += s.taken_by_the_dead;
+        total.flips_in_doubt += s.flips_in_doubt;
+        total.checked_taken += s.checked_taken;
+        total.late_flips_refused += s.late_flips_refused;
         total.handoffs += s.handoffs;
         total.peer_renewals += s.peer_renewals;
     }
     eprintln!("{seeds} seeds: {total:?}");
     // The schedules did exercise what they are for.
     assert!(total.declared_dead > 0 && total.handoffs > 0 && total.peer_renewals > 0);
+    assert!(total.flips_in_doubt > 0);
     assert!(total.reads > 0 && total.writes > 0);
 }
 

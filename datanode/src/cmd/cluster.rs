@@ -11,6 +11,7 @@
 
 use super::flags::*;
 use super::*;
+use crate::handoff::Marks;
 use chkv_common::{key_slot, SLOT_COUNT};
 use std::fmt::Write as _;
 
@@ -63,6 +64,9 @@ static SUBCOMMANDS: &[CommandSpec] = &[
     spec("handoff", -4, WRITE | ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: the slots, whose entries were imported, now belong to this node.",
         "from-node-id slot [slot ...]", handoff),
+    spec("handoffcheck", -4, ADMIN | INTERNAL, NO_KEYS, G, "7.2.4",
+        "CHKV, between nodes: how many of the slots this node took from that node; no earlier HANDOFF of theirs takes any from now on.",
+        "from-node-id slot [slot ...]", handoffcheck),
     spec("lease", 4, ADMIN | LOADING | STALE | FAST | INTERNAL, NO_KEYS, G, "7.2.4",
         "CHKV, between nodes: asks for an ownership lease while the NameNode is late; +OK grants it.",
         "node-id epoch", lease),
@@ -186,10 +190,13 @@ fn reset(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
 fn import_step(ctx: &mut Ctx<'_>, step: impl FnOnce(&mut Ctx<'_>) -> Reply) -> Reply {
     let node = ctx.node;
     let gate = node.handoff.gate.read();
-    let resets = node.lease.resets();
+    let marks = Marks {
+        resets: node.lease.resets(),
+        fence: *node.handoff.fence.lock(),
+    };
     let result = step(ctx);
     drop(gate);
-    ctx.session.import.imported(result.is_ok(), resets);
+    ctx.session.import.imported(result.is_ok(), marks);
     result
 }
 
@@ -244,8 +251,14 @@ fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     if ctx.session.peer.as_deref() != Some(from.as_str()) {
         return Err(Frame::err("ERR a node hands over only its own slots"));
     }
+    // Decided and adopted under the fence: a check sees this flip whole, or fences it.
+    let fence = ctx.node.handoff.fence.lock();
+    let now = Marks {
+        resets: ctx.node.lease.resets(),
+        fence: *fence,
+    };
     // The batch ends here, flipped or not.
-    if let Err(refusal) = ctx.session.import.handoff(ctx.node.lease.resets()) {
+    if let Err(refusal) = ctx.session.import.handoff(now) {
         return Err(Frame::err(refusal.text()));
     }
     let slots = req
@@ -255,7 +268,34 @@ fn handoff(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         .collect::<Result<Vec<u16>, Frame>>()?;
     check_receiving(ctx, slots.iter().copied())?;
     ctx.node.adopt(&from, &slots);
+    drop(fence);
     Ok(Frame::ok())
+}
+
+/// `CLUSTER HANDOFFCHECK from-node-id slot [slot ...]`: the peer lost the reply of a
+/// `HANDOFF` (its connection ended) and asks how many of these slots this node took from
+/// it. Under the fence, which it moves: a `HANDOFF` of a batch imported before this check
+/// (still on its way in a connection that ended) is refused from now on, so an answer of
+/// none stays true and the peer may serve the slots again (see
+/// [`crate::handoff::mover`]). Only on a peer session, for the peer itself.
+fn handoffcheck(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
+    let from = String::from_utf8_lossy(req.arg(2)).into_owned();
+    if ctx.session.peer.as_deref() != Some(from.as_str()) {
+        return Err(Frame::err("ERR a node checks only its own handoffs"));
+    }
+    let slots = req
+        .iter()
+        .skip(3)
+        .map(slot_arg)
+        .collect::<Result<Vec<u16>, Frame>>()?;
+    let mut fence = ctx.node.handoff.fence.lock();
+    *fence = fence.wrapping_add(1);
+    let took = slots
+        .iter()
+        .filter(|&&s| ctx.node.adopted_from(s).as_deref() == Some(from.as_str()))
+        .count();
+    drop(fence);
+    Ok(Frame::Integer(took as i64))
 }
 
 /// Whether the session is a client on a TLS connection (which is told TLS ports).
@@ -574,6 +614,61 @@ mod tests {
             "{r:?}"
         );
         assert!(h.session.import.failed(), "the batch's HANDOFF is refused");
+    }
+
+    /// A sender whose connection ended after its HANDOFF asks whether it was taken; the
+    /// check fences a HANDOFF still on its way, so an answer of none stays true.
+    #[test]
+    fn a_handoff_check_answers_and_fences_late_flips() {
+        use crate::cluster::Routing;
+        use chkv_common::proto::NodeInfo;
+        use chkv_common::ring::{NodeId, Ring};
+        let mut h = Harness::with_config(crate::config::Config {
+            node_id: Some("b".into()),
+            ..Default::default()
+        });
+        let info = |id: &str, port: u16| NodeInfo {
+            id: NodeId::new(id),
+            client_addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], port + 1)),
+            tls_port: None,
+        };
+        let mut ring = Ring::default();
+        ring.add(NodeId::new("a"));
+        let mut table = ring.slot_table();
+        table.set_epoch(1);
+        let infos = [info("a", 7000), info("b", 7100)];
+        assert!(h.node.set_routing(Routing::from_table(&table, &infos, "b")));
+        h.session.peer = Some("a".into());
+        let (s1, s2) = ("10".to_string(), "11".to_string());
+        let tryagain = |r: &Frame, text: &str| matches!(r, Frame::Error(e) if e.starts_with("TRYAGAIN") && e.contains(text));
+        // A HANDOFF with no import before it on this connection: refused.
+        let r = h.run(&["CLUSTER", "HANDOFF", "a", &s1]);
+        assert!(tryagain(&r, "no import"), "{r:?}");
+        assert_eq!(h.node.adopted_from(10), None);
+        // Imported, then a check (the sender lost a connection): the HANDOFF of the batch
+        // imported before the check is refused, and the check said none were taken.
+        assert_eq!(h.run(&["CLUSTER", "IMPORTSTART", &s1]), Frame::ok());
+        assert_eq!(h.run(&["CLUSTER", "HANDOFFCHECK", "a", &s1, &s2]), int(0));
+        let r = h.run(&["CLUSTER", "HANDOFF", "a", &s1]);
+        assert!(tryagain(&r, "handoff check"), "{r:?}");
+        assert_eq!(h.node.adopted_from(10), None);
+        // A batch imported after the check flips; a check then counts what was taken.
+        assert_eq!(h.run(&["CLUSTER", "IMPORTSTART", &s1]), Frame::ok());
+        assert_eq!(h.run(&["CLUSTER", "IMPORTSTART", &s2]), Frame::ok());
+        assert_eq!(h.run(&["CLUSTER", "HANDOFF", "a", &s1, &s2]), Frame::ok());
+        assert_eq!(h.node.adopted_from(11).as_deref(), Some("a"));
+        assert_eq!(h.run(&["CLUSTER", "HANDOFFCHECK", "a", &s1, &s2]), int(2));
+        assert_eq!(h.run(&["CLUSTER", "HANDOFFCHECK", "a", "12"]), int(0));
+        // Only for the peer's own handoffs, and only on a peer session.
+        let r = h.run(&["CLUSTER", "HANDOFFCHECK", "c", &s1]);
+        assert!(matches!(r, Frame::Error(_)), "{r:?}");
+        h.session.peer = None;
+        let r = h.run(&["CLUSTER", "HANDOFFCHECK", "a", &s1]);
+        assert!(matches!(r, Frame::Error(_)), "{r:?}");
+        h.session.peer = Some("a".into());
+        let r = h.run(&["CLUSTER", "HANDOFFCHECK", "a", "16384"]);
+        assert!(matches!(r, Frame::Error(_)), "{r:?}");
     }
 
     #[test]

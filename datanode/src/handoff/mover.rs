@@ -16,6 +16,16 @@
 //! attempt did not take (its bytes ran out first) are unfrozen and stay, and the clients
 //! blocked on their keys are served. After a failure every slot stays and is unfrozen; the
 //! NameNode orders the move again.
+//!
+//! One failure is different: the connection ended after the batch's `HANDOFF` was sent.
+//! The new owner may have taken the slots (and serves them) or not, and serving them here
+//! in doubt would make two owners. The batch stays frozen and the new owner is asked
+//! (`CLUSTER HANDOFFCHECK`, on a new connection) until it answers: took them all (the batch
+//! moved), or none, which also fences any `HANDOFF` of the batch still on its way (read
+//! late from the connection that ended: refused, see `receiver`), so the slots are this
+//! node's again. A new owner that left the cluster meanwhile is waited out for a lease
+//! (it serves nothing after its lease; see [`crate::lease`]); one that cannot be reached
+//! is asked again, however long that takes: safety before liveness.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +38,8 @@ pub const TRYAGAIN_PAUSE: Duration = Duration::from_millis(50);
 pub const BATCH_KEYS: usize = 2000;
 /// Slots per batch at most.
 pub const BATCH_SLOTS: usize = 64;
+/// Pause between handoff checks that got no answer.
+pub const CHECK_PAUSE: Duration = Duration::from_millis(100);
 
 /// Splits an order's slots into those this node owns (to move, in order) and those it no
 /// longer owns, grouped by the node that owns them now (`owner` gives `Ok(())` for a slot
@@ -98,8 +110,27 @@ pub enum Attempt {
     TryAgain,
     /// This node's lease lapsed: what it holds may not be its to hand over.
     NoLease,
-    /// Anything else: refused for good, or the connection failed.
+    /// Anything else: refused for good, or the connection failed before the `HANDOFF`
+    /// was sent.
     Failed,
+    /// The connection failed after the `HANDOFF` of the first `taken` slots (holding
+    /// `keys` keys) was sent: the new owner may have taken them or not.
+    InDoubt { taken: usize, keys: u64 },
+}
+
+/// What the new owner answered a handoff check ([`Action::Check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// It took every slot asked about.
+    Took,
+    /// It took none, and no `HANDOFF` sent before the check can take them now.
+    NotTaken,
+    /// No answer (the connection failed, an error, an answer that is neither all nor
+    /// none).
+    Unclear,
+    /// This node's table no longer names the new owner: it was declared dead or drained.
+    /// It serves nothing once its lease has run out; `wait` is that long, at most.
+    TargetLeft { wait: Duration },
 }
 
 /// What the executor does for a batch, in order.
@@ -110,6 +141,9 @@ pub enum Action {
     /// Copy the batch and flip it on the new owner; how it ended comes back as an
     /// [`Attempt`].
     Copy,
+    /// Ask the new owner whether it took these slots (and fence a `HANDOFF` of them still
+    /// on its way); the answer comes back as an [`Answer`].
+    Check(Vec<u16>),
     /// Ask the lease to renew now rather than at its next tick.
     RenewLease,
     /// Wait this long before the next action.
@@ -135,6 +169,8 @@ pub struct BatchMove {
     slots: Vec<u16>,
     started: Instant,
     done: bool,
+    /// The slots (the first `taken`) and keys of a `HANDOFF` whose outcome is unknown.
+    in_doubt: Option<(usize, u64)>,
 }
 
 impl BatchMove {
@@ -145,6 +181,7 @@ impl BatchMove {
             slots,
             started: now,
             done: false,
+            in_doubt: None,
         };
         (m, actions)
     }
@@ -152,7 +189,7 @@ impl BatchMove {
     /// What to do after an attempt ended as `attempt` at `now`. Nothing once the batch is
     /// over (a late or repeated outcome changes nothing).
     pub fn on(&mut self, attempt: Attempt, now: Instant) -> Vec<Action> {
-        if self.done {
+        if self.done || self.in_doubt.is_some() {
             return Vec::new();
         }
         let in_budget = now.saturating_duration_since(self.started) < TRYAGAIN_BUDGET;
@@ -166,29 +203,63 @@ impl BatchMove {
             // At least one slot moves in an attempt that succeeds; a claim of none (or of
             // more than the batch) is a failure, so an order always makes progress or stops.
             Attempt::Moved { taken, keys } if taken > 0 && taken <= self.slots.len() => {
-                self.done = true;
-                let (moved, kept) = self.slots.split_at(taken);
-                let mut out = vec![
-                    Action::Flip(moved.to_vec()),
-                    Action::Unfreeze(self.slots.clone()),
-                    Action::DropData(moved.to_vec()),
-                ];
-                if !kept.is_empty() {
-                    out.push(Action::ServeBlocked(kept.to_vec()));
-                }
-                out.push(Action::ReportDone(moved.to_vec()));
-                out.push(Action::Done(Some((taken, keys))));
+                self.moved(taken, keys)
+            }
+            // Frozen until the new owner says whether it took them.
+            Attempt::InDoubt { taken, keys } if taken > 0 && taken <= self.slots.len() => {
+                self.in_doubt = Some((taken, keys));
+                vec![Action::Check(self.slots[..taken].to_vec())]
+            }
+            _ => self.failed(),
+        }
+    }
+
+    /// What to do after the new owner answered a check as `answer`. Nothing unless a
+    /// `HANDOFF` is in doubt.
+    pub fn checked(&mut self, answer: Answer) -> Vec<Action> {
+        let Some((taken, keys)) = self.in_doubt.filter(|_| !self.done) else {
+            return Vec::new();
+        };
+        match answer {
+            Answer::Took => self.moved(taken, keys),
+            Answer::NotTaken => self.failed(),
+            Answer::Unclear => vec![
+                Action::Wait(CHECK_PAUSE),
+                Action::Check(self.slots[..taken].to_vec()),
+            ],
+            Answer::TargetLeft { wait } => {
+                let mut out = vec![Action::Wait(wait)];
+                out.extend(self.failed());
                 out
             }
-            _ => {
-                self.done = true;
-                vec![
-                    Action::Unfreeze(self.slots.clone()),
-                    Action::ServeBlocked(self.slots.clone()),
-                    Action::Done(None),
-                ]
-            }
         }
+    }
+
+    /// The first `taken` slots moved: flipped before anything is unfrozen.
+    fn moved(&mut self, taken: usize, keys: u64) -> Vec<Action> {
+        self.done = true;
+        let (moved, kept) = self.slots.split_at(taken);
+        let mut out = vec![
+            Action::Flip(moved.to_vec()),
+            Action::Unfreeze(self.slots.clone()),
+            Action::DropData(moved.to_vec()),
+        ];
+        if !kept.is_empty() {
+            out.push(Action::ServeBlocked(kept.to_vec()));
+        }
+        out.push(Action::ReportDone(moved.to_vec()));
+        out.push(Action::Done(Some((taken, keys))));
+        out
+    }
+
+    /// Every slot stays here.
+    fn failed(&mut self) -> Vec<Action> {
+        self.done = true;
+        vec![
+            Action::Unfreeze(self.slots.clone()),
+            Action::ServeBlocked(self.slots.clone()),
+            Action::Done(None),
+        ]
     }
 }
 
@@ -276,6 +347,72 @@ mod tests {
         assert!(m
             .on(Attempt::Moved { taken: 2, keys: 1 }, t0 + ms(2))
             .is_empty());
+    }
+
+    #[test]
+    fn a_handoff_in_doubt_stays_frozen_until_the_new_owner_answers() {
+        let t0 = Instant::now();
+        let in_doubt = Attempt::InDoubt { taken: 2, keys: 9 };
+        // The connection ended after the HANDOFF of slots 20 and 21 (of 20..=22) was sent:
+        // nothing is unfrozen, the new owner is asked about those two.
+        let (mut m, _) = BatchMove::start(vec![20, 21, 22], t0);
+        assert_eq!(m.on(in_doubt, t0), vec![Check(vec![20, 21])]);
+        // No answer (it cannot be reached): asked again, whatever the time, frozen all along;
+        // attempts and timers of the copy change nothing meanwhile.
+        for _ in 0..3 {
+            assert_eq!(
+                m.checked(Answer::Unclear),
+                vec![Wait(CHECK_PAUSE), Check(vec![20, 21])]
+            );
+        }
+        assert!(m.on(Attempt::Failed, t0 + TRYAGAIN_BUDGET * 10).is_empty());
+        assert!(m.on(Attempt::TryAgain, t0 + ms(1)).is_empty());
+        // It took them: the batch moved like any other, the third slot stays.
+        assert_eq!(
+            m.checked(Answer::Took),
+            vec![
+                Flip(vec![20, 21]),
+                Unfreeze(vec![20, 21, 22]),
+                DropData(vec![20, 21]),
+                ServeBlocked(vec![22]),
+                ReportDone(vec![20, 21]),
+                Done(Some((2, 9))),
+            ]
+        );
+        assert!(m.checked(Answer::NotTaken).is_empty());
+        // It took none (and the check fenced the HANDOFF): every slot is this node's again.
+        let (mut m, _) = BatchMove::start(vec![20, 21, 22], t0);
+        m.on(in_doubt, t0);
+        assert_eq!(
+            m.checked(Answer::NotTaken),
+            vec![
+                Unfreeze(vec![20, 21, 22]),
+                ServeBlocked(vec![20, 21, 22]),
+                Done(None)
+            ]
+        );
+        // It left the cluster: its lease is waited out before the slots are served here.
+        let (mut m, _) = BatchMove::start(vec![20, 21, 22], t0);
+        m.on(in_doubt, t0);
+        let wait = ms(4000);
+        assert_eq!(
+            m.checked(Answer::TargetLeft { wait }),
+            vec![
+                Wait(wait),
+                Unfreeze(vec![20, 21, 22]),
+                ServeBlocked(vec![20, 21, 22]),
+                Done(None)
+            ]
+        );
+        // A check answered while nothing is in doubt changes nothing; a claim of nothing
+        // (or of more than the batch) in doubt is a plain failure.
+        let (mut m, _) = BatchMove::start(vec![20], t0);
+        assert!(m.checked(Answer::Took).is_empty());
+        for taken in [0, 2] {
+            let (mut m, _) = BatchMove::start(vec![20], t0);
+            let a = m.on(Attempt::InDoubt { taken, keys: 0 }, t0);
+            assert_eq!(a.last(), Some(&Done(None)), "taken {taken}");
+        }
     }
 
     #[test]
