@@ -539,14 +539,9 @@ mod tests {
     use super::super::testutil::*;
     use crate::resp::Frame;
 
-    /// An attempt at handing a slot over that imported its entries and never flipped (the
-    /// owner's lease lapsed before its HANDOFF) left a copy here. The next attempt replaces
-    /// it: a key the owner deleted in between does not come back with the flip; so does a
-    /// batch sent again to a slot this node adopted (the flip's reply was lost).
-    #[test]
-    fn an_imported_slot_replaces_a_stale_copy() {
+    /// Node b, whose table gives every slot to a, on a peer session from a.
+    fn receiving_from_a() -> Harness {
         use crate::cluster::Routing;
-        use crate::store::{Value, NO_EXPIRY};
         use chkv_common::proto::NodeInfo;
         use chkv_common::ring::{NodeId, Ring};
         let mut h = Harness::with_config(crate::config::Config {
@@ -566,6 +561,17 @@ mod tests {
         let infos = [info("a", 7000), info("b", 7100)];
         assert!(h.node.set_routing(Routing::from_table(&table, &infos, "b")));
         h.session.peer = Some("a".into());
+        h
+    }
+
+    /// An attempt at handing a slot over that imported its entries and never flipped (the
+    /// owner's lease lapsed before its HANDOFF) left a copy here. The next attempt replaces
+    /// it: a key the owner deleted in between does not come back with the flip; so does a
+    /// batch sent again to a slot this node adopted (the flip's reply was lost).
+    #[test]
+    fn an_imported_slot_replaces_a_stale_copy() {
+        use crate::store::{Value, NO_EXPIRY};
+        let mut h = receiving_from_a();
         let slot = chkv_common::key_slot(b"{s}x");
         let slot_arg = slot.to_string();
         let import = |h: &mut Harness, entries: &[(&str, &str)]| -> Frame {
@@ -620,26 +626,7 @@ mod tests {
     /// check fences a HANDOFF still on its way, so an answer of none stays true.
     #[test]
     fn a_handoff_check_answers_and_fences_late_flips() {
-        use crate::cluster::Routing;
-        use chkv_common::proto::NodeInfo;
-        use chkv_common::ring::{NodeId, Ring};
-        let mut h = Harness::with_config(crate::config::Config {
-            node_id: Some("b".into()),
-            ..Default::default()
-        });
-        let info = |id: &str, port: u16| NodeInfo {
-            id: NodeId::new(id),
-            client_addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-            admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], port + 1)),
-            tls_port: None,
-        };
-        let mut ring = Ring::default();
-        ring.add(NodeId::new("a"));
-        let mut table = ring.slot_table();
-        table.set_epoch(1);
-        let infos = [info("a", 7000), info("b", 7100)];
-        assert!(h.node.set_routing(Routing::from_table(&table, &infos, "b")));
-        h.session.peer = Some("a".into());
+        let mut h = receiving_from_a();
         let (s1, s2) = ("10".to_string(), "11".to_string());
         let tryagain = |r: &Frame, text: &str| matches!(r, Frame::Error(e) if e.starts_with("TRYAGAIN") && e.contains(text));
         // A HANDOFF with no import before it on this connection: refused.
