@@ -116,9 +116,33 @@ pub fn key_slot(key: &[u8]) -> u16 {
     crc16(hash_tag(key)) & (SLOT_COUNT as u16 - 1)
 }
 
+/// Sorted, distinct slot numbers as inclusive runs (`[1, 2, 3, 7]` is `[(1, 3), (7, 7)]`),
+/// the form the control protocol carries slot sets in.
+pub fn runs(sorted: &[u16]) -> Vec<(u16, u16)> {
+    let mut out: Vec<(u16, u16)> = Vec::new();
+    for &s in sorted {
+        match out.last_mut() {
+            Some(last) if last.1.checked_add(1) == Some(s) => last.1 = s,
+            _ => out.push((s, s)),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_of_sorted_slots() {
+        assert_eq!(runs(&[]), vec![]);
+        assert_eq!(runs(&[1, 2, 3, 7]), vec![(1, 3), (7, 7)]);
+        assert_eq!(runs(&[0, 16383]), vec![(0, 0), (16383, 16383)]);
+        assert_eq!(
+            runs(&[u16::MAX - 1, u16::MAX]),
+            vec![(u16::MAX - 1, u16::MAX)]
+        );
+    }
     use proptest::prelude::*;
 
     /// The textbook CRC16-XMODEM, one bit at a time.

@@ -254,6 +254,22 @@ async fn session(
         },
     )
     .await?;
+    // Handoffs whose `handoff_done` may have been lost (they were made while no session was
+    // open, the nodes renewing each other's leases): reported again. The NameNode credits
+    // a report only where this node still owns the slots, and a restarted one moves the
+    // claim in its startup grace (the target may have registered before the flip).
+    for (to, epoch, slots) in node.unconfirmed_releases() {
+        send(
+            &mut wr,
+            &DataNodeToNameNode::HandoffDone {
+                node_id: node_id.clone(),
+                epoch,
+                slots: chkv_common::slot::runs(&slots),
+                to: Some(to),
+            },
+        )
+        .await?;
+    }
     // Grants answer heartbeats of this session only.
     node.lease.new_session();
     debug!(%namenode, id = %node.node_id, "registration sent");

@@ -250,19 +250,13 @@ async fn export_batch(node: &Arc<Node>, batch: &[u16], now: u64) -> Vec<(Encoded
 }
 
 fn report_done(node: &Node, epoch: u64, slots: &[u16], to: NodeId) {
-    let mut ranges: Vec<(u16, u16)> = Vec::new();
     let mut sorted = slots.to_vec();
     sorted.sort_unstable();
-    for s in sorted {
-        match ranges.last_mut() {
-            Some(r) if r.1 + 1 == s => r.1 = s,
-            _ => ranges.push((s, s)),
-        }
-    }
+    sorted.dedup();
     node.handoff.tell_namenode(DataNodeToNameNode::HandoffDone {
         node_id: NodeId::new(node.node_id.clone()),
         epoch,
-        slots: ranges,
+        slots: chkv_common::slot::runs(&sorted),
         to: Some(to),
     });
 }

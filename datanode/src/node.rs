@@ -394,6 +394,12 @@ impl Node {
         own.released_to(slot).map(|n| n.id.as_str().to_string())
     }
 
+    /// The handoffs this node made that the NameNode's table has not caught up with (see
+    /// [`Ownership::releases`]).
+    pub fn unconfirmed_releases(&self) -> Vec<(NodeId, u64, Vec<u16>)> {
+        self.ownership.lock().releases()
+    }
+
     /// The NameNode's latest table, before overrides (standalone before the first one).
     pub fn base_table(&self) -> Arc<Routing> {
         self.ownership.lock().base().clone()

@@ -12,8 +12,9 @@
 
 use crate::cluster::{Override, Owner, Routing};
 use chkv_common::proto::NodeInfo;
+use chkv_common::ring::NodeId;
 use chkv_common::SLOT_COUNT;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The base table and the overrides of the handoffs it has not caught up with.
@@ -70,6 +71,24 @@ impl Ownership {
     /// The node this one handed `slot` to, while the NameNode's table has not caught up.
     pub fn released_to(&self, slot: u16) -> Option<&NodeInfo> {
         self.overrides.get(&slot).and_then(|o| o.to.as_ref())
+    }
+
+    /// The handoffs this node made that the base has not caught up with, by target and
+    /// order epoch, each with its slots in order: their `handoff_done` may have been lost
+    /// (no NameNode session then), so a new session reports them again.
+    pub fn releases(&self) -> Vec<(NodeId, u64, Vec<u16>)> {
+        let mut by: BTreeMap<(NodeId, u64), Vec<u16>> = BTreeMap::new();
+        for (&s, o) in &self.overrides {
+            if let Some(to) = &o.to {
+                by.entry((to.id.clone(), o.epoch)).or_default().push(s);
+            }
+        }
+        by.into_iter()
+            .map(|((to, epoch), mut slots)| {
+                slots.sort_unstable();
+                (to, epoch, slots)
+            })
+            .collect()
     }
 
     /// How many handoffs the base has not caught up with.
@@ -264,6 +283,8 @@ mod tests {
         assert_eq!(o.released_to(mine), Some(&a));
         assert_eq!(o.released_to(theirs), None, "an adoption is not a release");
         assert_eq!(o.pending(), 2);
+        // The release is what a new NameNode session reports again; the adoption is not.
+        assert_eq!(o.releases(), vec![(a.id.clone(), 1, vec![mine])]);
         serving = i.routing;
         // The same table again: nothing settled, nothing flushed (the adopted slot is
         // served already).

@@ -777,7 +777,13 @@ impl Sim {
                     d.routing.epoch
                 };
                 let owned = d.owned_ranges();
+                let releases = d.ownership.releases();
                 self.up(n, Up::Register { epoch_seen, owned });
+                // Handoffs whose report may have been lost (agent.rs): reported again.
+                for (to, epoch, slots) in releases {
+                    let slots = ranges(&slots);
+                    self.up(n, Up::HandoffDone { slots, to, epoch });
+                }
             }
             Ev::SessionClosed { conn, .. } if self.nodes[n].conn == Some(conn) => {
                 self.nodes[n].conn = None;

@@ -136,6 +136,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chkv_common::proto::{NameNodeToDataNode, Suspects};
+use chkv_common::slot::runs;
 use chkv_common::{NodeId, NodeInfo, Ring, Slot, SlotTable, SLOT_COUNT};
 use serde::Serialize;
 
@@ -423,6 +424,10 @@ pub struct Membership {
     /// was a new cluster's, unfenced. A node that registers later with such a table
     /// reveals that life (see `on_register`).
     fresh: bool,
+    /// During the startup grace: slots a member reported handed over, and to whom. The
+    /// target may have registered before the flip and the source after it, so neither
+    /// claims them; the first table gives each to its target if nobody claims it.
+    handed_at_start: BTreeMap<u16, NodeId>,
 }
 
 /// Slots no member reported after a restart: held unassigned until whoever may still own
@@ -477,6 +482,7 @@ impl Membership {
             suspects_version: 0,
             startup_fence: None,
             fresh: false,
+            handed_at_start: BTreeMap::new(),
         }
     }
 
@@ -585,18 +591,6 @@ impl Membership {
 
 /// `ranges` sorted, with overlapping and adjacent runs merged: the form
 /// [`SlotTable::ranges_of`] returns, so the two compare directly.
-/// Sorted slot numbers as inclusive runs.
-fn runs(slots: &[u16]) -> Vec<(u16, u16)> {
-    let mut out: Vec<(u16, u16)> = Vec::new();
-    for &s in slots {
-        match out.last_mut() {
-            Some(last) if last.1 + 1 == s => last.1 = s,
-            _ => out.push((s, s)),
-        }
-    }
-    out
-}
-
 fn merge_runs(ranges: &[RangeInclusive<Slot>]) -> Vec<(u16, u16)> {
     let mut runs: Vec<(u16, u16)> = ranges
         .iter()

@@ -244,6 +244,9 @@ impl Membership {
         if self.member_on(conn, &node, now, out).is_none() {
             return;
         }
+        if !self.is_running() {
+            return self.handed_during_startup(&node, slots, to, now, out);
+        }
         // A move towards a node that became a member after the order was for an earlier
         // process at its address (declared dead since, which dropped everything when it
         // came back): crediting it would publish an owner that holds nothing beside the
@@ -287,6 +290,42 @@ impl Membership {
         }
         if !done.is_empty() && self.is_running() {
             self.reconcile(now, None, &done, out);
+        }
+    }
+
+    /// A handoff reported before the first table (the nodes moved slots while this NameNode
+    /// was down, renewing each other's leases): the claims are the table to be, and the
+    /// slots are the target's now. The source no longer claims them; the target claims them
+    /// unless someone else does (see `finish_startup`).
+    fn handed_during_startup(
+        &mut self,
+        node: &NodeId,
+        slots: &[RangeInclusive<Slot>],
+        to: Option<NodeId>,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(to) = to else {
+            return;
+        };
+        let handed: BTreeSet<u16> = slots
+            .iter()
+            .flat_map(|r| r.start().get()..=r.end().get())
+            .collect();
+        if let Some(m) = self.members.get_mut(node) {
+            let kept: Vec<u16> = m
+                .reported
+                .iter()
+                .flat_map(|&(a, b)| a..=b)
+                .filter(|s| !handed.contains(s))
+                .collect();
+            m.reported = runs(&kept);
+        }
+        for s in handed {
+            self.handed_at_start.insert(s, to.clone());
+        }
+        if self.old_membership_complete() {
+            self.finish_startup(now, out);
         }
     }
 

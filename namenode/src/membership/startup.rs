@@ -4,7 +4,8 @@ use super::*;
 
 impl Membership {
     /// Whether the members that reported owning slots at the newest reported epoch cover
-    /// every slot exactly once: then the membership of that epoch is back in full.
+    /// every slot exactly once (with the handoffs reported meanwhile): then the membership
+    /// of that epoch is back in full.
     pub(super) fn old_membership_complete(&self) -> bool {
         let epoch = self.max_epoch_reported;
         if epoch == 0 {
@@ -27,6 +28,13 @@ impl Membership {
                     *seen = true;
                     count += 1;
                 }
+            }
+        }
+        for (&s, to) in &self.handed_at_start {
+            let at_epoch = self.members.get(to).is_some_and(|m| m.epoch_seen == epoch);
+            if at_epoch && !covered[s as usize] {
+                covered[s as usize] = true;
+                count += 1;
             }
         }
         count == SLOT_COUNT
@@ -55,6 +63,15 @@ impl Membership {
                     table.assign(a..=b, Some(id));
                     claimed[start as usize..=end as usize].fill(true);
                 }
+            }
+        }
+        // Slots handed over while this NameNode was down and reported during the grace go
+        // to their target where nobody claims them (it registered before the flip).
+        for (s, to) in std::mem::take(&mut self.handed_at_start) {
+            let at_epoch = self.members.get(&to).is_some_and(|m| m.epoch_seen == epoch);
+            if let (true, false, Some(slot)) = (at_epoch, claimed[s as usize], Slot::new(s)) {
+                table.assign(slot..=slot, Some(&to));
+                claimed[s as usize] = true;
             }
         }
         // Slots nobody claims after a restart may still be served by a node that did not
