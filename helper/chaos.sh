@@ -35,6 +35,10 @@ while [ $# -gt 0 ]; do
 done
 
 echo "building the test binaries..."
+# The tests start the real binaries, the NameNode's too, which `cargo test -p
+# chkv-datanode` does not build: on a fresh target directory the NameNode tests failed.
+cargo build -p chkv-namenode -p chkv-datanode >/dev/null 2>&1 ||
+    { echo "cargo build failed" >&2; exit 1; }
 built=$(cargo test -p chkv-datanode --no-run --message-format=json 2>/dev/null |
     grep -o '"executable":"[^"]*"' | sed 's/"executable":"//; s/"$//')
 bin_of() { echo "$built" | grep "/deps/$1-" | head -1; }
