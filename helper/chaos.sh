@@ -6,6 +6,7 @@
 #   helper/chaos.sh              # 20 runs of each fault test
 #   helper/chaos.sh --runs 5
 #   helper/chaos.sh --busy       # with one core kept busy by a spinning shell meanwhile
+#   helper/chaos.sh --only restart::   # only the tests whose name contains this
 #
 # Faults (test names in datanode/tests/):
 #   SIGSTOP past detection, then SIGCONT     cluster flap::a_paused_node_that_resumes...
@@ -25,10 +26,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 RUNS=20
 BUSY=0
+ONLY=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS="$2"; shift 2 ;;
         --busy) BUSY=1; shift ;;
+        --only) ONLY="$2"; shift 2 ;;
         -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
@@ -59,6 +62,9 @@ logdir=$(mktemp -d -t chkv-chaos.XXXXXX)
 total_fail=0
 run_many() { # name binary filter
     local name="$1" bin="$2" filter="$3" pass=0 fail=0 i log
+    if [ -n "$ONLY" ] && [[ "$filter" != *"$ONLY"* ]]; then
+        return
+    fi
     for i in $(seq 1 "$RUNS"); do
         # A name may hold a '/' ("SIGSTOP/SIGCONT"): not in a file name.
         log="$logdir/${name//\//-}.$i.log"
