@@ -49,6 +49,8 @@ pub struct Process {
     ports: Vec<(String, SocketAddr)>,
     /// Its stdout and stderr so far, for failure messages.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// How many of its two output pipes have been read to the end.
+    pipes_done: Arc<std::sync::atomic::AtomicUsize>,
     /// The folder of its ports file, removed on drop.
     dir: PathBuf,
 }
@@ -104,14 +106,17 @@ impl Process {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
         let log = Arc::new(Mutex::new(Vec::new()));
+        let pipes_done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         // Read to the end: the process must never meet a closed pipe.
         let read = |pipe: Box<dyn std::io::Read + Send>| {
             let lines = log.clone();
+            let done = pipes_done.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines() {
                     let Ok(line) = line else { break };
                     lines.lock().expect("log lock").push(line);
                 }
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             });
         };
         read(Box::new(child.stderr.take().expect("stderr is piped")));
@@ -122,6 +127,7 @@ impl Process {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ports: Vec::new(),
             log,
+            pipes_done,
             dir,
         };
         let deadline = Instant::now() + STEP_LIMIT;
@@ -200,6 +206,15 @@ impl Process {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
+                // Its last lines may still be in the pipes: the log is complete once both
+                // are read to the end (a test that read it at once missed the last line
+                // on a loaded machine).
+                let logged = Instant::now() + STEP_LIMIT;
+                while self.pipes_done.load(std::sync::atomic::Ordering::SeqCst) < 2
+                    && Instant::now() < logged
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 return Some(status);
             }
             if Instant::now() >= deadline {
