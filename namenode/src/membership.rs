@@ -424,10 +424,11 @@ pub struct Membership {
     /// was a new cluster's, unfenced. A node that registers later with such a table
     /// reveals that life (see `on_register`).
     fresh: bool,
-    /// During the startup grace: slots a member reported handed over, and to whom. The
-    /// target may have registered before the flip and the source after it, so neither
-    /// claims them; the first table gives each to its target if nobody claims it.
-    handed_at_start: BTreeMap<u16, NodeId>,
+    /// During the startup grace: slots a member reported handed over, with the order's
+    /// epoch and the target. The target may have registered before the flip and the source
+    /// after it, so neither claims them; the first table gives each to its target if nobody
+    /// claims it. Of two reports of one slot (a chain of moves), the later order's counts.
+    handed_at_start: BTreeMap<u16, (u64, NodeId)>,
 }
 
 /// Slots no member reported after a restart: held unassigned until whoever may still own

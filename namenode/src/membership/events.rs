@@ -245,7 +245,7 @@ impl Membership {
             return;
         }
         if !self.is_running() {
-            return self.handed_during_startup(&node, slots, to, now, out);
+            return self.handed_during_startup(&node, slots, (to, epoch), now, out);
         }
         // A move towards a node that became a member after the order was for an earlier
         // process at its address (declared dead since, which dropped everything when it
@@ -301,7 +301,7 @@ impl Membership {
         &mut self,
         node: &NodeId,
         slots: &[RangeInclusive<Slot>],
-        to: Option<NodeId>,
+        (to, epoch): (Option<NodeId>, u64),
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -322,7 +322,10 @@ impl Membership {
             m.reported = runs(&kept);
         }
         for s in handed {
-            self.handed_at_start.insert(s, to.clone());
+            let entry = self.handed_at_start.entry(s).or_insert((epoch, to.clone()));
+            if epoch >= entry.0 {
+                *entry = (epoch, to.clone());
+            }
         }
         if self.old_membership_complete() {
             self.finish_startup(now, out);

@@ -30,7 +30,7 @@ impl Membership {
                 }
             }
         }
-        for (&s, to) in &self.handed_at_start {
+        for (&s, (_, to)) in &self.handed_at_start {
             let at_epoch = self.members.get(to).is_some_and(|m| m.epoch_seen == epoch);
             if at_epoch && !covered[s as usize] {
                 covered[s as usize] = true;
@@ -67,7 +67,7 @@ impl Membership {
         }
         // Slots handed over while this NameNode was down and reported during the grace go
         // to their target where nobody claims them (it registered before the flip).
-        for (s, to) in std::mem::take(&mut self.handed_at_start) {
+        for (s, (_, to)) in std::mem::take(&mut self.handed_at_start) {
             let at_epoch = self.members.get(&to).is_some_and(|m| m.epoch_seen == epoch);
             if let (true, false, Some(slot)) = (at_epoch, claimed[s as usize], Slot::new(s)) {
                 table.assign(slot..=slot, Some(&to));

@@ -350,3 +350,59 @@ fn a_handoff_reported_during_the_startup_grace_moves_the_claim() {
         assert_eq!(after.owner(slot), before.owner(slot), "slot {slot}");
     }
 }
+
+/// A chain of moves while the NameNode was down: b handed s to a, a handed it on to c, and
+/// the reports arrive in the reverse order. The later order's report counts: s is c's. (d
+/// is not back, so the grace runs to its end.)
+#[test]
+fn of_two_reports_of_a_slot_during_the_grace_the_later_order_counts() {
+    let t0 = Instant::now();
+    let (m, now) = running_with(&["dn-a", "dn-b", "dn-c", "dn-d"], t0);
+    let before = m.published().expect("running").table.clone();
+    let (a, b, c) = (
+        NodeId::from("dn-a"),
+        NodeId::from("dn-b"),
+        NodeId::from("dn-c"),
+    );
+    let s = Slot::all()
+        .find(|&s| before.owner(s) == Some(&b))
+        .expect("b owns a slot");
+    let claims = |id: &NodeId| -> Vec<RangeInclusive<Slot>> {
+        before
+            .ranges_of(id)
+            .into_iter()
+            .flat_map(|(x, y)| x..=y)
+            .filter(|&x| x != s.get())
+            .filter_map(Slot::new)
+            .map(|x| x..=x)
+            .collect()
+    };
+    let mut m = Membership::new(DEFAULT_VNODES, timing(), now);
+    for (conn, (id, port)) in [(&a, 7000), (&b, 7001), (&c, 7002)].into_iter().enumerate() {
+        m.handle(
+            Event::Registered {
+                conn: ConnId(20 + conn as u64),
+                info: info(id.as_str(), port),
+                epoch_seen: before.epoch(),
+                owned_slots: claims(id),
+                leased: false,
+                draining: false,
+            },
+            now,
+        );
+    }
+    assert!(m.published().is_none(), "s is claimed by nobody yet");
+    let report = |conn: u64, node: &NodeId, to: &NodeId, epoch: u64| Event::HandoffDone {
+        conn: ConnId(conn),
+        node: node.clone(),
+        slots: vec![s..=s],
+        to: Some(to.clone()),
+        epoch,
+    };
+    m.handle(report(20, &a, &c, before.epoch() + 1), now);
+    m.handle(report(21, &b, &a, before.epoch()), now);
+    assert!(m.published().is_none(), "d is not back: the grace goes on");
+    let actions = m.handle(Event::Tick, now + timing().startup_grace);
+    let after = &broadcasts(&actions)[0].0.table;
+    assert_eq!(after.owner(s), Some(&c));
+}
