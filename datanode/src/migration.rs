@@ -40,6 +40,8 @@ const WINDOW_BYTES: usize = 64 << 20;
 /// Bytes a batch exports before it stops taking more slots: the slots it has not exported
 /// yet go in the next batch, so a batch holds at most this plus one slot.
 const BATCH_BYTES: usize = 16 << 20;
+/// Longest wait for the answer to a handoff check before asking again.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// What one entry weighs in a transfer besides its key and value (headers, expiry).
 const ENTRY_OVERHEAD: usize = 48;
 
@@ -455,7 +457,10 @@ async fn check_taken(node: &Node, order: &MigrateOrder, slots: &[u16]) -> mover:
     let rx = node
         .peers
         .send_request(order.to_addr, Protocol::Resp2, &Request::from_args(args));
-    let Ok(Ok(reply)) = rx.await else {
+    // Bounded: a new owner that neither answers nor closes (paused, cut off) is asked again
+    // after the next look at the table, which may show it gone. A late answer to an
+    // earlier check only fences more.
+    let Ok(Ok(Ok(reply))) = tokio::time::timeout(CHECK_TIMEOUT, rx).await else {
         return mover::Answer::Unclear;
     };
     // `:N`: all or none are answers; anything else (an error, a receiver too old to know
