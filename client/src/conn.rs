@@ -24,7 +24,7 @@
 //! [`Error::Timeout`] and the connection is closed; the next request opens a new one. This
 //! costs one clock read per batch instead of a timer per request.
 //!
-//! Blocking commands (BLPOP, ...) take a [`Dedicated`] connection of their own for the
+//! Blocking commands (BLPOP, ...) take a [`pool::Dedicated`] connection of their own for the
 //! call, since a request that waits on the server would hold up every reply behind it; their
 //! deadline is the response timeout plus the command's own timeout ([`Patience`]), or none
 //! when it blocks forever. Such a connection goes back to the pool's idle ones when its reply
@@ -36,7 +36,7 @@
 //!
 //! Here: the configuration, the handle ([`Conn`]) and its reply slots; beside it, `dial`
 //! (connecting and greeting), `tasks` (the writer and the reader) and `pool` ([`NodePool`],
-//! [`Dedicated`]).
+//! [`pool::Dedicated`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

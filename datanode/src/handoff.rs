@@ -9,10 +9,11 @@
 //!    refused: they wait (asynchronously) for the flip.
 //! 2. **Copy**: every live entry of the batch (value and absolute expiry) is sent to the new
 //!    owner with `CLUSTER IMPORT`, pipelined; expired entries are not sent, and an entry that
-//!    expires on the way is not stored. A value above [`PIECE_BYTES`] travels in pieces
-//!    (`CLUSTER IMPORTPIECE`), each read from the store as it is sent, and a slot is read as
-//!    it is sent too, at most [`WINDOW_BYTES`] ahead of the new owner's replies: a slot of
-//!    any size moves, and neither side holds much more than that beyond its store.
+//!    expires on the way is not stored. A value above 4 MB travels in pieces (`CLUSTER
+//!    IMPORTPIECE`), each read from the store as it is sent, and a slot is read as it is sent
+//!    too, at most 64 MB ahead of the new owner's replies (`PIECE_BYTES` and `WINDOW_BYTES`
+//!    in [`crate::migration`]): a slot of any size moves, and neither side holds much more
+//!    than that beyond its store.
 //! 3. **Flip**: `CLUSTER HANDOFF` tells the new owner the slots are its own now; then this
 //!    node records the new owner locally. Both flips are local overrides of the NameNode's
 //!    table until its next table says the same, so requests route correctly at once.

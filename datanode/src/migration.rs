@@ -1,7 +1,7 @@
 //! The handoff's I/O: a NameNode's order carried out batch by batch (freeze, copy, flip,
 //! release: see [`crate::handoff`] for the protocol and what each step guarantees), and
 //! draining (`drain`: leaving the cluster once every slot has been handed over). What a
-//! batch does next is decided by [`crate::handoff::mover`]; here it is done.
+//! batch does next is decided by `crate::handoff::mover`; here it is done.
 
 use crate::cluster::Owner;
 use crate::handoff::mover;
@@ -90,7 +90,7 @@ pub enum HandoffError {
     #[error("the target left the cluster since the order")]
     TargetLeft,
     /// The connection failed after the `HANDOFF` of the first `taken` slots was sent: the
-    /// new owner may have taken them or not (see [`mover`]).
+    /// new owner may have taken them or not (see `handoff::mover`).
     #[error("the connection failed after the flip was sent ({cause})")]
     InDoubt {
         taken: usize,

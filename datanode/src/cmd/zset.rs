@@ -248,7 +248,7 @@ fn add_all(z: &mut Zset, l: &Limits, pairs: &[(f64, &[u8])], f: &AddFlags) -> Ad
     out
 }
 
-/// ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member ...; ZINCRBY is ZADD key INCR.
+/// `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member ...`; ZINCRBY is ZADD key INCR.
 fn zadd_generic(ctx: &mut Ctx<'_>, req: &Request, first: usize, mut f: AddFlags) -> Reply {
     let mut i = first;
     while i < req.len() {

@@ -1,6 +1,6 @@
 //! Where a keyed request goes, decided from data alone: the routing, the command, the
 //! connection's mode and a few facts about this node (which of its slots are frozen, whether
-//! it holds its lease). No I/O: [`decide`] returns a [`Decision`] and `plan` carries it out
+//! it holds its lease). No I/O: [`decide()`] returns a [`Decision`] and `plan` carries it out
 //! (runs the command, forwards it, or leaves a pending reply), so the tests below check every
 //! route without a socket.
 
@@ -33,7 +33,7 @@ pub(super) enum Decision {
     Split,
 }
 
-/// What [`decide`] needs to know about the connection and this node.
+/// What [`decide()`] needs to know about the connection and this node.
 pub(super) struct Facts<'a> {
     pub mode: Redirects,
     /// A client (not a peer) on a TLS connection: `-MOVED` names TLS ports.
@@ -54,7 +54,7 @@ pub(super) fn moved(routing: &Routing, tls_client: bool, slot: u16, addr: Socket
     Frame::error(format!("MOVED {slot} {addr}"))
 }
 
-/// Decides how a keyed request (`spec`) is answered, given `route`, where [`route`] sends it
+/// Decides how a keyed request (`spec`) is answered, given `route`, where [`route()`] sends it
 /// under `routing`.
 pub(super) fn decide(
     routing: &Routing,

@@ -148,7 +148,7 @@ pub(super) static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
     ),
 ];
 
-/// CLIENT TRACKING ON|OFF [options]: see [`crate::tracking`].
+/// CLIENT TRACKING ON|OFF \[options\]: see [`crate::tracking`].
 fn client_tracking(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let args: Vec<&[u8]> = req.iter().skip(3).collect();
     let o = crate::tracking::parse_options(&args)?;
