@@ -475,7 +475,7 @@ async fn check_taken(node: &Node, order: &MigrateOrder, slots: &[u16]) -> mover:
 /// The value of a RESP integer reply (`:N\r\n`).
 fn reply_integer(reply: &[u8]) -> Option<i64> {
     let digits = reply.strip_prefix(b":")?.strip_suffix(b"\r\n")?;
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    chkv_common::resp::parse_int(digits).ok()
 }
 
 /// What a request of a batch was, to read its reply.

@@ -322,9 +322,12 @@ impl Membership {
             m.reported = runs(&kept);
         }
         for s in handed {
-            let entry = self.handed_at_start.entry(s).or_insert((epoch, to.clone()));
-            if epoch >= entry.0 {
-                *entry = (epoch, to.clone());
+            if self
+                .handed_at_start
+                .get(&s)
+                .is_none_or(|&(e, _)| epoch >= e)
+            {
+                self.handed_at_start.insert(s, (epoch, to.clone()));
             }
         }
         if self.old_membership_complete() {

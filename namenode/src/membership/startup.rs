@@ -30,14 +30,22 @@ impl Membership {
                 }
             }
         }
-        for (&s, (_, to)) in &self.handed_at_start {
-            let at_epoch = self.members.get(to).is_some_and(|m| m.epoch_seen == epoch);
-            if at_epoch && !covered[s as usize] {
+        for (s, _) in self.handed_claims(epoch) {
+            if !covered[s as usize] {
                 covered[s as usize] = true;
                 count += 1;
             }
         }
         count == SLOT_COUNT
+    }
+
+    /// The handoffs reported during the grace whose target is a member at `epoch` (only
+    /// claims at the newest epoch count), as (slot, target).
+    fn handed_claims(&self, epoch: u64) -> impl Iterator<Item = (u16, &NodeId)> {
+        self.handed_at_start
+            .iter()
+            .filter(move |(_, (_, to))| self.members.get(to).is_some_and(|m| m.epoch_seen == epoch))
+            .map(|(&s, (_, to))| (s, to))
     }
 
     /// Ends the startup grace: publishes the first table and welcomes everyone registered.
@@ -67,13 +75,13 @@ impl Membership {
         }
         // Slots handed over while this NameNode was down and reported during the grace go
         // to their target where nobody claims them (it registered before the flip).
-        for (s, (_, to)) in std::mem::take(&mut self.handed_at_start) {
-            let at_epoch = self.members.get(&to).is_some_and(|m| m.epoch_seen == epoch);
-            if let (true, false, Some(slot)) = (at_epoch, claimed[s as usize], Slot::new(s)) {
-                table.assign(slot..=slot, Some(&to));
+        for (s, to) in self.handed_claims(epoch) {
+            if let (false, Some(slot)) = (claimed[s as usize], Slot::new(s)) {
+                table.assign(slot..=slot, Some(to));
                 claimed[s as usize] = true;
             }
         }
+        self.handed_at_start.clear();
         // Slots nobody claims after a restart may still be served by a node that did not
         // come back (paused, cut off): they wait until its lease has surely run out.
         let unclaimed: Vec<u16> = (0..SLOT_COUNT as u16)
