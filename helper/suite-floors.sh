@@ -77,8 +77,11 @@ out="$CHKV_TMP/suite.out"
 # The Tcl harness listens on a port just below --baseport (default 21111) for its test
 # clients, checked free and then bound: two suite runs on one machine at the default collide
 # ("couldn't open socket: address already in use") and every unit of the later one fails to
-# start. A base port picked at random per run keeps concurrent runs apart.
-BASEPORT=$((22000 + (RANDOM % 300) * 100))
+# start. A base port picked at random per run keeps concurrent runs apart. It stays below the
+# kernel's ephemeral range (32768 and up here): a base of 48000 put the harness's port where an
+# outgoing connection of another program held 127.0.0.1:47968 as its local port, and every unit
+# failed to start ("address already in use") although the harness's own check had passed.
+BASEPORT=$((22000 + (RANDOM % 100) * 100))
 REDIS_SUITE_LOGDIR="$CHKV_TMP/suite-logs" REDIS_SUITE_EXTRA_ARGS="${REDIS_SUITE_EXTRA_ARGS:-} --baseport $BASEPORT" \
     bash "$SUITE/run.sh" 127.0.0.1 "$PORT" "${units[@]}" >"$out" || true
 
