@@ -1,28 +1,11 @@
 //! One multiplexed, pipelined connection to a DataNode, and the small pool per node.
 //!
-//! The design is redis-rs's multiplexed connection: a cloneable handle in front of background
-//! tasks that own the socket. Callers hand over (encoded request, reply slot) through a
-//! channel and await the slot; any number of requests from any number of tasks are in flight
-//! on one socket at once.
-//!
-//! Two tasks per connection, so neither direction can block the other (a server that stops
-//! reading our requests while we stop reading its replies would deadlock one task):
-//! - the **writer** takes requests from the channel, queues each reply slot for the reader,
-//!   then writes everything that was waiting in one `write` (a natural pipeline);
-//! - the **reader** cuts replies out of the byte stream ([`Scanner`]) and fills the slots in
-//!   the order their requests were written (Redis answers in order).
-//!
-//! A slot is queued before its bytes are written, so a reply never arrives before its slot.
-//! When the connection dies every queued slot gets an error (or is dropped, which callers read
-//! as the same); nothing waits forever. Dropping every handle lets the writer finish what was
-//! sent, and the reader exits once the last reply is in.
-//!
-//! The response timeout is the connection's, not each request's: the writer stamps each
-//! batch once, and the reader, on a coarse tick, checks the oldest outstanding request. A
-//! reply that is overdue means the connection (or the node) is stuck, and since replies come
-//! in order everything behind it is stuck too: all outstanding requests fail with
-//! [`Error::Timeout`] and the connection is closed; the next request opens a new one. This
-//! costs one clock read per batch instead of a timer per request.
+//! The connection itself (a writer batching requests, a reader handing replies to their slots
+//! in order, the response timeout, failing what waits when it ends) is
+//! [`chkv_common::pipe`], shared with the DataNode's links to its peers. What is the client's
+//! is the codec ([`tasks`]): replies decoded into [`Value`]s, RESP3 invalidation pushes fed to
+//! the near-cache, and reply slots that take one reply, a pipeline's several, or a cached
+//! GET's two. A dead connection fails every queued slot; the next request opens a new one.
 //!
 //! Blocking commands (BLPOP, ...) take a [`pool::Dedicated`] connection of their own for the
 //! call, since a request that waits on the server would hold up every reply behind it; their
@@ -35,20 +18,21 @@
 //! node's client address) and runs the same tasks over the TLS stream.
 //!
 //! Here: the configuration, the handle ([`Conn`]) and its reply slots; beside it, `dial`
-//! (connecting and greeting), `tasks` (the writer and the reader) and `pool` ([`NodePool`],
-//! [`pool::Dedicated`]).
+//! (connecting and greeting), `tasks` (the connection's life and the codec) and `pool`
+//! ([`NodePool`], [`pool::Dedicated`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
+pub(crate) use chkv_common::pipe::Patience;
+use chkv_common::pipe::{self, Job};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
-use tracing::debug;
+use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 use crate::nearcache::{ConnTag, Fill, NearCache};
@@ -64,42 +48,15 @@ pub(crate) use dial::{dial, Stream, TlsLinks};
 pub(crate) use pool::NodePool;
 use tasks::*;
 
-/// Write in one go up to this much; bigger requests are written from their own buffer.
-const WRITE_BATCH: usize = 64 * 1024;
 /// Replies up to this size are copied out of the read buffer; bigger ones share it.
 const SHARE_ABOVE: usize = 4096;
-/// Overdue replies are looked for every timeout / 4, but not more often than this.
-const TICK_MIN: Duration = Duration::from_millis(10);
-/// Grow the read buffer by at least this much.
+/// Grow the greeting's read buffer by at least this much.
 const READ_CHUNK: usize = 16 * 1024;
 /// After a failed connect, fail fast for this long instead of dialing a dead node on every
 /// request; the retry loop meanwhile waits for a new table.
 const FAIL_FAST: Duration = Duration::from_millis(100);
 /// Idle dedicated connections kept per node for the next blocking calls.
 const IDLE_DEDICATED: usize = 8;
-
-/// How long a request may wait for its reply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Patience {
-    /// The response timeout.
-    Normal,
-    /// The response timeout plus this (a blocking command's own timeout).
-    Longer(Duration),
-    /// As long as it takes (a blocking command without a timeout).
-    Forever,
-}
-
-impl Patience {
-    /// When a request taken at `sent` is overdue, with the connection's response timeout.
-    fn due(self, sent: Instant, timeout: Option<Duration>) -> Option<Instant> {
-        let timeout = timeout?;
-        match self {
-            Patience::Normal => sent.checked_add(timeout),
-            Patience::Longer(extra) => sent.checked_add(timeout.checked_add(extra)?),
-            Patience::Forever => None,
-        }
-    }
-}
 
 /// How connections are opened and greeted.
 #[derive(Clone, Debug)]
@@ -155,89 +112,58 @@ impl Waiter {
     }
 }
 
-struct Job {
-    data: Bytes,
-    waiter: Waiter,
-    patience: Patience,
-}
-
-/// What the connection's tasks report to handles and the pool.
-#[derive(Default)]
-struct State {
-    /// The handshake succeeded at some point.
-    connected: AtomicBool,
-    /// Why the connection ended, for the errors of requests that find it closed.
-    error: Mutex<Option<Error>>,
-    closed_at: Mutex<Option<Instant>>,
-    /// Requests handed to the reader and not answered yet: a hint for batching writes.
-    in_flight: AtomicUsize,
-    /// Close the connection now, whatever is outstanding (a dedicated connection whose
-    /// caller gave up).
-    kill: tokio::sync::Notify,
-}
-
-impl State {
-    fn close(&self, e: Error) {
-        if let Ok(mut slot) = self.error.lock() {
-            slot.get_or_insert(e);
-        }
-        if let Ok(mut at) = self.closed_at.lock() {
-            at.get_or_insert_with(Instant::now);
-        }
-    }
-}
-
 /// A handle to one connection, owned by its pool. The connection lives while the handle does
 /// (and until its last reply is in).
 pub(crate) struct Conn {
     addr: SocketAddr,
-    tx: mpsc::UnboundedSender<Job>,
-    state: Arc<State>,
+    pipe: pipe::Handle<Replies>,
 }
 
 impl Conn {
     /// Starts connecting to `addr` in the background; requests sent meanwhile wait for the
     /// handshake (or fail with its error).
     pub fn spawn(addr: SocketAddr, config: Arc<ConnConfig>) -> Conn {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let state = Arc::new(State::default());
+        let (pipe, queue) = pipe::channel(addr);
         let tag = ConnTag {
             id: CONN_IDS.fetch_add(1, Ordering::Relaxed),
             addr,
         };
-        tokio::spawn(run(tag, config, rx, state.clone()));
-        Conn { addr, tx, state }
+        tokio::spawn(run(tag, config, queue));
+        Conn { addr, pipe }
     }
 
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.pipe.is_closed()
     }
 
     /// Whether the handshake ever succeeded.
     fn connected(&self) -> bool {
-        self.state.connected.load(Ordering::Acquire)
+        self.pipe.state().connected()
+    }
+
+    /// Whether the connection ended a moment ago ([`FAIL_FAST`]).
+    fn recently_closed(&self) -> bool {
+        self.pipe.state().closed_within(FAIL_FAST)
     }
 
     /// The error requests get once the connection is gone.
     pub fn closed_error(&self) -> Error {
-        self.state
-            .error
-            .lock()
-            .ok()
-            .and_then(|e| e.clone())
+        self.pipe
+            .state()
+            .error()
             .unwrap_or_else(|| Error::Connection {
                 addr: self.addr,
                 message: "connection closed".into(),
             })
     }
 
-    fn push(&self, job: Job) -> std::result::Result<(), Job> {
-        self.tx.send(job).map_err(|e| e.0)
+    fn push(&self, job: Job<Waiter>) -> std::result::Result<(), Job<Waiter>> {
+        self.pipe.send(job)
     }
 
     /// Closes the connection at once; what is outstanding fails.
     fn kill(&self) {
-        self.state.kill.notify_one();
+        self.pipe.kill();
     }
 }
 

@@ -14,6 +14,10 @@
 //! - [`resp`]: the RESP codec of everything that talks to a DataNode as a client (the client
 //!   library, a DataNode forwarding to a peer): commands out, a bounded resumable reply
 //!   scanner, one decoder that builds each caller's own reply type.
+//! - [`pipe`]: one pipelined, multiplexed connection to a RESP server (a writer batching
+//!   requests, a reader handing replies to their callers in order, the response timeout,
+//!   a byte budget for requests sent without waiting): the client library's connections
+//!   and a DataNode's links to its peers, each with its own codec.
 //! - [`split`]: multi-key commands over several owners (MGET, MSET, DEL, ...): which keys go
 //!   together, each share's command, and the merge of the answers, for DataNode forwarding
 //!   and the client library alike.
@@ -35,6 +39,7 @@ pub mod hostport;
 pub mod http;
 pub mod lines;
 pub mod owners;
+pub mod pipe;
 pub mod proto;
 pub mod resp;
 pub mod ring;

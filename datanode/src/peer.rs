@@ -7,6 +7,13 @@
 //! that reaches a node which no longer owns its slot comes back as `-MOVED` instead of being
 //! forwarded again: forwarding is at most one hop, and the forwarding side retries.
 //!
+//! The connection itself (the writer batching what every client connection forwarded in one
+//! round into one write, the reader handing replies back in order) is
+//! [`chkv_common::pipe`], shared with the client library; here a reply stays raw bytes, to be
+//! relayed as they are. A link has no response timeout (a forwarded request waits as long as
+//! its client does), and when the pool drops a link (its peer left the table) what waits on
+//! it fails at once rather than on a peer that may be paused.
+//!
 //! Every connection opens with the cluster-secret handshake ([`crate::trust`]), never with
 //! `requirepass`: the address came from the control plane, and a password sent there would
 //! be handed to whoever the table names. The peer's requirepass does not apply to it either,
@@ -26,15 +33,15 @@ use crate::resp::reply::reply_len;
 use crate::resp::{Protocol, Request};
 use bytes::{Bytes, BytesMut};
 use chkv_common::auth::ClusterSecret;
+use chkv_common::pipe::{self, Budget, Codec, Ended, Gather, Hold, Job, Options, WhenDropped};
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::debug;
 
 /// Why a forwarded request got no reply.
@@ -50,43 +57,60 @@ pub enum PeerError {
 
 pub type PeerReply = Result<Bytes, PeerError>;
 
-struct Job {
-    data: Bytes,
-    reply: oneshot::Sender<PeerReply>,
-    /// The budget this request's bytes are charged to until they are written to the socket
-    /// (or the request fails), for [`Peers::send_bounded`].
-    held: Option<Held>,
-}
+/// A peer's replies, kept as the bytes they came in.
+struct Raw;
 
-/// Bytes charged to a peer's budget of queued fire-and-forget requests; given back when
-/// dropped (the bytes were written, or the request failed).
-struct Held {
-    budget: Arc<AtomicUsize>,
-    bytes: usize,
-}
+impl Codec for Raw {
+    type Slot = oneshot::Sender<PeerReply>;
+    type Reply = Bytes;
+    type Error = PeerError;
 
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.budget.fetch_sub(self.bytes, Relaxed);
+    fn error(addr: SocketAddr, why: Ended) -> PeerError {
+        let text = match why {
+            Ended::Io(e) | Ended::Protocol(e) => e,
+            Ended::ClosedByPeer => "closed by peer".into(),
+            Ended::Closed | Ended::Killed => "connection closed".into(),
+            Ended::Timeout(after) => format!("no reply in {after:?}"),
+        };
+        PeerError::Lost(addr, text)
+    }
+
+    fn fail(slot: Self::Slot, error: &PeerError) {
+        let _ = slot.send(Err(error.clone()));
+    }
+
+    fn take(&mut self, buf: &mut BytesMut, len: usize) -> Result<Option<Bytes>, String> {
+        Ok(Some(buf.split_to(len).freeze()))
+    }
+
+    fn offer(&mut self, _slot: &mut Self::Slot, reply: Bytes) -> Option<Bytes> {
+        Some(reply)
+    }
+
+    fn complete(&mut self, slot: Self::Slot, reply: Bytes) {
+        let _ = slot.send(Ok(reply));
     }
 }
 
-/// Callers waiting for replies, in the order their requests were written.
-struct Waiting {
-    queue: VecDeque<oneshot::Sender<PeerReply>>,
-    closed: Option<PeerError>,
-}
+/// How every peer link runs: no response timeout, gathered writes, and a dropped link fails
+/// what waits on it.
+const LINK: Options = Options {
+    response_timeout: None,
+    gather: Gather::Always,
+    when_dropped: WhenDropped::Fail,
+};
+
+type Link = pipe::Handle<Raw>;
 
 /// Peer connections by (address, protocol). Looked up once per forwarded request, so hashed
 /// with foldhash (SipHash cost about 200 instructions a lookup).
-type Conns =
-    HashMap<(SocketAddr, Protocol), mpsc::UnboundedSender<Job>, foldhash::fast::RandomState>;
+type Conns = HashMap<(SocketAddr, Protocol), Link, foldhash::fast::RandomState>;
 
 /// The pool of peer connections of one node.
 pub struct Peers {
     conns: Mutex<Conns>,
     /// Per peer: bytes of [`Peers::send_bounded`] requests queued and not yet written.
-    budgets: Mutex<HashMap<SocketAddr, Arc<AtomicUsize>>>,
+    budgets: Mutex<HashMap<SocketAddr, Budget>>,
     auth: Arc<PeerAuth>,
     /// With `tls-cluster`: the client side of TLS links, and each peer's TLS port by its
     /// client address.
@@ -101,7 +125,7 @@ struct PeerTls {
 
 /// How a new connection reaches its peer.
 #[derive(Clone)]
-enum Link {
+enum Route {
     Plain,
     Tls {
         config: Arc<rustls::ClientConfig>,
@@ -146,11 +170,11 @@ impl Peers {
     }
 
     /// How a new connection to `addr` is made.
-    fn link(&self, addr: SocketAddr) -> Link {
+    fn route(&self, addr: SocketAddr) -> Route {
         let tls = self.tls.lock();
         match &tls.config {
-            None => Link::Plain,
-            Some(config) => Link::Tls {
+            None => Route::Plain,
+            Some(config) => Route::Tls {
                 config: config.clone(),
                 port: tls.ports.get(&addr).copied(),
             },
@@ -179,25 +203,16 @@ impl Peers {
         limit: usize,
     ) -> bool {
         let budget = self.budgets.lock().entry(addr).or_default().clone();
-        let bytes = data.len();
-        let charged = budget.fetch_update(Relaxed, Relaxed, |held| {
-            let over = limit > 0 && held > 0 && held.saturating_add(bytes) > limit;
-            (!over).then(|| held.saturating_add(bytes))
-        });
-        if charged.is_err() {
+        let Some(hold) = budget.charge(data.len(), limit) else {
             return false;
-        }
-        let held = Held { budget, bytes };
-        drop(self.send_job(addr, proto, data, Some(held)));
+        };
+        drop(self.send_job(addr, proto, data, Some(hold)));
         true
     }
 
     /// Bytes of [`Peers::send_bounded`] requests queued for `addr` and not yet written.
     pub fn queued_bounded(&self, addr: SocketAddr) -> usize {
-        self.budgets
-            .lock()
-            .get(&addr)
-            .map_or(0, |b| b.load(Relaxed))
+        self.budgets.lock().get(&addr).map_or(0, Budget::held)
     }
 
     fn send_job(
@@ -205,22 +220,23 @@ impl Peers {
         addr: SocketAddr,
         proto: Protocol,
         data: Bytes,
-        held: Option<Held>,
+        hold: Option<Hold>,
     ) -> oneshot::Receiver<PeerReply> {
         let (tx, rx) = oneshot::channel();
         let mut job = Job {
             data,
-            reply: tx,
-            held,
+            slot: tx,
+            patience: pipe::Patience::Normal,
+            hold,
         };
         let mut conns = self.conns.lock();
         for _ in 0..2 {
-            let sender = conns
+            let link = conns
                 .entry((addr, proto))
-                .or_insert_with(|| spawn_conn(addr, proto, self.auth.clone(), self.link(addr)));
-            match sender.send(job) {
+                .or_insert_with(|| spawn_conn(addr, proto, self.auth.clone(), self.route(addr)));
+            match link.send(job) {
                 Ok(()) => return rx,
-                Err(mpsc::error::SendError(j)) => {
+                Err(j) => {
                     // That connection has ended: replace it once.
                     conns.remove(&(addr, proto));
                     job = j;
@@ -228,7 +244,7 @@ impl Peers {
             }
         }
         let _ = job
-            .reply
+            .slot
             .send(Err(PeerError::Lost(addr, "connection closed".into())));
         rx
     }
@@ -250,7 +266,7 @@ impl Peers {
         PeerConn {
             addr,
             proto,
-            tx: spawn_conn(addr, proto, self.auth.clone(), self.link(addr)),
+            link: spawn_conn(addr, proto, self.auth.clone(), self.route(addr)),
         }
     }
 
@@ -287,20 +303,16 @@ impl Peers {
 pub struct PeerConn {
     pub addr: SocketAddr,
     pub proto: Protocol,
-    tx: mpsc::UnboundedSender<Job>,
+    link: Link,
 }
 
 impl PeerConn {
     /// Sends `req` and returns where its raw reply will arrive.
     pub fn send_request(&self, req: &Request) -> oneshot::Receiver<PeerReply> {
         let (reply, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = self.tx.send(Job {
-            data: req.to_wire(),
-            reply,
-            held: None,
-        }) {
+        if let Err(job) = self.link.send(Job::new(req.to_wire(), reply)) {
             let _ = job
-                .reply
+                .slot
                 .send(Err(PeerError::Lost(self.addr, "connection closed".into())));
         }
         rx
@@ -308,19 +320,14 @@ impl PeerConn {
 
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.link.is_closed()
     }
 }
 
-fn spawn_conn(
-    addr: SocketAddr,
-    proto: Protocol,
-    auth: Arc<PeerAuth>,
-    link: Link,
-) -> mpsc::UnboundedSender<Job> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(run_conn(addr, proto, auth, link, rx));
-    tx
+fn spawn_conn(addr: SocketAddr, proto: Protocol, auth: Arc<PeerAuth>, route: Route) -> Link {
+    let (link, queue) = pipe::channel(addr);
+    tokio::spawn(run_conn(addr, proto, auth, route, queue));
+    link
 }
 
 /// Reads one complete reply into `buf` (bounded), returning its length.
@@ -435,25 +442,25 @@ async fn run_conn(
     addr: SocketAddr,
     proto: Protocol,
     auth: Arc<PeerAuth>,
-    link: Link,
-    mut rx: mpsc::UnboundedReceiver<Job>,
+    route: Route,
+    queue: pipe::Queue<Raw>,
 ) {
-    let failed = match link {
-        Link::Plain => match tcp_connect(addr, addr).await {
+    let failed = match route {
+        Route::Plain => match tcp_connect(addr, addr).await {
             Ok(mut sock) => match handshake(&mut sock, addr, proto, &auth).await {
                 Ok(rbuf) => {
                     let (rd, wr) = sock.into_split();
-                    return serve_conn(rd, wr, rbuf, addr, rx).await;
+                    return queue.serve(Raw, rd, wr, rbuf, LINK).await;
                 }
                 Err(e) => e,
             },
             Err(e) => e,
         },
-        Link::Tls { config, port } => match tls_connect(addr, config, port).await {
+        Route::Tls { config, port } => match tls_connect(addr, config, port).await {
             Ok(mut sock) => match handshake(&mut sock, addr, proto, &auth).await {
                 Ok(rbuf) => {
                     let (rd, wr) = tokio::io::split(sock);
-                    return serve_conn(rd, wr, rbuf, addr, rx).await;
+                    return queue.serve(Raw, rd, wr, rbuf, LINK).await;
                 }
                 Err(e) => e,
             },
@@ -461,181 +468,12 @@ async fn run_conn(
         },
     };
     debug!(%addr, error = %failed, "peer connection failed");
-    rx.close();
-    while let Ok(job) = rx.try_recv() {
-        let _ = job.reply.send(Err(failed.clone()));
-    }
-}
-
-/// Writes the queued requests and hands their replies back in order until the callers are
-/// gone or the connection fails.
-async fn serve_conn<R, W>(
-    mut rd: R,
-    mut wr: W,
-    mut rbuf: BytesMut,
-    addr: SocketAddr,
-    mut rx: mpsc::UnboundedReceiver<Job>,
-) where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin,
-{
-    let waiting = Arc::new(Mutex::new(Waiting {
-        queue: VecDeque::new(),
-        closed: None,
-    }));
-    let fail_all = |w: &Mutex<Waiting>, e: PeerError| {
-        let mut w = w.lock();
-        w.closed.get_or_insert(e.clone());
-        for tx in w.queue.drain(..) {
-            let _ = tx.send(Err(e.clone()));
-        }
-    };
-    let reader_waiting = waiting.clone();
-    let reader = tokio::spawn(async move {
-        loop {
-            loop {
-                match reply_len(&rbuf) {
-                    Ok(Some(n)) => {
-                        let reply = rbuf.split_to(n).freeze();
-                        if let Some(tx) = reader_waiting.lock().queue.pop_front() {
-                            let _ = tx.send(Ok(reply));
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        fail_all(&reader_waiting, PeerError::Lost(addr, e.to_string()));
-                        return;
-                    }
-                }
-            }
-            if rbuf.capacity() - rbuf.len() < 4096 {
-                rbuf.reserve(16 * 1024);
-            }
-            match rd.read_buf(&mut rbuf).await {
-                Ok(0) => {
-                    fail_all(
-                        &reader_waiting,
-                        PeerError::Lost(addr, "closed by peer".into()),
-                    );
-                    return;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    fail_all(&reader_waiting, PeerError::Lost(addr, e.to_string()));
-                    return;
-                }
-            }
-        }
-    });
-    let mut wbuf = BytesMut::with_capacity(16 * 1024);
-    // Budget charges of the requests in `wbuf`, given back once it is written.
-    let mut held: Vec<Held> = Vec::new();
-    'outer: while let Some(job) = rx.recv().await {
-        // Let every other task that is ready run first (a yield is deferred until the
-        // worker has nothing else to run), so the requests that many client connections
-        // forward in one round of readiness leave in one write. Without it the writer, woken
-        // by the first request, ran next (tokio runs the task a waker woke before the
-        // others) and wrote each forwarded request alone: at pipeline 1 through one node of
-        // 3 that was one write per request here and one read, one write and one poll per
-        // request on the owner.
-        tokio::task::yield_now().await;
-        let mut jobs = vec![job];
-        while jobs.len() < 1024 {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
-        }
-        let mut datas: Vec<Bytes> = Vec::with_capacity(jobs.len());
-        {
-            let mut w = waiting.lock();
-            for j in jobs {
-                if let Some(e) = &w.closed {
-                    let _ = j.reply.send(Err(e.clone()));
-                    continue;
-                }
-                datas.push(j.data);
-                w.queue.push_back(j.reply);
-                held.extend(j.held);
-            }
-            if w.closed.is_some() {
-                break 'outer;
-            }
-        }
-        if let Err(e) = write_jobs(&mut wr, &mut wbuf, &datas).await {
-            fail_all(&waiting, PeerError::Lost(addr, e.to_string()));
-            break;
-        }
-        held.clear();
-    }
-    // No more callers (or the connection failed): stop reading and fail whatever is left.
-    rx.close();
-    reader.abort();
-    fail_all(&waiting, PeerError::Lost(addr, "connection closed".into()));
-    while let Ok(job) = rx.try_recv() {
-        let _ = job
-            .reply
-            .send(Err(PeerError::Lost(addr, "connection closed".into())));
-    }
-}
-
-/// A request at least this large is written from its own bytes rather than copied into the
-/// connection's write buffer (a handoff's `CLUSTER IMPORT` may carry a value of hundreds of
-/// megabytes: copying it, on the runtime's worker, stalled the node's heartbeats).
-const DIRECT_WRITE: usize = 64 * 1024;
-
-/// Writes `datas` in order: small ones gathered in `wbuf` and written together, each large
-/// one as it is (after what was gathered before it). Flushes at the end (a TLS stream may
-/// keep the last record until then; a no-op for TCP).
-async fn write_jobs<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    wbuf: &mut BytesMut,
-    datas: &[Bytes],
-) -> std::io::Result<()> {
-    for d in datas {
-        if d.len() >= DIRECT_WRITE {
-            if !wbuf.is_empty() {
-                wr.write_all(wbuf).await?;
-                wbuf.clear();
-            }
-            wr.write_all(d).await?;
-        } else {
-            wbuf.extend_from_slice(d);
-        }
-    }
-    if !wbuf.is_empty() {
-        wr.write_all(wbuf).await?;
-        wbuf.clear();
-    }
-    wr.flush().await
+    queue.fail(failed);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Requests small and large go out whole and in order, the small ones gathered.
-    #[tokio::test]
-    async fn writes_keep_order_with_large_requests_written_directly() {
-        let big = |b: u8| Bytes::from(vec![b; DIRECT_WRITE + 7]);
-        let datas = vec![
-            Bytes::from_static(b"a"),
-            Bytes::from_static(b"bb"),
-            big(b'x'),
-            Bytes::from_static(b"c"),
-            big(b'y'),
-            big(b'z'),
-            Bytes::from_static(b"d"),
-        ];
-        let mut out: Vec<u8> = Vec::new();
-        let mut wbuf = BytesMut::new();
-        write_jobs(&mut out, &mut wbuf, &datas)
-            .await
-            .expect("written");
-        let want: Vec<u8> = datas.iter().flat_map(|d| d.iter().copied()).collect();
-        assert_eq!(out, want);
-        assert!(wbuf.is_empty());
-    }
 
     /// A peer that accepts connections and never answers: what fire-and-forget requests
     /// queue for it stays within the limit (more are refused), and is given back when the

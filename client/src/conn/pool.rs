@@ -53,8 +53,9 @@ impl NodePool {
         let (tx, rx) = oneshot::channel();
         self.push(Job {
             data,
-            waiter: Waiter::One(tx),
+            slot: Waiter::One(tx),
             patience: Patience::Normal,
+            hold: None,
         })?;
         Ok(Pending {
             rx,
@@ -75,12 +76,13 @@ impl NodePool {
         }
         self.push(Job {
             data,
-            waiter: Waiter::Many {
+            slot: Waiter::Many {
                 want: count,
                 got: Vec::with_capacity(count),
                 tx,
             },
             patience: Patience::Normal,
+            hold: None,
         })?;
         Ok(Pending {
             rx,
@@ -94,12 +96,13 @@ impl NodePool {
         let (tx, rx) = oneshot::channel();
         self.push(Job {
             data,
-            waiter: Waiter::Cached(Box::new(CachedGet {
+            slot: Waiter::Cached(Box::new(CachedGet {
                 caching: None,
                 fill,
                 tx,
             })),
             patience: Patience::Normal,
+            hold: None,
         })?;
         Ok(Pending {
             rx,
@@ -107,7 +110,7 @@ impl NodePool {
         })
     }
 
-    fn push(&self, job: Job) -> Result<()> {
+    fn push(&self, job: Job<Waiter>) -> Result<()> {
         let i = if self.conns.len() == 1 {
             0
         } else {
@@ -133,7 +136,7 @@ impl NodePool {
                     Ok(()) => return Ok(()),
                     Err(j) => job = j,
                 }
-            } else if !conn.connected() && recently(&conn.state) {
+            } else if !conn.connected() && conn.recently_closed() {
                 // The node refused us a moment ago: do not dial it again on every request.
                 return Err(conn.closed_error());
             }
@@ -173,12 +176,13 @@ impl Dedicated {
         let (tx, rx) = oneshot::channel();
         conn.push(Job {
             data,
-            waiter: Waiter::Many {
+            slot: Waiter::Many {
                 want: count.max(1),
                 got: Vec::with_capacity(count.max(1)),
                 tx,
             },
             patience,
+            hold: None,
         })
         .map_err(|_| conn.closed_error())?;
         Ok(Pending { rx, addr })
@@ -205,13 +209,4 @@ impl Drop for Dedicated {
             conn.kill();
         }
     }
-}
-
-pub(super) fn recently(state: &State) -> bool {
-    state
-        .closed_at
-        .lock()
-        .ok()
-        .and_then(|at| *at)
-        .is_some_and(|at| at.elapsed() < FAIL_FAST)
 }

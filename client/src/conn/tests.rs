@@ -1,5 +1,6 @@
 use super::*;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 #[test]
 fn tls_links_map_both_ways() {
