@@ -224,10 +224,8 @@ impl Peers {
     ) -> oneshot::Receiver<PeerReply> {
         let (tx, rx) = oneshot::channel();
         let mut job = Job {
-            data,
-            slot: tx,
-            patience: pipe::Patience::Normal,
             hold,
+            ..Job::new(data, tx)
         };
         let mut conns = self.conns.lock();
         for _ in 0..2 {

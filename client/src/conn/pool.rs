@@ -51,12 +51,7 @@ impl NodePool {
     /// Sends one request; its reply comes back through the returned [`Pending`].
     pub fn send(&self, data: Bytes) -> Result<Pending<Value>> {
         let (tx, rx) = oneshot::channel();
-        self.push(Job {
-            data,
-            slot: Waiter::One(tx),
-            patience: Patience::Normal,
-            hold: None,
-        })?;
+        self.push(Job::new(data, Waiter::One(tx)))?;
         Ok(Pending {
             rx,
             addr: self.addr,
@@ -74,16 +69,14 @@ impl NodePool {
                 addr: self.addr,
             });
         }
-        self.push(Job {
+        self.push(Job::new(
             data,
-            slot: Waiter::Many {
+            Waiter::Many {
                 want: count,
                 got: Vec::with_capacity(count),
                 tx,
             },
-            patience: Patience::Normal,
-            hold: None,
-        })?;
+        ))?;
         Ok(Pending {
             rx,
             addr: self.addr,
@@ -94,16 +87,14 @@ impl NodePool {
     /// near-cache through `fill` before it is handed over.
     pub fn send_cached(&self, data: Bytes, fill: Fill) -> Result<Pending<Value>> {
         let (tx, rx) = oneshot::channel();
-        self.push(Job {
+        self.push(Job::new(
             data,
-            slot: Waiter::Cached(Box::new(CachedGet {
+            Waiter::Cached(Box::new(CachedGet {
                 caching: None,
                 fill,
                 tx,
             })),
-            patience: Patience::Normal,
-            hold: None,
-        })?;
+        ))?;
         Ok(Pending {
             rx,
             addr: self.addr,
@@ -175,14 +166,15 @@ impl Dedicated {
         };
         let (tx, rx) = oneshot::channel();
         conn.push(Job {
-            data,
-            slot: Waiter::Many {
-                want: count.max(1),
-                got: Vec::with_capacity(count.max(1)),
-                tx,
-            },
             patience,
-            hold: None,
+            ..Job::new(
+                data,
+                Waiter::Many {
+                    want: count.max(1),
+                    got: Vec::with_capacity(count.max(1)),
+                    tx,
+                },
+            )
         })
         .map_err(|_| conn.closed_error())?;
         Ok(Pending { rx, addr })
