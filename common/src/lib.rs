@@ -18,6 +18,8 @@
 //!   requests, a reader handing replies to their callers in order, the response timeout,
 //!   a byte budget for requests sent without waiting): the client library's connections
 //!   and a DataNode's links to its peers, each with its own codec.
+//! - [`sched`]: `let_ready_run`, a yield to the tasks already ready that does not poll the
+//!   I/O driver first (what a connection gathering one write calls).
 //! - [`split`]: multi-key commands over several owners (MGET, MSET, DEL, ...): which keys go
 //!   together, each share's command, and the merge of the answers, for DataNode forwarding
 //!   and the client library alike.
@@ -43,6 +45,7 @@ pub mod pipe;
 pub mod proto;
 pub mod resp;
 pub mod ring;
+pub mod sched;
 pub mod slot;
 pub mod split;
 #[cfg(feature = "tls")]

@@ -431,10 +431,9 @@ impl<S> Writer<'_, S> {
         while let Some(first) = jobs.recv().await {
             let concurrent = last_batch > 1 || self.in_flight.load(Relaxed) > 0;
             if self.options.gather == Gather::Always || concurrent {
-                // Let every other ready task queue its requests first (a yield is deferred
-                // until the worker has nothing else to run): the server then reads many
-                // requests per read (its cost is per read, not per request).
-                tokio::task::yield_now().await;
+                // Let every other ready task queue its requests first: the server then
+                // reads many requests per read (its cost is per read, not per request).
+                crate::sched::let_ready_run().await;
             }
             last_batch = 0;
             let sent = Instant::now();
