@@ -625,12 +625,11 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
             // many connections then wakes once for many replies instead of once per reply:
             // against a client that replies were trickling to, redis-benchmark spent 4.9
             // instead of 3.4 us of CPU per request at pipeline 1, and was the bottleneck.
-            // The yield does not poll the I/O driver first (see `let_ready_run`; tokio's
-            // `yield_now` does, and cost an `epoll_wait` per round: 160,958 against 98,350
-            // for 300,000 GETs at pipeline 1, Valkey 99,741). A lone busy connection writes
-            // at once: it has no one to wait for. Pushed messages alone (no request in
-            // this round) go out at once: a PUBLISH wakes every subscriber together, and a
-            // yield each would only double the polls of a fan-out.
+            // The yield does not poll the I/O driver first (`let_ready_run` says why and
+            // what it saved). A lone busy connection writes at once: it has no one to wait
+            // for. Pushed messages alone (no request in this round) go out at once: a
+            // PUBLISH wakes every subscriber together, and a yield each would only double
+            // the polls of a fan-out.
             if commands > 0 && others_busy(&mut last_batch) {
                 chkv_common::sched::let_ready_run().await;
             }
