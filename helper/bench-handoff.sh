@@ -46,31 +46,24 @@ add_node() {
     PIDS_DN+=("$STARTED_PID")
 }
 
-# cluster_json FIELD: a field of the NameNode's /cluster JSON.
-cluster_field() {
-    python3 - "$NN_HTTP" "$1" <<'PY'
-import json, sys, urllib.request
-port, field = sys.argv[1], sys.argv[2]
-with urllib.request.urlopen(f"http://127.0.0.1:{port}/cluster", timeout=5) as r:
-    d = json.load(r)
-if field == "owners":
-    print(sum(1 for n in d["nodes"] if n.get("slots", 0) > 0))
-else:
-    print(d[field])
-PY
-}
-
 # settled N: every change done (no slot moving) and N nodes own slots, all 16384 assigned.
+# One process polls the NameNode until then: starting python three times per poll, as
+# this script once did, took about a core of the 2-core machine away from the servers
+# while a join was measured.
 wait_settled() {
-    local want=$1 deadline=$((SECONDS + 120))
-    while :; do
-        if [[ $(cluster_field slots_moving) == 0 && $(cluster_field owners) == "$want" &&
-            $(cluster_field slots_assigned) == 16384 ]]; then
-            return 0
-        fi
-        ((SECONDS < deadline)) || die "the cluster did not settle with $want owners"
-        sleep 0.05
-    done
+    python3 - "$NN_HTTP" "$1" <<'PY' || die "the cluster did not settle with $1 owners"
+import json, sys, time, urllib.request
+port, want = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + 120
+while time.monotonic() < deadline:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/cluster", timeout=5) as r:
+        d = json.load(r)
+    owners = sum(1 for n in d["nodes"] if n.get("slots", 0) > 0)
+    if d["slots_moving"] == 0 and owners == want and d["slots_assigned"] == 16384:
+        sys.exit(0)
+    time.sleep(0.05)
+sys.exit(1)
+PY
 }
 
 admin_field() { # admin_field ADMIN_PORT FIELD

@@ -126,22 +126,29 @@ async fn migrate(node: &Arc<Node>, order: &MigrateOrder) -> Result<(usize, u64),
         _ => Err(node.released_to(s)),
     });
     for (to, slots) in elsewhere {
-        report_done(node, order.epoch, &slots, NodeId::new(to));
+        report_done_to(node, order.epoch, &slots, NodeId::new(to));
     }
     h.progress.slots_total.fetch_add(mine.len() as u64, Relaxed);
     h.progress.started.lock().get_or_insert_with(Instant::now);
-    let (mut slots_moved, mut keys_moved) = (0usize, 0u64);
-    let mut batches = mover::Batches::new(mine);
-    while let Some(batch) = batches.next(|s| node.db.slot_len(s)) {
-        if node.base_table().left(order.to.as_str(), order.epoch) {
-            return Err(HandoffError::TargetLeft);
+    let mut reports = mover::Reports::default();
+    let result = async {
+        let (mut slots_moved, mut keys_moved) = (0usize, 0u64);
+        let mut batches = mover::Batches::new(mine);
+        while let Some(batch) = batches.next(|s| node.db.slot_len(s)) {
+            if node.base_table().left(order.to.as_str(), order.epoch) {
+                return Err(HandoffError::TargetLeft);
+            }
+            let (taken, moved) = move_batch(node, order, &to_info, batch, &mut reports).await?;
+            batches.took(taken);
+            slots_moved += taken;
+            keys_moved += moved;
         }
-        let (taken, moved) = move_batch(node, order, &to_info, batch).await?;
-        batches.took(taken);
-        slots_moved += taken;
-        keys_moved += moved;
+        Ok((slots_moved, keys_moved))
     }
-    Ok((slots_moved, keys_moved))
+    .await;
+    // However the order ended, what moved is reported.
+    report_done(node, order, reports.take(Instant::now()));
+    result
 }
 
 /// Splits entries of these sizes (bytes) into transfers of at most `max_entries` entries
@@ -251,7 +258,14 @@ async fn export_batch(node: &Arc<Node>, batch: &[u16], now: u64) -> Vec<(Encoded
     .await
 }
 
-fn report_done(node: &Node, epoch: u64, slots: &[u16], to: NodeId) {
+/// Tells the NameNode that `slots` (if any) moved to the order's target.
+fn report_done(node: &Node, order: &MigrateOrder, slots: Vec<u16>) {
+    if !slots.is_empty() {
+        report_done_to(node, order.epoch, &slots, order.to.clone());
+    }
+}
+
+fn report_done_to(node: &Node, epoch: u64, slots: &[u16], to: NodeId) {
     let mut sorted = slots.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
@@ -264,13 +278,14 @@ fn report_done(node: &Node, epoch: u64, slots: &[u16], to: NodeId) {
 }
 
 /// Moves one batch: executes what [`mover::BatchMove`] decides (freeze, copy and flip,
-/// retry, release) and tells it how each attempt ended. Returns how many of its slots (the
-/// first ones) moved, and the keys moved.
+/// retry, release) and tells it how each attempt ended; the moves are reported through
+/// `reports`. Returns how many of its slots (the first ones) moved, and the keys moved.
 async fn move_batch(
     node: &Arc<Node>,
     order: &MigrateOrder,
     to: &NodeInfo,
     batch: Vec<u16>,
+    reports: &mut mover::Reports,
 ) -> Result<(usize, u64), HandoffError> {
     use mover::{Action, Attempt};
     let h = &node.handoff;
@@ -281,6 +296,9 @@ async fn move_batch(
         match action {
             Action::Freeze(slots) => h.set_frozen(&slots, true),
             Action::Copy => {
+                // A copy may take long (a large slot): what moved before is not held back
+                // by it past its time.
+                report_done(node, order, reports.due(Instant::now()));
                 let attempt = match copy_and_flip(node, order, &batch).await {
                     Ok((taken, keys)) => Attempt::Moved { taken, keys },
                     Err(e) => {
@@ -308,6 +326,7 @@ async fn move_batch(
                 todo.extend(m.on(attempt, Instant::now()));
             }
             Action::Check(slots) => {
+                report_done(node, order, reports.take(Instant::now()));
                 let answer = if node.base_table().left(order.to.as_str(), order.epoch) {
                     // Twice the lease: the new owner's clock may run slower than ours.
                     mover::Answer::TargetLeft {
@@ -320,7 +339,10 @@ async fn move_batch(
                 todo.extend(m.checked(answer));
             }
             Action::RenewLease => node.lease.wake.notify_one(),
-            Action::Wait(d) => tokio::time::sleep(d).await,
+            Action::Wait(d) => {
+                report_done(node, order, reports.take(Instant::now()));
+                tokio::time::sleep(d).await
+            }
             Action::Flip(slots) => node.release(to, order.epoch, &slots),
             Action::Unfreeze(slots) => h.set_frozen(&slots, false),
             Action::DropData(slots) => {
@@ -334,7 +356,10 @@ async fn move_batch(
                 node.blocking.slots_unfrozen(&slots);
                 crate::blocking::serve_ready(node);
             }
-            Action::ReportDone(slots) => report_done(node, order.epoch, &slots, order.to.clone()),
+            Action::ReportDone(slots) => {
+                reports.add(slots);
+                report_done(node, order, reports.due(Instant::now()));
+            }
             Action::Done(Some((taken, keys))) => {
                 h.progress.slots_done.fetch_add(taken as u64, Relaxed);
                 h.progress.keys_moved.fetch_add(keys, Relaxed);
