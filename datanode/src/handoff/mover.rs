@@ -115,10 +115,11 @@ impl Batches {
 /// altogether is sent again by the next NameNode session
 /// ([`crate::ownership::Ownership::releases`]).
 ///
-/// Measured with `helper/bench-handoff.sh` (1M keys, 2 cores): a drain of 330,000 keys
-/// reported after every batch of 2,000 keys made the NameNode publish about 170 tables in
-/// half a second, a third of a core, and raised clients' p99 from 1.0 to 2.2 ms; gathered,
-/// p99 during the drain was 1.4 to 1.75 ms.
+/// Measured with `helper/bench-handoff.sh` (1M keys, 2 cores, four runs each): a drain of
+/// 340,000 keys reported after every batch of 2,000 keys made the NameNode publish about 170
+/// tables in half a second (a third of a core), and clients' p99 during the drain was
+/// 2.2-2.8 ms (steady 0.9-1.3 ms); gathered, 1.6-2.1 ms, and joins took 0.76-0.83 s instead
+/// of 0.99-1.10 s.
 #[derive(Debug, Default)]
 pub struct Reports {
     pending: Vec<u16>,
