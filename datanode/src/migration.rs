@@ -296,9 +296,6 @@ async fn move_batch(
         match action {
             Action::Freeze(slots) => h.set_frozen(&slots, true),
             Action::Copy => {
-                // A copy may take long (a large slot): what moved before is not held back
-                // by it past its time.
-                report_done(node, order, reports.due(Instant::now()));
                 let attempt = match copy_and_flip(node, order, &batch).await {
                     Ok((taken, keys)) => Attempt::Moved { taken, keys },
                     Err(e) => {
