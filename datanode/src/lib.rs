@@ -11,6 +11,8 @@
 //! - [`cmd`]: the command table and every command's logic, as plain functions.
 //! - [`args`]: argument parsing (Redis's integer and double rules) and the common error
 //!   replies.
+//! - [`busypoll`]: polling the client sockets for a moment before a worker sleeps, so a
+//!   request that arrives meanwhile costs its sender no wake-up (`--busy-poll-us`).
 //! - [`clock`]: wall and monotonic clock reads as plain integers, for the hot path.
 //! - [`cmdstats`]: calls, errors and latency per command, striped per thread.
 //! - [`http`]: the optional HTTP port (`--http-port`): `/metrics` and `/healthz`.
@@ -54,6 +56,7 @@ pub mod admin;
 pub mod agent;
 pub mod args;
 pub mod blocking;
+pub mod busypoll;
 pub mod clock;
 pub mod cluster;
 pub mod cmd;

@@ -112,6 +112,11 @@ struct Args {
     /// Worker threads (default: one per core less one, at least one).
     #[arg(long)]
     threads: Option<usize>,
+    /// Microseconds a worker with nothing to do polls its sockets before it sleeps, at
+    /// most (adapted to the load; 0: never poll). A request that arrives meanwhile costs
+    /// its client no wake-up of a sleeping worker, which at pipeline 1 limits throughput.
+    #[arg(long, default_value_t = chkv_datanode::busypoll::DEFAULT_MAX_US)]
+    busy_poll_us: u32,
     /// Password the admin port's `auth` asks for before `k` and `status` [default: the
     /// requirepass].
     #[arg(long, env = "CHKV_ADMIN_PASSWORD")]
@@ -210,8 +215,13 @@ fn main() -> anyhow::Result<()> {
         ..Config::default()
     };
     let threads = args.threads.unwrap_or_else(default_threads).max(1);
+    if let Err(e) = chkv_datanode::busypoll::install(args.busy_poll_us) {
+        tracing::warn!(error = %e, "busy polling is off");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
+        .on_thread_park(chkv_datanode::busypoll::before_park)
+        .on_thread_unpark(chkv_datanode::busypoll::after_unpark)
         .enable_all()
         .build()
         .context("building the tokio runtime")?;

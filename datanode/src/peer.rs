@@ -364,6 +364,7 @@ async fn tcp_connect(addr: SocketAddr, to: SocketAddr) -> Result<TcpStream, Peer
         .map_err(|_| PeerError::Connect(addr, "timed out".into()))?
         .map_err(|e| PeerError::Connect(addr, e.to_string()))?;
     let _ = sock.set_nodelay(true);
+    crate::busypoll::watch(&sock);
     Ok(sock)
 }
 

@@ -398,6 +398,7 @@ fn accept(
         return;
     }
     let _ = sock.set_nodelay(true);
+    crate::busypoll::watch(&sock);
     let laddr = sock.local_addr().unwrap_or(peer);
     let info = node.register_client(peer, laddr);
     let (node, stop, alive) = (node.clone(), stop.clone(), alive.clone());
