@@ -223,6 +223,9 @@ impl Zset {
         let n = self.len();
         let k = count.min(n);
         let (lo, hi) = if max { (n - k, n) } else { (0, k) };
+        if let Zset::Tree(t) = self {
+            return t.take_range(lo, hi, max);
+        }
         let out = self.collect_range(lo, hi, max);
         self.remove_range(lo, hi);
         out

@@ -210,7 +210,32 @@ impl ZTree {
         let mut victims = Vec::with_capacity(hi - lo);
         self.tree
             .visit(lo, hi, false, &mut |s, id| victims.push((s, id)));
-        for &(s, id) in &victims {
+        self.remove_all(&victims);
+        victims.len()
+    }
+
+    /// Removes the elements of ranks `lo..hi` and returns them in rank order (from the
+    /// highest with `rev`): what ZPOPMIN and ZPOPMAX take, found in one walk of the tree.
+    pub fn take_range(&mut self, lo: usize, hi: usize, rev: bool) -> Vec<(Vec<u8>, f64)> {
+        let hi = hi.min(self.len());
+        if lo >= hi {
+            return Vec::new();
+        }
+        let mut victims = Vec::with_capacity(hi - lo);
+        self.tree
+            .visit(lo, hi, rev, &mut |s, id| victims.push((s, id)));
+        let out = victims
+            .iter()
+            .map(|&(s, id)| (self.slab.name(id).to_vec(), s))
+            .collect();
+        self.remove_all(&victims);
+        out
+    }
+
+    /// Removes these (score, id) entries, found by a walk of the tree, from the tree, the
+    /// index and the slab.
+    fn remove_all(&mut self, victims: &[(f64, u32)]) {
+        for &(s, id) in victims {
             let slab = &self.slab;
             let h = self.hasher.hash_one(slab.name(id));
             if let Ok(e) = self.index.find_entry(h, |&x| x == id) {
@@ -220,7 +245,6 @@ impl ZTree {
             self.slab.release(id);
         }
         self.shrink();
-        victims.len()
     }
 
     /// One step of a scan over slot ids from `cursor` (0: the start) downwards: the members
