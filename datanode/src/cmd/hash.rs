@@ -12,6 +12,7 @@ use super::longdouble::LongDouble;
 use super::pubsub::notify;
 use super::*;
 use crate::pubsub::events;
+use crate::resp::frame::{Elements, Shape};
 use crate::store::glob::{glob_match, matches_all};
 use crate::store::{Hash, Limits};
 use rand::Rng;
@@ -144,13 +145,17 @@ fn hmget(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 }
 
 fn hgetall(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let pairs = read(ctx, req.arg(1), |h| {
-        h.iter()
-            .map(|(f, v)| (Frame::bulk(f), Frame::bulk(v)))
-            .collect::<Vec<_>>()
-    })?
-    .unwrap_or_default();
-    Ok(pairs_reply(ctx, pairs))
+    // Written straight from the hash into the reply's bytes (see `Frame::Encoded`): a frame
+    // and a copy per field and value cost a third of HGETALL's time at pipeline 16.
+    let reply = read(ctx, req.arg(1), |h| {
+        let mut out = Elements::with_capacity(h.len().saturating_mul(2), 16);
+        for (f, v) in h.iter() {
+            out.bulk(f);
+            out.bulk(v);
+        }
+        out.finish(Shape::Map)
+    })?;
+    Ok(reply.unwrap_or_else(|| pairs_reply(ctx, Vec::new())))
 }
 
 /// Field-value pairs: a map in RESP3, a flat array in RESP2.

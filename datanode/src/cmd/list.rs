@@ -11,7 +11,7 @@ use super::pubsub::notify;
 use super::*;
 use crate::blocking;
 use crate::pubsub::events;
-use crate::resp::frame::Elements;
+use crate::resp::frame::{Elements, Shape};
 use crate::store::{End, Kind, Limits, List, Member};
 
 const G: &str = "list";
@@ -284,7 +284,7 @@ fn lrange(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
                 }
             }
         }
-        out.finish(false)
+        out.finish(Shape::Array)
     })?;
     Ok(reply.unwrap_or(Frame::Array(Vec::new())))
 }

@@ -12,7 +12,7 @@ use super::list::{elem_frame, push_elem};
 use super::pubsub::notify;
 use super::*;
 use crate::pubsub::events;
-use crate::resp::frame::Elements;
+use crate::resp::frame::{Elements, Shape};
 use crate::store::{Kind, Limits, Member, Set, Value};
 
 const G: &str = "set";
@@ -127,7 +127,7 @@ fn smembers(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         for m in s.iter() {
             push_elem(&mut out, m);
         }
-        out.finish(true)
+        out.finish(Shape::Set)
     })?;
     Ok(reply.unwrap_or_else(|| set_reply(ctx, Vec::new())))
 }

@@ -45,16 +45,25 @@ pub enum Frame {
     /// Verbatim text (`=` in RESP3), e.g. INFO and CLIENT LIST; the format is `txt`.
     Verbatim(Bytes),
     Push(Vec<Frame>),
-    /// An array (or, with `set`, a RESP3 set; an array in RESP2) whose `count` elements are
-    /// already encoded in `body` as bulk strings, which read the same in RESP2 and RESP3: what
-    /// a command that reads many elements writes straight from the store (LRANGE, SMEMBERS)
-    /// with an [`Elements`], no frame, allocation or copy per element. Whoever looks inside a
-    /// reply (a script, a test) sees it [`decoded`](Frame::decoded).
+    /// An aggregate of the given [`Shape`] whose `count` elements are already encoded in
+    /// `body` as bulk strings, which read the same in RESP2 and RESP3: what a command that
+    /// reads many elements writes straight from the store (LRANGE, SMEMBERS, HGETALL) with an
+    /// [`Elements`], no frame, allocation or copy per element. Whoever looks inside a reply (a
+    /// script, a test) sees it [`decoded`](Frame::decoded).
     Encoded {
-        set: bool,
+        shape: Shape,
         count: usize,
         body: Bytes,
     },
+}
+
+/// What a [`Frame::Encoded`] is in RESP3; in RESP2 each is a flat array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Array,
+    Set,
+    /// Field-value pairs, elements taken two by two (`count` is twice the pairs).
+    Map,
 }
 
 /// Builds a [`Frame::Encoded`]: bulk strings appended one by one.
@@ -82,10 +91,12 @@ impl Elements {
         self.bulk(itoa::Buffer::new().format(i).as_bytes());
     }
 
-    /// The reply: an array, or with `set` a set in RESP3.
-    pub fn finish(self, set: bool) -> Frame {
+    /// The reply, of this shape in RESP3 (a [`Shape::Map`] must have had an even number of
+    /// elements appended: field, value, field, value...).
+    pub fn finish(self, shape: Shape) -> Frame {
+        debug_assert!(shape != Shape::Map || self.count.is_multiple_of(2));
         Frame::Encoded {
-            set,
+            shape,
             count: self.count,
             body: self.body.freeze(),
         }
@@ -124,20 +135,28 @@ impl Frame {
     /// This reply with a [`Frame::Encoded`] decoded into frames, as a client speaking
     /// `proto` would read it (other frames as they are).
     pub fn decoded(self, proto: Protocol) -> Frame {
-        let Frame::Encoded { set, count, body } = self else {
+        let Frame::Encoded { shape, count, body } = self else {
             return self;
         };
         let mut whole = BytesMut::with_capacity(body.len() + 24);
         header(&mut whole, b'*', count);
         whole.extend_from_slice(&body);
         match super::reply::parse_reply(&whole) {
-            Ok(Some((Frame::Array(items), n))) if n == whole.len() => {
-                if set && proto == Protocol::Resp3 {
-                    Frame::Set(items)
-                } else {
-                    Frame::Array(items)
+            Ok(Some((Frame::Array(items), n))) if n == whole.len() => match (shape, proto) {
+                (Shape::Set, Protocol::Resp3) => Frame::Set(items),
+                (Shape::Map, Protocol::Resp3) if items.len().is_multiple_of(2) => {
+                    let mut it = items.into_iter();
+                    let mut pairs = Vec::with_capacity(count / 2);
+                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                        pairs.push((k, v));
+                    }
+                    Frame::Map(pairs)
                 }
-            }
+                (Shape::Map, Protocol::Resp3) => {
+                    Frame::err("ERR internal error: a malformed pre-encoded reply")
+                }
+                _ => Frame::Array(items),
+            },
             _ => Frame::err("ERR internal error: a malformed pre-encoded reply"),
         }
     }
@@ -157,8 +176,12 @@ impl Frame {
                 line(out, b':', b.format(*i).as_bytes());
             }
             Frame::Bulk(b) => bulk(out, b'$', b),
-            Frame::Encoded { set, count, body } => {
-                header(out, if *set && resp3 { b'~' } else { b'*' }, *count);
+            Frame::Encoded { shape, count, body } => {
+                match (shape, resp3) {
+                    (Shape::Set, true) => header(out, b'~', *count),
+                    (Shape::Map, true) => header(out, b'%', *count / 2),
+                    _ => header(out, b'*', *count),
+                }
                 out.extend_from_slice(body);
             }
             Frame::Null if resp3 => out.extend_from_slice(b"_\r\n"),
@@ -307,24 +330,33 @@ mod tests {
 
     #[test]
     fn encoded_replies_read_as_their_frames() {
-        for set in [false, true] {
-            let mut e = Elements::with_capacity(3, 2);
+        for shape in [Shape::Array, Shape::Set, Shape::Map] {
+            let mut e = Elements::with_capacity(4, 2);
             e.bulk(b"ab");
             e.bulk(b"");
             e.int(-12);
-            let encoded = e.finish(set);
-            let items = vec![Frame::bulk("ab"), Frame::bulk(""), Frame::bulk("-12")];
+            e.bulk(b"x");
+            let encoded = e.finish(shape);
+            let items = vec![
+                Frame::bulk("ab"),
+                Frame::bulk(""),
+                Frame::bulk("-12"),
+                Frame::bulk("x"),
+            ];
             for p in [Protocol::Resp2, Protocol::Resp3] {
-                let frames = if set && p == Protocol::Resp3 {
-                    Frame::Set(items.clone())
-                } else {
-                    Frame::Array(items.clone())
+                let frames = match (shape, p) {
+                    (Shape::Set, Protocol::Resp3) => Frame::Set(items.clone()),
+                    (Shape::Map, Protocol::Resp3) => Frame::Map(vec![
+                        (items[0].clone(), items[1].clone()),
+                        (items[2].clone(), items[3].clone()),
+                    ]),
+                    _ => Frame::Array(items.clone()),
                 };
                 assert_eq!(enc(&encoded, p), enc(&frames, p));
                 assert_eq!(encoded.clone().decoded(p), frames);
             }
         }
-        let empty = Elements::with_capacity(0, 0).finish(false);
+        let empty = Elements::with_capacity(0, 0).finish(Shape::Array);
         assert_eq!(enc(&empty, Protocol::Resp2), "*0\r\n");
         assert_eq!(
             Frame::Integer(1).decoded(Protocol::Resp3),
