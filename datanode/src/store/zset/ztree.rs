@@ -203,13 +203,7 @@ impl ZTree {
 
     /// Removes the elements of ranks `lo..hi`.
     pub fn remove_range(&mut self, lo: usize, hi: usize) -> usize {
-        let hi = hi.min(self.len());
-        if lo >= hi {
-            return 0;
-        }
-        let mut victims = Vec::with_capacity(hi - lo);
-        self.tree
-            .visit(lo, hi, false, &mut |s, id| victims.push((s, id)));
+        let victims = self.entries(lo, hi, false);
         self.remove_all(&victims);
         victims.len()
     }
@@ -217,13 +211,7 @@ impl ZTree {
     /// Removes the elements of ranks `lo..hi` and returns them in rank order (from the
     /// highest with `rev`): what ZPOPMIN and ZPOPMAX take, found in one walk of the tree.
     pub fn take_range(&mut self, lo: usize, hi: usize, rev: bool) -> Vec<(Vec<u8>, f64)> {
-        let hi = hi.min(self.len());
-        if lo >= hi {
-            return Vec::new();
-        }
-        let mut victims = Vec::with_capacity(hi - lo);
-        self.tree
-            .visit(lo, hi, rev, &mut |s, id| victims.push((s, id)));
+        let victims = self.entries(lo, hi, rev);
         let out = victims
             .iter()
             .map(|&(s, id)| (self.slab.name(id).to_vec(), s))
@@ -232,9 +220,23 @@ impl ZTree {
         out
     }
 
+    /// The (score, id) entries of ranks `lo..hi` (clamped to the set), in rank order or,
+    /// with `rev`, from the highest.
+    fn entries(&self, lo: usize, hi: usize, rev: bool) -> Vec<(f64, u32)> {
+        let hi = hi.min(self.len());
+        let mut out = Vec::with_capacity(hi.saturating_sub(lo));
+        if lo < hi {
+            self.tree.visit(lo, hi, rev, &mut |s, id| out.push((s, id)));
+        }
+        out
+    }
+
     /// Removes these (score, id) entries, found by a walk of the tree, from the tree, the
-    /// index and the slab.
+    /// index and the slab (none: nothing changes, not even the capacity).
     fn remove_all(&mut self, victims: &[(f64, u32)]) {
+        if victims.is_empty() {
+            return;
+        }
         for &(s, id) in victims {
             let slab = &self.slab;
             let h = self.hasher.hash_one(slab.name(id));
