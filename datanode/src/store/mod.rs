@@ -36,6 +36,7 @@
 //!
 //! # Modules
 //! - `table`: one slot's hash table with dense positions and its TTL list.
+//! - `idindex`: the member index of large sets and sorted sets, resized in steps.
 //! - [`value`]: typed values: strings, hashes and sets in their compact and table encodings.
 //! - [`list`]: lists as a quicklist of listpack-format nodes.
 //! - [`zset`]: sorted sets: a compact listpack-like block, or a slab, hash and counted B+ tree.
@@ -55,6 +56,7 @@ pub mod evict;
 pub mod glob;
 mod guard;
 pub mod handoff;
+mod idindex;
 mod keyspace;
 pub mod list;
 pub mod mem;

@@ -27,6 +27,7 @@
 //! `listpack` ([`Listpack`]), `hash` ([`Hash`](enum@Hash)), `set` ([`Set`], [`Intset`],
 //! [`SetTable`]).
 
+use super::idindex::IdIndex;
 use super::list::List;
 use super::mem::alloc_size;
 use super::name::{ChunkVec, Name};

@@ -27,10 +27,10 @@
 //! Here the [`Zset`] value; by concern: `listpack` ([`ZipList`]), `slab` (the tree's members),
 //! `btree` (its order-statistics B+ tree), `ztree` ([`ZTree`], the three together).
 
+use super::idindex::IdIndex;
 use super::mem::alloc_size;
 use super::name::Name;
 use super::value::{get_leb, put_leb, Limits, LpBuf};
-use hashbrown::HashTable;
 use std::cmp::Ordering;
 use std::hash::BuildHasher;
 

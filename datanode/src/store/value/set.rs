@@ -83,7 +83,7 @@ impl Intset {
 #[derive(Clone, Default)]
 pub struct SetTable {
     members: ChunkVec<Name>,
-    index: hashbrown::HashTable<u32>,
+    index: IdIndex,
     hasher: Hasher,
     /// Heap bytes of the members stored out of line.
     names_heap: usize,
@@ -116,11 +116,7 @@ impl SetTable {
     fn heap_size(&self) -> usize {
         alloc_size(std::mem::size_of::<SetTable>())
             + self.members.heap_size()
-            + if self.index.num_buckets() == 0 {
-                0
-            } else {
-                alloc_size(self.index.allocation_size())
-            }
+            + self.index.allocation_size()
             + self.names_heap
     }
 
@@ -131,8 +127,7 @@ impl SetTable {
 
     fn find(&self, m: &[u8]) -> Option<u32> {
         self.index
-            .find(self.hasher.hash_one(m), |&p| self.name(p) == m)
-            .copied()
+            .find(self.hasher.hash_one(m), |p| self.name(p) == m)
     }
 
     pub fn contains(&self, m: &[u8]) -> bool {
@@ -145,12 +140,12 @@ impl SetTable {
         let h = self.hasher.hash_one(m);
         let (members, hasher) = (&self.members, &self.hasher);
         let name_at = |p: u32| members.get(p as usize).map_or(&[][..], Name::bytes);
-        if self.index.find(h, |&p| name_at(p) == m).is_some() || self.len() >= Self::MAX_LEN {
+        if self.index.find(h, |p| name_at(p) == m).is_some() || self.len() >= Self::MAX_LEN {
             return false;
         }
         let pos = self.len() as u32;
         self.index
-            .insert_unique(h, pos, |&p| hasher.hash_one(name_at(p)));
+            .insert_unique(h, pos, |p| hasher.hash_one(name_at(p)));
         let name = Name::new(m);
         self.names_heap += name.heap();
         self.members.push(name);
@@ -160,35 +155,33 @@ impl SetTable {
     /// Removes `m`; true when it was there.
     pub fn remove(&mut self, m: &[u8]) -> bool {
         let h = self.hasher.hash_one(m);
-        let members = &self.members;
+        let (members, hasher) = (&self.members, &self.hasher);
         let name_at = |p: u32| members.get(p as usize).map_or(&[][..], Name::bytes);
-        let Ok(entry) = self.index.find_entry(h, |&p| name_at(p) == m) else {
+        // The index may move entries while removing (a resize in steps), so it rehashes by
+        // position: the removed member is still in place, which is harmless (its id is gone).
+        let Some(pos) = self
+            .index
+            .remove(h, |p| name_at(p) == m, |p| hasher.hash_one(name_at(p)))
+        else {
             return false;
         };
-        let (pos, _) = entry.remove();
         let last = (self.len() - 1) as u32;
         if pos != last {
             // The last member moves into the hole: its index entry follows it.
             let moved = self.hasher.hash_one(self.name(last));
-            if let Some(p) = self.index.find_mut(moved, |&p| p == last) {
+            if let Some(p) = self.index.find_mut(moved, |p| p == last) {
                 *p = pos;
             }
         }
         if let Some(name) = self.members.swap_remove(pos as usize) {
             self.names_heap -= name.heap();
         }
-        if self.index.capacity() > 64 && self.len() * 4 < self.index.capacity() {
-            let (members, hasher) = (&self.members, &self.hasher);
-            self.index.shrink_to(self.len() * 2, |&p| {
-                hasher.hash_one(members.get(p as usize).map_or(&[][..], Name::bytes))
-            });
-        }
         true
     }
 
     fn reserve(&mut self, n: usize) {
         let (members, hasher) = (&self.members, &self.hasher);
-        self.index.reserve(n, |&p| {
+        self.index.reserve(n, |p| {
             hasher.hash_one(members.get(p as usize).map_or(&[][..], Name::bytes))
         });
     }

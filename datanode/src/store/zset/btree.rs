@@ -415,6 +415,30 @@ impl Tree {
         }
     }
 
+    /// Renames the entry `(s, id)` to `(s, to)`: the slab slot of its member moves from
+    /// `id` to `to` (the member, and so the entry's place in the order, stay the same).
+    /// `slab` still has the member at `id`. False when the entry is not there.
+    pub(super) fn set_id(&mut self, slab: &Slab, s: f64, id: u32, to: u32) -> bool {
+        let m = slab.name(id);
+        let mut node = &mut self.root;
+        loop {
+            match node {
+                Node::Inner(inner) => {
+                    let c = child_index(inner, s, m);
+                    node = &mut inner.children[c];
+                }
+                Node::Leaf(leaf) => {
+                    let pos = leaf.lower_bound(slab, s, m);
+                    if pos < leaf.n() && leaf.ids[pos] == id {
+                        leaf.ids[pos] = to;
+                        return true;
+                    }
+                    return false;
+                }
+            }
+        }
+    }
+
     /// The element of rank `r`.
     pub(super) fn select(&self, mut r: usize) -> Option<(f64, u32)> {
         let mut node = &self.root;

@@ -14,6 +14,10 @@ pub(super) const CHUNK: usize = 1 << CHUNK_BITS;
 
 /// Member slots by id, in chunks of [`CHUNK`] (only the last one grows, so a large set
 /// wastes at most part of one chunk), with a free list of ids.
+///
+/// The top slot is always live: free slots at the end are cut off as they appear
+/// ([`Slab::truncate`]), so their ids can linger in the free list past the end; such ids
+/// are dropped when they come up.
 #[derive(Default)]
 pub(super) struct Slab {
     pub(super) chunks: Vec<Vec<Slot>>,
@@ -55,7 +59,7 @@ impl Slab {
     pub(super) fn alloc(&mut self, name: Name, score: f64) -> u32 {
         self.live += 1;
         self.name_heap += name.heap();
-        if let Some(id) = self.free.pop() {
+        if let Some(id) = self.take_free() {
             *self.slot_mut(id) = Slot { name, score };
             return id;
         }
@@ -81,7 +85,55 @@ impl Slab {
         self.name_heap -= name.heap();
         self.live -= 1;
         self.free.push(id);
+        self.truncate();
         name
+    }
+
+    /// A free id (every one is below [`Slab::high`]); ids past the end met on the way are
+    /// dropped.
+    pub(super) fn take_free(&mut self) -> Option<u32> {
+        let high = self.high();
+        while let Some(id) = self.free.pop() {
+            if (id as usize) < high {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Moves the member in slot `from` to the free slot `to` (taken from the free list);
+    /// `from` becomes free.
+    pub(super) fn move_slot(&mut self, from: u32, to: u32) {
+        let vacated = Slot {
+            name: Name::empty(),
+            score: f64::NAN,
+        };
+        let slot = std::mem::replace(self.slot_mut(from), vacated);
+        *self.slot_mut(to) = slot;
+        self.free.push(from);
+        self.truncate();
+    }
+
+    /// Cuts the free slots off the end (a chunk left empty goes), and drops the free
+    /// list's ids past the end once they are most of it.
+    fn truncate(&mut self) {
+        while let Some(last) = self.chunks.last_mut() {
+            while last.last().is_some_and(|s| s.score.is_nan()) {
+                last.pop();
+            }
+            if !last.is_empty() {
+                break;
+            }
+            self.chunks.pop();
+        }
+        let high = self.high();
+        let free = high - self.live;
+        if self.free.len() > 2 * free + 64 {
+            self.free.retain(|&id| (id as usize) < high);
+            if self.free.capacity() > 2 * self.free.len() + 64 {
+                self.free.shrink_to_fit();
+            }
+        }
     }
 
     pub(super) fn heap_size(&self) -> usize {

@@ -262,3 +262,110 @@ fn fit_and_from_sorted() {
     assert_eq!(t2.encoding(), "listpack");
     assert_eq!(t2.len(), 3);
 }
+
+/// A large tree emptied by pops, removals and a ranged removal, with inserts between:
+/// the slab gives its memory back in steps (never more than about twice the members'
+/// slots in use, no renumbering of everything at once), every read agrees with a model, and
+/// a scan running through it all returns every member present from its start to its end.
+#[test]
+fn a_large_tree_compacts_in_steps_and_keeps_scans_whole() {
+    let l = limits(0);
+    let mut z = Zset::default();
+    let mut model = BTreeMap::new();
+    let n = 20_000u64;
+    for i in 0..n {
+        let k = (i * 7919) % n;
+        let m = member((k % 60_000) as u16);
+        let m = [m, k.to_string().into_bytes()].concat();
+        z.insert(&m, (k % 97) as f64, &l);
+        model.insert(m, (k % 97) as f64);
+    }
+    let Zset::Tree(t) = &z else { panic!("tree") };
+    let full = t.heap_size();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    // A scan from the start; the members present throughout must all come back.
+    let mut scanned = std::collections::HashSet::new();
+    let mut cursor = 0u64;
+    let mut scanning = true;
+    let mut removed_during_scan = std::collections::HashSet::new();
+    let present_at_start: Vec<Vec<u8>> = model.keys().cloned().collect();
+    let mut round = 0;
+    while model.len() > 300 {
+        round += 1;
+        match next() % 10 {
+            0..=5 => {
+                let got = z.pop(3, next() % 2 == 0);
+                for (m, _) in got {
+                    model.remove(&m);
+                    removed_during_scan.insert(m);
+                }
+            }
+            6..=7 => {
+                let k = model
+                    .keys()
+                    .nth((next() % model.len() as u64) as usize)
+                    .cloned();
+                let k = k.expect("not empty");
+                assert_eq!(z.remove(&k), model.remove(&k));
+                removed_during_scan.insert(k);
+            }
+            8 => {
+                let lo = (next() % model.len() as u64) as usize;
+                let want = sorted(&model);
+                let hi = (lo + 40).min(want.len());
+                assert_eq!(z.remove_range(lo, hi), hi - lo);
+                for (m, _) in &want[lo..hi] {
+                    model.remove(m);
+                    removed_during_scan.insert(m.clone());
+                }
+            }
+            _ => {
+                let m = format!("new{round}").into_bytes();
+                let s = (next() % 50) as f64;
+                assert_eq!(z.insert(&m, s, &l), model.insert(m, s));
+            }
+        }
+        if let Zset::Tree(t) = &z {
+            // Within about twice the members (the slab compacts two members a removal).
+            assert!(
+                t.slab.high() <= (2 * t.len() + 64).max(CHUNK),
+                "slab {} for {} members",
+                t.slab.high(),
+                t.len()
+            );
+            if scanning {
+                cursor = t.scan(cursor, 4, |m, _| {
+                    scanned.insert(m.to_vec());
+                });
+                scanning = cursor != 0;
+            }
+        }
+        if round % 500 == 0 {
+            check(&z, &model);
+        }
+    }
+    check(&z, &model);
+    let Zset::Tree(t) = &z else { panic!("tree") };
+    while scanning {
+        cursor = t.scan(cursor, 4, |m, _| {
+            scanned.insert(m.to_vec());
+        });
+        scanning = cursor != 0;
+    }
+    for m in &present_at_start {
+        if !removed_during_scan.contains(m) {
+            assert!(
+                scanned.contains(m),
+                "the scan missed {:?}",
+                String::from_utf8_lossy(m)
+            );
+        }
+    }
+    assert!(t.heap_size() * 10 < full, "{} of {full}", t.heap_size());
+}

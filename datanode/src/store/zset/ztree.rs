@@ -2,23 +2,17 @@
 
 use super::*;
 
+/// Members moved down the slab per member removed, while most of it is free (see
+/// [`ZTree::compact`]).
+const COMPACT_STEP: usize = 2;
+
 /// The large encoding (see the module docs).
+#[derive(Default)]
 pub struct ZTree {
-    slab: Slab,
-    index: HashTable<u32>,
+    pub(super) slab: Slab,
+    index: IdIndex,
     hasher: Hasher,
     pub(super) tree: Tree,
-}
-
-impl Default for ZTree {
-    fn default() -> Self {
-        ZTree {
-            slab: Slab::default(),
-            index: HashTable::new(),
-            hasher: Hasher::default(),
-            tree: Tree::default(),
-        }
-    }
 }
 
 impl std::fmt::Debug for ZTree {
@@ -63,11 +57,7 @@ impl ZTree {
     pub fn heap_size(&self) -> usize {
         alloc_size(std::mem::size_of::<ZTree>())
             + self.slab.heap_size()
-            + if self.index.num_buckets() == 0 {
-                0
-            } else {
-                alloc_size(self.index.allocation_size())
-            }
+            + self.index.allocation_size()
             + self.tree.heap_size()
     }
 
@@ -78,9 +68,7 @@ impl ZTree {
 
     fn find(&self, m: &[u8]) -> Option<u32> {
         let slab = &self.slab;
-        self.index
-            .find(self.hash(m), |&id| slab.name(id) == m)
-            .copied()
+        self.index.find(self.hash(m), |id| slab.name(id) == m)
     }
 
     pub fn score(&self, m: &[u8]) -> Option<f64> {
@@ -102,60 +90,64 @@ impl ZTree {
         let id = self.slab.alloc(Name::new(m), s);
         let (slab, hasher) = (&self.slab, &self.hasher);
         self.index
-            .insert_unique(h, id, |&i| hasher.hash_one(slab.name(i)));
+            .insert_unique(h, id, |i| hasher.hash_one(slab.name(i)));
         self.tree.insert(&self.slab, s, id);
         None
     }
 
     pub fn remove(&mut self, m: &[u8]) -> Option<f64> {
         let h = self.hash(m);
-        let slab = &self.slab;
-        let entry = self.index.find_entry(h, |&id| slab.name(id) == m).ok()?;
-        let (id, _) = entry.remove();
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        let id = self.index.remove(
+            h,
+            |id| slab.name(id) == m,
+            |i| hasher.hash_one(slab.name(i)),
+        )?;
         let s = self.slab.score(id);
         self.tree.remove(&self.slab, s, id);
         self.slab.release(id);
-        self.shrink();
+        self.compact(COMPACT_STEP);
         Some(s)
     }
 
-    /// Gives memory back after removals: the hash table when it is a quarter full, the
-    /// slab (and with it everything, renumbered) when most of its slots are free.
-    fn shrink(&mut self) {
-        let n = self.len();
-        if self.index.capacity() > 64 && n * 4 < self.index.capacity() {
-            let (slab, hasher) = (&self.slab, &self.hasher);
-            self.index
-                .shrink_to(n * 2, |&i| hasher.hash_one(slab.name(i)));
+    /// Gives the slab's memory back after removals, a few members at a time: while most of
+    /// its slots are free, each removal moves up to [`COMPACT_STEP`] members (`budget` in
+    /// all) from the top of the slab into free slots below (their index entry and tree
+    /// entry follow), and the emptied top is cut off. A move fills a free slot and frees
+    /// the top one, which goes: so the slots free fall by one a move, and at two a removal
+    /// the slab stays within twice the members. (The index resizes itself, also in steps.) Rebuilding
+    /// the whole set at once, as this did before, stalled a ZPOPMIN on a set of 2M members
+    /// for 120 ms.
+    ///
+    /// Members only ever move to lower ids, which ZSCAN relies on (see [`ZTree::scan`]).
+    fn compact(&mut self, budget: usize) {
+        for _ in 0..budget {
+            let high = self.slab.high();
+            if high <= CHUNK || self.len() * 2 >= high {
+                return;
+            }
+            // The top slot is live (the slab cuts free slots off its end).
+            let top = (high - 1) as u32;
+            let Some(to) = self.slab.take_free() else {
+                return;
+            };
+            let s = self.slab.score(top);
+            let h = self.hasher.hash_one(self.slab.name(top));
+            if let Some(e) = self.index.find_mut(h, |x| x == top) {
+                *e = to;
+            }
+            self.tree.set_id(&self.slab, s, top, to);
+            self.slab.move_slot(top, to);
         }
-        if self.slab.high() > CHUNK && n * 2 < self.slab.high() {
-            *self = self.rebuilt();
-        }
-    }
-
-    /// A copy with dense ids (the names move, nothing is copied twice).
-    fn rebuilt(&mut self) -> ZTree {
-        let mut ids = Vec::with_capacity(self.len());
-        self.tree
-            .visit(0, self.len(), false, &mut |s, id| ids.push((s, id)));
-        let mut out = ZTree::default();
-        let mut sorted = Vec::with_capacity(ids.len());
-        for (s, id) in ids {
-            let name = std::mem::replace(&mut self.slab.slot_mut(id).name, Name::empty());
-            sorted.push((s, out.slab.alloc(name, s)));
-        }
-        out.index_all();
-        out.tree = build_tree(&out.slab, &sorted);
-        out
     }
 
     fn index_all(&mut self) {
         let (slab, hasher) = (&self.slab, &self.hasher);
-        let mut index = HashTable::with_capacity(slab.live);
+        let mut index = IdIndex::with_capacity(slab.live);
         for c in 0..slab.chunks.len() {
             for i in 0..slab.chunks[c].len() {
                 let id = (c * CHUNK + i) as u32;
-                index.insert_unique(hasher.hash_one(slab.name(id)), id, |&i| {
+                index.insert_unique(hasher.hash_one(slab.name(id)), id, |i| {
                     hasher.hash_one(slab.name(i))
                 });
             }
@@ -238,21 +230,20 @@ impl ZTree {
             return;
         }
         for &(s, id) in victims {
-            let slab = &self.slab;
-            let h = self.hasher.hash_one(slab.name(id));
-            if let Ok(e) = self.index.find_entry(h, |&x| x == id) {
-                e.remove();
-            }
+            let (slab, hasher) = (&self.slab, &self.hasher);
+            let h = hasher.hash_one(slab.name(id));
+            self.index
+                .remove(h, |x| x == id, |i| hasher.hash_one(slab.name(i)));
             self.tree.remove(&self.slab, s, id);
             self.slab.release(id);
         }
-        self.shrink();
+        self.compact(victims.len().saturating_mul(COMPACT_STEP));
     }
 
     /// One step of a scan over slot ids from `cursor` (0: the start) downwards: the members
-    /// of up to `count` slots and the next cursor (0 when done). Ids are stable while the
-    /// set changes (short of a shrink that renumbers everything), so a member present for
-    /// the whole scan is returned.
+    /// of up to `count` slots and the next cursor (0 when done). A member keeps its id or
+    /// moves to a lower one ([`ZTree::compact`]), never to a higher one, so a member present
+    /// for the whole scan is returned: it moves only from above the cursor to below it.
     pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8], f64)) -> u64 {
         let high = self.slab.high();
         let hi = if cursor == 0 {
