@@ -7,9 +7,10 @@
 //!   far smaller than a table.
 //! - [`Intset`]: a sorted array of integers, for small sets whose members are all canonical
 //!   64-bit integers (binary search).
-//! - Tables: for hashes an insertion-ordered hash table (`IndexMap`), for sets a
-//!   [`SetTable`] (members in a dense chunked array, a hash table of positions); dense
-//!   positions give HRANDFIELD, SRANDMEMBER and SPOP an O(1) uniform pick.
+//! - Tables: for hashes a [`HashTable`] (field, value pairs in a dense chunked array), for
+//!   sets a [`SetTable`] (members in a dense chunked array); each with an index of positions
+//!   that resizes in steps (`IdIndex`); dense positions give HRANDFIELD, SRANDMEMBER and
+//!   SPOP an O(1) uniform pick.
 //!
 //! A collection converts one way, compact to table, when an insert crosses
 //! `hash-max-listpack-entries`/`-value`, `set-max-intset-entries` or
@@ -32,7 +33,6 @@ use super::list::List;
 use super::mem::alloc_size;
 use super::name::{ChunkVec, Name};
 use super::zset::Zset;
-use indexmap::IndexMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 

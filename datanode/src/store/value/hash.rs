@@ -4,29 +4,124 @@ use super::*;
 
 // ---- hashes ----
 
-/// A hash table of fields to values, with the bytes its elements hold.
-#[derive(Clone, Debug, Default)]
+/// A field and its value.
+type Pair = (Box<[u8]>, Box<[u8]>);
+
+/// A large hash: its (field, value) pairs in a dense chunked array (positions `0..len`), and
+/// an [`IdIndex`] of positions that finds a field (resized in steps: growing a hash to
+/// millions of fields never stalls the worker on one rehash). Removal moves the last pair
+/// into the hole, so a position pick (HRANDFIELD) is O(1) and HSCAN, which walks positions
+/// downwards, returns every field present for the whole scan, as for sets.
+#[derive(Clone, Default)]
 pub struct HashTable {
-    map: IndexMap<Box<[u8]>, Box<[u8]>, Hasher>,
+    pairs: ChunkVec<Pair>,
+    index: IdIndex,
+    hasher: Hasher,
     /// Size classes of the fields' and values' blocks.
     elems: usize,
 }
 
-impl PartialEq for HashTable {
-    fn eq(&self, o: &Self) -> bool {
-        self.map.len() == o.map.len() && self.map.iter().all(|(k, v)| o.map.get(k) == Some(v))
+impl std::fmt::Debug for HashTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.pairs.iter().map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            }))
+            .finish()
     }
 }
 
-/// Bytes an `IndexMap`/`IndexSet` of capacity `cap` with `entry`-byte entries takes: the
-/// entries vector (hash plus key and value) and the index table (a usize and a control byte
-/// per bucket).
-fn index_size(cap: usize, entry: usize) -> usize {
-    if cap == 0 {
-        return 0;
+impl PartialEq for HashTable {
+    fn eq(&self, o: &Self) -> bool {
+        self.len() == o.len() && self.pairs.iter().all(|(k, v)| o.get(k) == Some(&v[..]))
     }
-    let buckets = (cap * 8 / 7).next_power_of_two().max(4);
-    alloc_size(cap * (entry + 8)) + alloc_size(buckets * 9 + 16)
+}
+
+impl HashTable {
+    /// Most fields a table holds (positions are 32-bit).
+    const MAX_LEN: usize = u32::MAX as usize;
+
+    fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    fn heap_size(&self) -> usize {
+        alloc_size(std::mem::size_of::<HashTable>())
+            + self.pairs.heap_size()
+            + self.index.allocation_size()
+            + self.elems
+    }
+
+    fn find(&self, field: &[u8]) -> Option<u32> {
+        let pairs = &self.pairs;
+        self.index.find(self.hasher.hash_one(field), |p| {
+            pairs.get(p as usize).is_some_and(|(k, _)| &k[..] == field)
+        })
+    }
+
+    fn get(&self, field: &[u8]) -> Option<&[u8]> {
+        let p = self.find(field)?;
+        self.pairs.get(p as usize).map(|(_, v)| &v[..])
+    }
+
+    /// Sets `field` to `value`; true when the field is new. A table already holding
+    /// `MAX_LEN` fields takes no new one.
+    fn set(&mut self, field: &[u8], value: &[u8]) -> bool {
+        let vsize = alloc_size(value.len());
+        if let Some(p) = self.find(field) {
+            if let Some((_, v)) = self.pairs.get_mut(p as usize) {
+                self.elems = self.elems - alloc_size(v.len()) + vsize;
+                *v = value.into();
+            }
+            return false;
+        }
+        if self.len() >= Self::MAX_LEN {
+            return false;
+        }
+        self.elems += alloc_size(field.len()) + vsize;
+        let pos = self.len() as u32;
+        let (pairs, hasher) = (&self.pairs, &self.hasher);
+        self.index.insert_unique(hasher.hash_one(field), pos, |p| {
+            hasher.hash_one(pairs.get(p as usize).map_or(&[][..], |(k, _)| &k[..]))
+        });
+        self.pairs.push((field.into(), value.into()));
+        true
+    }
+
+    /// Removes `field`; true when it was there.
+    fn remove(&mut self, field: &[u8]) -> bool {
+        let (pairs, hasher) = (&self.pairs, &self.hasher);
+        let key_at = |p: u32| pairs.get(p as usize).map_or(&[][..], |(k, _)| &k[..]);
+        let Some(pos) = self.index.remove(
+            hasher.hash_one(field),
+            |p| key_at(p) == field,
+            |p| hasher.hash_one(key_at(p)),
+        ) else {
+            return false;
+        };
+        let last = (self.len() - 1) as u32;
+        if pos != last {
+            // The last pair moves into the hole: its index entry follows it.
+            let moved = hasher.hash_one(key_at(last));
+            if let Some(p) = self.index.find_mut(moved, |p| p == last) {
+                *p = pos;
+            }
+        }
+        if let Some((f, v)) = self.pairs.swap_remove(pos as usize) {
+            self.elems -= alloc_size(f.len()) + alloc_size(v.len());
+        }
+        true
+    }
+
+    fn reserve(&mut self, n: usize) {
+        let (pairs, hasher) = (&self.pairs, &self.hasher);
+        self.index.reserve(n, |p| {
+            hasher.hash_one(pairs.get(p as usize).map_or(&[][..], |(k, _)| &k[..]))
+        });
+    }
 }
 
 /// A hash: a listpack of field, value pairs or a table.
@@ -47,7 +142,7 @@ impl Hash {
     pub fn len(&self) -> usize {
         match self {
             Hash::Listpack(lp) => lp.len() / 2,
-            Hash::Table(t) => t.map.len(),
+            Hash::Table(t) => t.len(),
         }
     }
 
@@ -58,11 +153,7 @@ impl Hash {
     pub fn heap_size(&self) -> usize {
         match self {
             Hash::Listpack(lp) => lp.heap_size(),
-            Hash::Table(t) => {
-                alloc_size(std::mem::size_of::<HashTable>())
-                    + index_size(t.map.capacity(), 32)
-                    + t.elems
-            }
+            Hash::Table(t) => t.heap_size(),
         }
     }
 
@@ -80,7 +171,7 @@ impl Hash {
     pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
         match self {
             Hash::Listpack(lp) => Hash::lp_find(lp, field).map(|(_, _, v)| v),
-            Hash::Table(t) => t.map.get(field).map(|v| &v[..]),
+            Hash::Table(t) => t.get(field),
         }
     }
 
@@ -112,16 +203,7 @@ impl Hash {
         let Hash::Table(t) = self else {
             return false;
         };
-        let vsize = alloc_size(value.len());
-        if let Some(v) = t.map.get_mut(field) {
-            t.elems = t.elems - alloc_size(v.len()) + vsize;
-            *v = value.into();
-            false
-        } else {
-            t.elems += alloc_size(field.len()) + vsize;
-            t.map.insert(field.into(), value.into());
-            true
-        }
+        t.set(field, value)
     }
 
     /// Removes `field`; true when it was there.
@@ -134,14 +216,7 @@ impl Hash {
                 }
                 None => false,
             },
-            Hash::Table(t) => match t.map.swap_remove_entry(field) {
-                Some((f, v)) => {
-                    t.elems -= alloc_size(f.len()) + alloc_size(v.len());
-                    shrink_map(&mut t.map);
-                    true
-                }
-                None => false,
-            },
+            Hash::Table(t) => t.remove(field),
         }
     }
 
@@ -151,12 +226,11 @@ impl Hash {
             return;
         };
         let mut t = HashTable::default();
-        t.map.reserve(lp.len() / 2 + 1);
+        t.reserve(lp.len() / 2 + 1);
         {
             let mut it = lp.iter();
             while let (Some(f), Some(v)) = (it.next(), it.next()) {
-                t.elems += alloc_size(f.len()) + alloc_size(v.len());
-                t.map.insert(f.into(), v.into());
+                t.set(f, v);
             }
         }
         *self = Hash::Table(Box::new(t));
@@ -169,7 +243,7 @@ impl Hash {
                 let mut it = lp.iter();
                 Box::new(std::iter::from_fn(move || Some((it.next()?, it.next()?))))
             }
-            Hash::Table(t) => Box::new(t.map.iter().map(|(k, v)| (&k[..], &v[..]))),
+            Hash::Table(t) => Box::new(t.pairs.iter().map(|(k, v)| (&k[..], &v[..]))),
         }
     }
 
@@ -177,14 +251,7 @@ impl Hash {
     pub fn get_index(&self, i: usize) -> Option<(&[u8], &[u8])> {
         match self {
             Hash::Listpack(_) => self.iter().nth(i),
-            Hash::Table(t) => t.map.get_index(i).map(|(k, v)| (&k[..], &v[..])),
+            Hash::Table(t) => t.pairs.get(i).map(|(k, v)| (&k[..], &v[..])),
         }
-    }
-}
-
-/// Gives table memory back once a table is a quarter full (and not tiny).
-fn shrink_map<K: std::hash::Hash + Eq, V>(m: &mut IndexMap<K, V, Hasher>) {
-    if m.capacity() > 64 && m.len() * 4 < m.capacity() {
-        m.shrink_to(m.len() * 2);
     }
 }
