@@ -13,7 +13,7 @@ VALKEY_BIN=$VALKEY_DEFAULT
 
 usage() {
     cat <<EOF
-Usage: helper/mem-per-key.sh [--shape strings|list|zset|zsets|hashes|sets|set] [--elements N] [--members M]
+Usage: helper/mem-per-key.sh [--shape strings|list|zset|zsets|hash|hashes|sets|set] [--elements N] [--members M]
                              [--valkey BIN | --no-valkey] [--help]
 
 For redis-server, Valkey (the anchor build in ../shared/anchors, when present) and a CHKV
@@ -31,13 +31,15 @@ Shapes (N = --elements, default $ELEMENTS):
            integer scores in a scattered order (each member inserted mid-set); checks ZCARD
   zsets    N/M sorted sets of M members (--members, default $MEMBERS): ZADD z:%012d with
            the same members and scores; checks DBSIZE and the ZCARD of the last key
+  hash     one hash of N fields field:%012d (18 bytes) = value:%010d (16 bytes), 100 a
+           command; checks HLEN
   hashes   N/10 hashes h:%010d of 10 fields field0..field9 = value:%05d; element = field;
            checks DBSIZE and HLEN
   sets     N/M sets s:%09d of M members (--members) m:%06d; checks DBSIZE and SCARD
   set      one set of N members member:%012d (19 bytes), 100 a command; checks SCARD
 
 Options:
-  --shape S      strings (default), list, zset, zsets, hashes, sets or set
+  --shape S      strings (default), list, zset, zsets, hash, hashes, sets or set
   --elements N   number of elements (keys, or members in all), at most 10^12
   --keys N       the same as --elements (strings' old name)
   --members M    members per key for --shape zsets and sets (default $MEMBERS)
@@ -58,8 +60,8 @@ while [[ $# -gt 0 ]]; do
             ;;
         --shape)
             case ${2:-} in
-                strings | list | zset | zsets | hashes | sets | set) SHAPE=$2 ;;
-                *) die "--shape must be strings, list, zset, zsets, hashes, sets or set" ;;
+                strings | list | zset | zsets | hash | hashes | sets | set) SHAPE=$2 ;;
+                *) die "--shape must be strings, list, zset, zsets, hash, hashes, sets or set" ;;
             esac
             shift 2
             ;;
@@ -156,6 +158,18 @@ load() {
             got=$(rcli "$port" ZCARD "$(printf 'z:%012d' $((want - 1)))" 2>&1) || true
             [[ "$got" == "$MEMBERS" ]] || die "$name: the last sorted set has '$got' members, not $MEMBERS"
             ;;
+        hash)
+            log "$name: loading one hash of $ELEMENTS fields with redis-cli --pipe"
+            LC_ALL=C awk -v n="$ELEMENTS" 'BEGIN {
+                for (i = 0; i < n; i += 100) {
+                    c = (n - i < 100) ? n - i : 100
+                    printf "*%d\r\n$4\r\nHSET\r\n$4\r\nhash\r\n", 2 * c + 2
+                    for (f = i; f < i + c; f++) printf "$18\r\nfield:%012d\r\n$16\r\nvalue:%010d\r\n", f, f
+                }
+            }' | pipe_load "$port" | sed "s/^/    /" >&2
+            got=$(rcli "$port" HLEN hash 2>&1) || true
+            [[ "$got" == "$ELEMENTS" ]] || die "$name: HLEN is '$got' after loading $ELEMENTS fields"
+            ;;
         hashes)
             want=$((ELEMENTS / 10))
             log "$name: loading $want hashes of 10 fields with redis-cli --pipe"
@@ -221,6 +235,7 @@ measure() {
         list) ENC[$name]=$(rcli "$port" OBJECT ENCODING list) ;;
         zset) ENC[$name]=$(rcli "$port" OBJECT ENCODING zset) ;;
         zsets) ENC[$name]=$(rcli "$port" OBJECT ENCODING "z:000000000000") ;;
+        hash) ENC[$name]=$(rcli "$port" OBJECT ENCODING hash) ;;
         hashes) ENC[$name]=$(rcli "$port" OBJECT ENCODING "h:0000000000") ;;
         sets) ENC[$name]=$(rcli "$port" OBJECT ENCODING "s:000000000") ;;
         set) ENC[$name]=$(rcli "$port" OBJECT ENCODING set) ;;
@@ -247,6 +262,7 @@ case $SHAPE in
     list) what="one list of $ELEMENTS elements (14-byte elements)" ;;
     zset) what="one sorted set of $ELEMENTS members (14-byte members, integer scores)" ;;
     zsets) what="$((ELEMENTS / MEMBERS)) sorted sets (14-byte keys) of $MEMBERS members (14-byte members, integer scores)" ;;
+    hash) what="one hash of $ELEMENTS fields (18-byte fields, 16-byte values)" ;;
     hashes) what="$((ELEMENTS / 10)) hashes of 10 fields (6-byte fields, 11-byte values); element = field" ;;
     sets) what="$((ELEMENTS / MEMBERS)) sets of $MEMBERS members (8-byte members)" ;;
     set) what="one set of $ELEMENTS members (19-byte members)" ;;

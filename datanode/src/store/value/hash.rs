@@ -8,7 +8,7 @@ use super::*;
 type Pair = (Box<[u8]>, Box<[u8]>);
 
 /// A large hash: its (field, value) pairs in a dense chunked array (positions `0..len`), and
-/// an [`IdIndex`] of positions that finds a field (resized in steps: growing a hash to
+/// an `IdIndex` of positions that finds a field (resized in steps: growing a hash to
 /// millions of fields never stalls the worker on one rehash). Removal moves the last pair
 /// into the hole, so a position pick (HRANDFIELD) is O(1) and HSCAN, which walks positions
 /// downwards, returns every field present for the whole scan, as for sets.

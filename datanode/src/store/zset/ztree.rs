@@ -2,9 +2,10 @@
 
 use super::*;
 
-/// Members moved down the slab per member removed, while most of it is free (see
-/// [`ZTree::compact`]).
+/// Members moved down the slab per member removed while it compacts (see [`ZTree::compact`]).
 const COMPACT_STEP: usize = 2;
+/// Slab slots in use per member above which the slab compacts.
+const COMPACT_AT: usize = 8;
 
 /// The large encoding (see the module docs).
 #[derive(Default)]
@@ -110,12 +111,18 @@ impl ZTree {
         Some(s)
     }
 
-    /// Gives the slab's memory back after removals, a few members at a time: while most of
-    /// its slots are free, each removal moves up to [`COMPACT_STEP`] members (`budget` in
-    /// all) from the top of the slab into free slots below (their index entry and tree
-    /// entry follow), and the emptied top is cut off. A move fills a free slot and frees
-    /// the top one, which goes: so the slots free fall by one a move, and at two a removal
-    /// the slab stays within twice the members. (The index resizes itself, also in steps.) Rebuilding
+    /// Gives the slab's memory back after removals, a few members at a time: once more than
+    /// [`COMPACT_AT`] slots a member are in use, each removal moves up to [`COMPACT_STEP`]
+    /// members (`budget` in all) from the top of the slab into free slots below (their
+    /// index entry and tree entry follow), and the emptied top is cut off. A move fills a
+    /// free slot and frees the top one, which goes: so the slots free fall by one a move,
+    /// and at two a removal the slab stays within [`COMPACT_AT`] slots (32 bytes each) a
+    /// member. Free slots are reused by inserts first.
+    ///
+    /// A move costs a tree descent and an index probe, so a later start means fewer moves:
+    /// a set emptied by pops moves about 1/[`COMPACT_AT`] of its members. (Compacting at
+    /// half free moved half of them and cost ZPOPMIN at pipeline 16 a quarter of its
+    /// throughput; at three quarters free, a sixth.) (The index resizes itself, also in steps.) Rebuilding
     /// the whole set at once, as this did before, stalled a ZPOPMIN on a set of 2M members
     /// for 120 ms.
     ///
@@ -123,7 +130,7 @@ impl ZTree {
     fn compact(&mut self, budget: usize) {
         for _ in 0..budget {
             let high = self.slab.high();
-            if high <= CHUNK || self.len() * 2 >= high {
+            if high <= CHUNK || self.len() * COMPACT_AT >= high {
                 return;
             }
             // The top slot is live (the slab cuts free slots off its end).
@@ -242,7 +249,7 @@ impl ZTree {
 
     /// One step of a scan over slot ids from `cursor` (0: the start) downwards: the members
     /// of up to `count` slots and the next cursor (0 when done). A member keeps its id or
-    /// moves to a lower one ([`ZTree::compact`]), never to a higher one, so a member present
+    /// moves to a lower one (`ZTree::compact`), never to a higher one, so a member present
     /// for the whole scan is returned: it moves only from above the cursor to below it.
     pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&[u8], f64)) -> u64 {
         let high = self.slab.high();
