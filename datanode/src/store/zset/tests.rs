@@ -371,3 +371,37 @@ fn a_large_tree_compacts_in_steps_and_keeps_scans_whole() {
     }
     assert!(t.heap_size() * 8 < full, "{} of {full}", t.heap_size());
 }
+
+/// The slowest single pop while a sorted set of 2M members is popped empty, one member at a
+/// time. A measurement, not a check: `cargo test --release -p chkv-datanode --lib --
+/// --ignored --nocapture slowest_pop`.
+#[test]
+#[ignore]
+fn slowest_pop() {
+    use std::time::{Duration, Instant};
+    let l = limits(0);
+    let n = 2_000_000u64;
+    let mut z = Zset::default();
+    for i in 0..n {
+        let k = (i * 7919) % n;
+        z.insert(format!("element:{k:09}").as_bytes(), 0.0, &l);
+    }
+    let t0 = Instant::now();
+    let mut worst = (Duration::ZERO, 0);
+    let mut left = n as usize;
+    while left > 0 {
+        let t = Instant::now();
+        let got = z.pop(1, false);
+        let took = t.elapsed();
+        if took > worst.0 {
+            worst = (took, left);
+        }
+        left -= got.len();
+    }
+    println!(
+        "popped {n} in {:?}; slowest pop {:?} with {} members left",
+        t0.elapsed(),
+        worst.0,
+        worst.1
+    );
+}
