@@ -6,6 +6,9 @@ use super::*;
 const COMPACT_STEP: usize = 2;
 /// Slab slots in use per member above which the slab compacts.
 const COMPACT_AT: usize = 8;
+/// Members removed at once (ZPOPMIN with a count, ZREMRANGEBYSCORE...) from which the slab
+/// compacts down to 2 slots a member.
+const COMPACT_BATCH: usize = 64;
 
 /// The large encoding (see the module docs).
 #[derive(Default)]
@@ -107,30 +110,31 @@ impl ZTree {
         let s = self.slab.score(id);
         self.tree.remove(&self.slab, s, id);
         self.slab.release(id);
-        self.compact(COMPACT_STEP);
+        self.compact(COMPACT_STEP, COMPACT_AT);
         Some(s)
     }
 
-    /// Gives the slab's memory back after removals, a few members at a time: once more than
-    /// [`COMPACT_AT`] slots a member are in use, each removal moves up to [`COMPACT_STEP`]
-    /// members (`budget` in all) from the top of the slab into free slots below (their
-    /// index entry and tree entry follow), and the emptied top is cut off. A move fills a
-    /// free slot and frees the top one, which goes: so the slots free fall by one a move,
-    /// and at two a removal the slab stays within [`COMPACT_AT`] slots (32 bytes each) a
-    /// member. Free slots are reused by inserts first.
+    /// Gives the slab's memory back after removals, a few members at a time, instead of
+    /// rebuilding the set (which stalled a ZPOPMIN on a set of 2M members for 120 ms).
     ///
-    /// A move costs a tree descent and an index probe, so a later start means fewer moves:
-    /// a set emptied by pops moves about 1/[`COMPACT_AT`] of its members. (Compacting at
-    /// half free moved half of them and cost ZPOPMIN at pipeline 16 a quarter of its
-    /// throughput; at three quarters free, a sixth.) (The index resizes itself, also in steps.) Rebuilding
-    /// the whole set at once, as this did before, stalled a ZPOPMIN on a set of 2M members
-    /// for 120 ms.
+    /// Once more than `at` slab slots a member are in use, each removal moves up to
+    /// [`COMPACT_STEP`] members (`budget` in all) from the top of the slab into free slots
+    /// below (their index entry and tree entry follow), and the emptied top is cut off. A
+    /// move fills a free slot and frees the top one, which goes: so the free slots fall by
+    /// one a move, and at two a removal the slab stays within `at` slots (32 bytes each) a
+    /// member. Free slots are reused by inserts first; the index resizes itself, in steps.
+    ///
+    /// `at` is [`COMPACT_AT`] for single removals: a move costs a tree descent and an index
+    /// probe, so a later start means fewer moves (a set emptied by pops moves about an
+    /// eighth of its members; compacting at half free moved half of them and cost ZPOPMIN
+    /// at pipeline 16 a quarter of its throughput). A removal of at least [`COMPACT_BATCH`]
+    /// members at once, whose own work is of the order of the moves, compacts to 2.
     ///
     /// Members only ever move to lower ids, which ZSCAN relies on (see [`ZTree::scan`]).
-    fn compact(&mut self, budget: usize) {
+    fn compact(&mut self, budget: usize, at: usize) {
         for _ in 0..budget {
             let high = self.slab.high();
-            if high <= CHUNK || self.len() * COMPACT_AT >= high {
+            if high <= CHUNK || self.len() * at >= high {
                 return;
             }
             // The top slot is live (the slab cuts free slots off its end).
@@ -244,7 +248,13 @@ impl ZTree {
             self.tree.remove(&self.slab, s, id);
             self.slab.release(id);
         }
-        self.compact(victims.len().saturating_mul(COMPACT_STEP));
+        // A removal of many members at once pays for compacting further.
+        let at = if victims.len() >= COMPACT_BATCH {
+            2
+        } else {
+            COMPACT_AT
+        };
+        self.compact(victims.len().saturating_mul(COMPACT_STEP), at);
     }
 
     /// One step of a scan over slot ids from `cursor` (0: the start) downwards: the members
