@@ -4,8 +4,44 @@ use super::*;
 
 // ---- hashes ----
 
-/// A field and its value.
-type Pair = (Box<[u8]>, Box<[u8]>);
+/// A field and its value in one block: the field's length (LEB128, one byte up to 127),
+/// the field, the value. One allocation and a 16-byte slot a field, where two boxes took
+/// two allocations and 32 bytes (a hash of 1M fields: 74 B a field against 90, Valkey 80).
+#[derive(Clone)]
+struct Pair(Box<[u8]>);
+
+impl Pair {
+    fn new(field: &[u8], value: &[u8]) -> Pair {
+        let mut b = Vec::with_capacity(field.len() + value.len() + 3);
+        put_leb(&mut b, field.len());
+        b.extend_from_slice(field);
+        b.extend_from_slice(value);
+        Pair(b.into_boxed_slice())
+    }
+
+    /// Where the value starts, and the field's bounds.
+    #[inline]
+    fn split(&self) -> (usize, usize) {
+        let (n, at) = get_leb(&self.0, 0);
+        (at, (at + n).min(self.0.len()))
+    }
+
+    #[inline]
+    fn field(&self) -> &[u8] {
+        let (at, end) = self.split();
+        &self.0[at..end]
+    }
+
+    #[inline]
+    fn value(&self) -> &[u8] {
+        &self.0[self.split().1..]
+    }
+
+    /// Heap bytes of the block.
+    fn size(&self) -> usize {
+        alloc_size(self.0.len())
+    }
+}
 
 /// A large hash: its (field, value) pairs in a dense chunked array (positions `0..len`), and
 /// an `IdIndex` of positions that finds a field (resized in steps: growing a hash to
@@ -17,17 +53,17 @@ pub struct HashTable {
     pairs: ChunkVec<Pair>,
     index: IdIndex,
     hasher: Hasher,
-    /// Size classes of the fields' and values' blocks.
+    /// Size classes of the pairs' blocks.
     elems: usize,
 }
 
 impl std::fmt::Debug for HashTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map()
-            .entries(self.pairs.iter().map(|(k, v)| {
+            .entries(self.pairs.iter().map(|p| {
                 (
-                    String::from_utf8_lossy(k).into_owned(),
-                    String::from_utf8_lossy(v).into_owned(),
+                    String::from_utf8_lossy(p.field()).into_owned(),
+                    String::from_utf8_lossy(p.value()).into_owned(),
                 )
             }))
             .finish()
@@ -36,7 +72,11 @@ impl std::fmt::Debug for HashTable {
 
 impl PartialEq for HashTable {
     fn eq(&self, o: &Self) -> bool {
-        self.len() == o.len() && self.pairs.iter().all(|(k, v)| o.get(k) == Some(&v[..]))
+        self.len() == o.len()
+            && self
+                .pairs
+                .iter()
+                .all(|p| o.get(p.field()) == Some(p.value()))
     }
 }
 
@@ -58,43 +98,43 @@ impl HashTable {
     fn find(&self, field: &[u8]) -> Option<u32> {
         let pairs = &self.pairs;
         self.index.find(self.hasher.hash_one(field), |p| {
-            pairs.get(p as usize).is_some_and(|(k, _)| &k[..] == field)
+            pairs.get(p as usize).is_some_and(|x| x.field() == field)
         })
     }
 
     fn get(&self, field: &[u8]) -> Option<&[u8]> {
         let p = self.find(field)?;
-        self.pairs.get(p as usize).map(|(_, v)| &v[..])
+        self.pairs.get(p as usize).map(Pair::value)
     }
 
     /// Sets `field` to `value`; true when the field is new. A table already holding
     /// `MAX_LEN` fields takes no new one.
     fn set(&mut self, field: &[u8], value: &[u8]) -> bool {
-        let vsize = alloc_size(value.len());
+        let pair = Pair::new(field, value);
         if let Some(p) = self.find(field) {
-            if let Some((_, v)) = self.pairs.get_mut(p as usize) {
-                self.elems = self.elems - alloc_size(v.len()) + vsize;
-                *v = value.into();
+            if let Some(old) = self.pairs.get_mut(p as usize) {
+                self.elems = self.elems - old.size() + pair.size();
+                *old = pair;
             }
             return false;
         }
         if self.len() >= Self::MAX_LEN {
             return false;
         }
-        self.elems += alloc_size(field.len()) + vsize;
+        self.elems += pair.size();
         let pos = self.len() as u32;
         let (pairs, hasher) = (&self.pairs, &self.hasher);
         self.index.insert_unique(hasher.hash_one(field), pos, |p| {
-            hasher.hash_one(pairs.get(p as usize).map_or(&[][..], |(k, _)| &k[..]))
+            hasher.hash_one(pairs.get(p as usize).map_or(&[][..], Pair::field))
         });
-        self.pairs.push((field.into(), value.into()));
+        self.pairs.push(pair);
         true
     }
 
     /// Removes `field`; true when it was there.
     fn remove(&mut self, field: &[u8]) -> bool {
         let (pairs, hasher) = (&self.pairs, &self.hasher);
-        let key_at = |p: u32| pairs.get(p as usize).map_or(&[][..], |(k, _)| &k[..]);
+        let key_at = |p: u32| pairs.get(p as usize).map_or(&[][..], Pair::field);
         let Some(pos) = self.index.remove(
             hasher.hash_one(field),
             |p| key_at(p) == field,
@@ -110,8 +150,8 @@ impl HashTable {
                 *p = pos;
             }
         }
-        if let Some((f, v)) = self.pairs.swap_remove(pos as usize) {
-            self.elems -= alloc_size(f.len()) + alloc_size(v.len());
+        if let Some(pair) = self.pairs.swap_remove(pos as usize) {
+            self.elems -= pair.size();
         }
         true
     }
@@ -119,7 +159,7 @@ impl HashTable {
     fn reserve(&mut self, n: usize) {
         let (pairs, hasher) = (&self.pairs, &self.hasher);
         self.index.reserve(n, |p| {
-            hasher.hash_one(pairs.get(p as usize).map_or(&[][..], |(k, _)| &k[..]))
+            hasher.hash_one(pairs.get(p as usize).map_or(&[][..], Pair::field))
         });
     }
 }
@@ -243,7 +283,7 @@ impl Hash {
                 let mut it = lp.iter();
                 Box::new(std::iter::from_fn(move || Some((it.next()?, it.next()?))))
             }
-            Hash::Table(t) => Box::new(t.pairs.iter().map(|(k, v)| (&k[..], &v[..]))),
+            Hash::Table(t) => Box::new(t.pairs.iter().map(|p| (p.field(), p.value()))),
         }
     }
 
@@ -251,7 +291,59 @@ impl Hash {
     pub fn get_index(&self, i: usize) -> Option<(&[u8], &[u8])> {
         match self {
             Hash::Listpack(_) => self.iter().nth(i),
-            Hash::Table(t) => t.pairs.get(i).map(|(k, v)| (&k[..], &v[..])),
+            Hash::Table(t) => t.pairs.get(i).map(|p| (p.field(), p.value())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pair_keeps_its_field_and_value_apart_at_every_length() {
+        for flen in [0usize, 1, 127, 128, 300, 16_383, 16_384, 70_000] {
+            for vlen in [0usize, 1, 128, 5_000] {
+                let f: Vec<u8> = (0..flen).map(|i| (i % 251) as u8).collect();
+                let v: Vec<u8> = (0..vlen).map(|i| (i % 241) as u8 ^ 0x5a).collect();
+                let p = Pair::new(&f, &v);
+                assert_eq!(p.field(), &f[..], "field of {flen}/{vlen}");
+                assert_eq!(p.value(), &v[..], "value of {flen}/{vlen}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_large_hash_sets_replaces_and_removes_by_field() {
+        let l = Limits {
+            hash_max_listpack_entries: 0,
+            ..Limits::default()
+        };
+        let mut h = Hash::default();
+        for i in 0..10_000u32 {
+            assert!(h.insert(format!("f{i}").as_bytes(), &i.to_le_bytes(), &l));
+        }
+        assert!(!h.insert(b"f7", b"seven", &l));
+        assert_eq!(h.get(b"f7"), Some(&b"seven"[..]));
+        let before = h.heap_size();
+        for i in (0..10_000u32).step_by(2) {
+            assert!(h.remove(format!("f{i}").as_bytes()));
+        }
+        assert_eq!(h.len(), 5_000);
+        assert!(h.heap_size() < before);
+        for i in 0..10_000u32 {
+            let want = match i {
+                7 => Some(b"seven".to_vec()),
+                _ => (i % 2 == 1).then(|| i.to_le_bytes().to_vec()),
+            };
+            let got = h.get(format!("f{i}").as_bytes()).map(<[u8]>::to_vec);
+            assert_eq!(got, want, "f{i}");
+        }
+        let mut n = 0;
+        for (f, v) in h.iter() {
+            assert_eq!(h.get(f), Some(v));
+            n += 1;
+        }
+        assert_eq!(n, 5_000);
     }
 }
