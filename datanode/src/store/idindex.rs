@@ -117,6 +117,37 @@ impl IdIndex {
         Some(id)
     }
 
+    /// Changes the stored id `from`, whose member hashes to `hash`, to `to` (the member moved
+    /// to another position or slot); false when `from` is not there.
+    pub fn rename(&mut self, hash: u64, from: u32, to: u32) -> bool {
+        match self.find_mut(hash, |x| x == from) {
+            Some(e) => {
+                *e = to;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// For an index of dense positions `0..len` (a collection whose removal moves its last
+    /// element into the hole): removes the position `eq` accepts under `hash` and renames
+    /// position `len - 1` to it, as the caller's `swap_remove` is about to move that
+    /// element. `rehash` must still see every element in place. Returns the position.
+    pub fn swap_remove(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(u32) -> bool,
+        len: usize,
+        rehash: impl Fn(u32) -> u64,
+    ) -> Option<u32> {
+        let pos = self.remove(hash, eq, &rehash)?;
+        let last = u32::try_from(len.checked_sub(1)?).ok()?;
+        if pos != last {
+            self.rename(rehash(last), last, pos);
+        }
+        Some(pos)
+    }
+
     /// Makes room for `n` more entries at once (a collection being built: its own work is
     /// of that order anyway).
     pub fn reserve(&mut self, n: usize, rehash: impl Fn(u32) -> u64) {

@@ -135,21 +135,15 @@ impl HashTable {
     fn remove(&mut self, field: &[u8]) -> bool {
         let (pairs, hasher) = (&self.pairs, &self.hasher);
         let key_at = |p: u32| pairs.get(p as usize).map_or(&[][..], Pair::field);
-        let Some(pos) = self.index.remove(
+        // The last pair moves into the hole: its index entry follows it.
+        let Some(pos) = self.index.swap_remove(
             hasher.hash_one(field),
             |p| key_at(p) == field,
+            pairs.len(),
             |p| hasher.hash_one(key_at(p)),
         ) else {
             return false;
         };
-        let last = (self.len() - 1) as u32;
-        if pos != last {
-            // The last pair moves into the hole: its index entry follows it.
-            let moved = hasher.hash_one(key_at(last));
-            if let Some(p) = self.index.find_mut(moved, |p| p == last) {
-                *p = pos;
-            }
-        }
         if let Some(pair) = self.pairs.swap_remove(pos as usize) {
             self.elems -= pair.size();
         }

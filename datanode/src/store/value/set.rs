@@ -157,22 +157,17 @@ impl SetTable {
         let h = self.hasher.hash_one(m);
         let (members, hasher) = (&self.members, &self.hasher);
         let name_at = |p: u32| members.get(p as usize).map_or(&[][..], Name::bytes);
-        // The index may move entries while removing (a resize in steps), so it rehashes by
-        // position: the removed member is still in place, which is harmless (its id is gone).
-        let Some(pos) = self
-            .index
-            .remove(h, |p| name_at(p) == m, |p| hasher.hash_one(name_at(p)))
-        else {
+        // The last member moves into the hole: its index entry follows it. (The index may
+        // move entries while removing, a resize in steps, rehashing them by position: the
+        // members are all still in place then.)
+        let Some(pos) = self.index.swap_remove(
+            h,
+            |p| name_at(p) == m,
+            members.len(),
+            |p| hasher.hash_one(name_at(p)),
+        ) else {
             return false;
         };
-        let last = (self.len() - 1) as u32;
-        if pos != last {
-            // The last member moves into the hole: its index entry follows it.
-            let moved = self.hasher.hash_one(self.name(last));
-            if let Some(p) = self.index.find_mut(moved, |p| p == last) {
-                *p = pos;
-            }
-        }
         if let Some(name) = self.members.swap_remove(pos as usize) {
             self.names_heap -= name.heap();
         }

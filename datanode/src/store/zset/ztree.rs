@@ -144,9 +144,7 @@ impl ZTree {
             };
             let s = self.slab.score(top);
             let h = self.hasher.hash_one(self.slab.name(top));
-            if let Some(e) = self.index.find_mut(h, |x| x == top) {
-                *e = to;
-            }
+            self.index.rename(h, top, to);
             self.tree.set_id(&self.slab, s, top, to);
             self.slab.move_slot(top, to);
         }
