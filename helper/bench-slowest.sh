@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # helper/bench-slowest.sh: the slowest single command while one key grows to millions of
-# elements and (for a sorted set) is popped down again, CHKV against redis-server and
-# Valkey: where a resize or a rebuild of the whole collection would stall the server.
+# elements and (for a sorted set) is popped down again, or one slot to millions of keys,
+# CHKV against redis-server and Valkey: where a resize or a rebuild of a whole collection or
+# table would stall the server.
 set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -9,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 REQUESTS=2000000
 CLIENTS=4
 RUNS=1
-TESTS=(sadd zadd hset zpopmin)
+TESTS=(sadd zadd hset zpopmin tagset)
 VALKEY_BIN=$VALKEY_DEFAULT
 
 usage() {
@@ -30,6 +31,8 @@ Tests (N = --requests, default $REQUESTS; random members out of 10^8, so about N
   hset     HSET myhash element:__rand_int__ 32-byte-value (one hash grows to about N fields)
   zpopmin  the sorted set is first loaded to about N members (pipeline 64, not timed), then
            ZPOPMIN myzset N times at pipeline 1: the set shrinks to empty
+  tagset   SET {t}key:__rand_int__ 32-byte-value (about N keys under one hash tag: one slot's
+           key table grows; elements = DBSIZE)
 
 Options:
   --requests N   requests per test (default $REQUESTS)
@@ -51,7 +54,7 @@ while [[ $# -gt 0 ]]; do
             read -r -a TESTS <<<"${2:-}"
             ((${#TESTS[@]} > 0)) || die "--tests needs a list"
             for t in "${TESTS[@]}"; do
-                [[ $t =~ ^(sadd|zadd|hset|zpopmin)$ ]] || die "unknown test '$t' (sadd, zadd, hset, zpopmin)"
+                [[ $t =~ ^(sadd|zadd|hset|zpopmin|tagset)$ ]] || die "unknown test '$t' (sadd, zadd, hset, zpopmin, tagset)"
             done
             shift 2 ;;
         --valkey) [[ -x "${2:-}" ]] || die "--valkey: '${2:-}' is not an executable"; VALKEY_BIN=$2; shift 2 ;;
@@ -104,6 +107,10 @@ for ((round = 1; round <= RUNS; round++)); do
                 sadd) line=$(bench "$port" "${common[@]}" -P 1 -t sadd); len=$(rcli "$port" SCARD myset) ;;
                 zadd) line=$(bench "$port" "${common[@]}" -P 1 -t zadd); len=$(rcli "$port" ZCARD myzset) ;;
                 hset) line=$(bench "$port" "${common[@]}" -P 1 -t hset -d 32); len=$(rcli "$port" HLEN myhash) ;;
+                tagset)
+                    line=$(bench "$port" "${common[@]}" -P 1 SET '{t}key:__rand_int__' 0123456789abcdef0123456789abcdef)
+                    len=$(rcli "$port" DBSIZE)
+                    ;;
                 zpopmin)
                     redis-benchmark -h 127.0.0.1 -p "$port" -c 50 -n "$REQUESTS" -r 100000000 -P 64 -t zadd -q >/dev/null
                     len=$(rcli "$port" ZCARD myzset)

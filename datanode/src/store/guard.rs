@@ -578,13 +578,12 @@ impl SlotGuard<'_> {
             t.volatile.shrink_to(vol + vol / 2);
             shrunk = true;
         }
-        if shrunk {
-            if t.sketch.words() > 0 {
-                let cap = t.map.capacity();
-                t.sketch.fit(cap);
-            }
-            self.sync_table_mem();
+        if shrunk && t.sketch.words() > 0 {
+            let cap = t.map.capacity();
+            t.sketch.fit(cap);
         }
+        // Also after a removal that ended a resize in steps (its old table freed).
+        self.sync_table_mem();
     }
 
     /// Re-charges the table's arrays after a capacity may have changed.

@@ -1,14 +1,15 @@
-//! [`IdIndex`]: the hash index of a large collection's members (a set's positions, a sorted
-//! set's slab ids), resized a few entries at a time instead of all at once.
+//! [`StepTable`]: a hash table resized a few entries at a time instead of all at once. It
+//! holds the index of a large collection's members ([`IdIndex`]: a set's or hash's
+//! positions, a sorted set's slab ids) and a slot's keys (`store::table::KeyTable`).
 //!
-//! The members live elsewhere (a [`super::name::ChunkVec`] or a slab); the index holds their
-//! `u32` ids, so every method that may move entries takes `rehash`, the hash of the member
-//! an id stands for.
+//! The members live elsewhere (a [`super::name::ChunkVec`], a slab, a key's own block); the
+//! table holds their ids or handles, so every method that may move entries takes `rehash`,
+//! the hash of the member an entry stands for.
 //!
 //! hashbrown resizes a table in one call that rehashes every entry: at a million members
 //! that is tens of milliseconds in which the worker serves nobody (measured: SADD and ZADD
 //! growing one key to 2M members, one command took 79 and 83 ms; Valkey 4.6 and 9.1). Like
-//! Redis's dict, this index resizes in steps: a resize allocates the new table and leaves
+//! Redis's dict, this table resizes in steps: a resize allocates the new table and leaves
 //! the entries in the old one; until the old table is empty, lookups try both (the new one
 //! first), and every insert and removal first moves up to [`STEP`] entries across, looking
 //! at [`SCAN`] buckets at most. Growth starts when the table is full and asks for twice the
@@ -25,72 +26,138 @@ const STEP: usize = 16;
 const SCAN: usize = 64;
 /// Tables of fewer entries than this resize at once.
 const INCREMENTAL: usize = 4096;
+/// A [`Bucket`]'s top bit: the entry is in the table being emptied.
+const IN_OLD: usize = 1 << (usize::BITS - 1);
 
-/// A hash index of `u32` ids that resizes incrementally (see the module docs).
-#[derive(Clone, Default)]
-pub struct IdIndex {
+/// Where an entry of a [`StepTable`] sits, until the table's next insert or removal.
+pub type Bucket = usize;
+
+/// A hash table of `T` that resizes incrementally (see the module docs). Every method that
+/// may move entries takes `rehash`, the hash of an entry (the entries are ids or handles of
+/// members stored elsewhere, which the table cannot hash by itself).
+#[derive(Clone)]
+pub struct StepTable<T> {
     /// Where entries go (and are looked for first).
-    cur: HashTable<u32>,
-    /// The table being emptied into `cur` during a resize; empty (and unallocated) otherwise.
-    old: HashTable<u32>,
-    /// The next bucket of `old` to move.
+    cur: HashTable<T>,
+    /// The table being emptied into `cur` during a resize, boxed: 8 bytes when none is under
+    /// way, so that a lookup's first cache line holds all it reads (see `store::table`).
+    old: Option<Box<Old<T>>>,
+}
+
+#[derive(Clone)]
+struct Old<T> {
+    table: HashTable<T>,
+    /// The next bucket to move.
     cursor: usize,
 }
 
-impl IdIndex {
-    pub fn with_capacity(n: usize) -> IdIndex {
-        IdIndex {
+/// The index of a large collection's members: `u32` positions or slab ids.
+pub type IdIndex = StepTable<u32>;
+
+impl<T> Default for StepTable<T> {
+    fn default() -> Self {
+        StepTable {
+            cur: HashTable::new(),
+            old: None,
+        }
+    }
+}
+
+impl<T> StepTable<T> {
+    pub fn with_capacity(n: usize) -> StepTable<T> {
+        StepTable {
             cur: HashTable::with_capacity(n),
-            ..IdIndex::default()
+            old: None,
         }
     }
 
-    /// Entries (the collections count their members themselves).
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.cur.len() + self.old.len()
+    pub fn len(&self) -> usize {
+        self.cur.len() + self.old.as_ref().map_or(0, |o| o.table.len())
     }
 
-    /// Whether a resize is under way (`old` is emptied and freed as its last entry goes).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a resize is under way (the old table is freed as its last entry goes).
     pub fn resizing(&self) -> bool {
-        !self.old.is_empty()
+        self.old.is_some()
     }
 
     /// Bytes of the tables' allocations.
     pub fn allocation_size(&self) -> usize {
-        let size = |t: &HashTable<u32>| {
-            if t.capacity() == 0 {
+        let size = |t: &HashTable<T>| match t.allocation_size() {
+            0 => 0,
+            n => super::mem::alloc_size(n),
+        };
+        size(&self.cur)
+            + self.old.as_ref().map_or(0, |o| {
+                size(&o.table) + super::mem::alloc_size(std::mem::size_of::<Old<T>>())
+            })
+    }
+
+    /// Buckets allocated, in both tables during a resize.
+    pub fn buckets(&self) -> usize {
+        let n = |t: &HashTable<T>| {
+            // An empty table's bucket count is 1, a shared static one: nothing allocated.
+            if t.allocation_size() == 0 {
                 0
             } else {
-                super::mem::alloc_size(t.allocation_size())
+                t.num_buckets()
             }
         };
-        size(&self.cur) + size(&self.old)
+        n(&self.cur) + self.old.as_ref().map_or(0, |o| n(&o.table))
     }
 
-    /// The id `eq` accepts among those stored under `hash`.
+    /// Buckets of the table that entries go to.
+    pub fn current_buckets(&self) -> usize {
+        if self.cur.allocation_size() == 0 {
+            0
+        } else {
+            self.cur.num_buckets()
+        }
+    }
+
+    /// The entry `eq` accepts among those stored under `hash`.
     #[inline]
-    pub fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
-        if let Some(&id) = self.cur.find(hash, |&x| eq(x)) {
-            return Some(id);
-        }
-        if self.old.is_empty() {
-            return None;
-        }
-        self.old.find(hash, |&x| eq(x)).copied()
+    pub fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
+        self.find_bucket(hash, eq).and_then(|b| self.get(b))
     }
 
-    /// The id `eq` accepts among those stored under `hash`, to change in place (the member
-    /// it stands for must keep its hash).
-    pub fn find_mut(&mut self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<&mut u32> {
-        if let Some(b) = self.cur.find_bucket_index(hash, |&x| eq(x)) {
-            return self.cur.get_bucket_mut(b);
+    /// The bucket of the entry `eq` accepts among those stored under `hash`.
+    #[inline]
+    pub fn find_bucket(&self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Option<Bucket> {
+        if let Some(b) = self.cur.find_bucket_index(hash, &mut eq) {
+            return Some(b);
         }
-        self.old.find_mut(hash, |&x| eq(x))
+        let old = self.old.as_ref()?;
+        old.table.find_bucket_index(hash, eq).map(|b| b | IN_OLD)
     }
 
-    /// Adds `id` (not present: the caller checked) under `hash`.
-    pub fn insert_unique(&mut self, hash: u64, id: u32, rehash: impl Fn(u32) -> u64) {
+    /// The entry `eq` accepts under `hash`, to change in place (its hash must stay).
+    pub fn find_mut(&mut self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&mut T> {
+        let b = self.find_bucket(hash, eq)?;
+        self.get_mut(b)
+    }
+
+    pub fn get(&self, b: Bucket) -> Option<&T> {
+        if b & IN_OLD == 0 {
+            self.cur.get_bucket(b)
+        } else {
+            self.old.as_ref()?.table.get_bucket(b & !IN_OLD)
+        }
+    }
+
+    pub fn get_mut(&mut self, b: Bucket) -> Option<&mut T> {
+        if b & IN_OLD == 0 {
+            self.cur.get_bucket_mut(b)
+        } else {
+            self.old.as_mut()?.table.get_bucket_mut(b & !IN_OLD)
+        }
+    }
+
+    /// Adds `value` (not present: the caller checked) under `hash`; returns its bucket.
+    pub fn insert_unique(&mut self, hash: u64, value: T, rehash: impl Fn(&T) -> u64) -> Bucket {
         self.step(&rehash);
         if !self.resizing()
             && self.cur.len() >= INCREMENTAL
@@ -98,29 +165,137 @@ impl IdIndex {
         {
             self.start(self.cur.len().saturating_mul(2));
         }
-        self.cur.insert_unique(hash, id, |&x| rehash(x));
+        self.cur
+            .insert_unique(hash, value, |x| rehash(x))
+            .bucket_index()
     }
 
-    /// Removes and returns the id `eq` accepts under `hash`.
+    /// Removes and returns the entry `eq` accepts under `hash`; the table shrinks by itself
+    /// when an eighth full.
     pub fn remove(
         &mut self,
         hash: u64,
-        mut eq: impl FnMut(u32) -> bool,
-        rehash: impl Fn(u32) -> u64,
-    ) -> Option<u32> {
-        let id = match self.cur.find_entry(hash, |&x| eq(x)) {
-            Ok(e) => e.remove().0,
-            Err(_) => self.old.find_entry(hash, |&x| eq(x)).ok()?.remove().0,
-        };
-        self.step(&rehash);
+        eq: impl FnMut(&T) -> bool,
+        rehash: impl Fn(&T) -> u64,
+    ) -> Option<T> {
+        let b = self.find_bucket(hash, eq)?;
+        let value = self.remove_bucket(b, &rehash)?;
         self.maybe_shrink(&rehash);
-        Some(id)
+        Some(value)
     }
 
+    /// Removes and returns the entry in bucket `b` (no shrinking: see [`Self::shrink_to`]).
+    pub fn remove_bucket(&mut self, b: Bucket, rehash: impl Fn(&T) -> u64) -> Option<T> {
+        let value = if b & IN_OLD == 0 {
+            self.cur.get_bucket_entry(b).ok()?.remove().0
+        } else {
+            let old = self.old.as_mut()?;
+            old.table.get_bucket_entry(b & !IN_OLD).ok()?.remove().0
+        };
+        self.step(&rehash);
+        Some(value)
+    }
+
+    /// Makes room for `n` more entries at once (a collection being built: its own work is
+    /// of that order anyway).
+    pub fn reserve(&mut self, n: usize, rehash: impl Fn(&T) -> u64) {
+        self.finish(&rehash);
+        self.cur.reserve(n, |x| rehash(x));
+    }
+
+    /// Shrinks to a table for `n` entries (at least the entries there are): at once when
+    /// small, in steps when large, not at all while a resize is under way or when no
+    /// bucket would be freed.
+    pub fn shrink_to(&mut self, n: usize, rehash: impl Fn(&T) -> u64) {
+        if self.resizing() {
+            return;
+        }
+        let n = n.max(self.cur.len());
+        if self.cur.len() < INCREMENTAL {
+            self.cur.shrink_to(n, |x| rehash(x));
+        } else if buckets_for(n) < self.current_buckets() {
+            self.start(n);
+        }
+    }
+
+    /// Every entry, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.cur
+            .iter()
+            .chain(self.old.iter().flat_map(|o| o.table.iter()))
+    }
+
+    /// Every entry, in no order, to change in place (their hashes must stay).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> + '_ {
+        self.cur
+            .iter_mut()
+            .chain(self.old.iter_mut().flat_map(|o| o.table.iter_mut()))
+    }
+
+    /// Gives memory back when the table is an eighth full: a resize to a quarter, in steps.
+    /// (Redis's dict shrinks at a tenth; at a quarter, the shrinks' rehashing showed in
+    /// ZPOPMIN's and SPOP's profiles as a set was popped empty.)
+    fn maybe_shrink(&mut self, rehash: &impl Fn(&T) -> u64) {
+        if self.resizing() {
+            return;
+        }
+        let (n, cap) = (self.cur.len(), self.cur.capacity());
+        if cap <= 64 || n * 8 >= cap {
+            return;
+        }
+        if n < INCREMENTAL {
+            self.cur.shrink_to(n * 2, |x| rehash(x));
+        } else {
+            self.start(n * 2);
+        }
+    }
+
+    /// Starts a resize to a table for `capacity` entries.
+    fn start(&mut self, capacity: usize) {
+        debug_assert!(!self.resizing());
+        let old = std::mem::replace(&mut self.cur, HashTable::with_capacity(capacity));
+        if !old.is_empty() {
+            self.old = Some(Box::new(Old {
+                table: old,
+                cursor: 0,
+            }));
+        }
+    }
+
+    /// One step of a resize under way: up to [`STEP`] entries moved, [`SCAN`] buckets seen.
+    fn step(&mut self, rehash: &impl Fn(&T) -> u64) {
+        let Some(old) = self.old.as_deref_mut() else {
+            return;
+        };
+        let end = old.cursor.saturating_add(SCAN).min(old.table.num_buckets());
+        let mut moved = 0;
+        while old.cursor < end && moved < STEP {
+            if let Ok(e) = old.table.get_bucket_entry(old.cursor) {
+                let (value, _) = e.remove();
+                self.cur.insert_unique(rehash(&value), value, |x| rehash(x));
+                moved += 1;
+            }
+            old.cursor += 1;
+        }
+        // Emptied by the moves or by removals: the resize is over.
+        if old.table.is_empty() {
+            self.old = None;
+        }
+    }
+
+    /// Ends a resize under way at once.
+    fn finish(&mut self, rehash: &impl Fn(&T) -> u64) {
+        while self.resizing() {
+            self.step(rehash);
+        }
+    }
+}
+
+impl StepTable<u32> {
     /// Changes the stored id `from`, whose member hashes to `hash`, to `to` (the member moved
     /// to another position or slot); false when `from` is not there.
     pub fn rename(&mut self, hash: u64, from: u32, to: u32) -> bool {
-        match self.find_mut(hash, |x| x == from) {
+        match self.find_mut(hash, |&x| x == from) {
             Some(e) => {
                 *e = to;
                 true
@@ -136,91 +311,23 @@ impl IdIndex {
     pub fn swap_remove(
         &mut self,
         hash: u64,
-        eq: impl FnMut(u32) -> bool,
+        eq: impl FnMut(&u32) -> bool,
         len: usize,
-        rehash: impl Fn(u32) -> u64,
+        rehash: impl Fn(&u32) -> u64,
     ) -> Option<u32> {
         let pos = self.remove(hash, eq, &rehash)?;
         let last = u32::try_from(len.checked_sub(1)?).ok()?;
         if pos != last {
-            self.rename(rehash(last), last, pos);
+            self.rename(rehash(&last), last, pos);
         }
         Some(pos)
     }
+}
 
-    /// Makes room for `n` more entries at once (a collection being built: its own work is
-    /// of that order anyway).
-    pub fn reserve(&mut self, n: usize, rehash: impl Fn(u32) -> u64) {
-        self.finish(&rehash);
-        self.cur.reserve(n, |&x| rehash(x));
-    }
-
-    /// Gives memory back when the table is an eighth full: a resize to a quarter, in steps.
-    /// (Redis's dict shrinks at a tenth; at a quarter, the shrinks' rehashing showed in
-    /// ZPOPMIN's and SPOP's profiles as a set was popped empty.)
-    fn maybe_shrink(&mut self, rehash: &impl Fn(u32) -> u64) {
-        if self.resizing() {
-            return;
-        }
-        let (n, cap) = (self.cur.len(), self.cur.capacity());
-        if cap <= 64 || n * 8 >= cap {
-            return;
-        }
-        if n < INCREMENTAL {
-            self.cur.shrink_to(n * 2, |&x| rehash(x));
-        } else {
-            self.start(n * 2);
-        }
-    }
-
-    /// Starts a resize to a table for `capacity` entries.
-    fn start(&mut self, capacity: usize) {
-        debug_assert!(!self.resizing());
-        self.old = std::mem::replace(&mut self.cur, HashTable::with_capacity(capacity));
-        self.cursor = 0;
-        if self.old.is_empty() {
-            self.old = HashTable::new();
-        }
-    }
-
-    /// One step of a resize under way: up to [`STEP`] entries moved, [`SCAN`] buckets seen.
-    fn step(&mut self, rehash: &impl Fn(u32) -> u64) {
-        if self.old.is_empty() {
-            // Not resizing, or a removal took the old table's last entry.
-            if self.old.capacity() != 0 {
-                self.old = HashTable::new();
-                self.cursor = 0;
-            }
-            return;
-        }
-        let end = self.cursor.saturating_add(SCAN).min(self.old.num_buckets());
-        let mut moved = 0;
-        while self.cursor < end && moved < STEP {
-            if let Ok(e) = self.old.get_bucket_entry(self.cursor) {
-                let (id, _) = e.remove();
-                self.cur.insert_unique(rehash(id), id, |&x| rehash(x));
-                moved += 1;
-            }
-            self.cursor += 1;
-        }
-        if self.old.is_empty() {
-            self.old = HashTable::new();
-            self.cursor = 0;
-        }
-    }
-
-    /// Ends a resize under way at once.
-    fn finish(&mut self, rehash: &impl Fn(u32) -> u64) {
-        while self.resizing() {
-            self.step(rehash);
-        }
-    }
-
-    /// Every id, in no order.
-    #[cfg(test)]
-    fn ids(&self) -> Vec<u32> {
-        self.cur.iter().chain(self.old.iter()).copied().collect()
-    }
+/// Buckets hashbrown gives a table for `n` entries (n ≥ 8): the next power of two at or
+/// above 8/7 of it.
+fn buckets_for(n: usize) -> usize {
+    (n.saturating_mul(8) / 7).next_power_of_two()
 }
 
 #[cfg(test)]
@@ -233,9 +340,19 @@ mod tests {
         u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 7
     }
 
+    /// [`h`] as the table's `rehash`.
+    fn hr(id: &u32) -> u64 {
+        h(*id)
+    }
+
+    /// Every id, in no order.
+    fn ids(ix: &IdIndex) -> Vec<u32> {
+        ix.iter().copied().collect()
+    }
+
     fn insert(ix: &mut IdIndex, id: u32) {
-        assert!(ix.find(h(id), |x| x == id).is_none());
-        ix.insert_unique(h(id), id, h);
+        assert!(ix.find(h(id), |&x| x == id).is_none());
+        ix.insert_unique(h(id), id, hr);
     }
 
     #[test]
@@ -251,7 +368,7 @@ mod tests {
                 run += 1;
                 longest = longest.max(run);
                 // Mid-resize, entries in both tables are found.
-                assert!(ix.find(h(id / 2), |x| x == id / 2).is_some());
+                assert!(ix.find(h(id / 2), |&x| x == id / 2).is_some());
             } else {
                 run = 0;
             }
@@ -261,7 +378,7 @@ mod tests {
         // A resize of n entries ends within n / STEP inserts or so (buckets of the old table
         // run at least half full), never more than n / 4.
         assert!(longest <= 65_536 / 4, "a resize lasted {longest} inserts");
-        let mut ids = ix.ids();
+        let mut ids = ids(&ix);
         ids.sort_unstable();
         assert_eq!(ids, (0..100_000).collect::<Vec<_>>());
     }
@@ -272,19 +389,19 @@ mod tests {
         for id in 0..60_000u32 {
             insert(&mut ix, id);
         }
-        ix.finish(&h);
+        ix.finish(&hr);
         let before = ix.allocation_size();
         let mut shrank = false;
         for id in 0..50_000u32 {
-            assert_eq!(ix.remove(h(id), |x| x == id, h), Some(id));
+            assert_eq!(ix.remove(h(id), |&x| x == id, hr), Some(id));
             shrank |= ix.resizing();
-            assert_eq!(ix.remove(h(id), |x| x == id, h), None);
+            assert_eq!(ix.remove(h(id), |&x| x == id, hr), None);
         }
         assert!(shrank);
-        ix.finish(&h);
+        ix.finish(&hr);
         assert!(ix.allocation_size() < before / 2);
         for id in 50_000..60_000u32 {
-            assert_eq!(ix.find(h(id), |x| x == id), Some(id));
+            assert_eq!(ix.find(h(id), |&x| x == id), Some(&id));
         }
         assert_eq!(ix.len(), 10_000);
     }
@@ -305,14 +422,14 @@ mod tests {
         // of the id, so change it to itself plus a marker bit the lookups ignore).
         for x in 0..id {
             let e = ix
-                .find_mut(h(x), |y| y & 0x7fff_ffff == x)
+                .find_mut(h(x), |&y| y & 0x7fff_ffff == x)
                 .expect("present");
             *e |= 0x8000_0000;
         }
         for x in 0..id {
             assert_eq!(
-                ix.find(h(x), |y| y & 0x7fff_ffff == x),
-                Some(x | 0x8000_0000)
+                ix.find(h(x), |&y| y & 0x7fff_ffff == x),
+                Some(&(x | 0x8000_0000))
             );
         }
     }
@@ -342,7 +459,7 @@ mod tests {
             let mut worst = Duration::ZERO;
             for id in 0..n {
                 let t = Instant::now();
-                ix.insert_unique(rh(id), id, rh);
+                ix.insert_unique(rh(id), id, |&x| rh(x));
                 worst = worst.max(t.elapsed());
             }
             let stepped = (t0.elapsed(), worst);
@@ -389,18 +506,18 @@ mod tests {
                 match op {
                     Op::Insert(id) => {
                         if model.insert(id) {
-                            ix.insert_unique(h(id), id, h);
+                            ix.insert_unique(h(id), id, hr);
                         }
                     }
                     Op::Remove(id) => {
-                        let got = ix.remove(h(id), |x| x == id, h);
+                        let got = ix.remove(h(id), |&x| x == id, hr);
                         prop_assert_eq!(got.is_some(), model.remove(&id));
                     }
                 }
                 prop_assert_eq!(ix.len(), model.len());
             }
             for id in 0..12_000u32 {
-                prop_assert_eq!(ix.find(h(id), |x| x == id).is_some(), model.contains(&id));
+                prop_assert_eq!(ix.find(h(id), |&x| x == id).is_some(), model.contains(&id));
             }
         }
     }

@@ -36,7 +36,8 @@
 //!
 //! # Modules
 //! - `table`: one slot's hash table with dense positions and its TTL list.
-//! - `idindex`: the member index of large sets and sorted sets, resized in steps.
+//! - `idindex`: a hash table resized in steps (`StepTable`): each slot's key table and the
+//!   member index of large sets, hashes and sorted sets.
 //! - [`value`]: typed values: strings, hashes and sets in their compact and table encodings.
 //! - [`list`]: lists as a quicklist of listpack-format nodes.
 //! - [`zset`]: sorted sets: a compact listpack-like block, or a slab, hash and counted B+ tree.

@@ -8,6 +8,10 @@
 //! hot path needs (position, TTL link, access time) lives in the entry's own block, next to
 //! the key it has to read anyway: three trips, the last of which also serves the value.
 //!
+//! The table resizes in steps ([`StepTable`]), like a large collection's index: a slot
+//! holding millions of keys (one hash tag for all of them) would otherwise stall its node
+//! for tens of milliseconds each time its table doubled.
+//!
 //! Positions, which SCAN, sampling and the volatile list need, stay dense and stable across
 //! rehashes: the `hashes` array holds the hash of the entry at each position, so position
 //! `p` is found by probing for `hashes[p]` and the entry that says it is at `p`. A hash is
@@ -15,10 +19,10 @@
 //! the bucket and its top bits the control byte as with a full 64-bit hash. Removal is
 //! `swap_remove`, like IndexMap's.
 
+use super::idindex::{self, StepTable};
 use super::mem;
 use super::value::{Hash, Listpack, Set, Value, ValueRef};
 use super::zset::{ZipList, Zset};
-use hashbrown::HashTable;
 use std::alloc::{self, Layout};
 use std::hash::BuildHasher;
 use std::ptr::NonNull;
@@ -488,7 +492,7 @@ impl Drop for Kv {
 }
 
 /// A bucket of the hash table (see the module docs).
-pub(super) type Bucket = usize;
+pub(super) type Bucket = idindex::Bucket;
 
 /// The keys of one slot.
 ///
@@ -497,7 +501,7 @@ pub(super) type Bucket = usize;
 #[derive(Default)]
 #[repr(C)]
 pub(super) struct KeyTable {
-    index: HashTable<Kv>,
+    index: StepTable<Kv>,
     hasher: Hasher,
     /// `hashes[p]`: the hash of the key at position `p`.
     hashes: Vec<u32>,
@@ -510,6 +514,12 @@ impl KeyTable {
 
     pub fn len(&self) -> usize {
         self.index.len()
+    }
+
+    /// Whether a resize is under way.
+    #[cfg(test)]
+    pub fn resizing(&self) -> bool {
+        self.index.resizing()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -531,22 +541,21 @@ impl KeyTable {
         if self.is_empty() {
             return None;
         }
-        self.index
-            .find_bucket_index(self.hash(key), |kv| kv.key() == key)
+        self.index.find_bucket(self.hash(key), |kv| kv.key() == key)
     }
 
     /// The bucket holding the entry at position `pos`.
     pub fn at(&self, pos: usize) -> Option<Bucket> {
         let &h = self.hashes.get(pos)?;
-        self.index.find_bucket_index(wide(h), |kv| kv.pos() == pos)
+        self.index.find_bucket(wide(h), |kv| kv.pos() == pos)
     }
 
     pub fn get(&self, b: Bucket) -> Option<&Kv> {
-        self.index.get_bucket(b)
+        self.index.get(b)
     }
 
     pub fn get_mut(&mut self, b: Bucket) -> Option<&mut Kv> {
-        self.index.get_bucket_mut(b)
+        self.index.get_mut(b)
     }
 
     /// The entry at position `pos`.
@@ -570,14 +579,17 @@ impl KeyTable {
         let hashes = &self.hashes;
         self.index
             .insert_unique(wide(h), kv, |kv| wide(hashes[kv.pos()]))
-            .bucket_index()
     }
 
     /// Removes the entry in bucket `b`; the last entry moves into its position. Returns the
     /// entry, and the volatile position of the moved entry when one moved and has a TTL
-    /// (the caller points that volatile element at the entry's new position).
+    /// (the caller points that volatile element at the entry's new position). Any other
+    /// bucket number held across this call is stale (a resize under way moves entries).
     pub fn remove(&mut self, b: Bucket) -> Option<(Kv, Option<u32>)> {
-        let (kv, _) = self.index.get_bucket_entry(b).ok()?.remove();
+        // A resize under way moves a few entries here, rehashed from `hashes`, which still
+        // holds every position.
+        let hashes = &self.hashes;
+        let kv = self.index.remove_bucket(b, |kv| wide(hashes[kv.pos()]))?;
         let pos = kv.pos();
         let last = self.hashes.len() - 1;
         self.hashes.swap_remove(pos);
@@ -610,18 +622,14 @@ impl KeyTable {
 
     /// Hash-table buckets allocated (the true size of the table's arrays: unlike the
     /// capacity, removals do not lower it).
+    /// Both tables' during a resize.
     pub fn buckets(&self) -> usize {
-        // An empty table's bucket count is 1, a shared static one: nothing allocated.
-        if self.index.allocation_size() == 0 {
-            0
-        } else {
-            self.index.num_buckets()
-        }
+        self.index.buckets()
     }
 
     /// Entries the table holds without growing, once its deletions are swept.
     pub fn capacity(&self) -> usize {
-        bucket_capacity(self.buckets())
+        bucket_capacity(self.index.current_buckets())
     }
 
     /// Capacity of the positions array.
@@ -629,7 +637,8 @@ impl KeyTable {
         self.hashes.capacity()
     }
 
-    /// Shrinks the arrays to hold at least `n` entries.
+    /// Shrinks the arrays to hold at least `n` entries (a large table in steps; see
+    /// [`StepTable::shrink_to`]).
     pub fn shrink_to(&mut self, n: usize) {
         let hashes = &self.hashes;
         self.index.shrink_to(n, |kv| wide(hashes[kv.pos()]));
@@ -873,6 +882,99 @@ mod tests {
         assert_eq!(t.at(250), None);
         t.shrink_to(0);
         assert_eq!((t.buckets(), t.capacity()), (512, 448), "holds 250 keys");
+    }
+
+    #[test]
+    fn a_large_table_grows_and_shrinks_in_steps() {
+        let mut t = KeyTable::default();
+        let (mut resizing_seen, mut longest, mut run) = (0, 0, 0);
+        let n = 40_000;
+        for i in 0..n {
+            let b = t.insert_new(Kv::new(&key(i), b"v", M));
+            assert_eq!(t.get(b).map(Kv::key), Some(&key(i)[..]));
+            if t.index.resizing() {
+                resizing_seen += 1;
+                run += 1;
+                longest = longest.max(run);
+                // Mid-resize, keys in both tables are found, by key and by position.
+                assert_eq!(
+                    t.find(&key(i / 2)).and_then(|b| t.get(b)).map(Kv::pos),
+                    Some(i / 2)
+                );
+                assert_eq!(t.get_at(i / 3).map(Kv::pos), Some(i / 3));
+            } else {
+                run = 0;
+            }
+        }
+        assert!(resizing_seen > 0, "a table this large grows in steps");
+        assert!(longest <= 32_768 / 4, "a resize lasted {longest} inserts");
+        check(&t);
+        // Removals mid-resize keep positions dense: remove from the front until a shrink
+        // starts, then on through it.
+        let mut removed = 0;
+        let mut shrink_seen = false;
+        while removed < n - 100 {
+            let b = t.find(&key(removed)).expect("present");
+            t.remove(b).expect("removed");
+            removed += 1;
+            if t.len() * 2 <= t.capacity() {
+                t.shrink_to(t.len() + 1);
+            }
+            shrink_seen |= t.index.resizing();
+            if removed % 997 == 0 {
+                check(&t);
+            }
+        }
+        assert!(shrink_seen, "a large table shrinks in steps");
+        check(&t);
+        assert_eq!(t.len(), 100);
+        for i in 0..n {
+            assert_eq!(t.find(&key(i)).is_some(), i >= n - 100, "key {i}");
+        }
+    }
+
+    /// The slowest single insert while one slot's table grows to 2M keys, and all inserts'
+    /// time, against a plain hashbrown table of the same entries resized in one call. A
+    /// measurement, not a check: `cargo test --release -p chkv-datanode --lib -- --ignored
+    /// --nocapture slowest_key_insert`.
+    #[test]
+    #[ignore]
+    fn slowest_key_insert() {
+        use std::time::{Duration, Instant};
+        let n = 2_000_000;
+        let keys: Vec<Vec<u8>> = (0..n)
+            .map(|i| format!("{{t}}key:{i:012}").into_bytes())
+            .collect();
+        // One round: dropping 2M entries makes glibc's malloc (the allocator of the test
+        // binary) consolidate its free lists at a later allocation, which a second round
+        // would time as one slow insert.
+        {
+            let (t0, mut worst) = (Instant::now(), Duration::ZERO);
+            let mut t = KeyTable::default();
+            for k in &keys {
+                let kv = Kv::new(k, b"0123456789012345678901234567890", M);
+                let t1 = Instant::now();
+                t.insert_new(kv);
+                worst = worst.max(t1.elapsed());
+            }
+            let stepped = (t0.elapsed(), worst);
+            let (t0, mut worst) = (Instant::now(), Duration::ZERO);
+            let hasher = Hasher::default();
+            let mut plain = hashbrown::HashTable::new();
+            for k in &keys {
+                let kv = Kv::new(k, b"0123456789012345678901234567890", M);
+                let t1 = Instant::now();
+                plain.insert_unique(hasher.hash_one(kv.key()), kv, |kv: &Kv| {
+                    hasher.hash_one(kv.key())
+                });
+                worst = worst.max(t1.elapsed());
+            }
+            let whole = (t0.elapsed(), worst);
+            println!(
+                "in steps {:?} in all, slowest {:?}; one-call rehash {:?}, slowest {:?}",
+                stepped.0, stepped.1, whole.0, whole.1
+            );
+        }
     }
 
     #[test]

@@ -112,6 +112,65 @@ fn ttl_survives_value_replacement_and_index_moves() {
 }
 
 #[test]
+fn one_slot_of_many_keys_resizes_in_steps_with_ttls_and_accounting_in_step() {
+    // One hash tag: every key in one slot, whose table grows (and later shrinks) in steps.
+    let db = Db::new();
+    let key = |i: u32| format!("{{tag}}k{i}");
+    let n = 30_000u32;
+    let mut seen_resizing = false;
+    for i in 0..n {
+        let k = key(i);
+        let exp = if i % 3 == 0 { T0 + 10 } else { NO_EXPIRY };
+        let mut g = db.lock_key(k.as_bytes());
+        g.set(k.as_bytes(), Value::str(b"v"), exp, T0);
+        seen_resizing |= g.t.map.resizing();
+        if i % 7 == 0 && i > 0 {
+            // Overwrite and delete mid-resize: TTL links and positions follow the moves.
+            let older = key(i / 2);
+            g.replace_value(older.as_bytes(), Value::str(b"w"), T0);
+            g.remove(key(i - 1).as_bytes(), T0);
+        }
+        if i % 5_000 == 0 {
+            drop(g);
+            check_invariants(&db);
+        }
+    }
+    assert!(seen_resizing, "a slot this large grows in steps");
+    check_invariants(&db);
+    // Active expiry takes a third of the keys, then removals empty the slot but 100 keys:
+    // the table shrinks in steps, the accounting following each step.
+    let mut r = rng();
+    while db.volatile_len() > 0 {
+        db.active_expire(T0 + 20, 1000, &mut r);
+    }
+    check_invariants(&db);
+    let left: Vec<u32> = (0..n)
+        .filter(|&i| {
+            db.lock_key(key(i).as_bytes())
+                .peek(key(i).as_bytes(), T0 + 20)
+                .is_some()
+        })
+        .collect();
+    let mut shrink_seen = false;
+    for &i in &left[..left.len() - 100] {
+        let k = key(i);
+        let mut g = db.lock_key(k.as_bytes());
+        assert!(g.remove(k.as_bytes(), T0 + 20).is_some());
+        shrink_seen |= g.t.map.resizing();
+    }
+    assert!(shrink_seen, "a large slot shrinks in steps");
+    check_invariants(&db);
+    assert_eq!(db.len(), 100);
+    for &i in &left[left.len() - 100..] {
+        let k = key(i);
+        assert!(db
+            .lock_key(k.as_bytes())
+            .peek(k.as_bytes(), T0 + 20)
+            .is_some());
+    }
+}
+
+#[test]
 fn lazy_expiry() {
     let db = Db::new();
     let mut g = db.lock_key(b"k");

@@ -97,9 +97,11 @@ impl HashTable {
 
     fn find(&self, field: &[u8]) -> Option<u32> {
         let pairs = &self.pairs;
-        self.index.find(self.hasher.hash_one(field), |p| {
-            pairs.get(p as usize).is_some_and(|x| x.field() == field)
-        })
+        self.index
+            .find(self.hasher.hash_one(field), |&p| {
+                pairs.get(p as usize).is_some_and(|x| x.field() == field)
+            })
+            .copied()
     }
 
     fn get(&self, field: &[u8]) -> Option<&[u8]> {
@@ -124,7 +126,7 @@ impl HashTable {
         self.elems += pair.size();
         let pos = self.len() as u32;
         let (pairs, hasher) = (&self.pairs, &self.hasher);
-        self.index.insert_unique(hasher.hash_one(field), pos, |p| {
+        self.index.insert_unique(hasher.hash_one(field), pos, |&p| {
             hasher.hash_one(pairs.get(p as usize).map_or(&[][..], Pair::field))
         });
         self.pairs.push(pair);
@@ -138,9 +140,9 @@ impl HashTable {
         // The last pair moves into the hole: its index entry follows it.
         let Some(pos) = self.index.swap_remove(
             hasher.hash_one(field),
-            |p| key_at(p) == field,
+            |&p| key_at(p) == field,
             pairs.len(),
-            |p| hasher.hash_one(key_at(p)),
+            |&p| hasher.hash_one(key_at(p)),
         ) else {
             return false;
         };
@@ -152,7 +154,7 @@ impl HashTable {
 
     fn reserve(&mut self, n: usize) {
         let (pairs, hasher) = (&self.pairs, &self.hasher);
-        self.index.reserve(n, |p| {
+        self.index.reserve(n, |&p| {
             hasher.hash_one(pairs.get(p as usize).map_or(&[][..], Pair::field))
         });
     }

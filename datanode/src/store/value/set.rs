@@ -127,7 +127,8 @@ impl SetTable {
 
     fn find(&self, m: &[u8]) -> Option<u32> {
         self.index
-            .find(self.hasher.hash_one(m), |p| self.name(p) == m)
+            .find(self.hasher.hash_one(m), |&p| self.name(p) == m)
+            .copied()
     }
 
     pub fn contains(&self, m: &[u8]) -> bool {
@@ -140,12 +141,12 @@ impl SetTable {
         let h = self.hasher.hash_one(m);
         let (members, hasher) = (&self.members, &self.hasher);
         let name_at = |p: u32| members.get(p as usize).map_or(&[][..], Name::bytes);
-        if self.index.find(h, |p| name_at(p) == m).is_some() || self.len() >= Self::MAX_LEN {
+        if self.index.find(h, |&p| name_at(p) == m).is_some() || self.len() >= Self::MAX_LEN {
             return false;
         }
         let pos = self.len() as u32;
         self.index
-            .insert_unique(h, pos, |p| hasher.hash_one(name_at(p)));
+            .insert_unique(h, pos, |&p| hasher.hash_one(name_at(p)));
         let name = Name::new(m);
         self.names_heap += name.heap();
         self.members.push(name);
@@ -162,9 +163,9 @@ impl SetTable {
         // members are all still in place then.)
         let Some(pos) = self.index.swap_remove(
             h,
-            |p| name_at(p) == m,
+            |&p| name_at(p) == m,
             members.len(),
-            |p| hasher.hash_one(name_at(p)),
+            |&p| hasher.hash_one(name_at(p)),
         ) else {
             return false;
         };
@@ -176,7 +177,7 @@ impl SetTable {
 
     fn reserve(&mut self, n: usize) {
         let (members, hasher) = (&self.members, &self.hasher);
-        self.index.reserve(n, |p| {
+        self.index.reserve(n, |&p| {
             hasher.hash_one(members.get(p as usize).map_or(&[][..], Name::bytes))
         });
     }

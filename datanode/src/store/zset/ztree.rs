@@ -72,7 +72,9 @@ impl ZTree {
 
     fn find(&self, m: &[u8]) -> Option<u32> {
         let slab = &self.slab;
-        self.index.find(self.hash(m), |id| slab.name(id) == m)
+        self.index
+            .find(self.hash(m), |&id| slab.name(id) == m)
+            .copied()
     }
 
     pub fn score(&self, m: &[u8]) -> Option<f64> {
@@ -94,7 +96,7 @@ impl ZTree {
         let id = self.slab.alloc(Name::new(m), s);
         let (slab, hasher) = (&self.slab, &self.hasher);
         self.index
-            .insert_unique(h, id, |i| hasher.hash_one(slab.name(i)));
+            .insert_unique(h, id, |&i| hasher.hash_one(slab.name(i)));
         self.tree.insert(&self.slab, s, id);
         None
     }
@@ -104,8 +106,8 @@ impl ZTree {
         let (slab, hasher) = (&self.slab, &self.hasher);
         let id = self.index.remove(
             h,
-            |id| slab.name(id) == m,
-            |i| hasher.hash_one(slab.name(i)),
+            |&id| slab.name(id) == m,
+            |&i| hasher.hash_one(slab.name(i)),
         )?;
         let s = self.slab.score(id);
         self.tree.remove(&self.slab, s, id);
@@ -156,7 +158,7 @@ impl ZTree {
         for c in 0..slab.chunks.len() {
             for i in 0..slab.chunks[c].len() {
                 let id = (c * CHUNK + i) as u32;
-                index.insert_unique(hasher.hash_one(slab.name(id)), id, |i| {
+                index.insert_unique(hasher.hash_one(slab.name(id)), id, |&i| {
                     hasher.hash_one(slab.name(i))
                 });
             }
@@ -242,7 +244,7 @@ impl ZTree {
             let (slab, hasher) = (&self.slab, &self.hasher);
             let h = hasher.hash_one(slab.name(id));
             self.index
-                .remove(h, |x| x == id, |i| hasher.hash_one(slab.name(i)));
+                .remove(h, |&x| x == id, |&i| hasher.hash_one(slab.name(i)));
             self.tree.remove(&self.slab, s, id);
             self.slab.release(id);
         }
