@@ -120,8 +120,11 @@ impl<T> StepTable<T> {
 
     /// The entry `eq` accepts among those stored under `hash`.
     #[inline]
-    pub fn find(&self, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<&T> {
-        self.find_bucket(hash, eq).and_then(|b| self.get(b))
+    pub fn find(&self, hash: u64, mut eq: impl FnMut(&T) -> bool) -> Option<&T> {
+        if let Some(v) = self.cur.find(hash, &mut eq) {
+            return Some(v);
+        }
+        self.old.as_ref()?.table.find(hash, eq)
     }
 
     /// The bucket of the entry `eq` accepts among those stored under `hash`.
@@ -178,8 +181,20 @@ impl<T> StepTable<T> {
         eq: impl FnMut(&T) -> bool,
         rehash: impl Fn(&T) -> u64,
     ) -> Option<T> {
-        let b = self.find_bucket(hash, eq)?;
-        let value = self.remove_bucket(b, &rehash)?;
+        let mut eq = eq;
+        let value = match self.cur.find_entry(hash, &mut eq) {
+            Ok(e) => e.remove().0,
+            Err(_) => {
+                self.old
+                    .as_mut()?
+                    .table
+                    .find_entry(hash, eq)
+                    .ok()?
+                    .remove()
+                    .0
+            }
+        };
+        self.step(&rehash);
         self.maybe_shrink(&rehash);
         Some(value)
     }
