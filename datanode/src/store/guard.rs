@@ -564,7 +564,9 @@ impl SlotGuard<'_> {
     /// `helper/bench-hit-ratio.sh`, 100-byte values at about 6 keys per slot, a node holds
     /// 5% more keys with this than without). The new size keeps one free entry, so a table does
     /// not resize back and forth around a single key; the freed arrays are reused by tables
-    /// that grow. The volatile list shrinks at a third, to 1.5 times its length.
+    /// that grow. The volatile list shrinks at a third, to 1.5 times its length. A key
+    /// table of 4,096 entries or more shrinks in steps, keeping room for half its entries
+    /// again (so in effect at about a third; see `StepTable::shrink_to`).
     fn shrink_if_sparse(&mut self) {
         let t = &mut self.t;
         let mut shrunk = false;

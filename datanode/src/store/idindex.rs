@@ -219,8 +219,11 @@ impl<T> StepTable<T> {
     }
 
     /// Shrinks to a table for `n` entries (at least the entries there are): at once when
-    /// small, in steps when large, not at all while a resize is under way or when no
-    /// bucket would be freed.
+    /// small; when large, in steps to a table with room for half as many again, and only
+    /// if that frees buckets. Not while a resize is under way. (A large table shrunk to
+    /// its entries would fill again at the next inserts, while its old table may still
+    /// hold entries to move: the new one would then grow in one call, the stall the steps
+    /// are for; and a table wandering around one size would shrink and grow in turn.)
     pub fn shrink_to(&mut self, n: usize, rehash: impl Fn(&T) -> u64) {
         if self.resizing() {
             return;
@@ -228,8 +231,11 @@ impl<T> StepTable<T> {
         let n = n.max(self.cur.len());
         if self.cur.len() < INCREMENTAL {
             self.cur.shrink_to(n, |x| rehash(x));
-        } else if buckets_for(n) < self.current_buckets() {
-            self.start(n);
+            return;
+        }
+        let target = n.saturating_add(n / 2);
+        if buckets_for(target) < self.current_buckets() {
+            self.start(target);
         }
     }
 
@@ -419,6 +425,44 @@ mod tests {
             assert_eq!(ix.find(h(id), |&x| x == id), Some(&id));
         }
         assert_eq!(ix.len(), 10_000);
+    }
+
+    #[test]
+    fn a_stepped_shrink_leaves_room_for_the_inserts_that_follow() {
+        let mut ix = IdIndex::default();
+        for id in 0..20_000u32 {
+            insert(&mut ix, id);
+        }
+        ix.finish(&hr);
+        // Down to 7,166 without the index's own shrink, then the caller's (the key table's):
+        // a table for exactly 7,167 entries (8,192 buckets) would have room for one more.
+        for id in 0..12_834u32 {
+            let b = ix.find_bucket(h(id), |&x| x == id).expect("present");
+            assert_eq!(ix.remove_bucket(b, hr), Some(id));
+        }
+        ix.finish(&hr);
+        let before = ix.current_buckets();
+        ix.shrink_to(ix.len() + 1, hr);
+        assert!(ix.resizing(), "a large table shrinks in steps");
+        let target = ix.current_buckets();
+        assert!(target < before);
+        // Inserts while the shrink is under way go to the new table without growing it.
+        let mut id = 20_000u32;
+        while ix.resizing() {
+            insert(&mut ix, id);
+            id += 1;
+            assert_eq!(
+                ix.current_buckets(),
+                target,
+                "the new table grew in one call"
+            );
+        }
+        for x in (12_834..id).step_by(7) {
+            assert_eq!(ix.find(h(x), |&y| y == x), Some(&x));
+        }
+        // Asked again at the same size: nothing to free, no resize.
+        ix.shrink_to(ix.len() + 1, hr);
+        assert!(!ix.resizing());
     }
 
     #[test]
