@@ -366,6 +366,16 @@ mod tests {
         h(*id)
     }
 
+    /// An index of the ids `0..n`, no resize under way.
+    fn filled(n: u32) -> IdIndex {
+        let mut ix = IdIndex::default();
+        for id in 0..n {
+            insert(&mut ix, id);
+        }
+        ix.finish(&hr);
+        ix
+    }
+
     /// Every id, in no order.
     fn ids(ix: &IdIndex) -> Vec<u32> {
         ix.iter().copied().collect()
@@ -406,11 +416,7 @@ mod tests {
 
     #[test]
     fn removal_down_to_an_eighth_shrinks_in_steps() {
-        let mut ix = IdIndex::default();
-        for id in 0..60_000u32 {
-            insert(&mut ix, id);
-        }
-        ix.finish(&hr);
+        let mut ix = filled(60_000);
         let before = ix.allocation_size();
         let mut shrank = false;
         for id in 0..50_000u32 {
@@ -429,11 +435,7 @@ mod tests {
 
     #[test]
     fn a_stepped_shrink_leaves_room_for_the_inserts_that_follow() {
-        let mut ix = IdIndex::default();
-        for id in 0..20_000u32 {
-            insert(&mut ix, id);
-        }
-        ix.finish(&hr);
+        let mut ix = filled(20_000);
         // Down to 7,166 without the index's own shrink, then the caller's (the key table's):
         // a table for exactly 7,167 entries (8,192 buckets) would have room for one more.
         for id in 0..12_834u32 {
