@@ -98,24 +98,12 @@ impl<T> StepTable<T> {
 
     /// Buckets allocated, in both tables during a resize.
     pub fn buckets(&self) -> usize {
-        let n = |t: &HashTable<T>| {
-            // An empty table's bucket count is 1, a shared static one: nothing allocated.
-            if t.allocation_size() == 0 {
-                0
-            } else {
-                t.num_buckets()
-            }
-        };
-        n(&self.cur) + self.old.as_ref().map_or(0, |o| n(&o.table))
+        allocated_buckets(&self.cur) + self.old.as_ref().map_or(0, |o| allocated_buckets(&o.table))
     }
 
     /// Buckets of the table that entries go to.
     pub fn current_buckets(&self) -> usize {
-        if self.cur.allocation_size() == 0 {
-            0
-        } else {
-            self.cur.num_buckets()
-        }
+        allocated_buckets(&self.cur)
     }
 
     /// The entry `eq` accepts among those stored under `hash`.
@@ -178,10 +166,9 @@ impl<T> StepTable<T> {
     pub fn remove(
         &mut self,
         hash: u64,
-        eq: impl FnMut(&T) -> bool,
+        mut eq: impl FnMut(&T) -> bool,
         rehash: impl Fn(&T) -> u64,
     ) -> Option<T> {
-        let mut eq = eq;
         let value = match self.cur.find_entry(hash, &mut eq) {
             Ok(e) => e.remove().0,
             Err(_) => {
@@ -342,6 +329,16 @@ impl StepTable<u32> {
             self.rename(rehash(&last), last, pos);
         }
         Some(pos)
+    }
+}
+
+/// Buckets `t` has allocated (an empty table's bucket count is 1, a shared static one:
+/// nothing allocated).
+fn allocated_buckets<T>(t: &HashTable<T>) -> usize {
+    if t.allocation_size() == 0 {
+        0
+    } else {
+        t.num_buckets()
     }
 }
 

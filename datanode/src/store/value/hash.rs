@@ -96,9 +96,14 @@ impl HashTable {
     }
 
     fn find(&self, field: &[u8]) -> Option<u32> {
+        self.find_hashed(self.hasher.hash_one(field), field)
+    }
+
+    /// [`HashTable::find`] with the field's hash already computed.
+    fn find_hashed(&self, h: u64, field: &[u8]) -> Option<u32> {
         let pairs = &self.pairs;
         self.index
-            .find(self.hasher.hash_one(field), |&p| {
+            .find(h, |&p| {
                 pairs.get(p as usize).is_some_and(|x| x.field() == field)
             })
             .copied()
@@ -112,8 +117,9 @@ impl HashTable {
     /// Sets `field` to `value`; true when the field is new. A table already holding
     /// `MAX_LEN` fields takes no new one.
     fn set(&mut self, field: &[u8], value: &[u8]) -> bool {
+        let h = self.hasher.hash_one(field);
         let pair = Pair::new(field, value);
-        if let Some(p) = self.find(field) {
+        if let Some(p) = self.find_hashed(h, field) {
             if let Some(old) = self.pairs.get_mut(p as usize) {
                 self.elems = self.elems - old.size() + pair.size();
                 *old = pair;
@@ -126,7 +132,7 @@ impl HashTable {
         self.elems += pair.size();
         let pos = self.len() as u32;
         let (pairs, hasher) = (&self.pairs, &self.hasher);
-        self.index.insert_unique(hasher.hash_one(field), pos, |&p| {
+        self.index.insert_unique(h, pos, |&p| {
             hasher.hash_one(pairs.get(p as usize).map_or(&[][..], Pair::field))
         });
         self.pairs.push(pair);
