@@ -13,6 +13,10 @@ use chkv_common::{NodeInfo, Slot, SlotOwners, SlotTable, SLOT_COUNT};
 
 use crate::conn::NodePool;
 
+// Generated from the DataNode's command table (see the module's docs); kept as written.
+#[rustfmt::skip]
+mod keys;
+
 /// A slot moved by a handoff that the NameNode's table does not show yet: learned from a
 /// `-MOVED` while the table said `from`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,145 +234,30 @@ pub(crate) struct KeySpec {
     pub split: Split,
 }
 
-const NONE: KeySpec = KeySpec {
-    first: 0,
-    last: 0,
-    step: 1,
-    split: Split::No,
-};
-const ONE: KeySpec = KeySpec {
-    first: 1,
-    last: 1,
-    step: 1,
-    split: Split::No,
-};
-const TWO: KeySpec = KeySpec {
-    first: 1,
-    last: 2,
-    step: 1,
-    split: Split::No,
-};
-
-/// The key positions of the commands CHKV serves (the facts COMMAND reports). Unknown commands
-/// get [`NONE`] and go to any node; a node that owns the key's slot elsewhere answers
-/// `-MOVED`, which the client follows, so they still work, one hop later.
+/// The key positions of the commands CHKV serves (the facts COMMAND reports), from the
+/// DataNode's command table through the generated [`keys::key_range`]; how a multi-key
+/// command splits is [`Split::of`]. Unknown commands have no keys and go to any node; a node
+/// that owns the key's slot elsewhere answers `-MOVED`, which the client follows, so they
+/// still work, one hop later.
 pub(crate) fn key_spec(name: &[u8]) -> KeySpec {
     let mut lower = [0u8; 24];
-    if name.len() > lower.len() {
-        return NONE;
-    }
+    let Some(lower) = lower.get_mut(..name.len()) else {
+        return KeySpec {
+            first: 0,
+            last: 0,
+            step: 1,
+            split: Split::No,
+        };
+    };
     for (l, b) in lower.iter_mut().zip(name) {
         *l = b.to_ascii_lowercase();
     }
-    let all = |step, split| KeySpec {
-        first: 1,
-        last: -1,
+    let (first, last, step) = keys::key_range(lower).unwrap_or((0, 0, 1));
+    KeySpec {
+        first,
+        last,
         step,
-        split,
-    };
-    match &lower[..name.len()] {
-        b"get" | b"set" | b"setnx" | b"setex" | b"psetex" | b"getset" | b"getdel" | b"getex"
-        | b"append" | b"strlen" | b"getrange" | b"substr" | b"setrange" | b"incr" | b"decr"
-        | b"incrby" | b"decrby" | b"incrbyfloat" | b"type" | b"expire" | b"pexpire"
-        | b"expireat" | b"pexpireat" | b"ttl" | b"pttl" | b"expiretime" | b"pexpiretime"
-        | b"persist" | b"dump" | b"restore" => ONE,
-        b"setbit" | b"getbit" | b"bitcount" | b"bitpos" | b"bitfield" | b"bitfield_ro"
-        | b"pfadd" => ONE,
-        b"hset" | b"hsetnx" | b"hmset" | b"hget" | b"hmget" | b"hgetall" | b"hdel" | b"hlen"
-        | b"hstrlen" | b"hexists" | b"hkeys" | b"hvals" | b"hincrby" | b"hincrbyfloat"
-        | b"hrandfield" | b"hscan" | b"sadd" | b"srem" | b"smembers" | b"sismember"
-        | b"smismember" | b"scard" | b"spop" | b"srandmember" | b"sscan" => ONE,
-        b"zadd"
-        | b"zincrby"
-        | b"zrem"
-        | b"zcard"
-        | b"zcount"
-        | b"zlexcount"
-        | b"zscore"
-        | b"zmscore"
-        | b"zrank"
-        | b"zrevrank"
-        | b"zrange"
-        | b"zrevrange"
-        | b"zrangebyscore"
-        | b"zrevrangebyscore"
-        | b"zrangebylex"
-        | b"zrevrangebylex"
-        | b"zpopmin"
-        | b"zpopmax"
-        | b"zrandmember"
-        | b"zscan"
-        | b"zremrangebyrank"
-        | b"zremrangebyscore"
-        | b"zremrangebylex"
-        | b"geoadd"
-        | b"geopos"
-        | b"geodist"
-        | b"geohash"
-        | b"georadius"
-        | b"georadius_ro"
-        | b"georadiusbymember"
-        | b"georadiusbymember_ro"
-        | b"geosearch" => ONE,
-        b"lpush" | b"rpush" | b"lpushx" | b"rpushx" | b"lpop" | b"rpop" | b"llen" | b"lrange"
-        | b"lindex" | b"lset" | b"linsert" | b"lrem" | b"ltrim" | b"lpos" | b"sort"
-        | b"sort_ro" => ONE,
-        b"lmove" | b"rpoplpush" | b"blmove" | b"brpoplpush" => TWO,
-        // BLPOP key [key ...] timeout: every argument but the last.
-        b"blpop" | b"brpop" | b"bzpopmin" | b"bzpopmax" => KeySpec {
-            first: 1,
-            last: -2,
-            step: 1,
-            split: Split::No,
-        },
-        // BLMPOP timeout numkeys key ...: routed by its first key.
-        b"blmpop" | b"bzmpop" => KeySpec {
-            first: 3,
-            last: 3,
-            step: 1,
-            split: Split::No,
-        },
-        // ZUNIONSTORE destination numkeys key ...: routed by the destination (the node refuses
-        // keys of other slots); GEOSEARCHSTORE and ZRANGESTORE name two keys.
-        b"zunionstore" | b"zinterstore" | b"zdiffstore" => ONE,
-        b"zrangestore" | b"geosearchstore" => TWO,
-        b"rename" | b"renamenx" | b"copy" | b"lcs" | b"smove" => TWO,
-        // BITOP's first argument is the operation; its keys start with the destination.
-        b"bitop" => KeySpec {
-            first: 2,
-            last: -1,
-            step: 1,
-            split: Split::No,
-        },
-        b"pfcount" | b"pfmerge" => all(1, Split::No),
-        b"sinter" | b"sunion" | b"sdiff" | b"sinterstore" | b"sunionstore" | b"sdiffstore" => {
-            all(1, Split::No)
-        }
-        // PFDEBUG's key follows its subcommand; SINTERCARD numkeys key [key ...] is routed by
-        // its first key (the node refuses keys of other slots).
-        b"pfdebug" | b"sintercard" | b"zunion" | b"zinter" | b"zdiff" | b"zintercard"
-        | b"zmpop" | b"lmpop" => KeySpec {
-            first: 2,
-            last: 2,
-            step: 1,
-            split: Split::No,
-        },
-        // OBJECT ENCODING key, MEMORY USAGE key [SAMPLES n]: the key follows the subcommand
-        // (OBJECT HELP and MEMORY STATS have no third argument, so no key).
-        b"object" | b"memory" => KeySpec {
-            first: 2,
-            last: 2,
-            step: 1,
-            split: Split::No,
-        },
-        b"restore-asking" | b"spublish" => ONE,
-        // WATCH's keys, like SSUBSCRIBE's shard channels, must share a slot.
-        b"watch" | b"ssubscribe" => all(1, Split::No),
-        b"mget" => all(1, Split::Mget),
-        b"del" | b"unlink" | b"exists" | b"touch" => all(1, Split::Sum),
-        b"mset" => all(2, Split::Mset),
-        b"msetnx" => all(2, Split::No),
-        _ => NONE,
+        split: Split::of(lower),
     }
 }
 
@@ -566,6 +455,100 @@ mod tests {
         assert_eq!(blocking_timeout(b"LPOP", 3), None);
         assert_eq!(key_spec(b"DeL").split, Split::Sum);
         assert_eq!(key_spec(b"msetnx").split, Split::No);
+    }
+
+    /// The client's key positions of a DataNode command: its table's fixed range; for a
+    /// command whose keys a count announces, the first of them (the client routes by it, the
+    /// node refuses keys of other slots); for a container, what its keyed subcommands share.
+    fn derived_range(spec: &chkv_datanode::cmd::CommandSpec) -> Option<(i32, i32, i32)> {
+        use chkv_datanode::cmd::flags;
+        if spec.has(flags::INTERNAL) {
+            return None;
+        }
+        if !spec.subcommands.is_empty() {
+            let mut keyed = spec.subcommands.iter().filter_map(derived_range);
+            let first = keyed.next()?;
+            assert!(
+                keyed.all(|r| r == first),
+                "{}: subcommands with different key positions",
+                spec.name
+            );
+            return Some(first);
+        }
+        let k = spec.first_key;
+        match k {
+            k if k <= 0 => None,
+            k if spec.has(flags::NUMKEYS) => Some((k + 1, k + 1, 1)),
+            k if spec.has(flags::DEST_NUMKEYS) => Some((k, k, 1)),
+            k => Some((k, spec.last_key, spec.step.max(1))),
+        }
+    }
+
+    /// `keys.rs` as the DataNode's command table makes it: one match arm per key range, the
+    /// names in order, lines of at most 100 columns.
+    fn generated_key_table() -> String {
+        let mut ranges: std::collections::BTreeMap<(i32, i32, i32), Vec<&str>> =
+            std::collections::BTreeMap::new();
+        for spec in chkv_datanode::cmd::table() {
+            if let Some(range) = derived_range(spec) {
+                assert!(
+                    spec.name.len() <= 24,
+                    "{}: longer than key_spec reads",
+                    spec.name
+                );
+                ranges.entry(range).or_default().push(spec.name);
+            }
+        }
+        let mut out = String::from(KEY_TABLE_HEADER);
+        for ((first, last, step), mut names) in ranges {
+            names.sort_unstable();
+            let mut line = String::from("        ");
+            for (i, name) in names.iter().enumerate() {
+                let item = format!("{}b\"{name}\"", if i == 0 { "" } else { "| " });
+                if line.len() + item.len() + 1 > 100 {
+                    out.push_str(line.trim_end());
+                    out.push('\n');
+                    line = String::from("        ");
+                }
+                line.push_str(&item);
+                line.push(' ');
+            }
+            out.push_str(&format!("{line}=> ({first}, {last}, {step}),\n"));
+        }
+        out.push_str("        _ => return None,\n    })\n}\n");
+        out
+    }
+
+    const KEY_TABLE_HEADER: &str = "\
+// @generated from the DataNode's command table by the test
+// `routing::tests::the_key_table_is_derived_from_the_datanodes_command_table`; do not edit.
+// After a change to that table: CHKV_BLESS=1 cargo test -p chkv-client --lib key_table
+
+//! Which arguments of a command are keys, for the client's routing.
+
+/// The key positions of the command `lower` (a lower-case name): the first, the last
+/// (negative: counted from the end, -1 the last argument) and the step, as the DataNode's
+/// command table has them; for a command whose keys a count announces, the first of them.
+/// `None`: no keys (the command goes to any node).
+pub(super) fn key_range(lower: &[u8]) -> Option<(usize, isize, usize)> {
+    Some(match lower {
+";
+
+    /// One key table: the client's is generated from the DataNode's, and this fails when it
+    /// is not what the DataNode's table makes now (`CHKV_BLESS=1` writes it again).
+    #[test]
+    fn the_key_table_is_derived_from_the_datanodes_command_table() {
+        let want = generated_key_table();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/routing/keys.rs");
+        if std::env::var_os("CHKV_BLESS").is_some() {
+            std::fs::write(path, &want).expect("write the key table");
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "client/src/routing/keys.rs is not what the DataNode's command table makes; run \
+             CHKV_BLESS=1 cargo test -p chkv-client --lib key_table"
+        );
     }
 
     /// The argument lists the comparison tries for a command of arity `arity`: every count a
