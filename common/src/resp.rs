@@ -135,11 +135,16 @@ pub fn encoded_len<A: AsRef<[u8]>>(args: &[A]) -> usize {
 /// Appends one command, an array of bulk strings (the only request form servers must accept).
 pub fn encode_command<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
     out.reserve(encoded_len(args));
+    encode_args(args.iter().map(AsRef::as_ref), out);
+}
+
+/// Appends the command made of `args` (the DataNode's requests, whose arguments are slices
+/// of one buffer, use it directly); room is the caller's to reserve.
+pub fn encode_args<'a>(args: impl ExactSizeIterator<Item = &'a [u8]>, out: &mut BytesMut) {
     out.put_u8(b'*');
     put_decimal(out, args.len());
     out.put_slice(b"\r\n");
     for arg in args {
-        let arg = arg.as_ref();
         out.put_u8(b'$');
         put_decimal(out, arg.len());
         out.put_slice(b"\r\n");

@@ -202,16 +202,7 @@ impl Request {
 
     /// The request encoded as a RESP multibulk.
     pub fn encode_into(&self, out: &mut BytesMut) {
-        out.extend_from_slice(b"*");
-        out.extend_from_slice(itoa::Buffer::new().format(self.args.len()).as_bytes());
-        out.extend_from_slice(b"\r\n");
-        for a in self.iter() {
-            out.extend_from_slice(b"$");
-            out.extend_from_slice(itoa::Buffer::new().format(a.len()).as_bytes());
-            out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(a);
-            out.extend_from_slice(b"\r\n");
-        }
+        chkv_common::resp::encode_args(self.iter(), out);
     }
 }
 
