@@ -598,8 +598,12 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
             reply
         }
         Pending::Pull { req } => {
-            crate::sync::exchange_all(node, crate::sync::Set::Functions, crate::sync::PULL_TIMEOUT)
-                .await;
+            crate::cmd::sync::exchange_all(
+                node,
+                crate::sync::Set::Functions,
+                crate::sync::PULL_TIMEOUT,
+            )
+            .await;
             session.functions_pulled = true;
             let routing = node.routing();
             let planned = plan(node, session, &routing, &req);

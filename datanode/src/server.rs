@@ -179,7 +179,7 @@ pub async fn start(mut config: Config) -> std::io::Result<ServerHandle> {
     }
     if let Some(nn) = namenode {
         tokio::spawn(crate::agent::run(node.clone(), nn, admin, stop_rx.clone()));
-        tokio::spawn(crate::sync::run(node.clone(), stop_rx.clone()));
+        tokio::spawn(crate::cmd::sync::run(node.clone(), stop_rx.clone()));
         tokio::spawn(crate::agent::renew_lease(node.clone(), stop_rx.clone()));
     }
     let (tls_listener, tls_addr) = tls_addr.unzip();

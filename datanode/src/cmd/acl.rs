@@ -196,7 +196,7 @@ fn setuser(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         .acl
         .set_user(name, &rules, Some(&ctx.node.node_id))
         .map_err(|(rule, e)| syntax(&rule, e))?;
-    crate::sync::after_change(ctx, Set::Users, Frame::ok())
+    super::sync::after_change(ctx, Set::Users, Frame::ok())
 }
 
 fn getuser(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
@@ -238,7 +238,7 @@ fn deluser(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     if n == 0 {
         return Ok(Frame::Integer(0));
     }
-    crate::sync::after_change(ctx, Set::Users, Frame::Integer(n as i64))
+    super::sync::after_change(ctx, Set::Users, Frame::Integer(n as i64))
 }
 
 fn list(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
@@ -413,7 +413,7 @@ fn load(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
     };
     let users = load_aclfile(&path).map_err(|e| Frame::error(format!("ERR {e}")))?;
     ctx.node.acl.replace_all(users, Some(&ctx.node.node_id));
-    crate::sync::after_change(ctx, Set::Users, Frame::ok())
+    super::sync::after_change(ctx, Set::Users, Frame::ok())
 }
 
 /// Reads and parses an aclfile; errors name the file and line.

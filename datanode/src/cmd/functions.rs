@@ -68,7 +68,7 @@ fn syntax(sub: &str) -> Frame {
 /// After a change to the libraries: in a cluster, the other DataNodes get it before the
 /// client gets `reply`.
 fn propagated(ctx: &mut Ctx<'_>, reply: Frame) -> Reply {
-    crate::sync::after_change(ctx, crate::sync::Set::Functions, reply)
+    super::sync::after_change(ctx, crate::sync::Set::Functions, reply)
 }
 
 fn function_load(ctx: &mut Ctx<'_>, req: &Request) -> Reply {

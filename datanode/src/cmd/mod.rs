@@ -17,6 +17,8 @@
 //! - [`scripting`]: EVAL, EVALSHA and SCRIPT: Lua 5.1 scripts, atomic like EXEC.
 //! - [`functions`]: FUNCTION and FCALL: libraries of Lua functions, on every node.
 //! - [`acl`]: ACL and its subcommands (the rules are in [`crate::acl`]).
+//! - [`sync`]: the node's side of [`crate::sync`]: its libraries and users read and merged,
+//!   the exchanges with the other DataNodes, `CLUSTER FUNCTIONS|USERS`.
 //! - [`hash`]: HSET, HGET and the other hash commands.
 //! - [`set`]: SADD, SINTER and the other set commands.
 //! - [`list`]: LPUSH, LRANGE, LMOVE and the other list commands.
@@ -52,6 +54,7 @@ pub mod server;
 pub mod set;
 pub mod sort;
 pub mod strings;
+pub mod sync;
 pub mod zset;
 
 mod session;

@@ -582,7 +582,7 @@ fn config_set(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         *published = cfg;
     });
     if new_password {
-        return crate::sync::after_change(ctx, crate::sync::Set::Users, Frame::ok());
+        return crate::cmd::sync::after_change(ctx, crate::sync::Set::Users, Frame::ok());
     }
     Ok(Frame::ok())
 }
