@@ -4,6 +4,7 @@
 
 use super::{Ctx, Reply, ERR_SYNTAX};
 use crate::node::Node;
+use crate::peer::PeerReply;
 use crate::resp::reply::parse_reply;
 use crate::resp::{Frame, Protocol, Request};
 use crate::sync::{self, decode_state, encode_state, Entry, Set, PERIOD};
@@ -11,13 +12,13 @@ use bytes::Bytes;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// How long one exchange may take before it is given up (the next period retries).
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// This node's entries of `set`, sorted by name.
-pub fn state(node: &Node, set: Set) -> Vec<Entry> {
+fn state(node: &Node, set: Set) -> Vec<Entry> {
     match set {
         Set::Functions => node
             .scripting
@@ -35,12 +36,12 @@ pub fn state(node: &Node, set: Set) -> Vec<Entry> {
 }
 
 /// A short digest of [`state`], to compare two nodes' sets cheaply.
-pub fn digest(node: &Node, set: Set) -> String {
+fn digest(node: &Node, set: Set) -> String {
     sync::digest(&state(node, set))
 }
 
 /// Keeps what of `theirs` is newer than ours; whether anything changed.
-pub fn apply(node: &Node, set: Set, theirs: &[Entry]) -> Result<bool, Frame> {
+fn apply(node: &Node, set: Set, theirs: &[Entry]) -> Result<bool, Frame> {
     match set {
         Set::Functions => {
             let theirs: Vec<crate::lua::library::StateEntry> = theirs
@@ -82,8 +83,16 @@ fn peers(node: &Node) -> Vec<SocketAddr> {
 
 /// Sends `req` to `addr` and returns its reply.
 async fn ask(node: &Node, addr: SocketAddr, req: &Request) -> Result<Frame, String> {
-    let rx = node.peers.send_request(addr, Protocol::Resp2, req);
-    let bytes = match tokio::time::timeout(EXCHANGE_TIMEOUT, rx).await {
+    reply_within(
+        node.peers.send_request(addr, Protocol::Resp2, req),
+        EXCHANGE_TIMEOUT,
+    )
+    .await
+}
+
+/// The reply `rx` brings within `limit`, an error reply as an error.
+async fn reply_within(rx: oneshot::Receiver<PeerReply>, limit: Duration) -> Result<Frame, String> {
+    let bytes = match tokio::time::timeout(limit, rx).await {
         Ok(Ok(Ok(b))) => b,
         Ok(Ok(Err(e))) => return Err(e.to_string()),
         Ok(Err(_)) => return Err("connection dropped".into()),
@@ -129,16 +138,9 @@ pub async fn exchange_all(node: &Node, set: Set, limit: Duration) {
         .map(|addr| (addr, node.peers.send_request(addr, Protocol::Resp2, &req)))
         .collect();
     for (addr, rx) in sent {
-        let r = match tokio::time::timeout(limit, rx).await {
-            Ok(Ok(Ok(bytes))) => match parse_reply(&bytes) {
-                Ok(Some((Frame::Error(e), _))) => Err(e.into_owned()),
-                Ok(Some((f, _))) => merge_reply(node, set, f),
-                _ => Err("malformed reply".into()),
-            },
-            Ok(Ok(Err(e))) => Err(e.to_string()),
-            Ok(Err(_)) => Err("connection dropped".into()),
-            Err(_) => Err("timed out".into()),
-        };
+        let r = reply_within(rx, limit)
+            .await
+            .and_then(|f| merge_reply(node, set, f));
         if let Err(e) = r {
             tracing::debug!(%addr, set = set.word(), error = %e, "exchange failed");
         }
