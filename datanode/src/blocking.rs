@@ -24,8 +24,9 @@
 //! blocked again there). A waiter whose keys are frozen by a handoff in progress is not
 //! served until the flip (or, if the move fails, the unfreeze) settles where it runs.
 
+use crate::client::ClientInfo;
 use crate::cmd::{Ctx, Session};
-use crate::node::{ClientInfo, Node};
+use crate::node::Node;
 use crate::resp::{Frame, Protocol, Request};
 use crate::store::{BlockedSlots, Kind};
 use bytes::Bytes;

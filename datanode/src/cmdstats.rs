@@ -35,6 +35,10 @@ pub struct CommandFigures {
     pub buckets: [u64; BUCKETS_US.len()],
 }
 
+/// Room for this many top-level commands: more than [`crate::cmd::table`] holds (a test of
+/// the table checks), so a node's statistics are sized without asking the command layer.
+pub const MAX_COMMANDS: usize = 320;
+
 /// Statistics for `commands` top-level commands, indexed like [`crate::cmd::table`].
 pub struct CommandStats {
     table: CounterTable,

@@ -252,10 +252,13 @@ fn forwarded_read(session: &Session, req: &Request) {
     } else {
         return;
     };
+    let Some(t) = &session.tracking else {
+        return;
+    };
     let keys = positions
         .into_iter()
         .map(|i| bytes::Bytes::copy_from_slice(req.arg(i)));
-    crate::tracking::forwarded(session, keys);
+    crate::tracking::forwarded(t, session.track_caching, keys);
 }
 
 fn plan_request(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Planned {

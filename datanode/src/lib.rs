@@ -13,6 +13,8 @@
 //!   replies.
 //! - [`busypoll`]: polling the client sockets for a moment before a worker sleeps, so a
 //!   request that arrives meanwhile costs its sender no wake-up (`--busy-poll-us`).
+//! - [`client`]: one connection as the node sees it (CLIENT LIST's fields, its tracking
+//!   mode).
 //! - [`clock`]: wall and monotonic clock reads as plain integers, for the hot path.
 //! - [`cmdstats`]: calls, errors and latency per command, striped per thread.
 //! - [`http`]: the optional HTTP port (`--http-port`): `/metrics` and `/healthz`.
@@ -57,6 +59,7 @@ pub mod agent;
 pub mod args;
 pub mod blocking;
 pub mod busypoll;
+pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod cmd;

@@ -6,13 +6,13 @@
 //! and never wait on a socket (installing a routing snapshot invalidates, wakes and drops,
 //! it does not send).
 
+use crate::client::ClientInfo;
 use crate::cluster::Routing;
 use crate::config::Config;
 use crate::ownership::{Install, Ownership};
 use crate::peer::Peers;
 use crate::store::Db;
 use crate::striped::Counter;
-use bytes::Bytes;
 use chkv_common::proto::NodeInfo;
 use chkv_common::ring::NodeId;
 use parking_lot::{Mutex, RwLock};
@@ -37,110 +37,6 @@ pub struct ServerStats {
     pub net_output_bytes: Counter,
     /// Requests, or parts of split requests, sent to the owning DataNode.
     pub forwarded_requests: Counter,
-}
-
-/// What CLIENT LIST/INFO shows about one connection, shared with its task.
-pub struct ClientInfo {
-    pub id: u64,
-    pub addr: SocketAddr,
-    pub laddr: SocketAddr,
-    pub created: Instant,
-    /// Seconds since `created` at the last command.
-    pub last_active: AtomicU64,
-    /// Index of the last command in the command table.
-    pub last_cmd: AtomicU32,
-    pub resp: AtomicU32,
-    pub name: Mutex<Option<Bytes>>,
-    pub lib_name: Mutex<Option<Bytes>>,
-    pub lib_ver: Mutex<Option<Bytes>>,
-    /// Set on the first (P|S)SUBSCRIBE; the node forgets its subscriptions when it leaves.
-    pub subscriber: std::sync::OnceLock<Arc<crate::pubsub::Subscriber>>,
-    /// The ACL user the connection runs as (CLIENT LIST's `user=`).
-    pub user: Mutex<Bytes>,
-    /// Blocked in a blocking command (CLIENT LIST's `b` flag).
-    pub blocked: std::sync::atomic::AtomicBool,
-    /// Its CLIENT TRACKING mode while tracking is on.
-    pub tracking: Mutex<Option<Arc<crate::tracking::Tracker>>>,
-}
-
-impl ClientInfo {
-    pub fn new(id: u64, addr: SocketAddr, laddr: SocketAddr) -> ClientInfo {
-        ClientInfo {
-            id,
-            addr,
-            laddr,
-            created: Instant::now(),
-            last_active: AtomicU64::new(0),
-            last_cmd: AtomicU32::new(u32::MAX),
-            resp: AtomicU32::new(2),
-            name: Mutex::new(None),
-            lib_name: Mutex::new(None),
-            lib_ver: Mutex::new(None),
-            subscriber: std::sync::OnceLock::new(),
-            user: Mutex::new(Bytes::from_static(b"default")),
-            blocked: Default::default(),
-            tracking: Mutex::new(None),
-        }
-    }
-
-    /// The CLIENT LIST line for this client (Redis's field names).
-    pub fn describe(&self) -> String {
-        let age = self.created.elapsed().as_secs();
-        let idle = age.saturating_sub(self.last_active.load(Relaxed));
-        let text = |m: &Mutex<Option<Bytes>>| {
-            m.lock()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default()
-        };
-        let cmd = crate::cmd::name_by_index(self.last_cmd.load(Relaxed))
-            .unwrap_or_else(|| "NULL".to_string());
-        use crate::pubsub::Kind;
-        let subs = self.subscriber.get();
-        let count = |k| subs.map_or(0, |s| s.count(k));
-        let (sub, psub, ssub) = (
-            count(Kind::Channel),
-            count(Kind::Pattern),
-            count(Kind::Shard),
-        );
-        let tracking = self.tracking.lock().clone();
-        let mut flags = String::new();
-        if sub + psub + ssub > 0 {
-            flags.push('P');
-        }
-        if self.blocked.load(Relaxed) {
-            flags.push('b');
-        }
-        if let Some(t) = &tracking {
-            flags.push('t');
-            if t.broken() {
-                flags.push('R');
-            }
-            if t.bcast {
-                flags.push('B');
-            }
-        }
-        if flags.is_empty() {
-            flags.push('N');
-        }
-        let redir = tracking.map_or(-1, |t| i64::try_from(t.redirect).unwrap_or(-1));
-        format!(
-            "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={flags} db=0 sub={sub} \
-             psub={psub} ssub={ssub} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
-             omem=0 tot-mem=0 events=r cmd={} user={} redir={redir} resp={} lib-name={} lib-ver={}",
-            self.id,
-            self.addr,
-            self.laddr,
-            text(&self.name),
-            age,
-            idle,
-            cmd,
-            String::from_utf8_lossy(&self.user.lock()),
-            self.resp.load(Relaxed),
-            text(&self.lib_name),
-            text(&self.lib_ver),
-        )
-    }
 }
 
 /// One DataNode's shared state.
@@ -249,7 +145,7 @@ impl Node {
             blocking,
             tls: Default::default(),
             acl,
-            cmdstats: crate::cmdstats::CommandStats::new(crate::cmd::table().len()),
+            cmdstats: crate::cmdstats::CommandStats::new(crate::cmdstats::MAX_COMMANDS),
             errors: Default::default(),
             min_replicas_to_write: AtomicU32::new(0),
             config: RwLock::new(config),

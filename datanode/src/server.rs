@@ -443,7 +443,7 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     node: &Arc<Node>,
     mut sock: S,
     tls: bool,
-    info: Arc<crate::node::ClientInfo>,
+    info: Arc<crate::client::ClientInfo>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let (authed, redirects) = {

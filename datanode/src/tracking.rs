@@ -41,10 +41,9 @@
 //! Lock order: a slot's lock, then a shard of the table, then the tracker registry, then the
 //! client registry, then a subscriber's state.
 
-use crate::cmd::{flags, CommandSpec, Ctx};
-use crate::node::ClientInfo;
+use crate::client::{ClientInfo, Tracker};
 use crate::pubsub::{PubSub, Subscriber};
-use crate::resp::{Frame, Request};
+use crate::resp::Frame;
 use crate::store::{TrackSink, TrackedSlots};
 use bytes::Bytes;
 use chkv_common::key_slot;
@@ -62,56 +61,6 @@ const SHARDS: usize = 64;
 /// have not managed so far plus one (Redis's effort).
 const EVICT_EFFORT: usize = 100;
 
-/// One client's tracking mode. Fixed once made: CLIENT TRACKING ON again installs a new one.
-pub struct Tracker {
-    pub id: u64,
-    pub bcast: bool,
-    pub optin: bool,
-    pub optout: bool,
-    pub noloop: bool,
-    /// The client invalidations go to (0: the tracking client itself).
-    pub redirect: u64,
-    /// BCAST prefixes (the empty prefix matches every key).
-    pub prefixes: Vec<Bytes>,
-    /// The redirect target was gone when a message was due (CLIENT LIST's `R`).
-    broken: AtomicBool,
-    /// The client's own outbox.
-    sub: Arc<Subscriber>,
-}
-
-impl Tracker {
-    pub fn broken(&self) -> bool {
-        self.broken.load(Relaxed)
-    }
-
-    /// CLIENT TRACKINGINFO's flags after `on`.
-    pub fn flags(&self, caching: bool) -> Vec<&'static str> {
-        let mut f = vec!["on"];
-        if self.bcast {
-            f.push("bcast");
-        }
-        if self.optin {
-            f.push("optin");
-            if caching {
-                f.push("caching-yes");
-            }
-        }
-        if self.optout {
-            f.push("optout");
-            if caching {
-                f.push("caching-no");
-            }
-        }
-        if self.noloop {
-            f.push("noloop");
-        }
-        if self.broken() {
-            f.push("broken_redirect");
-        }
-        f
-    }
-}
-
 /// CLIENT TRACKING's options.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Options {
@@ -121,104 +70,6 @@ pub struct Options {
     pub noloop: bool,
     pub redirect: u64,
     pub prefixes: Vec<Bytes>,
-}
-
-use crate::cmd::ERR_SYNTAX;
-
-/// Parses the options after `CLIENT TRACKING ON|OFF` (Redis's order of checks; whether the
-/// redirect target exists is the caller's check).
-pub fn parse_options(args: &[&[u8]]) -> Result<Options, Frame> {
-    let mut o = Options::default();
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i];
-        let more = i + 1 < args.len();
-        if a.eq_ignore_ascii_case(b"redirect") && more {
-            i += 1;
-            if o.redirect != 0 {
-                return Err(Frame::err(
-                    "ERR A client can only redirect to a single other client",
-                ));
-            }
-            let id = crate::cmd::parse_i64(args[i]).ok_or(crate::cmd::ERR_NOT_INT)?;
-            // A negative id or 0 names no client.
-            o.redirect = u64::try_from(id).unwrap_or(u64::MAX);
-            if o.redirect == 0 {
-                o.redirect = u64::MAX;
-            }
-        } else if a.eq_ignore_ascii_case(b"bcast") {
-            o.bcast = true;
-        } else if a.eq_ignore_ascii_case(b"optin") {
-            o.optin = true;
-        } else if a.eq_ignore_ascii_case(b"optout") {
-            o.optout = true;
-        } else if a.eq_ignore_ascii_case(b"noloop") {
-            o.noloop = true;
-        } else if a.eq_ignore_ascii_case(b"prefix") && more {
-            i += 1;
-            o.prefixes.push(Bytes::copy_from_slice(args[i]));
-        } else {
-            return Err(ERR_SYNTAX);
-        }
-        i += 1;
-    }
-    Ok(o)
-}
-
-/// Whether one of `a` and `b` starts with the other.
-fn overlap(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len().min(b.len());
-    a[..n] == b[..n]
-}
-
-/// Checks `CLIENT TRACKING ON` with `o` against the client's current mode, with Redis's
-/// error texts.
-pub fn check_enable(current: Option<&Tracker>, o: &Options) -> Result<(), Frame> {
-    if !o.bcast && !o.prefixes.is_empty() {
-        return Err(Frame::err(
-            "ERR PREFIX option requires BCAST mode to be enabled",
-        ));
-    }
-    if let Some(c) = current {
-        if c.bcast != o.bcast {
-            return Err(Frame::err("ERR You can't switch BCAST mode on/off before disabling tracking for this client, and then re-enabling it with a different mode."));
-        }
-    }
-    if o.bcast && (o.optin || o.optout) {
-        return Err(Frame::err(
-            "ERR OPTIN and OPTOUT are not compatible with BCAST",
-        ));
-    }
-    if o.optin && o.optout {
-        return Err(Frame::err("ERR You can't use both OPTIN and OPTOUT"));
-    }
-    if let Some(c) = current {
-        if (o.optin && c.optout) || (o.optout && c.optin) {
-            return Err(Frame::err("ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and then re-enabling it with a different mode."));
-        }
-    }
-    if o.bcast {
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        for (i, p) in o.prefixes.iter().enumerate() {
-            if let Some(c) = current {
-                if let Some(old) = c.prefixes.iter().find(|old| overlap(old, p)) {
-                    return Err(Frame::error(format!(
-                        "ERR Prefix '{}' overlaps with an existing prefix '{}'. Prefixes for a single client must not overlap.",
-                        text(p),
-                        text(old)
-                    )));
-                }
-            }
-            if let Some(other) = o.prefixes[i + 1..].iter().find(|q| overlap(p, q)) {
-                return Err(Frame::error(format!(
-                    "ERR Prefix '{}' overlaps with another provided prefix '{}'. Prefixes for a single client must not overlap.",
-                    text(p),
-                    text(other)
-                )));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// What one command run by a tracking client left for after its reply, collected on the
@@ -262,7 +113,7 @@ fn with_batch<R>(f: impl FnOnce(&mut Batch) -> R) -> Option<R> {
 }
 
 /// Marks the handler as running (or not); returns the previous mark.
-fn set_executing(on: bool) -> bool {
+pub fn set_executing(on: bool) -> bool {
     with_batch(|b| std::mem::replace(&mut b.executing, on)).unwrap_or(false)
 }
 
@@ -443,6 +294,45 @@ impl Tracking {
             .get(&slot)
             .and_then(|k| k.get(key))
             .is_some_and(|ids| ids.contains(&client))
+    }
+
+    /// A script run by `client` read nothing after all: the keys [`Tracking::remember`]
+    /// newly remembered for it before it ran (`new` set) are forgotten again.
+    pub fn forget_new(&self, client: u64, keys: &[(Bytes, bool)]) {
+        for (k, new) in keys {
+            if *new {
+                self.forget(client, k);
+            }
+        }
+    }
+
+    /// After `client`'s read of `keys` (remembered before it ran): a key whose registration a
+    /// change consumed meanwhile gets one more invalidation, after the reply (see the module
+    /// doc), unless the change was the client's own unannounced one (NOLOOP), which leaves
+    /// the value it read tracked.
+    pub fn recheck(&self, client: u64, keys: Vec<(Bytes, bool)>) {
+        for (k, _) in keys {
+            if self.remembered(client, &k) {
+                continue;
+            }
+            let consumed = with_batch(|b| b.consumed.iter().find(|(c, _)| *c == k).map(|c| c.1));
+            match consumed.flatten() {
+                // Its own change, not announced (NOLOOP): the value it read stays tracked.
+                Some(true) => {
+                    self.remember(client, &k);
+                }
+                // An invalidation goes out after the reply already.
+                Some(false) => {}
+                None => {
+                    let queued = with_batch(|b| b.pending.push(Some(k.clone())));
+                    if queued.is_none() {
+                        if let Some(t) = self.trackers.read().get(&client) {
+                            self.deliver(t, &Frame::Array(vec![Frame::Bulk(k)]));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Forgets `client`'s read of `key`.
@@ -761,6 +651,23 @@ impl Tracking {
     }
 }
 
+/// A read that a tracking connection (mode `t`, CLIENT CACHING `caching`) sent to another
+/// node: its keys are invalidated after the reply (their writes happen there, so the value
+/// must not be kept). `keys` are those of the request that this node does not own.
+pub fn forwarded(t: &Tracker, caching: bool, keys: impl Iterator<Item = Bytes>) {
+    if !t.bcast && ((t.optin && !caching) || (t.optout && caching)) {
+        return;
+    }
+    with_batch(|b| {
+        for k in keys {
+            if t.bcast && !t.prefixes.iter().any(|p| k.starts_with(p)) {
+                continue;
+            }
+            b.pending.push(Some(k));
+        }
+    });
+}
+
 impl TrackSink for Tracking {
     fn key(&self, slot: u16, key: &[u8]) {
         if self.slots.keyed(slot) {
@@ -783,139 +690,6 @@ impl TrackSink for Tracking {
     fn slot(&self, slot: u16, keys: Option<&mut dyn Iterator<Item = &[u8]>>) {
         self.slot_gone(slot, keys);
     }
-}
-
-/// Whether `name` runs a script (its declared keys are tracked when it reads, as in Redis
-/// 7.0, rather than what its calls touch).
-fn is_script(name: &str) -> bool {
-    matches!(
-        name,
-        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro"
-    )
-}
-
-/// What [`before`] remembered for one command.
-pub struct Reads {
-    keys: Vec<(Bytes, bool)>,
-    script: bool,
-    was_executing: bool,
-}
-
-/// Before a tracking client's command runs: remembers the keys it is about to read.
-pub fn before(ctx: &mut Ctx<'_>, spec: &CommandSpec, req: &Request) -> Reads {
-    // Like Redis before each command: evictions (for `maxmemory`, which Redis does before
-    // any command, and for the table's size limit) go out before the reply.
-    if !ctx.session.in_script && !ctx.session.tx.running {
-        let _ = ctx.node.db.make_room(ctx.now);
-    }
-    ctx.node.tracking.enforce_limit();
-    let mut reads = Reads {
-        keys: Vec::new(),
-        script: false,
-        was_executing: set_executing(true),
-    };
-    let Some(t) = ctx.session.tracking.clone() else {
-        return reads;
-    };
-    if ctx.session.in_script {
-        if spec.has(flags::READONLY) {
-            ctx.session.track_script_read = true;
-        }
-        return reads;
-    }
-    let script = is_script(spec.name);
-    if !(spec.has(flags::READONLY) || script) || spec.has(flags::PUBSUB) || t.bcast {
-        return reads;
-    }
-    let caching = ctx.session.track_caching;
-    if (t.optin && !caching) || (t.optout && caching) {
-        return reads;
-    }
-    if script {
-        ctx.session.track_script_read = false;
-        reads.script = true;
-    }
-    let positions: Vec<usize> = if script {
-        crate::lua::declared_keys(req).collect()
-    } else {
-        spec.keys_in(req).collect()
-    };
-    for i in positions {
-        let k = req.arg(i);
-        let new = ctx.node.tracking.remember(t.id, k);
-        reads.keys.push((Bytes::copy_from_slice(k), new));
-    }
-    reads
-}
-
-/// After a tracking client's command ran (`client_cmd`: it was a CLIENT subcommand): checks
-/// that what it read is still remembered (see the module doc).
-pub fn after(ctx: &mut Ctx<'_>, client_cmd: bool, reads: Reads) {
-    set_executing(reads.was_executing);
-    let top = !ctx.session.in_script && !ctx.session.tx.running;
-    if top && !client_cmd {
-        // CLIENT CACHING counts for the next command only.
-        ctx.session.track_caching = false;
-    }
-    if reads.keys.is_empty() {
-        return;
-    }
-    let Some(id) = ctx.session.tracking.as_ref().map(|t| t.id) else {
-        return;
-    };
-    let tracking = &ctx.node.tracking;
-    if reads.script && !std::mem::take(&mut ctx.session.track_script_read) {
-        // The script read nothing: its keys are not tracked.
-        for (k, new) in &reads.keys {
-            if *new {
-                tracking.forget(id, k);
-            }
-        }
-        return;
-    }
-    for (k, _) in reads.keys {
-        if tracking.remembered(id, &k) {
-            continue;
-        }
-        let consumed = with_batch(|b| b.consumed.iter().find(|(c, _)| *c == k).map(|c| c.1));
-        match consumed.flatten() {
-            // Its own change, not announced (NOLOOP): the value it read stays tracked.
-            Some(true) => {
-                tracking.remember(id, &k);
-            }
-            // An invalidation goes out after the reply already.
-            Some(false) => {}
-            None => {
-                let queued = with_batch(|b| b.pending.push(Some(k.clone())));
-                if queued.is_none() {
-                    if let Some(t) = tracking.trackers.read().get(&id) {
-                        tracking.deliver(t, &Frame::Array(vec![Frame::Bulk(k)]));
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A read that a tracking connection sent to another node: its keys are invalidated after
-/// the reply (their writes happen there, so the value must not be kept). `keys` are those of
-/// the request that this node does not own.
-pub fn forwarded(ctx_session: &crate::cmd::Session, keys: impl Iterator<Item = Bytes>) {
-    let Some(t) = &ctx_session.tracking else {
-        return;
-    };
-    let caching = ctx_session.track_caching;
-    if !t.bcast && ((t.optin && !caching) || (t.optout && caching)) {
-        return;
-    }
-    with_batch(|b| {
-        for k in keys {
-            if t.bcast && !t.prefixes.iter().any(|p| k.starts_with(p)) {
-                continue;
-            }
-            b.pending.push(Some(k));
-        }
-    });
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@
 //! - [`multi`]: MULTI, EXEC, DISCARD, WATCH and UNWATCH: queued, atomic transactions.
 //! - [`scripting`]: EVAL, EVALSHA and SCRIPT: Lua 5.1 scripts, atomic like EXEC.
 //! - [`functions`]: FUNCTION and FCALL: libraries of Lua functions, on every node.
+//! - [`tracking`]: CLIENT TRACKING's options, and what a tracking client's command
+//!   remembers before it runs and checks after (the table is [`crate::tracking`]).
 //! - [`acl`]: ACL and its subcommands (the rules are in [`crate::acl`]).
 //! - [`sync`]: the node's side of [`crate::sync`]: its libraries and users read and merged,
 //!   the exchanges with the other DataNodes, `CLUSTER FUNCTIONS|USERS`.
@@ -55,6 +57,7 @@ pub mod set;
 pub mod sort;
 pub mod strings;
 pub mod sync;
+pub mod tracking;
 pub mod zset;
 
 mod session;
@@ -468,7 +471,7 @@ fn run_resolved(
     }
     // A tracking client remembers what it reads (one test for everyone else).
     let reads = if ctx.session.tracking.is_some() {
-        Some(crate::tracking::before(ctx, spec, req))
+        Some(tracking::before(ctx, spec, req))
     } else {
         None
     };
@@ -481,7 +484,7 @@ fn run_resolved(
         Err(f) => (f, true),
     };
     if let Some(reads) = reads {
-        crate::tracking::after(ctx, table()[idx as usize].name == "client", reads);
+        tracking::after(ctx, table()[idx as usize].name == "client", reads);
     }
     // Per top-level command (subcommands count as their parent), like /metrics shows them.
     ctx.node
@@ -691,7 +694,7 @@ fn acl_check(
         username: String::from_utf8_lossy(&session.user).into_owned(),
         created: now,
         updated: now,
-        client_info: session.client.describe(),
+        client_info: server::client_cmd::describe(&session.client),
     });
     Err(Frame::error(reply))
 }

@@ -10,7 +10,7 @@ use crate::resp::Protocol;
 use bytes::Bytes;
 use std::sync::atomic::Ordering::Relaxed;
 
-mod client_cmd;
+pub(crate) mod client_cmd;
 mod config;
 mod info;
 
@@ -245,7 +245,7 @@ fn authenticate(ctx: &mut Ctx<'_>, user: &[u8], pass: &[u8]) -> Result<(), Frame
         username: String::from_utf8_lossy(&user[..user.len().min(128)]).into_owned(),
         created: ctx.now,
         updated: ctx.now,
-        client_info: ctx.session.client.describe(),
+        client_info: client_cmd::describe(&ctx.session.client),
     });
     Err(ERR_WRONGPASS)
 }

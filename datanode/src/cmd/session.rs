@@ -4,7 +4,7 @@ use super::*;
 
 /// Per-connection state that commands read and change.
 pub struct Session {
-    pub client: Arc<crate::node::ClientInfo>,
+    pub client: Arc<crate::client::ClientInfo>,
     pub proto: Protocol,
     pub authenticated: bool,
     /// Set by QUIT: the connection closes after this reply.
@@ -62,7 +62,7 @@ pub struct Session {
     /// (see [`crate::blocking`]).
     pub blocked: Option<crate::blocking::Blocked>,
     /// CLIENT TRACKING's mode while it is on (see [`crate::tracking`]).
-    pub tracking: Option<Arc<crate::tracking::Tracker>>,
+    pub tracking: Option<Arc<crate::client::Tracker>>,
     /// CLIENT CACHING YES/NO, for the next command.
     pub track_caching: bool,
     /// A script of a tracking client called a read-only command.
@@ -99,7 +99,7 @@ pub enum Redirects {
 }
 
 impl Session {
-    pub fn new(client: Arc<crate::node::ClientInfo>, authenticated: bool) -> Session {
+    pub fn new(client: Arc<crate::client::ClientInfo>, authenticated: bool) -> Session {
         Session {
             client,
             proto: Protocol::Resp2,

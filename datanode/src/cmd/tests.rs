@@ -20,6 +20,12 @@ fn table_is_consistent() {
     assert!(lookup(b"GeT").is_some());
     assert!(lookup(b"nope").is_none());
     assert!(lookup(&[b'a'; 100]).is_none());
+    // Every command's statistics have a row (a node sizes them without the table).
+    assert!(
+        table().len() <= crate::cmdstats::MAX_COMMANDS,
+        "{} commands: raise cmdstats::MAX_COMMANDS",
+        table().len()
+    );
 }
 
 #[test]

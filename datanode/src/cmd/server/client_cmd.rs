@@ -151,7 +151,7 @@ pub(super) static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
 /// CLIENT TRACKING ON|OFF \[options\]: see [`crate::tracking`].
 fn client_tracking(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let args: Vec<&[u8]> = req.iter().skip(3).collect();
-    let o = crate::tracking::parse_options(&args)?;
+    let o = crate::cmd::tracking::parse_options(&args)?;
     if o.redirect != 0 && !ctx.node.clients.lock().contains_key(&o.redirect) {
         return Err(Frame::err(
             "ERR The client ID you want redirect to does not exist",
@@ -160,7 +160,7 @@ fn client_tracking(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let tracking = &ctx.node.tracking;
     if is(req.arg(2), "ON") {
         let current = ctx.session.tracking.clone();
-        crate::tracking::check_enable(current.as_deref(), &o)?;
+        crate::cmd::tracking::check_enable(current.as_deref(), &o)?;
         let sub = ctx.session.subscriber();
         let t = tracking.enable(&ctx.session.client, sub, current.as_deref(), o);
         ctx.session.tracking = Some(t);
@@ -350,7 +350,7 @@ fn client_list(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         if ids.as_ref().is_none_or(|v| v.contains(&c.id))
             && pubsub_only.is_none_or(|p| p == subscribed)
         {
-            out.push_str(&c.describe());
+            out.push_str(&describe(&c));
             out.push('\n');
         }
     }
@@ -358,7 +358,7 @@ fn client_list(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 }
 
 fn client_info(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
-    let mut s = ctx.session.client.describe();
+    let mut s = describe(&ctx.session.client);
     s.push('\n');
     Ok(Frame::Verbatim(Bytes::from(s)))
 }
@@ -410,4 +410,63 @@ fn client_help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
         "HELP",
         "    Print this help.",
     ])
+}
+
+/// The CLIENT LIST line for client `c` (Redis's field names).
+pub(crate) fn describe(c: &crate::client::ClientInfo) -> String {
+    let age = c.created.elapsed().as_secs();
+    let idle = age.saturating_sub(c.last_active.load(Relaxed));
+    let text = |m: &parking_lot::Mutex<Option<Bytes>>| {
+        m.lock()
+            .as_ref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    };
+    let cmd =
+        crate::cmd::name_by_index(c.last_cmd.load(Relaxed)).unwrap_or_else(|| "NULL".to_string());
+    use crate::pubsub::Kind;
+    let subs = c.subscriber.get();
+    let count = |k| subs.map_or(0, |s| s.count(k));
+    let (sub, psub, ssub) = (
+        count(Kind::Channel),
+        count(Kind::Pattern),
+        count(Kind::Shard),
+    );
+    let tracking = c.tracking.lock().clone();
+    let mut flags = String::new();
+    if sub + psub + ssub > 0 {
+        flags.push('P');
+    }
+    if c.blocked.load(Relaxed) {
+        flags.push('b');
+    }
+    if let Some(t) = &tracking {
+        flags.push('t');
+        if t.broken() {
+            flags.push('R');
+        }
+        if t.bcast {
+            flags.push('B');
+        }
+    }
+    if flags.is_empty() {
+        flags.push('N');
+    }
+    let redir = tracking.map_or(-1, |t| i64::try_from(t.redirect).unwrap_or(-1));
+    format!(
+        "id={} addr={} laddr={} fd=-1 name={} age={} idle={} flags={flags} db=0 sub={sub} \
+         psub={psub} ssub={ssub} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 \
+         omem=0 tot-mem=0 events=r cmd={} user={} redir={redir} resp={} lib-name={} lib-ver={}",
+        c.id,
+        c.addr,
+        c.laddr,
+        text(&c.name),
+        age,
+        idle,
+        cmd,
+        String::from_utf8_lossy(&c.user.lock()),
+        c.resp.load(Relaxed),
+        text(&c.lib_name),
+        text(&c.lib_ver),
+    )
 }
