@@ -50,8 +50,14 @@
 //! - [`tls`]: TLS (rustls) on the client port and, with `tls-cluster`, on links to peers and
 //!   the NameNode: settings, certificate loading and reload.
 //! - [`hll`]: HyperLogLog in Redis's byte format (sparse and dense), as plain functions.
-//! - [`lua`]: Lua scripting: EVAL scripts and FUNCTION libraries, engines, BUSY and KILL.
+//! - [`lua`]: Lua scripting's state: engines, the script cache, FUNCTION libraries, the
+//!   running scripts (BUSY and KILL); running a script is `cmd::scripting::run`'s.
 //! - [`geohash`]: Redis's 52-bit geohash (GEO scores), search cells and distances.
+
+/// The Redis version CHKV reports: the command set and semantics it follows. 7.0.15 is the
+/// reference server CHKV is tested against, whose commands (of the types CHKV serves) and
+/// DUMP format (RDB 10) it implements; a client that saw 7.2 would use 7.2-only commands.
+pub const REDIS_VERSION: &str = "7.0.15";
 
 pub mod acl;
 pub mod admin;

@@ -6,8 +6,10 @@
 //! DataNodes before the reply, and nodes exchange their libraries when the table changes
 //! (see [`crate::sync`]). FCALL routes by its declared keys, like EVAL.
 
+use super::scripting::run::{check_flags, run_script, CmdHost, Run};
 use super::{flags::*, spec, CommandSpec, Ctx, Reply, NO_KEYS};
-use crate::lua::library::RestorePolicy;
+use crate::lua::fcall_keys;
+use crate::lua::library::{RestorePolicy, ScriptFlags};
 use crate::resp::{Frame, Request};
 
 const G: &str = "scripting";
@@ -51,11 +53,42 @@ static FUNCTION_SUBCOMMANDS: [CommandSpec; 9] = [
 ];
 
 fn fcall(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    ctx.node.scripting.fcall(ctx, req, false)
+    run_fcall(ctx, req, false)
 }
 
 fn fcall_ro(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    ctx.node.scripting.fcall(ctx, req, true)
+    run_fcall(ctx, req, true)
+}
+
+/// FCALL and FCALL_RO (`ro`).
+fn run_fcall(ctx: &mut Ctx<'_>, req: &Request, ro: bool) -> Reply {
+    let scripting = &ctx.node.scripting;
+    let keys = fcall_keys(req)?;
+    let name = String::from_utf8_lossy(req.arg(1)).into_owned();
+    let slots: Vec<u16> = keys
+        .clone()
+        .map(|i| chkv_common::key_slot(req.arg(i)))
+        .collect();
+    let _lock = ctx.node.db.lock_tx(Some(slots.clone()));
+    let mut g = scripting.engine::<CmdHost>()?;
+    let eng = g.get();
+    let found = if eng.functions_current(scripting.registry_generation()) {
+        eng.cached_function(&name)
+    } else {
+        let reg = scripting.registry();
+        eng.function(&reg, &name)
+    };
+    let Some((f, flags, display)) = found else {
+        return Err(Frame::err("ERR Function not found"));
+    };
+    check_flags(ctx, flags, ro)?;
+    let mut run = Run::new(ctx, req, keys, display, false, slots);
+    run.read_only = ro || flags.has(ScriptFlags::NO_WRITES);
+    run.allow_oom = flags.has(ScriptFlags::ALLOW_OOM);
+    run.cross_slot = flags.has(ScriptFlags::ALLOW_CROSS_SLOT);
+    let reply = run_script(eng, &mut run, &f);
+    run.finish();
+    reply
 }
 
 /// Redis's reply to a subcommand given the wrong arguments inside its handler.
@@ -85,7 +118,7 @@ fn function_load(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let reply = ctx
         .node
         .scripting
-        .function_load(&ctx.node.node_id, code, replace)?;
+        .function_load::<CmdHost>(&ctx.node.node_id, code, replace)?;
     propagated(ctx, reply)
 }
 
@@ -124,10 +157,10 @@ fn function_restore(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             )),
             _ => return Err(syntax("restore")),
         };
-    let reply = ctx
-        .node
-        .scripting
-        .function_restore(&ctx.node.node_id, req.arg(2), policy)?;
+    let reply =
+        ctx.node
+            .scripting
+            .function_restore::<CmdHost>(&ctx.node.node_id, req.arg(2), policy)?;
     propagated(ctx, reply)
 }
 

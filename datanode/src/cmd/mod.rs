@@ -14,7 +14,9 @@
 //! - [`pubsub`]: SUBSCRIBE, PUBLISH, PUBSUB and the sharded forms, RESET.
 //! - [`docs`]: COMMAND and its subcommands, built from the table.
 //! - [`multi`]: MULTI, EXEC, DISCARD, WATCH and UNWATCH: queued, atomic transactions.
-//! - [`scripting`]: EVAL, EVALSHA and SCRIPT: Lua 5.1 scripts, atomic like EXEC.
+//! - [`scripting`]: EVAL, EVALSHA and SCRIPT: Lua 5.1 scripts, atomic like EXEC; its
+//!   `run`: a script's run in a Lua engine of [`crate::lua`] (EVAL's and FCALL's), the
+//!   commands it calls, the hook.
 //! - [`functions`]: FUNCTION and FCALL: libraries of Lua functions, on every node.
 //! - [`tracking`]: CLIENT TRACKING's options, and what a tracking client's command
 //!   remembers before it runs and checks after (the table is [`crate::tracking`]).

@@ -1,5 +1,7 @@
 //! EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT (LOAD, EXISTS, FLUSH, KILL): Lua scripts
-//! with Redis 7's semantics. The engine is [`crate::lua`]; these are the commands.
+//! with Redis 7's semantics. The engines, the script cache and the running scripts are
+//! [`crate::lua`]; these are the commands, and [`run`] runs a script (EVAL's and FCALL's)
+//! in an engine.
 //!
 //! A script runs atomically: it holds the slots of its declared keys for its whole run
 //! (every slot when it runs inside EXEC), and the slot of any other key it uses from its
@@ -8,7 +10,12 @@
 //! checked against its flags first (`no-writes`, `allow-oom`, `no-cluster`...).
 
 use super::{flags::*, spec, CommandSpec, Ctx, Reply, NO_KEYS};
+use crate::lua::library::ScriptFlags;
+use crate::lua::{eval_keys, sha1hex, ERR_NOSCRIPT};
 use crate::resp::{Frame, Request};
+use run::{check_flags, run_script, CmdHost, Run};
+
+pub(crate) mod run;
 
 const G: &str = "scripting";
 
@@ -50,23 +57,78 @@ static SCRIPT_SUBCOMMANDS: [CommandSpec; 5] = [
 ];
 
 fn eval(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    ctx.node.scripting.eval(ctx, req, false, false)
+    run_eval(ctx, req, false, false)
 }
 
 fn evalsha(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    ctx.node.scripting.eval(ctx, req, true, false)
+    run_eval(ctx, req, true, false)
 }
 
 fn eval_ro(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    ctx.node.scripting.eval(ctx, req, false, true)
+    run_eval(ctx, req, false, true)
 }
 
 fn evalsha_ro(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    ctx.node.scripting.eval(ctx, req, true, true)
+    run_eval(ctx, req, true, true)
+}
+
+/// EVAL, EVALSHA (`by_sha`) and their `_RO` forms (`ro`).
+fn run_eval(ctx: &mut Ctx<'_>, req: &Request, by_sha: bool, ro: bool) -> Reply {
+    let scripting = &ctx.node.scripting;
+    let keys = eval_keys(req)?;
+    // The slots first, then the engine: the order EXEC (which holds slots and may run
+    // a script) takes them in too.
+    let slots: Vec<u16> = keys
+        .clone()
+        .map(|i| chkv_common::key_slot(req.arg(i)))
+        .collect();
+    let _lock = ctx.node.db.lock_tx(Some(slots.clone()));
+    let mut g = scripting.engine::<CmdHost>()?;
+    let eng = g.get();
+    let (sha, compiled) = if by_sha {
+        let sha = String::from_utf8_lossy(req.arg(1)).to_ascii_lowercase();
+        let compiled = match eng.script(&sha) {
+            Some(c) => c,
+            None => {
+                let body = scripting.script_body(sha.as_bytes());
+                match body {
+                    Some(body) => eng.compile(&sha, &body)?,
+                    None => return Err(ERR_NOSCRIPT),
+                }
+            }
+        };
+        (sha, compiled)
+    } else {
+        let body = req.arg(1);
+        let sha = sha1hex(body);
+        let compiled = match eng.script(&sha) {
+            Some(c) => c,
+            None => {
+                let c = eng.compile(&sha, body)?;
+                scripting.remember(&sha, body)?;
+                c
+            }
+        };
+        (sha, compiled)
+    };
+    let (compiled, f) = compiled;
+    if let Some(flags) = compiled.flags {
+        check_flags(ctx, flags, ro)?;
+    }
+    let flags = compiled.flags.unwrap_or(ScriptFlags::NONE);
+    let mut run = Run::new(ctx, req, keys, sha, true, slots);
+    run.read_only = ro || flags.has(ScriptFlags::NO_WRITES);
+    run.allow_oom = flags.has(ScriptFlags::ALLOW_OOM);
+    run.cross_slot = flags.has(ScriptFlags::ALLOW_CROSS_SLOT);
+    let reply = run_script(eng, &mut run, &f);
+    run.finish();
+    reply
 }
 
 fn script_load(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    Ok(Frame::bulk(ctx.node.scripting.load_script(req.arg(2))?))
+    Ok(Frame::bulk(
+        ctx.node.scripting.load_script::<CmdHost>(req.arg(2))?,
+    ))
 }
 
 fn script_exists(ctx: &mut Ctx<'_>, req: &Request) -> Reply {

@@ -7,6 +7,7 @@
 use super::flags::*;
 use super::*;
 use crate::resp::Protocol;
+use crate::REDIS_VERSION;
 use bytes::Bytes;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -18,11 +19,6 @@ use client_cmd::*;
 use config::*;
 use info::*;
 pub use info::{fragmentation_ratio, info_text, rss_bytes, startup_rss};
-
-/// The Redis version CHKV reports: the command set and semantics it follows. 7.0.15 is the
-/// reference server CHKV is tested against, whose commands (of the types CHKV serves) and
-/// DUMP format (RDB 10) it implements; a client that saw 7.2 would use 7.2-only commands.
-pub const REDIS_VERSION: &str = "7.0.15";
 
 /// `cluster` when the node is part of a cluster (has a NameNode), else `standalone`: what
 /// INFO's `redis_mode` and HELLO's `mode` say, and tools such as `redis-cli --cluster` read.

@@ -52,7 +52,8 @@ fn apply(node: &Node, set: Set, theirs: &[Entry]) -> Result<bool, Frame> {
                     code: e.payload.clone(),
                 })
                 .collect();
-            node.scripting.apply_state(&theirs)
+            node.scripting
+                .apply_state::<super::scripting::run::CmdHost>(&theirs)
         }
         Set::Users => Ok(node.acl.apply_state(theirs)),
     }

@@ -5,26 +5,24 @@
 //! libraries, each compiled where it is used, so scripts on different slots run in
 //! parallel. A script runs start to end on one thread, with its engine to itself.
 //!
-//! **The running script.** `redis.call` and the instruction hook need the script's command
-//! context. It lives on the stack of `Engine::run` for the duration of one call into Lua,
-//! and a thread-local holds a raw pointer to it (`CURRENT`); callbacks borrow it for the
-//! length of one callback. Nothing else touches it while Lua runs.
+//! **The running script.** `redis.call`, `redis.setresp`, `redis.acl_check_cmd` and the
+//! instruction hook act on the script running on this thread: its command context, which
+//! the command side owns (`crate::cmd::scripting::run`). An engine reaches it through a
+//! [`Host`], given when the engine is made; [`Engine::run`] lets the caller make its script
+//! the running one for the call into Lua.
 //!
 //! **Errors** follow Redis: a runtime error becomes a table `{err=...}` (string errors get
 //! `ERR ` in front) with the source and line of the script frame that raised it, and the
 //! reply is `<err> script: <name>, on <source>:<line>.`. `redis.call` raises the command's
 //! error as such a table; `redis.pcall` returns it.
 //!
-//! Beside the engine and the running script here:
+//! Beside the engine here:
 //! - `call`: `rawcall`, the core of `redis.call` and `redis.pcall`, on Lua's stack.
 //! - `api`: the `redis` table's functions, registered into a state.
 //! - `convert`: a script's result as a reply.
 
 use super::library::{EvalHeader, ScriptFlags};
-use super::RunInfo;
-use crate::cmd::flags::*;
-use crate::cmd::{resolve_checked, resolve_for, run_command_resolved, Ctx, Reply};
-use crate::resp::{Frame, Protocol, Request};
+use crate::resp::{Frame, Request};
 use bytes::Bytes;
 use mlua::{ffi, Function, HookTriggers, Lua, MultiValue, StdLib, Table, Value, VmState};
 use std::collections::HashMap;
@@ -41,14 +39,6 @@ pub use convert::lua_to_frame;
 
 /// The hook runs every this many Lua instructions (kill, BUSY bookkeeping, load timeout).
 const HOOK_EVERY: u32 = 10_000;
-/// A script running this long is registered as running: SCRIPT KILL, FUNCTION STATS and
-/// the BUSY state see it. Shorter ones never touch shared state.
-const REGISTER_AFTER: Duration = Duration::from_millis(2);
-/// A script running this long moves off the async runtime's worker (see
-/// [`escape_worker`]), so the worker serves its other connections meanwhile.
-const ESCAPE_AFTER: Duration = Duration::from_millis(10);
-/// How long a script waits for a slot it did not declare while another thread holds it.
-const LOCK_PATIENCE: Duration = Duration::from_secs(1);
 /// FUNCTION LOAD's time limit for running a library's code (Redis's).
 pub const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
 /// Every this many scripts, a step of Lua's garbage collector, like Redis...
@@ -87,29 +77,26 @@ struct Loading {
     deadline: Instant,
 }
 
-thread_local! {
-    /// The script running on this thread now (see the module docs), null when none. A
-    /// thread runs one script at a time (scripts cannot start scripts), and a script runs
-    /// start to end on one thread, so the callbacks and the hook of the engine running it
-    /// find it here: one thread-local load per `redis.call`, nothing stored in Lua.
-    static CURRENT: std::cell::Cell<*mut Run<'static, 'static>> =
-        const { std::cell::Cell::new(std::ptr::null_mut()) };
-}
-
-/// Makes a `Run` this thread's [`CURRENT`] for as long as it lives, then puts back what
-/// was there before (also when the script panics).
-struct Current(*mut Run<'static, 'static>);
-
-impl Current {
-    fn enter(run: *mut Run<'_, '_>) -> Current {
-        Current(CURRENT.with(|c| c.replace(run.cast())))
-    }
-}
-
-impl Drop for Current {
-    fn drop(&mut self) {
-        CURRENT.with(|c| c.set(self.0));
-    }
+/// What an engine asks of the command side, which runs commands and holds the script
+/// running on this thread (see the module docs). The node has one host,
+/// `crate::cmd::scripting::run::CmdHost`; an engine is made for it ([`Engine::new`]).
+pub(crate) trait Host: 'static {
+    /// Whether a script runs on this thread now.
+    fn running() -> bool;
+    /// Runs one command for the running script (`redis.call`, `redis.pcall`; called only
+    /// while one runs): its reply, errors included, and whether the script reads replies
+    /// as RESP3 (`redis.setresp(3)`).
+    fn call(req: &Request) -> (Frame, bool);
+    /// `redis.setresp`: whether the running script reads replies as RESP3 from now on.
+    fn set_resp3(on: bool);
+    /// `redis.acl_check_cmd`: whether the running script's user may run `req`; `None` when
+    /// `req` is no valid command.
+    fn acl_check(req: &Request) -> Option<bool>;
+    /// The hook's turn (every [`HOOK_EVERY`] instructions) for the running script, if any:
+    /// an error (the script was killed) stops it.
+    fn tick() -> mlua::Result<()>;
+    /// Whether the running script is being killed (SCRIPT KILL, FUNCTION KILL).
+    fn killed() -> bool;
 }
 
 pub(crate) struct Engine {
@@ -217,7 +204,9 @@ fn trim_zeros(s: &str) -> &str {
 }
 
 impl Engine {
-    pub fn new(epoch: u64) -> mlua::Result<Engine> {
+    /// A fresh state for script-cache epoch `epoch`, whose `redis.call` and hook act
+    /// through `H`.
+    pub fn new<H: Host>(epoch: u64) -> mlua::Result<Engine> {
         let lua = Lua::new_with(
             StdLib::TABLE | StdLib::STRING | StdLib::MATH,
             mlua::LuaOptions::default(),
@@ -229,7 +218,7 @@ impl Engine {
             real.raw_set(name, Value::Nil)?;
         }
         let redis = lua.create_table()?;
-        register_redis_api(&lua, &redis)?;
+        register_redis_api::<H>(&lua, &redis)?;
         real.raw_set("redis", redis)?;
         super::libs::register(&lua, &real)?;
         let loadenv = lua.create_table()?;
@@ -238,16 +227,19 @@ impl Engine {
         loadenv.raw_set("redis", load_redis)?;
 
         // SAFETY: `rawcall` is a Lua C function (see there).
-        let rawcall = unsafe { lua.create_c_function(rawcall)? };
+        let rawcall = unsafe { lua.create_c_function(rawcall::<H>)? };
         let handler = lua.create_function(error_handler)?;
-        let killed = lua.create_function(|lua, ()| Ok(is_killed(lua)))?;
+        let killed = lua.create_function(|_, ()| Ok(H::killed()))?;
         let prelude = lua
             .load(include_str!("prelude.lua"))
             .set_name(PRELUDE_NAME)
             .into_function()?;
         let (env, runner, loader): (Table, Function, Function) =
             prelude.call((real.clone(), loadenv, rawcall, handler, killed, KILLED))?;
-        lua.set_hook(HookTriggers::new().every_nth_instruction(HOOK_EVERY), hook);
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+            hook::<H>,
+        );
         let scripts_lua = lua.create_table()?;
         let libs_lua = lua.create_table()?;
         Ok(Engine {
@@ -428,14 +420,21 @@ impl Engine {
         self.functions_gen = registry.generation;
     }
 
-    /// Runs `f` (a script when `function` is false: KEYS and ARGV become globals; else a
-    /// function called with the keys and arguments tables) for the command in `ctx`.
-    pub fn run(&mut self, run: &mut Run<'_, '_>, f: &Function) -> Reply {
-        let req = run.req;
-        let keys = run.keys.clone();
-        let is_eval = run.is_eval;
-        let ptr: *mut Run<'_, '_> = run;
-        let current = Current::enter(ptr);
+    /// Runs `f` (a script when `is_eval`: KEYS and ARGV become globals; else a function
+    /// called with the keys and arguments tables) with `req`'s arguments `keys` as its keys
+    /// and the ones after as its arguments: whether it returned, and its result or its
+    /// error (see [`script_reply`]). `enter` makes the script the one running on this thread
+    /// (see [`Host`]) for as long as the guard it returns lives: the call into Lua, not the
+    /// garbage collection step after it.
+    pub fn run<G>(
+        &mut self,
+        f: &Function,
+        is_eval: bool,
+        req: &Request,
+        keys: std::ops::Range<usize>,
+        enter: impl FnOnce() -> G,
+    ) -> mlua::Result<(bool, Value)> {
+        let current = enter();
         // The keys and arguments tables are made on Lua's stack, and the prelude's `run`
         // gets them there (an EVAL script sees them as the globals KEYS and ARGV).
         // SAFETY: the closure runs protected (a Lua error unwinds to `exec_raw`) and holds
@@ -461,325 +460,53 @@ impl Engine {
             let _ = self.real.raw_set("KEYS", Value::Nil);
             let _ = self.real.raw_set("ARGV", Value::Nil);
         }
-        let resp3 = run.ctx.session.proto == Protocol::Resp3;
-        match out {
-            Ok((true, v)) => {
-                if counted(&v) {
-                    run.ctx.session.error_counted = true;
-                }
-                Ok(lua_to_frame(&v, resp3, 0))
-            }
-            Ok((false, err)) => {
-                if counted(&err) {
-                    run.ctx.session.error_counted = true;
-                }
-                Err(run.error_reply(&err))
-            }
-            Err(e) => Err(Frame::error(one_line(&format!(
-                "ERR {} script: {}",
-                clean_error(&e),
-                run.name
-            )))),
-        }
-    }
-}
-
-/// The state one script run shares with `redis.call` and the hook.
-pub(crate) struct Run<'c, 'n> {
-    pub ctx: &'c mut Ctx<'n>,
-    pub req: &'c Request,
-    pub keys: std::ops::Range<usize>,
-    /// The script's sha or the function's name (error messages, FUNCTION STATS).
-    pub name: String,
-    pub is_eval: bool,
-    /// `redis.setresp(3)`: replies reach the script as RESP3 types.
-    pub resp3: bool,
-    /// EVAL_RO/FCALL_RO, or the `no-writes` flag: write commands are refused.
-    pub read_only: bool,
-    /// `allow-oom`: commands that need memory run even over `maxmemory`.
-    pub allow_oom: bool,
-    /// A write command ran: the script can no longer be killed, nor refused for memory.
-    pub wrote: bool,
-    /// Whether memory was short when the script first needed it (checked once).
-    oom: Option<bool>,
-    /// `allow-cross-slot-keys`: keys of several slots may be used (on one node).
-    pub cross_slot: bool,
-    /// The slot keys must be in (cluster-aware connections), from the first key seen.
-    slot: Option<u16>,
-    /// The slots of the declared keys, in their order.
-    declared: Vec<u16>,
-    /// The node's routing as this script last saw it (see [`Run::check_keys`]).
-    routing: Option<Arc<crate::cluster::Routing>>,
-    started: Instant,
-    /// Set once the script has run [`REGISTER_AFTER`].
-    info: Option<Arc<RunInfo>>,
-    escaped: bool,
-}
-
-impl<'c, 'n> Run<'c, 'n> {
-    pub fn new(
-        ctx: &'c mut Ctx<'n>,
-        req: &'c Request,
-        keys: std::ops::Range<usize>,
-        name: String,
-        is_eval: bool,
-        declared: Vec<u16>,
-    ) -> Run<'c, 'n> {
-        let slot = declared.first().copied();
-        Run {
-            ctx,
-            req,
-            keys,
-            name,
-            is_eval,
-            resp3: false,
-            read_only: false,
-            allow_oom: false,
-            wrote: false,
-            oom: None,
-            cross_slot: false,
-            slot,
-            declared,
-            routing: None,
-            started: Instant::now(),
-            info: None,
-            escaped: false,
-        }
-    }
-
-    /// Cleans up after the script: its entry among the running scripts, its long-holder
-    /// mark.
-    pub fn finish(&mut self) {
-        if let Some(info) = self.info.take() {
-            self.ctx.node.scripting.unregister(&info);
-        }
-        if self.escaped {
-            self.escaped = false;
-            self.ctx.node.db.end_long();
-        }
-    }
-
-    /// The reply for a script that failed with `err` (the handler's table).
-    fn error_reply(&self, err: &Value) -> Frame {
-        let (msg, source, line) = match err {
-            Value::Table(t) => (
-                t.raw_get::<Option<mlua::String>>("err")
-                    .ok()
-                    .flatten()
-                    .map(|s| s.to_string_lossy())
-                    .unwrap_or_else(|| "ERR unknown error".into()),
-                t.raw_get::<Option<mlua::String>>("source")
-                    .ok()
-                    .flatten()
-                    .map(|s| s.to_string_lossy()),
-                t.raw_get::<Option<i64>>("line").ok().flatten(),
-            ),
-            other => (format!("ERR {}", error_text(other)), None, None),
-        };
-        let text = match (source, line) {
-            (Some(s), Some(l)) => format!("{msg} script: {}, on {s}:{l}.", self.name),
-            _ => format!("{msg} script: {}.", self.name),
-        };
-        Frame::error(one_line(&text))
-    }
-
-    /// The hook's work: registration once the script runs for long, moving off the worker,
-    /// and the kill.
-    fn tick(&mut self) -> mlua::Result<()> {
-        let el = self.started.elapsed();
-        if self.info.is_none() && el >= REGISTER_AFTER {
-            let info = self.ctx.node.scripting.register(RunInfo::new(
-                self.started,
-                self.is_eval,
-                self.name.clone(),
-                self.req.iter().map(Bytes::copy_from_slice).collect(),
-                self.wrote,
-            ));
-            self.info = Some(info);
-        }
-        if !self.escaped && el >= ESCAPE_AFTER {
-            self.escaped = true;
-            self.ctx.node.db.begin_long();
-            escape_worker();
-        }
-        if self.killed() {
-            return Err(rt(KILLED));
-        }
-        Ok(())
-    }
-
-    fn killed(&self) -> bool {
-        self.info
-            .as_ref()
-            .is_some_and(|i| i.killed.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// Runs one command for `redis.call`/`redis.pcall`: its reply, errors included. Every
-    /// error here is counted (INFO errorstats) once, here.
-    fn command(&mut self, req: &Request) -> Frame {
-        let mut counted = false;
-        let reply = self.command_checked(req, &mut counted);
-        if let Frame::Error(e) = &reply {
-            if !counted {
-                self.ctx.node.errors.count(e);
-            }
-        }
-        reply
-    }
-
-    /// [`Run::command`]; `counted` is set when the command itself ran (and counted its
-    /// error).
-    fn command_checked(&mut self, req: &Request, counted: &mut bool) -> Frame {
-        // Resolved once, as this connection may see it (internal subcommands are unknown
-        // to clients), and run with that resolution.
-        let (spec, cmd_id) = match resolve_for(self.ctx.session, req) {
-            Ok(r) => r,
-            Err(Frame::Error(e)) if e.starts_with("ERR unknown command") => {
-                return Frame::err("ERR Unknown Redis command called from script")
-            }
-            Err(Frame::Error(e)) if e.starts_with("ERR wrong number") => {
-                return Frame::err("ERR Wrong number of args calling Redis command from script")
-            }
-            Err(e) => return e,
-        };
-        let node = self.ctx.node;
-        let idx = (cmd_id & 0xffff) as usize;
-        // Like Redis 7.0, blocking commands (BLPOP...) are not allowed either.
-        if spec.has(NOSCRIPT) || spec.has(BLOCKING) {
-            node.cmdstats.reject(idx);
-            return Frame::err("ERR This Redis command is not allowed from script");
-        }
-        if spec.has(WRITE) && self.read_only {
-            node.cmdstats.reject(idx);
-            return Frame::err("ERR Write commands are not allowed from read-only scripts.");
-        }
-        if spec.has(WRITE)
-            && node
-                .min_replicas_to_write
-                .load(std::sync::atomic::Ordering::Relaxed)
-                > 0
-        {
-            node.cmdstats.reject(idx);
-            return crate::cmd::ERR_NOREPLICAS;
-        }
-        if spec.has(DENYOOM) && !self.allow_oom && !self.wrote {
-            let oom = *self
-                .oom
-                .get_or_insert_with(|| node.db.make_room(self.ctx.now).is_err());
-            if oom {
-                node.cmdstats.reject(idx);
-                return crate::args::ERR_OOM;
-            }
-        }
-        // The slots the command will lock: its keys', or every slot for a command that
-        // works on the keyspace or the server.
-        let whole =
-            spec.first_key <= 0 && (spec.has(KEYSPACE) || spec.has(ADMIN) || spec.has(WRITE));
-        // One key (most commands a script calls) needs no list.
-        let mut one = [0u16; 1];
-        let many: Vec<u16>;
-        let mut positions = spec.keys_in(req);
-        let keys: &[u16] = match (positions.next(), positions.next()) {
-            (None, _) => &[],
-            (Some(i), None) => {
-                one[0] = self.slot_of(req.arg(i));
-                &one
-            }
-            (Some(i), Some(j)) => {
-                many = [i, j]
-                    .into_iter()
-                    .chain(positions)
-                    .map(|i| self.slot_of(req.arg(i)))
-                    .collect();
-                &many
-            }
-        };
-        if let Some(e) = self.check_keys(keys) {
-            return e;
-        }
-        let locked = if whole {
-            node.db.lock_more(None, LOCK_PATIENCE)
-        } else {
-            node.db.lock_more(Some(keys), LOCK_PATIENCE)
-        };
-        if let Err(busy) = locked {
-            return Frame::error(format!(
-                "ERR the script could not lock slot {} (another transaction holds it; declare the keys a script uses)",
-                busy.0
-            ));
-        }
-        if spec.has(WRITE) {
-            self.wrote = true;
-            if let Some(i) = &self.info {
-                i.wrote.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        let was = std::mem::replace(&mut self.ctx.session.tx.running, true);
-        let was_script = std::mem::replace(&mut self.ctx.session.in_script, true);
-        let reply = run_command_resolved(self.ctx, req, spec, cmd_id);
-        *counted = true;
-        self.ctx.session.tx.running = was;
-        self.ctx.session.in_script = was_script;
-        reply
-    }
-
-    /// The slot of `key`: a declared key's is known already (comparing a few keys costs
-    /// less than hashing one).
-    fn slot_of(&self, key: &[u8]) -> u16 {
-        for (n, i) in self.keys.clone().enumerate().take(8) {
-            if self.req.arg(i) == key {
-                if let Some(&s) = self.declared.get(n) {
-                    return s;
-                }
-            }
-        }
-        chkv_common::key_slot(key)
-    }
-
-    /// In a cluster, keys must live here (and, for cluster-aware connections, in one slot
-    /// unless the script allows cross-slot keys).
-    fn check_keys(&mut self, slots: &[u16]) -> Option<Frame> {
-        if slots.is_empty() {
-            return None;
-        }
-        let node = self.ctx.node;
-        // The routing is fetched again only when it changed since this script's last look.
-        let generation = node.routing_generation();
-        let routing = match self.routing.take() {
-            Some(r) if r.generation == generation => r,
-            _ => node.routing(),
-        };
-        let out = self.check_slots(&routing, slots);
-        self.routing = Some(routing);
         out
     }
+}
 
-    fn check_slots(&mut self, routing: &crate::cluster::Routing, slots: &[u16]) -> Option<Frame> {
-        if routing.standalone {
-            return None;
-        }
-        for &s in slots {
-            if routing.owner(s) != crate::cluster::Owner::Local
-                || self.ctx.node.handoff.is_frozen(s)
-            {
-                return Some(Frame::err(
-                    "ERR Script attempted to access a non local key in a cluster node",
-                ));
-            }
-            if self.ctx.session.redirects == crate::cmd::Redirects::Redirect && !self.cross_slot {
-                match self.slot {
-                    Some(first) if first != s => {
-                        return Some(Frame::err(
-                            "ERR Script attempted to access keys that do not hash to the same slot",
-                        ))
-                    }
-                    None => self.slot = Some(s),
-                    _ => {}
-                }
-            }
-        }
-        None
+/// The reply of the script `name` that ended with `out` ([`Engine::run`]), its values
+/// converted as the client reads them (`resp3`), and whether it is an error INFO errorstats
+/// counted already.
+pub(crate) fn script_reply(
+    out: mlua::Result<(bool, Value)>,
+    name: &str,
+    resp3: bool,
+) -> (Result<Frame, Frame>, bool) {
+    match out {
+        Ok((true, v)) => (Ok(lua_to_frame(&v, resp3, 0)), counted(&v)),
+        Ok((false, err)) => (Err(error_reply(&err, name)), counted(&err)),
+        Err(e) => (
+            Err(Frame::error(one_line(&format!(
+                "ERR {} script: {name}",
+                clean_error(&e)
+            )))),
+            false,
+        ),
     }
+}
+
+/// The reply for the script `name` that failed with `err` (the handler's table).
+fn error_reply(err: &Value, name: &str) -> Frame {
+    let (msg, source, line) = match err {
+        Value::Table(t) => (
+            t.raw_get::<Option<mlua::String>>("err")
+                .ok()
+                .flatten()
+                .map(|s| s.to_string_lossy())
+                .unwrap_or_else(|| "ERR unknown error".into()),
+            t.raw_get::<Option<mlua::String>>("source")
+                .ok()
+                .flatten()
+                .map(|s| s.to_string_lossy()),
+            t.raw_get::<Option<i64>>("line").ok().flatten(),
+        ),
+        other => (format!("ERR {}", error_text(other)), None, None),
+    };
+    let text = match (source, line) {
+        (Some(s), Some(l)) => format!("{msg} script: {name}, on {s}:{l}."),
+        _ => format!("{msg} script: {name}."),
+    };
+    Frame::error(one_line(&text))
 }
 
 /// Pushes a table of `req`'s arguments `range` (KEYS, ARGV) on Lua's stack.
@@ -796,58 +523,18 @@ unsafe fn push_array(state: *mut ffi::lua_State, req: &Request, range: std::ops:
     }
 }
 
-/// The script running on this thread, if any.
-fn current(_lua: &Lua) -> Option<*mut Run<'static, 'static>> {
-    let p = CURRENT.with(|c| c.get());
-    (!p.is_null()).then_some(p)
-}
-
-fn is_killed(lua: &Lua) -> bool {
-    match current(lua) {
-        // SAFETY: see `Current`.
-        Some(p) => unsafe { &*p }.killed(),
-        None => false,
-    }
-}
-
-fn hook(lua: &Lua, _: mlua::Debug) -> mlua::Result<VmState> {
+/// The instruction hook: FUNCTION LOAD's time limit while a library loads, else the
+/// running script's turn ([`Host::tick`]).
+fn hook<H: Host>(lua: &Lua, _: mlua::Debug) -> mlua::Result<VmState> {
     if let Some(l) = lua.app_data_ref::<Loading>() {
         if Instant::now() > l.deadline {
             return Err(rt("FUNCTION LOAD timeout"));
         }
         return Ok(VmState::Continue);
     }
-    if let Some(p) = current(lua) {
-        // SAFETY: see `Current`; no other reference to the `Run` is alive while Lua runs
-        // instructions.
-        unsafe { &mut *p }.tick()?;
-    }
+    H::tick()?;
     Ok(VmState::Continue)
 }
-
-/// Moves the rest of a long script off the async runtime's worker thread: the worker's
-/// duties (every other connection it serves) pass to a new thread, and this one finishes
-/// the script as a blocking thread (`tokio::task::block_in_place`). Returns once another
-/// thread runs the runtime's tasks, so that a runtime with a single worker is not left
-/// without one. Outside a multi-threaded runtime (unit tests) it does nothing.
-fn escape_worker() {
-    if !crate::store::blocking_allowed() {
-        return;
-    }
-    let Ok(handle) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    tokio::task::block_in_place(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        handle.spawn(async move {
-            let _ = tx.send(());
-        });
-        // A liveness bound, not a timing assumption: if no thread took the runtime over
-        // by then, the script goes on here anyway.
-        let _ = rx.recv_timeout(Duration::from_secs(5));
-    });
-}
-
 /// The text of an error value (a string, a table's `err`, an mlua error).
 fn error_text(v: &Value) -> String {
     match v {

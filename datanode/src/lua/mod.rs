@@ -9,6 +9,11 @@
 //! - [`Scripting`] (here): a node's engines, its script cache and libraries, and the scripts
 //!   running now (the BUSY state, SCRIPT KILL and FUNCTION KILL, FUNCTION STATS).
 //!
+//! Running a script is the command side's: `crate::cmd::scripting::run` (a script's
+//! command context, `redis.call`'s command, the hook's work; the engines reach it through
+//! [`engine::Host`]), EVAL in [`crate::cmd::scripting`], FCALL in [`crate::cmd::functions`].
+//! This module imports neither `cmd` nor `node`.
+//!
 //! **Engines.** A node has up to [`ENGINES`] Lua states; a script takes the one of its
 //! thread (or any free one) for its whole run. Scripts and libraries are kept as source
 //! (the script cache, the registry) and compiled in each engine on first use there, so two
@@ -20,18 +25,18 @@
 //! *busy*: every other command gets `-BUSY` except the few Redis allows (SCRIPT KILL,
 //! FUNCTION KILL and STATS, SHUTDOWN, AUTH, MULTI...), see [`Scripting::busy_error`]. A
 //! script that runs for more than a few milliseconds moves off the async runtime's worker
-//! thread, and connections that wait for its slots wait off the workers too, so the node
-//! always reads SCRIPT KILL, whatever the number of worker threads.
+//! thread (`crate::cmd::scripting::run`), and connections that wait for its slots wait off
+//! the workers too, so the node always reads SCRIPT KILL, whatever the number of worker
+//! threads.
 
 pub mod engine;
 pub mod library;
 pub mod libs;
 
-use crate::cmd::{Ctx, Reply};
 use crate::resp::{Frame, Request};
 use bytes::Bytes;
-use engine::{Engine, Run};
-use library::{Library, Registry, RestorePolicy, ScriptFlags};
+use engine::{Engine, Host};
+use library::{Library, Registry, RestorePolicy};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -172,10 +177,10 @@ impl Default for Scripting {
 }
 
 /// An engine taken for one script (or one library load), fresh for the current epoch.
-struct EngineGuard<'a>(MutexGuard<'a, Option<Engine>>);
+pub(crate) struct EngineGuard<'a>(MutexGuard<'a, Option<Engine>>);
 
 impl EngineGuard<'_> {
-    fn get(&mut self) -> &mut Engine {
+    pub(crate) fn get(&mut self) -> &mut Engine {
         self.0.as_mut().expect("EngineGuard holds an engine")
     }
 }
@@ -187,8 +192,9 @@ impl Scripting {
     }
 
     /// Takes this thread's engine, or any free one, or waits for this thread's (off the
-    /// runtime's worker). Made or remade when missing or older than the last SCRIPT FLUSH.
-    fn engine(&self) -> Result<EngineGuard<'_>, Frame> {
+    /// runtime's worker). Made (for host `H`, the node's one) or remade when missing or
+    /// older than the last SCRIPT FLUSH.
+    pub(crate) fn engine<H: Host>(&self) -> Result<EngineGuard<'_>, Frame> {
         let start = crate::striped::thread_number() % ENGINES;
         let mut guard = None;
         for i in 0..ENGINES {
@@ -211,7 +217,7 @@ impl Scripting {
         let epoch = self.epoch.load(Relaxed);
         if g.as_ref().is_none_or(|e| e.epoch != epoch) {
             *g =
-                Some(Engine::new(epoch).map_err(|e| {
+                Some(Engine::new::<H>(epoch).map_err(|e| {
                     Frame::error(format!("ERR cannot start the Lua interpreter: {e}"))
                 })?);
         }
@@ -221,6 +227,11 @@ impl Scripting {
     /// The current libraries.
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.read().clone()
+    }
+
+    /// The generation of the current libraries, read without a lock.
+    pub(crate) fn registry_generation(&self) -> u64 {
+        self.registry_gen.load(Relaxed)
     }
 
     fn install(&self, next: Registry) -> Arc<Registry> {
@@ -278,7 +289,7 @@ impl Scripting {
 
     /// SCRIPT KILL (`eval`) or FUNCTION KILL: stops the oldest running script if it is of
     /// that kind and has not written.
-    pub fn kill(&self, eval: bool) -> Reply {
+    pub fn kill(&self, eval: bool) -> Result<Frame, Frame> {
         let runs = self.runs.lock();
         let Some(r) = runs.first() else {
             return Err(Frame::err("NOTBUSY No scripts in execution right now."));
@@ -327,9 +338,9 @@ impl Scripting {
     }
 
     /// SCRIPT LOAD: compiles `body` here (errors are the reply) and caches it.
-    pub fn load_script(&self, body: &[u8]) -> Result<String, Frame> {
+    pub(crate) fn load_script<H: Host>(&self, body: &[u8]) -> Result<String, Frame> {
         let sha = sha1hex(body);
-        let mut g = self.engine()?;
+        let mut g = self.engine::<H>()?;
         let eng = g.get();
         if eng.script(&sha).is_none() {
             eng.compile(&sha, body)?;
@@ -338,7 +349,8 @@ impl Scripting {
         Ok(sha)
     }
 
-    fn remember(&self, sha: &str, body: &[u8]) -> Result<(), Frame> {
+    /// Caches the script `body` under `sha` (its error: the cache is full).
+    pub(crate) fn remember(&self, sha: &str, body: &[u8]) -> Result<(), Frame> {
         let mut cache = self.cache.lock();
         if !cache.contains_key(sha) {
             if cache.len() >= MAX_SCRIPTS {
@@ -371,58 +383,6 @@ impl Scripting {
         }
     }
 
-    /// EVAL, EVALSHA (`by_sha`) and their `_RO` forms (`ro`).
-    pub fn eval(&self, ctx: &mut Ctx<'_>, req: &Request, by_sha: bool, ro: bool) -> Reply {
-        let keys = eval_keys(req)?;
-        // The slots first, then the engine: the order EXEC (which holds slots and may run
-        // a script) takes them in too.
-        let slots: Vec<u16> = keys
-            .clone()
-            .map(|i| chkv_common::key_slot(req.arg(i)))
-            .collect();
-        let _lock = ctx.node.db.lock_tx(Some(slots.clone()));
-        let mut g = self.engine()?;
-        let eng = g.get();
-        let (sha, compiled) = if by_sha {
-            let sha = String::from_utf8_lossy(req.arg(1)).to_ascii_lowercase();
-            let compiled = match eng.script(&sha) {
-                Some(c) => c,
-                None => {
-                    let body = self.cache.lock().get(&sha).cloned();
-                    match body {
-                        Some(body) => eng.compile(&sha, &body)?,
-                        None => return Err(ERR_NOSCRIPT),
-                    }
-                }
-            };
-            (sha, compiled)
-        } else {
-            let body = req.arg(1);
-            let sha = sha1hex(body);
-            let compiled = match eng.script(&sha) {
-                Some(c) => c,
-                None => {
-                    let c = eng.compile(&sha, body)?;
-                    self.remember(&sha, body)?;
-                    c
-                }
-            };
-            (sha, compiled)
-        };
-        let (compiled, f) = compiled;
-        if let Some(flags) = compiled.flags {
-            check_flags(ctx, flags, ro)?;
-        }
-        let flags = compiled.flags.unwrap_or(ScriptFlags::NONE);
-        let mut run = Run::new(ctx, req, keys, sha, true, slots);
-        run.read_only = ro || flags.has(ScriptFlags::NO_WRITES);
-        run.allow_oom = flags.has(ScriptFlags::ALLOW_OOM);
-        run.cross_slot = flags.has(ScriptFlags::ALLOW_CROSS_SLOT);
-        let reply = eng.run(&mut run, &f);
-        run.finish();
-        reply
-    }
-
     // ---- FUNCTION ----
 
     /// Whether `req` is FCALL or FCALL_RO of a function this node does not have (in a
@@ -435,36 +395,6 @@ impl Scripting {
                 .registry()
                 .function(&String::from_utf8_lossy(req.arg(1)))
                 .is_none()
-    }
-
-    /// FCALL and FCALL_RO (`ro`).
-    pub fn fcall(&self, ctx: &mut Ctx<'_>, req: &Request, ro: bool) -> Reply {
-        let keys = fcall_keys(req)?;
-        let name = String::from_utf8_lossy(req.arg(1)).into_owned();
-        let slots: Vec<u16> = keys
-            .clone()
-            .map(|i| chkv_common::key_slot(req.arg(i)))
-            .collect();
-        let _lock = ctx.node.db.lock_tx(Some(slots.clone()));
-        let mut g = self.engine()?;
-        let eng = g.get();
-        let found = if eng.functions_current(self.registry_gen.load(Relaxed)) {
-            eng.cached_function(&name)
-        } else {
-            let reg = self.registry();
-            eng.function(&reg, &name)
-        };
-        let Some((f, flags, display)) = found else {
-            return Err(Frame::err("ERR Function not found"));
-        };
-        check_flags(ctx, flags, ro)?;
-        let mut run = Run::new(ctx, req, keys, display, false, slots);
-        run.read_only = ro || flags.has(ScriptFlags::NO_WRITES);
-        run.allow_oom = flags.has(ScriptFlags::ALLOW_OOM);
-        run.cross_slot = flags.has(ScriptFlags::ALLOW_CROSS_SLOT);
-        let reply = eng.run(&mut run, &f);
-        run.finish();
-        reply
     }
 
     /// Runs a library's code in an engine: what it registered, as a library to install
@@ -488,13 +418,18 @@ impl Scripting {
     }
 
     /// `FUNCTION LOAD [REPLACE]`: the library's name.
-    pub fn function_load(&self, origin: &str, code: &[u8], replace: bool) -> Reply {
+    pub(crate) fn function_load<H: Host>(
+        &self,
+        origin: &str,
+        code: &[u8],
+        replace: bool,
+    ) -> Result<Frame, Frame> {
         let (name, _) =
             library::library_header(code).map_err(|e| Frame::error(format!("ERR {e}")))?;
         if !replace && self.registry().library(&name).is_some() {
             return Err(Frame::error(format!("ERR Library '{name}' already exists")));
         }
-        let mut g = self.engine()?;
+        let mut g = self.engine::<H>()?;
         let eng = g.get();
         let version = self.registry().next_version(origin);
         let lib = Self::build_library(eng, code, version)?;
@@ -512,7 +447,7 @@ impl Scripting {
     }
 
     /// FUNCTION DELETE.
-    pub fn function_delete(&self, origin: &str, name: &[u8]) -> Reply {
+    pub fn function_delete(&self, origin: &str, name: &[u8]) -> Result<Frame, Frame> {
         let name = String::from_utf8_lossy(name);
         let current = self.registry();
         let next = current
@@ -535,10 +470,15 @@ impl Scripting {
     }
 
     /// FUNCTION RESTORE.
-    pub fn function_restore(&self, origin: &str, payload: &[u8], policy: RestorePolicy) -> Reply {
+    pub(crate) fn function_restore<H: Host>(
+        &self,
+        origin: &str,
+        payload: &[u8],
+        policy: RestorePolicy,
+    ) -> Result<Frame, Frame> {
         let codes =
             crate::rdb::read_functions(payload).map_err(|e| Frame::error(format!("ERR {e}")))?;
-        let mut g = self.engine()?;
+        let mut g = self.engine::<H>()?;
         let eng = g.get();
         let version = self.registry().next_version(origin);
         let mut libs = Vec::new();
@@ -556,12 +496,15 @@ impl Scripting {
 
     /// Applies libraries and deletions newer than ours (from another node): loads each new
     /// library here first; one that fails to load is skipped (and logged).
-    pub fn apply_state(&self, theirs: &[library::StateEntry]) -> Result<bool, Frame> {
+    pub(crate) fn apply_state<H: Host>(
+        &self,
+        theirs: &[library::StateEntry],
+    ) -> Result<bool, Frame> {
         let newer = self.registry().newer_in(theirs);
         if newer.is_empty() {
             return Ok(false);
         }
-        let mut g = self.engine()?;
+        let mut g = self.engine::<H>()?;
         let eng = g.get();
         let mut loaded = Vec::new();
         let mut entries = Vec::new();
@@ -591,34 +534,6 @@ impl Scripting {
 /// A load error as a one-line `ERR` reply.
 fn one_line_err(e: &str) -> String {
     engine::one_line(&format!("ERR {e}"))
-}
-
-/// The checks a script with flags (a shebang, or a function) passes before it runs.
-fn check_flags(ctx: &mut Ctx<'_>, flags: ScriptFlags, ro: bool) -> Result<(), Frame> {
-    if flags.has(ScriptFlags::NO_CLUSTER) && !ctx.node.routing().standalone {
-        return Err(Frame::err(
-            "ERR Can not run script on cluster, 'no-cluster' flag is set.",
-        ));
-    }
-    if !flags.has(ScriptFlags::NO_WRITES) {
-        if ro {
-            return Err(Frame::err(
-                "ERR Can not execute a script with write flag using *_ro command.",
-            ));
-        }
-        if ctx.node.min_replicas_to_write.load(Relaxed) > 0 {
-            return Err(crate::cmd::ERR_NOREPLICAS);
-        }
-        // Like Redis: a script that may write, without allow-oom, does not start when
-        // memory is over `maxmemory` (inside EXEC the transaction checked already).
-        if !flags.has(ScriptFlags::ALLOW_OOM)
-            && !ctx.session.tx.running
-            && ctx.node.db.make_room(ctx.now).is_err()
-        {
-            return Err(crate::args::ERR_OOM);
-        }
-    }
-    Ok(())
 }
 
 /// Whether a command may run while a script is busy (Redis's `allow-busy` commands).

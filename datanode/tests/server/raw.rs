@@ -46,7 +46,7 @@ async fn resp2_reply_bytes() {
         let id = String::from_utf8(c.cmd(&["CLIENT", "ID"]).await.to_vec()).expect("utf8");
         let id = id.trim_start_matches(':').trim_end();
         let hello = c.cmd(&["HELLO"]).await;
-        let version = chkv_datanode::cmd::server::REDIS_VERSION;
+        let version = chkv_datanode::REDIS_VERSION;
         let want = format!(
             "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n${}\r\n{version}\r\n\
              $5\r\nproto\r\n:2\r\n$2\r\nid\r\n:{id}\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n\
@@ -73,7 +73,7 @@ async fn resp3_after_hello_3() {
         let id = std::str::from_utf8(&id[1..id.len() - 2])
             .expect("id")
             .to_string();
-        let version = chkv_datanode::cmd::server::REDIS_VERSION;
+        let version = chkv_datanode::REDIS_VERSION;
         let want = format!(
             "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n${}\r\n{version}\r\n\
              $5\r\nproto\r\n:3\r\n$2\r\nid\r\n:{id}\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n\

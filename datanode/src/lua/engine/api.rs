@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn register_redis_api(lua: &Lua, redis: &Table) -> mlua::Result<()> {
+pub(super) fn register_redis_api<H: Host>(lua: &Lua, redis: &Table) -> mlua::Result<()> {
     register_common(lua, redis)?;
     redis.raw_set(
         "sha1hex",
@@ -44,7 +44,7 @@ pub(super) fn register_redis_api(lua: &Lua, redis: &Table) -> mlua::Result<()> {
     )?;
     redis.raw_set(
         "setresp",
-        lua.create_function(|lua, args: MultiValue| {
+        lua.create_function(|_, args: MultiValue| {
             if args.len() != 1 {
                 return Err(rt("redis.setresp() requires one argument."));
             }
@@ -56,10 +56,7 @@ pub(super) fn register_redis_api(lua: &Lua, redis: &Table) -> mlua::Result<()> {
             if v != 2 && v != 3 {
                 return Err(rt("RESP version must be 2 or 3."));
             }
-            if let Some(p) = current(lua) {
-                // SAFETY: see `Current`.
-                unsafe { &mut *p }.resp3 = v == 3;
-            }
+            H::set_resp3(v == 3);
             Ok(())
         })?,
     )?;
@@ -89,10 +86,10 @@ pub(super) fn register_redis_api(lua: &Lua, redis: &Table) -> mlua::Result<()> {
     redis.raw_set("debug", lua.create_function(|_, _: MultiValue| Ok(()))?)?;
     redis.raw_set(
         "acl_check_cmd",
-        lua.create_function(|lua, args: MultiValue| {
-            let Some(p) = current(lua) else {
+        lua.create_function(|_, args: MultiValue| {
+            if !H::running() {
                 return Err(rt("redis.acl_check_cmd is only available inside a script"));
-            };
+            }
             let mut parts: Vec<Vec<u8>> = Vec::new();
             for a in args.iter() {
                 match a {
@@ -112,18 +109,8 @@ pub(super) fn register_redis_api(lua: &Lua, redis: &Table) -> mlua::Result<()> {
                 ));
             }
             let req = Request::from_args(&parts);
-            let Ok((spec, id)) = resolve_checked(&req) else {
-                return Err(rt("ERR Invalid command passed to redis.acl_check_cmd()"));
-            };
-            // SAFETY: see `Current`.
-            let run = unsafe { &*p };
-            Ok(crate::cmd::acl_allows(
-                run.ctx.node,
-                run.ctx.session,
-                id,
-                spec,
-                &req,
-            ))
+            H::acl_check(&req)
+                .ok_or_else(|| rt("ERR Invalid command passed to redis.acl_check_cmd()"))
         })?,
     )?;
     for (name, v) in [
@@ -172,7 +159,7 @@ fn register_common(lua: &Lua, redis: &Table) -> mlua::Result<()> {
     ] {
         redis.raw_set(name, v)?;
     }
-    let version = crate::cmd::server::REDIS_VERSION;
+    let version = crate::REDIS_VERSION;
     redis.raw_set("REDIS_VERSION", version)?;
     let num = version
         .split('.')

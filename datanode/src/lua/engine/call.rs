@@ -15,9 +15,10 @@ use super::*;
 /// collection step it triggers could run a script's `__gc` metamethod (`newproxy`) that
 /// raises an error, which would unwind through here as it would through mlua's own
 /// callbacks, leaking the rest of the reply.
-pub(super) unsafe extern "C-unwind" fn rawcall(state: *mut ffi::lua_State) -> std::ffi::c_int {
-    let p = CURRENT.with(|c| c.get());
-    if p.is_null() {
+pub(super) unsafe extern "C-unwind" fn rawcall<H: Host>(
+    state: *mut ffi::lua_State,
+) -> std::ffi::c_int {
+    if !H::running() {
         ffi::lua_pushstring_(
             state,
             c"redis.call is only available inside a script".as_ptr(),
@@ -27,15 +28,13 @@ pub(super) unsafe extern "C-unwind" fn rawcall(state: *mut ffi::lua_State) -> st
     let n = ffi::lua_gettop(state);
     let outcome = match request_from_stack(state, n) {
         Err(msg) => Err(msg),
-        Ok(req) => {
-            // SAFETY: see `Current`; the `Run` is borrowed for this call only.
-            let run = unsafe { &mut *p };
-            // A panic must not unwind through Lua's C frames: it fails the command instead.
-            let reply =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.command(&req)))
-                    .unwrap_or(Frame::err("ERR internal error while running the command"));
-            Ok((reply, run.resp3))
-        }
+        // A panic must not unwind through Lua's C frames: it fails the command instead.
+        Ok(req) => Ok(
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| H::call(&req))).unwrap_or((
+                Frame::err("ERR internal error while running the command"),
+                false,
+            )),
+        ),
     };
     // The arguments are copied: their stack room goes to the reply.
     ffi::lua_settop(state, 0);
