@@ -1,6 +1,6 @@
 //! EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT (LOAD, EXISTS, FLUSH, KILL): Lua scripts
 //! with Redis 7's semantics. The engines, the script cache and the running scripts are
-//! [`crate::lua`]; these are the commands, and [`run`] runs a script (EVAL's and FCALL's)
+//! [`crate::lua`]; these are the commands, and `run` runs a script (EVAL's and FCALL's)
 //! in an engine.
 //!
 //! A script runs atomically: it holds the slots of its declared keys for its whole run

@@ -8,7 +8,7 @@
 //! **The running script.** `redis.call`, `redis.setresp`, `redis.acl_check_cmd` and the
 //! instruction hook act on the script running on this thread: its command context, which
 //! the command side owns (`crate::cmd::scripting::run`). An engine reaches it through a
-//! [`Host`], given when the engine is made; [`Engine::run`] lets the caller make its script
+//! `Host`, given when the engine is made; `Engine::run` lets the caller make its script
 //! the running one for the call into Lua.
 //!
 //! **Errors** follow Redis: a runtime error becomes a table `{err=...}` (string errors get

@@ -11,7 +11,7 @@
 //!
 //! Running a script is the command side's: `crate::cmd::scripting::run` (a script's
 //! command context, `redis.call`'s command, the hook's work; the engines reach it through
-//! [`engine::Host`]), EVAL in [`crate::cmd::scripting`], FCALL in [`crate::cmd::functions`].
+//! `engine::Host`), EVAL in [`crate::cmd::scripting`], FCALL in [`crate::cmd::functions`].
 //! This module imports neither `cmd` nor `node`.
 //!
 //! **Engines.** A node has up to [`ENGINES`] Lua states; a script takes the one of its
