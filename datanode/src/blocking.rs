@@ -1,21 +1,23 @@
 //! Clients blocked on keys: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX
 //! and BZMPOP, and any other command that waits for a key to hold something: each names a
-//! [`Kind`] to wait for and a [`ServeFn`].
+//! [`Kind`] to wait for and which blocking command it is ([`Serve`]). This module is the
+//! registry of waiters and their wake-ups; running a waiter's command when a key serves it is
+//! the command side's, [`crate::cmd::blocking`].
 //!
 //! A blocking command first tries to run at once. When none of its keys can serve it, it
-//! registers a [`Waiter`] on each of them ([`block`]) while it still holds every key's slot,
-//! so no write slips in between the try and the registration, and its connection awaits the
-//! waiter's outcome ([`Blocked`]), holding no thread.
+//! registers a [`Waiter`] on each of them ([`crate::cmd::blocking::block`]) while it still
+//! holds every key's slot, so no write slips in between the try and the registration, and its
+//! connection awaits the waiter's outcome ([`Blocked`]), holding no thread.
 //!
 //! The store reports every write to a key in a slot that has waiters (its ready hook, under
 //! the slot's lock); such a key is queued here when it has waiters. After each request, and
-//! so after a whole transaction or script, never inside one, [`serve_ready`] serves the
-//! queued keys: each key's waiters, oldest first, for as long as the key holds a value of
-//! the kind they wait for. Serving runs the waiter's command for that key (its
-//! [`ServeFn`]) with the slots of all the command's keys locked, and hands the reply to the
-//! waiting connection. What a served command writes (BLMOVE's push) queues more keys,
-//! served in the same round, so chains of BLMOVEs settle before the writer's reply goes out,
-//! as in Redis.
+//! so after a whole transaction or script, never inside one,
+//! [`crate::cmd::blocking::serve_ready`] serves the queued keys: each key's waiters, oldest
+//! first, for as long as the key holds a value of the kind they wait for. Serving runs the
+//! waiter's command for that key (the function its [`Serve`] names) with the slots of all the
+//! command's keys locked, and hands the reply to the waiting connection. What a served
+//! command writes (BLMOVE's push) queues more keys, served in the same round, so chains of
+//! BLMOVEs settle before the writer's reply goes out, as in Redis.
 //!
 //! A waiter ends exactly once (an atomic claim), whichever comes first: served, timed out,
 //! unblocked (CLIENT UNBLOCK), its connection closed, or moved: when a key's slot stops being
@@ -25,8 +27,6 @@
 //! served until the flip (or, if the move fails, the unfreeze) settles where it runs.
 
 use crate::client::ClientInfo;
-use crate::cmd::{Ctx, Session};
-use crate::node::Node;
 use crate::resp::{Frame, Protocol, Request};
 use crate::store::{BlockedSlots, Kind};
 use bytes::Bytes;
@@ -38,9 +38,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Runs a blocked command for a key that became ready, with the slots of all its keys held;
-/// returns its reply (which may be an error, e.g. BLMOVE's WRONGTYPE destination).
-pub type ServeFn = fn(&mut Ctx<'_>, &Request, &[u8]) -> Frame;
+/// Which blocking command a waiter is: what to run when a key becomes ready for it
+/// ([`crate::cmd::blocking`] maps each to its command's serve function).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serve {
+    /// BLPOP and BRPOP.
+    Bpop,
+    /// BLMOVE and BRPOPLPUSH.
+    Blmove,
+    /// BLMPOP.
+    Blmpop,
+    /// BZPOPMIN and BZPOPMAX.
+    Bzpop,
+    /// BZMPOP.
+    Bzmpop,
+}
 
 /// How a waiter ended, for its connection.
 #[derive(Debug)]
@@ -51,17 +63,18 @@ pub enum Wake {
     Moved,
 }
 
-/// One blocked command.
+/// One blocked command. What it is (client, request, slots, kind, command) is fixed when it
+/// blocks; how it ends is [`Blocking`]'s.
 pub struct Waiter {
-    client: Arc<ClientInfo>,
-    proto: Protocol,
-    req: Request,
+    pub(crate) client: Arc<ClientInfo>,
+    pub(crate) proto: Protocol,
+    pub(crate) req: Request,
     /// The distinct keys it waits on, in the command's order.
     keys: Vec<Bytes>,
     /// The slots of every key of the command (destinations too): locked to serve it.
-    slots: Vec<u16>,
-    kind: Kind,
-    serve: ServeFn,
+    pub(crate) slots: Vec<u16>,
+    pub(crate) kind: Kind,
+    pub(crate) serve: Serve,
     timeout_reply: Frame,
     done: AtomicBool,
     tx: Mutex<Option<oneshot::Sender<Wake>>>,
@@ -73,11 +86,13 @@ impl Waiter {
         !self.done.swap(true, Ordering::AcqRel)
     }
 
-    fn is_done(&self) -> bool {
+    /// Whether it has ended (served, timed out, unblocked, closed or moved).
+    pub(crate) fn is_done(&self) -> bool {
         self.done.load(Ordering::Acquire)
     }
 
-    fn send(&self, w: Wake) {
+    /// Hands the outcome to the waiting connection.
+    pub(crate) fn send(&self, w: Wake) {
         if let Some(tx) = self.tx.lock().take() {
             let _ = tx.send(w);
         }
@@ -271,50 +286,78 @@ impl Blocking {
         self.has_ready.store(true, Ordering::Release);
     }
 
-    /// Serves the waiters of `key` while it can serve them.
-    fn serve_key(&self, node: &Node, key: &Bytes) {
-        let waiters: Vec<Arc<Waiter>> = match self.reg.lock().keys.get(key) {
+    /// The waiters of `key`, oldest first (some may have ended since).
+    pub(crate) fn waiters(&self, key: &[u8]) -> Vec<Arc<Waiter>> {
+        match self.reg.lock().keys.get(key) {
             Some(q) => q.iter().cloned().collect(),
-            None => return,
-        };
-        for w in waiters {
-            if w.is_done() {
-                continue;
+            None => Vec::new(),
+        }
+    }
+
+    /// Claims `w` to serve it and takes it out of the registry; false when it already ended.
+    /// The claimer then [`Waiter::send`]s the reply.
+    pub(crate) fn take(&self, w: &Arc<Waiter>) -> bool {
+        if !w.claim() {
+            return false;
+        }
+        self.remove(w);
+        true
+    }
+
+    /// The keys that writes made ready since the last call, if any (one atomic load when
+    /// none).
+    pub(crate) fn take_ready(&self) -> Option<Vec<Bytes>> {
+        if !self.has_ready.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut r = self.ready.lock();
+        self.has_ready.store(false, Ordering::Release);
+        Some(std::mem::take(&mut *r))
+    }
+
+    /// Blocks `req` of `client` as `wait` says: registers its waiter on each key and returns
+    /// the connection's wait.
+    pub(crate) fn block(
+        self: &Arc<Self>,
+        client: Arc<ClientInfo>,
+        proto: Protocol,
+        req: &Request,
+        wait: Wait<'_>,
+    ) -> Blocked {
+        let Wait {
+            keys,
+            slots,
+            kind,
+            timeout,
+            timeout_reply,
+            serve,
+        } = wait;
+        let mut distinct: Vec<Bytes> = Vec::with_capacity(keys.len());
+        for k in keys {
+            if !distinct.iter().any(|d| d == k) {
+                distinct.push(Bytes::copy_from_slice(k));
             }
-            // The gate keeps a handoff from freezing the slots mid-way; a frozen or departed
-            // slot is served where it ends up.
-            let _gate = node.handoff.gate.read();
-            if w.slots.iter().any(|&s| node.handoff.is_frozen(s)) {
-                continue;
-            }
-            let routing = node.routing();
-            if w.slots
-                .iter()
-                .any(|&s| routing.owner(s) != crate::cluster::Owner::Local)
-            {
-                continue;
-            }
-            let _held = node.db.lock_tx(Some(w.slots.clone()));
-            let now = crate::store::now_ms();
-            let kind = node.db.lock_key(key).peek(key, now).map(|e| e.kind());
-            match kind {
-                None => break,
-                Some(k) if k != w.kind => continue,
-                Some(_) => {}
-            }
-            if !w.claim() {
-                continue;
-            }
-            self.remove(&w);
-            let mut session = Session::new(w.client.clone(), true);
-            session.proto = w.proto;
-            let mut ctx = Ctx {
-                node,
-                session: &mut session,
-                now,
-            };
-            let reply = (w.serve)(&mut ctx, &w.req, key);
-            w.send(Wake::Reply(reply));
+        }
+        let (tx, rx) = oneshot::channel();
+        let w = Arc::new(Waiter {
+            client,
+            proto,
+            req: req.clone(),
+            keys: distinct,
+            slots,
+            kind,
+            serve,
+            timeout_reply,
+            done: AtomicBool::new(false),
+            tx: Mutex::new(Some(tx)),
+        });
+        self.register(&w);
+        Blocked {
+            reg: self.clone(),
+            waiter: w,
+            rx,
+            deadline: timeout.map(|t| tokio::time::Instant::now() + t),
+            started: Instant::now(),
         }
     }
 }
@@ -330,25 +373,6 @@ impl Drop for RemoteGuard {
         self.reg.reg.lock().remote.remove(&self.client.id);
         self.client.blocked.store(false, Ordering::Relaxed);
         self.reg.count.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Serves the keys that writes made ready (see the module docs). Called after every request,
-/// outside any transaction; one atomic load when nothing is ready.
-pub fn serve_ready(node: &Node) {
-    let b = &node.blocking;
-    while b.has_ready.load(Ordering::Acquire) {
-        let keys = {
-            let mut r = b.ready.lock();
-            b.has_ready.store(false, Ordering::Release);
-            std::mem::take(&mut *r)
-        };
-        let mut seen = std::collections::HashSet::new();
-        for k in keys {
-            if seen.insert(k.clone()) {
-                b.serve_key(node, &k);
-            }
-        }
     }
 }
 
@@ -385,53 +409,11 @@ pub struct Wait<'a> {
     pub timeout: Option<Duration>,
     /// The reply on timeout (and CLIENT UNBLOCK's default).
     pub timeout_reply: Frame,
-    pub serve: ServeFn,
+    /// Which command to run when a key serves it.
+    pub serve: Serve,
 }
 
-/// Blocks the command `req` of the connection behind `ctx` (the caller holds every key's
-/// slot and found none ready): registers the waiter and leaves the wait in
-/// `ctx.session.blocked` for the connection. The returned frame is a placeholder the
-/// connection never sends.
-pub fn block(ctx: &mut Ctx<'_>, req: &Request, wait: Wait<'_>) -> Frame {
-    let Wait {
-        keys,
-        slots,
-        kind,
-        timeout,
-        timeout_reply,
-        serve,
-    } = wait;
-    let mut distinct: Vec<Bytes> = Vec::with_capacity(keys.len());
-    for k in keys {
-        if !distinct.iter().any(|d| d == k) {
-            distinct.push(Bytes::copy_from_slice(k));
-        }
-    }
-    let (tx, rx) = oneshot::channel();
-    let w = Arc::new(Waiter {
-        client: ctx.session.client.clone(),
-        proto: ctx.session.proto,
-        req: req.clone(),
-        keys: distinct,
-        slots,
-        kind,
-        serve,
-        timeout_reply,
-        done: AtomicBool::new(false),
-        tx: Mutex::new(Some(tx)),
-    });
-    ctx.node.blocking.register(&w);
-    ctx.session.blocked = Some(Blocked {
-        reg: ctx.node.blocking.clone(),
-        waiter: w,
-        rx,
-        deadline: timeout.map(|t| tokio::time::Instant::now() + t),
-        started: Instant::now(),
-    });
-    Frame::Null
-}
-
-/// A connection's wait for its blocked command ([`block`]). Dropped unfinished (the
+/// A connection's wait for its blocked command ([`Blocking::block`]). Dropped unfinished (the
 /// connection closed), it takes the waiter out.
 pub struct Blocked {
     reg: Arc<Blocking>,

@@ -233,7 +233,7 @@ pub fn plan(node: &Node, session: &mut Session, routing: &Routing, req: &Request
     if session.tracking.is_some() && matches!(p, Planned::Later(_)) {
         forwarded_read(session, req);
     }
-    crate::blocking::serve_ready(node);
+    crate::cmd::blocking::serve_ready(node);
     p
 }
 
@@ -581,7 +581,7 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
                 }
             }
             let planned = plan_tx(node, session, cmds, None);
-            crate::blocking::serve_ready(node);
+            crate::cmd::blocking::serve_ready(node);
             match planned {
                 Planned::Now(f) => encoded(&f, proto),
                 Planned::Later(p) => Box::pin(resolve_one(node, session, p)).await,

@@ -351,7 +351,7 @@ async fn move_batch(
                 // Writes while frozen could not serve the clients blocked on these slots'
                 // keys; the slots stay here, so serve them now.
                 node.blocking.slots_unfrozen(&slots);
-                crate::blocking::serve_ready(node);
+                crate::cmd::blocking::serve_ready(node);
             }
             Action::ReportDone(slots) => {
                 reports.add(slots);

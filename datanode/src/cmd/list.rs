@@ -6,10 +6,11 @@
 //! every key's slot first, so each is atomic on a node; in a cluster their keys must live
 //! on one node (else `-CROSSSLOT`).
 
+use super::blocking::block;
 use super::flags::*;
 use super::pubsub::notify;
 use super::*;
-use crate::blocking;
+use crate::blocking::{self, Serve};
 use crate::pubsub::events;
 use crate::resp::frame::{Elements, Shape};
 use crate::store::{End, Kind, Limits, List, Member};
@@ -598,7 +599,7 @@ fn lmpop(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     Ok(mpop_locked(ctx, &a)?.unwrap_or(Frame::NullArray))
 }
 
-// ---- blocking forms (see crate::blocking) ----
+// ---- blocking forms (see crate::blocking and cmd::blocking) ----
 
 /// `[key, element]` popped at `end` of `key`; `Ok(None)` when missing.
 fn pop_keyed(ctx: &Ctx<'_>, key: &[u8], end: End) -> Result<Option<Frame>, Frame> {
@@ -637,12 +638,12 @@ fn bpop(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         kind: Kind::List,
         timeout,
         timeout_reply: Frame::NullArray,
-        serve: serve_bpop,
+        serve: Serve::Bpop,
     };
-    Ok(blocking::block(ctx, req, wait))
+    Ok(block(ctx, req, wait))
 }
 
-fn serve_bpop(ctx: &mut Ctx<'_>, req: &Request, key: &[u8]) -> Frame {
+pub(crate) fn serve_bpop(ctx: &mut Ctx<'_>, req: &Request, key: &[u8]) -> Frame {
     match pop_keyed(ctx, key, bpop_end(req)) {
         Ok(Some(f)) => f,
         Ok(None) => Frame::NullArray,
@@ -686,14 +687,14 @@ fn blmove_cmd(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         kind: Kind::List,
         timeout,
         timeout_reply: Frame::Null,
-        serve: serve_blmove,
+        serve: Serve::Blmove,
     };
-    Ok(blocking::block(ctx, req, wait))
+    Ok(block(ctx, req, wait))
 }
 
 /// Serves BLMOVE from `key`: a destination of another type is WRONGTYPE for the blocked
 /// client, and the element stays where it was (as in Redis).
-fn serve_blmove(ctx: &mut Ctx<'_>, req: &Request, key: &[u8]) -> Frame {
+pub(crate) fn serve_blmove(ctx: &mut Ctx<'_>, req: &Request, key: &[u8]) -> Frame {
     let Ok((from, to)) = blmove_ends(req) else {
         return ERR_SYNTAX;
     };
@@ -729,12 +730,12 @@ fn blmpop(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         kind: Kind::List,
         timeout,
         timeout_reply: Frame::NullArray,
-        serve: serve_blmpop,
+        serve: Serve::Blmpop,
     };
-    Ok(blocking::block(ctx, req, wait))
+    Ok(block(ctx, req, wait))
 }
 
-fn serve_blmpop(ctx: &mut Ctx<'_>, req: &Request, key: &[u8]) -> Frame {
+pub(crate) fn serve_blmpop(ctx: &mut Ctx<'_>, req: &Request, key: &[u8]) -> Frame {
     let a = match mpop_args(req, 2) {
         Ok(a) => a,
         Err(e) => return e,

@@ -26,6 +26,8 @@
 //! - [`hash`]: HSET, HGET and the other hash commands.
 //! - [`set`]: SADD, SINTER and the other set commands.
 //! - [`list`]: LPUSH, LRANGE, LMOVE and the other list commands.
+//! - [`blocking`]: the command side of [`crate::blocking`]: a blocking command (BLPOP,
+//!   BZPOPMIN, ...) blocked, and the waiters of the keys writes made ready served.
 //! - [`sort`]: SORT and SORT_RO on lists, sets and sorted sets.
 //! - [`zset`]: ZADD, ZRANGE and the other sorted-set commands.
 //! - [`geo`]: GEOADD, GEOSEARCH and the other GEO commands, on sorted sets.
@@ -40,6 +42,7 @@
 
 pub mod acl;
 pub mod bits;
+pub mod blocking;
 pub mod cluster;
 pub mod docs;
 pub mod functions;

@@ -46,7 +46,7 @@ impl Harness {
         };
         let reply = dispatch(&mut ctx, &req);
         // As the connection does after each request.
-        crate::blocking::serve_ready(&self.node);
+        super::blocking::serve_ready(&self.node);
         if let Some(b) = crate::tracking::end().filter(|_| tracking) {
             self.node.tracking.flush(b);
         }
@@ -82,7 +82,7 @@ impl Harness {
             now: self.now,
         };
         let reply = dispatch(&mut ctx, &req);
-        crate::blocking::serve_ready(&self.node);
+        super::blocking::serve_ready(&self.node);
         if let Some(b) = crate::tracking::end().filter(|_| tracking) {
             self.node.tracking.flush(b);
         }

@@ -15,12 +15,13 @@
 //! - `pop`: ZPOPMIN/MAX, ZMPOP and the blocking pops.
 //! - `algebra`: ZUNION, ZINTER, ZDIFF, their STORE forms, ZINTERCARD.
 
+use super::blocking::block;
 use super::flags::*;
 use super::hash::{random_positions, scan_args, scan_reply, MAX_REPLY_ELEMENTS, RAND_COUNT_MAX};
 use super::list::slots_of;
 use super::pubsub::notify;
 use super::*;
-use crate::blocking;
+use crate::blocking::{self, Serve};
 use crate::pubsub::events;
 use crate::resp::Protocol;
 use crate::store::{Kind, Limits, Zset};
@@ -32,6 +33,7 @@ mod ranges;
 
 use algebra::*;
 use pop::*;
+pub(crate) use pop::{serve_bzmpop, serve_bzpop};
 pub(super) use range::store_result;
 use range::*;
 use ranges::*;

@@ -166,12 +166,12 @@ fn bzpop(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         kind: Kind::Zset,
         timeout,
         timeout_reply: Frame::NullArray,
-        serve: serve_bzpop,
+        serve: Serve::Bzpop,
     };
-    Ok(blocking::block(ctx, req, wait))
+    Ok(block(ctx, req, wait))
 }
 
-fn serve_bzpop(ctx: &mut Ctx<'_>, req: &Request, key: &[u8]) -> Frame {
+pub(crate) fn serve_bzpop(ctx: &mut Ctx<'_>, req: &Request, key: &[u8]) -> Frame {
     match bzpop_key(ctx, key, bzpop_max(req)) {
         Ok(Some(f)) => f,
         Ok(None) => Frame::NullArray,
@@ -206,12 +206,12 @@ pub(super) fn bzmpop(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         kind: Kind::Zset,
         timeout,
         timeout_reply: Frame::NullArray,
-        serve: serve_bzmpop,
+        serve: Serve::Bzmpop,
     };
-    Ok(blocking::block(ctx, req, wait))
+    Ok(block(ctx, req, wait))
 }
 
-fn serve_bzmpop(ctx: &mut Ctx<'_>, req: &Request, key: &[u8]) -> Frame {
+pub(crate) fn serve_bzmpop(ctx: &mut Ctx<'_>, req: &Request, key: &[u8]) -> Frame {
     let (_, max, count) = match parse_mpop(req, 2) {
         Ok(a) => a,
         Err(e) => return e,
