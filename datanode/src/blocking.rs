@@ -317,7 +317,7 @@ impl Blocking {
 
     /// Blocks `req` of `client` as `wait` says: registers its waiter on each key and returns
     /// the connection's wait.
-    pub(crate) fn block(
+    pub fn block(
         self: &Arc<Self>,
         client: Arc<ClientInfo>,
         proto: Protocol,

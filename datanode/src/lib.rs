@@ -27,8 +27,9 @@
 //! - [`pubsub`]: channel, pattern and shard subscriptions and the bounded per-connection
 //!   outboxes PUBLISH pushes into.
 //! - [`exec`]: running a request here, on its owner, or split over owners.
-//! - [`blocking`]: clients blocked on keys (BLPOP and friends), served when a write makes a
-//!   key ready.
+//! - [`blocking`]: clients blocked on keys (BLPOP and friends): the waiters of each key, how
+//!   each ends, the connection's wait (serving a key a write made ready is
+//!   [`cmd::blocking`]'s).
 //! - [`agent`]: registration, heartbeats, probes and table updates with the NameNode, its
 //!   orders (migrate, drain) passed on, and the lease's renewal through the peers when the
 //!   NameNode is late.

@@ -27,7 +27,7 @@ fn serve_fn(serve: Serve) -> ServeFn {
 /// slot and found none ready): registers the waiter and leaves the wait in
 /// `ctx.session.blocked` for the connection. The returned frame is a placeholder the
 /// connection never sends.
-pub(crate) fn block(ctx: &mut Ctx<'_>, req: &Request, wait: Wait<'_>) -> Frame {
+pub fn block(ctx: &mut Ctx<'_>, req: &Request, wait: Wait<'_>) -> Frame {
     let blocked = ctx
         .node
         .blocking
@@ -38,7 +38,7 @@ pub(crate) fn block(ctx: &mut Ctx<'_>, req: &Request, wait: Wait<'_>) -> Frame {
 
 /// Serves the keys that writes made ready (see [`crate::blocking`]). Called after every
 /// request, outside any transaction; one atomic load when nothing is ready.
-pub(crate) fn serve_ready(node: &Node) {
+pub fn serve_ready(node: &Node) {
     while let Some(keys) = node.blocking.take_ready() {
         let mut seen = std::collections::HashSet::new();
         for k in keys {
