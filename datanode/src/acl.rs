@@ -1,25 +1,24 @@
 //! ACL users, with Redis 6/7 semantics: passwords, command rules and categories, key and
 //! channel patterns, selectors.
 //!
-//! This module is plain logic over the command table: [`User::apply`] takes one rule of
-//! `ACL SETUSER` and changes the user or says why not, [`User::check`] tells whether a request
-//! may run, [`User::describe`] prints the rules back as `ACL LIST` does. The [`Acl`] registry
-//! holds the users; every change bumps its generation so that connections refresh the user
-//! they run as before their next command, as Redis applies a changed user to the clients
-//! already authenticated as it.
-//!
-//! Categories are derived from what the command table already says of a command (its flags
-//! and its group, Redis's names for both), plus the short lists Redis keeps by hand
-//! (`@dangerous`, `@blocking`), so a new command gets its categories with no extra table.
+//! This module is plain logic over the command table, which `cmd` owns and passes in as
+//! plain data ([`Commands`]: each command's id, name and categories): [`User::apply`] takes
+//! one rule of `ACL SETUSER` and changes the user or says why not, compiling command rules
+//! against that table; [`User::check`] tells whether a request may run; [`User::describe`]
+//! prints the rules back as `ACL LIST` does. The [`Acl`] registry holds the users; every
+//! change bumps its generation so that connections refresh the user they run as before their
+//! next command, as Redis applies a changed user to the clients already authenticated as it.
+//! Nothing here imports `cmd` or `node`: `cmd::acl` makes the [`Commands`], derives each
+//! command's categories and gives [`User::check`] a request's keys.
 //!
 //! Keys: a read-only command needs read access to its keys, a write command write access
 //! (Redis's finer per-key-spec flags are approximated this way: `%R~`, `%W~` and `~` work as
 //! in Redis for commands that only read or only write their keys).
 //!
-//! Beside the users, selectors and the registry here: `category` (command categories) and
-//! `rules_file` (users as rules between nodes and in the ACL file).
+//! Beside the users, selectors and the registry here: `category` (the categories' names and
+//! bits), `commands` (the command table as plain data) and `rules_file` (users as rules
+//! between nodes and in the ACL file).
 
-use crate::cmd::{flags, table, CommandSpec};
 use crate::store::glob::glob_match;
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
@@ -30,10 +29,12 @@ use std::sync::Arc;
 use crate::sync::{Entry, Version};
 
 mod category;
+mod commands;
 mod rules_file;
 
-use category::*;
-pub use category::{categories, CATEGORIES};
+pub(crate) use category::bit;
+pub use category::CATEGORIES;
+pub use commands::{Command, Commands};
 pub use rules_file::*;
 
 /// Why `ACL SETUSER` refused a rule (Redis's texts).
@@ -87,7 +88,7 @@ struct KeyPattern {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Selector {
     rules: Vec<CmdRule>,
-    /// Sorted ids of the allowed commands, derived from `rules`.
+    /// Sorted ids of the allowed commands, derived from `rules` (empty when all are).
     allowed: Vec<u32>,
     all_commands: bool,
     keys: Vec<KeyPattern>,
@@ -97,37 +98,40 @@ pub struct Selector {
 }
 
 impl Selector {
-    fn recompute(&mut self) {
+    /// Compiles `rules` against the table: which commands they allow.
+    fn recompute(&mut self, commands: &Commands) {
         let mut allowed = Vec::new();
-        for (id, spec, parent) in all_commands() {
-            let cats = categories(spec, parent);
-            let full = match parent {
-                Some(p) => format!("{}|{}", p.name, spec.name),
-                None => spec.name.to_string(),
+        for cmd in commands.iter() {
+            let full = match cmd.parent {
+                Some(p) => format!("{p}|{}", cmd.name),
+                None => cmd.name.to_string(),
             };
             let mut ok = false;
             for r in &self.rules {
                 match r {
                     CmdRule::All(a) => ok = *a,
                     CmdRule::Category(a, c) => {
-                        if cats & bit(c) != 0 {
+                        if cmd.categories & bit(c) != 0 {
                             ok = *a
                         }
                     }
                     CmdRule::Command(a, c) => {
                         // `+config` covers its subcommands; `+config|get` only that one.
-                        if *c == full || parent.is_some_and(|p| p.name == c) {
+                        if *c == full || cmd.parent.is_some_and(|p| p == c) {
                             ok = *a
                         }
                     }
                 }
             }
             if ok {
-                allowed.push(id);
+                allowed.push(cmd.id);
             }
         }
         allowed.sort_unstable();
-        self.all_commands = allowed.len() == all_commands().count();
+        self.all_commands = allowed.len() == commands.len();
+        if self.all_commands {
+            allowed.clear();
+        }
         self.allowed = allowed;
     }
 
@@ -155,8 +159,9 @@ impl Selector {
             })
     }
 
-    /// Applies one rule that selectors understand.
-    fn apply(&mut self, rule: &[u8]) -> Result<(), RuleError> {
+    /// Applies one rule that selectors understand; command rules are checked and compiled
+    /// against `commands`.
+    fn apply(&mut self, rule: &[u8], commands: &Commands) -> Result<(), RuleError> {
         let s = std::str::from_utf8(rule).map_err(|_| RuleError::Syntax)?;
         let lower = s.to_ascii_lowercase();
         match lower.as_str() {
@@ -180,8 +185,8 @@ impl Selector {
                 self.channels.clear();
                 return Ok(());
             }
-            "allcommands" => return self.command_rule(CmdRule::All(true)),
-            "nocommands" => return self.command_rule(CmdRule::All(false)),
+            "allcommands" => return self.command_rule(CmdRule::All(true), commands),
+            "nocommands" => return self.command_rule(CmdRule::All(false), commands),
             _ => {}
         }
         if let Some(pat) = rule.strip_prefix(b"~") {
@@ -225,29 +230,28 @@ impl Selector {
         };
         if let Some(cat) = name.strip_prefix('@') {
             if cat == "all" {
-                return self.command_rule(CmdRule::All(allow));
+                return self.command_rule(CmdRule::All(allow), commands);
             }
             let cat = CATEGORIES
                 .iter()
                 .find(|c| **c == cat)
                 .ok_or(RuleError::Unknown)?;
-            return self.command_rule(CmdRule::Category(allow, cat));
+            return self.command_rule(CmdRule::Category(allow, cat), commands);
         }
         // `+cmd` or `+cmd|sub`; the command must exist (and the subcommand, when named).
         let (top, sub) = match name.split_once('|') {
             Some((t, s)) => (t, Some(s)),
             None => (name, None),
         };
-        let (_, spec) = crate::cmd::lookup(top.as_bytes()).ok_or(RuleError::Unknown)?;
-        if let Some(sub) = sub {
-            if sub.is_empty() || spec.subcommands.is_empty() {
-                // Redis allows `+select|0`-style first-argument rules only for commands
-                // without subcommands; CHKV keeps to real subcommands.
-                return Err(RuleError::Unknown);
-            }
-            crate::cmd::lookup_sub(spec, sub.as_bytes()).ok_or(RuleError::Unknown)?;
+        if !commands.has(top, None) {
+            return Err(RuleError::Unknown);
         }
-        self.command_rule(CmdRule::Command(allow, name.to_string()))
+        // Redis allows `+select|0`-style first-argument rules only for commands without
+        // subcommands; CHKV keeps to real subcommands.
+        if sub.is_some_and(|sub| !commands.has(top, Some(sub))) {
+            return Err(RuleError::Unknown);
+        }
+        self.command_rule(CmdRule::Command(allow, name.to_string()), commands)
     }
 
     fn key_pattern(&mut self, pat: &[u8], read: bool, write: bool) -> Result<(), RuleError> {
@@ -273,13 +277,13 @@ impl Selector {
         Ok(())
     }
 
-    fn command_rule(&mut self, rule: CmdRule) -> Result<(), RuleError> {
+    fn command_rule(&mut self, rule: CmdRule, commands: &Commands) -> Result<(), RuleError> {
         if matches!(rule, CmdRule::All(_)) {
             // Everything before `+@all`/`-@all` is overridden by it.
             self.rules.clear();
         }
         self.rules.push(rule);
-        self.recompute();
+        self.recompute(commands);
         Ok(())
     }
 
@@ -415,29 +419,37 @@ fn parse_hash(h: &[u8]) -> Result<[u8; 32], RuleError> {
 }
 
 impl User {
-    /// A new user as `ACL SETUSER name` makes it: off, no passwords, no commands, no keys,
-    /// no channels (Redis 7's `acl-pubsub-default resetchannels`).
+    /// A new user as `ACL SETUSER name` makes it: off, no passwords, no commands (no rules:
+    /// nothing to compile), no keys, no channels (Redis 7's `acl-pubsub-default
+    /// resetchannels`).
     pub fn new(name: &[u8]) -> User {
-        let mut root = Selector::default();
-        root.recompute();
         User {
             name: name.to_vec(),
             enabled: false,
             nopass: false,
             passwords: Vec::new(),
-            root,
+            root: Selector::default(),
             selectors: Vec::new(),
             sanitize_payload: None,
         }
     }
 
-    /// The `default` user: on, no password, every command, key and channel.
+    /// The `default` user: on, no password, every command, key and channel, as the rules
+    /// `on nopass allkeys allchannels +@all` make it. A lone `+@all` allows every command
+    /// whatever the table holds, so this needs no [`Commands`] (the node makes it at start).
     pub fn default_user() -> User {
-        let mut u = User::new(b"default");
-        for r in ["on", "nopass", "allkeys", "allchannels", "+@all"] {
-            u.apply(r.as_bytes()).expect("built-in rules are valid");
+        User {
+            enabled: true,
+            nopass: true,
+            root: Selector {
+                rules: vec![CmdRule::All(true)],
+                all_commands: true,
+                all_keys: true,
+                all_channels: true,
+                ..Selector::default()
+            },
+            ..User::new(b"default")
         }
-        u
     }
 
     /// Whether this user may run anything on any key and channel (the fast path).
@@ -445,21 +457,30 @@ impl User {
         self.root.all_commands && self.root.all_keys && self.root.all_channels
     }
 
-    /// Applies one `ACL SETUSER` rule.
-    pub fn apply(&mut self, rule: &[u8]) -> Result<(), RuleError> {
+    /// Applies one `ACL SETUSER` rule; command rules are checked and compiled against
+    /// `commands`.
+    pub fn apply(&mut self, rule: &[u8], commands: &Commands) -> Result<(), RuleError> {
         if rule.first() == Some(&b'(') {
             let inner = rule
                 .strip_prefix(b"(")
                 .and_then(|r| r.strip_suffix(b")"))
                 .ok_or(RuleError::Syntax)?;
             let mut sel = Selector::default();
-            sel.recompute();
             for r in inner.split(|&c| c == b' ').filter(|r| !r.is_empty()) {
-                sel.apply(r)?;
+                sel.apply(r, commands)?;
             }
             self.selectors.push(sel);
             return Ok(());
         }
+        match self.apply_own(rule) {
+            Some(done) => done,
+            None => self.root.apply(rule, commands),
+        }
+    }
+
+    /// Applies a rule about the user itself (`on`, `off`, passwords, `reset`, ...), which
+    /// needs no command table; `None` when `rule` is not one (a rule of the root selector).
+    fn apply_own(&mut self, rule: &[u8]) -> Option<Result<(), RuleError>> {
         let lower = rule.to_ascii_lowercase();
         match lower.as_slice() {
             b"on" => self.enabled = true,
@@ -488,7 +509,10 @@ impl User {
                     self.nopass = false;
                 }
                 Some(b'#') => {
-                    let h = parse_hash(&rule[1..])?;
+                    let h = match parse_hash(&rule[1..]) {
+                        Ok(h) => h,
+                        Err(e) => return Some(Err(e)),
+                    };
                     if !self.passwords.contains(&h) {
                         self.passwords.push(h);
                     }
@@ -499,21 +523,24 @@ impl User {
                     let before = self.passwords.len();
                     self.passwords.retain(|p| *p != h);
                     if self.passwords.len() == before {
-                        return Err(RuleError::NoSuchPassword);
+                        return Some(Err(RuleError::NoSuchPassword));
                     }
                 }
                 Some(b'!') => {
-                    let h = parse_hash(&rule[1..])?;
+                    let h = match parse_hash(&rule[1..]) {
+                        Ok(h) => h,
+                        Err(e) => return Some(Err(e)),
+                    };
                     let before = self.passwords.len();
                     self.passwords.retain(|p| *p != h);
                     if self.passwords.len() == before {
-                        return Err(RuleError::NoSuchPassword);
+                        return Some(Err(RuleError::NoSuchPassword));
                     }
                 }
-                _ => self.root.apply(rule)?,
+                _ => return None,
             },
         }
-        Ok(())
+        Some(Ok(()))
     }
 
     /// Whether `password` opens this user (enabled, and nopass or a matching hash).
@@ -532,17 +559,21 @@ impl User {
     }
 
     /// Checks a request against the user's selectors: allowed when one selector allows the
-    /// command with all its keys and channels. `args` are the request's arguments.
+    /// command with all its keys and channels. `id` is the command's (see [`Command::id`]),
+    /// `top` the name of its top-level command (the Pub/Sub commands' channels are found by
+    /// it), `keys` the positions of its keys in `args`, which the command reads (`read`) or
+    /// writes (`write`), as the table says; `args` are the request's arguments.
     pub fn check(
         &self,
         id: u32,
-        spec: &CommandSpec,
-        top: &CommandSpec,
+        top: &str,
+        keys: impl IntoIterator<Item = usize>,
+        read: bool,
+        write: bool,
         args: &[&[u8]],
     ) -> Result<(), Denied> {
-        let keys: Vec<usize> = spec.key_positions(args.len()).collect();
-        let (read, write) = (spec.has(flags::READONLY), spec.has(flags::WRITE));
-        let channels: Vec<(usize, bool)> = match channel_args(top.name) {
+        let keys: Vec<usize> = keys.into_iter().collect();
+        let channels: Vec<(usize, bool)> = match channel_args(top) {
             Some((first, rest, pattern)) => {
                 let last = if rest { args.len() } else { first + 1 };
                 (first..last.min(args.len()))
@@ -776,22 +807,38 @@ impl Acl {
 
     /// `ACL SETUSER`: applies every rule to a copy of the user (a new one when absent), and
     /// installs it only when all were valid. Returns the failing rule and why. `origin` is
-    /// the node making the change (`None`: this node's configuration at start).
+    /// the node making the change (`None`: this node's configuration at start); command
+    /// rules are compiled against `commands`.
     pub fn set_user(
         &self,
         name: &[u8],
         rules: &[Vec<u8>],
         origin: Option<&str>,
+        commands: &Commands,
     ) -> Result<(), (Vec<u8>, RuleError)> {
+        self.change_user(name, origin, |u| {
+            for r in rules {
+                u.apply(r, commands).map_err(|e| (r.clone(), e))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Changes a copy of the user `name` (a new one when absent) with `change`, and installs
+    /// it only when `change` succeeds.
+    fn change_user<E>(
+        &self,
+        name: &[u8],
+        origin: Option<&str>,
+        change: impl FnOnce(&mut User) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut users = self.users.write();
         let mut u = users
             .map
             .get(name)
             .map(|(u, _)| (**u).clone())
             .unwrap_or_else(|| User::new(name));
-        for r in rules {
-            u.apply(r).map_err(|e| (r.clone(), e))?;
-        }
+        change(&mut u)?;
         let v = users.next_version(origin);
         users.put(u, v);
         self.generation.fetch_add(1, Release);
@@ -834,13 +881,18 @@ impl Acl {
     }
 
     /// Sets the default user's password from `requirepass` (empty: no password), as Redis
-    /// does at start (`origin` `None`) and on CONFIG SET.
+    /// does at start (`origin` `None`) and on CONFIG SET. Password rules are the user's own,
+    /// so this needs no [`Commands`].
     pub fn set_requirepass(&self, pass: Option<&[u8]>, origin: Option<&str>) {
         let rules: Vec<Vec<u8>> = match pass {
             Some(p) => vec![b"resetpass".to_vec(), [b">", p].concat()],
             None => vec![b"nopass".to_vec()],
         };
-        let _ = self.set_user(b"default", &rules, origin);
+        let _ = self.change_user(b"default", origin, |u| {
+            rules
+                .iter()
+                .try_for_each(|r| u.apply_own(r).expect("a password rule"))
+        });
     }
 
     /// Every user (its rules as the payload) and deleted name, with versions, sorted by name:
@@ -866,9 +918,10 @@ impl Acl {
     }
 
     /// Keeps, per name, what of a peer's state is newer than ours (a user whose rules do not
-    /// apply here is skipped and logged; `default` is never deleted). Whether anything
-    /// changed; clients of a changed or deleted user see it before their next command.
-    pub fn apply_state(&self, theirs: &[Entry]) -> bool {
+    /// apply here, against `commands`, is skipped and logged; `default` is never deleted).
+    /// Whether anything changed; clients of a changed or deleted user see it before their
+    /// next command.
+    pub fn apply_state(&self, theirs: &[Entry], commands: &Commands) -> bool {
         let mut users = self.users.write();
         let mut changed = false;
         for e in theirs {
@@ -881,7 +934,7 @@ impl Acl {
                 continue;
             }
             match &e.payload {
-                Some(p) => match user_from_rules(&e.name, p) {
+                Some(p) => match user_from_rules(&e.name, p, commands) {
                     Ok(u) => users.put(u, e.version.clone()),
                     Err(why) => {
                         tracing::warn!(user = %String::from_utf8_lossy(&e.name), %why, "a peer's user does not apply here; skipped");

@@ -4,7 +4,8 @@
 //! `redis-cli`, `redis-benchmark` and Redis client libraries work against it unchanged.
 //!
 //! # Layout
-//! - [`acl`]: ACL users: rules, categories, selectors, the permission check, ACL LOG.
+//! - [`acl`]: ACL users: rules, categories, selectors, the permission check, ACL LOG;
+//!   the command table comes in as plain data from `cmd::acl`.
 //! - [`resp`]: request parsing and reply encoding, byte slices in and out, and the reply
 //!   parser for relaying another node's answers.
 //! - [`store`]: the slot-partitioned in-memory store with lazy and active expiry.

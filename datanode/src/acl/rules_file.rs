@@ -38,19 +38,20 @@ pub fn decode_rules(mut p: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     Ok(out)
 }
 
-/// A user named `name` made of the rules of a payload from [`encode_rules`].
-pub fn user_from_rules(name: &[u8], payload: &[u8]) -> Result<User, String> {
+/// A user named `name` made of the rules of a payload from [`encode_rules`], compiled against
+/// `commands`.
+pub fn user_from_rules(name: &[u8], payload: &[u8], commands: &Commands) -> Result<User, String> {
     let mut u = User::new(name);
     for r in decode_rules(payload)? {
-        u.apply(&r)
+        u.apply(&r, commands)
             .map_err(|e| format!("'{}': {e}", String::from_utf8_lossy(&r)))?;
     }
     Ok(u)
 }
 
 /// Parses aclfile text: one `user NAME rules...` per line; blank lines and `#` comments
-/// skipped. Errors name the line.
-pub fn parse_aclfile(text: &str) -> Result<Vec<User>, String> {
+/// skipped; command rules compiled against `commands`. Errors name the line.
+pub fn parse_aclfile(text: &str, commands: &Commands) -> Result<Vec<User>, String> {
     let mut users: Vec<User> = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -76,7 +77,7 @@ pub fn parse_aclfile(text: &str) -> Result<Vec<User>, String> {
         let rules =
             split_rules(words[2..].iter().copied()).map_err(|e| format!("line {}: {e}", n + 1))?;
         for r in &rules {
-            u.apply(r).map_err(|e| {
+            u.apply(r, commands).map_err(|e| {
                 format!(
                     "line {}: Error in applying operation '{}': {e}",
                     n + 1,

@@ -1,10 +1,15 @@
 use super::*;
 use crate::cmd::lookup;
 
+/// The real command table, as `cmd` gives it.
+fn cmds() -> &'static Commands {
+    crate::cmd::acl::commands()
+}
+
 fn user(rules: &[&str]) -> User {
     let mut u = User::new(b"u");
     for r in split_rules(rules.iter().map(|r| r.as_bytes())).expect("split") {
-        u.apply(&r)
+        u.apply(&r, cmds())
             .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&r)));
     }
     u
@@ -24,7 +29,7 @@ fn check(u: &User, args: &[&str]) -> Result<(), Denied> {
         _ => (top, idx),
     };
     let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
-    u.check(id, spec, top, &a)
+    crate::cmd::acl::check(u, id, spec, top, &a)
 }
 
 #[test]
@@ -53,6 +58,39 @@ fn default_user_allows_everything() {
     assert!(u.unrestricted());
     assert!(u.password_ok(b"anything"));
     assert_eq!(u.describe(), "user default on nopass ~* &* +@all");
+}
+
+#[test]
+fn the_default_user_is_what_its_rules_make() {
+    let mut u = User::new(b"default");
+    for r in ["on", "nopass", "allkeys", "allchannels", "+@all"] {
+        u.apply(r.as_bytes(), cmds()).expect(r);
+    }
+    assert_eq!(u, User::default_user());
+}
+
+#[test]
+fn rules_name_the_commands_dispatch_finds() {
+    // `Commands::has` compares names exactly; the table's names are lower case, as the
+    // rules are once lowered, so it finds what a case-insensitive lookup finds.
+    for top in crate::cmd::table() {
+        assert_eq!(top.name, top.name.to_ascii_lowercase());
+        assert!(cmds().has(top.name, None), "{}", top.name);
+        assert!(lookup(top.name.as_bytes()).is_some());
+        for sub in top.subcommands {
+            assert_eq!(sub.name, sub.name.to_ascii_lowercase());
+            assert!(
+                cmds().has(top.name, Some(sub.name)),
+                "{}|{}",
+                top.name,
+                sub.name
+            );
+        }
+    }
+    assert!(!cmds().has("nosuch", None));
+    assert!(!cmds().has("get", Some("x")));
+    assert!(!cmds().has("config", Some("")));
+    assert!(!cmds().has("get", Some("get")));
 }
 
 #[test]
@@ -102,15 +140,18 @@ fn selectors_widen_what_a_user_may_do() {
 #[test]
 fn rule_errors_use_redis_texts() {
     let mut u = User::new(b"u");
-    assert_eq!(u.apply(b"+nosuchcommand"), Err(RuleError::Unknown));
-    assert_eq!(u.apply(b"+@nosuchcat"), Err(RuleError::Unknown));
-    assert_eq!(u.apply(b"bogus"), Err(RuleError::Syntax));
-    assert_eq!(u.apply(b"<notthere"), Err(RuleError::NoSuchPassword));
-    assert_eq!(u.apply(b"#abc"), Err(RuleError::BadHash));
-    u.apply(b"allkeys").expect("allkeys");
-    assert_eq!(u.apply(b"~x"), Err(RuleError::AfterAllKeys));
-    u.apply(b"allchannels").expect("allchannels");
-    assert_eq!(u.apply(b"&x"), Err(RuleError::AfterAllChannels));
+    assert_eq!(u.apply(b"+nosuchcommand", cmds()), Err(RuleError::Unknown));
+    assert_eq!(u.apply(b"+@nosuchcat", cmds()), Err(RuleError::Unknown));
+    assert_eq!(u.apply(b"bogus", cmds()), Err(RuleError::Syntax));
+    assert_eq!(
+        u.apply(b"<notthere", cmds()),
+        Err(RuleError::NoSuchPassword)
+    );
+    assert_eq!(u.apply(b"#abc", cmds()), Err(RuleError::BadHash));
+    u.apply(b"allkeys", cmds()).expect("allkeys");
+    assert_eq!(u.apply(b"~x", cmds()), Err(RuleError::AfterAllKeys));
+    u.apply(b"allchannels", cmds()).expect("allchannels");
+    assert_eq!(u.apply(b"&x", cmds()), Err(RuleError::AfterAllChannels));
     assert!(split_rules([&b"(~x"[..], b"+get"]).is_err());
 }
 
@@ -118,12 +159,12 @@ fn rule_errors_use_redis_texts() {
 fn passwords_by_hash_and_removal() {
     let mut u = user(&["on", ">one", ">two"]);
     assert!(u.password_ok(b"one") && u.password_ok(b"two"));
-    u.apply(b"<one").expect("remove");
+    u.apply(b"<one", cmds()).expect("remove");
     assert!(!u.password_ok(b"one"));
     let h = hex(&hash_password(b"three"));
-    u.apply(format!("#{h}").as_bytes()).expect("hash");
+    u.apply(format!("#{h}").as_bytes(), cmds()).expect("hash");
     assert!(u.password_ok(b"three"));
-    u.apply(b"off").expect("off");
+    u.apply(b"off", cmds()).expect("off");
     assert!(
         !u.password_ok(b"three"),
         "a disabled user never authenticates"
@@ -152,15 +193,17 @@ fn aclfile_round_trip() {
         d = d.replacen("user u", "user alice", 1);
         d
     });
-    let users = parse_aclfile(&text).expect("parse");
+    let users = parse_aclfile(&text, cmds()).expect("parse");
     assert_eq!(users.len(), 2);
     assert_eq!(
         users[1].describe(),
         u.describe().replacen("user u", "user alice", 1)
     );
     assert!(users[1].password_ok(b"pw"));
-    assert!(parse_aclfile("user a on\nuser a off\n").is_err());
-    assert!(parse_aclfile("nope\n").unwrap_err().contains("line 1"));
+    assert!(parse_aclfile("user a on\nuser a off\n", cmds()).is_err());
+    assert!(parse_aclfile("nope\n", cmds())
+        .unwrap_err()
+        .contains("line 1"));
 }
 
 #[test]
@@ -168,11 +211,16 @@ fn registry_changes_are_all_or_nothing() {
     let acl = Acl::default();
     let g = acl.generation();
     let err = acl
-        .set_user(b"x", &[b"on".to_vec(), b"+nosuch".to_vec()], Some("a"))
+        .set_user(
+            b"x",
+            &[b"on".to_vec(), b"+nosuch".to_vec()],
+            Some("a"),
+            cmds(),
+        )
         .expect_err("bad rule");
     assert_eq!(err.0, b"+nosuch");
     assert!(acl.get(b"x").is_none());
-    acl.set_user(b"x", &[b"on".to_vec()], Some("a"))
+    acl.set_user(b"x", &[b"on".to_vec()], Some("a"), cmds())
         .expect("ok");
     assert!(acl.generation() > g);
     assert_eq!(acl.delete(&[b"default", b"x", b"y"], Some("a")), 1);
@@ -187,8 +235,8 @@ fn rules(r: &[&str]) -> Vec<Vec<u8>> {
 
 /// Each node learns the other's state, as an exchange does.
 fn exchange(a: &Acl, b: &Acl) {
-    b.apply_state(&a.state());
-    a.apply_state(&b.state());
+    b.apply_state(&a.state(), cmds());
+    a.apply_state(&b.state(), cmds());
 }
 
 fn lines(a: &Acl) -> Vec<String> {
@@ -211,7 +259,7 @@ fn rules_travel_exactly() {
         "(%W~w:* +@write)",
     ]);
     let payload = encode_rules(&u.rules());
-    let back = user_from_rules(b"u", &payload).expect("decodes");
+    let back = user_from_rules(b"u", &payload, cmds()).expect("decodes");
     assert_eq!(back.describe(), u.describe());
     assert!(back.password_ok(b"pw"));
     assert_eq!(
@@ -236,8 +284,13 @@ fn rules_travel_exactly() {
 #[test]
 fn nodes_converge_on_the_newest_user() {
     let (a, b) = (Acl::default(), Acl::default());
-    a.set_user(b"app", &rules(&["on", ">pw", "~app:*", "+get"]), Some("a"))
-        .expect("a");
+    a.set_user(
+        b"app",
+        &rules(&["on", ">pw", "~app:*", "+get"]),
+        Some("a"),
+        cmds(),
+    )
+    .expect("a");
     exchange(&a, &b);
     assert!(b.get(b"app").expect("learned").password_ok(b"pw"));
     assert_eq!(lines(&a), lines(&b));
@@ -246,7 +299,8 @@ fn nodes_converge_on_the_newest_user() {
         crate::sync::digest(&b.state())
     );
     // A change on b is newer than a's version: both keep it.
-    b.set_user(b"app", &rules(&["+set"]), Some("b")).expect("b");
+    b.set_user(b"app", &rules(&["+set"]), Some("b"), cmds())
+        .expect("b");
     let g = a.generation();
     exchange(&a, &b);
     assert!(a.generation() > g, "connections of app see the change");
@@ -257,12 +311,12 @@ fn nodes_converge_on_the_newest_user() {
     a.delete(&[b"app"], Some("a"));
     exchange(&a, &b);
     assert!(b.get(b"app").is_none());
-    assert!(!a.apply_state(&stale));
+    assert!(!a.apply_state(&stale, cmds()));
     assert!(a.get(b"app").is_none());
     // Concurrent changes of one user: the same winner on both sides (counter, then node).
-    a.set_user(b"c", &rules(&["on", "+get"]), Some("a"))
+    a.set_user(b"c", &rules(&["on", "+get"]), Some("a"), cmds())
         .expect("a");
-    b.set_user(b"c", &rules(&["on", "+set"]), Some("b"))
+    b.set_user(b"c", &rules(&["on", "+set"]), Some("b"), cmds())
         .expect("b");
     exchange(&a, &b);
     assert_eq!(lines(&a), lines(&b));
@@ -278,7 +332,7 @@ fn nodes_converge_on_the_newest_user() {
         },
         payload: None,
     };
-    assert!(!b.apply_state(&[tomb]));
+    assert!(!b.apply_state(&[tomb], cmds()));
     assert!(b.get(b"default").is_some());
 }
 
@@ -311,6 +365,6 @@ fn configuration_at_start_yields_to_any_change() {
         },
         payload: Some(encode_rules(&["+nosuchcommand".to_string()])),
     };
-    assert!(!a.apply_state(&[bad]));
+    assert!(!a.apply_state(&[bad], cmds()));
     assert!(a.get(b"bad").is_none());
 }

@@ -1,11 +1,18 @@
-//! ACL: users and their permissions, with Redis 7's subcommands and replies. The rules
-//! themselves live in [`crate::acl`]; this file parses arguments and shapes replies.
+//! ACL: users and their permissions, with Redis 7's subcommands and replies. The users and
+//! their rules live in [`crate::acl`], which knows the command table only as the plain data
+//! this module gives it ([`commands`]); this file parses arguments, checks requests against
+//! a user with what the table says of them ([`check`]) and shapes replies. `category`: each
+//! command's categories, and that plain table.
 
 use super::flags::*;
 use super::server::container;
 use super::*;
-use crate::acl::{categories, split_rules, GetUserValue, User, CATEGORIES};
+use crate::acl::{split_rules, Denied, GetUserValue, User, CATEGORIES};
 use crate::sync::Set;
+
+mod category;
+
+pub(crate) use category::{categories, commands};
 
 const S: &str = "server";
 
@@ -194,7 +201,7 @@ fn setuser(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     let rules = split_rules(req.iter().skip(3)).map_err(|e| syntax(req.arg(req.len() - 1), e))?;
     ctx.node
         .acl
-        .set_user(name, &rules, Some(&ctx.node.node_id))
+        .set_user(name, &rules, Some(&ctx.node.node_id), commands())
         .map_err(|(rule, e)| syntax(&rule, e))?;
     super::sync::after_change(ctx, Set::Users, Frame::ok())
 }
@@ -370,7 +377,7 @@ fn dryrun(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         0 => top.name.to_string(),
         _ => format!("{}|{}", top.name, spec.name),
     };
-    Ok(match user.check(id, spec, top, &args) {
+    Ok(match check(&user, id, spec, top, &args) {
         Ok(()) => Frame::ok(),
         Err(crate::acl::Denied::Command) => Frame::bulk(format!(
             "This user has no permissions to run the '{name}' command"
@@ -419,7 +426,26 @@ fn load(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
 /// Reads and parses an aclfile; errors name the file and line.
 pub fn load_aclfile(path: &std::path::Path) -> Result<Vec<User>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    crate::acl::parse_aclfile(&text).map_err(|e| format!("{}:{e}", path.display()))
+    crate::acl::parse_aclfile(&text, commands()).map_err(|e| format!("{}:{e}", path.display()))
+}
+
+/// Checks a request of `spec` (a subcommand of `top`, or `top` itself; `id` the command's)
+/// against `user`, with the keys and the read or write access the table gives it.
+pub(crate) fn check(
+    user: &User,
+    id: u32,
+    spec: &CommandSpec,
+    top: &CommandSpec,
+    args: &[&[u8]],
+) -> Result<(), Denied> {
+    user.check(
+        id,
+        top.name,
+        spec.key_positions(args.len()),
+        spec.has(READONLY),
+        spec.has(WRITE),
+        args,
+    )
 }
 
 fn help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
@@ -493,7 +519,7 @@ mod tests {
         // Changing the user applies to the connection at once.
         h.node
             .acl
-            .set_user(b"app", &[b"+del".to_vec()], Some("n"))
+            .set_user(b"app", &[b"+del".to_vec()], Some("n"), commands())
             .expect("setuser");
         assert_eq!(h.run(&["DEL", "app:1"]), int(1));
         // The log has the denials and the failed AUTHs, newest first; a repeat within 60 s

@@ -20,7 +20,8 @@
 //! - [`functions`]: FUNCTION and FCALL: libraries of Lua functions, on every node.
 //! - [`tracking`]: CLIENT TRACKING's options, and what a tracking client's command
 //!   remembers before it runs and checks after (the table is [`crate::tracking`]).
-//! - [`acl`]: ACL and its subcommands (the rules are in [`crate::acl`]).
+//! - [`acl`]: ACL and its subcommands (the rules are in [`crate::acl`]), each command's
+//!   categories and the table as [`crate::acl`] sees it, the check of a request.
 //! - [`sync`]: the node's side of [`crate::sync`]: its libraries and users read and merged,
 //!   the exchanges with the other DataNodes, `CLUSTER FUNCTIONS|USERS`.
 //! - [`hash`]: HSET, HGET and the other hash commands.
@@ -638,7 +639,7 @@ pub fn acl_allows(
     };
     let top = table()[(cmd_id & 0xffff) as usize];
     let args: Vec<&[u8]> = req.iter().collect();
-    user.check(cmd_id, spec, top, &args).is_ok()
+    acl::check(&user, cmd_id, spec, top, &args).is_ok()
 }
 
 #[cold]
@@ -668,7 +669,7 @@ fn acl_check(
     };
     let top = table()[(cmd_id & 0xffff) as usize];
     let args: Vec<&[u8]> = req.iter().collect();
-    let Err(denied) = user.check(cmd_id, spec, top, &args) else {
+    let Err(denied) = acl::check(user, cmd_id, spec, top, &args) else {
         return Ok(());
     };
     let name = match cmd_id >> 16 {

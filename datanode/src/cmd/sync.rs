@@ -55,7 +55,7 @@ fn apply(node: &Node, set: Set, theirs: &[Entry]) -> Result<bool, Frame> {
             node.scripting
                 .apply_state::<super::scripting::run::CmdHost>(&theirs)
         }
-        Set::Users => Ok(node.acl.apply_state(theirs)),
+        Set::Users => Ok(node.acl.apply_state(theirs, super::acl::commands())),
     }
 }
 
