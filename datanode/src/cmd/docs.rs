@@ -98,37 +98,15 @@ fn full_name(parent: Option<&CommandSpec>, c: &CommandSpec) -> String {
     }
 }
 
-fn acl_categories(c: &CommandSpec) -> Vec<Frame> {
-    let mut cats = vec![];
-    if c.has(WRITE) {
-        cats.push("@write");
-    }
-    if c.has(READONLY) {
-        cats.push("@read");
-    }
-    match c.group {
-        "string" => cats.push("@string"),
-        "generic" => cats.push("@keyspace"),
-        "connection" => cats.push("@connection"),
-        "bitmap" => cats.push("@bitmap"),
-        "hyperloglog" => cats.push("@hyperloglog"),
-        "list" => cats.push("@list"),
-        "sorted-set" => cats.push("@sortedset"),
-        "geo" => cats.push("@geo"),
-        _ => {}
-    }
-    if c.has(FAST) {
-        cats.push("@fast");
-    } else {
-        cats.push("@slow");
-    }
-    if c.has(ADMIN) {
-        cats.extend(["@admin", "@dangerous"]);
-    }
-    if c.has(KEYSPACE) && c.has(WRITE) {
-        cats.push("@dangerous");
-    }
-    cats.into_iter().map(Frame::simple).collect()
+/// COMMAND INFO's ACL categories of `c` (a subcommand of `parent`): the ones ACL rules use.
+fn acl_categories(parent: Option<&CommandSpec>, c: &CommandSpec) -> Vec<Frame> {
+    let bits = super::acl::categories(c, parent);
+    crate::acl::CATEGORIES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, name)| Frame::simple_owned(&format!("@{name}")))
+        .collect()
 }
 
 /// One COMMAND INFO entry, in Redis 7's ten-field shape.
@@ -193,7 +171,7 @@ fn info_entry(parent: Option<&CommandSpec>, c: &CommandSpec) -> Frame {
         Frame::Integer(c.first_key as i64),
         Frame::Integer(c.last_key as i64),
         Frame::Integer(c.step as i64),
-        Frame::Set(acl_categories(c)),
+        Frame::Set(acl_categories(parent, c)),
         Frame::Array(vec![]),
         Frame::Array(key_specs),
         Frame::Array(
@@ -222,21 +200,34 @@ fn command_count(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
     Ok(Frame::Integer(table().len() as i64))
 }
 
+/// Which commands COMMAND LIST names.
+enum ListFilter<'a> {
+    All,
+    /// Those whose name matches the pattern.
+    Pattern(&'a [u8]),
+    /// Those of an ACL category (a category that does not exist, 0, names none, as in Redis).
+    Category(u32),
+}
+
+impl ListFilter<'_> {
+    fn keeps(&self, parent: Option<&CommandSpec>, c: &CommandSpec, name: &str) -> bool {
+        match self {
+            ListFilter::All => true,
+            ListFilter::Pattern(p) => crate::store::glob::glob_match_nocase(p, name.as_bytes()),
+            ListFilter::Category(bit) => *bit != 0 && super::acl::categories(c, parent) & bit != 0,
+        }
+    }
+}
+
 fn command_list(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
-    let pattern: Option<&[u8]> = match req.len() {
-        2 => None,
-        5 if is(req.arg(2), "FILTERBY") && is(req.arg(3), "PATTERN") => Some(req.arg(4)),
+    let filter = match req.len() {
+        2 => ListFilter::All,
+        5 if is(req.arg(2), "FILTERBY") && is(req.arg(3), "PATTERN") => {
+            ListFilter::Pattern(req.arg(4))
+        }
         5 if is(req.arg(2), "FILTERBY") && is(req.arg(3), "ACLCAT") => {
-            let cat = format!(
-                "@{}",
-                String::from_utf8_lossy(req.arg(4)).to_ascii_lowercase()
-            );
-            let names = table()
-                .iter()
-                .filter(|c| acl_categories(c).contains(&Frame::simple_owned(&cat)))
-                .map(|c| Frame::bulk(c.name))
-                .collect();
-            return Ok(Frame::Array(names));
+            let name = String::from_utf8_lossy(req.arg(4)).to_ascii_lowercase();
+            ListFilter::Category(crate::acl::bit(&name))
         }
         5 if is(req.arg(2), "FILTERBY") && is(req.arg(3), "MODULE") => {
             return Ok(Frame::Array(vec![]))
@@ -245,14 +236,14 @@ fn command_list(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
     };
     let mut names = Vec::new();
     for c in table() {
-        let mut push = |n: String| {
-            if pattern.is_none_or(|p| crate::store::glob::glob_match_nocase(p, n.as_bytes())) {
-                names.push(Frame::bulk(n));
-            }
-        };
-        push(c.name.to_string());
+        if filter.keeps(None, c, c.name) {
+            names.push(Frame::bulk(c.name));
+        }
         for s in c.subcommands.iter().filter(|s| listed(s)) {
-            push(full_name(Some(c), s));
+            let name = full_name(Some(c), s);
+            if filter.keeps(Some(c), s, &name) {
+                names.push(Frame::bulk(name));
+            }
         }
     }
     Ok(Frame::Array(names))
@@ -582,6 +573,60 @@ mod tests {
             for s in c.subcommands {
                 let _ = parse_syntax(s.syntax);
             }
+        }
+    }
+
+    /// COMMAND INFO and COMMAND LIST FILTERBY ACLCAT report the categories the ACL rules
+    /// use (ACL CAT), as Redis does: one list, not a second guess.
+    #[test]
+    fn command_categories_are_the_acls() {
+        let mut h = Harness::new();
+        let cats = |h: &mut Harness, name: &str| -> Vec<Frame> {
+            let Frame::Array(info) = h.run(&["COMMAND", "INFO", name]) else {
+                panic!()
+            };
+            let Frame::Array(entry) = &info[0] else {
+                panic!()
+            };
+            let Frame::Set(c) = &entry[6] else { panic!() };
+            c.clone()
+        };
+        let simple = |v: &[&str]| v.iter().map(|s| Frame::simple_owned(s)).collect::<Vec<_>>();
+        assert_eq!(cats(&mut h, "get"), simple(&["@read", "@string", "@fast"]));
+        assert_eq!(cats(&mut h, "hset"), simple(&["@write", "@hash", "@fast"]));
+        assert_eq!(
+            cats(&mut h, "blpop"),
+            simple(&["@write", "@list", "@slow", "@blocking"])
+        );
+        assert_eq!(
+            cats(&mut h, "flushall"),
+            simple(&["@keyspace", "@write", "@slow", "@dangerous"])
+        );
+        for cat in [
+            "hash",
+            "set",
+            "pubsub",
+            "scripting",
+            "blocking",
+            "dangerous",
+        ] {
+            let Frame::Array(mut listed) = h.run(&["COMMAND", "LIST", "FILTERBY", "ACLCAT", cat])
+            else {
+                panic!()
+            };
+            let Frame::Array(mut acl) = h.run(&["ACL", "CAT", cat]) else {
+                panic!()
+            };
+            assert!(!listed.is_empty(), "{cat}");
+            // ACL CAT also names the internal subcommands clients cannot see.
+            acl.retain(|n| match n {
+                Frame::Bulk(b) => find(b).is_some(),
+                _ => false,
+            });
+            let key = |f: &Frame| format!("{f:?}");
+            listed.sort_by_key(key);
+            acl.sort_by_key(key);
+            assert_eq!(listed, acl, "{cat}");
         }
     }
 

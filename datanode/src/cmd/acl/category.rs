@@ -73,6 +73,10 @@ pub(crate) fn categories(spec: &CommandSpec, parent: Option<&CommandSpec>) -> u3
     if spec.has(flags::ADMIN) {
         c |= bit("admin") | bit("dangerous");
     }
+    // DBSIZE, FLUSHDB, FLUSHALL: server commands over the whole keyspace, @keyspace in Redis.
+    if spec.has(flags::KEYSPACE) {
+        c |= bit("keyspace");
+    }
     let top = parent.unwrap_or(spec);
     if DANGEROUS.contains(&top.name) {
         c |= bit("dangerous");
