@@ -191,7 +191,7 @@ impl Tracking {
         self.prefixes.read().len()
     }
 
-    /// Turns tracking on for `info` (checked with [`check_enable`]); `sub` is its outbox.
+    /// Turns tracking on for `info` (checked with [`crate::cmd::tracking::check_enable`]); `sub` is its outbox.
     /// Prefixes add to those it tracks already, as in Redis.
     pub fn enable(
         &self,

@@ -12,7 +12,7 @@ pub struct Command {
     pub name: &'static str,
     /// The command a subcommand belongs to.
     pub parent: Option<&'static str>,
-    /// Its categories, one bit per entry of [`super::CATEGORIES`] (see [`super::bit`]).
+    /// Its categories, one bit per entry of [`super::CATEGORIES`] (see `acl::bit`).
     pub categories: u32,
 }
 

@@ -1,7 +1,7 @@
 //! ACL: users and their permissions, with Redis 7's subcommands and replies. The users and
 //! their rules live in [`crate::acl`], which knows the command table only as the plain data
-//! this module gives it ([`commands`]); this file parses arguments, checks requests against
-//! a user with what the table says of them ([`check`]) and shapes replies. `category`: each
+//! this module gives it (`commands`); this file parses arguments, checks requests against
+//! a user with what the table says of them (`check`) and shapes replies. `category`: each
 //! command's categories, and that plain table.
 
 use super::flags::*;
