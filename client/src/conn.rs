@@ -43,8 +43,9 @@ mod dial;
 mod pool;
 mod tasks;
 
+pub(crate) use chkv_common::pipe::Stream;
 use dial::*;
-pub(crate) use dial::{dial, Stream, TlsLinks};
+pub(crate) use dial::{dial, TlsLinks};
 pub(crate) use pool::NodePool;
 use tasks::*;
 

@@ -94,7 +94,7 @@ async fn watch(
         .map_err(WatchError::Unreachable)?;
     let _ = stream.set_nodelay(true);
     let stream = match tls {
-        None => Stream::Tcp(stream),
+        None => Stream::Left(stream),
         Some(config) => {
             // The host part of `host:port` (brackets of an IPv6 address included).
             let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
@@ -105,7 +105,7 @@ async fn watch(
                 .await
                 .map_err(|_| WatchError::NotNameNode("the TLS handshake timed out".into()))?
                 .map_err(|e| WatchError::NotNameNode(format!("TLS handshake: {e}")))?;
-            Stream::Tls(Box::new(stream))
+            Stream::Right(Box::new(stream))
         }
     };
     let (rd, mut wr) = tokio::io::split(stream);

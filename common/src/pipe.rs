@@ -388,6 +388,38 @@ impl<C: Codec> Queue<C> {
     }
 }
 
+/// An open connection to a server: TCP (`Left`), or TLS over TCP (`Right`), read and
+/// written through whichever it is.
+#[cfg(feature = "tls")]
+pub type Stream = tokio_util::either::Either<
+    tokio::net::TcpStream,
+    Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+>;
+
+#[cfg(feature = "tls")]
+impl<C: Codec> Queue<C> {
+    /// [`Queue::serve`] over a [`Stream`]: a TCP stream splits into owned halves (no lock
+    /// between the reader and the writer), a TLS stream through a lock.
+    pub async fn serve_stream(
+        self,
+        codec: C,
+        stream: Stream,
+        leftover: BytesMut,
+        options: Options,
+    ) {
+        match stream {
+            Stream::Left(s) => {
+                let (rd, wr) = s.into_split();
+                self.serve(codec, rd, wr, leftover, options).await;
+            }
+            Stream::Right(s) => {
+                let (rd, wr) = tokio::io::split(s);
+                self.serve(codec, rd, wr, leftover, options).await;
+            }
+        }
+    }
+}
+
 /// The reply slots of one write, when its requests were taken, and when the last of them is
 /// overdue (`None`: never).
 struct Batch<S> {

@@ -33,7 +33,9 @@ use crate::resp::reply::reply_len;
 use crate::resp::{Protocol, Request};
 use bytes::{Bytes, BytesMut};
 use chkv_common::auth::ClusterSecret;
-use chkv_common::pipe::{self, Budget, Codec, Ended, Gather, Hold, Job, Options, WhenDropped};
+use chkv_common::pipe::{
+    self, Budget, Codec, Ended, Gather, Hold, Job, Options, Stream, WhenDropped,
+};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -444,30 +446,23 @@ async fn run_conn(
     route: Route,
     queue: pipe::Queue<Raw>,
 ) {
-    let failed = match route {
-        Route::Plain => match tcp_connect(addr, addr).await {
-            Ok(mut sock) => match handshake(&mut sock, addr, proto, &auth).await {
-                Ok(rbuf) => {
-                    let (rd, wr) = sock.into_split();
-                    return queue.serve(Raw, rd, wr, rbuf, LINK).await;
-                }
-                Err(e) => e,
-            },
-            Err(e) => e,
-        },
-        Route::Tls { config, port } => match tls_connect(addr, config, port).await {
-            Ok(mut sock) => match handshake(&mut sock, addr, proto, &auth).await {
-                Ok(rbuf) => {
-                    let (rd, wr) = tokio::io::split(sock);
-                    return queue.serve(Raw, rd, wr, rbuf, LINK).await;
-                }
-                Err(e) => e,
-            },
-            Err(e) => e,
-        },
+    let opened = async {
+        let mut sock = match route {
+            Route::Plain => Stream::Left(tcp_connect(addr, addr).await?),
+            Route::Tls { config, port } => {
+                Stream::Right(Box::new(tls_connect(addr, config, port).await?))
+            }
+        };
+        let rbuf = handshake(&mut sock, addr, proto, &auth).await?;
+        Ok::<_, PeerError>((sock, rbuf))
     };
-    debug!(%addr, error = %failed, "peer connection failed");
-    queue.fail(failed);
+    match opened.await {
+        Ok((sock, rbuf)) => queue.serve_stream(Raw, sock, rbuf, LINK).await,
+        Err(failed) => {
+            debug!(%addr, error = %failed, "peer connection failed");
+            queue.fail(failed);
+        }
+    }
 }
 
 #[cfg(test)]

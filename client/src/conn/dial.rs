@@ -42,57 +42,6 @@ impl TlsLinks {
     }
 }
 
-/// An open connection: TCP, or TLS over TCP.
-pub(crate) enum Stream {
-    Tcp(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
 pub(super) fn protocol(addr: SocketAddr, e: resp::ProtocolError) -> Error {
     Error::Protocol { addr, message: e.0 }
 }
@@ -121,7 +70,7 @@ pub(crate) async fn dial(addr: SocketAddr, config: &ConnConfig) -> Result<Stream
         .map_err(|e| lost(e.to_string()))?;
     let _ = stream.set_nodelay(true);
     let Some(tls) = &config.tls else {
-        return Ok(Stream::Tcp(stream));
+        return Ok(Stream::Left(stream));
     };
     // The node's certificate must chain to the CA and name the address dialled.
     let name = chkv_common::tls::rustls::pki_types::ServerName::IpAddress(to.ip().into());
@@ -135,7 +84,7 @@ pub(crate) async fn dial(addr: SocketAddr, config: &ConnConfig) -> Result<Stream
             ))
         })?
         .map_err(|e| lost(format!("TLS handshake with {to}: {e}")))?;
-    Ok(Stream::Tls(Box::new(stream)))
+    Ok(Stream::Right(Box::new(stream)))
 }
 
 /// AUTH or HELLO, then `CLUSTER REDIRECTS YES`, pipelined, on a fresh connection. Returns

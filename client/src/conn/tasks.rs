@@ -20,16 +20,7 @@ pub(super) async fn run(tag: ConnTag, config: Arc<ConnConfig>, queue: pipe::Queu
         gather: Gather::WhenConcurrent,
         when_dropped: WhenDropped::Finish,
     };
-    match stream {
-        Stream::Tcp(s) => {
-            let (rd, wr) = s.into_split();
-            queue.serve(codec, rd, wr, leftover, options).await;
-        }
-        Stream::Tls(s) => {
-            let (rd, wr) = tokio::io::split(*s);
-            queue.serve(codec, rd, wr, leftover, options).await;
-        }
-    }
+    queue.serve_stream(codec, stream, leftover, options).await;
     // Invalidations sent on this connection from now on are lost: what it read goes (the
     // reader has stopped, so nothing fills the cache from it any more).
     if let Some(near) = &config.near {
