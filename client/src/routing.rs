@@ -80,19 +80,10 @@ impl Routes {
                 nodes.push(pool(info.client_addr));
             }
         }
-        // Table node index -> our node index (an owner without an address is unowned).
-        let table_to_ours: Vec<Option<u16>> = table
-            .nodes()
-            .iter()
-            .map(|id| {
-                infos
-                    .iter()
-                    .find(|i| &i.id == id)
-                    .and_then(|i| index_of_addr.get(&i.client_addr).copied())
-            })
-            .collect();
-        let owners = SlotOwners::from_runs(table.ranges(), |index| {
-            table_to_ours.get(index as usize).copied().flatten()
+        // An owner without an address is unowned.
+        let owners = SlotOwners::of_table(table, |id| {
+            let info = infos.iter().find(|i| &i.id == id)?;
+            index_of_addr.get(&info.client_addr).copied()
         });
         let mut routes = Routes {
             epoch: table.epoch(),

@@ -3,7 +3,7 @@
 //! routing (into its table's members) and the client library's routes (into its pools).
 //! Plain data: who the indexes name is the holder's business.
 
-use crate::SLOT_COUNT;
+use crate::{NodeId, SlotTable, SLOT_COUNT};
 
 /// The entry of a slot nobody owns.
 pub const UNOWNED: u16 = u16::MAX;
@@ -35,16 +35,14 @@ impl SlotOwners {
         SlotOwners(vec![index; SLOT_COUNT].into_boxed_slice())
     }
 
-    /// From runs `(first, last, index)` (a [`SlotTable`](crate::SlotTable)'s ranges), each
-    /// index translated by `map` (`None`: the run's owner is unknown here, so unowned). Runs
-    /// past the last slot are cut off.
-    pub fn from_runs(
-        runs: impl IntoIterator<Item = (u16, u16, u16)>,
-        mut map: impl FnMut(u16) -> Option<u16>,
-    ) -> SlotOwners {
+    /// The owners a NameNode's table gives, as indexes into the caller's node list:
+    /// `index_of` finds each of the table's nodes there (`None`: not known here, so its slots
+    /// are unowned).
+    pub fn of_table(table: &SlotTable, index_of: impl FnMut(&NodeId) -> Option<u16>) -> SlotOwners {
+        let ours: Vec<Option<u16>> = table.nodes().iter().map(index_of).collect();
         let mut owners = SlotOwners::none();
-        for (first, last, index) in runs {
-            owners.fill(first, last, map(index));
+        for (first, last, index) in table.ranges() {
+            owners.fill(first, last, ours.get(index as usize).copied().flatten());
         }
         owners
     }
@@ -144,7 +142,12 @@ mod tests {
         assert_eq!(o.owning(3), vec![true, false, true]);
         assert_eq!(o.runs(), vec![(0, 49, 2), (51, 99, 2), (100, 16383, 0)]);
         // A run past the last slot is cut, one of an unknown owner is unowned.
-        let p = SlotOwners::from_runs([(0, 9, 0), (10, 20000, 1)], |i| (i == 1).then_some(7));
+        let (a, b) = (NodeId::new("a"), NodeId::new("b"));
+        let slot = |n| crate::Slot::new(n).expect("in range");
+        let mut table = SlotTable::empty(1);
+        table.assign(slot(0)..=slot(9), Some(&a));
+        table.assign(slot(10)..=slot(16383), Some(&b));
+        let p = SlotOwners::of_table(&table, |id| (id == &b).then_some(7));
         assert_eq!(p.runs(), vec![(10, 16383, 7)]);
         assert_eq!(SlotOwners::all(3).runs(), vec![(0, 16383, 3)]);
     }

@@ -68,13 +68,8 @@ impl Routing {
         // Every member with an address, owners or not (a node joining owns nothing until its
         // slots are handed over); owners without an address count as unassigned.
         let nodes: Vec<NodeInfo> = infos.to_vec();
-        let table_to_ours: Vec<Option<u16>> = table
-            .nodes()
-            .iter()
-            .map(|id| nodes.iter().position(|n| &n.id == id).map(|i| i as u16))
-            .collect();
-        let owners = SlotOwners::from_runs(table.ranges(), |idx| {
-            table_to_ours.get(idx as usize).copied().flatten()
+        let owners = SlotOwners::of_table(table, |id| {
+            nodes.iter().position(|n| &n.id == id).map(|i| i as u16)
         });
         let me = nodes
             .iter()
