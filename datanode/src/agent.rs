@@ -100,7 +100,8 @@ fn owned_ranges(r: &Routing) -> Option<Vec<(u16, u16)>> {
     }
     let me = r.me?;
     Some(
-        r.ranges()
+        r.owners
+            .runs()
             .into_iter()
             .filter(|(_, _, o)| *o == me)
             .map(|(s, e, _)| (s, e))

@@ -158,11 +158,6 @@ impl Routing {
             .unwrap_or(addr)
     }
 
-    /// Contiguous slot runs and their owner index: `(start, end, owner)`, unowned runs left out.
-    pub fn ranges(&self) -> Vec<(u16, u16, u16)> {
-        self.owners.runs()
-    }
-
     /// Number of slots this node owns.
     pub fn my_slot_count(&self) -> usize {
         if self.standalone {
@@ -245,7 +240,7 @@ pub(crate) mod tests {
         let total: usize = (0..3u16).map(|i| r.owners.count_of(i)).sum();
         assert_eq!(total, SLOT_COUNT);
         assert!(r.my_slot_count() > 4000);
-        let ranges = r.ranges();
+        let ranges = r.owners.runs();
         assert_eq!(
             ranges
                 .iter()

@@ -386,7 +386,8 @@ impl DataNode {
             return Vec::new();
         };
         self.routing
-            .ranges()
+            .owners
+            .runs()
             .into_iter()
             .filter(|&(_, _, o)| o == me)
             .map(|(a, b, _)| Slot::new(a).unwrap()..=Slot::new(b).unwrap())

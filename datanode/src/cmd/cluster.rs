@@ -349,7 +349,7 @@ fn topology(ctx: &Ctx<'_>, tls: bool) -> Vec<NodeView> {
             )
         })
         .collect();
-    for (s, e, o) in r.ranges() {
+    for (s, e, o) in r.owners.runs() {
         if let Some(n) = out.get_mut(o as usize) {
             n.3.push((s, e));
         }
