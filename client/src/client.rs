@@ -19,7 +19,7 @@ use crate::routing::{blocking_timeout, key_spec, slot_of, Routes, Split, Target}
 use crate::url::RedisUrl;
 use crate::value::Value;
 use crate::watcher;
-use chkv_common::split;
+use chkv_common::split::{self, Merged, Share};
 
 mod builder;
 
@@ -724,13 +724,25 @@ impl Shared {
                 (Target::Slot(*slot), sub)
             })
             .collect();
-        let replies = self
-            .run_many(&parts)
-            .await
-            .into_iter()
-            .collect::<Result<Vec<Value>>>()?;
-        split::merge(spec.split, &positions, &groups, replies)
-            .map_err(|e| Error::Type(e.to_string()))
+        let mut shares = Vec::with_capacity(parts.len());
+        for reply in self.run_many(&parts).await {
+            shares.push(match reply? {
+                // A share of the wrong kind is named as the client names values.
+                Value::Array(items) if spec.split == Split::Mget => Share::Array(items),
+                Value::Int(n) if spec.split == Split::Sum => Share::Integer(n),
+                other => Share::Other(other.kind()),
+            });
+        }
+        let merged = split::merge(spec.split, &positions, &groups, shares)
+            .map_err(|e| Error::Type(e.to_string()))?;
+        Ok(match merged {
+            Merged::Values(values) => {
+                let nil = |v: Option<Value>| v.unwrap_or(Value::Nil);
+                Value::Array(values.into_iter().map(nil).collect())
+            }
+            Merged::Ok => Value::Okay,
+            Merged::Integer(n) => Value::Int(n),
+        })
     }
 }
 

@@ -91,37 +91,6 @@ impl Value {
     }
 }
 
-/// A split command's shares merge as values ([`chkv_common::split`]).
-impl chkv_common::split::Reply for Value {
-    fn nil() -> Value {
-        Value::Nil
-    }
-    fn ok() -> Value {
-        Value::Okay
-    }
-    fn integer(n: i64) -> Value {
-        Value::Int(n)
-    }
-    fn array(items: Vec<Value>) -> Value {
-        Value::Array(items)
-    }
-    fn into_items(self) -> std::result::Result<Vec<Value>, Value> {
-        match self {
-            Value::Array(items) => Ok(items),
-            other => Err(other),
-        }
-    }
-    fn as_integer(&self) -> Option<i64> {
-        match self {
-            Value::Int(n) => Some(*n),
-            _ => None,
-        }
-    }
-    fn kind(&self) -> &'static str {
-        Value::kind(self)
-    }
-}
-
 /// An error reply, e.g. `-WRONGTYPE Operation against a key holding the wrong kind of value`.
 ///
 /// `code` is the first word (`ERR`, `WRONGTYPE`, `MOVED`, ...) and `message` the rest, so

@@ -80,18 +80,26 @@ pub fn share<'a>(
     out
 }
 
-/// What [`merge`] needs of a reply type (the client library's `Value`, the DataNode's
-/// `Frame`).
-pub trait Reply: Sized {
-    fn nil() -> Self;
-    fn ok() -> Self;
-    fn integer(n: i64) -> Self;
-    fn array(items: Vec<Self>) -> Self;
-    /// The items of an array reply; the reply itself when it is not one.
-    fn into_items(self) -> Result<Vec<Self>, Self>;
-    fn as_integer(&self) -> Option<i64>;
-    /// A word for what the reply is, for errors.
-    fn kind(&self) -> &'static str;
+/// A share's reply as [`merge`] sees it: each side makes it from its own reply type (the
+/// client library's `Value`, the DataNode's `Frame`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Share<R> {
+    /// An array reply's items.
+    Array(Vec<R>),
+    Integer(i64),
+    /// Anything else: a word for what it is, for errors.
+    Other(&'static str),
+}
+
+/// What the shares' replies merge into, for the side to make its own reply of.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Merged<R> {
+    /// MGET's values in key order (`None`: nil).
+    Values(Vec<Option<R>>),
+    /// MSET: OK.
+    Ok,
+    /// The shares' counts added.
+    Integer(i64),
 }
 
 /// A share's answer that cannot be merged (a node answered something the command never
@@ -114,24 +122,26 @@ pub enum MergeError {
 /// already taken out by the caller, the first of them being the whole command's answer).
 /// `positions` are the command's key positions, ascending: MGET's values come back in
 /// their order.
-pub fn merge<R: Reply, O>(
+pub fn merge<R, O>(
     split: Split,
     positions: &[usize],
     groups: &[(O, Vec<usize>)],
-    replies: Vec<R>,
-) -> Result<R, MergeError> {
+    replies: Vec<Share<R>>,
+) -> Result<Merged<R>, MergeError> {
     if replies.len() != groups.len() {
         return Err(MergeError::Shares(replies.len(), groups.len()));
     }
     match split {
         Split::Mget => {
-            let mut out: Vec<R> = std::iter::repeat_with(R::nil)
+            let mut out: Vec<Option<R>> = std::iter::repeat_with(|| None)
                 .take(positions.len())
                 .collect();
             for ((_, members), reply) in groups.iter().zip(replies) {
-                let values = reply
-                    .into_items()
-                    .map_err(|r| MergeError::NotArray(r.kind()))?;
+                let values = match reply {
+                    Share::Array(values) => values,
+                    Share::Integer(_) => return Err(MergeError::NotArray("an integer")),
+                    Share::Other(kind) => return Err(MergeError::NotArray(kind)),
+                };
                 if values.len() != members.len() {
                     return Err(MergeError::WrongCount {
                         got: values.len(),
@@ -140,20 +150,24 @@ pub fn merge<R: Reply, O>(
                 }
                 for (p, v) in members.iter().zip(values) {
                     if let Ok(i) = positions.binary_search(p) {
-                        out[i] = v;
+                        out[i] = Some(v);
                     }
                 }
             }
-            Ok(R::array(out))
+            Ok(Merged::Values(out))
         }
-        Split::Mset => Ok(R::ok()),
+        Split::Mset => Ok(Merged::Ok),
         Split::Sum => {
             let mut total = 0i64;
-            for r in &replies {
-                let n = r.as_integer().ok_or(MergeError::NotInteger(r.kind()))?;
+            for r in replies {
+                let n = match r {
+                    Share::Integer(n) => n,
+                    Share::Array(_) => return Err(MergeError::NotInteger("an array")),
+                    Share::Other(kind) => return Err(MergeError::NotInteger(kind)),
+                };
                 total = total.saturating_add(n);
             }
-            Ok(R::integer(total))
+            Ok(Merged::Integer(total))
         }
         Split::No => Err(MergeError::NotSplittable),
     }
@@ -172,38 +186,25 @@ mod tests {
         Arr(Vec<V>),
     }
 
-    impl Reply for V {
-        fn nil() -> V {
-            V::Nil
-        }
-        fn ok() -> V {
-            V::Ok
-        }
-        fn integer(n: i64) -> V {
-            V::Int(n)
-        }
-        fn array(items: Vec<V>) -> V {
-            V::Arr(items)
-        }
-        fn into_items(self) -> Result<Vec<V>, V> {
-            match self {
-                V::Arr(items) => Ok(items),
-                other => Err(other),
+    /// What a side does: its replies as shares, the merge as one of its replies.
+    fn merge_v(
+        split: Split,
+        positions: &[usize],
+        groups: &[(char, Vec<usize>)],
+        replies: Vec<V>,
+    ) -> Result<V, MergeError> {
+        let shares = replies.into_iter().map(|v| match v {
+            V::Arr(items) => Share::Array(items),
+            V::Int(n) => Share::Integer(n),
+            _ => Share::Other("a string"),
+        });
+        merge(split, positions, groups, shares.collect()).map(|m| match m {
+            Merged::Values(values) => {
+                V::Arr(values.into_iter().map(|v| v.unwrap_or(V::Nil)).collect())
             }
-        }
-        fn as_integer(&self) -> Option<i64> {
-            match self {
-                V::Int(n) => Some(*n),
-                _ => None,
-            }
-        }
-        fn kind(&self) -> &'static str {
-            match self {
-                V::Arr(_) => "an array",
-                V::Int(_) => "an integer",
-                _ => "a string",
-            }
-        }
+            Merged::Ok => V::Ok,
+            Merged::Integer(n) => V::Int(n),
+        })
     }
 
     #[test]
@@ -232,7 +233,7 @@ mod tests {
     fn mget_values_come_back_in_key_order() {
         let positions = [1, 2, 3];
         let groups = vec![('x', vec![1, 3]), ('y', vec![2])];
-        let merged = merge(
+        let merged = merge_v(
             Split::Mget,
             &positions,
             &groups,
@@ -248,15 +249,15 @@ mod tests {
         let positions = [1, 2];
         let groups = vec![('x', vec![1]), ('y', vec![2])];
         assert_eq!(
-            merge(Split::Sum, &positions, &groups, vec![V::Int(1), V::Ok]),
+            merge_v(Split::Sum, &positions, &groups, vec![V::Int(1), V::Ok]),
             Err(MergeError::NotInteger("a string"))
         );
         assert_eq!(
-            merge(Split::Sum, &positions, &groups, vec![V::Int(1), V::Int(1)]),
+            merge_v(Split::Sum, &positions, &groups, vec![V::Int(1), V::Int(1)]),
             Ok(V::Int(2))
         );
         assert_eq!(
-            merge(
+            merge_v(
                 Split::Mget,
                 &positions,
                 &groups,
@@ -265,15 +266,15 @@ mod tests {
             Err(MergeError::WrongCount { got: 0, want: 1 })
         );
         assert_eq!(
-            merge(Split::Mget, &positions, &groups, vec![V::Int(3), V::Nil]),
+            merge_v(Split::Mget, &positions, &groups, vec![V::Int(3), V::Nil]),
             Err(MergeError::NotArray("an integer"))
         );
         assert_eq!(
-            merge(Split::Mset, &positions, &groups, vec![V::Ok]),
+            merge_v(Split::Mset, &positions, &groups, vec![V::Ok]),
             Err(MergeError::Shares(1, 2))
         );
         assert_eq!(
-            merge(Split::Mset, &positions, &groups, vec![V::Ok, V::Ok]),
+            merge_v(Split::Mset, &positions, &groups, vec![V::Ok, V::Ok]),
             Ok(V::Ok)
         );
     }

@@ -30,7 +30,7 @@ use crate::resp::{Frame, Protocol, Request};
 use crate::store::now_ms;
 use bytes::{Bytes, BytesMut};
 use chkv_common::key_slot;
-use chkv_common::split::{self, Split};
+use chkv_common::split::{self, Merged, Share, Split};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -461,49 +461,33 @@ fn merge(req: &Request, parts: Vec<(Vec<usize>, Frame)>) -> Frame {
     }
     let (_, how) = split_of(req);
     let positions: Vec<usize> = (1..req.len()).step_by(how.step()).collect();
-    let (groups, replies): (Vec<_>, Vec<_>) = parts.into_iter().map(|(p, f)| (((), p), f)).unzip();
+    let (groups, replies): (Vec<_>, Vec<_>) = parts
+        .into_iter()
+        .map(|(p, f)| {
+            let share = match f {
+                Frame::Array(items) => Share::Array(items),
+                Frame::Integer(n) => Share::Integer(n),
+                Frame::Null => Share::Other("nil"),
+                _ => Share::Other("another type"),
+            };
+            (((), p), share)
+        })
+        .unzip();
     match split::merge(how, &positions, &groups, replies) {
-        Ok(Frame::Array(values)) if req.arg(0).eq_ignore_ascii_case(b"pfcount") => {
-            crate::cmd::hll::count_union(&values)
+        Ok(Merged::Values(values)) => {
+            let values: Vec<Frame> = values
+                .into_iter()
+                .map(|v| v.unwrap_or(Frame::Null))
+                .collect();
+            if req.arg(0).eq_ignore_ascii_case(b"pfcount") {
+                crate::cmd::hll::count_union(&values)
+            } else {
+                Frame::Array(values)
+            }
         }
-        Ok(f) => f,
+        Ok(Merged::Ok) => Frame::ok(),
+        Ok(Merged::Integer(n)) => Frame::Integer(n),
         Err(e) => Frame::error(format!("ERR {e}")),
-    }
-}
-
-/// A split request's parts merge as frames.
-impl split::Reply for Frame {
-    fn nil() -> Frame {
-        Frame::Null
-    }
-    fn ok() -> Frame {
-        Frame::ok()
-    }
-    fn integer(n: i64) -> Frame {
-        Frame::Integer(n)
-    }
-    fn array(items: Vec<Frame>) -> Frame {
-        Frame::Array(items)
-    }
-    fn into_items(self) -> Result<Vec<Frame>, Frame> {
-        match self {
-            Frame::Array(items) => Ok(items),
-            other => Err(other),
-        }
-    }
-    fn as_integer(&self) -> Option<i64> {
-        match self {
-            Frame::Integer(n) => Some(*n),
-            _ => None,
-        }
-    }
-    fn kind(&self) -> &'static str {
-        match self {
-            Frame::Array(_) => "an array",
-            Frame::Integer(_) => "an integer",
-            Frame::Null => "nil",
-            _ => "another type",
-        }
     }
 }
 
