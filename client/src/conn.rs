@@ -103,69 +103,20 @@ pub(crate) struct CachedGet {
     tx: oneshot::Sender<Result<Value>>,
 }
 
-impl Waiter {
-    fn fail(self, e: Error) {
-        match self {
-            Waiter::One(tx) => drop(tx.send(Err(e))),
-            Waiter::Many { tx, .. } => drop(tx.send(Err(e))),
-            Waiter::Cached(c) => drop(c.tx.send(Err(e))),
-        }
-    }
-}
-
 /// A handle to one connection, owned by its pool. The connection lives while the handle does
 /// (and until its last reply is in).
-pub(crate) struct Conn {
-    addr: SocketAddr,
-    pipe: pipe::Handle<Replies>,
-}
+pub(crate) type Conn = pipe::Handle<Replies>;
 
-impl Conn {
-    /// Starts connecting to `addr` in the background; requests sent meanwhile wait for the
-    /// handshake (or fail with its error).
-    pub fn spawn(addr: SocketAddr, config: Arc<ConnConfig>) -> Conn {
-        let (pipe, queue) = pipe::channel(addr);
-        let tag = ConnTag {
-            id: CONN_IDS.fetch_add(1, Ordering::Relaxed),
-            addr,
-        };
-        tokio::spawn(run(tag, config, queue));
-        Conn { addr, pipe }
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.pipe.is_closed()
-    }
-
-    /// Whether the handshake ever succeeded.
-    fn connected(&self) -> bool {
-        self.pipe.state().connected()
-    }
-
-    /// Whether the connection ended a moment ago ([`FAIL_FAST`]).
-    fn recently_closed(&self) -> bool {
-        self.pipe.state().closed_within(FAIL_FAST)
-    }
-
-    /// The error requests get once the connection is gone.
-    pub fn closed_error(&self) -> Error {
-        self.pipe
-            .state()
-            .error()
-            .unwrap_or_else(|| Error::Connection {
-                addr: self.addr,
-                message: "connection closed".into(),
-            })
-    }
-
-    fn push(&self, job: Job<Waiter>) -> std::result::Result<(), Job<Waiter>> {
-        self.pipe.send(job)
-    }
-
-    /// Closes the connection at once; what is outstanding fails.
-    fn kill(&self) {
-        self.pipe.kill();
-    }
+/// Starts connecting to `addr` in the background; requests sent meanwhile wait for the
+/// handshake (or fail with its error).
+fn spawn(addr: SocketAddr, config: Arc<ConnConfig>) -> Conn {
+    let (pipe, queue) = pipe::channel(addr);
+    let tag = ConnTag {
+        id: CONN_IDS.fetch_add(1, Ordering::Relaxed),
+        addr,
+    };
+    tokio::spawn(run(tag, config, queue));
+    pipe
 }
 
 /// A reply on its way.

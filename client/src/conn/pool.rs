@@ -28,16 +28,10 @@ impl NodePool {
     pub fn dedicated(self: &Arc<Self>) -> Dedicated {
         let idle = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            let mut found = None;
-            while let Some(conn) = idle.pop() {
-                if !conn.is_closed() {
-                    found = Some(conn);
-                    break;
-                }
-            }
-            found
+            // The closed ones on the way are dropped.
+            std::iter::from_fn(|| idle.pop()).find(|conn| !conn.is_closed())
         };
-        let conn = idle.unwrap_or_else(|| Conn::spawn(self.addr, self.config.clone()));
+        let conn = idle.unwrap_or_else(|| spawn(self.addr, self.config.clone()));
         Dedicated {
             conn: Some(conn),
             pool: self.clone(),
@@ -48,56 +42,61 @@ impl NodePool {
         self.addr
     }
 
-    /// Sends one request; its reply comes back through the returned [`Pending`].
-    pub fn send(&self, data: Bytes) -> Result<Pending<Value>> {
+    /// Queues `data` with the reply slot `waiter` makes; the reply comes back through the
+    /// returned [`Pending`].
+    fn send_to<T>(
+        &self,
+        data: Bytes,
+        waiter: impl FnOnce(oneshot::Sender<Result<T>>) -> Waiter,
+    ) -> Result<Pending<T>> {
         let (tx, rx) = oneshot::channel();
-        self.push(Job::new(data, Waiter::One(tx)))?;
+        self.push(Job::new(data, waiter(tx)))?;
         Ok(Pending {
             rx,
             addr: self.addr,
         })
     }
 
+    /// Sends one request.
+    pub fn send(&self, data: Bytes) -> Result<Pending<Value>> {
+        self.send_to(data, Waiter::One)
+    }
+
     /// Sends `count` pipelined requests; their replies come back together, in order.
     pub fn send_many(&self, data: Bytes, count: usize) -> Result<Pending<Vec<Value>>> {
-        let (tx, rx) = oneshot::channel();
         if count == 0 {
             // A slot that wants no reply would take the next request's.
+            let (tx, rx) = oneshot::channel();
             let _ = tx.send(Ok(Vec::new()));
             return Ok(Pending {
                 rx,
                 addr: self.addr,
             });
         }
-        self.push(Job::new(
-            data,
-            Waiter::Many {
-                want: count,
-                got: Vec::with_capacity(count),
-                tx,
-            },
-        ))?;
-        Ok(Pending {
-            rx,
-            addr: self.addr,
+        self.send_to(data, |tx| Waiter::Many {
+            want: count,
+            got: Vec::with_capacity(count),
+            tx,
         })
     }
 
     /// Sends `CLIENT CACHING YES` and a GET (`data` holds both) whose reply fills the
     /// near-cache through `fill` before it is handed over.
     pub fn send_cached(&self, data: Bytes, fill: Fill) -> Result<Pending<Value>> {
-        let (tx, rx) = oneshot::channel();
-        self.push(Job::new(
-            data,
+        self.send_to(data, |tx| {
             Waiter::Cached(Box::new(CachedGet {
                 caching: None,
                 fill,
                 tx,
-            })),
-        ))?;
-        Ok(Pending {
-            rx,
+            }))
+        })
+    }
+
+    /// The error requests get once `conn` is gone.
+    fn closed(&self, conn: &Conn) -> Error {
+        conn.state().error().unwrap_or_else(|| Error::Connection {
             addr: self.addr,
+            message: "connection closed".into(),
         })
     }
 
@@ -112,7 +111,7 @@ impl NodePool {
         let mut job = {
             let guard = cell.read().unwrap_or_else(|p| p.into_inner());
             match guard.as_ref() {
-                Some(conn) if !conn.is_closed() => match conn.push(job) {
+                Some(conn) if !conn.is_closed() => match conn.send(job) {
                     Ok(()) => return Ok(()),
                     Err(job) => job,
                 },
@@ -123,18 +122,18 @@ impl NodePool {
         if let Some(conn) = guard.as_ref() {
             if !conn.is_closed() {
                 // Another caller replaced it meanwhile.
-                match conn.push(job) {
+                match conn.send(job) {
                     Ok(()) => return Ok(()),
                     Err(j) => job = j,
                 }
-            } else if !conn.connected() && conn.recently_closed() {
+            } else if !conn.state().connected() && conn.state().closed_within(FAIL_FAST) {
                 // The node refused us a moment ago: do not dial it again on every request.
-                return Err(conn.closed_error());
+                return Err(self.closed(conn));
             }
         }
-        let conn = Conn::spawn(self.addr, self.config.clone());
-        let pushed = conn.push(job);
-        let error = conn.closed_error();
+        let conn = spawn(self.addr, self.config.clone());
+        let pushed = conn.send(job);
+        let error = self.closed(&conn);
         *guard = Some(conn);
         pushed.map_err(|_| error)
     }
@@ -165,7 +164,7 @@ impl Dedicated {
             });
         };
         let (tx, rx) = oneshot::channel();
-        conn.push(Job {
+        conn.send(Job {
             patience,
             ..Job::new(
                 data,
@@ -176,7 +175,7 @@ impl Dedicated {
                 },
             )
         })
-        .map_err(|_| conn.closed_error())?;
+        .map_err(|_| self.pool.closed(conn))?;
         Ok(Pending { rx, addr })
     }
 

@@ -53,7 +53,11 @@ impl Codec for Replies {
     }
 
     fn fail(slot: Waiter, error: &Error) {
-        slot.fail(error.clone());
+        match slot {
+            Waiter::One(tx) => drop(tx.send(Err(error.clone()))),
+            Waiter::Many { tx, .. } => drop(tx.send(Err(error.clone()))),
+            Waiter::Cached(c) => drop(c.tx.send(Err(error.clone()))),
+        }
     }
 
     /// Decodes one reply: small ones from the read buffer, large ones sharing it. An
