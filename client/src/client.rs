@@ -411,30 +411,18 @@ impl Shared {
     /// dedicated one with the timeout that is left (nil when none is: the command timed
     /// out).
     async fn attempt(&self, dest: Dest, args: &[&[u8]], block: Option<&Block>) -> Result<Value> {
-        let Some(block) = block else {
-            let pending = match dest {
-                Dest::Route(target) => self.send(target, resp::command(args)),
-                Dest::Node(addr) => self.pool_in(&self.routes(), addr).send(resp::command(args)),
-                Dest::Asking(addr) => {
-                    let mut data = BytesMut::new();
-                    resp::encode_command(&["ASKING"], &mut data);
-                    resp::encode_command(args, &mut data);
-                    let pending = self
-                        .pool_in(&self.routes(), addr)
-                        .send_many(data.freeze(), 2);
-                    return last_reply(addr, pending?.wait().await?);
-                }
-            };
-            return pending?.wait().await;
+        // A blocking call: where its timeout goes, and what is left of it.
+        let blocking = match block {
+            Some(b) => match b.left(b.called.elapsed()) {
+                Ok(left) => Some((b.pos, left)),
+                Err(()) => return Ok(Value::Nil),
+            },
+            None => None,
         };
-        let Ok((patience, timeout)) = block.left(block.called.elapsed()) else {
-            return Ok(Value::Nil);
-        };
-        let mut args = args.to_vec();
-        if let (Some(t), Some(slot)) = (&timeout, args.get_mut(block.pos)) {
-            *slot = t.as_bytes();
-        }
         let (pool, asking) = match dest {
+            Dest::Route(target) if blocking.is_none() => {
+                return self.send(target, resp::command(args))?.wait().await;
+            }
             Dest::Route(target) => {
                 let routes = self.routes();
                 let pool = match target {
@@ -453,12 +441,19 @@ impl Shared {
         if asking {
             resp::encode_command(&["ASKING"], &mut data);
         }
+        let count = 1 + usize::from(asking);
+        let Some((pos, (patience, timeout))) = blocking else {
+            resp::encode_command(args, &mut data);
+            let replies = pool.send_many(data.freeze(), count)?.wait().await?;
+            return last_reply(pool.addr(), replies);
+        };
+        let mut args = args.to_vec();
+        if let (Some(t), Some(slot)) = (&timeout, args.get_mut(pos)) {
+            *slot = t.as_bytes();
+        }
         resp::encode_command(&args, &mut data);
         let conn = pool.dedicated();
-        let replies = conn
-            .send(data.freeze(), 1 + usize::from(asking), patience)?
-            .wait()
-            .await?;
+        let replies = conn.send(data.freeze(), count, patience)?.wait().await?;
         conn.finish();
         last_reply(pool.addr(), replies)
     }

@@ -26,6 +26,7 @@ pub(crate) struct Override {
 }
 
 /// One immutable routing snapshot. Replaced whole, never changed in place.
+#[derive(Clone)]
 pub(crate) struct Routes {
     /// Epoch of the NameNode table this came from (0 for a standalone node).
     pub epoch: u64,
@@ -54,11 +55,9 @@ impl Routes {
     /// One node that owns every slot.
     pub fn standalone(pool: Arc<NodePool>) -> Routes {
         Routes {
-            epoch: 0,
             owners: SlotOwners::all(0),
             nodes: vec![pool],
-            infos: Vec::new(),
-            overrides: HashMap::new(),
+            ..Routes::empty()
         }
     }
 
@@ -117,13 +116,7 @@ impl Routes {
         if current == Some(to) || slot as usize >= SLOT_COUNT || !self.is_member(to) {
             return None;
         }
-        let mut next = Routes {
-            epoch: self.epoch,
-            owners: self.owners.clone(),
-            nodes: self.nodes.clone(),
-            infos: self.infos.clone(),
-            overrides: self.overrides.clone(),
-        };
+        let mut next = self.clone();
         // The table's owner, across several hops.
         let from = self.overrides.get(&slot).map_or(current, |o| o.from);
         next.set_owner(slot, to, from, pool);

@@ -97,33 +97,24 @@ async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
     let lost = |message: String| Error::Connection { addr, message };
     let mut hello = BytesMut::new();
     let mut expected = 0;
+    let mut send = |args: &[&[u8]]| {
+        resp::encode_command(args, &mut hello);
+        expected += 1;
+    };
     let user = config.username.as_deref().unwrap_or(b"default");
-    match (&config.password, config.resp3) {
-        (Some(pw), true) => {
-            resp::encode_command(&[&b"HELLO"[..], b"3", b"AUTH", user, pw], &mut hello);
-            expected += 1;
-        }
-        (None, true) => {
-            resp::encode_command(&["HELLO", "3"], &mut hello);
-            expected += 1;
-        }
-        (Some(pw), false) => {
-            match &config.username {
-                Some(u) => resp::encode_command(&[&b"AUTH"[..], u, pw], &mut hello),
-                None => resp::encode_command(&[&b"AUTH"[..], pw], &mut hello),
-            }
-            expected += 1;
-        }
-        (None, false) => {}
+    match (&config.password, &config.username, config.resp3) {
+        (Some(pw), _, true) => send(&[b"HELLO", b"3", b"AUTH", user, pw]),
+        (None, _, true) => send(&[b"HELLO", b"3"]),
+        (Some(pw), Some(u), false) => send(&[b"AUTH", u, pw]),
+        (Some(pw), None, false) => send(&[b"AUTH", pw]),
+        (None, _, false) => {}
     }
     if config.cluster {
-        resp::encode_command(&["CLUSTER", "REDIRECTS", "YES"], &mut hello);
-        expected += 1;
+        send(&[b"CLUSTER", b"REDIRECTS", b"YES"]);
     }
     if config.near.is_some() {
         // Only the reads after CLIENT CACHING YES (the near-cache's GETs) are tracked.
-        resp::encode_command(&["CLIENT", "TRACKING", "ON", "OPTIN"], &mut hello);
-        expected += 1;
+        send(&[b"CLIENT", b"TRACKING", b"ON", b"OPTIN"]);
     }
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     if expected == 0 {
