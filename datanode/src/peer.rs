@@ -29,7 +29,7 @@
 //! written to its socket is bounded, so a peer that stops reading (or cannot be reached)
 //! costs this node a bounded amount however fast its clients publish.
 
-use crate::resp::reply::reply_len;
+use crate::resp::reply::{reply_len, ReplyError};
 use crate::resp::{Protocol, Request};
 use bytes::{Bytes, BytesMut};
 use chkv_common::auth::ClusterSecret;
@@ -126,7 +126,6 @@ struct PeerTls {
 }
 
 /// How a new connection reaches its peer.
-#[derive(Clone)]
 enum Route {
     Plain,
     Tls {
@@ -162,13 +161,15 @@ impl Peers {
         self.tls.lock().config = config;
     }
 
-    /// Notes the TLS port of the peer at `addr` (its client address), or that it has none.
-    pub fn learn_tls_port(&self, addr: SocketAddr, port: Option<u16>) {
+    /// Notes the TLS port of the peer at `addr` (its client address), or that it has none;
+    /// whether that changed it.
+    pub fn learn_tls_port(&self, addr: SocketAddr, port: Option<u16>) -> bool {
         let mut tls = self.tls.lock();
-        match port {
+        let old = match port {
             Some(p) => tls.ports.insert(addr, p),
             None => tls.ports.remove(&addr),
         };
+        old != port
     }
 
     /// How a new connection to `addr` is made.
@@ -279,20 +280,11 @@ impl Peers {
     /// Takes the peers' TLS ports from the table (a peer's port changed: its connections
     /// are replaced).
     pub fn learn_tls_ports(&self, nodes: &[chkv_common::NodeInfo]) {
-        let mut changed = Vec::new();
-        {
-            let mut tls = self.tls.lock();
-            for n in nodes {
-                let old = tls.ports.get(&n.client_addr).copied();
-                if old != n.tls_port {
-                    match n.tls_port {
-                        Some(p) => tls.ports.insert(n.client_addr, p),
-                        None => tls.ports.remove(&n.client_addr),
-                    };
-                    changed.push(n.client_addr);
-                }
-            }
-        }
+        let changed: Vec<SocketAddr> = nodes
+            .iter()
+            .filter(|n| self.learn_tls_port(n.client_addr, n.tls_port))
+            .map(|n| n.client_addr)
+            .collect();
         if !changed.is_empty() {
             self.conns.lock().retain(|(a, _), _| !changed.contains(a));
         }
@@ -338,10 +330,9 @@ async fn read_reply<S: AsyncRead + Unpin>(
     deadline: tokio::time::Instant,
 ) -> Result<usize, PeerError> {
     loop {
-        match reply_len(buf) {
-            Ok(Some(n)) => return Ok(n),
-            Ok(None) => {}
-            Err(e) => return Err(PeerError::Handshake(addr, e.to_string())),
+        let malformed = |e: ReplyError| PeerError::Handshake(addr, e.to_string());
+        if let Some(n) = reply_len(buf).map_err(malformed)? {
+            return Ok(n);
         }
         if buf.len() > MAX_HANDSHAKE_REPLY {
             return Err(PeerError::Handshake(
@@ -415,16 +406,14 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     debug!(%addr, peer = %peer_id, "peer authenticated");
     let mut hello = BytesMut::new();
     proof.encode_into(&mut hello);
-    let mut expected = 1;
     if proto == Protocol::Resp3 {
         Request::from_args(["HELLO", "3"]).encode_into(&mut hello);
-        expected += 1;
     }
     Request::from_args(["CLUSTER", "REDIRECTS", "INTERNAL"]).encode_into(&mut hello);
-    expected += 1;
     sock.write_all(&hello).await.map_err(lost)?;
     sock.flush().await.map_err(lost)?;
-    while expected > 0 {
+    // The proof's reply, HELLO's, and CLUSTER REDIRECTS's.
+    for _ in 0..2 + usize::from(proto == Protocol::Resp3) {
         let n = read_reply(sock, &mut buf, addr, deadline).await?;
         let r = buf.split_to(n);
         if r.first() == Some(&b'-') {
@@ -434,7 +423,6 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
                 String::from_utf8_lossy(text).trim().to_string(),
             ));
         }
-        expected -= 1;
     }
     Ok(buf)
 }

@@ -40,46 +40,31 @@ pub(super) fn run_with_retries<'a>(
         let mut hops = 0u32;
         let mut failures = 0u32;
         while retry_allowed(started.elapsed(), answered) {
-            let waiting = match rx.take() {
-                Some(rx) => rx,
-                None => {
-                    if let Some(addr) = redirect.take() {
-                        node.peers.send_request(addr, proto, &req)
-                    } else {
-                        let routing = node.routing();
-                        // `req` is what goes to other nodes: a restricted user's script
-                        // wrapped in CLUSTER ASUSER. Here it is planned as the client's
-                        // request, under the session's own identity.
-                        let here = unwrapped(session, &req);
-                        match plan(node, session, &routing, &here) {
-                            // A subscription's confirmation went to the outbox.
-                            Planned::Now(_) if std::mem::take(&mut session.no_reply) => {
-                                return Bytes::new()
-                            }
-                            Planned::Now(f) => return encoded(&f, proto),
-                            Planned::Later(Pending::Remote { rx, wire }) => {
-                                if let Some(sent) = Request::from_wire(&wire) {
-                                    req = sent;
-                                }
-                                rx
-                            }
-                            Planned::Later(
-                                p @ (Pending::Split { .. }
-                                | Pending::Frozen { .. }
-                                | Pending::Tx { .. }
-                                | Pending::Relay { .. }
-                                | Pending::Task(_)
-                                | Pending::Fenced { .. }
-                                | Pending::Pull { .. }
-                                | Pending::FencedTx { .. }
-                                | Pending::LeaseLost { .. }
-                                | Pending::Blocked(_)
-                                | Pending::AsUser { .. }
-                                | Pending::RemoteBlocked { .. }),
-                            ) => {
-                                return Box::pin(resolve_one(node, session, p)).await;
-                            }
+            let waiting = if let Some(rx) = rx.take() {
+                rx
+            } else if let Some(addr) = redirect.take() {
+                node.peers.send_request(addr, proto, &req)
+            } else {
+                let routing = node.routing();
+                // `req` is what goes to other nodes: a restricted user's script
+                // wrapped in CLUSTER ASUSER. Here it is planned as the client's
+                // request, under the session's own identity.
+                let here = unwrapped(session, &req);
+                match plan(node, session, &routing, &here) {
+                    // A subscription's confirmation went to the outbox.
+                    Planned::Now(_) if std::mem::take(&mut session.no_reply) => {
+                        return Bytes::new()
+                    }
+                    Planned::Now(f) => return encoded(&f, proto),
+                    Planned::Later(Pending::Remote { rx, wire }) => {
+                        if let Some(sent) = Request::from_wire(&wire) {
+                            req = sent;
                         }
+                        rx
+                    }
+                    // Anything else resolves as it would have at first.
+                    Planned::Later(p) => {
+                        return Box::pin(resolve_one(node, session, p)).await;
                     }
                 }
             };
