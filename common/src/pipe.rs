@@ -216,9 +216,8 @@ impl<S> Job<S> {
 pub struct State<E> {
     /// The stream was opened and greeted ([`Queue::serve`] started).
     connected: AtomicBool,
-    /// Why the connection ended.
-    error: Mutex<Option<E>>,
-    closed_at: Mutex<Option<Instant>>,
+    /// Why the connection ended, and when.
+    closed: Mutex<Option<(E, Instant)>>,
     /// Requests handed to the reader and not answered yet.
     in_flight: AtomicUsize,
     /// End the connection now, whatever is outstanding, for this reason.
@@ -234,17 +233,18 @@ impl<E: Clone> State<E> {
 
     /// Why the connection ended, once it has.
     pub fn error(&self) -> Option<E> {
-        lock(&self.error).clone()
+        lock(&self.closed).as_ref().map(|(e, _)| e.clone())
     }
 
     /// Whether the connection ended less than `within` ago.
     pub fn closed_within(&self, within: Duration) -> bool {
-        lock(&self.closed_at).is_some_and(|at| at.elapsed() < within)
+        lock(&self.closed)
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() < within)
     }
 
     fn close(&self, e: E) {
-        lock(&self.error).get_or_insert(e);
-        lock(&self.closed_at).get_or_insert_with(Instant::now);
+        lock(&self.closed).get_or_insert_with(|| (e, Instant::now()));
     }
 
     fn kill_with(&self, why: Ended) {
@@ -308,8 +308,7 @@ pub fn channel<C: Codec>(addr: SocketAddr) -> (Handle<C>, Queue<C>) {
     let (tx, jobs) = mpsc::unbounded_channel();
     let state = Arc::new(State {
         connected: AtomicBool::new(false),
-        error: Mutex::new(None),
-        closed_at: Mutex::new(None),
+        closed: Mutex::new(None),
         in_flight: AtomicUsize::new(0),
         kill: Notify::new(),
         kill_why: Mutex::new(None),
@@ -322,13 +321,9 @@ pub fn channel<C: Codec>(addr: SocketAddr) -> (Handle<C>, Queue<C>) {
 }
 
 impl<C: Codec> Queue<C> {
-    /// The stream could not be opened or greeted: every queued request fails with `error`,
-    /// and so does every later one.
+    /// Every queued request fails with `error`, and so does every later one: the stream could
+    /// not be opened or greeted, or (from [`Queue::serve`]) the connection has ended.
     pub fn fail(mut self, error: C::Error) {
-        self.fail_queued(error);
-    }
-
-    fn fail_queued(&mut self, error: C::Error) {
         self.state.close(error.clone());
         self.jobs.close();
         while let Ok(job) = self.jobs.try_recv() {
@@ -384,7 +379,7 @@ impl<C: Codec> Queue<C> {
             .state
             .error()
             .unwrap_or_else(|| C::error(addr, Ended::Closed));
-        self.fail_queued(error);
+        self.fail(error);
     }
 }
 
@@ -525,7 +520,10 @@ impl<C: Codec> Reader<C> {
     /// overdue, the connection is killed, or the writer is gone and every slot is filled.
     async fn run<R: AsyncRead + Unpin>(mut self, mut rd: R, mut buf: BytesMut) {
         let mut scanner = Scanner::new();
-        let mut pending = Outstanding::default();
+        let mut pending = Outstanding {
+            slots: VecDeque::new(),
+            batches: VecDeque::new(),
+        };
         let mut writer_done = false;
         let period = self
             .timeout
@@ -635,15 +633,6 @@ struct Outstanding<S> {
     /// (slots of a batch still outstanding, when it was taken, when it is overdue), oldest
     /// first.
     batches: VecDeque<(usize, Instant, Option<Instant>)>,
-}
-
-impl<S> Default for Outstanding<S> {
-    fn default() -> Self {
-        Outstanding {
-            slots: VecDeque::new(),
-            batches: VecDeque::new(),
-        }
-    }
 }
 
 impl<S> Outstanding<S> {
