@@ -6,10 +6,10 @@
 //! DataNodes before the reply, and nodes exchange their libraries when the table changes
 //! (see [`crate::sync`]). FCALL routes by its declared keys, like EVAL.
 
-use super::scripting::run::{check_flags, run_script, CmdHost, Run};
+use super::scripting::run::{check_flags, declared_slots, run_flagged, CmdHost, Run};
 use super::{flags::*, spec, CommandSpec, Ctx, Reply, NO_KEYS};
 use crate::lua::fcall_keys;
-use crate::lua::library::{RestorePolicy, ScriptFlags};
+use crate::lua::library::RestorePolicy;
 use crate::resp::{Frame, Request};
 
 const G: &str = "scripting";
@@ -65,10 +65,7 @@ fn run_fcall(ctx: &mut Ctx<'_>, req: &Request, ro: bool) -> Reply {
     let scripting = &ctx.node.scripting;
     let keys = fcall_keys(req)?;
     let name = String::from_utf8_lossy(req.arg(1)).into_owned();
-    let slots: Vec<u16> = keys
-        .clone()
-        .map(|i| chkv_common::key_slot(req.arg(i)))
-        .collect();
+    let slots = declared_slots(req, &keys);
     let _lock = ctx.node.db.lock_tx(Some(slots.clone()));
     let mut g = scripting.engine::<CmdHost>()?;
     let eng = g.get();
@@ -82,13 +79,8 @@ fn run_fcall(ctx: &mut Ctx<'_>, req: &Request, ro: bool) -> Reply {
         return Err(Frame::err("ERR Function not found"));
     };
     check_flags(ctx, flags, ro)?;
-    let mut run = Run::new(ctx, req, keys, display, false, slots);
-    run.read_only = ro || flags.has(ScriptFlags::NO_WRITES);
-    run.allow_oom = flags.has(ScriptFlags::ALLOW_OOM);
-    run.cross_slot = flags.has(ScriptFlags::ALLOW_CROSS_SLOT);
-    let reply = run_script(eng, &mut run, &f);
-    run.finish();
-    reply
+    let run = Run::new(ctx, req, keys, display, false, slots);
+    run_flagged(run, flags, ro, eng, &f)
 }
 
 /// Redis's reply to a subcommand given the wrong arguments inside its handler.

@@ -13,7 +13,7 @@ use super::{flags::*, spec, CommandSpec, Ctx, Reply, NO_KEYS};
 use crate::lua::library::ScriptFlags;
 use crate::lua::{eval_keys, sha1hex, ERR_NOSCRIPT};
 use crate::resp::{Frame, Request};
-use run::{check_flags, run_script, CmdHost, Run};
+use run::{check_flags, declared_slots, run_flagged, CmdHost, Run};
 
 pub(crate) mod run;
 
@@ -76,12 +76,7 @@ fn evalsha_ro(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 fn run_eval(ctx: &mut Ctx<'_>, req: &Request, by_sha: bool, ro: bool) -> Reply {
     let scripting = &ctx.node.scripting;
     let keys = eval_keys(req)?;
-    // The slots first, then the engine: the order EXEC (which holds slots and may run
-    // a script) takes them in too.
-    let slots: Vec<u16> = keys
-        .clone()
-        .map(|i| chkv_common::key_slot(req.arg(i)))
-        .collect();
+    let slots = declared_slots(req, &keys);
     let _lock = ctx.node.db.lock_tx(Some(slots.clone()));
     let mut g = scripting.engine::<CmdHost>()?;
     let eng = g.get();
@@ -116,13 +111,8 @@ fn run_eval(ctx: &mut Ctx<'_>, req: &Request, by_sha: bool, ro: bool) -> Reply {
         check_flags(ctx, flags, ro)?;
     }
     let flags = compiled.flags.unwrap_or(ScriptFlags::NONE);
-    let mut run = Run::new(ctx, req, keys, sha, true, slots);
-    run.read_only = ro || flags.has(ScriptFlags::NO_WRITES);
-    run.allow_oom = flags.has(ScriptFlags::ALLOW_OOM);
-    run.cross_slot = flags.has(ScriptFlags::ALLOW_CROSS_SLOT);
-    let reply = run_script(eng, &mut run, &f);
-    run.finish();
-    reply
+    let run = Run::new(ctx, req, keys, sha, true, slots);
+    run_flagged(run, flags, ro, eng, &f)
 }
 
 fn script_load(ctx: &mut Ctx<'_>, req: &Request) -> Reply {

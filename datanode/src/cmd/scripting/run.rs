@@ -124,6 +124,32 @@ fn current() -> Option<*mut Run<'static, 'static>> {
     (!p.is_null()).then_some(p)
 }
 
+/// The slots of the keys a script declares (`keys`, positions in `req`), in their order:
+/// what EVAL and FCALL lock before they take an engine (the order EXEC, which holds slots
+/// and may run a script, takes them in too), and what [`Run`] checks its keys against.
+pub(crate) fn declared_slots(req: &Request, keys: &std::ops::Range<usize>) -> Vec<u16> {
+    keys.clone()
+        .map(|i| chkv_common::key_slot(req.arg(i)))
+        .collect()
+}
+
+/// Runs `f` in `eng` for `run` under the script's `flags` (`ro`: EVAL_RO, FCALL_RO), and
+/// cleans up after it: EVAL's and FCALL's common end.
+pub(crate) fn run_flagged(
+    mut run: Run<'_, '_>,
+    flags: ScriptFlags,
+    ro: bool,
+    eng: &mut Engine,
+    f: &Function,
+) -> Reply {
+    run.read_only = ro || flags.has(ScriptFlags::NO_WRITES);
+    run.allow_oom = flags.has(ScriptFlags::ALLOW_OOM);
+    run.cross_slot = flags.has(ScriptFlags::ALLOW_CROSS_SLOT);
+    let reply = run_script(eng, &mut run, f);
+    run.finish();
+    reply
+}
+
 /// Runs `f` (a script when `run.is_eval`, else a function) in `eng` for the command in
 /// `run`: the script's reply.
 pub(crate) fn run_script(eng: &mut Engine, run: &mut Run<'_, '_>, f: &Function) -> Reply {
