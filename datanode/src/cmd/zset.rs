@@ -163,14 +163,13 @@ fn resp3(ctx: &Ctx<'_>) -> bool {
 
 /// Appends one element to a reply: the member, or with its score (a `[member, score]`
 /// pair in RESP3, two flat items in RESP2).
-fn push_elem(out: &mut Vec<Frame>, m: &[u8], s: f64, withscores: bool, resp3: bool) {
+fn push_elem(out: &mut Vec<Frame>, m: Frame, s: f64, withscores: bool, resp3: bool) {
     if !withscores {
-        out.push(Frame::bulk(m));
+        out.push(m);
     } else if resp3 {
-        out.push(Frame::Array(vec![Frame::bulk(m), Frame::Double(s)]));
+        out.push(Frame::Array(vec![m, Frame::Double(s)]));
     } else {
-        out.push(Frame::bulk(m));
-        out.push(Frame::Double(s));
+        out.extend([m, Frame::Double(s)]);
     }
 }
 
@@ -458,13 +457,13 @@ fn zrandmember(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
             let all = z.collect_range(0, z.len(), false);
             for i in picks {
                 if let Some((m, s)) = all.get(i) {
-                    push_elem(&mut out, m, *s, withscores, resp3);
+                    push_elem(&mut out, Frame::bulk(m), *s, withscores, resp3);
                 }
             }
         } else {
             for i in picks {
                 if let Some((m, s)) = z.get(i) {
-                    push_elem(&mut out, m, s, withscores, resp3);
+                    push_elem(&mut out, Frame::bulk(m), s, withscores, resp3);
                 }
             }
         }

@@ -212,7 +212,16 @@ impl Frame {
                 }
             }
             Frame::Double(d) => {
-                let s = format_double(*d);
+                // Integral scores, the common case, are printed without an allocation.
+                let mut digits = itoa::Buffer::new();
+                let owned;
+                let s = match exact_integer(*d) {
+                    Some(i) => digits.format(i),
+                    None => {
+                        owned = format_double(*d);
+                        owned.as_str()
+                    }
+                };
                 if resp3 {
                     line(out, b',', s.as_bytes());
                 } else {
@@ -269,10 +278,8 @@ pub fn format_double(d: f64) -> String {
     if d.is_nan() {
         return "nan".into();
     }
-    // An integer below 2^53 has at most 16 digits, which %.17g prints as they are: the
-    // common case of scores, without the float formatting (a quarter of a ZPOPMIN's cost).
-    if d == d.trunc() && d.abs() < 9_007_199_254_740_992.0 && !(d == 0.0 && d.is_sign_negative()) {
-        return itoa::Buffer::new().format(d as i64).to_owned();
+    if let Some(i) = exact_integer(d) {
+        return itoa::Buffer::new().format(i).to_owned();
     }
     // %e with 16 decimals gives the 17 digits and the exponent of the rounded value, which
     // is what %g decides its style by.
@@ -286,6 +293,15 @@ pub fn format_double(d: f64) -> String {
     }
     let fixed = format!("{d:.*}", (16 - x) as usize);
     trim_fraction(&fixed).to_string()
+}
+
+/// `d` as an integer when `%.17g` prints it as one: an integer below 2^53 has at most 16
+/// digits, printed as they are (the common case of scores, without the float formatting:
+/// a quarter of a ZPOPMIN's cost). Not -0, which prints as `-0`.
+#[inline]
+fn exact_integer(d: f64) -> Option<i64> {
+    (d == d.trunc() && d.abs() < 9_007_199_254_740_992.0 && !(d == 0.0 && d.is_sign_negative()))
+        .then_some(d as i64)
 }
 
 /// `1.2500` -> `1.25`, `3.000` -> `3` (what %g does with trailing zeros).

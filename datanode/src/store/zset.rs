@@ -220,12 +220,12 @@ impl Zset {
     /// Removes and returns up to `count` elements from the low end (or the high end, `max`),
     /// in the order they are popped.
     pub fn pop(&mut self, count: usize, max: bool) -> Vec<(Vec<u8>, f64)> {
+        if let Zset::Tree(t) = self {
+            return t.pop(count, max);
+        }
         let n = self.len();
         let k = count.min(n);
         let (lo, hi) = if max { (n - k, n) } else { (0, k) };
-        if let Zset::Tree(t) = self {
-            return t.take_range(lo, hi, max);
-        }
         let out = self.collect_range(lo, hi, max);
         self.remove_range(lo, hi);
         out

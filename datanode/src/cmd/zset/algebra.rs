@@ -276,7 +276,7 @@ fn algebra_reply(ctx: &mut Ctx<'_>, req: &Request, op: SetOp, name: &str) -> Rep
     let resp3 = resp3(ctx);
     let mut out = Vec::with_capacity(items.len() * if a.withscores { 2 } else { 1 });
     for (m, s) in &items {
-        push_elem(&mut out, m, *s, a.withscores, resp3);
+        push_elem(&mut out, Frame::bulk(m), *s, a.withscores, resp3);
     }
     Ok(Frame::Array(out))
 }

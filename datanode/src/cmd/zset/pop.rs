@@ -3,11 +3,11 @@
 use super::*;
 
 /// The popped elements of one key as a reply: flat `[m, s, ...]`, or `[[m, s], ...]` when
-/// `nested`.
+/// `nested`. Each member's bytes become its bulk string as they are, not copied.
 pub(super) fn popped_frames(items: Vec<(Vec<u8>, f64)>, nested: bool) -> Vec<Frame> {
     let mut out = Vec::with_capacity(items.len() * if nested { 1 } else { 2 });
     for (m, s) in items {
-        push_elem(&mut out, &m, s, true, nested);
+        push_elem(&mut out, Frame::Bulk(m.into()), s, true, nested);
     }
     out
 }

@@ -119,7 +119,7 @@ fn range_reply(ctx: &mut Ctx<'_>, req: &Request, by: RangeBy, rev: Option<bool>)
         let (lo, hi) = selected_ranks(z, &r, &sel);
         let mut out = Vec::with_capacity((hi - lo) * if r.withscores && !resp3 { 2 } else { 1 });
         z.range(lo, hi, r.rev, |m, s| {
-            push_elem(&mut out, m, s, r.withscores, resp3)
+            push_elem(&mut out, Frame::bulk(m), s, r.withscores, resp3)
         });
         out
     })?;

@@ -261,6 +261,37 @@ fn remove_rec(node: &mut Node, slab: &Slab, st: &mut Stats<'_>, s: f64, id: u32)
     }
 }
 
+/// Removes the first entry (the last with `last`) under `node`: the leftmost (rightmost)
+/// path, no comparisons.
+fn pop_edge_rec(
+    node: &mut Node,
+    slab: &Slab,
+    st: &mut Stats<'_>,
+    last: bool,
+) -> Option<(f64, u32)> {
+    match node {
+        Node::Leaf(leaf) => {
+            let n = leaf.n();
+            if n == 0 {
+                return None;
+            }
+            let pos = if last { n - 1 } else { 0 };
+            let out = (leaf.scores[pos], leaf.ids[pos]);
+            leaf.remove_at(pos);
+            Some(out)
+        }
+        Node::Inner(inner) => {
+            let c = if last { inner.children.len() - 1 } else { 0 };
+            let out = pop_edge_rec(&mut inner.children[c], slab, st, last)?;
+            inner.counts[c] -= 1;
+            if inner.children[c].underfull() && inner.children.len() > 1 {
+                rebalance(inner, c, slab, st);
+            }
+            Some(out)
+        }
+    }
+}
+
 /// Fixes the underfull child `c` of `inner` by merging it with a neighbour or moving
 /// entries over from one.
 fn rebalance(inner: &mut Inner, c: usize, slab: &Slab, st: &mut Stats<'_>) {
@@ -384,15 +415,27 @@ impl Tree {
     pub(super) fn remove(&mut self, slab: &Slab, s: f64, id: u32) -> bool {
         let (root, mut st) = self.stats();
         let found = remove_rec(root, slab, &mut st, s, id);
-        // A root with one child gives way to it.
-        if let Node::Inner(inner) = root {
+        self.shrink_root();
+        found
+    }
+
+    /// A root with one child gives way to it.
+    fn shrink_root(&mut self) {
+        if let Node::Inner(inner) = &mut self.root {
             if inner.children.len() == 1 {
                 let child = inner.children.pop().expect("one child");
-                *root = child;
+                self.root = child;
                 self.inners -= 1;
             }
         }
-        found
+    }
+
+    /// Removes and returns the lowest entry (the highest with `last`); `None` when empty.
+    pub(super) fn pop_edge(&mut self, slab: &Slab, last: bool) -> Option<(f64, u32)> {
+        let (root, mut st) = self.stats();
+        let out = pop_edge_rec(root, slab, &mut st, last);
+        self.shrink_root();
+        out
     }
 
     /// Rank of `(s, id)`, if present.

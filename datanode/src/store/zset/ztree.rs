@@ -211,15 +211,23 @@ impl ZTree {
         victims.len()
     }
 
-    /// Removes the elements of ranks `lo..hi` and returns them in rank order (from the
-    /// highest with `rev`): what ZPOPMIN and ZPOPMAX take, found in one walk of the tree.
-    pub fn take_range(&mut self, lo: usize, hi: usize, rev: bool) -> Vec<(Vec<u8>, f64)> {
-        let victims = self.entries(lo, hi, rev);
-        let out = victims
-            .iter()
-            .map(|&(s, id)| (self.slab.name(id).to_vec(), s))
-            .collect();
-        self.remove_all(&victims);
+    /// Removes up to `count` elements from the low end (the high end with `max`) and returns
+    /// them in the order popped: what ZPOPMIN and ZPOPMAX take, each off the edge of the
+    /// tree without a search.
+    pub fn pop(&mut self, count: usize, max: bool) -> Vec<(Vec<u8>, f64)> {
+        let k = count.min(self.len());
+        let mut out = Vec::with_capacity(k);
+        for _ in 0..k {
+            let Some((s, id)) = self.tree.pop_edge(&self.slab, max) else {
+                break;
+            };
+            let (slab, hasher) = (&self.slab, &self.hasher);
+            let h = hasher.hash_one(slab.name(id));
+            self.index
+                .remove(h, |&x| x == id, |&i| hasher.hash_one(slab.name(i)));
+            out.push((self.slab.release(id).bytes().to_vec(), s));
+        }
+        self.compacted(out.len());
         out
     }
 
@@ -248,13 +256,18 @@ impl ZTree {
             self.tree.remove(&self.slab, s, id);
             self.slab.release(id);
         }
-        // A removal of many members at once pays for compacting further.
-        let at = if victims.len() >= COMPACT_BATCH {
+        self.compacted(victims.len());
+    }
+
+    /// Compacts after `removed` members went at once: a removal of many pays for
+    /// compacting further.
+    fn compacted(&mut self, removed: usize) {
+        let at = if removed >= COMPACT_BATCH {
             2
         } else {
             COMPACT_AT
         };
-        self.compact(victims.len().saturating_mul(COMPACT_STEP), at);
+        self.compact(removed.saturating_mul(COMPACT_STEP), at);
     }
 
     /// One step of a scan over slot ids from `cursor` (0: the start) downwards: the members
