@@ -527,6 +527,11 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
                     let withheld = session.withhold_reply();
                     match planned {
                         Planned::Now(_) if withheld => {}
+                        // The last request buffered, its reply the round's only one: a
+                        // pre-encoded reply becomes the output buffer instead of a copy.
+                        Planned::Now(reply) if out.is_empty() && inbuf.is_empty() => {
+                            reply.encode_alone(session.proto, &mut out)
+                        }
                         Planned::Now(reply) => reply.encode(session.proto, &mut out),
                         // Its reply is not wanted, but a forwarded or waiting request still
                         // has to run to the end.

@@ -276,7 +276,7 @@ fn lrange(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         let mut out = Elements::with_capacity(0, 0);
         if let Some((a, b)) = clamp_range(start, stop, l.len()) {
             let n = b - a + 1;
-            out = Elements::with_capacity(n, 16);
+            out = Elements::with_capacity(n, l.bytes_per_element());
             let mut c = l.cursor_from(a);
             for _ in 0..n {
                 match c.next() {

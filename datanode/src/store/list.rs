@@ -141,6 +141,12 @@ impl List {
         self.len == 0
     }
 
+    /// About how many bytes an element takes in the nodes' blocks (with their slack; less
+    /// in compressed nodes): what a reply of elements should expect per element.
+    pub fn bytes_per_element(&self) -> usize {
+        self.node_heap.checked_div(self.len).unwrap_or(0)
+    }
+
     /// Bytes the list holds on the heap (its box, node array and node blocks).
     pub fn heap_size(&self) -> usize {
         alloc_size(std::mem::size_of::<List>())
