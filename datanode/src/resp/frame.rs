@@ -180,8 +180,11 @@ impl Frame {
         let Frame::Encoded { shape, count, body } = self else {
             return self.encode(proto, out);
         };
-        let body = match body.try_into_mut() {
-            Ok(mut b) if out.is_empty() => {
+        if !out.is_empty() {
+            return Frame::Encoded { shape, count, body }.encode(proto, out);
+        }
+        match body.try_into_mut() {
+            Ok(mut b) => {
                 let (prefix, n) = aggregate_header(shape, count, proto == Protocol::Resp3);
                 let mut digits = itoa::Buffer::new();
                 let digits = digits.format(n).as_bytes();
@@ -191,12 +194,9 @@ impl Frame {
                 b[HEADROOM - 2..HEADROOM].copy_from_slice(b"\r\n");
                 b.advance(start);
                 *out = b;
-                return;
             }
-            Ok(b) => b.freeze(),
-            Err(b) => b,
-        };
-        Frame::Encoded { shape, count, body }.encode(proto, out)
+            Err(body) => Frame::Encoded { shape, count, body }.encode(proto, out),
+        }
     }
 
     /// Encodes this reply for `proto` at the end of `out`.
@@ -389,19 +389,18 @@ mod tests {
     fn an_encoded_reply_alone_becomes_the_output_buffer() {
         for n in [0usize, 4, 12_344] {
             for shape in [Shape::Array, Shape::Set, Shape::Map] {
-                let mut e = Elements::with_capacity(n, 3);
-                for i in 0..n {
-                    e.int(i as i64);
-                }
-                let frame = e.finish(shape);
-                for p in [Protocol::Resp2, Protocol::Resp3] {
-                    let want = enc(&frame, p);
-                    // Alone and owned: the elements are not copied.
+                let build = || {
                     let mut e = Elements::with_capacity(n, 3);
                     for i in 0..n {
                         e.int(i as i64);
                     }
-                    let owned = e.finish(shape);
+                    e.finish(shape)
+                };
+                let frame = build();
+                for p in [Protocol::Resp2, Protocol::Resp3] {
+                    let want = enc(&frame, p);
+                    // Alone and owned: the elements are not copied.
+                    let owned = build();
                     let Frame::Encoded { body, .. } = &owned else {
                         unreachable!()
                     };

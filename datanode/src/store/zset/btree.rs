@@ -252,10 +252,7 @@ fn remove_rec(node: &mut Node, slab: &Slab, st: &mut Stats<'_>, s: f64, id: u32)
             if !remove_rec(&mut inner.children[c], slab, st, s, id) {
                 return false;
             }
-            inner.counts[c] -= 1;
-            if inner.children[c].underfull() && inner.children.len() > 1 {
-                rebalance(inner, c, slab, st);
-            }
+            removed_under(inner, c, slab, st);
             true
         }
     }
@@ -283,12 +280,18 @@ fn pop_edge_rec(
         Node::Inner(inner) => {
             let c = if last { inner.children.len() - 1 } else { 0 };
             let out = pop_edge_rec(&mut inner.children[c], slab, st, last)?;
-            inner.counts[c] -= 1;
-            if inner.children[c].underfull() && inner.children.len() > 1 {
-                rebalance(inner, c, slab, st);
-            }
+            removed_under(inner, c, slab, st);
             Some(out)
         }
+    }
+}
+
+/// One entry went from under child `c` of `inner`: its count follows, and the child is
+/// rebalanced when that left it underfull.
+fn removed_under(inner: &mut Inner, c: usize, slab: &Slab, st: &mut Stats<'_>) {
+    inner.counts[c] -= 1;
+    if inner.children[c].underfull() && inner.children.len() > 1 {
+        rebalance(inner, c, slab, st);
     }
 }
 

@@ -221,11 +221,7 @@ impl ZTree {
             let Some((s, id)) = self.tree.pop_edge(&self.slab, max) else {
                 break;
             };
-            let (slab, hasher) = (&self.slab, &self.hasher);
-            let h = hasher.hash_one(slab.name(id));
-            self.index
-                .remove(h, |&x| x == id, |&i| hasher.hash_one(slab.name(i)));
-            out.push((self.slab.release(id).bytes().to_vec(), s));
+            out.push((self.forget(id).bytes().to_vec(), s));
         }
         self.compacted(out.len());
         out
@@ -249,14 +245,19 @@ impl ZTree {
             return;
         }
         for &(s, id) in victims {
-            let (slab, hasher) = (&self.slab, &self.hasher);
-            let h = hasher.hash_one(slab.name(id));
-            self.index
-                .remove(h, |&x| x == id, |&i| hasher.hash_one(slab.name(i)));
             self.tree.remove(&self.slab, s, id);
-            self.slab.release(id);
+            self.forget(id);
         }
         self.compacted(victims.len());
+    }
+
+    /// Takes member `id`, out of the tree already, out of the index and the slab; its name.
+    fn forget(&mut self, id: u32) -> Name {
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        let h = hasher.hash_one(slab.name(id));
+        self.index
+            .remove(h, |&x| x == id, |&i| hasher.hash_one(slab.name(i)));
+        self.slab.release(id)
     }
 
     /// Compacts after `removed` members went at once: a removal of many pays for
