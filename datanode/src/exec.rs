@@ -141,6 +141,11 @@ pub enum Part {
         sub: Request,
         rx: oneshot::Receiver<PeerReply>,
     },
+    /// A share to plan here again: the keys a redirected request has here.
+    Plan {
+        positions: Vec<usize>,
+        sub: Request,
+    },
 }
 
 /// How a request is answered.
@@ -383,42 +388,72 @@ fn forward(node: &Node, session: &Session, addr: SocketAddr, req: &Request) -> P
 
 /// Splits a multi-key request by owner: the local share runs now, the others are forwarded.
 fn split(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -> Pending {
-    let (sub_name, how) = split_of(req);
-    let groups = split::group((1..req.len()).step_by(how.step()), |i| {
-        routing.owner(key_slot(req.arg(i)))
-    });
-    let parts = groups
+    let parts = shares(req, |slot| routing.owner(slot))
         .into_iter()
-        .map(|(owner, positions)| {
-            let sub = Request::from_args(split::share(sub_name, &positions, how.step(), |i| {
-                req.arg(i)
-            }));
-            match owner {
-                Owner::Local => {
-                    let reply = run_local(node, session, &sub);
-                    // Lost since the check above: its refusal is this share's answer.
-                    session.fenced = false;
-                    Part::Done { reply, positions }
-                }
-                Owner::Remote(o) => match routing.addr(o) {
-                    Some(addr) => {
-                        node.stats.forwarded_requests.add(1);
-                        Part::Remote {
-                            rx: node.peers.send_request(addr, session.proto, &sub),
-                            sub,
-                            positions,
-                        }
-                    }
-                    None => Part::Done {
-                        reply: CLUSTERDOWN,
+        .map(|(owner, positions, sub)| match owner {
+            Owner::Local => {
+                let reply = run_local(node, session, &sub);
+                // Lost since the check above: its refusal is this share's answer.
+                session.fenced = false;
+                Part::Done { reply, positions }
+            }
+            Owner::Remote(o) => match routing.addr(o) {
+                Some(addr) => {
+                    node.stats.forwarded_requests.add(1);
+                    Part::Remote {
+                        rx: node.peers.send_request(addr, session.proto, &sub),
+                        sub,
                         positions,
-                    },
-                },
-                Owner::Unassigned => Part::Done {
+                    }
+                }
+                None => Part::Done {
                     reply: CLUSTERDOWN,
                     positions,
                 },
+            },
+            Owner::Unassigned => Part::Done {
+                reply: CLUSTERDOWN,
+                positions,
+            },
+        })
+        .collect();
+    Pending::Split {
+        req: req.clone(),
+        parts,
+    }
+}
+
+/// Splits a splittable `req` whose keys redirects have shown to live on several nodes into
+/// one share per slot, each sent to the address `at` gives its slot. Per slot, not per
+/// address: a share of one slot follows its redirects whole and is never split again, so
+/// however many of the request's slots turn out to have moved, this happens once (split by
+/// address, each further redirect would split a share again, one nesting deeper). The
+/// shares `at` places on this node (where its routing says they are, no redirect having
+/// said otherwise) are planned again like new requests, so frozen slots and the lease are
+/// checked as ever.
+fn split_apart(
+    node: &Node,
+    proto: Protocol,
+    req: &Request,
+    at: impl Fn(u16) -> Option<SocketAddr>,
+) -> Pending {
+    let me = node.advertised_addr();
+    let parts = slot_shares(req)
+        .into_iter()
+        .map(|(slot, positions, sub)| match at(slot) {
+            Some(addr) if addr == me => Part::Plan { positions, sub },
+            Some(addr) => {
+                node.stats.forwarded_requests.add(1);
+                Part::Remote {
+                    rx: node.peers.send_request(addr, proto, &sub),
+                    sub,
+                    positions,
+                }
             }
+            None => Part::Done {
+                reply: CLUSTERDOWN,
+                positions,
+            },
         })
         .collect();
     Pending::Split {
@@ -451,6 +486,58 @@ fn split_of(req: &Request) -> (&[u8], Split) {
     } else {
         (name, Split::of(name))
     }
+}
+
+/// A share's encoded reply as a frame, to merge.
+fn share_reply(bytes: &[u8]) -> Frame {
+    match parse_reply(bytes) {
+        Ok(Some((f, _))) => f,
+        _ => Frame::err("ERR malformed reply from the slot owner"),
+    }
+}
+
+/// The shares of a splittable `req`, grouped by `owner` of each key's slot: the owner, the
+/// key positions (in the request's order) and the share as a request of its own.
+fn shares<O: PartialEq>(
+    req: &Request,
+    mut owner: impl FnMut(u16) -> O,
+) -> Vec<(O, Vec<usize>, Request)> {
+    let (_, how) = split_of(req);
+    split::group((1..req.len()).step_by(how.step()), |i| {
+        owner(key_slot(req.arg(i)))
+    })
+    .into_iter()
+    .map(|(o, positions)| {
+        let sub = share_request(req, &positions);
+        (o, positions, sub)
+    })
+    .collect()
+}
+
+/// The shares of a splittable `req`, one per slot (in slot order), as [`shares`] gives them.
+fn slot_shares(req: &Request) -> Vec<(u16, Vec<usize>, Request)> {
+    let (_, how) = split_of(req);
+    let mut keys: Vec<(u16, usize)> = (1..req.len())
+        .step_by(how.step())
+        .map(|i| (key_slot(req.arg(i)), i))
+        .collect();
+    // By slot, and within a slot by position: the request's order.
+    keys.sort_unstable();
+    keys.chunk_by(|a, b| a.0 == b.0)
+        .map(|run| {
+            let positions: Vec<usize> = run.iter().map(|&(_, i)| i).collect();
+            let sub = share_request(req, &positions);
+            (run[0].0, positions, sub)
+        })
+        .collect()
+}
+
+/// The share of a splittable `req` holding the keys (with their values) at `positions`.
+fn share_request(req: &Request, positions: &[usize]) -> Request {
+    let (sub_name, how) = split_of(req);
+    Request::from_args(split::share(sub_name, positions, how.step(), |i| {
+        req.arg(i)
+    }))
 }
 
 /// Merges the parts of a split request into one reply, in the order of the request's keys
@@ -652,11 +739,11 @@ pub async fn resolve_one(node: &Arc<Node>, session: &mut Session, p: Pending) ->
                     Part::Done { positions, reply } => done.push((positions, reply)),
                     Part::Remote { positions, sub, rx } => {
                         let bytes = run_with_retries(node, session, sub, Some(rx)).await;
-                        let frame = match parse_reply(&bytes) {
-                            Ok(Some((f, _))) => f,
-                            _ => Frame::err("ERR malformed reply from the slot owner"),
-                        };
-                        done.push((positions, frame));
+                        done.push((positions, share_reply(&bytes)));
+                    }
+                    Part::Plan { positions, sub } => {
+                        let bytes = run_with_retries(node, session, sub, None).await;
+                        done.push((positions, share_reply(&bytes)));
                     }
                 }
             }

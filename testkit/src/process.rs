@@ -3,7 +3,8 @@
 //!
 //! Every process is started with `--ports-file` in a folder of its own: the addresses it
 //! bound (port 0 picks them) are read from that file, never from its log. Its log (stdout
-//! and stderr) is still kept, for failure messages and for tests about what it logs.
+//! and stderr) is still kept, for failure messages and for tests about what it logs (and printed
+//! when a test fails, with `CHKV_TEST_LOG` set).
 //!
 //! The binaries are looked up beside the test binary's folder (`target/debug/deps/..`),
 //! where `cargo test --workspace` builds them; a package's own tests always have its binary
@@ -71,7 +72,7 @@ impl Process {
     pub async fn spawn_standalone(extra: &[&str]) -> Process {
         let mut cmd = Command::new(binary("chkv-datanode"));
         cmd.args(["--port", "0", "--admin-port", "0", "--threads", "1"])
-            .args(["--log-level", "info"])
+            .args(["--log-level", &log_level()])
             .args(extra);
         Process::launch(cmd, "resp").await
     }
@@ -230,11 +231,26 @@ impl Process {
     }
 }
 
+/// With this variable set, DataNodes log at its level (`info,chkv_datanode::exec=debug`)
+/// instead of `info`, and a failing test prints the log of every process it started. How
+/// the forwarding loop behind a flaky failure was found: looped under load with
+/// `CHKV_TEST_LOG` set, the failing run showed what the nodes did.
+const LOG_VAR: &str = "CHKV_TEST_LOG";
+
+fn log_level() -> String {
+    std::env::var(LOG_VAR).unwrap_or_else(|_| "info".into())
+}
+
 /// Numbers the ports-file folders of one test process.
 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Drop for Process {
     fn drop(&mut self) {
+        if std::thread::panicking() && std::env::var_os(LOG_VAR).is_some() {
+            for line in self.log() {
+                eprintln!("[{}] {line}", self.addr);
+            }
+        }
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

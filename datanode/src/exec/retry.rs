@@ -2,6 +2,7 @@
 
 use super::*;
 use chkv_common::resp::ErrorKind;
+use std::collections::HashMap;
 
 /// How long a forwarded request may keep retrying (redirects during a move, a lost peer)
 /// before the client gets `-TRYAGAIN`. Long enough to ride out a NameNode that is behind on
@@ -39,6 +40,7 @@ pub(super) fn run_with_retries<'a>(
         let mut last_err = String::new();
         let mut hops = 0u32;
         let mut failures = 0u32;
+        let mut learned = Learned::default();
         while retry_allowed(started.elapsed(), answered) {
             let waiting = if let Some(rx) = rx.take() {
                 rx
@@ -93,21 +95,58 @@ pub(super) fn run_with_retries<'a>(
                             None => return bytes,
                         }
                     }
-                    OnReply::Follow(addr) => {
+                    OnReply::Follow { slot, addr } => {
                         last_err = String::from_utf8_lossy(&bytes).trim().to_string();
                         hops += 1;
-                        tracing::trace!(me = %node.advertised_addr(), to = %addr, hops, "forwarded request redirected");
-                        if addr == node.advertised_addr() {
+                        let me = node.advertised_addr();
+                        tracing::trace!(%me, to = %addr, hops, "forwarded request redirected");
+                        if addr == me {
                             // Pointed back at us: our own view has moved on; plan again.
                             tokio::time::sleep(Duration::from_millis(2)).await;
-                        } else {
-                            // Follow it: a node that handed a slot over points at the node
-                            // it handed it to, so redirects lead forward even while our own
-                            // table from the NameNode lags behind. Pause now and then so
-                            // two nodes that disagree cannot spin.
-                            redirect = Some(addr);
-                            if hops.is_multiple_of(4) {
-                                tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                        // Follow it: a node that handed a slot over points at the node it
+                        // handed it to, so redirects lead forward even while our own table
+                        // from the NameNode lags behind.
+                        learned.learn(slot, addr);
+                        let here = unwrapped(session, &req);
+                        let routing = node.routing();
+                        let at = |s: u16| {
+                            learned.get(s).or_else(|| match routing.owner(s) {
+                                Owner::Local => Some(me),
+                                Owner::Remote(o) => routing.addr(o),
+                                Owner::Unassigned => None,
+                            })
+                        };
+                        match common_owner(&request_slots(&here), at) {
+                            Some(to) if to != me => {
+                                redirect = Some(to);
+                                // Pause now and then so two nodes that disagree cannot spin.
+                                if hops.is_multiple_of(4) {
+                                    tokio::time::sleep(Duration::from_millis(10)).await;
+                                }
+                            }
+                            // Back to our own share: plan it again here.
+                            Some(_) => {}
+                            // Its keys are on several nodes now (a move in progress
+                            // between its slots): a splittable command goes to each in
+                            // shares; any other follows the redirect after a pause, so
+                            // it is served once the move has put all its keys on one
+                            // node (the redirects lead there even while our table lags
+                            // behind) and gets `-TRYAGAIN` if the move outlasts the budget.
+                            None if lookup(req.arg(0))
+                                .is_some_and(|(_, spec)| route::splittable(spec.name)) =>
+                            {
+                                let pending = split_apart(node, proto, &req, at);
+                                return Box::pin(resolve_one(node, session, pending)).await;
+                            }
+                            None => {
+                                last_err = format!(
+                                    "its keys are on several nodes while slot {slot} moves ({last_err})"
+                                );
+                                failures += 1;
+                                redirect = Some(addr);
+                                tokio::time::sleep(Duration::from_millis(20)).await;
                             }
                         }
                     }
@@ -146,6 +185,36 @@ pub(super) fn run_with_retries<'a>(
     })
 }
 
+/// The owners `-MOVED` replies have named for a forwarded request's slots, the latest for
+/// each slot: where the request's keys are while this node's table lags behind a move. At
+/// most one entry per slot of the request.
+#[derive(Default)]
+pub(super) struct Learned(HashMap<u16, SocketAddr>);
+
+impl Learned {
+    pub(super) fn learn(&mut self, slot: u16, addr: SocketAddr) {
+        self.0.insert(slot, addr);
+    }
+
+    pub(super) fn get(&self, slot: u16) -> Option<SocketAddr> {
+        self.0.get(&slot).copied()
+    }
+}
+
+/// The one address every slot of `slots` is at according to `at`, or `None` when they are
+/// on different nodes (or one has no owner). A request follows a redirect whole only to
+/// such an address: sent whole to the owner of one of its slots, a request whose other
+/// slots are elsewhere would be redirected back and forth between the two for as long as
+/// the move between them lasts, never served.
+pub(super) fn common_owner(
+    slots: &[u16],
+    at: impl Fn(u16) -> Option<SocketAddr>,
+) -> Option<SocketAddr> {
+    let (first, rest) = slots.split_first()?;
+    let addr = at(*first)?;
+    rest.iter().all(|&s| at(s) == Some(addr)).then_some(addr)
+}
+
 /// EVALSHA (`_RO`) as EVAL (`_RO`) with the body this node has cached for its sha.
 fn evalsha_as_eval(node: &Node, req: &Request) -> Option<Request> {
     let name = match req.arg(0) {
@@ -169,8 +238,8 @@ fn evalsha_as_eval(node: &Node, req: &Request) -> Option<Request> {
 pub(super) enum OnReply {
     /// Give it to the client: a result, or an error that is the client's answer.
     Relay,
-    /// `-MOVED`: send the request where it points.
-    Follow(SocketAddr),
+    /// `-MOVED`: the slot's owner is at `addr` (see [`Learned`] for where the request goes).
+    Follow { slot: u16, addr: SocketAddr },
     /// The owner holds no lease and did nothing: plan again after a pause.
     Replan,
     /// `-NOSCRIPT`: send an EVALSHA again as EVAL with the body cached here, if there is one.
@@ -181,7 +250,7 @@ pub(super) enum OnReply {
 pub(super) fn on_reply(reply: &[u8]) -> OnReply {
     match ErrorKind::of_reply(reply) {
         None => OnReply::Relay,
-        Some(ErrorKind::Moved { addr, .. }) => OnReply::Follow(addr),
+        Some(ErrorKind::Moved { slot, addr }) => OnReply::Follow { slot, addr },
         Some(ErrorKind::TryAgain) if no_lease(reply) => OnReply::Replan,
         Some(ErrorKind::NoScript) => OnReply::SendBody,
         // ASK is never sent to a peer session (CHKV moves whole slots under a freeze), and

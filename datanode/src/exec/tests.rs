@@ -120,7 +120,7 @@ fn forwarded_answers_by_kind() {
     assert_eq!(on_reply(b"-WRONGTYPE x\r\n"), OnReply::Relay);
     assert_eq!(
         on_reply(b"-MOVED 3999 127.0.0.1:6381\r\n"),
-        OnReply::Follow(addr)
+        OnReply::Follow { slot: 3999, addr }
     );
     assert_eq!(
         on_reply(b"-MOVED 20000 127.0.0.1:6381\r\n"),
@@ -174,4 +174,76 @@ fn merges_in_key_order() {
         ),
         Frame::err("ERR x")
     );
+}
+
+/// Where a redirected request goes: whole to the one address all its slots are at (the
+/// redirects' word first, then the table's), nowhere whole when they are apart.
+#[test]
+fn a_redirect_is_followed_whole_only_when_every_slot_is_there() {
+    let [x, y]: [SocketAddr; 2] =
+        ["127.0.0.1:7001", "127.0.0.1:7002"].map(|a| a.parse().expect("addr"));
+    // The table (lagging): X owns slots 1 and 2, slot 3 has no owner.
+    let table = |s: u16| (s != 3).then_some(x);
+    let mut learned = Learned::default();
+    fn at<'a>(
+        l: &'a Learned,
+        table: impl Fn(u16) -> Option<SocketAddr> + 'a,
+    ) -> impl Fn(u16) -> Option<SocketAddr> + 'a {
+        move |s| l.get(s).or_else(|| table(s))
+    }
+    assert_eq!(common_owner(&[1, 2, 1], at(&learned, table)), Some(x));
+    assert_eq!(common_owner(&[1, 3], at(&learned, table)), None, "no owner");
+    assert_eq!(common_owner(&[], at(&learned, table)), None);
+    // X said slot 1 is Y's now: a request for slot 1 alone follows, one for 1 and 2 is apart
+    // (sent whole to either node, it would be redirected back and forth).
+    learned.learn(1, y);
+    assert_eq!(common_owner(&[1], at(&learned, table)), Some(y));
+    assert_eq!(common_owner(&[1, 2], at(&learned, table)), None);
+    // Then Y said slot 2 is Y's as well (the move's next batch): whole to Y.
+    learned.learn(2, y);
+    assert_eq!(common_owner(&[2, 1], at(&learned, table)), Some(y));
+    // The latest redirect for a slot is the one that counts.
+    learned.learn(1, x);
+    assert_eq!(learned.get(1), Some(x));
+    assert_eq!(common_owner(&[1, 2], at(&learned, table)), None);
+}
+
+/// A splittable request is cut into shares by the owner of each key's slot, positions in
+/// the request's order.
+#[test]
+fn shares_group_keys_by_owner() {
+    let mset = Request::from_args(["MSET", "{a}1", "v1", "{b}1", "v2", "{a}2", "v3"]);
+    let args = |r: &Request| r.iter().map(|a| a.to_vec()).collect::<Vec<_>>();
+    let plain = |v: &[&str]| v.iter().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>();
+    let got: Vec<_> = shares(&mset, |s| s == key_slot(b"a"))
+        .into_iter()
+        .map(|(o, p, sub)| (o, p, args(&sub)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                true,
+                vec![1, 5],
+                plain(&["MSET", "{a}1", "v1", "{a}2", "v3"])
+            ),
+            (false, vec![3], plain(&["MSET", "{b}1", "v2"])),
+        ]
+    );
+    let count = Request::from_args(["PFCOUNT", "{a}h", "{b}h"]);
+    let got = shares(&count, |s| s == key_slot(b"a"));
+    assert_eq!(args(&got[0].2), plain(&["MGET", "{a}h"]));
+    // One share per slot, keys in the request's order within each.
+    let (a, b) = (key_slot(b"a"), key_slot(b"b"));
+    let mset = Request::from_args(["MSET", "{b}1", "1", "{a}1", "2", "{b}2", "3", "{a}2", "4"]);
+    let mut want = vec![
+        (a, vec![3, 7], plain(&["MSET", "{a}1", "2", "{a}2", "4"])),
+        (b, vec![1, 5], plain(&["MSET", "{b}1", "1", "{b}2", "3"])),
+    ];
+    want.sort();
+    let got: Vec<_> = slot_shares(&mset)
+        .into_iter()
+        .map(|(s, p, sub)| (s, p, args(&sub)))
+        .collect();
+    assert_eq!(got, want);
 }

@@ -3,6 +3,8 @@
 //! atomically, so across nodes it is refused like Redis Cluster refuses it.
 
 use crate::util::*;
+use chkv_common::key_slot;
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_key_commands_split_over_nodes_and_merge() {
@@ -117,4 +119,99 @@ async fn mset_missing_its_last_value_gets_the_arity_error_across_nodes() {
         cluster.shutdown().await;
     })
     .await;
+}
+
+/// Keys of one request on two nodes while a move is half done and the forwarding node's table
+/// does not know it yet: X has handed slot `a` to Y (one batch of a handoff) and still owns
+/// slot `b`, and the NameNode has not published that (here it is stopped, so it never does).
+/// The forwarding node sends `a`'s and `b`'s keys to X together; X redirects them to Y for
+/// `a`, and Y back to X for `b`. Before, the forwarding node followed those redirects with the
+/// whole request, back and forth, until its retry budget ran out (`-TRYAGAIN` after 1,400
+/// hops, seen under load in `a_drain_outlives_its_namenode_killed_mid_drain` when MSETs ran
+/// during a join's handoffs). Now a splittable request goes to each node in shares where the
+/// redirects say its keys are; one that cannot be split (MSETNX) is not applied anywhere and
+/// gets `-TRYAGAIN` once the budget for the move to end is spent, and is served once the move
+/// has put both slots on one node, the forwarding node's table lagging still.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_keys_a_move_has_put_on_two_nodes_is_split_by_the_redirects() {
+    bounded(async {
+        let mut cluster = Cluster::start(3).await;
+        cluster.settle(3).await;
+        let addrs = cluster.addrs();
+        let (f, x, y) = (addrs[0], addrs[1], addrs[2]);
+        let map = SlotMap::of(f).await;
+        let mut of_x = map.keys_of(x, "pp:", 64).into_iter();
+        let ka = of_x.next().expect("a key of X");
+        let a = key_slot(ka.as_bytes());
+        let kb = of_x
+            .find(|k| key_slot(k.as_bytes()) != a)
+            .expect("a key of X in another slot");
+        let kf = map.keys_of(f, "pp:", 1).remove(0);
+        let epoch = cluster_info(&mut connect(f).await).await.epoch;
+        cluster.stop_namenode().await;
+        let DataNode::InProcess(xh) = &cluster.nodes[1] else {
+            panic!("in-process nodes")
+        };
+        hand_over(&xh.node, epoch, a, &my_id(y).await, y).await;
+        let mut con = connect(f).await;
+        let () = q(&mut con, &["MSET", &ka, "va", &kb, "vb", &kf, "vf"]).await;
+        let got: Vec<Option<String>> = q(&mut con, &["MGET", &kb, &kf, &ka]).await;
+        assert_eq!(
+            got,
+            [Some("vb"), Some("vf"), Some("va")].map(|v| v.map(str::to_string))
+        );
+        let held: Option<String> = q(&mut connect(y).await, &["GET", &ka]).await;
+        assert_eq!(held.as_deref(), Some("va"), "Y holds slot {a}");
+        let held: Option<String> = q(&mut connect(x).await, &["GET", &kb]).await;
+        assert_eq!(
+            held.as_deref(),
+            Some("vb"),
+            "X holds slot {}",
+            key_slot(kb.as_bytes())
+        );
+        let n: usize = q(&mut con, &["DEL", &ka, &kb]).await;
+        assert_eq!(n, 2);
+        let e = q_err(&mut con, &["MSETNX", &ka, "1", &kb, "2"]).await;
+        assert!(e.starts_with("TRYAGAIN"), "{e}");
+        let n: usize = q(&mut con, &["EXISTS", &ka, &kb]).await;
+        assert_eq!(n, 0, "MSETNX applied nothing");
+        // The move's next batch puts slot `b` on Y too. The forwarding node's table still
+        // gives both slots to X, and X names only `a` in its redirect: the redirects lead
+        // the request to Y, which now holds both.
+        let b = key_slot(kb.as_bytes());
+        let y_id = my_id(y).await;
+        hand_over(&xh.node, epoch, b, &y_id, y).await;
+        let n: usize = q(&mut con, &["MSETNX", &ka, "1", &kb, "2"]).await;
+        assert_eq!(n, 1);
+        let got: Vec<Option<String>> = q(&mut connect(y).await, &["MGET", &ka, &kb]).await;
+        assert_eq!(got, [Some("1"), Some("2")].map(|v| v.map(str::to_string)));
+        cluster.shutdown().await;
+    })
+    .await;
+}
+
+/// Has `node` hand `slot` to the node `to` at `to_addr` (as one batch of a handoff the
+/// NameNode ordered in `epoch`), and waits until it has.
+async fn hand_over(
+    node: &std::sync::Arc<chkv_datanode::node::Node>,
+    epoch: u64,
+    slot: u16,
+    to: &str,
+    to_addr: std::net::SocketAddr,
+) {
+    chkv_datanode::migration::enqueue(
+        node,
+        chkv_datanode::handoff::MigrateOrder {
+            epoch,
+            slots: vec![(slot, slot)],
+            to: chkv_common::ring::NodeId::new(to),
+            to_addr,
+            to_tls_port: None,
+        },
+    );
+    let deadline = Instant::now() + CONVERGE_LIMIT;
+    while node.released_to(slot).is_none() {
+        assert!(Instant::now() < deadline, "slot {slot} was not handed over");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
