@@ -379,18 +379,28 @@ async fn status_over_https(
     http: std::net::SocketAddr,
     tls: &chkv_namenode::ClusterTls,
 ) -> Result<serde_json::Value, String> {
-    let got = try_https_request(
-        http,
-        tls,
-        b"GET /cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .await?;
-    let text = String::from_utf8_lossy(&got).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP head")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(head.to_string());
+    // A NameNode busy publishing tables may answer 503 (its core did not answer in time):
+    // a liveness matter, asked again until CONVERGE_LIMIT (seen with five copies of this
+    // test binary running at once).
+    let deadline = tokio::time::Instant::now() + CONVERGE_LIMIT;
+    loop {
+        let got = try_https_request(
+            http,
+            tls,
+            b"GET /cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await?;
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP head")?;
+        if head.starts_with("HTTP/1.1 503") && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        if !head.starts_with("HTTP/1.1 200") {
+            return Err(head.to_string());
+        }
+        return serde_json::from_str(body).map_err(|e| e.to_string());
     }
-    serde_json::from_str(body).map_err(|e| e.to_string())
 }
 
 /// The real binaries: a NameNode and three DataNodes as processes with `--tls-cluster yes`
