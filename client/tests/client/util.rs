@@ -89,7 +89,12 @@ impl Cluster {
         let client = step("client connect", client.connect(namenode.client_addr()))
             .await
             .expect("client connects");
-        converge(&client, n).await;
+        // Settled, not only converged: equal tables are not the end of a join (slots still
+        // move batch by batch), and a test that starts meanwhile meets the moves (a SCAN
+        // over the nodes missing keys that moved to a node it had scanned, a near cache's
+        // fills racing the moves' invalidations; both seen with three copies of the client
+        // tests at once).
+        settle(&client, namenode.http_addr(), n).await;
         Cluster {
             namenode,
             nodes,
@@ -138,8 +143,9 @@ pub async fn converge(client: &Client, n: usize) -> Duration {
         if converged(client, n).await {
             return started.elapsed();
         }
+        // A liveness bound, as generous as `settle`'s: a join under heavy load takes a while.
         assert!(
-            started.elapsed() < STEP_LIMIT,
+            started.elapsed() < STEP_LIMIT * 2,
             "no convergence on {n} nodes: ring {:?}, owners {:?}",
             client.ring(),
             client.nodes()
