@@ -397,24 +397,8 @@ fn split(node: &Node, session: &mut Session, routing: &Routing, req: &Request) -
                 session.fenced = false;
                 Part::Done { reply, positions }
             }
-            Owner::Remote(o) => match routing.addr(o) {
-                Some(addr) => {
-                    node.stats.forwarded_requests.add(1);
-                    Part::Remote {
-                        rx: node.peers.send_request(addr, session.proto, &sub),
-                        sub,
-                        positions,
-                    }
-                }
-                None => Part::Done {
-                    reply: CLUSTERDOWN,
-                    positions,
-                },
-            },
-            Owner::Unassigned => Part::Done {
-                reply: CLUSTERDOWN,
-                positions,
-            },
+            Owner::Remote(o) => sent_part(node, session.proto, routing.addr(o), positions, sub),
+            Owner::Unassigned => sent_part(node, session.proto, None, positions, sub),
         })
         .collect();
     Pending::Split {
@@ -442,23 +426,36 @@ fn split_apart(
         .into_iter()
         .map(|(slot, positions, sub)| match at(slot) {
             Some(addr) if addr == me => Part::Plan { positions, sub },
-            Some(addr) => {
-                node.stats.forwarded_requests.add(1);
-                Part::Remote {
-                    rx: node.peers.send_request(addr, proto, &sub),
-                    sub,
-                    positions,
-                }
-            }
-            None => Part::Done {
-                reply: CLUSTERDOWN,
-                positions,
-            },
+            elsewhere => sent_part(node, proto, elsewhere, positions, sub),
         })
         .collect();
     Pending::Split {
         req: req.clone(),
         parts,
+    }
+}
+
+/// A share sent to the node at `addr`, or `-CLUSTERDOWN` when its slot has no address.
+fn sent_part(
+    node: &Node,
+    proto: Protocol,
+    addr: Option<SocketAddr>,
+    positions: Vec<usize>,
+    sub: Request,
+) -> Part {
+    match addr {
+        Some(addr) => {
+            node.stats.forwarded_requests.add(1);
+            Part::Remote {
+                rx: node.peers.send_request(addr, proto, &sub),
+                sub,
+                positions,
+            }
+        }
+        None => Part::Done {
+            reply: CLUSTERDOWN,
+            positions,
+        },
     }
 }
 
