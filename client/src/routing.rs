@@ -305,6 +305,7 @@ mod tests {
             client_addr: addr(port),
             admin_addr: addr(port + 1000),
             tls_port: None,
+            since: 0,
         }
     }
 

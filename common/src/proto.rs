@@ -22,6 +22,7 @@
 //! ```text
 //! {"type":"register","version":1,"node_id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000","epoch_seen":0}
 //! {"type":"register","version":1,"node_id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000","epoch_seen":6,"owned_slots":[[0,8191]],"leased":true}
+//! {"type":"register","version":1,"node_id":"dn-b","client_addr":"10.0.0.8:10100","admin_addr":"127.0.0.1:20000","epoch_seen":9,"owned_slots":[[5000,16383]],"leased":true,"life":4021,"since":[["dn-a",7],["dn-b",9]]}
 //! {"type":"heartbeat","node_id":"dn-a","epoch":7,"keys":120000,"used_memory":73400320,"ops":5400}
 //! {"type":"heartbeat","node_id":"dn-a","epoch":7,"keys":120000,"used_memory":73400320,"ops":5400,"seq":31}
 //! {"type":"suspects_ack","node_id":"dn-a","version":3}
@@ -37,6 +38,7 @@
 //! {"type":"welcome","version":1,"epoch":7,"table":{"epoch":7,"nodes":["dn-a","dn-b"],"ranges":[[0,8191,0],[8192,16383,1]]},"nodes":[{"id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000"},{"id":"dn-b","client_addr":"10.0.0.8:10100","admin_addr":"127.0.0.1:20000"}]}
 //! {"type":"welcome","version":1,"epoch":7,"table":{"epoch":7,"nodes":["dn-a"],"ranges":[[0,16383,0]]},"nodes":[{"id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000"}],"lease_ms":3000,"suspects":{"version":2,"nodes":["dn-c"]},"flush":[[0,16383]]}
 //! {"type":"table","epoch":9,"table":{"epoch":9,"nodes":["dn-a","dn-b"],"ranges":[[0,4999,0],[5000,16383,1]]},"nodes":[{"id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000"},{"id":"dn-b","client_addr":"10.0.0.8:10100","admin_addr":"127.0.0.1:20000"}]}
+//! {"type":"table","epoch":9,"table":{"epoch":9,"nodes":["dn-a","dn-b"],"ranges":[[0,4999,0],[5000,16383,1]]},"nodes":[{"id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000","since":7},{"id":"dn-b","client_addr":"10.0.0.8:10100","admin_addr":"127.0.0.1:20000","since":9}],"life":4021}
 //! {"type":"migrate","epoch":8,"slots":[[5000,5039]],"to":"dn-b","to_addr":"10.0.0.8:10100"}
 //! {"type":"ping","nonce":42}
 //! {"type":"lease","seq":31}
@@ -78,6 +80,10 @@ pub const MAX_LINE_BYTES: usize = 4 << 20;
 /// or hostile peer, and refusing it keeps `epoch + 1` from ever overflowing.
 pub const MAX_EPOCH: u64 = 1 << 48;
 
+/// Most members a `register` may list in `since`: a table cannot name more owners than
+/// there are slots, and a longer list is a broken or hostile peer.
+pub const MAX_REPORTED_MEMBERS: usize = crate::SLOT_COUNT;
+
 /// Refuses an epoch above [`MAX_EPOCH`].
 pub fn check_epoch(epoch: u64) -> Result<u64, ProtoError> {
     if epoch <= MAX_EPOCH {
@@ -100,6 +106,12 @@ pub struct NodeInfo {
     /// clients, and the port its peers must use when the cluster runs with `tls-cluster`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_port: Option<u16>,
+    /// In a NameNode's tables: the epoch from which the node has been a member without a
+    /// break in this NameNode life (every table of that life numbered at or above it was
+    /// published after it joined). A node declared dead and back is a member anew, with a
+    /// later one. 0 where unknown (in a registration, or from an older NameNode).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub since: u64,
 }
 
 impl NodeInfo {
@@ -137,6 +149,14 @@ pub enum DataNodeToNameNode {
         /// draining member, outside the ring.
         #[serde(default, skip_serializing_if = "is_false")]
         draining: bool,
+        /// The NameNode life whose table `epoch_seen` is (its `life`; 0: unknown).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        life: u64,
+        /// That table's members and their `since` (those it gives one), at most
+        /// [`MAX_REPORTED_MEMBERS`]: from them a restarted NameNode tells a member that was
+        /// merely a table behind from one declared dead since its table.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        since: Vec<(NodeId, u64)>,
     },
     /// Sent every heartbeat interval; missing ones make the NameNode probe the node.
     Heartbeat {
@@ -200,12 +220,19 @@ pub enum NameNodeToDataNode {
         /// claims but lost without a handoff (it was declared dead, or a newer claim won).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         flush: Vec<(u16, u16)>,
+        /// The NameNode life that numbered the table: a number it drew when it started
+        /// (0: none), so epochs of two lives are never taken for one another.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        life: u64,
     },
     /// A new table. `epoch` equals `table.epoch()`.
     Table {
         epoch: u64,
         table: SlotTable,
         nodes: Vec<NodeInfo>,
+        /// As in `welcome`.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        life: u64,
     },
     /// Stream `slots` to `to`, which owns them in the ring at `epoch`.
     Migrate {
@@ -259,15 +286,17 @@ impl NameNodeToDataNode {
             lease_ms: 0,
             suspects: None,
             flush: Vec::new(),
+            life: 0,
         }
     }
 
-    /// A `table` push, its epoch copied from `table`.
-    pub fn table(table: SlotTable, nodes: Vec<NodeInfo>) -> NameNodeToDataNode {
+    /// A `table` push of the NameNode life `life`, its epoch copied from `table`.
+    pub fn table(table: SlotTable, nodes: Vec<NodeInfo>, life: u64) -> NameNodeToDataNode {
         NameNodeToDataNode::Table {
             epoch: table.epoch(),
             table,
             nodes,
+            life,
         }
     }
 }
@@ -393,12 +422,14 @@ mod tests {
                 client_addr: addr("10.0.0.7:10100"),
                 admin_addr: addr("[::1]:20000"),
                 tls_port: None,
+                since: 0,
             },
             NodeInfo {
                 id: NodeId::from("dn-b"),
                 client_addr: addr("10.0.0.8:10100"),
                 admin_addr: addr("10.0.0.8:20000"),
                 tls_port: Some(16380),
+                since: 12,
             },
         ]
     }
@@ -416,6 +447,8 @@ mod tests {
                 owned_slots: None,
                 leased: false,
                 draining: false,
+                life: 0,
+                since: Vec::new(),
             },
             DataNodeToNameNode::Register {
                 version: PROTOCOL_VERSION,
@@ -427,6 +460,8 @@ mod tests {
                 owned_slots: Some(vec![(0, 99), (200, 16383)]),
                 leased: true,
                 draining: true,
+                life: u64::MAX,
+                since: vec![(NodeId::from("dn-a"), 6), (NodeId::from("dn-b"), 1)],
             },
             DataNodeToNameNode::Heartbeat {
                 node_id: node_id.clone(),
@@ -484,8 +519,10 @@ mod tests {
                     nodes: vec![NodeId::from("dn-b")],
                 }),
                 flush: vec![(0, 16383)],
+                life: 77,
             },
-            NameNodeToDataNode::table(table(), nodes()),
+            NameNodeToDataNode::table(table(), nodes(), 0),
+            NameNodeToDataNode::table(table(), nodes(), 4021),
             NameNodeToDataNode::Migrate {
                 epoch: 8,
                 slots: vec![(5000, 5039), (7000, 7000)],

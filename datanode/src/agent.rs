@@ -14,7 +14,7 @@ use chkv_common::auth::{connect_lines, Purpose, NAMENODE_ID};
 use chkv_common::lines::LineReader;
 use chkv_common::proto::{
     check_epoch, decode_line, encode_line, DataNodeToNameNode, NameNodeToDataNode, MAX_LINE_BYTES,
-    PROTOCOL_VERSION,
+    MAX_REPORTED_MEMBERS, PROTOCOL_VERSION,
 };
 use chkv_common::ring::NodeId;
 use chkv_common::HostPort;
@@ -107,6 +107,20 @@ fn owned_ranges(r: &Routing) -> Option<Vec<(u16, u16)>> {
             .map(|(s, e, _)| (s, e))
             .collect(),
     )
+}
+
+/// The members of the NameNode's table `base` and the epoch each has been a member since
+/// (those it gives one), as a registration reports them.
+fn members_since(base: &Routing) -> Vec<(NodeId, u64)> {
+    if base.standalone {
+        return Vec::new();
+    }
+    base.nodes
+        .iter()
+        .filter(|n| n.since > 0)
+        .take(MAX_REPORTED_MEMBERS)
+        .map(|n| (n.id.clone(), n.since))
+        .collect()
 }
 
 /// The connection to the NameNode: TCP, or TLS with `tls-cluster`.
@@ -238,6 +252,7 @@ async fn session(
     let mut lines = LineReader::new(rd, MAX_LINE_BYTES);
     let node_id = NodeId::new(node.node_id.clone());
     let routing = node.routing();
+    let base = node.base_table();
     send(
         &mut wr,
         &DataNodeToNameNode::Register {
@@ -252,6 +267,19 @@ async fn session(
             // A drain that started before this session goes on (after a pause that got the
             // node declared dead, or a NameNode restart).
             draining: node.handoff.draining.load(Relaxed),
+            // Where the table was numbered, and who had been a member since when: a
+            // restarted NameNode honours this node's claims when it was merely a table
+            // behind (see `namenode/src/membership/startup.rs`).
+            life: if base.epoch == routing.epoch {
+                base.life
+            } else {
+                0
+            },
+            since: if base.epoch == routing.epoch {
+                members_since(&base)
+            } else {
+                Vec::new()
+            },
         },
     )
     .await?;
@@ -322,7 +350,7 @@ async fn session(
                     info!(%namenode, id = %node.node_id, "registered with the NameNode");
                 }
                 match msg {
-                    NameNodeToDataNode::Welcome { table, nodes, lease_ms, suspects, flush, .. } => {
+                    NameNodeToDataNode::Welcome { table, nodes, lease_ms, suspects, flush, life, .. } => {
                         // The list first: from the moment the table is installed, grants
                         // follow it.
                         let acked = suspects.map(|s| {
@@ -330,7 +358,7 @@ async fn session(
                             s.version
                         });
                         let member = nodes.iter().any(|n| n.id.as_str() == node.node_id);
-                        let r = Routing::from_table(&table, &nodes, &node.node_id);
+                        let r = Routing::from_table(&table, &nodes, &node.node_id).with_life(life);
                         let epoch = r.epoch;
                         node.lease.table_installed(&r, true);
                         if node.set_routing_dropping(r, &flush) {
@@ -350,9 +378,9 @@ async fn session(
                         heartbeat(&mut wr, node, &node_id).await?;
                         beat.reset();
                     }
-                    NameNodeToDataNode::Table { table, nodes, .. } => {
+                    NameNodeToDataNode::Table { table, nodes, life, .. } => {
                         let member = nodes.iter().any(|n| n.id.as_str() == node.node_id);
-                        let r = Routing::from_table(&table, &nodes, &node.node_id);
+                        let r = Routing::from_table(&table, &nodes, &node.node_id).with_life(life);
                         let epoch = r.epoch;
                         if epoch >= node.base_table().epoch {
                             node.lease.table_installed(&r, false);

@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 #[derive(Clone, Debug)]
 pub struct Routing {
     pub epoch: u64,
+    /// The NameNode life that numbered `epoch` (see `NameNodeToDataNode::Table`; 0: none).
+    pub life: u64,
     /// True without a NameNode: every slot is local.
     pub standalone: bool,
     /// Nodes of the table; indexes in `owners` point here.
@@ -42,6 +44,7 @@ impl Routing {
     pub fn standalone() -> Routing {
         Routing {
             epoch: 0,
+            life: 0,
             standalone: true,
             nodes: vec![],
             me: None,
@@ -63,6 +66,12 @@ impl Routing {
         !self.standalone && self.epoch > 0
     }
 
+    /// This routing, its table numbered by the NameNode life `life`.
+    pub fn with_life(mut self, life: u64) -> Routing {
+        self.life = life;
+        self
+    }
+
     /// The routing for a table the NameNode pushed. `my_id` is this node's id.
     pub fn from_table(table: &SlotTable, infos: &[NodeInfo], my_id: &str) -> Routing {
         // Every member with an address, owners or not (a node joining owns nothing until its
@@ -77,6 +86,7 @@ impl Routing {
             .map(|i| i as u16);
         Routing {
             epoch: table.epoch(),
+            life: 0,
             standalone: false,
             nodes,
             me,
@@ -227,6 +237,7 @@ pub(crate) mod tests {
                 client_addr: format!("127.0.0.1:{}", 7000 + i).parse().expect("addr"),
                 admin_addr: format!("127.0.0.1:{}", 8000 + i).parse().expect("addr"),
                 tls_port: None,
+                since: 0,
             });
         }
         (ring.slot_table(), infos)

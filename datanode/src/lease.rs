@@ -416,6 +416,7 @@ mod tests {
                     client_addr: format!("127.0.0.1:{}", 7000 + i).parse().expect("addr"),
                     admin_addr: format!("127.0.0.1:{}", 8000 + i).parse().expect("addr"),
                     tls_port: None,
+                    since: 0,
                 }
             })
             .collect();

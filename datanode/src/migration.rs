@@ -107,6 +107,7 @@ async fn migrate(node: &Arc<Node>, order: &MigrateOrder) -> Result<(usize, u64),
         client_addr: order.to_addr,
         admin_addr: order.to_addr,
         tls_port: order.to_tls_port,
+        since: 0,
     };
     let wanted: Vec<u16> = order
         .slots

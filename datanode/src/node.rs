@@ -335,6 +335,7 @@ impl Node {
             client_addr: self.advertised_addr(),
             admin_addr: self.config().admin_addr,
             tls_port: self.tls_port(),
+            since: 0,
         }
     }
 

@@ -220,6 +220,7 @@ mod tests {
             client_addr: format!("127.0.0.1:{port}").parse().unwrap(),
             admin_addr: format!("127.0.0.1:{}", port + 1).parse().unwrap(),
             tls_port: None,
+            since: 0,
         }
     }
 

@@ -278,6 +278,7 @@ mod tests {
             client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
             tls_port: None,
+            since: 0,
         };
         let mut table = SlotTable::empty(5);
         let slot = |s: u16| Slot::new(s).expect("slot");

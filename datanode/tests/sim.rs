@@ -70,6 +70,9 @@ enum Up {
     Register {
         epoch_seen: u64,
         owned: Vec<RangeInclusive<Slot>>,
+        /// The life of its table and its members' `since` (agent.rs).
+        life: u64,
+        since: Vec<(NodeId, u64)>,
     },
     Heartbeat {
         epoch: u64,
@@ -96,11 +99,12 @@ enum Ev {
     Disconnected {
         conn: ConnId,
     },
-    /// A message from the NameNode reaches node `n` on `conn`.
+    /// A message from the NameNode (of life `nn_life`) reaches node `n` on `conn`.
     ToNode {
         n: usize,
         conn: ConnId,
         msg: NameNodeToDataNode,
+        nn_life: u64,
     },
     /// Node `n` sees its NameNode connection `conn` closed.
     SessionClosed {
@@ -232,6 +236,12 @@ enum Ev {
     },
     NameNodeDown,
     NameNodeUp,
+    /// The NameNode is killed as it publishes its next table, and what it sent and was
+    /// not delivered yet is lost (a kill -9 with data in its socket buffers): some nodes
+    /// come back to the next life a table behind the others.
+    NameNodeDownAtTable {
+        back_after: Duration,
+    },
 }
 
 impl Ev {
@@ -332,6 +342,7 @@ impl DataNode {
                 client_addr: format!("127.0.0.1:{port}").parse().unwrap(),
                 admin_addr: format!("127.0.0.1:{}", port + 1).parse().unwrap(),
                 tls_port: None,
+                since: 0,
             },
             run: Run::Down,
             life: 0,
@@ -443,6 +454,16 @@ struct Sim {
     version: u64,
     next_order: u64,
     faults_until: Duration,
+    /// Whether the schedule also kills the NameNode at a table ([`Ev::NameNodeDownAtTable`]),
+    /// drawn from its own generator so the other faults of a seed stay as they were.
+    kill_at_table: bool,
+    /// Set by [`Ev::NameNodeDownAtTable`]: the NameNode dies at its next table, and comes
+    /// back this much later.
+    down_at_table: Option<Duration>,
+    /// The next `NameNodeDown` loses what the NameNode had not delivered.
+    cut_pending: bool,
+    /// NameNode lives whose undelivered messages were lost when they died.
+    cut_lives: HashSet<u64>,
     stats: Stats,
     /// What happened, for the message of a failed check.
     log: VecDeque<String>,
@@ -464,6 +485,8 @@ struct Stats {
     late_flips_refused: u64,
     handoffs: u64,
     peer_renewals: u64,
+    /// Slots a restarted NameNode left with a member a table behind the newest epoch.
+    honoured_behind: u64,
 }
 
 /// Channel ends: node indices, and this for the NameNode.
@@ -510,6 +533,10 @@ impl Sim {
             version: 0,
             next_order: 1,
             faults_until: Duration::ZERO,
+            kill_at_table: false,
+            down_at_table: None,
+            cut_pending: false,
+            cut_lives: HashSet::new(),
             stats: Stats::default(),
             log: VecDeque::new(),
         }
@@ -590,13 +617,21 @@ impl Sim {
                 } => {
                     // In a fixed order: the run depends on nothing but the seed.
                     to.sort_unstable();
+                    let kill = self.down_at_table.take();
                     for conn in to {
+                        let life = self.namenode.as_ref().map_or(0, |m| m.life());
                         let msg = NameNodeToDataNode::Table {
                             epoch: publication.epoch(),
                             table: publication.table.clone(),
                             nodes: publication.nodes.clone(),
+                            life,
                         };
                         self.send_to_node(conn, msg);
+                    }
+                    if let Some(back_after) = kill {
+                        self.cut_pending = true;
+                        self.at(self.now, Ev::NameNodeDown);
+                        self.at(self.now + back_after, Ev::NameNodeUp);
                     }
                 }
                 Action::Probe {
@@ -620,6 +655,14 @@ impl Sim {
                             self.may_miss_on(n);
                         }
                     }
+                }
+                Action::Notice(Notice::StartupDone {
+                    honoured_behind, ..
+                }) if honoured_behind > 0 => {
+                    self.stats.honoured_behind += honoured_behind as u64;
+                    self.note(format!(
+                        "namenode: {honoured_behind} slots kept by members a table behind"
+                    ));
                 }
                 Action::Probe { conn: None, .. } | Action::Notice(_) => {}
                 Action::Close { conn, .. } => {
@@ -645,7 +688,17 @@ impl Sim {
 
     fn send_to_node(&mut self, conn: ConnId, msg: NameNodeToDataNode) {
         if let Some(&n) = self.conns.get(&conn) {
-            self.send(NAMENODE, n, Ev::ToNode { n, conn, msg });
+            let nn_life = self.nn_life;
+            self.send(
+                NAMENODE,
+                n,
+                Ev::ToNode {
+                    n,
+                    conn,
+                    msg,
+                    nn_life,
+                },
+            );
         }
     }
 
@@ -779,7 +832,23 @@ impl Sim {
                 };
                 let owned = d.owned_ranges();
                 let releases = d.ownership.releases();
-                self.up(n, Up::Register { epoch_seen, owned });
+                let base = d.ownership.base();
+                let life = base.life;
+                let since = base
+                    .nodes
+                    .iter()
+                    .filter(|i| i.since > 0)
+                    .map(|i| (i.id.clone(), i.since))
+                    .collect();
+                self.up(
+                    n,
+                    Up::Register {
+                        epoch_seen,
+                        owned,
+                        life,
+                        since,
+                    },
+                );
                 // Handoffs whose report may have been lost (agent.rs): reported again.
                 for (to, epoch, slots) in releases {
                     let slots = ranges(&slots);
@@ -1067,6 +1136,7 @@ impl Sim {
                 lease_ms,
                 suspects,
                 flush,
+                life,
                 ..
             } => {
                 if !flush.is_empty() {
@@ -1084,7 +1154,7 @@ impl Sim {
                         .set_suspects(s.version, s.nodes.iter().map(|n| n.as_str().to_string()));
                     s.version
                 });
-                let r = Routing::from_table(&table, &nodes, d.id());
+                let r = Routing::from_table(&table, &nodes, d.id()).with_life(life);
                 d.lease.table_installed(&r, true);
                 let me = d.info.clone();
                 let serving = d.routing.clone();
@@ -1114,9 +1184,11 @@ impl Sim {
                 }
                 self.heartbeat(n);
             }
-            NameNodeToDataNode::Table { table, nodes, .. } => {
+            NameNodeToDataNode::Table {
+                table, nodes, life, ..
+            } => {
                 let d = &mut self.nodes[n];
-                let r = Routing::from_table(&table, &nodes, d.id());
+                let r = Routing::from_table(&table, &nodes, d.id()).with_life(life);
                 if r.epoch >= d.ownership.base().epoch {
                     d.lease.table_installed(&r, false);
                 }
@@ -1633,6 +1705,13 @@ impl Sim {
                 _ => self.slow_until = self.slow_until.max(t + self.rng.ms(500, 3_000)),
             }
         }
+        if self.kill_at_table {
+            let mut own = Rng(self.seed ^ 0x6b69_6c6c_4174_5462);
+            let at = own.ms(1_500, 9_000);
+            let back_after = own.ms(300, 3_000);
+            self.at(at, Ev::NameNodeDownAtTable { back_after });
+            t = t.max(at + back_after);
+        }
         self.faults_until = t + Duration::from_secs(5);
         let mut at = Duration::ZERO;
         while at < self.faults_until + Duration::from_secs(20) {
@@ -1682,6 +1761,7 @@ impl Sim {
                 | Ev::Start { .. }
                 | Ev::NameNodeDown
                 | Ev::NameNodeUp
+                | Ev::NameNodeDownAtTable { .. }
         ) {
             self.note(format!("fault: {ev:?}"));
         }
@@ -1692,13 +1772,20 @@ impl Sim {
                 };
                 let node = self.nodes[n].info.id.clone();
                 let event = match msg {
-                    Up::Register { epoch_seen, owned } => {
+                    Up::Register {
+                        epoch_seen,
+                        owned,
+                        life,
+                        since,
+                    } => {
                         self.nodes[n].registered = true;
                         Event::Registered {
                             conn,
                             info: self.nodes[n].info.clone(),
                             epoch_seen,
                             owned_slots: owned,
+                            life,
+                            members_since: since,
                             leased: true,
                             draining: false,
                         }
@@ -1772,6 +1859,9 @@ impl Sim {
             }
             Ev::NameNodeDown => {
                 if self.namenode.take().is_some() {
+                    if std::mem::take(&mut self.cut_pending) {
+                        self.cut_lives.insert(self.nn_life);
+                    }
                     self.nn_life += 1;
                     for d in &mut self.nodes {
                         d.registered = false;
@@ -1785,9 +1875,16 @@ impl Sim {
                 if self.namenode.is_none() {
                     self.nn_life += 1;
                     let vnodes = NonZeroU32::new(32).unwrap();
-                    self.namenode = Some(Membership::new(vnodes, self.timing, self.instant()));
+                    // Each life its own number, as the server draws one.
+                    let life = self.nn_life;
+                    self.namenode =
+                        Some(Membership::new(vnodes, self.timing, self.instant()).with_life(life));
                     self.namenode_actions(Vec::new());
                 }
+            }
+            Ev::NameNodeDownAtTable { back_after } => self.down_at_table = Some(back_after),
+            Ev::ToNode { nn_life, .. } if self.cut_lives.contains(&nn_life) => {
+                self.note(format!("lost with its NameNode: {ev:?}"));
             }
             ev => self.handle_node(ev),
         }
@@ -1799,26 +1896,26 @@ fn watch() -> Option<u16> {
     std::env::var("CHKV_SIM_WATCH").ok()?.parse().ok()
 }
 
-fn simulate(seed: u64) -> Stats {
+fn simulate(seed: u64, kill_at_table: bool) -> Stats {
     let mut sim = Sim::new(seed);
+    sim.kill_at_table = kill_at_table;
     sim.run();
     sim.stats
 }
 
-/// Many seeded fault schedules, each checked exactly (see the module's doc).
-#[test]
-fn seeded_fault_schedules_keep_every_promise() {
-    let seeds: u64 = std::env::var("CHKV_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
+/// Runs `CHKV_SIM_SEEDS` seeds (40 by default) from `CHKV_SIM_FIRST` (0) and sums their
+/// statistics.
+fn simulate_seeds(kill_at_table: bool) -> Stats {
+    let var = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let (seeds, first) = (var("CHKV_SIM_SEEDS", 40), var("CHKV_SIM_FIRST", 0));
     let mut total = Stats::default();
-    let first: u64 = std::env::var("CHKV_SIM_FIRST")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
     for seed in first..first + seeds {
-        let s = simulate(seed);
+        let s = simulate(seed, kill_at_table);
         total.reads += s.reads;
         total.writes += s.writes;
         total.misses += s.misses;
@@ -1831,17 +1928,51 @@ fn seeded_fault_schedules_keep_every_promise() {
         total.late_flips_refused += s.late_flips_refused;
         total.handoffs += s.handoffs;
         total.peer_renewals += s.peer_renewals;
+        total.honoured_behind += s.honoured_behind;
     }
     eprintln!("{seeds} seeds: {total:?}");
+    total
+}
+
+/// Many seeded fault schedules, each checked exactly (see the module's doc).
+#[test]
+fn seeded_fault_schedules_keep_every_promise() {
+    let total = simulate_seeds(false);
     // The schedules did exercise what they are for.
     assert!(total.declared_dead > 0 && total.handoffs > 0 && total.peer_renewals > 0);
     assert!(total.flips_in_doubt > 0);
     assert!(total.reads > 0 && total.writes > 0);
 }
 
+/// The same schedules with the NameNode also killed as it publishes a table, losing what
+/// it had not delivered: nodes come back to the next life one table behind the others.
+/// Their claims are honoured when the newest table kept them as members since; the
+/// restart test that lost keys under load met this case.
+///
+/// Not run by default: this fault finds two holes that predate that rule (the same seeds
+/// fail with it and without it; the "Known gaps" in `CHANGELOG.md`). Seed 20: c is declared dead
+/// and its slots go to b; the NameNode dies with the table saying so delivered only to b,
+/// and b is killed; the next life sees nobody past c's table, so c's claim counts and it
+/// serves values older than b acknowledged. Seed 68: d joins, its welcome is lost with the
+/// NameNode, a hands d slots on the dead life's order; the next life does not count the
+/// claims of a node that reports no table, so d drops them. Run it with
+/// `cargo test --release --test sim -- --ignored`.
+#[test]
+#[ignore = "finds two restart holes that predate the rule it exercises (seeds 20 and 68)"]
+fn a_namenode_killed_at_a_table_leaves_nodes_behind_and_breaks_no_promise() {
+    let total = simulate_seeds(true);
+    assert!(
+        total.honoured_behind > 0,
+        "no node came back a table behind"
+    );
+    assert!(total.reads > 0 && total.writes > 0);
+}
+
 /// The same seed replays the same run.
 #[test]
 fn a_seed_replays_the_same_run() {
-    let (a, b) = (simulate(7), simulate(7));
-    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    for kill in [false, true] {
+        let (a, b) = (simulate(7, kill), simulate(7, kill));
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
 }

@@ -111,12 +111,18 @@ pub fn describe(action: &Action) -> Option<(&'static str, Option<NodeId>, String
                 epoch,
                 members,
                 reused_epoch,
+                honoured_behind,
             } => (
                 "startup",
                 None,
                 format!(
-                    "startup grace over: {members} members at epoch {epoch}{}",
-                    if *reused_epoch { " (kept)" } else { "" }
+                    "startup grace over: {members} members at epoch {epoch}{}{}",
+                    if *reused_epoch { " (kept)" } else { "" },
+                    if *honoured_behind > 0 {
+                        format!(", {honoured_behind} slots kept by members a table behind")
+                    } else {
+                        String::new()
+                    }
                 ),
             ),
         },

@@ -88,10 +88,13 @@
 //! table gives it (nothing changed), and takes the next epoch otherwise. Epochs never go
 //! backwards: every later table is numbered above anything any DataNode has reported.
 //!
-//! Only claims at the newest reported epoch count; an older claimant's welcome tells it to
-//! drop what it claimed (it may have been declared dead by the earlier life, its slots given
-//! away to an owner that may not come back to claim them: its values could be older than
-//! writes acknowledged since). Slots nobody claims are not given to their ring owner at once
+//! Claims at the newest reported epoch count. An older claim counts, after those, only when
+//! every newest table (of one life, the one the claim's table comes from) lists its
+//! claimant as a member since the claim's epoch or earlier: a member without a break since
+//! its table lost nothing without a handoff (see `startup::honoured_claimants`). Any other
+//! older claimant's welcome tells it to drop what it claimed (it may have been declared
+//! dead by the earlier life, its slots given away to an owner that may not come back to
+//! claim them: its values could be older than writes acknowledged since). Slots nobody claims are not given to their ring owner at once
 //! when leases are in use: whoever held them may still be serving them. They stay unassigned
 //! until every member has reported the first table's epoch (a table without the missing
 //! node, so each refuses it leases) and a lease plus margin has passed since the last of
@@ -205,6 +208,11 @@ pub enum Event {
         /// The node is draining (it asked to leave before this session): it rejoins as a
         /// draining member, never the ring, so nothing is handed to it again.
         draining: bool,
+        /// The NameNode life that numbered the table at `epoch_seen` (0: unknown).
+        life: u64,
+        /// That table's members and the epoch each has been a member since (checked ids and
+        /// epochs, at most `MAX_REPORTED_MEMBERS`).
+        members_since: Vec<(NodeId, u64)>,
     },
     /// `heartbeat` from `node` on `conn`.
     Heartbeat {
@@ -328,6 +336,9 @@ pub enum Notice {
         epoch: u64,
         members: usize,
         reused_epoch: bool,
+        /// Slots given to claims behind the newest reported epoch, honoured because the
+        /// newest table kept their claimants as members since (see `finish_startup`).
+        honoured_behind: usize,
     },
 }
 
@@ -381,6 +392,15 @@ struct Member {
     /// epoch or a later one, so a report of a move to it from an older order was meant for
     /// an earlier process at its address.
     joined_epoch: u64,
+    /// The epoch it has been a member since, without a break, in this life: above every
+    /// epoch published or reported before it registered (so every table numbered at or
+    /// above it was published after), or the first table's after a startup grace. Published
+    /// as its `NodeInfo::since`; 0 until the first table.
+    since: u64,
+    /// During the startup grace: the life and the `since` list of the table it reported
+    /// (see [`Membership::honoured_claimants`]). Emptied when the grace ends.
+    reported_life: u64,
+    reported_since: BTreeMap<NodeId, u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -424,6 +444,10 @@ pub struct Membership {
     /// was a new cluster's, unfenced. A node that registers later with such a table
     /// reveals that life (see `on_register`).
     fresh: bool,
+    /// The number this NameNode drew when it started, sent with every table, so a DataNode's
+    /// report says which life numbered its table (0: none; older claims are then never
+    /// honoured after a restart).
+    life: u64,
     /// During the startup grace: slots a member reported handed over, with the order's
     /// epoch and the target. The target may have registered before the flip and the source
     /// after it, so neither claims them; the first table gives each to its target if nobody
@@ -483,8 +507,22 @@ impl Membership {
             suspects_version: 0,
             startup_fence: None,
             fresh: false,
+            life: 0,
             handed_at_start: BTreeMap::new(),
         }
+    }
+
+    /// This NameNode with the life number `life`: drawn at random when the process starts,
+    /// so no two lives share one (a restart must not take an earlier life's epochs for its
+    /// own).
+    pub fn with_life(mut self, life: u64) -> Membership {
+        self.life = life;
+        self
+    }
+
+    /// The life number tables are sent with.
+    pub fn life(&self) -> u64 {
+        self.life
     }
 
     /// The table everyone was last told, or `None` during the startup grace.
@@ -545,12 +583,15 @@ impl Membership {
                 owned_slots,
                 leased,
                 draining,
+                life,
+                members_since,
             } => self.on_register(
                 conn,
                 info,
                 epoch_seen,
                 &owned_slots,
                 (leased, draining),
+                (life, members_since),
                 now,
                 &mut out,
             ),

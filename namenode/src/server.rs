@@ -29,7 +29,9 @@ use chkv_common::auth::{
     NAMENODE_ID,
 };
 use chkv_common::lines::read_line;
-use chkv_common::proto::{check_epoch, check_version, slot_ranges, MAX_LINE_BYTES};
+use chkv_common::proto::{
+    check_epoch, check_version, slot_ranges, MAX_LINE_BYTES, MAX_REPORTED_MEMBERS,
+};
 use chkv_common::{
     decode_line, encode_line, ClientToNameNode, DataNodeToNameNode, NameNodeToClient,
     NameNodeToDataNode, NodeId, NodeInfo,
@@ -141,7 +143,9 @@ pub async fn start(config: Config) -> Result<NameNodeHandle, Error> {
     let watchers = Arc::new(AtomicUsize::new(0));
 
     let core = Core {
-        membership: Membership::new(config.vnodes, config.timing, now()),
+        // A life number no earlier life drew (64 random bits; 0 means none).
+        membership: Membership::new(config.vnodes, config.timing, now())
+            .with_life(rand::random::<u64>().max(1)),
         conns: HashMap::new(),
         tables: tables_tx,
         watchers: watchers.clone(),
@@ -588,9 +592,11 @@ impl Core {
                     "publishing slot table"
                 );
                 if !to.is_empty() {
-                    if let Some(line) =
-                        encode(&NameNodeToDataNode::table(table.clone(), nodes.clone()))
-                    {
+                    if let Some(line) = encode(&NameNodeToDataNode::table(
+                        table.clone(),
+                        nodes.clone(),
+                        self.membership.life(),
+                    )) {
                         for conn in to {
                             self.push(conn, line.clone(), later);
                         }
@@ -681,7 +687,11 @@ fn log_notice(notice: &Notice) {
             epoch,
             members,
             reused_epoch,
-        } => info!(epoch, members, reused_epoch, "startup grace over"),
+            honoured_behind,
+        } => info!(
+            epoch,
+            members, reused_epoch, honoured_behind, "startup grace over"
+        ),
     }
 }
 
@@ -784,6 +794,22 @@ async fn read_datanode<R: AsyncRead + Unpin>(
 /// does not act on yet, `Err` (the text of an `error` reply) for lines it refuses. A message
 /// that speaks for another node than the one the connection authenticated as is refused, as
 /// is an epoch beyond [`MAX_EPOCH`](chkv_common::proto::MAX_EPOCH).
+/// A registration's list of its table's members and their `since`, checked: at most
+/// [`MAX_REPORTED_MEMBERS`], valid ids, epochs in range.
+fn members_since(list: Vec<(NodeId, u64)>) -> Result<Vec<(NodeId, u64)>, String> {
+    if list.len() > MAX_REPORTED_MEMBERS {
+        return Err(format!(
+            "register lists {} members (at most {MAX_REPORTED_MEMBERS})",
+            list.len()
+        ));
+    }
+    for (id, since) in &list {
+        check_node_id(id.as_str()).map_err(|e| e.to_string())?;
+        check_epoch(*since).map_err(|e| e.to_string())?;
+    }
+    Ok(list)
+}
+
 fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Event>, String> {
     let msg = decode_line::<DataNodeToNameNode>(line).map_err(|e| e.to_string())?;
     let (DataNodeToNameNode::Register { node_id, .. }
@@ -810,12 +836,15 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
             owned_slots,
             leased,
             draining,
+            life,
+            since,
         } => {
             check_version(version).map_err(|e| e.to_string())?;
             check_node_id(node_id.as_str()).map_err(|e| e.to_string())?;
             let epoch_seen = check_epoch(epoch_seen).map_err(|e| e.to_string())?;
             let owned_slots = slot_ranges(owned_slots.as_deref().unwrap_or_default())
                 .map_err(|e| e.to_string())?;
+            let members_since = members_since(since)?;
             Event::Registered {
                 conn,
                 info: NodeInfo {
@@ -823,11 +852,14 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
                     client_addr,
                     admin_addr,
                     tls_port,
+                    since: 0,
                 },
                 epoch_seen,
                 owned_slots,
                 leased,
                 draining,
+                life,
+                members_since,
             }
         }
         DataNodeToNameNode::Heartbeat {

@@ -23,6 +23,9 @@ enum Op {
         leased: bool,
         /// The node says it is draining (it sent `leave` in an earlier session).
         draining: bool,
+        /// The life of its table, and its members' `since` (ids possibly not members).
+        life: u64,
+        since: Vec<(u8, u64)>,
     },
     Heartbeat {
         conn: u64,
@@ -80,16 +83,21 @@ fn op() -> impl Strategy<Value = Op> {
             epoch(),
             ranges(),
             any::<bool>(),
-            any::<bool>()
+            any::<bool>(),
+            (0..3u64, prop::collection::vec((0..6u8, epoch()), 0..6))
         )
-            .prop_map(|(conn, id, epoch, slots, leased, draining)| Op::Register {
-                conn,
-                id,
-                epoch,
-                slots,
-                leased,
-                draining,
-            }),
+            .prop_map(
+                |(conn, id, epoch, slots, leased, draining, (life, since))| Op::Register {
+                    conn,
+                    id,
+                    epoch,
+                    slots,
+                    leased,
+                    draining,
+                    life,
+                    since,
+                }
+            ),
         (conn.clone(), id.clone(), epoch(), 0..3u64).prop_map(|(conn, id, epoch, seq)| {
             Op::Heartbeat {
                 conn,
@@ -139,6 +147,8 @@ fn event(op: &Op) -> Event {
             slots: s,
             leased,
             draining,
+            life,
+            since,
         } => Event::Registered {
             conn: ConnId(conn),
             info: NodeInfo {
@@ -146,11 +156,14 @@ fn event(op: &Op) -> Event {
                 client_addr: SocketAddr::from(([127, 0, 0, 1], 7000 + u16::from(id))),
                 admin_addr: SocketAddr::from(([127, 0, 0, 1], 8000 + u16::from(id))),
                 tls_port: None,
+                since: 0,
             },
             epoch_seen: epoch,
             owned_slots: slots(&s),
             leased,
             draining,
+            life,
+            members_since: since.into_iter().map(|(id, e)| (node(id), e)).collect(),
         },
         Op::Ack { conn, id, version } => Event::SuspectsAcked {
             conn: ConnId(conn),
@@ -217,7 +230,7 @@ proptest! {
         let mut now = start;
         let timing = Timing::new(Duration::from_millis(100), std::num::NonZeroU32::new(3).expect("3"));
         let vnodes = std::num::NonZeroU32::new(16).expect("16");
-        let mut m = Membership::new(vnodes, timing, now);
+        let mut m = Membership::new(vnodes, timing, now).with_life(1);
         let mut last_epoch = 0u64;
         // Leases: who registered on each connection, when each node was last granted one,
         // and the table before each broadcast.

@@ -18,6 +18,7 @@ fn tls_links_map_both_ways() {
         client_addr: SocketAddr::new(a.ip(), port),
         admin_addr: SocketAddr::new(a.ip(), 1),
         tls_port,
+        since: 0,
     };
     links.learn(&[node(7000, Some(7443)), node(7001, None)]);
     assert_eq!(links.dial(a).port(), 7443);

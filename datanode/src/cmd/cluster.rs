@@ -553,6 +553,7 @@ mod tests {
             client_addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
             admin_addr: std::net::SocketAddr::from(([127, 0, 0, 1], port + 1)),
             tls_port: None,
+            since: 0,
         };
         let mut ring = Ring::default();
         ring.add(NodeId::new("a"));

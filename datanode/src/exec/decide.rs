@@ -136,6 +136,7 @@ mod tests {
             client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
             tls_port: tls,
+            since: 0,
         }
     }
 

@@ -14,6 +14,7 @@ fn a_stale_routing_snapshot_never_runs_a_request_locally() {
         client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
         admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 1)),
         tls_port: None,
+        since: 0,
     };
     let mut h = Harness::with_config(crate::config::Config {
         node_id: Some("b".into()),
@@ -68,6 +69,7 @@ fn fcall_of_an_unknown_function_asks_the_cluster_outside_the_gate() {
         client_addr: SocketAddr::from(([127, 0, 0, 1], 7100)),
         admin_addr: SocketAddr::from(([127, 0, 0, 1], 7101)),
         tls_port: None,
+        since: 0,
     }];
     let mut ring = Ring::default();
     ring.add(NodeId::new("b"));

@@ -11,6 +11,7 @@ impl Membership {
         epoch_seen: u64,
         owned: &[RangeInclusive<Slot>],
         (leased, draining): (bool, bool),
+        (life, members_since): (u64, Vec<(NodeId, u64)>),
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -28,6 +29,12 @@ impl Membership {
         let id = info.id.clone();
         let reported = merge_runs(owned);
         let running = self.is_running();
+        // What its table says about the members matters only to the first table.
+        let (reported_life, reported_since) = if running {
+            (0, BTreeMap::new())
+        } else {
+            (life, members_since.into_iter().collect())
+        };
         let mut was_fencing = false;
         // Moves from this node it no longer claims: it flipped them (and its `handoff_done`
         // was lost), or it is a new process that lost everything. Their target may serve
@@ -63,6 +70,8 @@ impl Membership {
                 member.last_heard = now;
                 member.epoch_seen = epoch_seen;
                 member.reported = reported;
+                member.reported_life = reported_life;
+                member.reported_since = reported_since;
                 out.push(Action::Notice(Notice::Rejoined {
                     node: id.clone(),
                     conn,
@@ -114,6 +123,14 @@ impl Membership {
                         possible,
                         flush,
                         joined_epoch: self.published.as_ref().map_or(0, |p| p.epoch()),
+                        // Every table numbered from here on comes after this registration
+                        // (the first table sets it for those of the startup grace).
+                        since: match &self.published {
+                            Some(p) => next_epoch(p.epoch().max(self.max_epoch_reported)),
+                            None => 0,
+                        },
+                        reported_life,
+                        reported_since,
                     },
                 );
                 if !draining {
@@ -207,7 +224,11 @@ impl Membership {
             // queue); send the table again rather than leave the node routing on a stale one.
             out.push(Action::SendTo {
                 conn,
-                msg: NameNodeToDataNode::table(published.table.clone(), published.nodes.clone()),
+                msg: NameNodeToDataNode::table(
+                    published.table.clone(),
+                    published.nodes.clone(),
+                    self.life,
+                ),
             });
         }
     }

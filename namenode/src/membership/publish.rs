@@ -163,6 +163,7 @@ impl Membership {
                     msg: NameNodeToDataNode::table(
                         published.table.clone(),
                         published.nodes.clone(),
+                        self.life,
                     ),
                 });
             }
@@ -261,11 +262,18 @@ impl Membership {
             lease_ms: u64::try_from(self.timing.lease.as_millis()).unwrap_or(u64::MAX),
             suspects: Some(suspects),
             flush,
+            life: self.life,
         }
     }
 
     pub(super) fn node_infos(&self) -> Vec<NodeInfo> {
-        self.members.values().map(|m| m.info.clone()).collect()
+        self.members
+            .values()
+            .map(|m| NodeInfo {
+                since: m.since,
+                ..m.info.clone()
+            })
+            .collect()
     }
 
     /// Open connections of members, in node order, except `skip`.

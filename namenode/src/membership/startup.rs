@@ -30,7 +30,13 @@ impl Membership {
                 }
             }
         }
-        for (s, _) in self.handed_claims(epoch) {
+        let newest: BTreeSet<NodeId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.epoch_seen == epoch)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for (s, _) in self.handed_claims(&newest) {
             if !covered[s as usize] {
                 covered[s as usize] = true;
                 count += 1;
@@ -39,13 +45,64 @@ impl Membership {
         count == SLOT_COUNT
     }
 
-    /// The handoffs reported during the grace whose target is a member at `epoch` (only
-    /// claims at the newest epoch count), as (slot, target).
-    fn handed_claims(&self, epoch: u64) -> impl Iterator<Item = (u16, &NodeId)> {
+    /// The handoffs reported during the grace whose target is one of `counted` (the members
+    /// whose claims count), as (slot, target).
+    fn handed_claims<'a>(
+        &'a self,
+        counted: &'a BTreeSet<NodeId>,
+    ) -> impl Iterator<Item = (u16, &'a NodeId)> + 'a {
         self.handed_at_start
             .iter()
-            .filter(move |(_, (_, to))| self.members.get(to).is_some_and(|m| m.epoch_seen == epoch))
+            .filter(move |(_, (_, to))| counted.contains(to))
             .map(|(&s, (_, to))| (s, to))
+    }
+
+    /// The members whose claims count after a restart: those at the newest reported epoch
+    /// `epoch`, and those behind it whom the newest table keeps as members since their own
+    /// table or earlier.
+    ///
+    /// A claim behind the newest epoch is dangerous when its claimant was declared dead
+    /// after its table: its slots went to a new owner without a handoff, writes were
+    /// acknowledged there, and that owner may not come back to claim them. A member
+    /// declared dead leaves the member list; back, it is a member anew, `since` an epoch
+    /// above every one published or reported before (see [`Member::since`]). So when every
+    /// member at `epoch` reports a table of one life naming `a` a member since `s`, and `a`
+    /// reports a table of that same life at `e >= s`, `a` has been a member without a break
+    /// from its table to the newest: nothing of what it owned at `e` changed owner without
+    /// a handoff, and handoffs away from it are flipped out of what it claims (it claims
+    /// what it serves). Its claims count after the newest ones, never over them. The life
+    /// keeps two lives' equal epochs apart: `since` compares only with the same life's.
+    fn honoured_claimants(&self, epoch: u64) -> BTreeSet<NodeId> {
+        let newest: Vec<&Member> = self
+            .members
+            .values()
+            .filter(|m| m.epoch_seen == epoch)
+            .collect();
+        let mut counted: BTreeSet<NodeId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.epoch_seen == epoch)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let Some(life) = newest.first().map(|m| m.reported_life) else {
+            return counted;
+        };
+        if epoch == 0 || life == 0 || newest.iter().any(|m| m.reported_life != life) {
+            return counted;
+        }
+        for (id, m) in &self.members {
+            let behind = m.epoch_seen > 0 && m.epoch_seen < epoch && m.reported_life == life;
+            let kept = behind
+                && newest.iter().all(|w| {
+                    w.reported_since
+                        .get(id)
+                        .is_some_and(|&since| since > 0 && since <= m.epoch_seen)
+                });
+            if kept {
+                counted.insert(id.clone());
+            }
+        }
+        counted
     }
 
     /// Ends the startup grace: publishes the first table and welcomes everyone registered.
@@ -56,14 +113,16 @@ impl Membership {
         // Start from what the DataNodes say they own (a restart may fall in the middle of a
         // move); slots nobody reports start at their ring owner, holding nothing.
         let mut table = self.ring.slot_table();
-        // Only claims at the newest epoch anyone reports count. A node behind it may have
-        // been declared dead since its table and its slots given away; their new owner's
-        // claim wins where it is made, but it may never be made (that owner restarted
-        // empty, or did not come back): the stale claim would then serve values older than
-        // writes acknowledged since. Its slots wait like unclaimed ones, and it drops them
-        // (what a node merely lagging a table behind held becomes a miss, never older).
+        // Claims at the newest epoch anyone reports count. A node behind it may have been
+        // declared dead since its table and its slots given away; their new owner's claim
+        // wins where it is made, but it may never be made (that owner restarted empty, or
+        // did not come back): the stale claim would then serve values older than writes
+        // acknowledged since. Its claims count only when the newest table shows it has
+        // been a member without a break since its own (`honoured_claimants`); otherwise its
+        // slots wait like unclaimed ones, and it drops them (a miss, never older).
         // Equal epochs: the last in id order, as before; a move between them may be
         // half-flipped and both keep what they hold.
+        let counted = self.honoured_claimants(epoch);
         let mut claimed = vec![false; SLOT_COUNT];
         for (id, m) in self.members.iter().filter(|(_, m)| m.epoch_seen == epoch) {
             for &(start, end) in &m.reported {
@@ -75,13 +134,28 @@ impl Membership {
         }
         // Slots handed over while this NameNode was down and reported during the grace go
         // to their target where nobody claims them (it registered before the flip).
-        for (s, to) in self.handed_claims(epoch) {
+        for (s, to) in self.handed_claims(&counted) {
             if let (false, Some(slot)) = (claimed[s as usize], Slot::new(s)) {
                 table.assign(slot..=slot, Some(to));
                 claimed[s as usize] = true;
             }
         }
         self.handed_at_start.clear();
+        // Then the honoured claims behind the newest epoch, where nothing newer claims.
+        let mut honoured = 0usize;
+        for (id, m) in self
+            .members
+            .iter()
+            .filter(|(id, m)| m.epoch_seen != epoch && counted.contains(*id))
+        {
+            for s in m.reported.iter().flat_map(|&(a, b)| a..=b) {
+                if let (false, Some(slot)) = (claimed[s as usize], Slot::new(s)) {
+                    table.assign(slot..=slot, Some(id));
+                    claimed[s as usize] = true;
+                    honoured += 1;
+                }
+            }
+        }
         // Slots nobody claims after a restart may still be served by a node that did not
         // come back (paused, cut off): they wait until its lease has surely run out.
         let unclaimed: Vec<u16> = (0..SLOT_COUNT as u16)
@@ -135,6 +209,12 @@ impl Membership {
                 m.flush = flush;
             }
         }
+        // Members since this first table; what their tables said is no longer needed.
+        for m in self.members.values_mut() {
+            m.since = epoch;
+            m.reported_life = 0;
+            m.reported_since = BTreeMap::new();
+        }
         let publication = Arc::new(Publication {
             table,
             nodes: self.node_infos(),
@@ -145,6 +225,7 @@ impl Membership {
             epoch,
             members: self.members.len(),
             reused_epoch: unchanged,
+            honoured_behind: honoured,
         }));
         for conn in self.member_conns(None) {
             let msg = self.welcome(conn, &publication);

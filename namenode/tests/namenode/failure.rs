@@ -197,6 +197,8 @@ async fn a_half_closed_connection_is_closed_and_the_node_removed() -> Result<()>
             owned_slots: None,
             leased: false,
             draining: false,
+            life: 0,
+            since: Vec::new(),
         };
         wr.write_all(&chkv_common::encode_line(&register)?).await?;
         let mut lines = rd.lines();

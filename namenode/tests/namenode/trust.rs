@@ -40,6 +40,8 @@ fn register(id: &str, epoch_seen: u64, owned: Option<Vec<(u16, u16)>>) -> Vec<u8
         owned_slots: owned,
         leased: false,
         draining: false,
+        life: 0,
+        since: Vec::new(),
     })
     .expect("encodes")
 }

@@ -193,6 +193,8 @@ impl FakeDataNode {
             owned_slots: owned.map(|t| t.ranges_of(&node_id)),
             leased: false,
             draining: false,
+            life: 0,
+            since: Vec::new(),
         };
         wr.write_all(&encode_line(&register)?).await?;
 

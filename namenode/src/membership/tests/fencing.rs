@@ -383,6 +383,8 @@ fn a_new_process_drops_slots_it_took_before_registering() {
             owned_slots: owned,
             leased: true,
             draining: false,
+            life: 0,
+            members_since: Vec::new(),
         },
         now,
     );

@@ -77,6 +77,8 @@ fn an_epoch_at_the_limit_never_wraps() {
             owned_slots: Vec::new(),
             leased: false,
             draining: false,
+            life: 0,
+            members_since: Vec::new(),
         },
         t0,
     );

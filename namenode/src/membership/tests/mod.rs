@@ -21,6 +21,7 @@ fn info(id: &str, port: u16) -> NodeInfo {
         client_addr: SocketAddr::from(([127, 0, 0, 1], port)),
         admin_addr: SocketAddr::from(([127, 0, 0, 1], port + 10000)),
         tls_port: None,
+        since: 0,
     }
 }
 
@@ -32,6 +33,8 @@ fn register(conn: u64, id: &str, port: u16) -> Event {
         owned_slots: Vec::new(),
         leased: false,
         draining: false,
+        life: 0,
+        members_since: Vec::new(),
     }
 }
 
@@ -197,6 +200,8 @@ fn reregister(conn: u64, id: &str, port: u16, table: &SlotTable) -> Event {
         owned_slots: owned,
         leased: false,
         draining: false,
+        life: 0,
+        members_since: Vec::new(),
     }
 }
 
@@ -220,7 +225,56 @@ fn leased(conn: u64, id: &str, port: u16, table: Option<&SlotTable>) -> Event {
         owned_slots,
         leased: true,
         draining: false,
+        life: 0,
+        members_since: Vec::new(),
     }
+}
+
+/// The life number of the NameNode `leased_cluster` starts.
+const FIRST_LIFE: u64 = 1;
+
+/// A leased node registering after a NameNode restart with the table of `p`, numbered by
+/// the life `life`: its epoch, the slots `p` gives it, and its members' `since`.
+fn report(conn: u64, id: &str, port: u16, p: &Publication, life: u64) -> Event {
+    let mut event = leased(conn, id, port, Some(&p.table));
+    if let Event::Registered {
+        life: l,
+        members_since,
+        ..
+    } = &mut event
+    {
+        *l = life;
+        *members_since = p
+            .nodes
+            .iter()
+            .filter(|n| n.since > 0)
+            .map(|n| (n.id.clone(), n.since))
+            .collect();
+    }
+    event
+}
+
+/// The `since` `p` gives `id`.
+fn since_in(p: &Publication, id: &str) -> u64 {
+    p.nodes
+        .iter()
+        .find(|n| n.id.as_str() == id)
+        .map(|n| n.since)
+        .expect("a member")
+}
+
+/// The welcome sent on `conn` in `actions`: what it must drop, and the table.
+fn welcome_on(actions: &[Action], conn: u64) -> (Vec<(u16, u16)>, SlotTable) {
+    actions
+        .iter()
+        .find_map(|x| match x {
+            Action::SendTo {
+                conn: c,
+                msg: NameNodeToDataNode::Welcome { flush, table, .. },
+            } if *c == ConnId(conn) => Some((flush.clone(), table.clone())),
+            _ => None,
+        })
+        .expect("welcomed")
 }
 
 fn beat(conn: u64, id: &str, epoch: u64, seq: u64) -> Event {
@@ -287,7 +341,7 @@ fn lease() -> Duration {
 /// Leased members `ids` (connection i + 1, port 7000 + i), joined one by one with their
 /// moves done, each then heartbeating (and granted) at the final epoch at `now`.
 fn leased_cluster(ids: &[&str], t0: Instant) -> (Membership, Instant) {
-    let mut m = Membership::new(DEFAULT_VNODES, timing(), t0);
+    let mut m = Membership::new(DEFAULT_VNODES, timing(), t0).with_life(FIRST_LIFE);
     let now = t0 + timing().startup_grace;
     m.handle(Event::Tick, now);
     for (i, id) in ids.iter().enumerate() {
