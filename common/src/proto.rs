@@ -22,7 +22,7 @@
 //! ```text
 //! {"type":"register","version":1,"node_id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000","epoch_seen":0}
 //! {"type":"register","version":1,"node_id":"dn-a","client_addr":"10.0.0.7:10100","admin_addr":"127.0.0.1:20000","epoch_seen":6,"owned_slots":[[0,8191]],"leased":true}
-//! {"type":"register","version":1,"node_id":"dn-b","client_addr":"10.0.0.8:10100","admin_addr":"127.0.0.1:20000","epoch_seen":9,"owned_slots":[[5000,16383]],"leased":true,"life":4021,"since":[["dn-a",7],["dn-b",9]]}
+//! {"type":"register","version":1,"node_id":"dn-b","client_addr":"10.0.0.8:10100","admin_addr":"127.0.0.1:20000","epoch_seen":9,"owned_slots":[[5000,16383]],"leased":true,"life":4021,"since":[["dn-a",7],["dn-b",9]],"suspects":["dn-c"]}
 //! {"type":"heartbeat","node_id":"dn-a","epoch":7,"keys":120000,"used_memory":73400320,"ops":5400}
 //! {"type":"heartbeat","node_id":"dn-a","epoch":7,"keys":120000,"used_memory":73400320,"ops":5400,"seq":31}
 //! {"type":"suspects_ack","node_id":"dn-a","version":3}
@@ -107,9 +107,10 @@ pub struct NodeInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_port: Option<u16>,
     /// In a NameNode's tables: the epoch from which the node has been a member without a
-    /// break in this NameNode life (every table of that life numbered at or above it was
-    /// published after it joined). A node declared dead and back is a member anew, with a
-    /// later one. 0 where unknown (in a registration, or from an older NameNode).
+    /// break in this NameNode life (every order towards it carries this epoch or a later
+    /// one, and no table it held before joining is numbered as high). A node declared dead
+    /// and back is a member anew, with a later one. 0 where unknown (in a registration, or
+    /// from an older NameNode).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub since: u64,
 }
@@ -157,6 +158,11 @@ pub enum DataNodeToNameNode {
         /// merely a table behind from one declared dead since its table.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         since: Vec<(NodeId, u64)>,
+        /// The suspects list the node holds (from the NameNode that last sent one), at most
+        /// [`MAX_REPORTED_MEMBERS`]: a restarted NameNode does not believe the claims of a
+        /// node another one reports on it (it may have been declared dead since).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        suspects: Vec<NodeId>,
     },
     /// Sent every heartbeat interval; missing ones make the NameNode probe the node.
     Heartbeat {
@@ -449,6 +455,7 @@ mod tests {
                 draining: false,
                 life: 0,
                 since: Vec::new(),
+                suspects: Vec::new(),
             },
             DataNodeToNameNode::Register {
                 version: PROTOCOL_VERSION,
@@ -462,6 +469,7 @@ mod tests {
                 draining: true,
                 life: u64::MAX,
                 since: vec![(NodeId::from("dn-a"), 6), (NodeId::from("dn-b"), 1)],
+                suspects: vec![NodeId::from("dn-c")],
             },
             DataNodeToNameNode::Heartbeat {
                 node_id: node_id.clone(),

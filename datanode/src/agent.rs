@@ -280,6 +280,13 @@ async fn session(
             } else {
                 Vec::new()
             },
+            suspects: node
+                .lease
+                .suspects()
+                .into_iter()
+                .take(MAX_REPORTED_MEMBERS)
+                .map(NodeId::new)
+                .collect(),
         },
     )
     .await?;

@@ -299,6 +299,11 @@ impl Lease {
         }
     }
 
+    /// The nodes on the suspects list, as a registration reports them.
+    pub fn suspects(&self) -> Vec<String> {
+        self.suspects.read().nodes.iter().cloned().collect()
+    }
+
     /// Records the suspects list `version` (replacing the previous one).
     pub fn set_suspects(&self, version: u64, nodes: impl IntoIterator<Item = String>) {
         let mut s = self.suspects.write();

@@ -70,9 +70,10 @@ enum Up {
     Register {
         epoch_seen: u64,
         owned: Vec<RangeInclusive<Slot>>,
-        /// The life of its table and its members' `since` (agent.rs).
+        /// The life of its table, its members' `since` and its suspects list (agent.rs).
         life: u64,
         since: Vec<(NodeId, u64)>,
+        suspects: Vec<NodeId>,
     },
     Heartbeat {
         epoch: u64,
@@ -840,6 +841,7 @@ impl Sim {
                     .filter(|i| i.since > 0)
                     .map(|i| (i.id.clone(), i.since))
                     .collect();
+                let suspects = d.lease.suspects().into_iter().map(NodeId::new).collect();
                 self.up(
                     n,
                     Up::Register {
@@ -847,6 +849,7 @@ impl Sim {
                         owned,
                         life,
                         since,
+                        suspects,
                     },
                 );
                 // Handoffs whose report may have been lost (agent.rs): reported again.
@@ -1777,6 +1780,7 @@ impl Sim {
                         owned,
                         life,
                         since,
+                        suspects,
                     } => {
                         self.nodes[n].registered = true;
                         Event::Registered {
@@ -1786,6 +1790,7 @@ impl Sim {
                             owned_slots: owned,
                             life,
                             members_since: since,
+                            suspects,
                             leased: true,
                             draining: false,
                         }
@@ -1949,16 +1954,14 @@ fn seeded_fault_schedules_keep_every_promise() {
 /// Their claims are honoured when the newest table kept them as members since; the
 /// restart test that lost keys under load met this case.
 ///
-/// Not run by default: this fault finds two holes that predate that rule (the same seeds
-/// fail with it and without it; the "Known gaps" in `CHANGELOG.md`). Seed 20: c is declared dead
-/// and its slots go to b; the NameNode dies with the table saying so delivered only to b,
-/// and b is killed; the next life sees nobody past c's table, so c's claim counts and it
-/// serves values older than b acknowledged. Seed 68: d joins, its welcome is lost with the
-/// NameNode, a hands d slots on the dead life's order; the next life does not count the
-/// claims of a node that reports no table, so d drops them. Run it with
-/// `cargo test --release --test sim -- --ignored`.
+/// This fault found two older holes, fixed with it. Seed 20: c was declared dead and its
+/// slots given to b; the NameNode died with the table saying so delivered only to b, and b
+/// was killed; the next life saw nobody past c's table, so c's claim counted and c served
+/// values older than b had acknowledged (now a's suspects list, reported, names c).
+/// Seed 68: d joined, its welcome was lost with the NameNode, a handed d slots on the dead
+/// life's order; the next life did not count the claims of a node without a table, and d
+/// dropped what it had been handed (now the handoff counts: the order came after d joined).
 #[test]
-#[ignore = "finds two restart holes that predate the rule it exercises (seeds 20 and 68)"]
 fn a_namenode_killed_at_a_table_leaves_nodes_behind_and_breaks_no_promise() {
     let total = simulate_seeds(true);
     assert!(

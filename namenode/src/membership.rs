@@ -91,10 +91,15 @@
 //! Claims at the newest reported epoch count. An older claim counts, after those, only when
 //! every newest table (of one life, the one the claim's table comes from) lists its
 //! claimant as a member since the claim's epoch or earlier: a member without a break since
-//! its table lost nothing without a handoff (see `startup::honoured_claimants`). Any other
+//! its table lost nothing without a handoff (see `startup::counted_claimants`). Any other
 //! older claimant's welcome tells it to drop what it claimed (it may have been declared
 //! dead by the earlier life, its slots given away to an owner that may not come back to
-//! claim them: its values could be older than writes acknowledged since). Slots nobody claims are not given to their ring owner at once
+//! claim them: its values could be older than writes acknowledged since). Nor does the claim
+//! of a node another reports on its suspects list (it may have been declared dead by a table
+//! only nodes that did not come back received). A handoff reported during the grace counts
+//! for its target when the target's claims count, or when the newest tables keep the target
+//! a member since the order's epoch (the process that got the order holds the slots; one
+//! that restarted since lost them anyway). Slots nobody claims are not given to their ring owner at once
 //! when leases are in use: whoever held them may still be serving them. They stay unassigned
 //! until every member has reported the first table's epoch (a table without the missing
 //! node, so each refuses it leases) and a lease plus margin has passed since the last of
@@ -213,6 +218,8 @@ pub enum Event {
         /// That table's members and the epoch each has been a member since (checked ids and
         /// epochs, at most `MAX_REPORTED_MEMBERS`).
         members_since: Vec<(NodeId, u64)>,
+        /// The suspects list the node holds (checked ids, at most `MAX_REPORTED_MEMBERS`).
+        suspects: Vec<NodeId>,
     },
     /// `heartbeat` from `node` on `conn`.
     Heartbeat {
@@ -392,15 +399,19 @@ struct Member {
     /// epoch or a later one, so a report of a move to it from an older order was meant for
     /// an earlier process at its address.
     joined_epoch: u64,
-    /// The epoch it has been a member since, without a break, in this life: above every
-    /// epoch published or reported before it registered (so every table numbered at or
-    /// above it was published after), or the first table's after a startup grace. Published
-    /// as its `NodeInfo::since`; 0 until the first table.
+    /// The epoch it has been a member since, without a break, in this life: the published
+    /// epoch when it registered as a new member (`joined_epoch`), or the first table's
+    /// after a startup grace. Every order towards this membership carries this epoch or a
+    /// later one, and no table it held before (of an earlier membership, ended by its
+    /// death at a table at or below this one) is numbered as high. Published as its
+    /// `NodeInfo::since`; 0 until the first table.
     since: u64,
     /// During the startup grace: the life and the `since` list of the table it reported
-    /// (see [`Membership::honoured_claimants`]). Emptied when the grace ends.
+    /// (see [`Membership::counted_claimants`]). Emptied when the grace ends.
     reported_life: u64,
     reported_since: BTreeMap<NodeId, u64>,
+    /// During the startup grace: the suspects list it holds.
+    reported_suspects: BTreeSet<NodeId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -452,7 +463,23 @@ pub struct Membership {
     /// epoch and the target. The target may have registered before the flip and the source
     /// after it, so neither claims them; the first table gives each to its target if nobody
     /// claims it. Of two reports of one slot (a chain of moves), the later order's counts.
-    handed_at_start: BTreeMap<u16, (u64, NodeId)>,
+    handed_at_start: BTreeMap<u16, Handed>,
+}
+
+/// A handoff reported during the startup grace: the order's epoch, its target and source.
+#[derive(Clone, Debug)]
+struct Handed {
+    epoch: u64,
+    to: NodeId,
+    from: NodeId,
+}
+
+/// What a registering node's table says about the members (see `on_register`).
+#[derive(Clone, Debug, Default)]
+struct Reported {
+    life: u64,
+    since: BTreeMap<NodeId, u64>,
+    suspects: BTreeSet<NodeId>,
 }
 
 /// Slots no member reported after a restart: held unassigned until whoever may still own
@@ -585,13 +612,18 @@ impl Membership {
                 draining,
                 life,
                 members_since,
+                suspects,
             } => self.on_register(
                 conn,
                 info,
                 epoch_seen,
                 &owned_slots,
                 (leased, draining),
-                (life, members_since),
+                Reported {
+                    life,
+                    since: members_since.into_iter().collect(),
+                    suspects: suspects.into_iter().collect(),
+                },
                 now,
                 &mut out,
             ),

@@ -794,6 +794,20 @@ async fn read_datanode<R: AsyncRead + Unpin>(
 /// does not act on yet, `Err` (the text of an `error` reply) for lines it refuses. A message
 /// that speaks for another node than the one the connection authenticated as is refused, as
 /// is an epoch beyond [`MAX_EPOCH`](chkv_common::proto::MAX_EPOCH).
+/// A registration's suspects list, checked: at most [`MAX_REPORTED_MEMBERS`] valid ids.
+fn suspects_reported(list: Vec<NodeId>) -> Result<Vec<NodeId>, String> {
+    if list.len() > MAX_REPORTED_MEMBERS {
+        return Err(format!(
+            "register lists {} suspects (at most {MAX_REPORTED_MEMBERS})",
+            list.len()
+        ));
+    }
+    for id in &list {
+        check_node_id(id.as_str()).map_err(|e| e.to_string())?;
+    }
+    Ok(list)
+}
+
 /// A registration's list of its table's members and their `since`, checked: at most
 /// [`MAX_REPORTED_MEMBERS`], valid ids, epochs in range.
 fn members_since(list: Vec<(NodeId, u64)>) -> Result<Vec<(NodeId, u64)>, String> {
@@ -838,6 +852,7 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
             draining,
             life,
             since,
+            suspects,
         } => {
             check_version(version).map_err(|e| e.to_string())?;
             check_node_id(node_id.as_str()).map_err(|e| e.to_string())?;
@@ -845,6 +860,7 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
             let owned_slots = slot_ranges(owned_slots.as_deref().unwrap_or_default())
                 .map_err(|e| e.to_string())?;
             let members_since = members_since(since)?;
+            let suspects = suspects_reported(suspects)?;
             Event::Registered {
                 conn,
                 info: NodeInfo {
@@ -860,6 +876,7 @@ fn datanode_event(conn: ConnId, node: &NodeId, line: &[u8]) -> Result<Option<Eve
                 draining,
                 life,
                 members_since,
+                suspects,
             }
         }
         DataNodeToNameNode::Heartbeat {

@@ -23,9 +23,11 @@ enum Op {
         leased: bool,
         /// The node says it is draining (it sent `leave` in an earlier session).
         draining: bool,
-        /// The life of its table, and its members' `since` (ids possibly not members).
+        /// The life of its table, its members' `since` and its suspects list (ids
+        /// possibly not members).
         life: u64,
         since: Vec<(u8, u64)>,
+        suspects: Vec<u8>,
     },
     Heartbeat {
         conn: u64,
@@ -84,18 +86,25 @@ fn op() -> impl Strategy<Value = Op> {
             ranges(),
             any::<bool>(),
             any::<bool>(),
-            (0..3u64, prop::collection::vec((0..6u8, epoch()), 0..6))
+            (
+                0..3u64,
+                prop::collection::vec((0..6u8, epoch()), 0..6),
+                prop::collection::vec(0..6u8, 0..3)
+            )
         )
             .prop_map(
-                |(conn, id, epoch, slots, leased, draining, (life, since))| Op::Register {
-                    conn,
-                    id,
-                    epoch,
-                    slots,
-                    leased,
-                    draining,
-                    life,
-                    since,
+                |(conn, id, epoch, slots, leased, draining, (life, since, suspects))| {
+                    Op::Register {
+                        conn,
+                        id,
+                        epoch,
+                        slots,
+                        leased,
+                        draining,
+                        life,
+                        since,
+                        suspects,
+                    }
                 }
             ),
         (conn.clone(), id.clone(), epoch(), 0..3u64).prop_map(|(conn, id, epoch, seq)| {
@@ -149,6 +158,7 @@ fn event(op: &Op) -> Event {
             draining,
             life,
             since,
+            suspects,
         } => Event::Registered {
             conn: ConnId(conn),
             info: NodeInfo {
@@ -164,6 +174,7 @@ fn event(op: &Op) -> Event {
             draining,
             life,
             members_since: since.into_iter().map(|(id, e)| (node(id), e)).collect(),
+            suspects: suspects.into_iter().map(node).collect(),
         },
         Op::Ack { conn, id, version } => Event::SuspectsAcked {
             conn: ConnId(conn),

@@ -11,7 +11,7 @@ impl Membership {
         epoch_seen: u64,
         owned: &[RangeInclusive<Slot>],
         (leased, draining): (bool, bool),
-        (life, members_since): (u64, Vec<(NodeId, u64)>),
+        told: Reported,
         now: Instant,
         out: &mut Vec<Action>,
     ) {
@@ -30,11 +30,7 @@ impl Membership {
         let reported = merge_runs(owned);
         let running = self.is_running();
         // What its table says about the members matters only to the first table.
-        let (reported_life, reported_since) = if running {
-            (0, BTreeMap::new())
-        } else {
-            (life, members_since.into_iter().collect())
-        };
+        let told = if running { Reported::default() } else { told };
         let mut was_fencing = false;
         // Moves from this node it no longer claims: it flipped them (and its `handoff_done`
         // was lost), or it is a new process that lost everything. Their target may serve
@@ -70,8 +66,9 @@ impl Membership {
                 member.last_heard = now;
                 member.epoch_seen = epoch_seen;
                 member.reported = reported;
-                member.reported_life = reported_life;
-                member.reported_since = reported_since;
+                member.reported_life = told.life;
+                member.reported_since = told.since;
+                member.reported_suspects = told.suspects;
                 out.push(Action::Notice(Notice::Rejoined {
                     node: id.clone(),
                     conn,
@@ -123,14 +120,12 @@ impl Membership {
                         possible,
                         flush,
                         joined_epoch: self.published.as_ref().map_or(0, |p| p.epoch()),
-                        // Every table numbered from here on comes after this registration
-                        // (the first table sets it for those of the startup grace).
-                        since: match &self.published {
-                            Some(p) => next_epoch(p.epoch().max(self.max_epoch_reported)),
-                            None => 0,
-                        },
-                        reported_life,
-                        reported_since,
+                        // The same epoch (the first table sets it for those of the startup
+                        // grace): see `Member::since`.
+                        since: self.published.as_ref().map_or(0, |p| p.epoch()),
+                        reported_life: told.life,
+                        reported_since: told.since,
+                        reported_suspects: told.suspects,
                     },
                 );
                 if !draining {
@@ -346,9 +341,14 @@ impl Membership {
             if self
                 .handed_at_start
                 .get(&s)
-                .is_none_or(|&(e, _)| epoch >= e)
+                .is_none_or(|h| epoch >= h.epoch)
             {
-                self.handed_at_start.insert(s, (epoch, to.clone()));
+                let handed = Handed {
+                    epoch,
+                    to: to.clone(),
+                    from: node.clone(),
+                };
+                self.handed_at_start.insert(s, handed);
             }
         }
         if self.old_membership_complete() {

@@ -5,19 +5,21 @@ use super::*;
 impl Membership {
     /// Whether the members that reported owning slots at the newest reported epoch cover
     /// every slot exactly once (with the handoffs reported meanwhile): then the membership
-    /// of that epoch is back in full.
+    /// of that epoch is back in full. Not while a claimant is on someone's suspects list
+    /// (its claims will not count: the rest of the grace may bring more).
     pub(super) fn old_membership_complete(&self) -> bool {
         let epoch = self.max_epoch_reported;
         if epoch == 0 {
             return false;
         }
+        let suspected = self.suspected();
         let mut covered = vec![false; SLOT_COUNT];
         let mut count = 0;
-        for member in self.members.values() {
+        for (id, member) in &self.members {
             if member.reported.is_empty() {
                 continue;
             }
-            if member.epoch_seen != epoch {
+            if member.epoch_seen != epoch || suspected.contains(id) {
                 return false;
             }
             for &(start, end) in &member.reported {
@@ -53,56 +55,119 @@ impl Membership {
     ) -> impl Iterator<Item = (u16, &'a NodeId)> + 'a {
         self.handed_at_start
             .iter()
-            .filter(move |(_, (_, to))| counted.contains(to))
-            .map(|(&s, (_, to))| (s, to))
+            .filter(move |(_, h)| counted.contains(&h.to))
+            .map(|(&s, h)| (s, &h.to))
+    }
+
+    /// The nodes some member reports on its suspects list: each was silent through every
+    /// probe in the life that sent the list, and may have been declared dead after it (by
+    /// a table nobody reports: its new owners may have died with the NameNode).
+    fn suspected(&self) -> BTreeSet<NodeId> {
+        self.members
+            .values()
+            .flat_map(|m| m.reported_suspects.iter().cloned())
+            .collect()
+    }
+
+    /// The life of the newest tables reported (at `epoch`), when every member reporting that
+    /// epoch reports one and the same life; else `None`, and nothing behind the newest epoch
+    /// can be vouched for.
+    fn newest_life(&self, epoch: u64) -> Option<u64> {
+        let mut lives = self
+            .members
+            .values()
+            .filter(|m| m.epoch_seen == epoch)
+            .map(|m| m.reported_life);
+        let life = lives.next()?;
+        (epoch > 0 && life != 0 && lives.all(|l| l == life)).then_some(life)
+    }
+
+    /// Whether every newest table (at `epoch`, of `life`) lists `id` as a member since an
+    /// epoch no later than `at`: a member without a break from `at` to the newest table.
+    fn kept_since(&self, epoch: u64, id: &NodeId, at: u64) -> bool {
+        self.members
+            .values()
+            .filter(|m| m.epoch_seen == epoch)
+            .all(|w| {
+                w.reported_since
+                    .get(id)
+                    .is_some_and(|&since| since > 0 && since <= at)
+            })
     }
 
     /// The members whose claims count after a restart: those at the newest reported epoch
     /// `epoch`, and those behind it whom the newest table keeps as members since their own
-    /// table or earlier.
+    /// table or earlier; never one on a member's suspects list.
     ///
     /// A claim behind the newest epoch is dangerous when its claimant was declared dead
     /// after its table: its slots went to a new owner without a handoff, writes were
     /// acknowledged there, and that owner may not come back to claim them. A member
-    /// declared dead leaves the member list; back, it is a member anew, `since` an epoch
-    /// above every one published or reported before (see [`Member::since`]). So when every
+    /// declared dead leaves the member list; back, it is a member anew, `since` the epoch
+    /// published when it registered again, at or above the table that declared it dead, so
+    /// above every table of its earlier membership (see [`Member::since`]). So when every
     /// member at `epoch` reports a table of one life naming `a` a member since `s`, and `a`
     /// reports a table of that same life at `e >= s`, `a` has been a member without a break
     /// from its table to the newest: nothing of what it owned at `e` changed owner without
     /// a handoff, and handoffs away from it are flipped out of what it claims (it claims
     /// what it serves). Its claims count after the newest ones, never over them. The life
     /// keeps two lives' equal epochs apart: `since` compares only with the same life's.
-    fn honoured_claimants(&self, epoch: u64) -> BTreeSet<NodeId> {
-        let newest: Vec<&Member> = self
-            .members
-            .values()
-            .filter(|m| m.epoch_seen == epoch)
-            .collect();
+    ///
+    /// What nobody reports is a table newer than the newest reported: if it declared a node
+    /// dead, every node that has it is gone. A node is declared dead only after a member of
+    /// each table it may hold acknowledged a suspects list naming it, and a member holding
+    /// that list either still holds it (and reports it here) or holds the newer table too
+    /// (the NameNode sends the list that drops the dead node after the table that does).
+    /// So a claimant on a reported suspects list is not believed, even at the newest epoch.
+    fn counted_claimants(&self, epoch: u64) -> BTreeSet<NodeId> {
+        let suspected = self.suspected();
         let mut counted: BTreeSet<NodeId> = self
             .members
             .iter()
-            .filter(|(_, m)| m.epoch_seen == epoch)
+            .filter(|(id, m)| m.epoch_seen == epoch && !suspected.contains(*id))
             .map(|(id, _)| id.clone())
             .collect();
-        let Some(life) = newest.first().map(|m| m.reported_life) else {
+        let Some(life) = self.newest_life(epoch) else {
             return counted;
         };
-        if epoch == 0 || life == 0 || newest.iter().any(|m| m.reported_life != life) {
-            return counted;
-        }
         for (id, m) in &self.members {
             let behind = m.epoch_seen > 0 && m.epoch_seen < epoch && m.reported_life == life;
-            let kept = behind
-                && newest.iter().all(|w| {
-                    w.reported_since
-                        .get(id)
-                        .is_some_and(|&since| since > 0 && since <= m.epoch_seen)
-                });
-            if kept {
+            if behind && !suspected.contains(id) && self.kept_since(epoch, id, m.epoch_seen) {
                 counted.insert(id.clone());
             }
         }
         counted
+    }
+
+    /// Slots handed, on an order of the newest tables' life, to a member whose own claims do
+    /// not count (its table is older than its membership, or it has none: its welcome was
+    /// lost with the NameNode): the order came after it became a member when the newest
+    /// tables keep it a member since the order's epoch or earlier, so the process that got
+    /// the order holds what the source handed it. If that process died since, the data died
+    /// with it and its successor holds nothing (a miss, never an older value). As (slot,
+    /// target).
+    fn handed_to_uncounted(
+        &self,
+        epoch: u64,
+        counted: &BTreeSet<NodeId>,
+        suspected: &BTreeSet<NodeId>,
+    ) -> Vec<(u16, NodeId)> {
+        let Some(life) = self.newest_life(epoch) else {
+            return Vec::new();
+        };
+        self.handed_at_start
+            .iter()
+            .filter(|(_, h)| {
+                !counted.contains(&h.to)
+                    && !suspected.contains(&h.to)
+                    && self.members.contains_key(&h.to)
+                    && self
+                        .members
+                        .get(&h.from)
+                        .is_some_and(|m| m.reported_life == life && m.epoch_seen >= h.epoch)
+                    && self.kept_since(epoch, &h.to, h.epoch)
+            })
+            .map(|(&s, h)| (s, h.to.clone()))
+            .collect()
     }
 
     /// Ends the startup grace: publishes the first table and welcomes everyone registered.
@@ -118,13 +183,19 @@ impl Membership {
         // wins where it is made, but it may never be made (that owner restarted empty, or
         // did not come back): the stale claim would then serve values older than writes
         // acknowledged since. Its claims count only when the newest table shows it has
-        // been a member without a break since its own (`honoured_claimants`); otherwise its
-        // slots wait like unclaimed ones, and it drops them (a miss, never older).
+        // been a member without a break since its own (`counted_claimants`); otherwise its
+        // slots wait like unclaimed ones, and it drops them (a miss, never older). Nor do
+        // the claims of a node on someone's suspects list.
         // Equal epochs: the last in id order, as before; a move between them may be
         // half-flipped and both keep what they hold.
-        let counted = self.honoured_claimants(epoch);
+        let counted = self.counted_claimants(epoch);
+        let suspected = self.suspected();
         let mut claimed = vec![false; SLOT_COUNT];
-        for (id, m) in self.members.iter().filter(|(_, m)| m.epoch_seen == epoch) {
+        for (id, m) in self
+            .members
+            .iter()
+            .filter(|(id, m)| m.epoch_seen == epoch && counted.contains(*id))
+        {
             for &(start, end) in &m.reported {
                 if let (Some(a), Some(b)) = (Slot::new(start), Slot::new(end)) {
                     table.assign(a..=b, Some(id));
@@ -134,9 +205,14 @@ impl Membership {
         }
         // Slots handed over while this NameNode was down and reported during the grace go
         // to their target where nobody claims them (it registered before the flip).
-        for (s, to) in self.handed_claims(&counted) {
+        let mut handed: Vec<(u16, NodeId)> = self
+            .handed_claims(&counted)
+            .map(|(s, to)| (s, to.clone()))
+            .collect();
+        handed.extend(self.handed_to_uncounted(epoch, &counted, &suspected));
+        for (s, to) in handed {
             if let (false, Some(slot)) = (claimed[s as usize], Slot::new(s)) {
-                table.assign(slot..=slot, Some(to));
+                table.assign(slot..=slot, Some(&to));
                 claimed[s as usize] = true;
             }
         }
@@ -178,7 +254,7 @@ impl Membership {
                 .iter()
                 .flat_map(|&(a, b)| a..=b)
                 .filter(|&s| {
-                    m.epoch_seen < epoch
+                    (m.epoch_seen < epoch || suspected.contains(id))
                         && Slot::new(s).is_some_and(|slot| table.owner(slot) != Some(id))
                 })
                 .collect();
@@ -214,6 +290,7 @@ impl Membership {
             m.since = epoch;
             m.reported_life = 0;
             m.reported_since = BTreeMap::new();
+            m.reported_suspects = BTreeSet::new();
         }
         let publication = Arc::new(Publication {
             table,

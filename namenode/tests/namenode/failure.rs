@@ -199,6 +199,7 @@ async fn a_half_closed_connection_is_closed_and_the_node_removed() -> Result<()>
             draining: false,
             life: 0,
             since: Vec::new(),
+            suspects: Vec::new(),
         };
         wr.write_all(&chkv_common::encode_line(&register)?).await?;
         let mut lines = rd.lines();

@@ -42,6 +42,7 @@ fn register(id: &str, epoch_seen: u64, owned: Option<Vec<(u16, u16)>>) -> Vec<u8
         draining: false,
         life: 0,
         since: Vec::new(),
+        suspects: Vec::new(),
     })
     .expect("encodes")
 }

@@ -195,6 +195,7 @@ impl FakeDataNode {
             draining: false,
             life: 0,
             since: Vec::new(),
+            suspects: Vec::new(),
         };
         wr.write_all(&encode_line(&register)?).await?;
 

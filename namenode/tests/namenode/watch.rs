@@ -157,6 +157,7 @@ async fn bad_lines_are_answered_with_an_error_and_a_close() -> Result<()> {
         draining: false,
         life: 0,
         since: Vec::new(),
+        suspects: Vec::new(),
         };
         wr.write_all(&encode_line(&register)?).await?;
         let line = tokio::time::timeout(WAIT, rd.lines().next_line())

@@ -385,6 +385,7 @@ fn a_new_process_drops_slots_it_took_before_registering() {
             draining: false,
             life: 0,
             members_since: Vec::new(),
+            suspects: Vec::new(),
         },
         now,
     );

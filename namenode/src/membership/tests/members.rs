@@ -79,6 +79,7 @@ fn an_epoch_at_the_limit_never_wraps() {
             draining: false,
             life: 0,
             members_since: Vec::new(),
+            suspects: Vec::new(),
         },
         t0,
     );

@@ -35,6 +35,7 @@ fn register(conn: u64, id: &str, port: u16) -> Event {
         draining: false,
         life: 0,
         members_since: Vec::new(),
+        suspects: Vec::new(),
     }
 }
 
@@ -202,6 +203,7 @@ fn reregister(conn: u64, id: &str, port: u16, table: &SlotTable) -> Event {
         draining: false,
         life: 0,
         members_since: Vec::new(),
+        suspects: Vec::new(),
     }
 }
 
@@ -227,6 +229,7 @@ fn leased(conn: u64, id: &str, port: u16, table: Option<&SlotTable>) -> Event {
         draining: false,
         life: 0,
         members_since: Vec::new(),
+        suspects: Vec::new(),
     }
 }
 
