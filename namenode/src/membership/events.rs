@@ -98,6 +98,7 @@ impl Membership {
                     self.fence_earlier_life();
                 }
                 // Before this NameNode's first table, the node holds one of an earlier life.
+                let joined = self.published.as_ref().map_or(0, |p| p.epoch());
                 let possible = if running {
                     self.published.clone().map(|p| vec![p])
                 } else {
@@ -119,10 +120,10 @@ impl Membership {
                         welcomed_epoch: None,
                         possible,
                         flush,
-                        joined_epoch: self.published.as_ref().map_or(0, |p| p.epoch()),
+                        joined_epoch: joined,
                         // The same epoch (the first table sets it for those of the startup
                         // grace): see `Member::since`.
-                        since: self.published.as_ref().map_or(0, |p| p.epoch()),
+                        since: joined,
                         reported_life: told.life,
                         reported_since: told.since,
                         reported_suspects: told.suspects,

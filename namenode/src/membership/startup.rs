@@ -32,12 +32,7 @@ impl Membership {
                 }
             }
         }
-        let newest: BTreeSet<NodeId> = self
-            .members
-            .iter()
-            .filter(|(_, m)| m.epoch_seen == epoch)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let newest: BTreeSet<NodeId> = self.reporting(epoch).map(|(id, _)| id.clone()).collect();
         for (s, _) in self.handed_claims(&newest) {
             if !covered[s as usize] {
                 covered[s as usize] = true;
@@ -59,6 +54,13 @@ impl Membership {
             .map(|(&s, h)| (s, &h.to))
     }
 
+    /// The members that reported a table at `epoch`.
+    fn reporting(&self, epoch: u64) -> impl Iterator<Item = (&NodeId, &Member)> + '_ {
+        self.members
+            .iter()
+            .filter(move |(_, m)| m.epoch_seen == epoch)
+    }
+
     /// The nodes some member reports on its suspects list: each was silent through every
     /// probe in the life that sent the list, and may have been declared dead after it (by
     /// a table nobody reports: its new owners may have died with the NameNode).
@@ -73,11 +75,7 @@ impl Membership {
     /// epoch reports one and the same life; else `None`, and nothing behind the newest epoch
     /// can be vouched for.
     fn newest_life(&self, epoch: u64) -> Option<u64> {
-        let mut lives = self
-            .members
-            .values()
-            .filter(|m| m.epoch_seen == epoch)
-            .map(|m| m.reported_life);
+        let mut lives = self.reporting(epoch).map(|(_, m)| m.reported_life);
         let life = lives.next()?;
         (epoch > 0 && life != 0 && lives.all(|l| l == life)).then_some(life)
     }
@@ -85,14 +83,11 @@ impl Membership {
     /// Whether every newest table (at `epoch`, of `life`) lists `id` as a member since an
     /// epoch no later than `at`: a member without a break from `at` to the newest table.
     fn kept_since(&self, epoch: u64, id: &NodeId, at: u64) -> bool {
-        self.members
-            .values()
-            .filter(|m| m.epoch_seen == epoch)
-            .all(|w| {
-                w.reported_since
-                    .get(id)
-                    .is_some_and(|&since| since > 0 && since <= at)
-            })
+        self.reporting(epoch).all(|(_, w)| {
+            w.reported_since
+                .get(id)
+                .is_some_and(|&since| since > 0 && since <= at)
+        })
     }
 
     /// The members whose claims count after a restart: those at the newest reported epoch
@@ -118,12 +113,10 @@ impl Membership {
     /// that list either still holds it (and reports it here) or holds the newer table too
     /// (the NameNode sends the list that drops the dead node after the table that does).
     /// So a claimant on a reported suspects list is not believed, even at the newest epoch.
-    fn counted_claimants(&self, epoch: u64) -> BTreeSet<NodeId> {
-        let suspected = self.suspected();
+    fn counted_claimants(&self, epoch: u64, suspected: &BTreeSet<NodeId>) -> BTreeSet<NodeId> {
         let mut counted: BTreeSet<NodeId> = self
-            .members
-            .iter()
-            .filter(|(id, m)| m.epoch_seen == epoch && !suspected.contains(*id))
+            .reporting(epoch)
+            .filter(|(id, _)| !suspected.contains(*id))
             .map(|(id, _)| id.clone())
             .collect();
         let Some(life) = self.newest_life(epoch) else {
@@ -188,13 +181,12 @@ impl Membership {
         // the claims of a node on someone's suspects list.
         // Equal epochs: the last in id order, as before; a move between them may be
         // half-flipped and both keep what they hold.
-        let counted = self.counted_claimants(epoch);
         let suspected = self.suspected();
+        let counted = self.counted_claimants(epoch, &suspected);
         let mut claimed = vec![false; SLOT_COUNT];
         for (id, m) in self
-            .members
-            .iter()
-            .filter(|(id, m)| m.epoch_seen == epoch && counted.contains(*id))
+            .reporting(epoch)
+            .filter(|(id, _)| counted.contains(*id))
         {
             for &(start, end) in &m.reported {
                 if let (Some(a), Some(b)) = (Slot::new(start), Slot::new(end)) {
