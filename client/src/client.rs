@@ -554,23 +554,18 @@ impl Shared {
         let mut sent: Vec<Sent> = Vec::new();
         {
             let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
-            let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
-            for (i, (target, _)) in parts.iter().enumerate() {
-                let node = match target {
-                    Target::Slot(slot) => routes.owner_index(*slot),
-                    Target::Any => routes
-                        .any()
-                        .and_then(|p| routes.nodes.iter().position(|n| Arc::ptr_eq(n, p))),
-                };
-                match node {
-                    Some(n) => match groups.iter_mut().find(|(g, _)| *g == n) {
-                        Some((_, members)) => members.push(i),
-                        None => groups.push((n, vec![i])),
-                    },
-                    None => again.push((i, Error::NoCluster("no DataNode owns the slot".into()))),
-                }
-            }
+            let groups = split::group(0..parts.len(), |i| match parts[i].0 {
+                Target::Slot(slot) => routes.owner_index(slot),
+                Target::Any => routes
+                    .any()
+                    .and_then(|p| routes.nodes.iter().position(|n| Arc::ptr_eq(n, p))),
+            });
             for (node, members) in groups {
+                let Some(node) = node else {
+                    let unowned = || Error::NoCluster("no DataNode owns the slot".into());
+                    again.extend(members.into_iter().map(|i| (i, unowned())));
+                    continue;
+                };
                 let pool = &routes.nodes[node];
                 let mut data = BytesMut::new();
                 for &i in &members {

@@ -32,7 +32,7 @@ pub struct Routing {
 }
 
 /// Where a slot is served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Owner {
     Local,
     Remote(u16),

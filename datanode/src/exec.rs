@@ -495,7 +495,7 @@ fn share_reply(bytes: &[u8]) -> Frame {
 
 /// The shares of a splittable `req`, grouped by `owner` of each key's slot: the owner, the
 /// key positions (in the request's order) and the share as a request of its own.
-fn shares<O: PartialEq>(
+fn shares<O: Eq + std::hash::Hash + Clone>(
     req: &Request,
     mut owner: impl FnMut(u16) -> O,
 ) -> Vec<(O, Vec<usize>, Request)> {
