@@ -74,7 +74,25 @@ pub struct TxState {
     /// In a cluster, on a plain connection: the watch held on the node that owns the watched
     /// keys, over a connection of this session's own (see `exec::plan_remote_watch`).
     pub remote: Option<RemoteWatch>,
+    /// What the connection's last transaction left for its next (see [`TxState::recycle`]).
+    spare: Spare,
 }
+
+/// A finished transaction's allocations, kept for the connection's next MULTI: its queue's
+/// emptied vectors and a few small request copies to queue into. A client that sends
+/// MULTI/.../EXEC again and again then allocates nothing to queue its commands.
+#[derive(Default)]
+struct Spare {
+    cmds: Vec<Request>,
+    specs: Vec<Option<Resolved>>,
+    requests: Vec<Request>,
+}
+
+/// At most this many commands' room is kept from one transaction for the next, and this
+/// many request copies (each small, see [`Request::reusable`]): at most a few kilobytes a
+/// connection, whatever its transactions were.
+const SPARE_COMMANDS: usize = 8;
+const SPARE_REQUESTS: usize = 4;
 
 /// A WATCH held on another node for a plain connection.
 pub struct RemoteWatch {
@@ -93,8 +111,9 @@ pub struct RemoteWatch {
 pub struct Queue {
     pub cmds: Vec<Request>,
     /// Each queued command's spec and id, as [`super::resolve_for`] found them when it was
-    /// queued, so EXEC does not look the commands up again.
-    pub specs: Vec<Resolved>,
+    /// queued, so EXEC does not look the commands up again (always `Some`: the type is the
+    /// one [`run_tx`] takes, which finds them itself otherwise).
+    pub specs: Vec<Option<Resolved>>,
     bytes: usize,
     /// An error while queuing: EXEC fails with `-EXECABORT`.
     pub aborted: bool,
@@ -113,6 +132,44 @@ pub struct Watching {
 impl TxState {
     pub fn in_multi(&self) -> bool {
         self.queue.is_some()
+    }
+
+    /// MULTI: an empty queue, in the last transaction's vectors.
+    fn begin(&mut self) {
+        self.queue = Some(Queue {
+            cmds: std::mem::take(&mut self.spare.cmds),
+            specs: std::mem::take(&mut self.spare.specs),
+            bytes: 0,
+            aborted: false,
+        });
+    }
+
+    /// A copy of `req` to queue, made in a finished transaction's request when one is kept.
+    fn copy(&mut self, req: &Request) -> Request {
+        match self.spare.requests.pop() {
+            Some(mut r) => {
+                r.clone_from(req);
+                r
+            }
+            None => req.clone(),
+        }
+    }
+
+    /// Takes back a transaction's queue once it ran (or was discarded): small vectors are
+    /// kept emptied for the next MULTI, and a few small requests to copy into.
+    pub fn recycle(&mut self, mut cmds: Vec<Request>, specs: Option<Vec<Option<Resolved>>>) {
+        if cmds.capacity() <= SPARE_COMMANDS {
+            for r in cmds.drain(..) {
+                if self.spare.requests.len() < SPARE_REQUESTS && r.reusable() {
+                    self.spare.requests.push(r);
+                }
+            }
+            self.spare.cmds = cmds;
+        }
+        if let Some(mut specs) = specs.filter(|s| s.capacity() <= SPARE_COMMANDS) {
+            specs.clear();
+            self.spare.specs = specs;
+        }
     }
 
     /// Makes the next EXEC fail with `-EXECABORT`.
@@ -162,8 +219,11 @@ pub fn in_multi(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
         return Frame::err("ERR transaction too large");
     }
     q.bytes += size;
-    q.cmds.push(req.clone());
-    q.specs.push((spec, cmd_id));
+    q.specs.push(Some((spec, cmd_id)));
+    let cmd = ctx.session.tx.copy(req);
+    if let Some(q) = ctx.session.tx.queue.as_mut() {
+        q.cmds.push(cmd);
+    }
     Frame::simple("QUEUED")
 }
 
@@ -185,14 +245,15 @@ fn multi(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
     if ctx.session.tx.in_multi() {
         return Err(Frame::err("ERR MULTI calls can not be nested"));
     }
-    ctx.session.tx.queue = Some(Queue::default());
+    ctx.session.tx.begin();
     Ok(Frame::ok())
 }
 
 fn discard(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
-    if ctx.session.tx.queue.take().is_none() {
+    let Some(q) = ctx.session.tx.queue.take() else {
         return Err(Frame::err("ERR DISCARD without MULTI"));
-    }
+    };
+    ctx.session.tx.recycle(q.cmds, Some(q.specs));
     unwatch_all(ctx.node, &mut ctx.session.tx);
     Ok(Frame::ok())
 }
@@ -205,7 +266,9 @@ fn exec(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
         unwatch_all(ctx.node, &mut ctx.session.tx);
         return Err(ERR_EXECABORT);
     }
-    Ok(run_tx(ctx, &q.cmds, Some(&q.specs)))
+    let reply = run_tx(ctx, &q.cmds, Some(&q.specs));
+    ctx.session.tx.recycle(q.cmds, Some(q.specs));
+    Ok(reply)
 }
 
 fn watch(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
@@ -360,7 +423,7 @@ fn tx_slots_resolved(
 /// of their replies, a null array when a watched key changed, or `-EXECABORT` when memory
 /// is short for a command that needs it. `specs`: each command's spec, when the queue found
 /// them already (`None`: they are looked up here).
-pub fn run_tx(ctx: &mut Ctx<'_>, cmds: &[Request], specs: Option<&[Resolved]>) -> Frame {
+pub fn run_tx(ctx: &mut Ctx<'_>, cmds: &[Request], specs: Option<&[Option<Resolved>]>) -> Frame {
     let watch = ctx.session.tx.watch.take();
     let reply = run_tx_watched(ctx, cmds, specs, watch.as_ref());
     if let Some(w) = watch {
@@ -373,7 +436,7 @@ pub fn run_tx(ctx: &mut Ctx<'_>, cmds: &[Request], specs: Option<&[Resolved]>) -
 fn run_tx_watched(
     ctx: &mut Ctx<'_>,
     cmds: &[Request],
-    specs: Option<&[Resolved]>,
+    specs: Option<&[Option<Resolved>]>,
     watch: Option<&Watching>,
 ) -> Frame {
     if watch.is_some_and(|w| w.watcher.is_dirty()) {
@@ -382,12 +445,16 @@ fn run_tx_watched(
     // Like Redis: a transaction with a command that may use memory is refused as a whole
     // when memory cannot be made; eviction runs here, before the locks are taken.
     // Each command is looked up once (when queued, or here) and run with what was found.
-    let specs: Vec<Option<Resolved>> = match specs {
-        Some(s) if s.len() == cmds.len() => s.iter().copied().map(Some).collect(),
-        _ => cmds
-            .iter()
-            .map(|c| super::resolve_for(ctx.session, c).ok())
-            .collect(),
+    let found: Vec<Option<Resolved>>;
+    let specs: &[Option<Resolved>] = match specs {
+        Some(s) if s.len() == cmds.len() => s,
+        _ => {
+            found = cmds
+                .iter()
+                .map(|c| super::resolve_for(ctx.session, c).ok())
+                .collect();
+            &found
+        }
     };
     let any = |flag| specs.iter().any(|r| r.is_some_and(|(s, _)| s.has(flag)));
     let needs_memory = any(DENYOOM);
@@ -410,7 +477,7 @@ fn run_tx_watched(
             "EXECABORT Transaction discarded because of: NOREPLICAS Not enough good replicas to write.",
         );
     }
-    let _lock = ctx.node.db.lock_tx(tx_slots_resolved(cmds, &specs, watch));
+    let _lock = ctx.node.db.lock_tx(tx_slots_resolved(cmds, specs, watch));
     if let Some(w) = watch {
         let now = ctx.now;
         let expired = w.keys.iter().any(|k| {
@@ -426,7 +493,7 @@ fn run_tx_watched(
     let was_running = std::mem::replace(&mut ctx.session.tx.running, true);
     let replies = cmds
         .iter()
-        .zip(&specs)
+        .zip(specs)
         .map(|(c, resolved)| match *resolved {
             Some((spec, id)) => super::run_command_resolved(ctx, c, spec, id),
             None => run_command(ctx, c),
@@ -512,6 +579,49 @@ mod tests {
         h.run(&["multi"]);
         h.run(&["incr", "x"]);
         assert_eq!(h.run(&["exec"]), Frame::Array(vec![int(11)]));
+    }
+
+    /// A connection's next transaction queues into what its last one left: the queue's
+    /// vectors and its request copies (no allocation to queue a command), and the results
+    /// are those of fresh copies. A large transaction leaves nothing behind.
+    #[test]
+    fn a_transaction_queues_into_the_last_ones_allocations() {
+        let mut h = Harness::new();
+        h.run(&["multi"]);
+        h.run(&["set", "a", "1"]);
+        h.run(&["incr", "counter"]);
+        assert_eq!(h.run(&["exec"]), Frame::Array(vec![Frame::ok(), int(1)]));
+        let spare = &h.session.tx.spare;
+        assert_eq!((spare.requests.len(), spare.cmds.len()), (2, 0));
+        let kept: Vec<*const u8> = spare.requests.iter().map(|r| r.arg(0).as_ptr()).collect();
+        let room = spare.cmds.capacity();
+        h.run(&["multi"]);
+        h.run(&["incrby", "counter", "5"]);
+        h.run(&["get", "a"]);
+        let q = h.session.tx.queue.as_ref().expect("in MULTI");
+        assert_eq!(q.cmds.capacity(), room, "the last queue's vector");
+        let used: Vec<*const u8> = q.cmds.iter().map(|r| r.arg(0).as_ptr()).collect();
+        assert_eq!(used, [kept[1], kept[0]], "copied into the kept requests");
+        assert_eq!(h.run(&["exec"]), Frame::Array(vec![int(6), bulk("1")]));
+        // DISCARD gives its queue back too.
+        h.run(&["multi"]);
+        h.run(&["set", "a", "2"]);
+        assert_eq!(h.run(&["discard"]), Frame::ok());
+        assert_eq!(h.session.tx.spare.requests.len(), 2);
+        assert_eq!(h.run(&["get", "a"]), bulk("1"));
+        // A transaction larger than what is kept leaves no vectors behind, and the requests
+        // kept stay few.
+        h.run(&["multi"]);
+        for i in 0..2 * SPARE_COMMANDS {
+            h.run(&["set", &format!("k{i}"), "v"]);
+        }
+        let Frame::Array(replies) = h.run(&["exec"]) else {
+            panic!("EXEC's array")
+        };
+        assert_eq!(replies.len(), 2 * SPARE_COMMANDS);
+        let spare = &h.session.tx.spare;
+        assert_eq!((spare.cmds.capacity(), spare.specs.capacity()), (0, 0));
+        assert!(spare.requests.len() <= SPARE_REQUESTS);
     }
 
     /// A second connection on the same node, for changes that a watch must see.

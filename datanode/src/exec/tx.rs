@@ -188,7 +188,7 @@ pub fn plan_tx(
     node: &Node,
     session: &mut Session,
     cmds: Vec<Request>,
-    specs: Option<Vec<multi::Resolved>>,
+    specs: Option<Vec<Option<multi::Resolved>>>,
 ) -> Planned {
     let abort = |session: &mut Session, f: Frame| {
         multi::unwatch_all(node, &mut session.tx);
@@ -319,6 +319,7 @@ pub fn plan_tx(
         now: now_ms(),
     };
     let reply = multi::run_tx(&mut ctx, &cmds, specs.as_deref());
+    session.tx.recycle(cmds, specs);
     if leased && !node.lease.serving() {
         return Planned::Now(crate::lease::ERR_LEASE_LOST);
     }

@@ -63,8 +63,12 @@ fn perr(s: impl Into<String>) -> ParseError {
 /// 5170-5620 copied (pipeline 16, one worker, `perf stat`).
 const COPY_MAX: usize = 512;
 
+/// A handled request's argument list is kept for the next one when it has room for at most
+/// this many arguments.
+const ARGS_KEPT: usize = 64;
+
 /// One command: its arguments, as ranges of one buffer.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Request {
     buf: ReqBuf,
     args: Vec<Range<usize>>,
@@ -74,10 +78,45 @@ pub struct Request {
 
 /// A request's bytes: its own (small requests, inline commands) or a part of the read
 /// buffer (large ones).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum ReqBuf {
     Owned(Vec<u8>),
     Shared(Bytes),
+}
+
+impl Clone for ReqBuf {
+    fn clone(&self) -> Self {
+        match self {
+            ReqBuf::Owned(v) => ReqBuf::Owned(v.clone()),
+            ReqBuf::Shared(b) => ReqBuf::Shared(b.clone()),
+        }
+    }
+
+    /// Copies into this buffer's own allocation when both are owned.
+    fn clone_from(&mut self, source: &Self) {
+        match (self, source) {
+            (ReqBuf::Owned(mine), ReqBuf::Owned(theirs)) => mine.clone_from(theirs),
+            (me, source) => *me = source.clone(),
+        }
+    }
+}
+
+impl Clone for Request {
+    fn clone(&self) -> Self {
+        Request {
+            buf: self.buf.clone(),
+            args: self.args.clone(),
+            wire: self.wire,
+        }
+    }
+
+    /// Copies `source` into this request's allocations (a transaction's queue copies each
+    /// command into a request a finished transaction left, see `cmd::multi`).
+    fn clone_from(&mut self, source: &Self) {
+        self.buf.clone_from(&source.buf);
+        self.args.clone_from(&source.args);
+        self.wire = source.wire;
+    }
 }
 
 impl std::ops::Deref for ReqBuf {
@@ -133,6 +172,15 @@ impl Request {
             self.args.push(v.len()..v.len() + a.len());
             v.extend_from_slice(a);
         }
+    }
+
+    /// Whether keeping this request to copy others into ([`Clone::clone_from`]) holds
+    /// little memory, by the rule the parser keeps its buffers by: its bytes are its own
+    /// (not a part of a read buffer), room for at most [`COPY_MAX`] of them and for at most
+    /// [`ARGS_KEPT`] arguments.
+    pub fn reusable(&self) -> bool {
+        matches!(&self.buf, ReqBuf::Owned(v) if v.capacity() <= COPY_MAX)
+            && self.args.capacity() <= ARGS_KEPT
     }
 
     /// Number of arguments, the command name included.
@@ -241,7 +289,7 @@ impl Parser {
                 self.spare_buf = v;
             }
         }
-        if args.capacity() <= 64 {
+        if args.capacity() <= ARGS_KEPT {
             args.clear();
             self.spare_args = args;
         }
@@ -604,6 +652,35 @@ mod tests {
         let copy = last.clone();
         p.recycle(last);
         assert_eq!(copy.arg(1), b"k2", "a clone keeps its own bytes");
+    }
+
+    /// A clone made into another request's allocations is the same request; an owned
+    /// buffer is reused, a shared one (part of a read buffer) is not kept.
+    #[test]
+    fn cloned_into_a_kept_request() {
+        let mut kept = Request::from_args(["SET", "some-longer-key", "value"]);
+        assert!(kept.reusable());
+        let addr = kept.buf.as_ptr();
+        let small = Request::from_args(["INCR", "n"]);
+        kept.clone_from(&small);
+        assert_eq!(kept.iter().collect::<Vec<_>>(), [&b"INCR"[..], b"n"]);
+        assert_eq!(kept.buf.as_ptr(), addr, "copied into the kept buffer");
+        let mut input = BytesMut::new();
+        let big = vec![b'v'; COPY_MAX];
+        input.extend_from_slice(format!("*2\r\n$3\r\nGET\r\n${}\r\n", big.len()).as_bytes());
+        input.extend_from_slice(&big);
+        input.extend_from_slice(b"\r\n");
+        let shared = Parser::new()
+            .next(&mut input, &Limits::default(), true)
+            .ok()
+            .flatten()
+            .expect("GET");
+        assert!(!shared.reusable(), "a part of a read buffer is not kept");
+        kept.clone_from(&shared);
+        assert_eq!((kept.arg(0), kept.arg(1)), (&b"GET"[..], &big[..]));
+        assert!(!kept.reusable());
+        let wide = Request::from_args((0..ARGS_KEPT + 1).map(|i| i.to_string()));
+        assert!(!wide.reusable(), "too many arguments to keep");
     }
 
     fn args(v: &[&str]) -> Vec<Vec<u8>> {
