@@ -478,6 +478,12 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
     let mut over_soft_since = None;
     let mut routing = node.routing();
     let mut last_batch = 0u64;
+    // One wait for the server's stop for the connection's life, polled by every wait below:
+    // a wait made afresh for each read registered and unregistered itself each time (about
+    // 240 instructions a request at pipeline 1). It is polled no more once it has finished:
+    // both waits return then.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         if node.config_generation() != limits_generation {
             (limits_generation, limits, out_limits) = current_limits(node);
@@ -609,7 +615,7 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
             let ended = tokio::select! {
                 _ = replies.resolve_into(node, session, &mut out) => false,
                 _ = until_closed(sock, &mut inbuf, limits.max_query_buffer) => true,
-                _ = stop.changed() => true,
+                _ = &mut stopped => true,
             };
             if ended {
                 return Ok(());
@@ -669,7 +675,7 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
                 node.stats.net_input_bytes.add(n as u64);
             }
             _ = pushed(session.pubsub.as_ref()) => {}
-            _ = stop.changed() => return Ok(()),
+            _ = &mut stopped => return Ok(()),
         }
     }
 }
