@@ -9,14 +9,15 @@ use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// What CLIENT LIST/INFO shows about one connection, shared with its task.
 pub struct ClientInfo {
     pub id: u64,
     pub addr: SocketAddr,
     pub laddr: SocketAddr,
-    pub created: Instant,
+    /// When the connection was made, a [`crate::clock::stamp`]: each round of its requests
+    /// reads its age ([`ClientInfo::age_secs`]) at the cost of a tick read.
+    created: u64,
     /// Seconds since `created` at the last command.
     pub last_active: AtomicU64,
     /// Index of the last command in the command table.
@@ -36,12 +37,18 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// Whole seconds since the connection was made, on the clock `last_active` is kept by.
+    #[inline]
+    pub fn age_secs(&self) -> u64 {
+        crate::clock::elapsed_us(self.created) / 1_000_000
+    }
+
     pub fn new(id: u64, addr: SocketAddr, laddr: SocketAddr) -> ClientInfo {
         ClientInfo {
             id,
             addr,
             laddr,
-            created: Instant::now(),
+            created: crate::clock::stamp(),
             last_active: AtomicU64::new(0),
             last_cmd: AtomicU32::new(u32::MAX),
             resp: AtomicU32::new(2),

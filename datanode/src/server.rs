@@ -628,7 +628,7 @@ async fn serve_session<S: AsyncRead + AsyncWrite + Unpin>(
             session
                 .client
                 .last_active
-                .store(session.client.created.elapsed().as_secs(), Relaxed);
+                .store(session.client.age_secs(), Relaxed);
         }
         if !out.is_empty() {
             // When other connections are busy too, let every one with a request ready run

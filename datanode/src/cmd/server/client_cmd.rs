@@ -414,7 +414,7 @@ fn client_help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
 
 /// The CLIENT LIST line for client `c` (Redis's field names).
 pub(crate) fn describe(c: &crate::client::ClientInfo) -> String {
-    let age = c.created.elapsed().as_secs();
+    let age = c.age_secs();
     let idle = age.saturating_sub(c.last_active.load(Relaxed));
     let text = |m: &parking_lot::Mutex<Option<Bytes>>| {
         m.lock()
