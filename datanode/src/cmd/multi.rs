@@ -88,6 +88,19 @@ struct Spare {
     requests: Vec<Request>,
 }
 
+impl Spare {
+    /// A copy of `req` to queue, made in a finished transaction's request when one is kept.
+    fn copy(&mut self, req: &Request) -> Request {
+        match self.requests.pop() {
+            Some(mut r) => {
+                r.clone_from(req);
+                r
+            }
+            None => req.clone(),
+        }
+    }
+}
+
 /// At most this many commands' room is kept from one transaction for the next, and this
 /// many request copies (each small, see [`Request::reusable`]): at most a few kilobytes a
 /// connection, whatever its transactions were.
@@ -142,17 +155,6 @@ impl TxState {
             bytes: 0,
             aborted: false,
         });
-    }
-
-    /// A copy of `req` to queue, made in a finished transaction's request when one is kept.
-    fn copy(&mut self, req: &Request) -> Request {
-        match self.spare.requests.pop() {
-            Some(mut r) => {
-                r.clone_from(req);
-                r
-            }
-            None => req.clone(),
-        }
     }
 
     /// Takes back a transaction's queue once it ran (or was discarded): small vectors are
@@ -220,10 +222,7 @@ pub fn in_multi(ctx: &mut Ctx<'_>, req: &Request) -> Frame {
     }
     q.bytes += size;
     q.specs.push(Some((spec, cmd_id)));
-    let cmd = ctx.session.tx.copy(req);
-    if let Some(q) = ctx.session.tx.queue.as_mut() {
-        q.cmds.push(cmd);
-    }
+    q.cmds.push(ctx.session.tx.spare.copy(req));
     Frame::simple("QUEUED")
 }
 
