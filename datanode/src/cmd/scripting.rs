@@ -11,7 +11,7 @@
 
 use super::{flags::*, spec, CommandSpec, Ctx, Reply, NO_KEYS};
 use crate::lua::library::ScriptFlags;
-use crate::lua::{eval_keys, sha1hex, ERR_NOSCRIPT};
+use crate::lua::{eval_keys, sha1hex, sha_name, ERR_NOSCRIPT};
 use crate::resp::{Frame, Request};
 use run::{check_flags, declared_slots, run_flagged, CmdHost, Run};
 
@@ -81,18 +81,19 @@ fn run_eval(ctx: &mut Ctx<'_>, req: &Request, by_sha: bool, ro: bool) -> Reply {
     let mut g = scripting.engine::<CmdHost>()?;
     let eng = g.get();
     let (sha, compiled) = if by_sha {
-        let sha = String::from_utf8_lossy(req.arg(1)).to_ascii_lowercase();
-        let compiled = match eng.script(&sha) {
+        let mut buf = [0; 40];
+        let sha = sha_name(req.arg(1), &mut buf).ok_or(ERR_NOSCRIPT)?;
+        let compiled = match eng.script(sha) {
             Some(c) => c,
             None => {
                 let body = scripting.script_body(sha.as_bytes());
                 match body {
-                    Some(body) => eng.compile(&sha, &body)?,
+                    Some(body) => eng.compile(sha, &body)?,
                     None => return Err(ERR_NOSCRIPT),
                 }
             }
         };
-        (sha, compiled)
+        (sha.to_string(), compiled)
     } else {
         let body = req.arg(1);
         let sha = sha1hex(body);

@@ -56,6 +56,19 @@ const BUSY_FUNCTION: Frame = Frame::err(
     "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.",
 );
 
+/// A script's name as the caches key it (its sha1 in lower case), from the name a client
+/// gave in any case, written into `buf`; `None` for what cannot be a sha1 (not 40 bytes, or
+/// not UTF-8), which no script is named. No allocation: EVALSHA looks its script up by it.
+pub fn sha_name<'a>(given: &[u8], buf: &'a mut [u8; 40]) -> Option<&'a str> {
+    if given.len() != buf.len() {
+        return None;
+    }
+    for (b, g) in buf.iter_mut().zip(given) {
+        *b = g.to_ascii_lowercase();
+    }
+    std::str::from_utf8(buf).ok()
+}
+
 /// The SHA1 of `body`, in lower-case hex (a script's name).
 pub fn sha1hex(body: &[u8]) -> String {
     sha1_smol::Sha1::from(body).digest().to_string()
@@ -363,13 +376,14 @@ impl Scripting {
 
     /// The body of a cached script (SCRIPT LOAD, EVAL), by its sha in any case.
     pub fn script_body(&self, sha: &[u8]) -> Option<Bytes> {
-        let sha = String::from_utf8_lossy(sha).to_ascii_lowercase();
-        self.cache.lock().get(&sha).cloned()
+        let mut buf = [0; 40];
+        let sha = sha_name(sha, &mut buf)?;
+        self.cache.lock().get(sha).cloned()
     }
 
     pub fn script_exists(&self, sha: &[u8]) -> bool {
-        let sha = String::from_utf8_lossy(sha).to_ascii_lowercase();
-        self.cache.lock().contains_key(&sha)
+        let mut buf = [0; 40];
+        sha_name(sha, &mut buf).is_some_and(|sha| self.cache.lock().contains_key(sha))
     }
 
     /// SCRIPT FLUSH: no script survives, and every Lua state starts over.
@@ -564,6 +578,27 @@ pub fn allowed_while_busy(req: &Request) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sha_is_named_in_lower_case_and_nothing_else_is_a_sha() {
+        let mut buf = [0; 40];
+        let sha = sha1hex(b"return 1");
+        let upper = sha.to_ascii_uppercase();
+        assert_eq!(sha_name(upper.as_bytes(), &mut buf), Some(sha.as_str()));
+        assert_eq!(sha_name(sha.as_bytes(), &mut buf), Some(sha.as_str()));
+        assert_eq!(sha_name(&upper.as_bytes()[1..], &mut buf), None);
+        assert_eq!(sha_name(format!("{sha}0").as_bytes(), &mut buf), None);
+        assert_eq!(sha_name(b"", &mut buf), None);
+        assert_eq!(sha_name(&[0xff; 40], &mut buf), None);
+        let s = Scripting::default();
+        s.remember(&sha, b"return 1").unwrap();
+        assert!(s.script_exists(upper.as_bytes()));
+        assert_eq!(
+            s.script_body(upper.as_bytes()).as_deref(),
+            Some(&b"return 1"[..])
+        );
+        assert!(!s.script_exists(&upper.as_bytes()[..39]));
+    }
 
     fn run(s: &Scripting, is_eval: bool, wrote: bool) -> Arc<RunInfo> {
         s.register(RunInfo::new(
