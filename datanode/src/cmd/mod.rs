@@ -700,7 +700,7 @@ fn acl_check(
         username: String::from_utf8_lossy(&session.user).into_owned(),
         created: now,
         updated: now,
-        client_info: server::client_cmd::describe(&session.client),
+        client_info: server::client_cmd::describe(&session.client, true),
     });
     Err(Frame::error(reply))
 }

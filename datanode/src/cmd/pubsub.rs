@@ -823,7 +823,7 @@ mod tests {
              *4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$7\r\nnothing\r\n$2\r\nhi\r\n\
              *3\r\n$8\r\nsmessage\r\n$5\r\nshard\r\n$1\r\ns\r\n"
         );
-        let text = crate::cmd::server::client_cmd::describe(&h.session.client);
+        let text = crate::cmd::server::client_cmd::describe(&h.session.client, true);
         assert!(text.contains("flags=P db=0 sub=2 psub=1 ssub=1"), "{text}");
         // A closed connection's subscriptions are forgotten.
         h.node.unregister_client(h.session.client.id);

@@ -241,7 +241,7 @@ fn authenticate(ctx: &mut Ctx<'_>, user: &[u8], pass: &[u8]) -> Result<(), Frame
         username: String::from_utf8_lossy(&user[..user.len().min(128)]).into_owned(),
         created: ctx.now,
         updated: ctx.now,
-        client_info: client_cmd::describe(&ctx.session.client),
+        client_info: client_cmd::describe(&ctx.session.client, true),
     });
     Err(ERR_WRONGPASS)
 }

@@ -164,6 +164,40 @@ async fn client_info_names_the_subcommand() {
     .await
 }
 
+/// `idle=` counts from a connection's last command, and the connection asking is running
+/// one: Redis shows it idle 0 in its own CLIENT INFO and CLIENT LIST line.
+#[tokio::test]
+async fn the_client_asking_is_not_idle() {
+    bounded(async {
+        let s = start().await;
+        let me = &mut connect(s.addr()).await;
+        let other = &mut connect(s.addr()).await;
+        let other_id: i64 = q(other, &["CLIENT", "ID"]).await;
+        let my_id: i64 = q(me, &["CLIENT", "ID"]).await;
+        // Both connections' last commands are now over a second old.
+        tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+        let field = |line: &str, name: &str| -> u64 {
+            line.split(' ')
+                .find_map(|f| f.strip_prefix(name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in {line}"))
+        };
+        let info: String = q(me, &["CLIENT", "INFO"]).await;
+        assert!(field(&info, "age=") >= 1, "{info}");
+        assert_eq!(field(&info, "idle="), 0, "{info}");
+        let list: String = q(me, &["CLIENT", "LIST"]).await;
+        let line = |id: i64| {
+            list.lines()
+                .find(|l| l.starts_with(&format!("id={id} ")))
+                .unwrap_or_else(|| panic!("no client {id} in {list}"))
+                .to_string()
+        };
+        assert_eq!(field(&line(my_id), "idle="), 0, "{list}");
+        assert!(field(&line(other_id), "idle=") >= 1, "{list}");
+    })
+    .await
+}
+
 #[tokio::test]
 async fn info_cpu_header() {
     bounded(async {

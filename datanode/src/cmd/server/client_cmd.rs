@@ -350,7 +350,7 @@ fn client_list(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
         if ids.as_ref().is_none_or(|v| v.contains(&c.id))
             && pubsub_only.is_none_or(|p| p == subscribed)
         {
-            out.push_str(&describe(&c));
+            out.push_str(&describe(&c, c.id == ctx.session.client.id));
             out.push('\n');
         }
     }
@@ -358,7 +358,7 @@ fn client_list(ctx: &mut Ctx<'_>, req: &Request) -> Reply {
 }
 
 fn client_info(ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
-    let mut s = describe(&ctx.session.client);
+    let mut s = describe(&ctx.session.client, true);
     s.push('\n');
     Ok(Frame::Verbatim(Bytes::from(s)))
 }
@@ -412,10 +412,16 @@ fn client_help(_ctx: &mut Ctx<'_>, _req: &Request) -> Reply {
     ])
 }
 
-/// The CLIENT LIST line for client `c` (Redis's field names).
-pub(crate) fn describe(c: &crate::client::ClientInfo) -> String {
+/// The CLIENT LIST line for client `c` (Redis's field names). `running`: `c` is the
+/// connection running this command, so not idle (Redis's `idle=0`; its `last_active` is
+/// kept once a round of its commands is over).
+pub(crate) fn describe(c: &crate::client::ClientInfo, running: bool) -> String {
     let age = c.age_secs();
-    let idle = age.saturating_sub(c.last_active.load(Relaxed));
+    let idle = if running {
+        0
+    } else {
+        age.saturating_sub(c.last_active.load(Relaxed))
+    };
     let text = |m: &parking_lot::Mutex<Option<Bytes>>| {
         m.lock()
             .as_ref()
