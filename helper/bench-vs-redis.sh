@@ -45,7 +45,9 @@ then SET and GET with -d 32 (--groups and --sizes still choose). "x chkv-plain" 
 TLS rps / its plaintext rps.
 
 Columns: requests/s per server (medians); x redis and x valkey = chkv rps / that server's
-rps (>1: chkv faster); best = the same for each server's fastest round (interference from
+rps (>1: chkv faster); paired = the median over rounds of the same ratio within a round
+(the servers of a round run seconds apart, so a slow spell of the machine weighs on both
+sides); best = the same for each server's fastest round (interference from
 other processes only ever slows a run down, so on a shared machine the fastest round is the
 least disturbed); p99 latency in ms; server CPU time (user + system, from /proc) per
 request (steadier than requests/s on a noisy machine).
@@ -369,6 +371,21 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" -v tests="$TESTS_I
         return m
     }
     function ratio(x, y) { return (y + 0 > 0 && x != "") ? sprintf("%.2f", x / y) : "n/a" }
+    # The median over rounds of chkv / that server in the same round: the servers of one
+    # round run seconds apart, so a slow spell of the machine that spans a round slows
+    # both sides of its ratio (a paired comparison), where the ratio of the medians pairs
+    # rounds the noise treated differently.
+    function paired(x, y,    n, m, i, a, b, r, out) {
+        n = split(vals[x], a, " "); m = split(vals[y], b, " ")
+        if (n == 0 || n != m) return "n/a"
+        out = ""
+        for (i = 1; i <= n; i++) {
+            if (b[i] + 0 <= 0) return "n/a"
+            out = out " " (a[i] / b[i])
+        }
+        vals["paired"] = out
+        return sprintf("%.2f", median("paired"))
+    }
     function num(x, fmt) { return x == "" ? "n/a" : sprintf(fmt, x) }
     {
         for (m = 5; m <= 8; m++) {
@@ -381,7 +398,7 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" -v tests="$TESTS_I
         nsv = split(servers, SV, " ")
         head = "test\tpipeline\tsize"
         for (s = 1; s <= nsv; s++) head = head "\t" SV[s] " rps"
-        for (s = 2; s <= nsv; s++) head = head "\tx " SV[s] "\tbest x " SV[s]
+        for (s = 2; s <= nsv; s++) head = head "\tx " SV[s] "\tpaired x " SV[s] "\tbest x " SV[s]
         for (s = 1; s <= nsv; s++) head = head "\t" SV[s] " p99 ms"
         for (s = 1; s <= nsv; s++) head = head "\t" SV[s] " cpu us/req"
         print head
@@ -395,7 +412,7 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" -v tests="$TESTS_I
                 row = T[k] "\t" P[i] "\t" D[j]
                 for (s = 1; s <= nsv; s++) row = row "\t" num(median(SV[s] base 5), "%.0f")
                 for (s = 2; s <= nsv; s++)
-                    row = row "\t" ratio(median(SV[1] base 5), median(SV[s] base 5)) "\t" ratio(best(SV[1] base 5), best(SV[s] base 5))
+                    row = row "\t" ratio(median(SV[1] base 5), median(SV[s] base 5)) "\t" paired(SV[1] base 5, SV[s] base 5) "\t" ratio(best(SV[1] base 5), best(SV[s] base 5))
                 for (s = 1; s <= nsv; s++) row = row "\t" num(median(SV[s] base 7), "%.3f")
                 for (s = 1; s <= nsv; s++) row = row "\t" num(median(SV[s] base 8), "%.2f")
                 print row
@@ -404,7 +421,7 @@ awk -F, -v pipelines="${PIPELINES[*]}" -v sizes="${SIZES[*]}" -v tests="$TESTS_I
     }' "$RESULTS" >"$TABLE"
 
 params="redis-benchmark$( ((TLS)) && echo ' --tls (chkv and redis: TLS ports, client certificates; chkv-plain: the same chkv process, plaintext port)') -c $CLIENTS -r $KEYSPACE, -n $REQ_P1 (P1) / $REQ_P16 (P16), median of $RUNS alternating rounds; $(nproc 2>/dev/null || echo '?') CPUs shared by client and servers"
-legend="x redis / x valkey = chkv rps / that server's rps (>1: chkv faster); best = the same for each server's best round (noise only slows a run down, so the best round is the least disturbed); cpu = server CPU time (user + system) per request"
+legend="x redis / x valkey = chkv rps / that server's rps (>1: chkv faster), of the medians; paired = the median of the rounds' own ratios; best = the same for each server's best round (noise only slows a run down, so the best round is the least disturbed); cpu = server CPU time (user + system) per request"
 ((TLS)) && legend+="; x chkv-plain = chkv's TLS rps / its plaintext rps (<1: what TLS costs)"
 versions="chkv: $CHKV_BIN${CHKV_ARGS:+ $CHKV_ARGS}$(git -C "$CHKV_ROOT" rev-parse --short HEAD 2>/dev/null | sed 's/^/ @ /' || true); redis: $(redis-server --version | awk '{print $3}')${VALKEY_BIN:+; valkey: $("$VALKEY_BIN" --version | awk '{print $3}')}"
 
