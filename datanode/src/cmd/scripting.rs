@@ -481,6 +481,15 @@ mod tests {
             matches!(&e, Frame::Error(t) if t.contains("nonexistent global variable 'KEYS'")),
             "{e:?}"
         );
+        // Nor after a script that failed, by its own error or a command's.
+        for script in ["error('x')", "return redis.call('nosuchcommand')"] {
+            assert!(h.run(&["eval", script, "1", "k3", "a3"]).is_error());
+            let e = h.run(&["fcall", "g", "0"]);
+            assert!(
+                matches!(&e, Frame::Error(t) if t.contains("nonexistent global variable 'KEYS'")),
+                "{script}: {e:?}"
+            );
+        }
     }
 
     #[test]

@@ -105,8 +105,12 @@ pub(crate) struct Engine {
     real: Table,
     /// The read-only `_G` scripts and libraries see.
     env: Table,
-    /// Prelude: `run(f, is_eval, keys, args)` and `load_run(f)`.
-    runner: Function,
+    /// The error handler scripts and functions run under (a failure's `{err=...}` table).
+    handler: Function,
+    /// The names KEYS and ARGV, held so that setting them finds them interned.
+    keys_name: mlua::String,
+    argv_name: mlua::String,
+    /// Prelude: `load_run(f)`.
     loader: Function,
     /// The node's script-cache epoch this engine was made in (SCRIPT FLUSH starts over).
     pub epoch: u64,
@@ -234,19 +238,29 @@ impl Engine {
             .load(include_str!("prelude.lua"))
             .set_name(PRELUDE_NAME)
             .into_function()?;
-        let (env, runner, loader): (Table, Function, Function) =
-            prelude.call((real.clone(), loadenv, rawcall, handler, killed, KILLED))?;
+        let (env, loader): (Table, Function) = prelude.call((
+            real.clone(),
+            loadenv,
+            rawcall,
+            handler.clone(),
+            killed,
+            KILLED,
+        ))?;
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY),
             hook::<H>,
         );
         let scripts_lua = lua.create_table()?;
         let libs_lua = lua.create_table()?;
+        let keys_name = lua.create_string("KEYS")?;
+        let argv_name = lua.create_string("ARGV")?;
         Ok(Engine {
             lua,
             real,
             env,
-            runner,
+            handler,
+            keys_name,
+            argv_name,
             loader,
             epoch,
             scripts_lua,
@@ -435,16 +449,57 @@ impl Engine {
         enter: impl FnOnce() -> G,
     ) -> mlua::Result<(bool, Value)> {
         let current = enter();
-        // The keys and arguments tables are made on Lua's stack, and the prelude's `run`
-        // gets them there (an EVAL script sees them as the globals KEYS and ARGV).
+        // The script runs under the error handler straight from here (no Lua function in
+        // between, no closure per call): an EVAL script as `f()` with the keys and
+        // arguments tables as the globals KEYS and ARGV while it runs, a function as
+        // `f(keys, args)`. What is left is whether it returned, and its result or the
+        // handler's error table.
         // SAFETY: the closure runs protected (a Lua error unwinds to `exec_raw`) and holds
-        // nothing to drop; it pushes at most 3 values beyond what it checks room for.
+        // nothing to drop. Its stack starts as [real, handler, f, "KEYS", "ARGV"] and
+        // grows by at most 5 beyond what it checks room for; it ends as [ok, result].
         let out: mlua::Result<(bool, Value)> = unsafe {
-            self.lua.exec_raw((&self.runner, f, is_eval), |state| {
+            let args = (
+                &self.real,
+                &self.handler,
+                f,
+                &self.keys_name,
+                &self.argv_name,
+            );
+            self.lua.exec_raw(args, |state| {
+                const REAL: std::ffi::c_int = 1;
+                const HANDLER: std::ffi::c_int = 2;
+                const F: std::ffi::c_int = 3;
+                const KEYS: std::ffi::c_int = 4;
+                const ARGV: std::ffi::c_int = 5;
                 ffi::luaL_checkstack(state, 8, std::ptr::null());
-                push_array(state, req, keys.clone());
-                push_array(state, req, keys.end..req.len());
-                ffi::lua_call(state, 4, 2);
+                let nargs = if is_eval {
+                    ffi::lua_pushvalue(state, KEYS);
+                    push_array(state, req, keys.clone());
+                    ffi::lua_rawset(state, REAL);
+                    ffi::lua_pushvalue(state, ARGV);
+                    push_array(state, req, keys.end..req.len());
+                    ffi::lua_rawset(state, REAL);
+                    ffi::lua_pushvalue(state, F);
+                    0
+                } else {
+                    ffi::lua_pushvalue(state, F);
+                    push_array(state, req, keys.clone());
+                    push_array(state, req, keys.end..req.len());
+                    2
+                };
+                let status = ffi::lua_pcall(state, nargs, 1, HANDLER);
+                if is_eval {
+                    for name in [KEYS, ARGV] {
+                        ffi::lua_pushvalue(state, name);
+                        ffi::lua_pushnil(state);
+                        ffi::lua_rawset(state, REAL);
+                    }
+                }
+                // [real, handler, f, KEYS, ARGV, result] -> [ok, result]
+                ffi::lua_replace(state, HANDLER);
+                ffi::lua_pushboolean(state, std::ffi::c_int::from(status == 0));
+                ffi::lua_replace(state, REAL);
+                ffi::lua_settop(state, 2);
             })
         };
         drop(current);
@@ -456,7 +511,7 @@ impl Engine {
             let _ = self.lua.gc_step_kbytes(GC_STEP_KB);
         }
         if is_eval && out.is_err() {
-            // The prelude clears them once the script has run; not when it failed itself.
+            // Cleared above once the script has run; not when setting them up failed.
             let _ = self.real.raw_set("KEYS", Value::Nil);
             let _ = self.real.raw_set("ARGV", Value::Nil);
         }

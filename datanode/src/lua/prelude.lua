@@ -1,7 +1,9 @@
 -- CHKV's Lua sandbox, run once when an engine starts, before any script. It receives the
 -- runtime globals (`real`, filled by Rust with the standard and Redis libraries), the
 -- load-time globals of FUNCTION LOAD (`loadenv`) and the Rust helpers, and returns the
--- functions Rust calls. Scripts see `env`, an empty read-only view of `real`:
+-- scripts' globals and the function Rust loads libraries with (Rust runs scripts and
+-- functions itself, KEYS and ARGV set in `real`, `handler` the error handler). Scripts see
+-- `env`, an empty read-only view of `real`:
 -- - reading a missing global is an error, and so is creating or changing one;
 -- - the library tables (redis, string, cjson, ...) are read-only views too;
 -- - `setmetatable`, `rawset`, `getfenv`, `setfenv` and `loadstring` cannot reach around
@@ -136,20 +138,6 @@ real.xpcall = function(f, h)
 end
 
 
--- Runs a script (`is_eval`: `f()` with KEYS and ARGV as globals while it runs) or a
--- function (`f(keys, args)`).
-local function run(f, is_eval, keys, args)
-  if is_eval then
-    rawset(real, 'KEYS', keys)
-    rawset(real, 'ARGV', args)
-    local ok, out = xpcall(f, handler)
-    rawset(real, 'KEYS', nil)
-    rawset(real, 'ARGV', nil)
-    return ok, out
-  end
-  return xpcall(function() return f(keys, args) end, handler)
-end
-
 -- Runs a library's code with the load-time globals.
 local function load_run(f)
   envmeta.__index = loadenv
@@ -158,4 +146,4 @@ local function load_run(f)
   return ok, err
 end
 
-return env, run, load_run
+return env, load_run
