@@ -17,7 +17,7 @@
 //! error as such a table; `redis.pcall` returns it.
 //!
 //! Beside the engine here:
-//! - `call`: `rawcall`, the core of `redis.call` and `redis.pcall`, on Lua's stack.
+//! - `call`: `redis.call` and `redis.pcall`, on Lua's stack.
 //! - `api`: the `redis` table's functions, registered into a state.
 //! - `convert`: a script's result as a reply.
 
@@ -230,22 +230,14 @@ impl Engine {
         register_load_api(&lua, &load_redis)?;
         loadenv.raw_set("redis", load_redis)?;
 
-        // SAFETY: `rawcall` is a Lua C function (see there).
-        let rawcall = unsafe { lua.create_c_function(rawcall::<H>)? };
         let handler = lua.create_function(error_handler)?;
         let killed = lua.create_function(|_, ()| Ok(H::killed()))?;
         let prelude = lua
             .load(include_str!("prelude.lua"))
             .set_name(PRELUDE_NAME)
             .into_function()?;
-        let (env, loader): (Table, Function) = prelude.call((
-            real.clone(),
-            loadenv,
-            rawcall,
-            handler.clone(),
-            killed,
-            KILLED,
-        ))?;
+        let (env, loader): (Table, Function) =
+            prelude.call((real.clone(), loadenv, handler.clone(), killed, KILLED))?;
         lua.set_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY),
             hook::<H>,

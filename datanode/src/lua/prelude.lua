@@ -10,26 +10,12 @@
 --   the views, and `loadstring` refuses binary chunks;
 -- - `pcall`/`xpcall` cannot swallow SCRIPT KILL: once the script is being killed they
 --   raise the kill again as they return.
-local real, loadenv, rawcall, handler, killed, killmsg = ...
+local real, loadenv, handler, killed, killmsg = ...
 local select = select
 local redis = rawget(real, 'redis')
 
 local error, type, tostring, rawset, setmetatable, getmetatable = error, type, tostring, rawset, setmetatable, getmetatable
 local getfenv, setfenv, loadstring, pcall, xpcall = getfenv, setfenv, loadstring, pcall, xpcall
-
--- redis.call raises a command's error (a table {err = ...}, as Redis does); redis.pcall
--- returns it. `rawcall` (Rust) returns the reply and whether it is an error.
-redis.call = function(...)
-  local reply, failed = rawcall(...)
-  if failed then
-    error(reply, 0)
-  end
-  return reply
-end
-
-redis.pcall = function(...)
-  return (rawcall(...))
-end
 
 local readonly = setmetatable({}, { __mode = 'k' })
 

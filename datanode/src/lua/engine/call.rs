@@ -2,20 +2,22 @@
 
 use super::*;
 
-/// `rawcall(...)`, the core of `redis.call` and `redis.pcall`, as a Lua C function: the
-/// arguments are read straight off Lua's stack into one request, the command runs, and its
-/// reply is pushed as Lua values, followed by whether it is an error table. (mlua's callback
-/// machinery made a Lua reference per argument and per value and cost more than most
-/// commands themselves.)
+/// `redis.call(...)` (`RAISE`) and `redis.pcall(...)` as Lua C functions: the arguments
+/// are read straight off Lua's stack into one request, the command runs, and its reply is
+/// pushed as a Lua value. A command's error is a table `{err = ...}`, which `redis.call`
+/// raises and `redis.pcall` returns. (mlua's callback machinery made a Lua reference per
+/// argument and per value and cost more than most commands themselves; a Lua wrapper
+/// raising the error cost a Lua call more for each command.)
 ///
 /// # Safety
-/// Called by Lua only, as a C function. The only Lua error it raises itself (no script
-/// running) is raised before any Rust value needing a drop exists. Pushing the reply
-/// allocates, which cannot fail (mlua's allocator aborts when memory runs out); a
+/// Called by Lua only, as a C function. The Lua errors it raises itself (no script running,
+/// `redis.call`'s failed command) are raised when no Rust value needing a drop exists: the
+/// work is done in [`reply_on_stack`], whose values are gone once it returns. Pushing the
+/// reply allocates, which cannot fail (mlua's allocator aborts when memory runs out); a
 /// collection step it triggers could run a script's `__gc` metamethod (`newproxy`) that
 /// raises an error, which would unwind through here as it would through mlua's own
 /// callbacks, leaking the rest of the reply.
-pub(super) unsafe extern "C-unwind" fn rawcall<H: Host>(
+pub(super) unsafe extern "C-unwind" fn rawcall<H: Host, const RAISE: bool>(
     state: *mut ffi::lua_State,
 ) -> std::ffi::c_int {
     if !H::running() {
@@ -25,6 +27,20 @@ pub(super) unsafe extern "C-unwind" fn rawcall<H: Host>(
         );
         ffi::lua_error(state);
     }
+    match reply_on_stack::<H>(state) {
+        None => 0,
+        Some(true) if RAISE => ffi::lua_error(state),
+        Some(_) => 1,
+    }
+}
+
+/// Runs the command made of the `n` values on Lua's stack and leaves its reply there as the
+/// only value: whether it is an error table (`None`: no room for it, nothing left).
+///
+/// # Safety
+/// `state` is the running Lua state, in a C function called by Lua.
+#[inline(never)]
+unsafe fn reply_on_stack<H: Host>(state: *mut ffi::lua_State) -> Option<bool> {
     let n = ffi::lua_gettop(state);
     let outcome = match request_from_stack(state, n) {
         Err(msg) => Err(msg),
@@ -39,27 +55,26 @@ pub(super) unsafe extern "C-unwind" fn rawcall<H: Host>(
     // The arguments are copied: their stack room goes to the reply.
     ffi::lua_settop(state, 0);
     if ffi::lua_checkstack(state, 8) == 0 {
-        return 0;
+        return None;
     }
-    match outcome {
+    Some(match outcome {
         Err(msg) => {
             push_error_table(state, msg.as_bytes(), false);
-            ffi::lua_pushboolean(state, 1);
+            true
         }
         Ok((Frame::Error(e), _)) => {
             // Counted already: the script's reply passing it on is not counted again.
             push_error_table(state, e.as_bytes(), true);
-            ffi::lua_pushboolean(state, 1);
+            true
         }
         Ok((f, resp3)) => {
             push_frame(state, f, resp3, 0);
-            ffi::lua_pushboolean(state, 0);
+            false
         }
-    }
-    2
+    })
 }
 
-/// The request `rawcall`'s `n` arguments make, or the error for a bad argument.
+/// The request `redis.call`'s `n` arguments make, or the error for a bad argument.
 ///
 /// # Safety
 /// `state` is the running Lua state with `n` values on its stack.
