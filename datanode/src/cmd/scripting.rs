@@ -525,12 +525,17 @@ mod tests {
         // Redis's "EVAL does not leak in the Lua stack": collection steps as scripts run.
         let mut h = Harness::new();
         h.run(&["script", "flush"]);
-        for _ in 0..10_000 {
+        // Redis's test reads the size once at the end; here it must stay under the bound
+        // all along (Lua's collector, unhelped, lets the state double before a cycle).
+        let mut most = 0;
+        for i in 0..10_000 {
             h.run(&["eval", "return redis.call('incr', KEYS[1])", "1", "x"]);
+            if i % 100 == 0 {
+                most = most.max(h.node.scripting.used_memory());
+            }
         }
         assert_eq!(h.run(&["get", "x"]), bulk("10000"));
-        let used = h.node.scripting.used_memory();
-        assert!(used < 100 * 1024, "{used}");
+        assert!(most < 100 * 1024, "{most}");
     }
 
     #[test]

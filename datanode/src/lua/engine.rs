@@ -41,11 +41,15 @@ pub use convert::lua_to_frame;
 const HOOK_EVERY: u32 = 10_000;
 /// FUNCTION LOAD's time limit for running a library's code (Redis's).
 pub const LOAD_TIMEOUT: Duration = Duration::from_millis(500);
-/// Every this many scripts, a step of Lua's garbage collector, like Redis...
-const GC_EVERY: u32 = 50;
-/// ...as big as this many kilobytes of allocation would trigger (Redis steps 50; a script
-/// here allocates far less than 1 KB in Lua, and a smaller step keeps the state as small).
-const GC_STEP_KB: std::ffi::c_int = 10;
+/// Lua's garbage collector starts a cycle once the state has grown to this percentage of
+/// what the last cycle left live (Lua's default is 200). Its collection is incremental,
+/// paid in small steps as scripts allocate; nothing else drives it. (Redis, and CHKV
+/// before, also stepped it by hand every 50 scripts: each such step takes a debt of
+/// kilobytes that Lua pays at once, and restarts a finished cycle, so a cycle ran every
+/// few dozen scripts whatever they allocated: 1,100 to 1,400 of EVALSHA's 19,000
+/// instructions. At 150 the state stays within Redis's "EVAL does not leak in the Lua
+/// stack" bound of 100 KB, which the default's 200 passes only just.)
+const GC_PAUSE: std::ffi::c_int = 150;
 /// Nesting limit when converting a script's result to a reply.
 const MAX_DEPTH: usize = 1000;
 
@@ -122,8 +126,6 @@ pub(crate) struct Engine {
     /// The script found last (clients run the same few scripts over and over): found
     /// again without a lookup in Lua.
     last: Option<(String, Compiled, Function)>,
-    /// Scripts run since the last garbage collection step.
-    runs: u32,
     /// Each loaded library's registry entry, and its closures (lower-case name -> function)
     /// in `libs_lua`.
     libs: HashMap<String, Arc<super::library::Library>>,
@@ -244,6 +246,7 @@ impl Engine {
         );
         let scripts_lua = lua.create_table()?;
         let libs_lua = lua.create_table()?;
+        lua.gc_set_pause(GC_PAUSE);
         let keys_name = lua.create_string("KEYS")?;
         let argv_name = lua.create_string("ARGV")?;
         Ok(Engine {
@@ -258,7 +261,6 @@ impl Engine {
             scripts_lua,
             scripts: HashMap::new(),
             last: None,
-            runs: 0,
             libs: HashMap::new(),
             libs_lua,
             pending: None,
@@ -430,8 +432,7 @@ impl Engine {
     /// called with the keys and arguments tables) with `req`'s arguments `keys` as its keys
     /// and the ones after as its arguments: whether it returned, and its result or its
     /// error (see [`script_reply`]). `enter` makes the script the one running on this thread
-    /// (see [`Host`]) for as long as the guard it returns lives: the call into Lua, not the
-    /// garbage collection step after it.
+    /// (see [`Host`]) for as long as the guard it returns lives: the call into Lua.
     pub fn run<G>(
         &mut self,
         f: &Function,
@@ -495,13 +496,6 @@ impl Engine {
             })
         };
         drop(current);
-        // Like Redis, a step of garbage collection every few scripts keeps the state small
-        // and its collections short (rather than a full cycle now and then).
-        self.runs += 1;
-        if self.runs >= GC_EVERY {
-            self.runs = 0;
-            let _ = self.lua.gc_step_kbytes(GC_STEP_KB);
-        }
         if is_eval && out.is_err() {
             // Cleared above once the script has run; not when setting them up failed.
             let _ = self.real.raw_set("KEYS", Value::Nil);
