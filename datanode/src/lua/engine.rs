@@ -443,13 +443,13 @@ impl Engine {
     ) -> mlua::Result<(bool, Value)> {
         let current = enter();
         // The script runs under the error handler straight from here (no Lua function in
-        // between, no closure per call): an EVAL script as `f()` with the keys and
+        // between, no Lua closure made per call): an EVAL script as `f()` with the keys and
         // arguments tables as the globals KEYS and ARGV while it runs, a function as
         // `f(keys, args)`. What is left is whether it returned, and its result or the
         // handler's error table.
         // SAFETY: the closure runs protected (a Lua error unwinds to `exec_raw`) and holds
         // nothing to drop. Its stack starts as [real, handler, f, "KEYS", "ARGV"] and
-        // grows by at most 5 beyond what it checks room for; it ends as [ok, result].
+        // grows by at most 4, within the 8 it checks room for; it ends as [ok, result].
         let out: mlua::Result<(bool, Value)> = unsafe {
             let args = (
                 &self.real,
