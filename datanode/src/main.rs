@@ -218,13 +218,20 @@ fn main() -> anyhow::Result<()> {
     if let Err(e) = chkv_datanode::busypoll::install(args.busy_poll_us) {
         tracing::warn!(error = %e, "busy polling is off");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder
         .worker_threads(threads)
         .on_thread_park(chkv_datanode::busypoll::before_park)
         .on_thread_unpark(chkv_datanode::busypoll::after_unpark)
-        .enable_all()
-        .build()
-        .context("building the tokio runtime")?;
+        .enable_all();
+    // Requests from two connections that one poll finds ready run in the order they
+    // arrived, as Redis runs them: tokio would put each task the I/O driver wakes into the
+    // worker's LIFO slot, bumping the one before it, so the last woken ran first (a client
+    // that sent UNSUBSCRIBE on one connection and then PUBLISH on another saw its message
+    // delivered). `.cargo/config.toml` turns the cfg on.
+    #[cfg(tokio_unstable)]
+    builder.disable_lifo_slot();
+    let rt = builder.build().context("building the tokio runtime")?;
     let shutdown_timeout = std::time::Duration::from_secs(args.shutdown_timeout);
     let exit = rt
         .block_on(async {

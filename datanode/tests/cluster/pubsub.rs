@@ -538,3 +538,58 @@ async fn keyspace_events_are_published_on_the_node_that_holds_the_key() {
     })
     .await
 }
+
+/// Requests that reach the real binary on two connections run in the order they arrived,
+/// also when one poll finds both ready: an UNSUBSCRIBE sent on one connection and then a
+/// PUBLISH on another (neither waiting for the other's reply) delivers nothing, as in
+/// Redis's suite ("PUBLISH/SUBSCRIBE after UNSUBSCRIBE without arguments"). With tokio's
+/// LIFO slot the task woken last ran first and some of these rounds delivered the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_connections_requests_run_in_the_order_they_arrived() {
+    bounded(async {
+        let node = Process::spawn_standalone(&[]).await;
+        let addr = node.addr;
+        let delivered = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let open = || {
+                let s = std::net::TcpStream::connect(addr).expect("connect");
+                s.set_nodelay(true).expect("nodelay");
+                s.set_read_timeout(Some(Duration::from_secs(30)))
+                    .expect("timeout");
+                s
+            };
+            // Reads exactly `n` bytes (the replies here have known sizes).
+            let read_n = |s: &mut std::net::TcpStream, n: usize| {
+                let mut buf = vec![0u8; n];
+                s.read_exact(&mut buf).expect("reply");
+                String::from_utf8_lossy(&buf).into_owned()
+            };
+            let mut delivered = Vec::new();
+            for round in 0..300 {
+                let mut sub = open();
+                let mut publ = open();
+                let ch = format!("ch{round:03}");
+                sub.write_all(&resp(&["SUBSCRIBE", &ch])).expect("send");
+                let want = sub_reply("subscribe", &ch, 1);
+                assert_eq!(read_n(&mut sub, want.len()), want);
+                // Both connections accepted and idle before the two requests go out.
+                publ.write_all(&resp(&["PING"])).expect("send");
+                assert_eq!(read_n(&mut publ, 7), "+PONG\r\n");
+                sub.write_all(&resp(&["UNSUBSCRIBE", &ch])).expect("send");
+                publ.write_all(&resp(&["PUBLISH", &ch, "x"])).expect("send");
+                let got = read_n(&mut publ, 4);
+                if got != ":0\r\n" {
+                    delivered.push(round);
+                }
+            }
+            delivered
+        })
+        .await
+        .expect("the rounds");
+        assert!(
+            delivered.is_empty(),
+            "delivered after UNSUBSCRIBE in rounds {delivered:?}"
+        );
+    })
+    .await;
+}
