@@ -11,7 +11,6 @@
 -- - `pcall`/`xpcall` cannot swallow SCRIPT KILL: once the script is being killed they
 --   raise the kill again as they return.
 local real, loadenv, handler, killed, killmsg = ...
-local select = select
 local redis = rawget(real, 'redis')
 
 local error, type, tostring, rawset, setmetatable, getmetatable = error, type, tostring, rawset, setmetatable, getmetatable

@@ -4,10 +4,10 @@ use super::*;
 
 pub(super) fn register_redis_api<H: Host>(lua: &Lua, redis: &Table) -> mlua::Result<()> {
     register_common(lua, redis)?;
-    // SAFETY: both are Lua C functions (see `rawcall`).
+    // SAFETY: both are Lua C functions (see `redis_call`).
     unsafe {
-        redis.raw_set("call", lua.create_c_function(rawcall::<H, true>)?)?;
-        redis.raw_set("pcall", lua.create_c_function(rawcall::<H, false>)?)?;
+        redis.raw_set("call", lua.create_c_function(redis_call::<H, true>)?)?;
+        redis.raw_set("pcall", lua.create_c_function(redis_call::<H, false>)?)?;
     }
     redis.raw_set(
         "sha1hex",

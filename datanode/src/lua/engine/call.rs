@@ -17,7 +17,7 @@ use super::*;
 /// collection step it triggers could run a script's `__gc` metamethod (`newproxy`) that
 /// raises an error, which would unwind through here as it would through mlua's own
 /// callbacks, leaking the rest of the reply.
-pub(super) unsafe extern "C-unwind" fn rawcall<H: Host, const RAISE: bool>(
+pub(super) unsafe extern "C-unwind" fn redis_call<H: Host, const RAISE: bool>(
     state: *mut ffi::lua_State,
 ) -> std::ffi::c_int {
     if !H::running() {
