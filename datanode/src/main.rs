@@ -231,6 +231,12 @@ fn main() -> anyhow::Result<()> {
     // delivered). `.cargo/config.toml` turns the cfg on.
     #[cfg(tokio_unstable)]
     builder.disable_lifo_slot();
+    #[cfg(not(tokio_unstable))]
+    tracing::warn!(
+        "built without --cfg tokio_unstable (RUSTFLAGS in the build's environment replace \
+         .cargo/config.toml's): requests from two connections that one poll finds ready may \
+         run in the reverse order"
+    );
     let rt = builder.build().context("building the tokio runtime")?;
     let shutdown_timeout = std::time::Duration::from_secs(args.shutdown_timeout);
     let exit = rt
