@@ -282,14 +282,12 @@ fn cat(_ctx: &mut Ctx<'_>, req: &Request) -> Reply {
                     text(&req.arg(2)[..req.arg(2).len().min(128)])
                 )));
             };
-            // Internal subcommands (CLUSTER IMPORT, HANDOFF) exist only on peer sessions:
-            // not named here, as COMMAND does not list them.
             let mut names = Vec::new();
             for top in table() {
                 if categories(top, None) & (1 << i) != 0 {
                     names.push(Frame::bulk_static(top.name));
                 }
-                for sub in top.subcommands.iter().filter(|s| !s.has(INTERNAL)) {
+                for sub in top.subcommands.iter().filter(|s| super::docs::listed(s)) {
                     if categories(sub, Some(top)) & (1 << i) != 0 {
                         names.push(Frame::bulk(format!("{}|{}", top.name, sub.name)));
                     }

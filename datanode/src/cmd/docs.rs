@@ -184,9 +184,10 @@ fn info_entry(parent: Option<&CommandSpec>, c: &CommandSpec) -> Frame {
     ])
 }
 
-/// Whether COMMAND shows `c` to clients: internal subcommands (CLUSTER IMPORT, HANDOFF) do
-/// not exist for them (see `resolve_for`), so introspection does not list them either.
-fn listed(c: &CommandSpec) -> bool {
+/// Whether COMMAND and ACL CAT show `c` to clients: internal subcommands (CLUSTER IMPORT,
+/// HANDOFF) do not exist for them (see `resolve_for`), so introspection does not list them
+/// either.
+pub(super) fn listed(c: &CommandSpec) -> bool {
     !c.has(super::flags::INTERNAL)
 }
 
