@@ -560,44 +560,25 @@ async fn keyspace_events_are_published_on_the_node_that_holds_the_key() {
 async fn two_connections_requests_run_in_the_order_they_arrived() {
     bounded(async {
         let node = Process::spawn_standalone(&[]).await;
-        let addr = node.addr;
-        let delivered = tokio::task::spawn_blocking(move || {
-            use std::io::{Read, Write};
-            let open = || {
-                let s = std::net::TcpStream::connect(addr).expect("connect");
-                s.set_nodelay(true).expect("nodelay");
-                s.set_read_timeout(Some(Duration::from_secs(30)))
-                    .expect("timeout");
-                s
-            };
-            // Reads exactly `n` bytes (the replies here have known sizes).
-            let read_n = |s: &mut std::net::TcpStream, n: usize| {
-                let mut buf = vec![0u8; n];
-                s.read_exact(&mut buf).expect("reply");
-                String::from_utf8_lossy(&buf).into_owned()
-            };
-            let mut delivered = Vec::new();
-            for round in 0..300 {
-                let mut sub = open();
-                let mut publ = open();
-                let ch = format!("ch{round:03}");
-                sub.write_all(&resp(&["SUBSCRIBE", &ch])).expect("send");
-                let want = sub_reply("subscribe", &ch, 1);
-                assert_eq!(read_n(&mut sub, want.len()), want);
-                // Both connections accepted and idle before the two requests go out.
-                publ.write_all(&resp(&["PING"])).expect("send");
-                assert_eq!(read_n(&mut publ, 7), "+PONG\r\n");
-                sub.write_all(&resp(&["UNSUBSCRIBE", &ch])).expect("send");
-                publ.write_all(&resp(&["PUBLISH", &ch, "x"])).expect("send");
-                let got = read_n(&mut publ, 4);
-                if got != ":0\r\n" {
-                    delivered.push(round);
-                }
+        let mut delivered = Vec::new();
+        for round in 0..300 {
+            let mut sub = Raw::connect(node.addr).await;
+            let mut publ = Raw::connect(node.addr).await;
+            for c in [&sub, &publ] {
+                c.sock.set_nodelay(true).expect("nodelay");
             }
-            delivered
-        })
-        .await
-        .expect("the rounds");
+            let ch = format!("ch{round:03}");
+            assert_eq!(
+                show(&sub.cmd(&["SUBSCRIBE", &ch]).await),
+                show(sub_reply("subscribe", &ch, 1).as_bytes())
+            );
+            // Both connections accepted and idle before the two requests go out.
+            assert_eq!(publ.cmd(&["PING"]).await, "+PONG\r\n");
+            sub.send(&resp(&["UNSUBSCRIBE", &ch])).await;
+            if publ.cmd(&["PUBLISH", &ch, "x"]).await != ":0\r\n" {
+                delivered.push(round);
+            }
+        }
         assert!(
             delivered.len() < 30,
             "delivered after UNSUBSCRIBE in {} of 300 rounds: {delivered:?}",
