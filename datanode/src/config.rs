@@ -6,6 +6,10 @@ use std::net::IpAddr;
 pub const DEFAULT_BUSY_THRESHOLD_MS: u64 = 5000;
 /// `tracking-table-max-keys`'s default (Redis's).
 pub const DEFAULT_TRACKING_MAX_KEYS: u64 = 1_000_000;
+/// `tcp-keepalive`'s default, seconds (Redis's).
+pub const DEFAULT_TCP_KEEPALIVE_SECS: u32 = 300;
+/// `--tcp-notsent-lowat`'s default, bytes (see [`crate::server::tune_client_socket`]).
+pub const DEFAULT_TCP_NOTSENT_LOWAT: u32 = 16 * 1024;
 
 /// Runtime configuration of a DataNode.
 #[derive(Clone, Debug)]
@@ -73,6 +77,14 @@ pub struct Config {
     pub min_replicas_max_lag: u32,
     /// `tracking-table-max-keys`: keys CLIENT TRACKING remembers at most (0: no limit).
     pub tracking_table_max_keys: u64,
+    /// `tcp-keepalive`: seconds of silence before a client connection is probed (the
+    /// interval between probes a third of it, three unanswered probes close it, as Redis);
+    /// 0: no probes. Applies to connections accepted after it is set.
+    pub tcp_keepalive_secs: u32,
+    /// `--tcp-notsent-lowat`: most bytes of replies a client connection keeps queued in the
+    /// kernel unsent (behind the client's closed receive window); 0: the kernel's default,
+    /// no limit. See [`crate::server::tune_client_socket`].
+    pub tcp_notsent_lowat: u32,
 }
 
 impl Default for Config {
@@ -107,6 +119,8 @@ impl Default for Config {
             min_replicas_to_write: 0,
             min_replicas_max_lag: 10,
             tracking_table_max_keys: DEFAULT_TRACKING_MAX_KEYS,
+            tcp_keepalive_secs: DEFAULT_TCP_KEEPALIVE_SECS,
+            tcp_notsent_lowat: DEFAULT_TCP_NOTSENT_LOWAT,
         }
     }
 }

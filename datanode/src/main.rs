@@ -117,6 +117,16 @@ struct Args {
     /// its client no wake-up of a sleeping worker, which at pipeline 1 limits throughput.
     #[arg(long, default_value_t = chkv_datanode::busypoll::DEFAULT_MAX_US)]
     busy_poll_us: u32,
+    /// Seconds of silence before a client connection is probed with TCP keepalives (a
+    /// third of it between probes; three unanswered close it); 0: never (Redis's
+    /// tcp-keepalive).
+    #[arg(long, default_value_t = chkv_datanode::config::DEFAULT_TCP_KEEPALIVE_SECS)]
+    tcp_keepalive: u32,
+    /// Most bytes of replies a client connection keeps in the kernel unsent, queued behind
+    /// the client's full receive buffer; the rest waits in the node's own buffer, counted
+    /// by client-output-buffer-limit (0: the kernel's default, no limit).
+    #[arg(long, default_value_t = chkv_datanode::config::DEFAULT_TCP_NOTSENT_LOWAT)]
+    tcp_notsent_lowat: u32,
     /// Password the admin port's `auth` asks for before `k` and `status` [default: the
     /// requirepass].
     #[arg(long, env = "CHKV_ADMIN_PASSWORD")]
@@ -178,6 +188,8 @@ fn main() -> anyhow::Result<()> {
         port: args.port,
         requirepass: args.requirepass.map(String::into_bytes),
         maxclients: args.maxclients,
+        tcp_keepalive_secs: args.tcp_keepalive,
+        tcp_notsent_lowat: args.tcp_notsent_lowat,
         hz: args.hz.clamp(1, 500),
         node_id: args.node_id,
         namenode: args.namenode,

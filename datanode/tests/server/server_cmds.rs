@@ -685,6 +685,16 @@ async fn config_get_and_set() {
         let bad = q_err(c, &["CONFIG", "SET", "maxclients", "70", "port", "1"]).await;
         assert!(bad.starts_with("ERR CONFIG SET failed"), "{bad}");
         assert_eq!(s.node.config().maxclients, 60);
+        // tcp-keepalive is the probe time given to connections accepted from then on.
+        let ka: HashMap<String, String> = q(c, &["CONFIG", "GET", "tcp-keepalive"]).await;
+        assert_eq!(ka, HashMap::from([("tcp-keepalive".into(), "300".into())]));
+        assert_eq!(val(c, &["CONFIG", "SET", "tcp-keepalive", "60"]).await, OK);
+        let ka: HashMap<String, String> = q(c, &["CONFIG", "GET", "tcp-keepalive"]).await;
+        assert_eq!(ka, HashMap::from([("tcp-keepalive".into(), "60".into())]));
+        assert_eq!(s.node.config().tcp_keepalive_secs, 60);
+        assert!(q_err(c, &["CONFIG", "SET", "tcp-keepalive", "-1"])
+            .await
+            .starts_with("ERR CONFIG SET failed (possibly related to argument 'tcp-keepalive')"));
 
         assert_eq!(val(c, &["CONFIG", "RESETSTAT"]).await, OK);
         let stats: String = q(c, &["INFO", "stats"]).await;

@@ -306,8 +306,8 @@ static PARAMS: &[Param] = &[
     },
     Param {
         name: "tcp-keepalive",
-        get: |_| "300".into(),
-        set: None,
+        get: |c| c.tcp_keepalive_secs.to_string(),
+        set: Some(|c, v| set_u31(&mut c.tcp_keepalive_secs, v)),
     },
     Param {
         name: "aclfile",
